@@ -1,0 +1,402 @@
+"""The App: task registry, settings, a backend, and the client API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import typing
+from collections.abc import Callable, Collection, Iterable, Sequence
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from workhorse.backends import Backend, backend_from_url
+from workhorse.backoff import BackoffSpec
+from workhorse.errors import ConfigError, JobCancelled, JobFailed, RunTimeout, UnknownTaskError
+from workhorse.events import EventBus, Handler
+from workhorse.job import (
+    FINISHED_STATES,
+    Event,
+    Job,
+    JobState,
+    NewJob,
+    WorkerInfo,
+    new_job_id,
+)
+from workhorse.settings import Settings, check_name
+from workhorse.task import (
+    JobHandle,
+    Seconds,
+    Task,
+    check_call_options,
+    due_time,
+    make_options,
+    seconds,
+)
+
+if TYPE_CHECKING:
+    from workhorse.sync import SyncApp
+    from workhorse.worker import Worker
+
+log = logging.getLogger("workhorse")
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+
+
+class Workhorse:
+    """``Workhorse(url=None, **settings)``. The URL defaults to ``WORKHORSE_URL``, else an
+    SQLite file under ``./.workhorse/``. Settings are resolved when first needed, so a CLI
+    can still ``configure`` an app that a module created at import time."""
+
+    def __init__(self, url: str | None = None, *, backend: Backend | None = None,
+                 **settings: Any) -> None:
+        self._overrides: dict[str, Any] = {"url": url, **settings}
+        Settings.load(env={}, **self._overrides)  # fail fast on unknown names
+        self._settings: Settings | None = None
+        self._backend = backend
+        self._opened = False
+        self._open_lock: asyncio.Lock | None = None
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.bus = EventBus()
+        self._waiters = _Waiters(self)
+        self._sync: SyncApp | None = None
+
+    # -- configuration -----------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load(**self._overrides)
+        return self._settings
+
+    def configure(self, **settings: Any) -> None:
+        """Override settings (None leaves one as it is); only before the app opens."""
+        if self._opened:
+            raise ConfigError("configure() must be called before the app opens its backend")
+        given = {k: v for k, v in settings.items() if v is not None}
+        Settings.load(env={}, **{**self._overrides, **given})
+        self._overrides.update(given)
+        self._settings = None
+        if "url" in given:
+            self._backend = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = backend_from_url(self.settings.url)
+        return self._backend
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._opened:
+                await self.backend.open()
+                self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self._waiters.close()
+            await self.backend.close()
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def __aenter__(self) -> Workhorse:
+        await self.open()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def _store(self) -> Backend:
+        if not self._opened:
+            await self.open()
+        return self.backend
+
+    # -- registry ----------------------------------------------------------------------
+    @overload
+    def task(self, fn: F, /) -> Task[Any, Any]: ...
+
+    @overload
+    def task(
+        self, *, name: str | None = None, queue: str = "default", retries: int = 0,
+        backoff: BackoffSpec = None, timeout: Seconds | None = None, priority: int = 0,
+        lease: Seconds | None = None,
+    ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+             **options: Any) -> Any:
+        """Register a function (async or sync) as a task: ``@app.task`` or
+        ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=...,
+        lease=...)``."""
+
+        def register(f: Callable[..., Any]) -> Task[Any, Any]:
+            return self.add_task(f, name=name, **options)
+
+        return register(fn) if fn is not None else register
+
+    def add_task(self, fn: Callable[..., Any], *, name: str | None = None,
+                 **options: Any) -> Task[Any, Any]:
+        task_name = name or fn.__name__
+        try:
+            opts = make_options(**options)
+        except TypeError:
+            from workhorse.task import TASK_OPTIONS
+
+            unknown = sorted(set(options) - set(TASK_OPTIONS))
+            raise ConfigError(f"unknown task option(s) {unknown} for {task_name!r}; valid: "
+                              f"{', '.join(TASK_OPTIONS)}") from None
+        if task_name in self.tasks and self.tasks[task_name].fn is not fn:
+            raise ConfigError(f"task {task_name!r} is already registered by "
+                              f"{self.tasks[task_name].fn!r}; give one a name=")
+        task: Task[Any, Any] = Task(self, task_name, fn, opts)
+        self.tasks[task_name] = task
+        return task
+
+    def discover(self, target: str | Path | ModuleType) -> list[Task[Any, Any]]:
+        """Register one task per module of a package (``"myapp.jobs"``) or a folder."""
+        from workhorse.discovery import discover
+
+        return discover(self, target)
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTaskError(name, self.tasks) from None
+
+    def _resolve(self, task: str | Task[Any, Any]) -> Task[Any, Any]:
+        if isinstance(task, Task):
+            return task
+        return self.get_task(task)
+
+    # -- producing ---------------------------------------------------------------------
+    def _new_job(self, task: Task[Any, Any], data: Any, options: dict[str, Any]) -> NewJob:
+        d = task.defaults
+        if options:
+            check_call_options(options)
+            queue = check_name(options.get("queue", d.queue), "queue")
+            retries = options.get("retries", d.retries)
+            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+                raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
+            priority = options.get("priority", d.priority)
+            if isinstance(priority, bool) or not isinstance(priority, int):
+                raise ConfigError(f"priority must be an int, got {priority!r}")
+            key = options.get("dedup_key")
+            return NewJob(
+                new_job_id(), task.name, queue, task.encode(data), priority,
+                seconds(options.get("delay"), "delay") or 0.0, due_time(options.get("at")),
+                retries + 1,
+                seconds(options["timeout"], "timeout") if "timeout" in options else d.timeout,
+                seconds(options["lease"], "lease") if "lease" in options else d.lease,
+                None if key is None else str(key),
+            )
+        return NewJob(new_job_id(), task.name, d.queue, task.encode(data), d.priority,
+                      0.0, None, d.retries + 1, d.timeout, d.lease)
+
+    def _queued(self, new: NewJob) -> None:
+        if self.bus.wants("job.queued"):
+            self.bus.emit(Event("job.queued", new.id, new.task, new.queue, {}, time.time()))
+
+    @overload
+    async def enqueue(self, task: Task[Any, R], data: Any = None,
+                      **options: Any) -> JobHandle[R]: ...
+
+    @overload
+    async def enqueue(self, task: str, data: Any = None, **options: Any) -> JobHandle[Any]: ...
+
+    async def enqueue(self, task: str | Task[Any, Any], data: Any = None,
+                      **options: Any) -> JobHandle[Any]:
+        """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
+        ``timeout``, ``lease``, ``dedup_key``) stay apart from the data."""
+        t = self._resolve(task)
+        new = self._new_job(t, data, options)
+        backend = await self._store()
+        (res,) = await backend.enqueue([new])
+        if res.created:
+            self._queued(new)
+        return JobHandle(self, res.id, t.name, new.queue, res.created, res.state)
+
+    async def enqueue_many(self, task: str | Task[Any, Any], items: Iterable[Any],
+                           **options: Any) -> list[JobHandle[Any]]:
+        """Enqueue one job per item of ``items`` in one round trip."""
+        t = self._resolve(task)
+        news = [self._new_job(t, data, options) for data in items]
+        if not news:
+            return []
+        backend = await self._store()
+        results = await backend.enqueue(news)
+        out = []
+        for new, res in zip(news, results, strict=True):
+            if res.created:
+                self._queued(new)
+            out.append(JobHandle(self, res.id, t.name, new.queue, res.created, res.state))
+        return out
+
+    async def run(self, task: str | Task[Any, Any], data: Any = None, *,
+                  timeout: float | None = None, **options: Any) -> Any:
+        """Enqueue, wait, and return the result; raise ``JobFailed`` (with the remote
+        type, message and traceback), ``JobCancelled`` or ``RunTimeout``. ``timeout`` bounds
+        the wait and, unless ``options`` says otherwise, the attempt too."""
+        t = self._resolve(task)
+        if timeout is not None and "timeout" not in options:
+            options["timeout"] = timeout
+        handle = await self.enqueue(t, data, **options)
+        job = await self.wait(handle.id, timeout)
+        return self.result_of(job)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job is finished and return its record."""
+        await self._store()
+        return await self._waiters.wait(job_id, timeout)
+
+    def result_of(self, job: Job) -> Any:
+        if job.state is JobState.COMPLETED:
+            task = self.tasks.get(job.task)
+            return job.result if task is None else task.typed_result(job.result)
+        if job.state is JobState.CANCELLED:
+            raise JobCancelled(job)
+        if job.state is JobState.FAILED:
+            raise JobFailed(job)
+        raise ConfigError(f"job {job.id} is {job.state}, not finished")
+
+    # -- inspecting and controlling ----------------------------------------------------
+    async def get_job(self, job_id: str) -> Job | None:
+        return await (await self._store()).get(job_id)
+
+    async def jobs(self, *, queue: str | None = None, state: JobState | str | None = None,
+                   task: str | None = None, limit: int = 50, offset: int = 0) -> list[Job]:
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        st = None if state is None else _state(state)
+        return await (await self._store()).query(queue=queue, state=st, task=task,
+                                                 limit=limit, offset=offset)
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        return await (await self._store()).counts(queues)
+
+    async def cancel(self, job_id: str) -> JobState | None:
+        """Cancel a queued job now; ask an active one to stop. None if there is no job."""
+        return await (await self._store()).cancel(job_id)
+
+    async def retry(self, job_id: str) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts."""
+        return await (await self._store()).retry(job_id)
+
+    async def purge(self, *, states: Collection[JobState | str] = tuple(FINISHED_STATES),
+                    older_than: Seconds | None = None, keep_last: int | None = None,
+                    queue: str | None = None) -> int:
+        """Delete finished jobs older than ``older_than`` or beyond the newest
+        ``keep_last`` per state."""
+        sts = {_state(s) for s in states}
+        if sts - FINISHED_STATES:
+            raise ConfigError("purge deletes finished jobs only: completed, failed, cancelled")
+        return await (await self._store()).purge(
+            states=sts, older_than=seconds(older_than, "older_than"), keep_last=keep_last,
+            queue=queue)
+
+    async def pause(self, queue: str) -> None:
+        await (await self._store()).pause(check_name(queue, "queue"))
+
+    async def resume(self, queue: str) -> None:
+        await (await self._store()).resume(check_name(queue, "queue"))
+
+    async def is_paused(self, queue: str) -> bool:
+        return queue in await (await self._store()).paused()
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await (await self._store()).workers()
+
+    async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        return await (await self._store()).events(after, limit)
+
+    def on(self, type_: str, handler: Handler | None = None, *,
+           task: str | None = None) -> Any:
+        """Subscribe to in-process events: ``@app.on("job.completed", task="send")``."""
+        if handler is not None:
+            self.bus.on(type_, handler, task=task)
+            return handler
+
+        def deco(fn: Handler) -> Handler:
+            self.bus.on(type_, fn, task=task)
+            return fn
+
+        return deco
+
+    # -- workers -----------------------------------------------------------------------
+    def worker(self, **options: Any) -> Worker:
+        from workhorse.worker import Worker
+
+        return Worker(self, **options)
+
+    # -- sync facade -------------------------------------------------------------------
+    @property
+    def sync(self) -> SyncApp:
+        """Blocking versions of the client methods, for Django, Flask and scripts."""
+        if self._sync is None:
+            from workhorse.sync import SyncApp
+
+            self._sync = SyncApp(self)
+        return self._sync
+
+
+def _state(value: JobState | str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        raise ConfigError(f"unknown state {value!r}; valid: "
+                          f"{', '.join(s.value for s in JobState)}") from None
+
+
+class _Waiters:
+    """One pump per app turns the backend's finish notifications into per-job futures."""
+
+    def __init__(self, app: Workhorse) -> None:
+        self.app = app
+        self._futs: dict[str, list[asyncio.Future[Job]]] = {}
+        self._pump: asyncio.Task[None] | None = None
+
+    async def wait(self, job_id: str, timeout: float | None) -> Job:
+        fut: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._futs.setdefault(job_id, []).append(fut)
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run(), name="workhorse-waiters")
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise RunTimeout(job_id, typing.cast(float, timeout)) from None
+        finally:
+            futs = self._futs.get(job_id)
+            if futs is not None and fut in futs:
+                futs.remove(fut)
+                if not futs:
+                    del self._futs[job_id]
+
+    async def _run(self) -> None:
+        backend = self.app.backend
+        interval = self.app.settings.poll_interval
+        while self._futs:
+            try:
+                done = await backend.wait_finished(list(self._futs), interval)
+            except Exception:
+                log.exception("waiting for job results failed; retrying")
+                await asyncio.sleep(min(interval, 1.0))
+                continue
+            for job in done:
+                for fut in self._futs.pop(job.id, ()):
+                    if not fut.done():
+                        fut.set_result(job)
+
+    async def close(self) -> None:
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            try:
+                await self._pump
+            except asyncio.CancelledError:
+                pass
+        self._pump = None

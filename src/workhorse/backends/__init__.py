@@ -1,0 +1,40 @@
+"""Backends are chosen by URL; each module is imported only when its scheme is used."""
+
+from __future__ import annotations
+
+from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.errors import ConfigError
+
+SCHEMES = {
+    "memory": ("workhorse.backends.memory", "MemoryBackend", None),
+    "sqlite": ("workhorse.backends.sqlite", "SQLiteBackend", None),
+    "redis": ("workhorse.backends.redis", "RedisBackend", "redis"),
+    "rediss": ("workhorse.backends.redis", "RedisBackend", "redis"),
+    "postgresql": ("workhorse.backends.postgres", "PostgresBackend", "postgres"),
+    "postgres": ("workhorse.backends.postgres", "PostgresBackend", "postgres"),
+}
+
+
+def backend_from_url(url: str) -> Backend:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"unsupported backend URL {url!r}; use one of: memory://, sqlite:///path/to.db, "
+            "redis://host:6379/0, postgresql://user@host/db"
+        )
+    module_name, class_name, extra = SCHEMES[scheme]
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if extra is None:
+            raise
+        raise ConfigError(
+            f"the {scheme} backend needs its extra: pip install 'workhorse[{extra}]' ({exc})"
+        ) from None
+    cls: type[Backend] = getattr(module, class_name)
+    return cls(url)  # type: ignore[call-arg]
+
+
+__all__ = ["Backend", "Capabilities", "RenewResult", "backend_from_url"]

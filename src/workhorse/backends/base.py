@@ -1,0 +1,170 @@
+"""The backend contract: the only surface the layers above talk to.
+
+Every method is atomic on its own. Times are decided by the backend's clock (``now``),
+never by a worker's. Memory is the reference implementation; the contract suite in
+``tests/contract`` holds every backend to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from workhorse.job import (
+    EnqueueResult,
+    Event,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+    WorkerInfo,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can promise. Nothing differs silently: callers check these."""
+
+    durable: bool  # jobs survive the process that wrote them
+    multi_process: bool  # several processes may share it
+    multi_machine: bool  # several machines may share it
+    transactional_enqueue: bool = False  # enqueue inside the application's transaction
+
+
+@dataclass(frozen=True, slots=True)
+class RenewResult:
+    lost: frozenset[str]  # no longer ours: reclaimed, finished elsewhere, or gone
+    cancel: frozenset[str]  # still ours, but a cancel was requested
+
+
+class Backend(abc.ABC):
+    url: str
+    capabilities: Capabilities
+
+    # -- lifecycle -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def now(self) -> float:
+        """The backend's clock, epoch seconds."""
+
+    # -- producing -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Store the jobs in one round trip; a live dedup key returns the existing job."""
+
+    # -- consuming -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float
+    ) -> list[Lease]:
+        """Lease up to ``limit`` due jobs: priority high first, then first in first out.
+
+        Paused queues are skipped. ``attempts`` grows by one per claimed job.
+        """
+
+    @abc.abstractmethod
+    async def renew(self, leases: Sequence[Lease]) -> RenewResult:
+        """Extend the leases by each one's ``lease`` seconds."""
+
+    @abc.abstractmethod
+    async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
+        """Apply outcomes; an item whose lease is no longer the owner's is refused (False)."""
+
+    @abc.abstractmethod
+    async def update(
+        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+    ) -> bool:
+        """Record progress and log lines of an active job; False if the lease is lost."""
+
+    @abc.abstractmethod
+    async def reclaim_expired(self) -> list[str]:
+        """Expired leases go back to queued, or to failed when attempts are spent."""
+
+    @abc.abstractmethod
+    async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when work may be available in ``queues``, or after ``timeout``."""
+
+    @abc.abstractmethod
+    async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
+        """Return the finished jobs among ``ids``, waiting up to ``timeout`` for one."""
+
+    # -- inspecting and controlling ----------------------------------------------------
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def query(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs newest first."""
+
+    @abc.abstractmethod
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        """``{queue: {state: n}}`` with every state present."""
+
+    @abc.abstractmethod
+    async def cancel(self, job_id: str) -> JobState | None:
+        """Cancel a queued job at once; flag an active one. Returns the state after."""
+
+    @abc.abstractmethod
+    async def retry(self, job_id: str) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts."""
+
+    @abc.abstractmethod
+    async def purge(
+        self,
+        *,
+        states: Collection[JobState],
+        older_than: float | None = None,
+        keep_last: int | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs finished more than ``older_than`` seconds ago, or beyond
+        the newest ``keep_last`` per state. Returns how many were deleted."""
+
+    @abc.abstractmethod
+    async def pause(self, queue: str) -> None: ...
+
+    @abc.abstractmethod
+    async def resume(self, queue: str) -> None: ...
+
+    @abc.abstractmethod
+    async def paused(self) -> set[str]: ...
+
+    # -- coordination ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool: ...
+
+    @abc.abstractmethod
+    async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int: ...
+
+    # -- events and workers ------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    @abc.abstractmethod
+    async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with ``id > after``, oldest first."""
+
+    @abc.abstractmethod
+    async def beat(self, info: WorkerInfo, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    async def workers(self) -> list[WorkerInfo]: ...
+
+    @abc.abstractmethod
+    async def remove_worker(self, worker_id: str) -> None: ...

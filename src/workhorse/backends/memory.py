@@ -1,0 +1,493 @@
+"""The reference backend: plain dicts and heaps in one process.
+
+It promises nothing across the death of its process and is bound to one event loop.
+Most tests run on it; the contract suite holds the durable backends to its behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workhorse import codec
+from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.job import (
+    FINISHED_STATES,
+    EnqueueResult,
+    Event,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+    WorkerInfo,
+    to_datetime,
+)
+
+_Q, _A = JobState.QUEUED, JobState.ACTIVE
+
+
+@dataclass(slots=True)
+class _Rec:
+    id: str
+    task: str
+    queue: str
+    data: bytes
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    lease: float | None
+    dedup_key: str | None
+    created_at: float
+    run_at: float
+    seq: int
+    state: JobState = _Q
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: Any = None
+    result: bytes | None = None
+    error: dict[str, Any] | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    worker: str | None = None
+    token: str | None = None
+    expires_at: float | None = None
+    cancel_requested: bool = False
+
+
+class MemoryBackend(Backend):
+    capabilities = Capabilities(durable=False, multi_process=False, multi_machine=False)
+
+    def __init__(
+        self, url: str = "memory://", *, clock: Callable[[], float] = time.time,
+        max_events: int = 100_000,
+    ) -> None:
+        self.url = url
+        self._clock = clock
+        self._jobs: dict[str, _Rec] = {}
+        self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
+        self._delayed: dict[str, list[tuple[float, int, str]]] = {}
+        self._active: dict[str, _Rec] = {}
+        self._dedup: dict[str, str] = {}
+        self._paused: set[str] = set()
+        self._kv: dict[str, tuple[str, float | None]] = {}
+        self._counters: dict[str, tuple[int, float | None]] = {}
+        self._events: deque[Event] = deque(maxlen=max_events)
+        self._event_ids = itertools.count(1)
+        self._workers: dict[str, tuple[WorkerInfo, float]] = {}
+        self._seq = itertools.count()
+        self._work = asyncio.Event()
+        self._done = asyncio.Event()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def now(self) -> float:
+        return self._clock()
+
+    # -- helpers ---------------------------------------------------------------------
+    def _event(self, type_: str, rec: _Rec, now: float, **data: Any) -> None:
+        self._events.append(
+            Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
+        )
+
+    def _schedule(self, rec: _Rec, now: float) -> None:
+        if rec.run_at <= now:
+            heapq.heappush(
+                self._ready.setdefault(rec.queue, []),
+                (-rec.priority, rec.run_at, rec.seq, rec.id),
+            )
+        else:
+            heapq.heappush(self._delayed.setdefault(rec.queue, []), (rec.run_at, rec.seq, rec.id))
+
+    def _wake_workers(self) -> None:
+        self._work.set()
+        self._work = asyncio.Event()
+
+    def _wake_waiters(self) -> None:
+        self._done.set()
+        self._done = asyncio.Event()
+
+    def _end(self, rec: _Rec, state: JobState, now: float) -> None:
+        rec.state = state
+        rec.finished_at = now
+        rec.token = rec.expires_at = None
+        self._active.pop(rec.id, None)
+        if rec.dedup_key is not None and self._dedup.get(rec.dedup_key) == rec.id:
+            del self._dedup[rec.dedup_key]
+
+    def _requeue(self, rec: _Rec, run_at: float, now: float) -> None:
+        rec.state = _Q
+        rec.run_at = run_at
+        rec.seq = next(self._seq)
+        rec.token = rec.expires_at = None
+        rec.worker = None
+        rec.cancel_requested = False
+        self._active.pop(rec.id, None)
+        self._schedule(rec, now)
+
+    def _public_state(self, rec: _Rec, now: float) -> JobState:
+        if rec.state is _Q and rec.run_at > now:
+            return JobState.SCHEDULED
+        return rec.state
+
+    def _to_job(self, rec: _Rec, now: float) -> Job:
+        return Job(
+            id=rec.id, task=rec.task, queue=rec.queue, state=self._public_state(rec, now),
+            data=codec.loads(rec.data), priority=rec.priority, attempts=rec.attempts,
+            max_attempts=rec.max_attempts, created_at=to_datetime(rec.created_at),  # type: ignore[arg-type]
+            run_at=to_datetime(rec.run_at),  # type: ignore[arg-type]
+            started_at=to_datetime(rec.started_at), finished_at=to_datetime(rec.finished_at),
+            progress=rec.progress,
+            result=None if rec.result is None else codec.loads(rec.result),
+            error=rec.error, logs=list(rec.logs), timeout=rec.timeout, worker=rec.worker,
+            lease_expires_at=to_datetime(rec.expires_at), dedup_key=rec.dedup_key,
+        )
+
+    # -- producing -------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        now = self._clock()
+        out = []
+        for new in jobs:
+            if new.dedup_key is not None and (live := self._dedup.get(new.dedup_key)):
+                rec = self._jobs[live]
+                out.append(EnqueueResult(rec.id, False, self._public_state(rec, now)))
+                continue
+            run_at = new.at if new.at is not None else now + new.delay
+            rec = _Rec(
+                new.id, new.task, new.queue, new.data, new.priority, new.max_attempts,
+                new.timeout, new.lease, new.dedup_key, now, run_at, next(self._seq),
+            )
+            self._jobs[rec.id] = rec
+            if rec.dedup_key is not None:
+                self._dedup[rec.dedup_key] = rec.id
+            self._schedule(rec, now)
+            self._event("job.queued", rec, now)
+            out.append(EnqueueResult(rec.id, True, self._public_state(rec, now)))
+        self._wake_workers()
+        return out
+
+    # -- consuming -------------------------------------------------------------------
+    def _promote(self, queue: str, now: float) -> None:
+        delayed = self._delayed.get(queue)
+        while delayed and delayed[0][0] <= now:
+            _, seq, job_id = heapq.heappop(delayed)
+            rec = self._jobs.get(job_id)
+            if rec is not None and rec.state is _Q and rec.seq == seq:
+                heapq.heappush(
+                    self._ready.setdefault(queue, []), (-rec.priority, rec.run_at, seq, job_id)
+                )
+
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float
+    ) -> list[Lease]:
+        now = self._clock()
+        leases: list[Lease] = []
+        for queue in queues:
+            if queue in self._paused:
+                continue
+            self._promote(queue, now)
+            ready = self._ready.get(queue)
+            while ready and len(leases) < limit:
+                _, _, seq, job_id = heapq.heappop(ready)
+                rec = self._jobs.get(job_id)
+                if rec is None or rec.state is not _Q or rec.seq != seq:
+                    continue  # a stale entry: cancelled, purged or rescheduled since
+                rec.state = _A
+                rec.attempts += 1
+                rec.worker = worker
+                rec.token = os.urandom(8).hex()
+                rec.started_at = now
+                span = rec.lease or lease
+                rec.expires_at = now + span
+                self._active[rec.id] = rec
+                self._event("job.started", rec, now, attempt=rec.attempts, worker=worker)
+                leases.append(
+                    Lease(rec.id, rec.token, rec.task, rec.queue, rec.data, rec.attempts,
+                          rec.max_attempts, rec.timeout, span, rec.created_at)
+                )
+            if len(leases) >= limit:
+                break
+        return leases
+
+    def _owned(self, lease: Lease) -> _Rec | None:
+        rec = self._jobs.get(lease.job_id)
+        if rec is None or rec.state is not _A or rec.token != lease.token:
+            return None
+        return rec
+
+    async def renew(self, leases: Sequence[Lease]) -> RenewResult:
+        now = self._clock()
+        lost, cancel = set(), set()
+        for lease in leases:
+            rec = self._owned(lease)
+            if rec is None:
+                lost.add(lease.job_id)
+                continue
+            rec.expires_at = now + lease.lease
+            if rec.cancel_requested:
+                cancel.add(lease.job_id)
+        return RenewResult(frozenset(lost), frozenset(cancel))
+
+    async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
+        now = self._clock()
+        accepted = []
+        requeued = False
+        for lease, outcome in items:
+            rec = self._owned(lease)
+            if rec is None:
+                accepted.append(False)
+                continue
+            accepted.append(True)
+            rec.logs.extend(outcome.logs)
+            kind = outcome.kind
+            if kind == "completed":
+                rec.result = outcome.result
+                rec.error = None
+                self._end(rec, JobState.COMPLETED, now)
+                self._event("job.completed", rec, now, attempt=rec.attempts)
+            elif kind == "retry":
+                rec.error = outcome.error
+                if outcome.refund:
+                    rec.attempts -= 1
+                self._requeue(rec, now + outcome.delay, now)
+                self._event("job.retrying", rec, now, attempt=rec.attempts, delay=outcome.delay,
+                            error=outcome.error)
+                requeued = True
+            elif kind == "failed":
+                rec.error = outcome.error
+                self._end(rec, JobState.FAILED, now)
+                self._event("job.failed", rec, now, attempt=rec.attempts, error=outcome.error)
+            else:
+                rec.error = outcome.error
+                self._end(rec, JobState.CANCELLED, now)
+                self._event("job.cancelled", rec, now)
+        self._wake_waiters()
+        if requeued:
+            self._wake_workers()
+        return accepted
+
+    async def update(
+        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+    ) -> bool:
+        rec = self._owned(lease)
+        if rec is None:
+            return False
+        rec.logs.extend(logs)
+        if progress is not None:
+            rec.progress = progress
+            self._event("job.progress", rec, self._clock(), progress=progress)
+        return True
+
+    async def reclaim_expired(self) -> list[str]:
+        now = self._clock()
+        expired = [r for r in self._active.values() if r.expires_at is not None
+                   and r.expires_at <= now]
+        for rec in expired:
+            error = {"type": "LeaseExpired",
+                     "message": f"worker {rec.worker} stopped renewing its lease (attempt "
+                                f"{rec.attempts} of {rec.max_attempts})", "traceback": ""}
+            self._event("job.stalled", rec, now, attempt=rec.attempts, worker=rec.worker)
+            rec.error = error
+            if rec.cancel_requested:
+                self._end(rec, JobState.CANCELLED, now)
+                self._event("job.cancelled", rec, now)
+            elif rec.attempts >= rec.max_attempts:
+                error["message"] = (f"killed its worker {rec.attempts} times: the lease expired "
+                                    f"on each of {rec.max_attempts} attempts")
+                self._end(rec, JobState.FAILED, now)
+                self._event("job.failed", rec, now, attempt=rec.attempts, error=error)
+            else:
+                self._requeue(rec, now, now)
+        if expired:
+            self._wake_workers()
+            self._wake_waiters()
+        return [r.id for r in expired]
+
+    async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
+        now = self._clock()
+        for queue in queues:
+            if queue in self._paused:
+                continue
+            if self._ready.get(queue):
+                return
+            delayed = self._delayed.get(queue)
+            if delayed:
+                timeout = min(timeout, max(0.0, delayed[0][0] - now))
+        if timeout <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
+        done = self._finished(ids)
+        if done or timeout <= 0:
+            return done
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+        except TimeoutError:
+            return []
+        return self._finished(ids)
+
+    def _finished(self, ids: Collection[str]) -> list[Job]:
+        now = self._clock()
+        out = []
+        for job_id in ids:
+            rec = self._jobs.get(job_id)
+            if rec is not None and rec.state in FINISHED_STATES:
+                out.append(self._to_job(rec, now))
+        return out
+
+    # -- inspecting and controlling ----------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        rec = self._jobs.get(job_id)
+        return None if rec is None else self._to_job(rec, self._clock())
+
+    async def query(
+        self, *, queue: str | None = None, state: JobState | None = None,
+        task: str | None = None, limit: int = 50, offset: int = 0,
+    ) -> list[Job]:
+        now = self._clock()
+        found = []
+        for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
+            if queue is not None and rec.queue != queue:
+                continue
+            if task is not None and rec.task != task:
+                continue
+            if state is not None and self._public_state(rec, now) is not state:
+                continue
+            found.append(rec)
+        return [self._to_job(r, now) for r in found[offset:offset + limit]]
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        now = self._clock()
+        out: dict[str, dict[str, int]] = {}
+        for q in queues or ():
+            out[q] = dict.fromkeys(JobState, 0)
+        for rec in self._jobs.values():
+            if queues is not None and rec.queue not in queues:
+                continue
+            row = out.setdefault(rec.queue, dict.fromkeys(JobState, 0))
+            row[self._public_state(rec, now)] += 1
+        return out
+
+    async def cancel(self, job_id: str) -> JobState | None:
+        rec = self._jobs.get(job_id)
+        if rec is None:
+            return None
+        now = self._clock()
+        if rec.state is _Q:
+            self._end(rec, JobState.CANCELLED, now)
+            self._event("job.cancelled", rec, now)
+            self._wake_waiters()
+        elif rec.state is _A:
+            rec.cancel_requested = True
+        return self._public_state(rec, now)
+
+    async def retry(self, job_id: str) -> bool:
+        rec = self._jobs.get(job_id)
+        if rec is None or rec.state not in (JobState.FAILED, JobState.CANCELLED):
+            return False
+        if rec.dedup_key is not None:
+            if rec.dedup_key in self._dedup:
+                return False  # a newer live job holds the key
+            self._dedup[rec.dedup_key] = rec.id
+        now = self._clock()
+        rec.attempts = 0
+        rec.finished_at = None
+        rec.error = None
+        rec.result = None
+        self._requeue(rec, now, now)
+        self._event("job.queued", rec, now, retried=True)
+        self._wake_workers()
+        return True
+
+    async def purge(
+        self, *, states: Collection[JobState], older_than: float | None = None,
+        keep_last: int | None = None, queue: str | None = None,
+    ) -> int:
+        now = self._clock()
+        doomed: list[str] = []
+        for st in set(states) & FINISHED_STATES:
+            recs = [r for r in self._jobs.values()
+                    if r.state is st and (queue is None or r.queue == queue)]
+            recs.sort(key=lambda r: (r.finished_at or 0.0, r.seq), reverse=True)
+            for i, rec in enumerate(recs):
+                too_old = older_than is not None and (rec.finished_at or 0.0) <= now - older_than
+                too_many = keep_last is not None and i >= keep_last
+                if too_old or too_many:
+                    doomed.append(rec.id)
+        for job_id in doomed:
+            del self._jobs[job_id]
+        return len(doomed)
+
+    async def pause(self, queue: str) -> None:
+        self._paused.add(queue)
+
+    async def resume(self, queue: str) -> None:
+        self._paused.discard(queue)
+        self._wake_workers()
+
+    async def paused(self) -> set[str]:
+        return set(self._paused)
+
+    # -- coordination ------------------------------------------------------------------
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        now = self._clock()
+        held = self._kv.get(key)
+        if held is not None and (held[1] is None or held[1] > now):
+            return False
+        self._kv[key] = (value, None if ttl is None else now + ttl)
+        return True
+
+    async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
+        now = self._clock()
+        value, expires = self._counters.get(key, (0, None))
+        if expires is not None and expires <= now:
+            value, expires = 0, None
+        if expires is None and ttl is not None:
+            expires = now + ttl
+        self._counters[key] = (value + n, expires)
+        return value + n
+
+    # -- events and workers ------------------------------------------------------------
+    async def publish(self, events: Sequence[Event]) -> None:
+        now = self._clock()
+        for ev in events:
+            self._events.append(
+                Event(ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now,
+                      next(self._event_ids))
+            )
+
+    async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        out = []
+        for ev in self._events:
+            if ev.id > after:
+                out.append(ev)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def beat(self, info: WorkerInfo, ttl: float) -> None:
+        now = self._clock()
+        info.last_seen = now
+        self._workers[info.id] = (info, now + ttl)
+
+    async def workers(self) -> list[WorkerInfo]:
+        now = self._clock()
+        return [info for info, expires in self._workers.values() if expires > now]
+
+    async def remove_worker(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)

@@ -1,0 +1,76 @@
+"""Find tasks in a package or a folder: one task per module, the module's ``handler``
+registered under the module's name, with options as module-level names."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from workhorse.errors import ConfigError
+from workhorse.task import TASK_OPTIONS, Task
+
+if TYPE_CHECKING:
+    from workhorse.app import Workhorse
+
+# Declared by later features; a module that sets one must not have it silently ignored.
+NOT_YET = ("cron", "singleton", "mode", "http", "runtime", "concurrency", "rate", "flow")
+
+
+def _modules(target: str | Path | ModuleType) -> list[ModuleType]:
+    if isinstance(target, ModuleType):
+        package = target
+    elif isinstance(target, Path) or "/" in str(target) or Path(str(target)).is_dir():
+        folder = Path(target).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"discover: {folder} is not a folder")
+        mods = []
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            name = f"workhorse_tasks_{abs(hash(str(folder))):x}.{path.stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"discover: cannot import {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            mods.append(module)
+        return mods
+    else:
+        try:
+            package = importlib.import_module(str(target))
+        except ImportError as exc:
+            raise ConfigError(f"discover: cannot import {target!r}: {exc}") from None
+    if not hasattr(package, "__path__"):
+        return [package]
+    return [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_")
+    ]
+
+
+def discover(app: Workhorse, target: str | Path | ModuleType) -> list[Task[Any, Any]]:
+    found = []
+    for module in _modules(target):
+        handler = getattr(module, "handler", None)
+        short = module.__name__.rsplit(".", 1)[-1]
+        if not callable(handler):
+            raise ConfigError(
+                f"discover: module {module.__name__} has no handler() function; define one, "
+                "or start the file name with '_' to keep it out of discovery"
+            )
+        pending = [n for n in NOT_YET if hasattr(module, n)]
+        if pending:
+            raise ConfigError(
+                f"discover: module {module.__name__} sets {pending}, which this version of "
+                "workhorse does not support yet"
+            )
+        options = {n: getattr(module, n) for n in TASK_OPTIONS if hasattr(module, n)}
+        found.append(app.add_task(handler, name=getattr(module, "name", short), **options))
+    return found

@@ -1,0 +1,141 @@
+"""The records that cross the backend contract: jobs, leases, outcomes, events."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"  # queued with a due time in the future (delay, backoff)
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+LIVE_STATES = frozenset({JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE})
+FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+STATES = tuple(JobState)
+
+
+def new_job_id() -> str:
+    """A 32-hex-digit id that sorts by creation time (milliseconds first, then randomness)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(slots=True)
+class NewJob:
+    """An enqueue request, already validated and encoded."""
+
+    id: str
+    task: str
+    queue: str
+    data: bytes
+    priority: int = 0
+    delay: float = 0.0  # seconds from the backend's now
+    at: float | None = None  # absolute due time (epoch seconds); wins over delay
+    max_attempts: int = 1
+    timeout: float | None = None
+    lease: float | None = None
+    dedup_key: str | None = None
+
+
+@dataclass(slots=True)
+class EnqueueResult:
+    id: str
+    created: bool  # False: a live job with the same dedup key was returned instead
+    state: JobState
+
+
+@dataclass(slots=True)
+class Lease:
+    """A worker's time-limited claim on one job, with everything needed to run it."""
+
+    job_id: str
+    token: str
+    task: str
+    queue: str
+    data: bytes
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    lease: float
+    created_at: float
+
+
+OutcomeKind = Literal["completed", "failed", "retry", "cancelled"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: OutcomeKind
+    result: bytes | None = None  # encoded JSON, for completed
+    error: dict[str, Any] | None = None  # {"type", "message", "traceback"}
+    delay: float = 0.0  # for retry: seconds from the backend's now
+    refund: bool = False  # for retry: the attempt does not count (shutdown, unknown task)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Job:
+    """A job's record as the store holds it."""
+
+    id: str
+    task: str
+    queue: str
+    state: JobState
+    data: Any
+    priority: int
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    run_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Any = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    timeout: float | None = None
+    worker: str | None = None
+    lease_expires_at: datetime | None = None
+    dedup_key: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+@dataclass(slots=True)
+class Event:
+    """A durable record of something that happened. ``id`` is the log's cursor."""
+
+    type: str
+    job_id: str | None = None
+    task: str | None = None
+    queue: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+    id: int = 0
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: dict[str, int]
+    started_at: float
+    active: int = 0
+    processed: int = 0
+    last_seen: float = 0.0

@@ -1,0 +1,95 @@
+"""Settings: explicit arguments, then ``WORKHORSE_*`` environment variables, then defaults.
+
+Nothing is read at import time: ``Settings.load()`` reads the environment when called.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workhorse.errors import ConfigError
+
+DEFAULT_URL = "sqlite:///.workhorse/workhorse.db"
+ENV_PREFIX = "WORKHORSE_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(DEFAULT_URL, description="Backend URL: memory://, sqlite:///path, "
+                     "redis://host:port/db, postgresql://...")
+    queues: tuple[str, ...] = Field(("default", "priority"),
+                                    description="Queues a worker consumes, in claim order")
+    concurrency: int = Field(10, ge=1, description="Jobs run at once per queue by one worker")
+    lease: float = Field(30.0, gt=0, description="Seconds a claim lasts before renewal")
+    poll_interval: float = Field(1.0, gt=0, description="Longest idle wait between claims")
+    reclaim_interval: float = Field(5.0, gt=0, description="Seconds between expired-lease sweeps")
+    heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker beats")
+    shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
+    max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
+    keep_completed: int | None = Field(10_000, ge=0, description="Completed jobs kept per queue")
+    keep_completed_for: float | None = Field(86_400.0, ge=0,
+                                             description="Seconds completed jobs are kept")
+    keep_failed: int | None = Field(10_000, ge=0, description="Failed and cancelled jobs kept")
+    keep_failed_for: float | None = Field(7 * 86_400.0, ge=0,
+                                          description="Seconds failed/cancelled jobs are kept")
+    unknown_task_delay: float = Field(5.0, ge=0, description="Requeue delay for a job whose "
+                                      "task this worker does not know (rolling deploys)")
+    unknown_task_window: float = Field(600.0, ge=0, description="Seconds after which such a "
+                                       "job fails instead")
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _check_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            check_name(name, "queue")
+        if not value:
+            raise ValueError("at least one queue is needed")
+        return value
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``overrides`` (None means unset), the environment, defaults."""
+        env = os.environ if env is None else env
+        unknown = set(overrides) - set(cls.model_fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {sorted(unknown)}; valid: {sorted(cls.model_fields)}"
+            )
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            given = overrides.get(name)
+            if given is not None:
+                values[name] = given
+            elif (raw := env.get(ENV_PREFIX + name.upper())) is not None:
+                values[name] = None if raw.lower() in ("none", "") else raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"invalid settings: {problems}") from None
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:")
+
+
+def check_name(name: str, what: str) -> str:
+    """Queue and task names go into keys and URLs: keep them to a safe alphabet."""
+    if not name or len(name) > 200 or not set(name) <= _NAME_CHARS:
+        raise ConfigError(
+            f"invalid {what} name {name!r}: use 1-200 letters, digits, '_', '-', '.', ':'"
+        )
+    return name

@@ -1,0 +1,238 @@
+"""Tasks: a function, its options, and a typed handle to enqueue and run it."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from workhorse import codec
+from workhorse.backoff import Backoff, BackoffSpec, make_backoff
+from workhorse.context import JobContext
+from workhorse.errors import ConfigError, PayloadError
+from workhorse.job import Job, JobState
+from workhorse.settings import check_name
+
+if TYPE_CHECKING:
+    from workhorse.app import Workhorse
+
+D = TypeVar("D")
+R = TypeVar("R")
+
+Seconds = float | int | timedelta
+
+
+def seconds(value: Seconds | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{what} must be a number of seconds >= 0 or a timedelta, "
+                          f"got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """A task's defaults. Every per-call option (see ``CALL_OPTIONS``) can override them."""
+
+    queue: str = "default"
+    retries: int = 0
+    backoff: Backoff = field(default_factory=make_backoff)
+    timeout: float | None = None
+    priority: int = 0
+    lease: float | None = None
+
+
+TASK_OPTIONS = ("queue", "retries", "backoff", "timeout", "priority", "lease")
+CALL_OPTIONS = ("delay", "at", "priority", "queue", "retries", "timeout", "lease", "dedup_key")
+
+
+def make_options(
+    *, queue: str = "default", retries: int = 0, backoff: BackoffSpec = None,
+    timeout: Seconds | None = None, priority: int = 0, lease: Seconds | None = None,
+) -> TaskOptions:
+    check_name(queue, "queue")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ConfigError(f"priority must be an int, got {priority!r}")
+    return TaskOptions(queue, retries, make_backoff(backoff), seconds(timeout, "timeout"),
+                       priority, seconds(lease, "lease"))
+
+
+def _inspect_handler(fn: Callable[..., Any]) -> tuple[bool, bool, TypeAdapter[Any] | None,
+                                                      TypeAdapter[Any] | None]:
+    """Which arguments the function takes (data, ctx) and how to validate them."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: validate nothing, still run
+        hints = {}
+    params = [p for p in inspect.signature(fn).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_data = takes_ctx = False
+    data_adapter = None
+    for p in params[:2]:
+        hint = hints.get(p.name, p.annotation)
+        if hint is JobContext or p.name in ("ctx", "context"):
+            takes_ctx = True
+        elif not takes_data and not takes_ctx:
+            takes_data = True
+            if hint is not inspect.Parameter.empty and hint is not Any:
+                data_adapter = TypeAdapter(hint)
+    ret = hints.get("return")
+    result_adapter = None
+    if ret is not None and ret is not Any and ret is not type(None):
+        try:
+            result_adapter = TypeAdapter(ret)
+        except Exception:
+            result_adapter = None
+    return takes_data, takes_ctx, data_adapter, result_adapter
+
+
+class Task(Generic[D, R]):
+    """A registered function. Call it directly to run it in-process (tests), or use
+    ``enqueue``/``run`` to go through the queue."""
+
+    def __init__(self, app: Workhorse, name: str, fn: Callable[..., Any],
+                 options: TaskOptions) -> None:
+        self.app = app
+        self.name = check_name(name, "task")
+        self.fn = fn
+        self.defaults = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        (self.takes_data, self.takes_ctx, self._data_adapter,
+         self._result_adapter) = _inspect_handler(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.defaults.queue!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    # -- payloads ----------------------------------------------------------------------
+    def encode(self, data: Any) -> bytes:
+        """Validate and encode a payload: the refusal happens here, at enqueue."""
+        if self._data_adapter is not None:
+            try:
+                value = self._data_adapter.validate_python(data)
+            except ValidationError as exc:
+                raise PayloadError(f"invalid payload for task {self.name!r}: {exc}") from None
+            data = self._data_adapter.dump_python(value, mode="json")
+        elif isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
+        return codec.encode_payload(data, self.app.settings.max_payload,
+                                    f"payload for task {self.name!r}")
+
+    def decode(self, raw: bytes) -> Any:
+        data = codec.loads(raw)
+        if self._data_adapter is not None:
+            data = self._data_adapter.validate_python(data)
+        return data
+
+    def args(self, data: Any, ctx: JobContext) -> tuple[Any, ...]:
+        if self.takes_data:
+            return (data, ctx) if self.takes_ctx else (data,)
+        return (ctx,) if self.takes_ctx else ()
+
+    def encode_result(self, value: Any) -> bytes:
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        return codec.encode_payload(value, self.app.settings.max_payload,
+                                    f"result of task {self.name!r}")
+
+    def typed_result(self, value: Any) -> R:
+        if self._result_adapter is None:
+            return typing.cast(R, value)
+        try:
+            return typing.cast(R, self._result_adapter.validate_python(value))
+        except ValidationError:
+            return typing.cast(R, value)
+
+    # -- producing ---------------------------------------------------------------------
+    def options(self, **options: Any) -> BoundTask[D, R]:
+        """Per-call options kept apart from the data:
+        ``task.options(delay=10, priority=5).enqueue(data)``."""
+        return BoundTask(self, check_call_options(options))
+
+    async def enqueue(self, data: D | None = None, **options: Any) -> JobHandle[R]:
+        return await self.app.enqueue(self, data, **options)
+
+    async def enqueue_many(self, items: Iterable[D], **options: Any) -> list[JobHandle[R]]:
+        return await self.app.enqueue_many(self, items, **options)
+
+    async def run(self, data: D | None = None, *, timeout: float | None = None,
+                  **options: Any) -> R:
+        return typing.cast(R, await self.app.run(self, data, timeout=timeout, **options))
+
+
+@dataclass(frozen=True, slots=True)
+class BoundTask(Generic[D, R]):
+    task: Task[D, R]
+    call_options: dict[str, Any]
+
+    def options(self, **options: Any) -> BoundTask[D, R]:
+        return replace(self, call_options={**self.call_options, **check_call_options(options)})
+
+    async def enqueue(self, data: D | None = None) -> JobHandle[R]:
+        return await self.task.enqueue(data, **self.call_options)
+
+    async def enqueue_many(self, items: Iterable[D]) -> list[JobHandle[R]]:
+        return await self.task.enqueue_many(items, **self.call_options)
+
+    async def run(self, data: D | None = None, *, timeout: float | None = None) -> R:
+        return await self.task.run(data, timeout=timeout, **self.call_options)
+
+
+def check_call_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - set(CALL_OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {sorted(unknown)}; valid per-call options: "
+                          f"{', '.join(CALL_OPTIONS)}")
+    return options
+
+
+def due_time(at: datetime | float | None) -> float | None:
+    if at is None:
+        return None
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise ConfigError("at= needs a timezone-aware datetime (e.g. datetime.now(UTC))")
+        return at.timestamp()
+    return float(at)
+
+
+@dataclass(slots=True)
+class JobHandle(Generic[R]):
+    """What ``enqueue`` returns: the job's id, whether it was created or an existing live
+    job was returned (singleton), and ways to follow it."""
+
+    app: Workhorse = field(repr=False)
+    id: str
+    task: str
+    queue: str
+    created: bool
+    state: JobState
+
+    async def get(self) -> Job | None:
+        return await self.app.get_job(self.id)
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the job and return its result; raises JobFailed / JobCancelled /
+        RunTimeout."""
+        job = await self.app.wait(self.id, timeout)
+        return typing.cast(R, self.app.result_of(job))
+
+    async def cancel(self) -> JobState | None:
+        return await self.app.cancel(self.id)
+
+
+Handler = Callable[..., Awaitable[Any]] | Callable[..., Any]

@@ -1,0 +1,3 @@
+from workhorse.worker.worker import Worker
+
+__all__ = ["Worker"]

@@ -1,0 +1,55 @@
+"""Group commit for outcomes: finishes that arrive while one batch is being written go
+together in the next, so a busy worker writes one batch per round trip, not one per job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from workhorse.backends import Backend
+from workhorse.job import Lease, Outcome
+
+log = logging.getLogger("workhorse.worker")
+
+
+class Finisher:
+    def __init__(self, backend: Backend, max_batch: int = 500) -> None:
+        self.backend = backend
+        self.max_batch = max_batch
+        self._pending: list[tuple[Lease, Outcome, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def finish(self, lease: Lease, outcome: Outcome) -> bool:
+        """Write the outcome; False when the store refused it (the lease was lost)."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((lease, outcome, fut))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="workhorse-finisher")
+        return await asyncio.shield(fut)
+
+    async def _flush(self) -> None:
+        delay = 0.05
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                try:
+                    accepted = await self.backend.finish([(lease, out) for lease, out, _ in batch])
+                except Exception:
+                    # Keep the outcomes and try again: while the lease lasts the result can
+                    # still land; after that the job is reclaimed and runs again.
+                    log.exception("writing %d outcome(s) failed; retrying in %.2fs",
+                                  len(batch), delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                delay = 0.05
+                del self._pending[: len(batch)]
+                for (_, _, fut), ok in zip(batch, accepted, strict=True):
+                    if not fut.done():
+                        fut.set_result(ok)
+        finally:
+            self._flusher = None
+
+    async def drain(self) -> None:
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)

@@ -1,0 +1,129 @@
+"""Run one attempt of a job and turn whatever happens into an Outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from workhorse.context import JobContext
+from workhorse.errors import PayloadError
+from workhorse.job import Lease, Outcome
+
+if TYPE_CHECKING:
+    from workhorse.app import Workhorse
+    from workhorse.task import Task
+
+log = logging.getLogger("workhorse.worker")
+
+
+def error_info(exc: BaseException, tb: bool = True) -> dict[str, Any]:
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else (
+        f"{kind.__module__}.{kind.__qualname__}")
+    return {
+        "type": name,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)) if tb else "",
+    }
+
+
+class Interrupted(Exception):
+    """The worker stopped the attempt: shutdown (back to the queue) or a cancel."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Runner:
+    def __init__(self, app: Workhorse, threads: ThreadPoolExecutor) -> None:
+        self.app = app
+        self.threads = threads
+
+    async def run(self, lease: Lease, ctx: JobContext) -> Outcome:
+        task = self.app.tasks.get(lease.task)
+        if task is None:
+            return await self._unknown(lease)
+        timeout = lease.timeout
+        try:
+            data = task.decode(lease.data)
+        except Exception as exc:
+            # A payload the task's model refuses cannot succeed on a retry.
+            return Outcome("failed", error=error_info(
+                PayloadError(f"payload does not validate for task {task.name!r}: {exc}"),
+                tb=False), logs=ctx.drain_logs())
+        try:
+            if timeout is None:
+                result = await self._call(task, data, ctx)
+            else:
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        result = await self._call(task, data, ctx)
+                except TimeoutError:
+                    if deadline.expired():
+                        raise _TimedOut(timeout) from None
+                    raise
+            raw = task.encode_result(result)
+        except asyncio.CancelledError:
+            if ctx.cancelled:
+                return Outcome("cancelled", error={"type": "Cancelled", "traceback": "",
+                                                   "message": "cancelled while running"},
+                               logs=ctx.drain_logs())
+            # Shutdown: back to the queue at once, and the attempt does not count.
+            return Outcome("retry", refund=True, logs=ctx.drain_logs())
+        except (Exception, SystemExit) as exc:  # a worker never dies of one job
+            return self._failure(task, lease, exc, ctx)
+        return Outcome("completed", result=raw, logs=ctx.drain_logs())
+
+    async def _call(self, task: Task[Any, Any], data: Any, ctx: JobContext) -> Any:
+        args = task.args(data, ctx)
+        if task.is_async:
+            return await task.fn(*args)
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.threads, functools.partial(task.fn, *args))
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if not fut.done():
+                # The thread cannot be stopped; it runs on while its slot is given back.
+                # Grow the pool so stuck threads never starve later sync jobs.
+                self.threads._max_workers += 1
+                log.warning("job %s: a sync task was interrupted but its thread runs on",
+                            ctx.job_id)
+            raise
+
+    def _failure(self, task: Task[Any, Any], lease: Lease, exc: BaseException,
+                 ctx: JobContext) -> Outcome:
+        if isinstance(exc, _TimedOut):
+            error = {"type": "TimeoutError", "message": str(exc), "traceback": ""}
+        else:
+            error = error_info(exc)
+        logs = ctx.drain_logs()
+        if lease.attempts < lease.max_attempts and not isinstance(exc, PayloadError):
+            delay = task.defaults.backoff.delay(lease.attempts, exc)
+            return Outcome("retry", error=error, delay=delay, logs=logs)
+        return Outcome("failed", error=error, logs=logs)
+
+    async def _unknown(self, lease: Lease) -> Outcome:
+        settings = self.app.settings
+        backend = self.app.backend
+        age = await backend.now() - lease.created_at
+        known = ", ".join(sorted(self.app.tasks)) or "none"
+        error = {"type": "UnknownTask", "traceback": "",
+                 "message": f"no task {lease.task!r} on this worker (it knows: {known})"}
+        if age < settings.unknown_task_window:
+            # A rolling deploy: a newer worker may know it. Do not spend an attempt.
+            return Outcome("retry", error=error, delay=settings.unknown_task_delay, refund=True)
+        error["message"] += (f"; gave up after {settings.unknown_task_window:g}s. Deploy a "
+                             "worker that registers it, then retry the job.")
+        return Outcome("failed", error=error)
+
+
+class _TimedOut(Exception):
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"timed out after {timeout:g}s")

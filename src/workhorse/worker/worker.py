@@ -1,0 +1,331 @@
+"""The worker: claims jobs from its queues, runs attempts, renews leases, reclaims the
+leases of dead workers, and shuts down gracefully on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workhorse.context import JobContext
+from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
+from workhorse.settings import check_name
+from workhorse.worker.finisher import Finisher
+from workhorse.worker.runner import Runner
+
+if TYPE_CHECKING:
+    from workhorse.app import Workhorse
+
+log = logging.getLogger("workhorse.worker")
+
+_OUTCOME_EVENTS = {"completed": "job.completed", "failed": "job.failed",
+                   "retry": "job.retrying", "cancelled": "job.cancelled"}
+
+
+@dataclass(slots=True)
+class _Running:
+    lease: Lease
+    ctx: JobContext
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _Slots:
+    size: int
+    used: int = 0
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def parse_queues(queues: Mapping[str, int] | Sequence[str] | str, concurrency: int
+                 ) -> dict[str, int]:
+    """``"default,priority:5"`` or ``["default"]`` or ``{"default": 10}`` → per-queue slots."""
+    if isinstance(queues, Mapping):
+        items = list(queues.items())
+    else:
+        names = queues.split(",") if isinstance(queues, str) else list(queues)
+        items = []
+        for raw in names:
+            name, _, n = raw.strip().partition(":")
+            items.append((name, int(n) if n else concurrency))
+    out = {}
+    for name, n in items:
+        check_name(name, "queue")
+        if n < 1:
+            raise ValueError(f"concurrency for queue {name!r} must be >= 1")
+        out[name] = n
+    return out
+
+
+class Worker:
+    def __init__(
+        self, app: Workhorse, *, queues: Mapping[str, int] | Sequence[str] | str | None = None,
+        concurrency: int | None = None, lease: float | None = None,
+        poll_interval: float | None = None, shutdown_grace: float | None = None,
+        reclaim_interval: float | None = None, heartbeat_interval: float | None = None,
+        burst: bool = False,
+    ) -> None:
+        s = app.settings
+        self.app = app
+        self.queues = parse_queues(queues or s.queues, concurrency or s.concurrency)
+        self.lease = lease or s.lease
+        self.poll_interval = poll_interval or s.poll_interval
+        self.shutdown_grace = s.shutdown_grace if shutdown_grace is None else shutdown_grace
+        self.reclaim_interval = reclaim_interval or s.reclaim_interval
+        self.heartbeat_interval = heartbeat_interval or s.heartbeat_interval
+        self.burst = burst  # stop when the queues are empty
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+        self.processed = 0
+        self._running: dict[str, _Running] = {}
+        self._slots = {q: _Slots(n) for q, n in self.queues.items()}
+        self._stopping = asyncio.Event()
+        self._grace_over = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._started_at = time.time()
+        self._threads = ThreadPoolExecutor(max_workers=sum(self.queues.values()),
+                                           thread_name_prefix="workhorse-task")
+        self._runner = Runner(app, self._threads)
+        self._finisher: Finisher | None = None
+        self._signals = 0
+        self._waits: set[asyncio.Future[None]] = set()
+
+    # -- control -----------------------------------------------------------------------
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Stop claiming and let running jobs finish within the grace period. A second
+        call ends the grace period: what still runs goes back to its queue at once."""
+        if self._stopping.is_set():
+            self._grace_over.set()
+        self._stopping.set()
+        for waiter in self._waits:
+            waiter.cancel()
+        for slots in self._slots.values():
+            slots.freed.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals >= 3:
+            log.error("third signal: exiting now")
+            os._exit(1)
+        log.warning("%s: %s", sig.name, "stopping (send again to interrupt running jobs)"
+                    if self._signals == 1 else "interrupting running jobs")
+        self.stop()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- main loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.app.open()
+        backend = self.app.backend
+        self._finisher = Finisher(backend)
+        log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
+        side = [
+            asyncio.create_task(self._renew_loop(), name="workhorse-renew"),
+            asyncio.create_task(self._maintenance_loop(), name="workhorse-maintenance"),
+            asyncio.create_task(self._heartbeat_loop(), name="workhorse-heartbeat"),
+        ]
+        consumers = [asyncio.create_task(self._consume(q), name=f"workhorse-consume-{q}")
+                     for q in self.queues]
+        try:
+            await self._stopping.wait()
+            # Consumers are not cancelled: one in the middle of a claim must keep what it
+            # claimed, or those jobs would sit leased until their lease expires.
+            await asyncio.gather(*consumers, return_exceptions=True)
+            await self._drain()
+        finally:
+            for t in (*consumers, *side):
+                t.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            try:
+                await backend.remove_worker(self.id)
+            except Exception:
+                log.exception("could not remove worker record")
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._stopped.set()
+            log.info("worker %s stopped after %d job(s)", self.id, self.processed)
+
+    async def _drain(self) -> None:
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            log.info("waiting up to %gs for %d running job(s)", self.shutdown_grace, len(tasks))
+            all_done = asyncio.ensure_future(asyncio.wait(tasks))
+            grace_over = asyncio.ensure_future(self._grace_over.wait())
+            await asyncio.wait([all_done, grace_over], timeout=self.shutdown_grace,
+                               return_when=asyncio.FIRST_COMPLETED)
+            all_done.cancel()
+            grace_over.cancel()
+        left = [r.task for r in self._running.values() if r.task is not None]
+        if left:
+            log.warning("putting %d unfinished job(s) back in their queue", len(left))
+            for t in left:
+                t.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+        if self._finisher is not None:
+            await self._finisher.drain()
+
+    async def _consume(self, queue: str) -> None:
+        backend = self.app.backend
+        slots = self._slots[queue]
+        idle_since: float | None = None
+        while not self._stopping.is_set():
+            free = slots.size - slots.used
+            if free <= 0:
+                slots.freed.clear()
+                await slots.freed.wait()
+                continue
+            if self._stopping.is_set():
+                break
+            try:
+                leases = await backend.claim([queue], self.id, free, self.lease)
+            except Exception:
+                log.exception("claim from %r failed; retrying", queue)
+                await asyncio.sleep(min(self.poll_interval, 1.0))
+                continue
+            if not leases:
+                if self.burst and slots.used == 0:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since > 0.2 and self._all_idle():
+                        self.stop()
+                        return
+                waiter = asyncio.ensure_future(backend.wait_for_jobs([queue], self.poll_interval))
+                self._waits.add(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    if not waiter.cancelled():
+                        raise
+                except Exception:
+                    log.exception("waiting for jobs on %r failed", queue)
+                    await asyncio.sleep(min(self.poll_interval, 1.0))
+                finally:
+                    self._waits.discard(waiter)
+                continue
+            idle_since = None
+            slots.used += len(leases)
+            for lease in leases:
+                running = _Running(lease, JobContext(self.app, lease))
+                self._running[lease.job_id] = running
+                running.task = asyncio.create_task(self._attempt(running, slots))
+
+    def _all_idle(self) -> bool:
+        return not self._running
+
+    async def _attempt(self, running: _Running, slots: _Slots) -> None:
+        lease = running.lease
+        bus = self.app.bus
+        try:
+            if bus.wants("job.started"):
+                bus.emit(Event("job.started", lease.job_id, lease.task, lease.queue,
+                               {"attempt": lease.attempts, "worker": self.id}, time.time()))
+            outcome = await self._runner.run(lease, running.ctx)
+            await self._finish(lease, outcome)
+        except asyncio.CancelledError:
+            # Cancelled while finishing: the shielded write goes on in the finisher.
+            pass
+        except Exception:  # pragma: no cover - the runner already turns errors into outcomes
+            log.exception("job %s: the worker failed to run it", lease.job_id)
+        finally:
+            del self._running[lease.job_id]
+            slots.used -= 1
+            slots.freed.set()
+            self.processed += 1
+
+    async def _finish(self, lease: Lease, outcome: Outcome) -> None:
+        assert self._finisher is not None
+        ok = await self._finisher.finish(lease, outcome)
+        if not ok:
+            log.warning("job %s: outcome %r dropped, this worker no longer holds its lease",
+                        lease.job_id, outcome.kind)
+            return
+        kind = _OUTCOME_EVENTS[outcome.kind]
+        if outcome.kind == "retry" and outcome.refund and outcome.error is None:
+            kind = "job.queued"
+        if self.app.bus.wants(kind):
+            data: dict[str, Any] = {"attempt": lease.attempts}
+            if outcome.error is not None:
+                data["error"] = outcome.error
+            self.app.bus.emit(Event(kind, lease.job_id, lease.task, lease.queue, data,
+                                    time.time()))
+
+    # -- side tasks --------------------------------------------------------------------
+    async def _renew_loop(self) -> None:
+        backend = self.app.backend
+        while True:
+            await asyncio.sleep(self._renew_every())
+            if not self._running:
+                continue
+            leases = [r.lease for r in self._running.values()]
+            try:
+                result = await backend.renew(leases)
+            except Exception:
+                log.exception("lease renewal failed; retrying")
+                continue
+            for job_id in result.lost:
+                log.warning("job %s: lease lost (reclaimed by another worker?)", job_id)
+            for job_id in result.cancel:
+                running = self._running.get(job_id)
+                if running is not None and running.task is not None and not running.ctx.cancelled:
+                    running.ctx.cancelled = True
+                    running.task.cancel()
+
+    def _renew_every(self) -> float:
+        spans = [r.lease.lease for r in self._running.values()] or [self.lease]
+        return max(0.05, min(spans) / 3)
+
+    async def _maintenance_loop(self) -> None:
+        backend = self.app.backend
+        s = self.app.settings
+        last_purge = 0.0
+        while True:
+            try:
+                reclaimed = await backend.reclaim_expired()
+                if reclaimed:
+                    log.warning("reclaimed %d job(s) with expired leases", len(reclaimed))
+                    if self.app.bus.wants("job.stalled"):
+                        for job_id in reclaimed:
+                            self.app.bus.emit(Event("job.stalled", job_id, at=time.time()))
+                if time.monotonic() - last_purge > 60:
+                    last_purge = time.monotonic()
+                    await self._retention(s.keep_completed, s.keep_completed_for,
+                                          {JobState.COMPLETED})
+                    await self._retention(s.keep_failed, s.keep_failed_for,
+                                          FINISHED_STATES - {JobState.COMPLETED})
+            except Exception:
+                log.exception("maintenance failed; will try again")
+            await asyncio.sleep(self.reclaim_interval)
+
+    async def _retention(self, keep: int | None, keep_for: float | None,
+                         states: set[JobState] | frozenset[JobState]) -> None:
+        if keep is None and keep_for is None:
+            return
+        n = await self.app.backend.purge(states=states, older_than=keep_for, keep_last=keep)
+        if n:
+            log.info("retention removed %d finished job(s)", n)
+
+    async def _heartbeat_loop(self) -> None:
+        backend = self.app.backend
+        info = WorkerInfo(self.id, socket.gethostname(), os.getpid(), dict(self.queues),
+                          self._started_at)
+        while True:
+            info.active = len(self._running)
+            info.processed = self.processed
+            try:
+                await backend.beat(info, self.heartbeat_interval * 3)
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(self.heartbeat_interval)
