@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import typing
@@ -49,8 +50,9 @@ class Workhorse:
     SQLite file under ``./.workhorse/``. Settings are resolved when first needed, so a CLI
     can still ``configure`` an app that a module created at import time."""
 
-    def __init__(self, url: str | None = None, *, backend: Backend | None = None,
-                 **settings: Any) -> None:
+    def __init__(
+        self, url: str | None = None, *, backend: Backend | None = None, **settings: Any
+    ) -> None:
         self._overrides: dict[str, Any] = {"url": url, **settings}
         Settings.load(env={}, **self._overrides)  # fail fast on unknown names
         self._settings: Settings | None = None
@@ -109,8 +111,9 @@ class Workhorse:
         await self.open()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def _store(self) -> Backend:
@@ -119,29 +122,39 @@ class Workhorse:
         return self.backend
 
     # -- registry ----------------------------------------------------------------------
-    @overload
-    def task(self, fn: F, /) -> Task[Any, Any]: ...
-
-    @overload
     def task(
-        self, *, name: str | None = None, queue: str = "default", retries: int = 0,
-        backoff: BackoffSpec = None, timeout: Seconds | None = None, priority: int = 0,
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 0,
+        backoff: BackoffSpec = None,
+        timeout: Seconds | None = None,
+        priority: int = 0,
         lease: Seconds | None = None,
-    ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
-
-    def task(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-             **options: Any) -> Any:
+    ) -> Any:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=...,
         lease=...)``."""
+        options = {
+            "queue": queue,
+            "retries": retries,
+            "backoff": backoff,
+            "timeout": timeout,
+            "priority": priority,
+            "lease": lease,
+        }
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             return self.add_task(f, name=name, **options)
 
         return register(fn) if fn is not None else register
 
-    def add_task(self, fn: Callable[..., Any], *, name: str | None = None,
-                 **options: Any) -> Task[Any, Any]:
+    def add_task(
+        self, fn: Callable[..., Any], *, name: str | None = None, **options: Any
+    ) -> Task[Any, Any]:
         task_name = name or fn.__name__
         try:
             opts = make_options(**options)
@@ -149,11 +162,15 @@ class Workhorse:
             from workhorse.task import TASK_OPTIONS
 
             unknown = sorted(set(options) - set(TASK_OPTIONS))
-            raise ConfigError(f"unknown task option(s) {unknown} for {task_name!r}; valid: "
-                              f"{', '.join(TASK_OPTIONS)}") from None
+            raise ConfigError(
+                f"unknown task option(s) {unknown} for {task_name!r}; valid: "
+                f"{', '.join(TASK_OPTIONS)}"
+            ) from None
         if task_name in self.tasks and self.tasks[task_name].fn is not fn:
-            raise ConfigError(f"task {task_name!r} is already registered by "
-                              f"{self.tasks[task_name].fn!r}; give one a name=")
+            raise ConfigError(
+                f"task {task_name!r} is already registered by "
+                f"{self.tasks[task_name].fn!r}; give one a name="
+            )
         task: Task[Any, Any] = Task(self, task_name, fn, opts)
         self.tasks[task_name] = task
         return task
@@ -189,29 +206,46 @@ class Workhorse:
                 raise ConfigError(f"priority must be an int, got {priority!r}")
             key = options.get("dedup_key")
             return NewJob(
-                new_job_id(), task.name, queue, task.encode(data), priority,
-                seconds(options.get("delay"), "delay") or 0.0, due_time(options.get("at")),
+                new_job_id(),
+                task.name,
+                queue,
+                task.encode(data),
+                priority,
+                seconds(options.get("delay"), "delay") or 0.0,
+                due_time(options.get("at")),
                 retries + 1,
                 seconds(options["timeout"], "timeout") if "timeout" in options else d.timeout,
                 seconds(options["lease"], "lease") if "lease" in options else d.lease,
                 None if key is None else str(key),
             )
-        return NewJob(new_job_id(), task.name, d.queue, task.encode(data), d.priority,
-                      0.0, None, d.retries + 1, d.timeout, d.lease)
+        return NewJob(
+            new_job_id(),
+            task.name,
+            d.queue,
+            task.encode(data),
+            d.priority,
+            0.0,
+            None,
+            d.retries + 1,
+            d.timeout,
+            d.lease,
+        )
 
     def _queued(self, new: NewJob) -> None:
         if self.bus.wants("job.queued"):
             self.bus.emit(Event("job.queued", new.id, new.task, new.queue, {}, time.time()))
 
     @overload
-    async def enqueue(self, task: Task[Any, R], data: Any = None,
-                      **options: Any) -> JobHandle[R]: ...
+    async def enqueue(
+        self, task: Task[Any, R], data: Any = None, **options: Any
+    ) -> JobHandle[R]: ...
 
     @overload
     async def enqueue(self, task: str, data: Any = None, **options: Any) -> JobHandle[Any]: ...
 
-    async def enqueue(self, task: str | Task[Any, Any], data: Any = None,
-                      **options: Any) -> JobHandle[Any]:
+    async def enqueue(
+        self, task: str | Task[Any, Any], data: Any = None, **options: Any
+    ) -> JobHandle[Any]:
         """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
         ``timeout``, ``lease``, ``dedup_key``) stay apart from the data."""
         t = self._resolve(task)
@@ -222,8 +256,9 @@ class Workhorse:
             self._queued(new)
         return JobHandle(self, res.id, t.name, new.queue, res.created, res.state)
 
-    async def enqueue_many(self, task: str | Task[Any, Any], items: Iterable[Any],
-                           **options: Any) -> list[JobHandle[Any]]:
+    async def enqueue_many(
+        self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
+    ) -> list[JobHandle[Any]]:
         """Enqueue one job per item of ``items`` in one round trip."""
         t = self._resolve(task)
         news = [self._new_job(t, data, options) for data in items]
@@ -231,15 +266,21 @@ class Workhorse:
             return []
         backend = await self._store()
         results = await backend.enqueue(news)
-        out = []
+        out: list[JobHandle[Any]] = []
         for new, res in zip(news, results, strict=True):
             if res.created:
                 self._queued(new)
             out.append(JobHandle(self, res.id, t.name, new.queue, res.created, res.state))
         return out
 
-    async def run(self, task: str | Task[Any, Any], data: Any = None, *,
-                  timeout: float | None = None, **options: Any) -> Any:
+    async def run(
+        self,
+        task: str | Task[Any, Any],
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
         """Enqueue, wait, and return the result; raise ``JobFailed`` (with the remote
         type, message and traceback), ``JobCancelled`` or ``RunTimeout``. ``timeout`` bounds
         the wait and, unless ``options`` says otherwise, the attempt too."""
@@ -269,12 +310,20 @@ class Workhorse:
     async def get_job(self, job_id: str) -> Job | None:
         return await (await self._store()).get(job_id)
 
-    async def jobs(self, *, queue: str | None = None, state: JobState | str | None = None,
-                   task: str | None = None, limit: int = 50, offset: int = 0) -> list[Job]:
+    async def jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
         """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
         st = None if state is None else _state(state)
-        return await (await self._store()).query(queue=queue, state=st, task=task,
-                                                 limit=limit, offset=offset)
+        return await (await self._store()).query(
+            queue=queue, state=st, task=task, limit=limit, offset=offset
+        )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         return await (await self._store()).counts(queues)
@@ -287,17 +336,25 @@ class Workhorse:
         """Put a failed or cancelled job back in its queue with fresh attempts."""
         return await (await self._store()).retry(job_id)
 
-    async def purge(self, *, states: Collection[JobState | str] = tuple(FINISHED_STATES),
-                    older_than: Seconds | None = None, keep_last: int | None = None,
-                    queue: str | None = None) -> int:
+    async def purge(
+        self,
+        *,
+        states: Collection[JobState | str] = tuple(FINISHED_STATES),
+        older_than: Seconds | None = None,
+        keep_last: int | None = None,
+        queue: str | None = None,
+    ) -> int:
         """Delete finished jobs older than ``older_than`` or beyond the newest
         ``keep_last`` per state."""
         sts = {_state(s) for s in states}
         if sts - FINISHED_STATES:
             raise ConfigError("purge deletes finished jobs only: completed, failed, cancelled")
         return await (await self._store()).purge(
-            states=sts, older_than=seconds(older_than, "older_than"), keep_last=keep_last,
-            queue=queue)
+            states=sts,
+            older_than=seconds(older_than, "older_than"),
+            keep_last=keep_last,
+            queue=queue,
+        )
 
     async def pause(self, queue: str) -> None:
         await (await self._store()).pause(check_name(queue, "queue"))
@@ -314,8 +371,7 @@ class Workhorse:
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await (await self._store()).events(after, limit)
 
-    def on(self, type_: str, handler: Handler | None = None, *,
-           task: str | None = None) -> Any:
+    def on(self, type_: str, handler: Handler | None = None, *, task: str | None = None) -> Any:
         """Subscribe to in-process events: ``@app.on("job.completed", task="send")``."""
         if handler is not None:
             self.bus.on(type_, handler, task=task)
@@ -348,8 +404,9 @@ def _state(value: JobState | str) -> JobState:
     try:
         return JobState(value)
     except ValueError:
-        raise ConfigError(f"unknown state {value!r}; valid: "
-                          f"{', '.join(s.value for s in JobState)}") from None
+        raise ConfigError(
+            f"unknown state {value!r}; valid: {', '.join(s.value for s in JobState)}"
+        ) from None
 
 
 class _Waiters:
@@ -395,8 +452,6 @@ class _Waiters:
     async def close(self) -> None:
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
-            except asyncio.CancelledError:
-                pass
         self._pump = None

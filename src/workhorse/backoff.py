@@ -65,8 +65,10 @@ def make_backoff(spec: BackoffSpec) -> Backoff:
             raise ConfigError(f"backoff seconds must be >= 0, got {spec}")
         return Fixed(float(spec))
     if isinstance(spec, str):
-        raise ConfigError(f"unknown backoff {spec!r}; valid: 'fixed', 'exponential', "
-                          "seconds, a Backoff object or fn(attempt, error) -> seconds")
+        raise ConfigError(
+            f"unknown backoff {spec!r}; valid: 'fixed', 'exponential', "
+            "seconds, a Backoff object or fn(attempt, error) -> seconds"
+        )
     if hasattr(spec, "delay"):
         return spec
     if callable(spec):

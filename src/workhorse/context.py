@@ -62,11 +62,20 @@ class JobContext:
         if not ok:
             log.warning("job %s: progress not recorded, the lease is lost", self.job_id)
         if self.app.bus.wants("job.progress"):
-            self.app.bus.emit(Event("job.progress", self.job_id, self.task, self.queue,
-                                    {"progress": value}, time.time()))
+            self.app.bus.emit(
+                Event(
+                    "job.progress",
+                    self.job_id,
+                    self.task,
+                    self.queue,
+                    {"progress": value},
+                    time.time(),
+                )
+            )
 
-    async def enqueue(self, task: str | Task[Any, Any], data: Any = None,
-                      **options: Any) -> JobHandle[Any]:
+    async def enqueue(
+        self, task: str | Task[Any, Any], data: Any = None, **options: Any
+    ) -> JobHandle[Any]:
         """Enqueue a follow-up job."""
         return await self.app.enqueue(task, data, **options)
 

@@ -14,8 +14,14 @@ from workhorse.job import Event
 log = logging.getLogger("workhorse.events")
 
 JOB_EVENTS = (
-    "job.queued", "job.started", "job.progress", "job.completed", "job.failed",
-    "job.retrying", "job.cancelled", "job.stalled",
+    "job.queued",
+    "job.started",
+    "job.progress",
+    "job.completed",
+    "job.failed",
+    "job.retrying",
+    "job.cancelled",
+    "job.stalled",
 )
 
 Handler = Callable[[Event], Awaitable[None] | None]

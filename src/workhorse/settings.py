@@ -20,10 +20,14 @@ ENV_PREFIX = "WORKHORSE_"
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(DEFAULT_URL, description="Backend URL: memory://, sqlite:///path, "
-                     "redis://host:port/db, postgresql://...")
-    queues: tuple[str, ...] = Field(("default", "priority"),
-                                    description="Queues a worker consumes, in claim order")
+    url: str = Field(
+        DEFAULT_URL,
+        description="Backend URL: memory://, sqlite:///path, "
+        "redis://host:port/db, postgresql://...",
+    )
+    queues: tuple[str, ...] = Field(
+        ("default", "priority"), description="Queues a worker consumes, in claim order"
+    )
     concurrency: int = Field(10, ge=1, description="Jobs run at once per queue by one worker")
     lease: float = Field(30.0, gt=0, description="Seconds a claim lasts before renewal")
     poll_interval: float = Field(1.0, gt=0, description="Longest idle wait between claims")
@@ -32,15 +36,22 @@ class Settings(BaseModel):
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
     keep_completed: int | None = Field(10_000, ge=0, description="Completed jobs kept per queue")
-    keep_completed_for: float | None = Field(86_400.0, ge=0,
-                                             description="Seconds completed jobs are kept")
+    keep_completed_for: float | None = Field(
+        86_400.0, ge=0, description="Seconds completed jobs are kept"
+    )
     keep_failed: int | None = Field(10_000, ge=0, description="Failed and cancelled jobs kept")
-    keep_failed_for: float | None = Field(7 * 86_400.0, ge=0,
-                                          description="Seconds failed/cancelled jobs are kept")
-    unknown_task_delay: float = Field(5.0, ge=0, description="Requeue delay for a job whose "
-                                      "task this worker does not know (rolling deploys)")
-    unknown_task_window: float = Field(600.0, ge=0, description="Seconds after which such a "
-                                       "job fails instead")
+    keep_failed_for: float | None = Field(
+        7 * 86_400.0, ge=0, description="Seconds failed/cancelled jobs are kept"
+    )
+    unknown_task_delay: float = Field(
+        5.0,
+        ge=0,
+        description="Requeue delay for a job whose "
+        "task this worker does not know (rolling deploys)",
+    )
+    unknown_task_window: float = Field(
+        600.0, ge=0, description="Seconds after which such a job fails instead"
+    )
 
     @field_validator("queues", mode="before")
     @classmethod

@@ -25,23 +25,32 @@ class SyncApp:
         self._client = Workhorse(**app._overrides)
         self._client.tasks = app.tasks  # one registry, two connections
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="workhorse-sync")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="workhorse-sync"
+        )
         self._thread.start()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def enqueue(self, task: str | Task[Any, Any], data: Any = None,
-                **options: Any) -> JobHandle[Any]:
+    def enqueue(
+        self, task: str | Task[Any, Any], data: Any = None, **options: Any
+    ) -> JobHandle[Any]:
         return self._call(self._client.enqueue(task, data, **options))
 
-    def enqueue_many(self, task: str | Task[Any, Any], items: Iterable[Any],
-                     **options: Any) -> list[JobHandle[Any]]:
+    def enqueue_many(
+        self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
+    ) -> list[JobHandle[Any]]:
         return self._call(self._client.enqueue_many(task, list(items), **options))
 
-    def run(self, task: str | Task[Any, Any], data: Any = None, *,
-            timeout: float | None = None, **options: Any) -> Any:
+    def run(
+        self,
+        task: str | Task[Any, Any],
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
         return self._call(self._client.run(task, data, timeout=timeout, **options))
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:

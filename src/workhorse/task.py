@@ -33,8 +33,7 @@ def seconds(value: Seconds | None, what: str) -> float | None:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{what} must be a number of seconds >= 0 or a timedelta, "
-                          f"got {value!r}")
+        raise ConfigError(f"{what} must be a number of seconds >= 0 or a timedelta, got {value!r}")
     return float(value)
 
 
@@ -44,7 +43,7 @@ class TaskOptions:
 
     queue: str = "default"
     retries: int = 0
-    backoff: Backoff = field(default_factory=make_backoff)
+    backoff: Backoff = field(default_factory=lambda: make_backoff(None))
     timeout: float | None = None
     priority: int = 0
     lease: float | None = None
@@ -55,27 +54,42 @@ CALL_OPTIONS = ("delay", "at", "priority", "queue", "retries", "timeout", "lease
 
 
 def make_options(
-    *, queue: str = "default", retries: int = 0, backoff: BackoffSpec = None,
-    timeout: Seconds | None = None, priority: int = 0, lease: Seconds | None = None,
+    *,
+    queue: str = "default",
+    retries: int = 0,
+    backoff: BackoffSpec = None,
+    timeout: Seconds | None = None,
+    priority: int = 0,
+    lease: Seconds | None = None,
 ) -> TaskOptions:
     check_name(queue, "queue")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ConfigError(f"priority must be an int, got {priority!r}")
-    return TaskOptions(queue, retries, make_backoff(backoff), seconds(timeout, "timeout"),
-                       priority, seconds(lease, "lease"))
+    return TaskOptions(
+        queue,
+        retries,
+        make_backoff(backoff),
+        seconds(timeout, "timeout"),
+        priority,
+        seconds(lease, "lease"),
+    )
 
 
-def _inspect_handler(fn: Callable[..., Any]) -> tuple[bool, bool, TypeAdapter[Any] | None,
-                                                      TypeAdapter[Any] | None]:
+def _inspect_handler(
+    fn: Callable[..., Any],
+) -> tuple[bool, bool, TypeAdapter[Any] | None, TypeAdapter[Any] | None]:
     """Which arguments the function takes (data, ctx) and how to validate them."""
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable forward references: validate nothing, still run
         hints = {}
-    params = [p for p in inspect.signature(fn).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     takes_data = takes_ctx = False
     data_adapter = None
     for p in params[:2]:
@@ -100,15 +114,17 @@ class Task(Generic[D, R]):
     """A registered function. Call it directly to run it in-process (tests), or use
     ``enqueue``/``run`` to go through the queue."""
 
-    def __init__(self, app: Workhorse, name: str, fn: Callable[..., Any],
-                 options: TaskOptions) -> None:
+    def __init__(
+        self, app: Workhorse, name: str, fn: Callable[..., Any], options: TaskOptions
+    ) -> None:
         self.app = app
         self.name = check_name(name, "task")
         self.fn = fn
         self.defaults = options
         self.is_async = inspect.iscoroutinefunction(fn)
-        (self.takes_data, self.takes_ctx, self._data_adapter,
-         self._result_adapter) = _inspect_handler(fn)
+        (self.takes_data, self.takes_ctx, self._data_adapter, self._result_adapter) = (
+            _inspect_handler(fn)
+        )
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -129,8 +145,9 @@ class Task(Generic[D, R]):
             data = self._data_adapter.dump_python(value, mode="json")
         elif isinstance(data, BaseModel):
             data = data.model_dump(mode="json")
-        return codec.encode_payload(data, self.app.settings.max_payload,
-                                    f"payload for task {self.name!r}")
+        return codec.encode_payload(
+            data, self.app.settings.max_payload, f"payload for task {self.name!r}"
+        )
 
     def decode(self, raw: bytes) -> Any:
         data = codec.loads(raw)
@@ -146,8 +163,9 @@ class Task(Generic[D, R]):
     def encode_result(self, value: Any) -> bytes:
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json")
-        return codec.encode_payload(value, self.app.settings.max_payload,
-                                    f"result of task {self.name!r}")
+        return codec.encode_payload(
+            value, self.app.settings.max_payload, f"result of task {self.name!r}"
+        )
 
     def typed_result(self, value: Any) -> R:
         if self._result_adapter is None:
@@ -169,8 +187,9 @@ class Task(Generic[D, R]):
     async def enqueue_many(self, items: Iterable[D], **options: Any) -> list[JobHandle[R]]:
         return await self.app.enqueue_many(self, items, **options)
 
-    async def run(self, data: D | None = None, *, timeout: float | None = None,
-                  **options: Any) -> R:
+    async def run(
+        self, data: D | None = None, *, timeout: float | None = None, **options: Any
+    ) -> R:
         return typing.cast(R, await self.app.run(self, data, timeout=timeout, **options))
 
 
@@ -195,8 +214,10 @@ class BoundTask(Generic[D, R]):
 def check_call_options(options: dict[str, Any]) -> dict[str, Any]:
     unknown = set(options) - set(CALL_OPTIONS)
     if unknown:
-        raise ConfigError(f"unknown option(s) {sorted(unknown)}; valid per-call options: "
-                          f"{', '.join(CALL_OPTIONS)}")
+        raise ConfigError(
+            f"unknown option(s) {sorted(unknown)}; valid per-call options: "
+            f"{', '.join(CALL_OPTIONS)}"
+        )
     return options
 
 

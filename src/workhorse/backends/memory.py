@@ -7,6 +7,7 @@ Most tests run on it; the contract suite holds the durable backends to its behav
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import os
@@ -66,7 +67,10 @@ class MemoryBackend(Backend):
     capabilities = Capabilities(durable=False, multi_process=False, multi_machine=False)
 
     def __init__(
-        self, url: str = "memory://", *, clock: Callable[[], float] = time.time,
+        self,
+        url: str = "memory://",
+        *,
+        clock: Callable[[], float] = time.time,
         max_events: int = 100_000,
     ) -> None:
         self.url = url
@@ -143,15 +147,26 @@ class MemoryBackend(Backend):
 
     def _to_job(self, rec: _Rec, now: float) -> Job:
         return Job(
-            id=rec.id, task=rec.task, queue=rec.queue, state=self._public_state(rec, now),
-            data=codec.loads(rec.data), priority=rec.priority, attempts=rec.attempts,
-            max_attempts=rec.max_attempts, created_at=to_datetime(rec.created_at),  # type: ignore[arg-type]
+            id=rec.id,
+            task=rec.task,
+            queue=rec.queue,
+            state=self._public_state(rec, now),
+            data=codec.loads(rec.data),
+            priority=rec.priority,
+            attempts=rec.attempts,
+            max_attempts=rec.max_attempts,
+            created_at=to_datetime(rec.created_at),  # type: ignore[arg-type]
             run_at=to_datetime(rec.run_at),  # type: ignore[arg-type]
-            started_at=to_datetime(rec.started_at), finished_at=to_datetime(rec.finished_at),
+            started_at=to_datetime(rec.started_at),
+            finished_at=to_datetime(rec.finished_at),
             progress=rec.progress,
             result=None if rec.result is None else codec.loads(rec.result),
-            error=rec.error, logs=list(rec.logs), timeout=rec.timeout, worker=rec.worker,
-            lease_expires_at=to_datetime(rec.expires_at), dedup_key=rec.dedup_key,
+            error=rec.error,
+            logs=list(rec.logs),
+            timeout=rec.timeout,
+            worker=rec.worker,
+            lease_expires_at=to_datetime(rec.expires_at),
+            dedup_key=rec.dedup_key,
         )
 
     # -- producing -------------------------------------------------------------------
@@ -165,8 +180,18 @@ class MemoryBackend(Backend):
                 continue
             run_at = new.at if new.at is not None else now + new.delay
             rec = _Rec(
-                new.id, new.task, new.queue, new.data, new.priority, new.max_attempts,
-                new.timeout, new.lease, new.dedup_key, now, run_at, next(self._seq),
+                new.id,
+                new.task,
+                new.queue,
+                new.data,
+                new.priority,
+                new.max_attempts,
+                new.timeout,
+                new.lease,
+                new.dedup_key,
+                now,
+                run_at,
+                next(self._seq),
             )
             self._jobs[rec.id] = rec
             if rec.dedup_key is not None:
@@ -213,8 +238,18 @@ class MemoryBackend(Backend):
                 self._active[rec.id] = rec
                 self._event("job.started", rec, now, attempt=rec.attempts, worker=worker)
                 leases.append(
-                    Lease(rec.id, rec.token, rec.task, rec.queue, rec.data, rec.attempts,
-                          rec.max_attempts, rec.timeout, span, rec.created_at)
+                    Lease(
+                        rec.id,
+                        rec.token,
+                        rec.task,
+                        rec.queue,
+                        rec.data,
+                        rec.attempts,
+                        rec.max_attempts,
+                        rec.timeout,
+                        span,
+                        rec.created_at,
+                    )
                 )
             if len(leases) >= limit:
                 break
@@ -261,8 +296,14 @@ class MemoryBackend(Backend):
                 if outcome.refund:
                     rec.attempts -= 1
                 self._requeue(rec, now + outcome.delay, now)
-                self._event("job.retrying", rec, now, attempt=rec.attempts, delay=outcome.delay,
-                            error=outcome.error)
+                self._event(
+                    "job.retrying",
+                    rec,
+                    now,
+                    attempt=rec.attempts,
+                    delay=outcome.delay,
+                    error=outcome.error,
+                )
                 requeued = True
             elif kind == "failed":
                 rec.error = outcome.error
@@ -291,20 +332,26 @@ class MemoryBackend(Backend):
 
     async def reclaim_expired(self) -> list[str]:
         now = self._clock()
-        expired = [r for r in self._active.values() if r.expires_at is not None
-                   and r.expires_at <= now]
+        expired = [
+            r for r in self._active.values() if r.expires_at is not None and r.expires_at <= now
+        ]
         for rec in expired:
-            error = {"type": "LeaseExpired",
-                     "message": f"worker {rec.worker} stopped renewing its lease (attempt "
-                                f"{rec.attempts} of {rec.max_attempts})", "traceback": ""}
+            error = {
+                "type": "LeaseExpired",
+                "message": f"worker {rec.worker} stopped renewing its lease (attempt "
+                f"{rec.attempts} of {rec.max_attempts})",
+                "traceback": "",
+            }
             self._event("job.stalled", rec, now, attempt=rec.attempts, worker=rec.worker)
             rec.error = error
             if rec.cancel_requested:
                 self._end(rec, JobState.CANCELLED, now)
                 self._event("job.cancelled", rec, now)
             elif rec.attempts >= rec.max_attempts:
-                error["message"] = (f"killed its worker {rec.attempts} times: the lease expired "
-                                    f"on each of {rec.max_attempts} attempts")
+                error["message"] = (
+                    f"killed its worker {rec.attempts} times: the lease expired "
+                    f"on each of {rec.max_attempts} attempts"
+                )
                 self._end(rec, JobState.FAILED, now)
                 self._event("job.failed", rec, now, attempt=rec.attempts, error=error)
             else:
@@ -326,10 +373,8 @@ class MemoryBackend(Backend):
                 timeout = min(timeout, max(0.0, delayed[0][0] - now))
         if timeout <= 0:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         done = self._finished(ids)
@@ -356,8 +401,13 @@ class MemoryBackend(Backend):
         return None if rec is None else self._to_job(rec, self._clock())
 
     async def query(
-        self, *, queue: str | None = None, state: JobState | None = None,
-        task: str | None = None, limit: int = 50, offset: int = 0,
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> list[Job]:
         now = self._clock()
         found = []
@@ -369,7 +419,7 @@ class MemoryBackend(Backend):
             if state is not None and self._public_state(rec, now) is not state:
                 continue
             found.append(rec)
-        return [self._to_job(r, now) for r in found[offset:offset + limit]]
+        return [self._to_job(r, now) for r in found[offset : offset + limit]]
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         now = self._clock()
@@ -415,14 +465,21 @@ class MemoryBackend(Backend):
         return True
 
     async def purge(
-        self, *, states: Collection[JobState], older_than: float | None = None,
-        keep_last: int | None = None, queue: str | None = None,
+        self,
+        *,
+        states: Collection[JobState],
+        older_than: float | None = None,
+        keep_last: int | None = None,
+        queue: str | None = None,
     ) -> int:
         now = self._clock()
         doomed: list[str] = []
         for st in set(states) & FINISHED_STATES:
-            recs = [r for r in self._jobs.values()
-                    if r.state is st and (queue is None or r.queue == queue)]
+            recs = [
+                r
+                for r in self._jobs.values()
+                if r.state is st and (queue is None or r.queue == queue)
+            ]
             recs.sort(key=lambda r: (r.finished_at or 0.0, r.seq), reverse=True)
             for i, rec in enumerate(recs):
                 too_old = older_than is not None and (rec.finished_at or 0.0) <= now - older_than
@@ -467,8 +524,15 @@ class MemoryBackend(Backend):
         now = self._clock()
         for ev in events:
             self._events.append(
-                Event(ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now,
-                      next(self._event_ids))
+                Event(
+                    ev.type,
+                    ev.job_id,
+                    ev.task,
+                    ev.queue,
+                    ev.data,
+                    ev.at or now,
+                    next(self._event_ids),
+                )
             )
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
