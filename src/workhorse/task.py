@@ -98,7 +98,7 @@ def _inspect_handler(
             takes_ctx = True
         elif not takes_data and not takes_ctx:
             takes_data = True
-            if hint is not inspect.Parameter.empty and hint is not Any:
+            if hint not in (inspect.Parameter.empty, Any, object):
                 data_adapter = TypeAdapter(hint)
     ret = hints.get("return")
     result_adapter = None
