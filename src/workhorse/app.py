@@ -8,16 +8,27 @@ import logging
 import time
 import typing
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from workhorse import codec
 from workhorse.backends import Backend, backend_from_url
 from workhorse.backoff import BackoffSpec
-from workhorse.errors import ConfigError, JobCancelled, JobFailed, RunTimeout, UnknownTaskError
+from workhorse.errors import (
+    ConfigError,
+    DuplicateJob,
+    JobCancelled,
+    JobFailed,
+    RunTimeout,
+    UnknownTaskError,
+)
 from workhorse.events import EventBus, Handler
 from workhorse.job import (
     FINISHED_STATES,
+    EnqueueResult,
     Event,
     Job,
     JobState,
@@ -25,12 +36,19 @@ from workhorse.job import (
     WorkerInfo,
     new_job_id,
 )
+from workhorse.scheduler import schedules
+from workhorse.scheduler.cron import CronSpec, parse_cron
+from workhorse.scheduler.schedules import Schedule, ScheduleInfo
+from workhorse.scheduler.ticker import last_key
 from workhorse.settings import Settings, check_name
 from workhorse.task import (
+    EnqueueStatus,
     JobHandle,
+    OnDuplicate,
     Seconds,
     Task,
     check_call_options,
+    check_on_duplicate,
     due_time,
     make_options,
     seconds,
@@ -134,10 +152,17 @@ class Workhorse:
         timeout: Seconds | None = None,
         priority: int = 0,
         lease: Seconds | None = None,
+        cron: str | dict[str, Any] | CronSpec | None = None,
+        singleton: bool | Callable[[Any], Any] = False,
+        on_duplicate: OnDuplicate = "return",
+        concurrency: int | None = None,
+        rate: str | None = None,
+        key: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Register a function (async or sync) as a task: ``@app.task`` or
-        ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=...,
-        lease=...)``."""
+        ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
+        cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...)``.
+        Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
         options = {
             "queue": queue,
             "retries": retries,
@@ -145,6 +170,12 @@ class Workhorse:
             "timeout": timeout,
             "priority": priority,
             "lease": lease,
+            "cron": cron,
+            "singleton": singleton,
+            "on_duplicate": on_duplicate,
+            "concurrency": concurrency,
+            "rate": rate,
+            "key": key,
         }
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
@@ -195,45 +226,70 @@ class Workhorse:
     # -- producing ---------------------------------------------------------------------
     def _new_job(self, task: Task[Any, Any], data: Any, options: dict[str, Any]) -> NewJob:
         d = task.defaults
-        if options:
-            check_call_options(options)
-            queue = check_name(options.get("queue", d.queue), "queue")
-            retries = options.get("retries", d.retries)
-            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-                raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
-            priority = options.get("priority", d.priority)
-            if isinstance(priority, bool) or not isinstance(priority, int):
-                raise ConfigError(f"priority must be an int, got {priority!r}")
-            key = options.get("dedup_key")
+        value, raw = task.prepare(data)
+        if not options:  # the common case, kept cheap
             return NewJob(
                 new_job_id(),
                 task.name,
-                queue,
-                task.encode(data),
-                priority,
-                seconds(options.get("delay"), "delay") or 0.0,
-                due_time(options.get("at")),
-                retries + 1,
-                seconds(options["timeout"], "timeout") if "timeout" in options else d.timeout,
-                seconds(options["lease"], "lease") if "lease" in options else d.lease,
-                None if key is None else str(key),
+                d.queue,
+                raw,
+                d.priority,
+                0.0,
+                None,
+                d.retries + 1,
+                d.timeout,
+                d.lease,
+                task.singleton_key(value),
+                d.on_duplicate == "replace",
             )
+        check_call_options(options)
+        queue = check_name(options.get("queue", d.queue), "queue")
+        retries = options.get("retries", d.retries)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
+        priority = options.get("priority", d.priority)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ConfigError(f"priority must be an int, got {priority!r}")
+        key = options.get("dedup_key")
+        on_duplicate = check_on_duplicate(options.get("on_duplicate", d.on_duplicate))
         return NewJob(
             new_job_id(),
             task.name,
-            d.queue,
-            task.encode(data),
-            d.priority,
-            0.0,
-            None,
-            d.retries + 1,
-            d.timeout,
-            d.lease,
+            queue,
+            raw,
+            priority,
+            seconds(options.get("delay"), "delay") or 0.0,
+            due_time(options.get("at")),
+            retries + 1,
+            seconds(options["timeout"], "timeout") if "timeout" in options else d.timeout,
+            seconds(options["lease"], "lease") if "lease" in options else d.lease,
+            task.singleton_key(value) if key is None else str(key),
+            on_duplicate == "replace",
         )
 
-    def _queued(self, new: NewJob) -> None:
-        if self.bus.wants("job.queued"):
-            self.bus.emit(Event("job.queued", new.id, new.task, new.queue, {}, time.time()))
+    async def _handles(
+        self,
+        task: Task[Any, Any],
+        news: list[NewJob],
+        results: list[EnqueueResult],
+        on_duplicate: str,
+    ) -> list[JobHandle[Any]]:
+        out: list[JobHandle[Any]] = []
+        emit = self.bus.wants("job.queued")
+        for new, res in zip(news, results, strict=True):
+            status: EnqueueStatus = "created"
+            if res.replaced:
+                status = "replaced"
+            elif not res.created:
+                if on_duplicate == "raise":
+                    existing = await self.backend.get(res.id)
+                    if existing is not None:
+                        raise DuplicateJob(existing)
+                status = "skipped" if on_duplicate == "skip" else "duplicate"
+            if emit and status in ("created", "replaced"):
+                self.bus.emit(Event("job.queued", res.id, new.task, new.queue, {}, time.time()))
+            out.append(JobHandle(self, res.id, task.name, new.queue, status, res.state))
+        return out
 
     @overload
     async def enqueue(
@@ -247,31 +303,31 @@ class Workhorse:
         self, task: str | Task[Any, Any], data: Any = None, **options: Any
     ) -> JobHandle[Any]:
         """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
-        ``timeout``, ``lease``, ``dedup_key``) stay apart from the data."""
+        ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``) stay apart from the data.
+
+        For a singleton, ``handle.status`` tells what happened: ``created``, ``duplicate``
+        (the live job is returned), ``replaced`` (the live job took this payload) or
+        ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
         t = self._resolve(task)
         new = self._new_job(t, data, options)
         backend = await self._store()
-        (res,) = await backend.enqueue([new])
-        if res.created:
-            self._queued(new)
-        return JobHandle(self, res.id, t.name, new.queue, res.created, res.state)
+        results = await backend.enqueue([new])
+        on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
+        return (await self._handles(t, [new], results, on_dup))[0]
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
     ) -> list[JobHandle[Any]]:
-        """Enqueue one job per item of ``items`` in one round trip."""
+        """Enqueue one job per item of ``items`` in one round trip; all or nothing is
+        refused when one payload is bad."""
         t = self._resolve(task)
         news = [self._new_job(t, data, options) for data in items]
         if not news:
             return []
         backend = await self._store()
         results = await backend.enqueue(news)
-        out: list[JobHandle[Any]] = []
-        for new, res in zip(news, results, strict=True):
-            if res.created:
-                self._queued(new)
-            out.append(JobHandle(self, res.id, t.name, new.queue, res.created, res.state))
-        return out
+        on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
+        return await self._handles(t, news, results, on_dup)
 
     async def run(
         self,
@@ -382,6 +438,58 @@ class Workhorse:
             return fn
 
         return deco
+
+    # -- schedules ---------------------------------------------------------------------
+    def declared_schedules(self) -> dict[str, Schedule]:
+        """Schedules declared in code: each task with ``cron=``, under the task's name."""
+        return {
+            name: Schedule(name, name, t.defaults.cron, "code")
+            for name, t in self.tasks.items()
+            if t.defaults.cron is not None
+        }
+
+    async def add_schedule(
+        self,
+        name: str,
+        task: str | Task[Any, Any],
+        cron: str | dict[str, Any] | CronSpec,
+        data: Any = None,
+    ) -> Schedule:
+        """Add or replace a schedule at run time; every worker picks it up within seconds."""
+        t = self._resolve(task)
+        spec = parse_cron(cron)
+        if data is not None:
+            spec = replace(spec, data=data)
+        t.prepare(spec.data)  # a payload the task refuses is refused now, not at each tick
+        schedule = Schedule(check_name(name, "schedule"), t.name, spec, "api")
+        await schedules.put(await self._store(), schedule)
+        return schedule
+
+    async def remove_schedule(self, name: str) -> bool:
+        return await schedules.remove(await self._store(), name)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every stored schedule with its next run and its last fired job."""
+        backend = await self._store()
+        now = datetime.fromtimestamp(await backend.now(), UTC)
+        out = []
+        for name, s in sorted((await schedules.load(backend)).items()):
+            last = await backend.kv_get(last_key(name))
+            last_value = codec.loads(last) if last else None
+            out.append(
+                ScheduleInfo(
+                    name,
+                    s.task,
+                    s.cron.pattern,
+                    s.cron.timezone,
+                    s.cron.data,
+                    s.source,
+                    s.cron.next_after(now),
+                    None if last_value is None else datetime.fromtimestamp(last_value["tick"], UTC),
+                    None if last_value is None else last_value["job_id"],
+                )
+            )
+        return out
 
     # -- workers -----------------------------------------------------------------------
     def worker(self, **options: Any) -> Worker:

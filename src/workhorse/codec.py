@@ -15,6 +15,10 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=_OPTS)
 
 
+def dumps_sorted(value: Any) -> bytes:
+    return orjson.dumps(value, option=_OPTS | orjson.OPT_SORT_KEYS)
+
+
 def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
 

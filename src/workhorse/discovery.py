@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from workhorse.app import Workhorse
 
 # Declared by later features; a module that sets one must not have it silently ignored.
-NOT_YET = ("cron", "singleton", "mode", "http", "runtime", "concurrency", "rate", "flow")
+NOT_YET = ("mode", "http", "runtime", "flow")
 
 
 def _modules(target: str | Path | ModuleType) -> list[ModuleType]:

@@ -48,6 +48,7 @@ class NewJob:
     timeout: float | None = None
     lease: float | None = None
     dedup_key: str | None = None
+    replace: bool = False  # a live, not yet started job with the key takes this payload
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ class EnqueueResult:
     id: str
     created: bool  # False: a live job with the same dedup key was returned instead
     state: JobState
+    replaced: bool = False  # that live job took the new payload (``NewJob.replace``)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -16,6 +16,8 @@ from workhorse.backoff import Backoff, BackoffSpec, make_backoff
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, PayloadError
 from workhorse.job import Job, JobState
+from workhorse.limits import KeyFn, Rate, parse_rate, stable_key
+from workhorse.scheduler.cron import CronSpec, parse_cron
 from workhorse.settings import check_name
 
 if TYPE_CHECKING:
@@ -37,6 +39,10 @@ def seconds(value: Seconds | None, what: str) -> float | None:
     return float(value)
 
 
+OnDuplicate = Literal["return", "skip", "raise", "replace"]
+ON_DUPLICATE = ("return", "skip", "raise", "replace")
+
+
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """A task's defaults. Every per-call option (see ``CALL_OPTIONS``) can override them."""
@@ -47,10 +53,39 @@ class TaskOptions:
     timeout: float | None = None
     priority: int = 0
     lease: float | None = None
+    cron: CronSpec | None = None
+    singleton: bool | KeyFn = False
+    on_duplicate: OnDuplicate = "return"
+    concurrency: int | None = None
+    rate: Rate | None = None
+    key: KeyFn | None = None  # the limit key: concurrency and rate hold per key
 
 
-TASK_OPTIONS = ("queue", "retries", "backoff", "timeout", "priority", "lease")
-CALL_OPTIONS = ("delay", "at", "priority", "queue", "retries", "timeout", "lease", "dedup_key")
+TASK_OPTIONS = (
+    "queue",
+    "retries",
+    "backoff",
+    "timeout",
+    "priority",
+    "lease",
+    "cron",
+    "singleton",
+    "on_duplicate",
+    "concurrency",
+    "rate",
+    "key",
+)
+CALL_OPTIONS = (
+    "delay",
+    "at",
+    "priority",
+    "queue",
+    "retries",
+    "timeout",
+    "lease",
+    "dedup_key",
+    "on_duplicate",
+)
 
 
 def make_options(
@@ -61,12 +96,27 @@ def make_options(
     timeout: Seconds | None = None,
     priority: int = 0,
     lease: Seconds | None = None,
+    cron: str | dict[str, Any] | CronSpec | None = None,
+    singleton: bool | KeyFn = False,
+    on_duplicate: OnDuplicate = "return",
+    concurrency: int | None = None,
+    rate: str | Rate | None = None,
+    key: KeyFn | None = None,
 ) -> TaskOptions:
     check_name(queue, "queue")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ConfigError(f"priority must be an int, got {priority!r}")
+    if not (isinstance(singleton, bool) or callable(singleton)):
+        raise ConfigError("singleton must be True or a function data -> key")
+    check_on_duplicate(on_duplicate)
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    if key is not None and not callable(key):
+        raise ConfigError("key must be a function data -> key")
     return TaskOptions(
         queue,
         retries,
@@ -74,7 +124,19 @@ def make_options(
         seconds(timeout, "timeout"),
         priority,
         seconds(lease, "lease"),
+        None if cron is None else parse_cron(cron),
+        singleton,
+        on_duplicate,
+        concurrency,
+        None if rate is None else parse_rate(rate),
+        key,
     )
+
+
+def check_on_duplicate(value: Any) -> OnDuplicate:
+    if value not in ON_DUPLICATE:
+        raise ConfigError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}; got {value!r}")
+    return typing.cast(OnDuplicate, value)
 
 
 def _inspect_handler(
@@ -135,8 +197,10 @@ class Task(Generic[D, R]):
         return self.fn(*args, **kwargs)
 
     # -- payloads ----------------------------------------------------------------------
-    def encode(self, data: Any) -> bytes:
-        """Validate and encode a payload: the refusal happens here, at enqueue."""
+    def prepare(self, data: Any) -> tuple[Any, bytes]:
+        """Validate and encode a payload: the refusal happens here, at enqueue. Returns the
+        value as the handler will see it, and the encoded bytes."""
+        value = data
         if self._data_adapter is not None:
             try:
                 value = self._data_adapter.validate_python(data)
@@ -145,9 +209,28 @@ class Task(Generic[D, R]):
             data = self._data_adapter.dump_python(value, mode="json")
         elif isinstance(data, BaseModel):
             data = data.model_dump(mode="json")
-        return codec.encode_payload(
+        raw = codec.encode_payload(
             data, self.app.settings.max_payload, f"payload for task {self.name!r}"
         )
+        return value, raw
+
+    def encode(self, data: Any) -> bytes:
+        return self.prepare(data)[1]
+
+    def singleton_key(self, value: Any) -> str | None:
+        """The dedup key of a singleton task: one live job per task, or per key."""
+        singleton = self.defaults.singleton
+        if singleton is False:
+            return None
+        if singleton is True:
+            return self.name
+        return f"{self.name}:{stable_key(singleton(value), f'singleton key of {self.name!r}')}"
+
+    def limit_key(self, value: Any) -> str:
+        key_fn = self.defaults.key
+        if key_fn is None:
+            return self.name
+        return f"{self.name}:{stable_key(key_fn(value), f'limit key of {self.name!r}')}"
 
     def decode(self, raw: bytes) -> Any:
         data = codec.loads(raw)
@@ -231,6 +314,9 @@ def due_time(at: datetime | float | None) -> float | None:
     return float(at)
 
 
+EnqueueStatus = Literal["created", "duplicate", "replaced", "skipped"]
+
+
 @dataclass(slots=True)
 class JobHandle(Generic[R]):
     """What ``enqueue`` returns: the job's id, whether it was created or an existing live
@@ -240,8 +326,12 @@ class JobHandle(Generic[R]):
     id: str
     task: str
     queue: str
-    created: bool
+    status: EnqueueStatus  # created | duplicate (the live job) | replaced | skipped
     state: JobState
+
+    @property
+    def created(self) -> bool:
+        return self.status == "created"
 
     async def get(self) -> Job | None:
         return await self.app.get_job(self.id)

@@ -152,6 +152,23 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int: ...
 
+    # The small key-value store behind schedules and limits. It shares its keys with
+    # set_if_absent; counters live apart.
+    async def kv_get(self, key: str) -> str | None:
+        raise NotImplementedError(f"{type(self).__name__} lacks kv_get")
+
+    async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Set ``key`` (create or overwrite), expiring after ``ttl`` seconds if given."""
+        raise NotImplementedError(f"{type(self).__name__} lacks kv_set")
+
+    async def kv_delete(self, key: str, value: str | None = None) -> bool:
+        """Delete ``key``; with ``value``, only while it still holds that value."""
+        raise NotImplementedError(f"{type(self).__name__} lacks kv_delete")
+
+    async def kv_scan(self, prefix: str) -> dict[str, str]:
+        """Every live key starting with ``prefix``, with its value."""
+        raise NotImplementedError(f"{type(self).__name__} lacks kv_scan")
+
     # -- events and workers ------------------------------------------------------------
     @abc.abstractmethod
     async def publish(self, events: Sequence[Event]) -> None: ...

@@ -176,7 +176,16 @@ class MemoryBackend(Backend):
         for new in jobs:
             if new.dedup_key is not None and (live := self._dedup.get(new.dedup_key)):
                 rec = self._jobs[live]
-                out.append(EnqueueResult(rec.id, False, self._public_state(rec, now)))
+                replaced = new.replace and rec.state is _Q
+                if replaced:
+                    # Debounce: the newest payload wins and its delay starts over.
+                    rec.data = new.data
+                    rec.priority = new.priority
+                    rec.max_attempts = new.max_attempts
+                    rec.timeout = new.timeout
+                    self._requeue(rec, new.at if new.at is not None else now + new.delay, now)
+                    self._event("job.queued", rec, now, replaced=True)
+                out.append(EnqueueResult(rec.id, False, self._public_state(rec, now), replaced))
                 continue
             run_at = new.at if new.at is not None else now + new.delay
             rec = _Rec(
@@ -508,6 +517,36 @@ class MemoryBackend(Backend):
             return False
         self._kv[key] = (value, None if ttl is None else now + ttl)
         return True
+
+    def _live(self, key: str, now: float) -> str | None:
+        held = self._kv.get(key)
+        if held is None:
+            return None
+        if held[1] is not None and held[1] <= now:
+            del self._kv[key]
+            return None
+        return held[0]
+
+    async def kv_get(self, key: str) -> str | None:
+        return self._live(key, self._clock())
+
+    async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self._kv[key] = (value, None if ttl is None else self._clock() + ttl)
+
+    async def kv_delete(self, key: str, value: str | None = None) -> bool:
+        current = self._live(key, self._clock())
+        if current is None or (value is not None and current != value):
+            return False
+        del self._kv[key]
+        return True
+
+    async def kv_scan(self, prefix: str) -> dict[str, str]:
+        now = self._clock()
+        return {
+            k: v
+            for k in [k for k in self._kv if k.startswith(prefix)]
+            if (v := self._live(k, now)) is not None
+        }
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         now = self._clock()

@@ -1,0 +1,1 @@
+"""Delayed jobs are due times in the store; this package fires cron schedules."""
