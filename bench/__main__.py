@@ -1,0 +1,240 @@
+"""``python -m bench``: measure workhorse on each backend and write docs/benchmarks.md.
+
+python -m bench                                  # every backend that is ready here
+python -m bench --backends memory,sqlite --repeat 5
+python -m bench --quick --backends memory        # seconds: the smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from bench import measure, profile, report
+from bench.measure import BACKENDS, DEFAULT_POSTGRES, DEFAULT_REDIS, Servers, Sizes
+
+MEASUREMENTS = ("enqueue_one", "enqueue_bulk", "noop", "sleep", "roundtrip")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--backends",
+        help="comma-separated, from: "
+        + ",".join(BACKENDS)
+        + " (default: each whose module exists and whose server is reachable)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, help="runs per figure; the median is reported (default 3)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one run, no profile: checks the harness, not speed",
+    )
+    p.add_argument("--out", default="docs/benchmarks.md", help="the markdown report")
+    p.add_argument("--json", default="bench/results/latest.json", help="the raw figures")
+    p.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="skip the cProfile run of each backend's no-op worker",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--redis-url", default=os.environ.get("WORKHORSE_BENCH_REDIS", DEFAULT_REDIS))
+    p.add_argument(
+        "--postgres-url", default=os.environ.get("WORKHORSE_BENCH_POSTGRES", DEFAULT_POSTGRES)
+    )
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    if args.quick and "--repeat" not in " ".join(argv if argv is not None else sys.argv):
+        args.repeat = 1
+    return args
+
+
+def choose_backends(requested: str | None, servers: Servers) -> tuple[list[str], dict[str, str]]:
+    """The backends to measure, and why the others are left out. A backend asked for by
+    name that cannot run is an error, not a silent skip."""
+    if requested:
+        kinds = [k.strip() for k in requested.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in BACKENDS]
+        if unknown:
+            raise SystemExit(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+        problems = {k: why for k in kinds if (why := measure.unavailable(k, servers))}
+        if problems:
+            raise SystemExit(
+                "cannot measure: "
+                + "; ".join(problems.values())
+                + " (start the server, or leave the backend out of --backends)"
+            )
+        return kinds, {}
+    kinds, skipped = [], {}
+    for kind in BACKENDS:
+        why = measure.unavailable(kind, servers)
+        if why is None:
+            kinds.append(kind)
+        else:
+            skipped[kind] = why
+    return kinds, skipped
+
+
+class Bars:
+    """Two rich bars: the whole run, and the measurement in progress."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<34}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+            refresh_per_second=4,
+        )
+        self.overall: TaskID = self.progress.add_task("benchmark", total=total)
+        self.step: TaskID = self.progress.add_task("", total=1)
+
+    def begin(self, label: str) -> Callable[[int, int], None]:
+        self.progress.reset(self.step, description=label, total=1, completed=0)
+
+        def update(done: int, total: int) -> None:
+            self.progress.update(self.step, completed=done, total=total)
+
+        return update
+
+    def end(self) -> None:
+        self.progress.advance(self.overall)
+
+
+async def one(
+    kind: str, name: str, sizes: Sizes, servers: Servers, progress: Callable[[int, int], None]
+) -> dict[str, Any]:
+    async with measure.fresh_store(kind, servers) as url:
+        job: Awaitable[dict[str, Any]]
+        if name == "enqueue_one":
+            job = measure.enqueue_one(url, sizes.enqueue_one, progress)
+        elif name == "enqueue_bulk":
+            job = measure.enqueue_bulk(url, sizes.enqueue_bulk, progress)
+        elif name == "noop":
+            job = measure.noop_processing(kind, url, sizes.noop, progress)
+        elif name == "sleep":
+            job = measure.sleep_processing(kind, url, sizes.sleep, progress)
+        else:
+            job = measure.roundtrip(kind, url, sizes.roundtrip, sizes.warmup, progress)
+        return await job
+
+
+async def run(
+    args: argparse.Namespace, kinds: list[str], skipped: dict[str, str], console: Console
+) -> dict[str, Any]:
+    servers = Servers(redis=args.redis_url, postgres=args.postgres_url)
+    do_profile = not (args.no_profile or args.quick)
+    total = args.repeat * len(kinds) * len(MEASUREMENTS) + (len(kinds) if do_profile else 0)
+    raw: dict[str, Any] = {
+        "meta": {
+            "command": "python -m bench"
+            + ("" if len(sys.argv) < 2 else " " + shlex.join(sys.argv[1:])),
+            "repeat": args.repeat,
+            "quick": args.quick,
+            "machine": report.machine_info(),
+            "servers": await report.server_versions(
+                args.redis_url if "redis" in kinds else None,
+                args.postgres_url if "postgres" in kinds else None,
+            ),
+            "skipped": skipped,
+            "sizes": {k: measure.sizes_for(k, args.quick).__repr__() for k in kinds},
+        },
+        "runs": {k: {m: [] for m in MEASUREMENTS} for k in kinds},
+        "profiles": {},
+    }
+    bars = Bars(not args.no_progress, total)
+    with bars.progress:
+        for rep in range(args.repeat):
+            for kind in kinds:
+                sizes = measure.sizes_for(kind, args.quick)
+                for name in MEASUREMENTS:
+                    progress = bars.begin(f"{kind} {name} ({rep + 1}/{args.repeat})")
+                    try:
+                        figures = await one(kind, name, sizes, servers, progress)
+                    except Exception as exc:
+                        figures = {"error": f"{type(exc).__name__}: {exc}"}
+                        console.print(f"[red]{kind} {name} failed:[/] {figures['error']}")
+                    raw["runs"][kind][name].append(figures)
+                    bars.end()
+        if do_profile:
+            with tempfile.TemporaryDirectory(prefix="workhorse-bench-") as tmp:
+                for kind in kinds:
+                    progress = bars.begin(f"{kind} profile")
+                    path = str(Path(tmp) / f"{kind}.pstats")
+                    n = measure.sizes_for(kind, args.quick).noop
+                    try:
+                        async with measure.fresh_store(kind, servers) as url:
+                            await measure.noop_processing(kind, url, n, progress, profile=path)
+                        raw["profiles"][kind] = profile.summary(path, n)
+                    except Exception as exc:
+                        console.print(f"[red]{kind} profile failed:[/] {exc}")
+                    bars.end()
+    return raw
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    console = Console(stderr=True)
+    servers = Servers(redis=args.redis_url, postgres=args.postgres_url)
+    kinds, skipped = choose_backends(args.backends, servers)
+    for kind, why in skipped.items():
+        console.print(f"[yellow]skipping {kind}:[/] {why}")
+    if not kinds:
+        raise SystemExit("no backend can be measured here")
+    raw = asyncio.run(run(args, kinds, skipped, console))
+    raw["summary"] = report.summarize(raw)
+    out, js = Path(args.out), Path(args.json)
+    js.parent.mkdir(parents=True, exist_ok=True)
+    js.write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2) + b"\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.render(raw, raw["profiles"]))
+    for kind, figures in raw["summary"].items():
+        console.print(
+            f"[bold]{kind}[/]: "
+            + ", ".join(
+                f"{key} {report._fmt(figures.get(key))}"
+                for key in (
+                    "enqueue_one.rate",
+                    "enqueue_bulk.rate",
+                    "noop.rate",
+                    "sleep.rate",
+                    "roundtrip.p50_ms",
+                    "roundtrip.p99_ms",
+                    "noop.worker_cpu_us",
+                )
+            )
+        )
+    console.print(f"wrote {out} and {js}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""A worker process for the benchmark: ``python -m bench.child process|serve --url ...``.
+
+Durable backends are measured the way they are deployed: the worker in its own process,
+the producer in another. The child reports on stdout, one line each:
+``progress <n>`` while it works and ``result <json>`` at the end (``ready`` in serve mode
+once its worker consumes). The parent reads its CPU time and memory from these lines, so
+they cover the worker alone, not the process start-up or the producer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import resource
+import signal
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from bench.tasks import QUEUE, make_app
+
+STALL_S = 60.0  # no job finished for this long: give up, so a broken backend cannot hang us
+ENQUEUE_BATCH = 1000
+
+
+def say(kind: str, payload: Any = None) -> None:
+    if payload is not None:
+        kind += " " + orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS).decode()
+    sys.stdout.write(kind + "\n")
+    sys.stdout.flush()
+
+
+def rss_mb() -> float:
+    """Resident memory now (VmRSS), in MiB; the peak is reported separately."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def process(args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``n`` pre-enqueued jobs with one worker; time from worker start to the last
+    finish."""
+    app = make_app(args.url)
+    await app.open()
+    try:
+        if args.enqueue:  # memory: the store lives in this process, so fill it here
+            for start in range(0, args.n, ENQUEUE_BATCH):
+                await app.enqueue_many(args.task, [None] * min(ENQUEUE_BATCH, args.n - start))
+        worker = app.worker(queues={QUEUE: args.concurrency})
+        profiler = cProfile.Profile() if args.profile else None
+        rss_before = rss_mb()
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        running = asyncio.create_task(worker.run())
+        last, last_change, next_report = 0, t0, t0
+        while worker.processed < args.n and not running.done():
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            if worker.processed != last:
+                last, last_change = worker.processed, now
+            elif now - last_change > STALL_S:
+                break
+            if now >= next_report:
+                say("progress", worker.processed)
+                next_report = now + 0.25
+        elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        done = worker.processed
+        worker.stop()
+        await running  # re-raises if the worker itself crashed
+        counts = (await app.counts([QUEUE])).get(QUEUE, {})
+        error = None
+        if counts.get("completed", 0) != args.n:
+            error = f"expected {args.n} completed jobs, the store counts {counts}"
+        return {
+            "n": args.n,
+            "processed": done,
+            "seconds": elapsed,
+            "cpu_s": cpu,
+            "rss_mb": rss_mb(),
+            "rss_before_mb": rss_before,
+            "peak_rss_mb": peak_rss_mb(),
+            "counts": counts,
+            "error": error,
+        }
+    finally:
+        await app.close()
+
+
+async def serve(args: argparse.Namespace) -> dict[str, Any]:
+    """Run a worker until SIGTERM (the round-trip measurement's worker)."""
+    app = make_app(args.url)
+    await app.open()
+    try:
+        worker = app.worker(queues={QUEUE: args.concurrency})
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        cpu0 = time.process_time()
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.05)  # let it reach its first claim
+        if running.done():
+            await running
+        say("ready")
+        await running
+        return {
+            "processed": worker.processed,
+            "cpu_s": time.process_time() - cpu0,
+            "rss_mb": rss_mb(),
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    finally:
+        await app.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.child")
+    parser.add_argument("mode", choices=["process", "serve"])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--task", default="noop")
+    parser.add_argument("--n", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--enqueue", action="store_true", help="fill the store first")
+    parser.add_argument("--profile", help="write a cProfile of the timed part here")
+    args = parser.parse_args(argv)
+    run = process if args.mode == "process" else serve
+    try:
+        result = asyncio.run(run(args))
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+        with contextlib.suppress(Exception):
+            import traceback
+
+            traceback.print_exc()
+    say("result", result)
+
+
+if __name__ == "__main__":
+    main()
