@@ -1,0 +1,112 @@
+"""Helpers shared by the contract tests: job builders, outcomes and deadline polling.
+
+Every backend keeps its own clock (Redis ``TIME``, Postgres ``now()``), so tests use
+short real durations and poll with a deadline instead of trusting one fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from workhorse import codec
+from workhorse.backends import Backend
+from workhorse.job import Job, Lease, NewJob, Outcome, new_job_id
+
+T = TypeVar("T")
+
+LONG = 30.0  # a lease that cannot expire during a test
+SHORT = 0.2  # a lease a test lets expire
+DEADLINE = 5.0  # the longest a poll waits on a loaded machine before the test fails
+
+
+def new(
+    task: str = "t",
+    queue: str = "q",
+    data: Any = None,
+    *,
+    priority: int = 0,
+    delay: float = 0.0,
+    at: float | None = None,
+    max_attempts: int = 1,
+    timeout: float | None = None,
+    lease: float | None = None,
+    dedup_key: str | None = None,
+) -> NewJob:
+    """An enqueue request as the app layer would build it."""
+    return NewJob(
+        new_job_id(),
+        task,
+        queue,
+        codec.dumps({} if data is None else data),
+        priority,
+        delay,
+        at,
+        max_attempts,
+        timeout,
+        lease,
+        dedup_key,
+    )
+
+
+async def enqueue_one(backend: Backend, job: NewJob | None = None) -> str:
+    (res,) = await backend.enqueue([job or new()])
+    assert res.created
+    return res.id
+
+
+async def must_get(backend: Backend, job_id: str) -> Job:
+    job = await backend.get(job_id)
+    assert job is not None, f"job {job_id} is gone"
+    return job
+
+
+async def claim_one(
+    backend: Backend, queue: str = "q", worker: str = "w1", lease: float = LONG
+) -> Lease:
+    leases = await backend.claim([queue], worker, 1, lease)
+    assert len(leases) == 1, f"expected one claimable job in {queue!r}, got {leases}"
+    return leases[0]
+
+
+def completed(result: Any = None, logs: list[dict[str, Any]] | None = None) -> Outcome:
+    return Outcome("completed", result=codec.dumps(result), logs=logs or [])
+
+
+def failed(message: str = "boom", type_: str = "ValueError") -> Outcome:
+    return Outcome("failed", error=error(message, type_))
+
+
+def error(message: str = "boom", type_: str = "ValueError") -> dict[str, Any]:
+    return {
+        "type": type_,
+        "message": message,
+        "traceback": f'Traceback (most recent call last):\n  File "x.py", line 1\n{type_}: '
+        f"{message}\n",
+    }
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], what: str, timeout: float = DEADLINE, every: float = 0.02
+) -> T:
+    """Call ``probe`` until it returns something truthy; fail naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def reclaim(backend: Backend, job_id: str) -> None:
+    """Wait for ``job_id``'s lease to expire and have it reclaimed."""
+
+    async def probe() -> bool:
+        return job_id in await backend.reclaim_expired()
+
+    await eventually(probe, f"reclaim_expired() to return {job_id}")

@@ -1,0 +1,170 @@
+"""enqueue: one and many jobs, due times, dedup keys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC
+
+from workhorse import codec
+from workhorse.backends import Backend
+from workhorse.job import JobState
+
+from .support import LONG, claim_one, completed, enqueue_one, failed, must_get, new
+
+
+async def test_now_is_a_real_clock(backend: Backend) -> None:
+    first = await backend.now()
+    assert abs(first - time.time()) < 5, "the backend's clock is far from this machine's"
+    assert await backend.now() >= first
+
+
+async def test_enqueue_one_stores_every_field(backend: Backend) -> None:
+    payload = {"to": "a@b.c", "n": [1, 2.5, None], "text": "héllo ✓"}
+    req = new("send", "mail", payload, priority=3, max_attempts=4, timeout=2.5)
+    before = await backend.now()
+    (res,) = await backend.enqueue([req])
+    after = await backend.now()
+
+    assert res.id == req.id
+    assert res.created is True
+    assert res.state is JobState.QUEUED
+    job = await must_get(backend, req.id)
+    assert (job.id, job.task, job.queue, job.state) == (req.id, "send", "mail", JobState.QUEUED)
+    assert job.data == payload
+    assert (job.priority, job.attempts, job.max_attempts, job.timeout) == (3, 0, 4, 2.5)
+    assert job.created_at.tzinfo is not None
+    assert job.created_at.utcoffset() == UTC.utcoffset(None)
+    assert before - 0.01 <= job.created_at.timestamp() <= after + 0.01
+    assert job.run_at.timestamp() <= after + 0.01
+    assert job.started_at is None
+    assert job.finished_at is None
+    assert job.result is None
+    assert job.error is None
+    assert job.logs == []
+    assert job.progress is None
+    assert job.dedup_key is None
+
+
+async def test_enqueue_many_in_one_call_keeps_order(backend: Backend) -> None:
+    reqs = [new("t", "q", {"i": i}) for i in range(5)]
+    results = await backend.enqueue(reqs)
+
+    assert [r.id for r in results] == [r.id for r in reqs]
+    assert all(r.created and r.state is JobState.QUEUED for r in results)
+    for i, req in enumerate(reqs):
+        assert (await must_get(backend, req.id)).data == {"i": i}
+    assert (await backend.counts(["q"]))["q"][JobState.QUEUED] == 5
+
+
+async def test_enqueue_nothing(backend: Backend) -> None:
+    assert await backend.enqueue([]) == []
+
+
+async def test_delay_makes_a_job_scheduled_until_due(backend: Backend) -> None:
+    (res,) = await backend.enqueue([new(delay=0.5)])
+    assert res.state is JobState.SCHEDULED
+    job = await must_get(backend, res.id)
+    assert job.state is JobState.SCHEDULED
+    delta = job.run_at.timestamp() - job.created_at.timestamp()
+    assert 0.49 <= delta <= 0.51
+    await _claim_when_due(backend, job.run_at.timestamp())
+
+
+async def test_at_makes_a_job_scheduled_until_due(backend: Backend) -> None:
+    due = await backend.now() + 0.5
+    (res,) = await backend.enqueue([new(at=due, delay=100)])  # at wins over delay
+    assert res.state is JobState.SCHEDULED
+    job = await must_get(backend, res.id)
+    assert abs(job.run_at.timestamp() - due) < 0.01
+    await _claim_when_due(backend, due)
+
+
+async def test_at_in_the_past_is_queued_at_once(backend: Backend) -> None:
+    (res,) = await backend.enqueue([new(at=await backend.now() - 60)])
+    assert res.state is JobState.QUEUED
+    assert (await claim_one(backend)).job_id == res.id
+
+
+async def _claim_when_due(backend: Backend, run_at: float) -> None:
+    """Claim in a loop: never before ``run_at`` on the backend's clock, soon after it."""
+    deadline = time.monotonic() + 5
+    while True:
+        before = await backend.now()
+        leases = await backend.claim(["q"], "w1", 10, LONG)
+        after = await backend.now()
+        if leases:
+            assert after >= run_at, f"claimed {run_at - after:.3f}s before it was due"
+            assert len(leases) == 1
+            return
+        assert before < run_at + 0.05, "a due job was not claimed"
+        assert time.monotonic() < deadline, "the scheduled job never became claimable"
+        await asyncio.sleep(0.02)
+
+
+async def test_dedup_key_returns_the_live_job(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(data={"v": 1}, dedup_key="user:1"))
+    (dup,) = await backend.enqueue([new(data={"v": 2}, dedup_key="user:1")])
+
+    assert dup.id == first
+    assert dup.created is False
+    assert dup.state is JobState.QUEUED
+    assert (await must_get(backend, first)).data == {"v": 1}
+    assert (await must_get(backend, first)).dedup_key == "user:1"
+    assert (await backend.counts(["q"]))["q"][JobState.QUEUED] == 1
+
+    other = await enqueue_one(backend, new(dedup_key="user:2"))
+    assert other != first
+
+
+async def test_dedup_key_within_one_batch(backend: Backend) -> None:
+    a, b, c = new(dedup_key="k"), new(dedup_key="k"), new()
+    results = await backend.enqueue([a, b, c])
+    assert [(r.id, r.created) for r in results] == [(a.id, True), (a.id, False), (c.id, True)]
+    assert await backend.get(b.id) is None
+
+
+async def test_dedup_key_holds_while_active_and_scheduled(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(dedup_key="k"))
+    await claim_one(backend)
+    (dup,) = await backend.enqueue([new(dedup_key="k")])
+    assert (dup.id, dup.created, dup.state) == (first, False, JobState.ACTIVE)
+
+    later = await enqueue_one(backend, new(dedup_key="later", delay=60))
+    (dup,) = await backend.enqueue([new(dedup_key="later")])
+    assert (dup.id, dup.created, dup.state) == (later, False, JobState.SCHEDULED)
+
+
+async def test_dedup_key_is_freed_when_the_job_completes(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(dedup_key="k"))
+    lease = await claim_one(backend)
+    assert await backend.finish([(lease, completed())]) == [True]
+    (again,) = await backend.enqueue([new(dedup_key="k")])
+    assert again.created is True
+    assert again.id != first
+
+
+async def test_dedup_key_is_freed_when_the_job_fails(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(dedup_key="k"))
+    lease = await claim_one(backend)
+    assert await backend.finish([(lease, failed())]) == [True]
+    (again,) = await backend.enqueue([new(dedup_key="k")])
+    assert again.created is True
+    assert again.id != first
+
+
+async def test_dedup_key_is_freed_when_the_job_is_cancelled(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(dedup_key="k"))
+    assert await backend.cancel(first) is JobState.CANCELLED
+    (again,) = await backend.enqueue([new(dedup_key="k")])
+    assert again.created is True
+    assert again.id != first
+
+
+async def test_payload_bytes_round_trip_exactly(backend: Backend) -> None:
+    payload = {"emoji": "🐎", "quote": "\"'\\", "nested": {"a": [True, False, None]}, "big": 2**60}
+    req = new(data=payload)
+    await enqueue_one(backend, req)
+    lease = await claim_one(backend)
+    assert lease.data == req.data
+    assert codec.loads(lease.data) == payload

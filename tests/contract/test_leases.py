@@ -1,0 +1,199 @@
+"""Leases and tokens: renew, lost leases, stale finishes, reclaiming expired leases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from workhorse.backends import Backend
+from workhorse.job import JobState, Lease
+
+from .support import (
+    LONG,
+    SHORT,
+    claim_one,
+    completed,
+    enqueue_one,
+    must_get,
+    new,
+    reclaim,
+)
+
+
+async def test_renew_extends_the_lease(backend: Backend) -> None:
+    job_id = await enqueue_one(backend)
+    lease = await claim_one(backend, lease=0.5)
+    first = (await must_get(backend, job_id)).lease_expires_at
+    assert first is not None
+
+    # Renew well within the lease for longer than the original lease lasted.
+    end = time.monotonic() + 0.9
+    while time.monotonic() < end:
+        await asyncio.sleep(0.1)
+        result = await backend.renew([lease])
+        assert result.lost == frozenset()
+        assert result.cancel == frozenset()
+        assert await backend.reclaim_expired() == []
+
+    job = await must_get(backend, job_id)
+    assert job.state is JobState.ACTIVE
+    assert job.attempts == 1
+    assert job.lease_expires_at is not None
+    assert job.lease_expires_at.timestamp() > first.timestamp() + 0.5
+    assert await backend.finish([(lease, completed("ok"))]) == [True]
+
+
+async def test_renew_of_nothing(backend: Backend) -> None:
+    result = await backend.renew([])
+    assert (result.lost, result.cancel) == (frozenset(), frozenset())
+
+
+async def test_renew_reports_leases_that_are_gone(backend: Backend) -> None:
+    await backend.enqueue([new(), new()])
+    mine, done = await backend.claim(["q"], "w1", 2, LONG)
+    assert await backend.finish([(done, completed())]) == [True]
+    unknown = Lease("0" * 32, "x", "t", "q", b"{}", 1, 1, None, LONG, 0.0)
+
+    result = await backend.renew([mine, done, unknown])
+    assert result.lost == {done.job_id, unknown.job_id}
+    assert result.cancel == frozenset()
+
+
+async def test_renew_with_a_wrong_token_is_lost_and_changes_nothing(backend: Backend) -> None:
+    job_id = await enqueue_one(backend)
+    mine = await claim_one(backend, lease=LONG)
+    expires = (await must_get(backend, job_id)).lease_expires_at
+    forged = _with_token(mine, "not-the-token")
+    forged.lease = 3600.0
+
+    assert (await backend.renew([forged])).lost == {job_id}
+    assert (await must_get(backend, job_id)).lease_expires_at == expires
+    assert (await backend.renew([mine])).lost == frozenset()
+
+
+def _with_token(lease: Lease, token: str) -> Lease:
+    return Lease(
+        lease.job_id,
+        token,
+        lease.task,
+        lease.queue,
+        lease.data,
+        lease.attempts,
+        lease.max_attempts,
+        lease.timeout,
+        lease.lease,
+        lease.created_at,
+    )
+
+
+async def test_expired_lease_goes_back_to_queued(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(max_attempts=3))
+    first = await claim_one(backend, worker="dead", lease=SHORT)
+    assert await backend.reclaim_expired() == []  # not yet expired
+    await reclaim(backend, job_id)
+
+    job = await must_get(backend, job_id)
+    assert job.state is JobState.QUEUED
+    assert job.attempts == 1
+    assert job.lease_expires_at is None
+    assert await backend.reclaim_expired() == []  # once only
+
+    second = await claim_one(backend, worker="alive")
+    assert second.job_id == job_id
+    assert second.attempts == 2
+    assert second.token != first.token
+    assert (await must_get(backend, job_id)).worker == "alive"
+
+
+async def test_reclaim_leaves_live_leases_alone(backend: Backend) -> None:
+    await backend.enqueue([new(max_attempts=2), new(max_attempts=2)])
+    short = await claim_one(backend, lease=SHORT)
+    long = await claim_one(backend, lease=LONG)
+    await reclaim(backend, short.job_id)
+    assert (await must_get(backend, long.job_id)).state is JobState.ACTIVE
+    assert (await backend.renew([long])).lost == frozenset()
+
+
+async def test_spent_attempts_end_failed_with_the_reason(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(max_attempts=2))
+    await claim_one(backend, worker="w-a", lease=SHORT)
+    await reclaim(backend, job_id)
+    await claim_one(backend, worker="w-b", lease=SHORT)
+    await reclaim(backend, job_id)
+
+    job = await must_get(backend, job_id)
+    assert job.state is JobState.FAILED
+    assert job.attempts == 2
+    assert job.finished_at is not None
+    assert job.error is not None
+    assert job.error["type"] == "LeaseExpired"
+    assert "killed" in job.error["message"]
+    assert await backend.claim(["q"], "w-c", 10, LONG) == []
+
+
+async def test_stale_token_finish_is_refused_and_changes_nothing(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(max_attempts=2))
+    stale = await claim_one(backend, worker="slow", lease=SHORT)
+    await reclaim(backend, job_id)
+    fresh = await claim_one(backend, worker="fast", lease=LONG)
+    before = await must_get(backend, job_id)
+
+    assert await backend.finish([(stale, completed("late"))]) == [False]
+    after = await must_get(backend, job_id)
+    assert after.state is JobState.ACTIVE
+    assert after.result is None
+    assert (after.worker, after.attempts) == ("fast", 2)
+    assert after.lease_expires_at == before.lease_expires_at
+
+    assert (await backend.renew([stale])).lost == {job_id}
+    assert await backend.update(stale, progress=99, logs=[{"message": "late"}]) is False
+    assert (await must_get(backend, job_id)).progress is None
+
+    assert await backend.finish([(fresh, completed("on time"))]) == [True]
+    assert (await must_get(backend, job_id)).result == "on time"
+
+
+async def test_finish_after_the_lease_expired_but_before_reclaim(backend: Backend) -> None:
+    """Until another worker reclaims it, a late finish by the owner still lands."""
+    job_id = await enqueue_one(backend)
+    lease = await claim_one(backend, lease=SHORT)
+    await asyncio.sleep(SHORT + 0.1)
+    assert await backend.finish([(lease, completed(1))]) == [True]
+    assert (await must_get(backend, job_id)).state is JobState.COMPLETED
+    assert await backend.reclaim_expired() == []
+
+
+async def test_update_records_progress_and_logs(backend: Backend) -> None:
+    job_id = await enqueue_one(backend)
+    lease = await claim_one(backend)
+    line_a = {"at": 1.0, "level": "info", "message": "a"}
+    line_b = {"at": 2.0, "level": "info", "message": "b", "fields": {"n": 1}}
+    assert await backend.update(lease, progress=10, logs=[line_a]) is True
+    assert await backend.update(lease, progress={"done": 5, "of": 9}, logs=[line_b]) is True
+    assert await backend.update(lease, logs=[]) is True  # progress None keeps the last one
+
+    job = await must_get(backend, job_id)
+    assert job.progress == {"done": 5, "of": 9}
+    assert job.logs == [line_a, line_b]
+
+
+async def test_update_is_refused_when_the_lease_is_lost(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(max_attempts=2))
+    lease = await claim_one(backend, lease=SHORT)
+    await reclaim(backend, job_id)
+    assert await backend.update(lease, progress=50, logs=[{"message": "x"}]) is False
+    job = await must_get(backend, job_id)
+    assert job.progress is None
+    assert job.logs == []
+
+
+async def test_renew_uses_the_lease_span(backend: Backend) -> None:
+    """A renew sets the expiry to now + the lease's span, on the backend's clock."""
+    job_id = await enqueue_one(backend)
+    lease = await claim_one(backend, lease=5.0)
+    before = await backend.now()
+    await backend.renew([lease])
+    after = await backend.now()
+    expires = (await must_get(backend, job_id)).lease_expires_at
+    assert expires is not None
+    assert before + 5.0 - 0.01 <= expires.timestamp() <= after + 5.0 + 0.01
