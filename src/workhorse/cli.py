@@ -1,0 +1,737 @@
+"""The command line: a thin layer over the client API (``workhorse --help``).
+
+Results go to stdout (JSON, ids, tables); progress, logs and errors go to stderr, so
+``workhorse run ... > out.json`` stays clean. Settings come from the options given here,
+then ``WORKHORSE_*`` variables, then defaults; nothing is read before a command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from workhorse.app import Workhorse
+from workhorse.errors import WorkhorseError
+from workhorse.job import FINISHED_STATES, Job, JobState, WorkerInfo
+
+T = TypeVar("T")
+
+# Exit codes: 0 ok, 1 the job failed / an error, 2 bad usage (click), 3 run timed out.
+EXIT_TIMEOUT = 3
+
+STATE_STYLE = {
+    JobState.QUEUED: "cyan",
+    JobState.SCHEDULED: "blue",
+    JobState.ACTIVE: "yellow",
+    JobState.COMPLETED: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+}
+
+
+def out() -> Console:
+    # Piped output (grep, less, logs) gets wide lines rather than cramped tables.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def err() -> Console:
+    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
+# -- loading the app ----------------------------------------------------------------------
+def import_app(spec: str) -> Workhorse:
+    """``module:attr`` (attr defaults to ``app``), imported with the current directory on
+    ``sys.path`` so that a project's own modules are found."""
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if not module_name:
+        raise click.UsageError(f"invalid app {spec!r}: use module:attr, e.g. myproject.jobs:app")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.UsageError(
+            f"cannot import {module_name!r} (from app {spec!r}): {exc}. Run from the folder "
+            "that holds it, or add that folder to PYTHONPATH."
+        ) from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, Workhorse):
+        apps = [n for n, v in vars(module).items() if isinstance(v, Workhorse)]
+        found = f"; Workhorse apps in it: {', '.join(apps)}" if apps else ""
+        what = "has no attribute" if app is None else "has a non-Workhorse"
+        raise click.UsageError(f"module {module_name!r} {what} {attr!r}{found}")
+    return app
+
+
+def make_app(
+    spec: str | None, url: str | None, *, need_registry: bool = False, **settings: Any
+) -> Workhorse:
+    if spec is None:
+        if need_registry:
+            raise click.UsageError(
+                "this command needs your tasks: pass --app module:attr or set WORKHORSE_APP"
+            )
+        app = Workhorse()
+    else:
+        app = import_app(spec)
+    try:
+        app.configure(url=url, **settings)
+        app.settings  # noqa: B018 - resolve now so a bad variable fails before any work
+    except WorkhorseError as exc:
+        raise click.ClickException(str(exc)) from None
+    return app
+
+
+def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]]) -> T:
+    """Run one async command against the app, close it, and turn errors into messages."""
+
+    async def main() -> T:
+        try:
+            return await fn(app)
+        finally:
+            await app.close()
+
+    try:
+        return asyncio.run(main())
+    except WorkhorseError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def parse_data(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    if raw.startswith("@"):
+        try:
+            with open(raw[1:], "rb") as f:
+                raw_bytes = f.read()
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {raw[1:]!r}: {exc}", param_hint="--data"
+            ) from None
+    else:
+        raw_bytes = raw.encode()
+    try:
+        return orjson.loads(raw_bytes)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f'not valid JSON ({exc}). Quote it for the shell, e.g. --data \'{{"to": "a@b.c"}}\'',
+            param_hint="--data",
+        ) from None
+
+
+def echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+
+
+def url_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--url",
+        help="Backend URL (default: WORKHORSE_URL, else sqlite:///.workhorse/workhorse.db).",
+    )(f)
+
+
+def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--app",
+        "app_spec",
+        envvar="WORKHORSE_APP",
+        metavar="MODULE:ATTR",
+        help="Your Workhorse app [env WORKHORSE_APP].",
+    )(f)
+
+
+# -- rendering ----------------------------------------------------------------------------
+def fmt_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(job: Job) -> str:
+    if job.started_at is None:
+        return ""
+    end = job.finished_at or datetime.now(UTC)
+    return f"{(end - job.started_at).total_seconds():.2f}s"
+
+
+def state_text(state: JobState | str) -> Text:
+    st = JobState(state)
+    return Text(st.value, style=STATE_STYLE[st])
+
+
+def short(value: Any, width: int = 40) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+JOB_COLUMNS = (
+    "id",
+    "task",
+    "queue",
+    "state",
+    "attempts",
+    "progress",
+    "created (UTC)",
+    "took",
+    "result / error",
+)
+
+
+def jobs_table(
+    jobs: Sequence[Job], title: str | None = None, columns: Sequence[str] = JOB_COLUMNS
+) -> Table:
+    table = Table(title=title, header_style="bold")
+    for col in columns:
+        table.add_column(col, no_wrap=col != "result / error")
+    for job in jobs:
+        if job.error and job.state is not JobState.COMPLETED:
+            error = f"{job.error.get('type')}: {job.error.get('message')}"
+            outcome = Text(short(error, 60), style="red")
+        elif job.state is JobState.COMPLETED:
+            outcome = Text(short(job.result, 60))
+        else:
+            outcome = Text("")
+        cells: dict[str, Any] = {
+            "id": job.id,
+            "task": job.task,
+            "queue": job.queue,
+            "state": state_text(job.state),
+            "attempts": f"{job.attempts}/{job.max_attempts}",
+            "progress": "" if job.progress is None else short(job.progress, 12),
+            "created (UTC)": fmt_time(job.created_at),
+            "took": fmt_duration(job),
+            "result / error": outcome,
+        }
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+def counts_table(counts: dict[str, dict[str, int]], paused: set[str]) -> Table:
+    table = Table(title="Jobs per queue", header_style="bold")
+    table.add_column("queue")
+    for st in JobState:
+        table.add_column(st.value, justify="right", style=STATE_STYLE[st])
+    table.add_column("total", justify="right")
+    totals = dict.fromkeys(JobState, 0)
+    for queue in sorted(counts):
+        row = counts[queue]
+        for st in JobState:
+            totals[st] += row.get(st, 0)
+        name = f"{queue} (paused)" if queue in paused else queue
+        table.add_row(name, *(str(row.get(st, 0)) for st in JobState), str(sum(row.values())))
+    if len(counts) > 1:
+        table.add_section()
+        table.add_row("all", *(str(totals[st]) for st in JobState), str(sum(totals.values())))
+    return table
+
+
+def workers_table(workers: Sequence[WorkerInfo]) -> Table:
+    table = Table(title="Live workers", header_style="bold")
+    for col in ("id", "host", "pid", "queues", "active", "processed", "up", "last seen"):
+        table.add_column(col, justify="right" if col in ("active", "processed") else "left")
+    now = time.time()
+    for w in sorted(workers, key=lambda w: w.started_at):
+        queues = ", ".join(f"{q}:{n}" for q, n in w.queues.items())
+        table.add_row(
+            w.id,
+            w.host,
+            str(w.pid),
+            queues,
+            str(w.active),
+            str(w.processed),
+            f"{now - w.started_at:.0f}s",
+            f"{max(0.0, now - w.last_seen):.1f}s ago",
+        )
+    return table
+
+
+def job_detail(job: Job) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, Any]] = [
+        ("id", job.id),
+        ("task", job.task),
+        ("queue", job.queue),
+        ("state", state_text(job.state)),
+        ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("priority", str(job.priority)),
+        ("data", short(job.data, 2000)),
+        ("progress", "" if job.progress is None else short(job.progress, 200)),
+        ("created", fmt_time(job.created_at)),
+        ("run at", fmt_time(job.run_at)),
+        ("started", fmt_time(job.started_at)),
+        ("finished", fmt_time(job.finished_at)),
+        ("took", fmt_duration(job)),
+        ("timeout", "" if job.timeout is None else f"{job.timeout:g}s"),
+        ("worker", job.worker or ""),
+        ("lease until", fmt_time(job.lease_expires_at)),
+        ("dedup key", job.dedup_key or ""),
+    ]
+    if job.state is JobState.COMPLETED:
+        rows.append(("result", short(job.result, 2000)))
+    for name, value in rows:
+        if value != "":
+            table.add_row(name, value)
+    if job.error:
+        table.add_row(
+            "error", Text(f"{job.error.get('type')}: {job.error.get('message')}", style="red")
+        )
+        if job.error.get("traceback"):
+            table.add_row("traceback", Text(str(job.error["traceback"]).rstrip(), style="dim"))
+    for i, line in enumerate(job.logs):
+        at = datetime.fromtimestamp(float(line.get("at", 0)), UTC).strftime("%H:%M:%S.%f")[:-3]
+        fields = line.get("fields")
+        msg = f"{at} {line.get('level', 'info'):<7} {line.get('message', '')}"
+        if fields:
+            msg += " " + orjson.dumps(fields).decode()
+        table.add_row("logs" if i == 0 else "", msg)
+    return table
+
+
+def job_as_json(job: Job) -> dict[str, Any]:
+    return {name: getattr(job, name) for name in Job.__dataclass_fields__}
+
+
+def print_failure(console: Console, job: Job) -> None:
+    error = job.error or {}
+    console.print(
+        f"[red bold]job {job.id} ({job.task}) {job.state.value}[/] after {job.attempts} attempt(s)"
+    )
+    console.print(Text(f"{error.get('type', 'Error')}: {error.get('message', '')}", style="red"))
+    if error.get("traceback"):
+        console.print(Text(str(error["traceback"]).rstrip(), style="dim"))
+
+
+async def follow(
+    app: Workhorse,
+    job_id: str,
+    label: str,
+    console: Console,
+    timeout: float | None,
+    interval: float = 0.1,
+    transient: bool = True,
+) -> Job | None:
+    """Poll the job, feeding a progress bar from its ``progress``; None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=transient) as bar:
+        tid = bar.add_task(label, total=100, state="queued")
+        while True:
+            job = await app.get_job(job_id)
+            if job is None:
+                raise click.ClickException(f"job {job_id} disappeared (purged?)")
+            state = job.state.value
+            if isinstance(job.progress, int | float) and not isinstance(job.progress, bool):
+                bar.update(tid, completed=min(100.0, float(job.progress)), state=state)
+            else:
+                extra = "" if job.progress is None else f" {short(job.progress, 30)}"
+                bar.update(tid, state=state + extra)
+            if job.state in FINISHED_STATES:
+                if job.state is JobState.COMPLETED:
+                    bar.update(tid, completed=100)
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(interval)
+
+
+# -- commands -----------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="workhorse")
+def main() -> None:
+    """workhorse: background jobs for Python.
+
+    APP is MODULE:ATTR naming your Workhorse instance (e.g. myproject.jobs:app), imported
+    with the current directory on sys.path. Settings come from options, then WORKHORSE_*
+    environment variables, then defaults.
+    """
+
+
+@main.command()
+@click.argument("app_spec", metavar="APP", envvar="WORKHORSE_APP")
+@url_option
+@click.option(
+    "--queues",
+    "-q",
+    help="Queues to consume with optional concurrency, "
+    "e.g. default,priority:5 [env WORKHORSE_QUEUES].",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    help="Jobs run at once per queue [env WORKHORSE_CONCURRENCY].",
+)
+@click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
+@click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(min=0),
+    help="Seconds running jobs get after SIGTERM [env WORKHORSE_SHUTDOWN_GRACE].",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def worker(
+    app_spec: str,
+    url: str | None,
+    queues: str | None,
+    concurrency: int | None,
+    burst: bool,
+    shutdown_grace: float | None,
+    log_level: str,
+) -> None:
+    """Run a worker for APP until SIGTERM/SIGINT (a second signal interrupts running jobs)."""
+    from rich.logging import RichHandler
+
+    from workhorse.worker.worker import parse_queues
+
+    app = make_app(app_spec, url, concurrency=concurrency, shutdown_grace=shutdown_grace)
+    try:
+        consume = parse_queues(queues or app.settings.queues, app.settings.concurrency)
+    except (ValueError, WorkhorseError) as exc:
+        raise click.BadParameter(
+            f"{exc}; use name or name:concurrency, comma-separated", param_hint="--queues"
+        ) from None
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err(), show_path=False)],
+        force=True,
+    )
+    tasks = ", ".join(sorted(app.tasks)) or "none"
+    err().print(f"[bold]workhorse worker[/] app={app_spec} url={app.settings.url} tasks: {tasks}")
+
+    async def run(app: Workhorse) -> None:
+        w = app.worker(queues=consume, burst=burst)
+        w.install_signal_handlers()
+        await w.run()
+
+    drive(app, run)
+
+
+@main.command()
+@click.argument("task")
+@click.option("--data", "-d", metavar="JSON", help="The payload as JSON, or @file.json.")
+@app_option
+@url_option
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait; also the attempt's timeout, as in app.run().",
+)
+def run(
+    task: str, data: str | None, app_spec: str | None, url: str | None, timeout: float | None
+) -> None:
+    """Enqueue TASK, show its progress while a worker runs it, print the result as JSON.
+
+    Exits 1 if the job fails (printing the remote error and traceback) and 3 if it does not
+    finish within --timeout.
+    """
+    payload = parse_data(data)
+    app = make_app(app_spec, url, need_registry=True)
+    t = _task(app, task)
+    console = err()
+
+    async def go(app: Workhorse) -> Job | None:
+        options = {} if timeout is None else {"timeout": timeout}
+        handle = await app.enqueue(t, payload, **options)
+        console.print(f"[dim]enqueued {t.name} as job {handle.id} on queue {handle.queue}[/]")
+        return await follow(app, handle.id, t.name, console, timeout)
+
+    job = drive(app, go)
+    if job is None:
+        console.print(
+            f"[yellow]the job did not finish within {timeout:g}s; it may still run."
+            " Follow it with: workhorse job ID[/]"
+        )
+        sys.exit(EXIT_TIMEOUT)
+    if job.state is not JobState.COMPLETED:
+        print_failure(console, job)
+        sys.exit(1)
+    echo_json(job.result)
+
+
+def _task(app: Workhorse, name: str) -> Any:
+    try:
+        return app.get_task(name)
+    except WorkhorseError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.command()
+@click.argument("task")
+@click.option("--data", "-d", metavar="JSON", help="The payload as JSON, or @file.json.")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds before it is due.")
+@click.option("--priority", type=int, help="Higher runs first within its queue.")
+@click.option("--queue", help="Queue to put it on (default: the task's).")
+@app_option
+@url_option
+def enqueue(
+    task: str,
+    data: str | None,
+    delay: float | None,
+    priority: int | None,
+    queue: str | None,
+    app_spec: str | None,
+    url: str | None,
+) -> None:
+    """Enqueue TASK and print the job id."""
+    payload = parse_data(data)
+    app = make_app(app_spec, url, need_registry=True)
+    t = _task(app, task)
+    given = {"delay": delay, "priority": priority, "queue": queue}
+    options = {k: v for k, v in given.items() if v is not None}
+
+    async def go(app: Workhorse) -> str:
+        return (await app.enqueue(t, payload, **options)).id
+
+    click.echo(drive(app, go))
+
+
+@main.command()
+@click.option("--queue", help="Only this queue.")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only this state.")
+@click.option("--task", help="Only this task.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@app_option
+@url_option
+def jobs(
+    queue: str | None,
+    state: str | None,
+    task: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+    app_spec: str | None,
+    url: str | None,
+) -> None:
+    """List jobs, newest first."""
+    app = make_app(app_spec, url)
+    found = drive(
+        app, lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset)
+    )
+    if as_json:
+        echo_json([job_as_json(j) for j in found])
+    elif not found:
+        err().print("no jobs match")
+    else:
+        out().print(jobs_table(found))
+
+
+@main.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@app_option
+@url_option
+def job(job_id: str, as_json: bool, app_spec: str | None, url: str | None) -> None:
+    """Show one job in full: state, attempts, progress, result, error, logs, times."""
+    app = make_app(app_spec, url)
+    found = drive(app, lambda a: a.get_job(job_id))
+    if found is None:
+        raise click.ClickException(f"no job {job_id}")
+    if as_json:
+        echo_json(job_as_json(found))
+    else:
+        out().print(job_detail(found))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@app_option
+@url_option
+def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
+    """Job counts per queue and state, paused queues, and live workers."""
+    app = make_app(app_spec, url)
+
+    async def go(app: Workhorse) -> tuple[dict[str, dict[str, int]], set[str], list[WorkerInfo]]:
+        counts = await app.counts()
+        # The client API asks one queue at a time: those with jobs and the configured ones.
+        paused = {q for q in {*counts, *app.settings.queues} if await app.is_paused(q)}
+        return counts, paused, await app.workers()
+
+    counts, paused, workers = drive(app, go)
+    if as_json:
+        echo_json(
+            {
+                "url": app.settings.url,
+                "counts": counts,
+                "paused": sorted(paused),
+                "workers": [vars_of(w) for w in workers],
+            }
+        )
+        return
+    console = out()
+    console.print(f"[dim]{app.settings.url}[/]")
+    if counts:
+        console.print(counts_table(counts, paused))
+    else:
+        console.print("no jobs yet")
+    if paused:
+        console.print(f"[yellow]paused queues: {', '.join(sorted(paused))}[/]")
+    if workers:
+        console.print(workers_table(workers))
+    else:
+        console.print("no live workers")
+
+
+def vars_of(w: WorkerInfo) -> dict[str, Any]:
+    return {name: getattr(w, name) for name in WorkerInfo.__dataclass_fields__}
+
+
+@main.command()
+@click.argument("queue")
+@app_option
+@url_option
+def pause(queue: str, app_spec: str | None, url: str | None) -> None:
+    """Stop workers claiming from QUEUE (running jobs finish; enqueue still works)."""
+    app = make_app(app_spec, url)
+    drive(app, lambda a: a.pause(queue))
+    err().print(f"queue {queue} paused")
+
+
+@main.command()
+@click.argument("queue")
+@app_option
+@url_option
+def resume(queue: str, app_spec: str | None, url: str | None) -> None:
+    """Let workers claim from QUEUE again."""
+    app = make_app(app_spec, url)
+    drive(app, lambda a: a.resume(queue))
+    err().print(f"queue {queue} resumed")
+
+
+@main.command()
+@click.argument("job_id", metavar="ID")
+@app_option
+@url_option
+def cancel(job_id: str, app_spec: str | None, url: str | None) -> None:
+    """Cancel a queued job now, or ask an active one to stop."""
+    app = make_app(app_spec, url)
+    state = drive(app, lambda a: a.cancel(job_id))
+    if state is None:
+        raise click.ClickException(f"no job {job_id}")
+    if state is JobState.ACTIVE:
+        click.echo(f"job {job_id} is running; asked its worker to stop it")
+    elif state is JobState.CANCELLED:
+        click.echo(f"job {job_id} cancelled")
+    else:
+        click.echo(f"job {job_id} is already {state.value}; nothing to cancel")
+
+
+@main.command()
+@click.argument("job_id", metavar="ID")
+@app_option
+@url_option
+def retry(job_id: str, app_spec: str | None, url: str | None) -> None:
+    """Put a failed or cancelled job back in its queue with fresh attempts."""
+    app = make_app(app_spec, url)
+
+    async def go(app: Workhorse) -> tuple[bool, Job | None]:
+        return await app.retry(job_id), await app.get_job(job_id)
+
+    ok, found = drive(app, go)
+    if found is None:
+        raise click.ClickException(f"no job {job_id}")
+    if not ok:
+        raise click.ClickException(
+            f"job {job_id} is {found.state.value}: only failed or cancelled jobs can be retried"
+            " (and not while a newer live job holds its dedup key)"
+        )
+    click.echo(f"job {job_id} queued again")
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Delete finished jobs that finished more than this long ago.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Keep only the newest N finished jobs per state (--keep 0 deletes all).",
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in sorted(FINISHED_STATES)]),
+    help="Only these states (repeatable; default: all finished).",
+)
+@click.option("--queue", help="Only this queue.")
+@app_option
+@url_option
+def purge(
+    older_than: float | None,
+    keep: int | None,
+    states: tuple[str, ...],
+    queue: str | None,
+    app_spec: str | None,
+    url: str | None,
+) -> None:
+    """Delete finished jobs (completed, failed, cancelled). Live jobs are never touched."""
+    if older_than is None and keep is None:
+        raise click.UsageError(
+            "say what to delete: --older-than SECONDS and/or --keep N "
+            "(--keep 0 deletes every finished job)"
+        )
+    app = make_app(app_spec, url)
+    chosen = states or tuple(s.value for s in FINISHED_STATES)
+    n = drive(
+        app, lambda a: a.purge(states=chosen, older_than=older_than, keep_last=keep, queue=queue)
+    )
+    click.echo(f"deleted {n} job(s)")
+
+
+@main.command()
+@url_option
+@click.option(
+    "--batch",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many quick jobs the throughput section enqueues.",
+)
+def demo(url: str | None, batch: int) -> None:
+    """A tour: a worker process, retries, progress, a failure, a batch, a summary.
+
+    Runs on its own SQLite file (.workhorse/demo.db) unless --url says otherwise.
+    """
+    from workhorse.demo import run_demo
+
+    sys.exit(run_demo(url=url, batch=batch))
+
+
+__all__ = ["import_app", "main", "make_app"]

@@ -1,0 +1,397 @@
+"""The command line against a real SQLite file (and real worker processes where a worker
+is needed). Every command goes through click exactly as a user's shell would."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from workhorse.cli import main
+
+needs_sqlite = pytest.mark.skipif(
+    importlib.util.find_spec("workhorse.backends.sqlite") is None,
+    reason="workhorse.backends.sqlite not written yet",
+)
+
+TASKS = """
+from pydantic import BaseModel
+from workhorse import JobContext, Workhorse
+
+app = Workhorse()
+
+
+class Pair(BaseModel):
+    a: int
+    b: int
+
+
+@app.task
+async def add(data: Pair) -> int:
+    return data.a + data.b
+
+
+@app.task
+async def slow(data: dict, ctx: JobContext) -> str:
+    import asyncio
+    for i in range(1, 6):
+        await asyncio.sleep(0.05)
+        await ctx.progress(i * 20)
+    return "done"
+
+
+@app.task
+def boom(data: dict) -> None:
+    raise KeyError("no such customer: " + data["who"])
+"""
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Cli:
+    """Runs ``workhorse`` commands in-process against one SQLite file."""
+
+    def __init__(self, folder: Path, module: str) -> None:
+        self.folder = folder
+        self.module = module
+        self.url = f"sqlite:///{folder / 'cli.db'}"
+        self.app = f"{module}:app"
+
+    def __call__(self, *args: str, app: bool = True, ok: bool = True) -> Result:
+        argv = [*args, "--url", self.url]
+        if app:
+            argv += ["--app", self.app]
+        result = CliRunner().invoke(main, argv, prog_name="workhorse")
+        if ok:
+            assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    def json(self, *args: str) -> Any:
+        return orjson.loads(self(*args, "--json").stdout)
+
+    def enqueue(self, task: str, data: str, *extra: str) -> str:
+        job_id = self("enqueue", task, "--data", data, *extra).stdout.strip()
+        assert JOB_ID.match(job_id), job_id
+        return job_id
+
+    def worker(self, *extra: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "WORKHORSE_POLL_INTERVAL": "0.1", "WORKHORSE_URL": self.url}
+        return subprocess.Popen(
+            [sys.executable, "-m", "workhorse", "worker", self.app, *extra],
+            cwd=self.folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    module = f"cli_tasks_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(TASKS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI puts the cwd on it
+    for name in list(os.environ):
+        if name.startswith("WORKHORSE_"):
+            monkeypatch.delenv(name)
+    yield Cli(tmp_path, module)
+    sys.modules.pop(module, None)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        pytest.fail(f"worker did not exit within 20s of SIGTERM:\n{output.decode()}")
+    return proc.returncode, output.decode()
+
+
+@pytest.fixture
+def worker(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
+    proc = cli.worker()
+    deadline = time.monotonic() + 20
+    while not cli.json("status")["workers"]:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            code, output = stop(proc)
+            pytest.fail(f"worker did not start (exit {code}):\n{output}")
+        time.sleep(0.05)
+    yield proc
+    stop(proc)
+
+
+# -- producing and inspecting without a worker ----------------------------------------------
+@needs_sqlite
+def test_enqueue_prints_an_id_that_jobs_and_job_show(cli: Cli) -> None:
+    job_id = cli.enqueue("add", '{"a": 2, "b": 3}')
+
+    listed = cli("jobs", app=False).stdout
+    assert job_id in listed
+    assert "queued" in listed
+
+    (record,) = cli.json("jobs")
+    assert record["id"] == job_id
+    assert record["task"] == "add"
+    assert record["data"] == {"a": 2, "b": 3}
+    assert record["state"] == "queued"
+
+    detail = cli("job", job_id, app=False).stdout
+    assert job_id in detail
+    assert '"a":2' in detail
+    assert cli.json("job", job_id)["attempts"] == 0
+
+
+@needs_sqlite
+def test_enqueue_options_reach_the_job(cli: Cli) -> None:
+    job_id = cli.enqueue(
+        "add", '{"a": 1, "b": 1}', "--queue", "other", "--priority", "7", "--delay", "60"
+    )
+    record = cli.json("job", job_id)
+    assert record["queue"] == "other"
+    assert record["priority"] == 7
+    assert record["state"] == "scheduled"
+    assert [j["id"] for j in cli.json("jobs", "--queue", "other")] == [job_id]
+    assert cli.json("jobs", "--queue", "default") == []
+
+
+@needs_sqlite
+def test_status_counts_jobs_per_queue_and_state(cli: Cli) -> None:
+    for n in range(3):
+        cli.enqueue("add", f'{{"a": {n}, "b": 0}}')
+    cli.enqueue("add", '{"a": 0, "b": 0}', "--queue", "other")
+
+    status = cli.json("status")
+    assert status["counts"]["default"]["queued"] == 3
+    assert status["counts"]["other"]["queued"] == 1
+    assert status["workers"] == []
+    table = cli("status", app=False).stdout
+    assert "default" in table
+    assert "other" in table
+    assert "no live workers" in table
+
+
+@needs_sqlite
+def test_jobs_filters_by_state_and_task_and_pages(cli: Cli) -> None:
+    ids = [cli.enqueue("add", f'{{"a": {n}, "b": 0}}') for n in range(3)]
+    other = cli.enqueue("slow", "{}")
+    assert [j["id"] for j in cli.json("jobs", "--task", "slow")] == [other]
+    newest_first = [j["id"] for j in cli.json("jobs", "--task", "add")]
+    assert newest_first == ids[::-1]
+    page = [j["id"] for j in cli.json("jobs", "--task", "add", "--limit", "1", "--offset", "1")]
+    assert page == [ids[1]]
+    assert cli.json("jobs", "--state", "failed") == []
+
+
+@needs_sqlite
+def test_pause_resume_cancel_retry_purge(cli: Cli) -> None:
+    cli("pause", "default")
+    assert cli.json("status")["paused"] == ["default"]
+    job_id = cli.enqueue("add", '{"a": 1, "b": 2}')
+    assert "(paused)" in cli("status").stdout
+    cli("resume", "default")
+    assert cli.json("status")["paused"] == []
+
+    assert "cancelled" in cli("cancel", job_id).stdout
+    assert cli.json("job", job_id)["state"] == "cancelled"
+    assert "queued again" in cli("retry", job_id).stdout
+    assert cli.json("job", job_id)["state"] == "queued"
+    refused = cli("retry", job_id, ok=False)
+    assert refused.exit_code == 1
+    assert "only failed or cancelled jobs can be retried" in refused.output
+
+    cli("cancel", job_id)
+    nothing = cli("purge", ok=False)
+    assert nothing.exit_code == 2
+    assert "--older-than" in nothing.output
+    assert "deleted 0 job(s)" in cli("purge", "--older-than", "3600").stdout
+    assert "deleted 1 job(s)" in cli("purge", "--keep", "0").stdout
+    missing = cli("job", job_id, ok=False)
+    assert missing.exit_code == 1
+    assert f"no job {job_id}" in missing.output
+
+
+# -- errors users hit -------------------------------------------------------------------------
+def test_unknown_task_lists_the_known_ones(cli: Cli) -> None:
+    for command in ("run", "enqueue"):
+        result = cli(command, "ad", "--data", "{}", ok=False)
+        assert result.exit_code == 2
+        assert "unknown task 'ad'" in result.output
+        assert "known tasks: add, boom, slow" in result.output
+
+
+@needs_sqlite
+def test_bad_data_json_is_a_clear_usage_error(cli: Cli) -> None:
+    result = cli("enqueue", "add", "--data", "{a: 1}", ok=False)
+    assert result.exit_code == 2
+    assert "Invalid value for --data: not valid JSON" in result.output
+    assert cli.json("jobs") == []
+
+
+@needs_sqlite
+def test_a_payload_the_task_refuses_is_refused_at_enqueue(cli: Cli) -> None:
+    result = cli("enqueue", "add", "--data", '{"a": "x", "b": 1}', ok=False)
+    assert result.exit_code == 1
+    assert "invalid payload for task 'add'" in result.output
+    assert cli.json("jobs") == []
+
+
+@needs_sqlite
+def test_data_can_come_from_a_file(cli: Cli) -> None:
+    (cli.folder / "pair.json").write_text('{"a": 40, "b": 2}')
+    job_id = cli.enqueue("add", "@pair.json")
+    assert cli.json("job", job_id)["data"] == {"a": 40, "b": 2}
+
+
+def test_commands_that_need_tasks_say_how_to_name_the_app(cli: Cli) -> None:
+    result = cli("enqueue", "add", "--data", "{}", app=False, ok=False)
+    assert result.exit_code == 2
+    assert "--app module:attr or set WORKHORSE_APP" in result.output
+    wrong = cli("jobs", "--app", "no_such_module_here:app", app=False, ok=False)
+    assert wrong.exit_code == 2
+    assert "cannot import 'no_such_module_here'" in wrong.output
+    attr = cli("enqueue", "add", "--app", f"{cli.module}:nope", app=False, ok=False)
+    assert "Workhorse apps in it: app" in attr.output
+
+
+@needs_sqlite
+def test_app_comes_from_workhorse_app(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKHORSE_APP", cli.app)
+    job_id = cli.enqueue("add", '{"a": 1, "b": 1}')  # --app is also given: same app
+    result = CliRunner().invoke(
+        main, ["enqueue", "add", "--data", '{"a": 0, "b": 0}', "--url", cli.url]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(cli.json("jobs")) == 2
+    assert job_id
+
+
+@needs_sqlite
+def test_url_comes_from_workhorse_url(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKHORSE_URL", cli.url)
+    cli.enqueue("add", '{"a": 1, "b": 1}')
+    result = CliRunner().invoke(main, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["url"] == cli.url
+
+
+@needs_sqlite
+def test_run_without_a_worker_times_out_with_exit_3(cli: Cli) -> None:
+    result = cli("run", "add", "--data", '{"a": 1, "b": 2}', "--timeout", "0.3", ok=False)
+    assert result.exit_code == 3
+    assert "did not finish within 0.3s" in result.output
+
+
+# -- with a real worker process -------------------------------------------------------------
+@needs_sqlite
+@pytest.mark.slow
+def test_run_returns_the_result_from_a_worker_process(
+    cli: Cli, worker: subprocess.Popen[bytes]
+) -> None:
+    result = cli("run", "add", "--data", '{"a": 20, "b": 22}', "--timeout", "20")
+    assert orjson.loads(result.stdout) == 42
+
+    progress = cli("run", "slow", "--data", "{}", "--timeout", "20")
+    assert orjson.loads(progress.stdout) == "done"
+    (job,) = cli.json("jobs", "--task", "slow")
+    assert job["progress"] == 100
+
+    status = cli.json("status")
+    assert status["counts"]["default"]["completed"] == 2
+    (live,) = status["workers"]
+    assert live["pid"] == worker.pid
+
+
+@needs_sqlite
+@pytest.mark.slow
+def test_a_failed_run_prints_the_remote_error_and_exits_1(
+    cli: Cli, worker: subprocess.Popen[bytes]
+) -> None:
+    result = cli("run", "boom", "--data", '{"who": "ada"}', "--timeout", "20", ok=False)
+    assert result.exit_code == 1
+    assert result.stdout == ""  # nothing that looks like a result
+    assert "KeyError: 'no such customer: ada'" in result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "in boom" in result.stderr
+    (job,) = cli.json("jobs", "--state", "failed")
+    assert job["error"]["type"] == "KeyError"
+
+
+@needs_sqlite
+@pytest.mark.slow
+def test_worker_exits_0_on_sigterm_after_finishing_its_job(cli: Cli) -> None:
+    proc = cli.worker("--queues", "default:2", "--concurrency", "3")
+    try:
+        deadline = time.monotonic() + 20
+        while not cli.json("status")["workers"]:
+            assert proc.poll() is None, stop(proc)
+            assert time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.05)
+        job_id = cli.enqueue("slow", "{}")
+        while cli.json("job", job_id)["state"] != "active":
+            assert time.monotonic() < deadline, "job did not start"
+            time.sleep(0.02)
+    finally:
+        code, output = stop(proc)
+    assert code == 0, output
+    assert "stopped after" in output
+    assert cli.json("job", job_id)["state"] == "completed"  # the grace period let it finish
+    assert cli.json("status")["workers"] == []
+
+
+@needs_sqlite
+@pytest.mark.slow
+def test_worker_burst_drains_the_queue_and_exits_0(cli: Cli) -> None:
+    ids = [cli.enqueue("add", f'{{"a": {n}, "b": 1}}') for n in range(5)]
+    proc = cli.worker("--burst")
+    try:
+        proc.wait(timeout=30)
+    finally:
+        code, output = stop(proc)
+    assert code == 0, output
+    assert [cli.json("job", i)["result"] for i in ids] == [1, 2, 3, 4, 5]
+
+
+def test_worker_with_a_bad_queue_spec_is_a_usage_error(cli: Cli) -> None:
+    result = cli("worker", cli.app, "--queues", "default:zero", app=False, ok=False)
+    assert result.exit_code == 2
+    assert "--queues" in result.output
+
+
+def test_python_dash_m_workhorse_is_the_cli(cli: Cli) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "workhorse", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    for command in (
+        "worker",
+        "run",
+        "enqueue",
+        "jobs",
+        "job",
+        "status",
+        "pause",
+        "resume",
+        "cancel",
+        "retry",
+        "purge",
+        "demo",
+    ):
+        assert f"  {command} " in out
