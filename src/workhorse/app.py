@@ -81,6 +81,7 @@ class Workhorse:
         self.bus = EventBus()
         self._waiters = _Waiters(self)
         self._sync: SyncApp | None = None
+        self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
 
     # -- configuration -----------------------------------------------------------------
     @property
@@ -117,6 +118,7 @@ class Workhorse:
                 self._opened = True
 
     async def close(self) -> None:
+        await self.stop_workers()
         if self._opened:
             self._opened = False
             await self._waiters.close()
@@ -496,6 +498,27 @@ class Workhorse:
         from workhorse.worker import Worker
 
         return Worker(self, **options)
+
+    async def start_worker(self, **options: Any) -> Worker | None:
+        """Run a worker inside this process, in the background (development, small apps).
+        Returns None when ``embedded_worker`` is off (``WORKHORSE_EMBEDDED_WORKER=false``),
+        the production switch for apps whose workers run on their own machines."""
+        if not self.settings.embedded_worker:
+            return None
+        worker = self.worker(**options)
+        self._embedded.append((worker, asyncio.create_task(worker.run(), name="workhorse")))
+        return worker
+
+    async def stop_workers(self) -> None:
+        """Stop the workers started with ``start_worker`` and wait for them."""
+        embedded, self._embedded = self._embedded, []
+        for worker, _ in embedded:
+            worker.stop()
+        await asyncio.gather(*(task for _, task in embedded), return_exceptions=True)
+
+    def use(self, plugin: Callable[[Workhorse], Any]) -> None:
+        """Add a plugin: a function that takes the app and registers tasks or hooks."""
+        plugin(self)
 
     # -- sync facade -------------------------------------------------------------------
     @property

@@ -43,6 +43,11 @@ class Settings(BaseModel):
     keep_failed_for: float | None = Field(
         7 * 86_400.0, ge=0, description="Seconds failed/cancelled jobs are kept"
     )
+    embedded_worker: bool = Field(
+        True,
+        description="Whether app.start_worker() runs a worker "
+        "in the app's own process; turn off in production",
+    )
     unknown_task_delay: float = Field(
         5.0,
         ge=0,
