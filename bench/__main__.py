@@ -178,11 +178,13 @@ async def run(
                 sizes = measure.sizes_for(kind, args.quick)
                 for name in MEASUREMENTS:
                     progress = bars.begin(f"{kind} {name} ({rep + 1}/{args.repeat})")
+                    load = os.getloadavg()[0]  # others' work on the machine shows here
                     try:
                         figures = await one(kind, name, sizes, servers, progress)
                     except Exception as exc:
                         figures = {"error": f"{type(exc).__name__}: {exc}"}
                         console.print(f"[red]{kind} {name} failed:[/] {figures['error']}")
+                    figures["load1_before"] = load
                     raw["runs"][kind][name].append(figures)
                     bars.end()
         if do_profile:

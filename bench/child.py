@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import resource
 import signal
 import sys
 import time
@@ -34,17 +33,23 @@ def say(kind: str, payload: Any = None) -> None:
     sys.stdout.flush()
 
 
-def rss_mb() -> float:
-    """Resident memory now (VmRSS), in MiB; the peak is reported separately."""
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return 0.0
 
 
+def rss_mb() -> float:
+    """Resident memory now, in MiB."""
+    return _status_mb("VmRSS:")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not getrusage's ru_maxrss: on Linux that one keeps the high-water mark of the
+    # process image before exec, i.e. the (large) benchmark parent that forked us.
+    return _status_mb("VmHWM:")
 
 
 async def process(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import importlib.util
 import os
 import shutil
@@ -69,8 +70,26 @@ class Servers:
     postgres: str = DEFAULT_POSTGRES
 
 
-def module_exists(kind: str) -> bool:
-    return importlib.util.find_spec(f"workhorse.backends.{kind}") is not None
+_CLASSES = {
+    "memory": "MemoryBackend",
+    "sqlite": "SQLiteBackend",
+    "redis": "RedisBackend",
+    "postgres": "PostgresBackend",
+}
+
+
+def module_problem(kind: str) -> str | None:
+    """Why ``workhorse.backends.<kind>`` cannot be used yet (it may be half written)."""
+    name = f"workhorse.backends.{kind}"
+    if importlib.util.find_spec(name) is None:
+        return f"{name} does not exist yet"
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:
+        return f"{name} does not import: {type(exc).__name__}: {exc}"
+    if not hasattr(module, _CLASSES[kind]):
+        return f"{name} has no {_CLASSES[kind]} yet"
+    return None
 
 
 def reachable(url: str) -> bool:
@@ -87,8 +106,9 @@ def reachable(url: str) -> bool:
 
 def unavailable(kind: str, servers: Servers) -> str | None:
     """Why ``kind`` cannot be measured here, or None when it can."""
-    if not module_exists(kind):
-        return f"workhorse.backends.{kind} does not exist yet"
+    problem = module_problem(kind)
+    if problem is not None:
+        return problem
     server = {"redis": servers.redis, "postgres": servers.postgres}.get(kind)
     if server is not None and not reachable(server):
         return f"{kind} is not reachable at {server}"

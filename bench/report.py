@@ -120,7 +120,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     for kind, measurements in raw["runs"].items():
         figures: dict[str, float | None] = {}
         for name, runs in measurements.items():
-            keys = {k for r in runs for k in r if k not in ("n", "error")}
+            keys = {k for r in runs for k in r if k not in ("n", "error", "load1_before")}
             for key in keys:
                 figures[f"{name}.{key}"] = median_of(runs, key)
         out[kind] = figures
@@ -327,6 +327,19 @@ def render(raw: dict[str, Any], profiles: dict[str, list[str]]) -> str:
         out.append(
             "- servers on loopback: "
             + ", ".join(f"{k} {val}" for k, val in sorted(servers.items()))
+        )
+    loads = [
+        r["load1_before"]
+        for runs in raw["runs"].values()
+        for rs in runs.values()
+        for r in rs
+        if isinstance(r.get("load1_before"), int | float)
+    ]
+    if loads:
+        out.append(
+            f"- 1-minute load average before each measurement: {min(loads):.2f} to "
+            f"{max(loads):.2f} (on {m['nproc']} CPUs; above about 1, other work "
+            "competed with the benchmark)"
         )
     out += [
         f"- command: `{meta['command']}`",
