@@ -719,13 +719,13 @@ def purge(
 @url_option
 @click.option(
     "--batch",
-    default=2000,
+    default=5000,
     show_default=True,
     type=click.IntRange(min=1),
     help="How many quick jobs the throughput section enqueues.",
 )
 def demo(url: str | None, batch: int) -> None:
-    """A tour: a worker process, retries, progress, a failure, a batch, a summary.
+    """A tour: worker process, retries, progress, failure, a batch, status.
 
     Runs on its own SQLite file (.workhorse/demo.db) unless --url says otherwise.
     """
