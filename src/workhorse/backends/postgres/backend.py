@@ -1,0 +1,704 @@
+"""The PostgreSQL backend: psycopg 3 with a connection pool, one statement per state change.
+
+URL: ``postgresql://user:password@host:5432/db?schema=workhorse&migrate=auto`` where the
+workhorse parameters (removed before connecting; the rest go to libpq) are:
+
+- ``schema``: the PostgreSQL schema holding the tables (default ``workhorse``);
+- ``migrate=auto``: apply pending migrations on open instead of refusing an old schema;
+- ``pool_min`` / ``pool_max``: connection pool size (default 2 / 10);
+- ``max_events``: how many events the durable log keeps (default 100000).
+
+Claims use ``FOR UPDATE SKIP LOCKED``; the database's ``now()`` decides every time;
+LISTEN/NOTIFY wakes idle workers and waiting callers, and polling covers a lost listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from workhorse import codec
+from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.postgres import schema as schema_mod
+from workhorse.backends.postgres.listener import Listener
+from workhorse.backends.postgres.statements import Statements
+from workhorse.errors import BackendError, ConfigError
+from workhorse.job import (
+    EnqueueResult,
+    Event,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+    WorkerInfo,
+    to_datetime,
+)
+
+log = logging.getLogger("workhorse.postgres")
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
+_OWN_PARAMS = ("schema", "migrate", "pool_min", "pool_max", "max_events")
+_SWEEP_EVERY = 30.0
+_Q, _SCHED, _A = JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE
+_STATES = {s.value: s for s in JobState}
+_FINISHED = ("completed", "failed", "cancelled")
+
+AnyConn = psycopg.AsyncConnection[Any]
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise ConfigError(f"URL parameter {name}={raw!r} must be a positive integer")
+    return value
+
+
+class PostgresBackend(Backend):
+    capabilities = Capabilities(
+        durable=True, multi_process=True, multi_machine=True, transactional_enqueue=True
+    )
+
+    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
+        self.url = safe_url(url)
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        own = {k: query.pop(k) for k in _OWN_PARAMS if k in query}
+        scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+        self._conninfo = urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
+        self.schema = own.get("schema", "workhorse")
+        if not _SCHEMA.match(self.schema):
+            raise ConfigError(
+                f"schema={self.schema!r} in the PostgreSQL URL is not a valid name; use "
+                "lower-case letters, digits and underscores (at most 50, not starting with "
+                "a digit)"
+            )
+        mode = own.get("migrate", "")
+        if mode not in ("", "auto", "off"):
+            raise ConfigError(f"migrate={mode!r} in the PostgreSQL URL: use migrate=auto or off")
+        self.auto_migrate = (mode == "auto") if migrate is None else migrate
+        self._pool_min = _int_param(own, "pool_min", 2)
+        self._pool_max = max(self._pool_min, _int_param(own, "pool_max", 10))
+        self.max_events = _int_param(own, "max_events", 100_000)
+        self.sql = Statements(self.schema)
+        self._q = _Queries(self.sql)
+        self._pool: AsyncConnectionPool[AnyConn] | None = None
+        self.listener = Listener(self._conninfo, self.schema, self.url)
+        self._last_sweep = 0.0
+        self._open_lock: asyncio.Lock | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _error(self, exc: BaseException, doing: str) -> BackendError:
+        return BackendError(
+            f"PostgreSQL at {self.url} failed while {doing}: {exc}. Check that the server "
+            "runs and accepts connections from this host, and the user, password and "
+            "database in the URL."
+        )
+
+    async def _connect(self) -> AnyConn:
+        try:
+            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise self._error(exc, "connecting") from None
+
+    async def schema_version(self) -> int:
+        """The schema's version in the database (0: not created yet)."""
+        conn = await self._connect()
+        try:
+            return await schema_mod.version(conn, self.schema)
+        finally:
+            await conn.close()
+
+    async def migrate(self, target: int | None = None) -> list[int]:
+        """Apply pending migrations (up to ``target``) under an advisory lock; works on a
+        closed backend. Returns the versions applied; [] when already up to date."""
+        conn = await self._connect()
+        try:
+            return await schema_mod.migrate(conn, self.schema, target)
+        finally:
+            await conn.close()
+
+    async def _check_schema(self) -> None:
+        conn = await self._connect()
+        try:
+            current = await schema_mod.version(conn, self.schema)
+            if current == 0 and await schema_mod.create_fresh(conn, self.schema):
+                log.info("created schema %s at version %d", self.schema, schema_mod.latest())
+                return
+            current = await schema_mod.version(conn, self.schema)
+            latest = schema_mod.latest()
+            if current < latest:
+                if not self.auto_migrate:
+                    raise ConfigError(
+                        f"the PostgreSQL schema {self.schema!r} at {self.url} is at version "
+                        f"{current}, this workhorse needs version {latest}: run "
+                        "`workhorse migrate` (or add migrate=auto to the URL to migrate on "
+                        "start)"
+                    )
+                applied = await schema_mod.migrate(conn, self.schema)
+                log.warning("migrated schema %s: applied %s", self.schema, applied)
+            elif current > latest:
+                raise ConfigError(
+                    f"the PostgreSQL schema {self.schema!r} at {self.url} is at version "
+                    f"{current}, newer than this workhorse knows ({latest}): upgrade workhorse"
+                )
+        finally:
+            await conn.close()
+
+    async def open(self) -> None:
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._pool is not None:
+                return
+            await self._check_schema()
+            pool: AsyncConnectionPool[AnyConn] = AsyncConnectionPool(
+                self._conninfo, min_size=self._pool_min, max_size=self._pool_max, open=False,
+                kwargs={"autocommit": True}, configure=_configure,
+                name=f"workhorse-{self.schema}",
+            )  # fmt: skip
+            try:
+                await pool.open(wait=True, timeout=10.0)
+            except PoolTimeout as exc:
+                await pool.close()
+                raise self._error(exc, "opening the connection pool") from None
+            self._pool = pool
+            await self.listener.start()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        await self.listener.stop()
+        if pool is not None:
+            await pool.close()
+
+    async def drop(self) -> None:
+        """Drop this backend's schema and everything in it (tests use one per test)."""
+        conn = await self._connect()
+        try:
+            await conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
+            )
+        finally:
+            await conn.close()
+
+    # -- one statement, one round trip -------------------------------------------------
+    async def _rows(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        pool = self._pool
+        if pool is None:
+            raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(query, params, binary=True)
+                return await cur.fetchall() if cur.description is not None else []
+        except psycopg.OperationalError as exc:
+            # A dropped server leaves every idle connection dead: test them all now, so
+            # the next calls get fresh ones instead of failing one by one.
+            with contextlib.suppress(Exception):
+                await pool.check()
+            raise self._error(exc, "running a statement") from exc
+
+    async def now(self) -> float:
+        rows = await self._rows("SELECT extract(epoch from now())::float8")
+        return float(rows[0][0])
+
+    # -- producing ---------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        pool = self._pool
+        if pool is None:
+            raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
+        try:
+            async with pool.connection() as conn:
+                return await self._enqueue(conn, jobs)
+        except psycopg.OperationalError as exc:
+            with contextlib.suppress(Exception):
+                await pool.check()
+            raise self._error(exc, "enqueueing") from exc
+
+    async def enqueue_in(self, conn: AnyConn, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Enqueue on the application's own connection, inside its transaction if one is
+        open: the jobs (and their wake-up) exist only if that transaction commits."""
+        if not isinstance(conn, psycopg.AsyncConnection):
+            raise TypeError(
+                f"enqueue_in needs a psycopg.AsyncConnection, got {type(conn).__name__}"
+            )
+        return await self._enqueue(conn, jobs) if jobs else []
+
+    async def _enqueue(self, conn: AnyConn, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        out: list[EnqueueResult | None] = [None] * len(jobs)
+        pending = list(range(len(jobs)))
+        # A job whose dedup key is held is answered with the live holder. If that holder
+        # ends between our insert and our look-up, insert again (bounded: it is a race).
+        for _ in range(5):
+            batch = [jobs[i] for i in pending]
+            cur = await conn.execute(self._q.enqueue, _enqueue_params(batch), binary=True)
+            created = {row[0]: bool(row[1]) for row in await cur.fetchall()}
+            missing = []
+            for i in pending:
+                new = jobs[i]
+                if new.id in created:
+                    out[i] = EnqueueResult(new.id, True, _SCHED if created[new.id] else _Q)
+                else:
+                    missing.append(i)
+            if not missing:
+                break
+            missing = await self._replace(conn, jobs, missing, out)
+            keys = list({jobs[i].dedup_key for i in missing if jobs[i].dedup_key is not None})
+            cur = await conn.execute(self._q.live_by_key, (keys,), binary=True)
+            live = {row[0]: row[1:] for row in await cur.fetchall()}
+            pending = []
+            for i in missing:
+                found = live.get(jobs[i].dedup_key)
+                if found is None:
+                    pending.append(i)
+                    continue
+                job_id, state, scheduled = found
+                st = _A if state == "active" else (_SCHED if scheduled else _Q)
+                out[i] = EnqueueResult(job_id, False, st)
+            if not pending:
+                break
+        if any(r is None for r in out):
+            raise BackendError("enqueue lost a race on a dedup key five times; try again")
+        return out  # type: ignore[return-value]
+
+    async def _replace(
+        self,
+        conn: AnyConn,
+        jobs: Sequence[NewJob],
+        missing: list[int],
+        out: list[EnqueueResult | None],
+    ) -> list[int]:
+        """Debounce: a duplicate asking to replace gives its payload to a live holder that
+        has not started yet (in batch order, so the last one wins)."""
+        left = []
+        for i in missing:
+            new = jobs[i]
+            if not new.replace:
+                left.append(i)
+                continue
+            cur = await conn.execute(
+                self._q.replace,
+                (new.data, new.priority, new.max_attempts, new.timeout, new.at,
+                 float(new.delay or 0.0), new.dedup_key),
+                binary=True,
+            )  # fmt: skip
+            row = await cur.fetchone()
+            if row is None:
+                left.append(i)  # the holder is running (or gone): answer as a duplicate
+            else:
+                out[i] = EnqueueResult(row[0], False, _SCHED if row[1] else _Q, True)
+        return left
+
+    # -- consuming ---------------------------------------------------------------------
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float
+    ) -> list[Lease]:
+        leases: list[Lease] = []
+        for queue in queues:  # the worker asks one queue at a time: one round trip
+            want = limit - len(leases)
+            if want <= 0:
+                break
+            rows = await self._rows(
+                self._q.claim, {"q": queue, "n": want, "w": worker, "lease": float(lease)}
+            )
+            leases.extend(Lease(*row) for row in rows)
+        return leases
+
+    async def renew(self, leases: Sequence[Lease]) -> RenewResult:
+        if not leases:
+            return RenewResult(frozenset(), frozenset())
+        rows = await self._rows(
+            self._q.renew,
+            ([x.job_id for x in leases], [x.token for x in leases], [x.lease for x in leases]),
+        )
+        kept = {row[0] for row in rows}
+        lost = frozenset(x.job_id for x in leases if x.job_id not in kept)
+        cancel = frozenset(row[0] for row in rows if row[1])
+        return RenewResult(lost, cancel)
+
+    async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
+        if not items:
+            return []
+        ids: list[str] = []
+        tokens: list[str] = []
+        kinds: list[str] = []
+        results: list[bytes | None] = []
+        errors: list[str | None] = []
+        delays: list[float] = []
+        refunds: list[bool] = []
+        logs: list[str | None] = []
+        for lease, out in items:
+            ids.append(lease.job_id)
+            tokens.append(lease.token)
+            kinds.append(out.kind)
+            results.append(out.result)
+            errors.append(None if out.error is None else _dumps(out.error))
+            delays.append(float(out.delay))
+            refunds.append(out.refund)
+            logs.append(_dumps(out.logs) if out.logs else None)
+        rows = await self._rows(
+            self._q.finish, (ids, tokens, kinds, results, errors, delays, refunds, logs)
+        )
+        done = {row[0] for row in rows}
+        accepted = []
+        for job_id in ids:  # a job listed twice is accepted once, like the reference
+            accepted.append(job_id in done)
+            done.discard(job_id)
+        return accepted
+
+    async def update(
+        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+    ) -> bool:
+        params = {
+            "p": None if progress is None else _dumps(progress),
+            "l": _dumps(list(logs)) if logs else None,
+            "id": lease.job_id,
+            "t": lease.token,
+        }
+        rows = await self._rows(self._q.update, params)
+        return bool(rows[0][0])
+
+    async def reclaim_expired(self) -> list[str]:
+        rows = await self._rows(self._q.reclaim, ())
+        if time.monotonic() - self._last_sweep > _SWEEP_EVERY:
+            self._last_sweep = time.monotonic()
+            await self.sweep()
+        return [row[0] for row in rows]
+
+    async def sweep(self) -> None:
+        """Bound the event log and delete expired keys, counters and worker records."""
+        first, *rest = self.sql.sweep()
+        await self._rows(first, (self.max_events,))
+        for statement in rest:
+            await self._rows(statement, ())
+
+    async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
+        # Watch first, then look: a NOTIFY after the look wakes the watcher.
+        fut = self.listener.watch_jobs(queues)
+        try:
+            rows = await self._rows(self._q.next_due, (list(queues),))
+            due = rows[0][0] if rows else None
+            if due is not None:
+                timeout = min(timeout, max(0.0, float(due)))
+            if timeout <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+        finally:
+            self.listener.forget(fut)
+
+    async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        fut = self.listener.watch_done(wanted)
+        try:
+            done = await self._finished(wanted)
+            if done or timeout <= 0:
+                return done
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+            except TimeoutError:
+                return []
+            return await self._finished(wanted)
+        finally:
+            self.listener.forget(fut)
+
+    async def _finished(self, ids: list[str]) -> list[Job]:
+        return [_job(row) for row in await self._rows(self._q.finished, (ids,))]
+
+    # -- inspecting and controlling ----------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._rows(self._q.get, (job_id,))
+        return _job(rows[0]) if rows else None
+
+    async def query(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        where: list[str] = []
+        params: list[Any] = []
+        if state is JobState.SCHEDULED:
+            where.append("state = 'queued' AND run_at > now()")
+        elif state is JobState.QUEUED:
+            where.append("state = 'queued' AND run_at <= now()")
+        elif state is not None:
+            where.append("state = %s")
+            params.append(state.value)
+        if queue is not None:
+            where.append("queue = %s")
+            params.append(queue)
+        if task is not None:
+            where.append("task = %s")
+            params.append(task)
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        params += [max(0, limit), max(0, offset)]
+        rows = await self._rows(
+            f"SELECT {self._q.job_columns} FROM {self.sql.s}.jobs {cond} "
+            "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
+            params,
+        )
+        return [_job(row) for row in rows]
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for q in queues or ():
+            out[q] = dict.fromkeys(JobState, 0)
+        cond, params = (
+            ("", ()) if queues is None else ("WHERE queue = ANY(%s::text[])", (list(queues),))
+        )
+        rows = await self._rows(
+            f"SELECT queue, CASE WHEN state = 'queued' AND run_at > now() THEN 'scheduled' "
+            f"ELSE state END, count(*) FROM {self.sql.s}.jobs {cond} GROUP BY 1, 2",
+            params,
+        )
+        for queue, state, n in rows:
+            out.setdefault(queue, dict.fromkeys(JobState, 0))[_STATES[state]] = int(n)
+        return out
+
+    async def cancel(self, job_id: str) -> JobState | None:
+        rows = await self._rows(self._q.cancel, (job_id,))
+        if rows:
+            return _STATES[rows[0][0]]
+        rows = await self._rows(self._q.state_of, (job_id,))
+        if not rows:
+            return None
+        state, scheduled = rows[0]
+        return _SCHED if state == "queued" and scheduled else _STATES[state]
+
+    async def retry(self, job_id: str) -> bool:
+        try:
+            rows = await self._rows(self._q.retry, (job_id,))
+        except psycopg.errors.UniqueViolation:
+            return False  # a newer live job took the dedup key meanwhile
+        return bool(rows)
+
+    async def purge(
+        self,
+        *,
+        states: Collection[JobState],
+        older_than: float | None = None,
+        keep_last: int | None = None,
+        queue: str | None = None,
+    ) -> int:
+        if older_than is None and keep_last is None:
+            return 0
+        s = self.sql.s
+        total = 0
+        for state in sorted({JobState(x) for x in states} & {JobState(x) for x in _FINISHED}):
+            scope = "state = %s" + ("" if queue is None else " AND queue = %s")
+            scope_params: list[Any] = [state.value] + ([] if queue is None else [queue])
+            doomed: list[str] = []
+            params: list[Any] = []
+            if older_than is not None:
+                doomed.append("finished_at <= now() - make_interval(secs => %s)")
+                params.append(float(older_than))
+            if keep_last is not None:
+                # Everything at or past the (keep_last+1)-th newest: one range on the index.
+                doomed.append(
+                    f"(finished_at, seq) <= (SELECT finished_at, seq FROM {s}.jobs "
+                    f"WHERE {scope} ORDER BY finished_at DESC, seq DESC OFFSET %s LIMIT 1)"
+                )
+                params += [*scope_params, max(0, keep_last)]
+            rows = await self._rows(
+                f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND ({' OR '.join(doomed)}) "
+                "RETURNING 1) SELECT count(*) FROM d",
+                [*scope_params, *params],
+            )
+            total += int(rows[0][0])
+        return total
+
+    async def pause(self, queue: str) -> None:
+        await self._rows(self._q.pause, (queue,))
+
+    async def resume(self, queue: str) -> None:
+        await self._rows(self._q.resume, {"q": queue})
+
+    async def paused(self) -> set[str]:
+        return {row[0] for row in await self._rows(self._q.paused)}
+
+    # -- coordination ------------------------------------------------------------------
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        rows = await self._rows(self._q.set_if_absent, {"k": key, "v": value, "ttl": _ttl(ttl)})
+        return bool(rows)
+
+    async def kv_get(self, key: str) -> str | None:
+        rows = await self._rows(self._q.kv_get, (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
+        await self._rows(self._q.kv_set, (key, value, _ttl(ttl)))
+
+    async def kv_delete(self, key: str, value: str | None = None) -> bool:
+        return bool(await self._rows(self._q.kv_delete, {"k": key, "v": value}))
+
+    async def kv_scan(self, prefix: str) -> dict[str, str]:
+        return {k: v for k, v in await self._rows(self._q.kv_scan, (prefix,))}
+
+    async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
+        rows = await self._rows(self._q.counter_add, {"k": key, "n": n, "ttl": _ttl(ttl)})
+        return int(rows[0][0])
+
+    # -- events and workers ------------------------------------------------------------
+    async def publish(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        await self._rows(
+            self._q.publish,
+            (
+                [e.type for e in events],
+                [e.job_id for e in events],
+                [e.task for e in events],
+                [e.queue for e in events],
+                [_dumps(e.data or {}) for e in events],
+                [e.at or None for e in events],
+            ),
+        )
+
+    async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        rows = await self._rows(self._q.events, (after, max(0, limit)))
+        return [
+            Event(type_, job_id, task, queue, data or {}, float(at), int(id_))
+            for id_, type_, job_id, task, queue, data, at in rows
+        ]
+
+    async def beat(self, info: WorkerInfo, ttl: float) -> None:
+        body = {
+            "id": info.id, "host": info.host, "pid": info.pid, "queues": info.queues,
+            "started_at": info.started_at, "active": info.active, "processed": info.processed,
+        }  # fmt: skip
+        rows = await self._rows(self._q.beat, (info.id, _dumps(body), float(ttl)))
+        info.last_seen = float(rows[0][0])
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._rows(self._q.workers)
+        out = []
+        for body, last_seen in rows:
+            out.append(
+                WorkerInfo(
+                    body["id"],
+                    body["host"],
+                    int(body["pid"]),
+                    dict(body["queues"]),
+                    float(body["started_at"]),
+                    int(body.get("active", 0)),
+                    int(body.get("processed", 0)),
+                    float(last_seen),
+                )
+            )
+        return out
+
+    async def remove_worker(self, worker_id: str) -> None:
+        await self._rows(f"DELETE FROM {self.sql.s}.workers WHERE id = %s", (worker_id,))
+
+
+class _Queries:
+    """The statement texts, rendered once per backend object (not per call)."""
+
+    def __init__(self, s: Statements) -> None:
+        from workhorse.backends.postgres.statements import JOB_COLUMNS
+
+        self.job_columns = JOB_COLUMNS
+        self.enqueue = s.enqueue()
+        self.live_by_key = s.live_by_key()
+        self.claim = s.claim()
+        self.renew = s.renew()
+        self.finish = s.finish()
+        self.update = s.update()
+        self.reclaim = s.reclaim()
+        self.next_due = s.next_due()
+        self.finished = s.finished()
+        self.get = s.get()
+        self.cancel = s.cancel()
+        self.state_of = s.state_of()
+        self.retry = s.retry()
+        self.pause = s.pause()
+        self.resume = s.resume()
+        self.paused = s.paused()
+        self.set_if_absent = s.set_if_absent()
+        self.counter_add = s.counter_add()
+        self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
+        self.replace = s.replace()
+        self.publish = s.publish()
+        self.events = s.events()
+        self.beat = s.beat()
+        self.workers = s.workers()
+
+
+async def _configure(conn: AnyConn) -> None:
+    set_json_loads(orjson.loads, conn)
+
+
+def _ttl(ttl: float | None) -> float | None:
+    return None if ttl is None else float(ttl)
+
+
+def _enqueue_params(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
+    return (
+        [j.id for j in jobs],
+        [j.task for j in jobs],
+        [j.queue for j in jobs],
+        [j.data for j in jobs],
+        [j.priority for j in jobs],
+        [j.max_attempts for j in jobs],
+        [j.timeout for j in jobs],
+        [j.lease for j in jobs],
+        [j.dedup_key for j in jobs],
+        [j.at for j in jobs],
+        [float(j.delay or 0.0) for j in jobs],
+    )
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    (job_id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at,
+     started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at,
+     dedup_key, scheduled) = row  # fmt: skip
+    st = _SCHED if state == "queued" and scheduled else _STATES[state]
+    return Job(
+        id=job_id, task=task, queue=queue, state=st, data=codec.loads(bytes(data)),
+        priority=priority, attempts=attempts, max_attempts=max_attempts,
+        created_at=to_datetime(created_at),  # type: ignore[arg-type]
+        run_at=to_datetime(run_at),  # type: ignore[arg-type]
+        started_at=to_datetime(started_at), finished_at=to_datetime(finished_at),
+        progress=progress, result=None if result is None else codec.loads(bytes(result)),
+        error=error, logs=list(logs or ()), timeout=timeout, worker=worker,
+        lease_expires_at=to_datetime(expires_at), dedup_key=dedup_key,
+    )  # fmt: skip

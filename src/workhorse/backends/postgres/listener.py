@@ -1,0 +1,132 @@
+"""One LISTEN connection per backend object, turning NOTIFY into woken waiters.
+
+Two channels per schema: ``<schema>.jobs`` (payload: a queue that got work) and
+``<schema>.done`` (payload: comma-separated ids of jobs that ended, or ``*`` when the
+list would not fit). Waiters register *before* they look at the table, so a
+notification that arrives between the look and the wait is never lost. When the
+connection drops, the listener reconnects with a backoff and wakes every waiter (what
+happened meanwhile is unknown); until then the callers' timeouts are the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Collection
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger("workhorse.postgres")
+
+
+class Listener:
+    def __init__(self, conninfo: str, schema: str, safe_url: str) -> None:
+        self.conninfo = conninfo
+        self.jobs_channel = f"{schema}.jobs"
+        self.done_channel = f"{schema}.done"
+        self.safe_url = safe_url
+        self._jobs: dict[asyncio.Future[None], frozenset[str]] = {}
+        self._done: dict[asyncio.Future[None], frozenset[str]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0  # how many times a LISTEN was (re-)established
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self, wait: float = 5.0) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="workhorse-pg-listener")
+        # Not fatal if slow: polling covers the gap, but normally it is up in a few ms.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), wait)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            await conn.close()
+        self._wake_all()
+
+    async def backend_pid(self) -> int | None:
+        """The server process of the LISTEN connection (tests terminate it)."""
+        conn = self._conn
+        return None if conn is None or conn.closed else conn.info.backend_pid
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            except (psycopg.OperationalError, OSError) as exc:
+                log.warning(
+                    "LISTEN connection to %s failed (%s); retrying in %.2fs",
+                    self.safe_url,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._conn = conn
+            try:
+                for channel in (self.jobs_channel, self.done_channel):
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                self.connects += 1
+                self.connected.set()
+                delay = 0.05
+                # Anything may have happened while we were not listening.
+                self._wake_all()
+                async for note in conn.notifies():
+                    self._dispatch(note.channel, note.payload)
+            except (psycopg.OperationalError, OSError) as exc:
+                log.warning("LISTEN connection to %s lost (%s); reconnecting", self.safe_url, exc)
+            finally:
+                self.connected.clear()
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            self._wake_all()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    # -- waiters -----------------------------------------------------------------------
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == self.jobs_channel:
+            for fut, queues in list(self._jobs.items()):
+                if payload in queues and not fut.done():
+                    fut.set_result(None)
+        elif channel == self.done_channel:
+            ids = None if payload == "*" else payload.split(",")
+            for fut, wanted in list(self._done.items()):
+                if fut.done():
+                    continue
+                if ids is None or not wanted.isdisjoint(ids):
+                    fut.set_result(None)
+
+    def _wake_all(self) -> None:
+        for fut in (*self._jobs, *self._done):
+            if not fut.done():
+                fut.set_result(None)
+
+    def watch_jobs(self, queues: Collection[str]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._jobs[fut] = frozenset(queues)
+        return fut
+
+    def watch_done(self, ids: Collection[str]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done[fut] = frozenset(ids)
+        return fut
+
+    def forget(self, fut: asyncio.Future[None]) -> None:
+        self._jobs.pop(fut, None)
+        self._done.pop(fut, None)
+        if not fut.done():
+            fut.cancel()

@@ -1,0 +1,384 @@
+"""The SQL of the PostgreSQL backend, built once per schema.
+
+Every state change is ONE statement (data-modifying CTEs), run in autocommit: one round
+trip, one transaction, and its lifecycle events and NOTIFYs commit with it. The schema
+name is validated before it gets here (``[a-z_][a-z0-9_]*``), so it is safe to inline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_EPOCH = "extract(epoch from {})::float8"
+
+
+def _epoch(col: str) -> str:
+    return _EPOCH.format(col)
+
+
+JOB_COLUMNS = ", ".join(
+    [
+        "id", "task", "queue", "state", "data", "priority", "attempts", "max_attempts",
+        _epoch("created_at"), _epoch("run_at"), _epoch("started_at"), _epoch("finished_at"),
+        "progress", "result", "error", "logs", "timeout", "worker", _epoch("expires_at"),
+        "dedup_key", "run_at > now()",
+    ]
+)  # fmt: skip
+
+_LIVE = "state IN ('queued', 'active')"
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    schema: str
+
+    @property
+    def s(self) -> str:
+        return f'"{self.schema}"'
+
+    @property
+    def jobs_channel(self) -> str:
+        return f"'{self.schema}.jobs'"
+
+    @property
+    def done_channel(self) -> str:
+        return f"'{self.schema}.done'"
+
+    # -- producing ---------------------------------------------------------------------
+    def enqueue(self) -> str:
+        s = self.s
+        return f"""
+WITH ins AS (
+  INSERT INTO {s}.jobs
+    (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at)
+  SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout, t.lease,
+         t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay))
+  FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
+              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[])
+       WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
+                            dedup_key, at, delay, ord)
+  ORDER BY t.ord
+  ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND {_LIVE} DO NOTHING
+  RETURNING id, task, queue, run_at > now() AS scheduled
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue)
+  SELECT 'job.queued', id, task, queue FROM ins
+), note AS (
+  SELECT pg_notify({self.jobs_channel}, q.queue) FROM (SELECT DISTINCT queue FROM ins) q
+)
+SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
+
+    def live_by_key(self) -> str:
+        return f"""
+SELECT dedup_key, id, state, run_at > now() FROM {self.s}.jobs
+WHERE dedup_key = ANY(%s::text[]) AND dedup_key IS NOT NULL AND {_LIVE}"""
+
+    def replace(self) -> str:
+        s = self.s
+        return f"""
+WITH upd AS (
+  UPDATE {s}.jobs SET data = %s, priority = %s, max_attempts = %s, timeout = %s,
+    run_at = coalesce(to_timestamp(%s::float8), now() + make_interval(secs => %s::float8)),
+    seq = nextval('{s}.jobs_seq_seq'), token = NULL, expires_at = NULL, worker = NULL,
+    cancel_requested = false
+  WHERE dedup_key = %s AND dedup_key IS NOT NULL AND {_LIVE} AND state = 'queued'
+  RETURNING id, task, queue, run_at > now() AS scheduled
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue, data)
+  SELECT 'job.queued', id, task, queue, '{{"replaced": true}}' FROM upd
+), note AS (
+  SELECT pg_notify({self.jobs_channel}, queue) FROM upd
+)
+SELECT id, scheduled FROM upd, (SELECT count(*) FROM note) n"""
+
+    # -- consuming ---------------------------------------------------------------------
+    def claim(self) -> str:
+        s = self.s
+        return f"""
+WITH picked AS (
+  SELECT id FROM {s}.jobs
+  WHERE state = 'queued' AND queue = %(q)s AND run_at <= now()
+    AND NOT EXISTS (SELECT 1 FROM {s}.queues WHERE name = %(q)s AND paused)
+  ORDER BY priority DESC, run_at, seq
+  LIMIT %(n)s
+  FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE {s}.jobs j SET state = 'active', attempts = j.attempts + 1, worker = %(w)s,
+    token = md5(random()::text), started_at = now(),
+    expires_at = now() + make_interval(secs => coalesce(j.lease, %(lease)s))
+  FROM picked WHERE j.id = picked.id
+  RETURNING j.id, j.token, j.task, j.queue, j.data, j.attempts, j.max_attempts, j.timeout,
+    coalesce(j.lease, %(lease)s) AS span, {_epoch("j.created_at")} AS created,
+    j.priority, j.run_at, j.seq
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue, data)
+  SELECT 'job.started', id, task, queue,
+         jsonb_build_object('attempt', attempts, 'worker', %(w)s::text)
+  FROM claimed
+)
+SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created
+FROM claimed ORDER BY priority DESC, run_at, seq"""
+
+    def renew(self) -> str:
+        return f"""
+UPDATE {self.s}.jobs j SET expires_at = now() + make_interval(secs => i.span)
+FROM unnest(%s::text[], %s::text[], %s::float8[]) AS i(id, token, span)
+WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
+RETURNING j.id, j.cancel_requested"""
+
+    def finish(self) -> str:
+        s = self.s
+        return f"""
+WITH i AS (
+  SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::jsonb[],
+                       %s::float8[], %s::bool[], %s::jsonb[])
+         AS t(id, token, kind, result, error, delay, refund, logs)
+), upd AS (
+  UPDATE {s}.jobs j SET
+    state = CASE i.kind WHEN 'retry' THEN 'queued' ELSE i.kind END,
+    result = CASE WHEN i.kind = 'completed' THEN i.result ELSE j.result END,
+    error = CASE WHEN i.kind = 'completed' THEN NULL ELSE i.error END,
+    attempts = CASE WHEN i.kind = 'retry' AND i.refund THEN j.attempts - 1
+               ELSE j.attempts END,
+    finished_at = CASE WHEN i.kind = 'retry' THEN j.finished_at ELSE now() END,
+    run_at = CASE WHEN i.kind = 'retry' THEN now() + make_interval(secs => i.delay)
+             ELSE j.run_at END,
+    seq = CASE WHEN i.kind = 'retry' THEN nextval('{s}.jobs_seq_seq') ELSE j.seq END,
+    worker = CASE WHEN i.kind = 'retry' THEN NULL ELSE j.worker END,
+    cancel_requested = CASE WHEN i.kind = 'retry' THEN false ELSE j.cancel_requested END,
+    token = NULL, expires_at = NULL,
+    logs = CASE WHEN i.logs IS NULL THEN j.logs ELSE j.logs || i.logs END
+  FROM i WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
+  RETURNING j.id, j.task, j.queue, j.state, j.attempts, i.kind, i.delay, i.error
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue, data)
+  SELECT CASE kind WHEN 'completed' THEN 'job.completed' WHEN 'retry' THEN 'job.retrying'
+                   WHEN 'failed' THEN 'job.failed' ELSE 'job.cancelled' END,
+         id, task, queue,
+         CASE kind WHEN 'completed' THEN jsonb_build_object('attempt', attempts)
+                   WHEN 'retry' THEN jsonb_build_object('attempt', attempts, 'delay', delay,
+                                                        'error', error)
+                   WHEN 'failed' THEN jsonb_build_object('attempt', attempts, 'error', error)
+                   ELSE '{{}}'::jsonb END
+  FROM upd
+), done AS (
+  SELECT pg_notify({self.done_channel}, CASE WHEN sum(length(id) + 1) <= 7900
+                                         THEN string_agg(id, ',') ELSE '*' END)
+  FROM upd WHERE state <> 'queued' HAVING count(*) > 0
+), woke AS (
+  SELECT pg_notify({self.jobs_channel}, q.queue)
+  FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued') q
+)
+SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b"""
+
+    def update(self) -> str:
+        s = self.s
+        return f"""
+WITH upd AS (
+  UPDATE {s}.jobs SET progress = coalesce(%(p)s::jsonb, progress),
+    logs = CASE WHEN %(l)s::jsonb IS NULL THEN logs ELSE logs || %(l)s::jsonb END
+  WHERE id = %(id)s AND token = %(t)s AND state = 'active'
+  RETURNING id, task, queue
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue, data)
+  SELECT 'job.progress', id, task, queue, jsonb_build_object('progress', %(p)s::jsonb)
+  FROM upd WHERE %(p)s::jsonb IS NOT NULL
+)
+SELECT count(*) FROM upd"""
+
+    def reclaim(self) -> str:
+        s = self.s
+        spent = "(NOT j.cancel_requested AND j.attempts >= j.max_attempts)"
+        ends = f"(j.cancel_requested OR {spent})"
+        return f"""
+WITH exp AS (
+  SELECT id, worker FROM {s}.jobs WHERE state = 'active' AND expires_at <= now()
+  ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED
+), upd AS (
+  UPDATE {s}.jobs j SET
+    state = CASE WHEN j.cancel_requested THEN 'cancelled' WHEN {spent} THEN 'failed'
+            ELSE 'queued' END,
+    error = jsonb_build_object('type', 'LeaseExpired', 'traceback', '', 'message',
+      CASE WHEN {spent} THEN format(
+             'killed its worker %%s times: the lease expired on each of %%s attempts',
+             j.attempts, j.max_attempts)
+           ELSE format('worker %%s stopped renewing its lease (attempt %%s of %%s)',
+                       j.worker, j.attempts, j.max_attempts) END),
+    finished_at = CASE WHEN {ends} THEN now() ELSE j.finished_at END,
+    run_at = CASE WHEN {ends} THEN j.run_at ELSE now() END,
+    seq = CASE WHEN {ends} THEN j.seq ELSE nextval('{s}.jobs_seq_seq') END,
+    worker = CASE WHEN {ends} THEN j.worker ELSE NULL END,
+    cancel_requested = CASE WHEN {ends} THEN j.cancel_requested ELSE false END,
+    token = NULL, expires_at = NULL
+  FROM exp WHERE j.id = exp.id
+  RETURNING j.id, j.task, j.queue, j.state, j.attempts, exp.worker, j.error
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue, data)
+  SELECT e.type, upd.id, upd.task, upd.queue, e.data
+  FROM upd, LATERAL (VALUES
+      (1, 'job.stalled', jsonb_build_object('attempt', upd.attempts, 'worker', upd.worker)),
+      (2, CASE upd.state WHEN 'cancelled' THEN 'job.cancelled' ELSE 'job.failed' END,
+       CASE upd.state WHEN 'cancelled' THEN '{{}}'::jsonb
+            ELSE jsonb_build_object('attempt', upd.attempts, 'error', upd.error) END)
+  ) AS e(n, type, data)
+  WHERE e.n = 1 OR upd.state <> 'queued'
+  ORDER BY upd.id, e.n
+), done AS (
+  SELECT pg_notify({self.done_channel}, '*') FROM upd
+  WHERE state <> 'queued' HAVING count(*) > 0
+), woke AS (
+  SELECT pg_notify({self.jobs_channel}, q.queue)
+  FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued') q
+)
+SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b"""
+
+    def next_due(self) -> str:
+        s = self.s
+        return f"""
+SELECT extract(epoch from min(d.run_at) - now())::float8
+FROM unnest(%s::text[]) AS q(name),
+     LATERAL (SELECT run_at FROM {s}.jobs
+              WHERE state = 'queued' AND queue = q.name ORDER BY run_at LIMIT 1) d
+WHERE NOT EXISTS (SELECT 1 FROM {s}.queues WHERE name = q.name AND paused)"""
+
+    def finished(self) -> str:
+        return f"""
+SELECT {JOB_COLUMNS} FROM {self.s}.jobs
+WHERE id = ANY(%s::text[]) AND state IN ('completed', 'failed', 'cancelled')"""
+
+    # -- inspecting and controlling ----------------------------------------------------
+    def get(self) -> str:
+        return f"SELECT {JOB_COLUMNS} FROM {self.s}.jobs WHERE id = %s"
+
+    def cancel(self) -> str:
+        s = self.s
+        q = "state = 'queued'"
+        return f"""
+WITH upd AS (
+  UPDATE {s}.jobs SET
+    state = CASE WHEN {q} THEN 'cancelled' ELSE state END,
+    finished_at = CASE WHEN {q} THEN now() ELSE finished_at END,
+    token = CASE WHEN {q} THEN NULL ELSE token END,
+    expires_at = CASE WHEN {q} THEN NULL ELSE expires_at END,
+    cancel_requested = cancel_requested OR state = 'active'
+  WHERE id = %s AND {_LIVE}
+  RETURNING id, task, queue, state
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue)
+  SELECT 'job.cancelled', id, task, queue FROM upd WHERE state = 'cancelled'
+), done AS (
+  SELECT pg_notify({self.done_channel}, id) FROM upd WHERE state = 'cancelled'
+)
+SELECT state FROM upd, (SELECT count(*) FROM done) n"""
+
+    def state_of(self) -> str:
+        return f"SELECT state, run_at > now() FROM {self.s}.jobs WHERE id = %s"
+
+    def retry(self) -> str:
+        s = self.s
+        return f"""
+WITH upd AS (
+  UPDATE {s}.jobs j SET state = 'queued', attempts = 0, finished_at = NULL, error = NULL,
+    result = NULL, run_at = now(), seq = nextval('{s}.jobs_seq_seq'), token = NULL,
+    expires_at = NULL, worker = NULL, cancel_requested = false
+  WHERE j.id = %s AND j.state IN ('failed', 'cancelled')
+    AND (j.dedup_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM {s}.jobs o WHERE o.dedup_key = j.dedup_key AND o.{_LIVE}))
+  RETURNING id, task, queue
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue, data)
+  SELECT 'job.queued', id, task, queue, '{{"retried": true}}' FROM upd
+), note AS (
+  SELECT pg_notify({self.jobs_channel}, queue) FROM upd
+)
+SELECT id FROM upd, (SELECT count(*) FROM note) n"""
+
+    def pause(self) -> str:
+        return f"""
+INSERT INTO {self.s}.queues (name, paused) VALUES (%s, true)
+ON CONFLICT (name) DO UPDATE SET paused = true"""
+
+    def resume(self) -> str:
+        return f"""
+WITH upd AS (UPDATE {self.s}.queues SET paused = false WHERE name = %(q)s)
+SELECT pg_notify({self.jobs_channel}, %(q)s)"""
+
+    def paused(self) -> str:
+        return f"SELECT name FROM {self.s}.queues WHERE paused"
+
+    # -- coordination ------------------------------------------------------------------
+    def set_if_absent(self) -> str:
+        return f"""
+INSERT INTO {self.s}.kv AS kv (key, value, expires_at)
+VALUES (%(k)s, %(v)s, now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+RETURNING 1"""
+
+    def counter_add(self) -> str:
+        expired = "(c.expires_at IS NOT NULL AND c.expires_at <= now())"
+        return f"""
+INSERT INTO {self.s}.counters AS c (key, value, expires_at)
+VALUES (%(k)s, %(n)s, now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (key) DO UPDATE SET
+  value = CASE WHEN {expired} THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END,
+  expires_at = CASE WHEN {expired} OR c.expires_at IS NULL THEN EXCLUDED.expires_at
+               ELSE c.expires_at END
+RETURNING value"""
+
+    def kv(self) -> tuple[str, str, str, str]:
+        """get, set, delete (optionally only while it holds a value), scan by prefix."""
+        s = self.s
+        live = "(expires_at IS NULL OR expires_at > now())"
+        return (
+            f"SELECT value FROM {s}.kv WHERE key = %s AND {live}",
+            f"""
+INSERT INTO {s}.kv (key, value, expires_at)
+VALUES (%s, %s, now() + make_interval(secs => %s))
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at""",
+            f"""
+DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
+  AND (%(v)s::text IS NULL OR value = %(v)s::text) RETURNING 1""",
+            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %s) AND {live}",
+        )
+
+    # -- events and workers ------------------------------------------------------------
+    def publish(self) -> str:
+        return f"""
+INSERT INTO {self.s}.events (type, job_id, task, queue, data, at)
+SELECT t.type, t.job_id, t.task, t.queue, t.data, coalesce(to_timestamp(t.at), now())
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::float8[])
+     WITH ORDINALITY AS t(type, job_id, task, queue, data, at, ord)
+ORDER BY t.ord"""
+
+    def events(self) -> str:
+        # Only events of transactions older than every transaction still in flight: an
+        # event id is taken at insert but visible at commit, and a reader that moved its
+        # cursor past an id still in flight would never see that event.
+        return f"""
+SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
+WHERE id > %s AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY id LIMIT %s"""
+
+    def beat(self) -> str:
+        return f"""
+INSERT INTO {self.s}.workers (id, info, last_seen, expires_at)
+VALUES (%s, %s::jsonb, now(), now() + make_interval(secs => %s))
+ON CONFLICT (id) DO UPDATE SET info = EXCLUDED.info, last_seen = EXCLUDED.last_seen,
+  expires_at = EXCLUDED.expires_at
+RETURNING {_epoch("last_seen")}"""
+
+    def workers(self) -> str:
+        return f"""
+SELECT info, {_epoch("last_seen")} FROM {self.s}.workers WHERE expires_at > now()
+ORDER BY info->>'started_at', id"""
+
+    def sweep(self) -> list[str]:
+        """Housekeeping run now and then by reclaim: bound the log, drop expired keys."""
+        s = self.s
+        return [
+            f"DELETE FROM {s}.events WHERE id <= (SELECT max(id) FROM {s}.events) - %s",
+            f"DELETE FROM {s}.kv WHERE expires_at <= now()",
+            f"DELETE FROM {s}.counters WHERE expires_at <= now()",
+            f"DELETE FROM {s}.workers WHERE expires_at <= now() - interval '1 hour'",
+        ]
