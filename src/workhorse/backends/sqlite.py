@@ -519,14 +519,7 @@ class SQLiteBackend(Backend):
                 # Jobs with a key go one by one: a later job in this batch may share it.
                 cur = conn.execute(_SQL_INSERT + " ON CONFLICT DO NOTHING", row)
                 if cur.rowcount != 1:
-                    live = conn.execute(
-                        f"SELECT id, state, run_at FROM wh_jobs "
-                        f"WHERE dedup_key = ? AND state IN {_LIVE}",
-                        (new.dedup_key,),
-                    ).fetchone()
-                    if live is None:
-                        raise BackendError(f"a job with id {new.id} already exists")
-                    out.append(EnqueueResult(live[0], False, self._public(live[1], live[2], now)))
+                    out.append(self._duplicate(conn, new, now, events))
                     continue
             events.append(_event_row("job.queued", new.id, new.task, new.queue, now))
             out.append(EnqueueResult(new.id, True, self._public(state, run_at, now)))
@@ -534,6 +527,41 @@ class SQLiteBackend(Backend):
             conn.executemany(_SQL_INSERT, plain)
         self._add_events(conn, events)
         return out
+
+    def _duplicate(
+        self, conn: sqlite3.Connection, new: NewJob, now: float, events: list[EventRow]
+    ) -> EnqueueResult:
+        """The live job holding ``new.dedup_key``; with ``replace``, a not yet started one
+        takes the new payload and its due time starts over (a debounce)."""
+        live = conn.execute(
+            f"SELECT id, state, run_at, task, queue FROM wh_jobs "
+            f"WHERE dedup_key = ? AND state IN {_LIVE}",
+            (new.dedup_key,),
+        ).fetchone()
+        if live is None:
+            raise BackendError(f"a job with id {new.id} already exists")
+        id_, state, run_at, task, queue = live
+        if not new.replace or state == "active":
+            return EnqueueResult(id_, False, self._public(state, run_at, now))
+        run_at = new.at if new.at is not None else now + new.delay
+        state = "scheduled" if run_at > now else "queued"
+        conn.execute(
+            "UPDATE wh_jobs SET data = ?, priority = ?, max_attempts = ?, timeout = ?, "
+            "state = ?, run_at = ?, seq = ?, token = NULL, expires_at = NULL, worker = NULL, "
+            "cancel_requested = 0 WHERE id = ?",
+            (
+                new.data,
+                new.priority,
+                new.max_attempts,
+                new.timeout,
+                state,
+                run_at,
+                self._next_seq(conn, 1),
+                id_,
+            ),
+        )
+        events.append(_event_row("job.queued", id_, task, queue, now, {"replaced": True}))
+        return EnqueueResult(id_, False, self._public(state, run_at, now), True)
 
     # -- consuming -------------------------------------------------------------------
     async def claim(
@@ -1084,6 +1112,58 @@ class SQLiteBackend(Backend):
             {"key": key, "value": value, "now": now, "expires": None if ttl is None else now + ttl},
         )
         return cur.rowcount == 1
+
+    # The kv store shares wh_kv with set_if_absent; an expired row counts as absent.
+    async def kv_get(self, key: str) -> str | None:
+        return await self._read(self._kv_get, key)
+
+    def _kv_get(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute(
+            "SELECT value FROM wh_kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (key, self._clock()),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
+        await self._write(self._kv_set_tx, key, value, ttl)
+
+    def _kv_set_tx(self, conn: sqlite3.Connection, key: str, value: str, ttl: float | None) -> None:
+        expires = None if ttl is None else self._clock() + ttl
+        conn.execute(
+            "INSERT OR REPLACE INTO wh_kv (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, expires),
+        )
+
+    async def kv_delete(self, key: str, value: str | None = None) -> bool:
+        return await self._write(self._kv_delete_tx, key, value)
+
+    def _kv_delete_tx(self, conn: sqlite3.Connection, key: str, value: str | None) -> bool:
+        now = self._clock()
+        held = conn.execute("SELECT value, expires_at FROM wh_kv WHERE key = ?", (key,)).fetchone()
+        if held is None:
+            return False
+        if held[1] is not None and held[1] <= now:
+            conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
+            return False  # expired: absent, as kv_get would say
+        if value is not None and held[0] != value:
+            return False
+        conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
+        return True
+
+    async def kv_scan(self, prefix: str) -> dict[str, str]:
+        return await self._read(self._kv_scan, prefix)
+
+    def _kv_scan(self, conn: sqlite3.Connection, prefix: str) -> dict[str, str]:
+        # A key range keeps the primary key index in use; substr() checks it exactly.
+        sql = (
+            "SELECT key, value FROM wh_kv WHERE substr(key, 1, length(:p)) = :p "
+            "AND (expires_at IS NULL OR expires_at > :now)"
+        )
+        params: dict[str, Any] = {"p": prefix, "now": self._clock()}
+        if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
+            sql += " AND key >= :p AND key < :end"
+            params["end"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return {str(k): str(v) for k, v in conn.execute(sql, params)}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return await self._write(self._counter_add_tx, key, n, ttl)
