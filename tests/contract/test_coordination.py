@@ -24,8 +24,8 @@ async def test_set_if_absent_concurrent_callers_one_winner(backend: Backend, pee
 
 
 async def test_set_if_absent_ttl_expires(backend: Backend, peer: Backend) -> None:
-    assert await backend.set_if_absent("lock", "a", ttl=0.3) is True
-    assert await peer.set_if_absent("lock", "b", ttl=0.3) is False
+    assert await backend.set_if_absent("lock", "a", ttl=0.4) is True
+    assert await peer.set_if_absent("lock", "b", ttl=0.4) is False
 
     async def free() -> bool:
         return await peer.set_if_absent("lock", "b", ttl=60)

@@ -77,7 +77,7 @@ async def test_retry_with_delay_is_scheduled_then_due(backend: Backend) -> None:
     job_id = await enqueue_one(backend, new(max_attempts=3))
     lease = await claim_one(backend)
     err = error("flaky")
-    retry = Outcome("retry", error=err, delay=0.3)
+    retry = Outcome("retry", error=err, delay=0.5)
     assert await backend.finish([(lease, retry)]) == [True]
 
     job = await must_get(backend, job_id)

@@ -112,7 +112,7 @@ async def test_counts_every_state_per_queue(backend: Backend) -> None:
 
 
 async def test_counts_move_from_scheduled_to_queued_when_due(backend: Backend) -> None:
-    await enqueue_one(backend, new(delay=0.3))
+    await enqueue_one(backend, new(delay=0.4))
     assert (await backend.counts(["q"]))["q"]["scheduled"] == 1
 
     async def queued() -> bool:

@@ -51,7 +51,7 @@ async def test_several_workers_and_remove(backend: Backend, peer: Backend) -> No
 
 
 async def test_a_worker_that_stops_beating_expires(backend: Backend) -> None:
-    await backend.beat(info("w-gone"), ttl=0.3)
+    await backend.beat(info("w-gone"), ttl=0.4)
     await backend.beat(info("w-alive"), ttl=30)
     assert {w.id for w in await backend.workers()} == {"w-gone", "w-alive"}
 
