@@ -510,10 +510,14 @@ def enqueue(
     given = {"delay": delay, "priority": priority, "queue": queue}
     options = {k: v for k, v in given.items() if v is not None}
 
-    async def go(app: Workhorse) -> str:
-        return (await app.enqueue(t, payload, **options)).id
+    async def go(app: Workhorse) -> tuple[str, str]:
+        handle = await app.enqueue(t, payload, **options)
+        return handle.id, handle.status
 
-    click.echo(drive(app, go))
+    job_id, status = drive(app, go)
+    if status != "created":  # a singleton: say which live job the id belongs to
+        err().print(f"[yellow]{status}: a live job of {t.name} holds this key[/]")
+    click.echo(job_id)
 
 
 @main.command()
@@ -715,8 +719,67 @@ def purge(
     click.echo(f"deleted {n} job(s)")
 
 
+def setting_default(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def settings_markdown() -> str:
+    """The table in docs/configuration.md (a test keeps the two equal)."""
+    from workhorse.settings import ENV_PREFIX, Settings
+
+    lines = ["| setting | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = setting_default(field.default)
+        lines.append(
+            f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | `{default}` | {field.description} |"
+        )
+    return "\n".join(lines)
+
+
 @main.command()
+@click.option("--markdown", is_flag=True, help="Print the reference table of every setting.")
+@app_option
 @url_option
+def settings(markdown: bool, app_spec: str | None, url: str | None) -> None:
+    """Every setting: its environment variable, default and the value in effect here."""
+    from workhorse.settings import ENV_PREFIX, Settings
+
+    if markdown:
+        click.echo(settings_markdown())
+        return
+    app = make_app(app_spec, url)
+    current = app.settings
+    table = Table(header_style="bold")
+    for col in ("setting", "environment variable", "value", "default", "meaning"):
+        table.add_column(col, overflow="fold")
+    for name, field in Settings.model_fields.items():
+        value = setting_default(getattr(current, name))
+        default = setting_default(field.default)
+        style = "" if value == default else "bold yellow"
+        table.add_row(
+            name,
+            ENV_PREFIX + name.upper(),
+            Text(value, style=style),
+            default,
+            field.description or "",
+        )
+    out().print(table)
+
+
+@main.command()
+@click.option(
+    "--url",
+    help="Run on this store instead of a fresh .workhorse/demo.db (WORKHORSE_URL is ignored "
+    "so the demo never touches your data).",
+)
 @click.option(
     "--batch",
     default=5000,

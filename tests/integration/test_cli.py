@@ -395,3 +395,57 @@ def test_python_dash_m_workhorse_is_the_cli(cli: Cli) -> None:
         "demo",
     ):
         assert f"  {command} " in out
+
+
+# -- the docs describe what the code has ------------------------------------------------------
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_configuration_md_lists_every_setting_as_the_cli_prints_it() -> None:
+    from workhorse.cli import settings_markdown
+
+    text = (DOCS / "configuration.md").read_text()
+    start = text.index("-->", text.index("<!-- settings:start")) + len("-->\n")
+    end = text.index("<!-- settings:end -->")
+    assert text[start:end].strip() == settings_markdown(), (
+        "docs/configuration.md is out of date: paste `workhorse settings --markdown` "
+        "between the settings markers"
+    )
+
+
+def test_tasks_md_documents_every_task_and_call_option() -> None:
+    from workhorse.task import CALL_OPTIONS, TASK_OPTIONS
+
+    text = (DOCS / "tasks.md").read_text()
+    missing = [o for o in (*TASK_OPTIONS, *CALL_OPTIONS) if f"`{o}`" not in text]
+    assert missing == [], f"docs/tasks.md does not document {missing}"
+
+
+def test_cli_md_documents_every_command() -> None:
+    text = (DOCS / "cli.md").read_text()
+    missing = [c for c in sorted(main.commands) if f"`{c}`" not in text]
+    assert missing == [], f"docs/cli.md does not document {missing}"
+
+
+def test_readme_opens_with_the_two_commands_and_its_links_resolve() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    assert readme.removeprefix("# workhorse\n\n").startswith("```sh\nmake demo")
+    assert "make test" in readme.split("```")[1]
+    broken = []
+    for page in [DOCS.parent / "README.md", *DOCS.glob("*.md")]:
+        for link in re.findall(r"\]\(([^)#:]+\.md)", page.read_text()):
+            if not (page.parent / link).exists():
+                broken.append(f"{page.name} -> {link}")
+    assert broken == []
+
+
+def test_settings_shows_the_value_in_effect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKHORSE_LEASE", "12.5")
+    result = CliRunner().invoke(main, ["settings", "--url", "memory://"])
+    assert result.exit_code == 0, result.output
+    lease = next(line for line in result.stdout.splitlines() if "WORKHORSE_LEASE" in line)
+    assert "12.5" in lease
+    assert "memory://" in result.stdout
+    bad = CliRunner().invoke(main, ["settings"], env={"WORKHORSE_CONCURRENCY": "lots"})
+    assert bad.exit_code == 1
+    assert "concurrency" in bad.output
