@@ -37,8 +37,9 @@ class Finisher:
                 except Exception:
                     # Keep the outcomes and try again: while the lease lasts the result can
                     # still land; after that the job is reclaimed and runs again.
-                    log.exception("writing %d outcome(s) failed; retrying in %.2fs",
-                                  len(batch), delay)
+                    log.exception(
+                        "writing %d outcome(s) failed; retrying in %.2fs", len(batch), delay
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue

@@ -22,8 +22,11 @@ log = logging.getLogger("workhorse.worker")
 
 def error_info(exc: BaseException, tb: bool = True) -> dict[str, Any]:
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else (
-        f"{kind.__module__}.{kind.__qualname__}")
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else (f"{kind.__module__}.{kind.__qualname__}")
+    )
     return {
         "type": name,
         "message": str(exc),
@@ -53,9 +56,14 @@ class Runner:
             data = task.decode(lease.data)
         except Exception as exc:
             # A payload the task's model refuses cannot succeed on a retry.
-            return Outcome("failed", error=error_info(
-                PayloadError(f"payload does not validate for task {task.name!r}: {exc}"),
-                tb=False), logs=ctx.drain_logs())
+            return Outcome(
+                "failed",
+                error=error_info(
+                    PayloadError(f"payload does not validate for task {task.name!r}: {exc}"),
+                    tb=False,
+                ),
+                logs=ctx.drain_logs(),
+            )
         try:
             if timeout is None:
                 result = await self._call(task, data, ctx)
@@ -70,15 +78,22 @@ class Runner:
                     raise
             raw = task.encode_result(result)
         except asyncio.CancelledError:
-            if ctx.cancelled:
-                return Outcome("cancelled", error={"type": "Cancelled", "traceback": "",
-                                                   "message": "cancelled while running"},
-                               logs=ctx.drain_logs())
-            # Shutdown: back to the queue at once, and the attempt does not count.
-            return Outcome("retry", refund=True, logs=ctx.drain_logs())
+            return self.interrupted(ctx)
         except (Exception, SystemExit) as exc:  # a worker never dies of one job
             return self._failure(task, lease, exc, ctx)
         return Outcome("completed", result=raw, logs=ctx.drain_logs())
+
+    @staticmethod
+    def interrupted(ctx: JobContext) -> Outcome:
+        """The outcome of an attempt the worker stopped: a requested cancel, or shutdown."""
+        if ctx.cancelled:
+            return Outcome(
+                "cancelled",
+                error={"type": "Cancelled", "traceback": "", "message": "cancelled while running"},
+                logs=ctx.drain_logs(),
+            )
+        # Shutdown: back to the queue at once, and the attempt does not count.
+        return Outcome("retry", refund=True, logs=ctx.drain_logs())
 
     async def _call(self, task: Task[Any, Any], data: Any, ctx: JobContext) -> Any:
         args = task.args(data, ctx)
@@ -93,12 +108,14 @@ class Runner:
                 # The thread cannot be stopped; it runs on while its slot is given back.
                 # Grow the pool so stuck threads never starve later sync jobs.
                 self.threads._max_workers += 1
-                log.warning("job %s: a sync task was interrupted but its thread runs on",
-                            ctx.job_id)
+                log.warning(
+                    "job %s: a sync task was interrupted but its thread runs on", ctx.job_id
+                )
             raise
 
-    def _failure(self, task: Task[Any, Any], lease: Lease, exc: BaseException,
-                 ctx: JobContext) -> Outcome:
+    def _failure(
+        self, task: Task[Any, Any], lease: Lease, exc: BaseException, ctx: JobContext
+    ) -> Outcome:
         if isinstance(exc, _TimedOut):
             error = {"type": "TimeoutError", "message": str(exc), "traceback": ""}
         else:
@@ -114,13 +131,18 @@ class Runner:
         backend = self.app.backend
         age = await backend.now() - lease.created_at
         known = ", ".join(sorted(self.app.tasks)) or "none"
-        error = {"type": "UnknownTask", "traceback": "",
-                 "message": f"no task {lease.task!r} on this worker (it knows: {known})"}
+        error = {
+            "type": "UnknownTask",
+            "traceback": "",
+            "message": f"no task {lease.task!r} on this worker (it knows: {known})",
+        }
         if age < settings.unknown_task_window:
             # A rolling deploy: a newer worker may know it. Do not spend an attempt.
             return Outcome("retry", error=error, delay=settings.unknown_task_delay, refund=True)
-        error["message"] += (f"; gave up after {settings.unknown_task_window:g}s. Deploy a "
-                             "worker that registers it, then retry the job.")
+        error["message"] += (
+            f"; gave up after {settings.unknown_task_window:g}s. Deploy a "
+            "worker that registers it, then retry the job."
+        )
         return Outcome("failed", error=error)
 
 

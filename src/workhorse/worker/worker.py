@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("workhorse.worker")
 
-_OUTCOME_EVENTS = {"completed": "job.completed", "failed": "job.failed",
-                   "retry": "job.retrying", "cancelled": "job.cancelled"}
+_OUTCOME_EVENTS = {
+    "completed": "job.completed",
+    "failed": "job.failed",
+    "retry": "job.retrying",
+    "cancelled": "job.cancelled",
+}
 
 
 @dataclass(slots=True)
@@ -34,6 +38,7 @@ class _Running:
     lease: Lease
     ctx: JobContext
     task: asyncio.Task[None] | None = None
+    lost: bool = False  # the store gave the lease away: stop renewing, the finish is refused
 
 
 @dataclass(slots=True)
@@ -43,18 +48,19 @@ class _Slots:
     freed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def parse_queues(queues: Mapping[str, int] | Sequence[str] | str, concurrency: int
-                 ) -> dict[str, int]:
+def parse_queues(
+    queues: Mapping[str, int] | Sequence[str] | str, concurrency: int
+) -> dict[str, int]:
     """``"default,priority:5"`` or ``["default"]`` or ``{"default": 10}`` → per-queue slots."""
+    items: list[tuple[str, int]] = []
     if isinstance(queues, Mapping):
         items = list(queues.items())
     else:
         names = queues.split(",") if isinstance(queues, str) else list(queues)
-        items = []
         for raw in names:
-            name, _, n = raw.strip().partition(":")
-            items.append((name, int(n) if n else concurrency))
-    out = {}
+            name, _, count = raw.strip().partition(":")
+            items.append((name, int(count) if count else concurrency))
+    out: dict[str, int] = {}
     for name, n in items:
         check_name(name, "queue")
         if n < 1:
@@ -65,10 +71,16 @@ def parse_queues(queues: Mapping[str, int] | Sequence[str] | str, concurrency: i
 
 class Worker:
     def __init__(
-        self, app: Workhorse, *, queues: Mapping[str, int] | Sequence[str] | str | None = None,
-        concurrency: int | None = None, lease: float | None = None,
-        poll_interval: float | None = None, shutdown_grace: float | None = None,
-        reclaim_interval: float | None = None, heartbeat_interval: float | None = None,
+        self,
+        app: Workhorse,
+        *,
+        queues: Mapping[str, int] | Sequence[str] | str | None = None,
+        concurrency: int | None = None,
+        lease: float | None = None,
+        poll_interval: float | None = None,
+        shutdown_grace: float | None = None,
+        reclaim_interval: float | None = None,
+        heartbeat_interval: float | None = None,
         burst: bool = False,
     ) -> None:
         s = app.settings
@@ -88,12 +100,16 @@ class Worker:
         self._grace_over = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started_at = time.time()
-        self._threads = ThreadPoolExecutor(max_workers=sum(self.queues.values()),
-                                           thread_name_prefix="workhorse-task")
+        self._threads = ThreadPoolExecutor(
+            max_workers=sum(self.queues.values()), thread_name_prefix="workhorse-task"
+        )
         self._runner = Runner(app, self._threads)
         self._finisher: Finisher | None = None
         self._signals = 0
+        self._signal_loop: asyncio.AbstractEventLoop | None = None
         self._waits: set[asyncio.Future[None]] = set()
+        self._renew_period = self._period([self.lease])
+        self._renew_wake = asyncio.Event()
 
     # -- control -----------------------------------------------------------------------
     @property
@@ -112,17 +128,31 @@ class Worker:
             slots.freed.set()
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the worker gracefully; a second one ends the grace period,
+        a third exits at once. The handlers are removed when ``run()`` returns."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        self._signal_loop = loop
+
+    def _remove_signal_handlers(self) -> None:
+        loop, self._signal_loop = self._signal_loop, None
+        if loop is not None and not loop.is_closed():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals >= 3:
             log.error("third signal: exiting now")
             os._exit(1)
-        log.warning("%s: %s", sig.name, "stopping (send again to interrupt running jobs)"
-                    if self._signals == 1 else "interrupting running jobs")
+        log.warning(
+            "%s: %s",
+            sig.name,
+            "stopping (send again to interrupt running jobs)"
+            if self._signals == 1
+            else "interrupting running jobs",
+        )
         self.stop()
 
     async def wait_stopped(self) -> None:
@@ -139,8 +169,10 @@ class Worker:
             asyncio.create_task(self._maintenance_loop(), name="workhorse-maintenance"),
             asyncio.create_task(self._heartbeat_loop(), name="workhorse-heartbeat"),
         ]
-        consumers = [asyncio.create_task(self._consume(q), name=f"workhorse-consume-{q}")
-                     for q in self.queues]
+        consumers = [
+            asyncio.create_task(self._consume(q), name=f"workhorse-consume-{q}")
+            for q in self.queues
+        ]
         try:
             await self._stopping.wait()
             # Consumers are not cancelled: one in the middle of a claim must keep what it
@@ -148,9 +180,19 @@ class Worker:
             await asyncio.gather(*consumers, return_exceptions=True)
             await self._drain()
         finally:
-            for t in (*consumers, *side):
+            # Reached early when run() itself is cancelled: no job may be left leased, so
+            # whatever still runs is interrupted and goes back to its queue now.
+            for t in consumers:
+                t.cancel()
+            await asyncio.gather(*consumers, return_exceptions=True)
+            if self._running:
+                await self._interrupt_all()
+            if self._finisher is not None:
+                await self._finisher.drain()
+            for t in side:
                 t.cancel()
             await asyncio.gather(*side, return_exceptions=True)
+            self._remove_signal_handlers()
             try:
                 await backend.remove_worker(self.id)
             except Exception:
@@ -165,18 +207,24 @@ class Worker:
             log.info("waiting up to %gs for %d running job(s)", self.shutdown_grace, len(tasks))
             all_done = asyncio.ensure_future(asyncio.wait(tasks))
             grace_over = asyncio.ensure_future(self._grace_over.wait())
-            await asyncio.wait([all_done, grace_over], timeout=self.shutdown_grace,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [all_done, grace_over],
+                timeout=self.shutdown_grace,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             all_done.cancel()
             grace_over.cancel()
+        await self._interrupt_all()
+        if self._finisher is not None:
+            await self._finisher.drain()
+
+    async def _interrupt_all(self) -> None:
         left = [r.task for r in self._running.values() if r.task is not None]
         if left:
             log.warning("putting %d unfinished job(s) back in their queue", len(left))
             for t in left:
                 t.cancel()
             await asyncio.gather(*left, return_exceptions=True)
-        if self._finisher is not None:
-            await self._finisher.drain()
 
     async def _consume(self, queue: str) -> None:
         backend = self.app.backend
@@ -197,6 +245,8 @@ class Worker:
                 await asyncio.sleep(min(self.poll_interval, 1.0))
                 continue
             if not leases:
+                if self._stopping.is_set():
+                    break  # stop() came during the claim: do not wait a poll interval
                 if self.burst and slots.used == 0:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since > 0.2 and self._all_idle():
@@ -207,7 +257,10 @@ class Worker:
                 try:
                     await waiter
                 except asyncio.CancelledError:
-                    if not waiter.cancelled():
+                    # stop() cancels the wait, and that is no reason to end; a cancel of
+                    # this consumer itself is.
+                    me = asyncio.current_task()
+                    if me is not None and me.cancelling():
                         raise
                 except Exception:
                     log.exception("waiting for jobs on %r failed", queue)
@@ -217,10 +270,17 @@ class Worker:
                 continue
             idle_since = None
             slots.used += len(leases)
+            shortest = self._renew_period
             for lease in leases:
                 running = _Running(lease, JobContext(self.app, lease))
+                # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 running.task = asyncio.create_task(self._attempt(running, slots))
+                if lease.lease < shortest * 3:
+                    shortest = lease.lease / 3
+            if shortest < self._renew_period:
+                # A job with a shorter lease than the renew loop is sleeping for.
+                self._renew_wake.set()
 
     def _all_idle(self) -> bool:
         return not self._running
@@ -230,9 +290,22 @@ class Worker:
         bus = self.app.bus
         try:
             if bus.wants("job.started"):
-                bus.emit(Event("job.started", lease.job_id, lease.task, lease.queue,
-                               {"attempt": lease.attempts, "worker": self.id}, time.time()))
-            outcome = await self._runner.run(lease, running.ctx)
+                bus.emit(
+                    Event(
+                        "job.started",
+                        lease.job_id,
+                        lease.task,
+                        lease.queue,
+                        {"attempt": lease.attempts, "worker": self.id},
+                        time.time(),
+                    )
+                )
+            try:
+                outcome = await self._runner.run(lease, running.ctx)
+            except asyncio.CancelledError:
+                # Interrupted outside the handler (e.g. looking up an unknown task): the
+                # job must still leave this worker, or it sits leased until expiry.
+                outcome = self._runner.interrupted(running.ctx)
             await self._finish(lease, outcome)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
@@ -240,7 +313,8 @@ class Worker:
         except Exception:  # pragma: no cover - the runner already turns errors into outcomes
             log.exception("job %s: the worker failed to run it", lease.job_id)
         finally:
-            del self._running[lease.job_id]
+            if self._running.get(lease.job_id) is running:
+                del self._running[lease.job_id]
             slots.used -= 1
             slots.freed.set()
             self.processed += 1
@@ -249,8 +323,11 @@ class Worker:
         assert self._finisher is not None
         ok = await self._finisher.finish(lease, outcome)
         if not ok:
-            log.warning("job %s: outcome %r dropped, this worker no longer holds its lease",
-                        lease.job_id, outcome.kind)
+            log.warning(
+                "job %s: outcome %r dropped, this worker no longer holds its lease",
+                lease.job_id,
+                outcome.kind,
+            )
             return
         kind = _OUTCOME_EVENTS[outcome.kind]
         if outcome.kind == "retry" and outcome.refund and outcome.error is None:
@@ -259,32 +336,45 @@ class Worker:
             data: dict[str, Any] = {"attempt": lease.attempts}
             if outcome.error is not None:
                 data["error"] = outcome.error
-            self.app.bus.emit(Event(kind, lease.job_id, lease.task, lease.queue, data,
-                                    time.time()))
+            self.app.bus.emit(Event(kind, lease.job_id, lease.task, lease.queue, data, time.time()))
 
     # -- side tasks --------------------------------------------------------------------
     async def _renew_loop(self) -> None:
         backend = self.app.backend
         while True:
-            await asyncio.sleep(self._renew_every())
-            if not self._running:
-                continue
-            leases = [r.lease for r in self._running.values()]
+            # A third of the shortest lease, so two renewals can fail before one expires.
+            live = [r for r in self._running.values() if not r.lost]
+            self._renew_period = self._period([r.lease.lease for r in live] or [self.lease])
+            self._renew_wake.clear()
             try:
-                result = await backend.renew(leases)
+                await asyncio.wait_for(self._renew_wake.wait(), self._renew_period)
+                continue  # a shorter lease started: sleep again, for its period
+            except TimeoutError:
+                pass
+            live = [r for r in self._running.values() if not r.lost]
+            if not live:
+                continue
+            try:
+                result = await backend.renew([r.lease for r in live])
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue
-            for job_id in result.lost:
-                log.warning("job %s: lease lost (reclaimed by another worker?)", job_id)
-            for job_id in result.cancel:
-                running = self._running.get(job_id)
-                if running is not None and running.task is not None and not running.ctx.cancelled:
+            for running in live:
+                job_id = running.lease.job_id
+                if job_id in result.lost:
+                    running.lost = True
+                    log.warning(
+                        "job %s: lease lost (expired and reclaimed, or finished "
+                        "elsewhere); its outcome will be dropped",
+                        job_id,
+                    )
+                elif job_id in result.cancel and not running.ctx.cancelled:
                     running.ctx.cancelled = True
-                    running.task.cancel()
+                    if running.task is not None:
+                        running.task.cancel()
 
-    def _renew_every(self) -> float:
-        spans = [r.lease.lease for r in self._running.values()] or [self.lease]
+    @staticmethod
+    def _period(spans: Sequence[float]) -> float:
         return max(0.05, min(spans) / 3)
 
     async def _maintenance_loop(self) -> None:
@@ -301,16 +391,19 @@ class Worker:
                             self.app.bus.emit(Event("job.stalled", job_id, at=time.time()))
                 if time.monotonic() - last_purge > 60:
                     last_purge = time.monotonic()
-                    await self._retention(s.keep_completed, s.keep_completed_for,
-                                          {JobState.COMPLETED})
-                    await self._retention(s.keep_failed, s.keep_failed_for,
-                                          FINISHED_STATES - {JobState.COMPLETED})
+                    await self._retention(
+                        s.keep_completed, s.keep_completed_for, {JobState.COMPLETED}
+                    )
+                    await self._retention(
+                        s.keep_failed, s.keep_failed_for, FINISHED_STATES - {JobState.COMPLETED}
+                    )
             except Exception:
                 log.exception("maintenance failed; will try again")
             await asyncio.sleep(self.reclaim_interval)
 
-    async def _retention(self, keep: int | None, keep_for: float | None,
-                         states: set[JobState] | frozenset[JobState]) -> None:
+    async def _retention(
+        self, keep: int | None, keep_for: float | None, states: set[JobState] | frozenset[JobState]
+    ) -> None:
         if keep is None and keep_for is None:
             return
         n = await self.app.backend.purge(states=states, older_than=keep_for, keep_last=keep)
@@ -319,8 +412,9 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         backend = self.app.backend
-        info = WorkerInfo(self.id, socket.gethostname(), os.getpid(), dict(self.queues),
-                          self._started_at)
+        info = WorkerInfo(
+            self.id, socket.gethostname(), os.getpid(), dict(self.queues), self._started_at
+        )
         while True:
             info.active = len(self._running)
             info.processed = self.processed
