@@ -460,17 +460,28 @@ def run(
     t = _task(app, task)
     console = err()
 
+    enqueued: list[str] = []
+
     async def go(app: Workhorse) -> Job | None:
         options = {} if timeout is None else {"timeout": timeout}
         handle = await app.enqueue(t, payload, **options)
+        enqueued.append(handle.id)
         console.print(f"[dim]enqueued {t.name} as job {handle.id} on queue {handle.queue}[/]")
         return await follow(app, handle.id, t.name, console, timeout)
 
-    job = drive(app, go)
+    try:
+        job = drive(app, go)
+    except KeyboardInterrupt:
+        if enqueued:  # only the waiting stops: the job is in the store
+            console.print(
+                f"[yellow]stopped waiting; job {enqueued[0]} may still run. "
+                f"Follow it with: workhorse job {enqueued[0]}[/]"
+            )
+        sys.exit(130)
     if job is None:
         console.print(
             f"[yellow]the job did not finish within {timeout:g}s; it may still run."
-            " Follow it with: workhorse job ID[/]"
+            f" Follow it with: workhorse job {enqueued[0]}[/]"
         )
         sys.exit(EXIT_TIMEOUT)
     if job.state is not JobState.COMPLETED:

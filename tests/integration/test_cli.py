@@ -296,6 +296,40 @@ def test_run_without_a_worker_times_out_with_exit_3(cli: Cli) -> None:
     assert "did not finish within 0.3s" in result.output
 
 
+@needs_sqlite
+@pytest.mark.slow
+def test_ctrl_c_during_run_stops_waiting_and_names_the_job(cli: Cli) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workhorse",
+            "run",
+            "add",
+            "--data",
+            '{"a": 1, "b": 1}',
+            "--app",
+            cli.app,
+            "--url",
+            cli.url,
+        ],
+        cwd=cli.folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not (jobs := cli.json("jobs")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert f"stopped waiting; job {jobs[0]['id']} may still run" in err
+    assert out == ""
+    assert cli.json("job", jobs[0]["id"])["state"] == "queued"  # the job itself stays
+
+
 # -- with a real worker process -------------------------------------------------------------
 @needs_sqlite
 @pytest.mark.slow
