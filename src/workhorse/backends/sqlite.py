@@ -17,9 +17,11 @@ own writes; the store is only read again when something changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -218,6 +220,61 @@ def _release(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+_IN_MODIFY, _IN_Q_OVERFLOW = 0x2, 0x4000
+_IN_NONBLOCK, _IN_CLOEXEC = 0o4000, 0o2000000
+
+
+class _WalWatch:
+    """Linux inotify on the database folder: any process's write to the ``-wal`` file
+    fires ``signal`` at once, so waiters need not poll. Elsewhere ``start`` returns None
+    and the backend polls ``os.stat`` instead. The folder is watched, not the file, so a
+    ``-wal`` file deleted and made again (last connection closed) is still seen."""
+
+    def __init__(self, fd: int, name: bytes, signal: _Signal) -> None:
+        self.fd, self.name, self.signal = fd, name, signal
+
+    @classmethod
+    def start(cls, path: str, signal: _Signal) -> _WalWatch | None:
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+            if fd < 0:
+                return None
+            folder = os.path.dirname(path).encode()
+            if libc.inotify_add_watch(fd, folder, _IN_MODIFY) < 0:
+                os.close(fd)
+                return None
+        except (OSError, AttributeError):
+            return None
+        return cls(fd, os.path.basename(path).encode() + b"-wal", signal)
+
+    def on_readable(self) -> None:
+        try:
+            buf = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.signal.fire()
+            return
+        pos, hit = 0, False
+        while pos + 16 <= len(buf):  # struct inotify_event: wd, mask, cookie, len, name
+            mask = int.from_bytes(buf[pos + 4 : pos + 8], "little")
+            size = int.from_bytes(buf[pos + 12 : pos + 16], "little")
+            name = buf[pos + 16 : pos + 16 + size].rstrip(b"\0")
+            hit = hit or name == self.name or bool(mask & _IN_Q_OVERFLOW)
+            pos += 16 + size
+        if hit:
+            self.signal.fire()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class SQLiteBackend(Backend):
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=False)
 
@@ -233,11 +290,11 @@ class SQLiteBackend(Backend):
         self.url = url
         self.path = path_from_url(url)
         params = dict(parse_qsl(url.partition("?")[2]))
-        unknown = set(params) - {"max_events", "lock_timeout", "poll"}
+        unknown = set(params) - {"max_events", "lock_timeout", "poll", "watch"}
         if unknown:
             raise ConfigError(
                 f"unknown SQLite URL option(s) {sorted(unknown)}; valid: max_events, "
-                "lock_timeout, poll"
+                "lock_timeout, poll, watch"
             )
         self._clock = clock
         # The durable event log keeps this many newest events.
@@ -246,12 +303,18 @@ class SQLiteBackend(Backend):
         self.lock_timeout = lock_timeout or float(params.get("lock_timeout", 60.0))
         # How often a waiter looks at the -wal file for another process's commits.
         self.poll = poll or float(params.get("poll", 0.001))
+        # Linux: inotify wakes waiters on another process's commit at once (watch=false:
+        # polling only, e.g. where a folder's inotify events are not delivered).
+        self.watch = params.get("watch", "true").lower() not in ("0", "false", "no", "off")
         self._wal = self.path + "-wal"
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock: asyncio.Lock | None = None
         self._work = _Signal()  # this object wrote something a worker may claim
         self._done = _Signal()  # this object finished (or cancelled) a job
+        self._wal_changed = _Signal()  # inotify saw some process write the -wal file
+        self._watch: _WalWatch | None = None
+        self._watch_loop: asyncio.AbstractEventLoop | None = None
         self._events_since_trim = 0
         self._last_sweep = 0.0
 
@@ -277,6 +340,7 @@ class SQLiteBackend(Backend):
         if conn is None or executor is None:
             return
         self._conn = self._executor = None
+        self._unwatch()
         try:
             await asyncio.get_running_loop().run_in_executor(executor, conn.close)
         finally:
@@ -805,20 +869,41 @@ class SQLiteBackend(Backend):
         conn.execute("DELETE FROM wh_workers WHERE expires_at <= ?", (now,))
 
     # -- waiting -----------------------------------------------------------------------
-    def _wal_mark(self) -> tuple[int, int]:
+    def _wal_mark(self) -> tuple[int, int, int]:
         try:
             st = os.stat(self._wal)
         except FileNotFoundError:
-            return (0, 0)
-        return (st.st_mtime_ns, st.st_size)
+            return (self._wal_changed.gen, 0, 0)
+        return (self._wal_changed.gen, st.st_mtime_ns, st.st_size)
+
+    def _watching(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Start the inotify watch on first use; True when it serves ``loop``."""
+        if self._watch_loop is None and self._conn is not None:
+            self._watch_loop = loop  # tried once per open, even if inotify is missing
+            if self.watch:
+                self._watch = _WalWatch.start(self.path, self._wal_changed)
+            if self._watch is not None:
+                loop.add_reader(self._watch.fd, self._watch.on_readable)
+        return self._watch is not None and self._watch_loop is loop
+
+    def _unwatch(self) -> None:
+        watch, loop = self._watch, self._watch_loop
+        self._watch = self._watch_loop = None
+        if watch is None or loop is None:
+            return
+        if not loop.is_closed():
+            loop.remove_reader(watch.fd)
+        watch.close()
 
     async def _changed(
-        self, signal: _Signal, gen: int, mark: tuple[int, int], timeout: float
+        self, signal: _Signal, gen: int, mark: tuple[int, int, int], timeout: float
     ) -> str | None:
         """Sleep until ``signal`` fires ("local"), another commit lands ("wal"), or
-        ``timeout`` passes (None). Polls the -wal file on the loop: no thread hop."""
+        ``timeout`` passes (None). Without inotify, the -wal file's stat is polled on the
+        loop every ``poll`` seconds: no thread hop. With it, the stat is only a safety net."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
+        every = max(self.poll, 0.05) if self._watching(loop) else self.poll
         while True:
             if signal.gen != gen:
                 return "local"
@@ -829,12 +914,14 @@ class SQLiteBackend(Backend):
                 return None
             fut: asyncio.Future[None] = loop.create_future()
             signal.waiters.add(fut)
-            timer = loop.call_later(min(self.poll, left), _release, fut)
+            self._wal_changed.waiters.add(fut)
+            timer = loop.call_later(min(every, left), _release, fut)
             try:
                 await fut
             finally:
                 timer.cancel()
                 signal.waiters.discard(fut)
+                self._wal_changed.waiters.discard(fut)
 
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,315 @@
+"""What only the SQLite backend promises: one file shared by several connections (each
+backend object is one, as each process would be), WAL mode, and writes that wait for a
+lock instead of failing. The behaviour every backend shares lives in tests/contract."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from workhorse import codec
+from workhorse.backends import backend_from_url
+from workhorse.backends import sqlite as sqlite_backend
+from workhorse.backends.sqlite import SQLiteBackend, path_from_url
+from workhorse.errors import BackendError, ConfigError
+from workhorse.job import JobState, NewJob, Outcome, new_job_id
+
+
+def job(queue: str = "q", **kw: object) -> NewJob:
+    return NewJob(new_job_id(), "t", queue, codec.dumps({}), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'wh.db'}"
+
+
+@pytest.fixture(params=["watch=true", "watch=false"])
+async def pair(
+    url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[SQLiteBackend, SQLiteBackend]]:
+    """Two connections to one file; wake-ups by inotify (Linux) and by polling alone."""
+    a, b = SQLiteBackend(f"{url}?{request.param}"), SQLiteBackend(url)
+    await a.open()
+    await b.open()
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_folder_and_file_are_created_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "wh.db"
+    backend = backend_from_url(f"sqlite:///{path}")
+    assert isinstance(backend, SQLiteBackend)
+    await backend.open()
+    try:
+        assert path.is_file()
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        await backend.close()
+
+
+def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert path_from_url("sqlite:///.workhorse/w.db") == str(tmp_path / ".workhorse" / "w.db")
+    assert path_from_url("sqlite:////abs/w.db") == "/abs/w.db"
+    assert path_from_url("sqlite:////abs/w.db?max_events=10") == "/abs/w.db"
+    for bad in ("sqlite://", "sqlite:///", "sqlite:///:memory:", "postgres:///x"):
+        with pytest.raises(ConfigError):
+            path_from_url(bad)
+    with pytest.raises(ConfigError, match="max_events, lock_timeout, poll, watch"):
+        SQLiteBackend("sqlite:////abs/w.db?nope=1")
+
+
+async def test_open_and_close_are_idempotent_and_a_closed_backend_says_so(url: str) -> None:
+    backend = SQLiteBackend(url)
+    await backend.open()
+    await backend.open()
+    await backend.enqueue([job()])
+    await backend.close()
+    await backend.close()
+    with pytest.raises(BackendError, match="not open"):
+        await backend.get("x")
+    await backend.open()  # and it opens again, with the data kept
+    assert (await backend.counts(["q"]))["q"][JobState.QUEUED] == 1
+    await backend.close()
+
+
+async def test_two_connections_see_each_others_jobs(
+    pair: tuple[SQLiteBackend, SQLiteBackend],
+) -> None:
+    a, b = pair
+    (res,) = await a.enqueue([job()])
+    (lease,) = await b.claim(["q"], "w", 10, 30.0)
+    assert lease.job_id == res.id
+    got = await a.get(res.id)
+    assert got is not None
+    assert got.state is JobState.ACTIVE
+    assert await b.finish([(lease, Outcome("completed", codec.dumps(7)))]) == [True]
+    (done,) = await a.wait_finished([res.id], 5.0)
+    assert (done.state, done.result) == (JobState.COMPLETED, 7)
+
+
+async def test_another_connections_enqueue_wakes_a_waiting_worker(
+    pair: tuple[SQLiteBackend, SQLiteBackend],
+) -> None:
+    a, b = pair
+    waiter = asyncio.create_task(a.wait_for_jobs(["q"], 10.0))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    start = time.monotonic()
+    await b.enqueue([job()])
+    await asyncio.wait_for(waiter, 5.0)
+    assert time.monotonic() - start < 0.5  # woken by the commit, not by the timeout
+    if a.watch and sys.platform.startswith("linux"):
+        assert a._watch is not None  # inotify, not the slower stat safety net, is in use
+
+
+async def test_another_connections_finish_wakes_a_waiting_caller(
+    pair: tuple[SQLiteBackend, SQLiteBackend],
+) -> None:
+    a, b = pair
+    (res,) = await a.enqueue([job()])
+    waiter = asyncio.create_task(a.wait_finished([res.id], 10.0))
+    (lease,) = await b.claim(["q"], "w", 1, 30.0)
+    await asyncio.sleep(0.05)
+    start = time.monotonic()
+    await b.finish([(lease, Outcome("failed", error={"type": "E", "message": "m"}))])
+    (done,) = await asyncio.wait_for(waiter, 5.0)
+    assert done.state is JobState.FAILED
+    assert time.monotonic() - start < 0.5
+
+
+async def test_wait_for_jobs_ends_when_a_scheduled_job_falls_due(url: str) -> None:
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        await backend.enqueue([job(delay=0.3)])
+        start = time.monotonic()
+        await backend.wait_for_jobs(["q"], 10.0)
+        assert 0.2 < time.monotonic() - start < 2.0
+        assert len(await backend.claim(["q"], "w", 5, 30.0)) == 1
+    finally:
+        await backend.close()
+
+
+def _claim_all(url: str, worker: str, out: list[str], errors: list[BaseException]) -> None:
+    async def run() -> None:
+        backend = SQLiteBackend(url)
+        await backend.open()
+        try:
+            while leases := await backend.claim(["q"], worker, 7, 30.0):
+                out.extend(lease.job_id for lease in leases)
+        finally:
+            await backend.close()
+
+    try:
+        asyncio.run(run())
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
+async def test_concurrent_claims_never_hand_out_a_job_twice(url: str) -> None:
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        ids = [r.id for r in await backend.enqueue([job() for _ in range(600)])]
+        found: list[list[str]] = [[], [], []]
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=_claim_all, args=(url, f"w{i}", found[i], errors))
+            for i in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
+        claimed = [i for part in found for i in part]
+        assert len(claimed) == len(set(claimed)) == 600
+        assert set(claimed) == set(ids)
+        assert sum(1 for part in found if part) >= 2  # they really competed
+    finally:
+        await backend.close()
+
+
+CHILD = """
+import asyncio, sys
+from workhorse.backends.sqlite import SQLiteBackend
+
+async def main():
+    b = SQLiteBackend(sys.argv[1])
+    await b.open()
+    got = []
+    while leases := await b.claim(["q"], "child", 5, 30.0):
+        got += [lease.job_id for lease in leases]
+    await b.close()
+    print(" ".join(got))
+
+asyncio.run(main())
+"""
+
+
+async def test_separate_processes_split_the_queue_between_them(url: str) -> None:
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        ids = {r.id for r in await backend.enqueue([job() for _ in range(400)])}
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", CHILD, url, stdout=subprocess.PIPE
+            )
+            for _ in range(2)
+        ]
+        outs = [await asyncio.wait_for(p.communicate(), 30) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0]
+        claimed = [i for out, _ in outs for i in out.decode().split()]
+        assert len(claimed) == len(set(claimed)) == 400
+        assert set(claimed) == ids
+    finally:
+        await backend.close()
+
+
+def _hold_write_lock(path: str, seconds: float, held: threading.Event) -> None:
+    raw = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("INSERT INTO wh_paused (queue) VALUES ('held')")
+        held.set()
+        time.sleep(seconds)
+        raw.execute("COMMIT")
+    finally:
+        raw.close()
+
+
+async def test_a_write_waits_for_another_connections_write_transaction(url: str) -> None:
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        held = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(backend.path, 0.6, held))
+        holder.start()
+        assert await asyncio.to_thread(held.wait, 5)
+        start = time.monotonic()
+        (res,) = await backend.enqueue([job()])  # no "database is locked"
+        waited = time.monotonic() - start
+        await asyncio.to_thread(holder.join, 5)
+        assert waited > 0.3
+        assert await backend.get(res.id) is not None
+        assert "held" in await backend.paused()
+    finally:
+        await backend.close()
+
+
+async def test_a_lock_held_past_lock_timeout_fails_with_a_clear_error(tmp_path: Path) -> None:
+    backend = SQLiteBackend(f"sqlite:///{tmp_path / 'wh.db'}?lock_timeout=0.3")
+    await backend.open()
+    try:
+        held = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(backend.path, 1.5, held))
+        holder.start()
+        assert await asyncio.to_thread(held.wait, 5)
+        with pytest.raises(BackendError, match="stayed locked for 0.3s"):
+            await backend.enqueue([job()])
+        await asyncio.to_thread(holder.join, 5)
+    finally:
+        await backend.close()
+
+
+async def test_jobs_survive_closing_and_reopening(url: str) -> None:
+    first = SQLiteBackend(url)
+    await first.open()
+    (res,) = await first.enqueue([job(delay=60)])
+    await first.close()
+    second = SQLiteBackend(url)
+    await second.open()
+    try:
+        got = await second.get(res.id)
+        assert got is not None
+        assert got.state is JobState.SCHEDULED
+    finally:
+        await second.close()
+
+
+async def test_the_event_log_is_trimmed(tmp_path: Path) -> None:
+    backend = SQLiteBackend(f"sqlite:///{tmp_path / 'wh.db'}?max_events=100")
+    await backend.open()
+    try:
+        await backend.enqueue([job() for _ in range(2500)])  # one job.queued each
+        with sqlite3.connect(backend.path) as raw:
+            (kept,) = raw.execute("SELECT count(*) FROM wh_events").fetchone()
+        assert kept <= 100 + 1000  # trimmed every thousand writes, to the newest 100
+        newest = await backend.events(after=0, limit=5000)
+        assert newest[-1].id == 2500  # the cursor keeps counting
+    finally:
+        await backend.close()
+
+
+async def test_claim_and_promotion_use_the_live_job_indexes(url: str) -> None:
+    """With many finished jobs in the table a claim must stay an index probe."""
+    backend = SQLiteBackend(url)
+    await backend.open()
+    await backend.close()
+    params = {"worker": "w", "now": 1.0, "lease": 30.0, "queue": "q", "limit": 5}
+    with sqlite3.connect(path_from_url(url)) as raw:
+        claim = str(
+            raw.execute("EXPLAIN QUERY PLAN " + sqlite_backend._SQL_CLAIM, params).fetchall()
+        )
+        promote = str(
+            raw.execute("EXPLAIN QUERY PLAN " + sqlite_backend._SQL_PROMOTE, params).fetchall()
+        )
+    assert "USING INDEX wh_jobs_ready" in claim
+    assert "TEMP B-TREE" not in claim  # the index gives the order: no sort of the queue
+    assert "SCAN wh_jobs" not in claim
+    assert "USING INDEX wh_jobs_scheduled" in promote
