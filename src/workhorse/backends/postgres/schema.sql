@@ -40,7 +40,6 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)
     WHERE state = 'queued';
 CREATE INDEX jobs_due_idx ON jobs (queue, run_at) WHERE state = 'queued';
-CREATE INDEX jobs_expiry_idx ON jobs (expires_at) WHERE state = 'active';
 CREATE UNIQUE INDEX jobs_dedup_idx ON jobs (dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'active');
 CREATE INDEX jobs_created_idx ON jobs (created_at DESC, id DESC);

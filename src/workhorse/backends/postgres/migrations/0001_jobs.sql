@@ -10,7 +10,8 @@
 --    skipping rows locked by other claimers (SKIP LOCKED).
 --  * jobs_due_idx answers "when is the next job of these queues due?" (min(run_at)) for
 --    an idle worker's wait, with one index probe per queue.
---  * jobs_expiry_idx lets reclaim find expired leases among active rows only.
+--  * No index on expires_at: reclaim reads the active rows through jobs_state_created_idx
+--    (state = 'active': a few hundred rows at most), and every claim saves an index write.
 --  * jobs_dedup_idx enforces one LIVE job per dedup key; the key is released the moment
 --    the job leaves the live states, in the same statement, with no extra write.
 --  * jobs_created_idx and jobs_state_created_idx serve listings newest first, unfiltered
@@ -56,7 +57,6 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)
     WHERE state = 'queued';
 CREATE INDEX jobs_due_idx ON jobs (queue, run_at) WHERE state = 'queued';
-CREATE INDEX jobs_expiry_idx ON jobs (expires_at) WHERE state = 'active';
 CREATE UNIQUE INDEX jobs_dedup_idx ON jobs (dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'active');
 CREATE INDEX jobs_created_idx ON jobs (created_at DESC, id DESC);

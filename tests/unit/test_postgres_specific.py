@@ -1,0 +1,398 @@
+"""What only the PostgreSQL backend promises: migrations, the application's transaction,
+LISTEN after a lost connection, indexes, URL handling. Real server on 127.0.0.1:5432."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import POSTGRES_URL, require_service
+from workhorse import codec
+from workhorse.errors import BackendError, ConfigError
+from workhorse.job import Event, JobState, NewJob, new_job_id
+
+pytest.importorskip("psycopg_pool")
+
+from workhorse.backends.postgres import PostgresBackend, safe_url
+from workhorse.backends.postgres import schema as pg_schema
+
+PROMPT = 2.0  # far below every wait's own timeout
+
+
+def _url(schema: str, extra: str = "") -> str:
+    return f"{POSTGRES_URL}?schema={schema}{extra}"
+
+
+@pytest.fixture
+def schema_name() -> str:
+    require_service("postgres", "127.0.0.1", 5432)
+    return f"whu{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def make(schema_name: str) -> AsyncIterator[Callable[..., PostgresBackend]]:
+    """Backends on one private schema; all closed and the schema dropped afterwards."""
+    made: list[PostgresBackend] = []
+
+    def factory(extra: str = "", **kwargs: Any) -> PostgresBackend:
+        b = PostgresBackend(_url(schema_name, extra), **kwargs)
+        made.append(b)
+        return b
+
+    yield factory
+    for b in made:
+        await b.close()
+    if made:
+        await made[0].drop()
+
+
+def job(queue: str = "q", **kwargs: Any) -> NewJob:
+    return NewJob(new_job_id(), "t", queue, codec.dumps({"n": 1}), **kwargs)
+
+
+async def _catalog(schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Columns, indexes and constraints of a schema, with its name taken out."""
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        columns = await (
+            await conn.execute(
+                "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
+                "replace(coalesce(column_default, ''), %s, 'S') FROM information_schema.columns "
+                "WHERE table_schema = %s ORDER BY 1, 3",
+                (schema, schema),
+            )
+        ).fetchall()
+        indexes = await (
+            await conn.execute(
+                "SELECT tablename, indexname, replace(indexdef, %s, 'S') FROM pg_indexes "
+                "WHERE schemaname = %s ORDER BY 1, 2",
+                (schema, schema),
+            )
+        ).fetchall()
+        constraints = await (
+            await conn.execute(
+                "SELECT c.conrelid::regclass::text, c.conname, c.contype, "
+                "pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = %s "
+                "ORDER BY 2",
+                (schema,),
+            )
+        ).fetchall()
+    cons = [(r[0].replace(f"{schema}.", "S."), *r[1:]) for r in constraints]
+    return {"columns": columns, "indexes": indexes, "constraints": cons}
+
+
+# -- schema and migrations -------------------------------------------------------------
+
+
+async def test_migrations_one_by_one_give_the_fresh_schema(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    fresh = make()
+    await fresh.open()  # a missing schema is created from schema.sql
+    stepped_name = schema_name + "_m"
+    stepped = PostgresBackend(_url(stepped_name))
+    try:
+        versions = [m.version for m in pg_schema.migrations()]
+        assert len(versions) >= 2, "the test needs at least two migrations to step through"
+        for v in versions:
+            assert await stepped.migrate(target=v) == [v]
+            assert await stepped.schema_version() == v
+        assert await stepped.migrate() == []  # idempotent
+        a = await _catalog(schema_name)
+        b = await _catalog(stepped_name)
+        assert a["columns"] and a["indexes"] and a["constraints"]
+        assert a == b
+    finally:
+        await stepped.drop()
+
+
+async def test_missing_schema_is_created_at_the_latest_version(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    b = make()
+    assert await b.schema_version() == 0
+    await b.open()
+    assert await b.schema_version() == pg_schema.latest()
+
+
+async def test_open_refuses_an_old_schema_and_names_the_fix(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    old = make()
+    assert await old.migrate(target=1) == [1]
+    with pytest.raises(ConfigError, match="run `workhorse migrate`") as info:
+        await old.open()
+    assert "version 1" in str(info.value)
+    assert await old.schema_version() == 1  # refusing changed nothing
+
+    auto = make("&migrate=auto")
+    await auto.open()
+    assert await auto.schema_version() == pg_schema.latest()
+    (res,) = await auto.enqueue([job()])
+    assert res.created
+
+
+async def test_constructor_flag_migrates_on_open(make: Callable[..., PostgresBackend]) -> None:
+    assert await make().migrate(target=1) == [1]
+    b = make(migrate=True)
+    await b.open()
+    assert await b.schema_version() == pg_schema.latest()
+
+
+async def test_open_refuses_a_schema_newer_than_this_code(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    b = make()
+    await b.migrate()
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(
+            f"INSERT INTO {schema_name}.schema_migrations (version, name) VALUES (999, 'x')"
+        )
+    with pytest.raises(ConfigError, match="upgrade workhorse"):
+        await make().open()
+
+
+async def test_concurrent_migrations_apply_each_file_once(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    results = await asyncio.gather(*(make().migrate() for _ in range(3)))
+    applied = sorted(v for r in results for v in r)
+    assert applied == [m.version for m in pg_schema.migrations()]
+
+
+# -- the application's own transaction ---------------------------------------------------
+
+
+async def test_enqueue_in_the_apps_transaction(make: Callable[..., PostgresBackend]) -> None:
+    b = make()
+    await b.open()
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
+        rolled = job()
+        async with conn.transaction(force_rollback=True):
+            (res,) = await b.enqueue_in(conn, [rolled])
+            assert res.created
+            # Not visible to anyone else while the transaction is open.
+            assert await b.get(rolled.id) is None
+        assert await b.get(rolled.id) is None
+        assert await b.claim(["q"], "w", 10, 30) == []
+
+        kept = job()
+        waiter = asyncio.create_task(b.wait_for_jobs(["q"], 10.0))
+        async with conn.transaction():
+            await b.enqueue_in(conn, [kept])
+            await asyncio.sleep(0.2)
+            assert await b.claim(["q"], "w", 10, 30) == []
+            assert not waiter.done(), "a worker woke before the application committed"
+        started = time.monotonic()
+        async with asyncio.timeout(PROMPT + 1):
+            await waiter  # the NOTIFY is delivered at commit
+        assert time.monotonic() - started < PROMPT
+    (lease,) = await b.claim(["q"], "w", 10, 30)
+    assert lease.job_id == kept.id
+
+
+async def test_enqueue_in_refuses_a_sync_connection(make: Callable[..., PostgresBackend]) -> None:
+    b = make()
+    await b.open()
+    with psycopg.connect(POSTGRES_URL) as conn, pytest.raises(TypeError, match="Async"):
+        await b.enqueue_in(conn, [job()])  # type: ignore[arg-type]
+
+
+async def test_events_of_a_transaction_in_flight_hold_back_later_ones(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    """A reader that saved its cursor must never skip an event that commits late."""
+    b = make()
+    await b.open()
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
+        async with conn.transaction():
+            early = job()
+            await b.enqueue_in(conn, [early])  # takes the lower event id
+            await b.publish([Event("custom.later")])  # commits first, higher id
+            assert [e.type for e in await b.events()] == []
+        events = await b.events()
+    assert [e.type for e in events] == ["job.queued", "custom.later"]
+    assert events[0].job_id == early.id
+    assert events[0].id < events[1].id
+
+
+# -- wake-ups ---------------------------------------------------------------------------
+
+
+async def test_listener_comes_back_after_its_connection_is_killed(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    b, peer = make(), make()
+    await b.open()
+    await peer.open()
+    pid = await b.listener.backend_pid()
+    assert pid is not None
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    async def relistened() -> None:
+        while b.listener.connects < 2 or not b.listener.connected.is_set():
+            await asyncio.sleep(0.02)
+
+    async with asyncio.timeout(5):
+        await relistened()
+    assert await b.listener.backend_pid() not in (None, pid)
+
+    waiting = asyncio.create_task(b.wait_for_jobs(["q"], 30.0))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    started = time.monotonic()
+    await peer.enqueue([job()])
+    async with asyncio.timeout(PROMPT + 1):
+        await waiting
+    # Far below the 30 s wait: the wake-up came from NOTIFY, not from a timeout.
+    assert time.monotonic() - started < PROMPT
+
+
+async def test_a_killed_pool_connection_fails_once_then_recovers(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    # Tagged connections: only this test's pool is terminated, nobody else's.
+    b = make(f"&pool_min=2&pool_max=2&application_name={schema_name}")
+    await b.open()
+    await b.enqueue([job()])
+    listener = await b.listener.backend_pid()
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> %s",
+            (schema_name, listener),
+        )
+        assert await cur.fetchone() == (2,)
+    errors: list[str] = []
+    for _ in range(5):
+        try:
+            assert len(await b.query()) == 1
+            break
+        except BackendError as exc:
+            errors.append(str(exc))
+    assert len(errors) <= 1, f"every dead pooled connection failed a call of its own: {errors}"
+    assert all("127.0.0.1" in e for e in errors)
+
+
+# -- indexes ----------------------------------------------------------------------------
+
+
+async def test_claim_and_listings_use_the_partial_indexes_with_many_finished_jobs(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    b = make()
+    await b.open()
+    s = schema_name
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(
+            f"INSERT INTO {s}.jobs (id, task, queue, state, data, finished_at) "
+            "SELECT md5(i::text), 't', 'q', 'completed', '\\x7b7d', now() "
+            "FROM generate_series(1, 50000) i"
+        )
+        await conn.execute(f"ANALYZE {s}.jobs")
+    await b.enqueue([job() for _ in range(5)])
+
+    async def plan(query: str, params: Any) -> str:
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as c:
+            rows = await (await c.execute(f"EXPLAIN {query}", params)).fetchall()
+        return "\n".join(r[0] for r in rows)
+
+    claim = await plan(b._q.claim, {"q": "q", "n": 10, "w": "w", "lease": 30.0})
+    assert "jobs_claim_idx" in claim, claim
+    failed = await plan(
+        f"SELECT id FROM {s}.jobs WHERE state = 'failed' ORDER BY created_at DESC, id DESC "
+        "LIMIT 50",
+        (),
+    )
+    assert "jobs_state_created_idx" in failed, failed
+    reclaim = await plan(b._q.reclaim, ())
+    assert "Seq Scan on jobs" not in reclaim, reclaim
+    leases = await b.claim(["q"], "w", 10, 30)
+    assert len(leases) == 5
+
+
+# -- URL and housekeeping -------------------------------------------------------------------
+
+
+def test_url_parameters_and_password_hiding() -> None:
+    b = PostgresBackend(
+        "postgresql://u:s3cret@db.example:5433/app?schema=jobs&connect_timeout=3&pool_max=4"
+    )
+    assert "s3cret" not in b.url and "***" in b.url
+    assert b.schema == "jobs"
+    assert "connect_timeout=3" in b._conninfo and "schema" not in b._conninfo
+    assert "pool_max" not in b._conninfo
+    assert safe_url("postgresql://h/db") == "postgresql://h/db"
+    with pytest.raises(ConfigError, match="not a valid name"):
+        PostgresBackend("postgresql://h/db?schema=Robert');DROP")
+    with pytest.raises(ConfigError, match="migrate=auto"):
+        PostgresBackend("postgresql://h/db?migrate=yes")
+    with pytest.raises(ConfigError, match="pool_max"):
+        PostgresBackend("postgresql://h/db?pool_max=0")
+
+
+async def test_connection_error_names_the_url_without_its_password() -> None:
+    b = PostgresBackend("postgresql://u:s3cret@127.0.0.1:1/db?schema=x&connect_timeout=2")
+    with pytest.raises(BackendError) as info:
+        await b.open()
+    text = str(info.value)
+    assert "127.0.0.1:1" in text and "s3cret" not in text and "Check that" in text
+    await b.close()
+
+
+async def test_open_and_close_are_idempotent(make: Callable[..., PostgresBackend]) -> None:
+    b = make()
+    await b.open()
+    await b.open()
+    await b.close()
+    await b.close()
+    with pytest.raises(BackendError, match="not open"):
+        await b.get("x")
+
+
+async def test_event_log_is_bounded(make: Callable[..., PostgresBackend]) -> None:
+    b = make("&max_events=5")
+    await b.open()
+    await b.publish([Event(f"e{i}") for i in range(12)])
+    await b.sweep()
+    events = await b.events()
+    assert [e.type for e in events] == [f"e{i}" for i in range(7, 12)]
+
+
+async def test_expired_keys_are_swept(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    b = make()
+    await b.open()
+    assert await b.set_if_absent("k", "v", ttl=0.05)
+    await b.counter_add("c", 1, ttl=0.05)
+    await asyncio.sleep(0.1)
+    await b.sweep()
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        kv = await (await conn.execute(f"SELECT count(*) FROM {schema_name}.kv")).fetchone()
+        counters = await (
+            await conn.execute(f"SELECT count(*) FROM {schema_name}.counters")
+        ).fetchone()
+    assert kv == (0,) and counters == (0,)
+
+
+async def test_retry_is_refused_while_a_newer_job_holds_the_dedup_key(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    b = make()
+    await b.open()
+    first = job(dedup_key="k")
+    await b.enqueue([first])
+    assert await b.cancel(first.id) is JobState.CANCELLED
+    (second,) = await b.enqueue([job(dedup_key="k")])
+    assert second.created
+    assert await b.retry(first.id) is False
+    assert await b.cancel(second.id) is JobState.CANCELLED
+    assert await b.retry(first.id) is True
