@@ -175,6 +175,11 @@ def state_text(state: JobState | str) -> Text:
     return Text(st.value, style=STATE_STYLE[st])
 
 
+def plain(value: Any) -> Any:
+    """Job data, results and log lines are user text: never read them as rich markup."""
+    return Text(value) if isinstance(value, str) else value
+
+
 def short(value: Any, width: int = 40) -> str:
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -218,7 +223,7 @@ def jobs_table(
             "took": fmt_duration(job),
             "result / error": outcome,
         }
-        table.add_row(*(cells[c] for c in columns))
+        table.add_row(*(plain(cells[c]) for c in columns))
     return table
 
 
@@ -288,7 +293,7 @@ def job_detail(job: Job) -> Table:
         rows.append(("result", short(job.result, 2000)))
     for name, value in rows:
         if value != "":
-            table.add_row(name, value)
+            table.add_row(name, plain(value))
     if job.error:
         table.add_row(
             "error", Text(f"{job.error.get('type')}: {job.error.get('message')}", style="red")
@@ -301,7 +306,7 @@ def job_detail(job: Job) -> Table:
         msg = f"{at} {line.get('level', 'info'):<7} {line.get('message', '')}"
         if fields:
             msg += " " + orjson.dumps(fields).decode()
-        table.add_row("logs" if i == 0 else "", msg)
+        table.add_row("logs" if i == 0 else "", Text(msg))
     return table
 
 

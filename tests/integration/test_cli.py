@@ -157,6 +157,12 @@ def test_enqueue_prints_an_id_that_jobs_and_job_show(cli: Cli) -> None:
 
 
 @needs_sqlite
+def test_user_text_is_shown_as_is_not_as_markup(cli: Cli) -> None:
+    job_id = cli.enqueue("slow", '{"note": "[bold]x[/bold] and [/oops]"}')
+    assert "[bold]x[/bold] and [/oops]" in cli("job", job_id).stdout
+
+
+@needs_sqlite
 def test_enqueue_options_reach_the_job(cli: Cli) -> None:
     job_id = cli.enqueue(
         "add", '{"a": 1, "b": 1}', "--queue", "other", "--priority", "7", "--delay", "60"
