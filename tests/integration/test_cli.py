@@ -369,6 +369,10 @@ def test_a_failed_run_prints_the_remote_error_and_exits_1(
     assert "in boom" in result.stderr
     (job,) = cli.json("jobs", "--state", "failed")
     assert job["error"]["type"] == "KeyError"
+    detail = cli("job", job["id"]).stdout
+    assert "KeyError: 'no such customer: ada'" in detail
+    assert "Traceback (most recent call last)" in detail
+    assert "1/1" in detail  # attempts
 
 
 @needs_sqlite
