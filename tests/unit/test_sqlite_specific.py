@@ -313,3 +313,19 @@ async def test_claim_and_promotion_use_the_live_job_indexes(url: str) -> None:
     assert "TEMP B-TREE" not in claim  # the index gives the order: no sort of the queue
     assert "SCAN wh_jobs" not in claim
     assert "USING INDEX wh_jobs_scheduled" in promote
+
+
+async def test_a_large_purge_goes_in_chunks_and_keeps_the_newest(url: str) -> None:
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        ids = [r.id for r in await backend.enqueue([job() for _ in range(5000)])]
+        with sqlite3.connect(backend.path) as raw:  # finished one second apart, in order
+            raw.execute("UPDATE wh_jobs SET state = 'completed', finished_at = seq")
+        n = await backend.purge(states={JobState.COMPLETED}, keep_last=10)
+        assert n == 4990  # more than one chunk of 2,000
+        left = await backend.query(state=JobState.COMPLETED, limit=100)
+        assert {j.id for j in left} == set(ids[-10:])
+        assert await backend.purge(states={JobState.COMPLETED}, older_than=0.0) == 10
+    finally:
+        await backend.close()

@@ -157,6 +157,8 @@ _SQL_REQUEUE = (
 )
 _SQL_RENEW = f"UPDATE wh_jobs SET expires_at = :expires {_OWNED} RETURNING cancel_requested"
 
+_PURGE_CHUNK = 2000
+
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
@@ -1134,36 +1136,47 @@ class SQLiteBackend(Backend):
         finished = sorted(str(s) for s in set(states) & FINISHED_STATES)
         if not finished or (older_than is None and keep_last is None):
             return 0
-        return await self._write(self._purge_tx, finished, older_than, keep_last, queue)
+        cutoff = None if older_than is None else self._clock() - older_than
+        deleted = 0
+        # In chunks, each its own transaction: a large purge (retention after a long
+        # stop) must not hold the write lock, or this object's thread, for seconds.
+        for st in finished:
+            for rule in ("age", "rank"):
+                if (cutoff if rule == "age" else keep_last) is None:
+                    continue
+                while True:
+                    n = await self._write(self._purge_tx, st, rule, cutoff, keep_last, queue)
+                    deleted += n
+                    if n < _PURGE_CHUNK:
+                        break
+        return deleted
 
     def _purge_tx(
         self,
         conn: sqlite3.Connection,
-        states: list[str],
-        older_than: float | None,
+        state: str,
+        rule: str,
+        cutoff: float | None,
         keep_last: int | None,
         queue: str | None,
     ) -> int:
-        now = self._clock()
         in_queue = "" if queue is None else " AND queue = :queue"
-        deleted = 0
-        for st in states:
-            params = {"state": st, "queue": queue}
-            if older_than is not None:
-                deleted += conn.execute(
-                    "DELETE FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL "
-                    f"AND finished_at <= :cutoff{in_queue}",
-                    {**params, "cutoff": now - older_than},
-                ).rowcount
-            if keep_last is not None:
-                # Ranking after the age cut is the same: the old ones were the tail.
-                deleted += conn.execute(
-                    "DELETE FROM wh_jobs WHERE rid IN (SELECT rid FROM wh_jobs "
-                    f"WHERE state = :state AND finished_at IS NOT NULL{in_queue} "
-                    "ORDER BY finished_at DESC, seq DESC LIMIT -1 OFFSET :keep)",
-                    {**params, "keep": keep_last},
-                ).rowcount
-        return deleted
+        params: dict[str, Any] = {"state": state, "queue": queue, "chunk": _PURGE_CHUNK}
+        if rule == "age":
+            sql = (
+                "SELECT rid FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL "
+                f"AND finished_at <= :cutoff{in_queue} LIMIT :chunk"
+            )
+            params["cutoff"] = cutoff
+        else:
+            # Ranking after the age cut is the same: the old ones were the tail.
+            sql = (
+                f"SELECT rid FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL"
+                f"{in_queue} ORDER BY finished_at DESC, seq DESC LIMIT :chunk OFFSET :keep"
+            )
+            params["keep"] = keep_last
+        cur = conn.execute(f"DELETE FROM wh_jobs WHERE rid IN ({sql})", params)
+        return int(cur.rowcount)
 
     async def pause(self, queue: str) -> None:
         await self._write(
