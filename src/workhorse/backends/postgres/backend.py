@@ -186,7 +186,7 @@ class PostgresBackend(Backend):
             await self._check_schema()
             pool: AsyncConnectionPool[AnyConn] = AsyncConnectionPool(
                 self._conninfo, min_size=self._pool_min, max_size=self._pool_max, open=False,
-                kwargs={"autocommit": True}, configure=_configure,
+                kwargs={"autocommit": True}, configure=_configure, timeout=10.0,
                 name=f"workhorse-{self.schema}",
             )  # fmt: skip
             try:
@@ -222,6 +222,8 @@ class PostgresBackend(Backend):
             async with pool.connection() as conn:
                 cur = await conn.execute(query, params, binary=True)
                 return await cur.fetchall() if cur.description is not None else []
+        except PoolTimeout as exc:
+            raise self._error(exc, "waiting for a pooled connection") from exc
         except psycopg.OperationalError as exc:
             # A dropped server leaves every idle connection dead: test them all now, so
             # the next calls get fresh ones instead of failing one by one.
@@ -243,6 +245,8 @@ class PostgresBackend(Backend):
         try:
             async with pool.connection() as conn:
                 return await self._enqueue(conn, jobs)
+        except PoolTimeout as exc:
+            raise self._error(exc, "waiting for a pooled connection") from exc
         except psycopg.OperationalError as exc:
             with contextlib.suppress(Exception):
                 await pool.check()
