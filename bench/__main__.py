@@ -58,9 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="docs/benchmarks.md", help="the markdown report")
     p.add_argument("--json", default="bench/results/latest.json", help="the raw figures")
     p.add_argument(
-        "--no-profile",
-        action="store_true",
-        help="skip the cProfile run of each backend's no-op worker",
+        "--profiler",
+        choices=["auto", "py-spy", "cprofile", "none"],
+        default="auto",
+        help="profile one no-op run per backend: py-spy (sampling, if installed; auto "
+        "prefers it) or cProfile (always there, but it slows every call)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--redis-url", default=os.environ.get("WORKHORSE_BENCH_REDIS", DEFAULT_REDIS))
@@ -152,7 +154,15 @@ async def run(
     args: argparse.Namespace, kinds: list[str], skipped: dict[str, str], console: Console
 ) -> dict[str, Any]:
     servers = Servers(redis=args.redis_url, postgres=args.postgres_url)
-    do_profile = not (args.no_profile or args.quick)
+    profiler = args.profiler
+    if profiler == "auto":
+        profiler = "none" if args.quick else ("py-spy" if measure.py_spy() else "cprofile")
+    elif profiler == "py-spy" and not measure.py_spy():
+        raise SystemExit(
+            "--profiler py-spy: py-spy is not installed (.venv/bin/pip install "
+            "py-spy; it is a tool, not a project dependency)"
+        )
+    do_profile = profiler != "none"
     total = args.repeat * len(kinds) * len(MEASUREMENTS) + (len(kinds) if do_profile else 0)
     raw: dict[str, Any] = {
         "meta": {
@@ -166,6 +176,7 @@ async def run(
                 args.postgres_url if "postgres" in kinds else None,
             ),
             "skipped": skipped,
+            "profiler": profiler,
             "sizes": {k: measure.sizes_for(k, args.quick).__repr__() for k in kinds},
         },
         "runs": {k: {m: [] for m in MEASUREMENTS} for k in kinds},
@@ -191,12 +202,21 @@ async def run(
             with tempfile.TemporaryDirectory(prefix="workhorse-bench-") as tmp:
                 for kind in kinds:
                     progress = bars.begin(f"{kind} profile")
-                    path = str(Path(tmp) / f"{kind}.pstats")
+                    path = str(Path(tmp) / f"{kind}.profile")
                     n = measure.sizes_for(kind, args.quick).noop
+                    if profiler == "py-spy" and kind == "memory":
+                        n = max(n, 50_000)  # enough samples at 40,000+ jobs/s
                     try:
                         async with measure.fresh_store(kind, servers) as url:
-                            await measure.noop_processing(kind, url, n, progress, profile=path)
-                        raw["profiles"][kind] = profile.summary(path, n)
+                            if profiler == "py-spy":
+                                fig = await measure.noop_processing(
+                                    kind, url, n, progress, spy=path
+                                )
+                                lines = profile.spy_summary(path, n, fig["worker_cpu_us"])
+                            else:
+                                await measure.noop_processing(kind, url, n, progress, profile=path)
+                                lines = profile.summary(path, n)
+                        raw["profiles"][kind] = lines
                     except Exception as exc:
                         console.print(f"[red]{kind} profile failed:[/] {exc}")
                     bars.end()

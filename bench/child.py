@@ -62,6 +62,9 @@ async def process(args: argparse.Namespace) -> dict[str, Any]:
             for start in range(0, args.n, ENQUEUE_BATCH):
                 await app.enqueue_many(args.task, [None] * min(ENQUEUE_BATCH, args.n - start))
         worker = app.worker(queues={QUEUE: args.concurrency})
+        if args.hold > 0:  # a sampling profiler attaches now, so it sees only the worker
+            say("armed")
+            await asyncio.sleep(args.hold)
         profiler = cProfile.Profile() if args.profile else None
         rss_before = rss_mb()
         cpu0 = time.process_time()
@@ -142,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--enqueue", action="store_true", help="fill the store first")
     parser.add_argument("--profile", help="write a cProfile of the timed part here")
+    parser.add_argument(
+        "--hold", type=float, default=0.0, help="say 'armed' and wait this long before timing"
+    )
     args = parser.parse_args(argv)
     run = process if args.mode == "process" else serve
     try:

@@ -35,6 +35,7 @@ BACKENDS = ("memory", "sqlite", "redis", "postgres")
 DURABLE = frozenset({"sqlite", "redis", "postgres"})
 BULK_BATCH = 1000
 CHILD_TIMEOUT_S = 300.0
+SPY_RATE = 2000  # samples a second
 
 Progress = Callable[[int, int], None]  # (done, total)
 Figures = dict[str, Any]
@@ -250,8 +251,10 @@ async def processing(
     concurrency: int,
     progress: Progress,
     profile: str | None = None,
+    spy: str | None = None,
 ) -> Figures:
-    """Pre-enqueue ``n`` jobs, then one worker process runs them all."""
+    """Pre-enqueue ``n`` jobs, then one worker process runs them all. ``profile``: write a
+    cProfile dump there; ``spy``: sample the worker with py-spy into that file (raw)."""
     if kind in DURABLE:
         async with make_app(url) as app:
             for start in range(0, n, BULK_BATCH):
@@ -264,8 +267,18 @@ async def processing(
         n=n,
         enqueue=kind not in DURABLE,
         profile=profile,
+        hold=1.0 if spy else 0.0,
     )
+    sampler = None
+    if spy:
+        await child.expect("armed")
+        sampler = await _start_py_spy(child.proc.pid, spy)
     result = await child.finish(lambda done: progress(done, n))
+    if sampler is not None:
+        async with asyncio.timeout(60):
+            _, err = await sampler.communicate()
+        if sampler.returncode != 0:
+            raise RuntimeError(f"py-spy failed ({sampler.returncode}): {err.decode()[-500:]}")
     if result.get("error"):
         raise RuntimeError(f"{task} on {kind}: {result['error']}")
     jobs = result["n"]
@@ -280,9 +293,41 @@ async def processing(
 
 
 async def noop_processing(
-    kind: str, url: str, n: int, progress: Progress, profile: str | None = None
+    kind: str,
+    url: str,
+    n: int,
+    progress: Progress,
+    profile: str | None = None,
+    spy: str | None = None,
 ) -> Figures:
-    return await processing(kind, url, NOOP, n, 10, progress, profile)
+    return await processing(kind, url, NOOP, n, 10, progress, profile, spy)
+
+
+def py_spy() -> str | None:
+    """The py-spy binary, if installed (it is a tool, not a project dependency)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+async def _start_py_spy(pid: int, out: str) -> asyncio.subprocess.Process:
+    binary = py_spy()
+    if binary is None:
+        raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
+    return await asyncio.create_subprocess_exec(
+        binary,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(SPY_RATE),
+        "--format",
+        "raw",
+        "--nonblocking",
+        "--output",
+        out,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def sleep_processing(kind: str, url: str, n: int, progress: Progress) -> Figures:
@@ -307,6 +352,7 @@ class _Child:
         n: int = 0,
         enqueue: bool = False,
         profile: str | None = None,
+        hold: float = 0.0,
     ) -> _Child:
         args = [
             sys.executable,
@@ -326,6 +372,8 @@ class _Child:
             args.append("--enqueue")
         if profile:
             args += ["--profile", profile]
+        if hold:
+            args += ["--hold", str(hold)]
         fd, stderr_path = tempfile.mkstemp(prefix="workhorse-bench-", suffix=".stderr")
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -353,14 +401,17 @@ class _Child:
         kind, _, payload = raw.decode().strip().partition(" ")
         return kind, orjson.loads(payload) if payload else None
 
-    async def wait_ready(self) -> None:
+    async def expect(self, word: str) -> None:
         async with asyncio.timeout(60):
             kind, payload = await self._line()
-        if kind != "ready":
+        if kind != word:
             await self.proc.wait()
             raise RuntimeError(
                 f"the worker child did not start ({kind} {payload}):\n{self._stderr_tail()}"
             )
+
+    async def wait_ready(self) -> None:
+        await self.expect("ready")
 
     async def finish(self, on_progress: Callable[[int], None] | None = None) -> Figures:
         result: Figures | None = None

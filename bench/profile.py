@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import pstats
+import re
+from collections import Counter
 from typing import Any
 
-from bench.measure import ROOT
+from bench.measure import ROOT, SPY_RATE
 
 _SRC = str(ROOT / "src" / "workhorse") + os.sep
 
@@ -59,4 +61,107 @@ def summary(path: str, jobs: int, top: int = 15) -> list[str]:
         lines.append(
             f"| {where} | {calls / jobs:.2f} | {own / jobs * 1e6:.1f} | {total / jobs * 1e6:.1f} |"
         )
+    return lines
+
+
+# -- py-spy ----------------------------------------------------------------------------
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+AREAS = (
+    ("workhorse/worker/", "workhorse worker"),
+    ("workhorse/backends/", "workhorse backend"),
+    ("workhorse/", "workhorse app, task, codec, context"),
+    ("redis/", "redis-py"),
+    ("psycopg", "psycopg"),
+    ("sqlite3/", "sqlite3"),
+    ("asyncio/", "asyncio event loop"),
+    ("selectors.py", "asyncio event loop"),
+    ("concurrent/", "threads and queues"),
+    ("threading.py", "threads and queues"),
+    ("queue.py", "threads and queues"),
+)
+
+
+def _frame(raw: str) -> tuple[str, str]:
+    m = _FRAME.match(raw)
+    if m is None:
+        return raw, ""
+    return f"{m['func']} ({m['file']})", m["file"]
+
+
+def _area(file: str) -> str:
+    for marker, area in AREAS:
+        if marker in file:
+            return area
+    return "other"
+
+
+# Leaf frames that wait rather than work. py-spy's --nonblocking mode cannot always tell
+# an idle thread, so these are left out of the shares (and counted apart).
+_WAITING = (
+    "EpollSelector.select (selectors.py)",
+    "Condition.wait (threading.py)",
+    "_worker (concurrent/futures/thread.py)",
+    "Queue.get (queue.py)",
+)
+
+
+def spy_summary(path: str, jobs: int, cpu_us_per_job: float, top: int = 15) -> list[str]:
+    """Markdown from py-spy's raw (collapsed) stacks. Shares of the working samples are
+    turned into µs per job with the CPU time the same run measured, so they add up to it.
+    Samples of the harness itself (the child's own loop and its final counts) are dropped."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    total = waiting = harness = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            n = int(count)
+            frames = [_frame(fr) for fr in stack.split(";")]
+            # The harness's own coroutine (asyncio.run's main() sits under every stack).
+            if any(
+                name.startswith(("process (", "serve (")) and file.endswith("child.py")
+                for name, file in frames
+            ):
+                harness += n
+                continue
+            if frames[-1][0] in _WAITING:
+                waiting += n
+                continue
+            total += n
+            leaf, leaf_file = frames[-1]
+            own[leaf] += n
+            areas[_area(leaf_file)] += n
+            for name in {name for name, _ in frames}:
+                inclusive[name] += n
+    if not total:
+        return ["py-spy recorded no samples."]
+
+    def us(n: int) -> str:
+        return f"{n / total * cpu_us_per_job:.1f}"
+
+    lines = [
+        f"{total:,} working samples at {SPY_RATE:,} Hz (and {waiting:,} waiting in epoll "
+        f"or idle threads, {harness:,} in the harness, left out); the worker spent "
+        f"{cpu_us_per_job:.1f} µs of CPU per job in this run, shared out below by the "
+        "working samples.",
+        "",
+        "| where (leaf frame) | share | µs/job |",
+        "| --- | --: | --: |",
+    ]
+    for area, n in areas.most_common():
+        lines.append(f"| {area} | {n / total:.0%} | {us(n)} |")
+    lines += ["", "| function (own time) | share | µs/job |", "| --- | --: | --: |"]
+    for name, n in own.most_common(top):
+        lines.append(f"| `{name}` | {n / total:.1%} | {us(n)} |")
+    lines += [
+        "",
+        "| workhorse function (with what it calls) | share | µs/job |",
+        "| --- | --: | --: |",
+    ]
+    mine = [(name, n) for name, n in inclusive.most_common() if "workhorse/" in name]
+    for name, n in mine[:top]:
+        lines.append(f"| `{name}` | {n / total:.1%} | {us(n)} |")
     return lines

@@ -253,7 +253,7 @@ def backend_table(kind: str, figures: dict[str, float | None], repeats: int) -> 
     head = "| measurement | workhorse (median) | target | status |"
     sep = "| --- | --: | --- | --- |"
     if peered:
-        head += " best peer in the study (not this run) | workhorse ÷ that peer |"
+        head += " best peer in the study (not this run) | workhorse against it |"
         sep += " --- | --: |"
     lines = [head, sep]
     for metric, label, unit in ROWS:
@@ -271,18 +271,20 @@ def backend_table(kind: str, figures: dict[str, float | None], repeats: int) -> 
                 row += " — | — |"
             else:
                 name, pv = peer
-                ratio = (
-                    "—"
-                    if value is None or value == 0
-                    else (
-                        f"{pv / value:.1f}x faster"
-                        if metric in LOWER_IS_BETTER
-                        else f"{value / pv:.1f}x"
-                    )
-                )
+                ratio = _ratio(metric, value, pv)
                 row += f" {_fmt(pv)} {unit} ({name}) | {ratio} |"
         lines.append(row)
     return lines
+
+
+def _ratio(metric: str, mine: float | None, peer: float) -> str:
+    if not mine:
+        return "—"
+    if metric not in LOWER_IS_BETTER:
+        return f"{mine / peer:.1f}x the peer's rate"
+    if mine <= peer:
+        return f"{peer / mine:.1f}x lower"
+    return f"{mine / peer:.1f}x higher (worse)"
 
 
 def peers_table() -> list[str]:
@@ -297,6 +299,31 @@ def peers_table() -> list[str]:
             f"{_fmt(v[3])} | {_fmt(v[4])} / {_fmt(v[5])} | {_fmt(v[6])} |"
         )
     return lines
+
+
+def _profile_intro(profiler: str) -> list[str]:
+    if profiler == "py-spy":
+        return [
+            "## Where the worker's time goes (py-spy, no-op run)",
+            "",
+            "One more no-op run per backend, its worker process sampled by py-spy "
+            "(`--nonblocking`, so the worker runs at nearly full speed; all threads). "
+            "Each sample's innermost Python frame gets the time; shares are turned into "
+            "µs per job with the CPU time that run measured. Native code shows under the "
+            "Python function that called it, and single functions below about 1 µs are "
+            "within sampling noise.",
+            "",
+        ]
+    return [
+        "## Where the worker's time goes (cProfile, no-op run)",
+        "",
+        "One more no-op run per backend under cProfile, which adds its own cost to every "
+        "Python call and sees only the event loop's thread: read the shares and the order, "
+        "not the absolute figures. `own` is time inside the function itself, `total` "
+        "includes what it calls; both in µs per job. Install py-spy in .venv for a "
+        "sampling profile instead.",
+        "",
+    ]
 
 
 def render(raw: dict[str, Any], profiles: dict[str, list[str]]) -> str:
@@ -384,15 +411,7 @@ def render(raw: dict[str, Any], profiles: dict[str, list[str]]) -> str:
             out += [f"- {e.splitlines()[0]}" for e in dict.fromkeys(errors)]
         out.append("")
     if profiles:
-        out += [
-            "## Where the worker's time goes (cProfile of the no-op run)",
-            "",
-            "The worker of one no-op run under cProfile, which adds its own cost to every "
-            "Python call: read the shares and the order, not the absolute figures. "
-            "`own` is time inside the function itself, `total` includes what it calls; "
-            "both in µs per job.",
-            "",
-        ]
+        out += _profile_intro(meta.get("profiler", "cprofile"))
         for kind, lines in profiles.items():
             out += [f"### {kind}", "", *lines, ""]
     out += [
