@@ -64,6 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="profile one no-op run per backend: py-spy (sampling, if installed; auto "
         "prefers it) or cProfile (always there, but it slows every call)",
     )
+    p.add_argument(
+        "--soak",
+        type=int,
+        default=100_000,
+        help="jobs for the worker-memory run on each durable backend, once (0: skip; "
+        "--quick skips it unless given)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--redis-url", default=os.environ.get("WORKHORSE_BENCH_REDIS", DEFAULT_REDIS))
     p.add_argument(
@@ -72,9 +79,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
-    if args.quick and "--repeat" not in " ".join(argv if argv is not None else sys.argv):
+    if args.quick and not _given("--repeat", argv):
         args.repeat = 1
+    if args.quick and not _given("--soak", argv):
+        args.soak = 0
     return args
+
+
+def _given(option: str, argv: list[str] | None = None) -> bool:
+    words = sys.argv[1:] if argv is None else argv
+    return any(w == option or w.startswith(option + "=") for w in words)
 
 
 def choose_backends(requested: str | None, servers: Servers) -> tuple[list[str], dict[str, str]]:
@@ -163,7 +177,13 @@ async def run(
             "py-spy; it is a tool, not a project dependency)"
         )
     do_profile = profiler != "none"
-    total = args.repeat * len(kinds) * len(MEASUREMENTS) + (len(kinds) if do_profile else 0)
+    soak_n = args.soak
+    soaked = [k for k in kinds if k in measure.DURABLE] if soak_n else []
+    total = (
+        args.repeat * len(kinds) * len(MEASUREMENTS)
+        + (len(kinds) if do_profile else 0)
+        + len(soaked)
+    )
     raw: dict[str, Any] = {
         "meta": {
             "command": "python -m bench"
@@ -181,6 +201,7 @@ async def run(
         },
         "runs": {k: {m: [] for m in MEASUREMENTS} for k in kinds},
         "profiles": {},
+        "soak": {},
     }
     bars = Bars(not args.no_progress, total)
     with bars.progress:
@@ -198,6 +219,15 @@ async def run(
                     figures["load1_before"] = load
                     raw["runs"][kind][name].append(figures)
                     bars.end()
+        for kind in soaked:
+            progress = bars.begin(f"{kind} memory over {soak_n:,} jobs")
+            try:
+                async with measure.fresh_store(kind, servers) as url:
+                    raw["soak"][kind] = await measure.soak(kind, url, soak_n, progress)
+            except Exception as exc:
+                raw["soak"][kind] = {"error": f"{type(exc).__name__}: {exc}"}
+                console.print(f"[red]{kind} memory run failed:[/] {exc}")
+            bars.end()
         if do_profile:
             with tempfile.TemporaryDirectory(prefix="workhorse-bench-") as tmp:
                 for kind in kinds:

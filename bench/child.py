@@ -73,8 +73,13 @@ async def process(args: argparse.Namespace) -> dict[str, Any]:
             profiler.enable()
         running = asyncio.create_task(worker.run())
         last, last_change, next_report = 0, t0, t0
+        rss_trace: list[tuple[int, float]] = []  # (jobs done, MiB): is memory flat?
+        next_mark = args.rss_every or args.n + 1
         while worker.processed < args.n and not running.done():
             await asyncio.sleep(0.002)
+            if worker.processed >= next_mark:
+                rss_trace.append((worker.processed, rss_mb()))
+                next_mark += args.rss_every
             now = time.perf_counter()
             if worker.processed != last:
                 last, last_change = worker.processed, now
@@ -103,6 +108,7 @@ async def process(args: argparse.Namespace) -> dict[str, Any]:
             "rss_mb": rss_mb(),
             "rss_before_mb": rss_before,
             "peak_rss_mb": peak_rss_mb(),
+            "rss_trace": rss_trace,
             "counts": counts,
             "error": error,
         }
@@ -145,6 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--enqueue", action="store_true", help="fill the store first")
     parser.add_argument("--profile", help="write a cProfile of the timed part here")
+    parser.add_argument(
+        "--rss-every", type=int, default=0, help="note the RSS every this many jobs"
+    )
     parser.add_argument(
         "--hold", type=float, default=0.0, help="say 'armed' and wait this long before timing"
     )

@@ -252,6 +252,7 @@ async def processing(
     progress: Progress,
     profile: str | None = None,
     spy: str | None = None,
+    rss_every: int = 0,
 ) -> Figures:
     """Pre-enqueue ``n`` jobs, then one worker process runs them all. ``profile``: write a
     cProfile dump there; ``spy``: sample the worker with py-spy into that file (raw)."""
@@ -268,6 +269,7 @@ async def processing(
         enqueue=kind not in DURABLE,
         profile=profile,
         hold=1.0 if spy else 0.0,
+        rss_every=rss_every,
     )
     sampler = None
     if spy:
@@ -289,6 +291,7 @@ async def processing(
         "peak_rss_mb": result["peak_rss_mb"],
         "seconds": result["seconds"],
         "n": jobs,
+        "rss_trace": result.get("rss_trace", []),
     }
 
 
@@ -330,6 +333,23 @@ async def _start_py_spy(pid: int, out: str) -> asyncio.subprocess.Process:
     )
 
 
+async def soak(kind: str, url: str, n: int, progress: Progress) -> Figures:
+    """Many no-op jobs through one worker, noting its RSS every tenth: memory must stay
+    flat (a durable store keeps the jobs outside the worker)."""
+    figures = await processing(kind, url, NOOP, n, 10, progress, rss_every=max(1, n // 10))
+    trace = figures["rss_trace"]
+    first = trace[0][1] if trace else figures["rss_mb"]
+    return {
+        "n": n,
+        "rate": figures["rate"],
+        "worker_cpu_us": figures["worker_cpu_us"],
+        "rss_first_tenth_mb": first,
+        "rss_end_mb": figures["rss_mb"],
+        "rss_growth_mb": figures["rss_mb"] - first,
+        "rss_trace": trace,
+    }
+
+
 async def sleep_processing(kind: str, url: str, n: int, progress: Progress) -> Figures:
     return await processing(kind, url, SLEEP, n, 100, progress)
 
@@ -353,6 +373,7 @@ class _Child:
         enqueue: bool = False,
         profile: str | None = None,
         hold: float = 0.0,
+        rss_every: int = 0,
     ) -> _Child:
         args = [
             sys.executable,
@@ -374,6 +395,8 @@ class _Child:
             args += ["--profile", profile]
         if hold:
             args += ["--hold", str(hold)]
+        if rss_every:
+            args += ["--rss-every", str(rss_every)]
         fd, stderr_path = tempfile.mkstemp(prefix="workhorse-bench-", suffix=".stderr")
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -301,6 +301,34 @@ def peers_table() -> list[str]:
     return lines
 
 
+def _soak_section(soak: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Worker memory over many jobs",
+        "",
+        "One run per durable backend (not repeated): no-op jobs through one worker, its "
+        "RSS noted every tenth of the run. Issue 7 asks for worker memory to stay flat. "
+        "(The memory backend is left out: its store lives in the worker's process and "
+        "keeps every job until retention removes it.)",
+        "",
+        "| backend | jobs | RSS after the first tenth | RSS at the end | growth | "
+        "per 10,000 jobs | RSS at each tenth (MiB) |",
+        "| --- | --: | --: | --: | --: | --: | --- |",
+    ]
+    for kind, fig in soak.items():
+        if fig.get("error"):
+            lines.append(f"| {kind} | failed: {fig['error'].splitlines()[0]} | | | | | |")
+            continue
+        trace = ", ".join(f"{mb:.1f}" for _, mb in fig.get("rss_trace", []))
+        per = fig["rss_growth_mb"] / max(1, fig["n"] - fig["n"] // 10) * 10_000
+        lines.append(
+            f"| {kind} | {fig['n']:,} | {fig['rss_first_tenth_mb']:.1f} MiB | "
+            f"{fig['rss_end_mb']:.1f} MiB | {fig['rss_growth_mb']:+.1f} MiB | "
+            f"{per:+.2f} MiB | {trace} |"
+        )
+    lines.append("")
+    return lines
+
+
 def _profile_intro(profiler: str) -> list[str]:
     if profiler == "py-spy":
         return [
@@ -410,6 +438,9 @@ def render(raw: dict[str, Any], profiles: dict[str, list[str]]) -> str:
             out += ["", "Failures in this run:", ""]
             out += [f"- {e.splitlines()[0]}" for e in dict.fromkeys(errors)]
         out.append("")
+    soak = raw.get("soak") or {}
+    if soak:
+        out += _soak_section(soak)
     if profiles:
         out += _profile_intro(meta.get("profiler", "cprofile"))
         for kind, lines in profiles.items():
