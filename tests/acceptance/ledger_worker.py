@@ -42,6 +42,14 @@ def build(url: str, ledger: str, settings: dict[str, Any]) -> Workhorse:
         ledger_line(fd, "done", ctx.job_id)
         return ctx.job_id
 
+    @app.task(name="block")
+    def block(data: dict[str, Any], ctx: JobContext) -> str:
+        # Blocking code in a thread: a timeout or a shutdown cannot interrupt it.
+        ledger_line(fd, "start", ctx.job_id)
+        time.sleep(float(data.get("sleep", 0)))
+        ledger_line(fd, "done", ctx.job_id)
+        return ctx.job_id
+
     app.ledger_fd = fd  # type: ignore[attr-defined]
     return app
 

@@ -157,6 +157,10 @@ async def producer(url: str) -> AsyncIterator[Workhorse]:
     async def mark(data: dict[str, Any]) -> str:  # runs only in the worker processes
         raise AssertionError("the producer never runs jobs")
 
+    @app.task(name="block")
+    def block(data: dict[str, Any]) -> str:
+        raise AssertionError("the producer never runs jobs")
+
     await app.open()
     yield app
     await app.close()
@@ -239,6 +243,22 @@ async def test_sigterm_past_the_grace_puts_running_jobs_back_at_once(
         assert job.attempts == 0  # the interrupted attempt does not count
         assert job.worker is None
         assert job.lease_expires_at is None
+
+
+async def test_sigterm_with_a_stuck_sync_job_still_exits(
+    workers: Workers,
+    ledger: Ledger,
+    producer: Workhorse,
+) -> None:
+    # The thread running blocking code cannot be stopped; it must not hold the process.
+    proc = await workers.start(concurrency=1, shutdown_grace=0.3, **FAST)
+    handle = await producer.enqueue("block", {"sleep": 60})
+    await ledger.wait("start", job_id=handle.id)
+    proc.send_signal(signal.SIGTERM)
+    assert await workers.exit_code(proc, 5) == 0
+    job = await producer.get_job(handle.id)
+    assert job is not None
+    assert (job.state, job.attempts) == (JobState.QUEUED, 0)
 
 
 async def test_a_second_sigterm_ends_the_grace(

@@ -63,8 +63,8 @@ async def test_blocking_sync_handler_keeps_its_thread_but_later_jobs_run(
         return n + 1
 
     try:
-        # One slot and so one thread: the next sync jobs need a thread of their own.
-        async with running(app, concurrency=1):
+        # One slot: the next sync jobs need a thread beside the stuck one.
+        async with running(app, queues=["default"], concurrency=1):
             blocked = await stuck.enqueue()
             job = await app.wait(blocked.id, 5)
             assert job.state is JobState.FAILED

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from workhorse.context import JobContext
@@ -43,7 +43,7 @@ class Interrupted(Exception):
 
 
 class Runner:
-    def __init__(self, app: Workhorse, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, app: Workhorse, threads: Executor) -> None:
         self.app = app
         self.threads = threads
 
@@ -99,15 +99,13 @@ class Runner:
         args = task.args(data, ctx)
         if task.is_async:
             return await task.fn(*args)
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.threads, functools.partial(task.fn, *args))
+        call = self.threads.submit(functools.partial(task.fn, *args))
         try:
-            return await fut
+            return await asyncio.wrap_future(call)
         except asyncio.CancelledError:
-            if not fut.done():
-                # The thread cannot be stopped; it runs on while its slot is given back.
-                # Grow the pool so stuck threads never starve later sync jobs.
-                self.threads._max_workers += 1
+            if call.running():
+                # The thread cannot be stopped; it runs on while its slot is given back
+                # (the pool grows, so later sync jobs still get a thread).
                 log.warning(
                     "job %s: a sync task was interrupted but its thread runs on", ctx.job_id
                 )

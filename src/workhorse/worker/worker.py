@@ -10,7 +10,6 @@ import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, Work
 from workhorse.settings import check_name
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.runner import Runner
+from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
     from workhorse.app import Workhorse
@@ -100,9 +100,7 @@ class Worker:
         self._grace_over = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started_at = time.time()
-        self._threads = ThreadPoolExecutor(
-            max_workers=sum(self.queues.values()), thread_name_prefix="workhorse-task"
-        )
+        self._threads = DaemonThreads()
         self._runner = Runner(app, self._threads)
         self._finisher: Finisher | None = None
         self._signals = 0
