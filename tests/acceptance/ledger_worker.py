@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -49,6 +50,12 @@ def build(url: str, ledger: str, settings: dict[str, Any]) -> Workhorse:
         time.sleep(float(data.get("sleep", 0)))
         ledger_line(fd, "done", ctx.job_id)
         return ctx.job_id
+
+    @app.task(name="crash")
+    async def crash(data: dict[str, Any], ctx: JobContext) -> None:
+        # A job that kills its worker process every time it runs.
+        ledger_line(fd, "start", ctx.job_id)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     app.ledger_fd = fd  # type: ignore[attr-defined]
     return app

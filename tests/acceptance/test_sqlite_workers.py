@@ -161,6 +161,10 @@ async def producer(url: str) -> AsyncIterator[Workhorse]:
     def block(data: dict[str, Any]) -> str:
         raise AssertionError("the producer never runs jobs")
 
+    @app.task(name="crash")
+    async def crash(data: dict[str, Any]) -> None:
+        raise AssertionError("the producer never runs jobs")
+
     await app.open()
     yield app
     await app.close()
@@ -277,6 +281,28 @@ async def test_a_second_sigterm_ends_the_grace(
     job = await producer.get_job(handle.id)
     assert job is not None
     assert (job.state, job.attempts) == (JobState.QUEUED, 0)
+
+
+async def test_a_job_that_kills_its_worker_every_time_stops_at_max_attempts(
+    workers: Workers,
+    ledger: Ledger,
+    producer: Workhorse,
+) -> None:
+    handle = await producer.enqueue("crash", {}, retries=1)  # two attempts
+    for attempt in (1, 2):
+        proc = await workers.start(concurrency=1, **FAST)
+        starts = await ledger.wait("start", n=attempt, job_id=handle.id)
+        assert starts[-1].pid == proc.pid
+        assert await workers.exit_code(proc, 5) == -signal.SIGKILL
+    survivor = await workers.start(concurrency=1, **FAST)
+    job = await producer.wait(handle.id, timeout=BOUND + SLACK + 5)
+    assert job.state is JobState.FAILED
+    assert job.attempts == 2
+    assert job.error is not None
+    assert "2 times" in job.error["message"]
+    assert len(ledger.of("start", handle.id)) == 2  # never a third start
+    survivor.send_signal(signal.SIGTERM)
+    assert await workers.exit_code(survivor, 10) == 0
 
 
 async def test_two_workers_share_2000_jobs_each_done_exactly_once(
