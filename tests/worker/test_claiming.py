@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from workhorse import JobState, Workhorse
 from workhorse.testing import FakeClock
@@ -125,3 +128,25 @@ async def test_burst_worker_stops_when_the_queues_are_empty(app: Workhorse) -> N
     await asyncio.wait_for(worker.run(), 5)
     assert done == 5
     assert worker.processed == 5
+
+
+async def test_burst_worker_with_several_queues_runs_everything(tmp_path: Path) -> None:
+    # On SQLite a claim really waits (on the store's thread): while one queue's consumer
+    # is between a finished job and its next claim nothing runs, and an idle queue's
+    # consumer must not take that moment for the end of the work.
+    pytest.importorskip("workhorse.backends.sqlite")
+    app = Workhorse(f"sqlite:///{tmp_path / 'burst.db'}")
+    done = 0
+
+    @app.task(queue="busy")
+    async def work() -> None:
+        nonlocal done
+        done += 1
+
+    async with app:
+        await work.enqueue_many([None] * 300)
+        worker = app.worker(queues={"busy": 1, "idle": 1}, burst=True, poll_interval=0.05)
+        await asyncio.wait_for(worker.run(), 30)
+        assert done == 300
+        counts = await app.counts(["busy"])
+    assert counts["busy"][JobState.COMPLETED] == 300

@@ -45,6 +45,8 @@ class _Running:
 class _Slots:
     size: int
     used: int = 0
+    # Burst mode: since when this queue's claims come back empty with nothing running.
+    empty_since: float | None = None
     freed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -227,7 +229,6 @@ class Worker:
     async def _consume(self, queue: str) -> None:
         backend = self.app.backend
         slots = self._slots[queue]
-        idle_since: float | None = None
         while not self._stopping.is_set():
             free = slots.size - slots.used
             if free <= 0:
@@ -245,9 +246,12 @@ class Worker:
             if not leases:
                 if self._stopping.is_set():
                     break  # stop() came during the claim: do not wait a poll interval
-                if self.burst and slots.used == 0:
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since > 0.2 and self._all_idle():
+                if self.burst:
+                    if slots.used:
+                        slots.empty_since = None
+                    elif slots.empty_since is None:
+                        slots.empty_since = time.monotonic()
+                    if self._burst_done():
                         self.stop()
                         return
                 waiter = asyncio.ensure_future(backend.wait_for_jobs([queue], self.poll_interval))
@@ -266,7 +270,7 @@ class Worker:
                 finally:
                     self._waits.discard(waiter)
                 continue
-            idle_since = None
+            slots.empty_since = None
             slots.used += len(leases)
             shortest = self._renew_period
             for lease in leases:
@@ -280,8 +284,15 @@ class Worker:
                 # A job with a shorter lease than the renew loop is sleeping for.
                 self._renew_wake.set()
 
-    def _all_idle(self) -> bool:
-        return not self._running
+    def _burst_done(self) -> bool:
+        """Every queue came back empty for a while and nothing runs. One queue's view is
+        not enough: another consumer may be between a finished job and its next claim."""
+        if self._running:
+            return False
+        now = time.monotonic()
+        return all(
+            s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
+        )
 
     async def _attempt(self, running: _Running, slots: _Slots) -> None:
         lease = running.lease
