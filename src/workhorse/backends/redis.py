@@ -1,0 +1,867 @@
+"""The Redis backend: ``redis://[:password@]host:port/db?prefix=workhorse`` (or ``rediss://``).
+
+Every state change is one Lua script (``redis_lua/``), loaded once and called by SHA, so a
+job is never left half-moved by a crash between two commands, and the server's ``TIME``
+decides due times and lease expiry. Idle workers block on a per-queue wake-up list;
+callers waiting for results block on a pub/sub channel.
+
+Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks the slot)::
+
+    slot {P:Q}, one per queue
+      {P:Q}:j:<id>          hash   the job's record (short field names, see _FIELDS)
+      {P:Q}:ready           zset   due jobs; score -priority, member due-time|seq|id
+      {P:Q}:sched           zset   jobs due later; score due time
+      {P:Q}:active          zset   leased jobs; score lease expiry (reclaim scans it)
+      {P:Q}:i:<state>       zset   ids by creation time per state (query, counts)
+      {P:Q}:f:<state>       zset   finished ids by finish time (retention, purge)
+      {P:Q}:all             zset   every id by creation time (query)
+      {P:Q}:seq             string FIFO sequence
+      {P:Q}:wake            list   wake-up tokens for blocked workers (at most 32)
+      {P:Q}:paused          string present while the queue is paused
+    slot {P}, shared
+      {P}:events            stream the event log, entry id = <counter>-0, capped (MAXLEN ~)
+      {P}:evid              string the event counter
+      {P}:dedup             hash   dedup key -> "queue id" of the live job holding it
+      {P}:queues            set    queues ever used;   {P}:paused  set  paused queues
+      {P}:epoch             string a random mark: its loss means the server lost its data
+      {P}:kv:<key>          string set_if_absent;      {P}:n:<key>  string counters
+      {P}:workers           hash   worker id -> record; {P}:workers:exp zset  beat expiry
+    channel {P}:finished    "queue id" lines of jobs that just finished
+
+A job's keys all share its queue's slot, and a key prefix lets several apps share a
+server. The scripts that change jobs also write the shared slot (the event log and the
+dedup keys, which are global so that the backend behaves exactly like the others), so
+today the backend needs one primary (standalone, or Sentinel); on Redis Cluster only
+those two would need splitting per queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from workhorse import codec
+from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.errors import BackendError, ConfigError
+from workhorse.job import (
+    FINISHED_STATES,
+    EnqueueResult,
+    Event,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+    WorkerInfo,
+    to_datetime,
+)
+
+log = logging.getLogger("workhorse.redis")
+
+_SCRIPTS = (
+    "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
+    "fetch", "locate", "counts", "query", "purge", "pause", "publish", "counter", "beat",
+    "workers", "kv",
+)  # fmt: skip
+_OUR_PARAMS = {"prefix", "max_events"}
+_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+_COUNT_STATES = (
+    JobState.QUEUED,
+    JobState.SCHEDULED,
+    JobState.ACTIVE,
+    JobState.COMPLETED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+)
+_WHERE_CAP = 100_000  # ids whose queue this client remembers (it enqueued them)
+_CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
+_MIN_VERSION = (6, 2)  # XRANGE with an exclusive start, float BLPOP timeouts
+
+
+@dataclass(slots=True)
+class _Script:
+    name: str
+    text: str
+    sha: str
+
+
+def _load_script_texts() -> dict[str, _Script]:
+    folder = resources.files("workhorse.backends").joinpath("redis_lua")
+    prelude = folder.joinpath("_prelude.lua").read_text("utf-8")
+    out = {}
+    for name in _SCRIPTS:
+        text = prelude + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+        out[name] = _Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+    return out
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode()
+
+
+def _float(raw: bytes | None) -> float | None:
+    return None if raw is None or raw == b"" else float(raw)
+
+
+def _json(raw: bytes | None) -> Any:
+    return None if raw is None or raw == b"" else codec.loads(raw)
+
+
+async def _raw(client: aioredis.Redis, *args: Any) -> Any:
+    """A raw command (EVALSHA, BLPOP): the reply as the server sent it."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _data(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return codec.loads(raw)
+    except ValueError:
+        # A record written by something else: show its bytes rather than fail the read.
+        return raw.decode("utf-8", "replace")
+
+
+class RedisBackend(Backend):
+    capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
+        self.url = url
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ConfigError(f"not a Redis URL: {_safe_url(url)!r}; use redis://host:6379/0")
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        ours = {k: v for k, v in params if k in _OUR_PARAMS}
+        prefix = ours.get("prefix", "workhorse")
+        if not prefix or len(prefix) > 100 or not set(prefix) <= _PREFIX_CHARS:
+            raise ConfigError(
+                f"invalid Redis key prefix {prefix!r}: use 1-100 letters, digits, '_', '-', '.'"
+            )
+        try:
+            self._max_events = int(ours.get("max_events", "100000"))
+        except ValueError:
+            raise ConfigError("max_events in the Redis URL must be an integer") from None
+        self.prefix = prefix
+        self._g = f"{{{prefix}}}:"
+        self._client_url = urlunsplit(
+            parts._replace(query=urlencode([(k, v) for k, v in params if k not in _OUR_PARAMS]))
+        )
+        self._safe = _safe_url(url)
+        self._scripts = _load_script_texts()
+        self._r: aioredis.Redis | None = None
+        self._block: aioredis.Redis | None = None  # blocking pops and pub/sub only
+        self._pubsub: PubSub | None = None
+        self._pubsub_lock = asyncio.Lock()
+        self._epoch: bytes | None = None
+        self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client enqueued
+        self._qk: dict[str, str] = {}  # queue -> its key prefix
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _client(self) -> aioredis.Redis:
+        # No socket_timeout: with one, redis-py sends through asyncio.wait_for, which on
+        # Python 3.11 can swallow a task's cancellation (the worker then never stops).
+        # Calls are bounded by asyncio.timeout in _call instead, and keepalive finds dead
+        # peers.
+        retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.5), 3)
+        return aioredis.Redis.from_url(
+            self._client_url,
+            retry=retry,
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            socket_connect_timeout=5,
+            socket_timeout=None,
+            socket_keepalive=True,
+        )
+
+    async def open(self) -> None:
+        if self._r is not None:
+            return
+        r = self._client()
+        try:
+            info = await r.info("server")
+            version = tuple(int(x) for x in str(info.get("redis_version", "0.0")).split(".")[:2])
+            if version < _MIN_VERSION:
+                raise BackendError(
+                    f"Redis at {self._safe} is version {info.get('redis_version')}; workhorse "
+                    f"needs {_MIN_VERSION[0]}.{_MIN_VERSION[1]} or newer"
+                )
+            await self._load_scripts(r)
+            await self._check_eviction(r)
+            self._epoch = await self._read_epoch(r)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await r.aclose()
+            raise BackendError(
+                f"cannot reach Redis at {self._safe}: {exc}. Check that the server runs, "
+                "and the URL's host, port, database and password"
+            ) from exc
+        except BaseException:
+            await r.aclose()
+            raise
+        self._r = r
+        self._block = self._client()
+
+    async def close(self) -> None:
+        r, block, pubsub = self._r, self._block, self._pubsub
+        self._r = self._block = self._pubsub = None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        for client in (block, r):
+            if client is not None:
+                await client.aclose()
+
+    async def drop(self) -> None:
+        """Delete every key under this backend's prefix (test clean-up). Works closed too."""
+        r = self._r or self._client()
+        try:
+            for pattern in (f"{{{self.prefix}}}:*", f"{{{self.prefix}:*"):
+                batch: list[bytes] = []
+                async for key in r.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) >= 500:
+                        await r.unlink(*batch)
+                        batch.clear()
+                if batch:
+                    await r.unlink(*batch)
+        finally:
+            if r is not self._r:
+                await r.aclose()
+        self._where.clear()
+
+    def _conn(self) -> aioredis.Redis:
+        if self._r is None:
+            raise BackendError(f"the Redis backend for {self._safe} is not open; call open()")
+        return self._r
+
+    async def _load_scripts(self, r: aioredis.Redis) -> None:
+        async with r.pipeline(transaction=False) as pipe:
+            for script in self._scripts.values():
+                pipe.script_load(script.text)
+            shas = await pipe.execute()
+        for script, sha in zip(self._scripts.values(), shas, strict=True):
+            script.sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+
+    async def _check_eviction(self, r: aioredis.Redis) -> None:
+        try:
+            policy = (await r.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except ResponseError:  # CONFIG is often disabled on managed servers
+            log.debug("cannot read maxmemory-policy on %s", self._safe)
+            return
+        policy = policy.decode() if isinstance(policy, bytes) else policy
+        if policy and policy != "noeviction" and not policy.startswith("volatile-"):
+            log.warning(
+                "Redis at %s has maxmemory-policy=%s: when memory runs out it may evict any "
+                "key, including queued jobs and leases, which then vanish without a trace. "
+                "Set maxmemory-policy noeviction (or a volatile-* policy) for workhorse.",
+                self._safe,
+                policy,
+            )
+
+    async def _read_epoch(self, r: aioredis.Redis) -> bytes:
+        key = self._g + "epoch"
+        mark = os.urandom(8).hex().encode()
+        await r.set(key, mark, nx=True)
+        found = await r.get(key)
+        return found if isinstance(found, bytes) else mark
+
+    async def _check_epoch(self) -> None:
+        """Report a server that lost its data (a restart without persistence, a flush)."""
+        r = self._conn()
+        found = await r.get(self._g + "epoch")
+        if found is not None and found == self._epoch:
+            return
+        fresh = await self._read_epoch(r)
+        log.error(
+            "Redis at %s lost its data (its epoch mark %s): queued, scheduled and running "
+            "jobs, results and events stored before are gone. Was the server restarted "
+            "without persistence, flushed, or evicting keys? Enable AOF or RDB persistence "
+            "and maxmemory-policy noeviction.",
+            self._safe,
+            "is missing" if found is None else "changed",
+        )
+        self._epoch = fresh
+
+    # -- script calls ----------------------------------------------------------------
+    def _q(self, queue: str) -> str:
+        qk = self._qk.get(queue)
+        if qk is None:
+            qk = self._qk[queue] = f"{{{self.prefix}:{queue}}}:"
+        return qk
+
+    def _argv(self, qk: str) -> tuple[str, str, int]:
+        return (qk, self._g, self._max_events)
+
+    async def _call(self, name: str, qk: str, *args: Any) -> Any:
+        r = self._conn()
+        script = self._scripts[name]
+        async with asyncio.timeout(_CALL_TIMEOUT):
+            try:
+                return await _raw(r, "EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+            except NoScriptError:
+                # The server restarted or its script cache was flushed: load them again.
+                await self._load_scripts(r)
+                return await _raw(r, "EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+
+    async def _call_many(self, calls: Sequence[tuple[str, str, Sequence[Any]]]) -> list[Any]:
+        """Several script calls in one pipelined round trip; each is atomic on its own."""
+        if len(calls) == 1:
+            name, qk, args = calls[0]
+            return [await self._call(name, qk, *args)]
+        async with asyncio.timeout(_CALL_TIMEOUT):
+            return await self._pipelined(self._conn(), calls)
+
+    async def _pipelined(
+        self, r: aioredis.Redis, calls: Sequence[tuple[str, str, Sequence[Any]]]
+    ) -> list[Any]:
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            async with r.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    name, qk, args = calls[i]
+                    pipe.execute_command(
+                        "EVALSHA", self._scripts[name].sha, 0, qk, self._g, self._max_events, *args
+                    )
+                replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)  # never ran: safe to send again
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            await self._load_scripts(r)
+            todo = missing
+        return results
+
+    def _remember(self, job_id: str, queue: str) -> None:
+        where = self._where
+        if len(where) >= _WHERE_CAP:
+            for old in list(where)[: _WHERE_CAP // 2]:
+                del where[old]
+        where[job_id] = queue
+
+    async def now(self) -> float:
+        sec, usec = await self._conn().time()
+        return sec + usec / 1_000_000
+
+    # -- producing -------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        by_queue: dict[str, list[Any]] = {}
+        for new in jobs:
+            by_queue.setdefault(new.queue, [new.queue]).extend(
+                (
+                    new.id,
+                    new.task,
+                    new.data,
+                    new.priority,
+                    _num(new.delay),
+                    _num(new.at),
+                    new.max_attempts,
+                    _num(new.timeout),
+                    _num(new.lease),
+                    "" if new.dedup_key is None else new.dedup_key,
+                    "1" if new.replace else "0",
+                )
+            )
+        calls = [("enqueue", self._q(q), args) for q, args in by_queue.items()]
+        replies = await self._call_many(calls)
+        # Replies come grouped by queue, in each queue's order: map them back to the jobs.
+        found: dict[str, EnqueueResult] = {}
+        for args, reply in zip(by_queue.values(), replies, strict=True):
+            for k, i in zip(range(1, len(args), 11), range(0, len(reply), 5), strict=True):
+                job_id, queue = reply[i].decode(), reply[i + 3].decode()
+                self._remember(job_id, queue)
+                found[args[k]] = EnqueueResult(
+                    job_id, bool(reply[i + 1]), JobState(reply[i + 2].decode()), bool(reply[i + 4])
+                )
+        return [found[new.id] for new in jobs]
+
+    # -- consuming -------------------------------------------------------------------
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float
+    ) -> list[Lease]:
+        leases: list[Lease] = []
+        base = os.urandom(8).hex() + "."
+        for queue in queues:
+            want = limit - len(leases)
+            if want <= 0:
+                break
+            reply = await self._call(
+                "claim", self._q(queue), worker, want, repr(float(lease)), base
+            )
+            for i in range(0, len(reply), 9):
+                timeout = reply[i + 6]
+                leases.append(
+                    Lease(
+                        reply[i].decode(),
+                        reply[i + 1].decode(),
+                        reply[i + 2].decode(),
+                        queue,
+                        reply[i + 3],
+                        reply[i + 4],
+                        int(reply[i + 5]),
+                        float(timeout) if timeout else None,
+                        float(reply[i + 7]),
+                        float(reply[i + 8]),
+                    )
+                )
+        return leases
+
+    async def renew(self, leases: Sequence[Lease]) -> RenewResult:
+        by_queue: dict[str, list[Any]] = {}
+        order: dict[str, list[str]] = {}
+        for lease in leases:
+            by_queue.setdefault(lease.queue, []).extend(
+                (lease.job_id, lease.token, repr(float(lease.lease)))
+            )
+            order.setdefault(lease.queue, []).append(lease.job_id)
+        if not by_queue:
+            return RenewResult(frozenset(), frozenset())
+        replies = await self._call_many(
+            [("renew", self._q(q), args) for q, args in by_queue.items()]
+        )
+        lost, cancel = set(), set()
+        for q, reply in zip(by_queue, replies, strict=True):
+            for job_id, code in zip(order[q], reply, strict=True):
+                if code == 0:
+                    lost.add(job_id)
+                elif code == 2:
+                    cancel.add(job_id)
+        return RenewResult(frozenset(lost), frozenset(cancel))
+
+    async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
+        by_queue: dict[str, list[Any]] = {}
+        slots: dict[str, list[int]] = {}
+        dumps = codec.dumps
+        for n, (lease, out) in enumerate(items):
+            by_queue.setdefault(lease.queue, []).extend(
+                (
+                    lease.job_id,
+                    lease.token,
+                    out.kind,
+                    b"" if out.result is None else out.result,
+                    b"" if out.error is None else dumps(out.error),
+                    repr(float(out.delay)),
+                    "1" if out.refund else "0",
+                    dumps(out.logs) if out.logs else b"",
+                )
+            )
+            slots.setdefault(lease.queue, []).append(n)
+        if not by_queue:
+            return []
+        replies = await self._call_many(
+            [("finish", self._q(q), args) for q, args in by_queue.items()]
+        )
+        accepted = [False] * len(items)
+        for q, reply in zip(by_queue, replies, strict=True):
+            for n, code in zip(slots[q], reply, strict=True):
+                accepted[n] = code == 1
+        return accepted
+
+    async def update(
+        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+    ) -> bool:
+        payload = b"" if progress is None else codec.dumps(progress)
+        data = b"" if progress is None else codec.dumps({"progress": progress})
+        ok = await self._call(
+            "update",
+            self._q(lease.queue),
+            lease.job_id,
+            lease.token,
+            payload,
+            data,
+            codec.dumps(list(logs)) if logs else b"",
+        )
+        return bool(ok)
+
+    async def _queues(self) -> list[str]:
+        members = await _raw(self._conn(), "SMEMBERS", self._g + "queues")
+        return sorted(m.decode() for m in members)
+
+    async def reclaim_expired(self) -> list[str]:
+        await self._check_epoch()
+        queues = await self._queues()
+        if not queues:
+            return []
+        replies = await self._call_many([("reclaim", self._q(q), ()) for q in queues])
+        return [job_id.decode() for reply in replies for job_id in reply]
+
+    async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
+        if not queues or timeout <= 0:
+            return
+        calls = [("peek", self._q(q), ()) for q in queues]
+        peeks, _ = await asyncio.gather(self._call_many(calls), self._check_epoch())
+        wake_keys = []
+        for q, (paused, due, wait) in zip(queues, peeks, strict=True):
+            wake_keys.append(self._q(q) + "wake")
+            if paused:
+                continue
+            if due:
+                return
+            if wait:
+                timeout = min(timeout, float(wait))
+        if timeout <= 0.001:
+            return
+        block = self._block
+        if block is None:
+            raise BackendError(f"the Redis backend for {self._safe} is not open; call open()")
+        # The server bounds the wait; the client's own bound covers a silent network.
+        async with asyncio.timeout(timeout + 5):
+            await _raw(block, "BLPOP", *wake_keys, round(timeout, 3))
+
+    async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
+        wanted = set(ids)
+        if not wanted:
+            return []
+        async with self._pubsub_lock:
+            pubsub = await self._subscribed() if timeout > 0 else None
+            # Subscribed first, then looked: a finish in between is still heard.
+            done = await self._fetch(wanted, only_finished=True)
+            if done or pubsub is None:
+                return done
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            try:
+                while (left := deadline - loop.time()) > 0:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    hits: dict[str, str] = {}
+                    for line in msg["data"].decode().split("\n"):
+                        queue, _, job_id = line.partition(" ")
+                        if job_id in wanted:
+                            hits[job_id] = queue
+                    if hits:
+                        for job_id, queue in hits.items():
+                            self._remember(job_id, queue)
+                        return await self._fetch(set(hits), only_finished=True)
+            except BaseException:
+                # A broken subscription (server restart): start a fresh one next time.
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+        return []
+
+    async def _subscribed(self) -> PubSub:
+        if self._pubsub is None:
+            block = self._block
+            if block is None:
+                raise BackendError(f"the Redis backend for {self._safe} is not open")
+            pubsub = block.pubsub()
+            await pubsub.subscribe(self._g + "finished")
+            self._pubsub = pubsub
+        return self._pubsub
+
+    async def _fetch(self, ids: Iterable[str], only_finished: bool = False) -> list[Job]:
+        by_queue: dict[str, list[str]] = {}
+        unknown = []
+        for job_id in ids:
+            queue = self._where.get(job_id)
+            if queue is None:
+                unknown.append(job_id)
+            else:
+                by_queue.setdefault(queue, ["1" if only_finished else "0"]).append(job_id)
+        calls: list[tuple[str, str, Sequence[Any]]] = [
+            ("fetch", self._q(q), args) for q, args in by_queue.items()
+        ]
+        calls += [("locate", "", (job_id,)) for job_id in unknown]
+        if not calls:
+            return []
+        jobs: list[Job] = []
+        for (name, _, _), reply in zip(calls, await self._call_many(calls), strict=True):
+            if name == "fetch":
+                jobs.extend(self._job(rec) for rec in reply)
+            elif reply:
+                queue, rec = reply[0].decode(), reply[1]
+                job = self._job(rec)
+                self._remember(job.id, queue)
+                if not only_finished or job.state in FINISHED_STATES:
+                    jobs.append(job)
+        return jobs
+
+    @staticmethod
+    def _job(rec: list[Any]) -> Job:
+        flat = rec[2]
+        h: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
+        lease_exp = h.get(b"x")
+        return Job(
+            id=rec[0].decode(),
+            task=h[b"t"].decode(),
+            queue=h[b"q"].decode(),
+            state=JobState(rec[1].decode()),
+            data=_data(h.get(b"d")),
+            priority=int(h.get(b"p", 0)),
+            attempts=int(h.get(b"a", 0)),
+            max_attempts=int(h.get(b"m", 1)),
+            created_at=to_datetime(float(h[b"c"])),  # type: ignore[arg-type]
+            run_at=to_datetime(float(h[b"r"])),  # type: ignore[arg-type]
+            started_at=to_datetime(_float(h.get(b"st"))),
+            finished_at=to_datetime(_float(h.get(b"f"))),
+            progress=_json(h.get(b"pg")),
+            result=_json(h.get(b"res")),
+            error=_json(h.get(b"e")),
+            logs=_json(h.get(b"lg")) or [],
+            timeout=_float(h.get(b"to")),
+            worker=_text(h.get(b"w")),
+            lease_expires_at=to_datetime(_float(lease_exp)),
+            dedup_key=_text(h.get(b"k")),
+        )
+
+    # -- inspecting and controlling ----------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        found = await self._fetch([job_id])
+        return found[0] if found else None
+
+    async def query(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        queues = [queue] if queue is not None else await self._queues()
+        if not queues:
+            return []
+        st = "" if state is None else JobState(state).value
+        one = len(queues) == 1
+        # Across queues: the newest offset+limit of each, merged, then the page cut out.
+        args = (st, task or "", offset if one else 0, limit if one else offset + limit)
+        replies = await self._call_many([("query", self._q(q), args) for q in queues])
+        jobs = [self._job(rec) for reply in replies for rec in reply]
+        if one:
+            return jobs
+        jobs.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        return jobs[offset : offset + limit]
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        names = list(queues) if queues is not None else await self._queues()
+        if not names:
+            return {}
+        replies = await self._call_many([("counts", self._q(q), ()) for q in names])
+        out: dict[str, dict[str, int]] = {}
+        for q, reply in zip(names, replies, strict=True):
+            row: dict[str, int] = dict(zip(_COUNT_STATES, (int(n) for n in reply), strict=True))
+            if queues is None and not any(row.values()):
+                continue  # a queue whose jobs are all gone, as if never used
+            out[q] = row
+        return out
+
+    async def _queue_of(self, job_id: str) -> str | None:
+        queue = self._where.get(job_id)
+        if queue is None:
+            found = await self._call("locate", "", job_id)
+            if not found:
+                return None
+            queue = found[0].decode()
+            self._remember(job_id, queue)
+        return queue
+
+    async def cancel(self, job_id: str) -> JobState | None:
+        queue = await self._queue_of(job_id)
+        if queue is None:
+            return None
+        state = await self._call("cancel", self._q(queue), job_id)
+        return None if not state else JobState(state.decode())
+
+    async def retry(self, job_id: str) -> bool:
+        queue = await self._queue_of(job_id)
+        if queue is None:
+            return False
+        return bool(await self._call("retry", self._q(queue), job_id))
+
+    async def purge(
+        self,
+        *,
+        states: Collection[JobState],
+        older_than: float | None = None,
+        keep_last: int | None = None,
+        queue: str | None = None,
+    ) -> int:
+        if older_than is None and keep_last is None:
+            return 0
+        queues = [queue] if queue is not None else await self._queues()
+        total = 0
+        for st in sorted(set(states) & FINISHED_STATES):
+            keep: list[int | None] = [keep_last] * len(queues)
+            if keep_last is not None and len(queues) > 1:
+                keep = await self._keep_per_queue(queues, st, keep_last)
+            calls = [
+                ("purge", self._q(q), (st.value, _num(older_than), "" if k is None else k))
+                for q, k in zip(queues, keep, strict=True)
+            ]
+            if calls:
+                total += sum(await self._call_many(calls))
+        return total
+
+    async def _keep_per_queue(
+        self, queues: list[str], state: JobState, keep_last: int
+    ) -> list[int | None]:
+        """keep_last counts across queues: how many of each queue's newest make the cut."""
+        r = self._conn()
+        async with r.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.zrevrange(f"{self._q(q)}f:{state.value}", 0, keep_last - 1, withscores=True)
+            tops = await pipe.execute()
+        merged = sorted(
+            ((score, member, n) for n, top in enumerate(tops) for member, score in top),
+            reverse=True,
+        )[:keep_last]
+        keep: list[int | None] = [0] * len(queues)
+        for _, _, n in merged:
+            keep[n] = (keep[n] or 0) + 1
+        return keep
+
+    async def pause(self, queue: str) -> None:
+        await self._call("pause", self._q(queue), queue, "1")
+
+    async def resume(self, queue: str) -> None:
+        await self._call("pause", self._q(queue), queue, "0")
+
+    async def paused(self) -> set[str]:
+        members = await _raw(self._conn(), "SMEMBERS", self._g + "paused")
+        return {m.decode() for m in members}
+
+    # -- coordination ------------------------------------------------------------------
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        if ttl is None:  # lasting keys go through the script, which lists them for kv_scan
+            return bool(await self._call("kv", "", "setnx", key, value))
+        px = max(1, round(ttl * 1000))
+        return bool(await self._conn().set(self._g + "kv:" + key, value, nx=True, px=px))
+
+    async def kv_get(self, key: str) -> str | None:
+        raw = await _raw(self._conn(), "GET", self._g + "kv:" + key)
+        return None if raw is None else raw.decode()
+
+    async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
+        px = "" if ttl is None else max(1, round(ttl * 1000))
+        await self._call("kv", "", "set", key, value, px)
+
+    async def kv_delete(self, key: str, value: str | None = None) -> bool:
+        only = "0" if value is None else "1"
+        return bool(await self._call("kv", "", "delete", key, only, value or ""))
+
+    async def kv_scan(self, prefix: str) -> dict[str, str]:
+        flat = await self._call("kv", "", "scan", prefix)
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
+        px = "" if ttl is None else max(1, round(ttl * 1000))
+        return int(await self._call("counter", "", self._g + "n:" + key, n, px))
+
+    # -- events and workers ------------------------------------------------------------
+    async def publish(self, events: Sequence[Event]) -> None:
+        args: list[Any] = []
+        for ev in events:
+            args.extend(
+                (
+                    ev.type,
+                    ev.job_id or "",
+                    ev.task or "",
+                    ev.queue or "",
+                    codec.dumps(ev.data),
+                    repr(float(ev.at)) if ev.at else "",
+                )
+            )
+        if args:
+            await self._call("publish", "", *args)
+
+    async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        if limit <= 0:
+            return []
+        entries = await _raw(
+            self._conn(), "XRANGE", self._g + "events", f"({int(after)}-0", "+", "COUNT", limit
+        )
+        out = []
+        for entry_id, f in entries:
+            out.append(
+                Event(
+                    f[b"e"].decode(),
+                    f[b"j"].decode() or None,
+                    f[b"t"].decode() or None,
+                    f[b"q"].decode() or None,
+                    codec.loads(f[b"d"]),
+                    float(f[b"a"]),
+                    int(entry_id.split(b"-", 1)[0]),
+                )
+            )
+        return out
+
+    async def beat(self, info: WorkerInfo, ttl: float) -> None:
+        record = codec.dumps(
+            {
+                "host": info.host,
+                "pid": info.pid,
+                "queues": info.queues,
+                "started_at": info.started_at,
+                "active": info.active,
+                "processed": info.processed,
+                "ttl": ttl,
+            }
+        )
+        now = await self._call("beat", "", info.id, record, repr(float(ttl)))
+        info.last_seen = float(now)
+
+    async def workers(self) -> list[WorkerInfo]:
+        reply = await self._call("workers", "")
+        out = []
+        for i in range(1, len(reply), 3):
+            rec = codec.loads(reply[i + 2])
+            out.append(
+                WorkerInfo(
+                    reply[i].decode(),
+                    rec["host"],
+                    rec["pid"],
+                    rec["queues"],
+                    rec["started_at"],
+                    rec["active"],
+                    rec["processed"],
+                    float(reply[i + 1]) - float(rec["ttl"]),
+                )
+            )
+        return out
+
+    async def remove_worker(self, worker_id: str) -> None:
+        async with self._conn().pipeline(transaction=False) as pipe:
+            pipe.hdel(self._g + "workers", worker_id)
+            pipe.zrem(self._g + "workers:exp", worker_id)
+            await pipe.execute()

@@ -1,0 +1,42 @@
+-- ARGV[4] worker, ARGV[5] limit, ARGV[6] default lease seconds, ARGV[7] token base.
+-- Returns per job: id token task data attempts max_attempts timeout lease created.
+if redis.call('EXISTS', QK .. 'paused') == 1 then return {} end
+local worker, limit, lease, base = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+-- Promote the scheduled jobs that are due now (bounded: the rest wait for the next claim).
+local due = redis.call('ZRANGEBYSCORE', QK .. 'sched', '-inf', NOWS, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local jk = QK .. 'j:' .. id
+  local f = redis.call('HMGET', jk, 'p', 'r', 's')
+  redis.call('ZREM', QK .. 'sched', id)
+  if f[3] == 'queued' then
+    place(jk, id, tonumber(f[1]), tonumber(f[2]), f[2], redis.call('INCR', QK .. 'seq'))
+  end
+end
+local picked = redis.call('ZRANGE', QK .. 'ready', 0, limit - 1)
+local out = {}
+if #picked > 0 then
+  redis.call('ZREMRANGEBYRANK', QK .. 'ready', 0, #picked - 1)
+  local wq = cjson.encode(worker)
+  for i, rk in ipairs(picked) do
+    local id = string.sub(rk, 29)
+    local jk = QK .. 'j:' .. id
+    local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q')
+    local attempts = redis.call('HINCRBY', jk, 'a', 1)
+    local span = lease
+    if f[5] and f[5] ~= '' then span = tonumber(f[5]) end
+    local token = base .. i
+    redis.call('HSET', jk, 's', 'active', 'w', worker, 'tk', token, 'st', NOWS, 'x', fmt(NOW + span))
+    redis.call('HDEL', jk, 'rk')
+    redis.call('ZADD', QK .. 'active', NOW + span, id)
+    redis.call('ZREM', QK .. 'i:queued', id)
+    redis.call('ZADD', QK .. 'i:active', f[6], id)
+    event('job.started', id, f[1], f[7], '{"attempt":' .. attempts .. ',"worker":' .. wq .. '}')
+    local n = #out
+    out[n + 1] = id; out[n + 2] = token; out[n + 3] = f[1]; out[n + 4] = f[2]
+    out[n + 5] = attempts; out[n + 6] = f[3]; out[n + 7] = f[4]; out[n + 8] = tostring(span)
+    out[n + 9] = f[6]
+  end
+end
+-- Nothing left to take: drop stale wake-up tokens, so idle workers really sleep.
+if redis.call('ZCARD', QK .. 'ready') == 0 then redis.call('DEL', QK .. 'wake') end
+return out

@@ -1,0 +1,52 @@
+-- Per item: id token kind result error delay refund logs. kind: completed | failed | retry |
+-- cancelled. Returns per item 1 (applied) or 0 (refused: the lease is not the caller's).
+local out = {}
+local ended = {}
+local requeued = 0
+for i = 4, #ARGV, 8 do
+  local id, kind, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
+  local jk = QK .. 'j:' .. id
+  local f = redis.call('HMGET', jk, 's', 'tk', 'a', 't', 'q')
+  if f[1] ~= 'active' or f[2] ~= ARGV[i + 1] then
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 1
+    add_logs(jk, ARGV[i + 7])
+    local attempts = tonumber(f[3])
+    local ejson = err
+    if err == '' then
+      redis.call('HDEL', jk, 'e'); ejson = 'null'
+    else
+      redis.call('HSET', jk, 'e', err)
+    end
+    if kind == 'completed' then
+      if ARGV[i + 3] == '' then redis.call('HDEL', jk, 'res') else redis.call('HSET', jk, 'res', ARGV[i + 3]) end
+      end_job(jk, id, 'active', 'completed')
+      event('job.completed', id, f[4], f[5], '{"attempt":' .. attempts .. '}')
+      ended[#ended + 1] = f[5] .. ' ' .. id
+    elseif kind == 'retry' then
+      if ARGV[i + 6] == '1' then
+        attempts = attempts - 1
+        redis.call('HSET', jk, 'a', attempts)
+      end
+      local delay = tonumber(ARGV[i + 5])
+      local run_at, run_s = NOW, NOWS
+      if delay > 0 then run_at = NOW + delay; run_s = fmt(run_at) end
+      requeue(jk, id, 'active', run_at, run_s)
+      event('job.retrying', id, f[4], f[5], '{"attempt":' .. attempts .. ',"delay":' ..
+        ARGV[i + 5] .. ',"error":' .. ejson .. '}')
+      requeued = requeued + 1
+    elseif kind == 'failed' then
+      end_job(jk, id, 'active', 'failed')
+      event('job.failed', id, f[4], f[5], '{"attempt":' .. attempts .. ',"error":' .. ejson .. '}')
+      ended[#ended + 1] = f[5] .. ' ' .. id
+    else
+      end_job(jk, id, 'active', 'cancelled')
+      event('job.cancelled', id, f[4], f[5], '{}')
+      ended[#ended + 1] = f[5] .. ' ' .. id
+    end
+  end
+end
+if requeued > 0 then wake(requeued) end
+notify_finished(ended)
+return out

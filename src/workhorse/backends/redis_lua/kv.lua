@@ -1,0 +1,40 @@
+-- The key-value store behind schedules and limits. ARGV[4] op: set | setnx | delete | scan.
+-- Keys set without a TTL, or through 'set', are listed in an index for scan (pruned there).
+local op, key = ARGV[4], ARGV[5]
+local idx = G .. 'kvidx'
+local kk = G .. 'kv:' .. key
+if op == 'set' then
+  -- ARGV[6] value, [7] ttl ms ('' = none)
+  if ARGV[7] ~= '' then
+    redis.call('SET', kk, ARGV[6], 'PX', ARGV[7])
+  else
+    redis.call('SET', kk, ARGV[6])
+  end
+  redis.call('ZADD', idx, 0, key)
+  return 1
+elseif op == 'setnx' then
+  -- without a TTL (with one, the client sends a plain SET NX PX)
+  if redis.call('SET', kk, ARGV[6], 'NX') then
+    redis.call('ZADD', idx, 0, key)
+    return 1
+  end
+  return 0
+elseif op == 'delete' then
+  -- ARGV[6] '1' to delete only while the key holds ARGV[7]
+  local cur = redis.call('GET', kk)
+  if not cur or (ARGV[6] == '1' and cur ~= ARGV[7]) then return 0 end
+  redis.call('DEL', kk)
+  redis.call('ZREM', idx, key)
+  return 1
+end
+-- scan: ARGV[5] prefix. Returns key, value, key, value ...
+local out = {}
+for _, k in ipairs(redis.call('ZRANGEBYLEX', idx, '[' .. key, '(' .. key .. '\255')) do
+  local v = redis.call('GET', G .. 'kv:' .. k)
+  if v then
+    out[#out + 1] = k; out[#out + 1] = v
+  else
+    redis.call('ZREM', idx, k)
+  end
+end
+return out
