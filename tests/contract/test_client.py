@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from workhorse.job import JobState
 from .support import eventually
 
 RUN = 10.0  # the longest a run() waits here; a pass takes a fraction of it
+STOP = 10.0  # the longest a stopping worker with nothing to run may take
 
 
 def task(app: Workhorse, **options: Any) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
@@ -33,8 +35,22 @@ async def running(
         yield w
     finally:
         w.stop()
-        async with asyncio.timeout(10):
-            await t
+        done, _ = await asyncio.wait([t], timeout=STOP)
+        if not done:
+            stuck = _stacks()
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+            pytest.fail(f"the worker did not stop within {STOP:g}s of stop(); tasks:\n{stuck}")
+        t.result()  # a worker that crashed fails the test
+
+
+def _stacks() -> str:
+    out = io.StringIO()
+    for pending in asyncio.all_tasks():
+        if pending is not asyncio.current_task():
+            pending.print_stack(file=out)
+    return out.getvalue()
 
 
 async def test_run_returns_the_result(app: Workhorse) -> None:
