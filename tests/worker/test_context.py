@@ -4,6 +4,7 @@ bus, and cancelling an active job."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,33 @@ async def test_cancel_of_a_queued_job_never_runs_it(app: Workhorse) -> None:
             await handle.result(timeout=5)
         await asyncio.sleep(0.1)
     assert not ran
+
+
+async def test_a_log_field_that_is_not_json_does_not_wedge_the_worker(tmp_path: Path) -> None:
+    # SQLite encodes log lines as JSON (memory keeps objects as they are): one odd value
+    # must not make every outcome of the worker fail to write, forever.
+    pytest.importorskip("workhorse.backends.sqlite")
+    app = Workhorse(f"sqlite:///{tmp_path / 'logs.db'}")
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<Opaque 7>"
+
+    @app.task
+    async def odd(ctx: JobContext) -> int:
+        ctx.log("with an object", thing=Opaque())
+        return 1
+
+    @app.task
+    async def plain() -> int:
+        return 2
+
+    async with app, running(app, queues=["default"]):
+        handle = await odd.enqueue()
+        assert await plain.run(timeout=5) == 2
+        assert await handle.result(timeout=5) == 1
+        job = await app.get_job(handle.id)
+    assert job is not None
+    assert [(line["message"], line["fields"]) for line in job.logs] == [
+        ("with an object", {"thing": "<Opaque 7>"})
+    ]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
+
+import orjson
 
 from workhorse.backends import Backend
 from workhorse.job import Lease, Outcome
@@ -35,6 +38,8 @@ class Finisher:
                 try:
                     accepted = await self.backend.finish([(lease, out) for lease, out, _ in batch])
                 except Exception:
+                    if _repair([out for _, out, _ in batch]):
+                        continue  # a value the store cannot encode, now made safe
                     # Keep the outcomes and try again: while the lease lasts the result can
                     # still land; after that the job is reclaimed and runs again.
                     log.exception(
@@ -54,3 +59,32 @@ class Finisher:
     async def drain(self) -> None:
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return False
+    return True
+
+
+def _json_safe(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS))
+
+
+def _repair(outcomes: list[Outcome]) -> bool:
+    """Make log lines and errors the store cannot encode JSON-safe (odd values become their
+    repr), so that one of them cannot hold back every outcome in the batch forever. Runs
+    only after a failed write, never on the hot path. True if anything was repaired."""
+    repaired = False
+    for out in outcomes:
+        if out.logs and not _encodes(out.logs):
+            out.logs = _json_safe(out.logs)
+            repaired = True
+        if out.error is not None and not _encodes(out.error):
+            out.error = _json_safe(out.error)
+            repaired = True
+    if repaired:
+        log.warning("some log lines held values that are not JSON; stored their repr instead")
+    return repaired
