@@ -108,3 +108,45 @@ async def test_per_call_retries_override_the_task(app: Workhorse) -> None:
     assert calls == 2
     assert job.state is JobState.FAILED
     assert job.attempts == 2
+
+
+async def test_a_broken_backoff_still_retries_the_job(
+    app: Workhorse,
+    memory: MemoryBackend,
+    clock: FakeClock,
+) -> None:
+    def broken(attempt: int, error: BaseException | None) -> float:
+        raise ZeroDivisionError("backoff bug")
+
+    @app.task(retries=1, backoff=broken)
+    async def fails_once(ctx: JobContext) -> int:
+        if ctx.attempt == 1:
+            raise RuntimeError("first")
+        return ctx.attempt
+
+    handle = await fails_once.enqueue()
+    async with running(app):
+        await wait_until(lambda: _waits_for_retry(memory, handle.id, 1), what="the retry")
+        job = await memory.get(handle.id)
+        assert job is not None
+        delay = job.run_at.timestamp() - clock()
+        assert 0 < delay <= 1.0  # the default backoff's first step
+        clock.advance(1)
+        assert await handle.result(timeout=5) == 2
+
+
+async def test_an_exception_that_cannot_be_printed_still_fails_the_job(app: Workhorse) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str for you")
+
+    @app.task
+    async def raises_it() -> None:
+        raise Unprintable
+
+    async with running(app):
+        handle = await raises_it.enqueue()
+        job = await app.wait(handle.id, 5)
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    assert job.error["message"].startswith("<unprintable ")

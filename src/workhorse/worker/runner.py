@@ -9,6 +9,7 @@ import traceback
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
+from workhorse.backoff import Exponential
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError
 from workhorse.job import Lease, Outcome
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("workhorse.worker")
 
+_DEFAULT_BACKOFF = Exponential()
+
 
 def error_info(exc: BaseException, tb: bool = True) -> dict[str, Any]:
     kind = type(exc)
@@ -27,9 +30,13 @@ def error_info(exc: BaseException, tb: bool = True) -> dict[str, Any]:
         if kind.__module__ == "builtins"
         else (f"{kind.__module__}.{kind.__qualname__}")
     )
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ fails must still end its job
+        message = f"<unprintable {name}>"
     return {
         "type": name,
-        "message": str(exc),
+        "message": message,
         "traceback": "".join(traceback.format_exception(exc)) if tb else "",
     }
 
@@ -120,7 +127,16 @@ class Runner:
             error = error_info(exc)
         logs = ctx.drain_logs()
         if lease.attempts < lease.max_attempts and not isinstance(exc, PayloadError):
-            delay = task.defaults.backoff.delay(lease.attempts, exc)
+            try:
+                delay = float(task.defaults.backoff.delay(lease.attempts, exc))
+            except Exception:
+                # A broken backoff must not leave the job leased with no outcome.
+                log.exception(
+                    "job %s: the backoff of task %r failed; using the default",
+                    lease.job_id,
+                    task.name,
+                )
+                delay = _DEFAULT_BACKOFF.delay(lease.attempts, exc)
             return Outcome("retry", error=error, delay=delay, logs=logs)
         return Outcome("failed", error=error, logs=logs)
 
