@@ -17,7 +17,7 @@ from workhorse.context import JobContext
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
 from workhorse.settings import check_name
 from workhorse.worker.finisher import Finisher
-from workhorse.worker.runner import Runner
+from workhorse.worker.runner import Runner, error_info
 from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
@@ -315,12 +315,16 @@ class Worker:
                 # Interrupted outside the handler (e.g. looking up an unknown task): the
                 # job must still leave this worker, or it sits leased until expiry.
                 outcome = self._runner.interrupted(running.ctx)
+            except Exception as exc:  # the runner turns errors into outcomes; a bug in it
+                # must still end the job with the reason rather than leave it leased.
+                log.exception("job %s: the worker failed to run it", lease.job_id)
+                outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
             await self._finish(lease, outcome)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
-        except Exception:  # pragma: no cover - the runner already turns errors into outcomes
-            log.exception("job %s: the worker failed to run it", lease.job_id)
+        except Exception:  # the store failing is retried in the finisher; anything else:
+            log.exception("job %s: its outcome could not be written", lease.job_id)
         finally:
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
