@@ -185,7 +185,8 @@ class RedisBackend(Backend):
         self._pubsub: PubSub | None = None
         self._pubsub_lock = asyncio.Lock()
         self._epoch: bytes | None = None
-        self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client enqueued
+        self._where: dict[str, str] = {}
+        self._recent: dict[str, Job] = {}  # job id -> queue, for the jobs this client enqueued
         self._qk: dict[str, str] = {}  # queue -> its key prefix
 
     # -- lifecycle -------------------------------------------------------------------
@@ -548,35 +549,66 @@ class RedisBackend(Backend):
         wanted = set(ids)
         if not wanted:
             return []
+        # Records published while a call waited for other ids: finished, so final.
+        done = [self._recent.pop(i) for i in wanted if i in self._recent]
+        if done:
+            return done
         async with self._pubsub_lock:
             pubsub = await self._subscribed() if timeout > 0 else None
-            # Subscribed first, then looked: a finish in between is still heard.
-            done = await self._fetch(wanted, only_finished=True)
+            # Subscribed first, then looked (and the unfinished watched): a finish in
+            # between is still heard.
+            done = await self._fetch(wanted, "2" if pubsub is not None else "1")
             if done or pubsub is None:
                 return done
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
             try:
-                while (left := deadline - loop.time()) > 0:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-                    if msg is None or msg.get("type") != "message":
-                        continue
-                    hits: dict[str, str] = {}
-                    for line in msg["data"].decode().split("\n"):
-                        queue, _, job_id = line.partition(" ")
-                        if job_id in wanted:
-                            hits[job_id] = queue
-                    if hits:
-                        for job_id, queue in hits.items():
-                            self._remember(job_id, queue)
-                        return await self._fetch(set(hits), only_finished=True)
+                async with asyncio.timeout(timeout):
+                    while True:
+                        msg = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=timeout
+                        )
+                        if msg is None or msg.get("type") != "message":
+                            continue
+                        for job in self._parse_published(msg["data"]):
+                            if job.id in wanted:
+                                done.append(job)
+                            else:
+                                self._keep_recent(job)
+                        # Also on a miss: the caller may wait for new ids by now.
+                        return done
+            except TimeoutError:
+                return []
             except BaseException:
                 # A broken subscription (server restart): start a fresh one next time.
                 self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
-        return []
+
+    def _keep_recent(self, job: Job) -> None:
+        recent = self._recent
+        if len(recent) >= 1000:
+            del recent[next(iter(recent))]
+        recent[job.id] = job
+
+    def _parse_published(self, raw: bytes) -> list[Job]:
+        """Records as notify_finished (redis_lua/_prelude.lua) writes them."""
+        jobs = []
+        pos, end = 0, len(raw)
+        while pos < end:
+            colon = raw.index(b":", pos)
+            count = int(raw[pos:colon])
+            pos = colon + 1
+            strings = []
+            for _ in range(count):
+                colon = raw.index(b":", pos)
+                size = int(raw[pos:colon])
+                pos = colon + 1
+                strings.append(raw[pos : pos + size])
+                pos += size
+            job = self._job([strings[0], strings[1], strings[2:]])
+            self._remember(job.id, job.queue)
+            jobs.append(job)
+        return jobs
 
     async def _subscribed(self) -> PubSub:
         if self._pubsub is None:
@@ -588,7 +620,8 @@ class RedisBackend(Backend):
             self._pubsub = pubsub
         return self._pubsub
 
-    async def _fetch(self, ids: Iterable[str], only_finished: bool = False) -> list[Job]:
+    async def _fetch(self, ids: Iterable[str], mode: str = "0") -> list[Job]:
+        """Records of ``ids``; mode as in redis_lua/fetch.lua."""
         by_queue: dict[str, list[str]] = {}
         unknown = []
         for job_id in ids:
@@ -596,23 +629,21 @@ class RedisBackend(Backend):
             if queue is None:
                 unknown.append(job_id)
             else:
-                by_queue.setdefault(queue, ["1" if only_finished else "0"]).append(job_id)
+                by_queue.setdefault(queue, [mode]).append(job_id)
         calls: list[tuple[str, str, Sequence[Any]]] = [
             ("fetch", self._q(q), args) for q, args in by_queue.items()
         ]
-        calls += [("locate", "", (job_id,)) for job_id in unknown]
+        calls += [("locate", "", (job_id, mode)) for job_id in unknown]
         if not calls:
             return []
         jobs: list[Job] = []
-        for (name, _, _), reply in zip(calls, await self._call_many(calls), strict=True):
+        for (name, _, args), reply in zip(calls, await self._call_many(calls), strict=True):
             if name == "fetch":
                 jobs.extend(self._job(rec) for rec in reply)
             elif reply:
-                queue, rec = reply[0].decode(), reply[1]
-                job = self._job(rec)
-                self._remember(job.id, queue)
-                if not only_finished or job.state in FINISHED_STATES:
-                    jobs.append(job)
+                self._remember(args[0], reply[0].decode())
+                if reply[1]:
+                    jobs.append(self._job(reply[1]))
         return jobs
 
     @staticmethod
@@ -689,7 +720,7 @@ class RedisBackend(Backend):
     async def _queue_of(self, job_id: str) -> str | None:
         queue = self._where.get(job_id)
         if queue is None:
-            found = await self._call("locate", "", job_id)
+            found = await self._call("locate", "", job_id, "0")
             if not found:
                 return None
             queue = found[0].decode()

@@ -45,12 +45,6 @@ local function wake(n)
   end
 end
 
-local function notify_finished(ended)
-  if #ended > 0 then
-    redis.call('PUBLISH', G .. 'finished', table.concat(ended, '\n'))
-  end
-end
-
 local function add_logs(jk, lg)
   if lg == nil or lg == '' then return end
   local cur = redis.call('HGET', jk, 'lg')
@@ -123,4 +117,26 @@ local function record(id)
   if #h == 0 then return false end
   local f = redis.call('HMGET', jk, 's', 'r')
   return {id, pstate(f[1], f[2]), h}
+end
+
+-- Jobs that just finished: those a caller is waiting for ('watch', see fetch.lua) are
+-- published whole on the 'finished' channel, so the waiter needs no further round trip.
+-- Unwatched jobs cost one SREM. A message is records, each: the number of strings that
+-- follow, then id, state and the record's fields and values, every string as <len>:<bytes>.
+local function notify_finished(ids)
+  local parts = {}
+  for _, id in ipairs(ids) do
+    if redis.call('SREM', QK .. 'watch', id) == 1 then
+      local rec = record(id)
+      if rec then
+        parts[#parts + 1] = (#rec[3] + 2) .. ':'
+        parts[#parts + 1] = #id .. ':' .. id
+        parts[#parts + 1] = #rec[2] .. ':' .. rec[2]
+        for _, v in ipairs(rec[3]) do parts[#parts + 1] = #v .. ':' .. v end
+      end
+    end
+  end
+  if #parts > 0 then
+    redis.call('PUBLISH', G .. 'finished', table.concat(parts))
+  end
 end

@@ -8,7 +8,7 @@ if f[1] == 'queued' then
   unplace(jk, id)
   end_job(jk, id, 'queued', 'cancelled')
   event('job.cancelled', id, f[4], f[5], '{}')
-  notify_finished({f[5] .. ' ' .. id})
+  notify_finished({id})
   return 'cancelled'
 elseif f[1] == 'active' then
   redis.call('HSET', jk, 'cx', '1')

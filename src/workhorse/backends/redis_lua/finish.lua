@@ -23,7 +23,7 @@ for i = 4, #ARGV, 8 do
       if ARGV[i + 3] == '' then redis.call('HDEL', jk, 'res') else redis.call('HSET', jk, 'res', ARGV[i + 3]) end
       end_job(jk, id, 'active', 'completed')
       event('job.completed', id, f[4], f[5], '{"attempt":' .. attempts .. '}')
-      ended[#ended + 1] = f[5] .. ' ' .. id
+      ended[#ended + 1] = id
     elseif kind == 'retry' then
       if ARGV[i + 6] == '1' then
         attempts = attempts - 1
@@ -39,11 +39,11 @@ for i = 4, #ARGV, 8 do
     elseif kind == 'failed' then
       end_job(jk, id, 'active', 'failed')
       event('job.failed', id, f[4], f[5], '{"attempt":' .. attempts .. ',"error":' .. ejson .. '}')
-      ended[#ended + 1] = f[5] .. ' ' .. id
+      ended[#ended + 1] = id
     else
       end_job(jk, id, 'active', 'cancelled')
       event('job.cancelled', id, f[4], f[5], '{}')
-      ended[#ended + 1] = f[5] .. ' ' .. id
+      ended[#ended + 1] = id
     end
   end
 end

@@ -17,7 +17,7 @@ for _, id in ipairs(expired) do
       redis.call('HSET', jk, 'e', cjson.encode(err))
       end_job(jk, id, 'active', 'cancelled')
       event('job.cancelled', id, f[5], f[6], '{}')
-      ended[#ended + 1] = f[6] .. ' ' .. id
+      ended[#ended + 1] = id
     elseif a >= m then
       err.message = 'killed its worker ' .. a .. ' times: the lease expired on each of ' .. m ..
         ' attempts'
@@ -25,7 +25,7 @@ for _, id in ipairs(expired) do
       redis.call('HSET', jk, 'e', ej)
       end_job(jk, id, 'active', 'failed')
       event('job.failed', id, f[5], f[6], '{"attempt":' .. a .. ',"error":' .. ej .. '}')
-      ended[#ended + 1] = f[6] .. ' ' .. id
+      ended[#ended + 1] = id
     else
       redis.call('HSET', jk, 'e', cjson.encode(err))
       requeue(jk, id, 'active', NOW, NOWS)
