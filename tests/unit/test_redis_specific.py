@@ -1,0 +1,219 @@
+"""What only the Redis backend has: its key layout, its URL, script reloading, the capped
+event log, blocking waits, and the warnings it gives at open. Real servers only: the
+shared one on 6379 (a private key prefix per test) or a private redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.acceptance.test_redis_restart import PrivateRedis
+from tests.conftest import REDIS_URL, require_service
+from workhorse import codec
+from workhorse.errors import BackendError, ConfigError
+from workhorse.job import Event, NewJob, new_job_id
+
+pytest.importorskip("redis")
+import redis.asyncio as aioredis
+
+from workhorse.backends.redis import RedisBackend
+
+
+def _job(queue: str = "q", delay: float = 0.0) -> NewJob:
+    return NewJob(new_job_id(), "t", queue, codec.dumps({}), delay=delay)
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[RedisBackend]:
+    require_service("redis", "127.0.0.1", 6379)
+    b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}")
+    await b.open()
+    try:
+        yield b
+    finally:
+        await b.drop()
+        await b.close()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[aioredis.Redis]:
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        yield r
+    finally:
+        await r.aclose()
+
+
+@pytest.fixture
+def private() -> Iterator[PrivateRedis]:
+    srv = PrivateRedis()
+    try:
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+async def _keys(r: aioredis.Redis, prefix: str) -> set[str]:
+    found = set()
+    for pattern in (f"{{{prefix}}}:*", f"{{{prefix}:*"):
+        found |= {k.decode() async for k in r.scan_iter(match=pattern, count=1000)}
+    return found
+
+
+async def test_keys_carry_one_hash_tag_per_queue(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    p = backend.prefix
+    (res,) = await backend.enqueue([_job("mail")])
+    await backend.enqueue([_job("img")])
+    keys = await _keys(raw, p)
+    assert f"{{{p}:mail}}:j:{res.id}" in keys
+    assert {f"{{{p}:mail}}:ready", f"{{{p}:img}}:ready", f"{{{p}}}:events"} <= keys
+    for key in keys:
+        tag = key[1 : key.index("}")]
+        assert tag in (p, f"{p}:mail", f"{p}:img"), key
+    # Nothing is written outside the prefix, and drop() removes all of it.
+    await backend.drop()
+    assert await _keys(raw, p) == set()
+
+
+async def test_drop_leaves_other_prefixes_alone(backend: RedisBackend) -> None:
+    other = RedisBackend(f"{REDIS_URL}?prefix={backend.prefix}x")
+    await other.open()
+    try:
+        (res,) = await other.enqueue([_job()])
+        await backend.enqueue([_job()])
+        await backend.drop()
+        assert await other.get(res.id) is not None
+    finally:
+        await other.drop()
+        await other.close()
+
+
+def test_url_prefix_is_checked() -> None:
+    with pytest.raises(ConfigError, match="key prefix"):
+        RedisBackend("redis://127.0.0.1:6379/0?prefix=a}b")
+    with pytest.raises(ConfigError, match="max_events"):
+        RedisBackend("redis://127.0.0.1:6379/0?max_events=many")
+
+
+async def test_unreachable_server_names_the_url_without_its_password() -> None:
+    b = RedisBackend("redis://:s3cret@127.0.0.1:1/0?prefix=x")
+    with pytest.raises(BackendError) as caught:
+        await b.open()
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cret" not in message
+    assert "Check that the server runs" in message
+    await b.close()
+
+
+async def test_open_and_close_are_idempotent() -> None:
+    require_service("redis", "127.0.0.1", 6379)
+    b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}")
+    await b.open()
+    await b.open()
+    assert await b.now() > 0
+    await b.drop()
+    await b.close()
+    await b.close()
+
+
+async def test_scripts_are_loaded_again_after_the_server_forgot_them(
+    private: PrivateRedis,
+) -> None:
+    private.start()
+    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
+    await b.open()
+    try:
+        await b.enqueue([_job()])
+        r = aioredis.Redis(port=private.port)
+        await r.script_flush()
+        await r.aclose()
+        # One call alone, and several pipelined: both fall back to loading the scripts.
+        (res,) = await b.enqueue([_job()])
+        assert res.created
+        assert (await b.counts(["q", "other"]))["q"]["queued"] == 2
+    finally:
+        await b.close()
+
+
+async def test_event_log_is_capped_and_ids_keep_rising() -> None:
+    require_service("redis", "127.0.0.1", 6379)
+    b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}&max_events=100")
+    await b.open()
+    try:
+        for _ in range(10):
+            await b.publish([Event("x.happened", data={"n": i}) for i in range(100)])
+        events = await b.events(after=0, limit=5000)
+        assert len(events) < 400  # MAXLEN ~ trims whole nodes: about the cap, never all
+        ids = [e.id for e in events]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert ids[-1] == 1000
+        assert [e.id for e in await b.events(after=ids[-3])] == ids[-2:]
+    finally:
+        await b.drop()
+        await b.close()
+
+
+async def test_wait_for_jobs_blocks_until_an_enqueue(backend: RedisBackend) -> None:
+    peer = RedisBackend(backend.url)
+    await peer.open()
+    try:
+        t0 = time.monotonic()
+        await backend.wait_for_jobs(["q"], 0.3)
+        assert time.monotonic() - t0 >= 0.25  # nothing came: it waited
+
+        async def later() -> None:
+            await asyncio.sleep(0.2)
+            await peer.enqueue([_job()])
+
+        t0 = time.monotonic()
+        await asyncio.gather(backend.wait_for_jobs(["q"], 5.0), later())
+        assert time.monotonic() - t0 < 1.5  # woken by the enqueue, not the timeout
+    finally:
+        await peer.close()
+
+
+async def test_wait_for_jobs_is_bounded_by_the_next_due_job(backend: RedisBackend) -> None:
+    await backend.enqueue([_job(delay=0.4)])
+    t0 = time.monotonic()
+    waits = 0
+    # As a worker does: claim, and wait when nothing came (the enqueue's own wake-up
+    # token ends the first wait at once).
+    while not await backend.claim(["q"], "w", 10, 30.0):
+        assert waits < 4, "woke up without a due job too often: a busy poll?"
+        await backend.wait_for_jobs(["q"], 5.0)
+        waits += 1
+    took = time.monotonic() - t0
+    assert 0.3 <= took < 2.0  # the due time ended the wait, not the 5 s timeout
+
+
+async def test_eviction_policy_that_can_lose_jobs_is_warned_about(
+    private: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    await r.config_set("maxmemory-policy", "allkeys-lru")
+    await r.aclose()
+    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0")
+    with caplog.at_level(logging.WARNING, "workhorse.redis"):
+        await b.open()
+    await b.close()
+    assert any("allkeys-lru" in r.getMessage() and "noeviction" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+async def test_a_safe_eviction_policy_is_not_warned_about(
+    backend: RedisBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = RedisBackend(backend.url)
+    with caplog.at_level(logging.WARNING, "workhorse.redis"):
+        await peer.open()
+    await peer.close()
+    assert not [r for r in caplog.records if r.name == "workhorse.redis"]
