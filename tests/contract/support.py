@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from workhorse import codec
 from workhorse.backends import Backend
-from workhorse.job import Job, Lease, NewJob, Outcome, new_job_id
+from workhorse.job import Event, Job, Lease, NewJob, Outcome, new_job_id
 
 T = TypeVar("T")
 
@@ -110,3 +110,22 @@ async def reclaim(backend: Backend, job_id: str) -> None:
         return job_id in await backend.reclaim_expired()
 
     await eventually(probe, f"reclaim_expired() to return {job_id}")
+
+
+async def settled_log(backend: Backend, job_id: str | None = None) -> list[Event]:
+    """Every event written so far (of ``job_id`` if given), oldest first.
+
+    A backend may show an event a moment after it was written (Postgres waits until no
+    older transaction is in flight, so that a cursor never skips one). So a marker is
+    published and awaited: once it shows, everything written before it shows too."""
+    marker = new_job_id()
+    await backend.publish([Event("test.marker", data={"marker": marker})])
+    seen: list[Event] = []
+
+    async def probe() -> bool:
+        nonlocal seen
+        seen = await backend.events(0, 100_000)
+        return any(e.type == "test.marker" and e.data.get("marker") == marker for e in seen)
+
+    await eventually(probe, "a published event to show in the log")
+    return [e for e in seen if e.type != "test.marker" and (job_id is None or e.job_id == job_id)]

@@ -13,7 +13,7 @@ import pytest
 from workhorse import JobCancelled, JobContext, JobFailed, Task, Worker, Workhorse
 from workhorse.job import JobState
 
-from .support import eventually
+from .support import eventually, settled_log
 
 RUN = 10.0  # the longest a run() waits here; a pass takes a fraction of it
 STOP = 10.0  # the longest a stopping worker with nothing to run may take
@@ -116,7 +116,7 @@ async def test_retries_with_backoff_then_success(app: Workhorse) -> None:
     job = await handle.get()
     assert job is not None
     assert job.attempts == 3
-    events = [e for e in await app.events() if e.job_id == handle.id]
+    events = await settled_log(app.backend, handle.id)
     retrying = [e for e in events if e.type == "job.retrying"]
     assert len(retrying) == 2
     assert all(e.data["delay"] == pytest.approx(0.1) for e in retrying)

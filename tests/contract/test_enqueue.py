@@ -8,9 +8,20 @@ from datetime import UTC
 
 from workhorse import codec
 from workhorse.backends import Backend
-from workhorse.job import JobState
+from workhorse.job import JobState, Outcome
 
-from .support import LONG, claim_one, completed, enqueue_one, failed, must_get, new
+from .support import (
+    LONG,
+    SHORT,
+    claim_one,
+    completed,
+    enqueue_one,
+    error,
+    failed,
+    must_get,
+    new,
+    reclaim,
+)
 
 
 async def test_now_is_a_real_clock(backend: Backend) -> None:
@@ -168,3 +179,26 @@ async def test_payload_bytes_round_trip_exactly(backend: Backend) -> None:
     lease = await claim_one(backend)
     assert lease.data == req.data
     assert codec.loads(lease.data) == payload
+
+
+async def test_dedup_key_holds_through_retries_and_reclaims(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(dedup_key="k", max_attempts=3))
+    lease = await claim_one(backend)
+    await backend.finish([(lease, Outcome("retry", error=error(), delay=60))])
+    (dup,) = await backend.enqueue([new(dedup_key="k")])
+    assert (dup.id, dup.created, dup.state) == (first, False, JobState.SCHEDULED)
+
+    await backend.enqueue([new(dedup_key="other", max_attempts=2)])
+    lease = await claim_one(backend, lease=SHORT)  # "other": the retried job is not due
+    await reclaim(backend, lease.job_id)
+    (dup,) = await backend.enqueue([new(dedup_key="other")])
+    assert (dup.id, dup.created, dup.state) == (lease.job_id, False, JobState.QUEUED)
+
+
+async def test_dedup_key_is_freed_when_spent_attempts_fail_the_job(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(dedup_key="k"))
+    await claim_one(backend, lease=SHORT)
+    await reclaim(backend, first)
+    assert (await must_get(backend, first)).state is JobState.FAILED
+    (again,) = await backend.enqueue([new(dedup_key="k")])
+    assert again.created is True

@@ -15,12 +15,12 @@ from .support import (
     failed,
     new,
     reclaim,
+    settled_log,
 )
 
 
 async def _all(backend: Backend, job_id: str | None = None) -> list[Event]:
-    events = await backend.events(0, 10_000)
-    return [e for e in events if job_id is None or e.job_id == job_id]
+    return await settled_log(backend, job_id)
 
 
 async def test_publish_then_read_in_order(backend: Backend, peer: Backend) -> None:
@@ -33,7 +33,7 @@ async def test_publish_then_read_in_order(backend: Backend, peer: Backend) -> No
     await backend.publish(sent)
     after = await backend.now()
 
-    got = await peer.events()
+    got = await settled_log(peer)
     assert [e.type for e in got] == ["step.completed", "flow.started", "user.created"]
     assert (got[0].job_id, got[0].task, got[0].queue) == ("j1", "step_a", "q")
     assert got[0].data == {"n": 1, "nested": {"x": [1, "two"]}}
@@ -50,18 +50,20 @@ async def test_publish_then_read_in_order(backend: Backend, peer: Backend) -> No
 async def test_events_after_cursor_and_paging(backend: Backend) -> None:
     await backend.publish([Event("test.tick", data={"i": i}) for i in range(7)])
     await backend.publish([Event("test.tick", data={"i": 7})])
+    await settled_log(backend)
 
     seen: list[int] = []
     cursor = 0
     while page := await backend.events(after=cursor, limit=3):
         assert len(page) <= 3
-        seen.extend(e.data["i"] for e in page)
+        seen.extend(e.data.get("i", -1) for e in page)
         cursor = page[-1].id
-    assert seen == list(range(8))
+    assert seen == [*range(8), -1]  # -1: the marker settled_log wrote
     assert await backend.events(after=cursor) == []
 
     await backend.publish([Event("test.tick", data={"i": 8})])
-    (fresh,) = await backend.events(after=cursor)
+    await settled_log(backend)
+    fresh = (await backend.events(after=cursor))[0]
     assert fresh.data == {"i": 8}
     assert fresh.id > cursor
 
@@ -69,7 +71,7 @@ async def test_events_after_cursor_and_paging(backend: Backend) -> None:
 async def test_events_empty_log(backend: Backend) -> None:
     assert await backend.events() == []
     await backend.publish([])
-    assert await backend.events() == []
+    assert await settled_log(backend) == []
 
 
 async def test_lifecycle_of_a_job_that_retries_then_completes(backend: Backend) -> None:
@@ -162,3 +164,12 @@ async def test_batch_enqueue_writes_one_event_per_job(backend: Backend) -> None:
     await backend.enqueue(reqs)
     events = await _all(backend)
     assert [(e.type, e.job_id) for e in events] == [("job.queued", r.id) for r in reqs]
+
+
+async def test_lifecycle_cancel_requested_then_worker_died(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new("send", "mail", max_attempts=3))
+    await claim_one(backend, queue="mail", worker="w-dead", lease=SHORT)
+    await backend.cancel(job_id)
+    await reclaim(backend, job_id)
+    types = [e.type for e in await _all(backend, job_id)]
+    assert types == ["job.queued", "job.started", "job.stalled", "job.cancelled"]
