@@ -216,3 +216,28 @@ async def test_failure_reaches_run_callers_with_the_remote_error(app: Workhorse)
     assert caught.value.type == "ValueError"
     assert caught.value.message == "bad value 7"
     assert "raise ValueError" in caught.value.traceback
+
+
+async def test_a_handler_raising_cancelled_error_itself_fails_like_any_error(
+    app: Workhorse,
+) -> None:
+    calls = 0
+
+    @app.task(retries=1, backoff=0)
+    async def confused() -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncio.CancelledError("raised by the task, not by a stop or a cancel")
+
+    @app.task
+    async def after() -> str:
+        return "fine"
+
+    async with running(app, concurrency=1):
+        handle = await confused.enqueue()
+        job = await app.wait(handle.id, 5)
+        assert await after.run(timeout=5) == "fine"
+    assert calls == 2  # attempts were spent, not refunded
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    assert job.error["type"] == "asyncio.exceptions.CancelledError"

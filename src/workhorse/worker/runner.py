@@ -84,7 +84,12 @@ class Runner:
                         raise _TimedOut(timeout) from None
                     raise
             raw = task.encode_result(result)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            me = asyncio.current_task()
+            if not ctx.cancelled and me is not None and not me.cancelling():
+                # The handler raised CancelledError itself; nobody asked it to stop. As a
+                # shutdown it would go back to the queue, attempt refunded, forever.
+                return self._failure(task, lease, exc, ctx)
             return self.interrupted(ctx)
         except (Exception, SystemExit) as exc:  # a worker never dies of one job
             return self._failure(task, lease, exc, ctx)
