@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ BACKENDS = ("memory", "sqlite", "redis", "postgres")
 DURABLE = frozenset({"sqlite", "redis", "postgres"})
 BULK_BATCH = 1000
 CHILD_TIMEOUT_S = 300.0
+SPLIT_CALLS = 100  # run() split into enqueue and wait
 SPY_RATE = 2000  # samples a second
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -185,11 +187,11 @@ async def enqueue_bulk(url: str, n: int, progress: Progress) -> Figures:
 
 def _percentile(sorted_values: list[float], q: float) -> float:
     # nearest-rank: the value at or below which q of the calls finished
-    index = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
+    index = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[index]
 
 
-async def _timed_runs(url: str, n: int, warmup: int, progress: Progress) -> list[float]:
+async def _timed_runs(url: str, n: int, warmup: int, progress: Progress) -> dict[str, list[float]]:
     async with make_app(url) as app:
         return await _timed_runs_on(app, n, warmup, progress)
 
@@ -217,17 +219,21 @@ async def roundtrip(kind: str, url: str, n: int, warmup: int, progress: Progress
                 in_process.stop()
                 await running
         extra = {}
-    ms = sorted(t * 1000 for t in times)
+    ms = sorted(t * 1000 for t in times["run"])
     return {
         "p50_ms": statistics.median(ms),
         "p99_ms": _percentile(ms, 0.99),
         "mean_ms": statistics.fmean(ms),
+        "enqueue_p50_ms": statistics.median(times["enqueue"]) * 1000,
+        "wait_p50_ms": statistics.median(times["wait"]) * 1000,
         "n": n,
         **extra,
     }
 
 
-async def _timed_runs_on(app: Workhorse, n: int, warmup: int, progress: Progress) -> list[float]:
+async def _timed_runs_on(
+    app: Workhorse, n: int, warmup: int, progress: Progress
+) -> dict[str, list[float]]:
     task = app.get_task(NOOP)
     for _ in range(warmup):
         await app.run(task, timeout=30)
@@ -238,8 +244,18 @@ async def _timed_runs_on(app: Workhorse, n: int, warmup: int, progress: Progress
         times.append(time.perf_counter() - t0)
         if i % 25 == 24:
             progress(i + 1, n)
+    # The same call in its two halves (run() is enqueue, then wait), to show where a
+    # round trip's time goes: the store's write, or the worker and the wake-ups.
+    enqueue, wait = [], []
+    for _ in range(min(n, SPLIT_CALLS)):
+        t0 = time.perf_counter()
+        handle = await app.enqueue(task, timeout=30)
+        t1 = time.perf_counter()
+        await handle.result(timeout=30)
+        enqueue.append(t1 - t0)
+        wait.append(time.perf_counter() - t1)
     progress(n, n)
-    return times
+    return {"run": times, "enqueue": enqueue, "wait": wait}
 
 
 # -- worker side -----------------------------------------------------------------------

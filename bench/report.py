@@ -96,6 +96,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("sleep.worker_cpu_us", "worker CPU per 10 ms job", "µs"),
     ("roundtrip.p50_ms", "`app.run()` round trip p50", "ms"),
     ("roundtrip.p99_ms", "`app.run()` round trip p99", "ms"),
+    ("roundtrip.enqueue_p50_ms", "of which the enqueue (p50 of 100 split calls)", "ms"),
+    ("roundtrip.wait_p50_ms", "of which the wait for the result (p50, same calls)", "ms"),
 ]
 
 
