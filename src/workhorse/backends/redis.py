@@ -42,14 +42,20 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
+import socket
+import ssl
+from collections import deque
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -154,6 +160,175 @@ def _data(raw: bytes | None) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+class _Dropped(RedisConnectionError):
+    """The connection went away while the command waited for its reply."""
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _pack(args: Sequence[Any]) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            raw = arg
+        elif isinstance(arg, str):
+            raw = arg.encode()
+        elif isinstance(arg, int):
+            raw = b"%d" % arg
+        else:
+            raw = repr(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    """Replies are parsed and handed to their waiting callers right in data_received: no
+    reader task in between, so a reply costs one wake-up, the caller's."""
+
+    def __init__(self, wire: _Wire) -> None:
+        self.wire = wire
+        self.parser = hiredis.Reader(replyError=ResponseError)
+        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        parser, pending = self.parser, self.pending
+        parser.feed(data)
+        try:
+            while (reply := parser.gets()) is not False:
+                fut = pending.popleft()
+                if not fut.done():
+                    fut.set_result(reply)
+        except Exception as exc:  # a protocol error: this connection cannot go on
+            self.wire.abort(self, _Dropped(f"bad reply from Redis at {self.wire.safe}: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        detail = f": {exc}" if exc else ""
+        self.wire.abort(self, _Dropped(f"Redis at {self.wire.safe} closed the connection{detail}"))
+
+
+class _Wire:
+    """One connection shared by every caller of a backend: commands are written the moment
+    they are made and replies matched to them in order. Concurrent callers' commands share
+    packets, and a command costs a few microseconds of Python instead of a pool checkout,
+    retry wrapper and parser round of a general-purpose client. Blocking commands and
+    pub/sub do not come here (they would hold everyone up)."""
+
+    def __init__(self, url: str, safe: str) -> None:
+        options = parse_url(url)
+        self.host = str(options.get("host", "127.0.0.1"))
+        self.port = int(options.get("port", 6379))
+        self.db = int(options.get("db", 0) or 0)
+        self.username = options.get("username")
+        self.password = options.get("password")
+        self.ssl: ssl.SSLContext | None = None
+        if url.startswith("rediss://"):
+            self.ssl = ssl.create_default_context(cafile=_opt_str(options.get("ssl_ca_certs")))
+            if str(options.get("ssl_cert_reqs", "required")).lower() in ("none", "optional"):
+                self.ssl.check_hostname = False
+                self.ssl.verify_mode = ssl.CERT_NONE
+        self.safe = safe
+        self._proto: _Protocol | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> _Protocol:
+        async with self._lock:
+            if self._proto is not None:
+                return self._proto
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(5):
+                _, proto = await loop.create_connection(
+                    lambda: _Protocol(self), self.host, self.port, ssl=self.ssl
+                )
+            assert proto.transport is not None
+            sock = proto.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            self._proto = proto
+            hello: list[tuple[Any, ...]] = []
+            if self.password is not None:
+                hello.append(("AUTH", self.username, self.password) if self.username
+                             else ("AUTH", self.password))  # fmt: skip
+            if self.db:
+                hello.append(("SELECT", self.db))
+            for reply in await asyncio.gather(*(self._send(proto, c) for c in hello)):
+                if isinstance(reply, ResponseError):
+                    self.abort(proto, reply)
+                    raise _error(reply)
+            return proto
+
+    @staticmethod
+    def _send(proto: _Protocol, args: Sequence[Any]) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        proto.pending.append(fut)
+        assert proto.transport is not None
+        proto.transport.write(_pack(args))
+        return fut
+
+    def abort(self, proto: _Protocol, error: Exception) -> None:
+        """Fail what waits on ``proto`` and forget it; the next command reconnects."""
+        if self._proto is proto:
+            self._proto = None
+        pending, proto.pending = proto.pending, deque()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(error)
+        if proto.transport is not None:
+            proto.transport.close()
+
+    async def call(self, *args: Any) -> Any:
+        """One command; an error reply is raised. A command that met a connection dropped
+        under it (a server restart) is sent once more on a fresh one."""
+        for attempt in (0, 1):
+            proto = self._proto or await self._ensure()
+            try:
+                async with asyncio.timeout(_CALL_TIMEOUT):
+                    reply = await self._send(proto, args)
+            except _Dropped:
+                if attempt:
+                    raise
+                continue
+            except TimeoutError:
+                self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
+                raise
+            if isinstance(reply, ResponseError):
+                raise _error(reply)
+            return reply
+        raise AssertionError("unreachable")
+
+    async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Pipelined: every command written at once; replies (errors included, not
+        raised) in order."""
+        proto = self._proto or await self._ensure()
+        futs = [self._send(proto, c) for c in commands]
+        try:
+            async with asyncio.timeout(_CALL_TIMEOUT):
+                replies = await asyncio.gather(*futs)
+        except TimeoutError:
+            self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
+            raise
+        return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
+
+    async def close(self) -> None:
+        proto = self._proto
+        if proto is not None:
+            self.abort(proto, _Dropped(f"the connection to Redis at {self.safe} was closed"))
+            await asyncio.sleep(0)  # let the transport finish closing
+
+
+def _error(reply: ResponseError) -> ResponseError:
+    message = str(reply)
+    if message.startswith("NOSCRIPT"):
+        return NoScriptError(message)
+    return reply
+
+
 class RedisBackend(Backend):
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
@@ -180,7 +355,7 @@ class RedisBackend(Backend):
         )
         self._safe = _safe_url(url)
         self._scripts = _load_script_texts()
-        self._r: aioredis.Redis | None = None
+        self._wire: _Wire | None = None
         self._block: aioredis.Redis | None = None  # blocking pops and pub/sub only
         self._pubsub: PubSub | None = None
         self._pubsub_lock = asyncio.Lock()
@@ -206,80 +381,83 @@ class RedisBackend(Backend):
         )
 
     async def open(self) -> None:
-        if self._r is not None:
+        if self._wire is not None:
             return
-        r = self._client()
+        wire = _Wire(self._client_url, self._safe)
         try:
-            info = await r.info("server")
-            version = tuple(int(x) for x in str(info.get("redis_version", "0.0")).split(".")[:2])
+            info = (await wire.call("INFO", "server")).decode()
+            found = re.search(r"redis_version:(\d+)\.(\d+)", info)
+            version = (int(found[1]), int(found[2])) if found else (0, 0)
             if version < _MIN_VERSION:
                 raise BackendError(
-                    f"Redis at {self._safe} is version {info.get('redis_version')}; workhorse "
+                    f"Redis at {self._safe} is version {version[0]}.{version[1]}; workhorse "
                     f"needs {_MIN_VERSION[0]}.{_MIN_VERSION[1]} or newer"
                 )
-            await self._load_scripts(r)
-            await self._check_eviction(r)
-            self._epoch = await self._read_epoch(r)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            await r.aclose()
+            await self._load_scripts(wire)
+            await self._check_eviction(wire)
+            self._epoch = await self._read_epoch(wire)
+        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+            await wire.close()
             raise BackendError(
                 f"cannot reach Redis at {self._safe}: {exc}. Check that the server runs, "
                 "and the URL's host, port, database and password"
             ) from exc
         except BaseException:
-            await r.aclose()
+            await wire.close()
             raise
-        self._r = r
+        self._wire = wire
         self._block = self._client()
 
     async def close(self) -> None:
-        r, block, pubsub = self._r, self._block, self._pubsub
-        self._r = self._block = self._pubsub = None
+        wire, block, pubsub = self._wire, self._block, self._pubsub
+        self._wire, self._block, self._pubsub = None, None, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-        for client in (block, r):
-            if client is not None:
-                await client.aclose()
+        if block is not None:
+            await block.aclose()
+        if wire is not None:
+            await wire.close()
 
     async def drop(self) -> None:
         """Delete every key under this backend's prefix (test clean-up). Works closed too."""
-        r = self._r or self._client()
+        wire = self._wire or _Wire(self._client_url, self._safe)
         try:
             for pattern in (f"{{{self.prefix}}}:*", f"{{{self.prefix}:*"):
-                batch: list[bytes] = []
-                async for key in r.scan_iter(match=pattern, count=1000):
-                    batch.append(key)
-                    if len(batch) >= 500:
-                        await r.unlink(*batch)
-                        batch.clear()
-                if batch:
-                    await r.unlink(*batch)
+                cursor = b"0"
+                while True:
+                    cursor, keys = await wire.call("SCAN", cursor, "MATCH", pattern,
+                                                   "COUNT", 1000)  # fmt: skip
+                    if keys:
+                        await wire.call("UNLINK", *keys)
+                    if cursor == b"0":
+                        break
         finally:
-            if r is not self._r:
-                await r.aclose()
+            if wire is not self._wire:
+                await wire.close()
         self._where.clear()
+        self._recent.clear()
 
-    def _conn(self) -> aioredis.Redis:
-        if self._r is None:
+    def _conn(self) -> _Wire:
+        if self._wire is None:
             raise BackendError(f"the Redis backend for {self._safe} is not open; call open()")
-        return self._r
+        return self._wire
 
-    async def _load_scripts(self, r: aioredis.Redis) -> None:
-        async with r.pipeline(transaction=False) as pipe:
-            for script in self._scripts.values():
-                pipe.script_load(script.text)
-            shas = await pipe.execute()
-        for script, sha in zip(self._scripts.values(), shas, strict=True):
-            script.sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+    async def _load_scripts(self, wire: _Wire) -> None:
+        scripts = list(self._scripts.values())
+        shas = await wire.many([("SCRIPT", "LOAD", s.text) for s in scripts])
+        for script, sha in zip(scripts, shas, strict=True):
+            if isinstance(sha, Exception):
+                raise sha
+            script.sha = sha.decode()
 
-    async def _check_eviction(self, r: aioredis.Redis) -> None:
+    async def _check_eviction(self, wire: _Wire) -> None:
         try:
-            policy = (await r.config_get("maxmemory-policy")).get("maxmemory-policy")
+            reply = await wire.call("CONFIG", "GET", "maxmemory-policy")
         except ResponseError:  # CONFIG is often disabled on managed servers
             log.debug("cannot read maxmemory-policy on %s", self._safe)
             return
-        policy = policy.decode() if isinstance(policy, bytes) else policy
+        policy = reply[1].decode() if len(reply) > 1 else ""
         if policy and policy != "noeviction" and not policy.startswith("volatile-"):
             log.warning(
                 "Redis at %s has maxmemory-policy=%s: when memory runs out it may evict any "
@@ -289,20 +467,19 @@ class RedisBackend(Backend):
                 policy,
             )
 
-    async def _read_epoch(self, r: aioredis.Redis) -> bytes:
+    async def _read_epoch(self, wire: _Wire) -> bytes:
         key = self._g + "epoch"
         mark = os.urandom(8).hex().encode()
-        await r.set(key, mark, nx=True)
-        found = await r.get(key)
+        _, found = await wire.many([("SET", key, mark, "NX"), ("GET", key)])
         return found if isinstance(found, bytes) else mark
 
     async def _check_epoch(self) -> None:
         """Report a server that lost its data (a restart without persistence, a flush)."""
-        r = self._conn()
-        found = await r.get(self._g + "epoch")
+        wire = self._conn()
+        found = await wire.call("GET", self._g + "epoch")
         if found is not None and found == self._epoch:
             return
-        fresh = await self._read_epoch(r)
+        fresh = await self._read_epoch(wire)
         log.error(
             "Redis at %s lost its data (its epoch mark %s): queued, scheduled and running "
             "jobs, results and events stored before are gone. Was the server restarted "
@@ -320,41 +497,29 @@ class RedisBackend(Backend):
             qk = self._qk[queue] = f"{{{self.prefix}:{queue}}}:"
         return qk
 
-    def _argv(self, qk: str) -> tuple[str, str, int]:
-        return (qk, self._g, self._max_events)
-
     async def _call(self, name: str, qk: str, *args: Any) -> Any:
-        r = self._conn()
+        wire = self._conn()
         script = self._scripts[name]
-        async with asyncio.timeout(_CALL_TIMEOUT):
-            try:
-                return await _raw(r, "EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
-            except NoScriptError:
-                # The server restarted or its script cache was flushed: load them again.
-                await self._load_scripts(r)
-                return await _raw(r, "EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+        try:
+            return await wire.call("EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+        except NoScriptError:
+            # The server restarted or its script cache was flushed: load them again.
+            await self._load_scripts(wire)
+            return await wire.call("EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
 
     async def _call_many(self, calls: Sequence[tuple[str, str, Sequence[Any]]]) -> list[Any]:
         """Several script calls in one pipelined round trip; each is atomic on its own."""
         if len(calls) == 1:
             name, qk, args = calls[0]
             return [await self._call(name, qk, *args)]
-        async with asyncio.timeout(_CALL_TIMEOUT):
-            return await self._pipelined(self._conn(), calls)
-
-    async def _pipelined(
-        self, r: aioredis.Redis, calls: Sequence[tuple[str, str, Sequence[Any]]]
-    ) -> list[Any]:
+        wire = self._conn()
         results: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for attempt in range(2):
-            async with r.pipeline(transaction=False) as pipe:
-                for i in todo:
-                    name, qk, args = calls[i]
-                    pipe.execute_command(
-                        "EVALSHA", self._scripts[name].sha, 0, qk, self._g, self._max_events, *args
-                    )
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await wire.many([
+                ("EVALSHA", self._scripts[calls[i][0]].sha, 0, calls[i][1], self._g,
+                 self._max_events, *calls[i][2]) for i in todo
+            ])  # fmt: skip
             missing = []
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
@@ -365,7 +530,7 @@ class RedisBackend(Backend):
                     results[i] = reply
             if not missing:
                 break
-            await self._load_scripts(r)
+            await self._load_scripts(wire)
             todo = missing
         return results
 
@@ -377,8 +542,8 @@ class RedisBackend(Backend):
         where[job_id] = queue
 
     async def now(self) -> float:
-        sec, usec = await self._conn().time()
-        return sec + usec / 1_000_000
+        sec, usec = await self._conn().call("TIME")
+        return int(sec) + int(usec) / 1_000_000
 
     # -- producing -------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
@@ -511,7 +676,7 @@ class RedisBackend(Backend):
         return bool(ok)
 
     async def _queues(self) -> list[str]:
-        members = await _raw(self._conn(), "SMEMBERS", self._g + "queues")
+        members = await self._conn().call("SMEMBERS", self._g + "queues")
         return sorted(m.decode() for m in members)
 
     async def reclaim_expired(self) -> list[str]:
@@ -768,15 +933,15 @@ class RedisBackend(Backend):
         self, queues: list[str], state: JobState, keep_last: int
     ) -> list[int | None]:
         """keep_last counts across queues: how many of each queue's newest make the cut."""
-        r = self._conn()
-        async with r.pipeline(transaction=False) as pipe:
-            for q in queues:
-                pipe.zrevrange(f"{self._q(q)}f:{state.value}", 0, keep_last - 1, withscores=True)
-            tops = await pipe.execute()
+        tops = await self._conn().many([
+            ("ZREVRANGE", f"{self._q(q)}f:{state.value}", 0, keep_last - 1, "WITHSCORES")
+            for q in queues
+        ])  # fmt: skip
         merged = sorted(
-            ((score, member, n) for n, top in enumerate(tops) for member, score in top),
+            ((float(top[i + 1]), top[i], n) for n, top in enumerate(tops)
+             for i in range(0, len(top), 2)),
             reverse=True,
-        )[:keep_last]
+        )[:keep_last]  # fmt: skip
         keep: list[int | None] = [0] * len(queues)
         for _, _, n in merged:
             keep[n] = (keep[n] or 0) + 1
@@ -789,7 +954,7 @@ class RedisBackend(Backend):
         await self._call("pause", self._q(queue), queue, "0")
 
     async def paused(self) -> set[str]:
-        members = await _raw(self._conn(), "SMEMBERS", self._g + "paused")
+        members = await self._conn().call("SMEMBERS", self._g + "paused")
         return {m.decode() for m in members}
 
     # -- coordination ------------------------------------------------------------------
@@ -797,10 +962,11 @@ class RedisBackend(Backend):
         if ttl is None:  # lasting keys go through the script, which lists them for kv_scan
             return bool(await self._call("kv", "", "setnx", key, value))
         px = max(1, round(ttl * 1000))
-        return bool(await self._conn().set(self._g + "kv:" + key, value, nx=True, px=px))
+        reply = await self._conn().call("SET", self._g + "kv:" + key, value, "NX", "PX", px)
+        return reply is not None
 
     async def kv_get(self, key: str) -> str | None:
-        raw = await _raw(self._conn(), "GET", self._g + "kv:" + key)
+        raw = await self._conn().call("GET", self._g + "kv:" + key)
         return None if raw is None else raw.decode()
 
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
@@ -839,11 +1005,12 @@ class RedisBackend(Backend):
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         if limit <= 0:
             return []
-        entries = await _raw(
-            self._conn(), "XRANGE", self._g + "events", f"({int(after)}-0", "+", "COUNT", limit
+        entries = await self._conn().call(
+            "XRANGE", self._g + "events", f"({int(after)}-0", "+", "COUNT", limit
         )
         out = []
-        for entry_id, f in entries:
+        for entry_id, flat in entries:
+            f = dict(zip(flat[::2], flat[1::2], strict=True))
             out.append(
                 Event(
                     f[b"e"].decode(),
@@ -892,7 +1059,6 @@ class RedisBackend(Backend):
         return out
 
     async def remove_worker(self, worker_id: str) -> None:
-        async with self._conn().pipeline(transaction=False) as pipe:
-            pipe.hdel(self._g + "workers", worker_id)
-            pipe.zrem(self._g + "workers:exp", worker_id)
-            await pipe.execute()
+        await self._conn().many(
+            [("HDEL", self._g + "workers", worker_id), ("ZREM", self._g + "workers:exp", worker_id)]
+        )
