@@ -38,7 +38,6 @@ those two would need splitting per queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -46,18 +45,14 @@ import re
 import socket
 import ssl
 from collections import deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import hiredis
-import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
 from redis.asyncio.connection import parse_url
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -145,11 +140,6 @@ def _json(raw: bytes | None) -> Any:
     return None if raw is None or raw == b"" else codec.loads(raw)
 
 
-async def _raw(client: aioredis.Redis, *args: Any) -> Any:
-    """A raw command (EVALSHA, BLPOP): the reply as the server sent it."""
-    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-
-
 def _data(raw: bytes | None) -> Any:
     if raw is None:
         return None
@@ -193,6 +183,9 @@ class _Protocol(asyncio.Protocol):
         self.parser = hiredis.Reader(replyError=ResponseError)
         self.pending: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
+        # Set on a subscribed connection: replies nobody asked for (pub/sub messages), and
+        # the error that ended the connection.
+        self.push: Callable[[Any], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -202,6 +195,9 @@ class _Protocol(asyncio.Protocol):
         parser.feed(data)
         try:
             while (reply := parser.gets()) is not False:
+                if not pending and self.push is not None:
+                    self.push(reply)
+                    continue
                 fut = pending.popleft()
                 if not fut.done():
                     fut.set_result(reply)
@@ -237,7 +233,7 @@ class _Wire:
         self._proto: _Protocol | None = None
         self._lock = asyncio.Lock()
 
-    async def _ensure(self) -> _Protocol:
+    async def connect(self) -> _Protocol:
         async with self._lock:
             if self._proto is not None:
                 return self._proto
@@ -279,16 +275,19 @@ class _Wire:
         for fut in pending:
             if not fut.done():
                 fut.set_exception(error)
+        if proto.push is not None:
+            proto.push(error)
+            proto.push = None
         if proto.transport is not None:
             proto.transport.close()
 
-    async def call(self, *args: Any) -> Any:
+    async def call(self, *args: Any, timeout: float = _CALL_TIMEOUT) -> Any:
         """One command; an error reply is raised. A command that met a connection dropped
         under it (a server restart) is sent once more on a fresh one."""
         for attempt in (0, 1):
-            proto = self._proto or await self._ensure()
+            proto = self._proto or await self.connect()
             try:
-                async with asyncio.timeout(_CALL_TIMEOUT):
+                async with asyncio.timeout(timeout):
                     reply = await self._send(proto, args)
             except _Dropped:
                 if attempt:
@@ -305,7 +304,7 @@ class _Wire:
     async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Pipelined: every command written at once; replies (errors included, not
         raised) in order."""
-        proto = self._proto or await self._ensure()
+        proto = self._proto or await self.connect()
         futs = [self._send(proto, c) for c in commands]
         try:
             async with asyncio.timeout(_CALL_TIMEOUT):
@@ -356,30 +355,15 @@ class RedisBackend(Backend):
         self._safe = _safe_url(url)
         self._scripts = _load_script_texts()
         self._wire: _Wire | None = None
-        self._block: aioredis.Redis | None = None  # blocking pops and pub/sub only
-        self._pubsub: PubSub | None = None
-        self._pubsub_lock = asyncio.Lock()
+        self._idle_blockers: list[_Wire] = []  # connections for BLPOP, one per waiter
+        self._sub: tuple[_Wire, asyncio.Queue[Any]] | None = None  # the 'finished' channel
+        self._sub_lock = asyncio.Lock()
         self._epoch: bytes | None = None
-        self._where: dict[str, str] = {}
-        self._recent: dict[str, Job] = {}  # job id -> queue, for the jobs this client enqueued
+        self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client knows
+        self._recent: dict[str, Job] = {}  # finished records heard while waiting for others
         self._qk: dict[str, str] = {}  # queue -> its key prefix
 
     # -- lifecycle -------------------------------------------------------------------
-    def _client(self) -> aioredis.Redis:
-        # No socket_timeout: with one, redis-py sends through asyncio.wait_for, which on
-        # Python 3.11 can swallow a task's cancellation (the worker then never stops).
-        # Calls are bounded by asyncio.timeout in _call instead, and keepalive finds dead
-        # peers.
-        retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.5), 3)
-        return aioredis.Redis.from_url(
-            self._client_url,
-            retry=retry,
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            socket_connect_timeout=5,
-            socket_timeout=None,
-            socket_keepalive=True,
-        )
-
     async def open(self) -> None:
         if self._wire is not None:
             return
@@ -406,18 +390,13 @@ class RedisBackend(Backend):
             await wire.close()
             raise
         self._wire = wire
-        self._block = self._client()
 
     async def close(self) -> None:
-        wire, block, pubsub = self._wire, self._block, self._pubsub
-        self._wire, self._block, self._pubsub = None, None, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-        if block is not None:
-            await block.aclose()
-        if wire is not None:
-            await wire.close()
+        wires = [self._wire, *self._idle_blockers, self._sub[0] if self._sub else None]
+        self._wire, self._sub, self._idle_blockers = None, None, []
+        for wire in wires:
+            if wire is not None:
+                await wire.close()
 
     async def drop(self) -> None:
         """Delete every key under this backend's prefix (test clean-up). Works closed too."""
@@ -703,12 +682,19 @@ class RedisBackend(Backend):
                 timeout = min(timeout, float(wait))
         if timeout <= 0.001:
             return
-        block = self._block
-        if block is None:
-            raise BackendError(f"the Redis backend for {self._safe} is not open; call open()")
-        # The server bounds the wait; the client's own bound covers a silent network.
-        async with asyncio.timeout(timeout + 5):
-            await _raw(block, "BLPOP", *wake_keys, round(timeout, 3))
+        self._conn()
+        # A connection of its own: a blocked one can carry nothing else. The server bounds
+        # the wait; the client's own bound covers a silent network.
+        wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
+        try:
+            await wire.call("BLPOP", *wake_keys, round(timeout, 3), timeout=timeout + 5)
+        except BaseException:
+            await wire.close()  # cancelled or broken mid-wait: its reply would come later
+            raise
+        self._idle_blockers.append(wire)
+
+    def _new_wire(self) -> _Wire:
+        return _Wire(self._client_url, self._safe)
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         wanted = set(ids)
@@ -718,22 +704,22 @@ class RedisBackend(Backend):
         done = [self._recent.pop(i) for i in wanted if i in self._recent]
         if done:
             return done
-        async with self._pubsub_lock:
-            pubsub = await self._subscribed() if timeout > 0 else None
+        async with self._sub_lock:
+            messages = await self._subscribed() if timeout > 0 else None
             # Subscribed first, then looked (and the unfinished watched): a finish in
             # between is still heard.
-            done = await self._fetch(wanted, "2" if pubsub is not None else "1")
-            if done or pubsub is None:
+            done = await self._fetch(wanted, "2" if messages is not None else "1")
+            if done or messages is None:
                 return done
             try:
                 async with asyncio.timeout(timeout):
                     while True:
-                        msg = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=timeout
-                        )
-                        if msg is None or msg.get("type") != "message":
+                        item = await messages.get()
+                        if isinstance(item, Exception):
+                            raise item
+                        if item[0] != b"message":
                             continue
-                        for job in self._parse_published(msg["data"]):
+                        for job in self._parse_published(item[2]):
                             if job.id in wanted:
                                 done.append(job)
                             else:
@@ -744,9 +730,9 @@ class RedisBackend(Backend):
                 return []
             except BaseException:
                 # A broken subscription (server restart): start a fresh one next time.
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                sub, self._sub = self._sub, None
+                if sub is not None:
+                    await sub[0].close()
                 raise
 
     def _keep_recent(self, job: Job) -> None:
@@ -775,15 +761,20 @@ class RedisBackend(Backend):
             jobs.append(job)
         return jobs
 
-    async def _subscribed(self) -> PubSub:
-        if self._pubsub is None:
-            block = self._block
-            if block is None:
-                raise BackendError(f"the Redis backend for {self._safe} is not open")
-            pubsub = block.pubsub()
-            await pubsub.subscribe(self._g + "finished")
-            self._pubsub = pubsub
-        return self._pubsub
+    async def _subscribed(self) -> asyncio.Queue[Any]:
+        if self._sub is None:
+            self._conn()
+            wire = self._new_wire()
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            try:
+                proto = await wire.connect()
+                proto.push = queue.put_nowait
+                await wire.call("SUBSCRIBE", self._g + "finished")
+            except BaseException:
+                await wire.close()
+                raise
+            self._sub = (wire, queue)
+        return self._sub[1]
 
     async def _fetch(self, ids: Iterable[str], mode: str = "0") -> list[Job]:
         """Records of ``ids``; mode as in redis_lua/fetch.lua."""
