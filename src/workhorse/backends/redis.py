@@ -19,8 +19,8 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P:Q}:wake            list   wake-up tokens for blocked workers (at most 32)
       {P:Q}:paused          string present while the queue is paused
     slot {P}, shared
-      {P}:events            stream the event log, entry id = <counter>-0, capped (MAXLEN ~)
-      {P}:evid              string the event counter
+      {P}:events            stream the event log, capped (MAXLEN ~); an entry id <ms>-<seq>
+                                   is the cursor ms * 1000000 + seq
       {P}:dedup             hash   dedup key -> "queue id" of the live job holding it
       {P}:queues            set    queues ever used;   {P}:paused  set  paused queues
       {P}:epoch             string a random mark: its loss means the server lost its data
@@ -138,6 +138,12 @@ def _float(raw: bytes | None) -> float | None:
 
 def _json(raw: bytes | None) -> Any:
     return None if raw is None or raw == b"" else codec.loads(raw)
+
+
+def _cursor(entry_id: bytes) -> int:
+    """A stream entry id <ms>-<seq> as the event log's integer cursor."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms) * 1_000_000 + int(seq)
 
 
 def _data(raw: bytes | None) -> Any:
@@ -996,8 +1002,9 @@ class RedisBackend(Backend):
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         if limit <= 0:
             return []
+        ms, seq = divmod(max(0, int(after)), 1_000_000)
         entries = await self._conn().call(
-            "XRANGE", self._g + "events", f"({int(after)}-0", "+", "COUNT", limit
+            "XRANGE", self._g + "events", f"({ms}-{seq}", "+", "COUNT", limit
         )
         out = []
         for entry_id, flat in entries:
@@ -1010,7 +1017,7 @@ class RedisBackend(Backend):
                     f[b"q"].decode() or None,
                     codec.loads(f[b"d"]),
                     float(f[b"a"]),
-                    int(entry_id.split(b"-", 1)[0]),
+                    _cursor(entry_id),
                 )
             )
         return out

@@ -14,17 +14,10 @@ local function fmt(x)
   return string.format('%.6f', x)
 end
 
+-- The stream's own ids (<ms>-<seq>, always rising) give the log its cursor: the client
+-- reads <ms>-<seq> as the integer ms * 1000000 + seq.
 local function event(typ, id, task, queue, data, at)
-  local n = redis.call('INCR', G .. 'evid')
-  if n == 1 then
-    -- The counter is new: continue after the log's last entry, should the log outlive it.
-    local last = redis.call('XREVRANGE', G .. 'events', '+', '-', 'COUNT', 1)
-    if last[1] then
-      n = tonumber(string.match(last[1][1], '^(%d+)')) + 1
-      redis.call('SET', G .. 'evid', n)
-    end
-  end
-  redis.call('XADD', G .. 'events', 'MAXLEN', '~', MAXEV, n .. '-0', 'e', typ, 'j', id,
+  redis.call('XADD', G .. 'events', 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
 end
 

@@ -20,12 +20,13 @@ if #picked > 0 then
   for i, rk in ipairs(picked) do
     local id = string.sub(rk, 29)
     local jk = QK .. 'j:' .. id
-    local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q')
-    local attempts = redis.call('HINCRBY', jk, 'a', 1)
+    local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q', 'a')
+    local attempts = tonumber(f[8]) + 1
     local span = lease
     if f[5] and f[5] ~= '' then span = tonumber(f[5]) end
     local token = base .. i
-    redis.call('HSET', jk, 's', 'active', 'w', worker, 'tk', token, 'st', NOWS, 'x', fmt(NOW + span))
+    redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token, 'st', NOWS,
+      'x', fmt(NOW + span))
     redis.call('HDEL', jk, 'rk')
     redis.call('ZADD', QK .. 'active', NOW + span, id)
     redis.call('ZREM', QK .. 'i:queued', id)
