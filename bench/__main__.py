@@ -55,8 +55,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="small sizes, one run, no profile: checks the harness, not speed",
     )
-    p.add_argument("--out", default="docs/benchmarks.md", help="the markdown report")
-    p.add_argument("--json", default="bench/results/latest.json", help="the raw figures")
+    p.add_argument(
+        "--out",
+        help="the markdown report (default docs/benchmarks.md; bench/results/quick.md "
+        "with --quick, so a smoke run never overwrites the real figures)",
+    )
+    p.add_argument(
+        "--json",
+        help="the raw figures (default bench/results/latest.json, or quick.json with --quick)",
+    )
     p.add_argument(
         "--profiler",
         choices=["auto", "py-spy", "cprofile", "none"],
@@ -83,6 +90,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeat = 1
     if args.quick and not _given("--soak", argv):
         args.soak = 0
+    if args.out is None:
+        args.out = "bench/results/quick.md" if args.quick else "docs/benchmarks.md"
+    if args.json is None:
+        args.json = "bench/results/quick.json" if args.quick else "bench/results/latest.json"
     return args
 
 

@@ -355,13 +355,15 @@ async def soak(kind: str, url: str, n: int, progress: Progress) -> Figures:
     figures = await processing(kind, url, NOOP, n, 10, progress, rss_every=max(1, n // 10))
     trace = figures["rss_trace"]
     first = trace[0][1] if trace else figures["rss_mb"]
+    last = trace[-1][1] if trace else figures["rss_mb"]  # at the last job, before stopping
     return {
         "n": n,
         "rate": figures["rate"],
         "worker_cpu_us": figures["worker_cpu_us"],
         "rss_first_tenth_mb": first,
-        "rss_end_mb": figures["rss_mb"],
-        "rss_growth_mb": figures["rss_mb"] - first,
+        "rss_end_mb": last,
+        "rss_growth_mb": last - first,
+        "rss_after_stop_mb": figures["rss_mb"],
         "rss_trace": trace,
     }
 

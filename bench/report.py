@@ -312,7 +312,7 @@ def _soak_section(soak: dict[str, dict[str, Any]]) -> list[str]:
         "(The memory backend is left out: its store lives in the worker's process and "
         "keeps every job until retention removes it.)",
         "",
-        "| backend | jobs | RSS after the first tenth | RSS at the end | growth | "
+        "| backend | jobs | RSS after the first tenth | RSS at the last job | growth | "
         "per 10,000 jobs | RSS at each tenth (MiB) |",
         "| --- | --: | --: | --: | --: | --: | --- |",
     ]
