@@ -32,6 +32,7 @@ from rich.progress import (
 from bench import measure, profile, report
 from bench.measure import BACKENDS, DEFAULT_POSTGRES, DEFAULT_REDIS, Servers, Sizes
 
+UNAVAILABLE = 3  # exit status: a backend asked for by name cannot run here
 MEASUREMENTS = ("enqueue_one", "enqueue_bulk", "noop", "sleep", "roundtrip")
 
 
@@ -112,11 +113,13 @@ def choose_backends(requested: str | None, servers: Servers) -> tuple[list[str],
             raise SystemExit(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
         problems = {k: why for k in kinds if (why := measure.unavailable(k, servers))}
         if problems:
-            raise SystemExit(
+            print(
                 "cannot measure: "
                 + "; ".join(problems.values())
-                + " (start the server, or leave the backend out of --backends)"
+                + " (start the server, or leave the backend out of --backends)",
+                file=sys.stderr,
             )
+            raise SystemExit(UNAVAILABLE)
         return kinds, {}
     kinds, skipped = [], {}
     for kind in BACKENDS:
