@@ -80,9 +80,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick skips it unless given)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--redis-url", default=os.environ.get("WORKHORSE_BENCH_REDIS", DEFAULT_REDIS))
     p.add_argument(
-        "--postgres-url", default=os.environ.get("WORKHORSE_BENCH_POSTGRES", DEFAULT_POSTGRES)
+        "--redis-url",
+        default=os.environ.get("WORKHORSE_BENCH_REDIS", DEFAULT_REDIS),
+        help="server for the redis runs; each run adds its own ?prefix= "
+        "(env WORKHORSE_BENCH_REDIS)",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=os.environ.get("WORKHORSE_BENCH_POSTGRES", DEFAULT_POSTGRES),
+        help="server for the postgres runs; each run adds its own ?schema= "
+        "(env WORKHORSE_BENCH_POSTGRES)",
     )
     args = p.parse_args(argv)
     if args.repeat < 1:
