@@ -1,0 +1,144 @@
+"""The small key-value store behind schedules and limits: kv_get, kv_set, kv_delete
+(owner-checked), kv_scan, TTL expiry, and the key space it shares with set_if_absent."""
+
+from __future__ import annotations
+
+import asyncio
+
+from workhorse.backends import Backend
+
+from .support import eventually
+
+
+async def test_set_get_overwrite(backend: Backend, peer: Backend) -> None:
+    assert await backend.kv_get("schedule:nightly") is None
+    await backend.kv_set("schedule:nightly", '{"task": "export"}')
+    assert await peer.kv_get("schedule:nightly") == '{"task": "export"}'
+    await peer.kv_set("schedule:nightly", '{"task": "report"}')
+    assert await backend.kv_get("schedule:nightly") == '{"task": "report"}'
+    assert await backend.kv_get("schedule:nightl") is None  # exact keys, no prefix match
+
+
+async def test_ttl_expires_and_no_ttl_stays(backend: Backend, peer: Backend) -> None:
+    await backend.kv_set("slot", "job-1", ttl=0.3)
+    await backend.kv_set("forever", "x")
+    assert await peer.kv_get("slot") == "job-1"
+
+    async def gone() -> bool:
+        return await peer.kv_get("slot") is None
+
+    await eventually(gone, "a kv key to expire after its ttl")
+    assert await peer.kv_get("forever") == "x"
+    assert "slot" not in await peer.kv_scan("")
+
+
+async def test_set_renews_or_clears_a_ttl(backend: Backend) -> None:
+    # The limiter renews a slot with kv_set; a renewal must push the expiry back.
+    await backend.kv_set("renewed", "a", ttl=0.4)
+    await backend.kv_set("lasting", "a", ttl=0.4)
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        await backend.kv_set("renewed", "a", ttl=0.4)
+    await backend.kv_set("lasting", "b")  # no ttl: the key lasts from now on
+    assert await backend.kv_get("renewed") == "a"
+    await asyncio.sleep(0.6)
+    assert await backend.kv_get("lasting") == "b"
+    assert await backend.kv_get("renewed") is None
+
+
+async def test_delete_checks_the_owner(backend: Backend, peer: Backend) -> None:
+    await backend.kv_set("limit:acct:0", "job-a")
+    assert await peer.kv_delete("limit:acct:0", "job-b") is False  # not the holder
+    assert await backend.kv_get("limit:acct:0") == "job-a"
+    assert await peer.kv_delete("limit:acct:0", "job-a") is True
+    assert await backend.kv_get("limit:acct:0") is None
+    assert await backend.kv_delete("limit:acct:0", "job-a") is False  # already gone
+    await backend.kv_set("plain", "v")
+    assert await backend.kv_delete("plain") is True  # no value: delete whatever it holds
+    assert await backend.kv_delete("plain") is False
+    assert await backend.kv_delete("never-set") is False
+
+
+async def test_delete_of_an_expired_key_is_refused(backend: Backend) -> None:
+    await backend.kv_set("lease-slot", "job-a", ttl=0.2)
+    await asyncio.sleep(0.35)
+    # The slot expired (its worker died): a late release must not report success.
+    assert await backend.kv_delete("lease-slot", "job-a") is False
+    assert await backend.kv_delete("lease-slot") is False
+    assert await backend.set_if_absent("lease-slot", "job-b", ttl=30) is True
+
+
+async def test_concurrent_owner_checked_deletes_one_wins(backend: Backend, peer: Backend) -> None:
+    await backend.kv_set("lock", "me")
+    results = await asyncio.gather(*(b.kv_delete("lock", "me") for b in [backend, peer] * 5))
+    assert sorted(results) == [False] * 9 + [True]
+
+
+async def test_scan_by_prefix(backend: Backend, peer: Backend) -> None:
+    await backend.kv_set("schedule:a", "1")
+    await backend.kv_set("schedule:b", "2")
+    await backend.kv_set("schedule:c", "3", ttl=0.2)
+    await backend.kv_set("schedules", "not under the prefix")
+    await backend.kv_set("cron:a:last", "x")
+    await backend.kv_set("sched%:_", "LIKE wildcards are plain characters")
+    assert await peer.kv_scan("schedule:") == {
+        "schedule:a": "1",
+        "schedule:b": "2",
+        "schedule:c": "3",
+    }
+    assert await peer.kv_scan("sched%:") == {"sched%:_": "LIKE wildcards are plain characters"}
+    assert await peer.kv_scan("nothing:") == {}
+
+    async def expired() -> bool:
+        return "schedule:c" not in await peer.kv_scan("schedule:")
+
+    await eventually(expired, "an expired key to leave kv_scan")
+    await backend.kv_delete("schedule:a")
+    assert await peer.kv_scan("schedule:") == {"schedule:b": "2"}
+    everything = await peer.kv_scan("")
+    assert {"schedule:b", "schedules", "cron:a:last"} <= set(everything)
+
+
+async def test_scan_unicode_prefix(backend: Backend) -> None:
+    await backend.kv_set("tenant:zürich:1", "a")
+    await backend.kv_set("tenant:zürich:2", "b")
+    await backend.kv_set("tenant:zz", "c")
+    await backend.kv_set("tenant:ü", "d")
+    assert await backend.kv_scan("tenant:zü") == {"tenant:zürich:1": "a", "tenant:zürich:2": "b"}
+    assert await backend.kv_scan("tenant:ü") == {"tenant:ü": "d"}
+
+
+async def test_set_if_absent_shares_the_key_space(backend: Backend, peer: Backend) -> None:
+    # A key taken with set_if_absent is a kv key: readable and deletable. kv_scan lists
+    # the lasting ones; a claim with a ttl (a tick, a limit slot) need not be listed (Redis
+    # keeps those out of its scan index, which would otherwise grow by one per tick).
+    assert await backend.set_if_absent("limit:k:0", "job-a", ttl=30)
+    assert await backend.set_if_absent("cron:n:since", "123.5")
+    assert await peer.kv_get("limit:k:0") == "job-a"
+    assert await peer.kv_get("cron:n:since") == "123.5"
+    assert await peer.kv_scan("cron:") == {"cron:n:since": "123.5"}
+    # A key written with kv_set is taken for set_if_absent.
+    await peer.kv_set("limit:k:1", "job-b", ttl=30)
+    assert await backend.set_if_absent("limit:k:1", "job-c", ttl=30) is False
+    # Released (owner-checked), the key is free again.
+    assert await peer.kv_delete("limit:k:0", "job-a")
+    assert await backend.set_if_absent("limit:k:0", "job-d", ttl=30) is True
+    assert await backend.kv_get("limit:k:0") == "job-d"
+
+
+async def test_set_if_absent_takes_an_expired_kv_key(backend: Backend, peer: Backend) -> None:
+    await backend.kv_set("slot", "dead-worker-job", ttl=0.2)
+
+    async def taken() -> bool:
+        return await peer.set_if_absent("slot", "new-job", ttl=30)
+
+    await eventually(taken, "set_if_absent to take an expired kv key")
+    assert await backend.kv_get("slot") == "new-job"
+
+
+async def test_counters_live_apart_from_kv(backend: Backend) -> None:
+    assert await backend.counter_add("rate:k:1", 3, ttl=30) == 3
+    assert await backend.kv_get("rate:k:1") is None
+    assert await backend.kv_scan("rate:") == {}
+    await backend.kv_set("rate:k:1", "text")
+    assert await backend.counter_add("rate:k:1", 1) == 4
