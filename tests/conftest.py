@@ -18,7 +18,9 @@ from workhorse.backends import Backend, backend_from_url
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS_URL = os.environ.get("WORKHORSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("WORKHORSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "WORKHORSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
 BACKENDS = os.environ.get("WORKHORSE_TEST_BACKENDS", "memory,sqlite,redis,postgres").split(",")
 
 
@@ -40,9 +42,16 @@ def require_service(name: str, host: str, port: int) -> None:
 
 
 def _module_ready(module: str) -> bool:
-    import importlib.util
+    """A backend counts as written once its module imports and has its class."""
+    import importlib
 
-    return importlib.util.find_spec(module) is not None
+    from workhorse.backends import SCHEMES
+
+    scheme = module.rsplit(".", 1)[-1]
+    try:
+        return hasattr(importlib.import_module(module), SCHEMES[scheme][1])
+    except ImportError:
+        return False
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:
@@ -81,9 +90,7 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend_factory(
-    backend_kind: str, tmp_path: Path
-) -> Callable[[], Backend]:
+def backend_factory(backend_kind: str, tmp_path: Path) -> Callable[[], Backend]:
     """Make another backend object on the same store (a second process's view)."""
     url = backend_url(backend_kind, tmp_path)
     shared: list[Backend] = []
@@ -105,10 +112,16 @@ async def backend(backend_factory: Callable[[], Backend]) -> AsyncIterator[Backe
     try:
         yield b
     finally:
-        drop = getattr(b, "drop", None)  # durable backends remove their test data
-        if drop is not None:
-            await drop()
+        await _drop(b)
         await b.close()
+
+
+async def _drop(b: Backend) -> None:
+    """Durable backends remove their test data, once, while still open."""
+    drop = getattr(b, "drop", None)
+    if drop is not None and not getattr(b, "_test_dropped", False):
+        b._test_dropped = True  # type: ignore[attr-defined]
+        await drop()
 
 
 @pytest.fixture
@@ -116,4 +129,6 @@ async def app(backend: Backend) -> AsyncIterator[Workhorse]:
     a = Workhorse(backend=backend, poll_interval=0.05)
     await a.open()
     yield a
+    await a.stop_workers()
+    await _drop(backend)
     await a.close()

@@ -142,6 +142,30 @@ class Workhorse:
         return self.backend
 
     # -- registry ----------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task[Any, Any]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 0,
+        backoff: BackoffSpec = None,
+        timeout: Seconds | None = None,
+        priority: int = 0,
+        lease: Seconds | None = None,
+        cron: str | dict[str, Any] | CronSpec | None = None,
+        singleton: bool | Callable[[Any], Any] = False,
+        on_duplicate: OnDuplicate = "return",
+        concurrency: int | None = None,
+        rate: str | None = None,
+        key: Callable[[Any], Any] | None = None,
+    ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
+
     def task(
         self,
         fn: Callable[..., Any] | None = None,
@@ -160,7 +184,7 @@ class Workhorse:
         concurrency: int | None = None,
         rate: str | None = None,
         key: Callable[[Any], Any] | None = None,
-    ) -> Any:
+    ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
         cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...)``.
@@ -275,9 +299,11 @@ class Workhorse:
         news: list[NewJob],
         results: list[EnqueueResult],
         on_duplicate: str,
+        committed: bool = True,
     ) -> list[JobHandle[Any]]:
         out: list[JobHandle[Any]] = []
-        emit = self.bus.wants("job.queued")
+        # Inside the caller's transaction nothing is queued until it commits: stay quiet.
+        emit = committed and self.bus.wants("job.queued")
         for new, res in zip(news, results, strict=True):
             status: EnqueueStatus = "created"
             if res.replaced:
@@ -306,16 +332,18 @@ class Workhorse:
     ) -> JobHandle[Any]:
         """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
         ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``) stay apart from the data.
+        ``connection=`` (PostgreSQL) enqueues inside your open psycopg transaction: the job
+        exists only if that transaction commits.
 
         For a singleton, ``handle.status`` tells what happened: ``created``, ``duplicate``
         (the live job is returned), ``replaced`` (the live job took this payload) or
         ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
         t = self._resolve(task)
+        connection = options.pop("connection", None)
         new = self._new_job(t, data, options)
-        backend = await self._store()
-        results = await backend.enqueue([new])
+        results = await self._write([new], connection)
         on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
-        return (await self._handles(t, [new], results, on_dup))[0]
+        return (await self._handles(t, [new], results, on_dup, connection is None))[0]
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
@@ -323,13 +351,26 @@ class Workhorse:
         """Enqueue one job per item of ``items`` in one round trip; all or nothing is
         refused when one payload is bad."""
         t = self._resolve(task)
+        connection = options.pop("connection", None)
         news = [self._new_job(t, data, options) for data in items]
         if not news:
             return []
-        backend = await self._store()
-        results = await backend.enqueue(news)
+        results = await self._write(news, connection)
         on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
-        return await self._handles(t, news, results, on_dup)
+        return await self._handles(t, news, results, on_dup, connection is None)
+
+    async def _write(self, news: list[NewJob], connection: Any) -> list[EnqueueResult]:
+        backend = await self._store()
+        if connection is None:
+            return await backend.enqueue(news)
+        enqueue_in = getattr(backend, "enqueue_in", None)
+        if not backend.capabilities.transactional_enqueue or enqueue_in is None:
+            raise ConfigError(
+                f"connection= needs a backend that can enqueue inside your transaction "
+                f"(postgresql://); {backend.url.split('://')[0]}:// cannot"
+            )
+        results: list[EnqueueResult] = await enqueue_in(connection, news)
+        return results
 
     async def run(
         self,
@@ -419,6 +460,10 @@ class Workhorse:
 
     async def resume(self, queue: str) -> None:
         await (await self._store()).resume(check_name(queue, "queue"))
+
+    async def paused(self) -> set[str]:
+        """Every paused queue."""
+        return await (await self._store()).paused()
 
     async def is_paused(self, queue: str) -> bool:
         return queue in await (await self._store()).paused()

@@ -35,7 +35,9 @@ class Settings(BaseModel):
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker beats")
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
-    keep_completed: int | None = Field(10_000, ge=0, description="Completed jobs kept per queue")
+    keep_completed: int | None = Field(
+        10_000, ge=0, description="Newest completed jobs kept (across queues)"
+    )
     keep_completed_for: float | None = Field(
         86_400.0, ge=0, description="Seconds completed jobs are kept"
     )

@@ -187,6 +187,7 @@ class Task(Generic[D, R]):
         (self.takes_data, self.takes_ctx, self._data_adapter, self._result_adapter) = (
             _inspect_handler(fn)
         )
+        self.limited = options.concurrency is not None or options.rate is not None
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 

@@ -145,7 +145,7 @@ async def test_burst_worker_with_several_queues_runs_everything(tmp_path: Path) 
 
     async with app:
         await work.enqueue_many([None] * 300)
-        worker = app.worker(queues={"busy": 1, "idle": 1}, burst=True, poll_interval=0.05)
+        worker = app.worker(queues={"busy": 1, "priority": 1}, burst=True, poll_interval=0.05)
         await asyncio.wait_for(worker.run(), 30)
         assert done == 300
         counts = await app.counts(["busy"])

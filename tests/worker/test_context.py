@@ -109,8 +109,11 @@ async def test_bus_events_fire_in_order(app: Workhorse) -> None:
     async with running(app, concurrency=1):
         a = await ok.enqueue()
         await app.wait(a.id, 5)
+        # The bus hears of an outcome just after the store has it, as a waiter does.
+        await wait_until(lambda: ("job.completed", "ok", a.id) in seen, what="completed")
         b = await bad.enqueue()
         await app.wait(b.id, 5)
+        await wait_until(lambda: ("job.failed", "bad", b.id) in seen, what="failed")
         await wait_until(lambda: completed_for_ok == [a.id], what="the async handler")
 
     assert seen == [
@@ -172,7 +175,7 @@ async def test_cancel_of_an_active_job_cancels_the_handler(app: Workhorse) -> No
         assert job.state is JobState.CANCELLED
         assert [line["message"] for line in job.logs] == ["started"]
         assert await next_one.run(timeout=5) == "ran"  # the slot came back
-        assert worker.active == 0
+        await wait_until(lambda: worker.active == 0, what="the slot to free")
 
 
 async def test_cancel_of_a_queued_job_never_runs_it(app: Workhorse) -> None:

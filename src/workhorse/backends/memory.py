@@ -383,14 +383,16 @@ class MemoryBackend(Backend):
         if timeout <= 0:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._work.wait()
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         done = self._finished(ids)
         if done or timeout <= 0:
             return done
         try:
-            await asyncio.wait_for(self._done.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._done.wait()
         except TimeoutError:
             return []
         return self._finished(ids)

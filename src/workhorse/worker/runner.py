@@ -13,6 +13,7 @@ from workhorse.backoff import Exponential
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError
 from workhorse.job import Lease, Outcome
+from workhorse.worker.limiter import Limiter, Slot
 
 if TYPE_CHECKING:
     from workhorse.app import Workhorse
@@ -53,12 +54,13 @@ class Runner:
     def __init__(self, app: Workhorse, threads: Executor) -> None:
         self.app = app
         self.threads = threads
+        self.limiter = Limiter(app.backend)
+        self.slots: dict[str, Slot] = {}  # concurrency slots held, by job id, for renewal
 
     async def run(self, lease: Lease, ctx: JobContext) -> Outcome:
         task = self.app.tasks.get(lease.task)
         if task is None:
             return await self._unknown(lease)
-        timeout = lease.timeout
         try:
             data = task.decode(lease.data)
         except Exception as exc:
@@ -71,6 +73,27 @@ class Runner:
                 ),
                 logs=ctx.drain_logs(),
             )
+        if task.limited:
+            slot, wait = await self.limiter.acquire(task, data, lease)
+            if wait is not None:
+                # A full limit is no failure: come back later, attempt refunded.
+                return Outcome("retry", delay=wait, refund=True, logs=ctx.drain_logs())
+            if slot is not None:
+                self.slots[lease.job_id] = slot
+                try:
+                    return await self._attempt(task, lease, data, ctx)
+                finally:
+                    self.slots.pop(lease.job_id, None)
+                    try:
+                        await self.limiter.release(slot)
+                    except Exception:  # the slot's TTL frees it anyway
+                        log.exception("job %s: could not release its limit slot", lease.job_id)
+        return await self._attempt(task, lease, data, ctx)
+
+    async def _attempt(
+        self, task: Task[Any, Any], lease: Lease, data: Any, ctx: JobContext
+    ) -> Outcome:
+        timeout = lease.timeout
         try:
             if timeout is None:
                 result = await self._call(task, data, ctx)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workhorse.context import JobContext
+from workhorse.errors import ConfigError
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
+from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.runner import Runner, error_info
@@ -84,6 +86,7 @@ class Worker:
         reclaim_interval: float | None = None,
         heartbeat_interval: float | None = None,
         burst: bool = False,
+        scheduler: bool = True,
     ) -> None:
         s = app.settings
         self.app = app
@@ -94,6 +97,8 @@ class Worker:
         self.reclaim_interval = reclaim_interval or s.reclaim_interval
         self.heartbeat_interval = heartbeat_interval or s.heartbeat_interval
         self.burst = burst  # stop when the queues are empty
+        self.scheduler = scheduler and not burst  # fire cron ticks (every worker may)
+        self._check_queues()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
         self._running: dict[str, _Running] = {}
@@ -110,6 +115,23 @@ class Worker:
         self._waits: set[asyncio.Future[None]] = set()
         self._renew_period = self._period([self.lease])
         self._renew_wake = asyncio.Event()
+
+    def _check_queues(self) -> None:
+        """A consumed queue that no task uses is almost always a typo: fail at start-up."""
+        known = {"default", "priority", *(t.defaults.queue for t in self.app.tasks.values())}
+        unknown = sorted(set(self.queues) - known)
+        if unknown and self.app.tasks:
+            raise ConfigError(
+                f"worker consumes unknown queue(s) {unknown}; the app's tasks use: "
+                f"{', '.join(sorted(known))}"
+            )
+        idle = sorted({t.defaults.queue for t in self.app.tasks.values()} - set(self.queues))
+        if idle:
+            log.info(
+                "queues %s are left to other workers (this one consumes %s)",
+                idle,
+                list(self.queues),
+            )
 
     # -- control -----------------------------------------------------------------------
     @property
@@ -169,6 +191,9 @@ class Worker:
             asyncio.create_task(self._maintenance_loop(), name="workhorse-maintenance"),
             asyncio.create_task(self._heartbeat_loop(), name="workhorse-heartbeat"),
         ]
+        if self.scheduler:
+            ticker = Ticker(self.app, self.id)
+            side.append(asyncio.create_task(ticker.run(self._stopping), name="workhorse-cron"))
         consumers = [
             asyncio.create_task(self._consume(q), name=f"workhorse-consume-{q}")
             for q in self.queues
@@ -191,7 +216,10 @@ class Worker:
                 await self._finisher.drain()
             for t in side:
                 t.cancel()
-            await asyncio.gather(*side, return_exceptions=True)
+            # A cancel can be lost inside a client library; never hang the exit on one.
+            _, stuck = await asyncio.wait(side, timeout=5)
+            for t in stuck:
+                log.error("side task %s did not stop; leaving it", t.get_name())
             self._remove_signal_handlers()
             try:
                 await backend.remove_worker(self.id)
@@ -254,7 +282,9 @@ class Worker:
                     if self._burst_done():
                         self.stop()
                         return
-                waiter = asyncio.ensure_future(backend.wait_for_jobs([queue], self.poll_interval))
+                # A burst worker must notice the end soon; a blocking store would hold it.
+                wait = min(self.poll_interval, 0.1) if self.burst else self.poll_interval
+                waiter = asyncio.ensure_future(backend.wait_for_jobs([queue], wait))
                 self._waits.add(waiter)
                 try:
                     await waiter
@@ -360,7 +390,8 @@ class Worker:
             self._renew_period = self._period([r.lease.lease for r in live] or [self.lease])
             self._renew_wake.clear()
             try:
-                await asyncio.wait_for(self._renew_wake.wait(), self._renew_period)
+                async with asyncio.timeout(self._renew_period):
+                    await self._renew_wake.wait()
                 continue  # a shorter lease started: sleep again, for its period
             except TimeoutError:
                 pass
@@ -369,6 +400,9 @@ class Worker:
                 continue
             try:
                 result = await backend.renew([r.lease for r in live])
+                slots = self._runner.slots
+                if slots:
+                    await self._runner.limiter.renew(list(slots.values()))
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue

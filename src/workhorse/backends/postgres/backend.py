@@ -420,7 +420,8 @@ class PostgresBackend(Backend):
             if timeout <= 0:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(fut), timeout)
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(fut)
         finally:
             self.listener.forget(fut)
 
@@ -434,7 +435,8 @@ class PostgresBackend(Backend):
             if done or timeout <= 0:
                 return done
             try:
-                await asyncio.wait_for(asyncio.shield(fut), timeout)
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(fut)
             except TimeoutError:
                 return []
             return await self._finished(wanted)

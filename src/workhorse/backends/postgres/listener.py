@@ -41,7 +41,8 @@ class Listener:
             self._task = asyncio.create_task(self._run(), name="workhorse-pg-listener")
         # Not fatal if slow: polling covers the gap, but normally it is up in a few ms.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.connected.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self.connected.wait()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
