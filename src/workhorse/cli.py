@@ -595,8 +595,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
 
     async def go(app: Workhorse) -> tuple[dict[str, dict[str, int]], set[str], list[WorkerInfo]]:
         counts = await app.counts()
-        # The client API asks one queue at a time: those with jobs and the configured ones.
-        paused = {q for q in {*counts, *app.settings.queues} if await app.is_paused(q)}
+        paused = await app.paused()
         return counts, paused, await app.workers()
 
     counts, paused, workers = drive(app, go)
@@ -814,3 +813,128 @@ def demo(url: str | None, batch: int) -> None:
 
 
 __all__ = ["import_app", "main", "make_app"]
+
+
+@main.command()
+@app_option
+@url_option
+def migrate(app_spec: str | None, url: str | None) -> None:
+    """Bring the store's schema up to date (PostgreSQL); workers refuse an old schema."""
+    app = make_app(app_spec, url)
+    backend = app.backend
+    run_migrations = getattr(backend, "migrate", None)
+    if run_migrations is None:
+        err().print(f"{backend.url.split('://')[0]}:// keeps its own layout: nothing to migrate")
+        return
+
+    async def go(app: Workhorse) -> list[int]:
+        applied: list[int] = await run_migrations()
+        return applied
+
+    applied = drive(app, go)
+    if applied:
+        err().print(f"applied migration(s) {', '.join(map(str, applied))}")
+    else:
+        err().print("schema already up to date")
+
+
+@main.command()
+@app_option
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
+    """Is the configured store reachable? Its clock, schema, and what it lacks."""
+    app = make_app(app_spec, url)
+    backend = app.backend
+    report: dict[str, Any] = {"url": redact(backend.url), "backend": type(backend).__name__}
+
+    async def go(app: Workhorse) -> None:
+        started = time.perf_counter()
+        await app.open()
+        report["open_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        started = time.perf_counter()
+        now = await backend.now()
+        report["round_trip_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        report["clock_skew_s"] = round(now - time.time(), 3)
+        version = getattr(backend, "schema_version", None)
+        if version is not None:
+            report["schema_version"] = await version()
+        caps = backend.capabilities
+        report["capabilities"] = {f: getattr(caps, f) for f in caps.__dataclass_fields__}
+        report["lacks"] = [f for f, ok in report["capabilities"].items() if not ok]
+
+    try:
+        drive(app, go)
+    except click.ClickException as exc:
+        report["error"] = exc.message
+        if as_json:
+            echo_json(report)
+        raise
+    if as_json:
+        echo_json(report)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in report.items():
+        table.add_row(key, str(value))
+    out().print(table)
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+@main.command()
+@app_option
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def cron(app_spec: str | None, url: str | None, as_json: bool) -> None:
+    """Schedules in the store, with their next runs and last results."""
+    app = make_app(app_spec, url)
+
+    async def go(app: Workhorse) -> list[tuple[Any, Job | None]]:
+        rows = []
+        for info in await app.schedules():
+            last = await app.get_job(info.last_job_id) if info.last_job_id else None
+            rows.append((info, last))
+        return rows
+
+    rows = drive(app, go)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": i.name,
+                    "task": i.task,
+                    "pattern": i.pattern,
+                    "timezone": i.timezone,
+                    "data": i.data,
+                    "source": i.source,
+                    "next_run": i.next_run.isoformat(),
+                    "last_run": i.last_run.isoformat() if i.last_run else None,
+                    "last_job_id": i.last_job_id,
+                    "last_state": last.state.value if last else None,
+                }
+                for i, last in rows
+            ]
+        )
+        return
+    if not rows:
+        err().print("no schedules in the store (workers sync the declared ones when they start)")
+        return
+    table = Table("name", "task", "pattern", "zone", "next run", "last run", "last result")
+    for info, last in rows:
+        table.add_row(
+            info.name,
+            info.task,
+            info.pattern,
+            info.timezone,
+            fmt_time(info.next_run),
+            fmt_time(info.last_run),
+            state_text(last.state) if last else Text("-"),
+        )
+    out().print(table)

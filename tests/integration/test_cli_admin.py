@@ -1,0 +1,89 @@
+"""The operator commands: check, migrate, cron."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tests.conftest import POSTGRES_URL, require_service
+from workhorse import Workhorse
+from workhorse.cli import main, redact
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_reports_a_reachable_store(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "--json", "--url", f"sqlite:///{tmp_path}/c.db"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["backend"] == "SQLiteBackend"
+    assert report["capabilities"]["durable"] is True
+    assert "multi_machine" in report["lacks"]
+
+
+def test_check_names_an_unreachable_store_without_its_password() -> None:
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    result = CliRunner().invoke(main, ["check", "--url", url])
+    assert result.exit_code == 1
+    assert "s3cret" not in result.output
+    assert "Check that the server runs" in result.output
+
+
+def test_redact() -> None:
+    assert redact("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_migrate(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["migrate", "--url", f"sqlite:///{tmp_path}/m.db"])
+    assert result.exit_code == 0
+    assert "nothing to migrate" in result.output
+    require_service("postgres", "127.0.0.1", 5432)
+    url = f"{POSTGRES_URL}?schema=whcli{uuid.uuid4().hex[:8]}"
+    try:
+        first = CliRunner().invoke(main, ["migrate", "--url", url])
+        assert first.exit_code == 0, first.output
+        again = CliRunner().invoke(main, ["migrate", "--url", url])
+        assert "already up to date" in again.output
+    finally:
+        import asyncio
+
+        from workhorse.backends import backend_from_url
+
+        async def drop() -> None:
+            b = backend_from_url(url)
+            await b.open()
+            await b.drop()  # type: ignore[attr-defined]
+            await b.close()
+
+        asyncio.run(drop())
+
+
+def test_cron_lists_schedules(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/cron.db"
+    app = Workhorse(url)
+
+    @app.task
+    async def export(data: dict[str, str]) -> None: ...
+
+    async def add() -> None:
+        await app.add_schedule("nightly", export, "0 2 * * *", data={"format": "csv"})
+        await app.close()
+
+    import asyncio
+
+    asyncio.run(add())
+    result = CliRunner().invoke(main, ["cron", "--json", "--url", url])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["name"], row["task"], row["pattern"]) == ("nightly", "export", "0 2 * * *")
+    assert row["data"] == {"format": "csv"}
+    assert row["last_job_id"] is None
