@@ -147,7 +147,7 @@ async def test_different_keys_run_in_parallel(app: Workhorse) -> None:
             app.run("rebuild_user_feed", {"user_id": "u1"}, timeout=RUN),
             app.run("rebuild_user_feed", {"user_id": "u2"}, timeout=RUN),
         )
-    assert results == ["u1", "u2"]
+    assert list(results) == ["u1", "u2"]
 
 
 async def test_on_duplicate_modes(app: Workhorse) -> None:
