@@ -45,6 +45,7 @@ from workhorse.task import (
     EnqueueStatus,
     JobHandle,
     OnDuplicate,
+    Runtime,
     Seconds,
     Task,
     check_call_options,
@@ -164,6 +165,9 @@ class Workhorse:
         concurrency: int | None = None,
         rate: str | None = None,
         key: Callable[[Any], Any] | None = None,
+        runtime: Runtime = "inline",
+        command: Sequence[str] | None = None,
+        memory_limit: int | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
 
     def task(
@@ -184,6 +188,9 @@ class Workhorse:
         concurrency: int | None = None,
         rate: str | None = None,
         key: Callable[[Any], Any] | None = None,
+        runtime: Runtime = "inline",
+        command: Sequence[str] | None = None,
+        memory_limit: int | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
@@ -202,6 +209,9 @@ class Workhorse:
             "concurrency": concurrency,
             "rate": rate,
             "key": key,
+            "runtime": runtime,
+            "command": command,
+            "memory_limit": memory_limit,
         }
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:

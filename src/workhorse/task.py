@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -40,6 +40,8 @@ def seconds(value: Seconds | None, what: str) -> float | None:
 
 
 OnDuplicate = Literal["return", "skip", "raise", "replace"]
+Runtime = Literal["inline", "process", "command"]
+RUNTIMES = ("inline", "process", "command")
 ON_DUPLICATE = ("return", "skip", "raise", "replace")
 
 
@@ -59,6 +61,9 @@ class TaskOptions:
     concurrency: int | None = None
     rate: Rate | None = None
     key: KeyFn | None = None  # the limit key: concurrency and rate hold per key
+    runtime: Runtime = "inline"
+    command: tuple[str, ...] | None = None  # for runtime="command": the program and its args
+    memory_limit: int | None = None  # bytes, for runtime="process": the child's address space
 
 
 TASK_OPTIONS = (
@@ -74,6 +79,9 @@ TASK_OPTIONS = (
     "concurrency",
     "rate",
     "key",
+    "runtime",
+    "command",
+    "memory_limit",
 )
 CALL_OPTIONS = (
     "delay",
@@ -102,7 +110,22 @@ def make_options(
     concurrency: int | None = None,
     rate: str | Rate | None = None,
     key: KeyFn | None = None,
+    runtime: Runtime = "inline",
+    command: Sequence[str] | None = None,
+    memory_limit: int | None = None,
 ) -> TaskOptions:
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if (runtime == "command") != (command is not None):
+        raise ConfigError("runtime='command' takes command=[program, *args], and only it does")
+    if command is not None and (
+        isinstance(command, str) or not command or not all(isinstance(a, str) for a in command)
+    ):
+        raise ConfigError(
+            f"command must be a list of strings, e.g. ['node', 'job.js']; got {command!r}"
+        )
+    if memory_limit is not None and (runtime != "process" or memory_limit < 1 << 20):
+        raise ConfigError("memory_limit (bytes, at least 1 MiB) applies to runtime='process'")
     check_name(queue, "queue")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
@@ -130,6 +153,9 @@ def make_options(
         concurrency,
         None if rate is None else parse_rate(rate),
         key,
+        runtime,
+        None if command is None else tuple(command),
+        memory_limit,
     )
 
 
