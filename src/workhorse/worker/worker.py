@@ -113,6 +113,7 @@ class Worker:
         self._signals = 0
         self._signal_loop: asyncio.AbstractEventLoop | None = None
         self._waits: set[asyncio.Future[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._renew_period = self._period([self.lease])
         self._renew_wake = asyncio.Event()
 
@@ -149,6 +150,11 @@ class Worker:
         for slots in self._slots.values():
             slots.freed.set()
 
+    def stop_threadsafe(self) -> None:
+        """``stop()`` from another thread than the worker's event loop."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.stop)
+
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the worker gracefully; a second one ends the grace period,
         a third exits at once. The handlers are removed when ``run()`` returns."""
@@ -182,6 +188,7 @@ class Worker:
 
     # -- main loop ---------------------------------------------------------------------
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.app.open()
         backend = self.app.backend
         self._finisher = Finisher(backend)
