@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-smoke clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: lint
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
+
+bench-smoke: $(BIN)/.installed
+	$(BIN)/python -m bench --quick --no-progress
 
 clean:
 	rm -rf $(VENV) .workhorse .pytest_cache .mypy_cache .ruff_cache

@@ -41,6 +41,7 @@ class _Running:
     ctx: JobContext
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the store gave the lease away: stop renewing, the finish is refused
+    finishing: bool = False  # the outcome is with the finisher: nothing left to renew
 
 
 @dataclass(slots=True)
@@ -356,6 +357,7 @@ class Worker:
                 # must still end the job with the reason rather than leave it leased.
                 log.exception("job %s: the worker failed to run it", lease.job_id)
                 outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
+            running.finishing = True
             await self._finish(lease, outcome)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
@@ -393,7 +395,7 @@ class Worker:
         backend = self.app.backend
         while True:
             # A third of the shortest lease, so two renewals can fail before one expires.
-            live = [r for r in self._running.values() if not r.lost]
+            live = [r for r in self._running.values() if not (r.lost or r.finishing)]
             self._renew_period = self._period([r.lease.lease for r in live] or [self.lease])
             self._renew_wake.clear()
             try:
@@ -402,7 +404,7 @@ class Worker:
                 continue  # a shorter lease started: sleep again, for its period
             except TimeoutError:
                 pass
-            live = [r for r in self._running.values() if not r.lost]
+            live = [r for r in self._running.values() if not (r.lost or r.finishing)]
             if not live:
                 continue
             try:
@@ -415,6 +417,8 @@ class Worker:
                 continue
             for running in live:
                 job_id = running.lease.job_id
+                if running.finishing:
+                    continue  # its outcome landed while the renew was in flight
                 if job_id in result.lost:
                     running.lost = True
                     log.warning(
