@@ -1,6 +1,3 @@
-# app.task(...) is typed as returning Any for now, which strict mypy calls an untyped
-# decorator; see the report to the lead (it wants typed overloads).
-# mypy: disable-error-code="untyped-decorator"
 """The tasks the demo runs (``workhorse demo``). They are ordinary tasks: a worker runs them
 with ``workhorse worker workhorse.demo:app --url ...``."""
 
