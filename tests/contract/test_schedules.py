@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from workhorse import ConfigError, JobContext, PayloadError, UnknownTaskError, Workhorse
 from workhorse.backends import Backend
 from workhorse.scheduler import schedules
-from workhorse.scheduler.ticker import tick_key
+from workhorse.scheduler.ticker import Ticker, tick_key
 
 from .support import eventually
 from .test_client import running, task
@@ -213,3 +213,47 @@ async def test_two_workers_fire_each_tick_once(app: Workhorse, other: Workhorse)
     assert len(jobs) == len(owners)  # one job per claimed tick, never two
     assert all(job.data == {"n": 1} for job in jobs)
     assert set(ran) <= {job.id for job in jobs}
+
+
+class ExportV2(BaseModel):
+    format: str
+    bucket: str  # new code needs a field the stored schedule's data lacks
+
+
+async def test_a_worker_that_cannot_fire_a_tick_leaves_it_to_others(
+    app: Workhorse, other: Workhorse
+) -> None:
+    """A rolling deploy: one worker lacks the task, another refuses the schedule's data.
+    Neither may claim the tick and lose it; a worker that can fire it still does."""
+
+    @task(app)
+    async def export(data: Export) -> str:
+        return data.format
+
+    await app.add_schedule("nightly-export", "export", "* * * * * *", {"format": "csv"})
+    (schedule,) = (await schedules.load(app.backend)).values()
+    sighted = datetime.fromtimestamp(await app.backend.now(), UTC)
+    now = sighted + timedelta(seconds=2)  # a tick after the schedule's first sighting
+    tick = schedule.cron.latest_at_or_before(now)
+
+    lacking = Ticker(other, "old-worker")  # other knows no task "export"
+    await lacking._fire_due(schedule, sighted)
+    await lacking._fire_due(schedule, now)
+    assert await other.backend.kv_get(tick_key(schedule, tick)) is None
+
+    @task(other, name="export")
+    async def export_v2(data: ExportV2) -> str:
+        return data.bucket
+
+    refusing = Ticker(other, "new-worker")
+    with pytest.raises(PayloadError):
+        await refusing._fire_due(schedule, now)
+    assert await other.backend.kv_get(tick_key(schedule, tick)) is None
+
+    able = Ticker(app, "worker")
+    await able._fire_due(schedule, now)
+    assert await app.backend.kv_get(tick_key(schedule, tick)) == "worker"
+    (job,) = await app.jobs(task="export")
+    assert job.data == {"format": "csv"}
+    await able._fire_due(schedule, now)  # the same tick again: nothing new
+    assert len(await app.jobs(task="export")) == 1
