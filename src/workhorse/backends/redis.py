@@ -164,20 +164,32 @@ def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+_ENQUEUE_CHUNK = 250  # jobs per enqueue script call
+
+
+def _bulk(arg: Any) -> bytes:
+    kind = type(arg)
+    if kind is bytes:
+        raw: bytes = arg
+    elif kind is str:
+        raw = arg.encode()
+    elif kind is int:
+        raw = b"%d" % arg
+    elif isinstance(arg, bytes | str | int):  # subclasses (StrEnum, bool ...)
+        return _bulk(
+            bytes(arg)
+            if isinstance(arg, bytes)
+            else str(int(arg) if isinstance(arg, int) and not isinstance(arg, str) else arg)
+        )
+    else:
+        raw = repr(arg).encode()
+    return b"$%d\r\n%b\r\n" % (len(raw), raw)
+
+
 def _pack(args: Sequence[Any]) -> bytes:
-    """A command in RESP: an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            raw = arg
-        elif isinstance(arg, str):
-            raw = arg.encode()
-        elif isinstance(arg, int):
-            raw = b"%d" % arg
-        else:
-            raw = repr(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(out)
+    """A command in RESP: an array of bulk strings. Hot for bulk enqueue: type() checks
+    first, one join."""
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
 
 
 class _Protocol(asyncio.Protocol):
@@ -549,11 +561,18 @@ class RedisBackend(Backend):
                     "1" if new.replace else "0",
                 )
             )
-        calls = [("enqueue", self._q(q), args) for q, args in by_queue.items()]
+        # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
+        # this process still packs the next (one big script would serialise the two).
+        chunks = [
+            [q, *args[k : k + _ENQUEUE_CHUNK * 11]]
+            for q, (_, *args) in by_queue.items()
+            for k in range(0, len(args), _ENQUEUE_CHUNK * 11)
+        ]
+        calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]
         replies = await self._call_many(calls)
-        # Replies come grouped by queue, in each queue's order: map them back to the jobs.
+        # Replies come per chunk, in each chunk's order: map them back to the jobs.
         found: dict[str, EnqueueResult] = {}
-        for args, reply in zip(by_queue.values(), replies, strict=True):
+        for args, reply in zip(chunks, replies, strict=True):
             for k, i in zip(range(1, len(args), 11), range(0, len(reply), 5), strict=True):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
                 self._remember(job_id, queue)

@@ -21,7 +21,29 @@ local function put(a, b, c, d, e)
   out[n + 1] = a; out[n + 2] = b; out[n + 3] = c; out[n + 4] = d; out[n + 5] = e
 end
 
+local ready, indexed = {}, {}
+local base = nil
+local function next_seq()
+  -- One INCRBY for the whole batch; seqs only need to grow, gaps are fine.
+  if base == nil then
+    local n = (#ARGV - 4) / 11
+    base = redis.call('INCRBY', QK .. 'seq', n) - n
+  end
+  base = base + 1
+  return base
+end
+
+local function flush()
+  if #ready > 0 then redis.call('ZADD', QK .. 'ready', unpack(ready)); ready = {} end
+  if #indexed > 0 then
+    redis.call('ZADD', QK .. 'all', unpack(indexed))
+    redis.call('ZADD', QK .. 'i:queued', unpack(indexed))
+    indexed = {}
+  end
+end
+
 for i = 5, #ARGV, 11 do
+  if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
   local id, dk = ARGV[i], ARGV[i + 9]
   local jk = QK .. 'j:' .. id
   local live = false
@@ -53,22 +75,33 @@ for i = 5, #ARGV, 11 do
     local f = redis.call('HMGET', jk, 's', 'r')
     put(id, 1, pstate(f[1], f[2]), queue, 0)
   else
+    -- The common path, kept to few calls per job: every index write is batched below.
     local run_at, run_s = due_time(i)
-    local seq = redis.call('INCR', QK .. 'seq')
-    redis.call('HSET', jk, 't', ARGV[i + 1], 'q', queue, 'd', ARGV[i + 2], 'p', ARGV[i + 3],
+    local seq = next_seq()
+    local fields = {'t', ARGV[i + 1], 'q', queue, 'd', ARGV[i + 2], 'p', ARGV[i + 3],
       'm', ARGV[i + 6], 'to', ARGV[i + 7], 'l', ARGV[i + 8], 'c', NOWS, 'r', run_s,
-      's', 'queued', 'a', 0)
+      's', 'queued', 'a', 0}
     if dk ~= '' then
-      redis.call('HSET', jk, 'k', dk)
+      fields[#fields + 1] = 'k'; fields[#fields + 1] = dk
       redis.call('HSET', G .. 'dedup', dk, queue .. ' ' .. id)
     end
-    redis.call('ZADD', QK .. 'all', NOWS, id)
-    redis.call('ZADD', QK .. 'i:queued', NOWS, id)
-    place(jk, id, tonumber(ARGV[i + 3]), run_at, run_s, seq)
+    if run_at <= NOW then
+      -- As place() does, inlined so that the ready index takes one ZADD per batch.
+      local us = math.floor(run_at * 1000000 + 0.5)
+      if us < 0 then us = 0 end
+      local rk = string.format('%016d%012d', us, seq) .. id
+      fields[#fields + 1] = 'rk'; fields[#fields + 1] = rk
+      ready[#ready + 1] = -tonumber(ARGV[i + 3]); ready[#ready + 1] = rk
+    else
+      redis.call('ZADD', QK .. 'sched', run_s, id)
+    end
+    redis.call('HSET', jk, unpack(fields))
+    indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
     event('job.queued', id, ARGV[i + 1], queue, '{}')
     created = created + 1
     put(id, 1, pstate('queued', run_s), queue, 0)
   end
 end
+flush()
 if created > 0 then wake(created) end
 return out
