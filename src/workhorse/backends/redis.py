@@ -175,12 +175,10 @@ def _bulk(arg: Any) -> bytes:
         raw = arg.encode()
     elif kind is int:
         raw = b"%d" % arg
-    elif isinstance(arg, bytes | str | int):  # subclasses (StrEnum, bool ...)
-        return _bulk(
-            bytes(arg)
-            if isinstance(arg, bytes)
-            else str(int(arg) if isinstance(arg, int) and not isinstance(arg, str) else arg)
-        )
+    elif isinstance(arg, str):  # subclasses such as StrEnum
+        raw = str(arg).encode()
+    elif isinstance(arg, bytes | int):  # bytes subclasses, bool
+        raw = bytes(arg) if isinstance(arg, bytes) else b"%d" % int(arg)
     else:
         raw = repr(arg).encode()
     return b"$%d\r\n%b\r\n" % (len(raw), raw)
