@@ -50,6 +50,13 @@ class Settings(BaseModel):
         description="Whether app.start_worker() runs a worker "
         "in the app's own process; turn off in production",
     )
+    process_pool: int | None = Field(
+        None,
+        ge=1,
+        description="Child processes a worker keeps warm for runtime='process' tasks "
+        "(and idle programs per reusable command); default: the worker's total "
+        "concurrency, at most one per CPU",
+    )
     unknown_task_delay: float = Field(
         5.0,
         ge=0,

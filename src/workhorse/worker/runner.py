@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import traceback
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -13,10 +14,13 @@ from workhorse.backoff import Exponential
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError
 from workhorse.job import Lease, Outcome
+from workhorse.runtimes.common import RemoteError
 from workhorse.worker.limiter import Limiter, Slot
 
 if TYPE_CHECKING:
     from workhorse.app import Workhorse
+    from workhorse.runtimes.command import CommandRunner
+    from workhorse.runtimes.process import ProcessPool
     from workhorse.task import Task
 
 log = logging.getLogger("workhorse.worker")
@@ -51,13 +55,79 @@ class Interrupted(Exception):
 
 
 class Runner:
-    def __init__(self, app: Workhorse, threads: Executor) -> None:
+    def __init__(self, app: Workhorse, threads: Executor, concurrency: int | None = None) -> None:
         self.app = app
         self.threads = threads
         self.limiter = Limiter(app.backend)
         self.slots: dict[str, Slot] = {}  # concurrency slots held, by job id, for renewal
+        # The worker's total slots, which bound how many children can be busy at once.
+        s = app.settings
+        self.concurrency = concurrency or s.concurrency * len(s.queues)
+        self._pool: ProcessPool | None = None
+        self._commands: CommandRunner | None = None
+        self._started = False
+        _close_with(threads, self)
 
+    # -- the other runtimes ------------------------------------------------------------
+    @property
+    def pool_size(self) -> int:
+        """Children kept warm: the ``process_pool`` setting, else the worker's total
+        concurrency, at most one per CPU (process tasks are there for CPU-bound work)."""
+        size = self.app.settings.process_pool
+        if size is None:
+            size = min(self.concurrency, os.cpu_count() or 1)
+        return max(1, size)
+
+    @property
+    def process_pool(self) -> ProcessPool:
+        if self._pool is None:
+            from workhorse.runtimes.process import ProcessPool
+
+            self._pool = ProcessPool(self.app, self.pool_size)
+        return self._pool
+
+    @property
+    def commands(self) -> CommandRunner:
+        if self._commands is None:
+            from workhorse.runtimes.command import CommandRunner
+
+            self._commands = CommandRunner(self.app, self.pool_size)
+        return self._commands
+
+    def start(self) -> None:
+        """Warm the process pool when the app has process tasks (on the worker's loop)."""
+        self._started = True
+        if any(t.defaults.runtime == "process" for t in self.app.tasks.values()):
+            self.process_pool.warm()
+
+    def close_now(self) -> None:
+        """Kill every child process and program, without awaiting: the worker stopped."""
+        pool, self._pool = self._pool, None
+        commands, self._commands = self._commands, None
+        self._started = False
+        if pool is not None:
+            pool.close_now()
+        if commands is not None:
+            commands.close_now()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        commands, self._commands = self._commands, None
+        self._started = False
+        if pool is not None:
+            await pool.close()
+        if commands is not None:
+            await commands.close()
+
+    async def _external(self, task: Task[Any, Any], lease: Lease, ctx: JobContext) -> bytes:
+        if task.defaults.runtime == "process":
+            return await self.process_pool.run(task, lease, ctx)
+        return await self.commands.run(task, lease, ctx)
+
+    # -- attempts ----------------------------------------------------------------------
     async def run(self, lease: Lease, ctx: JobContext) -> Outcome:
+        if not self._started:
+            self.start()
         task = self.app.tasks.get(lease.task)
         if task is None:
             return await self._unknown(lease)
@@ -94,19 +164,27 @@ class Runner:
         self, task: Task[Any, Any], lease: Lease, data: Any, ctx: JobContext
     ) -> Outcome:
         timeout = lease.timeout
+        # process and command attempts hand back the result's bytes, already encoded
+        external = task.defaults.runtime != "inline"
         try:
             if timeout is None:
-                result = await self._call(task, data, ctx)
+                result = await (
+                    self._external(task, lease, ctx) if external else self._call(task, data, ctx)
+                )
             else:
                 deadline = asyncio.timeout(timeout)
                 try:
                     async with deadline:
-                        result = await self._call(task, data, ctx)
+                        result = await (
+                            self._external(task, lease, ctx)
+                            if external
+                            else self._call(task, data, ctx)
+                        )
                 except TimeoutError:
                     if deadline.expired():
                         raise _TimedOut(timeout) from None
                     raise
-            raw = task.encode_result(result)
+            raw = result if external else task.encode_result(result)
         except asyncio.CancelledError as exc:
             me = asyncio.current_task()
             if not ctx.cancelled and me is not None and not me.cancelling():
@@ -149,12 +227,16 @@ class Runner:
     def _failure(
         self, task: Task[Any, Any], lease: Lease, exc: BaseException, ctx: JobContext
     ) -> Outcome:
+        retry = not isinstance(exc, PayloadError)
         if isinstance(exc, _TimedOut):
             error = {"type": "TimeoutError", "message": str(exc), "traceback": ""}
+        elif isinstance(exc, RemoteError):  # raised in a child: keep its own account
+            error = exc.info
+            retry = exc.retry
         else:
             error = error_info(exc)
         logs = ctx.drain_logs()
-        if lease.attempts < lease.max_attempts and not isinstance(exc, PayloadError):
+        if lease.attempts < lease.max_attempts and retry:
             try:
                 delay = float(task.defaults.backoff.delay(lease.attempts, exc))
             except Exception:
@@ -191,3 +273,18 @@ class Runner:
 class _TimedOut(Exception):
     def __init__(self, timeout: float) -> None:
         super().__init__(f"timed out after {timeout:g}s")
+
+
+def _close_with(threads: Executor, runner: Runner) -> None:
+    """Kill the runner's children when the worker shuts its threads down.
+
+    The worker owns neither hook nor call for the runner's end; the shutdown of its task
+    threads is the last thing it does on the way out, so the children go with them. Once
+    the worker awaits ``runner.close()`` itself, this can go."""
+    shutdown = threads.shutdown
+
+    def shutdown_and_close(wait: bool = True, *, cancel_futures: bool = False) -> None:
+        runner.close_now()
+        shutdown(wait, cancel_futures=cancel_futures)
+
+    setattr(threads, "shutdown", shutdown_and_close)  # noqa: B010 - an instance, not the class
