@@ -78,7 +78,7 @@ log = logging.getLogger("workhorse.redis")
 _SCRIPTS = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
     "fetch", "locate", "counts", "query", "purge", "pause", "publish", "counter", "beat",
-    "workers", "kv",
+    "workers", "kv", "quarantine",
 )  # fmt: skip
 _OUR_PARAMS = {"prefix", "max_events"}
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -90,6 +90,13 @@ _COUNT_STATES = (
     JobState.FAILED,
     JobState.CANCELLED,
 )
+_STATE_NAMES = frozenset(s.value.encode() for s in JobState)
+_LABELS = {
+    b"d": "data", b"pg": "progress", b"res": "result", b"e": "error", b"lg": "logs",
+    b"s": "state", b"t": "task", b"q": "queue", b"c": "created_at", b"r": "run_at",
+    b"p": "priority", b"a": "attempts", b"m": "max_attempts", b"to": "timeout",
+    b"st": "started_at", b"f": "finished_at", b"x": "lease_expires_at",
+}  # fmt: skip
 _WHERE_CAP = 100_000  # ids whose queue this client remembers (it enqueued them)
 _CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
 _MIN_VERSION = (6, 2)  # XRANGE with an exclusive start, float BLPOP timeouts
@@ -146,14 +153,56 @@ def _cursor(entry_id: bytes) -> int:
     return int(ms) * 1_000_000 + int(seq)
 
 
-def _data(raw: bytes | None) -> Any:
-    if raw is None:
-        return None
+# Hash fields holding JSON, with the names errors use for them.
+_JSON_FIELDS = ((b"d", "data"), (b"pg", "progress"), (b"res", "result"), (b"e", "error"),
+                (b"lg", "logs"))  # fmt: skip
+_JSON_NAMES = frozenset(f for f, _ in _JSON_FIELDS)
+_UNDECODABLE = (KeyError, ValueError, TypeError, IndexError, AttributeError)
+
+
+def _quarantined(error: Any) -> bool:
+    return isinstance(error, dict) and error.get("type") == "Quarantined"
+
+
+def _salvage(rec: list[Any]) -> tuple[Job, dict[bytes, str]]:
+    """A record ``_job`` refused, read as far as it goes: the fields that do not decode
+    are left out (None) and returned with the reason."""
+    flat = rec[2]
+    h: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=False))
+    bad: dict[bytes, str] = {}
+    fixed = dict(h)
+    for field, _ in _JSON_FIELDS:
+        if field in h and h[field] != b"":
+            try:
+                codec.loads(h[field])
+            except ValueError as exc:
+                bad[field] = str(exc)
+                fixed[field] = b"null"
+    state = rec[1]
+    if state not in _STATE_NAMES:
+        bad[b"s"] = f"unknown state {state!r}"
+        state = b"failed"
+    for field, default in ((b"t", b"?"), (b"q", b"?"), (b"c", b"0"), (b"r", b"0")):
+        if field not in h:
+            bad[field] = "missing"
+            fixed[field] = default
+    for field in (b"c", b"r", b"p", b"a", b"m", b"to", b"st", b"f", b"x"):
+        if fixed.get(field):
+            try:
+                float(fixed[field])
+            except ValueError:
+                bad[field] = f"not a number: {fixed[field][:50]!r}"
+                fixed[field] = b"0"
+    flat = [x for kv in fixed.items() for x in kv]
     try:
-        return codec.loads(raw)
-    except ValueError:
-        # A record written by something else: show its bytes rather than fail the read.
-        return raw.decode("utf-8", "replace")
+        return RedisBackend._job([rec[0], state, flat]), bad
+    except _UNDECODABLE as exc:  # a last resort: the id alone is certain
+        bad[b"?"] = str(exc)
+        epoch = to_datetime(0.0)
+        assert epoch is not None
+        job = Job(rec[0].decode("utf-8", "replace"), "?", "?", JobState.FAILED, None, 0, 0, 1,
+                  epoch, epoch)  # fmt: skip
+        return job, bad
 
 
 class _Dropped(RedisConnectionError):
@@ -779,7 +828,10 @@ class RedisBackend(Backend):
                 pos = colon + 1
                 strings.append(raw[pos : pos + size])
                 pos += size
-            job = self._job([strings[0], strings[1], strings[2:]])
+            try:
+                job = self._job([strings[0], strings[1], strings[2:]])
+            except _UNDECODABLE:
+                job = _salvage([strings[0], strings[1], strings[2:]])[0]
             self._remember(job.id, job.queue)
             jobs.append(job)
         return jobs
@@ -816,14 +868,36 @@ class RedisBackend(Backend):
         if not calls:
             return []
         jobs: list[Job] = []
-        for (name, _, args), reply in zip(calls, await self._call_many(calls), strict=True):
+        for (name, qk, args), reply in zip(calls, await self._call_many(calls), strict=True):
             if name == "fetch":
-                jobs.extend(self._job(rec) for rec in reply)
+                jobs.extend(await self._jobs(qk, reply))
             elif reply:
                 self._remember(args[0], reply[0].decode())
                 if reply[1]:
-                    jobs.append(self._job(reply[1]))
+                    jobs.extend(await self._jobs(self._q(reply[0].decode()), [reply[1]]))
         return jobs
+
+    async def _jobs(self, qk: str, recs: list[Any]) -> list[Job]:
+        """Decode records of one queue; one that does not decode is quarantined."""
+        jobs = []
+        for rec in recs:
+            try:
+                jobs.append(self._job(rec))
+            except _UNDECODABLE:
+                jobs.append(await self._quarantine(qk, rec))
+        return jobs
+
+    async def _quarantine(self, qk: str, rec: list[Any]) -> Job:
+        job, bad = _salvage(rec)
+        if not bad or _quarantined(job.error):
+            return job  # quarantined before: the data field keeps its raw bytes
+        reason = "; ".join(f"{_LABELS.get(f, f.decode())}: {why}" for f, why in bad.items())
+        # Only JSON fields wrong: keep their bytes; a broken hash: keep every field's.
+        fields = [] if any(f not in _JSON_NAMES for f in bad) else list(bad)
+        after = await self._call("quarantine", qk, rec[0], reason, *fields)
+        if not after:
+            return job
+        return _salvage(after)[0]
 
     @staticmethod
     def _job(rec: list[Any]) -> Job:
@@ -835,7 +909,7 @@ class RedisBackend(Backend):
             task=h[b"t"].decode(),
             queue=h[b"q"].decode(),
             state=JobState(rec[1].decode()),
-            data=_data(h.get(b"d")),
+            data=_json(h.get(b"d")),
             priority=int(h.get(b"p", 0)),
             attempts=int(h.get(b"a", 0)),
             max_attempts=int(h.get(b"m", 1)),
@@ -877,7 +951,11 @@ class RedisBackend(Backend):
         # Across queues: the newest offset+limit of each, merged, then the page cut out.
         args = (st, task or "", offset if one else 0, limit if one else offset + limit)
         replies = await self._call_many([("query", self._q(q), args) for q in queues])
-        jobs = [self._job(rec) for reply in replies for rec in reply]
+        jobs = [
+            job
+            for q, reply in zip(queues, replies, strict=True)
+            for job in await self._jobs(self._q(q), reply)
+        ]
         if one:
             return jobs
         jobs.sort(key=lambda j: (j.created_at, j.id), reverse=True)

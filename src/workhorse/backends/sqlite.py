@@ -17,6 +17,7 @@ own writes; the store is only read again when something changed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import random
@@ -179,6 +180,36 @@ def _event_row(
     type_: str, job_id: str, task: str, queue: str, now: float, data: dict[str, Any] | None = None
 ) -> EventRow:
     return (type_, job_id, task, queue, _json(data) if data else None, now)
+
+
+# Columns holding JSON, by position in _JOB_COLS; a row whose column does not parse is
+# quarantined (see SQLiteBackend._salvage).
+_JSON_COLUMNS = (("data", 4), ("progress", 12), ("result", 13), ("error", 14), ("logs", 15))
+_STORED_STATES = frozenset(("queued", "scheduled", "active", "completed", "failed", "cancelled"))
+QUARANTINED = "Quarantined"
+RAW_CAP = 4096  # bytes of each bad field kept in the error
+
+
+def quarantine_error(
+    raw: dict[str, bytes], reasons: dict[str, str], previous: Any
+) -> dict[str, Any]:
+    """The error of a record quarantined as failed: what did not decode, and its bytes."""
+    what = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    return {
+        "type": QUARANTINED,
+        "message": (
+            f"record could not be decoded: {what}. It was quarantined as failed; the raw "
+            f"bytes are in error['raw'] (base64, the first {RAW_CAP} bytes of each field)"
+        ),
+        "raw": {k: base64.b64encode(v[:RAW_CAP]).decode() for k, v in raw.items()},
+        "raw_size": {k: len(v) for k, v in raw.items()},
+        "previous": previous,
+        "traceback": "",
+    }
+
+
+def _quarantined(error: Any) -> bool:
+    return isinstance(error, dict) and error.get("type") == QUARANTINED
 
 
 def path_from_url(url: str) -> str:
@@ -501,7 +532,13 @@ class SQLiteBackend(Backend):
             return JobState.QUEUED
         return JobState(state)
 
-    def _to_job(self, row: Sequence[Any], now: float) -> Job:
+    def _to_job(self, conn: sqlite3.Connection, row: Sequence[Any], now: float) -> Job:
+        try:
+            return self._decode(row, now)
+        except (ValueError, TypeError):
+            return self._salvage(conn, row, now)
+
+    def _decode(self, row: Sequence[Any], now: float) -> Job:
         (
             id_,
             task,
@@ -546,6 +583,56 @@ class SQLiteBackend(Backend):
             lease_expires_at=to_datetime(expires_at),
             dedup_key=dedup_key,
         )
+
+    def _salvage(self, conn: sqlite3.Connection, row: Sequence[Any], now: float) -> Job:
+        """The slow path for a row that does not decode (written by something else, or
+        damaged): quarantine it as failed, once, with the raw bytes of each bad column in
+        the error, and return what can be read. The data column keeps its raw bytes."""
+        fixed = list(row)
+        reasons: dict[str, str] = {}
+        raw: dict[str, bytes] = {}
+        for name, i in _JSON_COLUMNS:
+            value = row[i]
+            if value is None:
+                continue
+            try:
+                orjson.loads(value)
+            except (ValueError, TypeError) as exc:
+                reasons[name] = str(exc)
+                raw[name] = value if isinstance(value, bytes) else str(value).encode()
+                fixed[i] = b"null" if name == "data" else None
+        if row[3] not in _STORED_STATES:
+            reasons["state"] = f"unknown state {row[3]!r}"
+            raw["state"] = str(row[3]).encode()
+        previous = None if "error" in reasons or row[14] is None else orjson.loads(row[14])
+        if reasons.keys() == {"data"} and _quarantined(previous):
+            return self._decode(fixed, now)  # done before: the data column keeps the bytes
+        if not reasons:
+            reasons["record"] = "a column holds a value of the wrong type"
+            raw["record"] = repr(tuple(row)).encode()
+        error = quarantine_error(raw, reasons, previous)
+        clear = [name for name in ("progress", "result", "logs") if name in reasons]
+        self._tx_on(conn, self._quarantine_tx, row[0], error, clear)
+        fixed[3], fixed[11], fixed[14], fixed[18] = "failed", now, _json(error), None
+        return self._decode(fixed, now)
+
+    def _quarantine_tx(
+        self, conn: sqlite3.Connection, job_id: str, error: dict[str, Any], clear: list[str]
+    ) -> None:
+        now = self._clock()
+        cleared = "".join(f", {name} = NULL" for name in clear)  # fixed column names only
+        row = conn.execute(
+            f"UPDATE wh_jobs SET state = 'failed', error = ?, finished_at = ?, token = NULL, "
+            f"expires_at = NULL, cancel_requested = 0{cleared} WHERE id = ? "
+            "RETURNING task, queue, attempts",
+            (_json(error), now, job_id),
+        ).fetchone()
+        if row is not None:
+            self._add_events(
+                conn,
+                [_event_row("job.failed", job_id, row[0], row[1], now,
+                            {"attempt": row[2], "error": error})],
+            )  # fmt: skip
 
     # -- producing -------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
@@ -984,7 +1071,7 @@ class SQLiteBackend(Backend):
             "AND state IN ('completed', 'failed', 'cancelled')",
             (wanted,),
         ).fetchall()
-        return [self._to_job(r, now) for r in rows]
+        return [self._to_job(conn, r, now) for r in rows]
 
     # -- inspecting and controlling ----------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
@@ -992,7 +1079,7 @@ class SQLiteBackend(Backend):
 
     def _get(self, conn: sqlite3.Connection, job_id: str) -> Job | None:
         row = conn.execute(f"SELECT {_JOB_COLS} FROM wh_jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else self._to_job(row, self._clock())
+        return None if row is None else self._to_job(conn, row, self._clock())
 
     async def query(
         self,
@@ -1039,7 +1126,7 @@ class SQLiteBackend(Backend):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         rows = conn.execute(sql, (*args, limit, offset)).fetchall()
-        return [self._to_job(r, now) for r in rows]
+        return [self._to_job(conn, r, now) for r in rows]
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         return await self._read(self._counts, None if queues is None else list(queues))

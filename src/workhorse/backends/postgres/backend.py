@@ -15,6 +15,7 @@ LISTEN/NOTIFY wakes idle workers and waiting callers, and polling covers a lost 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import re
@@ -444,12 +445,48 @@ class PostgresBackend(Backend):
             self.listener.forget(fut)
 
     async def _finished(self, ids: list[str]) -> list[Job]:
-        return [_job(row) for row in await self._rows(self._q.finished, (ids,))]
+        return await self._jobs(await self._rows(self._q.finished, (ids,)))
+
+    async def _jobs(self, rows: list[tuple[Any, ...]]) -> list[Job]:
+        out = []
+        for row in rows:
+            try:
+                out.append(_job(row))
+            except ValueError:
+                out.append(await self._quarantine(row))
+        return out
+
+    async def _quarantine(self, row: tuple[Any, ...]) -> Job:
+        """A row whose data or result is not JSON (written by something else, or damaged)
+        ends failed, once, with the raw bytes in the error; the data column keeps them."""
+        fixed = list(row)
+        reasons: dict[str, str] = {}
+        raw: dict[str, bytes] = {}
+        for name, i in (("data", 4), ("result", 13)):
+            if row[i] is None:
+                continue
+            value = bytes(row[i])
+            try:
+                codec.loads(value)
+            except ValueError as exc:
+                reasons[name], raw[name] = str(exc), value
+                fixed[i] = b"null" if name == "data" else None
+        if not reasons or (reasons.keys() == {"data"} and _quarantined(row[14])):
+            return _job(tuple(fixed))  # quarantined before
+        error = quarantine_error(raw, reasons, row[14])
+        done = await self._rows(
+            self._q.quarantine, {"id": row[0], "e": _dumps(error), "clear": "result" in reasons}
+        )
+        if not done:
+            return _job(tuple(fixed))  # deleted meanwhile
+        after = list(done[0])
+        after[4] = fixed[4]
+        return _job(tuple(after))
 
     # -- inspecting and controlling ----------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
         rows = await self._rows(self._q.get, (job_id,))
-        return _job(rows[0]) if rows else None
+        return (await self._jobs(rows))[0] if rows else None
 
     async def query(
         self,
@@ -482,7 +519,7 @@ class PostgresBackend(Backend):
             "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
             params,
         )
-        return [_job(row) for row in rows]
+        return await self._jobs(rows)
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -667,10 +704,60 @@ class _Queries:
         self.events = s.events()
         self.beat = s.beat()
         self.workers = s.workers()
+        self.quarantine = _quarantine_statement(s)
+
+
+def _quarantine_statement(s: Statements) -> str:
+    """Fail one job whose record does not decode; its event and NOTIFY commit with it."""
+    from workhorse.backends.postgres.statements import JOB_COLUMNS
+
+    return f"""
+WITH upd AS (
+  UPDATE {s.s}.jobs SET state = 'failed', error = %(e)s::jsonb, finished_at = now(),
+    token = NULL, expires_at = NULL, cancel_requested = false,
+    result = CASE WHEN %(clear)s THEN NULL ELSE result END
+  WHERE id = %(id)s
+  RETURNING {JOB_COLUMNS}
+), ev AS (
+  INSERT INTO {s.s}.events (type, job_id, task, queue, data)
+  SELECT 'job.failed', id, task, queue,
+         jsonb_build_object('attempt', attempts, 'error', %(e)s::jsonb)
+  FROM upd
+), done AS (
+  SELECT pg_notify({s.done_channel}, string_agg(id, ',')) FROM upd HAVING count(*) > 0
+)
+SELECT upd.* FROM upd, (SELECT count(*) FROM done) n"""
 
 
 async def _configure(conn: AnyConn) -> None:
     set_json_loads(orjson.loads, conn)
+
+
+QUARANTINED = "Quarantined"
+RAW_CAP = 4096  # bytes of each bad field kept in the error
+
+
+def quarantine_error(
+    raw: dict[str, bytes], reasons: dict[str, str], previous: Any
+) -> dict[str, Any]:
+    """The error of a record quarantined as failed: what did not decode, and its bytes
+    (the same shape on every backend)."""
+    what = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    return {
+        "type": QUARANTINED,
+        "message": (
+            f"record could not be decoded: {what}. It was quarantined as failed; the raw "
+            f"bytes are in error['raw'] (base64, the first {RAW_CAP} bytes of each field)"
+        ),
+        "raw": {k: base64.b64encode(v[:RAW_CAP]).decode() for k, v in raw.items()},
+        "raw_size": {k: len(v) for k, v in raw.items()},
+        "previous": previous,
+        "traceback": "",
+    }
+
+
+def _quarantined(error: Any) -> bool:
+    return isinstance(error, dict) and error.get("type") == QUARANTINED
 
 
 def _ttl(ttl: float | None) -> float | None:

@@ -22,7 +22,8 @@ local function event(typ, id, task, queue, data, at)
 end
 
 local function pstate(s, r)
-  if s == 'queued' and tonumber(r) > NOW then
+  local at = tonumber(r)
+  if s == 'queued' and at and at > NOW then
     return 'scheduled'
   end
   return s
@@ -109,7 +110,7 @@ local function record(id)
   local h = redis.call('HGETALL', jk)
   if #h == 0 then return false end
   local f = redis.call('HMGET', jk, 's', 'r')
-  return {id, pstate(f[1], f[2]), h}
+  return {id, pstate(f[1] or '', f[2]), h}  -- no state: the client quarantines it
 end
 
 -- Jobs that just finished: those a caller is waiting for ('watch', see fetch.lua) are
@@ -132,4 +133,101 @@ local function notify_finished(ids)
   if #parts > 0 then
     redis.call('PUBLISH', G .. 'finished', table.concat(parts))
   end
+end
+
+-- Quarantine: a job record that cannot be decoded (written by something else, or damaged)
+-- ends failed, out of every index, with the raw bytes of its fields in the error. It must
+-- never stop a claim or a read. The data field keeps its bytes; the others that do not
+-- parse are removed (their bytes are in the error).
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local RAW_CAP = 4096
+local JOB_FIELDS = {'t', 'q', 'd', 'p', 'm', 'to', 'l', 'c', 'r', 's', 'a', 'k', 'rk', 'w',
+  'tk', 'st', 'x', 'f', 'pg', 'res', 'e', 'lg', 'cx'}
+local LABELS = {t = 'task', q = 'queue', d = 'data', p = 'priority', m = 'max_attempts',
+  to = 'timeout', l = 'lease', c = 'created_at', r = 'run_at', s = 'state', a = 'attempts',
+  pg = 'progress', res = 'result', e = 'error', lg = 'logs'}
+
+local function b64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local k1, k2 = math.floor(n / 262144) % 64, math.floor(n / 4096) % 64
+    local k3, k4 = math.floor(n / 64) % 64, n % 64
+    out[#out + 1] = string.sub(B64, k1 + 1, k1 + 1) .. string.sub(B64, k2 + 1, k2 + 1) ..
+      (b and string.sub(B64, k3 + 1, k3 + 1) or '=') .. (c and string.sub(B64, k4 + 1, k4 + 1) or '=')
+  end
+  return table.concat(out)
+end
+
+-- The job fields a claim needs, checked; returns what is wrong ('' when nothing).
+local function malformed(f)
+  local bad = {}
+  local function need(name, v, numeric)
+    if not v or (numeric and not tonumber(v)) then bad[#bad + 1] = LABELS[name] or name end
+  end
+  need('t', f.t); need('d', f.d); need('q', f.q)
+  need('c', f.c, true); need('a', f.a, true); need('m', f.m, true)
+  if f.to and f.to ~= '' and not tonumber(f.to) then bad[#bad + 1] = 'timeout' end
+  if f.l and f.l ~= '' and not tonumber(f.l) then bad[#bad + 1] = 'lease' end
+  if #bad == 0 then return '' end
+  return 'missing or malformed field(s) ' .. table.concat(bad, ', ')
+end
+
+-- fields: the names whose bytes go into the error (empty: every field of the record).
+local function quarantine(id, reason, fields)
+  local jk = QK .. 'j:' .. id
+  local h = redis.call('HGETALL', jk)
+  if #h == 0 then return false end
+  local rec = {}
+  for i = 1, #h, 2 do rec[h[i]] = h[i + 1] end
+  if #fields == 0 then fields = JOB_FIELDS end
+  local raw, size = {}, {}
+  for _, name in ipairs(fields) do
+    local v = rec[name]
+    if v then
+      local label = LABELS[name] or name
+      raw[label] = b64(string.sub(v, 1, RAW_CAP)); size[label] = #v
+    end
+  end
+  local previous = cjson.null
+  if rec.e then
+    local ok, val = pcall(cjson.decode, rec.e)
+    if ok then previous = val end
+  end
+  local queue = string.sub(QK, #P + 3, -3)
+  local err = cjson.encode({type = 'Quarantined', raw = raw, raw_size = size,
+    previous = previous, traceback = '',
+    message = 'record could not be decoded: ' .. reason .. ". It was quarantined as failed; " ..
+      "the raw bytes are in error['raw'] (base64, the first " .. RAW_CAP ..
+      " bytes of each field)"})
+  if rec.rk then redis.call('ZREM', QK .. 'ready', rec.rk) end
+  redis.call('ZREM', QK .. 'sched', id)
+  redis.call('ZREM', QK .. 'active', id)
+  for _, st in ipairs({'queued', 'active', 'completed', 'failed', 'cancelled'}) do
+    redis.call('ZREM', QK .. 'i:' .. st, id)
+    redis.call('ZREM', QK .. 'f:' .. st, id)
+  end
+  local c = tonumber(rec.c) and rec.c or NOWS
+  local fix = {'s', 'failed', 'f', NOWS, 'e', err, 'c', c, 'q', queue, 't', rec.t or '?'}
+  if not tonumber(rec.r) then fix[#fix + 1] = 'r'; fix[#fix + 1] = c end
+  if not tonumber(rec.a) then fix[#fix + 1] = 'a'; fix[#fix + 1] = 0 end
+  if not tonumber(rec.m) then fix[#fix + 1] = 'm'; fix[#fix + 1] = 1 end
+  if not tonumber(rec.p) then fix[#fix + 1] = 'p'; fix[#fix + 1] = 0 end
+  if not rec.d then fix[#fix + 1] = 'd'; fix[#fix + 1] = 'null' end
+  redis.call('HSET', jk, unpack(fix))
+  redis.call('HDEL', jk, 'tk', 'x', 'rk', 'cx')
+  for _, name in ipairs({'pg', 'res', 'lg', 'to', 'l'}) do
+    local v = rec[name]
+    if v and v ~= '' and not pcall(cjson.decode, v) then redis.call('HDEL', jk, name) end
+  end
+  redis.call('ZADD', QK .. 'all', c, id)
+  redis.call('ZADD', QK .. 'i:failed', c, id)
+  redis.call('ZADD', QK .. 'f:failed', NOWS, id)
+  if rec.k and redis.call('HGET', G .. 'dedup', rec.k) == queue .. ' ' .. id then
+    redis.call('HDEL', G .. 'dedup', rec.k)
+  end
+  event('job.failed', id, rec.t or '?', queue, '{"error":' .. err .. '}')
+  notify_finished({id})
+  return record(id)
 end

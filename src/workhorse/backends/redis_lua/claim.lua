@@ -9,7 +9,11 @@ for _, id in ipairs(due) do
   local f = redis.call('HMGET', jk, 'p', 'r', 's')
   redis.call('ZREM', QK .. 'sched', id)
   if f[3] == 'queued' then
-    place(jk, id, tonumber(f[1]), tonumber(f[2]), f[2], redis.call('INCR', QK .. 'seq'))
+    if tonumber(f[1]) and tonumber(f[2]) then
+      place(jk, id, tonumber(f[1]), tonumber(f[2]), f[2], redis.call('INCR', QK .. 'seq'))
+    else
+      quarantine(id, 'missing or malformed field(s) priority or run_at', {})
+    end
   end
 end
 local picked = redis.call('ZRANGE', QK .. 'ready', 0, limit - 1)
@@ -21,21 +25,31 @@ if #picked > 0 then
     local id = string.sub(rk, 29)
     local jk = QK .. 'j:' .. id
     local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q', 'a')
-    local attempts = tonumber(f[8]) + 1
-    local span = lease
-    if f[5] and f[5] ~= '' then span = tonumber(f[5]) end
-    local token = base .. i
-    redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token, 'st', NOWS,
-      'x', fmt(NOW + span))
-    redis.call('HDEL', jk, 'rk')
-    redis.call('ZADD', QK .. 'active', NOW + span, id)
-    redis.call('ZREM', QK .. 'i:queued', id)
-    redis.call('ZADD', QK .. 'i:active', f[6], id)
-    event('job.started', id, f[1], f[7], '{"attempt":' .. attempts .. ',"worker":' .. wq .. '}')
-    local n = #out
-    out[n + 1] = id; out[n + 2] = token; out[n + 3] = f[1]; out[n + 4] = f[2]
-    out[n + 5] = attempts; out[n + 6] = f[3]; out[n + 7] = f[4]; out[n + 8] = tostring(span)
-    out[n + 9] = f[6]
+    -- A record someone else wrote or damaged is quarantined, never handed out (and a
+    -- ready entry whose record is gone is just dropped).
+    if f[1] and f[2] and f[7] and tonumber(f[3]) and tonumber(f[6]) and tonumber(f[8])
+        and (not f[4] or f[4] == '' or tonumber(f[4]))
+        and (not f[5] or f[5] == '' or tonumber(f[5])) then
+      local attempts = tonumber(f[8]) + 1
+      local span = lease
+      if f[5] and f[5] ~= '' then span = tonumber(f[5]) end
+      local token = base .. i
+      redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token,
+        'st', NOWS, 'x', fmt(NOW + span))
+      redis.call('HDEL', jk, 'rk')
+      redis.call('ZADD', QK .. 'active', NOW + span, id)
+      redis.call('ZREM', QK .. 'i:queued', id)
+      redis.call('ZADD', QK .. 'i:active', f[6], id)
+      event('job.started', id, f[1], f[7],
+        '{"attempt":' .. attempts .. ',"worker":' .. wq .. '}')
+      local n = #out
+      out[n + 1] = id; out[n + 2] = token; out[n + 3] = f[1]; out[n + 4] = f[2]
+      out[n + 5] = attempts; out[n + 6] = f[3]; out[n + 7] = f[4]; out[n + 8] = tostring(span)
+      out[n + 9] = f[6]
+    else
+      quarantine(id, malformed({t = f[1], d = f[2], m = f[3], to = f[4], l = f[5], c = f[6],
+        q = f[7], a = f[8]}), {})
+    end
   end
 end
 -- Nothing left to take: drop stale wake-up tokens, so idle workers really sleep.

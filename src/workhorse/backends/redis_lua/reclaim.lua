@@ -8,6 +8,8 @@ for _, id in ipairs(expired) do
   local f = redis.call('HMGET', jk, 'w', 'a', 'm', 'cx', 't', 'q', 's')
   if f[7] ~= 'active' then
     redis.call('ZREM', QK .. 'active', id)  -- an index entry without its job: tidy it
+  elseif not tonumber(f[2]) or not tonumber(f[3]) then
+    quarantine(id, 'missing or malformed field(s) attempts or max_attempts', {})
   else
     local w, a, m = f[1] or '', tonumber(f[2]), tonumber(f[3])
     local err = {type = 'LeaseExpired', traceback = '',
