@@ -120,15 +120,13 @@ def _load_script_texts() -> dict[str, _Script]:
 
 
 def _safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its password, for messages and logs; nothing else changes."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def _num(value: float | None) -> str:
@@ -207,6 +205,10 @@ def _salvage(rec: list[Any]) -> tuple[Job, dict[bytes, str]]:
 
 class _Dropped(RedisConnectionError):
     """The connection went away while the command waited for its reply."""
+
+
+class _Unreachable(RedisConnectionError):
+    """No connection could be made; the message names the URL and what to check."""
 
 
 def _opt_str(value: object) -> str | None:
@@ -303,10 +305,17 @@ class _Wire:
             if self._proto is not None:
                 return self._proto
             loop = asyncio.get_running_loop()
-            async with asyncio.timeout(5):
-                _, proto = await loop.create_connection(
-                    lambda: _Protocol(self), self.host, self.port, ssl=self.ssl
-                )
+            try:
+                async with asyncio.timeout(5):
+                    _, proto = await loop.create_connection(
+                        lambda: _Protocol(self), self.host, self.port, ssl=self.ssl
+                    )
+            except OSError as exc:  # refused, unreachable, unknown host, TLS, timed out
+                raise _Unreachable(
+                    f"cannot connect to Redis at {self.safe}: {exc or 'timed out after 5s'}. "
+                    "Check that the server runs and that the URL's host and port are right "
+                    "(rediss:// for a TLS port)"
+                ) from exc
             assert proto.transport is not None
             sock = proto.transport.get_extra_info("socket")
             if sock is not None:
@@ -318,10 +327,21 @@ class _Wire:
                              else ("AUTH", self.password))  # fmt: skip
             if self.db:
                 hello.append(("SELECT", self.db))
-            for reply in await asyncio.gather(*(self._send(proto, c) for c in hello)):
+            replies = await asyncio.gather(*(self._send(proto, c) for c in hello))
+            for command, reply in zip(hello, replies, strict=True):
                 if isinstance(reply, ResponseError):
                     self.abort(proto, reply)
-                    raise _error(reply)
+                    if command[0] == "AUTH":
+                        raise BackendError(
+                            f"Redis at {self.safe} refused the credentials: {reply}. Check "
+                            "the user name and password in the URL (redis://user:password@"
+                            "host:port/db; redis://:password@... for the default user)"
+                        ) from None
+                    raise BackendError(
+                        f"Redis at {self.safe} refused database {self.db}: {reply}. Check "
+                        "the database number at the end of the URL (a default server has "
+                        "0 to 15)"
+                    ) from None
             return proto
 
     @staticmethod
@@ -397,7 +417,7 @@ class RedisBackend(Backend):
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
-        self.url = url
+        self.url = _safe_url(url)  # shown in logs and status: never the password
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ConfigError(f"not a Redis URL: {_safe_url(url)!r}; use redis://host:6379/0")
@@ -445,6 +465,9 @@ class RedisBackend(Backend):
             await self._load_scripts(wire)
             await self._check_eviction(wire)
             self._epoch = await self._read_epoch(wire)
+        except _Unreachable as exc:
+            await wire.close()
+            raise BackendError(str(exc)) from exc
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
             await wire.close()
             raise BackendError(
