@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("workhorse.worker")
 
 _TAIL = 20  # stderr lines kept to explain a program that died
+_IDLE_EXIT = 60.0  # seconds a program beyond the warm size may sit idle before it is retired
 
 
 class Program:
@@ -155,11 +156,16 @@ class CommandRunner:
             self._retire(program, ended=not program.reuse)
             return
         idle = self._idle.setdefault(program.argv, [])
-        if len(idle) >= self.size:
-            self._retire(program)
-            return
-        program.idle_since = time.monotonic()
+        now = time.monotonic()
+        program.idle_since = now
         idle.append(program)
+        if len(idle) > self.size:
+            # Programs beyond the warm size (a burst) leave once they have sat idle a while.
+            for old in [p for p in idle if now - p.idle_since > _IDLE_EXIT]:
+                if len(idle) <= self.size:
+                    break
+                idle.remove(old)
+                self._retire(old)
 
     def _retire(self, program: Program, ended: bool = False) -> None:
         t = asyncio.ensure_future(self._close_program(program, ended))
