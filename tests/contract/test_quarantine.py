@@ -32,6 +32,12 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def only(kind: str) -> list[Any]:
+    """One backend's own kind of damage, still subject to WORKHORSE_TEST_BACKENDS."""
+    skip = pytest.mark.skipif(kind not in BACKENDS, reason=f"{kind} not in the tested backends")
+    return [pytest.param(kind, marks=skip)]
+
+
 class RawStore:
     """The store as another program sees it: no workhorse in between."""
 
@@ -177,11 +183,10 @@ async def test_a_worker_fails_an_undecodable_payload_and_takes_the_next_jobs(
     assert error["previous"]["type"] == "workhorse.errors.PayloadError"
 
 
+@pytest.mark.parametrize("backend_kind", only("redis"))  # a hash missing fields: Redis's own
 async def test_redis_hash_missing_fields_is_quarantined_by_claim(
-    backend: Backend, backend_kind: str, raw: RawStore
+    backend: Backend, raw: RawStore
 ) -> None:
-    if backend_kind != "redis":
-        pytest.skip("a hash with fields missing is Redis's own kind of damage")
     bad = await enqueue_one(backend)
     good = await enqueue_one(backend)
     before = await raw.fields(bad)
@@ -207,11 +212,10 @@ async def test_redis_hash_missing_fields_is_quarantined_by_claim(
     assert await failed_events(backend, bad) == 1
 
 
+@pytest.mark.parametrize("backend_kind", only("redis"))
 async def test_redis_hash_missing_fields_is_quarantined_by_a_read(
-    backend: Backend, backend_kind: str, raw: RawStore
+    backend: Backend, raw: RawStore
 ) -> None:
-    if backend_kind != "redis":
-        pytest.skip("a hash with fields missing is Redis's own kind of damage")
     bad = await enqueue_one(backend)
     await raw.drop_fields(bad, "t", "c", "s")
 
@@ -223,3 +227,20 @@ async def test_redis_hash_missing_fields_is_quarantined_by_a_read(
     assert base64.b64decode(job.error["raw"]["data"]) == b"{}"
     assert await backend.claim(["q"], "w1", 10, LONG) == []
     assert (await must_get(backend, bad)).error == job.error
+
+
+@pytest.mark.parametrize("backend_kind", only("sqlite"))  # any type in any column
+async def test_sqlite_a_number_column_holding_text_is_quarantined(backend: Backend) -> None:
+    job_id = await enqueue_one(backend)
+    path = backend.path  # type: ignore[attr-defined]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE wh_jobs SET created_at = 'yesterday' WHERE id = ?", (job_id,))
+        db.commit()
+
+    job = await must_get(backend, job_id)
+    error = assert_quarantined(job, "created_at", b"yesterday")
+    assert job.created_at.timestamp() == 0  # shown as the epoch from now on
+    assert job.data == {}
+    assert (await must_get(backend, job_id)).error == error  # the row reads cleanly now
+    assert await failed_events(backend, job_id) == 1
+    assert await backend.claim(["q"], "w1", 10, LONG) == []

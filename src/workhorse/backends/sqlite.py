@@ -185,6 +185,18 @@ def _event_row(
 # Columns holding JSON, by position in _JOB_COLS; a row whose column does not parse is
 # quarantined (see SQLiteBackend._salvage).
 _JSON_COLUMNS = (("data", 4), ("progress", 12), ("result", 13), ("error", 14), ("logs", 15))
+# Numeric columns: (name, position, what a quarantined row shows instead of garbage).
+_NUMBER_COLUMNS = (
+    ("priority", 5, 0), ("attempts", 6, 0), ("max_attempts", 7, 1), ("created_at", 8, 0.0),
+    ("run_at", 9, 0.0), ("started_at", 10, None), ("finished_at", 11, None),
+    ("timeout", 16, None), ("expires_at", 18, None),
+)  # fmt: skip
+# Columns a quarantine resets to the salvaged value (their bytes are in the error).
+_RESETTABLE = (
+    ("progress", 12), ("result", 13), ("logs", 15), ("priority", 5), ("attempts", 6),
+    ("max_attempts", 7), ("created_at", 8), ("run_at", 9), ("started_at", 10),
+    ("timeout", 16),
+)  # fmt: skip
 _STORED_STATES = frozenset(("queued", "scheduled", "active", "completed", "failed", "cancelled"))
 QUARANTINED = "Quarantined"
 RAW_CAP = 4096  # bytes of each bad field kept in the error
@@ -604,6 +616,12 @@ class SQLiteBackend(Backend):
         if row[3] not in _STORED_STATES:
             reasons["state"] = f"unknown state {row[3]!r}"
             raw["state"] = str(row[3]).encode()
+        for name, i, default in _NUMBER_COLUMNS:
+            value = row[i]
+            if value is not None and not isinstance(value, int | float):
+                reasons[name] = f"not a number: {str(value)[:50]!r}"
+                raw[name] = value if isinstance(value, bytes) else str(value).encode()
+                fixed[i] = default
         previous = None if "error" in reasons or row[14] is None else orjson.loads(row[14])
         if reasons.keys() == {"data"} and _quarantined(previous):
             return self._decode(fixed, now)  # done before: the data column keeps the bytes
@@ -611,21 +629,27 @@ class SQLiteBackend(Backend):
             reasons["record"] = "a column holds a value of the wrong type"
             raw["record"] = repr(tuple(row)).encode()
         error = quarantine_error(raw, reasons, previous)
-        clear = [name for name in ("progress", "result", "logs") if name in reasons]
-        self._tx_on(conn, self._quarantine_tx, row[0], error, clear)
+        # Bad columns are reset (their bytes are in the error) so the row reads from now on;
+        # only the data column keeps its raw bytes.
+        reset = {name: fixed[i] for name, i in _RESETTABLE if name in reasons}
+        self._tx_on(conn, self._quarantine_tx, row[0], error, reset)
         fixed[3], fixed[11], fixed[14], fixed[18] = "failed", now, _json(error), None
         return self._decode(fixed, now)
 
     def _quarantine_tx(
-        self, conn: sqlite3.Connection, job_id: str, error: dict[str, Any], clear: list[str]
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        error: dict[str, Any],
+        reset: dict[str, Any],
     ) -> None:
         now = self._clock()
-        cleared = "".join(f", {name} = NULL" for name in clear)  # fixed column names only
+        sets = "".join(f", {name} = ?" for name in reset)  # names from _RESETTABLE only
         row = conn.execute(
             f"UPDATE wh_jobs SET state = 'failed', error = ?, finished_at = ?, token = NULL, "
-            f"expires_at = NULL, cancel_requested = 0{cleared} WHERE id = ? "
+            f"expires_at = NULL, cancel_requested = 0{sets} WHERE id = ? "
             "RETURNING task, queue, attempts",
-            (_json(error), now, job_id),
+            (_json(error), now, *reset.values(), job_id),
         ).fetchone()
         if row is not None:
             self._add_events(
