@@ -139,13 +139,15 @@ end
 -- ends failed, out of every index, with the raw bytes of its fields in the error. It must
 -- never stop a claim or a read. The data field keeps its bytes; the others that do not
 -- parse are removed (their bytes are in the error).
+-- (Tables are built only when needed: the prelude runs on every script call.)
 local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
 local RAW_CAP = 4096
-local JOB_FIELDS = {'t', 'q', 'd', 'p', 'm', 'to', 'l', 'c', 'r', 's', 'a', 'k', 'rk', 'w',
-  'tk', 'st', 'x', 'f', 'pg', 'res', 'e', 'lg', 'cx'}
-local LABELS = {t = 'task', q = 'queue', d = 'data', p = 'priority', m = 'max_attempts',
-  to = 'timeout', l = 'lease', c = 'created_at', r = 'run_at', s = 'state', a = 'attempts',
-  pg = 'progress', res = 'result', e = 'error', lg = 'logs'}
+
+local function labels()
+  return {t = 'task', q = 'queue', d = 'data', p = 'priority', m = 'max_attempts',
+    to = 'timeout', l = 'lease', c = 'created_at', r = 'run_at', s = 'state', a = 'attempts',
+    pg = 'progress', res = 'result', e = 'error', lg = 'logs'}
+end
 
 local function b64(s)
   local out = {}
@@ -163,11 +165,11 @@ end
 -- The job fields a claim needs, checked; returns what is wrong ('' when nothing).
 local function malformed(f)
   local bad = {}
-  local function need(name, v, numeric)
-    if not v or (numeric and not tonumber(v)) then bad[#bad + 1] = LABELS[name] or name end
+  local function need(label, v, numeric)
+    if not v or (numeric and not tonumber(v)) then bad[#bad + 1] = label end
   end
-  need('t', f.t); need('d', f.d); need('q', f.q)
-  need('c', f.c, true); need('a', f.a, true); need('m', f.m, true)
+  need('task', f.t); need('data', f.d); need('queue', f.q)
+  need('created_at', f.c, true); need('attempts', f.a, true); need('max_attempts', f.m, true)
   if f.to and f.to ~= '' and not tonumber(f.to) then bad[#bad + 1] = 'timeout' end
   if f.l and f.l ~= '' and not tonumber(f.l) then bad[#bad + 1] = 'lease' end
   if #bad == 0 then return '' end
@@ -181,12 +183,16 @@ local function quarantine(id, reason, fields)
   if #h == 0 then return false end
   local rec = {}
   for i = 1, #h, 2 do rec[h[i]] = h[i + 1] end
-  if #fields == 0 then fields = JOB_FIELDS end
+  if #fields == 0 then
+    fields = {'t', 'q', 'd', 'p', 'm', 'to', 'l', 'c', 'r', 's', 'a', 'k', 'rk', 'w', 'tk',
+      'st', 'x', 'f', 'pg', 'res', 'e', 'lg', 'cx'}  -- every field a job record can have
+  end
+  local names = labels()
   local raw, size = {}, {}
   for _, name in ipairs(fields) do
     local v = rec[name]
     if v then
-      local label = LABELS[name] or name
+      local label = names[name] or name
       raw[label] = b64(string.sub(v, 1, RAW_CAP)); size[label] = #v
     end
   end
