@@ -4,15 +4,20 @@ leases of dead workers, and shuts down gracefully on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import re
 import signal
 import socket
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from workhorse.backends import Backend, RenewResult, backend_from_url
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
@@ -117,6 +122,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renew_period = self._period([self.lease])
         self._renew_wake = asyncio.Event()
+        self._renewer: _RenewThread | None = None
 
     def _check_queues(self) -> None:
         """A consumed queue that no task uses is almost always a typo: fail at start-up."""
@@ -194,6 +200,10 @@ class Worker:
         backend = self.app.backend
         self._finisher = Finisher(backend)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
+        url = _renewal_url(self.app)
+        if url is not None:
+            self._renewer = _RenewThread(url, self, self._loop)
+            self._renewer.start()
         side = [
             asyncio.create_task(self._renew_loop(), name="workhorse-renew"),
             asyncio.create_task(self._maintenance_loop(), name="workhorse-maintenance"),
@@ -228,6 +238,8 @@ class Worker:
             _, stuck = await asyncio.wait(side, timeout=5)
             for t in stuck:
                 log.error("side task %s did not stop; leaving it", t.get_name())
+            if self._renewer is not None:
+                await self._renewer.stop()
             self._remove_signal_handlers()
             try:
                 await backend.remove_worker(self.id)
@@ -321,6 +333,8 @@ class Worker:
             if shortest < self._renew_period:
                 # A job with a shorter lease than the renew loop is sleeping for.
                 self._renew_wake.set()
+                if self._renewer is not None:
+                    self._renewer.wake()
 
     def _burst_done(self) -> bool:
         """Every queue came back empty for a while and nothing runs. One queue's view is
@@ -391,11 +405,14 @@ class Worker:
             self.app.bus.emit(Event(kind, lease.job_id, lease.task, lease.queue, data, time.time()))
 
     # -- side tasks --------------------------------------------------------------------
+    def _live(self) -> list[_Running]:
+        return [r for r in self._running.values() if not (r.lost or r.finishing)]
+
     async def _renew_loop(self) -> None:
         backend = self.app.backend
         while True:
             # A third of the shortest lease, so two renewals can fail before one expires.
-            live = [r for r in self._running.values() if not (r.lost or r.finishing)]
+            live = self._live()
             self._renew_period = self._period([r.lease.lease for r in live] or [self.lease])
             self._renew_wake.clear()
             try:
@@ -404,32 +421,37 @@ class Worker:
                 continue  # a shorter lease started: sleep again, for its period
             except TimeoutError:
                 pass
-            live = [r for r in self._running.values() if not (r.lost or r.finishing)]
+            live = self._live()
             if not live:
                 continue
             try:
-                result = await backend.renew([r.lease for r in live])
+                # The renewal thread, when it runs, renews the leases; this loop then
+                # renews only the concurrency slots, which live on this loop's backend.
+                if self._renewer is None or not self._renewer.ready:
+                    self._apply_renewal(live, await backend.renew([r.lease for r in live]))
                 slots = self._runner.slots
                 if slots:
                     await self._runner.limiter.renew(list(slots.values()))
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue
-            for running in live:
-                job_id = running.lease.job_id
-                if running.finishing:
-                    continue  # its outcome landed while the renew was in flight
-                if job_id in result.lost:
-                    running.lost = True
-                    log.warning(
-                        "job %s: lease lost (expired and reclaimed, or finished "
-                        "elsewhere); its outcome will be dropped",
-                        job_id,
-                    )
-                elif job_id in result.cancel and not running.ctx.cancelled:
-                    running.ctx.cancelled = True
-                    if running.task is not None:
-                        running.task.cancel()
+
+    def _apply_renewal(self, live: Sequence[_Running], result: RenewResult) -> None:
+        for running in live:
+            job_id = running.lease.job_id
+            if running.finishing:
+                continue  # its outcome landed while the renew was in flight
+            if job_id in result.lost:
+                running.lost = True
+                log.warning(
+                    "job %s: lease lost (expired and reclaimed, or finished "
+                    "elsewhere); its outcome will be dropped",
+                    job_id,
+                )
+            elif job_id in result.cancel and not running.ctx.cancelled:
+                running.ctx.cancelled = True
+                if running.task is not None:
+                    running.task.cancel()
 
     @staticmethod
     def _period(spans: Sequence[float]) -> float:
@@ -481,3 +503,130 @@ class Worker:
             except Exception:
                 log.exception("heartbeat failed")
             await asyncio.sleep(self.heartbeat_interval)
+
+
+_PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
+
+
+def _renewal_url(app: Workhorse) -> str | None:
+    """The URL for the renewal thread's own backend, or None to renew on the loop.
+
+    Only durable stores, and only when the app's URL setting names this very store: a
+    backend passed in as an object may carry what a URL cannot (a test's fake clock), and
+    its ``url`` hides its password."""
+    backend = app.backend
+    if not backend.capabilities.multi_process:
+        return None  # memory:// lives in one loop
+    url = app.settings.url
+    if url != backend.url and _PASSWORD.sub(r"\1:***@", url, count=1) != backend.url:
+        return None
+    if url.split("://", 1)[0].lower() in ("postgresql", "postgres"):
+        # Renewal needs one connection, not the pool's default two.
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query.setdefault("pool_min", "1")
+        query.setdefault("pool_max", "1")
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+    return url
+
+
+class _RenewThread:
+    """Renews leases from a thread with its own event loop and its own backend object on
+    the same store (used only for ``renew``), so that a handler blocking the worker's loop
+    (``time.sleep`` or CPU work in an ``async def``) cannot starve renewal and have its
+    job run twice. It reads a snapshot of the worker's running jobs and hands each result
+    that matters back to the worker's loop. No per-job cost: one renew per period."""
+
+    def __init__(self, url: str, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
+        self.url = url
+        self._worker = worker
+        self._main_loop = loop
+        self.ready = False  # its backend is open; until then the worker's loop renews
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="workhorse-renew", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # its loop just closed
+                loop.call_soon_threadsafe(wake.set)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        await asyncio.to_thread(self._thread.join, 10)
+        if self._thread.is_alive():
+            log.error("the lease renewal thread did not stop; leaving it")
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except Exception:
+            log.exception("the lease renewal thread failed; renewing on the worker's loop")
+        finally:
+            self.ready = False
+
+    def _snapshot(self) -> list[_Running]:
+        while True:
+            try:
+                return self._worker._live()
+            except RuntimeError:  # the dict changed size during the copy: copy again
+                continue
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        backend = await self._open()
+        if backend is None:
+            return
+        apply: Callable[[Sequence[_Running], RenewResult], None] = self._worker._apply_renewal
+        try:
+            self.ready = True
+            while not self._stop.is_set():
+                live = self._snapshot()
+                period = self._worker._period([r.lease.lease for r in live] or [self._worker.lease])
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(period):
+                        await self._wake.wait()
+                    continue  # woken: a shorter lease started, or stop
+                live = self._snapshot()
+                if not live:
+                    continue
+                try:
+                    result = await backend.renew([r.lease for r in live])
+                except Exception:
+                    log.exception("lease renewal failed; retrying")
+                    continue
+                if result.lost or result.cancel:
+                    try:
+                        self._main_loop.call_soon_threadsafe(apply, live, result)
+                    except RuntimeError:  # the worker's loop is closed: nobody to tell
+                        return
+        finally:
+            self.ready = False
+            await backend.close()
+
+    async def _open(self) -> Backend | None:
+        delay = 0.1
+        while not self._stop.is_set():
+            backend = backend_from_url(self.url)
+            try:
+                await backend.open()
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await backend.close()
+                log.warning("lease renewal thread cannot open the store yet (%s)", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            listener = getattr(backend, "listener", None)
+            if listener is not None:
+                await listener.stop()  # renewal never waits for jobs: no LISTEN connection
+            return backend
+        return None

@@ -1,0 +1,150 @@
+"""Private servers for the scenarios that restart one: a redis-server and a PostgreSQL
+cluster on free loopback ports, in temp dirs, from the machine's binaries."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+class MissingBinary(RuntimeError):
+    """The server binary is not installed (CI treats this as a failure, not a skip)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """With AOF (``appendfsync everysec``): a graceful restart keeps every job."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise MissingBinary("redis-server not found: install the Redis server binary")
+        self.binary = binary
+        self.dir = tempfile.mkdtemp(prefix="wh-chaos-redis-")
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+             "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # SIGTERM: redis writes its AOF and exits
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+class PrivatePostgres:
+    """initdb in a temp dir, fsync=off; as root through ``runuser -u postgres``."""
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            raise MissingBinary("initdb/pg_ctl not found: install the PostgreSQL server")
+        self.initdb, self.pg_ctl = initdb, pg_ctl
+        self.dir = tempfile.mkdtemp(prefix="wh-chaos-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            runuser = shutil.which("runuser")
+            try:
+                pg_user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise MissingBinary("running as root with no postgres user for initdb") from None
+            if runuser is None:
+                raise MissingBinary("running as root without runuser for initdb")
+            os.chown(self.dir, pg_user.pw_uid, pg_user.pw_gid)
+            self._as = [runuser, "-u", "postgres", "--"]
+        self._inited = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        proc = subprocess.run(
+            [*self._as, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        if proc.returncode != 0:
+            with open(os.path.join(self.dir, "log"), errors="replace") as f:
+                log = f.read()[-2000:]
+            raise RuntimeError(f"{args[0]} failed: {proc.stderr or proc.stdout}\n{log}")
+
+    def _ctl(self, action: str) -> None:
+        opts = (
+            f"-c fsync=off -c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
+            "-c max_connections=200"
+        )
+        extra = ["-m", "fast"] if action in ("stop", "restart") else []
+        self._run(self.pg_ctl, "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w",
+                  "-o", opts, *extra, action)  # fmt: skip
+
+    def start(self) -> None:
+        if not self._inited:
+            self._run(self.initdb, "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+            open(os.path.join(self.dir, "log"), "a").close()
+            if self._as:
+                shutil.chown(os.path.join(self.dir, "log"), "postgres")
+            self._inited = True
+        self._ctl("start")
+
+    def restart(self) -> None:
+        self._ctl("restart")
+
+    def stop(self) -> None:
+        self._ctl("stop")
+
+    def cleanup(self) -> None:
+        if self._inited:
+            with contextlib.suppress(Exception):
+                self._ctl("stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
