@@ -614,9 +614,13 @@ class RedisBackend(Backend):
 
     # -- producing -------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        by_queue: dict[str, list[Any]] = {}
+        # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
+        # queues must be applied in order (a later job may meet an earlier one's dedup key).
+        runs: list[tuple[str, list[Any]]] = []
         for new in jobs:
-            by_queue.setdefault(new.queue, [new.queue]).extend(
+            if not runs or runs[-1][0] != new.queue:
+                runs.append((new.queue, []))
+            runs[-1][1].extend(
                 (
                     new.id,
                     new.task,
@@ -635,7 +639,7 @@ class RedisBackend(Backend):
         # this process still packs the next (one big script would serialise the two).
         chunks = [
             [q, *args[k : k + _ENQUEUE_CHUNK * 11]]
-            for q, (_, *args) in by_queue.items()
+            for q, args in runs
             for k in range(0, len(args), _ENQUEUE_CHUNK * 11)
         ]
         calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]

@@ -49,6 +49,10 @@ for i = 5, #ARGV, 11 do
   local live = false
   if dk ~= '' then live = redis.call('HGET', G .. 'dedup', dk) end
   if live then
+    -- The holder may be a job of this very batch whose index entries are still pending:
+    -- write them first, or unplace() misses its ready entry and flush() adds it back
+    -- beside the new one (a stale entry that claim would hand out again).
+    flush()
     local sp = string.find(live, ' ', 1, true)
     local lq, lid = string.sub(live, 1, sp - 1), string.sub(live, sp + 1)
     local own = QK

@@ -1,0 +1,68 @@
+"""Regression tests for divergences the model-based run found, on every backend."""
+
+from __future__ import annotations
+
+from workhorse import codec
+from workhorse.backends import Backend
+from workhorse.job import JobState, NewJob, new_job_id
+
+
+def _new(queue: str, key: str | None, *, delay: float = 0.0, replace: bool = False) -> NewJob:
+    return NewJob(
+        new_job_id(),
+        "t",
+        queue,
+        codec.dumps({"queue": queue}),
+        delay=delay,
+        dedup_key=key,
+        replace=replace,
+    )
+
+
+async def test_a_batch_mixing_queues_is_applied_in_order(backend: Backend) -> None:
+    """Redis grouped a batch by queue, so a later job of another queue took the dedup
+    key first and the earlier one was answered as its duplicate (found by scenario 9)."""
+    lead = _new("qa", None)  # qa comes first in the batch: Redis ran all of qa first
+    first, second, third = _new("qb", "k"), _new("qa", "k", delay=3600.0), _new("qb", "k2")
+    results = await backend.enqueue([lead, first, second, third])
+    assert [(r.id, r.created, r.state, r.replaced) for r in results] == [
+        (lead.id, True, JobState.QUEUED, False),
+        (first.id, True, JobState.QUEUED, False),
+        (first.id, False, JobState.QUEUED, False),
+        (third.id, True, JobState.QUEUED, False),
+    ]
+    assert await backend.get(second.id) is None
+    job = await backend.get(first.id)
+    assert job is not None and job.queue == "qb" and job.data == {"queue": "qb"}
+
+
+async def test_a_replace_in_a_mixed_batch_follows_the_batch_order(backend: Backend) -> None:
+    lead = _new("qb", None)
+    first, second = _new("qa", "k", delay=3600.0), _new("qb", "k", replace=True)
+    results = await backend.enqueue([lead, first, second])
+    assert [(r.id, r.created, r.replaced) for r in results][1:] == [
+        (first.id, True, False),
+        (first.id, False, True),
+    ]
+    job = await backend.get(first.id)
+    # The live job keeps its queue and takes the newer payload and due time.
+    assert job is not None and job.state is JobState.QUEUED and job.data == {"queue": "qb"}
+
+
+async def test_a_job_replaced_within_its_own_batch_is_claimed_once(backend: Backend) -> None:
+    """Redis kept the first ready entry of a job replaced later in the same batch: a
+    cancelled job was still claimed, and a live one could be claimed twice."""
+    first, again = _new("qa", "k"), _new("qa", "k", replace=True)
+    await backend.enqueue([first, again])
+    leases = await backend.claim(["qa"], "w", 10, 30.0)
+    assert [x.job_id for x in leases] == [first.id]
+    assert await backend.claim(["qa"], "w", 10, 30.0) == []
+
+
+async def test_a_job_replaced_within_its_own_batch_stays_cancelled(backend: Backend) -> None:
+    first, again = _new("qa", "k"), _new("qa", "k", replace=True)
+    await backend.enqueue([first, again])
+    assert await backend.cancel(first.id) is JobState.CANCELLED
+    assert await backend.claim(["qa"], "w", 10, 30.0) == []
+    job = await backend.get(first.id)
+    assert job is not None and job.state is JobState.CANCELLED and job.attempts == 0
