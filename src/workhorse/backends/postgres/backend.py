@@ -52,7 +52,7 @@ from workhorse.job import (
 log = logging.getLogger("workhorse.postgres")
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
-_OWN_PARAMS = ("schema", "migrate", "pool_min", "pool_max", "max_events")
+_OWN_PARAMS = ("schema", "migrate", "pool_min", "pool_max", "max_events", "call_timeout")
 _SWEEP_EVERY = 30.0
 _Q, _SCHED, _A = JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE
 _STATES = {s.value: s for s in JobState}
@@ -113,6 +113,9 @@ class PostgresBackend(Backend):
         self._pool_min = _int_param(own, "pool_min", 2)
         self._pool_max = max(self._pool_min, _int_param(own, "pool_max", 10))
         self.max_events = _int_param(own, "max_events", 100_000)
+        # A server that stops answering on a live connection (a half-open network path, a
+        # hung proxy) would hold a statement forever: give it up after this many seconds.
+        self.call_timeout = float(_int_param(own, "call_timeout", 30))
         self.sql = Statements(self.schema)
         self._q = _Queries(self.sql)
         self._pool: AsyncConnectionPool[AnyConn] | None = None
@@ -220,11 +223,17 @@ class PostgresBackend(Backend):
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            async with pool.connection() as conn:
+            async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
                 cur = await conn.execute(query, params, binary=True)
                 return await cur.fetchall() if cur.description is not None else []
         except PoolTimeout as exc:
             raise self._error(exc, "waiting for a pooled connection") from exc
+        except TimeoutError as exc:
+            # psycopg cancelled the statement, or closed a connection that did not answer.
+            raise self._error(
+                TimeoutError(f"no answer in {self.call_timeout:g}s (URL call_timeout=)"),
+                "running a statement",
+            ) from exc
         except psycopg.OperationalError as exc:
             # A dropped server leaves every idle connection dead: test them all now, so
             # the next calls get fresh ones instead of failing one by one.
@@ -244,10 +253,15 @@ class PostgresBackend(Backend):
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            async with pool.connection() as conn:
+            async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
                 return await self._enqueue(conn, jobs)
         except PoolTimeout as exc:
             raise self._error(exc, "waiting for a pooled connection") from exc
+        except TimeoutError as exc:
+            raise self._error(
+                TimeoutError(f"no answer in {self.call_timeout:g}s (URL call_timeout=)"),
+                "enqueueing",
+            ) from exc
         except psycopg.OperationalError as exc:
             with contextlib.suppress(Exception):
                 await pool.check()

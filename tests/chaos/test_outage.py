@@ -1,0 +1,39 @@
+"""Scenario 4: the store goes away under running workers and comes back; every worker
+claims again by itself (none restarted, none left idle) and no acknowledged job is lost.
+
+Redis and PostgreSQL run as private servers behind a TCP proxy that cuts (RST), stalls
+(holds every byte) or blackholes (a half-open path: the connections that lived through it
+never answer again); ``restart`` stops the server and starts it again. SQLite has no
+server: another process holds its write lock instead. The PostgreSQL blackhole is the
+regression test for ``call_timeout``: before it, a statement on a half-open connection
+waited forever and the worker sat idle for good."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.conftest import run
+from tests.chaos.scenarios import outage
+
+pytestmark = pytest.mark.slow
+
+CASES = [
+    ("sqlite", "lock"),
+    ("redis", "cut"),
+    ("redis", "stall"),
+    ("redis", "restart"),
+    ("postgres", "cut"),
+    ("postgres", "stall"),
+    ("postgres", "restart"),
+    ("postgres", "blackhole"),
+]
+
+
+@pytest.mark.parametrize(("backend", "fault"), CASES)
+async def test_workers_resume_after_the_fault(backend: str, fault: str, workdir: Path) -> None:
+    report = await run(
+        outage(backend, workdir, duration=0, seed=1, faults=(fault,), resume_limit=20)
+    )
+    assert report.figures[f"{fault}_heal_to_claim_s"] < 20
