@@ -23,11 +23,20 @@ def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
 
 
+# orjson refuses to encode deeper than this (and to decode deeper than 1024 levels).
+MAX_DEPTH = 254
+
+
 def encode_payload(value: Any, limit: int, what: str = "payload") -> bytes:
     """Encode ``value`` or raise a PayloadError that names the problem and the fix."""
     try:
         raw = orjson.dumps(value)
     except TypeError as exc:
+        if "Recursion limit" in str(exc):
+            raise PayloadError(
+                f"{what} is nested more than {MAX_DEPTH} levels deep (or refers to itself); "
+                "flatten it, or store it elsewhere and pass a reference"
+            ) from None
         raise PayloadError(
             f"{what} is not JSON-serialisable ({exc}); pass dicts, lists, strings, numbers, "
             "booleans, None or a pydantic model"

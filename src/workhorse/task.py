@@ -228,14 +228,25 @@ class Task(Generic[D, R]):
         """Validate and encode a payload: the refusal happens here, at enqueue. Returns the
         value as the handler will see it, and the encoded bytes."""
         value = data
-        if self._data_adapter is not None:
-            try:
-                value = self._data_adapter.validate_python(data)
-            except ValidationError as exc:
-                raise PayloadError(f"invalid payload for task {self.name!r}: {exc}") from None
-            data = self._data_adapter.dump_python(value, mode="json")
-        elif isinstance(data, BaseModel):
-            data = data.model_dump(mode="json")
+        try:
+            if self._data_adapter is not None:
+                try:
+                    value = self._data_adapter.validate_python(data)
+                except ValidationError as exc:
+                    raise PayloadError(f"invalid payload for task {self.name!r}: {exc}") from None
+                data = self._data_adapter.dump_python(value, mode="json")
+            elif isinstance(data, BaseModel):
+                data = data.model_dump(mode="json")
+        except (ValueError, TypeError, RecursionError) as exc:
+            if isinstance(exc, PayloadError):
+                raise
+            # pydantic's serializer refuses a value nested too deep or of an unknown type
+            # with a bare ValueError: name the task and the fix instead.
+            raise PayloadError(
+                f"payload for task {self.name!r} cannot be turned into JSON ({exc}); pass "
+                "dicts, lists, strings, numbers, booleans, None or a pydantic model, nested "
+                f"at most {codec.MAX_DEPTH} levels deep"
+            ) from None
         raw = codec.encode_payload(
             data, self.app.settings.max_payload, f"payload for task {self.name!r}"
         )
