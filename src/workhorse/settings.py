@@ -112,9 +112,20 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 
 def check_name(name: str, what: str) -> str:
-    """Queue and task names go into keys and URLs: keep them to a safe alphabet."""
-    if not name or len(name) > 200 or not set(name) <= _NAME_CHARS:
+    """Queue and task names go into keys, URLs and command lines: keep them to a safe
+    alphabet, with no '..' (a path step), and no leading '.' or '-' (a hidden file, an
+    option)."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 200
+        or not set(name) <= _NAME_CHARS
+        or ".." in name
+        or name[0] in ".-"
+    ):
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 80 else repr(name[:80])
         raise ConfigError(
-            f"invalid {what} name {name!r}: use 1-200 letters, digits, '_', '-', '.', ':'"
+            f"invalid {what} name {shown}: use 1-200 letters, digits, '_', '-', '.', ':', "
+            "starting with a letter, digit or '_', without '..'"
         )
     return name

@@ -968,7 +968,7 @@ class RedisBackend(Backend):
         limit: int = 50,
         offset: int = 0,
     ) -> list[Job]:
-        if limit <= 0:
+        if limit <= 0 or task == "":  # the script reads '' as "any task"; no task has it
             return []
         queues = [queue] if queue is not None else await self._queues()
         if not queues:
