@@ -226,6 +226,8 @@ class PostgresBackend(Backend):
             async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
                 cur = await conn.execute(query, params, binary=True)
                 return await cur.fetchall() if cur.description is not None else []
+        except psycopg.DataError as exc:
+            raise _nul_refused(exc) from None
         except PoolTimeout as exc:
             raise self._error(exc, "waiting for a pooled connection") from exc
         except TimeoutError as exc:
@@ -255,6 +257,8 @@ class PostgresBackend(Backend):
         try:
             async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
                 return await self._enqueue(conn, jobs)
+        except psycopg.DataError as exc:
+            raise _nul_refused(exc) from None
         except PoolTimeout as exc:
             raise self._error(exc, "waiting for a pooled connection") from exc
         except TimeoutError as exc:
@@ -459,6 +463,7 @@ class PostgresBackend(Backend):
             self.listener.forget(fut)
 
     async def _finished(self, ids: list[str]) -> list[Job]:
+        ids = [i for i in ids if "\x00" not in i]
         return await self._jobs(await self._rows(self._q.finished, (ids,)))
 
     async def _jobs(self, rows: list[tuple[Any, ...]]) -> list[Job]:
@@ -499,6 +504,8 @@ class PostgresBackend(Backend):
 
     # -- inspecting and controlling ----------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
+        if "\x00" in job_id:  # in no stored id (PostgreSQL text cannot hold one)
+            return None
         rows = await self._rows(self._q.get, (job_id,))
         return (await self._jobs(rows))[0] if rows else None
 
@@ -511,6 +518,8 @@ class PostgresBackend(Backend):
         limit: int = 50,
         offset: int = 0,
     ) -> list[Job]:
+        if "\x00" in (queue or "") or "\x00" in (task or ""):
+            return []  # no stored name holds a NUL
         where: list[str] = []
         params: list[Any] = []
         if state is JobState.SCHEDULED:
@@ -540,7 +549,9 @@ class PostgresBackend(Backend):
         for q in queues or ():
             out[q] = dict.fromkeys(JobState, 0)
         cond, params = (
-            ("", ()) if queues is None else ("WHERE queue = ANY(%s::text[])", (list(queues),))
+            ("", ())
+            if queues is None
+            else ("WHERE queue = ANY(%s::text[])", ([q for q in queues if "\x00" not in q],))
         )
         rows = await self._rows(
             f"SELECT queue, CASE WHEN state = 'queued' AND run_at > now() THEN 'scheduled' "
@@ -552,6 +563,8 @@ class PostgresBackend(Backend):
         return out
 
     async def cancel(self, job_id: str) -> JobState | None:
+        if "\x00" in job_id:
+            return None
         rows = await self._rows(self._q.cancel, (job_id,))
         if rows:
             return _STATES[rows[0][0]]
@@ -562,6 +575,8 @@ class PostgresBackend(Backend):
         return _SCHED if state == "queued" and scheduled else _STATES[state]
 
     async def retry(self, job_id: str) -> bool:
+        if "\x00" in job_id:
+            return False
         try:
             rows = await self._rows(self._q.retry, (job_id,))
         except psycopg.errors.UniqueViolation:
@@ -809,3 +824,13 @@ def _job(row: tuple[Any, ...]) -> Job:
         error=error, logs=list(logs or ()), timeout=timeout, worker=worker,
         lease_expires_at=to_datetime(expires_at), dedup_key=dedup_key,
     )  # fmt: skip
+
+
+def _nul_refused(exc: psycopg.DataError) -> Exception:
+    """PostgreSQL text cannot hold NUL: say which input to fix instead of a driver error."""
+    if "NUL" not in str(exc):
+        return exc
+    return ConfigError(
+        "PostgreSQL cannot store a NUL character (\\x00) in text: remove it from the dedup "
+        "key, singleton key or key-value key you passed"
+    )
