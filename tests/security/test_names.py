@@ -117,17 +117,6 @@ async def test_every_entry_point_refuses_a_hostile_name(name: str) -> None:
 
 
 # -- keys and ids: stored safely on every backend -------------------------------------
-def _known_gap(request: pytest.FixtureRequest, value: str) -> None:
-    """A gap found by this suite and reported, not yet fixed (strict: a fix shows up)."""
-    kind = request.node.callspec.params.get("backend_kind")
-    if "\x00" in value and kind == "sqlite" and "kv_keys" in request.node.name:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="SQLite length() stops at NUL: kv_scan misses such keys"
-            )
-        )
-
-
 def _refuses_nul(backend: Backend, key: str) -> bool:
     """PostgreSQL text cannot hold NUL: it refuses such a key with a ConfigError (the
     other stores keep it verbatim)."""
@@ -180,9 +169,8 @@ async def test_dedup_keys_are_stored_verbatim_and_inject_nothing(
 
 @pytest.mark.parametrize("key", HOSTILE_KEYS, ids=lambda k: repr(k)[:24])
 async def test_kv_keys_are_stored_verbatim_and_scan_takes_prefixes_literally(
-    backend: Backend, key: str, request: pytest.FixtureRequest
+    backend: Backend, key: str
 ) -> None:
-    _known_gap(request, key)
     canary = await _canary(backend)
     await backend.kv_set("other:a", "1")
     await backend.kv_set("other:b", "2")

@@ -1365,9 +1365,11 @@ class SQLiteBackend(Backend):
         return await self._read(self._kv_scan, prefix)
 
     def _kv_scan(self, conn: sqlite3.Connection, prefix: str) -> dict[str, str]:
-        # A key range keeps the primary key index in use; substr() checks it exactly.
+        # A key range keeps the primary key index in use; substr() checks it exactly, on
+        # bytes (length() of text stops at a NUL character).
         sql = (
-            "SELECT key, value FROM wh_kv WHERE substr(key, 1, length(:p)) = :p "
+            "SELECT key, value FROM wh_kv WHERE substr(CAST(key AS BLOB), 1, "
+            "length(CAST(:p AS BLOB))) = CAST(:p AS BLOB) "
             "AND (expires_at IS NULL OR expires_at > :now)"
         )
         params: dict[str, Any] = {"p": prefix, "now": self._clock()}
