@@ -166,7 +166,9 @@ class Backend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} lacks kv_delete")
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
-        """Every live key starting with ``prefix``, with its value."""
+        """Every live key starting with ``prefix``, with its value: keys written by kv_set
+        or by set_if_absent without a ttl. Claims taken with a ttl (cron ticks, limit
+        slots) need not be listed (Redis keeps them out of its scan index)."""
         raise NotImplementedError(f"{type(self).__name__} lacks kv_scan")
 
     # -- events and workers ------------------------------------------------------------
