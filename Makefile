@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench bench-smoke clean
+.PHONY: demo test lint bench bench-smoke bench-peers clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ test: lint
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 
+bench-peers: $(BIN)/.installed
+	$(BIN)/python -m bench.peers
+
 bench-smoke: $(BIN)/.installed
 	$(BIN)/python -m bench --quick --no-progress
 
 clean:
-	rm -rf $(VENV) .workhorse .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-peers .venv-peers-arq .workhorse .pytest_cache .mypy_cache .ruff_cache

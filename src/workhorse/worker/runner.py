@@ -10,6 +10,8 @@ import traceback
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from workhorse.backoff import Exponential
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError
@@ -66,7 +68,6 @@ class Runner:
         self._pool: ProcessPool | None = None
         self._commands: CommandRunner | None = None
         self._started = False
-        _close_with(threads, self)
 
     # -- the other runtimes ------------------------------------------------------------
     @property
@@ -133,6 +134,15 @@ class Runner:
             return await self._unknown(lease)
         try:
             data = task.decode(lease.data)
+        except orjson.JSONDecodeError as exc:
+            return Outcome(
+                "failed",
+                error=error_info(
+                    PayloadError(f"record could not be decoded: payload is not JSON: {exc}"),
+                    tb=False,
+                ),
+                logs=ctx.drain_logs(),
+            )
         except Exception as exc:
             # A payload the task's model refuses cannot succeed on a retry.
             return Outcome(
@@ -273,18 +283,3 @@ class Runner:
 class _TimedOut(Exception):
     def __init__(self, timeout: float) -> None:
         super().__init__(f"timed out after {timeout:g}s")
-
-
-def _close_with(threads: Executor, runner: Runner) -> None:
-    """Kill the runner's children when the worker shuts its threads down.
-
-    The worker owns neither hook nor call for the runner's end; the shutdown of its task
-    threads is the last thing it does on the way out, so the children go with them. Once
-    the worker awaits ``runner.close()`` itself, this can go."""
-    shutdown = threads.shutdown
-
-    def shutdown_and_close(wait: bool = True, *, cancel_futures: bool = False) -> None:
-        runner.close_now()
-        shutdown(wait, cancel_futures=cancel_futures)
-
-    setattr(threads, "shutdown", shutdown_and_close)  # noqa: B010 - an instance, not the class

@@ -114,7 +114,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._started_at = time.time()
         self._threads = DaemonThreads()
-        self._runner = Runner(app, self._threads)
+        self._runner = Runner(app, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
         self._signals = 0
         self._signal_loop: asyncio.AbstractEventLoop | None = None
@@ -197,6 +197,7 @@ class Worker:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.app.open()
+        self._runner.start()
         backend = self.app.backend
         self._finisher = Finisher(backend)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
@@ -245,6 +246,10 @@ class Worker:
                 await backend.remove_worker(self.id)
             except Exception:
                 log.exception("could not remove worker record")
+            try:
+                await self._runner.close()
+            except Exception:
+                log.exception("could not stop the runtime's child processes")
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._stopped.set()
             log.info("worker %s stopped after %d job(s)", self.id, self.processed)
