@@ -238,6 +238,11 @@ class Workhorse:
                 f"task {task_name!r} is already registered by "
                 f"{self.tasks[task_name].fn!r}; give one a name="
             )
+        if opts.runtime == "process" and "<locals>" in getattr(fn, "__qualname__", ""):
+            raise ConfigError(
+                f"task {task_name!r} uses runtime='process', so a child process must import "
+                "it: define it at module level, not inside a function"
+            )
         task: Task[Any, Any] = Task(self, task_name, fn, opts)
         self.tasks[task_name] = task
         return task

@@ -140,3 +140,12 @@ async def test_enqueue_many_one_call(app: Workhorse) -> None:
     with pytest.raises(PayloadError):
         await t.enqueue_many([1, "two"])
     assert (await app.counts())["default"]["queued"] == 5  # all or nothing
+
+
+def test_process_runtime_needs_a_module_level_function(app: Workhorse) -> None:
+    def inner() -> None: ...
+
+    with pytest.raises(ConfigError, match="module level"):
+        app.add_task(inner, runtime="process")
+    with pytest.raises(ConfigError, match="command"):
+        app.add_task(inner, runtime="command")
