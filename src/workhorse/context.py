@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from workhorse.job import Event, Lease
@@ -49,9 +50,14 @@ class JobContext:
         return self.lease.task
 
     def log(self, message: str, level: str = "info", **fields: Any) -> None:
+        self.log_line(message, level, fields)
+
+    def log_line(self, message: str, level: str, fields: Mapping[str, Any]) -> None:
+        """``log`` with the fields as a mapping: any field name is fine, even ``message``
+        or ``level`` (the runtimes pass on what a child sent)."""
         line: dict[str, Any] = {"at": time.time(), "level": level, "message": str(message)}
         if fields:
-            line["fields"] = fields
+            line["fields"] = dict(fields)
         self._logs.append(line)
         log.debug("[%s %s] %s %s", self.task, self.job_id, message, fields or "")
 

@@ -411,7 +411,7 @@ def test_worker_burst_drains_the_queue_and_exits_0(cli: Cli) -> None:
 
 
 def test_worker_with_a_bad_queue_spec_is_a_usage_error(cli: Cli) -> None:
-    result = cli("worker", cli.app, "--queues", "default:zero", app=False, ok=False)
+    result = cli("worker", cli.app, "--queues", "default:0", app=False, ok=False)
     assert result.exit_code == 2
     assert "--queues" in result.output
 

@@ -165,13 +165,6 @@ def _terminal(line: bytes) -> bool:
     return isinstance(msg, dict) and msg.get("type") in ("result", "error")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this suite, reported: command.py and serve_call pass the fields as "
-    "**kwargs to JobContext.log(message, level, ...), so a field named 'message' or 'level' "
-    "raises TypeError and the attempt fails (fix: make log's first two parameters "
-    "positional-only)",
-)
 async def test_a_log_line_whose_fields_reuse_a_parameter_name_is_kept(program: Path) -> None:
     """``{"type": "log", "fields": {"message": ...}}`` must not fail the job."""
     app = _app(program)

@@ -261,10 +261,10 @@ class CommandRunner:
                 raise RemoteError(_error(msg.get("error")), retry=msg.get("retry", True))
             if kind == "log":
                 fields = msg.get("fields")
-                ctx.log(
+                ctx.log_line(
                     str(msg.get("message", "")),
                     str(msg.get("level", "info")),
-                    **(fields if isinstance(fields, dict) else {}),
+                    fields if isinstance(fields, dict) else {},
                 )
             elif kind == "hello":
                 program.reuse = bool(msg.get("reuse"))

@@ -75,7 +75,11 @@ async def serve_call(ctx: JobContext, method: str, params: dict[str, Any]) -> An
         return None
     if method == "log":
         fields = params.get("fields") or {}
-        ctx.log(str(params.get("message", "")), str(params.get("level", "info")), **fields)
+        ctx.log_line(
+            str(params.get("message", "")),
+            str(params.get("level", "info")),
+            fields if isinstance(fields, dict) else {},
+        )
         return None
     if method == "enqueue":
         handle = await ctx.enqueue(

@@ -68,13 +68,16 @@ def parse_queues(
     else:
         names = queues.split(",") if isinstance(queues, str) else list(queues)
         for raw in names:
-            name, _, count = raw.strip().partition(":")
+            # "name:N" sets N slots; a colon in the name itself ("tenant:reports") stays.
+            name, _, count = raw.strip().rpartition(":")
+            if not name or not count.isdigit():
+                name, count = raw.strip(), ""
             items.append((name, int(count) if count else concurrency))
     out: dict[str, int] = {}
     for name, n in items:
         check_name(name, "queue")
         if n < 1:
-            raise ValueError(f"concurrency for queue {name!r} must be >= 1")
+            raise ConfigError(f"concurrency for queue {name!r} must be >= 1, got {n}")
         out[name] = n
     return out
 
