@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         "--scenario", action="append", choices=[*SCENARIOS, "all"], help="repeatable; all"
     )
     parser.add_argument("--rounds", type=int, default=100, help="race: least rounds")
+    parser.add_argument(
+        "--resume-limit",
+        type=float,
+        default=45.0,
+        help="outage: seconds a worker may take to claim again after a heal (Redis gives "
+        "up a call on a half-open connection after 30 s)",
+    )
     args = parser.parse_args(argv)
     backends = _pick(args.backend, BACKENDS)
     scenarios = _pick(args.scenario, tuple(SCENARIOS))
@@ -40,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                 options = {"duration": args.duration, "seed": args.seed}
                 if scenario == "race":
                     options["rounds"] = args.rounds
+                if scenario == "outage":
+                    options["resume_limit"] = args.resume_limit
                 try:
                     report: Report = asyncio.run(SCENARIOS[scenario](backend, Path(tmp), **options))
                 except Exception as exc:

@@ -339,7 +339,7 @@ async def block(kind: str, workdir: Path, *, duration: float, seed: int) -> Repo
 
 
 # -- 4. server restarts and cut connections ------------------------------------------------
-CALL_TIMEOUT = 5  # postgres: seconds before a statement with no answer is given up
+CALL_TIMEOUT = 3  # postgres: seconds before a statement with no answer is given up
 FAULTS = {
     "sqlite": ("lock",),
     "redis": ("cut", "stall", "restart", "blackhole"),
