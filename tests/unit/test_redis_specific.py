@@ -217,3 +217,11 @@ async def test_a_safe_eviction_policy_is_not_warned_about(
         await peer.open()
     await peer.close()
     assert not [r for r in caplog.records if r.name == "workhorse.redis"]
+
+
+def test_call_timeout_comes_from_the_url() -> None:
+    from workhorse.backends.redis import RedisBackend
+
+    assert RedisBackend("redis://127.0.0.1:6379/0?call_timeout=2.5")._call_timeout == 2.5
+    with pytest.raises(ConfigError, match="call_timeout"):
+        RedisBackend("redis://127.0.0.1:6379/0?call_timeout=soon")

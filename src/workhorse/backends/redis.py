@@ -80,7 +80,7 @@ _SCRIPTS = (
     "fetch", "locate", "counts", "query", "purge", "pause", "publish", "counter", "beat",
     "workers", "kv", "quarantine",
 )  # fmt: skip
-_OUR_PARAMS = {"prefix", "max_events"}
+_OUR_PARAMS = {"prefix", "max_events", "call_timeout"}
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _COUNT_STATES = (
     JobState.QUEUED,
@@ -283,8 +283,9 @@ class _Wire:
     retry wrapper and parser round of a general-purpose client. Blocking commands and
     pub/sub do not come here (they would hold everyone up)."""
 
-    def __init__(self, url: str, safe: str) -> None:
+    def __init__(self, url: str, safe: str, call_timeout: float = _CALL_TIMEOUT) -> None:
         options = parse_url(url)
+        self.call_timeout = call_timeout
         self.host = str(options.get("host", "127.0.0.1"))
         self.port = int(options.get("port", 6379))
         self.db = int(options.get("db", 0) or 0)
@@ -366,13 +367,13 @@ class _Wire:
         if proto.transport is not None:
             proto.transport.close()
 
-    async def call(self, *args: Any, timeout: float = _CALL_TIMEOUT) -> Any:
+    async def call(self, *args: Any, timeout: float | None = None) -> Any:
         """One command; an error reply is raised. A command that met a connection dropped
         under it (a server restart) is sent once more on a fresh one."""
         for attempt in (0, 1):
             proto = self._proto or await self.connect()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout or self.call_timeout):
                     reply = await self._send(proto, args)
             except _Dropped:
                 if attempt:
@@ -392,7 +393,7 @@ class _Wire:
         proto = self._proto or await self.connect()
         futs = [self._send(proto, c) for c in commands]
         try:
-            async with asyncio.timeout(_CALL_TIMEOUT):
+            async with asyncio.timeout(self.call_timeout):
                 replies = await asyncio.gather(*futs)
         except TimeoutError:
             self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
@@ -432,6 +433,11 @@ class RedisBackend(Backend):
             self._max_events = int(ours.get("max_events", "100000"))
         except ValueError:
             raise ConfigError("max_events in the Redis URL must be an integer") from None
+        try:
+            # A half-open connection answers nothing: give a call up after this long.
+            self._call_timeout = float(ours.get("call_timeout", _CALL_TIMEOUT))
+        except ValueError:
+            raise ConfigError("call_timeout in the Redis URL must be seconds") from None
         self.prefix = prefix
         self._g = f"{{{prefix}}}:"
         self._client_url = urlunsplit(
@@ -452,7 +458,7 @@ class RedisBackend(Backend):
     async def open(self) -> None:
         if self._wire is not None:
             return
-        wire = _Wire(self._client_url, self._safe)
+        wire = _Wire(self._client_url, self._safe, self._call_timeout)
         try:
             info = (await wire.call("INFO", "server")).decode()
             found = re.search(r"redis_version:(\d+)\.(\d+)", info)
@@ -488,7 +494,7 @@ class RedisBackend(Backend):
 
     async def drop(self) -> None:
         """Delete every key under this backend's prefix (test clean-up). Works closed too."""
-        wire = self._wire or _Wire(self._client_url, self._safe)
+        wire = self._wire or _Wire(self._client_url, self._safe, self._call_timeout)
         try:
             for pattern in (f"{{{self.prefix}}}:*", f"{{{self.prefix}:*"):
                 cursor = b"0"
@@ -793,7 +799,7 @@ class RedisBackend(Backend):
         self._idle_blockers.append(wire)
 
     def _new_wire(self) -> _Wire:
-        return _Wire(self._client_url, self._safe)
+        return _Wire(self._client_url, self._safe, self._call_timeout)
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         wanted = set(ids)
