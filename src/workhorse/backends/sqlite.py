@@ -17,7 +17,6 @@ own writes; the store is only read again when something changed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import random
@@ -33,6 +32,7 @@ import orjson
 
 from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.quarantine import quarantine_error, quarantined
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     FINISHED_STATES,
@@ -198,30 +198,6 @@ _RESETTABLE = (
     ("timeout", 16),
 )  # fmt: skip
 _STORED_STATES = frozenset(("queued", "scheduled", "active", "completed", "failed", "cancelled"))
-QUARANTINED = "Quarantined"
-RAW_CAP = 4096  # bytes of each bad field kept in the error
-
-
-def quarantine_error(
-    raw: dict[str, bytes], reasons: dict[str, str], previous: Any
-) -> dict[str, Any]:
-    """The error of a record quarantined as failed: what did not decode, and its bytes."""
-    what = "; ".join(f"{name}: {why}" for name, why in reasons.items())
-    return {
-        "type": QUARANTINED,
-        "message": (
-            f"record could not be decoded: {what}. It was quarantined as failed; the raw "
-            f"bytes are in error['raw'] (base64, the first {RAW_CAP} bytes of each field)"
-        ),
-        "raw": {k: base64.b64encode(v[:RAW_CAP]).decode() for k, v in raw.items()},
-        "raw_size": {k: len(v) for k, v in raw.items()},
-        "previous": previous,
-        "traceback": "",
-    }
-
-
-def _quarantined(error: Any) -> bool:
-    return isinstance(error, dict) and error.get("type") == QUARANTINED
 
 
 def path_from_url(url: str) -> str:
@@ -623,7 +599,7 @@ class SQLiteBackend(Backend):
                 raw[name] = value if isinstance(value, bytes) else str(value).encode()
                 fixed[i] = default
         previous = None if "error" in reasons or row[14] is None else orjson.loads(row[14])
-        if reasons.keys() == {"data"} and _quarantined(previous):
+        if reasons.keys() == {"data"} and quarantined(previous):
             return self._decode(fixed, now)  # done before: the data column keeps the bytes
         if not reasons:
             reasons["record"] = "a column holds a value of the wrong type"

@@ -15,7 +15,6 @@ LISTEN/NOTIFY wakes idle workers and waiting callers, and polling covers a lost 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import re
@@ -36,6 +35,7 @@ from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.statements import Statements
+from workhorse.backends.quarantine import quarantine_error, quarantined
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     EnqueueResult,
@@ -490,7 +490,7 @@ class PostgresBackend(Backend):
             except ValueError as exc:
                 reasons[name], raw[name] = str(exc), value
                 fixed[i] = b"null" if name == "data" else None
-        if not reasons or (reasons.keys() == {"data"} and _quarantined(row[14])):
+        if not reasons or (reasons.keys() == {"data"} and quarantined(row[14])):
             return _job(tuple(fixed))  # quarantined before
         error = quarantine_error(raw, reasons, row[14])
         done = await self._rows(
@@ -760,33 +760,6 @@ SELECT upd.* FROM upd, (SELECT count(*) FROM done) n"""
 
 async def _configure(conn: AnyConn) -> None:
     set_json_loads(orjson.loads, conn)
-
-
-QUARANTINED = "Quarantined"
-RAW_CAP = 4096  # bytes of each bad field kept in the error
-
-
-def quarantine_error(
-    raw: dict[str, bytes], reasons: dict[str, str], previous: Any
-) -> dict[str, Any]:
-    """The error of a record quarantined as failed: what did not decode, and its bytes
-    (the same shape on every backend)."""
-    what = "; ".join(f"{name}: {why}" for name, why in reasons.items())
-    return {
-        "type": QUARANTINED,
-        "message": (
-            f"record could not be decoded: {what}. It was quarantined as failed; the raw "
-            f"bytes are in error['raw'] (base64, the first {RAW_CAP} bytes of each field)"
-        ),
-        "raw": {k: base64.b64encode(v[:RAW_CAP]).decode() for k, v in raw.items()},
-        "raw_size": {k: len(v) for k, v in raw.items()},
-        "previous": previous,
-        "traceback": "",
-    }
-
-
-def _quarantined(error: Any) -> bool:
-    return isinstance(error, dict) and error.get("type") == QUARANTINED
 
 
 def _ttl(ttl: float | None) -> float | None:
