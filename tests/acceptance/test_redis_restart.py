@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.chaos.servers import MissingBinary, PrivateRedis
 from tests.conftest import IN_CI
 from workhorse import Workhorse
 
@@ -27,57 +24,14 @@ pytestmark = pytest.mark.slow
 RECOVERY = 15.0  # generous on a loaded 2-core machine; the measured figure is printed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            message = "redis-server not found (install the Redis server binary)"
-            if IN_CI:
-                pytest.fail(f"{message}; CI=true: a missing binary fails the run")
-            pytest.skip(message)
-        self.binary = binary
-        self.dir = tempfile.mkdtemp(prefix="wh-redis-")
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
 def server() -> Iterator[PrivateRedis]:
-    srv = PrivateRedis()
+    try:
+        srv = PrivateRedis(persist=False)
+    except MissingBinary as exc:
+        if IN_CI:
+            pytest.fail(f"{exc}; CI=true: a missing binary fails the run")
+        pytest.skip(str(exc))
     srv.start()
     try:
         yield srv

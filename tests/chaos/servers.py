@@ -25,9 +25,11 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """With AOF (``appendfsync everysec``): a graceful restart keeps every job."""
+    """With AOF (``appendfsync everysec``) a graceful restart keeps every job; with
+    ``persist=False`` (no RDB, no AOF) a restart comes back empty."""
 
-    def __init__(self) -> None:
+    def __init__(self, persist: bool = True) -> None:
+        self.persist = persist
         binary = shutil.which("redis-server")
         if binary is None:
             raise MissingBinary("redis-server not found: install the Redis server binary")
@@ -43,8 +45,8 @@ class PrivateRedis:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
-             "--dir", self.dir],
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
+             "--daemonize", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
