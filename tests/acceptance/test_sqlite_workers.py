@@ -6,147 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
+from tests.acceptance.harness import Ledger, Workers
 from workhorse import JobState, Workhorse
 
 pytest.importorskip("workhorse.backends.sqlite")
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).with_name("ledger_worker.py")
 LEASE, RECLAIM, POLL = 1.0, 0.5, 0.2
 BOUND = LEASE + RECLAIM + POLL  # the stated recovery bound for a killed worker's job
 SLACK = 1.0  # process scheduling on a loaded 2-core machine
 
 
-@dataclass(frozen=True)
-class Line:
-    event: str
-    job_id: str
-    pid: int
-    at: float
-
-
-class Ledger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.touch()
-
-    def lines(self) -> list[Line]:
-        out = []
-        for raw in self.path.read_text().splitlines():
-            event, job_id, pid, at = raw.split()
-            out.append(Line(event, job_id, int(pid), float(at)))
-        return out
-
-    def of(self, event: str, job_id: str | None = None) -> list[Line]:
-        return [
-            ln
-            for ln in self.lines()
-            if ln.event == event and (job_id is None or ln.job_id == job_id)
-        ]
-
-    async def wait(
-        self, event: str, n: int = 1, job_id: str | None = None, timeout: float = 15.0
-    ) -> list[Line]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.of(event, job_id)
-            if len(found) >= n:
-                return found
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"ledger: {len(found)} of {n} {event!r} lines after {timeout}s; "
-                    f"ledger holds:\n{self.path.read_text()[-2000:]}"
-                )
-            await asyncio.sleep(0.02)
-
-
-class Workers:
-    """Worker processes started for one test; any left running are killed at the end."""
-
-    def __init__(self, url: str, ledger: Ledger, tmp_path: Path) -> None:
-        self.url = url
-        self.ledger = ledger
-        self.tmp_path = tmp_path
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def _spawn(self, options: dict[str, Any]) -> subprocess.Popen[bytes]:
-        n = len(self.procs)
-        with (self.tmp_path / f"worker{n}.log").open("wb") as log:
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    str(SCRIPT),
-                    self.url,
-                    str(self.ledger.path),
-                    orjson.dumps(options).decode(),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def start(self, **options: Any) -> subprocess.Popen[bytes]:
-        proc = self._spawn(options)
-        self.procs.append(proc)
-        deadline = time.monotonic() + 20
-        while not any(ln.pid == proc.pid for ln in self.ledger.of("ready")):
-            if proc.poll() is not None:
-                pytest.fail(f"worker exited with {proc.returncode}:\n{self.output(proc)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"worker not ready after 20s:\n{self.output(proc)}")
-            await asyncio.sleep(0.02)
-        return proc
-
-    def output(self, proc: subprocess.Popen[bytes]) -> str:
-        i = self.procs.index(proc)
-        return (self.tmp_path / f"worker{i}.log").read_text(errors="replace")[-4000:]
-
-    async def exit_code(self, proc: subprocess.Popen[bytes], timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"worker {proc.pid} still running after {timeout}s:\n{self.output(proc)}"
-                )
-            await asyncio.sleep(0.02)
-        return proc.returncode
-
-    def kill_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-
-
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'jobs.db'}"
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger.txt")
-
-
-@pytest.fixture
-def workers(url: str, ledger: Ledger, tmp_path: Path) -> Iterator[Workers]:
-    w = Workers(url, ledger, tmp_path)
-    try:
-        yield w
-    finally:
-        w.kill_all()
 
 
 @pytest.fixture
