@@ -35,7 +35,9 @@ class Ledger:
 
     def lines(self) -> list[Line]:
         out = []
-        for raw in self.path.read_text().splitlines():
+        text = self.path.read_text()
+        # A worker may be mid-write: only whole lines (ending in a newline) count yet.
+        for raw in text[: text.rfind("\n") + 1].splitlines():
             event, job_id, pid, at = raw.split()
             out.append(Line(event, job_id, int(pid), float(at)))
         return out
