@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -46,4 +47,26 @@ def encode_payload(value: Any, limit: int, what: str = "payload") -> bytes:
             f"{what} is {len(raw):,} bytes, over the {limit:,}-byte cap; store large data "
             "elsewhere and pass a reference, or raise WORKHORSE_MAX_PAYLOAD"
         )
+    # orjson writes NaN and the infinities as null, which would lose data silently. Only a
+    # payload whose JSON holds a null can hide one, so most never pay for the walk.
+    if b"null" in raw and (where := _non_finite(value, "")) is not None:
+        raise PayloadError(
+            f"{what} holds {where[1]} at {where[0] or 'its top level'}, which JSON cannot "
+            "carry; send None, a string, or a finite number instead"
+        )
     return raw
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The path and value of the first NaN or infinity in a JSON-like value."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if (found := _non_finite(item, f"{path}[{key!r}]")) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if (found := _non_finite(item, f"{path}[{index}]")) is not None:
+                return found
+    return None

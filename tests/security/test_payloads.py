@@ -237,9 +237,7 @@ def test_fuzz_prepare_refuses_or_round_trips(name: str, value: Any) -> None:
     assert len(raw) <= APP.settings.max_payload
     decoded = t.decode(raw)  # what the worker hands the function: never an error
     if t._data_adapter is None:
-        # JSON has lists, not tuples; orjson writes NaN and infinities as null (the one
-        # lossy case, documented).
-        assert decoded == _json(handler_value)
+        assert decoded == _json(handler_value)  # JSON has lists, not tuples
     else:
         # A typed task converts in JSON mode (bytes to text, sets to lists): what the
         # worker sees must encode back to the very same bytes.
@@ -247,13 +245,34 @@ def test_fuzz_prepare_refuses_or_round_trips(name: str, value: Any) -> None:
 
 
 def _json(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    # A refused NaN or infinity never gets here: prepare() raised for it.
+    assert not (isinstance(value, float) and not math.isfinite(value))
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
     if isinstance(value, dict):
         return {k: _json(v) for k, v in value.items()}
     return value
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (float("nan"), "its top level"),
+        ({"price": float("inf")}, "['price']"),
+        ({"rows": [1.0, {"x": -float("inf")}]}, "['rows'][1]['x']"),
+    ],
+)
+def test_nan_and_infinity_are_refused_not_turned_into_null(value: Any, where: str) -> None:
+    with pytest.raises(PayloadError, match="JSON cannot carry") as caught:
+        task("untyped").prepare(value)
+    assert where in str(caught.value)
+
+
+def test_a_real_null_still_passes() -> None:
+    assert task("untyped").decode(task("untyped").prepare({"a": None, "b": 1.5})[1]) == {
+        "a": None,
+        "b": 1.5,
+    }
 
 
 @FUZZ

@@ -120,6 +120,22 @@ async def test_result_that_is_not_json_fails_without_retry(app: Workhorse) -> No
     assert "returns_a_set" in job.error["message"]
 
 
+async def test_result_holding_nan_fails_instead_of_storing_null(app: Workhorse) -> None:
+    @app.task(retries=3, backoff=0)
+    async def ratio() -> Any:
+        return {"ratio": float("nan")}
+
+    async with running(app):
+        handle = await ratio.enqueue()
+        job = await app.wait(handle.id, 5)
+
+    assert job.state is JobState.FAILED
+    assert job.attempts == 1
+    assert job.error is not None
+    assert "NaN" in job.error["message"] or "nan" in job.error["message"]
+    assert "['ratio']" in job.error["message"]
+
+
 class Strict(BaseModel):
     count: int
 
