@@ -77,7 +77,7 @@ log = logging.getLogger("workhorse.redis")
 
 _SCRIPTS = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
-    "fetch", "locate", "counts", "query", "purge", "pause", "publish", "counter", "beat",
+    "fetch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
     "workers", "kv", "quarantine",
 )  # fmt: skip
 _OUR_PARAMS = {"prefix", "max_events", "call_timeout"}
@@ -400,6 +400,12 @@ class _Wire:
             raise
         return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
 
+    async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
+        """The server's millisecond, then ``reads``, in one pipeline: one server runs them
+        in order, so the reads see everything written before that millisecond."""
+        (sec, usec), *replies = await self.many([("TIME",), *reads])
+        return int(sec) * 1000 + int(usec) // 1000, replies
+
     async def close(self) -> None:
         proto = self._proto
         if proto is not None:
@@ -453,6 +459,7 @@ class RedisBackend(Backend):
         self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client knows
         self._recent: dict[str, Job] = {}  # finished records heard while waiting for others
         self._qk: dict[str, str] = {}  # queue -> its key prefix
+        self._listed: set[str] = set()  # queues this client put in {P}:queues
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -510,6 +517,7 @@ class RedisBackend(Backend):
                 await wire.close()
         self._where.clear()
         self._recent.clear()
+        self._listed.clear()
 
     def _conn(self) -> _Wire:
         if self._wire is None:
@@ -553,6 +561,7 @@ class RedisBackend(Backend):
         if found is not None and found == self._epoch:
             return
         fresh = await self._read_epoch(wire)
+        self._listed.clear()
         log.error(
             "Redis at %s lost its data (its epoch mark %s): queued, scheduled and running "
             "jobs, results and events stored before are gone. Was the server restarted "
@@ -570,15 +579,20 @@ class RedisBackend(Backend):
             qk = self._qk[queue] = f"{{{self.prefix}:{queue}}}:"
         return qk
 
+    def _slot(self, qk: str) -> str:
+        """KEYS[1] of a script call: a key of the one slot it touches, for routing."""
+        return qk + "ready" if qk else self._g + "queues"
+
     async def _call(self, name: str, qk: str, *args: Any) -> Any:
         wire = self._conn()
         script = self._scripts[name]
+        call = ("EVALSHA", script.sha, 1, self._slot(qk), qk, self._g, self._max_events, *args)
         try:
-            return await wire.call("EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+            return await wire.call(*call)
         except NoScriptError:
             # The server restarted or its script cache was flushed: load them again.
             await self._load_scripts(wire)
-            return await wire.call("EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+            return await wire.call(*call)
 
     async def _call_many(self, calls: Sequence[tuple[str, str, Sequence[Any]]]) -> list[Any]:
         """Several script calls in one pipelined round trip; each is atomic on its own."""
@@ -590,8 +604,8 @@ class RedisBackend(Backend):
         todo = list(range(len(calls)))
         for attempt in range(2):
             replies = await wire.many([
-                ("EVALSHA", self._scripts[calls[i][0]].sha, 0, calls[i][1], self._g,
-                 self._max_events, *calls[i][2]) for i in todo
+                ("EVALSHA", self._scripts[calls[i][0]].sha, 1, self._slot(calls[i][1]),
+                 calls[i][1], self._g, self._max_events, *calls[i][2]) for i in todo
             ])  # fmt: skip
             missing = []
             for i, reply in zip(todo, replies, strict=True):
@@ -648,6 +662,7 @@ class RedisBackend(Backend):
             for q, args in runs
             for k in range(0, len(args), _ENQUEUE_CHUNK * 11)
         ]
+        await self._list_queues({q for q, _ in runs})
         calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]
         replies = await self._call_many(calls)
         # Replies come per chunk, in each chunk's order: map them back to the jobs.
@@ -667,6 +682,7 @@ class RedisBackend(Backend):
     ) -> list[Lease]:
         leases: list[Lease] = []
         base = os.urandom(8).hex() + "."
+        await self._list_queues(queues)  # reclaim must see them, even after a data loss
         for queue in queues:
             want = limit - len(leases)
             if want <= 0:
@@ -762,6 +778,15 @@ class RedisBackend(Backend):
     async def _queues(self) -> list[str]:
         members = await self._conn().call("SMEMBERS", self._g + "queues")
         return sorted(m.decode() for m in members)
+
+    async def _list_queues(self, queues: Iterable[str]) -> None:
+        """Add queues to {P}:queues (which reclaim, query, counts and events walk) before
+        their first job: a set in another slot than the queue's, so a command of its own.
+        Once per queue and process, again after the server lost its data."""
+        new = [q for q in queues if q not in self._listed]
+        if new:
+            await self._conn().call("SADD", self._g + "queues", *new)
+            self._listed.update(new)
 
     async def reclaim_expired(self) -> list[str]:
         await self._check_epoch()
@@ -894,20 +919,19 @@ class RedisBackend(Backend):
                 unknown.append(job_id)
             else:
                 by_queue.setdefault(queue, [mode]).append(job_id)
-        calls: list[tuple[str, str, Sequence[Any]]] = [
-            ("fetch", self._q(q), args) for q, args in by_queue.items()
-        ]
-        calls += [("locate", "", (job_id, mode)) for job_id in unknown]
-        if not calls:
+        targets = list(by_queue.items())
+        if unknown:  # looked for in every queue, each in its own slot, all in one round trip
+            targets += [(q, [mode, *unknown]) for q in await self._queues()]
+        if not targets:
             return []
+        calls = [("fetch", self._q(q), args) for q, args in targets]
         jobs: list[Job] = []
-        for (name, qk, args), reply in zip(calls, await self._call_many(calls), strict=True):
-            if name == "fetch":
-                jobs.extend(await self._jobs(qk, reply))
-            elif reply:
-                self._remember(args[0], reply[0].decode())
-                if reply[1]:
-                    jobs.extend(await self._jobs(self._q(reply[0].decode()), [reply[1]]))
+        for (q, args), reply in zip(targets, await self._call_many(calls), strict=True):
+            found = await self._jobs(self._q(q), reply)
+            if args is not by_queue.get(q):
+                for job in found:
+                    self._remember(job.id, q)
+            jobs.extend(found)
         return jobs
 
     async def _jobs(self, qk: str, recs: list[Any]) -> list[Job]:
@@ -1010,11 +1034,9 @@ class RedisBackend(Backend):
     async def _queue_of(self, job_id: str) -> str | None:
         queue = self._where.get(job_id)
         if queue is None:
-            found = await self._call("locate", "", job_id, "0")
-            if not found:
+            if not await self._fetch([job_id]):
                 return None
-            queue = found[0].decode()
-            self._remember(job_id, queue)
+            queue = self._where.get(job_id)
         return queue
 
     async def cancel(self, job_id: str) -> JobState | None:
@@ -1073,14 +1095,16 @@ class RedisBackend(Backend):
         return keep
 
     async def pause(self, queue: str) -> None:
-        await self._call("pause", self._q(queue), queue, "1")
+        await self._list_queues([queue])
+        await self._call("pause", self._q(queue), "1")
 
     async def resume(self, queue: str) -> None:
-        await self._call("pause", self._q(queue), queue, "0")
+        await self._call("pause", self._q(queue), "0")
 
     async def paused(self) -> set[str]:
-        members = await self._conn().call("SMEMBERS", self._g + "paused")
-        return {m.decode() for m in members}
+        queues = await self._queues()
+        flags = await self._conn().many([("EXISTS", self._q(q) + "paused") for q in queues])
+        return {q for q, flag in zip(queues, flags, strict=True) if flag}
 
     # -- coordination ------------------------------------------------------------------
     async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
@@ -1128,14 +1152,39 @@ class RedisBackend(Backend):
             await self._call("publish", "", *args)
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The streams merged: {P}:events and each queue's {P:Q}:events, by entry id.
+
+        Only entries older than the server's current millisecond are returned (the
+        horizon, read before the streams): a later XADD gets an id at or past it, so a
+        reader whose cursor passed an id never misses an event written after it. Entries
+        of different streams may share an id (the same millisecond and sequence); a page
+        never splits them, so the cursor stays exact."""
         if limit <= 0:
             return []
+        streams = [self._g + "events", *(self._q(q) + "events" for q in await self._queues())]
         ms, seq = divmod(max(0, int(after)), 1_000_000)
-        entries = await self._conn().call(
-            "XRANGE", self._g + "events", f"({ms}-{seq}", "+", "COUNT", limit
-        )
+        reads = [("XRANGE", s, f"({ms}-{seq}", "+", "COUNT", limit) for s in streams]
+        horizon, replies = await self._conn().read_after_time(reads)
+        merged: list[tuple[int, int, Any]] = []
+        for n, entries in enumerate(replies):
+            if isinstance(entries, Exception):
+                raise entries
+            for entry_id, flat in entries:
+                cursor = _cursor(entry_id)
+                if cursor // 1_000_000 >= horizon:
+                    break
+                merged.append((cursor, n, flat))
+        merged.sort(key=lambda m: (m[0], m[1]))
+        if len(merged) > limit:
+            cut = limit
+            while cut > 0 and merged[cut - 1][0] == merged[limit][0]:
+                cut -= 1  # the last id continues past the page: leave it whole for the next
+            if cut == 0:  # one id holds more than a page: it goes out whole
+                while cut < len(merged) and merged[cut][0] == merged[0][0]:
+                    cut += 1
+            merged = merged[:cut]
         out = []
-        for entry_id, flat in entries:
+        for cursor, _, flat in merged:
             f = dict(zip(flat[::2], flat[1::2], strict=True))
             out.append(
                 Event(
@@ -1145,7 +1194,7 @@ class RedisBackend(Backend):
                     f[b"q"].decode() or None,
                     codec.loads(f[b"d"]),
                     float(f[b"a"]),
-                    _cursor(entry_id),
+                    cursor,
                 )
             )
         return out
