@@ -59,6 +59,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.redis_cluster import SCHEMES as CLUSTER_SCHEMES
+from workhorse.backends.redis_cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     FINISHED_STATES,
@@ -109,9 +111,11 @@ class _Script:
     sha: str
 
 
-def _load_script_texts() -> dict[str, _Script]:
+def _load_script_texts(head: str = "") -> dict[str, _Script]:
+    """``head``: '#!lua\n' on a cluster of Redis 7+, where a script so marked is refused
+    the moment it touches a second slot, even one on the same node."""
     folder = resources.files("workhorse.backends").joinpath("redis_lua")
-    prelude = folder.joinpath("_prelude.lua").read_text("utf-8")
+    prelude = head + folder.joinpath("_prelude.lua").read_text("utf-8")
     out = {}
     for name in _SCRIPTS:
         text = prelude + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
@@ -426,8 +430,13 @@ class RedisBackend(Backend):
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         self.url = _safe_url(url)  # shown in logs and status: never the password
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
+        if parts.scheme not in ("redis", "rediss", *CLUSTER_SCHEMES):
             raise ConfigError(f"not a Redis URL: {_safe_url(url)!r}; use redis://host:6379/0")
+        self._cluster: ClusterAddress | None = None
+        if parts.scheme in CLUSTER_SCHEMES:
+            self._cluster = parse_cluster_netloc(
+                parts.scheme, parts.netloc, parts.path, _safe_url(url)
+            )
         params = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in params if k in _OUR_PARAMS}
         prefix = ours.get("prefix", "workhorse")
@@ -451,7 +460,8 @@ class RedisBackend(Backend):
         )
         self._safe = _safe_url(url)
         self._scripts = _load_script_texts()
-        self._wire: _Wire | None = None
+        self._wire: _Wire | ClusterWire | None = None
+        self._node_url = self._client_url  # where subscriptions and blocked pops connect
         self._idle_blockers: list[_Wire] = []  # connections for BLPOP, one per waiter
         self._sub: tuple[_Wire, asyncio.Queue[Any]] | None = None  # the 'finished' channel
         self._sub_lock = asyncio.Lock()
@@ -465,7 +475,7 @@ class RedisBackend(Backend):
     async def open(self) -> None:
         if self._wire is not None:
             return
-        wire = _Wire(self._client_url, self._safe, self._call_timeout)
+        wire = self._make_wire()
         try:
             info = (await wire.call("INFO", "server")).decode()
             found = re.search(r"redis_version:(\d+)\.(\d+)", info)
@@ -475,6 +485,11 @@ class RedisBackend(Backend):
                     f"Redis at {self._safe} is version {version[0]}.{version[1]}; workhorse "
                     f"needs {_MIN_VERSION[0]}.{_MIN_VERSION[1]} or newer"
                 )
+            if isinstance(wire, ClusterWire):
+                if version >= (7, 0):
+                    self._scripts = _load_script_texts("#!lua\n")
+                assert self._cluster is not None
+                self._node_url = self._cluster.node_url(*await wire.first_node())
             await self._load_scripts(wire)
             await self._check_eviction(wire)
             self._epoch = await self._read_epoch(wire)
@@ -501,9 +516,12 @@ class RedisBackend(Backend):
 
     async def drop(self) -> None:
         """Delete every key under this backend's prefix (test clean-up). Works closed too."""
-        wire = self._wire or _Wire(self._client_url, self._safe, self._call_timeout)
+        wire = self._wire or self._make_wire()
+        patterns = (f"{{{self.prefix}}}:*", f"{{{self.prefix}:*")
         try:
-            for pattern in (f"{{{self.prefix}}}:*", f"{{{self.prefix}:*"):
+            if isinstance(wire, ClusterWire):
+                await wire.scan_delete(patterns)  # every primary holds some
+            for pattern in () if isinstance(wire, ClusterWire) else patterns:
                 cursor = b"0"
                 while True:
                     cursor, keys = await wire.call("SCAN", cursor, "MATCH", pattern,
@@ -519,12 +537,27 @@ class RedisBackend(Backend):
         self._recent.clear()
         self._listed.clear()
 
-    def _conn(self) -> _Wire:
+    def _make_wire(self) -> _Wire | ClusterWire:
+        if self._cluster is not None:
+            return ClusterWire(self._cluster, self._safe, self._call_timeout)
+        return _Wire(self._client_url, self._safe, self._call_timeout)
+
+    async def server_info(self) -> dict[str, Any]:
+        """For ``workhorse check``: the mode, and the server's version or the cluster's
+        primaries with their versions and slots."""
+        wire = self._conn()
+        if isinstance(wire, ClusterWire):
+            return {"redis_mode": "cluster", "redis_nodes": await wire.nodes()}
+        info = (await wire.call("INFO", "server")).decode()
+        found = re.search(r"redis_version:(\S+)", info)
+        return {"redis_mode": "standalone", "redis_version": found[1] if found else "?"}
+
+    def _conn(self) -> _Wire | ClusterWire:
         if self._wire is None:
             raise BackendError(f"the Redis backend for {self._safe} is not open; call open()")
         return self._wire
 
-    async def _load_scripts(self, wire: _Wire) -> None:
+    async def _load_scripts(self, wire: _Wire | ClusterWire) -> None:
         scripts = list(self._scripts.values())
         shas = await wire.many([("SCRIPT", "LOAD", s.text) for s in scripts])
         for script, sha in zip(scripts, shas, strict=True):
@@ -532,7 +565,7 @@ class RedisBackend(Backend):
                 raise sha
             script.sha = sha.decode()
 
-    async def _check_eviction(self, wire: _Wire) -> None:
+    async def _check_eviction(self, wire: _Wire | ClusterWire) -> None:
         try:
             reply = await wire.call("CONFIG", "GET", "maxmemory-policy")
         except ResponseError:  # CONFIG is often disabled on managed servers
@@ -548,7 +581,7 @@ class RedisBackend(Backend):
                 policy,
             )
 
-    async def _read_epoch(self, wire: _Wire) -> bytes:
+    async def _read_epoch(self, wire: _Wire | ClusterWire) -> bytes:
         key = self._g + "epoch"
         mark = os.urandom(8).hex().encode()
         _, found = await wire.many([("SET", key, mark, "NX"), ("GET", key)])
@@ -812,7 +845,9 @@ class RedisBackend(Backend):
                 timeout = min(timeout, float(wait))
         if timeout <= 0.001:
             return
-        self._conn()
+        if isinstance(cluster := self._conn(), ClusterWire):
+            await cluster.blpop_any(wake_keys, timeout)  # one slot per queue: a pop each
+            return
         # A connection of its own: a blocked one can carry nothing else. The server bounds
         # the wait; the client's own bound covers a silent network.
         wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
@@ -824,7 +859,8 @@ class RedisBackend(Backend):
         self._idle_blockers.append(wire)
 
     def _new_wire(self) -> _Wire:
-        return _Wire(self._client_url, self._safe, self._call_timeout)
+        # On a cluster: a node's own connection; a PUBLISH reaches every node.
+        return _Wire(self._node_url, self._safe, self._call_timeout)
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         wanted = set(ids)
