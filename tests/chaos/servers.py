@@ -25,6 +25,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port at most 55535 whose +10000 (the cluster bus port) is free too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class PrivateRedis:
     """With AOF (``appendfsync everysec``) a graceful restart keeps every job; with
     ``persist=False`` (no RDB, no AOF) a restart comes back empty."""
@@ -92,6 +106,8 @@ class PrivateRedisCluster:
                                                "--cluster-config-file", "nodes.conf"])
             for _ in range(size)
         ]  # fmt: skip
+        for node in self.nodes:
+            node.port = free_cluster_port()
 
     @property
     def url(self) -> str:

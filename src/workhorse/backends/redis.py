@@ -1,4 +1,6 @@
-"""The Redis backend: ``redis://[:password@]host:port/db?prefix=workhorse`` (or ``rediss://``).
+"""The Redis backend: ``redis://[:password@]host:port/db?prefix=workhorse`` (or ``rediss://``),
+and Redis Cluster: ``redis+cluster://host:port,host:port/?prefix=workhorse`` (see
+redis_cluster.py).
 
 Every state change is one Lua script (``redis_lua/``), loaded once and called by SHA, so a
 job is never left half-moved by a crash between two commands, and the server's ``TIME``
@@ -18,21 +20,24 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P:Q}:seq             string FIFO sequence
       {P:Q}:wake            list   wake-up tokens for blocked workers (at most 32)
       {P:Q}:paused          string present while the queue is paused
+      {P:Q}:dedup           hash   dedup key -> id of the live job holding it (per queue)
+      {P:Q}:watch           set    ids whose finish a caller waits for
+      {P:Q}:events          stream the queue's job events, capped (MAXLEN ~)
     slot {P}, shared
-      {P}:events            stream the event log, capped (MAXLEN ~); an entry id <ms>-<seq>
-                                   is the cursor ms * 1000000 + seq
-      {P}:dedup             hash   dedup key -> "queue id" of the live job holding it
-      {P}:queues            set    queues ever used;   {P}:paused  set  paused queues
+      {P}:events            stream events with no queue (publish()), capped (MAXLEN ~)
+      {P}:queues            set    queues ever used (written by the client, not a script)
       {P}:epoch             string a random mark: its loss means the server lost its data
       {P}:kv:<key>          string set_if_absent;      {P}:n:<key>  string counters
+      {P}:kvidx             zset   lasting kv keys, for kv_scan
       {P}:workers           hash   worker id -> record; {P}:workers:exp zset  beat expiry
-    channel {P}:finished    "queue id" lines of jobs that just finished
+    channel {P}:finished    records of watched jobs that just finished (classic PUBLISH)
 
-A job's keys all share its queue's slot, and a key prefix lets several apps share a
-server. The scripts that change jobs also write the shared slot (the event log and the
-dedup keys, which are global so that the backend behaves exactly like the others), so
-today the backend needs one primary (standalone, or Sentinel); on Redis Cluster only
-those two would need splitting per queue.
+Every script call touches the keys of one slot and names one of them in KEYS[1], so a
+cluster client can route it and a cluster node can run it. The event log is the streams
+merged: an entry id <ms>-<seq> is the cursor ms * 1000000 + seq, and events() reads only
+below the server's current millisecond, so a cursor never passes an event still to come
+(docs/decisions.md, "Redis: one slot per call"). A key prefix lets several apps share a
+server.
 """
 
 from __future__ import annotations
@@ -437,6 +442,12 @@ class RedisBackend(Backend):
             self._cluster = parse_cluster_netloc(
                 parts.scheme, parts.netloc, parts.path, _safe_url(url)
             )
+            others = sorted({k for k, _ in parse_qsl(parts.query) if k not in _OUR_PARAMS})
+            if others:
+                raise ConfigError(
+                    f"a redis+cluster:// URL takes only {', '.join(sorted(_OUR_PARAMS))}; "
+                    f"remove {', '.join(others)}"
+                )
         params = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in params if k in _OUR_PARAMS}
         prefix = ours.get("prefix", "workhorse")
