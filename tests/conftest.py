@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,9 @@ REDIS_URL = os.environ.get("WORKHORSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "WORKHORSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
-BACKENDS = os.environ.get("WORKHORSE_TEST_BACKENDS", "memory,sqlite,redis,postgres").split(",")
+BACKENDS = os.environ.get(
+    "WORKHORSE_TEST_BACKENDS", "memory,sqlite,redis,postgres,redis-cluster"
+).split(",")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -54,9 +56,12 @@ def _module_ready(module: str) -> bool:
         return False
 
 
-def backend_url(kind: str, tmp_path: Path) -> str:
+def backend_url(kind: str, tmp_path: Path, cluster_url: str | None = None) -> str:
     """A URL private to one test: its own file, key prefix or schema."""
     tag = uuid.uuid4().hex[:12]
+    if kind == "redis-cluster":
+        assert cluster_url is not None, "the redis_cluster fixture gives the cluster's URL"
+        return f"{cluster_url}/?prefix=wht{tag}"
     if kind == "memory":
         return "memory://"
     if kind == "sqlite":
@@ -72,8 +77,8 @@ def backend_url(kind: str, tmp_path: Path) -> str:
 
 def _kinds() -> list[object]:
     params: list[object] = []
-    for kind in ("memory", "sqlite", "redis", "postgres"):
-        module = f"workhorse.backends.{kind}"
+    for kind in ("memory", "sqlite", "redis", "postgres", "redis-cluster"):
+        module = f"workhorse.backends.{kind.removesuffix('-cluster')}"
         if kind not in BACKENDS:
             continue
         if not _module_ready(module):
@@ -89,10 +94,32 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[str]:
+    """A private three-node Redis Cluster for the session (tests/chaos/servers.py); its
+    URL. Without redis-server: skipped, or a failure under CI=true."""
+    from tests.chaos.servers import MissingBinary, PrivateRedisCluster
+
+    try:
+        cluster = PrivateRedisCluster()
+    except MissingBinary as exc:
+        if IN_CI:
+            pytest.fail(f"{exc} (CI=true: a missing server binary fails the run)")
+        pytest.skip(str(exc))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.cleanup()
+
+
 @pytest.fixture
-def backend_factory(backend_kind: str, tmp_path: Path) -> Callable[[], Backend]:
+def backend_factory(
+    backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[], Backend]:
     """Make another backend object on the same store (a second process's view)."""
-    url = backend_url(backend_kind, tmp_path)
+    cluster = request.getfixturevalue("redis_cluster") if backend_kind == "redis-cluster" else None
+    url = backend_url(backend_kind, tmp_path, cluster)
     shared: list[Backend] = []
 
     def make() -> Backend:

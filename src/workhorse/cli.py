@@ -859,6 +859,9 @@ def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
         version = getattr(backend, "schema_version", None)
         if version is not None:
             report["schema_version"] = await version()
+        server_info = getattr(backend, "server_info", None)  # Redis: mode, version, nodes
+        if server_info is not None:
+            report.update(await server_info())
         caps = backend.capabilities
         report["capabilities"] = {f: getattr(caps, f) for f in caps.__dataclass_fields__}
         report["lacks"] = [f for f, ok in report["capabilities"].items() if not ok]

@@ -23,7 +23,7 @@ class Settings(BaseModel):
     url: str = Field(
         DEFAULT_URL,
         description="Backend URL: memory://, sqlite:///path, "
-        "redis://host:port/db, postgresql://...",
+        "redis://host:port/db, redis+cluster://host:port,host:port, postgresql://...",
     )
     queues: tuple[str, ...] = Field(
         ("default", "priority"), description="Queues a worker consumes, in claim order"

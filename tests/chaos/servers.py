@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 
 
 class MissingBinary(RuntimeError):
@@ -24,12 +25,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port at most 55535 whose +10000 (the cluster bus port) is free too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class PrivateRedis:
     """With AOF (``appendfsync everysec``) a graceful restart keeps every job; with
     ``persist=False`` (no RDB, no AOF) a restart comes back empty."""
 
-    def __init__(self, persist: bool = True) -> None:
+    def __init__(self, persist: bool = True, extra: Sequence[str] = ()) -> None:
         self.persist = persist
+        self.extra = list(extra)  # more redis-server options
         binary = shutil.which("redis-server")
         if binary is None:
             raise MissingBinary("redis-server not found: install the Redis server binary")
@@ -46,7 +62,7 @@ class PrivateRedis:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
-             "--daemonize", "no", "--dir", self.dir],
+             "--daemonize", "no", "--dir", self.dir, *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
@@ -74,6 +90,57 @@ class PrivateRedis:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedisCluster:
+    """Three redis-server primaries with --cluster-enabled, no persistence, joined by
+    ``redis-cli --cluster create`` (no replicas); the slots split in three ranges."""
+
+    def __init__(self, size: int = 3) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise MissingBinary("redis-cli not found: install the Redis tools")
+        self.cli = cli
+        self.nodes = [
+            PrivateRedis(persist=False, extra=["--cluster-enabled", "yes",
+                                               "--cluster-config-file", "nodes.conf"])
+            for _ in range(size)
+        ]  # fmt: skip
+        for node in self.nodes:
+            node.port = free_cluster_port()
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        proc = subprocess.run(
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+             "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {proc.stdout}{proc.stderr}")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [self.cli, "-p", str(n.port), "cluster", "info"],
+                    capture_output=True, text=True, timeout=10, check=False,
+                ).stdout
+                for n in self.nodes
+            ]  # fmt: skip
+            if all("cluster_state:ok" in s for s in states):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the private Redis Cluster did not reach cluster_state:ok")
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
 
 
 def _pg_binary(name: str) -> str | None:

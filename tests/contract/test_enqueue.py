@@ -128,6 +128,37 @@ async def test_dedup_key_returns_the_live_job(backend: Backend) -> None:
     assert other != first
 
 
+async def test_dedup_key_is_unique_per_queue(backend: Backend) -> None:
+    """The key holds within its queue: the same key in another queue is another job
+    (on Redis Cluster a queue's keys share one slot; BullMQ's dedup ids are per queue)."""
+    in_q = await enqueue_one(backend, new(queue="q", dedup_key="k"))
+    (in_r,) = await backend.enqueue([new(queue="r", dedup_key="k")])
+    assert in_r.created and in_r.id != in_q
+    both = await backend.enqueue([new(queue="q", dedup_key="k"), new(queue="r", dedup_key="k")])
+    assert [(r.id, r.created) for r in both] == [(in_q, False), (in_r.id, False)]
+    # Ending one frees its own queue's key only.
+    lease = await claim_one(backend, queue="q")
+    assert await backend.finish([(lease, completed())]) == [True]
+    (again_q, again_r) = await backend.enqueue(
+        [new(queue="q", dedup_key="k"), new(queue="r", dedup_key="k")]
+    )
+    assert again_q.created and again_q.id != in_q
+    assert (again_r.id, again_r.created) == (in_r.id, False)
+
+
+async def test_retry_takes_the_key_back_only_if_its_queue_holds_none(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(queue="q", dedup_key="k"))
+    lease = await claim_one(backend, queue="q")
+    assert await backend.finish([(lease, failed())]) == [True]
+    await enqueue_one(backend, new(queue="r", dedup_key="k"))  # another queue: no matter
+    assert await backend.retry(first) is True
+    assert (await must_get(backend, first)).state is JobState.QUEUED
+    lease = await claim_one(backend, queue="q")
+    assert await backend.finish([(lease, failed())]) == [True]
+    await enqueue_one(backend, new(queue="q", dedup_key="k"))  # its own queue: refused
+    assert await backend.retry(first) is False
+
+
 async def test_dedup_key_within_one_batch(backend: Backend) -> None:
     a, b, c = new(dedup_key="k"), new(dedup_key="k"), new()
     results = await backend.enqueue([a, b, c])

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from tests.conftest import BACKENDS, POSTGRES_URL, REDIS_URL
 from workhorse import JobState, Workhorse
@@ -25,10 +26,12 @@ from .support import LONG, claim_one, completed, enqueue_one, must_get, new
 BAD = b'\xff{"not": json'  # neither UTF-8 nor JSON
 
 
-@pytest.fixture(params=[k for k in ("sqlite", "redis", "postgres") if k in BACKENDS])
+@pytest.fixture(
+    params=[k for k in ("sqlite", "redis", "postgres", "redis-cluster") if k in BACKENDS]
+)
 def backend_kind(request: pytest.FixtureRequest) -> str:
     """Only the durable backends: they hold bytes that something else can write."""
-    pytest.importorskip(f"workhorse.backends.{request.param}")
+    pytest.importorskip(f"workhorse.backends.{request.param.removesuffix('-cluster')}")
     return str(request.param)
 
 
@@ -43,7 +46,7 @@ class RawStore:
 
     def __init__(self, backend: Backend, kind: str) -> None:
         self.backend, self.kind = backend, kind
-        self._redis: aioredis.Redis | None = None
+        self._redis: aioredis.Redis | RedisCluster | None = None
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -52,9 +55,13 @@ class RawStore:
     def _redis_key(self, job_id: str, queue: str) -> str:
         return f"{{{self.backend.prefix}:{queue}}}:j:{job_id}"  # type: ignore[attr-defined]
 
-    def _conn(self) -> aioredis.Redis:
+    def _conn(self) -> aioredis.Redis | RedisCluster:
         if self._redis is None:
-            self._redis = aioredis.from_url(REDIS_URL)
+            if self.kind == "redis-cluster":
+                host, port = self.backend._cluster.nodes[0]  # type: ignore[attr-defined]
+                self._redis = RedisCluster(host=host, port=port)
+            else:
+                self._redis = aioredis.from_url(REDIS_URL)
         return self._redis
 
     async def put(self, job_id: str, field: str, value: bytes, queue: str = "q") -> None:
@@ -63,7 +70,7 @@ class RawStore:
             with contextlib.closing(sqlite3.connect(self.backend.path)) as db:  # type: ignore[attr-defined]
                 db.execute(f"UPDATE wh_jobs SET {field} = ? WHERE id = ?", (value, job_id))
                 db.commit()
-        elif self.kind == "redis":
+        elif self.kind.startswith("redis"):
             name = {"data": "d", "result": "res"}[field]
             await self._conn().hset(self._redis_key(job_id, queue), name, value)
         else:
@@ -74,11 +81,11 @@ class RawStore:
                 )
 
     async def drop_fields(self, job_id: str, *fields: str, queue: str = "q") -> None:
-        assert self.kind == "redis"
+        assert self.kind.startswith("redis")
         await self._conn().hdel(self._redis_key(job_id, queue), *fields)
 
     async def fields(self, job_id: str, queue: str = "q") -> dict[bytes, bytes]:
-        assert self.kind == "redis"
+        assert self.kind.startswith("redis")
         found = await self._conn().hgetall(self._redis_key(job_id, queue))
         return {bytes(k): bytes(v) for k, v in found.items()}  # type: ignore[arg-type]
 

@@ -115,6 +115,28 @@ async def test_global_singleton(app: Workhorse) -> None:
     assert (await app.counts(["default"]))["default"]["queued"] == 1
 
 
+async def test_singleton_is_per_queue(app: Workhorse) -> None:
+    """Jobs sent to another queue by a per-call override hold their own key there: one
+    live job per queue (docs/singletons.md)."""
+
+    @task(app, singleton=True)
+    async def sync_catalog() -> None: ...
+
+    a = await sync_catalog.enqueue()
+    b = await sync_catalog.options(queue="priority").enqueue()
+    c = await sync_catalog.options(queue="priority").enqueue()
+    d = await sync_catalog.enqueue()
+    assert (a.status, b.status, c.status, d.status) == (
+        "created",
+        "created",
+        "duplicate",
+        "duplicate",
+    )
+    assert b.id != a.id and c.id == b.id and d.id == a.id
+    counts = await app.counts(["default", "priority"])
+    assert (counts["default"]["queued"], counts["priority"]["queued"]) == (1, 1)
+
+
 async def test_keyed_singleton_is_per_key_and_stable(app: Workhorse) -> None:
     @task(app, singleton=lambda d: {"user_id": d["user_id"], "scope": d.get("scope", "all")})
     async def rebuild_user_feed(data: dict[str, Any]) -> None: ...

@@ -10,6 +10,8 @@ SCHEMES = {
     "sqlite": ("workhorse.backends.sqlite", "SQLiteBackend", None),
     "redis": ("workhorse.backends.redis", "RedisBackend", "redis"),
     "rediss": ("workhorse.backends.redis", "RedisBackend", "redis"),
+    "redis+cluster": ("workhorse.backends.redis", "RedisBackend", "redis"),
+    "rediss+cluster": ("workhorse.backends.redis", "RedisBackend", "redis"),
     "postgresql": ("workhorse.backends.postgres", "PostgresBackend", "postgres"),
     "postgres": ("workhorse.backends.postgres", "PostgresBackend", "postgres"),
 }

@@ -79,7 +79,7 @@ class MemoryBackend(Backend):
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
         self._delayed: dict[str, list[tuple[float, int, str]]] = {}
         self._active: dict[str, _Rec] = {}
-        self._dedup: dict[str, str] = {}
+        self._dedup: dict[tuple[str, str], str] = {}  # (queue, dedup key) -> live job id
         self._paused: set[str] = set()
         self._kv: dict[str, tuple[str, float | None]] = {}
         self._counters: dict[str, tuple[int, float | None]] = {}
@@ -127,8 +127,8 @@ class MemoryBackend(Backend):
         rec.finished_at = now
         rec.token = rec.expires_at = None
         self._active.pop(rec.id, None)
-        if rec.dedup_key is not None and self._dedup.get(rec.dedup_key) == rec.id:
-            del self._dedup[rec.dedup_key]
+        if rec.dedup_key is not None and self._dedup.get((rec.queue, rec.dedup_key)) == rec.id:
+            del self._dedup[rec.queue, rec.dedup_key]
 
     def _requeue(self, rec: _Rec, run_at: float, now: float) -> None:
         rec.state = _Q
@@ -174,7 +174,8 @@ class MemoryBackend(Backend):
         now = self._clock()
         out = []
         for new in jobs:
-            if new.dedup_key is not None and (live := self._dedup.get(new.dedup_key)):
+            live = None if new.dedup_key is None else self._dedup.get((new.queue, new.dedup_key))
+            if live is not None:
                 rec = self._jobs[live]
                 replaced = new.replace and rec.state is _Q
                 if replaced:
@@ -204,7 +205,7 @@ class MemoryBackend(Backend):
             )
             self._jobs[rec.id] = rec
             if rec.dedup_key is not None:
-                self._dedup[rec.dedup_key] = rec.id
+                self._dedup[rec.queue, rec.dedup_key] = rec.id
             self._schedule(rec, now)
             self._event("job.queued", rec, now)
             out.append(EnqueueResult(rec.id, True, self._public_state(rec, now)))
@@ -462,9 +463,9 @@ class MemoryBackend(Backend):
         if rec is None or rec.state not in (JobState.FAILED, JobState.CANCELLED):
             return False
         if rec.dedup_key is not None:
-            if rec.dedup_key in self._dedup:
+            if (rec.queue, rec.dedup_key) in self._dedup:
                 return False  # a newer live job holds the key
-            self._dedup[rec.dedup_key] = rec.id
+            self._dedup[rec.queue, rec.dedup_key] = rec.id
         now = self._clock()
         rec.attempts = 0
         rec.finished_at = None

@@ -1,4 +1,6 @@
-"""The Redis backend: ``redis://[:password@]host:port/db?prefix=workhorse`` (or ``rediss://``).
+"""The Redis backend: ``redis://[:password@]host:port/db?prefix=workhorse`` (or ``rediss://``),
+and Redis Cluster: ``redis+cluster://host:port,host:port/?prefix=workhorse`` (see
+redis_cluster.py).
 
 Every state change is one Lua script (``redis_lua/``), loaded once and called by SHA, so a
 job is never left half-moved by a crash between two commands, and the server's ``TIME``
@@ -18,21 +20,24 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P:Q}:seq             string FIFO sequence
       {P:Q}:wake            list   wake-up tokens for blocked workers (at most 32)
       {P:Q}:paused          string present while the queue is paused
+      {P:Q}:dedup           hash   dedup key -> id of the live job holding it (per queue)
+      {P:Q}:watch           set    ids whose finish a caller waits for
+      {P:Q}:events          stream the queue's job events, capped (MAXLEN ~)
     slot {P}, shared
-      {P}:events            stream the event log, capped (MAXLEN ~); an entry id <ms>-<seq>
-                                   is the cursor ms * 1000000 + seq
-      {P}:dedup             hash   dedup key -> "queue id" of the live job holding it
-      {P}:queues            set    queues ever used;   {P}:paused  set  paused queues
+      {P}:events            stream events with no queue (publish()), capped (MAXLEN ~)
+      {P}:queues            set    queues ever used (written by the client, not a script)
       {P}:epoch             string a random mark: its loss means the server lost its data
       {P}:kv:<key>          string set_if_absent;      {P}:n:<key>  string counters
+      {P}:kvidx             zset   lasting kv keys, for kv_scan
       {P}:workers           hash   worker id -> record; {P}:workers:exp zset  beat expiry
-    channel {P}:finished    "queue id" lines of jobs that just finished
+    channel {P}:finished    records of watched jobs that just finished (classic PUBLISH)
 
-A job's keys all share its queue's slot, and a key prefix lets several apps share a
-server. The scripts that change jobs also write the shared slot (the event log and the
-dedup keys, which are global so that the backend behaves exactly like the others), so
-today the backend needs one primary (standalone, or Sentinel); on Redis Cluster only
-those two would need splitting per queue.
+Every script call touches the keys of one slot and names one of them in KEYS[1], so a
+cluster client can route it and a cluster node can run it. The event log is the streams
+merged: an entry id <ms>-<seq> is the cursor ms * 1000000 + seq, and events() reads only
+below the server's current millisecond, so a cursor never passes an event still to come
+(docs/decisions.md, "Redis: one slot per call"). A key prefix lets several apps share a
+server.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.redis_cluster import SCHEMES as CLUSTER_SCHEMES
+from workhorse.backends.redis_cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     FINISHED_STATES,
@@ -77,7 +84,7 @@ log = logging.getLogger("workhorse.redis")
 
 _SCRIPTS = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
-    "fetch", "locate", "counts", "query", "purge", "pause", "publish", "counter", "beat",
+    "fetch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
     "workers", "kv", "quarantine",
 )  # fmt: skip
 _OUR_PARAMS = {"prefix", "max_events", "call_timeout"}
@@ -109,9 +116,11 @@ class _Script:
     sha: str
 
 
-def _load_script_texts() -> dict[str, _Script]:
+def _load_script_texts(head: str = "") -> dict[str, _Script]:
+    """``head``: '#!lua\n' on a cluster of Redis 7+, where a script so marked is refused
+    the moment it touches a second slot, even one on the same node."""
     folder = resources.files("workhorse.backends").joinpath("redis_lua")
-    prelude = folder.joinpath("_prelude.lua").read_text("utf-8")
+    prelude = head + folder.joinpath("_prelude.lua").read_text("utf-8")
     out = {}
     for name in _SCRIPTS:
         text = prelude + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
@@ -400,6 +409,12 @@ class _Wire:
             raise
         return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
 
+    async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
+        """The server's millisecond, then ``reads``, in one pipeline: one server runs them
+        in order, so the reads see everything written before that millisecond."""
+        (sec, usec), *replies = await self.many([("TIME",), *reads])
+        return int(sec) * 1000 + int(usec) // 1000, replies
+
     async def close(self) -> None:
         proto = self._proto
         if proto is not None:
@@ -420,8 +435,19 @@ class RedisBackend(Backend):
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         self.url = _safe_url(url)  # shown in logs and status: never the password
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
+        if parts.scheme not in ("redis", "rediss", *CLUSTER_SCHEMES):
             raise ConfigError(f"not a Redis URL: {_safe_url(url)!r}; use redis://host:6379/0")
+        self._cluster: ClusterAddress | None = None
+        if parts.scheme in CLUSTER_SCHEMES:
+            self._cluster = parse_cluster_netloc(
+                parts.scheme, parts.netloc, parts.path, _safe_url(url)
+            )
+            others = sorted({k for k, _ in parse_qsl(parts.query) if k not in _OUR_PARAMS})
+            if others:
+                raise ConfigError(
+                    f"a redis+cluster:// URL takes only {', '.join(sorted(_OUR_PARAMS))}; "
+                    f"remove {', '.join(others)}"
+                )
         params = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in params if k in _OUR_PARAMS}
         prefix = ours.get("prefix", "workhorse")
@@ -445,7 +471,8 @@ class RedisBackend(Backend):
         )
         self._safe = _safe_url(url)
         self._scripts = _load_script_texts()
-        self._wire: _Wire | None = None
+        self._wire: _Wire | ClusterWire | None = None
+        self._node_url = self._client_url  # where subscriptions and blocked pops connect
         self._idle_blockers: list[_Wire] = []  # connections for BLPOP, one per waiter
         self._sub: tuple[_Wire, asyncio.Queue[Any]] | None = None  # the 'finished' channel
         self._sub_lock = asyncio.Lock()
@@ -453,12 +480,13 @@ class RedisBackend(Backend):
         self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client knows
         self._recent: dict[str, Job] = {}  # finished records heard while waiting for others
         self._qk: dict[str, str] = {}  # queue -> its key prefix
+        self._listed: set[str] = set()  # queues this client put in {P}:queues
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
         if self._wire is not None:
             return
-        wire = _Wire(self._client_url, self._safe, self._call_timeout)
+        wire = self._make_wire()
         try:
             info = (await wire.call("INFO", "server")).decode()
             found = re.search(r"redis_version:(\d+)\.(\d+)", info)
@@ -468,6 +496,11 @@ class RedisBackend(Backend):
                     f"Redis at {self._safe} is version {version[0]}.{version[1]}; workhorse "
                     f"needs {_MIN_VERSION[0]}.{_MIN_VERSION[1]} or newer"
                 )
+            if isinstance(wire, ClusterWire):
+                if version >= (7, 0):
+                    self._scripts = _load_script_texts("#!lua\n")
+                assert self._cluster is not None
+                self._node_url = self._cluster.node_url(*await wire.first_node())
             await self._load_scripts(wire)
             await self._check_eviction(wire)
             self._epoch = await self._read_epoch(wire)
@@ -494,9 +527,12 @@ class RedisBackend(Backend):
 
     async def drop(self) -> None:
         """Delete every key under this backend's prefix (test clean-up). Works closed too."""
-        wire = self._wire or _Wire(self._client_url, self._safe, self._call_timeout)
+        wire = self._wire or self._make_wire()
+        patterns = (f"{{{self.prefix}}}:*", f"{{{self.prefix}:*")
         try:
-            for pattern in (f"{{{self.prefix}}}:*", f"{{{self.prefix}:*"):
+            if isinstance(wire, ClusterWire):
+                await wire.scan_delete(patterns)  # every primary holds some
+            for pattern in () if isinstance(wire, ClusterWire) else patterns:
                 cursor = b"0"
                 while True:
                     cursor, keys = await wire.call("SCAN", cursor, "MATCH", pattern,
@@ -510,13 +546,29 @@ class RedisBackend(Backend):
                 await wire.close()
         self._where.clear()
         self._recent.clear()
+        self._listed.clear()
 
-    def _conn(self) -> _Wire:
+    def _make_wire(self) -> _Wire | ClusterWire:
+        if self._cluster is not None:
+            return ClusterWire(self._cluster, self._safe, self._call_timeout)
+        return _Wire(self._client_url, self._safe, self._call_timeout)
+
+    async def server_info(self) -> dict[str, Any]:
+        """For ``workhorse check``: the mode, and the server's version or the cluster's
+        primaries with their versions and slots."""
+        wire = self._conn()
+        if isinstance(wire, ClusterWire):
+            return {"redis_mode": "cluster", "redis_nodes": await wire.nodes()}
+        info = (await wire.call("INFO", "server")).decode()
+        found = re.search(r"redis_version:(\S+)", info)
+        return {"redis_mode": "standalone", "redis_version": found[1] if found else "?"}
+
+    def _conn(self) -> _Wire | ClusterWire:
         if self._wire is None:
             raise BackendError(f"the Redis backend for {self._safe} is not open; call open()")
         return self._wire
 
-    async def _load_scripts(self, wire: _Wire) -> None:
+    async def _load_scripts(self, wire: _Wire | ClusterWire) -> None:
         scripts = list(self._scripts.values())
         shas = await wire.many([("SCRIPT", "LOAD", s.text) for s in scripts])
         for script, sha in zip(scripts, shas, strict=True):
@@ -524,7 +576,7 @@ class RedisBackend(Backend):
                 raise sha
             script.sha = sha.decode()
 
-    async def _check_eviction(self, wire: _Wire) -> None:
+    async def _check_eviction(self, wire: _Wire | ClusterWire) -> None:
         try:
             reply = await wire.call("CONFIG", "GET", "maxmemory-policy")
         except ResponseError:  # CONFIG is often disabled on managed servers
@@ -540,7 +592,7 @@ class RedisBackend(Backend):
                 policy,
             )
 
-    async def _read_epoch(self, wire: _Wire) -> bytes:
+    async def _read_epoch(self, wire: _Wire | ClusterWire) -> bytes:
         key = self._g + "epoch"
         mark = os.urandom(8).hex().encode()
         _, found = await wire.many([("SET", key, mark, "NX"), ("GET", key)])
@@ -553,6 +605,7 @@ class RedisBackend(Backend):
         if found is not None and found == self._epoch:
             return
         fresh = await self._read_epoch(wire)
+        self._listed.clear()
         log.error(
             "Redis at %s lost its data (its epoch mark %s): queued, scheduled and running "
             "jobs, results and events stored before are gone. Was the server restarted "
@@ -570,15 +623,20 @@ class RedisBackend(Backend):
             qk = self._qk[queue] = f"{{{self.prefix}:{queue}}}:"
         return qk
 
+    def _slot(self, qk: str) -> str:
+        """KEYS[1] of a script call: a key of the one slot it touches, for routing."""
+        return qk + "ready" if qk else self._g + "queues"
+
     async def _call(self, name: str, qk: str, *args: Any) -> Any:
         wire = self._conn()
         script = self._scripts[name]
+        call = ("EVALSHA", script.sha, 1, self._slot(qk), qk, self._g, self._max_events, *args)
         try:
-            return await wire.call("EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+            return await wire.call(*call)
         except NoScriptError:
             # The server restarted or its script cache was flushed: load them again.
             await self._load_scripts(wire)
-            return await wire.call("EVALSHA", script.sha, 0, qk, self._g, self._max_events, *args)
+            return await wire.call(*call)
 
     async def _call_many(self, calls: Sequence[tuple[str, str, Sequence[Any]]]) -> list[Any]:
         """Several script calls in one pipelined round trip; each is atomic on its own."""
@@ -590,8 +648,8 @@ class RedisBackend(Backend):
         todo = list(range(len(calls)))
         for attempt in range(2):
             replies = await wire.many([
-                ("EVALSHA", self._scripts[calls[i][0]].sha, 0, calls[i][1], self._g,
-                 self._max_events, *calls[i][2]) for i in todo
+                ("EVALSHA", self._scripts[calls[i][0]].sha, 1, self._slot(calls[i][1]),
+                 calls[i][1], self._g, self._max_events, *calls[i][2]) for i in todo
             ])  # fmt: skip
             missing = []
             for i, reply in zip(todo, replies, strict=True):
@@ -648,6 +706,7 @@ class RedisBackend(Backend):
             for q, args in runs
             for k in range(0, len(args), _ENQUEUE_CHUNK * 11)
         ]
+        await self._list_queues({q for q, _ in runs})
         calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]
         replies = await self._call_many(calls)
         # Replies come per chunk, in each chunk's order: map them back to the jobs.
@@ -667,6 +726,7 @@ class RedisBackend(Backend):
     ) -> list[Lease]:
         leases: list[Lease] = []
         base = os.urandom(8).hex() + "."
+        await self._list_queues(queues)  # reclaim must see them, even after a data loss
         for queue in queues:
             want = limit - len(leases)
             if want <= 0:
@@ -763,6 +823,15 @@ class RedisBackend(Backend):
         members = await self._conn().call("SMEMBERS", self._g + "queues")
         return sorted(m.decode() for m in members)
 
+    async def _list_queues(self, queues: Iterable[str]) -> None:
+        """Add queues to {P}:queues (which reclaim, query, counts and events walk) before
+        their first job: a set in another slot than the queue's, so a command of its own.
+        Once per queue and process, again after the server lost its data."""
+        new = [q for q in queues if q not in self._listed]
+        if new:
+            await self._conn().call("SADD", self._g + "queues", *new)
+            self._listed.update(new)
+
     async def reclaim_expired(self) -> list[str]:
         await self._check_epoch()
         queues = await self._queues()
@@ -787,7 +856,9 @@ class RedisBackend(Backend):
                 timeout = min(timeout, float(wait))
         if timeout <= 0.001:
             return
-        self._conn()
+        if isinstance(cluster := self._conn(), ClusterWire):
+            await cluster.blpop_any(wake_keys, timeout)  # one slot per queue: a pop each
+            return
         # A connection of its own: a blocked one can carry nothing else. The server bounds
         # the wait; the client's own bound covers a silent network.
         wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
@@ -799,7 +870,8 @@ class RedisBackend(Backend):
         self._idle_blockers.append(wire)
 
     def _new_wire(self) -> _Wire:
-        return _Wire(self._client_url, self._safe, self._call_timeout)
+        # On a cluster: a node's own connection; a PUBLISH reaches every node.
+        return _Wire(self._node_url, self._safe, self._call_timeout)
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         wanted = set(ids)
@@ -894,20 +966,19 @@ class RedisBackend(Backend):
                 unknown.append(job_id)
             else:
                 by_queue.setdefault(queue, [mode]).append(job_id)
-        calls: list[tuple[str, str, Sequence[Any]]] = [
-            ("fetch", self._q(q), args) for q, args in by_queue.items()
-        ]
-        calls += [("locate", "", (job_id, mode)) for job_id in unknown]
-        if not calls:
+        targets = list(by_queue.items())
+        if unknown:  # looked for in every queue, each in its own slot, all in one round trip
+            targets += [(q, [mode, *unknown]) for q in await self._queues()]
+        if not targets:
             return []
+        calls = [("fetch", self._q(q), args) for q, args in targets]
         jobs: list[Job] = []
-        for (name, qk, args), reply in zip(calls, await self._call_many(calls), strict=True):
-            if name == "fetch":
-                jobs.extend(await self._jobs(qk, reply))
-            elif reply:
-                self._remember(args[0], reply[0].decode())
-                if reply[1]:
-                    jobs.extend(await self._jobs(self._q(reply[0].decode()), [reply[1]]))
+        for (q, args), reply in zip(targets, await self._call_many(calls), strict=True):
+            found = await self._jobs(self._q(q), reply)
+            if args is not by_queue.get(q):
+                for job in found:
+                    self._remember(job.id, q)
+            jobs.extend(found)
         return jobs
 
     async def _jobs(self, qk: str, recs: list[Any]) -> list[Job]:
@@ -1010,11 +1081,9 @@ class RedisBackend(Backend):
     async def _queue_of(self, job_id: str) -> str | None:
         queue = self._where.get(job_id)
         if queue is None:
-            found = await self._call("locate", "", job_id, "0")
-            if not found:
+            if not await self._fetch([job_id]):
                 return None
-            queue = found[0].decode()
-            self._remember(job_id, queue)
+            queue = self._where.get(job_id)
         return queue
 
     async def cancel(self, job_id: str) -> JobState | None:
@@ -1073,14 +1142,16 @@ class RedisBackend(Backend):
         return keep
 
     async def pause(self, queue: str) -> None:
-        await self._call("pause", self._q(queue), queue, "1")
+        await self._list_queues([queue])
+        await self._call("pause", self._q(queue), "1")
 
     async def resume(self, queue: str) -> None:
-        await self._call("pause", self._q(queue), queue, "0")
+        await self._call("pause", self._q(queue), "0")
 
     async def paused(self) -> set[str]:
-        members = await self._conn().call("SMEMBERS", self._g + "paused")
-        return {m.decode() for m in members}
+        queues = await self._queues()
+        flags = await self._conn().many([("EXISTS", self._q(q) + "paused") for q in queues])
+        return {q for q, flag in zip(queues, flags, strict=True) if flag}
 
     # -- coordination ------------------------------------------------------------------
     async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
@@ -1128,14 +1199,39 @@ class RedisBackend(Backend):
             await self._call("publish", "", *args)
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The streams merged: {P}:events and each queue's {P:Q}:events, by entry id.
+
+        Only entries older than the server's current millisecond are returned (the
+        horizon, read before the streams): a later XADD gets an id at or past it, so a
+        reader whose cursor passed an id never misses an event written after it. Entries
+        of different streams may share an id (the same millisecond and sequence); a page
+        never splits them, so the cursor stays exact."""
         if limit <= 0:
             return []
+        streams = [self._g + "events", *(self._q(q) + "events" for q in await self._queues())]
         ms, seq = divmod(max(0, int(after)), 1_000_000)
-        entries = await self._conn().call(
-            "XRANGE", self._g + "events", f"({ms}-{seq}", "+", "COUNT", limit
-        )
+        reads = [("XRANGE", s, f"({ms}-{seq}", "+", "COUNT", limit) for s in streams]
+        horizon, replies = await self._conn().read_after_time(reads)
+        merged: list[tuple[int, int, Any]] = []
+        for n, entries in enumerate(replies):
+            if isinstance(entries, Exception):
+                raise entries
+            for entry_id, flat in entries:
+                cursor = _cursor(entry_id)
+                if cursor // 1_000_000 >= horizon:
+                    break
+                merged.append((cursor, n, flat))
+        merged.sort(key=lambda m: (m[0], m[1]))
+        if len(merged) > limit:
+            cut = limit
+            while cut > 0 and merged[cut - 1][0] == merged[limit][0]:
+                cut -= 1  # the last id continues past the page: leave it whole for the next
+            if cut == 0:  # one id holds more than a page: it goes out whole
+                while cut < len(merged) and merged[cut][0] == merged[0][0]:
+                    cut += 1
+            merged = merged[:cut]
         out = []
-        for entry_id, flat in entries:
+        for cursor, _, flat in merged:
             f = dict(zip(flat[::2], flat[1::2], strict=True))
             out.append(
                 Event(
@@ -1145,7 +1241,7 @@ class RedisBackend(Backend):
                     f[b"q"].decode() or None,
                     codec.loads(f[b"d"]),
                     float(f[b"a"]),
-                    _cursor(entry_id),
+                    cursor,
                 )
             )
         return out

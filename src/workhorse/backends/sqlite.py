@@ -49,7 +49,7 @@ from workhorse.job import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a dedup key is unique per queue
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -87,7 +87,8 @@ CREATE INDEX IF NOT EXISTS wh_jobs_scheduled
     ON wh_jobs (queue, run_at) WHERE state = 'scheduled';
 CREATE INDEX IF NOT EXISTS wh_jobs_lease
     ON wh_jobs (expires_at) WHERE state = 'active';
-CREATE UNIQUE INDEX IF NOT EXISTS wh_jobs_dedup ON wh_jobs (dedup_key)
+DROP INDEX IF EXISTS wh_jobs_dedup;
+CREATE UNIQUE INDEX IF NOT EXISTS wh_jobs_dedup_queue ON wh_jobs (queue, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'scheduled', 'active');
 CREATE INDEX IF NOT EXISTS wh_jobs_finished
     ON wh_jobs (state, finished_at, seq) WHERE finished_at IS NOT NULL;
@@ -688,8 +689,8 @@ class SQLiteBackend(Backend):
         takes the new payload and its due time starts over (a debounce)."""
         live = conn.execute(
             f"SELECT id, state, run_at, task, queue FROM wh_jobs "
-            f"WHERE dedup_key = ? AND state IN {_LIVE}",
-            (new.dedup_key,),
+            f"WHERE queue = ? AND dedup_key = ? AND state IN {_LIVE}",
+            (new.queue, new.dedup_key),
         ).fetchone()
         if live is None:
             raise BackendError(f"a job with id {new.id} already exists")
@@ -1197,7 +1198,8 @@ class SQLiteBackend(Backend):
         if (
             dedup_key is not None
             and conn.execute(
-                f"SELECT 1 FROM wh_jobs WHERE dedup_key = ? AND state IN {_LIVE}", (dedup_key,)
+                f"SELECT 1 FROM wh_jobs WHERE queue = ? AND dedup_key = ? AND state IN {_LIVE}",
+                (queue, dedup_key),
             ).fetchone()
         ):
             return False  # a newer live job holds the key

@@ -299,12 +299,15 @@ class PostgresBackend(Backend):
             if not missing:
                 break
             missing = await self._replace(conn, jobs, missing, out)
-            keys = list({jobs[i].dedup_key for i in missing if jobs[i].dedup_key is not None})
-            cur = await conn.execute(self._q.live_by_key, (keys,), binary=True)
-            live = {row[0]: row[1:] for row in await cur.fetchall()}
+            keys = list({(jobs[i].queue, jobs[i].dedup_key) for i in missing
+                         if jobs[i].dedup_key is not None})  # fmt: skip
+            cur = await conn.execute(
+                self._q.live_by_key, ([q for q, _ in keys], [k for _, k in keys]), binary=True
+            )
+            live = {(row[0], row[1]): row[2:] for row in await cur.fetchall()}
             pending = []
             for i in missing:
-                found = live.get(jobs[i].dedup_key)
+                found = live.get((jobs[i].queue, jobs[i].dedup_key))
                 if found is None:
                     pending.append(i)
                     continue
@@ -335,7 +338,7 @@ class PostgresBackend(Backend):
             cur = await conn.execute(
                 self._q.replace,
                 (new.data, new.priority, new.max_attempts, new.timeout, new.at,
-                 float(new.delay or 0.0), new.dedup_key),
+                 float(new.delay or 0.0), new.queue, new.dedup_key),
                 binary=True,
             )  # fmt: skip
             row = await cur.fetchone()

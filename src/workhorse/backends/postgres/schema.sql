@@ -40,7 +40,7 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)
     WHERE state = 'queued';
 CREATE INDEX jobs_due_idx ON jobs (queue, run_at) WHERE state = 'queued';
-CREATE UNIQUE INDEX jobs_dedup_idx ON jobs (dedup_key)
+CREATE UNIQUE INDEX jobs_dedup_idx ON jobs (queue, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'active');
 CREATE INDEX jobs_created_idx ON jobs (created_at DESC, id DESC);
 CREATE INDEX jobs_state_created_idx ON jobs (state, created_at DESC, id DESC);

@@ -58,7 +58,7 @@ WITH ins AS (
        WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
                             dedup_key, at, delay, ord)
   ORDER BY t.ord
-  ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND {_LIVE} DO NOTHING
+  ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND {_LIVE} DO NOTHING
   RETURNING id, task, queue, run_at > now() AS scheduled
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue)
@@ -70,8 +70,9 @@ SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
 
     def live_by_key(self) -> str:
         return f"""
-SELECT dedup_key, id, state, run_at > now() FROM {self.s}.jobs
-WHERE dedup_key = ANY(%s::text[]) AND dedup_key IS NOT NULL AND {_LIVE}"""
+SELECT queue, dedup_key, id, state, run_at > now() FROM {self.s}.jobs
+WHERE (queue, dedup_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+  AND dedup_key IS NOT NULL AND {_LIVE}"""
 
     def replace(self) -> str:
         s = self.s
@@ -81,7 +82,8 @@ WITH upd AS (
     run_at = coalesce(to_timestamp(%s::float8), now() + make_interval(secs => %s::float8)),
     seq = nextval('{s}.jobs_seq_seq'), token = NULL, expires_at = NULL, worker = NULL,
     cancel_requested = false
-  WHERE dedup_key = %s AND dedup_key IS NOT NULL AND {_LIVE} AND state = 'queued'
+  WHERE queue = %s AND dedup_key = %s AND dedup_key IS NOT NULL AND {_LIVE}
+    AND state = 'queued'
   RETURNING id, task, queue, run_at > now() AS scheduled
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
@@ -283,7 +285,8 @@ WITH upd AS (
     expires_at = NULL, worker = NULL, cancel_requested = false
   WHERE j.id = %s AND j.state IN ('failed', 'cancelled')
     AND (j.dedup_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM {s}.jobs o WHERE o.dedup_key = j.dedup_key AND o.{_LIVE}))
+      SELECT 1 FROM {s}.jobs o
+      WHERE o.queue = j.queue AND o.dedup_key = j.dedup_key AND o.{_LIVE}))
   RETURNING id, task, queue
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)

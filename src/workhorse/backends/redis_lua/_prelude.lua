@@ -1,7 +1,9 @@
 -- Shared by every script (prepended before loading). ARGV[1] is the queue's key prefix
 -- '{P:Q}:' ('' when no queue is involved), ARGV[2] the global prefix '{P}:', ARGV[3] the
--- event log's cap; a script's own arguments start at ARGV[4]. Redis runs a script as one
--- step, so a job is never seen half-moved, and TIME makes the server's clock the only one.
+-- event log's cap; a script's own arguments start at ARGV[4]. KEYS[1] names a key of the
+-- one slot the call touches ({P:Q} or, without a queue, {P}), so a cluster client routes
+-- it: a script never touches two slots. Redis runs a script as one step, so a job is never
+-- seen half-moved, and TIME makes the server's clock the only one.
 local QK = ARGV[1]
 local G = ARGV[2]
 local P = string.sub(G, 2, -3)
@@ -14,10 +16,14 @@ local function fmt(x)
   return string.format('%.6f', x)
 end
 
--- The stream's own ids (<ms>-<seq>, always rising) give the log its cursor: the client
--- reads <ms>-<seq> as the integer ms * 1000000 + seq.
+-- Into the stream of the slot at hand: the queue's ({P:Q}:events), or {P}:events for
+-- events with no queue. The stream's own ids (<ms>-<seq>, always rising) give the log its
+-- cursor: the client reads <ms>-<seq> as the integer ms * 1000000 + seq and merges the
+-- streams (see events() in redis.py).
 local function event(typ, id, task, queue, data, at)
-  redis.call('XADD', G .. 'events', 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
+  local stream = G .. 'events'
+  if QK ~= '' then stream = QK .. 'events' end
+  redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
 end
 
@@ -91,17 +97,15 @@ end
 
 -- queued or active -> completed / failed / cancelled; the dedup key is released with it.
 local function end_job(jk, id, old, state)
-  local f = redis.call('HMGET', jk, 'c', 'k', 'q')
+  local f = redis.call('HMGET', jk, 'c', 'k')
   redis.call('HSET', jk, 's', state, 'f', NOWS)
   redis.call('HDEL', jk, 'tk', 'x', 'rk')
   if old == 'active' then redis.call('ZREM', QK .. 'active', id) end
   redis.call('ZREM', QK .. 'i:' .. old, id)
   redis.call('ZADD', QK .. 'i:' .. state, f[1], id)
   redis.call('ZADD', QK .. 'f:' .. state, NOWS, id)
-  if f[2] then
-    if redis.call('HGET', G .. 'dedup', f[2]) == f[3] .. ' ' .. id then
-      redis.call('HDEL', G .. 'dedup', f[2])
-    end
+  if f[2] and redis.call('HGET', QK .. 'dedup', f[2]) == id then
+    redis.call('HDEL', QK .. 'dedup', f[2])
   end
 end
 
@@ -230,8 +234,8 @@ local function quarantine(id, reason, fields)
   redis.call('ZADD', QK .. 'all', c, id)
   redis.call('ZADD', QK .. 'i:failed', c, id)
   redis.call('ZADD', QK .. 'f:failed', NOWS, id)
-  if rec.k and redis.call('HGET', G .. 'dedup', rec.k) == queue .. ' ' .. id then
-    redis.call('HDEL', G .. 'dedup', rec.k)
+  if rec.k and redis.call('HGET', QK .. 'dedup', rec.k) == id then
+    redis.call('HDEL', QK .. 'dedup', rec.k)
   end
   event('job.failed', id, rec.t or '?', queue, '{"error":' .. err .. '}')
   notify_finished({id})

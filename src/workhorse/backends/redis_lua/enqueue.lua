@@ -1,9 +1,10 @@
 -- ARGV[4] queue; then per job: id task data priority delay at max_attempts timeout lease
 -- dedup replace. Returns per job: id, created (1/0), public state, queue, replaced (1/0).
+-- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
+-- before the first call, as that set lives in another slot.
 local queue = ARGV[4]
 local out = {}
 local created = 0
-redis.call('SADD', G .. 'queues', queue)
 
 local function due_time(i)
   if ARGV[i + 5] ~= '' then
@@ -47,33 +48,28 @@ for i = 5, #ARGV, 11 do
   local id, dk = ARGV[i], ARGV[i + 9]
   local jk = QK .. 'j:' .. id
   local live = false
-  if dk ~= '' then live = redis.call('HGET', G .. 'dedup', dk) end
+  if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
   if live then
     -- The holder may be a job of this very batch whose index entries are still pending:
     -- write them first, or unplace() misses its ready entry and flush() adds it back
     -- beside the new one (a stale entry that claim would hand out again).
     flush()
-    local sp = string.find(live, ' ', 1, true)
-    local lq, lid = string.sub(live, 1, sp - 1), string.sub(live, sp + 1)
-    local own = QK
-    QK = '{' .. P .. ':' .. lq .. '}:'  -- the live job's queue, which may be another
-    local ljk = QK .. 'j:' .. lid
+    local ljk = QK .. 'j:' .. live
     local f = redis.call('HMGET', ljk, 's', 'r', 't')
     local replaced = 0
     if ARGV[i + 10] == '1' and f[1] == 'queued' then
       -- Debounce: the newest payload wins and its delay starts over.
       redis.call('HSET', ljk, 'd', ARGV[i + 2], 'p', ARGV[i + 3], 'm', ARGV[i + 6],
         'to', ARGV[i + 7])
-      unplace(ljk, lid)
+      unplace(ljk, live)
       local run_at, run_s = due_time(i)
-      requeue(ljk, lid, 'queued', run_at, run_s)
-      event('job.queued', lid, f[3], lq, '{"replaced":true}')
+      requeue(ljk, live, 'queued', run_at, run_s)
+      event('job.queued', live, f[3], queue, '{"replaced":true}')
       wake(1)
       replaced = 1
       f = redis.call('HMGET', ljk, 's', 'r')
     end
-    QK = own
-    put(lid, 0, pstate(f[1], f[2]), lq, replaced)
+    put(live, 0, pstate(f[1], f[2]), queue, replaced)
   elseif redis.call('EXISTS', jk) == 1 then
     -- The same id again: a client that resent after a dropped reply. Enqueue is idempotent.
     local f = redis.call('HMGET', jk, 's', 'r')
@@ -87,7 +83,7 @@ for i = 5, #ARGV, 11 do
       's', 'queued', 'a', 0}
     if dk ~= '' then
       fields[#fields + 1] = 'k'; fields[#fields + 1] = dk
-      redis.call('HSET', G .. 'dedup', dk, queue .. ' ' .. id)
+      redis.call('HSET', QK .. 'dedup', dk, id)
     end
     if run_at <= NOW then
       -- As place() does, inlined so that the ready index takes one ZADD per batch.

@@ -5,8 +5,8 @@ local jk = QK .. 'j:' .. id
 local f = redis.call('HMGET', jk, 's', 'k', 'q', 't')
 if f[1] ~= 'failed' and f[1] ~= 'cancelled' then return 0 end
 if f[2] then
-  if redis.call('HEXISTS', G .. 'dedup', f[2]) == 1 then return 0 end
-  redis.call('HSET', G .. 'dedup', f[2], f[3] .. ' ' .. id)
+  if redis.call('HEXISTS', QK .. 'dedup', f[2]) == 1 then return 0 end
+  redis.call('HSET', QK .. 'dedup', f[2], id)
 end
 redis.call('HSET', jk, 'a', 0)
 redis.call('HDEL', jk, 'f', 'e', 'res')

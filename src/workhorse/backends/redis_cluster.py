@@ -1,0 +1,223 @@
+"""Redis Cluster for the Redis backend: ``redis+cluster://[user:password@]host:port[,host:port...]``.
+
+The backend's key layout already keeps each call in one slot (see redis.py); this module
+gives it a connection with the same few methods as the standalone one (call, many,
+read_after_time, close), on top of redis-py's ``RedisCluster``, which maps slots to nodes
+and follows MOVED/ASK and topology changes. Replies are left raw (bytes, lists), as the
+standalone connection returns them, so the backend parses one shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisError
+
+from workhorse.errors import ConfigError
+
+SCHEMES = ("redis+cluster", "rediss+cluster")
+
+# Commands the backend sends whose redis-py reply parsers are dropped: it reads the raw
+# replies, as the standalone connection gives them.
+_RAW = (
+    "BLPOP", "CONFIG GET", "DEL", "EVALSHA", "EXISTS", "GET", "HDEL", "INFO", "SADD", "SCAN",
+    "SCRIPT LOAD", "SET", "SMEMBERS", "TIME", "UNLINK", "XRANGE", "ZREM", "ZREVRANGE",
+)  # fmt: skip
+_ON_ONE_NODE = frozenset({"INFO", "CONFIG", "TIME"})  # asked of one node, not routed by key
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAddress:
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+
+    def node_url(self, host: str, port: int) -> str:
+        """A plain URL of one node (for a subscription, which any node serves)."""
+        scheme = "rediss" if self.tls else "redis"
+        creds = ""
+        if self.password is not None:
+            creds = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
+        return f"{scheme}://{creds}{host}:{port}/0"
+
+
+def parse_cluster_netloc(scheme: str, netloc: str, path: str, safe: str) -> ClusterAddress:
+    """``user:password@host:port,host:port`` of a cluster URL; the path may be '' or '/0'."""
+    if path not in ("", "/", "/0"):
+        raise ConfigError(
+            f"a Redis Cluster has only database 0; remove {path!r} from {safe!r} "
+            "(redis+cluster://host:port,host:port/?prefix=...)"
+        )
+    creds, _, hosts = netloc.rpartition("@")
+    username = password = None
+    if creds:
+        user, has_password, secret = creds.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if has_password else None
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"cannot read the cluster node {item!r} in {safe!r}: list the seed nodes as "
+                "host:port, separated by commas (redis+cluster://10.0.0.1:7000,10.0.0.2:7000)"
+            )
+        nodes.append((host.strip("[]"), int(port)))
+    return ClusterAddress(tuple(nodes), username, password, scheme.startswith("rediss"))
+
+
+class ClusterWire:
+    """The cluster as one connection: commands are routed to the node owning their slot;
+    ``many`` pipelines them per node, all nodes at once."""
+
+    def __init__(self, address: ClusterAddress, safe: str, call_timeout: float) -> None:
+        self.address = address
+        self.safe = safe
+        self.call_timeout = call_timeout
+        self._rc: RedisCluster | None = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> RedisCluster:
+        async with self._lock:
+            if self._rc is not None:
+                return self._rc
+            a = self.address
+            rc = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in a.nodes],
+                username=a.username,
+                password=a.password,
+                ssl=a.tls,
+                socket_keepalive=True,
+                socket_connect_timeout=5,
+            )
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    await rc.initialize()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await rc.aclose()
+                raise
+            for name in _RAW:  # shared with every node's connections
+                rc.response_callbacks.pop(name, None)
+            self._rc = rc
+            return rc
+
+    async def call(self, *args: Any, timeout: float | None = None) -> Any:
+        rc = self._rc or await self.connect()
+        name = str(args[0]).upper()
+        async with asyncio.timeout(timeout or self.call_timeout):
+            if name == "SCRIPT":  # every primary keeps its own script cache
+                replies = await rc.execute_command(
+                    " ".join(map(str, args[:2])), *args[2:], target_nodes=RedisCluster.PRIMARIES
+                )
+                return next(iter(replies.values())) if isinstance(replies, dict) else replies
+            if name in _ON_ONE_NODE:
+                return await rc.execute_command(*args, target_nodes=rc.get_default_node())
+            return await rc.execute_command(*args)
+
+    async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Replies in order, errors in place (not raised), as the standalone ``many``."""
+        rc = self._rc or await self.connect()
+        if any(str(c[0]).upper() in ("SCRIPT", *_ON_ONE_NODE) for c in commands):
+            out = []
+            for c in commands:
+                try:
+                    out.append(await self.call(*c))
+                except RedisError as exc:
+                    out.append(exc)
+            return out
+        pipe = rc.pipeline()
+        for c in commands:
+            pipe.execute_command(*c)
+        async with asyncio.timeout(self.call_timeout):
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
+        """The earliest millisecond among the primaries' clocks, then ``reads``. Each node
+        stamps its own stream entries: an entry written after this moment has an id at or
+        past it on any node whose clock does not step back."""
+        rc = self._rc or await self.connect()
+        async with asyncio.timeout(self.call_timeout):
+            times = await rc.execute_command("TIME", target_nodes=RedisCluster.PRIMARIES)
+        if not isinstance(times, dict):
+            times = {"": times}
+        horizon = min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times.values())
+        return horizon, await self.many(reads) if reads else []
+
+    async def blpop_any(self, keys: Sequence[str], timeout: float) -> None:
+        """Block until a token shows on any of ``keys`` (each in its own slot, so one
+        BLPOP per key, on the node that holds it); the others are then given up."""
+        rc = self._rc or await self.connect()
+
+        async def one(key: str) -> None:
+            async with asyncio.timeout(timeout + 5):
+                await rc.execute_command("BLPOP", key, round(timeout, 3))
+
+        waits = [asyncio.ensure_future(one(k)) for k in keys]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                fut.result()
+        finally:
+            for fut in waits:
+                fut.cancel()  # redis-py drops a connection cancelled mid-reply
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Each primary: its address, version and slot ranges (for ``workhorse check``)."""
+        rc = self._rc or await self.connect()
+        ranges: dict[str, list[str]] = {}
+        owners = rc.nodes_manager.slots_cache  # slot -> [primary, replicas...]
+        first = 0
+        for slot in range(1, 16385):
+            here = owners.get(first)
+            if slot == 16384 or owners.get(slot) != here:
+                if here:
+                    ranges.setdefault(here[0].name, []).append(f"{first}-{slot - 1}")
+                first = slot
+        infos = await rc.execute_command("INFO", "server", target_nodes=RedisCluster.PRIMARIES)
+        out = []
+        for name, info in sorted(infos.items()):
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            version = next(
+                (line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.startswith("redis_version:")),
+                "?",
+            )  # fmt: skip
+            out.append({"node": name, "version": version, "slots": ranges.get(name, [])})
+        return out
+
+    async def scan_delete(self, patterns: Sequence[str]) -> None:
+        """Delete every key matching ``patterns`` on every primary (test clean-up)."""
+        rc = self._rc or await self.connect()
+        for node in rc.get_primaries():
+            for pattern in patterns:
+                cursor: Any = b"0"
+                while True:
+                    reply = await rc.execute_command(
+                        "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, target_nodes=node
+                    )
+                    cursor, keys = reply
+                    if isinstance(cursor, dict):  # redis-py's per-node cursors
+                        cursor = next(iter(cursor.values()))
+                    for key in keys:  # one slot per key: UNLINK them one by one
+                        await rc.execute_command("UNLINK", key)
+                    if cursor in (b"0", 0, "0"):
+                        break
+
+    async def first_node(self) -> tuple[str, int]:
+        rc = self._rc or await self.connect()
+        node = rc.get_default_node() or rc.get_primaries()[0]
+        return node.host, int(node.port)
+
+    async def close(self) -> None:
+        rc, self._rc = self._rc, None
+        if rc is not None:
+            await rc.aclose()
