@@ -355,10 +355,14 @@ class Workhorse:
         ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
         t = self._resolve(task)
         connection = options.pop("connection", None)
-        new = self._new_job(t, data, options)
+        return await self._submit(t, self._new_job(t, data, options), options, connection)
+
+    async def _submit(
+        self, task: Task[Any, Any], new: NewJob, options: dict[str, Any], connection: Any = None
+    ) -> JobHandle[Any]:
         results = await self._write([new], connection)
-        on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
-        return (await self._handles(t, [new], results, on_dup, connection is None))[0]
+        on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
+        return (await self._handles(task, [new], results, on_dup, connection is None))[0]
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any

@@ -174,6 +174,11 @@ class MemoryBackend(Backend):
         now = self._clock()
         out = []
         for new in jobs:
+            if (same := self._jobs.get(new.id)) is not None:
+                # The same id again (a cron tick fired a second time): the stored job stands,
+                # as on Redis.
+                out.append(EnqueueResult(same.id, True, self._public_state(same, now)))
+                continue
             if new.dedup_key is not None and (live := self._dedup.get(new.dedup_key)):
                 rec = self._jobs[live]
                 replaced = new.replace and rec.state is _Q
