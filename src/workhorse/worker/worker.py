@@ -490,9 +490,10 @@ class Worker:
     async def _retention(
         self, keep: int | None, keep_for: float | None, states: set[JobState] | frozenset[JobState]
     ) -> None:
-        if keep is None and keep_for is None:
-            return
-        n = await self.app.backend.purge(states=states, older_than=keep_for, keep_last=keep)
+        # Runs even when both settings are off: jobs with their own keep_for still expire.
+        n = await self.app.backend.purge(
+            states=states, older_than=keep_for, keep_last=keep, retention=True
+        )
         if n:
             log.info("retention removed %d finished job(s)", n)
 
