@@ -168,6 +168,7 @@ class Workhorse:
         runtime: Runtime = "inline",
         command: Sequence[str] | None = None,
         memory_limit: int | None = None,
+        keep_for: Seconds | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
 
     def task(
@@ -191,10 +192,12 @@ class Workhorse:
         runtime: Runtime = "inline",
         command: Sequence[str] | None = None,
         memory_limit: int | None = None,
+        keep_for: Seconds | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
-        cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...)``.
+        cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...,
+        keep_for=...)``.
         Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
         options = {
             "queue": queue,
@@ -212,6 +215,7 @@ class Workhorse:
             "runtime": runtime,
             "command": command,
             "memory_limit": memory_limit,
+            "keep_for": keep_for,
         }
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
@@ -282,6 +286,7 @@ class Workhorse:
                 d.lease,
                 task.singleton_key(value),
                 d.on_duplicate == "replace",
+                d.keep_for,
             )
         check_call_options(options)
         queue = check_name(options.get("queue", d.queue), "queue")
@@ -306,6 +311,7 @@ class Workhorse:
             seconds(options["lease"], "lease") if "lease" in options else d.lease,
             task.singleton_key(value) if key is None else str(key),
             on_duplicate == "replace",
+            seconds(options["keep_for"], "keep_for") if "keep_for" in options else d.keep_for,
         )
 
     async def _handles(
@@ -346,7 +352,8 @@ class Workhorse:
         self, task: str | Task[Any, Any], data: Any = None, **options: Any
     ) -> JobHandle[Any]:
         """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
-        ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``) stay apart from the data.
+        ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``, ``keep_for``) stay apart
+        from the data.
         ``connection=`` (PostgreSQL) enqueues inside your open psycopg transaction: the job
         exists only if that transaction commits.
 
@@ -355,10 +362,14 @@ class Workhorse:
         ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
         t = self._resolve(task)
         connection = options.pop("connection", None)
-        new = self._new_job(t, data, options)
+        return await self._submit(t, self._new_job(t, data, options), options, connection)
+
+    async def _submit(
+        self, task: Task[Any, Any], new: NewJob, options: dict[str, Any], connection: Any = None
+    ) -> JobHandle[Any]:
         results = await self._write([new], connection)
-        on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
-        return (await self._handles(t, [new], results, on_dup, connection is None))[0]
+        on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
+        return (await self._handles(task, [new], results, on_dup, connection is None))[0]
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
@@ -401,9 +412,27 @@ class Workhorse:
         t = self._resolve(task)
         if timeout is not None and "timeout" not in options:
             options["timeout"] = timeout
-        handle = await self.enqueue(t, data, **options)
-        job = await self.wait(handle.id, timeout)
+        # Held: the store keeps the record (whatever its keep_for) until this caller has
+        # the result, and every other caller of run() that hit the same live job too.
+        new = self._new_job(t, data, options)
+        new.hold = True
+        handle = await self._submit(t, new, options)
+        try:
+            job = await self.wait(handle.id, timeout)
+        except RunTimeout:
+            await self._release(handle.id)
+            raise
+        if job.keep_for is not None:
+            await self._release(job.id)
         return self.result_of(job)
+
+    async def _release(self, job_id: str) -> None:
+        try:
+            await self.backend.release([job_id])
+        except Exception:
+            # The hold stays: the record then follows the settings' retention, not its
+            # own keep_for. Nothing is lost; it is only kept longer.
+            log.warning("job %s: could not release its record for retention", job_id)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job is finished and return its record."""

@@ -27,6 +27,7 @@ from rich.text import Text
 from workhorse.app import Workhorse
 from workhorse.errors import WorkhorseError
 from workhorse.job import FINISHED_STATES, Job, JobState, WorkerInfo
+from workhorse.settings import check_queues
 
 T = TypeVar("T")
 
@@ -735,7 +736,7 @@ def purge(
 
 
 def setting_default(value: Any) -> str:
-    if value is None:
+    if value is None or value == ():
         return "none"
     if isinstance(value, bool):
         return str(value).lower()
@@ -843,12 +844,17 @@ def migrate(app_spec: str | None, url: str | None) -> None:
 @url_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
-    """Is the configured store reachable? Its clock, schema, and what it lacks."""
+    """Is the configured store reachable? Its clock, schema, and what it lacks; and does
+    every task name a known queue (as a worker checks at start)?"""
     app = make_app(app_spec, url)
     backend = app.backend
     report: dict[str, Any] = {"url": redact(backend.url), "backend": type(backend).__name__}
 
     async def go(app: Workhorse) -> None:
+        # The queue names first: a typo there fails a worker's start-up just the same.
+        s = app.settings
+        check_queues({n: t.defaults.queue for n, t in app.tasks.items()}, s.queues, s.known_queues)
+        report["queues"] = {"consumed": list(s.queues), "known": list(s.known_queues)}
         started = time.perf_counter()
         await app.open()
         report["open_ms"] = round((time.perf_counter() - started) * 1000, 1)

@@ -49,6 +49,8 @@ class NewJob:
     lease: float | None = None
     dedup_key: str | None = None
     replace: bool = False  # a live, not yet started job with the key takes this payload
+    keep_for: float | None = None  # seconds the finished record is kept; None: the settings'
+    hold: bool = False  # a run() caller waits: keep the record until it has the result
 
 
 @dataclass(slots=True)
@@ -112,6 +114,7 @@ class Job:
     worker: str | None = None
     lease_expires_at: datetime | None = None
     dedup_key: str | None = None
+    keep_for: float | None = None  # its own retention, seconds after it finished
 
     @property
     def finished(self) -> bool:

@@ -6,14 +6,22 @@ Nothing is read at import time: ``Settings.load()`` reads the environment when c
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from workhorse.errors import ConfigError
 
 DEFAULT_URL = "sqlite:///.workhorse/workhorse.db"
+BUILT_IN_QUEUES = ("default", "priority")
 ENV_PREFIX = "WORKHORSE_"
 
 
@@ -27,6 +35,11 @@ class Settings(BaseModel):
     )
     queues: tuple[str, ...] = Field(
         ("default", "priority"), description="Queues a worker consumes, in claim order"
+    )
+    known_queues: tuple[str, ...] = Field(
+        (),
+        description="Queues other workers consume, besides default, priority and this "
+        "worker's own: a task naming a queue outside them fails start-up",
     )
     concurrency: int = Field(10, ge=1, description="Jobs run at once per queue by one worker")
     lease: float = Field(30.0, gt=0, description="Seconds a claim lasts before renewal")
@@ -67,19 +80,21 @@ class Settings(BaseModel):
         600.0, ge=0, description="Seconds after which such a job fails instead"
     )
 
-    @field_validator("queues", mode="before")
+    @field_validator("queues", "known_queues", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
+        if value is None:
+            return ()  # WORKHORSE_KNOWN_QUEUES="" (the queues setting then asks for one)
         if isinstance(value, str):
             value = [q.strip() for q in value.split(",") if q.strip()]
         return value
 
-    @field_validator("queues")
+    @field_validator("queues", "known_queues")
     @classmethod
-    def _check_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _check_names(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         for name in value:
             check_name(name, "queue")
-        if not value:
+        if not value and info.field_name == "queues":
             raise ValueError("at least one queue is needed")
         return value
 
@@ -129,3 +144,34 @@ def check_name(name: str, what: str) -> str:
             "starting with a letter, digit or '_', without '..'"
         )
     return name
+
+
+def check_queues(
+    task_queues: Mapping[str, str], consumed: Collection[str], known: Collection[str]
+) -> None:
+    """A queue name that is a typo leaves jobs that nothing ever runs: fail at start-up.
+
+    ``task_queues`` maps each task to its queue, ``consumed`` is what this worker runs and
+    ``known`` the ``known_queues`` setting (the queues other workers run). A task's queue
+    must be built in, known, or consumed here; a consumed queue must be built in, known,
+    or some task's."""
+    if not task_queues:
+        return  # nothing to compare with (a worker for tasks it will only learn by name)
+    usable = {*BUILT_IN_QUEUES, *known, *consumed}
+    stray = {task: q for task, q in sorted(task_queues.items()) if q not in usable}
+    if stray:
+        named = ", ".join(f"{task!r} names {q!r}" for task, q in stray.items())
+        raise ConfigError(
+            f"unknown queue: task {named}, a queue no worker configuration knows. Known "
+            f"queues: {', '.join(sorted(usable))} (default, priority, known_queues and "
+            f"the queues this worker consumes). A typo? Fix the task's queue=. Run by "
+            f"other workers? Add it to known_queues (WORKHORSE_KNOWN_QUEUES="
+            f"{','.join(sorted({*known, *stray.values()}))})"
+        )
+    used = {*BUILT_IN_QUEUES, *known, *task_queues.values()}
+    unused = sorted(set(consumed) - used)
+    if unused:
+        raise ConfigError(
+            f"worker consumes unknown queue(s) {unused}; the app's tasks and known_queues "
+            f"use: {', '.join(sorted(used))}"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,12 @@ def seconds(value: Seconds | None, what: str) -> float | None:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ConfigError(f"{what} must be a number of seconds >= 0 or a timedelta, got {value!r}")
     return float(value)
 
@@ -64,6 +70,7 @@ class TaskOptions:
     runtime: Runtime = "inline"
     command: tuple[str, ...] | None = None  # for runtime="command": the program and its args
     memory_limit: int | None = None  # bytes, for runtime="process": the child's address space
+    keep_for: float | None = None  # seconds the finished record is kept; None: the settings'
 
 
 TASK_OPTIONS = (
@@ -82,6 +89,7 @@ TASK_OPTIONS = (
     "runtime",
     "command",
     "memory_limit",
+    "keep_for",
 )
 CALL_OPTIONS = (
     "delay",
@@ -93,6 +101,7 @@ CALL_OPTIONS = (
     "lease",
     "dedup_key",
     "on_duplicate",
+    "keep_for",
 )
 
 
@@ -113,6 +122,7 @@ def make_options(
     runtime: Runtime = "inline",
     command: Sequence[str] | None = None,
     memory_limit: int | None = None,
+    keep_for: Seconds | None = None,
 ) -> TaskOptions:
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
@@ -156,6 +166,7 @@ def make_options(
         runtime,
         None if command is None else tuple(command),
         memory_limit,
+        seconds(keep_for, "keep_for"),
     )
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from workhorse import ConfigError, JobContext, PayloadError, UnknownTaskError, Workhorse
 from workhorse.backends import Backend
 from workhorse.scheduler import schedules
-from workhorse.scheduler.ticker import Ticker, tick_key
+from workhorse.scheduler.ticker import FIRED, PENDING, Ticker, tick_job_id, tick_key
 
 from .support import eventually
 from .test_client import running, task
@@ -252,8 +252,61 @@ async def test_a_worker_that_cannot_fire_a_tick_leaves_it_to_others(
 
     able = Ticker(app, "worker")
     await able._fire_due(schedule, now)
-    assert await app.backend.kv_get(tick_key(schedule, tick)) == "worker"
     (job,) = await app.jobs(task="export")
+    assert await app.backend.kv_get(tick_key(schedule, tick)) == f"{FIRED}{job.id}"
     assert job.data == {"format": "csv"}
     await able._fire_due(schedule, now)  # the same tick again: nothing new
     assert len(await app.jobs(task="export")) == 1
+
+
+@pytest.mark.parametrize("died", ["before the enqueue", "after the enqueue"])
+async def test_a_tick_whose_worker_died_after_claiming_it_fires_once(
+    app: Workhorse, other: Workhorse, monkeypatch: pytest.MonkeyPatch, died: str
+) -> None:
+    """A worker SIGKILLed between claiming a tick and marking it fired leaves the claim
+    pending. Another worker that saw it takes it over a lease later, even when later ticks
+    have come since, and fires it under the tick's own job id: once, whether the dead
+    worker had stored the job or not."""
+    for a in (app, other):
+
+        @task(a, name="export")
+        async def export(data: Export) -> str:
+            return data.format
+
+    await app.add_schedule("nightly-export", "export", "* * * * * *", {"format": "csv"})
+    (schedule,) = (await schedules.load(app.backend)).values()
+    sighted = datetime.fromtimestamp(await app.backend.now(), UTC)
+    now = sighted + timedelta(seconds=2)
+    tick = schedule.cron.latest_at_or_before(now)
+    key = tick_key(schedule, tick)
+
+    dying = Ticker(app, "dying")
+
+    async def killed(_s: Any, task_: Any, new: Any, *_rest: Any) -> None:
+        if died == "after the enqueue":
+            await app._submit(task_, new, {})
+        # ... and the process is gone: the tick is never marked fired, nor given back.
+
+    monkeypatch.setattr(dying, "_fire", killed)
+    await dying._fire_due(schedule, sighted)
+    await dying._fire_due(schedule, now)
+    held = await app.backend.kv_get(key)
+    assert held is not None and held.startswith(PENDING)
+    stored = 1 if died == "after the enqueue" else 0
+    assert len(await app.jobs(task="export")) == stored
+
+    survivor = Ticker(other, "survivor")
+    await survivor._fire_due(schedule, now)  # within a lease: its claimer may be slow
+    assert await other.backend.kv_get(key) == held
+    assert len(await other.jobs(task="export")) == stored
+
+    later = now + timedelta(seconds=other.settings.lease + 1)  # many ticks later
+    await survivor._fire_due(schedule, later)
+    await survivor._fire_due(schedule, later)  # again: nothing new
+    await Ticker(app, "newcomer")._fire_due(schedule, later)  # nor from a fresh worker
+    jobs = {job.id: job for job in await other.jobs(task="export")}
+    fired = tick_job_id(schedule, tick)
+    latest = tick_job_id(schedule, schedule.cron.latest_at_or_before(later))
+    assert sorted(jobs) == sorted([fired, latest])  # the dead worker's tick, once; the latest
+    assert jobs[fired].data == {"format": "csv"}
+    assert await other.backend.kv_get(key) == f"{FIRED}{fired}"

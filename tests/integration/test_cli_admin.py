@@ -7,6 +7,7 @@ import socket
 import uuid
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tests.conftest import POSTGRES_URL, require_service
@@ -87,3 +88,28 @@ def test_cron_lists_schedules(tmp_path: Path) -> None:
     assert (row["name"], row["task"], row["pattern"]) == ("nightly", "export", "0 2 * * *")
     assert row["data"] == {"format": "csv"}
     assert row["last_job_id"] is None
+
+
+def test_check_fails_on_a_task_queue_no_configuration_knows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "queue_typo_app.py").write_text(
+        "from workhorse import Workhorse\n"
+        f"app = Workhorse('sqlite:///{tmp_path}/c.db', known_queues=['mail'])\n"
+        "@app.task(queue='mail')\n"
+        "async def send_mail() -> None: ...\n"
+        "@app.task(queue='priorty')\n"
+        "async def send_otp() -> None: ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("WORKHORSE_QUEUES", raising=False)
+    result = CliRunner().invoke(main, ["check", "--app", "queue_typo_app:app"])
+    assert result.exit_code == 1
+    assert "'send_otp' names 'priorty'" in result.output
+    assert "Known queues: default, mail, priority" in result.output
+
+    monkeypatch.setenv("WORKHORSE_QUEUES", "default,priority,priorty")  # run here: known
+    result = CliRunner().invoke(main, ["check", "--json", "--app", "queue_typo_app:app"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queues"] == {"consumed": ["default", "priority", "priorty"], "known": ["mail"]}

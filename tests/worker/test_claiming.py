@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from workhorse import JobState, Workhorse
+from workhorse.backends.memory import MemoryBackend
 from workhorse.testing import FakeClock
 
 from .worker_helpers import running, wait_until
@@ -99,8 +100,10 @@ async def test_delayed_job_runs_only_when_due(app: Workhorse, clock: FakeClock) 
     assert ran == [due]
 
 
-async def test_worker_consumes_only_its_queues(app: Workhorse) -> None:
-    @app.task(queue="elsewhere")
+async def test_worker_consumes_only_its_queues(memory: MemoryBackend) -> None:
+    app = Workhorse(backend=memory, poll_interval=0.05, known_queues=["elsewhere"])
+
+    @app.task(queue="elsewhere")  # another worker runs it
     async def other() -> None: ...
 
     @app.task
@@ -113,6 +116,7 @@ async def test_worker_consumes_only_its_queues(app: Workhorse) -> None:
     assert job is not None
     assert job.state is JobState.QUEUED
     assert job.attempts == 0
+    await app.close()
 
 
 async def test_burst_worker_stops_when_the_queues_are_empty(app: Workhorse) -> None:

@@ -132,9 +132,21 @@ class Backend(abc.ABC):
         older_than: float | None = None,
         keep_last: int | None = None,
         queue: str | None = None,
+        retention: bool = False,
     ) -> int:
         """Delete finished jobs finished more than ``older_than`` seconds ago, or beyond
-        the newest ``keep_last`` per state. Returns how many were deleted."""
+        the newest ``keep_last`` per state. Returns how many were deleted.
+
+        ``retention`` (the workers' sweep): a job with its own ``keep_for`` that no run()
+        caller holds is deleted once ``keep_for`` seconds have passed since it finished,
+        and ``older_than`` / ``keep_last`` never delete it (it still counts toward
+        ``keep_last``). Without it (an operator's purge) every job is treated alike."""
+
+    @abc.abstractmethod
+    async def release(self, ids: Collection[str]) -> None:
+        """A run() caller that held these jobs (``NewJob.hold``, or a duplicate enqueue
+        with it) has its result: one hold less each. A finished job left without holds
+        whose own ``keep_for`` has passed is deleted at once."""
 
     @abc.abstractmethod
     async def pause(self, queue: str) -> None: ...

@@ -61,6 +61,8 @@ class _Rec:
     token: str | None = None
     expires_at: float | None = None
     cancel_requested: bool = False
+    keep_for: float | None = None
+    holds: int = 0  # run() callers waiting for its result (see release)
 
 
 class MemoryBackend(Backend):
@@ -167,6 +169,7 @@ class MemoryBackend(Backend):
             worker=rec.worker,
             lease_expires_at=to_datetime(rec.expires_at),
             dedup_key=rec.dedup_key,
+            keep_for=rec.keep_for,
         )
 
     # -- producing -------------------------------------------------------------------
@@ -174,6 +177,11 @@ class MemoryBackend(Backend):
         now = self._clock()
         out = []
         for new in jobs:
+            if (same := self._jobs.get(new.id)) is not None:
+                # The same id again (a cron tick fired a second time): the stored job stands,
+                # as on Redis.
+                out.append(EnqueueResult(same.id, True, self._public_state(same, now)))
+                continue
             live = None if new.dedup_key is None else self._dedup.get((new.queue, new.dedup_key))
             if live is not None:
                 rec = self._jobs[live]
@@ -186,6 +194,7 @@ class MemoryBackend(Backend):
                     rec.timeout = new.timeout
                     self._requeue(rec, new.at if new.at is not None else now + new.delay, now)
                     self._event("job.queued", rec, now, replaced=True)
+                rec.holds += new.hold
                 out.append(EnqueueResult(rec.id, False, self._public_state(rec, now), replaced))
                 continue
             run_at = new.at if new.at is not None else now + new.delay
@@ -202,6 +211,8 @@ class MemoryBackend(Backend):
                 now,
                 run_at,
                 next(self._seq),
+                keep_for=new.keep_for,
+                holds=int(new.hold),
             )
             self._jobs[rec.id] = rec
             if rec.dedup_key is not None:
@@ -483,6 +494,7 @@ class MemoryBackend(Backend):
         older_than: float | None = None,
         keep_last: int | None = None,
         queue: str | None = None,
+        retention: bool = False,
     ) -> int:
         now = self._clock()
         doomed: list[str] = []
@@ -494,6 +506,10 @@ class MemoryBackend(Backend):
             ]
             recs.sort(key=lambda r: (r.finished_at or 0.0, r.seq), reverse=True)
             for i, rec in enumerate(recs):
+                if retention and rec.keep_for is not None and not rec.holds:
+                    if self._expired(rec, now):
+                        doomed.append(rec.id)
+                    continue
                 too_old = older_than is not None and (rec.finished_at or 0.0) <= now - older_than
                 too_many = keep_last is not None and i >= keep_last
                 if too_old or too_many:
@@ -501,6 +517,25 @@ class MemoryBackend(Backend):
         for job_id in doomed:
             del self._jobs[job_id]
         return len(doomed)
+
+    @staticmethod
+    def _expired(rec: _Rec, now: float) -> bool:
+        """A finished job whose own keep_for has passed."""
+        return (
+            rec.keep_for is not None
+            and rec.finished_at is not None
+            and rec.finished_at + rec.keep_for <= now
+        )
+
+    async def release(self, ids: Collection[str]) -> None:
+        now = self._clock()
+        for job_id in ids:
+            rec = self._jobs.get(job_id)
+            if rec is None:
+                continue
+            rec.holds = max(rec.holds - 1, 0)
+            if not rec.holds and rec.state in FINISHED_STATES and self._expired(rec, now):
+                del self._jobs[job_id]
 
     async def pause(self, queue: str) -> None:
         self._paused.add(queue)

@@ -85,7 +85,7 @@ log = logging.getLogger("workhorse.redis")
 _SCRIPTS = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
     "fetch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
-    "workers", "kv", "quarantine",
+    "workers", "kv", "quarantine", "release",
 )  # fmt: skip
 _OUR_PARAMS = {"prefix", "max_events", "call_timeout"}
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -225,6 +225,7 @@ def _opt_str(value: object) -> str | None:
 
 
 _ENQUEUE_CHUNK = 250  # jobs per enqueue script call
+_ENQUEUE_ARGS = 13  # script arguments per job (see enqueue.lua)
 
 
 def _bulk(arg: Any) -> bytes:
@@ -697,14 +698,16 @@ class RedisBackend(Backend):
                     _num(new.lease),
                     "" if new.dedup_key is None else new.dedup_key,
                     "1" if new.replace else "0",
+                    _num(new.keep_for),
+                    "1" if new.hold else "0",
                 )
             )
         # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
         # this process still packs the next (one big script would serialise the two).
         chunks = [
-            [q, *args[k : k + _ENQUEUE_CHUNK * 11]]
+            [q, *args[k : k + _ENQUEUE_CHUNK * _ENQUEUE_ARGS]]
             for q, args in runs
-            for k in range(0, len(args), _ENQUEUE_CHUNK * 11)
+            for k in range(0, len(args), _ENQUEUE_CHUNK * _ENQUEUE_ARGS)
         ]
         await self._list_queues({q for q, _ in runs})
         calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]
@@ -712,7 +715,9 @@ class RedisBackend(Backend):
         # Replies come per chunk, in each chunk's order: map them back to the jobs.
         found: dict[str, EnqueueResult] = {}
         for args, reply in zip(chunks, replies, strict=True):
-            for k, i in zip(range(1, len(args), 11), range(0, len(reply), 5), strict=True):
+            for k, i in zip(
+                range(1, len(args), _ENQUEUE_ARGS), range(0, len(reply), 5), strict=True
+            ):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
                 self._remember(job_id, queue)
                 found[args[k]] = EnqueueResult(
@@ -1029,6 +1034,7 @@ class RedisBackend(Backend):
             worker=_text(h.get(b"w")),
             lease_expires_at=to_datetime(_float(lease_exp)),
             dedup_key=_text(h.get(b"k")),
+            keep_for=_float(h.get(b"kf")),
         )
 
     # -- inspecting and controlling ----------------------------------------------------
@@ -1093,6 +1099,12 @@ class RedisBackend(Backend):
         state = await self._call("cancel", self._q(queue), job_id)
         return None if not state else JobState(state.decode())
 
+    async def release(self, ids: Collection[str]) -> None:
+        for job_id in ids:
+            queue = await self._queue_of(job_id)
+            if queue is not None:
+                await self._call("release", self._q(queue), job_id)
+
     async def retry(self, job_id: str) -> bool:
         queue = await self._queue_of(job_id)
         if queue is None:
@@ -1106,8 +1118,9 @@ class RedisBackend(Backend):
         older_than: float | None = None,
         keep_last: int | None = None,
         queue: str | None = None,
+        retention: bool = False,
     ) -> int:
-        if older_than is None and keep_last is None:
+        if older_than is None and keep_last is None and not retention:
             return 0
         queues = [queue] if queue is not None else await self._queues()
         total = 0
@@ -1116,7 +1129,11 @@ class RedisBackend(Backend):
             if keep_last is not None and len(queues) > 1:
                 keep = await self._keep_per_queue(queues, st, keep_last)
             calls = [
-                ("purge", self._q(q), (st.value, _num(older_than), "" if k is None else k))
+                (
+                    "purge",
+                    self._q(q),
+                    (st.value, _num(older_than), "" if k is None else k, "1" if retention else ""),
+                )
                 for q, k in zip(queues, keep, strict=True)
             ]
             if calls:

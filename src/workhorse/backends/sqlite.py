@@ -49,7 +49,7 @@ from workhorse.job import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: a dedup key is unique per queue
+SCHEMA_VERSION = 3  # 2: a dedup key is unique per queue; 3: keep_for and holds
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -79,7 +79,9 @@ CREATE TABLE IF NOT EXISTS wh_jobs (
     worker TEXT,
     token TEXT,
     expires_at REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    keep_for REAL,
+    holds INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS wh_jobs_ready
     ON wh_jobs (queue, priority DESC, run_at, seq) WHERE state = 'queued';
@@ -114,10 +116,12 @@ INSERT OR IGNORE INTO wh_meta (key, value) VALUES ('seq', 0);
 """
 
 _LIVE = "('queued', 'scheduled', 'active')"
+# A job whose own keep_for decides its retention: it has one, and no run() caller holds it.
+_OWN_RETENTION = "keep_for IS NOT NULL AND holds = 0"
 _JOB_COLS = (
     "id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at, "
     "started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at, "
-    "dedup_key"
+    "dedup_key, keep_for"
 )
 # Appends the JSON array :logs to the stored array without parsing either (both compact).
 _APPEND_LOGS = (
@@ -144,7 +148,8 @@ RETURNING id, token, task, queue, data, attempts, max_attempts, timeout,
 """
 _SQL_INSERT = (
     "INSERT INTO wh_jobs (id, task, queue, state, data, priority, max_attempts, timeout, "
-    "lease, dedup_key, created_at, run_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "lease, dedup_key, created_at, run_at, seq, keep_for, holds) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_EVENT = "INSERT INTO wh_events (type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?)"
 _SQL_END = (
@@ -190,7 +195,7 @@ _JSON_COLUMNS = (("data", 4), ("progress", 12), ("result", 13), ("error", 14), (
 _NUMBER_COLUMNS = (
     ("priority", 5, 0), ("attempts", 6, 0), ("max_attempts", 7, 1), ("created_at", 8, 0.0),
     ("run_at", 9, 0.0), ("started_at", 10, None), ("finished_at", 11, None),
-    ("timeout", 16, None), ("expires_at", 18, None),
+    ("timeout", 16, None), ("expires_at", 18, None), ("keep_for", 20, None),
 )  # fmt: skip
 # Columns a quarantine resets to the salvaged value (their bytes are in the error).
 _RESETTABLE = (
@@ -411,7 +416,7 @@ class SQLiteBackend(Backend):
             conn.execute("PRAGMA temp_store = MEMORY")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
-                self._tx_on(conn, self._create_schema)
+                self._tx_on(conn, self._create_schema, version)
             elif version > SCHEMA_VERSION:
                 raise BackendError(
                     f"{self.path} was written by a newer workhorse (schema {version}, this "
@@ -423,7 +428,10 @@ class SQLiteBackend(Backend):
         return conn
 
     @staticmethod
-    def _create_schema(conn: sqlite3.Connection) -> None:
+    def _create_schema(conn: sqlite3.Connection, version: int) -> None:
+        if 1 <= version < 3:  # a file of an older version: its table lacks the new columns
+            conn.execute("ALTER TABLE wh_jobs ADD COLUMN keep_for REAL")
+            conn.execute("ALTER TABLE wh_jobs ADD COLUMN holds INTEGER NOT NULL DEFAULT 0")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -549,6 +557,7 @@ class SQLiteBackend(Backend):
             worker,
             expires_at,
             dedup_key,
+            keep_for,
         ) = row
         return Job(
             id=id_,
@@ -571,6 +580,7 @@ class SQLiteBackend(Backend):
             worker=worker,
             lease_expires_at=to_datetime(expires_at),
             dedup_key=dedup_key,
+            keep_for=keep_for,
         )
 
     def _salvage(self, conn: sqlite3.Connection, row: Sequence[Any], now: float) -> Job:
@@ -666,6 +676,8 @@ class SQLiteBackend(Backend):
                 now,
                 run_at,
                 seq + i,
+                new.keep_for,
+                int(new.hold),
             )
             if new.dedup_key is None:
                 plain.append(row)
@@ -695,6 +707,8 @@ class SQLiteBackend(Backend):
         if live is None:
             raise BackendError(f"a job with id {new.id} already exists")
         id_, state, run_at, task, queue = live
+        if new.hold:  # a run() caller waits for this job too
+            conn.execute("UPDATE wh_jobs SET holds = holds + 1 WHERE id = ?", (id_,))
         if not new.replace or state == "active":
             return EnqueueResult(id_, False, self._public(state, run_at, now))
         run_at = new.at if new.at is not None else now + new.delay
@@ -1221,20 +1235,28 @@ class SQLiteBackend(Backend):
         older_than: float | None = None,
         keep_last: int | None = None,
         queue: str | None = None,
+        retention: bool = False,
     ) -> int:
         finished = sorted(str(s) for s in set(states) & FINISHED_STATES)
-        if not finished or (older_than is None and keep_last is None):
-            return 0
+        rules = [
+            rule
+            for rule, wanted in (
+                ("own", retention),
+                ("age", older_than is not None),
+                ("rank", keep_last is not None),
+            )
+            if wanted
+        ]
         cutoff = None if older_than is None else self._clock() - older_than
         deleted = 0
         # In chunks, each its own transaction: a large purge (retention after a long
         # stop) must not hold the write lock, or this object's thread, for seconds.
         for st in finished:
-            for rule in ("age", "rank"):
-                if (cutoff if rule == "age" else keep_last) is None:
-                    continue
+            for rule in rules:
                 while True:
-                    n = await self._write(self._purge_tx, st, rule, cutoff, keep_last, queue)
+                    n = await self._write(
+                        self._purge_tx, st, rule, cutoff, keep_last, queue, retention
+                    )
                     deleted += n
                     if n < _PURGE_CHUNK:
                         break
@@ -1248,24 +1270,53 @@ class SQLiteBackend(Backend):
         cutoff: float | None,
         keep_last: int | None,
         queue: str | None,
+        retention: bool,
     ) -> int:
         in_queue = "" if queue is None else " AND queue = :queue"
+        # In the retention sweep a job with its own keep_for, unheld, follows only that.
+        not_own = f" AND NOT ({_OWN_RETENTION})" if retention else ""
         params: dict[str, Any] = {"state": state, "queue": queue, "chunk": _PURGE_CHUNK}
-        if rule == "age":
+        if rule == "own":
+            sql = (
+                f"SELECT rid FROM wh_jobs WHERE state = :state AND {_OWN_RETENTION} "
+                f"AND finished_at + keep_for <= :now{in_queue} LIMIT :chunk"
+            )
+            params["now"] = self._clock()
+        elif rule == "age":
             sql = (
                 "SELECT rid FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL "
-                f"AND finished_at <= :cutoff{in_queue} LIMIT :chunk"
+                f"AND finished_at <= :cutoff{in_queue}{not_own} LIMIT :chunk"
             )
             params["cutoff"] = cutoff
         else:
-            # Ranking after the age cut is the same: the old ones were the tail.
+            # Ranking after the age cut is the same: the old ones were the tail. Jobs with
+            # their own keep_for count toward keep_last but are not what it removes.
             sql = (
-                f"SELECT rid FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL"
-                f"{in_queue} ORDER BY finished_at DESC, seq DESC LIMIT :chunk OFFSET :keep"
+                f"SELECT rid FROM (SELECT rid, keep_for, holds FROM wh_jobs "
+                f"WHERE state = :state AND finished_at IS NOT NULL{in_queue} "
+                f"ORDER BY finished_at DESC, seq DESC LIMIT -1 OFFSET :keep) "
+                f"WHERE 1{not_own} LIMIT :chunk"
             )
             params["keep"] = keep_last
         cur = conn.execute(f"DELETE FROM wh_jobs WHERE rid IN ({sql})", params)
         return int(cur.rowcount)
+
+    async def release(self, ids: Collection[str]) -> None:
+        if ids:
+            await self._write(self._release_tx, _json(list(ids)))
+
+    def _release_tx(self, conn: sqlite3.Connection, ids: str) -> None:
+        conn.execute(
+            "UPDATE wh_jobs SET holds = max(holds - 1, 0) "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (ids,),
+        )
+        conn.execute(
+            f"DELETE FROM wh_jobs WHERE id IN (SELECT value FROM json_each(?)) "
+            f"AND state IN ('completed', 'failed', 'cancelled') AND {_OWN_RETENTION} "
+            f"AND finished_at + keep_for <= ?",
+            (ids, self._clock()),
+        )
 
     async def pause(self, queue: str) -> None:
         await self._write(

@@ -22,7 +22,7 @@ from workhorse.context import JobContext
 from workhorse.errors import ConfigError
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
 from workhorse.scheduler.ticker import Ticker
-from workhorse.settings import check_name
+from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.runner import Runner, error_info
 from workhorse.worker.threads import DaemonThreads
@@ -128,14 +128,12 @@ class Worker:
         self._renewer: _RenewThread | None = None
 
     def _check_queues(self) -> None:
-        """A consumed queue that no task uses is almost always a typo: fail at start-up."""
-        known = {"default", "priority", *(t.defaults.queue for t in self.app.tasks.values())}
-        unknown = sorted(set(self.queues) - known)
-        if unknown and self.app.tasks:
-            raise ConfigError(
-                f"worker consumes unknown queue(s) {unknown}; the app's tasks use: "
-                f"{', '.join(sorted(known))}"
-            )
+        """A queue that is a typo (a task's, or one consumed here) fails start-up."""
+        check_queues(
+            {name: t.defaults.queue for name, t in self.app.tasks.items()},
+            self.queues,
+            self.app.settings.known_queues,
+        )
         idle = sorted({t.defaults.queue for t in self.app.tasks.values()} - set(self.queues))
         if idle:
             log.info(
@@ -492,9 +490,10 @@ class Worker:
     async def _retention(
         self, keep: int | None, keep_for: float | None, states: set[JobState] | frozenset[JobState]
     ) -> None:
-        if keep is None and keep_for is None:
-            return
-        n = await self.app.backend.purge(states=states, older_than=keep_for, keep_last=keep)
+        # Runs even when both settings are off: jobs with their own keep_for still expire.
+        n = await self.app.backend.purge(
+            states=states, older_than=keep_for, keep_last=keep, retention=True
+        )
         if n:
             log.info("retention removed %d finished job(s)", n)
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -299,12 +300,21 @@ class PostgresBackend(Backend):
             if not missing:
                 break
             missing = await self._replace(conn, jobs, missing, out)
+            holds = Counter((jobs[i].queue, jobs[i].dedup_key) for i in missing
+                            if jobs[i].hold and jobs[i].dedup_key is not None)  # fmt: skip
             keys = list({(jobs[i].queue, jobs[i].dedup_key) for i in missing
-                         if jobs[i].dedup_key is not None})  # fmt: skip
+                         if jobs[i].dedup_key is not None} - set(holds))  # fmt: skip
             cur = await conn.execute(
                 self._q.live_by_key, ([q for q, _ in keys], [k for _, k in keys]), binary=True
             )
             live = {(row[0], row[1]): row[2:] for row in await cur.fetchall()}
+            if holds:
+                cur = await conn.execute(
+                    self._q.hold_by_key,
+                    ([q for q, _ in holds], [k for _, k in holds], list(holds.values())),
+                    binary=True,
+                )
+                live.update({(row[0], row[1]): row[2:] for row in await cur.fetchall()})
             pending = []
             for i in missing:
                 found = live.get((jobs[i].queue, jobs[i].dedup_key))
@@ -337,8 +347,8 @@ class PostgresBackend(Backend):
                 continue
             cur = await conn.execute(
                 self._q.replace,
-                (new.data, new.priority, new.max_attempts, new.timeout, new.at,
-                 float(new.delay or 0.0), new.queue, new.dedup_key),
+                (new.data, new.priority, new.max_attempts, new.timeout, int(new.hold),
+                 new.at, float(new.delay or 0.0), new.queue, new.dedup_key),
                 binary=True,
             )  # fmt: skip
             row = await cur.fetchone()
@@ -593,8 +603,9 @@ class PostgresBackend(Backend):
         older_than: float | None = None,
         keep_last: int | None = None,
         queue: str | None = None,
+        retention: bool = False,
     ) -> int:
-        if older_than is None and keep_last is None:
+        if older_than is None and keep_last is None and not retention:
             return 0
         s = self.sql.s
         total = 0
@@ -608,18 +619,33 @@ class PostgresBackend(Backend):
                 params.append(float(older_than))
             if keep_last is not None:
                 # Everything at or past the (keep_last+1)-th newest: one range on the index.
+                # (Jobs with their own keep_for count toward it; see below.)
                 doomed.append(
                     f"(finished_at, seq) <= (SELECT finished_at, seq FROM {s}.jobs "
                     f"WHERE {scope} ORDER BY finished_at DESC, seq DESC OFFSET %s LIMIT 1)"
                 )
                 params += [*scope_params, max(0, keep_last)]
+            rule = " OR ".join(doomed) or "false"
+            if retention:
+                # A job with its own keep_for that no run() caller holds follows only that.
+                own = "keep_for IS NOT NULL AND holds = 0"
+                rule = (
+                    f"CASE WHEN {own} THEN finished_at + make_interval(secs => keep_for) "
+                    f"<= now() ELSE ({rule}) END"
+                )
             rows = await self._rows(
-                f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND ({' OR '.join(doomed)}) "
+                f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND ({rule}) "
                 "RETURNING 1) SELECT count(*) FROM d",
                 [*scope_params, *params],
             )
             total += int(rows[0][0])
         return total
+
+    async def release(self, ids: Collection[str]) -> None:
+        wanted = [i for i in ids if "\x00" not in i]
+        if wanted:
+            await self._rows(self._q.release, (wanted,))
+            await self._rows(self._q.release_drop, (wanted,))
 
     async def pause(self, queue: str) -> None:
         await self._rows(self._q.pause, (queue,))
@@ -732,6 +758,9 @@ class _Queries:
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
         self.replace = s.replace()
+        self.hold_by_key = s.hold_by_key()
+        self.release = s.release()
+        self.release_drop = s.release_drop()
         self.publish = s.publish()
         self.events = s.events()
         self.beat = s.beat()
@@ -782,13 +811,15 @@ def _enqueue_params(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
         [j.dedup_key for j in jobs],
         [j.at for j in jobs],
         [float(j.delay or 0.0) for j in jobs],
+        [j.keep_for for j in jobs],
+        [int(j.hold) for j in jobs],
     )
 
 
 def _job(row: tuple[Any, ...]) -> Job:
     (job_id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at,
      started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at,
-     dedup_key, scheduled) = row  # fmt: skip
+     dedup_key, scheduled, keep_for) = row  # fmt: skip
     st = _SCHED if state == "queued" and scheduled else _STATES[state]
     return Job(
         id=job_id, task=task, queue=queue, state=st, data=codec.loads(bytes(data)),
@@ -798,7 +829,7 @@ def _job(row: tuple[Any, ...]) -> Job:
         started_at=to_datetime(started_at), finished_at=to_datetime(finished_at),
         progress=progress, result=None if result is None else codec.loads(bytes(result)),
         error=error, logs=list(logs or ()), timeout=timeout, worker=worker,
-        lease_expires_at=to_datetime(expires_at), dedup_key=dedup_key,
+        lease_expires_at=to_datetime(expires_at), dedup_key=dedup_key, keep_for=keep_for,
     )  # fmt: skip
 
 

@@ -34,7 +34,9 @@ CREATE TABLE jobs (
     worker text,
     token text,
     expires_at timestamptz,
-    cancel_requested boolean NOT NULL DEFAULT false
+    cancel_requested boolean NOT NULL DEFAULT false,
+    keep_for double precision,
+    holds integer NOT NULL DEFAULT 0
 );
 
 CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)

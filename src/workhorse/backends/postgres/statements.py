@@ -21,7 +21,7 @@ JOB_COLUMNS = ", ".join(
         "id", "task", "queue", "state", "data", "priority", "attempts", "max_attempts",
         _epoch("created_at"), _epoch("run_at"), _epoch("started_at"), _epoch("finished_at"),
         "progress", "result", "error", "logs", "timeout", "worker", _epoch("expires_at"),
-        "dedup_key", "run_at > now()",
+        "dedup_key", "run_at > now()", "keep_for",
     ]
 )  # fmt: skip
 
@@ -50,13 +50,16 @@ class Statements:
         return f"""
 WITH ins AS (
   INSERT INTO {s}.jobs
-    (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at)
+    (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at,
+     keep_for, holds)
   SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout, t.lease,
-         t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay))
+         t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
+         t.keep_for, t.holds
   FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
-              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[])
+              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
+              %s::float8[], %s::int4[])
        WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
-                            dedup_key, at, delay, ord)
+                            dedup_key, at, delay, keep_for, holds, ord)
   ORDER BY t.ord
   ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND {_LIVE} DO NOTHING
   RETURNING id, task, queue, run_at > now() AS scheduled
@@ -74,11 +77,21 @@ SELECT queue, dedup_key, id, state, run_at > now() FROM {self.s}.jobs
 WHERE (queue, dedup_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
   AND dedup_key IS NOT NULL AND {_LIVE}"""
 
+    def hold_by_key(self) -> str:
+        """live_by_key for duplicates whose callers wait (run()): each adds a hold to the
+        live job, in the same step that finds it live."""
+        return f"""
+UPDATE {self.s}.jobs j SET holds = j.holds + h.n
+FROM unnest(%s::text[], %s::text[], %s::int4[]) AS h(q, k, n)
+WHERE j.queue = h.q AND j.dedup_key = h.k AND j.dedup_key IS NOT NULL AND j.{_LIVE}
+RETURNING j.queue, j.dedup_key, j.id, j.state, j.run_at > now()"""
+
     def replace(self) -> str:
         s = self.s
         return f"""
 WITH upd AS (
   UPDATE {s}.jobs SET data = %s, priority = %s, max_attempts = %s, timeout = %s,
+    holds = holds + %s,
     run_at = coalesce(to_timestamp(%s::float8), now() + make_interval(secs => %s::float8)),
     seq = nextval('{s}.jobs_seq_seq'), token = NULL, expires_at = NULL, worker = NULL,
     cancel_requested = false
@@ -242,6 +255,19 @@ FROM unnest(%s::text[]) AS q(name),
      LATERAL (SELECT run_at FROM {s}.jobs
               WHERE state = 'queued' AND queue = q.name ORDER BY run_at LIMIT 1) d
 WHERE NOT EXISTS (SELECT 1 FROM {s}.queues WHERE name = q.name AND paused)"""
+
+    def release_drop(self) -> str:
+        """After a release: a finished job left without holds whose own keep_for has passed
+        goes now. (A second statement: one cannot delete the rows its own CTE updated. Of
+        two releases at once, the later one's drop sees both decrements.)"""
+        return f"""
+DELETE FROM {self.s}.jobs WHERE id = ANY(%s::text[])
+  AND state IN ('completed', 'failed', 'cancelled') AND holds = 0 AND keep_for IS NOT NULL
+  AND finished_at + make_interval(secs => keep_for) <= now()"""
+
+    def release(self) -> str:
+        return f"""
+UPDATE {self.s}.jobs SET holds = greatest(holds - 1, 0) WHERE id = ANY(%s::text[])"""
 
     def finished(self) -> str:
         return f"""

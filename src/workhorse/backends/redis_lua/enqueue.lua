@@ -1,7 +1,7 @@
 -- ARGV[4] queue; then per job: id task data priority delay at max_attempts timeout lease
--- dedup replace. Returns per job: id, created (1/0), public state, queue, replaced (1/0).
--- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
--- before the first call, as that set lives in another slot.
+-- dedup replace keep_for hold. Returns per job: id, created (1/0), public state, queue,
+-- replaced (1/0). A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue
+-- in {P}:queues before the first call, as that set lives in another slot.
 local queue = ARGV[4]
 local out = {}
 local created = 0
@@ -27,7 +27,7 @@ local base = nil
 local function next_seq()
   -- One INCRBY for the whole batch; seqs only need to grow, gaps are fine.
   if base == nil then
-    local n = (#ARGV - 4) / 11
+    local n = (#ARGV - 4) / 13
     base = redis.call('INCRBY', QK .. 'seq', n) - n
   end
   base = base + 1
@@ -43,7 +43,7 @@ local function flush()
   end
 end
 
-for i = 5, #ARGV, 11 do
+for i = 5, #ARGV, 13 do
   if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
   local id, dk = ARGV[i], ARGV[i + 9]
   local jk = QK .. 'j:' .. id
@@ -55,6 +55,7 @@ for i = 5, #ARGV, 11 do
     -- beside the new one (a stale entry that claim would hand out again).
     flush()
     local ljk = QK .. 'j:' .. live
+    if ARGV[i + 12] == '1' then redis.call('HINCRBY', ljk, 'hd', 1) end  -- a run() caller waits
     local f = redis.call('HMGET', ljk, 's', 'r', 't')
     local replaced = 0
     if ARGV[i + 10] == '1' and f[1] == 'queued' then
@@ -81,6 +82,8 @@ for i = 5, #ARGV, 11 do
     local fields = {'t', ARGV[i + 1], 'q', queue, 'd', ARGV[i + 2], 'p', ARGV[i + 3],
       'm', ARGV[i + 6], 'to', ARGV[i + 7], 'l', ARGV[i + 8], 'c', NOWS, 'r', run_s,
       's', 'queued', 'a', 0}
+    if ARGV[i + 11] ~= '' then fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[i + 11] end
+    if ARGV[i + 12] == '1' then fields[#fields + 1] = 'hd'; fields[#fields + 1] = 1 end
     if dk ~= '' then
       fields[#fields + 1] = 'k'; fields[#fields + 1] = dk
       redis.call('HSET', QK .. 'dedup', dk, id)
