@@ -329,3 +329,38 @@ async def test_a_large_purge_goes_in_chunks_and_keeps_the_newest(url: str) -> No
         assert await backend.purge(states={JobState.COMPLETED}, older_than=0.0) == 10
     finally:
         await backend.close()
+
+
+async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file written before dedup keys were per queue and jobs had their own retention
+    opens with its jobs intact and gains both."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:
+        raw.executescript((Path(__file__).parent / "data" / "sqlite_schema_1.sql").read_text())
+        raw.execute(
+            "INSERT INTO wh_jobs (id, task, queue, state, data, priority, max_attempts, "
+            "dedup_key, created_at, run_at, seq) "
+            "VALUES ('old-1', 't', 'a', 'queued', '{}', 0, 1, 'k', 1.0, 1.0, 1)"
+        )
+        raw.execute("PRAGMA user_version = 1")
+    backend = SQLiteBackend(f"sqlite:///{path}")
+    await backend.open()
+    try:
+        old = await backend.get("old-1")
+        assert old is not None and old.state is JobState.QUEUED and old.keep_for is None
+        # Per queue now: the same key in another queue is a new job, in its own a duplicate.
+        other, same = await backend.enqueue([job("b", dedup_key="k"), job("a", dedup_key="k")])
+        assert other.created and not same.created and same.id == "old-1"
+        fresh = await backend.enqueue([job("a", keep_for=0.0)])
+        leases = await backend.claim(["a"], "w", 2, 30.0)
+        assert [lease.job_id for lease in leases] == ["old-1", fresh[0].id]
+        done = [(lease, Outcome("completed", codec.dumps(1))) for lease in leases]
+        assert await backend.finish(done) == [True, True]
+        # Its own keep_for=0 has passed; the old job follows the settings (a day).
+        assert await backend.purge(states={JobState.COMPLETED}, retention=True) == 1
+        assert await backend.get(fresh[0].id) is None
+        assert await backend.get("old-1") is not None
+    finally:
+        await backend.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == sqlite_backend.SCHEMA_VERSION
