@@ -49,6 +49,7 @@ import os
 import re
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ _LABELS = {
 }  # fmt: skip
 _WHERE_CAP = 100_000  # ids whose queue this client remembers (it enqueued them)
 _CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
+_HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
+_EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
 _MIN_VERSION = (6, 2)  # XRANGE with an exclusive start, float BLPOP timeouts
 
 
@@ -481,6 +484,9 @@ class RedisBackend(Backend):
         self._recent: dict[str, Job] = {}  # finished records heard while waiting for others
         self._qk: dict[str, str] = {}  # queue -> its key prefix
         self._listed: set[str] = set()  # queues this client put in {P}:queues
+        # queue -> (when, [paused, due, wait]) after its last claim
+        self._idle: dict[str, tuple[float, list[Any]]] = {}
+        self._epoch_due = 0.0  # wait_for_jobs checks the epoch mark again after this
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -731,9 +737,10 @@ class RedisBackend(Backend):
             want = limit - len(leases)
             if want <= 0:
                 break
-            reply = await self._call(
+            reply, idle = await self._call(
                 "claim", self._q(queue), worker, want, repr(float(lease)), base
             )
+            self._idle[queue] = (time.monotonic(), idle)
             for i in range(0, len(reply), 9):
                 timeout = reply[i + 6]
                 leases.append(
@@ -843,8 +850,12 @@ class RedisBackend(Backend):
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
         if not queues or timeout <= 0:
             return
-        calls = [("peek", self._q(q), ()) for q in queues]
-        peeks, _ = await asyncio.gather(self._call_many(calls), self._check_epoch())
+        peeks = self._idle_hints(queues)
+        if peeks is None:
+            peeks = await self._call_many([("peek", self._q(q), ()) for q in queues])
+        if time.monotonic() >= self._epoch_due:
+            self._epoch_due = time.monotonic() + _EPOCH_EVERY
+            await self._check_epoch()
         wake_keys = []
         for q, (paused, due, wait) in zip(queues, peeks, strict=True):
             wake_keys.append(self._q(q) + "wake")
@@ -868,6 +879,24 @@ class RedisBackend(Backend):
             await wire.close()  # cancelled or broken mid-wait: its reply would come later
             raise
         self._idle_blockers.append(wire)
+
+    def _idle_hints(self, queues: Sequence[str]) -> list[Any] | None:
+        """(paused, due, wait) of each queue as its claim of a moment ago left it, or None
+        (then a peek asks). A claim reports what a peek would, and is as good: when nothing
+        was due it dropped the wake-up tokens, and anything that makes a job ready since
+        (enqueue, retry, reclaim, resume) pushes one, which the blocking pop then finds."""
+        hints = []
+        now = time.monotonic()
+        for q in queues:
+            found = self._idle.pop(q, None)  # once: a later wait asks afresh
+            if found is None or now - found[0] > _HINT_AGE:
+                return None
+            paused, due, wait = found[1]
+            if wait:  # seconds from the claim, not from now
+                wait = max(0.0, float(wait) - (now - found[0]))
+                due = due or not wait
+            hints.append((paused, due, wait))
+        return hints
 
     def _new_wire(self) -> _Wire:
         # On a cluster: a node's own connection; a PUBLISH reaches every node.
