@@ -422,7 +422,7 @@ class _Child:
                 cwd=ROOT,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=fd,
-                # src first: an exported tree (bench.ab) runs its own workhorse, not the installed one
+                # src first: an exported tree (bench.ab) runs its own workhorse
                 env={**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))},
             )
         finally:

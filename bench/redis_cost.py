@@ -168,7 +168,7 @@ def _slowlog(port: int, names: dict[str, str]) -> dict[str, tuple[int, float]]:
     """Script name -> (calls, mean µs), and the same for plain commands."""
     client = redis.Redis(port=port)
     try:
-        entries = client.execute_command("SLOWLOG", "GET", "-1", NEVER_DECODE=True)
+        entries = client.execute_command("SLOWLOG", "GET", "-1", NEVER_DECODE=True)  # type: ignore[no-untyped-call]
     finally:
         client.close()
     per: dict[str, list[int]] = defaultdict(list)
