@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from workhorse import codec
 from workhorse.backends import Backend, backend_from_url
+from workhorse.backends.base import AWAITED
 from workhorse.backoff import BackoffSpec
 from workhorse.errors import (
     ConfigError,
@@ -401,7 +402,11 @@ class Workhorse:
         t = self._resolve(task)
         if timeout is not None and "timeout" not in options:
             options["timeout"] = timeout
-        handle = await self.enqueue(t, data, **options)
+        awaited = AWAITED.set(True)
+        try:
+            handle = await self.enqueue(t, data, **options)
+        finally:
+            AWAITED.reset(awaited)
         job = await self.wait(handle.id, timeout)
         return self.result_of(job)
 

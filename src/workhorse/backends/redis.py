@@ -64,7 +64,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workhorse import codec
-from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.base import AWAITED, Backend, Capabilities, RenewResult
 from workhorse.backends.redis_cluster import SCHEMES as CLUSTER_SCHEMES
 from workhorse.backends.redis_cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
 from workhorse.errors import BackendError, ConfigError
@@ -482,6 +482,8 @@ class RedisBackend(Backend):
         self._epoch: bytes | None = None
         self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client knows
         self._recent: dict[str, Job] = {}  # finished records heard while waiting for others
+        # job id -> the subscription that was up when enqueue() watched the job
+        self._watched: dict[str, tuple[_Wire, asyncio.Queue[Any]]] = {}
         self._qk: dict[str, str] = {}  # queue -> its key prefix
         self._listed: set[str] = set()  # queues this client put in {P}:queues
         # queue -> (when, [paused, due, wait]) after its last claim
@@ -552,6 +554,7 @@ class RedisBackend(Backend):
                 await wire.close()
         self._where.clear()
         self._recent.clear()
+        self._watched.clear()
         self._listed.clear()
 
     def _make_wire(self) -> _Wire | ClusterWire:
@@ -707,8 +710,11 @@ class RedisBackend(Backend):
             )
         # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
         # this process still packs the next (one big script would serialise the two).
+        # app.run() waits for the job next: with the subscription up, watch it right away
+        # (the wait then needs no fetch of its own; see wait_finished).
+        sub = self._sub if AWAITED.get() else None
         chunks = [
-            [q, *args[k : k + _ENQUEUE_CHUNK * 11]]
+            [q, "0" if sub is None else "1", *args[k : k + _ENQUEUE_CHUNK * 11]]
             for q, args in runs
             for k in range(0, len(args), _ENQUEUE_CHUNK * 11)
         ]
@@ -718,12 +724,15 @@ class RedisBackend(Backend):
         # Replies come per chunk, in each chunk's order: map them back to the jobs.
         found: dict[str, EnqueueResult] = {}
         for args, reply in zip(chunks, replies, strict=True):
-            for k, i in zip(range(1, len(args), 11), range(0, len(reply), 5), strict=True):
+            for k, i in zip(range(2, len(args), 11), range(0, len(reply), 5), strict=True):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
                 self._remember(job_id, queue)
+                state = JobState(reply[i + 2].decode())
                 found[args[k]] = EnqueueResult(
-                    job_id, bool(reply[i + 1]), JobState(reply[i + 2].decode()), bool(reply[i + 4])
+                    job_id, bool(reply[i + 1]), state, bool(reply[i + 4])
                 )
+                if sub is not None and state not in FINISHED_STATES:
+                    self._watch(job_id, sub)
         return [found[new.id] for new in jobs]
 
     # -- consuming -------------------------------------------------------------------
@@ -902,6 +911,13 @@ class RedisBackend(Backend):
         # On a cluster: a node's own connection; a PUBLISH reaches every node.
         return _Wire(self._node_url, self._safe, self._call_timeout)
 
+    def _watch(self, job_id: str, sub: tuple[_Wire, asyncio.Queue[Any]]) -> None:
+        watched = self._watched
+        if len(watched) >= _WHERE_CAP:
+            for old in list(watched)[: _WHERE_CAP // 2]:
+                del watched[old]
+        watched[job_id] = sub
+
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         wanted = set(ids)
         if not wanted:
@@ -909,14 +925,20 @@ class RedisBackend(Backend):
         # Records published while a call waited for other ids: finished, so final.
         done = [self._recent.pop(i) for i in wanted if i in self._recent]
         if done:
+            for job in done:
+                self._watched.pop(job.id, None)
             return done
         async with self._sub_lock:
             messages = await self._subscribed() if timeout > 0 else None
             # Subscribed first, then looked (and the unfinished watched): a finish in
-            # between is still heard.
-            done = await self._fetch(wanted, "2" if messages is not None else "1")
-            if done or messages is None:
-                return done
+            # between is still heard. Jobs watched at enqueue while this subscription was
+            # up need no look: their finish is published to it.
+            todo = [i for i in wanted if messages is None or self._watched.get(i) is not self._sub]
+            if todo:
+                done = await self._fetch(todo, "2" if messages is not None else "1")
+                if done or messages is None:
+                    return done
+            assert messages is not None
             try:
                 async with asyncio.timeout(timeout):
                     while True:
@@ -928,11 +950,14 @@ class RedisBackend(Backend):
                         for job in self._parse_published(item[2]):
                             if job.id in wanted:
                                 done.append(job)
+                                self._watched.pop(job.id, None)
                             else:
                                 self._keep_recent(job)
                         # Also on a miss: the caller may wait for new ids by now.
                         return done
             except TimeoutError:
+                for i in wanted:  # the next call looks again, as a poll would
+                    self._watched.pop(i, None)
                 return []
             except BaseException:
                 # A broken subscription (server restart): start a fresh one next time.
