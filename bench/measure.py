@@ -422,7 +422,8 @@ class _Child:
                 cwd=ROOT,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=fd,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                # src first: an exported tree (bench.ab) runs its own workhorse
+                env={**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))},
             )
         finally:
             os.close(fd)

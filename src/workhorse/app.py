@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from workhorse import codec
 from workhorse.backends import Backend, backend_from_url
+from workhorse.backends.base import AWAITED
 from workhorse.backoff import BackoffSpec
 from workhorse.errors import (
     ConfigError,
@@ -416,7 +417,11 @@ class Workhorse:
         # the result, and every other caller of run() that hit the same live job too.
         new = self._new_job(t, data, options)
         new.hold = True
-        handle = await self._submit(t, new, options)
+        awaited = AWAITED.set(True)
+        try:
+            handle = await self._submit(t, new, options)
+        finally:
+            AWAITED.reset(awaited)
         try:
             job = await self.wait(handle.id, timeout)
         except RunTimeout:

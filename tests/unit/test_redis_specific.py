@@ -14,14 +14,15 @@ import pytest
 
 from tests.acceptance.test_redis_restart import PrivateRedis
 from tests.conftest import REDIS_URL, require_service
-from tests.contract.support import settled_log
+from tests.contract.support import completed, settled_log
 from workhorse import codec
 from workhorse.errors import BackendError, ConfigError
-from workhorse.job import Event, NewJob, new_job_id
+from workhorse.job import Event, JobState, NewJob, new_job_id
 
 pytest.importorskip("redis")
 import redis.asyncio as aioredis
 
+from workhorse.backends.base import AWAITED
 from workhorse.backends.redis import RedisBackend
 
 
@@ -229,3 +230,42 @@ def test_call_timeout_comes_from_the_url() -> None:
     assert RedisBackend("redis://127.0.0.1:6379/0?call_timeout=2.5")._call_timeout == 2.5
     with pytest.raises(ConfigError, match="call_timeout"):
         RedisBackend("redis://127.0.0.1:6379/0?call_timeout=soon")
+
+
+async def test_a_wait_right_after_an_empty_claim_still_sees_a_later_enqueue(
+    backend: RedisBackend,
+) -> None:
+    # The wait acts on what the empty claim found instead of peeking again: a job enqueued
+    # by another client in between must still end it (its wake-up token does).
+    peer = RedisBackend(backend.url)
+    await peer.open()
+    try:
+        assert await backend.claim(["q"], "w", 10, 30.0) == []
+        await peer.enqueue([_job()])
+        await asyncio.wait_for(backend.wait_for_jobs(["q"], 30.0), 10)
+        assert len(await backend.claim(["q"], "w", 10, 30.0)) == 1
+    finally:
+        await peer.close()
+
+
+async def test_a_job_enqueued_by_run_is_watched_and_its_result_published(
+    backend: RedisBackend,
+) -> None:
+    # app.run() marks its enqueue (AWAITED): with the subscription up the job is watched in
+    # the same script call and the wait skips its own look. The finish, by another client
+    # (a worker process), must then be published to this one.
+    worker = RedisBackend(backend.url)
+    await worker.open()
+    try:
+        assert await backend.wait_finished(["nothing-yet"], 0.05) == []  # subscribes
+        awaited = AWAITED.set(True)
+        try:
+            (result,) = await backend.enqueue([_job()])
+        finally:
+            AWAITED.reset(awaited)
+        (lease,) = await worker.claim(["q"], "w", 10, 30.0)
+        assert await worker.finish([(lease, completed({"n": 1}))]) == [True]
+        (job,) = await backend.wait_finished([result.id], 10.0)
+        assert (job.id, job.state, job.result) == (result.id, JobState.COMPLETED, {"n": 1})
+    finally:
+        await worker.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,10 @@ from workhorse.job import (
     Outcome,
     WorkerInfo,
 )
+
+# True around app.run()'s enqueue: its caller waits for the job next, so a backend may start
+# watching it in the same step (Redis does, saving the wait a round trip). Only a hint.
+AWAITED: ContextVar[bool] = ContextVar("workhorse_awaited", default=False)
 
 
 @dataclass(frozen=True, slots=True)

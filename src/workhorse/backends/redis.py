@@ -49,6 +49,7 @@ import os
 import re
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workhorse import codec
-from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.base import AWAITED, Backend, Capabilities, RenewResult
 from workhorse.backends.redis_cluster import SCHEMES as CLUSTER_SCHEMES
 from workhorse.backends.redis_cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
 from workhorse.errors import BackendError, ConfigError
@@ -106,6 +107,8 @@ _LABELS = {
 }  # fmt: skip
 _WHERE_CAP = 100_000  # ids whose queue this client remembers (it enqueued them)
 _CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
+_HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
+_EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
 _MIN_VERSION = (6, 2)  # XRANGE with an exclusive start, float BLPOP timeouts
 
 
@@ -480,8 +483,13 @@ class RedisBackend(Backend):
         self._epoch: bytes | None = None
         self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client knows
         self._recent: dict[str, Job] = {}  # finished records heard while waiting for others
+        # job id -> the subscription that was up when enqueue() watched the job
+        self._watched: dict[str, tuple[_Wire, asyncio.Queue[Any]]] = {}
         self._qk: dict[str, str] = {}  # queue -> its key prefix
         self._listed: set[str] = set()  # queues this client put in {P}:queues
+        # queue -> (when, [paused, due, wait]) after its last claim
+        self._idle: dict[str, tuple[float, list[Any]]] = {}
+        self._epoch_due = 0.0  # wait_for_jobs checks the epoch mark again after this
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -547,6 +555,7 @@ class RedisBackend(Backend):
                 await wire.close()
         self._where.clear()
         self._recent.clear()
+        self._watched.clear()
         self._listed.clear()
 
     def _make_wire(self) -> _Wire | ClusterWire:
@@ -704,8 +713,11 @@ class RedisBackend(Backend):
             )
         # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
         # this process still packs the next (one big script would serialise the two).
+        # app.run() waits for the job next: with the subscription up, watch it right away
+        # (the wait then needs no fetch of its own; see wait_finished).
+        sub = self._sub if AWAITED.get() else None
         chunks = [
-            [q, *args[k : k + _ENQUEUE_CHUNK * _ENQUEUE_ARGS]]
+            [q, "0" if sub is None else "1", *args[k : k + _ENQUEUE_CHUNK * _ENQUEUE_ARGS]]
             for q, args in runs
             for k in range(0, len(args), _ENQUEUE_CHUNK * _ENQUEUE_ARGS)
         ]
@@ -716,13 +728,16 @@ class RedisBackend(Backend):
         found: dict[str, EnqueueResult] = {}
         for args, reply in zip(chunks, replies, strict=True):
             for k, i in zip(
-                range(1, len(args), _ENQUEUE_ARGS), range(0, len(reply), 5), strict=True
+                range(2, len(args), _ENQUEUE_ARGS), range(0, len(reply), 5), strict=True
             ):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
                 self._remember(job_id, queue)
+                state = JobState(reply[i + 2].decode())
                 found[args[k]] = EnqueueResult(
-                    job_id, bool(reply[i + 1]), JobState(reply[i + 2].decode()), bool(reply[i + 4])
+                    job_id, bool(reply[i + 1]), state, bool(reply[i + 4])
                 )
+                if sub is not None and state not in FINISHED_STATES:
+                    self._watch(job_id, sub)
         return [found[new.id] for new in jobs]
 
     # -- consuming -------------------------------------------------------------------
@@ -736,9 +751,10 @@ class RedisBackend(Backend):
             want = limit - len(leases)
             if want <= 0:
                 break
-            reply = await self._call(
+            reply, idle = await self._call(
                 "claim", self._q(queue), worker, want, repr(float(lease)), base
             )
+            self._idle[queue] = (time.monotonic(), idle)
             for i in range(0, len(reply), 9):
                 timeout = reply[i + 6]
                 leases.append(
@@ -848,8 +864,12 @@ class RedisBackend(Backend):
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
         if not queues or timeout <= 0:
             return
-        calls = [("peek", self._q(q), ()) for q in queues]
-        peeks, _ = await asyncio.gather(self._call_many(calls), self._check_epoch())
+        peeks = self._idle_hints(queues)
+        if peeks is None:
+            peeks = await self._call_many([("peek", self._q(q), ()) for q in queues])
+        if time.monotonic() >= self._epoch_due:
+            self._epoch_due = time.monotonic() + _EPOCH_EVERY
+            await self._check_epoch()
         wake_keys = []
         for q, (paused, due, wait) in zip(queues, peeks, strict=True):
             wake_keys.append(self._q(q) + "wake")
@@ -874,9 +894,34 @@ class RedisBackend(Backend):
             raise
         self._idle_blockers.append(wire)
 
+    def _idle_hints(self, queues: Sequence[str]) -> list[Any] | None:
+        """(paused, due, wait) of each queue as its claim of a moment ago left it, or None
+        (then a peek asks). A claim reports what a peek would, and is as good: when nothing
+        was due it dropped the wake-up tokens, and anything that makes a job ready since
+        (enqueue, retry, reclaim, resume) pushes one, which the blocking pop then finds."""
+        hints = []
+        now = time.monotonic()
+        for q in queues:
+            found = self._idle.pop(q, None)  # once: a later wait asks afresh
+            if found is None or now - found[0] > _HINT_AGE:
+                return None
+            paused, due, wait = found[1]
+            if wait:  # seconds from the claim, not from now
+                wait = max(0.0, float(wait) - (now - found[0]))
+                due = due or not wait
+            hints.append((paused, due, wait))
+        return hints
+
     def _new_wire(self) -> _Wire:
         # On a cluster: a node's own connection; a PUBLISH reaches every node.
         return _Wire(self._node_url, self._safe, self._call_timeout)
+
+    def _watch(self, job_id: str, sub: tuple[_Wire, asyncio.Queue[Any]]) -> None:
+        watched = self._watched
+        if len(watched) >= _WHERE_CAP:
+            for old in list(watched)[: _WHERE_CAP // 2]:
+                del watched[old]
+        watched[job_id] = sub
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         wanted = set(ids)
@@ -885,14 +930,20 @@ class RedisBackend(Backend):
         # Records published while a call waited for other ids: finished, so final.
         done = [self._recent.pop(i) for i in wanted if i in self._recent]
         if done:
+            for job in done:
+                self._watched.pop(job.id, None)
             return done
         async with self._sub_lock:
             messages = await self._subscribed() if timeout > 0 else None
             # Subscribed first, then looked (and the unfinished watched): a finish in
-            # between is still heard.
-            done = await self._fetch(wanted, "2" if messages is not None else "1")
-            if done or messages is None:
-                return done
+            # between is still heard. Jobs watched at enqueue while this subscription was
+            # up need no look: their finish is published to it.
+            todo = [i for i in wanted if messages is None or self._watched.get(i) is not self._sub]
+            if todo:
+                done = await self._fetch(todo, "2" if messages is not None else "1")
+                if done or messages is None:
+                    return done
+            assert messages is not None
             try:
                 async with asyncio.timeout(timeout):
                     while True:
@@ -904,11 +955,14 @@ class RedisBackend(Backend):
                         for job in self._parse_published(item[2]):
                             if job.id in wanted:
                                 done.append(job)
+                                self._watched.pop(job.id, None)
                             else:
                                 self._keep_recent(job)
                         # Also on a miss: the caller may wait for new ids by now.
                         return done
             except TimeoutError:
+                for i in wanted:  # the next call looks again, as a poll would
+                    self._watched.pop(i, None)
                 return []
             except BaseException:
                 # A broken subscription (server restart): start a fresh one next time.

@@ -1,6 +1,9 @@
 -- ARGV[4] worker, ARGV[5] limit, ARGV[6] default lease seconds, ARGV[7] token base.
--- Returns per job: id token task data attempts max_attempts timeout lease created.
-if redis.call('EXISTS', QK .. 'paused') == 1 then return {} end
+-- Returns {jobs, idle}: jobs, per job: id token task data attempts max_attempts timeout
+-- lease created; idle, what peek.lua would tell after this claim (paused, due now, seconds
+-- until the next scheduled job): the client's next claim and wait act on it instead of
+-- asking again (see _idle_hints in redis.py).
+if redis.call('EXISTS', QK .. 'paused') == 1 then return {{}, {1, 0, ''}} end
 local worker, limit, lease, base = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 -- Promote the scheduled jobs that are due now (bounded: the rest wait for the next claim).
 local due = redis.call('ZRANGEBYSCORE', QK .. 'sched', '-inf', NOWS, 'LIMIT', 0, 1000)
@@ -53,5 +56,13 @@ if #picked > 0 then
   end
 end
 -- Nothing left to take: drop stale wake-up tokens, so idle workers really sleep.
-if redis.call('ZCARD', QK .. 'ready') == 0 then redis.call('DEL', QK .. 'wake') end
-return out
+local left = redis.call('ZCARD', QK .. 'ready')
+if left == 0 then redis.call('DEL', QK .. 'wake') end
+local due, wait = 0, ''
+if left > 0 then due = 1 end
+local first = redis.call('ZRANGE', QK .. 'sched', 0, 0, 'WITHSCORES')
+if first[1] then
+  local at = tonumber(first[2])
+  if at <= NOW then due = 1 else wait = fmt(at - NOW) end
+end
+return {out, {0, due, wait}}

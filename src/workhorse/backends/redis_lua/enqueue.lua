@@ -1,8 +1,11 @@
--- ARGV[4] queue; then per job: id task data priority delay at max_attempts timeout lease
--- dedup replace keep_for hold. Returns per job: id, created (1/0), public state, queue,
--- replaced (1/0). A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue
--- in {P}:queues before the first call, as that set lives in another slot.
+-- ARGV[4] queue, ARGV[5] '1' to watch the jobs (their finish is published whole, as
+-- fetch.lua's mode 2 does: a caller waits for them next); then per job: id task data
+-- priority delay at max_attempts timeout lease dedup replace keep_for hold. Returns per
+-- job: id, created (1/0), public state, queue, replaced (1/0).
+-- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
+-- before the first call, as that set lives in another slot.
 local queue = ARGV[4]
+local watch = ARGV[5] == '1'
 local out = {}
 local created = 0
 
@@ -18,6 +21,9 @@ local function due_time(i)
 end
 
 local function put(a, b, c, d, e)
+  if watch and c ~= 'completed' and c ~= 'failed' and c ~= 'cancelled' then
+    redis.call('SADD', QK .. 'watch', a)
+  end
   local n = #out
   out[n + 1] = a; out[n + 2] = b; out[n + 3] = c; out[n + 4] = d; out[n + 5] = e
 end
@@ -27,7 +33,7 @@ local base = nil
 local function next_seq()
   -- One INCRBY for the whole batch; seqs only need to grow, gaps are fine.
   if base == nil then
-    local n = (#ARGV - 4) / 13
+    local n = (#ARGV - 5) / 13
     base = redis.call('INCRBY', QK .. 'seq', n) - n
   end
   base = base + 1
@@ -43,7 +49,7 @@ local function flush()
   end
 end
 
-for i = 5, #ARGV, 13 do
+for i = 6, #ARGV, 13 do
   if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
   local id, dk = ARGV[i], ARGV[i + 9]
   local jk = QK .. 'j:' .. id
