@@ -155,9 +155,15 @@ class Cluster:
         return procs
 
     def signal(self, proc: subprocess.Popen[bytes], sig: signal.Signals, event: str) -> float:
-        at = self.writer.fault(event, proc.pid)
+        """Send ``sig`` and record it. The row's time is taken once the signal has landed:
+        a SIGKILLed worker is reaped first, since it may still write a row or two between
+        the decision and its death (a row written before the signal made a job that
+        started in those milliseconds look like an unexplained rerun)."""
         os.kill(proc.pid, sig)
-        return at
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        return self.writer.fault(event, proc.pid)
 
     def live(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]

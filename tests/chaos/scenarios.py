@@ -333,6 +333,7 @@ async def outage(
     faults: tuple[str, ...] | None = None,
     fault_s: float = 3.0,
     resume_limit: float = 20.0,
+    persist: bool = True,
 ) -> Report:
     """Three workers behind a TCP proxy (the producer talks to the server directly), jobs
     at a steady rate. Each fault lasts ``fault_s``, then heals; every worker must claim a
@@ -344,7 +345,7 @@ async def outage(
     server: PrivateRedis | PrivatePostgres | None = None
     proxy: Proxy | None = None
     if kind == "redis":
-        server = PrivateRedis()
+        server = PrivateRedis(persist=persist)  # persist=False: a restart loses every job
     elif kind == "postgres":
         server = PrivatePostgres()
     url = worker_url = store_url(kind, workdir)
@@ -359,6 +360,7 @@ async def outage(
     app = producer(url)
     enqueued: list[str] = []
     resume: dict[str, list[float]] = {}
+    restarts: list[float] = []  # when each server restart began
     stopping = asyncio.Event()
     enqueue_errors = 0
 
@@ -387,7 +389,9 @@ async def outage(
                 fault = faults[i % len(faults)]
                 i += 1
                 await asyncio.sleep(2.0)  # steady state
-                cluster.writer.fault(fault, -1)
+                at = cluster.writer.fault(fault, -1)
+                if fault == "restart":
+                    restarts.append(at)
                 await _inject(fault, fault_s, url, server, proxy)
                 healed = cluster.writer.fault("heal", -1, fault)
                 pids = [p.pid for p in procs]
@@ -438,6 +442,12 @@ async def outage(
         f["duplicates"] = dups
         f["producer_retries"] = enqueue_errors
         report.check(lost == 0, f"{lost} acknowledged job(s) lost")
+        if restarts:
+            # Jobs the server held (queued or active) when it went down: with AOF they come
+            # back with it and finish; without persistence they would be lost.
+            kept = _in_store(by_job, enqueued, restarts)
+            f["in_store_at_restart"] = kept
+            report.check(kept > 0, "no job was in the store at a restart: nothing to keep")
     finally:
         cluster.close()
         if server is None:
@@ -445,6 +455,17 @@ async def outage(
         else:
             server.cleanup()
     return report
+
+
+def _in_store(by_job: dict[str, list[Row]], ids: list[str], moments: list[float]) -> int:
+    """Jobs enqueued but not yet finished at each of ``moments``, summed."""
+    held = 0
+    for job_id in ids:
+        rows = by_job.get(job_id, [])
+        enq = min((r.at for r in rows if r.event == "enqueued"), default=None)
+        fin = min((r.at for r in rows if r.event == "finish"), default=float("inf"))
+        held += sum(1 for t in moments if enq is not None and enq < t < fin)
+    return held
 
 
 async def _open_retrying(app: Any) -> None:
