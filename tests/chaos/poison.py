@@ -23,7 +23,6 @@ import asyncio
 import random
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +182,6 @@ async def poison(
         lost = sum(1 for j in healthy if not any(r.event == "finish" for r in by_job.get(j, [])))
         over = wrong = 0
         most = 0
-        per_kind: Counter[str] = Counter()
         for job_id, (task, what) in poisoned.items():
             starts = [r for r in by_job.get(job_id, []) if r.event == "start"]
             record = records[job_id]
@@ -203,7 +201,6 @@ async def poison(
                     f"{task} {what} {job_id}: {record.state}, {record.attempts} attempts, "
                     f"error {error.get('type')}: {error.get('message', '')[:120]!r}"
                 )
-            per_kind[f"{task}:{what}"] += 1
         crash_failed = sum(
             1
             for j in crash_ids

@@ -9,10 +9,10 @@ file descriptors (``/proc/<pid>``), and the server's count of connections: Redis
 a private server (``INFO clients``), PostgreSQL connections carry an ``application_name``
 of their own (``pg_stat_activity``).
 
-After a warm-up nothing may grow: file descriptors and connections within a small slack
-(the second half of the run against the first), memory reported as growth per 10,000
-jobs. On SQLite no ``database is locked`` may reach a user: not the producer, not a
-worker's log.
+After a warm-up nothing may grow: the floor of file descriptors and of connections (the
+lowest count of the last third of the run against the first) within a small slack; memory
+is reported as growth per 10,000 jobs. On SQLite no ``database is locked`` may reach a
+user: not the producer, not a worker's log.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ KEEP_LAST = 1_000  # finished jobs kept per state, by the workers and the purge
 PURGE_EVERY = 5.0
 FD_SLACK = 4  # a socket being replaced, the process pool's pipes in a turn-over
 CONN_SLACK = 2
-LOCKED = "database is locked"
+# SQLite's own words, and the backend's once it gives up waiting (lock_timeout)
+LOCKED = ("database is locked", "stayed locked")
 MIB = 1 << 20
 
 
@@ -178,8 +179,8 @@ async def soak(
         f["jobs_per_s"] = len(enqueued) / (ended - started)
         f["purged"] = purged
         post = samples.after(started + warmup)
-        half = len(post) // 2
-        first, second = post[:half], post[half:]
+        third = max(1, len(post) // 3)
+        early, late = post[:third], post[-third:]
         rss_growth, per_10k = [], []
         for pid in pids:
             xs = [s.finished[pid] for s in post]
@@ -188,22 +189,30 @@ async def soak(
             if len(set(xs)) > 1:
                 slope = statistics.linear_regression(xs, ys).slope
                 per_10k.append(slope * 10_000)
-        f["rss_after_warmup_mib"] = max(s.rss[p] for s in post[:1] for p in pids) / MIB
+        f["rss_after_warmup_mib"] = max(post[0].rss[p] for p in pids) / MIB
         f["rss_growth_mib"] = max(rss_growth)
         f["rss_growth_per_10k_jobs_mib"] = max(per_10k, default=0.0)
-        fd_growth = max(max(s.fds[p] for s in second) - max(s.fds[p] for s in first) for p in pids)
-        f["fds"] = "/".join(str(post[-1].fds[p]) for p in pids)
+        # A leak raises the floor; a pool that grows for a burst and shrinks (process
+        # children, connections) only moves the peaks. So: the lowest count of the last
+        # third against the lowest of the first.
+        fd_growth = max(_floor(late, "fds", p) - _floor(early, "fds", p) for p in pids)
+        f["fds"] = "/".join(
+            f"{min(s.fds[p] for s in post)}-{max(s.fds[p] for s in post)}" for p in pids
+        )
         f["fd_growth"] = fd_growth
         if post[0].conns is not None:
-            conn_growth = max(s.conns or 0 for s in second) - max(s.conns or 0 for s in first)
-            f["server_connections"] = post[-1].conns
+            conn_growth = min(s.conns or 0 for s in late) - min(s.conns or 0 for s in early)
+            f["server_connections"] = (
+                f"{min(s.conns or 0 for s in post)}-{max(s.conns or 0 for s in post)}"
+            )
             f["connection_growth"] = conn_growth
             report.check(
                 conn_growth <= CONN_SLACK,
                 f"server connections grew by {conn_growth} after the warm-up",
             )
-        locked = sum(cluster.log_count(p.pid, LOCKED) for p in cluster.procs)
-        locked += sum(n for e, n in user_errors.items() if LOCKED in e)
+        _write_csv(workdir / "samples.csv", samples.rows, pids)
+        locked = sum(cluster.log_count(p.pid, w) for p in cluster.procs for w in LOCKED)
+        locked += sum(n for e, n in user_errors.items() if any(w in e for w in LOCKED))
         by_job = cluster.reader.by_job()
         lost = sum(1 for j in enqueued if not any(r.event == "finish" for r in by_job.get(j, [])))
         f["lost"] = lost
@@ -211,10 +220,10 @@ async def soak(
         f["producer_errors"] = sum(user_errors.values())
         report.check(alive, "a worker exited during the soak")
         report.check(lost == 0, f"{lost} job(s) lost")
-        report.check(locked == 0, f"'{LOCKED}' reached a user {locked} time(s)")
+        report.check(locked == 0, f"'{LOCKED[0]}' reached a user {locked} time(s)")
         report.check(not user_errors, f"producer errors: {dict(user_errors)}")
         report.check(fd_growth <= FD_SLACK, f"open file descriptors grew by {fd_growth}")
-        report.check(len(first) >= 3, "too few samples after the warm-up: run longer")
+        report.check(len(early) >= 3, "too few samples after the warm-up: run longer")
     finally:
         cluster.close()
         if redis is not None:
@@ -240,6 +249,21 @@ async def _produce(
         ids += [h.id for h in await app.enqueue_many("work_process", in_child)]
     cluster.writer.write_many(ids, "enqueued")
     enqueued.extend(ids)
+
+
+def _floor(rows: list[Sample], what: str, pid: int) -> int:
+    return min(int(getattr(s, what)[pid]) for s in rows)
+
+
+def _write_csv(path: Path, rows: list[Sample], pids: list[int]) -> None:
+    """Every sample, for a closer look at a long run (kept with --keep-failed)."""
+    head = ["at", "conns"] + [f"{k}_{p}" for p in pids for k in ("rss", "fds", "finished")]
+    lines = [",".join(head)]
+    for s in rows:
+        cells = [f"{s.at:.1f}", str(s.conns)]
+        cells += [str(v) for p in pids for v in (s.rss[p], s.fds[p], s.finished[p])]
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
 
 
 async def _sample(cluster: Cluster, pids: list[int], probe: Connections) -> Sample:
