@@ -1,13 +1,11 @@
 """A real worker process for the schedule, singleton and limit acceptance tests.
 
-    python limits_worker.py URL LEDGER '{"lease": 2, "concurrency": 8, "cron": true, ...}'
+    python limits_worker.py URL LEDGER '{"lease": 2, "concurrency": 8, ...}'
 
 Every task appends one line per event to the ledger (one ``write`` on an O_APPEND file, so
 lines of several processes never mix); the tests count from this ledger, never from the
 store. Line format: ``EVENT JOB_ID PID EPOCH_SECONDS [ARG]``:
 
-- ``tick``  a run of the every-second schedule; ARG is the job's creation time on the
-  store's clock, which names the tick it was fired for
 - ``feed``  a run of the keyed singleton ``rebuild_user_feed``
 - ``start`` / ``done``  a run of ``charge`` (concurrency 1 per account); ARG the account
 - ``ping``  a run of ``ping`` (rate limited)
@@ -31,7 +29,6 @@ import orjson
 from workhorse import JobContext, Workhorse
 
 RATE = "50/s"
-TICK = "* * * * * *"  # every second (six fields, seconds first)
 
 
 def line(fd: int, event: str, job_id: str, arg: str = "") -> None:
@@ -40,19 +37,13 @@ def line(fd: int, event: str, job_id: str, arg: str = "") -> None:
     )
 
 
-def register(app: Workhorse, fd: int | None, *, cron: bool) -> None:
+def register(app: Workhorse, fd: int | None) -> None:
     """The tasks of these tests. ``fd`` None: a producer, whose handlers never run."""
 
     def ledger(event: str, job_id: str, arg: str = "") -> None:
         if fd is None:
             raise AssertionError("a producer never runs jobs")
         line(fd, event, job_id, arg)
-
-    if cron:
-
-        @app.task(name="tick", cron=TICK)
-        async def tick(ctx: JobContext) -> None:
-            ledger("tick", ctx.job_id, f"{ctx.lease.created_at:.6f}")
 
     @app.task(name="rebuild_user_feed", singleton=lambda d: {"user_id": d["user_id"]})
     async def rebuild_user_feed(data: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -84,10 +75,9 @@ WORKER_OPTIONS = (
 
 async def main(url: str, ledger_path: str, options: dict[str, Any]) -> None:
     worker_options = {k: options.pop(k) for k in list(options) if k in WORKER_OPTIONS}
-    cron = bool(options.pop("cron", False))
     app = Workhorse(url, **options)
     fd = os.open(ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    register(app, fd, cron=cron)
+    register(app, fd)
     worker = app.worker(**worker_options)
     worker.install_signal_handlers()
     await app.open()

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -29,11 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=100, help="race: least rounds")
     parser.add_argument(
+        "--rate", type=float, default=None, help="kill, soak: jobs enqueued per second"
+    )
+    parser.add_argument(
         "--resume-limit",
         type=float,
         default=45.0,
         help="outage: seconds a worker may take to claim again after a heal (Redis gives "
         "up a call on a half-open connection after 30 s)",
+    )
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="keep the work dir (ledger.db, worker logs) of a run that failed",
     )
     args = parser.parse_args(argv)
     backends = _pick(args.backend, BACKENDS)
@@ -43,18 +52,24 @@ def main(argv: list[str] | None = None) -> int:
     reports: list[Report] = []
     for scenario in scenarios:
         for backend in backends:
-            with tempfile.TemporaryDirectory(prefix=f"wh-chaos-{scenario}-") as tmp:
-                options = {"duration": args.duration, "seed": args.seed}
-                if scenario == "race":
-                    options["rounds"] = args.rounds
-                if scenario == "outage":
-                    options["resume_limit"] = args.resume_limit
-                try:
-                    report: Report = asyncio.run(SCENARIOS[scenario](backend, Path(tmp), **options))
-                except Exception as exc:
-                    report = Report(scenario, backend, args.seed, args.duration)
-                    report.failures.append(f"{type(exc).__name__}: {exc}")
+            tmp = tempfile.mkdtemp(prefix=f"wh-chaos-{scenario}-{backend}-")
+            options = {"duration": args.duration, "seed": args.seed}
+            if scenario == "race":
+                options["rounds"] = args.rounds
+            if scenario == "outage":
+                options["resume_limit"] = args.resume_limit
+            if scenario in ("kill", "soak") and args.rate is not None:
+                options["rate"] = args.rate
+            try:
+                report: Report = asyncio.run(SCENARIOS[scenario](backend, Path(tmp), **options))
+            except Exception as exc:
+                report = Report(scenario, backend, args.seed, args.duration)
+                report.failures.append(f"{type(exc).__name__}: {exc}")
             print(report.line(), flush=True)
+            if report.failures and args.keep_failed:
+                print(f"  kept its ledger and worker logs in {tmp}", flush=True)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
             reports.append(report)
     print(f"\n`{command}`\n")
     print("| scenario | backend | figures | result |\n| --- | --- | --- | --- |")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,9 +155,15 @@ class Cluster:
         return procs
 
     def signal(self, proc: subprocess.Popen[bytes], sig: signal.Signals, event: str) -> float:
-        at = self.writer.fault(event, proc.pid)
+        """Send ``sig`` and record it. The row's time is taken once the signal has landed:
+        a SIGKILLed worker is reaped first, since it may still write a row or two between
+        the decision and its death (a row written before the signal made a job that
+        started in those milliseconds look like an unexplained rerun)."""
         os.kill(proc.pid, sig)
-        return at
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        return self.writer.fault(event, proc.pid)
 
     def live(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]
@@ -206,6 +213,36 @@ async def wait_for(cond: Any, timeout: float, what: str, step: float = 0.05) -> 
             raise TimeoutError(f"{what}: not reached after {timeout}s")
         await asyncio.sleep(step)
     return time.monotonic() - start
+
+
+async def results(url: str, ids: list[str]) -> dict[str, Any]:
+    """The store's record of each job (state, attempts, result): read once at the end."""
+    app = producer(url)
+    await app.open()
+    try:
+        return {job_id: await app.get_job(job_id) for job_id in ids}
+    finally:
+        await app.close()
+
+
+async def all_finished(cluster: Cluster, ids: list[str], timeout: float) -> None:
+    """Wait until the ledger holds a finish row for ``len(ids)`` distinct jobs."""
+    want = len(ids)
+    await wait_for(lambda: cluster.reader.count("finish") >= want, timeout, "every job finished")
+
+
+async def poll(
+    get: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], timeout: float, what: str
+) -> Any:
+    """Await ``get()`` until ``ok`` holds for its value; raises after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await get()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached after {timeout}s")
+        await asyncio.sleep(0.1)
 
 
 @dataclass

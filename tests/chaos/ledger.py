@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -41,17 +42,20 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 class Writer:
-    """One per process; ``write`` is one INSERT, a few tens of microseconds."""
+    """One per process; ``write`` is one INSERT, a few tens of microseconds. Sync tasks
+    write from their threads: one connection, so one write at a time."""
 
     def __init__(self, path: str | Path) -> None:
         self.conn = connect(path)
         self.pid = os.getpid()
+        self.lock = threading.Lock()
 
     def write(self, job: str, event: str, attempt: int = 0, info: str = "") -> None:
-        self.conn.execute(
-            "INSERT INTO ledger (job, attempt, event, pid, at, info) VALUES (?, ?, ?, ?, ?, ?)",
-            (job, attempt, event, self.pid, time.time(), info),
-        )
+        with self.lock:
+            self.conn.execute(
+                "INSERT INTO ledger (job, attempt, event, pid, at, info) VALUES (?, ?, ?, ?, ?, ?)",
+                (job, attempt, event, self.pid, time.time(), info),
+            )
 
     def write_many(self, jobs: Iterable[str], event: str, info: str = "") -> None:
         now = time.time()

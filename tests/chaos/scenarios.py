@@ -1,6 +1,8 @@
-"""The scenarios of issue 6 that this suite runs (1, 2, 3, 4 and 8). Each takes a backend
-kind, a work dir, a duration and a seed, runs real worker processes, injects its faults,
-and returns a Report whose figures are counted from the ledger."""
+"""The scenarios of issue 6 that this suite runs: 1, 2, 3, 4 and 8 here, 5 in
+schedulers.py, 6 in poison.py, 7 in soak.py. Each takes a backend kind, a work dir, a
+duration and a seed, runs real worker processes, injects its faults, and returns a Report
+whose figures are counted from the ledger. ``SCENARIOS`` names them all for
+``python -m tests.chaos``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import statistics
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,20 @@ from tests.chaos.harness import (
     Cluster,
     Report,
     Settings,
+    all_finished,
     drop_store,
+    poll,
     producer,
+    results,
     store_url,
     wait_for,
 )
 from tests.chaos.ledger import Row
+from tests.chaos.poison import poison
 from tests.chaos.proxy import Proxy
+from tests.chaos.schedulers import schedulers
 from tests.chaos.servers import PrivatePostgres, PrivateRedis
+from tests.chaos.soak import soak
 
 SLACK = 1.5  # process scheduling on a loaded 2-core machine, on top of the stated bound
 DROPPED = "dropped, this worker no longer holds its lease"
@@ -39,24 +47,6 @@ KEEP: dict[str, Any] = {"keep_completed": 10_000_000}
 
 def _starts(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.event == "start"]
-
-
-async def _results(url: str, ids: list[str]) -> dict[str, Any]:
-    """The store's record of each job (state, attempts, result): read once at the end."""
-    app = producer(url)
-    await app.open()
-    try:
-        out = {}
-        for job_id in ids:
-            out[job_id] = await app.get_job(job_id)
-        return out
-    finally:
-        await app.close()
-
-
-async def _all_finished(cluster: Cluster, ids: list[str], timeout: float) -> None:
-    want = len(ids)
-    await wait_for(lambda: cluster.reader.count("finish") >= want, timeout, "every job finished")
 
 
 # -- 1. random SIGKILL ---------------------------------------------------------------------
@@ -106,7 +96,7 @@ async def kill(
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
         with contextlib.suppress(TimeoutError):
-            await _all_finished(cluster, enqueued, 30 + settings.bound)
+            await all_finished(cluster, enqueued, 30 + settings.bound)
         drained = time.monotonic() - started
     finally:
         await cluster.stop_all()
@@ -225,8 +215,8 @@ async def _stop_round(
     cluster.signal(a, signal.SIGSTOP, "stop")
     cluster.signal(b, signal.SIGCONT, "cont")
     await wait_for(lambda: by("finish", b.pid) == jobs, 30, "B reran every job")
-    await _poll(
-        lambda: _results(url, ids),
+    await poll(
+        lambda: results(url, ids),
         lambda r: all(j is not None and j.state == "completed" for j in r.values()),
         15,
         "the store holds every job completed",
@@ -242,26 +232,13 @@ async def _stop_round(
     notice = time.time() - cont
     refused = cluster.log_count(a.pid, DROPPED) - before
     stale = wrong = 0
-    for job in (await _results(url, ids)).values():
+    for job in (await results(url, ids)).values():
         result = job.result or {}
         if result.get("pid") == a.pid:
             stale += 1
         elif result.get("pid") != b.pid or job.attempts != 2:
             wrong += 1
     return stale, refused, wrong, notice
-
-
-async def _poll(
-    get: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], timeout: float, what: str
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await get()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout}s")
-        await asyncio.sleep(0.1)
 
 
 # -- 3. a handler that blocks its event loop -----------------------------------------------
@@ -286,16 +263,16 @@ async def block(kind: str, workdir: Path, *, duration: float, seed: int) -> Repo
             ]
             cluster.writer.write_many(new, "enqueued")
             ids += new
-            await _all_finished(cluster, ids, 30)
+            await all_finished(cluster, ids, 30)
             with contextlib.suppress(TimeoutError):
-                await _poll(
-                    lambda new=new: _results(url, new),  # type: ignore[misc]
+                await poll(
+                    lambda new=new: results(url, new),  # type: ignore[misc]
                     lambda r: all(j is not None and j.finished for j in r.values()),
                     10,
                     "the store holds the round's jobs finished",
                 )
             await asyncio.sleep(settings.lease)  # a late rerun would show up meanwhile
-        records = await _results(url, ids)
+        records = await results(url, ids)
     finally:
         await cluster.stop_all()
         await app.close()
@@ -356,6 +333,7 @@ async def outage(
     faults: tuple[str, ...] | None = None,
     fault_s: float = 3.0,
     resume_limit: float = 20.0,
+    persist: bool = True,
 ) -> Report:
     """Three workers behind a TCP proxy (the producer talks to the server directly), jobs
     at a steady rate. Each fault lasts ``fault_s``, then heals; every worker must claim a
@@ -367,7 +345,7 @@ async def outage(
     server: PrivateRedis | PrivatePostgres | None = None
     proxy: Proxy | None = None
     if kind == "redis":
-        server = PrivateRedis()
+        server = PrivateRedis(persist=persist)  # persist=False: a restart loses every job
     elif kind == "postgres":
         server = PrivatePostgres()
     url = worker_url = store_url(kind, workdir)
@@ -382,6 +360,7 @@ async def outage(
     app = producer(url)
     enqueued: list[str] = []
     resume: dict[str, list[float]] = {}
+    restarts: list[float] = []  # when each server restart began
     stopping = asyncio.Event()
     enqueue_errors = 0
 
@@ -410,7 +389,9 @@ async def outage(
                 fault = faults[i % len(faults)]
                 i += 1
                 await asyncio.sleep(2.0)  # steady state
-                cluster.writer.fault(fault, -1)
+                at = cluster.writer.fault(fault, -1)
+                if fault == "restart":
+                    restarts.append(at)
                 await _inject(fault, fault_s, url, server, proxy)
                 healed = cluster.writer.fault("heal", -1, fault)
                 pids = [p.pid for p in procs]
@@ -443,7 +424,7 @@ async def outage(
             stopping.set()
             await feeder
         with contextlib.suppress(TimeoutError):
-            await _all_finished(cluster, enqueued, 60)
+            await all_finished(cluster, enqueued, 60)
     finally:
         await cluster.stop_all()
         await app.close()
@@ -461,6 +442,12 @@ async def outage(
         f["duplicates"] = dups
         f["producer_retries"] = enqueue_errors
         report.check(lost == 0, f"{lost} acknowledged job(s) lost")
+        if restarts:
+            # Jobs the server held (queued or active) when it went down: with AOF they come
+            # back with it and finish; without persistence they would be lost.
+            kept = _in_store(by_job, enqueued, restarts)
+            f["in_store_at_restart"] = kept
+            report.check(kept > 0, "no job was in the store at a restart: nothing to keep")
     finally:
         cluster.close()
         if server is None:
@@ -468,6 +455,17 @@ async def outage(
         else:
             server.cleanup()
     return report
+
+
+def _in_store(by_job: dict[str, list[Row]], ids: list[str], moments: list[float]) -> int:
+    """Jobs enqueued but not yet finished at each of ``moments``, summed."""
+    held = 0
+    for job_id in ids:
+        rows = by_job.get(job_id, [])
+        enq = min((r.at for r in rows if r.event == "enqueued"), default=None)
+        fin = min((r.at for r in rows if r.event == "finish"), default=float("inf"))
+        held += sum(1 for t in moments if enq is not None and enq < t < fin)
+    return held
 
 
 async def _open_retrying(app: Any) -> None:
@@ -546,7 +544,7 @@ async def race(
             new = [h.id for h in await app.enqueue_many("work", [{}] * (procs * slots))]
             cluster.writer.write_many(new, "enqueued")
             ids += new
-            await _all_finished(cluster, ids, 30)
+            await all_finished(cluster, ids, 30)
             done += 1
         elapsed = time.monotonic() - started
     finally:
@@ -578,4 +576,7 @@ SCENARIOS: dict[str, Callable[..., Coroutine[Any, Any, Report]]] = {
     "block": block,
     "outage": outage,
     "race": race,
+    "schedulers": schedulers,
+    "poison": poison,
+    "soak": soak,
 }

@@ -53,29 +53,59 @@ class PrivateRedis:
         self.dir = tempfile.mkdtemp(prefix="wh-chaos-redis-")
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False  # once: later starts are restarts on the same port
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
-             "--daemonize", "no", "--dir", self.dir, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
+        """Start the server and wait until *it* answers. A free port can be taken by
+        another test's server between ``free_port()`` and the bind (the chaos suites of
+        several runs share the machine): then this one exits, and the answer to a PING
+        would come from the other; on a first start a new port is tried instead."""
+        for _ in range(5):
+            self.proc = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
+                 "--daemonize", "no", "--dir", self.dir, *self.extra],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if self._info("server").get("process_id") == str(self.proc.pid):
+                    self.started = True
+                    return
+                time.sleep(0.05)
+            self.stop()
+            if self.started:
+                break  # a restart keeps its port: the proxy and the URLs point at it
+            # A cluster node's bus port (+10000) must be free and in range too.
+            self.port = free_cluster_port() if "--cluster-enabled" in self.extra else free_port()
         raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def _info(self, section: str) -> dict[str, str]:
+        """``INFO section`` as a dict; empty if nothing answers on the port."""
+        data = b""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                s.sendall(f"INFO {section}\r\n".encode())
+                while not data.endswith(b"\r\n\r\n"):  # a bulk reply ends in an empty line
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return {}
+        pairs = (ln.split(":", 1) for ln in data.decode(errors="replace").splitlines())
+        return {p[0]: p[1] for p in pairs if len(p) == 2}
+
+    def clients(self) -> int:
+        """Connected clients, as the server counts them (this call's own included)."""
+        found = self._info("clients").get("connected_clients")
+        if found is None:
+            raise RuntimeError(f"redis-server on port {self.port} does not answer INFO")
+        return int(found)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -3,7 +3,10 @@ claims again by itself (none restarted, none left idle) and no acknowledged job 
 
 Redis and PostgreSQL run as private servers behind a TCP proxy that cuts (RST), stalls
 (holds every byte) or blackholes (a half-open path: the connections that lived through it
-never answer again); ``restart`` stops the server and starts it again. SQLite has no
+never answer again); ``restart`` stops the server and starts it again: Redis with
+persistence (``appendonly yes``, ``appendfsync everysec``), so the jobs it held, queued and
+active, come back with it and finish (``in_store_at_restart`` counts them; a Redis without
+persistence comes back empty: tests/acceptance/test_redis_restart.py). SQLite has no
 server: another process holds its write lock instead. The PostgreSQL blackhole is the
 regression test for ``call_timeout``: before it, a statement on a half-open connection
 waited forever and the worker sat idle for good."""
@@ -44,3 +47,5 @@ async def test_workers_resume_after_the_fault(backend: str, fault: str, workdir:
     )
     assert report.figures[f"{fault}_heal_to_claim_s"] < limit
     assert report.figures["lost"] == 0
+    if fault == "restart":
+        assert report.figures["in_store_at_restart"] > 0
