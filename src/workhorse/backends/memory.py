@@ -86,6 +86,9 @@ class MemoryBackend(Backend):
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
         self._delayed: dict[str, list[tuple[float, int, str]]] = {}
         self._active: dict[str, _Rec] = {}
+        # Finished ids per state in the order they ended, so retention looks at finished
+        # jobs only (the worker runs it every few thousand jobs), never at the queue.
+        self._ended: dict[JobState, dict[str, None]] = {st: {} for st in FINISHED_STATES}
         self._dedup: dict[str, str] = {}
         self._paused: set[str] = set()
         self._kv: dict[str, tuple[str, float | None]] = {}
@@ -132,6 +135,7 @@ class MemoryBackend(Backend):
     def _end(self, rec: _Rec, state: JobState, now: float) -> None:
         rec.state = state
         rec.finished_at = now
+        self._ended[state][rec.id] = None
         rec.token = rec.expires_at = None
         self._active.pop(rec.id, None)
         if rec.dedup_key is not None and self._dedup.get(rec.dedup_key) == rec.id:
@@ -472,6 +476,7 @@ class MemoryBackend(Backend):
             if rec.dedup_key in self._dedup:
                 return False  # a newer live job holds the key
             self._dedup[rec.dedup_key] = rec.id
+        del self._ended[rec.state][rec.id]
         now = self._clock()
         rec.attempts = 0
         rec.finished_at = None
@@ -493,17 +498,18 @@ class MemoryBackend(Backend):
         now = self._clock()
         doomed: list[str] = []
         for st in set(states) & FINISHED_STATES:
-            recs = [
-                r
-                for r in self._jobs.values()
-                if r.state is st and (queue is None or r.queue == queue)
-            ]
+            ended = self._ended[st]
+            recs = [self._jobs[i] for i in ended]
+            if queue is not None:
+                recs = [r for r in recs if r.queue == queue]
+            # Already in finish order: this sort is linear unless a clock went back.
             recs.sort(key=lambda r: (r.finished_at or 0.0, r.seq), reverse=True)
             for i, rec in enumerate(recs):
                 too_old = older_than is not None and (rec.finished_at or 0.0) <= now - older_than
                 too_many = keep_last is not None and i >= keep_last
                 if too_old or too_many:
                     doomed.append(rec.id)
+                    del ended[rec.id]
         for job_id in doomed:
             del self._jobs[job_id]
         return len(doomed)

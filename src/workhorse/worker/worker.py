@@ -126,6 +126,13 @@ class Worker:
         self._renew_period = self._period([self.lease])
         self._renew_wake = asyncio.Event()
         self._renewer: _RenewThread | None = None
+        # Retention also runs after this many finishes, not only once a minute: the memory
+        # store lives in the worker's process, and a fast worker would otherwise hold a
+        # minute of finished jobs (millions) between two passes.
+        keep = [k for k in (s.keep_completed, s.keep_failed) if k]
+        self._purge_every = max(1_000, min(keep)) if keep else None
+        self._next_purge = self._purge_every or 0
+        self._retention_due = asyncio.Event()
 
     def _check_queues(self) -> None:
         """A consumed queue that no task uses is almost always a typo: fail at start-up."""
@@ -392,6 +399,9 @@ class Worker:
             slots.used -= 1
             slots.freed.set()
             self.processed += 1
+            if self._purge_every is not None and self.processed >= self._next_purge:
+                self._next_purge = self.processed + self._purge_every
+                self._retention_due.set()
 
     async def _finish(self, lease: Lease, outcome: Outcome) -> None:
         assert self._finisher is not None
@@ -477,7 +487,8 @@ class Worker:
                     if self.app.bus.wants("job.stalled"):
                         for job_id in reclaimed:
                             self.app.bus.emit(Event("job.stalled", job_id, at=time.time()))
-                if time.monotonic() - last_purge > 60:
+                if self._retention_due.is_set() or time.monotonic() - last_purge > 60:
+                    self._retention_due.clear()
                     last_purge = time.monotonic()
                     await self._retention(
                         s.keep_completed, s.keep_completed_for, {JobState.COMPLETED}
@@ -487,7 +498,9 @@ class Worker:
                     )
             except Exception:
                 log.exception("maintenance failed; will try again")
-            await asyncio.sleep(self.reclaim_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.reclaim_interval):
+                    await self._retention_due.wait()
 
     async def _retention(
         self, keep: int | None, keep_for: float | None, states: set[JobState] | frozenset[JobState]
