@@ -66,6 +66,10 @@ async def _measure_here(kind: str, name: str, quick: bool) -> dict[str, Any]:
     return await one(kind, name, sizes_for(kind, quick), Servers(), lambda _d, _t: None)
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                     vals = [f[figure] for f in results[(kind, name, side)] if figure in f]
                     pair.append(statistics.median(vals) if vals else float("nan"))
                 ratio = pair[1] / pair[0] if pair[0] else float("nan")
-                print(f"| {kind} | {name} | {figure} | {pair[0]:,.3g} | {pair[1]:,.3g} "
+                print(f"| {kind} | {name} | {figure} | {_num(pair[0])} | {_num(pair[1])} "
                       f"| {ratio:.2f} |")  # fmt: skip
 
 

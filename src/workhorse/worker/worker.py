@@ -52,7 +52,11 @@ class _Running:
 @dataclass(slots=True)
 class _Slots:
     size: int
-    used: int = 0
+    used: int = 0  # handlers running
+    # Outcomes with the finisher, not yet written. Their slots are free, so the next claim
+    # overlaps the finish's round trip; at most `size` may wait, or a slow store would
+    # have this worker claim far ahead of what it can write.
+    finishing: int = 0
     # Burst mode: since when this queue's claims come back empty with nothing running.
     empty_since: float | None = None
     freed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -293,7 +297,7 @@ class Worker:
         backend = self.app.backend
         slots = self._slots[queue]
         while not self._stopping.is_set():
-            free = slots.size - slots.used
+            free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
             if free <= 0:
                 slots.freed.clear()
                 await slots.freed.wait()
@@ -387,6 +391,9 @@ class Worker:
                 log.exception("job %s: the worker failed to run it", lease.job_id)
                 outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
             running.finishing = True
+            slots.used -= 1
+            slots.finishing += 1
+            slots.freed.set()
             await self._finish(lease, outcome)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
@@ -396,7 +403,10 @@ class Worker:
         finally:
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
-            slots.used -= 1
+            if running.finishing:
+                slots.finishing -= 1
+            else:
+                slots.used -= 1
             slots.freed.set()
             self.processed += 1
             if self._purge_every is not None and self.processed >= self._next_purge:
