@@ -390,11 +390,13 @@ class Worker:
                 # must still end the job with the reason rather than leave it leased.
                 log.exception("job %s: the worker failed to run it", lease.job_id)
                 outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
+            assert self._finisher is not None
+            written = self._finisher.submit(lease, outcome)
             running.finishing = True
             slots.used -= 1
             slots.finishing += 1
             slots.freed.set()
-            await self._finish(lease, outcome)
+            await self._finish(lease, outcome, written)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
@@ -413,9 +415,8 @@ class Worker:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
 
-    async def _finish(self, lease: Lease, outcome: Outcome) -> None:
-        assert self._finisher is not None
-        ok = await self._finisher.finish(lease, outcome)
+    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
+        ok = await written
         if not ok:
             log.warning(
                 "job %s: outcome %r dropped, this worker no longer holds its lease",
