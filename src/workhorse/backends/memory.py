@@ -238,6 +238,7 @@ class MemoryBackend(Backend):
     ) -> list[Lease]:
         now = self._clock()
         leases: list[Lease] = []
+        base = os.urandom(8).hex() + "."  # tokens unique per claim and job, one syscall
         for queue in queues:
             if queue in self._paused:
                 continue
@@ -251,7 +252,7 @@ class MemoryBackend(Backend):
                 rec.state = _A
                 rec.attempts += 1
                 rec.worker = worker
-                rec.token = os.urandom(8).hex()
+                rec.token = base + str(len(leases))
                 rec.started_at = now
                 span = rec.lease or lease
                 rec.expires_at = now + span
