@@ -98,6 +98,7 @@ _LABELS = {
     b"st": "started_at", b"f": "finished_at", b"x": "lease_expires_at",
 }  # fmt: skip
 _WHERE_CAP = 100_000  # ids whose queue this client remembers (it enqueued them)
+_WATCHED_CAP = 100_000  # ids known to be watched (beyond it, waits look again)
 _CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
 _MIN_VERSION = (6, 2)  # XRANGE with an exclusive start, float BLPOP timeouts
 
@@ -391,7 +392,13 @@ class _Wire:
         """Pipelined: every command written at once; replies (errors included, not
         raised) in order."""
         proto = self._proto or await self.connect()
-        futs = [self._send(proto, c) for c in commands]
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        proto.pending.extend(futs)
+        assert proto.transport is not None
+        # One write, so one send() for the lot: on a busy machine every system call to
+        # the loopback can cost a context switch to the server.
+        proto.transport.write(b"".join(map(_pack, commands)))
         try:
             async with asyncio.timeout(self.call_timeout):
                 replies = await asyncio.gather(*futs)
@@ -452,6 +459,9 @@ class RedisBackend(Backend):
         self._epoch: bytes | None = None
         self._where: dict[str, str] = {}  # job id -> queue, for the jobs this client knows
         self._recent: dict[str, Job] = {}  # finished records heard while waiting for others
+        # Ids whose finish the store publishes to our subscription ('watch' in fetch.lua):
+        # a wait for them listens without looking first.
+        self._watched: set[str] = set()
         self._qk: dict[str, str] = {}  # queue -> its key prefix
 
     # -- lifecycle -------------------------------------------------------------------
@@ -488,6 +498,7 @@ class RedisBackend(Backend):
     async def close(self) -> None:
         wires = [self._wire, *self._idle_blockers, self._sub[0] if self._sub else None]
         self._wire, self._sub, self._idle_blockers = None, None, []
+        self._watched.clear()
         for wire in wires:
             if wire is not None:
                 await wire.close()
@@ -510,6 +521,7 @@ class RedisBackend(Backend):
                 await wire.close()
         self._where.clear()
         self._recent.clear()
+        self._watched.clear()
 
     def _conn(self) -> _Wire:
         if self._wire is None:
@@ -619,7 +631,7 @@ class RedisBackend(Backend):
         return int(sec) + int(usec) / 1_000_000
 
     # -- producing -------------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    async def enqueue(self, jobs: Sequence[NewJob], *, watch: bool = False) -> list[EnqueueResult]:
         # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
         # queues must be applied in order (a later job may meet an earlier one's dedup key).
         runs: list[tuple[str, list[Any]]] = []
@@ -648,11 +660,19 @@ class RedisBackend(Backend):
             for q, args in runs
             for k in range(0, len(args), _ENQUEUE_CHUNK * 11)
         ]
-        calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]
+        calls: list[tuple[str, str, Sequence[Any]]] = [
+            ("enqueue", self._q(str(c[0])), c) for c in chunks
+        ]
+        if watch:  # see enqueue_watched: behind the enqueue, so the records exist by then
+            for q in dict.fromkeys(new.queue for new in jobs):
+                calls.append(("fetch", self._q(q), ["2", *(j.id for j in jobs if j.queue == q)]))
         replies = await self._call_many(calls)
+        for call, reply in zip(calls[len(chunks) :], replies[len(chunks) :], strict=True):
+            for job in await self._jobs(call[1], reply):  # finished already: a rare race
+                self._keep_recent(job)
         # Replies come per chunk, in each chunk's order: map them back to the jobs.
         found: dict[str, EnqueueResult] = {}
-        for args, reply in zip(chunks, replies, strict=True):
+        for args, reply in zip(chunks, replies[: len(chunks)], strict=True):
             for k, i in zip(range(1, len(args), 11), range(0, len(reply), 5), strict=True):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
                 self._remember(job_id, queue)
@@ -660,6 +680,22 @@ class RedisBackend(Backend):
                     job_id, bool(reply[i + 1]), JobState(reply[i + 2].decode()), bool(reply[i + 4])
                 )
         return [found[new.id] for new in jobs]
+
+    async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Enqueue and, in the same round trip, watch the new jobs' finish (their record
+        is then published whole), so the caller's first wait needs no look of its own.
+        Only while subscribed: a finish is heard only from then on."""
+        sub = self._sub
+        if sub is None:
+            return await self.enqueue(jobs)
+        results = await self.enqueue(jobs, watch=True)
+        if self._sub is sub:
+            if len(self._watched) > _WATCHED_CAP:
+                self._watched.clear()  # forgetting costs a look, never a missed finish
+            self._watched.update(
+                r.id for new, r in zip(jobs, results, strict=True) if r.created and r.id == new.id
+            )
+        return results
 
     # -- consuming -------------------------------------------------------------------
     async def claim(
@@ -812,9 +848,13 @@ class RedisBackend(Backend):
         async with self._sub_lock:
             messages = await self._subscribed() if timeout > 0 else None
             # Subscribed first, then looked (and the unfinished watched): a finish in
-            # between is still heard.
-            done = await self._fetch(wanted, "2" if messages is not None else "1")
-            if done or messages is None:
+            # between is still heard. Ids watched under this subscription need no look.
+            look = wanted if messages is None else wanted - self._watched
+            done = await self._fetch(look, "2" if messages is not None else "1") if look else []
+            if messages is None:
+                return done
+            self._watched.update(look.difference(job.id for job in done))
+            if done:
                 return done
             try:
                 async with asyncio.timeout(timeout):
@@ -825,6 +865,7 @@ class RedisBackend(Backend):
                         if item[0] != b"message":
                             continue
                         for job in self._parse_published(item[2]):
+                            self._watched.discard(job.id)
                             if job.id in wanted:
                                 done.append(job)
                             else:
@@ -832,10 +873,15 @@ class RedisBackend(Backend):
                         # Also on a miss: the caller may wait for new ids by now.
                         return done
             except TimeoutError:
+                # Nothing heard: look again next time (a record may have been dropped
+                # from _recent), as often as the caller's poll interval.
+                self._watched.difference_update(wanted)
                 return []
             except BaseException:
-                # A broken subscription (server restart): start a fresh one next time.
+                # A broken subscription (server restart): start a fresh one next time,
+                # and look at every id again (its finish may have gone unheard).
                 sub, self._sub = self._sub, None
+                self._watched.clear()
                 if sub is not None:
                     await sub[0].close()
                 raise
@@ -882,6 +928,7 @@ class RedisBackend(Backend):
                 await wire.close()
                 raise
             self._sub = (wire, queue)
+            self._watched.clear()
         return self._sub[1]
 
     async def _fetch(self, ids: Iterable[str], mode: str = "0") -> list[Job]:
