@@ -353,10 +353,14 @@ class Workhorse:
         For a singleton, ``handle.status`` tells what happened: ``created``, ``duplicate``
         (the live job is returned), ``replaced`` (the live job took this payload) or
         ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
-        t = self._resolve(task)
+        return await self._enqueue_one(self._resolve(task), data, options)
+
+    async def _enqueue_one(
+        self, t: Task[Any, Any], data: Any, options: dict[str, Any], watch: bool = False
+    ) -> JobHandle[Any]:
         connection = options.pop("connection", None)
         new = self._new_job(t, data, options)
-        results = await self._write([new], connection)
+        results = await self._write([new], connection, watch)
         on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
         return (await self._handles(t, [new], results, on_dup, connection is None))[0]
 
@@ -374,10 +378,13 @@ class Workhorse:
         on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
         return await self._handles(t, news, results, on_dup, connection is None)
 
-    async def _write(self, news: list[NewJob], connection: Any) -> list[EnqueueResult]:
+    async def _write(
+        self, news: list[NewJob], connection: Any, watch: bool = False
+    ) -> list[EnqueueResult]:
         backend = await self._store()
         if connection is None:
-            return await backend.enqueue(news)
+            # watch: the caller waits for these jobs next (run()).
+            return await (backend.enqueue_watched(news) if watch else backend.enqueue(news))
         enqueue_in = getattr(backend, "enqueue_in", None)
         if not backend.capabilities.transactional_enqueue or enqueue_in is None:
             raise ConfigError(
@@ -401,7 +408,7 @@ class Workhorse:
         t = self._resolve(task)
         if timeout is not None and "timeout" not in options:
             options["timeout"] = timeout
-        handle = await self.enqueue(t, data, **options)
+        handle = await self._enqueue_one(t, data, options, watch=True)
         job = await self.wait(handle.id, timeout)
         return self.result_of(job)
 

@@ -60,6 +60,11 @@ class Backend(abc.ABC):
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Store the jobs in one round trip; a live dedup key returns the existing job."""
 
+    async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """``enqueue`` for a caller that waits for these jobs next (``app.run``): a backend
+        may start watching for their finish in the same round trip."""
+        return await self.enqueue(jobs)
+
     # -- consuming -------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(
