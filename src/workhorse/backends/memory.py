@@ -86,9 +86,13 @@ class MemoryBackend(Backend):
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
         self._delayed: dict[str, list[tuple[float, int, str]]] = {}
         self._active: dict[str, _Rec] = {}
-        # Finished ids per state in the order they ended, so retention looks at finished
-        # jobs only (the worker runs it every few thousand jobs), never at the queue.
-        self._ended: dict[JobState, dict[str, None]] = {st: {} for st in FINISHED_STATES}
+        # Finished ids per state in the order they ended, with (finished_at, seq): the
+        # worker runs retention every few thousand jobs, and while that order is also
+        # retention's order (no clock went back) it removes the oldest without a sort.
+        self._ended: dict[JobState, dict[str, tuple[float, int]]] = {
+            st: {} for st in FINISHED_STATES
+        }
+        self._in_order = dict.fromkeys(FINISHED_STATES, True)
         self._dedup: dict[str, str] = {}
         self._paused: set[str] = set()
         self._kv: dict[str, tuple[str, float | None]] = {}
@@ -135,7 +139,10 @@ class MemoryBackend(Backend):
     def _end(self, rec: _Rec, state: JobState, now: float) -> None:
         rec.state = state
         rec.finished_at = now
-        self._ended[state][rec.id] = None
+        ended, key = self._ended[state], (now, rec.seq)
+        if ended and key < ended[next(reversed(ended))]:
+            self._in_order[state] = False
+        ended[rec.id] = key
         rec.token = rec.expires_at = None
         self._active.pop(rec.id, None)
         if rec.dedup_key is not None and self._dedup.get(rec.dedup_key) == rec.id:
@@ -498,19 +505,22 @@ class MemoryBackend(Backend):
     ) -> int:
         now = self._clock()
         doomed: list[str] = []
+        cut = None if older_than is None else now - older_than
         for st in set(states) & FINISHED_STATES:
             ended = self._ended[st]
-            recs = [self._jobs[i] for i in ended]
-            if queue is not None:
-                recs = [r for r in recs if r.queue == queue]
-            # Already in finish order: this sort is linear unless a clock went back.
-            recs.sort(key=lambda r: (r.finished_at or 0.0, r.seq), reverse=True)
-            for i, rec in enumerate(recs):
-                too_old = older_than is not None and (rec.finished_at or 0.0) <= now - older_than
-                too_many = keep_last is not None and i >= keep_last
-                if too_old or too_many:
-                    doomed.append(rec.id)
-                    del ended[rec.id]
+            if not self._in_order[st]:
+                self._ended[st] = ended = dict(sorted(ended.items(), key=lambda kv: kv[1]))
+                self._in_order[st] = True
+            ids = (
+                list(ended) if queue is None else [i for i in ended if self._jobs[i].queue == queue]
+            )
+            # Oldest first: the doomed are a prefix (beyond keep_last, or finished too long ago).
+            excess = 0 if keep_last is None else len(ids) - keep_last
+            for i, job_id in enumerate(ids):
+                if i >= excess and (cut is None or ended[job_id][0] > cut):
+                    break
+                doomed.append(job_id)
+                del ended[job_id]
         for job_id in doomed:
             del self._jobs[job_id]
         return len(doomed)
