@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 import psycopg
 import psycopg.errors
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -58,6 +58,7 @@ _SWEEP_EVERY = 30.0
 _Q, _SCHED, _A = JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE
 _STATES = {s.value: s for s in JobState}
 _FINISHED = ("completed", "failed", "cancelled")
+_ROWS = pq.ExecStatus.TUPLES_OK
 
 AnyConn = psycopg.AsyncConnection[Any]
 
@@ -230,7 +231,9 @@ class PostgresBackend(Backend):
         try:
             async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
                 cur = await conn.execute(query, params, binary=True)
-                return await cur.fetchall() if cur.description is not None else []
+                # Not cur.description: it builds a Column object per column, every call.
+                res = cur.pgresult
+                return await cur.fetchall() if res is not None and res.status == _ROWS else []
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
