@@ -69,7 +69,7 @@ class Settings(BaseModel):
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio",
         description="Event loop of `workhorse worker`: asyncio, or uvloop "
-        "(pip install uvloop; 6-15% less worker CPU per job, see docs/profiles.md)",
+        "(pip install uvloop; 5-18% less worker CPU per job, see docs/profiles.md)",
     )
 
     @field_validator("queues", mode="before")
