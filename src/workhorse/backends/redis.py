@@ -848,13 +848,12 @@ class RedisBackend(Backend):
         async with self._sub_lock:
             messages = await self._subscribed() if timeout > 0 else None
             # Subscribed first, then looked (and the unfinished watched): a finish in
-            # between is still heard. Ids watched under this subscription need no look.
+            # between is still heard. Ids that enqueue_watched watched under this
+            # subscription need no look. (Only those: an id looked at here before its job
+            # existed is not watched by the store, so it is looked at on every call.)
             look = wanted if messages is None else wanted - self._watched
             done = await self._fetch(look, "2" if messages is not None else "1") if look else []
-            if messages is None:
-                return done
-            self._watched.update(look.difference(job.id for job in done))
-            if done:
+            if done or messages is None:
                 return done
             try:
                 async with asyncio.timeout(timeout):
