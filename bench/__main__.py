@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--soak",
         type=int,
         default=100_000,
-        help="jobs for the worker-memory run on each durable backend, once (0: skip; "
+        help="jobs for the worker-memory run on each backend, once (0: skip; "
         "--quick skips it unless given)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -200,7 +200,7 @@ async def run(
         )
     do_profile = profiler != "none"
     soak_n = args.soak
-    soaked = [k for k in kinds if k in measure.DURABLE] if soak_n else []
+    soaked = list(kinds) if soak_n else []
     total = (
         args.repeat * len(kinds) * len(MEASUREMENTS)
         + (len(kinds) if do_profile else 0)
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     js.parent.mkdir(parents=True, exist_ok=True)
     js.write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2) + b"\n")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.render(raw, raw["profiles"]))
+    out.write_text(report.render(raw, raw["profiles"], report.load_peers()))
     for kind, figures in raw["summary"].items():
         console.print(
             f"[bold]{kind}[/]: "

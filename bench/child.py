@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import importlib
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import orjson
 
 from bench.tasks import QUEUE, make_app
+from workhorse.settings import Settings
 
 STALL_S = 60.0  # no job finished for this long: give up, so a broken backend cannot hang us
 ENQUEUE_BATCH = 1000
@@ -162,8 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     run = process if args.mode == "process" else serve
+    # The worker's loop as `workhorse worker` picks it (WORKHORSE_EVENT_LOOP=uvloop).
+    loop_run: Any = asyncio.run
+    if getattr(Settings.load(), "event_loop", "asyncio") == "uvloop":  # older trees: none
+        loop_run = importlib.import_module("uvloop").run
     try:
-        result = asyncio.run(run(args))
+        result = loop_run(run(args))
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
         with contextlib.suppress(Exception):

@@ -118,6 +118,12 @@ def unavailable(kind: str, servers: Servers) -> str | None:
     return None
 
 
+def child_path() -> str:
+    """PYTHONPATH for a worker child: this tree's harness and this tree's workhorse, so a
+    copy of the benchmark next to an older checkout measures that checkout (bench.ab)."""
+    return os.pathsep.join((str(ROOT / "src"), str(ROOT)))
+
+
 def _with_param(url: str, name: str, value: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{name}={value}"
 
@@ -422,8 +428,7 @@ class _Child:
                 cwd=ROOT,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=fd,
-                # src first: an exported tree (bench.ab) runs its own workhorse
-                env={**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))},
+                env={**os.environ, "PYTHONPATH": child_path()},
             )
         finally:
             os.close(fd)

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from bench import measure
-from bench.measure import BULK_BATCH, ROOT, Servers
+from bench.measure import BULK_BATCH, ROOT, Servers, child_path
 from bench.tasks import NOOP, QUEUE, make_app
 
 WORKERS = (1, 2, 4)
@@ -125,7 +125,7 @@ async def _spawn(url: str, concurrency: int) -> _Worker:
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": child_path()},
     )
     return _Worker(proc)
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from workhorse import codec
 from workhorse.backends import Backend, backend_from_url
-from workhorse.backends.base import AWAITED
 from workhorse.backoff import BackoffSpec
 from workhorse.errors import (
     ConfigError,
@@ -366,9 +365,14 @@ class Workhorse:
         return await self._submit(t, self._new_job(t, data, options), options, connection)
 
     async def _submit(
-        self, task: Task[Any, Any], new: NewJob, options: dict[str, Any], connection: Any = None
+        self,
+        task: Task[Any, Any],
+        new: NewJob,
+        options: dict[str, Any],
+        connection: Any = None,
+        watch: bool = False,
     ) -> JobHandle[Any]:
-        results = await self._write([new], connection)
+        results = await self._write([new], connection, watch)
         on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
         return (await self._handles(task, [new], results, on_dup, connection is None))[0]
 
@@ -386,10 +390,13 @@ class Workhorse:
         on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
         return await self._handles(t, news, results, on_dup, connection is None)
 
-    async def _write(self, news: list[NewJob], connection: Any) -> list[EnqueueResult]:
+    async def _write(
+        self, news: list[NewJob], connection: Any, watch: bool = False
+    ) -> list[EnqueueResult]:
         backend = await self._store()
         if connection is None:
-            return await backend.enqueue(news)
+            # watch: the caller waits for these jobs next (run()).
+            return await (backend.enqueue_watched(news) if watch else backend.enqueue(news))
         enqueue_in = getattr(backend, "enqueue_in", None)
         if not backend.capabilities.transactional_enqueue or enqueue_in is None:
             raise ConfigError(
@@ -417,11 +424,7 @@ class Workhorse:
         # the result, and every other caller of run() that hit the same live job too.
         new = self._new_job(t, data, options)
         new.hold = True
-        awaited = AWAITED.set(True)
-        try:
-            handle = await self._submit(t, new, options)
-        finally:
-            AWAITED.reset(awaited)
+        handle = await self._submit(t, new, options, watch=True)
         try:
             job = await self.wait(handle.id, timeout)
         except RunTimeout:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -99,7 +99,7 @@ def make_app(
     return app
 
 
-def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]]) -> T:
+def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]], loop: str = "asyncio") -> T:
     """Run one async command against the app, close it, and turn errors into messages."""
 
     async def main() -> T:
@@ -108,8 +108,17 @@ def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]]) -> T:
         finally:
             await app.close()
 
+    run: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run
+    if loop == "uvloop":
+        try:
+            run = importlib.import_module("uvloop").run  # an optional extra: workhorse[uvloop]
+        except ImportError:
+            raise click.ClickException(
+                "event_loop=uvloop, but uvloop is not installed: pip install uvloop, or "
+                "unset WORKHORSE_EVENT_LOOP to run on asyncio"
+            ) from None
     try:
-        return asyncio.run(main())
+        return run(main())
     except WorkhorseError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -440,7 +449,7 @@ def worker(
         w.install_signal_handlers()
         await w.run()
 
-    drive(app, run)
+    drive(app, run, app.settings.event_loop)
 
 
 @main.command()

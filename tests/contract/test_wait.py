@@ -87,3 +87,28 @@ async def test_wait_finished_sees_a_cancel(backend: Backend, peer: Backend) -> N
     async with asyncio.timeout(PROMPT + 1):
         done = await waiting
     assert [(j.id, j.state) for j in done] == [(job_id, JobState.CANCELLED)]
+
+
+async def test_a_job_enqueued_watched_is_heard_when_it_finishes(
+    backend: Backend, peer: Backend
+) -> None:
+    # app.run() enqueues with enqueue_watched and waits next: the wait must hear the
+    # finish without looking first, whether it comes during the wait or before it.
+    await backend.wait_finished(["not-a-job"], 0.05)  # a waiting app is listening already
+    [during] = await backend.enqueue_watched([new()])
+    [before] = await backend.enqueue_watched([new()])
+    waiting = asyncio.create_task(backend.wait_finished([during.id], 10.0))
+    await asyncio.sleep(0.1)
+    assert not waiting.done(), "wait_finished returned before the job finished"
+    started = time.monotonic()
+    first = await claim_one(peer)
+    second = await claim_one(peer)
+    assert [first.job_id, second.job_id] == [during.id, before.id]
+    await peer.finish([(first, completed(1)), (second, completed(2))])
+    async with asyncio.timeout(PROMPT + 1):
+        done = await waiting
+    assert [(j.id, j.result) for j in done] == [(during.id, 1)]
+    async with asyncio.timeout(PROMPT + 1):
+        done = await backend.wait_finished([before.id], 10.0)
+    assert time.monotonic() - started < PROMPT
+    assert [(j.id, j.result) for j in done] == [(before.id, 2)]

@@ -410,6 +410,41 @@ def test_worker_burst_drains_the_queue_and_exits_0(cli: Cli) -> None:
     assert [cli.json("job", i)["result"] for i in ids] == [1, 2, 3, 4, 5]
 
 
+@needs_sqlite
+@pytest.mark.slow
+def test_worker_runs_on_uvloop_when_asked(cli: Cli) -> None:
+    pytest.importorskip("uvloop")  # an optional extra, not a service
+    ids = [cli.enqueue("add", f'{{"a": {n}, "b": 1}}') for n in range(3)]
+    env = {**os.environ, "WORKHORSE_URL": cli.url, "WORKHORSE_EVENT_LOOP": "uvloop"}
+    # The CLI looks uvloop.run up when it starts the worker: mark that it was used.
+    code = (
+        "import runpy, sys, uvloop\n"
+        "real = uvloop.run\n"
+        "def run(main, **kw):\n"
+        "    print('worker on uvloop', flush=True)\n"
+        "    return real(main, **kw)\n"
+        "uvloop.run = run\n"
+        f"sys.argv = ['workhorse', 'worker', {cli.app!r}, '--burst']\n"
+        "runpy.run_module('workhorse', run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=cli.folder, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert "worker on uvloop" in done.stdout.decode()
+    assert [cli.json("job", i)["result"] for i in ids] == [1, 2, 3]
+
+
+def test_worker_on_uvloop_without_uvloop_says_how_to_fix_it(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import fails as if not installed
+    monkeypatch.setenv("WORKHORSE_EVENT_LOOP", "uvloop")
+    result = cli("worker", cli.app, "--burst", app=False, ok=False)
+    assert result.exit_code == 1
+    assert "uvloop is not installed: pip install uvloop" in result.output
+
+
 def test_worker_with_a_bad_queue_spec_is_a_usage_error(cli: Cli) -> None:
     result = cli("worker", cli.app, "--queues", "default:0", app=False, ok=False)
     assert result.exit_code == 2

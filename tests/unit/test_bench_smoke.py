@@ -10,10 +10,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# bench/ is a package at the repository's root, not installed: import it from there.
+sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS = os.environ.get("WORKHORSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES = os.environ.get("WORKHORSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -87,3 +92,58 @@ def test_bench_refuses_an_unknown_backend() -> None:
     )
     assert proc.returncode != 0
     assert "unknown backend(s) ['mongo']" in proc.stderr
+
+
+def _raw(noop_rate: float) -> dict[str, Any]:
+    run = {"rate": noop_rate, "worker_cpu_us": 30.0, "rss_mb": 40.0}
+    return {
+        "meta": {
+            "command": "python -m bench",
+            "repeat": 1,
+            "machine": report.machine_info(),
+            "servers": {},
+        },
+        "runs": {"redis": {"noop": [run]}},
+    }
+
+
+def test_report_keeps_the_peers_link_and_compares_with_the_side_by_side_run(
+    tmp_path: Path,
+) -> None:
+    peers_json = tmp_path / "peers.json"
+    peers_json.write_text(
+        json.dumps(
+            {
+                "meta": {"machine": {"date": "2026-11-24 07:29 UTC", "commit": "abc1234"}},
+                "ratios": {
+                    "redis": {
+                        "noop.rate": {"workhorse": 1.0, "peer": "huey", "best": 3000.0},
+                        "noop.rss_mb": {"workhorse": 1.0, "peer": "arq", "best": 30.0},
+                    }
+                },
+            }
+        )
+    )
+    peers = report.load_peers(peers_json)
+    assert peers is not None
+    # 5x the same run's best peer (huey, 3,000/s) is the target, not the study's 7,000.
+    text = report.render(_raw(16_000.0), {}, peers)
+    assert "[benchmarks-peers.md](benchmarks-peers.md)" in text
+    assert "best peer, side-by-side run of 2026-11-24 07:29 UTC" in text
+    noop = next(line for line in text.splitlines() if line.startswith("| no-op jobs"))
+    assert "≥ 5x the best peer = 15,000 (issue 7) | **met**" in noop
+    assert "3,000 jobs/s (huey) | 5.3x the peer's rate" in noop
+    rss = next(line for line in text.splitlines() if line.startswith("| worker RSS"))
+    assert "(arq) | 1.3x higher (worse)" in rss
+    slower = report.render(_raw(14_000.0), {}, peers)
+    assert "= 15,000 (issue 7) | **not met**" in slower
+
+
+def test_report_without_a_side_by_side_run_quotes_the_study(tmp_path: Path) -> None:
+    assert report.load_peers(tmp_path / "missing.json") is None
+    text = report.render(_raw(8_000.0), {}, None)
+    assert "[benchmarks-peers.md](benchmarks-peers.md)" in text
+    assert "not run on this machine yet" in text
+    noop = next(line for line in text.splitlines() if line.startswith("| no-op jobs"))
+    assert "≥ 7,000 (issue 7) | **met**" in noop
+    assert "best peer in the study (not this run)" in text

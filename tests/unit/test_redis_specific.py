@@ -22,7 +22,6 @@ from workhorse.job import Event, JobState, NewJob, new_job_id
 pytest.importorskip("redis")
 import redis.asyncio as aioredis
 
-from workhorse.backends.base import AWAITED
 from workhorse.backends.redis import RedisBackend
 
 
@@ -251,18 +250,14 @@ async def test_a_wait_right_after_an_empty_claim_still_sees_a_later_enqueue(
 async def test_a_job_enqueued_by_run_is_watched_and_its_result_published(
     backend: RedisBackend,
 ) -> None:
-    # app.run() marks its enqueue (AWAITED): with the subscription up the job is watched in
-    # the same script call and the wait skips its own look. The finish, by another client
+    # app.run() enqueues with enqueue_watched: with the subscription up the job is watched
+    # in the same script call and the wait skips its own look. The finish, by another client
     # (a worker process), must then be published to this one.
     worker = RedisBackend(backend.url)
     await worker.open()
     try:
         assert await backend.wait_finished(["nothing-yet"], 0.05) == []  # subscribes
-        awaited = AWAITED.set(True)
-        try:
-            (result,) = await backend.enqueue([_job()])
-        finally:
-            AWAITED.reset(awaited)
+        (result,) = await backend.enqueue_watched([_job()])
         (lease,) = await worker.claim(["q"], "w", 10, 30.0)
         assert await worker.finish([(lease, completed({"n": 1}))]) == [True]
         (job,) = await backend.wait_finished([result.id], 10.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +22,6 @@ from workhorse.job import (
     Outcome,
     WorkerInfo,
 )
-
-# True around app.run()'s enqueue: its caller waits for the job next, so a backend may start
-# watching it in the same step (Redis does, saving the wait a round trip). Only a hint.
-AWAITED: ContextVar[bool] = ContextVar("workhorse_awaited", default=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +59,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Store the jobs in one round trip; a live dedup key returns the existing job."""
+
+    async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """``enqueue`` for a caller that waits for these jobs next (``app.run``): a backend
+        may start watching for their finish in the same round trip."""
+        return await self.enqueue(jobs)
 
     # -- consuming -------------------------------------------------------------------
     @abc.abstractmethod

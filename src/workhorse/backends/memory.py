@@ -35,6 +35,13 @@ from workhorse.job import (
 _Q, _A = JobState.QUEUED, JobState.ACTIVE
 
 
+def _kept(raw: bytes) -> bytes:
+    """A copy of exactly ``raw``'s size for a record this store keeps: orjson hands back
+    bytes that hold a 4 KiB buffer however short the JSON, ~4 KiB per payload and result
+    kept (218 MiB after 20,000 no-op jobs). Copying costs ~0.15 µs."""
+    return bytes(memoryview(raw))
+
+
 @dataclass(slots=True)
 class _Rec:
     id: str
@@ -81,6 +88,14 @@ class MemoryBackend(Backend):
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
         self._delayed: dict[str, list[tuple[float, int, str]]] = {}
         self._active: dict[str, _Rec] = {}
+        # Finished ids per state in the order they ended, with (finished_at, seq): the
+        # worker runs retention every few thousand jobs, and while that order is also
+        # retention's order (no clock went back) it removes the oldest without a sort.
+        self._ended: dict[JobState, dict[str, tuple[float, int]]] = {
+            st: {} for st in FINISHED_STATES
+        }
+        self._in_order = dict.fromkeys(FINISHED_STATES, True)
+        self._own_retention = False  # some job ever had its own keep_for
         self._dedup: dict[tuple[str, str], str] = {}  # (queue, dedup key) -> live job id
         self._paused: set[str] = set()
         self._kv: dict[str, tuple[str, float | None]] = {}
@@ -127,6 +142,10 @@ class MemoryBackend(Backend):
     def _end(self, rec: _Rec, state: JobState, now: float) -> None:
         rec.state = state
         rec.finished_at = now
+        ended, key = self._ended[state], (now, rec.seq)
+        if ended and key < ended[next(reversed(ended))]:
+            self._in_order[state] = False
+        ended[rec.id] = key
         rec.token = rec.expires_at = None
         self._active.pop(rec.id, None)
         if rec.dedup_key is not None and self._dedup.get((rec.queue, rec.dedup_key)) == rec.id:
@@ -188,7 +207,7 @@ class MemoryBackend(Backend):
                 replaced = new.replace and rec.state is _Q
                 if replaced:
                     # Debounce: the newest payload wins and its delay starts over.
-                    rec.data = new.data
+                    rec.data = _kept(new.data)
                     rec.priority = new.priority
                     rec.max_attempts = new.max_attempts
                     rec.timeout = new.timeout
@@ -202,7 +221,7 @@ class MemoryBackend(Backend):
                 new.id,
                 new.task,
                 new.queue,
-                new.data,
+                _kept(new.data),
                 new.priority,
                 new.max_attempts,
                 new.timeout,
@@ -217,6 +236,8 @@ class MemoryBackend(Backend):
             self._jobs[rec.id] = rec
             if rec.dedup_key is not None:
                 self._dedup[rec.queue, rec.dedup_key] = rec.id
+            if rec.keep_for is not None:
+                self._own_retention = True
             self._schedule(rec, now)
             self._event("job.queued", rec, now)
             out.append(EnqueueResult(rec.id, True, self._public_state(rec, now)))
@@ -239,6 +260,7 @@ class MemoryBackend(Backend):
     ) -> list[Lease]:
         now = self._clock()
         leases: list[Lease] = []
+        base = os.urandom(8).hex() + "."  # tokens unique per claim and job, one syscall
         for queue in queues:
             if queue in self._paused:
                 continue
@@ -252,7 +274,7 @@ class MemoryBackend(Backend):
                 rec.state = _A
                 rec.attempts += 1
                 rec.worker = worker
-                rec.token = os.urandom(8).hex()
+                rec.token = base + str(len(leases))
                 rec.started_at = now
                 span = rec.lease or lease
                 rec.expires_at = now + span
@@ -308,7 +330,7 @@ class MemoryBackend(Backend):
             rec.logs.extend(outcome.logs)
             kind = outcome.kind
             if kind == "completed":
-                rec.result = outcome.result
+                rec.result = None if outcome.result is None else _kept(outcome.result)
                 rec.error = None
                 self._end(rec, JobState.COMPLETED, now)
                 self._event("job.completed", rec, now, attempt=rec.attempts)
@@ -477,6 +499,7 @@ class MemoryBackend(Backend):
             if (rec.queue, rec.dedup_key) in self._dedup:
                 return False  # a newer live job holds the key
             self._dedup[rec.queue, rec.dedup_key] = rec.id
+        del self._ended[rec.state][rec.id]
         now = self._clock()
         rec.attempts = 0
         rec.finished_at = None
@@ -498,22 +521,33 @@ class MemoryBackend(Backend):
     ) -> int:
         now = self._clock()
         doomed: list[str] = []
+        cut = None if older_than is None else now - older_than
         for st in set(states) & FINISHED_STATES:
-            recs = [
-                r
-                for r in self._jobs.values()
-                if r.state is st and (queue is None or r.queue == queue)
-            ]
-            recs.sort(key=lambda r: (r.finished_at or 0.0, r.seq), reverse=True)
-            for i, rec in enumerate(recs):
-                if retention and rec.keep_for is not None and not rec.holds:
-                    if self._expired(rec, now):
-                        doomed.append(rec.id)
-                    continue
-                too_old = older_than is not None and (rec.finished_at or 0.0) <= now - older_than
-                too_many = keep_last is not None and i >= keep_last
-                if too_old or too_many:
-                    doomed.append(rec.id)
+            ended = self._ended[st]
+            if not self._in_order[st]:
+                self._ended[st] = ended = dict(sorted(ended.items(), key=lambda kv: kv[1]))
+                self._in_order[st] = True
+            ids = (
+                list(ended) if queue is None else [i for i in ended if self._jobs[i].queue == queue]
+            )
+            # A job with its own keep_for (and no run() caller holding it) is kept for that
+            # long, whatever the age and count settings say; it still counts toward the cap.
+            own = (
+                {i for i in ids if self._jobs[i].keep_for is not None and not self._jobs[i].holds}
+                if retention and self._own_retention
+                else set()
+            )
+            gone = [i for i in own if self._expired(self._jobs[i], now)]
+            # Oldest first: the doomed are a prefix (beyond keep_last, or finished too long ago).
+            excess = 0 if keep_last is None else len(ids) - keep_last
+            for i, job_id in enumerate(ids):
+                if i >= excess and (cut is None or ended[job_id][0] > cut):
+                    break
+                if job_id not in own:
+                    gone.append(job_id)
+            for job_id in gone:
+                del ended[job_id]
+            doomed.extend(gone)
         for job_id in doomed:
             del self._jobs[job_id]
         return len(doomed)
@@ -536,6 +570,7 @@ class MemoryBackend(Backend):
             rec.holds = max(rec.holds - 1, 0)
             if not rec.holds and rec.state in FINISHED_STATES and self._expired(rec, now):
                 del self._jobs[job_id]
+                del self._ended[rec.state][job_id]
 
     async def pause(self, queue: str) -> None:
         self._paused.add(queue)

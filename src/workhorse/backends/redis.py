@@ -64,7 +64,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workhorse import codec
-from workhorse.backends.base import AWAITED, Backend, Capabilities, RenewResult
+from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.redis_cluster import SCHEMES as CLUSTER_SCHEMES
 from workhorse.backends.redis_cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
 from workhorse.errors import BackendError, ConfigError
@@ -404,7 +404,13 @@ class _Wire:
         """Pipelined: every command written at once; replies (errors included, not
         raised) in order."""
         proto = self._proto or await self.connect()
-        futs = [self._send(proto, c) for c in commands]
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        proto.pending.extend(futs)
+        assert proto.transport is not None
+        # One write, so one send() for the lot: on a busy machine every system call to
+        # the loopback can cost a context switch to the server.
+        proto.transport.write(b"".join(map(_pack, commands)))
         try:
             async with asyncio.timeout(self.call_timeout):
                 replies = await asyncio.gather(*futs)
@@ -530,6 +536,7 @@ class RedisBackend(Backend):
     async def close(self) -> None:
         wires = [self._wire, *self._idle_blockers, self._sub[0] if self._sub else None]
         self._wire, self._sub, self._idle_blockers = None, None, []
+        self._watched.clear()
         for wire in wires:
             if wire is not None:
                 await wire.close()
@@ -687,7 +694,7 @@ class RedisBackend(Backend):
         return int(sec) + int(usec) / 1_000_000
 
     # -- producing -------------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    async def enqueue(self, jobs: Sequence[NewJob], *, watch: bool = False) -> list[EnqueueResult]:
         # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
         # queues must be applied in order (a later job may meet an earlier one's dedup key).
         runs: list[tuple[str, list[Any]]] = []
@@ -713,9 +720,9 @@ class RedisBackend(Backend):
             )
         # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
         # this process still packs the next (one big script would serialise the two).
-        # app.run() waits for the job next: with the subscription up, watch it right away
-        # (the wait then needs no fetch of its own; see wait_finished).
-        sub = self._sub if AWAITED.get() else None
+        # enqueue_watched: with the subscription up, the script watches the jobs right away
+        # (the caller's wait then needs no fetch of its own; see wait_finished).
+        sub = self._sub if watch else None
         chunks = [
             [q, "0" if sub is None else "1", *args[k : k + _ENQUEUE_CHUNK * _ENQUEUE_ARGS]]
             for q, args in runs
@@ -739,6 +746,11 @@ class RedisBackend(Backend):
                 if sub is not None and state not in FINISHED_STATES:
                     self._watch(job_id, sub)
         return [found[new.id] for new in jobs]
+
+    async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Enqueue and, in the same script call, watch the jobs' finish (their record is
+        then published whole), so the caller's first wait needs no look of its own."""
+        return await self.enqueue(jobs, watch=True)
 
     # -- consuming -------------------------------------------------------------------
     async def claim(
@@ -953,9 +965,9 @@ class RedisBackend(Backend):
                         if item[0] != b"message":
                             continue
                         for job in self._parse_published(item[2]):
+                            self._watched.pop(job.id, None)  # finished: nothing to watch
                             if job.id in wanted:
                                 done.append(job)
-                                self._watched.pop(job.id, None)
                             else:
                                 self._keep_recent(job)
                         # Also on a miss: the caller may wait for new ids by now.
@@ -965,8 +977,10 @@ class RedisBackend(Backend):
                     self._watched.pop(i, None)
                 return []
             except BaseException:
-                # A broken subscription (server restart): start a fresh one next time.
+                # A broken subscription (server restart): start a fresh one next time,
+                # and look at every id again (its finish may have gone unheard).
                 sub, self._sub = self._sub, None
+                self._watched.clear()
                 if sub is not None:
                     await sub[0].close()
                 raise
@@ -1013,6 +1027,7 @@ class RedisBackend(Backend):
                 await wire.close()
                 raise
             self._sub = (wire, queue)
+            self._watched.clear()
         return self._sub[1]
 
     async def _fetch(self, ids: Iterable[str], mode: str = "0") -> list[Job]:

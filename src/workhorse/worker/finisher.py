@@ -22,15 +22,18 @@ class Finisher:
         self._pending: list[tuple[Lease, Outcome, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def finish(self, lease: Lease, outcome: Outcome) -> bool:
-        """Write the outcome; False when the store refused it (the lease was lost)."""
+    def submit(self, lease: Lease, outcome: Outcome) -> asyncio.Future[bool]:
+        """Queue the outcome for the next batch; the future tells whether the store took
+        it (False: the lease was lost). The flusher is scheduled before anything the caller
+        wakes after this (the worker's next claim), so on a shared connection the finish
+        goes out first."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((lease, outcome, fut))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="workhorse-finisher")
         # No shield needed: a cancelled caller's item stays in _pending and is written
         # anyway (the flusher skips futures that are done); shielding cost ~18% per job.
-        return await fut
+        return fut
 
     async def _flush(self) -> None:
         delay = 0.05

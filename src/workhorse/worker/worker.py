@@ -52,7 +52,11 @@ class _Running:
 @dataclass(slots=True)
 class _Slots:
     size: int
-    used: int = 0
+    used: int = 0  # handlers running
+    # Outcomes with the finisher, not yet written. Their slots are free, so the next claim
+    # overlaps the finish's round trip; at most `size` may wait, or a slow store would
+    # have this worker claim far ahead of what it can write.
+    finishing: int = 0
     # Burst mode: since when this queue's claims come back empty with nothing running.
     empty_since: float | None = None
     freed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -126,6 +130,13 @@ class Worker:
         self._renew_period = self._period([self.lease])
         self._renew_wake = asyncio.Event()
         self._renewer: _RenewThread | None = None
+        # Retention also runs after this many finishes, not only once a minute: the memory
+        # store lives in the worker's process, and a fast worker would otherwise hold a
+        # minute of finished jobs (millions) between two passes.
+        keep = [k for k in (s.keep_completed, s.keep_failed) if k]
+        self._purge_every = max(1_000, min(keep)) if keep else None
+        self._next_purge = self._purge_every or 0
+        self._retention_due = asyncio.Event()
 
     def _check_queues(self) -> None:
         """A queue that is a typo (a task's, or one consumed here) fails start-up."""
@@ -284,7 +295,7 @@ class Worker:
         backend = self.app.backend
         slots = self._slots[queue]
         while not self._stopping.is_set():
-            free = slots.size - slots.used
+            free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
             if free <= 0:
                 slots.freed.clear()
                 await slots.freed.wait()
@@ -377,8 +388,13 @@ class Worker:
                 # must still end the job with the reason rather than leave it leased.
                 log.exception("job %s: the worker failed to run it", lease.job_id)
                 outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
+            assert self._finisher is not None
+            written = self._finisher.submit(lease, outcome)
             running.finishing = True
-            await self._finish(lease, outcome)
+            slots.used -= 1
+            slots.finishing += 1
+            slots.freed.set()
+            await self._finish(lease, outcome, written)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
@@ -387,13 +403,18 @@ class Worker:
         finally:
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
-            slots.used -= 1
+            if running.finishing:
+                slots.finishing -= 1
+            else:
+                slots.used -= 1
             slots.freed.set()
             self.processed += 1
+            if self._purge_every is not None and self.processed >= self._next_purge:
+                self._next_purge = self.processed + self._purge_every
+                self._retention_due.set()
 
-    async def _finish(self, lease: Lease, outcome: Outcome) -> None:
-        assert self._finisher is not None
-        ok = await self._finisher.finish(lease, outcome)
+    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
+        ok = await written
         if not ok:
             log.warning(
                 "job %s: outcome %r dropped, this worker no longer holds its lease",
@@ -475,7 +496,8 @@ class Worker:
                     if self.app.bus.wants("job.stalled"):
                         for job_id in reclaimed:
                             self.app.bus.emit(Event("job.stalled", job_id, at=time.time()))
-                if time.monotonic() - last_purge > 60:
+                if self._retention_due.is_set() or time.monotonic() - last_purge > 60:
+                    self._retention_due.clear()
                     last_purge = time.monotonic()
                     await self._retention(
                         s.keep_completed, s.keep_completed_for, {JobState.COMPLETED}
@@ -485,7 +507,9 @@ class Worker:
                     )
             except Exception:
                 log.exception("maintenance failed; will try again")
-            await asyncio.sleep(self.reclaim_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.reclaim_interval):
+                    await self._retention_due.wait()
 
     async def _retention(
         self, keep: int | None, keep_for: float | None, states: set[JobState] | frozenset[JobState]

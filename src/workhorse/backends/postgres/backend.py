@@ -19,6 +19,7 @@ import contextlib
 import logging
 import re
 import time
+from binascii import b2a_base64
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 import psycopg
 import psycopg.errors
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -58,6 +59,7 @@ _SWEEP_EVERY = 30.0
 _Q, _SCHED, _A = JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE
 _STATES = {s.value: s for s in JobState}
 _FINISHED = ("completed", "failed", "cancelled")
+_ROWS = pq.ExecStatus.TUPLES_OK
 
 AnyConn = psycopg.AsyncConnection[Any]
 
@@ -73,6 +75,10 @@ def safe_url(url: str) -> str:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _b64(raw: bytes) -> str:
+    return b2a_base64(raw, newline=False).decode("ascii")
 
 
 def _int_param(params: dict[str, str], name: str, default: int) -> int:
@@ -226,7 +232,9 @@ class PostgresBackend(Backend):
         try:
             async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
                 cur = await conn.execute(query, params, binary=True)
-                return await cur.fetchall() if cur.description is not None else []
+                # Not cur.description: it builds a Column object per column, every call.
+                res = cur.pgresult
+                return await cur.fetchall() if res is not None and res.status == _ROWS else []
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
@@ -388,26 +396,21 @@ class PostgresBackend(Backend):
     async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
         if not items:
             return []
-        ids: list[str] = []
-        tokens: list[str] = []
-        kinds: list[str] = []
-        results: list[bytes | None] = []
-        errors: list[str | None] = []
-        delays: list[float] = []
-        refunds: list[bool] = []
-        logs: list[str | None] = []
-        for lease, out in items:
-            ids.append(lease.job_id)
-            tokens.append(lease.token)
-            kinds.append(out.kind)
-            results.append(out.result)
-            errors.append(None if out.error is None else _dumps(out.error))
-            delays.append(float(out.delay))
-            refunds.append(out.refund)
-            logs.append(_dumps(out.logs) if out.logs else None)
-        rows = await self._rows(
-            self._q.finish, (ids, tokens, kinds, results, errors, delays, refunds, logs)
-        )
+        ids = [lease.job_id for lease, _ in items]
+        doc = [
+            {
+                "id": lease.job_id,
+                "token": lease.token,
+                "kind": out.kind,
+                "result": None if out.result is None else _b64(out.result),
+                "error": out.error,
+                "delay": float(out.delay),
+                "refund": out.refund,
+                "logs": out.logs or None,
+            }
+            for lease, out in items
+        ]
+        rows = await self._rows(self._q.finish, (_dumps(doc),))
         done = {row[0] for row in rows}
         accepted = []
         for job_id in ids:  # a job listed twice is accepted once, like the reference

@@ -145,9 +145,12 @@ RETURNING j.id, j.cancel_requested"""
         s = self.s
         return f"""
 WITH i AS (
-  SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::jsonb[],
-                       %s::float8[], %s::bool[], %s::jsonb[])
-         AS t(id, token, kind, result, error, delay, refund, logs)
+  -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker ~12 µs
+  -- of CPU per job, orjson a fraction of it. Results (JSON bytes) travel base64.
+  SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
+         t.refund, t.logs
+  FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
+                                          error jsonb, delay float8, refund bool, logs jsonb)
 ), upd AS (
   UPDATE {s}.jobs j SET
     state = CASE i.kind WHEN 'retry' THEN 'queued' ELSE i.kind END,
