@@ -8,6 +8,8 @@ workhorse parameters (removed before connecting; the rest go to libpq) are:
 - ``pool_min`` / ``pool_max``: connection pool size (default 2 / 10);
 - ``max_events``: how many events the durable log keeps (default 100000).
 
+libpq's ``connect_timeout`` defaults to 5 seconds here (libpq's own default is to wait).
+
 Claims use ``FOR UPDATE SKIP LOCKED``; the database's ``now()`` decides every time;
 LISTEN/NOTIFY wakes idle workers and waiting callers, and polling covers a lost listener.
 """
@@ -105,6 +107,10 @@ class PostgresBackend(Backend):
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         own = {k: query.pop(k) for k in _OWN_PARAMS if k in query}
         scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+        # Without it libpq waits for a connection as long as TCP does: an attempt made while
+        # the path to the server hangs (a stalled proxy, a dropped route) holds one of the
+        # pool's connecting tasks long after the path heals (chaos scenario 4).
+        query.setdefault("connect_timeout", "5")
         self._conninfo = urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
         self.schema = own.get("schema", "workhorse")
         if not _SCHEMA.match(self.schema):
