@@ -1,7 +1,7 @@
 """A small reference model of the backend contract, written apart from ``memory.py``.
 
 It knows only what ``backends/base.py`` and ``docs`` promise: states, attempts counted at
-claim, priority then due time then FIFO, owner-checked renew and finish, dedup keys held
+claim, priority then due time then FIFO, owner-checked renew and finish, dedup keys (per queue) held
 by live jobs, cancel, retry, purge and reclaim. Where the contract leaves an order open
 (jobs requeued by one ``finish`` or one ``reclaim_expired`` call share a due time and a
 sequence number; jobs finished in one call share a finish time), the model keeps them
@@ -58,7 +58,7 @@ class Expected:
 class Model:
     now: float
     jobs: dict[str, MJob] = field(default_factory=dict)
-    dedup: dict[str, str] = field(default_factory=dict)
+    dedup: dict[tuple[str, str], str] = field(default_factory=dict)  # (queue, key) -> id
     paused: set[str] = field(default_factory=set)
     seq: int = 0
     batch_tie: list[str] = field(default_factory=list)
@@ -78,8 +78,8 @@ class Model:
         job.finished_at = self.now
         job.token = None
         job.expires_at = None
-        if job.dedup_key is not None and self.dedup.get(job.dedup_key) == job.id:
-            del self.dedup[job.dedup_key]
+        if job.dedup_key is not None and self.dedup.get((job.queue, job.dedup_key)) == job.id:
+            del self.dedup[job.queue, job.dedup_key]
 
     def _requeue(self, job: MJob, run_at: float, seq: int) -> None:
         job.state = QUEUED
@@ -122,8 +122,8 @@ class Model:
         dedup_key: str | None,
         replace: bool,
     ) -> Expected:
-        if dedup_key is not None and dedup_key in self.dedup:
-            live = self.jobs[self.dedup[dedup_key]]
+        if dedup_key is not None and (queue, dedup_key) in self.dedup:
+            live = self.jobs[self.dedup[queue, dedup_key]]
             replaced = replace and live.state == QUEUED
             if replaced:
                 live.data = data
@@ -146,7 +146,7 @@ class Model:
         if self.batch_tie:
             self.batch_tie.append(job_id)
         if dedup_key is not None:
-            self.dedup[dedup_key] = job_id
+            self.dedup[queue, dedup_key] = job_id
         return Expected(job_id, True, self.public_state(job), False)
 
     # -- consuming -------------------------------------------------------------------
@@ -270,9 +270,9 @@ class Model:
         if job is None or job.state not in (FAILED, CANCELLED):
             return False
         if job.dedup_key is not None:
-            if job.dedup_key in self.dedup:
+            if (job.queue, job.dedup_key) in self.dedup:
                 return False
-            self.dedup[job.dedup_key] = job.id
+            self.dedup[job.queue, job.dedup_key] = job.id
         job.attempts = 0
         job.finished_at = None
         job.result = None
