@@ -20,6 +20,7 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P:Q}:seq             string FIFO sequence
       {P:Q}:wake            list   wake-up tokens for blocked workers (at most 32)
       {P:Q}:paused          string present while the queue is paused
+      {P:Q}:ownkeep         string present once a job of the queue had its own keep_for
       {P:Q}:dedup           hash   dedup key -> id of the live job holding it (per queue)
       {P:Q}:watch           set    ids whose finish a caller waits for
       {P:Q}:events          stream the queue's job events, capped (MAXLEN ~)

@@ -94,6 +94,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS wh_jobs_dedup_queue ON wh_jobs (queue, dedup_k
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'scheduled', 'active');
 CREATE INDEX IF NOT EXISTS wh_jobs_finished
     ON wh_jobs (state, finished_at, seq) WHERE finished_at IS NOT NULL;
+-- The retention sweep finds jobs with their own keep_for here, not by scanning a state.
+CREATE INDEX IF NOT EXISTS wh_jobs_own_keep ON wh_jobs (state, finished_at)
+    WHERE keep_for IS NOT NULL;
 CREATE INDEX IF NOT EXISTS wh_jobs_created ON wh_jobs (created_at);
 
 CREATE TABLE IF NOT EXISTS wh_events (

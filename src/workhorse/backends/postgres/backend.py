@@ -635,19 +635,26 @@ class PostgresBackend(Backend):
                 )
                 params += [*scope_params, max(0, keep_last)]
             rule = " OR ".join(doomed) or "false"
+            own = "keep_for IS NOT NULL AND holds = 0"
             if retention:
                 # A job with its own keep_for that no run() caller holds follows only that.
-                own = "keep_for IS NOT NULL AND holds = 0"
-                rule = (
-                    f"CASE WHEN {own} THEN finished_at + make_interval(secs => keep_for) "
-                    f"<= now() ELSE ({rule}) END"
-                )
+                # Two deletes, not one CASE: each keeps its own index range (finished_at,
+                # and the partial index of jobs with a keep_for).
+                rule = f"({rule}) AND NOT ({own})"
             rows = await self._rows(
                 f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND ({rule}) "
                 "RETURNING 1) SELECT count(*) FROM d",
                 [*scope_params, *params],
             )
             total += int(rows[0][0])
+            if retention:
+                rows = await self._rows(
+                    f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND {own} AND "
+                    "finished_at + make_interval(secs => keep_for) <= now() "
+                    "RETURNING 1) SELECT count(*) FROM d",
+                    scope_params,
+                )
+                total += int(rows[0][0])
         return total
 
     async def release(self, ids: Collection[str]) -> None:

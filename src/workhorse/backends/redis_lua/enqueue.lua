@@ -88,7 +88,10 @@ for i = 6, #ARGV, 13 do
     local fields = {'t', ARGV[i + 1], 'q', queue, 'd', ARGV[i + 2], 'p', ARGV[i + 3],
       'm', ARGV[i + 6], 'to', ARGV[i + 7], 'l', ARGV[i + 8], 'c', NOWS, 'r', run_s,
       's', 'queued', 'a', 0}
-    if ARGV[i + 11] ~= '' then fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[i + 11] end
+    if ARGV[i + 11] ~= '' then
+      fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[i + 11]
+      redis.call('SET', QK .. 'ownkeep', '1')  -- purge.lua looks for such jobs from now on
+    end
     if ARGV[i + 12] == '1' then fields[#fields + 1] = 'hd'; fields[#fields + 1] = 1 end
     if dk ~= '' then
       fields[#fields + 1] = 'k'; fields[#fields + 1] = dk

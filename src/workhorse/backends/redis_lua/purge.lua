@@ -6,8 +6,9 @@
 local state = ARGV[4]
 local fk = QK .. 'f:' .. state
 local doomed, own = {}, {}
-if ARGV[7] == '1' then
-  -- Every finished job of the state is looked at: fine for a sweep a minute per queue.
+if ARGV[7] == '1' and redis.call('EXISTS', QK .. 'ownkeep') == 1 then
+  -- Every finished job of the state is looked at, but only in a queue that has ever had
+  -- a job with its own keep_for (a queue without one costs the sweep nothing here).
   local all = redis.call('ZRANGE', fk, 0, -1, 'WITHSCORES')
   for i = 1, #all, 2 do
     local id = all[i]

@@ -8,3 +8,5 @@
 
 ALTER TABLE jobs ADD COLUMN keep_for double precision;
 ALTER TABLE jobs ADD COLUMN holds integer NOT NULL DEFAULT 0;
+-- The retention sweep finds jobs with their own keep_for here, not by scanning a state.
+CREATE INDEX jobs_own_keep_idx ON jobs (state, finished_at) WHERE keep_for IS NOT NULL;
