@@ -1,28 +1,21 @@
 """A worker survives its PostgreSQL server: a restart, and every connection killed.
 
-The test starts a private cluster (initdb in a temp dir, fsync=off, a free port, its
-socket in the temp dir) from the machine's binaries. initdb refuses to run as root, so as
-root the cluster runs as the ``postgres`` user through runuser. Under CI=true a missing
-binary fails the run instead of skipping.
+The test starts a private cluster (PrivatePostgres of tests/chaos/servers.py: initdb in a
+temp dir, fsync=off, a free port, its socket in the temp dir) from the machine's binaries;
+as root it runs as the ``postgres`` user through runuser. Under CI=true a missing binary
+fails the run instead of skipping.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from tests.chaos.servers import MissingBinary, PrivatePostgres
 from tests.conftest import IN_CI
 from workhorse import Workhorse
 from workhorse.errors import BackendError
@@ -39,90 +32,15 @@ PROMPT = 2.0
 RECOVERY = 15.0  # generous on a loaded 2-core machine; the measured figure is printed
 
 
-def _binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivatePostgres:
-    def __init__(self) -> None:
-        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-        if initdb is None or pg_ctl is None:
-            message = "initdb/pg_ctl not found (install the PostgreSQL server binaries)"
-            if IN_CI:
-                pytest.fail(f"{message}; CI=true: a missing binary fails the run")
-            pytest.skip(message)
-        self.initdb, self.pg_ctl = initdb, pg_ctl
-        self.dir = tempfile.mkdtemp(prefix="wh-pg-")
-        self.data = os.path.join(self.dir, "data")
-        self.port = _free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        self._as: list[str] = []
-        if os.geteuid() == 0:
-            runuser = shutil.which("runuser")
-            try:
-                pg_user = pwd.getpwnam("postgres")
-            except KeyError:
-                pg_user = None
-            if runuser is None or pg_user is None:
-                message = "running as root without runuser or a postgres user for initdb"
-                if IN_CI:
-                    pytest.fail(message)
-                pytest.skip(message)
-            os.chown(self.dir, pg_user.pw_uid, pg_user.pw_gid)
-            self._as = [runuser, "-u", "postgres", "--"]
-
-    def _run(self, *args: str) -> None:
-        proc = subprocess.run(
-            [*self._as, *args], capture_output=True, text=True, timeout=60, check=False
-        )
-        if proc.returncode != 0:
-            log = ""
-            with open(os.path.join(self.dir, "log"), errors="replace") as f:
-                log = f.read()[-2000:]
-            raise RuntimeError(f"{args[0]} failed: {proc.stderr or proc.stdout}\n{log}")
-
-    def init(self) -> None:
-        self._run(self.initdb, "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
-        open(os.path.join(self.dir, "log"), "a").close()
-        if self._as:
-            shutil.chown(os.path.join(self.dir, "log"), "postgres")
-
-    def _ctl(self, action: str) -> None:
-        opts = f"-c fsync=off -c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir}"
-        extra = ["-m", "fast"] if action in ("stop", "restart") else []
-        self._run(self.pg_ctl, "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w",
-                  "-o", opts, *extra, action)  # fmt: skip
-
-    def start(self) -> None:
-        self._ctl("start")
-
-    def restart(self) -> None:
-        self._ctl("restart")
-
-    def stop(self) -> None:
-        self._ctl("stop")
-
-    def cleanup(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
 def cluster() -> Iterator[PrivatePostgres]:
-    pg = PrivatePostgres()
     try:
-        pg.init()
+        pg = PrivatePostgres()
+    except MissingBinary as exc:
+        if IN_CI:
+            pytest.fail(f"{exc}; CI=true: a missing binary fails the run")
+        pytest.skip(str(exc))
+    try:
         pg.start()
         yield pg
     finally:
