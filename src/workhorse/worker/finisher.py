@@ -14,13 +14,20 @@ from workhorse.job import Lease, Outcome
 
 log = logging.getLogger("workhorse.worker")
 
+_Item = tuple[Lease, Outcome, "asyncio.Future[bool]"]
+
 
 class Finisher:
     def __init__(self, backend: Backend, max_batch: int = 500) -> None:
         self.backend = backend
         self.max_batch = max_batch
-        self._pending: list[tuple[Lease, Outcome, asyncio.Future[bool]]] = []
+        self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Outcomes not written yet."""
+        return len(self._pending)
 
     def submit(self, lease: Lease, outcome: Outcome) -> asyncio.Future[bool]:
         """Queue the outcome for the next batch; the future tells whether the store took
@@ -37,6 +44,7 @@ class Finisher:
 
     async def _flush(self) -> None:
         delay = 0.05
+        failures = 0
         try:
             while self._pending:
                 batch = self._pending[: self.max_batch]
@@ -45,6 +53,12 @@ class Finisher:
                 except Exception:
                     if _repair([out for _, out, _ in batch]):
                         continue  # a value the store cannot encode, now made safe
+                    failures += 1
+                    # A second failure in a row: write the items one by one, so that one
+                    # the store rejects cannot hold back the others.
+                    if failures > 1 and await self._isolate(batch):
+                        failures = 0
+                        continue
                     # Keep the outcomes and try again: while the lease lasts the result can
                     # still land; after that the job is reclaimed and runs again.
                     log.exception(
@@ -54,16 +68,92 @@ class Finisher:
                     delay = min(delay * 2, 2.0)
                     continue
                 delay = 0.05
+                failures = 0
                 del self._pending[: len(batch)]
                 for (_, _, fut), ok in zip(batch, accepted, strict=True):
-                    if not fut.done():
-                        fut.set_result(ok)
+                    _settle(fut, ok)
         finally:
-            self._flusher = None
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
 
-    async def drain(self) -> None:
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+    async def _isolate(self, batch: list[_Item]) -> bool:
+        """Write the batch's items one at a time. An item the store rejects while it still
+        answers ends failed with the store's reason. False if the store does not answer
+        (nothing to isolate: every item waits for it)."""
+        for item in batch:
+            lease, outcome, fut = item
+            try:
+                ok = (await self.backend.finish([(lease, outcome)]))[0]
+            except Exception as exc:
+                if not await self._answers(lease):
+                    return False
+                ok = await self._refuse(lease, outcome, exc)
+            self._pending.remove(item)
+            _settle(fut, ok)
+        return True
+
+    async def _answers(self, lease: Lease) -> bool:
+        """Whether the store serves a read of the job, so a failed write is about the item."""
+        try:
+            await self.backend.get(lease.job_id)
+        except Exception:
+            return False
+        return True
+
+    async def _refuse(self, lease: Lease, outcome: Outcome, exc: Exception) -> bool:
+        """Turn the rejected outcome into a failed one that names the store's reason (in
+        place, so the worker reports what was written); if even that is rejected, the job
+        is left to its lease."""
+        log.error(
+            "job %s: the store rejected its %r outcome (%s: %s); recording it as failed",
+            lease.job_id,
+            outcome.kind,
+            type(exc).__name__,
+            exc,
+        )
+        rejected = outcome.kind
+        outcome.kind, outcome.result, outcome.delay, outcome.refund = "failed", None, 0.0, False
+        outcome.error = {
+            "type": type(exc).__name__,
+            "message": f"the store rejected the job's {rejected!r} outcome: {exc}",
+            "traceback": "",
+        }
+        outcome.logs = _json_safe(outcome.logs)
+        try:
+            return (await self.backend.finish([(lease, outcome)]))[0]
+        except Exception:
+            log.exception(
+                "job %s: its failed outcome was rejected too; its lease will bring it back",
+                lease.job_id,
+            )
+            return False
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait until every outcome is written, at most ``timeout`` seconds. Returns how
+        many were left unwritten and given up (their jobs come back when their leases
+        expire)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._flusher is not None:
+                    await asyncio.shield(self._flusher)
+        except TimeoutError:
+            return self.abandon()
+        return 0
+
+    def abandon(self) -> int:
+        """Stop writing: the pending outcomes are dropped (their futures get False)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        left, self._pending = self._pending, []
+        for _, _, fut in left:
+            _settle(fut, False)
+        return len(left)
+
+
+def _settle(fut: asyncio.Future[bool], ok: bool) -> None:
+    if not fut.done():
+        fut.set_result(ok)
 
 
 def _encodes(value: Any) -> bool:
