@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from workhorse.backoff import Exponential
+from workhorse.backoff import Exponential, next_delay
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError
 from workhorse.job import Lease, Outcome
@@ -248,7 +248,7 @@ class Runner:
         logs = ctx.drain_logs()
         if lease.attempts < lease.max_attempts and retry:
             try:
-                delay = float(task.defaults.backoff.delay(lease.attempts, exc))
+                delay = next_delay(task.defaults.backoff.delay(lease.attempts, exc))
             except Exception:
                 # A broken backoff must not leave the job leased with no outcome.
                 log.exception(
