@@ -74,3 +74,21 @@ async def test_an_attempt_keeps_at_most_max_log_bytes(capped: Workhorse) -> None
     assert 10 <= len(kept) < 20  # about 1 KB each within 20,000 bytes
     assert kept[-1]["message"].startswith("0199")
     assert _notice(job.logs[-1]) == 200 - len(kept)
+
+
+async def test_a_huge_error_message_is_kept_clipped(capped: Workhorse) -> None:
+    from workhorse.worker.runner import MAX_ERROR_MESSAGE
+
+    @capped.task
+    async def shouting() -> None:
+        raise ValueError("start " + "x" * 1_000_000 + " end")
+
+    async with running(capped):
+        job = await capped.wait((await shouting.enqueue()).id, 20)
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    message = job.error["message"]
+    assert len(message) < MAX_ERROR_MESSAGE + 100
+    assert message.startswith("start ") and message.endswith(" end")
+    assert "characters cut" in message
+    assert len(job.error["traceback"]) < 70_000
