@@ -77,17 +77,20 @@ class Finisher:
                 self._flusher = None
 
     async def _isolate(self, batch: list[_Item]) -> bool:
-        """Write the batch's items one at a time. An item the store rejects while it still
-        answers ends failed with the store's reason. False if the store does not answer
-        (nothing to isolate: every item waits for it)."""
+        """Write the batch's items one at a time. An item the store rejects for itself
+        (not a lost connection) while it still answers ends failed with the store's
+        reason. False if the store takes no write: every item left waits for it."""
         for item in batch:
             lease, outcome, fut = item
             try:
                 ok = (await self.backend.finish([(lease, outcome)]))[0]
             except Exception as exc:
-                if not await self._answers(lease):
+                if _transient(exc) or not await self._answers(lease):
                     return False
-                ok = await self._refuse(lease, outcome, exc)
+                written = await self._refuse(lease, outcome, exc)
+                if written is None:
+                    return False
+                ok = written
             self._pending.remove(item)
             _settle(fut, ok)
         return True
@@ -100,33 +103,34 @@ class Finisher:
             return False
         return True
 
-    async def _refuse(self, lease: Lease, outcome: Outcome, exc: Exception) -> bool:
-        """Turn the rejected outcome into a failed one that names the store's reason (in
-        place, so the worker reports what was written); if even that is rejected, the job
-        is left to its lease."""
+    async def _refuse(self, lease: Lease, outcome: Outcome, exc: Exception) -> bool | None:
+        """Write a failed outcome that names the store's reason instead, and make it the
+        item's outcome (so the worker reports what was written). None if the store
+        rejects that too: it takes no write now, and the original is kept."""
+        failed = Outcome(
+            "failed",
+            error={
+                "type": type(exc).__name__,
+                "message": f"the store rejected the job's {outcome.kind!r} outcome: {exc}",
+                "traceback": "",
+            },
+            logs=_json_safe(outcome.logs),
+        )
+        try:
+            ok = (await self.backend.finish([(lease, failed)]))[0]
+        except Exception:
+            log.exception("job %s: writing its outcome as failed failed too", lease.job_id)
+            return None
         log.error(
-            "job %s: the store rejected its %r outcome (%s: %s); recording it as failed",
+            "job %s: the store rejected its %r outcome (%s: %s); recorded it as failed",
             lease.job_id,
             outcome.kind,
             type(exc).__name__,
             exc,
         )
-        rejected = outcome.kind
-        outcome.kind, outcome.result, outcome.delay, outcome.refund = "failed", None, 0.0, False
-        outcome.error = {
-            "type": type(exc).__name__,
-            "message": f"the store rejected the job's {rejected!r} outcome: {exc}",
-            "traceback": "",
-        }
-        outcome.logs = _json_safe(outcome.logs)
-        try:
-            return (await self.backend.finish([(lease, outcome)]))[0]
-        except Exception:
-            log.exception(
-                "job %s: its failed outcome was rejected too; its lease will bring it back",
-                lease.job_id,
-            )
-            return False
+        outcome.kind, outcome.result, outcome.error = "failed", None, failed.error
+        outcome.delay, outcome.refund, outcome.logs = 0.0, False, failed.logs
+        return ok
 
     async def drain(self, timeout: float | None = None) -> int:
         """Wait until every outcome is written, at most ``timeout`` seconds. Returns how
@@ -149,6 +153,35 @@ class Finisher:
         for _, _, fut in left:
             _settle(fut, False)
         return len(left)
+
+
+# Errors that say the store or the way to it failed, not the item: a lost connection,
+# a timeout, a store busy or read-only for now (by class name, across the client libraries).
+_TRANSIENT = frozenset(
+    {
+        "OperationalError",
+        "ConnectionError",
+        "TimeoutError",
+        "BusyLoadingError",
+        "ReadOnlyError",
+        "ClusterDownError",
+        "TryAgainError",
+        "MasterDownError",
+    }
+)
+
+
+def _transient(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain can loop back on itself
+        if seen is None:
+            break
+        if isinstance(seen, OSError | TimeoutError) or any(
+            cls.__name__ in _TRANSIENT for cls in type(seen).__mro__
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _settle(fut: asyncio.Future[bool], ok: bool) -> None:
