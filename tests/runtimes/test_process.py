@@ -145,3 +145,14 @@ async def test_children_are_gone_once_the_worker_stops(app: Workhorse) -> None:
     job = await app.get_job(busy.id)
     assert job is not None
     assert job.state is JobState.QUEUED  # shutdown put it back, attempt refunded
+
+
+async def test_a_childs_log_lines_are_bounded_as_the_workers_own(url: str) -> None:
+    app = Workhorse(url, poll_interval=0.05, process_pool=1, max_log_lines=50)
+    app.add_task(jobs.chattier, runtime="process")
+    async with app, running(app, queues=["default"], concurrency=1):
+        job = await app.wait((await app.enqueue("chattier", 500)).id, 20)
+    assert job.state is JobState.COMPLETED, job.error
+    assert len(job.logs) == 50
+    assert job.logs[-2]["message"] == "line 499"
+    assert job.logs[-1]["fields"] == {"dropped": 451}
