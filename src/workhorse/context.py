@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,30 +25,16 @@ class JobContext:
     ``max_log_lines`` lines and ``max_log_bytes`` bytes (settings): past that, the oldest
     lines not yet written are dropped, and one line with the outcome says how many."""
 
-    __slots__ = (
-        "_bytes",
-        "_dropped",
-        "_lines",
-        "_logs",
-        "_max_bytes",
-        "_max_lines",
-        "_sizes",
-        "app",
-        "cancelled",
-        "lease",
-    )
+    __slots__ = ("_bytes", "_dropped", "_lines", "_logs", "_sizes", "app", "cancelled", "lease")
 
     def __init__(self, app: Workhorse, lease: Lease) -> None:
         self.app = app
         self.lease = lease
         self.cancelled = False
-        self._logs: deque[dict[str, Any]] = deque()  # not yet written
-        self._sizes: deque[int] = deque()  # their encoded sizes
+        self._logs: list[dict[str, Any]] = []  # not yet written
+        self._sizes: list[int] = []  # their encoded sizes
         self._lines = self._bytes = 0  # of this attempt: written and not yet written
         self._dropped = 0  # lines dropped since the last notice of it
-        # One line of the budget is kept for the notice of dropped lines.
-        self._max_lines = app.settings.max_log_lines - 1
-        self._max_bytes = app.settings.max_log_bytes
 
     @property
     def job_id(self) -> str:
@@ -89,21 +74,24 @@ class JobContext:
             self._keep(line)
 
     def _keep(self, line: dict[str, Any]) -> None:
+        settings = self.app.settings
+        # One line of the budget is kept for the notice of dropped lines.
+        max_lines, max_bytes = settings.max_log_lines - 1, settings.max_log_bytes
         size = _size(line)
         self._logs.append(line)
         self._sizes.append(size)
         self._lines += 1
         self._bytes += size
-        while self._logs and (self._lines > self._max_lines or self._bytes > self._max_bytes):
-            self._logs.popleft()
-            self._bytes -= self._sizes.popleft()
+        while self._logs and (self._lines > max_lines or self._bytes > max_bytes):
+            del self._logs[0]
+            self._bytes -= self._sizes.pop(0)
             self._lines -= 1
             self._dropped += 1
 
     def _take(self) -> list[dict[str, Any]]:
-        logs = list(self._logs)
-        self._logs.clear()
-        self._sizes.clear()
+        logs, self._logs = self._logs, []
+        if logs:
+            self._sizes = []
         return logs
 
     async def progress(self, value: Any) -> None:
@@ -138,8 +126,8 @@ class JobContext:
                     "at": time.time(),
                     "level": "warning",
                     "message": f"{self._dropped} earlier log line(s) of this attempt were "
-                    f"dropped: it passed max_log_lines={self._max_lines + 1} or "
-                    f"max_log_bytes={self._max_bytes}",
+                    f"dropped: it passed max_log_lines={self.app.settings.max_log_lines} "
+                    f"or max_log_bytes={self.app.settings.max_log_bytes}",
                     "fields": {"dropped": self._dropped},
                 }
             )
