@@ -107,19 +107,18 @@ class Finisher:
         """Write a failed outcome that names the store's reason instead, and make it the
         item's outcome (so the worker reports what was written). None if the store
         rejects that too: it takes no write now, and the original is kept."""
-        failed = Outcome(
-            "failed",
-            error={
-                "type": type(exc).__name__,
-                "message": f"the store rejected the job's {outcome.kind!r} outcome: {exc}",
-                "traceback": "",
-            },
-            logs=_json_safe(outcome.logs),
-        )
-        try:
-            ok = (await self.backend.finish([(lease, failed)]))[0]
-        except Exception:
-            log.exception("job %s: writing its outcome as failed failed too", lease.job_id)
+        message = f"the store rejected the job's {outcome.kind!r} outcome: {exc}"
+        if outcome.error is not None:
+            # Its own error, escaped (repr), since that may be what the store rejected.
+            was = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
+            message += f"; the job's own error was {was[:2000]!r}"
+        error = {"type": type(exc).__name__, "message": message, "traceback": ""}
+        failed = Outcome("failed", error=error, logs=_json_safe(outcome.logs))
+        ok = await self._try(lease, failed)
+        if ok is None and failed.logs:
+            failed.logs = []  # they may hold what the store rejected
+            ok = await self._try(lease, failed)
+        if ok is None:
             return None
         log.error(
             "job %s: the store rejected its %r outcome (%s: %s); recorded it as failed",
@@ -131,6 +130,13 @@ class Finisher:
         outcome.kind, outcome.result, outcome.error = "failed", None, failed.error
         outcome.delay, outcome.refund, outcome.logs = 0.0, False, failed.logs
         return ok
+
+    async def _try(self, lease: Lease, outcome: Outcome) -> bool | None:
+        try:
+            return (await self.backend.finish([(lease, outcome)]))[0]
+        except Exception:
+            log.exception("job %s: writing its outcome as failed failed too", lease.job_id)
+            return None
 
     async def drain(self, timeout: float | None = None) -> int:
         """Wait until every outcome is written, at most ``timeout`` seconds. Returns how
