@@ -1292,13 +1292,14 @@ class SQLiteBackend(Backend):
             )
             params["cutoff"] = cutoff
         else:
-            # Ranking after the age cut is the same: the old ones were the tail. Jobs with
-            # their own keep_for count toward keep_last but are not what it removes.
+            # Ranked per queue, read and deleted in one write transaction; ranking after the
+            # age cut is the same (the old ones were the tail). Jobs with their own keep_for
+            # count toward keep_last but are not what it removes.
             sql = (
-                f"SELECT rid FROM (SELECT rid, keep_for, holds FROM wh_jobs "
-                f"WHERE state = :state AND finished_at IS NOT NULL{in_queue} "
-                f"ORDER BY finished_at DESC, seq DESC LIMIT -1 OFFSET :keep) "
-                f"WHERE 1{not_own} LIMIT :chunk"
+                f"SELECT rid FROM (SELECT rid, keep_for, holds, row_number() OVER "
+                f"(PARTITION BY queue ORDER BY finished_at DESC, seq DESC) AS rank "
+                f"FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL{in_queue}) "
+                f"WHERE rank > :keep{not_own} LIMIT :chunk"
             )
             params["keep"] = keep_last
         cur = conn.execute(f"DELETE FROM wh_jobs WHERE rid IN ({sql})", params)

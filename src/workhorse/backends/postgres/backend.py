@@ -627,11 +627,13 @@ class PostgresBackend(Backend):
                 doomed.append("finished_at <= now() - make_interval(secs => %s)")
                 params.append(float(older_than))
             if keep_last is not None:
-                # Everything at or past the (keep_last+1)-th newest: one range on the index.
+                # Past each queue's keep_last newest, ranked in this statement's snapshot:
+                # a job finished after it is not seen, so it is neither counted nor deleted.
                 # (Jobs with their own keep_for count toward it; see below.)
                 doomed.append(
-                    f"(finished_at, seq) <= (SELECT finished_at, seq FROM {s}.jobs "
-                    f"WHERE {scope} ORDER BY finished_at DESC, seq DESC OFFSET %s LIMIT 1)"
+                    f"id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY queue "
+                    f"ORDER BY finished_at DESC, seq DESC) AS rank FROM {s}.jobs "
+                    f"WHERE {scope}) ranked WHERE rank > %s)"
                 )
                 params += [*scope_params, max(0, keep_last)]
             rule = " OR ".join(doomed) or "false"
