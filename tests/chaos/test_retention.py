@@ -18,6 +18,7 @@ from tests.conftest import REDIS_URL, require_service
 from tests.contract.support import claim_one, completed, new
 from workhorse.backends import Backend, backend_from_url
 from workhorse.job import JobState
+from workhorse.settings import Settings
 
 DONE = {JobState.COMPLETED}
 K = 20
@@ -102,3 +103,36 @@ async def test_redis_jobs_finished_after_the_sweeps_first_reads_are_kept() -> No
         assert await sweep == 0  # no queue had more than K finished
         await check(near, done)
         assert [await near.get(i) is not None for i in done["b"]] == [True] * 5
+
+
+@pytest.mark.timeout(60)
+async def test_redis_sweeps_at_the_defaults_delete_nothing_below_the_cap() -> None:
+    """The worker's sweep with the default settings, its Redis 1 ms away each way, while
+    another process finishes jobs in four queues: fewer than keep_completed ever finish,
+    so every record stays."""
+    defaults = Settings.load(env={})
+    async with stores() as (near, far, proxy):
+        queues = ["q0", "q1", "q2", "q3"]
+        await near.enqueue([new(queue=q) for _ in range(500) for q in queues])
+        proxy.delay(0.001)
+        done: list[str] = []
+        sweeping = True
+
+        async def finisher() -> None:
+            while sweeping and len(done) < 1900:  # fewer than the queues have waiting
+                done.append(await finish(near, queues[len(done) % 4]))
+
+        task = asyncio.create_task(finisher())
+        try:
+            for _ in range(20):
+                await far.purge(
+                    states=DONE,
+                    older_than=defaults.keep_completed_for,
+                    keep_last=defaults.keep_completed,
+                    retention=True,
+                )
+        finally:
+            sweeping = False
+            await task
+        assert defaults.keep_completed is not None and len(done) < defaults.keep_completed
+        assert [i for i in done if await near.get(i) is None] == []
