@@ -710,7 +710,7 @@ def retry(job_id: str, app_spec: str | None, url: str | None) -> None:
     "--keep",
     type=click.IntRange(min=0),
     metavar="N",
-    help="Keep only the newest N finished jobs per state (--keep 0 deletes all).",
+    help="Keep only the newest N finished jobs per queue and state (--keep 0 deletes all).",
 )
 @click.option(
     "--state",

@@ -49,12 +49,14 @@ class Settings(BaseModel):
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
     keep_completed: int | None = Field(
-        10_000, ge=0, description="Newest completed jobs kept (across queues)"
+        10_000, ge=0, description="Newest completed jobs kept per queue"
     )
     keep_completed_for: float | None = Field(
         86_400.0, ge=0, description="Seconds completed jobs are kept"
     )
-    keep_failed: int | None = Field(10_000, ge=0, description="Failed and cancelled jobs kept")
+    keep_failed: int | None = Field(
+        10_000, ge=0, description="Newest failed, and cancelled, jobs kept per queue"
+    )
     keep_failed_for: float | None = Field(
         7 * 86_400.0, ge=0, description="Seconds failed/cancelled jobs are kept"
     )
