@@ -27,7 +27,7 @@ from rich.text import Text
 from workhorse.app import Workhorse
 from workhorse.errors import WorkhorseError
 from workhorse.job import FINISHED_STATES, Job, JobState, WorkerInfo
-from workhorse.settings import check_queues
+from workhorse.settings import BUILT_IN_QUEUES, check_queues
 
 T = TypeVar("T")
 
@@ -637,14 +637,44 @@ def vars_of(w: WorkerInfo) -> dict[str, Any]:
     return {name: getattr(w, name) for name in WorkerInfo.__dataclass_fields__}
 
 
+async def known_queues(app: Workhorse) -> set[str]:
+    """Every queue this store or app knows: built in, set in known_queues, named by a
+    task, holding jobs, consumed by a live worker, or paused."""
+    workers = await app.workers()
+    return {
+        *BUILT_IN_QUEUES,
+        *app.settings.known_queues,
+        *(t.defaults.queue for t in app.tasks.values()),
+        *(await app.counts()),
+        *(q for w in workers for q in w.queues),
+        *(await app.paused()),
+    }
+
+
 @main.command()
 @click.argument("queue")
+@click.option("--force", is_flag=True, help="Pause a queue nothing knows yet.")
 @app_option
 @url_option
-def pause(queue: str, app_spec: str | None, url: str | None) -> None:
+def pause(queue: str, force: bool, app_spec: str | None, url: str | None) -> None:
     """Stop workers claiming from QUEUE (running jobs finish; enqueue still works)."""
     app = make_app(app_spec, url)
-    drive(app, lambda a: a.pause(queue))
+
+    async def go(app: Workhorse) -> str:
+        known = await known_queues(app)
+        if queue not in known and not force:
+            raise click.ClickException(
+                f"no queue {queue!r} here: no job, task, worker or setting names it. Known "
+                f"queues: {', '.join(sorted(known))}. A typo? To pause it before its first "
+                "job, pass --force"
+            )
+        if await app.is_paused(queue):
+            return "already"
+        await app.pause(queue)
+        return "paused"
+
+    if drive(app, go) == "already":
+        raise click.ClickException(f"queue {queue} was already paused; nothing changed")
     err().print(f"queue {queue} paused")
 
 
@@ -655,7 +685,19 @@ def pause(queue: str, app_spec: str | None, url: str | None) -> None:
 def resume(queue: str, app_spec: str | None, url: str | None) -> None:
     """Let workers claim from QUEUE again."""
     app = make_app(app_spec, url)
-    drive(app, lambda a: a.resume(queue))
+
+    async def go(app: Workhorse) -> set[str]:
+        paused = await app.paused()
+        if queue in paused:
+            await app.resume(queue)
+        return paused
+
+    paused = drive(app, go)
+    if queue not in paused:
+        listed = ", ".join(sorted(paused)) or "none"
+        raise click.ClickException(
+            f"queue {queue} is not paused; nothing changed (paused queues: {listed})"
+        )
     err().print(f"queue {queue} resumed")
 
 
@@ -666,15 +708,24 @@ def resume(queue: str, app_spec: str | None, url: str | None) -> None:
 def cancel(job_id: str, app_spec: str | None, url: str | None) -> None:
     """Cancel a queued job now, or ask an active one to stop."""
     app = make_app(app_spec, url)
-    state = drive(app, lambda a: a.cancel(job_id))
-    if state is None:
+
+    async def go(app: Workhorse) -> tuple[Job | None, JobState | None]:
+        before = await app.get_job(job_id)
+        if before is None or before.state in FINISHED_STATES:
+            return before, None
+        return before, await app.cancel(job_id)
+
+    before, state = drive(app, go)
+    if before is None:
         raise click.ClickException(f"no job {job_id}")
+    if state is None or state in FINISHED_STATES - {JobState.CANCELLED}:
+        # Finished before the cancel reached it: nothing was done.
+        done = state or before.state
+        raise click.ClickException(f"job {job_id} is already {done.value}; nothing to cancel")
     if state is JobState.ACTIVE:
         click.echo(f"job {job_id} is running; asked its worker to stop it")
-    elif state is JobState.CANCELLED:
-        click.echo(f"job {job_id} cancelled")
     else:
-        click.echo(f"job {job_id} is already {state.value}; nothing to cancel")
+        click.echo(f"job {job_id} cancelled")
 
 
 @main.command()

@@ -231,6 +231,65 @@ def test_pause_resume_cancel_retry_purge(cli: Cli) -> None:
     assert f"no job {job_id}" in missing.output
 
 
+def shell(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``workhorse`` command in a subprocess, as a user's shell runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "workhorse", *args, "--url", cli.url, "--app", cli.app],
+        cwd=cli.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@needs_sqlite
+def test_control_commands_say_what_happened_and_fail_when_nothing_was_done(cli: Cli) -> None:
+    typo = shell(cli, "pause", "defualt")
+    assert typo.returncode == 1
+    assert "no queue 'defualt'" in typo.stderr
+    assert "default" in typo.stderr and "--force" in typo.stderr
+    assert cli.json("status")["paused"] == []
+    assert shell(cli, "pause", "later", "--force").returncode == 0
+    again = shell(cli, "pause", "later")
+    assert again.returncode == 1
+    assert "already paused" in again.stderr
+    assert shell(cli, "resume", "later").returncode == 0
+    idle = shell(cli, "resume", "later")
+    assert idle.returncode == 1
+    assert "is not paused" in idle.stderr
+
+    job_id = cli.enqueue("add", '{"a": 1, "b": 2}')
+    first = shell(cli, "cancel", job_id)
+    assert first.returncode == 0, first.stderr
+    assert "cancelled" in first.stdout
+    twice = shell(cli, "cancel", job_id)
+    assert twice.returncode == 1
+    assert "already cancelled; nothing to cancel" in twice.stderr
+
+
+def test_a_task_on_a_queue_the_worker_skips_names_the_queues_option(cli: Cli) -> None:
+    (cli.folder / "mail_tasks.py").write_text(
+        "from workhorse import Workhorse\n"
+        "app = Workhorse()\n"
+        "@app.task(queue='mail')\n"
+        "def send(data: dict) -> None: ...\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
+    started = subprocess.run(
+        [sys.executable, "-m", "workhorse", "worker", "mail_tasks:app", "--url", cli.url],
+        cwd=cli.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode != 0
+    assert "--queues default,priority,mail" in started.stderr
+    assert "WORKHORSE_KNOWN_QUEUES=mail" in started.stderr
+
+
 # -- errors users hit -------------------------------------------------------------------------
 def test_unknown_task_lists_the_known_ones(cli: Cli) -> None:
     for command in ("run", "enqueue"):
