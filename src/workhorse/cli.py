@@ -99,11 +99,20 @@ def make_app(
     return app
 
 
-def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]], loop: str = "asyncio") -> T:
-    """Run one async command against the app, close it, and turn errors into messages."""
+def drive(
+    app: Workhorse,
+    fn: Callable[[Workhorse], Awaitable[T]],
+    loop: str = "asyncio",
+    *,
+    existing: bool = False,
+) -> T:
+    """Run one async command against the app, close it, and turn errors into messages.
+    ``existing``: the command only reads or changes jobs, so it must not create a store."""
 
     async def main() -> T:
         try:
+            if existing:
+                await require_store(app)
             return await fn(app)
         finally:
             await app.close()
@@ -121,6 +130,24 @@ def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]], loop: str = "
         return run(main())
     except WorkhorseError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+async def require_store(app: Workhorse) -> None:
+    """Refuse to look at a store that does not exist, instead of creating an empty one
+    (an SQLite file, a PostgreSQL schema) and reporting that it holds nothing."""
+    backend = app.backend
+    path = getattr(backend, "path", None)
+    missing = isinstance(path, str) and path != ":memory:" and not os.path.exists(path)
+    version = getattr(backend, "schema_version", None)
+    if not missing and version is not None:
+        missing = await version() == 0
+    if missing:
+        raise click.ClickException(
+            f"no store at {redact(backend.url)}: nothing was ever enqueued there, and this "
+            "command does not create one. Run it from your project's folder, or name the "
+            "store with --url or WORKHORSE_URL (a worker, an enqueue or `workhorse migrate` "
+            "creates it)"
+        )
 
 
 def parse_data(raw: str | None) -> Any:
@@ -568,7 +595,9 @@ def jobs(
     """List jobs, newest first."""
     app = make_app(app_spec, url)
     found = drive(
-        app, lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset)
+        app,
+        lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset),
+        existing=True,
     )
     if as_json:
         echo_json([job_as_json(j) for j in found])
@@ -586,7 +615,7 @@ def jobs(
 def job(job_id: str, as_json: bool, app_spec: str | None, url: str | None) -> None:
     """Show one job in full: state, attempts, progress, result, error, logs, times."""
     app = make_app(app_spec, url)
-    found = drive(app, lambda a: a.get_job(job_id))
+    found = drive(app, lambda a: a.get_job(job_id), existing=True)
     if found is None:
         raise click.ClickException(f"no job {job_id}")
     if as_json:
@@ -608,7 +637,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
         paused = await app.paused()
         return counts, paused, await app.workers()
 
-    counts, paused, workers = drive(app, go)
+    counts, paused, workers = drive(app, go, existing=True)
     if as_json:
         echo_json(
             {
@@ -692,7 +721,7 @@ def resume(queue: str, app_spec: str | None, url: str | None) -> None:
             await app.resume(queue)
         return paused
 
-    paused = drive(app, go)
+    paused = drive(app, go, existing=True)
     if queue not in paused:
         listed = ", ".join(sorted(paused)) or "none"
         raise click.ClickException(
@@ -715,7 +744,7 @@ def cancel(job_id: str, app_spec: str | None, url: str | None) -> None:
             return before, None
         return before, await app.cancel(job_id)
 
-    before, state = drive(app, go)
+    before, state = drive(app, go, existing=True)
     if before is None:
         raise click.ClickException(f"no job {job_id}")
     if state is None or state in FINISHED_STATES - {JobState.CANCELLED}:
@@ -739,7 +768,7 @@ def retry(job_id: str, app_spec: str | None, url: str | None) -> None:
     async def go(app: Workhorse) -> tuple[bool, Job | None]:
         return await app.retry(job_id), await app.get_job(job_id)
 
-    ok, found = drive(app, go)
+    ok, found = drive(app, go, existing=True)
     if found is None:
         raise click.ClickException(f"no job {job_id}")
     if not ok:
@@ -790,7 +819,9 @@ def purge(
     app = make_app(app_spec, url)
     chosen = states or tuple(s.value for s in FINISHED_STATES)
     n = drive(
-        app, lambda a: a.purge(states=chosen, older_than=older_than, keep_last=keep, queue=queue)
+        app,
+        lambda a: a.purge(states=chosen, older_than=older_than, keep_last=keep, queue=queue),
+        existing=True,
     )
     click.echo(f"deleted {n} job(s)")
 
@@ -915,6 +946,7 @@ def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
         s = app.settings
         check_queues({n: t.defaults.queue for n, t in app.tasks.items()}, s.queues, s.known_queues)
         report["queues"] = {"consumed": list(s.queues), "known": list(s.known_queues)}
+        await require_store(app)
         started = time.perf_counter()
         await app.open()
         report["open_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -972,7 +1004,7 @@ def cron(app_spec: str | None, url: str | None, as_json: bool) -> None:
             rows.append((info, last))
         return rows
 
-    rows = drive(app, go)
+    rows = drive(app, go, existing=True)
     if as_json:
         echo_json(
             [

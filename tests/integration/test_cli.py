@@ -3,6 +3,7 @@ is needed). Every command goes through click exactly as a user's shell would."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import re
@@ -19,6 +20,7 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from workhorse import Workhorse
 from workhorse.cli import main
 
 needs_sqlite = pytest.mark.skipif(
@@ -106,8 +108,16 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     for name in list(os.environ):
         if name.startswith("WORKHORSE_"):
             monkeypatch.delenv(name)
-    yield Cli(tmp_path, module)
+    made = Cli(tmp_path, module)
+    asyncio.run(create_store(made.url))  # commands that only look refuse a missing store
+    yield made
     sys.modules.pop(module, None)
+
+
+async def create_store(url: str) -> None:
+    app = Workhorse(url)
+    await app.open()
+    await app.close()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
