@@ -217,6 +217,14 @@ def plain(value: Any) -> Any:
     return Text(value) if isinstance(value, str) else value
 
 
+def fmt_progress(value: Any, width: int = 40) -> str:
+    """A number as a person reads it (``6.7``, not ``6.666666666666667``); anything else
+    as its JSON, cut to ``width``."""
+    if isinstance(value, float):
+        return f"{value:.1f}".removesuffix(".0")
+    return "" if value is None else short(value, width)
+
+
 def short(value: Any, width: int = 40) -> str:
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -255,7 +263,7 @@ def jobs_table(
             "queue": job.queue,
             "state": state_text(job.state),
             "attempts": f"{job.attempts}/{job.max_attempts}",
-            "progress": "" if job.progress is None else short(job.progress, 12),
+            "progress": fmt_progress(job.progress, 12),
             "created (UTC)": fmt_time(job.created_at),
             "took": fmt_duration(job),
             "result / error": outcome,
@@ -315,7 +323,7 @@ def job_detail(job: Job) -> Table:
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
         ("priority", str(job.priority)),
         ("data", short(job.data, 2000)),
-        ("progress", "" if job.progress is None else short(job.progress, 200)),
+        ("progress", fmt_progress(job.progress, 200)),
         ("created", fmt_time(job.created_at)),
         ("run at", fmt_time(job.run_at)),
         ("started", fmt_time(job.started_at)),
@@ -390,7 +398,7 @@ async def follow(
             if isinstance(job.progress, int | float) and not isinstance(job.progress, bool):
                 bar.update(tid, completed=min(100.0, float(job.progress)), state=state)
             else:
-                extra = "" if job.progress is None else f" {short(job.progress, 30)}"
+                extra = "" if job.progress is None else f" {fmt_progress(job.progress, 30)}"
                 bar.update(tid, state=state + extra)
             if job.state in FINISHED_STATES:
                 if job.state is JobState.COMPLETED:

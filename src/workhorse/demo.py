@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from workhorse.cli import counts_table, follow, jobs_table, workers_table
+from workhorse.cli import counts_table, fmt_progress, follow, jobs_table, workers_table
 from workhorse.demo_tasks import app, crunch, explode, flaky, square
 from workhorse.errors import JobFailed, WorkhorseError
 from workhorse.job import Job, JobState
@@ -192,7 +192,7 @@ class Demo:
         job = await follow(app, handle.id, "crunch", self.console, timeout=30, transient=False)
         if job is None or job.state is not JobState.COMPLETED:
             raise DemoFailed(f"crunch did not complete: {job}")
-        self.say(f"result {job.result}, last progress {job.progress}%")
+        self.say(f"result {job.result}, last progress {fmt_progress(job.progress)}%")
 
     # -- 4. failure --------------------------------------------------------------------
     async def failure(self) -> None:

@@ -300,6 +300,25 @@ def test_a_task_on_a_queue_the_worker_skips_names_the_queues_option(cli: Cli) ->
     assert "WORKHORSE_KNOWN_QUEUES=mail" in started.stderr
 
 
+@needs_sqlite
+def test_progress_is_shown_as_a_person_reads_it(cli: Cli) -> None:
+    job_id = cli.enqueue("add", '{"a": 1, "b": 2}')
+
+    async def report_progress() -> None:
+        from workhorse.backends import backend_from_url
+
+        backend = backend_from_url(cli.url)
+        await backend.open()
+        (lease,) = await backend.claim(["default"], "w1", 1, 30)
+        assert await backend.update(lease, progress=100 / 15)
+        await backend.close()
+
+    asyncio.run(report_progress())
+    for command in (("job", job_id), ("jobs",)):
+        shown = cli(*command).stdout
+        assert "6.7" in shown and "6.66" not in shown, shown
+
+
 # -- errors users hit -------------------------------------------------------------------------
 def test_unknown_task_lists_the_known_ones(cli: Cli) -> None:
     for command in ("run", "enqueue"):
