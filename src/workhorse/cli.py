@@ -137,7 +137,9 @@ async def require_store(app: Workhorse) -> None:
     (an SQLite file, a PostgreSQL schema) and reporting that it holds nothing."""
     backend = app.backend
     path = getattr(backend, "path", None)
-    missing = isinstance(path, str) and path != ":memory:" and not os.path.exists(path)
+    missing = False
+    if isinstance(path, str) and path != ":memory:":
+        missing = not await asyncio.to_thread(os.path.exists, path)
     version = getattr(backend, "schema_version", None)
     if not missing and version is not None:
         missing = await version() == 0
