@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -66,11 +67,15 @@ def import_app(spec: str) -> Workhorse:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if not _names_part_of(exc.name, module_name):
+            raise _failed_import(module_name, exc) from None
         raise click.UsageError(
             f"cannot import {module_name!r} (from app {spec!r}): {exc}. Run from the folder "
             "that holds it, or add that folder to PYTHONPATH."
         ) from None
+    except Exception as exc:  # the user's module raised while it ran: show where
+        raise _failed_import(module_name, exc) from None
     app = getattr(module, attr, None)
     if not isinstance(app, Workhorse):
         apps = [n for n, v in vars(module).items() if isinstance(v, Workhorse)]
@@ -78,6 +83,28 @@ def import_app(spec: str) -> Workhorse:
         what = "has no attribute" if app is None else "has a non-Workhorse"
         raise click.UsageError(f"module {module_name!r} {what} {attr!r}{found}")
     return app
+
+
+def _names_part_of(missing: str | None, module_name: str) -> bool:
+    """Is the module that was not found the app's module itself, or a package on its
+    path (``myproject`` for ``myproject.jobs``)?"""
+    return missing is not None and (module_name + ".").startswith(missing + ".")
+
+
+def _failed_import(module_name: str, exc: BaseException) -> click.ClickException:
+    """The module was found but failed while it ran: print the user's traceback, without
+    the import machinery's frames, and name the module."""
+    lines = traceback.format_exception(exc)
+    err().print(
+        "".join(line for line in lines if "<frozen importlib." not in line),
+        markup=False,
+        highlight=False,
+        end="",
+    )
+    return click.ClickException(
+        f"importing {module_name!r} failed inside the module (traceback above): "
+        f"{type(exc).__name__}: {exc}"
+    )
 
 
 def make_app(

@@ -241,11 +241,11 @@ def test_pause_resume_cancel_retry_purge(cli: Cli) -> None:
     assert f"no job {job_id}" in missing.output
 
 
-def shell(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+def shell(cli: Cli, *args: str, app: str | None = None) -> subprocess.CompletedProcess[str]:
     """The real ``workhorse`` command in a subprocess, as a user's shell runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
     return subprocess.run(
-        [sys.executable, "-m", "workhorse", *args, "--url", cli.url, "--app", cli.app],
+        [sys.executable, "-m", "workhorse", *args, "--url", cli.url, "--app", app or cli.app],
         cwd=cli.folder,
         env=env,
         capture_output=True,
@@ -320,6 +320,24 @@ def test_progress_is_shown_as_a_person_reads_it(cli: Cli) -> None:
 
 
 # -- errors users hit -------------------------------------------------------------------------
+def test_an_app_module_that_fails_its_own_import_shows_the_users_traceback(cli: Cli) -> None:
+    (cli.folder / "broken_app.py").write_text(
+        "from workhorse import Workhorse\n\napp = Workhorse()\nimport notapackage\n"
+    )
+    broken = shell(cli, "status", app="broken_app:app")
+    assert broken.returncode == 1
+    assert "importing 'broken_app' failed inside the module" in broken.stderr
+    assert 'broken_app.py", line 4' in broken.stderr
+    assert "import notapackage" in broken.stderr
+    assert "No module named 'notapackage'" in broken.stderr
+    assert "PYTHONPATH" not in broken.stderr
+    assert "frozen importlib" not in broken.stderr
+    missing = shell(cli, "status", app="no_such_app:app")
+    assert missing.returncode == 2
+    assert "cannot import 'no_such_app'" in missing.stderr
+    assert "PYTHONPATH" in missing.stderr
+
+
 def test_unknown_task_lists_the_known_ones(cli: Cli) -> None:
     for command in ("run", "enqueue"):
         result = cli(command, "ad", "--data", "{}", ok=False)
