@@ -171,9 +171,11 @@ def check_queues(
         raise ConfigError(
             f"unknown queue: task {named}, a queue no worker configuration knows. Known "
             f"queues: {', '.join(sorted(usable))} (default, priority, known_queues and "
-            f"the queues this worker consumes). A typo? Fix the task's queue=. Run by "
-            f"other workers? Add it to known_queues (WORKHORSE_KNOWN_QUEUES="
-            f"{','.join(sorted({*known, *stray.values()}))})"
+            f"the queues this worker consumes). A typo? Fix the task's queue=. To run it "
+            f"in this worker, consume it: --queues "
+            f"{','.join([*consumed, *sorted(set(stray.values()) - set(consumed))])} "
+            f"(WORKHORSE_QUEUES). Run by other workers? Add it to known_queues "
+            f"(WORKHORSE_KNOWN_QUEUES={','.join(sorted({*known, *stray.values()}))})"
         )
     used = {*BUILT_IN_QUEUES, *known, *task_queues.values()}
     unused = sorted(set(consumed) - used)
