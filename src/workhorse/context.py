@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from workhorse.codec import encode_payload
 from workhorse.job import Event, Lease
 
 if TYPE_CHECKING:
@@ -95,7 +96,9 @@ class JobContext:
         return logs
 
     async def progress(self, value: Any) -> None:
-        """Record progress (a number such as a percentage, or any JSON value)."""
+        """Record progress (a number such as a percentage, or any JSON value), at most
+        ``max_payload`` bytes as JSON: it is part of the job's record."""
+        encode_payload(value, self.app.settings.max_payload, "progress")
         ok = await self.app.backend.update(self.lease, value, self._take())
         if not ok:
             log.warning("job %s: progress not recorded, the lease is lost", self.job_id)

@@ -92,3 +92,22 @@ async def test_a_huge_error_message_is_kept_clipped(capped: Workhorse) -> None:
     assert message.startswith("start ") and message.endswith(" end")
     assert "characters cut" in message
     assert len(job.error["traceback"]) < 70_000
+
+
+async def test_progress_larger_than_max_payload_is_refused_to_the_task(
+    backend: Backend,
+) -> None:
+    app = Workhorse(backend=backend, poll_interval=0.05, max_payload=1_000)
+
+    @app.task
+    async def boastful(ctx: JobContext) -> None:
+        await ctx.progress({"detail": "x" * 5_000})
+
+    async with app:
+        async with running(app):
+            job = await app.wait((await boastful.enqueue()).id, 20)
+        await _drop(backend)
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    assert "progress is 5,013 bytes, over the 1,000-byte cap" in job.error["message"]
+    assert job.progress is None
