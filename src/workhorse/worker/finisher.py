@@ -24,16 +24,11 @@ class Finisher:
         self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    @property
-    def pending(self) -> int:
-        """Outcomes not written yet."""
-        return len(self._pending)
-
     def submit(self, lease: Lease, outcome: Outcome) -> asyncio.Future[bool]:
         """Queue the outcome for the next batch; the future tells whether the store took
-        it (False: the lease was lost). The flusher is scheduled before anything the caller
-        wakes after this (the worker's next claim), so on a shared connection the finish
-        goes out first."""
+        it (False: the lease was lost, or the outcome was given up at shutdown). The
+        flusher is scheduled before anything the caller wakes after this (the worker's
+        next claim), so on a shared connection the finish goes out first."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((lease, outcome, fut))
         if self._flusher is None:
