@@ -19,7 +19,10 @@ import pytest
 from tests.acceptance.harness import Ledger
 from tests.chaos.proxy import Proxy
 from tests.conftest import backend_url
-from workhorse import Workhorse
+from workhorse import JobState, Workhorse, codec
+from workhorse.backends import backend_from_url
+from workhorse.job import NewJob, Outcome, new_job_id
+from workhorse.worker.finisher import Finisher
 
 pytestmark = pytest.mark.slow
 
@@ -91,8 +94,6 @@ def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 async def _drop(url: str) -> None:
-    from workhorse.backends import backend_from_url
-
     backend = backend_from_url(url)
     await backend.open()
     try:
@@ -101,3 +102,34 @@ async def _drop(url: str) -> None:
             await drop()
     finally:
         await backend.close()
+
+
+async def test_outcomes_written_during_a_cut_are_kept_until_the_store_is_back(
+    kind: str, proxy: Proxy, tmp_path: Path
+) -> None:
+    """A lost connection is no reason to judge an outcome rejected: the finisher keeps it
+    through many failed writes (isolation included) and writes it as it was."""
+    url = backend_url(kind, tmp_path)
+    direct, through = backend_from_url(url), backend_from_url(_through(url, proxy.port))
+    await direct.open()
+    await through.open()
+    try:
+        job = NewJob(new_job_id(), "nap", "default", codec.dumps({}))
+        await direct.enqueue([job])
+        [lease] = await through.claim(["default"], "w", 1, 60)
+        finisher = Finisher(through)
+        proxy.cut()
+        written = finisher.submit(lease, Outcome("completed", result=codec.dumps(7)))
+        await asyncio.sleep(3)  # the write fails again and again, one by one too
+        assert not written.done()
+        proxy.heal()
+        assert await asyncio.wait_for(written, 30)
+        stored = await direct.get(job.id)
+        assert stored is not None
+        assert (stored.state, stored.result) == (JobState.COMPLETED, 7)
+    finally:
+        await through.close()
+        drop = getattr(direct, "drop", None)
+        if drop is not None:
+            await drop()
+        await direct.close()
