@@ -76,7 +76,9 @@ class Workhorse:
         Settings.load(env={}, **self._overrides)  # fail fast on unknown names
         self._settings: Settings | None = None
         self._backend = backend
+        self._backend_given = backend is not None
         self._opened = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the backend was opened
         self._open_lock: asyncio.Lock | None = None
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.bus = EventBus()
@@ -101,6 +103,7 @@ class Workhorse:
         self._settings = None
         if "url" in given:
             self._backend = None
+            self._backend_given = False
 
     @property
     def backend(self) -> Backend:
@@ -117,16 +120,26 @@ class Workhorse:
             if not self._opened:
                 await self.backend.open()
                 self._opened = True
+                self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
         await self.stop_workers()
+        sync, self._sync = self._sync, None
+        if sync is not None and self._loop is not sync._loop:
+            await self._close_store()
+            sync.close()
+        elif sync is not None:
+            # The facade opened the store on its own loop: it closes it there.
+            await asyncio.to_thread(sync.close)
+        else:
+            await self._close_store()
+
+    async def _close_store(self) -> None:
         if self._opened:
             self._opened = False
+            self._loop = None
             await self._waiters.close()
             await self.backend.close()
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
 
     async def __aenter__(self) -> Workhorse:
         await self.open()
