@@ -429,10 +429,17 @@ class Workhorse:
     ) -> Any:
         """Enqueue, wait, and return the result; raise ``JobFailed`` (with the remote
         type, message and traceback), ``JobCancelled`` or ``RunTimeout``. ``timeout`` bounds
-        the wait and, unless ``options`` says otherwise, the attempt too."""
-        t = self._resolve(task)
+        the wait and, unless ``options`` sets the attempt's own, shortens the attempt's
+        limit to it (never lengthens the task's)."""
+        return await self._run(self._resolve(task), data, timeout, options)
+
+    async def _run(
+        self, t: Task[Any, Any], data: Any, timeout: float | None, options: dict[str, Any]
+    ) -> Any:
+        """``options`` may set the attempt's ``timeout`` (``task.options(timeout=...)``),
+        which ``run()``'s own keyword, the wait, cannot."""
         if timeout is not None and "timeout" not in options:
-            options["timeout"] = timeout
+            options["timeout"] = self._attempt_limit(t, timeout)
         # Held: the store keeps the record (whatever its keep_for) until this caller has
         # the result, and every other caller of run() that hit the same live job too.
         new = self._new_job(t, data, options)
@@ -446,6 +453,13 @@ class Workhorse:
         if job.keep_for is not None:
             await self._release(job.id)
         return self.result_of(job)
+
+    def _attempt_limit(self, task: Task[Any, Any], wait: float) -> float:
+        """The smaller of the wait and the task's limit (else the job_timeout setting)."""
+        own = task.defaults.timeout
+        own = self.settings.job_timeout if own is None else own
+        limit = float(typing.cast(float, seconds(wait, "timeout")))
+        return limit if own is None else min(own, limit)
 
     async def _release(self, job_id: str) -> None:
         try:

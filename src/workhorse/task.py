@@ -340,7 +340,9 @@ class BoundTask(Generic[D, R]):
         return await self.task.enqueue_many(items, **self.call_options)
 
     async def run(self, data: D | None = None, *, timeout: float | None = None) -> R:
-        return await self.task.run(data, timeout=timeout, **self.call_options)
+        """``timeout`` bounds the wait; ``options(timeout=...)`` is the attempt's own."""
+        app = self.task.app
+        return typing.cast(R, await app._run(self.task, data, timeout, dict(self.call_options)))
 
 
 def check_call_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,21 @@ async def test_children_are_gone_once_the_worker_stops(app: Workhorse) -> None:
     job = await app.get_job(busy.id)
     assert job is not None
     assert job.state is JobState.QUEUED  # shutdown put it back, attempt refunded
+
+
+async def test_a_wait_bound_never_lengthens_the_tasks_timeout(app: Workhorse) -> None:
+    """run(timeout=30) on a task declared timeout=1: the attempt still ends at 1 s."""
+    app.add_task(jobs.spin, runtime="process", timeout=1)
+    async with running(app, queues=["default"], concurrency=1):
+        started = time.monotonic()
+        with pytest.raises(JobFailed, match="timed out after 1s"):
+            await app.run("spin", 25, timeout=30)
+        assert time.monotonic() - started < 20
+
+
+async def test_an_explicit_attempt_timeout_is_the_callers_to_set(app: Workhorse) -> None:
+    """Only the attempt's own timeout (task.options(timeout=...)), not the wait, replaces
+    the task's."""
+    spin = app.add_task(jobs.spin, runtime="process", timeout=0.5)
+    async with running(app, queues=["default"], concurrency=1):
+        assert await spin.options(timeout=20).run(1.5, timeout=30) > 0

@@ -173,7 +173,7 @@ class Runner:
     async def _attempt(
         self, task: Task[Any, Any], lease: Lease, data: Any, ctx: JobContext
     ) -> Outcome:
-        timeout = lease.timeout
+        timeout = self.app.settings.job_timeout if lease.timeout is None else lease.timeout
         # process and command attempts hand back the result's bytes, already encoded
         external = task.defaults.runtime != "inline"
         try:
