@@ -164,3 +164,18 @@ async def test_an_explicit_attempt_timeout_is_the_callers_to_set(app: Workhorse)
     spin = app.add_task(jobs.spin, runtime="process", timeout=0.5)
     async with running(app, queues=["default"], concurrency=1):
         assert await spin.options(timeout=20).run(1.5, timeout=30) > 0
+
+
+async def test_a_job_file_with_runtime_process_runs_in_a_child(
+    app: Workhorse, tmp_path: Path
+) -> None:
+    """runtime = "process" in a discovered file: the job runs in a pooled child."""
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    (jobs_dir / "where.py").write_text(
+        'import os\n\nruntime = "process"\n\n\ndef handler():\n    return os.getpid()\n'
+    )
+    app.discover(jobs_dir)
+    async with running(app, queues=["default"], concurrency=1):
+        pid = await app.run("where", timeout=20)
+    assert pid != os.getpid()
