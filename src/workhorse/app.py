@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from workhorse.worker import Worker
 
 log = logging.getLogger("workhorse")
+# Seconds run() waits before it looks for a live worker on the job's queue.
+NO_WORKER_AFTER = 5.0
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
@@ -445,14 +447,33 @@ class Workhorse:
         new = self._new_job(t, data, options)
         new.hold = True
         handle = await self._submit(t, new, options, watch=True)
+        look = asyncio.create_task(self.warn_without_worker(handle.queue, handle.id, log.warning))
         try:
             job = await self.wait(handle.id, timeout)
         except RunTimeout:
             await self._release(handle.id)
             raise
+        finally:
+            look.cancel()
         if job.keep_for is not None:
             await self._release(job.id)
         return self.result_of(job)
+
+    async def warn_without_worker(
+        self, queue: str, job_id: str, report: Callable[[str], Any], app_spec: str = "MODULE:APP"
+    ) -> None:
+        """After ``NO_WORKER_AFTER`` seconds, report once if no live worker consumes
+        ``queue``: a wait that would otherwise be silent until its timeout, or forever."""
+        await asyncio.sleep(NO_WORKER_AFTER)
+        try:
+            workers = await self.backend.workers()
+        except Exception:
+            return  # only a hint: a store that cannot answer now has its own errors
+        if not any(queue in w.queues for w in workers):
+            report(
+                f"no live worker consumes queue {queue!r}: job {job_id} waits until one "
+                f"does. Start one: workhorse worker {app_spec} --queues {queue}"
+            )
 
     def _attempt_limit(self, task: Task[Any, Any], wait: float) -> float:
         """The smaller of the wait and the task's limit (else the job_timeout setting)."""

@@ -460,7 +460,7 @@ def worker(
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
-    help="Seconds to wait; also the attempt's timeout, as in app.run().",
+    help="Seconds to wait; the attempt's limit is at most this, as in app.run().",
 )
 def run(
     task: str, data: str | None, app_spec: str | None, url: str | None, timeout: float | None
@@ -477,12 +477,20 @@ def run(
 
     enqueued: list[str] = []
 
+    def note(message: str) -> None:
+        console.print(f"[yellow]{message}[/]", soft_wrap=True)
+
     async def go(app: Workhorse) -> Job | None:
-        options = {} if timeout is None else {"timeout": timeout}
+        options = {} if timeout is None else {"timeout": app._attempt_limit(t, timeout)}
         handle = await app.enqueue(t, payload, **options)
         enqueued.append(handle.id)
         console.print(f"[dim]enqueued {t.name} as job {handle.id} on queue {handle.queue}[/]")
-        return await follow(app, handle.id, t.name, console, timeout)
+        spec = app_spec or "MODULE:APP"
+        look = asyncio.create_task(app.warn_without_worker(handle.queue, handle.id, note, spec))
+        try:
+            return await follow(app, handle.id, t.name, console, timeout)
+        finally:
+            look.cancel()
 
     try:
         job = drive(app, go)
