@@ -28,6 +28,7 @@ from workhorse.app import Workhorse
 from workhorse.errors import WorkhorseError
 from workhorse.job import FINISHED_STATES, Job, JobState, WorkerInfo
 from workhorse.settings import check_queues
+from workhorse.urls import redact
 
 T = TypeVar("T")
 
@@ -903,15 +904,6 @@ def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
     for key, value in report.items():
         table.add_row(key, str(value))
     out().print(table)
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 @main.command()

@@ -81,6 +81,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import redact
 
 log = logging.getLogger("workhorse.redis")
 
@@ -130,16 +131,6 @@ def _load_script_texts(head: str = "") -> dict[str, _Script]:
         text = prelude + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
         out[name] = _Script(name, text, hashlib.sha1(text.encode()).hexdigest())
     return out
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs; nothing else changes."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def _num(value: float | None) -> str:
@@ -444,14 +435,14 @@ class RedisBackend(Backend):
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
-        self.url = _safe_url(url)  # shown in logs and status: never the password
+        self.url = redact(url)  # shown in logs and status: never the password
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", *CLUSTER_SCHEMES):
-            raise ConfigError(f"not a Redis URL: {_safe_url(url)!r}; use redis://host:6379/0")
+            raise ConfigError(f"not a Redis URL: {redact(url)!r}; use redis://host:6379/0")
         self._cluster: ClusterAddress | None = None
         if parts.scheme in CLUSTER_SCHEMES:
             self._cluster = parse_cluster_netloc(
-                parts.scheme, parts.netloc, parts.path, _safe_url(url)
+                parts.scheme, parts.netloc, parts.path, redact(url)
             )
             others = sorted({k for k, _ in parse_qsl(parts.query) if k not in _OUR_PARAMS})
             if others:
@@ -480,7 +471,7 @@ class RedisBackend(Backend):
         self._client_url = urlunsplit(
             parts._replace(query=urlencode([(k, v) for k, v in params if k not in _OUR_PARAMS]))
         )
-        self._safe = _safe_url(url)
+        self._safe = redact(url)
         self._scripts = _load_script_texts()
         self._wire: _Wire | ClusterWire | None = None
         self._node_url = self._client_url  # where subscriptions and blocked pops connect

@@ -52,6 +52,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import redact
 
 log = logging.getLogger("workhorse.postgres")
 
@@ -64,15 +65,6 @@ _FINISHED = ("completed", "failed", "cancelled")
 _ROWS = pq.ExecStatus.TUPLES_OK
 
 AnyConn = psycopg.AsyncConnection[Any]
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _dumps(value: Any) -> str:
@@ -102,7 +94,7 @@ class PostgresBackend(Backend):
     )
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
-        self.url = safe_url(url)
+        self.url = redact(url)
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         own = {k: query.pop(k) for k in _OWN_PARAMS if k in query}
