@@ -30,6 +30,5 @@ def check_options(given: Collection[str], known: Collection[str], store: str) ->
     """Refuse a URL option the backend would not read (a typo would be silently ignored)."""
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise ConfigError(
-            f"unknown {store} URL option(s) {unknown}; valid: {', '.join(sorted(known))}"
-        )
+        valid = ", ".join(sorted(known)) or "none"
+        raise ConfigError(f"unknown {store} URL option(s) {unknown}; valid: {valid}")

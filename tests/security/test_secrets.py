@@ -3,6 +3,8 @@ the environment it needs, TLS verifies, and a URL option no backend reads is ref
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from workhorse import ConfigError, Workhorse
@@ -40,3 +42,43 @@ def test_an_apps_unknown_scheme_is_refused_without_its_password() -> None:
     with pytest.raises(ConfigError) as info:
         app.backend  # noqa: B018 - built on first use
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "names"),
+    [
+        ("memory://?max_events=10", "valid: none"),
+        ("sqlite:///jobs.db?lock_timout=5", "lock_timeout"),
+        ("redis://h:6379/0?socket_timeout=5", "call_timeout"),
+        ("redis://h:6379/0?ssl_cert_reqs=none", "prefix"),  # TLS options need rediss://
+        ("rediss://h:6379/0?ssl_check_hostname=false", "ssl_cert_reqs"),
+        ("postgresql://h/db?shema=jobs", "schema"),
+    ],
+)
+def test_an_unknown_url_option_is_refused_with_the_known_ones(url: str, names: str) -> None:
+    with pytest.raises(ConfigError, match="unknown .*URL option") as info:
+        backend_from_url(url)
+    assert names in str(info.value)
+
+
+def test_known_url_options_are_accepted() -> None:
+    backend_from_url("redis://h:6379/0?prefix=a&db=1&call_timeout=5")
+    backend_from_url("rediss://h:6379/0?ssl_ca_certs=/etc/ssl/ca.pem&ssl_cert_reqs=required")
+    backend_from_url("postgresql://u:p@h/db?schema=jobs&sslmode=require&application_name=w")
+
+
+@pytest.mark.parametrize("reqs", ["required", "optional"])
+def test_redis_tls_verifies_the_server_unless_told_none(reqs: str) -> None:
+    """ssl_cert_reqs=optional used to turn verification off; only none does."""
+    from workhorse.backends.redis import _Wire
+
+    wire = _Wire(f"rediss://h:6380/0?ssl_cert_reqs={reqs}", "rediss://h:6380/0")
+    assert wire.ssl is not None
+    assert wire.ssl.verify_mode is ssl.CERT_REQUIRED and wire.ssl.check_hostname
+    off = _Wire("rediss://h:6380/0?ssl_cert_reqs=none", "rediss://h:6380/0")
+    assert off.ssl is not None and off.ssl.verify_mode is ssl.CERT_NONE
+
+
+def test_redis_tls_refuses_an_unknown_cert_reqs() -> None:
+    with pytest.raises(ConfigError, match="ssl_cert_reqs='maybe'"):
+        backend_from_url("rediss://h:6380/0?ssl_cert_reqs=maybe")

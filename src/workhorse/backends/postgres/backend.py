@@ -88,6 +88,18 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _check_libpq(query: dict[str, str]) -> None:
+    """Refuse an option neither workhorse nor libpq reads, now rather than at connect."""
+    libpq = {o.keyword.decode() for o in pq.Conninfo.get_defaults()}
+    unknown = sorted(set(query) - libpq)
+    if unknown:
+        raise ConfigError(
+            f"unknown PostgreSQL URL option(s) {unknown}; valid: {', '.join(_OWN_PARAMS)} "
+            "and libpq's connection parameters (sslmode, application_name, ...; see "
+            "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS)"
+        )
+
+
 class PostgresBackend(Backend):
     capabilities = Capabilities(
         durable=True, multi_process=True, multi_machine=True, transactional_enqueue=True
@@ -98,6 +110,7 @@ class PostgresBackend(Backend):
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         own = {k: query.pop(k) for k in _OWN_PARAMS if k in query}
+        _check_libpq(query)
         scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
         # Without it libpq waits for a connection as long as TCP does: an attempt made while
         # the path to the server hangs (a stalled proxy, a dropped route) holds one of the
