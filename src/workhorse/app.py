@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import typing
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,6 +182,7 @@ class Workhorse:
         key: Callable[[Any], Any] | None = None,
         runtime: Runtime = "inline",
         command: Sequence[str] | None = None,
+        env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
@@ -206,13 +207,14 @@ class Workhorse:
         key: Callable[[Any], Any] | None = None,
         runtime: Runtime = "inline",
         command: Sequence[str] | None = None,
+        env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
         cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...,
-        keep_for=...)``.
+        runtime=..., command=..., env=..., memory_limit=..., keep_for=...)``.
         Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
         options = {
             "queue": queue,
@@ -229,6 +231,7 @@ class Workhorse:
             "key": key,
             "runtime": runtime,
             "command": command,
+            "env": env,
             "memory_limit": memory_limit,
             "keep_for": keep_for,
         }
