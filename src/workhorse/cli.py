@@ -443,7 +443,8 @@ def worker(
         force=True,
     )
     tasks = ", ".join(sorted(app.tasks)) or "none"
-    err().print(f"[bold]workhorse worker[/] app={app_spec} url={app.settings.url} tasks: {tasks}")
+    shown = redact(app.settings.url)
+    err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
 
     async def run(app: Workhorse) -> None:
         w = app.worker(queues=consume, burst=burst)
@@ -621,7 +622,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
     if as_json:
         echo_json(
             {
-                "url": app.settings.url,
+                "url": redact(app.settings.url),
                 "counts": counts,
                 "paused": sorted(paused),
                 "workers": [vars_of(w) for w in workers],
@@ -629,7 +630,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
         )
         return
     console = out()
-    console.print(f"[dim]{app.settings.url}[/]")
+    console.print(f"[dim]{redact(app.settings.url)}[/]")
     if counts:
         console.print(counts_table(counts, paused))
     else:
@@ -796,6 +797,7 @@ def settings(markdown: bool, app_spec: str | None, url: str | None) -> None:
         table.add_column(col, overflow="fold")
     for name, field in Settings.model_fields.items():
         value = setting_default(getattr(current, name))
+        value = redact(value) if name == "url" else value
         default = setting_default(field.default)
         style = "" if value == default else "bold yellow"
         table.add_row(

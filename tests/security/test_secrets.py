@@ -82,3 +82,14 @@ def test_redis_tls_verifies_the_server_unless_told_none(reqs: str) -> None:
 def test_redis_tls_refuses_an_unknown_cert_reqs() -> None:
     with pytest.raises(ConfigError, match="ssl_cert_reqs='maybe'"):
         backend_from_url("rediss://h:6380/0?ssl_cert_reqs=maybe")
+
+
+def test_the_cli_shows_the_url_without_its_password() -> None:
+    from click.testing import CliRunner
+
+    from workhorse.cli import main
+
+    result = CliRunner().invoke(main, ["settings", "--url", "postgresql://u:s3cret@db/app"])
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "postgresql://u:***@db/app" in result.output
