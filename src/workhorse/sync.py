@@ -64,7 +64,12 @@ class SyncApp:
         return loop
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._target()).result()
+        try:
+            loop = self._target()
+        except ConfigError:
+            coro.close()  # never started: no "never awaited" warning on top of the error
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def enqueue(
         self, task: str | Task[Any, Any], data: Any = None, **options: Any

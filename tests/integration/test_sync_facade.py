@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import _drop, backend_url
-from workhorse import JobFailed, JobState, Workhorse
+from workhorse import ConfigError, JobFailed, JobState, Workhorse
 from workhorse.backends import Backend, backend_from_url
 
 
@@ -120,3 +120,10 @@ async def test_sync_from_a_thread_reaches_a_running_app(backend_kind: str, tmp_p
         assert await app.get_job(handle.id) is not None
         assert (await app.counts(["default"]))["default"]["queued"] == 1
         await _drop(app.backend)
+
+
+async def test_sync_inside_the_apps_own_loop_says_to_await() -> None:
+    """It would wait for the loop it blocks: refused with the fix, not a hang."""
+    async with _add_app(Workhorse("memory://")) as app:
+        with pytest.raises(ConfigError, match="await app.enqueue"):
+            app.sync.enqueue("add", {"a": 1, "b": 2})
