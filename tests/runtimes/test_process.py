@@ -179,3 +179,16 @@ async def test_a_job_file_with_runtime_process_runs_in_a_child(
     async with running(app, queues=["default"], concurrency=1):
         pid = await app.run("where", timeout=20)
     assert pid != os.getpid()
+
+
+async def test_a_process_task_without_a_timeout_ends_at_the_job_timeout(url: str) -> None:
+    """The job_timeout setting bounds a task that sets no timeout, and kills its child."""
+    async with Workhorse(url, poll_interval=0.05, process_pool=1, job_timeout=1) as app:
+        app.add_task(jobs.pid, runtime="process")
+        app.add_task(jobs.spin, runtime="process")
+        async with running(app, queues=["default"], concurrency=1):
+            child = await app.run("pid", timeout=20)
+            handle = await app.enqueue("spin", 25)  # no limit of its own on the record
+            job = await app.wait(handle.id, 20)
+            assert job.error is not None and job.error["message"] == "timed out after 1s"
+            assert gone(child)
