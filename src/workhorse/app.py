@@ -87,6 +87,7 @@ class Workhorse:
         self._waiters = _Waiters(self)
         self._sync: SyncApp | None = None
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
+        self._looks: set[asyncio.Task[None]] = set()  # run()'s checks for a live worker
 
     # -- configuration -----------------------------------------------------------------
     @property
@@ -137,6 +138,8 @@ class Workhorse:
             await self._close_store()
 
     async def _close_store(self) -> None:
+        for look in list(self._looks):
+            look.cancel()
         if self._opened:
             self._opened = False
             self._loop = None
@@ -450,7 +453,7 @@ class Workhorse:
         new = self._new_job(t, data, options)
         new.hold = True
         handle = await self._submit(t, new, options, watch=True)
-        look = asyncio.create_task(self.warn_without_worker(handle.queue, handle.id, log.warning))
+        look = self.warn_without_worker(handle.queue, handle.id, log.warning)
         try:
             job = await self.wait(handle.id, timeout)
         except RunTimeout:
@@ -462,12 +465,23 @@ class Workhorse:
             await self._release(job.id)
         return self.result_of(job)
 
-    async def warn_without_worker(
+    def warn_without_worker(
         self, queue: str, job_id: str, report: Callable[[str], Any], app_spec: str = "MODULE:APP"
-    ) -> None:
+    ) -> asyncio.TimerHandle:
         """After ``NO_WORKER_AFTER`` seconds, report once if no live worker consumes
-        ``queue``: a wait that would otherwise be silent until its timeout, or forever."""
-        await asyncio.sleep(NO_WORKER_AFTER)
+        ``queue``: a wait that would otherwise be silent until its timeout, or forever.
+        Cancel the returned timer when the wait ends (a timer, not a task: run() is hot)."""
+
+        def look() -> None:
+            task = asyncio.ensure_future(self._look_for_worker(queue, job_id, report, app_spec))
+            self._looks.add(task)
+            task.add_done_callback(self._looks.discard)
+
+        return asyncio.get_running_loop().call_later(NO_WORKER_AFTER, look)
+
+    async def _look_for_worker(
+        self, queue: str, job_id: str, report: Callable[[str], Any], app_spec: str
+    ) -> None:
         try:
             workers = await self.backend.workers()
         except Exception:

@@ -488,7 +488,7 @@ def run(
         enqueued.append(handle.id)
         console.print(f"[dim]enqueued {t.name} as job {handle.id} on queue {handle.queue}[/]")
         spec = app_spec or "MODULE:APP"
-        look = asyncio.create_task(app.warn_without_worker(handle.queue, handle.id, note, spec))
+        look = app.warn_without_worker(handle.queue, handle.id, note, spec)
         try:
             return await follow(app, handle.id, t.name, console, timeout)
         finally:
