@@ -16,6 +16,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
@@ -31,6 +32,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import check_options
 
 _Q, _A = JobState.QUEUED, JobState.ACTIVE
 
@@ -83,6 +85,7 @@ class MemoryBackend(Backend):
         max_events: int = 100_000,
     ) -> None:
         self.url = url
+        check_options(parse_qs(url.partition("?")[2]), (), "memory://")
         self._clock = clock
         self._jobs: dict[str, _Rec] = {}
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}

@@ -52,7 +52,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -81,6 +81,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import check_options, redact
 
 log = logging.getLogger("workhorse.redis")
 
@@ -90,6 +91,9 @@ _SCRIPTS = (
     "workers", "kv", "quarantine", "release",
 )  # fmt: skip
 _OUR_PARAMS = {"prefix", "max_events", "call_timeout"}
+_WIRE_PARAMS = {"db"}  # read by the connection itself
+_TLS_PARAMS = {"ssl_ca_certs", "ssl_cert_reqs"}  # rediss:// only
+_CERT_REQS = ("required", "optional", "none")
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _COUNT_STATES = (
     JobState.QUEUED,
@@ -130,16 +134,6 @@ def _load_script_texts(head: str = "") -> dict[str, _Script]:
         text = prelude + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
         out[name] = _Script(name, text, hashlib.sha1(text.encode()).hexdigest())
     return out
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs; nothing else changes."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def _num(value: float | None) -> str:
@@ -222,6 +216,25 @@ class _Dropped(RedisConnectionError):
 
 class _Unreachable(RedisConnectionError):
     """No connection could be made; the message names the URL and what to check."""
+
+
+def _tls(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """A verifying TLS context; only ``ssl_cert_reqs=none`` turns verification off."""
+    context = ssl.create_default_context(cafile=_opt_str(options.get("ssl_ca_certs")))
+    if _cert_reqs(options.get("ssl_cert_reqs")) == "none":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _cert_reqs(value: object) -> str:
+    reqs = "required" if value is None else str(value).lower()
+    if reqs not in _CERT_REQS:
+        raise ConfigError(
+            f"ssl_cert_reqs={reqs!r} in the Redis URL: use required (the default; optional "
+            "means the same, as a server always shows a certificate) or none"
+        )
+    return reqs
 
 
 def _opt_str(value: object) -> str | None:
@@ -307,10 +320,7 @@ class _Wire:
         self.password = options.get("password")
         self.ssl: ssl.SSLContext | None = None
         if url.startswith("rediss://"):
-            self.ssl = ssl.create_default_context(cafile=_opt_str(options.get("ssl_ca_certs")))
-            if str(options.get("ssl_cert_reqs", "required")).lower() in ("none", "optional"):
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = ssl.CERT_NONE
+            self.ssl = _tls(options)
         self.safe = safe
         self._proto: _Protocol | None = None
         self._lock = asyncio.Lock()
@@ -444,14 +454,14 @@ class RedisBackend(Backend):
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
-        self.url = _safe_url(url)  # shown in logs and status: never the password
+        self.url = redact(url)  # shown in logs and status: never the password
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", *CLUSTER_SCHEMES):
-            raise ConfigError(f"not a Redis URL: {_safe_url(url)!r}; use redis://host:6379/0")
+            raise ConfigError(f"not a Redis URL: {redact(url)!r}; use redis://host:6379/0")
         self._cluster: ClusterAddress | None = None
         if parts.scheme in CLUSTER_SCHEMES:
             self._cluster = parse_cluster_netloc(
-                parts.scheme, parts.netloc, parts.path, _safe_url(url)
+                parts.scheme, parts.netloc, parts.path, redact(url)
             )
             others = sorted({k for k, _ in parse_qsl(parts.query) if k not in _OUR_PARAMS})
             if others:
@@ -460,6 +470,9 @@ class RedisBackend(Backend):
                     f"remove {', '.join(others)}"
                 )
         params = parse_qsl(parts.query, keep_blank_values=True)
+        tls = _TLS_PARAMS if parts.scheme == "rediss" else set()
+        check_options([k for k, _ in params], _OUR_PARAMS | _WIRE_PARAMS | tls, parts.scheme)
+        _cert_reqs(dict(params).get("ssl_cert_reqs"))
         ours = {k: v for k, v in params if k in _OUR_PARAMS}
         prefix = ours.get("prefix", "workhorse")
         if not prefix or len(prefix) > 100 or not set(prefix) <= _PREFIX_CHARS:
@@ -480,7 +493,7 @@ class RedisBackend(Backend):
         self._client_url = urlunsplit(
             parts._replace(query=urlencode([(k, v) for k, v in params if k not in _OUR_PARAMS]))
         )
-        self._safe = _safe_url(url)
+        self._safe = redact(url)
         self._scripts = _load_script_texts()
         self._wire: _Wire | ClusterWire | None = None
         self._node_url = self._client_url  # where subscriptions and blocked pops connect

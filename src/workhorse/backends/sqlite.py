@@ -46,6 +46,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import check_options
 
 T = TypeVar("T")
 
@@ -343,12 +344,7 @@ class SQLiteBackend(Backend):
         self.url = url
         self.path = path_from_url(url)
         params = dict(parse_qsl(url.partition("?")[2]))
-        unknown = set(params) - {"max_events", "lock_timeout", "poll", "watch"}
-        if unknown:
-            raise ConfigError(
-                f"unknown SQLite URL option(s) {sorted(unknown)}; valid: max_events, "
-                "lock_timeout, poll, watch"
-            )
+        check_options(params, ("max_events", "lock_timeout", "poll", "watch"), "SQLite")
         self._clock = clock
         # The durable event log keeps this many newest events.
         self.max_events = max_events or int(params.get("max_events", 100_000))

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -23,6 +22,7 @@ from workhorse.errors import ConfigError
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
+from workhorse.urls import redact
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.runner import Runner, error_info
 from workhorse.worker.threads import DaemonThreads
@@ -536,9 +536,6 @@ class Worker:
             await asyncio.sleep(self.heartbeat_interval)
 
 
-_PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
-
-
 def _renewal_url(app: Workhorse) -> str | None:
     """The URL for the renewal thread's own backend, or None to renew on the loop.
 
@@ -549,7 +546,7 @@ def _renewal_url(app: Workhorse) -> str | None:
     if not backend.capabilities.multi_process:
         return None  # memory:// lives in one loop
     url = app.settings.url
-    if url != backend.url and _PASSWORD.sub(r"\1:***@", url, count=1) != backend.url:
+    if url != backend.url and redact(url) != backend.url:
         return None
     if url.split("://", 1)[0].lower() in ("postgresql", "postgres"):
         # Renewal needs one connection, not the pool's default two.
