@@ -52,7 +52,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -1259,6 +1259,13 @@ class RedisBackend(Backend):
     async def kv_delete(self, key: str, value: str | None = None) -> bool:
         only = "0" if value is None else "1"
         return bool(await self._call("kv", "", "delete", key, only, value or ""))
+
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        if not held:
+            return set()
+        pairs = [part for item in held.items() for part in item]
+        flags = await self._call("kv", "", "extend", max(1, round(ttl * 1000)), *pairs)
+        return {key for key, flag in zip(held, flags, strict=True) if flag}
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         flat = await self._call("kv", "", "scan", prefix)
