@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -111,13 +110,10 @@ async def test_a_hung_loop_lets_another_worker_run_its_job(
     print(f"\na hung loop's job ran elsewhere after {took:.1f}s (bound {HUNG_BOUND:.1f}s)")
     assert done.pid != hung.pid
     assert took <= HUNG_BOUND + SLACK
+    (stuck,) = [p for p in procs if p.pid == hung.pid]
+    (other,) = [p for p in procs if p is not stuck]
+    await workers.stop(other)  # its finisher has written the outcome when it exits
     record = await producer.get_job(job.id)
     assert record is not None and record.state is JobState.COMPLETED
-    (stuck,) = [p for p in procs if p.pid == hung.pid]
-    deadline = time.monotonic() + 5
-    while f"{job.id} (task 'hang')" not in workers.output(stuck):
-        assert time.monotonic() < deadline, workers.output(stuck)
-        await asyncio.sleep(0.1)
-    assert "event loop has been blocked" in workers.output(stuck)
-    (other,) = [p for p in procs if p is not stuck]
-    await workers.stop(other)
+    log = workers.output(stuck)
+    assert "event loop has been blocked for" in log and f"{job.id} (task 'hang')" in log, log

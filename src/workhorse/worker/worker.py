@@ -623,6 +623,7 @@ class _RenewThread:
         self._wake: asyncio.Event | None = None
         self._stop = threading.Event()
         self._silent = False  # the loop's silence was reported; cleared when it pulses again
+        self._round_at = time.monotonic()  # when this thread last looked at the loop
         self._thread = threading.Thread(target=self._main, name="workhorse-renew", daemon=True)
 
     def start(self) -> None:
@@ -693,9 +694,18 @@ class _RenewThread:
     def _heard(self, live: list[_Running]) -> list[_Running]:
         """The jobs whose leases may still be renewed: all of them while the worker's loop
         pulses, none whose lease it has been silent for SILENT_LEASES times."""
-        silence = time.monotonic() - self._worker._pulse_at
+        now = time.monotonic()
+        silence = now - self._worker._pulse_at
+        gap, self._round_at = now - self._round_at, now
         kept = [r for r in live if silence < SILENT_LEASES * r.lease.lease]
-        if len(kept) < len(live) and not self._silent:
+        if len(kept) == len(live) or gap > silence / 2:
+            # A gap as long as the silence: the whole process was held (SIGSTOP, a VM
+            # pause), this thread too, so the loop has had no chance to pulse yet.
+            if self._silent and len(kept) == len(live):
+                self._silent = False
+                log.warning("the event loop runs again; renewing its jobs' leases again")
+            return live
+        if not self._silent:
             self._silent = True
             log.error(
                 "the event loop has been blocked for %.1fs, by %s: no longer renewing the "
@@ -704,9 +714,6 @@ class _RenewThread:
                 self._worker._blocker(live),
                 len(live) - len(kept),
             )
-        elif len(kept) == len(live) and self._silent and silence < PULSE * 4:
-            self._silent = False
-            log.warning("the event loop runs again after a silence; renewing leases again")
         return kept
 
     async def _open(self) -> Backend | None:
