@@ -28,9 +28,9 @@ pytestmark = pytest.mark.slow
 
 LEASE, RECLAIM, POLL = 2.0, 0.5, 0.2
 FAST = {"lease": LEASE, "reclaim_interval": RECLAIM, "poll_interval": POLL}
-# A hung loop's job: renewed until the loop has been silent SILENT_LEASES leases (checked
-# once a renew period), then its lease runs out, then a sweep and a claim.
-HUNG_BOUND = SILENT_LEASES * LEASE + LEASE / 3 + LEASE + RECLAIM + POLL
+# A hung loop's job: renewed until the loop has been silent SILENT_LEASES leases, then its
+# last lease runs out, then a sweep and a claim.
+HUNG_BOUND = (SILENT_LEASES + 1) * LEASE + RECLAIM + POLL
 SLACK = 3.0  # process scheduling on a loaded 2-core machine
 
 
