@@ -496,7 +496,7 @@ class Workhorse:
         queue: str | None = None,
     ) -> int:
         """Delete finished jobs older than ``older_than`` or beyond the newest
-        ``keep_last`` per state."""
+        ``keep_last`` per queue and state."""
         sts = {_state(s) for s in states}
         if sts - FINISHED_STATES:
             raise ConfigError("purge deletes finished jobs only: completed, failed, cancelled")

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from rich.text import Text
 from workhorse.app import Workhorse
 from workhorse.errors import WorkhorseError
 from workhorse.job import FINISHED_STATES, Job, JobState, WorkerInfo
-from workhorse.settings import check_queues
+from workhorse.settings import BUILT_IN_QUEUES, check_queues
 
 T = TypeVar("T")
 
@@ -66,11 +67,15 @@ def import_app(spec: str) -> Workhorse:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if not _names_part_of(exc.name, module_name):
+            raise _failed_import(module_name, exc) from None
         raise click.UsageError(
             f"cannot import {module_name!r} (from app {spec!r}): {exc}. Run from the folder "
             "that holds it, or add that folder to PYTHONPATH."
         ) from None
+    except Exception as exc:  # the user's module raised while it ran: show where
+        raise _failed_import(module_name, exc) from None
     app = getattr(module, attr, None)
     if not isinstance(app, Workhorse):
         apps = [n for n, v in vars(module).items() if isinstance(v, Workhorse)]
@@ -78,6 +83,28 @@ def import_app(spec: str) -> Workhorse:
         what = "has no attribute" if app is None else "has a non-Workhorse"
         raise click.UsageError(f"module {module_name!r} {what} {attr!r}{found}")
     return app
+
+
+def _names_part_of(missing: str | None, module_name: str) -> bool:
+    """Is the module that was not found the app's module itself, or a package on its
+    path (``myproject`` for ``myproject.jobs``)?"""
+    return missing is not None and (module_name + ".").startswith(missing + ".")
+
+
+def _failed_import(module_name: str, exc: BaseException) -> click.ClickException:
+    """The module was found but failed while it ran: print the user's traceback, without
+    the import machinery's frames, and name the module."""
+    lines = traceback.format_exception(exc)
+    err().print(
+        "".join(line for line in lines if "<frozen importlib." not in line),
+        markup=False,
+        highlight=False,
+        end="",
+    )
+    return click.ClickException(
+        f"importing {module_name!r} failed inside the module (traceback above): "
+        f"{type(exc).__name__}: {exc}"
+    )
 
 
 def make_app(
@@ -99,11 +126,20 @@ def make_app(
     return app
 
 
-def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]], loop: str = "asyncio") -> T:
-    """Run one async command against the app, close it, and turn errors into messages."""
+def drive(
+    app: Workhorse,
+    fn: Callable[[Workhorse], Awaitable[T]],
+    loop: str = "asyncio",
+    *,
+    existing: bool = False,
+) -> T:
+    """Run one async command against the app, close it, and turn errors into messages.
+    ``existing``: the command only reads or changes jobs, so it must not create a store."""
 
     async def main() -> T:
         try:
+            if existing:
+                await require_store(app)
             return await fn(app)
         finally:
             await app.close()
@@ -121,6 +157,26 @@ def drive(app: Workhorse, fn: Callable[[Workhorse], Awaitable[T]], loop: str = "
         return run(main())
     except WorkhorseError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+async def require_store(app: Workhorse) -> None:
+    """Refuse to look at a store that does not exist, instead of creating an empty one
+    (an SQLite file, a PostgreSQL schema) and reporting that it holds nothing."""
+    backend = app.backend
+    path = getattr(backend, "path", None)
+    missing = False
+    if isinstance(path, str) and path != ":memory:":
+        missing = not await asyncio.to_thread(os.path.exists, path)
+    version = getattr(backend, "schema_version", None)
+    if not missing and version is not None:
+        missing = await version() == 0
+    if missing:
+        raise click.ClickException(
+            f"no store at {redact(backend.url)}: nothing was ever enqueued there, and this "
+            "command does not create one. Run it from your project's folder, or name the "
+            "store with --url or WORKHORSE_URL (a worker, an enqueue or `workhorse migrate` "
+            "creates it)"
+        )
 
 
 def parse_data(raw: str | None) -> Any:
@@ -190,6 +246,14 @@ def plain(value: Any) -> Any:
     return Text(value) if isinstance(value, str) else value
 
 
+def fmt_progress(value: Any, width: int = 40) -> str:
+    """A number as a person reads it (``6.7``, not ``6.666666666666667``); anything else
+    as its JSON, cut to ``width``."""
+    if isinstance(value, float):
+        return f"{value:.1f}".removesuffix(".0")
+    return "" if value is None else short(value, width)
+
+
 def short(value: Any, width: int = 40) -> str:
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -228,7 +292,7 @@ def jobs_table(
             "queue": job.queue,
             "state": state_text(job.state),
             "attempts": f"{job.attempts}/{job.max_attempts}",
-            "progress": "" if job.progress is None else short(job.progress, 12),
+            "progress": fmt_progress(job.progress, 12),
             "created (UTC)": fmt_time(job.created_at),
             "took": fmt_duration(job),
             "result / error": outcome,
@@ -288,7 +352,7 @@ def job_detail(job: Job) -> Table:
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
         ("priority", str(job.priority)),
         ("data", short(job.data, 2000)),
-        ("progress", "" if job.progress is None else short(job.progress, 200)),
+        ("progress", fmt_progress(job.progress, 200)),
         ("created", fmt_time(job.created_at)),
         ("run at", fmt_time(job.run_at)),
         ("started", fmt_time(job.started_at)),
@@ -363,7 +427,7 @@ async def follow(
             if isinstance(job.progress, int | float) and not isinstance(job.progress, bool):
                 bar.update(tid, completed=min(100.0, float(job.progress)), state=state)
             else:
-                extra = "" if job.progress is None else f" {short(job.progress, 30)}"
+                extra = "" if job.progress is None else f" {fmt_progress(job.progress, 30)}"
                 bar.update(tid, state=state + extra)
             if job.state in FINISHED_STATES:
                 if job.state is JobState.COMPLETED:
@@ -568,7 +632,9 @@ def jobs(
     """List jobs, newest first."""
     app = make_app(app_spec, url)
     found = drive(
-        app, lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset)
+        app,
+        lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset),
+        existing=True,
     )
     if as_json:
         echo_json([job_as_json(j) for j in found])
@@ -586,7 +652,7 @@ def jobs(
 def job(job_id: str, as_json: bool, app_spec: str | None, url: str | None) -> None:
     """Show one job in full: state, attempts, progress, result, error, logs, times."""
     app = make_app(app_spec, url)
-    found = drive(app, lambda a: a.get_job(job_id))
+    found = drive(app, lambda a: a.get_job(job_id), existing=True)
     if found is None:
         raise click.ClickException(f"no job {job_id}")
     if as_json:
@@ -608,7 +674,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
         paused = await app.paused()
         return counts, paused, await app.workers()
 
-    counts, paused, workers = drive(app, go)
+    counts, paused, workers = drive(app, go, existing=True)
     if as_json:
         echo_json(
             {
@@ -637,14 +703,44 @@ def vars_of(w: WorkerInfo) -> dict[str, Any]:
     return {name: getattr(w, name) for name in WorkerInfo.__dataclass_fields__}
 
 
+async def known_queues(app: Workhorse) -> set[str]:
+    """Every queue this store or app knows: built in, set in known_queues, named by a
+    task, holding jobs, consumed by a live worker, or paused."""
+    workers = await app.workers()
+    return {
+        *BUILT_IN_QUEUES,
+        *app.settings.known_queues,
+        *(t.defaults.queue for t in app.tasks.values()),
+        *(await app.counts()),
+        *(q for w in workers for q in w.queues),
+        *(await app.paused()),
+    }
+
+
 @main.command()
 @click.argument("queue")
+@click.option("--force", is_flag=True, help="Pause a queue nothing knows yet.")
 @app_option
 @url_option
-def pause(queue: str, app_spec: str | None, url: str | None) -> None:
+def pause(queue: str, force: bool, app_spec: str | None, url: str | None) -> None:
     """Stop workers claiming from QUEUE (running jobs finish; enqueue still works)."""
     app = make_app(app_spec, url)
-    drive(app, lambda a: a.pause(queue))
+
+    async def go(app: Workhorse) -> str:
+        known = await known_queues(app)
+        if queue not in known and not force:
+            raise click.ClickException(
+                f"no queue {queue!r} here: no job, task, worker or setting names it. Known "
+                f"queues: {', '.join(sorted(known))}. A typo? To pause it before its first "
+                "job, pass --force"
+            )
+        if await app.is_paused(queue):
+            return "already"
+        await app.pause(queue)
+        return "paused"
+
+    if drive(app, go) == "already":
+        raise click.ClickException(f"queue {queue} was already paused; nothing changed")
     err().print(f"queue {queue} paused")
 
 
@@ -655,7 +751,19 @@ def pause(queue: str, app_spec: str | None, url: str | None) -> None:
 def resume(queue: str, app_spec: str | None, url: str | None) -> None:
     """Let workers claim from QUEUE again."""
     app = make_app(app_spec, url)
-    drive(app, lambda a: a.resume(queue))
+
+    async def go(app: Workhorse) -> set[str]:
+        paused = await app.paused()
+        if queue in paused:
+            await app.resume(queue)
+        return paused
+
+    paused = drive(app, go, existing=True)
+    if queue not in paused:
+        listed = ", ".join(sorted(paused)) or "none"
+        raise click.ClickException(
+            f"queue {queue} is not paused; nothing changed (paused queues: {listed})"
+        )
     err().print(f"queue {queue} resumed")
 
 
@@ -666,15 +774,24 @@ def resume(queue: str, app_spec: str | None, url: str | None) -> None:
 def cancel(job_id: str, app_spec: str | None, url: str | None) -> None:
     """Cancel a queued job now, or ask an active one to stop."""
     app = make_app(app_spec, url)
-    state = drive(app, lambda a: a.cancel(job_id))
-    if state is None:
+
+    async def go(app: Workhorse) -> tuple[Job | None, JobState | None]:
+        before = await app.get_job(job_id)
+        if before is None or before.state in FINISHED_STATES:
+            return before, None
+        return before, await app.cancel(job_id)
+
+    before, state = drive(app, go, existing=True)
+    if before is None:
         raise click.ClickException(f"no job {job_id}")
+    if state is None or state in FINISHED_STATES - {JobState.CANCELLED}:
+        # Finished before the cancel reached it: nothing was done.
+        done = state or before.state
+        raise click.ClickException(f"job {job_id} is already {done.value}; nothing to cancel")
     if state is JobState.ACTIVE:
         click.echo(f"job {job_id} is running; asked its worker to stop it")
-    elif state is JobState.CANCELLED:
-        click.echo(f"job {job_id} cancelled")
     else:
-        click.echo(f"job {job_id} is already {state.value}; nothing to cancel")
+        click.echo(f"job {job_id} cancelled")
 
 
 @main.command()
@@ -688,7 +805,7 @@ def retry(job_id: str, app_spec: str | None, url: str | None) -> None:
     async def go(app: Workhorse) -> tuple[bool, Job | None]:
         return await app.retry(job_id), await app.get_job(job_id)
 
-    ok, found = drive(app, go)
+    ok, found = drive(app, go, existing=True)
     if found is None:
         raise click.ClickException(f"no job {job_id}")
     if not ok:
@@ -710,7 +827,7 @@ def retry(job_id: str, app_spec: str | None, url: str | None) -> None:
     "--keep",
     type=click.IntRange(min=0),
     metavar="N",
-    help="Keep only the newest N finished jobs per state (--keep 0 deletes all).",
+    help="Keep only the newest N finished jobs per queue and state (--keep 0 deletes all).",
 )
 @click.option(
     "--state",
@@ -739,7 +856,9 @@ def purge(
     app = make_app(app_spec, url)
     chosen = states or tuple(s.value for s in FINISHED_STATES)
     n = drive(
-        app, lambda a: a.purge(states=chosen, older_than=older_than, keep_last=keep, queue=queue)
+        app,
+        lambda a: a.purge(states=chosen, older_than=older_than, keep_last=keep, queue=queue),
+        existing=True,
     )
     click.echo(f"deleted {n} job(s)")
 
@@ -864,6 +983,7 @@ def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
         s = app.settings
         check_queues({n: t.defaults.queue for n, t in app.tasks.items()}, s.queues, s.known_queues)
         report["queues"] = {"consumed": list(s.queues), "known": list(s.known_queues)}
+        await require_store(app)
         started = time.perf_counter()
         await app.open()
         report["open_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -921,7 +1041,7 @@ def cron(app_spec: str | None, url: str | None, as_json: bool) -> None:
             rows.append((info, last))
         return rows
 
-    rows = drive(app, go)
+    rows = drive(app, go, existing=True)
     if as_json:
         echo_json(
             [

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from workhorse.cli import counts_table, follow, jobs_table, workers_table
+from workhorse.cli import counts_table, fmt_progress, follow, jobs_table, workers_table
 from workhorse.demo_tasks import app, crunch, explode, flaky, square
 from workhorse.errors import JobFailed, WorkhorseError
 from workhorse.job import Job, JobState
@@ -36,6 +38,22 @@ POLL_INTERVAL = 0.2
 HEARTBEAT_INTERVAL = 1.0
 
 __all__ = ["app", "run_demo"]
+
+
+def command_name() -> str:
+    """How to call workhorse so that a printed command works as printed: ``workhorse``
+    when the shell finds this very installation, else the script's path (a fresh clone's
+    ``.venv/bin/workhorse``), else ``python -m workhorse``."""
+    script = Path(sys.executable).parent / "workhorse"
+    found = shutil.which("workhorse")
+    if found is not None and script.exists() and Path(found).resolve() == script.resolve():
+        return "workhorse"
+    if script.exists():
+        path = os.path.relpath(script)
+        if path.startswith(".."):
+            path = str(script)
+        return shlex.quote(path if "/" in path else f"./{path}")
+    return f"{shlex.quote(sys.executable)} -m workhorse"
 
 
 class DemoFailed(Exception):
@@ -83,14 +101,15 @@ class Demo:
         took = time.monotonic() - self.started
         self.console.rule()
         self.say(f"[green bold]demo finished in {took:.1f}s[/]. Look around:")
-        url = self.url
+        me, url = command_name(), shlex.quote(self.url)
         for cmd in (
-            f"workhorse status --url {url}",
-            f"workhorse jobs --url {url}",
-            f"workhorse job {self.showcase[0]} --url {url}" if self.showcase else "",
+            f"{me} status --url {url}",
+            f"{me} jobs --url {url}",
+            f"{me} job {self.showcase[0]} --url {url}" if self.showcase else "",
         ):
             if cmd:
-                self.say(f"  [bold]{cmd}[/]")
+                # Never wrapped or marked up: the line must work when pasted.
+                self.console.print(f"  {cmd}", soft_wrap=True, markup=False, highlight=False)
         return 0
 
     # -- 1. worker ---------------------------------------------------------------------
@@ -173,7 +192,7 @@ class Demo:
         job = await follow(app, handle.id, "crunch", self.console, timeout=30, transient=False)
         if job is None or job.state is not JobState.COMPLETED:
             raise DemoFailed(f"crunch did not complete: {job}")
-        self.say(f"result {job.result}, last progress {job.progress}%")
+        self.say(f"result {job.result}, last progress {fmt_progress(job.progress)}%")
 
     # -- 4. failure --------------------------------------------------------------------
     async def failure(self) -> None:

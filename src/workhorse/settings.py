@@ -49,12 +49,14 @@ class Settings(BaseModel):
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
     keep_completed: int | None = Field(
-        10_000, ge=0, description="Newest completed jobs kept (across queues)"
+        10_000, ge=0, description="Newest completed jobs kept per queue"
     )
     keep_completed_for: float | None = Field(
         86_400.0, ge=0, description="Seconds completed jobs are kept"
     )
-    keep_failed: int | None = Field(10_000, ge=0, description="Failed and cancelled jobs kept")
+    keep_failed: int | None = Field(
+        10_000, ge=0, description="Newest failed, and cancelled, jobs kept per queue"
+    )
     keep_failed_for: float | None = Field(
         7 * 86_400.0, ge=0, description="Seconds failed/cancelled jobs are kept"
     )
@@ -169,9 +171,11 @@ def check_queues(
         raise ConfigError(
             f"unknown queue: task {named}, a queue no worker configuration knows. Known "
             f"queues: {', '.join(sorted(usable))} (default, priority, known_queues and "
-            f"the queues this worker consumes). A typo? Fix the task's queue=. Run by "
-            f"other workers? Add it to known_queues (WORKHORSE_KNOWN_QUEUES="
-            f"{','.join(sorted({*known, *stray.values()}))})"
+            f"the queues this worker consumes). A typo? Fix the task's queue=. To run it "
+            f"in this worker, consume it: --queues "
+            f"{','.join([*consumed, *sorted(set(stray.values()) - set(consumed))])} "
+            f"(WORKHORSE_QUEUES). Run by other workers? Add it to known_queues "
+            f"(WORKHORSE_KNOWN_QUEUES={','.join(sorted({*known, *stray.values()}))})"
         )
     used = {*BUILT_IN_QUEUES, *known, *task_queues.values()}
     unused = sorted(set(consumed) - used)

@@ -245,6 +245,8 @@ class Task(Generic[D, R]):
                     value = self._data_adapter.validate_python(data)
                 except ValidationError as exc:
                     raise PayloadError(f"invalid payload for task {self.name!r}: {exc}") from None
+                if not isinstance(value, BaseModel):
+                    codec.check_json(value, f"payload for task {self.name!r}")
                 data = self._data_adapter.dump_python(value, mode="json")
             elif isinstance(data, BaseModel):
                 data = data.model_dump(mode="json")

@@ -11,6 +11,10 @@ code. Modes:
   connections made during it never complete; and after ``heal()`` the connections that
   lived through it stay silent for good. Only new connections work again, so a client
   notices only through its own timeouts (the Celery "silently idle worker" class).
+
+Apart from the mode, ``delay(seconds)`` holds every chunk that long in each direction
+before passing it on (a server on another machine); ``delay(0)`` ends it. ``sent`` counts
+the chunks passed on to the server, so a test can act between a client's requests.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class Proxy:
         self.mode = "pass"
         self.port = 0
         self.accepted = 0
+        self.latency = 0.0
+        self.sent = 0
         self._conns: set[_Conn] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -78,6 +84,9 @@ class Proxy:
 
     def heal(self) -> None:
         self._call(self._set("pass"))
+
+    def delay(self, seconds: float) -> None:
+        self.latency = seconds  # read by each chunk as it passes
 
     def _call(self, coro: object) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
@@ -139,8 +148,9 @@ class Proxy:
             self._conns.discard(conn)
             conn.abort()
 
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, conn: _Conn) -> None:
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, conn: _Conn
+    ) -> None:
         while True:
             data = await src.read(65536)
             if not data:
@@ -148,8 +158,12 @@ class Proxy:
                 return
             if conn.dead:
                 continue  # swallowed: a half-open connection, both ends still waiting
+            if self.latency:
+                await asyncio.sleep(self.latency)
             await conn.flowing.wait()
             if conn.dead:
                 continue
             dst.write(data)
             await dst.drain()
+            if dst is conn.upstream:
+                self.sent += 1

@@ -3,6 +3,7 @@ is needed). Every command goes through click exactly as a user's shell would."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import re
@@ -19,6 +20,7 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from workhorse import Workhorse
 from workhorse.cli import main
 
 needs_sqlite = pytest.mark.skipif(
@@ -106,8 +108,16 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     for name in list(os.environ):
         if name.startswith("WORKHORSE_"):
             monkeypatch.delenv(name)
-    yield Cli(tmp_path, module)
+    made = Cli(tmp_path, module)
+    asyncio.run(create_store(made.url))  # commands that only look refuse a missing store
+    yield made
     sys.modules.pop(module, None)
+
+
+async def create_store(url: str) -> None:
+    app = Workhorse(url)
+    await app.open()
+    await app.close()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
@@ -231,7 +241,103 @@ def test_pause_resume_cancel_retry_purge(cli: Cli) -> None:
     assert f"no job {job_id}" in missing.output
 
 
+def shell(cli: Cli, *args: str, app: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real ``workhorse`` command in a subprocess, as a user's shell runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "workhorse", *args, "--url", cli.url, "--app", app or cli.app],
+        cwd=cli.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@needs_sqlite
+def test_control_commands_say_what_happened_and_fail_when_nothing_was_done(cli: Cli) -> None:
+    typo = shell(cli, "pause", "defualt")
+    assert typo.returncode == 1
+    assert "no queue 'defualt'" in typo.stderr
+    assert "default" in typo.stderr and "--force" in typo.stderr
+    assert cli.json("status")["paused"] == []
+    assert shell(cli, "pause", "later", "--force").returncode == 0
+    again = shell(cli, "pause", "later")
+    assert again.returncode == 1
+    assert "already paused" in again.stderr
+    assert shell(cli, "resume", "later").returncode == 0
+    idle = shell(cli, "resume", "later")
+    assert idle.returncode == 1
+    assert "is not paused" in idle.stderr
+
+    job_id = cli.enqueue("add", '{"a": 1, "b": 2}')
+    first = shell(cli, "cancel", job_id)
+    assert first.returncode == 0, first.stderr
+    assert "cancelled" in first.stdout
+    twice = shell(cli, "cancel", job_id)
+    assert twice.returncode == 1
+    assert "already cancelled; nothing to cancel" in twice.stderr
+
+
+def test_a_task_on_a_queue_the_worker_skips_names_the_queues_option(cli: Cli) -> None:
+    (cli.folder / "mail_tasks.py").write_text(
+        "from workhorse import Workhorse\n"
+        "app = Workhorse()\n"
+        "@app.task(queue='mail')\n"
+        "def send(data: dict) -> None: ...\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
+    started = subprocess.run(
+        [sys.executable, "-m", "workhorse", "worker", "mail_tasks:app", "--url", cli.url],
+        cwd=cli.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode != 0
+    assert "--queues default,priority,mail" in started.stderr
+    assert "WORKHORSE_KNOWN_QUEUES=mail" in started.stderr
+
+
+@needs_sqlite
+def test_progress_is_shown_as_a_person_reads_it(cli: Cli) -> None:
+    job_id = cli.enqueue("add", '{"a": 1, "b": 2}')
+
+    async def report_progress() -> None:
+        from workhorse.backends import backend_from_url
+
+        backend = backend_from_url(cli.url)
+        await backend.open()
+        (lease,) = await backend.claim(["default"], "w1", 1, 30)
+        assert await backend.update(lease, progress=100 / 15)
+        await backend.close()
+
+    asyncio.run(report_progress())
+    for command in (("job", job_id), ("jobs",)):
+        shown = cli(*command).stdout
+        assert "6.7" in shown and "6.66" not in shown, shown
+
+
 # -- errors users hit -------------------------------------------------------------------------
+def test_an_app_module_that_fails_its_own_import_shows_the_users_traceback(cli: Cli) -> None:
+    (cli.folder / "broken_app.py").write_text(
+        "from workhorse import Workhorse\n\napp = Workhorse()\nimport notapackage\n"
+    )
+    broken = shell(cli, "status", app="broken_app:app")
+    assert broken.returncode == 1
+    assert "importing 'broken_app' failed inside the module" in broken.stderr
+    assert 'broken_app.py", line 4' in broken.stderr
+    assert "import notapackage" in broken.stderr
+    assert "No module named 'notapackage'" in broken.stderr
+    assert "PYTHONPATH" not in broken.stderr
+    assert "frozen importlib" not in broken.stderr
+    missing = shell(cli, "status", app="no_such_app:app")
+    assert missing.returncode == 2
+    assert "cannot import 'no_such_app'" in missing.stderr
+    assert "PYTHONPATH" in missing.stderr
+
+
 def test_unknown_task_lists_the_known_ones(cli: Cli) -> None:
     for command in ("run", "enqueue"):
         result = cli(command, "ad", "--data", "{}", ok=False)

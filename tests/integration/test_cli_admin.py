@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import uuid
@@ -21,7 +22,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def create_store(url: str) -> None:
+    async def create() -> None:
+        app = Workhorse(url)
+        await app.open()
+        await app.close()
+
+    asyncio.run(create())
+
+
 def test_check_reports_a_reachable_store(tmp_path: Path) -> None:
+    create_store(f"sqlite:///{tmp_path}/c.db")
     result = CliRunner().invoke(main, ["check", "--json", "--url", f"sqlite:///{tmp_path}/c.db"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -55,8 +66,6 @@ def test_migrate(tmp_path: Path) -> None:
         again = CliRunner().invoke(main, ["migrate", "--url", url])
         assert "already up to date" in again.output
     finally:
-        import asyncio
-
         from workhorse.backends import backend_from_url
 
         async def drop() -> None:
@@ -78,8 +87,6 @@ def test_cron_lists_schedules(tmp_path: Path) -> None:
     async def add() -> None:
         await app.add_schedule("nightly", export, "0 2 * * *", data={"format": "csv"})
         await app.close()
-
-    import asyncio
 
     asyncio.run(add())
     result = CliRunner().invoke(main, ["cron", "--json", "--url", url])
@@ -109,7 +116,34 @@ def test_check_fails_on_a_task_queue_no_configuration_knows(
     assert "Known queues: default, mail, priority" in result.output
 
     monkeypatch.setenv("WORKHORSE_QUEUES", "default,priority,priorty")  # run here: known
+    create_store(f"sqlite:///{tmp_path}/c.db")
     result = CliRunner().invoke(main, ["check", "--json", "--app", "queue_typo_app:app"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["queues"] == {"consumed": ["default", "priority", "priorty"], "known": ["mail"]}
+
+
+def test_commands_that_look_never_create_a_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/.workhorse/workhorse.db"
+    for command in (["status"], ["jobs"], ["check"], ["cron"], ["job", "0" * 32]):
+        result = CliRunner().invoke(main, [*command, "--url", url])
+        assert result.exit_code == 1, (command, result.output)
+        assert "no store at" in result.output and "--url" in result.output
+    assert not (tmp_path / ".workhorse").exists()
+
+
+def test_check_reports_a_missing_postgres_schema_without_creating_it() -> None:
+    require_service("postgres", "127.0.0.1", 5432)
+    schema = f"whcli{uuid.uuid4().hex[:8]}"
+    url = f"{POSTGRES_URL}?schema={schema}"
+    result = CliRunner().invoke(main, ["check", "--json", "--url", url])
+    assert result.exit_code == 1
+    assert "no store at" in json.loads(result.stdout)["error"]
+    assert "workhorse migrate" in result.output
+    from workhorse.backends import backend_from_url
+
+    async def version() -> int:
+        backend = backend_from_url(url)
+        return int(await backend.schema_version())  # type: ignore[attr-defined]
+
+    assert asyncio.run(version()) == 0

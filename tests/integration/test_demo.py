@@ -56,6 +56,17 @@ def test_demo_runs_a_worker_process_on_its_own_sqlite_file(tmp_path: Path) -> No
     # The user's default database is left alone.
     assert not (tmp_path / ".workhorse" / "workhorse.db").exists()
     assert "stopped after" in (tmp_path / ".workhorse" / "demo-worker.log").read_text()
+    # The closing commands work when pasted into a shell that has no venv on its PATH.
+    commands = out.split("Look around:", 1)[1].strip().splitlines()
+    assert len(commands) == 3
+    env = clean_env()
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    for command in commands:
+        ran = subprocess.run(
+            ["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
 
 
 def test_demo_on_memory_runs_its_worker_in_process(

@@ -10,6 +10,7 @@ tied and the comparison accepts any order among them.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -290,12 +291,9 @@ class Model:
         share their finish time, so which of them counts as the newer is left open."""
         sure: set[str] = set()
         open_groups: list[tuple[set[str], int]] = []
-        for state in set(states) & FINISHED:
-            recs = [
-                j
-                for j in self.jobs.values()
-                if j.state == state and (queue is None or j.queue == queue)
-            ]
+        queues = {j.queue for j in self.jobs.values()} if queue is None else {queue}
+        for state, q in itertools.product(set(states) & FINISHED, queues):  # keep_last is per queue
+            recs = [j for j in self.jobs.values() if j.state == state and j.queue == q]
             recs.sort(key=lambda j: -(j.finished_at or 0.0))
             tie: set[str] = set()
             kept = 0  # members of the tie that stay

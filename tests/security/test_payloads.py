@@ -239,7 +239,7 @@ def test_fuzz_prepare_refuses_or_round_trips(name: str, value: Any) -> None:
     if t._data_adapter is None:
         assert decoded == _json(handler_value)  # JSON has lists, not tuples
     else:
-        # A typed task converts in JSON mode (bytes to text, sets to lists): what the
+        # A model-typed task converts in JSON mode (as its fields declare): what the
         # worker sees must encode back to the very same bytes.
         assert t.prepare(decoded)[1] == raw
 
@@ -297,3 +297,23 @@ def test_fuzz_the_worker_turns_any_bytes_into_an_outcome(raw: bytes) -> None:
         assert kind in ("completed", "failed"), (kind, error)
         if kind == "failed":
             assert error is not None and error["type"] == "workhorse.errors.PayloadError"
+
+
+@pytest.mark.parametrize("name", ["untyped", "as_dict", "as_list"])
+@pytest.mark.parametrize(
+    ("value", "held", "where"),
+    [
+        ({"price": float("nan")}, "nan", "['price']"),
+        ({"rows": [1.0, {"x": -float("inf")}]}, "-inf", "['rows'][1]['x']"),
+        ({"tags": {"a", "b"}}, "a set", "['tags']"),
+        ({"blob": b"\x00"}, "a bytes", "['blob']"),
+    ],
+)
+def test_one_rule_for_every_annotation(name: str, value: Any, held: str, where: str) -> None:
+    """A task typed dict or list refuses what an untyped one refuses, naming the field,
+    instead of storing null for NaN, a list for a set or text for bytes."""
+    payload = value if name != "as_list" else [value]
+    with pytest.raises(PayloadError, match="JSON cannot carry") as caught:
+        task(name).prepare(payload)
+    assert held in str(caught.value)
+    assert where in str(caught.value)

@@ -140,7 +140,10 @@ class Backend(abc.ABC):
         retention: bool = False,
     ) -> int:
         """Delete finished jobs finished more than ``older_than`` seconds ago, or beyond
-        the newest ``keep_last`` per state. Returns how many were deleted.
+        the newest ``keep_last`` per queue and state. Returns how many were deleted.
+
+        Each queue's count is read and applied in one atomic step, so a job that finishes
+        meanwhile is not deleted and the newest ``keep_last`` at the read all stay.
 
         ``retention`` (the workers' sweep): a job with its own ``keep_for`` that no run()
         caller holds is deleted once ``keep_for`` seconds have passed since it finished,

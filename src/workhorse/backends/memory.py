@@ -12,7 +12,7 @@ import heapq
 import itertools
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -538,11 +538,19 @@ class MemoryBackend(Backend):
                 else set()
             )
             gone = [i for i in own if self._expired(self._jobs[i], now)]
-            # Oldest first: the doomed are a prefix (beyond keep_last, or finished too long ago).
-            excess = 0 if keep_last is None else len(ids) - keep_last
-            for i, job_id in enumerate(ids):
-                if i >= excess and (cut is None or ended[job_id][0] > cut):
-                    break
+            # Oldest first: each queue's doomed are a prefix of its ids (beyond its newest
+            # keep_last, or finished too long ago).
+            excess = self._excess(ids, keep_last)
+            left = sum(excess.values())
+            for job_id in ids:
+                q = self._jobs[job_id].queue
+                if excess.get(q, 0) > 0:
+                    excess[q] -= 1
+                    left -= 1
+                elif cut is None or ended[job_id][0] > cut:
+                    if not left:
+                        break
+                    continue
                 if job_id not in own:
                     gone.append(job_id)
             for job_id in gone:
@@ -551,6 +559,13 @@ class MemoryBackend(Backend):
         for job_id in doomed:
             del self._jobs[job_id]
         return len(doomed)
+
+    def _excess(self, ids: list[str], keep_last: int | None) -> dict[str, int]:
+        """How many of each queue's finished ``ids`` are beyond its newest ``keep_last``."""
+        if keep_last is None:
+            return {}
+        per_queue = Counter(self._jobs[i].queue for i in ids)
+        return {q: n - keep_last for q, n in per_queue.items() if n > keep_last}
 
     @staticmethod
     def _expired(rec: _Rec, now: float) -> bool:

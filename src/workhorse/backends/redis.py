@@ -1194,39 +1194,16 @@ class RedisBackend(Backend):
             return 0
         queues = [queue] if queue is not None else await self._queues()
         total = 0
+        keep = "" if keep_last is None else keep_last
         for st in sorted(set(states) & FINISHED_STATES):
-            keep: list[int | None] = [keep_last] * len(queues)
-            if keep_last is not None and len(queues) > 1:
-                keep = await self._keep_per_queue(queues, st, keep_last)
+            # keep_last counts per queue, so one script per queue reads and deletes at once.
             calls = [
-                (
-                    "purge",
-                    self._q(q),
-                    (st.value, _num(older_than), "" if k is None else k, "1" if retention else ""),
-                )
-                for q, k in zip(queues, keep, strict=True)
+                ("purge", self._q(q), (st.value, _num(older_than), keep, "1" if retention else ""))
+                for q in queues
             ]
             if calls:
                 total += sum(await self._call_many(calls))
         return total
-
-    async def _keep_per_queue(
-        self, queues: list[str], state: JobState, keep_last: int
-    ) -> list[int | None]:
-        """keep_last counts across queues: how many of each queue's newest make the cut."""
-        tops = await self._conn().many([
-            ("ZREVRANGE", f"{self._q(q)}f:{state.value}", 0, keep_last - 1, "WITHSCORES")
-            for q in queues
-        ])  # fmt: skip
-        merged = sorted(
-            ((float(top[i + 1]), top[i], n) for n, top in enumerate(tops)
-             for i in range(0, len(top), 2)),
-            reverse=True,
-        )[:keep_last]  # fmt: skip
-        keep: list[int | None] = [0] * len(queues)
-        for _, _, n in merged:
-            keep[n] = (keep[n] or 0) + 1
-        return keep
 
     async def pause(self, queue: str) -> None:
         await self._list_queues([queue])

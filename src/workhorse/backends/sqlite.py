@@ -49,7 +49,8 @@ from workhorse.job import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3  # 2: a dedup key is unique per queue; 3: keep_for and holds
+# 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue
+SCHEMA_VERSION = 4
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -94,6 +95,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS wh_jobs_dedup_queue ON wh_jobs (queue, dedup_k
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'scheduled', 'active');
 CREATE INDEX IF NOT EXISTS wh_jobs_finished
     ON wh_jobs (state, finished_at, seq) WHERE finished_at IS NOT NULL;
+-- Retention's count is per queue: each queue's newest are one range here.
+CREATE INDEX IF NOT EXISTS wh_jobs_finished_queue
+    ON wh_jobs (state, queue, finished_at, seq) WHERE finished_at IS NOT NULL;
 -- The retention sweep finds jobs with their own keep_for here, not by scanning a state.
 CREATE INDEX IF NOT EXISTS wh_jobs_own_keep ON wh_jobs (state, finished_at)
     WHERE keep_for IS NOT NULL;
@@ -168,6 +172,25 @@ _SQL_REQUEUE = (
 _SQL_RENEW = f"UPDATE wh_jobs SET expires_at = :expires {_OWNED} RETURNING cancel_requested"
 
 _PURGE_CHUNK = 2000
+_FINISHED_IN = "FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL"
+# The queues with finished jobs of a state, found by seeking from one to the next in the
+# per-queue index instead of reading every row.
+_FINISHED_QUEUES = f"""queues(name) AS (
+    SELECT (SELECT queue {_FINISHED_IN} ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue {_FINISHED_IN} AND queue > name ORDER BY queue LIMIT 1)
+    FROM queues WHERE name IS NOT NULL)"""
+# Each queue's finished jobs of a state past its newest :keep: everything at or before its
+# (:keep + 1)-th newest (none when it has no more than :keep), one index range per queue.
+# MATERIALIZED and CROSS JOIN fix the plan: each edge is found once, then its range read.
+_PAST_KEEP = f"""
+WITH RECURSIVE {{queues}}, edges(name, rid) AS MATERIALIZED (
+    SELECT name, (SELECT rid {_FINISHED_IN} AND queue = name
+                  ORDER BY finished_at DESC, seq DESC LIMIT 1 OFFSET :keep)
+    FROM queues WHERE name IS NOT NULL)
+SELECT j.rid, j.keep_for, j.holds FROM edges CROSS JOIN wh_jobs e ON e.rid = edges.rid
+CROSS JOIN wh_jobs j ON j.state = :state AND j.queue = edges.name AND j.finished_at IS NOT NULL
+    AND (j.finished_at, j.seq) <= (e.finished_at, e.seq)"""
 
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -1292,14 +1315,12 @@ class SQLiteBackend(Backend):
             )
             params["cutoff"] = cutoff
         else:
-            # Ranking after the age cut is the same: the old ones were the tail. Jobs with
-            # their own keep_for count toward keep_last but are not what it removes.
-            sql = (
-                f"SELECT rid FROM (SELECT rid, keep_for, holds FROM wh_jobs "
-                f"WHERE state = :state AND finished_at IS NOT NULL{in_queue} "
-                f"ORDER BY finished_at DESC, seq DESC LIMIT -1 OFFSET :keep) "
-                f"WHERE 1{not_own} LIMIT :chunk"
-            )
+            # Counted per queue and deleted in this one write transaction; ranking after
+            # the age cut is the same (the old ones were the tail). Jobs with their own
+            # keep_for count toward keep_last but are not what it removes.
+            queues = _FINISHED_QUEUES if queue is None else "queues(name) AS (SELECT :queue)"
+            past = _PAST_KEEP.format(queues=queues)
+            sql = f"SELECT rid FROM ({past}) WHERE 1{not_own} LIMIT :chunk"
             params["keep"] = keep_last
         cur = conn.execute(f"DELETE FROM wh_jobs WHERE rid IN ({sql})", params)
         return int(cur.rowcount)

@@ -621,32 +621,20 @@ class PostgresBackend(Backend):
         for state in sorted({JobState(x) for x in states} & {JobState(x) for x in _FINISHED}):
             scope = "state = %s" + ("" if queue is None else " AND queue = %s")
             scope_params: list[Any] = [state.value] + ([] if queue is None else [queue])
-            doomed: list[str] = []
-            params: list[Any] = []
-            if older_than is not None:
-                doomed.append("finished_at <= now() - make_interval(secs => %s)")
-                params.append(float(older_than))
-            if keep_last is not None:
-                # Everything at or past the (keep_last+1)-th newest: one range on the index.
-                # (Jobs with their own keep_for count toward it; see below.)
-                doomed.append(
-                    f"(finished_at, seq) <= (SELECT finished_at, seq FROM {s}.jobs "
-                    f"WHERE {scope} ORDER BY finished_at DESC, seq DESC OFFSET %s LIMIT 1)"
-                )
-                params += [*scope_params, max(0, keep_last)]
-            rule = " OR ".join(doomed) or "false"
             own = "keep_for IS NOT NULL AND holds = 0"
-            if retention:
-                # A job with its own keep_for that no run() caller holds follows only that.
-                # Two deletes, not one CASE: each keeps its own index range (finished_at,
-                # and the partial index of jobs with a keep_for).
-                rule = f"({rule}) AND NOT ({own})"
-            rows = await self._rows(
-                f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND ({rule}) "
-                "RETURNING 1) SELECT count(*) FROM d",
-                [*scope_params, *params],
-            )
-            total += int(rows[0][0])
+            # A job with its own keep_for that no run() caller holds follows only that (the
+            # last delete below); it still counts toward keep_last.
+            not_own = f" AND NOT ({own})" if retention else ""
+            if older_than is not None:
+                rows = await self._rows(
+                    f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND finished_at <= "
+                    f"now() - make_interval(secs => %s){not_own} RETURNING 1) "
+                    "SELECT count(*) FROM d",
+                    [*scope_params, float(older_than)],
+                )
+                total += int(rows[0][0])
+            if keep_last is not None:
+                total += await self._purge_past_keep(state, keep_last, queue, not_own)
             if retention:
                 rows = await self._rows(
                     f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND {own} AND "
@@ -656,6 +644,35 @@ class PostgresBackend(Backend):
                 )
                 total += int(rows[0][0])
         return total
+
+    async def _purge_past_keep(
+        self, state: JobState, keep: int, queue: str | None, not_own: str
+    ) -> int:
+        """Delete each queue's finished jobs of ``state`` beyond its newest ``keep``."""
+        s = self.sql.s
+        # The state is written out (an enum's value), so the planner can use the partial index.
+        finished = f"FROM {s}.jobs WHERE state = '{state.value}'"
+        # The queues with such jobs, seeking from one to the next in the per-queue index.
+        queues = (
+            "queues(name) AS (SELECT %(queue)s::text)"
+            if queue is not None
+            else f"queues(name) AS ((SELECT queue {finished} ORDER BY queue LIMIT 1) UNION ALL "
+            f"SELECT (SELECT queue {finished} AND queue > q.name ORDER BY queue LIMIT 1) "
+            "FROM queues q WHERE q.name IS NOT NULL)"
+        )
+        # Each queue's (keep+1)-th newest is its edge; it and everything older go. One
+        # statement, one snapshot: a job finished meanwhile is neither counted nor deleted.
+        rows = await self._rows(
+            f"WITH RECURSIVE {queues}, edges AS MATERIALIZED (SELECT q.name, e.finished_at, "
+            f"e.seq FROM queues q CROSS JOIN LATERAL (SELECT finished_at, seq {finished} "
+            "AND queue = q.name ORDER BY finished_at DESC, seq DESC OFFSET %(keep)s LIMIT 1) e "
+            f"WHERE q.name IS NOT NULL), d AS (DELETE FROM {s}.jobs j USING edges "
+            f"WHERE j.state = '{state.value}' AND j.queue = edges.name "
+            f"AND (j.finished_at, j.seq) <= (edges.finished_at, edges.seq){not_own} "
+            "RETURNING 1) SELECT count(*) FROM d",
+            {"queue": queue, "keep": max(0, keep)},
+        )
+        return int(rows[0][0])
 
     async def release(self, ids: Collection[str]) -> None:
         wanted = [i for i in ids if "\x00" not in i]

@@ -1,7 +1,7 @@
 -- ARGV[4] state, [5] delete those finished at or before this time ('' = no cutoff; seconds
--- ago), [6] keep this many newest ('' = no limit), [7] '1' for the retention sweep: a job
--- with its own keep_for ('kf') and no run() caller holding it ('hd') is deleted once
--- keep_for has passed since it finished, and [5] / [6] never delete it (it still counts
+-- ago), [6] keep this many of the queue's newest ('' = no limit), [7] '1' for the retention
+-- sweep: a job with its own keep_for ('kf') and no run() caller holding it ('hd') is deleted
+-- once keep_for has passed since it finished, and [5] / [6] never delete it (it still counts
 -- toward [6]). Returns how many were deleted.
 local state = ARGV[4]
 local fk = QK .. 'f:' .. state
