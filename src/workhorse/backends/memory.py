@@ -13,7 +13,7 @@ import itertools
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -630,6 +630,13 @@ class MemoryBackend(Backend):
             return False
         del self._kv[key]
         return True
+
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        now = self._clock()
+        ours = {key for key, value in held.items() if self._live(key, now) == value}
+        for key in ours:
+            self._kv[key] = (held[key], now + ttl)
+        return ours
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         now = self._clock()

@@ -1250,6 +1250,13 @@ class RedisBackend(Backend):
         only = "0" if value is None else "1"
         return bool(await self._call("kv", "", "delete", key, only, value or ""))
 
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        if not held:
+            return set()
+        pairs = [part for item in held.items() for part in item]
+        flags = await self._call("kv", "", "extend", max(1, round(ttl * 1000)), *pairs)
+        return {key for key, flag in zip(held, flags, strict=True) if flag}
+
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         flat = await self._call("kv", "", "scan", prefix)
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}

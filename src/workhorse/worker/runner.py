@@ -100,7 +100,7 @@ class Runner:
         self.app = app
         self.threads = threads
         self.limiter = Limiter(app.backend)
-        self.slots: dict[str, Slot] = {}  # concurrency slots held, by job id, for renewal
+        self.slots: dict[str, Slot] = {}  # concurrency slots held, by lease token, for renewal
         # The worker's total slots, which bound how many children can be busy at once.
         s = app.settings
         self.concurrency = concurrency or s.concurrency * len(s.queues)
@@ -200,11 +200,11 @@ class Runner:
                 # A full limit is no failure: come back later, attempt refunded.
                 return Outcome("retry", delay=wait, refund=True, logs=ctx.drain_logs())
             if slot is not None:
-                self.slots[lease.job_id] = slot
+                self.slots[lease.token] = slot
                 try:
                     return await self._attempt(task, lease, data, ctx)
                 finally:
-                    self.slots.pop(lease.job_id, None)
+                    self.slots.pop(lease.token, None)
                     try:
                         await self.limiter.release(slot)
                     except Exception:  # the slot's TTL frees it anyway

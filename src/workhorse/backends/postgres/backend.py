@@ -23,7 +23,7 @@ import re
 import time
 from binascii import b2a_base64
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -709,6 +709,12 @@ class PostgresBackend(Backend):
     async def kv_delete(self, key: str, value: str | None = None) -> bool:
         return bool(await self._rows(self._q.kv_delete, {"k": key, "v": value}))
 
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        if not held:
+            return set()
+        params = {"k": list(held), "v": list(held.values()), "ttl": float(ttl)}
+        return {str(row[0]) for row in await self._rows(self._q.kv_extend, params)}
+
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         return {k: v for k, v in await self._rows(self._q.kv_scan, (prefix,))}
 
@@ -795,6 +801,7 @@ class _Queries:
         self.set_if_absent = s.set_if_absent()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
+        self.kv_extend = s.kv_extend()
         self.replace = s.replace()
         self.hold_by_key = s.hold_by_key()
         self.release = s.release()
