@@ -241,3 +241,51 @@ local function quarantine(id, reason, fields)
   notify_finished({id})
   return record(id)
 end
+
+-- Replay: a call the client may send twice (its connection dropped before the reply) names
+-- KEYS[2] = '<slot>:call:<id>'. Its first run records the reply there for CALL_TTL ms and a
+-- second run with the same id returns it, so no change is applied twice (redis.py, _Wire).
+local CALL = KEYS[2]
+local CALL_TTL = 60000
+
+-- A claim's reply carries the jobs' data: its record keeps only the idle hints, and a
+-- replay hands back the jobs that still hold this claim's tokens (ARGV[7] .. i).
+local function claim_kept(reply)
+  return reply[2]
+end
+
+local function claim_again(hints)
+  local base, lease = ARGV[7], tonumber(ARGV[6])
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGE', QK .. 'active', 0, -1)) do
+    local f = redis.call('HMGET', QK .. 'j:' .. id, 's', 'tk', 't', 'd', 'a', 'm', 'to', 'l', 'c')
+    if f[1] == 'active' and f[2] and string.sub(f[2], 1, #base) == base then
+      local span = lease
+      if f[8] and f[8] ~= '' then span = tonumber(f[8]) end
+      local n = #out
+      out[n + 1] = id; out[n + 2] = f[2]; out[n + 3] = f[3]; out[n + 4] = f[4]
+      out[n + 5] = tonumber(f[5]); out[n + 6] = f[6]; out[n + 7] = f[7]
+      out[n + 8] = tostring(span); out[n + 9] = f[9]
+    end
+  end
+  return {out, hints}
+end
+
+local KEPT = {claim = claim_kept}
+local AGAIN = {claim = claim_again}
+
+-- Runs a script's body once per call id (each script is loaded as 'return once(NAME, body)').
+local function once(name, body)
+  if not CALL then return body() end
+  local prior = redis.call('GET', CALL)
+  if prior then
+    local kept = cmsgpack.unpack(prior)
+    if AGAIN[name] then return AGAIN[name](kept) end
+    return kept
+  end
+  local reply = body()
+  local keep = reply
+  if KEPT[name] then keep = KEPT[name](reply) end
+  redis.call('SET', CALL, cmsgpack.pack(keep), 'PX', CALL_TTL)
+  return reply
+end
