@@ -85,6 +85,11 @@ class Proxy:
     def lose(self, match: bytes, times: int = 1) -> None:
         self._call(self._arm(match, times))
 
+    @property
+    def armed(self) -> bool:
+        """A ``lose`` still waits for its request."""
+        return self._lose[1] > 0
+
     def heal(self) -> None:
         self._call(self._set("pass"))
 
