@@ -85,16 +85,28 @@ async def test_a_resent_claim_returns_the_same_batch(lossy: Lossy) -> None:
 
 
 async def test_a_resent_finish_reports_the_first_result(lossy: Lossy) -> None:
-    a, b = await enqueue_one(lossy.direct), await enqueue_one(lossy.direct)
-    leases = await lossy.direct.claim(["q"], "w1", 2, LONG)
+    a, b, c = [await enqueue_one(lossy.direct) for _ in range(3)]
+    leases = {x.job_id: x for x in await lossy.direct.claim(["q"], "w1", 3, LONG)}
+    assert await lossy.direct.finish([(leases[c], completed())]) == [True]  # not ours now
     lossy.lose("finish")
-    outcomes = [completed(1) if x.job_id == a else failed() for x in leases]
-    assert await lossy.backend.finish(list(zip(leases, outcomes, strict=True))) == [True, True]
+    items = [(leases[a], completed(1)), (leases[b], failed()), (leases[c], failed())]
+    assert await lossy.backend.finish(items) == [True, True, False]
     lossy.assert_lost()
     assert (await must_get(lossy.direct, a)).state is JobState.COMPLETED
     assert (await must_get(lossy.direct, b)).state is JobState.FAILED
+    assert (await must_get(lossy.direct, c)).state is JobState.COMPLETED
     events = await settled_log(lossy.direct)
     assert len(of(events, "job.completed", a)) == 1 and len(of(events, "job.failed", b)) == 1
+
+
+async def test_a_resent_finish_of_a_whole_batch_reports_it_applied(lossy: Lossy) -> None:
+    for _ in range(3):
+        await enqueue_one(lossy.direct)
+    leases = await lossy.direct.claim(["q"], "w1", 3, LONG)
+    lossy.lose("finish")
+    assert await lossy.backend.finish([(x, completed()) for x in leases]) == [True] * 3
+    lossy.assert_lost()
+    assert len(of(await settled_log(lossy.direct), "job.completed")) == 3
 
 
 async def test_a_resent_counter_counts_once(lossy: Lossy) -> None:
