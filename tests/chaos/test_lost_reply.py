@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.proxy import Proxy
+from tests.chaos.servers import PrivateRedis
 from tests.conftest import backend_url
 from tests.contract.support import (
     LONG,
@@ -180,3 +181,46 @@ async def test_calls_in_flight_beside_a_lost_one_apply_once(lossy: Lossy) -> Non
     lossy.assert_lost()
     assert got == [1] * 20
     assert [await lossy.direct.counter_add(f"n{i}", 0) for i in range(20)] == [1] * 20
+
+
+# Busies the server for about 1.5 s: the calls sent meanwhile wait past their timeout.
+_BUSY = """
+local t0 = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 1500000 then return 1 end
+end
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_timed_out_call_leaves_the_others_applied_once() -> None:
+    # One call's timeout drops the shared connection; the commands behind it reach the
+    # server twice (the old connection's copy runs once the server is free, the resent
+    # copy on the new one), in either order, and each still counts once.
+    server = PrivateRedis(persist=False)
+    server.start()
+    backend = RedisBackend(f"{server.url}?prefix=t&call_timeout=1")
+    blocker = RedisBackend(f"{server.url}?prefix=t")
+    try:
+        await backend.open()
+        await blocker.open()
+        busy = asyncio.create_task(blocker._conn().call("EVAL", _BUSY, 0, timeout=10))
+        await asyncio.sleep(0.2)
+
+        async def add(i: int) -> int:
+            await asyncio.sleep(0.02 * i)  # the first times out while the rest still wait
+            return await backend.counter_add(f"n{i}", 1)
+
+        got = await asyncio.gather(*(add(i) for i in range(20)), return_exceptions=True)
+        await busy
+        timed_out = [i for i, g in enumerate(got) if isinstance(g, TimeoutError)]
+        assert 0 < len(timed_out) < 20, got
+        for i, g in enumerate(got):
+            now = await blocker.counter_add(f"n{i}", 0)
+            assert now == 1 or (i in timed_out and now == 0), (i, g, now)
+            assert i in timed_out or g == 1, (i, g)
+    finally:
+        await backend.close()
+        await blocker.close()
+        server.cleanup()
