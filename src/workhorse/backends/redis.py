@@ -24,6 +24,7 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P:Q}:dedup           hash   dedup key -> id of the live job holding it (per queue)
       {P:Q}:watch           set    ids whose finish a caller waits for
       {P:Q}:events          stream the queue's job events, capped (MAXLEN ~)
+      {P:Q}:call:<id>       string a state-changing call's mark (and reply), 60 s (_ONCE)
     slot {P}, shared
       {P}:events            stream events with no queue (publish()), capped (MAXLEN ~)
       {P}:queues            set    queues ever used (written by the client, not a script)
@@ -31,6 +32,7 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P}:kv:<key>          string set_if_absent;      {P}:n:<key>  string counters
       {P}:kvidx             zset   lasting kv keys, for kv_scan
       {P}:workers           hash   worker id -> record; {P}:workers:exp zset  beat expiry
+      {P}:call:<id>         string as {P:Q}:call:<id>, for calls with no queue
     channel {P}:finished    records of watched jobs that just finished (classic PUBLISH)
 
 Every script call touches the keys of one slot and names one of them in KEYS[1], so a
