@@ -533,6 +533,7 @@ class RedisBackend(Backend):
         self._epoch_due = 0.0  # wait_for_jobs checks the epoch mark again after this
         self._ids = os.urandom(8).hex() + "."  # call ids: this prefix and a sequence
         self._seq = itertools.count()
+        self._records: dict[str, bytes] = {}  # queue's key prefix -> its call ids' prefix
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -686,7 +687,10 @@ class RedisBackend(Backend):
         (KEYS[2], in the same slot) with an id of its own."""
         sha = self._scripts[name].sha
         if once and name in _ONCE:
-            record = (qk or self._g) + "call:" + self._ids + str(next(self._seq))
+            prefix = self._records.get(qk)
+            if prefix is None:
+                prefix = self._records[qk] = f"{qk or self._g}call:{self._ids}".encode()
+            record = prefix + b"%d" % next(self._seq)
             return ("EVALSHA", sha, 2, self._slot(qk), record, qk, self._g, self._max_events,
                     *args)  # fmt: skip
         return ("EVALSHA", sha, 1, self._slot(qk), qk, self._g, self._max_events, *args)
