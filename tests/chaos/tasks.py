@@ -51,8 +51,8 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         mark(ctx, "finish")
         return {"pid": writer.pid if writer else 0, "attempt": ctx.attempt}
 
-    @app.task(name="plain")
-    async def plain(data: dict[str, Any], ctx: JobContext) -> None:
+    @app.task(name="defaults")
+    async def defaults(data: dict[str, Any], ctx: JobContext) -> None:
         """``work`` with every task option at its default (no retries)."""
         mark(ctx, "start")
         await asyncio.sleep(float(data.get("sleep", 0)))
