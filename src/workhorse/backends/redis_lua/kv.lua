@@ -14,7 +14,11 @@ if op == 'set' then
   redis.call('ZADD', idx, 0, key)
   return 1
 elseif op == 'setnx' then
-  -- without a TTL (with one, the client sends a plain SET NX PX)
+  -- ARGV[6] value, [7] ttl ms ('' = none: a lasting key, listed for scan)
+  if ARGV[7] ~= '' then
+    if redis.call('SET', kk, ARGV[6], 'NX', 'PX', ARGV[7]) then return 1 end
+    return 0
+  end
   if redis.call('SET', kk, ARGV[6], 'NX') then
     redis.call('ZADD', idx, 0, key)
     return 1
