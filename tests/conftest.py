@@ -114,12 +114,16 @@ def redis_cluster() -> Iterator[str]:
 
 
 @pytest.fixture
-def backend_factory(
-    backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Callable[[], Backend]:
-    """Make another backend object on the same store (a second process's view)."""
+def store_url(backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A URL private to this test on the backend of its parameter."""
     cluster = request.getfixturevalue("redis_cluster") if backend_kind == "redis-cluster" else None
-    url = backend_url(backend_kind, tmp_path, cluster)
+    return backend_url(backend_kind, tmp_path, cluster)
+
+
+@pytest.fixture
+def backend_factory(backend_kind: str, store_url: str) -> Callable[[], Backend]:
+    """Make another backend object on the same store (a second process's view)."""
+    url = store_url
     shared: list[Backend] = []
 
     def make() -> Backend:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import typing
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from workhorse.worker import Worker
 
 log = logging.getLogger("workhorse")
+# Seconds run() waits before it looks for a live worker on the job's queue.
+NO_WORKER_AFTER = 5.0
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
@@ -78,13 +80,16 @@ class Workhorse:
         Settings.load(env={}, **self._overrides)  # fail fast on unknown names
         self._settings: Settings | None = None
         self._backend = backend
+        self._backend_given = backend is not None
         self._opened = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the backend was opened
         self._open_lock: asyncio.Lock | None = None
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.bus = EventBus()
         self._waiters = _Waiters(self)
         self._sync: SyncApp | None = None
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
+        self._looks: set[asyncio.Task[None]] = set()  # run()'s checks for a live worker
 
     # -- configuration -----------------------------------------------------------------
     @property
@@ -103,6 +108,7 @@ class Workhorse:
         self._settings = None
         if "url" in given:
             self._backend = None
+            self._backend_given = False
 
     @property
     def backend(self) -> Backend:
@@ -119,16 +125,28 @@ class Workhorse:
             if not self._opened:
                 await self.backend.open()
                 self._opened = True
+                self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
         await self.stop_workers()
+        sync, self._sync = self._sync, None
+        if sync is not None and self._loop is not sync._loop:
+            await self._close_store()
+            sync.close()
+        elif sync is not None:
+            # The facade opened the store on its own loop: it closes it there.
+            await asyncio.to_thread(sync.close)
+        else:
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        for look in list(self._looks):
+            look.cancel()
         if self._opened:
             self._opened = False
+            self._loop = None
             await self._waiters.close()
             await self.backend.close()
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
 
     async def __aenter__(self) -> Workhorse:
         await self.open()
@@ -169,6 +187,7 @@ class Workhorse:
         key: Callable[[Any], Any] | None = None,
         runtime: Runtime = "inline",
         command: Sequence[str] | None = None,
+        env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
@@ -193,13 +212,14 @@ class Workhorse:
         key: Callable[[Any], Any] | None = None,
         runtime: Runtime = "inline",
         command: Sequence[str] | None = None,
+        env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
         cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...,
-        keep_for=...)``.
+        runtime=..., command=..., env=..., memory_limit=..., keep_for=...)``.
         Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
         options = {
             "queue": queue,
@@ -216,6 +236,7 @@ class Workhorse:
             "key": key,
             "runtime": runtime,
             "command": command,
+            "env": env,
             "memory_limit": memory_limit,
             "keep_for": keep_for,
         }
@@ -414,23 +435,67 @@ class Workhorse:
     ) -> Any:
         """Enqueue, wait, and return the result; raise ``JobFailed`` (with the remote
         type, message and traceback), ``JobCancelled`` or ``RunTimeout``. ``timeout`` bounds
-        the wait and, unless ``options`` says otherwise, the attempt too."""
-        t = self._resolve(task)
+        the wait and, unless ``options`` sets the attempt's own, shortens the attempt's
+        limit to it (never lengthens the task's)."""
+        return await self._run(self._resolve(task), data, timeout, options)
+
+    async def _run(
+        self, t: Task[Any, Any], data: Any, timeout: float | None, options: dict[str, Any]
+    ) -> Any:
+        """``options`` may set the attempt's ``timeout`` (``task.options(timeout=...)``),
+        which ``run()``'s own keyword, the wait, cannot."""
         if timeout is not None and "timeout" not in options:
-            options["timeout"] = timeout
+            options["timeout"] = self._attempt_limit(t, timeout)
         # Held: the store keeps the record (whatever its keep_for) until this caller has
         # the result, and every other caller of run() that hit the same live job too.
         new = self._new_job(t, data, options)
         new.hold = True
         handle = await self._submit(t, new, options, watch=True)
+        look = self.warn_without_worker(handle.queue, handle.id, log.warning)
         try:
             job = await self.wait(handle.id, timeout)
         except RunTimeout:
             await self._release(handle.id)
             raise
+        finally:
+            look.cancel()
         if job.keep_for is not None:
             await self._release(job.id)
         return self.result_of(job)
+
+    def warn_without_worker(
+        self, queue: str, job_id: str, report: Callable[[str], Any], app_spec: str = "MODULE:APP"
+    ) -> asyncio.TimerHandle:
+        """After ``NO_WORKER_AFTER`` seconds, report once if no live worker consumes
+        ``queue``: a wait that would otherwise be silent until its timeout, or forever.
+        Cancel the returned timer when the wait ends (a timer, not a task: run() is hot)."""
+
+        def look() -> None:
+            task = asyncio.ensure_future(self._look_for_worker(queue, job_id, report, app_spec))
+            self._looks.add(task)
+            task.add_done_callback(self._looks.discard)
+
+        return asyncio.get_running_loop().call_later(NO_WORKER_AFTER, look)
+
+    async def _look_for_worker(
+        self, queue: str, job_id: str, report: Callable[[str], Any], app_spec: str
+    ) -> None:
+        try:
+            workers = await self.backend.workers()
+        except Exception:
+            return  # only a hint: a store that cannot answer now has its own errors
+        if not any(queue in w.queues for w in workers):
+            report(
+                f"no live worker consumes queue {queue!r}: job {job_id} waits until one "
+                f"does. Start one: workhorse worker {app_spec} --queues {queue}"
+            )
+
+    def _attempt_limit(self, task: Task[Any, Any], wait: float) -> float:
+        """The smaller of the wait and the task's limit (else the job_timeout setting)."""
+        own = task.defaults.timeout
+        own = self.settings.job_timeout if own is None else own
+        limit = float(typing.cast(float, seconds(wait, "timeout")))
+        return limit if own is None else min(own, limit)
 
     async def _release(self, job_id: str) -> None:
         try:

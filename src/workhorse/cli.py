@@ -29,6 +29,7 @@ from workhorse.app import Workhorse
 from workhorse.errors import WorkhorseError
 from workhorse.job import FINISHED_STATES, Job, JobState, WorkerInfo
 from workhorse.settings import BUILT_IN_QUEUES, check_queues
+from workhorse.urls import redact
 
 T = TypeVar("T")
 
@@ -506,7 +507,8 @@ def worker(
         force=True,
     )
     tasks = ", ".join(sorted(app.tasks)) or "none"
-    err().print(f"[bold]workhorse worker[/] app={app_spec} url={app.settings.url} tasks: {tasks}")
+    shown = redact(app.settings.url)
+    err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
 
     async def run(app: Workhorse) -> int:
         w = app.worker(queues=consume, burst=burst)
@@ -526,7 +528,7 @@ def worker(
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
-    help="Seconds to wait; also the attempt's timeout, as in app.run().",
+    help="Seconds to wait; the attempt's limit is at most this, as in app.run().",
 )
 def run(
     task: str, data: str | None, app_spec: str | None, url: str | None, timeout: float | None
@@ -543,12 +545,20 @@ def run(
 
     enqueued: list[str] = []
 
+    def note(message: str) -> None:
+        console.print(f"[yellow]{message}[/]", soft_wrap=True)
+
     async def go(app: Workhorse) -> Job | None:
-        options = {} if timeout is None else {"timeout": timeout}
+        options = {} if timeout is None else {"timeout": app._attempt_limit(t, timeout)}
         handle = await app.enqueue(t, payload, **options)
         enqueued.append(handle.id)
         console.print(f"[dim]enqueued {t.name} as job {handle.id} on queue {handle.queue}[/]")
-        return await follow(app, handle.id, t.name, console, timeout)
+        spec = app_spec or "MODULE:APP"
+        look = app.warn_without_worker(handle.queue, handle.id, note, spec)
+        try:
+            return await follow(app, handle.id, t.name, console, timeout)
+        finally:
+            look.cancel()
 
     try:
         job = drive(app, go)
@@ -680,7 +690,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
     if as_json:
         echo_json(
             {
-                "url": app.settings.url,
+                "url": redact(app.settings.url),
                 "counts": counts,
                 "paused": sorted(paused),
                 "workers": [vars_of(w) for w in workers],
@@ -688,7 +698,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
         )
         return
     console = out()
-    console.print(f"[dim]{app.settings.url}[/]")
+    console.print(f"[dim]{redact(app.settings.url)}[/]")
     if counts:
         console.print(counts_table(counts, paused))
     else:
@@ -908,6 +918,7 @@ def settings(markdown: bool, app_spec: str | None, url: str | None) -> None:
         table.add_column(col, overflow="fold")
     for name, field in Settings.model_fields.items():
         value = setting_default(getattr(current, name))
+        value = redact(value) if name == "url" else value
         default = setting_default(field.default)
         style = "" if value == default else "bold yellow"
         table.add_row(
@@ -1017,15 +1028,6 @@ def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
     for key, value in report.items():
         table.add_row(key, str(value))
     out().print(table)
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 @main.command()

@@ -3,10 +3,12 @@ registered under the module's name, with options as module-level names."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import pkgutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -18,7 +20,19 @@ if TYPE_CHECKING:
     from workhorse.app import Workhorse
 
 # Declared by later features; a module that sets one must not have it silently ignored.
-NOT_YET = ("mode", "http", "runtime", "flow")
+NOT_YET = ("mode", "http", "flow")
+# Names other job-file formats use (@startupjs/worker, nuxt-processor, BullMQ), with ours,
+# refused when the value has the shape that format gives it (else it is a helper's name).
+FOREIGN: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "worker": ("queue", lambda v: isinstance(v, str)),
+    "default": ("handler", callable),
+    "config": ("module-level option names", lambda v: isinstance(v, dict)),
+    "attempts": ("retries (attempts after the first)", lambda v: isinstance(v, int)),
+    "retry": ("retries", lambda v: isinstance(v, int)),
+}
+# A plain value whose name is this close to an option's is taken for a misspelled option.
+_TYPO_CUTOFF = 0.88
+_VALUES = (str, int, float, bool, dict, list, tuple, type(None))
 
 
 def _modules(target: str | Path | ModuleType) -> list[ModuleType]:
@@ -65,12 +79,32 @@ def discover(app: Workhorse, target: str | Path | ModuleType) -> list[Task[Any, 
                 f"discover: module {module.__name__} has no handler() function; define one, "
                 "or start the file name with '_' to keep it out of discovery"
             )
-        pending = [n for n in NOT_YET if hasattr(module, n)]
-        if pending:
-            raise ConfigError(
-                f"discover: module {module.__name__} sets {pending}, which this version of "
-                "workhorse does not support yet"
-            )
+        _check_names(module)
         options = {n: getattr(module, n) for n in TASK_OPTIONS if hasattr(module, n)}
         found.append(app.add_task(handler, name=getattr(module, "name", short), **options))
     return found
+
+
+def _check_names(module: ModuleType) -> None:
+    """Refuse a module-level name that reads as an option workhorse would not apply."""
+    pending = [n for n in NOT_YET if hasattr(module, n)]
+    if pending:
+        raise ConfigError(
+            f"discover: module {module.__name__} sets {pending}, which this version of "
+            "workhorse does not support yet"
+        )
+    for name, (ours, shaped) in FOREIGN.items():
+        if hasattr(module, name) and shaped(getattr(module, name)):
+            raise ConfigError(
+                f"discover: module {module.__name__} sets {name!r}, which workhorse does not "
+                f"read; use {ours} instead (valid options: {', '.join(TASK_OPTIONS)})"
+            )
+    for name, value in vars(module).items():
+        if name in TASK_OPTIONS or name.startswith("_") or not isinstance(value, _VALUES):
+            continue
+        close = difflib.get_close_matches(name, TASK_OPTIONS, n=1, cutoff=_TYPO_CUTOFF)
+        if close:
+            raise ConfigError(
+                f"discover: module {module.__name__} sets {name!r}; did you mean "
+                f"{close[0]!r}? (rename a helper value to start with '_')"
+            )

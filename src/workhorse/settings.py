@@ -47,6 +47,12 @@ class Settings(BaseModel):
     reclaim_interval: float = Field(5.0, gt=0, description="Seconds between expired-lease sweeps")
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker beats")
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
+    job_timeout: float | None = Field(
+        300.0,
+        gt=0,
+        description="Seconds an attempt of a task that sets no timeout may take (none: "
+        "unbounded), so a hung job cannot hold its lease forever",
+    )
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
     max_log_lines: int = Field(
         1_000, ge=2, description="Log lines an attempt keeps (ctx.log); the oldest dropped first"

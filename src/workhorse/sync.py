@@ -1,7 +1,10 @@
 """A thin blocking facade for producers in sync code (Django, Flask, scripts).
 
-It runs the async client on a private event loop in a daemon thread, with its own
-backend connection, so it never touches an event loop the application owns."""
+It talks to the app's own store. A store other processes reach by URL gets its own
+connection on a private event loop in a daemon thread, so the facade never touches an
+event loop the application owns. A store only the app's object reaches (``memory://``, a
+``backend=`` object) is used through the app itself: on the app's loop when it runs in
+another thread, else on the private loop."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from workhorse.errors import ConfigError
 
 if TYPE_CHECKING:
     from workhorse.app import Workhorse
@@ -18,20 +23,53 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _shared(app: Workhorse) -> bool:
+    """Whether only the app's own backend object reaches its store."""
+    return app._backend_given or not app.backend.capabilities.multi_process
+
+
 class SyncApp:
     def __init__(self, app: Workhorse) -> None:
         from workhorse.app import Workhorse
 
-        self._client = Workhorse(**app._overrides)
-        self._client.tasks = app.tasks  # one registry, two connections
+        self._app = app
+        self._shared = _shared(app)
+        if self._shared:
+            self._client = app
+        else:
+            self._client = Workhorse(**app._overrides)
+            self._client.tasks = app.tasks  # one registry, two connections
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name="workhorse-sync"
         )
         self._thread.start()
 
+    def _target(self) -> asyncio.AbstractEventLoop:
+        """The loop a call runs on: the app's own while it runs elsewhere, if shared."""
+        if not self._shared:
+            return self._loop
+        loop = self._app._loop
+        if loop is None or loop is self._loop or loop.is_closed() or not loop.is_running():
+            return self._loop
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            raise ConfigError(
+                "app.sync was called inside the app's own event loop, where it would wait "
+                "for itself: await the async method (await app.enqueue(...)) instead"
+            )
+        return loop
+
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        try:
+            loop = self._target()
+        except ConfigError:
+            coro.close()  # never started: no "never awaited" warning on top of the error
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def enqueue(
         self, task: str | Task[Any, Any], data: Any = None, **options: Any
@@ -81,9 +119,14 @@ class SyncApp:
         return self._call(self._client.is_paused(queue))
 
     def close(self) -> None:
+        """Close the facade's connection (or the app's store, when this facade opened it)
+        and stop its loop."""
         if self._loop.is_closed():
             return
-        self._call(self._client.close())
+        if not self._shared:
+            self._call(self._client.close())
+        elif self._app._loop is self._loop:
+            self._call(self._app._close_store())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()

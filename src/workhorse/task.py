@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -28,6 +28,7 @@ D = TypeVar("D")
 R = TypeVar("R")
 
 Seconds = float | int | timedelta
+EnvSpec = tuple[tuple[str, str | None], ...]
 
 
 def seconds(value: Seconds | None, what: str) -> float | None:
@@ -89,6 +90,7 @@ class TaskOptions:
     key: KeyFn | None = None  # the limit key: concurrency and rate hold per key
     runtime: Runtime = "inline"
     command: tuple[str, ...] | None = None  # for runtime="command": the program and its args
+    env: EnvSpec = ()  # for runtime="command": (name, value or None to pass the worker's)
     memory_limit: int | None = None  # bytes, for runtime="process": the child's address space
     keep_for: float | None = None  # seconds the finished record is kept; None: the settings'
 
@@ -108,6 +110,7 @@ TASK_OPTIONS = (
     "key",
     "runtime",
     "command",
+    "env",
     "memory_limit",
     "keep_for",
 )
@@ -141,6 +144,7 @@ def make_options(
     key: KeyFn | None = None,
     runtime: Runtime = "inline",
     command: Sequence[str] | None = None,
+    env: Sequence[str] | Mapping[str, str] | None = None,
     memory_limit: int | None = None,
     keep_for: Seconds | None = None,
 ) -> TaskOptions:
@@ -183,9 +187,30 @@ def make_options(
         key,
         runtime,
         None if command is None else tuple(command),
+        make_env(env, runtime),
         memory_limit,
         seconds(keep_for, "keep_for"),
     )
+
+
+def make_env(env: Sequence[str] | Mapping[str, str] | None, runtime: str) -> EnvSpec:
+    """``env=["API_TOKEN"]`` passes the worker's values; ``{"MODE": "fast"}`` sets them."""
+    if env is None:
+        return ()
+    if runtime != "command":
+        raise ConfigError("env= applies to runtime='command' (the program's environment)")
+    if isinstance(env, Mapping):
+        pairs: list[tuple[Any, Any]] = list(env.items())
+    elif isinstance(env, str) or not isinstance(env, Sequence):
+        raise ConfigError(f"env must be a list of names or a dict of names to values; got {env!r}")
+    else:
+        pairs = [(name, None) for name in env]
+    for name, value in pairs:
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ConfigError(f"env: {name!r} is not an environment variable name")
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"env: the value of {name} must be a string, got {value!r}")
+    return tuple(sorted(pairs))
 
 
 def check_on_duplicate(value: Any) -> OnDuplicate:
@@ -360,7 +385,9 @@ class BoundTask(Generic[D, R]):
         return await self.task.enqueue_many(items, **self.call_options)
 
     async def run(self, data: D | None = None, *, timeout: float | None = None) -> R:
-        return await self.task.run(data, timeout=timeout, **self.call_options)
+        """``timeout`` bounds the wait; ``options(timeout=...)`` is the attempt's own."""
+        app = self.task.app
+        return typing.cast(R, await app._run(self.task, data, timeout, dict(self.call_options)))
 
 
 def check_call_options(options: dict[str, Any]) -> dict[str, Any]:

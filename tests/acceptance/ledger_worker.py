@@ -2,8 +2,9 @@
 
     python ledger_worker.py URL LEDGER '{"lease": 1, "concurrency": 4, ...}'
 
-Its one task, ``mark``, appends ``start`` and ``done`` lines to the ledger file: each line is
-one ``write`` to a file opened with O_APPEND, so lines from several processes never mix.
+Its tasks (``mark`` and the others below) append ``start`` and ``done`` lines to the ledger
+file: each line is one ``write`` to a file opened with O_APPEND, so lines from several
+processes never mix.
 The tests judge delivery from this ledger, not from the store. The process writes a
 ``ready`` line when its backend is open, runs until SIGTERM/SIGINT, and exits 0.
 
@@ -50,6 +51,25 @@ def build(url: str, ledger: str, settings: dict[str, Any]) -> Workhorse:
         time.sleep(float(data.get("sleep", 0)))
         ledger_line(fd, "done", ctx.job_id)
         return ctx.job_id
+
+    @app.task(name="hog", concurrency=1)
+    async def hog(data: dict[str, Any], ctx: JobContext) -> None:
+        # Blocks its worker's event loop (time.sleep in an async def) for data["block"] s.
+        ledger_line(fd, "start", ctx.job_id)
+        time.sleep(float(data["block"]))  # noqa: ASYNC251
+        ledger_line(fd, "done", ctx.job_id)
+
+    @app.task(name="hang", retries=3)
+    async def hang(data: dict[str, Any], ctx: JobContext) -> None:
+        # Its first run blocks its worker's event loop for good; later runs complete.
+        ledger_line(fd, "start", ctx.job_id)
+        try:
+            os.close(os.open(data["flag"], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            ledger_line(fd, "done", ctx.job_id)
+            return
+        while True:
+            time.sleep(0.05)  # noqa: ASYNC251
 
     @app.task(name="crash")
     async def crash(data: dict[str, Any], ctx: JobContext) -> None:

@@ -11,6 +11,9 @@ code. Modes:
   connections made during it never complete; and after ``heal()`` the connections that
   lived through it stay silent for good. Only new connections work again, so a client
   notices only through its own timeouts (the Celery "silently idle worker" class).
+- ``lose(match, times)``: the next ``times`` requests holding ``match`` reach the server,
+  and their connection is reset before the reply comes back (a reply lost on the way).
+  ``lost`` counts them.
 
 Apart from the mode, ``delay(seconds)`` holds every chunk that long in each direction
 before passing it on (a server on another machine); ``delay(0)`` ends it. ``sent`` counts
@@ -32,6 +35,7 @@ class _Conn:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None
     dead: bool = False  # blackholed for good
+    losing: bool = False  # a request went up: reset instead of passing the reply back
     flowing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def abort(self) -> None:
@@ -54,6 +58,8 @@ class Proxy:
         self.accepted = 0
         self.latency = 0.0
         self.sent = 0
+        self.lost = 0
+        self._lose: tuple[bytes, int] = (b"", 0)
         self._conns: set[_Conn] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -82,6 +88,14 @@ class Proxy:
     def blackhole(self) -> None:
         self._call(self._set("blackhole"))
 
+    def lose(self, match: bytes, times: int = 1) -> None:
+        self._call(self._arm(match, times))
+
+    @property
+    def armed(self) -> bool:
+        """A ``lose`` still waits for its request."""
+        return self._lose[1] > 0
+
     def heal(self) -> None:
         self._call(self._set("pass"))
 
@@ -105,6 +119,17 @@ class Proxy:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _arm(self, match: bytes, times: int) -> None:
+        self._lose = (match, times)
+
+    def _should_lose(self, data: bytes) -> bool:
+        match, times = self._lose
+        if times <= 0 or match not in data:
+            return False
+        self._lose = (match, times - 1)
+        self.lost += 1
+        return True
 
     async def _set(self, mode: str) -> None:
         self.mode = mode
@@ -140,8 +165,8 @@ class Proxy:
                 conn.abort()
                 return
             await asyncio.gather(
-                self._pipe(reader, conn.upstream, conn),
-                self._pipe(up_reader, writer, conn),
+                self._pipe(reader, conn.upstream, conn, up=True),
+                self._pipe(up_reader, writer, conn, up=False),
                 return_exceptions=True,
             )
         finally:
@@ -149,7 +174,7 @@ class Proxy:
             conn.abort()
 
     async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, conn: _Conn
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, conn: _Conn, *, up: bool
     ) -> None:
         while True:
             data = await src.read(65536)
@@ -163,7 +188,12 @@ class Proxy:
             await conn.flowing.wait()
             if conn.dead:
                 continue
+            if up and self._should_lose(data):
+                conn.losing = True
+            elif not up and conn.losing:
+                conn.abort()
+                return
             dst.write(data)
             await dst.drain()
-            if dst is conn.upstream:
+            if up:
                 self.sent += 1

@@ -38,6 +38,7 @@ from tests.chaos.proxy import Proxy
 from tests.chaos.schedulers import schedulers
 from tests.chaos.servers import PrivatePostgres, PrivateRedis
 from tests.chaos.soak import soak
+from workhorse.worker.worker import SILENT_LEASES
 
 SLACK = 1.5  # process scheduling on a loaded 2-core machine, on top of the stated bound
 DROPPED = "dropped, this worker no longer holds its lease"
@@ -244,8 +245,10 @@ async def _stop_round(
 # -- 3. a handler that blocks its event loop -----------------------------------------------
 async def block(kind: str, workdir: Path, *, duration: float, seed: int) -> Report:
     """Three one-slot workers; rounds of two jobs that block their worker's event loop for
-    three leases. The third worker is idle and would take any lease that expires."""
+    several leases, though less than a hung loop's (SILENT_LEASES). The third worker is idle
+    and would take any lease that expires."""
     settings = Settings(concurrency=1, reclaim_interval=0.3)
+    blocked = (SILENT_LEASES - 1) * settings.lease
     report = Report("block", kind, seed, duration)
     url = store_url(kind, workdir)
     cluster = Cluster(url, workdir, settings)
@@ -258,9 +261,7 @@ async def block(kind: str, workdir: Path, *, duration: float, seed: int) -> Repo
         started = time.monotonic()
         while rounds == 0 or time.monotonic() - started < duration:
             rounds += 1
-            new = [
-                h.id for h in await app.enqueue_many("block", [{"block": 3 * settings.lease}] * 2)
-            ]
+            new = [h.id for h in await app.enqueue_many("block", [{"block": blocked}] * 2)]
             cluster.writer.write_many(new, "enqueued")
             ids += new
             await all_finished(cluster, ids, 30)
@@ -300,7 +301,7 @@ async def block(kind: str, workdir: Path, *, duration: float, seed: int) -> Repo
         f = report.figures
         f["rounds"] = rounds
         f["jobs"] = len(ids)
-        f["block_s"] = 3 * settings.lease
+        f["block_s"] = blocked
         f["reruns"] = reruns
         f["overlapping_runs"] = overlaps
         f["stale_successes"] = stale

@@ -51,6 +51,13 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         mark(ctx, "finish")
         return {"pid": writer.pid if writer else 0, "attempt": ctx.attempt}
 
+    @app.task(name="defaults")
+    async def defaults(data: dict[str, Any], ctx: JobContext) -> None:
+        """``work`` with every task option at its default (no retries)."""
+        mark(ctx, "start")
+        await asyncio.sleep(float(data.get("sleep", 0)))
+        mark(ctx, "finish")
+
     @app.task(name="block", retries=20)
     async def block(data: dict[str, Any], ctx: JobContext) -> dict[str, int]:
         """A bad async handler: blocks its event loop (no await) for ``block`` seconds."""

@@ -1,5 +1,5 @@
 """Scenario 3, and the regression test for the renewal thread: an async handler that
-blocks its event loop (``time.sleep``) for three leases keeps its lease, runs once, and
+blocks its event loop (``time.sleep``) for two leases keeps its lease, runs once, and
 its result is stored. Before the fix its lease expired every time, another worker ran it
 again while it still ran, every outcome was refused, and the job never completed."""
 

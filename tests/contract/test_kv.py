@@ -1,5 +1,6 @@
 """The small key-value store behind schedules and limits: kv_get, kv_set, kv_delete
-(owner-checked), kv_scan, TTL expiry, and the key space it shares with set_if_absent."""
+(owner-checked), kv_extend (owner-checked), kv_scan, TTL expiry, and the key space it
+shares with set_if_absent."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ async def test_ttl_expires_and_no_ttl_stays(backend: Backend, peer: Backend) -> 
 
 
 async def test_set_renews_or_clears_a_ttl(backend: Backend) -> None:
-    # The limiter renews a slot with kv_set; a renewal must push the expiry back.
+    # A cron tick's mark is rewritten with kv_set; the rewrite must push the expiry back.
     await backend.kv_set("renewed", "a", ttl=0.4)
     await backend.kv_set("lasting", "a", ttl=0.4)
     for _ in range(4):
@@ -66,6 +67,36 @@ async def test_delete_of_an_expired_key_is_refused(backend: Backend) -> None:
     assert await backend.kv_delete("lease-slot", "job-a") is False
     assert await backend.kv_delete("lease-slot") is False
     assert await backend.set_if_absent("lease-slot", "job-b", ttl=30) is True
+
+
+async def test_extend_renews_only_the_keys_still_held(backend: Backend, peer: Backend) -> None:
+    # A limit slot is renewed by its owner only: a slot someone else holds stays theirs.
+    assert await backend.kv_extend({}, 30) == set()
+    assert await backend.set_if_absent("limit:a:0", "token-a", ttl=0.4)
+    assert await peer.set_if_absent("limit:a:1", "token-b", ttl=30)
+    held = {"limit:a:0": "token-a", "limit:a:1": "token-a", "limit:a:2": "token-a"}
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        assert await backend.kv_extend(held, 0.4) == {"limit:a:0"}
+    assert await peer.kv_get("limit:a:0") == "token-a"  # outlived its first ttl
+    assert await peer.kv_get("limit:a:1") == "token-b"
+    assert await peer.kv_get("limit:a:2") is None  # never created by an extend
+    assert await peer.set_if_absent("limit:a:0", "token-c", ttl=30) is False
+
+
+async def test_extend_never_revives_an_expired_key(backend: Backend, peer: Backend) -> None:
+    assert await backend.set_if_absent("limit:b:0", "token-a", ttl=0.2)
+    assert await backend.set_if_absent("limit:b:1", "token-a", ttl=0.2)
+
+    async def taken() -> bool:
+        return await peer.set_if_absent("limit:b:0", "token-b", ttl=30)
+
+    await eventually(taken, "an expired slot to be taken by another owner")
+    held = {"limit:b:0": "token-a", "limit:b:1": "token-a"}
+    assert await backend.kv_extend(held, 30) == set()
+    assert await peer.kv_get("limit:b:0") == "token-b"
+    assert await peer.kv_get("limit:b:1") is None
+    assert await peer.set_if_absent("limit:b:1", "token-c", ttl=30) is True
 
 
 async def test_concurrent_owner_checked_deletes_one_wins(backend: Backend, peer: Backend) -> None:

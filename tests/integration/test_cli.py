@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from workhorse import Workhorse
+from workhorse import app as app_module
 from workhorse.cli import main
 
 needs_sqlite = pytest.mark.skipif(
@@ -406,6 +407,17 @@ def test_run_without_a_worker_times_out_with_exit_3(cli: Cli) -> None:
     result = cli("run", "add", "--data", '{"a": 1, "b": 2}', "--timeout", "0.3", ok=False)
     assert result.exit_code == 3
     assert "did not finish within 0.3s" in result.output
+
+
+@needs_sqlite
+def test_run_without_a_worker_says_how_to_start_one(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "NO_WORKER_AFTER", 0.2, raising=False)
+    result = cli("run", "add", "--data", '{"a": 1, "b": 2}', "--timeout", "1", ok=False)
+    assert result.exit_code == 3
+    assert "no live worker consumes queue 'default'" in result.output
+    assert f"workhorse worker {cli.app} --queues default" in result.output
 
 
 @needs_sqlite

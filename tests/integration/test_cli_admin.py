@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from tests.conftest import POSTGRES_URL, require_service
 from workhorse import Workhorse
-from workhorse.cli import main, redact
+from workhorse.cli import main
+from workhorse.urls import redact
 
 
 def free_port() -> int:

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from workhorse import JobFailed, JobState, Workhorse
+from tests.conftest import _drop
+from workhorse import ConfigError, JobFailed, JobState, Workhorse
+from workhorse.backends import Backend, backend_from_url
 
 
 def make_app(url: str) -> Workhorse:
@@ -62,3 +64,66 @@ def test_sync_producer_with_a_worker_elsewhere(tmp_path: Path) -> None:
         worker.stop_threadsafe()
         thread.join(10)
     assert stopped.wait(10)
+
+
+def _add_app(app: Workhorse) -> Workhorse:
+    @app.task
+    def add(data: dict[str, int]) -> int:
+        return data["a"] + data["b"]
+
+    return app
+
+
+async def _seen(view: Backend, job_id: str) -> tuple[bool, int]:
+    """What a view of the store shows: the job, and the default queue's queued count."""
+    await view.open()
+    try:
+        job = await view.get(job_id)
+        return job is not None, (await view.counts(["default"]))["default"]["queued"]
+    finally:
+        if view.capabilities.multi_process:
+            await _drop(view)
+            await view.close()
+
+
+def test_sync_enqueue_lands_in_the_apps_store(store_url: str) -> None:
+    """app.sync writes where the app reads, with the app built from a URL."""
+    url = store_url
+    app = _add_app(Workhorse(url))
+    try:
+        handle = app.sync.enqueue("add", {"a": 1, "b": 2})
+        assert app.sync.counts(["default"])["default"]["queued"] == 1
+        # The app's own (async) view; memory:// has no other.
+        assert asyncio.run(_seen(app.backend, handle.id)) == (True, 1)
+    finally:
+        app.sync.close()
+
+
+def test_sync_uses_a_backend_object(backend_kind: str, store_url: str) -> None:
+    """A backend= object is the store app.sync writes to, not the default URL's."""
+    url = store_url
+    backend = backend_from_url(url)
+    app = _add_app(Workhorse(backend=backend))
+    try:
+        handle = app.sync.enqueue("add", {"a": 1, "b": 2})
+        view = backend if backend_kind == "memory" else backend_from_url(url)
+        assert asyncio.run(_seen(view, handle.id)) == (True, 1)
+    finally:
+        app.sync.close()
+
+
+async def test_sync_from_a_thread_reaches_a_running_app(store_url: str) -> None:
+    """Sync code in a thread of an async app (a sync view under ASGI) enqueues into the
+    store the running app sees."""
+    async with _add_app(Workhorse(store_url)) as app:
+        handle = await asyncio.to_thread(app.sync.enqueue, "add", {"a": 1, "b": 2})
+        assert await app.get_job(handle.id) is not None
+        assert (await app.counts(["default"]))["default"]["queued"] == 1
+        await _drop(app.backend)
+
+
+async def test_sync_inside_the_apps_own_loop_says_to_await() -> None:
+    """It would wait for the loop it blocks: refused with the fix, not a hang."""
+    async with _add_app(Workhorse("memory://")) as app:
+        with pytest.raises(ConfigError, match="await app.enqueue"):
+            app.sync.enqueue("add", {"a": 1, "b": 2})

@@ -11,7 +11,7 @@ import pytest
 
 from tests.runtimes.conftest import NODE, PROGRAMS, gone
 from tests.worker.worker_helpers import running, wait_until
-from workhorse import JobCancelled, JobFailed, JobState, Workhorse
+from workhorse import ConfigError, JobCancelled, JobFailed, JobState, Workhorse
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -160,3 +160,33 @@ async def test_the_shipped_examples_run(app: Workhorse, argv: list[str]) -> None
     async with running(app, queues=["default"], concurrency=1):
         first = await app.run("wordcount", {"text": "one two  three"}, timeout=20)
         assert first == {"words": 3, "runs": 1}
+
+
+async def test_a_program_gets_a_minimal_environment_and_what_the_task_names(
+    app: Workhorse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's environment holds the store's URL and other secrets: a program gets
+    PATH, HOME, the locale and the like, plus only the names its task lists or sets."""
+    monkeypatch.setenv("WORKHORSE_URL", "postgresql://u:s3cret@db/app")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret")
+    monkeypatch.setenv("API_TOKEN", "t0ken")
+    monkeypatch.setenv("LC_TIME", "C")
+    python = COMMANDS["python"]
+    app.add_task(job, name="named", runtime="command", command=python, env=["API_TOKEN"])
+    app.add_task(job, name="set", runtime="command", command=python, env={"MODE": "fast"})
+    async with running(app, queues=["default"], concurrency=1):
+        named = await app.run("named", {"action": "env"}, timeout=20)
+        given = await app.run("set", {"action": "env"}, timeout=20)
+    for env in (named, given):
+        assert "WORKHORSE_URL" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+        assert env["WORKHORSE_PROTOCOL"] == "1"
+        assert env["PATH"] and env["LC_TIME"] == "C"
+    assert named["API_TOKEN"] == "t0ken" and "MODE" not in named
+    assert given["MODE"] == "fast" and "API_TOKEN" not in given
+
+
+def test_env_is_a_command_option(app: Workhorse) -> None:
+    with pytest.raises(ConfigError, match="runtime='command'"):
+        app.add_task(follow, name="inline_env", env=["API_TOKEN"])
+    with pytest.raises(ConfigError, match="list of names or a dict"):
+        app.add_task(job, name="bad", runtime="command", command=["true"], env="API_TOKEN")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,52 @@ async def test_children_are_gone_once_the_worker_stops(app: Workhorse) -> None:
     job = await app.get_job(busy.id)
     assert job is not None
     assert job.state is JobState.QUEUED  # shutdown put it back, attempt refunded
+
+
+async def test_a_wait_bound_never_lengthens_the_tasks_timeout(app: Workhorse) -> None:
+    """run(timeout=30) on a task declared timeout=1: the attempt still ends at 1 s."""
+    app.add_task(jobs.spin, runtime="process", timeout=1)
+    async with running(app, queues=["default"], concurrency=1):
+        started = time.monotonic()
+        with pytest.raises(JobFailed, match="timed out after 1s"):
+            await app.run("spin", 25, timeout=30)
+        assert time.monotonic() - started < 20
+
+
+async def test_an_explicit_attempt_timeout_is_the_callers_to_set(app: Workhorse) -> None:
+    """Only the attempt's own timeout (task.options(timeout=...)), not the wait, replaces
+    the task's."""
+    spin = app.add_task(jobs.spin, runtime="process", timeout=0.5)
+    async with running(app, queues=["default"], concurrency=1):
+        assert await spin.options(timeout=20).run(1.5, timeout=30) > 0
+
+
+async def test_a_job_file_with_runtime_process_runs_in_a_child(
+    app: Workhorse, tmp_path: Path
+) -> None:
+    """runtime = "process" in a discovered file: the job runs in a pooled child."""
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    (jobs_dir / "where.py").write_text(
+        'import os\n\nruntime = "process"\n\n\ndef handler():\n    return os.getpid()\n'
+    )
+    app.discover(jobs_dir)
+    async with running(app, queues=["default"], concurrency=1):
+        pid = await app.run("where", timeout=20)
+    assert pid != os.getpid()
+
+
+async def test_a_process_task_without_a_timeout_ends_at_the_job_timeout(url: str) -> None:
+    """The job_timeout setting bounds a task that sets no timeout, and kills its child."""
+    async with Workhorse(url, poll_interval=0.05, process_pool=1, job_timeout=1) as app:
+        app.add_task(jobs.pid, runtime="process")
+        app.add_task(jobs.spin, runtime="process")
+        async with running(app, queues=["default"], concurrency=1):
+            child = await app.run("pid", timeout=20)
+            handle = await app.enqueue("spin", 25)  # no limit of its own on the record
+            job = await app.wait(handle.id, 20)
+            assert job.error is not None and job.error["message"] == "timed out after 1s"
+            assert gone(child)
 
 
 async def test_a_childs_log_lines_are_bounded_as_the_workers_own(url: str) -> None:

@@ -179,6 +179,7 @@ async def test_kv_keys_are_stored_verbatim_and_scan_takes_prefixes_literally(
             backend.set_if_absent(key, "v"),
             backend.kv_set(key, "v"),
             backend.kv_get(key),
+            backend.kv_extend({key: "v"}, 30),
             backend.counter_add(key, 1),
         ):
             with pytest.raises(ConfigError, match="NUL"):
@@ -190,6 +191,8 @@ async def test_kv_keys_are_stored_verbatim_and_scan_takes_prefixes_literally(
     assert await backend.set_if_absent(key, "w") is False
     assert await backend.kv_get(key) == "v"
     assert await backend.kv_get(key + "x") is None
+    assert await backend.kv_extend({key: "v", key + "x": "v"}, 30) == {key}
+    assert await backend.kv_extend({key: "w"}, 30) == set()
     assert await backend.kv_scan(key) == {key: "v"}
     # A prefix is a prefix, never a pattern: '*', '%', '_', '[ab]' match only themselves.
     assert await backend.kv_scan("other:" + key) == {}

@@ -64,3 +64,82 @@ def test_bad_module_option_is_an_error(tmp_path: Path) -> None:
     write(tmp_path / "jobs", "bad.py", "retries = 'many'\ndef handler():\n    pass\n")
     with pytest.raises(ConfigError, match="retries"):
         Workhorse("memory://").discover(tmp_path / "jobs")
+
+
+def test_every_task_option_is_read_from_a_job_file(tmp_path: Path) -> None:
+    write(
+        tmp_path / "jobs",
+        "resize.py",
+        """
+        queue = "priority"
+        retries = 2
+        backoff = 1.5
+        timeout = 30
+        priority = 3
+        lease = 20
+        singleton = True
+        on_duplicate = "skip"
+        concurrency = 2
+        rate = "10/s"
+        runtime = "process"
+        memory_limit = 1 << 30
+        keep_for = 60
+
+        def key(data):
+            return data["user"]
+
+        def handler(data):
+            return data
+    """,
+    )
+    app = Workhorse("memory://")
+    (task,) = app.discover(tmp_path / "jobs")
+    d = task.defaults
+    assert (d.queue, d.retries, d.timeout, d.priority, d.lease) == ("priority", 2, 30, 3, 20)
+    assert (d.singleton, d.on_duplicate, d.concurrency, d.runtime) == (True, "skip", 2, "process")
+    assert (d.memory_limit, d.keep_for, d.rate is not None, d.key is not None) == (
+        1 << 30,
+        60,
+        True,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("worker = 'priority'", "'worker'.*use queue"),
+        ("def default(data):\n    return data", "'default'.*use handler"),
+        ("config = {'concurrency': 10}", "'config'.*module-level option names"),
+        ("attempts = 3", "'attempts'.*use retries"),
+        ("concurency = 2", "'concurency'; did you mean 'concurrency'"),
+        ("queues = 'priority'", "did you mean 'queue'"),
+    ],
+)
+def test_a_name_another_format_uses_is_refused_with_ours(
+    tmp_path: Path, line: str, says: str
+) -> None:
+    """A seed's name (startupjs `worker`, `export default`) or a misspelled option would
+    leave the job on the wrong queue or unlimited: refused, naming the option to use."""
+    write(tmp_path / "jobs", "send.py", f"{line}\n\ndef handler(data):\n    return data\n")
+    with pytest.raises(ConfigError, match=says):
+        Workhorse("memory://").discover(tmp_path / "jobs")
+
+
+def test_helper_names_are_left_alone(tmp_path: Path) -> None:
+    write(
+        tmp_path / "jobs",
+        "report.py",
+        """
+        import json
+
+        default = {"size": 10}
+        worker_count = 3
+        keys = ["a", "b"]
+        _queues = ["x"]
+
+        def handler(data):
+            return json.dumps(default)
+    """,
+    )
+    assert [t.name for t in Workhorse("memory://").discover(tmp_path / "jobs")] == ["report"]

@@ -19,7 +19,7 @@ from workhorse.job import Event, JobState, NewJob, new_job_id
 
 pytest.importorskip("psycopg_pool")
 
-from workhorse.backends.postgres import PostgresBackend, safe_url
+from workhorse.backends.postgres import PostgresBackend
 from workhorse.backends.postgres import schema as pg_schema
 
 PROMPT = 2.0  # far below every wait's own timeout
@@ -329,7 +329,7 @@ def test_url_parameters_and_password_hiding() -> None:
     assert b.schema == "jobs"
     assert "connect_timeout=3" in b._conninfo and "schema" not in b._conninfo
     assert "pool_max" not in b._conninfo
-    assert safe_url("postgresql://h/db") == "postgresql://h/db"
+    assert PostgresBackend("postgresql://h/db").url == "postgresql://h/db"
     with pytest.raises(ConfigError, match="not a valid name"):
         PostgresBackend("postgresql://h/db?schema=Robert');DROP")
     with pytest.raises(ConfigError, match="migrate=auto"):

@@ -68,7 +68,7 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("sqlite://", "sqlite:///", "sqlite:///:memory:", "postgres:///x"):
         with pytest.raises(ConfigError):
             path_from_url(bad)
-    with pytest.raises(ConfigError, match="max_events, lock_timeout, poll, watch"):
+    with pytest.raises(ConfigError, match="lock_timeout, max_events, poll, watch"):
         SQLiteBackend("sqlite:////abs/w.db?nope=1")
 
 

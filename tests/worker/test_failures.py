@@ -18,6 +18,26 @@ from workhorse.testing import FakeClock
 from .worker_helpers import running, wait_until
 
 
+def test_a_task_without_a_timeout_gets_the_job_timeout_setting() -> None:
+    """At the defaults an attempt is bounded: 300 s, arq's default."""
+    assert Workhorse("memory://").settings.job_timeout == 300.0
+
+
+async def test_a_hung_async_job_ends_at_the_job_timeout(memory: MemoryBackend) -> None:
+    app = Workhorse(backend=memory, poll_interval=0.05, job_timeout=0.3)
+
+    @app.task
+    async def hung() -> None:
+        await asyncio.Event().wait()
+
+    async with app, running(app, concurrency=1):
+        handle = await hung.enqueue()
+        job = await app.wait(handle.id, 10)
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    assert job.error["message"] == "timed out after 0.3s"
+
+
 async def test_async_timeout_fails_the_attempt_and_frees_the_slot(app: Workhorse) -> None:
     cancelled = asyncio.Event()
 

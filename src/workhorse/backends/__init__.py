@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.errors import ConfigError
+from workhorse.urls import redact
 
 SCHEMES = {
     "memory": ("workhorse.backends.memory", "MemoryBackend", None),
@@ -21,8 +22,8 @@ def backend_from_url(url: str) -> Backend:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
         raise ConfigError(
-            f"unsupported backend URL {url!r}; use one of: memory://, sqlite:///path/to.db, "
-            "redis://host:6379/0, postgresql://user@host/db"
+            f"unsupported backend URL {redact(url)!r}; use one of: memory://, "
+            "sqlite:///path/to.db, redis://host:6379/0, postgresql://user@host/db"
         )
     module_name, class_name, extra = SCHEMES[scheme]
     import importlib

@@ -8,7 +8,7 @@ never by a worker's. Memory is the reference implementation; the contract suite 
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,6 +184,11 @@ class Backend(abc.ABC):
     async def kv_delete(self, key: str, value: str | None = None) -> bool:
         """Delete ``key``; with ``value``, only while it still holds that value."""
         raise NotImplementedError(f"{type(self).__name__} lacks kv_delete")
+
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        """Set each key of ``held`` to expire ``ttl`` seconds from now, but only while it
+        still holds its value there; returns the keys extended (those still ours)."""
+        raise NotImplementedError(f"{type(self).__name__} lacks kv_extend")
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         """Every live key starting with ``prefix``, with its value: keys written by kv_set

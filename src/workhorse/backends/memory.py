@@ -13,9 +13,10 @@ import itertools
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
@@ -31,6 +32,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import check_options
 
 _Q, _A = JobState.QUEUED, JobState.ACTIVE
 
@@ -83,6 +85,7 @@ class MemoryBackend(Backend):
         max_events: int = 100_000,
     ) -> None:
         self.url = url
+        check_options(parse_qs(url.partition("?")[2]), (), "memory://")
         self._clock = clock
         self._jobs: dict[str, _Rec] = {}
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
@@ -627,6 +630,13 @@ class MemoryBackend(Backend):
             return False
         del self._kv[key]
         return True
+
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        now = self._clock()
+        ours = {key for key, value in held.items() if self._live(key, now) == value}
+        for key in ours:
+            self._kv[key] = (held[key], now + ttl)
+        return ours
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         now = self._clock()

@@ -24,6 +24,7 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P:Q}:dedup           hash   dedup key -> id of the live job holding it (per queue)
       {P:Q}:watch           set    ids whose finish a caller waits for
       {P:Q}:events          stream the queue's job events, capped (MAXLEN ~)
+      {P:Q}:call:<id>       string a state-changing call's mark (and reply), 60 s (_ONCE)
     slot {P}, shared
       {P}:events            stream events with no queue (publish()), capped (MAXLEN ~)
       {P}:queues            set    queues ever used (written by the client, not a script)
@@ -31,6 +32,7 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P}:kv:<key>          string set_if_absent;      {P}:n:<key>  string counters
       {P}:kvidx             zset   lasting kv keys, for kv_scan
       {P}:workers           hash   worker id -> record; {P}:workers:exp zset  beat expiry
+      {P}:call:<id>         string as {P:Q}:call:<id>, for calls with no queue
     channel {P}:finished    records of watched jobs that just finished (classic PUBLISH)
 
 Every script call touches the keys of one slot and names one of them in KEYS[1], so a
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -52,7 +55,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -81,6 +84,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import check_options, redact
 
 log = logging.getLogger("workhorse.redis")
 
@@ -90,6 +94,9 @@ _SCRIPTS = (
     "workers", "kv", "quarantine", "release",
 )  # fmt: skip
 _OUR_PARAMS = {"prefix", "max_events", "call_timeout"}
+_WIRE_PARAMS = {"db"}  # read by the connection itself
+_TLS_PARAMS = {"ssl_ca_certs", "ssl_cert_reqs"}  # rediss:// only
+_CERT_REQS = ("required", "optional", "none")
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _COUNT_STATES = (
     JobState.QUEUED,
@@ -111,6 +118,12 @@ _CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
 _HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
 _EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
 _MIN_VERSION = (6, 2)  # XRANGE with an exclusive start, float BLPOP timeouts
+_RESEND_WINDOW = 20.0  # seconds after its first send a command may be sent again
+_RESENDS = 3  # times a command whose connection dropped is sent again
+# Scripts whose second run would apply a change again or answer otherwise: each call
+# carries an id, and a replay returns the first run's reply (_prelude.lua, once()).
+_ONCE = frozenset({"claim", "finish", "update", "counter", "kv", "publish", "release",
+                   "retry", "purge", "quarantine"})  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -127,19 +140,11 @@ def _load_script_texts(head: str = "") -> dict[str, _Script]:
     prelude = head + folder.joinpath("_prelude.lua").read_text("utf-8")
     out = {}
     for name in _SCRIPTS:
-        text = prelude + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+        body = folder.joinpath(f"{name}.lua").read_text("utf-8")
+        # The body runs inside once() (see _prelude.lua), which replays a call id's reply.
+        text = f"{prelude}\nreturn once('{name}', function()\n{body}\nend)\n"
         out[name] = _Script(name, text, hashlib.sha1(text.encode()).hexdigest())
     return out
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs; nothing else changes."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def _num(value: float | None) -> str:
@@ -220,8 +225,31 @@ class _Dropped(RedisConnectionError):
     """The connection went away while the command waited for its reply."""
 
 
+class _Closed(RedisConnectionError):
+    """This client closed the connection: its commands are not sent again."""
+
+
 class _Unreachable(RedisConnectionError):
     """No connection could be made; the message names the URL and what to check."""
+
+
+def _tls(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """A verifying TLS context; only ``ssl_cert_reqs=none`` turns verification off."""
+    context = ssl.create_default_context(cafile=_opt_str(options.get("ssl_ca_certs")))
+    if _cert_reqs(options.get("ssl_cert_reqs")) == "none":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _cert_reqs(value: object) -> str:
+    reqs = "required" if value is None else str(value).lower()
+    if reqs not in _CERT_REQS:
+        raise ConfigError(
+            f"ssl_cert_reqs={reqs!r} in the Redis URL: use required (the default; optional "
+            "means the same, as a server always shows a certificate) or none"
+        )
+    return reqs
 
 
 def _opt_str(value: object) -> str | None:
@@ -307,10 +335,7 @@ class _Wire:
         self.password = options.get("password")
         self.ssl: ssl.SSLContext | None = None
         if url.startswith("rediss://"):
-            self.ssl = ssl.create_default_context(cafile=_opt_str(options.get("ssl_ca_certs")))
-            if str(options.get("ssl_cert_reqs", "required")).lower() in ("none", "optional"):
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = ssl.CERT_NONE
+            self.ssl = _tls(options)
         self.safe = safe
         self._proto: _Protocol | None = None
         self._lock = asyncio.Lock()
@@ -382,28 +407,47 @@ class _Wire:
             proto.transport.close()
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
-        """One command; an error reply is raised. A command that met a connection dropped
-        under it (a server restart) is sent once more on a fresh one."""
-        for attempt in (0, 1):
+        """One command; an error reply is raised. A command whose connection dropped
+        under it is sent again on a fresh one, within _RESEND_WINDOW: only idempotent
+        commands come here (state changes carry a call id, see _ONCE), as the server may
+        have run it already."""
+        until = time.monotonic() + _RESEND_WINDOW
+        for attempt in range(_RESENDS + 1):
             proto = self._proto or await self.connect()
             try:
                 async with asyncio.timeout(timeout or self.call_timeout):
                     reply = await self._send(proto, args)
             except _Dropped:
-                if attempt:
+                if attempt == _RESENDS or time.monotonic() > until:
                     raise
                 continue
             except TimeoutError:
-                self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
+                self._stuck(proto)
                 raise
             if isinstance(reply, ResponseError):
                 raise _error(reply)
             return reply
         raise AssertionError("unreachable")
 
+    def _stuck(self, proto: _Protocol) -> None:
+        """A call timed out. Replies come in order, so every command sent after it is stuck
+        too: the connection is dropped and the other callers send theirs again (with
+        their call ids); the timed-out caller's outcome is unknown."""
+        self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
+
     async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Pipelined: every command written at once; replies (errors included, not
-        raised) in order."""
+        raised) in order. Sent again as ``call`` is."""
+        until = time.monotonic() + _RESEND_WINDOW
+        for attempt in range(_RESENDS + 1):
+            try:
+                return await self._many_once(commands)
+            except _Dropped:
+                if attempt == _RESENDS or time.monotonic() > until:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _many_once(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         proto = self._proto or await self.connect()
         loop = asyncio.get_running_loop()
         futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
@@ -416,7 +460,7 @@ class _Wire:
             async with asyncio.timeout(self.call_timeout):
                 replies = await asyncio.gather(*futs)
         except TimeoutError:
-            self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
+            self._stuck(proto)
             raise
         return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
 
@@ -429,7 +473,7 @@ class _Wire:
     async def close(self) -> None:
         proto = self._proto
         if proto is not None:
-            self.abort(proto, _Dropped(f"the connection to Redis at {self.safe} was closed"))
+            self.abort(proto, _Closed(f"the connection to Redis at {self.safe} was closed"))
             await asyncio.sleep(0)  # let the transport finish closing
 
 
@@ -444,14 +488,14 @@ class RedisBackend(Backend):
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
-        self.url = _safe_url(url)  # shown in logs and status: never the password
+        self.url = redact(url)  # shown in logs and status: never the password
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", *CLUSTER_SCHEMES):
-            raise ConfigError(f"not a Redis URL: {_safe_url(url)!r}; use redis://host:6379/0")
+            raise ConfigError(f"not a Redis URL: {redact(url)!r}; use redis://host:6379/0")
         self._cluster: ClusterAddress | None = None
         if parts.scheme in CLUSTER_SCHEMES:
             self._cluster = parse_cluster_netloc(
-                parts.scheme, parts.netloc, parts.path, _safe_url(url)
+                parts.scheme, parts.netloc, parts.path, redact(url)
             )
             others = sorted({k for k, _ in parse_qsl(parts.query) if k not in _OUR_PARAMS})
             if others:
@@ -460,6 +504,9 @@ class RedisBackend(Backend):
                     f"remove {', '.join(others)}"
                 )
         params = parse_qsl(parts.query, keep_blank_values=True)
+        tls = _TLS_PARAMS if parts.scheme == "rediss" else set()
+        check_options([k for k, _ in params], _OUR_PARAMS | _WIRE_PARAMS | tls, parts.scheme)
+        _cert_reqs(dict(params).get("ssl_cert_reqs"))
         ours = {k: v for k, v in params if k in _OUR_PARAMS}
         prefix = ours.get("prefix", "workhorse")
         if not prefix or len(prefix) > 100 or not set(prefix) <= _PREFIX_CHARS:
@@ -480,7 +527,7 @@ class RedisBackend(Backend):
         self._client_url = urlunsplit(
             parts._replace(query=urlencode([(k, v) for k, v in params if k not in _OUR_PARAMS]))
         )
-        self._safe = _safe_url(url)
+        self._safe = redact(url)
         self._scripts = _load_script_texts()
         self._wire: _Wire | ClusterWire | None = None
         self._node_url = self._client_url  # where subscriptions and blocked pops connect
@@ -497,6 +544,9 @@ class RedisBackend(Backend):
         # queue -> (when, [paused, due, wait]) after its last claim
         self._idle: dict[str, tuple[float, list[Any]]] = {}
         self._epoch_due = 0.0  # wait_for_jobs checks the epoch mark again after this
+        self._ids = os.urandom(8).hex() + "."  # call ids: this prefix and a sequence
+        self._seq = itertools.count()
+        self._records: dict[str, bytes] = {}  # queue's key prefix -> its call ids' prefix
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -645,10 +695,22 @@ class RedisBackend(Backend):
         """KEYS[1] of a script call: a key of the one slot it touches, for routing."""
         return qk + "ready" if qk else self._g + "queues"
 
-    async def _call(self, name: str, qk: str, *args: Any) -> Any:
+    def _eval(self, name: str, qk: str, args: Sequence[Any], once: bool = True) -> tuple[Any, ...]:
+        """The EVALSHA of a script call; one that must not run twice names its call record
+        (KEYS[2], in the same slot) with an id of its own."""
+        sha = self._scripts[name].sha
+        if once and name in _ONCE:
+            prefix = self._records.get(qk)
+            if prefix is None:
+                prefix = self._records[qk] = f"{qk or self._g}call:{self._ids}".encode()
+            record = prefix + b"%d" % next(self._seq)
+            return ("EVALSHA", sha, 2, self._slot(qk), record, qk, self._g, self._max_events,
+                    *args)  # fmt: skip
+        return ("EVALSHA", sha, 1, self._slot(qk), qk, self._g, self._max_events, *args)
+
+    async def _call(self, name: str, qk: str, *args: Any, once: bool = True) -> Any:
         wire = self._conn()
-        script = self._scripts[name]
-        call = ("EVALSHA", script.sha, 1, self._slot(qk), qk, self._g, self._max_events, *args)
+        call = self._eval(name, qk, args, once)
         try:
             return await wire.call(*call)
         except NoScriptError:
@@ -663,12 +725,10 @@ class RedisBackend(Backend):
             return [await self._call(name, qk, *args)]
         wire = self._conn()
         results: list[Any] = [None] * len(calls)
+        evals = [self._eval(*c) for c in calls]
         todo = list(range(len(calls)))
         for attempt in range(2):
-            replies = await wire.many([
-                ("EVALSHA", self._scripts[calls[i][0]].sha, 1, self._slot(calls[i][1]),
-                 calls[i][1], self._g, self._max_events, *calls[i][2]) for i in todo
-            ])  # fmt: skip
+            replies = await wire.many([evals[i] for i in todo])
             missing = []
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
@@ -1219,11 +1279,8 @@ class RedisBackend(Backend):
 
     # -- coordination ------------------------------------------------------------------
     async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        if ttl is None:  # lasting keys go through the script, which lists them for kv_scan
-            return bool(await self._call("kv", "", "setnx", key, value))
-        px = max(1, round(ttl * 1000))
-        reply = await self._conn().call("SET", self._g + "kv:" + key, value, "NX", "PX", px)
-        return reply is not None
+        px = "" if ttl is None else max(1, round(ttl * 1000))
+        return bool(await self._call("kv", "", "setnx", key, value, px))
 
     async def kv_get(self, key: str) -> str | None:
         raw = await self._conn().call("GET", self._g + "kv:" + key)
@@ -1237,8 +1294,15 @@ class RedisBackend(Backend):
         only = "0" if value is None else "1"
         return bool(await self._call("kv", "", "delete", key, only, value or ""))
 
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        if not held:
+            return set()
+        pairs = [part for item in held.items() for part in item]
+        flags = await self._call("kv", "", "extend", max(1, round(ttl * 1000)), *pairs)
+        return {key for key, flag in zip(held, flags, strict=True) if flag}
+
     async def kv_scan(self, prefix: str) -> dict[str, str]:
-        flat = await self._call("kv", "", "scan", prefix)
+        flat = await self._call("kv", "", "scan", prefix, once=False)
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:

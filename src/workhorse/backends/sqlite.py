@@ -23,7 +23,7 @@ import random
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -46,6 +46,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import check_options
 
 T = TypeVar("T")
 
@@ -348,12 +349,7 @@ class SQLiteBackend(Backend):
         self.url = url
         self.path = path_from_url(url)
         params = dict(parse_qsl(url.partition("?")[2]))
-        unknown = set(params) - {"max_events", "lock_timeout", "poll", "watch"}
-        if unknown:
-            raise ConfigError(
-                f"unknown SQLite URL option(s) {sorted(unknown)}; valid: max_events, "
-                "lock_timeout, poll, watch"
-            )
+        check_options(params, ("max_events", "lock_timeout", "poll", "watch"), "SQLite")
         self._clock = clock
         # The durable event log keeps this many newest events.
         self.max_events = max_events or int(params.get("max_events", 100_000))
@@ -1421,6 +1417,24 @@ class SQLiteBackend(Backend):
             return False
         conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
         return True
+
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        return await self._write(self._kv_extend_tx, held, ttl) if held else set()
+
+    def _kv_extend_tx(
+        self, conn: sqlite3.Connection, held: Mapping[str, str], ttl: float
+    ) -> set[str]:
+        now = self._clock()
+        ours = set()
+        for key, value in held.items():
+            cur = conn.execute(
+                "UPDATE wh_kv SET expires_at = ? WHERE key = ? AND value = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (now + ttl, key, value, now),
+            )
+            if cur.rowcount:
+                ours.add(key)
+        return ours
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         return await self._read(self._kv_scan, prefix)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from workhorse.runtimes.common import KILL_GRACE, RemoteError, died, serve_call, signal_group
+from workhorse.task import EnvSpec
 
 if TYPE_CHECKING:
     from workhorse.app import Workhorse
@@ -35,13 +36,36 @@ _TAIL = 20  # stderr lines kept to explain a program that died
 _IDLE_EXIT = 60.0  # seconds a program beyond the warm size may sit idle before it is retired
 
 
+# What a program needs to start and behave (its locale, time zone, temporary files), and no
+# more: the worker's environment holds the store's URL and the app's other secrets.
+BASE_ENV = frozenset(
+    ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP")
+)
+BASE_ENV_WINDOWS = frozenset(("SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT"))
+Kind = tuple[tuple[str, ...], EnvSpec]
+
+
+def child_env(named: EnvSpec) -> dict[str, str]:
+    """The minimal environment, plus what the task names (None: the worker's value)."""
+    base = BASE_ENV | BASE_ENV_WINDOWS
+    env = {k: v for k, v in os.environ.items() if k in base or k.startswith("LC_")}
+    for name, value in named:
+        if value is not None:
+            env[name] = value
+        elif name in os.environ:
+            env[name] = os.environ[name]
+    env["WORKHORSE_PROTOCOL"] = "1"
+    return env
+
+
 class Program:
     """One running program and the job it serves now (stderr lines go to that job)."""
 
-    __slots__ = ("argv", "ctx", "idle_since", "proc", "reuse", "stderr_task", "tail")
+    __slots__ = ("argv", "ctx", "idle_since", "kind", "proc", "reuse", "stderr_task", "tail")
 
-    def __init__(self, argv: tuple[str, ...], proc: asyncio.subprocess.Process) -> None:
-        self.argv = argv
+    def __init__(self, kind: Kind, proc: asyncio.subprocess.Process) -> None:
+        self.kind = kind  # programs are pooled per command and environment
+        self.argv = kind[0]
         self.proc = proc
         self.reuse = False
         self.ctx: JobContext | None = None
@@ -107,7 +131,7 @@ class CommandRunner:
     def __init__(self, app: Workhorse, size: int) -> None:
         self.app = app
         self.size = max(1, size)  # idle programs kept per command
-        self._idle: dict[tuple[str, ...], list[Program]] = {}
+        self._idle: dict[Kind, list[Program]] = {}
         self._busy: set[Program] = set()
         self._bg: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -118,7 +142,8 @@ class CommandRunner:
     def pids(self) -> list[int]:
         return [p.pid for p in (*self._busy, *(p for ps in self._idle.values() for p in ps))]
 
-    async def _start(self, argv: tuple[str, ...]) -> Program:
+    async def _start(self, kind: Kind) -> Program:
+        argv, env = kind
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -127,7 +152,7 @@ class CommandRunner:
                 stderr=asyncio.subprocess.PIPE,
                 limit=self._limit,
                 start_new_session=True,  # so a kill reaches what it starts
-                env={**os.environ, "WORKHORSE_PROTOCOL": "1"},
+                env=child_env(env),
             )
         except OSError as exc:
             raise RemoteError(
@@ -138,16 +163,16 @@ class CommandRunner:
                 },
                 retry=False,
             ) from None
-        return Program(argv, proc)
+        return Program(kind, proc)
 
-    async def _acquire(self, argv: tuple[str, ...]) -> Program:
-        idle = self._idle.get(argv)
+    async def _acquire(self, kind: Kind) -> Program:
+        idle = self._idle.get(kind)
         while idle:
             program = idle.pop()
             if program.alive():
                 return program
             self._retire(program)
-        return await self._start(argv)
+        return await self._start(kind)
 
     def _release(self, program: Program, reusable: bool) -> None:
         self._busy.discard(program)
@@ -155,7 +180,7 @@ class CommandRunner:
         if not (reusable and program.reuse and program.alive()) or self._closed:
             self._retire(program, ended=not program.reuse)
             return
-        idle = self._idle.setdefault(program.argv, [])
+        idle = self._idle.setdefault(program.kind, [])
         now = time.monotonic()
         program.idle_since = now
         idle.append(program)
@@ -186,7 +211,7 @@ class CommandRunner:
             raise RuntimeError("the command runner is closed: the worker is stopping")
         argv = task.defaults.command
         assert argv is not None
-        program = await self._acquire(argv)
+        program = await self._acquire((argv, task.defaults.env))
         self._busy.add(program)
         program.ctx = ctx
         finished = False

@@ -1,8 +1,10 @@
 """Concurrency and rate limits across every worker, kept in the store.
 
 Concurrency N per key is N slot keys (``limit:KEY:i``), each taken with set_if_absent and a
-lease-long TTL, refreshed with the job's lease and deleted (owner-checked) when the attempt
-ends, so a killed worker's slot frees itself when its lease would have expired.
+lease-long TTL by one attempt, whose lease token it holds. Only that attempt renews it (with
+its lease, in the same renewal, and only while the slot still holds the token) and deletes
+it, so a killed or hung worker's slot frees itself when its lease expires, and a slot
+taken over after that is never taken back.
 A rate is a fixed-window counter per key (``rate:KEY:WINDOW``) in the store.
 
 A job that meets a full limit goes back to its queue with a short delay and its attempt
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +29,7 @@ BUSY_DELAY = 0.25  # base wait before a job blocked by a concurrency limit is tr
 @dataclass(slots=True)
 class Slot:
     key: str
-    owner: str
+    owner: str  # the attempt's lease token
     ttl: float
 
 
@@ -44,7 +47,7 @@ class Limiter:
         slot = None
         if opts.concurrency is not None:
             for i in range(opts.concurrency):
-                candidate = Slot(f"limit:{key}:{i}", lease.job_id, lease.lease)
+                candidate = Slot(f"limit:{key}:{i}", lease.token, lease.lease)
                 if await self.backend.set_if_absent(candidate.key, candidate.owner, lease.lease):
                     slot = candidate
                     break
@@ -63,9 +66,17 @@ class Limiter:
                 return None, wait + random.uniform(0, min(period, 1.0) * 0.1)
         return slot, None
 
-    async def renew(self, slots: list[Slot]) -> None:
-        for slot in slots:
-            await self.backend.kv_set(slot.key, slot.owner, slot.ttl)
-
     async def release(self, slot: Slot) -> None:
         await self.backend.kv_delete(slot.key, slot.owner)
+
+
+async def extend(backend: Backend, slots: Sequence[Slot]) -> list[Slot]:
+    """Renew ``slots`` on ``backend`` while their owners still hold them; returns the ones
+    that were no longer theirs."""
+    by_ttl: dict[float, dict[str, str]] = {}
+    for slot in slots:
+        by_ttl.setdefault(slot.ttl, {})[slot.key] = slot.owner
+    ours: set[str] = set()
+    for ttl, held in by_ttl.items():
+        ours |= await backend.kv_extend(held, ttl)
+    return [slot for slot in slots if slot.key not in ours]

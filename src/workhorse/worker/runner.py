@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import traceback
+from collections.abc import Awaitable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -70,18 +71,58 @@ class Interrupted(Exception):
         self.reason = reason
 
 
+class _Watchdog:
+    """Ends attempts that run past the ``job_timeout`` setting, with one timer per worker:
+    most tasks set no timeout, and a timer per job would cost more than the rest of a
+    no-op job's time on the loop."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._period = min(1.0, limit / 10)  # how late past its limit an attempt may end
+        self._due: dict[asyncio.Task[Any], float] = {}
+        self._overdue: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, task: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        self._due[task] = loop.time() + self.limit
+        if self._timer is None:
+            self._timer = loop.call_later(self._period, self._check, loop)
+
+    def unwatch(self, task: asyncio.Task[Any]) -> bool:
+        """Stop watching the task; True when the watchdog cancelled it."""
+        self._due.pop(task, None)
+        if task in self._overdue:
+            self._overdue.discard(task)
+            return True
+        return False
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for task, due in list(self._due.items()):
+            if now >= due:
+                del self._due[task]
+                self._overdue.add(task)
+                task.cancel()
+        if self._due:
+            self._timer = loop.call_later(self._period, self._check, loop)
+
+
 class Runner:
     def __init__(self, app: Workhorse, threads: Executor, concurrency: int | None = None) -> None:
         self.app = app
         self.threads = threads
         self.limiter = Limiter(app.backend)
-        self.slots: dict[str, Slot] = {}  # concurrency slots held, by job id, for renewal
+        self.slots: dict[str, Slot] = {}  # concurrency slots held, by lease token, for renewal
         # The worker's total slots, which bound how many children can be busy at once.
         s = app.settings
         self.concurrency = concurrency or s.concurrency * len(s.queues)
         self._pool: ProcessPool | None = None
         self._commands: CommandRunner | None = None
         self._started = False
+        limit = s.job_timeout
+        self._watchdog = None if limit is None else _Watchdog(limit)
 
     # -- the other runtimes ------------------------------------------------------------
     @property
@@ -173,11 +214,11 @@ class Runner:
                 # A full limit is no failure: come back later, attempt refunded.
                 return Outcome("retry", delay=wait, refund=True, logs=ctx.drain_logs())
             if slot is not None:
-                self.slots[lease.job_id] = slot
+                self.slots[lease.token] = slot
                 try:
                     return await self._attempt(task, lease, data, ctx)
                 finally:
-                    self.slots.pop(lease.job_id, None)
+                    self.slots.pop(lease.token, None)
                     try:
                         await self.limiter.release(slot)
                     except Exception:  # the slot's TTL frees it anyway
@@ -192,7 +233,7 @@ class Runner:
         external = task.defaults.runtime != "inline"
         try:
             if timeout is None:
-                result = await (
+                result = await self._watched(
                     self._external(task, lease, ctx) if external else self._call(task, data, ctx)
                 )
             else:
@@ -219,6 +260,24 @@ class Runner:
         except (Exception, SystemExit) as exc:  # a worker never dies of one job
             return self._failure(task, lease, exc, ctx)
         return Outcome("completed", result=raw, logs=ctx.drain_logs())
+
+    async def _watched(self, attempt: Awaitable[Any]) -> Any:
+        """Await an attempt of a job with no timeout of its own, under ``job_timeout``."""
+        me = asyncio.current_task()
+        watchdog = self._watchdog
+        if watchdog is None or me is None:
+            return await attempt
+        watchdog.watch(me)
+        try:
+            return await attempt
+        except asyncio.CancelledError:
+            if watchdog.unwatch(me):
+                me.uncancel()
+                raise _TimedOut(watchdog.limit) from None
+            raise
+        finally:
+            if watchdog.unwatch(me):
+                me.uncancel()  # the attempt ended as the watchdog cancelled it
 
     @staticmethod
     def interrupted(ctx: JobContext) -> Outcome:

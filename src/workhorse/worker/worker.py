@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -23,7 +22,9 @@ from workhorse.errors import ConfigError
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
+from workhorse.urls import redact
 from workhorse.worker.finisher import Finisher
+from workhorse.worker.limiter import extend
 from workhorse.worker.runner import Runner, error_info
 from workhorse.worker.threads import DaemonThreads
 
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
     from workhorse.app import Workhorse
 
 log = logging.getLogger("workhorse.worker")
+
+# The renewal thread stops renewing a job's lease (and limit slot) once the worker's loop
+# has been silent for this many of its leases: a handler that blocks the loop for a while
+# keeps its job, one blocked for good lets another worker take the job over.
+SILENT_LEASES = 3
+PULSE = 0.25  # seconds between the loop's stamps that show the thread it is alive
 
 # Seconds outcomes still get to land after the shutdown grace is over (interrupted jobs
 # are put back in their queue by an outcome too).
@@ -137,6 +144,8 @@ class Worker:
         self._renew_period = self._period([self.lease])
         self._renew_wake = asyncio.Event()
         self._renewer: _RenewThread | None = None
+        self._pulse_at = time.monotonic()  # when the loop last showed it runs
+        self._pulse_timer: asyncio.TimerHandle | None = None
         # Retention also runs after this many finishes, not only once a minute: the memory
         # store lives in the worker's process, and a fast worker would otherwise hold a
         # minute of finished jobs (millions) between two passes.
@@ -224,6 +233,7 @@ class Worker:
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         url = _renewal_url(self.app)
         if url is not None:
+            self._pulse()
             self._renewer = _RenewThread(url, self, self._loop)
             self._renewer.start()
         side = [
@@ -262,6 +272,8 @@ class Worker:
             if self._renewer is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._renewer.stop(), self._exit_left())
+            if self._pulse_timer is not None:
+                self._pulse_timer.cancel()
             self._remove_signal_handlers()
             try:
                 # Bounded: with the store down, the record expires on its own (its ttl).
@@ -382,7 +394,9 @@ class Worker:
                 running = _Running(lease, JobContext(self.app, lease))
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
-                running.task = asyncio.create_task(self._attempt(running, slots))
+                running.task = asyncio.create_task(
+                    self._attempt(running, slots), name=f"workhorse-job-{lease.job_id}"
+                )
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if shortest < self._renew_period:
@@ -489,17 +503,47 @@ class Worker:
             live = self._live()
             if not live:
                 continue
+            if self._renewer is not None and self._renewer.ready:
+                continue  # the renewal thread renews leases and slots
             try:
-                # The renewal thread, when it runs, renews the leases; this loop then
-                # renews only the concurrency slots, which live on this loop's backend.
-                if self._renewer is None or not self._renewer.ready:
-                    self._apply_renewal(live, await backend.renew([r.lease for r in live]))
-                slots = self._runner.slots
-                if slots:
-                    await self._runner.limiter.renew(list(slots.values()))
+                self._apply_renewal(live, await self._renew(backend, live))
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue
+
+    async def _renew(self, backend: Backend, live: Sequence[_Running]) -> RenewResult:
+        """Renew the leases of ``live`` on ``backend``, then the limit slots of those still
+        held: the one renewal path, on this loop or in the renewal thread."""
+        result = await backend.renew([r.lease for r in live])
+        slots = self._runner.slots
+        held = [
+            slot
+            for r in live
+            if r.lease.job_id not in result.lost and (slot := slots.get(r.lease.token))
+        ]
+        if held:
+            for slot in await extend(backend, held):
+                if slots.get(slot.owner) is slot:  # still running, not just released
+                    log.warning(
+                        "limit slot %s expired while its job ran: the limit may be "
+                        "exceeded until that job ends",
+                        slot.key,
+                    )
+        return result
+
+    def _pulse(self) -> None:
+        """Stamp the loop as alive, now and every PULSE seconds, for the renewal thread."""
+        self._pulse_at = time.monotonic()
+        assert self._loop is not None
+        self._pulse_timer = self._loop.call_later(PULSE, self._pulse)
+
+    def _blocker(self, live: Sequence[_Running]) -> str:
+        """The job whose handler holds the loop, or every candidate when none is seen."""
+        assert self._loop is not None
+        current = asyncio.current_task(self._loop)
+        named = [r for r in live if current is not None and r.task is current] or live
+        jobs = ", ".join(f"{r.lease.job_id} (task {r.lease.task!r})" for r in named)
+        return f"job {jobs}" if len(named) == 1 else f"one of jobs {jobs}"
 
     def _apply_renewal(self, live: Sequence[_Running], result: RenewResult) -> None:
         for running in live:
@@ -574,9 +618,6 @@ class Worker:
             await asyncio.sleep(self.heartbeat_interval)
 
 
-_PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
-
-
 def _renewal_url(app: Workhorse) -> str | None:
     """The URL for the renewal thread's own backend, or None to renew on the loop.
 
@@ -587,7 +628,7 @@ def _renewal_url(app: Workhorse) -> str | None:
     if not backend.capabilities.multi_process:
         return None  # memory:// lives in one loop
     url = app.settings.url
-    if url != backend.url and _PASSWORD.sub(r"\1:***@", url, count=1) != backend.url:
+    if url != backend.url and redact(url) != backend.url:
         return None
     if url.split("://", 1)[0].lower() in ("postgresql", "postgres"):
         # Renewal needs one connection, not the pool's default two.
@@ -600,11 +641,13 @@ def _renewal_url(app: Workhorse) -> str | None:
 
 
 class _RenewThread:
-    """Renews leases from a thread with its own event loop and its own backend object on
-    the same store (used only for ``renew``), so that a handler blocking the worker's loop
-    (``time.sleep`` or CPU work in an ``async def``) cannot starve renewal and have its
-    job run twice. It reads a snapshot of the worker's running jobs and hands each result
-    that matters back to the worker's loop. No per-job cost: one renew per period."""
+    """Renews leases and limit slots from a thread with its own event loop and its own
+    backend object on the same store (used only for renewal), so that a handler blocking
+    the worker's loop (``time.sleep`` or CPU work in an ``async def``) cannot starve
+    renewal and have its job run twice. It reads a snapshot of the worker's running jobs
+    and hands each result that matters back to the worker's loop. No per-job cost: one
+    renew per period. It renews only while the loop pulses: a loop blocked for good must
+    not hold its jobs forever."""
 
     def __init__(self, url: str, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
         self.url = url
@@ -614,6 +657,8 @@ class _RenewThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stop = threading.Event()
+        self._silent = False  # the loop's silence was reported; cleared when it pulses again
+        self._round_at = time.monotonic()  # when this thread last looked at the loop
         self._thread = threading.Thread(target=self._main, name="workhorse-renew", daemon=True)
 
     def start(self) -> None:
@@ -664,11 +709,11 @@ class _RenewThread:
                     async with asyncio.timeout(period):
                         await self._wake.wait()
                     continue  # woken: a shorter lease started, or stop
-                live = self._snapshot()
+                live = self._heard(self._snapshot())
                 if not live:
                     continue
                 try:
-                    result = await backend.renew([r.lease for r in live])
+                    result = await self._worker._renew(backend, live)
                 except Exception:
                     log.exception("lease renewal failed; retrying")
                     continue
@@ -680,6 +725,31 @@ class _RenewThread:
         finally:
             self.ready = False
             await backend.close()
+
+    def _heard(self, live: list[_Running]) -> list[_Running]:
+        """The jobs whose leases may still be renewed: all of them while the worker's loop
+        pulses, none whose lease it has been silent for SILENT_LEASES times."""
+        now = time.monotonic()
+        silence = now - self._worker._pulse_at
+        gap, self._round_at = now - self._round_at, now
+        kept = [r for r in live if silence < SILENT_LEASES * r.lease.lease]
+        if len(kept) == len(live) or gap > silence / 2:
+            # A gap as long as the silence: the whole process was held (SIGSTOP, a VM
+            # pause), this thread too, so the loop has had no chance to pulse yet.
+            if self._silent and len(kept) == len(live):
+                self._silent = False
+                log.warning("the event loop runs again; renewing its jobs' leases again")
+            return live
+        if not self._silent:
+            self._silent = True
+            log.error(
+                "the event loop has been blocked for %.1fs, by %s: no longer renewing the "
+                "lease of %d job(s), so another worker can take them over",
+                silence,
+                self._worker._blocker(live),
+                len(live) - len(kept),
+            )
+        return kept
 
     async def _open(self) -> Backend | None:
         delay = 0.1

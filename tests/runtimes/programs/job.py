@@ -43,6 +43,8 @@ def handler(job: dict[str, Any], ctx: Context) -> Any:
         os._exit(3)
     if action == "noop":
         return None
+    if action == "env":
+        return dict(os.environ)
     raise ValueError("unknown action " + action)
 
 

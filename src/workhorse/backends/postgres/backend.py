@@ -23,7 +23,7 @@ import re
 import time
 from binascii import b2a_base64
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -52,6 +52,7 @@ from workhorse.job import (
     WorkerInfo,
     to_datetime,
 )
+from workhorse.urls import redact
 
 log = logging.getLogger("workhorse.postgres")
 
@@ -64,15 +65,6 @@ _FINISHED = ("completed", "failed", "cancelled")
 _ROWS = pq.ExecStatus.TUPLES_OK
 
 AnyConn = psycopg.AsyncConnection[Any]
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _dumps(value: Any) -> str:
@@ -96,16 +88,29 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _check_libpq(query: dict[str, str]) -> None:
+    """Refuse an option neither workhorse nor libpq reads, now rather than at connect."""
+    libpq = {o.keyword.decode() for o in pq.Conninfo.get_defaults()}
+    unknown = sorted(set(query) - libpq)
+    if unknown:
+        raise ConfigError(
+            f"unknown PostgreSQL URL option(s) {unknown}; valid: {', '.join(_OWN_PARAMS)} "
+            "and libpq's connection parameters (sslmode, application_name, ...; see "
+            "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS)"
+        )
+
+
 class PostgresBackend(Backend):
     capabilities = Capabilities(
         durable=True, multi_process=True, multi_machine=True, transactional_enqueue=True
     )
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
-        self.url = safe_url(url)
+        self.url = redact(url)
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         own = {k: query.pop(k) for k in _OWN_PARAMS if k in query}
+        _check_libpq(query)
         scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
         # Without it libpq waits for a connection as long as TCP does: an attempt made while
         # the path to the server hangs (a stalled proxy, a dropped route) holds one of the
@@ -704,6 +709,12 @@ class PostgresBackend(Backend):
     async def kv_delete(self, key: str, value: str | None = None) -> bool:
         return bool(await self._rows(self._q.kv_delete, {"k": key, "v": value}))
 
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        if not held:
+            return set()
+        params = {"k": list(held), "v": list(held.values()), "ttl": float(ttl)}
+        return {str(row[0]) for row in await self._rows(self._q.kv_extend, params)}
+
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         return {k: v for k, v in await self._rows(self._q.kv_scan, (prefix,))}
 
@@ -790,6 +801,7 @@ class _Queries:
         self.set_if_absent = s.set_if_absent()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
+        self.kv_extend = s.kv_extend()
         self.replace = s.replace()
         self.hold_by_key = s.hold_by_key()
         self.release = s.release()

@@ -374,6 +374,15 @@ DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
             f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %s) AND {live}",
         )
 
+    def kv_extend(self) -> str:
+        """Push back the expiry of the keys that still hold their values (owner-checked)."""
+        return f"""
+UPDATE {self.s}.kv AS kv SET expires_at = now() + make_interval(secs => %(ttl)s)
+FROM unnest(%(k)s::text[], %(v)s::text[]) AS held(key, value)
+WHERE kv.key = held.key AND kv.value = held.value
+  AND (kv.expires_at IS NULL OR kv.expires_at > now())
+RETURNING kv.key"""
+
     # -- events and workers ------------------------------------------------------------
     def publish(self) -> str:
         return f"""

@@ -241,3 +241,65 @@ local function quarantine(id, reason, fields)
   notify_finished({id})
   return record(id)
 end
+
+-- Replay: a call the client may send twice (its connection dropped before the reply) names
+-- KEYS[2] = '<slot>:call:<id>'. Its first run marks that key for CALL_TTL ms (and records
+-- the reply there when a replay could not rebuild it); a second run with the same id
+-- returns the first run's reply instead of applying the change again (redis.py, _Wire).
+local CALL = KEYS[2]
+local CALL_TTL = 60000
+
+-- A claim's replay hands back the jobs that still hold this claim's tokens (ARGV[7] .. i);
+-- its idle hint says 'due', so the worker simply claims again next.
+local function claim_again()
+  local base, lease = ARGV[7], tonumber(ARGV[6])
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGE', QK .. 'active', 0, -1)) do
+    local f = redis.call('HMGET', QK .. 'j:' .. id, 's', 'tk', 't', 'd', 'a', 'm', 'to', 'l', 'c')
+    if f[1] == 'active' and f[2] and string.sub(f[2], 1, #base) == base then
+      local span = lease
+      if f[8] and f[8] ~= '' then span = tonumber(f[8]) end
+      local n = #out
+      out[n + 1] = id; out[n + 2] = f[2]; out[n + 3] = f[3]; out[n + 4] = f[4]
+      out[n + 5] = tonumber(f[5]); out[n + 6] = f[6]; out[n + 7] = f[7]
+      out[n + 8] = tostring(span); out[n + 9] = f[9]
+    end
+  end
+  return {out, {0, 1, ''}}
+end
+
+-- A finish that applied every item needs no record: its replay answers 1 for each.
+local function finish_kept(reply)
+  for _, v in ipairs(reply) do
+    if v ~= 1 then return reply end
+  end
+  return nil
+end
+
+local function finish_again()
+  local out = {}
+  for i = 4, #ARGV, 8 do out[#out + 1] = 1 end
+  return out
+end
+
+-- Per script: what its record keeps of a reply (nil: the mark alone), and how a replay
+-- answers from the mark alone. Other scripts record their whole reply.
+local KEPT = {claim = function() return nil end, finish = finish_kept}
+local AGAIN = {claim = claim_again, finish = finish_again}
+
+-- Runs a script's body once per call id (each script is loaded as 'return once(NAME, body)').
+local function once(name, body)
+  if not CALL then return body() end
+  if not redis.call('SET', CALL, '', 'NX', 'PX', CALL_TTL) then
+    local prior = redis.call('GET', CALL)
+    if prior and prior ~= '' then return cmsgpack.unpack(prior) end
+    if AGAIN[name] then return AGAIN[name]() end
+  end
+  local reply = body()
+  local keep = reply
+  if KEPT[name] then keep = KEPT[name](reply) end
+  if keep ~= nil or not KEPT[name] then
+    redis.call('SET', CALL, cmsgpack.pack(keep), 'PX', CALL_TTL)
+  end
+  return reply
+end

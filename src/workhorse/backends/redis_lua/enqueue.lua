@@ -55,6 +55,7 @@ for i = 6, #ARGV, 13 do
   local jk = QK .. 'j:' .. id
   local live = false
   if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
+  if live == id then live = false end  -- our own key: a resent call, answered below
   if live then
     -- The holder may be a job of this very batch whose index entries are still pending:
     -- write them first, or unplace() misses its ready entry and flush() adds it back

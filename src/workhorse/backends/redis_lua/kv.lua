@@ -1,4 +1,5 @@
--- The key-value store behind schedules and limits. ARGV[4] op: set | setnx | delete | scan.
+-- The key-value store behind schedules and limits. ARGV[4] op: set | setnx | delete | extend
+-- | scan.
 -- Keys set without a TTL, or through 'set', are listed in an index for scan (pruned there).
 local op, key = ARGV[4], ARGV[5]
 local idx = G .. 'kvidx'
@@ -13,7 +14,11 @@ if op == 'set' then
   redis.call('ZADD', idx, 0, key)
   return 1
 elseif op == 'setnx' then
-  -- without a TTL (with one, the client sends a plain SET NX PX)
+  -- ARGV[6] value, [7] ttl ms ('' = none: a lasting key, listed for scan)
+  if ARGV[7] ~= '' then
+    if redis.call('SET', kk, ARGV[6], 'NX', 'PX', ARGV[7]) then return 1 end
+    return 0
+  end
   if redis.call('SET', kk, ARGV[6], 'NX') then
     redis.call('ZADD', idx, 0, key)
     return 1
@@ -26,6 +31,20 @@ elseif op == 'delete' then
   redis.call('DEL', kk)
   redis.call('ZREM', idx, key)
   return 1
+elseif op == 'extend' then
+  -- ARGV[5] ttl ms, then key, value pairs: each key expires ttl from now while it holds its
+  -- value (a limit slot renewed by its owner). Returns a 1 or 0 per pair.
+  local out = {}
+  for i = 6, #ARGV, 2 do
+    local k = G .. 'kv:' .. ARGV[i]
+    if redis.call('GET', k) == ARGV[i + 1] then
+      redis.call('PEXPIRE', k, ARGV[5])
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  end
+  return out
 end
 -- scan: ARGV[5] prefix. Returns key, value, key, value ...
 local out = {}
