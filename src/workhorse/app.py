@@ -50,6 +50,8 @@ from workhorse.task import (
     Task,
     check_call_options,
     check_on_duplicate,
+    check_priority,
+    check_retries,
     due_time,
     make_options,
     seconds,
@@ -311,12 +313,8 @@ class Workhorse:
             )
         check_call_options(options)
         queue = check_name(options.get("queue", d.queue), "queue")
-        retries = options.get("retries", d.retries)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
-        priority = options.get("priority", d.priority)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ConfigError(f"priority must be an int, got {priority!r}")
+        retries = check_retries(options.get("retries", d.retries))
+        priority = check_priority(options.get("priority", d.priority))
         key = options.get("dedup_key")
         on_duplicate = check_on_duplicate(options.get("on_duplicate", d.on_duplicate))
         return NewJob(

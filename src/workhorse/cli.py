@@ -510,12 +510,14 @@ def worker(
     shown = redact(app.settings.url)
     err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
 
-    async def run(app: Workhorse) -> None:
+    async def run(app: Workhorse) -> int:
         w = app.worker(queues=consume, burst=burst)
         w.install_signal_handlers()
         await w.run()
+        return w.unwritten
 
-    drive(app, run, app.settings.event_loop)
+    if drive(app, run, app.settings.event_loop):
+        sys.exit(1)  # outcomes were given up: a supervisor must see that this exit lost work
 
 
 @main.command()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from workhorse.codec import encode_payload
 from workhorse.job import Event, Lease
 
 if TYPE_CHECKING:
@@ -19,15 +22,20 @@ log = logging.getLogger("workhorse.job")
 class JobContext:
     """Passed to a task that asks for it (a parameter annotated ``JobContext`` or named
     ``ctx``). Log lines are kept with the job and written with its next progress update or
-    its outcome, so logging costs no round trip."""
+    its outcome, so logging costs no round trip. An attempt keeps at most
+    ``max_log_lines`` lines and ``max_log_bytes`` bytes (settings): past that, the oldest
+    lines not yet written are dropped, and one line with the outcome says how many."""
 
-    __slots__ = ("_logs", "app", "cancelled", "lease")
+    __slots__ = ("_bytes", "_dropped", "_lines", "_logs", "_sizes", "app", "cancelled", "lease")
 
     def __init__(self, app: Workhorse, lease: Lease) -> None:
         self.app = app
         self.lease = lease
         self.cancelled = False
-        self._logs: list[dict[str, Any]] = []
+        self._logs: list[dict[str, Any]] = []  # not yet written
+        self._sizes: list[int] = []  # their encoded sizes
+        self._lines = self._bytes = 0  # of this attempt: written and not yet written
+        self._dropped = 0  # lines dropped since the last notice of it
 
     @property
     def job_id(self) -> str:
@@ -58,13 +66,40 @@ class JobContext:
         line: dict[str, Any] = {"at": time.time(), "level": level, "message": str(message)}
         if fields:
             line["fields"] = dict(fields)
-        self._logs.append(line)
+        self._keep(line)
         log.debug("[%s %s] %s %s", self.task, self.job_id, message, fields or "")
 
-    async def progress(self, value: Any) -> None:
-        """Record progress (a number such as a percentage, or any JSON value)."""
+    def keep(self, lines: Iterable[dict[str, Any]]) -> None:
+        """Add log lines as they are (a child process's), within the attempt's budget."""
+        for line in lines:
+            self._keep(line)
+
+    def _keep(self, line: dict[str, Any]) -> None:
+        settings = self.app.settings
+        # One line of the budget is kept for the notice of dropped lines.
+        max_lines, max_bytes = settings.max_log_lines - 1, settings.max_log_bytes
+        size = _size(line)
+        self._logs.append(line)
+        self._sizes.append(size)
+        self._lines += 1
+        self._bytes += size
+        while self._logs and (self._lines > max_lines or self._bytes > max_bytes):
+            del self._logs[0]
+            self._bytes -= self._sizes.pop(0)
+            self._lines -= 1
+            self._dropped += 1
+
+    def _take(self) -> list[dict[str, Any]]:
         logs, self._logs = self._logs, []
-        ok = await self.app.backend.update(self.lease, value, logs)
+        if logs:
+            self._sizes = []
+        return logs
+
+    async def progress(self, value: Any) -> None:
+        """Record progress (a number such as a percentage, or any JSON value), at most
+        ``max_payload`` bytes as JSON: it is part of the job's record."""
+        encode_payload(value, self.app.settings.max_payload, "progress")
+        ok = await self.app.backend.update(self.lease, value, self._take())
         if not ok:
             log.warning("job %s: progress not recorded, the lease is lost", self.job_id)
         if self.app.bus.wants("job.progress"):
@@ -86,5 +121,26 @@ class JobContext:
         return await self.app.enqueue(task, data, **options)
 
     def drain_logs(self) -> list[dict[str, Any]]:
-        logs, self._logs = self._logs, []
+        """The lines not yet written, and a notice of those dropped since the last one."""
+        logs = self._take()
+        if self._dropped:
+            logs.append(
+                {
+                    "at": time.time(),
+                    "level": "warning",
+                    "message": f"{self._dropped} earlier log line(s) of this attempt were "
+                    f"dropped: it passed max_log_lines={self.app.settings.max_log_lines} "
+                    f"or max_log_bytes={self.app.settings.max_log_bytes}",
+                    "fields": {"dropped": self._dropped},
+                }
+            )
+            self._dropped = 0
         return logs
+
+
+def _size(line: dict[str, Any]) -> int:
+    """The line's size as the store will hold it (JSON)."""
+    try:
+        return len(orjson.dumps(line, default=repr, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, orjson.JSONEncodeError):
+        return len(repr(line))

@@ -40,10 +40,30 @@ def seconds(value: Seconds | None, what: str) -> float | None:
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or value < 0
+        or not 0 <= value <= MAX_SECONDS
     ):
-        raise ConfigError(f"{what} must be a number of seconds >= 0 or a timedelta, got {value!r}")
+        raise ConfigError(
+            f"{what} must be a number of seconds >= 0 and at most {MAX_SECONDS} (100 years), "
+            f"or a timedelta, got {value!r}"
+        )
     return float(value)
+
+
+# The stores keep times as timestamps and counts as 32-bit integers (PostgreSQL's integer).
+MAX_SECONDS = 100 * 365 * 86_400
+MAX_INT = 2**31 - 1
+
+
+def check_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_INT:
+        raise ConfigError(f"retries must be an int from 0 to {MAX_INT - 1}, got {value!r}")
+    return value
+
+
+def check_priority(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -MAX_INT <= value <= MAX_INT:
+        raise ConfigError(f"priority must be an int from {-MAX_INT} to {MAX_INT}, got {value!r}")
+    return value
 
 
 OnDuplicate = Literal["return", "skip", "raise", "replace"]
@@ -141,10 +161,8 @@ def make_options(
     if memory_limit is not None and (runtime != "process" or memory_limit < 1 << 20):
         raise ConfigError("memory_limit (bytes, at least 1 MiB) applies to runtime='process'")
     check_name(queue, "queue")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise ConfigError(f"priority must be an int, got {priority!r}")
+    check_retries(retries)
+    check_priority(priority)
     if not (isinstance(singleton, bool) or callable(singleton)):
         raise ConfigError("singleton must be True or a function data -> key")
     check_on_duplicate(on_duplicate)
@@ -389,7 +407,12 @@ def due_time(at: datetime | float | None) -> float | None:
         if at.tzinfo is None:
             raise ConfigError("at= needs a timezone-aware datetime (e.g. datetime.now(UTC))")
         return at.timestamp()
+    if isinstance(at, bool) or not isinstance(at, int | float) or not 0 <= at < _YEAR_10000:
+        raise ConfigError(f"at= must be a datetime or epoch seconds before year 10000, got {at!r}")
     return float(at)
+
+
+_YEAR_10000 = 253_402_300_800
 
 
 EnqueueStatus = Literal["created", "duplicate", "replaced", "skipped"]

@@ -64,3 +64,8 @@ def pid_file(path: str) -> None:
     with open(path, "w") as f:
         f.write(str(os.getpid()))
     time.sleep(60)
+
+
+def chattier(n: int, ctx: JobContext) -> None:
+    for i in range(n):
+        ctx.log(f"line {i}")

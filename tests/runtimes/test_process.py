@@ -192,3 +192,14 @@ async def test_a_process_task_without_a_timeout_ends_at_the_job_timeout(url: str
             job = await app.wait(handle.id, 20)
             assert job.error is not None and job.error["message"] == "timed out after 1s"
             assert gone(child)
+
+
+async def test_a_childs_log_lines_are_bounded_as_the_workers_own(url: str) -> None:
+    app = Workhorse(url, poll_interval=0.05, process_pool=1, max_log_lines=50)
+    app.add_task(jobs.chattier, runtime="process")
+    async with app, running(app, queues=["default"], concurrency=1):
+        job = await app.wait((await app.enqueue("chattier", 500)).id, 20)
+    assert job.state is JobState.COMPLETED, job.error
+    assert len(job.logs) == 50
+    assert job.logs[-2]["message"] == "line 499"
+    assert job.logs[-1]["fields"] == {"dropped": 451}

@@ -364,3 +364,45 @@ async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         await backend.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == sqlite_backend.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("watch", ["false", "true"])
+async def test_an_idle_wait_looks_at_the_store_a_few_times_not_every_millisecond(
+    url: str, watch: str
+) -> None:
+    """Where inotify is missing (macOS, some containers) the waiter polls the -wal file:
+    while nothing changes it backs off, so an idle worker costs next to nothing."""
+    backend = SQLiteBackend(f"{url}?watch={watch}")
+    await backend.open()
+    looks = 0
+    mark = backend._wal_mark
+
+    def counted() -> tuple[int, int, int]:
+        nonlocal looks
+        looks += 1
+        return mark()
+
+    backend._wal_mark = counted  # type: ignore[method-assign]
+    try:
+        await backend.wait_for_jobs(["q"], 1.0)
+    finally:
+        await backend.close()
+    assert looks <= 20, f"{looks} looks at the -wal file in one idle second"
+
+
+async def test_a_commit_after_an_idle_stretch_wakes_a_polling_waiter_within_a_poll(
+    url: str,
+) -> None:
+    waiter, writer = SQLiteBackend(f"{url}?watch=false"), SQLiteBackend(url)
+    await waiter.open()
+    await writer.open()
+    try:
+        wait = asyncio.create_task(waiter.wait_for_jobs(["q"], 30.0))
+        await asyncio.sleep(2.0)  # long enough for the backoff to reach its ceiling
+        await writer.enqueue([job()])
+        enqueued = time.monotonic()
+        await asyncio.wait_for(wait, 10)
+        assert time.monotonic() - enqueued < 2.0 + 1.0  # its ceiling, and scheduling slack
+    finally:
+        await waiter.close()
+        await writer.close()

@@ -253,6 +253,11 @@ def path_from_url(url: str) -> str:
     return os.path.abspath(path)
 
 
+# The longest step between two looks at the -wal file while nothing changes (seconds): the
+# default poll_interval, so an idle wait without inotify adds no more than a worker's poll.
+_IDLE_POLL = 1.0
+
+
 class _Signal:
     """An in-process wake-up: ``fire`` releases every waiter at once."""
 
@@ -1026,7 +1031,9 @@ class SQLiteBackend(Backend):
     ) -> str | None:
         """Sleep until ``signal`` fires ("local"), another commit lands ("wal"), or
         ``timeout`` passes (None). Without inotify, the -wal file's stat is polled on the
-        loop every ``poll`` seconds: no thread hop. With it, the stat is only a safety net."""
+        loop, first every ``poll`` seconds, then twice as long each time up to
+        ``_IDLE_POLL``: a commit just after a change is seen at once, and an idle wait costs
+        a few looks, not one a millisecond. With inotify, the stat is only a safety net."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         every = max(self.poll, 0.05) if self._watching(loop) else self.poll
@@ -1048,6 +1055,7 @@ class SQLiteBackend(Backend):
                 timer.cancel()
                 signal.waiters.discard(fut)
                 self._wal_changed.waiters.discard(fut)
+            every = min(every * 2, max(self.poll, _IDLE_POLL))
 
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
         loop = asyncio.get_running_loop()

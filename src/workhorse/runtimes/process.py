@@ -300,7 +300,7 @@ class ProcessPool:
 def _keep_logs(ctx: JobContext, logs: list[dict[str, Any]] | None) -> None:
     if logs:
         # Lines the child kept travel with its next message; add them as they were.
-        ctx._logs.extend(logs)
+        ctx.keep(logs)
 
 
 def _exit_text(child: Child) -> str:

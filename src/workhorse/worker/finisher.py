@@ -14,19 +14,21 @@ from workhorse.job import Lease, Outcome
 
 log = logging.getLogger("workhorse.worker")
 
+_Item = tuple[Lease, Outcome, "asyncio.Future[bool]"]
+
 
 class Finisher:
     def __init__(self, backend: Backend, max_batch: int = 500) -> None:
         self.backend = backend
         self.max_batch = max_batch
-        self._pending: list[tuple[Lease, Outcome, asyncio.Future[bool]]] = []
+        self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def submit(self, lease: Lease, outcome: Outcome) -> asyncio.Future[bool]:
         """Queue the outcome for the next batch; the future tells whether the store took
-        it (False: the lease was lost). The flusher is scheduled before anything the caller
-        wakes after this (the worker's next claim), so on a shared connection the finish
-        goes out first."""
+        it (False: the lease was lost, or the outcome was given up at shutdown). The
+        flusher is scheduled before anything the caller wakes after this (the worker's
+        next claim), so on a shared connection the finish goes out first."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((lease, outcome, fut))
         if self._flusher is None:
@@ -37,6 +39,7 @@ class Finisher:
 
     async def _flush(self) -> None:
         delay = 0.05
+        failures = 0
         try:
             while self._pending:
                 batch = self._pending[: self.max_batch]
@@ -45,6 +48,12 @@ class Finisher:
                 except Exception:
                     if _repair([out for _, out, _ in batch]):
                         continue  # a value the store cannot encode, now made safe
+                    failures += 1
+                    # A second failure in a row: write the items one by one, so that one
+                    # the store rejects cannot hold back the others.
+                    if failures > 1 and await self._isolate(batch):
+                        failures = 0
+                        continue
                     # Keep the outcomes and try again: while the lease lasts the result can
                     # still land; after that the job is reclaimed and runs again.
                     log.exception(
@@ -54,16 +63,131 @@ class Finisher:
                     delay = min(delay * 2, 2.0)
                     continue
                 delay = 0.05
+                failures = 0
                 del self._pending[: len(batch)]
                 for (_, _, fut), ok in zip(batch, accepted, strict=True):
-                    if not fut.done():
-                        fut.set_result(ok)
+                    _settle(fut, ok)
         finally:
-            self._flusher = None
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
 
-    async def drain(self) -> None:
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+    async def _isolate(self, batch: list[_Item]) -> bool:
+        """Write the batch's items one at a time. An item the store rejects for itself
+        (not a lost connection) while it still answers ends failed with the store's
+        reason. False if the store takes no write: every item left waits for it."""
+        for item in batch:
+            lease, outcome, fut = item
+            try:
+                ok = (await self.backend.finish([(lease, outcome)]))[0]
+            except Exception as exc:
+                if _transient(exc) or not await self._answers(lease):
+                    return False
+                written = await self._refuse(lease, outcome, exc)
+                if written is None:
+                    return False
+                ok = written
+            self._pending.remove(item)
+            _settle(fut, ok)
+        return True
+
+    async def _answers(self, lease: Lease) -> bool:
+        """Whether the store serves a read of the job, so a failed write is about the item."""
+        try:
+            await self.backend.get(lease.job_id)
+        except Exception:
+            return False
+        return True
+
+    async def _refuse(self, lease: Lease, outcome: Outcome, exc: Exception) -> bool | None:
+        """Write a failed outcome that names the store's reason instead, and make it the
+        item's outcome (so the worker reports what was written). None if the store
+        rejects that too: it takes no write now, and the original is kept."""
+        message = f"the store rejected the job's {outcome.kind!r} outcome: {exc}"
+        if outcome.error is not None:
+            # Its own error, escaped (repr), since that may be what the store rejected.
+            was = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
+            message += f"; the job's own error was {was[:2000]!r}"
+        error = {"type": type(exc).__name__, "message": message, "traceback": ""}
+        failed = Outcome("failed", error=error, logs=_json_safe(outcome.logs))
+        ok = await self._try(lease, failed)
+        if ok is None and failed.logs:
+            failed.logs = []  # they may hold what the store rejected
+            ok = await self._try(lease, failed)
+        if ok is None:
+            return None
+        log.error(
+            "job %s: the store rejected its %r outcome (%s: %s); recorded it as failed",
+            lease.job_id,
+            outcome.kind,
+            type(exc).__name__,
+            exc,
+        )
+        outcome.kind, outcome.result, outcome.error = "failed", None, failed.error
+        outcome.delay, outcome.refund, outcome.logs = 0.0, False, failed.logs
+        return ok
+
+    async def _try(self, lease: Lease, outcome: Outcome) -> bool | None:
+        try:
+            return (await self.backend.finish([(lease, outcome)]))[0]
+        except Exception:
+            log.exception("job %s: writing its outcome as failed failed too", lease.job_id)
+            return None
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait until every outcome is written, at most ``timeout`` seconds. Returns how
+        many were left unwritten and given up (their jobs come back when their leases
+        expire)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._flusher is not None:
+                    await asyncio.shield(self._flusher)
+        except TimeoutError:
+            return self.abandon()
+        return 0
+
+    def abandon(self) -> int:
+        """Stop writing: the pending outcomes are dropped (their futures get False)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        left, self._pending = self._pending, []
+        for _, _, fut in left:
+            _settle(fut, False)
+        return len(left)
+
+
+# Errors that say the store or the way to it failed, not the item: a lost connection,
+# a timeout, a store busy or read-only for now (by class name, across the client libraries).
+_TRANSIENT = frozenset(
+    {
+        "OperationalError",
+        "ConnectionError",
+        "TimeoutError",
+        "BusyLoadingError",
+        "ReadOnlyError",
+        "ClusterDownError",
+        "TryAgainError",
+        "MasterDownError",
+    }
+)
+
+
+def _transient(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain can loop back on itself
+        if seen is None:
+            break
+        if isinstance(seen, OSError | TimeoutError) or any(
+            cls.__name__ in _TRANSIENT for cls in type(seen).__mro__
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _settle(fut: asyncio.Future[bool], ok: bool) -> None:
+    if not fut.done():
+        fut.set_result(ok)
 
 
 def _encodes(value: Any) -> bool:

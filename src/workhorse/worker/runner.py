@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from workhorse.backoff import Exponential
+from workhorse.backoff import Exponential, next_delay
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError
 from workhorse.job import Lease, Outcome
@@ -44,9 +44,23 @@ def error_info(exc: BaseException, tb: bool = True) -> dict[str, Any]:
         message = f"<unprintable {name}>"
     return {
         "type": name,
-        "message": message,
-        "traceback": "".join(traceback.format_exception(exc)) if tb else "",
+        "message": _clip(message, MAX_ERROR_MESSAGE),
+        "traceback": _clip("".join(traceback.format_exception(exc)), MAX_TRACEBACK) if tb else "",
     }
+
+
+# Characters of an error kept with the job: its record, its events and Redis's published
+# finish carry it, so one huge exception message must not make them huge.
+MAX_ERROR_MESSAGE = 16_384
+MAX_TRACEBACK = 65_536
+
+
+def _clip(text: str, limit: int) -> str:
+    """The start and the end (where the raise is) of a text over ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
 
 
 class Interrupted(Exception):
@@ -307,7 +321,7 @@ class Runner:
         logs = ctx.drain_logs()
         if lease.attempts < lease.max_attempts and retry:
             try:
-                delay = float(task.defaults.backoff.delay(lease.attempts, exc))
+                delay = next_delay(task.defaults.backoff.delay(lease.attempts, exc))
             except Exception:
                 # A broken backoff must not leave the job leased with no outcome.
                 log.exception(

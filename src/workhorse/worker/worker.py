@@ -39,6 +39,10 @@ log = logging.getLogger("workhorse.worker")
 SILENT_LEASES = 3
 PULSE = 0.25  # seconds between the loop's stamps that show the thread it is alive
 
+# Seconds outcomes still get to land after the shutdown grace is over (interrupted jobs
+# are put back in their queue by an outcome too).
+_LAST_WRITES = 5.0
+
 _OUTCOME_EVENTS = {
     "completed": "job.completed",
     "failed": "job.failed",
@@ -131,6 +135,9 @@ class Worker:
         self._runner = Runner(app, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
         self._signals = 0
+        self._stop_at: float | None = None
+        self._exit_by: float | None = None  # when the last writes of a shutdown give up
+        self.unwritten = 0  # outcomes given up at shutdown: the store did not take them
         self._signal_loop: asyncio.AbstractEventLoop | None = None
         self._waits: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,6 +179,8 @@ class Worker:
         call ends the grace period: what still runs goes back to its queue at once."""
         if self._stopping.is_set():
             self._grace_over.set()
+        elif self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stopping.set()
         for waiter in self._waits:
             waiter.cancel()
@@ -253,8 +262,7 @@ class Worker:
             await asyncio.gather(*consumers, return_exceptions=True)
             if self._running:
                 await self._interrupt_all()
-            if self._finisher is not None:
-                await self._finisher.drain()
+            await self._write_outcomes()
             for t in side:
                 t.cancel()
             # A cancel can be lost inside a client library; never hang the exit on one.
@@ -262,12 +270,15 @@ class Worker:
             for t in stuck:
                 log.error("side task %s did not stop; leaving it", t.get_name())
             if self._renewer is not None:
-                await self._renewer.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._renewer.stop(), self._exit_left())
             if self._pulse_timer is not None:
                 self._pulse_timer.cancel()
             self._remove_signal_handlers()
             try:
-                await backend.remove_worker(self.id)
+                # Bounded: with the store down, the record expires on its own (its ttl).
+                async with asyncio.timeout(self._exit_left()):
+                    await backend.remove_worker(self.id)
             except Exception:
                 log.exception("could not remove worker record")
             try:
@@ -292,8 +303,35 @@ class Worker:
             all_done.cancel()
             grace_over.cancel()
         await self._interrupt_all()
-        if self._finisher is not None:
-            await self._finisher.drain()
+        await self._write_outcomes()
+
+    async def _write_outcomes(self) -> None:
+        """Let pending outcomes land within the shutdown grace (counted from the first
+        stop), or ``_LAST_WRITES`` seconds once it is over; a store that takes none of them
+        cannot keep the worker from exiting."""
+        if self._finisher is None:
+            return
+        if self._exit_by is None:
+            left = 0.0
+            if not self._grace_over.is_set():
+                start = self._stop_at if self._stop_at is not None else time.monotonic()
+                left = start + self.shutdown_grace - time.monotonic()
+            self._exit_by = time.monotonic() + max(left, _LAST_WRITES)
+        lost = await self._finisher.drain(self._exit_left())
+        if lost:
+            self.unwritten += lost
+            log.error(
+                "%d outcome(s) could not be written before the shutdown grace ended (is the "
+                "store reachable?); their jobs stay leased and run again once their leases "
+                "expire",
+                lost,
+            )
+
+    def _exit_left(self) -> float:
+        """Seconds the rest of a shutdown may still wait on the store."""
+        if self._exit_by is None:
+            return _LAST_WRITES
+        return max(0.5, self._exit_by - time.monotonic())
 
     async def _interrupt_all(self) -> None:
         left = [r.task for r in self._running.values() if r.task is not None]

@@ -1,0 +1,113 @@
+"""A job's log lines are bounded: an attempt keeps at most ``max_log_lines`` lines and
+``max_log_bytes`` bytes, the newest ones, with one line saying how many older ones were
+dropped; on every backend, whether the lines go with the outcome or with progress."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import _drop
+from tests.worker.worker_helpers import running
+from workhorse import JobContext, JobState, Workhorse
+from workhorse.backends import Backend
+
+
+@pytest.fixture
+async def capped(backend: Backend) -> AsyncIterator[Workhorse]:
+    app = Workhorse(backend=backend, poll_interval=0.05, max_log_lines=100, max_log_bytes=20_000)
+    await app.open()
+    yield app
+    await _drop(backend)  # while still open: app.close() closes the backend too
+    await app.close()
+
+
+def _notice(line: dict[str, object]) -> int:
+    fields = line.get("fields")
+    assert isinstance(fields, dict) and "dropped" in fields, line
+    return int(fields["dropped"])
+
+
+async def test_an_attempt_keeps_the_newest_lines_and_says_how_many_it_dropped(
+    capped: Workhorse,
+) -> None:
+    @capped.task
+    async def chatty(ctx: JobContext) -> None:
+        for n in range(5_000):
+            ctx.log(f"line {n}")
+
+    async with running(capped):
+        job = await capped.wait((await chatty.enqueue()).id, 20)
+    assert job.state is JobState.COMPLETED
+    assert len(job.logs) == 100
+    assert [line["message"] for line in job.logs[:99]] == [f"line {n}" for n in range(4901, 5000)]
+    assert _notice(job.logs[-1]) == 4901
+
+
+async def test_lines_written_with_progress_count_toward_the_bound(capped: Workhorse) -> None:
+    @capped.task
+    async def reporting(ctx: JobContext) -> None:
+        for n in range(1_000):
+            ctx.log(f"line {n}")
+            if n % 10 == 9:
+                await ctx.progress(n)
+
+    async with running(capped):
+        job = await capped.wait((await reporting.enqueue()).id, 30)
+    assert job.state is JobState.COMPLETED
+    assert len(job.logs) <= 100
+    assert job.logs[0]["message"] == "line 0"  # written lines stay; later ones are dropped
+    assert sum(_notice(line) for line in job.logs if "fields" in line) == 1_000 - 99
+
+
+async def test_an_attempt_keeps_at_most_max_log_bytes(capped: Workhorse) -> None:
+    @capped.task
+    async def wordy(ctx: JobContext) -> None:
+        for n in range(200):
+            ctx.log(f"{n:04d}" + "x" * 1_000)
+
+    async with running(capped):
+        job = await capped.wait((await wordy.enqueue()).id, 20)
+    assert job.state is JobState.COMPLETED
+    kept = job.logs[:-1]
+    assert 10 <= len(kept) < 20  # about 1 KB each within 20,000 bytes
+    assert kept[-1]["message"].startswith("0199")
+    assert _notice(job.logs[-1]) == 200 - len(kept)
+
+
+async def test_a_huge_error_message_is_kept_clipped(capped: Workhorse) -> None:
+    from workhorse.worker.runner import MAX_ERROR_MESSAGE
+
+    @capped.task
+    async def shouting() -> None:
+        raise ValueError("start " + "x" * 1_000_000 + " end")
+
+    async with running(capped):
+        job = await capped.wait((await shouting.enqueue()).id, 20)
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    message = job.error["message"]
+    assert len(message) < MAX_ERROR_MESSAGE + 100
+    assert message.startswith("start ") and message.endswith(" end")
+    assert "characters cut" in message
+    assert len(job.error["traceback"]) < 70_000
+
+
+async def test_progress_larger_than_max_payload_is_refused_to_the_task(
+    backend: Backend,
+) -> None:
+    app = Workhorse(backend=backend, poll_interval=0.05, max_payload=1_000)
+
+    @app.task
+    async def boastful(ctx: JobContext) -> None:
+        await ctx.progress({"detail": "x" * 5_000})
+
+    async with app:
+        async with running(app):
+            job = await app.wait((await boastful.enqueue()).id, 20)
+        await _drop(backend)
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    assert "progress is 5,013 bytes, over the 1,000-byte cap" in job.error["message"]
+    assert job.progress is None
