@@ -40,6 +40,11 @@ def test_nothing_is_read_until_needed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unsupported_url_says_which_are() -> None:
+    from workhorse.backends import SCHEMES
+
     app = Workhorse("mysql://nope")
-    with pytest.raises(ConfigError, match="memory://"):
+    with pytest.raises(ConfigError, match="memory://") as caught:
         _ = app.backend
+    # Every scheme the parser takes is named (postgres:// is postgresql://'s alias).
+    missing = [s for s in SCHEMES if s != "postgres" and f"{s}://" not in str(caught.value)]
+    assert missing == []

@@ -23,7 +23,9 @@ def backend_from_url(url: str) -> Backend:
     if scheme not in SCHEMES:
         raise ConfigError(
             f"unsupported backend URL {redact(url)!r}; use one of: memory://, "
-            "sqlite:///path/to.db, redis://host:6379/0, postgresql://user@host/db"
+            "sqlite:///path/to.db, redis://host:6379/0, rediss://host:6380/0 (TLS), "
+            "redis+cluster://host:7000,host:7001 (rediss+cluster:// with TLS), "
+            "postgresql://user@host/db"
         )
     module_name, class_name, extra = SCHEMES[scheme]
     import importlib
