@@ -37,3 +37,34 @@ def test_quickstart_test_example_passes_with_the_setup_it_names(tmp_path: Path) 
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "1 passed" in ran.stdout
+
+
+def _valid_options(url: str) -> set[str]:
+    """The options a backend's parser takes, as its refusal of an unknown one lists them."""
+    import pytest
+
+    from workhorse.backends import backend_from_url
+    from workhorse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid:") as caught:
+        backend_from_url(url + "?no_such_option=1")
+    listed = str(caught.value).split("valid:", 1)[1]
+    own = re.split(r"\(| and ", listed)[0]  # PostgreSQL goes on about libpq's parameters
+    return set(re.findall(r"[a-z_]+", own))
+
+
+def _table_options(text: str, heading: str) -> set[str]:
+    """The first column of the option table that follows ``heading``."""
+    rows = text.split(heading, 1)[1].split("\n\n", 2)[1]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", rows, re.M))
+
+
+def test_configuration_md_documents_each_url_option_the_parsers_take() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    sqlite = _table_options(text, "SQLite URLs take options")
+    assert sqlite == _valid_options(f"sqlite:///{DOCS}/never.db")
+    redis = _table_options(text, "Redis URLs take these options")
+    assert redis == _valid_options("rediss://127.0.0.1:1/0")
+    postgres_row = next(line for line in text.splitlines() if line.startswith("| `postgresql://"))
+    documented = set(re.findall(r"`([a-z_]+)[=`]", postgres_row))
+    assert _valid_options("postgresql://u@127.0.0.1:1/db") <= documented
