@@ -9,6 +9,8 @@ another thread, else on the private loop."""
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import threading
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +46,13 @@ class SyncApp:
             target=self._loop.run_forever, daemon=True, name="workhorse-sync"
         )
         self._thread.start()
+        # A script that never calls close() must still exit quietly, its connections closed.
+        atexit.register(self._close_at_exit)
+
+    def _close_at_exit(self) -> None:
+        # Exiting anyway: an unreachable store must not hold the exit or print a traceback.
+        with contextlib.suppress(Exception):
+            self.close(timeout=5)
 
     def _target(self) -> asyncio.AbstractEventLoop:
         """The loop a call runs on: the app's own while it runs elsewhere, if shared."""
@@ -63,13 +72,13 @@ class SyncApp:
             )
         return loop
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         try:
             loop = self._target()
         except ConfigError:
             coro.close()  # never started: no "never awaited" warning on top of the error
             raise
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
     def enqueue(
         self, task: str | Task[Any, Any], data: Any = None, **options: Any
@@ -118,15 +127,16 @@ class SyncApp:
     def is_paused(self, queue: str) -> bool:
         return self._call(self._client.is_paused(queue))
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Close the facade's connection (or the app's store, when this facade opened it)
-        and stop its loop."""
+        and stop its loop. Done at interpreter exit for a facade never closed."""
+        atexit.unregister(self._close_at_exit)
         if self._loop.is_closed():
             return
         if not self._shared:
-            self._call(self._client.close())
+            self._call(self._client.close(), timeout)
         elif self._app._loop is self._loop:
-            self._call(self._app._close_store())
+            self._call(self._app._close_store(), timeout)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()

@@ -127,3 +127,42 @@ async def test_sync_inside_the_apps_own_loop_says_to_await() -> None:
     async with _add_app(Workhorse("memory://")) as app:
         with pytest.raises(ConfigError, match="await app.enqueue"):
             app.sync.enqueue("add", {"a": 1, "b": 2})
+
+
+SCRIPT = """
+import sys
+from workhorse import Workhorse
+
+app = Workhorse(sys.argv[1])
+
+
+@app.task
+def add(data: dict) -> int:
+    return data["a"] + data["b"]
+
+
+print(app.sync.enqueue("add", {"a": 1, "b": 2}).id)
+"""
+
+
+def test_a_script_that_never_closes_the_facade_exits_quietly(
+    backend_kind: str, store_url: str, tmp_path: Path
+) -> None:
+    """The quickstart's sync example as a script: no close(), and still no warning at
+    exit; the job it enqueued is in the store."""
+    if backend_kind == "memory":
+        pytest.skip("memory:// dies with the script")
+    import subprocess
+    import sys
+
+    (tmp_path / "producer.py").write_text(SCRIPT)
+    ran = subprocess.run(
+        [sys.executable, "-W", "error", "producer.py", store_url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == ""
+    assert asyncio.run(_seen(backend_from_url(store_url), ran.stdout.strip())) == (True, 1)
