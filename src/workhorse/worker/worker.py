@@ -153,6 +153,8 @@ class Worker:
         self._purge_every = max(1_000, min(keep)) if keep else None
         self._next_purge = self._purge_every or 0
         self._retention_due = asyncio.Event()
+        # The worker went from idle to busy or back: its record should say so soon.
+        self._busy_changed = asyncio.Event()
 
     def _check_queues(self) -> None:
         """A queue that is a typo (a task's, or one consumed here) fails start-up."""
@@ -388,6 +390,8 @@ class Worker:
                     self._waits.discard(waiter)
                 continue
             slots.empty_since = None
+            if not self._running:
+                self._busy_changed.set()
             slots.used += len(leases)
             shortest = self._renew_period
             for lease in leases:
@@ -461,6 +465,8 @@ class Worker:
                 slots.used -= 1
             slots.freed.set()
             self.processed += 1
+            if not self._running:
+                self._busy_changed.set()
             if self._purge_every is not None and self.processed >= self._next_purge:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
@@ -615,7 +621,14 @@ class Worker:
                 await backend.beat(info, self.heartbeat_interval * 3)
             except Exception:
                 log.exception("heartbeat failed")
-            await asyncio.sleep(self.heartbeat_interval)
+            beat_at = time.monotonic()
+            self._busy_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.heartbeat_interval):
+                    await self._busy_changed.wait()
+                # Say so soon (status would show jobs long finished as running), but at most
+                # once a second, so a worker idling between every two jobs stays cheap.
+                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - beat_at)))
 
 
 def _renewal_url(app: Workhorse) -> str | None:
