@@ -49,6 +49,7 @@ from workhorse.task import (
     Seconds,
     Task,
     check_call_options,
+    check_max_stalls,
     check_on_duplicate,
     due_time,
     make_options,
@@ -155,6 +156,7 @@ class Workhorse:
         name: str | None = None,
         queue: str = "default",
         retries: int = 0,
+        max_stalls: int | None = None,
         backoff: BackoffSpec = None,
         timeout: Seconds | None = None,
         priority: int = 0,
@@ -179,6 +181,7 @@ class Workhorse:
         name: str | None = None,
         queue: str = "default",
         retries: int = 0,
+        max_stalls: int | None = None,
         backoff: BackoffSpec = None,
         timeout: Seconds | None = None,
         priority: int = 0,
@@ -197,11 +200,12 @@ class Workhorse:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
         cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...,
-        keep_for=...)``.
+        keep_for=..., max_stalls=...)``.
         Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
         options = {
             "queue": queue,
             "retries": retries,
+            "max_stalls": max_stalls,
             "backoff": backoff,
             "timeout": timeout,
             "priority": priority,
@@ -287,6 +291,7 @@ class Workhorse:
                 task.singleton_key(value),
                 d.on_duplicate == "replace",
                 d.keep_for,
+                max_stalls=self._max_stalls(d.max_stalls),
             )
         check_call_options(options)
         queue = check_name(options.get("queue", d.queue), "queue")
@@ -312,7 +317,11 @@ class Workhorse:
             task.singleton_key(value) if key is None else str(key),
             on_duplicate == "replace",
             seconds(options["keep_for"], "keep_for") if "keep_for" in options else d.keep_for,
+            max_stalls=self._max_stalls(check_max_stalls(options.get("max_stalls", d.max_stalls))),
         )
+
+    def _max_stalls(self, own: int | None) -> int:
+        return self.settings.max_stalls if own is None else own
 
     async def _handles(
         self,

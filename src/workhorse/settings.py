@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from workhorse.errors import ConfigError
+from workhorse.job import MAX_STALLS
 
 DEFAULT_URL = "sqlite:///.workhorse/workhorse.db"
 BUILT_IN_QUEUES = ("default", "priority")
@@ -47,6 +48,12 @@ class Settings(BaseModel):
     reclaim_interval: float = Field(5.0, gt=0, description="Seconds between expired-lease sweeps")
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker beats")
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
+    max_stalls: int = Field(
+        MAX_STALLS,
+        ge=0,
+        description="Times a job whose worker died (its lease expired) is run again, for "
+        "tasks that set no max_stalls; one more death fails it",
+    )
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
     keep_completed: int | None = Field(
         10_000, ge=0, description="Newest completed jobs kept (across queues)"

@@ -57,6 +57,7 @@ class TaskOptions:
 
     queue: str = "default"
     retries: int = 0
+    max_stalls: int | None = None  # None: the max_stalls setting
     backoff: Backoff = field(default_factory=lambda: make_backoff(None))
     timeout: float | None = None
     priority: int = 0
@@ -76,6 +77,7 @@ class TaskOptions:
 TASK_OPTIONS = (
     "queue",
     "retries",
+    "max_stalls",
     "backoff",
     "timeout",
     "priority",
@@ -97,6 +99,7 @@ CALL_OPTIONS = (
     "priority",
     "queue",
     "retries",
+    "max_stalls",
     "timeout",
     "lease",
     "dedup_key",
@@ -109,6 +112,7 @@ def make_options(
     *,
     queue: str = "default",
     retries: int = 0,
+    max_stalls: int | None = None,
     backoff: BackoffSpec = None,
     timeout: Seconds | None = None,
     priority: int = 0,
@@ -139,6 +143,7 @@ def make_options(
     check_name(queue, "queue")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
+    check_max_stalls(max_stalls)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ConfigError(f"priority must be an int, got {priority!r}")
     if not (isinstance(singleton, bool) or callable(singleton)):
@@ -153,6 +158,7 @@ def make_options(
     return TaskOptions(
         queue,
         retries,
+        max_stalls,
         make_backoff(backoff),
         seconds(timeout, "timeout"),
         priority,
@@ -168,6 +174,12 @@ def make_options(
         memory_limit,
         seconds(keep_for, "keep_for"),
     )
+
+
+def check_max_stalls(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f"max_stalls must be an int >= 0, got {value!r}")
+    return value
 
 
 def check_on_duplicate(value: Any) -> OnDuplicate:
