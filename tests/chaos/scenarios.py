@@ -59,12 +59,13 @@ async def kill(
     rate: float = 100.0,
     workers: int = 4,
     kill_every: tuple[float, float] = (2.0, 10.0),
+    task: str = "work",
 ) -> Report:
-    """Jobs at a steady ``rate`` for ``duration`` s on ``workers`` processes; a random one
-    is SIGKILLed every U(kill_every) s and a replacement started at once."""
+    """Jobs of ``task`` at a steady ``rate`` for ``duration`` s on ``workers`` processes; a
+    random one is SIGKILLed every U(kill_every) s and a replacement started at once."""
     rng = random.Random(seed)
     settings = Settings()
-    report = Report("kill", kind, seed, duration)
+    report = Report("kill" if task == "work" else "kill_defaults", kind, seed, duration)
     url = store_url(kind, workdir)
     cluster = Cluster(url, workdir, settings)
     app = producer(url)
@@ -83,7 +84,7 @@ async def kill(
             if n:
                 owed -= n
                 data = [{"sleep": rng.uniform(0.0, 0.2)} for _ in range(n)]
-                ids = [h.id for h in await app.enqueue_many("work", data)]
+                ids = [h.id for h in await app.enqueue_many(task, data)]
                 cluster.writer.write_many(ids, "enqueued")
                 enqueued += ids
             if now >= next_kill:
@@ -149,6 +150,11 @@ async def kill(
         cluster.close()
         await drop_store(url)
     return report
+
+
+async def kill_defaults(kind: str, workdir: Path, **options: Any) -> Report:
+    """``kill`` with jobs of a task that keeps every option at its default (retries=0)."""
+    return await kill(kind, workdir, task="plain", **options)
 
 
 # -- 2. SIGSTOP past the lease -------------------------------------------------------------
@@ -572,6 +578,7 @@ async def race(
 
 SCENARIOS: dict[str, Callable[..., Coroutine[Any, Any, Report]]] = {
     "kill": kill,
+    "kill_defaults": kill_defaults,
     "stop": stop,
     "block": block,
     "outage": outage,

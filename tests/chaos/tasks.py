@@ -38,7 +38,6 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         if writer is not None:
             writer.write(ctx.job_id, event, ctx.attempt, info)
 
-    @app.task(name="work", retries=20)
     async def work(data: dict[str, Any], ctx: JobContext) -> dict[str, int]:
         """A job with a side effect: start, some work, the effect, the finish."""
         mark(ctx, "start")
@@ -50,6 +49,9 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         mark(ctx, "effect")
         mark(ctx, "finish")
         return {"pid": writer.pid if writer else 0, "attempt": ctx.attempt}
+
+    app.task(name="work", retries=20)(work)
+    app.task(name="plain")(work)  # every option at its default, as a new user writes it
 
     @app.task(name="block", retries=20)
     async def block(data: dict[str, Any], ctx: JobContext) -> dict[str, int]:
@@ -63,6 +65,7 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
     # The same poison in both runtimes: inline it takes its worker down with it (exit,
     # segv); in a child process only the child dies.
     app.task(name="poison", retries=POISON_RETRIES, backoff=0.2)(poison)
+    app.task(name="crash")(poison)  # inline poison with every option at its default
     app.task(
         name="poison_process",
         runtime="process",

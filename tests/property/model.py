@@ -1,11 +1,12 @@
 """A small reference model of the backend contract, written apart from ``memory.py``.
 
 It knows only what ``backends/base.py`` and ``docs`` promise: states, attempts counted at
-claim (and given back, as a stall, when the lease expires), priority then due time then FIFO, owner-checked renew and finish, dedup keys (per queue) held
-by live jobs, cancel, retry, purge and reclaim. Where the contract leaves an order open
-(jobs requeued by one ``finish`` or one ``reclaim_expired`` call share a due time and a
-sequence number; jobs finished in one call share a finish time), the model keeps them
-tied and the comparison accepts any order among them.
+claim (and given back, as a stall, when the lease expires), priority then due time then
+FIFO, owner-checked renew and finish, dedup keys (per queue) held by live jobs, cancel,
+retry, purge and reclaim. Where the contract leaves an order open (jobs requeued by one
+``finish`` or one ``reclaim_expired`` call share a due time and a sequence number; jobs
+finished in one call share a finish time), the model keeps them tied and the comparison
+accepts any order among them.
 """
 
 from __future__ import annotations
