@@ -50,10 +50,13 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         mark(ctx, "finish")
         return {"pid": writer.pid if writer else 0, "attempt": ctx.attempt}
 
-    app.task(name="work", retries=20)(work)
+    # The scenarios' own budget: a healthy job outlives many kills, and the poison jobs
+    # that share its claim and kill its worker (each death is a stall for every job the
+    # worker ran).
+    app.task(name="work", retries=20, max_stalls=20)(work)
     app.task(name="plain")(work)  # every option at its default, as a new user writes it
 
-    @app.task(name="block", retries=20)
+    @app.task(name="block", retries=20, max_stalls=20)
     async def block(data: dict[str, Any], ctx: JobContext) -> dict[str, int]:
         """A bad async handler: blocks its event loop (no await) for ``block`` seconds."""
         mark(ctx, "start")
@@ -74,7 +77,7 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         backoff=0.2,
     )(poison)
 
-    app.task(name="work_process", runtime="process", retries=20)(work_in_child)
+    app.task(name="work_process", runtime="process", retries=20, max_stalls=20)(work_in_child)
 
     if cron:
 

@@ -14,7 +14,7 @@ import pytest
 from tests.chaos.conftest import run
 from tests.chaos.poison import CRASH, MAX_ATTEMPTS, poison
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
 async def test_poison_fails_within_max_attempts(kind: str, workdir: Path) -> None:
