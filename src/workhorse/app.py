@@ -361,8 +361,8 @@ class Workhorse:
         self, task: str | Task[Any, Any], data: Any = None, **options: Any
     ) -> JobHandle[Any]:
         """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
-        ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``, ``keep_for``) stay apart
-        from the data.
+        ``max_stalls``, ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``,
+        ``keep_for``) stay apart from the data.
         ``connection=`` (PostgreSQL) enqueues inside your open psycopg transaction: the job
         exists only if that transaction commits.
 

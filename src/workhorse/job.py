@@ -107,7 +107,7 @@ class Job:
     state: JobState
     data: Any
     priority: int
-    attempts: int
+    attempts: int  # attempts that ran to an outcome, and the running one
     max_attempts: int
     created_at: datetime
     run_at: datetime
