@@ -49,6 +49,7 @@ from workhorse.task import (
     Seconds,
     Task,
     check_call_options,
+    check_max_stalls,
     check_on_duplicate,
     check_priority,
     check_retries,
@@ -175,6 +176,7 @@ class Workhorse:
         name: str | None = None,
         queue: str = "default",
         retries: int = 0,
+        max_stalls: int | None = None,
         backoff: BackoffSpec = None,
         timeout: Seconds | None = None,
         priority: int = 0,
@@ -200,6 +202,7 @@ class Workhorse:
         name: str | None = None,
         queue: str = "default",
         retries: int = 0,
+        max_stalls: int | None = None,
         backoff: BackoffSpec = None,
         timeout: Seconds | None = None,
         priority: int = 0,
@@ -219,11 +222,12 @@ class Workhorse:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
         cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...,
-        runtime=..., command=..., env=..., memory_limit=..., keep_for=...)``.
+        runtime=..., command=..., env=..., memory_limit=..., keep_for=..., max_stalls=...)``.
         Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
         options = {
             "queue": queue,
             "retries": retries,
+            "max_stalls": max_stalls,
             "backoff": backoff,
             "timeout": timeout,
             "priority": priority,
@@ -310,6 +314,7 @@ class Workhorse:
                 task.singleton_key(value),
                 d.on_duplicate == "replace",
                 d.keep_for,
+                max_stalls=self._max_stalls(d.max_stalls),
             )
         check_call_options(options)
         queue = check_name(options.get("queue", d.queue), "queue")
@@ -331,7 +336,11 @@ class Workhorse:
             task.singleton_key(value) if key is None else str(key),
             on_duplicate == "replace",
             seconds(options["keep_for"], "keep_for") if "keep_for" in options else d.keep_for,
+            max_stalls=self._max_stalls(check_max_stalls(options.get("max_stalls", d.max_stalls))),
         )
+
+    def _max_stalls(self, own: int | None) -> int:
+        return self.settings.max_stalls if own is None else own
 
     async def _handles(
         self,
@@ -371,8 +380,8 @@ class Workhorse:
         self, task: str | Task[Any, Any], data: Any = None, **options: Any
     ) -> JobHandle[Any]:
         """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
-        ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``, ``keep_for``) stay apart
-        from the data.
+        ``max_stalls``, ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``,
+        ``keep_for``) stay apart from the data.
         ``connection=`` (PostgreSQL) enqueues inside your open psycopg transaction: the job
         exists only if that transaction commits.
 

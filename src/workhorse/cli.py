@@ -351,6 +351,7 @@ def job_detail(job: Job) -> Table:
         ("queue", job.queue),
         ("state", state_text(job.state)),
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("stalls", f"{job.stalls}/{job.max_stalls}"),
         ("priority", str(job.priority)),
         ("data", short(job.data, 2000)),
         ("progress", fmt_progress(job.progress, 200)),
@@ -391,8 +392,10 @@ def job_as_json(job: Job) -> dict[str, Any]:
 
 def print_failure(console: Console, job: Job) -> None:
     error = job.error or {}
+    stalls = f" and {job.stalls} stall(s)" if job.stalls else ""
     console.print(
-        f"[red bold]job {job.id} ({job.task}) {job.state.value}[/] after {job.attempts} attempt(s)"
+        f"[red bold]job {job.id} ({job.task}) {job.state.value}[/] after {job.attempts} "
+        f"attempt(s){stalls}"
     )
     console.print(Text(f"{error.get('type', 'Error')}: {error.get('message', '')}", style="red"))
     if error.get("traceback"):

@@ -24,6 +24,12 @@ FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCE
 STATES = tuple(JobState)
 
 
+# The stall budget a job gets when neither its task nor the settings set one: a few
+# worker deaths (a deploy's kill, a lost machine) are survived, a job that kills every
+# worker it lands on is stopped.
+MAX_STALLS = 3
+
+
 def new_job_id() -> str:
     """A 32-hex-digit id that sorts by creation time (milliseconds first, then randomness)."""
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
@@ -51,6 +57,7 @@ class NewJob:
     replace: bool = False  # a live, not yet started job with the key takes this payload
     keep_for: float | None = None  # seconds the finished record is kept; None: the settings'
     hold: bool = False  # a run() caller waits: keep the record until it has the result
+    max_stalls: int = MAX_STALLS  # times a try whose worker died is run again
 
 
 @dataclass(slots=True)
@@ -100,7 +107,7 @@ class Job:
     state: JobState
     data: Any
     priority: int
-    attempts: int
+    attempts: int  # attempts that ran to an outcome, and the running one
     max_attempts: int
     created_at: datetime
     run_at: datetime
@@ -115,6 +122,8 @@ class Job:
     lease_expires_at: datetime | None = None
     dedup_key: str | None = None
     keep_for: float | None = None  # its own retention, seconds after it finished
+    stalls: int = 0  # tries whose worker died (the lease expired); never counted in attempts
+    max_stalls: int = MAX_STALLS
 
     @property
     def finished(self) -> bool:

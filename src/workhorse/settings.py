@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from workhorse.errors import ConfigError
+from workhorse.job import MAX_STALLS
 
 DEFAULT_URL = "sqlite:///.workhorse/workhorse.db"
 BUILT_IN_QUEUES = ("default", "priority")
@@ -52,6 +53,12 @@ class Settings(BaseModel):
         gt=0,
         description="Seconds an attempt of a task that sets no timeout may take (none: "
         "unbounded), so a hung job cannot hold its lease forever",
+    )
+    max_stalls: int = Field(
+        MAX_STALLS,
+        ge=0,
+        description="Times a job whose worker died (its lease expired) is run again, for "
+        "tasks that set no max_stalls; one more death fails it",
     )
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
     max_log_lines: int = Field(

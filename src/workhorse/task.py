@@ -78,6 +78,7 @@ class TaskOptions:
 
     queue: str = "default"
     retries: int = 0
+    max_stalls: int | None = None  # None: the max_stalls setting
     backoff: Backoff = field(default_factory=lambda: make_backoff(None))
     timeout: float | None = None
     priority: int = 0
@@ -98,6 +99,7 @@ class TaskOptions:
 TASK_OPTIONS = (
     "queue",
     "retries",
+    "max_stalls",
     "backoff",
     "timeout",
     "priority",
@@ -120,6 +122,7 @@ CALL_OPTIONS = (
     "priority",
     "queue",
     "retries",
+    "max_stalls",
     "timeout",
     "lease",
     "dedup_key",
@@ -132,6 +135,7 @@ def make_options(
     *,
     queue: str = "default",
     retries: int = 0,
+    max_stalls: int | None = None,
     backoff: BackoffSpec = None,
     timeout: Seconds | None = None,
     priority: int = 0,
@@ -162,6 +166,7 @@ def make_options(
         raise ConfigError("memory_limit (bytes, at least 1 MiB) applies to runtime='process'")
     check_name(queue, "queue")
     check_retries(retries)
+    check_max_stalls(max_stalls)
     check_priority(priority)
     if not (isinstance(singleton, bool) or callable(singleton)):
         raise ConfigError("singleton must be True or a function data -> key")
@@ -175,6 +180,7 @@ def make_options(
     return TaskOptions(
         queue,
         retries,
+        max_stalls,
         make_backoff(backoff),
         seconds(timeout, "timeout"),
         priority,
@@ -211,6 +217,14 @@ def make_env(env: Sequence[str] | Mapping[str, str] | None, runtime: str) -> Env
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"env: the value of {name} must be a string, got {value!r}")
     return tuple(sorted(pairs))
+
+
+def check_max_stalls(value: Any) -> int | None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_INT
+    ):
+        raise ConfigError(f"max_stalls must be an int from 0 to {MAX_INT - 1}, got {value!r}")
+    return value
 
 
 def check_on_duplicate(value: Any) -> OnDuplicate:

@@ -1,7 +1,9 @@
 """Real worker processes on each durable backend (sqlite, redis, postgres): four of them
 share 10,000 jobs, and a worker SIGKILLed in the middle of a job has that job run again
-within the stated recovery bound. Delivery is judged from a ledger the task itself writes
-(see ledger_worker.py), never from the store's own account."""
+within the stated recovery bound, with the task's options at their defaults (retries=0);
+a job that kills its worker every time stops after max_stalls reruns. Delivery is judged
+from a ledger the task itself writes (see ledger_worker.py), never from the store's own
+account."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from tests.acceptance.harness import Ledger, Workers
 from tests.conftest import backend_url
 from workhorse import JobState, Workhorse
 from workhorse.backends import backend_from_url
+from workhorse.job import MAX_STALLS
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +57,10 @@ async def producer(url: str) -> AsyncIterator[Workhorse]:
 
     @app.task(name="mark")
     async def mark(data: dict[str, Any]) -> str:  # runs only in the worker processes
+        raise AssertionError("the producer never runs jobs")
+
+    @app.task(name="crash")
+    async def crash(data: dict[str, Any]) -> None:
         raise AssertionError("the producer never runs jobs")
 
     await app.open()
@@ -96,7 +103,7 @@ async def test_sigkill_mid_job_is_recovered_within_the_bound(
 ) -> None:
     first = workers.spawn(concurrency=1, **FAST)
     await workers.ready(first)
-    handle = await producer.enqueue("mark", {"sleep": 2}, retries=2)
+    handle = await producer.enqueue("mark", {"sleep": 2})
     (started,) = await ledger.wait("start", job_id=handle.id)
     assert started.pid == first.pid
     second = workers.spawn(concurrency=1, **FAST)
@@ -116,6 +123,60 @@ async def test_sigkill_mid_job_is_recovered_within_the_bound(
     (done_line,) = await ledger.wait("done", job_id=handle.id, timeout=10)
     assert done_line.pid == second.pid  # the killed worker never finished it
     job = await producer.wait(handle.id, timeout=5)
-    assert (job.state, job.attempts) == (JobState.COMPLETED, 2)
+    assert (job.state, job.attempts, job.stalls) == (JobState.COMPLETED, 1, 1)
     assert len(ledger.of("done", handle.id)) == 1
     await workers.stop(second)
+
+
+async def test_default_jobs_of_a_killed_worker_all_complete_once(
+    url: str, workers: Workers, ledger: Ledger, producer: Workhorse
+) -> None:
+    """100 jobs of a task with no options on 2 workers; one is SIGKILLed while it runs
+    some: every job completes exactly once (the killed runs never finished)."""
+    victim, other = workers.spawn(**FAST), workers.spawn(**FAST)
+    await workers.ready(victim, other)
+    handles = await producer.enqueue_many("mark", [{"sleep": 1.0}] * 100)
+    ids = {h.id for h in handles}
+    await ledger.wait("start", n=30, every=0.05)  # the second round of jobs began
+    await asyncio.sleep(0.5)  # mid-job, away from the first round's finishes
+    held = {ln.job_id for ln in ledger.of("start") if ln.pid == victim.pid}
+    victim.kill()
+    victim.wait(5)
+    held -= {ln.job_id for ln in ledger.of("done") if ln.pid == victim.pid}
+    assert held, "the killed worker held no running job"
+
+    await ledger.wait("done", n=100, timeout=BOUND + SLACK + 30, every=0.1)
+    await workers.stop(other)
+    dones = Counter(ln.job_id for ln in ledger.of("done"))
+    assert set(dones) == ids
+    assert max(dones.values()) == 1  # completed exactly once
+    for job_id in held:
+        job = await producer.get_job(job_id)
+        assert job is not None
+        assert (job.state, job.attempts, job.stalls) == (JobState.COMPLETED, 1, 1)
+    counts = (await producer.counts(["default"]))["default"]
+    assert (counts[JobState.COMPLETED], counts[JobState.FAILED]) == (100, 0)
+
+
+async def test_a_job_that_kills_every_worker_stops_after_max_stalls(
+    url: str, workers: Workers, ledger: Ledger, producer: Workhorse
+) -> None:
+    """At the defaults (max_stalls 3): 4 deaths, then failed with its reason; never a
+    fifth start. A supervisor restarts each dead worker."""
+    handle = await producer.enqueue("crash", {})
+    deaths = MAX_STALLS + 1
+    for n in range(1, deaths + 1):
+        proc = workers.spawn(concurrency=1, **FAST)
+        starts = await ledger.wait("start", n=n, job_id=handle.id, timeout=BOUND + SLACK + 30)
+        assert starts[-1].pid == proc.pid
+        assert await workers.exit_code(proc, 10) < 0  # killed by its job
+    survivor = workers.spawn(concurrency=1, **FAST)
+    job = await producer.wait(handle.id, timeout=BOUND + SLACK + 10)
+    assert (job.state, job.attempts, job.stalls) == (JobState.FAILED, 0, deaths)
+    assert job.error is not None
+    assert job.error["type"] == "LeaseExpired"
+    assert f"killed its worker {deaths} times" in job.error["message"]
+    await workers.ready(survivor)
+    await asyncio.sleep(BOUND)
+    assert len(ledger.of("start", handle.id)) == deaths  # never one more
+    await workers.stop(survivor)

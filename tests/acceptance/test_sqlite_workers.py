@@ -66,7 +66,7 @@ async def test_sigkill_mid_job_is_recovered_within_the_bound(
     producer: Workhorse,
 ) -> None:
     first = await workers.start(concurrency=1, **FAST)
-    handle = await producer.enqueue("mark", {"sleep": 3}, retries=2)
+    handle = await producer.enqueue("mark", {"sleep": 3})
     (started,) = await ledger.wait("start", job_id=handle.id)
     assert started.pid == first.pid
     second = await workers.start(concurrency=1, **FAST)
@@ -170,7 +170,7 @@ async def test_a_job_that_kills_its_worker_every_time_stops_at_max_attempts(
     ledger: Ledger,
     producer: Workhorse,
 ) -> None:
-    handle = await producer.enqueue("crash", {}, retries=1)  # two attempts
+    handle = await producer.enqueue("crash", {}, max_stalls=1)  # one rerun after a death
     for attempt in (1, 2):
         proc = await workers.start(concurrency=1, **FAST)
         starts = await ledger.wait("start", n=attempt, job_id=handle.id)
@@ -179,9 +179,9 @@ async def test_a_job_that_kills_its_worker_every_time_stops_at_max_attempts(
     survivor = await workers.start(concurrency=1, **FAST)
     job = await producer.wait(handle.id, timeout=BOUND + SLACK + 5)
     assert job.state is JobState.FAILED
-    assert job.attempts == 2
+    assert (job.attempts, job.stalls) == (0, 2)
     assert job.error is not None
-    assert "2 times" in job.error["message"]
+    assert "killed its worker 2 times" in job.error["message"]
     assert len(ledger.of("start", handle.id)) == 2  # never a third start
     survivor.send_signal(signal.SIGTERM)
     assert await workers.exit_code(survivor, 10) == 0

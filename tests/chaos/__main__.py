@@ -30,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=100, help="race: least rounds")
     parser.add_argument(
-        "--rate", type=float, default=None, help="kill, soak: jobs enqueued per second"
+        "--rate",
+        type=float,
+        default=None,
+        help="kill, kill_defaults, soak: jobs enqueued per second",
     )
     parser.add_argument(
         "--resume-limit",
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 options["rounds"] = args.rounds
             if scenario == "outage":
                 options["resume_limit"] = args.resume_limit
-            if scenario in ("kill", "soak") and args.rate is not None:
+            if scenario in ("kill", "kill_defaults", "soak") and args.rate is not None:
                 options["rate"] = args.rate
             try:
                 report: Report = asyncio.run(SCENARIOS[scenario](backend, Path(tmp), **options))

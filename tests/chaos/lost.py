@@ -48,7 +48,7 @@ async def lost_replies(kind: str, workdir: Path, *, losses: int = 8, jobs: int =
         started = time.monotonic()
         armed = 0
         for _ in range(0, jobs, 20):
-            ids = [h.id for h in await app.enqueue_many("defaults", [{"sleep": 0.05}] * 20)]
+            ids = [h.id for h in await app.enqueue_many("plain", [{"sleep": 0.05}] * 20)]
             cluster.writer.write_many(ids, "enqueued")
             enqueued += ids
             if armed < losses and not proxy.armed:

@@ -60,12 +60,13 @@ async def kill(
     rate: float = 100.0,
     workers: int = 4,
     kill_every: tuple[float, float] = (2.0, 10.0),
+    task: str = "work",
 ) -> Report:
-    """Jobs at a steady ``rate`` for ``duration`` s on ``workers`` processes; a random one
-    is SIGKILLed every U(kill_every) s and a replacement started at once."""
+    """Jobs of ``task`` at a steady ``rate`` for ``duration`` s on ``workers`` processes; a
+    random one is SIGKILLed every U(kill_every) s and a replacement started at once."""
     rng = random.Random(seed)
     settings = Settings()
-    report = Report("kill", kind, seed, duration)
+    report = Report("kill" if task == "work" else "kill_defaults", kind, seed, duration)
     url = store_url(kind, workdir)
     cluster = Cluster(url, workdir, settings)
     app = producer(url)
@@ -84,7 +85,7 @@ async def kill(
             if n:
                 owed -= n
                 data = [{"sleep": rng.uniform(0.0, 0.2)} for _ in range(n)]
-                ids = [h.id for h in await app.enqueue_many("work", data)]
+                ids = [h.id for h in await app.enqueue_many(task, data)]
                 cluster.writer.write_many(ids, "enqueued")
                 enqueued += ids
             if now >= next_kill:
@@ -152,6 +153,11 @@ async def kill(
     return report
 
 
+async def kill_defaults(kind: str, workdir: Path, **options: Any) -> Report:
+    """``kill`` with jobs of a task that keeps every option at its default (retries=0)."""
+    return await kill(kind, workdir, task="plain", **options)
+
+
 # -- 2. SIGSTOP past the lease -------------------------------------------------------------
 async def stop(kind: str, workdir: Path, *, duration: float, seed: int, jobs: int = 5) -> Report:
     """Rounds: worker A runs ``jobs`` jobs and is SIGSTOPped past its lease; B reruns and
@@ -186,7 +192,9 @@ async def stop(kind: str, workdir: Path, *, duration: float, seed: int, jobs: in
         f["wrong_records"] = wrong
         f["max_s_to_refuse_after_cont"] = max(notice, default=0.0)
         report.check(stale == 0, f"{stale} stale finish(es) accepted")
-        report.check(wrong == 0, f"{wrong} job(s) without the rerun's result and 2 attempts")
+        report.check(
+            wrong == 0, f"{wrong} job(s) without the rerun's result, 1 attempt and 1 stall"
+        )
         report.check(refused == rounds * jobs, f"{refused} of {rounds * jobs} refusals logged")
     finally:
         cluster.close()
@@ -237,7 +245,7 @@ async def _stop_round(
         result = job.result or {}
         if result.get("pid") == a.pid:
             stale += 1
-        elif result.get("pid") != b.pid or job.attempts != 2:
+        elif result.get("pid") != b.pid or (job.attempts, job.stalls) != (1, 1):
             wrong += 1
     return stale, refused, wrong, notice
 
@@ -573,6 +581,7 @@ async def race(
 
 SCENARIOS: dict[str, Callable[..., Coroutine[Any, Any, Report]]] = {
     "kill": kill,
+    "kill_defaults": kill_defaults,
     "stop": stop,
     "block": block,
     "outage": outage,

@@ -38,7 +38,6 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         if writer is not None:
             writer.write(ctx.job_id, event, ctx.attempt, info)
 
-    @app.task(name="work", retries=20)
     async def work(data: dict[str, Any], ctx: JobContext) -> dict[str, int]:
         """A job with a side effect: start, some work, the effect, the finish."""
         mark(ctx, "start")
@@ -51,14 +50,13 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         mark(ctx, "finish")
         return {"pid": writer.pid if writer else 0, "attempt": ctx.attempt}
 
-    @app.task(name="defaults")
-    async def defaults(data: dict[str, Any], ctx: JobContext) -> None:
-        """``work`` with every task option at its default (no retries)."""
-        mark(ctx, "start")
-        await asyncio.sleep(float(data.get("sleep", 0)))
-        mark(ctx, "finish")
+    # The scenarios' own budget: a healthy job outlives many kills, and the poison jobs
+    # that share its claim and kill its worker (each death is a stall for every job the
+    # worker ran).
+    app.task(name="work", retries=20, max_stalls=20)(work)
+    app.task(name="plain")(work)  # every option at its default, as a new user writes it
 
-    @app.task(name="block", retries=20)
+    @app.task(name="block", retries=20, max_stalls=20)
     async def block(data: dict[str, Any], ctx: JobContext) -> dict[str, int]:
         """A bad async handler: blocks its event loop (no await) for ``block`` seconds."""
         mark(ctx, "start")
@@ -70,6 +68,7 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
     # The same poison in both runtimes: inline it takes its worker down with it (exit,
     # segv); in a child process only the child dies.
     app.task(name="poison", retries=POISON_RETRIES, backoff=0.2)(poison)
+    app.task(name="crash")(poison)  # inline poison with every option at its default
     app.task(
         name="poison_process",
         runtime="process",
@@ -78,7 +77,7 @@ def build(url: str, ledger: str | None, *, cron: bool = False, **settings: Any) 
         backoff=0.2,
     )(poison)
 
-    app.task(name="work_process", runtime="process", retries=20)(work_in_child)
+    app.task(name="work_process", runtime="process", retries=20, max_stalls=20)(work_in_child)
 
     if cron:
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from workhorse import codec
 from workhorse.backends import Backend
-from workhorse.job import Event, Job, Lease, NewJob, Outcome, new_job_id
+from workhorse.job import MAX_STALLS, Event, Job, Lease, NewJob, Outcome, new_job_id
 
 T = TypeVar("T")
 
@@ -34,6 +34,7 @@ def new(
     timeout: float | None = None,
     lease: float | None = None,
     dedup_key: str | None = None,
+    max_stalls: int = MAX_STALLS,
 ) -> NewJob:
     """An enqueue request as the app layer would build it."""
     return NewJob(
@@ -48,6 +49,7 @@ def new(
         timeout,
         lease,
         dedup_key,
+        max_stalls=max_stalls,
     )
 
 

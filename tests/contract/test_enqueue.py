@@ -226,8 +226,8 @@ async def test_dedup_key_holds_through_retries_and_reclaims(backend: Backend) ->
     assert (dup.id, dup.created, dup.state) == (lease.job_id, False, JobState.QUEUED)
 
 
-async def test_dedup_key_is_freed_when_spent_attempts_fail_the_job(backend: Backend) -> None:
-    first = await enqueue_one(backend, new(dedup_key="k"))
+async def test_dedup_key_is_freed_when_spent_stalls_fail_the_job(backend: Backend) -> None:
+    first = await enqueue_one(backend, new(dedup_key="k", max_stalls=0))
     await claim_one(backend, lease=SHORT)
     await reclaim(backend, first)
     assert (await must_get(backend, first)).state is JobState.FAILED

@@ -129,18 +129,19 @@ async def test_lifecycle_cancelled_queued_and_active(backend: Backend) -> None:
 
 
 async def test_lifecycle_stalled(backend: Backend) -> None:
-    job_id = await enqueue_one(backend, new("send", "mail", max_attempts=2))
+    job_id = await enqueue_one(backend, new("send", "mail", max_stalls=1))
     await claim_one(backend, queue="mail", worker="w-dead", lease=SHORT)
     await reclaim(backend, job_id)
     events = await _all(backend, job_id)
     assert [e.type for e in events] == ["job.queued", "job.started", "job.stalled"]
-    assert events[-1].data["worker"] == "w-dead"
+    assert events[-1].data == {"stalls": 1, "worker": "w-dead"}
     assert (events[-1].task, events[-1].queue) == ("send", "mail")
 
     await claim_one(backend, queue="mail", worker="w-dead-too", lease=SHORT)
     await reclaim(backend, job_id)
-    types = [e.type for e in await _all(backend, job_id)]
-    assert types[3:] == ["job.started", "job.stalled", "job.failed"]
+    events = await _all(backend, job_id)
+    assert [e.type for e in events][3:] == ["job.started", "job.stalled", "job.failed"]
+    assert events[-1].data["stalls"] == 2
 
 
 async def test_lifecycle_retried_by_hand(backend: Backend) -> None:

@@ -65,8 +65,9 @@ async def test_jobs_finishing_during_sweeps_keep_each_queue_at_its_count(
             await backend.purge(states=DONE, keep_last=K, retention=True)
             # Nothing deletes while this looks: only what the sweep left is checked.
             for queue, ids in done.items():
-                survivors = await kept(backend, list(ids))
-                assert sum(survivors) >= min(K, len(ids)), (queue, survivors)
+                looked_at = list(ids)  # the finisher appends while kept() awaits
+                survivors = await kept(backend, looked_at)
+                assert sum(survivors) >= min(K, len(looked_at)), (queue, survivors)
                 # What a queue lost is its oldest, never one newer than a survivor.
                 assert survivors == sorted(survivors), (queue, survivors)
             await asyncio.sleep(0)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from workhorse.backends import Backend
-from workhorse.job import JobState, Lease
+from workhorse.job import MAX_STALLS, JobState, Lease, Outcome
 
 from .support import (
     LONG,
@@ -16,6 +16,8 @@ from .support import (
     claim_one,
     completed,
     enqueue_one,
+    error,
+    failed,
     must_get,
     new,
     reclaim,
@@ -110,13 +112,13 @@ async def test_expired_lease_goes_back_to_queued(backend: Backend) -> None:
 
     job = await must_get(backend, job_id)
     assert job.state is JobState.QUEUED
-    assert job.attempts == 1
+    assert (job.attempts, job.stalls) == (0, 1)  # a stall, not an attempt
     assert job.lease_expires_at is None
     assert await backend.reclaim_expired() == []  # once only
 
     second = await claim_one(backend, worker="alive")
     assert second.job_id == job_id
-    assert second.attempts == 2
+    assert second.attempts == 1
     assert second.token != first.token
     assert (await must_get(backend, job_id)).worker == "alive"
 
@@ -130,21 +132,88 @@ async def test_reclaim_leaves_live_leases_alone(backend: Backend) -> None:
     assert (await backend.renew([long])).lost == frozenset()
 
 
-async def test_spent_attempts_end_failed_with_the_reason(backend: Backend) -> None:
-    job_id = await enqueue_one(backend, new(max_attempts=2))
+async def test_a_stall_spends_no_attempt(backend: Backend) -> None:
+    """A job with one attempt (retries=0) whose worker died runs again, and its next
+    attempt is still its first."""
+    job_id = await enqueue_one(backend, new(max_attempts=1))
+    await claim_one(backend, worker="w-dead", lease=SHORT)
+    await reclaim(backend, job_id)
+
+    job = await must_get(backend, job_id)
+    assert job.state is JobState.QUEUED
+    assert (job.attempts, job.stalls, job.max_stalls) == (0, 1, MAX_STALLS)
+    again = await claim_one(backend, worker="w-alive")
+    assert (again.attempts, again.max_attempts) == (1, 1)
+    assert await backend.finish([(again, completed("ran"))]) == [True]
+    job = await must_get(backend, job_id)
+    assert (job.state, job.result, job.attempts, job.stalls) == (JobState.COMPLETED, "ran", 1, 1)
+
+
+async def test_spent_stalls_end_failed_with_the_reason(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(max_attempts=5, max_stalls=1))
     await claim_one(backend, worker="w-a", lease=SHORT)
     await reclaim(backend, job_id)
+    assert (await must_get(backend, job_id)).state is JobState.QUEUED
     await claim_one(backend, worker="w-b", lease=SHORT)
     await reclaim(backend, job_id)
 
     job = await must_get(backend, job_id)
     assert job.state is JobState.FAILED
-    assert job.attempts == 2
+    assert (job.attempts, job.stalls, job.max_stalls) == (0, 2, 1)
     assert job.finished_at is not None
     assert job.error is not None
     assert job.error["type"] == "LeaseExpired"
-    assert "killed" in job.error["message"]
+    assert "killed its worker 2 times" in job.error["message"]
     assert await backend.claim(["q"], "w-c", 10, LONG) == []
+
+
+async def test_max_stalls_zero_fails_at_the_first_stall(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(max_attempts=3, max_stalls=0))
+    await claim_one(backend, worker="w-dead", lease=SHORT)
+    await reclaim(backend, job_id)
+    job = await must_get(backend, job_id)
+    assert (job.state, job.attempts, job.stalls) == (JobState.FAILED, 0, 1)
+    assert job.error is not None
+    assert "killed its worker 1 times" in job.error["message"]
+
+
+async def test_stalls_and_failed_attempts_are_counted_apart(backend: Backend) -> None:
+    """Attempts that ran and failed do not shrink the stall budget, nor stalls the
+    attempts; a refunded retry (a full limit, shutdown) changes neither."""
+    job_id = await enqueue_one(backend, new(max_attempts=2, max_stalls=1))
+    first = await claim_one(backend, worker="w-a")
+    assert await backend.finish([(first, Outcome("retry", error=error()))]) == [True]
+    await claim_one(backend, worker="w-dead", lease=SHORT)
+    await reclaim(backend, job_id)
+    job = await must_get(backend, job_id)
+    assert (job.state, job.attempts, job.stalls) == (JobState.QUEUED, 1, 1)
+
+    refunded = await claim_one(backend, worker="w-b")
+    assert refunded.attempts == 2
+    assert await backend.finish([(refunded, Outcome("retry", refund=True))]) == [True]
+    last = await claim_one(backend, worker="w-c")
+    assert (last.attempts, last.max_attempts) == (2, 2)
+    assert await backend.finish([(last, failed())]) == [True]
+    job = await must_get(backend, job_id)
+    assert (job.state, job.attempts, job.stalls) == (JobState.FAILED, 2, 1)
+
+
+async def test_retry_by_hand_gives_fresh_stalls(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(max_stalls=0))
+    await claim_one(backend, worker="w-dead", lease=SHORT)
+    await reclaim(backend, job_id)
+    assert await backend.retry(job_id) is True
+    job = await must_get(backend, job_id)
+    assert (job.state, job.attempts, job.stalls, job.max_stalls) == (JobState.QUEUED, 0, 0, 0)
+
+
+async def test_replace_takes_the_new_max_stalls(backend: Backend) -> None:
+    job_id = await enqueue_one(backend, new(dedup_key="k", delay=60, max_stalls=1))
+    dup = new(dedup_key="k", max_stalls=0)
+    dup.replace = True
+    (res,) = await backend.enqueue([dup])
+    assert (res.id, res.replaced) == (job_id, True)
+    assert (await must_get(backend, job_id)).max_stalls == 0
 
 
 async def test_stale_token_finish_is_refused_and_changes_nothing(backend: Backend) -> None:
@@ -158,7 +227,7 @@ async def test_stale_token_finish_is_refused_and_changes_nothing(backend: Backen
     after = await must_get(backend, job_id)
     assert after.state is JobState.ACTIVE
     assert after.result is None
-    assert (after.worker, after.attempts) == ("fast", 2)
+    assert (after.worker, after.attempts, after.stalls) == ("fast", 1, 1)
     assert after.lease_expires_at == before.lease_expires_at
 
     assert (await backend.renew([stale])).lost == {job_id}

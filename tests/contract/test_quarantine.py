@@ -21,7 +21,7 @@ from workhorse import JobState, Workhorse
 from workhorse.backends import Backend
 from workhorse.job import Job
 
-from .support import LONG, claim_one, completed, enqueue_one, must_get, new
+from .support import LONG, claim_one, completed, enqueue_one, must_get, new, settled_log
 
 BAD = b'\xff{"not": json'  # neither UTF-8 nor JSON
 
@@ -111,9 +111,8 @@ def assert_quarantined(job: Job, field: str, value: bytes) -> dict[str, Any]:
 
 
 async def failed_events(backend: Backend, job_id: str) -> int:
-    return sum(
-        1 for e in await backend.events(after=0) if e.type == "job.failed" and e.job_id == job_id
-    )
+    # Settled: an event written this very millisecond may not show yet (Redis, Postgres).
+    return sum(1 for e in await settled_log(backend, job_id) if e.type == "job.failed")
 
 
 async def test_undecodable_data_is_quarantined_and_the_rest_flows(

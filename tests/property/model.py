@@ -1,11 +1,12 @@
 """A small reference model of the backend contract, written apart from ``memory.py``.
 
 It knows only what ``backends/base.py`` and ``docs`` promise: states, attempts counted at
-claim, priority then due time then FIFO, owner-checked renew and finish, dedup keys (per queue) held
-by live jobs, cancel, retry, purge and reclaim. Where the contract leaves an order open
-(jobs requeued by one ``finish`` or one ``reclaim_expired`` call share a due time and a
-sequence number; jobs finished in one call share a finish time), the model keeps them
-tied and the comparison accepts any order among them.
+claim (and given back, as a stall, when the lease expires), priority then due time then
+FIFO, owner-checked renew and finish, dedup keys (per queue) held by live jobs, cancel,
+retry, purge and reclaim. Where the contract leaves an order open (jobs requeued by one
+``finish`` or one ``reclaim_expired`` call share a due time and a sequence number; jobs
+finished in one call share a finish time), the model keeps them tied and the comparison
+accepts any order among them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class MJob:
     seq: int
     state: str = QUEUED
     attempts: int = 0
+    stalls: int = 0
+    max_stalls: int = 3
     token: str | None = None
     expires_at: float | None = None
     cancel_requested: bool = False
@@ -122,6 +125,7 @@ class Model:
         max_attempts: int,
         dedup_key: str | None,
         replace: bool,
+        max_stalls: int = 3,
     ) -> Expected:
         if dedup_key is not None and (queue, dedup_key) in self.dedup:
             live = self.jobs[self.dedup[queue, dedup_key]]
@@ -130,6 +134,7 @@ class Model:
                 live.data = data
                 live.priority = priority
                 live.max_attempts = max_attempts
+                live.max_stalls = max_stalls
                 self._requeue(live, self.now + delay, self.next_seq())
                 self.batch_tie.append(live.id)
             return Expected(live.id, False, self.public_state(live), replaced)
@@ -142,6 +147,7 @@ class Model:
             dedup_key,
             self.now + delay,
             self.next_seq(),
+            max_stalls=max_stalls,
         )
         self.jobs[job_id] = job
         if self.batch_tie:
@@ -247,9 +253,11 @@ class Model:
         ids = self.expired()
         for job_id in ids:
             job = self.jobs[job_id]
+            job.attempts -= 1  # a try whose worker died is a stall, not an attempt
+            job.stalls += 1
             if job.cancel_requested:
                 self._end(job, CANCELLED)
-            elif job.attempts >= job.max_attempts:
+            elif job.stalls > job.max_stalls:
                 self._end(job, FAILED)
             else:
                 self._requeue(job, self.now, group)
@@ -274,7 +282,7 @@ class Model:
             if (job.queue, job.dedup_key) in self.dedup:
                 return False
             self.dedup[job.queue, job.dedup_key] = job.id
-        job.attempts = 0
+        job.attempts = job.stalls = 0
         job.finished_at = None
         job.result = None
         self._requeue(job, self.now, self.next_seq())

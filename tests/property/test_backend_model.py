@@ -154,6 +154,7 @@ class BackendMachine(RuleBasedStateMachine):
                 None,
                 data.draw(st.one_of(st.none(), st.sampled_from(KEYS)), label="dedup_key"),
                 data.draw(st.booleans(), label="replace"),
+                max_stalls=data.draw(st.integers(0, 2), label="max_stalls"),
             )
             value = {"n": self.steps, "i": len(news)}
             new.data = codec.dumps(value)
@@ -168,6 +169,7 @@ class BackendMachine(RuleBasedStateMachine):
                     new.max_attempts,
                     new.dedup_key,
                     new.replace,
+                    new.max_stalls,
                 )
             )
         self.model.end_batch()
@@ -371,10 +373,13 @@ class BackendMachine(RuleBasedStateMachine):
     @invariant()
     def same_jobs(self) -> None:
         jobs = self.run(self.backend.query(limit=100_000))
-        got = {j.id: (j.state.value, j.attempts, j.priority, j.max_attempts, j.queue) for j in jobs}
+        got = {
+            j.id: (j.state.value, j.attempts, j.stalls, j.priority, j.max_attempts, j.queue)
+            for j in jobs
+        }
         m = self.model
         want = {
-            i: (m.public_state(j), j.attempts, j.priority, j.max_attempts, j.queue)
+            i: (m.public_state(j), j.attempts, j.stalls, j.priority, j.max_attempts, j.queue)
             for i, j in m.jobs.items()
         }
         if got != want:

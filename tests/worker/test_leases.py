@@ -10,6 +10,7 @@ import pytest
 
 from workhorse import Event, JobContext, JobState, Workhorse
 from workhorse.backends.memory import MemoryBackend
+from workhorse.errors import ConfigError
 from workhorse.testing import FakeClock
 
 from .worker_helpers import running, wait_until
@@ -57,12 +58,13 @@ async def test_a_lost_lease_has_its_finish_refused_and_logged(
     release = asyncio.Event()
     runs: list[int] = []
 
-    @app.task(retries=1)
+    @app.task
     async def stalls(ctx: JobContext) -> dict[str, int]:
         runs.append(ctx.attempt)
-        if ctx.attempt == 1:
+        run = len(runs)
+        if run == 1:
             await release.wait()
-        return {"attempt": ctx.attempt}
+        return {"run": run}
 
     handle = await stalls.enqueue()
     caplog.set_level(logging.WARNING, logger="workhorse.worker")
@@ -72,10 +74,11 @@ async def test_a_lost_lease_has_its_finish_refused_and_logged(
         await wait_until(lambda: runs == [1], what="the first attempt")
         clock.advance(6)  # the lease runs out before any renewal (they come every 1.7 s)
         assert await memory.reclaim_expired() == [handle.id]
-        await wait_until(lambda: runs == [1, 2], what="the second attempt")
+        # The lost try was a stall, so the rerun is still attempt 1.
+        await wait_until(lambda: runs == [1, 1], what="the rerun")
         job = await app.wait(handle.id, 5)
         assert job.state is JobState.COMPLETED
-        assert job.result == {"attempt": 2}
+        assert job.result == {"run": 2}
         release.set()  # the first attempt ends now; its result must not land
         await wait_until(
             lambda: "outcome 'completed' dropped" in caplog.text,
@@ -101,8 +104,8 @@ async def test_a_lost_lease_has_its_finish_refused_and_logged(
 
     job = await app.get_job(handle.id)
     assert job is not None
-    assert job.result == {"attempt": 2}
-    assert job.attempts == 2
+    assert job.result == {"run": 2}
+    assert (job.attempts, job.stalls) == (1, 1)
 
 
 async def test_a_dead_workers_job_is_reclaimed_and_run_again(
@@ -113,7 +116,7 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_again(
     stalled: list[Event] = []
     app.on("job.stalled", stalled.append)
 
-    @app.task(retries=2)
+    @app.task  # every option at its default: retries=0
     async def survivor(ctx: JobContext) -> int:
         return ctx.attempt
 
@@ -127,7 +130,7 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_again(
         assert job.state is JobState.ACTIVE
         assert job.worker == "dead-worker"
         clock.advance(10)
-        assert await handle.result(timeout=5) == 2
+        assert await handle.result(timeout=5) == 1  # the dead worker's try was no attempt
     assert [e.job_id for e in stalled] == [handle.id]
     assert not (await memory.finish([(lease, _completed())]))[0]  # the dead one is refused
 
@@ -138,26 +141,47 @@ def _completed() -> object:
     return Outcome("completed", result=b"1")
 
 
-async def test_a_job_that_kills_its_worker_every_time_stops_at_max_attempts(
+async def test_a_job_that_kills_its_worker_every_time_stops_at_max_stalls(
     memory: MemoryBackend,
     clock: FakeClock,
 ) -> None:
     app = Workhorse(backend=memory)
 
-    @app.task(retries=1)
+    @app.task(retries=5, max_stalls=1)
     async def poison() -> None: ...
 
     handle = await poison.enqueue()
-    for attempt in (1, 2):
-        (lease,) = await memory.claim(["default"], f"doomed-{attempt}", 1, 1.0)
-        assert lease.attempts == attempt
+    for death in (1, 2):
+        (lease,) = await memory.claim(["default"], f"doomed-{death}", 1, 1.0)
+        assert lease.attempts == 1  # a death spends no attempt
         clock.advance(1)
         assert await memory.reclaim_expired() == [handle.id]
     job = await app.get_job(handle.id)
     assert job is not None
-    assert job.state is JobState.FAILED
+    assert (job.state, job.attempts, job.stalls) == (JobState.FAILED, 0, 2)
     assert job.error is not None
-    assert "2 times" in job.error["message"]
+    assert "killed its worker 2 times" in job.error["message"]
+
+
+async def test_max_stalls_comes_from_the_task_the_call_or_the_setting(
+    memory: MemoryBackend,
+) -> None:
+    app = Workhorse(backend=memory, max_stalls=5)
+
+    @app.task
+    async def plain() -> None: ...
+
+    @app.task(max_stalls=0)
+    async def strict() -> None: ...
+
+    assert (await (await plain.enqueue()).get()).max_stalls == 5  # type: ignore[union-attr]
+    assert (await (await strict.enqueue()).get()).max_stalls == 0  # type: ignore[union-attr]
+    bound = await plain.options(max_stalls=2).enqueue()
+    assert (await bound.get()).max_stalls == 2  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="max_stalls"):
+        await plain.options(max_stalls=-1).enqueue()
+    with pytest.raises(ConfigError, match="max_stalls"):
+        app.task(max_stalls=True)(plain.fn)
 
 
 async def test_a_task_lease_shorter_than_the_workers_is_renewed_in_time(

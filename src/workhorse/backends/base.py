@@ -72,7 +72,8 @@ class Backend(abc.ABC):
     ) -> list[Lease]:
         """Lease up to ``limit`` due jobs: priority high first, then first in first out.
 
-        Paused queues are skipped. ``attempts`` grows by one per claimed job.
+        Paused queues are skipped. ``attempts`` grows by one per claimed job (taken back if
+        the lease expires: see ``reclaim_expired``).
         """
 
     @abc.abstractmethod
@@ -91,7 +92,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def reclaim_expired(self) -> list[str]:
-        """Expired leases go back to queued, or to failed when attempts are spent."""
+        """Expired leases go back to queued, or to failed once ``stalls`` exceeds
+        ``max_stalls``. A try whose worker died is a stall: ``stalls`` grows by one and
+        ``attempts`` gives back the one its claim took, so ``retries`` counts only attempts
+        that ran to an outcome."""
 
     @abc.abstractmethod
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:

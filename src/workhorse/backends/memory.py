@@ -22,6 +22,7 @@ from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.job import (
     FINISHED_STATES,
+    MAX_STALLS,
     EnqueueResult,
     Event,
     Job,
@@ -72,6 +73,8 @@ class _Rec:
     cancel_requested: bool = False
     keep_for: float | None = None
     holds: int = 0  # run() callers waiting for its result (see release)
+    stalls: int = 0
+    max_stalls: int = MAX_STALLS
 
 
 class MemoryBackend(Backend):
@@ -192,6 +195,8 @@ class MemoryBackend(Backend):
             lease_expires_at=to_datetime(rec.expires_at),
             dedup_key=rec.dedup_key,
             keep_for=rec.keep_for,
+            stalls=rec.stalls,
+            max_stalls=rec.max_stalls,
         )
 
     # -- producing -------------------------------------------------------------------
@@ -213,6 +218,7 @@ class MemoryBackend(Backend):
                     rec.data = _kept(new.data)
                     rec.priority = new.priority
                     rec.max_attempts = new.max_attempts
+                    rec.max_stalls = new.max_stalls
                     rec.timeout = new.timeout
                     self._requeue(rec, new.at if new.at is not None else now + new.delay, now)
                     self._event("job.queued", rec, now, replaced=True)
@@ -235,6 +241,7 @@ class MemoryBackend(Backend):
                 next(self._seq),
                 keep_for=new.keep_for,
                 holds=int(new.hold),
+                max_stalls=new.max_stalls,
             )
             self._jobs[rec.id] = rec
             if rec.dedup_key is not None:
@@ -382,24 +389,27 @@ class MemoryBackend(Backend):
             r for r in self._active.values() if r.expires_at is not None and r.expires_at <= now
         ]
         for rec in expired:
+            # A try whose worker died spends the stall budget, not an attempt.
+            rec.attempts -= 1
+            rec.stalls += 1
             error = {
                 "type": "LeaseExpired",
-                "message": f"worker {rec.worker} stopped renewing its lease (attempt "
-                f"{rec.attempts} of {rec.max_attempts})",
+                "message": f"worker {rec.worker} stopped renewing its lease (stall "
+                f"{rec.stalls}, max_stalls {rec.max_stalls})",
                 "traceback": "",
             }
-            self._event("job.stalled", rec, now, attempt=rec.attempts, worker=rec.worker)
+            self._event("job.stalled", rec, now, stalls=rec.stalls, worker=rec.worker)
             rec.error = error
             if rec.cancel_requested:
                 self._end(rec, JobState.CANCELLED, now)
                 self._event("job.cancelled", rec, now)
-            elif rec.attempts >= rec.max_attempts:
+            elif rec.stalls > rec.max_stalls:
                 error["message"] = (
-                    f"killed its worker {rec.attempts} times: the lease expired "
-                    f"on each of {rec.max_attempts} attempts"
+                    f"killed its worker {rec.stalls} times: the lease expired each time "
+                    f"(max_stalls {rec.max_stalls})"
                 )
                 self._end(rec, JobState.FAILED, now)
-                self._event("job.failed", rec, now, attempt=rec.attempts, error=error)
+                self._event("job.failed", rec, now, stalls=rec.stalls, error=error)
             else:
                 self._requeue(rec, now, now)
         if expired:
@@ -504,7 +514,7 @@ class MemoryBackend(Backend):
             self._dedup[rec.queue, rec.dedup_key] = rec.id
         del self._ended[rec.state][rec.id]
         now = self._clock()
-        rec.attempts = 0
+        rec.attempts = rec.stalls = 0
         rec.finished_at = None
         rec.error = None
         rec.result = None

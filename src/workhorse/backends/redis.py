@@ -74,6 +74,7 @@ from workhorse.backends.redis_cluster import ClusterAddress, ClusterWire, parse_
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     FINISHED_STATES,
+    MAX_STALLS,
     EnqueueResult,
     Event,
     Job,
@@ -111,7 +112,8 @@ _LABELS = {
     b"d": "data", b"pg": "progress", b"res": "result", b"e": "error", b"lg": "logs",
     b"s": "state", b"t": "task", b"q": "queue", b"c": "created_at", b"r": "run_at",
     b"p": "priority", b"a": "attempts", b"m": "max_attempts", b"to": "timeout",
-    b"st": "started_at", b"f": "finished_at", b"x": "lease_expires_at",
+    b"st": "started_at", b"f": "finished_at", b"x": "lease_expires_at", b"sl": "stalls",
+    b"ms": "max_stalls",
 }  # fmt: skip
 _WHERE_CAP = 100_000  # ids whose queue this client remembers (it enqueued them)
 _CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
@@ -202,7 +204,7 @@ def _salvage(rec: list[Any]) -> tuple[Job, dict[bytes, str]]:
         if field not in h:
             bad[field] = "missing"
             fixed[field] = default
-    for field in (b"c", b"r", b"p", b"a", b"m", b"to", b"st", b"f", b"x"):
+    for field in (b"c", b"r", b"p", b"a", b"m", b"to", b"st", b"f", b"x", b"sl", b"ms"):
         if fixed.get(field):
             try:
                 float(fixed[field])
@@ -257,7 +259,7 @@ def _opt_str(value: object) -> str | None:
 
 
 _ENQUEUE_CHUNK = 250  # jobs per enqueue script call
-_ENQUEUE_ARGS = 13  # script arguments per job (see enqueue.lua)
+_ENQUEUE_ARGS = 14  # script arguments per job (see enqueue.lua)
 
 
 def _bulk(arg: Any) -> bytes:
@@ -777,6 +779,7 @@ class RedisBackend(Backend):
                     "1" if new.replace else "0",
                     _num(new.keep_for),
                     "1" if new.hold else "0",
+                    new.max_stalls,
                 )
             )
         # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
@@ -1165,6 +1168,8 @@ class RedisBackend(Backend):
             lease_expires_at=to_datetime(_float(lease_exp)),
             dedup_key=_text(h.get(b"k")),
             keep_for=_float(h.get(b"kf")),
+            stalls=int(h.get(b"sl", 0)),
+            max_stalls=int(h.get(b"ms", MAX_STALLS)),
         )
 
     # -- inspecting and controlling ----------------------------------------------------

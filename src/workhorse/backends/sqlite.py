@@ -36,6 +36,7 @@ from workhorse.backends.quarantine import quarantine_error, quarantined
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     FINISHED_STATES,
+    MAX_STALLS,
     EnqueueResult,
     Event,
     Job,
@@ -50,12 +51,13 @@ from workhorse.urls import check_options
 
 T = TypeVar("T")
 
-# 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue
-SCHEMA_VERSION = 4
+# 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
+# 5: stalls and max_stalls
+SCHEMA_VERSION = 5
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS wh_jobs (
     rid INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -83,7 +85,9 @@ CREATE TABLE IF NOT EXISTS wh_jobs (
     expires_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     keep_for REAL,
-    holds INTEGER NOT NULL DEFAULT 0
+    holds INTEGER NOT NULL DEFAULT 0,
+    stalls INTEGER NOT NULL DEFAULT 0,
+    max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS}
 );
 CREATE INDEX IF NOT EXISTS wh_jobs_ready
     ON wh_jobs (queue, priority DESC, run_at, seq) WHERE state = 'queued';
@@ -129,7 +133,7 @@ _OWN_RETENTION = "keep_for IS NOT NULL AND holds = 0"
 _JOB_COLS = (
     "id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at, "
     "started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at, "
-    "dedup_key, keep_for"
+    "dedup_key, keep_for, stalls, max_stalls"
 )
 # Appends the JSON array :logs to the stored array without parsing either (both compact).
 _APPEND_LOGS = (
@@ -156,8 +160,8 @@ RETURNING id, token, task, queue, data, attempts, max_attempts, timeout,
 """
 _SQL_INSERT = (
     "INSERT INTO wh_jobs (id, task, queue, state, data, priority, max_attempts, timeout, "
-    "lease, dedup_key, created_at, run_at, seq, keep_for, holds) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "lease, dedup_key, created_at, run_at, seq, keep_for, holds, max_stalls) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_EVENT = "INSERT INTO wh_events (type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?)"
 _SQL_END = (
@@ -223,12 +227,13 @@ _NUMBER_COLUMNS = (
     ("priority", 5, 0), ("attempts", 6, 0), ("max_attempts", 7, 1), ("created_at", 8, 0.0),
     ("run_at", 9, 0.0), ("started_at", 10, None), ("finished_at", 11, None),
     ("timeout", 16, None), ("expires_at", 18, None), ("keep_for", 20, None),
+    ("stalls", 21, 0), ("max_stalls", 22, MAX_STALLS),
 )  # fmt: skip
 # Columns a quarantine resets to the salvaged value (their bytes are in the error).
 _RESETTABLE = (
     ("progress", 12), ("result", 13), ("logs", 15), ("priority", 5), ("attempts", 6),
     ("max_attempts", 7), ("created_at", 8), ("run_at", 9), ("started_at", 10),
-    ("timeout", 16),
+    ("timeout", 16), ("stalls", 21), ("max_stalls", 22),
 )  # fmt: skip
 _STORED_STATES = frozenset(("queued", "scheduled", "active", "completed", "failed", "cancelled"))
 
@@ -459,6 +464,11 @@ class SQLiteBackend(Backend):
         if 1 <= version < 3:  # a file of an older version: its table lacks the new columns
             conn.execute("ALTER TABLE wh_jobs ADD COLUMN keep_for REAL")
             conn.execute("ALTER TABLE wh_jobs ADD COLUMN holds INTEGER NOT NULL DEFAULT 0")
+        if 1 <= version < 5:
+            conn.execute("ALTER TABLE wh_jobs ADD COLUMN stalls INTEGER NOT NULL DEFAULT 0")
+            conn.execute(
+                f"ALTER TABLE wh_jobs ADD COLUMN max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS}"
+            )
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -585,6 +595,8 @@ class SQLiteBackend(Backend):
             expires_at,
             dedup_key,
             keep_for,
+            stalls,
+            max_stalls,
         ) = row
         return Job(
             id=id_,
@@ -608,6 +620,8 @@ class SQLiteBackend(Backend):
             lease_expires_at=to_datetime(expires_at),
             dedup_key=dedup_key,
             keep_for=keep_for,
+            stalls=stalls,
+            max_stalls=max_stalls,
         )
 
     def _salvage(self, conn: sqlite3.Connection, row: Sequence[Any], now: float) -> Job:
@@ -705,6 +719,7 @@ class SQLiteBackend(Backend):
                 seq + i,
                 new.keep_for,
                 int(new.hold),
+                new.max_stalls,
             )
             if new.dedup_key is None:
                 plain.append(row)
@@ -741,13 +756,14 @@ class SQLiteBackend(Backend):
         run_at = new.at if new.at is not None else now + new.delay
         state = "scheduled" if run_at > now else "queued"
         conn.execute(
-            "UPDATE wh_jobs SET data = ?, priority = ?, max_attempts = ?, timeout = ?, "
-            "state = ?, run_at = ?, seq = ?, token = NULL, expires_at = NULL, worker = NULL, "
-            "cancel_requested = 0 WHERE id = ?",
+            "UPDATE wh_jobs SET data = ?, priority = ?, max_attempts = ?, max_stalls = ?, "
+            "timeout = ?, state = ?, run_at = ?, seq = ?, token = NULL, expires_at = NULL, "
+            "worker = NULL, cancel_requested = 0 WHERE id = ?",
             (
                 new.data,
                 new.priority,
                 new.max_attempts,
+                new.max_stalls,
                 new.timeout,
                 state,
                 run_at,
@@ -942,36 +958,38 @@ class SQLiteBackend(Backend):
 
     def _reclaim_tx(self, conn: sqlite3.Connection) -> list[str]:
         now = self._clock()
+        # A try whose worker died spends the stall budget, not an attempt.
         rows = conn.execute(
-            "SELECT id, task, queue, worker, attempts, max_attempts, cancel_requested "
-            "FROM wh_jobs WHERE state = 'active' AND expires_at <= ?",
+            "UPDATE wh_jobs SET attempts = attempts - 1, stalls = stalls + 1 "
+            "WHERE state = 'active' AND expires_at <= ? "
+            "RETURNING id, task, queue, worker, stalls, max_stalls, cancel_requested",
             (now,),
         ).fetchall()
         events: list[EventRow] = []
-        for id_, task, queue, worker, attempts, max_attempts, cancel_requested in rows:
+        for id_, task, queue, worker, stalls, max_stalls, cancel_requested in rows:
             error: dict[str, Any] = {
                 "type": "LeaseExpired",
-                "message": f"worker {worker} stopped renewing its lease (attempt "
-                f"{attempts} of {max_attempts})",
+                "message": f"worker {worker} stopped renewing its lease (stall "
+                f"{stalls}, max_stalls {max_stalls})",
                 "traceback": "",
             }
             events.append(
                 _event_row(
-                    "job.stalled", id_, task, queue, now, {"attempt": attempts, "worker": worker}
+                    "job.stalled", id_, task, queue, now, {"stalls": stalls, "worker": worker}
                 )
             )
             if cancel_requested:
                 state: str | None = "cancelled"
                 events.append(_event_row("job.cancelled", id_, task, queue, now))
-            elif attempts >= max_attempts:
+            elif stalls > max_stalls:
                 state = "failed"
                 error["message"] = (
-                    f"killed its worker {attempts} times: the lease expired "
-                    f"on each of {max_attempts} attempts"
+                    f"killed its worker {stalls} times: the lease expired each time "
+                    f"(max_stalls {max_stalls})"
                 )
                 events.append(
                     _event_row(
-                        "job.failed", id_, task, queue, now, {"attempt": attempts, "error": error}
+                        "job.failed", id_, task, queue, now, {"stalls": stalls, "error": error}
                     )
                 )
             else:
@@ -1248,7 +1266,7 @@ class SQLiteBackend(Backend):
         ):
             return False  # a newer live job holds the key
         conn.execute(
-            "UPDATE wh_jobs SET state = 'queued', attempts = 0, finished_at = NULL, "
+            "UPDATE wh_jobs SET state = 'queued', attempts = 0, stalls = 0, finished_at = NULL, "
             "error = NULL, result = NULL, run_at = ?, seq = ?, token = NULL, "
             "expires_at = NULL, worker = NULL, cancel_requested = 0 WHERE id = ?",
             (now, self._next_seq(conn, 1), job_id),

@@ -366,7 +366,8 @@ class PostgresBackend(Backend):
                 continue
             cur = await conn.execute(
                 self._q.replace,
-                (new.data, new.priority, new.max_attempts, new.timeout, int(new.hold),
+                (new.data, new.priority, new.max_attempts, new.max_stalls, new.timeout,
+                 int(new.hold),
                  new.at, float(new.delay or 0.0), new.queue, new.dedup_key),
                 binary=True,
             )  # fmt: skip
@@ -858,13 +859,14 @@ def _enqueue_params(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
         [float(j.delay or 0.0) for j in jobs],
         [j.keep_for for j in jobs],
         [int(j.hold) for j in jobs],
+        [j.max_stalls for j in jobs],
     )
 
 
 def _job(row: tuple[Any, ...]) -> Job:
     (job_id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at,
      started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at,
-     dedup_key, scheduled, keep_for) = row  # fmt: skip
+     dedup_key, scheduled, keep_for, stalls, max_stalls) = row  # fmt: skip
     st = _SCHED if state == "queued" and scheduled else _STATES[state]
     return Job(
         id=job_id, task=task, queue=queue, state=st, data=codec.loads(bytes(data)),
@@ -875,6 +877,7 @@ def _job(row: tuple[Any, ...]) -> Job:
         progress=progress, result=None if result is None else codec.loads(bytes(result)),
         error=error, logs=list(logs or ()), timeout=timeout, worker=worker,
         lease_expires_at=to_datetime(expires_at), dedup_key=dedup_key, keep_for=keep_for,
+        stalls=stalls, max_stalls=max_stalls,
     )  # fmt: skip
 
 

@@ -36,7 +36,9 @@ CREATE TABLE jobs (
     expires_at timestamptz,
     cancel_requested boolean NOT NULL DEFAULT false,
     keep_for double precision,
-    holds integer NOT NULL DEFAULT 0
+    holds integer NOT NULL DEFAULT 0,
+    stalls integer NOT NULL DEFAULT 0,
+    max_stalls integer NOT NULL DEFAULT 3
 );
 
 CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)

@@ -21,7 +21,7 @@ JOB_COLUMNS = ", ".join(
         "id", "task", "queue", "state", "data", "priority", "attempts", "max_attempts",
         _epoch("created_at"), _epoch("run_at"), _epoch("started_at"), _epoch("finished_at"),
         "progress", "result", "error", "logs", "timeout", "worker", _epoch("expires_at"),
-        "dedup_key", "run_at > now()", "keep_for",
+        "dedup_key", "run_at > now()", "keep_for", "stalls", "max_stalls",
     ]
 )  # fmt: skip
 
@@ -51,15 +51,15 @@ class Statements:
 WITH ins AS (
   INSERT INTO {s}.jobs
     (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at,
-     keep_for, holds)
+     keep_for, holds, max_stalls)
   SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout, t.lease,
          t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
-         t.keep_for, t.holds
+         t.keep_for, t.holds, t.max_stalls
   FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
               %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
-              %s::float8[], %s::int4[])
+              %s::float8[], %s::int4[], %s::int4[])
        WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
-                            dedup_key, at, delay, keep_for, holds, ord)
+                            dedup_key, at, delay, keep_for, holds, max_stalls, ord)
   ORDER BY t.ord
   ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND {_LIVE} DO NOTHING
   RETURNING id, task, queue, run_at > now() AS scheduled
@@ -90,8 +90,8 @@ RETURNING j.queue, j.dedup_key, j.id, j.state, j.run_at > now()"""
         s = self.s
         return f"""
 WITH upd AS (
-  UPDATE {s}.jobs SET data = %s, priority = %s, max_attempts = %s, timeout = %s,
-    holds = holds + %s,
+  UPDATE {s}.jobs SET data = %s, priority = %s, max_attempts = %s, max_stalls = %s,
+    timeout = %s, holds = holds + %s,
     run_at = coalesce(to_timestamp(%s::float8), now() + make_interval(secs => %s::float8)),
     seq = nextval('{s}.jobs_seq_seq'), token = NULL, expires_at = NULL, worker = NULL,
     cancel_requested = false
@@ -206,7 +206,8 @@ SELECT count(*) FROM upd"""
 
     def reclaim(self) -> str:
         s = self.s
-        spent = "(NOT j.cancel_requested AND j.attempts >= j.max_attempts)"
+        # SET reads the old row: this death is stall number j.stalls + 1.
+        spent = "(NOT j.cancel_requested AND j.stalls >= j.max_stalls)"
         ends = f"(j.cancel_requested OR {spent})"
         return f"""
 WITH exp AS (
@@ -216,12 +217,13 @@ WITH exp AS (
   UPDATE {s}.jobs j SET
     state = CASE WHEN j.cancel_requested THEN 'cancelled' WHEN {spent} THEN 'failed'
             ELSE 'queued' END,
+    attempts = j.attempts - 1, stalls = j.stalls + 1,
     error = jsonb_build_object('type', 'LeaseExpired', 'traceback', '', 'message',
       CASE WHEN {spent} THEN format(
-             'killed its worker %%s times: the lease expired on each of %%s attempts',
-             j.attempts, j.max_attempts)
-           ELSE format('worker %%s stopped renewing its lease (attempt %%s of %%s)',
-                       j.worker, j.attempts, j.max_attempts) END),
+             'killed its worker %%s times: the lease expired each time (max_stalls %%s)',
+             j.stalls + 1, j.max_stalls)
+           ELSE format('worker %%s stopped renewing its lease (stall %%s, max_stalls %%s)',
+                       j.worker, j.stalls + 1, j.max_stalls) END),
     finished_at = CASE WHEN {ends} THEN now() ELSE j.finished_at END,
     run_at = CASE WHEN {ends} THEN j.run_at ELSE now() END,
     seq = CASE WHEN {ends} THEN j.seq ELSE nextval('{s}.jobs_seq_seq') END,
@@ -229,15 +231,15 @@ WITH exp AS (
     cancel_requested = CASE WHEN {ends} THEN j.cancel_requested ELSE false END,
     token = NULL, expires_at = NULL
   FROM exp WHERE j.id = exp.id
-  RETURNING j.id, j.task, j.queue, j.state, j.attempts, exp.worker, j.error
+  RETURNING j.id, j.task, j.queue, j.state, j.stalls, exp.worker, j.error
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
   SELECT e.type, upd.id, upd.task, upd.queue, e.data
   FROM upd, LATERAL (VALUES
-      (1, 'job.stalled', jsonb_build_object('attempt', upd.attempts, 'worker', upd.worker)),
+      (1, 'job.stalled', jsonb_build_object('stalls', upd.stalls, 'worker', upd.worker)),
       (2, CASE upd.state WHEN 'cancelled' THEN 'job.cancelled' ELSE 'job.failed' END,
        CASE upd.state WHEN 'cancelled' THEN '{{}}'::jsonb
-            ELSE jsonb_build_object('attempt', upd.attempts, 'error', upd.error) END)
+            ELSE jsonb_build_object('stalls', upd.stalls, 'error', upd.error) END)
   ) AS e(n, type, data)
   WHERE e.n = 1 OR upd.state <> 'queued'
   ORDER BY upd.id, e.n
@@ -309,8 +311,8 @@ SELECT state FROM upd, (SELECT count(*) FROM done) n"""
         s = self.s
         return f"""
 WITH upd AS (
-  UPDATE {s}.jobs j SET state = 'queued', attempts = 0, finished_at = NULL, error = NULL,
-    result = NULL, run_at = now(), seq = nextval('{s}.jobs_seq_seq'), token = NULL,
+  UPDATE {s}.jobs j SET state = 'queued', attempts = 0, stalls = 0, finished_at = NULL,
+    error = NULL, result = NULL, run_at = now(), seq = nextval('{s}.jobs_seq_seq'), token = NULL,
     expires_at = NULL, worker = NULL, cancel_requested = false
   WHERE j.id = %s AND j.state IN ('failed', 'cancelled')
     AND (j.dedup_key IS NULL OR NOT EXISTS (

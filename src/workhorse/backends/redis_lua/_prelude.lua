@@ -150,7 +150,7 @@ local RAW_CAP = 4096
 local function labels()
   return {t = 'task', q = 'queue', d = 'data', p = 'priority', m = 'max_attempts',
     to = 'timeout', l = 'lease', c = 'created_at', r = 'run_at', s = 'state', a = 'attempts',
-    pg = 'progress', res = 'result', e = 'error', lg = 'logs'}
+    pg = 'progress', res = 'result', e = 'error', lg = 'logs', sl = 'stalls', ms = 'max_stalls'}
 end
 
 local function b64(s)
@@ -189,7 +189,7 @@ local function quarantine(id, reason, fields)
   for i = 1, #h, 2 do rec[h[i]] = h[i + 1] end
   if #fields == 0 then
     fields = {'t', 'q', 'd', 'p', 'm', 'to', 'l', 'c', 'r', 's', 'a', 'k', 'rk', 'w', 'tk',
-      'st', 'x', 'f', 'pg', 'res', 'e', 'lg', 'cx'}  -- every field a job record can have
+      'st', 'x', 'f', 'pg', 'res', 'e', 'lg', 'cx', 'sl', 'ms'}  -- every field a job record can have
   end
   local names = labels()
   local raw, size = {}, {}
@@ -224,6 +224,8 @@ local function quarantine(id, reason, fields)
   if not tonumber(rec.a) then fix[#fix + 1] = 'a'; fix[#fix + 1] = 0 end
   if not tonumber(rec.m) then fix[#fix + 1] = 'm'; fix[#fix + 1] = 1 end
   if not tonumber(rec.p) then fix[#fix + 1] = 'p'; fix[#fix + 1] = 0 end
+  if rec.sl and not tonumber(rec.sl) then fix[#fix + 1] = 'sl'; fix[#fix + 1] = 0 end
+  if rec.ms and not tonumber(rec.ms) then fix[#fix + 1] = 'ms'; fix[#fix + 1] = 3 end
   if not rec.d then fix[#fix + 1] = 'd'; fix[#fix + 1] = 'null' end
   redis.call('HSET', jk, unpack(fix))
   redis.call('HDEL', jk, 'tk', 'x', 'rk', 'cx')

@@ -1,7 +1,7 @@
 -- ARGV[4] queue, ARGV[5] '1' to watch the jobs (their finish is published whole, as
 -- fetch.lua's mode 2 does: a caller waits for them next); then per job: id task data
--- priority delay at max_attempts timeout lease dedup replace keep_for hold. Returns per
--- job: id, created (1/0), public state, queue, replaced (1/0).
+-- priority delay at max_attempts timeout lease dedup replace keep_for hold max_stalls.
+-- Returns per job: id, created (1/0), public state, queue, replaced (1/0).
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
 local queue = ARGV[4]
@@ -33,7 +33,7 @@ local base = nil
 local function next_seq()
   -- One INCRBY for the whole batch; seqs only need to grow, gaps are fine.
   if base == nil then
-    local n = (#ARGV - 5) / 13
+    local n = (#ARGV - 5) / 14
     base = redis.call('INCRBY', QK .. 'seq', n) - n
   end
   base = base + 1
@@ -49,7 +49,7 @@ local function flush()
   end
 end
 
-for i = 6, #ARGV, 13 do
+for i = 6, #ARGV, 14 do
   if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
   local id, dk = ARGV[i], ARGV[i + 9]
   local jk = QK .. 'j:' .. id
@@ -68,7 +68,7 @@ for i = 6, #ARGV, 13 do
     if ARGV[i + 10] == '1' and f[1] == 'queued' then
       -- Debounce: the newest payload wins and its delay starts over.
       redis.call('HSET', ljk, 'd', ARGV[i + 2], 'p', ARGV[i + 3], 'm', ARGV[i + 6],
-        'to', ARGV[i + 7])
+        'to', ARGV[i + 7], 'ms', ARGV[i + 13])
       unplace(ljk, live)
       local run_at, run_s = due_time(i)
       requeue(ljk, live, 'queued', run_at, run_s)
@@ -88,7 +88,7 @@ for i = 6, #ARGV, 13 do
     local seq = next_seq()
     local fields = {'t', ARGV[i + 1], 'q', queue, 'd', ARGV[i + 2], 'p', ARGV[i + 3],
       'm', ARGV[i + 6], 'to', ARGV[i + 7], 'l', ARGV[i + 8], 'c', NOWS, 'r', run_s,
-      's', 'queued', 'a', 0}
+      's', 'queued', 'a', 0, 'ms', ARGV[i + 13]}
     if ARGV[i + 11] ~= '' then
       fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[i + 11]
       redis.call('SET', QK .. 'ownkeep', '1')  -- purge.lua looks for such jobs from now on

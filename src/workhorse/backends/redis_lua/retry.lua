@@ -8,7 +8,7 @@ if f[2] then
   if redis.call('HEXISTS', QK .. 'dedup', f[2]) == 1 then return 0 end
   redis.call('HSET', QK .. 'dedup', f[2], id)
 end
-redis.call('HSET', jk, 'a', 0)
+redis.call('HSET', jk, 'a', 0, 'sl', 0)
 redis.call('HDEL', jk, 'f', 'e', 'res')
 requeue(jk, id, f[1], NOW, NOWS)
 event('job.queued', id, f[4], f[3], '{"retried":true}')
