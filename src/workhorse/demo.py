@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from workhorse.cli import counts_table, fmt_progress, follow, jobs_table, workers_table
+from workhorse.cli.console import counts_table, fmt_progress, follow, jobs_table, workers_table
 from workhorse.demo_tasks import app, crunch, explode, flaky, square
 from workhorse.errors import JobFailed, WorkhorseError
 from workhorse.job import Job, JobState
