@@ -91,7 +91,8 @@ def demo(url: str | None, batch: int) -> None:
 
     Runs on its own SQLite file (.workhorse/demo.db) unless --url says otherwise.
     """
-    from workhorse.demo import run_demo
+    # Imported here: the tour brings its own app, which no other command loads.
+    from workhorse.cli.demo import run_demo
 
     sys.exit(run_demo(url=url, batch=batch))
 
