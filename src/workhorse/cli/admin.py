@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workhorse.app import Workhorse
-from workhorse.cli.console import echo_json, err, out
+from workhorse.cli.console import echo_json, err, fields_of, out
 from workhorse.cli.loading import app_option, drive, make_app, require_store, url_option
 from workhorse.settings import check_queues
 from workhorse.urls import redact
@@ -150,8 +150,7 @@ def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
         server_info = getattr(backend, "server_info", None)  # Redis: mode, version, nodes
         if server_info is not None:
             report.update(await server_info())
-        caps = backend.capabilities
-        report["capabilities"] = {f: getattr(caps, f) for f in caps.__dataclass_fields__}
+        report["capabilities"] = fields_of(backend.capabilities)
         report["lacks"] = [f for f, ok in report["capabilities"].items() if not ok]
 
     try:

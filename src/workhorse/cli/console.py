@@ -5,6 +5,7 @@ job's progress while it runs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -57,6 +58,10 @@ def fmt_duration(job: Job) -> str:
     return f"{(end - job.started_at).total_seconds():.2f}s"
 
 
+def error_line(error: dict[str, Any]) -> str:
+    return f"{error.get('type')}: {error.get('message')}"
+
+
 def state_text(state: JobState | str) -> Text:
     st = JobState(state)
     return Text(st.value, style=STATE_STYLE[st])
@@ -101,8 +106,7 @@ def jobs_table(
         table.add_column(col, no_wrap=col != "result / error")
     for job in jobs:
         if job.error and job.state is not JobState.COMPLETED:
-            error = f"{job.error.get('type')}: {job.error.get('message')}"
-            outcome = Text(short(error, 60), style="red")
+            outcome = Text(short(error_line(job.error), 60), style="red")
         elif job.state is JobState.COMPLETED:
             outcome = Text(short(job.result, 60))
         else:
@@ -191,9 +195,7 @@ def job_detail(job: Job) -> Table:
         if value != "":
             table.add_row(name, plain(value))
     if job.error:
-        table.add_row(
-            "error", Text(f"{job.error.get('type')}: {job.error.get('message')}", style="red")
-        )
+        table.add_row("error", Text(error_line(job.error), style="red"))
         if job.error.get("traceback"):
             table.add_row("traceback", Text(str(job.error["traceback"]).rstrip(), style="dim"))
     for i, line in enumerate(job.logs):
@@ -206,8 +208,9 @@ def job_detail(job: Job) -> Table:
     return table
 
 
-def job_as_json(job: Job) -> dict[str, Any]:
-    return {name: getattr(job, name) for name in Job.__dataclass_fields__}
+def fields_of(record: Any) -> dict[str, Any]:
+    """A record (a job, a worker, capabilities) as a dict of its fields, for JSON output."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
 def print_failure(console: Console, job: Job) -> None:
@@ -260,7 +263,3 @@ async def follow(
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(interval)
-
-
-def vars_of(w: WorkerInfo) -> dict[str, Any]:
-    return {name: getattr(w, name) for name in WorkerInfo.__dataclass_fields__}

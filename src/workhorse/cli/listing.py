@@ -13,13 +13,12 @@ from workhorse.cli.console import (
     counts_table,
     echo_json,
     err,
+    fields_of,
     fmt_time,
-    job_as_json,
     job_detail,
     jobs_table,
     out,
     state_text,
-    vars_of,
     workers_table,
 )
 from workhorse.cli.loading import app_option, drive, make_app, url_option
@@ -54,7 +53,7 @@ def jobs(
         existing=True,
     )
     if as_json:
-        echo_json([job_as_json(j) for j in found])
+        echo_json([fields_of(j) for j in found])
     elif not found:
         err().print("no jobs match")
     else:
@@ -73,7 +72,7 @@ def job(job_id: str, as_json: bool, app_spec: str | None, url: str | None) -> No
     if found is None:
         raise click.ClickException(f"no job {job_id}")
     if as_json:
-        echo_json(job_as_json(found))
+        echo_json(fields_of(found))
     else:
         out().print(job_detail(found))
 
@@ -98,7 +97,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
                 "url": redact(app.settings.url),
                 "counts": counts,
                 "paused": sorted(paused),
-                "workers": [vars_of(w) for w in workers],
+                "workers": [fields_of(w) for w in workers],
             }
         )
         return
