@@ -17,7 +17,7 @@ import pytest
 
 from workhorse import codec
 from workhorse.backends import backend_from_url
-from workhorse.backends import sqlite as sqlite_backend
+from workhorse.backends.sqlite import backend as sqlite_backend
 from workhorse.backends.sqlite import SQLiteBackend, path_from_url
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import JobState, NewJob, Outcome, new_job_id
