@@ -145,8 +145,8 @@ RETURNING j.id, j.cancel_requested"""
         s = self.s
         return f"""
 WITH i AS (
-  -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker ~12 µs
-  -- of CPU per job, orjson a fraction of it. Results (JSON bytes) travel base64.
+  -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
+  -- times orjson's CPU per job (docs/profiles.md). Results (JSON bytes) travel base64.
   SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
          t.refund, t.logs
   FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
