@@ -10,6 +10,7 @@ from workhorse.backends.quarantine import quarantine_error, quarantined
 from workhorse.job import Job, JobState, NewJob, to_datetime
 
 STATES = {s.value: s for s in JobState}
+_SCHED = JobState.SCHEDULED
 
 
 def enqueue_params(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
@@ -35,7 +36,7 @@ def job_of(row: tuple[Any, ...]) -> Job:
     (job_id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at,
      started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at,
      dedup_key, scheduled, keep_for, stalls, max_stalls) = row  # fmt: skip
-    st = JobState.SCHEDULED if state == "queued" and scheduled else STATES[state]
+    st = _SCHED if state == "queued" and scheduled else STATES[state]
     return Job(
         id=job_id, task=task, queue=queue, state=st, data=codec.loads(bytes(data)),
         priority=priority, attempts=attempts, max_attempts=max_attempts,
