@@ -69,8 +69,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
-from workhorse.backends.redis_cluster import SCHEMES as CLUSTER_SCHEMES
-from workhorse.backends.redis_cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
+from workhorse.backends.redis.cluster import SCHEMES as CLUSTER_SCHEMES
+from workhorse.backends.redis.cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     FINISHED_STATES,
@@ -138,7 +138,7 @@ class _Script:
 def _load_script_texts(head: str = "") -> dict[str, _Script]:
     """``head``: '#!lua\n' on a cluster of Redis 7+, where a script so marked is refused
     the moment it touches a second slot, even one on the same node."""
-    folder = resources.files("workhorse.backends").joinpath("redis_lua")
+    folder = resources.files("workhorse.backends.redis").joinpath("lua")
     prelude = head + folder.joinpath("_prelude.lua").read_text("utf-8")
     out = {}
     for name in _SCRIPTS:
