@@ -46,6 +46,8 @@ def _cursor(entry_id: bytes) -> int:
 
 
 class RedisBackend(RedisWaiting):
+    """The Redis backend, standalone (redis://, rediss://) or Cluster (redis+cluster://)."""
+
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
     # -- producing -------------------------------------------------------------------
