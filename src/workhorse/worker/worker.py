@@ -17,19 +17,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from workhorse.backends import Backend, RenewResult, backend_from_url
+from workhorse.client import client_of
 from workhorse.context import JobContext
-from workhorse.errors import ConfigError
+from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.urls import redact
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.limiter import extend
-from workhorse.worker.runner import Runner, error_info
+from workhorse.worker.runner import Runner
 from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.client import Client, HasClient
 
 log = logging.getLogger("workhorse.worker")
 
@@ -100,7 +101,7 @@ def parse_queues(
 class Worker:
     def __init__(
         self,
-        app: Workhorse,
+        client: Client | HasClient,
         *,
         queues: Mapping[str, int] | Sequence[str] | str | None = None,
         concurrency: int | None = None,
@@ -112,8 +113,8 @@ class Worker:
         burst: bool = False,
         scheduler: bool = True,
     ) -> None:
-        s = app.settings
-        self.app = app
+        self.client = client = client_of(client)
+        s = client.settings
         self.queues = parse_queues(queues or s.queues, concurrency or s.concurrency)
         self.lease = lease or s.lease
         self.poll_interval = poll_interval or s.poll_interval
@@ -132,7 +133,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._started_at = time.time()
         self._threads = DaemonThreads()
-        self._runner = Runner(app, self._threads, concurrency=sum(self.queues.values()))
+        self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
         self._signals = 0
         self._stop_at: float | None = None
@@ -159,11 +160,13 @@ class Worker:
     def _check_queues(self) -> None:
         """A queue that is a typo (a task's, or one consumed here) fails start-up."""
         check_queues(
-            {name: t.defaults.queue for name, t in self.app.tasks.items()},
+            {name: t.defaults.queue for name, t in self.client.registry.tasks.items()},
             self.queues,
-            self.app.settings.known_queues,
+            self.client.settings.known_queues,
         )
-        idle = sorted({t.defaults.queue for t in self.app.tasks.values()} - set(self.queues))
+        idle = sorted(
+            {t.defaults.queue for t in self.client.registry.tasks.values()} - set(self.queues)
+        )
         if idle:
             log.info(
                 "queues %s are left to other workers (this one consumes %s)",
@@ -228,12 +231,12 @@ class Worker:
     # -- main loop ---------------------------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.app.open()
+        await self.client.open()
         self._runner.start()
-        backend = self.app.backend
+        backend = self.client.backend
         self._finisher = Finisher(backend)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
-        url = _renewal_url(self.app)
+        url = _renewal_url(self.client)
         if url is not None:
             self._pulse()
             self._renewer = _RenewThread(url, self, self._loop)
@@ -244,7 +247,7 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="workhorse-heartbeat"),
         ]
         if self.scheduler:
-            ticker = Ticker(self.app, self.id)
+            ticker = Ticker(self.client, self.id)
             side.append(asyncio.create_task(ticker.run(self._stopping), name="workhorse-cron"))
         consumers = [
             asyncio.create_task(self._consume(q), name=f"workhorse-consume-{q}")
@@ -344,7 +347,7 @@ class Worker:
             await asyncio.gather(*left, return_exceptions=True)
 
     async def _consume(self, queue: str) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         slots = self._slots[queue]
         while not self._stopping.is_set():
             free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
@@ -395,7 +398,7 @@ class Worker:
             slots.used += len(leases)
             shortest = self._renew_period
             for lease in leases:
-                running = _Running(lease, JobContext(self.app, lease))
+                running = _Running(lease, JobContext(self.client, lease))
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 running.task = asyncio.create_task(
@@ -421,7 +424,7 @@ class Worker:
 
     async def _attempt(self, running: _Running, slots: _Slots) -> None:
         lease = running.lease
-        bus = self.app.bus
+        bus = self.client.bus
         try:
             if bus.wants("job.started"):
                 bus.emit(
@@ -483,18 +486,20 @@ class Worker:
         kind = _OUTCOME_EVENTS[outcome.kind]
         if outcome.kind == "retry" and outcome.refund and outcome.error is None:
             kind = "job.queued"
-        if self.app.bus.wants(kind):
+        if self.client.bus.wants(kind):
             data: dict[str, Any] = {"attempt": lease.attempts}
             if outcome.error is not None:
                 data["error"] = outcome.error
-            self.app.bus.emit(Event(kind, lease.job_id, lease.task, lease.queue, data, time.time()))
+            self.client.bus.emit(
+                Event(kind, lease.job_id, lease.task, lease.queue, data, time.time())
+            )
 
     # -- side tasks --------------------------------------------------------------------
     def _live(self) -> list[_Running]:
         return [r for r in self._running.values() if not (r.lost or r.finishing)]
 
     async def _renew_loop(self) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         while True:
             # A third of the shortest lease, so two renewals can fail before one expires.
             live = self._live()
@@ -573,17 +578,17 @@ class Worker:
         return max(0.05, min(spans) / 3)
 
     async def _maintenance_loop(self) -> None:
-        backend = self.app.backend
-        s = self.app.settings
+        backend = self.client.backend
+        s = self.client.settings
         last_purge = 0.0
         while True:
             try:
                 reclaimed = await backend.reclaim_expired()
                 if reclaimed:
                     log.warning("reclaimed %d job(s) with expired leases", len(reclaimed))
-                    if self.app.bus.wants("job.stalled"):
+                    if self.client.bus.wants("job.stalled"):
                         for job_id in reclaimed:
-                            self.app.bus.emit(Event("job.stalled", job_id, at=time.time()))
+                            self.client.bus.emit(Event("job.stalled", job_id, at=time.time()))
                 if self._retention_due.is_set() or time.monotonic() - last_purge > 60:
                     self._retention_due.clear()
                     last_purge = time.monotonic()
@@ -603,14 +608,14 @@ class Worker:
         self, keep: int | None, keep_for: float | None, states: set[JobState] | frozenset[JobState]
     ) -> None:
         # Runs even when both settings are off: jobs with their own keep_for still expire.
-        n = await self.app.backend.purge(
+        n = await self.client.backend.purge(
             states=states, older_than=keep_for, keep_last=keep, retention=True
         )
         if n:
             log.info("retention removed %d finished job(s)", n)
 
     async def _heartbeat_loop(self) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), dict(self.queues), self._started_at
         )
@@ -631,16 +636,16 @@ class Worker:
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - beat_at)))
 
 
-def _renewal_url(app: Workhorse) -> str | None:
+def _renewal_url(client: Client) -> str | None:
     """The URL for the renewal thread's own backend, or None to renew on the loop.
 
     Only durable stores, and only when the app's URL setting names this very store: a
     backend passed in as an object may carry what a URL cannot (a test's fake clock), and
     its ``url`` hides its password."""
-    backend = app.backend
+    backend = client.backend
     if not backend.capabilities.multi_process:
         return None  # memory:// lives in one loop
-    url = app.settings.url
+    url = client.settings.url
     if url != backend.url and redact(url) != backend.url:
         return None
     if url.split("://", 1)[0].lower() in ("postgresql", "postgres"):
