@@ -9,23 +9,21 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from workhorse.backends import Backend, RenewResult, backend_from_url
+from workhorse.backends import Backend, RenewResult
 from workhorse.client import client_of
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
-from workhorse.urls import redact
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.limiter import extend
+from workhorse.worker.renewal import RenewThread, Running, renewal_url
 from workhorse.worker.runner import Runner
 from workhorse.worker.threads import DaemonThreads
 
@@ -34,10 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("workhorse.worker")
 
-# The renewal thread stops renewing a job's lease (and limit slot) once the worker's loop
-# has been silent for this many of its leases: a handler that blocks the loop for a while
-# keeps its job, one blocked for good lets another worker take the job over.
-SILENT_LEASES = 3
 PULSE = 0.25  # seconds between the loop's stamps that show the thread it is alive
 
 # Seconds outcomes still get to land after the shutdown grace is over (interrupted jobs
@@ -50,15 +44,6 @@ _OUTCOME_EVENTS = {
     "retry": "job.retrying",
     "cancelled": "job.cancelled",
 }
-
-
-@dataclass(slots=True)
-class _Running:
-    lease: Lease
-    ctx: JobContext
-    task: asyncio.Task[None] | None = None
-    lost: bool = False  # the store gave the lease away: stop renewing, the finish is refused
-    finishing: bool = False  # the outcome is with the finisher: nothing left to renew
 
 
 @dataclass(slots=True)
@@ -126,7 +111,7 @@ class Worker:
         self._check_queues()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._slots = {q: _Slots(n) for q, n in self.queues.items()}
         self._stopping = asyncio.Event()
         self._grace_over = asyncio.Event()
@@ -142,10 +127,10 @@ class Worker:
         self._signal_loop: asyncio.AbstractEventLoop | None = None
         self._waits: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._renew_period = self._period([self.lease])
+        self._renew_period = self.renew_period([self.lease])
         self._renew_wake = asyncio.Event()
-        self._renewer: _RenewThread | None = None
-        self._pulse_at = time.monotonic()  # when the loop last showed it runs
+        self._renewer: RenewThread | None = None
+        self.pulse_at = time.monotonic()  # when the loop last showed it runs
         self._pulse_timer: asyncio.TimerHandle | None = None
         # Retention also runs after this many finishes, not only once a minute: the memory
         # store lives in the worker's process, and a fast worker would otherwise hold a
@@ -236,10 +221,10 @@ class Worker:
         backend = self.client.backend
         self._finisher = Finisher(backend)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
-        url = _renewal_url(self.client)
+        url = renewal_url(self.client)
         if url is not None:
             self._pulse()
-            self._renewer = _RenewThread(url, self, self._loop)
+            self._renewer = RenewThread(url, self, self._loop)
             self._renewer.start()
         side = [
             asyncio.create_task(self._renew_loop(), name="workhorse-renew"),
@@ -398,7 +383,7 @@ class Worker:
             slots.used += len(leases)
             shortest = self._renew_period
             for lease in leases:
-                running = _Running(lease, JobContext(self.client, lease))
+                running = Running(lease, JobContext(self.client, lease))
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 running.task = asyncio.create_task(
@@ -422,7 +407,7 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(self, running: _Running, slots: _Slots) -> None:
+    async def _attempt(self, running: Running, slots: _Slots) -> None:
         lease = running.lease
         bus = self.client.bus
         try:
@@ -495,15 +480,15 @@ class Worker:
             )
 
     # -- side tasks --------------------------------------------------------------------
-    def _live(self) -> list[_Running]:
+    def live_jobs(self) -> list[Running]:
         return [r for r in self._running.values() if not (r.lost or r.finishing)]
 
     async def _renew_loop(self) -> None:
         backend = self.client.backend
         while True:
             # A third of the shortest lease, so two renewals can fail before one expires.
-            live = self._live()
-            self._renew_period = self._period([r.lease.lease for r in live] or [self.lease])
+            live = self.live_jobs()
+            self._renew_period = self.renew_period([r.lease.lease for r in live] or [self.lease])
             self._renew_wake.clear()
             try:
                 async with asyncio.timeout(self._renew_period):
@@ -511,18 +496,18 @@ class Worker:
                 continue  # a shorter lease started: sleep again, for its period
             except TimeoutError:
                 pass
-            live = self._live()
+            live = self.live_jobs()
             if not live:
                 continue
             if self._renewer is not None and self._renewer.ready:
                 continue  # the renewal thread renews leases and slots
             try:
-                self._apply_renewal(live, await self._renew(backend, live))
+                self.apply_renewal(live, await self.renew_leases(backend, live))
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue
 
-    async def _renew(self, backend: Backend, live: Sequence[_Running]) -> RenewResult:
+    async def renew_leases(self, backend: Backend, live: Sequence[Running]) -> RenewResult:
         """Renew the leases of ``live`` on ``backend``, then the limit slots of those still
         held: the one renewal path, on this loop or in the renewal thread."""
         result = await backend.renew([r.lease for r in live])
@@ -544,11 +529,11 @@ class Worker:
 
     def _pulse(self) -> None:
         """Stamp the loop as alive, now and every PULSE seconds, for the renewal thread."""
-        self._pulse_at = time.monotonic()
+        self.pulse_at = time.monotonic()
         assert self._loop is not None
         self._pulse_timer = self._loop.call_later(PULSE, self._pulse)
 
-    def _blocker(self, live: Sequence[_Running]) -> str:
+    def blocker(self, live: Sequence[Running]) -> str:
         """The job whose handler holds the loop, or every candidate when none is seen."""
         assert self._loop is not None
         current = asyncio.current_task(self._loop)
@@ -556,7 +541,8 @@ class Worker:
         jobs = ", ".join(f"{r.lease.job_id} (task {r.lease.task!r})" for r in named)
         return f"job {jobs}" if len(named) == 1 else f"one of jobs {jobs}"
 
-    def _apply_renewal(self, live: Sequence[_Running], result: RenewResult) -> None:
+    def apply_renewal(self, live: Sequence[Running], result: RenewResult) -> None:
+        """Mark the lost leases, and cancel the jobs the store asks to stop."""
         for running in live:
             job_id = running.lease.job_id
             if running.finishing:
@@ -574,7 +560,8 @@ class Worker:
                     running.task.cancel()
 
     @staticmethod
-    def _period(spans: Sequence[float]) -> float:
+    def renew_period(spans: Sequence[float]) -> float:
+        """Seconds between renewals: a third of the shortest lease."""
         return max(0.05, min(spans) / 3)
 
     async def _maintenance_loop(self) -> None:
@@ -634,156 +621,3 @@ class Worker:
                 # Say so soon (status would show jobs long finished as running), but at most
                 # once a second, so a worker idling between every two jobs stays cheap.
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - beat_at)))
-
-
-def _renewal_url(client: Client) -> str | None:
-    """The URL for the renewal thread's own backend, or None to renew on the loop.
-
-    Only durable stores, and only when the app's URL setting names this very store: a
-    backend passed in as an object may carry what a URL cannot (a test's fake clock), and
-    its ``url`` hides its password."""
-    backend = client.backend
-    if not backend.capabilities.multi_process:
-        return None  # memory:// lives in one loop
-    url = client.settings.url
-    if url != backend.url and redact(url) != backend.url:
-        return None
-    if url.split("://", 1)[0].lower() in ("postgresql", "postgres"):
-        # Renewal needs one connection, not the pool's default two.
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        query.setdefault("pool_min", "1")
-        query.setdefault("pool_max", "1")
-        url = urlunsplit(parts._replace(query=urlencode(query)))
-    return url
-
-
-class _RenewThread:
-    """Renews leases and limit slots from a thread with its own event loop and its own
-    backend object on the same store (used only for renewal), so that a handler blocking
-    the worker's loop (``time.sleep`` or CPU work in an ``async def``) cannot starve
-    renewal and have its job run twice. It reads a snapshot of the worker's running jobs
-    and hands each result that matters back to the worker's loop. No per-job cost: one
-    renew per period. It renews only while the loop pulses: a loop blocked for good must
-    not hold its jobs forever."""
-
-    def __init__(self, url: str, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
-        self.url = url
-        self._worker = worker
-        self._main_loop = loop
-        self.ready = False  # its backend is open; until then the worker's loop renews
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._stop = threading.Event()
-        self._silent = False  # the loop's silence was reported; cleared when it pulses again
-        self._round_at = time.monotonic()  # when this thread last looked at the loop
-        self._thread = threading.Thread(target=self._main, name="workhorse-renew", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            with contextlib.suppress(RuntimeError):  # its loop just closed
-                loop.call_soon_threadsafe(wake.set)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        self.wake()
-        await asyncio.to_thread(self._thread.join, 10)
-        if self._thread.is_alive():
-            log.error("the lease renewal thread did not stop; leaving it")
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except Exception:
-            log.exception("the lease renewal thread failed; renewing on the worker's loop")
-        finally:
-            self.ready = False
-
-    def _snapshot(self) -> list[_Running]:
-        while True:
-            try:
-                return self._worker._live()
-            except RuntimeError:  # the dict changed size during the copy: copy again
-                continue
-
-    async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        backend = await self._open()
-        if backend is None:
-            return
-        apply: Callable[[Sequence[_Running], RenewResult], None] = self._worker._apply_renewal
-        try:
-            self.ready = True
-            while not self._stop.is_set():
-                live = self._snapshot()
-                period = self._worker._period([r.lease.lease for r in live] or [self._worker.lease])
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(period):
-                        await self._wake.wait()
-                    continue  # woken: a shorter lease started, or stop
-                live = self._heard(self._snapshot())
-                if not live:
-                    continue
-                try:
-                    result = await self._worker._renew(backend, live)
-                except Exception:
-                    log.exception("lease renewal failed; retrying")
-                    continue
-                if result.lost or result.cancel:
-                    try:
-                        self._main_loop.call_soon_threadsafe(apply, live, result)
-                    except RuntimeError:  # the worker's loop is closed: nobody to tell
-                        return
-        finally:
-            self.ready = False
-            await backend.close()
-
-    def _heard(self, live: list[_Running]) -> list[_Running]:
-        """The jobs whose leases may still be renewed: all of them while the worker's loop
-        pulses, none whose lease it has been silent for SILENT_LEASES times."""
-        now = time.monotonic()
-        silence = now - self._worker._pulse_at
-        gap, self._round_at = now - self._round_at, now
-        kept = [r for r in live if silence < SILENT_LEASES * r.lease.lease]
-        if len(kept) == len(live) or gap > silence / 2:
-            # A gap as long as the silence: the whole process was held (SIGSTOP, a VM
-            # pause), this thread too, so the loop has had no chance to pulse yet.
-            if self._silent and len(kept) == len(live):
-                self._silent = False
-                log.warning("the event loop runs again; renewing its jobs' leases again")
-            return live
-        if not self._silent:
-            self._silent = True
-            log.error(
-                "the event loop has been blocked for %.1fs, by %s: no longer renewing the "
-                "lease of %d job(s), so another worker can take them over",
-                silence,
-                self._worker._blocker(live),
-                len(live) - len(kept),
-            )
-        return kept
-
-    async def _open(self) -> Backend | None:
-        delay = 0.1
-        while not self._stop.is_set():
-            backend = backend_from_url(self.url)
-            try:
-                await backend.open()
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await backend.close()
-                log.warning("lease renewal thread cannot open the store yet (%s)", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            listener = getattr(backend, "listener", None)
-            if listener is not None:
-                await listener.stop()  # renewal never waits for jobs: no LISTEN connection
-            return backend
-        return None
