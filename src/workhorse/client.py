@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import typing
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload
 
-from workhorse import codec, schedules
+from workhorse import codec, events, schedules
 from workhorse.backends import Backend, backend_from_url
 from workhorse.cron import CronSpec, parse_cron
 from workhorse.errors import ConfigError, DuplicateJob, JobCancelled, JobFailed, RunTimeout
@@ -239,7 +238,7 @@ class Client:
                         raise DuplicateJob(existing)
                 status = "skipped" if on_duplicate == "skip" else "duplicate"
             if emit and status in ("created", "replaced"):
-                self.bus.emit(Event("job.queued", res.id, new.task, new.queue, {}, time.time()))
+                self.bus.emit(events.queued(res.id, new.task, new.queue))
             out.append(JobHandle(self, res.id, task.name, new.queue, status, res.state))
         return out
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from workhorse import events
 from workhorse.client import Client, HasClient, client_of
 from workhorse.codec import encode_payload
-from workhorse.job import Event, Lease
+from workhorse.job import Lease
 from workhorse.task import TaskContext
 
 if TYPE_CHECKING:
@@ -104,16 +105,7 @@ class JobContext(TaskContext):
         if not ok:
             log.warning("job %s: progress not recorded, the lease is lost", self.job_id)
         if self.client.bus.wants("job.progress"):
-            self.client.bus.emit(
-                Event(
-                    "job.progress",
-                    self.job_id,
-                    self.task,
-                    self.queue,
-                    {"progress": value},
-                    time.time(),
-                )
-            )
+            self.client.bus.emit(events.progress(self.lease, value))
 
     async def enqueue(
         self, task: str | Task[Any, Any], data: Any = None, **options: Any

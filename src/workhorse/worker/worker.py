@@ -12,13 +12,14 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from workhorse import events
 from workhorse.backends import Backend, RenewResult
 from workhorse.client import client_of
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
-from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
+from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
@@ -37,13 +38,6 @@ PULSE = 0.25  # seconds between the loop's stamps that show the thread it is ali
 # Seconds outcomes still get to land after the shutdown grace is over (interrupted jobs
 # are put back in their queue by an outcome too).
 _LAST_WRITES = 5.0
-
-_OUTCOME_EVENTS = {
-    "completed": "job.completed",
-    "failed": "job.failed",
-    "retry": "job.retrying",
-    "cancelled": "job.cancelled",
-}
 
 
 @dataclass(slots=True)
@@ -412,16 +406,7 @@ class Worker:
         bus = self.client.bus
         try:
             if bus.wants("job.started"):
-                bus.emit(
-                    Event(
-                        "job.started",
-                        lease.job_id,
-                        lease.task,
-                        lease.queue,
-                        {"attempt": lease.attempts, "worker": self.id},
-                        time.time(),
-                    )
-                )
+                bus.emit(events.started(lease, self.id))
             try:
                 outcome = await self._runner.run(lease, running.ctx)
             except asyncio.CancelledError:
@@ -468,16 +453,9 @@ class Worker:
                 outcome.kind,
             )
             return
-        kind = _OUTCOME_EVENTS[outcome.kind]
-        if outcome.kind == "retry" and outcome.refund and outcome.error is None:
-            kind = "job.queued"
+        kind = events.outcome_type(outcome)
         if self.client.bus.wants(kind):
-            data: dict[str, Any] = {"attempt": lease.attempts}
-            if outcome.error is not None:
-                data["error"] = outcome.error
-            self.client.bus.emit(
-                Event(kind, lease.job_id, lease.task, lease.queue, data, time.time())
-            )
+            self.client.bus.emit(events.finished(kind, lease, outcome))
 
     # -- side tasks --------------------------------------------------------------------
     def live_jobs(self) -> list[Running]:
@@ -575,7 +553,7 @@ class Worker:
                     log.warning("reclaimed %d job(s) with expired leases", len(reclaimed))
                     if self.client.bus.wants("job.stalled"):
                         for job_id in reclaimed:
-                            self.client.bus.emit(Event("job.stalled", job_id, at=time.time()))
+                            self.client.bus.emit(events.stalled(job_id))
                 if self._retention_due.is_set() or time.monotonic() - last_purge > 60:
                     self._retention_due.clear()
                     last_purge = time.monotonic()
