@@ -2,9 +2,9 @@
 
 It talks to the client's store. A store other processes reach by URL gets its own
 connection on a private event loop in a daemon thread, so the facade never touches an
-event loop the application owns. A store only the app's object reaches (``memory://``, a
-``backend=`` object) is used through the app itself: on the app's loop when it runs in
-another thread, else on the private loop."""
+event loop the application owns. A store only the client's object reaches (``memory://``,
+a ``backend=`` object) is used through that client: on its loop when it runs in another
+thread, else on the private loop."""
 
 from __future__ import annotations
 
