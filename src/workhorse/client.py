@@ -118,6 +118,7 @@ class Client:
 
     @property
     def opened(self) -> bool:
+        """Whether the backend is open (settings can no longer change)."""
         return self._opened
 
     @property
