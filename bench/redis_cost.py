@@ -60,8 +60,12 @@ def _server_cpu(port: int) -> float:
 
 
 def _script_names(tree: Path) -> dict[str, str]:
-    """sha -> script name, computed as redis.py loads them (the prelude, then the body)."""
-    folder = tree / "src" / "workhorse" / "backends" / "redis_lua"
+    """sha -> script name, computed as the backend loads them (the prelude, then the body)."""
+    backends = tree / "src" / "workhorse" / "backends"
+    # A tree from before the Redis backend became a package keeps them in redis_lua/.
+    folder = backends / "redis" / "lua"
+    if not folder.is_dir():
+        folder = backends / "redis_lua"
     prelude = (folder / "_prelude.lua").read_text("utf-8")
     out = {}
     for path in folder.glob("*.lua"):

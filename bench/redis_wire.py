@@ -1,5 +1,5 @@
 """``python -m bench.redis_wire``: the client CPU of one command on the Redis backend's own
-connection (``_Wire``) and on ``redis.asyncio.Redis``, ``--callers`` at once, alternated.
+connection (``Wire``) and on ``redis.asyncio.Redis``, ``--callers`` at once, alternated.
 
 python -m bench.redis_wire --url redis://127.0.0.1:6379/0 --rounds 3
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as redis_asyncio
 
-from workhorse.backends.redis import _Wire
+from workhorse.backends.redis.wire import Wire
 
 
 async def _run(call: Callable[[], Awaitable[Any]], n: int, callers: int) -> tuple[float, float]:
@@ -28,7 +28,7 @@ async def _run(call: Callable[[], Awaitable[Any]], n: int, callers: int) -> tupl
 
 
 async def main(url: str, rounds: int, n: int, callers: int) -> None:
-    wire = _Wire(url, url)
+    wire = Wire(url, url)
     client = redis_asyncio.Redis.from_url(url, max_connections=callers)
     try:
         for _ in range(rounds):

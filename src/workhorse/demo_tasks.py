@@ -1,5 +1,5 @@
 """The tasks the demo runs (``workhorse demo``). They are ordinary tasks: a worker runs them
-with ``workhorse worker workhorse.demo:app --url ...``."""
+with ``workhorse worker workhorse.demo_tasks:app --url ...``."""
 
 from __future__ import annotations
 

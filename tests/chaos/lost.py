@@ -21,7 +21,7 @@ from tests.chaos.harness import (
     store_url,
 )
 from tests.chaos.proxy import Proxy
-from workhorse.backends.redis import _load_script_texts
+from workhorse.backends.redis.scripts import load_script_texts
 from workhorse.job import JobState
 
 # The calls a worker makes, in the order their replies are lost (round robin).
@@ -37,7 +37,7 @@ async def lost_replies(kind: str, workdir: Path, *, losses: int = 8, jobs: int =
     report = Report("lost", kind, 0, 0.0)
     url = store_url(kind, workdir)
     proxy = Proxy("127.0.0.1", 6379).start()
-    shas = {n: s.sha.encode() for n, s in _load_script_texts().items()}
+    shas = {n: s.sha.encode() for n, s in load_script_texts().items()}
     cluster = Cluster(url, workdir, Settings())
     app = producer(url)
     enqueued: list[str] = []

@@ -92,6 +92,11 @@ async def test_extend_never_revives_an_expired_key(backend: Backend, peer: Backe
         return await peer.set_if_absent("limit:b:0", "token-b", ttl=30)
 
     await eventually(taken, "an expired slot to be taken by another owner")
+
+    async def gone() -> bool:  # set a moment after b:0, so it may expire a moment later
+        return await peer.kv_get("limit:b:1") is None
+
+    await eventually(gone, "the other slot to expire")
     held = {"limit:b:0": "token-a", "limit:b:1": "token-a"}
     assert await backend.kv_extend(held, 30) == set()
     assert await peer.kv_get("limit:b:0") == "token-b"

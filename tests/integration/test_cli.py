@@ -599,7 +599,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_configuration_md_lists_every_setting_as_the_cli_prints_it() -> None:
-    from workhorse.cli import settings_markdown
+    from workhorse.cli.admin import settings_markdown
 
     text = (DOCS / "configuration.md").read_text()
     start = text.index("-->", text.index("<!-- settings:start")) + len("-->\n")

@@ -70,12 +70,12 @@ def test_known_url_options_are_accepted() -> None:
 @pytest.mark.parametrize("reqs", ["required", "optional"])
 def test_redis_tls_verifies_the_server_unless_told_none(reqs: str) -> None:
     """ssl_cert_reqs=optional used to turn verification off; only none does."""
-    from workhorse.backends.redis import _Wire
+    from workhorse.backends.redis.wire import Wire
 
-    wire = _Wire(f"rediss://h:6380/0?ssl_cert_reqs={reqs}", "rediss://h:6380/0")
+    wire = Wire(f"rediss://h:6380/0?ssl_cert_reqs={reqs}", "rediss://h:6380/0")
     assert wire.ssl is not None
     assert wire.ssl.verify_mode is ssl.CERT_REQUIRED and wire.ssl.check_hostname
-    off = _Wire("rediss://h:6380/0?ssl_cert_reqs=none", "rediss://h:6380/0")
+    off = Wire("rediss://h:6380/0?ssl_cert_reqs=none", "rediss://h:6380/0")
     assert off.ssl is not None and off.ssl.verify_mode is ssl.CERT_NONE
 
 

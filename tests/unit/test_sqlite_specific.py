@@ -17,8 +17,8 @@ import pytest
 
 from workhorse import codec
 from workhorse.backends import backend_from_url
-from workhorse.backends import sqlite as sqlite_backend
-from workhorse.backends.sqlite import SQLiteBackend, path_from_url
+from workhorse.backends.sqlite import SCHEMA_VERSION, SQLiteBackend, path_from_url
+from workhorse.backends.sqlite import statements as sqlite_statements
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import JobState, NewJob, Outcome, new_job_id
 
@@ -113,7 +113,7 @@ async def test_another_connections_enqueue_wakes_a_waiting_worker(
     await asyncio.wait_for(waiter, 5.0)
     assert time.monotonic() - start < 0.5  # woken by the commit, not by the timeout
     if a.watch and sys.platform.startswith("linux"):
-        assert a._watch is not None  # inotify, not the slower stat safety net, is in use
+        assert a._watcher.inotify is not None  # inotify, not the slower stat safety net, is in use
 
 
 async def test_another_connections_finish_wakes_a_waiting_caller(
@@ -303,11 +303,9 @@ async def test_claim_and_promotion_use_the_live_job_indexes(url: str) -> None:
     await backend.close()
     params = {"worker": "w", "now": 1.0, "lease": 30.0, "queue": "q", "limit": 5}
     with sqlite3.connect(path_from_url(url)) as raw:
-        claim = str(
-            raw.execute("EXPLAIN QUERY PLAN " + sqlite_backend._SQL_CLAIM, params).fetchall()
-        )
+        claim = str(raw.execute("EXPLAIN QUERY PLAN " + sqlite_statements.CLAIM, params).fetchall())
         promote = str(
-            raw.execute("EXPLAIN QUERY PLAN " + sqlite_backend._SQL_PROMOTE, params).fetchall()
+            raw.execute("EXPLAIN QUERY PLAN " + sqlite_statements.PROMOTE, params).fetchall()
         )
     assert "USING INDEX wh_jobs_ready" in claim
     assert "TEMP B-TREE" not in claim  # the index gives the order: no sort of the queue
@@ -363,7 +361,7 @@ async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         await backend.close()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == sqlite_backend.SCHEMA_VERSION
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("watch", ["false", "true"])
@@ -375,14 +373,14 @@ async def test_an_idle_wait_looks_at_the_store_a_few_times_not_every_millisecond
     backend = SQLiteBackend(f"{url}?watch={watch}")
     await backend.open()
     looks = 0
-    mark = backend._wal_mark
+    mark = backend._watcher.mark
 
     def counted() -> tuple[int, int, int]:
         nonlocal looks
         looks += 1
         return mark()
 
-    backend._wal_mark = counted  # type: ignore[method-assign]
+    backend._watcher.mark = counted  # type: ignore[method-assign]
     try:
         await backend.wait_for_jobs(["q"], 1.0)
     finally:

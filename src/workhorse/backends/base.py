@@ -178,27 +178,27 @@ class Backend(abc.ABC):
 
     # The small key-value store behind schedules and limits. It shares its keys with
     # set_if_absent; counters live apart.
-    async def kv_get(self, key: str) -> str | None:
-        raise NotImplementedError(f"{type(self).__name__} lacks kv_get")
+    @abc.abstractmethod
+    async def kv_get(self, key: str) -> str | None: ...
 
+    @abc.abstractmethod
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         """Set ``key`` (create or overwrite), expiring after ``ttl`` seconds if given."""
-        raise NotImplementedError(f"{type(self).__name__} lacks kv_set")
 
+    @abc.abstractmethod
     async def kv_delete(self, key: str, value: str | None = None) -> bool:
         """Delete ``key``; with ``value``, only while it still holds that value."""
-        raise NotImplementedError(f"{type(self).__name__} lacks kv_delete")
 
+    @abc.abstractmethod
     async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
         """Set each key of ``held`` to expire ``ttl`` seconds from now, but only while it
         still holds its value there; returns the keys extended (those still ours)."""
-        raise NotImplementedError(f"{type(self).__name__} lacks kv_extend")
 
+    @abc.abstractmethod
     async def kv_scan(self, prefix: str) -> dict[str, str]:
         """Every live key starting with ``prefix``, with its value: keys written by kv_set
         or by set_if_absent without a ttl. Claims taken with a ttl (cron ticks, limit
         slots) need not be listed (Redis keeps them out of its scan index)."""
-        raise NotImplementedError(f"{type(self).__name__} lacks kv_scan")
 
     # -- events and workers ------------------------------------------------------------
     @abc.abstractmethod

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from binascii import b2a_base64
 from collections import Counter
@@ -34,12 +33,18 @@ from psycopg import pq, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
-from workhorse.backends.postgres.statements import Statements
-from workhorse.backends.quarantine import quarantine_error, quarantined
+from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
+from workhorse.backends.postgres.rows import STATES, enqueue_params, job_of, salvage
+from workhorse.backends.postgres.statements import (
+    Queries,
+    Statements,
+    purge_older,
+    purge_own,
+    purge_past_keep,
+)
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import (
     EnqueueResult,
@@ -50,17 +55,13 @@ from workhorse.job import (
     NewJob,
     Outcome,
     WorkerInfo,
-    to_datetime,
 )
 from workhorse.urls import redact
 
 log = logging.getLogger("workhorse.postgres")
 
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
-_OWN_PARAMS = ("schema", "migrate", "pool_min", "pool_max", "max_events", "call_timeout")
 _SWEEP_EVERY = 30.0
 _Q, _SCHED, _A = JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE
-_STATES = {s.value: s for s in JobState}
 _FINISHED = ("completed", "failed", "cancelled")
 _ROWS = pq.ExecStatus.TUPLES_OK
 
@@ -75,31 +76,6 @@ def _b64(raw: bytes) -> str:
     return b2a_base64(raw, newline=False).decode("ascii")
 
 
-def _int_param(params: dict[str, str], name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 1:
-        raise ConfigError(f"URL parameter {name}={raw!r} must be a positive integer")
-    return value
-
-
-def _check_libpq(query: dict[str, str]) -> None:
-    """Refuse an option neither workhorse nor libpq reads, now rather than at connect."""
-    libpq = {o.keyword.decode() for o in pq.Conninfo.get_defaults()}
-    unknown = sorted(set(query) - libpq)
-    if unknown:
-        raise ConfigError(
-            f"unknown PostgreSQL URL option(s) {unknown}; valid: {', '.join(_OWN_PARAMS)} "
-            "and libpq's connection parameters (sslmode, application_name, ...; see "
-            "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS)"
-        )
-
-
 class PostgresBackend(Backend):
     capabilities = Capabilities(
         durable=True, multi_process=True, multi_machine=True, transactional_enqueue=True
@@ -109,8 +85,8 @@ class PostgresBackend(Backend):
         self.url = redact(url)
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        own = {k: query.pop(k) for k in _OWN_PARAMS if k in query}
-        _check_libpq(query)
+        own = {k: query.pop(k) for k in OWN_PARAMS if k in query}
+        check_libpq(query)
         scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
         # Without it libpq waits for a connection as long as TCP does: an attempt made while
         # the path to the server hangs (a stalled proxy, a dropped route) holds one of the
@@ -118,7 +94,7 @@ class PostgresBackend(Backend):
         query.setdefault("connect_timeout", "5")
         self._conninfo = urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
         self.schema = own.get("schema", "workhorse")
-        if not _SCHEMA.match(self.schema):
+        if not SCHEMA_NAME.match(self.schema):
             raise ConfigError(
                 f"schema={self.schema!r} in the PostgreSQL URL is not a valid name; use "
                 "lower-case letters, digits and underscores (at most 50, not starting with "
@@ -128,14 +104,14 @@ class PostgresBackend(Backend):
         if mode not in ("", "auto", "off"):
             raise ConfigError(f"migrate={mode!r} in the PostgreSQL URL: use migrate=auto or off")
         self.auto_migrate = (mode == "auto") if migrate is None else migrate
-        self._pool_min = _int_param(own, "pool_min", 2)
-        self._pool_max = max(self._pool_min, _int_param(own, "pool_max", 10))
-        self.max_events = _int_param(own, "max_events", 100_000)
+        self._pool_min = int_param(own, "pool_min", 2)
+        self._pool_max = max(self._pool_min, int_param(own, "pool_max", 10))
+        self.max_events = int_param(own, "max_events", 100_000)
         # A server that stops answering on a live connection (a half-open network path, a
         # hung proxy) would hold a statement forever: give it up after this many seconds.
-        self.call_timeout = float(_int_param(own, "call_timeout", 30))
+        self.call_timeout = float(int_param(own, "call_timeout", 30))
         self.sql = Statements(self.schema)
-        self._q = _Queries(self.sql)
+        self._q = Queries(self.sql)
         self._pool: AsyncConnectionPool[AnyConn] | None = None
         self.listener = Listener(self._conninfo, self.schema, self.url)
         self._last_sweep = 0.0
@@ -172,40 +148,17 @@ class PostgresBackend(Backend):
         finally:
             await conn.close()
 
-    async def _check_schema(self) -> None:
-        conn = await self._connect()
-        try:
-            current = await schema_mod.version(conn, self.schema)
-            if current == 0 and await schema_mod.create_fresh(conn, self.schema):
-                log.info("created schema %s at version %d", self.schema, schema_mod.latest())
-                return
-            current = await schema_mod.version(conn, self.schema)
-            latest = schema_mod.latest()
-            if current < latest:
-                if not self.auto_migrate:
-                    raise ConfigError(
-                        f"the PostgreSQL schema {self.schema!r} at {self.url} is at version "
-                        f"{current}, this workhorse needs version {latest}: run "
-                        "`workhorse migrate` (or add migrate=auto to the URL to migrate on "
-                        "start)"
-                    )
-                applied = await schema_mod.migrate(conn, self.schema)
-                log.warning("migrated schema %s: applied %s", self.schema, applied)
-            elif current > latest:
-                raise ConfigError(
-                    f"the PostgreSQL schema {self.schema!r} at {self.url} is at version "
-                    f"{current}, newer than this workhorse knows ({latest}): upgrade workhorse"
-                )
-        finally:
-            await conn.close()
-
     async def open(self) -> None:
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if self._pool is not None:
                 return
-            await self._check_schema()
+            conn = await self._connect()
+            try:
+                await schema_mod.check(conn, self.schema, self.url, self.auto_migrate)
+            finally:
+                await conn.close()
             pool: AsyncConnectionPool[AnyConn] = AsyncConnectionPool(
                 self._conninfo, min_size=self._pool_min, max_size=self._pool_max, open=False,
                 kwargs={"autocommit": True}, configure=_configure, timeout=10.0,
@@ -307,7 +260,7 @@ class PostgresBackend(Backend):
         # ends between our insert and our look-up, insert again (bounded: it is a race).
         for _ in range(5):
             batch = [jobs[i] for i in pending]
-            cur = await conn.execute(self._q.enqueue, _enqueue_params(batch), binary=True)
+            cur = await conn.execute(self._q.enqueue, enqueue_params(batch), binary=True)
             created = {row[0]: bool(row[1]) for row in await cur.fetchall()}
             missing = []
             for i in pending:
@@ -498,7 +451,7 @@ class PostgresBackend(Backend):
         out = []
         for row in rows:
             try:
-                out.append(_job(row))
+                out.append(job_of(row))
             except ValueError:
                 out.append(await self._quarantine(row))
         return out
@@ -506,29 +459,16 @@ class PostgresBackend(Backend):
     async def _quarantine(self, row: tuple[Any, ...]) -> Job:
         """A row whose data or result is not JSON (written by something else, or damaged)
         ends failed, once, with the raw bytes in the error; the data column keeps them."""
-        fixed = list(row)
-        reasons: dict[str, str] = {}
-        raw: dict[str, bytes] = {}
-        for name, i in (("data", 4), ("result", 13)):
-            if row[i] is None:
-                continue
-            value = bytes(row[i])
-            try:
-                codec.loads(value)
-            except ValueError as exc:
-                reasons[name], raw[name] = str(exc), value
-                fixed[i] = b"null" if name == "data" else None
-        if not reasons or (reasons.keys() == {"data"} and quarantined(row[14])):
-            return _job(tuple(fixed))  # quarantined before
-        error = quarantine_error(raw, reasons, row[14])
-        done = await self._rows(
-            self._q.quarantine, {"id": row[0], "e": _dumps(error), "clear": "result" in reasons}
-        )
+        fixed, error, clear = salvage(row)
+        if error is None:
+            return job_of(tuple(fixed))  # quarantined before
+        params = {"id": row[0], "e": _dumps(error), "clear": clear}
+        done = await self._rows(self._q.quarantine, params)
         if not done:
-            return _job(tuple(fixed))  # deleted meanwhile
+            return job_of(tuple(fixed))  # deleted meanwhile
         after = list(done[0])
         after[4] = fixed[4]
-        return _job(tuple(after))
+        return job_of(tuple(after))
 
     # -- inspecting and controlling ----------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
@@ -587,7 +527,7 @@ class PostgresBackend(Backend):
             params,
         )
         for queue, state, n in rows:
-            out.setdefault(queue, dict.fromkeys(JobState, 0))[_STATES[state]] = int(n)
+            out.setdefault(queue, dict.fromkeys(JobState, 0))[STATES[state]] = int(n)
         return out
 
     async def cancel(self, job_id: str) -> JobState | None:
@@ -595,12 +535,12 @@ class PostgresBackend(Backend):
             return None
         rows = await self._rows(self._q.cancel, (job_id,))
         if rows:
-            return _STATES[rows[0][0]]
+            return STATES[rows[0][0]]
         rows = await self._rows(self._q.state_of, (job_id,))
         if not rows:
             return None
         state, scheduled = rows[0]
-        return _SCHED if state == "queued" and scheduled else _STATES[state]
+        return _SCHED if state == "queued" and scheduled else STATES[state]
 
     async def retry(self, job_id: str) -> bool:
         if "\x00" in job_id:
@@ -625,60 +565,19 @@ class PostgresBackend(Backend):
         s = self.sql.s
         total = 0
         for state in sorted({JobState(x) for x in states} & {JobState(x) for x in _FINISHED}):
-            scope = "state = %s" + ("" if queue is None else " AND queue = %s")
             scope_params: list[Any] = [state.value] + ([] if queue is None else [queue])
-            own = "keep_for IS NOT NULL AND holds = 0"
-            # A job with its own keep_for that no run() caller holds follows only that (the
-            # last delete below); it still counts toward keep_last.
-            not_own = f" AND NOT ({own})" if retention else ""
             if older_than is not None:
-                rows = await self._rows(
-                    f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND finished_at <= "
-                    f"now() - make_interval(secs => %s){not_own} RETURNING 1) "
-                    "SELECT count(*) FROM d",
-                    [*scope_params, float(older_than)],
-                )
+                query = purge_older(s, queue is not None, retention)
+                rows = await self._rows(query, [*scope_params, float(older_than)])
                 total += int(rows[0][0])
             if keep_last is not None:
-                total += await self._purge_past_keep(state, keep_last, queue, not_own)
+                query = purge_past_keep(s, state.value, queue is not None, retention)
+                rows = await self._rows(query, {"queue": queue, "keep": max(0, keep_last)})
+                total += int(rows[0][0])
             if retention:
-                rows = await self._rows(
-                    f"WITH d AS (DELETE FROM {s}.jobs WHERE {scope} AND {own} AND "
-                    "finished_at + make_interval(secs => keep_for) <= now() "
-                    "RETURNING 1) SELECT count(*) FROM d",
-                    scope_params,
-                )
+                rows = await self._rows(purge_own(s, queue is not None), scope_params)
                 total += int(rows[0][0])
         return total
-
-    async def _purge_past_keep(
-        self, state: JobState, keep: int, queue: str | None, not_own: str
-    ) -> int:
-        """Delete each queue's finished jobs of ``state`` beyond its newest ``keep``."""
-        s = self.sql.s
-        # The state is written out (an enum's value), so the planner can use the partial index.
-        finished = f"FROM {s}.jobs WHERE state = '{state.value}'"
-        # The queues with such jobs, seeking from one to the next in the per-queue index.
-        queues = (
-            "queues(name) AS (SELECT %(queue)s::text)"
-            if queue is not None
-            else f"queues(name) AS ((SELECT queue {finished} ORDER BY queue LIMIT 1) UNION ALL "
-            f"SELECT (SELECT queue {finished} AND queue > q.name ORDER BY queue LIMIT 1) "
-            "FROM queues q WHERE q.name IS NOT NULL)"
-        )
-        # Each queue's (keep+1)-th newest is its edge; it and everything older go. One
-        # statement, one snapshot: a job finished meanwhile is neither counted nor deleted.
-        rows = await self._rows(
-            f"WITH RECURSIVE {queues}, edges AS MATERIALIZED (SELECT q.name, e.finished_at, "
-            f"e.seq FROM queues q CROSS JOIN LATERAL (SELECT finished_at, seq {finished} "
-            "AND queue = q.name ORDER BY finished_at DESC, seq DESC OFFSET %(keep)s LIMIT 1) e "
-            f"WHERE q.name IS NOT NULL), d AS (DELETE FROM {s}.jobs j USING edges "
-            f"WHERE j.state = '{state.value}' AND j.queue = edges.name "
-            f"AND (j.finished_at, j.seq) <= (edges.finished_at, edges.seq){not_own} "
-            "RETURNING 1) SELECT count(*) FROM d",
-            {"queue": queue, "keep": max(0, keep)},
-        )
-        return int(rows[0][0])
 
     async def release(self, ids: Collection[str]) -> None:
         wanted = [i for i in ids if "\x00" not in i]
@@ -776,109 +675,12 @@ class PostgresBackend(Backend):
         await self._rows(f"DELETE FROM {self.sql.s}.workers WHERE id = %s", (worker_id,))
 
 
-class _Queries:
-    """The statement texts, rendered once per backend object (not per call)."""
-
-    def __init__(self, s: Statements) -> None:
-        from workhorse.backends.postgres.statements import JOB_COLUMNS
-
-        self.job_columns = JOB_COLUMNS
-        self.enqueue = s.enqueue()
-        self.live_by_key = s.live_by_key()
-        self.claim = s.claim()
-        self.renew = s.renew()
-        self.finish = s.finish()
-        self.update = s.update()
-        self.reclaim = s.reclaim()
-        self.next_due = s.next_due()
-        self.finished = s.finished()
-        self.get = s.get()
-        self.cancel = s.cancel()
-        self.state_of = s.state_of()
-        self.retry = s.retry()
-        self.pause = s.pause()
-        self.resume = s.resume()
-        self.paused = s.paused()
-        self.set_if_absent = s.set_if_absent()
-        self.counter_add = s.counter_add()
-        self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
-        self.kv_extend = s.kv_extend()
-        self.replace = s.replace()
-        self.hold_by_key = s.hold_by_key()
-        self.release = s.release()
-        self.release_drop = s.release_drop()
-        self.publish = s.publish()
-        self.events = s.events()
-        self.beat = s.beat()
-        self.workers = s.workers()
-        self.quarantine = _quarantine_statement(s)
-
-
-def _quarantine_statement(s: Statements) -> str:
-    """Fail one job whose record does not decode; its event and NOTIFY commit with it."""
-    from workhorse.backends.postgres.statements import JOB_COLUMNS
-
-    return f"""
-WITH upd AS (
-  UPDATE {s.s}.jobs SET state = 'failed', error = %(e)s::jsonb, finished_at = now(),
-    token = NULL, expires_at = NULL, cancel_requested = false,
-    result = CASE WHEN %(clear)s THEN NULL ELSE result END
-  WHERE id = %(id)s
-  RETURNING {JOB_COLUMNS}
-), ev AS (
-  INSERT INTO {s.s}.events (type, job_id, task, queue, data)
-  SELECT 'job.failed', id, task, queue,
-         jsonb_build_object('attempt', attempts, 'error', %(e)s::jsonb)
-  FROM upd
-), done AS (
-  SELECT pg_notify({s.done_channel}, string_agg(id, ',')) FROM upd HAVING count(*) > 0
-)
-SELECT upd.* FROM upd, (SELECT count(*) FROM done) n"""
-
-
 async def _configure(conn: AnyConn) -> None:
     set_json_loads(orjson.loads, conn)
 
 
 def _ttl(ttl: float | None) -> float | None:
     return None if ttl is None else float(ttl)
-
-
-def _enqueue_params(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
-    return (
-        [j.id for j in jobs],
-        [j.task for j in jobs],
-        [j.queue for j in jobs],
-        [j.data for j in jobs],
-        [j.priority for j in jobs],
-        [j.max_attempts for j in jobs],
-        [j.timeout for j in jobs],
-        [j.lease for j in jobs],
-        [j.dedup_key for j in jobs],
-        [j.at for j in jobs],
-        [float(j.delay or 0.0) for j in jobs],
-        [j.keep_for for j in jobs],
-        [int(j.hold) for j in jobs],
-        [j.max_stalls for j in jobs],
-    )
-
-
-def _job(row: tuple[Any, ...]) -> Job:
-    (job_id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at,
-     started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at,
-     dedup_key, scheduled, keep_for, stalls, max_stalls) = row  # fmt: skip
-    st = _SCHED if state == "queued" and scheduled else _STATES[state]
-    return Job(
-        id=job_id, task=task, queue=queue, state=st, data=codec.loads(bytes(data)),
-        priority=priority, attempts=attempts, max_attempts=max_attempts,
-        created_at=to_datetime(created_at),  # type: ignore[arg-type]
-        run_at=to_datetime(run_at),  # type: ignore[arg-type]
-        started_at=to_datetime(started_at), finished_at=to_datetime(finished_at),
-        progress=progress, result=None if result is None else codec.loads(bytes(result)),
-        error=error, logs=list(logs or ()), timeout=timeout, worker=worker,
-        lease_expires_at=to_datetime(expires_at), dedup_key=dedup_key, keep_for=keep_for,
-        stalls=stalls, max_stalls=max_stalls,
-    )  # fmt: skip
 
 
 def _nul_refused(exc: psycopg.DataError) -> Exception:

@@ -8,6 +8,7 @@ numbered files in ``migrations/`` one by one, each in its own transaction.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -16,6 +17,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from workhorse.errors import ConfigError
+
+log = logging.getLogger("workhorse.postgres")
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -130,3 +135,31 @@ async def migrate(
             await _analyze(conn, schema)
         applied.append(mig.version)
     return applied
+
+
+async def check(
+    conn: psycopg.AsyncConnection[Any], schema: str, url: str, auto_migrate: bool
+) -> None:
+    """On open: create a missing schema, migrate an older one when ``auto_migrate`` (else
+    say how), refuse a newer one. ``url`` (redacted) only names the server in errors."""
+    current = await version(conn, schema)
+    if current == 0 and await create_fresh(conn, schema):
+        log.info("created schema %s at version %d", schema, latest())
+        return
+    current = await version(conn, schema)
+    newest = latest()
+    if current < newest:
+        if not auto_migrate:
+            raise ConfigError(
+                f"the PostgreSQL schema {schema!r} at {url} is at version "
+                f"{current}, this workhorse needs version {newest}: run "
+                "`workhorse migrate` (or add migrate=auto to the URL to migrate on "
+                "start)"
+            )
+        applied = await migrate(conn, schema)
+        log.warning("migrated schema %s: applied %s", schema, applied)
+    elif current > newest:
+        raise ConfigError(
+            f"the PostgreSQL schema {schema!r} at {url} is at version "
+            f"{current}, newer than this workhorse knows ({newest}): upgrade workhorse"
+        )

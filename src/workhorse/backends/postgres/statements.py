@@ -145,8 +145,8 @@ RETURNING j.id, j.cancel_requested"""
         s = self.s
         return f"""
 WITH i AS (
-  -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker ~12 µs
-  -- of CPU per job, orjson a fraction of it. Results (JSON bytes) travel base64.
+  -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
+  -- times orjson's CPU per job (docs/profiles.md). Results (JSON bytes) travel base64.
   SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
          t.refund, t.logs
   FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
@@ -425,3 +425,113 @@ ORDER BY info->>'started_at', id"""
             f"DELETE FROM {s}.counters WHERE expires_at <= now()",
             f"DELETE FROM {s}.workers WHERE expires_at <= now() - interval '1 hour'",
         ]
+
+
+class Queries:
+    """The statement texts, rendered once per backend object (not per call)."""
+
+    def __init__(self, s: Statements) -> None:
+        self.job_columns = JOB_COLUMNS
+        self.enqueue = s.enqueue()
+        self.live_by_key = s.live_by_key()
+        self.claim = s.claim()
+        self.renew = s.renew()
+        self.finish = s.finish()
+        self.update = s.update()
+        self.reclaim = s.reclaim()
+        self.next_due = s.next_due()
+        self.finished = s.finished()
+        self.get = s.get()
+        self.cancel = s.cancel()
+        self.state_of = s.state_of()
+        self.retry = s.retry()
+        self.pause = s.pause()
+        self.resume = s.resume()
+        self.paused = s.paused()
+        self.set_if_absent = s.set_if_absent()
+        self.counter_add = s.counter_add()
+        self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
+        self.kv_extend = s.kv_extend()
+        self.replace = s.replace()
+        self.hold_by_key = s.hold_by_key()
+        self.release = s.release()
+        self.release_drop = s.release_drop()
+        self.publish = s.publish()
+        self.events = s.events()
+        self.beat = s.beat()
+        self.workers = s.workers()
+        self.quarantine = quarantine_statement(s)
+
+
+def quarantine_statement(s: Statements) -> str:
+    """Fail one job whose record does not decode; its event and NOTIFY commit with it."""
+    return f"""
+WITH upd AS (
+  UPDATE {s.s}.jobs SET state = 'failed', error = %(e)s::jsonb, finished_at = now(),
+    token = NULL, expires_at = NULL, cancel_requested = false,
+    result = CASE WHEN %(clear)s THEN NULL ELSE result END
+  WHERE id = %(id)s
+  RETURNING {JOB_COLUMNS}
+), ev AS (
+  INSERT INTO {s.s}.events (type, job_id, task, queue, data)
+  SELECT 'job.failed', id, task, queue,
+         jsonb_build_object('attempt', attempts, 'error', %(e)s::jsonb)
+  FROM upd
+), done AS (
+  SELECT pg_notify({s.done_channel}, string_agg(id, ',')) FROM upd HAVING count(*) > 0
+)
+SELECT upd.* FROM upd, (SELECT count(*) FROM done) n"""
+
+
+# Purge: each statement deletes and counts in one round trip. A job with its own keep_for
+# that no run() caller holds follows only that (purge_own); it still counts toward keep_last.
+_OWN = "keep_for IS NOT NULL AND holds = 0"
+
+
+def _scope(in_queue: bool) -> str:
+    return "state = %s" + (" AND queue = %s" if in_queue else "")
+
+
+def purge_older(s: str, in_queue: bool, retention: bool) -> str:
+    """Delete finished jobs of a state (and queue) finished more than %s seconds ago."""
+    not_own = f" AND NOT ({_OWN})" if retention else ""
+    return (
+        f"WITH d AS (DELETE FROM {s}.jobs WHERE {_scope(in_queue)} AND finished_at <= "
+        f"now() - make_interval(secs => %s){not_own} RETURNING 1) "
+        "SELECT count(*) FROM d"
+    )
+
+
+def purge_own(s: str, in_queue: bool) -> str:
+    """Delete finished jobs of a state (and queue) whose own keep_for has passed."""
+    return (
+        f"WITH d AS (DELETE FROM {s}.jobs WHERE {_scope(in_queue)} AND {_OWN} AND "
+        "finished_at + make_interval(secs => keep_for) <= now() "
+        "RETURNING 1) SELECT count(*) FROM d"
+    )
+
+
+def purge_past_keep(s: str, state: str, in_queue: bool, retention: bool) -> str:
+    """Delete each queue's finished jobs of ``state`` beyond its newest %(keep)s."""
+    not_own = f" AND NOT ({_OWN})" if retention else ""
+    # The state is written out (an enum's value), so the planner can use the partial index.
+    finished = f"FROM {s}.jobs WHERE state = '{state}'"
+    # The queues with such jobs, seeking from one to the next in the per-queue index.
+    queues = (
+        "queues(name) AS (SELECT %(queue)s::text)"
+        if in_queue
+        else f"queues(name) AS ((SELECT queue {finished} ORDER BY queue LIMIT 1) UNION ALL "
+        f"SELECT (SELECT queue {finished} AND queue > q.name ORDER BY queue LIMIT 1) "
+        "FROM queues q WHERE q.name IS NOT NULL)"
+    )
+    # Each queue's (keep+1)-th newest is its edge; it and everything older go. One
+    # statement, one snapshot: a job finished meanwhile is neither counted nor deleted.
+    return (
+        f"WITH RECURSIVE {queues}, edges AS MATERIALIZED (SELECT q.name, e.finished_at, "
+        f"e.seq FROM queues q CROSS JOIN LATERAL (SELECT finished_at, seq {finished} "
+        "AND queue = q.name ORDER BY finished_at DESC, seq DESC OFFSET %(keep)s LIMIT 1) e "
+        f"WHERE q.name IS NOT NULL), d AS (DELETE FROM {s}.jobs j USING edges "
+        f"WHERE j.state = '{state}' AND j.queue = edges.name "
+        f"AND (j.finished_at, j.seq) <= (edges.finished_at, edges.seq){not_own} "
+        "RETURNING 1) SELECT count(*) FROM d"
+    )

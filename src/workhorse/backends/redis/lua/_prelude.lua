@@ -19,7 +19,7 @@ end
 -- Into the stream of the slot at hand: the queue's ({P:Q}:events), or {P}:events for
 -- events with no queue. The stream's own ids (<ms>-<seq>, always rising) give the log its
 -- cursor: the client reads <ms>-<seq> as the integer ms * 1000000 + seq and merges the
--- streams (see events() in redis.py).
+-- streams (see events() in backend.py).
 local function event(typ, id, task, queue, data, at)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
@@ -247,7 +247,7 @@ end
 -- Replay: a call the client may send twice (its connection dropped before the reply) names
 -- KEYS[2] = '<slot>:call:<id>'. Its first run marks that key for CALL_TTL ms (and records
 -- the reply there when a replay could not rebuild it); a second run with the same id
--- returns the first run's reply instead of applying the change again (redis.py, _Wire).
+-- returns the first run's reply instead of applying the change again (wire.py, Wire.call).
 local CALL = KEYS[2]
 local CALL_TTL = 60000
 

@@ -2,7 +2,7 @@
 -- Returns {jobs, idle}: jobs, per job: id token task data attempts max_attempts timeout
 -- lease created; idle, what peek.lua would tell after this claim (paused, due now, seconds
 -- until the next scheduled job): the client's next claim and wait act on it instead of
--- asking again (see _idle_hints in redis.py).
+-- asking again (see _idle_hints in waiting.py).
 if redis.call('EXISTS', QK .. 'paused') == 1 then return {{}, {1, 0, ''}} end
 local worker, limit, lease, base = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 -- Promote the scheduled jobs that are due now (bounded: the rest wait for the next claim).

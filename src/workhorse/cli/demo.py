@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from workhorse.cli import counts_table, fmt_progress, follow, jobs_table, workers_table
+from workhorse.cli.console import counts_table, fmt_progress, follow, jobs_table, workers_table
 from workhorse.demo_tasks import app, crunch, explode, flaky, square
 from workhorse.errors import JobFailed, WorkhorseError
 from workhorse.job import Job, JobState
@@ -37,7 +37,7 @@ QUEUES = "default:10,batch:50"
 POLL_INTERVAL = 0.2
 HEARTBEAT_INTERVAL = 1.0
 
-__all__ = ["app", "run_demo"]
+__all__ = ["run_demo"]
 
 
 def command_name() -> str:
@@ -128,7 +128,7 @@ class Demo:
                 "-m",
                 "workhorse",
                 "worker",
-                "workhorse.demo:app",
+                "workhorse.demo_tasks:app",
                 "--url",
                 self.url,
                 "--queues",
@@ -147,7 +147,7 @@ class Demo:
                     cmd, stdout=log, stderr=subprocess.STDOUT, env=env
                 )
             self.say(
-                f"started [bold]workhorse worker workhorse.demo:app --queues {QUEUES}[/] "
+                f"started [bold]workhorse worker workhorse.demo_tasks:app --queues {QUEUES}[/] "
                 f"as pid {self.proc.pid} (its log: {WORKER_LOG})"
             )
         deadline = time.monotonic() + 20

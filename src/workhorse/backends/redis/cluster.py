@@ -1,6 +1,6 @@
 """Redis Cluster for the Redis backend: ``redis+cluster://[user:password@]host:port[,host:port...]``.
 
-The backend's key layout already keeps each call in one slot (see redis.py); this module
+The backend's key layout already keeps each call in one slot (see __init__.py); this module
 gives it a connection with the same few methods as the standalone one (call, many,
 read_after_time, close), on top of redis-py's ``RedisCluster``, which maps slots to nodes
 and follows MOVED/ASK and topology changes. Replies are left raw (bytes, lists), as the

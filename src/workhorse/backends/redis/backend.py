@@ -1,0 +1,465 @@
+"""RedisBackend: the contract methods, each one script call (or a pipeline of them) on the
+plumbing of RedisCore; the package's __init__ describes the keys."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from workhorse import codec
+from workhorse.backends.base import Capabilities, RenewResult
+from workhorse.backends.redis.waiting import RedisWaiting
+from workhorse.job import (
+    FINISHED_STATES,
+    EnqueueResult,
+    Event,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+    WorkerInfo,
+)
+
+_COUNT_STATES = (
+    JobState.QUEUED,
+    JobState.SCHEDULED,
+    JobState.ACTIVE,
+    JobState.COMPLETED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+)
+_ENQUEUE_CHUNK = 250  # jobs per enqueue script call
+_ENQUEUE_ARGS = 14  # script arguments per job (see enqueue.lua)
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _cursor(entry_id: bytes) -> int:
+    """A stream entry id <ms>-<seq> as the event log's integer cursor."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms) * 1_000_000 + int(seq)
+
+
+class RedisBackend(RedisWaiting):
+    """The Redis backend, standalone (redis://, rediss://) or Cluster (redis+cluster://)."""
+
+    capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
+
+    # -- producing -------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob], *, watch: bool = False) -> list[EnqueueResult]:
+        # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
+        # queues must be applied in order (a later job may meet an earlier one's dedup key).
+        runs: list[tuple[str, list[Any]]] = []
+        for new in jobs:
+            if not runs or runs[-1][0] != new.queue:
+                runs.append((new.queue, []))
+            runs[-1][1].extend(
+                (
+                    new.id,
+                    new.task,
+                    new.data,
+                    new.priority,
+                    _num(new.delay),
+                    _num(new.at),
+                    new.max_attempts,
+                    _num(new.timeout),
+                    _num(new.lease),
+                    "" if new.dedup_key is None else new.dedup_key,
+                    "1" if new.replace else "0",
+                    _num(new.keep_for),
+                    "1" if new.hold else "0",
+                    new.max_stalls,
+                )
+            )
+        # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
+        # this process still packs the next (one big script would serialise the two).
+        # enqueue_watched: with the subscription up, the script watches the jobs right away
+        # (the caller's wait then needs no fetch of its own; see wait_finished).
+        sub = self._sub if watch else None
+        chunks = [
+            [q, "0" if sub is None else "1", *args[k : k + _ENQUEUE_CHUNK * _ENQUEUE_ARGS]]
+            for q, args in runs
+            for k in range(0, len(args), _ENQUEUE_CHUNK * _ENQUEUE_ARGS)
+        ]
+        await self._list_queues({q for q, _ in runs})
+        calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]
+        replies = await self._call_many(calls)
+        # Replies come per chunk, in each chunk's order: map them back to the jobs.
+        found: dict[str, EnqueueResult] = {}
+        for args, reply in zip(chunks, replies, strict=True):
+            for k, i in zip(
+                range(2, len(args), _ENQUEUE_ARGS), range(0, len(reply), 5), strict=True
+            ):
+                job_id, queue = reply[i].decode(), reply[i + 3].decode()
+                self._remember(job_id, queue)
+                state = JobState(reply[i + 2].decode())
+                found[args[k]] = EnqueueResult(
+                    job_id, bool(reply[i + 1]), state, bool(reply[i + 4])
+                )
+                if sub is not None and state not in FINISHED_STATES:
+                    self._watch(job_id, sub)
+        return [found[new.id] for new in jobs]
+
+    async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Enqueue and, in the same script call, watch the jobs' finish (their record is
+        then published whole), so the caller's first wait needs no look of its own."""
+        return await self.enqueue(jobs, watch=True)
+
+    # -- consuming -------------------------------------------------------------------
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float
+    ) -> list[Lease]:
+        leases: list[Lease] = []
+        base = os.urandom(8).hex() + "."
+        await self._list_queues(queues)  # reclaim must see them, even after a data loss
+        for queue in queues:
+            want = limit - len(leases)
+            if want <= 0:
+                break
+            reply, idle = await self._call(
+                "claim", self._q(queue), worker, want, repr(float(lease)), base
+            )
+            self._idle[queue] = (time.monotonic(), idle)
+            for i in range(0, len(reply), 9):
+                timeout = reply[i + 6]
+                leases.append(
+                    Lease(
+                        reply[i].decode(),
+                        reply[i + 1].decode(),
+                        reply[i + 2].decode(),
+                        queue,
+                        reply[i + 3],
+                        reply[i + 4],
+                        int(reply[i + 5]),
+                        float(timeout) if timeout else None,
+                        float(reply[i + 7]),
+                        float(reply[i + 8]),
+                    )
+                )
+        return leases
+
+    async def renew(self, leases: Sequence[Lease]) -> RenewResult:
+        by_queue: dict[str, list[Any]] = {}
+        order: dict[str, list[str]] = {}
+        for lease in leases:
+            by_queue.setdefault(lease.queue, []).extend(
+                (lease.job_id, lease.token, repr(float(lease.lease)))
+            )
+            order.setdefault(lease.queue, []).append(lease.job_id)
+        if not by_queue:
+            return RenewResult(frozenset(), frozenset())
+        replies = await self._call_many(
+            [("renew", self._q(q), args) for q, args in by_queue.items()]
+        )
+        lost, cancel = set(), set()
+        for q, reply in zip(by_queue, replies, strict=True):
+            for job_id, code in zip(order[q], reply, strict=True):
+                if code == 0:
+                    lost.add(job_id)
+                elif code == 2:
+                    cancel.add(job_id)
+        return RenewResult(frozenset(lost), frozenset(cancel))
+
+    async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
+        by_queue: dict[str, list[Any]] = {}
+        slots: dict[str, list[int]] = {}
+        dumps = codec.dumps
+        for n, (lease, out) in enumerate(items):
+            by_queue.setdefault(lease.queue, []).extend(
+                (
+                    lease.job_id,
+                    lease.token,
+                    out.kind,
+                    b"" if out.result is None else out.result,
+                    b"" if out.error is None else dumps(out.error),
+                    repr(float(out.delay)),
+                    "1" if out.refund else "0",
+                    dumps(out.logs) if out.logs else b"",
+                )
+            )
+            slots.setdefault(lease.queue, []).append(n)
+        if not by_queue:
+            return []
+        replies = await self._call_many(
+            [("finish", self._q(q), args) for q, args in by_queue.items()]
+        )
+        accepted = [False] * len(items)
+        for q, reply in zip(by_queue, replies, strict=True):
+            for n, code in zip(slots[q], reply, strict=True):
+                accepted[n] = code == 1
+        return accepted
+
+    async def update(
+        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+    ) -> bool:
+        payload = b"" if progress is None else codec.dumps(progress)
+        data = b"" if progress is None else codec.dumps({"progress": progress})
+        ok = await self._call(
+            "update",
+            self._q(lease.queue),
+            lease.job_id,
+            lease.token,
+            payload,
+            data,
+            codec.dumps(list(logs)) if logs else b"",
+        )
+        return bool(ok)
+
+    async def reclaim_expired(self) -> list[str]:
+        await self._check_epoch()
+        queues = await self._queues()
+        if not queues:
+            return []
+        replies = await self._call_many([("reclaim", self._q(q), ()) for q in queues])
+        return [job_id.decode() for reply in replies for job_id in reply]
+
+    # -- inspecting and controlling ----------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        found = await self._fetch([job_id])
+        return found[0] if found else None
+
+    async def query(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        if limit <= 0 or task == "":  # the script reads '' as "any task"; no task has it
+            return []
+        queues = [queue] if queue is not None else await self._queues()
+        if not queues:
+            return []
+        st = "" if state is None else JobState(state).value
+        one = len(queues) == 1
+        # Across queues: the newest offset+limit of each, merged, then the page cut out.
+        args = (st, task or "", offset if one else 0, limit if one else offset + limit)
+        replies = await self._call_many([("query", self._q(q), args) for q in queues])
+        jobs = [
+            job
+            for q, reply in zip(queues, replies, strict=True)
+            for job in await self._jobs(self._q(q), reply)
+        ]
+        if one:
+            return jobs
+        jobs.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        return jobs[offset : offset + limit]
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        names = list(queues) if queues is not None else await self._queues()
+        if not names:
+            return {}
+        replies = await self._call_many([("counts", self._q(q), ()) for q in names])
+        out: dict[str, dict[str, int]] = {}
+        for q, reply in zip(names, replies, strict=True):
+            row: dict[str, int] = dict(zip(_COUNT_STATES, (int(n) for n in reply), strict=True))
+            if queues is None and not any(row.values()):
+                continue  # a queue whose jobs are all gone, as if never used
+            out[q] = row
+        return out
+
+    async def _queue_of(self, job_id: str) -> str | None:
+        queue = self._where.get(job_id)
+        if queue is None:
+            if not await self._fetch([job_id]):
+                return None
+            queue = self._where.get(job_id)
+        return queue
+
+    async def cancel(self, job_id: str) -> JobState | None:
+        queue = await self._queue_of(job_id)
+        if queue is None:
+            return None
+        state = await self._call("cancel", self._q(queue), job_id)
+        return None if not state else JobState(state.decode())
+
+    async def release(self, ids: Collection[str]) -> None:
+        for job_id in ids:
+            queue = await self._queue_of(job_id)
+            if queue is not None:
+                await self._call("release", self._q(queue), job_id)
+
+    async def retry(self, job_id: str) -> bool:
+        queue = await self._queue_of(job_id)
+        if queue is None:
+            return False
+        return bool(await self._call("retry", self._q(queue), job_id))
+
+    async def purge(
+        self,
+        *,
+        states: Collection[JobState],
+        older_than: float | None = None,
+        keep_last: int | None = None,
+        queue: str | None = None,
+        retention: bool = False,
+    ) -> int:
+        if older_than is None and keep_last is None and not retention:
+            return 0
+        queues = [queue] if queue is not None else await self._queues()
+        total = 0
+        keep = "" if keep_last is None else keep_last
+        for st in sorted(set(states) & FINISHED_STATES):
+            # keep_last counts per queue, so one script per queue reads and deletes at once.
+            calls = [
+                ("purge", self._q(q), (st.value, _num(older_than), keep, "1" if retention else ""))
+                for q in queues
+            ]
+            if calls:
+                total += sum(await self._call_many(calls))
+        return total
+
+    async def pause(self, queue: str) -> None:
+        await self._list_queues([queue])
+        await self._call("pause", self._q(queue), "1")
+
+    async def resume(self, queue: str) -> None:
+        await self._call("pause", self._q(queue), "0")
+
+    async def paused(self) -> set[str]:
+        queues = await self._queues()
+        flags = await self._conn().many([("EXISTS", self._q(q) + "paused") for q in queues])
+        return {q for q, flag in zip(queues, flags, strict=True) if flag}
+
+    # -- coordination ------------------------------------------------------------------
+    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        px = "" if ttl is None else max(1, round(ttl * 1000))
+        return bool(await self._call("kv", "", "setnx", key, value, px))
+
+    async def kv_get(self, key: str) -> str | None:
+        raw = await self._conn().call("GET", self._g + "kv:" + key)
+        return None if raw is None else raw.decode()
+
+    async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
+        px = "" if ttl is None else max(1, round(ttl * 1000))
+        await self._call("kv", "", "set", key, value, px)
+
+    async def kv_delete(self, key: str, value: str | None = None) -> bool:
+        only = "0" if value is None else "1"
+        return bool(await self._call("kv", "", "delete", key, only, value or ""))
+
+    async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
+        if not held:
+            return set()
+        pairs = [part for item in held.items() for part in item]
+        flags = await self._call("kv", "", "extend", max(1, round(ttl * 1000)), *pairs)
+        return {key for key, flag in zip(held, flags, strict=True) if flag}
+
+    async def kv_scan(self, prefix: str) -> dict[str, str]:
+        flat = await self._call("kv", "", "scan", prefix, once=False)
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
+        px = "" if ttl is None else max(1, round(ttl * 1000))
+        return int(await self._call("counter", "", self._g + "n:" + key, n, px))
+
+    # -- events and workers ------------------------------------------------------------
+    async def publish(self, events: Sequence[Event]) -> None:
+        args: list[Any] = []
+        for ev in events:
+            args.extend(
+                (
+                    ev.type,
+                    ev.job_id or "",
+                    ev.task or "",
+                    ev.queue or "",
+                    codec.dumps(ev.data),
+                    repr(float(ev.at)) if ev.at else "",
+                )
+            )
+        if args:
+            await self._call("publish", "", *args)
+
+    async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The streams merged: {P}:events and each queue's {P:Q}:events, by entry id.
+
+        Only entries older than the server's current millisecond are returned (the
+        horizon, read before the streams): a later XADD gets an id at or past it, so a
+        reader whose cursor passed an id never misses an event written after it. Entries
+        of different streams may share an id (the same millisecond and sequence); a page
+        never splits them, so the cursor stays exact."""
+        if limit <= 0:
+            return []
+        streams = [self._g + "events", *(self._q(q) + "events" for q in await self._queues())]
+        ms, seq = divmod(max(0, int(after)), 1_000_000)
+        reads = [("XRANGE", s, f"({ms}-{seq}", "+", "COUNT", limit) for s in streams]
+        horizon, replies = await self._conn().read_after_time(reads)
+        merged: list[tuple[int, int, Any]] = []
+        for n, entries in enumerate(replies):
+            if isinstance(entries, Exception):
+                raise entries
+            for entry_id, flat in entries:
+                cursor = _cursor(entry_id)
+                if cursor // 1_000_000 >= horizon:
+                    break
+                merged.append((cursor, n, flat))
+        merged.sort(key=lambda m: (m[0], m[1]))
+        if len(merged) > limit:
+            cut = limit
+            while cut > 0 and merged[cut - 1][0] == merged[limit][0]:
+                cut -= 1  # the last id continues past the page: leave it whole for the next
+            if cut == 0:  # one id holds more than a page: it goes out whole
+                while cut < len(merged) and merged[cut][0] == merged[0][0]:
+                    cut += 1
+            merged = merged[:cut]
+        out = []
+        for cursor, _, flat in merged:
+            f = dict(zip(flat[::2], flat[1::2], strict=True))
+            out.append(
+                Event(
+                    f[b"e"].decode(),
+                    f[b"j"].decode() or None,
+                    f[b"t"].decode() or None,
+                    f[b"q"].decode() or None,
+                    codec.loads(f[b"d"]),
+                    float(f[b"a"]),
+                    cursor,
+                )
+            )
+        return out
+
+    async def beat(self, info: WorkerInfo, ttl: float) -> None:
+        record = codec.dumps(
+            {
+                "host": info.host,
+                "pid": info.pid,
+                "queues": info.queues,
+                "started_at": info.started_at,
+                "active": info.active,
+                "processed": info.processed,
+                "ttl": ttl,
+            }
+        )
+        now = await self._call("beat", "", info.id, record, repr(float(ttl)))
+        info.last_seen = float(now)
+
+    async def workers(self) -> list[WorkerInfo]:
+        reply = await self._call("workers", "")
+        out = []
+        for i in range(1, len(reply), 3):
+            rec = codec.loads(reply[i + 2])
+            out.append(
+                WorkerInfo(
+                    reply[i].decode(),
+                    rec["host"],
+                    rec["pid"],
+                    rec["queues"],
+                    rec["started_at"],
+                    rec["active"],
+                    rec["processed"],
+                    float(reply[i + 1]) - float(rec["ttl"]),
+                )
+            )
+        return out
+
+    async def remove_worker(self, worker_id: str) -> None:
+        await self._conn().many(
+            [("HDEL", self._g + "workers", worker_id), ("ZREM", self._g + "workers:exp", worker_id)]
+        )

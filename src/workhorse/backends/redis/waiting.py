@@ -1,0 +1,162 @@
+"""The Redis backend's waits: idle workers block on a queue's wake-up list, callers waiting
+for results on the pub/sub channel of finished jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from workhorse.backends.redis.cluster import ClusterWire
+from workhorse.backends.redis.core import WHERE_CAP, RedisCore
+from workhorse.backends.redis.records import decode_published
+from workhorse.backends.redis.wire import Wire
+from workhorse.job import Job
+
+_HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
+_EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
+
+
+class RedisWaiting(RedisCore):
+    """wait_for_jobs and wait_finished, on the state RedisCore holds."""
+
+    async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
+        if not queues or timeout <= 0:
+            return
+        peeks = self._idle_hints(queues)
+        if peeks is None:
+            peeks = await self._call_many([("peek", self._q(q), ()) for q in queues])
+        if time.monotonic() >= self._epoch_due:
+            self._epoch_due = time.monotonic() + _EPOCH_EVERY
+            await self._check_epoch()
+        wake_keys = []
+        for q, (paused, due, wait) in zip(queues, peeks, strict=True):
+            wake_keys.append(self._q(q) + "wake")
+            if paused:
+                continue
+            if due:
+                return
+            if wait:
+                timeout = min(timeout, float(wait))
+        if timeout <= 0.001:
+            return
+        if isinstance(cluster := self._conn(), ClusterWire):
+            await cluster.blpop_any(wake_keys, timeout)  # one slot per queue: a pop each
+            return
+        # A connection of its own: a blocked one can carry nothing else. The server bounds
+        # the wait; the client's own bound covers a silent network.
+        wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
+        try:
+            await wire.call("BLPOP", *wake_keys, round(timeout, 3), timeout=timeout + 5)
+        except BaseException:
+            await wire.close()  # cancelled or broken mid-wait: its reply would come later
+            raise
+        self._idle_blockers.append(wire)
+
+    def _idle_hints(self, queues: Sequence[str]) -> list[Any] | None:
+        """(paused, due, wait) of each queue as its claim of a moment ago left it, or None
+        (then a peek asks). A claim reports what a peek would, and is as good: when nothing
+        was due it dropped the wake-up tokens, and anything that makes a job ready since
+        (enqueue, retry, reclaim, resume) pushes one, which the blocking pop then finds."""
+        hints = []
+        now = time.monotonic()
+        for q in queues:
+            found = self._idle.pop(q, None)  # once: a later wait asks afresh
+            if found is None or now - found[0] > _HINT_AGE:
+                return None
+            paused, due, wait = found[1]
+            if wait:  # seconds from the claim, not from now
+                wait = max(0.0, float(wait) - (now - found[0]))
+                due = due or not wait
+            hints.append((paused, due, wait))
+        return hints
+
+    def _new_wire(self) -> Wire:
+        # On a cluster: a node's own connection; a PUBLISH reaches every node.
+        return Wire(self._node_url, self._safe, self._call_timeout)
+
+    def _watch(self, job_id: str, sub: tuple[Wire, asyncio.Queue[Any]]) -> None:
+        watched = self._watched
+        if len(watched) >= WHERE_CAP:
+            for old in list(watched)[: WHERE_CAP // 2]:
+                del watched[old]
+        watched[job_id] = sub
+
+    async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
+        wanted = set(ids)
+        if not wanted:
+            return []
+        # Records published while a call waited for other ids: finished, so final.
+        done = [self._recent.pop(i) for i in wanted if i in self._recent]
+        if done:
+            for job in done:
+                self._watched.pop(job.id, None)
+            return done
+        async with self._sub_lock:
+            messages = await self._subscribed() if timeout > 0 else None
+            # Subscribed first, then looked (and the unfinished watched): a finish in
+            # between is still heard. Jobs watched at enqueue while this subscription was
+            # up need no look: their finish is published to it.
+            todo = [i for i in wanted if messages is None or self._watched.get(i) is not self._sub]
+            if todo:
+                done = await self._fetch(todo, "2" if messages is not None else "1")
+                if done or messages is None:
+                    return done
+            assert messages is not None
+            try:
+                async with asyncio.timeout(timeout):
+                    while True:
+                        item = await messages.get()
+                        if isinstance(item, Exception):
+                            raise item
+                        if item[0] != b"message":
+                            continue
+                        for job in self._parse_published(item[2]):
+                            self._watched.pop(job.id, None)  # finished: nothing to watch
+                            if job.id in wanted:
+                                done.append(job)
+                            else:
+                                self._keep_recent(job)
+                        # Also on a miss: the caller may wait for new ids by now.
+                        return done
+            except TimeoutError:
+                for i in wanted:  # the next call looks again, as a poll would
+                    self._watched.pop(i, None)
+                return []
+            except BaseException:
+                # A broken subscription (server restart): start a fresh one next time,
+                # and look at every id again (its finish may have gone unheard).
+                sub, self._sub = self._sub, None
+                self._watched.clear()
+                if sub is not None:
+                    await sub[0].close()
+                raise
+
+    def _keep_recent(self, job: Job) -> None:
+        recent = self._recent
+        if len(recent) >= 1000:
+            del recent[next(iter(recent))]
+        recent[job.id] = job
+
+    def _parse_published(self, raw: bytes) -> list[Job]:
+        jobs = decode_published(raw)
+        for job in jobs:
+            self._remember(job.id, job.queue)
+        return jobs
+
+    async def _subscribed(self) -> asyncio.Queue[Any]:
+        if self._sub is None:
+            self._conn()
+            wire = self._new_wire()
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            try:
+                proto = await wire.connect()
+                proto.push = queue.put_nowait
+                await wire.call("SUBSCRIBE", self._g + "finished")
+            except BaseException:
+                await wire.close()
+                raise
+            self._sub = (wire, queue)
+            self._watched.clear()
+        return self._sub[1]

@@ -1,0 +1,283 @@
+"""The RESP connection of the Redis backend: one socket shared by every caller, replies
+parsed by hiredis and matched to their commands in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from workhorse.errors import BackendError, ConfigError
+
+CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
+_RESEND_WINDOW = 20.0  # seconds after its first send a command may be sent again
+_RESENDS = 3  # times a command whose connection dropped is sent again
+_CERT_REQS = ("required", "optional", "none")
+
+
+class _Dropped(RedisConnectionError):
+    """The connection went away while the command waited for its reply."""
+
+
+class _Closed(RedisConnectionError):
+    """This client closed the connection: its commands are not sent again."""
+
+
+class Unreachable(RedisConnectionError):
+    """No connection could be made; the message names the URL and what to check."""
+
+
+def _tls(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """A verifying TLS context; only ``ssl_cert_reqs=none`` turns verification off."""
+    context = ssl.create_default_context(cafile=_opt_str(options.get("ssl_ca_certs")))
+    if cert_reqs(options.get("ssl_cert_reqs")) == "none":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def cert_reqs(value: object) -> str:
+    reqs = "required" if value is None else str(value).lower()
+    if reqs not in _CERT_REQS:
+        raise ConfigError(
+            f"ssl_cert_reqs={reqs!r} in the Redis URL: use required (the default; optional "
+            "means the same, as a server always shows a certificate) or none"
+        )
+    return reqs
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _bulk(arg: Any) -> bytes:
+    kind = type(arg)
+    if kind is bytes:
+        raw: bytes = arg
+    elif kind is str:
+        raw = arg.encode()
+    elif kind is int:
+        raw = b"%d" % arg
+    elif isinstance(arg, str):  # subclasses such as StrEnum
+        raw = str(arg).encode()
+    elif isinstance(arg, bytes | int):  # bytes subclasses, bool
+        raw = bytes(arg) if isinstance(arg, bytes) else b"%d" % int(arg)
+    else:
+        raw = repr(arg).encode()
+    return b"$%d\r\n%b\r\n" % (len(raw), raw)
+
+
+def _pack(args: Sequence[Any]) -> bytes:
+    """A command in RESP: an array of bulk strings. Hot for bulk enqueue: type() checks
+    first, one join."""
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+
+
+class _Protocol(asyncio.Protocol):
+    """Replies are parsed and handed to their waiting callers right in data_received: no
+    reader task in between, so a reply costs one wake-up, the caller's."""
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self.parser = hiredis.Reader(replyError=ResponseError)
+        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        # Set on a subscribed connection: replies nobody asked for (pub/sub messages), and
+        # the error that ended the connection.
+        self.push: Callable[[Any], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        parser, pending = self.parser, self.pending
+        parser.feed(data)
+        try:
+            while (reply := parser.gets()) is not False:
+                if not pending and self.push is not None:
+                    self.push(reply)
+                    continue
+                fut = pending.popleft()
+                if not fut.done():
+                    fut.set_result(reply)
+        except Exception as exc:  # a protocol error: this connection cannot go on
+            self.wire.abort(self, _Dropped(f"bad reply from Redis at {self.wire.safe}: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        detail = f": {exc}" if exc else ""
+        self.wire.abort(self, _Dropped(f"Redis at {self.wire.safe} closed the connection{detail}"))
+
+
+class Wire:
+    """One connection shared by every caller of a backend: commands are written the moment
+    they are made and replies matched to them in order. Concurrent callers' commands share
+    packets, and a command costs a few microseconds of Python instead of a pool checkout,
+    retry wrapper and parser round of a general-purpose client. Blocking commands and
+    pub/sub do not come here (they would hold everyone up)."""
+
+    def __init__(self, url: str, safe: str, call_timeout: float = CALL_TIMEOUT) -> None:
+        options = parse_url(url)
+        self.call_timeout = call_timeout
+        self.host = str(options.get("host", "127.0.0.1"))
+        self.port = int(options.get("port", 6379))
+        self.db = int(options.get("db", 0) or 0)
+        self.username = options.get("username")
+        self.password = options.get("password")
+        self.ssl: ssl.SSLContext | None = None
+        if url.startswith("rediss://"):
+            self.ssl = _tls(options)
+        self.safe = safe
+        self._proto: _Protocol | None = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> _Protocol:
+        async with self._lock:
+            if self._proto is not None:
+                return self._proto
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(5):
+                    _, proto = await loop.create_connection(
+                        lambda: _Protocol(self), self.host, self.port, ssl=self.ssl
+                    )
+            except OSError as exc:  # refused, unreachable, unknown host, TLS, timed out
+                raise Unreachable(
+                    f"cannot connect to Redis at {self.safe}: {exc or 'timed out after 5s'}. "
+                    "Check that the server runs and that the URL's host and port are right "
+                    "(rediss:// for a TLS port)"
+                ) from exc
+            assert proto.transport is not None
+            sock = proto.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            self._proto = proto
+            hello: list[tuple[Any, ...]] = []
+            if self.password is not None:
+                hello.append(("AUTH", self.username, self.password) if self.username
+                             else ("AUTH", self.password))  # fmt: skip
+            if self.db:
+                hello.append(("SELECT", self.db))
+            replies = await asyncio.gather(*(self._send(proto, c) for c in hello))
+            for command, reply in zip(hello, replies, strict=True):
+                if isinstance(reply, ResponseError):
+                    self.abort(proto, reply)
+                    if command[0] == "AUTH":
+                        raise BackendError(
+                            f"Redis at {self.safe} refused the credentials: {reply}. Check "
+                            "the user name and password in the URL (redis://user:password@"
+                            "host:port/db; redis://:password@... for the default user)"
+                        ) from None
+                    raise BackendError(
+                        f"Redis at {self.safe} refused database {self.db}: {reply}. Check "
+                        "the database number at the end of the URL (a default server has "
+                        "0 to 15)"
+                    ) from None
+            return proto
+
+    @staticmethod
+    def _send(proto: _Protocol, args: Sequence[Any]) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        proto.pending.append(fut)
+        assert proto.transport is not None
+        proto.transport.write(_pack(args))
+        return fut
+
+    def abort(self, proto: _Protocol, error: Exception) -> None:
+        """Fail what waits on ``proto`` and forget it; the next command reconnects."""
+        if self._proto is proto:
+            self._proto = None
+        pending, proto.pending = proto.pending, deque()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(error)
+        if proto.push is not None:
+            proto.push(error)
+            proto.push = None
+        if proto.transport is not None:
+            proto.transport.close()
+
+    async def call(self, *args: Any, timeout: float | None = None) -> Any:
+        """One command; an error reply is raised. A command whose connection dropped
+        under it is sent again on a fresh one, within _RESEND_WINDOW: only idempotent
+        commands come here (state changes carry a call id, see scripts.ONCE), as the server may
+        have run it already."""
+        until = time.monotonic() + _RESEND_WINDOW
+        for attempt in range(_RESENDS + 1):
+            proto = self._proto or await self.connect()
+            try:
+                async with asyncio.timeout(timeout or self.call_timeout):
+                    reply = await self._send(proto, args)
+            except _Dropped:
+                if attempt == _RESENDS or time.monotonic() > until:
+                    raise
+                continue
+            except TimeoutError:
+                self._stuck(proto)
+                raise
+            if isinstance(reply, ResponseError):
+                raise _error(reply)
+            return reply
+        raise AssertionError("unreachable")
+
+    def _stuck(self, proto: _Protocol) -> None:
+        """A call timed out. Replies come in order, so every command sent after it is stuck
+        too: the connection is dropped and the other callers send theirs again (with
+        their call ids); the timed-out caller's outcome is unknown."""
+        self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
+
+    async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Pipelined: every command written at once; replies (errors included, not
+        raised) in order. Sent again as ``call`` is."""
+        until = time.monotonic() + _RESEND_WINDOW
+        for attempt in range(_RESENDS + 1):
+            try:
+                return await self._many_once(commands)
+            except _Dropped:
+                if attempt == _RESENDS or time.monotonic() > until:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _many_once(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        proto = self._proto or await self.connect()
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        proto.pending.extend(futs)
+        assert proto.transport is not None
+        # One write, so one send() for the lot: on a busy machine every system call to
+        # the loopback can cost a context switch to the server.
+        proto.transport.write(b"".join(map(_pack, commands)))
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                replies = await asyncio.gather(*futs)
+        except TimeoutError:
+            self._stuck(proto)
+            raise
+        return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
+
+    async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
+        """The server's millisecond, then ``reads``, in one pipeline: one server runs them
+        in order, so the reads see everything written before that millisecond."""
+        (sec, usec), *replies = await self.many([("TIME",), *reads])
+        return int(sec) * 1000 + int(usec) // 1000, replies
+
+    async def close(self) -> None:
+        proto = self._proto
+        if proto is not None:
+            self.abort(proto, _Closed(f"the connection to Redis at {self.safe} was closed"))
+            await asyncio.sleep(0)  # let the transport finish closing
+
+
+def _error(reply: ResponseError) -> ResponseError:
+    message = str(reply)
+    if message.startswith("NOSCRIPT"):
+        return NoScriptError(message)
+    return reply

@@ -1,0 +1,192 @@
+"""The database thread: one SQLite connection on one thread, write transactions, retry on lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from workhorse.backends.sqlite import schema
+from workhorse.errors import BackendError, ConfigError
+
+T = TypeVar("T")
+
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` → an absolute file path."""
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() != "sqlite" or not sep:
+        raise ConfigError(f"not an SQLite URL: {url!r}; use sqlite:///path/to.db")
+    rest = rest.split("?", 1)[0]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise ConfigError(
+            f"SQLite URL {url!r} has no file path; use sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    path = rest[1:]
+    if path == ":memory:":
+        raise ConfigError(
+            "an in-memory SQLite database cannot be shared between connections; "
+            "use memory:// for a store inside one process, or a file path"
+        )
+    return os.path.abspath(path)
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _BUSY_CODES
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class Database:
+    """One connection to the file at ``path`` and the one thread that uses it, so the event
+    loop never waits on the disk. Writes take the write lock up front (``BEGIN IMMEDIATE``):
+    two processes never deadlock upgrading a read lock, and a busy database is retried for
+    up to ``lock_timeout`` seconds, never reported to the caller."""
+
+    def __init__(self, path: str, lock_timeout: float) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._open_lock: asyncio.Lock | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._conn is not None:
+                return
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workhorse-sqlite")
+            try:
+                conn = await asyncio.get_running_loop().run_in_executor(executor, self._connect)
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            self._executor, self._conn = executor, conn
+
+    async def close(self) -> None:
+        conn, executor = self._conn, self._executor
+        if conn is None or executor is None:
+            return
+        self._conn = self._executor = None
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        finally:
+            executor.shutdown(wait=False)
+
+    def _connect(self) -> sqlite3.Connection:
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=0.05, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise BackendError(
+                f"cannot open the SQLite file {self.path}: {exc}; check that the folder "
+                "is writable or set WORKHORSE_URL to another sqlite:/// path"
+            ) from exc
+        try:
+            # busy_timeout stays short: SQLite's own back-off grows to 100 ms sleeps, so
+            # longer waits are retried here with short sleeps (see retry).
+            self.retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA busy_timeout = 50")
+            conn.execute("PRAGMA cache_size = -16000")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < schema.SCHEMA_VERSION:
+                self.tx_on(conn, schema.upgrade, version)
+            elif version > schema.SCHEMA_VERSION:
+                raise BackendError(
+                    f"{self.path} was written by a newer workhorse (schema {version}, this "
+                    f"one knows {schema.SCHEMA_VERSION}); upgrade workhorse"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    # -- on the database thread --------------------------------------------------------
+    def retry(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` until it gets past a lock held by another connection."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.0005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise BackendError(
+                        f"{self.path} stayed locked for {self.lock_timeout:g}s: another "
+                        "process holds a write transaction; find it, or raise lock_timeout "
+                        "(sqlite:///...?lock_timeout=120)"
+                    ) from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.02)
+
+    def tx_on(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction, retried while the file is locked."""
+
+        def attempt() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return self.retry(attempt)
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._conn
+        if conn is None:
+            raise BackendError("the SQLite backend was closed while a call was queued")
+        return self.retry(lambda: fn(conn, *args))
+
+    def _tx(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._conn
+        if conn is None:
+            raise BackendError("the SQLite backend was closed while a call was queued")
+        return self.tx_on(conn, fn, *args)
+
+    # -- from the event loop -----------------------------------------------------------
+    async def _call(self, runner: Callable[..., T], fn: Callable[..., T], *args: Any) -> T:
+        executor = self._executor
+        if executor is None:
+            raise BackendError(
+                f"the SQLite backend for {self.path} is not open; call await backend.open() "
+                "(or use the app, which opens it)"
+            )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, runner, fn, *args)
+        except sqlite3.Error as exc:
+            raise BackendError(f"SQLite error on {self.path}: {exc}") from exc
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction on the database thread."""
+        return await self._call(self._tx, fn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on the database thread, outside a write transaction."""
+        return await self._call(self._in_thread, fn, *args)

@@ -1,0 +1,146 @@
+"""Coordination tables: keys with a TTL (wh_kv), counters, and worker heartbeats.
+
+Each function runs on the database thread with the connection and the backend's clock.
+The kv store shares wh_kv with set_if_absent; an expired row counts as absent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from workhorse.backends.sqlite.rows import to_json
+from workhorse.job import WorkerInfo
+
+Clock = Callable[[], float]
+
+
+def set_if_absent(
+    conn: sqlite3.Connection, clock: Clock, key: str, value: str, ttl: float | None
+) -> bool:
+    now = clock()
+    cur = conn.execute(
+        "INSERT INTO wh_kv (key, value, expires_at) VALUES (:key, :value, :expires) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+        "expires_at = excluded.expires_at "
+        "WHERE wh_kv.expires_at IS NOT NULL AND wh_kv.expires_at <= :now",
+        {"key": key, "value": value, "now": now, "expires": None if ttl is None else now + ttl},
+    )
+    return cur.rowcount == 1
+
+
+def kv_get(conn: sqlite3.Connection, clock: Clock, key: str) -> str | None:
+    row = conn.execute(
+        "SELECT value FROM wh_kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+        (key, clock()),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def kv_set(conn: sqlite3.Connection, clock: Clock, key: str, value: str, ttl: float | None) -> None:
+    expires = None if ttl is None else clock() + ttl
+    conn.execute(
+        "INSERT OR REPLACE INTO wh_kv (key, value, expires_at) VALUES (?, ?, ?)",
+        (key, value, expires),
+    )
+
+
+def kv_delete(conn: sqlite3.Connection, clock: Clock, key: str, value: str | None) -> bool:
+    now = clock()
+    held = conn.execute("SELECT value, expires_at FROM wh_kv WHERE key = ?", (key,)).fetchone()
+    if held is None:
+        return False
+    if held[1] is not None and held[1] <= now:
+        conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
+        return False  # expired: absent, as kv_get would say
+    if value is not None and held[0] != value:
+        return False
+    conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
+    return True
+
+
+def kv_extend(
+    conn: sqlite3.Connection, clock: Clock, held: Mapping[str, str], ttl: float
+) -> set[str]:
+    now = clock()
+    ours = set()
+    for key, value in held.items():
+        cur = conn.execute(
+            "UPDATE wh_kv SET expires_at = ? WHERE key = ? AND value = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (now + ttl, key, value, now),
+        )
+        if cur.rowcount:
+            ours.add(key)
+    return ours
+
+
+def kv_scan(conn: sqlite3.Connection, clock: Clock, prefix: str) -> dict[str, str]:
+    # A key range keeps the primary key index in use; substr() checks it exactly, on
+    # bytes (length() of text stops at a NUL character).
+    sql = (
+        "SELECT key, value FROM wh_kv WHERE substr(CAST(key AS BLOB), 1, "
+        "length(CAST(:p AS BLOB))) = CAST(:p AS BLOB) "
+        "AND (expires_at IS NULL OR expires_at > :now)"
+    )
+    params: dict[str, Any] = {"p": prefix, "now": clock()}
+    if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
+        sql += " AND key >= :p AND key < :end"
+        params["end"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return {str(k): str(v) for k, v in conn.execute(sql, params)}
+
+
+def counter_add(conn: sqlite3.Connection, clock: Clock, key: str, n: int, ttl: float | None) -> int:
+    now = clock()
+    # SET expressions see the old row; an expired counter starts again from zero.
+    (value,) = conn.execute(
+        "INSERT INTO wh_counters (key, value, expires_at) VALUES (:key, :n, :expires) "
+        "ON CONFLICT (key) DO UPDATE SET "
+        "value = CASE WHEN expires_at IS NOT NULL AND expires_at <= :now THEN :n "
+        "ELSE value + :n END, "
+        "expires_at = CASE WHEN expires_at IS NULL OR expires_at <= :now THEN :expires "
+        "ELSE expires_at END "
+        "RETURNING value",
+        {"key": key, "n": n, "now": now, "expires": None if ttl is None else now + ttl},
+    ).fetchone()
+    return int(value)
+
+
+def sweep(conn: sqlite3.Connection, clock: Clock) -> None:
+    """Drop expired keys, counters and worker records so the tables stay small."""
+    now = clock()
+    conn.execute("DELETE FROM wh_kv WHERE expires_at <= ?", (now,))
+    conn.execute("DELETE FROM wh_counters WHERE expires_at <= ?", (now,))
+    conn.execute("DELETE FROM wh_workers WHERE expires_at <= ?", (now,))
+
+
+def beat(conn: sqlite3.Connection, clock: Clock, info: WorkerInfo, ttl: float) -> None:
+    now = clock()
+    info.last_seen = now
+    conn.execute(
+        "INSERT OR REPLACE INTO wh_workers (id, info, expires_at) VALUES (?, ?, ?)",
+        (
+            info.id,
+            to_json(
+                {
+                    "id": info.id,
+                    "host": info.host,
+                    "pid": info.pid,
+                    "queues": info.queues,
+                    "started_at": info.started_at,
+                    "active": info.active,
+                    "processed": info.processed,
+                    "last_seen": info.last_seen,
+                }
+            ),
+            now + ttl,
+        ),
+    )
+
+
+def workers(conn: sqlite3.Connection, clock: Clock) -> list[WorkerInfo]:
+    rows = conn.execute("SELECT info FROM wh_workers WHERE expires_at > ? ORDER BY id", (clock(),))
+    return [WorkerInfo(**orjson.loads(r[0])) for r in rows]

@@ -1,0 +1,70 @@
+"""The durable event log of the SQLite backend: rows to append, the bounded log, reading it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from workhorse.backends.sqlite.rows import to_json
+from workhorse.backends.sqlite.statements import EVENT
+from workhorse.job import Event
+
+EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
+
+# The event type of each finish outcome's kind.
+EVENT_OF = {
+    "completed": "completed",
+    "failed": "failed",
+    "retry": "retrying",
+    "cancelled": "cancelled",
+}
+
+
+def event_row(
+    type_: str, job_id: str, task: str, queue: str, now: float, data: dict[str, Any] | None = None
+) -> EventRow:
+    return (type_, job_id, task, queue, to_json(data) if data else None, now)
+
+
+def published_rows(events: Sequence[Event], now: float) -> list[EventRow]:
+    """Rows for events a caller publishes; one without a time happened ``now``."""
+    return [
+        (ev.type, ev.job_id, ev.task, ev.queue, to_json(ev.data) if ev.data else None, ev.at or now)
+        for ev in events
+    ]
+
+
+class EventLog:
+    """Appends to wh_events and keeps its ``max_events`` newest rows."""
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self._since_trim = 0
+
+    def add(self, conn: sqlite3.Connection, rows: Sequence[EventRow]) -> None:
+        if not rows:
+            return
+        conn.executemany(EVENT, rows)
+        self._since_trim += len(rows)
+        if self._since_trim >= 1000:
+            # Amortised: one range delete per thousand events keeps the log bounded.
+            self._since_trim = 0
+            conn.execute(
+                "DELETE FROM wh_events WHERE id <= (SELECT max(id) FROM wh_events) - ?",
+                (self.max_events,),
+            )
+
+
+def read(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
+    rows = conn.execute(
+        "SELECT type, job_id, task, queue, data, at, id FROM wh_events WHERE id > ? "
+        "ORDER BY id LIMIT ?",
+        (after, limit),
+    )
+    return [
+        Event(t, j, tk, q, {} if d is None else orjson.loads(d), at, i)
+        for t, j, tk, q, d, at, i in rows
+    ]

@@ -1,0 +1,99 @@
+"""The SQLite schema: its text, its version, and the upgrade of a file an older workhorse wrote."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from workhorse.job import MAX_STALLS
+
+# 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
+# 5: stalls and max_stalls
+SCHEMA_VERSION = 5
+
+# Internal states: the public ones, except that "scheduled" is stored (not derived) so the
+# claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS wh_jobs (
+    rid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    task TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout REAL,
+    lease REAL,
+    dedup_key TEXT,
+    created_at REAL NOT NULL,
+    run_at REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    progress TEXT,
+    result BLOB,
+    error TEXT,
+    logs TEXT,
+    worker TEXT,
+    token TEXT,
+    expires_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    keep_for REAL,
+    holds INTEGER NOT NULL DEFAULT 0,
+    stalls INTEGER NOT NULL DEFAULT 0,
+    max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS}
+);
+CREATE INDEX IF NOT EXISTS wh_jobs_ready
+    ON wh_jobs (queue, priority DESC, run_at, seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS wh_jobs_scheduled
+    ON wh_jobs (queue, run_at) WHERE state = 'scheduled';
+CREATE INDEX IF NOT EXISTS wh_jobs_lease
+    ON wh_jobs (expires_at) WHERE state = 'active';
+DROP INDEX IF EXISTS wh_jobs_dedup;
+CREATE UNIQUE INDEX IF NOT EXISTS wh_jobs_dedup_queue ON wh_jobs (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('queued', 'scheduled', 'active');
+CREATE INDEX IF NOT EXISTS wh_jobs_finished
+    ON wh_jobs (state, finished_at, seq) WHERE finished_at IS NOT NULL;
+-- Retention's count is per queue: each queue's newest are one range here.
+CREATE INDEX IF NOT EXISTS wh_jobs_finished_queue
+    ON wh_jobs (state, queue, finished_at, seq) WHERE finished_at IS NOT NULL;
+-- The retention sweep finds jobs with their own keep_for here, not by scanning a state.
+CREATE INDEX IF NOT EXISTS wh_jobs_own_keep ON wh_jobs (state, finished_at)
+    WHERE keep_for IS NOT NULL;
+CREATE INDEX IF NOT EXISTS wh_jobs_created ON wh_jobs (created_at);
+
+CREATE TABLE IF NOT EXISTS wh_events (
+    id INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    job_id TEXT,
+    task TEXT,
+    queue TEXT,
+    data TEXT,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wh_paused (queue TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS wh_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS wh_counters (
+    key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at REAL
+);
+CREATE TABLE IF NOT EXISTS wh_workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS wh_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO wh_meta (key, value) VALUES ('seq', 0);
+"""
+
+
+def upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a file at ``version`` (0: new) to SCHEMA_VERSION, inside the caller's transaction."""
+    if 1 <= version < 3:  # a file of an older version: its table lacks the new columns
+        conn.execute("ALTER TABLE wh_jobs ADD COLUMN keep_for REAL")
+        conn.execute("ALTER TABLE wh_jobs ADD COLUMN holds INTEGER NOT NULL DEFAULT 0")
+    if 1 <= version < 5:
+        conn.execute("ALTER TABLE wh_jobs ADD COLUMN stalls INTEGER NOT NULL DEFAULT 0")
+        conn.execute(
+            f"ALTER TABLE wh_jobs ADD COLUMN max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS}"
+        )
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,0 +1,107 @@
+"""The SQL of the SQLite backend's job statements: claim, enqueue, finish, renew, purge, seq."""
+
+from __future__ import annotations
+
+import sqlite3
+
+LIVE = "('queued', 'scheduled', 'active')"
+# A job whose own keep_for decides its retention: it has one, and no run() caller holds it.
+OWN_RETENTION = "keep_for IS NOT NULL AND holds = 0"
+JOB_COLS = (
+    "id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at, "
+    "started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at, "
+    "dedup_key, keep_for, stalls, max_stalls"
+)
+# Appends the JSON array :logs to the stored array without parsing either (both compact).
+APPEND_LOGS = (
+    "logs = CASE WHEN :logs IS NULL THEN logs WHEN logs IS NULL THEN :logs "
+    "ELSE substr(logs, 1, length(logs) - 1) || ',' || substr(:logs, 2) END"
+)
+OWNED = "WHERE id = :id AND state = 'active' AND token = :token"
+
+PROMOTE = (
+    "UPDATE wh_jobs SET state = 'queued' "
+    "WHERE state = 'scheduled' AND queue = :queue AND run_at <= :now"
+)
+CLAIM = """
+UPDATE wh_jobs SET state = 'active', attempts = attempts + 1, worker = :worker,
+    token = lower(hex(randomblob(8))), started_at = :now,
+    expires_at = :now + coalesce(lease, :lease)
+WHERE rid IN (
+    SELECT rid FROM wh_jobs INDEXED BY wh_jobs_ready
+    WHERE state = 'queued' AND queue = :queue AND run_at <= :now
+      AND NOT EXISTS (SELECT 1 FROM wh_paused WHERE queue = :queue)
+    ORDER BY priority DESC, run_at, seq LIMIT :limit)
+RETURNING id, token, task, queue, data, attempts, max_attempts, timeout,
+    coalesce(lease, :lease), created_at, priority, run_at, seq
+"""
+INSERT = (
+    "INSERT INTO wh_jobs (id, task, queue, state, data, priority, max_attempts, timeout, "
+    "lease, dedup_key, created_at, run_at, seq, keep_for, holds, max_stalls) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+EVENT = "INSERT INTO wh_events (type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?)"
+END = (
+    f"UPDATE wh_jobs SET state = :state, result = :result, error = :error, "
+    f"finished_at = :now, token = NULL, expires_at = NULL, {APPEND_LOGS} {OWNED} "
+    "RETURNING attempts"
+)
+REQUEUE = (
+    f"UPDATE wh_jobs SET state = :state, run_at = :run_at, seq = :seq, token = NULL, "
+    f"expires_at = NULL, worker = NULL, cancel_requested = 0, error = :error, "
+    f"attempts = attempts - :refund, {APPEND_LOGS} {OWNED} RETURNING attempts"
+)
+RENEW = f"UPDATE wh_jobs SET expires_at = :expires {OWNED} RETURNING cancel_requested"
+
+PURGE_CHUNK = 2000
+_FINISHED_IN = "FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL"
+# The queues with finished jobs of a state, found by seeking from one to the next in the
+# per-queue index instead of reading every row.
+FINISHED_QUEUES = f"""queues(name) AS (
+    SELECT (SELECT queue {_FINISHED_IN} ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue {_FINISHED_IN} AND queue > name ORDER BY queue LIMIT 1)
+    FROM queues WHERE name IS NOT NULL)"""
+# Each queue's finished jobs of a state past its newest :keep: everything at or before its
+# (:keep + 1)-th newest (none when it has no more than :keep), one index range per queue.
+# MATERIALIZED and CROSS JOIN fix the plan: each edge is found once, then its range read.
+PAST_KEEP = f"""
+WITH RECURSIVE {{queues}}, edges(name, rid) AS MATERIALIZED (
+    SELECT name, (SELECT rid {_FINISHED_IN} AND queue = name
+                  ORDER BY finished_at DESC, seq DESC LIMIT 1 OFFSET :keep)
+    FROM queues WHERE name IS NOT NULL)
+SELECT j.rid, j.keep_for, j.holds FROM edges CROSS JOIN wh_jobs e ON e.rid = edges.rid
+CROSS JOIN wh_jobs j ON j.state = :state AND j.queue = edges.name AND j.finished_at IS NOT NULL
+    AND (j.finished_at, j.seq) <= (e.finished_at, e.seq)"""
+
+
+def purge_select(rule: str, queue: str | None, retention: bool) -> str:
+    """The rids one chunk of a purge deletes, by ``rule``: "own" (a job's own keep_for
+    passed), "age" (finished before :cutoff) or "rank" (past each queue's newest :keep)."""
+    in_queue = "" if queue is None else " AND queue = :queue"
+    # In the retention sweep a job with its own keep_for, unheld, follows only that.
+    not_own = f" AND NOT ({OWN_RETENTION})" if retention else ""
+    if rule == "own":
+        return (
+            f"SELECT rid FROM wh_jobs WHERE state = :state AND {OWN_RETENTION} "
+            f"AND finished_at + keep_for <= :now{in_queue} LIMIT :chunk"
+        )
+    if rule == "age":
+        return (
+            "SELECT rid FROM wh_jobs WHERE state = :state AND finished_at IS NOT NULL "
+            f"AND finished_at <= :cutoff{in_queue}{not_own} LIMIT :chunk"
+        )
+    # Counted per queue and deleted in one write transaction; ranking after the age cut is
+    # the same (the old ones were the tail). Jobs with their own keep_for count toward
+    # keep_last but are not what it removes.
+    queues = FINISHED_QUEUES if queue is None else "queues(name) AS (SELECT :queue)"
+    past = PAST_KEEP.format(queues=queues)
+    return f"SELECT rid FROM ({past}) WHERE 1{not_own} LIMIT :chunk"
+
+
+def next_seq(conn: sqlite3.Connection, n: int) -> int:
+    """Reserve ``n`` enqueue sequence numbers; returns the first."""
+    (last,) = conn.execute(
+        "UPDATE wh_meta SET value = value + ? WHERE key = 'seq' RETURNING value", (n,)
+    ).fetchone()
+    return int(last) - n + 1

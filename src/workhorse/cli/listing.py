@@ -1,0 +1,167 @@
+"""The commands that look at the store: ``jobs``, ``job``, ``status`` and ``cron``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from workhorse.app import Workhorse
+from workhorse.cli.console import (
+    counts_table,
+    echo_json,
+    err,
+    fields_of,
+    fmt_time,
+    job_detail,
+    jobs_table,
+    out,
+    state_text,
+    workers_table,
+)
+from workhorse.cli.loading import app_option, drive, make_app, url_option
+from workhorse.job import Job, JobState, WorkerInfo
+from workhorse.urls import redact
+
+
+@click.command()
+@click.option("--queue", help="Only this queue.")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only this state.")
+@click.option("--task", help="Only this task.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@app_option
+@url_option
+def jobs(
+    queue: str | None,
+    state: str | None,
+    task: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+    app_spec: str | None,
+    url: str | None,
+) -> None:
+    """List jobs, newest first."""
+    app = make_app(app_spec, url)
+    found = drive(
+        app,
+        lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset),
+        existing=True,
+    )
+    if as_json:
+        echo_json([fields_of(j) for j in found])
+    elif not found:
+        err().print("no jobs match")
+    else:
+        out().print(jobs_table(found))
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@app_option
+@url_option
+def job(job_id: str, as_json: bool, app_spec: str | None, url: str | None) -> None:
+    """Show one job in full: state, attempts, progress, result, error, logs, times."""
+    app = make_app(app_spec, url)
+    found = drive(app, lambda a: a.get_job(job_id), existing=True)
+    if found is None:
+        raise click.ClickException(f"no job {job_id}")
+    if as_json:
+        echo_json(fields_of(found))
+    else:
+        out().print(job_detail(found))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@app_option
+@url_option
+def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
+    """Job counts per queue and state, paused queues, and live workers."""
+    app = make_app(app_spec, url)
+
+    async def go(app: Workhorse) -> tuple[dict[str, dict[str, int]], set[str], list[WorkerInfo]]:
+        counts = await app.counts()
+        paused = await app.paused()
+        return counts, paused, await app.workers()
+
+    counts, paused, workers = drive(app, go, existing=True)
+    if as_json:
+        echo_json(
+            {
+                "url": redact(app.settings.url),
+                "counts": counts,
+                "paused": sorted(paused),
+                "workers": [fields_of(w) for w in workers],
+            }
+        )
+        return
+    console = out()
+    console.print(f"[dim]{redact(app.settings.url)}[/]")
+    if counts:
+        console.print(counts_table(counts, paused))
+    else:
+        console.print("no jobs yet")
+    if paused:
+        console.print(f"[yellow]paused queues: {', '.join(sorted(paused))}[/]")
+    if workers:
+        console.print(workers_table(workers))
+    else:
+        console.print("no live workers")
+
+
+@click.command()
+@app_option
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def cron(app_spec: str | None, url: str | None, as_json: bool) -> None:
+    """Schedules in the store, with their next runs and last results."""
+    app = make_app(app_spec, url)
+
+    async def go(app: Workhorse) -> list[tuple[Any, Job | None]]:
+        rows = []
+        for info in await app.schedules():
+            last = await app.get_job(info.last_job_id) if info.last_job_id else None
+            rows.append((info, last))
+        return rows
+
+    rows = drive(app, go, existing=True)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": i.name,
+                    "task": i.task,
+                    "pattern": i.pattern,
+                    "timezone": i.timezone,
+                    "data": i.data,
+                    "source": i.source,
+                    "next_run": i.next_run.isoformat(),
+                    "last_run": i.last_run.isoformat() if i.last_run else None,
+                    "last_job_id": i.last_job_id,
+                    "last_state": last.state.value if last else None,
+                }
+                for i, last in rows
+            ]
+        )
+        return
+    if not rows:
+        err().print("no schedules in the store (workers sync the declared ones when they start)")
+        return
+    table = Table("name", "task", "pattern", "zone", "next run", "last run", "last result")
+    for info, last in rows:
+        table.add_row(
+            info.name,
+            info.task,
+            info.pattern,
+            info.timezone,
+            fmt_time(info.next_run),
+            fmt_time(info.last_run),
+            state_text(last.state) if last else Text("-"),
+        )
+    out().print(table)
