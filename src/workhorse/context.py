@@ -9,27 +9,29 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from workhorse import events
+from workhorse.client import Client, HasClient, client_of
 from workhorse.codec import encode_payload
-from workhorse.job import Event, Lease
+from workhorse.job import Lease
+from workhorse.task import TaskContext
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
     from workhorse.task import JobHandle, Task
 
 log = logging.getLogger("workhorse.job")
 
 
-class JobContext:
+class JobContext(TaskContext):
     """Passed to a task that asks for it (a parameter annotated ``JobContext`` or named
     ``ctx``). Log lines are kept with the job and written with its next progress update or
     its outcome, so logging costs no round trip. An attempt keeps at most
     ``max_log_lines`` lines and ``max_log_bytes`` bytes (settings): past that, the oldest
     lines not yet written are dropped, and one line with the outcome says how many."""
 
-    __slots__ = ("_bytes", "_dropped", "_lines", "_logs", "_sizes", "app", "cancelled", "lease")
+    __slots__ = ("_bytes", "_dropped", "_lines", "_logs", "_sizes", "cancelled", "client", "lease")
 
-    def __init__(self, app: Workhorse, lease: Lease) -> None:
-        self.app = app
+    def __init__(self, client: Client | HasClient, lease: Lease) -> None:
+        self.client = client_of(client)
         self.lease = lease
         self.cancelled = False
         self._logs: list[dict[str, Any]] = []  # not yet written
@@ -75,7 +77,7 @@ class JobContext:
             self._keep(line)
 
     def _keep(self, line: dict[str, Any]) -> None:
-        settings = self.app.settings
+        settings = self.client.settings
         # One line of the budget is kept for the notice of dropped lines.
         max_lines, max_bytes = settings.max_log_lines - 1, settings.max_log_bytes
         size = _size(line)
@@ -98,27 +100,18 @@ class JobContext:
     async def progress(self, value: Any) -> None:
         """Record progress (a number such as a percentage, or any JSON value), at most
         ``max_payload`` bytes as JSON: it is part of the job's record."""
-        encode_payload(value, self.app.settings.max_payload, "progress")
-        ok = await self.app.backend.update(self.lease, value, self._take())
+        encode_payload(value, self.client.settings.max_payload, "progress")
+        ok = await self.client.backend.update(self.lease, value, self._take())
         if not ok:
             log.warning("job %s: progress not recorded, the lease is lost", self.job_id)
-        if self.app.bus.wants("job.progress"):
-            self.app.bus.emit(
-                Event(
-                    "job.progress",
-                    self.job_id,
-                    self.task,
-                    self.queue,
-                    {"progress": value},
-                    time.time(),
-                )
-            )
+        if self.client.bus.wants("job.progress"):
+            self.client.bus.emit(events.progress(self.lease, value))
 
     async def enqueue(
         self, task: str | Task[Any, Any], data: Any = None, **options: Any
     ) -> JobHandle[Any]:
         """Enqueue a follow-up job."""
-        return await self.app.enqueue(task, data, **options)
+        return await self.client.enqueue(task, data, **options)
 
     def drain_logs(self) -> list[dict[str, Any]]:
         """The lines not yet written, and a notice of those dropped since the last one."""
@@ -129,8 +122,8 @@ class JobContext:
                     "at": time.time(),
                     "level": "warning",
                     "message": f"{self._dropped} earlier log line(s) of this attempt were "
-                    f"dropped: it passed max_log_lines={self.app.settings.max_log_lines} "
-                    f"or max_log_bytes={self.app.settings.max_log_bytes}",
+                    f"dropped: it passed max_log_lines={self.client.settings.max_log_lines} "
+                    f"or max_log_bytes={self.client.settings.max_log_bytes}",
                     "fields": {"dropped": self._dropped},
                 }
             )

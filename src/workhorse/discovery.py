@@ -17,7 +17,7 @@ from workhorse.errors import ConfigError
 from workhorse.task import TASK_OPTIONS, Task
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.registry import Registry
 
 # Declared by later features; a module that sets one must not have it silently ignored.
 NOT_YET = ("mode", "http", "flow")
@@ -69,7 +69,7 @@ def _modules(target: str | Path | ModuleType) -> list[ModuleType]:
     ]
 
 
-def discover(app: Workhorse, target: str | Path | ModuleType) -> list[Task[Any, Any]]:
+def discover(registry: Registry, target: str | Path | ModuleType) -> list[Task[Any, Any]]:
     found = []
     for module in _modules(target):
         handler = getattr(module, "handler", None)
@@ -81,7 +81,7 @@ def discover(app: Workhorse, target: str | Path | ModuleType) -> list[Task[Any, 
             )
         _check_names(module)
         options = {n: getattr(module, n) for n in TASK_OPTIONS if hasattr(module, n)}
-        found.append(app.add_task(handler, name=getattr(module, "name", short), **options))
+        found.append(registry.add_task(handler, name=getattr(module, "name", short), **options))
     return found
 
 

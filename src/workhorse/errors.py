@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -98,3 +99,36 @@ class RunTimeout(JobError, TimeoutError):
             f"job {job_id} did not finish within {timeout:g}s; it may still run. "
             f"Follow it with app.get_job({job_id!r})."
         )
+
+
+def error_info(exc: BaseException, tb: bool = True) -> dict[str, Any]:
+    """An exception as a job's error record: type, message and traceback, clipped."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else (f"{kind.__module__}.{kind.__qualname__}")
+    )
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ fails must still end its job
+        message = f"<unprintable {name}>"
+    return {
+        "type": name,
+        "message": _clip(message, MAX_ERROR_MESSAGE),
+        "traceback": _clip("".join(traceback.format_exception(exc)), MAX_TRACEBACK) if tb else "",
+    }
+
+
+# Characters of an error kept with the job: its record, its events and Redis's published
+# finish carry it, so one huge exception message must not make them huge.
+MAX_ERROR_MESSAGE = 16_384
+MAX_TRACEBACK = 65_536
+
+
+def _clip(text: str, limit: int) -> str:
+    """The start and the end (where the raise is) of a text over ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"

@@ -1,15 +1,17 @@
-"""The in-process event bus. The durable log lives in the backend; this bus tells code in
-this process what its own worker and producers just did."""
+"""The in-process event bus, and the one place that builds the job.* events the worker,
+the job context and the client emit. The durable log lives in the backend; this bus tells
+code in this process what its own worker and producers just did."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from workhorse.job import Event
+from workhorse.job import Event, Lease, Outcome
 
 log = logging.getLogger("workhorse.events")
 
@@ -25,6 +27,56 @@ JOB_EVENTS = (
 )
 
 Handler = Callable[[Event], Awaitable[None] | None]
+
+_OUTCOME_EVENTS = {
+    "completed": "job.completed",
+    "failed": "job.failed",
+    "retry": "job.retrying",
+    "cancelled": "job.cancelled",
+}
+
+
+def outcome_type(outcome: Outcome) -> str:
+    """The event an outcome written by the worker is: a refunded retry without an error
+    (shutdown, unknown task) only puts the job back, so it is ``job.queued``."""
+    if outcome.kind == "retry" and outcome.refund and outcome.error is None:
+        return "job.queued"
+    return _OUTCOME_EVENTS[outcome.kind]
+
+
+def finished(type_: str, lease: Lease, outcome: Outcome) -> Event:
+    """``type_`` (from ``outcome_type``) for an attempt's outcome: the attempt, and the
+    error when there is one."""
+    data: dict[str, Any] = {"attempt": lease.attempts}
+    if outcome.error is not None:
+        data["error"] = outcome.error
+    return Event(type_, lease.job_id, lease.task, lease.queue, data, time.time())
+
+
+def started(lease: Lease, worker: str) -> Event:
+    return Event(
+        "job.started",
+        lease.job_id,
+        lease.task,
+        lease.queue,
+        {"attempt": lease.attempts, "worker": worker},
+        time.time(),
+    )
+
+
+def progress(lease: Lease, value: Any) -> Event:
+    return Event(
+        "job.progress", lease.job_id, lease.task, lease.queue, {"progress": value}, time.time()
+    )
+
+
+def queued(job_id: str, task: str, queue: str) -> Event:
+    return Event("job.queued", job_id, task, queue, {}, time.time())
+
+
+def stalled(job_id: str) -> Event:
+    """A job whose lease expired, reclaimed by this process's worker."""
+    return Event("job.stalled", job_id, at=time.time())
 
 
 class EventBus:

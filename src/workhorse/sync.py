@@ -1,10 +1,10 @@
 """A thin blocking facade for producers in sync code (Django, Flask, scripts).
 
-It talks to the app's own store. A store other processes reach by URL gets its own
+It talks to the client's store. A store other processes reach by URL gets its own
 connection on a private event loop in a daemon thread, so the facade never touches an
-event loop the application owns. A store only the app's object reaches (``memory://``, a
-``backend=`` object) is used through the app itself: on the app's loop when it runs in
-another thread, else on the private loop."""
+event loop the application owns. A store only the client's object reaches (``memory://``,
+a ``backend=`` object) is used through that client: on its loop when it runs in another
+thread, else on the private loop."""
 
 from __future__ import annotations
 
@@ -18,29 +18,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from workhorse.errors import ConfigError
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.client import Client
     from workhorse.job import Job, JobState
     from workhorse.task import JobHandle, Task
 
 T = TypeVar("T")
 
 
-def _shared(app: Workhorse) -> bool:
-    """Whether only the app's own backend object reaches its store."""
-    return app._backend_given or not app.backend.capabilities.multi_process
+def _shared(client: Client) -> bool:
+    """Whether only the client's own backend object reaches its store."""
+    return client.backend_given or not client.backend.capabilities.multi_process
 
 
 class SyncApp:
-    def __init__(self, app: Workhorse) -> None:
-        from workhorse.app import Workhorse
-
-        self._app = app
-        self._shared = _shared(app)
-        if self._shared:
-            self._client = app
-        else:
-            self._client = Workhorse(**app._overrides)
-            self._client.tasks = app.tasks  # one registry, two connections
+    def __init__(self, client: Client) -> None:
+        self._main = client
+        self._shared = _shared(client)
+        # One registry, two connections, unless only the client's own object reaches it.
+        self._client = client if self._shared else client.connection()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name="workhorse-sync"
@@ -48,6 +43,11 @@ class SyncApp:
         self._thread.start()
         # A script that never calls close() must still exit quietly, its connections closed.
         atexit.register(self._close_at_exit)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The facade's private event loop."""
+        return self._loop
 
     def _close_at_exit(self) -> None:
         # Exiting anyway: an unreachable store must not hold the exit or print a traceback.
@@ -58,7 +58,7 @@ class SyncApp:
         """The loop a call runs on: the app's own while it runs elsewhere, if shared."""
         if not self._shared:
             return self._loop
-        loop = self._app._loop
+        loop = self._main.loop
         if loop is None or loop is self._loop or loop.is_closed() or not loop.is_running():
             return self._loop
         try:
@@ -135,8 +135,8 @@ class SyncApp:
             return
         if not self._shared:
             self._call(self._client.close(), timeout)
-        elif self._app._loop is self._loop:
-            self._call(self._app._close_store(), timeout)
+        elif self._main.loop is self._loop:
+            self._call(self._main.close(), timeout)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()

@@ -1,4 +1,7 @@
-"""Tasks: a function, its options, and a typed handle to enqueue and run it."""
+"""Tasks: a function, its options, its payload and result codecs, and the handle type.
+
+A pure definition: a task submits through the ``Producer`` it is given (the client), and
+knows no app."""
 
 from __future__ import annotations
 
@@ -8,21 +11,17 @@ import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from workhorse import codec
 from workhorse.backoff import Backoff, BackoffSpec, make_backoff
-from workhorse.context import JobContext
+from workhorse.cron import CronSpec, parse_cron
 from workhorse.errors import ConfigError, PayloadError
 from workhorse.job import Job, JobState
 from workhorse.limits import KeyFn, Rate, parse_rate, stable_key
-from workhorse.scheduler.cron import CronSpec, parse_cron
 from workhorse.settings import check_name
-
-if TYPE_CHECKING:
-    from workhorse.app import Workhorse
 
 D = TypeVar("D")
 R = TypeVar("R")
@@ -233,6 +232,48 @@ def check_on_duplicate(value: Any) -> OnDuplicate:
     return typing.cast(OnDuplicate, value)
 
 
+class Producer(Protocol):
+    """What a task and a handle submit and follow jobs through (the client)."""
+
+    @property
+    def max_payload(self) -> int: ...
+
+    async def enqueue(
+        self, task: Task[Any, Any], data: Any = None, **options: Any
+    ) -> JobHandle[Any]: ...
+
+    async def enqueue_many(
+        self, task: Task[Any, Any], items: Iterable[Any], **options: Any
+    ) -> list[JobHandle[Any]]: ...
+
+    async def run(
+        self, task: Task[Any, Any], data: Any = None, *, timeout: float | None = None, **o: Any
+    ) -> Any: ...
+
+    async def run_task(
+        self, task: Task[Any, Any], data: Any, timeout: float | None, options: dict[str, Any]
+    ) -> Any: ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job: ...
+
+    def result_of(self, job: Job) -> Any: ...
+
+    async def cancel(self, job_id: str) -> JobState | None: ...
+
+
+class TaskContext:
+    """What a handler annotates to be given its job's context: the base of ``JobContext``
+    (which the worker layer defines), so a task can tell it apart knowing only this."""
+
+    __slots__ = ()
+
+
+def _is_context(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, TaskContext)
+
+
 def _inspect_handler(
     fn: Callable[..., Any],
 ) -> tuple[bool, bool, TypeAdapter[Any] | None, TypeAdapter[Any] | None]:
@@ -250,7 +291,7 @@ def _inspect_handler(
     data_adapter = None
     for p in params[:2]:
         hint = hints.get(p.name, p.annotation)
-        if hint is JobContext or p.name in ("ctx", "context"):
+        if _is_context(hint) or p.name in ("ctx", "context"):
             takes_ctx = True
         elif not takes_data and not takes_ctx:
             takes_data = True
@@ -271,9 +312,9 @@ class Task(Generic[D, R]):
     ``enqueue``/``run`` to go through the queue."""
 
     def __init__(
-        self, app: Workhorse, name: str, fn: Callable[..., Any], options: TaskOptions
+        self, producer: Producer, name: str, fn: Callable[..., Any], options: TaskOptions
     ) -> None:
-        self.app = app
+        self.producer = producer
         self.name = check_name(name, "task")
         self.fn = fn
         self.defaults = options
@@ -318,7 +359,7 @@ class Task(Generic[D, R]):
                 f"at most {codec.MAX_DEPTH} levels deep"
             ) from None
         raw = codec.encode_payload(
-            data, self.app.settings.max_payload, f"payload for task {self.name!r}"
+            data, self.producer.max_payload, f"payload for task {self.name!r}"
         )
         return value, raw
 
@@ -346,7 +387,7 @@ class Task(Generic[D, R]):
             data = self._data_adapter.validate_python(data)
         return data
 
-    def args(self, data: Any, ctx: JobContext) -> tuple[Any, ...]:
+    def args(self, data: Any, ctx: TaskContext) -> tuple[Any, ...]:
         if self.takes_data:
             return (data, ctx) if self.takes_ctx else (data,)
         return (ctx,) if self.takes_ctx else ()
@@ -355,7 +396,7 @@ class Task(Generic[D, R]):
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json")
         return codec.encode_payload(
-            value, self.app.settings.max_payload, f"result of task {self.name!r}"
+            value, self.producer.max_payload, f"result of task {self.name!r}"
         )
 
     def typed_result(self, value: Any) -> R:
@@ -373,15 +414,15 @@ class Task(Generic[D, R]):
         return BoundTask(self, check_call_options(options))
 
     async def enqueue(self, data: D | None = None, **options: Any) -> JobHandle[R]:
-        return await self.app.enqueue(self, data, **options)
+        return await self.producer.enqueue(self, data, **options)
 
     async def enqueue_many(self, items: Iterable[D], **options: Any) -> list[JobHandle[R]]:
-        return await self.app.enqueue_many(self, items, **options)
+        return await self.producer.enqueue_many(self, items, **options)
 
     async def run(
         self, data: D | None = None, *, timeout: float | None = None, **options: Any
     ) -> R:
-        return typing.cast(R, await self.app.run(self, data, timeout=timeout, **options))
+        return typing.cast(R, await self.producer.run(self, data, timeout=timeout, **options))
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,8 +441,10 @@ class BoundTask(Generic[D, R]):
 
     async def run(self, data: D | None = None, *, timeout: float | None = None) -> R:
         """``timeout`` bounds the wait; ``options(timeout=...)`` is the attempt's own."""
-        app = self.task.app
-        return typing.cast(R, await app._run(self.task, data, timeout, dict(self.call_options)))
+        producer = self.task.producer
+        return typing.cast(
+            R, await producer.run_task(self.task, data, timeout, dict(self.call_options))
+        )
 
 
 def check_call_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -437,7 +480,7 @@ class JobHandle(Generic[R]):
     """What ``enqueue`` returns: the job's id, whether it was created or an existing live
     job was returned (singleton), and ways to follow it."""
 
-    app: Workhorse = field(repr=False)
+    producer: Producer = field(repr=False)
     id: str
     task: str
     queue: str
@@ -449,16 +492,16 @@ class JobHandle(Generic[R]):
         return self.status == "created"
 
     async def get(self) -> Job | None:
-        return await self.app.get_job(self.id)
+        return await self.producer.get_job(self.id)
 
     async def result(self, timeout: float | None = None) -> R:
         """Wait for the job and return its result; raises JobFailed / JobCancelled /
         RunTimeout."""
-        job = await self.app.wait(self.id, timeout)
-        return typing.cast(R, self.app.result_of(job))
+        job = await self.producer.wait(self.id, timeout)
+        return typing.cast(R, self.producer.result_of(job))
 
     async def cancel(self) -> JobState | None:
-        return await self.app.cancel(self.id)
+        return await self.producer.cancel(self.id)
 
 
 Handler = Callable[..., Awaitable[Any]] | Callable[..., Any]

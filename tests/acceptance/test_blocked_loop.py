@@ -22,7 +22,7 @@ from tests.acceptance.ledger_worker import build
 from tests.conftest import backend_url
 from workhorse import JobState, Workhorse
 from workhorse.backends import backend_from_url
-from workhorse.worker.worker import SILENT_LEASES
+from workhorse.worker.renewal import SILENT_LEASES
 
 pytestmark = pytest.mark.slow
 

@@ -38,7 +38,7 @@ from tests.chaos.proxy import Proxy
 from tests.chaos.schedulers import schedulers
 from tests.chaos.servers import PrivatePostgres, PrivateRedis
 from tests.chaos.soak import soak
-from workhorse.worker.worker import SILENT_LEASES
+from workhorse.worker.renewal import SILENT_LEASES
 
 SLACK = 1.5  # process scheduling on a loaded 2-core machine, on top of the stated bound
 DROPPED = "dropped, this worker no longer holds its lease"

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from workhorse import ConfigError, JobContext, PayloadError, UnknownTaskError, Workhorse
+from workhorse import ConfigError, JobContext, PayloadError, UnknownTaskError, Workhorse, schedules
 from workhorse.backends import Backend
-from workhorse.scheduler import schedules
 from workhorse.scheduler.ticker import FIRED, PENDING, Ticker, tick_job_id, tick_key
 
 from .support import eventually
@@ -284,7 +283,7 @@ async def test_a_tick_whose_worker_died_after_claiming_it_fires_once(
 
     async def killed(_s: Any, task_: Any, new: Any, *_rest: Any) -> None:
         if died == "after the enqueue":
-            await app._submit(task_, new, {})
+            await app.client.submit(task_, new, {})
         # ... and the process is gone: the tick is never marked fired, nor given back.
 
     monkeypatch.setattr(dying, "_fire", killed)

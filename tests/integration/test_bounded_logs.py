@@ -77,7 +77,7 @@ async def test_an_attempt_keeps_at_most_max_log_bytes(capped: Workhorse) -> None
 
 
 async def test_a_huge_error_message_is_kept_clipped(capped: Workhorse) -> None:
-    from workhorse.worker.runner import MAX_ERROR_MESSAGE
+    from workhorse.errors import MAX_ERROR_MESSAGE
 
     @capped.task
     async def shouting() -> None:

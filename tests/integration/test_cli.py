@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from workhorse import Workhorse
-from workhorse import app as app_module
+from workhorse import client as app_module
 from workhorse.cli import main
 
 needs_sqlite = pytest.mark.skipif(

@@ -10,7 +10,7 @@ import pytest
 
 from tests.worker.worker_helpers import running
 from workhorse import RunTimeout, Workhorse
-from workhorse import app as app_module
+from workhorse import client as app_module
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import pytest
 
 from workhorse import ConfigError, Workhorse
 from workhorse.backends.memory import MemoryBackend
-from workhorse.scheduler.cron import parse_cron
+from workhorse.cron import parse_cron
 from workhorse.scheduler.ticker import Ticker
 
 
@@ -112,7 +112,7 @@ async def test_missed_tick_fires_once_on_recovery_or_is_skipped() -> None:
 async def test_runtime_schedules_and_sync() -> None:
     clock = Clock(at(5, 0))
     app = make_app(clock)
-    from workhorse.scheduler import schedules
+    from workhorse import schedules
 
     await schedules.sync_declared(app.backend, app.declared_schedules())
     await app.add_schedule("nightly", "cleanup", "0 2 * * *", data={"kind": "all"})

@@ -13,12 +13,13 @@ import pytest
 
 from workhorse import JobContext, Workhorse
 from workhorse.job import Lease
-from workhorse.worker.worker import SILENT_LEASES, Worker, _RenewThread, _Running
+from workhorse.worker.renewal import SILENT_LEASES, RenewThread, Running
+from workhorse.worker.worker import Worker
 
 
-def _running(app: Workhorse, job_id: str, lease: float) -> _Running:
+def _running(app: Workhorse, job_id: str, lease: float) -> Running:
     held = Lease(job_id, "token-" + job_id, "hog", "default", b"{}", 1, 1, None, lease, 0.0)
-    return _Running(held, JobContext(app, held))
+    return Running(held, JobContext(app, held))
 
 
 async def test_renewal_stops_for_a_silent_loop_and_names_its_job(
@@ -28,14 +29,14 @@ async def test_renewal_stops_for_a_silent_loop_and_names_its_job(
     worker: Worker = app.worker()
     loop = asyncio.get_running_loop()
     worker._loop = loop
-    thread = _RenewThread("memory://", worker, loop)  # never started: its rule alone
+    thread = RenewThread("memory://", worker, loop)  # never started: its rule alone
     hog, other = _running(app, "hog-job", 1.0), _running(app, "long-lease-job", 60.0)
     hog.task = asyncio.current_task()  # the task that holds the loop, as a handler would
     live = [hog, other]
 
-    def look(silence: float, gap: float) -> list[_Running]:
+    def look(silence: float, gap: float) -> list[Running]:
         now = time.monotonic()
-        worker._pulse_at, thread._round_at = now - silence, now - gap
+        worker.pulse_at, thread._round_at = now - silence, now - gap
         return thread._heard(live)
 
     assert look(silence=0.1, gap=0.3) == live

@@ -117,7 +117,7 @@ def run(
         console.print(f"[yellow]{message}[/]", soft_wrap=True)
 
     async def go(app: Workhorse) -> Job | None:
-        options = {} if timeout is None else {"timeout": app._attempt_limit(t, timeout)}
+        options = {} if timeout is None else {"timeout": app.client.attempt_limit(t, timeout)}
         handle = await app.enqueue(t, payload, **options)
         enqueued.append(handle.id)
         console.print(f"[dim]enqueued {t.name} as job {handle.id} on queue {handle.queue}[/]")

@@ -26,13 +26,16 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from workhorse.client import Client, HasClient
 from workhorse.context import JobContext
+from workhorse.errors import error_info
 from workhorse.job import JobState, Lease
+from workhorse.registry import Registry
 from workhorse.runtimes.wire import BlockingChannel
+from workhorse.settings import Settings
 from workhorse.task import Task, TaskOptions
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
     from workhorse.task import JobHandle
 
 _PR_SET_PDEATHSIG = 1
@@ -47,8 +50,8 @@ class ChildContext(JobContext):
 
     __slots__ = ("_chan",)
 
-    def __init__(self, app: Workhorse, lease: Lease, chan: BlockingChannel) -> None:
-        super().__init__(app, lease)
+    def __init__(self, client: Client | HasClient, lease: Lease, chan: BlockingChannel) -> None:
+        super().__init__(client, lease)
         self._chan = chan
 
     def call(self, method: str, params: dict[str, Any]) -> Any:
@@ -86,7 +89,7 @@ class ChildContext(JobContext):
             if hasattr(options.get(key), "total_seconds"):
                 options[key] = options[key].total_seconds()
         got = self.call("enqueue", {"task": name, "data": data, "options": options})
-        return JobHandle(self.app, got["id"], name, "", got["status"], JobState(got["state"]))
+        return JobHandle(self.client, got["id"], name, "", got["status"], JobState(got["state"]))
 
 
 def _guard(parent_pid: int) -> None:
@@ -145,21 +148,21 @@ def _resolve(spec: dict[str, Any]) -> Callable[..., Any]:
 
 
 def _from_apps(module: Any, name: str) -> Any:
-    from workhorse.app import Workhorse
-
+    # Whatever object the module holds with a registry (the app) names the task: the child
+    # reads the registry, so it never imports the app's class.
     for value in vars(module).values():
-        if isinstance(value, Workhorse) and name in value.tasks:
-            return value.tasks[name].fn
+        registry = getattr(value, "registry", None)
+        if isinstance(registry, Registry) and name in registry.tasks:
+            return registry.tasks[name].fn
     raise LookupError(f"no task {name!r} in module {module.__name__}")
 
 
 class _Child:
     def __init__(self, chan: BlockingChannel, max_payload: int) -> None:
-        from workhorse.app import Workhorse
-
         self.chan = chan
-        # Only for decoding, encoding and handles: this app never opens a backend.
-        self.app = Workhorse("memory://", max_payload=max_payload)
+        # Only for decoding, encoding and handles: this client never opens a backend.
+        settings = Settings.load(url="memory://", max_payload=max_payload)
+        self.client = Client(Registry(), lambda: settings)
         self.tasks: dict[tuple[str, str, str], Task[Any, Any] | BaseException] = {}
         self.loop = asyncio.new_event_loop()
         self.soft, self.hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -169,7 +172,7 @@ class _Child:
         found = self.tasks.get(key)
         if found is None:
             try:
-                found = Task(self.app, spec["name"], _resolve(spec), TaskOptions())
+                found = Task(self.client, spec["name"], _resolve(spec), TaskOptions())
             except Exception as exc:
                 found = exc
             self.tasks[key] = found
@@ -178,8 +181,6 @@ class _Child:
         return found
 
     def run(self, msg: dict[str, Any], raw: bytes) -> None:
-        from workhorse.worker.runner import error_info
-
         ctx: ChildContext | None = None
         limit = msg.get("memory_limit")
         try:
@@ -196,7 +197,7 @@ class _Child:
                 0.0,
                 0.0,
             )
-            ctx = ChildContext(self.app, lease, self.chan)
+            ctx = ChildContext(self.client, lease, self.chan)
             args = task.args(task.decode(raw), ctx)
             if limit:
                 resource.setrlimit(resource.RLIMIT_AS, (min(limit, self._cap()), self.hard))

@@ -25,7 +25,7 @@ from workhorse.runtimes.common import KILL_GRACE, RemoteError, died, serve_call,
 from workhorse.task import EnvSpec
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.client import Client
     from workhorse.context import JobContext
     from workhorse.job import Lease
     from workhorse.task import Task
@@ -128,15 +128,15 @@ class Program:
 
 
 class CommandRunner:
-    def __init__(self, app: Workhorse, size: int) -> None:
-        self.app = app
+    def __init__(self, client: Client, size: int) -> None:
+        self.client = client
         self.size = max(1, size)  # idle programs kept per command
         self._idle: dict[Kind, list[Program]] = {}
         self._busy: set[Program] = set()
         self._bg: set[asyncio.Task[Any]] = set()
         self._closed = False
         # A result may be as large as max_payload; a line holds it, JSON-escaped.
-        self._limit = max(1 << 16, self.app.settings.max_payload * 2 + (1 << 16))
+        self._limit = max(1 << 16, self.client.settings.max_payload * 2 + (1 << 16))
 
     @property
     def pids(self) -> list[int]:

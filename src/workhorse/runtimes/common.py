@@ -69,7 +69,7 @@ def state_key(job_id: str, name: str) -> str:
 async def serve_call(ctx: JobContext, method: str, params: dict[str, Any]) -> Any:
     """Run one context call a child asked for. Raises on a bad call; the caller turns the
     error into a reply, so a child's mistake never fails the worker."""
-    app = ctx.app
+    client = ctx.client
     if method == "progress":
         await ctx.progress(params.get("value"))
         return None
@@ -87,11 +87,11 @@ async def serve_call(ctx: JobContext, method: str, params: dict[str, Any]) -> An
         )
         return {"id": handle.id, "status": handle.status, "state": str(handle.state)}
     if method == "state.get":
-        raw = await app.backend.kv_get(state_key(ctx.job_id, _key(params)))
+        raw = await client.backend.kv_get(state_key(ctx.job_id, _key(params)))
         return None if raw is None else orjson.loads(raw)
     if method == "state.set":
         value = orjson.dumps(params.get("value")).decode()
-        await app.backend.kv_set(state_key(ctx.job_id, _key(params)), value, STATE_TTL)
+        await client.backend.kv_set(state_key(ctx.job_id, _key(params)), value, STATE_TTL)
         return None
     if method == "emit":
         name = params.get("event")
@@ -106,9 +106,9 @@ async def serve_call(ctx: JobContext, method: str, params: dict[str, Any]) -> An
             data if isinstance(data, dict) else {"value": data},
             time.time(),
         )
-        await app.backend.publish([event])
-        if app.bus.wants(name):
-            app.bus.emit(event)
+        await client.backend.publish([event])
+        if client.bus.wants(name):
+            client.bus.emit(event)
         return None
     raise ValueError(
         f"unknown context call {method!r}; known: log, progress, state.get, state.set, "

@@ -26,7 +26,7 @@ from workhorse.runtimes import wire
 from workhorse.runtimes.common import KILL_GRACE, RemoteError, died, serve_call
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.client import Client
     from workhorse.context import JobContext
     from workhorse.job import Lease
     from workhorse.task import Task
@@ -100,8 +100,8 @@ class Child:
 
 
 class ProcessPool:
-    def __init__(self, app: Workhorse, size: int) -> None:
-        self.app = app
+    def __init__(self, client: Client, size: int) -> None:
+        self.client = client
         self.size = max(1, size)
         self._idle: list[Child] = []
         self._busy: set[Child] = set()
@@ -115,7 +115,11 @@ class ProcessPool:
         return [c.pid for c in (*self._idle, *self._busy)]
 
     def _preload(self) -> list[dict[str, Any]]:
-        return [task_spec(t) for t in self.app.tasks.values() if t.defaults.runtime == "process"]
+        return [
+            task_spec(t)
+            for t in self.client.registry.tasks.values()
+            if t.defaults.runtime == "process"
+        ]
 
     # -- children ----------------------------------------------------------------------
     def warm(self) -> None:
@@ -149,7 +153,7 @@ class ProcessPool:
         parent, theirs = socket.socketpair()
         proc = _SPAWN.Process(
             target=child_main.main,
-            args=(theirs, os.getpid(), self._preload(), self.app.settings.max_payload),
+            args=(theirs, os.getpid(), self._preload(), self.client.settings.max_payload),
             name="workhorse-child",
             daemon=True,  # reaped by multiprocessing at exit, should the pool not be closed
         )

@@ -19,13 +19,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from workhorse import codec
+from workhorse import codec, schedules
+from workhorse.client import client_of
 from workhorse.job import NewJob
-from workhorse.scheduler import schedules
-from workhorse.scheduler.schedules import Schedule
+from workhorse.schedules import Schedule, last_key
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.client import Client, HasClient
     from workhorse.task import Task
 
 log = logging.getLogger("workhorse.scheduler")
@@ -36,10 +36,6 @@ REFRESH = 5.0  # seconds between reloads of the stored schedules
 
 def tick_key(schedule: Schedule, tick: datetime) -> str:
     return f"cron:{schedule.name}:{schedule.cron.fingerprint()}:{int(tick.timestamp())}"
-
-
-def last_key(name: str) -> str:
-    return f"cron:{name}:last"
 
 
 # A tick key holds PENDING<claimed at> <owner> from the claim until the job is enqueued,
@@ -57,8 +53,8 @@ def tick_job_id(schedule: Schedule, tick: datetime) -> str:
 
 
 class Ticker:
-    def __init__(self, app: Workhorse, owner: str) -> None:
-        self.app = app
+    def __init__(self, client: Client | HasClient, owner: str) -> None:
+        self.client = client_of(client)
         self.owner = owner
         self._since: dict[str, float] = {}
         self._unknown: dict[str, datetime] = {}  # the last tick logged as unknown, by schedule
@@ -67,7 +63,7 @@ class Ticker:
         self._pending: dict[str, dict[str, datetime]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         synced = False
         loaded: dict[str, Schedule] = {}
         loaded_at = -REFRESH
@@ -77,7 +73,9 @@ class Ticker:
                 if not synced:
                     # Retried with the passes: a store that is down at start must not end
                     # this worker's scheduler for good.
-                    await schedules.sync_declared(backend, self.app.declared_schedules())
+                    await schedules.sync_declared(
+                        backend, self.client.registry.declared_schedules()
+                    )
                     synced = True
                 if loop.time() - loaded_at >= REFRESH:
                     loaded = await schedules.load(backend)
@@ -102,7 +100,7 @@ class Ticker:
         cached = self._since.get(key)
         if cached is not None:
             return cached
-        backend = self.app.backend
+        backend = self.client.backend
         stamp = str(now.timestamp())
         if not await backend.set_if_absent(key, stamp):
             stamp = await backend.kv_get(key) or stamp
@@ -126,7 +124,7 @@ class Ticker:
         that another worker is firing it. ``claimed``: a tick seen claimed before."""
         key = tick_key(schedule, tick)
         late = (now - tick).total_seconds()
-        task = self.app.tasks.get(schedule.task)
+        task = self.client.registry.tasks.get(schedule.task)
         if task is None:
             # Leave the tick to a worker that knows the task (a rolling deploy); claiming it
             # here would lose it.
@@ -141,9 +139,9 @@ class Ticker:
                 )
             return
         # Built before the claim: a payload this worker's task refuses claims nothing.
-        new = self.app._new_job(task, schedule.cron.data, {})
+        new = self.client.new_job(task, schedule.cron.data, {})
         new.id = tick_job_id(schedule, tick)
-        backend = self.app.backend
+        backend = self.client.backend
         ttl = _ttl(schedule, tick)
         claim = f"{PENDING}{now.timestamp()} {self.owner}"
         # A tick claimed in time stays due whatever its catch_up policy.
@@ -159,7 +157,7 @@ class Ticker:
                 return
             self._pending.setdefault(schedule.name, {})[key] = tick
             claimed_at = float(held[len(PENDING) :].split(" ", 1)[0])
-            if now.timestamp() - claimed_at < self.app.settings.lease:
+            if now.timestamp() - claimed_at < self.client.settings.lease:
                 return  # being fired elsewhere; look again next pass
             # Claimed more than a lease ago and never confirmed: its worker died between
             # the claim and the confirmation. Take the claim over (kv_delete with the old
@@ -200,11 +198,11 @@ class Ticker:
         late: float,
         claim: str,
     ) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         key, ttl = tick_key(schedule, tick), _ttl(schedule, tick)
         try:
             job = await backend.get(new.id)
-            job_id = job.id if job is not None else (await self.app._submit(task, new, {})).id
+            job_id = job.id if job is not None else (await self.client.submit(task, new, {})).id
         except Exception:
             # Give the tick back so that a later pass (here or elsewhere) fires it.
             with contextlib.suppress(Exception):

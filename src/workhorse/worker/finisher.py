@@ -33,8 +33,8 @@ class Finisher:
         self._pending.append((lease, outcome, fut))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="workhorse-finisher")
-        # No shield needed: a cancelled caller's item stays in _pending and is written
-        # anyway (the flusher skips futures that are done); shielding cost ~18% per job.
+        # No shield: a cancelled caller's item stays in _pending and is written anyway (the
+        # flusher skips futures that are done), and a shield costs per job (profiles.md).
         return fut
 
     async def _flush(self) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import logging
 import os
-import traceback
 from collections.abc import Awaitable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -14,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from workhorse.backoff import Exponential, next_delay
+from workhorse.client import client_of
 from workhorse.context import JobContext
-from workhorse.errors import PayloadError
+from workhorse.errors import PayloadError, error_info
 from workhorse.job import Lease, Outcome
 from workhorse.runtimes.common import RemoteError
 from workhorse.worker.limiter import Limiter, Slot
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.client import Client, HasClient
     from workhorse.runtimes.command import CommandRunner
     from workhorse.runtimes.process import ProcessPool
     from workhorse.task import Task
@@ -29,38 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("workhorse.worker")
 
 _DEFAULT_BACKOFF = Exponential()
-
-
-def error_info(exc: BaseException, tb: bool = True) -> dict[str, Any]:
-    kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else (f"{kind.__module__}.{kind.__qualname__}")
-    )
-    try:
-        message = str(exc)
-    except Exception:  # an exception whose __str__ fails must still end its job
-        message = f"<unprintable {name}>"
-    return {
-        "type": name,
-        "message": _clip(message, MAX_ERROR_MESSAGE),
-        "traceback": _clip("".join(traceback.format_exception(exc)), MAX_TRACEBACK) if tb else "",
-    }
-
-
-# Characters of an error kept with the job: its record, its events and Redis's published
-# finish carry it, so one huge exception message must not make them huge.
-MAX_ERROR_MESSAGE = 16_384
-MAX_TRACEBACK = 65_536
-
-
-def _clip(text: str, limit: int) -> str:
-    """The start and the end (where the raise is) of a text over ``limit`` characters."""
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
 
 
 class Interrupted(Exception):
@@ -110,13 +78,15 @@ class _Watchdog:
 
 
 class Runner:
-    def __init__(self, app: Workhorse, threads: Executor, concurrency: int | None = None) -> None:
-        self.app = app
+    def __init__(
+        self, client: Client | HasClient, threads: Executor, concurrency: int | None = None
+    ) -> None:
+        self.client = client = client_of(client)
         self.threads = threads
-        self.limiter = Limiter(app.backend)
+        self.limiter = Limiter(client.backend)
         self.slots: dict[str, Slot] = {}  # concurrency slots held, by lease token, for renewal
         # The worker's total slots, which bound how many children can be busy at once.
-        s = app.settings
+        s = client.settings
         self.concurrency = concurrency or s.concurrency * len(s.queues)
         self._pool: ProcessPool | None = None
         self._commands: CommandRunner | None = None
@@ -129,7 +99,7 @@ class Runner:
     def pool_size(self) -> int:
         """Children kept warm: the ``process_pool`` setting, else the worker's total
         concurrency, at most one per CPU (process tasks are there for CPU-bound work)."""
-        size = self.app.settings.process_pool
+        size = self.client.settings.process_pool
         if size is None:
             size = min(self.concurrency, os.cpu_count() or 1)
         return max(1, size)
@@ -139,7 +109,7 @@ class Runner:
         if self._pool is None:
             from workhorse.runtimes.process import ProcessPool
 
-            self._pool = ProcessPool(self.app, self.pool_size)
+            self._pool = ProcessPool(self.client, self.pool_size)
         return self._pool
 
     @property
@@ -147,13 +117,13 @@ class Runner:
         if self._commands is None:
             from workhorse.runtimes.command import CommandRunner
 
-            self._commands = CommandRunner(self.app, self.pool_size)
+            self._commands = CommandRunner(self.client, self.pool_size)
         return self._commands
 
     def start(self) -> None:
         """Warm the process pool when the app has process tasks (on the worker's loop)."""
         self._started = True
-        if any(t.defaults.runtime == "process" for t in self.app.tasks.values()):
+        if any(t.defaults.runtime == "process" for t in self.client.registry.tasks.values()):
             self.process_pool.warm()
 
     def close_now(self) -> None:
@@ -184,7 +154,7 @@ class Runner:
     async def run(self, lease: Lease, ctx: JobContext) -> Outcome:
         if not self._started:
             self.start()
-        task = self.app.tasks.get(lease.task)
+        task = self.client.registry.tasks.get(lease.task)
         if task is None:
             return await self._unknown(lease)
         try:
@@ -334,10 +304,10 @@ class Runner:
         return Outcome("failed", error=error, logs=logs)
 
     async def _unknown(self, lease: Lease) -> Outcome:
-        settings = self.app.settings
-        backend = self.app.backend
+        settings = self.client.settings
+        backend = self.client.backend
         age = await backend.now() - lease.created_at
-        known = ", ".join(sorted(self.app.tasks)) or "none"
+        known = ", ".join(sorted(self.client.registry.tasks)) or "none"
         error = {
             "type": "UnknownTask",
             "traceback": "",

@@ -9,55 +9,35 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING
 
-from workhorse.backends import Backend, RenewResult, backend_from_url
+from workhorse import events
+from workhorse.backends import Backend, RenewResult
+from workhorse.client import client_of
 from workhorse.context import JobContext
-from workhorse.errors import ConfigError
-from workhorse.job import FINISHED_STATES, Event, JobState, Lease, Outcome, WorkerInfo
+from workhorse.errors import ConfigError, error_info
+from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
-from workhorse.urls import redact
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.limiter import extend
-from workhorse.worker.runner import Runner, error_info
+from workhorse.worker.renewal import RenewThread, Running, renewal_url
+from workhorse.worker.runner import Runner
 from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
-    from workhorse.app import Workhorse
+    from workhorse.client import Client, HasClient
 
 log = logging.getLogger("workhorse.worker")
 
-# The renewal thread stops renewing a job's lease (and limit slot) once the worker's loop
-# has been silent for this many of its leases: a handler that blocks the loop for a while
-# keeps its job, one blocked for good lets another worker take the job over.
-SILENT_LEASES = 3
 PULSE = 0.25  # seconds between the loop's stamps that show the thread it is alive
 
 # Seconds outcomes still get to land after the shutdown grace is over (interrupted jobs
 # are put back in their queue by an outcome too).
 _LAST_WRITES = 5.0
-
-_OUTCOME_EVENTS = {
-    "completed": "job.completed",
-    "failed": "job.failed",
-    "retry": "job.retrying",
-    "cancelled": "job.cancelled",
-}
-
-
-@dataclass(slots=True)
-class _Running:
-    lease: Lease
-    ctx: JobContext
-    task: asyncio.Task[None] | None = None
-    lost: bool = False  # the store gave the lease away: stop renewing, the finish is refused
-    finishing: bool = False  # the outcome is with the finisher: nothing left to renew
 
 
 @dataclass(slots=True)
@@ -100,7 +80,7 @@ def parse_queues(
 class Worker:
     def __init__(
         self,
-        app: Workhorse,
+        client: Client | HasClient,
         *,
         queues: Mapping[str, int] | Sequence[str] | str | None = None,
         concurrency: int | None = None,
@@ -112,8 +92,8 @@ class Worker:
         burst: bool = False,
         scheduler: bool = True,
     ) -> None:
-        s = app.settings
-        self.app = app
+        self.client = client = client_of(client)
+        s = client.settings
         self.queues = parse_queues(queues or s.queues, concurrency or s.concurrency)
         self.lease = lease or s.lease
         self.poll_interval = poll_interval or s.poll_interval
@@ -125,14 +105,14 @@ class Worker:
         self._check_queues()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._slots = {q: _Slots(n) for q, n in self.queues.items()}
         self._stopping = asyncio.Event()
         self._grace_over = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started_at = time.time()
         self._threads = DaemonThreads()
-        self._runner = Runner(app, self._threads, concurrency=sum(self.queues.values()))
+        self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
         self._signals = 0
         self._stop_at: float | None = None
@@ -141,10 +121,10 @@ class Worker:
         self._signal_loop: asyncio.AbstractEventLoop | None = None
         self._waits: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._renew_period = self._period([self.lease])
+        self._renew_period = self.renew_period([self.lease])
         self._renew_wake = asyncio.Event()
-        self._renewer: _RenewThread | None = None
-        self._pulse_at = time.monotonic()  # when the loop last showed it runs
+        self._renewer: RenewThread | None = None
+        self.pulse_at = time.monotonic()  # when the loop last showed it runs
         self._pulse_timer: asyncio.TimerHandle | None = None
         # Retention also runs after this many finishes, not only once a minute: the memory
         # store lives in the worker's process, and a fast worker would otherwise hold a
@@ -159,11 +139,13 @@ class Worker:
     def _check_queues(self) -> None:
         """A queue that is a typo (a task's, or one consumed here) fails start-up."""
         check_queues(
-            {name: t.defaults.queue for name, t in self.app.tasks.items()},
+            {name: t.defaults.queue for name, t in self.client.registry.tasks.items()},
             self.queues,
-            self.app.settings.known_queues,
+            self.client.settings.known_queues,
         )
-        idle = sorted({t.defaults.queue for t in self.app.tasks.values()} - set(self.queues))
+        idle = sorted(
+            {t.defaults.queue for t in self.client.registry.tasks.values()} - set(self.queues)
+        )
         if idle:
             log.info(
                 "queues %s are left to other workers (this one consumes %s)",
@@ -228,15 +210,15 @@ class Worker:
     # -- main loop ---------------------------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.app.open()
+        await self.client.open()
         self._runner.start()
-        backend = self.app.backend
+        backend = self.client.backend
         self._finisher = Finisher(backend)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
-        url = _renewal_url(self.app)
+        url = renewal_url(self.client)
         if url is not None:
             self._pulse()
-            self._renewer = _RenewThread(url, self, self._loop)
+            self._renewer = RenewThread(url, self, self._loop)
             self._renewer.start()
         side = [
             asyncio.create_task(self._renew_loop(), name="workhorse-renew"),
@@ -244,7 +226,7 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="workhorse-heartbeat"),
         ]
         if self.scheduler:
-            ticker = Ticker(self.app, self.id)
+            ticker = Ticker(self.client, self.id)
             side.append(asyncio.create_task(ticker.run(self._stopping), name="workhorse-cron"))
         consumers = [
             asyncio.create_task(self._consume(q), name=f"workhorse-consume-{q}")
@@ -344,7 +326,7 @@ class Worker:
             await asyncio.gather(*left, return_exceptions=True)
 
     async def _consume(self, queue: str) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         slots = self._slots[queue]
         while not self._stopping.is_set():
             free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
@@ -395,7 +377,7 @@ class Worker:
             slots.used += len(leases)
             shortest = self._renew_period
             for lease in leases:
-                running = _Running(lease, JobContext(self.app, lease))
+                running = Running(lease, JobContext(self.client, lease))
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 running.task = asyncio.create_task(
@@ -419,21 +401,12 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(self, running: _Running, slots: _Slots) -> None:
+    async def _attempt(self, running: Running, slots: _Slots) -> None:
         lease = running.lease
-        bus = self.app.bus
+        bus = self.client.bus
         try:
             if bus.wants("job.started"):
-                bus.emit(
-                    Event(
-                        "job.started",
-                        lease.job_id,
-                        lease.task,
-                        lease.queue,
-                        {"attempt": lease.attempts, "worker": self.id},
-                        time.time(),
-                    )
-                )
+                bus.emit(events.started(lease, self.id))
             try:
                 outcome = await self._runner.run(lease, running.ctx)
             except asyncio.CancelledError:
@@ -480,25 +453,20 @@ class Worker:
                 outcome.kind,
             )
             return
-        kind = _OUTCOME_EVENTS[outcome.kind]
-        if outcome.kind == "retry" and outcome.refund and outcome.error is None:
-            kind = "job.queued"
-        if self.app.bus.wants(kind):
-            data: dict[str, Any] = {"attempt": lease.attempts}
-            if outcome.error is not None:
-                data["error"] = outcome.error
-            self.app.bus.emit(Event(kind, lease.job_id, lease.task, lease.queue, data, time.time()))
+        kind = events.outcome_type(outcome)
+        if self.client.bus.wants(kind):
+            self.client.bus.emit(events.finished(kind, lease, outcome))
 
     # -- side tasks --------------------------------------------------------------------
-    def _live(self) -> list[_Running]:
+    def live_jobs(self) -> list[Running]:
         return [r for r in self._running.values() if not (r.lost or r.finishing)]
 
     async def _renew_loop(self) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         while True:
             # A third of the shortest lease, so two renewals can fail before one expires.
-            live = self._live()
-            self._renew_period = self._period([r.lease.lease for r in live] or [self.lease])
+            live = self.live_jobs()
+            self._renew_period = self.renew_period([r.lease.lease for r in live] or [self.lease])
             self._renew_wake.clear()
             try:
                 async with asyncio.timeout(self._renew_period):
@@ -506,18 +474,18 @@ class Worker:
                 continue  # a shorter lease started: sleep again, for its period
             except TimeoutError:
                 pass
-            live = self._live()
+            live = self.live_jobs()
             if not live:
                 continue
             if self._renewer is not None and self._renewer.ready:
                 continue  # the renewal thread renews leases and slots
             try:
-                self._apply_renewal(live, await self._renew(backend, live))
+                self.apply_renewal(live, await self.renew_leases(backend, live))
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue
 
-    async def _renew(self, backend: Backend, live: Sequence[_Running]) -> RenewResult:
+    async def renew_leases(self, backend: Backend, live: Sequence[Running]) -> RenewResult:
         """Renew the leases of ``live`` on ``backend``, then the limit slots of those still
         held: the one renewal path, on this loop or in the renewal thread."""
         result = await backend.renew([r.lease for r in live])
@@ -539,11 +507,11 @@ class Worker:
 
     def _pulse(self) -> None:
         """Stamp the loop as alive, now and every PULSE seconds, for the renewal thread."""
-        self._pulse_at = time.monotonic()
+        self.pulse_at = time.monotonic()
         assert self._loop is not None
         self._pulse_timer = self._loop.call_later(PULSE, self._pulse)
 
-    def _blocker(self, live: Sequence[_Running]) -> str:
+    def blocker(self, live: Sequence[Running]) -> str:
         """The job whose handler holds the loop, or every candidate when none is seen."""
         assert self._loop is not None
         current = asyncio.current_task(self._loop)
@@ -551,7 +519,8 @@ class Worker:
         jobs = ", ".join(f"{r.lease.job_id} (task {r.lease.task!r})" for r in named)
         return f"job {jobs}" if len(named) == 1 else f"one of jobs {jobs}"
 
-    def _apply_renewal(self, live: Sequence[_Running], result: RenewResult) -> None:
+    def apply_renewal(self, live: Sequence[Running], result: RenewResult) -> None:
+        """Mark the lost leases, and cancel the jobs the store asks to stop."""
         for running in live:
             job_id = running.lease.job_id
             if running.finishing:
@@ -569,21 +538,22 @@ class Worker:
                     running.task.cancel()
 
     @staticmethod
-    def _period(spans: Sequence[float]) -> float:
+    def renew_period(spans: Sequence[float]) -> float:
+        """Seconds between renewals: a third of the shortest lease."""
         return max(0.05, min(spans) / 3)
 
     async def _maintenance_loop(self) -> None:
-        backend = self.app.backend
-        s = self.app.settings
+        backend = self.client.backend
+        s = self.client.settings
         last_purge = 0.0
         while True:
             try:
                 reclaimed = await backend.reclaim_expired()
                 if reclaimed:
                     log.warning("reclaimed %d job(s) with expired leases", len(reclaimed))
-                    if self.app.bus.wants("job.stalled"):
+                    if self.client.bus.wants("job.stalled"):
                         for job_id in reclaimed:
-                            self.app.bus.emit(Event("job.stalled", job_id, at=time.time()))
+                            self.client.bus.emit(events.stalled(job_id))
                 if self._retention_due.is_set() or time.monotonic() - last_purge > 60:
                     self._retention_due.clear()
                     last_purge = time.monotonic()
@@ -603,14 +573,14 @@ class Worker:
         self, keep: int | None, keep_for: float | None, states: set[JobState] | frozenset[JobState]
     ) -> None:
         # Runs even when both settings are off: jobs with their own keep_for still expire.
-        n = await self.app.backend.purge(
+        n = await self.client.backend.purge(
             states=states, older_than=keep_for, keep_last=keep, retention=True
         )
         if n:
             log.info("retention removed %d finished job(s)", n)
 
     async def _heartbeat_loop(self) -> None:
-        backend = self.app.backend
+        backend = self.client.backend
         info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), dict(self.queues), self._started_at
         )
@@ -629,156 +599,3 @@ class Worker:
                 # Say so soon (status would show jobs long finished as running), but at most
                 # once a second, so a worker idling between every two jobs stays cheap.
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - beat_at)))
-
-
-def _renewal_url(app: Workhorse) -> str | None:
-    """The URL for the renewal thread's own backend, or None to renew on the loop.
-
-    Only durable stores, and only when the app's URL setting names this very store: a
-    backend passed in as an object may carry what a URL cannot (a test's fake clock), and
-    its ``url`` hides its password."""
-    backend = app.backend
-    if not backend.capabilities.multi_process:
-        return None  # memory:// lives in one loop
-    url = app.settings.url
-    if url != backend.url and redact(url) != backend.url:
-        return None
-    if url.split("://", 1)[0].lower() in ("postgresql", "postgres"):
-        # Renewal needs one connection, not the pool's default two.
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        query.setdefault("pool_min", "1")
-        query.setdefault("pool_max", "1")
-        url = urlunsplit(parts._replace(query=urlencode(query)))
-    return url
-
-
-class _RenewThread:
-    """Renews leases and limit slots from a thread with its own event loop and its own
-    backend object on the same store (used only for renewal), so that a handler blocking
-    the worker's loop (``time.sleep`` or CPU work in an ``async def``) cannot starve
-    renewal and have its job run twice. It reads a snapshot of the worker's running jobs
-    and hands each result that matters back to the worker's loop. No per-job cost: one
-    renew per period. It renews only while the loop pulses: a loop blocked for good must
-    not hold its jobs forever."""
-
-    def __init__(self, url: str, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
-        self.url = url
-        self._worker = worker
-        self._main_loop = loop
-        self.ready = False  # its backend is open; until then the worker's loop renews
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._stop = threading.Event()
-        self._silent = False  # the loop's silence was reported; cleared when it pulses again
-        self._round_at = time.monotonic()  # when this thread last looked at the loop
-        self._thread = threading.Thread(target=self._main, name="workhorse-renew", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            with contextlib.suppress(RuntimeError):  # its loop just closed
-                loop.call_soon_threadsafe(wake.set)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        self.wake()
-        await asyncio.to_thread(self._thread.join, 10)
-        if self._thread.is_alive():
-            log.error("the lease renewal thread did not stop; leaving it")
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except Exception:
-            log.exception("the lease renewal thread failed; renewing on the worker's loop")
-        finally:
-            self.ready = False
-
-    def _snapshot(self) -> list[_Running]:
-        while True:
-            try:
-                return self._worker._live()
-            except RuntimeError:  # the dict changed size during the copy: copy again
-                continue
-
-    async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        backend = await self._open()
-        if backend is None:
-            return
-        apply: Callable[[Sequence[_Running], RenewResult], None] = self._worker._apply_renewal
-        try:
-            self.ready = True
-            while not self._stop.is_set():
-                live = self._snapshot()
-                period = self._worker._period([r.lease.lease for r in live] or [self._worker.lease])
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(period):
-                        await self._wake.wait()
-                    continue  # woken: a shorter lease started, or stop
-                live = self._heard(self._snapshot())
-                if not live:
-                    continue
-                try:
-                    result = await self._worker._renew(backend, live)
-                except Exception:
-                    log.exception("lease renewal failed; retrying")
-                    continue
-                if result.lost or result.cancel:
-                    try:
-                        self._main_loop.call_soon_threadsafe(apply, live, result)
-                    except RuntimeError:  # the worker's loop is closed: nobody to tell
-                        return
-        finally:
-            self.ready = False
-            await backend.close()
-
-    def _heard(self, live: list[_Running]) -> list[_Running]:
-        """The jobs whose leases may still be renewed: all of them while the worker's loop
-        pulses, none whose lease it has been silent for SILENT_LEASES times."""
-        now = time.monotonic()
-        silence = now - self._worker._pulse_at
-        gap, self._round_at = now - self._round_at, now
-        kept = [r for r in live if silence < SILENT_LEASES * r.lease.lease]
-        if len(kept) == len(live) or gap > silence / 2:
-            # A gap as long as the silence: the whole process was held (SIGSTOP, a VM
-            # pause), this thread too, so the loop has had no chance to pulse yet.
-            if self._silent and len(kept) == len(live):
-                self._silent = False
-                log.warning("the event loop runs again; renewing its jobs' leases again")
-            return live
-        if not self._silent:
-            self._silent = True
-            log.error(
-                "the event loop has been blocked for %.1fs, by %s: no longer renewing the "
-                "lease of %d job(s), so another worker can take them over",
-                silence,
-                self._worker._blocker(live),
-                len(live) - len(kept),
-            )
-        return kept
-
-    async def _open(self) -> Backend | None:
-        delay = 0.1
-        while not self._stop.is_set():
-            backend = backend_from_url(self.url)
-            try:
-                await backend.open()
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await backend.close()
-                log.warning("lease renewal thread cannot open the store yet (%s)", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            listener = getattr(backend, "listener", None)
-            if listener is not None:
-                await listener.stop()  # renewal never waits for jobs: no LISTEN connection
-            return backend
-        return None

@@ -11,9 +11,16 @@ from typing import Any, Literal
 
 from workhorse import codec
 from workhorse.backends.base import Backend
-from workhorse.scheduler.cron import CronSpec, parse_cron
+from workhorse.cron import CronSpec, parse_cron
 
 PREFIX = "schedule:"
+
+
+def last_key(name: str) -> str:
+    """The key that holds a schedule's last fired tick and job."""
+    return f"cron:{name}:last"
+
+
 Source = Literal["code", "api"]
 
 

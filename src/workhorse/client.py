@@ -1,0 +1,577 @@
+"""The client: build, submit, wait for, inspect and control jobs on a backend.
+
+The public seam every layer above uses (the worker, the scheduler, the runtimes, the sync
+facade, the app): it sits on a backend, a registry of tasks and the settings, and knows
+nothing of the app that holds it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import typing
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar, overload
+
+from workhorse import codec, events, schedules
+from workhorse.backends import Backend, backend_from_url
+from workhorse.cron import CronSpec, parse_cron
+from workhorse.errors import ConfigError, DuplicateJob, JobCancelled, JobFailed, RunTimeout
+from workhorse.events import EventBus
+from workhorse.job import (
+    FINISHED_STATES,
+    EnqueueResult,
+    Event,
+    Job,
+    JobState,
+    NewJob,
+    WorkerInfo,
+    new_job_id,
+)
+from workhorse.registry import Registry
+from workhorse.schedules import Schedule, ScheduleInfo, last_key
+from workhorse.settings import Settings, check_name
+from workhorse.task import (
+    EnqueueStatus,
+    JobHandle,
+    Seconds,
+    Task,
+    check_call_options,
+    check_max_stalls,
+    check_on_duplicate,
+    check_priority,
+    check_retries,
+    due_time,
+    seconds,
+)
+
+log = logging.getLogger("workhorse")
+# Seconds run() waits before it looks for a live worker on the job's queue.
+NO_WORKER_AFTER = 5.0
+R = TypeVar("R")
+
+
+class HasClient(Protocol):
+    """Anything that holds a client (the app does)."""
+
+    @property
+    def client(self) -> Client: ...
+
+
+def client_of(source: Client | HasClient) -> Client:
+    """The client itself, or the one ``source`` holds: the layers above take either."""
+    return source if isinstance(source, Client) else source.client
+
+
+class Client:
+    """Everything a producer does, on one backend and one registry. ``settings`` is a
+    function that resolves the settings when first needed (the app's, which a CLI can
+    still configure before anything opens)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Callable[[], Settings],
+        *,
+        backend: Backend | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.registry = registry
+        if registry.producer is None:
+            registry.producer = self
+        self.bus = EventBus() if bus is None else bus
+        self._load_settings = settings
+        self._settings: Settings | None = None
+        self._backend = backend
+        self._backend_given = backend is not None
+        self._opened = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the backend was opened
+        self._open_lock: asyncio.Lock | None = None
+        self._waiters = _Waiters(self)
+        self._looks: set[asyncio.Task[None]] = set()  # run()'s checks for a live worker
+
+    # -- settings and the store --------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = self._load_settings()
+        return self._settings
+
+    @property
+    def max_payload(self) -> int:
+        """The largest encoded payload or result, in bytes (the max_payload setting)."""
+        return self.settings.max_payload
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = backend_from_url(self.settings.url)
+        return self._backend
+
+    @property
+    def backend_given(self) -> bool:
+        """Whether the backend is an object the caller passed (``backend=``), not one
+        built from the URL: then no other connection can reach the same store."""
+        return self._backend_given
+
+    @property
+    def opened(self) -> bool:
+        """Whether the backend is open (settings can no longer change)."""
+        return self._opened
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the backend was opened on, None while closed."""
+        return self._loop
+
+    def reconfigure(self, url_changed: bool) -> None:
+        """Forget the resolved settings (and the backend, when the URL changed): the
+        settings changed before the store opened."""
+        if self._opened:
+            raise ConfigError("configure() must be called before the app opens its backend")
+        self._settings = None
+        if url_changed:
+            self._backend = None
+            self._backend_given = False
+
+    def connection(self) -> Client:
+        """A second client on the same settings and registry, with its own connection to
+        the store (and its own event bus)."""
+        return Client(self.registry, self._load_settings)
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._opened:
+                await self.backend.open()
+                self._opened = True
+                self._loop = asyncio.get_running_loop()
+
+    async def close(self) -> None:
+        """Stop the waits for a live worker and the result pump, and close the store."""
+        for look in list(self._looks):
+            look.cancel()
+        if self._opened:
+            self._opened = False
+            self._loop = None
+            await self._waiters.close()
+            await self.backend.close()
+
+    async def store(self) -> Backend:
+        """The backend, opened first if it is not yet."""
+        if not self._opened:
+            await self.open()
+        return self.backend
+
+    # -- producing ---------------------------------------------------------------------
+    def new_job(self, task: Task[Any, Any], data: Any, options: dict[str, Any]) -> NewJob:
+        """The record to enqueue for one call: the payload checked and encoded, the
+        per-call ``options`` checked and laid over the task's defaults."""
+        d = task.defaults
+        value, raw = task.prepare(data)
+        if not options:  # the common case, kept cheap
+            return NewJob(
+                new_job_id(),
+                task.name,
+                d.queue,
+                raw,
+                d.priority,
+                0.0,
+                None,
+                d.retries + 1,
+                d.timeout,
+                d.lease,
+                task.singleton_key(value),
+                d.on_duplicate == "replace",
+                d.keep_for,
+                max_stalls=self._max_stalls(d.max_stalls),
+            )
+        check_call_options(options)
+        queue = check_name(options.get("queue", d.queue), "queue")
+        retries = check_retries(options.get("retries", d.retries))
+        priority = check_priority(options.get("priority", d.priority))
+        key = options.get("dedup_key")
+        on_duplicate = check_on_duplicate(options.get("on_duplicate", d.on_duplicate))
+        return NewJob(
+            new_job_id(),
+            task.name,
+            queue,
+            raw,
+            priority,
+            seconds(options.get("delay"), "delay") or 0.0,
+            due_time(options.get("at")),
+            retries + 1,
+            seconds(options["timeout"], "timeout") if "timeout" in options else d.timeout,
+            seconds(options["lease"], "lease") if "lease" in options else d.lease,
+            task.singleton_key(value) if key is None else str(key),
+            on_duplicate == "replace",
+            seconds(options["keep_for"], "keep_for") if "keep_for" in options else d.keep_for,
+            max_stalls=self._max_stalls(check_max_stalls(options.get("max_stalls", d.max_stalls))),
+        )
+
+    def _max_stalls(self, own: int | None) -> int:
+        return self.settings.max_stalls if own is None else own
+
+    async def _handles(
+        self,
+        task: Task[Any, Any],
+        news: list[NewJob],
+        results: list[EnqueueResult],
+        on_duplicate: str,
+        committed: bool = True,
+    ) -> list[JobHandle[Any]]:
+        out: list[JobHandle[Any]] = []
+        # Inside the caller's transaction nothing is queued until it commits: stay quiet.
+        emit = committed and self.bus.wants("job.queued")
+        for new, res in zip(news, results, strict=True):
+            status: EnqueueStatus = "created"
+            if res.replaced:
+                status = "replaced"
+            elif not res.created:
+                if on_duplicate == "raise":
+                    existing = await self.backend.get(res.id)
+                    if existing is not None:
+                        raise DuplicateJob(existing)
+                status = "skipped" if on_duplicate == "skip" else "duplicate"
+            if emit and status in ("created", "replaced"):
+                self.bus.emit(events.queued(res.id, new.task, new.queue))
+            out.append(JobHandle(self, res.id, task.name, new.queue, status, res.state))
+        return out
+
+    @overload
+    async def enqueue(
+        self, task: Task[Any, R], data: Any = None, **options: Any
+    ) -> JobHandle[R]: ...
+
+    @overload
+    async def enqueue(self, task: str, data: Any = None, **options: Any) -> JobHandle[Any]: ...
+
+    async def enqueue(
+        self, task: str | Task[Any, Any], data: Any = None, **options: Any
+    ) -> JobHandle[Any]:
+        """Enqueue one job. Options (``delay``, ``at``, ``priority``, ``queue``, ``retries``,
+        ``max_stalls``, ``timeout``, ``lease``, ``dedup_key``, ``on_duplicate``,
+        ``keep_for``) stay apart from the data.
+        ``connection=`` (PostgreSQL) enqueues inside your open psycopg transaction: the job
+        exists only if that transaction commits.
+
+        For a singleton, ``handle.status`` tells what happened: ``created``, ``duplicate``
+        (the live job is returned), ``replaced`` (the live job took this payload) or
+        ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
+        t = self.registry.resolve(task)
+        connection = options.pop("connection", None)
+        return await self.submit(t, self.new_job(t, data, options), options, connection)
+
+    async def submit(
+        self,
+        task: Task[Any, Any],
+        new: NewJob,
+        options: dict[str, Any],
+        connection: Any = None,
+        watch: bool = False,
+    ) -> JobHandle[Any]:
+        """Write one job built by ``new_job`` and return its handle (``watch``: the
+        caller waits for it next; ``connection``: inside the caller's transaction)."""
+        results = await self._write([new], connection, watch)
+        on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
+        return (await self._handles(task, [new], results, on_dup, connection is None))[0]
+
+    async def enqueue_many(
+        self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
+    ) -> list[JobHandle[Any]]:
+        """Enqueue one job per item of ``items`` in one round trip; all or nothing is
+        refused when one payload is bad."""
+        t = self.registry.resolve(task)
+        connection = options.pop("connection", None)
+        news = [self.new_job(t, data, options) for data in items]
+        if not news:
+            return []
+        results = await self._write(news, connection)
+        on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
+        return await self._handles(t, news, results, on_dup, connection is None)
+
+    async def _write(
+        self, news: list[NewJob], connection: Any, watch: bool = False
+    ) -> list[EnqueueResult]:
+        backend = await self.store()
+        if connection is None:
+            # watch: the caller waits for these jobs next (run()).
+            return await (backend.enqueue_watched(news) if watch else backend.enqueue(news))
+        enqueue_in = getattr(backend, "enqueue_in", None)
+        if not backend.capabilities.transactional_enqueue or enqueue_in is None:
+            raise ConfigError(
+                f"connection= needs a backend that can enqueue inside your transaction "
+                f"(postgresql://); {backend.url.split('://')[0]}:// cannot"
+            )
+        results: list[EnqueueResult] = await enqueue_in(connection, news)
+        return results
+
+    async def run(
+        self,
+        task: str | Task[Any, Any],
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
+        """Enqueue, wait, and return the result; raise ``JobFailed`` (with the remote
+        type, message and traceback), ``JobCancelled`` or ``RunTimeout``. ``timeout`` bounds
+        the wait and, unless ``options`` sets the attempt's own, shortens the attempt's
+        limit to it (never lengthens the task's)."""
+        return await self.run_task(self.registry.resolve(task), data, timeout, options)
+
+    async def run_task(
+        self, t: Task[Any, Any], data: Any, timeout: float | None, options: dict[str, Any]
+    ) -> Any:
+        """``options`` may set the attempt's ``timeout`` (``task.options(timeout=...)``),
+        which ``run()``'s own keyword, the wait, cannot."""
+        if timeout is not None and "timeout" not in options:
+            options["timeout"] = self.attempt_limit(t, timeout)
+        # Held: the store keeps the record (whatever its keep_for) until this caller has
+        # the result, and every other caller of run() that hit the same live job too.
+        new = self.new_job(t, data, options)
+        new.hold = True
+        handle = await self.submit(t, new, options, watch=True)
+        look = self.warn_without_worker(handle.queue, handle.id, log.warning)
+        try:
+            job = await self.wait(handle.id, timeout)
+        except RunTimeout:
+            await self._release(handle.id)
+            raise
+        finally:
+            look.cancel()
+        if job.keep_for is not None:
+            await self._release(job.id)
+        return self.result_of(job)
+
+    def warn_without_worker(
+        self, queue: str, job_id: str, report: Callable[[str], Any], app_spec: str = "MODULE:APP"
+    ) -> asyncio.TimerHandle:
+        """After ``NO_WORKER_AFTER`` seconds, report once if no live worker consumes
+        ``queue``: a wait that would otherwise be silent until its timeout, or forever.
+        Cancel the returned timer when the wait ends (a timer, not a task: run() is hot)."""
+
+        def look() -> None:
+            task = asyncio.ensure_future(self._look_for_worker(queue, job_id, report, app_spec))
+            self._looks.add(task)
+            task.add_done_callback(self._looks.discard)
+
+        return asyncio.get_running_loop().call_later(NO_WORKER_AFTER, look)
+
+    async def _look_for_worker(
+        self, queue: str, job_id: str, report: Callable[[str], Any], app_spec: str
+    ) -> None:
+        try:
+            workers = await self.backend.workers()
+        except Exception:
+            return  # only a hint: a store that cannot answer now has its own errors
+        if not any(queue in w.queues for w in workers):
+            report(
+                f"no live worker consumes queue {queue!r}: job {job_id} waits until one "
+                f"does. Start one: workhorse worker {app_spec} --queues {queue}"
+            )
+
+    def attempt_limit(self, task: Task[Any, Any], wait: float) -> float:
+        """The smaller of the wait and the task's limit (else the job_timeout setting)."""
+        own = task.defaults.timeout
+        own = self.settings.job_timeout if own is None else own
+        limit = float(typing.cast(float, seconds(wait, "timeout")))
+        return limit if own is None else min(own, limit)
+
+    async def _release(self, job_id: str) -> None:
+        try:
+            await self.backend.release([job_id])
+        except Exception:
+            # The hold stays: the record then follows the settings' retention, not its
+            # own keep_for. Nothing is lost; it is only kept longer.
+            log.warning("job %s: could not release its record for retention", job_id)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job is finished and return its record."""
+        await self.store()
+        return await self._waiters.wait(job_id, timeout)
+
+    def result_of(self, job: Job) -> Any:
+        if job.state is JobState.COMPLETED:
+            task = self.registry.tasks.get(job.task)
+            return job.result if task is None else task.typed_result(job.result)
+        if job.state is JobState.CANCELLED:
+            raise JobCancelled(job)
+        if job.state is JobState.FAILED:
+            raise JobFailed(job)
+        raise ConfigError(f"job {job.id} is {job.state}, not finished")
+
+    # -- inspecting and controlling ----------------------------------------------------
+    async def get_job(self, job_id: str) -> Job | None:
+        return await (await self.store()).get(job_id)
+
+    async def jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        st = None if state is None else _state(state)
+        return await (await self.store()).query(
+            queue=queue, state=st, task=task, limit=limit, offset=offset
+        )
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        return await (await self.store()).counts(queues)
+
+    async def cancel(self, job_id: str) -> JobState | None:
+        """Cancel a queued job now; ask an active one to stop. None if there is no job."""
+        return await (await self.store()).cancel(job_id)
+
+    async def retry(self, job_id: str) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts."""
+        return await (await self.store()).retry(job_id)
+
+    async def purge(
+        self,
+        *,
+        states: Collection[JobState | str] = tuple(FINISHED_STATES),
+        older_than: Seconds | None = None,
+        keep_last: int | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs older than ``older_than`` or beyond the newest
+        ``keep_last`` per queue and state."""
+        sts = {_state(s) for s in states}
+        if sts - FINISHED_STATES:
+            raise ConfigError("purge deletes finished jobs only: completed, failed, cancelled")
+        return await (await self.store()).purge(
+            states=sts,
+            older_than=seconds(older_than, "older_than"),
+            keep_last=keep_last,
+            queue=queue,
+        )
+
+    async def pause(self, queue: str) -> None:
+        await (await self.store()).pause(check_name(queue, "queue"))
+
+    async def resume(self, queue: str) -> None:
+        await (await self.store()).resume(check_name(queue, "queue"))
+
+    async def paused(self) -> set[str]:
+        """Every paused queue."""
+        return await (await self.store()).paused()
+
+    async def is_paused(self, queue: str) -> bool:
+        return queue in await (await self.store()).paused()
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await (await self.store()).workers()
+
+    async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        return await (await self.store()).events(after, limit)
+
+    # -- schedules ---------------------------------------------------------------------
+    async def add_schedule(
+        self,
+        name: str,
+        task: str | Task[Any, Any],
+        cron: str | dict[str, Any] | CronSpec,
+        data: Any = None,
+    ) -> Schedule:
+        """Add or replace a schedule at run time; every worker picks it up within seconds."""
+        t = self.registry.resolve(task)
+        spec = parse_cron(cron)
+        if data is not None:
+            spec = replace(spec, data=data)
+        t.prepare(spec.data)  # a payload the task refuses is refused now, not at each tick
+        schedule = Schedule(check_name(name, "schedule"), t.name, spec, "api")
+        await schedules.put(await self.store(), schedule)
+        return schedule
+
+    async def remove_schedule(self, name: str) -> bool:
+        return await schedules.remove(await self.store(), name)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every stored schedule with its next run and its last fired job."""
+        backend = await self.store()
+        now = datetime.fromtimestamp(await backend.now(), UTC)
+        out = []
+        for name, s in sorted((await schedules.load(backend)).items()):
+            last = await backend.kv_get(last_key(name))
+            last_value = codec.loads(last) if last else None
+            out.append(
+                ScheduleInfo(
+                    name,
+                    s.task,
+                    s.cron.pattern,
+                    s.cron.timezone,
+                    s.cron.data,
+                    s.source,
+                    s.cron.next_after(now),
+                    None if last_value is None else datetime.fromtimestamp(last_value["tick"], UTC),
+                    None if last_value is None else last_value["job_id"],
+                )
+            )
+        return out
+
+
+def _state(value: JobState | str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        raise ConfigError(
+            f"unknown state {value!r}; valid: {', '.join(s.value for s in JobState)}"
+        ) from None
+
+
+class _Waiters:
+    """One pump per client turns the backend's finish notifications into per-job futures."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._futs: dict[str, list[asyncio.Future[Job]]] = {}
+        self._pump: asyncio.Task[None] | None = None
+
+    async def wait(self, job_id: str, timeout: float | None) -> Job:
+        fut: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._futs.setdefault(job_id, []).append(fut)
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run(), name="workhorse-waiters")
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise RunTimeout(job_id, typing.cast(float, timeout)) from None
+        finally:
+            futs = self._futs.get(job_id)
+            if futs is not None and fut in futs:
+                futs.remove(fut)
+                if not futs:
+                    del self._futs[job_id]
+
+    async def _run(self) -> None:
+        backend = self.client.backend
+        interval = self.client.settings.poll_interval
+        while self._futs:
+            try:
+                done = await backend.wait_finished(list(self._futs), interval)
+            except Exception:
+                log.exception("waiting for job results failed; retrying")
+                await asyncio.sleep(min(interval, 1.0))
+                continue
+            for job in done:
+                for fut in self._futs.pop(job.id, ()):
+                    if not fut.done():
+                        fut.set_result(job)
+
+    async def close(self) -> None:
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        self._pump = None
