@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from workhorse import codec
 from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.memory.keyvalues import KeyValues
 from workhorse.job import (
     FINISHED_STATES,
     MAX_STALLS,
@@ -104,8 +105,7 @@ class MemoryBackend(Backend):
         self._own_retention = False  # some job ever had its own keep_for
         self._dedup: dict[tuple[str, str], str] = {}  # (queue, dedup key) -> live job id
         self._paused: set[str] = set()
-        self._kv: dict[str, tuple[str, float | None]] = {}
-        self._counters: dict[str, tuple[int, float | None]] = {}
+        self._kv = KeyValues(clock)
         self._events: deque[Event] = deque(maxlen=max_events)
         self._event_ids = itertools.count(1)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
@@ -612,59 +612,25 @@ class MemoryBackend(Backend):
 
     # -- coordination ------------------------------------------------------------------
     async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        now = self._clock()
-        held = self._kv.get(key)
-        if held is not None and (held[1] is None or held[1] > now):
-            return False
-        self._kv[key] = (value, None if ttl is None else now + ttl)
-        return True
-
-    def _live(self, key: str, now: float) -> str | None:
-        held = self._kv.get(key)
-        if held is None:
-            return None
-        if held[1] is not None and held[1] <= now:
-            del self._kv[key]
-            return None
-        return held[0]
+        return self._kv.set_if_absent(key, value, ttl)
 
     async def kv_get(self, key: str) -> str | None:
-        return self._live(key, self._clock())
+        return self._kv.get(key)
 
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self._kv[key] = (value, None if ttl is None else self._clock() + ttl)
+        self._kv.put(key, value, ttl)
 
     async def kv_delete(self, key: str, value: str | None = None) -> bool:
-        current = self._live(key, self._clock())
-        if current is None or (value is not None and current != value):
-            return False
-        del self._kv[key]
-        return True
+        return self._kv.delete(key, value)
 
     async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
-        now = self._clock()
-        ours = {key for key, value in held.items() if self._live(key, now) == value}
-        for key in ours:
-            self._kv[key] = (held[key], now + ttl)
-        return ours
+        return self._kv.extend(held, ttl)
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
-        now = self._clock()
-        return {
-            k: v
-            for k in [k for k in self._kv if k.startswith(prefix)]
-            if (v := self._live(k, now)) is not None
-        }
+        return self._kv.scan(prefix)
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
-        now = self._clock()
-        value, expires = self._counters.get(key, (0, None))
-        if expires is not None and expires <= now:
-            value, expires = 0, None
-        if expires is None and ttl is not None:
-            expires = now + ttl
-        self._counters[key] = (value + n, expires)
-        return value + n
+        return self._kv.add(key, n, ttl)
 
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:
