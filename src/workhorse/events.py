@@ -44,6 +44,19 @@ def outcome_type(outcome: Outcome) -> str:
     return _OUTCOME_EVENTS[outcome.kind]
 
 
+def recorded(outcome: Outcome, attempt: int) -> tuple[str, dict[str, Any] | None]:
+    """The durable event a store writes in the same step as an outcome: its type and its
+    data (the Lua and SQL backends write the same; the contract suite keeps them equal)."""
+    kind = outcome.kind
+    if kind == "completed":
+        return "job.completed", {"attempt": attempt}
+    if kind == "retry":
+        return "job.retrying", {"attempt": attempt, "delay": outcome.delay, "error": outcome.error}
+    if kind == "failed":
+        return "job.failed", {"attempt": attempt, "error": outcome.error}
+    return "job.cancelled", None
+
+
 def finished(type_: str, lease: Lease, outcome: Outcome) -> Event:
     """``type_`` (from ``outcome_type``) for an attempt's outcome: the attempt, and the
     error when there is one."""

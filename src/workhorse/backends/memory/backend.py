@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from workhorse import codec
+from workhorse import codec, events
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.memory.keyvalues import KeyValues
 from workhorse.job import (
@@ -339,33 +339,19 @@ class MemoryBackend(Backend):
             accepted.append(True)
             rec.logs.extend(outcome.logs)
             kind = outcome.kind
+            rec.error = outcome.error
             if kind == "completed":
                 rec.result = None if outcome.result is None else _kept(outcome.result)
-                rec.error = None
                 self._end(rec, JobState.COMPLETED, now)
-                self._event("job.completed", rec, now, attempt=rec.attempts)
             elif kind == "retry":
-                rec.error = outcome.error
                 if outcome.refund:
                     rec.attempts -= 1
                 self._requeue(rec, now + outcome.delay, now)
-                self._event(
-                    "job.retrying",
-                    rec,
-                    now,
-                    attempt=rec.attempts,
-                    delay=outcome.delay,
-                    error=outcome.error,
-                )
                 requeued = True
-            elif kind == "failed":
-                rec.error = outcome.error
-                self._end(rec, JobState.FAILED, now)
-                self._event("job.failed", rec, now, attempt=rec.attempts, error=outcome.error)
             else:
-                rec.error = outcome.error
-                self._end(rec, JobState.CANCELLED, now)
-                self._event("job.cancelled", rec, now)
+                self._end(rec, JobState(kind), now)
+            type_, data = events.recorded(outcome, rec.attempts)
+            self._event(type_, rec, now, **(data or {}))
         self._wake_waiters()
         if requeued:
             self._wake_workers()

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
-from workhorse.backends.sqlite.events import EVENT_OF, EventLog, EventRow, event_row, published_rows
+from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, published_rows
 from workhorse.backends.sqlite.events import read as read_events
 from workhorse.backends.sqlite.reads import any_expired, counts, due_in, query_select
 from workhorse.backends.sqlite.reclaim import reclaim
@@ -42,6 +42,7 @@ from workhorse.backends.sqlite.statements import (
 )
 from workhorse.backends.sqlite.watcher import Signal, Watcher
 from workhorse.errors import BackendError
+from workhorse.events import recorded
 from workhorse.job import (
     FINISHED_STATES,
     EnqueueResult,
@@ -348,19 +349,9 @@ class SQLiteBackend(Backend):
                 accepted.append(False)
                 continue
             accepted.append(True)
-            attempt = row[0]
-            if kind == "completed":
-                data: dict[str, Any] | None = {"attempt": attempt}
-            elif kind == "retry":
-                requeued = True
-                data = {"attempt": attempt, "delay": outcome.delay, "error": outcome.error}
-            elif kind == "failed":
-                data = {"attempt": attempt, "error": outcome.error}
-            else:
-                data = None
-            events.append(
-                event_row(f"job.{EVENT_OF[kind]}", lease.job_id, lease.task, lease.queue, now, data)
-            )
+            requeued = requeued or kind == "retry"
+            type_, data = recorded(outcome, row[0])
+            events.append(event_row(type_, lease.job_id, lease.task, lease.queue, now, data))
         self._events.add(conn, events)
         return accepted, requeued
 

@@ -14,14 +14,6 @@ from workhorse.job import Event
 
 EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
 
-# The event type of each finish outcome's kind.
-EVENT_OF = {
-    "completed": "completed",
-    "failed": "failed",
-    "retry": "retrying",
-    "cancelled": "cancelled",
-}
-
 
 def event_row(
     type_: str, job_id: str, task: str, queue: str, now: float, data: dict[str, Any] | None = None
