@@ -125,3 +125,17 @@ class Workers:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
+
+
+async def drop_store(url: str) -> None:
+    """Remove what a test wrote under its own file, key prefix or schema."""
+    from workhorse.backends import backend_from_url
+
+    backend = backend_from_url(url)
+    await backend.open()
+    try:
+        drop = getattr(backend, "drop", None)
+        if drop is not None:
+            await drop()
+    finally:
+        await backend.close()

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.harness import Ledger, Line, Workers
+from tests.acceptance.harness import Ledger, Line, Workers, drop_store
 from tests.acceptance.ledger_worker import build
 from tests.conftest import backend_url
 from workhorse import JobState, Workhorse
-from workhorse.backends import backend_from_url
 from workhorse.worker.renewal import SILENT_LEASES
 
 pytestmark = pytest.mark.slow
@@ -39,18 +38,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     pytest.importorskip(f"workhorse.backends.{request.param}")
     u = backend_url(str(request.param), tmp_path)
     yield u
-    asyncio.run(_drop(u))
-
-
-async def _drop(url: str) -> None:
-    backend = backend_from_url(url)
-    await backend.open()
-    try:
-        drop = getattr(backend, "drop", None)
-        if drop is not None:
-            await drop()
-    finally:
-        await backend.close()
+    asyncio.run(drop_store(u))
 
 
 @pytest.fixture

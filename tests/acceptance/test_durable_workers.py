@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.harness import Ledger, Workers
+from tests.acceptance.harness import Ledger, Workers, drop_store
 from tests.conftest import backend_url
 from workhorse import JobState, Workhorse
-from workhorse.backends import backend_from_url
 from workhorse.job import MAX_STALLS
 
 pytestmark = pytest.mark.slow
@@ -37,18 +36,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     pytest.importorskip(f"workhorse.backends.{request.param}")
     u = backend_url(str(request.param), tmp_path)  # its own file, key prefix or schema
     yield u
-    asyncio.run(_drop(u))
-
-
-async def _drop(url: str) -> None:
-    backend = backend_from_url(url)
-    await backend.open()
-    try:
-        drop = getattr(backend, "drop", None)
-        if drop is not None:
-            await drop()
-    finally:
-        await backend.close()
+    asyncio.run(drop_store(u))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.harness import Ledger
+from tests.acceptance.harness import Ledger, drop_store
 from tests.chaos.proxy import Proxy
 from tests.conftest import backend_url
 from workhorse import JobState, Workhorse, codec
@@ -81,7 +81,7 @@ async def test_sigterm_with_the_store_down_exits_nonzero_within_grace(
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-        await _drop(url)
+        await drop_store(url)
 
 
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -91,17 +91,6 @@ def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
              "--shutdown-grace", str(GRACE)],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-
-
-async def _drop(url: str) -> None:
-    backend = backend_from_url(url)
-    await backend.open()
-    try:
-        drop = getattr(backend, "drop", None)
-        if drop is not None:
-            await drop()
-    finally:
-        await backend.close()
 
 
 async def test_outcomes_written_during_a_cut_are_kept_until_the_store_is_back(

@@ -380,9 +380,8 @@ class Worker:
                 running = Running(lease, JobContext(self.client, lease))
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
-                running.task = asyncio.create_task(
-                    self._attempt(running, slots), name=f"workhorse-job-{lease.job_id}"
-                )
+                # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
+                running.task = asyncio.create_task(self._attempt(running, slots))
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if shortest < self._renew_period:
