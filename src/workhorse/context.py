@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,10 @@ class JobContext(TaskContext):
         self.client = client_of(client)
         self.lease = lease
         self.cancelled = False
-        self._logs: list[dict[str, Any]] = []  # not yet written
-        self._sizes: list[int] = []  # their encoded sizes
+        # Not yet written, and their encoded sizes: deques, so that dropping the oldest line
+        # of a chatty attempt past its budget costs O(1), not a copy of the whole budget.
+        self._logs: deque[dict[str, Any]] = deque()
+        self._sizes: deque[int] = deque()
         self._lines = self._bytes = 0  # of this attempt: written and not yet written
         self._dropped = 0  # lines dropped since the last notice of it
 
@@ -86,15 +89,17 @@ class JobContext(TaskContext):
         self._lines += 1
         self._bytes += size
         while self._logs and (self._lines > max_lines or self._bytes > max_bytes):
-            del self._logs[0]
-            self._bytes -= self._sizes.pop(0)
+            self._logs.popleft()
+            self._bytes -= self._sizes.popleft()
             self._lines -= 1
             self._dropped += 1
 
     def _take(self) -> list[dict[str, Any]]:
-        logs, self._logs = self._logs, []
-        if logs:
-            self._sizes = []
+        if not self._logs:
+            return []
+        logs = list(self._logs)
+        self._logs.clear()
+        self._sizes.clear()
         return logs
 
     async def progress(self, value: Any) -> None:
