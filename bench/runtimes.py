@@ -91,7 +91,7 @@ async def rate(app: Workhorse, task: str, jobs: int, concurrency: int) -> float:
 
         # Counting finishes on the bus costs the same for every runtime; waiting on each
         # job would add a store round trip per job to the figure.
-        app.on("job.completed", count)
+        app.bus.on("job.completed", count)
         try:
             await app.enqueue_many(task, [None] * jobs)
             start = time.perf_counter()

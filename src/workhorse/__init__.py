@@ -17,6 +17,7 @@ from workhorse.errors import (
     UnknownTaskError,
     WorkhorseError,
 )
+from workhorse.hooks import Hook, JobEvent
 from workhorse.job import Event, Job, JobState, WorkerInfo
 from workhorse.settings import Settings
 from workhorse.task import BoundTask, JobHandle, Task
@@ -36,10 +37,12 @@ __all__ = [
     "Event",
     "Exponential",
     "Fixed",
+    "Hook",
     "Job",
     "JobCancelled",
     "JobContext",
     "JobError",
+    "JobEvent",
     "JobFailed",
     "JobHandle",
     "JobState",

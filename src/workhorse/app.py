@@ -18,6 +18,7 @@ from workhorse.client import Client
 from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
+from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
 from workhorse.job import FINISHED_STATES, Event, Job, JobState, WorkerInfo
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo
@@ -46,6 +47,8 @@ class Workhorse:
         self.client = Client(self.registry, self._load_settings, backend=backend)
         self._sync: SyncApp | None = None
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
+        self._hooks = HookSet()
+        self._listeners: list[tuple[Listener, asyncio.Task[None]]] = []
 
     def _load_settings(self) -> Settings:
         return Settings.load(**self._overrides)
@@ -75,13 +78,15 @@ class Workhorse:
 
     @property
     def bus(self) -> EventBus:
-        """The in-process event bus (``app.on`` subscribes to it)."""
+        """The in-process event bus: what this process's own worker and producers just did
+        (``app.on(..., local=True)`` or ``app.bus.on``); not durable, not shared."""
         return self.client.bus
 
     async def open(self) -> None:
         await self.client.open()
 
     async def close(self) -> None:
+        await self.stop_listener()
         await self.stop_workers()
         sync, self._sync = self._sync, None
         if sync is not None and self.client.loop is not sync.loop:
@@ -327,17 +332,76 @@ class Workhorse:
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await self.client.events(after, limit)
 
-    def on(self, type_: str, handler: Handler | None = None, *, task: str | None = None) -> Any:
-        """Subscribe to in-process events: ``@app.on("job.completed", task="send")``."""
-        if handler is not None:
-            self.bus.on(type_, handler, task=task)
-            return handler
+    def on(
+        self,
+        type_: str = "*",
+        handler: HookHandler | None = None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        local: bool = False,
+    ) -> Any:
+        """Subscribe a hook to the durable event log: ``@app.on("job.completed",
+        task="send_*", queue="mail")`` (glob patterns). Listeners of the app's hook group
+        (``app.start_listener()``, ``workhorse listen``) call it at least once per event,
+        in order per job, with a ``JobEvent``. Returns the ``Hook`` (``.remove()``); as
+        a decorator it returns the function. ``name`` keys the hook's parked events
+        (default: module and function name).
 
-        def deco(fn: Handler) -> Handler:
-            self.bus.on(type_, fn, task=task)
+        ``local=True`` subscribes to the in-process bus instead (``app.bus``): only what
+        this process's own worker and producers do, not durable, exact task name."""
+        if local:
+            if queue is not None or name is not None:
+                raise ConfigError("local=True hooks filter by type and task only")
+
+            def bus_on(fn: Handler) -> Handler:
+                self.bus.on(type_, fn, task=task)
+                return fn
+
+            return bus_on if handler is None else bus_on(handler)  # type: ignore[arg-type]
+        if handler is not None:
+            return self._hooks.add(type_, handler, task=task, queue=queue, name=name)
+
+        def deco(fn: HookHandler) -> HookHandler:
+            self._hooks.add(type_, fn, task=task, queue=queue, name=name)
             return fn
 
         return deco
+
+    def off(self, target: Hook | HookHandler, type_: str | None = None) -> int:
+        """Unsubscribe a hook (the handle ``app.on`` returned, or its function, of
+        ``type_`` only if given); how many hooks were removed."""
+        if isinstance(target, Hook):
+            return int(target.remove())
+        return self._hooks.remove_handler(target, type_)
+
+    @property
+    def hooks(self) -> Hooks:
+        """Hook groups' lag, parked events and replay."""
+        return Hooks(self.client, self._hooks)
+
+    def listener(self, **options: Any) -> Listener:
+        """A listener for this app's hooks (options: see ``Listener``); run it yourself."""
+        return Listener(self.client, self._hooks, **options)
+
+    async def start_listener(self, **options: Any) -> Listener:
+        """Run a listener in this process, in the background (e.g. from a FastAPI
+        lifespan): ``group``, ``from_start``, ``partitions``, ``attempts``, ...; stop it
+        with ``await app.stop_listener()`` (the app's close does too)."""
+        await self.client.open()
+        listener = self.listener(**options)
+        task = asyncio.create_task(listener.run(), name="workhorse-listener")
+        self._listeners.append((listener, task))
+        return listener
+
+    async def stop_listener(self) -> None:
+        """Stop the listeners started with ``start_listener``: each finishes its batch,
+        saves its cursors and gives its partitions back."""
+        listeners, self._listeners = self._listeners, []
+        for listener, _ in listeners:
+            listener.stop()
+        await asyncio.gather(*(task for _, task in listeners), return_exceptions=True)
 
     # -- schedules ---------------------------------------------------------------------
     async def add_schedule(

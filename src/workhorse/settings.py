@@ -100,6 +100,33 @@ class Settings(BaseModel):
     unknown_task_window: float = Field(
         600.0, ge=0, description="Seconds after which such a job fails instead"
     )
+    hook_group: str = Field(
+        "app",
+        description="Hook group a listener reads for (its cursors live in the store); "
+        "listeners of one group share the events, each group gets every event",
+    )
+    hook_partitions: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Partitions of a new hook group (most listeners that share its work); "
+        "fixed when the group is created",
+    )
+    hook_attempts: int = Field(
+        3, ge=1, description="Calls of a failing hook on one event before the event is parked"
+    )
+    hook_retry_delay: float = Field(
+        0.5, ge=0, description="Seconds before a failed hook's second call, doubled per call"
+    )
+    hook_lease: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a listener's hold on its partitions lasts unless renewed "
+        "(a killed listener's partitions move after this)",
+    )
+    hook_poll_interval: float = Field(
+        0.1, gt=0, description="Longest wait of an idle listener before it reads the log again"
+    )
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio",
         description="Event loop of `workhorse worker`: asyncio, or uvloop "

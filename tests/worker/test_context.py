@@ -92,9 +92,9 @@ async def test_bus_events_fire_in_order(app: Workhorse) -> None:
         "job.retrying",
         "job.failed",
     ):
-        app.on(kind, record)
+        app.on(kind, record, local=True)
 
-    @app.on("job.completed", task="ok")
+    @app.on("job.completed", task="ok", local=True)
     async def only_ok(event: Event) -> None:  # async handlers are run as tasks
         completed_for_ok.append(event.job_id)
 
@@ -133,7 +133,7 @@ async def test_a_failing_event_handler_does_not_hurt_the_job(app: Workhorse) -> 
     def broken(event: Event) -> None:
         raise RuntimeError("handler bug")
 
-    app.on("job.completed", broken)
+    app.on("job.completed", broken, local=True)
 
     @app.task
     async def fine() -> int:

@@ -114,7 +114,7 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_again(
     clock: FakeClock,
 ) -> None:
     stalled: list[Event] = []
-    app.on("job.stalled", stalled.append)
+    app.on("job.stalled", stalled.append, local=True)
 
     @app.task  # every option at its default: retries=0
     async def survivor(ctx: JobContext) -> int:

@@ -1,0 +1,97 @@
+"""A hook group's state in the store's key-value space: its partitions' leases and cursors.
+
+Events are split into partitions by a stable hash of the job id, so one job's events stay
+in one partition, in order. Each partition is owned by one listener through a lease with a
+ttl and has its own cursor, the id of the last event its hooks finished with."""
+
+from __future__ import annotations
+
+import zlib
+
+from workhorse import codec
+from workhorse.client import Client
+from workhorse.errors import ConfigError
+from workhorse.settings import check_name
+
+PREFIX = "hooks:"
+
+
+def check_group(name: str) -> str:
+    return check_name(name, "hook group")
+
+
+def partition_of(job_id: str | None, partitions: int) -> int:
+    """Events without a job (published ones) all go to partition 0."""
+    return 0 if job_id is None else zlib.crc32(job_id.encode()) % partitions
+
+
+class Group:
+    """Key names and reads and writes of one group's state."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.name = check_group(name)
+        self.base = f"{PREFIX}{self.name}:"
+
+    def meta_key(self) -> str:
+        return self.base + "meta"
+
+    def lease_key(self, p: int) -> str:
+        return f"{self.base}lease:{p}"
+
+    def cursor_key(self, p: int) -> str:
+        return f"{self.base}cursor:{p}"
+
+    def member_prefix(self) -> str:
+        return self.base + "member:"
+
+    def parked_prefix(self) -> str:
+        return self.base + "parked:"
+
+    async def partitions(self, wanted: int) -> int:
+        """The group's partition count: the first listener's choice, kept in the store
+        (cursors are per partition, so the count cannot change under a live group)."""
+        backend = await self.client.store()
+        meta = codec.dumps({"partitions": wanted}).decode()
+        await backend.set_if_absent(self.meta_key(), meta)
+        stored = await backend.kv_get(self.meta_key())
+        if stored is None:
+            raise ConfigError(f"hook group {self.name!r}: its state vanished from the store")
+        count = int(codec.loads(stored)["partitions"])
+        return count
+
+    async def cursor(self, p: int, start: int) -> int:
+        """The partition's cursor; a partition never read starts at ``start``."""
+        backend = await self.client.store()
+        await backend.set_if_absent(self.cursor_key(p), str(start))
+        value = await backend.kv_get(self.cursor_key(p))
+        return start if value is None else int(value)
+
+    async def cursors(self, partitions: int) -> dict[int, int | None]:
+        backend = await self.client.store()
+        out: dict[int, int | None] = {}
+        for p in range(partitions):
+            value = await backend.kv_get(self.cursor_key(p))
+            out[p] = None if value is None else int(value)
+        return out
+
+    async def owners(self, partitions: int) -> dict[int, str | None]:
+        backend = await self.client.store()
+        return {p: await backend.kv_get(self.lease_key(p)) for p in range(partitions)}
+
+
+async def head(client: Client, page: int = 10_000) -> int:
+    """The id of the newest event in the log (0 when empty): where a new group starts."""
+    cursor = 0
+    while batch := await client.events(cursor, page):
+        cursor = batch[-1].id
+        if len(batch) < page:
+            break
+    return cursor
+
+
+async def groups(client: Client) -> list[str]:
+    """Every hook group that has state in the store."""
+    backend = await client.store()
+    keys = await backend.kv_scan(PREFIX)
+    return sorted(k[len(PREFIX) : -len(":meta")] for k in keys if k.endswith(":meta"))
