@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from workhorse.cli import admin, control, listing, running
+from workhorse.cli import admin, control, hooks, listing, running
 from workhorse.cli.loading import import_app, make_app
 
 __all__ = ["import_app", "main", "make_app"]
@@ -30,6 +30,8 @@ for _command in (
     running.worker,
     running.run,
     running.enqueue,
+    hooks.listen,
+    hooks.hooks,
     listing.jobs,
     listing.job,
     listing.status,

@@ -21,7 +21,9 @@ from workhorse.cli.console import (
     state_text,
     workers_table,
 )
+from workhorse.cli.hooks import lag_line
 from workhorse.cli.loading import app_option, drive, make_app, url_option
+from workhorse.hooks import GroupStatus
 from workhorse.job import Job, JobState, WorkerInfo
 from workhorse.urls import redact
 
@@ -82,15 +84,17 @@ def job(job_id: str, as_json: bool, app_spec: str | None, url: str | None) -> No
 @app_option
 @url_option
 def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
-    """Job counts per queue and state, paused queues, and live workers."""
+    """Job counts per queue and state, paused queues, live workers and hook groups' lag."""
     app = make_app(app_spec, url)
 
-    async def go(app: Workhorse) -> tuple[dict[str, dict[str, int]], set[str], list[WorkerInfo]]:
+    async def go(
+        app: Workhorse,
+    ) -> tuple[dict[str, dict[str, int]], set[str], list[WorkerInfo], list[GroupStatus]]:
         counts = await app.counts()
         paused = await app.paused()
-        return counts, paused, await app.workers()
+        return counts, paused, await app.workers(), await app.hooks.status()
 
-    counts, paused, workers = drive(app, go, existing=True)
+    counts, paused, workers, hook_groups = drive(app, go, existing=True)
     if as_json:
         echo_json(
             {
@@ -98,6 +102,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
                 "counts": counts,
                 "paused": sorted(paused),
                 "workers": [fields_of(w) for w in workers],
+                "hooks": [fields_of(g) for g in hook_groups],
             }
         )
         return
@@ -113,6 +118,8 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
         console.print(workers_table(workers))
     else:
         console.print("no live workers")
+    for g in hook_groups:
+        console.print(f"hook group {g.group}: {lag_line(g)}, {g.parked} parked")
 
 
 @click.command()

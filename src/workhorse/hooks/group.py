@@ -60,6 +60,12 @@ class Group:
         count = int(codec.loads(stored)["partitions"])
         return count
 
+    async def existing_partitions(self) -> int | None:
+        """The partition count of a group that exists, else None (nothing is created)."""
+        backend = await self.client.store()
+        stored = await backend.kv_get(self.meta_key())
+        return None if stored is None else int(codec.loads(stored)["partitions"])
+
     async def cursor(self, p: int, start: int) -> int:
         """The partition's cursor; a partition never read starts at ``start``."""
         backend = await self.client.store()

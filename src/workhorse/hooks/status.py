@@ -31,7 +31,13 @@ class GroupStatus:
 async def group_status(client: Client, name: str) -> GroupStatus:
     group = Group(client, name)
     backend = await client.store()
-    partitions = await group.partitions(1)
+    partitions = await group.existing_partitions()
+    if partitions is None:
+        known = ", ".join(await groups(client)) or "none yet"
+        raise ConfigError(
+            f"no hook group {name!r} in the store (groups: {known}); a listener creates "
+            f"its group when it starts"
+        )
     cursors = {p: c or 0 for p, c in (await group.cursors(partitions)).items()}
     low = min(cursors.values()) if cursors else 0
     behind, oldest, after, capped = 0, None, low, False
