@@ -332,10 +332,34 @@ class Workhorse:
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await self.client.events(after, limit)
 
+    @overload
     def on(
         self,
         type_: str = "*",
-        handler: HookHandler | None = None,
+        handler: None = None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        local: bool = False,
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def on(
+        self,
+        type_: str,
+        handler: HookHandler | Handler,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        local: bool = False,
+    ) -> Any: ...
+
+    def on(
+        self,
+        type_: str = "*",
+        handler: HookHandler | Handler | None = None,
         *,
         task: str | None = None,
         queue: str | None = None,
@@ -361,7 +385,7 @@ class Workhorse:
 
             return bus_on if handler is None else bus_on(handler)  # type: ignore[arg-type]
         if handler is not None:
-            return self._hooks.add(type_, handler, task=task, queue=queue, name=name)
+            return self._hooks.add(type_, handler, task=task, queue=queue, name=name)  # type: ignore[arg-type]
 
         def deco(fn: HookHandler) -> HookHandler:
             self._hooks.add(type_, fn, task=task, queue=queue, name=name)

@@ -410,6 +410,11 @@ class Client:
     async def get_job(self, job_id: str) -> Job | None:
         return await (await self.store()).get(job_id)
 
+    async def get_jobs(self, ids: Sequence[str]) -> dict[str, Job]:
+        """The records of those ``ids`` that exist, by id (one round trip where the store
+        can: the hooks read a page of events' jobs at once)."""
+        return {job.id: job for job in await (await self.store()).get_many(ids)}
+
     async def jobs(
         self,
         *,

@@ -272,3 +272,18 @@ async def _noop(e: JobEvent) -> None:
 
 async def _split(first: Listener, second: Listener) -> bool:
     return len(first.held) == 4 and len(second.held) == 4
+
+
+async def test_get_many_returns_the_records_that_exist(app: Workhorse) -> None:
+    @app.task(queue="priority")
+    async def a(n: int) -> int:
+        return n
+
+    @app.task
+    async def b(n: int) -> int:
+        return n
+
+    ids = [(await a.enqueue(1)).id, (await b.enqueue(2)).id]
+    got = await app.client.get_jobs([*ids, new_job_id()])  # one id no job has
+    assert set(got) == set(ids)
+    assert {got[i].data for i in ids} == {1, 2}

@@ -8,6 +8,7 @@ never by a worker's. Memory is the reference implementation; the contract suite 
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,12 @@ class Backend(abc.ABC):
     # -- inspecting and controlling ----------------------------------------------------
     @abc.abstractmethod
     async def get(self, job_id: str) -> Job | None: ...
+
+    async def get_many(self, ids: Sequence[str]) -> list[Job]:
+        """The records of those ``ids`` that exist, in any order. This default reads them
+        one by one, side by side; a store that can reads them in one round trip."""
+        found = await asyncio.gather(*(self.get(i) for i in ids))
+        return [job for job in found if job is not None]
 
     @abc.abstractmethod
     async def query(

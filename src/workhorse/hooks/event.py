@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,16 +75,14 @@ def join(event: Event, job: Job | None) -> JobEvent:
     return out
 
 
-# Record reads in flight at once: a store's connection pool (Redis Cluster's) is bounded.
-READS_AT_ONCE = 32
+# Records read per call: a bounded request whatever the page of events.
+READS_AT_ONCE = 500
 
 
 async def enrich(client: Client, events: list[Event]) -> list[JobEvent]:
-    """Join each event with its job's record: one read per distinct job, a few at once."""
+    """Join each event with its job's record, reading the records of a page at once."""
     ids = sorted({e.job_id for e in events if e.job_id is not None})
-    records: dict[str, Job | None] = {}
+    records: dict[str, Job] = {}
     for start in range(0, len(ids), READS_AT_ONCE):
-        chunk = ids[start : start + READS_AT_ONCE]
-        jobs = await asyncio.gather(*(client.get_job(i) for i in chunk))
-        records.update(zip(chunk, jobs, strict=True))
+        records.update(await client.get_jobs(ids[start : start + READS_AT_ONCE]))
     return [join(e, records.get(e.job_id) if e.job_id else None) for e in events]

@@ -223,6 +223,9 @@ class RedisBackend(RedisWaiting):
         found = await self._fetch([job_id])
         return found[0] if found else None
 
+    async def get_many(self, ids: Sequence[str]) -> list[Job]:
+        return await self._fetch(ids)
+
     async def query(
         self,
         *,
