@@ -4,10 +4,13 @@ with ``workhorse worker workhorse.demo_tasks:app --url ...``."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from workhorse import JobContext, Workhorse
+from workhorse import JobContext, JobEvent, Workhorse
 
 # No URL here: `workhorse demo` configures it before the app opens.
 app = Workhorse()
@@ -48,3 +51,52 @@ def explode(data: dict[str, str]) -> None:
 async def square(n: int) -> int:
     """The quick job of the throughput section."""
     return n * n
+
+
+# The app's own database, apart from the job store: the hook below is its one writer.
+# Where `workhorse demo` keeps it: next to its store, or in a temporary folder.
+RESULTS_DB = Path(".workhorse") / "demo-results.db"
+_db: dict[Path, sqlite3.Connection] = {}  # by resolved path: a demo run per folder
+_db_lock = threading.Lock()  # sync hooks run in threads; one connection, one at a time
+
+
+def results_db() -> sqlite3.Connection:
+    """The results table's connection; call it holding ``_db_lock``."""
+    path = RESULTS_DB.resolve()
+    if path not in _db:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS squares (job_id TEXT PRIMARY KEY, n, square)")
+        _db[path] = db
+    return _db[path]
+
+
+def reset_results(path: Path) -> None:
+    """A fresh results table at ``path`` for a new tour."""
+    global RESULTS_DB
+    with _db_lock:
+        RESULTS_DB = path
+        for db in _db.values():
+            db.close()
+        _db.clear()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{RESULTS_DB}{suffix}").unlink(missing_ok=True)
+
+
+def stored_squares() -> int:
+    with _db_lock:
+        return int(results_db().execute("SELECT count(*) FROM squares").fetchone()[0])
+
+
+@app.on("job.completed", task="square", name="demo.save_square")
+def save_square(event: JobEvent) -> None:
+    """The worker only computes; this hook, in the app's process, stores the result.
+    Keyed by job id, so an event delivered twice (a listener killed mid-batch) writes once."""
+    with _db_lock:
+        db = results_db()
+        db.execute(
+            "INSERT OR REPLACE INTO squares VALUES (?, ?, ?)",
+            (event.job_id, event.data, event.result),
+        )
+        db.commit()

@@ -19,8 +19,9 @@ SECTIONS = (
     "3. Progress",
     "4. Failure",
     "5. Batch",
-    "6. Summary",
-    "7. Shutdown",
+    "6. Hooks",
+    "7. Summary",
+    "8. Shutdown",
 )
 
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,8 +24,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from workhorse import demo_tasks
 from workhorse.cli.console import counts_table, fmt_progress, follow, jobs_table, workers_table
-from workhorse.demo_tasks import app, crunch, explode, flaky, square
+from workhorse.demo_tasks import (
+    app,
+    crunch,
+    explode,
+    flaky,
+    reset_results,
+    square,
+    stored_squares,
+)
 from workhorse.errors import JobFailed, WorkhorseError
 from workhorse.job import Job, JobState
 from workhorse.worker import Worker
@@ -77,6 +87,7 @@ class Demo:
         ("Progress", "progress"),
         ("Failure", "failure"),
         ("Batch", "batch_jobs"),
+        ("Hooks", "hooks"),
         ("Summary", "summary"),
         ("Shutdown", "shutdown"),
     )
@@ -257,7 +268,35 @@ class Demo:
             raise DemoFailed(f"square({n - 1}) returned {last.result}")
         self.say(f"square({n - 1:,}) = {last.result:,}")
 
-    # -- 6. summary --------------------------------------------------------------------
+    # -- 6. hooks ----------------------------------------------------------------------
+    async def hooks(self) -> None:
+        n = self.batch
+        self.say(
+            "The worker only computed the squares. A hook, [bold]@app.on('job.completed', "
+            "task='square')[/], stores each result in this app's own SQLite table "
+            f"({demo_tasks.RESULTS_DB}); a listener in this process reads the durable "
+            "event log from its saved cursor (in production: app.start_listener() in your API, or "
+            "`workhorse listen`)."
+        )
+        t0 = time.perf_counter()
+        await app.start_listener(group="demo", from_start=True)
+        stored = 0
+        deadline = time.monotonic() + 60
+        while stored < n:
+            stored = await asyncio.to_thread(stored_squares)
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"the hook stored {stored} of {n} squares within 60s")
+            if stored < n:
+                await asyncio.sleep(0.1)
+        took = time.perf_counter() - t0
+        await app.stop_listener()
+        lag = (await app.hooks.lag("demo")).behind
+        self.say(
+            f"the hook stored {stored:,} squares in {took:.2f}s "
+            f"([bold]{stored / took:,.0f} completions/s[/]); group demo is {lag} events behind"
+        )
+
+    # -- 7. summary --------------------------------------------------------------------
     async def summary(self) -> None:
         # Give the worker a beat to report what it has processed since the last one.
         expected = len(self.showcase) + self.batch
@@ -275,7 +314,7 @@ class Demo:
         self.console.print(counts_table(counts, paused))
         self.console.print(workers_table(await app.workers()))
 
-    # -- 7. shutdown -------------------------------------------------------------------
+    # -- 8. shutdown -------------------------------------------------------------------
     async def shutdown(self) -> None:
         code = await self.stop_worker()
         if self.proc is not None:
@@ -333,6 +372,13 @@ def run_demo(url: str | None = None, batch: int = 5000, console: Console | None 
         for suffix in ("", "-wal", "-shm", "-journal"):  # a fresh tour every time
             Path(f"{DEMO_DB}{suffix}").unlink(missing_ok=True)
         url = f"sqlite:///{DEMO_DB}"
+    # The app's own database: beside the demo's store, or (a store the user named)
+    # in a temporary folder, so the user's folder gets nothing it did not ask for.
+    reset_results(
+        DEMO_DIR / "demo-results.db"
+        if url == f"sqlite:///{DEMO_DB}"
+        else Path(tempfile.mkdtemp(prefix="workhorse-demo-")) / "results.db"
+    )
     app.configure(url=url, poll_interval=POLL_INTERVAL, heartbeat_interval=HEARTBEAT_INTERVAL)
     if console is None:
         console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
