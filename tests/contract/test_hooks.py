@@ -27,14 +27,16 @@ FAST: dict[str, Any] = {
 
 @asynccontextmanager
 async def listening(
-    app: Workhorse, hooks: HookSet | None = None, **options: Any
+    app: Workhorse, hooks: HookSet | None = None, wait: bool = True, **options: Any
 ) -> AsyncIterator[Listener]:
-    """A listener running in the background for the test's body, stopped gracefully after."""
+    """A listener running in the background for the test's body, stopped gracefully after
+    (``wait``: once it holds a partition)."""
     opts = {**FAST, **options}
     listener = app.listener(**opts) if hooks is None else Listener(app.client, hooks, **opts)
     task = asyncio.create_task(listener.run())
     try:
-        await eventually(_holding(listener), "the listener to hold its partitions")
+        if wait:
+            await eventually(_holding(listener), "the listener to hold its partitions")
         yield listener
     finally:
         listener.stop()
@@ -287,3 +289,24 @@ async def test_get_many_returns_the_records_that_exist(app: Workhorse) -> None:
     got = await app.client.get_jobs([*ids, new_job_id()])  # one id no job has
     assert set(got) == set(ids)
     assert {got[i].data for i in ids} == {1, 2}
+
+
+async def test_a_hook_slower_than_the_lease_keeps_its_partition(
+    app: Workhorse, backend: Any
+) -> None:
+    calls: list[str | None] = []
+    hooks_a, hooks_b = HookSet(), HookSet()
+
+    async def slow(e: JobEvent) -> None:
+        calls.append(e.job_id)
+        await asyncio.sleep(1.5)  # three leases of 0.5 s
+
+    hooks_a.add("test.slow", slow, name="slow")
+    hooks_b.add("test.slow", slow, name="slow")
+    async with listening(app, hooks_a, lease=0.5, partitions=1) as first:
+        await backend.publish([Event("test.slow", "j1")])
+        await eventually(_count(calls, 1), "the slow hook to start")
+        async with listening(app, hooks_b, lease=0.5, partitions=1, wait=False):
+            await asyncio.sleep(2.0)  # the second listener would take an expired lease
+        assert first.held == [0]
+    assert calls == ["j1"]  # renewed while the hook ran: no second delivery

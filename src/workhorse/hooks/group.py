@@ -7,6 +7,7 @@ ttl and has its own cursor, the id of the last event its hooks finished with."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Awaitable, Callable
 
 from workhorse import codec
 from workhorse.client import Client
@@ -66,12 +67,17 @@ class Group:
         stored = await backend.kv_get(self.meta_key())
         return None if stored is None else int(codec.loads(stored)["partitions"])
 
-    async def cursor(self, p: int, start: int) -> int:
-        """The partition's cursor; a partition never read starts at ``start``."""
+    async def cursor(self, p: int, start: Callable[[], Awaitable[int]]) -> int:
+        """The partition's cursor; a partition never read starts at ``await start()``
+        (asked only then: finding the log's end reads the log)."""
         backend = await self.client.store()
-        await backend.set_if_absent(self.cursor_key(p), str(start))
         value = await backend.kv_get(self.cursor_key(p))
-        return start if value is None else int(value)
+        if value is not None:
+            return int(value)
+        first = await start()
+        await backend.set_if_absent(self.cursor_key(p), str(first))
+        value = await backend.kv_get(self.cursor_key(p))
+        return first if value is None else int(value)
 
     async def cursors(self, partitions: int) -> dict[int, int | None]:
         backend = await self.client.store()

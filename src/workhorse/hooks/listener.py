@@ -92,23 +92,44 @@ class Listener:
                     self.partitions,
                     self.wanted_partitions,
                 )
-            next_balance = 0.0
-            while not self._stop.is_set():
-                busy = False
-                try:
-                    if time.monotonic() >= next_balance:
-                        await self._balance()
-                        next_balance = time.monotonic() + self.lease / 3
-                    busy = await self._step()
-                except Exception:
-                    log.exception("hook listener of group %r: reading failed", self.group.name)
-                if not busy:
-                    wait = min(self.poll_interval, max(0.0, next_balance - time.monotonic()))
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), wait)
+            await self._beat()
+            keeper = asyncio.create_task(self._keep(), name="workhorse-listener-leases")
+            try:
+                await self._loop()
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
         finally:
             self._running = False
             await self._leave()
+
+    async def _loop(self) -> None:
+        next_balance = 0.0
+        while not self._stop.is_set():
+            busy = False
+            try:
+                if time.monotonic() >= next_balance:
+                    await self._balance()
+                    next_balance = time.monotonic() + self.lease / 3
+                busy = await self._step()
+            except Exception:
+                log.exception("hook listener of group %r: reading failed", self.group.name)
+            if not busy:
+                wait = min(self.poll_interval, max(0.0, next_balance - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), wait)
+
+    async def _keep(self) -> None:
+        """Renew the leases and the membership on a side task: a hook slower than the
+        lease must not lose its partition to another listener (a duplicate)."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self._beat()
+                await self._renew()
+            except Exception:
+                log.exception("hook listener of group %r: renewing failed", self.group.name)
 
     # -- partitions --------------------------------------------------------------------
     async def _start_at(self) -> int:
@@ -116,14 +137,18 @@ class Listener:
             self._start = 0 if self.from_start else await head(self.client)
         return self._start
 
-    async def _balance(self) -> None:
-        """Renew the held leases, then hold a fair share of the partitions: take free
-        ones up to it, give back those above it (their cursors are saved already)."""
+    async def _beat(self) -> None:
+        """Say this listener is live: the fair share counts the live listeners."""
         backend = await self.client.store()
         info = {"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
         await backend.kv_set(
             self.group.member_prefix() + self.id, codec.dumps(info).decode(), self.lease
         )
+
+    async def _balance(self) -> None:
+        """Renew the held leases, then hold a fair share of the partitions: take free
+        ones up to it, give back those above it (their cursors are saved already)."""
+        backend = await self.client.store()
         await self._renew()
         members = max(1, len(await backend.kv_scan(self.group.member_prefix())))
         fair = math.ceil(self.partitions / members)
@@ -136,7 +161,7 @@ class Listener:
             if p in self._held:
                 continue
             if await backend.set_if_absent(self.group.lease_key(p), self.id, self.lease):
-                self._held[p] = await self.group.cursor(p, await self._start_at())
+                self._held[p] = await self.group.cursor(p, self._start_at)
 
     async def _renew(self) -> set[int]:
         """Extend the held leases; forget the ones another listener took (ours expired)."""
