@@ -310,3 +310,30 @@ async def test_a_hook_slower_than_the_lease_keeps_its_partition(
             await asyncio.sleep(2.0)  # the second listener would take an expired lease
         assert first.held == [0]
     assert calls == ["j1"]  # renewed while the hook ran: no second delivery
+
+
+async def test_lag_counts_unread_events_and_their_age(app: Workhorse, backend: Any) -> None:
+    from workhorse import ConfigError
+
+    with pytest.raises(ConfigError, match="no hook group 'app'"):
+        await app.hooks.lag()
+    got: list[str | None] = []
+    app.on("test.lag", lambda e: got.append(e.job_id), name="lag")
+    async with listening(app):
+        await backend.publish([Event("test.lag", "a")])
+        await eventually(_count(got, 1), "the first event")
+    caught_up = await app.hooks.lag()
+    assert (caught_up.behind, caught_up.oldest_unread_age) == (0, None)
+    await backend.publish([Event("test.lag", f"b{i}") for i in range(7)])
+    await asyncio.sleep(0.3)
+    behind = await eventually(lambda: _behind(app, 7), "the lag to count the unread events")
+    assert behind.behind == 7
+    assert behind.oldest_unread_age is not None
+    assert behind.oldest_unread_age >= 0.2
+    assert behind.listeners == 0  # the listener left
+    assert [s.group for s in await app.hooks.status()] == ["app"]
+
+
+async def _behind(app: Workhorse, n: int) -> Any:
+    status = await app.hooks.lag()
+    return status if status.behind == n else None
