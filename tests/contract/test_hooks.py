@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from workhorse import JobEvent, Workhorse
+from workhorse.backends import Backend, backend_from_url
+from workhorse.backends.memory import MemoryBackend
+from workhorse.cli.hooks import lag_line
 from workhorse.hooks import HookSet, Listener
 from workhorse.job import Event, new_job_id
 
@@ -337,3 +340,45 @@ async def test_lag_counts_unread_events_and_their_age(app: Workhorse, backend: A
 async def _behind(app: Workhorse, n: int) -> Any:
     status = await app.hooks.lag()
     return status if status.behind == n else None
+
+
+def _small_log(kind: str, url: str, max_events: int) -> Backend:
+    """Another view of the test's store whose event log keeps about ``max_events``."""
+    if kind == "memory":
+        return MemoryBackend(max_events=max_events)
+    return backend_from_url(f"{url}{'&' if '?' in url else '?'}max_events={max_events}")
+
+
+async def test_events_trimmed_before_the_group_read_them_are_reported_lost(
+    backend_kind: str, store_url: str, backend: Any
+) -> None:
+    small = _small_log(backend_kind, store_url, 100)
+    app = Workhorse(backend=small)
+    await app.open()
+    try:
+        got: list[str | None] = []
+        app.on("test.trim", lambda e: got.append(e.job_id), name="trim")
+        async with listening(app):
+            await small.publish([Event("test.trim", f"a{i}") for i in range(10)])
+            await eventually(_count(got, 10), "the first events")
+        assert (await app.hooks.lag()).lost_incidents == 0
+        for start in range(0, 3000, 500):  # the listener is down: the log trims them
+            await small.publish([Event("test.trim", f"b{start + i}") for i in range(500)])
+        sweep = getattr(small, "sweep", None)
+        if sweep is not None:
+            await sweep()  # PostgreSQL bounds its log in a periodic sweep
+        async with listening(app):
+            await eventually(lambda: _behind(app, 0), "the listener to catch up", timeout=20)
+        status = await app.hooks.lag()
+        delivered = len(got) - 10
+        assert 0 < delivered < 3000  # the retained tail was delivered, the rest trimmed
+        assert status.lost_incidents == 1
+        if backend_kind.startswith("redis"):
+            assert status.lost_events is None  # its ids are times: the count is unknown
+        else:
+            assert status.lost_events is not None
+            assert status.lost_events >= 3000 - delivered  # at most: an upper bound
+        text = " ".join(lag_line(status).split())
+        assert "LOST" in text
+    finally:
+        await app.close()

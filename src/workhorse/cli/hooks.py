@@ -131,12 +131,21 @@ def hooks(words: Sequence[str], url: str | None, group: str | None, as_json: boo
 def lag_line(s: GroupStatus) -> str:
     behind = f"{s.behind}{'+' if s.behind_capped else ''}"
     age = "-" if s.oldest_unread_age is None else f"{s.oldest_unread_age:.1f}s"
-    return f"{behind} events behind, oldest unread {age}"
+    line = f"{behind} events behind, oldest unread {age}"
+    return f"{line}, LOST {lost_text(s)}" if s.lost_incidents else line
+
+
+def lost_text(s: GroupStatus) -> str:
+    """The events the log's retention trimmed before the group read them."""
+    if not s.lost_incidents:
+        return "0"
+    count = "an unknown number of" if s.lost_events is None else f"up to {s.lost_events}"
+    return f"{count} events ({s.lost_incidents} times)"
 
 
 def lag_table(statuses: Sequence[GroupStatus]) -> Table:
     table = Table(title="hook groups")
-    for col in ("group", "behind", "oldest unread", "listeners", "partitions", "parked"):
+    for col in ("group", "behind", "oldest unread", "listeners", "partitions", "parked", "lost"):
         table.add_column(col)
     for s in statuses:
         table.add_row(
@@ -146,6 +155,7 @@ def lag_table(statuses: Sequence[GroupStatus]) -> Table:
             str(s.listeners),
             str(s.partitions),
             str(s.parked),
+            lost_text(s),
         )
     return table
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from workhorse import codec
 from workhorse.client import Client
-from workhorse.hooks import parked
+from workhorse.hooks import lost, parked
 from workhorse.hooks.event import JobEvent, enrich
 from workhorse.hooks.group import Group, head, partition_of
 from workhorse.hooks.hook import Hook, HookSet
@@ -68,6 +68,7 @@ class Listener:
         self.parked = 0
         self._held: dict[int, int] = {}  # partition -> its cursor
         self._start: int | None = None
+        self._next_loss_check = 0.0
         self._stop = asyncio.Event()
         self._running = False
 
@@ -188,9 +189,15 @@ class Listener:
         """Deliver one page of the log to the held partitions; False when nothing is new."""
         if not self._held:
             return False
-        page = await self.client.events(min(self._held.values()), self.batch)
+        low = min(self._held.values())
+        page = await self.client.events(low, self.batch)
         if not page:
             return False
+        if low > 0 and page[0].id > low + 1 and time.monotonic() >= self._next_loss_check:
+            # A gap after the cursor may be the log's retention having trimmed unread
+            # events (or only gaps in the ids): looked at now and then, not per page.
+            self._next_loss_check = time.monotonic() + self.lease / 3
+            await lost.check(self.group, low)
         mine: dict[int, list[tuple[int, list[Hook]]]] = defaultdict(list)
         wanted: list[Event] = []
         for ev in page:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from workhorse.client import Client
 from workhorse.errors import ConfigError
+from workhorse.hooks import lost as losses
 from workhorse.hooks import parked as parking
 from workhorse.hooks.group import Group, groups, partition_of
 from workhorse.hooks.hook import HookSet
@@ -26,6 +27,8 @@ class GroupStatus:
     oldest_unread_age: float | None  # seconds, None when nothing is unread
     listeners: int
     parked: int
+    lost_incidents: int  # times the log's retention trimmed events before the group read them
+    lost_events: int | None  # at most this many events lost (None: the store cannot count)
 
 
 async def group_status(client: Client, name: str) -> GroupStatus:
@@ -52,6 +55,7 @@ async def group_status(client: Client, name: str) -> GroupStatus:
             capped = True
             break
     now = await backend.now()
+    lost = await losses.read(group)
     return GroupStatus(
         name,
         partitions,
@@ -61,6 +65,8 @@ async def group_status(client: Client, name: str) -> GroupStatus:
         None if oldest is None else max(0.0, now - oldest),
         len(await backend.kv_scan(group.member_prefix())),
         len(await parking.parked(group)),
+        lost.incidents,
+        lost.events_at_most,
     )
 
 
