@@ -477,6 +477,12 @@ class PostgresBackend(Backend):
         rows = await self._rows(self._q.get, (job_id,))
         return (await self._jobs(rows))[0] if rows else None
 
+    async def get_many(self, ids: Sequence[str]) -> list[Job]:
+        wanted = [i for i in ids if "\x00" not in i]
+        if not wanted:
+            return []
+        return await self._jobs(await self._rows(self._q.get_many, (wanted,)))
+
     async def query(
         self,
         *,

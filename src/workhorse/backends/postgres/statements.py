@@ -283,6 +283,9 @@ WHERE id = ANY(%s::text[]) AND state IN ('completed', 'failed', 'cancelled')"""
     def get(self) -> str:
         return f"SELECT {JOB_COLUMNS} FROM {self.s}.jobs WHERE id = %s"
 
+    def get_many(self) -> str:
+        return f"SELECT {JOB_COLUMNS} FROM {self.s}.jobs WHERE id = ANY(%s)"
+
     def cancel(self) -> str:
         s = self.s
         q = "state = 'queued'"
@@ -442,6 +445,7 @@ class Queries:
         self.next_due = s.next_due()
         self.finished = s.finished()
         self.get = s.get()
+        self.get_many = s.get_many()
         self.cancel = s.cancel()
         self.state_of = s.state_of()
         self.retry = s.retry()

@@ -450,6 +450,19 @@ class SQLiteBackend(Backend):
         row = conn.execute(f"SELECT {JOB_COLS} FROM wh_jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else self._to_job(conn, row, self._clock())
 
+    async def get_many(self, ids: Sequence[str]) -> list[Job]:
+        return await self._db.read(self._get_many, list(ids))
+
+    def _get_many(self, conn: sqlite3.Connection, ids: list[str]) -> list[Job]:
+        now = self._clock()
+        out: list[Job] = []
+        for start in range(0, len(ids), 500):  # under SQLite's bound on parameters
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT {JOB_COLS} FROM wh_jobs WHERE id IN ({marks})", chunk)
+            out.extend(self._to_job(conn, row, now) for row in rows.fetchall())
+        return out
+
     async def query(
         self,
         *,
