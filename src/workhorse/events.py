@@ -28,6 +28,13 @@ JOB_EVENTS = (
 
 Handler = Callable[[Event], Awaitable[None] | None]
 
+# The log's retention keeps events a hook group has not read: each group writes its floor
+# (the oldest cursor of its partitions) under this kv prefix, and the stores trim the log
+# to ``max_events`` except from the lowest floor on (the floor's own event stays, so a
+# listener can tell a trim past its cursor), up to HOLD_FACTOR * max_events events.
+HOLD_PREFIX = "hookhold:"
+HOLD_FACTOR = 10
+
 _OUTCOME_EVENTS = {
     "completed": "job.completed",
     "failed": "job.failed",

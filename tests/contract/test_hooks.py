@@ -382,3 +382,35 @@ async def test_events_trimmed_before_the_group_read_them_are_reported_lost(
         assert "LOST" in text
     finally:
         await app.close()
+
+
+async def test_the_log_keeps_what_a_stopped_group_has_not_read(
+    backend_kind: str, store_url: str, backend: Any
+) -> None:
+    small = _small_log(backend_kind, store_url, 200)  # keeps 200, up to 2,000 held
+    app = Workhorse(backend=small)
+    await app.open()
+    try:
+        got: list[str | None] = []
+        app.on("test.hold", lambda e: got.append(e.job_id), name="hold")
+        async with listening(app):
+            await small.publish([Event("test.hold", "first")])
+            await eventually(_count(got, 1), "the first event")
+        sweep = getattr(small, "sweep", None)
+        if sweep is not None:
+            await sweep()  # Redis learns of the hold here (else within 10 s)
+        sent = [f"b{i}" for i in range(600)]
+        for start in range(0, 600, 200):
+            await small.publish([Event("test.hold", j) for j in sent[start : start + 200]])
+        for _ in range(2):  # past max_events, under the bound: trimmed but for the hold
+            await small.publish([Event("test.other") for _ in range(650)])
+        if sweep is not None:
+            await sweep()
+        async with listening(app):
+            await eventually(_count(got, 601), "the 600 held events", timeout=20)
+        assert sorted(got[1:]) == sorted(sent)
+        assert (await app.hooks.lag()).lost_incidents == 0
+        assert await app.hooks.forget("app") >= 1
+        assert await app.hooks.groups() == []
+    finally:
+        await app.close()

@@ -73,26 +73,34 @@ def listen(
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("words", nargs=-1, metavar="[replay|drop] APP [PARKED_ID]")
+@click.argument("words", nargs=-1, metavar="[replay|drop|forget] APP [PARKED_ID|GROUP]")
 @url_option
 @click.option("--group", help="Hook group (default: the hook_group setting, app).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def hooks(words: Sequence[str], url: str | None, group: str | None, as_json: bool) -> None:
     """Hook groups: lag (events behind, age of the oldest unread), listeners and parked
     events with their errors. `hooks replay APP ID` calls a parked event's hook again
-    (here, with APP's hooks); `hooks drop APP ID` forgets it."""
+    (here, with APP's hooks); `hooks drop APP ID` forgets it; `hooks forget APP GROUP`
+    deletes a group no longer used (its cursors, parked events, hold on the log)."""
     action, rest = (
-        (words[0], words[1:]) if words and words[0] in ("replay", "drop") else (None, words)
+        (words[0], words[1:])
+        if words and words[0] in ("replay", "drop", "forget")
+        else (None, words)
     )
     if len(rest) != (1 if action is None else 2):
         raise click.UsageError(
             "usage: workhorse hooks APP | workhorse hooks replay APP ID | "
-            "workhorse hooks drop APP ID (IDs are listed by `workhorse hooks APP`)"
+            "workhorse hooks drop APP ID | workhorse hooks forget APP GROUP "
+            "(IDs and groups are listed by `workhorse hooks APP`)"
         )
     app = make_app(rest[0], url, need_registry=True)
     if action == "replay":
         drive(app, lambda a: a.hooks.replay(rest[1], group), existing=True)
         out().print(f"replayed {rest[1]}: the hook returned; it is no longer parked")
+        return
+    if action == "forget":
+        gone = drive(app, lambda a: a.hooks.forget(rest[1]), existing=True)
+        out().print(f"forgot hook group {rest[1]} ({gone} keys)")
         return
     if action == "drop":
         if not drive(app, lambda a: a.hooks.drop(rest[1], group), existing=True):

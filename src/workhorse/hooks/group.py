@@ -12,13 +12,19 @@ from collections.abc import Awaitable, Callable
 from workhorse import codec
 from workhorse.client import Client
 from workhorse.errors import ConfigError
+from workhorse.events import HOLD_PREFIX
 from workhorse.settings import check_name
 
 PREFIX = "hooks:"
 
 
 def check_group(name: str) -> str:
-    return check_name(name, "hook group")
+    check_name(name, "hook group")
+    if ":" in name:  # a group's keys are "hooks:NAME:...": one name must not prefix another's
+        raise ConfigError(
+            f"invalid hook group name {name!r}: use no ':' (e.g. {name.replace(':', '-')!r})"
+        )
+    return name
 
 
 def partition_of(job_id: str | None, partitions: int) -> int:
@@ -86,6 +92,25 @@ class Group:
             value = await backend.kv_get(self.cursor_key(p))
             out[p] = None if value is None else int(value)
         return out
+
+    async def hold(self) -> None:
+        """Tell the stores' retention where the group's slowest partition stands: the log
+        keeps the events above it (up to a bound), for a listener that is down a while."""
+        backend = await self.client.store()
+        cursors = await backend.kv_scan(self.base + "cursor:")
+        if cursors:
+            floor = min(int(v) for v in cursors.values())
+            await backend.kv_set(HOLD_PREFIX + self.name, str(floor))
+
+    async def forget(self) -> int:
+        """Delete the group's state (cursors, parked events, its hold on the log); how
+        many keys. Its live listeners would start it again at the end of the log."""
+        backend = await self.client.store()
+        keys = [*await backend.kv_scan(self.base), HOLD_PREFIX + self.name]
+        gone = 0
+        for k in keys:
+            gone += await backend.kv_delete(k)
+        return gone
 
     async def owners(self, partitions: int) -> dict[int, str | None]:
         backend = await self.client.store()

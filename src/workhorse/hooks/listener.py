@@ -151,6 +151,7 @@ class Listener:
         ones up to it, give back those above it (their cursors are saved already)."""
         backend = await self.client.store()
         await self._renew()
+        await self.group.hold()
         members = max(1, len(await backend.kv_scan(self.group.member_prefix())))
         fair = math.ceil(self.partitions / members)
         for p in sorted(self._held)[fair:]:
@@ -178,6 +179,7 @@ class Listener:
 
     async def _leave(self) -> None:
         with contextlib.suppress(Exception):
+            await self.group.hold()  # the log keeps what the group has not read yet
             backend = await self.client.store()
             for p in list(self._held):
                 await backend.kv_delete(self.group.lease_key(p), self.id)

@@ -117,6 +117,11 @@ class Hooks:
             raise
         await parking.drop(g, parked_id)
 
+    async def forget(self, group: str) -> int:
+        """Delete a group that is no longer used (its cursors, parked events and its hold
+        on the event log's retention); how many keys were deleted."""
+        return await Group(self.client, group).forget()
+
     async def drop(self, parked_id: str, group: str | None = None) -> bool:
         """Forget a parked event without calling its hook."""
         return await parking.drop(self._group(group), parked_id)

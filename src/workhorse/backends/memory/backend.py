@@ -106,7 +106,8 @@ class MemoryBackend(Backend):
         self._dedup: dict[tuple[str, str], str] = {}  # (queue, dedup key) -> live job id
         self._paused: set[str] = set()
         self._kv = KeyValues(clock)
-        self._events: deque[Event] = deque(maxlen=max_events)
+        self._events: deque[Event] = deque()
+        self._max_events = max_events
         self._event_ids = itertools.count(1)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._seq = itertools.count()
@@ -127,6 +128,19 @@ class MemoryBackend(Backend):
         self._events.append(
             Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
         )
+        if len(self._events) > self._max_events + min(1000, self._max_events):
+            self._trim_events()
+
+    def _trim_events(self) -> None:
+        """Keep the newest ``max_events``, and the events from a hook group's floor on, up to
+        HOLD_FACTOR times that; amortised over up to a thousand events, like SQLite's."""
+        floors = [int(v) for v in self._kv.scan(events.HOLD_PREFIX).values()]
+        floor = min(floors) if floors else None
+        log, keep = self._events, self._max_events
+        while len(log) > keep and (
+            floor is None or log[0].id < floor or len(log) > keep * events.HOLD_FACTOR
+        ):
+            log.popleft()
 
     def _schedule(self, rec: _Rec, now: float) -> None:
         if rec.run_at <= now:
@@ -633,6 +647,8 @@ class MemoryBackend(Backend):
                     next(self._event_ids),
                 )
             )
+        if len(self._events) > self._max_events + min(1000, self._max_events):
+            self._trim_events()
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         out = []

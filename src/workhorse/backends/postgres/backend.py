@@ -46,6 +46,7 @@ from workhorse.backends.postgres.statements import (
     purge_past_keep,
 )
 from workhorse.errors import BackendError, ConfigError
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import (
     EnqueueResult,
     Event,
@@ -405,7 +406,8 @@ class PostgresBackend(Backend):
     async def sweep(self) -> None:
         """Bound the event log and delete expired keys, counters and worker records."""
         first, *rest = self.sql.sweep()
-        await self._rows(first, (self.max_events,))
+        hold = (self.max_events, self.max_events * HOLD_FACTOR, HOLD_PREFIX + "%")
+        await self._rows(first, hold)
         for statement in rest:
             await self._rows(statement, ())
 

@@ -423,7 +423,11 @@ ORDER BY info->>'started_at', id"""
         """Housekeeping run now and then by reclaim: bound the log, drop expired keys."""
         s = self.s
         return [
-            f"DELETE FROM {s}.events WHERE id <= (SELECT max(id) FROM {s}.events) - %s",
+            # Events from a hook group's floor on stay, up to HOLD_FACTOR * max_events.
+            f"DELETE FROM {s}.events WHERE id <= (SELECT max(id) FROM {s}.events) - %s "
+            f"AND (id <= (SELECT max(id) FROM {s}.events) - %s OR id < coalesce(("
+            f"SELECT min(value::bigint) FROM {s}.kv WHERE key LIKE %s "
+            f"AND (expires_at IS NULL OR expires_at > now())), 9223372036854775807))",
             f"DELETE FROM {s}.kv WHERE expires_at <= now()",
             f"DELETE FROM {s}.counters WHERE expires_at <= now()",
             f"DELETE FROM {s}.workers WHERE expires_at <= now() - interval '1 hour'",

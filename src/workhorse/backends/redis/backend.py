@@ -10,6 +10,7 @@ from typing import Any
 
 from workhorse import codec
 from workhorse.backends.base import Capabilities, RenewResult
+from workhorse.backends.redis.core import HOLD_LOOK
 from workhorse.backends.redis.waiting import RedisWaiting
 from workhorse.job import (
     FINISHED_STATES,
@@ -212,11 +213,36 @@ class RedisBackend(RedisWaiting):
 
     async def reclaim_expired(self) -> list[str]:
         await self._check_epoch()
+        if time.monotonic() - self._last_sweep > HOLD_LOOK:
+            self._last_sweep = time.monotonic()
+            await self.sweep()
         queues = await self._queues()
         if not queues:
             return []
         replies = await self._call_many([("reclaim", self._q(q), ()) for q in queues])
         return [job_id.decode() for reply in replies for job_id in reply]
+
+    async def sweep(self) -> None:
+        """While hook groups hold the event log (each XADD then caps its stream at
+        HOLD_FACTOR * max_events), trim each stream to max_events, keeping every entry
+        from the lowest floor on: at most 10,000 entries per stream per sweep."""
+        await self._look_for_holds(now=True)
+        if not self._floors:
+            return
+        ms, seq = divmod(min(self._floors), 1_000_000)
+        conn = self._conn()
+        for stream in [self._g + "events", *(self._q(q) + "events" for q in await self._queues())]:
+            excess = int(await conn.call("XLEN", stream)) - self._max_events
+            if excess <= 0:
+                continue
+            # Entries before the floor ("(": exclusive): the floor's own entry stays, so
+            # a listener tells a trim that passed its cursor from one that did not.
+            read = await conn.call(
+                "XRANGE", stream, "-", f"({ms}-{seq}", "COUNT", min(excess, 10_000)
+            )
+            if read:
+                last_ms, last_seq = divmod(_cursor(read[-1][0]), 1_000_000)
+                await conn.call("XTRIM", stream, "MINID", f"{last_ms}-{last_seq + 1}")
 
     # -- inspecting and controlling ----------------------------------------------------
     async def get(self, job_id: str) -> Job | None:

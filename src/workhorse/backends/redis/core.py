@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,12 +31,15 @@ from workhorse.backends.redis.records import (
 from workhorse.backends.redis.scripts import ONCE, load_script_texts
 from workhorse.backends.redis.wire import CALL_TIMEOUT, Unreachable, Wire, cert_reqs
 from workhorse.errors import BackendError, ConfigError
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import Job
 from workhorse.urls import check_options, redact
 
 log = logging.getLogger("workhorse.redis")
 
 _OUR_PARAMS = {"prefix", "max_events", "call_timeout"}
+# Seconds between looks for hook groups holding the event log.
+HOLD_LOOK = 10.0
 _WIRE_PARAMS = {"db"}  # read by the connection itself
 _TLS_PARAMS = {"ssl_ca_certs", "ssl_cert_reqs"}  # rediss:// only
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -77,6 +81,12 @@ class RedisCore(Backend):
             self._max_events = int(ours.get("max_events", "100000"))
         except ValueError:
             raise ConfigError("max_events in the Redis URL must be an integer") from None
+        # The cap each XADD trims its stream to: HOLD_FACTOR times max_events while a hook
+        # group holds the log (then sweep() trims below the groups' floors).
+        self._event_cap = self._max_events
+        self._floors: list[int] = []
+        self._hold_seen = -HOLD_LOOK
+        self._last_sweep = 0.0
         try:
             # A half-open connection answers nothing: give a call up after this long.
             self._call_timeout = float(ours.get("call_timeout", CALL_TIMEOUT))
@@ -264,11 +274,25 @@ class RedisCore(Backend):
             if prefix is None:
                 prefix = self._records[qk] = f"{qk or self._g}call:{self._ids}".encode()
             record = prefix + b"%d" % next(self._seq)
-            return ("EVALSHA", sha, 2, self._slot(qk), record, qk, self._g, self._max_events,
+            return ("EVALSHA", sha, 2, self._slot(qk), record, qk, self._g, self._event_cap,
                     *args)  # fmt: skip
-        return ("EVALSHA", sha, 1, self._slot(qk), qk, self._g, self._max_events, *args)
+        return ("EVALSHA", sha, 1, self._slot(qk), qk, self._g, self._event_cap, *args)
+
+    async def _look_for_holds(self, now: bool = False) -> None:
+        """Every HOLD_LOOK seconds, read the hook groups' floors (one kv scan): every
+        process that writes events must stop trimming below them, producers included."""
+        if not now and time.monotonic() - self._hold_seen < HOLD_LOOK:
+            return
+        self._hold_seen = time.monotonic()
+        try:
+            flat = await self._conn().call(*self._eval("kv", "", ("scan", HOLD_PREFIX), False))
+        except Exception:
+            return  # the call that follows meets the same trouble and reports it
+        self._floors = [int(flat[i + 1]) for i in range(0, len(flat), 2)]
+        self._event_cap = self._max_events * (HOLD_FACTOR if self._floors else 1)
 
     async def _call(self, name: str, qk: str, *args: Any, once: bool = True) -> Any:
+        await self._look_for_holds()
         wire = self._conn()
         call = self._eval(name, qk, args, once)
         try:
@@ -283,6 +307,7 @@ class RedisCore(Backend):
         if len(calls) == 1:
             name, qk, args = calls[0]
             return [await self._call(name, qk, *args)]
+        await self._look_for_holds()
         wire = self._conn()
         results: list[Any] = [None] * len(calls)
         evals = [self._eval(*c) for c in calls]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 
 from workhorse.backends.sqlite.rows import to_json
 from workhorse.backends.sqlite.statements import EVENT
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import Event
 
 EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
@@ -44,9 +46,19 @@ class EventLog:
         if self._since_trim >= 1000:
             # Amortised: one range delete per thousand events keeps the log bounded.
             self._since_trim = 0
+            # Events from a hook group's floor on stay, up to HOLD_FACTOR * max_events.
             conn.execute(
-                "DELETE FROM wh_events WHERE id <= (SELECT max(id) FROM wh_events) - ?",
-                (self.max_events,),
+                "DELETE FROM wh_events WHERE id <= (SELECT max(id) FROM wh_events) - ? "
+                "AND (id <= (SELECT max(id) FROM wh_events) - ? OR id < coalesce(("
+                "SELECT min(CAST(value AS INTEGER)) FROM wh_kv WHERE key >= ? AND key < ? "
+                "AND (expires_at IS NULL OR expires_at > ?)), 9223372036854775807))",
+                (
+                    self.max_events,
+                    self.max_events * HOLD_FACTOR,
+                    HOLD_PREFIX,
+                    HOLD_PREFIX[:-1] + ";",  # the keys that start with the prefix
+                    time.time(),
+                ),
             )
 
 
