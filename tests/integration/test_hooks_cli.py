@@ -144,3 +144,9 @@ def test_listen_parks_a_failing_event_hooks_lists_it_and_replay_delivers_it(
     status = orjson.loads(cli("status", "--url", url, "--json").stdout)
     assert status["hooks"][0]["parked"] == 0
     assert status["hooks"][0]["behind"] == 0
+    assert status["hooks"][0]["lost_incidents"] == 0
+
+    forgot = cli("hooks", "forget", f"{module}:app", "app", "--url", url).stdout
+    assert "forgot hook group app" in forgot
+    after = orjson.loads(cli("hooks", f"{module}:app", "--url", url, "--json").stdout)
+    assert after == {"groups": [], "parked": []}
