@@ -292,7 +292,8 @@ class RedisCore(Backend):
         self._event_cap = self._max_events * (HOLD_FACTOR if self._floors else 1)
 
     async def _call(self, name: str, qk: str, *args: Any, once: bool = True) -> Any:
-        await self._look_for_holds()
+        if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # checked here: a hot path
+            await self._look_for_holds()
         wire = self._conn()
         call = self._eval(name, qk, args, once)
         try:
@@ -307,7 +308,8 @@ class RedisCore(Backend):
         if len(calls) == 1:
             name, qk, args = calls[0]
             return [await self._call(name, qk, *args)]
-        await self._look_for_holds()
+        if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # checked here: a hot path
+            await self._look_for_holds()
         wire = self._conn()
         results: list[Any] = [None] * len(calls)
         evals = [self._eval(*c) for c in calls]
