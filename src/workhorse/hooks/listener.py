@@ -70,7 +70,6 @@ class Listener:
         self._start: int | None = None
         self._next_loss_check = 0.0
         self._stop = asyncio.Event()
-        self._running = False
 
     @property
     def held(self) -> list[int]:
@@ -82,7 +81,6 @@ class Listener:
         self._stop.set()
 
     async def run(self) -> None:
-        self._running = True
         try:
             self.partitions = await self.group.partitions(self.wanted_partitions)
             if self.partitions != self.wanted_partitions:
@@ -102,13 +100,12 @@ class Listener:
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
         finally:
-            self._running = False
             await self._leave()
 
     async def _loop(self) -> None:
         next_balance = 0.0
         while not self._stop.is_set():
-            busy = False
+            busy, wait = False, self.poll_interval
             try:
                 if time.monotonic() >= next_balance:
                     await self._balance()
@@ -116,8 +113,11 @@ class Listener:
                 busy = await self._step()
             except Exception:
                 log.exception("hook listener of group %r: reading failed", self.group.name)
+                # A store that is down is asked again in a second, not in a tight loop.
+                wait = max(wait, 1.0)
+                next_balance = max(next_balance, time.monotonic() + 1.0)
             if not busy:
-                wait = min(self.poll_interval, max(0.0, next_balance - time.monotonic()))
+                wait = min(wait, max(0.0, next_balance - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), wait)
 
