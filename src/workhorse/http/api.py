@@ -1,0 +1,309 @@
+"""The REST API over the client: jobs, tasks, queues, schedules, workers, events, health.
+
+Flows and hooks add their routers beside this one (``create_app(app, routers=[...])``)."""
+
+import base64
+import binascii
+import hashlib
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from workhorse.errors import RunTimeout
+from workhorse.http.auth import Caller
+from workhorse.http.calls import CALL_QUEUE_PREFIX
+from workhorse.http.errors import ERRORS, ApiError, ApiRoute
+from workhorse.http.idempotency import enqueue_once
+from workhorse.http.models import (
+    Done,
+    Enqueued,
+    EventOut,
+    Health,
+    JobList,
+    JobOut,
+    LogLine,
+    QueueOut,
+    ScheduleIn,
+    ScheduleOut,
+    WorkerOut,
+    event_out,
+    job_out,
+    schedule_out,
+    worker_out,
+)
+from workhorse.http.state import Api
+from workhorse.http.stream import sse
+from workhorse.job import FINISHED_STATES, JobState
+from workhorse.settings import check_name
+
+Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")]
+JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
+MAX_WAIT = 300.0  # seconds a ?wait= may hold a request
+Finished = JobState  # the purge's state filter: finished states only, checked below
+
+
+def api_routes(api: Api) -> APIRouter:
+    r = APIRouter(prefix=api.prefix, route_class=ApiRoute, responses=ERRORS, tags=["workhorse"])
+    client = api.client
+    Read = Annotated[Caller, Depends(api.reader)]
+    Write = Annotated[Caller, Depends(api.writer)]
+
+    async def job_or_404(job_id: str) -> Any:
+        job = await client.get_job(job_id)
+        if job is None:
+            raise ApiError(404, "NotFound", f"no job {job_id}; it may have been purged")
+        return job
+
+    # -- health ------------------------------------------------------------------------
+    @r.get("/health", response_model=Health)
+    async def health() -> Health:
+        """Whether the store answers (no auth: for load balancers)."""
+        backend = await client.store()
+        return Health(ok=True, backend=backend.url.split("://")[0], now=await backend.now())
+
+    # -- tasks and enqueue ---------------------------------------------------------------
+    @r.post(
+        "/tasks/{name}/jobs",
+        status_code=202,
+        response_model=Enqueued,
+        responses={200: {"model": JobOut, "description": "?wait=: the job, finished in time"}},
+    )
+    async def enqueue(
+        name: Name,
+        caller: Write,
+        response: Response,
+        body: Annotated[Any, Body()] = None,
+        wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None,
+        delay: Annotated[float | None, Query(ge=0, le=365 * 86_400)] = None,
+        priority: Annotated[int | None, Query(ge=-(2**31) + 1, le=2**31 - 1)] = None,
+        queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """Enqueue a job of task NAME with the body as its payload: 202 with its id and a
+        Location. ``?wait=N`` answers 200 with the finished job if it ends within N
+        seconds. An ``Idempotency-Key`` makes a repeat return the first request's job."""
+        task = client.registry.get_task(name)
+        if not task.defaults.queued:
+            raise ApiError(
+                409,
+                "NotQueued",
+                f"task {name!r} has mode='http': call it at its own route, not enqueue it",
+            )
+        options = {
+            k: v
+            for k, v in (("delay", delay), ("priority", priority), ("queue", queue))
+            if v is not None
+        }
+        if idempotency_key is not None:
+            out = await enqueue_once(client, task, body, options, idempotency_key)
+            if out.replayed:
+                response.headers["Idempotent-Replayed"] = "true"
+        else:
+            h = await client.enqueue(task, body, **options)
+            out = Enqueued(id=h.id, task=h.task, queue=h.queue, status=h.status, state=h.state)
+        response.headers["Location"] = api.location(out.id)
+        if wait:
+            try:
+                job = await client.wait(out.id, wait)
+            except RunTimeout:
+                return out
+            return JSONResponse(
+                job_out(job, CALL_QUEUE_PREFIX, caller.known).model_dump(mode="json"),
+                headers=dict(response.headers),
+            )
+        return out
+
+    # -- jobs ----------------------------------------------------------------------------
+    @r.get("/jobs", response_model=JobList)
+    async def list_jobs(
+        caller: Read,
+        queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
+        state: JobState | None = None,
+        task: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> JobList:
+        """Jobs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        offset = _offset(cursor)
+        jobs = await client.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset)
+        nxt = _cursor(offset + len(jobs)) if len(jobs) == limit else None
+        return JobList(
+            jobs=[job_out(j, CALL_QUEUE_PREFIX, caller.known) for j in jobs], next_cursor=nxt
+        )
+
+    @r.get("/jobs/{job_id}", response_model=JobOut, responses={304: {"description": "unchanged"}})
+    async def get_job(
+        job_id: JobId, caller: Read, if_none_match: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """One job; send its ETag back as If-None-Match to get a 304 while it is unchanged."""
+        out = job_out(await job_or_404(job_id), CALL_QUEUE_PREFIX, caller.known)
+        body = out.model_dump_json().encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(body, media_type="application/json", headers={"ETag": etag})
+
+    @r.get("/jobs/{job_id}/logs", response_model=list[LogLine])
+    async def job_logs(job_id: JobId, caller: Read) -> Any:
+        return (await job_or_404(job_id)).logs
+
+    @r.get("/jobs/{job_id}/events", response_model=list[EventOut])
+    async def job_events(
+        job_id: JobId,
+        caller: Read,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[EventOut]:
+        """The job's events in the log after ``after``, scanning at most 10,000 events."""
+        out: list[EventOut] = []
+        for _ in range(10):
+            page = await client.events(after, 1000)
+            out += [event_out(e) for e in page if e.job_id == job_id]
+            if len(page) < 1000 or len(out) >= limit:
+                break
+            after = page[-1].id
+        return out[:limit]
+
+    @r.post("/jobs/{job_id}/cancel", response_model=Done)
+    async def cancel(job_id: JobId, caller: Write) -> Done:
+        """Cancel a queued job now; ask an active one to stop (its state shows which)."""
+        state = await client.cancel(job_id)
+        if state is None:
+            raise ApiError(404, "NotFound", f"no job {job_id}")
+        return Done(ok=True, state=str(state))
+
+    @r.post("/jobs/{job_id}/retry", response_model=Done)
+    async def retry(job_id: JobId, caller: Write) -> Done:
+        """Put a failed or cancelled job back in its queue with fresh attempts."""
+        job = await job_or_404(job_id)
+        if job.queue.startswith(CALL_QUEUE_PREFIX):
+            raise ApiError(409, "NotQueued", "an HTTP call's record is not retried: call again")
+        if not await client.retry(job_id):
+            raise ApiError(
+                409, "NotRetryable", f"job {job_id} is {job.state}, not failed or cancelled"
+            )
+        return Done(ok=True, state="queued")
+
+    # -- queues --------------------------------------------------------------------------
+    @r.get("/queues", response_model=list[QueueOut])
+    async def queues(caller: Read) -> list[QueueOut]:
+        counts = await client.counts()
+        paused = await client.paused()
+        names = sorted(set(counts) | paused)
+        empty = {s.value: 0 for s in JobState}
+        return [QueueOut(name=q, paused=q in paused, counts=counts.get(q, empty)) for q in names]
+
+    @r.post("/queues/{queue}/pause", response_model=Done)
+    async def pause(queue: Name, caller: Write) -> Done:
+        await client.pause(queue)
+        return Done(ok=True)
+
+    @r.post("/queues/{queue}/resume", response_model=Done)
+    async def resume(queue: Name, caller: Write) -> Done:
+        await client.resume(queue)
+        return Done(ok=True)
+
+    @r.delete("/queues/{queue}/jobs", response_model=Done)
+    async def purge(
+        queue: Name,
+        caller: Write,
+        state: Annotated[list[Finished] | None, Query()] = None,
+        older_than: Annotated[float | None, Query(ge=0, le=100 * 365 * 86_400)] = None,
+    ) -> Done:
+        """Delete the queue's finished jobs (``state``: completed, failed, cancelled)."""
+        states = set(state or FINISHED_STATES)
+        if states - FINISHED_STATES:
+            raise ApiError(
+                422,
+                "ValidationError",
+                "purge deletes finished jobs only: state must be completed, failed or cancelled",
+            )
+        n = await client.purge(
+            states=states, older_than=older_than, queue=check_name(queue, "queue")
+        )
+        return Done(ok=True, deleted=n)
+
+    # -- schedules -----------------------------------------------------------------------
+    @r.get("/schedules", response_model=list[ScheduleOut])
+    async def schedules(caller: Read) -> list[ScheduleOut]:
+        return [schedule_out(s) for s in await client.schedules()]
+
+    @r.put("/schedules/{name}", response_model=ScheduleOut)
+    async def add_schedule(name: Name, spec: ScheduleIn, caller: Write) -> ScheduleOut:
+        """Add or replace a schedule; every worker picks it up within seconds."""
+        cron: dict[str, Any] = {"pattern": spec.cron}
+        if spec.timezone is not None:
+            cron["timezone"] = spec.timezone
+        await client.add_schedule(name, spec.task, cron, spec.data)
+        for s in await client.schedules():
+            if s.name == name:
+                return schedule_out(s)
+        raise ApiError(409, "Conflict", f"schedule {name} was removed meanwhile")
+
+    @r.delete("/schedules/{name}", response_model=Done)
+    async def remove_schedule(name: Name, caller: Write) -> Done:
+        if not await client.remove_schedule(name):
+            raise ApiError(404, "NotFound", f"no schedule {name}")
+        return Done(ok=True)
+
+    @r.post("/schedules/{name}/run", status_code=202, response_model=Enqueued)
+    async def run_schedule(name: Name, caller: Write, response: Response) -> Enqueued:
+        """Enqueue the schedule's task with its data now, outside its cron."""
+        for s in await client.schedules():
+            if s.name == name:
+                h = await client.enqueue(s.task, s.data)
+                response.headers["Location"] = api.location(h.id)
+                return Enqueued(id=h.id, task=h.task, queue=h.queue, status=h.status, state=h.state)
+        raise ApiError(404, "NotFound", f"no schedule {name}")
+
+    # -- workers and events ----------------------------------------------------------------
+    @r.get("/workers", response_model=list[WorkerOut])
+    async def workers(caller: Read) -> list[WorkerOut]:
+        return [worker_out(w) for w in await client.workers()]
+
+    @r.get(
+        "/events",
+        response_model=list[EventOut],
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(
+        request: Request,
+        caller: Read,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """The event log after ``after``: a JSON page, or with ``Accept: text/event-stream``
+        a live stream that resumes from ``Last-Event-ID`` after a dropped connection."""
+        if last_event_id is not None and last_event_id.isdigit():
+            after = max(after, int(last_event_id))
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                sse(client, after, min(client.settings.poll_interval, 0.5)),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return [event_out(e) for e in await client.events(after, limit)]
+
+    return r
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode().rstrip("=")
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset = value["o"]
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise ApiError(
+            400, "BadCursor", "cursor is not one this API gave; start again without it"
+        ) from None
