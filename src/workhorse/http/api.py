@@ -41,7 +41,6 @@ from workhorse.settings import check_name
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
 MAX_WAIT = 300.0  # seconds a ?wait= may hold a request
-Finished = JobState  # the purge's state filter: finished states only, checked below
 
 
 def api_routes(api: Api) -> APIRouter:
@@ -209,10 +208,13 @@ def api_routes(api: Api) -> APIRouter:
     async def purge(
         queue: Name,
         caller: Write,
-        state: Annotated[list[Finished] | None, Query()] = None,
+        state: Annotated[list[JobState] | None, Query()] = None,
         older_than: Annotated[float | None, Query(ge=0, le=100 * 365 * 86_400)] = None,
+        keep: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     ) -> Done:
-        """Delete the queue's finished jobs (``state``: completed, failed, cancelled)."""
+        """Delete the queue's finished jobs (``state``: completed, failed, cancelled; all
+        three by default) older than ``older_than`` seconds and/or beyond the newest
+        ``keep`` (``keep=0``: every one)."""
         states = set(state or FINISHED_STATES)
         if states - FINISHED_STATES:
             raise ApiError(
@@ -220,8 +222,15 @@ def api_routes(api: Api) -> APIRouter:
                 "ValidationError",
                 "purge deletes finished jobs only: state must be completed, failed or cancelled",
             )
+        if older_than is None and keep is None:
+            raise ApiError(
+                400,
+                "ValidationError",
+                "say what to delete: ?older_than=SECONDS and/or ?keep=N (keep=0 deletes "
+                "every finished job)",
+            )
         n = await client.purge(
-            states=states, older_than=older_than, queue=check_name(queue, "queue")
+            states=states, older_than=older_than, keep_last=keep, queue=check_name(queue, "queue")
         )
         return Done(ok=True, deleted=n)
 
