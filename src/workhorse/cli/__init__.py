@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from workhorse.cli import admin, control, listing, running
+from workhorse.cli import admin, control, listing, running, serving
 from workhorse.cli.loading import import_app, make_app
 
 __all__ = ["import_app", "main", "make_app"]
@@ -43,5 +43,6 @@ for _command in (
     admin.migrate,
     admin.check,
     admin.demo,
+    serving.serve,
 ):
     main.add_command(_command)
