@@ -40,7 +40,8 @@ from workhorse.settings import check_name
 
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
-MAX_WAIT = 300.0  # seconds a ?wait= may hold a request
+MAX_CURSOR = 2**63 - 1  # the event log's ids are 64-bit integers in every store
+MAX_WAIT = 60.0  # seconds a ?wait= may hold a request (longer: poll GET /jobs/{id})
 
 
 def api_routes(api: Api) -> APIRouter:
@@ -152,7 +153,7 @@ def api_routes(api: Api) -> APIRouter:
     async def job_events(
         job_id: JobId,
         caller: Read,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[EventOut]:
         """The job's events in the log after ``after``, scanning at most 10,000 events."""
@@ -280,13 +281,13 @@ def api_routes(api: Api) -> APIRouter:
     async def events(
         request: Request,
         caller: Read,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> Any:
         """The event log after ``after``: a JSON page, or with ``Accept: text/event-stream``
         a live stream that resumes from ``Last-Event-ID`` after a dropped connection."""
-        if last_event_id is not None and last_event_id.isdigit():
+        if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 19:
             after = max(after, int(last_event_id))
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(
@@ -309,7 +310,7 @@ def _offset(cursor: str | None) -> int:
     try:
         value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         offset = value["o"]
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or not 0 <= offset < 2**62:
             raise ValueError
         return offset
     except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
