@@ -48,3 +48,20 @@ def explode(data: dict[str, str]) -> None:
 async def square(n: int) -> int:
     """The quick job of the throughput section."""
     return n * n
+
+
+class Greeting(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+@app.task(mode="http", http={"path": "/api/quote", "method": "POST", "auth": True})
+async def quote(data: Greeting, ctx: JobContext) -> dict[str, str]:
+    """An http task: an endpoint only, run in the server process under a job record."""
+    ctx.log("quoting", name=data.name)
+    return {"quote": f"{data.name}, the queue is patient."}
+
+
+@app.task(mode="both")
+async def greet(data: Greeting) -> dict[str, str]:
+    """A both task: callable at /api/tasks/greet/call, or enqueued for a worker."""
+    return {"greeting": f"hello, {data.name}"}

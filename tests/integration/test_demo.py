@@ -19,8 +19,9 @@ SECTIONS = (
     "3. Progress",
     "4. Failure",
     "5. Batch",
-    "6. Summary",
-    "7. Shutdown",
+    "6. HTTP",
+    "7. Summary",
+    "8. Shutdown",
 )
 
 
@@ -50,6 +51,8 @@ def test_demo_runs_a_worker_process_on_its_own_sqlite_file(tmp_path: Path) -> No
     assert "completed after 3 attempts" in out
     assert "remote ValueError: cannot parse invoice 'INV-0042'" in out
     assert "ran 300 jobs" in out
+    assert "POST /api/quote (quote, mode=http) → 200" in out
+    assert "POST /api/tasks/greet/jobs?wait=10 → 200" in out
     assert "exited with code 0" in out
     assert "demo finished" in out
     assert (tmp_path / ".workhorse" / "demo.db").exists()

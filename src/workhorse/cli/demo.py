@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -77,6 +78,7 @@ class Demo:
         ("Progress", "progress"),
         ("Failure", "failure"),
         ("Batch", "batch_jobs"),
+        ("HTTP", "http"),
         ("Summary", "summary"),
         ("Shutdown", "shutdown"),
     )
@@ -257,7 +259,21 @@ class Demo:
             raise DemoFailed(f"square({n - 1}) returned {last.result}")
         self.say(f"square({n - 1:,}) = {last.result:,}")
 
-    # -- 6. summary --------------------------------------------------------------------
+    # -- 6. http -----------------------------------------------------------------------
+    async def http(self) -> None:
+        try:
+            from workhorse.cli.demo_http import serve_and_call
+        except ImportError as exc:
+            self.say(f"[yellow]skipped: the http extra is not installed ({exc})[/]")
+            return
+        try:
+            lines = await serve_and_call(app, self.showcase)
+        except RuntimeError as exc:
+            raise DemoFailed(str(exc)) from None
+        for line in lines:
+            self.say(line)
+
+    # -- 7. summary --------------------------------------------------------------------
     async def summary(self) -> None:
         # Give the worker a beat to report what it has processed since the last one.
         expected = len(self.showcase) + self.batch
@@ -275,7 +291,7 @@ class Demo:
         self.console.print(counts_table(counts, paused))
         self.console.print(workers_table(await app.workers()))
 
-    # -- 7. shutdown -------------------------------------------------------------------
+    # -- 8. shutdown -------------------------------------------------------------------
     async def shutdown(self) -> None:
         code = await self.stop_worker()
         if self.proc is not None:
@@ -333,7 +349,12 @@ def run_demo(url: str | None = None, batch: int = 5000, console: Console | None 
         for suffix in ("", "-wal", "-shm", "-journal"):  # a fresh tour every time
             Path(f"{DEMO_DB}{suffix}").unlink(missing_ok=True)
         url = f"sqlite:///{DEMO_DB}"
-    app.configure(url=url, poll_interval=POLL_INTERVAL, heartbeat_interval=HEARTBEAT_INTERVAL)
+    app.configure(
+        url=url,
+        poll_interval=POLL_INTERVAL,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        api_tokens=f"write:{secrets.token_hex(16)}",  # the HTTP section's own, never shown
+    )
     if console is None:
         console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     demo = Demo(url, batch, console)
