@@ -137,6 +137,15 @@ async def test_an_auth_function_decides_when_no_token_is_sent() -> None:
         assert (
             await c.post("/api/tasks/noop/jobs", json={}, headers={"x-user": "eve"})
         ).status_code == 401
+        # A cookie-style caller is refused a state change from another site (CSRF).
+        cross = {"x-user": "admin", "sec-fetch-site": "cross-site"}
+        assert (await c.post("/api/tasks/noop/jobs", json={}, headers=cross)).status_code == 403
+        elsewhere = {"x-user": "admin", "origin": "https://evil.example"}
+        r = await c.post("/api/tasks/noop/jobs", json={}, headers=elsewhere)
+        assert r.status_code == 403
+        same = {"x-user": "admin", "origin": "http://t"}
+        assert (await c.post("/api/tasks/noop/jobs", json={}, headers=same)).status_code == 202
+        assert (await c.get("/api/queues", headers=cross)).status_code == 200  # reads are fine
 
 
 def test_a_malformed_token_setting_names_the_format() -> None:

@@ -31,9 +31,22 @@ class Caller:
 
     scope: str
     known: bool
+    via_check: bool = False  # admitted by the app's auth function, not a token
 
 
 ANONYMOUS = Caller("open", False)
+
+
+def _cross_site(request: Request) -> bool:
+    """A browser says so in Sec-Fetch-Site; older ones only send an Origin to compare."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "cross-site"
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin == "null"
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1] != host
 
 
 def parse_tokens(raw: str | None) -> list[tuple[str, bytes]]:
@@ -119,6 +132,14 @@ class Auth:
                 "Authorization: Bearer <token>",
                 _BEARER,
             )
+        if scope == "write" and caller.via_check and _cross_site(request):
+            raise ApiError(
+                403,
+                "Forbidden",
+                "a state change from another site is refused for a caller your auth function "
+                "admitted (a cookie may ride along): call from the same site, or send a "
+                "bearer token",
+            )
         if scope == "write" and caller.scope != "write":
             raise ApiError(
                 403,
@@ -152,9 +173,9 @@ class Auth:
             if inspect.isawaitable(verdict):
                 verdict = await verdict
             if verdict in SCOPES:
-                return Caller(str(verdict), True)
+                return Caller(str(verdict), True, via_check=True)
             if verdict is True:
-                return Caller("write", True)
+                return Caller("write", True, via_check=True)
         return None
 
     async def route(self, request: Request, spec: Any) -> Caller:
