@@ -102,5 +102,5 @@ async def test_the_event_stream_resumes_from_last_event_id_with_nothing_missed(
         rest = await asyncio.wait_for(_read_sse(http, {**sse, "Last-Event-ID": str(last)}, 3), 10)
     ids = [e["id"] for e in first + rest]
     everything = [e["id"] for e in (await served.http.get("/api/events", headers=READ)).json()]
-    assert ids == everything  # in order, nothing missed, nothing twice
+    assert ids == everything, (ids, everything)  # in order, nothing missed, nothing twice
     assert len(everything) == 5

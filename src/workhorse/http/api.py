@@ -287,8 +287,8 @@ def api_routes(api: Api) -> APIRouter:
     ) -> Any:
         """The event log after ``after``: a JSON page, or with ``Accept: text/event-stream``
         a live stream that resumes from ``Last-Event-ID`` after a dropped connection."""
-        if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 19:
-            after = max(after, int(last_event_id))
+        if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 20:
+            after = max(after, min(int(last_event_id), MAX_CURSOR))
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(
                 sse(client, after, min(client.settings.poll_interval, 0.5)),
