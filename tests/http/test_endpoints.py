@@ -122,3 +122,21 @@ def test_job_files_declare_mode_and_http(tmp_path: pytest.TempPathFactory) -> No
     (task,) = app.discover(folder)
     assert task.defaults.mode == "both"
     assert task.defaults.http is not None and task.defaults.http.path == "/api/send-email"
+
+
+async def test_concurrent_calls_each_get_their_own_result_and_record(served: Served) -> None:
+    """Calls in flight together share enqueues, claims and finishes: none gets another's."""
+    import asyncio
+
+    replies = await asyncio.gather(
+        *(
+            served.http.post("/api/send-email", json={"to": f"u{n}@b.c"}, headers=WRITE)
+            for n in range(20)
+        )
+    )
+    assert [r.json()["to"] for r in replies] == [f"u{n}@b.c" for n in range(20)]
+    ids = {r.headers["workhorse-job-id"] for r in replies}
+    assert len(ids) == 20
+    for r in replies:
+        job = await served.app.get_job(r.headers["workhorse-job-id"])
+        assert job is not None and job.result == r.json()

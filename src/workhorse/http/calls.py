@@ -4,7 +4,11 @@ its own, so its logs, progress and outcome are kept and shown like any job's.
 No new store method: the call is enqueued on a queue private to this server process (no
 worker consumes it) and claimed back at once; claims hand each lease to the request
 waiting for it, whichever request's claim took it. ``max_stalls=0``: if this process dies
-mid-call, the expired lease fails the record instead of leaving it queued forever."""
+mid-call, the expired lease fails the record instead of leaving it queued forever.
+
+Calls in flight together share round trips: the records that arrive while one enqueue is
+being written go in the next one, followed by one claim for all of them, and finishes go
+through the worker's group commit (``Finisher``)."""
 
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from workhorse import events
 from workhorse.client import Client
 from workhorse.context import JobContext
-from workhorse.job import Lease, Outcome
+from workhorse.job import Lease, NewJob, Outcome
 from workhorse.task import Task
+from workhorse.worker.finisher import Finisher
 from workhorse.worker.runner import Runner
 
 log = logging.getLogger("workhorse.http")
@@ -40,6 +46,9 @@ class InlineCalls:
         self._threads = ThreadPoolExecutor(thread_name_prefix="workhorse-http")
         self.runner = Runner(client, self._threads, concurrency=1)
         self._waiting: dict[str, asyncio.Future[Lease]] = {}
+        self._pending: list[NewJob] = []  # records to write with the next enqueue
+        self._writer: asyncio.Task[None] | None = None
+        self._finisher: Finisher | None = None
 
     async def close(self) -> None:
         await self.runner.close()
@@ -52,14 +61,36 @@ class InlineCalls:
         new.dedup_key = None  # a call is never a duplicate of a queued job
         fut: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         self._waiting[new.id] = fut
+        self._pending.append(new)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="workhorse-http-calls")
         try:
-            await client.submit(task, new, {})
-            if not fut.done():
-                await self._claim(new.lease or client.settings.lease)
             lease = await fut
         finally:
             self._waiting.pop(new.id, None)
         return new.id, await self._run(lease)
+
+    async def _write(self) -> None:
+        """Write the pending records and claim them back, batch after batch, handing each
+        lease (or the store's error) to the request waiting for it."""
+        client = self.client
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:500], self._pending[500:]
+                try:
+                    backend = await client.store()
+                    await backend.enqueue(batch)
+                    if client.bus.wants("job.queued"):
+                        for new in batch:
+                            client.bus.emit(events.queued(new.id, new.task, new.queue))
+                    await self._claim(client.settings.lease)
+                except Exception as exc:
+                    for new in batch:
+                        waiter = self._waiting.get(new.id)
+                        if waiter is not None and not waiter.done():
+                            waiter.set_exception(exc)
+        finally:
+            self._writer = None
 
     async def _claim(self, lease_s: float) -> None:
         backend = self.client.backend
@@ -107,7 +138,9 @@ class InlineCalls:
         return outcome
 
     async def _finish(self, lease: Lease, outcome: Outcome) -> None:
-        if not (await self.client.backend.finish([(lease, outcome)]))[0]:
+        if self._finisher is None:
+            self._finisher = Finisher(self.client.backend)
+        if not await self._finisher.submit(lease, outcome):
             log.warning("call %s: its outcome was refused, the lease was lost", lease.job_id)
 
     async def _renew(self, lease: Lease, ctx: JobContext, attempt: asyncio.Task[Any]) -> None:
