@@ -67,6 +67,10 @@ def build(backend: Backend | None = None, **settings: object) -> Workhorse:
     async def payment(data: dict[str, object]) -> dict[str, object]:
         return {"got": data}
 
+    @app.task(mode="http", http={"path": "/hooks/broken", "auth": "webhook"})
+    async def broken_hook(data: dict[str, object]) -> dict[str, object]:
+        raise ConnectionError("the ledger is down")
+
     @app.task(mode="http", http={"path": "/api/lookup", "method": "GET", "auth": "read"})
     def lookup(data: dict[str, str]) -> dict[str, str]:
         return {"echo": data.get("q", "")}

@@ -200,3 +200,15 @@ async def test_a_webhook_signed_by_a_rotated_secret_among_several_is_taken() -> 
         body = b"{}"
         r = await c.post("/hooks/payment", content=body, headers=signed(body, secret=old))
         assert r.status_code == 200
+
+
+async def test_a_delivery_whose_handler_failed_runs_again_when_the_sender_retries(
+    served: Served,
+) -> None:
+    body = b"{}"
+    headers = signed(body, wid="msg_retry")
+    first = await served.http.post("/hooks/broken", content=body, headers=headers)
+    assert first.status_code == 500
+    again = await served.http.post("/hooks/broken", content=body, headers=headers)
+    assert again.status_code == 500  # ran again, not refused as a replay
+    assert await calls(served) == 2

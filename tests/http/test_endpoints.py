@@ -140,3 +140,33 @@ async def test_concurrent_calls_each_get_their_own_result_and_record(served: Ser
     for r in replies:
         job = await served.app.get_job(r.headers["workhorse-job-id"])
         assert job is not None and job.result == r.json()
+
+
+async def test_the_router_mounts_in_a_users_fastapi_app_and_keeps_its_error_shape() -> None:
+    import httpx
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from workhorse.http import router
+
+    app = build()
+    user = FastAPI()
+
+    @user.exception_handler(422)
+    async def mine(request: object, exc: Exception) -> PlainTextResponse:  # the user's own
+        return PlainTextResponse("user's handler", 418)
+
+    @user.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    user.include_router(router(app))
+    async with (
+        app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=user), base_url="http://t") as c,
+    ):
+        assert (await c.get("/hello")).json() == {"hello": "world"}
+        r = await c.post("/api/send-email", json={"to": "a@b.c"}, headers=WRITE)
+        assert (r.status_code, r.json()) == (200, {"sent": True, "to": "a@b.c"})
+        r = await c.post("/api/send-email", json={}, headers=WRITE)
+        assert (r.status_code, r.json()["error"]["type"]) == (422, "ValidationError")

@@ -32,6 +32,7 @@ class Caller:
     scope: str
     known: bool
     via_check: bool = False  # admitted by the app's auth function, not a token
+    delivery: tuple[str, str] | None = None  # a webhook's dedupe mark: (key, value)
 
 
 ANONYMOUS = Caller("open", False)
@@ -185,8 +186,7 @@ class Auth:
         if spec is True or spec in SCOPES:
             return await self.require(request, "write" if spec is True else spec)
         if spec == "webhook":
-            await self.verify_webhook(request)
-            return Caller("webhook", False)
+            return Caller("webhook", False, delivery=await self.verify_webhook(request))
         verdict = spec(request)
         if inspect.isawaitable(verdict):
             verdict = await verdict
@@ -194,9 +194,10 @@ class Auth:
             raise ApiError(403, "Forbidden", "this route's auth function refused the request")
         return Caller("custom", True)
 
-    async def verify_webhook(self, request: Request) -> None:
+    async def verify_webhook(self, request: Request) -> tuple[str, str]:
         """A Standard Webhooks signature over ``id.timestamp.body``, a timestamp inside the
-        tolerance, and a delivery id not seen before (kept twice the tolerance)."""
+        tolerance, and a delivery id not seen before (kept twice the tolerance). Returns
+        the delivery's mark, which ``forget`` frees when the handler fails."""
         if not self.secrets:
             raise ApiError(
                 401,
@@ -237,7 +238,14 @@ class Auth:
                 f"the webhook timestamp is more than {self.tolerance:g}s from now "
                 "(expired or from the future)",
             )
-        if not await backend.set_if_absent(f"webhook:{wid}", ts, self.tolerance * 2):
+        mark = (f"webhook:{wid}", ts)
+        if not await backend.set_if_absent(*mark, self.tolerance * 2):
             raise ApiError(
                 409, "WebhookReplayed", "this webhook-id was already delivered; it is not run twice"
             )
+        return mark
+
+    async def forget(self, caller: Caller) -> None:
+        """Free a failed delivery's id, so the sender's retry of it runs."""
+        if caller.delivery is not None:
+            await self.client.backend.kv_delete(*caller.delivery)

@@ -58,7 +58,12 @@ def _add(router: APIRouter, api: Api, task: Task[Any, Any]) -> None:
             data = body
         else:  # GET: the query string is the payload (a refusal of it is a 422)
             data = dict(request.query_params)
-        return await answer(api, task, data, caller)
+        try:
+            return await answer(api, task, data, caller)
+        except BaseException as exc:
+            if not isinstance(exc, ApiError) or exc.status >= 500:
+                await api.auth.forget(caller)  # a webhook sender's retry must run again
+            raise
 
     endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     endpoint.__name__ = f"call_{task.name}".replace("-", "_").replace(".", "_")
