@@ -152,3 +152,14 @@ async def test_workers_and_health(served: Served) -> None:
     assert workers and "default" in workers[0]["queues"]
     health = (await served.http.get("/api/health")).json()
     assert health["ok"] is True
+
+
+async def test_result_answers_at_once_when_finished_202_while_running(served: Served) -> None:
+    job_id = (await served.http.post("/api/tasks/noop/jobs", json={}, headers=WRITE)).json()["id"]
+    r = await served.http.get(f"/api/jobs/{job_id}/result?wait=0.1", headers=READ)
+    assert (r.status_code, r.json()["state"]) == (202, "queued")  # no worker yet
+    await served.app.start_worker()
+    r = await served.http.get(f"/api/jobs/{job_id}/result?wait=10", headers=READ)
+    assert (r.status_code, r.json()["state"]) == (200, "completed")
+    r = await served.http.get(f"/api/jobs/{job_id}/result", headers=READ)  # finished: no wait
+    assert r.status_code == 200

@@ -145,6 +145,27 @@ def api_routes(api: Api) -> APIRouter:
             return Response(status_code=304, headers={"ETag": etag})
         return Response(body, media_type="application/json", headers={"ETag": etag})
 
+    @r.get(
+        "/jobs/{job_id}/result",
+        response_model=JobOut,
+        responses={202: {"model": JobOut, "description": "not finished within ?wait="}},
+    )
+    async def job_result(
+        job_id: JobId,
+        caller: Read,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0,
+    ) -> Response:
+        """The job once it has finished: 200 at once if it already has, else after up to
+        ``wait`` seconds; 202 with its current state if it is still running then."""
+        job = await job_or_404(job_id)
+        if not job.finished and wait:
+            try:
+                job = await client.wait(job_id, wait)
+            except RunTimeout:
+                job = await job_or_404(job_id)
+        out = job_out(job, CALL_QUEUE_PREFIX, caller.known)
+        return JSONResponse(out.model_dump(mode="json"), 200 if job.finished else 202)
+
     @r.get("/jobs/{job_id}/logs", response_model=list[LogLine])
     async def job_logs(job_id: JobId, caller: Read) -> Any:
         return (await job_or_404(job_id)).logs
