@@ -21,9 +21,9 @@ READ = {"Authorization": "Bearer read-token-1"}
 SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy1vbmx5"  # base64 of "secret-for-tests-only"
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres", "redis-cluster"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
-    """The REST routes run on every backend but the cluster (no store method is new)."""
+    """The REST routes and the calls run on every backend."""
     return str(request.param)
 
 
