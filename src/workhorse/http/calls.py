@@ -115,9 +115,10 @@ class InlineCalls:
             # The caller hung up: stop the handler and record the call as cancelled.
             ctx.cancelled = True
             attempt.cancel()
+            logs: list[dict[str, Any]] = []
             with contextlib.suppress(BaseException):
-                await attempt
-            outcome = Outcome("cancelled", error=_HUNG_UP, logs=ctx.drain_logs())
+                logs = (await attempt).logs  # the runner's outcome carries the lines logged
+            outcome = Outcome("cancelled", error=_HUNG_UP, logs=logs + ctx.drain_logs())
             await self._finish(lease, outcome)
             raise
         finally:
