@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 
 from workhorse.http.auth import Caller
 from workhorse.http.errors import ERRORS, ApiError, ApiRoute
-from workhorse.http.state import Api
+from workhorse.http.state import Api, Bearer
 from workhorse.task import Task
 
 # How a failed call's error type maps to a status; anything else is a 500.
@@ -37,10 +37,17 @@ def _add(router: APIRouter, api: Api, task: Task[Any, Any]) -> None:
     async def gate(request: Request) -> Caller:
         return await api.auth.route(request, spec.auth)
 
+    async def token_gate(request: Request, _: Bearer) -> Caller:
+        """The same gate, documented in the OpenAPI document as taking a bearer token."""
+        return await api.auth.route(request, spec.auth)
+
     params = [
         inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
         inspect.Parameter(
-            "caller", inspect.Parameter.KEYWORD_ONLY, annotation=Caller, default=Depends(gate)
+            "caller",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Caller,
+            default=Depends(token_gate if spec.auth in (True, "read", "write") else gate),
         ),
     ]
     with_body = task.takes_data and spec.method != "GET"

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workhorse.client import Client
 from workhorse.http.auth import Auth, Caller
 from workhorse.http.calls import InlineCalls
+
+# Declares the bearer scheme in the OpenAPI document (the /docs page's Authorize button);
+# the check itself is Auth's, which also knows scopes and the app's auth function.
+_BEARER = HTTPBearer(auto_error=False, description="a token of WORKHORSE_API_TOKENS")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
 @dataclass(slots=True)
@@ -18,10 +25,10 @@ class Api:
     calls: InlineCalls
     prefix: str
 
-    async def reader(self, request: Request) -> Caller:
+    async def reader(self, request: Request, _: Bearer) -> Caller:
         return await self.auth.require(request, "read")
 
-    async def writer(self, request: Request) -> Caller:
+    async def writer(self, request: Request, _: Bearer) -> Caller:
         return await self.auth.require(request, "write")
 
     def location(self, job_id: str) -> str:
