@@ -104,3 +104,24 @@ async def test_the_event_stream_resumes_from_last_event_id_with_nothing_missed(
     everything = [e["id"] for e in (await served.http.get("/api/events", headers=READ)).json()]
     assert ids == everything, (ids, everything)  # in order, nothing missed, nothing twice
     assert len(everything) == 5
+
+
+async def test_a_jobs_own_stream_has_only_its_events_and_ends_with_its_outcome(
+    served: Served,
+) -> None:
+    other = (await served.http.post("/api/tasks/noop/jobs", json={}, headers=WRITE)).json()["id"]
+    job_id = (await served.http.post("/api/tasks/noop/jobs", json={}, headers=WRITE)).json()["id"]
+    await served.app.start_worker()
+    seen: list[tuple[str, str]] = []
+    async with listening(served) as http:
+        headers = {**READ, "Accept": "text/event-stream"}
+        async with http.stream("GET", f"/api/jobs/{job_id}/events", headers=headers) as r:
+            kind = ""
+            async for line in r.aiter_lines():  # ends when the server ends the stream
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    seen.append((kind, orjson.loads(line[6:])["job_id"]))
+    assert seen[0] == ("job.queued", job_id)
+    assert seen[-1] == ("job.completed", job_id)
+    assert other not in {j for _, j in seen}

@@ -5,12 +5,14 @@ Flows and hooks add their routers beside this one (``create_app(app, routers=[..
 import base64
 import binascii
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from workhorse.client import Client
 from workhorse.errors import RunTimeout
 from workhorse.http.auth import Caller
 from workhorse.http.calls import CALL_QUEUE_PREFIX
@@ -170,14 +172,24 @@ def api_routes(api: Api) -> APIRouter:
     async def job_logs(job_id: JobId, caller: Read) -> Any:
         return (await job_or_404(job_id)).logs
 
-    @r.get("/jobs/{job_id}/events", response_model=list[EventOut])
+    @r.get(
+        "/jobs/{job_id}/events",
+        response_model=list[EventOut],
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
     async def job_events(
+        request: Request,
         job_id: JobId,
         caller: Read,
         after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> list[EventOut]:
-        """The job's events in the log after ``after``, scanning at most 10,000 events."""
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """The job's events in the log after ``after`` (a JSON page scans at most 10,000
+        events); with ``Accept: text/event-stream`` a stream that ends with its outcome."""
+        after = _resume(after, last_event_id)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return _stream(sse(client, after, _poll(client), job_id))
         out: list[EventOut] = []
         for _ in range(10):
             page = await client.events(after, 1000)
@@ -308,17 +320,32 @@ def api_routes(api: Api) -> APIRouter:
     ) -> Any:
         """The event log after ``after``: a JSON page, or with ``Accept: text/event-stream``
         a live stream that resumes from ``Last-Event-ID`` after a dropped connection."""
-        if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 20:
-            after = max(after, min(int(last_event_id), MAX_CURSOR))
+        after = _resume(after, last_event_id)
         if "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(
-                sse(client, after, min(client.settings.poll_interval, 0.5)),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return _stream(sse(client, after, _poll(client)))
         return [event_out(e) for e in await client.events(after, limit)]
 
     return r
+
+
+def _resume(after: int, last_event_id: str | None) -> int:
+    """Where a stream starts: after ``after``, or after the Last-Event-ID a reconnecting
+    client sends, whichever is later."""
+    if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 20:
+        return max(after, min(int(last_event_id), MAX_CURSOR))
+    return after
+
+
+def _poll(client: Client) -> float:
+    return min(client.settings.poll_interval, 0.5)
+
+
+def _stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _cursor(offset: int) -> str:

@@ -12,18 +12,27 @@ from workhorse.client import Client
 from workhorse.http.models import event_out
 
 _PAGE = 500
+# A job's own stream ends with the event of its outcome.
+_LAST = frozenset({"job.completed", "job.failed", "job.cancelled"})
 
 
-async def sse(client: Client, after: int, poll: float) -> AsyncIterator[bytes]:
-    """Every event after ``after``, then new ones as they are written, until the client
-    goes away. A comment line every idle poll keeps proxies from closing the stream."""
+async def sse(
+    client: Client, after: int, poll: float, job_id: str | None = None
+) -> AsyncIterator[bytes]:
+    """Every event after ``after`` (of one job, with ``job_id``), then new ones as they
+    are written, until the client goes away or the job ended. A comment line every idle
+    poll keeps proxies from closing the stream."""
     yield b"retry: 1000\n\n"
     while True:
         events = await client.events(after, _PAGE)
         for e in events:
+            after = e.id
+            if job_id is not None and e.job_id != job_id:
+                continue
             data = orjson.dumps(event_out(e).model_dump(mode="json"))
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (e.id, e.type.encode(), data)
-            after = e.id
+            if job_id is not None and e.type in _LAST:
+                return
         if len(events) < _PAGE:
             await asyncio.sleep(poll)
             if not events:
