@@ -75,6 +75,10 @@ def build(backend: Backend | None = None, **settings: object) -> Workhorse:
     def lookup(data: dict[str, str]) -> dict[str, str]:
         return {"echo": data.get("q", "")}
 
+    @app.task(singleton=True)
+    async def one_at_a_time(data: dict[str, object] | None = None) -> dict[str, object]:
+        return {}
+
     @app.task
     async def noop(data: dict[str, object] | None = None) -> dict[str, object]:
         return {}

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 
 from workhorse.client import HasClient, client_of
 from workhorse.http.auth import Auth, AuthCheck, Caller
+from workhorse.http.batching import EnqueueBatcher
 from workhorse.http.calls import CALL_QUEUE_PREFIX, InlineCalls
 from workhorse.http.errors import ApiError, ErrorBody
 from workhorse.http.state import Api
@@ -42,6 +43,7 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
         Auth(client, insecure=insecure, check=auth),
         InlineCalls(client),
         client.settings.api_prefix,
+        EnqueueBatcher(client),
     )
 
     @asynccontextmanager

@@ -102,9 +102,18 @@ def api_routes(api: Api) -> APIRouter:
             out = await enqueue_once(client, task, body, options, idempotency_key)
             if out.replayed:
                 response.headers["Idempotent-Replayed"] = "true"
-        else:
+        elif task.defaults.on_duplicate == "raise":  # the client's refusal names the job
             h = await client.enqueue(task, body, **options)
             out = Enqueued(id=h.id, task=h.task, queue=h.queue, status=h.status, state=h.state)
+        else:
+            new = client.new_job(task, body, options)
+            res = await api.enqueues.enqueue(new)
+            status = "replaced" if res.replaced else "created" if res.created else "duplicate"
+            if status == "duplicate" and task.defaults.on_duplicate == "skip":
+                status = "skipped"
+            out = Enqueued(
+                id=res.id, task=task.name, queue=new.queue, status=status, state=res.state
+            )
         response.headers["Location"] = api.location(out.id)
         if wait:
             try:

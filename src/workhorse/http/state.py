@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workhorse.client import Client
 from workhorse.http.auth import Auth, Caller
+from workhorse.http.batching import EnqueueBatcher
 from workhorse.http.calls import InlineCalls
 
 # Declares the bearer scheme in the OpenAPI document (the /docs page's Authorize button);
@@ -24,6 +25,7 @@ class Api:
     auth: Auth
     calls: InlineCalls
     prefix: str
+    enqueues: EnqueueBatcher
 
     async def reader(self, request: Request, _: Bearer) -> Caller:
         return await self.auth.require(request, "read")
