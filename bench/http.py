@@ -108,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
     env.update(WORKHORSE_URL=args.url, PYTHONPATH=str(ROOT))
+    asgi = orjson.loads(
+        subprocess.run(
+            [sys.executable, "-m", "bench.http_asgi", args.url],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    for path, us in asgi.items():
+        print(f"in-process {path:30} {us:6.0f} us CPU/request", flush=True)
     port = free_port()
     server = start(
         [
@@ -171,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.wait(15)
     if not args.no_write:
-        write(figures, args)
+        write(figures, asgi, args)
     return 0
 
 
-def write(figures: list[tuple[str, Figure]], args: argparse.Namespace) -> None:
+def write(
+    figures: list[tuple[str, Figure]], asgi: dict[str, float], args: argparse.Namespace
+) -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
@@ -203,6 +216,14 @@ def write(figures: list[tuple[str, Figure]], args: argparse.Namespace) -> None:
         f"{os.getloadavg()[0]:.1f} at the end of the run). Each request posts `{{}}`.\n\n"
         + "\n".join(rows)
         + "\n\n"
+        "In-process, through ASGI with no socket and no load generator (`bench/http_asgi.py`, "
+        "16 requests in flight, the same store): the CPU time per request of this process, "
+        "the figure least moved by other work on the machine.\n\n"
+        "| route | CPU µs/request | vs plain |\n| --- | ---: | ---: |\n"
+        + "".join(
+            f"| `{path}` | {us:,.0f} | {us / asgi['/plain']:.2f}x |\n" for path, us in asgi.items()
+        )
+        + "\n"
         "- *http-mode no-op*: the route validates the body, writes the call's job record "
         "(enqueue on the process's private queue, claim, finish: three round trips to the "
         "store) and answers the result; the plain route does none of it.\n"
@@ -221,6 +242,7 @@ def write(figures: list[tuple[str, Figure]], args: argparse.Namespace) -> None:
                 "when": when,
                 "commit": commit,
                 "store": store,
+                "in_process_cpu_us": asgi,
                 "figures": {n: f.__dict__ | {"rate": f.rate} for n, f in figures},
             },
             option=orjson.OPT_INDENT_2,

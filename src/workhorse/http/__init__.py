@@ -54,8 +54,9 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
             await api.calls.close()
 
     out = APIRouter(lifespan=lifespan)
-    out.include_router(api_routes(api))
+    # The task endpoints first: the router tries routes in order, and they are the hot path.
     out.include_router(task_routes(api))
+    out.include_router(api_routes(api))
     return out
 
 
