@@ -170,3 +170,12 @@ async def test_the_router_mounts_in_a_users_fastapi_app_and_keeps_its_error_shap
         assert (r.status_code, r.json()) == (200, {"sent": True, "to": "a@b.c"})
         r = await c.post("/api/send-email", json={}, headers=WRITE)
         assert (r.status_code, r.json()["error"]["type"]) == (422, "ValidationError")
+
+
+def test_a_task_path_that_would_hide_a_rest_route_is_refused() -> None:
+    from workhorse.http import create_app
+
+    app = build()
+    app.task(name="shadow", mode="http", http={"path": "/api/tasks/noop/jobs"})(lambda: None)
+    with pytest.raises(ConfigError, match="also the REST API's route"):
+        create_app(app)

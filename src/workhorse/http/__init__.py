@@ -10,8 +10,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from workhorse.client import HasClient, client_of
+from workhorse.errors import ConfigError
 from workhorse.http.auth import Auth, AuthCheck, Caller
 from workhorse.http.batching import EnqueueBatcher
 from workhorse.http.calls import CALL_QUEUE_PREFIX, InlineCalls
@@ -54,10 +57,27 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
             await api.calls.close()
 
     out = APIRouter(lifespan=lifespan)
+    tasks, rest = task_routes(api), api_routes(api)
+    _check_paths(tasks, rest)
     # The task endpoints first: the router tries routes in order, and they are the hot path.
-    out.include_router(task_routes(api))
-    out.include_router(api_routes(api))
+    out.include_router(tasks)
+    out.include_router(rest)
     return out
+
+
+def _check_paths(tasks: APIRouter, rest: APIRouter) -> None:
+    """A task endpoint must not hide a REST route (it is matched first)."""
+    for t in tasks.routes:
+        if not isinstance(t, APIRoute):
+            continue
+        for method in t.methods or ():
+            scope = {"type": "http", "path": t.path, "method": method, "root_path": ""}
+            for r in rest.routes:
+                if isinstance(r, APIRoute) and r.matches(scope)[0] is Match.FULL:
+                    raise ConfigError(
+                        f"task endpoint {method} {t.path} is also the REST API's route "
+                        f"{r.path}; give the task another http path"
+                    )
 
 
 def create_app(
