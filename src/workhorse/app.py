@@ -23,7 +23,7 @@ from workhorse.job import FINISHED_STATES, Event, Job, JobState, WorkerInfo
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo
 from workhorse.settings import Settings
-from workhorse.task import JobHandle, OnDuplicate, Runtime, Seconds, Task
+from workhorse.task import JobHandle, Mode, OnDuplicate, Runtime, Seconds, Task
 
 if TYPE_CHECKING:
     from workhorse.sync import SyncApp
@@ -136,6 +136,8 @@ class Workhorse:
         env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
+        mode: Mode = "queue",
+        http: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
 
     def task(
@@ -162,11 +164,15 @@ class Workhorse:
         env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
+        mode: Mode = "queue",
+        http: Mapping[str, Any] | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
         cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...,
-        runtime=..., command=..., env=..., memory_limit=..., keep_for=..., max_stalls=...)``.
+        runtime=..., command=..., env=..., memory_limit=..., keep_for=..., max_stalls=...,
+        mode=..., http=...)``. ``mode="http"`` or ``"both"`` with ``http={"path", "method",
+        "auth"}`` makes it an endpoint too (``workhorse.http``, docs/http.md).
         Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
         options = {
             "queue": queue,
@@ -187,6 +193,8 @@ class Workhorse:
             "env": env,
             "memory_limit": memory_limit,
             "keep_for": keep_for,
+            "mode": mode,
+            "http": http,
         }
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:

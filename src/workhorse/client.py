@@ -263,7 +263,7 @@ class Client:
         For a singleton, ``handle.status`` tells what happened: ``created``, ``duplicate``
         (the live job is returned), ``replaced`` (the live job took this payload) or
         ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
-        t = self.registry.resolve(task)
+        t = _queued(self.registry.resolve(task))
         connection = options.pop("connection", None)
         return await self.submit(t, self.new_job(t, data, options), options, connection)
 
@@ -286,7 +286,7 @@ class Client:
     ) -> list[JobHandle[Any]]:
         """Enqueue one job per item of ``items`` in one round trip; all or nothing is
         refused when one payload is bad."""
-        t = self.registry.resolve(task)
+        t = _queued(self.registry.resolve(task))
         connection = options.pop("connection", None)
         news = [self.new_job(t, data, options) for data in items]
         if not news:
@@ -330,6 +330,7 @@ class Client:
     ) -> Any:
         """``options`` may set the attempt's ``timeout`` (``task.options(timeout=...)``),
         which ``run()``'s own keyword, the wait, cannot."""
+        _queued(t)
         if timeout is not None and "timeout" not in options:
             options["timeout"] = self.attempt_limit(t, timeout)
         # Held: the store keeps the record (whatever its keep_for) until this caller has
@@ -489,7 +490,7 @@ class Client:
         data: Any = None,
     ) -> Schedule:
         """Add or replace a schedule at run time; every worker picks it up within seconds."""
-        t = self.registry.resolve(task)
+        t = _queued(self.registry.resolve(task))
         spec = parse_cron(cron)
         if data is not None:
             spec = replace(spec, data=data)
@@ -523,6 +524,16 @@ class Client:
                 )
             )
         return out
+
+
+def _queued(task: Task[Any, Any]) -> Task[Any, Any]:
+    """The task, if its jobs may be enqueued: a mode='http' task is an endpoint only."""
+    if not task.defaults.queued:
+        raise ConfigError(
+            f"task {task.name!r} has mode='http': call it over HTTP (workhorse.http), or "
+            "give it mode='both' to enqueue it too"
+        )
+    return task
 
 
 def _state(value: JobState | str) -> JobState:

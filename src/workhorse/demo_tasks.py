@@ -100,3 +100,20 @@ def save_square(event: JobEvent) -> None:
             (event.job_id, event.data, event.result),
         )
         db.commit()
+
+
+class Greeting(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+@app.task(mode="http", http={"path": "/api/quote", "method": "POST", "auth": True})
+async def quote(data: Greeting, ctx: JobContext) -> dict[str, str]:
+    """An http task: an endpoint only, run in the server process under a job record."""
+    ctx.log("quoting", name=data.name)
+    return {"quote": f"{data.name}, the queue is patient."}
+
+
+@app.task(mode="both")
+async def greet(data: Greeting) -> dict[str, str]:
+    """A both task: callable at /api/tasks/greet/call, or enqueued for a worker."""
+    return {"greeting": f"hello, {data.name}"}

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -131,6 +132,26 @@ class Settings(BaseModel):
         "asyncio",
         description="Event loop of `workhorse worker`: asyncio, or uvloop "
         "(pip install uvloop; 5-18% less worker CPU per job, see docs/profiles.md)",
+    )
+
+    api_prefix: str = Field(
+        "/api", pattern=r"^(/[A-Za-z0-9_.-]+)*$", description="Path the REST API is served under"
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="Bearer tokens of the HTTP API with their scope, comma-separated, "
+        "e.g. write:TOKEN1,read:TOKEN2 (several for rotation); never logged",
+    )
+    api_open_reads: bool = Field(
+        False, description="Whether the HTTP API answers reads (GET) without a token"
+    )
+    webhook_secrets: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks signing secrets (whsec_... or raw), comma-separated "
+        "for rotation, for routes with auth='webhook'",
+    )
+    webhook_tolerance: float = Field(
+        300.0, gt=0, description="Seconds a signed webhook's timestamp may be off from now"
     )
 
     @field_validator("queues", "known_queues", mode="before")

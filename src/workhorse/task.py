@@ -66,6 +66,72 @@ def check_priority(value: Any) -> int:
 
 
 OnDuplicate = Literal["return", "skip", "raise", "replace"]
+Mode = Literal["queue", "http", "both"]
+MODES = ("queue", "http", "both")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# A route's auth: True (a write token), a scope ("read", "write"), "webhook" (a Standard
+# Webhooks signature), False (open), or a function of the request that returns a truth value.
+AuthSpec = bool | str | Callable[[Any], Any]
+AUTH_SCOPES = ("read", "write", "webhook")
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSpec:
+    """Where an ``http`` or ``both`` task answers: its route, method and auth. ``path``
+    None: the API's own ``/tasks/{name}/call``."""
+
+    path: str | None = None
+    method: str = "POST"
+    auth: AuthSpec = True
+
+
+def make_http(mode: Any, http: Any) -> tuple[Mode, HttpSpec | None]:
+    """Check ``mode=`` and ``http=`` together: an endpoint needs mode http or both."""
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if http is None:
+        return mode, HttpSpec() if mode != "queue" else None
+    if mode == "queue":
+        raise ConfigError(
+            "http= gives a task an HTTP endpoint; set mode='http' (endpoint only) or "
+            "mode='both' (endpoint and queue) with it"
+        )
+    if isinstance(http, HttpSpec):
+        return mode, http
+    if not isinstance(http, Mapping):
+        raise ConfigError(
+            f"http must be a dict such as {{'path': '/api/send-email', 'method': 'POST', "
+            f"'auth': True}}; got {http!r}"
+        )
+    unknown = set(http) - {"path", "method", "auth"}
+    if unknown:
+        raise ConfigError(f"unknown http option(s) {sorted(unknown)}; valid: path, method, auth")
+    path = http.get("path")
+    if path is not None and (
+        not isinstance(path, str)
+        or not path.startswith("/")
+        or len(path) > 200
+        or not set(path) <= _PATH_CHARS
+        or ".." in path
+        or "//" in path
+    ):
+        raise ConfigError(
+            f"http path must start with '/' and use letters, digits, '_', '-', '.', '/' "
+            f"(no path parameters, no '..'), e.g. '/api/send-email'; got {path!r}"
+        )
+    method = http.get("method", "POST")
+    if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
+        raise ConfigError(f"http method must be one of {', '.join(HTTP_METHODS)}; got {method!r}")
+    auth = http.get("auth", True)
+    if not (isinstance(auth, bool) or callable(auth) or auth in AUTH_SCOPES):
+        raise ConfigError(
+            f"http auth must be True (a write token), False (open), 'read', 'write', "
+            f"'webhook' (a signed request) or a function of the request; got {auth!r}"
+        )
+    return mode, HttpSpec(path, method.upper(), auth)
+
+
 Runtime = Literal["inline", "process", "command"]
 RUNTIMES = ("inline", "process", "command")
 ON_DUPLICATE = ("return", "skip", "raise", "replace")
@@ -93,6 +159,13 @@ class TaskOptions:
     env: EnvSpec = ()  # for runtime="command": (name, value or None to pass the worker's)
     memory_limit: int | None = None  # bytes, for runtime="process": the child's address space
     keep_for: float | None = None  # seconds the finished record is kept; None: the settings'
+    mode: Mode = "queue"  # queue: enqueued only; http: an endpoint only; both
+    http: HttpSpec | None = None  # the endpoint of an http or both task
+
+    @property
+    def queued(self) -> bool:
+        """Whether jobs of the task may be enqueued (mode queue or both)."""
+        return self.mode != "http"
 
 
 TASK_OPTIONS = (
@@ -114,6 +187,8 @@ TASK_OPTIONS = (
     "env",
     "memory_limit",
     "keep_for",
+    "mode",
+    "http",
 )
 CALL_OPTIONS = (
     "delay",
@@ -150,7 +225,14 @@ def make_options(
     env: Sequence[str] | Mapping[str, str] | None = None,
     memory_limit: int | None = None,
     keep_for: Seconds | None = None,
+    mode: Mode = "queue",
+    http: Mapping[str, Any] | HttpSpec | None = None,
 ) -> TaskOptions:
+    checked_mode, http_spec = make_http(mode, http)
+    if checked_mode == "http" and (cron is not None or singleton is not False):
+        raise ConfigError(
+            "cron= and singleton= enqueue jobs, which a mode='http' task refuses; use mode='both'"
+        )
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
     if (runtime == "command") != (command is not None):
@@ -195,6 +277,8 @@ def make_options(
         make_env(env, runtime),
         memory_limit,
         seconds(keep_for, "keep_for"),
+        checked_mode,
+        http_spec,
     )
 
 
@@ -276,7 +360,7 @@ def _is_context(hint: Any) -> bool:
 
 def _inspect_handler(
     fn: Callable[..., Any],
-) -> tuple[bool, bool, TypeAdapter[Any] | None, TypeAdapter[Any] | None]:
+) -> tuple[bool, bool, TypeAdapter[Any] | None, TypeAdapter[Any] | None, Any, Any]:
     """Which arguments the function takes (data, ctx) and how to validate them."""
     try:
         hints = typing.get_type_hints(fn)
@@ -289,6 +373,7 @@ def _inspect_handler(
     ]
     takes_data = takes_ctx = False
     data_adapter = None
+    data_type: Any = Any
     for p in params[:2]:
         hint = hints.get(p.name, p.annotation)
         if _is_context(hint) or p.name in ("ctx", "context"):
@@ -297,14 +382,17 @@ def _inspect_handler(
             takes_data = True
             if hint not in (inspect.Parameter.empty, Any, object):
                 data_adapter = TypeAdapter(hint)
+                data_type = hint
     ret = hints.get("return")
     result_adapter = None
+    result_type: Any = Any
     if ret is not None and ret is not Any and ret is not type(None):
         try:
             result_adapter = TypeAdapter(ret)
+            result_type = ret
         except Exception:
             result_adapter = None
-    return takes_data, takes_ctx, data_adapter, result_adapter
+    return takes_data, takes_ctx, data_adapter, result_adapter, data_type, result_type
 
 
 class Task(Generic[D, R]):
@@ -319,9 +407,14 @@ class Task(Generic[D, R]):
         self.fn = fn
         self.defaults = options
         self.is_async = inspect.iscoroutinefunction(fn)
-        (self.takes_data, self.takes_ctx, self._data_adapter, self._result_adapter) = (
-            _inspect_handler(fn)
-        )
+        (
+            self.takes_data,
+            self.takes_ctx,
+            self._data_adapter,
+            self._result_adapter,
+            self.data_type,  # the annotated payload type (Any when none): an API's schema
+            self.result_type,
+        ) = _inspect_handler(fn)
         self.limited = options.concurrency is not None or options.rate is not None
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn

@@ -1,5 +1,13 @@
 """Helpers for testing code that uses workhorse.
 
+``call`` runs a task's handler directly, with a context that keeps its log lines and
+progress, and no store::
+
+    result = await call(send_email, {"to": "a@b.c"})
+    ctx = make_context(send_email)
+    await call(send_email, {"to": "a@b.c"}, ctx=ctx)
+    assert ctx.progress_values == [50] and ctx.messages == ["sending"]
+
 ``FakeClock`` drives the memory backend's clock by hand, so lease expiry, retry backoff
 and delayed jobs can be tested without sleeping::
 
@@ -11,10 +19,111 @@ and delayed jobs can be tested without sleeping::
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
+from typing import Any
 
-__all__ = ["FakeClock"]
+from workhorse import codec
+from workhorse.client import Client
+from workhorse.context import JobContext
+from workhorse.job import JobState, Lease, new_job_id
+from workhorse.registry import Registry
+from workhorse.settings import Settings
+from workhorse.task import JobHandle, Task
+
+__all__ = ["CallContext", "FakeClock", "call", "make_context"]
+
+
+class CallContext(JobContext):
+    """A ``JobContext`` for a direct call: what the handler logs, reports and enqueues is
+    kept here for the test to read, instead of going to a store."""
+
+    __slots__ = ("enqueued", "kept", "progress_values")
+
+    def __init__(self, client: Client, lease: Lease) -> None:
+        super().__init__(client, lease)
+        self.kept: list[dict[str, Any]] = []
+        self.progress_values: list[Any] = []
+        self.enqueued: list[tuple[str, Any, dict[str, Any]]] = []
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        """Every log line so far: ``{"at", "level", "message", "fields"?}``."""
+        self.kept.extend(self.drain_logs())
+        return self.kept
+
+    @property
+    def messages(self) -> list[str]:
+        return [line["message"] for line in self.lines]
+
+    async def progress(self, value: Any) -> None:
+        codec.encode_payload(value, self.client.settings.max_payload, "progress")
+        self.progress_values.append(value)
+
+    async def enqueue(
+        self, task: str | Task[Any, Any], data: Any = None, **options: Any
+    ) -> JobHandle[Any]:
+        """Record the follow-up job instead of enqueuing it."""
+        name = task if isinstance(task, str) else task.name
+        self.enqueued.append((name, data, options))
+        queue = options.get("queue", "default" if isinstance(task, str) else task.defaults.queue)
+        return JobHandle(self.client, new_job_id(), name, queue, "created", JobState.QUEUED)
+
+
+def make_context(
+    task: Task[Any, Any] | str = "task",
+    *,
+    job_id: str | None = None,
+    attempt: int = 1,
+    max_attempts: int = 1,
+    queue: str | None = None,
+    **settings: Any,
+) -> CallContext:
+    """A context as a worker would give ``task``'s handler, on no store. ``settings``
+    (``max_log_lines``, ``max_payload`` ...) are the app's that the context obeys."""
+    name = task if isinstance(task, str) else task.name
+    if queue is None:
+        queue = "default" if isinstance(task, str) else task.defaults.queue
+    timeout = None if isinstance(task, str) else task.defaults.timeout
+    loaded = Settings.load(env={}, url="memory://", **settings)
+    client = Client(Registry(), lambda: loaded)
+    lease = Lease(
+        job_id or new_job_id(),
+        "test",
+        name,
+        queue,
+        b"",
+        attempt,
+        max_attempts,
+        timeout,
+        loaded.lease,
+        time.time(),
+    )
+    return CallContext(client, lease)
+
+
+async def call(
+    task: Task[Any, Any],
+    data: Any = None,
+    *,
+    ctx: CallContext | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """Run ``task``'s handler on ``data`` as a worker would: the payload validated and
+    passed through JSON, a sync function in a thread, the task's ``timeout`` (or this
+    one) applied, the result checked to be JSON and returned as ``app.run`` returns it."""
+    if ctx is None:
+        ctx = make_context(task)
+    value = task.decode(task.prepare(data)[1])
+    args = task.args(value, ctx)
+    limit = task.defaults.timeout if timeout is None else timeout
+    async with asyncio.timeout(limit):
+        if task.is_async:
+            result = await task.fn(*args)
+        else:
+            result = await asyncio.to_thread(task.fn, *args)
+    return task.typed_result(codec.loads(task.encode_result(result)))
 
 
 class FakeClock:

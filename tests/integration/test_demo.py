@@ -20,8 +20,9 @@ SECTIONS = (
     "4. Failure",
     "5. Batch",
     "6. Hooks",
-    "7. Summary",
-    "8. Shutdown",
+    "7. HTTP",
+    "8. Summary",
+    "9. Shutdown",
 )
 
 
@@ -51,6 +52,8 @@ def test_demo_runs_a_worker_process_on_its_own_sqlite_file(tmp_path: Path) -> No
     assert "completed after 3 attempts" in out
     assert "remote ValueError: cannot parse invoice 'INV-0042'" in out
     assert "ran 300 jobs" in out
+    assert "POST /api/quote (quote, mode=http) → 200" in out
+    assert "POST /api/tasks/greet/jobs?wait=10 → 200" in out
     assert "exited with code 0" in out
     assert "demo finished" in out
     assert (tmp_path / ".workhorse" / "demo.db").exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from workhorse.cli import admin, control, hooks, listing, running
+from workhorse.cli import admin, control, hooks, listing, running, serving
 from workhorse.cli.loading import import_app, make_app
 
 __all__ = ["import_app", "main", "make_app"]
@@ -45,5 +45,6 @@ for _command in (
     admin.migrate,
     admin.check,
     admin.demo,
+    serving.serve,
 ):
     main.add_command(_command)

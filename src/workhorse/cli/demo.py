@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -88,6 +89,7 @@ class Demo:
         ("Failure", "failure"),
         ("Batch", "batch_jobs"),
         ("Hooks", "hooks"),
+        ("HTTP", "http"),
         ("Summary", "summary"),
         ("Shutdown", "shutdown"),
     )
@@ -296,7 +298,21 @@ class Demo:
             f"([bold]{stored / took:,.0f} completions/s[/]); group demo is {lag} events behind"
         )
 
-    # -- 7. summary --------------------------------------------------------------------
+    # -- 7. http -----------------------------------------------------------------------
+    async def http(self) -> None:
+        try:
+            from workhorse.cli.demo_http import serve_and_call
+        except ImportError as exc:
+            self.say(f"[yellow]skipped: the http extra is not installed ({exc})[/]")
+            return
+        try:
+            lines = await serve_and_call(app, self.showcase)
+        except RuntimeError as exc:
+            raise DemoFailed(str(exc)) from None
+        for line in lines:
+            self.say(line)
+
+    # -- 8. summary --------------------------------------------------------------------
     async def summary(self) -> None:
         # Give the worker a beat to report what it has processed since the last one.
         expected = len(self.showcase) + self.batch
@@ -314,7 +330,7 @@ class Demo:
         self.console.print(counts_table(counts, paused))
         self.console.print(workers_table(await app.workers()))
 
-    # -- 8. shutdown -------------------------------------------------------------------
+    # -- 9. shutdown -------------------------------------------------------------------
     async def shutdown(self) -> None:
         code = await self.stop_worker()
         if self.proc is not None:
@@ -379,7 +395,12 @@ def run_demo(url: str | None = None, batch: int = 5000, console: Console | None 
         if url == f"sqlite:///{DEMO_DB}"
         else Path(tempfile.mkdtemp(prefix="workhorse-demo-")) / "results.db"
     )
-    app.configure(url=url, poll_interval=POLL_INTERVAL, heartbeat_interval=HEARTBEAT_INTERVAL)
+    app.configure(
+        url=url,
+        poll_interval=POLL_INTERVAL,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        api_tokens=f"write:{secrets.token_hex(16)}",  # the HTTP section's own, never shown
+    )
     if console is None:
         console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     demo = Demo(url, batch, console)

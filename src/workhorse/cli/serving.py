@@ -1,0 +1,86 @@
+"""``workhorse serve``: the HTTP API and the task endpoints, standalone under uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from workhorse.cli.console import err
+from workhorse.cli.loading import make_app, url_option
+from workhorse.errors import WorkhorseError
+from workhorse.urls import redact
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+@click.command()
+@click.argument("app_spec", metavar="APP", envvar="WORKHORSE_APP")
+@url_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve every route without auth (tokens are still accepted). Needed to listen "
+    "on a non-loopback address without WORKHORSE_API_TOKENS.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def serve(
+    app_spec: str, url: str | None, host: str, port: int, insecure: bool, log_level: str
+) -> None:
+    """Serve APP's REST API and its http/both task endpoints with uvicorn (one process).
+
+    Without WORKHORSE_API_TOKENS every route but /api/health refuses callers; a
+    non-loopback --host then needs --insecure.
+    """
+    try:
+        import uvicorn
+
+        from workhorse.http import create_app
+    except ImportError as exc:
+        raise click.UsageError(
+            f"workhorse serve needs the http extra: pip install 'workhorse[http]' ({exc})"
+        ) from None
+    app = make_app(app_spec, url)
+    console = err()
+    has_tokens = app.settings.api_tokens is not None
+    if not has_tokens and not insecure and not is_loopback(host):
+        raise click.UsageError(
+            f"refusing to listen on {host} without auth: set WORKHORSE_API_TOKENS="
+            "write:<token> (see docs/http.md), or pass --insecure to serve it open"
+        )
+    try:
+        api = create_app(app, insecure=insecure)
+    except WorkhorseError as exc:
+        raise click.UsageError(str(exc)) from None
+    endpoints = sorted(
+        t.defaults.http.path or f"{app.settings.api_prefix}/tasks/{t.name}/call"
+        for t in app.tasks.values()
+        if t.defaults.http is not None
+    )
+    console.print(
+        f"[bold]workhorse serve[/] app={app_spec} url={redact(app.settings.url)} "
+        f"on http://{host}:{port}{app.settings.api_prefix} "
+        f"endpoints: {', '.join(endpoints) or 'none'}"
+    )
+    if insecure:
+        console.print(
+            "[bold red]INSECURE: every route answers without auth (--insecure); anyone who "
+            "can reach this address can enqueue, cancel and purge jobs[/]"
+        )
+    elif not has_tokens:
+        console.print("[yellow]no WORKHORSE_API_TOKENS: every route but /api/health answers 401[/]")
+    uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)

@@ -1,0 +1,283 @@
+"""The REST API over the client: health, enqueue, jobs, events; queues, schedules and
+workers come from ``operate``.
+
+Flows and hooks add their routers beside this one (``create_app(app, routers=[...])``)."""
+
+import base64
+import binascii
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from workhorse.client import Client
+from workhorse.errors import RunTimeout
+from workhorse.http.auth import Caller
+from workhorse.http.calls import CALL_QUEUE_PREFIX
+from workhorse.http.errors import ERRORS, ApiError, ApiRoute
+from workhorse.http.idempotency import enqueue_once
+from workhorse.http.models import (
+    Done,
+    Enqueued,
+    EventOut,
+    Health,
+    JobList,
+    JobOut,
+    LogLine,
+    event_out,
+    job_out,
+)
+from workhorse.http.operate import operate_routes
+from workhorse.http.params import MAX_CURSOR, MAX_WAIT, JobId, Name
+from workhorse.http.state import Api
+from workhorse.http.stream import sse
+from workhorse.job import JobState
+
+
+def api_routes(api: Api) -> APIRouter:
+    r = APIRouter(prefix=api.prefix, route_class=ApiRoute, responses=ERRORS, tags=["workhorse"])
+    client = api.client
+    Read = Annotated[Caller, Depends(api.reader)]
+    Write = Annotated[Caller, Depends(api.writer)]
+
+    async def job_or_404(job_id: str) -> Any:
+        job = await client.get_job(job_id)
+        if job is None:
+            raise ApiError(404, "NotFound", f"no job {job_id}; it may have been purged")
+        return job
+
+    # -- health ------------------------------------------------------------------------
+    @r.get("/health", response_model=Health)
+    async def health() -> Health:
+        """Whether the store answers (no auth: for load balancers)."""
+        backend = await client.store()
+        return Health(ok=True, backend=backend.url.split("://")[0], now=await backend.now())
+
+    # -- tasks and enqueue ---------------------------------------------------------------
+    @r.post(
+        "/tasks/{name}/jobs",
+        status_code=202,
+        response_model=Enqueued,
+        responses={200: {"model": JobOut, "description": "?wait=: the job, finished in time"}},
+    )
+    async def enqueue(
+        name: Name,
+        caller: Write,
+        response: Response,
+        body: Annotated[Any, Body()] = None,
+        wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None,
+        delay: Annotated[float | None, Query(ge=0, le=365 * 86_400)] = None,
+        priority: Annotated[int | None, Query(ge=-(2**31) + 1, le=2**31 - 1)] = None,
+        queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """Enqueue a job of task NAME with the body as its payload: 202 with its id and a
+        Location. ``?wait=N`` answers 200 with the finished job if it ends within N
+        seconds. An ``Idempotency-Key`` makes a repeat return the first request's job."""
+        task = client.registry.get_task(name)
+        if not task.defaults.queued:
+            raise ApiError(
+                409,
+                "NotQueued",
+                f"task {name!r} has mode='http': call it at its own route, not enqueue it",
+            )
+        options = {
+            k: v
+            for k, v in (("delay", delay), ("priority", priority), ("queue", queue))
+            if v is not None
+        }
+        if idempotency_key is not None:
+            out = await enqueue_once(client, task, body, options, idempotency_key)
+            if out.replayed:
+                response.headers["Idempotent-Replayed"] = "true"
+        elif task.defaults.on_duplicate == "raise":  # the client's refusal names the job
+            h = await client.enqueue(task, body, **options)
+            out = Enqueued(id=h.id, task=h.task, queue=h.queue, status=h.status, state=h.state)
+        else:
+            new = client.new_job(task, body, options)
+            res = await api.enqueues.enqueue(new)
+            status = "replaced" if res.replaced else "created" if res.created else "duplicate"
+            if status == "duplicate" and task.defaults.on_duplicate == "skip":
+                status = "skipped"
+            out = Enqueued(
+                id=res.id, task=task.name, queue=new.queue, status=status, state=res.state
+            )
+        response.headers["Location"] = api.location(out.id)
+        if wait:
+            try:
+                job = await client.wait(out.id, wait)
+            except RunTimeout:
+                return out
+            return JSONResponse(
+                job_out(job, CALL_QUEUE_PREFIX, caller.known).model_dump(mode="json"),
+                headers=dict(response.headers),
+            )
+        return out
+
+    # -- jobs ----------------------------------------------------------------------------
+    @r.get("/jobs", response_model=JobList)
+    async def list_jobs(
+        caller: Read,
+        queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
+        state: JobState | None = None,
+        task: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> JobList:
+        """Jobs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        offset = _offset(cursor)
+        jobs = await client.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset)
+        nxt = _cursor(offset + len(jobs)) if len(jobs) == limit else None
+        return JobList(
+            jobs=[job_out(j, CALL_QUEUE_PREFIX, caller.known) for j in jobs], next_cursor=nxt
+        )
+
+    @r.get("/jobs/{job_id}", response_model=JobOut, responses={304: {"description": "unchanged"}})
+    async def get_job(
+        job_id: JobId, caller: Read, if_none_match: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """One job; send its ETag back as If-None-Match to get a 304 while it is unchanged."""
+        out = job_out(await job_or_404(job_id), CALL_QUEUE_PREFIX, caller.known)
+        body = out.model_dump_json().encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(body, media_type="application/json", headers={"ETag": etag})
+
+    @r.get(
+        "/jobs/{job_id}/result",
+        response_model=JobOut,
+        responses={202: {"model": JobOut, "description": "not finished within ?wait="}},
+    )
+    async def job_result(
+        job_id: JobId,
+        caller: Read,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0,
+    ) -> Response:
+        """The job once it has finished: 200 at once if it already has, else after up to
+        ``wait`` seconds; 202 with its current state if it is still running then."""
+        job = await job_or_404(job_id)
+        if not job.finished and wait:
+            try:
+                job = await client.wait(job_id, wait)
+            except RunTimeout:
+                job = await job_or_404(job_id)
+        out = job_out(job, CALL_QUEUE_PREFIX, caller.known)
+        return JSONResponse(out.model_dump(mode="json"), 200 if job.finished else 202)
+
+    @r.get("/jobs/{job_id}/logs", response_model=list[LogLine])
+    async def job_logs(job_id: JobId, caller: Read) -> Any:
+        return (await job_or_404(job_id)).logs
+
+    @r.get(
+        "/jobs/{job_id}/events",
+        response_model=list[EventOut],
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def job_events(
+        request: Request,
+        job_id: JobId,
+        caller: Read,
+        after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """The job's events in the log after ``after`` (a JSON page scans at most 10,000
+        events); with ``Accept: text/event-stream`` a stream that ends with its outcome."""
+        after = _resume(after, last_event_id)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return _stream(sse(client, after, _poll(client), job_id))
+        out: list[EventOut] = []
+        for _ in range(10):
+            page = await client.events(after, 1000)
+            out += [event_out(e) for e in page if e.job_id == job_id]
+            if len(page) < 1000 or len(out) >= limit:
+                break
+            after = page[-1].id
+        return out[:limit]
+
+    @r.post("/jobs/{job_id}/cancel", response_model=Done)
+    async def cancel(job_id: JobId, caller: Write) -> Done:
+        """Cancel a queued job now; ask an active one to stop (its state shows which)."""
+        state = await client.cancel(job_id)
+        if state is None:
+            raise ApiError(404, "NotFound", f"no job {job_id}")
+        return Done(ok=True, state=str(state))
+
+    @r.post("/jobs/{job_id}/retry", response_model=Done)
+    async def retry(job_id: JobId, caller: Write) -> Done:
+        """Put a failed or cancelled job back in its queue with fresh attempts."""
+        job = await job_or_404(job_id)
+        if job.queue.startswith(CALL_QUEUE_PREFIX):
+            raise ApiError(409, "NotQueued", "an HTTP call's record is not retried: call again")
+        if not await client.retry(job_id):
+            raise ApiError(
+                409, "NotRetryable", f"job {job_id} is {job.state}, not failed or cancelled"
+            )
+        return Done(ok=True, state="queued")
+
+    r.include_router(operate_routes(api))
+
+    # -- events -------------------------------------------------------------------
+    @r.get(
+        "/events",
+        response_model=list[EventOut],
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(
+        request: Request,
+        caller: Read,
+        after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """The event log after ``after``: a JSON page, or with ``Accept: text/event-stream``
+        a live stream that resumes from ``Last-Event-ID`` after a dropped connection."""
+        after = _resume(after, last_event_id)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return _stream(sse(client, after, _poll(client)))
+        return [event_out(e) for e in await client.events(after, limit)]
+
+    return r
+
+
+def _resume(after: int, last_event_id: str | None) -> int:
+    """Where a stream starts: after ``after``, or after the Last-Event-ID a reconnecting
+    client sends, whichever is later."""
+    if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 20:
+        return max(after, min(int(last_event_id), MAX_CURSOR))
+    return after
+
+
+def _poll(client: Client) -> float:
+    return min(client.settings.poll_interval, 0.5)
+
+
+def _stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode().rstrip("=")
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset = value["o"]
+        if not isinstance(offset, int) or not 0 <= offset < 2**62:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise ApiError(
+            400, "BadCursor", "cursor is not one this API gave; start again without it"
+        ) from None

@@ -1,0 +1,174 @@
+"""What the API answers with: pydantic models, so the OpenAPI document describes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from workhorse.job import Event, Job, WorkerInfo
+from workhorse.schedules import ScheduleInfo
+
+
+class JobOut(BaseModel):
+    id: str
+    task: str
+    queue: str
+    state: str
+    data: Any = None
+    priority: int
+    attempts: int
+    max_attempts: int
+    stalls: int
+    created_at: datetime
+    run_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Any = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    timeout: float | None = None
+    worker: str | None = None
+    dedup_key: str | None = None
+    http_call: bool  # a record of an inline call to an http task, not a queued job
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None  # pass as ?cursor= for the next page; None: the last page
+
+
+class Enqueued(BaseModel):
+    id: str
+    task: str
+    queue: str
+    status: str  # created | duplicate | replaced | skipped
+    state: str
+    replayed: bool = False  # an Idempotency-Key seen before: the first request's job
+
+
+class LogLine(BaseModel):
+    at: float
+    level: str
+    message: str
+    fields: dict[str, Any] | None = None
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    job_id: str | None = None
+    task: str | None = None
+    queue: str | None = None
+    data: dict[str, Any]
+    at: float
+
+
+class QueueOut(BaseModel):
+    name: str
+    paused: bool
+    counts: dict[str, int]
+
+
+class ScheduleIn(BaseModel):
+    task: str
+    cron: str
+    timezone: str | None = None
+    data: Any = None
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    task: str
+    cron: str
+    timezone: str | None
+    data: Any = None
+    source: str
+    next_run: datetime | None
+    last_run: datetime | None
+    last_job_id: str | None
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: dict[str, int]
+    started_at: float
+    active: int
+    processed: int
+    last_seen: float
+
+
+class Done(BaseModel):
+    ok: bool
+    state: str | None = None
+    deleted: int | None = None
+
+
+class Health(BaseModel):
+    ok: bool
+    backend: str
+    now: float
+
+
+def job_out(job: Job, call_prefix: str, traceback: bool) -> JobOut:
+    error = job.error
+    if error is not None and not traceback:
+        error = {k: v for k, v in error.items() if k != "traceback"}
+    return JobOut(
+        id=job.id,
+        task=job.task,
+        queue=job.queue,
+        state=str(job.state),
+        data=job.data,
+        priority=job.priority,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        stalls=job.stalls,
+        created_at=job.created_at,
+        run_at=job.run_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=job.progress,
+        result=job.result,
+        error=error,
+        timeout=job.timeout,
+        worker=job.worker,
+        dedup_key=job.dedup_key,
+        http_call=job.queue.startswith(call_prefix),
+    )
+
+
+def event_out(e: Event) -> EventOut:
+    return EventOut(
+        id=e.id, type=e.type, job_id=e.job_id, task=e.task, queue=e.queue, data=e.data, at=e.at
+    )
+
+
+def schedule_out(s: ScheduleInfo) -> ScheduleOut:
+    return ScheduleOut(
+        name=s.name,
+        task=s.task,
+        cron=s.pattern,
+        timezone=s.timezone,
+        data=s.data,
+        source=s.source,
+        next_run=s.next_run,
+        last_run=s.last_run,
+        last_job_id=s.last_job_id,
+    )
+
+
+def worker_out(w: WorkerInfo) -> WorkerOut:
+    return WorkerOut(
+        id=w.id,
+        host=w.host,
+        pid=w.pid,
+        queues=w.queues,
+        started_at=w.started_at,
+        active=w.active,
+        processed=w.processed,
+        last_seen=w.last_seen,
+    )
