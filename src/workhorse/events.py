@@ -72,7 +72,7 @@ def started(lease: Lease, worker: str) -> Event:
         lease.job_id,
         lease.task,
         lease.queue,
-        {"attempt": lease.attempts, "worker": worker},
+        {"attempt": lease.attempts, "worker": worker, "created_at": lease.created_at},
         time.time(),
     )
 
@@ -85,6 +85,13 @@ def progress(lease: Lease, value: Any) -> Event:
 
 def queued(job_id: str, task: str, queue: str) -> Event:
     return Event("job.queued", job_id, task, queue, {}, time.time())
+
+
+def cron_fired(schedule: str, job_id: str, task: str, queue: str, tick: float) -> Event:
+    """A schedule's tick this process fired (claimed and enqueued)."""
+    return Event(
+        "cron.fired", job_id, task, queue, {"schedule": schedule, "tick": tick}, time.time()
+    )
 
 
 def stalled(job_id: str) -> Event:

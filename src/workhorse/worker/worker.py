@@ -20,6 +20,7 @@ from workhorse.client import client_of
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
+from workhorse.observability import observers
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
@@ -114,6 +115,7 @@ class Worker:
         self._threads = DaemonThreads()
         self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
+        self._observers = observers.Observers(client)  # replaced by the client's own at run()
         self._signals = 0
         self._stop_at: float | None = None
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
@@ -214,6 +216,7 @@ class Worker:
         self._runner.start()
         backend = self.client.backend
         self._finisher = Finisher(backend)
+        self._observers = await observers.acquire(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         url = renewal_url(self.client)
         if url is not None:
@@ -259,6 +262,7 @@ class Worker:
             if self._pulse_timer is not None:
                 self._pulse_timer.cancel()
             self._remove_signal_handlers()
+            await observers.release(self.client)
             try:
                 # Bounded: with the store down, the record expires on its own (its ttl).
                 async with asyncio.timeout(self._exit_left()):
@@ -446,6 +450,7 @@ class Worker:
     async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
         ok = await written
         if not ok:
+            self._observers.dropped(lease.job_id)
             log.warning(
                 "job %s: outcome %r dropped, this worker no longer holds its lease",
                 lease.job_id,
