@@ -72,7 +72,7 @@ def started(lease: Lease, worker: str) -> Event:
         lease.job_id,
         lease.task,
         lease.queue,
-        {"attempt": lease.attempts, "worker": worker, "created_at": lease.created_at},
+        {"attempt": lease.attempts, "worker": worker},
         time.time(),
     )
 

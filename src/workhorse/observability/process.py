@@ -1,38 +1,30 @@
-"""A worker process's own Prometheus figures, counted from the in-process event bus and
-served on an optional port (``--metrics-port``, ``WORKHORSE_METRICS_PORT``).
+"""A worker process's own Prometheus figures, served on an optional port
+(``--metrics-port``, ``WORKHORSE_METRICS_PORT``), built from its tally at scrape time.
 
-Several worker processes on one host: set ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory
-shared by them, see prometheus_client's multiprocess mode); the process that binds the port
-then serves the sum of all of them, and the others leave the port to it.
+Several worker processes on one host: set ``PROMETHEUS_MULTIPROC_DIR`` to a directory
+they share. Each process writes its tally there once a second, and the process that binds
+the port serves the sum of all of them (leases held: live processes only); the others
+leave the port to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from workhorse.errors import ConfigError
-from workhorse.job import Event
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
-    from workhorse.client import Client
+from workhorse.observability.tally import BUCKETS, Tally
 
 log = logging.getLogger("workhorse.metrics")
 
-# Seconds: from a no-op's milliseconds to a batch job's quarter hour.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
-_LABELS = ("queue", "task")
-_OUTCOMES = {
-    "job.completed": "completed",
-    "job.failed": "failed",
-    "job.retrying": "retried",
-    "job.cancelled": "cancelled",
-}
+WRITE_INTERVAL = 1.0
 
 
 def _prometheus() -> Any:
@@ -46,140 +38,171 @@ def _prometheus() -> Any:
     return prometheus_client
 
 
-def multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+def shared_dir() -> Path | None:
+    raw = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(raw) if raw else None
 
 
-class WorkerMetrics:
-    """The figures of the workers in this process. ``start()`` subscribes to the bus."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    def __init__(self, client: Client) -> None:
-        pc = _prometheus()
-        self.client = client
-        self.registry: CollectorRegistry = pc.CollectorRegistry()
-        r = self.registry
 
-        def counter(name: str, doc: str, labels: tuple[str, ...] = _LABELS) -> Any:
-            return pc.Counter(name, doc, labels, registry=r)
+class _Sums:
+    """Tallies (as JSON) added up."""
 
-        self.started = counter("workhorse_jobs_started", "Attempts started")
-        self.finished = counter(
+    def __init__(self) -> None:
+        self.pairs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.leases: dict[str, int] = {}
+        self.recoveries = 0
+        self.cron: dict[tuple[str, str], int] = {}
+
+    def add(self, snap: dict[str, Any], live: bool) -> None:
+        for p in snap["pairs"]:
+            mine = self.pairs.setdefault(
+                (p["queue"], p["task"]),
+                {
+                    "started": 0,
+                    "stalled": 0,
+                    "finished": {},
+                    "run": ([0] * (len(BUCKETS) + 1), [0.0]),
+                    "wait": ([0] * (len(BUCKETS) + 1), [0.0]),
+                },
+            )
+            mine["started"] += p["started"]
+            mine["stalled"] += p["stalled"]
+            for outcome, n in p["finished"].items():
+                mine["finished"][outcome] = mine["finished"].get(outcome, 0) + n
+            for name in ("run", "wait"):
+                counts, total = mine[name]
+                for i, n in enumerate(p[name]["counts"]):
+                    counts[i] += n
+                total[0] += p[name]["sum"]
+        if live:
+            for queue, n in snap["leases"].items():
+                self.leases[queue] = self.leases.get(queue, 0) + n
+        self.recoveries += snap["recoveries"]
+        for c in snap["cron"]:
+            key = (c["schedule"], c["task"])
+            self.cron[key] = self.cron.get(key, 0) + c["n"]
+
+
+class Exporter:
+    """The Prometheus collector over this process's tally (or every process's)."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self._server: Any = None
+        self._writer: asyncio.Task[None] | None = None
+        self.dir = shared_dir()
+
+    def sums(self) -> _Sums:
+        sums = _Sums()
+        if self.dir is None:
+            sums.add(self.tally.to_json(), live=True)
+            return sums
+        self.write()  # this process's newest figures, not those of a second ago
+        for path in self.dir.glob("workhorse-*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(path.stem.removeprefix("workhorse-"))
+                sums.add(orjson.loads(path.read_bytes()), live=_alive(pid))
+        return sums
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        s = self.sums()
+        labels = ["queue", "task"]
+        started = CounterMetricFamily("workhorse_jobs_started", "Attempts started", labels=labels)
+        finished = CounterMetricFamily(
             "workhorse_jobs_finished",
             "Attempts ended, by outcome (completed, failed, retried, cancelled)",
-            (*_LABELS, "outcome"),
+            labels=[*labels, "outcome"],
         )
-        self.stalled = counter(
+        stalled = CounterMetricFamily(
             "workhorse_jobs_stalled",
-            "Jobs whose lease expired (their worker died), reclaimed by this process",
+            "Jobs whose lease expired (their worker died), reclaimed by these workers",
+            labels=labels,
         )
-        self.run_time = pc.Histogram(
-            "workhorse_job_run_seconds",
-            "Seconds an attempt ran, start to outcome",
-            _LABELS,
-            buckets=BUCKETS,
-            registry=r,
+        run = HistogramMetricFamily(
+            "workhorse_job_run_seconds", "Seconds an attempt ran, start to outcome", labels=labels
         )
-        self.wait = pc.Histogram(
+        wait = HistogramMetricFamily(
             "workhorse_job_wait_seconds",
             "Seconds from a job's enqueue to the start of its attempt (a delay included)",
-            _LABELS,
-            buckets=BUCKETS,
-            registry=r,
+            labels=labels,
         )
-        self.leases = pc.Gauge(
-            "workhorse_leases_held",
-            "Jobs this process holds a lease on (running)",
-            ("queue",),
-            registry=r,
-            multiprocess_mode="livesum",
+        for (queue, task), p in sorted(s.pairs.items()):
+            started.add_metric([queue, task], p["started"])
+            stalled.add_metric([queue, task], p["stalled"])
+            for outcome, n in sorted(p["finished"].items()):
+                finished.add_metric([queue, task, outcome], n)
+            for family, name in ((run, "run"), (wait, "wait")):
+                counts, total = p[name]
+                cumulative, buckets = 0, []
+                for bound, n in zip((*map(str, BUCKETS), "+Inf"), counts, strict=True):
+                    cumulative += n
+                    buckets.append((bound, cumulative))
+                family.add_metric([queue, task], buckets, total[0])
+        leases = GaugeMetricFamily(
+            "workhorse_leases_held", "Jobs held (running) now", labels=["queue"]
         )
-        self.recoveries = counter(
-            "workhorse_lease_recoveries", "Expired leases this process put back", ()
+        for queue, n in sorted(s.leases.items()):
+            leases.add_metric([queue], n)
+        recoveries = CounterMetricFamily(
+            "workhorse_lease_recoveries", "Expired leases these workers put back"
         )
-        self.cron_ticks = counter(
-            "workhorse_cron_ticks", "Schedule ticks this process fired", ("schedule", "task")
+        recoveries.add_metric([], s.recoveries)
+        cron = CounterMetricFamily(
+            "workhorse_cron_ticks", "Schedule ticks fired", labels=["schedule", "task"]
         )
-        self._server: Any = None
-        self._starts: dict[str, tuple[float, str]] = {}  # job id: (monotonic start, queue)
-        self._handlers = (
-            ("job.started", self._started),
-            *((kind, self._finished) for kind in _OUTCOMES),
-            ("job.queued", self._released),
-            ("job.stalled", self._stalled),
-            ("cron.fired", self._cron),
-        )
-
-    def start(self) -> None:
-        for kind, handler in self._handlers:
-            self.client.bus.on(kind, handler)
-
-    def stop(self) -> None:
-        for kind, handler in self._handlers:
-            self.client.bus.off(kind, handler)
-
-    def _started(self, event: Event) -> None:
-        queue, task = event.queue or "", event.task or ""
-        self.started.labels(queue, task).inc()
-        self.leases.labels(queue).inc()
-        queued_at = event.data.get("created_at")
-        if isinstance(queued_at, float | int):
-            self.wait.labels(queue, task).observe(max(0.0, event.at - queued_at))
-        if event.job_id is not None:
-            self._starts[event.job_id] = (time.monotonic(), queue)
-
-    def _finished(self, event: Event) -> None:
-        queue, task = event.queue or "", event.task or ""
-        self.finished.labels(queue, task, _OUTCOMES[event.type]).inc()
-        began = self._starts.pop(event.job_id or "", None)
-        if began is not None:
-            self.leases.labels(began[1]).dec()
-            self.run_time.labels(queue, task).observe(time.monotonic() - began[0])
-
-    def _released(self, event: Event) -> None:
-        """Put back in its queue without an outcome (a shutdown, an unknown task); the
-        producer's own enqueues come here too, and are not in ``_starts``."""
-        began = self._starts.pop(event.job_id or "", None)
-        if began is not None:
-            self.leases.labels(began[1]).dec()
-
-    async def _stalled(self, event: Event) -> None:
-        self.recoveries.inc()
-        # The reclaim names only the job: its record gives the labels (stalls are rare).
-        job = None if event.job_id is None else await self.client.get_job(event.job_id)
-        self.stalled.labels(*((job.queue, job.task) if job else ("", ""))).inc()
-
-    def _cron(self, event: Event) -> None:
-        self.cron_ticks.labels(str(event.data.get("schedule", "")), event.task or "").inc()
-
-    def dropped(self, job_id: str) -> None:
-        """A job left this worker without an outcome event (its lease was lost)."""
-        began = self._starts.pop(job_id, None)
-        if began is not None:
-            self.leases.labels(began[1]).dec()
+        for (schedule, task), n in sorted(s.cron.items()):
+            cron.add_metric([schedule, task], n)
+        yield from (started, finished, stalled, run, wait, leases, recoveries, cron)
 
     def text(self) -> bytes:
         """The exposition text, as a scrape of the port gets it."""
         pc = _prometheus()
-        return bytes(pc.generate_latest(self.exported()))
+        registry = pc.CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return bytes(pc.generate_latest(registry))
 
-    def exported(self) -> CollectorRegistry:
-        if not multiprocess():
-            return self.registry
-        _prometheus()
-        from prometheus_client import CollectorRegistry as Registry
-        from prometheus_client import multiprocess as mp
+    def write(self) -> None:
+        if self.dir is None:
+            return
+        path = self.dir / f"workhorse-{os.getpid()}.json"
+        temp = path.with_suffix(".tmp")
+        temp.write_bytes(orjson.dumps(self.tally.to_json()))
+        temp.replace(path)  # a reader never sees half a file
 
-        merged = Registry()
-        mp.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-        return merged
+    async def _write_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WRITE_INTERVAL)
+            try:
+                await asyncio.to_thread(self.write)
+            except OSError:
+                log.exception("could not write metrics to %s", self.dir)
 
     async def serve(self, port: int, host: str = "0.0.0.0") -> bool:
-        """Serve the figures on ``port`` (a thread); False if another process has it."""
+        """Serve on ``port`` (a thread); False if another process has it."""
         pc = _prometheus()
+        if self.dir is not None:
+            self._writer = asyncio.create_task(self._write_loop(), name="workhorse-metrics")
+        registry = pc.CollectorRegistry(auto_describe=False)
+        registry.register(self)
         try:
-            served = await asyncio.to_thread(pc.start_http_server, port, host, self.exported())
+            served = await asyncio.to_thread(pc.start_http_server, port, host, registry)
         except OSError as exc:
-            if multiprocess():
+            if self.dir is not None:
                 log.info("metrics port %d is served by another worker process", port)
             else:
                 log.error(
@@ -193,9 +216,14 @@ class WorkerMetrics:
         log.info("worker metrics on http://%s:%d/metrics", host, port)
         return True
 
-    def close(self) -> None:
-        self.stop()
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            with contextlib.suppress(OSError):
+                self.write()  # the last figures, kept after this process exits
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
+            await asyncio.to_thread(server.shutdown)
             server.server_close()

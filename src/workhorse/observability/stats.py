@@ -19,16 +19,15 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
-from workhorse.job import Event
-
 if TYPE_CHECKING:
     from workhorse.client import Client
+    from workhorse.observability.tally import Tally
 
 log = logging.getLogger("workhorse.stats")
 
@@ -59,26 +58,23 @@ class Total:
 
 
 class StatsWriter:
-    """Counts this process's finished jobs from the event bus, and adds them to the store's
-    counters once a second (one write per key touched, not one per job)."""
+    """Adds this process's finished jobs (from its tally) to the store's counters once a
+    second: one write per key touched, not one per job."""
 
-    def __init__(self, client: Client, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, client: Client, tally: Tally, interval: float = FLUSH_INTERVAL) -> None:
         self.client = client
+        self.tally = tally
         self.interval = interval
-        self._pending: Counter[tuple[str, str, str]] = Counter()
+        self._seen: dict[tuple[str, str, str], int] = {}  # (kind, queue, task): counted so far
         self._listed: set[tuple[str, str]] = set()  # pairs whose kv entry is written
         self._listed_at = time.monotonic()
         self._writes: deque[tuple[str, str | None, int]] = deque()  # not yet in the store
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.client.bus.on("job.completed", self._count)
-        self.client.bus.on("job.failed", self._count)
         self._task = asyncio.create_task(self._loop(), name="workhorse-stats")
 
     async def stop(self) -> None:
-        self.client.bus.off("job.completed", self._count)
-        self.client.bus.off("job.failed", self._count)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,10 +84,6 @@ class StatsWriter:
             async with asyncio.timeout(2):
                 await self.flush()
 
-    def _count(self, event: Event) -> None:
-        if event.queue is not None and event.task is not None:
-            self._pending[(event.type.removeprefix("job."), event.queue, event.task)] += 1
-
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
@@ -100,15 +92,26 @@ class StatsWriter:
             except Exception:
                 log.exception("writing job counts to the store failed; will retry")
 
+    def _new_counts(self) -> list[tuple[str, str, str, int]]:
+        out = []
+        for (queue, task), pair in list(self.tally.pairs.items()):
+            for kind in KINDS:
+                now = pair.finished[kind]
+                before = self._seen.get((kind, queue, task), 0)
+                if now > before:
+                    self._seen[(kind, queue, task)] = now
+                    out.append((kind, queue, task, now - before))
+        return out
+
     async def flush(self) -> None:
         backend = self.client.backend
         if time.monotonic() - self._listed_at > 86_400:
             self._listed.clear()  # written again, so a long-lived worker keeps them listed
             self._listed_at = time.monotonic()
-        if self._pending:
-            pending, self._pending = self._pending, Counter()
+        counts = self._new_counts()
+        if counts:
             minute = int(await backend.now()) // 60  # the store's clock, not this machine's
-            for (kind, queue, task), n in pending.items():
+            for kind, queue, task, n in counts:
                 if (queue, task) not in self._listed:
                     self._listed.add((queue, task))
                     pair = orjson.dumps([queue, task]).decode()

@@ -410,6 +410,7 @@ class Worker:
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
+            self._observers.started(lease)
             try:
                 outcome = await self._runner.run(lease, running.ctx)
             except asyncio.CancelledError:
@@ -433,6 +434,7 @@ class Worker:
         except Exception:  # the store failing is retried in the finisher; anything else:
             log.exception("job %s: its outcome could not be written", lease.job_id)
         finally:
+            self._observers.finished(lease, None)  # a no-op once _finish counted it
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -449,8 +451,8 @@ class Worker:
 
     async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
         ok = await written
+        self._observers.finished(lease, outcome if ok else None)
         if not ok:
-            self._observers.dropped(lease.job_id)
             log.warning(
                 "job %s: outcome %r dropped, this worker no longer holds its lease",
                 lease.job_id,
