@@ -70,7 +70,7 @@ class Observers:
         # A refunded retry without an error only puts the job back (a shutdown).
         if outcome is not None and not (outcome.refund and outcome.error is None):
             kind = outcome.kind
-        self.tally.finished(lease.job_id, lease.queue, lease.task, kind)
+        self.tally.finished(lease.job_id, kind)
 
     async def _stalled(self, event: Event) -> None:
         # The reclaim names only the job: its record gives the labels (stalls are rare).

@@ -49,7 +49,7 @@ class Tally:
         self.leases: dict[str, int] = {}  # held now, per queue
         self.recoveries = 0
         self.cron: dict[tuple[str, str], int] = {}  # (schedule, task): ticks fired
-        self._starts: dict[str, float] = {}  # job id: monotonic start
+        self._starts: dict[str, tuple[float, Pair, str]] = {}  # job id: (start, its pair, queue)
 
     def pair(self, queue: str, task: str) -> Pair:
         p = self.pairs.get((queue, task))
@@ -58,23 +58,25 @@ class Tally:
         return p
 
     def started(self, job_id: str, queue: str, task: str, queued_at: float) -> None:
-        p = self.pair(queue, task)
+        p = self.pairs.get((queue, task)) or self.pair(queue, task)
         p.started += 1
-        p.wait.observe(max(0.0, time.time() - queued_at))
-        self.leases[queue] = self.leases.get(queue, 0) + 1
-        self._starts[job_id] = time.monotonic()
+        now = time.time()
+        p.wait.observe(now - queued_at if now > queued_at else 0.0)
+        leases = self.leases
+        leases[queue] = leases.get(queue, 0) + 1
+        self._starts[job_id] = (now, p, queue)
 
-    def finished(self, job_id: str, queue: str, task: str, kind: str | None) -> None:
+    def finished(self, job_id: str, kind: str | None) -> None:
         """``kind``: the outcome's (completed, failed, retry, cancelled); None when the job
         left without one counted (put back at shutdown, or its lease was lost)."""
         began = self._starts.pop(job_id, None)
         if began is None:
             return
+        at, p, queue = began
         self.leases[queue] -= 1
         if kind is not None:
-            p = self.pair(queue, task)
             p.finished[OUTCOMES[kind]] += 1
-            p.run.observe(time.monotonic() - began)
+            p.run.observe(time.time() - at)
 
     def stalled(self, queue: str, task: str) -> None:
         self.recoveries += 1
