@@ -111,3 +111,30 @@ async def test_store_metrics_count_what_every_worker_finished(tmp_path: Path) ->
     assert value(got, "workhorse_workers_alive", queue="default") == 1
     assert len(minutes) == 5
     assert sum(n for _, n in minutes) == 3  # the per-minute buckets hold the same jobs
+
+
+def test_one_port_serves_the_sum_of_every_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import orjson
+
+    from workhorse.observability.process import Exporter
+    from workhorse.observability.tally import Tally
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    mine, other, gone = Tally(), Tally(), Tally()
+    for tally, n in ((mine, 2), (other, 3), (gone, 4)):
+        for i in range(n):
+            tally.started(f"j{i}", "default", "ok", 0.0)
+            tally.finished(f"j{i}", "completed")
+        tally.started("held", "default", "ok", 0.0)  # one running job each
+    # Another live process (this one's parent) and a dead one (pid 2**22 + 1 is unused).
+    (tmp_path / f"workhorse-{os.getppid()}.json").write_bytes(orjson.dumps(other.to_json()))
+    (tmp_path / f"workhorse-{2**22 + 1}.json").write_bytes(orjson.dumps(gone.to_json()))
+    got = samples(Exporter(mine).text().decode())
+    finished = "workhorse_jobs_finished_total"
+    assert value(got, finished, queue="default", task="ok", outcome="completed") == 9
+    assert value(got, "workhorse_job_run_seconds_count", queue="default", task="ok") == 9
+    assert value(got, "workhorse_leases_held", queue="default") == 2  # the dead one's is gone
