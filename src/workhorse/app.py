@@ -321,6 +321,12 @@ class Workhorse:
     async def is_paused(self, queue: str) -> bool:
         return await self.client.is_paused(queue)
 
+    async def pause_worker(self, worker_id: str) -> None:
+        await self.client.pause_worker(worker_id)
+
+    async def resume_worker(self, worker_id: str) -> None:
+        await self.client.resume_worker(worker_id)
+
     async def workers(self) -> list[WorkerInfo]:
         return await self.client.workers()
 

@@ -472,6 +472,25 @@ class Client:
     async def workers(self) -> list[WorkerInfo]:
         return await (await self.store()).workers()
 
+    async def pause_worker(self, worker_id: str) -> None:
+        """Ask a live worker to claim nothing more (its running jobs go on); it follows
+        within its heartbeat interval."""
+        await self._control_worker(worker_id, "pause")
+
+    async def resume_worker(self, worker_id: str) -> None:
+        """Let a paused worker (``paused=True``, ``--paused``) claim again; it follows
+        within half a second."""
+        await self._control_worker(worker_id, "resume")
+
+    async def _control_worker(self, worker_id: str, asked: str) -> None:
+        live = [w.id for w in await self.workers()]
+        if worker_id not in live:
+            raise ConfigError(
+                f"no live worker {worker_id!r}; live workers: {', '.join(live) or 'none'} "
+                "(workhorse status lists them)"
+            )
+        await self.backend.kv_set(worker_control_key(worker_id), asked, WORKER_CONTROL_TTL)
+
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await (await self.store()).events(after, limit)
 
@@ -518,6 +537,14 @@ class Client:
                 )
             )
         return out
+
+
+WORKER_CONTROL_TTL = 86_400.0  # worker ids are random per run: the flag outlives none
+
+
+def worker_control_key(worker_id: str) -> str:
+    """The store key a worker polls for ``pause`` / ``resume``."""
+    return f"worker-control:{worker_id}"
 
 
 def _state(value: JobState | str) -> JobState:

@@ -34,6 +34,7 @@ for _command in (
     listing.job,
     listing.status,
     listing.cron,
+    listing.tasks,
     control.pause,
     control.resume,
     control.cancel,

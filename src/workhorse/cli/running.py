@@ -36,6 +36,11 @@ EXIT_TIMEOUT = 3
 )
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 @click.option(
+    "--paused",
+    is_flag=True,
+    help="Start without claiming; `workhorse resume --worker ID` starts the work.",
+)
+@click.option(
     "--shutdown-grace",
     type=click.FloatRange(min=0),
     help="Seconds running jobs get after SIGTERM [env WORKHORSE_SHUTDOWN_GRACE].",
@@ -57,6 +62,7 @@ def worker(
     queues: str | None,
     concurrency: int | None,
     burst: bool,
+    paused: bool,
     shutdown_grace: float | None,
     metrics_port: int | None,
     log_level: str,
@@ -91,7 +97,9 @@ def worker(
     err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
 
     async def run(app: Workhorse) -> int:
-        w = app.worker(queues=consume, burst=burst)
+        w = app.worker(queues=consume, burst=burst, paused=paused)
+        if paused:
+            err().print(f"[yellow]paused: resume with `workhorse resume --worker {w.id}`[/]")
         w.install_signal_handlers()
         await w.run()
         return w.unwritten

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from workhorse import events
 from workhorse.backends import Backend, RenewResult
-from workhorse.client import client_of
+from workhorse.client import client_of, worker_control_key
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
@@ -92,6 +92,7 @@ class Worker:
         heartbeat_interval: float | None = None,
         burst: bool = False,
         scheduler: bool = True,
+        paused: bool = False,
     ) -> None:
         self.client = client = client_of(client)
         s = client.settings
@@ -104,6 +105,10 @@ class Worker:
         self.burst = burst  # stop when the queues are empty
         self.scheduler = scheduler and not burst  # fire cron ticks (every worker may)
         self._check_queues()
+        # Cleared while paused (``paused=True``, ``workhorse pause --worker ID``): no claims.
+        self._resumed = asyncio.Event()
+        if not paused:
+            self._resumed.set()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
         self._running: dict[str, Running] = {}
@@ -160,6 +165,23 @@ class Worker:
     def active(self) -> int:
         return len(self._running)
 
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    def pause(self) -> None:
+        """Claim nothing more until ``resume()``; running jobs go on."""
+        if not self._stopping.is_set() and self._resumed.is_set():
+            self._resumed.clear()
+            log.info("worker %s paused", self.id)
+            self._busy_changed.set()  # the heartbeat says so soon
+
+    def resume(self) -> None:
+        if not self._resumed.is_set():
+            self._resumed.set()
+            log.info("worker %s resumed", self.id)
+            self._busy_changed.set()
+
     def stop(self) -> None:
         """Stop claiming and let running jobs finish within the grace period. A second
         call ends the grace period: what still runs goes back to its queue at once."""
@@ -168,6 +190,7 @@ class Worker:
         elif self._stop_at is None:
             self._stop_at = time.monotonic()
         self._stopping.set()
+        self._resumed.set()  # a paused consumer wakes, sees the stop and ends
         for waiter in self._waits:
             waiter.cancel()
         for slots in self._slots.values():
@@ -227,6 +250,7 @@ class Worker:
             asyncio.create_task(self._renew_loop(), name="workhorse-renew"),
             asyncio.create_task(self._maintenance_loop(), name="workhorse-maintenance"),
             asyncio.create_task(self._heartbeat_loop(), name="workhorse-heartbeat"),
+            asyncio.create_task(self._control_loop(), name="workhorse-control"),
         ]
         if self.scheduler:
             ticker = Ticker(self.client, self.id)
@@ -333,6 +357,9 @@ class Worker:
         backend = self.client.backend
         slots = self._slots[queue]
         while not self._stopping.is_set():
+            if not self._resumed.is_set():
+                await self._resumed.wait()
+                continue
             free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
             if free <= 0:
                 slots.freed.clear()
@@ -585,14 +612,32 @@ class Worker:
         if n:
             log.info("retention removed %d finished job(s)", n)
 
+    async def _control_loop(self) -> None:
+        """Follow ``pause_worker`` / ``resume_worker`` (a key in the store): every half
+        second while paused, every heartbeat interval while running."""
+        key = worker_control_key(self.id)
+        while True:
+            await asyncio.sleep(0.5 if self.paused else self.heartbeat_interval)
+            try:
+                asked = await self.client.backend.kv_get(key)
+            except Exception:
+                log.exception("reading this worker's pause/resume flag failed")
+                continue
+            if asked == "pause":
+                self.pause()
+            elif asked == "resume":
+                self.resume()
+
     async def _heartbeat_loop(self) -> None:
         backend = self.client.backend
         info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), dict(self.queues), self._started_at
         )
+        info.tasks = sorted(self.client.registry.tasks)
         while True:
             info.active = len(self._running)
             info.processed = self.processed
+            info.paused = self.paused
             try:
                 await backend.beat(info, self.heartbeat_interval * 3)
             except Exception:

@@ -434,6 +434,8 @@ class RedisBackend(RedisWaiting):
                 "started_at": info.started_at,
                 "active": info.active,
                 "processed": info.processed,
+                "tasks": info.tasks,
+                "paused": info.paused,
                 "ttl": ttl,
             }
         )
@@ -455,6 +457,8 @@ class RedisBackend(RedisWaiting):
                     rec["active"],
                     rec["processed"],
                     float(reply[i + 1]) - float(rec["ttl"]),
+                    list(rec.get("tasks", ())),
+                    bool(rec.get("paused", False)),
                 )
             )
         return out
