@@ -136,6 +136,17 @@ class Client:
             self._backend = None
             self._backend_given = False
 
+    def replace_backend(self, backend: Backend | None) -> Backend | None:
+        """Use ``backend`` (None: the one the URL names) until replaced again; only while
+        closed. Returns the object given before, if any: tests put a memory store with a
+        fake clock under an app that a module created."""
+        if self._opened:
+            raise ConfigError("replace_backend() must be called while the client is closed")
+        before = self._backend if self._backend_given else None
+        self._backend = backend
+        self._backend_given = backend is not None
+        return before
+
     def connection(self) -> Client:
         """A second client on the same settings and registry, with its own connection to
         the store (and its own event bus)."""
