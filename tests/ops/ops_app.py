@@ -28,3 +28,19 @@ def make(**settings: Any) -> Workhorse:
 
 
 app = make()
+
+
+def make_logging(**settings: Any) -> Workhorse:
+    """A task that logs through the standard logging module, as users' code does."""
+    import logging
+
+    app = make(**settings)
+
+    @app.task
+    async def chatty(data: dict[str, str]) -> None:
+        logging.getLogger("myproject").warning("charging %s", data["who"], extra={"cents": 5})
+
+    return app
+
+
+logging_app = make_logging()

@@ -56,6 +56,13 @@ EXIT_TIMEOUT = 3
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    default="rich",
+    show_default=True,
+    type=click.Choice(["rich", "json"]),
+    help="json: one JSON object per line (with job_id, task, attempt, queue in a job).",
+)
 def worker(
     app_spec: str,
     url: str | None,
@@ -66,6 +73,7 @@ def worker(
     shutdown_grace: float | None,
     metrics_port: int | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run a worker for APP until SIGTERM/SIGINT (a second signal interrupts running jobs)."""
     from rich.logging import RichHandler
@@ -85,21 +93,33 @@ def worker(
         raise click.BadParameter(
             f"{exc}; use name or name:concurrency, comma-separated", param_hint="--queues"
         ) from None
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=err(), show_path=False)],
-        force=True,
-    )
+    if log_format == "json":
+        from workhorse.observability.logs import use_json
+
+        use_json(log_level)
+    else:
+        logging.basicConfig(
+            level=log_level.upper(),
+            format="%(message)s",
+            datefmt="[%X]",
+            handlers=[RichHandler(console=err(), show_path=False)],
+            force=True,
+        )
     tasks = ", ".join(sorted(app.tasks)) or "none"
     shown = redact(app.settings.url)
-    err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
+    if log_format == "json":  # every line of stderr stays one JSON object
+        logging.getLogger("workhorse.worker").info(
+            "workhorse worker", extra={"app": app_spec, "url": shown, "tasks": sorted(app.tasks)}
+        )
+    else:
+        err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
 
     async def run(app: Workhorse) -> int:
         w = app.worker(queues=consume, burst=burst, paused=paused)
         if paused:
-            err().print(f"[yellow]paused: resume with `workhorse resume --worker {w.id}`[/]")
+            logging.getLogger("workhorse.worker").warning(
+                "paused: resume with `workhorse resume --worker %s`", w.id
+            )
         w.install_signal_handlers()
         await w.run()
         return w.unwritten

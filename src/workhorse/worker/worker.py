@@ -20,7 +20,7 @@ from workhorse.client import client_of, worker_control_key
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
-from workhorse.observability import observers
+from workhorse.observability import logs, observers
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
@@ -434,6 +434,7 @@ class Worker:
     async def _attempt(self, running: Running, slots: _Slots) -> None:
         lease = running.lease
         bus = self.client.bus
+        logs.enter(lease)
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
