@@ -79,10 +79,16 @@ class Settings(BaseModel):
     keep_failed_for: float | None = Field(
         7 * 86_400.0, ge=0, description="Seconds failed/cancelled jobs are kept"
     )
-    embedded_worker: bool = Field(
+    embedded_worker: bool | Literal["dev"] = Field(
         True,
         description="Whether app.start_worker() runs a worker "
-        "in the app's own process; turn off in production",
+        "in the app's own process; turn off in production; dev: only when environment "
+        "is development",
+    )
+    environment: Literal["development", "production"] = Field(
+        "production",
+        description="Where this process runs; `workhorse dev` sets development (decides "
+        "embedded_worker=dev)",
     )
     process_pool: int | None = Field(
         None,

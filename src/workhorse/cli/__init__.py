@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from workhorse.cli import admin, control, listing, running
+from workhorse.cli import admin, control, dev, listing, running
 from workhorse.cli.loading import import_app, make_app
 
 __all__ = ["import_app", "main", "make_app"]
@@ -28,6 +28,7 @@ def main() -> None:
 
 for _command in (
     running.worker,
+    dev.dev,
     running.run,
     running.enqueue,
     listing.jobs,
