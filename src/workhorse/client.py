@@ -53,6 +53,13 @@ NO_WORKER_AFTER = 5.0
 R = TypeVar("R")
 
 
+class Instrument(Protocol):
+    """Told of jobs about to be written (``Client.instruments``): tracing carries the
+    enqueuing span's context to the job this way."""
+
+    async def enqueuing(self, client: Client, news: Sequence[NewJob]) -> None: ...
+
+
 class HasClient(Protocol):
     """Anything that holds a client (the app does)."""
 
@@ -91,6 +98,7 @@ class Client:
         self._open_lock: asyncio.Lock | None = None
         self._waiters = _Waiters(self)
         self._looks: set[asyncio.Task[None]] = set()  # run()'s checks for a live worker
+        self.instruments: list[Instrument] = []
 
     # -- settings and the store --------------------------------------------------------
     @property
@@ -310,6 +318,8 @@ class Client:
         self, news: list[NewJob], connection: Any, watch: bool = False
     ) -> list[EnqueueResult]:
         backend = await self.store()
+        for instrument in self.instruments:
+            await instrument.enqueuing(self, news)
         if connection is None:
             # watch: the caller waits for these jobs next (run()).
             return await (backend.enqueue_watched(news) if watch else backend.enqueue(news))

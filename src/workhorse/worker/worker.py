@@ -20,7 +20,7 @@ from workhorse.client import client_of, worker_control_key
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
-from workhorse.observability import logs, observers
+from workhorse.observability import logs, observers, tracing
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
@@ -121,6 +121,7 @@ class Worker:
         self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
         self._observers = observers.Observers(client)  # replaced by the client's own at run()
+        self._tracing: tracing.Tracing | None = None
         self._signals = 0
         self._stop_at: float | None = None
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
@@ -240,6 +241,7 @@ class Worker:
         backend = self.client.backend
         self._finisher = Finisher(backend)
         self._observers = await observers.acquire(self.client)
+        self._tracing = tracing.of(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         url = renewal_url(self.client)
         if url is not None:
@@ -367,6 +369,7 @@ class Worker:
                 continue
             if self._stopping.is_set():
                 break
+            claimed_at = time.time_ns()  # the start of the claim span, when tracing
             try:
                 leases = await backend.claim([queue], self.id, free, self.lease)
             except Exception:
@@ -412,7 +415,7 @@ class Worker:
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
-                running.task = asyncio.create_task(self._attempt(running, slots))
+                running.task = asyncio.create_task(self._attempt(running, slots, claimed_at))
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if shortest < self._renew_period:
@@ -431,14 +434,18 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(self, running: Running, slots: _Slots) -> None:
+    async def _attempt(self, running: Running, slots: _Slots, claimed_at: int) -> None:
         lease = running.lease
         bus = self.client.bus
         logs.enter(lease)
+        trace: tracing.Attempt | None = None
+        written: asyncio.Future[bool] | None = None
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
             self._observers.started(lease)
+            if self._tracing is not None:
+                trace = await self._trace(lease, claimed_at)
             try:
                 outcome = await self._runner.run(lease, running.ctx)
             except asyncio.CancelledError:
@@ -450,6 +457,8 @@ class Worker:
                 log.exception("job %s: the worker failed to run it", lease.job_id)
                 outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
             assert self._finisher is not None
+            if trace is not None:
+                trace.ran(outcome)
             written = self._finisher.submit(lease, outcome)
             running.finishing = True
             slots.used -= 1
@@ -462,6 +471,9 @@ class Worker:
         except Exception:  # the store failing is retried in the finisher; anything else:
             log.exception("job %s: its outcome could not be written", lease.job_id)
         finally:
+            if trace is not None:
+                settled = written is not None and written.done() and not written.cancelled()
+                trace.close(bool(written.result()) if settled and written is not None else None)
             self._observers.finished(lease, None)  # a no-op once _finish counted it
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
@@ -476,6 +488,15 @@ class Worker:
             if self._purge_every is not None and self.processed >= self._next_purge:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
+
+    async def _trace(self, lease: Lease, claimed_at: int) -> tracing.Attempt | None:
+        """The attempt's spans; a failure to read its trace context never fails the job."""
+        assert self._tracing is not None
+        try:
+            return await self._tracing.attempt(self.client, lease, claimed_at)
+        except Exception:
+            log.exception("job %s: could not start its trace spans", lease.job_id)
+            return None
 
     async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
         ok = await written
