@@ -138,3 +138,37 @@ def test_one_port_serves_the_sum_of_every_process(
     assert value(got, finished, queue="default", task="ok", outcome="completed") == 9
     assert value(got, "workhorse_job_run_seconds_count", queue="default", task="ok") == 9
     assert value(got, "workhorse_leases_held", queue="default") == 2  # the dead one's is gone
+
+
+async def test_the_dashboard_and_keda_example_use_exported_metric_names() -> None:
+    import re
+
+    from workhorse.observability.collector import store_metrics
+    from workhorse.observability.process import Exporter
+    from workhorse.observability.tally import Tally
+
+    tally = Tally()
+    tally.started("j", "default", "ok", 0.0)
+    tally.finished("j", "completed")
+    tally.cron_fired("nightly", "ok")
+    app = Workhorse(url="memory://")
+    try:
+        text = Exporter(tally).text().decode() + (await store_metrics(app.client)).decode()
+    finally:
+        await app.close()
+    exported = names(text)
+    root = Path(__file__).parents[2] / "examples"
+    used = set()
+    for path in [root / "grafana" / "workhorse-dashboard.json", *root.glob("deploy/**/*.yaml")]:
+        used |= set(re.findall(r"workhorse_[a-z_]+", path.read_text()))
+    assert used, "the examples name no metric"
+    assert used - exported == set()
+
+
+def names(text: str) -> set[str]:
+    """Every series name the text can hold, samples or not (an empty store has none)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    out = set()
+    for family in text_string_to_metric_families(text):
+        out |= {family.name + s for s in suffixes.get(family.type, ("",))}
+    return out
