@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from workhorse import JobContext, JobState, Workhorse
@@ -54,3 +55,27 @@ async def test_ctx_job_is_the_stored_record(app: Workhorse) -> None:
         await app.wait(handle.id, 5)
 
     assert seen == {"id": handle.id, "data": {"n": 7}, "state": JobState.ACTIVE, "attempts": 1}
+
+
+async def test_ctx_job_in_a_child_process(tmp_path: Path) -> None:
+    from tests.ops import process_jobs
+    from tests.worker.worker_helpers import running as run_worker
+
+    app = Workhorse(f"sqlite:///{tmp_path / 'jobs.db'}", poll_interval=0.05, process_pool=1)
+    app.add_task(process_jobs.own_record, runtime="process")
+    try:
+        async with run_worker(app, queues=["default"], concurrency=1):
+            handle = await app.enqueue("own_record", {"n": 3})
+            job = await app.wait(handle.id, 20)
+    finally:
+        await app.close()
+    assert job.result == {
+        "id": handle.id,
+        "data": {"n": 3},
+        "state": "active",
+        "attempts": 1,
+        "created": True,
+    }
+    assert [(line["level"], line["message"]) for line in job.logs] == [
+        ("warning", "looking at myself")
+    ]
