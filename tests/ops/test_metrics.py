@@ -75,8 +75,31 @@ async def test_worker_process_metrics_scraped_over_http(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_store_metrics_count_what_every_worker_finished(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+async def test_store_metrics_count_what_every_worker_finished(kind: str, tmp_path: Path) -> None:
+    from tests.acceptance.harness import drop_store
+    from tests.conftest import backend_url
+
+    url = backend_url(kind, tmp_path)
+    try:
+        response, minutes = await _scrape_store(url, tmp_path)
+    finally:
+        await drop_store(url)  # after the worker stopped: nothing writes there any more
+    assert response.status_code == 200
+    got = samples(response.text)
+    jobs = "workhorse_store_jobs_total"
+    assert value(got, jobs, queue="default", task="ok", outcome="completed") == 3
+    assert value(got, jobs, queue="default", task="boom", outcome="failed") == 2
+    assert value(got, jobs, queue="default", task="flaky", outcome="completed") == 1
+    assert value(got, jobs, queue="default", task="flaky", outcome="failed") == 0
+    assert value(got, "workhorse_queue_depth", queue="default", state="scheduled") == 1
+    assert value(got, "workhorse_queue_depth", queue="default", state="completed") == 4
+    assert value(got, "workhorse_workers_alive", queue="default") == 1
+    assert len(minutes) == 5
+    assert sum(n for _, n in minutes) == 3  # the per-minute buckets hold the same jobs
+
+
+async def _scrape_store(url: str, tmp_path: Path) -> tuple[httpx.Response, list[tuple[int, int]]]:
     with workhorse("worker", "ops_app:app", "--url", url, log=tmp_path / "w.log"):
         prod = await _sequence(url)
         try:
@@ -99,18 +122,7 @@ async def test_store_metrics_count_what_every_worker_finished(tmp_path: Path) ->
             minutes = await stats.per_minute(prod.client, "completed", "default", "ok", minutes=5)
         finally:
             await prod.close()
-    assert response.status_code == 200
-    got = samples(response.text)
-    jobs = "workhorse_store_jobs_total"
-    assert value(got, jobs, queue="default", task="ok", outcome="completed") == 3
-    assert value(got, jobs, queue="default", task="boom", outcome="failed") == 2
-    assert value(got, jobs, queue="default", task="flaky", outcome="completed") == 1
-    assert value(got, jobs, queue="default", task="flaky", outcome="failed") == 0
-    assert value(got, "workhorse_queue_depth", queue="default", state="scheduled") == 1
-    assert value(got, "workhorse_queue_depth", queue="default", state="completed") == 4
-    assert value(got, "workhorse_workers_alive", queue="default") == 1
-    assert len(minutes) == 5
-    assert sum(n for _, n in minutes) == 3  # the per-minute buckets hold the same jobs
+    return response, minutes
 
 
 def test_one_port_serves_the_sum_of_every_process(
