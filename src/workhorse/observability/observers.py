@@ -47,11 +47,13 @@ class Observers:
         self.tally = Tally()
         self.stats: StatsWriter | None = None
         self.exporter: Exporter | None = None
+        # Bound once: the bus removes a handler by identity, and each `self._x` is new.
+        self._handlers = (("job.stalled", self._stalled), ("cron.fired", self._cron))
 
     async def start(self) -> None:
         settings = self.client.settings
-        self.client.bus.on("job.stalled", self._stalled)
-        self.client.bus.on("cron.fired", self._cron)
+        for kind, handler in self._handlers:
+            self.client.bus.on(kind, handler)
         if settings.stats:
             self.stats = StatsWriter(self.client, self.tally)
             self.stats.start()
@@ -81,8 +83,8 @@ class Observers:
         self.tally.cron_fired(str(event.data.get("schedule", "")), event.task or "")
 
     async def stop(self) -> None:
-        self.client.bus.off("job.stalled", self._stalled)
-        self.client.bus.off("cron.fired", self._cron)
+        for kind, handler in self._handlers:
+            self.client.bus.off(kind, handler)
         if self.exporter is not None:
             await self.exporter.close()
         if self.stats is not None:
