@@ -29,7 +29,7 @@ class Histogram:
         self.total += value
 
     def to_json(self) -> dict[str, Any]:
-        return {"counts": self.counts, "sum": self.total}
+        return {"counts": list(self.counts), "sum": self.total}
 
 
 @dataclass(slots=True)
@@ -86,21 +86,22 @@ class Tally:
         self.cron[(schedule, task)] = self.cron.get((schedule, task), 0) + 1
 
     def to_json(self) -> dict[str, Any]:
-        """A snapshot another process can add up (multi-process export)."""
+        """A snapshot another process can add up (multi-process export). The exporter's
+        thread calls it while the loop counts: each dict is copied in one step first."""
         return {
             "pairs": [
                 {
                     "queue": q,
                     "task": t,
                     "started": p.started,
-                    "finished": p.finished,
+                    "finished": dict(p.finished),
                     "stalled": p.stalled,
                     "run": p.run.to_json(),
                     "wait": p.wait.to_json(),
                 }
-                for (q, t), p in self.pairs.items()
+                for (q, t), p in list(self.pairs.items())
             ],
-            "leases": self.leases,
+            "leases": dict(self.leases),
             "recoveries": self.recoveries,
-            "cron": [{"schedule": s, "task": t, "n": n} for (s, t), n in self.cron.items()],
+            "cron": [{"schedule": s, "task": t, "n": n} for (s, t), n in list(self.cron.items())],
         }
