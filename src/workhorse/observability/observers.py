@@ -67,7 +67,8 @@ class Observers:
         self.tally.started(lease.job_id, lease.queue, lease.task, lease.created_at)
 
     def finished(self, lease: Lease, outcome: Outcome | None) -> None:
-        """``outcome`` the store took; None: it was refused (the lease was lost)."""
+        """Once per attempt: ``outcome`` the store took; None when none landed (the lease
+        was lost, or the worker stopped before the write)."""
         kind: str | None = None
         # A refunded retry without an error only puts the job back (a shutdown).
         if outcome is not None and not (outcome.refund and outcome.error is None):

@@ -440,6 +440,7 @@ class Worker:
         logs.enter(lease)
         trace: tracing.Attempt | None = None
         written: asyncio.Future[bool] | None = None
+        landed: Outcome | None = None  # the outcome the store took
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
@@ -464,7 +465,8 @@ class Worker:
             slots.used -= 1
             slots.finishing += 1
             slots.freed.set()
-            await self._finish(lease, outcome, written)
+            if await self._finish(lease, outcome, written):
+                landed = outcome
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
@@ -474,7 +476,7 @@ class Worker:
             if trace is not None:
                 settled = written is not None and written.done() and not written.cancelled()
                 trace.close(bool(written.result()) if settled and written is not None else None)
-            self._observers.finished(lease, None)  # a no-op once _finish counted it
+            self._observers.finished(lease, landed)
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -498,19 +500,20 @@ class Worker:
             log.exception("job %s: could not start its trace spans", lease.job_id)
             return None
 
-    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
+    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> bool:
+        """Wait for the outcome's write; True if the store took it."""
         ok = await written
-        self._observers.finished(lease, outcome if ok else None)
         if not ok:
             log.warning(
                 "job %s: outcome %r dropped, this worker no longer holds its lease",
                 lease.job_id,
                 outcome.kind,
             )
-            return
+            return False
         kind = events.outcome_type(outcome)
         if self.client.bus.wants(kind):
             self.client.bus.emit(events.finished(kind, lease, outcome))
+        return True
 
     # -- side tasks --------------------------------------------------------------------
     def live_jobs(self) -> list[Running]:
