@@ -13,8 +13,8 @@ import orjson
 
 from workhorse.job import Lease
 
-# (job id, task, attempt, queue) of the attempt the current asyncio task runs, if any.
-current_job: contextvars.ContextVar[tuple[str, str, int, str] | None] = contextvars.ContextVar(
+# The lease of the attempt the current asyncio task runs, if any (its token is never logged).
+current_job: contextvars.ContextVar[Lease | None] = contextvars.ContextVar(
     "workhorse_job", default=None
 )
 
@@ -28,7 +28,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 def enter(lease: Lease) -> None:
     """The running asyncio task now works on this lease's attempt (cheap: one set)."""
-    current_job.set((lease.job_id, lease.task, lease.attempts, lease.queue))
+    current_job.set(lease)
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,10 +40,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        job = current_job.get()
-        if job is not None:
-            line["job_id"], line["task"], line["attempt"], line["queue"] = job
-            line["run"] = f"{job[0]}.{job[2]}"  # one attempt of the job
+        lease = current_job.get()
+        if lease is not None:
+            line["job_id"], line["task"] = lease.job_id, lease.task
+            line["attempt"], line["queue"] = lease.attempts, lease.queue
+            line["run"] = f"{lease.job_id}.{lease.attempts}"  # one attempt of the job
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in line:
                 line[key] = value
