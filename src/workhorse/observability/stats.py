@@ -70,27 +70,42 @@ class StatsWriter:
         self._listed_at = time.monotonic()
         self._writes: deque[tuple[str, str | None, int]] = deque()  # not yet in the store
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="workhorse-stats")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):  # the store may be gone: counts are best effort
-            async with asyncio.timeout(2):
-                await self.flush()
+        """Write what is left (within 2 s: the store may be gone; counts are best effort).
+        The loop is told, not cancelled, so no write is cut off after the store took it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(task, 2)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("writing the last job counts to the store failed")
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
             try:
                 await self.flush()
             except Exception:
+                if self._stopping.is_set():
+                    raise
                 log.exception("writing job counts to the store failed; will retry")
+
+    def _has_new(self) -> bool:
+        return any(
+            pair.finished[kind] > self._seen.get((kind, queue, task), 0)
+            for (queue, task), pair in list(self.tally.pairs.items())
+            for kind in KINDS
+        )
 
     def _new_counts(self) -> list[tuple[str, str, str, int]]:
         out = []
@@ -108,10 +123,10 @@ class StatsWriter:
         if time.monotonic() - self._listed_at > 86_400:
             self._listed.clear()  # written again, so a long-lived worker keeps them listed
             self._listed_at = time.monotonic()
-        counts = self._new_counts()
-        if counts:
+        if self._has_new():
             minute = int(await backend.now()) // 60  # the store's clock, not this machine's
-            for kind, queue, task, n in counts:
+            # Taken only now: a failed read of the clock above loses no count.
+            for kind, queue, task, n in self._new_counts():
                 if (queue, task) not in self._listed:
                     self._listed.add((queue, task))
                     pair = orjson.dumps([queue, task]).decode()
