@@ -24,7 +24,7 @@ from .procs import HERE
 
 def check(url: str, *args: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
-        [sys.executable, "-m", "workhorse", "check", "--app", "ops_app:app", "--url", url,
+        [sys.executable, "-m", "workhorse", "check", "ops_app:app", "--url", url,
          "--json", *args],
         capture_output=True,
         timeout=30,

@@ -125,6 +125,7 @@ EXIT_DEGRADED = 4
 
 
 @click.command()
+@click.argument("app_arg", metavar="[APP]", required=False)
 @app_option
 @url_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -139,7 +140,12 @@ EXIT_DEGRADED = 4
     help="Exit 4 when degraded (waiting jobs with no live worker, or older than --max-age).",
 )
 def check(
-    app_spec: str | None, url: str | None, as_json: bool, max_age: float | None, strict: bool
+    app_arg: str | None,
+    app_spec: str | None,
+    url: str | None,
+    as_json: bool,
+    max_age: float | None,
+    strict: bool,
 ) -> None:
     """Is the configured store reachable? Its clock, schema, and what it lacks; does every
     task name a known queue (as a worker checks at start); live workers per queue and the
@@ -147,7 +153,7 @@ def check(
     with --strict: fit for Kubernetes probes."""
     from workhorse.observability.health import check as health_check
 
-    app = make_app(app_spec, url)
+    app = make_app(app_arg or app_spec, url)
     backend = app.backend
     report: dict[str, Any] = {"url": redact(backend.url), "backend": type(backend).__name__}
 
