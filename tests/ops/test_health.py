@@ -33,12 +33,12 @@ def check(url: str, *args: str) -> tuple[int, dict[str, Any]]:
     return done.returncode, orjson.loads(done.stdout) if done.stdout.strip() else {}
 
 
-async def health(app: Workhorse) -> httpx.Response:
+async def health(app: Workhorse, path: str = "/health") -> httpx.Response:
     api = FastAPI()
     api.include_router(router(app))
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        return await http.get("/health")
+        return await http.get(path)
 
 
 @pytest.fixture
@@ -77,6 +77,7 @@ async def test_check_and_health_follow_the_store_down_and_up(
         assert response.status_code == 503
         assert response.json()["status"] == "down"
         assert response.json()["error"]
+        assert (await health(app, "/metrics")).status_code == 503
 
         redis_server.start()
         code, report = check(url)

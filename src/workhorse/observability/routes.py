@@ -26,7 +26,11 @@ def router(app: Client | HasClient) -> APIRouter:
 
     @r.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(await store_metrics(client), media_type=CONTENT_TYPE)
+        try:
+            body = await store_metrics(client)
+        except Exception as exc:  # the store is down: the scrape fails, saying why
+            return Response(f"store unavailable: {type(exc).__name__}", 503)
+        return Response(body, media_type=CONTENT_TYPE)
 
     @r.get("/health/live")
     async def live() -> dict[str, Any]:
