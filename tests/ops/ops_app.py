@@ -44,3 +44,24 @@ def make_logging(**settings: Any) -> Workhorse:
 
 
 logging_app = make_logging()
+
+
+def make_catalog(**settings: Any) -> Workhorse:
+    """Tasks with a schedule, a singleton, limits and a runtime, for the catalog."""
+    app = Workhorse(**settings)
+
+    @app.task(cron="0 9 * * 1", queue="priority", singleton=True, timeout=30)
+    async def weekly_report() -> None:
+        """Mail the weekly report.
+
+        More words that the catalog leaves out."""
+
+    app.add_task(resize, runtime="process", rate="10/60s", concurrency=2, retries=3)
+    return app
+
+
+def resize(data: dict[str, str]) -> None:
+    """Resize an image (a process runtime task must be defined at module level)."""
+
+
+catalog_app = make_catalog()

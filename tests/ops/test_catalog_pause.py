@@ -46,6 +46,21 @@ def test_tasks_lists_queue_runtime_options_and_schedule() -> None:
     assert by_name["ok"]["schedule"] is None
 
 
+def test_tasks_shows_schedules_limits_and_runtimes() -> None:
+    code, entries, _ = cli("tasks", "ops_app:catalog_app", "--url", "memory://", "--json")
+    assert code == 0
+    by_name = {e["name"]: e for e in entries}
+    weekly = by_name["weekly_report"]
+    assert weekly["queue"] == "priority"
+    assert weekly["schedule"] == {"cron": "0 9 * * 1", "timezone": "UTC", "data": None}
+    assert weekly["options"] == {"timeout": 30.0, "singleton": True}
+    assert weekly["description"] == "Mail the weekly report."
+    resize = by_name["resize"]
+    assert resize["runtime"] == "process"
+    assert resize["options"] == {"retries": 3, "concurrency": 2, "rate": "10/60s"}
+    assert resize["workers"] == 0  # the store answers: no live worker knows it
+
+
 async def wait_for(probe: Any, timeout: float = 10) -> Any:
     deadline = time.monotonic() + timeout
     while True:
