@@ -334,6 +334,12 @@ class Workhorse:
     async def is_paused(self, queue: str) -> bool:
         return await self.client.is_paused(queue)
 
+    async def pause_worker(self, worker_id: str) -> None:
+        await self.client.pause_worker(worker_id)
+
+    async def resume_worker(self, worker_id: str) -> None:
+        await self.client.resume_worker(worker_id)
+
     async def workers(self) -> list[WorkerInfo]:
         return await self.client.workers()
 
@@ -462,8 +468,11 @@ class Workhorse:
     async def start_worker(self, **options: Any) -> Worker | None:
         """Run a worker inside this process, in the background (development, small apps).
         Returns None when ``embedded_worker`` is off (``WORKHORSE_EMBEDDED_WORKER=false``),
-        the production switch for apps whose workers run on their own machines."""
-        if not self.settings.embedded_worker:
+        the production switch for apps whose workers run on their own machines, or when it
+        is ``"dev"`` and the ``environment`` setting (``WORKHORSE_ENVIRONMENT``) is not
+        ``development``."""
+        embedded = self.settings.embedded_worker
+        if not embedded or (embedded == "dev" and self.settings.environment != "development"):
             return None
         worker = self.worker(**options)
         self._embedded.append((worker, asyncio.create_task(worker.run(), name="workhorse")))

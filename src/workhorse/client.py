@@ -53,6 +53,13 @@ NO_WORKER_AFTER = 5.0
 R = TypeVar("R")
 
 
+class Instrument(Protocol):
+    """Told of jobs about to be written (``Client.instruments``): tracing carries the
+    enqueuing span's context to the job this way."""
+
+    async def enqueuing(self, client: Client, news: Sequence[NewJob]) -> None: ...
+
+
 class HasClient(Protocol):
     """Anything that holds a client (the app does)."""
 
@@ -91,6 +98,7 @@ class Client:
         self._open_lock: asyncio.Lock | None = None
         self._waiters = _Waiters(self)
         self._looks: set[asyncio.Task[None]] = set()  # run()'s checks for a live worker
+        self.instruments: list[Instrument] = []
 
     # -- settings and the store --------------------------------------------------------
     @property
@@ -135,6 +143,17 @@ class Client:
         if url_changed:
             self._backend = None
             self._backend_given = False
+
+    def replace_backend(self, backend: Backend | None) -> Backend | None:
+        """Use ``backend`` (None: the one the URL names) until replaced again; only while
+        closed. Returns the object given before, if any: tests put a memory store with a
+        fake clock under an app that a module created."""
+        if self._opened:
+            raise ConfigError("replace_backend() must be called while the client is closed")
+        before = self._backend if self._backend_given else None
+        self._backend = backend
+        self._backend_given = backend is not None
+        return before
 
     def connection(self) -> Client:
         """A second client on the same settings and registry, with its own connection to
@@ -299,6 +318,8 @@ class Client:
         self, news: list[NewJob], connection: Any, watch: bool = False
     ) -> list[EnqueueResult]:
         backend = await self.store()
+        for instrument in self.instruments:
+            await instrument.enqueuing(self, news)
         if connection is None:
             # watch: the caller waits for these jobs next (run()).
             return await (backend.enqueue_watched(news) if watch else backend.enqueue(news))
@@ -478,6 +499,25 @@ class Client:
     async def workers(self) -> list[WorkerInfo]:
         return await (await self.store()).workers()
 
+    async def pause_worker(self, worker_id: str) -> None:
+        """Ask a live worker to claim nothing more (its running jobs go on); it follows
+        within its heartbeat interval."""
+        await self._control_worker(worker_id, "pause")
+
+    async def resume_worker(self, worker_id: str) -> None:
+        """Let a paused worker (``paused=True``, ``--paused``) claim again; it follows
+        within half a second."""
+        await self._control_worker(worker_id, "resume")
+
+    async def _control_worker(self, worker_id: str, asked: str) -> None:
+        live = [w.id for w in await self.workers()]
+        if worker_id not in live:
+            raise ConfigError(
+                f"no live worker {worker_id!r}; live workers: {', '.join(live) or 'none'} "
+                "(workhorse status lists them)"
+            )
+        await self.backend.kv_set(worker_control_key(worker_id), asked, WORKER_CONTROL_TTL)
+
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await (await self.store()).events(after, limit)
 
@@ -534,6 +574,14 @@ def _queued(task: Task[Any, Any]) -> Task[Any, Any]:
             "give it mode='both' to enqueue it too"
         )
     return task
+
+
+WORKER_CONTROL_TTL = 86_400.0  # worker ids are random per run: the flag outlives none
+
+
+def worker_control_key(worker_id: str) -> str:
+    """The store key a worker polls for ``pause`` / ``resume``."""
+    return f"worker-control:{worker_id}"
 
 
 def _state(value: JobState | str) -> JobState:

@@ -153,3 +153,5 @@ class WorkerInfo:
     active: int = 0
     processed: int = 0
     last_seen: float = 0.0
+    tasks: list[str] = field(default_factory=list)  # the task names it knows (its registry)
+    paused: bool = False  # started paused, or paused since: claims nothing

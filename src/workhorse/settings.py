@@ -80,10 +80,16 @@ class Settings(BaseModel):
     keep_failed_for: float | None = Field(
         7 * 86_400.0, ge=0, description="Seconds failed/cancelled jobs are kept"
     )
-    embedded_worker: bool = Field(
+    embedded_worker: bool | Literal["dev"] = Field(
         True,
         description="Whether app.start_worker() runs a worker "
-        "in the app's own process; turn off in production",
+        "in the app's own process; turn off in production; dev: only when environment "
+        "is development",
+    )
+    environment: Literal["development", "production"] = Field(
+        "production",
+        description="Where this process runs; `workhorse dev` sets development (decides "
+        "embedded_worker=dev)",
     )
     process_pool: int | None = Field(
         None,
@@ -127,6 +133,19 @@ class Settings(BaseModel):
     )
     hook_poll_interval: float = Field(
         0.1, gt=0, description="Longest wait of an idle listener before it reads the log again"
+    )
+    stats: bool = Field(
+        True,
+        description="Whether workers count jobs completed and failed per task and queue in "
+        "the store (per minute and in total; one write per key a second), for /metrics "
+        "and charts",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port a worker serves its own Prometheus figures on (/metrics); none: "
+        "not served. Needs pip install 'workhorse[metrics]'",
     )
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio",

@@ -75,6 +75,11 @@ def test_serve_answers_an_http_task_and_the_rest_api(tmp_path: Path) -> None:
         assert httpx.post(f"{base}/api/echo", json={}).status_code == 401
         r = httpx.post(f"{base}/api/tasks/noop/jobs", json={}, headers=auth)
         assert r.status_code == 202
+        # serve also carries the operations routes: a scrape and a readiness probe
+        metrics = httpx.get(f"{base}/metrics")
+        assert metrics.status_code == 200
+        assert 'queue="default"' in metrics.text
+        assert httpx.get(f"{base}/health").status_code == 200
     finally:
         proc.terminate()
         _, out = proc.communicate(timeout=10)

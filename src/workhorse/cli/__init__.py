@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from workhorse.cli import admin, control, hooks, listing, running, serving
+from workhorse.cli import admin, control, dev, hooks, listing, running, serving
 from workhorse.cli.loading import import_app, make_app
 
 __all__ = ["import_app", "main", "make_app"]
@@ -28,6 +28,7 @@ def main() -> None:
 
 for _command in (
     running.worker,
+    dev.dev,
     running.run,
     running.enqueue,
     hooks.listen,
@@ -36,6 +37,7 @@ for _command in (
     listing.job,
     listing.status,
     listing.cron,
+    listing.tasks,
     control.pause,
     control.resume,
     control.cancel,

@@ -147,16 +147,19 @@ def counts_table(counts: dict[str, dict[str, int]], paused: set[str]) -> Table:
 
 def workers_table(workers: Sequence[WorkerInfo]) -> Table:
     table = Table(title="Live workers", header_style="bold")
-    for col in ("id", "host", "pid", "queues", "active", "processed", "up", "last seen"):
+    for col in ("id", "host", "pid", "queues", "tasks", "active", "processed", "up", "last seen"):
         table.add_column(col, justify="right" if col in ("active", "processed") else "left")
     now = time.time()
     for w in sorted(workers, key=lambda w: w.started_at):
         queues = ", ".join(f"{q}:{n}" for q, n in w.queues.items())
+        if w.paused:
+            queues += " (paused)"
         table.add_row(
             w.id,
             w.host,
             str(w.pid),
             queues,
+            ", ".join(w.tasks) if len(w.tasks) <= 6 else f"{len(w.tasks)} tasks",
             str(w.active),
             str(w.processed),
             f"{now - w.started_at:.0f}s",

@@ -26,13 +26,37 @@ async def known_queues(app: Workhorse) -> set[str]:
     }
 
 
+def _one_target(queue: str | None, worker: str | None) -> None:
+    if (queue is None) == (worker is None):
+        raise click.UsageError("name a QUEUE or a worker (--worker ID), not both or neither")
+
+
+def _control_worker(worker: str, resume: bool, app_spec: str | None, url: str | None) -> None:
+    app = make_app(app_spec, url)
+
+    async def go(app: Workhorse) -> None:
+        await (app.resume_worker(worker) if resume else app.pause_worker(worker))
+
+    drive(app, go, existing=True)
+    err().print(f"worker {worker} asked to {'resume' if resume else 'pause'}")
+
+
 @click.command()
-@click.argument("queue")
+@click.argument("queue", required=False)
+@click.option("--worker", help="Pause this live worker (its id, see status) instead.")
 @click.option("--force", is_flag=True, help="Pause a queue nothing knows yet.")
 @app_option
 @url_option
-def pause(queue: str, force: bool, app_spec: str | None, url: str | None) -> None:
-    """Stop workers claiming from QUEUE (running jobs finish; enqueue still works)."""
+def pause(
+    queue: str | None, worker: str | None, force: bool, app_spec: str | None, url: str | None
+) -> None:
+    """Stop workers claiming from QUEUE (running jobs finish; enqueue still works), or
+    stop one worker claiming (--worker ID)."""
+    _one_target(queue, worker)
+    if worker is not None:
+        _control_worker(worker, False, app_spec, url)
+        return
+    assert queue is not None
     app = make_app(app_spec, url)
 
     async def go(app: Workhorse) -> str:
@@ -54,11 +78,16 @@ def pause(queue: str, force: bool, app_spec: str | None, url: str | None) -> Non
 
 
 @click.command()
-@click.argument("queue")
+@click.argument("queue", required=False)
+@click.option("--worker", help="Resume this worker (started with --paused, or paused).")
 @app_option
 @url_option
-def resume(queue: str, app_spec: str | None, url: str | None) -> None:
-    """Let workers claim from QUEUE again."""
+def resume(queue: str | None, worker: str | None, app_spec: str | None, url: str | None) -> None:
+    """Let workers claim from QUEUE again, or let one worker claim (--worker ID)."""
+    _one_target(queue, worker)
+    if worker is not None:
+        _control_worker(worker, True, app_spec, url)
+        return
     app = make_app(app_spec, url)
 
     async def go(app: Workhorse) -> set[str]:

@@ -89,12 +89,14 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
 
     async def go(
         app: Workhorse,
-    ) -> tuple[dict[str, dict[str, int]], set[str], list[WorkerInfo], list[GroupStatus]]:
+    ) -> tuple[dict[str, dict[str, int]], set[str], list[WorkerInfo], list[str], list[GroupStatus]]:
         counts = await app.counts()
         paused = await app.paused()
-        return counts, paused, await app.workers(), await app.hooks.status()
+        workers = await app.workers()
+        unknown = await unknown_tasks(app, workers)
+        return counts, paused, workers, unknown, await app.hooks.status()
 
-    counts, paused, workers, hook_groups = drive(app, go, existing=True)
+    counts, paused, workers, unknown, hook_groups = drive(app, go, existing=True)
     if as_json:
         echo_json(
             {
@@ -102,6 +104,7 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
                 "counts": counts,
                 "paused": sorted(paused),
                 "workers": [fields_of(w) for w in workers],
+                "unknown_tasks": unknown,
                 "hooks": [fields_of(g) for g in hook_groups],
             }
         )
@@ -120,6 +123,22 @@ def status(as_json: bool, app_spec: str | None, url: str | None) -> None:
         console.print("no live workers")
     for g in hook_groups:
         console.print(f"hook group {g.group}: {lag_line(g)}, {g.parked} parked")
+    for name in unknown:
+        console.print(
+            f"[yellow]warning: no live worker knows task {name!r}: its jobs wait (or fail "
+            "after unknown_task_window). Deploy a worker whose app registers it[/]"
+        )
+
+
+async def unknown_tasks(app: Workhorse, workers: list[WorkerInfo]) -> list[str]:
+    """Tasks of the app (when given) and of waiting jobs that no live worker knows."""
+    if not workers:
+        return []  # "no live workers" says it already
+    known = {t for w in workers for t in w.tasks}
+    wanted = set(app.tasks)
+    for state in ("queued", "scheduled"):
+        wanted.update(j.task for j in await app.jobs(state=state, limit=500))
+    return sorted(wanted - known)
 
 
 @click.command()
@@ -170,5 +189,47 @@ def cron(app_spec: str | None, url: str | None, as_json: bool) -> None:
             fmt_time(info.next_run),
             fmt_time(info.last_run),
             state_text(last.state) if last else Text("-"),
+        )
+    out().print(table)
+
+
+@click.command()
+@click.argument("app_spec", metavar="APP", envvar="WORKHORSE_APP")
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def tasks(app_spec: str, url: str | None, as_json: bool) -> None:
+    """Every task of APP: queue, runtime, options and schedule; with the live workers that
+    know it (when the store is reachable)."""
+    from workhorse.observability.catalog import catalog
+
+    app = make_app(app_spec, url, need_registry=True)
+    entries = catalog(app.registry)
+
+    async def go(app: Workhorse) -> list[WorkerInfo]:
+        return await app.workers()
+
+    try:
+        workers: list[WorkerInfo] | None = drive(app, go, existing=True)
+    except click.ClickException:
+        workers = None  # no store yet: the catalog comes from the code alone
+    for e in entries:
+        e["workers"] = None if workers is None else sum(e["name"] in w.tasks for w in workers)
+    if as_json:
+        echo_json(entries)
+        return
+    table = Table(title="Tasks", header_style="bold")
+    for col in ("name", "queue", "runtime", "options", "schedule", "workers", "description"):
+        table.add_column(col)
+    for e in entries:
+        options = ", ".join(f"{k}={v}" for k, v in e["options"].items())
+        schedule = e["schedule"]
+        table.add_row(
+            e["name"],
+            e["queue"],
+            e["runtime"],
+            options,
+            "" if schedule is None else f"{schedule['cron']} ({schedule['timezone']})",
+            "?" if e["workers"] is None else str(e["workers"]),
+            e["description"],
         )
     out().print(table)

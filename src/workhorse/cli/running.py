@@ -36,9 +36,19 @@ EXIT_TIMEOUT = 3
 )
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 @click.option(
+    "--paused",
+    is_flag=True,
+    help="Start without claiming; `workhorse resume --worker ID` starts the work.",
+)
+@click.option(
     "--shutdown-grace",
     type=click.FloatRange(min=0),
     help="Seconds running jobs get after SIGTERM [env WORKHORSE_SHUTDOWN_GRACE].",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's Prometheus figures on this port [env WORKHORSE_METRICS_PORT].",
 )
 @click.option(
     "--log-level",
@@ -46,40 +56,70 @@ EXIT_TIMEOUT = 3
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    default="rich",
+    show_default=True,
+    type=click.Choice(["rich", "json"]),
+    help="json: one JSON object per line (with job_id, task, attempt, queue in a job).",
+)
 def worker(
     app_spec: str,
     url: str | None,
     queues: str | None,
     concurrency: int | None,
     burst: bool,
+    paused: bool,
     shutdown_grace: float | None,
+    metrics_port: int | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run a worker for APP until SIGTERM/SIGINT (a second signal interrupts running jobs)."""
     from rich.logging import RichHandler
 
     from workhorse.worker.worker import parse_queues
 
-    app = make_app(app_spec, url, concurrency=concurrency, shutdown_grace=shutdown_grace)
+    app = make_app(
+        app_spec,
+        url,
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        metrics_port=metrics_port,
+    )
     try:
         consume = parse_queues(queues or app.settings.queues, app.settings.concurrency)
     except (ValueError, WorkhorseError) as exc:
         raise click.BadParameter(
             f"{exc}; use name or name:concurrency, comma-separated", param_hint="--queues"
         ) from None
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=err(), show_path=False)],
-        force=True,
-    )
+    if log_format == "json":
+        from workhorse.observability.logs import use_json
+
+        use_json(log_level)
+    else:
+        logging.basicConfig(
+            level=log_level.upper(),
+            format="%(message)s",
+            datefmt="[%X]",
+            handlers=[RichHandler(console=err(), show_path=False)],
+            force=True,
+        )
     tasks = ", ".join(sorted(app.tasks)) or "none"
     shown = redact(app.settings.url)
-    err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
+    if log_format == "json":  # every line of stderr stays one JSON object
+        logging.getLogger("workhorse.worker").info(
+            "workhorse worker", extra={"app": app_spec, "url": shown, "tasks": sorted(app.tasks)}
+        )
+    else:
+        err().print(f"[bold]workhorse worker[/] app={app_spec} url={shown} tasks: {tasks}")
 
     async def run(app: Workhorse) -> int:
-        w = app.worker(queues=consume, burst=burst)
+        w = app.worker(queues=consume, burst=burst, paused=paused)
+        if paused:
+            logging.getLogger("workhorse.worker").warning(
+                "paused: resume with `workhorse resume --worker %s`", w.id
+            )
         w.install_signal_handlers()
         await w.run()
         return w.unwritten

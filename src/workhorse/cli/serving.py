@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +11,11 @@ from workhorse.cli.console import err
 from workhorse.cli.loading import make_app, url_option
 from workhorse.errors import WorkhorseError
 from workhorse.urls import redact
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from workhorse.app import Workhorse
 
 
 def is_loopback(host: str) -> bool:
@@ -63,7 +69,7 @@ def serve(
             "write:<token> (see docs/http.md), or pass --insecure to serve it open"
         )
     try:
-        api = create_app(app, insecure=insecure)
+        api = create_app(app, insecure=insecure, routers=operations(app))
     except WorkhorseError as exc:
         raise click.UsageError(str(exc)) from None
     endpoints = sorted(
@@ -84,3 +90,12 @@ def serve(
     elif not has_tokens:
         console.print("[yellow]no WORKHORSE_API_TOKENS: every route but /api/health answers 401[/]")
     uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def operations(app: Workhorse) -> list[APIRouter]:
+    """/metrics and /health (Prometheus scrapes and probes), when prometheus_client is there."""
+    try:
+        from workhorse.observability.routes import router
+    except ImportError:
+        return []
+    return [router(app)]

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from workhorse.client import Client, HasClient
 from workhorse.context import JobContext
 from workhorse.errors import error_info
-from workhorse.job import JobState, Lease
+from workhorse.job import Job, JobState, Lease
 from workhorse.registry import Registry
+from workhorse.runtimes.common import job_from_wire
 from workhorse.runtimes.wire import BlockingChannel
 from workhorse.settings import Settings
 from workhorse.task import Task, TaskOptions
@@ -69,6 +70,9 @@ class ChildContext(JobContext):
 
     async def progress(self, value: Any) -> None:
         self.call("progress", {"value": value})
+
+    async def job(self) -> Job:
+        return job_from_wire(self.call("job", {}))
 
     async def enqueue(
         self, task: str | Task[Any, Any], data: Any = None, **options: Any

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from workhorse.job import Event
+from workhorse.job import Event, Job, JobState, to_datetime
 
 if TYPE_CHECKING:
     from workhorse.context import JobContext
@@ -62,6 +64,24 @@ def signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def job_to_wire(job: Job) -> dict[str, Any]:
+    """A job's record as JSON values (datetimes as epoch seconds), for a child process."""
+    out = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+    for name, value in out.items():
+        if isinstance(value, datetime):
+            out[name] = value.timestamp()
+    return out
+
+
+def job_from_wire(raw: dict[str, Any]) -> Job:
+    fields = {f.name: f for f in dataclasses.fields(Job)}
+    values = {k: v for k, v in raw.items() if k in fields}
+    for name in ("created_at", "run_at", "started_at", "finished_at", "lease_expires_at"):
+        values[name] = to_datetime(values.get(name))
+    values["state"] = JobState(values["state"])
+    return Job(**values)
+
+
 def state_key(job_id: str, name: str) -> str:
     return f"state:{job_id}:{name}"
 
@@ -81,6 +101,8 @@ async def serve_call(ctx: JobContext, method: str, params: dict[str, Any]) -> An
             fields if isinstance(fields, dict) else {},
         )
         return None
+    if method == "job":
+        return job_to_wire(await ctx.job())
     if method == "enqueue":
         handle = await ctx.enqueue(
             str(params["task"]), params.get("data"), **(params.get("options") or {})

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from workhorse import events
 from workhorse.backends import Backend, RenewResult
-from workhorse.client import client_of
+from workhorse.client import client_of, worker_control_key
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
+from workhorse.observability import logs, observers, tracing
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
@@ -91,6 +92,7 @@ class Worker:
         heartbeat_interval: float | None = None,
         burst: bool = False,
         scheduler: bool = True,
+        paused: bool = False,
     ) -> None:
         self.client = client = client_of(client)
         s = client.settings
@@ -103,6 +105,10 @@ class Worker:
         self.burst = burst  # stop when the queues are empty
         self.scheduler = scheduler and not burst  # fire cron ticks (every worker may)
         self._check_queues()
+        # Cleared while paused (``paused=True``, ``workhorse pause --worker ID``): no claims.
+        self._resumed = asyncio.Event()
+        if not paused:
+            self._resumed.set()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
         self._running: dict[str, Running] = {}
@@ -114,6 +120,8 @@ class Worker:
         self._threads = DaemonThreads()
         self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
+        self._observers = observers.Observers(client)  # replaced by the client's own at run()
+        self._tracing: tracing.Tracing | None = None
         self._signals = 0
         self._stop_at: float | None = None
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
@@ -158,6 +166,23 @@ class Worker:
     def active(self) -> int:
         return len(self._running)
 
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    def pause(self) -> None:
+        """Claim nothing more until ``resume()``; running jobs go on."""
+        if not self._stopping.is_set() and self._resumed.is_set():
+            self._resumed.clear()
+            log.info("worker %s paused", self.id)
+            self._busy_changed.set()  # the heartbeat says so soon
+
+    def resume(self) -> None:
+        if not self._resumed.is_set():
+            self._resumed.set()
+            log.info("worker %s resumed", self.id)
+            self._busy_changed.set()
+
     def stop(self) -> None:
         """Stop claiming and let running jobs finish within the grace period. A second
         call ends the grace period: what still runs goes back to its queue at once."""
@@ -166,6 +191,7 @@ class Worker:
         elif self._stop_at is None:
             self._stop_at = time.monotonic()
         self._stopping.set()
+        self._resumed.set()  # a paused consumer wakes, sees the stop and ends
         for waiter in self._waits:
             waiter.cancel()
         for slots in self._slots.values():
@@ -214,6 +240,8 @@ class Worker:
         self._runner.start()
         backend = self.client.backend
         self._finisher = Finisher(backend)
+        self._observers = await observers.acquire(self.client)
+        self._tracing = tracing.of(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         url = renewal_url(self.client)
         if url is not None:
@@ -224,6 +252,7 @@ class Worker:
             asyncio.create_task(self._renew_loop(), name="workhorse-renew"),
             asyncio.create_task(self._maintenance_loop(), name="workhorse-maintenance"),
             asyncio.create_task(self._heartbeat_loop(), name="workhorse-heartbeat"),
+            asyncio.create_task(self._control_loop(), name="workhorse-control"),
         ]
         if self.scheduler:
             ticker = Ticker(self.client, self.id)
@@ -259,6 +288,7 @@ class Worker:
             if self._pulse_timer is not None:
                 self._pulse_timer.cancel()
             self._remove_signal_handlers()
+            await observers.release(self.client)
             try:
                 # Bounded: with the store down, the record expires on its own (its ttl).
                 async with asyncio.timeout(self._exit_left()):
@@ -329,6 +359,9 @@ class Worker:
         backend = self.client.backend
         slots = self._slots[queue]
         while not self._stopping.is_set():
+            if not self._resumed.is_set():
+                await self._resumed.wait()
+                continue
             free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
             if free <= 0:
                 slots.freed.clear()
@@ -336,6 +369,7 @@ class Worker:
                 continue
             if self._stopping.is_set():
                 break
+            claimed_at = time.time_ns()  # the start of the claim span, when tracing
             try:
                 leases = await backend.claim([queue], self.id, free, self.lease)
             except Exception:
@@ -381,7 +415,7 @@ class Worker:
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
-                running.task = asyncio.create_task(self._attempt(running, slots))
+                running.task = asyncio.create_task(self._attempt(running, slots, claimed_at))
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if shortest < self._renew_period:
@@ -400,12 +434,19 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(self, running: Running, slots: _Slots) -> None:
+    async def _attempt(self, running: Running, slots: _Slots, claimed_at: int) -> None:
         lease = running.lease
         bus = self.client.bus
+        logs.enter(lease)
+        trace: tracing.Attempt | None = None
+        written: asyncio.Future[bool] | None = None
+        landed: Outcome | None = None  # the outcome the store took
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
+            self._observers.started(lease)
+            if self._tracing is not None:
+                trace = await self._trace(lease, claimed_at)
             try:
                 outcome = await self._runner.run(lease, running.ctx)
             except asyncio.CancelledError:
@@ -417,18 +458,25 @@ class Worker:
                 log.exception("job %s: the worker failed to run it", lease.job_id)
                 outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
             assert self._finisher is not None
+            if trace is not None:
+                trace.ran(outcome)
             written = self._finisher.submit(lease, outcome)
             running.finishing = True
             slots.used -= 1
             slots.finishing += 1
             slots.freed.set()
-            await self._finish(lease, outcome, written)
+            if await self._finish(lease, outcome, written):
+                landed = outcome
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
         except Exception:  # the store failing is retried in the finisher; anything else:
             log.exception("job %s: its outcome could not be written", lease.job_id)
         finally:
+            if trace is not None:
+                settled = written is not None and written.done() and not written.cancelled()
+                trace.close(bool(written.result()) if settled and written is not None else None)
+            self._observers.finished(lease, landed)
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -443,7 +491,17 @@ class Worker:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
 
-    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
+    async def _trace(self, lease: Lease, claimed_at: int) -> tracing.Attempt | None:
+        """The attempt's spans; a failure to read its trace context never fails the job."""
+        assert self._tracing is not None
+        try:
+            return await self._tracing.attempt(self.client, lease, claimed_at)
+        except Exception:
+            log.exception("job %s: could not start its trace spans", lease.job_id)
+            return None
+
+    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> bool:
+        """Wait for the outcome's write; True if the store took it."""
         ok = await written
         if not ok:
             log.warning(
@@ -451,10 +509,11 @@ class Worker:
                 lease.job_id,
                 outcome.kind,
             )
-            return
+            return False
         kind = events.outcome_type(outcome)
         if self.client.bus.wants(kind):
             self.client.bus.emit(events.finished(kind, lease, outcome))
+        return True
 
     # -- side tasks --------------------------------------------------------------------
     def live_jobs(self) -> list[Running]:
@@ -578,14 +637,32 @@ class Worker:
         if n:
             log.info("retention removed %d finished job(s)", n)
 
+    async def _control_loop(self) -> None:
+        """Follow ``pause_worker`` / ``resume_worker`` (a key in the store): every half
+        second while paused, every heartbeat interval while running."""
+        key = worker_control_key(self.id)
+        while True:
+            await asyncio.sleep(0.5 if self.paused else self.heartbeat_interval)
+            try:
+                asked = await self.client.backend.kv_get(key)
+            except Exception:
+                log.exception("reading this worker's pause/resume flag failed")
+                continue
+            if asked == "pause":
+                self.pause()
+            elif asked == "resume":
+                self.resume()
+
     async def _heartbeat_loop(self) -> None:
         backend = self.client.backend
         info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), dict(self.queues), self._started_at
         )
+        info.tasks = sorted(self.client.registry.tasks)
         while True:
             info.active = len(self._running)
             info.processed = self.processed
+            info.paused = self.paused
             try:
                 await backend.beat(info, self.heartbeat_interval * 3)
             except Exception:

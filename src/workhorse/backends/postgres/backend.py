@@ -657,6 +657,7 @@ class PostgresBackend(Backend):
         body = {
             "id": info.id, "host": info.host, "pid": info.pid, "queues": info.queues,
             "started_at": info.started_at, "active": info.active, "processed": info.processed,
+            "tasks": info.tasks, "paused": info.paused,
         }  # fmt: skip
         rows = await self._rows(self._q.beat, (info.id, _dumps(body), float(ttl)))
         info.last_seen = float(rows[0][0])
@@ -675,6 +676,8 @@ class PostgresBackend(Backend):
                     int(body.get("active", 0)),
                     int(body.get("processed", 0)),
                     float(last_seen),
+                    list(body.get("tasks", ())),
+                    bool(body.get("paused", False)),
                 )
             )
         return out

@@ -463,6 +463,8 @@ class RedisBackend(RedisWaiting):
                 "started_at": info.started_at,
                 "active": info.active,
                 "processed": info.processed,
+                "tasks": info.tasks,
+                "paused": info.paused,
                 "ttl": ttl,
             }
         )
@@ -484,6 +486,8 @@ class RedisBackend(RedisWaiting):
                     rec["active"],
                     rec["processed"],
                     float(reply[i + 1]) - float(rec["ttl"]),
+                    list(rec.get("tasks", ())),
+                    bool(rec.get("paused", False)),
                 )
             )
         return out

@@ -134,6 +134,8 @@ def beat(conn: sqlite3.Connection, clock: Clock, info: WorkerInfo, ttl: float) -
                     "active": info.active,
                     "processed": info.processed,
                     "last_seen": info.last_seen,
+                    "tasks": info.tasks,
+                    "paused": info.paused,
                 }
             ),
             now + ttl,

@@ -1,0 +1,45 @@
+"""``python -m bench.observers``: the worker's per-job cost of counting for metrics (the
+tally that the Prometheus exporter and the store's job counters read), in microseconds,
+without a store: the part of ``python -m bench.ab`` that the noise of a shared machine
+cannot hide."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from workhorse import Workhorse
+from workhorse.job import Lease, Outcome
+from workhorse.observability.observers import Observers
+
+
+def per_job_us(n: int) -> float:
+    app = Workhorse(url="memory://")
+    watch = Observers(app.client)
+    leases = [
+        Lease(f"{i:032x}", "token", "noop", "default", b"null", 1, 1, None, 30.0, time.time())
+        for i in range(n)
+    ]
+    done = Outcome("completed")
+    started = time.perf_counter()
+    for lease in leases:
+        watch.started(lease)
+        watch.finished(lease, done)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--jobs", type=int, default=100_000)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args()
+    figures = [per_job_us(args.jobs) for _ in range(args.rounds)]
+    print(
+        f"metrics tally: {statistics.median(figures):.2f} us per job "
+        f"(median of {args.rounds} rounds of {args.jobs:,} jobs; min {min(figures):.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Tasks with known outcomes, for the operations tests' real worker processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workhorse import JobContext, Workhorse
+
+
+def make(**settings: Any) -> Workhorse:
+    app = Workhorse(**settings)
+
+    @app.task
+    async def ok(data: dict[str, int]) -> int:
+        return data["n"]
+
+    @app.task
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.task(retries=1, backoff=0)
+    async def flaky(ctx: JobContext) -> str:
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return "second time lucky"
+
+    return app
+
+
+app = make()
+
+
+def make_logging(**settings: Any) -> Workhorse:
+    """A task that logs through the standard logging module, as users' code does."""
+    import logging
+
+    app = make(**settings)
+
+    @app.task
+    async def chatty(data: dict[str, str]) -> None:
+        logging.getLogger("myproject").warning("charging %s", data["who"], extra={"cents": 5})
+
+    return app
+
+
+logging_app = make_logging()
+
+
+def make_catalog(**settings: Any) -> Workhorse:
+    """Tasks with a schedule, a singleton, limits and a runtime, for the catalog."""
+    app = Workhorse(**settings)
+
+    @app.task(cron="0 9 * * 1", queue="priority", singleton=True, timeout=30)
+    async def weekly_report() -> None:
+        """Mail the weekly report.
+
+        More words that the catalog leaves out."""
+
+    app.add_task(resize, runtime="process", rate="10/60s", concurrency=2, retries=3)
+    return app
+
+
+def resize(data: dict[str, str]) -> None:
+    """Resize an image (a process runtime task must be defined at module level)."""
+
+
+catalog_app = make_catalog()

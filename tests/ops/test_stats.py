@@ -1,0 +1,60 @@
+"""The job counters in the store: totals and per-minute buckets named by the store's
+clock, added up across workers (two writers on one store)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from workhorse import Workhorse
+from workhorse.backends.memory import MemoryBackend
+from workhorse.observability import stats
+from workhorse.observability.tally import Tally
+from workhorse.testing import FakeClock
+
+
+def finish(tally: Tally, n: int, kind: str, task: str = "ok") -> None:
+    for i in range(n):
+        tally.started(f"{task}{kind}{i}", "default", task, 0.0)
+        tally.finished(f"{task}{kind}{i}", kind)
+
+
+async def test_minutes_and_totals_from_two_workers() -> None:
+    clock = FakeClock(start=1_800_000_000.0)  # a minute boundary (divisible by 60)
+    app = Workhorse(backend=MemoryBackend(clock=clock))
+    await app.open()
+    try:
+        one, two = Tally(), Tally()
+        w1, w2 = stats.StatsWriter(app.client, one), stats.StatsWriter(app.client, two)
+        finish(one, 3, "completed")
+        finish(two, 2, "completed")
+        finish(two, 1, "failed")
+        await w1.flush()
+        await w2.flush()
+        clock.advance(60)
+        finish(one, 4, "completed")
+        finish(one, 1, "retry")  # a retry is neither completed nor failed
+        await w1.flush()
+        await w1.flush()  # nothing new: nothing added twice
+
+        minutes = await stats.per_minute(app.client, "completed", "default", "ok", minutes=3)
+        start = int(clock()) // 60 * 60
+        assert minutes == [(start - 120, 0), (start - 60, 5), (start, 4)]
+        failed = await stats.per_minute(app.client, "failed", "default", "ok", minutes=2)
+        assert failed == [(start - 60, 1), (start, 0)]
+        assert await stats.totals(app.client) == [stats.Total("default", "ok", 9, 1)]
+    finally:
+        await app.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "minutes", "words"), [("done", 5, "unknown kind 'done'"), ("failed", 500, "1..120")]
+)
+async def test_bad_reads_name_the_problem(kind: str, minutes: int, words: str) -> None:
+    app = Workhorse(url="memory://")
+    try:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            await stats.per_minute(app.client, kind, "default", "ok", minutes=minutes)
+    finally:
+        await app.close()
