@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ import orjson
 from workhorse import events
 from workhorse.client import Client, HasClient, client_of
 from workhorse.codec import encode_payload
-from workhorse.job import Lease
+from workhorse.job import Job, Lease
 from workhorse.task import TaskContext
 
 if TYPE_CHECKING:
@@ -62,8 +63,19 @@ class JobContext(TaskContext):
     def task(self) -> str:
         return self.lease.task
 
-    def log(self, message: str, level: str = "info", **fields: Any) -> None:
-        self.log_line(message, level, fields)
+    @property
+    def log(self) -> JobLog:
+        """``ctx.log("text", **fields)``, or by level: ``ctx.log.warning(...)``,
+        ``ctx.log.error("failed", exc=e)`` (the traceback is kept with the line)."""
+        return JobLog(self)
+
+    async def job(self) -> Job:
+        """The job's record as the store holds it now (data, attempts, progress, logs
+        written so far)."""
+        job = await self.client.get_job(self.job_id)
+        if job is None:  # purged or cancelled and removed while the handler still runs
+            raise LookupError(f"job {self.job_id} is no longer in the store")
+        return job
 
     def log_line(self, message: str, level: str, fields: Mapping[str, Any]) -> None:
         """``log`` with the fields as a mapping: any field name is fine, even ``message``
@@ -134,6 +146,38 @@ class JobContext(TaskContext):
             )
             self._dropped = 0
         return logs
+
+
+class JobLog:
+    """A job's log: callable as ``ctx.log(message, level, **fields)``, with one method
+    per level."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+
+    def __call__(self, message: str, level: str = "info", **fields: Any) -> None:
+        self._ctx.log_line(message, level, fields)
+
+    def debug(self, message: str, **fields: Any) -> None:
+        self._ctx.log_line(message, "debug", fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self._ctx.log_line(message, "info", fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self._ctx.log_line(message, "warning", fields)
+
+    def error(self, message: str, exc: BaseException | None = None, **fields: Any) -> None:
+        """An error line; with ``exc``, its type, message and traceback go with it."""
+        if exc is not None:
+            fields["error"] = {
+                "type": type(exc).__name__,
+                "message": str(exc),
+                "traceback": "".join(traceback.format_exception(exc)),
+            }
+        self._ctx.log_line(message, "error", fields)
 
 
 def _size(line: dict[str, Any]) -> int:

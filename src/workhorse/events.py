@@ -87,6 +87,13 @@ def queued(job_id: str, task: str, queue: str) -> Event:
     return Event("job.queued", job_id, task, queue, {}, time.time())
 
 
+def cron_fired(schedule: str, job_id: str, task: str, queue: str, tick: float) -> Event:
+    """A schedule's tick this process fired (claimed and enqueued)."""
+    return Event(
+        "cron.fired", job_id, task, queue, {"schedule": schedule, "tick": tick}, time.time()
+    )
+
+
 def stalled(job_id: str) -> Event:
     """A job whose lease expired, reclaimed by this process's worker."""
     return Event("job.stalled", job_id, at=time.time())

@@ -101,6 +101,19 @@ class Settings(BaseModel):
     unknown_task_window: float = Field(
         600.0, ge=0, description="Seconds after which such a job fails instead"
     )
+    stats: bool = Field(
+        True,
+        description="Whether workers count jobs completed and failed per task and queue in "
+        "the store (per minute and in total; one write per key a second), for /metrics "
+        "and charts",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port a worker serves its own Prometheus figures on (/metrics); none: "
+        "not served. Needs pip install 'workhorse[metrics]'",
+    )
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio",
         description="Event loop of `workhorse worker`: asyncio, or uvloop "

@@ -120,13 +120,33 @@ def migrate(app_spec: str | None, url: str | None) -> None:
         err().print("schema already up to date")
 
 
+# Exit codes of `check` (docs/operations.md): 1 the store is unusable, 4 degraded (--strict).
+EXIT_DEGRADED = 4
+
+
 @click.command()
 @app_option
 @url_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
-    """Is the configured store reachable? Its clock, schema, and what it lacks; and does
-    every task name a known queue (as a worker checks at start)?"""
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0),
+    help="Seconds a due job may wait before the check calls the system degraded.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 4 when degraded (waiting jobs with no live worker, or older than --max-age).",
+)
+def check(
+    app_spec: str | None, url: str | None, as_json: bool, max_age: float | None, strict: bool
+) -> None:
+    """Is the configured store reachable? Its clock, schema, and what it lacks; does every
+    task name a known queue (as a worker checks at start); live workers per queue and the
+    oldest waiting job. Exits 0 when the store is usable, 1 when it is not, 4 when degraded
+    with --strict: fit for Kubernetes probes."""
+    from workhorse.observability.health import check as health_check
+
     app = make_app(app_spec, url)
     backend = app.backend
     report: dict[str, Any] = {"url": redact(backend.url), "backend": type(backend).__name__}
@@ -152,18 +172,29 @@ def check(app_spec: str | None, url: str | None, as_json: bool) -> None:
             report.update(await server_info())
         report["capabilities"] = fields_of(backend.capabilities)
         report["lacks"] = [f for f, ok in report["capabilities"].items() if not ok]
+        health = await health_check(app.client, max_age)
+        if health.error is not None:
+            raise click.ClickException(f"the store failed: {health.error}")
+        report["workers"] = health.workers
+        report["queued"] = health.queued
+        report["oldest_age_s"] = health.oldest_age
+        report["status"] = health.status
+        report["problems"] = health.problems
 
     try:
         drive(app, go)
     except click.ClickException as exc:
         report["error"] = exc.message
+        report["status"] = "down"
         if as_json:
             echo_json(report)
         raise
     if as_json:
         echo_json(report)
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in report.items():
-        table.add_row(key, str(value))
-    out().print(table)
+    else:
+        table = Table(show_header=False, box=None)
+        for key, value in report.items():
+            table.add_row(key, str(value))
+        out().print(table)
+    if strict and report.get("status") == "degraded":
+        sys.exit(EXIT_DEGRADED)

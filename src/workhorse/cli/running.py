@@ -41,6 +41,11 @@ EXIT_TIMEOUT = 3
     help="Seconds running jobs get after SIGTERM [env WORKHORSE_SHUTDOWN_GRACE].",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's Prometheus figures on this port [env WORKHORSE_METRICS_PORT].",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -53,6 +58,7 @@ def worker(
     concurrency: int | None,
     burst: bool,
     shutdown_grace: float | None,
+    metrics_port: int | None,
     log_level: str,
 ) -> None:
     """Run a worker for APP until SIGTERM/SIGINT (a second signal interrupts running jobs)."""
@@ -60,7 +66,13 @@ def worker(
 
     from workhorse.worker.worker import parse_queues
 
-    app = make_app(app_spec, url, concurrency=concurrency, shutdown_grace=shutdown_grace)
+    app = make_app(
+        app_spec,
+        url,
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        metrics_port=metrics_port,
+    )
     try:
         consume = parse_queues(queues or app.settings.queues, app.settings.concurrency)
     except (ValueError, WorkhorseError) as exc:

@@ -19,7 +19,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from workhorse import codec, schedules
+from workhorse import codec, events, schedules
 from workhorse.client import client_of
 from workhorse.job import NewJob
 from workhorse.schedules import Schedule, last_key
@@ -210,6 +210,10 @@ class Ticker:
             raise
         await backend.kv_set(key, f"{FIRED}{job_id}", ttl)
         self._settle(schedule, key)
+        if self.client.bus.wants("cron.fired"):
+            self.client.bus.emit(
+                events.cron_fired(schedule.name, job_id, task.name, new.queue, tick.timestamp())
+            )
         await backend.kv_set(
             last_key(schedule.name),
             codec.dumps({"tick": tick.timestamp(), "job_id": job_id}).decode(),

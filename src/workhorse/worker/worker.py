@@ -20,6 +20,7 @@ from workhorse.client import client_of
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
+from workhorse.observability import observers
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
@@ -114,6 +115,7 @@ class Worker:
         self._threads = DaemonThreads()
         self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
+        self._observers = observers.Observers(client)  # replaced by the client's own at run()
         self._signals = 0
         self._stop_at: float | None = None
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
@@ -214,6 +216,7 @@ class Worker:
         self._runner.start()
         backend = self.client.backend
         self._finisher = Finisher(backend)
+        self._observers = await observers.acquire(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         url = renewal_url(self.client)
         if url is not None:
@@ -259,6 +262,7 @@ class Worker:
             if self._pulse_timer is not None:
                 self._pulse_timer.cancel()
             self._remove_signal_handlers()
+            await observers.release(self.client)
             try:
                 # Bounded: with the store down, the record expires on its own (its ttl).
                 async with asyncio.timeout(self._exit_left()):
@@ -406,6 +410,7 @@ class Worker:
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
+            self._observers.started(lease)
             try:
                 outcome = await self._runner.run(lease, running.ctx)
             except asyncio.CancelledError:
@@ -429,6 +434,7 @@ class Worker:
         except Exception:  # the store failing is retried in the finisher; anything else:
             log.exception("job %s: its outcome could not be written", lease.job_id)
         finally:
+            self._observers.finished(lease, None)  # a no-op once _finish counted it
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -445,6 +451,7 @@ class Worker:
 
     async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> None:
         ok = await written
+        self._observers.finished(lease, outcome if ok else None)
         if not ok:
             log.warning(
                 "job %s: outcome %r dropped, this worker no longer holds its lease",

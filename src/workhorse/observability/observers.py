@@ -1,0 +1,90 @@
+"""What a worker keeps beside its loops to be watched: a tally of its jobs (always: a
+microsecond per job), the store's job counters (setting ``stats``) and, with a metrics
+port, the Prometheus exporter."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from workhorse.job import Event, Lease, Outcome
+from workhorse.observability.stats import StatsWriter
+from workhorse.observability.tally import Tally
+
+if TYPE_CHECKING:
+    from workhorse.client import Client
+    from workhorse.observability.process import Exporter
+
+# One set per client: workers sharing a client share its figures, and must not count twice.
+_shared: dict[int, tuple[Observers, int]] = {}
+
+
+async def acquire(client: Client) -> Observers:
+    found = _shared.get(id(client))
+    if found is not None:
+        _shared[id(client)] = (found[0], found[1] + 1)
+        return found[0]
+    observers = Observers(client)
+    _shared[id(client)] = (observers, 1)
+    await observers.start()
+    return observers
+
+
+async def release(client: Client) -> None:
+    found = _shared.pop(id(client), None)
+    if found is None:
+        return
+    observers, users = found
+    if users > 1:
+        _shared[id(client)] = (observers, users - 1)
+    else:
+        await observers.stop()
+
+
+class Observers:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.tally = Tally()
+        self.stats: StatsWriter | None = None
+        self.exporter: Exporter | None = None
+
+    async def start(self) -> None:
+        settings = self.client.settings
+        self.client.bus.on("job.stalled", self._stalled)
+        self.client.bus.on("cron.fired", self._cron)
+        if settings.stats:
+            self.stats = StatsWriter(self.client, self.tally)
+            self.stats.start()
+        if settings.metrics_port is not None:
+            from workhorse.observability.process import Exporter
+
+            self.exporter = Exporter(self.tally)
+            await self.exporter.serve(settings.metrics_port)
+
+    def started(self, lease: Lease) -> None:
+        self.tally.started(lease.job_id, lease.queue, lease.task, lease.created_at)
+
+    def finished(self, lease: Lease, outcome: Outcome | None) -> None:
+        """``outcome`` the store took; None: it was refused (the lease was lost)."""
+        kind: str | None = None
+        # A refunded retry without an error only puts the job back (a shutdown).
+        if outcome is not None and not (outcome.refund and outcome.error is None):
+            kind = outcome.kind
+        self.tally.finished(lease.job_id, kind)
+
+    async def _stalled(self, event: Event) -> None:
+        # The reclaim names only the job: its record gives the labels (stalls are rare).
+        job = None if event.job_id is None else await self.client.get_job(event.job_id)
+        self.tally.stalled(*((job.queue, job.task) if job is not None else ("", "")))
+
+    def _cron(self, event: Event) -> None:
+        self.tally.cron_fired(str(event.data.get("schedule", "")), event.task or "")
+
+    async def stop(self) -> None:
+        self.client.bus.off("job.stalled", self._stalled)
+        self.client.bus.off("cron.fired", self._cron)
+        if self.exporter is not None:
+            await self.exporter.close()
+        if self.stats is not None:
+            with contextlib.suppress(Exception):
+                await self.stats.stop()

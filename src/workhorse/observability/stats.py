@@ -1,0 +1,170 @@
+"""Jobs completed and failed per task and queue, counted in the store so that one read sees
+the whole fleet: a running total (for Prometheus) and per-minute buckets (for charts of
+the last hour).
+
+Keys (counters, see ``Backend.counter_add``), where ``ID`` names one (queue, task) pair:
+
+    stats:total:KIND:ID          never expires; KIND is completed or failed
+    stats:min:MINUTE:KIND:ID     MINUTE = the store's epoch seconds // 60; kept two hours
+    stats:pair:ID                (a kv key) ``["queue", "task"]``: lists the pairs
+
+A pair's id is a short hash, so a read of "the last hour per minute" is 60 keys known in
+advance, with no scan of counters (which the contract does not offer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+if TYPE_CHECKING:
+    from workhorse.client import Client
+    from workhorse.observability.tally import Tally
+
+log = logging.getLogger("workhorse.stats")
+
+KINDS = ("completed", "failed")
+MINUTE_TTL = 2 * 3600.0  # a bucket outlives the hour a chart shows
+PAIR_TTL = 7 * 86_400.0  # a pair no worker counted for a week drops out of /metrics
+FLUSH_INTERVAL = 1.0
+
+
+def pair_id(queue: str, task: str) -> str:
+    return hashlib.blake2b(f"{queue}\0{task}".encode(), digest_size=8).hexdigest()
+
+
+def total_key(kind: str, queue: str, task: str) -> str:
+    return f"stats:total:{kind}:{pair_id(queue, task)}"
+
+
+def minute_key(minute: int, kind: str, queue: str, task: str) -> str:
+    return f"stats:min:{minute}:{kind}:{pair_id(queue, task)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    queue: str
+    task: str
+    completed: int
+    failed: int
+
+
+class StatsWriter:
+    """Adds this process's finished jobs (from its tally) to the store's counters once a
+    second: one write per key touched, not one per job."""
+
+    def __init__(self, client: Client, tally: Tally, interval: float = FLUSH_INTERVAL) -> None:
+        self.client = client
+        self.tally = tally
+        self.interval = interval
+        self._seen: dict[tuple[str, str, str], int] = {}  # (kind, queue, task): counted so far
+        self._listed: set[tuple[str, str]] = set()  # pairs whose kv entry is written
+        self._listed_at = time.monotonic()
+        self._writes: deque[tuple[str, str | None, int]] = deque()  # not yet in the store
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="workhorse-stats")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):  # the store may be gone: counts are best effort
+            async with asyncio.timeout(2):
+                await self.flush()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("writing job counts to the store failed; will retry")
+
+    def _new_counts(self) -> list[tuple[str, str, str, int]]:
+        out = []
+        for (queue, task), pair in list(self.tally.pairs.items()):
+            for kind in KINDS:
+                now = pair.finished[kind]
+                before = self._seen.get((kind, queue, task), 0)
+                if now > before:
+                    self._seen[(kind, queue, task)] = now
+                    out.append((kind, queue, task, now - before))
+        return out
+
+    async def flush(self) -> None:
+        backend = self.client.backend
+        if time.monotonic() - self._listed_at > 86_400:
+            self._listed.clear()  # written again, so a long-lived worker keeps them listed
+            self._listed_at = time.monotonic()
+        counts = self._new_counts()
+        if counts:
+            minute = int(await backend.now()) // 60  # the store's clock, not this machine's
+            for kind, queue, task, n in counts:
+                if (queue, task) not in self._listed:
+                    self._listed.add((queue, task))
+                    pair = orjson.dumps([queue, task]).decode()
+                    self._writes.append((f"stats:pair:{pair_id(queue, task)}", pair, 0))
+                self._writes.append((total_key(kind, queue, task), None, n))
+                self._writes.append((minute_key(minute, kind, queue, task), None, n))
+        # One write at a time, dropped once done: a failure leaves only what is left to do.
+        while self._writes:
+            key, value, n = self._writes[0]
+            if value is not None:
+                await backend.kv_set(key, value, PAIR_TTL)
+            else:
+                ttl = MINUTE_TTL if key.startswith("stats:min:") else None
+                await backend.counter_add(key, n, ttl)
+            self._writes.popleft()
+
+
+async def pairs(client: Client) -> list[tuple[str, str]]:
+    """Every (queue, task) pair a worker counted in the last week."""
+    found = await client.backend.kv_scan("stats:pair:")
+    out = []
+    for raw in found.values():
+        with contextlib.suppress(ValueError, TypeError):
+            queue, task = orjson.loads(raw)
+            out.append((str(queue), str(task)))
+    return sorted(out)
+
+
+async def totals(client: Client) -> list[Total]:
+    """Jobs completed and failed per (queue, task) since the store's counters began."""
+    backend = client.backend
+    out = []
+    for queue, task in await pairs(client):
+        done = await backend.counter_add(total_key("completed", queue, task), 0)
+        failed = await backend.counter_add(total_key("failed", queue, task), 0)
+        out.append(Total(queue, task, done, failed))
+    return out
+
+
+async def per_minute(
+    client: Client, kind: str, queue: str, task: str, minutes: int = 60
+) -> list[tuple[int, int]]:
+    """``[(minute start, epoch seconds), count]`` for the last ``minutes`` minutes, oldest
+    first, the current (partial) minute last."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if not 1 <= minutes <= MINUTE_TTL // 60:
+        raise ValueError(f"minutes must be 1..{int(MINUTE_TTL // 60)}, got {minutes}")
+    backend = client.backend
+    now = int(await backend.now()) // 60
+    out = []
+    for m in range(now - minutes + 1, now + 1):
+        # Adding 0 reads the counter (the contract has no counter read).
+        n = await backend.counter_add(minute_key(m, kind, queue, task), 0, MINUTE_TTL)
+        out.append((m * 60, n))
+    return out

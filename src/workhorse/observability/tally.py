@@ -1,0 +1,106 @@
+"""The figures a worker process counts on its hot path: plain dicts and lists, a
+microsecond per job. The store's counters (stats.py) and the Prometheus exporter
+(process.py) read them off the hot path."""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Any
+
+# Seconds: from a no-op's milliseconds to a batch job's quarter hour.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+OUTCOMES = {
+    "completed": "completed",
+    "failed": "failed",
+    "retry": "retried",
+    "cancelled": "cancelled",
+}
+
+
+@dataclass(slots=True)
+class Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # +Inf last
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.total += value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"counts": self.counts, "sum": self.total}
+
+
+@dataclass(slots=True)
+class Pair:
+    """One (queue, task)'s figures."""
+
+    started: int = 0
+    finished: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES.values(), 0))
+    stalled: int = 0
+    run: Histogram = field(default_factory=Histogram)
+    wait: Histogram = field(default_factory=Histogram)
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.pairs: dict[tuple[str, str], Pair] = {}
+        self.leases: dict[str, int] = {}  # held now, per queue
+        self.recoveries = 0
+        self.cron: dict[tuple[str, str], int] = {}  # (schedule, task): ticks fired
+        self._starts: dict[str, tuple[float, Pair, str]] = {}  # job id: (start, its pair, queue)
+
+    def pair(self, queue: str, task: str) -> Pair:
+        p = self.pairs.get((queue, task))
+        if p is None:
+            p = self.pairs[(queue, task)] = Pair()
+        return p
+
+    def started(self, job_id: str, queue: str, task: str, queued_at: float) -> None:
+        p = self.pairs.get((queue, task)) or self.pair(queue, task)
+        p.started += 1
+        now = time.time()
+        p.wait.observe(now - queued_at if now > queued_at else 0.0)
+        leases = self.leases
+        leases[queue] = leases.get(queue, 0) + 1
+        self._starts[job_id] = (now, p, queue)
+
+    def finished(self, job_id: str, kind: str | None) -> None:
+        """``kind``: the outcome's (completed, failed, retry, cancelled); None when the job
+        left without one counted (put back at shutdown, or its lease was lost)."""
+        began = self._starts.pop(job_id, None)
+        if began is None:
+            return
+        at, p, queue = began
+        self.leases[queue] -= 1
+        if kind is not None:
+            p.finished[OUTCOMES[kind]] += 1
+            p.run.observe(time.time() - at)
+
+    def stalled(self, queue: str, task: str) -> None:
+        self.recoveries += 1
+        self.pair(queue, task).stalled += 1
+
+    def cron_fired(self, schedule: str, task: str) -> None:
+        self.cron[(schedule, task)] = self.cron.get((schedule, task), 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        """A snapshot another process can add up (multi-process export)."""
+        return {
+            "pairs": [
+                {
+                    "queue": q,
+                    "task": t,
+                    "started": p.started,
+                    "finished": p.finished,
+                    "stalled": p.stalled,
+                    "run": p.run.to_json(),
+                    "wait": p.wait.to_json(),
+                }
+                for (q, t), p in self.pairs.items()
+            ],
+            "leases": self.leases,
+            "recoveries": self.recoveries,
+            "cron": [{"schedule": s, "task": t, "n": n} for (s, t), n in self.cron.items()],
+        }

@@ -1,0 +1,140 @@
+"""Prometheus figures after a known sequence of jobs: a real worker process's own (scraped
+over HTTP from its --metrics-port), and the store-wide ones of the /metrics router."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from workhorse import Workhorse
+from workhorse.observability import stats
+from workhorse.observability.routes import router
+
+from .ops_app import make
+from .procs import free_port, workhorse
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(
+    got: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return got.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def _sequence(url: str) -> Workhorse:
+    """3 completed, 2 failed, 1 retried then completed, all finished."""
+    producer = make(url=url)
+    await producer.open()
+    handles = [await producer.enqueue("ok", {"n": n}) for n in range(3)]
+    handles += [await producer.enqueue("boom") for _ in range(2)]
+    handles.append(await producer.enqueue("flaky"))
+    for h in handles:
+        await producer.wait(h.id, 20)
+    return producer
+
+
+@pytest.mark.slow
+async def test_worker_process_metrics_scraped_over_http(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    port = free_port()
+    with workhorse(
+        "worker", "ops_app:app", "--url", url, "--metrics-port", str(port), log=tmp_path / "w.log"
+    ):
+        prod = await _sequence(url)
+        try:
+            async with httpx.AsyncClient() as http:
+                scrape = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)).text
+        finally:
+            await prod.close()
+    got = samples(scrape)
+    assert value(got, "workhorse_jobs_started_total", queue="default", task="ok") == 3
+    assert value(got, "workhorse_jobs_started_total", queue="default", task="boom") == 2
+    assert value(got, "workhorse_jobs_started_total", queue="default", task="flaky") == 2
+    finished = "workhorse_jobs_finished_total"
+    assert value(got, finished, queue="default", task="ok", outcome="completed") == 3
+    assert value(got, finished, queue="default", task="boom", outcome="failed") == 2
+    assert value(got, finished, queue="default", task="flaky", outcome="retried") == 1
+    assert value(got, finished, queue="default", task="flaky", outcome="completed") == 1
+    assert value(got, "workhorse_job_run_seconds_count", queue="default", task="ok") == 3
+    assert value(got, "workhorse_job_wait_seconds_count", queue="default", task="flaky") == 2
+    assert value(got, "workhorse_leases_held", queue="default") == 0
+    assert value(got, "workhorse_jobs_stalled_total", queue="", task="") == 0
+
+
+@pytest.mark.slow
+async def test_store_metrics_count_what_every_worker_finished(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with workhorse("worker", "ops_app:app", "--url", url, log=tmp_path / "w.log"):
+        prod = await _sequence(url)
+        try:
+            # The workers add their counts to the store once a second.
+            deadline = time.monotonic() + 10
+            while True:
+                totals = {(t.task, t.completed, t.failed) for t in await stats.totals(prod.client)}
+                if (
+                    totals == {("ok", 3, 0), ("boom", 0, 2), ("flaky", 1, 0)}
+                    or time.monotonic() > deadline
+                ):
+                    break
+                await asyncio.sleep(0.2)
+            await prod.enqueue("ok", {"n": 9}, delay=3600)  # one job waits: depth
+            api = FastAPI()
+            api.include_router(router(prod))
+            transport = httpx.ASGITransport(app=api)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                response = await http.get("/metrics")
+            minutes = await stats.per_minute(prod.client, "completed", "default", "ok", minutes=5)
+        finally:
+            await prod.close()
+    assert response.status_code == 200
+    got = samples(response.text)
+    jobs = "workhorse_store_jobs_total"
+    assert value(got, jobs, queue="default", task="ok", outcome="completed") == 3
+    assert value(got, jobs, queue="default", task="boom", outcome="failed") == 2
+    assert value(got, jobs, queue="default", task="flaky", outcome="completed") == 1
+    assert value(got, jobs, queue="default", task="flaky", outcome="failed") == 0
+    assert value(got, "workhorse_queue_depth", queue="default", state="scheduled") == 1
+    assert value(got, "workhorse_queue_depth", queue="default", state="completed") == 4
+    assert value(got, "workhorse_workers_alive", queue="default") == 1
+    assert len(minutes) == 5
+    assert sum(n for _, n in minutes) == 3  # the per-minute buckets hold the same jobs
+
+
+def test_one_port_serves_the_sum_of_every_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import orjson
+
+    from workhorse.observability.process import Exporter
+    from workhorse.observability.tally import Tally
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    mine, other, gone = Tally(), Tally(), Tally()
+    for tally, n in ((mine, 2), (other, 3), (gone, 4)):
+        for i in range(n):
+            tally.started(f"j{i}", "default", "ok", 0.0)
+            tally.finished(f"j{i}", "completed")
+        tally.started("held", "default", "ok", 0.0)  # one running job each
+    # Another live process (this one's parent) and a dead one (pid 2**22 + 1 is unused).
+    (tmp_path / f"workhorse-{os.getppid()}.json").write_bytes(orjson.dumps(other.to_json()))
+    (tmp_path / f"workhorse-{2**22 + 1}.json").write_bytes(orjson.dumps(gone.to_json()))
+    got = samples(Exporter(mine).text().decode())
+    finished = "workhorse_jobs_finished_total"
+    assert value(got, finished, queue="default", task="ok", outcome="completed") == 9
+    assert value(got, "workhorse_job_run_seconds_count", queue="default", task="ok") == 9
+    assert value(got, "workhorse_leases_held", queue="default") == 2  # the dead one's is gone
