@@ -1,0 +1,52 @@
+"""The overview's charts: jobs completed and failed per minute over the last hour, summed
+from the store's per-minute counters (never from job rows), cached briefly for all pages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from workhorse.client import Client
+from workhorse.observability import stats
+
+CACHE_SECONDS = 5.0
+
+
+class Charts:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._value: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def hour(self, queue: str | None = None) -> dict[str, Any]:
+        """``{"t": [minute starts], "completed": [...], "failed": [...], "failure_rate":
+        [percent or None]}``, oldest first; for one queue or every queue."""
+        if queue is not None:
+            return await self._read(queue)
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at > CACHE_SECONDS:
+                self._value = await self._read(None)
+                self._at = time.monotonic()
+            return self._value
+
+    async def _read(self, queue: str | None) -> dict[str, Any]:
+        minutes: list[int] = []
+        sums = {kind: [0] * 60 for kind in stats.KINDS}
+        for q, task in await stats.pairs(self.client):
+            if queue is not None and q != queue:
+                continue
+            for kind in stats.KINDS:
+                series = await stats.per_minute(self.client, kind, q, task, 60)
+                minutes = [m for m, _ in series]
+                for i, (_, n) in enumerate(series):
+                    sums[kind][i] += n
+        if not minutes:
+            now = int(await (await self.client.store()).now()) // 60 * 60
+            minutes = [now - 60 * (59 - i) for i in range(60)]
+        rate = [
+            None if d + f == 0 else round(100 * f / (d + f), 1)
+            for d, f in zip(sums["completed"], sums["failed"], strict=True)
+        ]
+        return {"t": minutes, **sums, "failure_rate": rate}

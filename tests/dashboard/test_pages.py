@@ -1,0 +1,110 @@
+"""Every page renders on SQLite, Redis and PostgreSQL from the store's own records, with
+secrets redacted; actions change the store; searches and bulk actions cover the filter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.dashboard.conftest import Board
+
+
+async def finish(board: Board, *ids: str) -> None:
+    for job_id in ids:
+        await board.app.client.wait(job_id, 10)
+
+
+async def test_every_page_renders_with_the_stores_jobs(board: Board) -> None:
+    await board.login()
+    ok = await board.app.enqueue("signup", {"user": "ada", "password": "hunter2"})
+    bad = await board.app.enqueue("boom", {})
+    await board.app.client.add_schedule("nightly", "signup", "0 3 * * *", {"user": "cron"})
+    await board.app.start_worker()
+    await finish(board, ok.id, bad.id)
+
+    overview = await board.http.get("/admin/")
+    assert overview.status_code == 200
+    assert 'href="/admin/queues/default"' in overview.text
+    assert "Last hour" in overview.text and "Workers" in overview.text
+
+    queue = await board.http.get("/admin/queues/default")
+    assert ok.id in queue.text and bad.id in queue.text
+    failed = await board.http.get("/admin/queues/default?state=failed")
+    assert bad.id in failed.text and ok.id not in failed.text
+
+    job = await board.http.get(f"/admin/jobs/{ok.id}")
+    assert job.status_code == 200
+    assert "ada" in job.text and "signing up" in job.text
+    assert "hunter2" not in job.text and "result-secret-xyz" not in job.text  # redacted
+    assert "***" in job.text
+
+    failure = await board.http.get(f"/admin/jobs/{bad.id}")
+    assert "the mail server said no" in failure.text
+    assert 'id="traceback"' in failure.text and "raise ValueError" in failure.text
+
+    schedules = await board.http.get("/admin/schedules")
+    assert "nightly" in schedules.text and "0 3 * * *" in schedules.text
+    workers = await board.http.get("/admin/workers")
+    assert board.app.client.settings.queues[0] in workers.text
+    assert "s ago" in workers.text  # a live worker with its last heartbeat
+
+    charts = (await board.http.get("/admin/charts.json")).json()
+    assert len(charts["t"]) == 60 and len(charts["completed"]) == 60
+
+
+async def test_retry_of_a_failed_job_and_the_bulk_retry_of_a_filter(board: Board) -> None:
+    await board.login()
+    bad = [await board.app.enqueue("boom", {"n": n}) for n in range(3)]
+    await board.app.start_worker()
+    await finish(board, *(h.id for h in bad))
+    csrf = await board.csrf(f"/admin/jobs/{bad[0].id}")
+    r = await board.http.post(f"/admin/jobs/{bad[0].id}/retry", data={"csrf": csrf})
+    assert r.status_code == 303
+    await asyncio.sleep(0)  # the job is queued again; the worker fails it once more
+    await finish(board, bad[0].id)
+    job = await board.app.client.get_job(bad[0].id)
+    assert job is not None and job.attempts == 1 and job.state == "failed"
+
+    r = await board.http.post("/admin/queues/default/retry-failed", data={"csrf": csrf})
+    assert r.status_code == 303 and "3%20failed" in r.headers["location"]
+
+
+async def test_search_finds_payload_text_and_an_exact_id(board: Board) -> None:
+    await board.login()
+    ada = await board.app.enqueue("signup", {"user": "ada-lovelace"})
+    bob = await board.app.enqueue("signup", {"user": "bob"})
+    r = await board.http.get("/admin/queues/default?q=lovelace")
+    assert ada.id in r.text and bob.id not in r.text
+    r = await board.http.get(f"/admin/queues/default?q={bob.id}")
+    assert bob.id in r.text and ada.id not in r.text
+
+
+async def test_pause_resume_cancel_and_purge(board: Board) -> None:
+    await board.login()
+    waiting = [await board.app.enqueue("signup", {"user": str(n)}) for n in range(3)]
+    csrf = await board.csrf("/admin/queues/default")
+    await board.http.post("/admin/queues/default/pause", data={"csrf": csrf})
+    assert await board.app.client.is_paused("default")
+    await board.http.post("/admin/queues/default/resume", data={"csrf": csrf})
+    assert not await board.app.client.is_paused("default")
+    r = await board.http.post("/admin/queues/default/cancel-queued", data={"csrf": csrf})
+    assert "3%20waiting" in r.headers["location"]
+    for h in waiting:
+        job = await board.app.client.get_job(h.id)
+        assert job is not None and job.state == "cancelled"
+    await board.http.post("/admin/queues/default/purge", data={"csrf": csrf})
+    assert await board.app.client.get_job(waiting[0].id) is None
+
+
+async def test_schedules_add_run_now_and_remove(board: Board) -> None:
+    await board.login()
+    csrf = await board.csrf("/admin/schedules")
+    r = await board.http.post(
+        "/admin/schedules",
+        data={"csrf": csrf, "name": "hourly", "task": "signup", "cron": "0 * * * *", "data": "{}"},
+    )
+    assert r.status_code == 303
+    assert [s.name for s in await board.app.client.schedules()] == ["hourly"]
+    r = await board.http.post("/admin/schedules/hourly/run", data={"csrf": csrf})
+    assert r.headers["location"].startswith("/admin/jobs/")
+    r = await board.http.post("/admin/schedules/hourly/remove", data={"csrf": csrf})
+    assert await board.app.client.schedules() == []
