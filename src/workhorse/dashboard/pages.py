@@ -135,11 +135,17 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
         return board.page("parts/jobs.html", request, session, **values)
 
     # -- job ------------------------------------------------------------------------------
-    async def job_values(job_id: str) -> dict[str, object]:
+    async def job_values(job_id: str, live: bool = False) -> dict[str, object]:
         job = await client.get_job(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}; it may have been purged")
-        events = await recent_events(client, job_id, await tail.advance())
+        # A live reload of an active job reads its record only; events once it finished.
+        finished = job.state in FINISHED_STATES
+        events = (
+            await recent_events(client, job_id, await tail.advance())
+            if finished or not live
+            else []
+        )
         return {
             "job": job,
             "data": board.redact(job.data),
@@ -149,7 +155,8 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
             "progress": job.progress,
             "events": events,
             "attempts": attempts_of(events),
-            "finished": job.state in FINISHED_STATES,
+            "finished": finished,
+            "live": live and not finished,
         }
 
     @r.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -158,7 +165,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
 
     @r.get("/parts/jobs/{job_id}", response_class=HTMLResponse)
     async def job_part(job_id: JobId, request: Request, session: Seen) -> HTMLResponse:
-        return board.page("parts/job.html", request, session, **await job_values(job_id))
+        return board.page("parts/job.html", request, session, **await job_values(job_id, live=True))
 
     # -- schedules and workers --------------------------------------------------------------
     @r.get("/schedules", response_class=HTMLResponse)
