@@ -34,6 +34,7 @@ def action_routes(board: Board) -> APIRouter:
         return value
 
     def back(path: str, done: str) -> RedirectResponse:
+        board.shared.clear()
         return RedirectResponse(f"{board.prefix}{path}?done={quote(done)}", status_code=303)
 
     # -- jobs ---------------------------------------------------------------------------

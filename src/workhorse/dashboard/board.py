@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from workhorse.client import Client
 from workhorse.dashboard.redact import Redactor
 from workhorse.dashboard.session import COOKIE, Session, Sessions
+from workhorse.dashboard.shared import Shared
 
 MAX_FORM = 16_384  # bytes: the dashboard's forms are a few short fields
 
@@ -51,6 +52,7 @@ class Board:
     sessions: Sessions
     redact: Redactor
     prefix: str
+    shared: Shared = field(default_factory=Shared)
     env: jinja2.Environment = field(init=False)
 
     def __post_init__(self) -> None:

@@ -32,16 +32,18 @@ class Charts:
             return self._value
 
     async def _read(self, queue: str | None) -> dict[str, Any]:
+        pairs = [(q, t) for q, t in await stats.pairs(self.client) if queue in (None, q)]
+        # Every series at once: Redis and PostgreSQL pipeline the counter reads.
+        reads = [(kind, q, t) for q, t in pairs for kind in stats.KINDS]
+        series = await asyncio.gather(
+            *(stats.per_minute(self.client, kind, q, t, 60) for kind, q, t in reads)
+        )
         minutes: list[int] = []
         sums = {kind: [0] * 60 for kind in stats.KINDS}
-        for q, task in await stats.pairs(self.client):
-            if queue is not None and q != queue:
-                continue
-            for kind in stats.KINDS:
-                series = await stats.per_minute(self.client, kind, q, task, 60)
-                minutes = [m for m, _ in series]
-                for i, (_, n) in enumerate(series):
-                    sums[kind][i] += n
+        for (kind, _, _), one in zip(reads, series, strict=True):
+            minutes = [m for m, _ in one]
+            for i, (_, n) in enumerate(one):
+                sums[kind][i] += n
         if not minutes:
             now = int(await (await self.client.store()).now()) // 60 * 60
             minutes = [now - 60 * (59 - i) for i in range(60)]

@@ -24,19 +24,28 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
     client = board.client
     Seen = Annotated[Session, Depends(board.session)]
 
+    shared = board.shared
+
+    async def counts() -> dict[str, dict[str, int]]:
+        return dict(await shared.get("counts", client.counts))
+
+    async def paused() -> set[str]:
+        return set(await shared.get("paused", client.paused))
+
     async def queue_rows() -> list[dict[str, object]]:
-        counts = await client.counts()
-        paused = await client.paused()
+        counts_now = await counts()
+        paused_now = await paused()
         empty = dict.fromkeys(STATES, 0)
         return [
-            {"name": q, "paused": q in paused, "counts": {**empty, **counts.get(q, {})}}
-            for q in sorted(set(counts) | paused)
+            {"name": q, "paused": q in paused_now, "counts": {**empty, **counts_now.get(q, {})}}
+            for q in sorted(set(counts_now) | paused_now)
         ]
 
     async def worker_rows() -> tuple[list[object], dict[str, list[object]], float]:
         workers = await client.workers()
         running: dict[str, list[object]] = {}
-        for job in await client.jobs(state=JobState.ACTIVE, limit=200):
+        busy = any(w.active for w in workers)  # else no read of jobs at all
+        for job in await client.jobs(state=JobState.ACTIVE, limit=200) if busy else []:
             running.setdefault(job.worker or "", []).append(job)
         now = await (await client.store()).now()
         return list(workers), running, now
@@ -90,11 +99,10 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
     ) -> dict[str, object]:
         st = JobState(state) if state else None
         found = await job_page(client, queue=name, state=st, task=task, text=q, cursor=cursor)
-        counts = (await client.counts([name])).get(name, {})
         return {
             "queue": name,
-            "paused": await client.is_paused(name),
-            "counts": {**dict.fromkeys(STATES, 0), **counts},
+            "paused": name in await paused(),
+            "counts": {**dict.fromkeys(STATES, 0), **(await counts()).get(name, {})},
             "states": STATES,
             "state": state or "",
             "task": task or "",
