@@ -108,3 +108,22 @@ async def test_schedules_add_run_now_and_remove(board: Board) -> None:
     assert r.headers["location"].startswith("/admin/jobs/")
     r = await board.http.post("/admin/schedules/hourly/remove", data={"csrf": csrf})
     assert await board.app.client.schedules() == []
+
+
+async def test_the_live_follower_finds_the_newest_event_without_walking_the_log(
+    board: Board,
+) -> None:
+    from workhorse.dashboard.live import Tail
+
+    tail = Tail(board.app.client, 0.05)
+    before = await board.app.client.events(0, 1000)
+    assert await tail.advance() == (before[-1].id if before else 0)
+    for n in range(5):
+        await board.app.enqueue("signup", {"user": str(n)})
+    newest = (await board.app.client.events(0, 1000))[-1].id
+    assert await Tail(board.app.client, 0.05).advance() == newest
+    await asyncio.sleep(0.06)
+    await board.app.enqueue("signup", {"user": "late"})
+    assert await tail.advance() > newest  # a follower moves on with the log
+    assert any(b'"job.queued"' in message for _, message in tail.recent)
+    assert all(b"late" not in message for _, message in tail.recent)  # no payload
