@@ -39,7 +39,7 @@ def _when(value: Any) -> str:
         return "-"
     if isinstance(value, int | float):
         value = datetime.fromtimestamp(value, UTC)
-    return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+    return str(value.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
 def _pretty(value: Any) -> str:
