@@ -127,3 +127,23 @@ async def test_the_live_follower_finds_the_newest_event_without_walking_the_log(
     assert await tail.advance() > newest  # a follower moves on with the log
     assert any(b'"job.queued"' in message for _, message in tail.recent)
     assert all(b"late" not in message for _, message in tail.recent)  # no payload
+
+
+async def test_charts_come_from_the_stores_per_minute_counters(board: Board) -> None:
+    ok = [await board.app.enqueue("signup", {"user": str(n)}) for n in range(3)]
+    bad = await board.app.enqueue("boom", {})
+    await board.login()
+    await board.app.start_worker()
+    await finish(board, bad.id, *(h.id for h in ok))
+    for _ in range(50):  # the worker adds its counts to the store once a second
+        charts = (await board.http.get("/admin/charts.json?queue=default")).json()
+        if sum(charts["completed"]) == 3 and sum(charts["failed"]) == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert (sum(charts["completed"]), sum(charts["failed"])) == (3, 1)
+    series = zip(charts["completed"], charts["failed"], charts["failure_rate"], strict=True)
+    for d, f, rate in series:
+        assert rate == (None if d + f == 0 else round(100 * f / (d + f), 1))
+    assert any(w is not None and w >= 0 for w in charts["wait_ms"])
+    other = (await board.http.get("/admin/charts.json?queue=priority")).json()
+    assert sum(other["completed"]) == 0

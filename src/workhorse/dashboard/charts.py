@@ -1,5 +1,6 @@
-"""The overview's charts: jobs completed and failed per minute over the last hour, summed
-from the store's per-minute counters (never from job rows), cached briefly for all pages."""
+"""The overview's charts: jobs completed and failed, the failure rate and the mean wait in
+the queue per minute over the last hour, summed from the store's per-minute counters (never
+from job rows), cached briefly for all pages."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class Charts:
 
     async def hour(self, queue: str | None = None) -> dict[str, Any]:
         """``{"t": [minute starts], "completed": [...], "failed": [...], "failure_rate":
-        [percent or None]}``, oldest first; for one queue or every queue."""
+        [percent or None], "wait_ms": [mean wait of the jobs started, or None]}``, oldest
+        first; for one queue or every queue."""
         if queue is not None:
             return await self._read(queue)
         async with self._lock:
@@ -34,12 +36,12 @@ class Charts:
     async def _read(self, queue: str | None) -> dict[str, Any]:
         pairs = [(q, t) for q, t in await stats.pairs(self.client) if queue in (None, q)]
         # Every series at once: Redis and PostgreSQL pipeline the counter reads.
-        reads = [(kind, q, t) for q, t in pairs for kind in stats.KINDS]
+        reads = [(kind, q, t) for q, t in pairs for kind in stats.MINUTE_KINDS]
         series = await asyncio.gather(
             *(stats.per_minute(self.client, kind, q, t, 60) for kind, q, t in reads)
         )
         minutes: list[int] = []
-        sums = {kind: [0] * 60 for kind in stats.KINDS}
+        sums = {kind: [0] * 60 for kind in stats.MINUTE_KINDS}
         for (kind, _, _), one in zip(reads, series, strict=True):
             minutes = [m for m, _ in one]
             for i, (_, n) in enumerate(one):
@@ -51,4 +53,14 @@ class Charts:
             None if d + f == 0 else round(100 * f / (d + f), 1)
             for d, f in zip(sums["completed"], sums["failed"], strict=True)
         ]
-        return {"t": minutes, **sums, "failure_rate": rate}
+        wait = [
+            None if n == 0 else round(ms / n, 1)
+            for ms, n in zip(sums["wait_ms"], sums["started"], strict=True)
+        ]
+        return {
+            "t": minutes,
+            "completed": sums["completed"],
+            "failed": sums["failed"],
+            "failure_rate": rate,
+            "wait_ms": wait,
+        }

@@ -26,21 +26,28 @@
   function draw(el, data) {
     if (!window.uPlot) { return; }
     var kind = el.dataset.chart;
-    var series = kind === "throughput"
-      ? [{}, { label: "completed", stroke: "#1a7f37", width: 2 },
-         { label: "failed", stroke: "#cf222e", width: 2 }]
-      : [{}, { label: "failure %", stroke: "#cf222e", width: 2 }];
-    var values = kind === "throughput"
-      ? [data.t, data.completed, data.failed] : [data.t, data.failure_rate];
+    var series = {
+      throughput: [{}, { label: "completed", stroke: "#1a7f37", width: 2 },
+                   { label: "failed", stroke: "#cf222e", width: 2 }],
+      failure_rate: [{}, { label: "failure %", stroke: "#cf222e", width: 2 }],
+      wait_ms: [{}, { label: "mean wait, ms", stroke: "#0550ae", width: 2 }]
+    }[kind];
+    var values = {
+      throughput: [data.t, data.completed, data.failed],
+      failure_rate: [data.t, data.failure_rate],
+      wait_ms: [data.t, data.wait_ms]
+    }[kind];
     el.textContent = "";
     var width = Math.max(el.clientWidth || 0, 300);
     new window.uPlot({ width: width, height: 180, series: series }, values, el);
     el.setAttribute("role", "img");
     var total = (data.completed || []).reduce(function (a, b) { return a + b; }, 0);
     var failed = (data.failed || []).reduce(function (a, b) { return a + b; }, 0);
-    el.setAttribute("aria-label", kind === "throughput"
-      ? total + " completed and " + failed + " failed in the last hour"
-      : "failure rate per minute over the last hour");
+    el.setAttribute("aria-label", {
+      throughput: total + " completed and " + failed + " failed in the last hour",
+      failure_rate: "failure rate per minute over the last hour",
+      wait_ms: "mean wait in the queue per minute over the last hour"
+    }[kind]);
   }
 
   function charts() {
