@@ -116,10 +116,12 @@ async def test_the_live_follower_finds_the_newest_event_without_walking_the_log(
     from workhorse.dashboard.live import Tail
 
     tail = Tail(board.app.client, 0.05)
+    await asyncio.sleep(0.01)
     before = await board.app.client.events(0, 1000)
     assert await tail.advance() == (before[-1].id if before else 0)
     for n in range(5):
         await board.app.enqueue("signup", {"user": str(n)})
+    await asyncio.sleep(0.01)  # Redis shows an event once its millisecond has passed
     newest = (await board.app.client.events(0, 1000))[-1].id
     assert await Tail(board.app.client, 0.05).advance() == newest
     await asyncio.sleep(0.06)
