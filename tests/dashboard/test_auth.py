@@ -144,3 +144,17 @@ async def test_static_files_are_served_and_nothing_else(mem: Board) -> None:
     assert (await mem.http.get("/admin/static/uPlot.iife.min.js")).status_code == 200
     assert (await mem.http.get("/admin/static/..%2F__init__.py")).status_code == 404
     assert (await mem.http.get("/admin/static/htmx.LICENSE")).status_code == 404
+
+
+async def test_a_post_from_another_site_is_refused_even_with_a_valid_session(mem: Board) -> None:
+    await mem.login()
+    csrf = await mem.csrf("/admin/queues/default")
+    evil = {"Origin": "https://evil.example"}
+    r = await mem.http.post("/admin/queues/default/pause", data={"csrf": csrf}, headers=evil)
+    assert r.status_code == 403 and "cross-site" in r.text
+    r = await mem.http.post("/admin/login", data={"token": WRITE_TOKEN}, headers=evil)
+    assert r.status_code == 403
+    assert not await mem.app.client.is_paused("default")
+    ours = {"Origin": "http://test"}
+    r = await mem.http.post("/admin/queues/default/pause", data={"csrf": csrf}, headers=ours)
+    assert r.status_code == 303 and await mem.app.client.is_paused("default")

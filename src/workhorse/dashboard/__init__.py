@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from workhorse.client import HasClient, client_of
 from workhorse.dashboard.actions import action_routes
-from workhorse.dashboard.board import Board, read_form
+from workhorse.dashboard.board import Board, read_form, same_origin
 from workhorse.dashboard.charts import Charts
 from workhorse.dashboard.live import Tail
 from workhorse.dashboard.pages import page_routes
@@ -85,6 +85,7 @@ def _login_routes(board: Board) -> APIRouter:
 
     @r.post("/login", response_model=None)
     async def login(request: Request) -> Response:
+        same_origin(request)
         form = await read_form(request)
         token, next = form.get("token", "")[:500], form.get("next", "")
         cookie = sessions.login(token.strip()) if token else None

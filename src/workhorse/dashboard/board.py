@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jinja2
 from fastapi import HTTPException, Request
@@ -32,6 +32,17 @@ async def read_form(request: Request) -> dict[str, str]:
     fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
     request.scope["workhorse.form"] = fields
     return dict(fields)
+
+
+def same_origin(request: Request) -> None:
+    """A browser's POST from another site names that site in Origin: refuse it, whatever
+    cookie or token it carries (requests without Origin are not a browser's cross-site)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = request.headers.get("host", "")
+    if urlsplit(origin).netloc != host:
+        raise HTTPException(403, "cross-site request refused: open the dashboard itself")
 
 
 def _when(value: Any) -> str:
@@ -80,6 +91,7 @@ class Board:
 
     async def writer(self, request: Request) -> Session:
         """A session that may act, with the CSRF token of this session; else 401/403."""
+        same_origin(request)
         found = self.sessions.check(request.cookies.get(COOKIE))
         if found is None:
             raise HTTPException(401, "log in first: your session is missing or expired")
