@@ -137,7 +137,8 @@ async def test_charts_come_from_the_stores_per_minute_counters(board: Board) -> 
     await board.login()
     await board.app.start_worker()
     await finish(board, bad.id, *(h.id for h in ok))
-    for _ in range(50):  # the worker adds its counts to the store once a second
+    # The worker adds its counts to the store once a second; the charts keep a read 5 s.
+    for _ in range(100):
         charts = (await board.http.get("/admin/charts.json?queue=default")).json()
         if sum(charts["completed"]) == 3 and sum(charts["failed"]) == 1:
             break

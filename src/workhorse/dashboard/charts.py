@@ -17,21 +17,21 @@ CACHE_SECONDS = 5.0
 class Charts:
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._value: dict[str, Any] | None = None
-        self._at = 0.0
+        self._values: dict[str | None, tuple[float, dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
 
     async def hour(self, queue: str | None = None) -> dict[str, Any]:
         """``{"t": [minute starts], "completed": [...], "failed": [...], "failure_rate":
         [percent or None], "wait_ms": [mean wait of the jobs started, or None]}``, oldest
         first; for one queue or every queue."""
-        if queue is not None:
-            return await self._read(queue)
         async with self._lock:
-            if self._value is None or time.monotonic() - self._at > CACHE_SECONDS:
-                self._value = await self._read(None)
-                self._at = time.monotonic()
-            return self._value
+            found = self._values.get(queue)
+            if found is None or time.monotonic() - found[0] > CACHE_SECONDS:
+                if len(self._values) > 1000:  # queues come and go: keep the cache bounded
+                    self._values.clear()
+                found = (time.monotonic(), await self._read(queue))
+                self._values[queue] = found
+            return found[1]
 
     async def _read(self, queue: str | None) -> dict[str, Any]:
         pairs = [(q, t) for q, t in await stats.pairs(self.client) if queue in (None, q)]

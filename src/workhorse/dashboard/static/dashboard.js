@@ -53,7 +53,9 @@
   function charts() {
     var els = document.querySelectorAll("[data-chart]");
     if (!els.length) { return; }
-    fetch(prefix + "/charts.json", { credentials: "same-origin" })
+    var queue = els[0].dataset.queue;
+    var url = prefix + "/charts.json" + (queue ? "?queue=" + encodeURIComponent(queue) : "");
+    fetch(url, { credentials: "same-origin" })
       .then(function (r) { return r.json(); })
       .then(function (data) { els.forEach(function (el) { draw(el, data); }); })
       .catch(function () {});
