@@ -29,8 +29,10 @@
     var series = {
       throughput: [{}, { label: "completed", stroke: "#1a7f37", width: 2 },
                    { label: "failed", stroke: "#cf222e", width: 2 }],
-      failure_rate: [{}, { label: "failure %", stroke: "#cf222e", width: 2 }],
-      wait_ms: [{}, { label: "mean wait, ms", stroke: "#0550ae", width: 2 }]
+      failure_rate: [{}, { label: "failure %", stroke: "#cf222e", width: 2,
+                       points: { show: true, size: 6 } }],
+      wait_ms: [{}, { label: "mean wait, ms", stroke: "#0550ae", width: 2,
+                  points: { show: true, size: 6 } }]
     }[kind];
     var values = {
       throughput: [data.t, data.completed, data.failed],
