@@ -35,7 +35,7 @@ def build(backend: Backend | None = None, **settings: Any) -> Workhorse:
 
     @app.task
     async def signup(data: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-        ctx.log("signing up", user=data.get("user"))
+        ctx.log("signing up", user=data.get("user"), api_key="log-secret-123")
         return {"ok": True, "token": "result-secret-xyz"}
 
     @app.task(retries=0)

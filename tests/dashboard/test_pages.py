@@ -33,8 +33,9 @@ async def test_every_page_renders_with_the_stores_jobs(board: Board) -> None:
 
     job = await board.http.get(f"/admin/jobs/{ok.id}")
     assert job.status_code == 200
-    assert "ada" in job.text and "signing up" in job.text
-    assert "hunter2" not in job.text and "result-secret-xyz" not in job.text  # redacted
+    assert "signing up" in job.text and "<code>user=ada</code>" in job.text
+    for secret in ("hunter2", "result-secret-xyz", "log-secret-123"):  # payload, result, log
+        assert secret not in job.text
     assert "***" in job.text
 
     failure = await board.http.get(f"/admin/jobs/{bad.id}")
