@@ -24,7 +24,8 @@ lint: $(BIN)/.installed
 # root without it, install it; otherwise the tests skip with the reason (fail under CI=true).
 browser:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get install -y -q chromium >/dev/null || echo "chromium not installed: browser tests will skip"; \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+		  apt-get install -y -q chromium >/dev/null; }; } || echo "chromium not installed: browser tests will skip"; \
 	fi
 
 test: lint browser
