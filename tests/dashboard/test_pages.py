@@ -44,6 +44,7 @@ async def test_every_page_renders_with_the_stores_jobs(board: Board) -> None:
 
     schedules = await board.http.get("/admin/schedules")
     assert "nightly" in schedules.text and "0 3 * * *" in schedules.text
+    assert schedules.text.count(" 03:00:00 UTC") == 3  # the next three runs
     workers = await board.http.get("/admin/workers")
     assert board.app.client.settings.queues[0] in workers.text
     assert "s ago" in workers.text  # a live worker with its last heartbeat

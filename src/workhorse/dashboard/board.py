@@ -50,6 +50,8 @@ def _when(value: Any) -> str:
         return "-"
     if isinstance(value, int | float):
         value = datetime.fromtimestamp(value, UTC)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
     return str(value.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
+from workhorse.cron import parse_cron
 from workhorse.dashboard.board import Board
 from workhorse.dashboard.charts import Charts
 from workhorse.dashboard.live import Tail, stream
@@ -181,7 +182,11 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
         rows = []
         for s in await client.schedules():
             last = await client.get_job(s.last_job_id) if s.last_job_id else None
-            rows.append({"s": s, "last": last})
+            spec = parse_cron({"pattern": s.pattern, "timezone": s.timezone})
+            upcoming = [s.next_run]
+            for _ in range(2):
+                upcoming.append(spec.next_after(upcoming[-1]))
+            rows.append({"s": s, "last": last, "upcoming": upcoming})
         tasks = sorted(t.name for t in client.registry.tasks.values() if t.defaults.queued)
         return board.page("schedules.html", request, session, rows=rows, tasks=tasks)
 
