@@ -23,5 +23,6 @@ async def boom(data: dict[str, Any]) -> None:
 @app.task
 async def crawl(data: dict[str, Any], ctx: JobContext) -> None:
     for step in range(1, 21):
+        ctx.log("fetched a page", page=step)
         await ctx.progress(step * 5)
         await asyncio.sleep(0.3)

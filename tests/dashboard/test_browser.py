@@ -189,17 +189,19 @@ def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, si
     page.close()
 
 
-def test_a_running_jobs_progress_bar_moves(browser: Any, site: Site) -> None:
+def test_a_running_jobs_progress_bar_and_log_move(browser: Any, site: Site) -> None:
     job_id = site.cli("enqueue", "crawl", "--data", "{}")
     page = login(browser, site, WRITE)
     page.goto(f"{site.base}/admin/jobs/{job_id}")
     bar = page.locator("progress#progress")
     bar.wait_for(timeout=5000)
     first = float(bar.get_attribute("value") or 0)
+    lines = page.locator("#log li").count()
     deadline = time.monotonic() + 5
     while float(page.locator("progress#progress").get_attribute("value") or 0) <= first:
         assert time.monotonic() < deadline, "the progress bar did not move"
         page.wait_for_timeout(200)
+    assert page.locator("#log li").count() > lines  # log lines arrive without a reload
     check_axe(page, "job")
     page.close()
 
