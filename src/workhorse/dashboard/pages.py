@@ -27,11 +27,13 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
 
     shared = board.shared
 
+    # A shared read serves while the event log has not moved (and for at most a second),
+    # so a page reloaded on a change notice never gets a read from before that change.
     async def counts() -> dict[str, dict[str, int]]:
-        return dict(await shared.get("counts", client.counts))
+        return dict(await shared.get(f"{tail.cursor}\0counts", client.counts))
 
     async def paused() -> set[str]:
-        return set(await shared.get("paused", client.paused))
+        return set(await shared.get(f"{tail.cursor}\0paused", client.paused))
 
     async def queue_rows() -> list[dict[str, object]]:
         counts_now = await counts()
@@ -99,7 +101,13 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
         name: str, state: str | None, task: str | None, q: str, cursor: str | None
     ) -> dict[str, object]:
         st = JobState(state) if state else None
-        found = await job_page(client, queue=name, state=st, task=task, text=q, cursor=cursor)
+
+        async def read() -> object:
+            return await job_page(client, queue=name, state=st, task=task, text=q, cursor=cursor)
+
+        # Every viewer of one filter shares a read a second (a search is read each time).
+        key = f"{tail.cursor}\0jobs\0{name}\0{state}\0{task}\0{cursor}"
+        found = await (shared.get(key, read) if not q else read())
         return {
             "queue": name,
             "paused": name in await paused(),

@@ -1,5 +1,6 @@
-"""Reads every open page shares: one store read per second serves all viewers, however
-many pages reload at once (the counts are a scan on the SQL stores)."""
+"""Reads every open page shares: one store read serves all viewers for up to a second,
+however many pages reload at once (the counts are a scan on the SQL stores). Callers put
+the event log's cursor in the key, so a change makes the next read fresh."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 TTL = 1.0
+MAX_KEYS = 1000
 
 
 class Shared:
@@ -19,6 +21,9 @@ class Shared:
 
     async def get(self, key: str, read: Callable[[], Awaitable[Any]]) -> Any:
         """The value read at most ``ttl`` seconds ago, else a fresh read (one at a time)."""
+        if len(self._locks) > MAX_KEYS:  # filters and cursors come and go: stay bounded
+            self._locks.clear()
+            self._values.clear()
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             found = self._values.get(key)
