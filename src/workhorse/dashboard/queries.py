@@ -15,7 +15,7 @@ from workhorse.job import Event, Job, JobState
 
 PAGE = 50
 SEARCH_WINDOW = 2000  # newest jobs of the filter a text search looks through
-EVENT_WINDOW = 5000  # newest events of the log a job's page looks through
+EVENT_WINDOW = 2000  # newest events of the log a job's page looks through (a store read each 1,000)
 
 
 def cursor_of(offset: int) -> str:
