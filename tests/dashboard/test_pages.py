@@ -160,3 +160,19 @@ async def test_charts_come_from_the_stores_per_minute_counters(board: Board) -> 
     assert any(w is not None and w >= 0 for w in charts["wait_ms"])
     other = (await board.http.get("/admin/charts.json?queue=priority")).json()
     assert sum(other["completed"]) == 0
+
+
+async def test_an_http_calls_record_is_not_retried(board: Board) -> None:
+    """No worker consumes a server's call queue: a retried record would wait forever."""
+    await board.login()
+    call = await board.app.client.enqueue("boom", {}, queue="http.0123abcd")
+    await board.app.cancel(call.id)
+    page = await board.http.get(f"/admin/jobs/{call.id}")
+    assert 'action="/admin/jobs/' + call.id + '/retry"' not in page.text
+    csrf = await board.csrf("/admin/schedules")  # the job's page has no form to read it from
+    r = await board.http.post(f"/admin/jobs/{call.id}/retry", data={"csrf": csrf})
+    assert "not%20retried" in r.headers["location"]
+    r = await board.http.post("/admin/queues/http.0123abcd/retry-failed", data={"csrf": csrf})
+    assert "not%20retried" in r.headers["location"]
+    job = await board.app.client.get_job(call.id)
+    assert job is not None and job.state == "cancelled"

@@ -14,6 +14,7 @@ from workhorse.dashboard.board import Board, read_form
 from workhorse.dashboard.pages import NAME, JobId
 from workhorse.dashboard.session import Session
 from workhorse.errors import WorkhorseError
+from workhorse.http import CALL_QUEUE_PREFIX
 from workhorse.job import FINISHED_STATES, JobState
 
 NAME_OR_EMPTY = r"^([A-Za-z0-9_][A-Za-z0-9_.:-]{0,199})?$"
@@ -40,6 +41,9 @@ def action_routes(board: Board) -> APIRouter:
     # -- jobs ---------------------------------------------------------------------------
     @r.post("/jobs/{job_id}/retry")
     async def retry(job_id: JobId, session: Acting) -> RedirectResponse:
+        job = await client.get_job(job_id)
+        if job is not None and job.queue.startswith(CALL_QUEUE_PREFIX):
+            return back(f"/jobs/{job_id}", "not retried: an HTTP call's record; call again")
         ok = await client.retry(job_id)
         return back(f"/jobs/{job_id}", "queued again" if ok else "not retried: not finished")
 
@@ -83,6 +87,8 @@ def action_routes(board: Board) -> APIRouter:
     @r.post("/queues/{name}/retry-failed")
     async def retry_failed(name: Queue, session: Acting, request: Request) -> RedirectResponse:
         task = await field(request, "task")
+        if name.startswith(CALL_QUEUE_PREFIX):  # no worker consumes a server's call queue
+            return back(f"/queues/{name}", "not retried: HTTP call records; call again")
         n, more = await bulk(name, JobState.FAILED, task, "retry")
         left = "; more remain, retry again" if more else ""
         return back(f"/queues/{name}", f"{n} failed job(s) queued again{left}")

@@ -12,6 +12,7 @@ from workhorse.dashboard.charts import Charts
 from workhorse.dashboard.live import Tail, stream
 from workhorse.dashboard.queries import attempts_of, job_page, recent_events
 from workhorse.dashboard.session import Session
+from workhorse.http import CALL_QUEUE_PREFIX
 from workhorse.job import FINISHED_STATES, JobState
 
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
@@ -118,6 +119,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
             "q": q,
             "page": found,
             "finished": sorted(s.value for s in FINISHED_STATES),
+            "call": name.startswith(CALL_QUEUE_PREFIX),
         }
 
     StateQ = Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")?$")]
@@ -173,6 +175,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
             "events": events,
             "attempts": attempts_of(events),
             "finished": finished,
+            "call": job.queue.startswith(CALL_QUEUE_PREFIX),
             "live": live and not finished,
         }
 
