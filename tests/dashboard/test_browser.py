@@ -27,7 +27,10 @@ APP = "tests.dashboard.browser_app:app"
 if not CHROMIUM.exists():
     if os.environ.get("CI") == "true":
         pytest.fail("CI: /usr/bin/chromium is missing; `make browser` installs it")
-    pytest.skip("no /usr/bin/chromium: run `make browser` (as root) to install it", True)
+    pytest.skip(
+        "no /usr/bin/chromium: run `make browser` (as root) to install it",
+        allow_module_level=True,
+    )
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.slow
