@@ -167,6 +167,11 @@ def test_overview_shows_a_job_enqueued_elsewhere_within_two_seconds(
     check_axe(page, "overview")
     page.goto(f"{site.base}/admin/queues/default")
     check_axe(page, "queue")
+    reached = set()
+    for _ in range(40):  # every action of the page is reachable with Tab
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.textContent.trim()"))
+    assert {"Pause", "Cancel all 1 waiting", "Search"} <= reached, reached
     page.goto(f"{site.base}/admin/workers")
     page.locator("text=s ago").first.wait_for(timeout=5000)
     check_axe(page, "workers")
