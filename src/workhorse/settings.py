@@ -173,7 +173,24 @@ class Settings(BaseModel):
         300.0, gt=0, description="Seconds a signed webhook's timestamp may be off from now"
     )
 
-    @field_validator("queues", "known_queues", mode="before")
+    dashboard_prefix: str = Field(
+        "/admin", pattern=r"^(/[A-Za-z0-9_.-]+)+$", description="Path the dashboard is served under"
+    )
+    dashboard_read_only: bool = Field(
+        False,
+        description="Whether the dashboard hides every action and refuses every write, "
+        "whatever the token's scope",
+    )
+    dashboard_redact: tuple[str, ...] = Field(
+        ("password", "token", "secret", "api_key", "authorization"),
+        description="Field names (case-insensitive, matched inside names too: db_password) "
+        "whose values the dashboard shows as *** in payloads, results and logs",
+    )
+    dashboard_session: float = Field(
+        8 * 3600.0, gt=0, description="Seconds a dashboard login lasts"
+    )
+
+    @field_validator("queues", "known_queues", "dashboard_redact", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if value is None:

@@ -39,13 +39,25 @@ def is_loopback(host: str) -> bool:
     "on a non-loopback address without WORKHORSE_API_TOKENS.",
 )
 @click.option(
+    "--dashboard/--no-dashboard",
+    default=True,
+    show_default=True,
+    help="Serve the dashboard too, under the dashboard_prefix setting (/admin).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 def serve(
-    app_spec: str, url: str | None, host: str, port: int, insecure: bool, log_level: str
+    app_spec: str,
+    url: str | None,
+    host: str,
+    port: int,
+    insecure: bool,
+    dashboard: bool,
+    log_level: str,
 ) -> None:
     """Serve APP's REST API and its http/both task endpoints with uvicorn (one process).
 
@@ -55,6 +67,7 @@ def serve(
     try:
         import uvicorn
 
+        from workhorse.dashboard import router as dashboard_router
         from workhorse.http import create_app
     except ImportError as exc:
         raise click.UsageError(
@@ -69,7 +82,8 @@ def serve(
             "write:<token> (see docs/http.md), or pass --insecure to serve it open"
         )
     try:
-        api = create_app(app, insecure=insecure, routers=operations(app))
+        routers = [dashboard_router(app, insecure=insecure)] if dashboard else []
+        api = create_app(app, insecure=insecure, routers=[*routers, *operations(app)])
     except WorkhorseError as exc:
         raise click.UsageError(str(exc)) from None
     endpoints = sorted(
@@ -82,6 +96,8 @@ def serve(
         f"on http://{host}:{port}{app.settings.api_prefix} "
         f"endpoints: {', '.join(endpoints) or 'none'}"
     )
+    if dashboard:
+        console.print(f"dashboard: http://{host}:{port}{app.settings.dashboard_prefix}/")
     if insecure:
         console.print(
             "[bold red]INSECURE: every route answers without auth (--insecure); anyone who "
