@@ -18,6 +18,7 @@ from workhorse.client import Client
 from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
+from workhorse.flows import FLOW_OPTIONS, Flows
 from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
 from workhorse.job import FINISHED_STATES, Event, Job, JobState, WorkerInfo
 from workhorse.registry import Registry
@@ -49,6 +50,7 @@ class Workhorse:
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
         self._hooks = HookSet()
         self._listeners: list[tuple[Listener, asyncio.Task[None]]] = []
+        self.flows = Flows(self.client)
 
     def _load_settings(self) -> Settings:
         return Settings.load(**self._overrides)
@@ -162,12 +164,18 @@ class Workhorse:
         env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
+        flow: str | Sequence[str] | None = None,
+        entry: bool = False,
+        subscribes: Sequence[str] | None = None,
+        emits: Sequence[str] | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
         cron=..., singleton=..., on_duplicate=..., concurrency=..., rate=..., key=...,
         runtime=..., command=..., env=..., memory_limit=..., keep_for=..., max_stalls=...)``.
-        Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
+        Options are checked here: a bad cron pattern, time zone or rate fails at definition.
+        ``flow=`` makes it a step of that flow (or flows), with ``entry=True`` or
+        ``subscribes=[...]``, and the triggers it ``emits=[...]`` (docs/flows.md)."""
         options = {
             "queue": queue,
             "retries": retries,
@@ -188,6 +196,10 @@ class Workhorse:
             "memory_limit": memory_limit,
             "keep_for": keep_for,
         }
+        if flow is not None:
+            options.update(flow=flow, entry=entry, subscribes=subscribes, emits=emits)
+        elif entry or subscribes or emits:
+            raise ConfigError("entry=, subscribes= and emits= make a flow step: add flow='name'")
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             return self.add_task(f, name=name, **options)
@@ -197,13 +209,24 @@ class Workhorse:
     def add_task(
         self, fn: Callable[..., Any], *, name: str | None = None, **options: Any
     ) -> Task[Any, Any]:
-        return self.registry.add_task(fn, name=name, **options)
+        steps = {k: options.pop(k) for k in FLOW_OPTIONS if k in options}
+        if steps and "flow" not in steps:
+            raise ConfigError("entry=, subscribes= and emits= make a flow step: add flow='name'")
+        if steps:
+            # Checked before the task exists, so a bad step leaves nothing registered.
+            from workhorse.flows import Graph
+
+            Graph().add_step(str(name or getattr(fn, "__name__", "task")), **steps)
+        task = self.registry.add_task(fn, name=name, **options)
+        if steps:
+            self.flows.add_step(task.name, **steps)
+        return task
 
     def discover(self, target: str | Path | ModuleType) -> list[Task[Any, Any]]:
         """Register one task per module of a package (``"myapp.jobs"``) or a folder."""
         from workhorse.discovery import discover
 
-        return discover(self.registry, target)
+        return discover(self.registry, target, self.add_task)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         return self.registry.get_task(name)
@@ -449,6 +472,7 @@ class Workhorse:
     def worker(self, **options: Any) -> Worker:
         from workhorse.worker import Worker
 
+        options.setdefault("steps", self.flows.engine if self.flows.graph else None)
         return Worker(self.client, **options)
 
     async def start_worker(self, **options: Any) -> Worker | None:

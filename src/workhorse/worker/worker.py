@@ -30,6 +30,7 @@ from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
     from workhorse.client import Client, HasClient
+    from workhorse.flows import Engine
 
 log = logging.getLogger("workhorse.worker")
 
@@ -91,6 +92,7 @@ class Worker:
         heartbeat_interval: float | None = None,
         burst: bool = False,
         scheduler: bool = True,
+        steps: Engine | None = None,
     ) -> None:
         self.client = client = client_of(client)
         s = client.settings
@@ -102,6 +104,7 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval or s.heartbeat_interval
         self.burst = burst  # stop when the queues are empty
         self.scheduler = scheduler and not burst  # fire cron ticks (every worker may)
+        self.steps = steps  # the app's flows, when it has any: steps run through them
         self._check_queues()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
@@ -407,7 +410,12 @@ class Worker:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
             try:
-                outcome = await self._runner.run(lease, running.ctx)
+                if self.steps is None:
+                    outcome = await self._runner.run(lease, running.ctx)
+                else:
+                    outcome = await self.steps.run(
+                        lease, running.ctx, lambda: self._runner.run(lease, running.ctx)
+                    )
             except asyncio.CancelledError:
                 # Interrupted outside the handler (e.g. looking up an unknown task): the
                 # job must still leave this worker, or it sits leased until expiry.
@@ -423,6 +431,8 @@ class Worker:
             slots.finishing += 1
             slots.freed.set()
             await self._finish(lease, outcome, written)
+            if self.steps is not None:
+                await self.steps.finished(outcome, running.ctx)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
@@ -544,7 +554,7 @@ class Worker:
     async def _maintenance_loop(self) -> None:
         backend = self.client.backend
         s = self.client.settings
-        last_purge = 0.0
+        last_purge = last_sweep = 0.0
         while True:
             try:
                 reclaimed = await backend.reclaim_expired()
@@ -562,6 +572,9 @@ class Worker:
                     await self._retention(
                         s.keep_failed, s.keep_failed_for, FINISHED_STATES - {JobState.COMPLETED}
                     )
+                if self.steps is not None and time.monotonic() - last_sweep > s.flow_sweep_interval:
+                    last_sweep = time.monotonic()
+                    await self.steps.sweep()
             except Exception:
                 log.exception("maintenance failed; will try again")
             with contextlib.suppress(TimeoutError):

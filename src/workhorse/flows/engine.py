@@ -1,0 +1,227 @@
+"""What the worker asks of flows: set up a step's context, enqueue what its completion
+triggers before its outcome is written, and end runs that have nothing left to do.
+
+Follow-ups are enqueued inside the step's attempt, so a worker killed before the outcome
+is written only makes the step run again, and the follow-ups' derived ids make that rerun
+enqueue nothing twice. Ending a run is checked after an outcome is written (the last step
+to finish sees all the others finished) and by a sweep that covers a killed checker."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from workhorse import codec
+from workhorse.client import Client
+from workhorse.errors import error_info
+from workhorse.flows import keys, records
+from workhorse.flows.context import FlowContext, State, StepMeta
+from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step
+from workhorse.flows.records import RunRecord, RunState
+from workhorse.job import LIVE_STATES, Event, JobState, Lease, Outcome
+
+log = logging.getLogger("workhorse.flows")
+
+# A step whose follow-ups could not be written is tried again this soon, attempt refunded.
+REENQUEUE_DELAY = 1.0
+
+
+class Engine:
+    def __init__(self, client: Client, graph: Graph) -> None:
+        self.client = client
+        self.graph = graph
+
+    # -- the worker's side ---------------------------------------------------------------
+    async def lookup(self, lease: Lease) -> StepMeta | None:
+        """The flow, run and step a job is, or None for a job that is no step of a run."""
+        if lease.task not in self.graph.tasks:
+            return None
+        run = keys.run_of(lease.job_id)
+        if run is None:
+            return None
+        raw = await self.client.backend.kv_get(keys.job_key(run, lease.job_id))
+        if raw is None:
+            return None
+        d = codec.loads(raw)
+        return StepMeta(run, d["flow"], d["step"], d["gen"])
+
+    async def run(
+        self, lease: Lease, ctx: Any, attempt: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
+        """Run one attempt of a job; for a step, its context gets ``flow`` and ``state``,
+        and a completed step's follow-ups are enqueued before the outcome is returned."""
+        meta = await self.lookup(lease)
+        if meta is None:
+            return await attempt()
+        fc = FlowContext(self, meta, lease.job_id)
+        ctx.flow = fc
+        ctx.state = State(self.client, meta.run, self.graph.flows.get(meta.flow))
+        outcome = await attempt()
+        if outcome.kind != "completed":
+            return outcome
+        try:
+            data = None if outcome.result is None else codec.loads(outcome.result)
+            await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
+        except Exception as exc:
+            log.exception("step %s of run %s: follow-ups not enqueued", meta.step, meta.run)
+            return Outcome(
+                "retry",
+                error=error_info(exc),
+                delay=REENQUEUE_DELAY,
+                refund=True,
+                logs=outcome.logs,
+            )
+        return outcome
+
+    async def finished(self, outcome: Outcome, ctx: Any) -> None:
+        """After a step's outcome is written: a step that led nowhere, or failed, may have
+        been the run's last, so the run is checked."""
+        fc = getattr(ctx, "flow", None)
+        if not isinstance(fc, FlowContext):
+            return
+        if outcome.kind in ("failed", "cancelled") or (
+            outcome.kind == "completed" and fc.enqueued == 0
+        ):
+            try:
+                await self.check(fc.meta.run)
+            except Exception:  # the sweep checks the run again
+                log.exception("run %s: could not check whether it ended", fc.meta.run)
+
+    # -- triggers --------------------------------------------------------------------------
+    async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None:
+        """Start the steps of the run's flow subscribed to ``trigger``."""
+        meta = fc.meta
+        flow = self.graph.flow(meta.flow)
+        subs = flow.subscribers(trigger)
+        if not subs:
+            return
+        backend = self.client.backend
+        if await backend.kv_get(keys.end_key(meta.run, meta.gen)) is not None:
+            return  # the run ended (cancelled, failed): start nothing more
+        for step in subs:
+            if step.join:
+                prefix = keys.input_prefix(meta.run, meta.gen, step.name)
+                await backend.set_if_absent(prefix + trigger, codec.dumps(data).decode())
+                got = await backend.kv_scan(prefix)
+                inputs = {k[len(prefix) :]: codec.loads(v) for k, v in got.items()}
+                if set(step.subscribes) <= set(inputs):
+                    # Every input's writer may get here; the derived id starts the join once.
+                    joined = {t: inputs[t] for t in step.subscribes}
+                    if await self.enqueue_step(meta.run, meta.gen, step, joined, "join"):
+                        fc.enqueued += 1
+            elif await self.enqueue_step(
+                meta.run, meta.gen, step, data, fc.job_id, trigger, occurrence
+            ):
+                fc.enqueued += 1
+
+    async def enqueue_step(self, run: str, gen: int, step: Step, data: Any, *cause: str) -> bool:
+        """Enqueue the step's job for this cause, unless it exists already. The run's index
+        entry is written first: it is the claim, and a run with an entry is not over."""
+        job_id = keys.step_job_id(run, gen, step.name, *cause)
+        marker = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen}).decode()
+        backend = self.client.backend
+        # Claimed before: by this same cause run again, or by a writer killed before its
+        # enqueue. Only a missing record is written again.
+        claimed = await backend.set_if_absent(keys.job_key(run, job_id), marker)
+        if not claimed and await backend.get(job_id) is not None:
+            return True
+        task = self.client.registry.get_task(step.name)
+        new = dataclasses.replace(
+            self.client.new_job(task, data, {}), id=job_id, dedup_key="flow:" + job_id
+        )
+        await self.client.submit(task, new, {})
+        return True
+
+    # -- ending runs -----------------------------------------------------------------------
+    async def check(self, run: str) -> RunState | None:
+        """End the run if it is over: completed when no step is left to run, failed when a
+        step failed for good and its flow does not continue. Returns the state it ended in."""
+        backend = self.client.backend
+        rec = await records.load(backend, run)
+        if rec is None or rec.state != "running":
+            return None
+        flow = self.graph.flows.get(rec.flow)
+        index = await backend.kv_scan(keys.job_prefix(run))
+        ids = [k[len(keys.job_prefix(run)) :] for k in index]
+        jobs = await self.client.get_jobs(ids)
+        pending = [i for i in ids if i not in jobs or jobs[i].state in LIVE_STATES]
+        failed = [j for j in jobs.values() if j.state in (JobState.FAILED, JobState.CANCELLED)]
+        if failed and (flow is None or flow.on_failure == "fail"):
+            first = failed[0]
+            error = {"step": first.task, "job_id": first.id, **(first.error or {})}
+            if await self.end(rec, "failed", error):
+                for job_id in pending:
+                    await self.client.cancel(job_id)
+            return "failed"
+        if not pending:
+            await self.end(rec, "completed", None)
+            return "completed"
+        return None
+
+    async def end(self, rec: RunRecord, state: RunState, error: dict[str, Any] | None) -> bool:
+        """End the run's generation in ``state``, once: False when it had ended already."""
+        backend = self.client.backend
+        if not await backend.set_if_absent(keys.end_key(rec.id, rec.gen), state):
+            return False
+        rec.state = state
+        rec.ended_at = time.time()
+        rec.error = error
+        await records.save(backend, rec)
+        flow = self.graph.flows.get(rec.flow)
+        if flow is not None and (
+            flow.cleanup == "immediate" or (flow.cleanup == "on_complete" and state == "completed")
+        ):
+            await State(self.client, rec.id, flow).clear()
+        await self.publish(f"flow.{state}", rec.id, rec.flow, error=error)
+        return True
+
+    # -- starting and stopping runs ---------------------------------------------------------
+    async def start_run(self, flow: str, data: Any = None) -> str:
+        f = self.graph.flow(flow)
+        f.check()
+        rec = RunRecord(keys.new_run_id(), flow, data, time.time())
+        await records.save(self.client.backend, rec)
+        await self.publish("flow.started", rec.id, flow)
+        await self.start_entries(rec, f)
+        return rec.id
+
+    async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
+        for step in flow.entries():
+            await self.enqueue_step(rec.id, rec.gen, step, rec.input, "entry")
+
+    async def cancel_run(self, run: str) -> bool:
+        """Cancel a running run: its queued and running steps are cancelled. False when
+        the run had ended already."""
+        rec = await records.load(self.client.backend, run)
+        if rec is None or rec.state != "running":
+            return False
+        ended = await self.end(rec, "cancelled", None)
+        await self.cancel_jobs(run)
+        return ended
+
+    async def cancel_jobs(self, run: str) -> None:
+        prefix = keys.job_prefix(run)
+        ids = [k[len(prefix) :] for k in await self.client.backend.kv_scan(prefix)]
+        for job in (await self.client.get_jobs(ids)).values():
+            if job.state in LIVE_STATES:
+                await self.client.cancel(job.id)
+
+    async def sweep(self) -> int:
+        """Check every running run: ends those whose last checker died. Returns how many
+        ended."""
+        ended = 0
+        for raw in (await self.client.backend.kv_scan(keys.runs_prefix())).values():
+            rec = RunRecord.loads(raw)
+            if rec.state == "running" and await self.check(rec.id) is not None:
+                ended += 1
+        return ended
+
+    async def publish(self, type_: str, run: str, flow: str, **data: Any) -> None:
+        event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
+        await self.client.backend.publish([event])
+
+    def flow_of(self, name: str) -> FlowDef:
+        return self.graph.flow(name)

@@ -1,0 +1,63 @@
+"""Key names in the store's key-value space, and step job ids derived from what caused them.
+
+A step's job id is its run's id followed by a hash of the run's generation, the step and
+the trigger's occurrence: the same cause always gives the same id."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+PREFIX = "flows:"
+RUN_ID_LEN = 16
+
+
+def new_run_id() -> str:
+    return os.urandom(RUN_ID_LEN // 2).hex()
+
+
+def is_run_id(value: str) -> bool:
+    return len(value) == RUN_ID_LEN and all(c in "0123456789abcdef" for c in value)
+
+
+def step_job_id(run: str, gen: int, step: str, *cause: str) -> str:
+    digest = hashlib.sha256("\x1f".join((str(gen), step, *cause)).encode()).hexdigest()
+    return run + digest[:16]
+
+
+def run_of(job_id: str) -> str | None:
+    """The run a step job belongs to, by its id (None: not shaped like a step's id)."""
+    if len(job_id) != 32 or not is_run_id(job_id[:RUN_ID_LEN]):
+        return None
+    return job_id[:RUN_ID_LEN]
+
+
+def run_key(run: str) -> str:
+    return f"{PREFIX}run:{run}"
+
+
+def runs_prefix() -> str:
+    return f"{PREFIX}run:"
+
+
+def job_prefix(run: str) -> str:
+    """The run's index of step jobs: one key per job, written before it is enqueued."""
+    return f"{PREFIX}job:{run}:"
+
+
+def job_key(run: str, job_id: str) -> str:
+    return job_prefix(run) + job_id
+
+
+def input_prefix(run: str, gen: int, step: str) -> str:
+    """A join's inputs that arrived, one key per trigger."""
+    return f"{PREFIX}in:{run}:{gen}:{step}:"
+
+
+def end_key(run: str, gen: int) -> str:
+    """Set once, by whoever ends the run's generation: the first end wins."""
+    return f"{PREFIX}end:{run}:{gen}"
+
+
+def state_prefix(run: str | None) -> str:
+    return f"{PREFIX}state:global:" if run is None else f"{PREFIX}state:run:{run}:"

@@ -1,0 +1,229 @@
+"""Flows over every backend: steps joined by triggers run once each, joins get their inputs
+keyed by trigger and fire once, runs end completed, failed or cancelled, and restart
+replays a run from its input."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from workhorse import Workhorse
+from workhorse.flows import FlowFailed
+
+from .support import eventually
+
+
+def diamond(app: Workhorse, ran: list[tuple[str, Any]], pause: float = 0.0) -> None:
+    """A -> (B, C) -> D, D joining B and C."""
+
+    @app.task(name="a", flow="diamond", entry=True)
+    async def a(data: Any) -> Any:
+        ran.append(("a", data))
+        return {"n": data["n"]}
+
+    @app.task(name="b", flow="diamond", subscribes=["step:a"])
+    async def b(data: Any) -> Any:
+        ran.append(("b", data))
+        await asyncio.sleep(pause)
+        return data["n"] + 1
+
+    @app.task(name="c", flow="diamond", subscribes=["step:a"])
+    async def c(data: Any) -> Any:
+        ran.append(("c", data))
+        await asyncio.sleep(pause)
+        return data["n"] * 10
+
+    @app.task(name="d", flow="diamond", subscribes=["step:b", "step:c"])
+    async def d(data: Any) -> Any:
+        ran.append(("d", data))
+        return data["step:b"] + data["step:c"]
+
+
+async def test_diamond_runs_each_step_once_and_joins_inputs_by_trigger(app: Workhorse) -> None:
+    ran: list[tuple[str, Any]] = []
+    diamond(app, ran)
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("diamond", {"n": 2})
+    assert await run.result(timeout=10) == {"d": 3 + 20}
+    assert sorted(name for name, _ in ran) == ["a", "b", "c", "d"]
+    assert ("d", {"step:b": 3, "step:c": 20}) in ran
+    info = await app.flows.get(run.id)
+    assert info.state == "completed"
+    assert {s.step: s.state for s in info.steps} == {
+        "a": "completed",
+        "b": "completed",
+        "c": "completed",
+        "d": "completed",
+    }
+    assert info.step("d")[0].input == {"step:b": 3, "step:c": 20}
+    types = [(e.type, e.data.get("step")) for e in await app.flows.events(run.id)]
+    assert types[0] == ("flow.started", None)
+    assert types[-1] == ("flow.completed", None)
+    assert ("step.completed", "d") in types
+    assert [r.id for r in await app.flows.list("diamond", "completed")] == [run.id]
+
+
+async def test_fan_out_over_a_list_and_over_an_empty_list(app: Workhorse) -> None:
+    seen: list[int] = []
+
+    @app.task(name="split", flow="fan", entry=True, emits=["item"])
+    async def split(data: Any, ctx: Any) -> int:
+        for x in data:
+            await ctx.flow.emit("item", x)
+        return len(data)
+
+    @app.task(name="square", flow="fan", subscribes=["item"])
+    async def square(x: int) -> int:
+        seen.append(x)
+        return x * x
+
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("fan", [1, 2, 3])
+    info = await run.wait(timeout=10)
+    assert info.state == "completed"
+    assert sorted(s.output for s in info.step("square")) == [1, 4, 9]
+    assert sorted(seen) == [1, 2, 3]
+    empty = await app.flows.start("fan", [])
+    info = await empty.wait(timeout=10)
+    assert info.state == "completed"
+    assert [s.step for s in info.steps] == ["split"]
+
+
+def branches(app: Workhorse, flow: str, ran: list[str]) -> None:
+    @app.task(name=f"{flow}_start", flow=flow, entry=True)
+    async def start(data: Any) -> Any:
+        return data
+
+    @app.task(name=f"{flow}_bad", flow=flow, subscribes=[f"step:{flow}_start"])
+    async def bad(data: Any) -> Any:
+        raise RuntimeError("boom")
+
+    @app.task(name=f"{flow}_good", flow=flow, subscribes=[f"step:{flow}_start"])
+    async def good(data: Any) -> Any:
+        await asyncio.sleep(0.2)
+        ran.append("good")
+        return "ok"
+
+    @app.task(name=f"{flow}_after", flow=flow, subscribes=[f"step:{flow}_good"])
+    async def after(data: Any) -> Any:
+        ran.append("after")
+        return data
+
+
+async def test_a_failed_step_fails_the_run_or_the_others_continue(app: Workhorse) -> None:
+    ran: list[str] = []
+    branches(app, "strict", ran)
+    branches(app, "lenient", ran)
+    app.flows.define("lenient", on_failure="continue")
+    await app.start_worker(concurrency=4)
+
+    strict = await app.flows.start("strict", 1)
+    with pytest.raises(FlowFailed) as failed:
+        await strict.result(timeout=10)
+    assert failed.value.run.state == "failed"
+    assert failed.value.run.error is not None
+    assert failed.value.run.error["step"] == "strict_bad"
+    assert "boom" in failed.value.run.error["message"]
+
+    lenient = await app.flows.start("lenient", 1)
+    info = await lenient.wait(timeout=10)
+    assert info.state == "completed"
+    assert {s.step: s.state for s in info.steps}["lenient_bad"] == "failed"
+    assert {s.step: s.output for s in info.steps}["lenient_after"] == "ok"
+
+
+async def test_cancel_stops_running_and_queued_steps(app: Workhorse) -> None:
+    started = asyncio.Event()
+    ran: list[str] = []
+
+    @app.task(name="slow", flow="cancel_me", entry=True)
+    async def slow(data: Any) -> Any:
+        started.set()
+        await asyncio.sleep(30)
+        return data
+
+    @app.task(name="later", flow="cancel_me", subscribes=["step:slow"])
+    async def later(data: Any) -> Any:
+        ran.append("later")
+
+    # A running job learns of its cancel with its lease's renewal: a short lease.
+    await app.start_worker(concurrency=2, lease=1.5)
+    run = await app.flows.start("cancel_me", 1)
+    await asyncio.wait_for(started.wait(), 10)
+    assert await app.flows.cancel(run.id)
+    info = await run.wait(timeout=5)
+    assert info.state == "cancelled"
+
+    async def slow_cancelled() -> bool:
+        return (await app.flows.get(run.id)).steps[0].state == "cancelled"
+
+    await eventually(slow_cancelled, "the running step to be cancelled")
+    assert ran == []
+    with pytest.raises(FlowFailed):
+        await run.result(timeout=1)
+    assert not await app.flows.cancel(run.id)  # ended already
+
+
+async def test_a_join_fires_once_under_concurrent_completions(app: Workhorse) -> None:
+    ran: list[tuple[str, Any]] = []
+    diamond(app, ran, pause=0.01)
+    for _ in range(4):
+        await app.start_worker(concurrency=4)
+    runs = [await app.flows.start("diamond", {"n": i}) for i in range(100)]
+    results = [await r.result(timeout=40) for r in runs]
+    assert results == [{"d": i + 1 + i * 10} for i in range(100)]
+    joins = [data for name, data in ran if name == "d"]
+    assert len(joins) == 100
+    assert sorted(j["step:b"] for j in joins) == list(range(1, 101))
+
+
+async def test_restart_replays_the_run_from_its_input(app: Workhorse) -> None:
+    ran: list[tuple[str, Any]] = []
+    diamond(app, ran)
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("diamond", {"n": 1})
+    assert await run.result(timeout=10) == {"d": 12}
+    again = await app.flows.restart(run.id)
+    assert again.id == run.id
+    assert await again.result(timeout=10) == {"d": 12}
+    assert sorted(name for name, _ in ran) == ["a", "a", "b", "b", "c", "c", "d", "d"]
+    info = await app.flows.get(run.id)
+    assert len(info.steps) == 4
+    assert await app.flows.clear("diamond") == 1
+    assert await app.flows.list("diamond") == []
+
+
+async def test_state_is_kept_per_run_and_cleaned_by_the_flow_rule(app: Workhorse) -> None:
+    @app.task(name="put", flow="stateful", entry=True)
+    async def put(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("seen", data)
+        await ctx.state.set("total", data, scope="global")
+        return await ctx.state.get("seen")
+
+    @app.task(name="read", flow="stateful", subscribes=["step:put"])
+    async def read(data: Any, ctx: Any) -> Any:
+        got = [await ctx.state.get("seen"), await ctx.state.get("missing", "dflt")]
+        await ctx.state.delete("seen")
+        return [*got, await ctx.state.get("seen")]
+
+    app.flows.define("stateful", cleanup="never")
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("stateful", 7)
+    assert await run.result(timeout=10) == {"read": [7, "dflt", None]}
+    backend = app.client.backend
+    assert await backend.kv_get("flows:state:global:total") == "7"
+    assert await backend.kv_delete("flows:state:global:total")
+
+
+async def test_on_complete_cleanup_removes_a_runs_state(app: Workhorse) -> None:
+    @app.task(name="keep", flow="tidy", entry=True)
+    async def keep(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("x", data)
+        return data
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("tidy", 1)
+    await run.result(timeout=10)
+    assert await app.client.backend.kv_scan(f"flows:state:run:{run.id}:") == {}
