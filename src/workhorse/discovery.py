@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from workhorse.registry import Registry
 
 # Declared by later features; a module that sets one must not have it silently ignored.
-NOT_YET = ("mode", "http", "flow")
+NOT_YET = ("mode", "http")
 # Names other job-file formats use (@startupjs/worker, nuxt-processor, BullMQ), with ours,
 # refused when the value has the shape that format gives it (else it is a helper's name).
 FOREIGN: dict[str, tuple[str, Callable[[Any], bool]]] = {

@@ -227,3 +227,80 @@ async def test_on_complete_cleanup_removes_a_runs_state(app: Workhorse) -> None:
     run = await app.flows.start("tidy", 1)
     await run.result(timeout=10)
     assert await app.client.backend.kv_scan(f"flows:state:run:{run.id}:") == {}
+
+
+async def test_a_step_that_runs_again_starts_nothing_twice(app: Workhorse) -> None:
+    """At least once: an attempt that emitted, then failed, is retried; its emits and its
+    completion start each follow-up once."""
+    tries: list[int] = []
+    seen: list[int] = []
+
+    @app.task(name="flaky", flow="again", entry=True, emits=["item"], retries=2)
+    async def flaky(data: Any, ctx: Any) -> str:
+        tries.append(ctx.attempt)
+        for x in data:
+            await ctx.flow.emit("item", x)
+        if ctx.attempt < 3:
+            raise RuntimeError("after the emits")
+        return "done"
+
+    @app.task(name="each", flow="again", subscribes=["item"])
+    async def each(x: int) -> None:
+        seen.append(x)
+
+    @app.task(name="last", flow="again", subscribes=["step:flaky"])
+    async def last(data: Any) -> Any:
+        seen.append(-1)
+        return data
+
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("again", [1, 2])
+    info = await run.wait(timeout=15)
+    assert info.state == "completed"
+    assert tries == [1, 2, 3]
+    assert sorted(seen) == [-1, 1, 2]
+    assert len(info.steps) == 4
+
+
+async def test_the_sweep_ends_a_run_whose_last_checker_died(app: Workhorse) -> None:
+    @app.task(name="only", flow="swept", entry=True)
+    async def only(data: Any) -> Any:
+        return data
+
+    worker = app.worker(concurrency=1, burst=True)
+    assert worker.steps is not None
+    worker.steps = None  # finishes without the after-finish check: a killed checker
+    run = await app.flows.start("swept", 1)
+    await worker.run()
+    worker.steps = app.flows.engine
+    assert (await app.flows.get(run.id)).state == "running"
+    assert (await app.flows.get(run.id)).steps[0].state == "completed"
+    assert await app.flows.engine.sweep() == 1
+    assert await run.result(timeout=1) == {"only": 1}
+
+
+async def test_flow_events_reach_durable_hooks(app: Workhorse) -> None:
+    got: list[Any] = []
+
+    @app.on("flow.*")
+    async def hook(event: Any) -> None:
+        got.append(event)
+
+    @app.task(name="hooked", flow="hooked", entry=True)
+    async def hooked(data: Any) -> Any:
+        return data
+
+    await app.start_worker(concurrency=1)
+    await app.start_listener(poll_interval=0.02, from_start=True)
+    run = await app.flows.start("hooked", 1)
+    await run.result(timeout=10)
+
+    async def both() -> bool:
+        return len(got) >= 2
+
+    await eventually(both, "flow.started and flow.completed at the hook")
+    await app.stop_listener()
+    assert [(e.type, e.extra["run"], e.extra["flow"]) for e in got[:2]] == [
+        ("flow.started", run.id, "hooked"),
+        ("flow.completed", run.id, "hooked"),
+    ]
