@@ -138,6 +138,10 @@ class Workhorse:
         env: Sequence[str] | Mapping[str, str] | None = None,
         memory_limit: int | None = None,
         keep_for: Seconds | None = None,
+        flow: str | Sequence[str] | None = None,
+        entry: bool = False,
+        subscribes: Sequence[str] | None = None,
+        emits: Sequence[str] | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
 
     def task(

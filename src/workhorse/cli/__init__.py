@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from workhorse.cli import admin, control, hooks, listing, running
+from workhorse.cli import admin, control, flows, hooks, listing, running
 from workhorse.cli.loading import import_app, make_app
 
 __all__ = ["import_app", "main", "make_app"]
@@ -32,6 +32,8 @@ for _command in (
     running.enqueue,
     hooks.listen,
     hooks.hooks,
+    flows.flows,
+    flows.flow,
     listing.jobs,
     listing.job,
     listing.status,
