@@ -36,12 +36,17 @@ class Engine:
 
     # -- the worker's side ---------------------------------------------------------------
     async def lookup(self, lease: Lease) -> StepMeta | None:
-        """The flow, run and step a job is, or None for a job that is no step of a run."""
-        if lease.task not in self.graph.tasks:
+        """The flow, run and step a job is, or None for a job that is no step of a run.
+        The id tells the run; the store is asked only for a task in several flows."""
+        steps = self.graph.tasks.get(lease.task)
+        if not steps:
             return None
-        run = keys.run_of(lease.job_id)
-        if run is None:
+        found = keys.run_of(lease.job_id)
+        if found is None:
             return None
+        run, gen = found
+        if len(steps) == 1:
+            return StepMeta(run, steps[0].flow, lease.task, gen)
         raw = await self.client.backend.kv_get(keys.job_key(run, lease.job_id))
         if raw is None:
             return None

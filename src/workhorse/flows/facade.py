@@ -148,6 +148,8 @@ class Flows:
         """Run it again from its original input, as a new generation under the same id
         (steps still live are cancelled first)."""
         rec = await self._record(run_id)
+        if rec.gen >= keys.MAX_GEN:
+            raise ConfigError(f"run {run_id} was restarted {rec.gen} times; start a new run")
         if rec.state == "running":
             await self.engine.end(rec, "cancelled", None)
         await self.engine.cancel_jobs(run_id)

@@ -1,7 +1,8 @@
 """Key names in the store's key-value space, and step job ids derived from what caused them.
 
-A step's job id is its run's id followed by a hash of the run's generation, the step and
-the trigger's occurrence: the same cause always gives the same id."""
+A step's job id is ``r``, its run's id, its run's generation and a hash of the step and
+the trigger's occurrence: the same cause always gives the same id, and a worker reads the
+run from the id alone (other job ids are hex digits, never ``r``)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ def is_run_id(value: str) -> bool:
     return len(value) == RUN_ID_LEN and all(c in "0123456789abcdef" for c in value)
 
 
+MAX_GEN = 0xFFFF  # restarts of one run
+
+
 def step_job_id(run: str, gen: int, step: str, *cause: str) -> str:
     digest = hashlib.sha256("\x1f".join((str(gen), step, *cause)).encode()).hexdigest()
-    return run + digest[:16]
+    return f"r{run}{gen:04x}{digest[:11]}"
 
 
-def run_of(job_id: str) -> str | None:
-    """The run a step job belongs to, by its id (None: not shaped like a step's id)."""
-    if len(job_id) != 32 or not is_run_id(job_id[:RUN_ID_LEN]):
+def run_of(job_id: str) -> tuple[str, int] | None:
+    """The run and generation a step job belongs to, by its id (None: no step's id)."""
+    if len(job_id) != 32 or job_id[0] != "r" or not is_run_id(job_id[1 : 1 + RUN_ID_LEN]):
         return None
-    return job_id[:RUN_ID_LEN]
+    try:
+        return job_id[1 : 1 + RUN_ID_LEN], int(job_id[1 + RUN_ID_LEN : 5 + RUN_ID_LEN], 16)
+    except ValueError:
+        return None
 
 
 def run_key(run: str) -> str:

@@ -554,7 +554,8 @@ class Worker:
     async def _maintenance_loop(self) -> None:
         backend = self.client.backend
         s = self.client.settings
-        last_purge = last_sweep = 0.0
+        last_purge = 0.0
+        last_sweep = time.monotonic()  # the first sweep one interval in: runs just started
         while True:
             try:
                 reclaimed = await backend.reclaim_expired()
