@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from workhorse.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
+STEP_WITHOUT_FLOW = "entry=, subscribes=, emits= and wait= make a flow step: add flow='name'"
 R = TypeVar("R")
 
 
@@ -142,6 +143,7 @@ class Workhorse:
         entry: bool = False,
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
+        wait: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
 
     def task(
@@ -172,6 +174,7 @@ class Workhorse:
         entry: bool = False,
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
+        wait: Mapping[str, Any] | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
@@ -179,7 +182,8 @@ class Workhorse:
         runtime=..., command=..., env=..., memory_limit=..., keep_for=..., max_stalls=...)``.
         Options are checked here: a bad cron pattern, time zone or rate fails at definition.
         ``flow=`` makes it a step of that flow (or flows), with ``entry=True`` or
-        ``subscribes=[...]``, and the triggers it ``emits=[...]`` (docs/flows.md)."""
+        ``subscribes=[...]``, the triggers it ``emits=[...]``, and a ``wait={...}`` before it
+        runs (docs/flows.md)."""
         options = {
             "queue": queue,
             "retries": retries,
@@ -201,9 +205,9 @@ class Workhorse:
             "keep_for": keep_for,
         }
         if flow is not None:
-            options.update(flow=flow, entry=entry, subscribes=subscribes, emits=emits)
-        elif entry or subscribes or emits:
-            raise ConfigError("entry=, subscribes= and emits= make a flow step: add flow='name'")
+            options.update(flow=flow, entry=entry, subscribes=subscribes, emits=emits, wait=wait)
+        elif entry or subscribes or emits or wait:
+            raise ConfigError(STEP_WITHOUT_FLOW)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             return self.add_task(f, name=name, **options)
@@ -215,7 +219,7 @@ class Workhorse:
     ) -> Task[Any, Any]:
         steps = {k: options.pop(k) for k in FLOW_OPTIONS if k in options}
         if steps and "flow" not in steps:
-            raise ConfigError("entry=, subscribes= and emits= make a flow step: add flow='name'")
+            raise ConfigError(STEP_WITHOUT_FLOW)
         if steps:
             # Checked before the task exists, so a bad step leaves nothing registered.
             from workhorse.flows import Graph

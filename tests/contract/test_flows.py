@@ -310,3 +310,31 @@ async def test_flow_events_reach_durable_hooks(app: Workhorse) -> None:
         ("flow.started", run.id, "hooked"),
         ("flow.completed", run.id, "hooked"),
     ]
+
+
+async def test_signals_resume_waits_before_and_after_they_start(app: Workhorse) -> None:
+    @app.task(name="order", flow="paying", entry=True)
+    async def order(data: Any) -> Any:
+        return data
+
+    @app.task(
+        name="ship_it",
+        flow="paying",
+        subscribes=["step:order"],
+        wait={"signal": "paid", "key": "id"},
+    )
+    async def ship_it(data: Any) -> Any:
+        return data["signal"]
+
+    await app.start_worker(concurrency=2)
+    await app.flows.signal("paid", "early", key=1)
+    early = await app.flows.start("paying", {"id": 1})
+    late = await app.flows.start("paying", {"id": 2})
+
+    async def waiting() -> bool:
+        return bool((await app.flows.get(late.id)).waits)
+
+    await eventually(waiting, "the second run to wait for its signal")
+    assert await app.flows.signal("paid", "late", key=2) == 1
+    assert await early.result(timeout=10) == {"ship_it": "early"}
+    assert await late.result(timeout=10) == {"ship_it": "late"}

@@ -40,13 +40,13 @@ class Engine(Protocol):
 class FlowContext:
     """``ctx.flow`` of a step's attempt."""
 
-    __slots__ = ("_counts", "engine", "enqueued", "job_id", "meta")
+    __slots__ = ("_counts", "engine", "followups", "job_id", "meta")
 
     def __init__(self, engine: Engine, meta: StepMeta, job_id: str) -> None:
         self.engine = engine
         self.meta = meta
         self.job_id = job_id
-        self.enqueued = 0  # follow-up jobs this attempt enqueued (or found enqueued)
+        self.followups: list[str] = []  # ids of the steps this attempt started (or waits on)
         self._counts: dict[str, int] = {}
 
     @property

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from workhorse import codec
@@ -21,6 +22,7 @@ from workhorse.flows import keys, records
 from workhorse.flows.context import FlowContext, State, StepMeta
 from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step
 from workhorse.flows.records import RunRecord, RunState
+from workhorse.flows.waiting import Waits
 from workhorse.job import LIVE_STATES, Event, JobState, Lease, Outcome
 
 log = logging.getLogger("workhorse.flows")
@@ -33,6 +35,7 @@ class Engine:
     def __init__(self, client: Client, graph: Graph) -> None:
         self.client = client
         self.graph = graph
+        self.waits = Waits(self)
 
     # -- the worker's side ---------------------------------------------------------------
     async def lookup(self, lease: Lease) -> StepMeta | None:
@@ -83,17 +86,21 @@ class Engine:
 
     async def finished(self, outcome: Outcome, ctx: Any) -> None:
         """After a step's outcome is written: a step that led nowhere, or failed, may have
-        been the run's last, so the run is checked."""
+        been the run's last, so the run is checked; so is one whose follow-ups finished
+        before its own outcome was written (their checks saw it still running)."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
             return
-        if outcome.kind in ("failed", "cancelled") or (
-            outcome.kind == "completed" and fc.enqueued == 0
-        ):
-            try:
-                await self.check(fc.meta.run)
-            except Exception:  # the sweep checks the run again
-                log.exception("run %s: could not check whether it ended", fc.meta.run)
+        try:
+            if outcome.kind == "completed" and fc.followups:
+                jobs = await self.client.get_jobs(fc.followups)
+                if not any(j.finished for j in jobs.values()):
+                    return  # the last of them to finish checks the run
+            elif outcome.kind not in ("completed", "failed", "cancelled"):
+                return
+            await self.check(fc.meta.run)
+        except Exception:  # the sweep checks the run again
+            log.exception("run %s: could not check whether it ended", fc.meta.run)
 
     # -- triggers --------------------------------------------------------------------------
     async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None:
@@ -115,30 +122,56 @@ class Engine:
                 if set(step.subscribes) <= set(inputs):
                     # Every input's writer may get here; the derived id starts the join once.
                     joined = {t: inputs[t] for t in step.subscribes}
-                    if await self.enqueue_step(meta.run, meta.gen, step, joined, "join"):
-                        fc.enqueued += 1
-            elif await self.enqueue_step(
-                meta.run, meta.gen, step, data, fc.job_id, trigger, occurrence
-            ):
-                fc.enqueued += 1
+                    if await self.begin(meta.run, meta.gen, step, joined, "join"):
+                        fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
+            else:
+                cause = (fc.job_id, trigger, occurrence)
+                if await self.begin(meta.run, meta.gen, step, data, *cause):
+                    fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, *cause))
 
-    async def enqueue_step(self, run: str, gen: int, step: Step, data: Any, *cause: str) -> bool:
+    async def begin(self, run: str, gen: int, step: Step, data: Any, *cause: str) -> bool:
+        """Start the step for this cause: at once, after its wait's delay or cron time, or
+        once its signal arrives."""
+        w = step.wait
+        if w is None:
+            return await self.enqueue_step(run, gen, step, data, *cause)
+        if w.delay is not None:
+            return await self.enqueue_step(run, gen, step, data, *cause, options={"delay": w.delay})
+        if w.cron is not None:
+            now = datetime.fromtimestamp(await self.client.backend.now(), UTC)
+            at = w.cron.next_after(now)
+            return await self.enqueue_step(run, gen, step, data, *cause, options={"at": at})
+        return await self.waits.start(run, gen, step, data, cause)
+
+    async def enqueue_step(
+        self,
+        run: str,
+        gen: int,
+        step: Step,
+        data: Any,
+        *cause: str,
+        options: dict[str, Any] | None = None,
+    ) -> bool:
         """Enqueue the step's job for this cause, unless it exists already. The run's index
         entry is written first: it is the claim, and a run with an entry is not over."""
         job_id = keys.step_job_id(run, gen, step.name, *cause)
-        marker = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen}).decode()
-        backend = self.client.backend
         # Claimed before: by this same cause run again, or by a writer killed before its
         # enqueue. Only a missing record is written again.
-        claimed = await backend.set_if_absent(keys.job_key(run, job_id), marker)
-        if not claimed and await backend.get(job_id) is not None:
+        claimed = await self.index_step(run, gen, step, job_id)
+        if not claimed and await self.client.backend.get(job_id) is not None:
             return True
         task = self.client.registry.get_task(step.name)
         new = dataclasses.replace(
-            self.client.new_job(task, data, {}), id=job_id, dedup_key="flow:" + job_id
+            self.client.new_job(task, data, options or {}), id=job_id, dedup_key="flow:" + job_id
         )
         await self.client.submit(task, new, {})
         return True
+
+    async def index_step(self, run: str, gen: int, step: Step, job_id: str) -> bool:
+        """Add the step's job to the run's index (a run with an entry is not over); False
+        when it was there already."""
+        marker = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen}).decode()
+        return await self.client.backend.set_if_absent(keys.job_key(run, job_id), marker)
 
     # -- ending runs -----------------------------------------------------------------------
     async def check(self, run: str) -> RunState | None:
@@ -151,15 +184,20 @@ class Engine:
         flow = self.graph.flows.get(rec.flow)
         index = await backend.kv_scan(keys.job_prefix(run))
         ids = [k[len(keys.job_prefix(run)) :] for k in index]
+        index_ids = set(ids)
         jobs = await self.client.get_jobs(ids)
-        pending = [i for i in ids if i not in jobs or jobs[i].state in LIVE_STATES]
+        pending: list[str | None] = [
+            i for i in ids if i not in jobs or jobs[i].state in LIVE_STATES
+        ]
+        waiting = await backend.kv_scan(keys.waiting_prefix(run))
+        if any(k[len(keys.waiting_prefix(run)) :] not in index_ids for k in waiting):
+            pending.append(None)  # a step waits for its signal (not yet in the index)
         failed = [j for j in jobs.values() if j.state in (JobState.FAILED, JobState.CANCELLED)]
         if failed and (flow is None or flow.on_failure == "fail"):
             first = failed[0]
             error = {"step": first.task, "job_id": first.id, **(first.error or {})}
             if await self.end(rec, "failed", error):
-                for job_id in pending:
-                    await self.client.cancel(job_id)
+                await self.cancel_jobs(run)
             return "failed"
         if not pending:
             await self.end(rec, "completed", None)
@@ -195,7 +233,7 @@ class Engine:
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
         for step in flow.entries():
-            await self.enqueue_step(rec.id, rec.gen, step, rec.input, "entry")
+            await self.begin(rec.id, rec.gen, step, rec.input, "entry")
 
     async def cancel_run(self, run: str) -> bool:
         """Cancel a running run: its queued and running steps are cancelled. False when
@@ -213,6 +251,7 @@ class Engine:
         for job in (await self.client.get_jobs(ids)).values():
             if job.state in LIVE_STATES:
                 await self.client.cancel(job.id)
+        await self.waits.drop(run)
 
     async def sweep(self) -> int:
         """Check every running run: ends those whose last checker died. Returns how many
@@ -220,7 +259,10 @@ class Engine:
         ended = 0
         for raw in (await self.client.backend.kv_scan(keys.runs_prefix())).values():
             rec = RunRecord.loads(raw)
-            if rec.state == "running" and await self.check(rec.id) is not None:
+            if rec.state != "running":
+                continue
+            await self.waits.rescue(rec.id)
+            if await self.check(rec.id) is not None:
                 ended += 1
         return ended
 

@@ -15,7 +15,10 @@ from workhorse.flows import keys, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
+from workhorse.flows.waiting import SIGNAL_TTL
+from workhorse.flows.waits import TIMER_TASK
 from workhorse.job import Event
+from workhorse.settings import check_name
 
 # How often ``RunHandle.result`` looks at the run's record.
 POLL = 0.02
@@ -86,8 +89,28 @@ class Flows:
         entry: bool = False,
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
+        wait: Any = None,
     ) -> list[Step]:
-        return self.graph.add_step(task, flow, entry, subscribes, emits)
+        steps = self.graph.add_step(task, flow, entry, subscribes, emits, wait)
+        timed = any(s.wait is not None and s.wait.timeout is not None for s in steps)
+        if timed and TIMER_TASK not in self.client.registry.tasks:
+            waits = self.engine.waits
+
+            async def timer(data: dict[str, Any]) -> None:
+                await waits.timed_out(data["wait"])
+
+            self.client.registry.add_task(timer, name=TIMER_TASK)
+        return steps
+
+    async def signal(
+        self, name: str, data: Any = None, *, key: Any = "", ttl: float | None = SIGNAL_TTL
+    ) -> int:
+        """Send a signal: the steps waiting for ``name`` with this ``key`` resume with
+        ``{"input": ..., "signal": data}``. It is kept ``ttl`` seconds (a day; None: until
+        cleared) for a wait that starts later. Returns how many waits it resumed."""
+        check_name(name, "signal")
+        await self.client.store()
+        return await self.engine.waits.signal(name, data, str(key), ttl)
 
     def __getitem__(self, name: str) -> FlowDef:
         return self.graph.flow(name)
@@ -125,8 +148,17 @@ class Flows:
             for job_id, raw in zip(ids, index.values(), strict=True)
         ]
         steps.sort(key=lambda s: (s.started_at is None, s.started_at or 0.0, s.step))
+        waits = await self.engine.waits.pending(run_id)
         return RunInfo(
-            rec.id, rec.flow, rec.state, rec.input, rec.created_at, rec.ended_at, rec.error, steps
+            rec.id,
+            rec.flow,
+            rec.state,
+            rec.input,
+            rec.created_at,
+            rec.ended_at,
+            rec.error,
+            steps,
+            [{k: w[k] for k in ("step", "signal", "key", "since")} for w in waits],
         )
 
     async def list(self, flow: str | None = None, state: str | None = None) -> list[RunRecord]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workhorse.errors import ConfigError
+from workhorse.flows.waits import Wait, make_wait
 from workhorse.settings import check_name
 
 OnFailure = Literal["fail", "continue"]
@@ -14,7 +15,7 @@ Cleanup = Literal["never", "on_complete", "immediate", "ttl"]
 ON_FAILURE = ("fail", "continue")
 CLEANUP = ("never", "on_complete", "immediate", "ttl")
 # The task options that make a task a step (also read from a discovered module).
-FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits")
+FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait")
 STEP_PREFIX = "step:"
 
 
@@ -25,6 +26,7 @@ class Step:
     entry: bool
     subscribes: tuple[str, ...]
     emits: tuple[str, ...]
+    wait: Wait | None = None  # before the step runs
 
     @property
     def join(self) -> bool:
@@ -144,6 +146,7 @@ class Graph:
         entry: bool = False,
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
+        wait: Any = None,
     ) -> list[Step]:
         flows = [flow] if isinstance(flow, str) else list(flow)
         if not flows:
@@ -161,7 +164,7 @@ class Graph:
         steps = []
         for name in flows:
             f = self._flow(name)
-            step = Step(name, task, entry, subs, _names(emits, "emits"))
+            step = Step(name, task, entry, subs, _names(emits, "emits"), make_wait(wait))
             f.steps[task] = step
             steps.append(step)
         self.tasks[task] = [s for s in self.tasks.get(task, []) if s.flow not in flows] + steps

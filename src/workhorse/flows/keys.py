@@ -68,3 +68,22 @@ def end_key(run: str, gen: int) -> str:
 
 def state_prefix(run: str | None) -> str:
     return f"{PREFIX}state:global:" if run is None else f"{PREFIX}state:run:{run}:"
+
+
+def waiting_prefix(run: str) -> str:
+    """The run's waits not yet resolved: one key per wait, so the run is not over."""
+    return f"{PREFIX}waiting:{run}:"
+
+
+def wait_prefix(signal: str, key: str) -> str:
+    """Waits for one signal and key, across runs: what a signal resolves."""
+    return f"{PREFIX}wait:{signal}:{len(key)}:{key}:"
+
+
+def signal_key(signal: str, key: str) -> str:
+    return f"{PREFIX}signal:{signal}:{len(key)}:{key}"
+
+
+def resolved_key(job_id: str) -> str:
+    """Who resolved the wait of the step job ``job_id``: ``signal`` or ``timeout``."""
+    return f"{PREFIX}resolved:{job_id}"

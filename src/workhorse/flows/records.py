@@ -74,6 +74,7 @@ class RunInfo:
     ended_at: float | None
     error: dict[str, Any] | None
     steps: list[StepInfo] = field(default_factory=list)
+    waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting for a signal
 
     def step(self, name: str) -> list[StepInfo]:
         return [s for s in self.steps if s.step == name]
