@@ -86,6 +86,7 @@ async def running(url: str) -> int:
         return len(await app.flows.list("diamond", "running"))
 
 
+@pytest.mark.timeout(150)
 def test_diamond_runs_complete_while_workers_are_killed(url: str, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.txt"
     env = {
@@ -105,7 +106,7 @@ def test_diamond_runs_complete_while_workers_are_killed(url: str, tmp_path: Path
     started = time.monotonic()
     try:
         time.sleep(1.0)
-        deadline = time.monotonic() + 80
+        deadline = time.monotonic() + 120
         while True:
             lines = ledger.read_text().count("\n") if ledger.exists() else 0
             if lines >= RUNS * 4 and asyncio.run(running(url)) == 0:
