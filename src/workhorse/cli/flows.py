@@ -59,7 +59,7 @@ def runs_table(runs: list[RunRecord]) -> Table:
         table.add_row(
             r.id,
             r.flow,
-            f"[{RUN_STYLE[r.state]}]{r.state}[/]",
+            f"[{RUN_STYLE[r.state]}]{r.state}[/]" + (" [red]stalled[/]" if r.stalled_at else ""),
             _at(r.created_at),
             _at(r.ended_at),
             short(r.input),
@@ -92,7 +92,10 @@ def flow(app_spec: str, run_id: str, url: str | None, as_json: bool) -> None:
 def run_tree(info: RunInfo, definition: FlowDef | None) -> Tree:
     """The run's steps from its entries down, each with its jobs' states (a step that ran
     for several triggers, a fan-out, shows a count per state)."""
-    root = Tree(f"[bold]{info.flow}[/] {info.id} [{RUN_STYLE[info.state]}]{info.state}[/]")
+    stalled = " [red]stalled[/]" if info.stalled_at else ""
+    root = Tree(f"[bold]{info.flow}[/] {info.id} [{RUN_STYLE[info.state]}]{info.state}[/]{stalled}")
+    for w in info.waits:
+        root.add(f"[yellow]{w['step']} waits for signal {w['signal']!r} key {w['key']!r}[/]")
     if info.error:
         root.add(f"[red]{info.error.get('step')}: {info.error.get('message')}[/]")
     states: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)

@@ -225,7 +225,7 @@ class Engine:
     async def start_run(self, flow: str, data: Any = None) -> str:
         f = self.graph.flow(flow)
         f.check()
-        rec = RunRecord(keys.new_run_id(), flow, data, time.time())
+        rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
         await records.save(self.client.backend, rec)
         await self.publish("flow.started", rec.id, flow)
         await self.start_entries(rec, f)
@@ -264,7 +264,59 @@ class Engine:
             await self.waits.rescue(rec.id)
             if await self.check(rec.id) is not None:
                 ended += 1
+            else:
+                await self.stall_check(rec)
         return ended
+
+    # -- stalls ------------------------------------------------------------------------------
+    async def last_progress(self, rec: RunRecord) -> float:
+        """The store's time of the run's latest step start, finish, enqueue or wait."""
+        prefix = keys.job_prefix(rec.id)
+        ids = [k[len(prefix) :] for k in await self.client.backend.kv_scan(prefix)]
+        times = [rec.created_at]
+        for job in (await self.client.get_jobs(ids)).values():
+            for t in (job.created_at, job.started_at, job.finished_at):
+                if t is not None:
+                    times.append(t.timestamp())
+        times.extend(float(w["since"]) for w in await self.waits.pending(rec.id))
+        return max(times)
+
+    async def stall_check(self, rec: RunRecord) -> bool:
+        """Mark a running run stalled when it made no progress for its flow's stall
+        timeout, with one ``flow.stalled`` event per stall."""
+        flow = self.graph.flows.get(rec.flow)
+        if flow is None or flow.stall_timeout is None:
+            return False
+        now = await self.client.backend.now()
+        last = await self.last_progress(rec)
+        if rec.stalled_at is not None:
+            if last > rec.stalled_at:  # it moved on by itself
+                rec.stalled_at = None
+                await records.save(self.client.backend, rec)
+            return False
+        if now - last < flow.stall_timeout:
+            return False
+        if not await self.client.backend.set_if_absent(keys.stall_key(rec.id, last), "1"):
+            return False
+        rec.stalled_at = now
+        await records.save(self.client.backend, rec)
+        await self.publish("flow.stalled", rec.id, rec.flow, idle=now - last)
+        return True
+
+    async def resume(self, rec: RunRecord) -> int:
+        prefix = keys.job_prefix(rec.id)
+        ids = [k[len(prefix) :] for k in await self.client.backend.kv_scan(prefix)]
+        retried = 0
+        for job in (await self.client.get_jobs(ids)).values():
+            if job.state in (JobState.FAILED, JobState.CANCELLED) and await self.client.retry(
+                job.id
+            ):
+                retried += 1
+        await self.waits.rescue(rec.id)
+        rec.stalled_at = None
+        await records.save(self.client.backend, rec)
+        await self.publish("flow.resumed", rec.id, rec.flow, retried=retried)
+        return retried
 
     async def publish(self, type_: str, run: str, flow: str, **data: Any) -> None:
         event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,13 +73,28 @@ class Flows:
         on_failure: OnFailure | None = None,
         cleanup: Cleanup | None = None,
         state_ttl: float | None = None,
+        stall_timeout: float | None = None,
     ) -> FlowDef:
         """Set a flow's policies: ``on_failure`` ("fail" the run, or "continue" the other
         branches), ``cleanup`` of its state ("never", "on_complete", "immediate", "ttl")
-        and ``state_ttl`` (seconds)."""
+        ``state_ttl`` (seconds), and ``stall_timeout``: seconds without progress after
+        which a running run is marked stalled (a ``flow.stalled`` event)."""
         return self.graph.configure(
-            name, on_failure=on_failure, cleanup=cleanup, state_ttl=state_ttl
+            name,
+            on_failure=on_failure,
+            cleanup=cleanup,
+            state_ttl=state_ttl,
+            stall_timeout=stall_timeout,
         )
+
+    async def resume(self, run_id: str) -> int:
+        """Resume a stalled run: its failed or cancelled steps are retried, waits whose
+        signal is stored are resolved, and the stall mark is cleared. Returns how many
+        steps were retried."""
+        rec = await self._record(run_id)
+        if rec.state != "running":
+            raise ConfigError(f"run {run_id} is {rec.state}; restart(run_id) runs it again")
+        return await self.engine.resume(rec)
 
     def add_step(
         self,
@@ -158,6 +172,7 @@ class Flows:
             rec.ended_at,
             rec.error,
             steps,
+            rec.stalled_at,
             [{k: w[k] for k in ("step", "signal", "key", "since")} for w in waits],
         )
 
@@ -192,7 +207,8 @@ class Flows:
         rec.state = "running"
         rec.ended_at = None
         rec.error = None
-        rec.created_at = time.time()
+        rec.stalled_at = None
+        rec.created_at = await backend.now()
         await records.save(backend, rec)
         await self.engine.publish("flow.started", rec.id, rec.flow, restart=rec.gen)
         await self.engine.start_entries(rec, self.graph.flow(rec.flow))
@@ -206,7 +222,11 @@ class Flows:
         for rec in await self.list(flow):
             if rec.state == "running":
                 continue
-            for prefix in (keys.job_prefix(rec.id), keys.state_prefix(rec.id)):
+            for prefix in (
+                keys.job_prefix(rec.id),
+                keys.state_prefix(rec.id),
+                f"{keys.PREFIX}stall:{rec.id}:",
+            ):
                 for k in await backend.kv_scan(prefix):
                     await backend.kv_delete(k)
             for gen in range(rec.gen + 1):

@@ -41,6 +41,7 @@ class FlowDef:
     on_failure: OnFailure = "fail"
     cleanup: Cleanup = "on_complete"
     state_ttl: float | None = None  # seconds a state value lives (cleanup="ttl" needs one)
+    stall_timeout: float | None = None  # seconds without progress before a run is stalled
 
     def entries(self) -> list[Step]:
         return [s for s in self.steps.values() if s.entry]
@@ -117,6 +118,7 @@ class Graph:
         on_failure: OnFailure | None = None,
         cleanup: Cleanup | None = None,
         state_ttl: float | None = None,
+        stall_timeout: float | None = None,
     ) -> FlowDef:
         f = self._flow(name)
         if on_failure is not None:
@@ -135,6 +137,16 @@ class Graph:
             ):
                 raise ConfigError(f"state_ttl must be a number of seconds > 0, got {state_ttl!r}")
             f.state_ttl = float(state_ttl)
+        if stall_timeout is not None:
+            if (
+                isinstance(stall_timeout, bool)
+                or not isinstance(stall_timeout, int | float)
+                or stall_timeout <= 0
+            ):
+                raise ConfigError(
+                    f"stall_timeout must be a number of seconds > 0, got {stall_timeout!r}"
+                )
+            f.stall_timeout = float(stall_timeout)
         if f.cleanup == "ttl" and f.state_ttl is None:
             raise ConfigError(f"flow {name!r}: cleanup='ttl' needs state_ttl=<seconds>")
         return f

@@ -87,3 +87,8 @@ def signal_key(signal: str, key: str) -> str:
 def resolved_key(job_id: str) -> str:
     """Who resolved the wait of the step job ``job_id``: ``signal`` or ``timeout``."""
     return f"{PREFIX}resolved:{job_id}"
+
+
+def stall_key(run: str, last: float) -> str:
+    """Marks one stall of the run (by its last progress), so it is reported once."""
+    return f"{PREFIX}stall:{run}:{last:.6f}"

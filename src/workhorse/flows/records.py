@@ -33,6 +33,7 @@ class RunRecord:
     gen: int = 0  # a restart starts a new generation: new step job ids
     ended_at: float | None = None
     error: dict[str, Any] | None = None
+    stalled_at: float | None = None  # when the sweep found it without progress
 
     def dumps(self) -> str:
         return codec.dumps(asdict(self)).decode()
@@ -74,6 +75,7 @@ class RunInfo:
     ended_at: float | None
     error: dict[str, Any] | None
     steps: list[StepInfo] = field(default_factory=list)
+    stalled_at: float | None = None
     waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting for a signal
 
     def step(self, name: str) -> list[StepInfo]:
