@@ -19,6 +19,7 @@ from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
 from workhorse.flows import FLOW_OPTIONS, Flows
+from workhorse.flows.filters import only_flow
 from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
 from workhorse.job import FINISHED_STATES, Event, Job, JobState, WorkerInfo
 from workhorse.registry import Registry
@@ -373,6 +374,7 @@ class Workhorse:
         queue: str | None = None,
         name: str | None = None,
         local: bool = False,
+        flow: str | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -385,6 +387,7 @@ class Workhorse:
         queue: str | None = None,
         name: str | None = None,
         local: bool = False,
+        flow: str | None = None,
     ) -> Any: ...
 
     def on(
@@ -396,6 +399,7 @@ class Workhorse:
         queue: str | None = None,
         name: str | None = None,
         local: bool = False,
+        flow: str | None = None,
     ) -> Any:
         """Subscribe a hook to the durable event log: ``@app.on("job.completed",
         task="send_*", queue="mail")`` (glob patterns). Listeners of the app's hook group
@@ -404,8 +408,22 @@ class Workhorse:
         a decorator it returns the function. ``name`` keys the hook's parked events
         (default: module and function name).
 
+        ``flow="onboarding"`` (a glob) keeps the events of those flows' runs (flow.*,
+        step.waiting, step.resumed: their data names the flow).
+
         ``local=True`` subscribes to the in-process bus instead (``app.bus``): only what
         this process's own worker and producers do, not durable, exact task name."""
+        if flow is not None:
+            if local:
+                raise ConfigError("flow= filters durable hooks; drop local=True")
+            if handler is not None:
+                return self.on(type_, only_flow(handler, flow), task=task, queue=queue, name=name)
+
+            def flow_deco(fn: F) -> F:
+                self.on(type_, only_flow(fn, flow), task=task, queue=queue, name=name)
+                return fn
+
+            return flow_deco
         if local:
             if queue is not None or name is not None:
                 raise ConfigError("local=True hooks filter by type and task only")

@@ -288,9 +288,15 @@ async def test_the_sweep_ends_a_run_whose_last_checker_died(app: Workhorse) -> N
 async def test_flow_events_reach_durable_hooks(app: Workhorse) -> None:
     got: list[Any] = []
 
-    @app.on("flow.*")
+    others: list[Any] = []
+
+    @app.on("flow.*", flow="hook*")
     async def hook(event: Any) -> None:
         got.append(event)
+
+    @app.on("flow.*", flow="other")
+    def other(event: Any) -> None:
+        others.append(event)
 
     @app.task(name="hooked", flow="hooked", entry=True)
     async def hooked(data: Any) -> Any:
@@ -310,6 +316,7 @@ async def test_flow_events_reach_durable_hooks(app: Workhorse) -> None:
         ("flow.started", run.id, "hooked"),
         ("flow.completed", run.id, "hooked"),
     ]
+    assert others == []
 
 
 async def test_signals_resume_waits_before_and_after_they_start(app: Workhorse) -> None:
@@ -338,3 +345,25 @@ async def test_signals_resume_waits_before_and_after_they_start(app: Workhorse) 
     assert await app.flows.signal("paid", "late", key=2) == 1
     assert await early.result(timeout=10) == {"ship_it": "early"}
     assert await late.result(timeout=10) == {"ship_it": "late"}
+
+
+async def test_a_flows_step_timeout_applies_where_the_task_sets_none(app: Workhorse) -> None:
+    @app.task(name="hangs", flow="timed", entry=True)
+    async def hangs(data: Any) -> Any:
+        await asyncio.sleep(30)
+
+    @app.task(name="own", flow="timed2", entry=True, timeout=20)
+    async def own(data: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return "ok"
+
+    app.flows.define("timed", step_timeout=0.2)
+    app.flows.define("timed2", step_timeout=0.1)
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("timed", 1)
+    with pytest.raises(FlowFailed) as failed:
+        await run.result(timeout=10)
+    assert failed.value.run.error is not None
+    assert failed.value.run.error["type"] == "TimeoutError"
+    other = await app.flows.start("timed2", 1)
+    assert await other.result(timeout=10) == {"own": "ok"}

@@ -161,6 +161,9 @@ class Engine:
         if not claimed and await self.client.backend.get(job_id) is not None:
             return True
         task = self.client.registry.get_task(step.name)
+        flow = self.graph.flows.get(step.flow)
+        if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
+            options = {**(options or {}), "timeout": flow.step_timeout}  # step > flow > job
         new = dataclasses.replace(
             self.client.new_job(task, data, options or {}), id=job_id, dedup_key="flow:" + job_id
         )

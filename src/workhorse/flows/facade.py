@@ -74,17 +74,20 @@ class Flows:
         cleanup: Cleanup | None = None,
         state_ttl: float | None = None,
         stall_timeout: float | None = None,
+        step_timeout: float | None = None,
     ) -> FlowDef:
         """Set a flow's policies: ``on_failure`` ("fail" the run, or "continue" the other
         branches), ``cleanup`` of its state ("never", "on_complete", "immediate", "ttl")
         ``state_ttl`` (seconds), and ``stall_timeout``: seconds without progress after
-        which a running run is marked stalled (a ``flow.stalled`` event)."""
+        which a running run is marked stalled (a ``flow.stalled`` event); ``step_timeout``:
+        seconds for its steps whose task sets no ``timeout`` (then ``job_timeout``)."""
         return self.graph.configure(
             name,
             on_failure=on_failure,
             cleanup=cleanup,
             state_ttl=state_ttl,
             stall_timeout=stall_timeout,
+            step_timeout=step_timeout,
         )
 
     async def resume(self, run_id: str) -> int:

@@ -42,6 +42,7 @@ class FlowDef:
     cleanup: Cleanup = "on_complete"
     state_ttl: float | None = None  # seconds a state value lives (cleanup="ttl" needs one)
     stall_timeout: float | None = None  # seconds without progress before a run is stalled
+    step_timeout: float | None = None  # for its steps whose task sets no timeout
 
     def entries(self) -> list[Step]:
         return [s for s in self.steps.values() if s.entry]
@@ -76,6 +77,12 @@ class FlowDef:
                         f"step {s.name!r} of flow {self.name!r} subscribes to {t!r}, which no "
                         f"step of the flow emits; add emits=[{t!r}] to the step that emits it"
                     )
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{what} must be a number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 def _names(value: Any, what: str) -> tuple[str, ...]:
@@ -119,6 +126,7 @@ class Graph:
         cleanup: Cleanup | None = None,
         state_ttl: float | None = None,
         stall_timeout: float | None = None,
+        step_timeout: float | None = None,
     ) -> FlowDef:
         f = self._flow(name)
         if on_failure is not None:
@@ -137,6 +145,8 @@ class Graph:
             ):
                 raise ConfigError(f"state_ttl must be a number of seconds > 0, got {state_ttl!r}")
             f.state_ttl = float(state_ttl)
+        if step_timeout is not None:
+            f.step_timeout = _positive(step_timeout, "step_timeout")
         if stall_timeout is not None:
             if (
                 isinstance(stall_timeout, bool)
