@@ -367,3 +367,30 @@ async def test_a_flows_step_timeout_applies_where_the_task_sets_none(app: Workho
     assert failed.value.run.error["type"] == "TimeoutError"
     other = await app.flows.start("timed2", 1)
     assert await other.result(timeout=10) == {"own": "ok"}
+
+
+async def test_state_ttl_and_cleanup_after_a_failure(app: Workhorse) -> None:
+    @app.task(name="keep_then_fail", flow=["kept", "swept_away"], entry=True)
+    async def keep_then_fail(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("kept", 1)
+        await ctx.state.set("brief", 1, ttl=0.3)
+        assert await ctx.state.get("brief") == 1
+        await asyncio.sleep(0.6)
+        assert await ctx.state.get("brief") is None  # its ttl passed
+        raise RuntimeError("fail the run")
+
+    app.flows.define("kept")  # on_complete: a failed run keeps its state, to look at
+    app.flows.define("swept_away", cleanup="immediate")
+    await app.start_worker(concurrency=2)
+    kept = await app.flows.start("kept", 1)
+    swept = await app.flows.start("swept_away", 1)
+    for run in (kept, swept):
+        with pytest.raises(FlowFailed) as failed:
+            await run.result(timeout=10)
+        assert failed.value.run.error is not None
+        assert "fail the run" in failed.value.run.error["message"]
+    backend = app.client.backend
+    assert await backend.kv_scan(f"flows:state:run:{kept.id}:") == {
+        f"flows:state:run:{kept.id}:kept": "1"
+    }
+    assert await backend.kv_scan(f"flows:state:run:{swept.id}:") == {}

@@ -147,3 +147,22 @@ def test_wait_options_are_checked() -> None:
         app.task(lambda: None, name="w", flow="f", entry=True, wait=bad)  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="unknown"):
         app.task(lambda: None, name="w", flow="f", entry=True, wait={"sleep": 1})  # type: ignore[call-overload]
+
+
+async def test_a_long_run_outlives_its_purged_step_records(
+    app: Workhorse, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention removed the record of a finished step of a run that still waits: once
+    its index entry is old, the missing record no longer holds the run open."""
+    from workhorse.flows import engine
+
+    order_flow(app, "long")
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("long", {"order_id": 4})
+    await settle(app, run.id)
+    clock.advance(10)
+    assert await app.purge(states=["completed"], older_than=5) == 1  # the entry step's record
+    monkeypatch.setattr(engine, "PURGED_AFTER", 0.0)  # its index entry is old now
+    await app.flows.signal("paid", "ok", key=4)
+    assert await run.result(timeout=5) == {"long_ship": "shipped"}
+    await app.stop_workers()

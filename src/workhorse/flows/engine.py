@@ -27,6 +27,17 @@ from workhorse.job import LIVE_STATES, Event, JobState, Lease, Outcome
 
 log = logging.getLogger("workhorse.flows")
 
+# A step job indexed this long ago and missing from the store was removed by retention
+# (a long run); a younger one may be an enqueue in flight, or one whose writer died and
+# whose step runs again within its lease.
+PURGED_AFTER = 3600.0
+
+
+def _purged(marker: str, now: float) -> bool:
+    at = codec.loads(marker).get("at")
+    return isinstance(at, int | float) and now - at > PURGED_AFTER
+
+
 # A step whose follow-ups could not be written is tried again this soon, attempt refunded.
 REENQUEUE_DELAY = 1.0
 
@@ -173,8 +184,10 @@ class Engine:
     async def index_step(self, run: str, gen: int, step: Step, job_id: str) -> bool:
         """Add the step's job to the run's index (a run with an entry is not over); False
         when it was there already."""
-        marker = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen}).decode()
-        return await self.client.backend.set_if_absent(keys.job_key(run, job_id), marker)
+        marker = {"flow": step.flow, "step": step.name, "gen": gen, "at": time.time()}
+        return await self.client.backend.set_if_absent(
+            keys.job_key(run, job_id), codec.dumps(marker).decode()
+        )
 
     # -- ending runs -----------------------------------------------------------------------
     async def check(self, run: str) -> RunState | None:
@@ -189,8 +202,11 @@ class Engine:
         ids = [k[len(keys.job_prefix(run)) :] for k in index]
         index_ids = set(ids)
         jobs = await self.client.get_jobs(ids)
+        now = time.time()
         pending: list[str | None] = [
-            i for i in ids if i not in jobs or jobs[i].state in LIVE_STATES
+            i
+            for i, raw in zip(ids, index.values(), strict=True)
+            if (jobs[i].state in LIVE_STATES if i in jobs else not _purged(raw, now))
         ]
         waiting = await backend.kv_scan(keys.waiting_prefix(run))
         if any(k[len(keys.waiting_prefix(run)) :] not in index_ids for k in waiting):
