@@ -199,6 +199,8 @@ async def test_restart_replays_the_run_from_its_input(app: Workhorse) -> None:
     assert len(info.steps) == 4
     assert await app.flows.clear("diamond") == 1
     assert await app.flows.list("diamond") == []
+    left = await app.client.backend.kv_scan("flows:")
+    assert [k for k in left if run.id in k] == []  # nothing of the run is left
 
 
 async def test_state_is_kept_per_run_and_cleaned_by_the_flow_rule(app: Workhorse) -> None:

@@ -204,7 +204,9 @@ class Flows:
             await self.engine.end(rec, "cancelled", None)
         await self.engine.cancel_jobs(run_id)
         backend = self.client.backend
-        for k in await backend.kv_scan(keys.job_prefix(run_id)):
+        prefix = keys.job_prefix(run_id)
+        for k in await backend.kv_scan(prefix):
+            await backend.kv_delete(keys.resolved_key(k[len(prefix) :]))
             await backend.kv_delete(k)
         rec.gen += 1
         rec.state = "running"
@@ -225,6 +227,10 @@ class Flows:
         for rec in await self.list(flow):
             if rec.state == "running":
                 continue
+            await self.engine.waits.drop(rec.id)
+            prefix = keys.job_prefix(rec.id)
+            for k in await backend.kv_scan(prefix):
+                await backend.kv_delete(keys.resolved_key(k[len(prefix) :]))
             for prefix in (
                 keys.job_prefix(rec.id),
                 keys.state_prefix(rec.id),
