@@ -1,6 +1,6 @@
 """The app of the flow acceptance test: a diamond (a -> b, c -> d) whose steps append one
 line each to an independent ledger file (``FLOW_LEDGER``) as they start:
-``RUN STEP PID``, one O_APPEND write per line so lines of several processes never mix."""
+``RUN STEP PID JOB_ID``, one O_APPEND write per line so lines of several processes never mix."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ app = Workhorse()
 
 
 def note(ctx: JobContext) -> None:
-    line = f"{ctx.flow.run_id} {ctx.flow.step} {os.getpid()}\n"
+    line = f"{ctx.flow.run_id} {ctx.flow.step} {os.getpid()} {ctx.job_id}\n"
     fd = os.open(os.environ["FLOW_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())

@@ -31,8 +31,11 @@ RUNS = int(os.environ.get("FLOW_KILL_RUNS", "1000"))
 WORKERS = 4
 
 
-@pytest.fixture
-def url() -> Iterator[str]:
+@pytest.fixture(params=["redis", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":  # several processes on one file
+        yield f"sqlite:///{tmp_path / 'flows.db'}"
+        return
     require_service("redis", "127.0.0.1", 6379)
     u = f"{REDIS_URL}?prefix=whf{uuid.uuid4().hex[:10]}"
     yield u
@@ -97,6 +100,7 @@ def test_diamond_runs_complete_while_workers_are_killed(url: str, tmp_path: Path
         "WORKHORSE_POLL_INTERVAL": "0.1",
         "WORKHORSE_FLOW_SWEEP_INTERVAL": "1",
         "FLOW_LEDGER": str(ledger),
+        "COLUMNS": "500",  # log lines unwrapped: a lost lease's job id on one line
     }
     log = tmp_path / "procs.log"
     ids = asyncio.run(start_runs(url))  # all queued first, so the kills land mid-work
@@ -132,16 +136,26 @@ def test_diamond_runs_complete_while_workers_are_killed(url: str, tmp_path: Path
     assert states == {"completed": RUNS}
     assert results == {run_id: i + 1 + i * 10 for i, run_id in enumerate(ids)}
     starts: dict[tuple[str, str], list[int]] = collections.defaultdict(list)
+    job_of: dict[tuple[str, str], str] = {}
     for raw in ledger.read_text().splitlines():
-        run, step, pid = raw.split()
+        run, step, pid, job_id = raw.split()
         starts[(run, step)].append(int(pid))
+        job_of[(run, step)] = job_id
     assert len(starts) == RUNS * 4  # every step of every run ran
     twice = {k: pids for k, pids in starts.items() if len(pids) > 1}
-    outside = {k: pids for k, pids in twice.items() if not set(pids[:-1]) <= killed}
+    # The other documented windows, which the worker logs with the job's id: a lease that
+    # expired while the step ran (its renewal late on a loaded machine), or a store error
+    # while writing the step's follow-ups (the step runs again).
+    logged = log.read_text()
+    lost = {k for k in twice if job_of[k] in logged}
+    outside = {
+        k: pids for k, pids in twice.items() if not set(pids[:-1]) <= killed and k not in lost
+    }
     assert outside == {}
     assert len(killed) >= 3
     print(
-        f"\nflows under SIGKILL x{len(killed)}: {RUNS} diamond runs ({RUNS * 4} steps) over "
-        f"{WORKERS} workers, all completed; {len(twice)} steps ran twice, all after a kill "
-        f"of the worker running them ({len(twice) / (RUNS * 4):.2%}); total {elapsed:.1f} s"
+        f"\n{url.split(':')[0]}: flows under SIGKILL x{len(killed)}: {RUNS} diamond runs "
+        f"({RUNS * 4} steps) over {WORKERS} workers, all completed; {len(twice)} steps ran "
+        f"twice ({len(twice) / (RUNS * 4):.2%}), each after a kill of the worker running it "
+        f"or a logged lost lease or store error ({len(lost)}); total {elapsed:.1f} s"
     )

@@ -85,7 +85,12 @@ class Engine:
             data = None if outcome.result is None else codec.loads(outcome.result)
             await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
         except Exception as exc:
-            log.exception("step %s of run %s: follow-ups not enqueued", meta.step, meta.run)
+            log.exception(
+                "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
+                lease.job_id,
+                meta.step,
+                meta.run,
+            )
             return Outcome(
                 "retry",
                 error=error_info(exc),
