@@ -345,6 +345,3 @@ class Engine:
     async def publish(self, type_: str, run: str, flow: str, **data: Any) -> None:
         event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
         await self.client.backend.publish([event])
-
-    def flow_of(self, name: str) -> FlowDef:
-        return self.graph.flow(name)
