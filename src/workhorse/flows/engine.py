@@ -237,6 +237,7 @@ class Engine:
         rec.ended_at = time.time()
         rec.error = error
         await records.save(backend, rec)
+        await backend.kv_delete(keys.live_key(rec.id))
         flow = self.graph.flows.get(rec.flow)
         if flow is not None and (
             flow.cleanup == "immediate" or (flow.cleanup == "on_complete" and state == "completed")
@@ -251,6 +252,7 @@ class Engine:
         f.check()
         rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
         await records.save(self.client.backend, rec)
+        await self.client.backend.kv_set(keys.live_key(rec.id), flow)
         await self.publish("flow.started", rec.id, flow)
         await self.start_entries(rec, f)
         return rec.id
@@ -278,12 +280,14 @@ class Engine:
         await self.waits.drop(run)
 
     async def sweep(self) -> int:
-        """Check every running run: ends those whose last checker died. Returns how many
-        ended."""
+        """Check every running run: ends those whose last checker died, resolves waits
+        whose signal is stored, marks stalls. Returns how many runs ended."""
+        backend = self.client.backend
         ended = 0
-        for raw in (await self.client.backend.kv_scan(keys.runs_prefix())).values():
-            rec = RunRecord.loads(raw)
-            if rec.state != "running":
+        for key in await backend.kv_scan(keys.live_prefix()):
+            rec = await records.load(backend, key[len(keys.live_prefix()) :])
+            if rec is None or rec.state != "running":
+                await backend.kv_delete(key)  # its ender died before removing it
                 continue
             await self.waits.rescue(rec.id)
             if await self.check(rec.id) is not None:

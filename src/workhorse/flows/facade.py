@@ -215,6 +215,7 @@ class Flows:
         rec.stalled_at = None
         rec.created_at = await backend.now()
         await records.save(backend, rec)
+        await backend.kv_set(keys.live_key(rec.id), rec.flow)
         await self.engine.publish("flow.started", rec.id, rec.flow, restart=rec.gen)
         await self.engine.start_entries(rec, self.graph.flow(rec.flow))
         return RunHandle(self, run_id, rec.flow)

@@ -92,3 +92,12 @@ def resolved_key(job_id: str) -> str:
 def stall_key(run: str, last: float) -> str:
     """Marks one stall of the run (by its last progress), so it is reported once."""
     return f"{PREFIX}stall:{run}:{last:.6f}"
+
+
+def live_prefix() -> str:
+    """Runs not yet ended, one key each: what the workers' sweep reads."""
+    return f"{PREFIX}live:"
+
+
+def live_key(run: str) -> str:
+    return live_prefix() + run
