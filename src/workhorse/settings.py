@@ -47,6 +47,9 @@ class Settings(BaseModel):
     lease: float = Field(30.0, gt=0, description="Seconds a claim lasts before renewal")
     poll_interval: float = Field(1.0, gt=0, description="Longest idle wait between claims")
     reclaim_interval: float = Field(5.0, gt=0, description="Seconds between expired-lease sweeps")
+    flow_sweep_interval: float = Field(
+        10.0, gt=0, description="Seconds between a worker's checks of running flow runs"
+    )
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker beats")
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
     job_timeout: float | None = Field(
