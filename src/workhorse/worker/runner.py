@@ -16,7 +16,7 @@ from workhorse.backoff import Exponential, next_delay
 from workhorse.client import client_of
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError, error_info
-from workhorse.job import Lease, Outcome
+from workhorse.job import Lease, Outcome, OutcomeKind
 from workhorse.runtimes.common import RemoteError
 from workhorse.worker.limiter import Limiter, Slot
 
@@ -167,6 +167,7 @@ class Runner:
                     tb=False,
                 ),
                 logs=ctx.drain_logs(),
+                logs_dropped=ctx.take_dropped(),
             )
         except Exception as exc:
             # A payload the task's model refuses cannot succeed on a retry.
@@ -177,12 +178,13 @@ class Runner:
                     tb=False,
                 ),
                 logs=ctx.drain_logs(),
+                logs_dropped=ctx.take_dropped(),
             )
         if task.limited:
             slot, wait = await self.limiter.acquire(task, data, lease)
             if wait is not None:
                 # A full limit is no failure: come back later, attempt refunded.
-                return Outcome("retry", delay=wait, refund=True, logs=ctx.drain_logs())
+                return _outcome(ctx, "retry", delay=wait, refund=True)
             if slot is not None:
                 self.slots[lease.token] = slot
                 try:
@@ -229,7 +231,7 @@ class Runner:
             return self.interrupted(ctx)
         except (Exception, SystemExit) as exc:  # a worker never dies of one job
             return self._failure(task, lease, exc, ctx)
-        return Outcome("completed", result=raw, logs=ctx.drain_logs())
+        return _outcome(ctx, "completed", result=raw)
 
     async def _watched(self, attempt: Awaitable[Any]) -> Any:
         """Await an attempt of a job with no timeout of its own, under ``job_timeout``."""
@@ -257,9 +259,10 @@ class Runner:
                 "cancelled",
                 error={"type": "Cancelled", "traceback": "", "message": "cancelled while running"},
                 logs=ctx.drain_logs(),
+                logs_dropped=ctx.take_dropped(),
             )
         # Shutdown: back to the queue at once, and the attempt does not count.
-        return Outcome("retry", refund=True, logs=ctx.drain_logs())
+        return _outcome(ctx, "retry", refund=True)
 
     async def _call(self, task: Task[Any, Any], data: Any, ctx: JobContext) -> Any:
         args = task.args(data, ctx)
@@ -288,7 +291,7 @@ class Runner:
             retry = exc.retry
         else:
             error = error_info(exc)
-        logs = ctx.drain_logs()
+        logs, dropped = ctx.drain_logs(), ctx.take_dropped()
         if lease.attempts < lease.max_attempts and retry:
             try:
                 delay = next_delay(task.defaults.backoff.delay(lease.attempts, exc))
@@ -300,8 +303,8 @@ class Runner:
                     task.name,
                 )
                 delay = _DEFAULT_BACKOFF.delay(lease.attempts, exc)
-            return Outcome("retry", error=error, delay=delay, logs=logs)
-        return Outcome("failed", error=error, logs=logs)
+            return Outcome("retry", error=error, delay=delay, logs=logs, logs_dropped=dropped)
+        return Outcome("failed", error=error, logs=logs, logs_dropped=dropped)
 
     async def _unknown(self, lease: Lease) -> Outcome:
         settings = self.client.settings
@@ -326,3 +329,8 @@ class Runner:
 class _TimedOut(Exception):
     def __init__(self, timeout: float) -> None:
         super().__init__(f"timed out after {timeout:g}s")
+
+
+def _outcome(ctx: JobContext, kind: OutcomeKind, **fields: Any) -> Outcome:
+    """An outcome carrying the attempt's unwritten log lines and the count it dropped."""
+    return Outcome(kind, logs=ctx.drain_logs(), logs_dropped=ctx.take_dropped(), **fields)

@@ -415,7 +415,13 @@ class Worker:
             except Exception as exc:  # the runner turns errors into outcomes; a bug in it
                 # must still end the job with the reason rather than leave it leased.
                 log.exception("job %s: the worker failed to run it", lease.job_id)
-                outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
+                ctx = running.ctx
+                outcome = Outcome(
+                    "failed",
+                    error=error_info(exc),
+                    logs=ctx.drain_logs(),
+                    logs_dropped=ctx.take_dropped(),
+                )
             assert self._finisher is not None
             written = self._finisher.submit(lease, outcome)
             running.finishing = True

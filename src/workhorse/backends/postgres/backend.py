@@ -372,10 +372,12 @@ class PostgresBackend(Backend):
                 "delay": float(out.delay),
                 "refund": out.refund,
                 "logs": out.logs or None,
+                "dropped": out.logs_dropped,
             }
             for lease, out in items
         ]
-        rows = await self._rows(self._q.finish, (_dumps(doc),))
+        caps = (self.max_log_lines, self.max_log_bytes)
+        rows = await self._rows(self._q.finish, (*caps, _dumps(doc)))
         done = {row[0] for row in rows}
         accepted = []
         for job_id in ids:  # a job listed twice is accepted once, like the reference
@@ -384,11 +386,18 @@ class PostgresBackend(Backend):
         return accepted
 
     async def update(
-        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+        self,
+        lease: Lease,
+        progress: Any = None,
+        logs: Sequence[dict[str, Any]] = (),
+        dropped: int = 0,
     ) -> bool:
         params = {
             "p": None if progress is None else _dumps(progress),
             "l": _dumps(list(logs)) if logs else None,
+            "d": dropped,
+            "ml": self.max_log_lines,
+            "mb": self.max_log_bytes,
             "id": lease.job_id,
             "t": lease.token,
         }

@@ -179,14 +179,16 @@ class RedisBackend(RedisWaiting):
                     b"" if out.error is None else dumps(out.error),
                     repr(float(out.delay)),
                     "1" if out.refund else "0",
-                    dumps(out.logs) if out.logs else b"",
+                    *_lines(out.logs),
+                    str(out.logs_dropped),
                 )
             )
             slots.setdefault(lease.queue, []).append(n)
         if not by_queue:
             return []
+        caps = (str(self.max_log_lines), str(self.max_log_bytes))
         replies = await self._call_many(
-            [("finish", self._q(q), args) for q, args in by_queue.items()]
+            [("finish", self._q(q), (*caps, *args)) for q, args in by_queue.items()]
         )
         accepted = [False] * len(items)
         for q, reply in zip(by_queue, replies, strict=True):
@@ -195,7 +197,11 @@ class RedisBackend(RedisWaiting):
         return accepted
 
     async def update(
-        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+        self,
+        lease: Lease,
+        progress: Any = None,
+        logs: Sequence[dict[str, Any]] = (),
+        dropped: int = 0,
     ) -> bool:
         payload = b"" if progress is None else codec.dumps(progress)
         data = b"" if progress is None else codec.dumps({"progress": progress})
@@ -206,7 +212,10 @@ class RedisBackend(RedisWaiting):
             lease.token,
             payload,
             data,
-            codec.dumps(list(logs)) if logs else b"",
+            *_lines(logs),
+            str(dropped),
+            str(self.max_log_lines),
+            str(self.max_log_bytes),
         )
         return bool(ok)
 
@@ -463,3 +472,12 @@ class RedisBackend(RedisWaiting):
         await self._conn().many(
             [("HDEL", self._g + "workers", worker_id), ("ZREM", self._g + "workers:exp", worker_id)]
         )
+
+
+def _lines(logs: Sequence[dict[str, Any]]) -> tuple[bytes, bytes]:
+    """Log lines as a JSON array and their sizes (10 digits each): the script cuts the
+    oldest off the stored array by those sizes, without parsing it."""
+    if not logs:
+        return b"", b""
+    parts = [codec.dumps(line) for line in logs]
+    return b"[" + b",".join(parts) + b"]", b"".join(b"%010d" % len(p) for p in parts)
