@@ -29,12 +29,23 @@ class JobContext(TaskContext):
     newest and counts the older ones; lines not yet written are held within the same
     bounds here, and those dropped are counted with them."""
 
-    __slots__ = ("_bytes", "_dropped", "_lines", "_logs", "_sizes", "cancelled", "client", "lease")
+    __slots__ = (
+        "_bytes",
+        "_dropped",
+        "_lines",
+        "_logs",
+        "_sizes",
+        "cancelled",
+        "client",
+        "lease",
+        "timed_out",
+    )
 
     def __init__(self, client: Client | HasClient, lease: Lease) -> None:
         self.client = client_of(client)
         self.lease = lease
         self.cancelled = False
+        self.timed_out = False  # set when the attempt ran past the job_timeout setting
         # Not yet written, and their encoded sizes: deques, so that dropping the oldest line
         # of a chatty attempt past its budget costs O(1), not a copy of the whole budget.
         self._logs: deque[dict[str, Any]] = deque()
