@@ -42,7 +42,7 @@ class JobContext(TaskContext):
     )
 
     def __init__(self, client: Client | HasClient, lease: Lease) -> None:
-        self.client = client_of(client)
+        self.client = client if isinstance(client, Client) else client_of(client)
         self.lease = lease
         self.cancelled = False
         self.timed_out = False  # set when the attempt ran past the job_timeout setting
@@ -134,6 +134,14 @@ class JobContext(TaskContext):
     ) -> JobHandle[Any]:
         """Enqueue a follow-up job."""
         return await self.client.enqueue(task, data, **options)
+
+    def unwritten(self) -> tuple[list[dict[str, Any]], int]:
+        """The lines not yet written and how many were dropped, for the outcome (one call:
+        every job's finish asks)."""
+        dropped, self._dropped = self._dropped, 0
+        if not self._logs:
+            return [], dropped
+        return self._take(), dropped
 
     def drain_logs(self) -> list[dict[str, Any]]:
         """The lines not yet written (``take_dropped`` says how many were dropped)."""

@@ -52,6 +52,7 @@ class Runner:
         self._pool: ProcessPool | None = None
         self._commands: CommandRunner | None = None
         self._started = False
+        self.max_payload = s.max_payload  # read once: a property chain per job costs
         self.job_timeout = s.job_timeout  # for attempts of tasks with no timeout of their own
 
     # -- the other runtimes ------------------------------------------------------------
@@ -181,7 +182,7 @@ class Runner:
                     if deadline.expired():
                         raise _TimedOut(timeout) from None
                     raise
-            raw = result if external else task.encode_result(result)
+            raw = result if external else task.encode_result(result, self.max_payload)
         except asyncio.CancelledError as exc:
             me = asyncio.current_task()
             if ctx.timed_out and me is not None and self.job_timeout is not None:
@@ -196,7 +197,8 @@ class Runner:
             return self._failure(task, lease, exc, ctx)
         if ctx.timed_out and (me := asyncio.current_task()) is not None and me.cancelling():
             me.uncancel()  # the handler swallowed the timeout's cancel and returned
-        return _outcome(ctx, "completed", result=raw)
+        logs, dropped = ctx.unwritten()
+        return Outcome("completed", result=raw, logs=logs, logs_dropped=dropped)
 
     @staticmethod
     def interrupted(ctx: JobContext) -> Outcome:
@@ -238,7 +240,7 @@ class Runner:
             retry = exc.retry
         else:
             error = error_info(exc)
-        logs, dropped = ctx.drain_logs(), ctx.take_dropped()
+        logs, dropped = ctx.unwritten()
         if lease.attempts < lease.max_attempts and retry:
             try:
                 delay = next_delay(task.defaults.backoff.delay(lease.attempts, exc))
@@ -280,4 +282,5 @@ class _TimedOut(Exception):
 
 def _outcome(ctx: JobContext, kind: OutcomeKind, **fields: Any) -> Outcome:
     """An outcome carrying the attempt's unwritten log lines and the count it dropped."""
-    return Outcome(kind, logs=ctx.drain_logs(), logs_dropped=ctx.take_dropped(), **fields)
+    logs, dropped = ctx.unwritten()
+    return Outcome(kind, logs=logs, logs_dropped=dropped, **fields)

@@ -340,7 +340,8 @@ class MemoryBackend(Backend):
                 accepted.append(False)
                 continue
             accepted.append(True)
-            self._add_logs(rec, outcome.logs, outcome.logs_dropped)
+            if outcome.logs or outcome.logs_dropped:
+                self._add_logs(rec, outcome.logs, outcome.logs_dropped)
             kind = outcome.kind
             rec.error = outcome.error
             if kind == "completed":
@@ -370,15 +371,14 @@ class MemoryBackend(Backend):
         rec = self._owned(lease)
         if rec is None:
             return False
-        self._add_logs(rec, logs, dropped)
+        if logs or dropped:
+            self._add_logs(rec, logs, dropped)
         if progress is not None:
             rec.progress = progress
             self._event("job.progress", rec, self._clock(), progress=progress)
         return True
 
     def _add_logs(self, rec: _Rec, logs: Sequence[dict[str, Any]], dropped: int) -> None:
-        if not logs and not dropped:
-            return
         rec.logs.extend(logs)
         rec.log_sizes.extend(loglines.line_size(line) for line in logs)
         drop = loglines.overflow(rec.log_sizes, self.max_log_lines, self.max_log_bytes)
