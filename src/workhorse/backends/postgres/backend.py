@@ -35,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.postgres import schema as schema_mod
+from workhorse.backends.postgres.group import GroupCommit
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
 from workhorse.backends.postgres.rows import STATES, enqueue_params, job_of, salvage
@@ -116,6 +117,8 @@ class PostgresBackend(Backend):
         self.listener = Listener(self._conninfo, self.schema, self.url)
         self._last_sweep = 0.0
         self._open_lock: asyncio.Lock | None = None
+        # Concurrent enqueue calls share statements, on a few of the pool's connections.
+        self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max))
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
@@ -174,6 +177,7 @@ class PostgresBackend(Backend):
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        self._group.close()
         await self.listener.stop()
         if pool is not None:
             await pool.close()
@@ -224,6 +228,10 @@ class PostgresBackend(Backend):
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         if not jobs:
             return []
+        return await self._group.submit(jobs)
+
+    async def _enqueue_alone(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """One enqueue statement on a pooled connection: one commit (see group.py)."""
         pool = self._pool
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
