@@ -34,8 +34,8 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.group import GroupCommit
 from workhorse.backends.postgres import schema as schema_mod
-from workhorse.backends.postgres.group import GroupCommit
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
 from workhorse.backends.postgres.rows import STATES, enqueue_params, job_of, salvage

@@ -8,10 +8,14 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from workhorse import codec
 from workhorse.backends.base import Capabilities, RenewResult
+from workhorse.backends.group import GroupCommit
 from workhorse.backends.redis.waiting import RedisWaiting
 from workhorse.backends.redis.wire import Packed, Wire, bulk
+from workhorse.errors import BackendError
 from workhorse.job import (
     FINISHED_STATES,
     EnqueueResult,
@@ -51,8 +55,29 @@ class RedisBackend(RedisWaiting):
 
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
+        super().__init__(url)
+        # Concurrent enqueue calls share script calls (one message, one script run for
+        # many callers' jobs). Enqueue is idempotent per job id, so a shared call that
+        # failed halfway may run again in halves; a lost connection or a timeout is
+        # every caller's error, as it would be alone.
+        self._group = GroupCommit(
+            self._enqueue_now, lanes=2, unknown=(BackendError, RedisConnectionError, TimeoutError)
+        )
+
+    async def close(self) -> None:
+        self._group.close()
+        await super().close()
+
     # -- producing -------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob], *, watch: bool = False) -> list[EnqueueResult]:
+        if watch or not jobs:
+            return await self._enqueue_now(jobs, watch=watch)
+        return await self._group.submit(jobs)
+
+    async def _enqueue_now(
+        self, jobs: Sequence[NewJob], *, watch: bool = False
+    ) -> list[EnqueueResult]:
         # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
         # queues must be applied in order (a later job may meet an earlier one's dedup key).
         if not jobs:

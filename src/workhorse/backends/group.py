@@ -1,10 +1,11 @@
-"""Group commit for enqueue: concurrent callers' jobs share one statement, so one commit.
+"""Group commit for enqueue: concurrent callers' jobs share one write to the store.
 
-A durable commit costs a WAL flush (~0.35 ms here) whatever it carries, so a hundred
-request handlers enqueueing at once would wait on a hundred flushes in turn. Here a call
-that finds a lane free runs at once, alone (a single producer pays nothing); calls made
-while every lane is busy wait and go together in the next statement, in arrival order, and
-each caller is answered only after that statement committed."""
+A write costs about the same whatever it carries (a WAL flush on PostgreSQL, a message
+and a script call on Redis), so a hundred request handlers enqueueing at once would wait
+on a hundred writes in turn. Here a call that finds a lane free runs at once, alone (a
+single producer pays nothing); calls made while every lane is busy wait and go together
+in the next write, in arrival order, and each caller is answered only after that write
+was applied (committed)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,23 @@ _Waiting = tuple[Sequence[NewJob], "asyncio.Future[list[EnqueueResult]]"]
 
 
 class GroupCommit:
-    """``lanes`` statements at most in flight for enqueue; ``cap`` jobs at most per shared
-    statement (a longer wait is split)."""
+    """``lanes`` writes at most in flight for enqueue; ``cap`` jobs at most per shared
+    write (a longer wait is split). ``unknown``: the errors after which the write may or
+    may not have been applied (a lost connection, a timeout); each caller gets such an
+    error as it would have alone. Any other error is a refusal that applied nothing (or,
+    on a store whose enqueue is idempotent per job id, nothing that a resend would
+    apply twice), so the shared write runs again in halves until the refused call is
+    alone with its error."""
 
-    def __init__(self, run: Run, lanes: int, cap: int = 1000) -> None:
+    def __init__(
+        self,
+        run: Run,
+        lanes: int,
+        unknown: tuple[type[BaseException], ...] = (BackendError,),
+        cap: int = 1000,
+    ) -> None:
         self._run = run
+        self._unknown = unknown
         self._lanes = lanes
         self._cap = cap
         self._busy = 0
@@ -78,7 +91,7 @@ class GroupCommit:
             return
         try:
             results = await self._run([new for jobs, _ in batch for new in jobs])
-        except BackendError as exc:
+        except self._unknown as exc:
             # The server did not answer or the connection broke: the outcome is unknown,
             # so every caller gets the error it would have got alone.
             for _, fut in batch:
@@ -86,8 +99,8 @@ class GroupCommit:
                     fut.set_exception(exc)
             return
         except Exception:
-            # The server refused the statement (one caller's bad input), so nothing was
-            # applied: each half runs again, until the refused call is alone with its error.
+            # The server refused the write (one caller's bad input): each half runs again,
+            # until the refused call is alone with its error.
             half = len(batch) // 2
             await self._settle(batch[:half])
             await self._settle(batch[half:])
@@ -103,7 +116,7 @@ class GroupCommit:
         waiting, self._waiting = self._waiting, []
         for _, fut in waiting:
             if not fut.done():
-                fut.set_exception(BackendError("the PostgreSQL backend was closed"))
+                fut.set_exception(BackendError("the backend was closed"))
         for task in self._tasks:
             task.cancel()
 
