@@ -105,7 +105,7 @@ async def main(rows: int) -> None:
             f"| newest 50 jobs | {ms(newest)} |",
             f"| newest 50 failed jobs | {ms(by_state)} |",
             f"| completed jobs, page at offset 5,000 | {ms(page)} |",
-            f"| counts() (a GROUP BY over the table) | {ms(counts)} |",
+            f"| counts() (per-state counters, migration 0008) | {ms(counts)} |",
             "",
             "Claim and the listings use the partial and state indexes (plans below), so the",
             "finished rows stay out of their way; compare the two claim rows. counts() scans",
