@@ -78,10 +78,12 @@ class RedisBackend(RedisWaiting):
     async def _enqueue_now(
         self, jobs: Sequence[NewJob], *, watch: bool = False
     ) -> list[EnqueueResult]:
-        # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
-        # queues must be applied in order (a later job may meet an earlier one's dedup key).
         if not jobs:
             return []
+        if len(jobs) == 1 and not watch and type(self._wire) is Wire:
+            return await self._enqueue_single(jobs[0])
+        # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
+        # queues must be applied in order (a later job may meet an earlier one's dedup key).
         runs: list[tuple[str, list[NewJob]]] = []
         for new in jobs:
             if not runs or runs[-1][0] != new.queue:
@@ -120,6 +122,18 @@ class RedisBackend(RedisWaiting):
         if len(jobs) == 1:
             return list(found.values())
         return [found[new.id] for new in jobs]
+
+    async def _enqueue_single(self, new: NewJob) -> list[EnqueueResult]:
+        """One job, unwatched, on a standalone server: the request handler's enqueue, kept
+        to the few steps it needs (what _enqueue_now does for a batch, without the runs,
+        chunks and the mapping back)."""
+        queue = new.queue
+        if queue not in self._listed:
+            await self._list_queues((queue,))
+        (reply,) = await self._call_packed([self._pack_enqueue(queue, "0", (new,))])
+        job_id = reply[0].decode()
+        self._remember(job_id, reply[3].decode())
+        return [EnqueueResult(job_id, bool(reply[1]), JobState(reply[2].decode()), bool(reply[4]))]
 
     def _task_part(self, new: NewJob) -> tuple[Any, ...]:
         return (
