@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -98,6 +99,9 @@ async def main(rows: int) -> None:
             "commits, PostgreSQL 15 on loopback, 2 shared cores). Medians of repeated calls.",
             "",
             f"- filled {rows:,} finished rows (10% failed) in {fill:.1f} s, then 2,000 queued",
+            "- load average (1, 5, 15 min) at the end: "
+            + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            + " on 2 cores (other work shares the machine: compare rows of one run)",
             "",
             "| operation | time |",
             "| --- | --: |",
