@@ -110,13 +110,12 @@ async def main(rows: int) -> None:
             f"| newest 50 jobs | {ms(newest)} |",
             f"| newest 50 failed jobs | {ms(by_state)} |",
             f"| completed jobs, page at offset 5,000 | {ms(page)} |",
-            f"| counts(), 1,000 jobs (per-state counters, migration 0008) | {ms(counts_empty)} |",
-            f"| counts() (per-state counters, migration 0008) | {ms(counts)} |",
+            f"| counts(), 1,000 jobs (same schema, before the fill) | {ms(counts_empty)} |",
+            f"| counts() (a GROUP BY over the table) | {ms(counts)} |",
             "",
             "Claim and the listings use the partial and state indexes (plans below), so the",
-            "finished rows stay out of their way; compare the two claim rows. counts() sums",
-            "the per-state counters (a few rows, folded now and then) and counts the scheduled",
-            "jobs from the due index, so it costs the same at a million rows as at a thousand.",
+            "finished rows stay out of their way; compare the two claim rows. counts() scans",
+            "the table; per-state counters are the fix (tried in issue 16: see profiles.md).",
             "",
         ]
         for name, plan in plans.items():

@@ -164,7 +164,7 @@ async def one(url: str, size: Callable[[], int], rows: int) -> dict[str, Any]:
 def _write(rows: int, results: dict[str, dict[str, Any]], command: str) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
-        "# Costs with a million queued jobs",
+        f"# Costs with {rows:,} queued jobs",
         "",
         f"Written by `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"load average at the end {load} on 2 shared cores: compare the columns of one "

@@ -427,37 +427,3 @@ async def test_concurrent_enqueues_share_commits_and_a_refused_one_fails_alone(
         assert [(r.id, r.created) for r in res] == [(jobs[0].id, True)]
     assert (await b.counts(["q"]))["q"][JobState.QUEUED] == 80
     assert statements < 40, "the calls did not share commits"
-
-
-async def test_counts_survive_the_counters_migration_and_folding(schema_name: str) -> None:
-    # Jobs written before migration 0008 are counted by it; counts() folds the counters'
-    # rows once they pile up, and the figures stay exact through the fold.
-    b = PostgresBackend(_url(schema_name))
-    try:
-        await b.migrate(target=7)
-        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
-            await conn.execute(
-                f"INSERT INTO {schema_name}.jobs (id, task, queue, data, state) "
-                "SELECT 'old' || i, 't', 'q', '{}', "
-                "CASE WHEN i % 2 = 0 THEN 'queued' ELSE 'completed' END "
-                "FROM generate_series(1, 10) i"
-            )
-        assert await b.migrate() == list(range(8, pg_schema.latest() + 1))
-        await b.open()
-        counts = (await b.counts(["q"]))["q"]
-        assert (counts[JobState.QUEUED], counts[JobState.COMPLETED]) == (5, 5)
-        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
-            # Past the fold threshold: each statement adds one counter row.
-            await conn.execute(
-                f"DO $$ BEGIN FOR i IN 1..2100 LOOP INSERT INTO {schema_name}.jobs "
-                "(id, task, queue, data) VALUES ('n' || i, 't', 'q', '{}'); END LOOP; END $$"
-            )
-        assert (await b.counts(["q"]))["q"][JobState.QUEUED] == 2105
-        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
-            cur = await conn.execute(f"SELECT count(*) FROM {schema_name}.job_counts")
-            row = await cur.fetchone()
-            assert row is not None and row[0] <= 2
-        assert (await b.counts())["q"][JobState.QUEUED] == 2105
-    finally:
-        await b.close()
-        await b.drop()

@@ -346,8 +346,6 @@ async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     try:
         old = await backend.get("old-1")
         assert old is not None and old.state is JobState.QUEUED and old.keep_for is None
-        # counts() reads counters since schema 7: the upgrade starts them from the rows.
-        assert (await backend.counts(["a"]))["a"][JobState.QUEUED] == 1
         # Per queue now: the same key in another queue is a new job, in its own a duplicate.
         other, same = await backend.enqueue([job("b", dedup_key="k"), job("a", dedup_key="k")])
         assert other.created and not same.created and same.id == "old-1"

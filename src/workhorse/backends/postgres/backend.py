@@ -77,11 +77,6 @@ def _b64(raw: bytes) -> str:
     return b2a_base64(raw, newline=False).decode("ascii")
 
 
-# counts() folds the counters' rows into one per (queue, state) past this many: a counts()
-# call sums at most about this many rows however many jobs the table holds.
-_FOLD_AT = 2000
-
-
 class PostgresBackend(Backend):
     capabilities = Capabilities(
         durable=True, multi_process=True, multi_machine=True, transactional_enqueue=True
@@ -538,23 +533,18 @@ class PostgresBackend(Backend):
         out: dict[str, dict[str, int]] = {}
         for q in queues or ():
             out[q] = dict.fromkeys(JobState, 0)
-        # The counters (migration 0008) give queued, active and finished; a queued job
-        # whose run_at is ahead is scheduled, a matter of time that no write marks, so
-        # those are counted from the due index (as many rows as jobs scheduled).
-        if queues is None:
-            rows = await self._rows(self._q.counts_all, ())
-        else:
-            names = [q for q in queues if "\x00" not in q]
-            rows = await self._rows(self._q.counts_of, (names, names))
-        pieces = 0
-        for queue, state, n, parts in rows:
-            pieces += parts
-            per = out.setdefault(queue, dict.fromkeys(JobState, 0))
-            if state == "scheduled":
-                per[JobState.QUEUED] -= int(n)
-            per[STATES[state]] += int(n)
-        if pieces > _FOLD_AT:
-            await self._rows(self._q.fold_counts, ())
+        cond, params = (
+            ("", ())
+            if queues is None
+            else ("WHERE queue = ANY(%s::text[])", ([q for q in queues if "\x00" not in q],))
+        )
+        rows = await self._rows(
+            f"SELECT queue, CASE WHEN state = 'queued' AND run_at > now() THEN 'scheduled' "
+            f"ELSE state END, count(*) FROM {self.sql.s}.jobs {cond} GROUP BY 1, 2",
+            params,
+        )
+        for queue, state, n in rows:
+            out.setdefault(queue, dict.fromkeys(JobState, 0))[STATES[state]] = int(n)
         return out
 
     async def cancel(self, job_id: str) -> JobState | None:

@@ -91,37 +91,3 @@ CREATE TABLE workers (
     last_seen timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );
-
--- counts() reads these (migration 0008).
-CREATE TABLE job_counts (
-    queue text NOT NULL,
-    state text NOT NULL,
-    n bigint NOT NULL
-);
-
-CREATE FUNCTION job_counts_track() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    INSERT INTO job_counts (queue, state, n)
-      SELECT queue, state, count(*) FROM new_rows GROUP BY 1, 2;
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO job_counts (queue, state, n)
-      SELECT queue, state, -count(*) FROM old_rows GROUP BY 1, 2;
-  ELSE
-    INSERT INTO job_counts (queue, state, n)
-      SELECT queue, state, sum(d) FROM (
-        SELECT queue, state, 1 AS d FROM new_rows
-        UNION ALL SELECT queue, state, -1 FROM old_rows) t
-      GROUP BY 1, 2 HAVING sum(d) <> 0;
-  END IF;
-  RETURN NULL;
-END $$;
-
-CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_track();
-CREATE TRIGGER jobs_count_update AFTER UPDATE ON jobs
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_track();
-CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_track();

@@ -438,29 +438,6 @@ RETURNING {_epoch("last_seen")}"""
 SELECT info, {_epoch("last_seen")} FROM {self.s}.workers WHERE expires_at > now()
 ORDER BY info->>'started_at', id"""
 
-    def counts(self, in_queues: bool) -> str:
-        """Per queue and state: the counters' sum and how many rows made it; 'scheduled'
-        is the part of 'queued' not due yet."""
-        s = self.s
-        where = "WHERE queue = ANY(%s::text[])" if in_queues else ""
-        also = "AND queue = ANY(%s::text[])" if in_queues else ""
-        return f"""
-SELECT queue, state, sum(n), count(*) FROM {s}.job_counts {where}
-GROUP BY 1, 2 HAVING sum(n) <> 0
-UNION ALL
-SELECT queue, 'scheduled', count(*), 0 FROM {s}.jobs
-WHERE state = 'queued' AND run_at > now() {also} GROUP BY 1"""
-
-    def fold_counts(self) -> str:
-        """The counters' rows folded into one per (queue, state). A row a transaction in
-        flight adds is not seen, so it stays for the next fold; two folds at once wait on
-        each other's row locks and the second skips the rows the first deleted."""
-        s = self.s
-        return f"""
-WITH d AS (DELETE FROM {s}.job_counts RETURNING queue, state, n)
-INSERT INTO {s}.job_counts (queue, state, n)
-SELECT queue, state, sum(n) FROM d GROUP BY 1, 2 HAVING sum(n) <> 0"""
-
     def sweep(self) -> list[str]:
         """Housekeeping run now and then by reclaim: bound the log, drop expired keys."""
         s = self.s
@@ -469,7 +446,6 @@ SELECT queue, state, sum(n) FROM d GROUP BY 1, 2 HAVING sum(n) <> 0"""
             f"DELETE FROM {s}.kv WHERE expires_at <= now()",
             f"DELETE FROM {s}.counters WHERE expires_at <= now()",
             f"DELETE FROM {s}.workers WHERE expires_at <= now() - interval '1 hour'",
-            self.fold_counts(),
         ]
 
 
@@ -479,9 +455,6 @@ class Queries:
     def __init__(self, s: Statements) -> None:
         self.job_columns = JOB_COLUMNS
         self.enqueue = s.enqueue()
-        self.counts_all = s.counts(False)
-        self.counts_of = s.counts(True)
-        self.fold_counts = s.fold_counts()
         self.live_by_key = s.live_by_key()
         self.claim = s.claim()
         self.renew = s.renew()

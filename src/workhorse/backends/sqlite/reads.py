@@ -53,22 +53,17 @@ def counts(
     out: dict[str, dict[str, int]] = {}
     for q in queues or ():
         out[q] = dict.fromkeys(JobState, 0)
-    # The counters (schema 7) hold the stored states; a stored 'scheduled' row whose
-    # run_at has passed is queued, found on the scheduled index.
-    where, args = "", []
+    sql = (
+        "SELECT queue, CASE WHEN state = 'scheduled' AND run_at <= ? THEN 'queued' "
+        "ELSE state END AS st, count(*) FROM wh_jobs"
+    )
+    args: list[Any] = [now]
     if queues is not None:
-        where = " AND queue IN (SELECT value FROM json_each(?))"
+        sql += " WHERE queue IN (SELECT value FROM json_each(?))"
         args.append(to_json(queues))
-    for queue, st, n in conn.execute(
-        "SELECT queue, state, n FROM wh_counts WHERE n <> 0" + where, args
-    ):
+    for queue, st, n in conn.execute(sql + " GROUP BY queue, st", args):
         row = out.setdefault(queue, dict.fromkeys(JobState, 0))
         row[JobState(st)] += n
-    due = "SELECT queue, count(*) FROM wh_jobs WHERE state = 'scheduled' AND run_at <= ?"
-    for queue, n in conn.execute(due + where + " GROUP BY queue", [now, *args]):
-        row = out[queue]
-        row[JobState.SCHEDULED] -= n
-        row[JobState.QUEUED] += n
     return out
 
 

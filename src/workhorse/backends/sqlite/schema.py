@@ -7,8 +7,8 @@ import sqlite3
 from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
-# 5: stalls and max_stalls; 6: logs_dropped; 7: per-state counters for counts()
-SCHEMA_VERSION = 7
+# 5: stalls and max_stalls; 6: logs_dropped
+SCHEMA_VERSION = 6
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -81,25 +81,7 @@ CREATE TABLE IF NOT EXISTS wh_counters (
 CREATE TABLE IF NOT EXISTS wh_workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, expires_at REAL);
 CREATE TABLE IF NOT EXISTS wh_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO wh_meta (key, value) VALUES ('seq', 0);
-CREATE TABLE IF NOT EXISTS wh_counts (
-    queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (queue, state)
-);
 """
-
-# counts() reads wh_counts instead of grouping the jobs table: these triggers keep it in
-# the same transaction as every change of a job's state (SQLite has one writer at a time,
-# so one row per queue and state costs no waiting). One statement each (they hold ';').
-_ADD = (
-    "INSERT INTO wh_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
-    "ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;"
-)
-_TAKE = "UPDATE wh_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;"
-TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS wh_count_insert AFTER INSERT ON wh_jobs BEGIN {_ADD} END",
-    "CREATE TRIGGER IF NOT EXISTS wh_count_update AFTER UPDATE OF state, queue ON wh_jobs "
-    f"WHEN OLD.state IS NOT NEW.state OR OLD.queue IS NOT NEW.queue BEGIN {_TAKE} {_ADD} END",
-    f"CREATE TRIGGER IF NOT EXISTS wh_count_delete AFTER DELETE ON wh_jobs BEGIN {_TAKE} END",
-)
 
 
 def upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -117,12 +99,4 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-    for statement in TRIGGERS:
-        conn.execute(statement)
-    if version < 7:  # the counters start from the rows, in this same transaction
-        conn.execute("DELETE FROM wh_counts")
-        conn.execute(
-            "INSERT INTO wh_counts (queue, state, n) "
-            "SELECT queue, state, count(*) FROM wh_jobs GROUP BY queue, state"
-        )
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
