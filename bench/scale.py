@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -134,7 +136,15 @@ async def _calls(app: Workhorse, probe: str) -> dict[str, float]:
     }
 
 
-async def one(url: str, size: Callable[[], int], rows: int) -> dict[str, Any]:
+def _checkpoint(path: str) -> None:
+    """Fold the WAL the fill left into the file, as a quiet moment would."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+async def one(
+    url: str, size: Callable[[], int], rows: int, checkpoint: bool = False
+) -> dict[str, Any]:
     app = Workhorse(url)
     app.add_task(lambda: None, name="noop", queue=QUEUE)
     async with app:
@@ -142,6 +152,8 @@ async def one(url: str, size: Callable[[], int], rows: int) -> dict[str, Any]:
         probe = (await app.enqueue("noop", {"n": -1})).id
         await backend.enqueue([NewJob(new_job_id(), "noop", QUEUE, b"0") for _ in range(100)])
         empty = await _calls(app, probe)
+        if checkpoint and url.startswith("sqlite:///"):
+            _checkpoint(url.removeprefix("sqlite:///"))
         before = size()
         t0 = time.perf_counter()
         for start in range(0, rows, 1000):
@@ -151,6 +163,8 @@ async def one(url: str, size: Callable[[], int], rows: int) -> dict[str, Any]:
             ]
             await backend.enqueue(batch)
         fill = time.perf_counter() - t0
+        if checkpoint and url.startswith("sqlite:///"):
+            _checkpoint(url.removeprefix("sqlite:///"))
         grown = size()
         full = await _calls(app, probe)
     return {
@@ -161,7 +175,7 @@ async def one(url: str, size: Callable[[], int], rows: int) -> dict[str, Any]:
     }
 
 
-def _write(rows: int, results: dict[str, dict[str, Any]], command: str) -> None:
+def _write(rows: int, results: dict[str, dict[str, Any]], command: str, out: Path) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         f"# Costs with {rows:,} queued jobs",
@@ -190,21 +204,27 @@ def _write(rows: int, results: dict[str, dict[str, Any]], command: str) -> None:
         "tables with their indexes (heap pages are not returned, so this is the growth).",
         "",
     ]
-    OUT.write_text("\n".join(lines))
+    out.write_text("\n".join(lines))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--backends", default="sqlite,redis,postgres")
+    p.add_argument(
+        "--checkpoint", action="store_true", help="SQLite: checkpoint the WAL after the fill"
+    )
+    p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     results = {}
     for kind in args.backends.split(","):
         with _store(kind) as (url, size):
-            results[kind] = asyncio.run(one(url, size, args.rows))
+            results[kind] = asyncio.run(one(url, size, args.rows, args.checkpoint))
         print(kind, orjson.dumps(results[kind]).decode(), flush=True)
     command = f"python -m bench.scale --rows {args.rows} --backends {args.backends}"
-    _write(args.rows, results, command)
+    if args.checkpoint:
+        command += " --checkpoint"
+    _write(args.rows, results, command, args.out)
 
 
 if __name__ == "__main__":
