@@ -175,6 +175,8 @@ async def one(
         job: Awaitable[dict[str, Any]]
         if name == "enqueue_one":
             job = measure.enqueue_one(url, sizes.enqueue_one, progress)
+        elif name == "enqueue_concurrent":  # bench.ab only: 100 producers in one process
+            job = measure.enqueue_concurrent(url, sizes.enqueue_bulk, progress)
         elif name == "enqueue_bulk":
             job = measure.enqueue_bulk(url, sizes.enqueue_bulk, progress)
         elif name == "noop":

@@ -26,10 +26,11 @@ import orjson
 
 from bench.measure import BACKENDS, ROOT, Servers, sizes_for
 
-MEASURES = ("enqueue_one", "enqueue_bulk", "noop", "sleep", "roundtrip")
+MEASURES = ("enqueue_one", "enqueue_concurrent", "enqueue_bulk", "noop", "sleep", "roundtrip")
 # The figures worth comparing per measurement; higher_is_better marks the rates.
 FIGURES = {
     "enqueue_one": (("rate", True), ("client_cpu_us", False)),
+    "enqueue_concurrent": (("rate", True), ("client_cpu_us", False)),
     "enqueue_bulk": (("rate", True), ("client_cpu_us", False)),
     "noop": (("rate", True), ("worker_cpu_us", False), ("rss_mb", False)),
     "sleep": (("rate", True), ("worker_cpu_us", False)),

@@ -177,6 +177,29 @@ async def enqueue_one(url: str, n: int, progress: Progress) -> Figures:
     return {"rate": n / elapsed, "client_cpu_us": cpu / n * 1e6, "n": n}
 
 
+PRODUCERS = 100  # coroutines enqueueing at once in enqueue_concurrent
+
+
+async def enqueue_concurrent(url: str, n: int, progress: Progress) -> Figures:
+    """``PRODUCERS`` coroutines each awaiting ``app.enqueue(...)`` in a loop, in one process:
+    a web server's request handlers enqueueing at the same time."""
+    async with make_app(url) as app:
+        task = app.get_task(NOOP)
+        await app.enqueue(task)
+        per = max(1, n // PRODUCERS)
+
+        async def producer() -> None:
+            for _ in range(per):
+                await app.enqueue(task)
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(producer() for _ in range(PRODUCERS)))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    total = per * PRODUCERS
+    progress(n, n)
+    return {"rate": total / elapsed, "client_cpu_us": cpu / total * 1e6, "n": total}
+
+
 async def enqueue_bulk(url: str, n: int, progress: Progress) -> Figures:
     """``enqueue_many`` in batches of 1000."""
     async with make_app(url) as app:

@@ -32,11 +32,12 @@ import orjson
 import redis
 
 from bench.ab import export
-from bench.measure import BULK_BATCH, ROOT, _Child, _timed_runs
+from bench.measure import BULK_BATCH, ROOT, _Child, _timed_runs, enqueue_concurrent
 from bench.tasks import NOOP, QUEUE, make_app
 
-MEASURES = ("noop", "roundtrip", "enqueue_bulk", "enqueue_one")
-SIZES = {"noop": 10_000, "roundtrip": 500, "enqueue_bulk": 20_000, "enqueue_one": 3_000}
+MEASURES = ("noop", "roundtrip", "enqueue_bulk", "enqueue_one", "enqueue_concurrent")
+SIZES = {"noop": 10_000, "roundtrip": 500, "enqueue_bulk": 20_000, "enqueue_one": 3_000,
+         "enqueue_concurrent": 20_000}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -154,6 +155,8 @@ async def _one(measure: str, url: str, port: int) -> dict[str, Any]:
         return await _noop(url, port, n)
     if measure == "roundtrip":
         return await _roundtrip(url, port, n)
+    if measure == "enqueue_concurrent":
+        return await _phase(port, n, enqueue_concurrent(url, n, lambda _d, _t: None))
     return await _phase(port, n, _enqueue(url, n, measure == "enqueue_bulk"))
 
 

@@ -167,7 +167,10 @@ class Client:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if not self._opened:
-                await self.backend.open()
+                backend, settings = self.backend, self.settings
+                backend.max_log_lines = settings.max_log_lines
+                backend.max_log_bytes = settings.max_log_bytes
+                await backend.open()
                 self._opened = True
                 self._loop = asyncio.get_running_loop()
 

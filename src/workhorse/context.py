@@ -9,9 +9,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from workhorse import events
+from workhorse.backends.loglines import line_size
 from workhorse.client import Client, HasClient, client_of
 from workhorse.codec import encode_payload
 from workhorse.job import Job, Lease
@@ -26,9 +25,10 @@ log = logging.getLogger("workhorse.job")
 class JobContext(TaskContext):
     """Passed to a task that asks for it (a parameter annotated ``JobContext`` or named
     ``ctx``). Log lines are kept with the job and written with its next progress update or
-    its outcome, so logging costs no round trip. An attempt keeps at most
-    ``max_log_lines`` lines and ``max_log_bytes`` bytes (settings): past that, the oldest
-    lines not yet written are dropped, and one line with the outcome says how many."""
+    its outcome, so logging costs no round trip. A job keeps at most ``max_log_lines``
+    lines and ``max_log_bytes`` bytes (settings) over all its attempts: the store keeps the
+    newest and counts the older ones; lines not yet written are held within the same
+    bounds here, and those dropped are counted with them."""
 
     __slots__ = (
         "_bytes",
@@ -41,22 +41,24 @@ class JobContext(TaskContext):
         "flow",
         "lease",
         "state",
+        "timed_out",
     )
 
     def __init__(self, client: Client | HasClient, lease: Lease) -> None:
-        self.client = client_of(client)
+        self.client = client if isinstance(client, Client) else client_of(client)
         self.lease = lease
         self.cancelled = False
         # A flow step's run (``ctx.flow``) and state (``ctx.state``), set by the flows
         # engine the worker is given; None for a job that is no step of a run.
         self.flow: Any = None
         self.state: Any = None
+        self.timed_out = False  # set when the attempt ran past the job_timeout setting
         # Not yet written, and their encoded sizes: deques, so that dropping the oldest line
         # of a chatty attempt past its budget costs O(1), not a copy of the whole budget.
         self._logs: deque[dict[str, Any]] = deque()
         self._sizes: deque[int] = deque()
-        self._lines = self._bytes = 0  # of this attempt: written and not yet written
-        self._dropped = 0  # lines dropped since the last notice of it
+        self._lines = self._bytes = 0  # not yet written
+        self._dropped = 0  # lines dropped here since the last write
 
     @property
     def job_id(self) -> str:
@@ -101,16 +103,16 @@ class JobContext(TaskContext):
         self._keep(line)
         log.debug("[%s %s] %s %s", self.task, self.job_id, message, fields or "")
 
-    def keep(self, lines: Iterable[dict[str, Any]]) -> None:
-        """Add log lines as they are (a child process's), within the attempt's budget."""
+    def keep(self, lines: Iterable[dict[str, Any]], dropped: int = 0) -> None:
+        """Add log lines as they are (a child process's), and ``dropped`` lines it counted."""
+        self._dropped += dropped
         for line in lines:
             self._keep(line)
 
     def _keep(self, line: dict[str, Any]) -> None:
         settings = self.client.settings
-        # One line of the budget is kept for the notice of dropped lines.
-        max_lines, max_bytes = settings.max_log_lines - 1, settings.max_log_bytes
-        size = _size(line)
+        max_lines, max_bytes = settings.max_log_lines, settings.max_log_bytes
+        size = line_size(line)
         self._logs.append(line)
         self._sizes.append(size)
         self._lines += 1
@@ -127,13 +129,19 @@ class JobContext(TaskContext):
         logs = list(self._logs)
         self._logs.clear()
         self._sizes.clear()
+        self._lines = self._bytes = 0
         return logs
+
+    def take_dropped(self) -> int:
+        """Lines dropped here since the last call: the store adds them to the job's count."""
+        dropped, self._dropped = self._dropped, 0
+        return dropped
 
     async def progress(self, value: Any) -> None:
         """Record progress (a number such as a percentage, or any JSON value), at most
         ``max_payload`` bytes as JSON: it is part of the job's record."""
         encode_payload(value, self.client.settings.max_payload, "progress")
-        ok = await self.client.backend.update(self.lease, value, self._take())
+        ok = await self.client.backend.update(self.lease, value, self._take(), self.take_dropped())
         if not ok:
             log.warning("job %s: progress not recorded, the lease is lost", self.job_id)
         if self.client.bus.wants("job.progress"):
@@ -145,22 +153,17 @@ class JobContext(TaskContext):
         """Enqueue a follow-up job."""
         return await self.client.enqueue(task, data, **options)
 
+    def unwritten(self) -> tuple[list[dict[str, Any]], int]:
+        """The lines not yet written and how many were dropped, for the outcome (one call:
+        every job's finish asks)."""
+        dropped, self._dropped = self._dropped, 0
+        if not self._logs:
+            return [], dropped
+        return self._take(), dropped
+
     def drain_logs(self) -> list[dict[str, Any]]:
-        """The lines not yet written, and a notice of those dropped since the last one."""
-        logs = self._take()
-        if self._dropped:
-            logs.append(
-                {
-                    "at": time.time(),
-                    "level": "warning",
-                    "message": f"{self._dropped} earlier log line(s) of this attempt were "
-                    f"dropped: it passed max_log_lines={self.client.settings.max_log_lines} "
-                    f"or max_log_bytes={self.client.settings.max_log_bytes}",
-                    "fields": {"dropped": self._dropped},
-                }
-            )
-            self._dropped = 0
-        return logs
+        """The lines not yet written (``take_dropped`` says how many were dropped)."""
+        return self._take()
 
 
 class JobLog:
@@ -193,11 +196,3 @@ class JobLog:
                 "traceback": "".join(traceback.format_exception(exc)),
             }
         self._ctx.log_line(message, "error", fields)
-
-
-def _size(line: dict[str, Any]) -> int:
-    """The line's size as the store will hold it (JSON)."""
-    try:
-        return len(orjson.dumps(line, default=repr, option=orjson.OPT_NON_STR_KEYS))
-    except (TypeError, orjson.JSONEncodeError):
-        return len(repr(line))

@@ -95,6 +95,7 @@ class Outcome:
     delay: float = 0.0  # for retry: seconds from the backend's now
     refund: bool = False  # for retry: the attempt does not count (shutdown, unknown task)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    logs_dropped: int = 0  # older lines of this attempt the worker dropped before writing
 
 
 @dataclass(slots=True)

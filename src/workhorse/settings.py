@@ -66,10 +66,15 @@ class Settings(BaseModel):
     )
     max_payload: int = Field(1 << 20, ge=1, description="Largest encoded payload or result, bytes")
     max_log_lines: int = Field(
-        1_000, ge=2, description="Log lines an attempt keeps (ctx.log); the oldest dropped first"
+        1_000,
+        ge=2,
+        description="Log lines a job keeps over all its attempts (ctx.log); the oldest "
+        "dropped first",
     )
     max_log_bytes: int = Field(
-        256 * 1024, ge=1024, description="Bytes of log lines an attempt keeps (as JSON)"
+        256 * 1024,
+        ge=1024,
+        description="Bytes of log lines a job keeps over all its attempts (as JSON)",
     )
     keep_completed: int | None = Field(
         10_000, ge=0, description="Newest completed jobs kept per queue"

@@ -404,6 +404,7 @@ class Task(Generic[D, R]):
     ) -> None:
         self.producer = producer
         self.name = check_name(name, "task")
+        self._result_what = f"result of task {self.name!r}"  # formatted once, not per job
         self.fn = fn
         self.defaults = options
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -485,12 +486,14 @@ class Task(Generic[D, R]):
             return (data, ctx) if self.takes_ctx else (data,)
         return (ctx,) if self.takes_ctx else ()
 
-    def encode_result(self, value: Any) -> bytes:
+    def encode_result(self, value: Any, max_payload: int | None = None) -> bytes:
+        """The result as stored JSON, at most ``max_payload`` bytes (default: the
+        producer's setting; a worker passes the value it read once)."""
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json")
-        return codec.encode_payload(
-            value, self.producer.max_payload, f"result of task {self.name!r}"
-        )
+        if max_payload is None:
+            max_payload = self.producer.max_payload
+        return codec.encode_payload(value, max_payload, self._result_what)
 
     def typed_result(self, value: Any) -> R:
         if self._result_adapter is None:

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from workhorse import codec
+from workhorse.backends import loglines
 from workhorse.client import Client
 from workhorse.context import JobContext
 from workhorse.job import JobState, Lease, new_job_id
@@ -39,19 +40,25 @@ class CallContext(JobContext):
     """A ``JobContext`` for a direct call: what the handler logs, reports and enqueues is
     kept here for the test to read, instead of going to a store."""
 
-    __slots__ = ("enqueued", "kept", "progress_values")
+    __slots__ = ("enqueued", "kept", "lost", "progress_values")
 
     def __init__(self, client: Client, lease: Lease) -> None:
         super().__init__(client, lease)
         self.kept: list[dict[str, Any]] = []
+        self.lost = 0  # lines past the caps, shown as one first line (as the store does)
         self.progress_values: list[Any] = []
         self.enqueued: list[tuple[str, Any, dict[str, Any]]] = []
 
     @property
     def lines(self) -> list[dict[str, Any]]:
-        """Every log line so far: ``{"at", "level", "message", "fields"?}``."""
-        self.kept.extend(self.drain_logs())
-        return self.kept
+        """The log as a store would keep it: ``{"at", "level", "message", "fields"?}`` per
+        line, the newest within the caps, after a first line counting those dropped."""
+        s = self.client.settings
+        self.kept, dropped = loglines.kept(
+            [*self.kept, *self.drain_logs()], s.max_log_lines, s.max_log_bytes
+        )
+        self.lost += self.take_dropped() + dropped
+        return loglines.shown(self.kept, self.lost)
 
     @property
     def messages(self) -> list[str]:

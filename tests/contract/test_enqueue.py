@@ -233,3 +233,22 @@ async def test_dedup_key_is_freed_when_spent_stalls_fail_the_job(backend: Backen
     assert (await must_get(backend, first)).state is JobState.FAILED
     (again,) = await backend.enqueue([new(dedup_key="k")])
     assert again.created is True
+
+
+async def test_concurrent_callers_each_get_their_own_answer(backend: Backend) -> None:
+    # A web server's handlers enqueue at once: backends may share one write among them
+    # (PostgreSQL's group commit), but each caller gets its own jobs' results, in its order,
+    # and a dedup key shared by callers still yields one live job.
+    calls = [[new(data={"c": c, "i": i}) for i in range(1 + c % 3)] for c in range(60)]
+    keyed = [[new(data={"c": c}, dedup_key="shared")] for c in range(20)]
+    got = await asyncio.gather(*(backend.enqueue(jobs) for jobs in calls + keyed))
+    for jobs, results in zip(calls, got[: len(calls)], strict=True):
+        assert [(r.id, r.created) for r in results] == [(j.id, True) for j in jobs]
+    holders = {r.id for results in got[len(calls) :] for r in results}
+    assert len(holders) == 1
+    assert sum(r.created for results in got[len(calls) :] for r in results) == 1
+    queued = (await backend.counts(["q"]))["q"][JobState.QUEUED]
+    assert queued == sum(len(jobs) for jobs in calls) + 1
+    for jobs in calls:
+        for j in jobs:
+            assert (await must_get(backend, j.id)).data == codec.loads(j.data)

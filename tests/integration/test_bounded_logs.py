@@ -1,5 +1,5 @@
-"""A job's log lines are bounded: an attempt keeps at most ``max_log_lines`` lines and
-``max_log_bytes`` bytes, the newest ones, with one line saying how many older ones were
+"""A job's log lines are bounded: a job keeps at most ``max_log_lines`` lines and
+``max_log_bytes`` bytes, the newest ones, with a first line saying how many older ones were
 dropped; on every backend, whether the lines go with the outcome or with progress."""
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ async def test_an_attempt_keeps_the_newest_lines_and_says_how_many_it_dropped(
     async with running(capped):
         job = await capped.wait((await chatty.enqueue()).id, 20)
     assert job.state is JobState.COMPLETED
-    assert len(job.logs) == 100
-    assert [line["message"] for line in job.logs[:99]] == [f"line {n}" for n in range(4901, 5000)]
-    assert _notice(job.logs[-1]) == 4901
+    assert len(job.logs) == 101  # the newest 100 and the notice
+    assert [line["message"] for line in job.logs[1:]] == [f"line {n}" for n in range(4900, 5000)]
+    assert _notice(job.logs[0]) == 4900
 
 
 async def test_lines_written_with_progress_count_toward_the_bound(capped: Workhorse) -> None:
@@ -56,9 +56,10 @@ async def test_lines_written_with_progress_count_toward_the_bound(capped: Workho
     async with running(capped):
         job = await capped.wait((await reporting.enqueue()).id, 30)
     assert job.state is JobState.COMPLETED
-    assert len(job.logs) <= 100
-    assert job.logs[0]["message"] == "line 0"  # written lines stay; later ones are dropped
-    assert sum(_notice(line) for line in job.logs if "fields" in line) == 1_000 - 99
+    assert len(job.logs) == 101
+    assert job.logs[-1]["message"] == "line 999"  # the newest stay; written ones are dropped
+    assert job.logs[1]["message"] == "line 900"
+    assert _notice(job.logs[0]) == 1_000 - 100
 
 
 async def test_an_attempt_keeps_at_most_max_log_bytes(capped: Workhorse) -> None:
@@ -70,10 +71,10 @@ async def test_an_attempt_keeps_at_most_max_log_bytes(capped: Workhorse) -> None
     async with running(capped):
         job = await capped.wait((await wordy.enqueue()).id, 20)
     assert job.state is JobState.COMPLETED
-    kept = job.logs[:-1]
+    kept = job.logs[1:]
     assert 10 <= len(kept) < 20  # about 1 KB each within 20,000 bytes
     assert kept[-1]["message"].startswith("0199")
-    assert _notice(job.logs[-1]) == 200 - len(kept)
+    assert _notice(job.logs[0]) == 200 - len(kept)
 
 
 async def test_a_huge_error_message_is_kept_clipped(capped: Workhorse) -> None:

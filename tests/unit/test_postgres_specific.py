@@ -396,3 +396,34 @@ async def test_retry_is_refused_while_a_newer_job_holds_the_dedup_key(
     assert await b.retry(first.id) is False
     assert await b.cancel(second.id) is JobState.CANCELLED
     assert await b.retry(first.id) is True
+
+
+async def test_concurrent_enqueues_share_commits_and_a_refused_one_fails_alone(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # Group commit: calls made while the enqueue lanes are busy go in one statement (one
+    # commit). A call the server refuses must not take the others down with it: the shared
+    # statement rolled back whole, so the calls run again (in halves) and each gets its own
+    # answer.
+    b = make()
+    await b.open()
+    statements = 0
+    alone = b._group._run
+
+    async def counted(jobs: Any) -> Any:
+        nonlocal statements
+        statements += 1
+        return await alone(jobs)
+
+    b._group._run = counted
+    good = [[job()] for _ in range(80)]
+    bad = [job(dedup_key="nul\x00key")]
+    got = await asyncio.gather(
+        *(b.enqueue(jobs) for jobs in [*good[:40], bad, *good[40:]]), return_exceptions=True
+    )
+    assert isinstance(got[40], ConfigError) and "NUL" in str(got[40])
+    for jobs, res in zip(good, got[:40] + got[41:], strict=True):
+        assert not isinstance(res, BaseException), res
+        assert [(r.id, r.created) for r in res] == [(jobs[0].id, True)]
+    assert (await b.counts(["q"]))["q"][JobState.QUEUED] == 80
+    assert statements < 40, "the calls did not share commits"

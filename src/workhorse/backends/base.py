@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from workhorse.backends.loglines import MAX_LOG_BYTES, MAX_LOG_LINES
 from workhorse.job import (
     EnqueueResult,
     Event,
@@ -44,6 +45,10 @@ class RenewResult:
 class Backend(abc.ABC):
     url: str
     capabilities: Capabilities
+    # A job keeps its newest log lines within these (the client sets them from its
+    # settings before it opens the store); older ones are counted, not kept.
+    max_log_lines: int = MAX_LOG_LINES
+    max_log_bytes: int = MAX_LOG_BYTES
 
     # -- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod
@@ -87,9 +92,17 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def update(
-        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+        self,
+        lease: Lease,
+        progress: Any = None,
+        logs: Sequence[dict[str, Any]] = (),
+        dropped: int = 0,
     ) -> bool:
-        """Record progress and log lines of an active job; False if the lease is lost."""
+        """Record progress and log lines of an active job; False if the lease is lost.
+
+        The job keeps its newest lines within ``max_log_lines`` and ``max_log_bytes`` (so
+        do finishes); the older ones, and ``dropped`` more the worker never sent, are
+        counted and shown to readers as one line (``loglines.shown``)."""
 
     @abc.abstractmethod
     async def reclaim_expired(self) -> list[str]:

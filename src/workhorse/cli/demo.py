@@ -316,6 +316,7 @@ class Demo:
             raise DemoFailed(str(exc)) from None
         for line in lines:
             self.say(line)
+
     # -- 8. flow -----------------------------------------------------------------------
     async def flow(self) -> None:
         self.say(

@@ -58,7 +58,13 @@ class ChildContext(JobContext):
     def call(self, method: str, params: dict[str, Any]) -> Any:
         # Blocking on purpose: the child runs one job, and the reply comes straight back.
         self._chan.send(
-            {"t": "call", "method": method, "params": params, "logs": self.drain_logs()}
+            {
+                "t": "call",
+                "method": method,
+                "params": params,
+                "logs": self.drain_logs(),
+                "dropped": self.take_dropped(),
+            }
         )
         got = self._chan.recv()
         if got is None:
@@ -260,12 +266,18 @@ class _Child:
             logs = ctx.drain_logs() if ctx is not None else []
             recycle = isinstance(exc, MemoryError)
             self.chan.send(
-                {"t": "error", "error": error_info(exc), "logs": logs, "recycle": recycle}
+                {
+                    "t": "error",
+                    "error": error_info(exc),
+                    "logs": logs,
+                    "dropped": ctx.take_dropped() if ctx is not None else 0,
+                    "recycle": recycle,
+                }
             )
             if recycle:  # a heap that ran out may be left in pieces: start afresh
                 sys.exit(0)
             return
-        self.chan.send({"t": "done", "logs": ctx.drain_logs()}, out)
+        self.chan.send({"t": "done", "logs": ctx.drain_logs(), "dropped": ctx.take_dropped()}, out)
 
     def _cap(self) -> int:
         return self.hard if self.hard != resource.RLIM_INFINITY else 1 << 62

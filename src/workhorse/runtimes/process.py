@@ -253,7 +253,7 @@ class ProcessPool:
                     code = await child.exit_code(2.0)
                     raise died(f"the child process {child.pid}", code) from None
                 kind = msg.get("t")
-                _keep_logs(ctx, msg.get("logs"))
+                _keep_logs(ctx, msg)
                 if kind == "done":
                     healthy = True
                     return raw if raw is not None else b"null"
@@ -307,10 +307,11 @@ class ProcessPool:
         await asyncio.gather(*(c.stop() for c in children), *self._bg, return_exceptions=True)
 
 
-def _keep_logs(ctx: JobContext, logs: list[dict[str, Any]] | None) -> None:
-    if logs:
-        # Lines the child kept travel with its next message; add them as they were.
-        ctx.keep(logs)
+def _keep_logs(ctx: JobContext, msg: dict[str, Any]) -> None:
+    # Lines the child kept travel with its next message, with how many it dropped.
+    logs, dropped = msg.get("logs") or (), int(msg.get("dropped") or 0)
+    if logs or dropped:
+        ctx.keep(logs, dropped)
 
 
 def _exit_text(child: Child) -> str:

@@ -108,7 +108,12 @@ class Finisher:
             was = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
             message += f"; the job's own error was {was[:2000]!r}"
         error = {"type": type(exc).__name__, "message": message, "traceback": ""}
-        failed = Outcome("failed", error=error, logs=_json_safe(outcome.logs))
+        failed = Outcome(
+            "failed",
+            error=error,
+            logs=_json_safe(outcome.logs),
+            logs_dropped=outcome.logs_dropped,
+        )
         ok = await self._try(lease, failed)
         if ok is None and failed.logs:
             failed.logs = []  # they may hold what the store rejected

@@ -38,6 +38,7 @@ class Running:
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the store gave the lease away: stop renewing, the finish is refused
     finishing: bool = False  # the outcome is with the finisher: nothing left to renew
+    started: float = 0.0  # time.monotonic() of its claim, for the job_timeout check
 
 
 class Renewing(Protocol):

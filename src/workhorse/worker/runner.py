@@ -6,7 +6,6 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ from workhorse.backoff import Exponential, next_delay
 from workhorse.client import client_of
 from workhorse.context import JobContext
 from workhorse.errors import PayloadError, error_info
-from workhorse.job import Lease, Outcome
+from workhorse.job import Lease, Outcome, OutcomeKind
 from workhorse.runtimes.common import RemoteError
 from workhorse.worker.limiter import Limiter, Slot
 
@@ -39,44 +38,6 @@ class Interrupted(Exception):
         self.reason = reason
 
 
-class _Watchdog:
-    """Ends attempts that run past the ``job_timeout`` setting, with one timer per worker:
-    most tasks set no timeout, and a timer per job would cost more than the rest of a
-    no-op job's time on the loop."""
-
-    def __init__(self, limit: float) -> None:
-        self.limit = limit
-        self._period = min(1.0, limit / 10)  # how late past its limit an attempt may end
-        self._due: dict[asyncio.Task[Any], float] = {}
-        self._overdue: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def watch(self, task: asyncio.Task[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        self._due[task] = loop.time() + self.limit
-        if self._timer is None:
-            self._timer = loop.call_later(self._period, self._check, loop)
-
-    def unwatch(self, task: asyncio.Task[Any]) -> bool:
-        """Stop watching the task; True when the watchdog cancelled it."""
-        self._due.pop(task, None)
-        if task in self._overdue:
-            self._overdue.discard(task)
-            return True
-        return False
-
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        now = loop.time()
-        for task, due in list(self._due.items()):
-            if now >= due:
-                del self._due[task]
-                self._overdue.add(task)
-                task.cancel()
-        if self._due:
-            self._timer = loop.call_later(self._period, self._check, loop)
-
-
 class Runner:
     def __init__(
         self, client: Client | HasClient, threads: Executor, concurrency: int | None = None
@@ -91,8 +52,8 @@ class Runner:
         self._pool: ProcessPool | None = None
         self._commands: CommandRunner | None = None
         self._started = False
-        limit = s.job_timeout
-        self._watchdog = None if limit is None else _Watchdog(limit)
+        self.max_payload = s.max_payload  # read once: a property chain per job costs
+        self.job_timeout = s.job_timeout  # for attempts of tasks with no timeout of their own
 
     # -- the other runtimes ------------------------------------------------------------
     @property
@@ -167,6 +128,7 @@ class Runner:
                     tb=False,
                 ),
                 logs=ctx.drain_logs(),
+                logs_dropped=ctx.take_dropped(),
             )
         except Exception as exc:
             # A payload the task's model refuses cannot succeed on a retry.
@@ -177,12 +139,13 @@ class Runner:
                     tb=False,
                 ),
                 logs=ctx.drain_logs(),
+                logs_dropped=ctx.take_dropped(),
             )
         if task.limited:
             slot, wait = await self.limiter.acquire(task, data, lease)
             if wait is not None:
                 # A full limit is no failure: come back later, attempt refunded.
-                return Outcome("retry", delay=wait, refund=True, logs=ctx.drain_logs())
+                return _outcome(ctx, "retry", delay=wait, refund=True)
             if slot is not None:
                 self.slots[lease.token] = slot
                 try:
@@ -202,8 +165,8 @@ class Runner:
         # process and command attempts hand back the result's bytes, already encoded
         external = task.defaults.runtime != "inline"
         try:
-            if timeout is None:
-                result = await self._watched(
+            if timeout is None:  # the worker's pulse ends it past job_timeout (ctx.timed_out)
+                result = await (
                     self._external(task, lease, ctx) if external else self._call(task, data, ctx)
                 )
             else:
@@ -219,9 +182,12 @@ class Runner:
                     if deadline.expired():
                         raise _TimedOut(timeout) from None
                     raise
-            raw = result if external else task.encode_result(result)
+            raw = result if external else task.encode_result(result, self.max_payload)
         except asyncio.CancelledError as exc:
             me = asyncio.current_task()
+            if ctx.timed_out and me is not None and self.job_timeout is not None:
+                me.uncancel()  # the cancel was the timeout's: the attempt failed
+                return self._failure(task, lease, _TimedOut(self.job_timeout), ctx)
             if not ctx.cancelled and me is not None and not me.cancelling():
                 # The handler raised CancelledError itself; nobody asked it to stop. As a
                 # shutdown it would go back to the queue, attempt refunded, forever.
@@ -229,25 +195,10 @@ class Runner:
             return self.interrupted(ctx)
         except (Exception, SystemExit) as exc:  # a worker never dies of one job
             return self._failure(task, lease, exc, ctx)
-        return Outcome("completed", result=raw, logs=ctx.drain_logs())
-
-    async def _watched(self, attempt: Awaitable[Any]) -> Any:
-        """Await an attempt of a job with no timeout of its own, under ``job_timeout``."""
-        me = asyncio.current_task()
-        watchdog = self._watchdog
-        if watchdog is None or me is None:
-            return await attempt
-        watchdog.watch(me)
-        try:
-            return await attempt
-        except asyncio.CancelledError:
-            if watchdog.unwatch(me):
-                me.uncancel()
-                raise _TimedOut(watchdog.limit) from None
-            raise
-        finally:
-            if watchdog.unwatch(me):
-                me.uncancel()  # the attempt ended as the watchdog cancelled it
+        if ctx.timed_out and (me := asyncio.current_task()) is not None and me.cancelling():
+            me.uncancel()  # the handler swallowed the timeout's cancel and returned
+        logs, dropped = ctx.unwritten()
+        return Outcome("completed", result=raw, logs=logs, logs_dropped=dropped)
 
     @staticmethod
     def interrupted(ctx: JobContext) -> Outcome:
@@ -257,9 +208,10 @@ class Runner:
                 "cancelled",
                 error={"type": "Cancelled", "traceback": "", "message": "cancelled while running"},
                 logs=ctx.drain_logs(),
+                logs_dropped=ctx.take_dropped(),
             )
         # Shutdown: back to the queue at once, and the attempt does not count.
-        return Outcome("retry", refund=True, logs=ctx.drain_logs())
+        return _outcome(ctx, "retry", refund=True)
 
     async def _call(self, task: Task[Any, Any], data: Any, ctx: JobContext) -> Any:
         args = task.args(data, ctx)
@@ -288,7 +240,7 @@ class Runner:
             retry = exc.retry
         else:
             error = error_info(exc)
-        logs = ctx.drain_logs()
+        logs, dropped = ctx.unwritten()
         if lease.attempts < lease.max_attempts and retry:
             try:
                 delay = next_delay(task.defaults.backoff.delay(lease.attempts, exc))
@@ -300,8 +252,8 @@ class Runner:
                     task.name,
                 )
                 delay = _DEFAULT_BACKOFF.delay(lease.attempts, exc)
-            return Outcome("retry", error=error, delay=delay, logs=logs)
-        return Outcome("failed", error=error, logs=logs)
+            return Outcome("retry", error=error, delay=delay, logs=logs, logs_dropped=dropped)
+        return Outcome("failed", error=error, logs=logs, logs_dropped=dropped)
 
     async def _unknown(self, lease: Lease) -> Outcome:
         settings = self.client.settings
@@ -326,3 +278,9 @@ class Runner:
 class _TimedOut(Exception):
     def __init__(self, timeout: float) -> None:
         super().__init__(f"timed out after {timeout:g}s")
+
+
+def _outcome(ctx: JobContext, kind: OutcomeKind, **fields: Any) -> Outcome:
+    """An outcome carrying the attempt's unwritten log lines and the count it dropped."""
+    logs, dropped = ctx.unwritten()
+    return Outcome(kind, logs=logs, logs_dropped=dropped, **fields)

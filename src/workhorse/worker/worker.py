@@ -136,6 +136,7 @@ class Worker:
         self._renew_wake = asyncio.Event()
         self._renewer: RenewThread | None = None
         self.pulse_at = time.monotonic()  # when the loop last showed it runs
+        self._job_timeout = s.job_timeout
         self._pulse_timer: asyncio.TimerHandle | None = None
         # Retention also runs after this many finishes, not only once a minute: the memory
         # store lives in the worker's process, and a fast worker would otherwise hold a
@@ -246,9 +247,9 @@ class Worker:
         self._observers = await observers.acquire(self.client)
         self._tracing = tracing.of(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
+        self._pulse()  # also the job_timeout check, so on every backend
         url = renewal_url(self.client)
         if url is not None:
-            self._pulse()
             self._renewer = RenewThread(url, self, self._loop)
             self._renewer.start()
         side = [
@@ -413,8 +414,9 @@ class Worker:
                 self._busy_changed.set()
             slots.used += len(leases)
             shortest = self._renew_period
+            claimed = time.monotonic()  # once per batch: the attempts start now
             for lease in leases:
-                running = Running(lease, JobContext(self.client, lease))
+                running = Running(lease, JobContext(self.client, lease), started=claimed)
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
@@ -464,7 +466,13 @@ class Worker:
             except Exception as exc:  # the runner turns errors into outcomes; a bug in it
                 # must still end the job with the reason rather than leave it leased.
                 log.exception("job %s: the worker failed to run it", lease.job_id)
-                outcome = Outcome("failed", error=error_info(exc), logs=running.ctx.drain_logs())
+                ctx = running.ctx
+                outcome = Outcome(
+                    "failed",
+                    error=error_info(exc),
+                    logs=ctx.drain_logs(),
+                    logs_dropped=ctx.take_dropped(),
+                )
             assert self._finisher is not None
             if trace is not None:
                 trace.ran(outcome)
@@ -574,10 +582,28 @@ class Worker:
         return result
 
     def _pulse(self) -> None:
-        """Stamp the loop as alive, now and every PULSE seconds, for the renewal thread."""
-        self.pulse_at = time.monotonic()
+        """Stamp the loop as alive, now and every PULSE seconds, for the renewal thread;
+        and end the attempts past the job_timeout setting."""
+        self.pulse_at = now = time.monotonic()
+        if self._running and self._job_timeout is not None:
+            self._end_overdue(now, self._job_timeout)
         assert self._loop is not None
         self._pulse_timer = self._loop.call_later(PULSE, self._pulse)
+
+    def _end_overdue(self, now: float, limit: float) -> None:
+        """Cancel the attempts of tasks with no timeout of their own that have run past
+        ``limit``: one scan per pulse, because a timer per job costs a no-op job more than
+        the rest of its time on the loop. The runner turns the cancel into a timeout."""
+        for running in self._running.values():
+            if (
+                now - running.started >= limit
+                and running.lease.timeout is None
+                and not running.finishing
+                and not running.ctx.timed_out
+                and running.task is not None
+            ):
+                running.ctx.timed_out = True
+                running.task.cancel()
 
     def blocker(self, live: Sequence[Running]) -> str:
         """The job whose handler holds the loop, or every candidate when none is seen."""

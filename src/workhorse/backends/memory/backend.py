@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from workhorse import codec, events
+from workhorse.backends import loglines
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.memory.keyvalues import KeyValues
 from workhorse.job import (
@@ -68,6 +69,8 @@ class _Rec:
     result: bytes | None = None
     error: dict[str, Any] | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
+    log_sizes: list[int] = field(default_factory=list)  # of each kept line, as JSON
+    logs_dropped: int = 0
     worker: str | None = None
     token: str | None = None
     expires_at: float | None = None
@@ -203,7 +206,7 @@ class MemoryBackend(Backend):
             progress=rec.progress,
             result=None if rec.result is None else codec.loads(rec.result),
             error=rec.error,
-            logs=list(rec.logs),
+            logs=loglines.shown(list(rec.logs), rec.logs_dropped),
             timeout=rec.timeout,
             worker=rec.worker,
             lease_expires_at=to_datetime(rec.expires_at),
@@ -351,7 +354,8 @@ class MemoryBackend(Backend):
                 accepted.append(False)
                 continue
             accepted.append(True)
-            rec.logs.extend(outcome.logs)
+            if outcome.logs or outcome.logs_dropped:
+                self._add_logs(rec, outcome.logs, outcome.logs_dropped)
             kind = outcome.kind
             rec.error = outcome.error
             if kind == "completed":
@@ -372,16 +376,29 @@ class MemoryBackend(Backend):
         return accepted
 
     async def update(
-        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+        self,
+        lease: Lease,
+        progress: Any = None,
+        logs: Sequence[dict[str, Any]] = (),
+        dropped: int = 0,
     ) -> bool:
         rec = self._owned(lease)
         if rec is None:
             return False
-        rec.logs.extend(logs)
+        if logs or dropped:
+            self._add_logs(rec, logs, dropped)
         if progress is not None:
             rec.progress = progress
             self._event("job.progress", rec, self._clock(), progress=progress)
         return True
+
+    def _add_logs(self, rec: _Rec, logs: Sequence[dict[str, Any]], dropped: int) -> None:
+        rec.logs.extend(logs)
+        rec.log_sizes.extend(loglines.line_size(line) for line in logs)
+        drop = loglines.overflow(rec.log_sizes, self.max_log_lines, self.max_log_bytes)
+        if drop:
+            del rec.logs[:drop], rec.log_sizes[:drop]
+        rec.logs_dropped += dropped + drop
 
     async def reclaim_expired(self) -> list[str]:
         now = self._clock()

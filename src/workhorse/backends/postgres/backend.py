@@ -34,6 +34,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.group import GroupCommit
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
@@ -117,6 +118,8 @@ class PostgresBackend(Backend):
         self.listener = Listener(self._conninfo, self.schema, self.url)
         self._last_sweep = 0.0
         self._open_lock: asyncio.Lock | None = None
+        # Concurrent enqueue calls share statements, on a few of the pool's connections.
+        self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max))
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
@@ -175,6 +178,7 @@ class PostgresBackend(Backend):
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        self._group.close()
         await self.listener.stop()
         if pool is not None:
             await pool.close()
@@ -225,6 +229,10 @@ class PostgresBackend(Backend):
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         if not jobs:
             return []
+        return await self._group.submit(jobs)
+
+    async def _enqueue_alone(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """One enqueue statement on a pooled connection: one commit (see group.py)."""
         pool = self._pool
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
@@ -373,10 +381,12 @@ class PostgresBackend(Backend):
                 "delay": float(out.delay),
                 "refund": out.refund,
                 "logs": out.logs or None,
+                "dropped": out.logs_dropped,
             }
             for lease, out in items
         ]
-        rows = await self._rows(self._q.finish, (_dumps(doc),))
+        caps = (self.max_log_lines, self.max_log_bytes)
+        rows = await self._rows(self._q.finish, (*caps, _dumps(doc)))
         done = {row[0] for row in rows}
         accepted = []
         for job_id in ids:  # a job listed twice is accepted once, like the reference
@@ -385,11 +395,18 @@ class PostgresBackend(Backend):
         return accepted
 
     async def update(
-        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+        self,
+        lease: Lease,
+        progress: Any = None,
+        logs: Sequence[dict[str, Any]] = (),
+        dropped: int = 0,
     ) -> bool:
         params = {
             "p": None if progress is None else _dumps(progress),
             "l": _dumps(list(logs)) if logs else None,
+            "d": dropped,
+            "ml": self.max_log_lines,
+            "mb": self.max_log_bytes,
             "id": lease.job_id,
             "t": lease.token,
         }

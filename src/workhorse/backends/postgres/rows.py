@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workhorse import codec
+from workhorse.backends import loglines
 from workhorse.backends.quarantine import quarantine_error, quarantined
 from workhorse.job import Job, JobState, NewJob, to_datetime
 
@@ -35,7 +36,7 @@ def enqueue_params(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
 def job_of(row: tuple[Any, ...]) -> Job:
     (job_id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at,
      started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at,
-     dedup_key, scheduled, keep_for, stalls, max_stalls) = row  # fmt: skip
+     dedup_key, scheduled, keep_for, stalls, max_stalls, logs_dropped) = row  # fmt: skip
     st = _SCHED if state == "queued" and scheduled else STATES[state]
     return Job(
         id=job_id, task=task, queue=queue, state=st, data=codec.loads(bytes(data)),
@@ -44,7 +45,8 @@ def job_of(row: tuple[Any, ...]) -> Job:
         run_at=to_datetime(run_at),  # type: ignore[arg-type]
         started_at=to_datetime(started_at), finished_at=to_datetime(finished_at),
         progress=progress, result=None if result is None else codec.loads(bytes(result)),
-        error=error, logs=list(logs or ()), timeout=timeout, worker=worker,
+        error=error, logs=loglines.shown(list(logs or ()), logs_dropped), timeout=timeout,
+        worker=worker,
         lease_expires_at=to_datetime(expires_at), dedup_key=dedup_key, keep_for=keep_for,
         stalls=stalls, max_stalls=max_stalls,
     )  # fmt: skip

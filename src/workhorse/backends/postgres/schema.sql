@@ -38,7 +38,8 @@ CREATE TABLE jobs (
     keep_for double precision,
     holds integer NOT NULL DEFAULT 0,
     stalls integer NOT NULL DEFAULT 0,
-    max_stalls integer NOT NULL DEFAULT 3
+    max_stalls integer NOT NULL DEFAULT 3,
+    logs_dropped integer NOT NULL DEFAULT 0  -- older log lines dropped past the caps
 );
 
 CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)

@@ -21,11 +21,32 @@ JOB_COLUMNS = ", ".join(
         "id", "task", "queue", "state", "data", "priority", "attempts", "max_attempts",
         _epoch("created_at"), _epoch("run_at"), _epoch("started_at"), _epoch("finished_at"),
         "progress", "result", "error", "logs", "timeout", "worker", _epoch("expires_at"),
-        "dedup_key", "run_at > now()", "keep_for", "stalls", "max_stalls",
+        "dedup_key", "run_at > now()", "keep_for", "stalls", "max_stalls", "logs_dropped",
     ]
 )  # fmt: skip
 
 _LIVE = "state IN ('queued', 'active')"
+
+
+def _kept(lines: str, max_lines: str, max_bytes: str) -> str:
+    """SQL for the newest of the JSON array ``lines`` within the caps (in one statement, so
+    the cap holds under concurrent writers)."""
+    return f"""(CASE WHEN jsonb_array_length({lines}) <= {max_lines}
+                  AND octet_length({lines}::text) <= {max_bytes} THEN {lines}
+    ELSE (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
+      SELECT e, n, count(*) OVER w AS r, sum(octet_length(e::text)) OVER w AS b
+      FROM jsonb_array_elements({lines}) WITH ORDINALITY AS t(e, n)
+      WINDOW w AS (ORDER BY n DESC)) k WHERE r <= {max_lines} AND b <= {max_bytes}) END)"""
+
+
+def _set_logs(old: str, new: str, dropped: str, max_lines: str, max_bytes: str) -> str:
+    """SET clauses appending the lines ``new`` (or NULL) to ``old``, capped, and counting
+    the lines dropped: ``dropped`` the worker never sent, and those cut here."""
+    lines = f"({old} || {new})"
+    kept = _kept(lines, max_lines, max_bytes)
+    return f"""logs = CASE WHEN {new} IS NULL THEN {old} ELSE {kept} END,
+    logs_dropped = logs_dropped + coalesce({dropped}, 0) + CASE WHEN {new} IS NULL THEN 0
+      ELSE jsonb_array_length({lines}) - jsonb_array_length({kept}) END"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +169,10 @@ WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
   -- times orjson's CPU per job (docs/profiles.md). Results (JSON bytes) travel base64.
   SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
-         t.refund, t.logs
+         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb
   FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
-                                          error jsonb, delay float8, refund bool, logs jsonb)
+                                          error jsonb, delay float8, refund bool, logs jsonb,
+                                          dropped int)
 ), upd AS (
   UPDATE {s}.jobs j SET
     state = CASE i.kind WHEN 'retry' THEN 'queued' ELSE i.kind END,
@@ -165,7 +187,7 @@ WITH i AS (
     worker = CASE WHEN i.kind = 'retry' THEN NULL ELSE j.worker END,
     cancel_requested = CASE WHEN i.kind = 'retry' THEN false ELSE j.cancel_requested END,
     token = NULL, expires_at = NULL,
-    logs = CASE WHEN i.logs IS NULL THEN j.logs ELSE j.logs || i.logs END
+    {_set_logs("j.logs", "i.logs", "i.dropped", "i.ml", "i.mb")}
   FROM i WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
   RETURNING j.id, j.task, j.queue, j.state, j.attempts, i.kind, i.delay, i.error
 ), ev AS (
@@ -194,7 +216,7 @@ SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b
         return f"""
 WITH upd AS (
   UPDATE {s}.jobs SET progress = coalesce(%(p)s::jsonb, progress),
-    logs = CASE WHEN %(l)s::jsonb IS NULL THEN logs ELSE logs || %(l)s::jsonb END
+    {_set_logs("logs", "%(l)s::jsonb", "%(d)s::int", "%(ml)s::int", "%(mb)s::int")}
   WHERE id = %(id)s AND token = %(t)s AND state = 'active'
   RETURNING id, task, queue
 ), ev AS (

@@ -8,10 +8,15 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from workhorse import codec
 from workhorse.backends.base import Capabilities, RenewResult
+from workhorse.backends.group import GroupCommit
 from workhorse.backends.redis.core import HOLD_LOOK
 from workhorse.backends.redis.waiting import RedisWaiting
+from workhorse.backends.redis.wire import Packed, Wire, bulk
+from workhorse.errors import BackendError
 from workhorse.job import (
     FINISHED_STATES,
     EnqueueResult,
@@ -51,60 +56,136 @@ class RedisBackend(RedisWaiting):
 
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
 
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
+        super().__init__(url)
+        # Concurrent enqueue calls share script calls (one message, one script run for
+        # many callers' jobs). Enqueue is idempotent per job id, so a shared call that
+        # failed halfway may run again in halves; a lost connection or a timeout is
+        # every caller's error, as it would be alone.
+        self._group = GroupCommit(
+            self._enqueue_now, lanes=2, unknown=(BackendError, RedisConnectionError, TimeoutError)
+        )
+
+    async def close(self) -> None:
+        self._group.close()
+        await super().close()
+
     # -- producing -------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob], *, watch: bool = False) -> list[EnqueueResult]:
+        if watch or not jobs:
+            return await self._enqueue_now(jobs, watch=watch)
+        return await self._group.submit(jobs)
+
+    async def _enqueue_now(
+        self, jobs: Sequence[NewJob], *, watch: bool = False
+    ) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        if len(jobs) == 1 and not watch and type(self._wire) is Wire:
+            return await self._enqueue_single(jobs[0])
         # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
         # queues must be applied in order (a later job may meet an earlier one's dedup key).
-        runs: list[tuple[str, list[Any]]] = []
+        runs: list[tuple[str, list[NewJob]]] = []
         for new in jobs:
             if not runs or runs[-1][0] != new.queue:
                 runs.append((new.queue, []))
-            runs[-1][1].extend(
-                (
-                    new.id,
-                    new.task,
-                    new.data,
-                    new.priority,
-                    _num(new.delay),
-                    _num(new.at),
-                    new.max_attempts,
-                    _num(new.timeout),
-                    _num(new.lease),
-                    "" if new.dedup_key is None else new.dedup_key,
-                    "1" if new.replace else "0",
-                    _num(new.keep_for),
-                    "1" if new.hold else "0",
-                    new.max_stalls,
-                )
-            )
+            runs[-1][1].append(new)
         # Chunks of a few hundred jobs, pipelined: Redis runs one chunk's script while
         # this process still packs the next (one big script would serialise the two).
         # enqueue_watched: with the subscription up, the script watches the jobs right away
         # (the caller's wait then needs no fetch of its own; see wait_finished).
         sub = self._sub if watch else None
         chunks = [
-            [q, "0" if sub is None else "1", *args[k : k + _ENQUEUE_CHUNK * _ENQUEUE_ARGS]]
-            for q, args in runs
-            for k in range(0, len(args), _ENQUEUE_CHUNK * _ENQUEUE_ARGS)
-        ]
-        await self._list_queues({q for q, _ in runs})
-        calls = [("enqueue", self._q(str(c[0])), c) for c in chunks]
-        replies = await self._call_many(calls)
+            (q, part[k : k + _ENQUEUE_CHUNK]) for q, part in runs
+            for k in range(0, len(part), _ENQUEUE_CHUNK)
+        ]  # fmt: skip
+        if len(runs) > 1 or runs[0][0] not in self._listed:
+            await self._list_queues({q for q, _ in runs})
+        flag = "0" if sub is None else "1"
+        if type(self._conn()) is Wire:
+            packed = [self._pack_enqueue(q, flag, part) for q, part in chunks]
+            replies = await self._call_packed(packed)
+        else:
+            calls = [("enqueue", self._q(q), [q, flag, *self._enqueue_args(part)])
+                     for q, part in chunks]  # fmt: skip
+            replies = await self._call_many(calls)
         # Replies come per chunk, in each chunk's order: map them back to the jobs.
+        remember, watched = self._remember, self._watch
         found: dict[str, EnqueueResult] = {}
-        for args, reply in zip(chunks, replies, strict=True):
-            for k, i in zip(
-                range(2, len(args), _ENQUEUE_ARGS), range(0, len(reply), 5), strict=True
-            ):
+        for (_, part), reply in zip(chunks, replies, strict=True):
+            for new, i in zip(part, range(0, len(reply), 5), strict=True):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
-                self._remember(job_id, queue)
+                remember(job_id, queue)
                 state = JobState(reply[i + 2].decode())
-                found[args[k]] = EnqueueResult(
-                    job_id, bool(reply[i + 1]), state, bool(reply[i + 4])
-                )
+                found[new.id] = EnqueueResult(job_id, bool(reply[i + 1]), state, bool(reply[i + 4]))
                 if sub is not None and state not in FINISHED_STATES:
-                    self._watch(job_id, sub)
+                    watched(job_id, sub)
+        if len(jobs) == 1:
+            return list(found.values())
         return [found[new.id] for new in jobs]
+
+    async def _enqueue_single(self, new: NewJob) -> list[EnqueueResult]:
+        """One job, unwatched, on a standalone server: the request handler's enqueue, kept
+        to the few steps it needs (what _enqueue_now does for a batch, without the runs,
+        chunks and the mapping back)."""
+        queue = new.queue
+        if queue not in self._listed:
+            await self._list_queues((queue,))
+        (reply,) = await self._call_packed([self._pack_enqueue(queue, "0", (new,))])
+        job_id = reply[0].decode()
+        self._remember(job_id, reply[3].decode())
+        return [EnqueueResult(job_id, bool(reply[1]), JobState(reply[2].decode()), bool(reply[4]))]
+
+    def _task_part(self, new: NewJob) -> tuple[Any, ...]:
+        return (
+            new.task,
+            new.priority,
+            new.max_attempts,
+            _num(new.timeout),
+            _num(new.lease),
+            "1" if new.replace else "0",
+            _num(new.keep_for),
+            "1" if new.hold else "0",
+            new.max_stalls,
+        )
+
+    def _enqueue_args(self, part: Sequence[NewJob]) -> list[Any]:
+        """A chunk's per-job script arguments, in enqueue.lua's order."""
+        out: list[Any] = []
+        for new in part:
+            dedup = "" if new.dedup_key is None else new.dedup_key
+            out += (new.id, new.data, _num(new.delay), _num(new.at), dedup, *self._task_part(new))
+        return out
+
+    def _pack_enqueue(self, queue: str, flag: str, part: Sequence[NewJob]) -> Packed:
+        """A chunk's EVALSHA in RESP, built from cached pieces: the call's head per queue
+        and the task's part of each job (the same for most of a task's jobs); only the id,
+        payload, delay, due time and dedup key are packed per job."""
+        head = self._heads.get((queue, flag))
+        if head is None:
+            qk = self._q(queue)
+            call = self._eval("enqueue", qk, (queue, flag))
+            head = self._heads[(queue, flag)] = (len(call), b"".join(map(bulk, call)))
+        tasks = self._task_parts
+        pieces = [b"*%d\r\n" % (head[0] + _ENQUEUE_ARGS * len(part)), head[1]]
+        for new in part:
+            key = (new.task, new.priority, new.max_attempts, new.timeout, new.lease,
+                   new.replace, new.keep_for, new.hold, new.max_stalls)  # fmt: skip
+            tail = tasks.get(key)
+            if tail is None:
+                if len(tasks) >= 1024:
+                    tasks.clear()  # options that vary per call: do not grow without bound
+                tail = tasks[key] = b"".join(map(bulk, self._task_part(new)))
+            at, dedup = new.at, new.dedup_key
+            pieces += (
+                bulk(new.id),
+                bulk(new.data),
+                b"$3\r\n0.0\r\n" if new.delay == 0 else bulk(_num(new.delay)),
+                b"$0\r\n\r\n" if at is None else bulk(_num(at)),
+                b"$0\r\n\r\n" if dedup is None else bulk(dedup),
+                tail,
+            )
+        return Packed(b"".join(pieces))
 
     async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Enqueue and, in the same script call, watch the jobs' finish (their record is
@@ -180,14 +261,16 @@ class RedisBackend(RedisWaiting):
                     b"" if out.error is None else dumps(out.error),
                     repr(float(out.delay)),
                     "1" if out.refund else "0",
-                    dumps(out.logs) if out.logs else b"",
+                    *_lines(out.logs),
+                    str(out.logs_dropped),
                 )
             )
             slots.setdefault(lease.queue, []).append(n)
         if not by_queue:
             return []
+        caps = (str(self.max_log_lines), str(self.max_log_bytes))
         replies = await self._call_many(
-            [("finish", self._q(q), args) for q, args in by_queue.items()]
+            [("finish", self._q(q), (*caps, *args)) for q, args in by_queue.items()]
         )
         accepted = [False] * len(items)
         for q, reply in zip(by_queue, replies, strict=True):
@@ -196,7 +279,11 @@ class RedisBackend(RedisWaiting):
         return accepted
 
     async def update(
-        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+        self,
+        lease: Lease,
+        progress: Any = None,
+        logs: Sequence[dict[str, Any]] = (),
+        dropped: int = 0,
     ) -> bool:
         payload = b"" if progress is None else codec.dumps(progress)
         data = b"" if progress is None else codec.dumps({"progress": progress})
@@ -207,7 +294,10 @@ class RedisBackend(RedisWaiting):
             lease.token,
             payload,
             data,
-            codec.dumps(list(logs)) if logs else b"",
+            *_lines(logs),
+            str(dropped),
+            str(self.max_log_lines),
+            str(self.max_log_bytes),
         )
         return bool(ok)
 
@@ -496,3 +586,12 @@ class RedisBackend(RedisWaiting):
         await self._conn().many(
             [("HDEL", self._g + "workers", worker_id), ("ZREM", self._g + "workers:exp", worker_id)]
         )
+
+
+def _lines(logs: Sequence[dict[str, Any]]) -> tuple[bytes, bytes]:
+    """Log lines as a JSON array and their sizes (10 digits each): the script cuts the
+    oldest off the stored array by those sizes, without parsing it."""
+    if not logs:
+        return b"", b""
+    parts = [codec.dumps(line) for line in logs]
+    return b"[" + b",".join(parts) + b"]", b"".join(b"%010d" % len(p) for p in parts)

@@ -29,7 +29,7 @@ from workhorse.backends.redis.records import (
     salvage,
 )
 from workhorse.backends.redis.scripts import ONCE, load_script_texts
-from workhorse.backends.redis.wire import CALL_TIMEOUT, Unreachable, Wire, cert_reqs
+from workhorse.backends.redis.wire import CALL_TIMEOUT, Packed, Unreachable, Wire, cert_reqs
 from workhorse.errors import BackendError, ConfigError
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import Job
@@ -117,6 +117,10 @@ class RedisCore(Backend):
         self._ids = os.urandom(8).hex() + "."  # call ids: this prefix and a sequence
         self._seq = itertools.count()
         self._records: dict[str, bytes] = {}  # queue's key prefix -> its call ids' prefix
+        # enqueue's packed pieces (backend.py): (queue, watch) -> (argument count, the
+        # call's head in RESP); a task's options -> their part of a job's arguments
+        self._heads: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._task_parts: dict[tuple[Any, ...], bytes] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -320,6 +324,36 @@ class RedisCore(Backend):
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
                     missing.append(i)  # never ran: safe to send again
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            await self._load_scripts(wire)
+            todo = missing
+        return results
+
+    async def _call_packed(self, commands: Sequence[Packed]) -> list[Any]:
+        """Script calls already in RESP, pipelined (standalone Redis only), as _call_many:
+        an error reply is raised; a call that met a lost script cache never ran, and is
+        sent again once the scripts are loaded."""
+        wire = self._conn()
+        assert isinstance(wire, Wire)
+        if len(commands) == 1:
+            try:
+                return [await wire.call(commands[0])]
+            except NoScriptError:
+                await self._load_scripts(wire)
+                return [await wire.call(commands[0])]
+        results: list[Any] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        for attempt in range(2):
+            replies = await wire.many([commands[i] for i in todo])
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)
                 elif isinstance(reply, Exception):
                     raise reply
                 else:

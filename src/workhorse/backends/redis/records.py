@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from workhorse import codec
+from workhorse.backends import loglines
 from workhorse.job import MAX_STALLS, Job, JobState, to_datetime
 
 _STATE_NAMES = frozenset(s.value.encode() for s in JobState)
@@ -104,7 +105,7 @@ def decode_job(rec: list[Any]) -> Job:
         progress=_json(h.get(b"pg")),
         result=_json(h.get(b"res")),
         error=_json(h.get(b"e")),
-        logs=_json(h.get(b"lg")) or [],
+        logs=loglines.shown(_json(h.get(b"lg")) or [], int(h.get(b"ld", 0))),
         timeout=_float(h.get(b"to")),
         worker=_text(h.get(b"w")),
         lease_expires_at=to_datetime(_float(lease_exp)),

@@ -16,6 +16,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
+from workhorse.backends import loglines
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
@@ -25,7 +28,6 @@ from workhorse.backends.sqlite.reads import any_expired, counts, due_in, query_s
 from workhorse.backends.sqlite.reclaim import reclaim
 from workhorse.backends.sqlite.rows import decode, public_state, salvage, to_json
 from workhorse.backends.sqlite.statements import (
-    APPEND_LOGS,
     CLAIM,
     END,
     INSERT,
@@ -33,10 +35,12 @@ from workhorse.backends.sqlite.statements import (
     LIVE,
     OWN_RETENTION,
     OWNED,
+    OWNED_LOGS,
     PROMOTE,
     PURGE_CHUNK,
     RENEW,
     REQUEUE,
+    SET_LOGS,
     next_seq,
     purge_select,
 )
@@ -307,6 +311,25 @@ class SQLiteBackend(Backend):
                 cancel.add(lease.job_id)
         return RenewResult(frozenset(lost), frozenset(cancel))
 
+    def _merge_logs(
+        self,
+        conn: sqlite3.Connection,
+        params: dict[str, Any],
+        logs: Sequence[dict[str, Any]],
+        dropped: int,
+    ) -> None:
+        """Set ``:logs`` to the job's stored lines and ``logs`` within the caps (None: no
+        change) and ``:dropped`` to how many more were dropped, inside the write's transaction."""
+        params["logs"], params["dropped"] = None, dropped
+        if not logs:
+            return
+        row = conn.execute(OWNED_LOGS, params).fetchone()
+        if row is None:
+            return  # not the owner: the write that follows is refused
+        lines = [*([] if row[0] is None else orjson.loads(row[0])), *logs]
+        lines, drop = loglines.kept(lines, self.max_log_lines, self.max_log_bytes)
+        params["logs"], params["dropped"] = to_json(lines), dropped + drop
+
     async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
         if not items:
             return []
@@ -331,8 +354,8 @@ class SQLiteBackend(Backend):
                 "token": lease.token,
                 "now": now,
                 "error": error,
-                "logs": to_json(outcome.logs) if outcome.logs else None,
             }
+            self._merge_logs(conn, params, outcome.logs, outcome.logs_dropped)
             if kind == "retry":
                 run_at = now + outcome.delay
                 params.update(
@@ -356,23 +379,33 @@ class SQLiteBackend(Backend):
         return accepted, requeued
 
     async def update(
-        self, lease: Lease, progress: Any = None, logs: Sequence[dict[str, Any]] = ()
+        self,
+        lease: Lease,
+        progress: Any = None,
+        logs: Sequence[dict[str, Any]] = (),
+        dropped: int = 0,
     ) -> bool:
-        return await self._db.write(self._update_tx, lease, progress, logs)
+        return await self._db.write(self._update_tx, lease, progress, logs, dropped)
 
     def _update_tx(
-        self, conn: sqlite3.Connection, lease: Lease, progress: Any, logs: Sequence[dict[str, Any]]
+        self,
+        conn: sqlite3.Connection,
+        lease: Lease,
+        progress: Any,
+        logs: Sequence[dict[str, Any]],
+        dropped: int,
     ) -> bool:
         now = self._clock()
+        params: dict[str, Any] = {
+            "id": lease.job_id,
+            "token": lease.token,
+            "progress": None if progress is None else to_json(progress),
+        }
+        self._merge_logs(conn, params, logs, dropped)
         row = conn.execute(
-            f"UPDATE wh_jobs SET progress = coalesce(:progress, progress), {APPEND_LOGS} "
+            f"UPDATE wh_jobs SET progress = coalesce(:progress, progress), {SET_LOGS} "
             f"{OWNED} RETURNING 1",
-            {
-                "id": lease.job_id,
-                "token": lease.token,
-                "progress": None if progress is None else to_json(progress),
-                "logs": to_json(list(logs)) if logs else None,
-            },
+            params,
         ).fetchone()
         if row is None:
             return False

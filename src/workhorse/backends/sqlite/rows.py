@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from workhorse import codec
+from workhorse.backends import loglines
 from workhorse.backends.quarantine import quarantine_error, quarantined
 from workhorse.job import MAX_STALLS, Job, JobState, to_datetime
 
@@ -67,6 +68,7 @@ def decode(row: Sequence[Any], now: float) -> Job:
         keep_for,
         stalls,
         max_stalls,
+        logs_dropped,
     ) = row
     return Job(
         id=id_,
@@ -84,7 +86,7 @@ def decode(row: Sequence[Any], now: float) -> Job:
         progress=None if progress is None else orjson.loads(progress),
         result=None if result is None else codec.loads(result),
         error=None if error is None else orjson.loads(error),
-        logs=[] if logs is None else orjson.loads(logs),
+        logs=loglines.shown([] if logs is None else orjson.loads(logs), logs_dropped),
         timeout=timeout,
         worker=worker,
         lease_expires_at=to_datetime(expires_at),

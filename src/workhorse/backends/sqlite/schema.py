@@ -7,8 +7,8 @@ import sqlite3
 from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
-# 5: stalls and max_stalls
-SCHEMA_VERSION = 5
+# 5: stalls and max_stalls; 6: logs_dropped
+SCHEMA_VERSION = 6
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS wh_jobs (
     keep_for REAL,
     holds INTEGER NOT NULL DEFAULT 0,
     stalls INTEGER NOT NULL DEFAULT 0,
-    max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS}
+    max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS},
+    logs_dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS wh_jobs_ready
     ON wh_jobs (queue, priority DESC, run_at, seq) WHERE state = 'queued';
@@ -93,6 +94,8 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
         conn.execute(
             f"ALTER TABLE wh_jobs ADD COLUMN max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS}"
         )
+    if 1 <= version < 6:
+        conn.execute("ALTER TABLE wh_jobs ADD COLUMN logs_dropped INTEGER NOT NULL DEFAULT 0")
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)

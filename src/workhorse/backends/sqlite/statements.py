@@ -10,13 +10,11 @@ OWN_RETENTION = "keep_for IS NOT NULL AND holds = 0"
 JOB_COLS = (
     "id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at, "
     "started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at, "
-    "dedup_key, keep_for, stalls, max_stalls"
+    "dedup_key, keep_for, stalls, max_stalls, logs_dropped"
 )
-# Appends the JSON array :logs to the stored array without parsing either (both compact).
-APPEND_LOGS = (
-    "logs = CASE WHEN :logs IS NULL THEN logs WHEN logs IS NULL THEN :logs "
-    "ELSE substr(logs, 1, length(logs) - 1) || ',' || substr(:logs, 2) END"
-)
+# :logs is the job's whole kept array (merged and capped in the same transaction), or NULL.
+SET_LOGS = "logs = coalesce(:logs, logs), logs_dropped = logs_dropped + :dropped"
+OWNED_LOGS = "SELECT logs FROM wh_jobs WHERE id = :id AND state = 'active' AND token = :token"
 OWNED = "WHERE id = :id AND state = 'active' AND token = :token"
 
 PROMOTE = (
@@ -43,13 +41,13 @@ INSERT = (
 EVENT = "INSERT INTO wh_events (type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?)"
 END = (
     f"UPDATE wh_jobs SET state = :state, result = :result, error = :error, "
-    f"finished_at = :now, token = NULL, expires_at = NULL, {APPEND_LOGS} {OWNED} "
+    f"finished_at = :now, token = NULL, expires_at = NULL, {SET_LOGS} {OWNED} "
     "RETURNING attempts"
 )
 REQUEUE = (
     f"UPDATE wh_jobs SET state = :state, run_at = :run_at, seq = :seq, token = NULL, "
     f"expires_at = NULL, worker = NULL, cancel_requested = 0, error = :error, "
-    f"attempts = attempts - :refund, {APPEND_LOGS} {OWNED} RETURNING attempts"
+    f"attempts = attempts - :refund, {SET_LOGS} {OWNED} RETURNING attempts"
 )
 RENEW = f"UPDATE wh_jobs SET expires_at = :expires {OWNED} RETURNING cancel_requested"
 

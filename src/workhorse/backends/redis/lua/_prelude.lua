@@ -45,14 +45,44 @@ local function wake(n)
   end
 end
 
-local function add_logs(jk, lg)
+-- A job keeps its newest log lines within the caps: 'lg' holds them (a JSON array), 'ls'
+-- their sizes (10 digits each, so the oldest are cut off without parsing), 'ld' how many
+-- were dropped. lg/ls: the new lines and their sizes; dr: lines the worker dropped unsent;
+-- ml/mb: max_log_lines/max_log_bytes. (A record an older version wrote has no 'ls': its
+-- lines are appended uncapped.)
+local function add_logs(jk, lg, ls, dr, ml, mb)
+  dr = tonumber(dr) or 0
+  if dr > 0 then redis.call('HINCRBY', jk, 'ld', dr) end
   if lg == nil or lg == '' then return end
-  local cur = redis.call('HGET', jk, 'lg')
-  if not cur then
-    redis.call('HSET', jk, 'lg', lg)
-  else
-    redis.call('HSET', jk, 'lg', string.sub(cur, 1, -2) .. ',' .. string.sub(lg, 2))
+  local cur = redis.call('HMGET', jk, 'lg', 'ls')
+  if cur[1] and not cur[2] then
+    redis.call('HSET', jk, 'lg', string.sub(cur[1], 1, -2) .. ',' .. string.sub(lg, 2))
+    return
   end
+  local all, sizes = lg, ls
+  if cur[1] then
+    all = string.sub(cur[1], 1, -2) .. ',' .. string.sub(lg, 2)
+    sizes = cur[2] .. ls
+  end
+  local n = #sizes / 10
+  local total = #all - n - 1  -- the lines' bytes: less the brackets and the commas
+  ml, mb = tonumber(ml), tonumber(mb)
+  local drop, cut = 0, 0
+  while drop < n and (n - drop > ml or total > mb) do
+    local size = tonumber(string.sub(sizes, drop * 10 + 1, drop * 10 + 10))
+    total = total - size
+    cut = cut + size + 1
+    drop = drop + 1
+  end
+  if drop == n then
+    redis.call('HDEL', jk, 'lg', 'ls')
+  elseif drop > 0 then
+    redis.call('HSET', jk, 'lg', '[' .. string.sub(all, 2 + cut), 'ls',
+      string.sub(sizes, drop * 10 + 1))
+  else
+    redis.call('HSET', jk, 'lg', all, 'ls', sizes)
+  end
+  if drop > 0 then redis.call('HINCRBY', jk, 'ld', drop) end
 end
 
 -- A due job goes to 'ready' (score -priority; the member sorts by due time, then FIFO
@@ -189,7 +219,7 @@ local function quarantine(id, reason, fields)
   for i = 1, #h, 2 do rec[h[i]] = h[i + 1] end
   if #fields == 0 then
     fields = {'t', 'q', 'd', 'p', 'm', 'to', 'l', 'c', 'r', 's', 'a', 'k', 'rk', 'w', 'tk',
-      'st', 'x', 'f', 'pg', 'res', 'e', 'lg', 'cx', 'sl', 'ms'}  -- every field a job record can have
+      'st', 'x', 'f', 'pg', 'res', 'e', 'lg', 'ls', 'ld', 'cx', 'sl', 'ms'}  -- every field a job record can have
   end
   local names = labels()
   local raw, size = {}, {}

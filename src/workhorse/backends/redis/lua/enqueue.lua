@@ -1,6 +1,7 @@
 -- ARGV[4] queue, ARGV[5] '1' to watch the jobs (their finish is published whole, as
--- fetch.lua's mode 2 does: a caller waits for them next); then per job: id task data
--- priority delay at max_attempts timeout lease dedup replace keep_for hold max_stalls.
+-- fetch.lua's mode 2 does: a caller waits for them next); then per job: id data delay at
+-- dedup, then the task's part, the same for most of a task's jobs (the client packs it
+-- once): task priority max_attempts timeout lease replace keep_for hold max_stalls.
 -- Returns per job: id, created (1/0), public state, queue, replaced (1/0).
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
@@ -10,11 +11,11 @@ local out = {}
 local created = 0
 
 local function due_time(i)
-  if ARGV[i + 5] ~= '' then
-    local at = tonumber(ARGV[i + 5])
+  if ARGV[i + 3] ~= '' then
+    local at = tonumber(ARGV[i + 3])
     return at, fmt(at)
-  elseif tonumber(ARGV[i + 4]) > 0 then
-    local at = NOW + tonumber(ARGV[i + 4])
+  elseif tonumber(ARGV[i + 2]) > 0 then
+    local at = NOW + tonumber(ARGV[i + 2])
     return at, fmt(at)
   end
   return NOW, NOWS
@@ -51,7 +52,7 @@ end
 
 for i = 6, #ARGV, 14 do
   if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
-  local id, dk = ARGV[i], ARGV[i + 9]
+  local id, dk = ARGV[i], ARGV[i + 4]
   local jk = QK .. 'j:' .. id
   local live = false
   if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
@@ -67,8 +68,8 @@ for i = 6, #ARGV, 14 do
     local replaced = 0
     if ARGV[i + 10] == '1' and f[1] == 'queued' then
       -- Debounce: the newest payload wins and its delay starts over.
-      redis.call('HSET', ljk, 'd', ARGV[i + 2], 'p', ARGV[i + 3], 'm', ARGV[i + 6],
-        'to', ARGV[i + 7], 'ms', ARGV[i + 13])
+      redis.call('HSET', ljk, 'd', ARGV[i + 1], 'p', ARGV[i + 6], 'm', ARGV[i + 7],
+        'to', ARGV[i + 8], 'ms', ARGV[i + 13])
       unplace(ljk, live)
       local run_at, run_s = due_time(i)
       requeue(ljk, live, 'queued', run_at, run_s)
@@ -86,8 +87,8 @@ for i = 6, #ARGV, 14 do
     -- The common path, kept to few calls per job: every index write is batched below.
     local run_at, run_s = due_time(i)
     local seq = next_seq()
-    local fields = {'t', ARGV[i + 1], 'q', queue, 'd', ARGV[i + 2], 'p', ARGV[i + 3],
-      'm', ARGV[i + 6], 'to', ARGV[i + 7], 'l', ARGV[i + 8], 'c', NOWS, 'r', run_s,
+    local fields = {'t', ARGV[i + 5], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[i + 6],
+      'm', ARGV[i + 7], 'to', ARGV[i + 8], 'l', ARGV[i + 9], 'c', NOWS, 'r', run_s,
       's', 'queued', 'a', 0, 'ms', ARGV[i + 13]}
     if ARGV[i + 11] ~= '' then
       fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[i + 11]
@@ -104,13 +105,13 @@ for i = 6, #ARGV, 14 do
       if us < 0 then us = 0 end
       local rk = string.format('%016d%012d', us, seq) .. id
       fields[#fields + 1] = 'rk'; fields[#fields + 1] = rk
-      ready[#ready + 1] = -tonumber(ARGV[i + 3]); ready[#ready + 1] = rk
+      ready[#ready + 1] = -tonumber(ARGV[i + 6]); ready[#ready + 1] = rk
     else
       redis.call('ZADD', QK .. 'sched', run_s, id)
     end
     redis.call('HSET', jk, unpack(fields))
     indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
-    event('job.queued', id, ARGV[i + 1], queue, '{}')
+    event('job.queued', id, ARGV[i + 5], queue, '{}')
     created = created + 1
     put(id, 1, pstate('queued', run_s), queue, 0)
   end

@@ -1,0 +1,132 @@
+"""Group commit for enqueue: concurrent callers' jobs share one write to the store.
+
+A write costs about the same whatever it carries (a WAL flush on PostgreSQL, a message
+and a script call on Redis), so a hundred request handlers enqueueing at once would wait
+on a hundred writes in turn. Here a call that finds a lane free runs at once, alone (a
+single producer pays nothing); calls made while every lane is busy wait and go together
+in the next write, in arrival order, and each caller is answered only after that write
+was applied (committed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from workhorse.errors import BackendError
+from workhorse.job import EnqueueResult, NewJob
+
+Run = Callable[[Sequence[NewJob]], Awaitable[list[EnqueueResult]]]
+_Waiting = tuple[Sequence[NewJob], "asyncio.Future[list[EnqueueResult]]"]
+
+
+class GroupCommit:
+    """``lanes`` writes at most in flight for enqueue; ``cap`` jobs at most per shared
+    write (a longer wait is split). ``unknown``: the errors after which the write may or
+    may not have been applied (a lost connection, a timeout); each caller gets such an
+    error as it would have alone. Any other error is a refusal that applied nothing (or,
+    on a store whose enqueue is idempotent per job id, nothing that a resend would
+    apply twice), so the shared write runs again in halves until the refused call is
+    alone with its error."""
+
+    def __init__(
+        self,
+        run: Run,
+        lanes: int,
+        unknown: tuple[type[BaseException], ...] = (BackendError,),
+        cap: int = 1000,
+    ) -> None:
+        self._run = run
+        self._unknown = unknown
+        self._lanes = lanes
+        self._cap = cap
+        self._busy = 0
+        self._waiting: list[_Waiting] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        if self._busy < self._lanes and not self._waiting:
+            self._busy += 1
+            try:
+                return await self._run(jobs)
+            finally:
+                self._busy -= 1
+                self._next()
+        fut: asyncio.Future[list[EnqueueResult]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((jobs, fut))
+        self._next()
+        return await fut
+
+    def _next(self) -> None:
+        """Start a shared statement for the waiting calls if a lane is free."""
+        while self._waiting and self._busy < self._lanes:
+            batch: list[_Waiting] = []
+            size = 0
+            while self._waiting and (not batch or size + len(self._waiting[0][0]) <= self._cap):
+                jobs, fut = self._waiting.pop(0)
+                if not fut.done():  # a caller that gave up (cancelled) is left out
+                    batch.append((jobs, fut))
+                    size += len(jobs)
+            if not batch:
+                continue
+            self._busy += 1
+            task = asyncio.get_running_loop().create_task(self._shared(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _shared(self, batch: list[_Waiting]) -> None:
+        try:
+            await self._settle(batch)
+        except BaseException as exc:  # cancelled (the backend closes): nobody waits forever
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(BackendError(f"enqueue interrupted: {exc!r}"))
+            raise
+        finally:
+            self._busy -= 1
+            self._next()
+
+    async def _settle(self, batch: list[_Waiting]) -> None:
+        if len(batch) == 1:
+            await self._answer(batch[0])
+            return
+        try:
+            results = await self._run([new for jobs, _ in batch for new in jobs])
+        except self._unknown as exc:
+            # The server did not answer or the connection broke: the outcome is unknown,
+            # so every caller gets the error it would have got alone.
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        except Exception:
+            # The server refused the write (one caller's bad input): each half runs again,
+            # until the refused call is alone with its error.
+            half = len(batch) // 2
+            await self._settle(batch[:half])
+            await self._settle(batch[half:])
+            return
+        k = 0
+        for jobs, fut in batch:
+            if not fut.done():
+                fut.set_result(results[k : k + len(jobs)])
+            k += len(jobs)
+
+    def close(self) -> None:
+        """Fail the calls still waiting and stop the shared statements in flight."""
+        waiting, self._waiting = self._waiting, []
+        for _, fut in waiting:
+            if not fut.done():
+                fut.set_exception(BackendError("the backend was closed"))
+        for task in self._tasks:
+            task.cancel()
+
+    async def _answer(self, item: _Waiting) -> None:
+        jobs, fut = item
+        try:
+            result = await self._run(jobs)
+        except Exception as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+        else:
+            if not fut.done():
+                fut.set_result(result)
