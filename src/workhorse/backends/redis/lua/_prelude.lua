@@ -47,13 +47,18 @@ end
 
 -- A job keeps its newest log lines within the caps: 'lg' holds them (a JSON array), 'ls'
 -- their sizes (10 digits each, so the oldest are cut off without parsing), 'ld' how many
--- were dropped. lg/ls: the new lines and their sizes; dr: lines the worker dropped unsent;
--- ml/mb: max_log_lines/max_log_bytes. (A record an older version wrote has no 'ls': its
--- lines are appended uncapped.)
-local function add_logs(jk, lg, ls, dr, ml, mb)
-  dr = tonumber(dr) or 0
+-- were dropped. arg: '' (nothing to add) or 'DROPPED:SIZES:LINES', the lines the worker
+-- dropped unsent, the new lines' sizes and the lines (a JSON array): one argument, since
+-- each argument costs every finish. ml/mb: max_log_lines/max_log_bytes. (A record an older
+-- version wrote has no 'ls': its lines are appended uncapped.)
+local function add_logs(jk, arg, ml, mb)
+  if arg == nil or arg == '' then return end
+  local a = string.find(arg, ':', 1, true)
+  local b = string.find(arg, ':', a + 1, true)
+  local dr, ls, lg = tonumber(string.sub(arg, 1, a - 1)), string.sub(arg, a + 1, b - 1),
+    string.sub(arg, b + 1)
   if dr > 0 then redis.call('HINCRBY', jk, 'ld', dr) end
-  if lg == nil or lg == '' then return end
+  if lg == '' then return end
   local cur = redis.call('HMGET', jk, 'lg', 'ls')
   if cur[1] and not cur[2] then
     redis.call('HSET', jk, 'lg', string.sub(cur[1], 1, -2) .. ',' .. string.sub(lg, 2))
