@@ -82,6 +82,7 @@ class Lease:
     timeout: float | None
     lease: float
     created_at: float
+    stalls: int = 0  # tries of this job whose worker died (the worker runs a suspect alone)
 
 
 OutcomeKind = Literal["completed", "failed", "retry", "cancelled"]

@@ -305,6 +305,7 @@ class MemoryBackend(Backend):
                         rec.timeout,
                         span,
                         rec.created_at,
+                        rec.stalls,
                     )
                 )
             if len(leases) >= limit:

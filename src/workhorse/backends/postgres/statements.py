@@ -145,14 +145,14 @@ WITH picked AS (
   FROM picked WHERE j.id = picked.id
   RETURNING j.id, j.token, j.task, j.queue, j.data, j.attempts, j.max_attempts, j.timeout,
     coalesce(j.lease, %(lease)s) AS span, {_epoch("j.created_at")} AS created,
-    j.priority, j.run_at, j.seq
+    j.priority, j.run_at, j.seq, j.stalls
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
   SELECT 'job.started', id, task, queue,
          jsonb_build_object('attempt', attempts, 'worker', %(w)s::text)
   FROM claimed
 )
-SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created
+SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created, stalls
 FROM claimed ORDER BY priority DESC, run_at, seq"""
 
     def renew(self) -> str:

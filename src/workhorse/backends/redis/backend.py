@@ -125,7 +125,7 @@ class RedisBackend(RedisWaiting):
                 "claim", self._q(queue), worker, want, repr(float(lease)), base
             )
             self._idle[queue] = (time.monotonic(), idle)
-            for i in range(0, len(reply), 9):
+            for i in range(0, len(reply), 10):
                 timeout = reply[i + 6]
                 leases.append(
                     Lease(
@@ -139,6 +139,7 @@ class RedisBackend(RedisWaiting):
                         float(timeout) if timeout else None,
                         float(reply[i + 7]),
                         float(reply[i + 8]),
+                        int(reply[i + 9]),
                     )
                 )
         return leases

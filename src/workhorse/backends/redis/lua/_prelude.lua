@@ -292,14 +292,15 @@ local function claim_again()
   local base, lease = ARGV[7], tonumber(ARGV[6])
   local out = {}
   for _, id in ipairs(redis.call('ZRANGE', QK .. 'active', 0, -1)) do
-    local f = redis.call('HMGET', QK .. 'j:' .. id, 's', 'tk', 't', 'd', 'a', 'm', 'to', 'l', 'c')
+    local f = redis.call('HMGET', QK .. 'j:' .. id, 's', 'tk', 't', 'd', 'a', 'm', 'to', 'l', 'c',
+      'sl')
     if f[1] == 'active' and f[2] and string.sub(f[2], 1, #base) == base then
       local span = lease
       if f[8] and f[8] ~= '' then span = tonumber(f[8]) end
       local n = #out
       out[n + 1] = id; out[n + 2] = f[2]; out[n + 3] = f[3]; out[n + 4] = f[4]
       out[n + 5] = tonumber(f[5]); out[n + 6] = f[6]; out[n + 7] = f[7]
-      out[n + 8] = tostring(span); out[n + 9] = f[9]
+      out[n + 8] = tostring(span); out[n + 9] = f[9]; out[n + 10] = f[10] or '0'
     end
   end
   return {out, {0, 1, ''}}
@@ -315,7 +316,7 @@ end
 
 local function finish_again()
   local out = {}
-  for i = 4, #ARGV, 8 do out[#out + 1] = 1 end
+  for i = 6, #ARGV, 8 do out[#out + 1] = 1 end  -- items start after the two log caps
   return out
 end
 
