@@ -26,6 +26,7 @@ from workhorse.worker.finisher import Finisher
 from workhorse.worker.limiter import extend
 from workhorse.worker.renewal import RenewThread, Running, renewal_url
 from workhorse.worker.runner import Runner
+from workhorse.worker.solo import SOLO_AFTER, Solo
 from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ class Worker:
         self._renewer: RenewThread | None = None
         self.pulse_at = time.monotonic()  # when the loop last showed it runs
         self._job_timeout = s.job_timeout
+        self._solo = Solo()  # runs a job that stalled repeatedly with nothing beside it
         self._pulse_timer: asyncio.TimerHandle | None = None
         # Retention also runs after this many finishes, not only once a minute: the memory
         # store lives in the worker's process, and a fast worker would otherwise hold a
@@ -169,6 +171,9 @@ class Worker:
         self._stopping.set()
         for waiter in self._waits:
             waiter.cancel()
+        self._wake_consumers()
+
+    def _wake_consumers(self) -> None:
         for slots in self._slots.values():
             slots.freed.set()
 
@@ -331,7 +336,7 @@ class Worker:
         slots = self._slots[queue]
         while not self._stopping.is_set():
             free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
-            if free <= 0:
+            if free <= 0 or self._solo.busy:  # a job that runs alone: claim nothing beside it
                 slots.freed.clear()
                 await slots.freed.wait()
                 continue
@@ -409,7 +414,23 @@ class Worker:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
             try:
-                outcome = await self._runner.run(lease, running.ctx)
+                solo = self._solo
+                alone = lease.stalls >= SOLO_AFTER
+                if alone or solo.waiting or solo.active:  # attributes: read on every job
+                    await (solo.turn() if alone else solo.quiet())
+                    running.started = time.monotonic()  # job_timeout counts from here
+                if not alone:
+                    solo.others += 1
+                try:
+                    outcome = await self._runner.run(lease, running.ctx)
+                finally:
+                    if alone:
+                        solo.end()
+                        self._wake_consumers()
+                    else:
+                        solo.others -= 1
+                        if solo.waiting:
+                            solo.poke()
             except asyncio.CancelledError:
                 # Interrupted outside the handler (e.g. looking up an unknown task): the
                 # job must still leave this worker, or it sits leased until expiry.
