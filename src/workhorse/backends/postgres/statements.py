@@ -196,8 +196,10 @@ WITH i AS (
 ), again AS (
   -- A finish sent again after its reply was lost: the row keeps the call that finished
   -- it, so it is reported applied and not written twice. A reclaim or a retry clears it.
-  SELECT j.id FROM {s}.jobs j JOIN i ON j.id = i.id AND j.finish_token = i.call
-  WHERE j.token IS DISTINCT FROM i.token
+  -- (A scalar subquery: one primary-key lookup per item; a join scanned the whole table.)
+  SELECT i.id FROM i
+  WHERE (SELECT j.finish_token FROM {s}.jobs j
+         WHERE j.id = i.id AND j.token IS DISTINCT FROM i.token) = i.call
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
   SELECT CASE kind WHEN 'completed' THEN 'job.completed' WHEN 'retry' THEN 'job.retrying'
