@@ -67,13 +67,17 @@ def of(events: list[Event], kind: str, job_id: str | None = None) -> list[Event]
 async def test_a_finish_sent_again_after_a_lost_reply_reports_it_applied(lossy: Lossy) -> None:
     job_id = await enqueue_one(lossy.direct)
     lease = await claim_one(lossy.direct)
+    outcome = completed({"n": 1})
     lossy.proxy.lose(lease.token.encode())
     with pytest.raises(BackendError):
-        await lossy.backend.finish([(lease, completed({"n": 1}))])
+        await lossy.backend.finish([(lease, outcome)])
     assert lossy.proxy.lost == 1, "the proxy did not lose the reply"
     job = await must_get(lossy.direct, job_id)
     assert job.state is JobState.COMPLETED  # the commit happened
-    assert await lossy.backend.finish([(lease, completed({"n": 1}))]) == [True]
+    # The finisher sends the same outcome again: the same call, reported applied.
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    # Another finish with that lease is no replay: refused, as on every store.
+    assert await lossy.backend.finish([(lease, completed({"n": 1}))]) == [False]
     job = await must_get(lossy.direct, job_id)
     assert job.state is JobState.COMPLETED and job.result == {"n": 1}
     assert len(of(await settled_log(lossy.direct), "job.completed", job_id)) == 1
@@ -82,10 +86,11 @@ async def test_a_finish_sent_again_after_a_lost_reply_reports_it_applied(lossy: 
 async def test_a_replayed_retry_does_not_touch_the_next_attempt(lossy: Lossy) -> None:
     job_id = await enqueue_one(lossy.direct, new(max_attempts=2))
     first = await claim_one(lossy.direct)
-    assert await lossy.direct.finish([(first, Outcome("retry"))]) == [True]
+    retry = Outcome("retry")
+    assert await lossy.direct.finish([(first, retry)]) == [True]
     second = await claim_one(lossy.direct, worker="w2")
     # The first worker's finish again: reported applied, and the running attempt is kept.
-    assert await lossy.backend.finish([(first, Outcome("retry"))]) == [True]
+    assert await lossy.backend.finish([(first, retry)]) == [True]
     job = await must_get(lossy.direct, job_id)
     assert job.state is JobState.ACTIVE and job.attempts == 2
     assert await lossy.direct.finish([(second, completed())]) == [True]

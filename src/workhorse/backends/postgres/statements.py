@@ -169,14 +169,10 @@ WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
   -- times orjson's CPU per job (docs/profiles.md). Results (JSON bytes) travel base64.
   SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
-         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb,
-         -- The call: a digest of this lease's token and this outcome (another outcome with
-         -- the token is no replay), kept short since every finished row holds one.
-         md5(t.token || t.kind || coalesce(t.result, '') || coalesce(t.error::text, '')
-             || coalesce(t.delay::text, '')) AS call
+         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb, t.call
   FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
                                           error jsonb, delay float8, refund bool, logs jsonb,
-                                          dropped int)
+                                          dropped int, call text)
 ), upd AS (
   UPDATE {s}.jobs j SET
     state = CASE i.kind WHEN 'retry' THEN 'queued' ELSE i.kind END,
