@@ -82,6 +82,7 @@ class Lease:
     timeout: float | None
     lease: float
     created_at: float
+    stalls: int = 0  # tries of this job whose worker died (the worker runs a suspect alone)
 
 
 OutcomeKind = Literal["completed", "failed", "retry", "cancelled"]
@@ -96,6 +97,9 @@ class Outcome:
     refund: bool = False  # for retry: the attempt does not count (shutdown, unknown task)
     logs: list[dict[str, Any]] = field(default_factory=list)
     logs_dropped: int = 0  # older lines of this attempt the worker dropped before writing
+    # Set by a store whose finish is idempotent on replay (PostgreSQL) when it first sends
+    # this outcome: the same Outcome sent again is the same call, a new one is not.
+    call: str | None = None
 
 
 @dataclass(slots=True)

@@ -27,6 +27,7 @@ from workhorse.worker.finisher import Finisher
 from workhorse.worker.limiter import extend
 from workhorse.worker.renewal import RenewThread, Running, renewal_url
 from workhorse.worker.runner import Runner
+from workhorse.worker.solo import SOLO_AFTER, Solo
 from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class Worker:
         self._renewer: RenewThread | None = None
         self.pulse_at = time.monotonic()  # when the loop last showed it runs
         self._job_timeout = s.job_timeout
+        self._solo = Solo()  # runs a job that stalled repeatedly with nothing beside it
         self._pulse_timer: asyncio.TimerHandle | None = None
         # Retention also runs after this many finishes, not only once a minute: the memory
         # store lives in the worker's process, and a fast worker would otherwise hold a
@@ -198,6 +200,9 @@ class Worker:
         self._resumed.set()  # a paused consumer wakes, sees the stop and ends
         for waiter in self._waits:
             waiter.cancel()
+        self._wake_consumers()
+
+    def _wake_consumers(self) -> None:
         for slots in self._slots.values():
             slots.freed.set()
 
@@ -367,7 +372,7 @@ class Worker:
                 await self._resumed.wait()
                 continue
             free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
-            if free <= 0:
+            if free <= 0 or self._solo.busy:  # a job that runs alone: claim nothing beside it
                 slots.freed.clear()
                 await slots.freed.wait()
                 continue
@@ -453,12 +458,28 @@ class Worker:
             if self._tracing is not None:
                 trace = await self._trace(lease, claimed_at)
             try:
-                if self.steps is None:
-                    outcome = await self._runner.run(lease, running.ctx)
-                else:
-                    outcome = await self.steps.run(
-                        lease, running.ctx, lambda: self._runner.run(lease, running.ctx)
-                    )
+                solo = self._solo
+                alone = lease.stalls >= SOLO_AFTER
+                if alone or solo.waiting or solo.active:  # attributes: read on every job
+                    await (solo.turn() if alone else solo.quiet())
+                    running.started = time.monotonic()  # job_timeout counts from here
+                if not alone:
+                    solo.others += 1
+                try:
+                    if self.steps is None:
+                        outcome = await self._runner.run(lease, running.ctx)
+                    else:
+                        outcome = await self.steps.run(
+                            lease, running.ctx, lambda: self._runner.run(lease, running.ctx)
+                        )
+                finally:
+                    if alone:
+                        solo.end()
+                        self._wake_consumers()
+                    else:
+                        solo.others -= 1
+                        if solo.waiting:
+                            solo.poke()
             except asyncio.CancelledError:
                 # Interrupted outside the handler (e.g. looking up an unknown task): the
                 # job must still leave this worker, or it sits leased until expiry.

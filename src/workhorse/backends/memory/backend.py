@@ -319,6 +319,7 @@ class MemoryBackend(Backend):
                         rec.timeout,
                         span,
                         rec.created_at,
+                        rec.stalls,
                     )
                 )
             if len(leases) >= limit:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from binascii import b2a_base64
 from collections import Counter
@@ -72,6 +73,13 @@ AnyConn = psycopg.AsyncConnection[Any]
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _new_call(outcome: Outcome) -> str:
+    """Stamp the outcome with its call id: the finisher sends the same Outcome again after
+    a lost reply, and the store reports that call applied instead of refusing it."""
+    outcome.call = os.urandom(8).hex()
+    return outcome.call
 
 
 def _b64(raw: bytes) -> str:
@@ -382,6 +390,7 @@ class PostgresBackend(Backend):
                 "refund": out.refund,
                 "logs": out.logs or None,
                 "dropped": out.logs_dropped,
+                "call": out.call or _new_call(out),
             }
             for lease, out in items
         ]

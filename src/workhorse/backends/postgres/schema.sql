@@ -39,7 +39,8 @@ CREATE TABLE jobs (
     holds integer NOT NULL DEFAULT 0,
     stalls integer NOT NULL DEFAULT 0,
     max_stalls integer NOT NULL DEFAULT 3,
-    logs_dropped integer NOT NULL DEFAULT 0  -- older log lines dropped past the caps
+    logs_dropped integer NOT NULL DEFAULT 0,  -- older log lines dropped past the caps
+    finish_token text  -- the id of the finish call that finished it: see 0008
 );
 
 CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)

@@ -145,14 +145,14 @@ WITH picked AS (
   FROM picked WHERE j.id = picked.id
   RETURNING j.id, j.token, j.task, j.queue, j.data, j.attempts, j.max_attempts, j.timeout,
     coalesce(j.lease, %(lease)s) AS span, {_epoch("j.created_at")} AS created,
-    j.priority, j.run_at, j.seq
+    j.priority, j.run_at, j.seq, j.stalls
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
   SELECT 'job.started', id, task, queue,
          jsonb_build_object('attempt', attempts, 'worker', %(w)s::text)
   FROM claimed
 )
-SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created
+SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created, stalls
 FROM claimed ORDER BY priority DESC, run_at, seq"""
 
     def renew(self) -> str:
@@ -169,10 +169,10 @@ WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
   -- times orjson's CPU per job (docs/profiles.md). Results (JSON bytes) travel base64.
   SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
-         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb
+         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb, t.call
   FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
                                           error jsonb, delay float8, refund bool, logs jsonb,
-                                          dropped int)
+                                          dropped int, call text)
 ), upd AS (
   UPDATE {s}.jobs j SET
     state = CASE i.kind WHEN 'retry' THEN 'queued' ELSE i.kind END,
@@ -186,10 +186,17 @@ WITH i AS (
     seq = CASE WHEN i.kind = 'retry' THEN nextval('{s}.jobs_seq_seq') ELSE j.seq END,
     worker = CASE WHEN i.kind = 'retry' THEN NULL ELSE j.worker END,
     cancel_requested = CASE WHEN i.kind = 'retry' THEN false ELSE j.cancel_requested END,
-    token = NULL, expires_at = NULL,
+    token = NULL, expires_at = NULL, finish_token = i.call,
     {_set_logs("j.logs", "i.logs", "i.dropped", "i.ml", "i.mb")}
   FROM i WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
   RETURNING j.id, j.task, j.queue, j.state, j.attempts, i.kind, i.delay, i.error
+), again AS (
+  -- A finish sent again after its reply was lost: the row keeps the call that finished
+  -- it, so it is reported applied and not written twice. A reclaim or a retry clears it.
+  -- (A scalar subquery: one primary-key lookup per item; a join scanned the whole table.)
+  SELECT i.id FROM i
+  WHERE (SELECT j.finish_token FROM {s}.jobs j
+         WHERE j.id = i.id AND j.token IS DISTINCT FROM i.token) = i.call
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
   SELECT CASE kind WHEN 'completed' THEN 'job.completed' WHEN 'retry' THEN 'job.retrying'
@@ -209,7 +216,8 @@ WITH i AS (
   SELECT pg_notify({self.jobs_channel}, q.queue)
   FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued') q
 )
-SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b"""
+SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b
+UNION ALL SELECT id FROM again"""
 
     def update(self) -> str:
         s = self.s
@@ -251,7 +259,7 @@ WITH exp AS (
     seq = CASE WHEN {ends} THEN j.seq ELSE nextval('{s}.jobs_seq_seq') END,
     worker = CASE WHEN {ends} THEN j.worker ELSE NULL END,
     cancel_requested = CASE WHEN {ends} THEN j.cancel_requested ELSE false END,
-    token = NULL, expires_at = NULL
+    token = NULL, expires_at = NULL, finish_token = NULL
   FROM exp WHERE j.id = exp.id
   RETURNING j.id, j.task, j.queue, j.state, j.stalls, exp.worker, j.error
 ), ev AS (
@@ -338,7 +346,7 @@ SELECT state FROM upd, (SELECT count(*) FROM done) n"""
 WITH upd AS (
   UPDATE {s}.jobs j SET state = 'queued', attempts = 0, stalls = 0, finished_at = NULL,
     error = NULL, result = NULL, run_at = now(), seq = nextval('{s}.jobs_seq_seq'), token = NULL,
-    expires_at = NULL, worker = NULL, cancel_requested = false
+    expires_at = NULL, worker = NULL, cancel_requested = false, finish_token = NULL
   WHERE j.id = %s AND j.state IN ('failed', 'cancelled')
     AND (j.dedup_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM {s}.jobs o

@@ -207,7 +207,7 @@ class RedisBackend(RedisWaiting):
                 "claim", self._q(queue), worker, want, repr(float(lease)), base
             )
             self._idle[queue] = (time.monotonic(), idle)
-            for i in range(0, len(reply), 9):
+            for i in range(0, len(reply), 10):
                 timeout = reply[i + 6]
                 leases.append(
                     Lease(
@@ -221,6 +221,7 @@ class RedisBackend(RedisWaiting):
                         float(timeout) if timeout else None,
                         float(reply[i + 7]),
                         float(reply[i + 8]),
+                        int(reply[i + 9]),
                     )
                 )
         return leases
@@ -261,8 +262,7 @@ class RedisBackend(RedisWaiting):
                     b"" if out.error is None else dumps(out.error),
                     repr(float(out.delay)),
                     "1" if out.refund else "0",
-                    *_lines(out.logs),
-                    str(out.logs_dropped),
+                    _lines(out.logs, out.logs_dropped) if out.logs or out.logs_dropped else b"",
                 )
             )
             slots.setdefault(lease.queue, []).append(n)
@@ -294,8 +294,7 @@ class RedisBackend(RedisWaiting):
             lease.token,
             payload,
             data,
-            *_lines(logs),
-            str(dropped),
+            _lines(logs, dropped) if logs or dropped else b"",
             str(self.max_log_lines),
             str(self.max_log_bytes),
         )
@@ -588,10 +587,11 @@ class RedisBackend(RedisWaiting):
         )
 
 
-def _lines(logs: Sequence[dict[str, Any]]) -> tuple[bytes, bytes]:
-    """Log lines as a JSON array and their sizes (10 digits each): the script cuts the
-    oldest off the stored array by those sizes, without parsing it."""
-    if not logs:
-        return b"", b""
+def _lines(logs: Sequence[dict[str, Any]], dropped: int) -> bytes:
+    """``DROPPED:SIZES:LINES`` for the script's add_logs: the lines as a JSON array and
+    their sizes (10 digits each), by which it cuts the oldest off the stored array without
+    parsing it."""
     parts = [codec.dumps(line) for line in logs]
-    return b"[" + b",".join(parts) + b"]", b"".join(b"%010d" % len(p) for p in parts)
+    sizes = b"".join(b"%010d" % len(p) for p in parts)
+    lines = b"[" + b",".join(parts) + b"]" if parts else b""
+    return b"%d:%s:%s" % (dropped, sizes, lines)

@@ -277,7 +277,9 @@ class SQLiteBackend(Backend):
             # RETURNING does not keep the subquery's order.
             rows.sort(key=lambda r: (-r[10], r[11], r[12]))
             for r in rows:
-                leases.append(Lease(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]))
+                leases.append(
+                    Lease(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[13])
+                )
                 events.append(
                     event_row(
                         "job.started", r[0], r[2], r[3], now, {"attempt": r[5], "worker": worker}

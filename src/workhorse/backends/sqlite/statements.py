@@ -31,7 +31,7 @@ WHERE rid IN (
       AND NOT EXISTS (SELECT 1 FROM wh_paused WHERE queue = :queue)
     ORDER BY priority DESC, run_at, seq LIMIT :limit)
 RETURNING id, token, task, queue, data, attempts, max_attempts, timeout,
-    coalesce(lease, :lease), created_at, priority, run_at, seq
+    coalesce(lease, :lease), created_at, priority, run_at, seq, stalls
 """
 INSERT = (
     "INSERT INTO wh_jobs (id, task, queue, state, data, priority, max_attempts, timeout, "

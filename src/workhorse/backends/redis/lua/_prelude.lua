@@ -47,13 +47,18 @@ end
 
 -- A job keeps its newest log lines within the caps: 'lg' holds them (a JSON array), 'ls'
 -- their sizes (10 digits each, so the oldest are cut off without parsing), 'ld' how many
--- were dropped. lg/ls: the new lines and their sizes; dr: lines the worker dropped unsent;
--- ml/mb: max_log_lines/max_log_bytes. (A record an older version wrote has no 'ls': its
--- lines are appended uncapped.)
-local function add_logs(jk, lg, ls, dr, ml, mb)
-  dr = tonumber(dr) or 0
+-- were dropped. arg: '' (nothing to add) or 'DROPPED:SIZES:LINES', the lines the worker
+-- dropped unsent, the new lines' sizes and the lines (a JSON array): one argument, since
+-- each argument costs every finish. ml/mb: max_log_lines/max_log_bytes. (A record an older
+-- version wrote has no 'ls': its lines are appended uncapped.)
+local function add_logs(jk, arg, ml, mb)
+  if arg == nil or arg == '' then return end
+  local a = string.find(arg, ':', 1, true)
+  local b = string.find(arg, ':', a + 1, true)
+  local dr, ls, lg = tonumber(string.sub(arg, 1, a - 1)), string.sub(arg, a + 1, b - 1),
+    string.sub(arg, b + 1)
   if dr > 0 then redis.call('HINCRBY', jk, 'ld', dr) end
-  if lg == nil or lg == '' then return end
+  if lg == '' then return end
   local cur = redis.call('HMGET', jk, 'lg', 'ls')
   if cur[1] and not cur[2] then
     redis.call('HSET', jk, 'lg', string.sub(cur[1], 1, -2) .. ',' .. string.sub(lg, 2))
@@ -287,14 +292,15 @@ local function claim_again()
   local base, lease = ARGV[7], tonumber(ARGV[6])
   local out = {}
   for _, id in ipairs(redis.call('ZRANGE', QK .. 'active', 0, -1)) do
-    local f = redis.call('HMGET', QK .. 'j:' .. id, 's', 'tk', 't', 'd', 'a', 'm', 'to', 'l', 'c')
+    local f = redis.call('HMGET', QK .. 'j:' .. id, 's', 'tk', 't', 'd', 'a', 'm', 'to', 'l', 'c',
+      'sl')
     if f[1] == 'active' and f[2] and string.sub(f[2], 1, #base) == base then
       local span = lease
       if f[8] and f[8] ~= '' then span = tonumber(f[8]) end
       local n = #out
       out[n + 1] = id; out[n + 2] = f[2]; out[n + 3] = f[3]; out[n + 4] = f[4]
       out[n + 5] = tonumber(f[5]); out[n + 6] = f[6]; out[n + 7] = f[7]
-      out[n + 8] = tostring(span); out[n + 9] = f[9]
+      out[n + 8] = tostring(span); out[n + 9] = f[9]; out[n + 10] = f[10] or '0'
     end
   end
   return {out, {0, 1, ''}}
@@ -310,7 +316,7 @@ end
 
 local function finish_again()
   local out = {}
-  for i = 4, #ARGV, 8 do out[#out + 1] = 1 end
+  for i = 6, #ARGV, 8 do out[#out + 1] = 1 end  -- items start after the two log caps
   return out
 end
 

@@ -1,6 +1,6 @@
 -- ARGV[4] worker, ARGV[5] limit, ARGV[6] default lease seconds, ARGV[7] token base.
 -- Returns {jobs, idle}: jobs, per job: id token task data attempts max_attempts timeout
--- lease created; idle, what peek.lua would tell after this claim (paused, due now, seconds
+-- lease created stalls; idle, what peek.lua would tell after this claim (paused, due now, seconds
 -- until the next scheduled job): the client's next claim and wait act on it instead of
 -- asking again (see _idle_hints in waiting.py).
 if redis.call('EXISTS', QK .. 'paused') == 1 then return {{}, {1, 0, ''}} end
@@ -27,7 +27,7 @@ if #picked > 0 then
   for i, rk in ipairs(picked) do
     local id = string.sub(rk, 29)
     local jk = QK .. 'j:' .. id
-    local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q', 'a')
+    local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q', 'a', 'sl')
     -- A record someone else wrote or damaged is quarantined, never handed out (and a
     -- ready entry whose record is gone is just dropped).
     if f[1] and f[2] and f[7] and tonumber(f[3]) and tonumber(f[6]) and tonumber(f[8])
@@ -48,7 +48,7 @@ if #picked > 0 then
       local n = #out
       out[n + 1] = id; out[n + 2] = token; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = attempts; out[n + 6] = f[3]; out[n + 7] = f[4]; out[n + 8] = tostring(span)
-      out[n + 9] = f[6]
+      out[n + 9] = f[6]; out[n + 10] = f[9] or '0'
     else
       quarantine(id, malformed({t = f[1], d = f[2], m = f[3], to = f[4], l = f[5], c = f[6],
         q = f[7], a = f[8]}), {})

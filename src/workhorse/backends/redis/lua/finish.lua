@@ -1,9 +1,9 @@
 -- ARGV[4] max_log_lines, [5] max_log_bytes, then per item: id token kind result error delay
--- refund logs log-sizes logs-dropped. kind: completed | failed | retry | cancelled. Returns per item 1 (applied) or 0 (refused: the lease is not the caller's).
+-- refund logs (see add_logs). kind: completed | failed | retry | cancelled. Returns per item 1 (applied) or 0 (refused: the lease is not the caller's).
 local out = {}
 local ended = {}
 local requeued = 0
-for i = 6, #ARGV, 10 do
+for i = 6, #ARGV, 8 do
   local id, kind, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
   local jk = QK .. 'j:' .. id
   local f = redis.call('HMGET', jk, 's', 'tk', 'a', 't', 'q')
@@ -11,7 +11,7 @@ for i = 6, #ARGV, 10 do
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
-    add_logs(jk, ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[4], ARGV[5])
+    add_logs(jk, ARGV[i + 7], ARGV[4], ARGV[5])
     local attempts = tonumber(f[3])
     local ejson = err
     if err == '' then
