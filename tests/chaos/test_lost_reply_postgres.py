@@ -120,7 +120,7 @@ async def test_a_worker_whose_finish_reply_is_lost_reports_the_job_done(
         return marker
 
     done: list[Event] = []
-    app.on("job.completed", done.append)
+    app.on("job.completed", done.append, local=True)  # the worker's in-process event
     # The finish carries the result as base64 in its JSON document: lose that request.
     lossy.proxy.lose(b2a_base64(codec.dumps(marker), newline=False))
     caplog.set_level(logging.WARNING, logger="workhorse")
