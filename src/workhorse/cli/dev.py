@@ -112,8 +112,10 @@ def dev(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     console = err()
     console.print(f"[bold]workhorse dev[/] {app_spec}: watching {', '.join(map(str, watched))}")
-    if not no_api and argvs[1][3] != "serve":
+    serving = "serve" in argvs[1]  # else the listener alone: no API asked for, or no extra
+    if not no_api and not serving:
         console.print("[yellow]no HTTP API: pip install 'workhorse[http]' to serve it too[/]")
+    others = "the listener and the API" if serving else "the listener"
     children = [subprocess.Popen(a, env=env) for a in argvs]
     try:
         changes = watchfiles.watch(
@@ -129,7 +131,7 @@ def dev(
             if not changed:
                 continue  # a timeout, so that the stop event is seen; a dead child waits for a fix
             names = ", ".join(sorted({Path(p).name for _, p in changed}))
-            console.print(f"[yellow]{names} changed: restarting the worker[/]")
+            console.print(f"[yellow]{names} changed: restarting the worker, {others}[/]")
             _stop_all(children, shutdown_grace)
             children = [subprocess.Popen(a, env=env) for a in argvs]
     except KeyboardInterrupt:
