@@ -140,3 +140,15 @@ async def test_a_server_without_the_hook_refuses_replay_but_drops_and_forgets(
         assert forgot.json()["deleted"] > 0
         assert await app.hooks.groups() == []
         assert (await http.delete("/api/hooks/app", headers=WRITE)).status_code == 404
+
+
+async def test_an_anonymous_reader_sees_parked_errors_without_traceback(
+    parked_app: tuple[Workhorse, dict[str, bool]], backend: Backend
+) -> None:
+    reads_open = build(backend, api_open_reads=True)  # another server on the same store
+    async with await _serve(reads_open) as http:
+        r = await http.get("/api/hooks/app/parked")
+        assert r.status_code == 200, r.text
+        error = r.json()["parked"][0]["error"]
+        assert error == {"type": "ConnectionError", "message": "db down"}
+        assert (await http.delete("/api/hooks/app")).status_code == 401  # writes still closed
