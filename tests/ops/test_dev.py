@@ -157,3 +157,15 @@ async def test_dev_runs_the_hooks_listener_and_the_api_and_restarts_them(tmp_pat
         finally:
             await producer.close()
     assert proc.returncode == 0
+
+
+def test_dev_serves_the_api_on_loopback_only_or_runs_the_listener_alone() -> None:
+    from workhorse.cli.dev import commands
+
+    worker, api = commands("m:app", "sqlite:///x.db", None, 0.0, 8123)
+    assert worker[3:5] == ["worker", "m:app"]
+    assert api[3:] == [
+        "serve", "m:app", "--host", "127.0.0.1", "--port", "8123", "--listen", "--url", "sqlite:///x.db"
+    ]  # fmt: skip
+    _, listener = commands("m:app", None, "default", 0.0, None)  # --no-api
+    assert listener[3:] == ["listen", "m:app"]
