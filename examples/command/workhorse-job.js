@@ -36,8 +36,32 @@ function call (method, params) {
   })
 }
 
-function context (job) {
+function flowContext (job) {
+  if (!job.flow) return null
   return {
+    runId: job.flow.run_id,
+    flow: job.flow.flow,
+    step: job.flow.step,
+    emit: (trigger, data) => call('flow.emit', { trigger, data }),
+    start: (flow, data) => call('flow.start', { flow, data }),
+    cancel: () => call('flow.cancel', {})
+  }
+}
+
+// A flow step's state is its run's (scope 'global': shared by all runs).
+const flowState = {
+  get: async (key, scope = 'run') => {
+    const got = await call('flow.state.get', { key, scope })
+    return got.found ? got.value : undefined
+  },
+  set: (key, value, ttl = null, scope = 'run') => call('flow.state.set', { key, value, ttl, scope }),
+  delete: (key, scope = 'run') => call('flow.state.delete', { key, scope })
+}
+
+function context (job) {
+  const flow = flowContext(job)
+  return {
+    flow,
     job,
     id: job.id,
     attempt: job.attempt,
@@ -49,7 +73,7 @@ function context (job) {
     progress: (value) => call('progress', { value }),
     emit: (event, data) => call('emit', { event, data }),
     enqueue: (task, data, options) => call('enqueue', { task, data, options }),
-    state: {
+    state: flow ? flowState : {
       get: (key) => call('state.get', { key }),
       set: (key, value) => call('state.set', { key, value })
     }

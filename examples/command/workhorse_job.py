@@ -59,12 +59,50 @@ class _State:
         self._ctx._call("state.set", {"key": key, "value": value})
 
 
+class _FlowState:
+    """A flow step's state: kept per run (``scope="global"``: shared by all runs)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def get(self, key: str, default: Any = None, scope: str = "run") -> Any:
+        got = self._ctx._call("flow.state.get", {"key": key, "scope": scope})
+        return got["value"] if got["found"] else default
+
+    def set(self, key: str, value: Any, ttl: float | None = None, scope: str = "run") -> None:
+        self._ctx._call("flow.state.set", {"key": key, "value": value, "ttl": ttl, "scope": scope})
+
+    def delete(self, key: str, scope: str = "run") -> bool:
+        return bool(self._ctx._call("flow.state.delete", {"key": key, "scope": scope}))
+
+
+class _Flow:
+    """``ctx.flow`` of a flow step: its run, flow and step, and emit / start / cancel."""
+
+    def __init__(self, ctx: Context, info: dict[str, Any]) -> None:
+        self._ctx = ctx
+        self.run_id: str = info["run_id"]
+        self.flow: str = info["flow"]
+        self.step: str = info["step"]
+
+    def emit(self, trigger: str, data: Any = None) -> None:
+        self._ctx._call("flow.emit", {"trigger": trigger, "data": data})
+
+    def start(self, flow: str, data: Any = None) -> str:
+        return str(self._ctx._call("flow.start", {"flow": flow, "data": data}))
+
+    def cancel(self) -> None:
+        self._ctx._call("flow.cancel", {})
+
+
 class Context:
     def __init__(self, job: dict[str, Any]) -> None:
         self.job = job
         self.id: str = job["id"]
         self.attempt: int = job["attempt"]
-        self.state = _State(self)
+        # A flow step's state is its run's; another job's is kept per job.
+        self.flow = _Flow(self, job["flow"]) if job.get("flow") else None
+        self.state: _State | _FlowState = _FlowState(self) if self.flow else _State(self)
         self._next = 0
 
     def log(self, message: str, level: str = "info", **fields: Any) -> None:

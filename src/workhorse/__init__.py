@@ -17,6 +17,7 @@ from workhorse.errors import (
     UnknownTaskError,
     WorkhorseError,
 )
+from workhorse.flows import FlowFailed, RunHandle, RunInfo
 from workhorse.hooks import Hook, JobEvent
 from workhorse.job import Event, Job, JobState, WorkerInfo
 from workhorse.settings import Settings
@@ -37,6 +38,7 @@ __all__ = [
     "Event",
     "Exponential",
     "Fixed",
+    "FlowFailed",
     "Hook",
     "Job",
     "JobCancelled",
@@ -48,6 +50,8 @@ __all__ = [
     "JobState",
     "LeaseLost",
     "PayloadError",
+    "RunHandle",
+    "RunInfo",
     "RunTimeout",
     "Settings",
     "Task",

@@ -18,6 +18,8 @@ from workhorse.client import Client
 from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
+from workhorse.flows import FLOW_OPTIONS, Flows
+from workhorse.flows.filters import only_flow
 from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
 from workhorse.job import FINISHED_STATES, Event, Job, JobState, WorkerInfo
 from workhorse.registry import Registry
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from workhorse.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
+STEP_WITHOUT_FLOW = "entry=, subscribes=, emits= and wait= make a flow step: add flow='name'"
 R = TypeVar("R")
 
 
@@ -49,6 +52,7 @@ class Workhorse:
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
         self._hooks = HookSet()
         self._listeners: list[tuple[Listener, asyncio.Task[None]]] = []
+        self.flows = Flows(self.client)
 
     def _load_settings(self) -> Settings:
         return Settings.load(**self._overrides)
@@ -138,6 +142,11 @@ class Workhorse:
         keep_for: Seconds | None = None,
         mode: Mode = "queue",
         http: Mapping[str, Any] | None = None,
+        flow: str | Sequence[str] | None = None,
+        entry: bool = False,
+        subscribes: Sequence[str] | None = None,
+        emits: Sequence[str] | None = None,
+        wait: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
 
     def task(
@@ -166,6 +175,11 @@ class Workhorse:
         keep_for: Seconds | None = None,
         mode: Mode = "queue",
         http: Mapping[str, Any] | None = None,
+        flow: str | Sequence[str] | None = None,
+        entry: bool = False,
+        subscribes: Sequence[str] | None = None,
+        emits: Sequence[str] | None = None,
+        wait: Mapping[str, Any] | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
@@ -173,7 +187,10 @@ class Workhorse:
         runtime=..., command=..., env=..., memory_limit=..., keep_for=..., max_stalls=...,
         mode=..., http=...)``. ``mode="http"`` or ``"both"`` with ``http={"path", "method",
         "auth"}`` makes it an endpoint too (``workhorse.http``, docs/http.md).
-        Options are checked here: a bad cron pattern, time zone or rate fails at definition."""
+        Options are checked here: a bad cron pattern, time zone or rate fails at definition.
+        ``flow=`` makes it a step of that flow (or flows), with ``entry=True`` or
+        ``subscribes=[...]``, the triggers it ``emits=[...]``, and a ``wait={...}`` before it
+        runs (docs/flows.md)."""
         options = {
             "queue": queue,
             "retries": retries,
@@ -196,6 +213,10 @@ class Workhorse:
             "mode": mode,
             "http": http,
         }
+        if flow is not None:
+            options.update(flow=flow, entry=entry, subscribes=subscribes, emits=emits, wait=wait)
+        elif entry or subscribes or emits or wait:
+            raise ConfigError(STEP_WITHOUT_FLOW)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             return self.add_task(f, name=name, **options)
@@ -205,13 +226,24 @@ class Workhorse:
     def add_task(
         self, fn: Callable[..., Any], *, name: str | None = None, **options: Any
     ) -> Task[Any, Any]:
-        return self.registry.add_task(fn, name=name, **options)
+        steps = {k: options.pop(k) for k in FLOW_OPTIONS if k in options}
+        if steps and "flow" not in steps:
+            raise ConfigError(STEP_WITHOUT_FLOW)
+        if steps:
+            # Checked before the task exists, so a bad step leaves nothing registered.
+            from workhorse.flows import Graph
+
+            Graph().add_step(str(name or getattr(fn, "__name__", "task")), **steps)
+        task = self.registry.add_task(fn, name=name, **options)
+        if steps:
+            self.flows.add_step(task.name, **steps)
+        return task
 
     def discover(self, target: str | Path | ModuleType) -> list[Task[Any, Any]]:
         """Register one task per module of a package (``"myapp.jobs"``) or a folder."""
         from workhorse.discovery import discover
 
-        return discover(self.registry, target)
+        return discover(self.registry, target, self.add_task)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         return self.registry.get_task(name)
@@ -356,6 +388,7 @@ class Workhorse:
         queue: str | None = None,
         name: str | None = None,
         local: bool = False,
+        flow: str | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -368,6 +401,7 @@ class Workhorse:
         queue: str | None = None,
         name: str | None = None,
         local: bool = False,
+        flow: str | None = None,
     ) -> Any: ...
 
     def on(
@@ -379,6 +413,7 @@ class Workhorse:
         queue: str | None = None,
         name: str | None = None,
         local: bool = False,
+        flow: str | None = None,
     ) -> Any:
         """Subscribe a hook to the durable event log: ``@app.on("job.completed",
         task="send_*", queue="mail")`` (glob patterns). Listeners of the app's hook group
@@ -387,8 +422,22 @@ class Workhorse:
         a decorator it returns the function. ``name`` keys the hook's parked events
         (default: module and function name).
 
+        ``flow="onboarding"`` (a glob) keeps the events of those flows' runs (flow.*,
+        step.waiting, step.resumed: their data names the flow).
+
         ``local=True`` subscribes to the in-process bus instead (``app.bus``): only what
         this process's own worker and producers do, not durable, exact task name."""
+        if flow is not None:
+            if local:
+                raise ConfigError("flow= filters durable hooks; drop local=True")
+            if handler is not None:
+                return self.on(type_, only_flow(handler, flow), task=task, queue=queue, name=name)
+
+            def flow_deco(fn: F) -> F:
+                self.on(type_, only_flow(fn, flow), task=task, queue=queue, name=name)
+                return fn
+
+            return flow_deco
         if local:
             if queue is not None or name is not None:
                 raise ConfigError("local=True hooks filter by type and task only")
@@ -463,6 +512,7 @@ class Workhorse:
     def worker(self, **options: Any) -> Worker:
         from workhorse.worker import Worker
 
+        options.setdefault("steps", self.flows.engine if self.flows.graph else None)
         return Worker(self.client, **options)
 
     async def start_worker(self, **options: Any) -> Worker | None:

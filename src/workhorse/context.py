@@ -30,12 +30,27 @@ class JobContext(TaskContext):
     ``max_log_lines`` lines and ``max_log_bytes`` bytes (settings): past that, the oldest
     lines not yet written are dropped, and one line with the outcome says how many."""
 
-    __slots__ = ("_bytes", "_dropped", "_lines", "_logs", "_sizes", "cancelled", "client", "lease")
+    __slots__ = (
+        "_bytes",
+        "_dropped",
+        "_lines",
+        "_logs",
+        "_sizes",
+        "cancelled",
+        "client",
+        "flow",
+        "lease",
+        "state",
+    )
 
     def __init__(self, client: Client | HasClient, lease: Lease) -> None:
         self.client = client_of(client)
         self.lease = lease
         self.cancelled = False
+        # A flow step's run (``ctx.flow``) and state (``ctx.state``), set by the flows
+        # engine the worker is given; None for a job that is no step of a run.
+        self.flow: Any = None
+        self.state: Any = None
         # Not yet written, and their encoded sizes: deques, so that dropping the oldest line
         # of a chatty attempt past its budget costs O(1), not a copy of the whole budget.
         self._logs: deque[dict[str, Any]] = deque()

@@ -53,6 +53,31 @@ async def square(n: int) -> int:
     return n * n
 
 
+# A flow: an order is received, then charged and reserved in parallel, then shipped once
+# both are done (a join, its input keyed by trigger).
+@app.task(flow="order", entry=True)
+async def receive(order: dict[str, object]) -> dict[str, object]:
+    return {"order": order["id"], "total": order["total"]}
+
+
+@app.task(flow="order", subscribes=["step:receive"])
+async def charge(received: dict[str, object]) -> dict[str, object]:
+    await asyncio.sleep(0.1)
+    return {"charged": received["total"]}
+
+
+@app.task(flow="order", subscribes=["step:receive"])
+async def reserve(received: dict[str, object]) -> dict[str, object]:
+    await asyncio.sleep(0.1)
+    return {"reserved": received["order"]}
+
+
+@app.task(flow="order", subscribes=["step:charge", "step:reserve"])
+async def ship(inputs: dict[str, dict[str, object]]) -> str:
+    reserved, charged = inputs["step:reserve"]["reserved"], inputs["step:charge"]["charged"]
+    return f"order {reserved} shipped, {charged} charged"
+
+
 # The app's own database, apart from the job store: the hook below is its one writer.
 # Where `workhorse demo` keeps it: next to its store, or in a temporary folder.
 RESULTS_DB = Path(".workhorse") / "demo-results.db"

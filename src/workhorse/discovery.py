@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from workhorse.registry import Registry
 
 # Declared by later features; a module that sets one must not have it silently ignored.
-NOT_YET = ("flow",)
+NOT_YET: tuple[str, ...] = ()
 # Names other job-file formats use (@startupjs/worker, nuxt-processor, BullMQ), with ours,
 # refused when the value has the shape that format gives it (else it is a helper's name).
 FOREIGN: dict[str, tuple[str, Callable[[Any], bool]]] = {
@@ -69,7 +69,17 @@ def _modules(target: str | Path | ModuleType) -> list[ModuleType]:
     ]
 
 
-def discover(registry: Registry, target: str | Path | ModuleType) -> list[Task[Any, Any]]:
+# A flow step's options, which the app (not the registry) takes: see workhorse.flows.
+STEP_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait")
+
+
+def discover(
+    registry: Registry,
+    target: str | Path | ModuleType,
+    add: Callable[..., Task[Any, Any]] | None = None,
+) -> list[Task[Any, Any]]:
+    """``add`` registers each task (the app's ``add_task``, which also takes step options);
+    without it the registry's, and a module with step options is refused."""
     found = []
     for module in _modules(target):
         handler = getattr(module, "handler", None)
@@ -80,8 +90,11 @@ def discover(registry: Registry, target: str | Path | ModuleType) -> list[Task[A
                 "or start the file name with '_' to keep it out of discovery"
             )
         _check_names(module)
-        options = {n: getattr(module, n) for n in TASK_OPTIONS if hasattr(module, n)}
-        found.append(registry.add_task(handler, name=getattr(module, "name", short), **options))
+        names = TASK_OPTIONS + STEP_OPTIONS if add is not None else TASK_OPTIONS
+        options = {n: getattr(module, n) for n in names if hasattr(module, n)}
+        found.append(
+            (add or registry.add_task)(handler, name=getattr(module, "name", short), **options)
+        )
     return found
 
 
@@ -100,7 +113,8 @@ def _check_names(module: ModuleType) -> None:
                 f"read; use {ours} instead (valid options: {', '.join(TASK_OPTIONS)})"
             )
     for name, value in vars(module).items():
-        if name in TASK_OPTIONS or name.startswith("_") or not isinstance(value, _VALUES):
+        known = name in TASK_OPTIONS or name in STEP_OPTIONS
+        if known or name.startswith("_") or not isinstance(value, _VALUES):
             continue
         close = difflib.get_close_matches(name, TASK_OPTIONS, n=1, cutoff=_TYPO_CUTOFF)
         if close:

@@ -47,6 +47,9 @@ class Settings(BaseModel):
     lease: float = Field(30.0, gt=0, description="Seconds a claim lasts before renewal")
     poll_interval: float = Field(1.0, gt=0, description="Longest idle wait between claims")
     reclaim_interval: float = Field(5.0, gt=0, description="Seconds between expired-lease sweeps")
+    flow_sweep_interval: float = Field(
+        10.0, gt=0, description="Seconds between a worker's checks of running flow runs"
+    )
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker beats")
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds running jobs get on SIGTERM")
     job_timeout: float | None = Field(
@@ -173,7 +176,24 @@ class Settings(BaseModel):
         300.0, gt=0, description="Seconds a signed webhook's timestamp may be off from now"
     )
 
-    @field_validator("queues", "known_queues", mode="before")
+    dashboard_prefix: str = Field(
+        "/admin", pattern=r"^(/[A-Za-z0-9_.-]+)+$", description="Path the dashboard is served under"
+    )
+    dashboard_read_only: bool = Field(
+        False,
+        description="Whether the dashboard hides every action and refuses every write, "
+        "whatever the token's scope",
+    )
+    dashboard_redact: tuple[str, ...] = Field(
+        ("password", "token", "secret", "api_key", "authorization"),
+        description="Field names (case-insensitive, matched inside names too: db_password) "
+        "whose values the dashboard shows as *** in payloads, results and logs",
+    )
+    dashboard_session: float = Field(
+        8 * 3600.0, gt=0, description="Seconds a dashboard login lasts"
+    )
+
+    @field_validator("queues", "known_queues", "dashboard_redact", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if value is None:

@@ -21,8 +21,9 @@ SECTIONS = (
     "5. Batch",
     "6. Hooks",
     "7. HTTP",
-    "8. Summary",
-    "9. Shutdown",
+    "8. Flow",
+    "9. Summary",
+    "10. Shutdown",
 )
 
 
@@ -62,7 +63,8 @@ def test_demo_runs_a_worker_process_on_its_own_sqlite_file(tmp_path: Path) -> No
     assert "stopped after" in (tmp_path / ".workhorse" / "demo-worker.log").read_text()
     # The closing commands work when pasted into a shell that has no venv on its PATH.
     commands = out.split("Look around:", 1)[1].strip().splitlines()
-    assert len(commands) == 3
+    assert len(commands) == 4
+    assert "ship completed" in out  # the flow section's tree
     env = clean_env()
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)

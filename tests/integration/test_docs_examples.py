@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -68,3 +69,19 @@ def test_configuration_md_documents_each_url_option_the_parsers_take() -> None:
     postgres_row = next(line for line in text.splitlines() if line.startswith("| `postgresql://"))
     documented = set(re.findall(r"`([a-z_]+)[=`]", postgres_row))
     assert _valid_options("postgresql://u@127.0.0.1:1/db") <= documented
+
+
+async def test_flows_md_example_runs_as_printed(monkeypatch: Any, tmp_path: Path) -> None:
+    """The onboarding flow of docs/flows.md: the fan-out, the join and the run's state."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(python_blocks("flows.md")[0], namespace)
+    app = namespace["app"]
+    app.configure(url="memory://")
+    async with app:
+        await app.start_worker(concurrency=4)
+        run = await app.flows.start("onboarding", {"email": "a@b.c"})
+        assert await run.result(timeout=10) == {
+            "activate": {"user": 7, "done": ["step:send_welcome", "step:setup_billing"]}
+        }
+        await app.stop_workers()

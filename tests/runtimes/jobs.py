@@ -69,3 +69,17 @@ def pid_file(path: str) -> None:
 def chattier(n: int, ctx: JobContext) -> None:
     for i in range(n):
         ctx.log(f"line {i}")
+
+
+async def flow_split(items: list[int], ctx: JobContext) -> dict[str, Any]:
+    """A flow step in a child: state and emits go through the worker."""
+    await ctx.state.set("count", len(items))
+    for x in items:
+        await ctx.flow.emit("item", x)
+    return {
+        "pid": os.getpid(),
+        "run": ctx.flow.run_id,
+        "step": ctx.flow.step,
+        "count": await ctx.state.get("count"),
+        "missing": await ctx.state.get("nope", "default"),
+    }

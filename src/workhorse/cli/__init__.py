@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from workhorse.cli import admin, control, dev, hooks, listing, running, serving
+from workhorse.cli import admin, control, dev, flows, hooks, listing, running, serving
 from workhorse.cli.loading import import_app, make_app
 
 __all__ = ["import_app", "main", "make_app"]
@@ -33,6 +33,8 @@ for _command in (
     running.enqueue,
     hooks.listen,
     hooks.hooks,
+    flows.flows,
+    flows.flow,
     listing.jobs,
     listing.job,
     listing.status,

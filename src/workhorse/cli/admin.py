@@ -86,7 +86,13 @@ def settings(markdown: bool, app_spec: str | None, url: str | None) -> None:
     type=click.IntRange(min=1),
     help="How many quick jobs the throughput section enqueues.",
 )
-def demo(url: str | None, batch: int) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="After the tour, serve the dashboard on its store (loopback) until Ctrl-C.",
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def demo(url: str | None, batch: int, serve: bool, port: int) -> None:
     """A tour: worker process, retries, progress, failure, a batch, status.
 
     Runs on its own SQLite file (.workhorse/demo.db) unless --url says otherwise.
@@ -94,7 +100,12 @@ def demo(url: str | None, batch: int) -> None:
     # Imported here: the tour brings its own app, which no other command loads.
     from workhorse.cli.demo import run_demo
 
-    sys.exit(run_demo(url=url, batch=batch))
+    code = run_demo(url=url, batch=batch)
+    if code == 0 and serve:
+        from workhorse.cli.showing import serve_demo
+
+        serve_demo(port)
+    sys.exit(code)
 
 
 @click.command()

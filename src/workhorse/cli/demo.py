@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from workhorse import demo_tasks
 from workhorse.cli.console import counts_table, fmt_progress, follow, jobs_table, workers_table
+from workhorse.cli.flows import run_tree
 from workhorse.demo_tasks import (
     app,
     crunch,
@@ -44,6 +45,7 @@ DEMO_DIR = Path(".workhorse")
 DEMO_DB = DEMO_DIR / "demo.db"
 WORKER_LOG = DEMO_DIR / "demo-worker.log"
 QUEUES = "default:10,batch:50"
+DEMO_APP = "workhorse.demo_tasks:app"
 # Snappier than the defaults so the tour does not sit in idle waits.
 POLL_INTERVAL = 0.2
 HEARTBEAT_INTERVAL = 1.0
@@ -80,6 +82,7 @@ class Demo:
         self.inproc: Worker | None = None
         self.inproc_task: asyncio.Task[None] | None = None
         self.showcase: list[str] = []  # job ids for the summary table
+        self.flow_run: str | None = None  # the flow section's run
         self.started = time.monotonic()
 
     SECTIONS: tuple[tuple[str, str], ...] = (
@@ -90,6 +93,7 @@ class Demo:
         ("Batch", "batch_jobs"),
         ("Hooks", "hooks"),
         ("HTTP", "http"),
+        ("Flow", "flow"),
         ("Summary", "summary"),
         ("Shutdown", "shutdown"),
     )
@@ -119,6 +123,7 @@ class Demo:
             f"{me} status --url {url}",
             f"{me} jobs --url {url}",
             f"{me} job {self.showcase[0]} --url {url}" if self.showcase else "",
+            f"{me} flow {DEMO_APP} {self.flow_run} --url {url}" if self.flow_run else "",
         ):
             if cmd:
                 # Never wrapped or marked up: the line must work when pasted.
@@ -141,7 +146,7 @@ class Demo:
                 "-m",
                 "workhorse",
                 "worker",
-                "workhorse.demo_tasks:app",
+                DEMO_APP,
                 "--url",
                 self.url,
                 "--queues",
@@ -312,7 +317,26 @@ class Demo:
         for line in lines:
             self.say(line)
 
-    # -- 8. summary --------------------------------------------------------------------
+    # -- 8. flow -----------------------------------------------------------------------
+    async def flow(self) -> None:
+        self.say(
+            "A flow: [bold]receive[/] starts the run, [bold]charge[/] and [bold]reserve[/] "
+            "run in parallel when it finishes, and [bold]ship[/] joins them (its input keyed "
+            "by trigger). Steps are tasks with flow=, entry=True or subscribes=[...]."
+        )
+        t0 = time.perf_counter()
+        run = await app.flows.start("order", {"id": "A-17", "total": 42})
+        try:
+            result = await run.result(timeout=30)
+        except (TimeoutError, WorkhorseError) as exc:
+            raise DemoFailed(f"flow run {run.id} did not complete: {exc!r}") from None
+        took = time.perf_counter() - t0
+        info = await app.flows.get(run.id)
+        self.console.print(run_tree(info, app.flows["order"]))
+        self.say(f"run {run.id} completed in {took:.2f}s: {result['ship']}")
+        self.flow_run = run.id
+
+    # -- 9. summary --------------------------------------------------------------------
     async def summary(self) -> None:
         # Give the worker a beat to report what it has processed since the last one.
         expected = len(self.showcase) + self.batch
@@ -330,7 +354,7 @@ class Demo:
         self.console.print(counts_table(counts, paused))
         self.console.print(workers_table(await app.workers()))
 
-    # -- 9. shutdown -------------------------------------------------------------------
+    # -- 10. shutdown ------------------------------------------------------------------
     async def shutdown(self) -> None:
         code = await self.stop_worker()
         if self.proc is not None:

@@ -41,6 +41,12 @@ def is_loopback(host: str) -> bool:
     "on a non-loopback address without WORKHORSE_API_TOKENS.",
 )
 @click.option(
+    "--dashboard/--no-dashboard",
+    default=True,
+    show_default=True,
+    help="Serve the dashboard too, under the dashboard_prefix setting (/admin).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -58,6 +64,7 @@ def serve(
     host: str,
     port: int,
     insecure: bool,
+    dashboard: bool,
     log_level: str,
     listen: bool,
 ) -> None:
@@ -69,6 +76,7 @@ def serve(
     try:
         import uvicorn
 
+        from workhorse.dashboard import router as dashboard_router
         from workhorse.http import create_app
     except ImportError as exc:
         raise click.UsageError(
@@ -83,7 +91,8 @@ def serve(
             "write:<token> (see docs/http.md), or pass --insecure to serve it open"
         )
     try:
-        routers = operations(app) + ([listening(app)] if listen else [])
+        routers = [dashboard_router(app, insecure=insecure)] if dashboard else []
+        routers += [*operations(app), *([listening(app)] if listen else [])]
         api = create_app(app, insecure=insecure, routers=routers)
     except WorkhorseError as exc:
         raise click.UsageError(str(exc)) from None
@@ -97,6 +106,8 @@ def serve(
         f"on http://{host}:{port}{app.settings.api_prefix} "
         f"endpoints: {', '.join(endpoints) or 'none'}"
     )
+    if dashboard:
+        console.print(f"dashboard: http://{host}:{port}{app.settings.dashboard_prefix}/")
     if listen:
         hooks = ", ".join(h.name for h in app.hooks.set)
         console.print(

@@ -5,7 +5,9 @@ the last hour).
 Keys (counters, see ``Backend.counter_add``), where ``ID`` names one (queue, task) pair:
 
     stats:total:KIND:ID          never expires; KIND is completed or failed
-    stats:min:MINUTE:KIND:ID     MINUTE = the store's epoch seconds // 60; kept two hours
+    stats:min:MINUTE:KIND:ID     MINUTE = the store's epoch seconds // 60; kept two hours;
+                                 KIND is also started, or wait_ms (the summed milliseconds
+                                 the jobs started that minute waited in their queue)
     stats:pair:ID                (a kv key) ``["queue", "task"]``: lists the pairs
 
 A pair's id is a short hash, so a read of "the last hour per minute" is 60 keys known in
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("workhorse.stats")
 
 KINDS = ("completed", "failed")
+MINUTE_KINDS = (*KINDS, "started", "wait_ms")  # per minute only: a wait-time chart
 MINUTE_TTL = 2 * 3600.0  # a bucket outlives the hour a chart shows
 PAIR_TTL = 7 * 86_400.0  # a pair no worker counted for a week drops out of /metrics
 FLUSH_INTERVAL = 1.0
@@ -110,8 +113,12 @@ class StatsWriter:
     def _new_counts(self) -> list[tuple[str, str, str, int]]:
         out = []
         for (queue, task), pair in list(self.tally.pairs.items()):
-            for kind in KINDS:
-                now = pair.finished[kind]
+            figures = {
+                **{kind: pair.finished[kind] for kind in KINDS},
+                "started": pair.started,
+                "wait_ms": int(pair.wait.total * 1000),
+            }
+            for kind, now in figures.items():
                 before = self._seen.get((kind, queue, task), 0)
                 if now > before:
                     self._seen[(kind, queue, task)] = now
@@ -131,7 +138,8 @@ class StatsWriter:
                     self._listed.add((queue, task))
                     pair = orjson.dumps([queue, task]).decode()
                     self._writes.append((f"stats:pair:{pair_id(queue, task)}", pair, 0))
-                self._writes.append((total_key(kind, queue, task), None, n))
+                if kind in KINDS:
+                    self._writes.append((total_key(kind, queue, task), None, n))
                 self._writes.append((minute_key(minute, kind, queue, task), None, n))
         # One write at a time, dropped once done: a failure leaves only what is left to do.
         while self._writes:
@@ -171,8 +179,8 @@ async def per_minute(
 ) -> list[tuple[int, int]]:
     """``[(minute start, epoch seconds), count]`` for the last ``minutes`` minutes, oldest
     first, the current (partial) minute last."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind not in MINUTE_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(MINUTE_KINDS)}")
     if not 1 <= minutes <= MINUTE_TTL // 60:
         raise ValueError(f"minutes must be 1..{int(MINUTE_TTL // 60)}, got {minutes}")
     backend = client.backend

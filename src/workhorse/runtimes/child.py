@@ -96,6 +96,45 @@ class ChildContext(JobContext):
         return JobHandle(self.client, got["id"], name, "", got["status"], JobState(got["state"]))
 
 
+class ChildFlow:
+    """``ctx.flow`` in a child: the step's ids, and emit, start and cancel served by the
+    worker."""
+
+    def __init__(self, ctx: ChildContext, info: dict[str, Any]) -> None:
+        self._ctx = ctx
+        self.run_id: str = info["run_id"]
+        self.flow: str = info["flow"]
+        self.step: str = info["step"]
+
+    async def emit(self, trigger: str, data: Any = None) -> None:
+        self._ctx.call("flow.emit", {"trigger": trigger, "data": data})
+
+    async def start(self, flow: str, data: Any = None) -> str:
+        return str(self._ctx.call("flow.start", {"flow": flow, "data": data}))
+
+    async def cancel(self) -> None:
+        self._ctx.call("flow.cancel", {})
+
+
+class ChildState:
+    """``ctx.state`` in a child, served by the worker."""
+
+    def __init__(self, ctx: ChildContext) -> None:
+        self._ctx = ctx
+
+    async def get(self, name: str, default: Any = None, *, scope: str = "run") -> Any:
+        got = self._ctx.call("flow.state.get", {"key": name, "scope": scope})
+        return got["value"] if got["found"] else default
+
+    async def set(
+        self, name: str, value: Any, *, ttl: float | None = None, scope: str = "run"
+    ) -> None:
+        self._ctx.call("flow.state.set", {"key": name, "value": value, "ttl": ttl, "scope": scope})
+
+    async def delete(self, name: str, *, scope: str = "run") -> bool:
+        return bool(self._ctx.call("flow.state.delete", {"key": name, "scope": scope}))
+
+
 def _guard(parent_pid: int) -> None:
     """Die with the worker: a child must never outlive it, even after a SIGKILL."""
     try:
@@ -202,6 +241,9 @@ class _Child:
                 0.0,
             )
             ctx = ChildContext(self.client, lease, self.chan)
+            if msg.get("flow"):
+                ctx.flow = ChildFlow(ctx, msg["flow"])
+                ctx.state = ChildState(ctx)
             args = task.args(task.decode(raw), ctx)
             if limit:
                 resource.setrlimit(resource.RLIMIT_AS, (min(limit, self._cap()), self.hard))

@@ -225,6 +225,12 @@ class CommandRunner:
                 "max_attempts": lease.max_attempts,
                 "data": orjson.Fragment(lease.data),
             }
+            if ctx.flow is not None:  # a flow step: the program may call flow.* too
+                job["flow"] = {
+                    "run_id": ctx.flow.run_id,
+                    "flow": ctx.flow.flow,
+                    "step": ctx.flow.step,
+                }
             with contextlib.suppress(ConnectionError, RuntimeError):
                 program.send(job)  # if it died already, the read below says how
             raw = await self._serve(program, ctx)

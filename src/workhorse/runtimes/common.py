@@ -132,10 +132,47 @@ async def serve_call(ctx: JobContext, method: str, params: dict[str, Any]) -> An
         if client.bus.wants(name):
             client.bus.emit(event)
         return None
+    if method.startswith("flow."):
+        return await _flow_call(ctx, method, params)
     raise ValueError(
         f"unknown context call {method!r}; known: log, progress, state.get, state.set, "
-        "emit, enqueue"
+        "emit, enqueue, " + ", ".join(FLOW_CALLS)
     )
+
+
+FLOW_CALLS = (
+    "flow.emit",
+    "flow.start",
+    "flow.cancel",
+    "flow.state.get",
+    "flow.state.set",
+    "flow.state.delete",
+)
+
+
+async def _flow_call(ctx: JobContext, method: str, params: dict[str, Any]) -> Any:
+    """A flow step's ``ctx.flow`` and ``ctx.state`` calls, served by the worker's own."""
+    if ctx.flow is None or ctx.state is None:
+        raise ValueError(f"{method}: this job is no step of a flow run")
+    scope = params.get("scope", "run")
+    if method == "flow.emit":
+        await ctx.flow.emit(str(params.get("trigger")), params.get("data"))
+        return None
+    if method == "flow.start":
+        return await ctx.flow.start(str(params.get("flow")), params.get("data"))
+    if method == "flow.cancel":
+        await ctx.flow.cancel()
+        return None
+    if method == "flow.state.get":
+        missing = object()
+        value = await ctx.state.get(_key(params), missing, scope=scope)
+        return {"found": False} if value is missing else {"found": True, "value": value}
+    if method == "flow.state.set":
+        await ctx.state.set(_key(params), params.get("value"), ttl=params.get("ttl"), scope=scope)
+        return None
+    if method == "flow.state.delete":
+        return await ctx.state.delete(_key(params), scope=scope)
+    raise ValueError(f"unknown flow call {method!r}; known: {', '.join(FLOW_CALLS)}")
 
 
 def _key(params: dict[str, Any]) -> str:

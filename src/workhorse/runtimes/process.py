@@ -239,6 +239,12 @@ class ProcessPool:
                 max_attempts=lease.max_attempts,
                 memory_limit=task.defaults.memory_limit,
             )
+            if ctx.flow is not None:  # a flow step: the child serves ctx.flow and ctx.state
+                header["flow"] = {
+                    "run_id": ctx.flow.run_id,
+                    "flow": ctx.flow.flow,
+                    "step": ctx.flow.step,
+                }
             child.writer.write(wire.frame(header, lease.data))
             while True:
                 try:

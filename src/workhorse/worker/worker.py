@@ -31,6 +31,7 @@ from workhorse.worker.threads import DaemonThreads
 
 if TYPE_CHECKING:
     from workhorse.client import Client, HasClient
+    from workhorse.flows import Engine
 
 log = logging.getLogger("workhorse.worker")
 
@@ -93,6 +94,7 @@ class Worker:
         burst: bool = False,
         scheduler: bool = True,
         paused: bool = False,
+        steps: Engine | None = None,
     ) -> None:
         self.client = client = client_of(client)
         s = client.settings
@@ -104,6 +106,7 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval or s.heartbeat_interval
         self.burst = burst  # stop when the queues are empty
         self.scheduler = scheduler and not burst  # fire cron ticks (every worker may)
+        self.steps = steps  # the app's flows, when it has any: steps run through them
         self._check_queues()
         # Cleared while paused (``paused=True``, ``workhorse pause --worker ID``): no claims.
         self._resumed = asyncio.Event()
@@ -448,7 +451,12 @@ class Worker:
             if self._tracing is not None:
                 trace = await self._trace(lease, claimed_at)
             try:
-                outcome = await self._runner.run(lease, running.ctx)
+                if self.steps is None:
+                    outcome = await self._runner.run(lease, running.ctx)
+                else:
+                    outcome = await self.steps.run(
+                        lease, running.ctx, lambda: self._runner.run(lease, running.ctx)
+                    )
             except asyncio.CancelledError:
                 # Interrupted outside the handler (e.g. looking up an unknown task): the
                 # job must still leave this worker, or it sits leased until expiry.
@@ -467,6 +475,8 @@ class Worker:
             slots.freed.set()
             if await self._finish(lease, outcome, written):
                 landed = outcome
+            if self.steps is not None:
+                await self.steps.finished(outcome, running.ctx)
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
@@ -604,6 +614,7 @@ class Worker:
         backend = self.client.backend
         s = self.client.settings
         last_purge = 0.0
+        last_sweep = time.monotonic()  # the first sweep one interval in: runs just started
         while True:
             try:
                 reclaimed = await backend.reclaim_expired()
@@ -621,6 +632,9 @@ class Worker:
                     await self._retention(
                         s.keep_failed, s.keep_failed_for, FINISHED_STATES - {JobState.COMPLETED}
                     )
+                if self.steps is not None and time.monotonic() - last_sweep > s.flow_sweep_interval:
+                    last_sweep = time.monotonic()
+                    await self.steps.sweep()
             except Exception:
                 log.exception("maintenance failed; will try again")
             with contextlib.suppress(TimeoutError):

@@ -1,0 +1,165 @@
+"""``python -m bench.flows``: what a flow step costs against a plain job, per backend.
+
+- plain: N no-op jobs are enqueued, then one worker (concurrency 50) runs them all.
+- chain: N/4 chains of 4 plain jobs, each enqueuing the next with ``ctx.enqueue`` (what a
+  user writes without flows), the same worker.
+- flow: N/4 runs of a 4-step chain (entry -> s2 -> s3 -> s4, each a no-op) are started,
+  then the same worker runs every step; each run's end is checked after its last step.
+
+Printed: jobs (steps) per second, the flow/plain throughput ratio, and store calls per
+job: every call the worker's process makes to the backend (``get``, ``kv_*``, ``claim``,
+``finish``, ...) while the worker runs, divided by the jobs run; the difference is what
+flows add per step. A call is one round trip on Redis, SQLite and PostgreSQL (the finisher
+batches finishes, so plain jobs cost less than one finish call each).
+
+    python -m bench.flows                                  # all four backends
+    python -m bench.flows --backends redis --jobs 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextvars
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.measure import Servers, fresh_store
+from workhorse import JobContext, Workhorse
+from workhorse.backends import Backend
+
+CHAIN = 4
+
+
+def build(url: str) -> Workhorse:
+    app = Workhorse(url, poll_interval=0.05)
+
+    @app.task
+    async def noop(n: int) -> int:
+        return n
+
+    @app.task
+    async def link(n: list[int], ctx: JobContext) -> int:
+        if n[1] < CHAIN:
+            await ctx.enqueue("link", [n[0], n[1] + 1])
+        return n[0]
+
+    @app.task(name="s1", flow="chain", entry=True)
+    async def s1(n: int) -> int:
+        return n
+
+    for i in range(2, CHAIN + 1):
+
+        async def step(n: int) -> int:
+            return n
+
+        app.add_task(step, name=f"s{i}", flow="chain", subscribes=[f"step:s{i - 1}"])
+    return app
+
+
+def count_calls(backend: Backend) -> collections.Counter[str]:
+    """Count each call of the backend's async methods (an instance attribute wraps each)."""
+    calls: collections.Counter[str] = collections.Counter()
+    # A method built on another (get_many over get) counts once: per task, so that the
+    # worker's concurrent calls are not taken for nested ones.
+    inside: contextvars.ContextVar[bool] = contextvars.ContextVar("inside", default=False)
+    for name, fn in inspect.getmembers(backend, inspect.iscoroutinefunction):
+        if name.startswith("_") or name in ("open", "close", "wait_for_jobs"):
+            continue
+
+        def wrap(f: Callable[..., Awaitable[Any]], n: str) -> Callable[..., Awaitable[Any]]:
+            async def counted(*args: Any, **kwargs: Any) -> Any:
+                if inside.get():
+                    return await f(*args, **kwargs)
+                calls[n] += 1
+                token = inside.set(True)
+                try:
+                    return await f(*args, **kwargs)
+                finally:
+                    inside.reset(token)
+
+            return counted
+
+        setattr(backend, name, wrap(fn, name))
+    return calls
+
+
+async def plain(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
+    app = build(url)
+    async with app:
+        for start in range(0, jobs, 1000):
+            await app.enqueue_many("noop", range(start, min(jobs, start + 1000)))
+        calls = count_calls(app.backend)
+        began = time.perf_counter()
+        await app.worker(concurrency=50, burst=True).run()
+        elapsed = time.perf_counter() - began
+    return jobs / elapsed, sum(calls.values()) / jobs, dict(calls)
+
+
+async def chain(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
+    app = build(url)
+    runs = jobs // CHAIN
+    async with app:
+        await app.enqueue_many("link", [[n, 1] for n in range(runs)])
+        calls = count_calls(app.backend)
+        began = time.perf_counter()
+        await app.worker(concurrency=50, burst=True).run()
+        elapsed = time.perf_counter() - began
+    steps = runs * CHAIN
+    return steps / elapsed, sum(calls.values()) / steps, dict(calls)
+
+
+async def flow(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
+    app = build(url)
+    runs = jobs // CHAIN
+    async with app:
+        handles = [await app.flows.start("chain", n) for n in range(runs)]
+        calls = count_calls(app.backend)
+        began = time.perf_counter()
+        await app.worker(concurrency=50, burst=True).run()
+        elapsed = time.perf_counter() - began
+        left = await app.flows.list("chain", "running")
+        assert not left, f"{len(left)} runs did not end"
+        assert await handles[-1].result(timeout=1) == {f"s{CHAIN}": runs - 1}
+    steps = runs * CHAIN
+    return steps / elapsed, sum(calls.values()) / steps, dict(calls)
+
+
+async def main(args: argparse.Namespace) -> None:
+    servers = Servers()
+    for kind in args.backends.split(","):
+        async with fresh_store(kind, servers) as url:
+            p_rate, p_calls, p_detail = await plain(url, args.jobs)
+        async with fresh_store(kind, servers) as url:
+            c_rate, c_calls, _ = await chain(url, args.jobs)
+        async with fresh_store(kind, servers) as url:
+            f_rate, f_calls, f_detail = await flow(url, args.jobs)
+        print(
+            f"{kind:8} plain {p_rate:,.0f} jobs/s ({p_calls:.2f} calls/job); "
+            f"chain {c_rate:,.0f} jobs/s ({c_calls:.2f}); "
+            f"flow {f_rate:,.0f} steps/s ({f_calls:.2f}, +{f_calls - c_calls:.2f} over chain); "
+            f"flow/plain {f_rate / p_rate:.2f}, flow/chain {f_rate / c_rate:.2f}"
+        )
+        if args.detail:
+            steps = args.jobs // CHAIN * CHAIN
+            for name in sorted(set(p_detail) | set(f_detail)):
+                print(
+                    f"    {name:16} plain {p_detail.get(name, 0) / args.jobs:6.2f}/job   "
+                    f"flow {f_detail.get(name, 0) / steps:6.2f}/step"
+                )
+
+
+def cli(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--backends", default="memory,sqlite,redis,postgres")
+    p.add_argument("--jobs", type=int, default=4000)
+    p.add_argument("--detail", action="store_true", help="calls per method")
+    ns: Any = p.parse_args(argv)
+    asyncio.run(main(ns))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,67 @@
+// Live updates: the store's change notices (SSE) make htmx reload the regions that listen
+// for "wh:changed", at most once a second; charts redraw every 15 s.
+(function () {
+  "use strict";
+  var body = document.body;
+  var prefix = body.dataset.prefix || "";
+
+  document.addEventListener("submit", function (ev) {
+    var text = ev.target.dataset && ev.target.dataset.confirm;
+    if (text && !window.confirm(text)) { ev.preventDefault(); }
+  });
+
+  if (body.dataset.live && window.EventSource) {
+    var pending = false;
+    var source = new EventSource(prefix + "/events");
+    source.onmessage = function () {
+      if (pending) { return; }
+      pending = true;
+      setTimeout(function () {
+        pending = false;
+        if (window.htmx) { window.htmx.trigger(body, "wh:changed"); }
+      }, 1000);
+    };
+  }
+
+  function draw(el, data) {
+    if (!window.uPlot) { return; }
+    var kind = el.dataset.chart;
+    var series = {
+      throughput: [{}, { label: "completed", stroke: "#1a7f37", width: 2 },
+                   { label: "failed", stroke: "#cf222e", width: 2 }],
+      failure_rate: [{}, { label: "failure %", stroke: "#cf222e", width: 2,
+                       points: { show: true, size: 6 } }],
+      wait_ms: [{}, { label: "mean wait, ms", stroke: "#0550ae", width: 2,
+                  points: { show: true, size: 6 } }]
+    }[kind];
+    var values = {
+      throughput: [data.t, data.completed, data.failed],
+      failure_rate: [data.t, data.failure_rate],
+      wait_ms: [data.t, data.wait_ms]
+    }[kind];
+    el.textContent = "";
+    var width = Math.max(el.clientWidth || 0, 300);
+    new window.uPlot({ width: width, height: 180, series: series }, values, el);
+    el.setAttribute("role", "img");
+    var total = (data.completed || []).reduce(function (a, b) { return a + b; }, 0);
+    var failed = (data.failed || []).reduce(function (a, b) { return a + b; }, 0);
+    el.setAttribute("aria-label", {
+      throughput: total + " completed and " + failed + " failed in the last hour",
+      failure_rate: "failure rate per minute over the last hour",
+      wait_ms: "mean wait in the queue per minute over the last hour"
+    }[kind]);
+  }
+
+  function charts() {
+    var els = document.querySelectorAll("[data-chart]");
+    if (!els.length) { return; }
+    var queue = els[0].dataset.queue;
+    var url = prefix + "/charts.json" + (queue ? "?queue=" + encodeURIComponent(queue) : "");
+    fetch(url, { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (data) { els.forEach(function (el) { draw(el, data); }); })
+      .catch(function () {});
+  }
+  charts();
+  setInterval(charts, 15000);
+})();

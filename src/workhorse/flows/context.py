@@ -1,0 +1,133 @@
+"""What a step sees of its run: ``ctx.flow`` (ids, emit, start, cancel) and ``ctx.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from workhorse import codec
+from workhorse.client import Client
+from workhorse.errors import ConfigError
+from workhorse.flows import keys
+from workhorse.flows.graph import FlowDef, Graph
+from workhorse.settings import check_name
+
+Scope = Literal["run", "global"]
+
+
+@dataclass(slots=True)
+class StepMeta:
+    """Which run, flow, step and generation a step job is."""
+
+    run: str
+    flow: str
+    step: str
+    gen: int
+
+
+class Engine(Protocol):
+    """What a step's context asks of the engine (kept apart: the engine builds contexts)."""
+
+    graph: Graph
+
+    async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None: ...
+
+    async def start_run(self, flow: str, data: Any = None) -> str: ...
+
+    async def cancel_run(self, run: str) -> bool: ...
+
+
+class FlowContext:
+    """``ctx.flow`` of a step's attempt."""
+
+    __slots__ = ("_counts", "engine", "followups", "job_id", "meta")
+
+    def __init__(self, engine: Engine, meta: StepMeta, job_id: str) -> None:
+        self.engine = engine
+        self.meta = meta
+        self.job_id = job_id
+        self.followups: list[str] = []  # ids of the steps this attempt started (or waits on)
+        self._counts: dict[str, int] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self.meta.run
+
+    @property
+    def flow(self) -> str:
+        return self.meta.flow
+
+    @property
+    def step(self) -> str:
+        return self.meta.step
+
+    async def emit(self, trigger: str, data: Any = None) -> None:
+        """Fire ``trigger`` in this run: the steps subscribed to it start (each call is
+        one occurrence; an attempt that runs again repeats the same occurrences, and
+        starts nothing twice)."""
+        step = self.engine.graph.step(self.meta.flow, self.meta.step)
+        if step is None or trigger not in step.emits:
+            declared = list(step.emits) if step else []
+            raise ConfigError(
+                f"step {self.meta.step!r} emits {trigger!r} but declares emits={declared}; "
+                f"add {trigger!r} to its emits=[...]"
+            )
+        n = self._counts.get(trigger, 0)
+        self._counts[trigger] = n + 1
+        await self.engine.fire(self, trigger, data, str(n))
+
+    async def start(self, flow: str, data: Any = None) -> str:
+        """Start another flow's run; returns its run id."""
+        return await self.engine.start_run(flow, data)
+
+    async def cancel(self) -> None:
+        """Cancel this run: its other queued and running steps are cancelled."""
+        await self.engine.cancel_run(self.meta.run)
+
+
+class State:
+    """``ctx.state``: JSON values kept per run (or, with ``scope="global"``, shared by all
+    runs), each with an optional TTL; the flow's cleanup rule removes a run's values."""
+
+    __slots__ = ("client", "flow", "run")
+
+    def __init__(self, client: Client, run: str, flow: FlowDef | None) -> None:
+        self.client = client
+        self.run = run
+        self.flow = flow
+
+    def _key(self, name: str, scope: Scope) -> str:
+        check_name(name, "state key")
+        if scope not in ("run", "global"):
+            raise ConfigError(f"scope must be 'run' or 'global', got {scope!r}")
+        return keys.state_prefix(self.run if scope == "run" else None) + name
+
+    async def get(self, name: str, default: Any = None, *, scope: Scope = "run") -> Any:
+        raw = await self.client.backend.kv_get(self._key(name, scope))
+        return default if raw is None else codec.loads(raw)
+
+    async def set(
+        self, name: str, value: Any, *, ttl: float | None = None, scope: Scope = "run"
+    ) -> None:
+        if ttl is None and scope == "run" and self.flow is not None:
+            ttl = self.flow.state_ttl
+        if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
+            raise ConfigError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+        raw = codec.dumps(value).decode()
+        await self.client.backend.kv_set(self._key(name, scope), raw, ttl)
+
+    async def delete(self, name: str, *, scope: Scope = "run") -> bool:
+        return await self.client.backend.kv_delete(self._key(name, scope))
+
+    async def all(self, *, scope: Scope = "run") -> dict[str, Any]:
+        prefix = keys.state_prefix(self.run if scope == "run" else None)
+        got = await self.client.backend.kv_scan(prefix)
+        return {k[len(prefix) :]: codec.loads(v) for k, v in got.items()}
+
+    async def clear(self) -> int:
+        """Remove the run's values (not the global ones)."""
+        prefix = keys.state_prefix(self.run)
+        got = await self.client.backend.kv_scan(prefix)
+        for k in got:
+            await self.client.backend.kv_delete(k)
+        return len(got)

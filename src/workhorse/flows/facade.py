@@ -1,0 +1,277 @@
+"""``app.flows``: define flows, start runs, and inspect, cancel, restart or clear them."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+from workhorse import codec
+from workhorse.client import Client
+from workhorse.errors import ConfigError
+from workhorse.flows import keys, records
+from workhorse.flows.engine import Engine
+from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
+from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
+from workhorse.flows.waiting import SIGNAL_TTL
+from workhorse.flows.waits import TIMER_TASK
+from workhorse.job import Event
+from workhorse.settings import check_name
+
+# How often ``RunHandle.result`` looks at the run's record.
+POLL = 0.02
+
+
+class RunHandle:
+    """A started run: its id, and ``await result(timeout)`` for its outcome."""
+
+    def __init__(self, flows: Flows, run_id: str, flow: str) -> None:
+        self.flows = flows
+        self.id = run_id
+        self.flow = flow
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.flow} {self.id}>"
+
+    async def info(self) -> RunInfo:
+        return await self.flows.get(self.id)
+
+    async def wait(self, timeout: float | None = None) -> RunInfo:
+        """The run's view once it ended (any way); TimeoutError after ``timeout``."""
+        backend = self.flows.client.backend
+        async with asyncio.timeout(timeout):
+            while True:
+                rec = await records.load(backend, self.id)
+                if rec is not None and rec.state != "running":
+                    return await self.flows.get(self.id)
+                await asyncio.sleep(POLL)
+
+    async def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """The outputs of the run's last steps (those nothing follows), by step; raises
+        FlowFailed when the run failed or was cancelled."""
+        info = await self.wait(timeout)
+        if info.state != "completed":
+            raise FlowFailed(info)
+        leaves = set(self.flows.graph.flow(info.flow).leaves())
+        return {s.step: s.output for s in info.steps if s.step in leaves and s.state == "completed"}
+
+
+class Flows:
+    """The app's flows. Steps are tasks registered with ``flow=`` (``@app.task``)."""
+
+    def __init__(self, client: Client, graph: Graph | None = None) -> None:
+        self.client = client
+        self.graph = graph or Graph()
+        self.engine = Engine(client, self.graph)
+
+    # -- definition ------------------------------------------------------------------------
+    def define(
+        self,
+        name: str,
+        *,
+        on_failure: OnFailure | None = None,
+        cleanup: Cleanup | None = None,
+        state_ttl: float | None = None,
+        stall_timeout: float | None = None,
+        step_timeout: float | None = None,
+    ) -> FlowDef:
+        """Set a flow's policies: ``on_failure`` ("fail" the run, or "continue" the other
+        branches), ``cleanup`` of its state ("never", "on_complete", "immediate", "ttl")
+        ``state_ttl`` (seconds), and ``stall_timeout``: seconds without progress after
+        which a running run is marked stalled (a ``flow.stalled`` event); ``step_timeout``:
+        seconds for its steps whose task sets no ``timeout`` (then ``job_timeout``)."""
+        return self.graph.configure(
+            name,
+            on_failure=on_failure,
+            cleanup=cleanup,
+            state_ttl=state_ttl,
+            stall_timeout=stall_timeout,
+            step_timeout=step_timeout,
+        )
+
+    async def resume(self, run_id: str) -> int:
+        """Resume a stalled run: its failed or cancelled steps are retried, waits whose
+        signal is stored are resolved, and the stall mark is cleared. Returns how many
+        steps were retried."""
+        rec = await self._record(run_id)
+        if rec.state != "running":
+            raise ConfigError(f"run {run_id} is {rec.state}; restart(run_id) runs it again")
+        return await self.engine.resume(rec)
+
+    def add_step(
+        self,
+        task: str,
+        flow: str | Sequence[str],
+        entry: bool = False,
+        subscribes: Sequence[str] | None = None,
+        emits: Sequence[str] | None = None,
+        wait: Any = None,
+    ) -> list[Step]:
+        steps = self.graph.add_step(task, flow, entry, subscribes, emits, wait)
+        timed = any(s.wait is not None and s.wait.timeout is not None for s in steps)
+        if timed and TIMER_TASK not in self.client.registry.tasks:
+            waits = self.engine.waits
+
+            async def timer(data: dict[str, Any]) -> None:
+                await waits.timed_out(data["wait"])
+
+            self.client.registry.add_task(timer, name=TIMER_TASK)
+        return steps
+
+    async def signal(
+        self, name: str, data: Any = None, *, key: Any = "", ttl: float | None = SIGNAL_TTL
+    ) -> int:
+        """Send a signal: the steps waiting for ``name`` with this ``key`` resume with
+        ``{"input": ..., "signal": data}``. It is kept ``ttl`` seconds (a day; None: until
+        cleared) for a wait that starts later. Returns how many waits it resumed."""
+        check_name(name, "signal")
+        await self.client.store()
+        return await self.engine.waits.signal(name, data, str(key), ttl)
+
+    def __getitem__(self, name: str) -> FlowDef:
+        return self.graph.flow(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.graph.flows)
+
+    # -- runs ------------------------------------------------------------------------------
+    async def start(self, flow: str, data: Any = None) -> RunHandle:
+        """Start a run of ``flow`` with ``data`` as its entry steps' input."""
+        await self.client.store()
+        return RunHandle(self, await self.engine.start_run(flow, data), flow)
+
+    def handle(self, run_id: str, flow: str = "") -> RunHandle:
+        return RunHandle(self, run_id, flow)
+
+    async def _record(self, run_id: str) -> RunRecord:
+        if not isinstance(run_id, str) or not keys.is_run_id(run_id):
+            raise ConfigError(f"invalid run id {run_id!r}: a run id is 16 hex digits")
+        rec = await records.load(await self.client.store(), run_id)
+        if rec is None:
+            raise LookupError(f"no flow run {run_id!r}; app.flows.list() shows the runs")
+        return rec
+
+    async def get(self, run_id: str) -> RunInfo:
+        """The run with every step's state, input, output, attempts and times."""
+        rec = await self._record(run_id)
+        backend = self.client.backend
+        prefix = keys.job_prefix(run_id)
+        index = await backend.kv_scan(prefix)
+        ids = [k[len(prefix) :] for k in index]
+        jobs = await self.client.get_jobs(ids)
+        steps = [
+            records.step_info(codec.loads(raw)["step"], job_id, jobs.get(job_id))
+            for job_id, raw in zip(ids, index.values(), strict=True)
+        ]
+        steps.sort(key=lambda s: (s.started_at is None, s.started_at or 0.0, s.step))
+        waits = await self.engine.waits.pending(run_id)
+        return RunInfo(
+            rec.id,
+            rec.flow,
+            rec.state,
+            rec.input,
+            rec.created_at,
+            rec.ended_at,
+            rec.error,
+            steps,
+            rec.stalled_at,
+            [{k: w[k] for k in ("step", "signal", "key", "since")} for w in waits],
+        )
+
+    async def list(self, flow: str | None = None, state: str | None = None) -> list[RunRecord]:
+        """Runs, newest first, of one flow and in one state if asked."""
+        if state is not None and state not in RUN_STATES:
+            raise ConfigError(f"state must be one of {', '.join(RUN_STATES)}, got {state!r}")
+        backend = await self.client.store()
+        runs = [RunRecord.loads(v) for v in (await backend.kv_scan(keys.runs_prefix())).values()]
+        runs = [r for r in runs if flow in (None, r.flow) and state in (None, r.state)]
+        runs.sort(key=lambda r: r.created_at, reverse=True)
+        return runs
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run: queued and running steps are cancelled. False if it had ended."""
+        await self._record(run_id)
+        return await self.engine.cancel_run(run_id)
+
+    async def restart(self, run_id: str) -> RunHandle:
+        """Run it again from its original input, as a new generation under the same id
+        (steps still live are cancelled first)."""
+        rec = await self._record(run_id)
+        if rec.gen >= keys.MAX_GEN:
+            raise ConfigError(f"run {run_id} was restarted {rec.gen} times; start a new run")
+        if rec.state == "running":
+            await self.engine.end(rec, "cancelled", None)
+        await self.engine.cancel_jobs(run_id)
+        backend = self.client.backend
+        prefix = keys.job_prefix(run_id)
+        for k in await backend.kv_scan(prefix):
+            await backend.kv_delete(keys.resolved_key(k[len(prefix) :]))
+            await backend.kv_delete(k)
+        rec.gen += 1
+        rec.state = "running"
+        rec.ended_at = None
+        rec.error = None
+        rec.stalled_at = None
+        rec.created_at = await backend.now()
+        await records.save(backend, rec)
+        await backend.kv_set(keys.live_key(rec.id), rec.flow)
+        await self.engine.publish("flow.started", rec.id, rec.flow, restart=rec.gen)
+        await self.engine.start_entries(rec, self.graph.flow(rec.flow))
+        return RunHandle(self, run_id, rec.flow)
+
+    async def clear(self, flow: str | None = None) -> int:
+        """Remove ended runs (their records, indexes and state), of one flow if asked;
+        running runs are kept. Returns how many were removed."""
+        backend = await self.client.store()
+        n = 0
+        for rec in await self.list(flow):
+            if rec.state == "running":
+                continue
+            await self.engine.waits.drop(rec.id)
+            prefix = keys.job_prefix(rec.id)
+            for k in await backend.kv_scan(prefix):
+                await backend.kv_delete(keys.resolved_key(k[len(prefix) :]))
+            for prefix in (
+                keys.job_prefix(rec.id),
+                keys.state_prefix(rec.id),
+                f"{keys.PREFIX}stall:{rec.id}:",
+            ):
+                for k in await backend.kv_scan(prefix):
+                    await backend.kv_delete(k)
+            for gen in range(rec.gen + 1):
+                for k in await backend.kv_scan(f"{keys.PREFIX}in:{rec.id}:{gen}:"):
+                    await backend.kv_delete(k)
+                await backend.kv_delete(keys.end_key(rec.id, gen))
+            await backend.kv_delete(keys.run_key(rec.id))
+            n += 1
+        return n
+
+    async def check(self, run_id: str) -> str | None:
+        """End the run now if it is over (what the workers' sweep does)."""
+        return await self.engine.check(run_id)
+
+    async def events(self, run_id: str, limit: int = 100_000) -> builtins.list[Event]:
+        """The run's events in order: flow.* ones, and its steps' job events renamed
+        step.* (with the step in ``data["step"]``)."""
+        backend = await self.client.store()
+        prefix = keys.job_prefix(run_id)
+        steps = {
+            k[len(prefix) :]: codec.loads(v)["step"]
+            for k, v in (await backend.kv_scan(prefix)).items()
+        }
+        out: builtins.list[Event] = []
+        cursor = 0
+        while batch := await backend.events(cursor, 1000):
+            cursor = batch[-1].id
+            for e in batch:
+                if e.job_id in steps and e.type.startswith("job."):
+                    data = {**e.data, "run": run_id, "step": steps[e.job_id]}
+                    out.append(
+                        Event("step." + e.type[4:], e.job_id, e.task, e.queue, data, e.at, e.id)
+                    )
+                elif e.job_id is None and e.data.get("run") == run_id:
+                    out.append(e)
+            if len(out) >= limit or len(batch) < 1000:
+                break
+        return out[:limit]

@@ -1,0 +1,197 @@
+"""A flow's definition: its steps, what each subscribes to and emits, checked early."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from workhorse.errors import ConfigError
+from workhorse.flows.waits import Wait, make_wait
+from workhorse.settings import check_name
+
+OnFailure = Literal["fail", "continue"]
+Cleanup = Literal["never", "on_complete", "immediate", "ttl"]
+ON_FAILURE = ("fail", "continue")
+CLEANUP = ("never", "on_complete", "immediate", "ttl")
+# The task options that make a task a step (also read from a discovered module).
+FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait")
+STEP_PREFIX = "step:"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    flow: str
+    name: str  # the task's name
+    entry: bool
+    subscribes: tuple[str, ...]
+    emits: tuple[str, ...]
+    wait: Wait | None = None  # before the step runs
+
+    @property
+    def join(self) -> bool:
+        """A step with several subscriptions runs once all of them fired in the run."""
+        return len(self.subscribes) > 1
+
+
+@dataclass(slots=True)
+class FlowDef:
+    name: str
+    steps: dict[str, Step] = field(default_factory=dict)
+    on_failure: OnFailure = "fail"
+    cleanup: Cleanup = "on_complete"
+    state_ttl: float | None = None  # seconds a state value lives (cleanup="ttl" needs one)
+    stall_timeout: float | None = None  # seconds without progress before a run is stalled
+    step_timeout: float | None = None  # for its steps whose task sets no timeout
+
+    def entries(self) -> list[Step]:
+        return [s for s in self.steps.values() if s.entry]
+
+    def subscribers(self, trigger: str) -> list[Step]:
+        return [s for s in self.steps.values() if trigger in s.subscribes]
+
+    def leaves(self) -> list[str]:
+        """Steps nothing follows: their outputs are the run's result."""
+        return [
+            s.name
+            for s in self.steps.values()
+            if not self.subscribers(STEP_PREFIX + s.name)
+            and not any(self.subscribers(t) for t in s.emits)
+        ]
+
+    def check(self) -> None:
+        """Every subscription has a producer: a step of this flow, or a declared emit."""
+        if not self.entries():
+            raise ConfigError(f"flow {self.name!r} has no entry step; mark one with entry=True")
+        emitted = {t for s in self.steps.values() for t in s.emits}
+        for s in self.steps.values():
+            for t in s.subscribes:
+                if t.startswith(STEP_PREFIX):
+                    if t[len(STEP_PREFIX) :] not in self.steps:
+                        raise ConfigError(
+                            f"step {s.name!r} of flow {self.name!r} subscribes to {t!r}, but "
+                            f"the flow has no such step (steps: {', '.join(sorted(self.steps))})"
+                        )
+                elif t not in emitted:
+                    raise ConfigError(
+                        f"step {s.name!r} of flow {self.name!r} subscribes to {t!r}, which no "
+                        f"step of the flow emits; add emits=[{t!r}] to the step that emits it"
+                    )
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{what} must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ConfigError(f"{what} must be a list of trigger names, e.g. ['user.created']")
+    for v in value:
+        if not isinstance(v, str):
+            raise ConfigError(f"{what} must hold trigger names (strings), got {v!r}")
+        check_name(v, "trigger")
+    return tuple(value)
+
+
+class Graph:
+    """Every flow of an app, built as steps are registered."""
+
+    def __init__(self) -> None:
+        self.flows: dict[str, FlowDef] = {}
+        self.tasks: dict[str, list[Step]] = {}  # task name -> its steps (one per flow)
+
+    def __bool__(self) -> bool:
+        return bool(self.flows)
+
+    def flow(self, name: str) -> FlowDef:
+        found = self.flows.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.flows)) or "none"
+            raise ConfigError(f"unknown flow {name!r}; known flows: {known}")
+        return found
+
+    def _flow(self, name: str) -> FlowDef:
+        check_name(name, "flow")
+        return self.flows.setdefault(name, FlowDef(name))
+
+    def configure(
+        self,
+        name: str,
+        *,
+        on_failure: OnFailure | None = None,
+        cleanup: Cleanup | None = None,
+        state_ttl: float | None = None,
+        stall_timeout: float | None = None,
+        step_timeout: float | None = None,
+    ) -> FlowDef:
+        f = self._flow(name)
+        if on_failure is not None:
+            if on_failure not in ON_FAILURE:
+                raise ConfigError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
+            f.on_failure = on_failure
+        if cleanup is not None:
+            if cleanup not in CLEANUP:
+                raise ConfigError(f"cleanup must be one of {CLEANUP}, got {cleanup!r}")
+            f.cleanup = cleanup
+        if state_ttl is not None:
+            if (
+                isinstance(state_ttl, bool)
+                or not isinstance(state_ttl, int | float)
+                or (state_ttl <= 0)
+            ):
+                raise ConfigError(f"state_ttl must be a number of seconds > 0, got {state_ttl!r}")
+            f.state_ttl = float(state_ttl)
+        if step_timeout is not None:
+            f.step_timeout = _positive(step_timeout, "step_timeout")
+        if stall_timeout is not None:
+            if (
+                isinstance(stall_timeout, bool)
+                or not isinstance(stall_timeout, int | float)
+                or stall_timeout <= 0
+            ):
+                raise ConfigError(
+                    f"stall_timeout must be a number of seconds > 0, got {stall_timeout!r}"
+                )
+            f.stall_timeout = float(stall_timeout)
+        if f.cleanup == "ttl" and f.state_ttl is None:
+            raise ConfigError(f"flow {name!r}: cleanup='ttl' needs state_ttl=<seconds>")
+        return f
+
+    def add_step(
+        self,
+        task: str,
+        flow: str | Sequence[str],
+        entry: bool = False,
+        subscribes: Sequence[str] | None = None,
+        emits: Sequence[str] | None = None,
+        wait: Any = None,
+    ) -> list[Step]:
+        flows = [flow] if isinstance(flow, str) else list(flow)
+        if not flows:
+            raise ConfigError(f"task {task!r}: flow= names at least one flow")
+        if not isinstance(entry, bool):
+            raise ConfigError(f"task {task!r}: entry must be True or False, got {entry!r}")
+        subs = _names(subscribes, "subscribes")
+        if entry == bool(subs):
+            raise ConfigError(
+                f"step {task!r} needs entry=True or subscribes=[...], and not both "
+                "(an entry step starts the run; others run when their triggers fire)"
+            )
+        if len(set(subs)) != len(subs):
+            raise ConfigError(f"step {task!r} subscribes to a trigger twice: {list(subs)}")
+        steps = []
+        for name in flows:
+            f = self._flow(name)
+            step = Step(name, task, entry, subs, _names(emits, "emits"), make_wait(wait))
+            f.steps[task] = step
+            steps.append(step)
+        self.tasks[task] = [s for s in self.tasks.get(task, []) if s.flow not in flows] + steps
+        return steps
+
+    def step(self, flow: str, task: str) -> Step | None:
+        f = self.flows.get(flow)
+        return None if f is None else f.steps.get(task)

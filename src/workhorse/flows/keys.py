@@ -1,0 +1,103 @@
+"""Key names in the store's key-value space, and step job ids derived from what caused them.
+
+A step's job id is ``r``, its run's id, its run's generation and a hash of the step and
+the trigger's occurrence: the same cause always gives the same id, and a worker reads the
+run from the id alone (other job ids are hex digits, never ``r``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+PREFIX = "flows:"
+RUN_ID_LEN = 16
+
+
+def new_run_id() -> str:
+    return os.urandom(RUN_ID_LEN // 2).hex()
+
+
+def is_run_id(value: str) -> bool:
+    return len(value) == RUN_ID_LEN and all(c in "0123456789abcdef" for c in value)
+
+
+MAX_GEN = 0xFFFF  # restarts of one run
+
+
+def step_job_id(run: str, gen: int, step: str, *cause: str) -> str:
+    digest = hashlib.sha256("\x1f".join((str(gen), step, *cause)).encode()).hexdigest()
+    return f"r{run}{gen:04x}{digest[:11]}"
+
+
+def run_of(job_id: str) -> tuple[str, int] | None:
+    """The run and generation a step job belongs to, by its id (None: no step's id)."""
+    if len(job_id) != 32 or job_id[0] != "r" or not is_run_id(job_id[1 : 1 + RUN_ID_LEN]):
+        return None
+    try:
+        return job_id[1 : 1 + RUN_ID_LEN], int(job_id[1 + RUN_ID_LEN : 5 + RUN_ID_LEN], 16)
+    except ValueError:
+        return None
+
+
+def run_key(run: str) -> str:
+    return f"{PREFIX}run:{run}"
+
+
+def runs_prefix() -> str:
+    return f"{PREFIX}run:"
+
+
+def job_prefix(run: str) -> str:
+    """The run's index of step jobs: one key per job, written before it is enqueued."""
+    return f"{PREFIX}job:{run}:"
+
+
+def job_key(run: str, job_id: str) -> str:
+    return job_prefix(run) + job_id
+
+
+def input_prefix(run: str, gen: int, step: str) -> str:
+    """A join's inputs that arrived, one key per trigger."""
+    return f"{PREFIX}in:{run}:{gen}:{step}:"
+
+
+def end_key(run: str, gen: int) -> str:
+    """Set once, by whoever ends the run's generation: the first end wins."""
+    return f"{PREFIX}end:{run}:{gen}"
+
+
+def state_prefix(run: str | None) -> str:
+    return f"{PREFIX}state:global:" if run is None else f"{PREFIX}state:run:{run}:"
+
+
+def waiting_prefix(run: str) -> str:
+    """The run's waits not yet resolved: one key per wait, so the run is not over."""
+    return f"{PREFIX}waiting:{run}:"
+
+
+def wait_prefix(signal: str, key: str) -> str:
+    """Waits for one signal and key, across runs: what a signal resolves."""
+    return f"{PREFIX}wait:{signal}:{len(key)}:{key}:"
+
+
+def signal_key(signal: str, key: str) -> str:
+    return f"{PREFIX}signal:{signal}:{len(key)}:{key}"
+
+
+def resolved_key(job_id: str) -> str:
+    """Who resolved the wait of the step job ``job_id``: ``signal`` or ``timeout``."""
+    return f"{PREFIX}resolved:{job_id}"
+
+
+def stall_key(run: str, last: float) -> str:
+    """Marks one stall of the run (by its last progress), so it is reported once."""
+    return f"{PREFIX}stall:{run}:{last:.6f}"
+
+
+def live_prefix() -> str:
+    """Runs not yet ended, one key each: what the workers' sweep reads."""
+    return f"{PREFIX}live:"
+
+
+def live_key(run: str) -> str:
+    return live_prefix() + run

@@ -1,0 +1,98 @@
+"""A run's record in the store, and the views of a run that the facade returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from workhorse import codec
+from workhorse.backends import Backend
+from workhorse.errors import WorkhorseError
+from workhorse.flows import keys
+from workhorse.job import Job
+
+RunState = Literal["running", "completed", "failed", "cancelled"]
+RUN_STATES = ("running", "completed", "failed", "cancelled")
+
+
+class FlowFailed(WorkhorseError):
+    """A run ended failed or cancelled; ``run`` is its final view."""
+
+    def __init__(self, run: RunInfo) -> None:
+        super().__init__(f"flow run {run.id} of {run.flow!r} ended {run.state}: {run.error}")
+        self.run = run
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: str
+    flow: str
+    input: Any
+    created_at: float
+    state: RunState = "running"
+    gen: int = 0  # a restart starts a new generation: new step job ids
+    ended_at: float | None = None
+    error: dict[str, Any] | None = None
+    stalled_at: float | None = None  # when the sweep found it without progress
+
+    def dumps(self) -> str:
+        return codec.dumps(asdict(self)).decode()
+
+    @classmethod
+    def loads(cls, raw: str) -> RunRecord:
+        return cls(**codec.loads(raw))
+
+
+async def load(backend: Backend, run: str) -> RunRecord | None:
+    raw = await backend.kv_get(keys.run_key(run))
+    return None if raw is None else RunRecord.loads(raw)
+
+
+async def save(backend: Backend, rec: RunRecord) -> None:
+    await backend.kv_set(keys.run_key(rec.id), rec.dumps())
+
+
+@dataclass(slots=True)
+class StepInfo:
+    step: str
+    job_id: str
+    state: str  # the job's state, or "missing" (its record was purged or is being written)
+    input: Any = None
+    output: Any = None
+    attempts: int = 0
+    error: dict[str, Any] | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(slots=True)
+class RunInfo:
+    id: str
+    flow: str
+    state: RunState
+    input: Any
+    created_at: float
+    ended_at: float | None
+    error: dict[str, Any] | None
+    steps: list[StepInfo] = field(default_factory=list)
+    stalled_at: float | None = None
+    waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting for a signal
+
+    def step(self, name: str) -> list[StepInfo]:
+        return [s for s in self.steps if s.step == name]
+
+
+def step_info(step: str, job_id: str, job: Job | None) -> StepInfo:
+    if job is None:
+        return StepInfo(step, job_id, "missing")
+    return StepInfo(
+        step,
+        job_id,
+        str(job.state),
+        job.data,
+        job.result,
+        job.attempts,
+        job.error,
+        None if job.started_at is None else job.started_at.timestamp(),
+        None if job.finished_at is None else job.finished_at.timestamp(),
+    )

@@ -1,0 +1,398 @@
+"""Flows over every backend: steps joined by triggers run once each, joins get their inputs
+keyed by trigger and fire once, runs end completed, failed or cancelled, and restart
+replays a run from its input."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from workhorse import Workhorse
+from workhorse.flows import FlowFailed
+
+from .support import eventually
+
+
+def diamond(app: Workhorse, ran: list[tuple[str, Any]], pause: float = 0.0) -> None:
+    """A -> (B, C) -> D, D joining B and C."""
+
+    @app.task(name="a", flow="diamond", entry=True)
+    async def a(data: Any) -> Any:
+        ran.append(("a", data))
+        return {"n": data["n"]}
+
+    @app.task(name="b", flow="diamond", subscribes=["step:a"])
+    async def b(data: Any) -> Any:
+        ran.append(("b", data))
+        await asyncio.sleep(pause)
+        return data["n"] + 1
+
+    @app.task(name="c", flow="diamond", subscribes=["step:a"])
+    async def c(data: Any) -> Any:
+        ran.append(("c", data))
+        await asyncio.sleep(pause)
+        return data["n"] * 10
+
+    @app.task(name="d", flow="diamond", subscribes=["step:b", "step:c"])
+    async def d(data: Any) -> Any:
+        ran.append(("d", data))
+        return data["step:b"] + data["step:c"]
+
+
+async def test_diamond_runs_each_step_once_and_joins_inputs_by_trigger(app: Workhorse) -> None:
+    ran: list[tuple[str, Any]] = []
+    diamond(app, ran)
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("diamond", {"n": 2})
+    assert await run.result(timeout=10) == {"d": 3 + 20}
+    assert sorted(name for name, _ in ran) == ["a", "b", "c", "d"]
+    assert ("d", {"step:b": 3, "step:c": 20}) in ran
+    info = await app.flows.get(run.id)
+    assert info.state == "completed"
+    assert {s.step: s.state for s in info.steps} == {
+        "a": "completed",
+        "b": "completed",
+        "c": "completed",
+        "d": "completed",
+    }
+    assert info.step("d")[0].input == {"step:b": 3, "step:c": 20}
+
+    async def logged() -> list[tuple[str, Any]]:
+        # PostgreSQL shows an event once every older transaction has ended: poll.
+        got = [(e.type, e.data.get("step")) for e in await app.flows.events(run.id)]
+        return got if got and got[-1] == ("flow.completed", None) else []
+
+    types = await eventually(logged, "the run's events up to flow.completed")
+    assert types[0] == ("flow.started", None)
+    assert types[-1] == ("flow.completed", None)
+    assert ("step.completed", "d") in types
+    assert [r.id for r in await app.flows.list("diamond", "completed")] == [run.id]
+
+
+async def test_fan_out_over_a_list_and_over_an_empty_list(app: Workhorse) -> None:
+    seen: list[int] = []
+
+    @app.task(name="split", flow="fan", entry=True, emits=["item"])
+    async def split(data: Any, ctx: Any) -> int:
+        for x in data:
+            await ctx.flow.emit("item", x)
+        return len(data)
+
+    @app.task(name="square", flow="fan", subscribes=["item"])
+    async def square(x: int) -> int:
+        seen.append(x)
+        return x * x
+
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("fan", [1, 2, 3])
+    info = await run.wait(timeout=10)
+    assert info.state == "completed"
+    assert sorted(s.output for s in info.step("square")) == [1, 4, 9]
+    assert sorted(seen) == [1, 2, 3]
+    empty = await app.flows.start("fan", [])
+    info = await empty.wait(timeout=10)
+    assert info.state == "completed"
+    assert [s.step for s in info.steps] == ["split"]
+
+
+def branches(app: Workhorse, flow: str, ran: list[str]) -> None:
+    @app.task(name=f"{flow}_start", flow=flow, entry=True)
+    async def start(data: Any) -> Any:
+        return data
+
+    @app.task(name=f"{flow}_bad", flow=flow, subscribes=[f"step:{flow}_start"])
+    async def bad(data: Any) -> Any:
+        raise RuntimeError("boom")
+
+    @app.task(name=f"{flow}_good", flow=flow, subscribes=[f"step:{flow}_start"])
+    async def good(data: Any) -> Any:
+        await asyncio.sleep(0.2)
+        ran.append("good")
+        return "ok"
+
+    @app.task(name=f"{flow}_after", flow=flow, subscribes=[f"step:{flow}_good"])
+    async def after(data: Any) -> Any:
+        ran.append("after")
+        return data
+
+
+async def test_a_failed_step_fails_the_run_or_the_others_continue(app: Workhorse) -> None:
+    ran: list[str] = []
+    branches(app, "strict", ran)
+    branches(app, "lenient", ran)
+    app.flows.define("lenient", on_failure="continue")
+    await app.start_worker(concurrency=4)
+
+    strict = await app.flows.start("strict", 1)
+    with pytest.raises(FlowFailed) as failed:
+        await strict.result(timeout=10)
+    assert failed.value.run.state == "failed"
+    assert failed.value.run.error is not None
+    assert failed.value.run.error["step"] == "strict_bad"
+    assert "boom" in failed.value.run.error["message"]
+
+    lenient = await app.flows.start("lenient", 1)
+    info = await lenient.wait(timeout=10)
+    assert info.state == "completed"
+    assert {s.step: s.state for s in info.steps}["lenient_bad"] == "failed"
+    assert {s.step: s.output for s in info.steps}["lenient_after"] == "ok"
+
+
+async def test_cancel_stops_running_and_queued_steps(app: Workhorse) -> None:
+    started = asyncio.Event()
+    ran: list[str] = []
+
+    @app.task(name="slow", flow="cancel_me", entry=True)
+    async def slow(data: Any) -> Any:
+        started.set()
+        await asyncio.sleep(30)
+        return data
+
+    @app.task(name="later", flow="cancel_me", subscribes=["step:slow"])
+    async def later(data: Any) -> Any:
+        ran.append("later")
+
+    # A running job learns of its cancel with its lease's renewal: a short lease.
+    await app.start_worker(concurrency=2, lease=1.5)
+    run = await app.flows.start("cancel_me", 1)
+    await asyncio.wait_for(started.wait(), 10)
+    assert await app.flows.cancel(run.id)
+    info = await run.wait(timeout=5)
+    assert info.state == "cancelled"
+
+    async def slow_cancelled() -> bool:
+        return (await app.flows.get(run.id)).steps[0].state == "cancelled"
+
+    await eventually(slow_cancelled, "the running step to be cancelled")
+    assert ran == []
+    with pytest.raises(FlowFailed):
+        await run.result(timeout=1)
+    assert not await app.flows.cancel(run.id)  # ended already
+
+
+async def test_a_join_fires_once_under_concurrent_completions(app: Workhorse) -> None:
+    ran: list[tuple[str, Any]] = []
+    diamond(app, ran, pause=0.01)
+    for _ in range(4):
+        await app.start_worker(concurrency=4)
+    runs = [await app.flows.start("diamond", {"n": i}) for i in range(100)]
+    results = [await r.result(timeout=40) for r in runs]
+    assert results == [{"d": i + 1 + i * 10} for i in range(100)]
+    joins = [data for name, data in ran if name == "d"]
+    assert len(joins) == 100
+    assert sorted(j["step:b"] for j in joins) == list(range(1, 101))
+
+
+async def test_restart_replays_the_run_from_its_input(app: Workhorse) -> None:
+    ran: list[tuple[str, Any]] = []
+    diamond(app, ran)
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("diamond", {"n": 1})
+    assert await run.result(timeout=10) == {"d": 12}
+    again = await app.flows.restart(run.id)
+    assert again.id == run.id
+    assert await again.result(timeout=10) == {"d": 12}
+    assert sorted(name for name, _ in ran) == ["a", "a", "b", "b", "c", "c", "d", "d"]
+    info = await app.flows.get(run.id)
+    assert len(info.steps) == 4
+    assert await app.flows.clear("diamond") == 1
+    assert await app.flows.list("diamond") == []
+    left = await app.client.backend.kv_scan("flows:")
+    assert [k for k in left if run.id in k] == []  # nothing of the run is left
+
+
+async def test_state_is_kept_per_run_and_cleaned_by_the_flow_rule(app: Workhorse) -> None:
+    @app.task(name="put", flow="stateful", entry=True)
+    async def put(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("seen", data)
+        await ctx.state.set("total", data, scope="global")
+        return await ctx.state.get("seen")
+
+    @app.task(name="read", flow="stateful", subscribes=["step:put"])
+    async def read(data: Any, ctx: Any) -> Any:
+        got = [await ctx.state.get("seen"), await ctx.state.get("missing", "dflt")]
+        await ctx.state.delete("seen")
+        return [*got, await ctx.state.get("seen")]
+
+    app.flows.define("stateful", cleanup="never")
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("stateful", 7)
+    assert await run.result(timeout=10) == {"read": [7, "dflt", None]}
+    backend = app.client.backend
+    assert await backend.kv_get("flows:state:global:total") == "7"
+    assert await backend.kv_delete("flows:state:global:total")
+
+
+async def test_on_complete_cleanup_removes_a_runs_state(app: Workhorse) -> None:
+    @app.task(name="keep", flow="tidy", entry=True)
+    async def keep(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("x", data)
+        return data
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("tidy", 1)
+    await run.result(timeout=10)
+    assert await app.client.backend.kv_scan(f"flows:state:run:{run.id}:") == {}
+
+
+async def test_a_step_that_runs_again_starts_nothing_twice(app: Workhorse) -> None:
+    """At least once: an attempt that emitted, then failed, is retried; its emits and its
+    completion start each follow-up once."""
+    tries: list[int] = []
+    seen: list[int] = []
+
+    @app.task(name="flaky", flow="again", entry=True, emits=["item"], retries=2)
+    async def flaky(data: Any, ctx: Any) -> str:
+        tries.append(ctx.attempt)
+        for x in data:
+            await ctx.flow.emit("item", x)
+        if ctx.attempt < 3:
+            raise RuntimeError("after the emits")
+        return "done"
+
+    @app.task(name="each", flow="again", subscribes=["item"])
+    async def each(x: int) -> None:
+        seen.append(x)
+
+    @app.task(name="last", flow="again", subscribes=["step:flaky"])
+    async def last(data: Any) -> Any:
+        seen.append(-1)
+        return data
+
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("again", [1, 2])
+    info = await run.wait(timeout=15)
+    assert info.state == "completed"
+    assert tries == [1, 2, 3]
+    assert sorted(seen) == [-1, 1, 2]
+    assert len(info.steps) == 4
+
+
+async def test_the_sweep_ends_a_run_whose_last_checker_died(app: Workhorse) -> None:
+    @app.task(name="only", flow="swept", entry=True)
+    async def only(data: Any) -> Any:
+        return data
+
+    worker = app.worker(concurrency=1, burst=True)
+    assert worker.steps is not None
+    worker.steps = None  # finishes without the after-finish check: a killed checker
+    run = await app.flows.start("swept", 1)
+    await worker.run()
+    worker.steps = app.flows.engine
+    assert (await app.flows.get(run.id)).state == "running"
+    assert (await app.flows.get(run.id)).steps[0].state == "completed"
+    assert await app.flows.engine.sweep() == 1
+    assert await run.result(timeout=1) == {"only": 1}
+
+
+async def test_flow_events_reach_durable_hooks(app: Workhorse) -> None:
+    got: list[Any] = []
+
+    others: list[Any] = []
+
+    @app.on("flow.*", flow="hook*")
+    async def hook(event: Any) -> None:
+        got.append(event)
+
+    @app.on("flow.*", flow="other")
+    def other(event: Any) -> None:
+        others.append(event)
+
+    @app.task(name="hooked", flow="hooked", entry=True)
+    async def hooked(data: Any) -> Any:
+        return data
+
+    await app.start_worker(concurrency=1)
+    await app.start_listener(poll_interval=0.02, from_start=True)
+    run = await app.flows.start("hooked", 1)
+    await run.result(timeout=10)
+
+    async def both() -> bool:
+        return len(got) >= 2
+
+    await eventually(both, "flow.started and flow.completed at the hook")
+    await app.stop_listener()
+    assert [(e.type, e.extra["run"], e.extra["flow"]) for e in got[:2]] == [
+        ("flow.started", run.id, "hooked"),
+        ("flow.completed", run.id, "hooked"),
+    ]
+    assert others == []
+
+
+async def test_signals_resume_waits_before_and_after_they_start(app: Workhorse) -> None:
+    @app.task(name="order", flow="paying", entry=True)
+    async def order(data: Any) -> Any:
+        return data
+
+    @app.task(
+        name="ship_it",
+        flow="paying",
+        subscribes=["step:order"],
+        wait={"signal": "paid", "key": "id"},
+    )
+    async def ship_it(data: Any) -> Any:
+        return data["signal"]
+
+    await app.start_worker(concurrency=2)
+    await app.flows.signal("paid", "early", key=1)
+    early = await app.flows.start("paying", {"id": 1})
+    late = await app.flows.start("paying", {"id": 2})
+
+    async def waiting() -> bool:
+        return bool((await app.flows.get(late.id)).waits)
+
+    await eventually(waiting, "the second run to wait for its signal")
+    assert await app.flows.signal("paid", "late", key=2) == 1
+    assert await early.result(timeout=10) == {"ship_it": "early"}
+    assert await late.result(timeout=10) == {"ship_it": "late"}
+
+
+async def test_a_flows_step_timeout_applies_where_the_task_sets_none(app: Workhorse) -> None:
+    @app.task(name="hangs", flow="timed", entry=True)
+    async def hangs(data: Any) -> Any:
+        await asyncio.sleep(30)
+
+    @app.task(name="own", flow="timed2", entry=True, timeout=20)
+    async def own(data: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return "ok"
+
+    app.flows.define("timed", step_timeout=0.2)
+    app.flows.define("timed2", step_timeout=0.1)
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("timed", 1)
+    with pytest.raises(FlowFailed) as failed:
+        await run.result(timeout=10)
+    assert failed.value.run.error is not None
+    assert failed.value.run.error["type"] == "TimeoutError"
+    other = await app.flows.start("timed2", 1)
+    assert await other.result(timeout=10) == {"own": "ok"}
+
+
+async def test_state_ttl_and_cleanup_after_a_failure(app: Workhorse) -> None:
+    @app.task(name="keep_then_fail", flow=["kept", "swept_away"], entry=True)
+    async def keep_then_fail(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("kept", 1)
+        await ctx.state.set("brief", 1, ttl=0.3)
+        assert await ctx.state.get("brief") == 1
+        await asyncio.sleep(0.6)
+        assert await ctx.state.get("brief") is None  # its ttl passed
+        raise RuntimeError("fail the run")
+
+    app.flows.define("kept")  # on_complete: a failed run keeps its state, to look at
+    app.flows.define("swept_away", cleanup="immediate")
+    await app.start_worker(concurrency=2)
+    kept = await app.flows.start("kept", 1)
+    swept = await app.flows.start("swept_away", 1)
+    for run in (kept, swept):
+        with pytest.raises(FlowFailed) as failed:
+            await run.result(timeout=10)
+        assert failed.value.run.error is not None
+        assert "fail the run" in failed.value.run.error["message"]
+    backend = app.client.backend
+    assert await backend.kv_scan(f"flows:state:run:{kept.id}:") == {
+        f"flows:state:run:{kept.id}:kept": "1"
+    }
+    assert await backend.kv_scan(f"flows:state:run:{swept.id}:") == {}

@@ -1,0 +1,28 @@
+"""The app the browser tests serve and work: a quick task, a failing one, a slow one with
+progress, and a payload with a secret."""
+
+import asyncio
+from typing import Any
+
+from workhorse import JobContext, Workhorse
+
+app = Workhorse(poll_interval=0.1, heartbeat_interval=1.0)
+
+
+@app.task
+async def signup(data: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    ctx.log("signing up", user=data.get("user"))
+    return {"ok": True}
+
+
+@app.task(retries=0)
+async def boom(data: dict[str, Any]) -> None:
+    raise ValueError("the mail server said no")
+
+
+@app.task
+async def crawl(data: dict[str, Any], ctx: JobContext) -> None:
+    for step in range(1, 21):
+        ctx.log("fetched a page", page=step)
+        await ctx.progress(step * 5)
+        await asyncio.sleep(0.3)

@@ -1,0 +1,230 @@
+"""The dashboard in a real headless Chromium (Debian's, never a downloaded one), driven by
+Playwright, against `workhorse serve` and `workhorse worker` processes on one SQLite store.
+axe-core checks every page; each page's screenshot goes to docs/img/dashboard-*.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+IMG = ROOT / "docs" / "img"
+WRITE, READ = "browser-write-token", "browser-read-token"
+APP = "tests.dashboard.browser_app:app"
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI: /usr/bin/chromium is missing; `make browser` installs it")
+    pytest.skip(
+        "no /usr/bin/chromium: run `make browser` (as root) to install it",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Site:
+    def __init__(self, base: str, env: dict[str, str]) -> None:
+        self.base = base
+        self.env = env
+
+    def cli(self, *args: str) -> str:
+        """A workhorse command in a process of its own."""
+        out = subprocess.run(
+            [sys.executable, "-m", "workhorse", *args, "--app", APP],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout.strip().split()[-1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("browser")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
+    env.update(
+        WORKHORSE_URL=f"sqlite:///{tmp / 'board.db'}",
+        WORKHORSE_API_TOKENS=f"write:{WRITE},read:{READ}",
+        PYTHONPATH=str(ROOT),
+    )
+    port = _free_port()
+    wh = [sys.executable, "-m", "workhorse"]
+    server = subprocess.Popen(
+        [*wh, "serve", APP, "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [*wh, "worker", APP],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, "workhorse serve exited"
+            assert time.monotonic() < deadline, "workhorse serve did not come up"
+            time.sleep(0.1)
+        yield Site(base, env)
+    finally:
+        for proc in (server, worker):
+            proc.terminate()
+        for proc in (server, worker):
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def login(browser: Any, site: Site, token: str) -> Any:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{site.base}/admin/")
+    assert "/admin/login" in page.url  # an unauthenticated visit lands on the login
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{site.base}/admin/")
+    return page
+
+
+def check_axe(page: Any, name: str) -> None:
+    """No serious or critical accessibility violation; a screenshot for the docs."""
+    page.add_script_tag(path=str(HERE / "vendor" / "axe.min.js"))
+    result = page.evaluate("async () => await axe.run(document)")
+    bad = [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name}: {json.dumps(bad)}"
+    IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMG / f"dashboard-{name}.png"), full_page=True)
+
+
+def test_login_page_and_an_unauthenticated_visit(browser: Any, site: Site) -> None:
+    page = browser.new_page()
+    page.goto(f"{site.base}/admin/queues/default")
+    assert "/admin/login" in page.url
+    assert page.locator("#token").is_visible()
+    check_axe(page, "login")
+    page.close()
+
+
+def test_overview_shows_a_job_enqueued_elsewhere_within_two_seconds(
+    browser: Any, site: Site
+) -> None:
+    auth = {"Authorization": f"Bearer {WRITE}"}
+    for n in range(12):  # some history for the charts (the API: no process start each)
+        task = "boom" if n % 4 == 0 else "signup"
+        httpx.post(f"{site.base}/api/tasks/{task}/jobs", json={"user": n}, headers=auth)
+    page = login(browser, site, WRITE)
+    page.wait_for_timeout(600)  # the page's event stream is open
+    site.cli("enqueue", "signup", "--data", '{"user": "grace"}', "--delay", "3600")
+    started = time.monotonic()
+    page.locator('[aria-label="1 scheduled in default"]').wait_for(timeout=2000)
+    assert time.monotonic() - started < 2.0
+    assert "/admin/" in page.url  # no reload: still the same page
+    page.wait_for_timeout(1500)  # the worker's per-minute counts reach the store
+    page.reload()
+    page.locator("#chart-throughput canvas").wait_for(timeout=5000)
+    check_axe(page, "overview")
+    page.goto(f"{site.base}/admin/queues/default")
+    check_axe(page, "queue")
+    reached = set()
+    for _ in range(40):  # every action of the page is reachable with Tab
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.textContent.trim()"))
+    assert {"Pause", "Cancel all 1 waiting", "Search"} <= reached, reached
+    page.goto(f"{site.base}/admin/workers")
+    page.locator("text=s ago").first.wait_for(timeout=5000)
+    check_axe(page, "workers")
+    page.goto(f"{site.base}/admin/schedules")
+    check_axe(page, "schedules")
+    page.close()
+
+
+def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, site: Site) -> None:
+    job_id = site.cli("enqueue", "boom", "--data", "{}")
+    page = login(browser, site, WRITE)
+    page.goto(f"{site.base}/admin/jobs/{job_id}")
+    for _ in range(50):  # until the worker has failed it
+        if page.locator("#traceback").count():
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    assert "raise ValueError" in page.locator("#traceback").inner_text()
+    check_axe(page, "failed-job")
+    page.get_by_role("button", name="Retry").press("Enter")  # by keyboard
+    page.locator("text=queued again").wait_for(timeout=5000)
+    page.locator("li:has-text('job.failed')").nth(1).wait_for(timeout=10_000)  # ran again
+    page.close()
+
+
+def test_a_running_jobs_progress_bar_and_log_move(browser: Any, site: Site) -> None:
+    job_id = site.cli("enqueue", "crawl", "--data", "{}")
+    page = login(browser, site, WRITE)
+    page.goto(f"{site.base}/admin/jobs/{job_id}")
+    bar = page.locator("progress#progress")
+    bar.wait_for(timeout=5000)
+    first = float(bar.get_attribute("value") or 0)
+    lines = page.locator("#log li").count()
+    deadline = time.monotonic() + 5
+    while float(page.locator("progress#progress").get_attribute("value") or 0) <= first:
+        assert time.monotonic() < deadline, "the progress bar did not move"
+        page.wait_for_timeout(200)
+    assert page.locator("#log li").count() > lines  # log lines arrive without a reload
+    check_axe(page, "job")
+    page.close()
+
+
+def test_read_only_shows_no_action_and_refuses_a_forged_post(browser: Any, site: Site) -> None:
+    job_id = site.cli("enqueue", "boom", "--data", "{}")
+    page = login(browser, site, READ)
+    for path in ["/admin/", "/admin/queues/default", f"/admin/jobs/{job_id}", "/admin/schedules"]:
+        page.goto(site.base + path)
+        assert page.locator("form[method=post]:not([action$='/logout'])").count() == 0, path
+        assert page.locator("button:has-text('Retry'), button:has-text('Pause')").count() == 0
+    status = page.evaluate(
+        """async () => (await fetch('/admin/queues/default/pause', {method: 'POST',
+        headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+        body: 'csrf=forged'})).status"""
+    )
+    assert status == 403
+    page.close()
