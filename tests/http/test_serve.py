@@ -100,3 +100,91 @@ def test_serve_refuses_a_public_address_without_tokens_unless_insecure(tmp_path:
     assert r.returncode == 2
     assert "refusing to listen on 0.0.0.0 without auth" in r.stderr
     assert "--insecure" in r.stderr
+
+
+HOOKED_APP = """
+import os
+from pathlib import Path
+from workhorse import Workhorse
+
+app = Workhorse()
+
+@app.on("test.order", name="save_order")
+async def save(event) -> None:
+    if Path("broken").exists():
+        raise ConnectionError("db down")
+    with open("ledger", "a") as f:
+        f.write(f"{event.job_id} {os.getpid()}\\n")
+"""
+
+
+def test_serve_listen_runs_the_hooks_and_replays_a_parked_event(tmp_path: Path) -> None:
+    import asyncio
+
+    from workhorse import Workhorse
+    from workhorse.job import Event
+
+    (tmp_path / "hooked_app.py").write_text(HOOKED_APP)
+    (tmp_path / "broken").touch()
+    port = _free_port()
+    env = _env(
+        tmp_path,
+        WORKHORSE_API_TOKENS="write:serve-token-123",
+        WORKHORSE_HOOK_ATTEMPTS="1",
+        WORKHORSE_HOOK_POLL_INTERVAL="0.05",
+    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*_workhorse(), "serve", "hooked_app:app", "--port", str(port), "--listen"],
+            env=env,
+            cwd=tmp_path,
+            stderr=out,
+        )
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer serve-token-123"}
+
+    def until(probe: object, what: str) -> None:
+        deadline = time.monotonic() + 15
+        while not _try(probe):
+            assert proc.poll() is None, f"workhorse serve exited: {log.read_text()}"
+            assert time.monotonic() < deadline, f"waited for {what}"
+            time.sleep(0.1)
+
+    def listening() -> bool:
+        groups = httpx.get(f"{base}/api/hooks", headers=auth).json()["groups"]
+        return bool(groups) and groups[0]["listeners"] == 1
+
+    def parked() -> list[dict[str, object]]:
+        r = httpx.get(f"{base}/api/hooks/app/parked", headers=auth)
+        return list(r.json()["parked"])
+
+    async def publish() -> None:
+        producer = Workhorse(url=env["WORKHORSE_URL"])
+        async with producer:
+            await producer.backend.publish([Event("test.order", "order-1")])
+
+    try:
+        until(listening, "the server's listener to join group app")
+        asyncio.run(publish())
+        until(parked, "the failing hook to park the event")
+        assert not (tmp_path / "ledger").exists()
+        (tmp_path / "broken").unlink()
+        pid = parked()[0]["id"]
+        r = httpx.post(f"{base}/api/hooks/parked/{pid}/replay", headers=auth)
+        assert r.status_code == 200, r.text
+        assert parked() == []
+        order, pid_of_writer = (tmp_path / "ledger").read_text().split()
+        assert order == "order-1"
+        assert int(pid_of_writer) == proc.pid  # replayed in the server process
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert "hooks listener: group=app hooks: save_order" in log.read_text()
+
+
+def _try(probe: object) -> bool:
+    try:
+        return bool(probe())  # type: ignore[operator]
+    except (httpx.TransportError, KeyError, ValueError):
+        return False

@@ -11,7 +11,7 @@ import pytest
 
 from workhorse import JobState, Workhorse
 
-from .procs import workhorse
+from .procs import free_port, workhorse
 
 TASKS = """
 import asyncio, os
@@ -57,7 +57,7 @@ async def test_a_file_change_restarts_the_worker_and_the_job_in_flight_finishes_
     async def slow(data: dict[str, float]) -> str: ...  # the producer's side: the name
 
     with workhorse(
-        "dev", "devtasks:app", "--url", url, "--watch", str(tmp_path), log=log, env=env
+        "dev", "devtasks:app", "--url", url, "--watch", str(tmp_path), "--no-api", log=log, env=env
     ) as proc:
         try:
             handle = await producer.enqueue("slow", {"seconds": 2.0})
@@ -94,3 +94,78 @@ async def test_embedded_worker_dev_starts_only_in_development(
         assert (worker is not None) == starts
     finally:
         await app.close()
+
+
+HOOKED = """
+import os
+from workhorse import Workhorse
+
+app = Workhorse()
+
+@app.on("test.order", name="record")
+async def record(event) -> None:
+    with open(os.environ["LEDGER"], "a") as f:
+        f.write(f"{event.job_id} {os.getpid()}\\n")
+"""
+
+
+@pytest.mark.slow
+async def test_dev_runs_the_hooks_listener_and_the_api_and_restarts_them(tmp_path: Path) -> None:
+    import httpx
+
+    from workhorse.job import Event
+
+    (tmp_path / "devhooks.py").write_text(HOOKED)
+    ledger = tmp_path / "ledger"
+    ledger.touch()
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer dev-token-123"}
+    env = {"PYTHONPATH": str(tmp_path), "LEDGER": str(ledger)}
+    env["WORKHORSE_API_TOKENS"] = "write:dev-token-123"
+    producer = Workhorse(url=url)
+
+    async def listeners() -> int:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    r = await http.get(f"{base}/api/hooks", headers=auth)
+                    groups = r.json()["groups"] if r.status_code == 200 else []
+                    if groups and groups[0]["listeners"] == 1:
+                        return 1
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        return 0
+
+    log = tmp_path / "dev.log"
+    args = ["dev", "devhooks:app", "--url", url, "--watch", str(tmp_path), "--port", str(port)]
+    with workhorse(*args, log=log, env=env) as proc:
+        try:
+            assert await listeners() == 1, log.read_text()  # the API answers, a listener runs
+            await producer.open()
+            await producer.backend.publish([Event("test.order", "first")])
+            [first] = await lines(ledger, "first", 1)
+            (tmp_path / "devhooks.py").write_text(HOOKED + "\n# edited\n")
+            await asyncio.sleep(1.0)  # the old children stop
+            assert await listeners() == 1, log.read_text()  # the API and listener are back
+            await producer.backend.publish([Event("test.order", "second")])
+            [second] = await lines(ledger, "second", 1)
+            assert first.split()[1] != second.split()[1]  # a new listener process
+        finally:
+            await producer.close()
+    assert proc.returncode == 0
+
+
+def test_dev_serves_the_api_on_loopback_only_or_runs_the_listener_alone() -> None:
+    from workhorse.cli.dev import commands
+
+    worker, api = commands("m:app", "sqlite:///x.db", None, 0.0, 8123)
+    assert worker[3:5] == ["worker", "m:app"]
+    assert api[3:] == [
+        "serve", "m:app", "--host", "127.0.0.1", "--port", "8123", "--listen", "--url", "sqlite:///x.db"
+    ]  # fmt: skip
+    _, listener = commands("m:app", None, "default", 0.0, None)  # --no-api
+    assert listener[3:] == ["listen", "m:app"]

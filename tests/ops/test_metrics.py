@@ -184,3 +184,38 @@ def names(text: str) -> set[str]:
     for family in text_string_to_metric_families(text):
         out |= {family.name + s for s in suffixes.get(family.type, ("",))}
     return out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+async def test_store_metrics_show_each_hook_groups_lag(kind: str, tmp_path: Path) -> None:
+    from tests.acceptance.harness import drop_store
+    from tests.conftest import backend_url
+    from tests.contract.test_hooks import listening
+    from workhorse.job import Event
+
+    url = backend_url(kind, tmp_path)
+    app = Workhorse(url=url, hook_group="billing")
+    seen: list[str | None] = []
+    app.on("test.lag", lambda e: seen.append(e.job_id), name="lag")
+    try:
+        await app.open()
+        async with listening(app):
+            await app.backend.publish([Event("test.lag", "read")])
+            while not seen:
+                await asyncio.sleep(0.02)
+        await app.backend.publish([Event("test.lag", f"unread{i}") for i in range(4)])
+        await asyncio.sleep(0.3)
+        api = FastAPI()
+        api.include_router(router(app))
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.get("/metrics")
+    finally:
+        await app.close()
+        await drop_store(url)
+    assert response.status_code == 200, response.text
+    got = samples(response.text)
+    assert value(got, "workhorse_hook_events_behind", group="billing") == 4
+    assert value(got, "workhorse_hook_oldest_unread_seconds", group="billing") >= 0.2
+    assert value(got, "workhorse_hook_parked", group="billing") == 0
+    assert ("workhorse_hook_listeners", (("group", "billing"),)) in got  # none left: 0

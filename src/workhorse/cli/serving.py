@@ -13,6 +13,8 @@ from workhorse.errors import WorkhorseError
 from workhorse.urls import redact
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from fastapi import APIRouter
 
     from workhorse.app import Workhorse
@@ -50,6 +52,12 @@ def is_loopback(host: str) -> bool:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--listen",
+    is_flag=True,
+    help="Also run APP's hooks listener (@app.on) in this process, so that the API side "
+    "listens and can replay parked events (skipped when APP subscribes no hook).",
+)
 def serve(
     app_spec: str,
     url: str | None,
@@ -58,6 +66,7 @@ def serve(
     insecure: bool,
     dashboard: bool,
     log_level: str,
+    listen: bool,
 ) -> None:
     """Serve APP's REST API and its http/both task endpoints with uvicorn (one process).
 
@@ -83,7 +92,8 @@ def serve(
         )
     try:
         routers = [dashboard_router(app, insecure=insecure)] if dashboard else []
-        api = create_app(app, insecure=insecure, routers=[*routers, *operations(app)])
+        routers += [*operations(app), *([listening(app)] if listen else [])]
+        api = create_app(app, insecure=insecure, routers=routers)
     except WorkhorseError as exc:
         raise click.UsageError(str(exc)) from None
     endpoints = sorted(
@@ -98,6 +108,13 @@ def serve(
     )
     if dashboard:
         console.print(f"dashboard: http://{host}:{port}{app.settings.dashboard_prefix}/")
+    if listen:
+        hooks = ", ".join(h.name for h in app.hooks.set)
+        console.print(
+            f"hooks listener: group={app.settings.hook_group} hooks: {hooks}"
+            if hooks
+            else "[yellow]--listen: the app subscribes no hooks, so no listener runs[/]"
+        )
     if insecure:
         console.print(
             "[bold red]INSECURE: every route answers without auth (--insecure); anyone who "
@@ -115,3 +132,24 @@ def operations(app: Workhorse) -> list[APIRouter]:
     except ImportError:
         return []
     return [router(app)]
+
+
+def listening(app: Workhorse) -> APIRouter:
+    """A router whose lifespan runs the app's hooks listener beside the server (if the app
+    subscribes any hook): started after the store opens, stopped before it closes."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import APIRouter
+
+    @asynccontextmanager
+    async def lifespan(_: object) -> AsyncIterator[None]:
+        if not len(app.hooks.set):
+            yield
+            return
+        await app.start_listener()
+        try:
+            yield
+        finally:
+            await app.stop_listener()
+
+    return APIRouter(lifespan=lifespan)

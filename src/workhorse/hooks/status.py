@@ -93,6 +93,10 @@ class Hooks:
     async def parked(self, group: str | None = None) -> list[Parked]:
         return await parking.parked(self._group(group))
 
+    async def get(self, parked_id: str, group: str | None = None) -> Parked | None:
+        """One parked event, or None."""
+        return await parking.get(self._group(group), parked_id)
+
     async def replay(self, parked_id: str, group: str | None = None) -> None:
         """Call the parked event's hook again, here; on success the event leaves the
         parked list, on failure it stays with the new error and the error is raised."""

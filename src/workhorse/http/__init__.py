@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from workhorse.client import HasClient, client_of
 from workhorse.errors import ConfigError
+from workhorse.hooks import Hooks, HookSet
 from workhorse.http.auth import Auth, AuthCheck, Caller
 from workhorse.http.batching import EnqueueBatcher
 from workhorse.http.calls import CALL_QUEUE_PREFIX, InlineCalls
@@ -47,6 +48,7 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
         InlineCalls(client),
         client.settings.api_prefix,
         EnqueueBatcher(client),
+        _hooks_of(app),
     )
 
     @asynccontextmanager
@@ -63,6 +65,12 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
     out.include_router(tasks)
     out.include_router(rest)
     return out
+
+
+def _hooks_of(app: HasClient) -> Hooks:
+    """The app's hooks (``app.hooks``); a bare client subscribes none, so replay refuses."""
+    hooks = getattr(app, "hooks", None)
+    return hooks if isinstance(hooks, Hooks) else Hooks(client_of(app), HookSet())
 
 
 def _check_paths(tasks: APIRouter, rest: APIRouter) -> None:

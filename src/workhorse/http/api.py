@@ -1,7 +1,7 @@
 """The REST API over the client: health, enqueue, jobs, events; queues, schedules and
-workers come from ``operate``.
+workers come from ``operate``, the hook groups from ``hooks``.
 
-Flows and hooks add their routers beside this one (``create_app(app, routers=[...])``)."""
+Flows add their routers beside this one (``create_app(app, routers=[...])``)."""
 
 import base64
 import binascii
@@ -18,6 +18,7 @@ from workhorse.errors import RunTimeout
 from workhorse.http.auth import Caller
 from workhorse.http.calls import CALL_QUEUE_PREFIX
 from workhorse.http.errors import ERRORS, ApiError, ApiRoute
+from workhorse.http.hooks import hooks_routes
 from workhorse.http.idempotency import enqueue_once
 from workhorse.http.models import (
     Done,
@@ -220,6 +221,7 @@ def api_routes(api: Api) -> APIRouter:
         return Done(ok=True, state="queued")
 
     r.include_router(operate_routes(api))
+    r.include_router(hooks_routes(api))
 
     # -- events -------------------------------------------------------------------
     @r.get(

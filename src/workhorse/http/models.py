@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from workhorse.hooks import GroupStatus, Parked
 from workhorse.job import Event, Job, WorkerInfo
 from workhorse.schedules import ScheduleInfo
 
@@ -111,6 +112,73 @@ class Health(BaseModel):
     ok: bool
     backend: str
     now: float
+
+
+class GroupOut(BaseModel):
+    group: str
+    partitions: int
+    cursor: int  # the slowest partition's
+    behind: int  # unread events
+    behind_capped: bool  # behind is a floor: counting stopped at the cap
+    oldest_unread_age: float | None  # seconds; None when nothing is unread
+    listeners: int
+    parked: int
+    lost_incidents: int
+    lost_events: int | None  # at most this many lost; None: the store cannot count
+
+
+class HooksOut(BaseModel):
+    groups: list[GroupOut]
+    subscribed: list[str]  # the hooks this server can replay
+
+
+class ParkedOut(BaseModel):
+    id: str
+    group: str
+    hook: str
+    event: dict[str, Any]  # the job event the hook was called with
+    error: dict[str, Any]  # type, message (and traceback, to a caller with a token)
+    attempts: int
+    at: float
+
+
+class ParkedList(BaseModel):
+    parked: list[ParkedOut]
+    next_cursor: str | None  # pass as ?cursor= for the next page; None: the last page
+
+
+def group_out(s: GroupStatus) -> GroupOut:
+    return GroupOut(
+        group=s.group,
+        partitions=s.partitions,
+        cursor=s.cursor,
+        behind=s.behind,
+        behind_capped=s.behind_capped,
+        oldest_unread_age=s.oldest_unread_age,
+        listeners=s.listeners,
+        parked=s.parked,
+        lost_incidents=s.lost_incidents,
+        lost_events=s.lost_events,
+    )
+
+
+def _no_traceback(error: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in error.items() if k != "traceback"}
+
+
+def parked_out(p: Parked, traceback: bool) -> ParkedOut:
+    event = p.event.to_dict()
+    if not traceback and isinstance(event.get("error"), dict):
+        event["error"] = _no_traceback(event["error"])
+    return ParkedOut(
+        id=p.id,
+        group=p.group,
+        hook=p.hook,
+        event=event,
+        error=p.error if traceback else _no_traceback(p.error),
+        attempts=p.attempts,
+        at=p.at,
+    )
 
 
 def job_out(job: Job, call_prefix: str, traceback: bool) -> JobOut:

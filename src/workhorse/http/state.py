@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workhorse.client import Client
+from workhorse.hooks import Hooks
 from workhorse.http.auth import Auth, Caller
 from workhorse.http.batching import EnqueueBatcher
 from workhorse.http.calls import InlineCalls
@@ -26,6 +27,7 @@ class Api:
     calls: InlineCalls
     prefix: str
     enqueues: EnqueueBatcher
+    hooks: Hooks  # the served app's: replay calls its hooks
 
     async def reader(self, request: Request, _: Bearer) -> Caller:
         return await self.auth.require(request, "read")

@@ -1,12 +1,13 @@
 """The store-wide Prometheus figures (``GET /metrics``): depth per queue and state, live
-workers per queue, and jobs completed and failed per queue and task from the counters the
-workers keep in the store. One scrape sees the whole fleet."""
+workers per queue, jobs completed and failed per queue and task from the counters the
+workers keep in the store, and each hook group's lag. One scrape sees the whole fleet."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from workhorse.client import Client
+from workhorse.hooks import Hooks, HookSet
 from workhorse.observability import stats
 
 
@@ -23,6 +24,8 @@ async def store_metrics(client: Client) -> bytes:
     counts = await client.counts()
     workers = await client.workers()
     totals = await stats.totals(client)
+    # Reading lag subscribes nothing: any app's groups are in the store.
+    hook_groups = await Hooks(client, HookSet()).status()
 
     depth = GaugeMetricFamily(
         "workhorse_queue_depth", "Jobs in the store per queue and state", labels=["queue", "state"]
@@ -48,9 +51,31 @@ async def store_metrics(client: Client) -> bytes:
         jobs.add_metric([t.queue, t.task, "completed"], t.completed)
         jobs.add_metric([t.queue, t.task, "failed"], t.failed)
 
+    behind = GaugeMetricFamily(
+        "workhorse_hook_events_behind",
+        "Events in the log a hook group has not read yet (counting stops at 10000)",
+        labels=["group"],
+    )
+    oldest = GaugeMetricFamily(
+        "workhorse_hook_oldest_unread_seconds",
+        "Age of the oldest event a hook group has not read (0: none unread)",
+        labels=["group"],
+    )
+    parked = GaugeMetricFamily(
+        "workhorse_hook_parked", "Events parked after a hook failed on them", labels=["group"]
+    )
+    listeners = GaugeMetricFamily(
+        "workhorse_hook_listeners", "Live listeners of a hook group", labels=["group"]
+    )
+    for g in hook_groups:
+        behind.add_metric([g.group], g.behind)
+        oldest.add_metric([g.group], g.oldest_unread_age or 0.0)
+        parked.add_metric([g.group], g.parked)
+        listeners.add_metric([g.group], g.listeners)
+
     class _Snapshot:
         def collect(self) -> Any:
-            return [depth, alive, jobs]
+            return [depth, alive, jobs, behind, oldest, parked, listeners]
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot())
