@@ -87,6 +87,7 @@ async def measure(kind: str, jobs: int, repeat: int, gap: float) -> dict[str, tu
                     "job (scheduled)": f"/admin/jobs/{waiting}",
                     "schedules": "/admin/schedules",
                     "workers": "/admin/workers",
+                    "hooks": "/admin/hooks",
                     "charts.json": "/admin/charts.json",
                 }
                 first = await http.get("/admin/queues/default")

@@ -23,6 +23,9 @@ ACTIONS = [
     "/admin/schedules/nightly/run",
     "/admin/schedules/nightly/remove",
     "/admin/schedules",
+    "/admin/hooks/app/replay",
+    "/admin/hooks/app/drop",
+    "/admin/hooks/app/forget",
 ]
 
 
@@ -101,7 +104,8 @@ async def check_no_action(board: Board, token: str) -> None:
     job = await board.app.enqueue("boom", {})
     await board.app.client.add_schedule("nightly", "signup", "0 3 * * *", {})
     await board.login(token)
-    for page in ["/admin/", "/admin/queues/default", f"/admin/jobs/{job.id}", "/admin/schedules"]:
+    pages = ["/admin/", "/admin/queues/default", f"/admin/jobs/{job.id}", "/admin/schedules"]
+    for page in [*pages, "/admin/hooks"]:
         html = (await board.http.get(page)).text
         assert 'name="csrf"' not in html, page
         assert not re.search(r"<form method=\"post\" action=\"/admin/(?!logout)", html), page

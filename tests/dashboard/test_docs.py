@@ -40,5 +40,14 @@ async def test_the_fastapi_example_serves_the_api_and_the_dashboard() -> None:
 
 def test_every_screenshot_is_linked() -> None:
     text = (DOCS / "dashboard.md").read_text()
-    for name in ["overview", "queue", "job", "failed-job", "schedules", "workers", "login"]:
+    for name in [
+        "overview",
+        "queue",
+        "job",
+        "failed-job",
+        "schedules",
+        "workers",
+        "hooks",
+        "login",
+    ]:
         assert f"(img/dashboard-{name}.png)" in text

@@ -13,6 +13,7 @@ from workhorse.client import HasClient, client_of
 from workhorse.dashboard.actions import action_routes
 from workhorse.dashboard.board import Board, read_form, same_origin
 from workhorse.dashboard.charts import Charts
+from workhorse.dashboard.hooks import hook_routes, hooks_of, lag_reader
 from workhorse.dashboard.live import Tail
 from workhorse.dashboard.pages import page_routes
 from workhorse.dashboard.redact import Redactor
@@ -59,8 +60,11 @@ def router(
 
     out = APIRouter(prefix=board.prefix, include_in_schema=False)
     out.include_router(_login_routes(board))
-    out.include_router(page_routes(board, tail, Charts(client)))
+    hooks = hooks_of(app)
+    lag = lag_reader(board, tail, hooks)
+    out.include_router(page_routes(board, tail, Charts(client), lag))
     out.include_router(action_routes(board))
+    out.include_router(hook_routes(board, hooks, lag))
     return out
 
 

@@ -1,5 +1,5 @@
-"""The pages (GET): overview, queue, job, schedules, workers, and the fragments that
-live updates reload. Every read goes through the public client, bounded."""
+"""The pages (GET): overview (with the hooks panel), queue, job, schedules, workers, and
+the fragments that live updates reload. Every read goes through the public client, bounded."""
 
 from typing import Annotated
 
@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from workhorse.cron import parse_cron
 from workhorse.dashboard.board import Board
 from workhorse.dashboard.charts import Charts
+from workhorse.dashboard.hooks import LagReader
 from workhorse.dashboard.live import Tail, stream
 from workhorse.dashboard.queries import attempts_of, job_page, recent_events
 from workhorse.dashboard.session import Session
@@ -21,7 +22,7 @@ JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
 Queue = Annotated[str, Path(pattern=NAME)]
 
 
-def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
+def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -> APIRouter:
     r = APIRouter()
     client = board.client
     Seen = Annotated[Session, Depends(board.session)]
@@ -67,6 +68,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts) -> APIRouter:
             workers=workers,
             running=running,
             now=now,
+            groups=await hook_lag(),
         )
 
     @r.get("/parts/queues", response_class=HTMLResponse)
