@@ -48,6 +48,36 @@ def build(backend: Backend | None = None, **settings: Any) -> Workhorse:
             await ctx.progress(step * 10)
             await asyncio.sleep(float(data.get("pause", 0.3)))
 
+    # A flow like the demo's: receive, then charge and reserve in parallel, then ship
+    # (a join); and one whose second step waits for a signal.
+    app.flows.define("order", cleanup="never")  # its state values stay for the page
+
+    @app.task(flow="order", entry=True)
+    async def receive(order: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        assert ctx.state is not None
+        await ctx.state.set("card", {"number": "4242", "card_secret": "state-secret-9"})
+        return {"order": order.get("id"), "total": order.get("total", 1)}
+
+    @app.task(flow="order", subscribes=["step:receive"])
+    async def charge(received: dict[str, Any]) -> dict[str, Any]:
+        return {"charged": received["total"]}
+
+    @app.task(flow="order", subscribes=["step:receive"])
+    async def reserve(received: dict[str, Any]) -> dict[str, Any]:
+        return {"reserved": received["order"]}
+
+    @app.task(flow="order", subscribes=["step:charge", "step:reserve"])
+    async def ship(inputs: dict[str, Any]) -> str:
+        return "shipped"
+
+    @app.task(flow="approval", entry=True)
+    async def ask(data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    @app.task(flow="approval", subscribes=["step:ask"], wait={"signal": "approved"})
+    async def approve(data: dict[str, Any]) -> str:
+        return "approved"
+
     return app
 
 

@@ -26,6 +26,10 @@ ACTIONS = [
     "/admin/hooks/app/replay",
     "/admin/hooks/app/drop",
     "/admin/hooks/app/forget",
+    "/admin/flows/order/start",
+    "/admin/flows/runs/0123456789abcdef/cancel",
+    "/admin/flows/runs/0123456789abcdef/restart",
+    "/admin/flows/runs/0123456789abcdef/resume",
 ]
 
 
@@ -103,9 +107,10 @@ async def test_no_session_no_action(mem: Board) -> None:
 async def check_no_action(board: Board, token: str) -> None:
     job = await board.app.enqueue("boom", {})
     await board.app.client.add_schedule("nightly", "signup", "0 3 * * *", {})
+    run = await board.app.flows.start("order", {"id": 1})
     await board.login(token)
     pages = ["/admin/", "/admin/queues/default", f"/admin/jobs/{job.id}", "/admin/schedules"]
-    for page in [*pages, "/admin/hooks"]:
+    for page in [*pages, "/admin/hooks", "/admin/flows", f"/admin/flows/runs/{run.id}"]:
         html = (await board.http.get(page)).text
         assert 'name="csrf"' not in html, page
         assert not re.search(r"<form method=\"post\" action=\"/admin/(?!logout)", html), page
@@ -114,6 +119,9 @@ async def check_no_action(board: Board, token: str) -> None:
         assert r.status_code == 403, path
     assert [s.name for s in await board.app.client.schedules()] == ["nightly"]
     assert not await board.app.client.is_paused("default")
+    assert [r.state for r in await board.app.flows.list()] == ["running"]  # not cancelled
+    r = await board.http.post(f"/admin/flows/runs/{run.id}/cancel", data={"csrf": "forged"})
+    assert r.status_code == 403
 
 
 async def test_a_read_token_shows_no_action_and_refuses_forged_writes(mem: Board) -> None:

@@ -13,6 +13,7 @@ from workhorse.client import HasClient, client_of
 from workhorse.dashboard.actions import action_routes
 from workhorse.dashboard.board import Board, read_form, same_origin
 from workhorse.dashboard.charts import Charts
+from workhorse.dashboard.flows import flow_routes, flows_of
 from workhorse.dashboard.hooks import hook_routes, hooks_of, lag_reader
 from workhorse.dashboard.live import Tail
 from workhorse.dashboard.pages import page_routes
@@ -65,6 +66,7 @@ def router(
     out.include_router(page_routes(board, tail, Charts(client), lag))
     out.include_router(action_routes(board))
     out.include_router(hook_routes(board, hooks, lag))
+    out.include_router(flow_routes(board, flows_of(app)))
     return out
 
 

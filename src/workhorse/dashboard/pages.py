@@ -208,6 +208,4 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         ws, running, now = await worker_rows()
         return board.page("workers.html", request, session, workers=ws, running=running, now=now)
 
-    # Flow pages (runs by flow and state, a run's graph) join here with the flows package.
-
     return r

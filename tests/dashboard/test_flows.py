@@ -1,0 +1,94 @@
+"""The flows pages on each durable store: runs by flow and state, a run's graph drawn from
+the flow's definition and coloured by its steps' states, its timeline and state values,
+and the actions start, cancel, restart and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+
+from tests.dashboard.conftest import Board
+
+
+def nodes(html: str) -> dict[str, str]:
+    """Each step's node in the graph: its state class."""
+    found = re.findall(r'class="node node-(\w+)[^"]*" data-step="(\w+)" data-state="(\w+)"', html)
+    assert all(cls == state for cls, _, state in found), found
+    return {step: state for _, step, state in found}
+
+
+async def test_a_run_started_from_the_page_draws_its_graph_and_ends_green(board: Board) -> None:
+    await board.login()
+    csrf = await board.csrf("/admin/flows")
+    r = await board.http.post(
+        "/admin/flows/order/start",
+        data={"csrf": csrf, "data": '{"id": 7, "total": 30, "password": "input-secret"}'},
+    )
+    assert r.status_code == 303 and "started" in r.headers["location"]
+    run_id = r.headers["location"].split("/runs/")[1].split("?")[0]
+    page = (await board.http.get(f"/admin/flows/runs/{run_id}")).text
+    assert nodes(page) == {  # nothing ran yet: the entry is queued, the rest not started
+        "receive": "queued",
+        "charge": "pending",
+        "reserve": "pending",
+        "ship": "pending",
+    }
+    assert 'hx-get="/admin/parts/flows/runs/' in page  # a running run's page refreshes
+    await board.app.start_worker()
+    await board.app.flows.handle(run_id).wait(15)
+    part = html.unescape((await board.http.get(f"/admin/parts/flows/runs/{run_id}")).text)
+    assert nodes(part) == dict.fromkeys(["receive", "charge", "reserve", "ship"], "completed")
+    assert "hx-get" not in part  # an ended run stops refreshing
+    assert 'data-step="ship" data-state="completed"' in part and "⋈ join" in part
+    assert len(re.findall(r'<g class="edge" data-from="(\w+)" data-to="(\w+)"', part)) == 4
+    assert "completed: completed" in part  # the legend says in words what colours mean
+    for secret in ("input-secret", "state-secret-9"):  # input and state values redacted
+        assert secret not in part
+    assert '"number": "4242"' in part and '"card_secret": "***"' in part
+    timeline = part.split('id="timeline"')[1]
+    assert "flow.started" in timeline and "step.completed" in timeline
+    assert "flow.completed" in timeline
+    listing = (await board.http.get("/admin/flows")).text
+    assert 'aria-label="1 completed run(s) of order"' in listing
+    assert 'aria-label="0 running run(s) of approval"' in listing
+    assert f"/admin/flows/runs/{run_id}" in listing
+    only = (await board.http.get("/admin/flows?flow=order&state=failed")).text
+    assert f"/admin/flows/runs/{run_id}" not in only and "No run matches" in only
+
+
+async def test_a_waiting_run_is_marked_then_cancelled_and_restarted(board: Board) -> None:
+    await board.login()
+    await board.app.start_worker()
+    run = await board.app.flows.start("approval", {"id": 1})
+    for _ in range(200):  # until the entry step ran and the wait began
+        if (await board.app.flows.get(run.id)).waits:
+            break
+        await asyncio.sleep(0.05)
+    path = f"/admin/flows/runs/{run.id}"
+    page = (await board.http.get(path)).text
+    assert nodes(page) == {"ask": "completed", "approve": "waiting"}
+    assert "⏸ signal approved" in page and "waits for <code>approved</code>" in page
+    csrf = await board.csrf(path)
+    r = await board.http.post(f"{path}/resume", data={"csrf": csrf})
+    assert "resumed%3A%200%20step" in r.headers["location"]  # nothing had failed
+    r = await board.http.post(f"{path}/cancel", data={"csrf": csrf})
+    assert r.status_code == 303 and "cancelled" in r.headers["location"]
+    assert (await board.app.flows.get(run.id)).state == "cancelled"
+    page = (await board.http.get(path)).text
+    assert 'id="run-state">cancelled' in page and "Cancel run" not in page
+    r = await board.http.post(f"{path}/restart", data={"csrf": csrf})
+    assert "restarted" in r.headers["location"]
+    assert (await board.app.flows.get(run.id)).state == "running"
+
+
+async def test_bad_input_and_unknown_runs_say_what_to_fix(board: Board) -> None:
+    await board.login()
+    csrf = await board.csrf("/admin/flows")
+    r = await board.http.post("/admin/flows/order/start", data={"csrf": csrf, "data": "{oops"})
+    assert "not%20JSON" in r.headers["location"]
+    r = await board.http.post("/admin/flows/nope/start", data={"csrf": csrf, "data": "{}"})
+    assert "unknown%20flow" in r.headers["location"]
+    assert (await board.http.get("/admin/flows/runs/0123456789abcdef")).status_code == 404
+    assert (await board.http.get("/admin/flows/runs/not-a-run")).status_code == 422
+    assert await board.app.flows.list() == []
