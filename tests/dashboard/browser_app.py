@@ -1,5 +1,6 @@
 """The app the browser tests serve and work: a quick task, a failing one, a slow one with
-progress, a payload with a secret, and a hook that fails on one user's signup (parked)."""
+progress, a payload with a secret, a hook that fails on one user's signup (parked), and a
+flow like the demo's whose steps take a moment each (its graph turns green step by step)."""
 
 import asyncio
 from typing import Any
@@ -32,3 +33,28 @@ async def crawl(data: dict[str, Any], ctx: JobContext) -> None:
 async def ledger(event: JobEvent) -> None:
     if isinstance(event.data, dict) and event.data.get("user") == "mallory":
         raise ConnectionError("ledger database is down")
+
+
+# The demo's order flow, each step a second: receive, charge and reserve, ship (a join).
+@app.task(flow="order", entry=True)
+async def receive(order: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(1.0)
+    return {"order": order.get("id"), "total": order.get("total", 1)}
+
+
+@app.task(flow="order", subscribes=["step:receive"])
+async def charge(received: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(1.0)
+    return {"charged": received["total"]}
+
+
+@app.task(flow="order", subscribes=["step:receive"])
+async def reserve(received: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(1.0)
+    return {"reserved": received["order"]}
+
+
+@app.task(flow="order", subscribes=["step:charge", "step:reserve"])
+async def ship(inputs: dict[str, Any]) -> str:
+    await asyncio.sleep(1.0)
+    return "shipped"

@@ -240,11 +240,42 @@ def test_the_hooks_page_shows_a_parked_event_and_replay_answers(browser: Any, si
     page.close()
 
 
+def test_a_flow_runs_graph_renders_and_turns_green_step_by_step(browser: Any, site: Site) -> None:
+    page = login(browser, site, WRITE)
+    page.get_by_role("link", name="Flows", exact=True).click()
+    page.fill("#data-order", '{"id": 7, "total": 30}')
+    page.locator("tr[data-flow=order]").get_by_role("button", name="Start").click()
+    page.locator("text=run of order started").wait_for(timeout=5000)
+    assert "/admin/flows/runs/" in page.url
+    steps = ["receive", "charge", "reserve", "ship"]
+    assert page.locator("#graph g.node").count() == 4
+    seen: list[tuple[str, ...]] = []  # each distinct set of completed steps, in order
+    deadline = time.monotonic() + 30
+    while len(seen) == 0 or len(seen[-1]) < 4:
+        assert time.monotonic() < deadline, f"the graph did not turn green: {seen}"
+        done = tuple(
+            s
+            for s in steps
+            if page.locator(f'#graph g[data-step="{s}"]').get_attribute("data-state") == "completed"
+        )
+        if not seen or seen[-1] != done:
+            seen.append(done)
+        page.wait_for_timeout(150)
+    # No reload: the page's fragment refreshed; receive went green before ship did.
+    firsts = [s for s in seen if s]
+    assert firsts[0] == ("receive",), seen
+    assert len(firsts) >= 3, seen  # receive, then charge and reserve, then ship
+    page.locator("#run-state:has-text('completed')").wait_for(timeout=5000)
+    assert page.locator('#graph g[data-step="ship"] text').first.text_content() == "ship ⋈ join"
+    check_axe(page, "flow")
+    page.close()
+
+
 def test_read_only_shows_no_action_and_refuses_a_forged_post(browser: Any, site: Site) -> None:
     job_id = site.cli("enqueue", "boom", "--data", "{}")
     page = login(browser, site, READ)
     paths = ["/admin/", "/admin/queues/default", f"/admin/jobs/{job_id}", "/admin/schedules"]
-    for path in [*paths, "/admin/hooks"]:
+    for path in [*paths, "/admin/hooks", "/admin/flows"]:
         page.goto(site.base + path)
         assert page.locator("form[method=post]:not([action$='/logout'])").count() == 0, path
         assert page.locator("button:has-text('Retry'), button:has-text('Pause')").count() == 0

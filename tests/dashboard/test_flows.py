@@ -68,7 +68,7 @@ async def test_a_waiting_run_is_marked_then_cancelled_and_restarted(board: Board
     path = f"/admin/flows/runs/{run.id}"
     page = (await board.http.get(path)).text
     assert nodes(page) == {"ask": "completed", "approve": "waiting"}
-    assert "⏸ signal approved" in page and "waits for <code>approved</code>" in page
+    assert "waits: signal approved" in page and "waits for <code>approved</code>" in page
     csrf = await board.csrf(path)
     r = await board.http.post(f"{path}/resume", data={"csrf": csrf})
     assert "resumed%3A%200%20step" in r.headers["location"]  # nothing had failed
