@@ -9,6 +9,9 @@ import html
 import re
 
 from tests.dashboard.conftest import Board
+from workhorse import Workhorse
+from workhorse.dashboard.flowgraph import NODE_W, layout
+from workhorse.flows import Flows, StepInfo
 
 
 def nodes(html: str) -> dict[str, str]:
@@ -37,7 +40,11 @@ async def test_a_run_started_from_the_page_draws_its_graph_and_ends_green(board:
     assert 'hx-get="/admin/parts/flows/runs/' in page  # a running run's page refreshes
     await board.app.start_worker()
     await board.app.flows.handle(run_id).wait(15)
-    part = html.unescape((await board.http.get(f"/admin/parts/flows/runs/{run_id}")).text)
+    for _ in range(100):  # an event is readable once no older transaction is in flight
+        part = html.unescape((await board.http.get(f"/admin/parts/flows/runs/{run_id}")).text)
+        if "flow.completed" in part:
+            break
+        await asyncio.sleep(0.05)
     assert nodes(part) == dict.fromkeys(["receive", "charge", "reserve", "ship"], "completed")
     assert "hx-get" not in part  # an ended run stops refreshing
     assert 'data-step="ship" data-state="completed"' in part and "⋈ join" in part
@@ -75,8 +82,13 @@ async def test_a_waiting_run_is_marked_then_cancelled_and_restarted(board: Board
     r = await board.http.post(f"{path}/cancel", data={"csrf": csrf})
     assert r.status_code == 303 and "cancelled" in r.headers["location"]
     assert (await board.app.flows.get(run.id)).state == "cancelled"
-    page = (await board.http.get(path)).text
+    for _ in range(100):  # the page read the log before: now it reads what came after
+        page = (await board.http.get(path)).text
+        if "flow.cancelled" in page:
+            break
+        await asyncio.sleep(0.05)
     assert 'id="run-state">cancelled' in page and "Cancel run" not in page
+    assert "flow.cancelled" in page.split('id="timeline"')[1]
     r = await board.http.post(f"{path}/restart", data={"csrf": csrf})
     assert "restarted" in r.headers["location"]
     assert (await board.app.flows.get(run.id)).state == "running"
@@ -92,3 +104,34 @@ async def test_bad_input_and_unknown_runs_say_what_to_fix(board: Board) -> None:
     assert (await board.http.get("/admin/flows/runs/0123456789abcdef")).status_code == 404
     assert (await board.http.get("/admin/flows/runs/not-a-run")).status_code == 422
     assert await board.app.flows.list() == []
+
+
+async def test_runs_are_listed_fifty_a_page_by_cursor(board: Board) -> None:
+    started = [(await board.app.flows.start("approval", {"n": n})).id for n in range(51)]
+    await board.login()
+    first = (await board.http.get("/admin/flows?flow=approval")).text
+    older = re.search(r'href="(/admin/flows\?[^"]*cursor=[^"]+)" rel="next"', first)
+    assert older, "no link to older runs"
+    second = (await board.http.get(html.unescape(older.group(1)))).text
+    on = [re.findall(r"/admin/flows/runs/([0-9a-f]{16})", t) for t in (first, second)]
+    assert len(on[0]) == 50 and len(on[1]) == 1 and 'rel="next"' not in second
+    assert sorted(on[0] + on[1]) == sorted(started)
+    assert 'aria-label="51 running run(s) of approval"' in first
+
+
+def test_the_layout_puts_each_step_below_what_it_follows_and_marks_it() -> None:
+    flows = Flows(Workhorse("memory://").client)
+    flows.add_step("fetch", "crawl", entry=True, emits=["page"])
+    flows.add_step("parse", "crawl", subscribes=["page"], wait={"signal": "ok", "timeout": 60})
+    flows.add_step("index", "crawl", subscribes=["step:fetch", "step:parse"])
+    done = StepInfo("fetch", "j1", "completed")
+    drawing = layout(flows["crawl"], [done, done], {"parse"}, {"index": "process"})
+    at = {n.name: n for n in drawing.nodes}
+    assert at["fetch"].y < at["parse"].y < at["index"].y  # the join sits below both
+    assert (at["fetch"].state, at["fetch"].jobs) == ("completed", 2)
+    assert (at["parse"].state, at["parse"].wait) == ("waiting", "signal ok, 60 s")
+    index = at["index"]
+    assert (index.state, index.join, index.runtime) == ("pending", True, "process")
+    edges = {(e.source, e.target): e.label for e in drawing.edges}
+    assert edges == {("fetch", "parse"): "page", ("fetch", "index"): "", ("parse", "index"): ""}
+    assert all(n.x >= 0 and n.x + NODE_W <= drawing.width for n in drawing.nodes)

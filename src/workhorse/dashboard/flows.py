@@ -13,13 +13,13 @@ from workhorse.dashboard.board import Board, read_form
 from workhorse.dashboard.flowgraph import NODE_H, NODE_W, layout
 from workhorse.dashboard.queries import PAGE, cursor_of, offset_of
 from workhorse.dashboard.session import Session
+from workhorse.dashboard.timeline import Timelines
 from workhorse.errors import WorkhorseError
 from workhorse.flows import Flows, State
 from workhorse.flows.records import RUN_STATES
 
 FLOW = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
-TIMELINE = 500  # newest events of a run the page lists
 # A step's state as a word and a legend entry: the colour repeats what the text says.
 LEGEND = [
     ("pending", "not started"),
@@ -44,6 +44,7 @@ def flows_of(app: HasClient) -> Flows:
 def flow_routes(board: Board, flows: Flows) -> APIRouter:
     r = APIRouter()
     client = board.client
+    timelines = Timelines(client, flows)
     Seen = Annotated[Session, Depends(board.session)]
     Acting = Annotated[Session, Depends(board.writer)]
     Flow = Annotated[str, Path(pattern=FLOW)]
@@ -84,7 +85,7 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
     # -- a run ------------------------------------------------------------------------------
     async def run_values(run_id: str) -> dict[str, Any]:
         try:
-            info = await flows.get(run_id)
+            info, events = await timelines.read(run_id)
         except LookupError:
             raise HTTPException(404, f"no flow run {run_id}; it may have been cleared") from None
         defined = flows.graph.flows.get(info.flow)
@@ -95,7 +96,6 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
             if defined is not None and name in defined.steps
         }
         drawing = None if defined is None else layout(defined, info.steps, waiting, runtimes)
-        events = await flows.events(run_id)
         state = await State(client, run_id, defined).all()
         return {
             "run": info,
@@ -108,7 +108,7 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
             "node_w": NODE_W,
             "node_h": NODE_H,
             "legend": LEGEND,
-            "events": events[-TIMELINE:],
+            "events": events,
             "values": board.redact(state),
             "live": info.state == "running",
         }

@@ -1,0 +1,70 @@
+"""A run's timeline for its page: the log is walked once per run per process, then each
+reload reads only the events after the last one read (a live page reloads every second)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from workhorse.client import Client
+from workhorse.flows import Flows, RunInfo
+from workhorse.job import Event
+
+KEEP = 500  # newest events of a run the page lists
+RUNS = 200  # runs whose timeline a process keeps
+_PAGE = 1000
+
+
+@dataclass(slots=True)
+class _Seen:
+    created_at: float  # a restart sets a new one: its timeline starts again
+    cursor: int
+    events: list[Event] = field(default_factory=list)
+
+
+class Timelines:
+    def __init__(self, client: Client, flows: Flows) -> None:
+        self.client = client
+        self.flows = flows
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    async def read(self, run_id: str) -> tuple[RunInfo, list[Event]]:
+        """The run (``app.flows.get``) and its events, step ones named step.* as
+        ``app.flows.events`` names them. LookupError when there is no such run."""
+        async with self._lock:
+            seen = self._seen.pop(run_id, None)
+            info, fresh, cursor = await self._after(run_id, 0 if seen is None else seen.cursor)
+            if seen is None or seen.created_at != info.created_at:
+                if seen is not None:  # restarted since the last read: walk again
+                    info, fresh, cursor = await self._after(run_id, 0)
+                seen = _Seen(info.created_at, cursor)
+            seen.events = (seen.events + fresh)[-KEEP:]
+            seen.cursor = cursor
+            self._seen[run_id] = seen
+            while len(self._seen) > RUNS:
+                self._seen.popitem(last=False)
+            return info, list(seen.events)
+
+    async def _after(self, run_id: str, after: int) -> tuple[RunInfo, list[Event], int]:
+        raw: list[Event] = []
+        while True:
+            page = await self.client.events(after, _PAGE)
+            if page:
+                after = page[-1].id
+            raw += [e for e in page if e.job_id is not None or e.data.get("run") == run_id]
+            if len(page) < _PAGE:
+                break
+        # Read after the events: a step's job is indexed in its run before it is enqueued,
+        # so every step job whose events were read is among these steps.
+        info = await self.flows.get(run_id)
+        steps = {s.job_id: s.step for s in info.steps}
+        out = []
+        for e in raw:
+            if e.job_id is None:
+                out.append(e)
+            elif e.job_id in steps and e.type.startswith("job."):
+                data = {**e.data, "run": run_id, "step": steps[e.job_id]}
+                out.append(Event("step." + e.type[4:], e.job_id, e.task, e.queue, data, e.at, e.id))
+        return info, out, after
