@@ -64,6 +64,12 @@ def test_demo_serve_prints_the_address_and_serves_the_dashboard(tmp_path: Path) 
             overview = http.get("")
             assert overview.status_code == 200
             assert 'href="/admin/queues/batch"' in overview.text  # the tour's jobs
+            runs = re.findall(r'href="/admin/flows/runs/([0-9a-f]{16})"', http.get("flows").text)
+            assert runs, "the tour's order run is not listed"
+            graph = http.get(f"flows/runs/{runs[0]}").text  # the demo flow's graph, all green
+            for step in ("receive", "charge", "reserve", "ship"):
+                assert f'data-step="{step}" data-state="completed"' in graph, step
+            assert "ship ⋈ join" in graph
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
     finally:
