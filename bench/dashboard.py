@@ -3,10 +3,11 @@
 python -m bench.dashboard --jobs 100000 --backends sqlite,redis,postgres
 
 Fills a private store (its own file, key prefix or schema; dropped after) with ``--jobs``
-scheduled jobs plus a few hundred finished ones, then times each page through httpx's
-ASGI transport (no network): the median and 95th percentile of ``--repeat`` requests,
-``--gap`` seconds apart (by default past the second for which open pages share a read, so
-each request reads the store).
+scheduled jobs plus a few hundred finished ones and ``--runs`` running flow runs (one
+completed run, whose page walks the whole event log the first time), then times each
+page through httpx's ASGI transport (no network): the median and 95th percentile of
+``--repeat`` requests, ``--gap`` seconds apart (by default past the second for which open
+pages share a read, so each request reads the store).
 """
 
 from __future__ import annotations
@@ -39,24 +40,30 @@ def url_for(kind: str, tmp: Path) -> str:
     }[kind]
 
 
-async def fill(app: Workhorse, jobs: int) -> tuple[str, str]:
-    """``jobs`` scheduled jobs and 200 finished ones (half failed); a finished job's id
-    and a scheduled one's."""
+async def fill(app: Workhorse, jobs: int, runs: int) -> tuple[str, str, str]:
+    """``jobs`` scheduled jobs and 200 finished ones (half failed), one completed flow run
+    and ``runs`` running ones; a finished job's id, a scheduled one's, the run's id."""
     done = [await app.enqueue("ok", {"n": -i}) for i in range(100)]
     bad = [await app.enqueue("bad", {"n": -i}) for i in range(100)]
+    run = await app.flows.start("bench", {"n": 0})
     await app.start_worker()
     for h in done + bad:
         await app.client.wait(h.id, 60)
+    await run.wait(60)
     await app.stop_workers()
+    for n in range(runs):
+        await app.flows.start("bench", {"n": n})
     last = ""
     for start in range(0, jobs, 1000):
         items = [{"n": n, "text": f"user-{n}"} for n in range(start, min(start + 1000, jobs))]
         handles = await app.client.enqueue_many("ok", items, delay=86_400)
         last = handles[-1].id
-    return done[0].id, last
+    return done[0].id, last, run.id
 
 
-async def measure(kind: str, jobs: int, repeat: int, gap: float) -> dict[str, tuple[float, float]]:
+async def measure(
+    kind: str, jobs: int, runs: int, repeat: int, gap: float
+) -> dict[str, tuple[float, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         app = Workhorse(url_for(kind, Path(tmp)), api_tokens=f"write:{TOKEN}", poll_interval=0.05)
 
@@ -68,9 +75,17 @@ async def measure(kind: str, jobs: int, repeat: int, gap: float) -> dict[str, tu
         async def bad(data: dict[str, Any]) -> None:
             raise ValueError("no")
 
+        @app.task(flow="bench", entry=True)
+        async def take(data: dict[str, Any]) -> dict[str, Any]:
+            return data
+
+        @app.task(flow="bench", subscribes=["step:take"])
+        async def give(data: dict[str, Any]) -> dict[str, Any]:
+            return data
+
         await app.open()
         try:
-            finished, waiting = await fill(app, jobs)
+            finished, waiting, run = await fill(app, jobs, runs)
             api = FastAPI()
             api.include_router(router(app))
             transport = httpx.ASGITransport(app=api)
@@ -89,6 +104,8 @@ async def measure(kind: str, jobs: int, repeat: int, gap: float) -> dict[str, tu
                     "workers": "/admin/workers",
                     "hooks": "/admin/hooks",
                     "charts.json": "/admin/charts.json",
+                    "flows": "/admin/flows",
+                    "flow run": f"/admin/flows/runs/{run}",
                 }
                 first = await http.get("/admin/queues/default")
                 cursor = first.text.split("cursor=", 1)[1].split('"', 1)[0]
@@ -116,6 +133,7 @@ async def measure(kind: str, jobs: int, repeat: int, gap: float) -> dict[str, tu
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--jobs", type=int, default=100_000)
+    p.add_argument("--runs", type=int, default=1000, help="running flow runs stored")
     p.add_argument("--backends", default="sqlite,redis,postgres")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument(
@@ -127,9 +145,12 @@ def main() -> None:
     args = p.parse_args()
     for kind in args.backends.split(","):
         t0 = time.monotonic()
-        results = asyncio.run(measure(kind, args.jobs, args.repeat, args.gap))
+        results = asyncio.run(measure(kind, args.jobs, args.runs, args.repeat, args.gap))
         took = time.monotonic() - t0
-        print(f"\n{kind}: {args.jobs:,} scheduled + 200 finished jobs ({took:.0f}s)")
+        print(
+            f"\n{kind}: {args.jobs:,} scheduled + 200 finished jobs, "
+            f"{args.runs:,} running flow runs ({took:.0f}s)"
+        )
         print(f"  {'page':<18} {'p50 ms':>8} {'p95 ms':>8}")
         for name, (p50, p95) in results.items():
             print(f"  {name:<18} {p50:8.1f} {p95:8.1f}")

@@ -244,7 +244,7 @@ def test_a_flow_runs_graph_renders_and_turns_green_step_by_step(browser: Any, si
     page = login(browser, site, WRITE)
     page.get_by_role("link", name="Flows", exact=True).click()
     page.fill("#data-order", '{"id": 7, "total": 30}')
-    page.locator("tr[data-flow=order]").get_by_role("button", name="Start").click()
+    page.locator("li[data-flow=order]").get_by_role("button", name="Start").click()
     page.locator("text=run of order started").wait_for(timeout=5000)
     assert "/admin/flows/runs/" in page.url
     steps = ["receive", "charge", "reserve", "ship"]

@@ -60,6 +60,10 @@ async def test_a_run_started_from_the_page_draws_its_graph_and_ends_green(board:
     assert 'aria-label="1 completed run(s) of order"' in listing
     assert 'aria-label="0 running run(s) of approval"' in listing
     assert f"/admin/flows/runs/{run_id}" in listing
+    assert 'hx-get="/admin/parts/flows?' in listing  # the lists reload when the log moves
+    fragment = (await board.http.get("/admin/parts/flows")).text
+    assert 'aria-label="1 completed run(s) of order"' in fragment
+    assert "<form" not in fragment  # a reload never wipes an input being typed
     only = (await board.http.get("/admin/flows?flow=order&state=failed")).text
     assert f"/admin/flows/runs/{run_id}" not in only and "No run matches" in only
 

@@ -53,6 +53,25 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
     FlowQ = Annotated[str | None, Query(pattern="^([A-Za-z0-9_][A-Za-z0-9_.:-]{0,199})?$")]
 
     # -- list -------------------------------------------------------------------------------
+    async def list_values(
+        flow: str | None, state: str | None, cursor: str | None
+    ) -> dict[str, Any]:
+        runs = await flows.list()
+        counts = {name: dict.fromkeys(RUN_STATES, 0) for name in flows.names()}
+        for run in runs:
+            counts.setdefault(run.flow, dict.fromkeys(RUN_STATES, 0))[run.state] += 1
+        chosen = [r for r in runs if (flow or r.flow) == r.flow and (state or r.state) == r.state]
+        offset = offset_of(cursor)
+        return {
+            "counts": counts,
+            "states": RUN_STATES,
+            "defined": flows.names(),
+            "flow": flow or "",
+            "state": state or "",
+            "runs": chosen[offset : offset + PAGE],
+            "next_cursor": cursor_of(offset + PAGE) if offset + PAGE < len(chosen) else None,
+        }
+
     @r.get("/flows", response_class=HTMLResponse)
     async def flows_page(
         request: Request,
@@ -61,26 +80,19 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
         state: StateQ = None,
         cursor: CursorQ = None,
     ) -> HTMLResponse:
-        runs = await flows.list()
-        counts = {name: dict.fromkeys(RUN_STATES, 0) for name in flows.names()}
-        for run in runs:
-            counts.setdefault(run.flow, dict.fromkeys(RUN_STATES, 0))[run.state] += 1
-        chosen = [r for r in runs if (flow or r.flow) == r.flow and (state or r.state) == r.state]
-        offset = offset_of(cursor)
-        shown = chosen[offset : offset + PAGE]
-        more = offset + PAGE < len(chosen)
-        return board.page(
-            "flows.html",
-            request,
-            session,
-            counts=counts,
-            states=RUN_STATES,
-            defined=flows.names(),
-            flow=flow or "",
-            state=state or "",
-            runs=shown,
-            next_cursor=cursor_of(offset + PAGE) if more else None,
-        )
+        values = await list_values(flow, state, cursor)
+        return board.page("flows.html", request, session, **values)
+
+    @r.get("/parts/flows", response_class=HTMLResponse)
+    async def flows_part(
+        request: Request,
+        session: Seen,
+        flow: FlowQ = None,
+        state: StateQ = None,
+        cursor: CursorQ = None,
+    ) -> HTMLResponse:
+        values = await list_values(flow, state, cursor)
+        return board.page("parts/flows.html", request, session, **values)
 
     # -- a run ------------------------------------------------------------------------------
     async def run_values(run_id: str) -> dict[str, Any]:
