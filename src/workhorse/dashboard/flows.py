@@ -112,10 +112,6 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
         return {
             "run": info,
             "input": board.redact(info.input),
-            "steps": [
-                {"s": s, "input": board.redact(s.input), "output": board.redact(s.output)}
-                for s in info.steps
-            ],
             "drawing": drawing,
             "node_w": NODE_W,
             "node_h": NODE_H,
