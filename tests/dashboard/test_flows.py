@@ -96,6 +96,12 @@ async def test_a_waiting_run_is_marked_then_cancelled_and_restarted(board: Board
     r = await board.http.post(f"{path}/restart", data={"csrf": csrf})
     assert "restarted" in r.headers["location"]
     assert (await board.app.flows.get(run.id)).state == "running"
+    for _ in range(100):  # a new generation: its page reads the timeline again
+        timeline = (await board.http.get(path)).text.split('id="timeline"')[1]
+        if timeline.count("flow.started") == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert timeline.count("flow.started") == 2 and "flow.cancelled" in timeline
 
 
 async def test_bad_input_and_unknown_runs_say_what_to_fix(board: Board) -> None:
