@@ -268,6 +268,9 @@ def test_a_flow_runs_graph_renders_and_turns_green_step_by_step(browser: Any, si
     page.locator("#run-state:has-text('completed')").wait_for(timeout=5000)
     assert page.locator('#graph g[data-step="ship"] text').first.text_content() == "ship ⋈ join"
     check_axe(page, "flow")
+    page.get_by_role("link", name="flow order").click()
+    page.locator('[aria-label="1 completed run(s) of order"]').wait_for(timeout=5000)
+    check_axe(page, "flows")
     page.close()
 
 

@@ -48,6 +48,7 @@ def test_every_screenshot_is_linked() -> None:
         "schedules",
         "workers",
         "hooks",
+        "flows",
         "flow",
         "login",
     ]:
