@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from workhorse.client import HasClient, client_of
 from workhorse.errors import ConfigError
+from workhorse.flows import Flows
 from workhorse.hooks import Hooks, HookSet
 from workhorse.http.auth import Auth, AuthCheck, Caller
 from workhorse.http.batching import EnqueueBatcher
@@ -40,6 +41,7 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
     false value, consulted when no bearer token is sent. ``insecure``: no auth at all."""
     from workhorse.http.api import api_routes
     from workhorse.http.endpoints import task_routes
+    from workhorse.http.flows import flows_routes
 
     client = client_of(app)
     api = Api(
@@ -60,6 +62,7 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
 
     out = APIRouter(lifespan=lifespan)
     tasks, rest = task_routes(api), api_routes(api)
+    rest.include_router(flows_routes(api, _flows_of(app)))
     _check_paths(tasks, rest)
     # The task endpoints first: the router tries routes in order, and they are the hot path.
     out.include_router(tasks)
@@ -71,6 +74,12 @@ def _hooks_of(app: HasClient) -> Hooks:
     """The app's hooks (``app.hooks``); a bare client subscribes none, so replay refuses."""
     hooks = getattr(app, "hooks", None)
     return hooks if isinstance(hooks, Hooks) else Hooks(client_of(app), HookSet())
+
+
+def _flows_of(app: HasClient) -> Flows:
+    """The app's flows (``app.flows``); a bare client defines none."""
+    flows = getattr(app, "flows", None)
+    return flows if isinstance(flows, Flows) else Flows(client_of(app))
 
 
 def _check_paths(tasks: APIRouter, rest: APIRouter) -> None:
