@@ -2,8 +2,6 @@
 Idempotency-Key), runs paged and one run with its steps (ETag), its events (JSON or
 SSE), cancel, restart and resume, signals, and the webhook that resumes a waiting step."""
 
-from __future__ import annotations
-
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
@@ -43,7 +41,8 @@ _LAST = frozenset({"flow.completed", "flow.failed", "flow.cancelled"})
 
 
 def flows_routes(api: Api, flows: Flows) -> APIRouter:
-    r = APIRouter(prefix=api.prefix, route_class=ApiRoute, responses=ERRORS, tags=["flows"])
+    # Included under the API's prefix by the REST router (as the hooks routes are).
+    r = APIRouter(route_class=ApiRoute, responses=ERRORS, tags=["flows"])
     client = api.client
     Read = Annotated[Caller, Depends(api.reader)]
     Write = Annotated[Caller, Depends(api.writer)]
