@@ -66,6 +66,14 @@ def define(app: Workhorse) -> None:
     async def shipped(data: Any) -> Any:
         return data["signal"]
 
+    @app.task(name="ask", flow="asking", entry=True)
+    async def ask(data: Any) -> Any:
+        return data
+
+    @app.task(name="answer", flow="asking", subscribes=["step:ask"], wait={"webhook": {}})
+    async def answer(data: Any) -> Any:
+        return data["signal"]
+
 
 @pytest.fixture
 async def served(backend: Backend) -> AsyncIterator[tuple[Workhorse, httpx.AsyncClient]]:
@@ -244,6 +252,21 @@ async def test_a_signed_webhook_resumes_its_step_once(
     assert await run.result(timeout=10) == {"shipped": {"tracking": "T1"}}
 
 
+async def test_an_unsigned_webhook_wait_needs_a_write_token(
+    served: tuple[Workhorse, httpx.AsyncClient],
+) -> None:
+    app, http = served
+    run = await app.flows.start("asking", {"q": 1})
+    url = (await waiting(http, run.id, "answer"))["webhook"]
+    assert (await http.post(url, json={"a": 2})).status_code == 401
+    assert (await http.post(url, json={"a": 2}, headers=READ)).status_code == 403
+    r = await http.post(url, content=b"{not json", headers=WRITE)
+    assert r.status_code == 400
+    r = await http.post(url, json={"a": 2}, headers=WRITE)
+    assert r.status_code == 200 and r.json()["resumed"] == 1
+    assert await run.result(timeout=10) == {"answer": {"a": 2}}
+
+
 async def test_an_idempotency_key_starts_one_run(
     served: tuple[Workhorse, httpx.AsyncClient],
 ) -> None:
@@ -279,4 +302,4 @@ async def test_auth_refusals_and_404s(served: tuple[Workhorse, httpx.AsyncClient
     assert r.status_code == 404 and "waits for no webhook" in r.json()["error"]["message"]
     r = await http.post("/api/signals/webhook", json={}, headers=WRITE)
     assert r.status_code == 400
-    assert app.flows.names() == ["diamond", "paying"]
+    assert app.flows.names() == ["asking", "diamond", "paying"]

@@ -182,7 +182,8 @@ class Waits:
             return
         if not await self.claim(record["job"], "timeout"):
             return
-        message = f"wait for signal {record['signal']!r} timed out after {step.wait.timeout:g}s"
+        what = "a webhook" if step.wait.webhook else f"signal {record['signal']!r}"
+        message = f"wait for {what} timed out after {step.wait.timeout:g}s"
         if action == "continue":
             await self.engine.enqueue_step(
                 record["run"],
