@@ -299,7 +299,10 @@ async def test_auth_refusals_and_404s(served: tuple[Workhorse, httpx.AsyncClient
     assert (await http.get("/api/runs/not-a-run", headers=READ)).status_code == 422
     run = await app.flows.start("paying", {"id": "z"})
     r = await http.post(f"/api/runs/{run.id}/webhooks/paid", json={}, headers=WRITE)
-    assert r.status_code == 404 and "waits for no webhook" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "waits for a webhook" in r.json()["error"]["message"]
+    # A webhook for a run that does not exist is refused before the run is looked up.
+    r = await http.post(f"/api/runs/{missing}/webhooks/shipped", json={})
+    assert r.status_code == 401
     r = await http.post("/api/signals/webhook", json={}, headers=WRITE)
     assert r.status_code == 400
     assert app.flows.names() == ["asking", "diamond", "paying"]

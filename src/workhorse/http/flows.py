@@ -229,16 +229,27 @@ def flows_routes(api: Api, flows: Flows) -> APIRouter:
         """Resume STEP of the run, waiting for a webhook, with the body as its signal. A
         wait declared ``{"webhook": {"signed": True}}`` takes a Standard Webhooks
         signature (a delivery id is taken once); others need a write token."""
-        info = await run_or_404(run_id)
-        defined = flows.graph.step(info.flow, step)
-        if defined is None or defined.wait is None or defined.wait.webhook is None:
-            raise ApiError(
-                404, "NotFound", f"step {step!r} of flow {info.flow!r} waits for no webhook"
-            )
-        if defined.wait.webhook.signed:
+        # The caller is checked before the run is looked up: no run id is confirmed to
+        # a caller who may not resume it.
+        hooks = [x.wait.webhook for x in flows.graph.tasks.get(step, []) if x.wait is not None]
+        kinds = {h.signed for h in hooks if h is not None}
+        if not kinds:
+            raise ApiError(404, "NotFound", f"no step {step!r} of any flow waits for a webhook")
+        if True in kinds:
             caller = Caller("webhook", False, delivery=await api.auth.verify_webhook(request))
         else:
             caller = await api.auth.require(request, "write")
+        try:
+            info = await run_or_404(run_id)
+        except ApiError:
+            await api.auth.forget(caller)
+            raise
+        defined = flows.graph.step(info.flow, step)
+        if defined is None or defined.wait is None or defined.wait.webhook is None:
+            await api.auth.forget(caller)
+            raise ApiError(
+                404, "NotFound", f"step {step!r} of flow {info.flow!r} waits for no webhook"
+            )
         raw = await request.body()
         try:
             data = orjson.loads(raw) if raw else None
@@ -270,7 +281,9 @@ async def start_once(flows: Flows, flow: str, data: Any, key: str) -> RunStarted
     backend = await flows.client.store()
     mark = "idem:flow:" + hashlib.sha256(f"{flow}\0{key}".encode()).hexdigest()
     fp = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    if await backend.set_if_absent(mark, orjson.dumps({"fp": fp, "id": None}).decode(), KEY_TTL):
+    # The mark is short-lived until it holds the run's id: a request killed while starting
+    # leaves the key free again soon, not refused for a day.
+    if await backend.set_if_absent(mark, orjson.dumps({"fp": fp, "id": None}).decode(), 30.0):
         try:
             h = await flows.start(flow, data)
         except BaseException:
