@@ -41,7 +41,6 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
     false value, consulted when no bearer token is sent. ``insecure``: no auth at all."""
     from workhorse.http.api import api_routes
     from workhorse.http.endpoints import task_routes
-    from workhorse.http.flows import flows_routes
 
     client = client_of(app)
     api = Api(
@@ -51,6 +50,7 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
         client.settings.api_prefix,
         EnqueueBatcher(client),
         _hooks_of(app),
+        _flows_of(app),
     )
 
     @asynccontextmanager
@@ -62,7 +62,6 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
 
     out = APIRouter(lifespan=lifespan)
     tasks, rest = task_routes(api), api_routes(api)
-    rest.include_router(flows_routes(api, _flows_of(app)))
     _check_paths(tasks, rest)
     # The task endpoints first: the router tries routes in order, and they are the hot path.
     out.include_router(tasks)
@@ -105,8 +104,8 @@ def create_app(
     routers: Iterable[APIRouter] = (),
     **fastapi: Any,
 ) -> FastAPI:
-    """A FastAPI app serving ``router(app)`` and any further ``routers`` (metrics, flows,
-    hooks), closing the app's store when it stops."""
+    """A FastAPI app serving ``router(app)`` and any further ``routers`` (metrics, the
+    dashboard), closing the app's store when it stops."""
     client = client_of(app)
 
     @asynccontextmanager

@@ -40,10 +40,10 @@ KEY_TTL = 86_400.0
 _LAST = frozenset({"flow.completed", "flow.failed", "flow.cancelled"})
 
 
-def flows_routes(api: Api, flows: Flows) -> APIRouter:
+def flows_routes(api: Api) -> APIRouter:
     # Included under the API's prefix by the REST router (as the hooks routes are).
     r = APIRouter(route_class=ApiRoute, responses=ERRORS, tags=["flows"])
-    client = api.client
+    client, flows = api.client, api.flows
     Read = Annotated[Caller, Depends(api.reader)]
     Write = Annotated[Caller, Depends(api.writer)]
 
