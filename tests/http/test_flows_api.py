@@ -163,6 +163,12 @@ async def test_a_diamond_started_over_http_completes_with_its_steps(
     assert "event: flow.started" in text and text.rstrip().split("\n")[-2] == (
         "event: flow.completed"
     )
+    # A reconnecting client resumes after the Last-Event-ID it saw.
+    first = int(text.split("id: ")[1].split("\n")[0])
+    headers = {**READ, "Accept": "text/event-stream", "Last-Event-ID": str(first)}
+    async with http.stream("GET", f"/api/runs/{run_id}/events", headers=headers) as s:
+        resumed = "".join([chunk async for chunk in s.aiter_text()])
+    assert "event: flow.started" not in resumed and "event: flow.completed" in resumed
     # ?wait= answers with the ended run.
     r = await http.post("/api/flows/diamond/runs?wait=10", json={"n": 1}, headers=WRITE)
     assert r.status_code == 200 and r.json()["state"] == "completed"
