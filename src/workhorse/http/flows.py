@@ -28,7 +28,7 @@ from workhorse.http.flow_models import (
     summary_out,
 )
 from workhorse.http.models import Done, EventOut, event_out
-from workhorse.http.params import MAX_WAIT, Name
+from workhorse.http.params import MAX_CURSOR, MAX_WAIT, Name
 from workhorse.http.state import Api
 
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
@@ -160,7 +160,7 @@ def flows_routes(api: Api) -> APIRouter:
         request: Request,
         run_id: RunId,
         caller: Read,
-        after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> Any:
@@ -168,7 +168,7 @@ def flows_routes(api: Api) -> APIRouter:
         ``Accept: text/event-stream`` a stream that ends with the run's outcome."""
         await run_or_404(run_id)
         if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 20:
-            after = max(after, int(last_event_id))
+            after = max(after, min(int(last_event_id), MAX_CURSOR))
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(
                 _sse(flows, run_id, after, min(client.settings.poll_interval, 0.5)),
