@@ -175,7 +175,7 @@ class Settings(BaseModel):
     webhook_secrets: SecretStr | None = Field(
         None,
         description="Standard Webhooks signing secrets (whsec_... or raw), comma-separated "
-        "for rotation, for routes with auth='webhook'",
+        "for rotation, for routes with auth='webhook' and flows' signed webhook waits",
     )
     webhook_tolerance: float = Field(
         300.0, gt=0, description="Seconds a signed webhook's timestamp may be off from now"

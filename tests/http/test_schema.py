@@ -36,6 +36,15 @@ def _app(tmp: Path) -> Workhorse:
         ctx.log("echo")
         return data
 
+    # A flow, so the flow routes answer with graphs and runs, not only 404s.
+    @app.task(name="first", flow="pair", entry=True)
+    async def first(data: Any = None) -> Any:
+        return data
+
+    @app.task(name="second", flow="pair", subscribes=["step:first"], wait={"signal": "go"})
+    async def second(data: Any = None) -> Any:
+        return data
+
     return app
 
 

@@ -138,6 +138,42 @@ async def test_a_delay_holds_the_step_back(app: Workhorse, clock: FakeClock) -> 
     await app.stop_workers()
 
 
+async def test_a_webhook_wait_times_out_and_is_resumed_by_its_run_and_step(
+    app: Workhorse, clock: FakeClock
+) -> None:
+    got: list[Any] = []
+
+    @app.task(name="hook_place", flow="hooked", entry=True)
+    async def place(order: Any) -> Any:
+        return order
+
+    @app.task(
+        name="hook_ship",
+        flow="hooked",
+        subscribes=["step:hook_place"],
+        wait={"webhook": {}, "timeout": 60},
+    )
+    async def ship(data: Any) -> str:
+        got.append(data)
+        return "shipped"
+
+    await app.start_worker(concurrency=2)
+    late, done = await app.flows.start("hooked", 1), await app.flows.start("hooked", 2)
+    for run in (late, done):
+        await settle(app, run.id)
+    (wait,) = (await app.flows.get(done.id)).waits
+    assert wait["signal"] == "webhook" and wait["key"] == f"{done.id}:0:hook_ship"
+    assert await app.flows.signal("webhook", {"ok": 1}, key=wait["key"]) == 1
+    assert await done.result(timeout=5) == {"hook_ship": "shipped"}
+    assert got == [{"input": 2, "signal": {"ok": 1}}]
+    clock.advance(61)
+    with pytest.raises(FlowFailed) as failed:
+        await late.result(timeout=5)
+    assert failed.value.run.error is not None
+    assert failed.value.run.error["message"] == "wait for a webhook timed out after 60s"
+    await app.stop_workers()
+
+
 def test_wait_options_are_checked() -> None:
     app = Workhorse("memory://")
     with pytest.raises(ConfigError, match="exactly one of"):
@@ -147,6 +183,13 @@ def test_wait_options_are_checked() -> None:
         app.task(lambda: None, name="w", flow="f", entry=True, wait=bad)  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="unknown"):
         app.task(lambda: None, name="w", flow="f", entry=True, wait={"sleep": 1})  # type: ignore[call-overload]
+    for bad_hook, match in (
+        ({"webhook": {"secret": "x"}}, "must be a dict with signed"),
+        ({"webhook": {"signed": "yes"}}, "signed= must be True or False"),
+        ({"webhook": {}, "key": "id"}, "drop key="),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            app.task(lambda: None, name="w", flow="f", entry=True, wait=bad_hook)  # type: ignore[call-overload]
 
 
 async def test_a_long_run_outlives_its_purged_step_records(

@@ -62,11 +62,11 @@ class Waits:
     ) -> bool:
         w = step.wait
         assert w is not None
-        assert w.signal is not None
+        signal = w.signal_name
         job_id = keys.step_job_id(run, gen, step.name, *cause)
         if await self.backend.kv_get(keys.resolved_key(job_id)) is not None:
             return True  # the cause ran again after its wait was resolved
-        key = w.key_of(data)
+        key = w.key_of(data, run, gen, step.name)
         record = {
             "run": run,
             "gen": gen,
@@ -75,20 +75,20 @@ class Waits:
             "input": data,
             "cause": list(cause),
             "job": job_id,
-            "signal": w.signal,
+            "signal": signal,
             "key": key,
             "timer": 0,
             "since": time.time(),
         }
-        wait_key = keys.wait_prefix(w.signal, key) + job_id
+        wait_key = keys.wait_prefix(signal, key) + job_id
         await self.backend.kv_set(keys.waiting_prefix(run) + job_id, wait_key)
         await self.backend.kv_set(wait_key, codec.dumps(record).decode())
         if w.timeout is not None:
             await self.arm(step, record, wait_key)
         await self.engine.publish(
-            "step.waiting", run, step.flow, step=step.name, signal=w.signal, key=key
+            "step.waiting", run, step.flow, step=step.name, signal=signal, key=key
         )
-        stored = await self.backend.kv_get(keys.signal_key(w.signal, key))
+        stored = await self.backend.kv_get(keys.signal_key(signal, key))
         if stored is not None:  # it arrived before the wait started
             await self.resolve(record, wait_key, codec.loads(stored))
         return True
@@ -182,7 +182,8 @@ class Waits:
             return
         if not await self.claim(record["job"], "timeout"):
             return
-        message = f"wait for signal {record['signal']!r} timed out after {step.wait.timeout:g}s"
+        what = "a webhook" if step.wait.webhook else f"signal {record['signal']!r}"
+        message = f"wait for {what} timed out after {step.wait.timeout:g}s"
         if action == "continue":
             await self.engine.enqueue_step(
                 record["run"],

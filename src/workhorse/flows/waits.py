@@ -1,4 +1,5 @@
-"""Waits before a step: a delay, a cron time, or a signal matched by a key, the last with
+"""Waits before a step: a delay, a cron time, a signal matched by a key, or a webhook (a
+signal addressed to the waiting step of one run, delivered over HTTP); the last two with
 a timeout and an action on timeout (fail the run, continue without the signal, or retry:
 wait as long again).
 
@@ -18,9 +19,20 @@ from workhorse.settings import check_name
 
 OnTimeout = Literal["fail", "continue", "retry"]
 ON_TIMEOUT = ("fail", "continue", "retry")
-WAIT_KEYS = ("delay", "cron", "signal", "key", "timeout", "on_timeout")
+WAIT_KEYS = ("delay", "cron", "signal", "webhook", "key", "timeout", "on_timeout")
+WEBHOOK_KEYS = ("signed",)
+# The signal a webhook wait is resolved by; its key names the run, generation and step.
+WEBHOOK_SIGNAL = "webhook"
 # The task that ends a wait for a signal when its timeout passes (registered once needed).
 TIMER_TASK = "workhorse.flow_timer"
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """``signed``: the delivery must carry a Standard Webhooks signature by one of the
+    ``webhook_secrets`` (else the caller needs a write token)."""
+
+    signed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +43,17 @@ class Wait:
     key: str | Callable[[Any], Any] | None = None  # a field of the input, or input -> key
     timeout: float | None = None
     on_timeout: OnTimeout = "fail"
+    webhook: Webhook | None = None
 
-    def key_of(self, data: Any) -> str:
+    @property
+    def signal_name(self) -> str:
+        """The signal that resolves the wait (a webhook's is the same for every step)."""
+        return WEBHOOK_SIGNAL if self.webhook is not None else str(self.signal)
+
+    def key_of(self, data: Any, run: str = "", gen: int = 0, step: str = "") -> str:
         """The key a signal must carry to resume a wait on this input."""
+        if self.webhook is not None:
+            return webhook_key(run, gen, step)
         if self.key is None:
             return ""
         if callable(self.key):
@@ -48,6 +68,25 @@ class Wait:
         return str(value)
 
 
+def webhook_key(run: str, gen: int, step: str) -> str:
+    return f"{run}:{gen}:{step}"
+
+
+def _webhook(spec: Any) -> Webhook:
+    if spec is True or spec == {}:
+        return Webhook()
+    if not isinstance(spec, Mapping) or set(spec) - set(WEBHOOK_KEYS):
+        raise ConfigError(
+            f"wait webhook= must be a dict with {', '.join(WEBHOOK_KEYS)} (e.g. "
+            "{'signed': True} to require a Standard Webhooks signature), got "
+            f"{spec!r}"
+        )
+    signed = spec.get("signed", False)
+    if not isinstance(signed, bool):
+        raise ConfigError(f"wait webhook signed= must be True or False, got {signed!r}")
+    return Webhook(signed)
+
+
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigError(f"wait {what} must be a number of seconds > 0, got {value!r}")
@@ -55,23 +94,27 @@ def _seconds(value: Any, what: str) -> float:
 
 
 def make_wait(spec: Any) -> Wait | None:
-    """``wait={"delay": 60}``, ``{"cron": "0 9 * * *"}`` or ``{"signal": "paid", "key":
-    "order_id", "timeout": 3600, "on_timeout": "fail"}``."""
+    """``wait={"delay": 60}``, ``{"cron": "0 9 * * *"}``, ``{"signal": "paid", "key":
+    "order_id", "timeout": 3600, "on_timeout": "fail"}`` or ``{"webhook": {"signed":
+    True}, "timeout": 3600}``."""
     if spec is None:
         return None
     if not isinstance(spec, Mapping):
         raise ConfigError(
             "wait must be a dict: {'delay': s}, {'cron': pattern} or {'signal': name, 'key': "
-            "field, 'timeout': s, 'on_timeout': 'fail' | 'continue' | 'retry'}"
+            "field, 'timeout': s, 'on_timeout': 'fail' | 'continue' | 'retry'} or "
+            "{'webhook': {'signed': True}, 'timeout': s}"
         )
     unknown = sorted(set(spec) - set(WAIT_KEYS))
     if unknown:
         raise ConfigError(f"wait: unknown {unknown}; valid: {', '.join(WAIT_KEYS)}")
-    kinds = [k for k in ("delay", "cron", "signal") if spec.get(k) is not None]
+    kinds = [k for k in ("delay", "cron", "signal", "webhook") if spec.get(k) is not None]
     if len(kinds) != 1:
-        raise ConfigError("wait takes exactly one of delay=, cron= or signal=")
-    if kinds[0] != "signal" and any(spec.get(k) is not None for k in ("key", "timeout")):
-        raise ConfigError("wait: key= and timeout= go with signal=")
+        raise ConfigError("wait takes exactly one of delay=, cron=, signal= or webhook=")
+    if kinds[0] == "webhook" and spec.get("key") is not None:
+        raise ConfigError("wait: a webhook is addressed to its run and step; drop key=")
+    if kinds[0] in ("delay", "cron") and any(spec.get(k) is not None for k in ("key", "timeout")):
+        raise ConfigError("wait: key= and timeout= go with signal= (timeout= also webhook=)")
     on_timeout = spec.get("on_timeout", "fail")
     if on_timeout not in ON_TIMEOUT:
         raise ConfigError(f"wait on_timeout must be one of {ON_TIMEOUT}, got {on_timeout!r}")
@@ -85,4 +128,5 @@ def make_wait(spec: Any) -> Wait | None:
         key=key,
         timeout=None if spec.get("timeout") is None else _seconds(spec["timeout"], "timeout"),
         on_timeout=on_timeout,
+        webhook=None if spec.get("webhook") is None else _webhook(spec["webhook"]),
     )

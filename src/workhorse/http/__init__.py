@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from workhorse.client import HasClient, client_of
 from workhorse.errors import ConfigError
+from workhorse.flows import Flows
 from workhorse.hooks import Hooks, HookSet
 from workhorse.http.auth import Auth, AuthCheck, Caller
 from workhorse.http.batching import EnqueueBatcher
@@ -49,6 +50,7 @@ def router(app: HasClient, *, insecure: bool = False, auth: AuthCheck | None = N
         client.settings.api_prefix,
         EnqueueBatcher(client),
         _hooks_of(app),
+        _flows_of(app),
     )
 
     @asynccontextmanager
@@ -71,6 +73,12 @@ def _hooks_of(app: HasClient) -> Hooks:
     """The app's hooks (``app.hooks``); a bare client subscribes none, so replay refuses."""
     hooks = getattr(app, "hooks", None)
     return hooks if isinstance(hooks, Hooks) else Hooks(client_of(app), HookSet())
+
+
+def _flows_of(app: HasClient) -> Flows:
+    """The app's flows (``app.flows``); a bare client defines none."""
+    flows = getattr(app, "flows", None)
+    return flows if isinstance(flows, Flows) else Flows(client_of(app))
 
 
 def _check_paths(tasks: APIRouter, rest: APIRouter) -> None:
@@ -96,8 +104,8 @@ def create_app(
     routers: Iterable[APIRouter] = (),
     **fastapi: Any,
 ) -> FastAPI:
-    """A FastAPI app serving ``router(app)`` and any further ``routers`` (metrics, flows,
-    hooks), closing the app's store when it stops."""
+    """A FastAPI app serving ``router(app)`` and any further ``routers`` (metrics, the
+    dashboard), closing the app's store when it stops."""
     client = client_of(app)
 
     @asynccontextmanager

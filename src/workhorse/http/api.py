@@ -1,7 +1,5 @@
 """The REST API over the client: health, enqueue, jobs, events; queues, schedules and
-workers come from ``operate``, the hook groups from ``hooks``.
-
-Flows add their routers beside this one (``create_app(app, routers=[...])``)."""
+workers come from ``operate``, the hook groups from ``hooks``, the flows from ``flows``."""
 
 import base64
 import binascii
@@ -18,6 +16,7 @@ from workhorse.errors import RunTimeout
 from workhorse.http.auth import Caller
 from workhorse.http.calls import CALL_QUEUE_PREFIX
 from workhorse.http.errors import ERRORS, ApiError, ApiRoute
+from workhorse.http.flows import flows_routes
 from workhorse.http.hooks import hooks_routes
 from workhorse.http.idempotency import enqueue_once
 from workhorse.http.models import (
@@ -222,6 +221,7 @@ def api_routes(api: Api) -> APIRouter:
 
     r.include_router(operate_routes(api))
     r.include_router(hooks_routes(api))
+    r.include_router(flows_routes(api))
 
     # -- events -------------------------------------------------------------------
     @r.get(

@@ -1,4 +1,5 @@
-"""What every route of one API shares: the client, the gate and the inline calls."""
+"""What every route of one API shares: the client, the gate, the inline calls, and the
+served app's hooks and flows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workhorse.client import Client
+from workhorse.flows import Flows
 from workhorse.hooks import Hooks
 from workhorse.http.auth import Auth, Caller
 from workhorse.http.batching import EnqueueBatcher
@@ -28,6 +30,7 @@ class Api:
     prefix: str
     enqueues: EnqueueBatcher
     hooks: Hooks  # the served app's: replay calls its hooks
+    flows: Flows  # the served app's: its flows' graphs, runs and waits
 
     async def reader(self, request: Request, _: Bearer) -> Caller:
         return await self.auth.require(request, "read")
