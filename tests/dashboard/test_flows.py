@@ -134,6 +134,7 @@ def test_the_layout_puts_each_step_below_what_it_follows_and_marks_it() -> None:
     flows.add_step("fetch", "crawl", entry=True, emits=["page"])
     flows.add_step("parse", "crawl", subscribes=["page"], wait={"signal": "ok", "timeout": 60})
     flows.add_step("index", "crawl", subscribes=["step:fetch", "step:parse"])
+    flows.add_step("notify", "crawl", subscribes=["step:index"], wait={"webhook": True})
     done = StepInfo("fetch", "j1", "completed")
     drawing = layout(flows["crawl"], [done, done], {"parse"}, {"index": "process"})
     at = {n.name: n for n in drawing.nodes}
@@ -142,6 +143,12 @@ def test_the_layout_puts_each_step_below_what_it_follows_and_marks_it() -> None:
     assert (at["parse"].state, at["parse"].wait) == ("waiting", "signal ok, 60 s")
     index = at["index"]
     assert (index.state, index.join, index.runtime) == ("pending", True, "process")
+    assert at["notify"].y > at["index"].y and at["notify"].wait == "webhook"
     edges = {(e.source, e.target): e.label for e in drawing.edges}
-    assert edges == {("fetch", "parse"): "page", ("fetch", "index"): "", ("parse", "index"): ""}
+    assert edges == {
+        ("fetch", "parse"): "page",
+        ("fetch", "index"): "",
+        ("parse", "index"): "",
+        ("index", "notify"): "",
+    }
     assert all(n.x >= 0 and n.x + NODE_W <= drawing.width for n in drawing.nodes)

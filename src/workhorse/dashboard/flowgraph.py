@@ -64,6 +64,8 @@ def _wait_text(flow: FlowDef, name: str) -> str:
     w = flow.steps[name].wait
     if w is None:
         return ""
+    if w.webhook is not None:
+        return "webhook" + (f", {w.timeout:g} s" if w.timeout else "")
     if w.signal is not None:
         return f"signal {w.signal}" + (f", {w.timeout:g} s" if w.timeout else "")
     if w.cron is not None:
