@@ -4,8 +4,10 @@ secrets redacted; actions change the store; searches and bulk actions cover the 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from tests.dashboard.conftest import Board
+from workhorse.job import Event, new_job_id
 
 
 async def finish(board: Board, *ids: str) -> None:
@@ -176,3 +178,17 @@ async def test_an_http_calls_record_is_not_retried(board: Board) -> None:
     assert "not%20retried" in r.headers["location"]
     job = await board.app.client.get_job(call.id)
     assert job is not None and job.state == "cancelled"
+
+
+async def test_a_finished_jobs_page_lists_its_events_among_many_others(board: Board) -> None:
+    """Event ids are not counts on Redis: the page finds the job's events by time."""
+    await board.login()
+    first = await board.app.enqueue("signup", {"user": "first"})
+    await board.app.client.backend.publish(
+        [Event("test.noise", new_job_id(), at=time.time()) for _ in range(300)]
+    )
+    await board.app.start_worker()
+    await finish(board, first.id)
+    page = (await board.http.get(f"/admin/jobs/{first.id}")).text
+    for kind in ("job.queued", "job.started", "job.completed"):
+        assert kind in page, f"{kind} missing from the job's page"

@@ -162,11 +162,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
             raise HTTPException(404, f"no job {job_id}; it may have been purged")
         # A live reload of an active job reads its record only; events once it finished.
         finished = job.state in FINISHED_STATES
-        events = (
-            await recent_events(client, job_id, await tail.advance())
-            if finished or not live
-            else []
-        )
+        events = await recent_events(client, job) if finished or not live else []
         return {
             "job": job,
             "data": board.redact(job.data),

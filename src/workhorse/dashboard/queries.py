@@ -15,7 +15,9 @@ from workhorse.job import Event, Job, JobState
 
 PAGE = 50
 SEARCH_WINDOW = 2000  # newest jobs of the filter a text search looks through
-EVENT_WINDOW = 2000  # newest events of the log a job's page looks through (a store read each 1,000)
+# Events from a job's creation on that its page looks through (a store read each 1,000).
+EVENT_WINDOW = 2000
+CLOCK_SLACK = 5.0  # seconds: writers' clocks differ a little, and an event's time is its writer's
 
 
 def cursor_of(offset: int) -> str:
@@ -81,17 +83,38 @@ async def job_page(
     return JobPage(found[:PAGE], None, looked)
 
 
-async def recent_events(client: Client, job_id: str, tail: int) -> list[Event]:
-    """The job's events among the log's newest EVENT_WINDOW."""
-    after = max(tail - EVENT_WINDOW, 0)
+async def recent_events(client: Client, job: Job) -> list[Event]:
+    """The job's events among the EVENT_WINDOW events logged from its creation on. Event ids
+    are not counts (Redis: milliseconds and a sequence), so the start is found by time, in
+    about log2(newest id) one-event reads."""
+    start = await _first_after(client, job.created_at.timestamp() - CLOCK_SLACK)
     out: list[Event] = []
-    for _ in range(EVENT_WINDOW // 1000 + 1):
+    after = start
+    for _ in range(EVENT_WINDOW // 1000):
         page = await client.events(after, 1000)
-        out += [e for e in page if e.job_id == job_id]
+        out += [e for e in page if e.job_id == job.id]
         if len(page) < 1000:
             break
         after = page[-1].id
     return out
+
+
+async def _first_after(client: Client, t: float) -> int:
+    """A cursor whose next event is the last one logged before ``t`` (or the log's start)."""
+
+    async def before(x: int) -> bool:  # the event after cursor x was logged before t
+        page = await client.events(x, 1)
+        return bool(page) and page[0].at < t
+
+    if not await before(0):
+        return 0
+    lo, hi = 0, 1
+    while await before(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if await before(mid) else (lo, mid)
+    return lo
 
 
 def attempts_of(events: list[Event]) -> list[dict[str, Any]]:
