@@ -86,6 +86,7 @@ class RedisCore(Backend):
         self._event_cap = self._max_events
         self._floors: list[int] = []
         self._hold_seen = -HOLD_LOOK
+        self._hold_look: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
         try:
             # A half-open connection answers nothing: give a call up after this long.
@@ -157,8 +158,12 @@ class RedisCore(Backend):
             await wire.close()
             raise
         self._wire = wire
+        await self._look_for_holds(now=True)
 
     async def close(self) -> None:
+        if self._hold_look is not None:
+            self._hold_look.cancel()
+            self._hold_look = None
         wires = [self._wire, *self._idle_blockers, self._sub[0] if self._sub else None]
         self._wire, self._sub, self._idle_blockers = None, None, []
         self._watched.clear()
@@ -295,9 +300,17 @@ class RedisCore(Backend):
         self._floors = [int(flat[i + 1]) for i in range(0, len(flat), 2)]
         self._event_cap = self._max_events * (HOLD_FACTOR if self._floors else 1)
 
+    def _refresh_holds(self) -> None:
+        """Read the floors again beside the caller's call, not before it: a look that
+        waited (or timed out) in front of every HOLD_LOOK-th call would add its round trip
+        and its failures to a caller's (read at open; a new hold is seen within HOLD_LOOK)."""
+        self._hold_seen = time.monotonic()
+        if self._hold_look is None or self._hold_look.done():
+            self._hold_look = asyncio.ensure_future(self._look_for_holds(now=True))
+
     async def _call(self, name: str, qk: str, *args: Any, once: bool = True) -> Any:
         if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # checked here: a hot path
-            await self._look_for_holds()
+            self._refresh_holds()
         wire = self._conn()
         call = self._eval(name, qk, args, once)
         try:
@@ -313,7 +326,7 @@ class RedisCore(Backend):
             name, qk, args = calls[0]
             return [await self._call(name, qk, *args)]
         if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # checked here: a hot path
-            await self._look_for_holds()
+            self._refresh_holds()
         wire = self._conn()
         results: list[Any] = [None] * len(calls)
         evals = [self._eval(*c) for c in calls]
