@@ -91,6 +91,10 @@ async def kill(
             if now >= next_kill:
                 ready = {r.pid for r in cluster.reader.rows("ready")}
                 victims = [p for p in cluster.live() if p.pid in ready]
+                # A worker that holds a job, when one does: on a loaded machine a random
+                # pick can find only idle ones, and the scenario is about jobs in flight.
+                busy = _running_pids(cluster.reader)
+                victims = [p for p in victims if p.pid in busy] or victims
                 if victims:
                     cluster.signal(rng.choice(victims), signal.SIGKILL, "kill")
                     cluster.spawn(**KEEP)  # the supervisor restarts it
@@ -590,3 +594,14 @@ SCENARIOS: dict[str, Callable[..., Coroutine[Any, Any, Report]]] = {
     "poison": poison,
     "soak": soak,
 }
+
+
+def _running_pids(reader: Any) -> set[int]:
+    """Workers with a job started and not yet finished, from the ledger."""
+    running: dict[tuple[str, int], int] = {}
+    for r in reader.rows():
+        if r.event == "start":
+            running[(r.job, r.attempt)] = r.pid
+        elif r.event == "finish":
+            running.pop((r.job, r.attempt), None)
+    return set(running.values())
