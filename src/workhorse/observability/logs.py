@@ -26,6 +26,10 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+# Set by use_json: only the JSON formatter reads current_job, so the worker sets it only then.
+active = False
+
+
 def enter(lease: Lease) -> None:
     """The running asyncio task now works on this lease's attempt (cheap: one set)."""
     current_job.set(lease)
@@ -55,6 +59,8 @@ class JsonFormatter(logging.Formatter):
 
 def use_json(level: str) -> None:
     """Log to stderr as JSON lines at ``level`` (the root logger's only handler)."""
+    global active
+    active = True
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -447,7 +447,8 @@ class Worker:
     async def _attempt(self, running: Running, slots: _Slots, claimed_at: int) -> None:
         lease = running.lease
         bus = self.client.bus
-        logs.enter(lease)
+        if logs.active:
+            logs.enter(lease)
         trace: tracing.Attempt | None = None
         written: asyncio.Future[bool] | None = None
         landed: Outcome | None = None  # the outcome the store took

@@ -390,6 +390,7 @@ class PostgresBackend(Backend):
                 "refund": out.refund,
                 "logs": out.logs or None,
                 "dropped": out.logs_dropped,
+                "again": out.call is not None,  # sent before: only then can it be a replay
                 "call": out.call or _new_call(out),
             }
             for lease, out in items

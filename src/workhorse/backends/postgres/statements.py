@@ -169,10 +169,10 @@ WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
   -- times orjson's CPU per job (docs/profiles.md). Results (JSON bytes) travel base64.
   SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
-         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb, t.call
+         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb, t.call, t.again
   FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
                                           error jsonb, delay float8, refund bool, logs jsonb,
-                                          dropped int, call text)
+                                          dropped int, call text, again bool)
 ), upd AS (
   UPDATE {s}.jobs j SET
     state = CASE i.kind WHEN 'retry' THEN 'queued' ELSE i.kind END,
@@ -193,9 +193,10 @@ WITH i AS (
 ), again AS (
   -- A finish sent again after its reply was lost: the row keeps the call that finished
   -- it, so it is reported applied and not written twice. A reclaim or a retry clears it.
-  -- (A scalar subquery: one primary-key lookup per item; a join scanned the whole table.)
+  -- (A scalar subquery: one primary-key lookup per item; a join scanned the whole table;
+  -- and only for an item sent before, so a first finish pays nothing for it.)
   SELECT i.id FROM i
-  WHERE (SELECT j.finish_token FROM {s}.jobs j
+  WHERE i.again AND (SELECT j.finish_token FROM {s}.jobs j
          WHERE j.id = i.id AND j.token IS DISTINCT FROM i.token) = i.call
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
