@@ -396,7 +396,10 @@ class PostgresBackend(Backend):
             for lease, out in items
         ]
         caps = (self.max_log_lines, self.max_log_bytes)
-        rows = await self._rows(self._q.finish, (*caps, _dumps(doc)))
+        query = self._q.finish[
+            any(d["logs"] is not None for d in doc), any(d["again"] for d in doc)
+        ]
+        rows = await self._rows(query, (*caps, _dumps(doc)))
         done = {row[0] for row in rows}
         accepted = []
         for job_id in ids:  # a job listed twice is accepted once, like the reference
@@ -602,8 +605,8 @@ class PostgresBackend(Backend):
         for state in sorted({JobState(x) for x in states} & {JobState(x) for x in _FINISHED}):
             scope_params: list[Any] = [state.value] + ([] if queue is None else [queue])
             if older_than is not None:
-                query = purge_older(s, queue is not None, retention)
-                rows = await self._rows(query, [*scope_params, float(older_than)])
+                query = purge_older(s, state.value, queue is not None, retention)
+                rows = await self._rows(query, {"queue": queue, "age": float(older_than)})
                 total += int(rows[0][0])
             if keep_last is not None:
                 query = purge_past_keep(s, state.value, queue is not None, retention)
