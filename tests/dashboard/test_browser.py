@@ -188,8 +188,9 @@ def test_overview_shows_a_job_enqueued_elsewhere_within_two_seconds(
     page.close()
 
 
-def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, site: Site) -> None:
-    job_id = site.cli("enqueue", "boom", "--data", "{}")
+def failed_job_page(browser: Any, site: Site, data: str) -> Any:
+    """A logged-in page on a job of ``boom`` enqueued from another process, once failed."""
+    job_id = site.cli("enqueue", "boom", "--data", data)
     page = login(browser, site, WRITE)
     page.goto(f"{site.base}/admin/jobs/{job_id}")
     for _ in range(50):  # until the worker has failed it
@@ -197,6 +198,11 @@ def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, si
             break
         page.wait_for_timeout(200)
         page.reload()
+    return page
+
+
+def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, site: Site) -> None:
+    page = failed_job_page(browser, site, "{}")
     assert "raise ValueError" in page.locator("#traceback").inner_text()
     check_axe(page, "failed-job")
     page.get_by_role("button", name="Retry").press("Enter")  # by keyboard
@@ -206,14 +212,7 @@ def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, si
 
 
 def test_a_failed_jobs_payload_is_edited_and_retried_by_keyboard(browser: Any, site: Site) -> None:
-    job_id = site.cli("enqueue", "boom", "--data", '{"to": "ada@exmaple.com"}')
-    page = login(browser, site, WRITE)
-    page.goto(f"{site.base}/admin/jobs/{job_id}")
-    for _ in range(50):  # until the worker has failed it
-        if page.locator("#traceback").count():
-            break
-        page.wait_for_timeout(200)
-        page.reload()
+    page = failed_job_page(browser, site, '{"to": "ada@exmaple.com"}')
     page.locator("summary", has_text="Edit the payload and retry").focus()
     page.keyboard.press("Enter")  # opens the form
     page.locator("#edit-data").focus()
