@@ -4,6 +4,7 @@ session in the store for every server process (on each durable store)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,7 +14,8 @@ import pytest
 
 from tests.dashboard.conftest import READ_TOKEN, WRITE_TOKEN, Board, asgi, build
 from workhorse.backends import Backend
-from workhorse.dashboard.session import COOKIE
+from workhorse.dashboard.live import Tail, stream
+from workhorse.dashboard.session import COOKIE, Sessions
 
 ACTIONS = [
     "/admin/jobs/{job}/retry",
@@ -202,3 +204,28 @@ async def test_logging_out_ends_the_session_for_every_copy_of_its_cookie(
         await other.close()
     await board.login()  # a new login works as before
     assert (await board.http.get("/admin/")).status_code == 200
+
+
+async def test_a_change_stream_ends_once_its_session_logs_out(board: Board) -> None:
+    sessions = Sessions(
+        f"write:{WRITE_TOKEN}", board.app.client, insecure=False, read_only=False, lifetime=60
+    )
+    cookie = await sessions.login(WRITE_TOKEN)
+
+    async def alive() -> bool:
+        return await sessions.check(cookie) is not None
+
+    async def enqueue_soon() -> str:
+        await asyncio.sleep(0.3)  # once the stream has found the log's end
+        return (await board.app.enqueue("signup", {})).id
+
+    notices = stream(Tail(board.app.client, 0.05), None, alive, recheck=0.1)
+    async with asyncio.timeout(10):
+        assert await anext(notices) == b"retry: 2000\n\n"
+        job = asyncio.create_task(enqueue_soon())
+        notice = await anext(notices)
+        while b"data:" not in notice:  # idle comments
+            notice = await anext(notices)
+        assert (await job).encode() in notice  # live while the session lasts
+        await sessions.logout(cookie)
+        assert [n async for n in notices if b"data:" in n] == []  # then it ends

@@ -13,7 +13,7 @@ from workhorse.dashboard.charts import Charts
 from workhorse.dashboard.hooks import LagReader
 from workhorse.dashboard.live import Tail, stream
 from workhorse.dashboard.queries import attempts_of, job_page, recent_events
-from workhorse.dashboard.session import Session
+from workhorse.dashboard.session import COOKIE, Session
 from workhorse.http import CALL_QUEUE_PREFIX
 from workhorse.job import FINISHED_STATES, JobState
 
@@ -119,10 +119,16 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         return JSONResponse(await charts.hour(queue), headers={"Cache-Control": "no-store"})
 
     @r.get("/events")
-    async def events(session: Seen) -> StreamingResponse:
-        """Change notices for open pages (type, job id, queue: nothing from payloads)."""
+    async def events(request: Request, session: Seen) -> StreamingResponse:
+        """Change notices for open pages (type, job id, queue: nothing from payloads), until
+        the session ends (a logout elsewhere stops a copied cookie's stream too)."""
+        cookie = request.cookies.get(COOKIE)
+
+        async def alive() -> bool:
+            return await board.sessions.check(cookie) is not None
+
         return StreamingResponse(
-            stream(tail, None),
+            stream(tail, None, alive),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
