@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from workhorse.backends import Backend
 from workhorse.backoff import BackoffSpec
-from workhorse.client import Client
+from workhorse.client import KEEP, Client
 from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
@@ -335,9 +335,10 @@ class Workhorse:
         """Cancel a queued job now; ask an active one to stop. None if there is no job."""
         return await self.client.cancel(job_id)
 
-    async def retry(self, job_id: str) -> bool:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
-        return await self.client.retry(job_id)
+    async def retry(self, job_id: str, data: Any = KEEP, *, by: str | None = None) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts; with
+        ``data``, with that payload instead (``Client.retry``)."""
+        return await self.client.retry(job_id, data, by=by)
 
     async def purge(
         self,

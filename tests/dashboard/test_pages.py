@@ -4,6 +4,7 @@ secrets redacted; actions change the store; searches and bulk actions cover the 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from tests.dashboard.conftest import Board
@@ -32,6 +33,7 @@ async def test_every_page_renders_with_the_stores_jobs(board: Board) -> None:
     assert ok.id in queue.text and bad.id in queue.text
     failed = await board.http.get("/admin/queues/default?state=failed")
     assert bad.id in failed.text and ok.id not in failed.text
+    assert "ValueError: the mail server said no" in failed.text  # why, without a click
 
     job = await board.http.get(f"/admin/jobs/{ok.id}")
     assert job.status_code == 200
@@ -192,3 +194,23 @@ async def test_a_finished_jobs_page_lists_its_events_among_many_others(board: Bo
     page = (await board.http.get(f"/admin/jobs/{first.id}")).text
     for kind in ("job.queued", "job.started", "job.completed"):
         assert kind in page, f"{kind} missing from the job's page"
+
+
+async def test_a_queue_pages_fifty_jobs_at_a_time_and_reloads_live(
+    board: Board,
+) -> None:
+    await board.login()
+    handles = [await board.app.client.enqueue("signup", {"n": n}, delay=3600) for n in range(51)]
+    first = await board.http.get("/admin/queues/default")
+    older = re.search(r'href="([^"]+)" rel="next">Older jobs', first.text)
+    assert older and 'rel="first"' not in first.text
+    second = await board.http.get(older.group(1).replace("&amp;", "&"))
+    assert "Newest jobs" in second.text and 'rel="next"' not in second.text
+    on_first = {h.id for h in handles if h.id in first.text}
+    on_second = {h.id for h in handles if h.id in second.text}
+    assert (len(on_first), len(on_second), on_first & on_second) == (50, 1, set())
+    # The list's live reload (on a change notice) shows the same jobs, not an empty list.
+    part = re.search(r'<div id="jobs" hx-get="([^"]+)"', first.text)
+    assert part
+    live = await board.http.get(part.group(1).replace("&amp;", "&"))
+    assert {h.id for h in handles if h.id in live.text} == on_first

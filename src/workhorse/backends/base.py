@@ -150,8 +150,10 @@ class Backend(abc.ABC):
         """Cancel a queued job at once; flag an active one. Returns the state after."""
 
     @abc.abstractmethod
-    async def retry(self, job_id: str) -> bool:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts. With ``data``
+        (an encoded payload) it runs with that payload instead, set in the same step; its
+        ``job.queued`` event names ``by`` and keeps the payload replaced (events.retried)."""
 
     @abc.abstractmethod
     async def purge(

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from workhorse.client import Client
+from workhorse.client import KEEP, Client
 from workhorse.errors import RunTimeout
 from workhorse.http.auth import Caller
 from workhorse.http.calls import CALL_QUEUE_PREFIX
@@ -27,6 +27,7 @@ from workhorse.http.models import (
     JobList,
     JobOut,
     LogLine,
+    RetryIn,
     event_out,
     job_out,
 )
@@ -208,12 +209,15 @@ def api_routes(api: Api) -> APIRouter:
         return Done(ok=True, state=str(state))
 
     @r.post("/jobs/{job_id}/retry", response_model=Done)
-    async def retry(job_id: JobId, caller: Write) -> Done:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
+    async def retry(job_id: JobId, caller: Write, body: RetryIn | None = None) -> Done:
+        """Put a failed or cancelled job back in its queue with fresh attempts; with a body's
+        ``data``, with that payload instead (422 when the task refuses it). The job's
+        ``job.queued`` event then keeps the old payload and names the caller's scope."""
         job = await job_or_404(job_id)
         if job.queue.startswith(CALL_QUEUE_PREFIX):
             raise ApiError(409, "NotQueued", "an HTTP call's record is not retried: call again")
-        if not await client.retry(job_id):
+        data = body.data if body is not None and "data" in body.model_fields_set else KEEP
+        if not await client.retry(job_id, data, by=f"api ({caller.scope} token)"):
             raise ApiError(
                 409, "NotRetryable", f"job {job_id} is {job.state}, not failed or cancelled"
             )

@@ -522,7 +522,7 @@ class MemoryBackend(Backend):
             rec.cancel_requested = True
         return self._public_state(rec, now)
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         rec = self._jobs.get(job_id)
         if rec is None or rec.state not in (JobState.FAILED, JobState.CANCELLED):
             return False
@@ -536,8 +536,11 @@ class MemoryBackend(Backend):
         rec.finished_at = None
         rec.error = None
         rec.result = None
+        previous = None
+        if data is not None:
+            previous, rec.data = rec.data, _kept(data)
         self._requeue(rec, now, now)
-        self._event("job.queued", rec, now, retried=True)
+        self._event("job.queued", rec, now, **events.retried(previous, by))
         self._wake_workers()
         return True
 

@@ -48,7 +48,7 @@ from workhorse.backends.postgres.statements import (
     purge_past_keep,
 )
 from workhorse.errors import BackendError, ConfigError
-from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, retried
 from workhorse.job import (
     EnqueueResult,
     Event,
@@ -580,11 +580,20 @@ class PostgresBackend(Backend):
         state, scheduled = rows[0]
         return _SCHED if state == "queued" and scheduled else STATES[state]
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         if "\x00" in job_id:
             return False
+        query = self._q.retry
+        params: tuple[object, ...] = (job_id,)
+        if data is not None:
+            found = await self._rows(f"SELECT data FROM {self.sql.s}.jobs WHERE id = %s", params)
+            if not found:
+                return False
+            old = bytes(found[0][0])
+            note = orjson.dumps(retried(old, by)).decode()
+            query, params = self._q.edit, (data, job_id, old, note)
         try:
-            rows = await self._rows(self._q.retry, (job_id,))
+            rows = await self._rows(query, params)
         except psycopg.errors.UniqueViolation:
             return False  # a newer live job took the dedup key meanwhile
         return bool(rows)

@@ -349,21 +349,26 @@ SELECT state FROM upd, (SELECT count(*) FROM done) n"""
     def state_of(self) -> str:
         return f"SELECT state, run_at > now() FROM {self.s}.jobs WHERE id = %s"
 
-    def retry(self) -> str:
+    def retry(self, edit: bool = False) -> str:
+        """Parameters: the id; with ``edit``, the new payload, the id, the payload the job must
+        still hold (read just before: a change meanwhile retries nothing), the event's data."""
         s = self.s
+        data = ", data = %s" if edit else ""
+        still = " AND j.data = %s" if edit else ""
+        note = "CAST(%s AS text)::jsonb" if edit else """'{"retried": true}'"""
         return f"""
 WITH upd AS (
   UPDATE {s}.jobs j SET state = 'queued', attempts = 0, stalls = 0, finished_at = NULL,
     error = NULL, result = NULL, run_at = now(), seq = nextval('{s}.jobs_seq_seq'), token = NULL,
-    expires_at = NULL, worker = NULL, cancel_requested = false, finish_token = NULL
-  WHERE j.id = %s AND j.state IN ('failed', 'cancelled')
+    expires_at = NULL, worker = NULL, cancel_requested = false, finish_token = NULL{data}
+  WHERE j.id = %s AND j.state IN ('failed', 'cancelled'){still}
     AND (j.dedup_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM {s}.jobs o
       WHERE o.queue = j.queue AND o.dedup_key = j.dedup_key AND o.{_LIVE}))
   RETURNING id, task, queue
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
-  SELECT 'job.queued', id, task, queue, '{{"retried": true}}' FROM upd
+  SELECT 'job.queued', id, task, queue, {note} FROM upd
 ), note AS (
   SELECT pg_notify({self.jobs_channel}, queue) FROM upd
 )
@@ -493,6 +498,7 @@ class Queries:
         self.cancel = s.cancel()
         self.state_of = s.state_of()
         self.retry = s.retry()
+        self.edit = s.retry(edit=True)
         self.pause = s.pause()
         self.resume = s.resume()
         self.paused = s.paused()

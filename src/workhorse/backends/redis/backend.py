@@ -404,11 +404,11 @@ class RedisBackend(RedisWaiting):
             if queue is not None:
                 await self._call("release", self._q(queue), job_id)
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         queue = await self._queue_of(job_id)
         if queue is None:
             return False
-        return bool(await self._call("retry", self._q(queue), job_id))
+        return bool(await self._call("retry", self._q(queue), job_id, data or b"", by or ""))
 
     async def purge(
         self,
