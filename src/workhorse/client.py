@@ -29,6 +29,7 @@ from workhorse.job import (
     NewJob,
     WorkerInfo,
     new_job_id,
+    private_queue,
 )
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo, last_key
@@ -456,7 +457,12 @@ class Client:
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
-        return await (await self.store()).counts(queues)
+        """``{queue: {state: n}}`` for ``queues``, or for every queue but the private ones
+        (``private_queue``) when none are named."""
+        found = await (await self.store()).counts(queues)
+        if queues is None:
+            return {q: n for q, n in found.items() if not private_queue(q)}
+        return found
 
     async def cancel(self, job_id: str) -> JobState | None:
         """Cancel a queued job now; ask an active one to stop. None if there is no job."""

@@ -23,6 +23,15 @@ LIVE_STATES = frozenset({JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE})
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 STATES = tuple(JobState)
 
+# Queues private to one process (an HTTP server's inline calls, ``http.<random>``): no
+# worker consumes them, so queue listings leave them out; their jobs stay readable by id
+# and in their task's listing.
+PRIVATE_QUEUE_PREFIX = "http."
+
+
+def private_queue(name: str) -> bool:
+    return name.startswith(PRIVATE_QUEUE_PREFIX)
+
 
 # The stall budget a job gets when neither its task nor the settings set one: a few
 # worker deaths (a deploy's kill, a lost machine) are survived, a job that kills every

@@ -23,7 +23,7 @@ from typing import Any
 from workhorse import events
 from workhorse.client import Client
 from workhorse.context import JobContext
-from workhorse.job import Lease, NewJob, Outcome
+from workhorse.job import PRIVATE_QUEUE_PREFIX, Lease, NewJob, Outcome
 from workhorse.task import Task
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.runner import Runner
@@ -32,7 +32,7 @@ log = logging.getLogger("workhorse.http")
 
 # The prefix of every server process's private queue: `workhorse jobs --queue http.*`
 # style listings show these records as HTTP calls.
-CALL_QUEUE_PREFIX = "http."
+CALL_QUEUE_PREFIX = PRIVATE_QUEUE_PREFIX
 # Leases claimed per round trip: several requests in flight are served by one claim.
 _CLAIM_BATCH = 64
 
