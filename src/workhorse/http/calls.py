@@ -54,11 +54,14 @@ class InlineCalls:
         await self.runner.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    async def call(self, task: Task[Any, Any], data: Any) -> tuple[str, Outcome]:
-        """Run ``task`` on ``data`` here and return its job id and outcome (written)."""
-        client = self.client
-        new = client.new_job(task, data, {"queue": self.queue, "retries": 0, "max_stalls": 0})
+    def record(self, task: Task[Any, Any], data: Any) -> NewJob:
+        """The job record of a call of ``task`` on ``data`` (a bad payload raises here)."""
+        new = self.client.new_job(task, data, {"queue": self.queue, "retries": 0, "max_stalls": 0})
         new.dedup_key = None  # a call is never a duplicate of a queued job
+        return new
+
+    async def call(self, new: NewJob) -> tuple[str, Outcome]:
+        """Run the call ``new`` (from ``record``) here: its job id and outcome (written)."""
         fut: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         self._waiting[new.id] = fut
         self._pending.append(new)
