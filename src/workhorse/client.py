@@ -25,6 +25,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     NewJob,
     WorkerInfo,
@@ -449,11 +450,13 @@ class Client:
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time;
+        ``after=JobKey.of(last)`` starts after a page's last job (a keyset page)."""
         st = None if state is None else _state(state)
         return await (await self.store()).query(
-            queue=queue, state=st, task=task, limit=limit, offset=offset
+            queue=queue, state=st, task=task, limit=limit, offset=offset, after=after
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:

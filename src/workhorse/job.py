@@ -144,6 +144,19 @@ class Job:
         return self.state in FINISHED_STATES
 
 
+@dataclass(frozen=True, slots=True)
+class JobKey:
+    """A job's place in a newest-first listing (creation time, then id): a page ends at
+    one, and the next starts after it (``Backend.query(after=...)``)."""
+
+    id: str
+    created: float  # epoch seconds, as the job's ``created_at`` gives them
+
+    @classmethod
+    def of(cls, job: Job) -> JobKey:
+        return cls(job.id, job.created_at.timestamp())
+
+
 @dataclass(slots=True)
 class Event:
     """A durable record of something that happened. ``id`` is the log's cursor."""

@@ -1,14 +1,11 @@
 """The REST API over the client: health, enqueue, jobs, events; queues, schedules and
 workers come from ``operate``, the hook groups from ``hooks``, the flows from ``flows``."""
 
-import base64
-import binascii
 import hashlib
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -36,7 +33,10 @@ from workhorse.http.params import MAX_CURSOR, MAX_WAIT, NAME_PATTERN, JobId, Nam
 from workhorse.http.state import Api
 from workhorse.http.stream import sse
 from workhorse.http.triggers import triggers_routes
-from workhorse.job import JobState
+from workhorse.job import JobKey, JobState
+
+# A page of jobs ends at a job: the next starts after its creation time and id.
+JOB_CURSOR = r"^[0-9]{1,13}(\.[0-9]{1,9})?:[0-9a-f]{1,64}$"
 
 
 def api_routes(api: Api) -> APIRouter:
@@ -96,13 +96,15 @@ def api_routes(api: Api) -> APIRouter:
         queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
         state: JobState | None = None,
         task: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
-        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        cursor: Annotated[str | None, Query(pattern=JOB_CURSOR)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> JobList:
-        """Jobs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-        offset = _offset(cursor)
-        jobs = await client.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset)
-        nxt = _cursor(offset + len(jobs)) if len(jobs) == limit else None
+        """Jobs newest first; pass ``next_cursor`` back as ``cursor`` for the next page
+        (a keyset cursor: jobs added or deleted meanwhile shift nothing)."""
+        jobs = await client.jobs(
+            queue=queue, state=state, task=task, limit=limit, after=_after(cursor)
+        )
+        nxt = _cursor(JobKey.of(jobs[-1])) if len(jobs) == limit else None
         return JobList(
             jobs=[job_out(j, CALL_QUEUE_PREFIX, caller.known) for j in jobs], next_cursor=nxt
         )
@@ -239,20 +241,16 @@ def _stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     )
 
 
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode().rstrip("=")
+def _cursor(key: JobKey) -> str:
+    return f"{key.created!r}:{key.id}"
 
 
-def _offset(cursor: str | None) -> int:
+def _after(cursor: str | None) -> JobKey | None:
+    """The page's last job from a cursor (``CREATED:ID``, as ``_cursor`` writes it)."""
     if not cursor:
-        return 0
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        offset = value["o"]
-        if not isinstance(offset, int) or not 0 <= offset < 2**62:
-            raise ValueError
-        return offset
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise ApiError(
-            400, "BadCursor", "cursor is not one this API gave; start again without it"
-        ) from None
+        return None
+    at, _, job_id = cursor.partition(":")
+    created = float(at)  # the route's pattern admits only digits here
+    if created >= 2**40:  # past any store's clock (PostgreSQL refuses it)
+        raise ApiError(400, "BadCursor", "cursor is not one this API gave; start again without it")
+    return JobKey(job_id, created)

@@ -28,6 +28,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -484,10 +485,17 @@ class MemoryBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         now = self._clock()
         found = []
+        last = None
+        if after is not None:
+            anchor = self._jobs.get(after.id)
+            last = (after.created if anchor is None else anchor.created_at, after.id)
         for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
+            if last is not None and (rec.created_at, rec.id) >= last:
+                continue
             if queue is not None and rec.queue != queue:
                 continue
             if task is not None and rec.task != task:

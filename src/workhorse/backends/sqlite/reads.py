@@ -8,7 +8,7 @@ from typing import Any
 
 from workhorse.backends.sqlite.rows import to_json
 from workhorse.backends.sqlite.statements import JOB_COLS
-from workhorse.job import JobState
+from workhorse.job import JobKey, JobState
 
 Clock = Callable[[], float]
 
@@ -68,7 +68,11 @@ def counts(
 
 
 def query_select(
-    queue: str | None, state: JobState | None, task: str | None, now: float
+    queue: str | None,
+    state: JobState | None,
+    task: str | None,
+    now: float,
+    after: JobKey | None = None,
 ) -> tuple[str, list[Any]]:
     """The SELECT of ``query`` and its arguments, to which LIMIT and OFFSET are appended."""
     where: list[str] = []
@@ -90,6 +94,11 @@ def query_select(
         else:
             where.append("state = ?")
             args.append(st.value)
+    if after is not None:  # the anchor's stored time while it exists: exact, not rounded
+        where.append(
+            "(created_at, id) < (COALESCE((SELECT created_at FROM wh_jobs WHERE id = ?), ?), ?)"
+        )
+        args += [after.id, after.created, after.id]
     sql = f"SELECT {JOB_COLS} FROM wh_jobs"
     if where:
         sql += " WHERE " + " AND ".join(where)
