@@ -42,7 +42,7 @@ async def test_keyset_pages_neither_skip_nor_repeat_when_jobs_come_and_go(
     assert ids_of(second) == newest[2:4]
     # The anchor deleted: its creation time still places the next page.
     assert await backend.cancel(newest[3]) is JobState.CANCELLED
-    assert await backend.purge(states={JobState.CANCELLED}) == 1
+    assert await backend.purge(states={JobState.CANCELLED}, keep_last=0) == 1
     third = await backend.query(limit=2, after=JobKey.of(second[-1]))
     assert ids_of(third) == newest[4:6]
     assert await backend.query(after=JobKey.of(third[-1])) == []
@@ -58,7 +58,7 @@ async def test_keyset_pages_through_jobs_created_at_one_time_by_id(backend: Back
     anchor = await backend.get(tied[1])
     assert anchor is not None
     assert await backend.cancel(tied[1]) is JobState.CANCELLED
-    await backend.purge(states={JobState.CANCELLED})
+    await backend.purge(states={JobState.CANCELLED}, keep_last=0)
     assert ids_of(await backend.query(after=JobKey.of(anchor))) == tied[2:]
 
 

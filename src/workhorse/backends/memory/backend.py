@@ -489,12 +489,19 @@ class MemoryBackend(Backend):
     ) -> list[Job]:
         now = self._clock()
         found = []
-        last = None
+        last: tuple[float, str] | None = None
+        micro = False  # the anchor is gone: compare times as a reader saw them (microseconds)
         if after is not None:
             anchor = self._jobs.get(after.id)
-            last = (after.created if anchor is None else anchor.created_at, after.id)
+            micro = anchor is None
+            last = (
+                (round(after.created * 1e6), after.id)
+                if anchor is None
+                else (anchor.created_at, anchor.id)
+            )
         for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
-            if last is not None and (rec.created_at, rec.id) >= last:
+            at = round(rec.created_at * 1e6) if micro else rec.created_at
+            if last is not None and (at, rec.id) >= last:
                 continue
             if queue is not None and rec.queue != queue:
                 continue

@@ -522,7 +522,12 @@ class SQLiteBackend(Backend):
         after: JobKey | None,
     ) -> list[Job]:
         now = self._clock()
-        sql, args = query_select(queue, state, task, now, after)
+        anchor = None
+        if after is not None:
+            row = conn.execute("SELECT created_at FROM wh_jobs WHERE id = ?", (after.id,))
+            found = row.fetchone()
+            anchor = (found[0], after.id) if found else after
+        sql, args = query_select(queue, state, task, now, anchor)
         rows = conn.execute(sql, (*args, limit, offset)).fetchall()
         return [self._to_job(conn, r, now) for r in rows]
 

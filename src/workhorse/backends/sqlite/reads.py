@@ -72,9 +72,10 @@ def query_select(
     state: JobState | None,
     task: str | None,
     now: float,
-    after: JobKey | None = None,
+    after: tuple[float, str] | JobKey | None = None,
 ) -> tuple[str, list[Any]]:
-    """The SELECT of ``query`` and its arguments, to which LIMIT and OFFSET are appended."""
+    """The SELECT of ``query`` and its arguments, to which LIMIT and OFFSET are appended.
+    ``after``: the anchor's stored (time, id), or its JobKey when it is gone."""
     where: list[str] = []
     args: list[Any] = []
     if queue is not None:
@@ -94,11 +95,12 @@ def query_select(
         else:
             where.append("state = ?")
             args.append(st.value)
-    if after is not None:  # the anchor's stored time while it exists: exact, not rounded
-        where.append(
-            "(created_at, id) < (COALESCE((SELECT created_at FROM wh_jobs WHERE id = ?), ?), ?)"
-        )
-        args += [after.id, after.created, after.id]
+    if isinstance(after, tuple):  # the anchor's stored time: exact
+        where.append("(created_at, id) < (?, ?)")
+        args += list(after)
+    elif after is not None:  # the anchor is gone: its time as a reader saw it (microseconds)
+        where.append("(CAST(round(created_at * 1000000) AS INTEGER), id) < (?, ?)")
+        args += [round(after.created * 1e6), after.id]
     sql = f"SELECT {JOB_COLS} FROM wh_jobs"
     if where:
         sql += " WHERE " + " AND ".join(where)
