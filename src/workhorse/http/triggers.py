@@ -5,8 +5,6 @@ Triggers fire inside a run (an entry step subscribes to nothing), so there is no
 that fires one from outside; ``POST /flows/{flow}/runs`` starts a run and
 ``POST /signals/{name}`` resumes waiting steps."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
