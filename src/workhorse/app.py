@@ -21,7 +21,7 @@ from workhorse.events import EventBus, Handler
 from workhorse.flows import FLOW_OPTIONS, Flows
 from workhorse.flows.filters import only_flow
 from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
-from workhorse.job import FINISHED_STATES, Event, Job, JobState, WorkerInfo
+from workhorse.job import FINISHED_STATES, Event, Job, JobKey, JobState, WorkerInfo
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo
 from workhorse.settings import Settings
@@ -322,10 +322,12 @@ class Workhorse:
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time;
+        ``after=JobKey.of(last)`` starts after a page's last job (a keyset page)."""
         return await self.client.jobs(
-            queue=queue, state=state, task=task, limit=limit, offset=offset
+            queue=queue, state=state, task=task, limit=limit, offset=offset, after=after
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:

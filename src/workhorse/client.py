@@ -25,10 +25,12 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     NewJob,
     WorkerInfo,
     new_job_id,
+    private_queue,
 )
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo, last_key
@@ -449,15 +451,22 @@ class Client:
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time;
+        ``after=JobKey.of(last)`` starts after a page's last job (a keyset page)."""
         st = None if state is None else _state(state)
         return await (await self.store()).query(
-            queue=queue, state=st, task=task, limit=limit, offset=offset
+            queue=queue, state=st, task=task, limit=limit, offset=offset, after=after
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
-        return await (await self.store()).counts(queues)
+        """``{queue: {state: n}}`` for ``queues``, or for every queue but the private ones
+        (``private_queue``) when none are named."""
+        found = await (await self.store()).counts(queues)
+        if queues is None:
+            return {q: n for q, n in found.items() if not private_queue(q)}
+        return found
 
     async def cancel(self, job_id: str) -> JobState | None:
         """Cancel a queued job now; ask an active one to stop. None if there is no job."""

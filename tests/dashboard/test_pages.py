@@ -182,6 +182,19 @@ async def test_an_http_calls_record_is_not_retried(board: Board) -> None:
     assert job is not None and job.state == "cancelled"
 
 
+async def test_a_call_queue_is_not_in_the_queue_list_but_its_page_counts_it(
+    board: Board,
+) -> None:
+    await board.login()
+    call = await board.app.client.enqueue("boom", {}, queue="http.0123abcd")
+    await board.app.cancel(call.id)
+    await board.app.enqueue("signup", {"user": "a"})
+    listed = (await board.http.get("/admin/parts/queues")).text
+    assert "/admin/queues/default" in listed and "http.0123abcd" not in listed
+    page = (await board.http.get("/admin/queues/http.0123abcd")).text
+    assert "cancelled (1)" in page
+
+
 async def test_a_finished_jobs_page_lists_its_events_among_many_others(board: Board) -> None:
     """Event ids are not counts on Redis: the page finds the job's events by time."""
     await board.login()

@@ -18,6 +18,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -138,8 +139,12 @@ class Backend(abc.ABC):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first."""
+        """Jobs newest first (creation time, then id), skipping ``offset``. ``after``:
+        only the jobs listed after that one (a keyset page: nothing skipped or repeated
+        when jobs come and go meanwhile); the job's stored creation time is used while
+        it exists, else ``after.created``."""
 
     @abc.abstractmethod
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:

@@ -62,6 +62,12 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
     async def counts() -> dict[str, dict[str, int]]:
         return dict(await shared.get(f"{tail.cursor}\0counts", client.counts))
 
+    async def one_queue(name: str) -> dict[str, int]:
+        """A queue's counts; a private one is left out of the shared listing: named."""
+        if name.startswith(CALL_QUEUE_PREFIX):
+            return (await client.counts([name])).get(name, {})
+        return (await counts()).get(name, {})
+
     async def paused() -> set[str]:
         return set(await shared.get(f"{tail.cursor}\0paused", client.paused))
 
@@ -149,7 +155,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         return {
             "queue": name,
             "paused": name in await paused(),
-            "counts": {**dict.fromkeys(STATES, 0), **(await counts()).get(name, {})},
+            "counts": {**dict.fromkeys(STATES, 0), **(await one_queue(name))},
             "states": STATES,
             "state": state or "",
             "task": task or "",

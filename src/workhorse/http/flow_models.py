@@ -120,18 +120,21 @@ def wait_out(step: Step) -> WaitOut | None:
     )
 
 
+def publishers(f: FlowDef, trigger: str) -> list[str]:
+    """The steps of ``f`` that fire ``trigger``: ``step:NAME`` is NAME completing, any
+    other trigger is emitted by the steps that declare it."""
+    if trigger.startswith(STEP_PREFIX):
+        return [trigger[len(STEP_PREFIX) :]]
+    return [p.name for p in f.steps.values() if trigger in p.emits]
+
+
 def flow_out(f: FlowDef) -> FlowOut:
-    edges = []
-    for s in f.steps.values():
-        for t in s.subscribes:
-            if t.startswith(STEP_PREFIX):
-                edges.append(EdgeOut(source=t[len(STEP_PREFIX) :], target=s.name, trigger=t))
-            else:
-                edges += [
-                    EdgeOut(source=p.name, target=s.name, trigger=t)
-                    for p in f.steps.values()
-                    if t in p.emits
-                ]
+    edges = [
+        EdgeOut(source=source, target=s.name, trigger=t)
+        for s in f.steps.values()
+        for t in s.subscribes
+        for source in publishers(f, t)
+    ]
     return FlowOut(
         name=f.name,
         steps=[

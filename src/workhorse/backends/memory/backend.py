@@ -28,6 +28,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -484,10 +485,24 @@ class MemoryBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         now = self._clock()
         found = []
+        last: tuple[float, str] | None = None
+        micro = False  # the anchor is gone: compare times as a reader saw them (microseconds)
+        if after is not None:
+            anchor = self._jobs.get(after.id)
+            micro = anchor is None
+            last = (
+                (round(after.created * 1e6), after.id)
+                if anchor is None
+                else (anchor.created_at, anchor.id)
+            )
         for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
+            at = round(rec.created_at * 1e6) if micro else rec.created_at
+            if last is not None and (at, rec.id) >= last:
+                continue
             if queue is not None and rec.queue != queue:
                 continue
             if task is not None and rec.task != task:

@@ -53,6 +53,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -523,6 +524,7 @@ class PostgresBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         if "\x00" in (queue or "") or "\x00" in (task or ""):
             return []  # no stored name holds a NUL
@@ -541,6 +543,12 @@ class PostgresBackend(Backend):
         if task is not None:
             where.append("task = %s")
             params.append(task)
+        if after is not None:  # the anchor's stored time while it exists: exact, not rounded
+            where.append(
+                f"(created_at, id) < (COALESCE((SELECT created_at FROM {self.sql.s}.jobs "
+                "WHERE id = %s), to_timestamp(%s)), %s)"
+            )
+            params += [after.id, after.created, after.id]
         cond = f"WHERE {' AND '.join(where)}" if where else ""
         params += [max(0, limit), max(0, offset)]
         rows = await self._rows(

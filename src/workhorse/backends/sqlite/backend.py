@@ -52,6 +52,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -506,8 +507,9 @@ class SQLiteBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        return await self._db.read(self._query, queue, state, task, limit, offset)
+        return await self._db.read(self._query, queue, state, task, limit, offset, after)
 
     def _query(
         self,
@@ -517,9 +519,15 @@ class SQLiteBackend(Backend):
         task: str | None,
         limit: int,
         offset: int,
+        after: JobKey | None,
     ) -> list[Job]:
         now = self._clock()
-        sql, args = query_select(queue, state, task, now)
+        anchor = None
+        if after is not None:
+            row = conn.execute("SELECT created_at FROM wh_jobs WHERE id = ?", (after.id,))
+            found = row.fetchone()
+            anchor = (found[0], after.id) if found else after
+        sql, args = query_select(queue, state, task, now, anchor)
         rows = conn.execute(sql, (*args, limit, offset)).fetchall()
         return [self._to_job(conn, r, now) for r in rows]
 
