@@ -14,14 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_URL, require_service
-from workhorse import Workhorse
+from tests.acceptance.harness import drop_store
+from tests.conftest import backend_url
 
 pytestmark = pytest.mark.slow
 
@@ -31,22 +30,11 @@ RUNS = int(os.environ.get("FLOW_KILL_RUNS", "1000"))
 WORKERS = 4
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":  # several processes on one file
-        yield f"sqlite:///{tmp_path / 'flows.db'}"
-        return
-    require_service("redis", "127.0.0.1", 6379)
-    u = f"{REDIS_URL}?prefix=whf{uuid.uuid4().hex[:10]}"
+    u = backend_url(str(request.param), tmp_path)  # its own file, key prefix or schema
     yield u
-
-    async def drop() -> None:
-        app = Workhorse(u)
-        await app.open()
-        await app.backend.drop()  # type: ignore[attr-defined]
-        await app.close()
-
-    asyncio.run(drop())
+    asyncio.run(drop_store(u))
 
 
 def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
