@@ -249,11 +249,15 @@ class Waits:
         if raw is None:
             return  # resolved (or dropped) before its timeout
         record = codec.loads(raw)
-        if timer is not None and timer != record["timer"]:
-            return  # an earlier timer that ran again: the wait was re-armed past it
         step = self.engine.graph.step(record["flow"], record["step"])
         w = None if step is None else wait_of(step, record)
         if step is None or w is None:
+            return
+        if timer is not None and timer != record["timer"]:
+            # An earlier timer that ran again: the wait was re-armed past it. Its successor
+            # is armed again (one id), in case the first run died before arming it.
+            if timer == record["timer"] - 1:
+                await self.arm(step, record, wait_key, {"delay": w.timeout})
             return
         if not w.for_signal:  # a delay or cron time after the step: it is over
             if await self.claim(record["job"], "timer"):
