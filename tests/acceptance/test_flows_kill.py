@@ -136,6 +136,7 @@ def test_diamond_runs_complete_while_workers_are_killed(url: str, tmp_path: Path
     # while writing the step's follow-ups (the step runs again).
     logged = log.read_text()
     lost = {k for k in twice if job_of[k] in logged}
+    why = collections.Counter(reason(logged, job_of[k]) for k in lost)
     outside = {
         k: pids for k, pids in twice.items() if not set(pids[:-1]) <= killed and k not in lost
     }
@@ -145,5 +146,23 @@ def test_diamond_runs_complete_while_workers_are_killed(url: str, tmp_path: Path
         f"\n{url.split(':')[0]}: flows under SIGKILL x{len(killed)}: {RUNS} diamond runs "
         f"({RUNS * 4} steps) over {WORKERS} workers, all completed; {len(twice)} steps ran "
         f"twice ({len(twice) / (RUNS * 4):.2%}), each after a kill of the worker running it "
-        f"or a logged lost lease or store error ({len(lost)}); total {elapsed:.1f} s"
+        f"or a logged lost lease or store error ({len(lost)}: {dict(why)}); "
+        f"total {elapsed:.1f} s"
     )
+
+
+# What the worker logs, with the job's id, when a step it ran will run again elsewhere.
+REASONS = {
+    "lease lost": "lease lost",
+    "outcome dropped": "outcome dropped",
+    "follow-ups not enqueued": "store error in follow-ups",
+    "event loop has been blocked": "loop blocked",
+}
+
+
+def reason(log: str, job_id: str) -> str:
+    lines = [line for line in log.splitlines() if job_id in line]
+    for phrase, name in REASONS.items():
+        if any(phrase in line for line in lines):
+            return name
+    return "other"

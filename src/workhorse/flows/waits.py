@@ -25,7 +25,6 @@ ON_TIMEOUT = ("fail", "continue", "retry")
 WAIT_KEYS = ("delay", "cron", "signal", "webhook", "key", "timeout", "on_timeout")
 WEBHOOK_KEYS = ("signed",)
 PHASES = ("before", "after")
-Phase = Literal["before", "after"]
 # The signal a webhook wait is resolved by; its key names the run, generation and step.
 WEBHOOK_SIGNAL = "webhook"
 # The task that ends a wait for a signal when its timeout passes (registered once needed).
