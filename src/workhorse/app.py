@@ -432,7 +432,9 @@ class Workhorse:
             if local:
                 raise ConfigError("flow= filters durable hooks; drop local=True")
             if handler is not None:
-                return self.on(type_, only_flow(handler, flow, self.flows), task=task, queue=queue, name=name)
+                return self.on(
+                    type_, only_flow(handler, flow, self.flows), task=task, queue=queue, name=name
+                )
 
             def flow_deco(fn: F) -> F:
                 self.on(type_, only_flow(fn, flow, self.flows), task=task, queue=queue, name=name)

@@ -264,7 +264,11 @@ async def settle_timer(app: Workhorse, job_id: str) -> None:
 def charge_flow(app: Workhorse, flow: str, **after: Any) -> list[Any]:
     """charge, waiting after it (by default for ``paid`` keyed by its output's id) -> ship."""
     got: list[Any] = []
-    wait = after if {"delay", "cron", "webhook"} & set(after) else {"signal": "paid", "key": "id", **after}
+    wait = (
+        after
+        if {"delay", "cron", "webhook"} & set(after)
+        else {"signal": "paid", "key": "id", **after}
+    )
 
     @app.task(name=f"{flow}_charge", flow=flow, entry=True, wait={"after": wait})
     async def charge(order: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,9 @@ class StepMeta:
     gen: int
 
 
-async def step_of(graph: Graph, backend: Any, task: str | None, job_id: str | None) -> StepMeta | None:
+async def step_of(
+    graph: Graph, backend: Any, task: str | None, job_id: str | None
+) -> StepMeta | None:
     """The flow, run and step a job is, or None for a job that is no step of a run. The
     id tells the run; the store is asked only for a task in several flows."""
     steps = graph.tasks.get(task or "")

@@ -141,7 +141,9 @@ class Engine:
         its own attempt would have: the same ids, so a release run again starts nothing
         twice."""
         meta = StepMeta(record["run"], record["flow"], record["step"], record["gen"])
-        await self.fire(FlowContext(self, meta, record["of"]), STEP_PREFIX + meta.step, data, "done")
+        await self.fire(
+            FlowContext(self, meta, record["of"]), STEP_PREFIX + meta.step, data, "done"
+        )
 
     async def begin(self, run: str, gen: int, step: Step, data: Any, *cause: str) -> bool:
         """Start the step for this cause: at once, after its wait's delay or cron time, or

@@ -206,7 +206,11 @@ class Waits:
         return True
 
     async def proceed(
-        self, record: dict[str, Any], wait_key: str, extra: dict[str, Any] | None, by: str,
+        self,
+        record: dict[str, Any],
+        wait_key: str,
+        extra: dict[str, Any] | None,
+        by: str,
         timer: bool,
     ) -> None:
         """The wait is over: before a step, start it with its input (and ``extra``); after

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workhorse.flows import FlowDef, RunInfo, RunRecord, Step
+from workhorse.flows import FlowDef, RunInfo, RunRecord
 from workhorse.flows.graph import STEP_PREFIX
 from workhorse.flows.waits import WEBHOOK_SIGNAL, Wait
 
