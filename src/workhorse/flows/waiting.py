@@ -229,13 +229,17 @@ class Waits:
             await self.engine.enqueue_step(
                 record["run"], record["gen"], step, data, *record["cause"]
             )
+        await self.over(record, wait_key, by, timer)
+
+    async def over(self, record: dict[str, Any], wait_key: str, by: str, timer: bool) -> None:
+        """Forget the wait once what it held back is on its way, and say so."""
         await self.forget(record, wait_key)
         if not timer:
             await self.cancel_timer(record)
         await self.engine.publish(
             "step.resumed", record["run"], record["flow"], step=record["step"], by=by
         )
-        if after:  # a step that leads nowhere was the run's last
+        if phase_of(record) == "after":  # a step that leads nowhere was the run's last
             await self.engine.check(record["run"])
 
     async def cancel_timer(self, record: dict[str, Any]) -> None:
@@ -286,10 +290,7 @@ class Waits:
             await self.engine.enqueue_step(
                 record["run"], record["gen"], step, record["input"], record["of"], "retry"
             )
-            await self.forget(record, wait_key)
-            await self.engine.publish(
-                "step.resumed", record["run"], record["flow"], step=step.name, by="retry"
-            )
+            await self.over(record, wait_key, "retry", True)
             return
         await self.forget(record, wait_key)
         rec = await records.load(self.backend, record["run"])
@@ -303,8 +304,8 @@ class Waits:
         is not written back."""
         record["timer"] += 1
         await self.backend.kv_set(wait_key, codec.dumps(record).decode())
-        gone = await self.backend.kv_get(keys.waiting_prefix(record["run"]) + record["job"])
-        if gone is None or await self.backend.kv_get(keys.resolved_key(record["job"])):
+        entry = await self.backend.kv_get(keys.waiting_prefix(record["run"]) + record["job"])
+        if entry is None or await self.backend.kv_get(keys.resolved_key(record["job"])):
             await self.backend.kv_delete(wait_key)
             return
         await self.arm(step, record, wait_key, {"delay": w.timeout})
