@@ -183,6 +183,7 @@ def reason(log: str, job_id: str) -> tuple[str, str]:
     for phrase, name in REASONS.items():
         for i in at:
             if phrase in lines[i]:
-                tail = next((x for x in lines[i + 1 : i + 40] if x and not x[0].isspace()), "")
+                after = lines[i + 1 : i + 60]
+                tail = next((x for x in after if x[:1].isalpha() and "Traceback" not in x), "")
                 return name, f"{lines[i]} | {tail}"
     return "other", lines[at[0]] if at else ""
