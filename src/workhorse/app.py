@@ -425,8 +425,9 @@ class Workhorse:
         a decorator it returns the function. ``name`` keys the hook's parked events
         (default: module and function name).
 
-        ``flow="onboarding"`` (a glob) keeps the events of those flows' runs (flow.*,
-        step.waiting, step.resumed: their data names the flow).
+        ``flow="onboarding"`` (a glob) keeps the events of those flows' runs: flow.*,
+        step.waiting and step.resumed (their data names the flow) and the job events of
+        their steps (the job's id names the run).
 
         ``local=True`` subscribes to the in-process bus instead (``app.bus``): only what
         this process's own worker and producers do, not durable, exact task name."""
@@ -434,10 +435,12 @@ class Workhorse:
             if local:
                 raise ConfigError("flow= filters durable hooks; drop local=True")
             if handler is not None:
-                return self.on(type_, only_flow(handler, flow), task=task, queue=queue, name=name)
+                return self.on(
+                    type_, only_flow(handler, flow, self.flows), task=task, queue=queue, name=name
+                )
 
             def flow_deco(fn: F) -> F:
-                self.on(type_, only_flow(fn, flow), task=task, queue=queue, name=name)
+                self.on(type_, only_flow(fn, flow, self.flows), task=task, queue=queue, name=name)
                 return fn
 
             return flow_deco

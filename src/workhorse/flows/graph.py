@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workhorse.errors import ConfigError
-from workhorse.flows.waits import Wait, make_wait
+from workhorse.flows.waits import Wait, make_waits
 from workhorse.settings import check_name
 
 OnFailure = Literal["fail", "continue"]
@@ -27,6 +27,11 @@ class Step:
     subscribes: tuple[str, ...]
     emits: tuple[str, ...]
     wait: Wait | None = None  # before the step runs
+    after: Wait | None = None  # after its handler returned, before its completion fires
+
+    @property
+    def waits(self) -> tuple[Wait, ...]:
+        return tuple(w for w in (self.wait, self.after) if w is not None)
 
     @property
     def join(self) -> bool:
@@ -183,10 +188,11 @@ class Graph:
             )
         if len(set(subs)) != len(subs):
             raise ConfigError(f"step {task!r} subscribes to a trigger twice: {list(subs)}")
+        before, after = make_waits(wait)
         steps = []
         for name in flows:
             f = self._flow(name)
-            step = Step(name, task, entry, subs, _names(emits, "emits"), make_wait(wait))
+            step = Step(name, task, entry, subs, _names(emits, "emits"), before, after)
             f.steps[task] = step
             steps.append(step)
         self.tasks[task] = [s for s in self.tasks.get(task, []) if s.flow not in flows] + steps
