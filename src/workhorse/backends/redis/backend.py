@@ -554,6 +554,7 @@ class RedisBackend(RedisWaiting):
                 "processed": info.processed,
                 "tasks": info.tasks,
                 "paused": info.paused,
+                "flows": info.flows,
                 "ttl": ttl,
             }
         )
@@ -577,6 +578,7 @@ class RedisBackend(RedisWaiting):
                     float(reply[i + 1]) - float(rec["ttl"]),
                     list(rec.get("tasks", ())),
                     bool(rec.get("paused", False)),
+                    list(rec.get("flows", ())),
                 )
             )
         return out
