@@ -125,6 +125,7 @@ class Worker:
         self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
         self._observers = observers.Observers(client)  # replaced by the client's own at run()
+        self._tally = self._observers.tally
         self._tracing: tracing.Tracing | None = None
         self._signals = 0
         self._stop_at: float | None = None
@@ -250,6 +251,7 @@ class Worker:
         backend = self.client.backend
         self._finisher = Finisher(backend)
         self._observers = await observers.acquire(self.client)
+        self._tally = self._observers.tally
         self._tracing = tracing.of(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         self._pulse()  # also the job_timeout check, so on every backend
@@ -420,12 +422,15 @@ class Worker:
             slots.used += len(leases)
             shortest = self._renew_period
             claimed = time.monotonic()  # once per batch: the attempts start now
+            began = time.time()  # the same, for the figures (queue wait, run time)
             for lease in leases:
                 running = Running(lease, JobContext(self.client, lease), started=claimed)
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
-                running.task = asyncio.create_task(self._attempt(running, slots, claimed_at))
+                running.task = asyncio.create_task(
+                    self._attempt(running, slots, claimed_at, began)
+                )
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if shortest < self._renew_period:
@@ -444,7 +449,9 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(self, running: Running, slots: _Slots, claimed_at: int) -> None:
+    async def _attempt(
+        self, running: Running, slots: _Slots, claimed_at: int, began: float
+    ) -> None:
         lease = running.lease
         bus = self.client.bus
         if logs.active:
@@ -455,7 +462,7 @@ class Worker:
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
-            self._observers.started(lease)
+            self._tally.started(lease.job_id, lease.queue, lease.task, lease.created_at, began)
             if self._tracing is not None:
                 trace = await self._trace(lease, claimed_at)
             try:
@@ -516,7 +523,14 @@ class Worker:
             if trace is not None:
                 settled = written is not None and written.done() and not written.cancelled()
                 trace.close(bool(written.result()) if settled and written is not None else None)
-            self._observers.finished(lease, landed)
+            # Counted once per attempt: what the store took; a refunded retry without an
+            # error only put the job back (a shutdown), and None is no outcome at all.
+            self._tally.finished(
+                lease.job_id,
+                None
+                if landed is None or (landed.refund and landed.error is None)
+                else landed.kind,
+            )
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -721,6 +735,7 @@ class Worker:
             self.id, socket.gethostname(), os.getpid(), dict(self.queues), self._started_at
         )
         info.tasks = sorted(self.client.registry.tasks)
+        info.flows = [] if self.steps is None else sorted(self.steps.graph.flows)
         while True:
             info.active = len(self._running)
             info.processed = self.processed
