@@ -8,10 +8,10 @@ Keys (counters, see ``Backend.counter_add``), where ``ID`` names one (queue, tas
     stats:min:MINUTE:KIND:ID     MINUTE = the store's epoch seconds // 60; kept two hours;
                                  KIND is also started, or wait_ms (the summed milliseconds
                                  the jobs started that minute waited in their queue)
+    stats:pair:ID                (a kv key) ``["queue", "task"]``: lists the pairs
 
 Workers write the kinds they count from their tally; producers (any client that enqueues)
 write ``enqueued`` from ``Client.enqueued``, aggregated the same way.
-    stats:pair:ID                (a kv key) ``["queue", "task"]``: lists the pairs
 
 A pair's id is a short hash, so a read of "the last hour per minute" is 60 keys known in
 advance, with no scan of counters (which the contract does not offer).

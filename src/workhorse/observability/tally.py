@@ -28,10 +28,6 @@ class Histogram:
     counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # +Inf last
     total: float = 0.0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(BUCKETS, value)] += 1
-        self.total += value
-
     def to_json(self) -> dict[str, Any]:
         return {"counts": list(self.counts), "sum": self.total}
 
