@@ -140,7 +140,7 @@ def test_one_port_serves_the_sum_of_every_process(
     for tally, n in ((mine, 2), (other, 3), (gone, 4)):
         for i in range(n):
             tally.started(f"j{i}", "default", "ok", 0.0)
-            tally.finished(f"j{i}", "completed")
+            tally.finished(f"j{i}", "job.completed")
         tally.started("held", "default", "ok", 0.0)  # one running job each
     # Another live process (this one's parent) and a dead one (pid 2**22 + 1 is unused).
     (tmp_path / f"workhorse-{os.getppid()}.json").write_bytes(orjson.dumps(other.to_json()))
@@ -161,7 +161,7 @@ async def test_the_dashboard_and_keda_example_use_exported_metric_names() -> Non
 
     tally = Tally()
     tally.started("j", "default", "ok", 0.0)
-    tally.finished("j", "completed")
+    tally.finished("j", "job.completed")
     tally.cron_fired("nightly", "ok")
     app = Workhorse(url="memory://")
     try:

@@ -17,7 +17,7 @@ from workhorse.testing import FakeClock
 def finish(tally: Tally, n: int, kind: str, task: str = "ok") -> None:
     for i in range(n):
         tally.started(f"{task}{kind}{i}", "default", task, 0.0)
-        tally.finished(f"{task}{kind}{i}", kind)
+        tally.finished(f"{task}{kind}{i}", f"job.{kind}")
 
 
 async def test_minutes_and_totals_from_two_workers() -> None:
@@ -34,7 +34,7 @@ async def test_minutes_and_totals_from_two_workers() -> None:
         await w2.flush()
         clock.advance(60)
         finish(one, 4, "completed")
-        finish(one, 1, "retry")  # a retry is neither completed nor failed
+        finish(one, 1, "retrying")  # a retry is neither completed nor failed
         await w1.flush()
         await w1.flush()  # nothing new: nothing added twice
 

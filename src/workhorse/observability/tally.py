@@ -15,11 +15,12 @@ from typing import Any
 
 # Seconds: from a no-op's milliseconds to a batch job's quarter hour.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+# The event an outcome the store took is (``events.outcome_type``) -> the metric's outcome.
 OUTCOMES = {
-    "completed": "completed",
-    "failed": "failed",
-    "retry": "retried",
-    "cancelled": "cancelled",
+    "job.completed": "completed",
+    "job.failed": "failed",
+    "job.retrying": "retried",
+    "job.cancelled": "cancelled",
 }
 
 
@@ -77,8 +78,9 @@ class Tally:
         self._starts[job_id] = (now, p, queue)
 
     def finished(self, job_id: str, kind: str | None) -> None:
-        """``kind``: the outcome's (completed, failed, retry, cancelled); None when the job
-        left without one counted (put back at shutdown, or its lease was lost)."""
+        """``kind``: the event of the outcome the store took (job.completed, job.failed,
+        job.retrying, job.cancelled); job.queued (put back at shutdown) or None (no outcome
+        landed: the lease was lost) count no outcome."""
         starts = self._starts
         try:
             at, p, queue = starts[job_id]
@@ -86,7 +88,7 @@ class Tally:
             return
         del starts[job_id]
         self.leases[queue] -= 1
-        if kind is not None:
+        if kind is not None and kind != "job.queued":
             p.finished[OUTCOMES[kind]] += 1
             ran = time.time() - at
             run = p.run

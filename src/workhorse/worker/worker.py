@@ -458,7 +458,7 @@ class Worker:
             logs.enter(lease)
         trace: tracing.Attempt | None = None
         written: asyncio.Future[bool] | None = None
-        landed: Outcome | None = None  # the outcome the store took
+        landed: str | None = None  # the event of the outcome the store took
         try:
             if bus.wants("job.started"):
                 bus.emit(events.started(lease, self.id))
@@ -510,8 +510,7 @@ class Worker:
             slots.used -= 1
             slots.finishing += 1
             slots.freed.set()
-            if await self._finish(lease, outcome, written):
-                landed = outcome
+            landed = await self._finish(lease, outcome, written)
             if self.steps is not None:
                 await self.steps.finished(outcome, running.ctx)
         except asyncio.CancelledError:
@@ -523,14 +522,7 @@ class Worker:
             if trace is not None:
                 settled = written is not None and written.done() and not written.cancelled()
                 trace.close(bool(written.result()) if settled and written is not None else None)
-            # Counted once per attempt: what the store took; a refunded retry without an
-            # error only put the job back (a shutdown), and None is no outcome at all.
-            self._tally.finished(
-                lease.job_id,
-                None
-                if landed is None or (landed.refund and landed.error is None)
-                else landed.kind,
-            )
+            self._tally.finished(lease.job_id, landed)
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -554,8 +546,10 @@ class Worker:
             log.exception("job %s: could not start its trace spans", lease.job_id)
             return None
 
-    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> bool:
-        """Wait for the outcome's write; True if the store took it."""
+    async def _finish(
+        self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]
+    ) -> str | None:
+        """Wait for the outcome's write; the event it is if the store took it, else None."""
         ok = await written
         if not ok:
             log.warning(
@@ -563,11 +557,11 @@ class Worker:
                 lease.job_id,
                 outcome.kind,
             )
-            return False
+            return None
         kind = events.outcome_type(outcome)
         if self.client.bus.wants(kind):
             self.client.bus.emit(events.finished(kind, lease, outcome))
-        return True
+        return kind
 
     # -- side tasks --------------------------------------------------------------------
     def live_jobs(self) -> list[Running]:
