@@ -423,6 +423,7 @@ class Worker:
             shortest = self._renew_period
             claimed = time.monotonic()  # once per batch: the attempts start now
             began = time.time()  # the same, for the figures (queue wait, run time)
+            self._tally.claimed(leases, began)
             for lease in leases:
                 running = Running(lease, JobContext(self.client, lease), started=claimed)
                 # A job reclaimed from this very worker replaces its lost older attempt.
@@ -460,9 +461,9 @@ class Worker:
         written: asyncio.Future[bool] | None = None
         landed: str | None = None  # the event of the outcome the store took
         try:
-            if bus.wants("job.started"):
+            wanted = bus.wanted  # a set: no call per job when nobody listens
+            if "job.started" in wanted or "*" in wanted:
                 bus.emit(events.started(lease, self.id))
-            self._tally.started(lease.job_id, lease.queue, lease.task, lease.created_at, began)
             if self._tracing is not None:
                 trace = await self._trace(lease, claimed_at)
             try:
@@ -522,7 +523,7 @@ class Worker:
             if trace is not None:
                 settled = written is not None and written.done() and not written.cancelled()
                 trace.close(bool(written.result()) if settled and written is not None else None)
-            self._tally.finished(lease.job_id, landed)
+            self._tally.finished(lease.queue, lease.task, began, landed)
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -559,7 +560,8 @@ class Worker:
             )
             return None
         kind = events.outcome_type(outcome)
-        if self.client.bus.wants(kind):
+        wanted = self.client.bus.wanted
+        if kind in wanted or "*" in wanted:
             self.client.bus.emit(events.finished(kind, lease, outcome))
         return kind
 
