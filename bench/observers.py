@@ -12,7 +12,6 @@ import time
 from workhorse.job import Lease
 from workhorse.observability.tally import Tally
 
-
 BATCH = 50  # leases per claim, as a worker at concurrency 50 takes them
 
 

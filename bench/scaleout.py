@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     workers = tuple(int(w) for w in args.workers.split(","))
     jobs = None if args.jobs is None else dict.fromkeys(kinds, args.jobs)
     result = asyncio.run(
-        run(kinds, servers, workers, args.repeat, jobs, concurrency=args.concurrency, task=args.task)
+        run(
+            kinds, servers, workers, args.repeat, jobs, concurrency=args.concurrency, task=args.task
+        )
     )
     with open(args.json, "wb") as f:
         f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")

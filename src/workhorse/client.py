@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import logging
 import typing
-from contextlib import AbstractAsyncContextManager
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload

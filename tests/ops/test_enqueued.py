@@ -1,10 +1,10 @@
-""""Jobs enqueued": counted by the client that enqueues, added to the store's counters
+""" "Jobs enqueued": counted by the client that enqueues, added to the store's counters
 once a second (so the store-wide /metrics shows every producer's), and shown in the
 producer process's own Prometheus registry."""
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import sys
 from pathlib import Path
 
@@ -12,7 +12,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from workhorse import Workhorse
 from workhorse.observability import stats
 from workhorse.observability.routes import router
 
@@ -47,19 +46,18 @@ asyncio.run(main(sys.argv[1]))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
-async def test_store_metrics_count_what_another_process_enqueued(
-    kind: str, tmp_path: Path
-) -> None:
+async def test_store_metrics_count_what_another_process_enqueued(kind: str, tmp_path: Path) -> None:
     from tests.acceptance.harness import drop_store
     from tests.conftest import backend_url
 
     url = backend_url(kind, tmp_path)
     env = {"PYTHONPATH": ":".join([str(HERE), *sys.path])}
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", PRODUCER, url], env=env, capture_output=True, timeout=30
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", PRODUCER, url, env=env, stderr=asyncio.subprocess.PIPE
         )
-        assert done.returncode == 0, done.stderr.decode()
+        _, stderr = await asyncio.wait_for(producer.communicate(), 30)
+        assert producer.returncode == 0, stderr.decode()
         reader = make(url=url)
         api = FastAPI()
         api.include_router(router(reader))

@@ -1,6 +1,7 @@
 """The store-wide Prometheus figures (``GET /metrics``): depth per queue and state, live
 workers per queue, jobs enqueued, completed and failed per queue and task from the
-counters the producers and workers keep in the store, and each hook group's lag. One scrape sees the whole fleet."""
+counters the producers and workers keep in the store, and each hook group's lag. One
+scrape sees the whole fleet."""
 
 from __future__ import annotations
 

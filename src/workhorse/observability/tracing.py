@@ -96,9 +96,7 @@ class Tracing:
         return None  # none, or unreadable: a trace of its own
 
     @contextlib.asynccontextmanager
-    async def delivering(
-        self, client: Client, hook: str, event: HookCall
-    ) -> AsyncIterator[object]:
+    async def delivering(self, client: Client, hook: str, event: HookCall) -> AsyncIterator[object]:
         """A hook's call as a span, linked to the trace of the job the event is about."""
         _, _, trace = _otel()
         links = []

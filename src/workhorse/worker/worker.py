@@ -429,9 +429,7 @@ class Worker:
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
-                running.task = asyncio.create_task(
-                    self._attempt(running, slots, claimed_at, began)
-                )
+                running.task = asyncio.create_task(self._attempt(running, slots, claimed_at, began))
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if shortest < self._renew_period:
