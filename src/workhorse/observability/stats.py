@@ -129,7 +129,9 @@ class StatsWriter:
             log.exception("writing the last job counts to the store failed")
 
     async def _loop(self) -> None:
-        while not self._stopping.is_set():
+        # Flushes once more after the stop, even a stop that came before the first pass
+        # (a script that enqueues and closes within the second).
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
             try:
@@ -138,6 +140,8 @@ class StatsWriter:
                 if self._stopping.is_set():
                     raise
                 log.exception("writing job counts to the store failed; will retry")
+            if self._stopping.is_set():
+                return
 
     def _new_counts(self) -> list[tuple[str, str, str, int]]:
         """What grew since the last call, marked as seen."""
