@@ -75,7 +75,7 @@ def make_flow(**settings: Any) -> Workhorse:
     @app.task(flow="signup", entry=True, emits=["welcome"])
     async def register(data: dict[str, str], ctx: JobContext) -> str:
         assert ctx.flow is not None
-        ctx.flow.emit("welcome", {"who": data["who"]})
+        await ctx.flow.emit("welcome", {"who": data["who"]})
         return data["who"]
 
     @app.task(flow="signup", subscribes=["welcome"])
