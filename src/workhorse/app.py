@@ -22,6 +22,7 @@ from workhorse.flows import FLOW_OPTIONS, Flows
 from workhorse.flows.filters import only_flow
 from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
 from workhorse.job import FINISHED_STATES, Event, Job, JobKey, JobState, WorkerInfo
+from workhorse.observability import produced
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo
 from workhorse.settings import Settings
@@ -48,6 +49,7 @@ class Workhorse:
         Settings.load(env={}, **self._overrides)  # fail fast on unknown names
         self.registry = Registry()
         self.client = Client(self.registry, self._load_settings, backend=backend)
+        self.client.counting = produced.counting  # "jobs enqueued"
         self._sync: SyncApp | None = None
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
         self._hooks = HookSet()

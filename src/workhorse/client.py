@@ -11,6 +11,7 @@ import contextlib
 import logging
 import typing
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload
@@ -58,9 +59,31 @@ R = TypeVar("R")
 
 class Instrument(Protocol):
     """Told of jobs about to be written (``Client.instruments``): tracing carries the
-    enqueuing span's context to the job this way."""
+    enqueuing span's context to the job this way; and wraps each call of a hook."""
 
     async def enqueuing(self, client: Client, news: Sequence[NewJob]) -> None: ...
+
+    def delivering(
+        self, client: Client, hook: str, event: HookCall
+    ) -> AbstractAsyncContextManager[object]: ...
+
+
+class HookCall(Protocol):
+    """What an instrument reads of an event a hook is called with (hooks' ``JobEvent``)."""
+
+    id: int
+    type: str
+    job_id: str | None
+    task: str | None
+    queue: str | None
+
+
+class Counter(Protocol):
+    """Writes ``Client.enqueued`` where users read it (the store's counters): made and
+    started at the first job the client counts, stopped (its last figures written) at
+    close."""
+
+    async def stop(self) -> None: ...
 
 
 class HasClient(Protocol):
@@ -102,6 +125,13 @@ class Client:
         self._waiters = _Waiters(self)
         self._looks: set[asyncio.Task[None]] = set()  # run()'s checks for a live worker
         self.instruments: list[Instrument] = []
+        # Jobs this client created, per (queue, task), since it began: "jobs enqueued",
+        # a dict add per call; ``counter`` takes them off the hot path once a second.
+        self.enqueued: dict[tuple[str, str], int] = {}
+        # Called at the first job counted (observability sets it): None, or a started Counter.
+        self.counting: Callable[[Client], Counter | None] | None = None
+        self._counter: Counter | None = None
+        self._counted = False
 
     # -- settings and the store --------------------------------------------------------
     @property
@@ -161,7 +191,9 @@ class Client:
     def connection(self) -> Client:
         """A second client on the same settings and registry, with its own connection to
         the store (and its own event bus)."""
-        return Client(self.registry, self._load_settings)
+        other = Client(self.registry, self._load_settings)
+        other.counting = self.counting
+        return other
 
     async def open(self) -> None:
         if self._opened:
@@ -181,6 +213,10 @@ class Client:
         """Stop the waits for a live worker and the result pump, and close the store."""
         for look in list(self._looks):
             look.cancel()
+        counter, self._counter = self._counter, None
+        self._counted = False
+        if counter is not None:
+            await counter.stop()  # before the store closes: the last counts land
         if self._opened:
             self._opened = False
             self._loop = None
@@ -253,6 +289,7 @@ class Client:
         out: list[JobHandle[Any]] = []
         # Inside the caller's transaction nothing is queued until it commits: stay quiet.
         emit = committed and self.bus.wants("job.queued")
+        created = 0
         for new, res in zip(news, results, strict=True):
             status: EnqueueStatus = "created"
             if res.replaced:
@@ -263,10 +300,23 @@ class Client:
                     if existing is not None:
                         raise DuplicateJob(existing)
                 status = "skipped" if on_duplicate == "skip" else "duplicate"
+            if status == "created":
+                created += 1
             if emit and status in ("created", "replaced"):
                 self.bus.emit(events.queued(res.id, new.task, new.queue))
             out.append(JobHandle(self, res.id, task.name, new.queue, status, res.state))
+        if created:
+            self._count(news[0].queue, task.name, created)
         return out
+
+    def _count(self, queue: str, task: str, n: int) -> None:
+        """Add to "jobs enqueued" (the calls' options give one queue to all their jobs)."""
+        key = (queue, task)
+        self.enqueued[key] = self.enqueued.get(key, 0) + n
+        if not self._counted:
+            self._counted = True
+            if self.counting is not None:
+                self._counter = self.counting(self)
 
     @overload
     async def enqueue(

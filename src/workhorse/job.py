@@ -182,3 +182,4 @@ class WorkerInfo:
     last_seen: float = 0.0
     tasks: list[str] = field(default_factory=list)  # the task names it knows (its registry)
     paused: bool = False  # started paused, or paused since: claims nothing
+    flows: list[str] = field(default_factory=list)  # the flows whose steps it runs

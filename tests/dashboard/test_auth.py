@@ -36,6 +36,8 @@ ACTIONS = [
     "/admin/flows/runs/0123456789abcdef/cancel",
     "/admin/flows/runs/0123456789abcdef/restart",
     "/admin/flows/runs/0123456789abcdef/resume",
+    "/admin/workers/host-1-abcd/pause",
+    "/admin/workers/host-1-abcd/resume",
 ]
 
 

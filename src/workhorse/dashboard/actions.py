@@ -1,6 +1,6 @@
 """The actions (POST, each with the session's CSRF token; refused in read-only mode):
 job retry (as it was, or with an edited payload) and cancel, queue pause, resume, bulk
-retry, bulk cancel and purge, schedules.
+retry, bulk cancel and purge, schedules, worker pause and resume.
 Each answers with a redirect back to its page and a line saying what it did."""
 
 import re
@@ -88,6 +88,17 @@ def action_routes(board: Board) -> APIRouter:
     async def resume(name: Queue, session: Acting) -> RedirectResponse:
         await client.resume(name)
         return back(f"/queues/{name}", "resumed")
+
+    # -- workers ------------------------------------------------------------------------
+    @r.post("/workers/{worker_id}/{verb}")
+    async def control_worker(
+        worker_id: Queue, verb: Annotated[str, Path(pattern="^(pause|resume)$")], session: Acting
+    ) -> RedirectResponse:
+        try:
+            await (client.pause_worker if verb == "pause" else client.resume_worker)(worker_id)
+        except WorkhorseError as exc:  # no such live worker (any more)
+            return back("/workers", f"not done: {exc}")
+        return back("/workers", f"{verb} asked: the worker follows within a few seconds")
 
     async def bulk(name: str, state: JobState, task: str, act: str) -> tuple[int, bool]:
         """Apply ``act`` to every job of the filter, a batch at a time (each batch leaves

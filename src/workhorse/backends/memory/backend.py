@@ -112,6 +112,7 @@ class MemoryBackend(Backend):
         self._kv = KeyValues(clock)
         self._events: deque[Event] = deque()
         self._max_events = max_events
+        self._trim_at = max_events + min(1000, max_events)  # trims amortised over 1,000 events
         self._event_ids = itertools.count(1)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._seq = itertools.count()
@@ -132,7 +133,7 @@ class MemoryBackend(Backend):
         self._events.append(
             Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
         )
-        if len(self._events) > self._max_events + min(1000, self._max_events):
+        if len(self._events) > self._trim_at:
             self._trim_events()
 
     def _trim_events(self) -> None:
@@ -683,7 +684,7 @@ class MemoryBackend(Backend):
                     next(self._event_ids),
                 )
             )
-        if len(self._events) > self._max_events + min(1000, self._max_events):
+        if len(self._events) > self._trim_at:
             self._trim_events()
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:

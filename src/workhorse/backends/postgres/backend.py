@@ -704,7 +704,7 @@ class PostgresBackend(Backend):
         body = {
             "id": info.id, "host": info.host, "pid": info.pid, "queues": info.queues,
             "started_at": info.started_at, "active": info.active, "processed": info.processed,
-            "tasks": info.tasks, "paused": info.paused,
+            "tasks": info.tasks, "paused": info.paused, "flows": info.flows,
         }  # fmt: skip
         rows = await self._rows(self._q.beat, (info.id, _dumps(body), float(ttl)))
         info.last_seen = float(rows[0][0])
@@ -725,6 +725,7 @@ class PostgresBackend(Backend):
                     float(last_seen),
                     list(body.get("tasks", ())),
                     bool(body.get("paused", False)),
+                    list(body.get("flows", ())),
                 )
             )
         return out

@@ -558,6 +558,7 @@ class RedisBackend(RedisWaiting):
                 "processed": info.processed,
                 "tasks": info.tasks,
                 "paused": info.paused,
+                "flows": info.flows,
                 "ttl": ttl,
             }
         )
@@ -581,6 +582,7 @@ class RedisBackend(RedisWaiting):
                     float(reply[i + 1]) - float(rec["ttl"]),
                     list(rec.get("tasks", ())),
                     bool(rec.get("paused", False)),
+                    list(rec.get("flows", ())),
                 )
             )
         return out
