@@ -423,7 +423,7 @@ class Workhorse:
         (default: module and function name).
 
         ``flow="onboarding"`` (a glob) keeps the events of those flows' runs (flow.*,
-        step.waiting, step.resumed: their data names the flow).
+        step.*, emit, state: their data names the flow).
 
         ``local=True`` subscribes to the in-process bus instead (``app.bus``): only what
         this process's own worker and producers do, not durable, exact task name."""

@@ -9,7 +9,7 @@ from typing import Any
 
 
 def of_flow(event: Any, pattern: str) -> bool:
-    """Whether a durable event (flow.*, step.waiting, step.resumed) is of a flow matching
+    """Whether a durable event (flow.*, step.*, emit, state) is of a flow matching
     the glob ``pattern``: its flow is in the event's data."""
     flow = (getattr(event, "extra", None) or {}).get("flow")
     return isinstance(flow, str) and fnmatch.fnmatchcase(flow, pattern)
