@@ -486,3 +486,31 @@ async def test_hooks_filter_step_events_by_flow(app: Workhorse) -> None:
         ("step.completed", kept.id, "kept", "one")
     ]
     assert got[0].task == "one"
+
+
+async def test_state_kept_by_an_earlier_step_is_cleared_when_the_last_step_ends_the_run(
+    app: Workhorse,
+) -> None:
+    """The last step of a closed flow ends its run without looking at the store: state a
+    step before it kept, in another attempt, is still cleared (on_complete)."""
+
+    @app.task(name="first", flow="handover", entry=True)
+    async def first(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("kept", data)
+        return data
+
+    @app.task(name="second", flow="handover", subscribes=["step:first"])
+    async def second(data: Any, ctx: Any) -> Any:
+        return await ctx.state.get("kept")
+
+    assert app.flows["handover"].shape().last == "second"
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("handover", 3)
+    assert await run.result(timeout=10) == {"second": 3}
+    backend = app.client.backend
+
+    async def cleared() -> bool:  # by the ender, right after the run's end is stored
+        left = {**await backend.kv_scan(f"flows:state:run:{run.id}:")}
+        return not left and not await backend.kv_scan(f"flows:live:{run.id}")
+
+    await eventually(cleared, "the run's state and live entry to be removed")
