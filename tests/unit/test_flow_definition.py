@@ -133,19 +133,20 @@ def test_a_closed_flows_last_step_is_known_from_its_definition() -> None:
             "z": ["step:looped_c"],
         },
     )
+    last = {name: app.flows[name].last() for name in app.flows.names()}
+    assert last["chain"] == "chain_c"
+    assert last["dia"] == "dia_d"
+    assert last["forked"] is None  # two last steps
+    assert last["lenient"] is None  # the other branches go on after a failure
+    assert last["emitting"] is None  # an emit may start a step any number of times
+    assert last["looped"] is None  # a cycle
     shapes = {name: app.flows[name].shape() for name in app.flows.names()}
-    assert shapes["chain"].last == "chain_c"
-    assert shapes["dia"].last == "dia_d"
-    assert shapes["forked"].last is None  # two last steps
-    assert shapes["lenient"].last is None  # the other branches go on after a failure
-    assert shapes["emitting"].last is None  # an emit may start a step any number of times
-    assert shapes["looped"].last is None  # a cycle
     # A completion hands off to new jobs when every subscriber is a plain step.
     assert [s.name for s in shapes["dia"].handoff["dia_a"]] == ["dia_b", "dia_c"]
     assert "dia_b" not in shapes["dia"].handoff  # a join's input
 
 
-def test_a_wait_for_a_signal_is_no_handoff_and_a_change_reshapes() -> None:
+def test_a_wait_for_a_signal_is_no_handoff_and_a_change_reshapes_the_flow() -> None:
     app = Workhorse("memory://")
     _steps(
         app,
@@ -155,6 +156,8 @@ def test_a_wait_for_a_signal_is_no_handoff_and_a_change_reshapes() -> None:
     )
     assert app.flows["w"].shape().handoff == {}
     assert app.flows["w"].shape().waits
-    assert app.flows["w"].shape().last == "w_b"
+    assert app.flows["w"].last() == "w_b"
     app.flows.define("w", on_failure="continue")
-    assert app.flows["w"].shape().last is None
+    assert app.flows["w"].last() is None
+    app.task(lambda: None, name="w_c", flow="w", subscribes=["step:w_a"])  # type: ignore[call-overload]
+    assert app.flows["w"].shape().last is None  # two last steps now

@@ -137,8 +137,8 @@ class Engine:
         flow = self.graph.flows.get(meta.flow)
         try:
             if outcome.kind == "completed":
-                shape = None if flow is None else flow.shape()
-                if shape is not None and shape.last == meta.step:
+                last = None if flow is None else flow.last()
+                if last == meta.step:
                     await self.end_run(meta.run, meta.flow, meta.gen, "completed", None)
                     return
                 if fc.handed:
@@ -147,7 +147,7 @@ class Engine:
                     jobs = await self.client.get_jobs(fc.followups)
                     if not any(j.finished for j in jobs.values()):
                         return  # the last of them to finish checks the run
-                elif shape is not None and shape.last is not None:
+                elif last is not None:
                     return  # an input of a join that is not complete: its last input starts it
             elif outcome.kind not in ("failed", "cancelled"):
                 return
@@ -342,18 +342,24 @@ class Engine:
         mark = records.end_mark(state, time.time(), error)
         if not await backend.set_if_absent(keys.end_key(run, gen), mark):
             return False
-        flow = self.graph.flows.get(name)
-        # The live entry holds the flow's name, marked once a step kept state: deleting it
-        # with the unmarked name tells whether there is state to clear.
-        if not await backend.kv_delete(keys.live_key(run), name):
-            await backend.kv_delete(keys.live_key(run))
-            if flow is not None and (
-                flow.cleanup == "immediate"
-                or (flow.cleanup == "on_complete" and state == "completed")
-            ):
-                await State(self.client, run, flow).clear()
+        await self.settle(run, name, state)
         await self.publish(f"flow.{state}", run, name, error=error)
         return True
+
+    async def settle(self, run: str, name: str, state: RunState) -> None:
+        """After a run's end: remove its live entry, and its state as its flow's cleanup
+        rule says. The entry holds the flow's name, marked once a step kept state:
+        deleting it with the unmarked name tells whether there is state to clear; a
+        marked one goes after the state, so a live entry left means a cleanup not done."""
+        backend = self.client.backend
+        if await backend.kv_delete(keys.live_key(run), name):
+            return
+        flow = self.graph.flows.get(name)
+        if flow is not None and (
+            flow.cleanup == "immediate" or (flow.cleanup == "on_complete" and state == "completed")
+        ):
+            await State(self.client, run, flow).clear()
+        await backend.kv_delete(keys.live_key(run))
 
     # -- starting and stopping runs ---------------------------------------------------------
     async def start_run(self, flow: str, data: Any = None) -> str:
@@ -396,8 +402,11 @@ class Engine:
         ended = 0
         for key in await backend.kv_scan(keys.live_prefix()):
             rec = await records.load(backend, key[len(keys.live_prefix()) :])
-            if rec is None or rec.state != "running":
-                await backend.kv_delete(key)  # its ender died before removing it
+            if rec is None:
+                await backend.kv_delete(key)
+                continue
+            if rec.state != "running":
+                await self.settle(rec.id, rec.flow, rec.state)  # its ender died before
                 continue
             await self.waits.rescue(rec.id)
             if await self.check(rec.id) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from workhorse.settings import check_name
 
 # How often ``RunHandle.result`` looks at the run's record.
 POLL = 0.02
+# How long it waits, once the run ended, for its ender to remove the run's state.
+SETTLE = 2.0
 
 
 class RunHandle:
@@ -44,8 +47,19 @@ class RunHandle:
             while True:
                 rec = await records.load(backend, self.id)
                 if rec is not None and rec.state != "running":
+                    await self._settled()
                     return await self.flows.get(self.id)
                 await asyncio.sleep(POLL)
+
+    async def _settled(self) -> None:
+        """The ender removes the run's live entry after the run's state (by the cleanup
+        rule): wait for that, a while at most (an ender that died leaves it to the sweep)."""
+        backend = self.flows.client.backend
+        deadline = time.monotonic() + SETTLE
+        while await backend.kv_get(keys.live_key(self.id)) is not None:
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(POLL)
 
     async def result(self, timeout: float | None = None) -> dict[str, Any]:
         """The outputs of the run's last steps (those nothing follows), by step; raises

@@ -45,6 +45,11 @@ class FlowDef:
     step_timeout: float | None = None  # for its steps whose task sets no timeout
     _shape: Shape | None = field(default=None, repr=False, compare=False)  # see shape()
 
+    def last(self) -> str | None:
+        """The step whose completion ends a run, when the flow is closed (see ``Shape``)
+        and a failure fails the run (else the other branches may go on)."""
+        return self.shape().last if self.on_failure == "fail" else None
+
     def shape(self) -> Shape:
         """What a finishing step can tell about its run from the definition alone (kept
         until the flow changes)."""
@@ -92,10 +97,11 @@ class Shape:
     # step -> the steps its completion starts, each as one job at once, when all of
     # them are plain (no join, no wait for a signal or webhook); absent otherwise.
     handoff: dict[str, tuple[Step, ...]]
-    # The step every run ends with, when the flow is closed: nothing emits, the steps
-    # form no cycle and have one leaf, and a failure fails the run. Then every step is
-    # an ancestor of the leaf, each runs once per run, and the leaf's completion means
-    # every step completed: the run is over without a look at the store.
+    # The step every run ends with, when the flow is closed: nothing emits and the steps
+    # form no cycle and have one leaf. Then every step is an ancestor of the leaf and runs
+    # once per run: with a failure failing the run (``FlowDef.last``), the leaf's
+    # completion means every step completed, and the run is over without a look at the
+    # store.
     last: str | None
     waits: bool  # a step of the flow waits for a signal or a webhook
 
@@ -108,10 +114,7 @@ class Shape:
                 handoff[name] = tuple(subs)
         leaves = flow.leaves()
         closed = (
-            flow.on_failure == "fail"
-            and len(leaves) == 1
-            and not any(s.emits for s in flow.steps.values())
-            and _acyclic(flow)
+            len(leaves) == 1 and not any(s.emits for s in flow.steps.values()) and _acyclic(flow)
         )
         waits = any(waits_for_signal(s) for s in flow.steps.values())
         return cls(handoff, leaves[0] if closed else None, waits)
@@ -190,7 +193,6 @@ class Graph:
         step_timeout: float | None = None,
     ) -> FlowDef:
         f = self._flow(name)
-        f._shape = None
         if on_failure is not None:
             if on_failure not in ON_FAILURE:
                 raise ConfigError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
