@@ -25,10 +25,12 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     NewJob,
     WorkerInfo,
     new_job_id,
+    private_queue,
 )
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo, last_key
@@ -50,6 +52,7 @@ from workhorse.task import (
 log = logging.getLogger("workhorse")
 # Seconds run() waits before it looks for a live worker on the job's queue.
 NO_WORKER_AFTER = 5.0
+KEEP: Any = object()  # retry(): the job keeps its payload (None is a payload too)
 R = TypeVar("R")
 
 
@@ -460,23 +463,46 @@ class Client:
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time;
+        ``after=JobKey.of(last)`` starts after a page's last job (a keyset page)."""
         st = None if state is None else _state(state)
         return await (await self.store()).query(
-            queue=queue, state=st, task=task, limit=limit, offset=offset
+            queue=queue, state=st, task=task, limit=limit, offset=offset, after=after
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
-        return await (await self.store()).counts(queues)
+        """``{queue: {state: n}}`` for ``queues``, or for every queue but the private ones
+        (``private_queue``) when none are named."""
+        found = await (await self.store()).counts(queues)
+        if queues is None:
+            return {q: n for q, n in found.items() if not private_queue(q)}
+        return found
 
     async def cancel(self, job_id: str) -> JobState | None:
         """Cancel a queued job now; ask an active one to stop. None if there is no job."""
         return await (await self.store()).cancel(job_id)
 
-    async def retry(self, job_id: str) -> bool:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
-        return await (await self.store()).retry(job_id)
+    async def retry(self, job_id: str, data: Any = KEEP, *, by: str | None = None) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts.
+
+        With ``data`` it runs with that payload instead: checked as an enqueue checks it
+        (the task's model when this app defines the task, else JSON and ``max_payload``;
+        PayloadError says what is wrong) and set in the same step as the retry. Its
+        ``job.queued`` event names ``by`` and keeps the payload it replaced."""
+        store = await self.store()
+        if data is KEEP:
+            return await store.retry(job_id)
+        job = await store.get(job_id)
+        if job is None:
+            return False
+        task = self.registry.tasks.get(job.task)
+        if task is None:
+            raw = codec.encode_payload(data, self.max_payload, f"payload for task {job.task!r}")
+        else:
+            raw = task.prepare(data)[1]
+        return await store.retry(job_id, raw, by)
 
     async def purge(
         self,

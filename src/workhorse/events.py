@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from workhorse.job import Event, Lease, Outcome
 
 log = logging.getLogger("workhorse.events")
@@ -92,6 +94,19 @@ def progress(lease: Lease, value: Any) -> Event:
 
 def queued(job_id: str, task: str, queue: str) -> Event:
     return Event("job.queued", job_id, task, queue, {}, time.time())
+
+
+def retried(previous: bytes | None, by: str | None) -> dict[str, Any]:
+    """The data of the ``job.queued`` event a retry writes; a retry with a new payload also
+    names who changed it and keeps the payload it replaced (``previous``: JSON as stored,
+    or its text when it does not decode, as a quarantined record's may not)."""
+    if previous is None:
+        return {"retried": True}
+    try:
+        old = orjson.loads(previous)
+    except orjson.JSONDecodeError:
+        old = previous.decode("utf-8", "replace")
+    return {"retried": True, "edited": {"by": by or "", "previous": old}}
 
 
 def cron_fired(schedule: str, job_id: str, task: str, queue: str, tick: float) -> Event:

@@ -23,6 +23,15 @@ LIVE_STATES = frozenset({JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE})
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 STATES = tuple(JobState)
 
+# Queues private to one process (an HTTP server's inline calls, ``http.<random>``): no
+# worker consumes them, so queue listings leave them out; their jobs stay readable by id
+# and in their task's listing.
+PRIVATE_QUEUE_PREFIX = "http."
+
+
+def private_queue(name: str) -> bool:
+    return name.startswith(PRIVATE_QUEUE_PREFIX)
+
 
 # The stall budget a job gets when neither its task nor the settings set one: a few
 # worker deaths (a deploy's kill, a lost machine) are survived, a job that kills every
@@ -133,6 +142,19 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class JobKey:
+    """A job's place in a newest-first listing (creation time, then id): a page ends at
+    one, and the next starts after it (``Backend.query(after=...)``)."""
+
+    id: str
+    created: float  # epoch seconds, as the job's ``created_at`` gives them
+
+    @classmethod
+    def of(cls, job: Job) -> JobKey:
+        return cls(job.id, job.created_at.timestamp())
 
 
 @dataclass(slots=True)

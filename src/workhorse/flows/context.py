@@ -26,6 +26,25 @@ class StepMeta:
     gen: int
 
 
+async def step_of(
+    graph: Graph, backend: Any, task: str | None, job_id: str | None
+) -> StepMeta | None:
+    """The flow, run and step a job is, or None for a job that is no step of a run. The
+    id tells the run; the store is asked only for a task in several flows."""
+    steps = graph.tasks.get(task or "")
+    found = keys.run_of(job_id) if steps and job_id else None
+    if not steps or not job_id or found is None:
+        return None
+    run, gen = found
+    if len(steps) == 1:
+        return StepMeta(run, steps[0].flow, steps[0].name, gen)
+    raw = await backend.kv_get(keys.job_key(run, job_id))
+    if raw is None:
+        return None
+    d = codec.loads(raw)
+    return StepMeta(run, d["flow"], d["step"], d["gen"])
+
+
 class Engine(Protocol):
     """What a step's context asks of the engine (kept apart: the engine builds contexts)."""
 

@@ -20,7 +20,7 @@ from workhorse import codec, events
 from workhorse.client import Client
 from workhorse.errors import error_info
 from workhorse.flows import keys, records
-from workhorse.flows.context import FlowContext, State, StepMeta
+from workhorse.flows.context import FlowContext, State, StepMeta, step_of
 from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step, waits_for_signal
 from workhorse.flows.publisher import Publisher
 from workhorse.flows.records import RunRecord, RunState
@@ -61,22 +61,8 @@ class Engine:
 
     # -- the worker's side ---------------------------------------------------------------
     async def lookup(self, lease: Lease) -> StepMeta | None:
-        """The flow, run and step a job is, or None for a job that is no step of a run.
-        The id tells the run; the store is asked only for a task in several flows."""
-        steps = self.graph.tasks.get(lease.task)
-        if not steps:
-            return None
-        found = keys.run_of(lease.job_id)
-        if found is None:
-            return None
-        run, gen = found
-        if len(steps) == 1:
-            return StepMeta(run, steps[0].flow, lease.task, gen)
-        raw = await self.client.backend.kv_get(keys.job_key(run, lease.job_id))
-        if raw is None:
-            return None
-        d = codec.loads(raw)
-        return StepMeta(run, d["flow"], d["step"], d["gen"])
+        """The flow, run and step a job is, or None for a job that is no step of a run."""
+        return await step_of(self.graph, self.client.backend, lease.task, lease.job_id)
 
     async def run(
         self, lease: Lease, ctx: Any, attempt: Callable[[], Awaitable[Outcome]]
@@ -96,7 +82,14 @@ class Engine:
             await self.note(fc, "step.completed", attempt=lease.attempts)
             try:
                 data = None if outcome.result is None else codec.loads(outcome.result)
-                await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
+                step = self.graph.step(meta.flow, meta.step)
+                if step is not None and step.after is not None:  # its completion fires later
+                    given = codec.loads(lease.data)
+                    await self.waits.start_after(
+                        meta.run, meta.gen, step, lease.job_id, given, data
+                    )
+                else:
+                    await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
@@ -211,6 +204,15 @@ class Engine:
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
         fc.handed = occurrence == "done" and fresh and meta.step in flow.shape().handoff
+
+    async def release(self, record: dict[str, Any], data: Any) -> None:
+        """Fire the completion of the step whose wait after it (``record``) is over, as
+        its own attempt would have: the same ids, so a release run again starts nothing
+        twice."""
+        meta = StepMeta(record["run"], record["flow"], record["step"], record["gen"])
+        await self.fire(
+            FlowContext(self, meta, record["of"]), STEP_PREFIX + meta.step, data, "done"
+        )
 
     async def begin(self, run: str, gen: int, step: Step, data: Any, *cause: str) -> bool:
         """Start the step for this cause: at once, after its wait's delay or cron time, or
@@ -441,7 +443,7 @@ class Engine:
                 rec.stalled_at = None
                 await records.save(self.client.backend, rec)
             return False
-        if now - last < flow.stall_timeout:
+        if now - last < flow.stall_timeout or await self.waits.timed(rec.id):
             return False
         if not await self.client.backend.set_if_absent(keys.stall_key(rec.id, last), "1"):
             return False

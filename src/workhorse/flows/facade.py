@@ -15,7 +15,7 @@ from workhorse.flows import keys, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
-from workhorse.flows.waiting import SIGNAL_TTL
+from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
 from workhorse.job import Event
 from workhorse.settings import check_name
@@ -123,12 +123,12 @@ class Flows:
         wait: Any = None,
     ) -> list[Step]:
         steps = self.graph.add_step(task, flow, entry, subscribes, emits, wait)
-        timed = any(s.wait is not None and s.wait.timeout is not None for s in steps)
+        timed = any(w.timeout is not None or s.after is w for s in steps for w in s.waits)
         if timed and TIMER_TASK not in self.client.registry.tasks:
             waits = self.engine.waits
 
             async def timer(data: dict[str, Any]) -> None:
-                await waits.timed_out(data["wait"])
+                await waits.timed_out(data["wait"], data.get("timer"))
 
             self.client.registry.add_task(timer, name=TIMER_TASK)
         return steps
@@ -190,7 +190,10 @@ class Flows:
             rec.error,
             steps,
             rec.stalled_at,
-            [{k: w[k] for k in ("step", "signal", "key", "since")} for w in waits],
+            [
+                {**{k: w[k] for k in ("step", "signal", "key", "since")}, "phase": phase_of(w)}
+                for w in waits
+            ],
         )
 
     async def list(self, flow: str | None = None, state: str | None = None) -> list[RunRecord]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workhorse.errors import ConfigError
-from workhorse.flows.waits import Wait, make_wait
+from workhorse.flows.waits import Wait, make_waits
 from workhorse.settings import check_name
 
 OnFailure = Literal["fail", "continue"]
@@ -27,6 +27,11 @@ class Step:
     subscribes: tuple[str, ...]
     emits: tuple[str, ...]
     wait: Wait | None = None  # before the step runs
+    after: Wait | None = None  # after its handler returned, before its completion fires
+
+    @property
+    def waits(self) -> tuple[Wait, ...]:
+        return tuple(w for w in (self.wait, self.after) if w is not None)
 
     @property
     def join(self) -> bool:
@@ -110,13 +115,17 @@ class Shape:
         handoff: dict[str, tuple[Step, ...]] = {}
         for name in flow.steps:
             subs = flow.subscribers(STEP_PREFIX + name)
-            if subs and all(not s.join and not waits_for_signal(s) for s in subs):
+            plain = all(not s.join and not waits_for_signal(s) for s in subs)
+            if subs and plain and flow.steps[name].after is None:
                 handoff[name] = tuple(subs)
         leaves = flow.leaves()
         closed = (
-            len(leaves) == 1 and not any(s.emits for s in flow.steps.values()) and _acyclic(flow)
+            len(leaves) == 1
+            and not any(s.emits or s.after is not None for s in flow.steps.values())
+            and _acyclic(flow)
         )
-        waits = any(waits_for_signal(s) for s in flow.steps.values())
+        # A wait after a step (any kind) holds its run open with a waiting entry too.
+        waits = any(waits_for_signal(s) or s.after is not None for s in flow.steps.values())
         return cls(handoff, leaves[0] if closed else None, waits)
 
 
@@ -247,11 +256,12 @@ class Graph:
             )
         if len(set(subs)) != len(subs):
             raise ConfigError(f"step {task!r} subscribes to a trigger twice: {list(subs)}")
+        before, after = make_waits(wait)
         steps = []
         for name in flows:
             f = self._flow(name)
             f._shape = None
-            step = Step(name, task, entry, subs, _names(emits, "emits"), make_wait(wait))
+            step = Step(name, task, entry, subs, _names(emits, "emits"), before, after)
             f.steps[task] = step
             steps.append(step)
         self.tasks[task] = [s for s in self.tasks.get(task, []) if s.flow not in flows] + steps

@@ -110,7 +110,12 @@ class RunInfo:
     error: dict[str, Any] | None
     steps: list[StepInfo] = field(default_factory=list)
     stalled_at: float | None = None
-    waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting for a signal
+    waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting, before or after
+
+    @property
+    def waiting(self) -> bool:
+        """Running, with a step waiting (before it runs or before its completion fires)."""
+        return self.state == "running" and bool(self.waits)
 
     def step(self, name: str) -> list[StepInfo]:
         return [s for s in self.steps if s.step == name]

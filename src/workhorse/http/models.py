@@ -102,6 +102,13 @@ class WorkerOut(BaseModel):
     last_seen: float
 
 
+class RetryIn(BaseModel):
+    """A retry's body: ``data`` replaces the job's payload, checked as an enqueue checks it
+    (leave ``data`` out, or send no body, to keep the payload)."""
+
+    data: Any = None
+
+
 class Done(BaseModel):
     ok: bool
     state: str | None = None

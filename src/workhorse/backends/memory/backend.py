@@ -28,6 +28,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -484,10 +485,24 @@ class MemoryBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         now = self._clock()
         found = []
+        last: tuple[float, str] | None = None
+        micro = False  # the anchor is gone: compare times as a reader saw them (microseconds)
+        if after is not None:
+            anchor = self._jobs.get(after.id)
+            micro = anchor is None
+            last = (
+                (round(after.created * 1e6), after.id)
+                if anchor is None
+                else (anchor.created_at, anchor.id)
+            )
         for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
+            at = round(rec.created_at * 1e6) if micro else rec.created_at
+            if last is not None and (at, rec.id) >= last:
+                continue
             if queue is not None and rec.queue != queue:
                 continue
             if task is not None and rec.task != task:
@@ -522,7 +537,7 @@ class MemoryBackend(Backend):
             rec.cancel_requested = True
         return self._public_state(rec, now)
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         rec = self._jobs.get(job_id)
         if rec is None or rec.state not in (JobState.FAILED, JobState.CANCELLED):
             return False
@@ -536,8 +551,11 @@ class MemoryBackend(Backend):
         rec.finished_at = None
         rec.error = None
         rec.result = None
+        previous = None
+        if data is not None:
+            previous, rec.data = rec.data, _kept(data)
         self._requeue(rec, now, now)
-        self._event("job.queued", rec, now, retried=True)
+        self._event("job.queued", rec, now, **events.retried(previous, by))
         self._wake_workers()
         return True
 
