@@ -428,8 +428,8 @@ class Workhorse:
         (default: module and function name).
 
         ``flow="onboarding"`` (a glob) keeps the events of those flows' runs: flow.*,
-        step.waiting and step.resumed (their data names the flow) and the job events of
-        their steps (the job's id names the run).
+        step.*, emit and state (their data names the flow) and the job events of their
+        steps (the job's id names the run).
 
         ``local=True`` subscribes to the in-process bus instead (``app.bus``): only what
         this process's own worker and producers do, not durable, exact task name."""

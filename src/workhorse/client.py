@@ -356,6 +356,18 @@ class Client:
         on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
         return (await self._handles(task, [new], results, on_dup, connection is None))[0]
 
+    async def submit_many(
+        self, items: Sequence[tuple[Task[Any, Any], NewJob]]
+    ) -> list[JobHandle[Any]]:
+        """Write jobs built by ``new_job``, of any tasks, in one round trip."""
+        if not items:
+            return []
+        results = await self._write([new for _, new in items], None)
+        out: list[JobHandle[Any]] = []
+        for (task, new), res in zip(items, results, strict=True):
+            out += await self._handles(task, [new], [res], task.defaults.on_duplicate)
+        return out
+
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
     ) -> list[JobHandle[Any]]:

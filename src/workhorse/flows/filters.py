@@ -22,8 +22,8 @@ class Flows(Protocol):
 
 
 async def flow_of(event: Any, flows: Flows) -> str | None:
-    """The flow of a durable event: named in its data (flow.*, step.waiting,
-    step.resumed), or the flow of the run whose step its job is (job.*)."""
+    """The flow of a durable event: named in its data (flow.*, step.*, emit, state), or
+    the flow of the run whose step its job is (job.*)."""
     flow = (getattr(event, "extra", None) or {}).get("flow")
     if isinstance(flow, str):
         return flow
