@@ -30,7 +30,6 @@ from bench.tasks import NOOP, QUEUE, make_app
 from workhorse.job import Outcome
 
 
-
 def done() -> Outcome:
     """A new outcome per job, as a worker makes: one sent again is a replay (the store's
     finish takes another path for it)."""

@@ -16,7 +16,6 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import AdaptersMap, Dumper
 
-
 _HEAD = struct.Struct("!iiIii")  # dimensions (1), has NULLs, element type, length, lower bound
 _LEN = struct.Struct("!i")
 _INT4 = struct.Struct("!ii")  # an element's length (4) and value

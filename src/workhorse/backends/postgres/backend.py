@@ -36,10 +36,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
+from workhorse.backends.postgres import arrays
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
-from workhorse.backends.postgres import arrays
 from workhorse.backends.postgres.rows import STATES, enqueue_params, job_of, salvage
 from workhorse.backends.postgres.statements import (
     Queries,
