@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
+from workhorse.backends.postgres import arrays
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
@@ -183,7 +184,6 @@ class PostgresBackend(Backend):
                 await pool.close()
                 raise self._error(exc, "opening the connection pool") from None
             self._pool = pool
-            await self.listener.start()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -269,16 +269,22 @@ class PostgresBackend(Backend):
             raise TypeError(
                 f"enqueue_in needs a psycopg.AsyncConnection, got {type(conn).__name__}"
             )
-        return await self._enqueue(conn, jobs) if jobs else []
+        return await self._enqueue(conn, jobs, packed=False) if jobs else []
 
-    async def _enqueue(self, conn: AnyConn, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    async def _enqueue(
+        self, conn: AnyConn, jobs: Sequence[NewJob], packed: bool = True
+    ) -> list[EnqueueResult]:
+        """``packed``: ``conn`` is one of the pool's (its dumpers take packed arrays)."""
         out: list[EnqueueResult | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         # A job whose dedup key is held is answered with the live holder. If that holder
         # ends between our insert and our look-up, insert again (bounded: it is a race).
         for _ in range(5):
             batch = [jobs[i] for i in pending]
-            cur = await conn.execute(self._q.enqueue, enqueue_params(batch), binary=True)
+            params = enqueue_params(batch)
+            if packed:
+                params = arrays.packed(params)  # type: ignore[assignment]
+            cur = await conn.execute(self._q.enqueue, params, binary=True)
             created = {row[0]: bool(row[1]) for row in await cur.fetchall()}
             missing = []
             for i in pending:
@@ -442,7 +448,15 @@ class PostgresBackend(Backend):
         for statement in rest:
             await self._rows(statement, ())
 
+    async def _listen(self, timeout: float) -> None:
+        """LISTEN from the first wait on, not from open(): a process that only enqueues
+        would otherwise be sent a NOTIFY for each of its own jobs (a wake-up of the
+        server's listening process and of this one per enqueue, for nothing)."""
+        if not self.listener.started:
+            await self.listener.start(wait=min(5.0, max(timeout, 0.0)))
+
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
+        await self._listen(timeout)
         # Watch first, then look: a NOTIFY after the look wakes the watcher.
         fut = self.listener.watch_jobs(queues)
         try:
@@ -462,6 +476,7 @@ class PostgresBackend(Backend):
         wanted = list(ids)
         if not wanted:
             return []
+        await self._listen(timeout)
         fut = self.listener.watch_done(wanted)
         try:
             done = await self._finished(wanted)
@@ -736,6 +751,7 @@ class PostgresBackend(Backend):
 
 async def _configure(conn: AnyConn) -> None:
     set_json_loads(orjson.loads, conn)
+    arrays.register(conn.adapters)
 
 
 def _ttl(ttl: float | None) -> float | None:

@@ -38,6 +38,7 @@ _COUNT_STATES = (
     JobState.FAILED,
     JobState.CANCELLED,
 )
+_STATES = {s.value.encode(): s for s in JobState}  # a reply's state, without decoding it
 _ENQUEUE_CHUNK = 250  # jobs per enqueue script call
 _ENQUEUE_ARGS = 14  # script arguments per job (see enqueue.lua)
 
@@ -117,7 +118,7 @@ class RedisBackend(RedisWaiting):
             for new, i in zip(part, range(0, len(reply), 5), strict=True):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
                 remember(job_id, queue)
-                state = JobState(reply[i + 2].decode())
+                state = _STATES[reply[i + 2]]
                 found[new.id] = EnqueueResult(job_id, bool(reply[i + 1]), state, bool(reply[i + 4]))
                 if sub is not None and state not in FINISHED_STATES:
                     watched(job_id, sub)
@@ -134,8 +135,8 @@ class RedisBackend(RedisWaiting):
             await self._list_queues((queue,))
         (reply,) = await self._call_packed([self._pack_enqueue(queue, "0", (new,))])
         job_id = reply[0].decode()
-        self._remember(job_id, reply[3].decode())
-        return [EnqueueResult(job_id, bool(reply[1]), JobState(reply[2].decode()), bool(reply[4]))]
+        self._remember(job_id, queue)  # a dedup key is the queue's own: the reply's queue
+        return [EnqueueResult(job_id, bool(reply[1]), _STATES[reply[2]], bool(reply[4]))]
 
     def _task_part(self, new: NewJob) -> tuple[Any, ...]:
         return (
