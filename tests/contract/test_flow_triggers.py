@@ -10,7 +10,7 @@ import pytest
 
 from workhorse import Workhorse
 from workhorse.errors import ConfigError
-from workhorse.flows.facade import KeyReused
+from workhorse.flows import KeyReused
 
 
 def two_flows(app: Workhorse) -> None:

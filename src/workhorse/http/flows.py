@@ -11,8 +11,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from workhorse.flows import Flows, RunInfo
-from workhorse.flows.facade import KeyInFlight, KeyReused
+from workhorse.flows import Flows, KeyInFlight, KeyReused, RunInfo
 from workhorse.flows.records import RUN_STATES
 from workhorse.flows.waits import WEBHOOK_SIGNAL
 from workhorse.http.auth import Caller
