@@ -154,3 +154,18 @@ async def test_the_flow_graph_shows_an_entrys_triggers(http: httpx.AsyncClient) 
     steps = {s["name"]: s for s in r.json()["steps"]}
     assert steps["signup"]["triggers"] == ["user.signup"]
     assert steps["welcome"]["triggers"] == []
+
+
+async def test_a_key_replayed_after_its_runs_were_cleared_starts_nothing(
+    served: tuple[Workhorse, httpx.AsyncClient],
+) -> None:
+    app, http = served
+    headers = {**WRITE, "Idempotency-Key": "k-" + uuid.uuid4().hex}
+    first = await http.post("/api/triggers/user.signup", json={"user": "ada"}, headers=headers)
+    for run in first.json()["runs"]:
+        await app.flows.cancel(run["id"])
+    assert await app.flows.clear() == 2
+    again = await http.post("/api/triggers/user.signup", json={"user": "ada"}, headers=headers)
+    assert again.status_code == 202, again.text
+    assert {x["state"] for x in again.json()["runs"]} == {"cleared"}
+    assert await app.flows.list() == []

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from workhorse.flows import Flows, KeyInFlight, KeyReused, RunInfo
+from workhorse.flows import Flows, KeyInFlight, KeyReused, RunHandle, RunInfo
 from workhorse.flows.records import RUN_STATES
 from workhorse.flows.waits import WEBHOOK_SIGNAL
 from workhorse.http.auth import Caller
@@ -276,8 +276,17 @@ async def start_once(flows: Flows, flow: str, data: Any, key: str) -> RunStarted
     """Start a run once per Idempotency-Key: a repeat (concurrent, or after a lost reply)
     gets the first request's run; the same key with another body is refused."""
     h = await keyed(flows.start(flow, data, key=checked_key(key)))
-    state = (await flows.get(h.id)).state if h.replayed else "running"
-    return RunStarted(id=h.id, flow=flow, state=state, replayed=h.replayed)
+    return RunStarted(id=h.id, flow=flow, state=await started_state(h), replayed=h.replayed)
+
+
+async def started_state(h: RunHandle) -> str:
+    """A started run's state: a replayed key's run may have moved on, or been cleared."""
+    if not h.replayed:
+        return "running"
+    try:
+        return (await h.info()).state
+    except LookupError:
+        return "cleared"
 
 
 def checked_key(key: str) -> str:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from workhorse.http.auth import Caller
 from workhorse.http.errors import ERRORS, ApiRoute
 from workhorse.http.flow_models import publishers
-from workhorse.http.flows import checked_key, keyed
+from workhorse.http.flows import checked_key, keyed, started_state
 from workhorse.http.params import Name
 from workhorse.http.state import Api
 
@@ -90,7 +90,7 @@ def triggers_routes(api: Api) -> APIRouter:
             FiredRun(
                 id=h.id,
                 flow=h.flow,
-                state=(await h.info()).state if h.replayed else "running",
+                state=await started_state(h),
                 location=f"{api.prefix}/runs/{h.id}",
                 replayed=h.replayed,
             )
