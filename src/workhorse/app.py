@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from workhorse.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
-STEP_WITHOUT_FLOW = "entry=, subscribes=, emits= and wait= make a flow step: add flow='name'"
+STEP_WITHOUT_FLOW = (
+    "entry=, triggers=, subscribes=, emits= and wait= make a flow step: add flow='name'"
+)
 R = TypeVar("R")
 
 
@@ -149,6 +151,7 @@ class Workhorse:
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
         wait: Mapping[str, Any] | None = None,
+        triggers: Sequence[str] | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
 
     def task(
@@ -182,6 +185,7 @@ class Workhorse:
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
         wait: Mapping[str, Any] | None = None,
+        triggers: Sequence[str] | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function (async or sync) as a task: ``@app.task`` or
         ``@app.task(queue=..., retries=..., backoff=..., timeout=..., priority=..., lease=...,
@@ -192,7 +196,8 @@ class Workhorse:
         Options are checked here: a bad cron pattern, time zone or rate fails at definition.
         ``flow=`` makes it a step of that flow (or flows), with ``entry=True`` or
         ``subscribes=[...]``, the triggers it ``emits=[...]``, and a ``wait={...}`` before it
-        runs (docs/flows.md)."""
+        runs; an entry's ``triggers=[...]`` start its flow from outside a run
+        (``app.flows.trigger``; docs/flows.md)."""
         options = {
             "queue": queue,
             "retries": retries,
@@ -216,8 +221,15 @@ class Workhorse:
             "http": http,
         }
         if flow is not None:
-            options.update(flow=flow, entry=entry, subscribes=subscribes, emits=emits, wait=wait)
-        elif entry or subscribes or emits or wait:
+            options.update(
+                flow=flow,
+                entry=entry,
+                subscribes=subscribes,
+                emits=emits,
+                wait=wait,
+                triggers=triggers,
+            )
+        elif entry or subscribes or emits or wait or triggers:
             raise ConfigError(STEP_WITHOUT_FLOW)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:

@@ -70,7 +70,7 @@ def _modules(target: str | Path | ModuleType) -> list[ModuleType]:
 
 
 # A flow step's options, which the app (not the registry) takes: see workhorse.flows.
-STEP_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait")
+STEP_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait", "triggers")
 
 
 def discover(

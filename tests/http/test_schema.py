@@ -37,7 +37,7 @@ def _app(tmp: Path) -> Workhorse:
         return data
 
     # A flow, so the flow routes answer with graphs and runs, not only 404s.
-    @app.task(name="first", flow="pair", entry=True)
+    @app.task(name="first", flow="pair", entry=True, triggers=["pair.go"])
     async def first(data: Any = None) -> Any:
         return data
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
+from rich.console import Console
 
+from workhorse import Workhorse
 from workhorse.cli import main
+from workhorse.cli.flows import run_tree
 from workhorse.demo_tasks import app
 
 APP = "workhorse.demo_tasks:app"
@@ -45,3 +49,25 @@ def test_flows_lists_runs_and_flow_draws_the_tree(tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["flow", APP, "0" * 16, "--url", url])
     assert missing.exit_code == 1
     assert "no flow run" in missing.output
+
+
+async def test_the_tree_names_the_triggers_an_entry_starts_on() -> None:
+    own = Workhorse("memory://")
+
+    @own.task(name="signup", flow="onboard", entry=True, triggers=["user.signup", "user.invited"])
+    async def signup(data: Any) -> Any:
+        return data
+
+    @own.task(name="welcome", flow="onboard", subscribes=["step:signup"])
+    async def welcome(data: Any) -> Any:
+        return data
+
+    async with own:
+        (run,) = await own.flows.trigger("user.signup", {"user": "ada"})
+        info = await run.info()
+    console = Console(width=120, no_color=True)
+    with console.capture() as shown:
+        console.print(run_tree(info, own.flows["onboard"]))
+    lines = [line.strip("│├└─ ") for line in shown.get().splitlines()]
+    assert lines[1] == "signup queued on user.signup, user.invited"
+    assert lines[2] == "welcome not started"

@@ -35,6 +35,31 @@ def test_triggers_are_names_in_a_list() -> None:
         app.task(lambda: None, name="s", flow="f", subscribes=["a b"])  # type: ignore[call-overload]
 
 
+def test_external_triggers_are_names_on_an_entry_only() -> None:
+    app = Workhorse("memory://")
+
+    async def handler(data: Any) -> Any:
+        return data
+
+    with pytest.raises(ConfigError, match="only an entry step"):
+        app.task(name="later", flow="f", subscribes=["x"], triggers=["user.signup"])(handler)
+    with pytest.raises(ConfigError, match="list of trigger names"):
+        app.task(name="a", flow="f", entry=True, triggers="user.signup")(handler)
+    with pytest.raises(ConfigError, match="strings"):
+        app.task(name="b", flow="f", entry=True, triggers=[3])(handler)  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="twice"):
+        app.task(name="c", flow="f", entry=True, triggers=["t", "t"])(handler)
+    with pytest.raises(ConfigError, match="without that prefix"):
+        app.task(name="d", flow="f", entry=True, triggers=["step:x"])(handler)
+    with pytest.raises(ConfigError, match="add flow='name'"):
+        app.task(name="e", triggers=["t"])(handler)
+    # A refused step leaves nothing registered.
+    assert not {"later", "a", "b", "c", "d", "e"} & set(app.tasks)
+    app.task(name="ok", flow="f", entry=True, triggers=["t"])(handler)
+    assert app.flows["f"].steps["ok"].triggers == ("t",)
+    assert [f.name for f in app.flows.graph.started_by("t")] == ["f"]
+
+
 async def test_a_flow_is_checked_whole_when_a_run_starts() -> None:
     app = Workhorse("memory://")
 
@@ -79,7 +104,7 @@ def test_discovery_reads_step_options(tmp_path: Path) -> None:
     jobs = tmp_path / "flow_jobs"
     jobs.mkdir()
     (jobs / "first.py").write_text(
-        "flow = 'found'\nentry = True\ndef handler(data):\n    return 1\n"
+        "flow = 'found'\nentry = True\ntriggers = ['found.it']\ndef handler(data):\n    return 1\n"
     )
     (jobs / "second.py").write_text(
         textwrap.dedent(
@@ -94,6 +119,7 @@ def test_discovery_reads_step_options(tmp_path: Path) -> None:
     app = Workhorse("memory://")
     app.discover(jobs)
     assert app.flows["found"].steps["second"].subscribes == ("step:first",)
+    assert app.flows["found"].steps["first"].triggers == ("found.it",)
     app.flows["found"].check()
 
 

@@ -109,8 +109,8 @@ def run_tree(info: RunInfo, definition: FlowDef | None) -> Tree:
         return root
     shown: set[str] = set()
 
-    def add(node: Tree, step: str) -> None:
-        branch = node.add(_label(step, states.get(step)))
+    def add(node: Tree, step: str, note: str = "") -> None:
+        branch = node.add(_label(step, states.get(step)) + note)
         if step in shown:
             return
         shown.add(step)
@@ -120,7 +120,8 @@ def run_tree(info: RunInfo, definition: FlowDef | None) -> Tree:
                 add(branch, sub.name)
 
     for entry in definition.entries():
-        add(root, entry.name)
+        # An entry's external triggers: what starts this flow from outside a run.
+        add(root, entry.name, f" [dim]on {', '.join(entry.triggers)}[/]" if entry.triggers else "")
     return root
 
 

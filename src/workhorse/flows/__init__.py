@@ -6,7 +6,7 @@ again re-enqueues nothing new, and a worker killed at any point loses no step.""
 
 from workhorse.flows.context import FlowContext, State
 from workhorse.flows.engine import Engine
-from workhorse.flows.facade import Flows, RunHandle, of_run
+from workhorse.flows.facade import Flows, KeyInFlight, KeyReused, RunHandle, of_run
 from workhorse.flows.graph import FLOW_OPTIONS, FlowDef, Graph, Step
 from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
 
@@ -18,6 +18,8 @@ __all__ = [
     "FlowFailed",
     "Flows",
     "Graph",
+    "KeyInFlight",
+    "KeyReused",
     "RunHandle",
     "RunInfo",
     "RunRecord",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,14 +26,28 @@ POLL = 0.02
 # How long it waits, once the run ended, for its ender to remove the run's state.
 SETTLE = 2.0
 
+# Seconds a start's key is remembered (as an enqueue's Idempotency-Key).
+KEY_TTL = 86_400.0
+# Seconds a key is held while its run starts: a starter killed meanwhile frees it soon.
+STARTING_TTL = 30.0
+
+
+class KeyReused(ConfigError):
+    """A start's key was used before with different data."""
+
+
+class KeyInFlight(ConfigError):
+    """The first start with this key has not finished starting its run."""
+
 
 class RunHandle:
     """A started run: its id, and ``await result(timeout)`` for its outcome."""
 
-    def __init__(self, flows: Flows, run_id: str, flow: str) -> None:
+    def __init__(self, flows: Flows, run_id: str, flow: str, replayed: bool = False) -> None:
         self.flows = flows
         self.id = run_id
         self.flow = flow
+        self.replayed = replayed  # a key seen before: the first start's run
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.flow} {self.id}>"
@@ -121,8 +136,9 @@ class Flows:
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
         wait: Any = None,
+        triggers: Sequence[str] | None = None,
     ) -> list[Step]:
-        steps = self.graph.add_step(task, flow, entry, subscribes, emits, wait)
+        steps = self.graph.add_step(task, flow, entry, subscribes, emits, wait, triggers)
         timed = any(w.timeout is not None or s.after is w for s in steps for w in s.waits)
         if timed and TIMER_TASK not in self.client.registry.tasks:
             waits = self.engine.waits
@@ -150,10 +166,71 @@ class Flows:
         return sorted(self.graph.flows)
 
     # -- runs ------------------------------------------------------------------------------
-    async def start(self, flow: str, data: Any = None) -> RunHandle:
-        """Start a run of ``flow`` with ``data`` as its entry steps' input."""
-        await self.client.store()
-        return RunHandle(self, await self.engine.start_run(flow, data), flow)
+    async def start(self, flow: str, data: Any = None, *, key: str | None = None) -> RunHandle:
+        """Start a run of ``flow`` with ``data`` as its entry steps' input. With ``key``
+        a repeat within a day (concurrent, or after a lost reply) returns the first
+        start's run (``handle.replayed``); the same key with other data raises KeyReused."""
+        if key is None:
+            await self.client.store()
+            return RunHandle(self, await self.engine.start_run(flow, data), flow)
+        return await self._start_once(flow, data, key, "start")
+
+    async def trigger(
+        self, name: str, data: Any = None, *, key: str | None = None
+    ) -> builtins.list[RunHandle]:
+        """Fire trigger ``name`` from outside a run: one run starts of every flow whose
+        entry lists it in ``triggers=[...]``, with ``data`` as its input. With ``key`` a
+        repeat within a day starts nothing and returns the first runs. A trigger no flow
+        listens to starts nothing: the list is empty."""
+        check_name(name, "trigger")
+        started = self.graph.started_by(name)
+        for f in started:
+            f.check()  # every flow is valid before any run starts
+        handles = []
+        for f in started:
+            if key is None:
+                handles.append(await self.start(f.name, data))
+            else:
+                handles.append(await self._start_once(f.name, data, key, f"trigger {name}"))
+        return handles
+
+    async def _start_once(self, flow: str, data: Any, key: str, scope: str) -> RunHandle:
+        """Start a run of ``flow`` once per ``key`` in ``scope`` (a start, or a trigger);
+        a repeat gets the first run."""
+        if not isinstance(key, str) or not key or len(key) > 1000:
+            raise ConfigError(f"a start's key is a string of 1-1000 characters, got {key!r}")
+        backend = await self.client.store()
+        mark = (
+            keys.PREFIX + "once:" + hashlib.sha256(f"{scope}\0{flow}\0{key}".encode()).hexdigest()
+        )
+        fp = hashlib.sha256(codec.dumps_sorted(data)).hexdigest()
+        if await backend.set_if_absent(
+            mark, codec.dumps({"fp": fp, "id": None}).decode(), STARTING_TTL
+        ):
+            try:
+                run_id = await self.engine.start_run(flow, data)
+            except BaseException:
+                await backend.kv_delete(mark)  # nothing was started: the key is free again
+                raise
+            await backend.kv_set(mark, codec.dumps({"fp": fp, "id": run_id}).decode(), KEY_TTL)
+            return RunHandle(self, run_id, flow)
+        for _ in range(100):  # the first start is under way: its run id comes soon
+            seen = await backend.kv_get(mark)
+            if seen is None:
+                return await self._start_once(flow, data, key, scope)
+            first = codec.loads(seen)
+            if first["fp"] != fp:
+                raise KeyReused(
+                    f"key {key!r} started a run of flow {flow!r} with "
+                    "other data; use a new key for new data"
+                )
+            if first["id"] is not None:
+                return RunHandle(self, first["id"], flow, replayed=True)
+            await asyncio.sleep(0.05)
+        raise KeyInFlight(
+            f"the first start of flow {flow!r} with this key is still starting its run; "
+            "retry shortly"
+        )
 
     def handle(self, run_id: str, flow: str = "") -> RunHandle:
         return RunHandle(self, run_id, flow)

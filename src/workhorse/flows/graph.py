@@ -15,7 +15,7 @@ Cleanup = Literal["never", "on_complete", "immediate", "ttl"]
 ON_FAILURE = ("fail", "continue")
 CLEANUP = ("never", "on_complete", "immediate", "ttl")
 # The task options that make a task a step (also read from a discovered module).
-FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait")
+FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait", "triggers")
 STEP_PREFIX = "step:"
 
 
@@ -28,6 +28,7 @@ class Step:
     emits: tuple[str, ...]
     wait: Wait | None = None  # before the step runs
     after: Wait | None = None  # after its handler returned, before its completion fires
+    triggers: tuple[str, ...] = ()  # an entry's external triggers: each starts a run
 
     @property
     def waits(self) -> tuple[Wait, ...]:
@@ -64,6 +65,10 @@ class FlowDef:
 
     def entries(self) -> list[Step]:
         return [s for s in self.steps.values() if s.entry]
+
+    def started_by(self, trigger: str) -> bool:
+        """An entry lists ``trigger``: firing it from outside starts a run."""
+        return any(trigger in s.triggers for s in self.entries())
 
     def subscribers(self, trigger: str) -> list[Step]:
         return [s for s in self.steps.values() if trigger in s.subscribes]
@@ -242,6 +247,7 @@ class Graph:
         subscribes: Sequence[str] | None = None,
         emits: Sequence[str] | None = None,
         wait: Any = None,
+        triggers: Sequence[str] | None = None,
     ) -> list[Step]:
         flows = [flow] if isinstance(flow, str) else list(flow)
         if not flows:
@@ -256,16 +262,33 @@ class Graph:
             )
         if len(set(subs)) != len(subs):
             raise ConfigError(f"step {task!r} subscribes to a trigger twice: {list(subs)}")
+        started = _names(triggers, "triggers")
+        if any(t.startswith(STEP_PREFIX) for t in started):
+            raise ConfigError(
+                f"step {task!r}: {STEP_PREFIX}NAME fires when a step completes inside a run; "
+                "name an external trigger without that prefix, e.g. triggers=['user.signup']"
+            )
+        if started and not entry:
+            raise ConfigError(
+                f"step {task!r}: triggers=[...] start a run, so only an entry step "
+                "(entry=True) lists them; a later step subscribes=[...] instead"
+            )
+        if len(set(started)) != len(started):
+            raise ConfigError(f"step {task!r} lists a trigger twice: {list(started)}")
         before, after = make_waits(wait)
         steps = []
         for name in flows:
             f = self._flow(name)
             f._shape = None
-            step = Step(name, task, entry, subs, _names(emits, "emits"), before, after)
+            step = Step(name, task, entry, subs, _names(emits, "emits"), before, after, started)
             f.steps[task] = step
             steps.append(step)
         self.tasks[task] = [s for s in self.tasks.get(task, []) if s.flow not in flows] + steps
         return steps
+
+    def started_by(self, trigger: str) -> list[FlowDef]:
+        """The flows an external ``trigger`` starts, by name."""
+        return [self.flows[n] for n in sorted(self.flows) if self.flows[n].started_by(trigger)]
 
     def step(self, flow: str, task: str) -> Step | None:
         f = self.flows.get(flow)

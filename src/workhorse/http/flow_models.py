@@ -29,6 +29,7 @@ class StepDefOut(BaseModel):
     emits: list[str]
     wait: WaitOut | None = None
     after: WaitOut | None = None  # the wait after it runs, before its completion fires
+    triggers: list[str] = []  # an entry's external triggers: each starts a run
 
 
 class EdgeOut(BaseModel):
@@ -146,6 +147,7 @@ def flow_out(f: FlowDef) -> FlowOut:
                 emits=list(s.emits),
                 wait=wait_out(s.wait),
                 after=wait_out(s.after),
+                triggers=list(s.triggers),
             )
             for s in f.steps.values()
         ],

@@ -4,14 +4,14 @@ SSE), cancel, restart and resume, signals, and the webhook that resumes a waitin
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from workhorse.flows import Flows, RunInfo
+from workhorse.flows import Flows, KeyInFlight, KeyReused, RunHandle, RunInfo
 from workhorse.flows.records import RUN_STATES
 from workhorse.flows.waits import WEBHOOK_SIGNAL
 from workhorse.http.auth import Caller
@@ -34,8 +34,7 @@ from workhorse.http.state import Api
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
 # A page of runs ends at a run: the next one starts after its creation time and id.
 RunCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,20}(\.[0-9]{1,9})?:[0-9a-f]{16}$")]
-# Seconds an Idempotency-Key of a start is remembered (as for enqueue).
-KEY_TTL = 86_400.0
+T = TypeVar("T")
 # The events that end a run's stream.
 _LAST = frozenset({"flow.completed", "flow.failed", "flow.cancelled"})
 
@@ -274,44 +273,44 @@ def flows_routes(api: Api) -> APIRouter:
 
 
 async def start_once(flows: Flows, flow: str, data: Any, key: str) -> RunStarted:
-    """Start a run once per key: a repeat (concurrent, or after a lost reply) gets the
-    first request's run; the same key with another body is refused."""
+    """Start a run once per Idempotency-Key: a repeat (concurrent, or after a lost reply)
+    gets the first request's run; the same key with another body is refused."""
+    h = await keyed(flows.start(flow, data, key=checked_key(key)))
+    return RunStarted(id=h.id, flow=flow, state=await started_state(h), replayed=h.replayed)
+
+
+async def started_state(h: RunHandle) -> str:
+    """A started run's state: a replayed key's run may have moved on, or been cleared."""
+    if not h.replayed:
+        return "running"
+    try:
+        return (await h.info()).state
+    except LookupError:
+        return "cleared"
+
+
+def checked_key(key: str) -> str:
     if not key or len(key) > 255:
         raise ApiError(400, "BadIdempotencyKey", "Idempotency-Key must be 1-255 characters")
-    backend = await flows.client.store()
-    mark = "idem:flow:" + hashlib.sha256(f"{flow}\0{key}".encode()).hexdigest()
-    fp = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    # The mark is short-lived until it holds the run's id: a request killed while starting
-    # leaves the key free again soon, not refused for a day.
-    if await backend.set_if_absent(mark, orjson.dumps({"fp": fp, "id": None}).decode(), 30.0):
-        try:
-            h = await flows.start(flow, data)
-        except BaseException:
-            await backend.kv_delete(mark)  # nothing was started: the key is free again
-            raise
-        await backend.kv_set(mark, orjson.dumps({"fp": fp, "id": h.id}).decode(), KEY_TTL)
-        return RunStarted(id=h.id, flow=flow, state="running")
-    for _ in range(100):  # the first request is starting the run: its id comes soon
-        seen = await backend.kv_get(mark)
-        if seen is None:
-            return await start_once(flows, flow, data, key)
-        first = orjson.loads(seen)
-        if first["fp"] != fp:
-            raise ApiError(
-                422,
-                "IdempotencyKeyReused",
-                "this Idempotency-Key was used with a different body; use a new key for a "
-                "new request",
-            )
-        if first["id"] is not None:
-            info = await flows.get(first["id"])
-            return RunStarted(id=first["id"], flow=flow, state=info.state, replayed=True)
-        await asyncio.sleep(0.05)
-    raise ApiError(
-        409,
-        "IdempotencyKeyInFlight",
-        "the first request with this key is still starting its run; retry shortly",
-    )
+    return key
+
+
+async def keyed(start: Awaitable[T]) -> T:
+    """A keyed start's outcome, its refusals as the answers of an Idempotency-Key."""
+    try:
+        return await start
+    except KeyReused:
+        raise ApiError(
+            422,
+            "IdempotencyKeyReused",
+            "this Idempotency-Key was used with a different body; use a new key for a new request",
+        ) from None
+    except KeyInFlight:
+        raise ApiError(
+            409,
+            "IdempotencyKeyInFlight",
+            "the first request with this key is still starting its run; retry shortly",
+        ) from None
 
 
 async def _sse(flows: Flows, run_id: str, after: int, poll: float) -> AsyncIterator[bytes]:
