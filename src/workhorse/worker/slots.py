@@ -1,0 +1,73 @@
+"""A queue's slots in one worker: how many of its jobs may run at once, and the jobs
+claimed ahead of a free slot (prefetch), which start the moment a handler hands its slot
+on instead of after the next claim's round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Slots:
+    size: int
+    # Jobs claimed ahead of a free slot at most: None follows the store (as many as
+    # handlers ended during the last claim's round trip, the slots that sat idle for it).
+    prefetch: int | None = None
+    used: int = 0  # jobs claimed whose outcome is not yet with the finisher
+    running: int = 0  # slots held: handlers running, or about to
+    # Outcomes with the finisher, not yet written. Their slots are free, so the next claim
+    # overlaps the finish's round trip; at most `size` may wait, or a slow store would
+    # have this worker claim far ahead of what it can write.
+    finishing: int = 0
+    ended: int = 0  # handlers ended so far
+    ahead: int = 0  # jobs the next claim may take beyond the free slots
+    # Burst mode: since when this queue's claims come back empty with nothing running.
+    empty_since: float | None = None
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Jobs claimed ahead, each waiting for a slot, first claimed first.
+    gated: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+    def free(self) -> int:
+        """How many jobs the next claim may take."""
+        room = self.size + self.ahead - self.used
+        return min(room, room + self.size - self.finishing)
+
+    def __post_init__(self) -> None:
+        self.ahead = self.prefetch or 0
+
+    def claimed(self, ended_before: int) -> None:
+        """A claim came back: size the next one's prefetch. A handler that ended during
+        this claim's round trip left its slot idle until the next claim; as many jobs
+        held ahead would have started at once. Long jobs rarely end within a round trip,
+        so they are not held from other workers."""
+        if self.prefetch is None:
+            self.ahead = min(self.size, self.ended - ended_before)
+        else:
+            self.ahead = self.prefetch
+
+    def admit(self) -> asyncio.Future[None] | None:
+        """Take a slot for a job just claimed: None when one was free, otherwise a future
+        that is set once a handler hands its slot over (``leave``)."""
+        # A free slot means no job waits for one (``leave`` hands slots over first).
+        if self.running < self.size:
+            self.running += 1
+            return None
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.gated.append(gate)
+        return gate
+
+    def leave(self) -> None:
+        """A slot is given up: the first job waiting for one gets it."""
+        while self.gated:
+            gate = self.gated.popleft()
+            if not gate.done():  # a cancelled one has gone back to its queue
+                gate.set_result(None)
+                return
+        self.running -= 1
+
+    def release_gated(self) -> None:
+        """Shutdown: the jobs waiting for a slot go back to their queue, not run."""
+        while self.gated:
+            self.gated.popleft().cancel()

@@ -1,0 +1,67 @@
+"""A queue's slots: jobs claimed ahead wait for a slot, get it from the handler that ends,
+first claimed first, and never push the running count past the concurrency."""
+
+from __future__ import annotations
+
+import pytest
+
+from workhorse import ConfigError, Workhorse
+from workhorse.worker.slots import Slots
+
+
+async def test_a_job_claimed_beyond_the_free_slots_waits_for_one_handed_over() -> None:
+    slots = Slots(2)
+    assert slots.admit() is None
+    assert slots.admit() is None
+    first, second = slots.admit(), slots.admit()
+    assert first is not None and second is not None
+    assert slots.running == 2
+    slots.leave()  # a handler ended: its slot goes to the first job waiting
+    assert first.done() and not second.done()
+    assert slots.running == 2
+    slots.leave()
+    assert second.done()
+    slots.leave()
+    slots.leave()
+    assert slots.running == 0
+
+
+async def test_a_job_that_went_back_is_skipped_when_a_slot_is_handed_over() -> None:
+    slots = Slots(1)
+    assert slots.admit() is None
+    gone, waiting = slots.admit(), slots.admit()
+    assert gone is not None and waiting is not None
+    gone.cancel()
+    slots.leave()
+    assert waiting.done() and not waiting.cancelled()
+    assert slots.running == 1
+
+
+async def test_a_stop_sends_every_waiting_job_back() -> None:
+    slots = Slots(1)
+    assert slots.admit() is None
+    gates = [slots.admit(), slots.admit()]
+    slots.release_gated()
+    assert all(g is not None and g.cancelled() for g in gates)
+    slots.leave()
+    assert slots.running == 0
+
+
+async def test_prefetch_follows_the_handlers_that_ended_during_the_claim() -> None:
+    slots = Slots(10)
+    slots.ended = 7
+    slots.claimed(ended_before=4)  # three slots sat idle for this claim's round trip
+    assert slots.ahead == 3
+    slots.claimed(ended_before=7)  # none: long jobs are not held from other workers
+    assert slots.ahead == 0
+    slots.ended = 100
+    slots.claimed(ended_before=0)
+    assert slots.ahead == 10  # never more than a full set of slots
+    fixed = Slots(10, prefetch=2)
+    fixed.claimed(ended_before=0)
+    assert fixed.ahead == 2
+
+
+async def test_a_negative_prefetch_fails_at_start_up(app: Workhorse) -> None:
+    with pytest.raises(ConfigError, match="prefetch must be >= 0"):
+        app.worker(prefetch=-1)
