@@ -10,11 +10,8 @@ from workhorse.worker.slots import Slots
 
 
 async def test_a_job_claimed_beyond_the_free_slots_waits_for_one_handed_over() -> None:
-    slots = Slots(2)
-    assert slots.admit() is None
-    assert slots.admit() is None
-    first, second = slots.admit(), slots.admit()
-    assert first is not None and second is not None
+    slots = Slots(2, running=2)  # both slots taken
+    first, second = slots.wait(), slots.wait()
     assert slots.running == 2
     slots.leave()  # a handler ended: its slot goes to the first job waiting
     assert first.done() and not second.done()
@@ -27,10 +24,8 @@ async def test_a_job_claimed_beyond_the_free_slots_waits_for_one_handed_over() -
 
 
 async def test_a_job_that_went_back_is_skipped_when_a_slot_is_handed_over() -> None:
-    slots = Slots(1)
-    assert slots.admit() is None
-    gone, waiting = slots.admit(), slots.admit()
-    assert gone is not None and waiting is not None
+    slots = Slots(1, running=1)
+    gone, waiting = slots.wait(), slots.wait()
     gone.cancel()
     slots.leave()
     assert waiting.done() and not waiting.cancelled()
@@ -38,11 +33,10 @@ async def test_a_job_that_went_back_is_skipped_when_a_slot_is_handed_over() -> N
 
 
 async def test_a_stop_sends_every_waiting_job_back() -> None:
-    slots = Slots(1)
-    assert slots.admit() is None
-    gates = [slots.admit(), slots.admit()]
+    slots = Slots(1, running=1)
+    gates = [slots.wait(), slots.wait()]
     slots.release_gated()
-    assert all(g is not None and g.cancelled() for g in gates)
+    assert all(g.cancelled() for g in gates)
     slots.leave()
     assert slots.running == 0
 

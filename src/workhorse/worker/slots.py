@@ -47,19 +47,17 @@ class Slots:
         else:
             self.ahead = self.prefetch
 
-    def admit(self) -> asyncio.Future[None] | None:
-        """Take a slot for a job just claimed: None when one was free, otherwise a future
-        that is set once a handler hands its slot over (``leave``)."""
-        # A free slot means no job waits for one (``leave`` hands slots over first).
-        if self.running < self.size:
-            self.running += 1
-            return None
+    def wait(self) -> asyncio.Future[None]:
+        """A job claimed with every slot taken (``running == size``; a free slot is taken
+        inline by the worker, ``running += 1``): a future set once a handler hands its
+        slot over (``leave``)."""
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.gated.append(gate)
         return gate
 
     def leave(self) -> None:
-        """A slot is given up: the first job waiting for one gets it."""
+        """A slot is given up: the first job waiting for one gets it. (The worker's common
+        path, nothing gated, does ``running -= 1`` inline.)"""
         while self.gated:
             gate = self.gated.popleft()
             if not gate.done():  # a cancelled one has gone back to its queue

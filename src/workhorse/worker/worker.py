@@ -420,14 +420,14 @@ class Worker:
                 running = Running(lease, JobContext(self.client, lease), started=claimed)
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
-                gate = slots.admit()
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
-                if gate is None:
+                if slots.running < slots.size:  # a free slot (no job waits for one then)
+                    slots.running += 1
                     running.task = asyncio.create_task(self._attempt(running, slots, claimed_at))
                 else:
                     running.started = math.inf  # no job_timeout before it starts
                     running.task = asyncio.create_task(
-                        self._ahead(running, slots, claimed_at, gate)
+                        self._ahead(running, slots, claimed_at, slots.wait())
                     )
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
@@ -508,7 +508,10 @@ class Worker:
             slots.used -= 1
             slots.finishing += 1
             slots.ended += 1
-            slots.leave()
+            if slots.gated:
+                slots.leave()  # to the job claimed ahead
+            else:
+                slots.running -= 1
             slots.freed.set()
             if await self._finish(lease, outcome, written):
                 landed = outcome
