@@ -14,7 +14,7 @@ from .test_client import running, task
 HOLD_LEASE = 0.6  # seconds; the first job holds its slot for several of them
 
 
-async def test_a_worker_at_the_defaults_runs_at_most_its_concurrency_and_each_job_once(
+async def test_a_worker_claiming_ahead_runs_at_most_its_concurrency_and_each_job_once(
     app: Workhorse,
 ) -> None:
     now = 0
@@ -31,7 +31,7 @@ async def test_a_worker_at_the_defaults_runs_at_most_its_concurrency_and_each_jo
         now -= 1
 
     handles = await app.enqueue_many(short, list(range(300)))
-    async with running(app, ["q"], concurrency=5):
+    async with running(app, ["q"], concurrency=5, prefetch=3):
         jobs = [await app.wait(h.id, 30) for h in handles]
     assert all(j.state is JobState.COMPLETED for j in jobs)
     assert sorted(ran) == list(range(300))

@@ -41,21 +41,6 @@ async def test_a_stop_sends_every_waiting_job_back() -> None:
     assert slots.running == 0
 
 
-async def test_prefetch_follows_the_handlers_that_ended_during_the_claim() -> None:
-    slots = Slots(10)
-    slots.ended = 7
-    slots.claimed(ended_before=4)  # three slots sat idle for this claim's round trip
-    assert slots.ahead == 3
-    slots.claimed(ended_before=7)  # none: long jobs are not held from other workers
-    assert slots.ahead == 0
-    slots.ended = 100
-    slots.claimed(ended_before=0)
-    assert slots.ahead == 10  # never more than a full set of slots
-    fixed = Slots(10, prefetch=2)
-    fixed.claimed(ended_before=0)
-    assert fixed.ahead == 2
-
-
 async def test_a_negative_prefetch_fails_at_start_up(app: Workhorse) -> None:
     with pytest.raises(ConfigError, match="prefetch must be >= 0"):
         app.worker(prefetch=-1)

@@ -1,6 +1,6 @@
 """A queue's slots in one worker: how many of its jobs may run at once, and the jobs
-claimed ahead of a free slot (prefetch), which start the moment a handler hands its slot
-on instead of after the next claim's round trip."""
+claimed ahead of a free slot (``prefetch``, off by default), which start the moment a
+handler hands its slot on instead of after the next claim's round trip."""
 
 from __future__ import annotations
 
@@ -12,17 +12,15 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class Slots:
     size: int
-    # Jobs claimed ahead of a free slot at most: None follows the store (as many as
-    # handlers ended during the last claim's round trip, the slots that sat idle for it).
-    prefetch: int | None = None
+    # Jobs claimed ahead of a free slot at most. Off by default: measured, it gained
+    # nothing for 10 ms jobs and cost no-op jobs on Redis (docs/profiles.md).
+    prefetch: int = 0
     used: int = 0  # jobs claimed whose outcome is not yet with the finisher
     running: int = 0  # slots held: handlers running, or about to
     # Outcomes with the finisher, not yet written. Their slots are free, so the next claim
     # overlaps the finish's round trip; at most `size` may wait, or a slow store would
     # have this worker claim far ahead of what it can write.
     finishing: int = 0
-    ended: int = 0  # handlers ended so far
-    ahead: int = 0  # jobs the next claim may take beyond the free slots
     # Burst mode: since when this queue's claims come back empty with nothing running.
     empty_since: float | None = None
     freed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -31,21 +29,8 @@ class Slots:
 
     def free(self) -> int:
         """How many jobs the next claim may take."""
-        room = self.size + self.ahead - self.used
+        room = self.size + self.prefetch - self.used
         return min(room, room + self.size - self.finishing)
-
-    def __post_init__(self) -> None:
-        self.ahead = self.prefetch or 0
-
-    def claimed(self, ended_before: int) -> None:
-        """A claim came back: size the next one's prefetch. A handler that ended during
-        this claim's round trip left its slot idle until the next claim; as many jobs
-        held ahead would have started at once. Long jobs rarely end within a round trip,
-        so they are not held from other workers."""
-        if self.prefetch is None:
-            self.ahead = min(self.size, self.ended - ended_before)
-        else:
-            self.ahead = self.prefetch
 
     def wait(self) -> asyncio.Future[None]:
         """A job claimed with every slot taken (``running == size``; a free slot is taken

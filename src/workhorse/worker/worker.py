@@ -84,7 +84,7 @@ class Worker:
         scheduler: bool = True,
         paused: bool = False,
         steps: Engine | None = None,
-        prefetch: int | None = None,
+        prefetch: int = 0,
     ) -> None:
         self.client = client = client_of(client)
         s = client.settings
@@ -105,9 +105,9 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
         self._running: dict[str, Running] = {}
-        if prefetch is not None and prefetch < 0:
+        if prefetch < 0:
             raise ConfigError(f"prefetch must be >= 0 (0: claim only free slots), got {prefetch}")
-        # prefetch: jobs claimed ahead of free slots per queue; None sizes it per claim.
+        # prefetch: jobs claimed ahead of free slots per queue (a Worker option, off).
         self._slots = {q: Slots(n, prefetch) for q, n in self.queues.items()}
         self._stopping = asyncio.Event()
         self._grace_over = asyncio.Event()
@@ -373,10 +373,8 @@ class Worker:
             if self._stopping.is_set():
                 break
             claimed_at = time.time_ns()  # the start of the claim span, when tracing
-            ended = slots.ended
             try:
                 leases = await backend.claim([queue], self.id, free, self.lease)
-                slots.claimed(ended)
             except Exception:
                 log.exception("claim from %r failed; retrying", queue)
                 await asyncio.sleep(min(self.poll_interval, 1.0))
@@ -507,7 +505,6 @@ class Worker:
             running.finishing = True
             slots.used -= 1
             slots.finishing += 1
-            slots.ended += 1
             if slots.gated:
                 slots.leave()  # to the job claimed ahead
             else:
