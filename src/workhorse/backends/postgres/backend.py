@@ -48,11 +48,12 @@ from workhorse.backends.postgres.statements import (
     purge_past_keep,
 )
 from workhorse.errors import BackendError, ConfigError
-from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, retried
 from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -396,7 +397,10 @@ class PostgresBackend(Backend):
             for lease, out in items
         ]
         caps = (self.max_log_lines, self.max_log_bytes)
-        rows = await self._rows(self._q.finish, (*caps, _dumps(doc)))
+        query = self._q.finish[
+            any(d["logs"] is not None for d in doc), any(d["again"] for d in doc)
+        ]
+        rows = await self._rows(query, (*caps, _dumps(doc)))
         done = {row[0] for row in rows}
         accepted = []
         for job_id in ids:  # a job listed twice is accepted once, like the reference
@@ -520,6 +524,7 @@ class PostgresBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         if "\x00" in (queue or "") or "\x00" in (task or ""):
             return []  # no stored name holds a NUL
@@ -538,6 +543,12 @@ class PostgresBackend(Backend):
         if task is not None:
             where.append("task = %s")
             params.append(task)
+        if after is not None:  # the anchor's stored time while it exists: exact, not rounded
+            where.append(
+                f"(created_at, id) < (COALESCE((SELECT created_at FROM {self.sql.s}.jobs "
+                "WHERE id = %s), to_timestamp(%s)), %s)"
+            )
+            params += [after.id, after.created, after.id]
         cond = f"WHERE {' AND '.join(where)}" if where else ""
         params += [max(0, limit), max(0, offset)]
         rows = await self._rows(
@@ -577,11 +588,20 @@ class PostgresBackend(Backend):
         state, scheduled = rows[0]
         return _SCHED if state == "queued" and scheduled else STATES[state]
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         if "\x00" in job_id:
             return False
+        query = self._q.retry
+        params: tuple[object, ...] = (job_id,)
+        if data is not None:
+            found = await self._rows(f"SELECT data FROM {self.sql.s}.jobs WHERE id = %s", params)
+            if not found:
+                return False
+            old = bytes(found[0][0])
+            note = orjson.dumps(retried(old, by)).decode()
+            query, params = self._q.edit, (data, job_id, old, note)
         try:
-            rows = await self._rows(self._q.retry, (job_id,))
+            rows = await self._rows(query, params)
         except psycopg.errors.UniqueViolation:
             return False  # a newer live job took the dedup key meanwhile
         return bool(rows)
@@ -602,8 +622,8 @@ class PostgresBackend(Backend):
         for state in sorted({JobState(x) for x in states} & {JobState(x) for x in _FINISHED}):
             scope_params: list[Any] = [state.value] + ([] if queue is None else [queue])
             if older_than is not None:
-                query = purge_older(s, queue is not None, retention)
-                rows = await self._rows(query, [*scope_params, float(older_than)])
+                query = purge_older(s, state.value, queue is not None, retention)
+                rows = await self._rows(query, {"queue": queue, "age": float(older_than)})
                 total += int(rows[0][0])
             if keep_last is not None:
                 query = purge_past_keep(s, state.value, queue is not None, retention)
@@ -684,7 +704,7 @@ class PostgresBackend(Backend):
         body = {
             "id": info.id, "host": info.host, "pid": info.pid, "queues": info.queues,
             "started_at": info.started_at, "active": info.active, "processed": info.processed,
-            "tasks": info.tasks, "paused": info.paused,
+            "tasks": info.tasks, "paused": info.paused, "flows": info.flows,
         }  # fmt: skip
         rows = await self._rows(self._q.beat, (info.id, _dumps(body), float(ttl)))
         info.last_seen = float(rows[0][0])
@@ -705,6 +725,7 @@ class PostgresBackend(Backend):
                     float(last_seen),
                     list(body.get("tasks", ())),
                     bool(body.get("paused", False)),
+                    list(body.get("flows", ())),
                 )
             )
         return out

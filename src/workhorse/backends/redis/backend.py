@@ -22,6 +22,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -349,6 +350,7 @@ class RedisBackend(RedisWaiting):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         if limit <= 0 or task == "":  # the script reads '' as "any task"; no task has it
             return []
@@ -358,7 +360,9 @@ class RedisBackend(RedisWaiting):
         st = "" if state is None else JobState(state).value
         one = len(queues) == 1
         # Across queues: the newest offset+limit of each, merged, then the page cut out.
-        args = (st, task or "", offset if one else 0, limit if one else offset + limit)
+        # The anchor's time as the store wrote it (seconds and microseconds).
+        anchor = ("", "") if after is None else (after.id, f"{after.created:.6f}")
+        args = (st, task or "", offset if one else 0, limit if one else offset + limit, *anchor)
         replies = await self._call_many([("query", self._q(q), args) for q in queues])
         jobs = [
             job
@@ -404,11 +408,11 @@ class RedisBackend(RedisWaiting):
             if queue is not None:
                 await self._call("release", self._q(queue), job_id)
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         queue = await self._queue_of(job_id)
         if queue is None:
             return False
-        return bool(await self._call("retry", self._q(queue), job_id))
+        return bool(await self._call("retry", self._q(queue), job_id, data or b"", by or ""))
 
     async def purge(
         self,
@@ -554,6 +558,7 @@ class RedisBackend(RedisWaiting):
                 "processed": info.processed,
                 "tasks": info.tasks,
                 "paused": info.paused,
+                "flows": info.flows,
                 "ttl": ttl,
             }
         )
@@ -577,6 +582,7 @@ class RedisBackend(RedisWaiting):
                     float(reply[i + 1]) - float(rec["ttl"]),
                     list(rec.get("tasks", ())),
                     bool(rec.get("paused", False)),
+                    list(rec.get("flows", ())),
                 )
             )
         return out

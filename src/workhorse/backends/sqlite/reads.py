@@ -8,7 +8,7 @@ from typing import Any
 
 from workhorse.backends.sqlite.rows import to_json
 from workhorse.backends.sqlite.statements import JOB_COLS
-from workhorse.job import JobState
+from workhorse.job import JobKey, JobState
 
 Clock = Callable[[], float]
 
@@ -68,9 +68,14 @@ def counts(
 
 
 def query_select(
-    queue: str | None, state: JobState | None, task: str | None, now: float
+    queue: str | None,
+    state: JobState | None,
+    task: str | None,
+    now: float,
+    after: tuple[float, str] | JobKey | None = None,
 ) -> tuple[str, list[Any]]:
-    """The SELECT of ``query`` and its arguments, to which LIMIT and OFFSET are appended."""
+    """The SELECT of ``query`` and its arguments, to which LIMIT and OFFSET are appended.
+    ``after``: the anchor's stored (time, id), or its JobKey when it is gone."""
     where: list[str] = []
     args: list[Any] = []
     if queue is not None:
@@ -90,6 +95,12 @@ def query_select(
         else:
             where.append("state = ?")
             args.append(st.value)
+    if isinstance(after, tuple):  # the anchor's stored time: exact
+        where.append("(created_at, id) < (?, ?)")
+        args += list(after)
+    elif after is not None:  # the anchor is gone: its time as a reader saw it (microseconds)
+        where.append("(CAST(round(created_at * 1000000) AS INTEGER), id) < (?, ?)")
+        args += [round(after.created * 1e6), after.id]
     sql = f"SELECT {JOB_COLS} FROM wh_jobs"
     if where:
         sql += " WHERE " + " AND ".join(where)
