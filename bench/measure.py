@@ -214,7 +214,7 @@ async def enqueue_bulk(url: str, n: int, progress: Progress) -> Figures:
     return {"rate": n / elapsed, "client_cpu_us": cpu / n * 1e6, "n": n}
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     # nearest-rank: the value at or below which q of the calls finished
     index = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[index]
@@ -251,7 +251,7 @@ async def roundtrip(kind: str, url: str, n: int, warmup: int, progress: Progress
     ms = sorted(t * 1000 for t in times["run"])
     return {
         "p50_ms": statistics.median(ms),
-        "p99_ms": _percentile(ms, 0.99),
+        "p99_ms": percentile(ms, 0.99),
         "mean_ms": statistics.fmean(ms),
         "enqueue_p50_ms": statistics.median(times["enqueue"]) * 1000,
         "wait_p50_ms": statistics.median(times["wait"]) * 1000,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from workhorse import events
@@ -27,6 +27,7 @@ from workhorse.worker.finisher import Finisher
 from workhorse.worker.limiter import extend
 from workhorse.worker.renewal import RenewThread, Running, renewal_url
 from workhorse.worker.runner import Runner
+from workhorse.worker.slots import Slots
 from workhorse.worker.solo import SOLO_AFTER, Solo
 from workhorse.worker.threads import DaemonThreads
 
@@ -41,19 +42,6 @@ PULSE = 0.25  # seconds between the loop's stamps that show the thread it is ali
 # Seconds outcomes still get to land after the shutdown grace is over (interrupted jobs
 # are put back in their queue by an outcome too).
 _LAST_WRITES = 5.0
-
-
-@dataclass(slots=True)
-class _Slots:
-    size: int
-    used: int = 0  # handlers running
-    # Outcomes with the finisher, not yet written. Their slots are free, so the next claim
-    # overlaps the finish's round trip; at most `size` may wait, or a slow store would
-    # have this worker claim far ahead of what it can write.
-    finishing: int = 0
-    # Burst mode: since when this queue's claims come back empty with nothing running.
-    empty_since: float | None = None
-    freed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def parse_queues(
@@ -96,6 +84,7 @@ class Worker:
         scheduler: bool = True,
         paused: bool = False,
         steps: Engine | None = None,
+        prefetch: int = 0,
     ) -> None:
         self.client = client = client_of(client)
         s = client.settings
@@ -116,7 +105,10 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
         self._running: dict[str, Running] = {}
-        self._slots = {q: _Slots(n) for q, n in self.queues.items()}
+        if prefetch < 0:
+            raise ConfigError(f"prefetch must be >= 0 (0: claim only free slots), got {prefetch}")
+        # prefetch: jobs claimed ahead of free slots per queue (a Worker option, off).
+        self._slots = {q: Slots(n, prefetch) for q, n in self.queues.items()}
         self._stopping = asyncio.Event()
         self._grace_over = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -199,6 +191,8 @@ class Worker:
             self._stop_at = time.monotonic()
         self._stopping.set()
         self._resumed.set()  # a paused consumer wakes, sees the stop and ends
+        for slots in self._slots.values():
+            slots.release_gated()
         for waiter in self._waits:
             waiter.cancel()
         self._wake_consumers()
@@ -373,7 +367,7 @@ class Worker:
             if not self._resumed.is_set():
                 await self._resumed.wait()
                 continue
-            free = min(slots.size - slots.used, 2 * slots.size - slots.used - slots.finishing)
+            free = slots.free()
             if free <= 0 or self._solo.busy:  # a job that runs alone: claim nothing beside it
                 slots.freed.clear()
                 await slots.freed.wait()
@@ -429,9 +423,20 @@ class Worker:
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
-                running.task = asyncio.create_task(self._attempt(running, slots, claimed_at, began))
+                if slots.running < slots.size:  # a free slot (no job waits for one then)
+                    slots.running += 1
+                    running.task = asyncio.create_task(
+                        self._attempt(running, slots, claimed_at, began)
+                    )
+                else:
+                    running.started = math.inf  # no job_timeout before it starts
+                    running.task = asyncio.create_task(
+                        self._ahead(running, slots, claimed_at, slots.wait())
+                    )
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
+            if self._stopping.is_set():
+                slots.release_gated()  # stop() came during the claim
             if shortest < self._renew_period:
                 # A job with a shorter lease than the renew loop is sleeping for.
                 self._renew_wake.set()
@@ -448,9 +453,7 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(
-        self, running: Running, slots: _Slots, claimed_at: int, began: float
-    ) -> None:
+    async def _attempt(self, running: Running, slots: Slots, claimed_at: int, began: float) -> None:
         lease = running.lease
         bus = self.client.bus
         if logs.active:
@@ -508,6 +511,10 @@ class Worker:
             running.finishing = True
             slots.used -= 1
             slots.finishing += 1
+            if slots.gated:
+                slots.leave()  # to the job claimed ahead
+            else:
+                slots.running -= 1
             slots.freed.set()
             landed = await self._finish(lease, outcome, written)
             if self.steps is not None:
@@ -528,6 +535,7 @@ class Worker:
                 slots.finishing -= 1
             else:
                 slots.used -= 1
+                slots.leave()
             slots.freed.set()
             self.processed += 1
             if not self._running:
@@ -535,6 +543,47 @@ class Worker:
             if self._purge_every is not None and self.processed >= self._next_purge:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
+
+    async def _ahead(
+        self, running: Running, slots: Slots, claimed_at: int, gate: asyncio.Future[None]
+    ) -> None:
+        """A job claimed ahead of a free slot: it runs once a handler hands it one, and
+        goes back to its queue if the worker stops first. Its lease is renewed meanwhile
+        like any other (it is in ``_running``)."""
+        try:
+            await gate
+        except asyncio.CancelledError:
+            if gate.done() and not gate.cancelled():
+                slots.leave()  # handed a slot just as the cancel came: pass it on
+            await self._give_back(running, slots)
+            return
+        if running.lost:  # reclaimed while it waited: another worker may run it
+            slots.leave()
+            await self._give_back(running, slots)
+            return
+        running.started = time.monotonic()
+        await self._attempt(running, slots, claimed_at, time.time())  # its run starts now
+
+    async def _give_back(self, running: Running, slots: Slots) -> None:
+        """Put a job that never started back in its queue; the attempt does not count."""
+        assert self._finisher is not None
+        lease = running.lease
+        running.finishing = True
+        slots.used -= 1
+        slots.finishing += 1
+        slots.freed.set()
+        try:
+            await self._finisher.submit(lease, self._runner.interrupted(running.ctx))
+        except asyncio.CancelledError:
+            pass  # the write goes on in the finisher
+        finally:
+            self._tally.finished(lease.queue, lease.task, 0.0, None)  # its held lease
+            if self._running.get(lease.job_id) is running:
+                del self._running[lease.job_id]
+            slots.finishing -= 1
+            slots.freed.set()
+            if not self._running:
+                self._busy_changed.set()
 
     async def _trace(self, lease: Lease, claimed_at: int) -> tracing.Attempt | None:
         """The attempt's spans; a failure to read its trace context never fails the job."""

@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from workhorse.backends.redis.cluster import ClusterWire
-from workhorse.backends.redis.core import WHERE_CAP, RedisCore
+from workhorse.backends.redis.core import WHERE_CAP, RedisCore, log
 from workhorse.backends.redis.records import decode_published
 from workhorse.backends.redis.wire import Wire
 from workhorse.job import Job
@@ -31,16 +31,26 @@ class RedisWaiting(RedisCore):
             self._epoch_due = time.monotonic() + _EPOCH_EVERY
             await self._check_epoch()
         wake_keys = []
+        due_key = None  # the wake list of the queue whose scheduled job is due first
         for q, (paused, due, wait) in zip(queues, peeks, strict=True):
             wake_keys.append(self._q(q) + "wake")
             if paused:
                 continue
             if due:
                 return
-            if wait:
-                timeout = min(timeout, float(wait))
+            if wait and float(wait) < timeout:
+                timeout, due_key = float(wait), wake_keys[-1]
         if timeout <= 0.001:
             return
+        nudge = None if due_key is None else asyncio.ensure_future(self._nudge(due_key, timeout))
+        try:
+            await self._block(wake_keys, timeout)
+        finally:
+            if nudge is not None:
+                nudge.cancel()
+
+    async def _block(self, wake_keys: Sequence[str], timeout: float) -> None:
+        """Block until a wake-up token shows on one of ``wake_keys``, or ``timeout``."""
         if isinstance(cluster := self._conn(), ClusterWire):
             await cluster.blpop_any(wake_keys, timeout)  # one slot per queue: a pop each
             return
@@ -53,6 +63,19 @@ class RedisWaiting(RedisCore):
             await wire.close()  # cancelled or broken mid-wait: its reply would come later
             raise
         self._idle_blockers.append(wire)
+
+    async def _nudge(self, wake_key: str, after: float) -> None:
+        """Push a wake-up token once a scheduled job is due. Redis ends a blocking pop's
+        timeout on its clock tick (every 100 ms at the default hz 10), not when asked, so
+        the pop's own timeout would start the job up to 100 ms late."""
+        await asyncio.sleep(after)
+        await asyncio.shield(self._push_token(wake_key))  # a cancel must not cut a reply
+
+    async def _push_token(self, wake_key: str) -> None:
+        try:
+            await self._conn().call("RPUSH", wake_key, "1")
+        except Exception:  # the pop's own timeout still ends the wait
+            log.debug("could not push a wake-up token to %s", wake_key, exc_info=True)
 
     def _idle_hints(self, queues: Sequence[str]) -> list[Any] | None:
         """(paused, due, wait) of each queue as its claim of a moment ago left it, or None
