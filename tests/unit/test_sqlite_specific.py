@@ -19,6 +19,7 @@ from workhorse import codec
 from workhorse.backends import backend_from_url
 from workhorse.backends.sqlite import SCHEMA_VERSION, SQLiteBackend, path_from_url
 from workhorse.backends.sqlite import statements as sqlite_statements
+from workhorse.backends.sqlite.reads import query_select
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import JobState, NewJob, Outcome, new_job_id
 
@@ -329,6 +330,29 @@ async def test_a_large_purge_goes_in_chunks_and_keeps_the_newest(url: str) -> No
         await backend.close()
 
 
+async def test_listings_read_index_ranges_not_the_table(url: str) -> None:
+    """A queue's page and one state across queues read wh_jobs_queue_state_created, one
+    range per (queue, state), never the whole table or the index by age."""
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        await backend.enqueue([job("a"), job("b"), job("b")])
+        leases = await backend.claim(["a", "b"], "w", 2, 30.0)
+        await backend.finish([(lease, Outcome("failed", error={})) for lease in leases])
+        with sqlite3.connect(backend.path) as raw:
+            for queue, state in [("a", None), ("a", JobState.FAILED), (None, JobState.FAILED),
+                                 (None, JobState.QUEUED)]:  # fmt: skip
+                sql, named = query_select(raw, queue, state, None)
+                params = {"queue": queue, "task": None, "now": 0.0, "limit": 50, "offset": 0}
+                plan = " / ".join(
+                    r[3] for r in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params | named)
+                )
+                assert "wh_jobs_queue_state_created" in plan, plan
+                assert "SCAN wh_jobs" not in plan and "wh_jobs_created" not in plan, plan
+    finally:
+        await backend.close()
+
+
 async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     """A file written before dedup keys were per queue and jobs had their own retention
     opens with its jobs intact and gains both."""
@@ -346,6 +370,7 @@ async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     try:
         old = await backend.get("old-1")
         assert old is not None and old.state is JobState.QUEUED and old.keep_for is None
+        assert (await backend.counts(["a"]))["a"][JobState.QUEUED] == 1  # counted once
         # Per queue now: the same key in another queue is a new job, in its own a duplicate.
         other, same = await backend.enqueue([job("b", dedup_key="k"), job("a", dedup_key="k")])
         assert other.created and not same.created and same.id == "old-1"

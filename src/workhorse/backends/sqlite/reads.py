@@ -49,49 +49,79 @@ def due_in(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str]) -> flo
 def counts(
     conn: sqlite3.Connection, clock: Clock, queues: list[str] | None
 ) -> dict[str, dict[str, int]]:
+    """From the counters (tally.py); a stored "scheduled" job whose time has come is
+    queued (the next claim promotes it), found in the scheduled index."""
     now = clock()
     out: dict[str, dict[str, int]] = {}
     for q in queues or ():
         out[q] = dict.fromkeys(JobState, 0)
-    sql = (
-        "SELECT queue, CASE WHEN state = 'scheduled' AND run_at <= ? THEN 'queued' "
-        "ELSE state END AS st, count(*) FROM wh_jobs"
-    )
-    args: list[Any] = [now]
+    sql, args = "SELECT queue, state, n FROM wh_counts WHERE n <> 0", []
     if queues is not None:
-        sql += " WHERE queue IN (SELECT value FROM json_each(?))"
+        sql += " AND queue IN (SELECT value FROM json_each(?))"
         args.append(to_json(queues))
-    for queue, st, n in conn.execute(sql + " GROUP BY queue, st", args):
-        row = out.setdefault(queue, dict.fromkeys(JobState, 0))
-        row[JobState(st)] += n
+    for queue, st, n in conn.execute(sql, args):
+        out.setdefault(queue, dict.fromkeys(JobState, 0))[JobState(st)] += n
+    waiting = [q for q, row in out.items() if row[JobState.SCHEDULED]]
+    if waiting:
+        for queue, n in conn.execute(
+            "SELECT queue, count(*) FROM wh_jobs WHERE state = 'scheduled' "
+            "AND queue IN (SELECT value FROM json_each(?)) AND run_at <= ? GROUP BY queue",
+            (to_json(waiting), now),
+        ):
+            out[queue][JobState.SCHEDULED] -= n
+            out[queue][JobState.QUEUED] += n
     return out
 
 
+# Each public state as the stored states' ranges it covers, with the condition on run_at.
+_STORED = ("queued", "scheduled", "active", "completed", "failed", "cancelled")
+_RANGES: dict[JobState | None, list[tuple[str, str]]] = {
+    None: [(st, "") for st in _STORED],
+    JobState.QUEUED: [("queued", ""), ("scheduled", " AND run_at <= :now")],
+    JobState.SCHEDULED: [("scheduled", " AND run_at > :now")],
+    **{JobState(st): [(st, "")] for st in _STORED[2:]},
+}
+# Past this many index ranges a listing of one state across queues scans by age instead.
+_MAX_RANGES = 200
+_ORDER = "ORDER BY created_at DESC, id DESC"
+
+
 def query_select(
-    queue: str | None, state: JobState | None, task: str | None, now: float
-) -> tuple[str, list[Any]]:
-    """The SELECT of ``query`` and its arguments, to which LIMIT and OFFSET are appended."""
-    where: list[str] = []
-    args: list[Any] = []
+    conn: sqlite3.Connection, queue: str | None, state: JobState | None, task: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The SELECT of ``query`` and the queues it names (:qN); the caller adds :queue,
+    :task, :now, :limit and :offset.
+
+    A page reads at most offset + limit entries of each (queue, stored state) range of
+    wh_jobs_queue_state_created and merges them, so its cost does not grow with the jobs
+    of other queues and states; the queues of a state come from the counters."""
+    ranges = _RANGES[None if state is None else JobState(state)]
+    also = "" if task is None else " AND task = :task"
+    named: dict[str, Any] = {}
     if queue is not None:
-        where.append("queue = ?")
-        args.append(queue)
-    if task is not None:
-        where.append("task = ?")
-        args.append(task)
-    if state is not None:
-        st = JobState(state)
-        if st is JobState.QUEUED:
-            where.append("(state = 'queued' OR (state = 'scheduled' AND run_at <= ?))")
-            args.append(now)
-        elif st is JobState.SCHEDULED:
-            where.append("state = 'scheduled' AND run_at > ?")
-            args.append(now)
-        else:
-            where.append("state = ?")
-            args.append(st.value)
-    sql = f"SELECT {JOB_COLS} FROM wh_jobs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-    return sql, args
+        queues = [":queue"]
+    elif state is not None:
+        names = conn.execute(
+            "SELECT DISTINCT queue FROM wh_counts WHERE n > 0 "
+            "AND state IN (SELECT value FROM json_each(?)) ORDER BY queue",
+            (to_json([st for st, _ in ranges]),),
+        ).fetchall()
+        named = {f"q{i}": row[0] for i, row in enumerate(names)}
+        queues = [f":{key}" for key in named]
+        if not queues:
+            return f"SELECT {JOB_COLS} FROM wh_jobs WHERE 0 LIMIT :limit OFFSET :offset", {}
+    else:
+        queues = []
+    if not queues or len(queues) * len(ranges) > _MAX_RANGES:
+        where = "1" if queue is None else "queue = :queue"
+        if state is not None:
+            where += " AND (" + " OR ".join(f"(state = '{st}'{c})" for st, c in ranges) + ")"
+        sql = f"SELECT {JOB_COLS} FROM wh_jobs WHERE {where}{also} {_ORDER} "
+        return sql + "LIMIT :limit OFFSET :offset", {}
+    parts = [
+        f"SELECT * FROM (SELECT {JOB_COLS} FROM wh_jobs INDEXED BY wh_jobs_queue_state_created "
+        f"WHERE queue = {q} AND state = '{st}'{cond}{also} {_ORDER} LIMIT :limit + :offset)"
+        for q in queues
+        for st, cond in ranges
+    ]
+    return " UNION ALL ".join(parts) + f" {_ORDER} LIMIT :limit OFFSET :offset", named

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 
+from workhorse.backends.sqlite.tally import FILL
 from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
-# 5: stalls and max_stalls; 6: logs_dropped
-SCHEMA_VERSION = 6
+# 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age
+SCHEMA_VERSION = 7
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -63,6 +64,13 @@ CREATE INDEX IF NOT EXISTS wh_jobs_finished_queue
 CREATE INDEX IF NOT EXISTS wh_jobs_own_keep ON wh_jobs (state, finished_at)
     WHERE keep_for IS NOT NULL;
 CREATE INDEX IF NOT EXISTS wh_jobs_created ON wh_jobs (created_at);
+-- A queue's page, per state: newest first from one range each, not filtered from them all.
+CREATE INDEX IF NOT EXISTS wh_jobs_queue_state_created
+    ON wh_jobs (queue, state, created_at, id);
+-- Kept by the transactions that change states (tally.py): counts() reads these, not jobs.
+CREATE TABLE IF NOT EXISTS wh_counts (
+    queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (queue, state)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS wh_events (
     id INTEGER PRIMARY KEY,
@@ -99,4 +107,6 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    if 1 <= version < 7:  # count the jobs already there, once
+        conn.execute(FILL)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
