@@ -6,10 +6,11 @@ python -m bench.scale --rows 200000 --backends postgres
 Per backend, on a store of its own (an SQLite file in a temporary folder, a private
 ``redis-server`` without persistence, a PostgreSQL schema): the same calls are timed on
 the empty store, then again after ``--rows`` queued jobs were added (``enqueue`` in
-batches of 1,000), and again once those were claimed and finished (1,000 a step): one
-enqueue, claim 10 + finish 10, ``get_job``, the newest 50 jobs, ``counts()``. Also the store's size per queued job (Redis ``used_memory``; the SQLite
-file with its WAL; PostgreSQL's jobs and events tables with their indexes) for a payload
-of ``{"n": <i>}``. Writes docs/benchmarks-scale.md.
+batches of 1,000), and again once those were claimed and finished (1,000 a step):
+one enqueue, claim 10 + finish 10, ``get_job``, the newest 50 jobs, ``counts()``. Also
+the store's size per queued job (Redis ``used_memory``; the SQLite file with its WAL;
+PostgreSQL's jobs and events tables with their indexes) for a payload of ``{"n": <i>}``.
+Writes docs/benchmarks-scale.md.
 """
 
 from __future__ import annotations
@@ -214,8 +215,7 @@ def _write(rows: int, results: dict[str, dict[str, Any]], command: str, out: Pat
     ]
     for kind, r in results.items():
         lines.append(
-            f"| {kind} | {r['fill_s']:.1f} s | {r['finish_s']:.1f} s "
-            f"| {r['bytes_per_job']:,.0f} |"
+            f"| {kind} | {r['fill_s']:.1f} s | {r['finish_s']:.1f} s | {r['bytes_per_job']:,.0f} |"
         )
     lines += [
         "",

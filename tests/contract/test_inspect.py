@@ -145,6 +145,7 @@ async def test_counts_move_from_scheduled_to_queued_when_due(backend: Backend) -
 
 def _checker(backend: Backend, ids: list[str]) -> Callable[[], Awaitable[None]]:
     """counts() of queues a and b, asked by name and for all, against the jobs' states."""
+
     async def check() -> None:
         tally = {q: dict.fromkeys(ALL_STATES, 0) for q in ("a", "b")}
         for job in await backend.get_many(list(set(ids))):

@@ -27,6 +27,7 @@ JOB_COLUMNS = ", ".join(
 
 _LIVE = "state IN ('queued', 'active')"
 _STATES = "ARRAY['queued', 'active', 'completed', 'failed', 'cancelled']"
+_PROBE = 5000  # index entries counts() reads on each side of now() before counting all
 
 
 def tally(s: str, rows: str, was: str, now: str) -> str:
@@ -470,18 +471,32 @@ SELECT info, {_epoch("last_seen")} FROM {self.s}.workers WHERE expires_at > now(
 ORDER BY info->>'started_at', id"""
 
     def counts(self, in_queues: bool) -> str:
-        """Per queue and state: the counters' sum and how many rows made it; 'scheduled'
-        is the part of 'queued' not due yet (from the due index: as many rows as jobs
-        scheduled, no more)."""
+        """Per queue and state: the counters' sum and how many rows made it. 'scheduled' is
+        the part of 'queued' not due yet, a matter of time no write marks: counted in the
+        due index on whichever side of now() is small (up to _PROBE entries each), the
+        whole range only when both are large; one snapshot, so it agrees with the sums."""
         s = self.s
         where = "WHERE queue = ANY(%(q)s::text[])" if in_queues else ""
-        also = "AND queue = ANY(%(q)s::text[])" if in_queues else ""
+
+        def side(cond: str, limit: str) -> str:
+            return (
+                f"(SELECT count(*) FROM (SELECT 1 FROM {s}.jobs WHERE state = 'queued' "
+                f"AND queue = c.queue AND run_at {cond} now(){limit}) x)"
+            )
+
+        probe = f" LIMIT {_PROBE + 1}"
         return f"""
-SELECT queue, state, sum(n), count(*) FROM {s}.job_counts {where}
-GROUP BY 1, 2
+WITH c AS (
+  SELECT queue, state, sum(n) AS n, count(*) AS parts FROM {s}.job_counts {where}
+  GROUP BY 1, 2
+)
+SELECT queue, state, n, parts FROM c
 UNION ALL
-SELECT queue, 'scheduled', count(*), 0 FROM {s}.jobs
-WHERE state = 'queued' AND run_at > now() {also} GROUP BY 1"""
+SELECT c.queue, 'scheduled', CASE WHEN a.k <= {_PROBE} THEN a.k
+  WHEN {side("<=", probe)} <= {_PROBE} THEN c.n - {side("<=", probe)}
+  ELSE {side(">", "")} END, 0
+FROM c, LATERAL (SELECT {side(">", probe)} AS k) a
+WHERE c.state = 'queued' AND c.n > 0"""
 
     def fold_counts(self) -> str:
         """The counters' rows folded into one per (queue, state). A row a transaction in

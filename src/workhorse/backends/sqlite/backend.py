@@ -27,8 +27,6 @@ from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, publ
 from workhorse.backends.sqlite.events import read as read_events
 from workhorse.backends.sqlite.reads import any_expired, counts, due_in, query_select
 from workhorse.backends.sqlite.reclaim import reclaim
-from workhorse.backends.sqlite.tally import Move
-from workhorse.backends.sqlite.tally import write as tally
 from workhorse.backends.sqlite.rows import decode, public_state, salvage, to_json
 from workhorse.backends.sqlite.statements import (
     CLAIM,
@@ -47,6 +45,8 @@ from workhorse.backends.sqlite.statements import (
     next_seq,
     purge_select,
 )
+from workhorse.backends.sqlite.tally import Move
+from workhorse.backends.sqlite.tally import write as tally
 from workhorse.backends.sqlite.watcher import Signal, Watcher
 from workhorse.errors import BackendError
 from workhorse.events import recorded

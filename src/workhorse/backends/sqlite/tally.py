@@ -19,7 +19,10 @@ _ADD = (
     "INSERT INTO wh_counts (queue, state, n) VALUES (?, ?, ?) "
     "ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n"
 )
-FILL = "INSERT INTO wh_counts (queue, state, n) SELECT queue, state, count(*) FROM wh_jobs GROUP BY 1, 2"
+FILL = (
+    "INSERT INTO wh_counts (queue, state, n) "
+    "SELECT queue, state, count(*) FROM wh_jobs GROUP BY 1, 2"
+)
 
 
 def write(conn: sqlite3.Connection, moves: Iterable[Move]) -> None:
