@@ -84,6 +84,14 @@ _RANGES: dict[JobState | None, list[tuple[str, str]]] = {
 # Past this many index ranges a listing of one state across queues scans by age instead.
 _MAX_RANGES = 200
 _ORDER = "ORDER BY created_at DESC, id DESC"
+# Every queue with jobs, seeking from one to the next in the index (one seek per queue).
+_NEXT = "SELECT queue FROM wh_jobs INDEXED BY wh_jobs_queue_state_created"
+_QUEUES = f"""WITH RECURSIVE queues(name) AS (
+    SELECT ({_NEXT} ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT ({_NEXT} WHERE queue > name ORDER BY queue LIMIT 1) FROM queues
+    WHERE name IS NOT NULL)
+SELECT name FROM queues WHERE name IS NOT NULL"""
 
 
 def query_select(
@@ -94,18 +102,14 @@ def query_select(
 
     A page reads at most offset + limit entries of each (queue, stored state) range of
     wh_jobs_queue_state_created and merges them, so its cost does not grow with the jobs
-    of other queues and states; the queues of a state come from the counters."""
+    of other queues and states."""
     ranges = _RANGES[None if state is None else JobState(state)]
     also = "" if task is None else " AND task = :task"
     named: dict[str, Any] = {}
     if queue is not None:
         queues = [":queue"]
     elif state is not None:
-        names = conn.execute(
-            "SELECT DISTINCT queue FROM wh_counts WHERE n > 0 "
-            "AND state IN (SELECT value FROM json_each(?)) ORDER BY queue",
-            (to_json([st for st, _ in ranges]),),
-        ).fetchall()
+        names = conn.execute(_QUEUES).fetchall()
         named = {f"q{i}": row[0] for i, row in enumerate(names)}
         queues = [f":{key}" for key in named]
         if not queues:
