@@ -10,7 +10,9 @@ Printed: jobs (steps) per second, the flow/plain throughput ratio, and store cal
 job: every call the worker's process makes to the backend (``get``, ``kv_*``, ``claim``,
 ``finish``, ...) while the worker runs, divided by the jobs run; the difference is what
 flows add per step. A call is one round trip on Redis, SQLite and PostgreSQL (the finisher
-batches finishes, so plain jobs cost less than one finish call each).
+batches finishes, so plain jobs cost less than one finish call each). The flow's calls
+include its events (``publish``: step.started and step.completed of each step and
+flow.completed of each run, sent in batches); ``--detail`` lists the calls by method.
 
     python -m bench.flows                                  # all four backends
     python -m bench.flows --backends redis --jobs 8000

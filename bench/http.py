@@ -4,6 +4,10 @@ nothing, in one run: one uvicorn worker process, the load generator on loopback.
 
 python -m bench.http                                   # redis, writes docs/benchmarks-http.md
 python -m bench.http --url sqlite:///tmp/b.db --seconds 3 --no-write
+python -m bench.http --wrk    # the load from wrk (native): installs Debian's wrk if missing
+
+``--wrk`` runs ``apt-get install -y wrk`` when wrk is not on PATH and this is root: a
+bench-only dependency (no test needs it).
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import argparse
 import asyncio
 import os
 import platform
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,8 +102,87 @@ async def load(base: str, path: str, seconds: float, concurrency: int) -> Figure
     )
 
 
+# wrk's request: POST {} as JSON (the same request the Python generator sends).
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = "{}"
+wrk.headers["Content-Type"] = "application/json"
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def ensure_wrk() -> str:
+    """The path of wrk, installing Debian's package first if it is missing (root only)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit("--wrk needs wrk on PATH: apt-get install wrk (as root)")
+    print("installing wrk with apt-get (bench only: no test needs it)", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if m is None:
+        raise ValueError(f"wrk printed an unknown latency {text!r}")
+    return float(m[1]) * _UNITS[m[2]]
+
+
+def wrk_load(
+    wrk: str, base: str, path: str, seconds: float, concurrency: int, server: int
+) -> Figure:
+    """One wrk thread (the server needs the other core) keeping ``concurrency``
+    connections busy for ``seconds``, after a one-second warm-up; the ``server``
+    process's CPU time is read around the measured run only."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT)
+    try:
+        cmd = [wrk, "-t1", f"-c{concurrency}", "--latency", "-s", f.name, base + path]
+        subprocess.run([*cmd[:1], "-d1s", *cmd[1:]], check=True, capture_output=True)
+        cpu0 = cpu_seconds(server)
+        out = subprocess.run(
+            [*cmd[:1], f"-d{seconds:g}s", "--timeout", "30s", *cmd[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        cpu = cpu_seconds(server) - cpu0
+    finally:
+        os.unlink(f.name)
+    pct = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.M))
+    done = re.search(r"(\d+) requests in ([0-9.]+)(\w+),", out)
+    if done is None or len(pct) < 2:
+        raise SystemExit(f"wrk's output has no latency distribution:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad[1]) if bad else 0) + (sum(int(n) for n in sock.groups()) if sock else 0)
+    took = _ms(done[2] + done[3]) / 1e3
+    n = int(done[1])
+    return Figure(path, n, errors, took, _ms(pct["50"]), _ms(pct["99"]), 1e6 * cpu / max(n, 1))
+
+
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The worker for ``?wait=``, started only for it: while the other routes are
+    measured it would be running their jobs on the same two cores."""
+    return start(
+        [
+            sys.executable,
+            "-m",
+            "workhorse",
+            "worker",
+            "bench.http_app:app",
+            "--queues",
+            "default:50",
+            "--log-level",
+            "warning",
+        ],
+        env,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--no-write", action="store_true", help="print, do not write the page")
+    p.add_argument("--wrk", action="store_true", help="load from wrk, not Python clients")
     args = p.parse_args(argv)
+    wrk = ensure_wrk() if args.wrk else None
+    args.load_before = os.getloadavg()[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKHORSE_")}
     env.update(WORKHORSE_URL=args.url, PYTHONPATH=str(ROOT))
     asgi = orjson.loads(
@@ -136,21 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         env,
     )
-    worker = start(
-        [
-            sys.executable,
-            "-m",
-            "workhorse",
-            "worker",
-            "bench.http_app:app",
-            "--queues",
-            "default:50",
-            "--log-level",
-            "warning",
-        ],
-        env,
-    )
     base = f"http://127.0.0.1:{port}"
+    worker: subprocess.Popen[bytes] | None = None
     figures: list[tuple[str, Figure]] = []
     try:
         deadline = time.monotonic() + 30
@@ -164,12 +240,24 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("the server did not start")
             time.sleep(0.1)
         for name, path in SCENARIOS:
-            cpu0 = cpu_seconds(server.pid)
-            fig = asyncio.run(load(base, path, args.seconds, args.concurrency))
-            # The warm-up requests are in the CPU time too: count them.
-            fig.server_cpu_us = (
-                1e6 * (cpu_seconds(server.pid) - cpu0) / (fig.requests + args.concurrency)
-            )
+            if "wait=" in path and worker is None:
+                # The backlog the enqueue run left would hold up every ?wait= behind it.
+                httpx.delete(f"{base}/api/queues/default/jobs?state=queued&keep=0", timeout=60)
+                worker = start_worker(env)
+                until = time.monotonic() + 60
+                while not httpx.get(f"{base}/api/workers").json():  # up and consuming
+                    if time.monotonic() > until:
+                        raise SystemExit("the worker did not start")
+                    time.sleep(0.2)
+            if wrk is not None:
+                fig = wrk_load(wrk, base, path, args.seconds, args.concurrency, server.pid)
+            else:
+                cpu0 = cpu_seconds(server.pid)
+                fig = asyncio.run(load(base, path, args.seconds, args.concurrency))
+                # The warm-up requests are in the CPU time too: count them.
+                fig.server_cpu_us = (
+                    1e6 * (cpu_seconds(server.pid) - cpu0) / (fig.requests + args.concurrency)
+                )
             figures.append((name, fig))
             print(
                 f"{name:36} {fig.rate:9,.0f} req/s  p50 {fig.p50_ms:7.2f} ms  "
@@ -179,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         for proc in (server, worker):
-            proc.terminate()
-            proc.wait(15)
+            if proc is not None:
+                proc.terminate()
+                proc.wait(15)
     if not args.no_write:
         write(figures, asgi, args)
     return 0
@@ -204,16 +293,30 @@ def write(
             f"{f.errors} |"
         )
     store = args.url.split("://")[0]
+    generator = (
+        f"wrk (native, one thread, {args.concurrency} connections, after a 1 s warm-up)"
+        if args.wrk
+        else f"{args.concurrency} httpx clients in one process"
+    )
+    caveat = (
+        "- wrk is native code on the same two cores as the server, the worker and the "
+        "store: requests/s is what one uvicorn worker serves while sharing them. "
+        if args.wrk
+        else "- The load generator is Python on the same two cores as the server and the "
+        "store, so requests/s and latency are a floor for the server, not its ceiling. "
+    )
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     PAGE.write_text(
         "# Benchmarks: HTTP\n\n"
         f"Written by `python -m bench.http --url {store}://... --seconds {args.seconds:g} "
-        f"--concurrency {args.concurrency}` on {when} at commit {commit}: one uvicorn worker "
+        f"--concurrency {args.concurrency}{' --wrk' if args.wrk else ''}` on {when} at "
+        f"commit {commit}: one uvicorn worker "
         "process serving `bench/http_app.py`, one `workhorse worker` (queue default, 50 at "
-        f"once) for `?wait=`, and the load generator ({args.concurrency} httpx clients in one "
-        f"process) on loopback, all on this machine ({os.cpu_count()} CPUs, "
-        f"{platform.platform()}), shared with other work (load average "
-        f"{os.getloadavg()[0]:.1f} at the end of the run). Each request posts `{{}}`.\n\n"
+        "once) started for the `?wait=` run only (after the enqueue run's backlog is "
+        f"deleted), and the load generator ({generator}) on loopback, all on this "
+        f"machine ({os.cpu_count()} CPUs, {platform.platform()}), shared with other work "
+        f"(load average {args.load_before:.1f} at the start of the run, "
+        f"{os.getloadavg()[0]:.1f} at the end). Each request posts `{{}}`.\n\n"
         + "\n".join(rows)
         + "\n\n"
         "In-process, through ASGI with no socket and no load generator (`bench/http_asgi.py`, "
@@ -229,9 +332,8 @@ def write(
         "store) and answers the result; the plain route does none of it.\n"
         "- *POST /api/tasks/noop/jobs*: one enqueue round trip; *?wait=5*: the enqueue, "
         "the worker's claim, run and finish, and the server's wait for the finish.\n"
-        "- The load generator is Python on the same two cores as the server and the "
-        "store, so requests/s and latency are a floor for the server, not its ceiling. "
-        "*server CPU µs/request* (the uvicorn process's user+system time over the requests "
+        + caveat
+        + "*server CPU µs/request* (the uvicorn process's user+system time over the requests "
         "it served) is the figure that does not depend on the generator: the cost of a "
         "route, and the one the issue's 1.5x target compares.\n"
     )

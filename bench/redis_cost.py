@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import shutil
 import socket
@@ -61,20 +60,18 @@ def _server_cpu(port: int) -> float:
 
 
 def _script_names(tree: Path) -> dict[str, str]:
-    """sha -> script name, computed as the backend loads them (the prelude, then the body)."""
-    backends = tree / "src" / "workhorse" / "backends"
-    # A tree from before the Redis backend became a package keeps them in redis_lua/.
-    folder = backends / "redis" / "lua"
-    if not folder.is_dir():
-        folder = backends / "redis_lua"
-    prelude = (folder / "_prelude.lua").read_text("utf-8")
-    out = {}
-    for path in folder.glob("*.lua"):
-        if path.name.startswith("_"):
-            continue
-        text = prelude + "\n" + path.read_text("utf-8")
-        out[hashlib.sha1(text.encode()).hexdigest()] = path.stem
-    return out
+    """sha -> script name, as ``tree``'s backend loads them (asked of its own scripts module,
+    which assembles each from the prelude and the body)."""
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    code = (
+        "import json; from workhorse.backends.redis.scripts import load_script_texts as l; "
+        "print(json.dumps({s.sha: n for n, s in l().items()}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    if done.returncode != 0:
+        return {}  # an older tree: its scripts show by their SHA's first digits
+    names: dict[str, str] = orjson.loads(done.stdout)
+    return names
 
 
 def _proc_cpu(pid: int) -> float:

@@ -2,6 +2,8 @@
 
 python -m bench.scaleout                          # redis and postgres, 1/2/4 workers
 python -m bench.scaleout --backends redis --workers 1,2 --repeat 1
+python -m bench.scaleout --backends redis --workers 1 --concurrency 40   # one process, c=40
+python -m bench.scaleout --backends redis --task sleep10 --jobs 5000      # 10 ms jobs
 
 The jobs are enqueued first. Each worker process opens its app and says ``ready``; once
 all are ready the parent writes ``go`` to every one, and the rate is the jobs over the
@@ -26,7 +28,7 @@ import orjson
 
 from bench import measure
 from bench.measure import BULK_BATCH, ROOT, Servers, child_path
-from bench.tasks import NOOP, QUEUE, make_app
+from bench.tasks import NOOP, QUEUE, SLEEP, make_app
 
 WORKERS = (1, 2, 4)
 JOBS = {"redis": 20_000, "postgres": 10_000, "sqlite": 5_000}
@@ -130,12 +132,20 @@ async def _spawn(url: str, concurrency: int) -> _Worker:
     return _Worker(proc)
 
 
-async def once(kind: str, url: str, workers: int, n: int, progress: Progress) -> dict[str, Any]:
-    """One run: ``n`` no-op jobs, ``workers`` processes at concurrency 10 each."""
+async def once(
+    kind: str,
+    url: str,
+    workers: int,
+    n: int,
+    progress: Progress,
+    concurrency: int = 10,
+    task: str = NOOP,
+) -> dict[str, Any]:
+    """One run: ``n`` jobs of ``task``, ``workers`` processes at ``concurrency`` each."""
     async with make_app(url) as app:
         for start in range(0, n, BULK_BATCH):
-            await app.enqueue_many(NOOP, [None] * min(BULK_BATCH, n - start))
-    procs = [await _spawn(url, 10) for _ in range(workers)]
+            await app.enqueue_many(task, [None] * min(BULK_BATCH, n - start))
+    procs = [await _spawn(url, concurrency) for _ in range(workers)]
     pumps: list[asyncio.Task[None]] = []
     try:
         async with asyncio.timeout(60):
@@ -192,6 +202,8 @@ async def run(
     repeat: int = 3,
     jobs: dict[str, int] | None = None,
     log: Callable[[str], None] = print,
+    concurrency: int = 10,
+    task: str = NOOP,
 ) -> dict[str, Any]:
     """``{kind: {str(workers): {"runs": [...], "rate": median}}}``."""
     sizes = {**JOBS, **(jobs or {})}
@@ -203,13 +215,19 @@ async def run(
             for rep in range(repeat):
                 try:
                     async with measure.fresh_store(kind, servers) as url:
-                        fig = await once(kind, url, count, sizes[kind], lambda d, t: None)
+                        fig = await once(
+                            kind, url, count, sizes[kind], lambda d, t: None, concurrency, task
+                        )
                 except Exception as exc:
                     fig = {"error": f"{type(exc).__name__}: {exc}"}
                 fig["load1_before"] = os.getloadavg()[0]
                 runs.append(fig)
                 shown = f"{fig['rate']:,.0f} jobs/s" if "rate" in fig else fig["error"]
-                log(f"scale-out {kind} {count} worker(s) ({rep + 1}/{repeat}): {shown}")
+                log(
+                    f"scale-out {kind} {task} {count} worker(s) x concurrency {concurrency} "
+                    f"({rep + 1}/{repeat}): {shown} (load {fig['load1_before']:.1f}"
+                    + (f", worker CPU {fig['worker_cpu_us']:.0f} us/job)" if "rate" in fig else ")")
+                )
             rates = [r["rate"] for r in runs if "rate" in r]
             out[kind][str(count)] = {
                 "runs": runs,
@@ -222,7 +240,9 @@ async def run(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__)
     p.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
-    p.add_argument("--concurrency", type=int, default=10, help=argparse.SUPPRESS)
+    p.add_argument("--concurrency", type=int, default=10, help="slots per worker process")
+    p.add_argument("--task", choices=(NOOP, SLEEP), default=NOOP)
+    p.add_argument("--jobs", type=int, help="jobs per run (default: per backend)")
     p.add_argument("--backends", default="redis,postgres")
     p.add_argument("--workers", default=",".join(map(str, WORKERS)))
     p.add_argument("--repeat", type=int, default=3)
@@ -241,7 +261,12 @@ def main(argv: list[str] | None = None) -> None:
         if why:
             raise SystemExit(f"cannot scale out on {kind}: {why}")
     workers = tuple(int(w) for w in args.workers.split(","))
-    result = asyncio.run(run(kinds, servers, workers, args.repeat))
+    jobs = None if args.jobs is None else dict.fromkeys(kinds, args.jobs)
+    result = asyncio.run(
+        run(
+            kinds, servers, workers, args.repeat, jobs, concurrency=args.concurrency, task=args.task
+        )
+    )
     with open(args.json, "wb") as f:
         f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(f"wrote {args.json}")

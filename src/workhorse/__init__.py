@@ -19,7 +19,7 @@ from workhorse.errors import (
 )
 from workhorse.flows import FlowFailed, RunHandle, RunInfo
 from workhorse.hooks import Hook, JobEvent
-from workhorse.job import Event, Job, JobState, WorkerInfo
+from workhorse.job import Event, Job, JobKey, JobState, WorkerInfo
 from workhorse.settings import Settings
 from workhorse.task import BoundTask, JobHandle, Task
 from workhorse.worker import Worker
@@ -47,6 +47,7 @@ __all__ = [
     "JobEvent",
     "JobFailed",
     "JobHandle",
+    "JobKey",
     "JobState",
     "LeaseLost",
     "PayloadError",

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from workhorse.backends import Backend
 from workhorse.backoff import BackoffSpec
-from workhorse.client import Client
+from workhorse.client import KEEP, Client
 from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
 from workhorse.flows import FLOW_OPTIONS, Flows
 from workhorse.flows.filters import only_flow
 from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
-from workhorse.job import FINISHED_STATES, Event, Job, JobState, WorkerInfo
+from workhorse.job import FINISHED_STATES, Event, Job, JobKey, JobState, WorkerInfo
+from workhorse.observability import produced
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo
 from workhorse.settings import Settings
@@ -48,6 +49,7 @@ class Workhorse:
         Settings.load(env={}, **self._overrides)  # fail fast on unknown names
         self.registry = Registry()
         self.client = Client(self.registry, self._load_settings, backend=backend)
+        self.client.counting = produced.counting  # "jobs enqueued"
         self._sync: SyncApp | None = None
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
         self._hooks = HookSet()
@@ -322,10 +324,12 @@ class Workhorse:
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time;
+        ``after=JobKey.of(last)`` starts after a page's last job (a keyset page)."""
         return await self.client.jobs(
-            queue=queue, state=state, task=task, limit=limit, offset=offset
+            queue=queue, state=state, task=task, limit=limit, offset=offset, after=after
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
@@ -335,9 +339,10 @@ class Workhorse:
         """Cancel a queued job now; ask an active one to stop. None if there is no job."""
         return await self.client.cancel(job_id)
 
-    async def retry(self, job_id: str) -> bool:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
-        return await self.client.retry(job_id)
+    async def retry(self, job_id: str, data: Any = KEEP, *, by: str | None = None) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts; with
+        ``data``, with that payload instead (``Client.retry``)."""
+        return await self.client.retry(job_id, data, by=by)
 
     async def purge(
         self,
@@ -422,8 +427,9 @@ class Workhorse:
         a decorator it returns the function. ``name`` keys the hook's parked events
         (default: module and function name).
 
-        ``flow="onboarding"`` (a glob) keeps the events of those flows' runs (flow.*,
-        step.waiting, step.resumed: their data names the flow).
+        ``flow="onboarding"`` (a glob) keeps the events of those flows' runs: flow.*,
+        step.*, emit and state (their data names the flow) and the job events of their
+        steps (the job's id names the run).
 
         ``local=True`` subscribes to the in-process bus instead (``app.bus``): only what
         this process's own worker and producers do, not durable, exact task name."""
@@ -431,10 +437,12 @@ class Workhorse:
             if local:
                 raise ConfigError("flow= filters durable hooks; drop local=True")
             if handler is not None:
-                return self.on(type_, only_flow(handler, flow), task=task, queue=queue, name=name)
+                return self.on(
+                    type_, only_flow(handler, flow, self.flows), task=task, queue=queue, name=name
+                )
 
             def flow_deco(fn: F) -> F:
-                self.on(type_, only_flow(fn, flow), task=task, queue=queue, name=name)
+                self.on(type_, only_flow(fn, flow, self.flows), task=task, queue=queue, name=name)
                 return fn
 
             return flow_deco

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import typing
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload
@@ -25,10 +26,12 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     NewJob,
     WorkerInfo,
     new_job_id,
+    private_queue,
 )
 from workhorse.registry import Registry
 from workhorse.schedules import Schedule, ScheduleInfo, last_key
@@ -50,14 +53,37 @@ from workhorse.task import (
 log = logging.getLogger("workhorse")
 # Seconds run() waits before it looks for a live worker on the job's queue.
 NO_WORKER_AFTER = 5.0
+KEEP: Any = object()  # retry(): the job keeps its payload (None is a payload too)
 R = TypeVar("R")
 
 
 class Instrument(Protocol):
     """Told of jobs about to be written (``Client.instruments``): tracing carries the
-    enqueuing span's context to the job this way."""
+    enqueuing span's context to the job this way; and wraps each call of a hook."""
 
     async def enqueuing(self, client: Client, news: Sequence[NewJob]) -> None: ...
+
+    def delivering(
+        self, client: Client, hook: str, event: HookCall
+    ) -> AbstractAsyncContextManager[object]: ...
+
+
+class HookCall(Protocol):
+    """What an instrument reads of an event a hook is called with (hooks' ``JobEvent``)."""
+
+    id: int
+    type: str
+    job_id: str | None
+    task: str | None
+    queue: str | None
+
+
+class Counter(Protocol):
+    """Writes ``Client.enqueued`` where users read it (the store's counters): made and
+    started at the first job the client counts, stopped (its last figures written) at
+    close."""
+
+    async def stop(self) -> None: ...
 
 
 class HasClient(Protocol):
@@ -99,6 +125,13 @@ class Client:
         self._waiters = _Waiters(self)
         self._looks: set[asyncio.Task[None]] = set()  # run()'s checks for a live worker
         self.instruments: list[Instrument] = []
+        # Jobs this client created, per (queue, task), since it began: "jobs enqueued",
+        # a dict add per call; ``counter`` takes them off the hot path once a second.
+        self.enqueued: dict[tuple[str, str], int] = {}
+        # Called at the first job counted (observability sets it): None, or a started Counter.
+        self.counting: Callable[[Client], Counter | None] | None = None
+        self._counter: Counter | None = None
+        self._counted = False
 
     # -- settings and the store --------------------------------------------------------
     @property
@@ -158,7 +191,9 @@ class Client:
     def connection(self) -> Client:
         """A second client on the same settings and registry, with its own connection to
         the store (and its own event bus)."""
-        return Client(self.registry, self._load_settings)
+        other = Client(self.registry, self._load_settings)
+        other.counting = self.counting
+        return other
 
     async def open(self) -> None:
         if self._opened:
@@ -178,6 +213,10 @@ class Client:
         """Stop the waits for a live worker and the result pump, and close the store."""
         for look in list(self._looks):
             look.cancel()
+        counter, self._counter = self._counter, None
+        self._counted = False
+        if counter is not None:
+            await counter.stop()  # before the store closes: the last counts land
         if self._opened:
             self._opened = False
             self._loop = None
@@ -250,6 +289,7 @@ class Client:
         out: list[JobHandle[Any]] = []
         # Inside the caller's transaction nothing is queued until it commits: stay quiet.
         emit = committed and self.bus.wants("job.queued")
+        created = 0
         for new, res in zip(news, results, strict=True):
             status: EnqueueStatus = "created"
             if res.replaced:
@@ -260,10 +300,23 @@ class Client:
                     if existing is not None:
                         raise DuplicateJob(existing)
                 status = "skipped" if on_duplicate == "skip" else "duplicate"
+            if status == "created":
+                created += 1
             if emit and status in ("created", "replaced"):
                 self.bus.emit(events.queued(res.id, new.task, new.queue))
             out.append(JobHandle(self, res.id, task.name, new.queue, status, res.state))
+        if created:
+            self._count(news[0].queue, task.name, created)
         return out
+
+    def _count(self, queue: str, task: str, n: int) -> None:
+        """Add to "jobs enqueued" (the calls' options give one queue to all their jobs)."""
+        key = (queue, task)
+        self.enqueued[key] = self.enqueued.get(key, 0) + n
+        if not self._counted:
+            self._counted = True
+            if self.counting is not None:
+                self._counter = self.counting(self)
 
     @overload
     async def enqueue(
@@ -302,6 +355,18 @@ class Client:
         results = await self._write([new], connection, watch)
         on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
         return (await self._handles(task, [new], results, on_dup, connection is None))[0]
+
+    async def submit_many(
+        self, items: Sequence[tuple[Task[Any, Any], NewJob]]
+    ) -> list[JobHandle[Any]]:
+        """Write jobs built by ``new_job``, of any tasks, in one round trip."""
+        if not items:
+            return []
+        results = await self._write([new for _, new in items], None)
+        out: list[JobHandle[Any]] = []
+        for (task, new), res in zip(items, results, strict=True):
+            out += await self._handles(task, [new], [res], task.defaults.on_duplicate)
+        return out
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any
@@ -448,23 +513,46 @@ class Client:
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time."""
+        """Jobs newest first, filtered by queue, state and task, ``limit`` at a time;
+        ``after=JobKey.of(last)`` starts after a page's last job (a keyset page)."""
         st = None if state is None else _state(state)
         return await (await self.store()).query(
-            queue=queue, state=st, task=task, limit=limit, offset=offset
+            queue=queue, state=st, task=task, limit=limit, offset=offset, after=after
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
-        return await (await self.store()).counts(queues)
+        """``{queue: {state: n}}`` for ``queues``, or for every queue but the private ones
+        (``private_queue``) when none are named."""
+        found = await (await self.store()).counts(queues)
+        if queues is None:
+            return {q: n for q, n in found.items() if not private_queue(q)}
+        return found
 
     async def cancel(self, job_id: str) -> JobState | None:
         """Cancel a queued job now; ask an active one to stop. None if there is no job."""
         return await (await self.store()).cancel(job_id)
 
-    async def retry(self, job_id: str) -> bool:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
-        return await (await self.store()).retry(job_id)
+    async def retry(self, job_id: str, data: Any = KEEP, *, by: str | None = None) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts.
+
+        With ``data`` it runs with that payload instead: checked as an enqueue checks it
+        (the task's model when this app defines the task, else JSON and ``max_payload``;
+        PayloadError says what is wrong) and set in the same step as the retry. Its
+        ``job.queued`` event names ``by`` and keeps the payload it replaced."""
+        store = await self.store()
+        if data is KEEP:
+            return await store.retry(job_id)
+        job = await store.get(job_id)
+        if job is None:
+            return False
+        task = self.registry.tasks.get(job.task)
+        if task is None:
+            raw = codec.encode_payload(data, self.max_payload, f"payload for task {job.task!r}")
+        else:
+            raw = task.prepare(data)[1]
+        return await store.retry(job_id, raw, by)
 
     async def purge(
         self,

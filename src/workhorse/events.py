@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from workhorse.job import Event, Lease, Outcome
 
 log = logging.getLogger("workhorse.events")
@@ -94,6 +96,19 @@ def queued(job_id: str, task: str, queue: str) -> Event:
     return Event("job.queued", job_id, task, queue, {}, time.time())
 
 
+def retried(previous: bytes | None, by: str | None) -> dict[str, Any]:
+    """The data of the ``job.queued`` event a retry writes; a retry with a new payload also
+    names who changed it and keeps the payload it replaced (``previous``: JSON as stored,
+    or its text when it does not decode, as a quarantined record's may not)."""
+    if previous is None:
+        return {"retried": True}
+    try:
+        old = orjson.loads(previous)
+    except orjson.JSONDecodeError:
+        old = previous.decode("utf-8", "replace")
+    return {"retried": True, "edited": {"by": by or "", "previous": old}}
+
+
 def cron_fired(schedule: str, job_id: str, task: str, queue: str, tick: float) -> Event:
     """A schedule's tick this process fired (claimed and enqueued)."""
     return Event(
@@ -110,16 +125,25 @@ class EventBus:
     def __init__(self) -> None:
         self._handlers: dict[str, list[tuple[Handler, str | None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The types with a handler ("*": every type): a hot path tests membership in it
+        # instead of calling wants() (a call per job is measurable there).
+        self.wanted: set[str] = set()
 
     def on(self, type_: str, handler: Handler, *, task: str | None = None) -> None:
         """Call ``handler(event)`` for each event of ``type_`` ("*" for all)."""
         self._handlers.setdefault(type_, []).append((handler, task))
+        self.wanted.add(type_)
 
     def off(self, type_: str, handler: Handler) -> None:
-        self._handlers[type_] = [h for h in self._handlers.get(type_, []) if h[0] is not handler]
+        left = [h for h in self._handlers.get(type_, []) if h[0] is not handler]
+        if left:
+            self._handlers[type_] = left
+        else:
+            self._handlers.pop(type_, None)
+            self.wanted.discard(type_)
 
     def wants(self, type_: str) -> bool:
-        return type_ in self._handlers or "*" in self._handlers
+        return type_ in self.wanted or "*" in self.wanted
 
     def emit(self, event: Event) -> None:
         for handler, task in (*self._handlers.get(event.type, ()), *self._handlers.get("*", ())):

@@ -23,6 +23,15 @@ LIVE_STATES = frozenset({JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE})
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 STATES = tuple(JobState)
 
+# Queues private to one process (an HTTP server's inline calls, ``http.<random>``): no
+# worker consumes them, so queue listings leave them out; their jobs stay readable by id
+# and in their task's listing.
+PRIVATE_QUEUE_PREFIX = "http."
+
+
+def private_queue(name: str) -> bool:
+    return name.startswith(PRIVATE_QUEUE_PREFIX)
+
 
 # The stall budget a job gets when neither its task nor the settings set one: a few
 # worker deaths (a deploy's kill, a lost machine) are survived, a job that kills every
@@ -135,6 +144,19 @@ class Job:
         return self.state in FINISHED_STATES
 
 
+@dataclass(frozen=True, slots=True)
+class JobKey:
+    """A job's place in a newest-first listing (creation time, then id): a page ends at
+    one, and the next starts after it (``Backend.query(after=...)``)."""
+
+    id: str
+    created: float  # epoch seconds, as the job's ``created_at`` gives them
+
+    @classmethod
+    def of(cls, job: Job) -> JobKey:
+        return cls(job.id, job.created_at.timestamp())
+
+
 @dataclass(slots=True)
 class Event:
     """A durable record of something that happened. ``id`` is the log's cursor."""
@@ -160,3 +182,4 @@ class WorkerInfo:
     last_seen: float = 0.0
     tasks: list[str] = field(default_factory=list)  # the task names it knows (its registry)
     paused: bool = False  # started paused, or paused since: claims nothing
+    flows: list[str] = field(default_factory=list)  # the flows whose steps it runs

@@ -144,9 +144,9 @@ class Settings(BaseModel):
     )
     stats: bool = Field(
         True,
-        description="Whether workers count jobs completed and failed per task and queue in "
-        "the store (per minute and in total; one write per key a second), for /metrics "
-        "and charts",
+        description="Whether workers count jobs completed and failed, and producers jobs "
+        "enqueued, per task and queue in the store (per minute and in total; one write per "
+        "key a second), for /metrics and charts",
     )
     metrics_port: int | None = Field(
         None,

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from workhorse.client import KEEP
 from workhorse.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -115,8 +116,8 @@ class SyncApp:
     def cancel(self, job_id: str) -> JobState | None:
         return self._call(self._client.cancel(job_id))
 
-    def retry(self, job_id: str) -> bool:
-        return self._call(self._client.retry(job_id))
+    def retry(self, job_id: str, data: Any = KEEP, *, by: str | None = None) -> bool:
+        return self._call(self._client.retry(job_id, data, by=by))
 
     def pause(self, queue: str) -> None:
         self._call(self._client.pause(queue))

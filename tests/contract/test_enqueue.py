@@ -57,6 +57,26 @@ async def test_enqueue_one_stores_every_field(backend: Backend) -> None:
     assert job.dedup_key is None
 
 
+async def test_enqueue_gives_back_every_option_as_sent_set_or_unset(backend: Backend) -> None:
+    # One batch mixing set and unset options of every kind (text, numbers, NULLs): each
+    # comes back exactly (PostgreSQL packs the statement's arrays itself).
+    a = new("sénd ✓", "q", {"i": 1}, priority=-7, max_attempts=9, timeout=0.25, lease=45.5,
+            dedup_key="clé ✓", max_stalls=5)  # fmt: skip
+    a.keep_for = 12.5
+    b = new("sénd ✓", "q", {"i": 2})
+    due = await backend.now() + 3600
+    c = new("t", "q", {"i": 3}, at=due, delay=7.0)
+    await backend.enqueue([a, b, c])
+    ja, jb, jc = [await must_get(backend, j.id) for j in (a, b, c)]
+    assert (ja.task, ja.priority, ja.max_attempts, ja.timeout) == ("sénd ✓", -7, 9, 0.25)
+    assert (ja.dedup_key, ja.keep_for, ja.max_stalls) == ("clé ✓", 12.5, 5)
+    assert (jb.timeout, jb.dedup_key, jb.keep_for, jb.priority) == (None, None, None, 0)
+    assert jc.state is JobState.SCHEDULED
+    assert abs(jc.run_at.timestamp() - due) < 0.01
+    leases = await backend.claim(["q"], "w1", 10, LONG)
+    assert [(x.job_id, x.lease) for x in leases] == [(b.id, LONG), (a.id, 45.5)]
+
+
 async def test_enqueue_many_in_one_call_keeps_order(backend: Backend) -> None:
     reqs = [new("t", "q", {"i": i}) for i in range(5)]
     results = await backend.enqueue(reqs)

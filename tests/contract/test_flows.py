@@ -396,3 +396,116 @@ async def test_state_ttl_and_cleanup_after_a_failure(app: Workhorse) -> None:
         f"flows:state:run:{kept.id}:kept": "1"
     }
     assert await backend.kv_scan(f"flows:state:run:{swept.id}:") == {}
+
+
+async def test_steps_write_their_own_events_readable_in_order_per_run(app: Workhorse) -> None:
+    """step.started|completed|retrying|failed, emit and state events, each naming the run,
+    the flow and the step, in the order they happened."""
+
+    @app.task(name="begin", flow="evented", entry=True, emits=["ping"])
+    async def begin(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("k", 1)
+        await ctx.state.delete("k")
+        await ctx.flow.emit("ping", {"n": data})
+        return data
+
+    @app.task(name="flap", flow="evented", subscribes=["ping"], retries=1)
+    async def flap(data: Any, ctx: Any) -> Any:
+        if ctx.attempt == 1:
+            raise RuntimeError("first try")
+        return data
+
+    @app.task(name="tail", flow="evented", subscribes=["step:begin"])
+    async def tail(data: Any) -> Any:
+        raise RuntimeError("for good")
+
+    app.flows.define("evented", on_failure="continue")
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("evented", 5)
+    assert (await run.wait(timeout=10)).state == "completed"
+
+    async def logged() -> list[Any]:
+        got = await app.flows.events(run.id)
+        return got if got and got[-1].type == "flow.completed" else []
+
+    got = await eventually(logged, "the run's events up to flow.completed")
+    for e in got:
+        assert e.data["run"] == run.id and e.data["flow"] == "evented"
+    by_step: dict[str | None, list[str]] = {}
+    for e in got:
+        by_step.setdefault(e.data.get("step"), []).append(e.type)
+    assert by_step[None] == ["flow.started", "flow.completed"]
+    assert by_step["begin"] == ["step.started", "state", "state", "emit", "step.completed"]
+    assert by_step["flap"] == ["step.started", "step.retrying", "step.started", "step.completed"]
+    assert by_step["tail"] == ["step.started", "step.failed"]
+    state = [e.data for e in got if e.type == "state"]
+    assert [(d["key"], d["op"], d["scope"]) for d in state] == [
+        ("k", "set", "run"),
+        ("k", "deleted", "run"),
+    ]
+    emit = next(e for e in got if e.type == "emit")
+    assert emit.data["trigger"] == "ping"
+    assert emit.data["size"] == len(b'{"n":5}')
+    retrying = next(e for e in got if e.type == "step.retrying")
+    assert "first try" in retrying.data["error"]["message"]
+    failed = next(e for e in got if e.type == "step.failed")
+    assert "for good" in failed.data["error"]["message"]
+    # In cause order: a step's completion is logged before the steps it starts.
+    types = [(e.type, e.data.get("step")) for e in got]
+    assert types.index(("step.completed", "begin")) < types.index(("step.started", "tail"))
+    assert types.index(("emit", "begin")) < types.index(("step.started", "flap"))
+    # The jobs' own events are still there, and not the run's.
+    assert all(not e.type.startswith("job.") for e in got)
+
+
+async def test_hooks_filter_step_events_by_flow(app: Workhorse) -> None:
+    got: list[Any] = []
+
+    @app.on("step.completed", flow="kept*")
+    async def hook(event: Any) -> None:
+        got.append(event)
+
+    @app.task(name="one", flow=["kept", "dropped"], entry=True)
+    async def one(data: Any) -> Any:
+        return data
+
+    await app.start_worker(concurrency=2)
+    await app.start_listener(poll_interval=0.02, from_start=True)
+    dropped = await app.flows.start("dropped", 1)
+    await dropped.result(timeout=10)
+    kept = await app.flows.start("kept", 2)
+    await kept.result(timeout=10)
+
+    async def delivered() -> bool:
+        return len(got) >= 1
+
+    await eventually(delivered, "step.completed of the kept flow at the hook")
+    await asyncio.sleep(0.2)  # a wrongly delivered event of the other flow would come too
+    await app.stop_listener()
+    assert [(e.type, e.extra["run"], e.extra["flow"], e.extra["step"]) for e in got] == [
+        ("step.completed", kept.id, "kept", "one")
+    ]
+    assert got[0].task == "one"
+
+
+async def test_state_kept_by_an_earlier_step_is_cleared_when_the_last_step_ends_the_run(
+    app: Workhorse,
+) -> None:
+    """The last step of a closed flow ends its run without looking at the store: state a
+    step before it kept, in another attempt, is still cleared (on_complete)."""
+
+    @app.task(name="first", flow="handover", entry=True)
+    async def first(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("kept", data)
+        return data
+
+    @app.task(name="second", flow="handover", subscribes=["step:first"])
+    async def second(data: Any, ctx: Any) -> Any:
+        return await ctx.state.get("kept")
+
+    assert app.flows["handover"].last() == "second"
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("handover", 3)
+    assert await run.result(timeout=10) == {"second": 3}  # once the ender cleaned up
+    assert await app.client.backend.kv_scan(f"flows:state:run:{run.id}:") == {}
+    assert await app.client.backend.kv_scan(f"flows:live:{run.id}") == {}

@@ -15,7 +15,7 @@ from workhorse.backends import Backend, backend_from_url
 from workhorse.backends.memory import MemoryBackend
 from workhorse.cli.hooks import lag_line
 from workhorse.hooks import HookSet, Listener
-from workhorse.job import Event, new_job_id
+from workhorse.job import Event, NewJob, new_job_id
 
 from .support import eventually
 
@@ -380,6 +380,39 @@ async def test_events_trimmed_before_the_group_read_them_are_reported_lost(
             assert status.lost_events >= 3000 - delivered  # at most: an upper bound
         text = " ".join(lag_line(status).split())
         assert "LOST" in text
+    finally:
+        await app.close()
+
+
+async def test_the_log_keeps_the_queued_events_of_a_producer_that_enqueued_before_the_hold(
+    backend_kind: str, store_url: str, backend: Any
+) -> None:
+    # The producer enqueued (and so set up its calls) before any hook group held the log:
+    # from the moment it knows of the hold its enqueues must keep what the group has not read.
+    small = _small_log(backend_kind, store_url, 200)
+    app = Workhorse(backend=small)
+    await app.open()
+    try:
+        await small.enqueue([NewJob(new_job_id(), "t", "q", b"null")])
+        got: list[str | None] = []
+        app.on("job.queued", lambda e: got.append(e.job_id), name="held")
+        async with listening(app):  # a new group starts at the end of the log
+            await small.enqueue([NewJob(new_job_id(), "t", "q", b"null")])
+            await eventually(_count(got, 1), "the first job's event")
+        sweep = getattr(small, "sweep", None)
+        if sweep is not None:
+            await sweep()  # Redis learns of the hold here (else within 10 s)
+        sent = []
+        for _ in range(600):  # past max_events, under the bound: kept for the group
+            (res,) = await small.enqueue([NewJob(new_job_id(), "t", "q", b"null")])
+            sent.append(res.id)
+        if sweep is not None:
+            await sweep()
+        before = len(got)
+        async with listening(app):
+            await eventually(_count(got, before + 600), "the 600 held events", timeout=20)
+        assert set(sent) <= set(got)
+        assert (await app.hooks.lag()).lost_incidents == 0
     finally:
         await app.close()
 

@@ -1,6 +1,7 @@
 """The app the browser tests serve and work: a quick task, a failing one, a slow one with
 progress, a payload with a secret, a hook that fails on one user's signup (parked), and a
-flow like the demo's whose steps take a moment each (its graph turns green step by step)."""
+flow like the demo's whose steps take a moment each (its graph turns green step by step),
+and one that waits for a signal."""
 
 import asyncio
 from typing import Any
@@ -58,3 +59,14 @@ async def reserve(received: dict[str, Any]) -> dict[str, Any]:
 async def ship(inputs: dict[str, Any]) -> str:
     await asyncio.sleep(1.0)
     return "shipped"
+
+
+# A flow whose second step waits for a signal: its page sits still until the signal comes.
+@app.task(flow="approval", entry=True)
+async def ask(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+@app.task(flow="approval", subscribes=["step:ask"], wait={"signal": "approved"})
+async def approve(data: dict[str, Any]) -> str:
+    return "approved"

@@ -1,19 +1,25 @@
 """Who may see and act: the login, the session cookie, CSRF, read tokens and read-only
-mode (every action route enumerated), on a memory store (auth does not touch the store)."""
+mode (every action route enumerated), on a memory store; and logging out, which ends the
+session in the store for every server process (on each durable store)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.dashboard.conftest import READ_TOKEN, WRITE_TOKEN, Board, asgi, build
+from workhorse.backends import Backend
+from workhorse.dashboard.live import Tail, stream
+from workhorse.dashboard.session import COOKIE, Sessions
 
 ACTIONS = [
     "/admin/jobs/{job}/retry",
+    "/admin/jobs/{job}/edit",
     "/admin/jobs/{job}/cancel",
     "/admin/queues/default/pause",
     "/admin/queues/default/resume",
@@ -30,6 +36,8 @@ ACTIONS = [
     "/admin/flows/runs/0123456789abcdef/cancel",
     "/admin/flows/runs/0123456789abcdef/restart",
     "/admin/flows/runs/0123456789abcdef/resume",
+    "/admin/workers/host-1-abcd/pause",
+    "/admin/workers/host-1-abcd/resume",
 ]
 
 
@@ -170,3 +178,56 @@ async def test_a_post_from_another_site_is_refused_even_with_a_valid_session(mem
     ours = {"Origin": "http://test"}
     r = await mem.http.post("/admin/queues/default/pause", data={"csrf": csrf}, headers=ours)
     assert r.status_code == 303 and await mem.app.client.is_paused("default")
+
+
+async def test_logging_out_ends_the_session_for_every_copy_of_its_cookie(
+    board: Board, backend_factory: Callable[[], Backend]
+) -> None:
+    """A copied (stolen) cookie works until its owner logs out, then nowhere: not on this
+    server process, not on another one serving the same store."""
+    await board.login()
+    stolen = {"Cookie": f"{COOKIE}={board.http.cookies[COOKIE]}"}
+    csrf = await board.csrf("/admin/queues/default")
+    other = build(backend_factory())  # another server process on the same store
+    await other.open()
+    try:
+        transport = httpx.ASGITransport(app=asgi(other))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as elsewhere:
+            assert (await elsewhere.get("/admin/", headers=stolen)).status_code == 200
+            assert (await board.http.post("/admin/logout")).status_code == 303
+            for http in (board.http, elsewhere):
+                r = await http.get("/admin/", headers=stolen)
+                assert r.status_code == 303 and "/admin/login" in r.headers["location"]
+                pause = "/admin/queues/default/pause"
+                r = await http.post(pause, data={"csrf": csrf}, headers=stolen)
+                assert r.status_code == 401
+        assert not await board.app.client.is_paused("default")
+    finally:
+        await other.close()
+    await board.login()  # a new login works as before
+    assert (await board.http.get("/admin/")).status_code == 200
+
+
+async def test_a_change_stream_ends_once_its_session_logs_out(board: Board) -> None:
+    sessions = Sessions(
+        f"write:{WRITE_TOKEN}", board.app.client, insecure=False, read_only=False, lifetime=60
+    )
+    cookie = await sessions.login(WRITE_TOKEN)
+
+    async def alive() -> bool:
+        return await sessions.check(cookie) is not None
+
+    async def enqueue_soon() -> str:
+        await asyncio.sleep(0.3)  # once the stream has found the log's end
+        return (await board.app.enqueue("signup", {})).id
+
+    notices = stream(Tail(board.app.client, 0.05), None, alive, recheck=0.1)
+    async with asyncio.timeout(10):
+        assert await anext(notices) == b"retry: 2000\n\n"
+        job = asyncio.create_task(enqueue_soon())
+        notice = await anext(notices)
+        while b"data:" not in notice:  # idle comments
+            notice = await anext(notices)
+        assert (await job).encode() in notice  # live while the session lasts
+        await sessions.logout(cookie)
+        assert [n async for n in notices if b"data:" in n] == []  # then it ends

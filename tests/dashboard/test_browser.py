@@ -188,8 +188,9 @@ def test_overview_shows_a_job_enqueued_elsewhere_within_two_seconds(
     page.close()
 
 
-def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, site: Site) -> None:
-    job_id = site.cli("enqueue", "boom", "--data", "{}")
+def failed_job_page(browser: Any, site: Site, data: str) -> Any:
+    """A logged-in page on a job of ``boom`` enqueued from another process, once failed."""
+    job_id = site.cli("enqueue", "boom", "--data", data)
     page = login(browser, site, WRITE)
     page.goto(f"{site.base}/admin/jobs/{job_id}")
     for _ in range(50):  # until the worker has failed it
@@ -197,11 +198,39 @@ def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, si
             break
         page.wait_for_timeout(200)
         page.reload()
+    return page
+
+
+def test_a_failed_jobs_page_shows_the_traceback_and_retry_works(browser: Any, site: Site) -> None:
+    page = failed_job_page(browser, site, "{}")
     assert "raise ValueError" in page.locator("#traceback").inner_text()
     check_axe(page, "failed-job")
     page.get_by_role("button", name="Retry").press("Enter")  # by keyboard
     page.locator("text=queued again").wait_for(timeout=5000)
     page.locator("li:has-text('job.failed')").nth(1).wait_for(timeout=10_000)  # ran again
+    page.close()
+
+
+def test_a_failed_jobs_payload_is_edited_and_retried_by_keyboard(browser: Any, site: Site) -> None:
+    page = failed_job_page(browser, site, '{"to": "ada@exmaple.com"}')
+    page.locator("summary", has_text="Edit the payload and retry").focus()
+    page.keyboard.press("Enter")  # opens the form
+    page.locator("#edit-data").focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type('["not", "an object"]')
+    page.keyboard.press("Tab")  # to "Retry with this payload"
+    page.keyboard.press("Enter")
+    error = page.locator("#edit-error")
+    error.wait_for(timeout=5000)
+    assert "invalid payload for task 'boom'" in error.inner_text()
+    assert page.locator("#edit-data").input_value() == '["not", "an object"]'  # kept
+    check_axe(page, "edit-payload")
+    page.locator("#edit-data").fill('{"to": "ada@example.com"}')
+    page.get_by_role("button", name="Retry with this payload").press("Enter")
+    page.locator("text=payload changed and queued again").wait_for(timeout=5000)
+    page.locator("li:has-text('job.failed')").nth(1).wait_for(timeout=10_000)  # ran again
+    assert "payload changed by dashboard (write token" in page.content()
+    assert '"to": "ada@example.com"' in page.locator("#payload").inner_text()
     page.close()
 
 
@@ -271,6 +300,31 @@ def test_a_flow_runs_graph_renders_and_turns_green_step_by_step(browser: Any, si
     page.get_by_role("link", name="flow order").click()
     page.locator('[aria-label="1 completed run(s) of order"]').wait_for(timeout=5000)
     check_axe(page, "flows")
+    page.close()
+
+
+def test_a_waiting_runs_page_sits_still_then_follows_the_signal_live(
+    browser: Any, site: Site
+) -> None:
+    """The run page follows the event stream (no polling): nothing is fetched while nothing
+    happens, and the signal's effect shows without a reload."""
+    page = login(browser, site, WRITE)
+    page.get_by_role("link", name="Flows", exact=True).click()
+    page.fill("#data-approval", '{"who": "ada"}')
+    page.locator("li[data-flow=approval]").get_by_role("button", name="Start").click()
+    page.locator("text=run of approval started").wait_for(timeout=5000)
+    page.locator('#graph g[data-step="approve"][data-state="waiting"]').wait_for(timeout=10_000)
+    check_axe(page, "flow-waiting")
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/parts/flows/runs/" in r.url else None)
+    page.wait_for_timeout(3000)
+    assert len(fetched) <= 1, fetched  # polling would have fetched the run three times
+    auth = {"Authorization": f"Bearer {WRITE}"}
+    r = httpx.post(f"{site.base}/api/signals/approved", json={"ok": True}, headers=auth)
+    assert r.status_code == 200, r.text
+    page.locator("#run-state:has-text('completed')").wait_for(timeout=10_000)
+    assert page.locator('#graph g[data-step="approve"]').get_attribute("data-state") == "completed"
+    assert fetched, "the page changed without fetching its run: reloaded?"
     page.close()
 
 

@@ -34,3 +34,17 @@ def test_the_names_come_from_the_setting() -> None:
         "card_number": "***",
         "password": 3,
     }
+
+
+def test_an_edited_payload_gets_its_hidden_values_back_where_they_stayed_masked() -> None:
+    hide = Redactor(["password", "token"])
+    stored = {"user": "ada", "password": "p", "items": [{"token": "t1"}, {"token": "t2"}]}
+    edited = hide(stored) | {"user": "grace"}
+    edited["items"][1]["token"] = "new-token"  # typed over the mask: the new value wins
+    assert hide.restore(edited, stored) == {
+        "user": "grace",
+        "password": "p",
+        "items": [{"token": "t1"}, {"token": "new-token"}],
+    }
+    # A masked field that is new, or a "***" under a name not hidden, stays as typed.
+    assert hide.restore({"token": "***", "note": "***"}, {}) == {"token": "***", "note": "***"}

@@ -26,7 +26,7 @@ async def test_a_caller_that_goes_away_cancels_the_handler_and_the_record_says_s
     app, started = _app()
     async with app:
         calls = InlineCalls(app.client)
-        call = asyncio.create_task(calls.call(app.get_task("waits"), {}))
+        call = asyncio.create_task(calls.call(calls.record(app.get_task("waits"), {})))
         await started.wait()
         (job,) = await app.jobs(task="waits")
         assert job.state == "active" and job.queue == calls.queue
@@ -46,7 +46,7 @@ async def test_an_operators_cancel_stops_a_running_call() -> None:
     app, started = _app()
     async with app:
         calls = InlineCalls(app.client)
-        call = asyncio.create_task(calls.call(app.get_task("waits"), {}))
+        call = asyncio.create_task(calls.call(calls.record(app.get_task("waits"), {})))
         await started.wait()
         (job,) = await app.jobs(task="waits")
         await app.cancel(job.id)  # seen at the next renewal (lease 0.3 s: every 0.1 s)

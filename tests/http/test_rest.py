@@ -104,7 +104,9 @@ async def test_list_jobs_filters_and_pages_by_cursor_without_gaps_or_repeats(
         if cursor is None:
             break
     assert sorted(seen) == sorted(ids) and len(seen) == 5
-    assert (await served.http.get("/api/jobs?cursor=!!", headers=READ)).status_code == 400
+    assert (await served.http.get("/api/jobs?cursor=!!", headers=READ)).status_code == 422
+    far = await served.http.get("/api/jobs?cursor=9999999999999:ab", headers=READ)
+    assert (far.status_code, far.json()["error"]["type"]) == (400, "BadCursor")
     assert (await served.http.get("/api/jobs?state=lost", headers=READ)).status_code == 422
 
 
@@ -188,3 +190,20 @@ async def test_concurrent_enqueues_each_get_their_own_job_and_a_singleton_its_li
     statuses = sorted([first.json()["status"], second.json()["status"]])
     assert statuses == ["created", "duplicate"]
     assert first.json()["id"] == second.json()["id"]
+
+
+async def test_a_job_enqueued_between_pages_shifts_nothing(served: Served) -> None:
+    """The cursor is a keyset (the page's last job), not an offset: a new job neither
+    repeats one on the next page nor hides one."""
+    ids = []
+    for _ in range(4):
+        r = await served.http.post("/api/tasks/noop/jobs", json={}, headers=WRITE)
+        ids.append(r.json()["id"])
+        await asyncio.sleep(0.002)  # distinct creation times
+    first = (await served.http.get("/api/jobs?task=noop&limit=2", headers=READ)).json()
+    await served.http.post("/api/tasks/noop/jobs", json={}, headers=WRITE)
+    cursor = first["next_cursor"]
+    second = (
+        await served.http.get(f"/api/jobs?task=noop&limit=2&cursor={cursor}", headers=READ)
+    ).json()
+    assert [j["id"] for j in first["jobs"] + second["jobs"]] == ids[::-1]

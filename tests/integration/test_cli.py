@@ -215,6 +215,19 @@ def test_jobs_filters_by_state_and_task_and_pages(cli: Cli) -> None:
 
 
 @needs_sqlite
+def test_retry_with_a_new_payload_checks_it_and_records_the_old(cli: Cli) -> None:
+    job_id = cli.enqueue("add", '{"a": 1, "b": 2}')
+    cli("cancel", job_id)
+    refused = cli("retry", job_id, "--data", '{"a": "one"}', ok=False)
+    assert refused.exit_code == 1 and "invalid payload for task 'add'" in refused.output
+    assert cli.json("job", job_id)["state"] == "cancelled"
+    done = cli("retry", job_id, "--data", '{"a": 5, "b": 6}', "--by", "ada")
+    assert "queued again" in done.stdout
+    job = cli.json("job", job_id)
+    assert (job["state"], job["data"]) == ("queued", {"a": 5, "b": 6})
+
+
+@needs_sqlite
 def test_pause_resume_cancel_retry_purge(cli: Cli) -> None:
     cli("pause", "default")
     assert cli.json("status")["paused"] == ["default"]

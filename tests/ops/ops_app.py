@@ -65,3 +65,28 @@ def resize(data: dict[str, str]) -> None:
 
 
 catalog_app = make_catalog()
+
+
+def make_flow(**settings: Any) -> Workhorse:
+    """A flow of three steps (an entry, one on an emitted trigger, one after a step with a
+    wait), beside a plain task, for the catalog and the flow spans."""
+    app = make(**settings)
+
+    @app.task(flow="signup", entry=True, emits=["welcome"])
+    async def register(data: dict[str, str], ctx: JobContext) -> str:
+        assert ctx.flow is not None
+        await ctx.flow.emit("welcome", {"who": data["who"]})
+        return data["who"]
+
+    @app.task(flow="signup", subscribes=["welcome"])
+    async def send_welcome(data: dict[str, str]) -> str:
+        return f"hello {data['who']}"
+
+    @app.task(flow="signup", subscribes=["step:register"], wait={"delay": 0.05})
+    async def follow_up(data: Any) -> None:
+        return None
+
+    return app
+
+
+flow_app = make_flow()

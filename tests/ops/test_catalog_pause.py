@@ -61,6 +61,41 @@ def test_tasks_shows_schedules_limits_and_runtimes() -> None:
     assert resize["workers"] == 0  # the store answers: no live worker knows it
 
 
+def test_tasks_shows_each_steps_flow_entry_subscriptions_and_emits() -> None:
+    code, entries, _ = cli("tasks", "ops_app:flow_app", "--url", "memory://", "--json")
+    assert code == 0
+    by_name = {e["name"]: e for e in entries}
+    assert by_name["ok"]["flows"] == []  # a plain task is no step
+    assert by_name["register"]["flows"] == [
+        {"flow": "signup", "entry": True, "subscribes": [], "emits": ["welcome"], "wait": None}
+    ]
+    assert by_name["send_welcome"]["flows"] == [
+        {"flow": "signup", "entry": False, "subscribes": ["welcome"], "emits": [], "wait": None}
+    ]
+    assert by_name["follow_up"]["flows"][0]["wait"] == "delay 0.05s"
+    assert by_name["follow_up"]["flows"][0]["subscribes"] == ["step:register"]
+    code, text, _ = cli("tasks", "ops_app:flow_app", "--url", "memory://")
+    assert code == 0
+    assert "signup: entry; emits welcome" in text
+    assert "signup: on step:register; waits for delay 0.05s" in text
+
+
+@pytest.mark.slow
+async def test_a_worker_publishes_the_flows_it_runs(tmp_path: Path) -> None:
+    from .ops_app import make_flow
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    app = make_flow(url=url)
+    try:
+        with workhorse("worker", "ops_app:flow_app", "--url", url, log=tmp_path / "w.log"):
+            workers = await wait_for(app.workers)
+        assert workers, (tmp_path / "w.log").read_text()
+        assert workers[0].flows == ["signup"]
+        assert {"register", "send_welcome", "follow_up"} <= set(workers[0].tasks)
+    finally:
+        await app.close()
+
+
 async def wait_for(probe: Any, timeout: float = 10) -> Any:
     deadline = time.monotonic() + timeout
     while True:

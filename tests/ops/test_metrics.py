@@ -18,6 +18,7 @@ from workhorse.observability.routes import router
 
 from .ops_app import make
 from .procs import free_port, workhorse
+from .test_stats import finish, lease
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -138,10 +139,8 @@ def test_one_port_serves_the_sum_of_every_process(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     mine, other, gone = Tally(), Tally(), Tally()
     for tally, n in ((mine, 2), (other, 3), (gone, 4)):
-        for i in range(n):
-            tally.started(f"j{i}", "default", "ok", 0.0)
-            tally.finished(f"j{i}", "completed")
-        tally.started("held", "default", "ok", 0.0)  # one running job each
+        finish(tally, n, "completed")
+        tally.claimed([lease("held")], 1.0)  # one running job each
     # Another live process (this one's parent) and a dead one (pid 2**22 + 1 is unused).
     (tmp_path / f"workhorse-{os.getppid()}.json").write_bytes(orjson.dumps(other.to_json()))
     (tmp_path / f"workhorse-{2**22 + 1}.json").write_bytes(orjson.dumps(gone.to_json()))
@@ -160,8 +159,7 @@ async def test_the_dashboard_and_keda_example_use_exported_metric_names() -> Non
     from workhorse.observability.tally import Tally
 
     tally = Tally()
-    tally.started("j", "default", "ok", 0.0)
-    tally.finished("j", "completed")
+    finish(tally, 1, "completed")
     tally.cron_fired("nightly", "ok")
     app = Workhorse(url="memory://")
     try:

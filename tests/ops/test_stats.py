@@ -9,15 +9,23 @@ import pytest
 
 from workhorse import Workhorse
 from workhorse.backends.memory import MemoryBackend
+from workhorse.job import Lease
 from workhorse.observability import stats
 from workhorse.observability.tally import Tally
 from workhorse.testing import FakeClock
 
 
+def lease(job_id: str, task: str = "ok") -> Lease:
+    """A lease on queue default of a job enqueued at epoch 0."""
+    return Lease(job_id, "t", task, "default", b"null", 1, 1, None, 30.0, 0.0)
+
+
 def finish(tally: Tally, n: int, kind: str, task: str = "ok") -> None:
-    for i in range(n):
-        tally.started(f"{task}{kind}{i}", "default", task, 0.0)
-        tally.finished(f"{task}{kind}{i}", kind)
+    """``n`` attempts of ``task`` claimed and ended with ``kind`` (as a worker counts)."""
+    leases = [lease(f"{task}{kind}{i}", task) for i in range(n)]
+    tally.claimed(leases, 1.0)
+    for _ in leases:
+        tally.finished("default", task, 1.0, f"job.{kind}")
 
 
 async def test_minutes_and_totals_from_two_workers() -> None:
@@ -34,7 +42,7 @@ async def test_minutes_and_totals_from_two_workers() -> None:
         await w2.flush()
         clock.advance(60)
         finish(one, 4, "completed")
-        finish(one, 1, "retry")  # a retry is neither completed nor failed
+        finish(one, 1, "retrying")  # a retry is neither completed nor failed
         await w1.flush()
         await w1.flush()  # nothing new: nothing added twice
 

@@ -95,3 +95,69 @@ def test_discovery_reads_step_options(tmp_path: Path) -> None:
     app.discover(jobs)
     assert app.flows["found"].steps["second"].subscribes == ("step:first",)
     app.flows["found"].check()
+
+
+def _steps(app: Workhorse, flow: str, spec: dict[str, list[str]], **extra: Any) -> None:
+    """Add one no-op step per ``name: subscribes`` (an empty list: an entry)."""
+    for name, subs in spec.items():
+        options: dict[str, Any] = {"entry": True} if not subs else {"subscribes": subs}
+        app.task(lambda: None, name=f"{flow}_{name}", flow=flow, **options, **extra.get(name, {}))  # type: ignore[call-overload]
+
+
+def test_a_closed_flows_last_step_is_known_from_its_definition() -> None:
+    """A closed flow (nothing emits, no cycle, one last step, a failure fails the run)
+    ends when its last step completes; any other shape needs a look at the store."""
+    app = Workhorse("memory://")
+    _steps(app, "chain", {"a": [], "b": ["step:chain_a"], "c": ["step:chain_b"]})
+    _steps(
+        app,
+        "dia",
+        {"a": [], "b": ["step:dia_a"], "c": ["step:dia_a"], "d": ["step:dia_b", "step:dia_c"]},
+    )
+    _steps(app, "forked", {"a": [], "b": ["step:forked_a"], "c": ["step:forked_a"]})
+    _steps(app, "lenient", {"a": [], "b": ["step:lenient_a"]})
+    app.flows.define("lenient", on_failure="continue")
+    _steps(
+        app,
+        "emitting",
+        {"a": [], "b": ["item"]},
+        a={"emits": ["item"]},
+    )
+    _steps(
+        app,
+        "looped",
+        {
+            "a": [],
+            "b": ["step:looped_a", "step:looped_c"],
+            "c": ["step:looped_b"],
+            "z": ["step:looped_c"],
+        },
+    )
+    last = {name: app.flows[name].last() for name in app.flows.names()}
+    assert last["chain"] == "chain_c"
+    assert last["dia"] == "dia_d"
+    assert last["forked"] is None  # two last steps
+    assert last["lenient"] is None  # the other branches go on after a failure
+    assert last["emitting"] is None  # an emit may start a step any number of times
+    assert last["looped"] is None  # a cycle
+    shapes = {name: app.flows[name].shape() for name in app.flows.names()}
+    # A completion hands off to new jobs when every subscriber is a plain step.
+    assert [s.name for s in shapes["dia"].handoff["dia_a"]] == ["dia_b", "dia_c"]
+    assert "dia_b" not in shapes["dia"].handoff  # a join's input
+
+
+def test_a_wait_for_a_signal_is_no_handoff_and_a_change_reshapes_the_flow() -> None:
+    app = Workhorse("memory://")
+    _steps(
+        app,
+        "w",
+        {"a": [], "b": ["step:w_a"]},
+        b={"wait": {"signal": "go"}},
+    )
+    assert app.flows["w"].shape().handoff == {}
+    assert app.flows["w"].shape().waits
+    assert app.flows["w"].last() == "w_b"
+    app.flows.define("w", on_failure="continue")
+    assert app.flows["w"].last() is None
+    app.task(lambda: None, name="w_c", flow="w", subscribes=["step:w_a"])  # type: ignore[call-overload]
+    assert app.flows["w"].shape().last is None  # two last steps now

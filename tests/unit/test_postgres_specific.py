@@ -167,18 +167,18 @@ async def test_concurrent_migrations_apply_each_file_once(
     assert applied == [m.version for m in pg_schema.migrations()]
 
 
-async def test_migration_0009_counts_the_jobs_already_there_once(
+async def test_migration_0010_counts_the_jobs_already_there_once(
     make: Callable[..., PostgresBackend], schema_name: str
 ) -> None:
     b = make()
-    assert await b.migrate(target=8) == list(range(1, 9))
+    assert await b.migrate(target=9) == list(range(1, 10))
     async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
         await conn.execute(
             f"INSERT INTO {schema_name}.jobs (id, task, queue, state, data) VALUES "
             "('j1', 't', 'a', 'queued', '\\x7b7d'), ('j2', 't', 'a', 'completed', '\\x7b7d'), "
             "('j3', 't', 'b', 'failed', '\\x7b7d'), ('j4', 't', 'a', 'queued', '\\x7b7d')"
         )
-    assert await b.migrate() == [9]
+    assert await b.migrate() == [10]
     await b.open()
     await b.enqueue([job("b")])
     counts = await b.counts(["a", "b"])
@@ -277,6 +277,7 @@ async def test_listener_comes_back_after_its_connection_is_killed(
     b, peer = make(), make()
     await b.open()
     await peer.open()
+    await b.wait_for_jobs(["q"], 0.05)  # a worker's first wait starts the LISTEN
     pid = await b.listener.backend_pid()
     assert pid is not None
     async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as admin:
@@ -301,6 +302,38 @@ async def test_listener_comes_back_after_its_connection_is_killed(
     assert time.monotonic() - started < PROMPT
 
 
+async def test_a_process_that_only_enqueues_listens_to_nothing(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    # Each enqueue NOTIFYs its queue; a producer that never waits must not be sent those
+    # notifications itself (a wake-up of its listening server process and of its own loop
+    # per job). Its first wait then listens, and hears a peer's enqueue at once.
+    b = make(f"&application_name={schema_name}")
+    peer = make()
+    await b.open()
+    await peer.open()
+    for _ in range(3):
+        await b.enqueue([job()])
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+            "AND query ILIKE 'LISTEN%%'",
+            (schema_name,),
+        )
+        assert await cur.fetchone() == (0,)
+    assert await b.listener.backend_pid() is None
+    await b.claim(["q"], "w1", 10, 30.0)
+    waiting = asyncio.create_task(b.wait_for_jobs(["q"], 30.0))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    started = time.monotonic()
+    await peer.enqueue([job()])
+    async with asyncio.timeout(PROMPT + 1):
+        await waiting
+    assert time.monotonic() - started < PROMPT
+    assert await b.listener.backend_pid() is not None
+
+
 async def test_a_killed_pool_connection_fails_once_then_recovers(
     make: Callable[..., PostgresBackend], schema_name: str
 ) -> None:
@@ -312,7 +345,7 @@ async def test_a_killed_pool_connection_fails_once_then_recovers(
     async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as admin:
         cur = await admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = %s AND pid <> %s",
+            "WHERE application_name = %s AND pid IS DISTINCT FROM %s",
             (schema_name, listener),
         )
         assert await cur.fetchone() == (2,)

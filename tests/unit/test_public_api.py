@@ -23,6 +23,7 @@ EXPECTED = {
     "JobEvent",
     "JobFailed",
     "JobHandle",
+    "JobKey",
     "JobState",
     "LeaseLost",
     "PayloadError",

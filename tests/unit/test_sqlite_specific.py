@@ -331,24 +331,28 @@ async def test_a_large_purge_goes_in_chunks_and_keeps_the_newest(url: str) -> No
 
 
 async def test_listings_read_index_ranges_not_the_table(url: str) -> None:
-    """A queue's page and one state across queues read wh_jobs_queue_state_created, one
-    range per (queue, state), never the whole table or the index by age."""
+    """A queue's page reads wh_jobs_queue_created, failed jobs (of a queue or across them)
+    wh_jobs_failed, one range per queue, never the whole table; a keyset page too."""
     backend = SQLiteBackend(url)
     await backend.open()
     try:
         await backend.enqueue([job("a"), job("b"), job("b")])
         leases = await backend.claim(["a", "b"], "w", 2, 30.0)
         await backend.finish([(lease, Outcome("failed", error={})) for lease in leases])
+        cases = [("a", None, "wh_jobs_queue_created"), ("a", JobState.FAILED, "wh_jobs_failed"),
+                 (None, JobState.FAILED, "wh_jobs_failed")]  # fmt: skip
         with sqlite3.connect(backend.path) as raw:
-            for queue, state in [("a", None), ("a", JobState.FAILED), (None, JobState.FAILED),
-                                 (None, JobState.QUEUED)]:  # fmt: skip
-                sql, named = query_select(raw, queue, state, None)
-                params = {"queue": queue, "task": None, "now": 0.0, "limit": 50, "offset": 0}
-                plan = " / ".join(
-                    r[3] for r in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params | named)
-                )
-                assert "wh_jobs_queue_state_created" in plan, plan
-                assert "SCAN wh_jobs" not in plan and "wh_jobs_created" not in plan, plan
+            for queue, state, index in cases:
+                for after in (None, (1.0, "x")):
+                    sql, params = query_select(raw, queue, state, None, 0.0, after)
+                    plan = " / ".join(
+                        r[3]
+                        for r in raw.execute(
+                            f"EXPLAIN QUERY PLAN {sql}", params | {"limit": 50, "offset": 0}
+                        )
+                    )
+                    assert index in plan, plan
+                    assert "SCAN wh_jobs" not in plan, plan
     finally:
         await backend.close()
 

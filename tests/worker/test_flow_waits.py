@@ -1,6 +1,8 @@
-"""Waits before a step, on the fake clock: a signal (matched by its key) resumes the step
-with its input and the signal's data, also when it came before the wait started; a
-timeout fails the run or goes on without the signal; a delay holds the step back."""
+"""Waits before and after a step, on the fake clock: a signal (matched by its key) resumes
+the step with its input (or, after it, its completion with its output) and the signal's
+data, also when it came before the wait started; a timeout fails the run, goes on without
+the signal, or retries (before: waits again; after: runs the step again); a delay or a cron
+time holds the step, or its completion, back."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 
 from workhorse import ConfigError, Workhorse
 from workhorse.flows import FlowFailed
+from workhorse.flows.waits import TIMER_TASK
 from workhorse.testing import FakeClock
 
 
@@ -209,3 +212,214 @@ async def test_a_long_run_outlives_its_purged_step_records(
     await app.flows.signal("paid", "ok", key=4)
     assert await run.result(timeout=5) == {"long_ship": "shipped"}
     await app.stop_workers()
+
+
+def timers(waits: list[dict[str, Any]]) -> list[int]:
+    """The waits' timer numbers (each retry arms the next)."""
+    return [w["timer"] for w in waits]
+
+
+async def live_timers(app: Workhorse) -> list[Any]:
+    return [j for j in await app.jobs(task=TIMER_TASK) if j.state in ("scheduled", "queued")]
+
+
+async def test_a_timeout_with_retry_waits_again_once_per_timeout(
+    app: Workhorse, clock: FakeClock
+) -> None:
+    """Before a step, ``retry`` waits as long again under the next timer; a timer that
+    runs again (at least once) arms nothing more."""
+    got = order_flow(app, "patient", timeout=60, on_timeout="retry")
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("patient", {"order_id": 5})
+    await settle(app, run.id)
+    waits = app.flows.engine.waits
+    for n in (1, 2):
+        (first,) = await live_timers(app)
+        clock.advance(61)
+        await settle_timer(app, first.id)
+        assert (await app.flows.get(run.id)).state == "running"
+        assert timers(await waits.pending(run.id)) == [n]
+        assert len(await live_timers(app)) == 1
+    timer = app.client.registry.get_task(TIMER_TASK)
+    await timer.fn(first.data)  # the last timer that ran, run again
+    assert timers(await waits.pending(run.id)) == [2]
+    assert len(await live_timers(app)) == 1
+    assert await app.flows.signal("paid", "at last", key=5) == 1
+    assert await run.result(timeout=5) == {"patient_ship": "shipped"}
+    assert got == [{"input": {"order_id": 5}, "signal": "at last"}]
+    assert await live_timers(app) == []
+    await app.stop_workers()
+
+
+async def settle_timer(app: Workhorse, job_id: str) -> None:
+    """Wait (real time) until the timer job ran."""
+    for _ in range(200):
+        job = await app.get_job(job_id)
+        if job is not None and job.state == "completed":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timer {job_id} did not run: {await app.get_job(job_id)}")
+
+
+def charge_flow(app: Workhorse, flow: str, **after: Any) -> list[Any]:
+    """charge, waiting after it (by default for ``paid`` keyed by its output's id) -> ship."""
+    got: list[Any] = []
+    wait = (
+        after
+        if {"delay", "cron", "webhook"} & set(after)
+        else {"signal": "paid", "key": "id", **after}
+    )
+
+    @app.task(name=f"{flow}_charge", flow=flow, entry=True, wait={"after": wait})
+    async def charge(order: dict[str, Any]) -> dict[str, Any]:
+        got.append(("charge", order))
+        return {"id": f"pi-{order['n']}", "try": len(got)}
+
+    @app.task(name=f"{flow}_ship", flow=flow, subscribes=[f"step:{flow}_charge"])
+    async def ship(data: Any) -> str:
+        got.append(("ship", data))
+        return "shipped"
+
+    return got
+
+
+async def test_a_wait_after_a_step_times_out_and_fails_the_run(
+    app: Workhorse, clock: FakeClock
+) -> None:
+    got = charge_flow(app, "after_fail", timeout=60)
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("after_fail", {"n": 1})
+    info = await settle(app, run.id)
+    assert info.waiting
+    clock.advance(59)
+    await asyncio.sleep(0.3)
+    assert (await app.flows.get(run.id)).waiting
+    clock.advance(2)
+    with pytest.raises(FlowFailed) as failed:
+        await run.result(timeout=5)
+    assert failed.value.run.error is not None
+    assert failed.value.run.error["message"] == "wait for signal 'paid' timed out after 60s"
+    assert failed.value.run.waits == []
+    assert await app.flows.signal("paid", None, key="pi-1") == 0
+    assert [g[0] for g in got] == ["charge"]
+    await app.stop_workers()
+
+
+async def test_a_wait_after_a_step_times_out_and_continues(
+    app: Workhorse, clock: FakeClock
+) -> None:
+    got = charge_flow(app, "after_go", timeout=30, on_timeout="continue")
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("after_go", {"n": 2})
+    await settle(app, run.id)
+    clock.advance(31)
+    assert await run.result(timeout=5) == {"after_go_ship": "shipped"}
+    assert got[1] == (
+        "ship",
+        {"output": {"id": "pi-2", "try": 1}, "signal": None, "timed_out": True},
+    )
+    await app.stop_workers()
+
+
+async def test_a_wait_after_a_step_times_out_and_retries_the_step(
+    app: Workhorse, clock: FakeClock
+) -> None:
+    """After a step, ``retry`` runs the step again (from its input), then waits again."""
+    got = charge_flow(app, "after_again", timeout=30, on_timeout="retry")
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("after_again", {"n": 3})
+    await settle(app, run.id)
+    clock.advance(31)
+    for _ in range(200):
+        info = await app.flows.get(run.id)
+        if len(info.steps) == 2 and info.waiting:
+            break
+        await asyncio.sleep(0.02)
+    assert [s.state for s in info.steps] == ["completed", "completed"]
+    assert [g for g in got] == [("charge", {"n": 3}), ("charge", {"n": 3})]
+    assert len(info.waits) == 1
+    assert await app.flows.signal("paid", "ok", key="pi-3") == 1
+    assert await run.result(timeout=5) == {"after_again_ship": "shipped"}
+    assert got[2:] == [("ship", {"output": {"id": "pi-3", "try": 2}, "signal": "ok"})]
+    await app.stop_workers()
+
+
+async def test_a_delay_and_a_cron_time_after_a_step(app: Workhorse, clock: FakeClock) -> None:
+    clock.set((clock() // 86_400 + 1) * 86_400)  # midnight UTC: 9:00 is 9 hours off
+    delayed = charge_flow(app, "after_delay", delay=600)
+    timed = charge_flow(app, "after_cron", cron="0 9 * * *")
+    await app.start_worker(concurrency=2)
+    runs = [await app.flows.start(f, {"n": 4}) for f in ("after_delay", "after_cron")]
+    for run in runs:
+        assert (await settle(app, run.id)).waiting
+    clock.advance(601)
+    assert await runs[0].result(timeout=5) == {"after_delay_ship": "shipped"}
+    assert delayed[1] == ("ship", {"id": "pi-4", "try": 1})
+    assert (await app.flows.get(runs[1].id)).waiting  # 9:00 is further off than 10 min
+    clock.advance(86_400)
+    assert await runs[1].result(timeout=5) == {"after_cron_ship": "shipped"}
+    assert [g[0] for g in timed] == ["charge", "ship"]
+    await app.stop_workers()
+
+
+async def test_a_webhook_after_a_step_resumes_it_apart_from_a_wait_before(
+    app: Workhorse, clock: FakeClock
+) -> None:
+    got: list[Any] = []
+
+    @app.task(
+        name="both_place",
+        flow="both",
+        entry=True,
+        wait={"before": {"delay": 10}, "after": {"webhook": {}, "timeout": 60}},
+    )
+    async def place(order: Any) -> Any:
+        got.append(order)
+        return order
+
+    @app.task(name="both_ship", flow="both", subscribes=["step:both_place"])
+    async def ship(data: Any) -> Any:
+        return data
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("both", 1)
+    await settle(app, run.id)
+    assert got == []  # held before it runs
+    clock.advance(11)
+    for _ in range(200):
+        if (await app.flows.get(run.id)).waiting and got:
+            break
+        await asyncio.sleep(0.02)
+    (wait,) = (await app.flows.get(run.id)).waits
+    assert (wait["signal"], wait["key"]) == ("webhook", f"{run.id}:0:both_place:after")
+    assert await app.flows.signal("webhook", {"ok": 1}, key=f"{run.id}:0:both_place") == 0
+    assert await app.flows.signal("webhook", {"ok": 1}, key=wait["key"]) == 1
+    assert await run.result(timeout=5) == {"both_ship": {"output": 1, "signal": {"ok": 1}}}
+    await app.stop_workers()
+
+
+async def test_a_run_waiting_on_a_timer_is_not_stalled(app: Workhorse, clock: FakeClock) -> None:
+    charge_flow(app, "after_idle", timeout=3600)
+    app.flows.define("after_idle", stall_timeout=60)
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("after_idle", {"n": 5})
+    await settle(app, run.id)
+    clock.advance(600)
+    await app.flows.engine.sweep()
+    info = await app.flows.get(run.id)
+    assert (info.state, info.waiting, info.stalled_at) == ("running", True, None)
+    assert "flow.stalled" not in [e.type for e in await app.flows.events(run.id)]
+    await app.stop_workers()
+
+
+def test_waits_before_and_after_are_checked() -> None:
+    app = Workhorse("memory://")
+    with pytest.raises(ConfigError, match="inside before= or after="):
+        bad = {"after": {"delay": 1}, "delay": 2}
+        app.task(lambda: None, name="w", flow="f", entry=True, wait=bad)  # type: ignore[call-overload]
+    with pytest.raises(ConfigError, match="exactly one of"):
+        app.task(lambda: None, name="w", flow="f", entry=True, wait={"after": {"key": "id"}})  # type: ignore[call-overload]
+    app.task(lambda: None, name="w", flow="f", entry=True, wait={"after": {"signal": "x"}})  # type: ignore[call-overload]
+    (step,) = app.flows.graph.tasks["w"]
+    assert step.wait is None
+    assert step.after is not None and step.after.signal == "x"

@@ -18,6 +18,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -138,8 +139,12 @@ class Backend(abc.ABC):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        """Jobs newest first."""
+        """Jobs newest first (creation time, then id), skipping ``offset``. ``after``:
+        only the jobs listed after that one (a keyset page: nothing skipped or repeated
+        when jobs come and go meanwhile); the job's stored creation time is used while
+        it exists, else ``after.created``."""
 
     @abc.abstractmethod
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
@@ -150,8 +155,10 @@ class Backend(abc.ABC):
         """Cancel a queued job at once; flag an active one. Returns the state after."""
 
     @abc.abstractmethod
-    async def retry(self, job_id: str) -> bool:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
+        """Put a failed or cancelled job back in its queue with fresh attempts. With ``data``
+        (an encoded payload) it runs with that payload instead, set in the same step; its
+        ``job.queued`` event names ``by`` and keeps the payload replaced (events.retried)."""
 
     @abc.abstractmethod
     async def purge(

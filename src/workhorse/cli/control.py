@@ -7,7 +7,8 @@ import click
 
 from workhorse.app import Workhorse
 from workhorse.cli.console import err
-from workhorse.cli.loading import app_option, drive, make_app, url_option
+from workhorse.cli.loading import app_option, drive, make_app, parse_data, url_option
+from workhorse.client import KEEP
 from workhorse.job import FINISHED_STATES, Job, JobState
 from workhorse.settings import BUILT_IN_QUEUES
 
@@ -134,14 +135,22 @@ def cancel(job_id: str, app_spec: str | None, url: str | None) -> None:
 
 @click.command()
 @click.argument("job_id", metavar="ID")
+@click.option(
+    "--data",
+    "-d",
+    metavar="JSON",
+    help="Run it with this payload instead (JSON, or @file.json); its event keeps the old one.",
+)
+@click.option("--by", default="cli", show_default=True, help="Who changed the payload.")
 @app_option
 @url_option
-def retry(job_id: str, app_spec: str | None, url: str | None) -> None:
+def retry(job_id: str, data: str | None, by: str, app_spec: str | None, url: str | None) -> None:
     """Put a failed or cancelled job back in its queue with fresh attempts."""
-    app = make_app(app_spec, url)
+    payload = KEEP if data is None else parse_data(data)
+    app = make_app(app_spec, url, need_registry=data is not None)
 
     async def go(app: Workhorse) -> tuple[bool, Job | None]:
-        return await app.retry(job_id), await app.get_job(job_id)
+        return await app.retry(job_id, payload, by=by), await app.get_job(job_id)
 
     ok, found = drive(app, go, existing=True)
     if found is None:

@@ -95,7 +95,9 @@ def run_tree(info: RunInfo, definition: FlowDef | None) -> Tree:
     stalled = " [red]stalled[/]" if info.stalled_at else ""
     root = Tree(f"[bold]{info.flow}[/] {info.id} [{RUN_STYLE[info.state]}]{info.state}[/]{stalled}")
     for w in info.waits:
-        root.add(f"[yellow]{w['step']} waits for signal {w['signal']!r} key {w['key']!r}[/]")
+        what = f"signal {w['signal']!r} key {w['key']!r}" if w["signal"] else "its time"
+        after = " (after it ran)" if w.get("phase") == "after" else ""
+        root.add(f"[yellow]{w['step']}{after} waits for {what}[/]")
     if info.error:
         root.add(f"[red]{info.error.get('step')}: {info.error.get('message')}[/]")
     states: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)

@@ -198,12 +198,12 @@ def cron(app_spec: str | None, url: str | None, as_json: bool) -> None:
 @url_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def tasks(app_spec: str, url: str | None, as_json: bool) -> None:
-    """Every task of APP: queue, runtime, options and schedule; with the live workers that
-    know it (when the store is reachable)."""
-    from workhorse.observability.catalog import catalog
+    """Every task of APP: queue, runtime, options, schedule and flow steps; with the live
+    workers that know it (when the store is reachable)."""
+    from workhorse.observability.catalog import catalog, step_text
 
     app = make_app(app_spec, url, need_registry=True)
-    entries = catalog(app.registry)
+    entries = catalog(app.registry, app.flows.graph)
 
     async def go(app: Workhorse) -> list[WorkerInfo]:
         return await app.workers()
@@ -218,12 +218,16 @@ def tasks(app_spec: str, url: str | None, as_json: bool) -> None:
         echo_json(entries)
         return
     table = Table(title="Tasks", header_style="bold")
-    for col in ("name", "queue", "runtime", "options", "schedule", "workers", "description"):
+    columns = ["name", "queue", "runtime", "options", "schedule", "workers", "description"]
+    steps = any(e["flows"] for e in entries)
+    if steps:  # an app without flows keeps the table it had
+        columns.insert(5, "flow")
+    for col in columns:
         table.add_column(col)
     for e in entries:
         options = ", ".join(f"{k}={v}" for k, v in e["options"].items())
         schedule = e["schedule"]
-        table.add_row(
+        row = [
             e["name"],
             e["queue"],
             e["runtime"],
@@ -231,5 +235,8 @@ def tasks(app_spec: str, url: str | None, as_json: bool) -> None:
             "" if schedule is None else f"{schedule['cron']} ({schedule['timezone']})",
             "?" if e["workers"] is None else str(e["workers"]),
             e["description"],
-        )
+        ]
+        if steps:
+            row.insert(5, "\n".join(step_text(s) for s in e["flows"]))
+        table.add_row(*row)
     out().print(table)

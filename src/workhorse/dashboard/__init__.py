@@ -50,6 +50,7 @@ def router(
         client,
         Sessions(
             raw,
+            client,
             insecure=insecure,
             read_only=s.dashboard_read_only if read_only is None else read_only,
             lifetime=s.dashboard_session,
@@ -94,7 +95,7 @@ def _login_routes(board: Board) -> APIRouter:
         same_origin(request)
         form = await read_form(request)
         token, next = form.get("token", "")[:500], form.get("next", "")
-        cookie = sessions.login(token.strip()) if token else None
+        cookie = await sessions.login(token.strip()) if token else None
         if cookie is None:
             page = board.page(
                 "login.html",
@@ -119,7 +120,10 @@ def _login_routes(board: Board) -> APIRouter:
         return out
 
     @r.post("/logout")
-    async def logout() -> RedirectResponse:
+    async def logout(request: Request) -> RedirectResponse:
+        """Ends the session in the store too: a copy of the cookie stops working."""
+        same_origin(request)
+        await sessions.logout(request.cookies.get(COOKIE))
         out = RedirectResponse(board.prefix + "/login", status_code=303)
         out.delete_cookie(COOKIE, path=board.prefix)
         return out

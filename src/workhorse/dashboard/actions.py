@@ -1,5 +1,6 @@
 """The actions (POST, each with the session's CSRF token; refused in read-only mode):
-job retry and cancel, queue pause, resume, bulk retry, bulk cancel and purge, schedules.
+job retry (as it was, or with an edited payload) and cancel, queue pause, resume, bulk
+retry, bulk cancel and purge, schedules, worker pause and resume.
 Each answers with a redirect back to its page and a line saying what it did."""
 
 import re
@@ -8,12 +9,12 @@ from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 
 from workhorse.dashboard.board import Board, read_form
-from workhorse.dashboard.pages import NAME, JobId
+from workhorse.dashboard.pages import NAME, JobId, job_values
 from workhorse.dashboard.session import Session
-from workhorse.errors import WorkhorseError
+from workhorse.errors import PayloadError, WorkhorseError
 from workhorse.http import CALL_QUEUE_PREFIX
 from workhorse.job import FINISHED_STATES, JobState
 
@@ -47,6 +48,29 @@ def action_routes(board: Board) -> APIRouter:
         ok = await client.retry(job_id)
         return back(f"/jobs/{job_id}", "queued again" if ok else "not retried: not finished")
 
+    @r.post("/jobs/{job_id}/edit", response_model=None)
+    async def edit(job_id: JobId, session: Acting, request: Request) -> Response:
+        """Retry with a new payload, checked as an enqueue checks it; a refusal shows the
+        job's page again with the reason beside the text as typed (422)."""
+        job = await client.get_job(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        if job.queue.startswith(CALL_QUEUE_PREFIX):
+            return back(f"/jobs/{job_id}", "not retried: an HTTP call's record; call again")
+        text = (await read_form(request)).get("data", "")
+        try:
+            data = board.redact.restore(orjson.loads(text.strip() or "null"), job.data)
+            ok = await client.retry(job_id, data, by=session.who)
+        except (orjson.JSONDecodeError, PayloadError) as exc:
+            why = f"not JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+            values = {**await job_values(board, job_id), "edit_text": text, "edit_error": why}
+            page = board.page("job.html", request, session, **values)
+            page.status_code = 422
+            return page
+        if not ok:
+            return back(f"/jobs/{job_id}", "not retried: it is no longer failed or cancelled")
+        return back(f"/jobs/{job_id}", "payload changed and queued again")
+
     @r.post("/jobs/{job_id}/cancel")
     async def cancel(job_id: JobId, session: Acting) -> RedirectResponse:
         state = await client.cancel(job_id)
@@ -64,6 +88,17 @@ def action_routes(board: Board) -> APIRouter:
     async def resume(name: Queue, session: Acting) -> RedirectResponse:
         await client.resume(name)
         return back(f"/queues/{name}", "resumed")
+
+    # -- workers ------------------------------------------------------------------------
+    @r.post("/workers/{worker_id}/{verb}")
+    async def control_worker(
+        worker_id: Queue, verb: Annotated[str, Path(pattern="^(pause|resume)$")], session: Acting
+    ) -> RedirectResponse:
+        try:
+            await (client.pause_worker if verb == "pause" else client.resume_worker)(worker_id)
+        except WorkhorseError as exc:  # no such live worker (any more)
+            return back("/workers", f"not done: {exc}")
+        return back("/workers", f"{verb} asked: the worker follows within a few seconds")
 
     async def bulk(name: str, state: JobState, task: str, act: str) -> tuple[int, bool]:
         """Apply ``act`` to every job of the filter, a batch at a time (each batch leaves

@@ -17,18 +17,18 @@ from workhorse.dashboard.redact import Redactor
 from workhorse.dashboard.session import COOKIE, Session, Sessions
 from workhorse.dashboard.shared import Shared
 
-MAX_FORM = 16_384  # bytes: the dashboard's forms are a few short fields
+MAX_FORM = 16_384  # bytes: the dashboard's forms are a few short fields (and one payload)
 
 
-async def read_form(request: Request) -> dict[str, str]:
+async def read_form(request: Request, limit: int = MAX_FORM) -> dict[str, str]:
     """A URL-encoded form's fields (the first of each name), read once per request; no
     multipart, so no extra dependency."""
     cached = request.scope.get("workhorse.form")
     if cached is not None:
         return dict(cached)
     body = await request.body()
-    if len(body) > MAX_FORM:
-        raise HTTPException(413, f"form larger than {MAX_FORM} bytes")
+    if len(body) > limit:
+        raise HTTPException(413, f"form larger than {limit} bytes")
     fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
     request.scope["workhorse.form"] = fields
     return dict(fields)
@@ -77,10 +77,11 @@ class Board:
         self.env.filters["when"] = _when
         self.env.filters["pretty"] = _pretty
         self.env.filters["q"] = lambda v: quote(str(v), safe="")
+        self.env.filters["redact"] = self.redact
 
-    def session(self, request: Request) -> Session:
+    async def session(self, request: Request) -> Session:
         """The visitor's session, or a redirect to the login page."""
-        found = self.sessions.check(request.cookies.get(COOKIE))
+        found = await self.sessions.check(request.cookies.get(COOKIE))
         if found is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             # A redirect as an HTTP error: it works in any app, with no handler to install.
@@ -94,13 +95,14 @@ class Board:
     async def writer(self, request: Request) -> Session:
         """A session that may act, with the CSRF token of this session; else 401/403."""
         same_origin(request)
-        found = self.sessions.check(request.cookies.get(COOKIE))
+        found = await self.sessions.check(request.cookies.get(COOKIE))
         if found is None:
             raise HTTPException(401, "log in first: your session is missing or expired")
         if not found.can_write:
             why = "read-only mode" if self.sessions.read_only else "a read token"
             raise HTTPException(403, f"this dashboard session cannot act ({why})")
-        form = await read_form(request)
+        # An action's form may carry an edited payload: URL-encoding can triple its bytes.
+        form = await read_form(request, MAX_FORM + 3 * self.client.max_payload)
         given = request.headers.get("x-csrf-token") or form.get("csrf", "")
         if given != found.csrf:
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and retry")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from workhorse.flows import FlowDef, StepInfo
 from workhorse.flows.graph import STEP_PREFIX
+from workhorse.flows.waits import Wait
 
 NODE_W, NODE_H = 170, 58
 GAP_X, GAP_Y = 40, 56
@@ -61,7 +62,12 @@ def _state(jobs: list[StepInfo], waiting: bool) -> str:
 
 
 def _wait_text(flow: FlowDef, name: str) -> str:
-    w = flow.steps[name].wait
+    step = flow.steps[name]
+    after = _text(step.after)
+    return ", ".join(t for t in (_text(step.wait), after and "after: " + after) if t)
+
+
+def _text(w: Wait | None) -> str:
     if w is None:
         return ""
     if w.webhook is not None:

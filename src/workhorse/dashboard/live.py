@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 
 from workhorse.client import Client
 
 _PAGE = 1000
+RECHECK = 5.0  # seconds between checks that the stream's session has not ended
 
 
 class Tail:
@@ -61,13 +62,24 @@ class Tail:
         return hi if await beyond(lo) else lo
 
 
-async def stream(tail: Tail, after: int | None) -> AsyncIterator[bytes]:
-    """Change notices after ``after`` (from now when None) until the page goes away."""
+async def stream(
+    tail: Tail,
+    after: int | None,
+    alive: Callable[[], Awaitable[bool]] | None = None,
+    recheck: float = RECHECK,
+) -> AsyncIterator[bytes]:
+    """Change notices after ``after`` (from now when None) until the page goes away, or
+    until ``alive`` (asked every ``recheck`` seconds) says its session has ended."""
     yield b"retry: 2000\n\n"
     seen = await tail.advance() if after is None else after
     idle = 0
+    checked = time.monotonic()
     while True:
         await asyncio.sleep(tail.poll)
+        if alive is not None and time.monotonic() - checked >= recheck:
+            if not await alive():
+                return
+            checked = time.monotonic()
         await tail.advance()
         sent = False
         for event_id, message in tail.recent:

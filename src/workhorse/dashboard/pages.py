@@ -1,6 +1,7 @@
 """The pages (GET): overview (with the hooks panel), queue, job, schedules, workers, and
 the fragments that live updates reload. Every read goes through the public client, bounded."""
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -12,7 +13,7 @@ from workhorse.dashboard.charts import Charts
 from workhorse.dashboard.hooks import LagReader
 from workhorse.dashboard.live import Tail, stream
 from workhorse.dashboard.queries import attempts_of, job_page, recent_events
-from workhorse.dashboard.session import Session
+from workhorse.dashboard.session import COOKIE, Session
 from workhorse.http import CALL_QUEUE_PREFIX
 from workhorse.job import FINISHED_STATES, JobState
 
@@ -20,6 +21,33 @@ NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 STATES = [s.value for s in JobState]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
 Queue = Annotated[str, Path(pattern=NAME)]
+
+
+async def job_values(board: Board, job_id: str, live: bool = False) -> dict[str, object]:
+    """What a job's page shows; ``edit_text`` fills the form that retries it with a new
+    payload (redacted: the fields shown as ``***`` keep their stored values)."""
+    job = await board.client.get_job(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}; it may have been purged")
+    # A live reload of an active job reads its record only; events once it finished.
+    finished = job.state in FINISHED_STATES
+    events = await recent_events(board.client, job) if finished or not live else []
+    data = board.redact(job.data)
+    return {
+        "job": job,
+        "data": data,
+        "result": board.redact(job.result),
+        "error": job.error,
+        "logs": [board.redact(line) for line in job.logs],
+        "progress": job.progress,
+        "events": events,
+        "attempts": attempts_of(events),
+        "finished": finished,
+        "call": job.queue.startswith(CALL_QUEUE_PREFIX),
+        "live": live and not finished,
+        "edit_text": json.dumps(data, indent=2),
+        "edit_error": None,
+    }
 
 
 def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -> APIRouter:
@@ -33,6 +61,12 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
     # so a page reloaded on a change notice never gets a read from before that change.
     async def counts() -> dict[str, dict[str, int]]:
         return dict(await shared.get(f"{tail.cursor}\0counts", client.counts))
+
+    async def one_queue(name: str) -> dict[str, int]:
+        """A queue's counts; a private one is left out of the shared listing: named."""
+        if name.startswith(CALL_QUEUE_PREFIX):
+            return (await client.counts([name])).get(name, {})
+        return (await counts()).get(name, {})
 
     async def paused() -> set[str]:
         return set(await shared.get(f"{tail.cursor}\0paused", client.paused))
@@ -91,10 +125,16 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         return JSONResponse(await charts.hour(queue), headers={"Cache-Control": "no-store"})
 
     @r.get("/events")
-    async def events(session: Seen) -> StreamingResponse:
-        """Change notices for open pages (type, job id, queue: nothing from payloads)."""
+    async def events(request: Request, session: Seen) -> StreamingResponse:
+        """Change notices for open pages (type, job id, queue: nothing from payloads), until
+        the session ends (a logout elsewhere stops a copied cookie's stream too)."""
+        cookie = request.cookies.get(COOKIE)
+
+        async def alive() -> bool:
+            return await board.sessions.check(cookie) is not None
+
         return StreamingResponse(
-            stream(tail, None),
+            stream(tail, None, alive),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -104,6 +144,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         name: str, state: str | None, task: str | None, q: str, cursor: str | None
     ) -> dict[str, object]:
         st = JobState(state) if state else None
+        task = task or None  # the page's own links send "task=" for no filter
 
         async def read() -> object:
             return await job_page(client, queue=name, state=st, task=task, text=q, cursor=cursor)
@@ -114,7 +155,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         return {
             "queue": name,
             "paused": name in await paused(),
-            "counts": {**dict.fromkeys(STATES, 0), **(await counts()).get(name, {})},
+            "counts": {**dict.fromkeys(STATES, 0), **(await one_queue(name))},
             "states": STATES,
             "state": state or "",
             "task": task or "",
@@ -156,34 +197,14 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         return board.page("parts/jobs.html", request, session, **values)
 
     # -- job ------------------------------------------------------------------------------
-    async def job_values(job_id: str, live: bool = False) -> dict[str, object]:
-        job = await client.get_job(job_id)
-        if job is None:
-            raise HTTPException(404, f"no job {job_id}; it may have been purged")
-        # A live reload of an active job reads its record only; events once it finished.
-        finished = job.state in FINISHED_STATES
-        events = await recent_events(client, job) if finished or not live else []
-        return {
-            "job": job,
-            "data": board.redact(job.data),
-            "result": board.redact(job.result),
-            "error": job.error,
-            "logs": [board.redact(line) for line in job.logs],
-            "progress": job.progress,
-            "events": events,
-            "attempts": attempts_of(events),
-            "finished": finished,
-            "call": job.queue.startswith(CALL_QUEUE_PREFIX),
-            "live": live and not finished,
-        }
-
     @r.get("/jobs/{job_id}", response_class=HTMLResponse)
     async def job(job_id: JobId, request: Request, session: Seen) -> HTMLResponse:
-        return board.page("job.html", request, session, **await job_values(job_id))
+        return board.page("job.html", request, session, **await job_values(board, job_id))
 
     @r.get("/parts/jobs/{job_id}", response_class=HTMLResponse)
     async def job_part(job_id: JobId, request: Request, session: Seen) -> HTMLResponse:
-        return board.page("parts/job.html", request, session, **await job_values(job_id, live=True))
+        values = await job_values(board, job_id, live=True)
+        return board.page("parts/job.html", request, session, **values)
 
     # -- schedules and workers --------------------------------------------------------------
     @r.get("/schedules", response_class=HTMLResponse)

@@ -26,3 +26,20 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self(v) for v in value]
         return value
+
+    def restore(self, edited: Any, stored: Any) -> Any:
+        """``edited`` (a redacted value an operator changed) with each hidden field still
+        ``***`` given back its ``stored`` value, so editing a payload keeps its secrets."""
+        if isinstance(edited, dict) and isinstance(stored, dict):
+            return {
+                k: stored[k]
+                if v == MASK and isinstance(k, str) and self.hides(k) and k in stored
+                else self.restore(v, stored.get(k))
+                for k, v in edited.items()
+            }
+        if isinstance(edited, list) and isinstance(stored, list):
+            return [
+                self.restore(v, stored[i] if i < len(stored) else None)
+                for i, v in enumerate(edited)
+            ]
+        return edited

@@ -1,5 +1,7 @@
 """Who is looking: a login with an API token becomes a signed session cookie (HttpOnly,
-SameSite=Strict) and every action carries a CSRF token derived from that session."""
+SameSite=Strict) and every action carries a CSRF token derived from that session. Each
+session is also kept in the store (a key per session, under a hash of its id, expiring
+with it): logging out deletes the key, so a copied cookie stops working everywhere."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from dataclasses import dataclass
 
 import orjson
 
+from workhorse.client import Client
 from workhorse.http.auth import parse_tokens
 
 COOKIE = "workhorse_session"
+OPEN = "open"  # the session of a dashboard mounted without a login (insecure)
+KEY_PREFIX = "dashboard:session:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +32,30 @@ class Session:
     can_write: bool
     csrf: str
 
+    @property
+    def who(self) -> str:
+        """How a change names this session (its token's scope and the start of its id;
+        neither lets anyone act as it)."""
+        if self.nonce == OPEN:
+            return "dashboard (no login)"
+        return f"dashboard ({self.scope} token, session {self.nonce[:8]})"
+
 
 class Sessions:
     """Signs and checks session cookies. The key comes from the API tokens, so every
     process serving one app agrees, and changing the tokens ends every session."""
 
     def __init__(
-        self, raw_tokens: str | None, *, insecure: bool, read_only: bool, lifetime: float
+        self,
+        raw_tokens: str | None,
+        client: Client,
+        *,
+        insecure: bool,
+        read_only: bool,
+        lifetime: float,
     ) -> None:
         self.tokens = parse_tokens(raw_tokens)
+        self.client = client
         self.insecure = insecure
         self.read_only = read_only
         self.lifetime = lifetime
@@ -48,7 +68,7 @@ class Sessions:
     def configured(self) -> bool:
         return bool(self.tokens)
 
-    def login(self, given: str) -> str | None:
+    async def login(self, given: str) -> str | None:
         """A cookie value for a valid token, else None (every token compared: constant work)."""
         found = None
         for scope, known in self.tokens:
@@ -56,16 +76,35 @@ class Sessions:
                 found = scope
         if found is None:
             return None
-        body = orjson.dumps(
-            {"s": found, "e": time.time() + self.lifetime, "n": secrets.token_hex(16)}
-        )
+        nonce = secrets.token_hex(16)
+        store = await self.client.store()
+        await store.kv_set(self._key(nonce), found, self.lifetime)
+        body = orjson.dumps({"s": found, "e": time.time() + self.lifetime, "n": nonce})
         payload = base64.urlsafe_b64encode(body).decode().rstrip("=")
         return f"{payload}.{self._sign(payload)}"
 
-    def check(self, cookie: str | None) -> Session | None:
-        """The session of a cookie this process signed and that has not expired."""
+    async def check(self, cookie: str | None) -> Session | None:
+        """The session of a cookie signed with this app's key, not expired and not ended
+        by a logout (one store read)."""
         if self.insecure:
-            return self._session("write", "open")
+            return self._session("write", OPEN)
+        found = self._signed(cookie)
+        if found is None:
+            return None
+        store = await self.client.store()
+        return found if await store.kv_get(self._key(found.nonce)) is not None else None
+
+    async def logout(self, cookie: str | None) -> None:
+        """End the cookie's session on the server, for whoever else holds a copy of it."""
+        found = None if self.insecure else self._signed(cookie)
+        if found is not None:
+            await (await self.client.store()).kv_delete(self._key(found.nonce))
+
+    def _key(self, nonce: str) -> str:
+        return KEY_PREFIX + hashlib.sha256(nonce.encode()).hexdigest()[:32]
+
+    def _signed(self, cookie: str | None) -> Session | None:
+        """The session a cookie names, when its signature holds and it has not expired."""
         if not cookie or "." not in cookie:
             return None
         payload, _, sig = cookie.rpartition(".")

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from workhorse.client import Client
-from workhorse.flows import Flows, RunInfo
+from workhorse.flows import Flows, RunInfo, of_run
 from workhorse.job import Event
 
 KEEP = 500  # newest events of a run the page lists
@@ -31,8 +31,8 @@ class Timelines:
         self._lock = asyncio.Lock()
 
     async def read(self, run_id: str) -> tuple[RunInfo, list[Event]]:
-        """The run (``app.flows.get``) and its events, step ones named step.* as
-        ``app.flows.events`` names them. LookupError when there is no such run."""
+        """The run (``app.flows.get``) and its events, as ``app.flows.events`` reads them.
+        LookupError when there is no such run."""
         async with self._lock:
             seen = self._seen.pop(run_id, None)
             info, fresh, cursor = await self._after(run_id, 0 if seen is None else seen.cursor)
@@ -48,23 +48,12 @@ class Timelines:
             return info, list(seen.events)
 
     async def _after(self, run_id: str, after: int) -> tuple[RunInfo, list[Event], int]:
-        raw: list[Event] = []
+        out: list[Event] = []
         while True:
             page = await self.client.events(after, _PAGE)
             if page:
                 after = page[-1].id
-            raw += [e for e in page if e.job_id is not None or e.data.get("run") == run_id]
+            out += [e for e in page if of_run(e, run_id)]
             if len(page) < _PAGE:
                 break
-        # Read after the events: a step's job is indexed in its run before it is enqueued,
-        # so every step job whose events were read is among these steps.
-        info = await self.flows.get(run_id)
-        steps = {s.job_id: s.step for s in info.steps}
-        out = []
-        for e in raw:
-            if e.job_id is None:
-                out.append(e)
-            elif e.job_id in steps and e.type.startswith("job."):
-                data = {**e.data, "run": run_id, "step": steps[e.job_id]}
-                out.append(Event("step." + e.type[4:], e.job_id, e.task, e.queue, data, e.at, e.id))
-        return info, out, after
+        return await self.flows.get(run_id), out, after

@@ -6,7 +6,7 @@ again re-enqueues nothing new, and a worker killed at any point loses no step.""
 
 from workhorse.flows.context import FlowContext, State
 from workhorse.flows.engine import Engine
-from workhorse.flows.facade import Flows, RunHandle
+from workhorse.flows.facade import Flows, RunHandle, of_run
 from workhorse.flows.graph import FLOW_OPTIONS, FlowDef, Graph, Step
 from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
 
@@ -24,4 +24,5 @@ __all__ = [
     "State",
     "Step",
     "StepInfo",
+    "of_run",
 ]

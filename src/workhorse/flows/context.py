@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -25,6 +26,25 @@ class StepMeta:
     gen: int
 
 
+async def step_of(
+    graph: Graph, backend: Any, task: str | None, job_id: str | None
+) -> StepMeta | None:
+    """The flow, run and step a job is, or None for a job that is no step of a run. The
+    id tells the run; the store is asked only for a task in several flows."""
+    steps = graph.tasks.get(task or "")
+    found = keys.run_of(job_id) if steps and job_id else None
+    if not steps or not job_id or found is None:
+        return None
+    run, gen = found
+    if len(steps) == 1:
+        return StepMeta(run, steps[0].flow, steps[0].name, gen)
+    raw = await backend.kv_get(keys.job_key(run, job_id))
+    if raw is None:
+        return None
+    d = codec.loads(raw)
+    return StepMeta(run, d["flow"], d["step"], d["gen"])
+
+
 class Engine(Protocol):
     """What a step's context asks of the engine (kept apart: the engine builds contexts)."""
 
@@ -36,18 +56,31 @@ class Engine(Protocol):
 
     async def cancel_run(self, run: str) -> bool: ...
 
+    def note(self, fc: FlowContext, type_: str, **data: Any) -> asyncio.Future[None]: ...
+
 
 class FlowContext:
     """``ctx.flow`` of a step's attempt."""
 
-    __slots__ = ("_counts", "engine", "followups", "job_id", "meta")
+    __slots__ = ("_counts", "engine", "followups", "handed", "job_id", "last", "meta", "queue")
 
-    def __init__(self, engine: Engine, meta: StepMeta, job_id: str) -> None:
+    def __init__(
+        self, engine: Engine, meta: StepMeta, job_id: str, queue: str | None = None
+    ) -> None:
         self.engine = engine
         self.meta = meta
         self.job_id = job_id
+        self.queue = queue
         self.followups: list[str] = []  # ids of the steps this attempt started (or waits on)
+        # Its completion wrote new jobs of plain steps, which check the run after it.
+        self.handed = False
+        self.last: asyncio.Future[None] | None = None  # its latest event, being written
         self._counts: dict[str, int] = {}
+
+    async def noted(self) -> None:
+        """Wait until the attempt's events are stored (they go out in order)."""
+        if self.last is not None:
+            await self.last
 
     @property
     def run_id(self) -> str:
@@ -74,6 +107,11 @@ class FlowContext:
             )
         n = self._counts.get(trigger, 0)
         self._counts[trigger] = n + 1
+        try:
+            size: int | None = len(codec.dumps(data))
+        except TypeError:  # not JSON: the enqueue below refuses it, naming the fix
+            size = None
+        self.engine.note(self, "emit", trigger=trigger, size=size)
         await self.engine.fire(self, trigger, data, str(n))
 
     async def start(self, flow: str, data: Any = None) -> str:
@@ -89,12 +127,29 @@ class State:
     """``ctx.state``: JSON values kept per run (or, with ``scope="global"``, shared by all
     runs), each with an optional TTL; the flow's cleanup rule removes a run's values."""
 
-    __slots__ = ("client", "flow", "run")
+    __slots__ = ("client", "flow", "marked", "run", "step")
 
-    def __init__(self, client: Client, run: str, flow: FlowDef | None) -> None:
+    def __init__(
+        self, client: Client, run: str, flow: FlowDef | None, step: FlowContext | None = None
+    ) -> None:
         self.client = client
         self.run = run
         self.flow = flow
+        self.step = step  # the step whose ``ctx.state`` this is: it writes ``state`` events
+        self.marked = False  # the run is marked as keeping state (see ``_mark``)
+
+    async def _mark(self) -> None:
+        """Mark the run's live entry once per attempt, so its end clears its state (an
+        unmarked run's end skips the look for state)."""
+        flow = self.flow
+        if self.marked or flow is None or flow.cleanup not in ("on_complete", "immediate"):
+            return
+        await self.client.backend.kv_set(keys.live_key(self.run), flow.name + keys.STATEFUL)
+        self.marked = True
+
+    def _note(self, name: str, op: str, scope: Scope) -> None:
+        if self.step is not None:
+            self.step.engine.note(self.step, "state", key=name, op=op, scope=scope)
 
     def _key(self, name: str, scope: Scope) -> str:
         check_name(name, "state key")
@@ -114,10 +169,17 @@ class State:
         if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
             raise ConfigError(f"ttl must be a number of seconds > 0, got {ttl!r}")
         raw = codec.dumps(value).decode()
-        await self.client.backend.kv_set(self._key(name, scope), raw, ttl)
+        key = self._key(name, scope)
+        if scope == "run":
+            await self._mark()
+        await self.client.backend.kv_set(key, raw, ttl)
+        self._note(name, "set", scope)
 
     async def delete(self, name: str, *, scope: Scope = "run") -> bool:
-        return await self.client.backend.kv_delete(self._key(name, scope))
+        deleted = await self.client.backend.kv_delete(self._key(name, scope))
+        if deleted:
+            self._note(name, "deleted", scope)
+        return deleted
 
     async def all(self, *, scope: Scope = "run") -> dict[str, Any]:
         prefix = keys.state_prefix(self.run if scope == "run" else None)

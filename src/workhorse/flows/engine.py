@@ -8,22 +8,25 @@ to finish sees all the others finished) and by a sweep that covers a killed chec
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from workhorse import codec
+from workhorse import codec, events
 from workhorse.client import Client
 from workhorse.errors import error_info
 from workhorse.flows import keys, records
-from workhorse.flows.context import FlowContext, State, StepMeta
-from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step
+from workhorse.flows.context import FlowContext, State, StepMeta, step_of
+from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step, waits_for_signal
+from workhorse.flows.publisher import Publisher
 from workhorse.flows.records import RunRecord, RunState
 from workhorse.flows.waiting import Waits
-from workhorse.job import LIVE_STATES, Event, JobState, Lease, Outcome
+from workhorse.job import LIVE_STATES, Event, Job, JobState, Lease, NewJob, Outcome
+from workhorse.task import Task
 
 log = logging.getLogger("workhorse.flows")
 
@@ -33,8 +36,8 @@ log = logging.getLogger("workhorse.flows")
 PURGED_AFTER = 3600.0
 
 
-def _purged(marker: str, now: float) -> bool:
-    at = codec.loads(marker).get("at")
+def _purged(marker: dict[str, Any], now: float) -> bool:
+    at = marker.get("at")
     return isinstance(at, int | float) and now - at > PURGED_AFTER
 
 
@@ -47,25 +50,19 @@ class Engine:
         self.client = client
         self.graph = graph
         self.waits = Waits(self)
+        self._publisher: Publisher | None = None
+
+    @property
+    def publisher(self) -> Publisher:
+        backend = self.client.backend
+        if self._publisher is None or self._publisher.backend is not backend:
+            self._publisher = Publisher(backend)
+        return self._publisher
 
     # -- the worker's side ---------------------------------------------------------------
     async def lookup(self, lease: Lease) -> StepMeta | None:
-        """The flow, run and step a job is, or None for a job that is no step of a run.
-        The id tells the run; the store is asked only for a task in several flows."""
-        steps = self.graph.tasks.get(lease.task)
-        if not steps:
-            return None
-        found = keys.run_of(lease.job_id)
-        if found is None:
-            return None
-        run, gen = found
-        if len(steps) == 1:
-            return StepMeta(run, steps[0].flow, lease.task, gen)
-        raw = await self.client.backend.kv_get(keys.job_key(run, lease.job_id))
-        if raw is None:
-            return None
-        d = codec.loads(raw)
-        return StepMeta(run, d["flow"], d["step"], d["gen"])
+        """The flow, run and step a job is, or None for a job that is no step of a run."""
+        return await step_of(self.graph, self.client.backend, lease.task, lease.job_id)
 
     async def run(
         self, lease: Lease, ctx: Any, attempt: Callable[[], Awaitable[Outcome]]
@@ -75,48 +72,96 @@ class Engine:
         meta = await self.lookup(lease)
         if meta is None:
             return await attempt()
-        fc = FlowContext(self, meta, lease.job_id)
+        fc = FlowContext(self, meta, lease.job_id, lease.queue)
         ctx.flow = fc
-        ctx.state = State(self.client, meta.run, self.graph.flows.get(meta.flow))
+        ctx.state = State(self.client, meta.run, self.graph.flows.get(meta.flow), fc)
+        self.note(fc, "step.started", attempt=lease.attempts)
         outcome = await attempt()
-        if outcome.kind != "completed":
-            return outcome
-        try:
-            data = None if outcome.result is None else codec.loads(outcome.result)
-            await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
-        except Exception as exc:
-            log.exception(
-                "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
-                lease.job_id,
-                meta.step,
-                meta.run,
-            )
-            return Outcome(
-                "retry",
-                error=error_info(exc),
-                delay=REENQUEUE_DELAY,
-                refund=True,
-                logs=outcome.logs,
-            )
+        if outcome.kind == "completed":
+            # Stored before its follow-ups start, so the run's events read in cause order.
+            await self.note(fc, "step.completed", attempt=lease.attempts)
+            try:
+                data = None if outcome.result is None else codec.loads(outcome.result)
+                step = self.graph.step(meta.flow, meta.step)
+                if step is not None and step.after is not None:  # its completion fires later
+                    given = codec.loads(lease.data)
+                    await self.waits.start_after(
+                        meta.run, meta.gen, step, lease.job_id, given, data
+                    )
+                else:
+                    await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
+            except Exception as exc:
+                log.exception(
+                    "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
+                    lease.job_id,
+                    meta.step,
+                    meta.run,
+                )
+                outcome = Outcome(
+                    "retry",
+                    error=error_info(exc),
+                    delay=REENQUEUE_DELAY,
+                    refund=True,
+                    logs=outcome.logs,
+                )
+            else:
+                return outcome
+        kind = events.outcome_type(outcome)
+        if kind != "job.queued":  # put back unrun (shutdown): no step event
+            extra: dict[str, Any] = {"attempt": lease.attempts}
+            if outcome.error is not None:
+                extra["error"] = outcome.error
+            if outcome.kind == "retry":
+                extra["delay"] = outcome.delay
+            self.note(fc, "step." + kind[4:], **extra)
+        # Its events are stored before its outcome: a worker killed in between reruns it.
+        await fc.noted()
         return outcome
 
     async def finished(self, outcome: Outcome, ctx: Any) -> None:
-        """After a step's outcome is written: a step that led nowhere, or failed, may have
-        been the run's last, so the run is checked; so is one whose follow-ups finished
-        before its own outcome was written (their checks saw it still running)."""
+        """After a step's outcome is written, check whether it was the run's last, unless
+        the step itself tells: a closed flow's last step ends the run; a step that handed
+        off to new jobs of plain steps leaves the check to them (theirs counts it done);
+        a step whose follow-ups finished before its outcome was written checks."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
             return
+        meta = fc.meta
+        flow = self.graph.flows.get(meta.flow)
         try:
-            if outcome.kind == "completed" and fc.followups:
-                jobs = await self.client.get_jobs(fc.followups)
-                if not any(j.finished for j in jobs.values()):
-                    return  # the last of them to finish checks the run
-            elif outcome.kind not in ("completed", "failed", "cancelled"):
+            if outcome.kind == "completed":
+                last = None if flow is None else flow.last()
+                if last == meta.step:
+                    await self.end_run(meta.run, meta.flow, meta.gen, "completed", None)
+                    return
+                if fc.handed:
+                    return
+                if fc.followups:
+                    jobs = await self.client.get_jobs(fc.followups)
+                    if not any(j.finished for j in jobs.values()):
+                        return  # the last of them to finish checks the run
+                elif last is not None:
+                    return  # an input of a join that is not complete: its last input starts it
+            elif outcome.kind not in ("failed", "cancelled"):
                 return
-            await self.check(fc.meta.run)
+            await self.check(meta.run, meta)
         except Exception:  # the sweep checks the run again
-            log.exception("run %s: could not check whether it ended", fc.meta.run)
+            log.exception("run %s: could not check whether it ended", meta.run)
+
+    def note(self, fc: FlowContext, type_: str, **data: Any) -> asyncio.Future[None]:
+        """Add a step's event (step.*, emit, state) to the next batch of the log; the step's
+        outcome waits for it (``fc.noted()``)."""
+        meta = fc.meta
+        event = Event(
+            type_,
+            fc.job_id,
+            meta.step,
+            fc.queue,
+            {"run": meta.run, "flow": meta.flow, "step": meta.step, **data},
+            time.time(),
+        )
+        fc.last = self.publisher.add(event)
+        return fc.last
 
     # -- triggers --------------------------------------------------------------------------
     async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None:
@@ -129,35 +174,63 @@ class Engine:
         backend = self.client.backend
         if await backend.kv_get(keys.end_key(meta.run, meta.gen)) is not None:
             return  # the run ended (cancelled, failed): start nothing more
+        fresh = True
+        batch: list[tuple[Task[Any, Any], NewJob]] = []  # written in one round trip
         for step in subs:
             if step.join:
                 prefix = keys.input_prefix(meta.run, meta.gen, step.name)
                 await backend.set_if_absent(prefix + trigger, codec.dumps(data).decode())
                 got = await backend.kv_scan(prefix)
                 inputs = {k[len(prefix) :]: codec.loads(v) for k, v in got.items()}
+                fresh = False
                 if set(step.subscribes) <= set(inputs):
                     # Every input's writer may get here; the derived id starts the join once.
                     joined = {t: inputs[t] for t in step.subscribes}
-                    if await self.begin(meta.run, meta.gen, step, joined, "join"):
-                        fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
-            else:
-                cause = (fc.job_id, trigger, occurrence)
-                if await self.begin(meta.run, meta.gen, step, data, *cause):
-                    fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, *cause))
+                    await self.begin(meta.run, meta.gen, step, joined, "join")
+                    fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
+                continue
+            cause = (fc.job_id, trigger, occurrence)
+            fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, *cause))
+            if waits_for_signal(step):
+                fresh = await self.waits.start(meta.run, meta.gen, step, data, cause) and fresh
+                continue
+            claimed, new = await self.claim_step(
+                meta.run, meta.gen, step, data, cause, await self.due(step)
+            )
+            fresh = claimed and fresh
+            if new is not None:
+                batch.append(new)
+        await self.client.submit_many(batch)
+        # Each follow-up is a new job of a plain step: they check the run, counting this
+        # step done (see handed_off).
+        fc.handed = occurrence == "done" and fresh and meta.step in flow.shape().handoff
+
+    async def release(self, record: dict[str, Any], data: Any) -> None:
+        """Fire the completion of the step whose wait after it (``record``) is over, as
+        its own attempt would have: the same ids, so a release run again starts nothing
+        twice."""
+        meta = StepMeta(record["run"], record["flow"], record["step"], record["gen"])
+        await self.fire(
+            FlowContext(self, meta, record["of"]), STEP_PREFIX + meta.step, data, "done"
+        )
 
     async def begin(self, run: str, gen: int, step: Step, data: Any, *cause: str) -> bool:
         """Start the step for this cause: at once, after its wait's delay or cron time, or
-        once its signal arrives."""
+        once its signal arrives. True when this call wrote the step's job (or its wait)."""
+        if waits_for_signal(step):
+            return await self.waits.start(run, gen, step, data, cause)
+        return await self.enqueue_step(run, gen, step, data, *cause, options=await self.due(step))
+
+    async def due(self, step: Step) -> dict[str, Any] | None:
+        """The enqueue options of a step that waits for a delay or a cron time."""
         w = step.wait
         if w is None:
-            return await self.enqueue_step(run, gen, step, data, *cause)
+            return None
         if w.delay is not None:
-            return await self.enqueue_step(run, gen, step, data, *cause, options={"delay": w.delay})
-        if w.cron is not None:
-            now = datetime.fromtimestamp(await self.client.backend.now(), UTC)
-            at = w.cron.next_after(now)
-            return await self.enqueue_step(run, gen, step, data, *cause, options={"at": at})
-        return await self.waits.start(run, gen, step, data, cause)
+            return {"delay": w.delay}
+        assert w.cron is not None
+        now = datetime.fromtimestamp(await self.client.backend.now(), UTC)
+        return {"at": w.cron.next_after(now)}
 
     async def enqueue_step(
         self,
@@ -168,14 +241,31 @@ class Engine:
         *cause: str,
         options: dict[str, Any] | None = None,
     ) -> bool:
-        """Enqueue the step's job for this cause, unless it exists already. The run's index
-        entry is written first: it is the claim, and a run with an entry is not over."""
+        """Enqueue the step's job for this cause, unless it exists already; True when this
+        call claimed it."""
+        claimed, new = await self.claim_step(run, gen, step, data, cause, options)
+        if new is not None:
+            await self.client.submit_many([new])
+        return claimed
+
+    async def claim_step(
+        self,
+        run: str,
+        gen: int,
+        step: Step,
+        data: Any,
+        cause: tuple[str, ...],
+        options: dict[str, Any] | None = None,
+    ) -> tuple[bool, tuple[Task[Any, Any], NewJob] | None]:
+        """Claim the step's job for this cause and build it: whether this call claimed it,
+        and the job to write (None: it exists). The run's index entry is the claim, written
+        before the job: a run with an entry is not over."""
         job_id = keys.step_job_id(run, gen, step.name, *cause)
         # Claimed before: by this same cause run again, or by a writer killed before its
         # enqueue. Only a missing record is written again.
         claimed = await self.index_step(run, gen, step, job_id)
         if not claimed and await self.client.backend.get(job_id) is not None:
-            return True
+            return False, None
         task = self.client.registry.get_task(step.name)
         flow = self.graph.flows.get(step.flow)
         if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
@@ -183,8 +273,7 @@ class Engine:
         new = dataclasses.replace(
             self.client.new_job(task, data, options or {}), id=job_id, dedup_key="flow:" + job_id
         )
-        await self.client.submit(task, new, {})
-        return True
+        return claimed, (task, new)
 
     async def index_step(self, run: str, gen: int, step: Step, job_id: str) -> bool:
         """Add the step's job to the run's index (a run with an entry is not over); False
@@ -195,61 +284,90 @@ class Engine:
         )
 
     # -- ending runs -----------------------------------------------------------------------
-    async def check(self, run: str) -> RunState | None:
+    async def check(self, run: str, known: StepMeta | None = None) -> RunState | None:
         """End the run if it is over: completed when no step is left to run, failed when a
-        step failed for good and its flow does not continue. Returns the state it ended in."""
+        step failed for good and its flow does not continue. Returns the state it ended in.
+        ``known``: a step of the run that just finished (its flow and generation need no
+        read; ending it is claimed once, by the end marker)."""
         backend = self.client.backend
-        rec = await records.load(backend, run)
-        if rec is None or rec.state != "running":
-            return None
-        flow = self.graph.flows.get(rec.flow)
+        if known is None:
+            rec = await records.load(backend, run)
+            if rec is None or rec.state != "running":
+                return None
+            name, gen = rec.flow, rec.gen
+        else:
+            name, gen = known.flow, known.gen
+        flow = self.graph.flows.get(name)
         index = await backend.kv_scan(keys.job_prefix(run))
         ids = [k[len(keys.job_prefix(run)) :] for k in index]
-        index_ids = set(ids)
+        markers = {i: codec.loads(raw) for i, raw in zip(ids, index.values(), strict=True)}
         jobs = await self.client.get_jobs(ids)
+        done = handed_off(flow, run, markers, jobs)
         now = time.time()
         pending: list[str | None] = [
             i
-            for i, raw in zip(ids, index.values(), strict=True)
-            if (jobs[i].state in LIVE_STATES if i in jobs else not _purged(raw, now))
+            for i, marker in markers.items()
+            if i not in done
+            and (jobs[i].state in LIVE_STATES if i in jobs else not _purged(marker, now))
         ]
-        waiting = await backend.kv_scan(keys.waiting_prefix(run))
-        if any(k[len(keys.waiting_prefix(run)) :] not in index_ids for k in waiting):
-            pending.append(None)  # a step waits for its signal (not yet in the index)
+        if flow is None or flow.shape().waits:
+            waiting = await backend.kv_scan(keys.waiting_prefix(run))
+            if any(k[len(keys.waiting_prefix(run)) :] not in markers for k in waiting):
+                pending.append(None)  # a step waits for its signal (not yet in the index)
         failed = [j for j in jobs.values() if j.state in (JobState.FAILED, JobState.CANCELLED)]
         if failed and (flow is None or flow.on_failure == "fail"):
             first = failed[0]
             error = {"step": first.task, "job_id": first.id, **(first.error or {})}
-            if await self.end(rec, "failed", error):
+            if await self.end_run(run, name, gen, "failed", error):
                 await self.cancel_jobs(run)
             return "failed"
         if not pending:
-            await self.end(rec, "completed", None)
+            await self.end_run(run, name, gen, "completed", None)
             return "completed"
         return None
 
     async def end(self, rec: RunRecord, state: RunState, error: dict[str, Any] | None) -> bool:
         """End the run's generation in ``state``, once: False when it had ended already."""
-        backend = self.client.backend
-        if not await backend.set_if_absent(keys.end_key(rec.id, rec.gen), state):
+        if not await self.end_run(rec.id, rec.flow, rec.gen, state, error):
             return False
         rec.state = state
         rec.ended_at = time.time()
         rec.error = error
-        await records.save(backend, rec)
-        await backend.kv_delete(keys.live_key(rec.id))
-        flow = self.graph.flows.get(rec.flow)
+        return True
+
+    async def end_run(
+        self, run: str, name: str, gen: int, state: RunState, error: dict[str, Any] | None
+    ) -> bool:
+        """End the run's generation: its end marker holds the end (the record is read
+        with it), claimed once. False when it had ended already."""
+        backend = self.client.backend
+        mark = records.end_mark(state, time.time(), error)
+        if not await backend.set_if_absent(keys.end_key(run, gen), mark):
+            return False
+        await self.settle(run, name, state)
+        await self.publish(f"flow.{state}", run, name, error=error)
+        return True
+
+    async def settle(self, run: str, name: str, state: RunState) -> None:
+        """After a run's end: remove its live entry, and its state as its flow's cleanup
+        rule says. The entry holds the flow's name, marked once a step kept state:
+        deleting it with the unmarked name tells whether there is state to clear; a
+        marked one goes after the state, so a live entry left means a cleanup not done."""
+        backend = self.client.backend
+        if await backend.kv_delete(keys.live_key(run), name):
+            return
+        flow = self.graph.flows.get(name)
         if flow is not None and (
             flow.cleanup == "immediate" or (flow.cleanup == "on_complete" and state == "completed")
         ):
-            await State(self.client, rec.id, flow).clear()
-        await self.publish(f"flow.{state}", rec.id, rec.flow, error=error)
-        return True
+            await State(self.client, run, flow).clear()
+        await backend.kv_delete(keys.live_key(run))
 
     # -- starting and stopping runs ---------------------------------------------------------
     async def start_run(self, flow: str, data: Any = None) -> str:
         f = self.graph.flow(flow)
         f.check()
+        f.shape()  # a flow that cannot be shaped fails here, not in a worker
         rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
         await records.save(self.client.backend, rec)
         await self.client.backend.kv_set(keys.live_key(rec.id), flow)
@@ -286,8 +404,11 @@ class Engine:
         ended = 0
         for key in await backend.kv_scan(keys.live_prefix()):
             rec = await records.load(backend, key[len(keys.live_prefix()) :])
-            if rec is None or rec.state != "running":
-                await backend.kv_delete(key)  # its ender died before removing it
+            if rec is None:
+                await backend.kv_delete(key)
+                continue
+            if rec.state != "running":
+                await self.settle(rec.id, rec.flow, rec.state)  # its ender died before
                 continue
             await self.waits.rescue(rec.id)
             if await self.check(rec.id) is not None:
@@ -322,7 +443,7 @@ class Engine:
                 rec.stalled_at = None
                 await records.save(self.client.backend, rec)
             return False
-        if now - last < flow.stall_timeout:
+        if now - last < flow.stall_timeout or await self.waits.timed(rec.id):
             return False
         if not await self.client.backend.set_if_absent(keys.stall_key(rec.id, last), "1"):
             return False
@@ -347,5 +468,30 @@ class Engine:
         return retried
 
     async def publish(self, type_: str, run: str, flow: str, **data: Any) -> None:
+        """Write a run's event (flow.*, step.waiting, step.resumed), in the next batch."""
         event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
-        await self.client.backend.publish([event])
+        await self.publisher.publish(event)
+
+
+def handed_off(
+    flow: FlowDef | None, run: str, markers: Mapping[str, Any], jobs: Mapping[str, Job]
+) -> set[str]:
+    """The run's jobs still active whose completion handed off to new jobs of plain steps,
+    all of them written: their handlers completed and their outcomes are on their way
+    (the step skipped its own check after them: see ``Engine.finished``)."""
+    if flow is None:
+        return set()
+    handoff = flow.shape().handoff
+    out = set()
+    for job_id, job in jobs.items():
+        marker = markers.get(job_id)
+        if job.state != JobState.ACTIVE or marker is None or marker["step"] not in handoff:
+            continue
+        trigger = STEP_PREFIX + marker["step"]
+        after = [
+            keys.step_job_id(run, marker["gen"], s.name, job_id, trigger, "done")
+            for s in handoff[marker["step"]]
+        ]
+        if all(i in jobs for i in after):
+            out.add(job_id)
+    return out

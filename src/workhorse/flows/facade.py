@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,13 +15,15 @@ from workhorse.flows import keys, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
-from workhorse.flows.waiting import SIGNAL_TTL
+from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
 from workhorse.job import Event
 from workhorse.settings import check_name
 
 # How often ``RunHandle.result`` looks at the run's record.
 POLL = 0.02
+# How long it waits, once the run ended, for its ender to remove the run's state.
+SETTLE = 2.0
 
 
 class RunHandle:
@@ -44,8 +47,19 @@ class RunHandle:
             while True:
                 rec = await records.load(backend, self.id)
                 if rec is not None and rec.state != "running":
+                    await self._settled()
                     return await self.flows.get(self.id)
                 await asyncio.sleep(POLL)
+
+    async def _settled(self) -> None:
+        """The ender removes the run's live entry after the run's state (by the cleanup
+        rule): wait for that, a while at most (an ender that died leaves it to the sweep)."""
+        backend = self.flows.client.backend
+        deadline = time.monotonic() + SETTLE
+        while await backend.kv_get(keys.live_key(self.id)) is not None:
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(POLL)
 
     async def result(self, timeout: float | None = None) -> dict[str, Any]:
         """The outputs of the run's last steps (those nothing follows), by step; raises
@@ -109,12 +123,12 @@ class Flows:
         wait: Any = None,
     ) -> list[Step]:
         steps = self.graph.add_step(task, flow, entry, subscribes, emits, wait)
-        timed = any(s.wait is not None and s.wait.timeout is not None for s in steps)
+        timed = any(w.timeout is not None or s.after is w for s in steps for w in s.waits)
         if timed and TIMER_TASK not in self.client.registry.tasks:
             waits = self.engine.waits
 
             async def timer(data: dict[str, Any]) -> None:
-                await waits.timed_out(data["wait"])
+                await waits.timed_out(data["wait"], data.get("timer"))
 
             self.client.registry.add_task(timer, name=TIMER_TASK)
         return steps
@@ -176,15 +190,17 @@ class Flows:
             rec.error,
             steps,
             rec.stalled_at,
-            [{k: w[k] for k in ("step", "signal", "key", "since")} for w in waits],
+            [
+                {**{k: w[k] for k in ("step", "signal", "key", "since")}, "phase": phase_of(w)}
+                for w in waits
+            ],
         )
 
     async def list(self, flow: str | None = None, state: str | None = None) -> list[RunRecord]:
         """Runs, newest first, of one flow and in one state if asked."""
         if state is not None and state not in RUN_STATES:
             raise ConfigError(f"state must be one of {', '.join(RUN_STATES)}, got {state!r}")
-        backend = await self.client.store()
-        runs = [RunRecord.loads(v) for v in (await backend.kv_scan(keys.runs_prefix())).values()]
+        runs = await records.load_all(await self.client.store())
         runs = [r for r in runs if flow in (None, r.flow) and state in (None, r.state)]
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return runs
@@ -215,7 +231,8 @@ class Flows:
         rec.stalled_at = None
         rec.created_at = await backend.now()
         await records.save(backend, rec)
-        await backend.kv_set(keys.live_key(rec.id), rec.flow)
+        # Marked as keeping state: the earlier generations' state is cleared by its end.
+        await backend.kv_set(keys.live_key(rec.id), rec.flow + keys.STATEFUL)
         await self.engine.publish("flow.started", rec.id, rec.flow, restart=rec.gen)
         await self.engine.start_entries(rec, self.graph.flow(rec.flow))
         return RunHandle(self, run_id, rec.flow)
@@ -243,6 +260,7 @@ class Flows:
                 for k in await backend.kv_scan(f"{keys.PREFIX}in:{rec.id}:{gen}:"):
                     await backend.kv_delete(k)
                 await backend.kv_delete(keys.end_key(rec.id, gen))
+            await backend.kv_delete(keys.live_key(rec.id))  # a late state mark wrote it again
             await backend.kv_delete(keys.run_key(rec.id))
             n += 1
         return n
@@ -252,26 +270,20 @@ class Flows:
         return await self.engine.check(run_id)
 
     async def events(self, run_id: str, limit: int = 100_000) -> builtins.list[Event]:
-        """The run's events in order: flow.* ones, and its steps' job events renamed
-        step.* (with the step in ``data["step"]``)."""
+        """The run's events in order: flow.*, step.* (started, completed, failed,
+        retrying, cancelled, waiting, resumed), emit and state, each with the run, flow
+        and (for a step's) the step in ``data``."""
         backend = await self.client.store()
-        prefix = keys.job_prefix(run_id)
-        steps = {
-            k[len(prefix) :]: codec.loads(v)["step"]
-            for k, v in (await backend.kv_scan(prefix)).items()
-        }
         out: builtins.list[Event] = []
         cursor = 0
         while batch := await backend.events(cursor, 1000):
             cursor = batch[-1].id
-            for e in batch:
-                if e.job_id in steps and e.type.startswith("job."):
-                    data = {**e.data, "run": run_id, "step": steps[e.job_id]}
-                    out.append(
-                        Event("step." + e.type[4:], e.job_id, e.task, e.queue, data, e.at, e.id)
-                    )
-                elif e.job_id is None and e.data.get("run") == run_id:
-                    out.append(e)
+            out += [e for e in batch if of_run(e, run_id)]
             if len(out) >= limit or len(batch) < 1000:
                 break
         return out[:limit]
+
+
+def of_run(event: Event, run_id: str) -> bool:
+    """Whether ``event`` is one the flows wrote for the run (not its jobs' job.* ones)."""
+    return event.data.get("run") == run_id and not event.type.startswith("job.")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workhorse.errors import ConfigError
-from workhorse.flows.waits import Wait, make_wait
+from workhorse.flows.waits import Wait, make_waits
 from workhorse.settings import check_name
 
 OnFailure = Literal["fail", "continue"]
@@ -27,6 +27,11 @@ class Step:
     subscribes: tuple[str, ...]
     emits: tuple[str, ...]
     wait: Wait | None = None  # before the step runs
+    after: Wait | None = None  # after its handler returned, before its completion fires
+
+    @property
+    def waits(self) -> tuple[Wait, ...]:
+        return tuple(w for w in (self.wait, self.after) if w is not None)
 
     @property
     def join(self) -> bool:
@@ -43,6 +48,19 @@ class FlowDef:
     state_ttl: float | None = None  # seconds a state value lives (cleanup="ttl" needs one)
     stall_timeout: float | None = None  # seconds without progress before a run is stalled
     step_timeout: float | None = None  # for its steps whose task sets no timeout
+    _shape: Shape | None = field(default=None, repr=False, compare=False)  # see shape()
+
+    def last(self) -> str | None:
+        """The step whose completion ends a run, when the flow is closed (see ``Shape``)
+        and a failure fails the run (else the other branches may go on)."""
+        return self.shape().last if self.on_failure == "fail" else None
+
+    def shape(self) -> Shape:
+        """What a finishing step can tell about its run from the definition alone (kept
+        until the flow changes)."""
+        if self._shape is None:
+            self._shape = Shape.of(self)
+        return self._shape
 
     def entries(self) -> list[Step]:
         return [s for s in self.steps.values() if s.entry]
@@ -77,6 +95,61 @@ class FlowDef:
                         f"step {s.name!r} of flow {self.name!r} subscribes to {t!r}, which no "
                         f"step of the flow emits; add emits=[{t!r}] to the step that emits it"
                     )
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    # step -> the steps its completion starts, each as one job at once, when all of
+    # them are plain (no join, no wait for a signal or webhook); absent otherwise.
+    handoff: dict[str, tuple[Step, ...]]
+    # The step every run ends with, when the flow is closed: nothing emits and the steps
+    # form no cycle and have one leaf. Then every step is an ancestor of the leaf and runs
+    # once per run: with a failure failing the run (``FlowDef.last``), the leaf's
+    # completion means every step completed, and the run is over without a look at the
+    # store.
+    last: str | None
+    waits: bool  # a step of the flow waits for a signal or a webhook
+
+    @classmethod
+    def of(cls, flow: FlowDef) -> Shape:
+        handoff: dict[str, tuple[Step, ...]] = {}
+        for name in flow.steps:
+            subs = flow.subscribers(STEP_PREFIX + name)
+            plain = all(not s.join and not waits_for_signal(s) for s in subs)
+            if subs and plain and flow.steps[name].after is None:
+                handoff[name] = tuple(subs)
+        leaves = flow.leaves()
+        closed = (
+            len(leaves) == 1
+            and not any(s.emits or s.after is not None for s in flow.steps.values())
+            and _acyclic(flow)
+        )
+        # A wait after a step (any kind) holds its run open with a waiting entry too.
+        waits = any(waits_for_signal(s) or s.after is not None for s in flow.steps.values())
+        return cls(handoff, leaves[0] if closed else None, waits)
+
+
+def waits_for_signal(step: Step) -> bool:
+    """Whether the step waits for a signal or a webhook (not just a delay or a time)."""
+    return step.wait is not None and (step.wait.signal is not None or step.wait.webhook is not None)
+
+
+def _acyclic(flow: FlowDef) -> bool:
+    done: set[str] = set()
+    path: set[str] = set()
+
+    def visit(name: str) -> bool:
+        if name in path:
+            return False
+        if name in done:
+            return True
+        path.add(name)
+        ok = all(visit(s.name) for s in flow.subscribers(STEP_PREFIX + name))
+        path.discard(name)
+        done.add(name)
+        return ok
+
+    return all(visit(name) for name in flow.steps)
 
 
 def _positive(value: Any, what: str) -> float:
@@ -183,10 +256,12 @@ class Graph:
             )
         if len(set(subs)) != len(subs):
             raise ConfigError(f"step {task!r} subscribes to a trigger twice: {list(subs)}")
+        before, after = make_waits(wait)
         steps = []
         for name in flows:
             f = self._flow(name)
-            step = Step(name, task, entry, subs, _names(emits, "emits"), make_wait(wait))
+            f._shape = None
+            step = Step(name, task, entry, subs, _names(emits, "emits"), before, after)
             f.steps[task] = step
             steps.append(step)
         self.tasks[task] = [s for s in self.tasks.get(task, []) if s.flow not in flows] + steps

@@ -61,9 +61,14 @@ def input_prefix(run: str, gen: int, step: str) -> str:
     return f"{PREFIX}in:{run}:{gen}:{step}:"
 
 
+def end_prefix() -> str:
+    return f"{PREFIX}end:"
+
+
 def end_key(run: str, gen: int) -> str:
-    """Set once, by whoever ends the run's generation: the first end wins."""
-    return f"{PREFIX}end:{run}:{gen}"
+    """Set once, by whoever ends the run's generation: the first end wins. It holds the
+    end (state, time, error), which readers lay over the run's record."""
+    return f"{end_prefix()}{run}:{gen}"
 
 
 def state_prefix(run: str | None) -> str:
@@ -100,4 +105,8 @@ def live_prefix() -> str:
 
 
 def live_key(run: str) -> str:
+    """Holds the run's flow name, with STATEFUL added once a step kept state in the run."""
     return live_prefix() + run
+
+
+STATEFUL = " state"  # not in a flow's name

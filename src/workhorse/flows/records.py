@@ -43,9 +43,43 @@ class RunRecord:
         return cls(**codec.loads(raw))
 
 
+def end_mark(state: RunState, at: float, error: dict[str, Any] | None) -> str:
+    """The value of a run generation's end marker: how it ended."""
+    return codec.dumps({"state": state, "at": at, "error": error}).decode()
+
+
+def ended(rec: RunRecord, mark: str | None) -> RunRecord:
+    """The record with its generation's end laid over it (the end marker's value)."""
+    if mark is not None and rec.state == "running":
+        try:
+            d = codec.loads(mark)
+        except ValueError:  # a marker written before it held the end: the state alone
+            d = {"state": mark}
+        if isinstance(d, dict) and d.get("state") in RUN_STATES:
+            rec.state = d["state"]
+            rec.ended_at = d.get("at")
+            rec.error = d.get("error")
+    return rec
+
+
 async def load(backend: Backend, run: str) -> RunRecord | None:
     raw = await backend.kv_get(keys.run_key(run))
-    return None if raw is None else RunRecord.loads(raw)
+    if raw is None:
+        return None
+    rec = RunRecord.loads(raw)
+    if rec.state != "running":
+        return rec
+    return ended(rec, await backend.kv_get(keys.end_key(run, rec.gen)))
+
+
+async def load_all(backend: Backend) -> list[RunRecord]:
+    """Every run's record, each with its end."""
+    runs = [RunRecord.loads(v) for v in (await backend.kv_scan(keys.runs_prefix())).values()]
+    if any(r.state == "running" for r in runs):
+        marks = await backend.kv_scan(keys.end_prefix())
+        for r in runs:
+            ended(r, marks.get(keys.end_key(r.id, r.gen)))
+    return runs
 
 
 async def save(backend: Backend, rec: RunRecord) -> None:
@@ -76,7 +110,12 @@ class RunInfo:
     error: dict[str, Any] | None
     steps: list[StepInfo] = field(default_factory=list)
     stalled_at: float | None = None
-    waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting for a signal
+    waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting, before or after
+
+    @property
+    def waiting(self) -> bool:
+        """Running, with a step waiting (before it runs or before its completion fires)."""
+        return self.state == "running" and bool(self.waits)
 
     def step(self, name: str) -> list[StepInfo]:
         return [s for s in self.steps if s.step == name]

@@ -1,7 +1,10 @@
-"""Waits before a step: a delay, a cron time, a signal matched by a key, or a webhook (a
-signal addressed to the waiting step of one run, delivered over HTTP); the last two with
-a timeout and an action on timeout (fail the run, continue without the signal, or retry:
-wait as long again).
+"""Waits before or after a step: a delay, a cron time, a signal matched by a key, or a
+webhook (a signal addressed to the waiting step of one run, delivered over HTTP); the last
+two with a timeout and an action on timeout (fail the run, continue without the signal, or
+retry: before a step, wait as long again; after it, run the step again).
+
+A wait before a step holds back its job; a wait after it holds back its completion (what
+the step's subscribers are fired with), once its handler returned.
 
 A signal is stored under its name and key before the waits it resolves are looked up, so
 one that arrives before its wait starts is found when the wait starts; a wait is resolved
@@ -21,6 +24,7 @@ OnTimeout = Literal["fail", "continue", "retry"]
 ON_TIMEOUT = ("fail", "continue", "retry")
 WAIT_KEYS = ("delay", "cron", "signal", "webhook", "key", "timeout", "on_timeout")
 WEBHOOK_KEYS = ("signed",)
+PHASES = ("before", "after")
 # The signal a webhook wait is resolved by; its key names the run, generation and step.
 WEBHOOK_SIGNAL = "webhook"
 # The task that ends a wait for a signal when its timeout passes (registered once needed).
@@ -46,15 +50,24 @@ class Wait:
     webhook: Webhook | None = None
 
     @property
+    def for_signal(self) -> bool:
+        """Resolved by a signal (or a webhook); else by its timer alone (a delay, a cron time)."""
+        return self.signal is not None or self.webhook is not None
+
+    @property
     def signal_name(self) -> str:
-        """The signal that resolves the wait (a webhook's is the same for every step)."""
-        return WEBHOOK_SIGNAL if self.webhook is not None else str(self.signal)
+        """The signal that resolves the wait (a webhook's is the same for every step; a
+        delay's or a cron time's is none)."""
+        if self.webhook is not None:
+            return WEBHOOK_SIGNAL
+        return "" if self.signal is None else self.signal
 
     def key_of(self, data: Any, run: str = "", gen: int = 0, step: str = "") -> str:
-        """The key a signal must carry to resume a wait on this input."""
+        """The key a signal must carry to resume a wait on this data (the step's input
+        before it, its output after it)."""
         if self.webhook is not None:
             return webhook_key(run, gen, step)
-        if self.key is None:
+        if self.key is None or not self.for_signal:
             return ""
         if callable(self.key):
             value = self.key(data)
@@ -62,7 +75,7 @@ class Wait:
             value = data[self.key]
         else:
             raise ConfigError(
-                f"wait for signal {self.signal!r}: the step's input has no field {self.key!r} "
+                f"wait for signal {self.signal!r}: the step's data has no field {self.key!r} "
                 "to key it by; pass key=<field> present in the input, or key=<function>"
             )
         return str(value)
@@ -70,6 +83,11 @@ class Wait:
 
 def webhook_key(run: str, gen: int, step: str) -> str:
     return f"{run}:{gen}:{step}"
+
+
+def after_name(step: str) -> str:
+    """How a wait after ``step`` names it in its webhook key (apart from a wait before it)."""
+    return f"{step}:after"
 
 
 def _webhook(spec: Any) -> Webhook:
@@ -130,3 +148,16 @@ def make_wait(spec: Any) -> Wait | None:
         on_timeout=on_timeout,
         webhook=None if spec.get("webhook") is None else _webhook(spec["webhook"]),
     )
+
+
+def make_waits(spec: Any) -> tuple[Wait | None, Wait | None]:
+    """The waits before and after a step: ``wait={...}`` waits before it, ``wait={"after":
+    {...}}`` after it, ``wait={"before": {...}, "after": {...}}`` both."""
+    if isinstance(spec, Mapping) and spec and set(spec) <= set(PHASES):
+        return make_wait(spec.get("before")), make_wait(spec.get("after"))
+    if isinstance(spec, Mapping) and set(spec) & set(PHASES):
+        raise ConfigError(
+            "wait: put the wait's options inside before= or after=, e.g. {'after': "
+            "{'signal': 'paid', 'key': 'order_id'}}, or leave both out for a wait before"
+        )
+    return make_wait(spec), None

@@ -228,9 +228,18 @@ class Listener:
                 await self._deliver(hook, event)
 
     async def _deliver(self, hook: Hook, event: JobEvent) -> None:
+        instruments = self.client.instruments
         for attempt in range(1, self.attempts + 1):
             try:
-                await hook.call(event)
+                if instruments:  # tracing: a span per call, linked to the job's trace
+                    async with contextlib.AsyncExitStack() as spans:
+                        for i in instruments:
+                            await spans.enter_async_context(
+                                i.delivering(self.client, hook.name, event)
+                            )
+                        await hook.call(event)
+                else:
+                    await hook.call(event)
             except Exception as exc:
                 if attempt < self.attempts:
                     await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))

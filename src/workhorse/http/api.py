@@ -1,24 +1,22 @@
 """The REST API over the client: health, enqueue, jobs, events; queues, schedules and
 workers come from ``operate``, the hook groups from ``hooks``, the flows from ``flows``."""
 
-import base64
-import binascii
 import hashlib
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from workhorse.client import Client
+from workhorse.client import KEEP, Client
 from workhorse.errors import RunTimeout
 from workhorse.http.auth import Caller
 from workhorse.http.calls import CALL_QUEUE_PREFIX
-from workhorse.http.errors import ERRORS, ApiError, ApiRoute
+from workhorse.http.enqueue import enqueue_job, fast_enqueue
+from workhorse.http.errors import ERRORS, ApiError, ApiRoute, fast_route
 from workhorse.http.flows import flows_routes
 from workhorse.http.hooks import hooks_routes
-from workhorse.http.idempotency import enqueue_once
 from workhorse.http.models import (
     Done,
     Enqueued,
@@ -27,14 +25,19 @@ from workhorse.http.models import (
     JobList,
     JobOut,
     LogLine,
+    RetryIn,
     event_out,
     job_out,
 )
 from workhorse.http.operate import operate_routes
-from workhorse.http.params import MAX_CURSOR, MAX_WAIT, JobId, Name
+from workhorse.http.params import MAX_CURSOR, MAX_WAIT, NAME_PATTERN, JobId, Name
 from workhorse.http.state import Api
 from workhorse.http.stream import sse
-from workhorse.job import JobState
+from workhorse.http.triggers import triggers_routes
+from workhorse.job import JobKey, JobState
+
+# A page of jobs ends at a job: the next starts after its creation time and id.
+JOB_CURSOR = r"^[0-9]{1,13}(\.[0-9]{1,9})?:[0-9a-f]{1,64}$"
 
 
 def api_routes(api: Api) -> APIRouter:
@@ -57,65 +60,35 @@ def api_routes(api: Api) -> APIRouter:
         return Health(ok=True, backend=backend.url.split("://")[0], now=await backend.now())
 
     # -- tasks and enqueue ---------------------------------------------------------------
-    @r.post(
-        "/tasks/{name}/jobs",
-        status_code=202,
-        response_model=Enqueued,
-        responses={200: {"model": JobOut, "description": "?wait=: the job, finished in time"}},
-    )
     async def enqueue(
         name: Name,
         caller: Write,
-        response: Response,
         body: Annotated[Any, Body()] = None,
         wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None,
         delay: Annotated[float | None, Query(ge=0, le=365 * 86_400)] = None,
         priority: Annotated[int | None, Query(ge=-(2**31) + 1, le=2**31 - 1)] = None,
-        queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
+        queue: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Any:
         """Enqueue a job of task NAME with the body as its payload: 202 with its id and a
         Location. ``?wait=N`` answers 200 with the finished job if it ends within N
         seconds. An ``Idempotency-Key`` makes a repeat return the first request's job."""
-        task = client.registry.get_task(name)
-        if not task.defaults.queued:
-            raise ApiError(
-                409,
-                "NotQueued",
-                f"task {name!r} has mode='http': call it at its own route, not enqueue it",
-            )
         options = {
             k: v
             for k, v in (("delay", delay), ("priority", priority), ("queue", queue))
             if v is not None
         }
-        if idempotency_key is not None:
-            out = await enqueue_once(client, task, body, options, idempotency_key)
-            if out.replayed:
-                response.headers["Idempotent-Replayed"] = "true"
-        elif task.defaults.on_duplicate == "raise":  # the client's refusal names the job
-            h = await client.enqueue(task, body, **options)
-            out = Enqueued(id=h.id, task=h.task, queue=h.queue, status=h.status, state=h.state)
-        else:
-            new = client.new_job(task, body, options)
-            res = await api.enqueues.enqueue(new)
-            status = "replaced" if res.replaced else "created" if res.created else "duplicate"
-            if status == "duplicate" and task.defaults.on_duplicate == "skip":
-                status = "skipped"
-            out = Enqueued(
-                id=res.id, task=task.name, queue=new.queue, status=status, state=res.state
-            )
-        response.headers["Location"] = api.location(out.id)
-        if wait:
-            try:
-                job = await client.wait(out.id, wait)
-            except RunTimeout:
-                return out
-            return JSONResponse(
-                job_out(job, CALL_QUEUE_PREFIX, caller.known).model_dump(mode="json"),
-                headers=dict(response.headers),
-            )
-        return out
+        return await enqueue_job(api, name, caller, body, options, wait, idempotency_key)
+
+    r.add_api_route(
+        "/tasks/{name}/jobs",
+        enqueue,
+        methods=["POST"],
+        status_code=202,
+        response_model=Enqueued,
+        responses={200: {"model": JobOut, "description": "?wait=: the job, finished in time"}},
+        route_class_override=fast_route(partial(fast_enqueue, api)),
+    )
 
     # -- jobs ----------------------------------------------------------------------------
     @r.get("/jobs", response_model=JobList)
@@ -124,13 +97,15 @@ def api_routes(api: Api) -> APIRouter:
         queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
         state: JobState | None = None,
         task: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")] = None,
-        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        cursor: Annotated[str | None, Query(pattern=JOB_CURSOR)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> JobList:
-        """Jobs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-        offset = _offset(cursor)
-        jobs = await client.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset)
-        nxt = _cursor(offset + len(jobs)) if len(jobs) == limit else None
+        """Jobs newest first; pass ``next_cursor`` back as ``cursor`` for the next page
+        (a keyset cursor: jobs added or deleted meanwhile shift nothing)."""
+        jobs = await client.jobs(
+            queue=queue, state=state, task=task, limit=limit, after=_after(cursor)
+        )
+        nxt = _cursor(JobKey.of(jobs[-1])) if len(jobs) == limit else None
         return JobList(
             jobs=[job_out(j, CALL_QUEUE_PREFIX, caller.known) for j in jobs], next_cursor=nxt
         )
@@ -208,12 +183,15 @@ def api_routes(api: Api) -> APIRouter:
         return Done(ok=True, state=str(state))
 
     @r.post("/jobs/{job_id}/retry", response_model=Done)
-    async def retry(job_id: JobId, caller: Write) -> Done:
-        """Put a failed or cancelled job back in its queue with fresh attempts."""
+    async def retry(job_id: JobId, caller: Write, body: RetryIn | None = None) -> Done:
+        """Put a failed or cancelled job back in its queue with fresh attempts; with a body's
+        ``data``, with that payload instead (422 when the task refuses it). The job's
+        ``job.queued`` event then keeps the old payload and names the caller's scope."""
         job = await job_or_404(job_id)
         if job.queue.startswith(CALL_QUEUE_PREFIX):
             raise ApiError(409, "NotQueued", "an HTTP call's record is not retried: call again")
-        if not await client.retry(job_id):
+        data = body.data if body is not None and "data" in body.model_fields_set else KEEP
+        if not await client.retry(job_id, data, by=f"api ({caller.scope} token)"):
             raise ApiError(
                 409, "NotRetryable", f"job {job_id} is {job.state}, not failed or cancelled"
             )
@@ -222,6 +200,7 @@ def api_routes(api: Api) -> APIRouter:
     r.include_router(operate_routes(api))
     r.include_router(hooks_routes(api))
     r.include_router(flows_routes(api))
+    r.include_router(triggers_routes(api))
 
     # -- events -------------------------------------------------------------------
     @r.get(
@@ -266,20 +245,16 @@ def _stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     )
 
 
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode().rstrip("=")
+def _cursor(key: JobKey) -> str:
+    return f"{key.created!r}:{key.id}"
 
 
-def _offset(cursor: str | None) -> int:
+def _after(cursor: str | None) -> JobKey | None:
+    """The page's last job from a cursor (``CREATED:ID``, as ``_cursor`` writes it)."""
     if not cursor:
-        return 0
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        offset = value["o"]
-        if not isinstance(offset, int) or not 0 <= offset < 2**62:
-            raise ValueError
-        return offset
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise ApiError(
-            400, "BadCursor", "cursor is not one this API gave; start again without it"
-        ) from None
+        return None
+    at, _, job_id = cursor.partition(":")
+    created = float(at)  # the route's pattern admits only digits here
+    if created >= 2**40:  # past any store's clock (PostgreSQL refuses it)
+        raise ApiError(400, "BadCursor", "cursor is not one this API gave; start again without it")
+    return JobKey(job_id, created)

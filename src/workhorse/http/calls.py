@@ -23,7 +23,7 @@ from typing import Any
 from workhorse import events
 from workhorse.client import Client
 from workhorse.context import JobContext
-from workhorse.job import Lease, NewJob, Outcome
+from workhorse.job import PRIVATE_QUEUE_PREFIX, Lease, NewJob, Outcome
 from workhorse.task import Task
 from workhorse.worker.finisher import Finisher
 from workhorse.worker.runner import Runner
@@ -32,7 +32,7 @@ log = logging.getLogger("workhorse.http")
 
 # The prefix of every server process's private queue: `workhorse jobs --queue http.*`
 # style listings show these records as HTTP calls.
-CALL_QUEUE_PREFIX = "http."
+CALL_QUEUE_PREFIX = PRIVATE_QUEUE_PREFIX
 # Leases claimed per round trip: several requests in flight are served by one claim.
 _CLAIM_BATCH = 64
 
@@ -49,16 +49,24 @@ class InlineCalls:
         self._pending: list[NewJob] = []  # records to write with the next enqueue
         self._writer: asyncio.Task[None] | None = None
         self._finisher: Finisher | None = None
+        # The calls running, by job id, and the one task renewing their leases.
+        self._running: dict[str, tuple[Lease, JobContext, asyncio.Task[Outcome]]] = {}
+        self._keeper: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
         await self.runner.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    async def call(self, task: Task[Any, Any], data: Any) -> tuple[str, Outcome]:
-        """Run ``task`` on ``data`` here and return its job id and outcome (written)."""
-        client = self.client
-        new = client.new_job(task, data, {"queue": self.queue, "retries": 0, "max_stalls": 0})
+    def record(self, task: Task[Any, Any], data: Any) -> NewJob:
+        """The job record of a call of ``task`` on ``data`` (a bad payload raises here)."""
+        new = self.client.new_job(task, data, {"queue": self.queue, "retries": 0, "max_stalls": 0})
         new.dedup_key = None  # a call is never a duplicate of a queued job
+        return new
+
+    async def call(self, new: NewJob) -> tuple[str, Outcome]:
+        """Run the call ``new`` (from ``record``) here: its job id and outcome (written)."""
         fut: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         self._waiting[new.id] = fut
         self._pending.append(new)
@@ -108,7 +116,9 @@ class InlineCalls:
     async def _run(self, lease: Lease) -> Outcome:
         ctx = JobContext(self.client, lease)
         attempt = asyncio.create_task(self.runner.run(lease, ctx))
-        keeper = asyncio.create_task(self._renew(lease, ctx, attempt))
+        self._running[lease.job_id] = (lease, ctx, attempt)
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(self._renew(), name="workhorse-http-renew")
         try:
             outcome = await asyncio.shield(attempt)
         except asyncio.CancelledError:
@@ -122,7 +132,10 @@ class InlineCalls:
             await self._finish(lease, outcome)
             raise
         finally:
-            keeper.cancel()
+            self._running.pop(lease.job_id, None)
+            if not self._running and self._keeper is not None:
+                self._keeper.cancel()  # nothing left to renew: no timer outlives the calls
+                self._keeper = None
         if outcome.kind == "retry":  # a full concurrency or rate limit: the caller retries
             outcome = Outcome(
                 "failed",
@@ -144,20 +157,22 @@ class InlineCalls:
         if not await self._finisher.submit(lease, outcome):
             log.warning("call %s: its outcome was refused, the lease was lost", lease.job_id)
 
-    async def _renew(self, lease: Lease, ctx: JobContext, attempt: asyncio.Task[Any]) -> None:
-        """Keep the lease while the handler runs, and stop it when someone cancels the job."""
+    async def _renew(self) -> None:
+        """Keep the leases of the calls running, all in one round trip every third of a
+        lease, and stop a call whose job someone cancelled."""
         backend = self.client.backend
-        while True:
-            await asyncio.sleep(lease.lease / 3)
+        while self._running:
+            await asyncio.sleep(min(r[0].lease for r in self._running.values()) / 3)
+            running = list(self._running.values())
             try:
-                result = await backend.renew([lease])
+                result = await backend.renew([lease for lease, _, _ in running])
             except Exception:
-                log.exception("call %s: renewing its lease failed", lease.job_id)
+                log.exception("renewing the leases of %d HTTP calls failed", len(running))
                 continue
-            if lease.job_id in result.cancel or lease.job_id in result.lost:
-                ctx.cancelled = True
-                attempt.cancel()
-                return
+            for lease, ctx, attempt in running:
+                if lease.job_id in result.cancel or lease.job_id in result.lost:
+                    ctx.cancelled = True
+                    attempt.cancel()
 
 
 _HUNG_UP = {"type": "Cancelled", "message": "the HTTP caller went away", "traceback": ""}

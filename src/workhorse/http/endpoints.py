@@ -7,9 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 
+from workhorse.errors import PayloadError
 from workhorse.http.auth import Caller
-from workhorse.http.errors import ERRORS, ApiError, ApiRoute
+from workhorse.http.errors import ERRORS, ApiError, ApiRoute, fast_route
+from workhorse.http.fast import PASS, json_body
 from workhorse.http.state import Api, Bearer
+from workhorse.job import NewJob
 from workhorse.task import Task
 
 # How a failed call's error type maps to a status; anything else is a 500.
@@ -65,12 +68,19 @@ def _add(router: APIRouter, api: Api, task: Task[Any, Any]) -> None:
             data = body
         else:  # GET: the query string is the payload (a refusal of it is a 422)
             data = dict(request.query_params)
+        return await respond(api, caller, task, data)
+
+    async def fast(request: Request) -> Response | None:
+        """A JSON body the task takes as it is: no FastAPI parameter resolution. Checked
+        before the gate, as FastAPI does, so a refusal goes to FastAPI untouched."""
+        data = await json_body(request) if with_body else PASS
+        if data is PASS:
+            return None
         try:
-            return await answer(api, task, data, caller)
-        except BaseException as exc:
-            if not isinstance(exc, ApiError) or exc.status >= 500:
-                await api.auth.forget(caller)  # a webhook sender's retry must run again
-            raise
+            new = api.calls.record(task, data)
+        except PayloadError:  # FastAPI's validation answers it with the fields
+            return None
+        return await respond(api, await gate(request), task, data, new)
 
     endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     endpoint.__name__ = f"call_{task.name}".replace("-", "_").replace(".", "_")
@@ -83,11 +93,25 @@ def _add(router: APIRouter, api: Api, task: Task[Any, Any]) -> None:
         response_model=None if task.result_type is Any else task.result_type,
         responses=ERRORS,
         operation_id=f"call_{task.name}",
+        route_class_override=fast_route(fast),
     )
 
 
-async def answer(api: Api, task: Task[Any, Any], data: Any, caller: Caller) -> Response:
-    job_id, outcome = await api.calls.call(task, data)
+async def respond(
+    api: Api, caller: Caller, task: Task[Any, Any], data: Any, new: NewJob | None = None
+) -> Response:
+    """Run the call (``new``, else one of ``task`` on ``data``) and answer; a failure
+    frees a webhook's delivery id for its sender's retry."""
+    try:
+        return await answer(api, new or api.calls.record(task, data), caller)
+    except BaseException as exc:
+        if not isinstance(exc, ApiError) or exc.status >= 500:
+            await api.auth.forget(caller)  # a webhook sender's retry must run again
+        raise
+
+
+async def answer(api: Api, new: NewJob, caller: Caller) -> Response:
+    job_id, outcome = await api.calls.call(new)
     headers = {"Workhorse-Job-Id": job_id}
     if outcome.kind == "completed":
         return Response(outcome.result, media_type="application/json", headers=headers)

@@ -3,7 +3,7 @@ a traceback unless the caller holds a token."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
@@ -78,28 +78,53 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+# A hot route's own handling of the common request: an answer, or None to hand the request
+# to FastAPI's full handling (which also answers every validation error).
+Fast = Callable[[Request], Awaitable[Response | None]]
+
+
+def guard(handler: Handler) -> Handler:
+    """``handler`` answering every refusal in the one error shape."""
+
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response()
+        except RequestValidationError as exc:
+            return invalid(exc.errors()).response()
+        except WorkhorseError as exc:
+            return from_workhorse(exc).response()
+        except HTTPException as exc:
+            return ApiError(exc.status_code, "HTTPError", str(exc.detail), exc.headers).response()
+
+    return route
+
+
 class ApiRoute(APIRoute):
     """A route that answers every refusal in the one error shape, also when mounted in a
     user's FastAPI app (whose exception handlers are the user's)."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    def get_route_handler(self) -> Handler:
+        return guard(super().get_route_handler())
 
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as exc:
-                return exc.response()
-            except RequestValidationError as exc:
-                return invalid(exc.errors()).response()
-            except WorkhorseError as exc:
-                return from_workhorse(exc).response()
-            except HTTPException as exc:
-                return ApiError(
-                    exc.status_code, "HTTPError", str(exc.detail), exc.headers
-                ).response()
 
-        return route
+def fast_route(fast: Fast) -> type[ApiRoute]:
+    """A route class that tries ``fast`` first: its OpenAPI entry and every request
+    ``fast`` passes on (None) stay FastAPI's, so both answer alike."""
+
+    class FastRoute(ApiRoute):
+        def get_route_handler(self) -> Handler:
+            full = APIRoute.get_route_handler(self)
+
+            async def quick(request: Request) -> Response:
+                answer = await fast(request)
+                return await full(request) if answer is None else answer
+
+            return guard(quick)
+
+    return FastRoute
 
 
 def from_workhorse(exc: WorkhorseError) -> ApiError:

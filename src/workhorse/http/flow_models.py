@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workhorse.flows import FlowDef, RunInfo, RunRecord, Step
+from workhorse.flows import FlowDef, RunInfo, RunRecord
 from workhorse.flows.graph import STEP_PREFIX
-from workhorse.flows.waits import WEBHOOK_SIGNAL
+from workhorse.flows.waits import WEBHOOK_SIGNAL, Wait
 
 
 class WaitOut(BaseModel):
@@ -28,6 +28,7 @@ class StepDefOut(BaseModel):
     subscribes: list[str]
     emits: list[str]
     wait: WaitOut | None = None
+    after: WaitOut | None = None  # the wait after it runs, before its completion fires
 
 
 class EdgeOut(BaseModel):
@@ -91,6 +92,7 @@ class RunWait(BaseModel):
     key: str
     since: float
     webhook: str | None = None  # a webhook wait: the path that resumes it
+    phase: str = "before"  # before the step runs, or after it (before its completion fires)
 
 
 class RunOut(RunSummary):
@@ -103,8 +105,7 @@ class Resumed(BaseModel):
     resumed: int  # waits resumed (a signal) or steps retried (resume)
 
 
-def wait_out(step: Step) -> WaitOut | None:
-    w = step.wait
+def wait_out(w: Wait | None) -> WaitOut | None:
     if w is None:
         return None
     kind = next(k for k in ("webhook", "delay", "cron", "signal") if getattr(w, k) is not None)
@@ -120,18 +121,21 @@ def wait_out(step: Step) -> WaitOut | None:
     )
 
 
+def publishers(f: FlowDef, trigger: str) -> list[str]:
+    """The steps of ``f`` that fire ``trigger``: ``step:NAME`` is NAME completing, any
+    other trigger is emitted by the steps that declare it."""
+    if trigger.startswith(STEP_PREFIX):
+        return [trigger[len(STEP_PREFIX) :]]
+    return [p.name for p in f.steps.values() if trigger in p.emits]
+
+
 def flow_out(f: FlowDef) -> FlowOut:
-    edges = []
-    for s in f.steps.values():
-        for t in s.subscribes:
-            if t.startswith(STEP_PREFIX):
-                edges.append(EdgeOut(source=t[len(STEP_PREFIX) :], target=s.name, trigger=t))
-            else:
-                edges += [
-                    EdgeOut(source=p.name, target=s.name, trigger=t)
-                    for p in f.steps.values()
-                    if t in p.emits
-                ]
+    edges = [
+        EdgeOut(source=source, target=s.name, trigger=t)
+        for s in f.steps.values()
+        for t in s.subscribes
+        for source in publishers(f, t)
+    ]
     return FlowOut(
         name=f.name,
         steps=[
@@ -140,7 +144,8 @@ def flow_out(f: FlowDef) -> FlowOut:
                 entry=s.entry,
                 subscribes=list(s.subscribes),
                 emits=list(s.emits),
-                wait=wait_out(s),
+                wait=wait_out(s.wait),
+                after=wait_out(s.after),
             )
             for s in f.steps.values()
         ],
@@ -195,6 +200,7 @@ def run_out(r: RunInfo, prefix: str) -> RunOut:
                 signal=w["signal"],
                 key=w["key"],
                 since=w["since"],
+                phase=w["phase"],
                 webhook=f"{prefix}/runs/{r.id}/webhooks/{w['step']}"
                 if w["signal"] == WEBHOOK_SIGNAL
                 else None,

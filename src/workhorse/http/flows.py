@@ -231,7 +231,7 @@ def flows_routes(api: Api) -> APIRouter:
         signature (a delivery id is taken once); others need a write token."""
         # The caller is checked before the run is looked up: no run id is confirmed to
         # a caller who may not resume it.
-        hooks = [x.wait.webhook for x in flows.graph.tasks.get(step, []) if x.wait is not None]
+        hooks = [w.webhook for x in flows.graph.tasks.get(step, []) for w in x.waits]
         kinds = {h.signed for h in hooks if h is not None}
         if not kinds:
             raise ApiError(404, "NotFound", f"no step {step!r} of any flow waits for a webhook")
@@ -245,7 +245,7 @@ def flows_routes(api: Api) -> APIRouter:
             await api.auth.forget(caller)
             raise
         defined = flows.graph.step(info.flow, step)
-        if defined is None or defined.wait is None or defined.wait.webhook is None:
+        if defined is None or all(w.webhook is None for w in defined.waits):
             await api.auth.forget(caller)
             raise ApiError(
                 404, "NotFound", f"step {step!r} of flow {info.flow!r} waits for no webhook"

@@ -100,6 +100,16 @@ class WorkerOut(BaseModel):
     active: int
     processed: int
     last_seen: float
+    paused: bool = False  # claims nothing until resumed (POST /workers/{id}/resume)
+    tasks: list[str] = []  # the task names it can run
+    flows: list[str] = []  # the flows whose steps it runs
+
+
+class RetryIn(BaseModel):
+    """A retry's body: ``data`` replaces the job's payload, checked as an enqueue checks it
+    (leave ``data`` out, or send no body, to keep the payload)."""
+
+    data: Any = None
 
 
 class Done(BaseModel):
@@ -239,4 +249,7 @@ def worker_out(w: WorkerInfo) -> WorkerOut:
         active=w.active,
         processed=w.processed,
         last_seen=w.last_seen,
+        paused=w.paused,
+        tasks=w.tasks,
+        flows=w.flows,
     )

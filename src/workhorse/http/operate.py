@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from workhorse.errors import ConfigError
 from workhorse.http.auth import Caller
 from workhorse.http.errors import ApiError, ApiRoute
 from workhorse.http.models import (
@@ -115,5 +116,26 @@ def operate_routes(api: Api) -> APIRouter:
     @r.get("/workers", response_model=list[WorkerOut])
     async def workers(caller: Read) -> list[WorkerOut]:
         return [worker_out(w) for w in await client.workers()]
+
+    @r.post("/workers/{worker_id}/pause", response_model=Done)
+    async def pause_worker(worker_id: Name, caller: Write) -> Done:
+        """Ask a live worker to claim nothing more; its running jobs go on. It follows
+        within its heartbeat interval, and GET /workers shows ``paused`` after its next beat."""
+        await control_worker(worker_id, "pause")
+        return Done(ok=True)
+
+    @r.post("/workers/{worker_id}/resume", response_model=Done)
+    async def resume_worker(worker_id: Name, caller: Write) -> Done:
+        """Let a paused worker (``--paused``, or paused here) claim again, within half a
+        second."""
+        await control_worker(worker_id, "resume")
+        return Done(ok=True)
+
+    async def control_worker(worker_id: str, asked: str) -> None:
+        try:
+            await (client.pause_worker if asked == "pause" else client.resume_worker)(worker_id)
+        except ConfigError:
+            # The client's message lists every live worker's id: only the request's is shown.
+            raise ApiError(404, "NotFound", f"no live worker {worker_id}") from None
 
     return r

@@ -1,6 +1,7 @@
 """The store-wide Prometheus figures (``GET /metrics``): depth per queue and state, live
-workers per queue, jobs completed and failed per queue and task from the counters the
-workers keep in the store, and each hook group's lag. One scrape sees the whole fleet."""
+workers per queue, jobs enqueued, completed and failed per queue and task from the
+counters the producers and workers keep in the store, and each hook group's lag. One
+scrape sees the whole fleet."""
 
 from __future__ import annotations
 
@@ -47,9 +48,15 @@ async def store_metrics(client: Client) -> bytes:
         "Jobs finished per queue, task and outcome (completed, failed), counted by all workers",
         labels=["queue", "task", "outcome"],
     )
+    enqueued = CounterMetricFamily(
+        "workhorse_store_jobs_enqueued",
+        "Jobs created per queue and task, counted by all producers (stats setting on)",
+        labels=["queue", "task"],
+    )
     for t in totals:
         jobs.add_metric([t.queue, t.task, "completed"], t.completed)
         jobs.add_metric([t.queue, t.task, "failed"], t.failed)
+        enqueued.add_metric([t.queue, t.task], t.enqueued)
 
     behind = GaugeMetricFamily(
         "workhorse_hook_events_behind",
@@ -75,7 +82,7 @@ async def store_metrics(client: Client) -> bytes:
 
     class _Snapshot:
         def collect(self) -> Any:
-            return [depth, alive, jobs, behind, oldest, parked, listeners]
+            return [depth, alive, jobs, enqueued, behind, oldest, parked, listeners]
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot())

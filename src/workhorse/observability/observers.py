@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from workhorse.job import Event, Lease, Outcome
+from workhorse.job import Event
 from workhorse.observability.stats import StatsWriter
 from workhorse.observability.tally import Tally
 
@@ -62,18 +62,6 @@ class Observers:
 
             self.exporter = Exporter(self.tally)
             await self.exporter.serve(settings.metrics_port)
-
-    def started(self, lease: Lease) -> None:
-        self.tally.started(lease.job_id, lease.queue, lease.task, lease.created_at)
-
-    def finished(self, lease: Lease, outcome: Outcome | None) -> None:
-        """Once per attempt: ``outcome`` the store took; None when none landed (the lease
-        was lost, or the worker stopped before the write)."""
-        kind: str | None = None
-        # A refunded retry without an error only puts the job back (a shutdown).
-        if outcome is not None and not (outcome.refund and outcome.error is None):
-            kind = outcome.kind
-        self.tally.finished(lease.job_id, kind)
 
     async def _stalled(self, event: Event) -> None:
         # The reclaim names only the job: its record gives the labels (stalls are rare).

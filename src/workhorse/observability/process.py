@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from workhorse.errors import ConfigError
+from workhorse.observability import produced
 from workhorse.observability.tally import BUCKETS, Tally
 
 log = logging.getLogger("workhorse.metrics")
@@ -61,6 +62,7 @@ class _Sums:
         self.leases: dict[str, int] = {}
         self.recoveries = 0
         self.cron: dict[tuple[str, str], int] = {}
+        self.enqueued: dict[tuple[str, str], int] = {}
 
     def add(self, snap: dict[str, Any], live: bool) -> None:
         for p in snap["pairs"]:
@@ -90,6 +92,9 @@ class _Sums:
         for c in snap["cron"]:
             key = (c["schedule"], c["task"])
             self.cron[key] = self.cron.get(key, 0) + c["n"]
+        for e in snap.get("enqueued", ()):  # absent from an older version's file
+            key = (e["queue"], e["task"])
+            self.enqueued[key] = self.enqueued.get(key, 0) + e["n"]
 
 
 class Exporter:
@@ -104,7 +109,7 @@ class Exporter:
     def sums(self) -> _Sums:
         sums = _Sums()
         if self.dir is None:
-            sums.add(self.tally.to_json(), live=True)
+            sums.add(self.snapshot(), live=True)
             return sums
         self.write()  # this process's newest figures, not those of a second ago
         for path in self.dir.glob("workhorse-*.json"):
@@ -112,6 +117,14 @@ class Exporter:
                 pid = int(path.stem.removeprefix("workhorse-"))
                 sums.add(orjson.loads(path.read_bytes()), live=_alive(pid))
         return sums
+
+    def snapshot(self) -> dict[str, Any]:
+        """This process's figures: its workers' tally and its producers' enqueues."""
+        snap = self.tally.to_json()
+        snap["enqueued"] = [
+            {"queue": q, "task": t, "n": n} for (q, t), n in produced.enqueued().items()
+        ]
+        return snap
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import (
@@ -167,7 +180,10 @@ class Exporter:
         )
         for (schedule, task), n in sorted(s.cron.items()):
             cron.add_metric([schedule, task], n)
-        yield from (started, finished, stalled, run, wait, leases, recoveries, cron)
+        enqueued = CounterMetricFamily("workhorse_jobs_enqueued", produced.HELP, labels=labels)
+        for (queue, task), n in sorted(s.enqueued.items()):
+            enqueued.add_metric([queue, task], n)
+        yield from (started, finished, stalled, run, wait, leases, recoveries, cron, enqueued)
 
     def text(self) -> bytes:
         """The exposition text, as a scrape of the port gets it."""
@@ -181,7 +197,7 @@ class Exporter:
             return
         path = self.dir / f"workhorse-{os.getpid()}.json"
         temp = path.with_suffix(".tmp")
-        temp.write_bytes(orjson.dumps(self.tally.to_json()))
+        temp.write_bytes(orjson.dumps(self.snapshot()))
         temp.replace(path)  # a reader never sees half a file
 
     async def _write_loop(self) -> None:

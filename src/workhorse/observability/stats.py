@@ -4,11 +4,14 @@ the last hour).
 
 Keys (counters, see ``Backend.counter_add``), where ``ID`` names one (queue, task) pair:
 
-    stats:total:KIND:ID          never expires; KIND is completed or failed
+    stats:total:KIND:ID          never expires; KIND is completed, failed or enqueued
     stats:min:MINUTE:KIND:ID     MINUTE = the store's epoch seconds // 60; kept two hours;
                                  KIND is also started, or wait_ms (the summed milliseconds
                                  the jobs started that minute waited in their queue)
     stats:pair:ID                (a kv key) ``["queue", "task"]``: lists the pairs
+
+Workers write the kinds they count from their tally; producers (any client that enqueues)
+write ``enqueued`` from ``Client.enqueued``, aggregated the same way.
 
 A pair's id is a short hash, so a read of "the last hour per minute" is 60 keys known in
 advance, with no scan of counters (which the contract does not offer).
@@ -22,6 +25,7 @@ import hashlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("workhorse.stats")
 
-KINDS = ("completed", "failed")
+KINDS = ("completed", "failed", "enqueued")  # kept in total as well as per minute
 MINUTE_KINDS = (*KINDS, "started", "wait_ms")  # per minute only: a wait-time chart
 MINUTE_TTL = 2 * 3600.0  # a bucket outlives the hour a chart shows
 PAIR_TTL = 7 * 86_400.0  # a pair no worker counted for a week drops out of /metrics
@@ -58,15 +62,46 @@ class Total:
     task: str
     completed: int
     failed: int
+    enqueued: int = 0
+
+
+# Running totals by (kind, queue, task): what a writer adds to the store, less what it did.
+Figures = Callable[[], dict[tuple[str, str, str], int]]
+
+
+def worked(tally: Tally) -> Figures:
+    """A worker's figures: its tally's finished and started jobs, and their waits."""
+
+    def figures() -> dict[tuple[str, str, str], int]:
+        out = {}
+        for (queue, task), pair in list(tally.pairs.items()):
+            out[("completed", queue, task)] = pair.finished["completed"]
+            out[("failed", queue, task)] = pair.finished["failed"]
+            out[("started", queue, task)] = pair.started
+            out[("wait_ms", queue, task)] = int(pair.wait.total * 1000)
+        return out
+
+    return figures
+
+
+def produced(client: Client) -> Figures:
+    """A producer's figures: the jobs its client created."""
+
+    def figures() -> dict[tuple[str, str, str], int]:
+        return {("enqueued", q, t): n for (q, t), n in list(client.enqueued.items())}
+
+    return figures
 
 
 class StatsWriter:
-    """Adds this process's finished jobs (from its tally) to the store's counters once a
-    second: one write per key touched, not one per job."""
+    """Adds this process's figures (a worker's tally, or a producer's enqueues) to the
+    store's counters once a second: one write per key touched, not one per job."""
 
-    def __init__(self, client: Client, tally: Tally, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self, client: Client, source: Tally | Figures, interval: float = FLUSH_INTERVAL
+    ) -> None:
         self.client = client
-        self.tally = tally
+        self.figures = source if callable(source) else worked(source)
         self.interval = interval
         self._seen: dict[tuple[str, str, str], int] = {}  # (kind, queue, task): counted so far
         self._listed: set[tuple[str, str]] = set()  # pairs whose kv entry is written
@@ -76,6 +111,7 @@ class StatsWriter:
         self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="workhorse-stats")
 
     async def stop(self) -> None:
@@ -93,7 +129,9 @@ class StatsWriter:
             log.exception("writing the last job counts to the store failed")
 
     async def _loop(self) -> None:
-        while not self._stopping.is_set():
+        # Flushes once more after the stop, even a stop that came before the first pass
+        # (a script that enqueues and closes within the second).
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
             try:
@@ -102,27 +140,17 @@ class StatsWriter:
                 if self._stopping.is_set():
                     raise
                 log.exception("writing job counts to the store failed; will retry")
-
-    def _has_new(self) -> bool:
-        return any(
-            pair.finished[kind] > self._seen.get((kind, queue, task), 0)
-            for (queue, task), pair in list(self.tally.pairs.items())
-            for kind in KINDS
-        )
+            if self._stopping.is_set():
+                return
 
     def _new_counts(self) -> list[tuple[str, str, str, int]]:
+        """What grew since the last call, marked as seen."""
         out = []
-        for (queue, task), pair in list(self.tally.pairs.items()):
-            figures = {
-                **{kind: pair.finished[kind] for kind in KINDS},
-                "started": pair.started,
-                "wait_ms": int(pair.wait.total * 1000),
-            }
-            for kind, now in figures.items():
-                before = self._seen.get((kind, queue, task), 0)
-                if now > before:
-                    self._seen[(kind, queue, task)] = now
-                    out.append((kind, queue, task, now - before))
+        for key, now in self.figures().items():
+            before = self._seen.get(key, 0)
+            if now > before:
+                self._seen[key] = now
+                out.append((*key, now - before))
         return out
 
     async def flush(self) -> None:
@@ -130,10 +158,15 @@ class StatsWriter:
         if time.monotonic() - self._listed_at > 86_400:
             self._listed.clear()  # written again, so a long-lived worker keeps them listed
             self._listed_at = time.monotonic()
-        if self._has_new():
-            minute = int(await backend.now()) // 60  # the store's clock, not this machine's
-            # Taken only now: a failed read of the clock above loses no count.
-            for kind, queue, task, n in self._new_counts():
+        new = self._new_counts()
+        if new:
+            try:
+                minute = int(await backend.now()) // 60  # the store's clock, not this machine's
+            except BaseException:
+                for kind, queue, task, n in new:  # counted again at the next flush
+                    self._seen[(kind, queue, task)] -= n
+                raise
+            for kind, queue, task, n in new:
                 if (queue, task) not in self._listed:
                     self._listed.add((queue, task))
                     pair = orjson.dumps([queue, task]).decode()
@@ -164,13 +197,13 @@ async def pairs(client: Client) -> list[tuple[str, str]]:
 
 
 async def totals(client: Client) -> list[Total]:
-    """Jobs completed and failed per (queue, task) since the store's counters began."""
+    """Jobs enqueued, completed and failed per (queue, task) since the store's counters
+    began."""
     backend = client.backend
     out = []
     for queue, task in await pairs(client):
-        done = await backend.counter_add(total_key("completed", queue, task), 0)
-        failed = await backend.counter_add(total_key("failed", queue, task), 0)
-        out.append(Total(queue, task, done, failed))
+        n = [await backend.counter_add(total_key(kind, queue, task), 0) for kind in KINDS]
+        out.append(Total(queue, task, *n))
     return out
 
 

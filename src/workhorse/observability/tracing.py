@@ -7,22 +7,32 @@ The enqueuing span's context travels to the job across processes: at enqueue, a
 the job, so no worker can claim the job first). The worker reads it back and makes
 ``workhorse.claim``, ``workhorse.run`` (current while the handler runs, so the task's own
 spans nest under it) and ``workhorse.finish`` spans of the same trace.
+
+Flow steps follow from that: a run's entry steps are enqueued under the span that started
+the run, and a step's follow-ups inside its ``workhorse.run`` span, so each step's spans are
+children of the span that started the run or emitted its trigger. A hook's call is a
+``workhorse.hook NAME`` span in the listener's process, linked to the job's trace (a link,
+not a parent: the event may be read long after, and by a process of its own).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from workhorse.client import Client, HasClient, client_of
+from workhorse.client import Client, HasClient, HookCall, client_of
 from workhorse.errors import ConfigError
 from workhorse.job import Lease, NewJob, Outcome
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
+
+log = logging.getLogger("workhorse.tracing")
 
 # A job may wait long before it runs; its trace context waits with it.
 TRACE_TTL = 7 * 86_400.0
@@ -76,16 +86,47 @@ class Tracing:
                         trace_key(new.id), orjson.dumps(carrier).decode(), TRACE_TTL
                     )
 
+    async def _stored(self, client: Client, job_id: str) -> Any:
+        """The job's trace context as its enqueue stored it, or None."""
+        _, propagate, _ = _otel()
+        raw = await client.backend.kv_get(trace_key(job_id))
+        if raw:
+            with contextlib.suppress(ValueError, TypeError):
+                return propagate.extract(orjson.loads(raw))
+        return None  # none, or unreadable: a trace of its own
+
+    @contextlib.asynccontextmanager
+    async def delivering(self, client: Client, hook: str, event: HookCall) -> AsyncIterator[object]:
+        """A hook's call as a span, linked to the trace of the job the event is about."""
+        _, _, trace = _otel()
+        links = []
+        if event.job_id is not None:
+            try:
+                stored = await self._stored(client, event.job_id)
+            except Exception:  # the hook runs untraced rather than not at all
+                log.exception("event %d: could not read its job's trace context", event.id)
+                stored = None
+            job = trace.get_current_span(stored).get_span_context() if stored else None
+            if job is not None and job.is_valid:
+                links.append(trace.Link(job))
+        attributes = {
+            "workhorse.hook": hook,
+            "workhorse.event": event.type,
+            "workhorse.event.id": event.id,
+            **_attributes(event.job_id or "", event.task or "", event.queue or ""),
+        }
+        with self.tracer.start_as_current_span(
+            f"workhorse.hook {hook}",
+            kind=trace.SpanKind.CONSUMER,
+            links=links,
+            attributes=attributes,
+        ) as span:
+            yield span
+
     async def attempt(self, client: Client, lease: Lease, claimed_at: int) -> Attempt:
         """Spans for one attempt: its claim (from ``claimed_at``, ns) now, its run from now."""
-        context, propagate, trace = _otel()
-        raw = await client.backend.kv_get(trace_key(lease.job_id))
-        parent = None
-        if raw:
-            try:
-                parent = propagate.extract(orjson.loads(raw))
-            except (ValueError, TypeError):
-                parent = None  # an unreadable context starts a trace of its own
+        context, _, trace = _otel()
+        parent = await self._stored(client, lease.job_id)
         attributes = {
             **_attributes(lease.job_id, lease.task, lease.queue),
             "workhorse.attempt": lease.attempts,

@@ -125,6 +125,7 @@ class Worker:
         self._runner = Runner(client, self._threads, concurrency=sum(self.queues.values()))
         self._finisher: Finisher | None = None
         self._observers = observers.Observers(client)  # replaced by the client's own at run()
+        self._tally = self._observers.tally
         self._tracing: tracing.Tracing | None = None
         self._signals = 0
         self._stop_at: float | None = None
@@ -250,6 +251,7 @@ class Worker:
         backend = self.client.backend
         self._finisher = Finisher(backend)
         self._observers = await observers.acquire(self.client)
+        self._tally = self._observers.tally
         self._tracing = tracing.of(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         self._pulse()  # also the job_timeout check, so on every backend
@@ -420,12 +422,14 @@ class Worker:
             slots.used += len(leases)
             shortest = self._renew_period
             claimed = time.monotonic()  # once per batch: the attempts start now
+            began = time.time()  # the same, for the figures (queue wait, run time)
+            self._tally.claimed(leases, began)
             for lease in leases:
                 running = Running(lease, JobContext(self.client, lease), started=claimed)
                 # A job reclaimed from this very worker replaces its lost older attempt.
                 self._running[lease.job_id] = running
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
-                running.task = asyncio.create_task(self._attempt(running, slots, claimed_at))
+                running.task = asyncio.create_task(self._attempt(running, slots, claimed_at, began))
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if shortest < self._renew_period:
@@ -444,18 +448,20 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(self, running: Running, slots: _Slots, claimed_at: int) -> None:
+    async def _attempt(
+        self, running: Running, slots: _Slots, claimed_at: int, began: float
+    ) -> None:
         lease = running.lease
         bus = self.client.bus
         if logs.active:
             logs.enter(lease)
         trace: tracing.Attempt | None = None
         written: asyncio.Future[bool] | None = None
-        landed: Outcome | None = None  # the outcome the store took
+        landed: str | None = None  # the event of the outcome the store took
         try:
-            if bus.wants("job.started"):
+            wanted = bus.wanted  # a set: no call per job when nobody listens
+            if "job.started" in wanted or "*" in wanted:
                 bus.emit(events.started(lease, self.id))
-            self._observers.started(lease)
             if self._tracing is not None:
                 trace = await self._trace(lease, claimed_at)
             try:
@@ -503,8 +509,7 @@ class Worker:
             slots.used -= 1
             slots.finishing += 1
             slots.freed.set()
-            if await self._finish(lease, outcome, written):
-                landed = outcome
+            landed = await self._finish(lease, outcome, written)
             if self.steps is not None:
                 await self.steps.finished(outcome, running.ctx)
         except asyncio.CancelledError:
@@ -516,7 +521,7 @@ class Worker:
             if trace is not None:
                 settled = written is not None and written.done() and not written.cancelled()
                 trace.close(bool(written.result()) if settled and written is not None else None)
-            self._observers.finished(lease, landed)
+            self._tally.finished(lease.queue, lease.task, began, landed)
             if self._running.get(lease.job_id) is running:
                 del self._running[lease.job_id]
             if running.finishing:
@@ -540,8 +545,10 @@ class Worker:
             log.exception("job %s: could not start its trace spans", lease.job_id)
             return None
 
-    async def _finish(self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]) -> bool:
-        """Wait for the outcome's write; True if the store took it."""
+    async def _finish(
+        self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]
+    ) -> str | None:
+        """Wait for the outcome's write; the event it is if the store took it, else None."""
         ok = await written
         if not ok:
             log.warning(
@@ -549,11 +556,12 @@ class Worker:
                 lease.job_id,
                 outcome.kind,
             )
-            return False
+            return None
         kind = events.outcome_type(outcome)
-        if self.client.bus.wants(kind):
+        wanted = self.client.bus.wanted
+        if kind in wanted or "*" in wanted:
             self.client.bus.emit(events.finished(kind, lease, outcome))
-        return True
+        return kind
 
     # -- side tasks --------------------------------------------------------------------
     def live_jobs(self) -> list[Running]:
@@ -721,6 +729,7 @@ class Worker:
             self.id, socket.gethostname(), os.getpid(), dict(self.queues), self._started_at
         )
         info.tasks = sorted(self.client.registry.tasks)
+        info.flows = [] if self.steps is None else sorted(self.steps.graph.flows)
         while True:
             info.active = len(self._running)
             info.processed = self.processed

@@ -28,6 +28,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -111,6 +112,7 @@ class MemoryBackend(Backend):
         self._kv = KeyValues(clock)
         self._events: deque[Event] = deque()
         self._max_events = max_events
+        self._trim_at = max_events + min(1000, max_events)  # trims amortised over 1,000 events
         self._event_ids = itertools.count(1)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._seq = itertools.count()
@@ -131,7 +133,7 @@ class MemoryBackend(Backend):
         self._events.append(
             Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
         )
-        if len(self._events) > self._max_events + min(1000, self._max_events):
+        if len(self._events) > self._trim_at:
             self._trim_events()
 
     def _trim_events(self) -> None:
@@ -484,10 +486,24 @@ class MemoryBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         now = self._clock()
         found = []
+        last: tuple[float, str] | None = None
+        micro = False  # the anchor is gone: compare times as a reader saw them (microseconds)
+        if after is not None:
+            anchor = self._jobs.get(after.id)
+            micro = anchor is None
+            last = (
+                (round(after.created * 1e6), after.id)
+                if anchor is None
+                else (anchor.created_at, anchor.id)
+            )
         for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
+            at = round(rec.created_at * 1e6) if micro else rec.created_at
+            if last is not None and (at, rec.id) >= last:
+                continue
             if queue is not None and rec.queue != queue:
                 continue
             if task is not None and rec.task != task:
@@ -522,7 +538,7 @@ class MemoryBackend(Backend):
             rec.cancel_requested = True
         return self._public_state(rec, now)
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         rec = self._jobs.get(job_id)
         if rec is None or rec.state not in (JobState.FAILED, JobState.CANCELLED):
             return False
@@ -536,8 +552,11 @@ class MemoryBackend(Backend):
         rec.finished_at = None
         rec.error = None
         rec.result = None
+        previous = None
+        if data is not None:
+            previous, rec.data = rec.data, _kept(data)
         self._requeue(rec, now, now)
-        self._event("job.queued", rec, now, retried=True)
+        self._event("job.queued", rec, now, **events.retried(previous, by))
         self._wake_workers()
         return True
 
@@ -665,7 +684,7 @@ class MemoryBackend(Backend):
                     next(self._event_ids),
                 )
             )
-        if len(self._events) > self._max_events + min(1000, self._max_events):
+        if len(self._events) > self._trim_at:
             self._trim_events()
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:

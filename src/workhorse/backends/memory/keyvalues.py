@@ -1,7 +1,11 @@
-"""The memory backend's key-value store and counters, each key with an optional expiry."""
+"""The memory backend's key-value store and counters, each key with an optional expiry.
+
+Keys are also kept sorted, so a scan by prefix reads only the keys under that prefix
+(flows scan a run's keys on a store holding every run's)."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping
 
 
@@ -10,12 +14,22 @@ class KeyValues:
         self._clock = clock
         self._kv: dict[str, tuple[str, float | None]] = {}
         self._counters: dict[str, tuple[int, float | None]] = {}
+        self._sorted: list[str] = []  # the keys of _kv, in order
+
+    def _store(self, key: str, value: str, expires: float | None) -> None:
+        if key not in self._kv:
+            bisect.insort(self._sorted, key)
+        self._kv[key] = (value, expires)
+
+    def _drop(self, key: str) -> None:
+        del self._kv[key]
+        del self._sorted[bisect.bisect_left(self._sorted, key)]
 
     def set_if_absent(self, key: str, value: str, ttl: float | None) -> bool:
         now = self._clock()
         if self._live(key, now) is not None:
             return False
-        self._kv[key] = (value, None if ttl is None else now + ttl)
+        self._store(key, value, None if ttl is None else now + ttl)
         return True
 
     def _live(self, key: str, now: float) -> str | None:
@@ -23,7 +37,7 @@ class KeyValues:
         if held is None:
             return None
         if held[1] is not None and held[1] <= now:
-            del self._kv[key]
+            self._drop(key)
             return None
         return held[0]
 
@@ -31,13 +45,13 @@ class KeyValues:
         return self._live(key, self._clock())
 
     def put(self, key: str, value: str, ttl: float | None) -> None:
-        self._kv[key] = (value, None if ttl is None else self._clock() + ttl)
+        self._store(key, value, None if ttl is None else self._clock() + ttl)
 
     def delete(self, key: str, value: str | None) -> bool:
         current = self._live(key, self._clock())
         if current is None or (value is not None and current != value):
             return False
-        del self._kv[key]
+        self._drop(key)
         return True
 
     def extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
@@ -49,11 +63,12 @@ class KeyValues:
 
     def scan(self, prefix: str) -> dict[str, str]:
         now = self._clock()
-        return {
-            k: v
-            for k in [k for k in self._kv if k.startswith(prefix)]
-            if (v := self._live(k, now)) is not None
-        }
+        keys = self._sorted
+        start = bisect.bisect_left(keys, prefix)
+        end = start
+        while end < len(keys) and keys[end].startswith(prefix):
+            end += 1
+        return {k: v for k in keys[start:end] if (v := self._live(k, now)) is not None}
 
     def add(self, key: str, n: int, ttl: float | None) -> int:
         now = self._clock()

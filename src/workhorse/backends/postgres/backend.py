@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhorse.backends.base import Backend, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
+from workhorse.backends.postgres import arrays
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
@@ -48,11 +49,12 @@ from workhorse.backends.postgres.statements import (
     purge_past_keep,
 )
 from workhorse.errors import BackendError, ConfigError
-from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, retried
 from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -187,7 +189,6 @@ class PostgresBackend(Backend):
                 await pool.close()
                 raise self._error(exc, "opening the connection pool") from None
             self._pool = pool
-            await self.listener.start()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -273,16 +274,22 @@ class PostgresBackend(Backend):
             raise TypeError(
                 f"enqueue_in needs a psycopg.AsyncConnection, got {type(conn).__name__}"
             )
-        return await self._enqueue(conn, jobs) if jobs else []
+        return await self._enqueue(conn, jobs, packed=False) if jobs else []
 
-    async def _enqueue(self, conn: AnyConn, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    async def _enqueue(
+        self, conn: AnyConn, jobs: Sequence[NewJob], packed: bool = True
+    ) -> list[EnqueueResult]:
+        """``packed``: ``conn`` is one of the pool's (its dumpers take packed arrays)."""
         out: list[EnqueueResult | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         # A job whose dedup key is held is answered with the live holder. If that holder
         # ends between our insert and our look-up, insert again (bounded: it is a race).
         for _ in range(5):
             batch = [jobs[i] for i in pending]
-            cur = await conn.execute(self._q.enqueue, enqueue_params(batch), binary=True)
+            params = enqueue_params(batch)
+            if packed:
+                params = arrays.packed(params)  # type: ignore[assignment]
+            cur = await conn.execute(self._q.enqueue, params, binary=True)
             created = {row[0]: bool(row[1]) for row in await cur.fetchall()}
             missing = []
             for i in pending:
@@ -401,7 +408,10 @@ class PostgresBackend(Backend):
             for lease, out in items
         ]
         caps = (self.max_log_lines, self.max_log_bytes)
-        rows = await self._rows(self._q.finish, (*caps, _dumps(doc)))
+        query = self._q.finish[
+            any(d["logs"] is not None for d in doc), any(d["again"] for d in doc)
+        ]
+        rows = await self._rows(query, (*caps, _dumps(doc)))
         done = {row[0] for row in rows}
         accepted = []
         for job_id in ids:  # a job listed twice is accepted once, like the reference
@@ -443,7 +453,15 @@ class PostgresBackend(Backend):
         for statement in rest:
             await self._rows(statement, ())
 
+    async def _listen(self, timeout: float) -> None:
+        """LISTEN from the first wait on, not from open(): a process that only enqueues
+        would otherwise be sent a NOTIFY for each of its own jobs (a wake-up of the
+        server's listening process and of this one per enqueue, for nothing)."""
+        if not self.listener.started:
+            await self.listener.start(wait=min(5.0, max(timeout, 0.0)))
+
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
+        await self._listen(timeout)
         # Watch first, then look: a NOTIFY after the look wakes the watcher.
         fut = self.listener.watch_jobs(queues)
         try:
@@ -463,6 +481,7 @@ class PostgresBackend(Backend):
         wanted = list(ids)
         if not wanted:
             return []
+        await self._listen(timeout)
         fut = self.listener.watch_done(wanted)
         try:
             done = await self._finished(wanted)
@@ -525,6 +544,7 @@ class PostgresBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         if "\x00" in (queue or "") or "\x00" in (task or ""):
             return []  # no stored name holds a NUL
@@ -534,7 +554,18 @@ class PostgresBackend(Backend):
             stored, extra = "queued", extra + " AND run_at > now()"
         elif state is JobState.QUEUED:
             extra += " AND run_at <= now()"
-        params = {"queue": queue, "task": task, "limit": max(0, limit), "offset": max(0, offset)}
+        params: dict[str, Any] = {
+            "queue": queue,
+            "task": task,
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        }
+        if after is not None:  # the anchor's stored time while it exists: exact, not rounded
+            extra += (
+                f" AND (created_at, id) < (COALESCE((SELECT created_at FROM {self.sql.s}.jobs "
+                "WHERE id = %(after)s), to_timestamp(%(created)s)), %(after)s)"
+            )
+            params |= {"after": after.id, "created": after.created}
         rows = await self._rows(self.sql.newest(queue is not None, stored, extra), params)
         return await self._jobs(rows)
 
@@ -542,7 +573,7 @@ class PostgresBackend(Backend):
         out: dict[str, dict[str, int]] = {}
         for q in queues or ():
             out[q] = dict.fromkeys(JobState, 0)
-        # The counters (migration 0009) give queued, active and finished; a queued job
+        # The counters (migration 0010) give queued, active and finished; a queued job
         # whose run_at is ahead is scheduled, a matter of time that no write marks.
         if queues is None:
             rows = await self._rows(self._q.counts_all, ())
@@ -574,11 +605,21 @@ class PostgresBackend(Backend):
         state, scheduled = rows[0]
         return _SCHED if state == "queued" and scheduled else STATES[state]
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         if "\x00" in job_id:
             return False
+        query = self._q.retry
+        params: dict[str, object] = {"id": job_id}
+        if data is not None:
+            found = await self._rows(f"SELECT data FROM {self.sql.s}.jobs WHERE id = %(id)s", params)
+            if not found:
+                return False
+            old = bytes(found[0][0])
+            note = orjson.dumps(retried(old, by)).decode()
+            query = self._q.edit
+            params |= {"data": data, "old": old, "note": note}
         try:
-            rows = await self._rows(self._q.retry, {"id": job_id})
+            rows = await self._rows(query, params)
         except psycopg.errors.UniqueViolation:
             return False  # a newer live job took the dedup key meanwhile
         return bool(rows)
@@ -599,8 +640,8 @@ class PostgresBackend(Backend):
         for state in sorted({JobState(x) for x in states} & {JobState(x) for x in _FINISHED}):
             scope_params: list[Any] = [state.value] + ([] if queue is None else [queue])
             if older_than is not None:
-                query = purge_older(s, queue is not None, retention)
-                rows = await self._rows(query, [*scope_params, float(older_than)])
+                query = purge_older(s, state.value, queue is not None, retention)
+                rows = await self._rows(query, {"queue": queue, "age": float(older_than)})
                 total += int(rows[0][0])
             if keep_last is not None:
                 query = purge_past_keep(s, state.value, queue is not None, retention)
@@ -681,7 +722,7 @@ class PostgresBackend(Backend):
         body = {
             "id": info.id, "host": info.host, "pid": info.pid, "queues": info.queues,
             "started_at": info.started_at, "active": info.active, "processed": info.processed,
-            "tasks": info.tasks, "paused": info.paused,
+            "tasks": info.tasks, "paused": info.paused, "flows": info.flows,
         }  # fmt: skip
         rows = await self._rows(self._q.beat, (info.id, _dumps(body), float(ttl)))
         info.last_seen = float(rows[0][0])
@@ -702,6 +743,7 @@ class PostgresBackend(Backend):
                     float(last_seen),
                     list(body.get("tasks", ())),
                     bool(body.get("paused", False)),
+                    list(body.get("flows", ())),
                 )
             )
         return out
@@ -712,6 +754,7 @@ class PostgresBackend(Backend):
 
 async def _configure(conn: AnyConn) -> None:
     set_json_loads(orjson.loads, conn)
+    arrays.register(conn.adapters)
 
 
 def _ttl(ttl: float | None) -> float | None:

@@ -36,6 +36,11 @@ class Listener:
         self.connects = 0  # how many times a LISTEN was (re-)established
 
     # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """Whether the LISTEN connection is kept (up, or coming back after a drop)."""
+        return self._task is not None and not self._task.done()
+
     async def start(self, wait: float = 5.0) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="workhorse-pg-listener")

@@ -22,6 +22,7 @@ from workhorse.job import (
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -37,6 +38,7 @@ _COUNT_STATES = (
     JobState.FAILED,
     JobState.CANCELLED,
 )
+_STATES = {s.value.encode(): s for s in JobState}  # a reply's state, without decoding it
 _ENQUEUE_CHUNK = 250  # jobs per enqueue script call
 _ENQUEUE_ARGS = 14  # script arguments per job (see enqueue.lua)
 
@@ -116,7 +118,7 @@ class RedisBackend(RedisWaiting):
             for new, i in zip(part, range(0, len(reply), 5), strict=True):
                 job_id, queue = reply[i].decode(), reply[i + 3].decode()
                 remember(job_id, queue)
-                state = JobState(reply[i + 2].decode())
+                state = _STATES[reply[i + 2]]
                 found[new.id] = EnqueueResult(job_id, bool(reply[i + 1]), state, bool(reply[i + 4]))
                 if sub is not None and state not in FINISHED_STATES:
                     watched(job_id, sub)
@@ -133,8 +135,8 @@ class RedisBackend(RedisWaiting):
             await self._list_queues((queue,))
         (reply,) = await self._call_packed([self._pack_enqueue(queue, "0", (new,))])
         job_id = reply[0].decode()
-        self._remember(job_id, reply[3].decode())
-        return [EnqueueResult(job_id, bool(reply[1]), JobState(reply[2].decode()), bool(reply[4]))]
+        self._remember(job_id, queue)  # a dedup key is the queue's own: the reply's queue
+        return [EnqueueResult(job_id, bool(reply[1]), _STATES[reply[2]], bool(reply[4]))]
 
     def _task_part(self, new: NewJob) -> tuple[Any, ...]:
         return (
@@ -349,6 +351,7 @@ class RedisBackend(RedisWaiting):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
         if limit <= 0 or task == "":  # the script reads '' as "any task"; no task has it
             return []
@@ -358,7 +361,9 @@ class RedisBackend(RedisWaiting):
         st = "" if state is None else JobState(state).value
         one = len(queues) == 1
         # Across queues: the newest offset+limit of each, merged, then the page cut out.
-        args = (st, task or "", offset if one else 0, limit if one else offset + limit)
+        # The anchor's time as the store wrote it (seconds and microseconds).
+        anchor = ("", "") if after is None else (after.id, f"{after.created:.6f}")
+        args = (st, task or "", offset if one else 0, limit if one else offset + limit, *anchor)
         replies = await self._call_many([("query", self._q(q), args) for q in queues])
         jobs = [
             job
@@ -404,11 +409,11 @@ class RedisBackend(RedisWaiting):
             if queue is not None:
                 await self._call("release", self._q(queue), job_id)
 
-    async def retry(self, job_id: str) -> bool:
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
         queue = await self._queue_of(job_id)
         if queue is None:
             return False
-        return bool(await self._call("retry", self._q(queue), job_id))
+        return bool(await self._call("retry", self._q(queue), job_id, data or b"", by or ""))
 
     async def purge(
         self,
@@ -554,6 +559,7 @@ class RedisBackend(RedisWaiting):
                 "processed": info.processed,
                 "tasks": info.tasks,
                 "paused": info.paused,
+                "flows": info.flows,
                 "ttl": ttl,
             }
         )
@@ -577,6 +583,7 @@ class RedisBackend(RedisWaiting):
                     float(reply[i + 1]) - float(rec["ttl"]),
                     list(rec.get("tasks", ())),
                     bool(rec.get("paused", False)),
+                    list(rec.get("flows", ())),
                 )
             )
         return out

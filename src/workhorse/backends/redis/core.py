@@ -298,7 +298,10 @@ class RedisCore(Backend):
         except Exception:
             return  # the call that follows meets the same trouble and reports it
         self._floors = [int(flat[i + 1]) for i in range(0, len(flat), 2)]
-        self._event_cap = self._max_events * (HOLD_FACTOR if self._floors else 1)
+        cap = self._max_events * (HOLD_FACTOR if self._floors else 1)
+        if cap != self._event_cap:
+            self._heads.clear()  # enqueue's packed calls carry the cap: pack them anew
+        self._event_cap = cap
 
     def _refresh_holds(self) -> None:
         """Read the floors again beside the caller's call, not before it: a look that
@@ -351,6 +354,8 @@ class RedisCore(Backend):
         """Script calls already in RESP, pipelined (standalone Redis only), as _call_many:
         an error reply is raised; a call that met a lost script cache never ran, and is
         sent again once the scripts are loaded."""
+        if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # as _call: a producer learns
+            self._refresh_holds()  # of hook groups' holds though it only ever enqueues
         wire = self._conn()
         assert isinstance(wire, Wire)
         if len(commands) == 1:

@@ -49,12 +49,13 @@ from workhorse.backends.sqlite.tally import Move
 from workhorse.backends.sqlite.tally import write as tally
 from workhorse.backends.sqlite.watcher import Signal, Watcher
 from workhorse.errors import BackendError
-from workhorse.events import recorded
+from workhorse.events import recorded, retried
 from workhorse.job import (
     FINISHED_STATES,
     EnqueueResult,
     Event,
     Job,
+    JobKey,
     JobState,
     Lease,
     NewJob,
@@ -526,8 +527,9 @@ class SQLiteBackend(Backend):
         task: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: JobKey | None = None,
     ) -> list[Job]:
-        return await self._db.read(self._query, queue, state, task, limit, offset)
+        return await self._db.read(self._query, queue, state, task, limit, offset, after)
 
     def _query(
         self,
@@ -537,11 +539,16 @@ class SQLiteBackend(Backend):
         task: str | None,
         limit: int,
         offset: int,
+        after: JobKey | None,
     ) -> list[Job]:
         now = self._clock()
-        sql, named = query_select(conn, queue, state, task)
-        params = {"queue": queue, "task": task, "now": now, "limit": limit, "offset": offset}
-        rows = conn.execute(sql, params | named).fetchall()
+        anchor = None
+        if after is not None:
+            row = conn.execute("SELECT created_at FROM wh_jobs WHERE id = ?", (after.id,))
+            found = row.fetchone()
+            anchor = (found[0], after.id) if found else after
+        sql, params = query_select(conn, queue, state, task, now, anchor)
+        rows = conn.execute(sql, params | {"limit": limit, "offset": offset}).fetchall()
         return [self._to_job(conn, r, now) for r in rows]
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
@@ -577,20 +584,22 @@ class SQLiteBackend(Backend):
             conn.execute("UPDATE wh_jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
         return public_state(state, run_at, now), False
 
-    async def retry(self, job_id: str) -> bool:
-        ok = await self._db.write(self._retry_tx, job_id)
+    async def retry(self, job_id: str, data: bytes | None = None, by: str | None = None) -> bool:
+        ok = await self._db.write(self._retry_tx, job_id, data, by)
         if ok:
             self._work.fire()
         return ok
 
-    def _retry_tx(self, conn: sqlite3.Connection, job_id: str) -> bool:
+    def _retry_tx(
+        self, conn: sqlite3.Connection, job_id: str, data: bytes | None, by: str | None
+    ) -> bool:
         now = self._clock()
         row = conn.execute(
-            "SELECT state, dedup_key, task, queue FROM wh_jobs WHERE id = ?", (job_id,)
+            "SELECT state, dedup_key, task, queue, data FROM wh_jobs WHERE id = ?", (job_id,)
         ).fetchone()
         if row is None or row[0] not in ("failed", "cancelled"):
             return False
-        was, dedup_key, task, queue = row
+        was, dedup_key, task, queue, old = row
         if (
             dedup_key is not None
             and conn.execute(
@@ -602,13 +611,13 @@ class SQLiteBackend(Backend):
         conn.execute(
             "UPDATE wh_jobs SET state = 'queued', attempts = 0, stalls = 0, finished_at = NULL, "
             "error = NULL, result = NULL, run_at = ?, seq = ?, token = NULL, "
-            "expires_at = NULL, worker = NULL, cancel_requested = 0 WHERE id = ?",
-            (now, next_seq(conn, 1), job_id),
+            "expires_at = NULL, worker = NULL, cancel_requested = 0, "
+            "data = coalesce(?, data) WHERE id = ?",
+            (now, next_seq(conn, 1), data, job_id),
         )
         tally(conn, [(queue, was, "queued", 1)])
-        self._events.add(
-            conn, [event_row("job.queued", job_id, task, queue, now, {"retried": True})]
-        )
+        note = retried(None if data is None else bytes(old), by)
+        self._events.add(conn, [event_row("job.queued", job_id, task, queue, now, note)])
         return True
 
     async def purge(

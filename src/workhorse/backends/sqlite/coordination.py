@@ -136,6 +136,7 @@ def beat(conn: sqlite3.Connection, clock: Clock, info: WorkerInfo, ttl: float) -
                     "last_seen": info.last_seen,
                     "tasks": info.tasks,
                     "paused": info.paused,
+                    "flows": info.flows,
                 }
             ),
             now + ttl,

@@ -8,7 +8,7 @@ from typing import Any
 
 from workhorse.backends.sqlite.rows import to_json
 from workhorse.backends.sqlite.statements import JOB_COLS
-from workhorse.job import JobState
+from workhorse.job import JobKey, JobState
 
 Clock = Callable[[], float]
 
@@ -73,59 +73,64 @@ def counts(
     return out
 
 
-# Each public state as the stored states' ranges it covers, with the condition on run_at.
-_STORED = ("queued", "scheduled", "active", "completed", "failed", "cancelled")
-_RANGES: dict[JobState | None, list[tuple[str, str]]] = {
-    None: [(st, "") for st in _STORED],
-    JobState.QUEUED: [("queued", ""), ("scheduled", " AND run_at <= :now")],
-    JobState.SCHEDULED: [("scheduled", " AND run_at > :now")],
-    **{JobState(st): [(st, "")] for st in _STORED[2:]},
-}
-# Past this many index ranges a listing of one state across queues scans by age instead.
-_MAX_RANGES = 200
 _ORDER = "ORDER BY created_at DESC, id DESC"
-# Every queue with jobs, seeking from one to the next in the index (one seek per queue).
-_NEXT = "SELECT queue FROM wh_jobs INDEXED BY wh_jobs_queue_state_created"
+# Past this many queues with failed jobs a listing of failed jobs reads their index as one.
+_MAX_RANGES = 200
+# Every queue with failed jobs, seeking from one to the next in their index (one seek each).
+_NEXT = "SELECT queue FROM wh_jobs INDEXED BY wh_jobs_failed WHERE state = 'failed'"
 _QUEUES = f"""WITH RECURSIVE queues(name) AS (
     SELECT ({_NEXT} ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT ({_NEXT} WHERE queue > name ORDER BY queue LIMIT 1) FROM queues
+    SELECT ({_NEXT} AND queue > name ORDER BY queue LIMIT 1) FROM queues
     WHERE name IS NOT NULL)
 SELECT name FROM queues WHERE name IS NOT NULL"""
 
 
 def query_select(
-    conn: sqlite3.Connection, queue: str | None, state: JobState | None, task: str | None
+    conn: sqlite3.Connection,
+    queue: str | None,
+    state: JobState | None,
+    task: str | None,
+    now: float,
+    after: tuple[float, str] | JobKey | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The SELECT of ``query`` and the queues it names (:qN); the caller adds :queue,
-    :task, :now, :limit and :offset.
+    """The SELECT of ``query`` and its parameters; the caller adds :limit and :offset.
+    ``after``: the anchor's stored (time, id), or its JobKey when it is gone.
 
-    A page reads at most offset + limit entries of each (queue, stored state) range of
-    wh_jobs_queue_state_created and merges them, so its cost does not grow with the jobs
-    of other queues and states."""
-    ranges = _RANGES[None if state is None else JobState(state)]
-    also = "" if task is None else " AND task = :task"
-    named: dict[str, Any] = {}
+    Listings read indexes a claim or a finish does not write (docs/decisions.md): a queue's
+    page wh_jobs_queue_created, all queues wh_jobs_created, and failed jobs (the dashboard's
+    rare, sought state) wh_jobs_failed, merged per queue, so a page of failed jobs reads at
+    most offset + limit entries per queue whatever else the table holds."""
+    params: dict[str, Any] = {"queue": queue, "task": task, "now": now}
+    where: list[str] = []
+    if task is not None:
+        where.append("task = :task")
+    if isinstance(after, tuple):  # the anchor's stored time: exact
+        where.append("(created_at, id) < (:at, :aid)")
+        params |= {"at": after[0], "aid": after[1]}
+    elif after is not None:  # the anchor is gone: its time as a reader saw it (microseconds)
+        where.append("(CAST(round(created_at * 1000000) AS INTEGER), id) < (:at, :aid)")
+        params |= {"at": round(after.created * 1e6), "aid": after.id}
+    st = None if state is None else JobState(state)
+    if st is JobState.FAILED:
+        names = [queue] if queue is not None else [r[0] for r in conn.execute(_QUEUES)]
+        if len(names) <= _MAX_RANGES:
+            params |= {f"q{i}": name for i, name in enumerate(names)}
+            also = "".join(f" AND {w}" for w in where)
+            parts = [
+                f"SELECT * FROM (SELECT {JOB_COLS} FROM wh_jobs INDEXED BY wh_jobs_failed "
+                f"WHERE state = 'failed' AND queue = :q{i}{also} {_ORDER} "
+                "LIMIT :limit + :offset)"
+                for i in range(len(names))
+            ] or [f"SELECT {JOB_COLS} FROM wh_jobs WHERE 0"]
+            return " UNION ALL ".join(parts) + f" {_ORDER} LIMIT :limit OFFSET :offset", params
     if queue is not None:
-        queues = [":queue"]
-    elif state is not None:
-        names = conn.execute(_QUEUES).fetchall()
-        named = {f"q{i}": row[0] for i, row in enumerate(names)}
-        queues = [f":{key}" for key in named]
-        if not queues:
-            return f"SELECT {JOB_COLS} FROM wh_jobs WHERE 0 LIMIT :limit OFFSET :offset", {}
-    else:
-        queues = []
-    if not queues or len(queues) * len(ranges) > _MAX_RANGES:
-        where = "1" if queue is None else "queue = :queue"
-        if state is not None:
-            where += " AND (" + " OR ".join(f"(state = '{st}'{c})" for st, c in ranges) + ")"
-        sql = f"SELECT {JOB_COLS} FROM wh_jobs WHERE {where}{also} {_ORDER} "
-        return sql + "LIMIT :limit OFFSET :offset", {}
-    parts = [
-        f"SELECT * FROM (SELECT {JOB_COLS} FROM wh_jobs INDEXED BY wh_jobs_queue_state_created "
-        f"WHERE queue = {q} AND state = '{st}'{cond}{also} {_ORDER} LIMIT :limit + :offset)"
-        for q in queues
-        for st, cond in ranges
-    ]
-    return " UNION ALL ".join(parts) + f" {_ORDER} LIMIT :limit OFFSET :offset", named
+        where.append("queue = :queue")
+    if st is JobState.QUEUED:
+        where.append("(state = 'queued' OR (state = 'scheduled' AND run_at <= :now))")
+    elif st is JobState.SCHEDULED:
+        where.append("state = 'scheduled' AND run_at > :now")
+    elif st is not None:
+        where.append(f"state = '{st.value}'")
+    cond = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {JOB_COLS} FROM wh_jobs{cond} {_ORDER} LIMIT :limit OFFSET :offset", params

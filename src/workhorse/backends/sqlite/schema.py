@@ -64,9 +64,13 @@ CREATE INDEX IF NOT EXISTS wh_jobs_finished_queue
 CREATE INDEX IF NOT EXISTS wh_jobs_own_keep ON wh_jobs (state, finished_at)
     WHERE keep_for IS NOT NULL;
 CREATE INDEX IF NOT EXISTS wh_jobs_created ON wh_jobs (created_at);
--- A queue's page, per state: newest first from one range each, not filtered from them all.
-CREATE INDEX IF NOT EXISTS wh_jobs_queue_state_created
-    ON wh_jobs (queue, state, created_at, id);
+-- Listings (reads.query_select): no index a claim or a finish writes. A queue's page newest
+-- first, and failed jobs, the state people look for among many finished (a finish to
+-- another state or a claim only tests the condition).
+DROP INDEX IF EXISTS wh_jobs_queue_state_created;
+CREATE INDEX IF NOT EXISTS wh_jobs_queue_created ON wh_jobs (queue, created_at, id);
+CREATE INDEX IF NOT EXISTS wh_jobs_failed ON wh_jobs (queue, created_at, id)
+    WHERE state = 'failed';
 -- Kept by the transactions that change states (tally.py): counts() reads these, not jobs.
 CREATE TABLE IF NOT EXISTS wh_counts (
     queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (queue, state)

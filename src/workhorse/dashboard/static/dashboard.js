@@ -10,17 +10,50 @@
     if (text && !window.confirm(text)) { ev.preventDefault(); }
   });
 
+  // The stream reconnects with a growing pause (1 s doubling to 30 s) and gives up after
+  // MAX_FAILURES failures in a row (a logged-out session, a server gone), saying so.
+  var MAX_FAILURES = 8;
+  var live = document.getElementById("live-status");
+  function say(text) {
+    if (!live) { return; }
+    live.textContent = text;
+    live.hidden = !text;
+  }
+
   if (body.dataset.live && window.EventSource) {
-    var pending = false;
-    var source = new EventSource(prefix + "/events");
-    source.onmessage = function () {
-      if (pending) { return; }
-      pending = true;
-      setTimeout(function () {
-        pending = false;
+    var failures = 0;
+    var last = 0;
+    var timer = null;
+    // At once after a quiet second, else a second after the last reload: a change shows
+    // without waiting, and a burst of notices costs one reload a second.
+    var changed = function () {
+      if (timer) { return; }
+      timer = setTimeout(function () {
+        timer = null;
+        last = Date.now();
         if (window.htmx) { window.htmx.trigger(body, "wh:changed"); }
-      }, 1000);
+      }, Math.max(0, last + 1000 - Date.now()));
     };
+    var connect = function () {
+      var source = new EventSource(prefix + "/events");
+      source.onopen = function () {
+        if (failures > 0) { changed(); }  // catch up with what changed while away
+        failures = 0;
+        say("");
+      };
+      source.onmessage = changed;
+      source.onerror = function () {
+        source.close();
+        failures += 1;
+        if (failures >= MAX_FAILURES) {
+          say("Live updates stopped: the server does not answer. Reload the page to try again.");
+          return;
+        }
+        say("Live updates interrupted; reconnecting…");
+        setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, failures - 1)));
+      };
+    };
+    connect();
   }
 
   function draw(el, data) {

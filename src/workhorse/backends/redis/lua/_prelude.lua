@@ -4,6 +4,8 @@
 -- one slot the call touches ({P:Q} or, without a queue, {P}), so a cluster client routes
 -- it: a script never touches two slots. Redis runs a script as one step, so a job is never
 -- seen half-moved, and TIME makes the server's clock the only one.
+-- Lines '-- [name]' start sections: a script listed in scripts.SECTIONS gets this head and
+-- only the sections it names (every function here is built anew on each call).
 local QK = ARGV[1]
 local G = ARGV[2]
 local P = string.sub(G, 2, -3)
@@ -45,6 +47,7 @@ local function wake(n)
   end
 end
 
+-- [logs]
 -- A job keeps its newest log lines within the caps: 'lg' holds them (a JSON array), 'ls'
 -- their sizes (10 digits each, so the oldest are cut off without parsing), 'ld' how many
 -- were dropped. arg: '' (nothing to add) or 'DROPPED:SIZES:LINES', the lines the worker
@@ -90,6 +93,7 @@ local function add_logs(jk, arg, ml, mb)
   if drop > 0 then redis.call('HINCRBY', jk, 'ld', drop) end
 end
 
+-- [placing]
 -- A due job goes to 'ready' (score -priority; the member sorts by due time, then FIFO
 -- sequence, then carries the id), a future one to 'sched' (score: due time).
 local function place(jk, id, prio, run_at, run_s, seq)
@@ -130,6 +134,7 @@ local function requeue(jk, id, old, run_at, run_s)
   place(jk, id, tonumber(f[1]), run_at, run_s, seq)
 end
 
+-- [records]
 -- queued or active -> completed / failed / cancelled; the dedup key is released with it.
 local function end_job(jk, id, old, state)
   local f = redis.call('HMGET', jk, 'c', 'k')

@@ -1,5 +1,7 @@
--- ARGV[4] state ('' = any), [5] task ('' = any), [6] offset, [7] limit. Jobs newest first
--- (created, then id), as {id, public state, fields}.
+-- ARGV[4] state ('' = any), [5] task ('' = any), [6] offset, [7] limit, [8] a job id
+-- ('' = none): only the jobs listed after it, [9] its creation time (used when the job is
+-- not in this queue's index). Jobs newest first (created, then id), as {id, public state,
+-- fields}.
 local state, task = ARGV[4], ARGV[5]
 local offset, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
 local index = QK .. 'all'
@@ -8,10 +10,25 @@ if state == 'queued' or state == 'scheduled' then
 elseif state ~= '' then
   index = QK .. 'i:' .. state
 end
+-- Where the listing starts: the rank after the anchor (ties on time go by id, descending).
+local first = 0
+local anchor = ARGV[8]
+if anchor ~= '' then
+  local rank = redis.call('ZREVRANK', index, anchor)
+  if rank then
+    first = rank + 1
+  else
+    local at = redis.call('ZSCORE', QK .. 'all', anchor) or ARGV[9]
+    first = redis.call('ZCOUNT', index, '(' .. at, '+inf')
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, at, at)) do
+      if id > anchor then first = first + 1 end
+    end
+  end
+end
 local out = {}
 local derived = state == 'queued' or state == 'scheduled'
 if not derived and task == '' then
-  for _, id in ipairs(redis.call('ZREVRANGE', index, offset, offset + limit - 1)) do
+  for _, id in ipairs(redis.call('ZREVRANGE', index, first + offset, first + offset + limit - 1)) do
     local rec = record(id)
     if rec then out[#out + 1] = rec end
   end
@@ -19,7 +36,7 @@ if not derived and task == '' then
 end
 -- Filtered: walk the index newest first, in chunks, skipping `offset` matches.
 local skip = offset
-local start = 0
+local start = first
 while #out < limit do
   local ids = redis.call('ZREVRANGE', index, start, start + 199)
   if #ids == 0 then break end

@@ -1,4 +1,4 @@
--- 0009: counts() from counters, and listing pages that stay fast at a million jobs.
+-- 0010: counts() from counters, and listing pages that stay fast at a million jobs.
 --
 -- job_counts holds count deltas per (queue, state): each statement that changes jobs'
 -- states (enqueue, claim, finish, cancel, retry, reclaim, quarantine, purge, retention)
