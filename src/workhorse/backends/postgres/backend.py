@@ -611,7 +611,9 @@ class PostgresBackend(Backend):
         query = self._q.retry
         params: dict[str, object] = {"id": job_id}
         if data is not None:
-            found = await self._rows(f"SELECT data FROM {self.sql.s}.jobs WHERE id = %(id)s", params)
+            found = await self._rows(
+                f"SELECT data FROM {self.sql.s}.jobs WHERE id = %(id)s", params
+            )
             if not found:
                 return False
             old = bytes(found[0][0])
