@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from workhorse import codec
 from workhorse.backends import Backend
 from workhorse.job import Job, JobState, NewJob, Outcome
 
@@ -158,7 +159,7 @@ def _checker(backend: Backend, ids: list[str]) -> Callable[[], Awaitable[None]]:
 
 
 async def test_counts_match_the_jobs_after_every_kind_of_change(backend: Backend) -> None:
-    # Backends may keep counters instead of counting rows (SQL: migration 0009, schema 7); after
+    # Backends may keep counters instead of counting rows (SQL: migration 0010, schema 7); after
     # each kind of state change they must agree with the jobs' own states.
     ids: list[str] = []
     check = _checker(backend, ids)
@@ -179,6 +180,15 @@ async def test_counts_match_the_jobs_after_every_kind_of_change(backend: Backend
     await check()
     dup = await backend.enqueue([new(queue="b", dedup_key="k"), new(queue="b", dedup_key="k")])
     ids += [r.id for r in dup]
+    await check()
+    # A finish with log lines, the same finish sent again (its reply lost), a retry with a
+    # new payload: each statement's variant counts its change once.
+    logged, edited = await backend.claim(["b"], "w", 2, LONG)
+    done = Outcome("completed", codec.dumps(1), logs=[{"message": "line"}])
+    await backend.finish([(logged, done), (edited, failed())])
+    await backend.finish([(logged, done)])
+    await check()
+    assert await backend.retry(edited.job_id, codec.dumps({"n": 2}), "ops")
     await check()
 
 
