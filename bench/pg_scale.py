@@ -66,6 +66,11 @@ async def main(rows: int) -> None:
                            now() - (g || ' ms')::interval, 'null'::bytea
                     FROM generate_series(1, {rows}) g"""
             )
+            # Rows written around the backend: their counts too (migration 0010).
+            await conn.execute(
+                f"""INSERT INTO {schema}.job_counts (queue, state, n) SELECT queue, state,
+                        count(*) FROM {schema}.jobs WHERE id LIKE 'old%' GROUP BY 1, 2"""
+            )
             await conn.execute(f"ANALYZE {schema}.jobs")
             fill = time.perf_counter() - t0
             await backend.enqueue(

@@ -1,4 +1,4 @@
-"""``python -m bench.scale``: do the hot calls cost the same with a million queued jobs?
+"""``python -m bench.scale``: do the hot calls cost the same with a million jobs stored?
 
 python -m bench.scale                                  # sqlite, redis, postgres; 1,000,000
 python -m bench.scale --rows 200000 --backends postgres
@@ -6,10 +6,11 @@ python -m bench.scale --rows 200000 --backends postgres
 Per backend, on a store of its own (an SQLite file in a temporary folder, a private
 ``redis-server`` without persistence, a PostgreSQL schema): the same calls are timed on
 the empty store, then again after ``--rows`` queued jobs were added (``enqueue`` in
-batches of 1,000): one enqueue, claim 10 + finish 10, ``get_job``, the newest 50 jobs,
-``counts()``. Also the store's size per queued job (Redis ``used_memory``; the SQLite
-file with its WAL; PostgreSQL's jobs and events tables with their indexes) for a payload
-of ``{"n": <i>}``. Writes docs/benchmarks-scale.md.
+batches of 1,000), and again once those were claimed and finished (1,000 a step):
+one enqueue, claim 10 + finish 10, ``get_job``, the newest 50 jobs, ``counts()``. Also
+the store's size per queued job (Redis ``used_memory``; the SQLite file with its WAL;
+PostgreSQL's jobs and events tables with their indexes) for a payload of ``{"n": <i>}``.
+Writes docs/benchmarks-scale.md.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ async def _calls(app: Workhorse, probe: str) -> dict[str, float]:
         leases = await backend.claim([QUEUE], "w", 10, 30.0)
         await backend.finish([(lease, Outcome("completed", b"null")) for lease in leases])
 
+    # Enough jobs that every timed claim gets its 10, whatever the store held.
+    await backend.enqueue([NewJob(new_job_id(), "noop", QUEUE, b"0") for _ in range(500)])
     return {
         "enqueue one": await _median_ms(lambda: app.enqueue(task, {"n": 0}), 200),
         "claim 10 + finish 10": await _median_ms(claim_finish, 50),
@@ -136,10 +139,18 @@ async def _calls(app: Workhorse, probe: str) -> dict[str, float]:
     }
 
 
-def _checkpoint(path: str) -> None:
-    """Fold the WAL the fill left into the file, as a quiet moment would."""
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+def _checkpoint(url: str) -> None:
+    """What a quiet moment does after a mass write: SQLite folds the WAL into the file,
+    PostgreSQL's autovacuum removes the dead row versions (and their index entries)."""
+    if url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    elif url.startswith("postgresql"):
+        import psycopg
+
+        schema = url.rsplit("schema=", 1)[1]
+        with psycopg.connect(DEFAULT_POSTGRES, autocommit=True) as conn:
+            conn.execute(f"VACUUM (ANALYZE) {schema}.jobs")
 
 
 async def one(
@@ -150,10 +161,9 @@ async def one(
     async with app:
         backend = app.client.backend
         probe = (await app.enqueue("noop", {"n": -1})).id
-        await backend.enqueue([NewJob(new_job_id(), "noop", QUEUE, b"0") for _ in range(100)])
         empty = await _calls(app, probe)
-        if checkpoint and url.startswith("sqlite:///"):
-            _checkpoint(url.removeprefix("sqlite:///"))
+        if checkpoint:
+            _checkpoint(url)
         before = size()
         t0 = time.perf_counter()
         for start in range(0, rows, 1000):
@@ -163,14 +173,23 @@ async def one(
             ]
             await backend.enqueue(batch)
         fill = time.perf_counter() - t0
-        if checkpoint and url.startswith("sqlite:///"):
-            _checkpoint(url.removeprefix("sqlite:///"))
+        if checkpoint:
+            _checkpoint(url)
         grown = size()
         full = await _calls(app, probe)
+        t0 = time.perf_counter()
+        while leases := await backend.claim([QUEUE], "w", 1000, 600.0):
+            await backend.finish([(lease, Outcome("completed", b"null")) for lease in leases])
+        finish = time.perf_counter() - t0
+        if checkpoint:
+            _checkpoint(url)
+        finished = await _calls(app, probe)
     return {
         "empty": empty,
         "full": full,
+        "finished": finished,
         "fill_s": fill,
+        "finish_s": finish,
         "bytes_per_job": (grown - before) / rows,
     }
 
@@ -178,25 +197,34 @@ async def one(
 def _write(rows: int, results: dict[str, dict[str, Any]], command: str, out: Path) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
-        f"# Costs with {rows:,} queued jobs",
+        f"# Costs with {rows:,} queued or finished jobs",
         "",
         f"Written by `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"load average at the end {load} on 2 shared cores: compare the columns of one "
         "row, taken minutes apart, not rows of different runs).",
         "",
-        f"Each call timed on the empty store, then after {rows:,} queued jobs were added; "
-        'medians in ms. Payload `{"n": <i>}`.',
+        f"Each call timed on the empty store, then after {rows:,} queued jobs were added, "
+        'then once they were all claimed and finished; medians in ms. Payload `{"n": <i>}`.',
         "",
-        "| backend | call | empty | full | full/empty |",
-        "| --- | --- | --: | --: | --: |",
+        "| backend | call | empty | queued | queued/empty | finished | finished/empty |",
+        "| --- | --- | --: | --: | --: | --: | --: |",
     ]
     for kind, r in results.items():
         for call, ms in r["empty"].items():
-            full = r["full"][call]
-            lines.append(f"| {kind} | {call} | {ms:.2f} | {full:.2f} | {full / ms:.2f} |")
-    lines += ["", "| backend | fill time | store bytes per queued job |", "| --- | --: | --: |"]
+            full, done = r["full"][call], r["finished"][call]
+            lines.append(
+                f"| {kind} | {call} | {ms:.2f} | {full:.2f} | {full / ms:.2f} "
+                f"| {done:.2f} | {done / ms:.2f} |"
+            )
+    lines += [
+        "",
+        "| backend | fill time | claim + finish all | store bytes per queued job |",
+        "| --- | --: | --: | --: |",
+    ]
     for kind, r in results.items():
-        lines.append(f"| {kind} | {r['fill_s']:.1f} s | {r['bytes_per_job']:,.0f} |")
+        lines.append(
+            f"| {kind} | {r['fill_s']:.1f} s | {r['finish_s']:.1f} s | {r['bytes_per_job']:,.0f} |"
+        )
     lines += [
         "",
         "Bytes per job: Redis `used_memory` (the job's hash, its index entries and its "
@@ -212,7 +240,9 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--backends", default="sqlite,redis,postgres")
     p.add_argument(
-        "--checkpoint", action="store_true", help="SQLite: checkpoint the WAL after the fill"
+        "--checkpoint",
+        action="store_true",
+        help="after each fill: SQLite checkpoints its WAL, PostgreSQL vacuums jobs",
     )
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()

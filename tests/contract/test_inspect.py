@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
+from workhorse import codec
 from workhorse.backends import Backend
 from workhorse.job import Job, JobState, NewJob, Outcome
 
 from .support import (
     LONG,
+    SHORT,
     claim_one,
     completed,
     enqueue_one,
@@ -85,6 +89,24 @@ async def test_query_state_filter_pages_after_filtering(backend: Backend) -> Non
     assert [j.id for j in got] == scheduled[1:3]
 
 
+async def test_query_pages_through_mixed_states_and_queues(backend: Backend) -> None:
+    # Stores may merge a page from per-state (or per-queue) ranges: the order and the
+    # paging must be those of one list.
+    ids = await _enqueue_spaced(backend, *[new(queue="ab"[i % 2]) for i in range(8)])
+    first, second = await backend.claim(["a"], "w", 2, LONG)
+    (third,) = await backend.claim(["b"], "w", 1, LONG)
+    assert (first.job_id, second.job_id, third.job_id) == (ids[0], ids[2], ids[1])
+    await backend.finish([(first, failed()), (second, completed()), (third, failed())])
+    newest = ids[::-1]
+    assert id_list(await backend.query(limit=3, offset=2)) == newest[2:5]
+    assert id_list(await backend.query(queue="a")) == newest[1::2]
+    assert id_list(await backend.query(queue="a", limit=2, offset=1)) == newest[3::2][:2]
+    assert id_list(await backend.query(state=JobState.FAILED)) == [ids[1], ids[0]]
+    assert id_list(await backend.query(state=JobState.FAILED, limit=1, offset=1)) == [ids[0]]
+    queued = [x for x in newest if x not in ids[:3]]
+    assert id_list(await backend.query(state=JobState.QUEUED, limit=4, offset=1)) == queued[1:5]
+
+
 # -- counts -----------------------------------------------------------------------------
 async def test_counts_every_state_per_queue(backend: Backend) -> None:
     await backend.enqueue([new(queue="a"), new(queue="a"), new(queue="a", delay=60)])
@@ -122,19 +144,25 @@ async def test_counts_move_from_scheduled_to_queued_when_due(backend: Backend) -
     await eventually(queued, "the scheduled job to count as queued once due")
 
 
-async def test_counts_match_the_jobs_after_every_kind_of_change(backend: Backend) -> None:
-    # Backends may keep counters instead of counting rows (PostgreSQL: migration 0008); after
-    # each kind of state change they must agree with the jobs' own states.
-    ids: list[str] = []
+def _checker(backend: Backend, ids: list[str]) -> Callable[[], Awaitable[None]]:
+    """counts() of queues a and b, asked by name and for all, against the jobs' states."""
 
     async def check() -> None:
         tally = {q: dict.fromkeys(ALL_STATES, 0) for q in ("a", "b")}
-        for job_id in set(ids):
-            job = await backend.get(job_id)
-            if job is not None:
-                tally[job.queue][job.state.value] += 1
+        for job in await backend.get_many(list(set(ids))):
+            tally[job.queue][job.state.value] += 1
         assert await backend.counts(["a", "b"]) == tally
+        everything = await backend.counts()
+        assert {q: everything.get(q, dict.fromkeys(ALL_STATES, 0)) for q in tally} == tally
 
+    return check
+
+
+async def test_counts_match_the_jobs_after_every_kind_of_change(backend: Backend) -> None:
+    # Backends may keep counters instead of counting rows (SQL: migration 0010, schema 7); after
+    # each kind of state change they must agree with the jobs' own states.
+    ids: list[str] = []
+    check = _checker(backend, ids)
     batch = [new(queue="a") for _ in range(6)] + [new(queue="b"), new(queue="a", delay=60)]
     ids += [r.id for r in await backend.enqueue(batch)]
     await check()
@@ -152,6 +180,68 @@ async def test_counts_match_the_jobs_after_every_kind_of_change(backend: Backend
     await check()
     dup = await backend.enqueue([new(queue="b", dedup_key="k"), new(queue="b", dedup_key="k")])
     ids += [r.id for r in dup]
+    await check()
+    # A finish with log lines, the same finish sent again (its reply lost), a retry with a
+    # new payload: each statement's variant counts its change once.
+    logged, edited = await backend.claim(["b"], "w", 2, LONG)
+    done = Outcome("completed", codec.dumps(1), logs=[{"message": "line"}])
+    await backend.finish([(logged, done), (edited, failed())])
+    await backend.finish([(logged, done)])
+    await check()
+    assert await backend.retry(edited.job_id, codec.dumps({"n": 2}), "ops")
+    await check()
+
+
+async def test_counts_match_the_jobs_after_reclaim_replace_retention_and_purge(
+    backend: Backend,
+) -> None:
+    ids: list[str] = []
+    check = _checker(backend, ids)
+    # A replace that makes a scheduled job due; a job that comes due by itself.
+    first = new(queue="a", dedup_key="d", delay=60)
+    again = replace(new(queue="a", dedup_key="d"), replace=True)
+    ids += [r.id for r in await backend.enqueue([first, new(queue="b", delay=0.3)])]
+    await check()
+    ids += [r.id for r in await backend.enqueue([again])]
+    await check()
+    await asyncio.sleep(0.4)
+    await check()
+    # Expired leases: one requeued, one past its stalls failed, one cancelled meanwhile.
+    more = [new(queue="a"), new(queue="a", max_stalls=0), new(queue="a")]
+    ids += [r.id for r in await backend.enqueue(more)]
+    leases = await backend.claim(["a"], "w", 4, SHORT)
+    assert len(leases) == 4
+    await backend.cancel(ids[-1])
+    await check()
+
+    async def reclaimed() -> bool:
+        return bool(await backend.reclaim_expired())
+
+    await eventually(reclaimed, "the expired leases to be reclaimed")
+    await check()
+    # Finished jobs of both queues, then each way of deleting them.
+    ended = []
+    for _ in range(3):
+        ended += await backend.claim(["a", "b"], "w", 10, LONG)
+    await backend.finish([(lease, completed()) for lease in ended[:-1]])
+    await backend.finish([(ended[-1], failed())])
+    await check()
+    await backend.purge(states=[JobState.COMPLETED], keep_last=1, queue="a")
+    await check()
+    await backend.purge(states=[JobState.COMPLETED, JobState.FAILED], keep_last=0)
+    await check()
+    held = new(queue="b")
+    held = replace(held, keep_for=0.0, hold=True)
+    ids += [r.id for r in await backend.enqueue([held, replace(new(queue="b"), keep_for=0.0)])]
+    (lease_a, lease_b) = await backend.claim(["b"], "w", 2, LONG)
+    await backend.finish([(lease_a, completed()), (lease_b, completed())])
+    await backend.purge(states=[JobState.COMPLETED], retention=True)  # its own keep_for
+    await check()
+    await backend.release([held.id])  # the last holder gone: it goes now
+    await check()
+    ids += [r.id for r in await backend.enqueue([new(queue="a")])]
+    await backend.cancel(ids[-1])
+    await backend.purge(states=[JobState.CANCELLED], older_than=0.0)
     await check()
 
 

@@ -15,11 +15,12 @@ import pytest
 from tests.conftest import POSTGRES_URL, require_service
 from workhorse import codec
 from workhorse.errors import BackendError, ConfigError
-from workhorse.job import Event, JobState, NewJob, new_job_id
+from workhorse.job import Event, JobState, NewJob, Outcome, new_job_id
 
 pytest.importorskip("psycopg_pool")
 
 from workhorse.backends.postgres import PostgresBackend
+from workhorse.backends.postgres import backend as pg_backend
 from workhorse.backends.postgres import schema as pg_schema
 
 PROMPT = 2.0  # far below every wait's own timeout
@@ -164,6 +165,51 @@ async def test_concurrent_migrations_apply_each_file_once(
     results = await asyncio.gather(*(make().migrate() for _ in range(3)))
     applied = sorted(v for r in results for v in r)
     assert applied == [m.version for m in pg_schema.migrations()]
+
+
+async def test_migration_0010_counts_the_jobs_already_there_once(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    b = make()
+    assert await b.migrate(target=9) == list(range(1, 10))
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(
+            f"INSERT INTO {schema_name}.jobs (id, task, queue, state, data) VALUES "
+            "('j1', 't', 'a', 'queued', '\\x7b7d'), ('j2', 't', 'a', 'completed', '\\x7b7d'), "
+            "('j3', 't', 'b', 'failed', '\\x7b7d'), ('j4', 't', 'a', 'queued', '\\x7b7d')"
+        )
+    assert await b.migrate() == [10]
+    await b.open()
+    await b.enqueue([job("b")])
+    counts = await b.counts(["a", "b"])
+    assert [counts["a"][s] for s in (JobState.QUEUED, JobState.COMPLETED)] == [2, 1]
+    assert [counts["b"][s] for s in (JobState.QUEUED, JobState.FAILED)] == [1, 1]
+
+
+async def test_counts_fold_their_rows_and_stay_right(
+    make: Callable[..., PostgresBackend], schema_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_backend, "_FOLD_AT", 5)
+    b = make()
+    await b.open()
+    for _ in range(8):  # a statement each: a counter row each
+        await b.enqueue([job("a"), job("b")])
+    leases = await b.claim(["a"], "w", 3, 30)
+    await b.finish([(lease, Outcome("completed", codec.dumps(1))) for lease in leases])
+
+    async def pieces() -> int:
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
+            cur = await conn.execute(f"SELECT count(*) FROM {schema_name}.job_counts")
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0])
+
+    assert await pieces() > 5
+    first = await b.counts()
+    assert await pieces() == 3  # one per (queue, state) with jobs: a queued/completed, b queued
+    assert first == await b.counts()
+    assert first["a"][JobState.QUEUED] == 5 and first["a"][JobState.COMPLETED] == 3
+    assert first["b"][JobState.QUEUED] == 8
 
 
 # -- the application's own transaction ---------------------------------------------------
@@ -345,6 +391,15 @@ async def test_claim_and_listings_use_the_partial_indexes_with_many_finished_job
         (),
     )
     assert "jobs_state_created_idx" in failed, failed
+    # The listings' own statements: a queue's page, and all jobs merged from each state.
+    page = {"queue": "q", "task": None, "limit": 50, "offset": 0}
+    for by_queue, state, index in [
+        (True, None, "jobs_queue_state_created_idx"),
+        (True, "completed", "jobs_queue_state_created_idx"),
+        (False, None, "jobs_state_created_idx"),
+    ]:
+        listing = await plan(b.sql.newest(by_queue, state, ""), page)
+        assert index in listing and "Seq Scan" not in listing, listing
     reclaim = await plan(b._q.reclaim, ())
     assert "Seq Scan on jobs" not in reclaim, reclaim
     leases = await b.claim(["q"], "w", 10, 30)

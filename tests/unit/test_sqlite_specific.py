@@ -19,6 +19,7 @@ from workhorse import codec
 from workhorse.backends import backend_from_url
 from workhorse.backends.sqlite import SCHEMA_VERSION, SQLiteBackend, path_from_url
 from workhorse.backends.sqlite import statements as sqlite_statements
+from workhorse.backends.sqlite.reads import query_select
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import JobState, NewJob, Outcome, new_job_id
 
@@ -329,6 +330,33 @@ async def test_a_large_purge_goes_in_chunks_and_keeps_the_newest(url: str) -> No
         await backend.close()
 
 
+async def test_listings_read_index_ranges_not_the_table(url: str) -> None:
+    """A queue's page reads wh_jobs_queue_created, failed jobs (of a queue or across them)
+    wh_jobs_failed, one range per queue, never the whole table; a keyset page too."""
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        await backend.enqueue([job("a"), job("b"), job("b")])
+        leases = await backend.claim(["a", "b"], "w", 2, 30.0)
+        await backend.finish([(lease, Outcome("failed", error={})) for lease in leases])
+        cases = [("a", None, "wh_jobs_queue_created"), ("a", JobState.FAILED, "wh_jobs_failed"),
+                 (None, JobState.FAILED, "wh_jobs_failed")]  # fmt: skip
+        with sqlite3.connect(backend.path) as raw:
+            for queue, state, index in cases:
+                for after in (None, (1.0, "x")):
+                    sql, params = query_select(raw, queue, state, None, 0.0, after)
+                    plan = " / ".join(
+                        r[3]
+                        for r in raw.execute(
+                            f"EXPLAIN QUERY PLAN {sql}", params | {"limit": 50, "offset": 0}
+                        )
+                    )
+                    assert index in plan, plan
+                    assert "SCAN wh_jobs" not in plan, plan
+    finally:
+        await backend.close()
+
+
 async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     """A file written before dedup keys were per queue and jobs had their own retention
     opens with its jobs intact and gains both."""
@@ -346,6 +374,7 @@ async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     try:
         old = await backend.get("old-1")
         assert old is not None and old.state is JobState.QUEUED and old.keep_for is None
+        assert (await backend.counts(["a"]))["a"][JobState.QUEUED] == 1  # counted once
         # Per queue now: the same key in another queue is a new job, in its own a duplicate.
         other, same = await backend.enqueue([job("b", dedup_key="k"), job("a", dedup_key="k")])
         assert other.created and not same.created and same.id == "old-1"

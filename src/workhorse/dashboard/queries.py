@@ -72,15 +72,11 @@ async def job_page(
         exact = await client.get_job(text)
         if exact is not None and queue in (None, exact.queue):
             return JobPage([exact], None, 1)
-    found: list[Job] = []
-    looked = 0
-    while looked < SEARCH_WINDOW and len(found) < PAGE:
-        batch = await client.jobs(queue=queue, state=state, task=task, limit=500, offset=looked)
-        looked += len(batch)
-        found += [j for j in batch if _matches(j, text)]
-        if len(batch) < 500:
-            break
-    return JobPage(found[:PAGE], None, looked)
+    # One read of the whole window: a store pages by offset, so reading it in pieces
+    # would read the first ones again for each later piece.
+    window = await client.jobs(queue=queue, state=state, task=task, limit=SEARCH_WINDOW)
+    found = [j for j in window if _matches(j, text)]
+    return JobPage(found[:PAGE], None, len(window))
 
 
 async def recent_events(client: Client, job: Job) -> list[Event]:

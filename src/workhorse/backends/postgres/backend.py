@@ -88,6 +88,11 @@ def _b64(raw: bytes) -> str:
     return b2a_base64(raw, newline=False).decode("ascii")
 
 
+# counts() folds the counters' rows into one per (queue, state) past this many: a counts()
+# call sums at most about this many rows however many jobs the table holds.
+_FOLD_AT = 2000
+
+
 class PostgresBackend(Backend):
     capabilities = Capabilities(
         durable=True, multi_process=True, multi_machine=True, transactional_enqueue=True
@@ -514,7 +519,7 @@ class PostgresBackend(Backend):
         done = await self._rows(self._q.quarantine, params)
         if not done:
             return job_of(tuple(fixed))  # deleted meanwhile
-        after = list(done[0])
+        after = list(done[0][:-1])  # without the state it had (for the counts)
         after[4] = fixed[4]
         return job_of(tuple(after))
 
@@ -543,52 +548,49 @@ class PostgresBackend(Backend):
     ) -> list[Job]:
         if "\x00" in (queue or "") or "\x00" in (task or ""):
             return []  # no stored name holds a NUL
-        where: list[str] = []
-        params: list[Any] = []
+        extra = "AND task = %(task)s" if task is not None else ""
+        stored = None if state is None else state.value
         if state is JobState.SCHEDULED:
-            where.append("state = 'queued' AND run_at > now()")
+            stored, extra = "queued", extra + " AND run_at > now()"
         elif state is JobState.QUEUED:
-            where.append("state = 'queued' AND run_at <= now()")
-        elif state is not None:
-            where.append("state = %s")
-            params.append(state.value)
-        if queue is not None:
-            where.append("queue = %s")
-            params.append(queue)
-        if task is not None:
-            where.append("task = %s")
-            params.append(task)
+            extra += " AND run_at <= now()"
+        params: dict[str, Any] = {
+            "queue": queue,
+            "task": task,
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        }
         if after is not None:  # the anchor's stored time while it exists: exact, not rounded
-            where.append(
-                f"(created_at, id) < (COALESCE((SELECT created_at FROM {self.sql.s}.jobs "
-                "WHERE id = %s), to_timestamp(%s)), %s)"
+            extra += (
+                f" AND (created_at, id) < (COALESCE((SELECT created_at FROM {self.sql.s}.jobs "
+                "WHERE id = %(after)s), to_timestamp(%(created)s)), %(after)s)"
             )
-            params += [after.id, after.created, after.id]
-        cond = f"WHERE {' AND '.join(where)}" if where else ""
-        params += [max(0, limit), max(0, offset)]
-        rows = await self._rows(
-            f"SELECT {self._q.job_columns} FROM {self.sql.s}.jobs {cond} "
-            "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
-            params,
-        )
+            params |= {"after": after.id, "created": after.created}
+        rows = await self._rows(self.sql.newest(queue is not None, stored, extra), params)
         return await self._jobs(rows)
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for q in queues or ():
             out[q] = dict.fromkeys(JobState, 0)
-        cond, params = (
-            ("", ())
-            if queues is None
-            else ("WHERE queue = ANY(%s::text[])", ([q for q in queues if "\x00" not in q],))
-        )
-        rows = await self._rows(
-            f"SELECT queue, CASE WHEN state = 'queued' AND run_at > now() THEN 'scheduled' "
-            f"ELSE state END, count(*) FROM {self.sql.s}.jobs {cond} GROUP BY 1, 2",
-            params,
-        )
-        for queue, state, n in rows:
-            out.setdefault(queue, dict.fromkeys(JobState, 0))[STATES[state]] = int(n)
+        # The counters (migration 0010) give queued, active and finished; a queued job
+        # whose run_at is ahead is scheduled, a matter of time that no write marks.
+        if queues is None:
+            rows = await self._rows(self._q.counts_all, ())
+        else:
+            names = [q for q in queues if "\x00" not in q]
+            rows = await self._rows(self._q.counts_of, {"q": names})
+        pieces = 0
+        for queue, state, n, parts in rows:
+            pieces += parts
+            if not n:
+                continue
+            per = out.setdefault(queue, dict.fromkeys(JobState, 0))
+            if state == "scheduled":
+                per[_Q] -= int(n)
+            per[STATES[state]] += int(n)
+        if pieces > _FOLD_AT:
+            await self._rows(self._q.fold_counts, ())
         return out
 
     async def cancel(self, job_id: str) -> JobState | None:
@@ -607,14 +609,17 @@ class PostgresBackend(Backend):
         if "\x00" in job_id:
             return False
         query = self._q.retry
-        params: tuple[object, ...] = (job_id,)
+        params: dict[str, object] = {"id": job_id}
         if data is not None:
-            found = await self._rows(f"SELECT data FROM {self.sql.s}.jobs WHERE id = %s", params)
+            found = await self._rows(
+                f"SELECT data FROM {self.sql.s}.jobs WHERE id = %(id)s", params
+            )
             if not found:
                 return False
             old = bytes(found[0][0])
             note = orjson.dumps(retried(old, by)).decode()
-            query, params = self._q.edit, (data, job_id, old, note)
+            query = self._q.edit
+            params |= {"data": data, "old": old, "note": note}
         try:
             rows = await self._rows(query, params)
         except psycopg.errors.UniqueViolation:

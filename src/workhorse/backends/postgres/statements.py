@@ -26,6 +26,19 @@ JOB_COLUMNS = ", ".join(
 )  # fmt: skip
 
 _LIVE = "state IN ('queued', 'active')"
+_STATES = "ARRAY['queued', 'active', 'completed', 'failed', 'cancelled']"
+_PROBE = 5000  # index entries counts() reads on each side of now() before counting all
+
+
+def tally(s: str, rows: str, was: str, now: str) -> str:
+    """A CTE appending the count deltas of the rows of ``rows`` (which has a ``queue``):
+    one less of state ``was``, one more of ``now`` (SQL, NULL for none), per queue."""
+    return f"""tally AS (
+  INSERT INTO {s}.job_counts (queue, state, n)
+  SELECT r.queue, c.state, sum(c.n) FROM {rows} r,
+    LATERAL (VALUES (({was})::text, -1), (({now})::text, 1)) AS c(state, n)
+  WHERE c.state IS NOT NULL GROUP BY 1, 2 HAVING sum(c.n) <> 0
+)"""
 
 
 def _kept(lines: str, max_lines: str, max_bytes: str) -> str:
@@ -87,7 +100,7 @@ WITH ins AS (
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue)
   SELECT 'job.queued', id, task, queue FROM ins
-), note AS (
+), {tally(s, "ins", "NULL", "'queued'")}, note AS (
   SELECT pg_notify({self.jobs_channel}, q.queue) FROM (SELECT DISTINCT queue FROM ins) q
 )
 SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
@@ -151,7 +164,7 @@ WITH picked AS (
   SELECT 'job.started', id, task, queue,
          jsonb_build_object('attempt', attempts, 'worker', %(w)s::text)
   FROM claimed
-)
+), {tally(s, "claimed", "'queued'", "'active'")}
 SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created, stalls
 FROM claimed ORDER BY priority DESC, run_at, seq"""
 
@@ -217,7 +230,7 @@ WITH i AS (
                    WHEN 'failed' THEN jsonb_build_object('attempt', attempts, 'error', error)
                    ELSE '{{}}'::jsonb END
   FROM upd
-), done AS (
+), {tally(s, "upd", "'active'", "r.state")}, done AS (
   SELECT pg_notify({self.done_channel}, CASE WHEN sum(length(id) + 1) <= 7900
                                          THEN string_agg(id, ',') ELSE '*' END)
   FROM upd WHERE state <> 'queued' HAVING count(*) > 0
@@ -282,7 +295,7 @@ WITH exp AS (
   ) AS e(n, type, data)
   WHERE e.n = 1 OR upd.state <> 'queued'
   ORDER BY upd.id, e.n
-), done AS (
+), {tally(s, "upd", "'active'", "r.state")}, done AS (
   SELECT pg_notify({self.done_channel}, '*') FROM upd
   WHERE state <> 'queued' HAVING count(*) > 0
 ), woke AS (
@@ -305,9 +318,13 @@ WHERE NOT EXISTS (SELECT 1 FROM {s}.queues WHERE name = q.name AND paused)"""
         goes now. (A second statement: one cannot delete the rows its own CTE updated. Of
         two releases at once, the later one's drop sees both decrements.)"""
         return f"""
-DELETE FROM {self.s}.jobs WHERE id = ANY(%s::text[])
-  AND state IN ('completed', 'failed', 'cancelled') AND holds = 0 AND keep_for IS NOT NULL
-  AND finished_at + make_interval(secs => keep_for) <= now()"""
+WITH d AS (
+  DELETE FROM {self.s}.jobs WHERE id = ANY(%s::text[])
+    AND state IN ('completed', 'failed', 'cancelled') AND holds = 0 AND keep_for IS NOT NULL
+    AND finished_at + make_interval(secs => keep_for) <= now()
+  RETURNING queue, state
+), {tally(self.s, "d", "r.state", "NULL")}
+SELECT count(*) FROM d"""
 
     def release(self) -> str:
         return f"""
@@ -341,7 +358,8 @@ WITH upd AS (
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue)
   SELECT 'job.cancelled', id, task, queue FROM upd WHERE state = 'cancelled'
-), done AS (
+), {tally(s, "upd", "CASE r.state WHEN 'cancelled' THEN 'queued' ELSE r.state END", "r.state")},
+done AS (
   SELECT pg_notify({self.done_channel}, id) FROM upd WHERE state = 'cancelled'
 )
 SELECT state FROM upd, (SELECT count(*) FROM done) n"""
@@ -350,26 +368,29 @@ SELECT state FROM upd, (SELECT count(*) FROM done) n"""
         return f"SELECT state, run_at > now() FROM {self.s}.jobs WHERE id = %s"
 
     def retry(self, edit: bool = False) -> str:
-        """Parameters: the id; with ``edit``, the new payload, the id, the payload the job must
-        still hold (read just before: a change meanwhile retries nothing), the event's data."""
+        """Parameters: %(id)s; with ``edit``, the new payload %(data)s, the payload the job
+        must still hold %(old)s (read just before: a change meanwhile retries nothing), the
+        event's data %(note)s."""
         s = self.s
-        data = ", data = %s" if edit else ""
-        still = " AND j.data = %s" if edit else ""
-        note = "CAST(%s AS text)::jsonb" if edit else """'{"retried": true}'"""
+        data = ", data = %(data)s" if edit else ""
+        still = " AND j.data = %(old)s" if edit else ""
+        note = "CAST(%(note)s AS text)::jsonb" if edit else """'{"retried": true}'"""
         return f"""
 WITH upd AS (
+  -- The row locked first, so the state it leaves is the one it has (for the counts).
   UPDATE {s}.jobs j SET state = 'queued', attempts = 0, stalls = 0, finished_at = NULL,
     error = NULL, result = NULL, run_at = now(), seq = nextval('{s}.jobs_seq_seq'), token = NULL,
     expires_at = NULL, worker = NULL, cancel_requested = false, finish_token = NULL{data}
-  WHERE j.id = %s AND j.state IN ('failed', 'cancelled'){still}
+  FROM (SELECT id, state AS was FROM {s}.jobs WHERE id = %(id)s FOR UPDATE) w
+  WHERE j.id = w.id AND j.state IN ('failed', 'cancelled'){still}
     AND (j.dedup_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM {s}.jobs o
       WHERE o.queue = j.queue AND o.dedup_key = j.dedup_key AND o.{_LIVE}))
-  RETURNING id, task, queue
+  RETURNING j.id, j.task, j.queue, w.was
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
   SELECT 'job.queued', id, task, queue, {note} FROM upd
-), note AS (
+), {tally(s, "upd", "r.was", "'queued'")}, note AS (
   SELECT pg_notify({self.jobs_channel}, queue) FROM upd
 )
 SELECT id FROM upd, (SELECT count(*) FROM note) n"""
@@ -463,6 +484,62 @@ RETURNING {_epoch("last_seen")}"""
 SELECT info, {_epoch("last_seen")} FROM {self.s}.workers WHERE expires_at > now()
 ORDER BY info->>'started_at', id"""
 
+    def counts(self, in_queues: bool) -> str:
+        """Per queue and state: the counters' sum and how many rows made it. 'scheduled' is
+        the part of 'queued' not due yet, a matter of time no write marks: counted in the
+        due index on whichever side of now() is small (up to _PROBE entries each), the
+        whole range only when both are large; one snapshot, so it agrees with the sums."""
+        s = self.s
+        where = "WHERE queue = ANY(%(q)s::text[])" if in_queues else ""
+
+        def side(cond: str, limit: str) -> str:
+            return (
+                f"(SELECT count(*) FROM (SELECT 1 FROM {s}.jobs WHERE state = 'queued' "
+                f"AND queue = c.queue AND run_at {cond} now(){limit}) x)"
+            )
+
+        probe = f" LIMIT {_PROBE + 1}"
+        return f"""
+WITH c AS (
+  SELECT queue, state, sum(n) AS n, count(*) AS parts FROM {s}.job_counts {where}
+  GROUP BY 1, 2
+)
+SELECT queue, state, n, parts FROM c
+UNION ALL
+SELECT c.queue, 'scheduled', CASE WHEN a.k <= {_PROBE} THEN a.k
+  WHEN {side("<=", probe)} <= {_PROBE} THEN c.n - {side("<=", probe)}
+  ELSE {side(">", "")} END, 0
+FROM c, LATERAL (SELECT {side(">", probe)} AS k) a
+WHERE c.state = 'queued' AND c.n > 0"""
+
+    def fold_counts(self) -> str:
+        """The counters' rows folded into one per (queue, state). A row a transaction in
+        flight adds is not seen, so it stays for the next fold; two folds at once wait on
+        each other's row locks and the second skips the rows the first deleted."""
+        s = self.s
+        return f"""
+WITH d AS (DELETE FROM {s}.job_counts RETURNING queue, state, n)
+INSERT INTO {s}.job_counts (queue, state, n)
+SELECT queue, state, sum(n) FROM d GROUP BY 1, 2 HAVING sum(n) <> 0"""
+
+    def newest(self, by_queue: bool, state: str | None, extra: str) -> str:
+        """Jobs newest first, LIMIT %(limit)s OFFSET %(offset)s: read from one index range
+        per state (queue first when ``by_queue``), or merged from the five states' ranges,
+        so a page reads offset + limit index entries per range whatever the table holds.
+        ``extra``: more conditions (AND ...)."""
+        s = self.s
+        queue = "AND queue = %(queue)s" if by_queue else ""
+        order = "ORDER BY created_at DESC, id DESC"
+        if state is not None:
+            return f"""
+SELECT {JOB_COLUMNS} FROM {s}.jobs WHERE state = '{state}' {queue} {extra}
+{order} LIMIT %(limit)s OFFSET %(offset)s"""
+        return f"""
+SELECT {JOB_COLUMNS} FROM unnest({_STATES}) AS st(name) CROSS JOIN LATERAL (
+  SELECT * FROM {s}.jobs WHERE state = st.name {queue} {extra}
+  {order} LIMIT %(limit)s::int8 + %(offset)s::int8) j
+{order} LIMIT %(limit)s OFFSET %(offset)s"""
+
     def sweep(self) -> list[str]:
         """Housekeeping run now and then by reclaim: bound the log, drop expired keys."""
         s = self.s
@@ -475,6 +552,7 @@ ORDER BY info->>'started_at', id"""
             f"DELETE FROM {s}.kv WHERE expires_at <= now()",
             f"DELETE FROM {s}.counters WHERE expires_at <= now()",
             f"DELETE FROM {s}.workers WHERE expires_at <= now() - interval '1 hour'",
+            self.fold_counts(),
         ]
 
 
@@ -484,6 +562,9 @@ class Queries:
     def __init__(self, s: Statements) -> None:
         self.job_columns = JOB_COLUMNS
         self.enqueue = s.enqueue()
+        self.counts_all = s.counts(False)
+        self.counts_of = s.counts(True)
+        self.fold_counts = s.fold_counts()
         self.live_by_key = s.live_by_key()
         self.claim = s.claim()
         self.renew = s.renew()
@@ -524,9 +605,10 @@ WITH upd AS (
   UPDATE {s.s}.jobs SET state = 'failed', error = %(e)s::jsonb, finished_at = now(),
     token = NULL, expires_at = NULL, cancel_requested = false,
     result = CASE WHEN %(clear)s THEN NULL ELSE result END
+  FROM (SELECT state AS was FROM {s.s}.jobs WHERE id = %(id)s FOR UPDATE) w
   WHERE id = %(id)s
-  RETURNING {JOB_COLUMNS}
-), ev AS (
+  RETURNING {JOB_COLUMNS}, w.was
+), {tally(s.s, "upd", "r.was", "'failed'")}, ev AS (
   INSERT INTO {s.s}.events (type, job_id, task, queue, data)
   SELECT 'job.failed', id, task, queue,
          jsonb_build_object('attempt', attempts, 'error', %(e)s::jsonb)
@@ -534,7 +616,7 @@ WITH upd AS (
 ), done AS (
   SELECT pg_notify({s.done_channel}, string_agg(id, ',')) FROM upd HAVING count(*) > 0
 )
-SELECT upd.* FROM upd, (SELECT count(*) FROM done) n"""
+SELECT upd.* FROM upd, (SELECT count(*) FROM done) n"""  # its last column: the old state
 
 
 # Purge: each statement deletes and counts in one round trip. A job with its own keep_for
@@ -568,7 +650,8 @@ def purge_older(s: str, state: str, in_queue: bool, retention: bool) -> str:
         f"WITH RECURSIVE {_queues(finished, in_queue)}, d AS (DELETE FROM {s}.jobs j "
         f"USING queues q WHERE j.state = '{state}' AND j.queue = q.name "
         f"AND j.finished_at <= now() - make_interval(secs => %(age)s){not_own} "
-        "RETURNING 1) SELECT count(*) FROM d"
+        f"RETURNING j.queue, j.state), {tally(s, 'd', 'r.state', 'NULL')} "
+        "SELECT count(*) FROM d"
     )
 
 
@@ -577,7 +660,7 @@ def purge_own(s: str, in_queue: bool) -> str:
     return (
         f"WITH d AS (DELETE FROM {s}.jobs WHERE {_scope(in_queue)} AND {_OWN} AND "
         "finished_at + make_interval(secs => keep_for) <= now() "
-        "RETURNING 1) SELECT count(*) FROM d"
+        f"RETURNING queue, state), {tally(s, 'd', 'r.state', 'NULL')} SELECT count(*) FROM d"
     )
 
 
@@ -596,5 +679,6 @@ def purge_past_keep(s: str, state: str, in_queue: bool, retention: bool) -> str:
         f"WHERE q.name IS NOT NULL), d AS (DELETE FROM {s}.jobs j USING edges "
         f"WHERE j.state = '{state}' AND j.queue = edges.name "
         f"AND (j.finished_at, j.seq) <= (edges.finished_at, edges.seq){not_own} "
-        "RETURNING 1) SELECT count(*) FROM d"
+        f"RETURNING j.queue, j.state), {tally(s, 'd', 'r.state', 'NULL')} "
+        "SELECT count(*) FROM d"
     )

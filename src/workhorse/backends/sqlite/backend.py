@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -44,6 +45,8 @@ from workhorse.backends.sqlite.statements import (
     next_seq,
     purge_select,
 )
+from workhorse.backends.sqlite.tally import Move
+from workhorse.backends.sqlite.tally import write as tally
 from workhorse.backends.sqlite.watcher import Signal, Watcher
 from workhorse.errors import BackendError
 from workhorse.events import recorded, retried
@@ -62,7 +65,7 @@ from workhorse.job import (
 from workhorse.urls import check_options
 
 # The tables drop() empties: all but wh_meta, whose seq keeps counting.
-_TABLES = ("wh_jobs", "wh_events", "wh_paused", "wh_kv", "wh_counters", "wh_workers")
+_TABLES = ("wh_jobs", "wh_counts", "wh_events", "wh_paused", "wh_kv", "wh_counters", "wh_workers")
 
 
 class SQLiteBackend(Backend):
@@ -147,6 +150,7 @@ class SQLiteBackend(Backend):
         reset: dict[str, Any],
     ) -> None:
         now = self._clock()
+        was = conn.execute("SELECT state FROM wh_jobs WHERE id = ?", (job_id,)).fetchone()
         sets = "".join(f", {name} = ?" for name in reset)  # names from rows.RESETTABLE only
         row = conn.execute(
             f"UPDATE wh_jobs SET state = 'failed', error = ?, finished_at = ?, token = NULL, "
@@ -155,6 +159,7 @@ class SQLiteBackend(Backend):
             (to_json(error), now, *reset.values(), job_id),
         ).fetchone()
         if row is not None:
+            tally(conn, [(row[1], was[0], "failed", 1)])
             self._events.add(
                 conn,
                 [event_row("job.failed", job_id, row[0], row[1], now,
@@ -175,6 +180,7 @@ class SQLiteBackend(Backend):
         out: list[EnqueueResult] = []
         plain: list[tuple[Any, ...]] = []
         events: list[EventRow] = []
+        moves: list[Move] = []
         for i, new in enumerate(jobs):
             run_at = new.at if new.at is not None else now + new.delay
             state = "scheduled" if run_at > now else "queued"
@@ -202,17 +208,24 @@ class SQLiteBackend(Backend):
                 # Jobs with a key go one by one: a later job in this batch may share it.
                 cur = conn.execute(INSERT + " ON CONFLICT DO NOTHING", row)
                 if cur.rowcount != 1:
-                    out.append(self._duplicate(conn, new, now, events))
+                    out.append(self._duplicate(conn, new, now, events, moves))
                     continue
+            moves.append((new.queue, None, state, 1))
             events.append(event_row("job.queued", new.id, new.task, new.queue, now))
             out.append(EnqueueResult(new.id, True, public_state(state, run_at, now)))
         if plain:
             conn.executemany(INSERT, plain)
+        tally(conn, moves)
         self._events.add(conn, events)
         return out
 
     def _duplicate(
-        self, conn: sqlite3.Connection, new: NewJob, now: float, events: list[EventRow]
+        self,
+        conn: sqlite3.Connection,
+        new: NewJob,
+        now: float,
+        events: list[EventRow],
+        moves: list[Move],
     ) -> EnqueueResult:
         """The live job holding ``new.dedup_key``; with ``replace``, a not yet started one
         takes the new payload and its due time starts over (a debounce)."""
@@ -229,7 +242,8 @@ class SQLiteBackend(Backend):
         if not new.replace or state == "active":
             return EnqueueResult(id_, False, public_state(state, run_at, now))
         run_at = new.at if new.at is not None else now + new.delay
-        state = "scheduled" if run_at > now else "queued"
+        was, state = state, "scheduled" if run_at > now else "queued"
+        moves.append((queue, was, state, 1))
         conn.execute(
             "UPDATE wh_jobs SET data = ?, priority = ?, max_attempts = ?, max_stalls = ?, "
             "timeout = ?, state = ?, run_at = ?, seq = ?, token = NULL, expires_at = NULL, "
@@ -263,8 +277,9 @@ class SQLiteBackend(Backend):
         now = self._clock()
         leases: list[Lease] = []
         events: list[EventRow] = []
+        moves: list[Move] = []
         for queue in queues:
-            conn.execute(PROMOTE, {"queue": queue, "now": now})
+            due = conn.execute(PROMOTE, {"queue": queue, "now": now}).rowcount
             rows = conn.execute(
                 CLAIM,
                 {
@@ -275,6 +290,7 @@ class SQLiteBackend(Backend):
                     "limit": limit - len(leases),
                 },
             ).fetchall()
+            moves += [(queue, "scheduled", "queued", due), (queue, "queued", "active", len(rows))]
             # RETURNING does not keep the subquery's order.
             rows.sort(key=lambda r: (-r[10], r[11], r[12]))
             for r in rows:
@@ -288,6 +304,7 @@ class SQLiteBackend(Backend):
                 )
             if len(leases) >= limit:
                 break
+        tally(conn, moves)
         self._events.add(conn, events)
         return leases
 
@@ -348,6 +365,7 @@ class SQLiteBackend(Backend):
         now = self._clock()
         accepted: list[bool] = []
         events: list[EventRow] = []
+        moves: list[Move] = []
         requeued = False
         for lease, outcome in items:
             kind = outcome.kind
@@ -375,9 +393,11 @@ class SQLiteBackend(Backend):
                 accepted.append(False)
                 continue
             accepted.append(True)
+            moves.append((lease.queue, "active", params["state"], 1))
             requeued = requeued or kind == "retry"
             type_, data = recorded(outcome, row[0])
             events.append(event_row(type_, lease.job_id, lease.task, lease.queue, now, data))
+        tally(conn, moves)
         self._events.add(conn, events)
         return accepted, requeued
 
@@ -527,8 +547,8 @@ class SQLiteBackend(Backend):
             row = conn.execute("SELECT created_at FROM wh_jobs WHERE id = ?", (after.id,))
             found = row.fetchone()
             anchor = (found[0], after.id) if found else after
-        sql, args = query_select(queue, state, task, now, anchor)
-        rows = conn.execute(sql, (*args, limit, offset)).fetchall()
+        sql, params = query_select(conn, queue, state, task, now, anchor)
+        rows = conn.execute(sql, params | {"limit": limit, "offset": offset}).fetchall()
         return [self._to_job(conn, r, now) for r in rows]
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
@@ -557,6 +577,7 @@ class SQLiteBackend(Backend):
                 "expires_at = NULL WHERE id = ?",
                 (now, job_id),
             )
+            tally(conn, [(queue, state, "cancelled", 1)])
             self._events.add(conn, [event_row("job.cancelled", job_id, task, queue, now)])
             return JobState.CANCELLED, True
         if state == "active":
@@ -578,7 +599,7 @@ class SQLiteBackend(Backend):
         ).fetchone()
         if row is None or row[0] not in ("failed", "cancelled"):
             return False
-        _, dedup_key, task, queue, old = row
+        was, dedup_key, task, queue, old = row
         if (
             dedup_key is not None
             and conn.execute(
@@ -594,6 +615,7 @@ class SQLiteBackend(Backend):
             "data = coalesce(?, data) WHERE id = ?",
             (now, next_seq(conn, 1), data, job_id),
         )
+        tally(conn, [(queue, was, "queued", 1)])
         note = retried(None if data is None else bytes(old), by)
         self._events.add(conn, [event_row("job.queued", job_id, task, queue, now, note)])
         return True
@@ -650,8 +672,11 @@ class SQLiteBackend(Backend):
         else:
             params["keep"] = keep_last
         select = purge_select(rule, queue, retention)
-        cur = conn.execute(f"DELETE FROM wh_jobs WHERE rid IN ({select})", params)
-        return int(cur.rowcount)
+        rows = conn.execute(
+            f"DELETE FROM wh_jobs WHERE rid IN ({select}) RETURNING queue", params
+        ).fetchall()
+        tally(conn, [(queue, state, None, n) for queue, n in Counter(r[0] for r in rows).items()])
+        return len(rows)
 
     async def release(self, ids: Collection[str]) -> None:
         if ids:
@@ -663,12 +688,13 @@ class SQLiteBackend(Backend):
             "WHERE id IN (SELECT value FROM json_each(?))",
             (ids,),
         )
-        conn.execute(
+        rows = conn.execute(
             f"DELETE FROM wh_jobs WHERE id IN (SELECT value FROM json_each(?)) "
             f"AND state IN ('completed', 'failed', 'cancelled') AND {OWN_RETENTION} "
-            f"AND finished_at + keep_for <= ?",
+            f"AND finished_at + keep_for <= ? RETURNING queue, state",
             (ids, self._clock()),
-        )
+        ).fetchall()
+        tally(conn, [(queue, state, None, 1) for queue, state in rows])
 
     async def pause(self, queue: str) -> None:
         await self._db.write(

@@ -8,6 +8,8 @@ from typing import Any
 from workhorse.backends.sqlite.events import EventRow, event_row
 from workhorse.backends.sqlite.rows import to_json
 from workhorse.backends.sqlite.statements import next_seq
+from workhorse.backends.sqlite.tally import Move
+from workhorse.backends.sqlite.tally import write as tally
 
 
 def reclaim(conn: sqlite3.Connection, now: float) -> tuple[list[str], list[EventRow]]:
@@ -20,6 +22,7 @@ def reclaim(conn: sqlite3.Connection, now: float) -> tuple[list[str], list[Event
         (now,),
     ).fetchall()
     events: list[EventRow] = []
+    moves: list[Move] = []
     for id_, task, queue, worker, stalls, max_stalls, cancel_requested in rows:
         error: dict[str, Any] = {
             "type": "LeaseExpired",
@@ -44,6 +47,7 @@ def reclaim(conn: sqlite3.Connection, now: float) -> tuple[list[str], list[Event
             )
         else:
             state = None
+        moves.append((queue, "active", state or "queued", 1))
         if state is None:
             conn.execute(
                 "UPDATE wh_jobs SET state = 'queued', run_at = ?, seq = ?, token = NULL, "
@@ -57,4 +61,5 @@ def reclaim(conn: sqlite3.Connection, now: float) -> tuple[list[str], list[Event
                 "expires_at = NULL, error = ? WHERE id = ?",
                 (state, now, to_json(error), id_),
             )
+    tally(conn, moves)
     return [r[0] for r in rows], events

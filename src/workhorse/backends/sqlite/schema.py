@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 
+from workhorse.backends.sqlite.tally import FILL
 from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
-# 5: stalls and max_stalls; 6: logs_dropped
-SCHEMA_VERSION = 6
+# 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age
+SCHEMA_VERSION = 7
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -63,6 +64,17 @@ CREATE INDEX IF NOT EXISTS wh_jobs_finished_queue
 CREATE INDEX IF NOT EXISTS wh_jobs_own_keep ON wh_jobs (state, finished_at)
     WHERE keep_for IS NOT NULL;
 CREATE INDEX IF NOT EXISTS wh_jobs_created ON wh_jobs (created_at);
+-- Listings (reads.query_select): no index a claim or a finish writes. A queue's page newest
+-- first, and failed jobs, the state people look for among many finished (a finish to
+-- another state or a claim only tests the condition).
+DROP INDEX IF EXISTS wh_jobs_queue_state_created;
+CREATE INDEX IF NOT EXISTS wh_jobs_queue_created ON wh_jobs (queue, created_at, id);
+CREATE INDEX IF NOT EXISTS wh_jobs_failed ON wh_jobs (queue, created_at, id)
+    WHERE state = 'failed';
+-- Kept by the transactions that change states (tally.py): counts() reads these, not jobs.
+CREATE TABLE IF NOT EXISTS wh_counts (
+    queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (queue, state)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS wh_events (
     id INTEGER PRIMARY KEY,
@@ -99,4 +111,6 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    if 1 <= version < 7:  # count the jobs already there, once
+        conn.execute(FILL)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
