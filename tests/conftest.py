@@ -8,13 +8,17 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from workhorse import Workhorse
 from workhorse.backends import Backend, backend_from_url
+
+if TYPE_CHECKING:
+    from tests.chaos.servers import PrivateRedis
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS_URL = os.environ.get("WORKHORSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -92,6 +96,24 @@ def _kinds() -> list[object]:
 @pytest.fixture(params=_kinds())
 def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def private_redis(extra: Sequence[str] = ()) -> Iterator[PrivateRedis]:
+    """A private redis-server (no persistence, ``extra`` options) for one test, for a fixture
+    to yield from. Without redis-server: skipped, or a failure under CI=true."""
+    from tests.chaos.servers import MissingBinary, PrivateRedis
+
+    try:
+        server = PrivateRedis(persist=False, extra=extra)
+        server.start()
+    except MissingBinary as exc:
+        if IN_CI:
+            pytest.fail(f"{exc} (CI=true: a missing server binary fails the run)")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture(scope="session")

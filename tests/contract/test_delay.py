@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.servers import MissingBinary, PrivateRedis
-from tests.conftest import IN_CI
+from tests.chaos.servers import PrivateRedis
+from tests.conftest import private_redis
 from workhorse import Workhorse
 
 from .test_client import running, task
@@ -52,15 +52,7 @@ async def test_an_idle_worker_starts_scheduled_jobs_at_their_time(
 @pytest.fixture
 def slow_ticking_redis() -> Iterator[PrivateRedis]:
     """A Redis that ends blocking pops on a one-second clock tick (``hz 1``)."""
-    try:
-        server = PrivateRedis(persist=False, extra=["--hz", "1"])
-        server.start()
-    except MissingBinary as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    yield server
-    server.cleanup()
+    yield from private_redis(["--hz", "1"])
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from tests.chaos.servers import MissingBinary, PrivateRedis
-from tests.conftest import IN_CI
+from tests.chaos.servers import PrivateRedis
+from tests.conftest import private_redis
 from workhorse import Workhorse
 from workhorse.observability.routes import router
 
@@ -42,16 +43,8 @@ async def health(app: Workhorse, path: str = "/health") -> httpx.Response:
 
 
 @pytest.fixture
-def redis_server() -> Any:
-    try:
-        server = PrivateRedis(persist=False)
-        server.start()
-    except MissingBinary as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    yield server
-    server.cleanup()
+def redis_server() -> Iterator[PrivateRedis]:
+    yield from private_redis()
 
 
 @pytest.mark.slow
