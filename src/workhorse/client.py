@@ -612,6 +612,10 @@ class Client:
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await (await self.store()).events(after, limit)
 
+    async def events_head(self) -> int:
+        """The id of the newest event in the log (0 when empty)."""
+        return await (await self.store()).events_head()
+
     # -- schedules ---------------------------------------------------------------------
     async def add_schedule(
         self,

@@ -268,6 +268,22 @@ async def test_events_of_a_transaction_in_flight_hold_back_later_ones(
     assert events[0].id < events[1].id
 
 
+async def test_the_logs_head_is_the_newest_event_even_behind_a_transaction_in_flight(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    """A new hook group starts at the head: not before events already written."""
+    b = make()
+    await b.open()
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
+        async with conn.transaction():
+            await b.enqueue_in(conn, [job()])  # an event in flight, lower id
+            await b.publish([Event("custom.old")] * 3)
+            assert await b.events() == []  # readers wait for the one in flight
+            newest = await b.events_head()
+        events = await b.events()
+    assert newest == max(e.id for e in events if e.type == "custom.old")
+
+
 # -- wake-ups ---------------------------------------------------------------------------
 
 

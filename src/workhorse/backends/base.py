@@ -235,6 +235,17 @@ class Backend(abc.ABC):
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with ``id > after``, oldest first."""
 
+    async def events_head(self) -> int:
+        """The id of the newest event in the log (0 when empty): where a reader that wants
+        only what comes next starts. A store whose readers can be held back (PostgreSQL's
+        events in flight) answers with the newest written id instead of walking the log."""
+        cursor = 0
+        while batch := await self.events(cursor, 10_000):
+            cursor = batch[-1].id
+            if len(batch) < 10_000:
+                break
+        return cursor
+
     @abc.abstractmethod
     async def beat(self, info: WorkerInfo, ttl: float) -> None: ...
 

@@ -117,14 +117,9 @@ class Group:
         return {p: await backend.kv_get(self.lease_key(p)) for p in range(partitions)}
 
 
-async def head(client: Client, page: int = 10_000) -> int:
+async def head(client: Client) -> int:
     """The id of the newest event in the log (0 when empty): where a new group starts."""
-    cursor = 0
-    while batch := await client.events(cursor, page):
-        cursor = batch[-1].id
-        if len(batch) < page:
-            break
-    return cursor
+    return await client.events_head()
 
 
 async def groups(client: Client) -> list[str]:

@@ -720,6 +720,11 @@ class PostgresBackend(Backend):
             for id_, type_, job_id, task, queue, data, at in rows
         ]
 
+    async def events_head(self) -> int:
+        # Not the walk: its reads stop at the oldest transaction in flight in the database.
+        rows = await self._rows(f"SELECT coalesce(max(id), 0) FROM {self.sql.s}.events")
+        return int(rows[0][0])
+
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         body = {
             "id": info.id, "host": info.host, "pid": info.pid, "queues": info.queues,
