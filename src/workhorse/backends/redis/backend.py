@@ -500,6 +500,19 @@ class RedisBackend(RedisWaiting):
         if args:
             await self._call("publish", "", *args)
 
+    async def events_head(self) -> int:
+        # The newest entry of each stream, not a walk: reads hold back the current
+        # millisecond's entries, which a group starting now must not read again.
+        streams = [self._g + "events", *(self._q(q) + "events" for q in await self._queues())]
+        replies = await self._conn().many([("XREVRANGE", s, "+", "-", "COUNT", 1) for s in streams])
+        newest = 0
+        for entries in replies:
+            if isinstance(entries, Exception):
+                raise entries
+            for entry_id, _ in entries:
+                newest = max(newest, _cursor(entry_id))
+        return newest
+
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """The streams merged: {P}:events and each queue's {P:Q}:events, by entry id.
 
