@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -126,7 +127,10 @@ class StatsWriter:
         except (TimeoutError, asyncio.CancelledError):
             pass
         except Exception:
-            log.exception("writing the last job counts to the store failed")
+            if threading.main_thread().is_alive():
+                log.exception("writing the last job counts to the store failed")
+            else:  # at exit without close(): the store's threads are already gone
+                log.info("the interpreter is exiting: the last second's job counts are not written")
 
     async def _loop(self) -> None:
         # Flushes once more after the stop, even a stop that came before the first pass
