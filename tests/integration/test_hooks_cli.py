@@ -87,6 +87,11 @@ def wait_for(probe: Any, what: str, timeout: float = 15) -> None:
         time.sleep(0.05)
 
 
+def caught_up(report_json: str) -> bool:
+    report = orjson.loads(report_json)
+    return bool(report["parked"]) and all(g["behind"] == 0 for g in report["groups"])
+
+
 def test_listen_parks_a_failing_event_hooks_lists_it_and_replay_delivers_it(
     folder: tuple[Path, str, str],
 ) -> None:
@@ -109,11 +114,10 @@ def test_listen_parks_a_failing_event_hooks_lists_it_and_replay_delivers_it(
     try:
         asyncio.run(run_jobs(url, [1, 2, 3]))
         wait_for(lambda: len(lines(here / "ledger.txt")) == 2, "two ledger lines")
+        # The listener saves its cursors after it calls the hooks: wait for both to show.
         wait_for(
-            lambda: orjson.loads(cli("hooks", f"{module}:app", "--url", url, "--json").stdout)[
-                "parked"
-            ],
-            "the parked event",
+            lambda: caught_up(cli("hooks", f"{module}:app", "--url", url, "--json").stdout),
+            "the parked event and the group's saved cursors",
         )
         report = orjson.loads(cli("hooks", f"{module}:app", "--url", url, "--json").stdout)
     finally:
