@@ -137,11 +137,16 @@ async def test_scripts_are_loaded_again_after_the_server_forgot_them(
         await b.enqueue([_job()])
         r = aioredis.Redis(port=private.port)
         await r.script_flush()
-        await r.aclose()
         # One call alone, and several pipelined: both fall back to loading the scripts.
         (res,) = await b.enqueue([_job()])
         assert res.created
         assert (await b.counts(["q", "other"]))["q"]["queued"] == 2
+        await r.script_flush()
+        # Three chunks, each written as it is packed: every one met the lost cache.
+        results = await b.enqueue([_job() for _ in range(600)])
+        assert all(x.created and x.state is JobState.QUEUED for x in results)
+        assert (await b.counts(["q"]))["q"]["queued"] == 602
+        await r.aclose()
     finally:
         await b.close()
 

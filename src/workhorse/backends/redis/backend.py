@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from workhorse import codec
 from workhorse.backends.base import Capabilities, RenewResult
@@ -41,6 +42,17 @@ _COUNT_STATES = (
 _STATES = {s.value.encode(): s for s in JobState}  # a reply's state, without decoding it
 _ENQUEUE_CHUNK = 250  # jobs per enqueue script call
 _ENQUEUE_ARGS = 14  # script arguments per job (see enqueue.lua)
+
+
+_CREATED = {1: JobState.QUEUED, 2: JobState.SCHEDULED}  # enqueue.lua's short replies
+
+
+def _result(new: NewJob, reply: Any) -> EnqueueResult:
+    """One job's part of enqueue.lua's reply: 1 or 2 for a job it created, else the
+    five fields of the job it found."""
+    if type(reply) is int:
+        return EnqueueResult(new.id, True, _CREATED[reply])
+    return EnqueueResult(reply[0].decode(), bool(reply[1]), _STATES[reply[2]], bool(reply[4]))
 
 
 def _num(value: float | None) -> str:
@@ -78,13 +90,17 @@ class RedisBackend(RedisWaiting):
             return await self._enqueue_now(jobs, watch=watch)
         return await self._group.submit(jobs)
 
-    async def _enqueue_now(
+    def _enqueue_now(
         self, jobs: Sequence[NewJob], *, watch: bool = False
-    ) -> list[EnqueueResult]:
+    ) -> Awaitable[list[EnqueueResult]]:
+        """A plain function that picks the coroutine: one level less for a single job."""
+        if len(jobs) == 1 and not watch and type(self._wire) is Wire:
+            return self._enqueue_single(jobs[0])
+        return self._enqueue_batch(jobs, watch)
+
+    async def _enqueue_batch(self, jobs: Sequence[NewJob], watch: bool) -> list[EnqueueResult]:
         if not jobs:
             return []
-        if len(jobs) == 1 and not watch and type(self._wire) is Wire:
-            return await self._enqueue_single(jobs[0])
         # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
         # queues must be applied in order (a later job may meet an earlier one's dedup key).
         runs: list[tuple[str, list[NewJob]]] = []
@@ -105,8 +121,11 @@ class RedisBackend(RedisWaiting):
             await self._list_queues({q for q, _ in runs})
         flag = "0" if sub is None else "1"
         if type(self._conn()) is Wire:
-            packed = [self._pack_enqueue(q, flag, part) for q, part in chunks]
-            replies = await self._call_packed(packed)
+            # A generator: each chunk is written as soon as it is packed, so the server
+            # runs one chunk while this process packs the next.
+            replies = await self._call_packed(
+                self._pack_enqueue(q, flag, part) for q, part in chunks
+            )
         else:
             calls = [("enqueue", self._q(q), [q, flag, *self._enqueue_args(part)])
                      for q, part in chunks]  # fmt: skip
@@ -115,13 +134,12 @@ class RedisBackend(RedisWaiting):
         remember, watched = self._remember, self._watch
         found: dict[str, EnqueueResult] = {}
         for (_, part), reply in zip(chunks, replies, strict=True):
-            for new, i in zip(part, range(0, len(reply), 5), strict=True):
-                job_id, queue = reply[i].decode(), reply[i + 3].decode()
-                remember(job_id, queue)
-                state = _STATES[reply[i + 2]]
-                found[new.id] = EnqueueResult(job_id, bool(reply[i + 1]), state, bool(reply[i + 4]))
-                if sub is not None and state not in FINISHED_STATES:
-                    watched(job_id, sub)
+            for new, one in zip(part, reply, strict=True):
+                res = _result(new, one)
+                remember(res.id, new.queue if type(one) is int else one[3].decode())
+                found[new.id] = res
+                if sub is not None and res.state not in FINISHED_STATES:
+                    watched(res.id, sub)
         if len(jobs) == 1:
             return list(found.values())
         return [found[new.id] for new in jobs]
@@ -133,10 +151,18 @@ class RedisBackend(RedisWaiting):
         queue = new.queue
         if queue not in self._listed:
             await self._list_queues((queue,))
-        (reply,) = await self._call_packed([self._pack_enqueue(queue, "0", (new,))])
-        job_id = reply[0].decode()
-        self._remember(job_id, queue)  # a dedup key is the queue's own: the reply's queue
-        return [EnqueueResult(job_id, bool(reply[1]), _STATES[reply[2]], bool(reply[4]))]
+        if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # as _call_packed does
+            self._refresh_holds()
+        call = self._pack_enqueue(queue, "0", (new,))
+        wire = self._conn()
+        try:
+            reply = await wire.call(call)
+        except NoScriptError:
+            await self._load_scripts(wire)
+            reply = await wire.call(call)
+        res = _result(new, reply[0])
+        self._remember(res.id, queue)  # a dedup key is the queue's own: the reply's queue
+        return [res]
 
     def _task_part(self, new: NewJob) -> tuple[Any, ...]:
         return (

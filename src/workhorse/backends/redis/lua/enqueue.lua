@@ -2,7 +2,10 @@
 -- fetch.lua's mode 2 does: a caller waits for them next); then per job: id data delay at
 -- dedup, then the task's part, the same for most of a task's jobs (the client packs it
 -- once): task priority max_attempts timeout lease replace keep_for hold max_stalls.
--- Returns per job: id, created (1/0), public state, queue, replaced (1/0).
+-- Returns per job 1 (created, queued) or 2 (created, scheduled): the common case, as the
+-- client knows the id and queue it sent; otherwise {id, created (1/0), public state,
+-- queue, replaced (1/0)}. Five strings per job cost the server and the client a tenth of
+-- a bulk enqueue (docs/profiles.md, issue 16).
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
 local queue = ARGV[4]
@@ -25,8 +28,7 @@ local function put(a, b, c, d, e)
   if watch and c ~= 'completed' and c ~= 'failed' and c ~= 'cancelled' then
     redis.call('SADD', QK .. 'watch', a)
   end
-  local n = #out
-  out[n + 1] = a; out[n + 2] = b; out[n + 3] = c; out[n + 4] = d; out[n + 5] = e
+  out[#out + 1] = {a, b, c, d, e}
 end
 
 local ready, indexed = {}, {}
@@ -113,7 +115,8 @@ for i = 6, #ARGV, 14 do
     indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
     event('job.queued', id, ARGV[i + 5], queue, '{}')
     created = created + 1
-    put(id, 1, pstate('queued', run_s), queue, 0)
+    if watch then redis.call('SADD', QK .. 'watch', id) end
+    if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
   end
 end
 flush()
