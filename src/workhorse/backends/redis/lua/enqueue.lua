@@ -31,6 +31,15 @@ local function put(a, b, c, d, e)
   out[#out + 1] = {a, b, c, d, e}
 end
 
+-- A new job's record: the fields every job has, then ... (field, value pairs).
+local function write(jk, i, run_s, ...)
+  redis.call('HSET', jk, 't', ARGV[i + 5], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[i + 6],
+    'm', ARGV[i + 7], 'to', ARGV[i + 8], 'l', ARGV[i + 9], 'c', NOWS, 'r', run_s,
+    's', 'queued', 'a', 0, 'ms', ARGV[i + 13], ...)
+end
+
+local STREAM = QK .. 'events'
+local NOWUS = string.format('%016d', math.floor(NOW * 1000000 + 0.5))
 local ready, indexed = {}, {}
 local base = nil
 local function next_seq()
@@ -86,34 +95,49 @@ for i = 6, #ARGV, 14 do
     local f = redis.call('HMGET', jk, 's', 'r')
     put(id, 1, pstate(f[1], f[2]), queue, 0)
   else
-    -- The common path, kept to few calls per job: every index write is batched below.
-    local run_at, run_s = due_time(i)
+    -- The common path, kept to few calls per job: every index write is batched below,
+    -- and a job without rare options builds no table (its record and event are written
+    -- from the arguments as they are).
+    local run_at, run_s = NOW, NOWS
+    if ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0' then run_at, run_s = due_time(i) end
     local seq = next_seq()
-    local fields = {'t', ARGV[i + 5], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[i + 6],
-      'm', ARGV[i + 7], 'to', ARGV[i + 8], 'l', ARGV[i + 9], 'c', NOWS, 'r', run_s,
-      's', 'queued', 'a', 0, 'ms', ARGV[i + 13]}
+    local extra = nil
     if ARGV[i + 11] ~= '' then
-      fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[i + 11]
+      extra = {'kf', ARGV[i + 11]}
       redis.call('SET', QK .. 'ownkeep', '1')  -- purge.lua looks for such jobs from now on
     end
-    if ARGV[i + 12] == '1' then fields[#fields + 1] = 'hd'; fields[#fields + 1] = 1 end
+    if ARGV[i + 12] == '1' then
+      extra = extra or {}
+      extra[#extra + 1] = 'hd'; extra[#extra + 1] = 1
+    end
     if dk ~= '' then
-      fields[#fields + 1] = 'k'; fields[#fields + 1] = dk
+      extra = extra or {}
+      extra[#extra + 1] = 'k'; extra[#extra + 1] = dk
       redis.call('HSET', QK .. 'dedup', dk, id)
     end
     if run_at <= NOW then
       -- As place() does, inlined so that the ready index takes one ZADD per batch.
-      local us = math.floor(run_at * 1000000 + 0.5)
-      if us < 0 then us = 0 end
-      local rk = string.format('%016d%012d', us, seq) .. id
-      fields[#fields + 1] = 'rk'; fields[#fields + 1] = rk
+      local us = NOWUS
+      if run_at ~= NOW then
+        local n = math.floor(run_at * 1000000 + 0.5)
+        if n < 0 then n = 0 end
+        us = string.format('%016d', n)
+      end
+      local rk = us .. string.format('%012d', seq) .. id
       ready[#ready + 1] = -tonumber(ARGV[i + 6]); ready[#ready + 1] = rk
+      if extra then
+        extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
+        write(jk, i, run_s, unpack(extra))
+      else
+        write(jk, i, run_s, 'rk', rk)
+      end
     else
       redis.call('ZADD', QK .. 'sched', run_s, id)
+      if extra then write(jk, i, run_s, unpack(extra)) else write(jk, i, run_s) end
     end
-    redis.call('HSET', jk, unpack(fields))
     indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
-    event('job.queued', id, ARGV[i + 5], queue, '{}')
+    redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued', 'j', id,
+      't', ARGV[i + 5], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
     created = created + 1
     if watch then redis.call('SADD', QK .. 'watch', id) end
     if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
