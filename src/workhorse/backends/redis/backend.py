@@ -130,19 +130,17 @@ class RedisBackend(RedisWaiting):
             calls = [("enqueue", self._q(q), [q, flag, *self._enqueue_args(part)])
                      for q, part in chunks]  # fmt: skip
             replies = await self._call_many(calls)
-        # Replies come per chunk, in each chunk's order: map them back to the jobs.
+        # Replies come per chunk, in each chunk's order: the caller's order.
         remember, watched = self._remember, self._watch
-        found: dict[str, EnqueueResult] = {}
+        out: list[EnqueueResult] = []
         for (_, part), reply in zip(chunks, replies, strict=True):
             for new, one in zip(part, reply, strict=True):
                 res = _result(new, one)
                 remember(res.id, new.queue if type(one) is int else one[3].decode())
-                found[new.id] = res
+                out.append(res)
                 if sub is not None and res.state not in FINISHED_STATES:
                     watched(res.id, sub)
-        if len(jobs) == 1:
-            return list(found.values())
-        return [found[new.id] for new in jobs]
+        return out
 
     async def _enqueue_single(self, new: NewJob) -> list[EnqueueResult]:
         """One job, unwatched, on a standalone server: the request handler's enqueue, kept
