@@ -50,10 +50,30 @@ local function next_seq()
   return base
 end
 
+-- A call without dedup keys (the common one) puts every id into 'all' first, NX: if each
+-- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
+-- its own. 'all' lists exactly the ids that have a record: purge and release delete both.
+local listed = true
+for i = 6, #ARGV, 14 do
+  if ARGV[i + 4] ~= '' then listed = false; break end
+end
+local fresh = false
+if listed then
+  local members, added = {}, 0
+  for i = 6, #ARGV, 14 do
+    members[#members + 1] = NOWS; members[#members + 1] = ARGV[i]
+    if #members >= 2000 or i + 14 > #ARGV then  -- unpack() has a stack limit
+      added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members))
+      members = {}
+    end
+  end
+  fresh = added == (#ARGV - 5) / 14
+end
+
 local function flush()
   if #ready > 0 then redis.call('ZADD', QK .. 'ready', unpack(ready)); ready = {} end
   if #indexed > 0 then
-    redis.call('ZADD', QK .. 'all', unpack(indexed))
+    if not listed then redis.call('ZADD', QK .. 'all', unpack(indexed)) end
     redis.call('ZADD', QK .. 'i:queued', unpack(indexed))
     indexed = {}
   end
@@ -88,7 +108,7 @@ for i = 6, #ARGV, 14 do
       f = redis.call('HMGET', ljk, 's', 'r')
     end
     put(live, 0, pstate(f[1], f[2]), queue, replaced)
-  elseif redis.call('EXISTS', jk) == 1 then
+  elseif not fresh and redis.call('EXISTS', jk) == 1 then
     -- The same id again: a client that resent after a dropped reply. Enqueue is idempotent.
     local f = redis.call('HMGET', jk, 's', 'r')
     put(id, 1, pstate(f[1], f[2]), queue, 0)
