@@ -269,3 +269,29 @@ async def test_a_job_enqueued_by_run_is_watched_and_its_result_published(
         assert (job.id, job.state, job.result) == (result.id, JobState.COMPLETED, {"n": 1})
     finally:
         await worker.close()
+
+
+async def test_a_call_that_repeats_a_stored_id_answers_that_job_and_creates_the_rest(
+    backend: RedisBackend,
+) -> None:
+    # As a call resent after a lost reply does: its jobs' ids are in the store already,
+    # here one of them claimed since. The script must look at each job, not write over it.
+    first = _job()
+    await backend.enqueue([first])
+    (lease,) = await backend.claim(["q"], "w", 1, 30.0)
+    results = await backend.enqueue([first, _job(), _job(delay=60)])
+    assert (results[0].id, results[0].created, results[0].state) == (
+        first.id,
+        True,
+        JobState.ACTIVE,
+    )
+    assert [(r.created, r.state) for r in results[1:]] == [
+        (True, JobState.QUEUED),
+        (True, JobState.SCHEDULED),
+    ]
+    counts = (await backend.counts(["q"]))["q"]
+    assert (counts["queued"], counts["scheduled"], counts["active"]) == (1, 1, 1)
+    job = await backend.get(first.id)
+    assert job is not None and (job.state, job.attempts) == (JobState.ACTIVE, 1)
+    assert len([e for e in await settled_log(backend) if e.type == "job.queued"]) == 3
+    assert lease.job_id == first.id
