@@ -321,7 +321,7 @@ class Wire:
         loop = asyncio.get_running_loop()
         assert proto.transport is not None
         futs: list[asyncio.Future[Any]] = []
-        if made is None:
+        if made is None or not isinstance(commands, Iterator):
             futs = [loop.create_future() for _ in commands]
             proto.pending.extend(futs)
             # One write, so one send() for the lot: on a busy machine every system call to
