@@ -295,3 +295,21 @@ async def test_a_call_that_repeats_a_stored_id_answers_that_job_and_creates_the_
     assert job is not None and (job.state, job.attempts) == (JobState.ACTIVE, 1)
     assert len([e for e in await settled_log(backend) if e.type == "job.queued"]) == 3
     assert lease.job_id == first.id
+
+
+async def test_jobs_of_one_call_that_share_a_task_part_each_get_their_own_options(
+    backend: RedisBackend,
+) -> None:
+    # The call sends each distinct task part once; jobs name theirs (A, B, then A again).
+    a1 = NewJob(new_job_id(), "a", "q", b"1", priority=5, max_attempts=4, timeout=2.5)
+    b = NewJob(new_job_id(), "b", "q", b"2", lease=9.0, max_stalls=1)
+    a2 = NewJob(new_job_id(), "a", "q", b"3", priority=5, max_attempts=4, timeout=2.5)
+    assert [r.created for r in await backend.enqueue([a1, b, a2])] == [True] * 3
+    for sent in (a1, b, a2):
+        job = await backend.get(sent.id)
+        assert job is not None
+        got = (job.task, job.priority, job.max_attempts, job.timeout, job.max_stalls)
+        assert got == (sent.task, sent.priority, sent.max_attempts, sent.timeout, sent.max_stalls)
+        assert codec.dumps(job.data) == sent.data
+    leases = await backend.claim(["q"], "w", 10, 30.0)
+    assert [(x.job_id, x.lease) for x in leases] == [(a1.id, 30.0), (a2.id, 30.0), (b.id, 9.0)]

@@ -41,7 +41,10 @@ _COUNT_STATES = (
 )
 _STATES = {s.value.encode(): s for s in JobState}  # a reply's state, without decoding it
 _ENQUEUE_CHUNK = 250  # jobs per enqueue script call
-_ENQUEUE_ARGS = 14  # script arguments per job (see enqueue.lua)
+_ENQUEUE_ARGS = 6  # script arguments per job (see enqueue.lua)
+# The ARGV index of a call's first task part (after the prelude's three arguments, the
+# queue, the watch flag and the parts' count): each job names its part by this index.
+_PARTS_AT = 7
 
 
 _CREATED = {1: JobState.QUEUED, 2: JobState.SCHEDULED}  # enqueue.lua's short replies
@@ -176,16 +179,23 @@ class RedisBackend(RedisWaiting):
         )
 
     def _enqueue_args(self, part: Sequence[NewJob]) -> list[Any]:
-        """A chunk's per-job script arguments, in enqueue.lua's order."""
-        out: list[Any] = []
+        """A chunk's script arguments after the queue and the watch flag, in enqueue.lua's
+        order: its distinct task parts, then per job its own arguments and where its
+        task part starts."""
+        parts: dict[tuple[Any, ...], int] = {}
+        jobs: list[Any] = []
         for new in part:
+            key = self._task_part(new)
+            where = parts.get(key)
+            if where is None:
+                where = parts[key] = _PARTS_AT + 9 * len(parts)
             dedup = "" if new.dedup_key is None else new.dedup_key
-            out += (new.id, new.data, _num(new.delay), _num(new.at), dedup, *self._task_part(new))
-        return out
+            jobs += (new.id, new.data, _num(new.delay), _num(new.at), dedup, where)
+        return [len(parts), *(v for key in parts for v in key), *jobs]
 
     def _pack_enqueue(self, queue: str, flag: str, part: Sequence[NewJob]) -> Packed:
-        """A chunk's EVALSHA in RESP, built from cached pieces: the call's head per queue
-        and the task's part of each job (the same for most of a task's jobs); only the id,
+        """A chunk's EVALSHA in RESP (as _enqueue_args orders it), built from cached
+        pieces: the call's head per queue and each task part's arguments; only the id,
         payload, delay, due time and dedup key are packed per job."""
         head = self._heads.get((queue, flag))
         if head is None:
@@ -193,25 +203,32 @@ class RedisBackend(RedisWaiting):
             call = self._eval("enqueue", qk, (queue, flag))
             head = self._heads[(queue, flag)] = (len(call), b"".join(map(bulk, call)))
         tasks = self._task_parts
-        pieces = [b"*%d\r\n" % (head[0] + _ENQUEUE_ARGS * len(part)), head[1]]
+        parts: list[bytes] = []
+        where: dict[tuple[Any, ...], bytes] = {}  # a task part -> its ARGV index, packed
+        jobs: list[bytes] = []
         for new in part:
             key = (new.task, new.priority, new.max_attempts, new.timeout, new.lease,
                    new.replace, new.keep_for, new.hold, new.max_stalls)  # fmt: skip
-            tail = tasks.get(key)
-            if tail is None:
-                if len(tasks) >= 1024:
-                    tasks.clear()  # options that vary per call: do not grow without bound
-                tail = tasks[key] = b"".join(map(bulk, self._task_part(new)))
+            at_part = where.get(key)
+            if at_part is None:
+                tail = tasks.get(key)
+                if tail is None:
+                    if len(tasks) >= 1024:
+                        tasks.clear()  # options that vary per call: do not grow without bound
+                    tail = tasks[key] = b"".join(map(bulk, self._task_part(new)))
+                at_part = where[key] = bulk(_PARTS_AT + 9 * len(parts))
+                parts.append(tail)
             at, dedup = new.at, new.dedup_key
-            pieces += (
+            jobs += (
                 bulk(new.id),
                 bulk(new.data),
                 b"$3\r\n0.0\r\n" if new.delay == 0 else bulk(_num(new.delay)),
                 b"$0\r\n\r\n" if at is None else bulk(_num(at)),
                 b"$0\r\n\r\n" if dedup is None else bulk(dedup),
-                tail,
+                at_part,
             )
-        return Packed(b"".join(pieces))
+        size = head[0] + 1 + 9 * len(parts) + _ENQUEUE_ARGS * len(part)
+        return Packed(b"".join([b"*%d\r\n" % size, head[1], bulk(len(parts)), *parts, *jobs]))
 
     async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Enqueue and, in the same script call, watch the jobs' finish (their record is

@@ -1,15 +1,18 @@
 -- ARGV[4] queue, ARGV[5] '1' to watch the jobs (their finish is published whole, as
--- fetch.lua's mode 2 does: a caller waits for them next); then per job: id data delay at
--- dedup, then the task's part, the same for most of a task's jobs (the client packs it
--- once): task priority max_attempts timeout lease replace keep_for hold max_stalls.
+-- fetch.lua's mode 2 does: a caller waits for them next), ARGV[6] K, the number of task
+-- parts that follow: K times task priority max_attempts timeout lease replace keep_for
+-- hold max_stalls (most calls carry one: the same for a task's jobs, sent once, not per
+-- job); then per job: id data delay at dedup, and the ARGV index where its task part
+-- starts.
 -- Returns per job 1 (created, queued) or 2 (created, scheduled): the common case, as the
 -- client knows the id and queue it sent; otherwise {id, created (1/0), public state,
--- queue, replaced (1/0)}. Five strings per job cost the server and the client a tenth of
--- a bulk enqueue (docs/profiles.md, issue 16).
+-- queue, replaced (1/0)}.
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
 local queue = ARGV[4]
 local watch = ARGV[5] == '1'
+local FIRST = 7 + 9 * tonumber(ARGV[6])  -- the first job's id
+local JOBS = (#ARGV - FIRST + 1) / 6
 local out = {}
 local created = 0
 
@@ -32,10 +35,10 @@ local function put(a, b, c, d, e)
 end
 
 -- A new job's record: the fields every job has, then ... (field, value pairs).
-local function write(jk, i, run_s, ...)
-  redis.call('HSET', jk, 't', ARGV[i + 5], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[i + 6],
-    'm', ARGV[i + 7], 'to', ARGV[i + 8], 'l', ARGV[i + 9], 'c', NOWS, 'r', run_s,
-    's', 'queued', 'a', 0, 'ms', ARGV[i + 13], ...)
+local function write(jk, i, p, run_s, ...)
+  redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
+    'm', ARGV[p + 2], 'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', run_s,
+    's', 'queued', 'a', 0, 'ms', ARGV[p + 8], ...)
 end
 
 local STREAM = QK .. 'events'
@@ -54,20 +57,20 @@ end
 -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
 -- its own. 'all' lists exactly the ids that have a record: purge and release delete both.
 local listed = true
-for i = 6, #ARGV, 14 do
+for i = FIRST, #ARGV, 6 do
   if ARGV[i + 4] ~= '' then listed = false; break end
 end
 local fresh = false
 if listed then
   local members, added = {}, 0
-  for i = 6, #ARGV, 14 do
+  for i = FIRST, #ARGV, 6 do
     members[#members + 1] = NOWS; members[#members + 1] = ARGV[i]
-    if #members >= 2000 or i + 14 > #ARGV then  -- unpack() has a stack limit
+    if #members >= 2000 or i + 6 > #ARGV then  -- unpack() has a stack limit
       added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members))
       members = {}
     end
   end
-  fresh = added == (#ARGV - 5) / 14
+  fresh = added == JOBS
 end
 
 local function flush()
@@ -79,9 +82,9 @@ local function flush()
   end
 end
 
-for i = 6, #ARGV, 14 do
+for i = FIRST, #ARGV, 6 do
   if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
-  local id, dk = ARGV[i], ARGV[i + 4]
+  local id, dk, p = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5])
   local jk = QK .. 'j:' .. id
   local live = false
   if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
@@ -92,13 +95,13 @@ for i = 6, #ARGV, 14 do
     -- beside the new one (a stale entry that claim would hand out again).
     flush()
     local ljk = QK .. 'j:' .. live
-    if ARGV[i + 12] == '1' then redis.call('HINCRBY', ljk, 'hd', 1) end  -- a run() caller waits
+    if ARGV[p + 7] == '1' then redis.call('HINCRBY', ljk, 'hd', 1) end  -- a run() caller waits
     local f = redis.call('HMGET', ljk, 's', 'r', 't')
     local replaced = 0
-    if ARGV[i + 10] == '1' and f[1] == 'queued' then
+    if ARGV[p + 5] == '1' and f[1] == 'queued' then
       -- Debounce: the newest payload wins and its delay starts over.
-      redis.call('HSET', ljk, 'd', ARGV[i + 1], 'p', ARGV[i + 6], 'm', ARGV[i + 7],
-        'to', ARGV[i + 8], 'ms', ARGV[i + 13])
+      redis.call('HSET', ljk, 'd', ARGV[i + 1], 'p', ARGV[p + 1], 'm', ARGV[p + 2],
+        'to', ARGV[p + 3], 'ms', ARGV[p + 8])
       unplace(ljk, live)
       local run_at, run_s = due_time(i)
       requeue(ljk, live, 'queued', run_at, run_s)
@@ -120,11 +123,11 @@ for i = 6, #ARGV, 14 do
     if ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0' then run_at, run_s = due_time(i) end
     local seq = next_seq()
     local extra = nil
-    if ARGV[i + 11] ~= '' then
-      extra = {'kf', ARGV[i + 11]}
+    if ARGV[p + 6] ~= '' then
+      extra = {'kf', ARGV[p + 6]}
       redis.call('SET', QK .. 'ownkeep', '1')  -- purge.lua looks for such jobs from now on
     end
-    if ARGV[i + 12] == '1' then
+    if ARGV[p + 7] == '1' then
       extra = extra or {}
       extra[#extra + 1] = 'hd'; extra[#extra + 1] = 1
     end
@@ -142,20 +145,20 @@ for i = 6, #ARGV, 14 do
         us = string.format('%016d', n)
       end
       local rk = us .. string.format('%012d', seq) .. id
-      ready[#ready + 1] = -tonumber(ARGV[i + 6]); ready[#ready + 1] = rk
+      ready[#ready + 1] = -tonumber(ARGV[p + 1]); ready[#ready + 1] = rk
       if extra then
         extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
-        write(jk, i, run_s, unpack(extra))
+        write(jk, i, p, run_s, unpack(extra))
       else
-        write(jk, i, run_s, 'rk', rk)
+        write(jk, i, p, run_s, 'rk', rk)
       end
     else
       redis.call('ZADD', QK .. 'sched', run_s, id)
-      if extra then write(jk, i, run_s, unpack(extra)) else write(jk, i, run_s) end
+      if extra then write(jk, i, p, run_s, unpack(extra)) else write(jk, i, p, run_s) end
     end
     indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
     redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued', 'j', id,
-      't', ARGV[i + 5], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
+      't', ARGV[p], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
     created = created + 1
     if watch then redis.call('SADD', QK .. 'watch', id) end
     if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
