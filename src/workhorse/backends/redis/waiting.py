@@ -4,15 +4,18 @@ for results on the pub/sub channel of finished jobs."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from workhorse.backends.redis.cluster import ClusterWire
 from workhorse.backends.redis.core import WHERE_CAP, RedisCore, log
-from workhorse.backends.redis.records import decode_published
+from workhorse.backends.redis.records import decode_leases, decode_published
 from workhorse.backends.redis.wire import Wire
-from workhorse.job import Job
+from workhorse.job import Job, Lease, Outcome
 
 _HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
 _EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
@@ -48,6 +51,80 @@ class RedisWaiting(RedisCore):
         finally:
             if nudge is not None:
                 nudge.cancel()
+
+    async def wait_claim(
+        self, queue: str, worker: str, limit: int, lease: float, timeout: float
+    ) -> list[Lease] | None:
+        """Block as ``wait_for_jobs`` does, with the claim pipelined behind the pop on the
+        same connection: the server runs it the moment a wake-up token (or the timeout)
+        ends the pop, so a woken worker has its jobs one round trip sooner. None: nothing
+        claimed, claim next (a job is due now, or on a cluster, where a pop and a script
+        call go through redis-py one by one)."""
+        if timeout <= 0 or isinstance(self._conn(), ClusterWire):
+            await self.wait_for_jobs([queue], timeout)
+            return None
+        qk = self._q(queue)
+        hints = self._idle_hints([queue])
+        paused, due, wait = hints[0] if hints else (await self._call_many([("peek", qk, ())]))[0]
+        if time.monotonic() >= self._epoch_due:
+            self._epoch_due = time.monotonic() + _EPOCH_EVERY
+            await self._check_epoch()
+        if due and not paused:
+            return None
+        wake_key = qk + "wake"
+        timed = not paused and wait and float(wait) < timeout
+        if timed:
+            timeout = float(wait)
+        if timeout <= 0.001:
+            return None
+        await self._list_queues([queue])  # as claim() does
+        base = os.urandom(8).hex() + "."
+        claim = self._eval("claim", qk, (worker, limit, repr(float(lease)), base))
+        nudge = asyncio.ensure_future(self._nudge(wake_key, timeout)) if timed else None
+        wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
+        try:
+            _, reply = await wire.behind_block(
+                [("BLPOP", wake_key, round(timeout, 3)), claim], timeout + 5
+            )
+        except BaseException as exc:
+            await wire.close()  # its replies would come later, to nobody
+            # The claim may have run just before: its call id answers what it leased (or
+            # claims now); a cancelled wait gives those jobs back, a broken one runs them.
+            cancelled = not isinstance(exc, Exception)
+            found = await asyncio.shield(self._claim_again(claim, queue, cancelled))
+            if cancelled:
+                raise
+            return found
+        finally:
+            if nudge is not None:
+                nudge.cancel()
+        self._idle_blockers.append(wire)
+        if isinstance(reply, NoScriptError):
+            await self._load_scripts(self._conn())
+            return None  # it never ran: the worker claims next
+        if isinstance(reply, Exception):
+            raise reply
+        jobs, idle = reply
+        self._idle[queue] = (time.monotonic(), idle)
+        return decode_leases(queue, jobs)
+
+    async def _claim_again(
+        self, claim: tuple[Any, ...], queue: str, give_back: bool
+    ) -> list[Lease]:
+        """A pipelined claim sent again by its call id, on the shared connection. Given
+        back, its jobs return to their queue at once and the attempt does not count (as a
+        worker's shutdown does with jobs it has not started)."""
+        wire = self._conn()
+        try:
+            jobs, _ = await wire.call(*claim)
+        except NoScriptError:
+            await self._load_scripts(wire)
+            jobs, _ = await wire.call(*claim)
+        leases = decode_leases(queue, jobs)
+        if give_back and leases:
+            await self.finish([(lease, Outcome("retry", refund=True)) for lease in leases])
+            return []
+        return leases
 
     async def _block(self, wake_keys: Sequence[str], timeout: float) -> None:
         """Block until a wake-up token shows on one of ``wake_keys``, or ``timeout``."""
