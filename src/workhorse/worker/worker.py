@@ -124,7 +124,7 @@ class Worker:
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
         self.unwritten = 0  # outcomes given up at shutdown: the store did not take them
         self._signal_loop: asyncio.AbstractEventLoop | None = None
-        self._waits: set[asyncio.Future[None]] = set()
+        self._waits: set[asyncio.Future[list[Lease] | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renew_period = self.renew_period([self.lease])
         self._renew_wake = asyncio.Event()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from workhorse.backends.redis.cluster import ClusterWire
 from workhorse.backends.redis.core import WHERE_CAP, RedisCore, log
@@ -19,6 +19,11 @@ from workhorse.job import Job, Lease, Outcome
 
 _HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
 _EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
+
+
+def _moved(error: ResponseError) -> bool:
+    """A cluster node's answer that the key's slot is served elsewhere."""
+    return str(error).startswith(("MOVED", "ASK"))
 
 
 class RedisWaiting(RedisCore):
@@ -58,10 +63,8 @@ class RedisWaiting(RedisCore):
         """Block as ``wait_for_jobs`` does, with the claim pipelined behind the pop on the
         same connection: the server runs it the moment a wake-up token (or the timeout)
         ends the pop, so a woken worker has its jobs one round trip sooner. None: nothing
-        claimed, claim next (a job is due now, or on a cluster, where a pop and a script
-        call go through redis-py one by one)."""
-        if timeout <= 0 or isinstance(self._conn(), ClusterWire):
-            await self.wait_for_jobs([queue], timeout)
+        claimed, claim next (a job is due now)."""
+        if timeout <= 0:
             return None
         qk = self._q(queue)
         hints = self._idle_hints([queue])
@@ -81,13 +84,9 @@ class RedisWaiting(RedisCore):
         base = os.urandom(8).hex() + "."
         claim = self._eval("claim", qk, (worker, limit, repr(float(lease)), base))
         nudge = asyncio.ensure_future(self._nudge(wake_key, timeout)) if timed else None
-        wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
         try:
-            _, reply = await wire.behind_block(
-                [("BLPOP", wake_key, round(timeout, 3)), claim], timeout + 5
-            )
+            _, reply = await self._pop([wake_key], timeout, claim)
         except BaseException as exc:
-            await wire.close()  # its replies would come later, to nobody
             # The claim may have run just before: its call id answers what it leased (or
             # claims now); a cancelled wait gives those jobs back, a broken one runs them.
             cancelled = not isinstance(exc, Exception)
@@ -98,10 +97,11 @@ class RedisWaiting(RedisCore):
         finally:
             if nudge is not None:
                 nudge.cancel()
-        self._idle_blockers.append(wire)
         if isinstance(reply, NoScriptError):
             await self._load_scripts(self._conn())
             return None  # it never ran: the worker claims next
+        if isinstance(reply, ResponseError) and _moved(reply):
+            return None  # the pop said where the slot went; the routed claim follows it
         if isinstance(reply, Exception):
             raise reply
         jobs, idle = reply
@@ -128,18 +128,55 @@ class RedisWaiting(RedisCore):
 
     async def _block(self, wake_keys: Sequence[str], timeout: float) -> None:
         """Block until a wake-up token shows on one of ``wake_keys``, or ``timeout``."""
-        if isinstance(cluster := self._conn(), ClusterWire):
-            await cluster.blpop_any(wake_keys, timeout)  # one slot per queue: a pop each
+        if not isinstance(self._conn(), ClusterWire) or len(wake_keys) == 1:
+            await self._pop(wake_keys, timeout)
             return
-        # A connection of its own: a blocked one can carry nothing else. The server bounds
-        # the wait; the client's own bound covers a silent network.
-        wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
+        # A cluster: each queue has its own slot, so a pop each, on the node that holds it.
+        pops = [asyncio.ensure_future(self._pop([key], timeout)) for key in wake_keys]
         try:
-            await wire.call("BLPOP", *wake_keys, round(timeout, 3), timeout=timeout + 5)
+            done, _ = await asyncio.wait(pops, return_when=asyncio.FIRST_COMPLETED)
+            for pop in done:
+                pop.result()
+        finally:
+            for pop in pops:
+                pop.cancel()  # its connection is closed: the server ends that pop
+            await asyncio.gather(*pops, return_exceptions=True)
+
+    async def _pop(self, keys: Sequence[str], timeout: float, *then: Any) -> list[Any]:
+        """BLPOP on ``keys`` and ``then`` (commands run the moment it ends), on a connection
+        of its own: a blocked one can carry nothing else. The server bounds the wait; the
+        client's own bound covers a silent network. Replies in order, errors not raised."""
+        wire = await self._blocker(keys[0])
+        try:
+            replies = await wire.behind_block(
+                [("BLPOP", *keys, round(timeout, 3)), *then], timeout + 5
+            )
         except BaseException:
-            await wire.close()  # cancelled or broken mid-wait: its reply would come later
+            await wire.close()  # cancelled or broken mid-wait: its replies would come later
             raise
         self._idle_blockers.append(wire)
+        popped = replies[0]
+        if isinstance(popped, ResponseError):
+            cluster = self._conn()
+            if _moved(popped) and isinstance(cluster, ClusterWire):
+                await cluster.follow(keys[0])
+            else:
+                raise popped
+        return replies
+
+    async def _blocker(self, key: str) -> Wire:
+        """An idle blocking connection, or a new one: to the server, or on a cluster to the
+        node that holds ``key``'s slot (a pop there ends when the key's cancel closes it;
+        redis-py's own cluster connections did not always end one on a cancel)."""
+        wire = self._conn()
+        if not isinstance(wire, ClusterWire):
+            return self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
+        host, port = await wire.node_of(key)
+        for i, idle in enumerate(self._idle_blockers):
+            if (idle.host, idle.port) == (host, port):
+                return self._idle_blockers.pop(i)
+        assert self._cluster is not None
+        return Wire(self._cluster.node_url(host, port), self._safe, self._call_timeout)
 
     async def _nudge(self, wake_key: str, after: float) -> None:
         """Push a wake-up token once a scheduled job is due. Redis ends a blocking pop's
