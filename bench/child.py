@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import importlib
+import importlib.util
 import signal
 import sys
 import time
@@ -164,9 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     run = process if args.mode == "process" else serve
-    # The worker's loop as `workhorse worker` picks it (WORKHORSE_EVENT_LOOP=uvloop).
+    # The worker's loop as `workhorse worker` picks it (WORKHORSE_EVENT_LOOP; the default
+    # is "auto", uvloop where installed, on trees that have it, and asyncio on older ones).
     loop_run: Any = asyncio.run
-    if getattr(Settings.load(), "event_loop", "asyncio") == "uvloop":  # older trees: none
+    chosen = getattr(Settings.load(), "event_loop", "asyncio")  # older trees: none
+    if chosen == "uvloop" or (chosen == "auto" and importlib.util.find_spec("uvloop")):
         loop_run = importlib.import_module("uvloop").run
     try:
         result = loop_run(run(args))

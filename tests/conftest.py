@@ -29,6 +29,16 @@ BACKENDS = os.environ.get(
     "WORKHORSE_TEST_BACKENDS", "memory,sqlite,redis,postgres,redis-cluster"
 ).split(",")
 
+if os.environ.get("WORKHORSE_TEST_LOOP") == "uvloop":
+    # The tests' own loop on uvloop, the loop `workhorse worker` runs on by default:
+    # WORKHORSE_TEST_LOOP=uvloop pytest ... runs every async test on it.
+    import uvloop
+
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> dict[str, Callable[[], object]]:
+        return {"uvloop": uvloop.new_event_loop}
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

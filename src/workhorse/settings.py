@@ -155,10 +155,11 @@ class Settings(BaseModel):
         description="Port a worker serves its own Prometheus figures on (/metrics); none: "
         "not served. Needs pip install 'workhorse[metrics]'",
     )
-    event_loop: Literal["asyncio", "uvloop"] = Field(
-        "asyncio",
-        description="Event loop of `workhorse worker`: asyncio, or uvloop "
-        "(pip install uvloop; 5-18% less worker CPU per job, see docs/profiles.md)",
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description="Event loop of `workhorse worker`: auto (uvloop where it is installed, a "
+        "dependency on Linux and macOS; else asyncio), asyncio, or uvloop (an error if it is "
+        "missing). uvloop: 5-18% less worker CPU per job, see docs/profiles.md",
     )
 
     api_prefix: str = Field(

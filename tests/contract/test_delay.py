@@ -41,10 +41,6 @@ async def lateness(app: Workhorse, jobs: int = 8) -> list[float]:
 async def test_an_idle_worker_starts_scheduled_jobs_at_their_time(
     backend_kind: str, app: Workhorse
 ) -> None:
-    if backend_kind == "redis-cluster":
-        # Seen 2 runs in 6 (and on the code before the wake-up token): some jobs started at
-        # the next poll, 5 s late. Open under issue 16; plain Redis passes every run.
-        pytest.skip("a Redis Cluster worker sometimes misses the wake-up of a scheduled job")
     late = await lateness(app)
     assert statistics.median(late) < LATE, sorted(late)
 

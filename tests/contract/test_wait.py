@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from workhorse.backends import Backend
-from workhorse.job import JobState
+from workhorse.job import JobState, Lease
 
-from .support import claim_one, completed, enqueue_one, failed, new
+from .support import claim_one, completed, enqueue_one, failed, must_get, new, reclaim
 
 PROMPT = 2.0  # "promptly": far below the wait's own timeout, generous for a loaded machine
 
@@ -112,3 +113,59 @@ async def test_a_job_enqueued_watched_is_heard_when_it_finishes(
         done = await backend.wait_finished([before.id], 10.0)
     assert time.monotonic() - started < PROMPT
     assert [(j.id, j.result) for j in done] == [(before.id, 2)]
+
+
+async def _woken(
+    backend: Backend, waiting: asyncio.Task[list[Lease] | None], lease: float = 30
+) -> list[Lease]:
+    """What a wait_claim gave; a store that claims nothing with it is claimed from next."""
+    async with asyncio.timeout(PROMPT + 1):
+        leases = await waiting
+    return await backend.claim(["q"], "w1", 10, lease) if leases is None else leases
+
+
+async def test_wait_claim_wakes_on_an_enqueue_with_the_job_leased_once(
+    backend: Backend, peer: Backend
+) -> None:
+    waiting = asyncio.create_task(backend.wait_claim("q", "w1", 10, 30, 10.0))
+    await asyncio.sleep(0.1)  # let the waiter start listening
+    assert not waiting.done(), "wait_claim returned with nothing to claim"
+    job_id = await enqueue_one(peer)
+    leases = await _woken(backend, waiting)
+    assert [lease.job_id for lease in leases] == [job_id]
+    assert await peer.claim(["q"], "w2", 10, 30) == []  # leased once, to w1
+    job = await must_get(peer, job_id)
+    assert (job.state, job.attempts) == (JobState.ACTIVE, 1)
+    assert await backend.finish([(leases[0], completed(7))]) == [True]
+
+
+async def test_a_job_a_wait_claimed_for_a_worker_that_died_is_claimed_again(
+    backend: Backend, peer: Backend
+) -> None:
+    """The wait's claim is a lease like any other: a worker that dies holding it (here:
+    never finishes nor renews) loses the job to the next claim once the lease expires."""
+    waiting = asyncio.create_task(backend.wait_claim("q", "w1", 10, 0.3, 10.0))
+    await asyncio.sleep(0.1)
+    job_id = await enqueue_one(peer)
+    assert [lease.job_id for lease in await _woken(backend, waiting, 0.3)] == [job_id]
+    await reclaim(peer, job_id)
+    (again,) = await peer.claim(["q"], "w2", 10, 30)
+    assert again.job_id == job_id
+
+
+async def test_a_cancelled_wait_claim_leaves_no_job_leased(backend: Backend, peer: Backend) -> None:
+    """A worker stopping or pausing cancels its wait; a job the wait's claim may already
+    have taken goes back to its queue at once, its attempt not counted."""
+    waiting = asyncio.create_task(backend.wait_claim("q", "w1", 10, 3600, 10.0))
+    await asyncio.sleep(0.1)
+    job_id = await enqueue_one(peer)
+    waiting.cancel()  # at once: the store may be running the claim right now
+    got = None
+    with contextlib.suppress(asyncio.CancelledError):
+        got = await waiting
+    if got:  # it ended before the cancel came: its worker holds the job, and runs it
+        assert [lease.job_id for lease in got] == [job_id]
+        return
+    (lease,) = await peer.claim(["q"], "w2", 10, 30)  # not leased to w1 for an hour
+    assert lease.job_id == job_id
+    assert lease.attempts == 1

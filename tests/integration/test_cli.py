@@ -543,10 +543,14 @@ def test_worker_burst_drains_the_queue_and_exits_0(cli: Cli) -> None:
 
 @needs_sqlite
 @pytest.mark.slow
-def test_worker_runs_on_uvloop_when_asked(cli: Cli) -> None:
-    pytest.importorskip("uvloop")  # an optional extra, not a service
+@pytest.mark.parametrize("chosen", ["uvloop", "auto", None, "asyncio"])
+def test_worker_runs_on_uvloop_unless_turned_off(cli: Cli, chosen: str | None) -> None:
+    pytest.importorskip("uvloop")  # a dependency, but not on Windows
     ids = [cli.enqueue("add", f'{{"a": {n}, "b": 1}}') for n in range(3)]
-    env = {**os.environ, "WORKHORSE_URL": cli.url, "WORKHORSE_EVENT_LOOP": "uvloop"}
+    env = {k: v for k, v in os.environ.items() if k != "WORKHORSE_EVENT_LOOP"}
+    env["WORKHORSE_URL"] = cli.url
+    if chosen is not None:  # None: the default
+        env["WORKHORSE_EVENT_LOOP"] = chosen
     # The CLI looks uvloop.run up when it starts the worker: mark that it was used.
     code = (
         "import runpy, sys, uvloop\n"
@@ -562,8 +566,18 @@ def test_worker_runs_on_uvloop_when_asked(cli: Cli) -> None:
         [sys.executable, "-c", code], cwd=cli.folder, env=env, capture_output=True, timeout=60
     )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
-    assert "worker on uvloop" in done.stdout.decode()
+    assert ("worker on uvloop" in done.stdout.decode()) == (chosen != "asyncio")
     assert [cli.json("job", i)["result"] for i in ids] == [1, 2, 3]
+
+
+def test_worker_on_auto_without_uvloop_runs_on_asyncio(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as on Windows, where none is installed
+    monkeypatch.delenv("WORKHORSE_EVENT_LOOP", raising=False)
+    cli.enqueue("add", '{"a": 1, "b": 2}')
+    result = cli("worker", cli.app, "--burst", app=False)
+    assert result.exit_code == 0, result.output
 
 
 def test_worker_on_uvloop_without_uvloop_says_how_to_fix_it(

@@ -116,6 +116,15 @@ class Backend(abc.ABC):
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
         """Return when work may be available in ``queues``, or after ``timeout``."""
 
+    async def wait_claim(
+        self, queue: str, worker: str, limit: int, lease: float, timeout: float
+    ) -> list[Lease] | None:
+        """Wait as ``wait_for_jobs([queue], timeout)``, and claim as ``claim`` would if
+        the store can join the two without a round trip between: the jobs claimed (maybe
+        none), or None when it claimed nothing and the worker claims next (this default)."""
+        await self.wait_for_jobs([queue], timeout)
+        return None
+
     @abc.abstractmethod
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         """Return the finished jobs among ``ids``, waiting up to ``timeout`` for one."""

@@ -113,14 +113,15 @@ def drive(
             await app.close()
 
     run: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run
-    if loop == "uvloop":
+    if loop != "asyncio":
         try:
-            run = importlib.import_module("uvloop").run  # an optional extra: workhorse[uvloop]
+            run = importlib.import_module("uvloop").run  # not on Windows: no uvloop there
         except ImportError:
-            raise click.ClickException(
-                "event_loop=uvloop, but uvloop is not installed: pip install uvloop, or "
-                "unset WORKHORSE_EVENT_LOOP to run on asyncio"
-            ) from None
+            if loop == "uvloop":
+                raise click.ClickException(
+                    "event_loop=uvloop, but uvloop is not installed: pip install uvloop, or "
+                    "set WORKHORSE_EVENT_LOOP=auto (or asyncio) to run on asyncio"
+                ) from None
     try:
         return run(main())
     except WorkhorseError as exc:

@@ -15,6 +15,7 @@ from workhorse import codec
 from workhorse.backends.base import Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
 from workhorse.backends.redis.core import HOLD_LOOK
+from workhorse.backends.redis.records import decode_leases
 from workhorse.backends.redis.waiting import RedisWaiting
 from workhorse.backends.redis.wire import Packed, Wire, bulk
 from workhorse.errors import BackendError
@@ -250,23 +251,7 @@ class RedisBackend(RedisWaiting):
                 "claim", self._q(queue), worker, want, repr(float(lease)), base
             )
             self._idle[queue] = (time.monotonic(), idle)
-            for i in range(0, len(reply), 10):
-                timeout = reply[i + 6]
-                leases.append(
-                    Lease(
-                        reply[i].decode(),
-                        reply[i + 1].decode(),
-                        reply[i + 2].decode(),
-                        queue,
-                        reply[i + 3],
-                        reply[i + 4],
-                        int(reply[i + 5]),
-                        float(timeout) if timeout else None,
-                        float(reply[i + 7]),
-                        float(reply[i + 8]),
-                        int(reply[i + 9]),
-                    )
-                )
+            leases += decode_leases(queue, reply)
         return leases
 
     async def renew(self, leases: Sequence[Lease]) -> RenewResult:

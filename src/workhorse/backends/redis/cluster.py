@@ -26,7 +26,7 @@ SCHEMES = ("redis+cluster", "rediss+cluster")
 # Commands the backend sends whose redis-py reply parsers are dropped: it reads the raw
 # replies, as the standalone connection gives them.
 _RAW = (
-    "BLPOP", "CONFIG GET", "DEL", "EVALSHA", "EXISTS", "GET", "HDEL", "INFO", "SADD", "SCAN",
+    "CONFIG GET", "DEL", "EVALSHA", "EXISTS", "GET", "HDEL", "INFO", "SADD", "SCAN",
     "SCRIPT LOAD", "SET", "SMEMBERS", "TIME", "UNLINK", "XRANGE", "ZREM", "ZREVRANGE",
 )  # fmt: skip
 _ON_ONE_NODE = frozenset({"INFO", "CONFIG", "TIME"})  # asked of one node, not routed by key
@@ -151,24 +151,18 @@ class ClusterWire:
         horizon = min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times.values())
         return horizon, await self.many(reads) if reads else []
 
-    async def blpop_any(self, keys: Sequence[str], timeout: float) -> None:
-        """Block until a token shows on any of ``keys`` (each in its own slot, so one
-        BLPOP per key, on the node that holds it); the others are then given up."""
+    async def node_of(self, key: str) -> tuple[str, int]:
+        """The address of the primary that holds ``key``'s slot."""
         rc = self._rc or await self.connect()
+        node = rc.get_node_from_key(key)
+        assert node is not None
+        return node.host, int(node.port)
 
-        async def one(key: str) -> None:
-            async with asyncio.timeout(timeout + 5):
-                await rc.execute_command("BLPOP", key, round(timeout, 3))
-
-        waits = [asyncio.ensure_future(one(k)) for k in keys]
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for fut in done:
-                fut.result()
-        finally:
-            for fut in waits:
-                fut.cancel()  # redis-py drops a connection cancelled mid-reply
-            await asyncio.gather(*waits, return_exceptions=True)
+    async def follow(self, key: str) -> None:
+        """After a MOVED or ASK from a node's own connection: a routed command on ``key``
+        has redis-py learn where its slot went."""
+        rc = self._rc or await self.connect()
+        await rc.execute_command("EXISTS", key)
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Each primary: its address, version and slot ranges (for ``workhorse check``)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from workhorse import codec
 from workhorse.backends import loglines
-from workhorse.job import MAX_STALLS, Job, JobState, to_datetime
+from workhorse.job import MAX_STALLS, Job, JobState, Lease, to_datetime
 
 _STATE_NAMES = frozenset(s.value.encode() for s in JobState)
 
@@ -144,3 +144,26 @@ def quarantine_args(bad: dict[bytes, str]) -> tuple[str, list[bytes]]:
     fields wrong keeps their bytes; a broken hash keeps every field's."""
     reason = "; ".join(f"{_LABELS.get(f, f.decode())}: {why}" for f, why in bad.items())
     return reason, [] if any(f not in _JSON_NAMES for f in bad) else list(bad)
+
+
+def decode_leases(queue: str, reply: list[Any]) -> list[Lease]:
+    """The jobs of a claim.lua reply: ten fields per job."""
+    leases = []
+    for i in range(0, len(reply), 10):
+        timeout = reply[i + 6]
+        leases.append(
+            Lease(
+                reply[i].decode(),
+                reply[i + 1].decode(),
+                reply[i + 2].decode(),
+                queue,
+                reply[i + 3],
+                reply[i + 4],
+                int(reply[i + 5]),
+                float(timeout) if timeout else None,
+                float(reply[i + 7]),
+                float(reply[i + 8]),
+                int(reply[i + 9]),
+            )
+        )
+    return leases

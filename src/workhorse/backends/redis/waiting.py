@@ -4,18 +4,26 @@ for results on the pub/sub channel of finished jobs."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError, ResponseError
+
 from workhorse.backends.redis.cluster import ClusterWire
 from workhorse.backends.redis.core import WHERE_CAP, RedisCore, log
-from workhorse.backends.redis.records import decode_published
+from workhorse.backends.redis.records import decode_leases, decode_published
 from workhorse.backends.redis.wire import Wire
-from workhorse.job import Job
+from workhorse.job import Job, Lease, Outcome
 
 _HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
 _EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
+
+
+def _moved(error: ResponseError) -> bool:
+    """A cluster node's answer that the key's slot is served elsewhere."""
+    return str(error).startswith(("MOVED", "ASK"))
 
 
 class RedisWaiting(RedisCore):
@@ -49,20 +57,126 @@ class RedisWaiting(RedisCore):
             if nudge is not None:
                 nudge.cancel()
 
+    async def wait_claim(
+        self, queue: str, worker: str, limit: int, lease: float, timeout: float
+    ) -> list[Lease] | None:
+        """Block as ``wait_for_jobs`` does, with the claim pipelined behind the pop on the
+        same connection: the server runs it the moment a wake-up token (or the timeout)
+        ends the pop, so a woken worker has its jobs one round trip sooner. None: nothing
+        claimed, claim next (a job is due now)."""
+        if timeout <= 0:
+            return None
+        qk = self._q(queue)
+        hints = self._idle_hints([queue])
+        paused, due, wait = hints[0] if hints else (await self._call_many([("peek", qk, ())]))[0]
+        if time.monotonic() >= self._epoch_due:
+            self._epoch_due = time.monotonic() + _EPOCH_EVERY
+            await self._check_epoch()
+        if due and not paused:
+            return None
+        wake_key = qk + "wake"
+        timed = not paused and wait and float(wait) < timeout
+        if timed:
+            timeout = float(wait)
+        if timeout <= 0.001:
+            return None
+        await self._list_queues([queue])  # as claim() does
+        base = os.urandom(8).hex() + "."
+        claim = self._eval("claim", qk, (worker, limit, repr(float(lease)), base))
+        nudge = asyncio.ensure_future(self._nudge(wake_key, timeout)) if timed else None
+        try:
+            _, reply = await self._pop([wake_key], timeout, claim)
+        except BaseException as exc:
+            # The claim may have run just before: its call id answers what it leased (or
+            # claims now); a cancelled wait gives those jobs back, a broken one runs them.
+            cancelled = not isinstance(exc, Exception)
+            found = await asyncio.shield(self._claim_again(claim, queue, cancelled))
+            if cancelled:
+                raise
+            return found
+        finally:
+            if nudge is not None:
+                nudge.cancel()
+        if isinstance(reply, NoScriptError):
+            await self._load_scripts(self._conn())
+            return None  # it never ran: the worker claims next
+        if isinstance(reply, ResponseError) and _moved(reply):
+            return None  # the pop said where the slot went; the routed claim follows it
+        if isinstance(reply, Exception):
+            raise reply
+        jobs, idle = reply
+        self._idle[queue] = (time.monotonic(), idle)
+        return decode_leases(queue, jobs)
+
+    async def _claim_again(
+        self, claim: tuple[Any, ...], queue: str, give_back: bool
+    ) -> list[Lease]:
+        """A pipelined claim sent again by its call id, on the shared connection. Given
+        back, its jobs return to their queue at once and the attempt does not count (as a
+        worker's shutdown does with jobs it has not started)."""
+        wire = self._conn()
+        try:
+            jobs, _ = await wire.call(*claim)
+        except NoScriptError:
+            await self._load_scripts(wire)
+            jobs, _ = await wire.call(*claim)
+        leases = decode_leases(queue, jobs)
+        if give_back and leases:
+            await self.finish([(lease, Outcome("retry", refund=True)) for lease in leases])
+            return []
+        return leases
+
     async def _block(self, wake_keys: Sequence[str], timeout: float) -> None:
         """Block until a wake-up token shows on one of ``wake_keys``, or ``timeout``."""
-        if isinstance(cluster := self._conn(), ClusterWire):
-            await cluster.blpop_any(wake_keys, timeout)  # one slot per queue: a pop each
+        if not isinstance(self._conn(), ClusterWire) or len(wake_keys) == 1:
+            await self._pop(wake_keys, timeout)
             return
-        # A connection of its own: a blocked one can carry nothing else. The server bounds
-        # the wait; the client's own bound covers a silent network.
-        wire = self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
+        # A cluster: each queue has its own slot, so a pop each, on the node that holds it.
+        pops = [asyncio.ensure_future(self._pop([key], timeout)) for key in wake_keys]
         try:
-            await wire.call("BLPOP", *wake_keys, round(timeout, 3), timeout=timeout + 5)
+            done, _ = await asyncio.wait(pops, return_when=asyncio.FIRST_COMPLETED)
+            for pop in done:
+                pop.result()
+        finally:
+            for pop in pops:
+                pop.cancel()  # its connection is closed: the server ends that pop
+            await asyncio.gather(*pops, return_exceptions=True)
+
+    async def _pop(self, keys: Sequence[str], timeout: float, *then: Any) -> list[Any]:
+        """BLPOP on ``keys`` and ``then`` (commands run the moment it ends), on a connection
+        of its own: a blocked one can carry nothing else. The server bounds the wait; the
+        client's own bound covers a silent network. Replies in order, errors not raised."""
+        wire = await self._blocker(keys[0])
+        try:
+            replies = await wire.behind_block(
+                [("BLPOP", *keys, round(timeout, 3)), *then], timeout + 5
+            )
         except BaseException:
-            await wire.close()  # cancelled or broken mid-wait: its reply would come later
+            await wire.close()  # cancelled or broken mid-wait: its replies would come later
             raise
         self._idle_blockers.append(wire)
+        popped = replies[0]
+        if isinstance(popped, ResponseError):
+            cluster = self._conn()
+            if _moved(popped) and isinstance(cluster, ClusterWire):
+                await cluster.follow(keys[0])
+            else:
+                raise popped
+        return replies
+
+    async def _blocker(self, key: str) -> Wire:
+        """An idle blocking connection, or a new one: to the server, or on a cluster to the
+        node that holds ``key``'s slot (a pop there ends when the key's cancel closes it;
+        redis-py's own cluster connections did not always end one on a cancel)."""
+        wire = self._conn()
+        if not isinstance(wire, ClusterWire):
+            return self._idle_blockers.pop() if self._idle_blockers else self._new_wire()
+        host, port = await wire.node_of(key)
+        for i, idle in enumerate(self._idle_blockers):
+            if (idle.host, idle.port) == (host, port):
+                return self._idle_blockers.pop(i)
+        assert self._cluster is not None
+        return Wire(self._cluster.node_url(host, port), self._safe, self._call_timeout)
 
     async def _nudge(self, wake_key: str, after: float) -> None:
         """Push a wake-up token once a scheduled job is due. Redis ends a blocking pop's

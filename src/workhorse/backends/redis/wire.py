@@ -342,6 +342,25 @@ class Wire:
         replies = await asyncio.gather(*futs)  # a TimeoutError comes from _check
         return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
 
+    async def behind_block(self, commands: Sequence[Sequence[Any]], timeout: float) -> list[Any]:
+        """Pipelined behind a blocking first command, on a connection of their own: the
+        server runs the rest the moment the block ends, no round trip between. One
+        ``timeout`` for all (the block's own plus a margin), never sent again; replies
+        (errors included, not raised) in order."""
+        proto = self._proto or await self.connect()
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        proto.pending.extend(futs)
+        assert proto.transport is not None
+        proto.transport.write(b"".join(map(_pack, commands)))
+        try:
+            async with asyncio.timeout(timeout):
+                replies = await asyncio.gather(*futs)
+        except TimeoutError:
+            self._stuck(proto)
+            raise
+        return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
+
     async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
         """The server's millisecond, then ``reads``, in one pipeline: one server runs them
         in order, so the reads see everything written before that millisecond."""
