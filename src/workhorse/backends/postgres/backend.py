@@ -144,7 +144,7 @@ class PostgresBackend(Backend):
         self._last_sweep = 0.0
         self._open_lock: asyncio.Lock | None = None
         # Concurrent enqueue calls share statements, on a few of the pool's connections.
-        self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max))
+        self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max), gather=True)
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
