@@ -451,6 +451,20 @@ async def test_a_record_too_big_for_a_notification_is_read_instead(
     assert got.result == "x" * 9000
 
 
+async def test_a_claim_does_not_wait_for_its_flush_and_the_next_statement_does(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # The claim commits without waiting for the WAL flush (docs/decisions.md); the setting
+    # is its transaction's own, so a finish on the same pooled connection is durable again.
+    b = make("&pool_min=1&pool_max=1")
+    await b.open()
+    await b.enqueue([job()])
+    assert "set_config('synchronous_commit', 'off', true)" in b._q.claim
+    [lease] = await b.claim(["q"], "w1", 1, 30.0)
+    assert await b._rows("SHOW synchronous_commit") == [("on",)]
+    assert await b.finish([(lease, Outcome("completed", codec.dumps(1)))]) == [True]
+
+
 # -- indexes ----------------------------------------------------------------------------
 
 

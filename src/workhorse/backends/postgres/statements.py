@@ -204,9 +204,13 @@ WITH picked AS (
   SELECT 'job.started', id, task, queue,
          jsonb_build_object('attempt', attempts, 'worker', %(w)s::text)
   FROM claimed
-), {tally(s, "claimed", "'queued'", "'active'")}
+), {tally(s, "claimed", "'queued'", "'active'")}, lazy AS (
+  -- Committed without waiting for the WAL flush (this transaction only): docs/decisions.md
+  -- "A claim's commit does not wait for its flush" says why no guarantee changes.
+  SELECT set_config('synchronous_commit', 'off', true)
+)
 SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created, stalls
-FROM claimed ORDER BY priority DESC, run_at, seq"""
+FROM claimed, lazy ORDER BY priority DESC, run_at, seq"""
 
     def renew(self) -> str:
         return f"""
