@@ -224,11 +224,17 @@ class PostgresBackend(Backend):
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
-                cur = await conn.execute(query, params, binary=True)
-                # Not cur.description: it builds a Column object per column, every call.
-                res = cur.pgresult
-                return await cur.fetchall() if res is not None and res.status == _ROWS else []
+            # getconn/putconn, not pool.connection(): the connections are autocommit, so its
+            # commit on exit (a lock and a wait per statement) does nothing.
+            conn = await pool.getconn()
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    cur = await conn.execute(query, params, binary=True)
+                    # Not cur.description: it builds a Column object per column, every call.
+                    res = cur.pgresult
+                    return await cur.fetchall() if res is not None and res.status == _ROWS else []
+            finally:
+                await pool.putconn(conn)
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
@@ -262,8 +268,12 @@ class PostgresBackend(Backend):
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
-                return await self._enqueue(conn, jobs)
+            conn = await pool.getconn()
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    return await self._enqueue(conn, jobs)
+            finally:
+                await pool.putconn(conn)
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
