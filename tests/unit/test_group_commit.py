@@ -86,3 +86,21 @@ async def test_a_cancelled_waiting_call_is_left_out_and_close_fails_the_rest() -
     with pytest.raises(BackendError):
         await blocked
     late.cancel()
+
+
+async def test_gathered_callers_answered_together_come_back_in_one_write() -> None:
+    # 100 producers, each enqueueing again as soon as it is answered (a web server's
+    # handlers): the callers one write answered resume in one turn of the loop and go
+    # together, instead of taking the free lanes one by one (a write, a commit, each).
+    store = Store()
+    group = GroupCommit(store.run, lanes=4, gather=True)
+
+    async def producer() -> None:
+        for _ in range(10):
+            await group.submit([_job()])
+
+    await asyncio.gather(*(producer() for _ in range(100)))
+    assert sum(len(w) for w in store.writes) == 1000
+    assert len(store.writes) <= 30  # 77 writes, 67 of one job, when each took a free lane
+    (lone,) = await group.submit([_job()])  # nothing in flight: alone, at once
+    assert store.writes[-1] == [lone.id]

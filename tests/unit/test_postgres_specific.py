@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import POSTGRES_URL, require_service
 from workhorse import codec
 from workhorse.errors import BackendError, ConfigError
-from workhorse.job import Event, JobState, NewJob, Outcome, new_job_id
+from workhorse.job import Event, Job, JobState, NewJob, Outcome, new_job_id
 
 pytest.importorskip("psycopg_pool")
 
@@ -374,6 +374,95 @@ async def test_a_killed_pool_connection_fails_once_then_recovers(
             errors.append(str(exc))
     assert len(errors) <= 1, f"every dead pooled connection failed a call of its own: {errors}"
     assert all("127.0.0.1" in e for e in errors)
+
+
+# -- the round trip's record --------------------------------------------------------------
+
+
+def _counting_reads(b: PostgresBackend) -> list[int]:
+    """Count ``wait_finished``'s reads of finished rows (one element per read)."""
+    reads: list[int] = []
+    read = b._finished
+
+    async def counted(ids: list[str]) -> list[Job]:
+        reads.append(1)
+        return await read(ids)
+
+    b._finished = counted  # type: ignore[method-assign]
+    return reads
+
+
+async def _finished_while_waited(
+    b: PostgresBackend, worker: PostgresBackend, new: NewJob, outcome: Outcome
+) -> tuple[Job, int]:
+    """Enqueue ``new`` on ``b``, wait for it there, finish it on ``worker``: the job the
+    wait returned, and how many reads of finished rows the wait made."""
+    reads = _counting_reads(b)
+    await b.enqueue([new])
+    waiting = asyncio.create_task(b.wait_finished([new.id], 30.0))
+    async with asyncio.timeout(PROMPT):
+        while not reads:  # the look before the wait: from here on the wait is watching
+            await asyncio.sleep(0.01)
+    [lease] = await worker.claim(["q"], "w1", 1, 30.0)
+    assert await worker.finish([(lease, outcome)]) == [True]
+    async with asyncio.timeout(PROMPT):
+        [got] = await waiting
+    return got, len(reads)
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Outcome("completed", codec.dumps({"total": 1.5, "name": "zoë"})),
+        Outcome(
+            "failed",
+            error={"type": "ValueError", "message": "no", "traceback": "..."},
+            logs=[{"at": 1.0, "level": "info", "message": 'é, "quoted"'}],
+        ),
+    ],
+)
+async def test_a_run_callers_job_comes_back_in_its_finish_notification(
+    make: Callable[..., PostgresBackend], outcome: Outcome
+) -> None:
+    # A held job (run() waits for it) is answered from the record its finish sends: no
+    # read of the row after the wake-up, and the same record a read gives.
+    b, worker = make(), make()
+    await b.open()
+    await worker.open()
+    data = codec.dumps({"a": [1, "ü"]})
+    new = NewJob(new_job_id(), "t", "q", data, priority=3, keep_for=60.0, hold=True)
+    got, reads = await _finished_while_waited(b, worker, new, outcome)
+    assert reads == 1  # only the look before the wait
+    assert got == await b.get(new.id)
+    assert got.state is (JobState.COMPLETED if outcome.kind == "completed" else JobState.FAILED)
+
+
+async def test_a_record_too_big_for_a_notification_is_read_instead(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    b, worker = make(), make()
+    await b.open()
+    await worker.open()
+    new = job(hold=True)
+    big = codec.dumps("x" * 9000)
+    got, reads = await _finished_while_waited(b, worker, new, Outcome("completed", big))
+    assert reads == 2  # the look before the wait, and the read after it
+    assert got == await b.get(new.id)
+    assert got.result == "x" * 9000
+
+
+async def test_a_claim_does_not_wait_for_its_flush_and_the_next_statement_does(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # The claim commits without waiting for the WAL flush (docs/decisions.md); the setting
+    # is its transaction's own, so a finish on the same pooled connection is durable again.
+    b = make("&pool_min=1&pool_max=1")
+    await b.open()
+    await b.enqueue([job()])
+    assert "set_config('synchronous_commit', 'off', true)" in b._q.claim
+    [lease] = await b.claim(["q"], "w1", 1, 30.0)
+    assert await b._rows("SHOW synchronous_commit") == [("on",)]
+    assert await b.finish([(lease, Outcome("completed", codec.dumps(1)))]) == [True]
 
 
 # -- indexes ----------------------------------------------------------------------------

@@ -34,27 +34,43 @@ class GroupCommit:
         lanes: int,
         unknown: tuple[type[BaseException], ...] = (BackendError,),
         cap: int = 1000,
+        gather: bool = False,
     ) -> None:
         self._run = run
         self._unknown = unknown
         self._lanes = lanes
         self._cap = cap
+        # gather: a call goes alone only when no write is in flight, and calls made while
+        # one is go together at the end of the event loop's turn: callers answered by the
+        # same write resume in one turn, and would otherwise take the free lanes one by one.
+        self._gather = gather
+        self._kick_due = False
         self._busy = 0
         self._waiting: list[_Waiting] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        if self._busy < self._lanes and not self._waiting:
+        free = self._busy == 0 if self._gather else self._busy < self._lanes
+        if free and not self._waiting:
             self._busy += 1
             try:
                 return await self._run(jobs)
             finally:
                 self._busy -= 1
                 self._next()
-        fut: asyncio.Future[list[EnqueueResult]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[EnqueueResult]] = loop.create_future()
         self._waiting.append((jobs, fut))
-        self._next()
+        if not self._gather:
+            self._next()
+        elif not self._kick_due:
+            self._kick_due = True
+            loop.call_soon(self._kick)
         return await fut
+
+    def _kick(self) -> None:
+        self._kick_due = False
+        self._next()
 
     def _next(self) -> None:
         """Start a shared statement for the waiting calls if a lane is free."""

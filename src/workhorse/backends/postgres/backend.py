@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import time
-from binascii import b2a_base64
+from binascii import a2b_base64, b2a_base64
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -40,7 +40,13 @@ from workhorse.backends.postgres import arrays
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
-from workhorse.backends.postgres.rows import STATES, enqueue_params, job_of, salvage
+from workhorse.backends.postgres.rows import (
+    STATES,
+    enqueue_params,
+    enqueue_row,
+    job_of,
+    salvage,
+)
 from workhorse.backends.postgres.statements import (
     Queries,
     Statements,
@@ -130,11 +136,15 @@ class PostgresBackend(Backend):
         self.sql = Statements(self.schema)
         self._q = Queries(self.sql)
         self._pool: AsyncConnectionPool[AnyConn] | None = None
+        # Work for this process's workers, and finishes for its waiting callers: two
+        # connections, each started by its first wait, so a worker is not woken by every
+        # finish and a caller by every enqueue.
         self.listener = Listener(self._conninfo, self.schema, self.url)
+        self.finishes = Listener(self._conninfo, self.schema, self.url, finishes=True)
         self._last_sweep = 0.0
         self._open_lock: asyncio.Lock | None = None
         # Concurrent enqueue calls share statements, on a few of the pool's connections.
-        self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max))
+        self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max), gather=True)
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
@@ -194,6 +204,7 @@ class PostgresBackend(Backend):
         pool, self._pool = self._pool, None
         self._group.close()
         await self.listener.stop()
+        await self.finishes.stop()
         if pool is not None:
             await pool.close()
 
@@ -213,11 +224,17 @@ class PostgresBackend(Backend):
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
-                cur = await conn.execute(query, params, binary=True)
-                # Not cur.description: it builds a Column object per column, every call.
-                res = cur.pgresult
-                return await cur.fetchall() if res is not None and res.status == _ROWS else []
+            # getconn/putconn, not pool.connection(): the connections are autocommit, so its
+            # commit on exit (a lock and a wait per statement) does nothing.
+            conn = await pool.getconn()
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    cur = await conn.execute(query, params, binary=True)
+                    # Not cur.description: it builds a Column object per column, every call.
+                    res = cur.pgresult
+                    return await cur.fetchall() if res is not None and res.status == _ROWS else []
+            finally:
+                await pool.putconn(conn)
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
@@ -251,8 +268,12 @@ class PostgresBackend(Backend):
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            async with pool.connection() as conn, asyncio.timeout(self.call_timeout):
-                return await self._enqueue(conn, jobs)
+            conn = await pool.getconn()
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    return await self._enqueue(conn, jobs)
+            finally:
+                await pool.putconn(conn)
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
@@ -286,10 +307,16 @@ class PostgresBackend(Backend):
         # ends between our insert and our look-up, insert again (bounded: it is a race).
         for _ in range(5):
             batch = [jobs[i] for i in pending]
-            params = enqueue_params(batch)
-            if packed:
-                params = arrays.packed(params)  # type: ignore[assignment]
-            cur = await conn.execute(self._q.enqueue, params, binary=True)
+            keyed = any(new.dedup_key is not None for new in batch)
+            params: Sequence[Any]
+            if len(batch) == 1:
+                params = enqueue_row(batch[0])
+            else:
+                params = enqueue_params(batch)
+                if packed:
+                    params = arrays.packed(params)
+            query = self._q.enqueue[keyed, len(batch) == 1]
+            cur = await conn.execute(query, params, binary=True)
             created = {row[0]: bool(row[1]) for row in await cur.fetchall()}
             missing = []
             for i in pending:
@@ -453,15 +480,16 @@ class PostgresBackend(Backend):
         for statement in rest:
             await self._rows(statement, ())
 
-    async def _listen(self, timeout: float) -> None:
+    @staticmethod
+    async def _listen(listener: Listener, timeout: float) -> None:
         """LISTEN from the first wait on, not from open(): a process that only enqueues
         would otherwise be sent a NOTIFY for each of its own jobs (a wake-up of the
         server's listening process and of this one per enqueue, for nothing)."""
-        if not self.listener.started:
-            await self.listener.start(wait=min(5.0, max(timeout, 0.0)))
+        if not listener.started:
+            await listener.start(wait=min(5.0, max(timeout, 0.0)))
 
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
-        await self._listen(timeout)
+        await self._listen(self.listener, timeout)
         # Watch first, then look: a NOTIFY after the look wakes the watcher.
         fut = self.listener.watch_jobs(queues)
         try:
@@ -481,8 +509,8 @@ class PostgresBackend(Backend):
         wanted = list(ids)
         if not wanted:
             return []
-        await self._listen(timeout)
-        fut = self.listener.watch_done(wanted)
+        await self._listen(self.finishes, timeout)
+        fut, records = self.finishes.watch_done(wanted)
         try:
             done = await self._finished(wanted)
             if done or timeout <= 0:
@@ -492,9 +520,10 @@ class PostgresBackend(Backend):
                     await asyncio.shield(fut)
             except TimeoutError:
                 return []
-            return await self._finished(wanted)
+            heard = _records(records)
+            return heard if heard else await self._finished(wanted)
         finally:
-            self.listener.forget(fut)
+            self.finishes.forget(fut)
 
     async def _finished(self, ids: list[str]) -> list[Job]:
         ids = [i for i in ids if "\x00" not in i]
@@ -762,6 +791,22 @@ class PostgresBackend(Backend):
 async def _configure(conn: AnyConn) -> None:
     set_json_loads(orjson.loads, conn)
     arrays.register(conn.adapters)
+
+
+def _records(payloads: Mapping[str, str]) -> list[Job]:
+    """The jobs of the record channel's payloads ('<id> <JSON array>', see statements.py);
+    one that does not decode is left out, for the read of the row to find (and quarantine)."""
+    out = []
+    for payload in payloads.values():
+        try:
+            row = orjson.loads(payload.partition(" ")[2])
+            row[4] = a2b_base64(row[4])
+            if row[13] is not None:
+                row[13] = a2b_base64(row[13])
+            out.append(job_of(tuple(row)))
+        except (ValueError, TypeError, IndexError):  # binascii.Error is a ValueError
+            continue
+    return out
 
 
 def _ttl(ttl: float | None) -> float | None:

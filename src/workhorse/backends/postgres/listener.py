@@ -1,9 +1,12 @@
-"""One LISTEN connection per backend object, turning NOTIFY into woken waiters.
+"""LISTEN connections per backend object, turning NOTIFY into woken waiters.
 
-Two channels per schema: ``<schema>.jobs`` (payload: a queue that got work) and
+Three channels per schema: ``<schema>.jobs`` (payload: a queue that got work),
 ``<schema>.done`` (payload: comma-separated ids of jobs that ended, or ``*`` when the
-list would not fit). Waiters register *before* they look at the table, so a
-notification that arrives between the look and the wait is never lost. When the
+list would not fit) and ``<schema>.record`` (payload: the whole finished record of a job
+that a ``run()`` caller holds, when it fits). A listener LISTENs only to the channels of
+its kind: a worker's to jobs, a waiting caller's to done and record, so neither process is
+woken by the other's notifications. Waiters register *before* they look at the table, so
+a notification that arrives between the look and the wait is never lost. When the
 connection drops, the listener reconnects with a backoff and wakes every waiter (what
 happened meanwhile is unknown); until then the callers' timeouts are the poll.
 """
@@ -23,13 +26,20 @@ log = logging.getLogger("workhorse.postgres")
 
 
 class Listener:
-    def __init__(self, conninfo: str, schema: str, safe_url: str) -> None:
+    """``finishes``: listen for finished jobs (done and record), else for new work."""
+
+    def __init__(self, conninfo: str, schema: str, safe_url: str, finishes: bool = False) -> None:
         self.conninfo = conninfo
         self.jobs_channel = f"{schema}.jobs"
         self.done_channel = f"{schema}.done"
+        self.record_channel = f"{schema}.record"
+        self.channels = (
+            (self.record_channel, self.done_channel) if finishes else (self.jobs_channel,)
+        )
         self.safe_url = safe_url
         self._jobs: dict[asyncio.Future[None], frozenset[str]] = {}
-        self._done: dict[asyncio.Future[None], frozenset[str]] = {}
+        # Per waiter: the ids it waits for, and the records heard for them (id: payload).
+        self._done: dict[asyncio.Future[None], tuple[frozenset[str], dict[str, str]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.connected = asyncio.Event()
@@ -82,7 +92,7 @@ class Listener:
                 continue
             self._conn = conn
             try:
-                for channel in (self.jobs_channel, self.done_channel):
+                for channel in self.channels:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 self.connects += 1
                 self.connected.set()
@@ -110,11 +120,21 @@ class Listener:
                     fut.set_result(None)
         elif channel == self.done_channel:
             ids = None if payload == "*" else payload.split(",")
-            for fut, wanted in list(self._done.items()):
+            for fut, (wanted, _) in list(self._done.items()):
                 if fut.done():
                     continue
                 if ids is None or not wanted.isdisjoint(ids):
                     fut.set_result(None)
+        elif channel == self.record_channel:
+            # '<id> <record as JSON>': ids hold no space (see finish's record CTE).
+            job_id = payload.partition(" ")[0]
+            for fut, (wanted, records) in list(self._done.items()):
+                if job_id in wanted:
+                    # Kept even if the waiter was woken already: its done ids and this
+                    # record come in the same read, in either order.
+                    records[job_id] = payload
+                    if not fut.done():
+                        fut.set_result(None)
 
     def _wake_all(self) -> None:
         for fut in (*self._jobs, *self._done):
@@ -126,10 +146,12 @@ class Listener:
         self._jobs[fut] = frozenset(queues)
         return fut
 
-    def watch_done(self, ids: Collection[str]) -> asyncio.Future[None]:
+    def watch_done(self, ids: Collection[str]) -> tuple[asyncio.Future[None], dict[str, str]]:
+        """A future woken when one of ``ids`` ends, and the records heard for them."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._done[fut] = frozenset(ids)
-        return fut
+        records: dict[str, str] = {}
+        self._done[fut] = (frozenset(ids), records)
+        return fut, records
 
     def forget(self, fut: asyncio.Future[None]) -> None:
         self._jobs.pop(fut, None)

@@ -33,6 +33,14 @@ def enqueue_params(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
     )
 
 
+def enqueue_row(j: NewJob) -> tuple[Any, ...]:
+    """One job's ``enqueue_params``, as plain parameters (the statement for one job)."""
+    return (
+        j.id, j.task, j.queue, j.data, j.priority, j.max_attempts, j.timeout, j.lease,
+        j.dedup_key, j.at, float(j.delay or 0.0), j.keep_for, int(j.hold), j.max_stalls,
+    )  # fmt: skip
+
+
 def job_of(row: tuple[Any, ...]) -> Job:
     (job_id, task, queue, state, data, priority, attempts, max_attempts, created_at, run_at,
      started_at, finished_at, progress, result, error, logs, timeout, worker, expires_at,

@@ -25,6 +25,20 @@ JOB_COLUMNS = ", ".join(
     ]
 )  # fmt: skip
 
+# A finished job's record as one text for the record channel, in JOB_COLUMNS' order with
+# data and result in base64 (read in the UPDATE's RETURNING: the row as it is committed).
+_RECORD = "json_build_array(" + ", ".join(
+    [
+        "j.id", "j.task", "j.queue", "j.state", "encode(j.data, 'base64')", "j.priority",
+        "j.attempts", "j.max_attempts", _epoch("j.created_at"), _epoch("j.run_at"),
+        _epoch("j.started_at"), _epoch("j.finished_at"), "j.progress",
+        "encode(j.result, 'base64')", "j.error", "j.logs", "j.timeout", "j.worker",
+        _epoch("j.expires_at"), "j.dedup_key", "j.run_at > now()", "j.keep_for", "j.stalls",
+        "j.max_stalls", "j.logs_dropped",
+    ]
+) + ")::text"  # fmt: skip
+RECORD_MAX = 7900  # bytes of a NOTIFY payload (the server's limit is 8,000)
+
 _LIVE = "state IN ('queued', 'active')"
 _STATES = "ARRAY['queued', 'active', 'completed', 'failed', 'cancelled']"
 _PROBE = 5000  # index entries counts() reads on each side of now() before counting all
@@ -78,30 +92,56 @@ class Statements:
     def done_channel(self) -> str:
         return f"'{self.schema}.done'"
 
+    @property
+    def record_channel(self) -> str:
+        return f"'{self.schema}.record'"
+
     # -- producing ---------------------------------------------------------------------
-    def enqueue(self) -> str:
+    def enqueue(self, keyed: bool = True, one: bool = False) -> str:
+        """Without ``keyed`` (no job of the batch has a dedup key) there is no ON CONFLICT
+        clause: a speculative insertion takes and releases a lock per row for nothing.
+        With ``one``, the job's fields are plain parameters (rows.enqueue_row), not arrays."""
         s = self.s
-        return f"""
-WITH ins AS (
-  INSERT INTO {s}.jobs
-    (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at,
-     keep_for, holds, max_stalls)
-  SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout, t.lease,
-         t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
+        arbiter = (
+            f"ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND {_LIVE} DO NOTHING"
+            if keyed
+            else ""
+        )
+        source = (
+            """VALUES (%s::text, %s::text, %s::text, %s::bytea, %s::int4, %s::int4, %s::float8,
+          %s::float8, %s::text,
+          coalesce(to_timestamp(%s::float8), now() + make_interval(secs => %s::float8)),
+          %s::float8, %s::int4, %s::int4)"""
+            if one
+            else """SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout,
+         t.lease, t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
          t.keep_for, t.holds, t.max_stalls
   FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
               %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
               %s::float8[], %s::int4[], %s::int4[])
        WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
                             dedup_key, at, delay, keep_for, holds, max_stalls, ord)
-  ORDER BY t.ord
-  ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND {_LIVE} DO NOTHING
+  ORDER BY t.ord"""
+        )
+        note = (
+            f"SELECT pg_notify({self.jobs_channel}, queue) FROM ins"
+            if one
+            else f"SELECT pg_notify({self.jobs_channel}, q.queue) "
+            "FROM (SELECT DISTINCT queue FROM ins) q"
+        )
+        return f"""
+WITH ins AS (
+  INSERT INTO {s}.jobs
+    (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at,
+     keep_for, holds, max_stalls)
+  {source}
+  {arbiter}
   RETURNING id, task, queue, run_at > now() AS scheduled
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue)
   SELECT 'job.queued', id, task, queue FROM ins
 ), {tally(s, "ins", "NULL", "'queued'")}, note AS (
-  SELECT pg_notify({self.jobs_channel}, q.queue) FROM (SELECT DISTINCT queue FROM ins) q
+  {note}
 )
 SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
 
@@ -164,9 +204,13 @@ WITH picked AS (
   SELECT 'job.started', id, task, queue,
          jsonb_build_object('attempt', attempts, 'worker', %(w)s::text)
   FROM claimed
-), {tally(s, "claimed", "'queued'", "'active'")}
+), {tally(s, "claimed", "'queued'", "'active'")}, lazy AS (
+  -- Committed without waiting for the WAL flush (this transaction only): docs/decisions.md
+  -- "A claim's commit does not wait for its flush" says why no guarantee changes.
+  SELECT set_config('synchronous_commit', 'off', true)
+)
 SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created, stalls
-FROM claimed ORDER BY priority DESC, run_at, seq"""
+FROM claimed, lazy ORDER BY priority DESC, run_at, seq"""
 
     def renew(self) -> str:
         return f"""
@@ -218,7 +262,11 @@ WITH i AS (
     token = NULL, expires_at = NULL, finish_token = i.call,
     {set_logs}
   FROM i WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
-  RETURNING j.id, j.task, j.queue, j.state, j.attempts, i.kind, i.delay, i.error
+  RETURNING j.id, j.task, j.queue, j.state, j.attempts, i.kind, i.delay, i.error,
+    -- A run() caller waits for this job (it holds it): its record goes in a NOTIFY, so
+    -- the caller has the result without reading the row again.
+    CASE WHEN j.holds > 0 AND i.kind <> 'retry' AND strpos(j.id, ' ') = 0
+         THEN j.id || ' ' || {_RECORD} END AS rec
 {replay if again else ""}), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
   SELECT CASE kind WHEN 'completed' THEN 'job.completed' WHEN 'retry' THEN 'job.retrying'
@@ -237,8 +285,12 @@ WITH i AS (
 ), woke AS (
   SELECT pg_notify({self.jobs_channel}, q.queue)
   FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued') q
+), record AS (
+  SELECT pg_notify({self.record_channel}, rec) FROM upd
+  WHERE rec IS NOT NULL AND octet_length(rec) <= {RECORD_MAX}
 )
-SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b
+SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b,
+  (SELECT count(*) FROM record) c
 {"UNION ALL SELECT id FROM again" if again else ""}"""
 
     def update(self) -> str:
@@ -561,7 +613,8 @@ class Queries:
 
     def __init__(self, s: Statements) -> None:
         self.job_columns = JOB_COLUMNS
-        self.enqueue = s.enqueue()
+        # Indexed by (any job has a dedup key, a single job).
+        self.enqueue = {(k, o): s.enqueue(k, o) for k in (False, True) for o in (False, True)}
         self.counts_all = s.counts(False)
         self.counts_of = s.counts(True)
         self.fold_counts = s.fold_counts()
