@@ -69,12 +69,15 @@ async def poison(
     workers: int = 2,
     poison_per_s: float = 1.0,
     crash_jobs: int = 2,
+    baseline_s: float | None = None,
 ) -> Report:
     """``duration`` is split between the baseline and the poison phase (at least 5 s
-    each); the crash phase lasts until its ``crash_jobs`` of each kind have failed."""
+    each; ``baseline_s`` sets the baseline's apart); the crash phase lasts until its
+    ``crash_jobs`` of each kind have failed."""
     rng = random.Random(seed)
     settings = Settings()
     phase_s = max(5.0, duration / 2)
+    baseline_s = phase_s if baseline_s is None else baseline_s
     report = Report("poison", kind, seed, duration)
     url = store_url(kind, workdir)
     cluster = Cluster(url, workdir, settings)
@@ -115,7 +118,7 @@ async def poison(
 
         # 1. baseline
         begin = time.time()
-        while time.time() - begin < phase_s:
+        while time.time() - begin < baseline_s:
             await feed()
             await asyncio.sleep(0.1)
         windows["baseline"] = (begin, time.time())

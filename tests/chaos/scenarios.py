@@ -328,6 +328,10 @@ async def block(kind: str, workdir: Path, *, duration: float, seed: int) -> Repo
     return report
 
 
+def pids_of(procs: list[subprocess.Popen[bytes]]) -> set[int]:
+    return {p.pid for p in procs}
+
+
 # -- 4. server restarts and cut connections ------------------------------------------------
 CALL_TIMEOUT = 3  # postgres: seconds before a statement with no answer is given up
 FAULTS = {
@@ -401,7 +405,15 @@ async def outage(
             while i < len(faults) or time.monotonic() - started < duration:
                 fault = faults[i % len(faults)]
                 i += 1
-                await asyncio.sleep(2.0)  # steady state
+                if i == 1:  # steady state: every worker runs jobs, not a fixed 2 s
+                    await wait_for(
+                        lambda: {r.pid for r in cluster.reader.rows("start")} >= pids_of(procs),
+                        30,
+                        "every worker running jobs before the first fault",
+                    )
+                    await asyncio.sleep(0.5)
+                else:
+                    await asyncio.sleep(2.0)  # steady state after the last heal
                 at = cluster.writer.fault(fault, -1)
                 if fault == "restart":
                     restarts.append(at)
