@@ -168,7 +168,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
     StateQ = Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")?$")]
     TaskQ = Annotated[str | None, Query(pattern="^([A-Za-z0-9_][A-Za-z0-9_.:-]{0,199})?$")]
     TextQ = Annotated[str, Query(max_length=200)]
-    CursorQ = Annotated[str | None, Query(max_length=64)]
+    CursorQ = Annotated[str | None, Query(max_length=100)]
 
     @r.get("/queues/{name}", response_class=HTMLResponse)
     async def queue(

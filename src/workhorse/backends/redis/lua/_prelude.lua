@@ -22,11 +22,28 @@ end
 -- events with no queue. The stream's own ids (<ms>-<seq>, always rising) give the log its
 -- cursor: the client reads <ms>-<seq> as the integer ms * 1000000 + seq and merges the
 -- streams (see events() in backend.py).
+-- A job's record keeps the ids of its newest JOB_EVENTS events ('ev': 19 characters each,
+-- the id's milliseconds then its sequence in 6 digits), so that its page reads them by id
+-- (jobevents.lua) instead of walking the stream; they go with the record.
+local JOB_EVENTS = 100
 local function event(typ, id, task, queue, data, at)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
-  redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
+  local eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
+  if QK == '' or id == '' then return end
+  local jk = QK .. 'j:' .. id
+  local dash = string.find(eid, '-', 1, true)
+  local fixed = string.format('%013d%06d', tonumber(string.sub(eid, 1, dash - 1)),
+    tonumber(string.sub(eid, dash + 1)))
+  local ev = redis.call('HGET', jk, 'ev')
+  if ev then
+    ev = ev .. fixed
+    if #ev > 19 * JOB_EVENTS then ev = string.sub(ev, -19 * JOB_EVENTS) end
+    redis.call('HSET', jk, 'ev', ev)
+  elseif redis.call('EXISTS', jk) == 1 then
+    redis.call('HSET', jk, 'ev', fixed)
+  end
 end
 
 local function pstate(s, r)
