@@ -72,11 +72,6 @@ async def job_page(
     return JobPage(found, after.cursor() if after is not None else None, searched)
 
 
-async def recent_events(client: Client, job: Job) -> list[Event]:
-    """The job's newest events, read by its id (not by walking the event log)."""
-    return await client.job_events(job.id)
-
-
 def attempts_of(events: list[Event]) -> list[dict[str, Any]]:
     """One row per attempt from the job's events: when it started, its worker, its end."""
     rows: list[dict[str, Any]] = []

@@ -24,18 +24,20 @@ end
 -- streams (see events() in backend.py).
 -- A job's record keeps the ids of its newest JOB_EVENTS events ('ev': 19 characters each,
 -- the id's milliseconds then its sequence in 6 digits), so that its page reads them by id
--- (jobevents.lua) instead of walking the stream; they go with the record.
+-- (jobevents.lua) instead of walking the stream; they go with the record. fresh: the
+-- caller is creating the record, so the id is returned for it to write with the rest.
 local JOB_EVENTS = 100
-local function event(typ, id, task, queue, data, at)
+local function event(typ, id, task, queue, data, at, fresh)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
   local eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
   if QK == '' or id == '' then return end
-  local jk = QK .. 'j:' .. id
   local dash = string.find(eid, '-', 1, true)
   local fixed = string.format('%013d%06d', tonumber(string.sub(eid, 1, dash - 1)),
     tonumber(string.sub(eid, dash + 1)))
+  if fresh then return fixed end
+  local jk = QK .. 'j:' .. id
   local ev = redis.call('HGET', jk, 'ev')
   if ev then
     ev = ev .. fixed

@@ -109,9 +109,10 @@ for i = 6, #ARGV, 14 do
     else
       redis.call('ZADD', QK .. 'sched', run_s, id)
     end
+    fields[#fields + 1] = 'ev'
+    fields[#fields + 1] = event('job.queued', id, ARGV[i + 5], queue, '{}', nil, true)
     redis.call('HSET', jk, unpack(fields))
     indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
-    event('job.queued', id, ARGV[i + 5], queue, '{}')
     created = created + 1
     put(id, 1, pstate('queued', run_s), queue, 0)
   end
