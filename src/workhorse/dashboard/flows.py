@@ -12,12 +12,12 @@ from workhorse.client import HasClient, client_of
 from workhorse.dashboard.board import Board, read_form
 from workhorse.dashboard.flowgraph import NODE_H, NODE_W, layout
 from workhorse.dashboard.queries import PAGE
-from workhorse.job import JobKey
 from workhorse.dashboard.session import Session
 from workhorse.dashboard.timeline import Timelines
 from workhorse.errors import WorkhorseError
 from workhorse.flows import Flows, State
 from workhorse.flows.records import RUN_STATES
+from workhorse.job import JobKey
 
 FLOW = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
