@@ -15,7 +15,7 @@ from workhorse.job import Event, Job, JobKey, JobState
 PAGE = 50
 # Jobs of the filter one search request looks through, from its cursor on; the page links
 # to the next window, so every job can be reached while each request stays bounded.
-SEARCH_WINDOW = 1000
+SEARCH_WINDOW = 500
 SEARCH_READ = 250  # jobs per store read while searching: a window stops once a page matched
 
 
