@@ -22,29 +22,29 @@ end
 -- events with no queue. The stream's own ids (<ms>-<seq>, always rising) give the log its
 -- cursor: the client reads <ms>-<seq> as the integer ms * 1000000 + seq and merges the
 -- streams (see events() in backend.py).
--- A job's record keeps the ids of its newest JOB_EVENTS events ('ev': 19 characters each,
--- the id's milliseconds then its sequence in 6 digits), so that its page reads them by id
--- (jobevents.lua) instead of walking the stream; they go with the record. fresh: the
--- caller is creating the record, so the id is returned for it to write with the rest.
-local JOB_EVENTS = 100
+-- A job's record keeps the ids of its newest events ('ev': the entry ids, spaces between),
+-- so that its page reads them by id (jobevents.lua) instead of walking the stream; they go
+-- with the record. Cut to its last EV_BYTES characters, at least the newest 100 ids (an id
+-- is at most 20 characters while milliseconds have 13 digits). fresh: the caller is
+-- creating the record, so the id is returned for it to write with the rest.
+local EV_BYTES = 2100
 local function event(typ, id, task, queue, data, at, fresh)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
   local eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
   if QK == '' or id == '' then return end
-  local dash = string.find(eid, '-', 1, true)
-  local fixed = string.format('%013d%06d', tonumber(string.sub(eid, 1, dash - 1)),
-    tonumber(string.sub(eid, dash + 1)))
-  if fresh then return fixed end
+  if fresh then return eid end
   local jk = QK .. 'j:' .. id
   local ev = redis.call('HGET', jk, 'ev')
   if ev then
-    ev = ev .. fixed
-    if #ev > 19 * JOB_EVENTS then ev = string.sub(ev, -19 * JOB_EVENTS) end
+    ev = ev .. ' ' .. eid
+    if #ev > EV_BYTES then
+      ev = string.sub(ev, string.find(ev, ' ', #ev - EV_BYTES + 1, true) + 1)
+    end
     redis.call('HSET', jk, 'ev', ev)
   elseif redis.call('EXISTS', jk) == 1 then
-    redis.call('HSET', jk, 'ev', fixed)
+    redis.call('HSET', jk, 'ev', eid)  -- a record an older version wrote
   end
 end
 

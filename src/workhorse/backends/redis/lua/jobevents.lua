@@ -5,8 +5,7 @@ local ev = redis.call('HGET', QK .. 'j:' .. ARGV[4], 'ev')
 local out = {}
 if not ev then return out end
 local stream = QK .. 'events'
-for i = 1, #ev, 19 do
-  local eid = string.sub(ev, i, i + 12) .. '-' .. tonumber(string.sub(ev, i + 13, i + 18))
+for eid in string.gmatch(ev, '%S+') do
   local found = redis.call('XRANGE', stream, eid, eid)
   if found[1] then out[#out + 1] = found[1] end
 end
