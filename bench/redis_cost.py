@@ -81,10 +81,22 @@ def _proc_cpu(pid: int) -> float:
 
 
 # -- one measurement, in a child interpreter that imports the side's workhorse ----------
+def _script_usec(port: int) -> float:
+    """Microseconds the server spent inside EVALSHA since the last CONFIG RESETSTAT (INFO
+    commandstats): the scripts' own time, without the reading and writing around them."""
+    for line in _cli(port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            fields = dict(kv.split("=") for kv in line.split(":", 1)[1].split(","))
+            return float(fields["usec"])
+    return 0.0
+
+
 async def _phase(port: int, n: int, coro: Any) -> dict[str, Any]:
     s0 = _server_cpu(port)
+    _cli(port, "CONFIG", "RESETSTAT")
     figures: dict[str, Any] = await coro
     figures["server_cpu_us"] = (_server_cpu(port) - s0) / n * 1e6
+    figures["script_us"] = _script_usec(port) / n  # per job, the enqueue script's own
     return figures
 
 

@@ -340,7 +340,22 @@ class Client:
         ``skipped``; ``on_duplicate="raise"`` raises ``DuplicateJob`` instead."""
         t = _queued(self.registry.resolve(task))
         connection = options.pop("connection", None)
-        return await self.submit(t, self.new_job(t, data, options), options, connection)
+        new = self.new_job(t, data, options)
+        if connection is None and self._opened and not self.instruments:
+            # The request handler's call, without the levels the rarer ones need.
+            (res,) = await self.backend.enqueue([new])
+            if res.created and not res.replaced:
+                return self._created(t, new, res)
+            on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
+            return (await self._handles(t, [new], [res], on_dup))[0]
+        return await self.submit(t, new, options, connection)
+
+    def _created(self, task: Task[Any, Any], new: NewJob, res: EnqueueResult) -> JobHandle[Any]:
+        """The handle of one job the store created (as _handles makes it)."""
+        if self.bus.wants("job.queued"):
+            self.bus.emit(events.queued(res.id, new.task, new.queue))
+        self._count(new.queue, task.name, 1)
+        return JobHandle(self, res.id, task.name, new.queue, "created", res.state)
 
     async def submit(
         self,

@@ -42,9 +42,12 @@ async def crunch(data: Crunch, ctx: JobContext) -> dict[str, int]:
 
 
 @app.task
-def explode(data: dict[str, str]) -> None:
-    """A sync task (it runs in a thread) that always fails: no retries, so it fails once."""
-    raise ValueError(f"cannot parse invoice {data['invoice']!r}: the total is missing")
+def explode(data: dict[str, str]) -> dict[str, str]:
+    """A sync task (it runs in a thread) that fails without a total: no retries, so it
+    fails once, until retried with a payload that has one."""
+    if "total" not in data:
+        raise ValueError(f"cannot parse invoice {data['invoice']!r}: the total is missing")
+    return {"invoice": data["invoice"], "booked": data["total"]}
 
 
 @app.task(queue="batch")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures.thread  # noqa: F401  (registers its exit hook first: ours runs before it)
 import contextlib
 import threading
 from collections.abc import Coroutine, Iterable
@@ -24,6 +25,37 @@ if TYPE_CHECKING:
     from workhorse.task import JobHandle, Task
 
 T = TypeVar("T")
+
+
+_open: set[SyncApp] = set()
+
+
+def _close_open() -> None:
+    """Close every facade a script never closed, quietly: exiting anyway, an unreachable
+    store must not hold the exit or print a traceback."""
+    for facade in list(_open):
+        with contextlib.suppress(Exception):
+            facade.close(timeout=5)
+
+
+# Run before concurrent.futures shuts its executors (threading's exit hooks run before
+# atexit's, newest first): a close from atexit found them gone and dropped the last
+# second's counts. CPython-only hook, hence the fallback.
+_at_threading_exit = getattr(threading, "_register_atexit", None)
+if _at_threading_exit is None:
+    atexit.register(_close_open)
+
+
+_hooked = False
+
+
+def _register_open(facade: SyncApp) -> None:
+    global _hooked
+    _open.add(facade)
+    if not _hooked and _at_threading_exit is not None:
+        # Registered on first use, after concurrent.futures' own hook: newest runs first.
+        _at_threading_exit(_close_open)
+        _hooked = True
 
 
 def _shared(client: Client) -> bool:
@@ -43,17 +75,12 @@ class SyncApp:
         )
         self._thread.start()
         # A script that never calls close() must still exit quietly, its connections closed.
-        atexit.register(self._close_at_exit)
+        _register_open(self)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The facade's private event loop."""
         return self._loop
-
-    def _close_at_exit(self) -> None:
-        # Exiting anyway: an unreachable store must not hold the exit or print a traceback.
-        with contextlib.suppress(Exception):
-            self.close(timeout=5)
 
     def _target(self) -> asyncio.AbstractEventLoop:
         """The loop a call runs on: the app's own while it runs elsewhere, if shared."""
@@ -131,7 +158,7 @@ class SyncApp:
     def close(self, timeout: float | None = None) -> None:
         """Close the facade's connection (or the app's store, when this facade opened it)
         and stop its loop. Done at interpreter exit for a facade never closed."""
-        atexit.unregister(self._close_at_exit)
+        _open.discard(self)
         if self._loop.is_closed():
             return
         if not self._shared:

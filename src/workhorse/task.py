@@ -405,6 +405,7 @@ class Task(Generic[D, R]):
         self.producer = producer
         self.name = check_name(name, "task")
         self._result_what = f"result of task {self.name!r}"  # formatted once, not per job
+        self._payload_what = f"payload for task {self.name!r}"
         self.fn = fn
         self.defaults = options
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -438,7 +439,7 @@ class Task(Generic[D, R]):
                 except ValidationError as exc:
                     raise PayloadError(f"invalid payload for task {self.name!r}: {exc}") from None
                 if not isinstance(value, BaseModel):
-                    codec.check_json(value, f"payload for task {self.name!r}")
+                    codec.check_json(value, self._payload_what)
                 data = self._data_adapter.dump_python(value, mode="json")
             elif isinstance(data, BaseModel):
                 data = data.model_dump(mode="json")
@@ -452,9 +453,7 @@ class Task(Generic[D, R]):
                 "dicts, lists, strings, numbers, booleans, None or a pydantic model, nested "
                 f"at most {codec.MAX_DEPTH} levels deep"
             ) from None
-        raw = codec.encode_payload(
-            data, self.producer.max_payload, f"payload for task {self.name!r}"
-        )
+        raw = codec.encode_payload(data, self.producer.max_payload, self._payload_what)
         return value, raw
 
     def encode(self, data: Any) -> bytes:

@@ -73,6 +73,18 @@ async def test_a_resent_enqueue_creates_the_job_once(lossy: Lossy) -> None:
     assert len(of(await settled_log(lossy.direct), "job.queued")) == 1
 
 
+async def test_a_resent_bulk_enqueue_creates_each_job_once(lossy: Lossy) -> None:
+    # Three chunks written one by one as they are packed: the first one's reply is lost,
+    # and every chunk goes again on a fresh connection.
+    lossy.lose("enqueue")
+    results = await lossy.backend.enqueue([new() for _ in range(600)])
+    lossy.assert_lost()
+    assert all(res.created and res.state is JobState.QUEUED for res in results)
+    assert len({res.id for res in results}) == 600
+    assert (await lossy.direct.counts(["q"]))["q"]["queued"] == 600
+    assert len(of(await settled_log(lossy.direct), "job.queued")) == 600
+
+
 async def test_a_resent_claim_returns_the_same_batch(lossy: Lossy) -> None:
     ids = {await enqueue_one(lossy.direct) for _ in range(3)}
     lossy.lose("claim")

@@ -12,6 +12,7 @@ import pytest
 from tests.dashboard.conftest import Board
 from workhorse.dashboard import queries
 from workhorse.job import Event, new_job_id
+from workhorse.observability import stats
 
 
 async def finish(board: Board, *ids: str) -> None:
@@ -56,8 +57,20 @@ async def test_every_page_renders_with_the_stores_jobs(board: Board) -> None:
     assert board.app.client.settings.queues[0] in workers.text
     assert "s ago" in workers.text  # a live worker with its last heartbeat
 
+    # The producer's enqueue counts reach the store within a second (its stats writer).
+    async def enqueued() -> int:
+        counted = [
+            stats.per_minute(board.app.client, "enqueued", "default", t, 2)
+            for t in ("signup", "boom")
+        ]
+        return sum(n for one in await asyncio.gather(*counted) for _, n in one)
+
+    deadline = time.monotonic() + 5
+    while await enqueued() < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     charts = (await board.http.get("/admin/charts.json")).json()
     assert len(charts["t"]) == 60 and len(charts["completed"]) == 60
+    assert sum(charts["enqueued"]) == 2 and sum(charts["completed"]) == 1  # signup; boom failed
 
 
 async def test_retry_of_a_failed_job_and_the_bulk_retry_of_a_filter(board: Board) -> None:

@@ -52,6 +52,7 @@ def test_demo_runs_a_worker_process_on_its_own_sqlite_file(tmp_path: Path) -> No
     assert "as pid" in out  # a real worker subprocess
     assert "completed after 3 attempts" in out
     assert "remote ValueError: cannot parse invoice 'INV-0042'" in out
+    assert "→ the same job completed: {'invoice': 'INV-0042', 'booked': '42.00'}" in out
     assert "ran 300 jobs" in out
     assert "POST /api/quote (quote, mode=http) → 200" in out
     assert "POST /api/tasks/greet/jobs?wait=10 → 200" in out

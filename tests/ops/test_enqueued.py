@@ -80,6 +80,45 @@ async def test_store_metrics_count_what_another_process_enqueued(kind: str, tmp_
     assert sum(n for _, n in minutes) == 9  # the per-minute buckets hold the same jobs
 
 
+# A sync script that never closes its app: the facade closes it at exit, before the
+# interpreter's executors are gone, so the last second's counts still reach the store.
+SYNC_PRODUCER = """
+import sys
+from ops_app import make
+
+app = make(url=sys.argv[1])
+for n in range(3):
+    app.sync.enqueue("ok", {"n": n})
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_sync_script_that_never_closes_still_writes_its_counts(
+    kind: str, tmp_path: Path
+) -> None:
+    from tests.acceptance.harness import drop_store
+    from tests.conftest import backend_url
+
+    url = backend_url(kind, tmp_path)
+    env = {"PYTHONPATH": ":".join([str(HERE), *sys.path])}
+    try:
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SYNC_PRODUCER, url, env=env, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(producer.communicate(), 30)
+        assert producer.returncode == 0, stderr.decode()
+        assert b"not written" not in stderr, stderr.decode()
+        reader = make(url=url)
+        try:
+            await reader.open()
+            totals = await stats.totals(reader.client)
+        finally:
+            await reader.close()
+    finally:
+        await drop_store(url)
+    assert [t.enqueued for t in totals if (t.queue, t.task) == ("default", "ok")] == [3], totals
+
+
 async def test_a_producer_writes_its_counts_once_a_second_not_per_enqueue() -> None:
     app = make(url="memory://")
     writes: list[str] = []

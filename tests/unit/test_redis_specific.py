@@ -137,11 +137,16 @@ async def test_scripts_are_loaded_again_after_the_server_forgot_them(
         await b.enqueue([_job()])
         r = aioredis.Redis(port=private.port)
         await r.script_flush()
-        await r.aclose()
         # One call alone, and several pipelined: both fall back to loading the scripts.
         (res,) = await b.enqueue([_job()])
         assert res.created
         assert (await b.counts(["q", "other"]))["q"]["queued"] == 2
+        await r.script_flush()
+        # Three chunks, each written as it is packed: every one met the lost cache.
+        results = await b.enqueue([_job() for _ in range(600)])
+        assert all(x.created and x.state is JobState.QUEUED for x in results)
+        assert (await b.counts(["q"]))["q"]["queued"] == 602
+        await r.aclose()
     finally:
         await b.close()
 
@@ -264,3 +269,47 @@ async def test_a_job_enqueued_by_run_is_watched_and_its_result_published(
         assert (job.id, job.state, job.result) == (result.id, JobState.COMPLETED, {"n": 1})
     finally:
         await worker.close()
+
+
+async def test_a_call_that_repeats_a_stored_id_answers_that_job_and_creates_the_rest(
+    backend: RedisBackend,
+) -> None:
+    # As a call resent after a lost reply does: its jobs' ids are in the store already,
+    # here one of them claimed since. The script must look at each job, not write over it.
+    first = _job()
+    await backend.enqueue([first])
+    (lease,) = await backend.claim(["q"], "w", 1, 30.0)
+    results = await backend.enqueue([first, _job(), _job(delay=60)])
+    assert (results[0].id, results[0].created, results[0].state) == (
+        first.id,
+        True,
+        JobState.ACTIVE,
+    )
+    assert [(r.created, r.state) for r in results[1:]] == [
+        (True, JobState.QUEUED),
+        (True, JobState.SCHEDULED),
+    ]
+    counts = (await backend.counts(["q"]))["q"]
+    assert (counts["queued"], counts["scheduled"], counts["active"]) == (1, 1, 1)
+    job = await backend.get(first.id)
+    assert job is not None and (job.state, job.attempts) == (JobState.ACTIVE, 1)
+    assert len([e for e in await settled_log(backend) if e.type == "job.queued"]) == 3
+    assert lease.job_id == first.id
+
+
+async def test_jobs_of_one_call_that_share_a_task_part_each_get_their_own_options(
+    backend: RedisBackend,
+) -> None:
+    # The call sends each distinct task part once; jobs name theirs (A, B, then A again).
+    a1 = NewJob(new_job_id(), "a", "q", b"1", priority=5, max_attempts=4, timeout=2.5)
+    b = NewJob(new_job_id(), "b", "q", b"2", lease=9.0, max_stalls=1)
+    a2 = NewJob(new_job_id(), "a", "q", b"3", priority=5, max_attempts=4, timeout=2.5)
+    assert [r.created for r in await backend.enqueue([a1, b, a2])] == [True] * 3
+    for sent in (a1, b, a2):
+        job = await backend.get(sent.id)
+        assert job is not None
+        got = (job.task, job.priority, job.max_attempts, job.timeout, job.max_stalls)
+        assert got == (sent.task, sent.priority, sent.max_attempts, sent.timeout, sent.max_stalls)
+        assert codec.dumps(job.data) == sent.data
+    leases = await backend.claim(["q"], "w", 10, 30.0)
+    assert [(x.job_id, x.lease) for x in leases] == [(a1.id, 30.0), (a2.id, 30.0), (b.id, 9.0)]

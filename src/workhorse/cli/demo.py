@@ -229,6 +229,13 @@ class Demo:
                 self.say(f"  [dim]{ln}[/]")
         else:
             raise DemoFailed("explode was expected to fail")
+        # What the dashboard's "Edit the payload and retry" does: the same job, fixed.
+        fixed = {"invoice": "INV-0042", "total": "42.00"}
+        if not await app.retry(handle.id, fixed, by="demo"):
+            raise DemoFailed(f"the failed job {handle.id} could not be retried")
+        result = await handle.result(timeout=15)
+        self.say(f"retried with a total: app.retry(job_id, {fixed})")
+        self.say(f"  → the same job completed: {result}")
 
     # -- 5. batch ----------------------------------------------------------------------
     async def batch_jobs(self) -> None:

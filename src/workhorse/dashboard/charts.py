@@ -1,4 +1,4 @@
-"""The overview's charts: jobs completed and failed, the failure rate and the mean wait in
+"""The overview's charts: jobs enqueued, completed and failed, the failure rate and the mean wait in
 the queue per minute over the last hour, summed from the store's per-minute counters (never
 from job rows), cached briefly for all pages."""
 
@@ -21,7 +21,8 @@ class Charts:
         self._lock = asyncio.Lock()
 
     async def hour(self, queue: str | None = None) -> dict[str, Any]:
-        """``{"t": [minute starts], "completed": [...], "failed": [...], "failure_rate":
+        """``{"t": [minute starts], "enqueued": [...], "completed": [...], "failed": [...],
+        "failure_rate":
         [percent or None], "wait_ms": [mean wait of the jobs started, or None]}``, oldest
         first; for one queue or every queue."""
         async with self._lock:
@@ -59,6 +60,7 @@ class Charts:
         ]
         return {
             "t": minutes,
+            "enqueued": sums["enqueued"],
             "completed": sums["completed"],
             "failed": sums["failed"],
             "failure_rate": rate,

@@ -17,7 +17,7 @@ Keys (``P`` is the prefix, ``Q`` a queue; ``{...}`` is the hash tag that picks t
       {P:Q}:i:<state>       zset   ids by creation time per state (query, counts)
       {P:Q}:f:<state>       zset   finished ids by finish time (retention, purge)
       {P:Q}:all             zset   every id by creation time (query)
-      {P:Q}:seq             string FIFO sequence
+      {P:Q}:seq             string FIFO sequence of requeued and promoted jobs
       {P:Q}:wake            list   wake-up tokens for blocked workers (at most 32)
       {P:Q}:paused          string present while the queue is paused
       {P:Q}:ownkeep         string present once a job of the queue had its own keep_for

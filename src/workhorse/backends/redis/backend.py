@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from workhorse import codec
 from workhorse.backends.base import JOB_EVENTS, Capabilities, RenewResult
@@ -40,7 +41,21 @@ _COUNT_STATES = (
 )
 _STATES = {s.value.encode(): s for s in JobState}  # a reply's state, without decoding it
 _ENQUEUE_CHUNK = 250  # jobs per enqueue script call
-_ENQUEUE_ARGS = 14  # script arguments per job (see enqueue.lua)
+_ENQUEUE_ARGS = 6  # script arguments per job (see enqueue.lua)
+# The ARGV index of a call's first task part (after the prelude's three arguments, the
+# queue, the watch flag and the parts' count): each job names its part by this index.
+_PARTS_AT = 7
+
+
+_CREATED = {1: JobState.QUEUED, 2: JobState.SCHEDULED}  # enqueue.lua's short replies
+
+
+def _result(new: NewJob, reply: Any) -> EnqueueResult:
+    """One job's part of enqueue.lua's reply: 1 or 2 for a job it created, else the
+    five fields of the job it found."""
+    if type(reply) is int:
+        return EnqueueResult(new.id, True, _CREATED[reply])
+    return EnqueueResult(reply[0].decode(), bool(reply[1]), _STATES[reply[2]], bool(reply[4]))
 
 
 def _num(value: float | None) -> str:
@@ -78,13 +93,17 @@ class RedisBackend(RedisWaiting):
             return await self._enqueue_now(jobs, watch=watch)
         return await self._group.submit(jobs)
 
-    async def _enqueue_now(
+    def _enqueue_now(
         self, jobs: Sequence[NewJob], *, watch: bool = False
-    ) -> list[EnqueueResult]:
+    ) -> Awaitable[list[EnqueueResult]]:
+        """A plain function that picks the coroutine: one level less for a single job."""
+        if len(jobs) == 1 and not watch and type(self._wire) is Wire:
+            return self._enqueue_single(jobs[0])
+        return self._enqueue_batch(jobs, watch)
+
+    async def _enqueue_batch(self, jobs: Sequence[NewJob], watch: bool) -> list[EnqueueResult]:
         if not jobs:
             return []
-        if len(jobs) == 1 and not watch and type(self._wire) is Wire:
-            return await self._enqueue_single(jobs[0])
         # Runs of consecutive jobs of one queue, in the caller's order: a batch that mixes
         # queues must be applied in order (a later job may meet an earlier one's dedup key).
         runs: list[tuple[str, list[NewJob]]] = []
@@ -105,26 +124,26 @@ class RedisBackend(RedisWaiting):
             await self._list_queues({q for q, _ in runs})
         flag = "0" if sub is None else "1"
         if type(self._conn()) is Wire:
-            packed = [self._pack_enqueue(q, flag, part) for q, part in chunks]
-            replies = await self._call_packed(packed)
+            # A generator: each chunk is written as soon as it is packed, so the server
+            # runs one chunk while this process packs the next.
+            replies = await self._call_packed(
+                self._pack_enqueue(q, flag, part) for q, part in chunks
+            )
         else:
             calls = [("enqueue", self._q(q), [q, flag, *self._enqueue_args(part)])
                      for q, part in chunks]  # fmt: skip
             replies = await self._call_many(calls)
-        # Replies come per chunk, in each chunk's order: map them back to the jobs.
+        # Replies come per chunk, in each chunk's order: the caller's order.
         remember, watched = self._remember, self._watch
-        found: dict[str, EnqueueResult] = {}
+        out: list[EnqueueResult] = []
         for (_, part), reply in zip(chunks, replies, strict=True):
-            for new, i in zip(part, range(0, len(reply), 5), strict=True):
-                job_id, queue = reply[i].decode(), reply[i + 3].decode()
-                remember(job_id, queue)
-                state = _STATES[reply[i + 2]]
-                found[new.id] = EnqueueResult(job_id, bool(reply[i + 1]), state, bool(reply[i + 4]))
-                if sub is not None and state not in FINISHED_STATES:
-                    watched(job_id, sub)
-        if len(jobs) == 1:
-            return list(found.values())
-        return [found[new.id] for new in jobs]
+            for new, one in zip(part, reply, strict=True):
+                res = _result(new, one)
+                remember(res.id, new.queue if type(one) is int else one[3].decode())
+                out.append(res)
+                if sub is not None and res.state not in FINISHED_STATES:
+                    watched(res.id, sub)
+        return out
 
     async def _enqueue_single(self, new: NewJob) -> list[EnqueueResult]:
         """One job, unwatched, on a standalone server: the request handler's enqueue, kept
@@ -133,10 +152,18 @@ class RedisBackend(RedisWaiting):
         queue = new.queue
         if queue not in self._listed:
             await self._list_queues((queue,))
-        (reply,) = await self._call_packed([self._pack_enqueue(queue, "0", (new,))])
-        job_id = reply[0].decode()
-        self._remember(job_id, queue)  # a dedup key is the queue's own: the reply's queue
-        return [EnqueueResult(job_id, bool(reply[1]), _STATES[reply[2]], bool(reply[4]))]
+        if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # as _call_packed does
+            self._refresh_holds()
+        call = self._pack_enqueue(queue, "0", (new,))
+        wire = self._conn()
+        try:
+            reply = await wire.call(call)
+        except NoScriptError:
+            await self._load_scripts(wire)
+            reply = await wire.call(call)
+        res = _result(new, reply[0])
+        self._remember(res.id, queue)  # a dedup key is the queue's own: the reply's queue
+        return [res]
 
     def _task_part(self, new: NewJob) -> tuple[Any, ...]:
         return (
@@ -152,16 +179,23 @@ class RedisBackend(RedisWaiting):
         )
 
     def _enqueue_args(self, part: Sequence[NewJob]) -> list[Any]:
-        """A chunk's per-job script arguments, in enqueue.lua's order."""
-        out: list[Any] = []
+        """A chunk's script arguments after the queue and the watch flag, in enqueue.lua's
+        order: its distinct task parts, then per job its own arguments and where its
+        task part starts."""
+        parts: dict[tuple[Any, ...], int] = {}
+        jobs: list[Any] = []
         for new in part:
+            key = self._task_part(new)
+            where = parts.get(key)
+            if where is None:
+                where = parts[key] = _PARTS_AT + 9 * len(parts)
             dedup = "" if new.dedup_key is None else new.dedup_key
-            out += (new.id, new.data, _num(new.delay), _num(new.at), dedup, *self._task_part(new))
-        return out
+            jobs += (new.id, new.data, _num(new.delay), _num(new.at), dedup, where)
+        return [len(parts), *(v for key in parts for v in key), *jobs]
 
     def _pack_enqueue(self, queue: str, flag: str, part: Sequence[NewJob]) -> Packed:
-        """A chunk's EVALSHA in RESP, built from cached pieces: the call's head per queue
-        and the task's part of each job (the same for most of a task's jobs); only the id,
+        """A chunk's EVALSHA in RESP (as _enqueue_args orders it), built from cached
+        pieces: the call's head per queue and each task part's arguments; only the id,
         payload, delay, due time and dedup key are packed per job."""
         head = self._heads.get((queue, flag))
         if head is None:
@@ -169,25 +203,32 @@ class RedisBackend(RedisWaiting):
             call = self._eval("enqueue", qk, (queue, flag))
             head = self._heads[(queue, flag)] = (len(call), b"".join(map(bulk, call)))
         tasks = self._task_parts
-        pieces = [b"*%d\r\n" % (head[0] + _ENQUEUE_ARGS * len(part)), head[1]]
+        parts: list[bytes] = []
+        where: dict[tuple[Any, ...], bytes] = {}  # a task part -> its ARGV index, packed
+        jobs: list[bytes] = []
         for new in part:
             key = (new.task, new.priority, new.max_attempts, new.timeout, new.lease,
                    new.replace, new.keep_for, new.hold, new.max_stalls)  # fmt: skip
-            tail = tasks.get(key)
-            if tail is None:
-                if len(tasks) >= 1024:
-                    tasks.clear()  # options that vary per call: do not grow without bound
-                tail = tasks[key] = b"".join(map(bulk, self._task_part(new)))
+            at_part = where.get(key)
+            if at_part is None:
+                tail = tasks.get(key)
+                if tail is None:
+                    if len(tasks) >= 1024:
+                        tasks.clear()  # options that vary per call: do not grow without bound
+                    tail = tasks[key] = b"".join(map(bulk, self._task_part(new)))
+                at_part = where[key] = bulk(_PARTS_AT + 9 * len(parts))
+                parts.append(tail)
             at, dedup = new.at, new.dedup_key
-            pieces += (
+            jobs += (
                 bulk(new.id),
                 bulk(new.data),
                 b"$3\r\n0.0\r\n" if new.delay == 0 else bulk(_num(new.delay)),
                 b"$0\r\n\r\n" if at is None else bulk(_num(at)),
                 b"$0\r\n\r\n" if dedup is None else bulk(dedup),
-                tail,
+                at_part,
             )
-        return Packed(b"".join(pieces))
+        size = head[0] + 1 + 9 * len(parts) + _ENQUEUE_ARGS * len(part)
+        return Packed(b"".join([b"*%d\r\n" % size, head[1], bulk(len(parts)), *parts, *jobs]))
 
     async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Enqueue and, in the same script call, watch the jobs' finish (their record is

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -350,24 +350,20 @@ class RedisCore(Backend):
             todo = missing
         return results
 
-    async def _call_packed(self, commands: Sequence[Packed]) -> list[Any]:
+    async def _call_packed(self, commands: Iterator[Packed]) -> list[Any]:
         """Script calls already in RESP, pipelined (standalone Redis only), as _call_many:
         an error reply is raised; a call that met a lost script cache never ran, and is
-        sent again once the scripts are loaded."""
+        sent again once the scripts are loaded. Each call is written as soon as the
+        iterator makes it (Wire.many)."""
         if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # as _call: a producer learns
             self._refresh_holds()  # of hook groups' holds though it only ever enqueues
         wire = self._conn()
         assert isinstance(wire, Wire)
-        if len(commands) == 1:
-            try:
-                return [await wire.call(commands[0])]
-            except NoScriptError:
-                await self._load_scripts(wire)
-                return [await wire.call(commands[0])]
-        results: list[Any] = [None] * len(commands)
-        todo = list(range(len(commands)))
+        made: list[Packed] = []
+        replies = await wire.many(_kept(commands, made))
+        results: list[Any] = [None] * len(made)
+        todo = list(range(len(made)))
         for attempt in range(2):
-            replies = await wire.many([commands[i] for i in todo])
             missing = []
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
@@ -380,6 +376,7 @@ class RedisCore(Backend):
                 break
             await self._load_scripts(wire)
             todo = missing
+            replies = await wire.many([made[i] for i in todo])
         return results
 
     def _remember(self, job_id: str, queue: str) -> None:
@@ -450,3 +447,10 @@ class RedisCore(Backend):
         if not after:
             return job
         return salvage(after)[0]
+
+
+def _kept(commands: Iterator[Packed], made: list[Packed]) -> Iterator[Packed]:
+    """``commands`` as they are made, each also kept in ``made`` (to send again)."""
+    for command in commands:
+        made.append(command)
+        yield command

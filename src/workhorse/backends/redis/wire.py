@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import hiredis
@@ -291,27 +291,52 @@ class Wire:
         their call ids); the timed-out caller's outcome is unknown."""
         self.abort(proto, _Dropped(f"Redis at {self.safe} did not answer in time"))
 
-    async def many(self, commands: Sequence[Sequence[Any] | Packed]) -> list[Any]:
+    async def many(
+        self, commands: Sequence[Sequence[Any] | Packed] | Iterator[Packed]
+    ) -> list[Any]:
         """Pipelined: every command written at once; replies (errors included, not
-        raised) in order. Sent again as ``call`` is."""
+        raised) in order. Sent again as ``call`` is. An iterator's commands are written
+        one by one as it makes them (see _many_once)."""
         until = time.monotonic() + _RESEND_WINDOW
+        made: list[Packed] = []
         for attempt in range(_RESENDS + 1):
             try:
+                if isinstance(commands, Iterator):
+                    # Consumed whole before the first await: a resend sends what it made.
+                    return await self._many_once(commands, made)
                 return await self._many_once(commands)
             except _Dropped:
                 if attempt == _RESENDS or time.monotonic() > until:
                     raise
+                if isinstance(commands, Iterator):
+                    commands = made
         raise AssertionError("unreachable")
 
-    async def _many_once(self, commands: Sequence[Sequence[Any] | Packed]) -> list[Any]:
+    async def _many_once(
+        self,
+        commands: Sequence[Sequence[Any] | Packed] | Iterator[Packed],
+        made: list[Packed] | None = None,
+    ) -> list[Any]:
         proto = self._proto or await self.connect()
         loop = asyncio.get_running_loop()
-        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
-        proto.pending.extend(futs)
         assert proto.transport is not None
-        # One write, so one send() for the lot: on a busy machine every system call to
-        # the loopback can cost a context switch to the server.
-        proto.transport.write(b"".join(map(_pack, commands)))
+        futs: list[asyncio.Future[Any]] = []
+        if made is None or not isinstance(commands, Iterator):
+            futs = [loop.create_future() for _ in commands]
+            proto.pending.extend(futs)
+            # One write, so one send() for the lot: on a busy machine every system call to
+            # the loopback can cost a context switch to the server.
+            proto.transport.write(b"".join(map(_pack, commands)))
+        else:
+            # Large commands that take long to make (bulk enqueue's chunks): each is
+            # written once made, so the server runs it while the next one is made.
+            write, pending = proto.transport.write, proto.pending
+            for command in commands:
+                made.append(command)
+                fut = loop.create_future()
+                pending.append(fut)
+                futs.append(fut)
+                write(command)
         for fut in futs:
             self._track(proto, fut)
         replies = await asyncio.gather(*futs)  # a TimeoutError comes from _check

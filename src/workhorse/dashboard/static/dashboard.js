@@ -60,7 +60,8 @@
     if (!window.uPlot) { return; }
     var kind = el.dataset.chart;
     var series = {
-      throughput: [{}, { label: "completed", stroke: "#1a7f37", width: 2 },
+      throughput: [{}, { label: "enqueued", stroke: "#0550ae", width: 2, dash: [6, 4] },
+                   { label: "completed", stroke: "#1a7f37", width: 2 },
                    { label: "failed", stroke: "#cf222e", width: 2 }],
       failure_rate: [{}, { label: "failure %", stroke: "#cf222e", width: 2,
                        points: { show: true, size: 6 } }],
@@ -68,7 +69,7 @@
                   points: { show: true, size: 6 } }]
     }[kind];
     var values = {
-      throughput: [data.t, data.completed, data.failed],
+      throughput: [data.t, data.enqueued, data.completed, data.failed],
       failure_rate: [data.t, data.failure_rate],
       wait_ms: [data.t, data.wait_ms]
     }[kind];
@@ -76,10 +77,10 @@
     var width = Math.max(el.clientWidth || 0, 300);
     new window.uPlot({ width: width, height: 180, series: series }, values, el);
     el.setAttribute("role", "img");
-    var total = (data.completed || []).reduce(function (a, b) { return a + b; }, 0);
-    var failed = (data.failed || []).reduce(function (a, b) { return a + b; }, 0);
+    var sum = function (xs) { return (xs || []).reduce(function (a, b) { return a + b; }, 0); };
     el.setAttribute("aria-label", {
-      throughput: total + " completed and " + failed + " failed in the last hour",
+      throughput: sum(data.enqueued) + " enqueued, " + sum(data.completed) + " completed and " +
+        sum(data.failed) + " failed in the last hour",
       failure_rate: "failure rate per minute over the last hour",
       wait_ms: "mean wait in the queue per minute over the last hour"
     }[kind]);
