@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload
 
 from workhorse import codec, events, schedules
-from workhorse.backends import Backend, backend_from_url
+from workhorse.backends import JOB_EVENTS, Backend, backend_from_url
 from workhorse.cron import CronSpec, parse_cron
 from workhorse.errors import ConfigError, DuplicateJob, JobCancelled, JobFailed, RunTimeout
 from workhorse.events import EventBus
@@ -626,6 +626,11 @@ class Client:
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await (await self.store()).events(after, limit)
+
+    async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
+        """The job's newest ``limit`` events still in the log, oldest first, read by its id
+        (the cost does not grow with other jobs' events)."""
+        return await (await self.store()).job_events(job_id, limit)
 
     async def events_head(self) -> int:
         """The id of the newest event in the log (0 when empty)."""

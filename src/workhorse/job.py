@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -169,6 +170,23 @@ class JobKey:
     @classmethod
     def of(cls, job: Job) -> JobKey:
         return cls(job.id, job.created_at.timestamp())
+
+    def cursor(self) -> str:
+        """As text, ``CREATED:ID``: the cursor the REST API, the dashboard and the CLI give."""
+        return f"{self.created!r}:{self.id}"
+
+    @classmethod
+    def from_cursor(cls, text: str | None) -> JobKey | None:
+        """The key a cursor names; None (start at the newest) for none or a damaged one,
+        or one past any store's clock (PostgreSQL refuses such a time)."""
+        created, sep, ident = (text or "").partition(":")
+        if not sep or not 0 < len(ident) <= 64 or ident.strip("0123456789abcdef"):
+            return None
+        try:
+            at = float(created)
+        except ValueError:
+            return None
+        return cls(ident, at) if math.isfinite(at) and 0 <= at < 2**40 else None
 
 
 @dataclass(slots=True)

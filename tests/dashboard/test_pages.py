@@ -7,7 +7,10 @@ import asyncio
 import re
 import time
 
+import pytest
+
 from tests.dashboard.conftest import Board
+from workhorse.dashboard import queries
 from workhorse.job import Event, new_job_id
 from workhorse.observability import stats
 
@@ -248,3 +251,70 @@ async def test_a_queue_pages_fifty_jobs_at_a_time_and_reloads_live(
     assert part
     live = await board.http.get(part.group(1).replace("&amp;", "&"))
     assert {h.id for h in handles if h.id in live.text} == on_first
+
+
+async def test_a_jobs_page_reads_its_events_by_id_past_thousands_of_others(
+    board: Board,
+) -> None:
+    """Its events after 2,500 other jobs' were logged (the page once read only the 2,000
+    events logged from the job's creation on, and missed its start and end)."""
+    await board.login()
+    first = await board.app.enqueue("signup", {"user": "first"})
+    for _ in range(5):
+        await board.app.client.enqueue_many("signup", [{"n": n} for n in range(500)], delay=3600)
+    await board.app.start_worker()
+    await finish(board, first.id)
+    kinds = ("job.queued", "job.started", "job.completed")
+    deadline = time.monotonic() + 5
+    while True:
+        page = (await board.http.get(f"/admin/jobs/{first.id}")).text
+        missing = [kind for kind in kinds if kind not in page]
+        if not missing or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert not missing, f"{missing} missing from the job's page"
+
+
+def _older(page: str) -> str | None:
+    found = re.search(r'href="([^"]+)" rel="next">', page)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+async def test_paging_a_queue_while_new_jobs_arrive_shows_each_job_once(board: Board) -> None:
+    await board.login()
+    client = board.app.client
+    handles = await client.enqueue_many("signup", [{"n": n} for n in range(120)], delay=3600)
+    ids = {h.id for h in handles}
+    path: str | None = "/admin/queues/default?state=scheduled"
+    seen: list[str] = []
+    pages = 0
+    while path is not None:
+        text = (await board.http.get(path)).text
+        seen += re.findall(r'href="/admin/jobs/([0-9a-f]+)"', text)
+        # Newer jobs arrive between pages: an offset would show the last ones again.
+        await client.enqueue_many("signup", [{"n": -1}] * 7, delay=3600)
+        path = _older(text)
+        pages += 1
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 120
+    assert set(seen) == ids
+
+
+async def test_a_search_goes_on_through_older_jobs_window_by_window(
+    board: Board, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "SEARCH_WINDOW", 10)
+    monkeypatch.setattr(queries, "SEARCH_READ", 4)
+    await board.login()
+    client = board.app.client
+    old = await client.enqueue("signup", {"user": "grace-hopper"}, delay=3600)
+    await client.enqueue_many("signup", [{"user": f"u{n}"} for n in range(15)], delay=3600)
+    first = (await board.http.get("/admin/queues/default?q=hopper")).text
+    assert old.id not in first
+    assert "0 match(es) among the newest 10 job(s)" in first
+    older = re.search(r'href="([^"]+)" rel="next">Search older jobs', first)
+    assert older and "q=hopper" in older.group(1)
+    second = (await board.http.get(older.group(1).replace("&amp;", "&"))).text
+    assert old.id in second
+    assert "1 match(es) among the next 6 job(s)" in second
+    assert 'rel="next"' not in second

@@ -178,7 +178,7 @@ async def test_migration_0010_counts_the_jobs_already_there_once(
             "('j1', 't', 'a', 'queued', '\\x7b7d'), ('j2', 't', 'a', 'completed', '\\x7b7d'), "
             "('j3', 't', 'b', 'failed', '\\x7b7d'), ('j4', 't', 'a', 'queued', '\\x7b7d')"
         )
-    assert await b.migrate() == [10]
+    assert await b.migrate() == list(range(10, pg_schema.latest() + 1))  # 0010 and later
     await b.open()
     await b.enqueue([job("b")])
     counts = await b.counts(["a", "b"])
@@ -548,6 +548,25 @@ async def test_open_and_close_are_idempotent(make: Callable[..., PostgresBackend
     await b.close()
     with pytest.raises(BackendError, match="not open"):
         await b.get("x")
+
+
+async def test_migration_0011_indexes_the_events_by_job(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    b = make()
+    assert await b.migrate(target=10) == list(range(1, 11))
+    assert 11 in await b.migrate()
+    await b.open()
+    (res,) = await b.enqueue([job("a")])
+    assert [e.type for e in await b.job_events(res.id)] == ["job.queued"]
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute("SET enable_seqscan = off")  # a small table: the plan it picks big
+        cur = await conn.execute(
+            f"EXPLAIN SELECT id FROM {schema_name}.events WHERE job_id = 'x' "
+            "ORDER BY id DESC LIMIT 100"
+        )
+        plan = " ".join(str(row[0]) for row in await cur.fetchall())
+    assert "events_job_idx" in plan
 
 
 async def test_event_log_is_bounded(make: Callable[..., PostgresBackend]) -> None:

@@ -353,6 +353,17 @@ async def test_listings_read_index_ranges_not_the_table(url: str) -> None:
                     )
                     assert index in plan, plan
                     assert "SCAN wh_jobs" not in plan, plan
+            # Active jobs (the overview's running jobs): the partial lease index holds only
+            # them, so its whole scan is bounded by the workers' slots, not the table.
+            for queue in ("a", None):
+                sql, params = query_select(raw, queue, JobState.ACTIVE, None, 0.0)
+                plan = " / ".join(
+                    r[3]
+                    for r in raw.execute(
+                        f"EXPLAIN QUERY PLAN {sql}", params | {"limit": 50, "offset": 0}
+                    )
+                )
+                assert "USING INDEX wh_jobs_lease" in plan, plan
     finally:
         await backend.close()
 

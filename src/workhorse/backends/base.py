@@ -43,6 +43,11 @@ class RenewResult:
     cancel: frozenset[str]  # still ours, but a cancel was requested
 
 
+# The most of one job's events a store keeps findable by its id (Redis keeps their ids in
+# the job's record); older ones stay in the log, read by events() only.
+JOB_EVENTS = 100
+
+
 class Backend(abc.ABC):
     url: str
     capabilities: Capabilities
@@ -243,6 +248,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with ``id > after``, oldest first."""
+
+    async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
+        """The job's newest ``limit`` events still in the log (those the store logged as
+        its state changed; events a caller published may be left out), oldest first.
+        This default walks the log; every store here reads by the job's id instead, so
+        the cost does not grow with other jobs' events."""
+        found: list[Event] = []
+        cursor = 0
+        while batch := await self.events(cursor, 10_000):
+            found += [e for e in batch if e.job_id == job_id]
+            cursor = batch[-1].id
+            if len(batch) < 10_000:
+                break
+        return found[-limit:] if limit > 0 else []
 
     async def events_head(self) -> int:
         """The id of the newest event in the log (0 when empty): where a reader that wants

@@ -24,7 +24,7 @@ from workhorse.cli.console import (
 from workhorse.cli.hooks import lag_line
 from workhorse.cli.loading import app_option, drive, make_app, url_option
 from workhorse.hooks import GroupStatus
-from workhorse.job import Job, JobState, WorkerInfo
+from workhorse.job import Job, JobKey, JobState, WorkerInfo
 from workhorse.urls import redact
 
 
@@ -33,7 +33,10 @@ from workhorse.urls import redact
 @click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only this state.")
 @click.option("--task", help="Only this task.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--cursor",
+    help="Start after this job: the cursor the previous page printed (CREATED:ID).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @app_option
 @url_option
@@ -42,16 +45,19 @@ def jobs(
     state: str | None,
     task: str | None,
     limit: int,
-    offset: int,
+    cursor: str | None,
     as_json: bool,
     app_spec: str | None,
     url: str | None,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first; a full page ends with the --cursor of the next (on stderr)."""
+    after = JobKey.from_cursor(cursor)
+    if cursor and after is None:
+        raise click.BadParameter("not a cursor this command printed", param_hint="--cursor")
     app = make_app(app_spec, url)
     found = drive(
         app,
-        lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, offset=offset),
+        lambda a: a.jobs(queue=queue, state=state, task=task, limit=limit, after=after),
         existing=True,
     )
     if as_json:
@@ -60,6 +66,8 @@ def jobs(
         err().print("no jobs match")
     else:
         out().print(jobs_table(found))
+    if len(found) == limit:  # a keyset page: jobs added meanwhile shift nothing
+        err().print(f"next page: --cursor {JobKey.of(found[-1]).cursor()}")
 
 
 @click.command()

@@ -16,7 +16,7 @@ from workhorse.dashboard.pages import NAME, JobId, job_values
 from workhorse.dashboard.session import Session
 from workhorse.errors import PayloadError, WorkhorseError
 from workhorse.http import CALL_QUEUE_PREFIX
-from workhorse.job import FINISHED_STATES, JobState
+from workhorse.job import FINISHED_STATES, JobKey, JobState
 
 NAME_OR_EMPTY = r"^([A-Za-z0-9_][A-Za-z0-9_.:-]{0,199})?$"
 BULK_LIMIT = 10_000  # jobs one click changes; the page says how many are left
@@ -101,19 +101,22 @@ def action_routes(board: Board) -> APIRouter:
         return back("/workers", f"{verb} asked: the worker follows within a few seconds")
 
     async def bulk(name: str, state: JobState, task: str, act: str) -> tuple[int, bool]:
-        """Apply ``act`` to every job of the filter, a batch at a time (each batch leaves
-        the filter, so the next read starts at the top again), up to BULK_LIMIT."""
+        """Apply ``act`` to every job of the filter, a batch at a time, each read after the
+        last job looked at (a keyset page: jobs the action left as they were are not read
+        again, and the read costs no skip), up to BULK_LIMIT."""
         done = looked = 0
-        stuck = 0  # jobs of the filter the action left as they were (skipped on re-reads)
+        after: JobKey | None = None
         while looked < BULK_LIMIT:
             batch = await client.jobs(
-                queue=name, state=state, task=task or None, limit=_BATCH, offset=stuck
+                queue=name, state=state, task=task or None, limit=_BATCH, after=after
             )
             for job in batch:
                 changed = (
                     await client.retry(job.id) if act == "retry" else await client.cancel(job.id)
                 )
-                done, stuck = (done + 1, stuck) if changed else (done, stuck + 1)
+                done += bool(changed)
+            if batch:
+                after = JobKey.of(batch[-1])
             looked += len(batch)
             if len(batch) < _BATCH:
                 return done, False

@@ -11,12 +11,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from workhorse.client import HasClient, client_of
 from workhorse.dashboard.board import Board, read_form
 from workhorse.dashboard.flowgraph import NODE_H, NODE_W, layout
-from workhorse.dashboard.queries import PAGE, cursor_of, offset_of
+from workhorse.dashboard.queries import PAGE
 from workhorse.dashboard.session import Session
 from workhorse.dashboard.timeline import Timelines
 from workhorse.errors import WorkhorseError
 from workhorse.flows import Flows, State
 from workhorse.flows.records import RUN_STATES
+from workhorse.job import JobKey
 
 FLOW = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
@@ -49,7 +50,7 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
     Acting = Annotated[Session, Depends(board.writer)]
     Flow = Annotated[str, Path(pattern=FLOW)]
     StateQ = Annotated[str | None, Query(pattern="^(" + "|".join(RUN_STATES) + ")?$")]
-    CursorQ = Annotated[str | None, Query(max_length=64)]
+    CursorQ = Annotated[str | None, Query(max_length=100)]
     FlowQ = Annotated[str | None, Query(pattern="^([A-Za-z0-9_][A-Za-z0-9_.:-]{0,199})?$")]
 
     # -- list -------------------------------------------------------------------------------
@@ -61,15 +62,21 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
         for run in runs:
             counts.setdefault(run.flow, dict.fromkeys(RUN_STATES, 0))[run.state] += 1
         chosen = [r for r in runs if (flow or r.flow) == r.flow and (state or r.state) == r.state]
-        offset = offset_of(cursor)
+        chosen.sort(key=lambda r: (r.created_at, r.id), reverse=True)  # the keyset's order
+        after = JobKey.from_cursor(cursor)
+        if after is not None:  # a keyset page: runs started meanwhile shift nothing
+            chosen = [r for r in chosen if (r.created_at, r.id) < (after.created, after.id)]
+        page = chosen[:PAGE]
         return {
             "counts": counts,
             "states": RUN_STATES,
             "defined": flows.names(),
             "flow": flow or "",
             "state": state or "",
-            "runs": chosen[offset : offset + PAGE],
-            "next_cursor": cursor_of(offset + PAGE) if offset + PAGE < len(chosen) else None,
+            "runs": page,
+            "next_cursor": JobKey(page[-1].id, page[-1].created_at).cursor()
+            if len(chosen) > PAGE
+            else None,
         }
 
     @r.get("/flows", response_class=HTMLResponse)

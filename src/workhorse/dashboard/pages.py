@@ -12,7 +12,7 @@ from workhorse.dashboard.board import Board
 from workhorse.dashboard.charts import Charts
 from workhorse.dashboard.hooks import LagReader
 from workhorse.dashboard.live import Tail, stream
-from workhorse.dashboard.queries import attempts_of, job_page, recent_events
+from workhorse.dashboard.queries import attempts_of, job_page
 from workhorse.dashboard.session import COOKIE, Session
 from workhorse.http import CALL_QUEUE_PREFIX
 from workhorse.job import FINISHED_STATES, JobState
@@ -31,7 +31,8 @@ async def job_values(board: Board, job_id: str, live: bool = False) -> dict[str,
         raise HTTPException(404, f"no job {job_id}; it may have been purged")
     # A live reload of an active job reads its record only; events once it finished.
     finished = job.state in FINISHED_STATES
-    events = await recent_events(board.client, job) if finished or not live else []
+    # Read by the job's id (an index range; on Redis the ids its record keeps), not the log.
+    events = await board.client.job_events(job.id) if finished or not live else []
     data = board.redact(job.data)
     return {
         "job": job,
@@ -168,7 +169,7 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
     StateQ = Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")?$")]
     TaskQ = Annotated[str | None, Query(pattern="^([A-Za-z0-9_][A-Za-z0-9_.:-]{0,199})?$")]
     TextQ = Annotated[str, Query(max_length=200)]
-    CursorQ = Annotated[str | None, Query(max_length=64)]
+    CursorQ = Annotated[str | None, Query(max_length=100)]
 
     @r.get("/queues/{name}", response_class=HTMLResponse)
     async def queue(

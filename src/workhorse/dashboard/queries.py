@@ -1,39 +1,22 @@
-"""Reads behind the pages, each bounded: a page of jobs, a search over the newest jobs of
-a filter, a job's recent events. Nothing here grows with the number of jobs stored."""
+"""Reads behind the pages, each bounded: a page of jobs after a cursor, a search through
+a window of the filter's jobs, a job's events by its id. Nothing here grows with the number
+of jobs stored."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from workhorse.client import Client
-from workhorse.job import Event, Job, JobState
+from workhorse.job import Event, Job, JobKey, JobState
 
 PAGE = 50
-SEARCH_WINDOW = 2000  # newest jobs of the filter a text search looks through
-# Events from a job's creation on that its page looks through (a store read each 1,000).
-EVENT_WINDOW = 2000
-CLOCK_SLACK = 5.0  # seconds: writers' clocks differ a little, and an event's time is its writer's
-
-
-def cursor_of(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode().rstrip("=")
-
-
-def offset_of(cursor: str | None) -> int:
-    """The offset in a cursor this dashboard gave; 0 for none or a damaged one."""
-    if not cursor:
-        return 0
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        offset = value["o"]
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        return 0
-    return offset if isinstance(offset, int) and 0 <= offset < 2**62 else 0
+# Jobs of the filter one search request looks through, from its cursor on; the page links
+# to the next window, so every job can be reached while each request stays bounded.
+SEARCH_WINDOW = 500
+SEARCH_READ = 250  # jobs per store read while searching: a window stops once a page matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,57 +43,33 @@ async def job_page(
     text: str,
     cursor: str | None,
 ) -> JobPage:
-    """A page of jobs newest first; with ``text``, the matches among the filter's newest
-    SEARCH_WINDOW jobs (an exact job id is looked up directly)."""
+    """A page of jobs newest first after ``cursor``; with ``text``, the matches among the
+    next SEARCH_WINDOW jobs of the filter (an exact job id is looked up directly)."""
     text = text.strip().lower()
+    after = JobKey.from_cursor(cursor)
     if not text:
-        offset = offset_of(cursor)
-        jobs = await client.jobs(queue=queue, state=state, task=task, limit=PAGE, offset=offset)
-        nxt = cursor_of(offset + PAGE) if len(jobs) == PAGE else None
+        jobs = await client.jobs(queue=queue, state=state, task=task, limit=PAGE, after=after)
+        nxt = JobKey.of(jobs[-1]).cursor() if len(jobs) == PAGE else None
         return JobPage(jobs, nxt, None)
-    if len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
+    if after is None and len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
         exact = await client.get_job(text)
         if exact is not None and queue in (None, exact.queue):
             return JobPage([exact], None, 1)
-    # One read of the whole window: a store pages by offset, so reading it in pieces
-    # would read the first ones again for each later piece.
-    window = await client.jobs(queue=queue, state=state, task=task, limit=SEARCH_WINDOW)
-    found = [j for j in window if _matches(j, text)]
-    return JobPage(found[:PAGE], None, len(window))
-
-
-async def recent_events(client: Client, job: Job) -> list[Event]:
-    """The job's events among the EVENT_WINDOW events logged from its creation on. Event ids
-    are not counts (Redis: milliseconds and a sequence), so the start is found by time, in
-    about log2(newest id) one-event reads."""
-    start = await _first_after(client, job.created_at.timestamp() - CLOCK_SLACK)
-    out: list[Event] = []
-    after = start
-    for _ in range(EVENT_WINDOW // 1000):
-        page = await client.events(after, 1000)
-        out += [e for e in page if e.job_id == job.id]
-        if len(page) < 1000:
-            break
-        after = page[-1].id
-    return out
-
-
-async def _first_after(client: Client, t: float) -> int:
-    """A cursor whose next event is the last one logged before ``t`` (or the log's start)."""
-
-    async def before(x: int) -> bool:  # the event after cursor x was logged before t
-        page = await client.events(x, 1)
-        return bool(page) and page[0].at < t
-
-    if not await before(0):
-        return 0
-    lo, hi = 0, 1
-    while await before(hi):
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if await before(mid) else (lo, mid)
-    return lo
+    found: list[Job] = []
+    searched = 0
+    while searched < SEARCH_WINDOW and len(found) < PAGE:
+        want = min(SEARCH_READ, SEARCH_WINDOW - searched)
+        read = await client.jobs(queue=queue, state=state, task=task, limit=want, after=after)
+        for job in read:
+            searched += 1
+            after = JobKey.of(job)
+            if _matches(job, text):
+                found.append(job)
+                if len(found) == PAGE:
+                    break  # the next window starts after the last job looked at
+        if len(read) < want and len(found) < PAGE:
+            return JobPage(found, None, searched)  # the filter's oldest job was looked at
+    return JobPage(found, after.cursor() if after is not None else None, searched)
 
 
 def attempts_of(events: list[Event]) -> list[dict[str, Any]]:

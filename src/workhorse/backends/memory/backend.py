@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from workhorse import codec, events
 from workhorse.backends import loglines
-from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.memory.keyvalues import KeyValues
 from workhorse.job import (
     FINISHED_STATES,
@@ -111,6 +111,7 @@ class MemoryBackend(Backend):
         self._paused: set[str] = set()
         self._kv = KeyValues(clock)
         self._events: deque[Event] = deque()
+        self._by_job: dict[str, deque[Event]] = {}  # each job's events in the log, oldest first
         self._max_events = max_events
         self._trim_at = max_events + min(1000, max_events)  # trims amortised over 1,000 events
         self._event_ids = itertools.count(1)
@@ -130,11 +131,14 @@ class MemoryBackend(Backend):
 
     # -- helpers ---------------------------------------------------------------------
     def _event(self, type_: str, rec: _Rec, now: float, **data: Any) -> None:
-        self._events.append(
-            Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
-        )
+        self._log(Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids)))
         if len(self._events) > self._trim_at:
             self._trim_events()
+
+    def _log(self, ev: Event) -> None:
+        self._events.append(ev)
+        if ev.job_id is not None:
+            self._by_job.setdefault(ev.job_id, deque()).append(ev)
 
     def _trim_events(self) -> None:
         """Keep the newest ``max_events``, and the events from a hook group's floor on, up to
@@ -145,7 +149,13 @@ class MemoryBackend(Backend):
         while len(log) > keep and (
             floor is None or log[0].id < floor or len(log) > keep * events.HOLD_FACTOR
         ):
-            log.popleft()
+            gone = log.popleft()
+            if gone.job_id is not None:
+                # The job's oldest event is this one: the log and its index trim alike.
+                mine = self._by_job[gone.job_id]
+                mine.popleft()
+                if not mine:
+                    del self._by_job[gone.job_id]
 
     def _schedule(self, rec: _Rec, now: float) -> None:
         if rec.run_at <= now:
@@ -673,7 +683,7 @@ class MemoryBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         now = self._clock()
         for ev in events:
-            self._events.append(
+            self._log(
                 Event(
                     ev.type,
                     ev.job_id,
@@ -695,6 +705,10 @@ class MemoryBackend(Backend):
                 if len(out) >= limit:
                     break
         return out
+
+    async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
+        mine = self._by_job.get(job_id, ())
+        return list(mine)[-limit:] if limit > 0 else []
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         now = self._clock()

@@ -34,7 +34,7 @@ from psycopg import pq, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
 from workhorse.backends.postgres import arrays
 from workhorse.backends.postgres import schema as schema_mod
@@ -747,6 +747,13 @@ class PostgresBackend(Backend):
         return [
             Event(type_, job_id, task, queue, data or {}, float(at), int(id_))
             for id_, type_, job_id, task, queue, data, at in rows
+        ]
+
+    async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
+        rows = await self._rows(self._q.job_events, (job_id, max(0, limit)))
+        return [
+            Event(type_, job_id_, task, queue, data or {}, float(at), int(id_))
+            for id_, type_, job_id_, task, queue, data, at in reversed(rows)
         ]
 
     async def events_head(self) -> int:

@@ -90,6 +90,7 @@ CREATE TABLE events (
     data jsonb NOT NULL DEFAULT '{}',
     at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX events_job_idx ON events (job_id, id) WHERE job_id IS NOT NULL;
 
 CREATE TABLE workers (
     id text PRIMARY KEY,

@@ -523,6 +523,12 @@ SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
 WHERE id > %s AND xid < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY id LIMIT %s"""
 
+    def job_events(self) -> str:
+        # Committed events only, like any read; no in-flight horizon: this is no cursor.
+        return f"""
+SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
+WHERE job_id = %s ORDER BY id DESC LIMIT %s"""
+
     def beat(self) -> str:
         return f"""
 INSERT INTO {self.s}.workers (id, info, last_seen, expires_at)
@@ -646,6 +652,7 @@ class Queries:
         self.release_drop = s.release_drop()
         self.publish = s.publish()
         self.events = s.events()
+        self.job_events = s.job_events()
         self.beat = s.beat()
         self.workers = s.workers()
         self.quarantine = quarantine_statement(s)

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from workhorse import codec
-from workhorse.backends.base import Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
 from workhorse.backends.redis.core import HOLD_LOOK
 from workhorse.backends.redis.records import decode_leases
@@ -526,6 +526,19 @@ class RedisBackend(RedisWaiting):
         if args:
             await self._call("publish", "", *args)
 
+    async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
+        """Read by the entry ids the job's record keeps (lua/jobevents.lua), in its queue's
+        slot; a job this process has not seen is looked for in every queue, in one trip."""
+        if limit <= 0:
+            return []
+        queue = self._where.get(job_id)
+        queues = [queue] if queue is not None else await self._queues()
+        if not queues:
+            return []
+        replies = await self._call_many([("jobevents", self._q(q), (job_id,)) for q in queues])
+        entries = [entry for reply in replies for entry in reply]
+        return [_event(_cursor(entry_id), flat) for entry_id, flat in entries[-limit:]]
+
     async def events_head(self) -> int:
         # The newest entry of each stream, not a walk: reads hold back the current
         # millisecond's entries, which a group starting now must not read again.
@@ -571,21 +584,7 @@ class RedisBackend(RedisWaiting):
                 while cut < len(merged) and merged[cut][0] == merged[0][0]:
                     cut += 1
             merged = merged[:cut]
-        out = []
-        for cursor, _, flat in merged:
-            f = dict(zip(flat[::2], flat[1::2], strict=True))
-            out.append(
-                Event(
-                    f[b"e"].decode(),
-                    f[b"j"].decode() or None,
-                    f[b"t"].decode() or None,
-                    f[b"q"].decode() or None,
-                    codec.loads(f[b"d"]),
-                    float(f[b"a"]),
-                    cursor,
-                )
-            )
-        return out
+        return [_event(cursor, flat) for cursor, _, flat in merged]
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         record = codec.dumps(
@@ -631,6 +630,20 @@ class RedisBackend(RedisWaiting):
         await self._conn().many(
             [("HDEL", self._g + "workers", worker_id), ("ZREM", self._g + "workers:exp", worker_id)]
         )
+
+
+def _event(cursor: int, flat: list[bytes]) -> Event:
+    """A stream entry's fields (see event() in _prelude.lua) as an Event."""
+    f = dict(zip(flat[::2], flat[1::2], strict=True))
+    return Event(
+        f[b"e"].decode(),
+        f[b"j"].decode() or None,
+        f[b"t"].decode() or None,
+        f[b"q"].decode() or None,
+        codec.loads(f[b"d"]),
+        float(f[b"a"]),
+        cursor,
+    )
 
 
 def _lines(logs: Sequence[dict[str, Any]], dropped: int) -> bytes:

@@ -11,7 +11,7 @@ from importlib import resources
 NAMES = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
     "fetch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
-    "workers", "kv", "quarantine", "release",
+    "workers", "kv", "quarantine", "release", "jobevents",
 )  # fmt: skip
 # Scripts whose second run would apply a change again or answer otherwise: each call
 # carries an id, and a replay returns the first run's reply (_prelude.lua, once()).

@@ -20,11 +20,12 @@ from urllib.parse import parse_qsl
 import orjson
 
 from workhorse.backends import loglines
-from workhorse.backends.base import Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
 from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, published_rows
 from workhorse.backends.sqlite.events import read as read_events
+from workhorse.backends.sqlite.events import read_job as read_job_events
 from workhorse.backends.sqlite.reads import any_expired, counts, due_in, query_select
 from workhorse.backends.sqlite.reclaim import reclaim
 from workhorse.backends.sqlite.rows import decode, public_state, salvage, to_json
@@ -748,6 +749,9 @@ class SQLiteBackend(Backend):
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await self._db.read(read_events, after, limit)
+
+    async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
+        return await self._db.read(read_job_events, job_id, max(0, limit))
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         await self._db.write(coordination.beat, self._clock, info, ttl)

@@ -68,6 +68,20 @@ def read(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
         "ORDER BY id LIMIT ?",
         (after, limit),
     )
+    return _decoded(rows)
+
+
+def read_job(conn: sqlite3.Connection, job_id: str, limit: int) -> list[Event]:
+    """The job's newest ``limit`` events, oldest first: one range of wh_events_job."""
+    rows = conn.execute(
+        "SELECT type, job_id, task, queue, data, at, id FROM wh_events WHERE job_id = ? "
+        "ORDER BY id DESC LIMIT ?",
+        (job_id, limit),
+    )
+    return _decoded(rows)[::-1]
+
+
+def _decoded(rows: sqlite3.Cursor) -> list[Event]:
     return [
         Event(t, j, tk, q, {} if d is None else orjson.loads(d), at, i)
         for t, j, tk, q, d, at, i in rows

@@ -133,4 +133,7 @@ def query_select(
     elif st is not None:
         where.append(f"state = '{st.value}'")
     cond = f" WHERE {' AND '.join(where)}" if where else ""
-    return f"SELECT {JOB_COLS} FROM wh_jobs{cond} {_ORDER} LIMIT :limit OFFSET :offset", params
+    # Active jobs are few (the workers' slots): read them all from the lease index and sort,
+    # rather than walk every job by creation time looking for them (the overview's read).
+    table = "wh_jobs INDEXED BY wh_jobs_lease" if st is JobState.ACTIVE else "wh_jobs"
+    return f"SELECT {JOB_COLS} FROM {table}{cond} {_ORDER} LIMIT :limit OFFSET :offset", params

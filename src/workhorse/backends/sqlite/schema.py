@@ -8,8 +8,9 @@ from workhorse.backends.sqlite.tally import FILL
 from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
-# 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age
-SCHEMA_VERSION = 7
+# 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age;
+# 8: events by job
+SCHEMA_VERSION = 8
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -85,6 +86,8 @@ CREATE TABLE IF NOT EXISTS wh_events (
     data TEXT,
     at REAL NOT NULL
 );
+-- A job's page reads its events here (job_events), not by walking the log.
+CREATE INDEX IF NOT EXISTS wh_events_job ON wh_events (job_id, id) WHERE job_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS wh_paused (queue TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS wh_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
 CREATE TABLE IF NOT EXISTS wh_counters (

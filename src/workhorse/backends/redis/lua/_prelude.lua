@@ -22,11 +22,30 @@ end
 -- events with no queue. The stream's own ids (<ms>-<seq>, always rising) give the log its
 -- cursor: the client reads <ms>-<seq> as the integer ms * 1000000 + seq and merges the
 -- streams (see events() in backend.py).
-local function event(typ, id, task, queue, data, at)
+-- A job's record keeps the ids of its newest events ('ev': the entry ids, spaces between),
+-- so that its page reads them by id (jobevents.lua) instead of walking the stream; they go
+-- with the record. Cut to its last EV_BYTES characters, at least the newest 100 ids (an id
+-- is at most 20 characters while milliseconds have 13 digits). fresh: the caller is
+-- creating the record, so the id is returned for it to write with the rest.
+local EV_BYTES = 2100
+local function event(typ, id, task, queue, data, at, fresh)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
-  redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
+  local eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
+  if QK == '' or id == '' then return end
+  if fresh then return eid end
+  local jk = QK .. 'j:' .. id
+  local ev = redis.call('HGET', jk, 'ev')
+  if ev then
+    ev = ev .. ' ' .. eid
+    if #ev > EV_BYTES then
+      ev = string.sub(ev, string.find(ev, ' ', #ev - EV_BYTES + 1, true) + 1)
+    end
+    redis.call('HSET', jk, 'ev', ev)
+  elseif redis.call('EXISTS', jk) == 1 then
+    redis.call('HSET', jk, 'ev', eid)  -- a record an older version wrote
+  end
 end
 
 local function pstate(s, r)

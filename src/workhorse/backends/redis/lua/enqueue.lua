@@ -136,6 +136,9 @@ for i = FIRST, #ARGV, 6 do
       extra[#extra + 1] = 'k'; extra[#extra + 1] = dk
       redis.call('HSET', QK .. 'dedup', dk, id)
     end
+    -- The event first: the record keeps its id ('ev', see event() in _prelude.lua).
+    local eid = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued',
+      'j', id, 't', ARGV[p], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
     if run_at <= NOW then
       -- As place() does, inlined so that the ready index takes one ZADD per batch.
       local us = NOWUS
@@ -148,17 +151,19 @@ for i = FIRST, #ARGV, 6 do
       ready[#ready + 1] = -tonumber(ARGV[p + 1]); ready[#ready + 1] = rk
       if extra then
         extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
-        write(jk, i, p, run_s, unpack(extra))
+        write(jk, i, p, run_s, 'ev', eid, unpack(extra))
       else
-        write(jk, i, p, run_s, 'rk', rk)
+        write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
       end
     else
       redis.call('ZADD', QK .. 'sched', run_s, id)
-      if extra then write(jk, i, p, run_s, unpack(extra)) else write(jk, i, p, run_s) end
+      if extra then
+        write(jk, i, p, run_s, 'ev', eid, unpack(extra))
+      else
+        write(jk, i, p, run_s, 'ev', eid)
+      end
     end
     indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
-    redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued', 'j', id,
-      't', ARGV[p], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
     created = created + 1
     if watch then redis.call('SADD', QK .. 'watch', id) end
     if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
