@@ -198,7 +198,11 @@ class Backend(abc.ABC):
 
     # -- coordination ------------------------------------------------------------------
     @abc.abstractmethod
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool: ...
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        """Set ``key`` unless it is live; with ``unless``, also not while that key is
+        live (checked in the same step). True when this call set it."""
 
     @abc.abstractmethod
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int: ...

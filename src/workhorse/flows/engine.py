@@ -172,14 +172,19 @@ class Engine:
         if not subs:
             return
         backend = self.client.backend
-        if await backend.kv_get(keys.end_key(meta.run, meta.gen)) is not None:
-            return  # the run ended (cancelled, failed): start nothing more
+        end = keys.end_key(meta.run, meta.gen)
+        # A plain step's index entry is refused once the run ended (cancelled, failed), in
+        # the same call; a wait is armed by other writes, so its run is asked first.
+        if any(waits_for_signal(s) for s in subs) and await backend.kv_get(end) is not None:
+            return
         fresh = True
         batch: list[tuple[Task[Any, Any], NewJob]] = []  # written in one round trip
         for step in subs:
             if step.join:
                 prefix = keys.input_prefix(meta.run, meta.gen, step.name)
-                await backend.set_if_absent(prefix + trigger, codec.dumps(data).decode())
+                await backend.set_if_absent(
+                    prefix + trigger, codec.dumps(data).decode(), unless=end
+                )
                 got = await backend.kv_scan(prefix)
                 inputs = {k[len(prefix) :]: codec.loads(v) for k, v in got.items()}
                 fresh = False
@@ -262,9 +267,14 @@ class Engine:
         before the job: a run with an entry is not over."""
         job_id = keys.step_job_id(run, gen, step.name, *cause)
         # Claimed before: by this same cause run again, or by a writer killed before its
-        # enqueue. Only a missing record is written again.
-        claimed = await self.index_step(run, gen, step, job_id)
-        if not claimed and await self.client.backend.get(job_id) is not None:
+        # enqueue; or refused: the run ended. Only a missing record of a live run is
+        # written again.
+        claimed = await self.index_step(run, gen, step, job_id, live=True)
+        backend = self.client.backend
+        if not claimed and (
+            await backend.get(job_id) is not None
+            or await backend.kv_get(keys.end_key(run, gen)) is not None
+        ):
             return False, None
         task = self.client.registry.get_task(step.name)
         flow = self.graph.flows.get(step.flow)
@@ -275,12 +285,16 @@ class Engine:
         )
         return claimed, (task, new)
 
-    async def index_step(self, run: str, gen: int, step: Step, job_id: str) -> bool:
+    async def index_step(
+        self, run: str, gen: int, step: Step, job_id: str, live: bool = False
+    ) -> bool:
         """Add the step's job to the run's index (a run with an entry is not over); False
-        when it was there already."""
+        when it was there already, or (``live``) when the run's generation ended."""
         marker = {"flow": step.flow, "step": step.name, "gen": gen, "at": time.time()}
         return await self.client.backend.set_if_absent(
-            keys.job_key(run, job_id), codec.dumps(marker).decode()
+            keys.job_key(run, job_id),
+            codec.dumps(marker).decode(),
+            unless=keys.end_key(run, gen) if live else None,
         )
 
     # -- ending runs -----------------------------------------------------------------------

@@ -648,7 +648,11 @@ class MemoryBackend(Backend):
         return set(self._paused)
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        if unless is not None and self._kv.get(unless) is not None:
+            return False
         return self._kv.set_if_absent(key, value, ttl)
 
     async def kv_get(self, key: str) -> str | None:

@@ -670,9 +670,14 @@ class PostgresBackend(Backend):
         return {row[0] for row in await self._rows(self._q.paused)}
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        rows = await self._rows(self._q.set_if_absent, {"k": key, "v": value, "ttl": _ttl(ttl)})
-        return bool(rows)
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        if unless is None:
+            params = {"k": key, "v": value, "ttl": _ttl(ttl)}
+            return bool(await self._rows(self._q.set_if_absent, params))
+        params = {"k": key, "v": value, "ttl": _ttl(ttl), "u": unless}
+        return bool(await self._rows(self._q.set_if_absent_unless, params))
 
     async def kv_get(self, key: str) -> str | None:
         rows = await self._rows(self._q.kv_get, (key,))

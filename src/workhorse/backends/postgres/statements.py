@@ -417,6 +417,18 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
 RETURNING 1"""
 
+    def set_if_absent_unless(self) -> str:
+        """set_if_absent, but nothing while the key %(u)s is live (a run's end marker)."""
+        return f"""
+INSERT INTO {self.s}.kv AS kv (key, value, expires_at)
+SELECT %(k)s, %(v)s, now() + make_interval(secs => %(ttl)s)
+WHERE NOT EXISTS (
+  SELECT 1 FROM {self.s}.kv AS u
+  WHERE u.key = %(u)s AND (u.expires_at IS NULL OR u.expires_at > now()))
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+RETURNING 1"""
+
     def counter_add(self) -> str:
         expired = "(c.expires_at IS NOT NULL AND c.expires_at <= now())"
         return f"""
@@ -584,6 +596,7 @@ class Queries:
         self.resume = s.resume()
         self.paused = s.paused()
         self.set_if_absent = s.set_if_absent()
+        self.set_if_absent_unless = s.set_if_absent_unless()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
         self.kv_extend = s.kv_extend()

@@ -452,9 +452,11 @@ class RedisBackend(RedisWaiting):
         return {q for q, flag in zip(queues, flags, strict=True) if flag}
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
         px = "" if ttl is None else max(1, round(ttl * 1000))
-        return bool(await self._call("kv", "", "setnx", key, value, px))
+        return bool(await self._call("kv", "", "setnx", key, value, px, unless or ""))
 
     async def kv_get(self, key: str) -> str | None:
         raw = await self._conn().call("GET", self._g + "kv:" + key)

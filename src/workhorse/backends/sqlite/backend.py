@@ -715,8 +715,12 @@ class SQLiteBackend(Backend):
         )
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        return await self._db.write(coordination.set_if_absent, self._clock, key, value, ttl)
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        return await self._db.write(
+            coordination.set_if_absent, self._clock, key, value, ttl, unless
+        )
 
     async def kv_get(self, key: str) -> str | None:
         return await self._db.read(coordination.kv_get, self._clock, key)
