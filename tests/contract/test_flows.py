@@ -172,6 +172,34 @@ async def test_cancel_stops_running_and_queued_steps(app: Workhorse) -> None:
     assert not await app.flows.cancel(run.id)  # ended already
 
 
+async def test_a_step_that_completes_after_its_run_was_cancelled_starts_nothing(
+    app: Workhorse,
+) -> None:
+    ran: list[str] = []
+
+    @app.task(name="quit", flow="quitting", entry=True)
+    async def quit_(data: Any, ctx: Any) -> Any:
+        await ctx.flow.cancel()
+        return data  # completes: its lease learns of the cancel only at renewal
+
+    @app.task(name="after_quit", flow="quitting", subscribes=["step:quit"])
+    async def after_quit(data: Any) -> Any:
+        ran.append("after_quit")
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("quitting", 1)
+    assert (await run.wait(timeout=5)).state == "cancelled"
+
+    async def quit_done() -> bool:
+        steps = (await app.flows.get(run.id)).steps
+        return bool(steps) and steps[0].state in ("completed", "cancelled")
+
+    await eventually(quit_done, "the quitting step to finish")
+    await asyncio.sleep(0.3)
+    assert [s.step for s in (await app.flows.get(run.id)).steps] == ["quit"]
+    assert ran == []
+
+
 async def test_a_join_fires_once_under_concurrent_completions(app: Workhorse) -> None:
     ran: list[tuple[str, Any]] = []
     diamond(app, ran, pause=0.01)

@@ -250,6 +250,19 @@ class Backend(abc.ABC):
                 break
         return cursor
 
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The events ``publish`` wrote with ``data["run"] == run`` (a flow run's) and
+        ``id > after``, oldest first, as ``events`` holds them. This default walks the log;
+        a store keeps them by run, so the read costs the same however many runs wrote."""
+        out: list[Event] = []
+        cursor = after
+        while len(out) < limit and (batch := await self.events(cursor, 1000)):
+            cursor = batch[-1].id
+            out += [e for e in batch if e.data.get("run") == run]
+            if len(batch) < 1000:
+                break
+        return out[:limit]
+
     @abc.abstractmethod
     async def beat(self, info: WorkerInfo, ttl: float) -> None: ...
 

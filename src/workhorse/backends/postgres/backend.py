@@ -715,8 +715,16 @@ class PostgresBackend(Backend):
                 [e.queue for e in events],
                 [_dumps(e.data or {}) for e in events],
                 [e.at or None for e in events],
+                [_run(e) for e in events],
             ),
         )
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        rows = await self._rows(self._q.run_events, (run, after, max(0, limit)))
+        return [
+            Event(type_, job_id, task, queue, data or {}, float(at), int(id_))
+            for id_, type_, job_id, task, queue, data, at in rows
+        ]
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = await self._rows(self._q.events, (after, max(0, limit)))
@@ -771,6 +779,12 @@ async def _configure(conn: AnyConn) -> None:
 
 def _ttl(ttl: float | None) -> float | None:
     return None if ttl is None else float(ttl)
+
+
+def _run(event: Event) -> str | None:
+    """The flow run an event belongs to (its ``data["run"]``), kept in its own column."""
+    run = event.data.get("run") if event.data else None
+    return run if isinstance(run, str) else None
 
 
 def _nul_refused(exc: psycopg.DataError) -> Exception:

@@ -468,11 +468,20 @@ RETURNING kv.key"""
     # -- events and workers ------------------------------------------------------------
     def publish(self) -> str:
         return f"""
-INSERT INTO {self.s}.events (type, job_id, task, queue, data, at)
-SELECT t.type, t.job_id, t.task, t.queue, t.data, coalesce(to_timestamp(t.at), now())
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::float8[])
-     WITH ORDINALITY AS t(type, job_id, task, queue, data, at, ord)
+INSERT INTO {self.s}.events (type, job_id, task, queue, data, at, run)
+SELECT t.type, t.job_id, t.task, t.queue, t.data, coalesce(to_timestamp(t.at), now()), t.run
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::float8[],
+            %s::text[])
+     WITH ORDINALITY AS t(type, job_id, task, queue, data, at, run, ord)
 ORDER BY t.ord"""
+
+    def run_events(self) -> str:
+        # As events(): only transactions older than every one in flight, so a reader that
+        # resumes after an id never misses an event of the run committed later.
+        return f"""
+SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
+WHERE run = %s AND id > %s AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY id LIMIT %s"""
 
     def events(self) -> str:
         # Only events of transactions older than every transaction still in flight: an
@@ -597,6 +606,7 @@ class Queries:
         self.paused = s.paused()
         self.set_if_absent = s.set_if_absent()
         self.set_if_absent_unless = s.set_if_absent_unless()
+        self.run_events = s.run_events()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
         self.kv_extend = s.kv_extend()

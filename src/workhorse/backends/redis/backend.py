@@ -47,6 +47,25 @@ def _num(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _run(ev: Event) -> str:
+    """The flow run an event belongs to (its ``data["run"]``), '' for none."""
+    run = ev.data.get("run") if ev.data else None
+    return run if isinstance(run, str) else ""
+
+
+def _event(flat: Sequence[bytes], cursor: int) -> Event:
+    f = dict(zip(flat[::2], flat[1::2], strict=True))
+    return Event(
+        f[b"e"].decode(),
+        f[b"j"].decode() or None,
+        f[b"t"].decode() or None,
+        f[b"q"].decode() or None,
+        codec.loads(f[b"d"]),
+        float(f[b"a"]),
+        cursor,
+    )
+
+
 def _cursor(entry_id: bytes) -> int:
     """A stream entry id <ms>-<seq> as the event log's integer cursor."""
     ms, _, seq = entry_id.partition(b"-")
@@ -497,6 +516,7 @@ class RedisBackend(RedisWaiting):
                     ev.queue or "",
                     codec.dumps(ev.data),
                     repr(float(ev.at)) if ev.at else "",
+                    _run(ev),
                 )
             )
         if args:
@@ -547,20 +567,24 @@ class RedisBackend(RedisWaiting):
                 while cut < len(merged) and merged[cut][0] == merged[0][0]:
                     cut += 1
             merged = merged[:cut]
+        return [_event(flat, cursor) for cursor, _, flat in merged]
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The run's own stream (publish.lua), below the server's current millisecond as
+        ``events`` reads, so a reader resuming after an id misses nothing."""
+        if limit <= 0:
+            return []
+        ms, seq = divmod(max(0, int(after)), 1_000_000)
+        read = ("XRANGE", self._g + "rev:" + run, f"({ms}-{seq}", "+", "COUNT", limit)
+        horizon, (entries,) = await self._conn().read_after_time([read])
+        if isinstance(entries, Exception):
+            raise entries
         out = []
-        for cursor, _, flat in merged:
-            f = dict(zip(flat[::2], flat[1::2], strict=True))
-            out.append(
-                Event(
-                    f[b"e"].decode(),
-                    f[b"j"].decode() or None,
-                    f[b"t"].decode() or None,
-                    f[b"q"].decode() or None,
-                    codec.loads(f[b"d"]),
-                    float(f[b"a"]),
-                    cursor,
-                )
-            )
+        for entry_id, flat in entries:
+            cursor = _cursor(entry_id)
+            if cursor // 1_000_000 >= horizon:
+                break
+            out.append(_event(flat, cursor))
         return out
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:

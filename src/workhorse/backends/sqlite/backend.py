@@ -25,6 +25,7 @@ from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
 from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, published_rows
 from workhorse.backends.sqlite.events import read as read_events
+from workhorse.backends.sqlite.events import read_run as read_run_events
 from workhorse.backends.sqlite.reads import any_expired, counts, due_in, query_select
 from workhorse.backends.sqlite.reclaim import reclaim
 from workhorse.backends.sqlite.rows import decode, public_state, salvage, to_json
@@ -752,6 +753,9 @@ class SQLiteBackend(Backend):
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         return await self._db.read(read_events, after, limit)
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        return await self._db.read(read_run_events, run, after, limit)
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         await self._db.write(coordination.beat, self._clock, info, ttl)

@@ -25,7 +25,7 @@ end
 local function event(typ, id, task, queue, data, at)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
-  redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
+  return redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
 end
 
