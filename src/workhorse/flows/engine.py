@@ -78,18 +78,21 @@ class Engine:
         self.note(fc, "step.started", attempt=lease.attempts)
         outcome = await attempt()
         if outcome.kind == "completed":
-            # Stored before its follow-ups start, so the run's events read in cause order.
-            await self.note(fc, "step.completed", attempt=lease.attempts)
+            # Written while the follow-ups are claimed; stored before they exist (``fire``
+            # waits for it), so the run's events read in cause order.
+            self.note(fc, "step.completed", attempt=lease.attempts)
             try:
                 data = None if outcome.result is None else codec.loads(outcome.result)
                 step = self.graph.step(meta.flow, meta.step)
                 if step is not None and step.after is not None:  # its completion fires later
+                    await fc.noted()
                     given = codec.loads(lease.data)
                     await self.waits.start_after(
                         meta.run, meta.gen, step, lease.job_id, given, data
                     )
                 else:
                     await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
+                    await fc.noted()  # its events are stored before its outcome
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
@@ -191,12 +194,14 @@ class Engine:
                 if set(step.subscribes) <= set(inputs):
                     # Every input's writer may get here; the derived id starts the join once.
                     joined = {t: inputs[t] for t in step.subscribes}
+                    await fc.noted()  # the step's events before the join exists
                     await self.begin(meta.run, meta.gen, step, joined, "join")
                     fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
                 continue
             cause = (fc.job_id, trigger, occurrence)
             fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, *cause))
             if waits_for_signal(step):
+                await fc.noted()  # a signal stored before may start the step at once
                 fresh = await self.waits.start(meta.run, meta.gen, step, data, cause) and fresh
                 continue
             claimed, new = await self.claim_step(
@@ -205,7 +210,9 @@ class Engine:
             fresh = claimed and fresh
             if new is not None:
                 batch.append(new)
-        await self.client.submit_many(batch)
+        if batch:
+            await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
+            await self.client.submit_many(batch)
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
         fc.handed = occurrence == "done" and fresh and meta.step in flow.shape().handoff
