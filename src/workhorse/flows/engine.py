@@ -44,6 +44,10 @@ def _purged(marker: dict[str, Any], now: float) -> bool:
 # A step whose follow-ups could not be written is tried again this soon, attempt refunded.
 REENQUEUE_DELAY = 1.0
 
+# A run's count of live steps expires this long after its first step: a count started
+# anew is lower than the truth, which only makes steps look at the run again.
+COUNT_TTL = 7 * 86_400.0
+
 
 class Engine:
     def __init__(self, client: Client, graph: Graph) -> None:
@@ -125,13 +129,28 @@ class Engine:
         """After a step's outcome is written, check whether it was the run's last, unless
         the step itself tells: a closed flow's last step ends the run; a step that handed
         off to new jobs of plain steps leaves the check to them (theirs counts it done);
-        a step whose follow-ups finished before its outcome was written checks."""
+        in a counted flow, a step checks only when the run's count of live steps, with
+        its own end and the steps it started, is down to zero; otherwise a step whose
+        follow-ups finished before its outcome was written checks."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
             return
         meta = fc.meta
         flow = self.graph.flows.get(meta.flow)
         try:
+            if flow is not None and flow.shape().counted:
+                if outcome.kind not in ("completed", "failed", "cancelled"):
+                    return
+                delta = fc.claimed - 1  # the steps it started, less itself
+                if outcome.kind == "completed" and fc.handed and delta == 0:
+                    return  # its one follow-up took its place in the count
+                live = await self.client.backend.counter_add(
+                    keys.count_key(meta.run, meta.gen), delta, COUNT_TTL
+                )
+                if live > 0 and outcome.kind == "completed":
+                    return
+                await self.check(meta.run, meta)
+                return
             if outcome.kind == "completed":
                 last = None if flow is None else flow.last()
                 if last == meta.step:
@@ -181,6 +200,7 @@ class Engine:
         if any(waits_for_signal(s) for s in subs) and await backend.kv_get(end) is not None:
             return
         fresh = True
+        claims = 0  # step jobs this call claimed (a counted flow counts them live)
         batch: list[tuple[Task[Any, Any], NewJob]] = []  # written in one round trip
         for step in subs:
             if step.join:
@@ -195,7 +215,7 @@ class Engine:
                     # Every input's writer may get here; the derived id starts the join once.
                     joined = {t: inputs[t] for t in step.subscribes}
                     await fc.noted()  # the step's events before the join exists
-                    await self.begin(meta.run, meta.gen, step, joined, "join")
+                    claims += await self.begin(meta.run, meta.gen, step, joined, "join")
                     fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
                 continue
             cause = (fc.job_id, trigger, occurrence)
@@ -208,8 +228,14 @@ class Engine:
                 meta.run, meta.gen, step, data, cause, await self.due(step)
             )
             fresh = claimed and fresh
+            claims += claimed
             if new is not None:
                 batch.append(new)
+        if claims and flow.shape().counted:
+            if occurrence == "done":
+                fc.claimed += claims  # added with the step's own end (``finished``)
+            else:  # an emit: counted before its steps exist, which may end meanwhile
+                await backend.counter_add(keys.count_key(meta.run, meta.gen), claims, COUNT_TTL)
         if batch:
             await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
             await self.client.submit_many(batch)
@@ -397,7 +423,12 @@ class Engine:
         return rec.id
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
-        for step in flow.entries():
+        entries = flow.entries()
+        if flow.shape().counted:  # counted before they exist, so none ends uncounted
+            await self.client.backend.counter_add(
+                keys.count_key(rec.id, rec.gen), len(entries), COUNT_TTL
+            )
+        for step in entries:
             await self.begin(rec.id, rec.gen, step, rec.input, "entry")
 
     async def cancel_run(self, run: str) -> bool:

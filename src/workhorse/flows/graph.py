@@ -114,6 +114,9 @@ class Shape:
     # store.
     last: str | None
     waits: bool  # a step of the flow waits for a signal or a webhook
+    # Neither closed nor waiting: its runs keep a count of their live steps, so a step
+    # looks at the run only when the count says it may be over (``Engine.finished``).
+    counted: bool = False
 
     @classmethod
     def of(cls, flow: FlowDef) -> Shape:
@@ -131,7 +134,7 @@ class Shape:
         )
         # A wait after a step (any kind) holds its run open with a waiting entry too.
         waits = any(waits_for_signal(s) or s.after is not None for s in flow.steps.values())
-        return cls(handoff, leaves[0] if closed else None, waits)
+        return cls(handoff, leaves[0] if closed else None, waits, not closed and not waits)
 
 
 def waits_for_signal(step: Step) -> bool:
