@@ -138,7 +138,7 @@ class Engine:
         meta = fc.meta
         flow = self.graph.flows.get(meta.flow)
         try:
-            if flow is not None and flow.shape().counted:
+            if flow is not None and flow.counted():
                 if outcome.kind not in ("completed", "failed", "cancelled"):
                     return
                 delta = fc.claimed - 1  # the steps it started, less itself
@@ -231,7 +231,7 @@ class Engine:
             claims += claimed
             if new is not None:
                 batch.append(new)
-        if claims and flow.shape().counted:
+        if claims and flow.counted():
             if occurrence == "done":
                 fc.claimed += claims  # added with the step's own end (``finished``)
             else:  # an emit: counted before its steps exist, which may end meanwhile
@@ -424,7 +424,7 @@ class Engine:
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
         entries = flow.entries()
-        if flow.shape().counted:  # counted before they exist, so none ends uncounted
+        if flow.counted():  # counted before they exist, so none ends uncounted
             await self.client.backend.counter_add(
                 keys.count_key(rec.id, rec.gen), len(entries), COUNT_TTL
             )

@@ -56,6 +56,12 @@ class FlowDef:
         and a failure fails the run (else the other branches may go on)."""
         return self.shape().last if self.on_failure == "fail" else None
 
+    def counted(self) -> bool:
+        """Its runs keep a count of their live steps: no last step ends them (see
+        ``last``) and no step waits, so a step looks at its run only when the count says
+        it may be over (``Engine.finished``)."""
+        return self.last() is None and not self.shape().waits
+
     def shape(self) -> Shape:
         """What a finishing step can tell about its run from the definition alone (kept
         until the flow changes)."""
@@ -114,9 +120,6 @@ class Shape:
     # store.
     last: str | None
     waits: bool  # a step of the flow waits for a signal or a webhook
-    # Neither closed nor waiting: its runs keep a count of their live steps, so a step
-    # looks at the run only when the count says it may be over (``Engine.finished``).
-    counted: bool = False
 
     @classmethod
     def of(cls, flow: FlowDef) -> Shape:
@@ -134,7 +137,7 @@ class Shape:
         )
         # A wait after a step (any kind) holds its run open with a waiting entry too.
         waits = any(waits_for_signal(s) or s.after is not None for s in flow.steps.values())
-        return cls(handoff, leaves[0] if closed else None, waits, not closed and not waits)
+        return cls(handoff, leaves[0] if closed else None, waits)
 
 
 def waits_for_signal(step: Step) -> bool:

@@ -101,7 +101,7 @@ def stall_key(run: str, last: float) -> str:
 
 def count_key(run: str, gen: int) -> str:
     """A counter (apart from the kv keys): the live steps of the run's generation, in a
-    flow that is neither closed nor waiting (``Shape.counted``)."""
+    flow that is neither closed nor waiting (``FlowDef.counted``)."""
     return f"{PREFIX}count:{run}:{gen}"
 
 
