@@ -6,6 +6,9 @@
 - flow: N/4 runs of a 4-step chain (entry -> s2 -> s3 -> s4, each a no-op) are started,
   then the same worker runs every step; each run's end is checked after its last step.
 
+``--fan``: also N/10 runs of a flow that is not closed (an entry emitting 9 parts, each a
+step), whose steps keep a count of the run's live steps instead of checking the run.
+
 Printed: jobs (steps) per second, the flow/plain throughput ratio, and store calls per
 job: every call the worker's process makes to the backend (``get``, ``kv_*``, ``claim``,
 ``finish``, ...) while the worker runs, divided by the jobs run; the difference is what
@@ -34,6 +37,7 @@ from workhorse import JobContext, Workhorse
 from workhorse.backends import Backend
 
 CHAIN = 4
+FAN = 9  # parts per run of the fan-out flow
 
 
 def build(url: str) -> Workhorse:
@@ -59,6 +63,17 @@ def build(url: str) -> Workhorse:
             return n
 
         app.add_task(step, name=f"s{i}", flow="chain", subscribes=[f"step:s{i - 1}"])
+
+    @app.task(name="spread", flow="fan", entry=True, emits=["part"])
+    async def spread(n: int, ctx: JobContext) -> int:
+        for i in range(FAN):
+            await ctx.flow.emit("part", i)
+        return n
+
+    @app.task(name="part", flow="fan", subscribes=["part"])
+    async def part(i: int) -> int:
+        return i
+
     return app
 
 
@@ -130,6 +145,22 @@ async def flow(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
     return steps / elapsed, sum(calls.values()) / steps, dict(calls)
 
 
+async def fan(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
+    app = build(url)
+    runs = jobs // (FAN + 1)
+    async with app:
+        for n in range(runs):
+            await app.flows.start("fan", n)
+        calls = count_calls(app.backend)
+        began = time.perf_counter()
+        await app.worker(concurrency=50, burst=True).run()
+        elapsed = time.perf_counter() - began
+        left = await app.flows.list("fan", "running")
+        assert not left, f"{len(left)} runs did not end"
+    steps = runs * (FAN + 1)
+    return steps / elapsed, sum(calls.values()) / steps, dict(calls)
+
+
 async def main(args: argparse.Namespace) -> None:
     servers = Servers()
     for kind in args.backends.split(","):
@@ -152,6 +183,14 @@ async def main(args: argparse.Namespace) -> None:
                     f"    {name:16} plain {p_detail.get(name, 0) / args.jobs:6.2f}/job   "
                     f"flow {f_detail.get(name, 0) / steps:6.2f}/step"
                 )
+        if args.fan:
+            async with fresh_store(kind, servers) as url:
+                n_rate, n_calls, n_detail = await fan(url, args.jobs)
+            print(f"{kind:8} fan-out flow {n_rate:,.0f} steps/s ({n_calls:.2f} calls/step)")
+            if args.detail:
+                steps = args.jobs // (FAN + 1) * (FAN + 1)
+                for name in sorted(n_detail):
+                    print(f"    {name:16} fan {n_detail[name] / steps:6.2f}/step")
 
 
 def cli(argv: list[str] | None = None) -> None:
@@ -159,6 +198,7 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--backends", default="memory,sqlite,redis,postgres")
     p.add_argument("--jobs", type=int, default=4000)
     p.add_argument("--detail", action="store_true", help="calls per method")
+    p.add_argument("--fan", action="store_true", help="also a fan-out flow (not closed)")
     ns: Any = p.parse_args(argv)
     asyncio.run(main(ns))
 
