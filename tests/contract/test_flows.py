@@ -129,7 +129,7 @@ async def test_an_open_flows_steps_look_at_the_run_only_when_it_may_be_over(
         run = await app.flows.start("spread", 20)
         info = await run.wait(timeout=10)
     finally:
-        delattr(backend, "kv_scan")  # noqa: B043
+        delattr(backend, "kv_scan")
     assert info.state == "completed"
     assert sorted(s.output for s in info.step("part")) == list(range(20))
     assert 1 <= scans.count(keys.job_prefix(run.id)) <= 2  # was one per part: 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
@@ -254,10 +255,8 @@ class Database:
                     answers.append((True, self.tx_on(conn, fn, *args)))
                 except BaseException as exc:
                     answers.append((False, exc))
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
             loop.call_soon_threadsafe(_answer, batch, answers)
-        except RuntimeError:  # the loop closed: nobody waits
-            pass
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the database thread, outside a write transaction."""
