@@ -293,8 +293,13 @@ async def test_a_webhook_after_a_step_resumes_its_completion_over_http(
     run = await app.flows.start("handing", {"id": "p1"})
     wait = await waiting(http, run.id, "label")
     assert wait["phase"] == "after" and wait["webhook"] == f"/api/runs/{run.id}/webhooks/label"
-    # The step ran; its completion (and so the next step) waits for the webhook.
-    steps = {s["step"]: s for s in (await run_of(http, run.id))["steps"]}
+    # The step ran (its wait is armed before its outcome is written); its completion,
+    # and so the next step, waits for the webhook.
+    async def labelled() -> Any:
+        steps = {s["step"]: s for s in (await run_of(http, run.id))["steps"]}
+        return steps if steps["label"]["output"] is not None else None
+
+    steps = await eventually(labelled, "the label step's output")
     assert set(steps) == {"label"} and steps["label"]["output"] == {"parcel": "p1"}
     r = await http.post(wait["webhook"], json={"carrier": "ups"}, headers=WRITE)
     assert r.status_code == 200, r.text
