@@ -72,6 +72,7 @@ class FlowContext:
         "last",
         "meta",
         "queue",
+        "reserved",
     )
 
     def __init__(
@@ -84,7 +85,8 @@ class FlowContext:
         self.followups: list[str] = []  # ids of the steps this attempt started (or waits on)
         # Its completion wrote new jobs of plain steps, which check the run after it.
         self.handed = False
-        self.claimed = 0  # step jobs its completion claimed, not yet in the run's count
+        self.claimed = 0  # step jobs it claimed, not yet in the run's count
+        self.reserved = False  # it added RESERVED to the run's count (engine.fire)
         self.last: asyncio.Future[None] | None = None  # its latest event, being written
         self._counts: dict[str, int] = {}
 

@@ -47,6 +47,9 @@ REENQUEUE_DELAY = 1.0
 # A run's count of live steps expires this long after its first step: a count started
 # anew is lower than the truth, which only makes steps look at the run again.
 COUNT_TTL = 7 * 86_400.0
+# Added to the count by a step's first emit, taken back at its end: while a step emits,
+# the steps it started cannot bring the count to zero, with one add per step, not per emit.
+RESERVED = 1 << 40
 
 
 class Engine:
@@ -139,14 +142,17 @@ class Engine:
         flow = self.graph.flows.get(meta.flow)
         try:
             if flow is not None and flow.counted():
-                if outcome.kind not in ("completed", "failed", "cancelled"):
+                final = outcome.kind in ("completed", "failed", "cancelled")
+                # The steps it started, less its reservation and (ended) itself.
+                delta = fc.claimed - (RESERVED if fc.reserved else 0) - final
+                key = keys.count_key(meta.run, meta.gen)
+                if not final:  # it runs again: what it started stays counted
+                    if delta:
+                        await self.client.backend.counter_add(key, delta, COUNT_TTL)
                     return
-                delta = fc.claimed - 1  # the steps it started, less itself
                 if outcome.kind == "completed" and fc.handed and delta == 0:
                     return  # its one follow-up took its place in the count
-                live = await self.client.backend.counter_add(
-                    keys.count_key(meta.run, meta.gen), delta, COUNT_TTL
-                )
+                live = await self.client.backend.counter_add(key, delta, COUNT_TTL)
                 if live > 0 and outcome.kind == "completed":
                     return
                 await self.check(meta.run, meta)
@@ -232,10 +238,10 @@ class Engine:
             if new is not None:
                 batch.append(new)
         if claims and flow.counted():
-            if occurrence == "done":
-                fc.claimed += claims  # added with the step's own end (``finished``)
-            else:  # an emit: counted before its steps exist, which may end meanwhile
-                await backend.counter_add(keys.count_key(meta.run, meta.gen), claims, COUNT_TTL)
+            fc.claimed += claims  # added with the step's own end (``finished``)
+            if occurrence != "done" and not fc.reserved:  # before its steps exist
+                await backend.counter_add(keys.count_key(meta.run, meta.gen), RESERVED, COUNT_TTL)
+                fc.reserved = True
         if batch:
             await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
             await self.client.submit_many(batch)
