@@ -135,6 +135,8 @@ class PostgresBackend(Backend):
         self._open_lock: asyncio.Lock | None = None
         # Concurrent enqueue calls share statements, on a few of the pool's connections.
         self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max))
+        # So do concurrent set_if_absent calls (a flow step's claims, one per step).
+        self._claims = GroupCommit(self._claim_many, lanes=min(2, self._pool_max))
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
@@ -193,6 +195,7 @@ class PostgresBackend(Backend):
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         self._group.close()
+        self._claims.close()
         await self.listener.stop()
         if pool is not None:
             await pool.close()
@@ -673,11 +676,34 @@ class PostgresBackend(Backend):
     async def set_if_absent(
         self, key: str, value: str, ttl: float | None = None, unless: str | None = None
     ) -> bool:
-        if unless is None:
-            params = {"k": key, "v": value, "ttl": _ttl(ttl)}
-            return bool(await self._rows(self._q.set_if_absent, params))
-        params = {"k": key, "v": value, "ttl": _ttl(ttl), "u": unless}
-        return bool(await self._rows(self._q.set_if_absent_unless, params))
+        (won,) = await self._claims.submit([(key, value, _ttl(ttl), unless)])
+        return won
+
+    async def _claim_many(self, claims: Sequence[_Claim]) -> list[bool]:
+        """set_if_absent calls in one statement. A key asked twice goes in once: its first
+        ask wins as it would in turn, the later ones lose."""
+        if len(claims) == 1:
+            key, value, ttl, unless = claims[0]
+            if unless is None:
+                params = {"k": key, "v": value, "ttl": ttl}
+                return [bool(await self._rows(self._q.set_if_absent, params))]
+            params = {"k": key, "v": value, "ttl": ttl, "u": unless}
+            return [bool(await self._rows(self._q.set_if_absent_unless, params))]
+        first: dict[str, int] = {}
+        for i, claim in enumerate(claims):
+            first.setdefault(claim[0], i)
+        sent = [claims[i] for i in first.values()]
+        rows = await self._rows(
+            self._q.set_if_absent_many,
+            {
+                "k": [c[0] for c in sent],
+                "v": [c[1] for c in sent],
+                "ttl": [c[2] for c in sent],
+                "u": [c[3] for c in sent],
+            },
+        )
+        won = {row[0] for row in rows}
+        return [c[0] in won and first[c[0]] == i for i, c in enumerate(claims)]
 
     async def kv_get(self, key: str) -> str | None:
         rows = await self._rows(self._q.kv_get, (key,))
@@ -779,6 +805,9 @@ async def _configure(conn: AnyConn) -> None:
 
 def _ttl(ttl: float | None) -> float | None:
     return None if ttl is None else float(ttl)
+
+
+_Claim = tuple[str, str, float | None, str | None]  # key, value, ttl, unless
 
 
 def _run(event: Event) -> str | None:

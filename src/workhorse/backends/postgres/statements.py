@@ -429,6 +429,23 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
 RETURNING 1"""
 
+    def set_if_absent_many(self) -> str:
+        """set_if_absent (with or without ``unless``) for several distinct keys at once,
+        inserted in key order, so two such statements never wait on each other in a cycle;
+        returns the keys set."""
+        return f"""
+INSERT INTO {self.s}.kv AS kv (key, value, expires_at)
+SELECT w.key, w.value, now() + make_interval(secs => w.ttl)
+FROM unnest(%(k)s::text[], %(v)s::text[], %(ttl)s::float8[], %(u)s::text[])
+     AS w(key, value, ttl, unless)
+WHERE w.unless IS NULL OR NOT EXISTS (
+  SELECT 1 FROM {self.s}.kv AS u
+  WHERE u.key = w.unless AND (u.expires_at IS NULL OR u.expires_at > now()))
+ORDER BY w.key
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+RETURNING kv.key"""
+
     def counter_add(self) -> str:
         expired = "(c.expires_at IS NOT NULL AND c.expires_at <= now())"
         return f"""
@@ -606,6 +623,7 @@ class Queries:
         self.paused = s.paused()
         self.set_if_absent = s.set_if_absent()
         self.set_if_absent_unless = s.set_if_absent_unless()
+        self.set_if_absent_many = s.set_if_absent_many()
         self.run_events = s.run_events()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
