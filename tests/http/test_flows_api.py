@@ -293,6 +293,7 @@ async def test_a_webhook_after_a_step_resumes_its_completion_over_http(
     run = await app.flows.start("handing", {"id": "p1"})
     wait = await waiting(http, run.id, "label")
     assert wait["phase"] == "after" and wait["webhook"] == f"/api/runs/{run.id}/webhooks/label"
+
     # The step ran (its wait is armed before its outcome is written); its completion,
     # and so the next step, waits for the webhook.
     async def labelled() -> Any:
