@@ -40,6 +40,24 @@ async def test_set_if_absent_without_ttl_stays(backend: Backend) -> None:
     assert await backend.set_if_absent("forever", "b", ttl=0.1) is False
 
 
+async def test_set_if_absent_unless_another_key_is_live(backend: Backend, peer: Backend) -> None:
+    assert await backend.set_if_absent("run:1:step:a", "x", unless="run:1:end") is True
+    assert await peer.set_if_absent("run:1:end", "cancelled") is True
+    # Refused while the other key is live, whether or not the key itself is there.
+    assert await backend.set_if_absent("run:1:step:b", "x", unless="run:1:end") is False
+    assert await backend.kv_get("run:1:step:b") is None
+    assert await backend.set_if_absent("run:1:step:a", "y", unless="run:1:end") is False
+    assert await backend.kv_get("run:1:step:a") == "x"
+    # An expired key no longer forbids.
+    assert await backend.set_if_absent("run:2:end", "failed", ttl=0.3) is True
+
+    async def free() -> bool:
+        return await peer.set_if_absent("run:2:step:a", "x", unless="run:2:end")
+
+    await eventually(free, "the forbidding key to expire")
+    assert await backend.kv_scan("run:2:step:") == {"run:2:step:a": "x"}
+
+
 async def test_counter_add_accumulates(backend: Backend, peer: Backend) -> None:
     assert await backend.counter_add("hits", 1) == 1
     assert await peer.counter_add("hits", 2) == 3

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from workhorse import Workhorse
-from workhorse.flows import FlowFailed
+from workhorse.flows import FlowFailed, keys
 
 from .support import eventually
 
@@ -97,6 +97,44 @@ async def test_fan_out_over_a_list_and_over_an_empty_list(app: Workhorse) -> Non
     assert [s.step for s in info.steps] == ["split"]
 
 
+async def test_an_open_flows_steps_look_at_the_run_only_when_it_may_be_over(
+    app: Workhorse,
+) -> None:
+    """A fan-out by emits is not closed: its run keeps a count of its live steps, and a
+    step reads the run's job index only when the count is down to zero, not after each."""
+
+    @app.task(name="spread", flow="spread", entry=True, emits=["part"])
+    async def spread(n: int, ctx: Any) -> int:
+        for i in range(n):
+            await ctx.flow.emit("part", i)
+        return n
+
+    @app.task(name="part", flow="spread", subscribes=["part"])
+    async def part(i: int) -> int:
+        return i
+
+    backend = app.backend
+    ours = asyncio.current_task()  # the test's own reads (run.wait) are not counted
+    scans: list[str] = []
+    real = backend.kv_scan
+
+    async def counted(prefix: str) -> dict[str, str]:
+        if asyncio.current_task() is not ours:
+            scans.append(prefix)
+        return await real(prefix)
+
+    setattr(backend, "kv_scan", counted)  # noqa: B010 (counts calls, the store answers)
+    try:
+        await app.start_worker(concurrency=4)
+        run = await app.flows.start("spread", 20)
+        info = await run.wait(timeout=10)
+    finally:
+        delattr(backend, "kv_scan")
+    assert info.state == "completed"
+    assert sorted(s.output for s in info.step("part")) == list(range(20))
+    assert 1 <= scans.count(keys.job_prefix(run.id)) <= 2  # was one per part: 20
+
+
 def branches(app: Workhorse, flow: str, ran: list[str]) -> None:
     @app.task(name=f"{flow}_start", flow=flow, entry=True)
     async def start(data: Any) -> Any:
@@ -170,6 +208,34 @@ async def test_cancel_stops_running_and_queued_steps(app: Workhorse) -> None:
     with pytest.raises(FlowFailed):
         await run.result(timeout=1)
     assert not await app.flows.cancel(run.id)  # ended already
+
+
+async def test_a_step_that_completes_after_its_run_was_cancelled_starts_nothing(
+    app: Workhorse,
+) -> None:
+    ran: list[str] = []
+
+    @app.task(name="quit", flow="quitting", entry=True)
+    async def quit_(data: Any, ctx: Any) -> Any:
+        await ctx.flow.cancel()
+        return data  # completes: its lease learns of the cancel only at renewal
+
+    @app.task(name="after_quit", flow="quitting", subscribes=["step:quit"])
+    async def after_quit(data: Any) -> Any:
+        ran.append("after_quit")
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("quitting", 1)
+    assert (await run.wait(timeout=5)).state == "cancelled"
+
+    async def quit_done() -> bool:
+        steps = (await app.flows.get(run.id)).steps
+        return bool(steps) and steps[0].state in ("completed", "cancelled")
+
+    await eventually(quit_done, "the quitting step to finish")
+    await asyncio.sleep(0.3)
+    assert [s.step for s in (await app.flows.get(run.id)).steps] == ["quit"]
+    assert ran == []
 
 
 async def test_a_join_fires_once_under_concurrent_completions(app: Workhorse) -> None:

@@ -74,6 +74,19 @@ def define(app: Workhorse) -> None:
     async def answer(data: Any) -> Any:
         return data["signal"]
 
+    @app.task(
+        name="label",
+        flow="handing",
+        entry=True,
+        wait={"after": {"webhook": {}, "timeout": 60}},
+    )
+    async def label(data: Any) -> Any:
+        return {"parcel": data["id"]}
+
+    @app.task(name="handed", flow="handing", subscribes=["step:label"])
+    async def handed(data: Any) -> Any:
+        return data
+
 
 @pytest.fixture
 async def served(backend: Backend) -> AsyncIterator[tuple[Workhorse, httpx.AsyncClient]]:
@@ -273,6 +286,32 @@ async def test_an_unsigned_webhook_wait_needs_a_write_token(
     assert await run.result(timeout=10) == {"answer": {"a": 2}}
 
 
+async def test_a_webhook_after_a_step_resumes_its_completion_over_http(
+    served: tuple[Workhorse, httpx.AsyncClient],
+) -> None:
+    app, http = served
+    run = await app.flows.start("handing", {"id": "p1"})
+    wait = await waiting(http, run.id, "label")
+    assert wait["phase"] == "after" and wait["webhook"] == f"/api/runs/{run.id}/webhooks/label"
+
+    # The step ran (its wait is armed before its outcome is written); its completion,
+    # and so the next step, waits for the webhook.
+    async def labelled() -> Any:
+        steps = {s["step"]: s for s in (await run_of(http, run.id))["steps"]}
+        return steps if steps["label"]["output"] is not None else None
+
+    steps = await eventually(labelled, "the label step's output")
+    assert set(steps) == {"label"} and steps["label"]["output"] == {"parcel": "p1"}
+    r = await http.post(wait["webhook"], json={"carrier": "ups"}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    assert r.json()["resumed"] == 1
+    assert await run.result(timeout=10) == {
+        "handed": {"output": {"parcel": "p1"}, "signal": {"carrier": "ups"}}
+    }
+    r = await http.post(wait["webhook"], json={"carrier": "ups"}, headers=WRITE)
+    assert r.status_code == 409 and r.json()["error"]["type"] == "NotWaiting"
+
+
 async def test_an_idempotency_key_starts_one_run(
     served: tuple[Workhorse, httpx.AsyncClient],
 ) -> None:
@@ -311,4 +350,4 @@ async def test_auth_refusals_and_404s(served: tuple[Workhorse, httpx.AsyncClient
     assert r.status_code == 401
     r = await http.post("/api/signals/webhook", json={}, headers=WRITE)
     assert r.status_code == 400
-    assert app.flows.names() == ["asking", "diamond", "paying"]
+    assert app.flows.names() == ["asking", "diamond", "handing", "paying"]

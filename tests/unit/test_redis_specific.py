@@ -170,6 +170,31 @@ async def test_event_log_is_capped_and_ids_keep_rising() -> None:
         await b.close()
 
 
+async def test_a_runs_event_stream_goes_once_the_log_dropped_its_events(
+    raw: aioredis.Redis,
+) -> None:
+    require_service("redis", "127.0.0.1", 6379)
+    prefix = f"whu{uuid.uuid4().hex[:12]}"
+    b = RedisBackend(f"{REDIS_URL}?prefix={prefix}&max_events=100")
+    await b.open()
+    try:
+        await b.publish([Event("step.completed", data={"run": "old", "n": n}) for n in range(3)])
+        assert await raw.exists(f"{{{prefix}}}:rev:old") == 1
+        await asyncio.sleep(0.01)  # a later millisecond than the run's events
+        for _ in range(10):
+            await b.publish([Event("x.happened", data={"n": i}) for i in range(100)])
+        await b.publish([Event("flow.started", data={"run": "new"})])
+        # The log kept about its cap, none of the old run's: its stream went with them.
+        assert not [e for e in await settled_log(b) if e.data.get("run") == "old"]
+        assert await raw.exists(f"{{{prefix}}}:rev:old") == 0
+        assert await raw.zscore(f"{{{prefix}}}:revs", "old") is None
+        assert await b.run_events("old") == []
+        assert [e.type for e in await b.run_events("new")] == ["flow.started"]
+    finally:
+        await b.drop()
+        await b.close()
+
+
 async def test_wait_for_jobs_blocks_until_an_enqueue(backend: RedisBackend) -> None:
     peer = RedisBackend(backend.url)
     await peer.open()

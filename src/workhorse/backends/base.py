@@ -212,7 +212,11 @@ class Backend(abc.ABC):
 
     # -- coordination ------------------------------------------------------------------
     @abc.abstractmethod
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool: ...
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        """Set ``key`` unless it is live; with ``unless``, also not while that key is
+        live (checked in the same step). True when this call set it."""
 
     @abc.abstractmethod
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int: ...
@@ -273,6 +277,19 @@ class Backend(abc.ABC):
             if len(batch) < 10_000:
                 break
         return cursor
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The events ``publish`` wrote with ``data["run"] == run`` (a flow run's) and
+        ``id > after``, oldest first, as ``events`` holds them. This default walks the log;
+        a store keeps them by run, so the read costs the same however many runs wrote."""
+        out: list[Event] = []
+        cursor = after
+        while len(out) < limit and (batch := await self.events(cursor, 1000)):
+            cursor = batch[-1].id
+            out += [e for e in batch if e.data.get("run") == run]
+            if len(batch) < 1000:
+                break
+        return out[:limit]
 
     @abc.abstractmethod
     async def beat(self, info: WorkerInfo, ttl: float) -> None: ...

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from workhorse.errors import BackendError
-from workhorse.job import EnqueueResult, NewJob
 
-Run = Callable[[Sequence[NewJob]], Awaitable[list[EnqueueResult]]]
-_Waiting = tuple[Sequence[NewJob], "asyncio.Future[list[EnqueueResult]]"]
+In = TypeVar("In")  # what a call sends (a job)
+R = TypeVar("R")  # what it gets back for each (its enqueue result)
 
 
-class GroupCommit:
+class GroupCommit(Generic[In, R]):
     """``lanes`` writes at most in flight for enqueue; ``cap`` jobs at most per shared
     write (a longer wait is split). ``unknown``: the errors after which the write may or
     may not have been applied (a lost connection, a timeout); each caller gets such an
@@ -30,7 +30,7 @@ class GroupCommit:
 
     def __init__(
         self,
-        run: Run,
+        run: Callable[[Sequence[In]], Awaitable[list[R]]],
         lanes: int,
         unknown: tuple[type[BaseException], ...] = (BackendError,),
         cap: int = 1000,
@@ -46,10 +46,10 @@ class GroupCommit:
         self._gather = gather
         self._kick_due = False
         self._busy = 0
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[tuple[Sequence[In], asyncio.Future[list[R]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    async def submit(self, jobs: Sequence[In]) -> list[R]:
         free = self._busy == 0 if self._gather else self._busy < self._lanes
         if free and not self._waiting:
             self._busy += 1
@@ -59,7 +59,7 @@ class GroupCommit:
                 self._busy -= 1
                 self._next()
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[EnqueueResult]] = loop.create_future()
+        fut: asyncio.Future[list[R]] = loop.create_future()
         self._waiting.append((jobs, fut))
         if not self._gather:
             self._next()
@@ -75,7 +75,7 @@ class GroupCommit:
     def _next(self) -> None:
         """Start a shared statement for the waiting calls if a lane is free."""
         while self._waiting and self._busy < self._lanes:
-            batch: list[_Waiting] = []
+            batch: list[tuple[Sequence[In], asyncio.Future[list[R]]]] = []
             size = 0
             while self._waiting and (not batch or size + len(self._waiting[0][0]) <= self._cap):
                 jobs, fut = self._waiting.pop(0)
@@ -89,7 +89,7 @@ class GroupCommit:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _shared(self, batch: list[_Waiting]) -> None:
+    async def _shared(self, batch: list[tuple[Sequence[In], asyncio.Future[list[R]]]]) -> None:
         try:
             await self._settle(batch)
         except BaseException as exc:  # cancelled (the backend closes): nobody waits forever
@@ -101,7 +101,7 @@ class GroupCommit:
             self._busy -= 1
             self._next()
 
-    async def _settle(self, batch: list[_Waiting]) -> None:
+    async def _settle(self, batch: list[tuple[Sequence[In], asyncio.Future[list[R]]]]) -> None:
         if len(batch) == 1:
             await self._answer(batch[0])
             return
@@ -136,7 +136,7 @@ class GroupCommit:
         for task in self._tasks:
             task.cancel()
 
-    async def _answer(self, item: _Waiting) -> None:
+    async def _answer(self, item: tuple[Sequence[In], asyncio.Future[list[R]]]) -> None:
         jobs, fut = item
         try:
             result = await self._run(jobs)

@@ -62,7 +62,18 @@ class Engine(Protocol):
 class FlowContext:
     """``ctx.flow`` of a step's attempt."""
 
-    __slots__ = ("_counts", "engine", "followups", "handed", "job_id", "last", "meta", "queue")
+    __slots__ = (
+        "_counts",
+        "claimed",
+        "engine",
+        "followups",
+        "handed",
+        "job_id",
+        "last",
+        "meta",
+        "queue",
+        "reserved",
+    )
 
     def __init__(
         self, engine: Engine, meta: StepMeta, job_id: str, queue: str | None = None
@@ -74,6 +85,8 @@ class FlowContext:
         self.followups: list[str] = []  # ids of the steps this attempt started (or waits on)
         # Its completion wrote new jobs of plain steps, which check the run after it.
         self.handed = False
+        self.claimed = 0  # step jobs it claimed, not yet in the run's count
+        self.reserved = False  # it added RESERVED to the run's count (engine.fire)
         self.last: asyncio.Future[None] | None = None  # its latest event, being written
         self._counts: dict[str, int] = {}
 

@@ -44,6 +44,13 @@ def _purged(marker: dict[str, Any], now: float) -> bool:
 # A step whose follow-ups could not be written is tried again this soon, attempt refunded.
 REENQUEUE_DELAY = 1.0
 
+# A run's count of live steps expires this long after its first step: a count started
+# anew is lower than the truth, which only makes steps look at the run again.
+COUNT_TTL = 7 * 86_400.0
+# Added to the count by a step's first emit, taken back at its end: while a step emits,
+# the steps it started cannot bring the count to zero, with one add per step, not per emit.
+RESERVED = 1 << 40
+
 
 class Engine:
     def __init__(self, client: Client, graph: Graph) -> None:
@@ -78,18 +85,21 @@ class Engine:
         self.note(fc, "step.started", attempt=lease.attempts)
         outcome = await attempt()
         if outcome.kind == "completed":
-            # Stored before its follow-ups start, so the run's events read in cause order.
-            await self.note(fc, "step.completed", attempt=lease.attempts)
+            # Written while the follow-ups are claimed; stored before they exist (``fire``
+            # waits for it), so the run's events read in cause order.
+            self.note(fc, "step.completed", attempt=lease.attempts)
             try:
                 data = None if outcome.result is None else codec.loads(outcome.result)
                 step = self.graph.step(meta.flow, meta.step)
                 if step is not None and step.after is not None:  # its completion fires later
+                    await fc.noted()
                     given = codec.loads(lease.data)
                     await self.waits.start_after(
                         meta.run, meta.gen, step, lease.job_id, given, data
                     )
                 else:
                     await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
+                    await fc.noted()  # its events are stored before its outcome
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
@@ -122,13 +132,31 @@ class Engine:
         """After a step's outcome is written, check whether it was the run's last, unless
         the step itself tells: a closed flow's last step ends the run; a step that handed
         off to new jobs of plain steps leaves the check to them (theirs counts it done);
-        a step whose follow-ups finished before its outcome was written checks."""
+        in a counted flow, a step checks only when the run's count of live steps, with
+        its own end and the steps it started, is down to zero; otherwise a step whose
+        follow-ups finished before its outcome was written checks."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
             return
         meta = fc.meta
         flow = self.graph.flows.get(meta.flow)
         try:
+            if flow is not None and flow.counted():
+                final = outcome.kind in ("completed", "failed", "cancelled")
+                # The steps it started, less its reservation and (ended) itself.
+                delta = fc.claimed - (RESERVED if fc.reserved else 0) - final
+                key = keys.count_key(meta.run, meta.gen)
+                if not final:  # it runs again: what it started stays counted
+                    if delta:
+                        await self.client.backend.counter_add(key, delta, COUNT_TTL)
+                    return
+                if outcome.kind == "completed" and fc.handed and delta == 0:
+                    return  # its one follow-up took its place in the count
+                live = await self.client.backend.counter_add(key, delta, COUNT_TTL)
+                if live > 0 and outcome.kind == "completed":
+                    return
+                await self.check(meta.run, meta)
+                return
             if outcome.kind == "completed":
                 last = None if flow is None else flow.last()
                 if last == meta.step:
@@ -172,35 +200,51 @@ class Engine:
         if not subs:
             return
         backend = self.client.backend
-        if await backend.kv_get(keys.end_key(meta.run, meta.gen)) is not None:
-            return  # the run ended (cancelled, failed): start nothing more
+        end = keys.end_key(meta.run, meta.gen)
+        # A plain step's index entry is refused once the run ended (cancelled, failed), in
+        # the same call; a wait is armed by other writes, so its run is asked first.
+        if any(waits_for_signal(s) for s in subs) and await backend.kv_get(end) is not None:
+            return
         fresh = True
+        claims = 0  # step jobs this call claimed (a counted flow counts them live)
         batch: list[tuple[Task[Any, Any], NewJob]] = []  # written in one round trip
         for step in subs:
             if step.join:
                 prefix = keys.input_prefix(meta.run, meta.gen, step.name)
-                await backend.set_if_absent(prefix + trigger, codec.dumps(data).decode())
+                await backend.set_if_absent(
+                    prefix + trigger, codec.dumps(data).decode(), unless=end
+                )
                 got = await backend.kv_scan(prefix)
                 inputs = {k[len(prefix) :]: codec.loads(v) for k, v in got.items()}
                 fresh = False
                 if set(step.subscribes) <= set(inputs):
                     # Every input's writer may get here; the derived id starts the join once.
                     joined = {t: inputs[t] for t in step.subscribes}
-                    await self.begin(meta.run, meta.gen, step, joined, "join")
+                    await fc.noted()  # the step's events before the join exists
+                    claims += await self.begin(meta.run, meta.gen, step, joined, "join")
                     fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
                 continue
             cause = (fc.job_id, trigger, occurrence)
             fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, *cause))
             if waits_for_signal(step):
+                await fc.noted()  # a signal stored before may start the step at once
                 fresh = await self.waits.start(meta.run, meta.gen, step, data, cause) and fresh
                 continue
             claimed, new = await self.claim_step(
                 meta.run, meta.gen, step, data, cause, await self.due(step)
             )
             fresh = claimed and fresh
+            claims += claimed
             if new is not None:
                 batch.append(new)
-        await self.client.submit_many(batch)
+        if claims and flow.counted():
+            fc.claimed += claims  # added with the step's own end (``finished``)
+            if occurrence != "done" and not fc.reserved:  # before its steps exist
+                await backend.counter_add(keys.count_key(meta.run, meta.gen), RESERVED, COUNT_TTL)
+                fc.reserved = True
+        if batch:
+            await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
+            await self.client.submit_many(batch)
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
         fc.handed = occurrence == "done" and fresh and meta.step in flow.shape().handoff
@@ -262,9 +306,14 @@ class Engine:
         before the job: a run with an entry is not over."""
         job_id = keys.step_job_id(run, gen, step.name, *cause)
         # Claimed before: by this same cause run again, or by a writer killed before its
-        # enqueue. Only a missing record is written again.
-        claimed = await self.index_step(run, gen, step, job_id)
-        if not claimed and await self.client.backend.get(job_id) is not None:
+        # enqueue; or refused: the run ended. Only a missing record of a live run is
+        # written again.
+        claimed = await self.index_step(run, gen, step, job_id, live=True)
+        backend = self.client.backend
+        if not claimed and (
+            await backend.get(job_id) is not None
+            or await backend.kv_get(keys.end_key(run, gen)) is not None
+        ):
             return False, None
         task = self.client.registry.get_task(step.name)
         flow = self.graph.flows.get(step.flow)
@@ -275,12 +324,16 @@ class Engine:
         )
         return claimed, (task, new)
 
-    async def index_step(self, run: str, gen: int, step: Step, job_id: str) -> bool:
+    async def index_step(
+        self, run: str, gen: int, step: Step, job_id: str, live: bool = False
+    ) -> bool:
         """Add the step's job to the run's index (a run with an entry is not over); False
-        when it was there already."""
+        when it was there already, or (``live``) when the run's generation ended."""
         marker = {"flow": step.flow, "step": step.name, "gen": gen, "at": time.time()}
         return await self.client.backend.set_if_absent(
-            keys.job_key(run, job_id), codec.dumps(marker).decode()
+            keys.job_key(run, job_id),
+            codec.dumps(marker).decode(),
+            unless=keys.end_key(run, gen) if live else None,
         )
 
     # -- ending runs -----------------------------------------------------------------------
@@ -376,7 +429,12 @@ class Engine:
         return rec.id
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
-        for step in flow.entries():
+        entries = flow.entries()
+        if flow.counted():  # counted before they exist, so none ends uncounted
+            await self.client.backend.counter_add(
+                keys.count_key(rec.id, rec.gen), len(entries), COUNT_TTL
+            )
+        for step in entries:
             await self.begin(rec.id, rec.gen, step, rec.input, "entry")
 
     async def cancel_run(self, run: str) -> bool:

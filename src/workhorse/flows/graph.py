@@ -56,6 +56,12 @@ class FlowDef:
         and a failure fails the run (else the other branches may go on)."""
         return self.shape().last if self.on_failure == "fail" else None
 
+    def counted(self) -> bool:
+        """Its runs keep a count of their live steps: no last step ends them (see
+        ``last``) and no step waits, so a step looks at its run only when the count says
+        it may be over (``Engine.finished``)."""
+        return self.last() is None and not self.shape().waits
+
     def shape(self) -> Shape:
         """What a finishing step can tell about its run from the definition alone (kept
         until the flow changes)."""

@@ -99,6 +99,12 @@ def stall_key(run: str, last: float) -> str:
     return f"{PREFIX}stall:{run}:{last:.6f}"
 
 
+def count_key(run: str, gen: int) -> str:
+    """A counter (apart from the kv keys): the live steps of the run's generation, in a
+    flow that is neither closed nor waiting (``FlowDef.counted``)."""
+    return f"{PREFIX}count:{run}:{gen}"
+
+
 def live_prefix() -> str:
     """Runs not yet ended, one key each: what the workers' sweep reads."""
     return f"{PREFIX}live:"

@@ -112,6 +112,7 @@ class MemoryBackend(Backend):
         self._kv = KeyValues(clock)
         self._events: deque[Event] = deque()
         self._by_job: dict[str, deque[Event]] = {}  # each job's events in the log, oldest first
+        self._run_events: dict[str, deque[Event]] = {}  # published events by data["run"]
         self._max_events = max_events
         self._trim_at = max_events + min(1000, max_events)  # trims amortised over 1,000 events
         self._event_ids = itertools.count(1)
@@ -156,6 +157,7 @@ class MemoryBackend(Backend):
                 mine.popleft()
                 if not mine:
                     del self._by_job[gone.job_id]
+            self._unindex_run_event(gone)
 
     def _schedule(self, rec: _Rec, now: float) -> None:
         if rec.run_at <= now:
@@ -658,7 +660,11 @@ class MemoryBackend(Backend):
         return set(self._paused)
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        if unless is not None and self._kv.get(unless) is not None:
+            return False
         return self._kv.set_if_absent(key, value, ttl)
 
     async def kv_get(self, key: str) -> str | None:
@@ -683,19 +689,33 @@ class MemoryBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         now = self._clock()
         for ev in events:
-            self._log(
-                Event(
-                    ev.type,
-                    ev.job_id,
-                    ev.task,
-                    ev.queue,
-                    ev.data,
-                    ev.at or now,
-                    next(self._event_ids),
-                )
+            stored = Event(
+                ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(self._event_ids)
             )
+            self._log(stored)
+            self._index_run_event(stored)
         if len(self._events) > self._trim_at:
             self._trim_events()
+
+    def _index_run_event(self, ev: Event) -> None:
+        run = ev.data.get("run") if ev.data else None
+        if isinstance(run, str):
+            self._run_events.setdefault(run, deque()).append(ev)
+
+    def _unindex_run_event(self, ev: Event) -> None:
+        # The log drops its oldest first, so a run's oldest indexed event is this one.
+        run = ev.data.get("run") if ev.data else None
+        if not isinstance(run, str):
+            return
+        held = self._run_events.get(run)
+        if held and held[0] is ev:
+            held.popleft()
+            if not held:
+                del self._run_events[run]
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        held = self._run_events.get(run, ())
+        return [ev for ev in held if ev.id > after][:limit]
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         out = []

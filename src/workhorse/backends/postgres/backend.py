@@ -145,6 +145,8 @@ class PostgresBackend(Backend):
         self._open_lock: asyncio.Lock | None = None
         # Concurrent enqueue calls share statements, on a few of the pool's connections.
         self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max), gather=True)
+        # So do concurrent set_if_absent calls (a flow step's claims, one per step).
+        self._claims = GroupCommit(self._claim_many, lanes=min(2, self._pool_max))
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
@@ -203,6 +205,7 @@ class PostgresBackend(Backend):
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         self._group.close()
+        self._claims.close()
         await self.listener.stop()
         await self.finishes.stop()
         if pool is not None:
@@ -699,9 +702,37 @@ class PostgresBackend(Backend):
         return {row[0] for row in await self._rows(self._q.paused)}
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        rows = await self._rows(self._q.set_if_absent, {"k": key, "v": value, "ttl": _ttl(ttl)})
-        return bool(rows)
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        (won,) = await self._claims.submit([(key, value, _ttl(ttl), unless)])
+        return won
+
+    async def _claim_many(self, claims: Sequence[_Claim]) -> list[bool]:
+        """set_if_absent calls in one statement. A key asked twice goes in once: its first
+        ask wins as it would in turn, the later ones lose."""
+        if len(claims) == 1:
+            key, value, ttl, unless = claims[0]
+            if unless is None:
+                params = {"k": key, "v": value, "ttl": ttl}
+                return [bool(await self._rows(self._q.set_if_absent, params))]
+            params = {"k": key, "v": value, "ttl": ttl, "u": unless}
+            return [bool(await self._rows(self._q.set_if_absent_unless, params))]
+        first: dict[str, int] = {}
+        for i, claim in enumerate(claims):
+            first.setdefault(claim[0], i)
+        sent = [claims[i] for i in first.values()]
+        rows = await self._rows(
+            self._q.set_if_absent_many,
+            {
+                "k": [c[0] for c in sent],
+                "v": [c[1] for c in sent],
+                "ttl": [c[2] for c in sent],
+                "u": [c[3] for c in sent],
+            },
+        )
+        won = {row[0] for row in rows}
+        return [c[0] in won and first[c[0]] == i for i, c in enumerate(claims)]
 
     async def kv_get(self, key: str) -> str | None:
         rows = await self._rows(self._q.kv_get, (key,))
@@ -739,8 +770,16 @@ class PostgresBackend(Backend):
                 [e.queue for e in events],
                 [_dumps(e.data or {}) for e in events],
                 [e.at or None for e in events],
+                [_run(e) for e in events],
             ),
         )
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        rows = await self._rows(self._q.run_events, (run, after, max(0, limit)))
+        return [
+            Event(type_, job_id, task, queue, data or {}, float(at), int(id_))
+            for id_, type_, job_id, task, queue, data, at in rows
+        ]
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = await self._rows(self._q.events, (after, max(0, limit)))
@@ -818,6 +857,15 @@ def _records(payloads: Mapping[str, str]) -> list[Job]:
 
 def _ttl(ttl: float | None) -> float | None:
     return None if ttl is None else float(ttl)
+
+
+_Claim = tuple[str, str, float | None, str | None]  # key, value, ttl, unless
+
+
+def _run(event: Event) -> str | None:
+    """The flow run an event belongs to (its ``data["run"]``), kept in its own column."""
+    run = event.data.get("run") if event.data else None
+    return run if isinstance(run, str) else None
 
 
 def _nul_refused(exc: psycopg.DataError) -> Exception:

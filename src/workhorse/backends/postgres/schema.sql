@@ -88,9 +88,11 @@ CREATE TABLE events (
     task text,
     queue text,
     data jsonb NOT NULL DEFAULT '{}',
-    at timestamptz NOT NULL DEFAULT now()
+    at timestamptz NOT NULL DEFAULT now(),
+    run text  -- a flow run's events (data->>'run'), read by run: see 0012
 );
 CREATE INDEX events_job_idx ON events (job_id, id) WHERE job_id IS NOT NULL;
+CREATE INDEX events_run_idx ON events (run, id) WHERE run IS NOT NULL;
 
 CREATE TABLE workers (
     id text PRIMARY KEY,

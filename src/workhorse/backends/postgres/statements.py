@@ -469,6 +469,35 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
 RETURNING 1"""
 
+    def set_if_absent_unless(self) -> str:
+        """set_if_absent, but nothing while the key %(u)s is live (a run's end marker)."""
+        return f"""
+INSERT INTO {self.s}.kv AS kv (key, value, expires_at)
+SELECT %(k)s, %(v)s, now() + make_interval(secs => %(ttl)s)
+WHERE NOT EXISTS (
+  SELECT 1 FROM {self.s}.kv AS u
+  WHERE u.key = %(u)s AND (u.expires_at IS NULL OR u.expires_at > now()))
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+RETURNING 1"""
+
+    def set_if_absent_many(self) -> str:
+        """set_if_absent (with or without ``unless``) for several distinct keys at once,
+        inserted in key order, so two such statements never wait on each other in a cycle;
+        returns the keys set."""
+        return f"""
+INSERT INTO {self.s}.kv AS kv (key, value, expires_at)
+SELECT w.key, w.value, now() + make_interval(secs => w.ttl)
+FROM unnest(%(k)s::text[], %(v)s::text[], %(ttl)s::float8[], %(u)s::text[])
+     AS w(key, value, ttl, unless)
+WHERE w.unless IS NULL OR NOT EXISTS (
+  SELECT 1 FROM {self.s}.kv AS u
+  WHERE u.key = w.unless AND (u.expires_at IS NULL OR u.expires_at > now()))
+ORDER BY w.key
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+RETURNING kv.key"""
+
     def counter_add(self) -> str:
         expired = "(c.expires_at IS NOT NULL AND c.expires_at <= now())"
         return f"""
@@ -508,11 +537,20 @@ RETURNING kv.key"""
     # -- events and workers ------------------------------------------------------------
     def publish(self) -> str:
         return f"""
-INSERT INTO {self.s}.events (type, job_id, task, queue, data, at)
-SELECT t.type, t.job_id, t.task, t.queue, t.data, coalesce(to_timestamp(t.at), now())
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::float8[])
-     WITH ORDINALITY AS t(type, job_id, task, queue, data, at, ord)
+INSERT INTO {self.s}.events (type, job_id, task, queue, data, at, run)
+SELECT t.type, t.job_id, t.task, t.queue, t.data, coalesce(to_timestamp(t.at), now()), t.run
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::float8[],
+            %s::text[])
+     WITH ORDINALITY AS t(type, job_id, task, queue, data, at, run, ord)
 ORDER BY t.ord"""
+
+    def run_events(self) -> str:
+        # As events(): only transactions older than every one in flight, so a reader that
+        # resumes after an id never misses an event of the run committed later.
+        return f"""
+SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
+WHERE run = %s AND id > %s AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY id LIMIT %s"""
 
     def events(self) -> str:
         # Only events of transactions older than every transaction still in flight: an
@@ -643,6 +681,9 @@ class Queries:
         self.resume = s.resume()
         self.paused = s.paused()
         self.set_if_absent = s.set_if_absent()
+        self.set_if_absent_unless = s.set_if_absent_unless()
+        self.set_if_absent_many = s.set_if_absent_many()
+        self.run_events = s.run_events()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
         self.kv_extend = s.kv_extend()

@@ -63,6 +63,12 @@ def _num(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _run(ev: Event) -> str:
+    """The flow run an event belongs to (its ``data["run"]``), '' for none."""
+    run = ev.data.get("run") if ev.data else None
+    return run if isinstance(run, str) else ""
+
+
 def _cursor(entry_id: bytes) -> int:
     """A stream entry id <ms>-<seq> as the event log's integer cursor."""
     ms, _, seq = entry_id.partition(b"-")
@@ -478,9 +484,11 @@ class RedisBackend(RedisWaiting):
         return {q for q, flag in zip(queues, flags, strict=True) if flag}
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
         px = "" if ttl is None else max(1, round(ttl * 1000))
-        return bool(await self._call("kv", "", "setnx", key, value, px))
+        return bool(await self._call("kv", "", "setnx", key, value, px, unless or ""))
 
     async def kv_get(self, key: str) -> str | None:
         raw = await self._conn().call("GET", self._g + "kv:" + key)
@@ -521,6 +529,7 @@ class RedisBackend(RedisWaiting):
                     ev.queue or "",
                     codec.dumps(ev.data),
                     repr(float(ev.at)) if ev.at else "",
+                    _run(ev),
                 )
             )
         if args:
@@ -585,6 +594,24 @@ class RedisBackend(RedisWaiting):
                     cut += 1
             merged = merged[:cut]
         return [_event(cursor, flat) for cursor, _, flat in merged]
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The run's own stream (publish.lua), below the server's current millisecond as
+        ``events`` reads, so a reader resuming after an id misses nothing."""
+        if limit <= 0:
+            return []
+        ms, seq = divmod(max(0, int(after)), 1_000_000)
+        read = ("XRANGE", self._g + "rev:" + run, f"({ms}-{seq}", "+", "COUNT", limit)
+        horizon, (entries,) = await self._conn().read_after_time([read])
+        if isinstance(entries, Exception):
+            raise entries
+        out = []
+        for entry_id, flat in entries:
+            cursor = _cursor(entry_id)
+            if cursor // 1_000_000 >= horizon:
+                break
+            out.append(_event(cursor, flat))
+        return out
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         record = codec.dumps(

@@ -26,6 +26,7 @@ from workhorse.backends.sqlite.connection import Database, path_from_url
 from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, published_rows
 from workhorse.backends.sqlite.events import read as read_events
 from workhorse.backends.sqlite.events import read_job as read_job_events
+from workhorse.backends.sqlite.events import read_run as read_run_events
 from workhorse.backends.sqlite.reads import any_expired, counts, due_in, query_select
 from workhorse.backends.sqlite.reclaim import reclaim
 from workhorse.backends.sqlite.rows import decode, public_state, salvage, to_json
@@ -716,8 +717,12 @@ class SQLiteBackend(Backend):
         )
 
     # -- coordination ------------------------------------------------------------------
-    async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        return await self._db.write(coordination.set_if_absent, self._clock, key, value, ttl)
+    async def set_if_absent(
+        self, key: str, value: str, ttl: float | None = None, unless: str | None = None
+    ) -> bool:
+        return await self._db.write(
+            coordination.set_if_absent, self._clock, key, value, ttl, unless
+        )
 
     async def kv_get(self, key: str) -> str | None:
         return await self._db.read(coordination.kv_get, self._clock, key)
@@ -752,6 +757,9 @@ class SQLiteBackend(Backend):
 
     async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
         return await self._db.read(read_job_events, job_id, max(0, limit))
+
+    async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        return await self._db.read(read_run_events, run, after, limit)
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         await self._db.write(coordination.beat, self._clock, info, ttl)

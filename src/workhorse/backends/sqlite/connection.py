@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from workhorse.backends.sqlite import schema
 from workhorse.errors import BackendError, ConfigError
@@ -39,6 +41,19 @@ def path_from_url(url: str) -> str:
     return os.path.abspath(path)
 
 
+_Write = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+
+
+def _answer(batch: list[_Write], answers: list[tuple[bool, Any]]) -> None:
+    for (_, _, done), (ok, value) in zip(batch, answers, strict=True):
+        if done.done():
+            continue
+        if ok:
+            done.set_result(value)
+        else:
+            done.set_exception(value)
+
+
 def is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -58,6 +73,10 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock: asyncio.Lock | None = None
+        # Writes waiting for the database thread; it takes all of them at once (see _drain).
+        self._writes: list[_Write] = []
+        self._draining = False
+        self._mutex = threading.Lock()
 
     @property
     def is_open(self) -> bool:
@@ -164,12 +183,6 @@ class Database:
             raise BackendError("the SQLite backend was closed while a call was queued")
         return self.retry(lambda: fn(conn, *args))
 
-    def _tx(self, fn: Callable[..., T], *args: Any) -> T:
-        conn = self._conn
-        if conn is None:
-            raise BackendError("the SQLite backend was closed while a call was queued")
-        return self.tx_on(conn, fn, *args)
-
     # -- from the event loop -----------------------------------------------------------
     async def _call(self, runner: Callable[..., T], fn: Callable[..., T], *args: Any) -> T:
         executor = self._executor
@@ -184,8 +197,66 @@ class Database:
             raise BackendError(f"SQLite error on {self.path}: {exc}") from exc
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one write transaction on the database thread."""
-        return await self._call(self._tx, fn, *args)
+        """Run ``fn(conn, *args)`` in a write transaction on the database thread, answered
+        once it is committed. Writes that wait while the thread is busy share one
+        transaction (group commit): one commit and one hop to the thread for all of them."""
+        executor = self._executor
+        if executor is None:
+            raise BackendError(
+                f"the SQLite backend for {self.path} is not open; call await backend.open() "
+                "(or use the app, which opens it)"
+            )
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        with self._mutex:
+            self._writes.append((fn, args, done))
+            start, self._draining = not self._draining, True
+        if start:
+            try:
+                executor.submit(self._drain, loop)
+            except RuntimeError:  # closed meanwhile: nothing will take the queued writes
+                self._drain_closed()
+        try:
+            return cast(T, await done)
+        except sqlite3.Error as exc:
+            raise BackendError(f"SQLite error on {self.path}: {exc}") from exc
+
+    def _drain_closed(self) -> None:
+        with self._mutex:
+            batch, self._writes, self._draining = self._writes, [], False
+        closed = BackendError("the SQLite backend was closed while a call was queued")
+        _answer(batch, [(False, closed)] * len(batch))
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the database thread: the writes queued so far, in one transaction. If one of
+        them raises, the transaction is rolled back and each runs alone, so only the one
+        that failed gets its error (writes may run again: a busy file retries them too)."""
+        with self._mutex:
+            batch, self._writes, self._draining = self._writes, [], False
+        batch = [w for w in batch if not w[2].done()]  # a caller that gave up: not written
+        if not batch:
+            return
+        answers: list[tuple[bool, Any]] = []
+        conn = self._conn
+        if conn is None:
+            closed = BackendError("the SQLite backend was closed while a call was queued")
+            answers = [(False, closed)] * len(batch)
+        elif len(batch) > 1:
+            try:
+                results = self.tx_on(conn, lambda c: [fn(c, *args) for fn, args, _ in batch])
+                answers = [(True, r) for r in results]
+            except BackendError as exc:  # the file stayed locked: so it would be for each
+                answers = [(False, exc)] * len(batch)
+            except Exception:
+                answers = []
+        if conn is not None and not answers:
+            for fn, args, _ in batch:
+                try:
+                    answers.append((True, self.tx_on(conn, fn, *args)))
+                except BaseException as exc:
+                    answers.append((False, exc))
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+            loop.call_soon_threadsafe(_answer, batch, answers)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on the database thread, outside a write transaction."""

@@ -19,8 +19,15 @@ Clock = Callable[[], float]
 
 
 def set_if_absent(
-    conn: sqlite3.Connection, clock: Clock, key: str, value: str, ttl: float | None
+    conn: sqlite3.Connection,
+    clock: Clock,
+    key: str,
+    value: str,
+    ttl: float | None,
+    unless: str | None = None,
 ) -> bool:
+    if unless is not None and kv_get(conn, clock, unless) is not None:
+        return False
     now = clock()
     cur = conn.execute(
         "INSERT INTO wh_kv (key, value, expires_at) VALUES (:key, :value, :expires) "

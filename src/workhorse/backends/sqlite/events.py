@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 
 from workhorse.backends.sqlite.rows import to_json
-from workhorse.backends.sqlite.statements import EVENT
+from workhorse.backends.sqlite.statements import EVENT, RUN_EVENT
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import Event
 
 EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
+RunEventRow = tuple[str, str | None, str | None, str | None, str | None, float, str | None]
 
 
 def event_row(
@@ -23,12 +24,26 @@ def event_row(
     return (type_, job_id, task, queue, to_json(data) if data else None, now)
 
 
-def published_rows(events: Sequence[Event], now: float) -> list[EventRow]:
-    """Rows for events a caller publishes; one without a time happened ``now``."""
+def published_rows(events: Sequence[Event], now: float) -> list[RunEventRow]:
+    """Rows for events a caller publishes, with their run; one without a time happened
+    ``now``."""
     return [
-        (ev.type, ev.job_id, ev.task, ev.queue, to_json(ev.data) if ev.data else None, ev.at or now)
+        (
+            ev.type,
+            ev.job_id,
+            ev.task,
+            ev.queue,
+            to_json(ev.data) if ev.data else None,
+            ev.at or now,
+            _run(ev),
+        )
         for ev in events
     ]
+
+
+def _run(ev: Event) -> str | None:
+    run = ev.data.get("run") if ev.data else None
+    return run if isinstance(run, str) else None
 
 
 class EventLog:
@@ -38,10 +53,12 @@ class EventLog:
         self.max_events = max_events
         self._since_trim = 0
 
-    def add(self, conn: sqlite3.Connection, rows: Sequence[EventRow]) -> None:
+    def add(
+        self, conn: sqlite3.Connection, rows: Sequence[EventRow] | Sequence[RunEventRow]
+    ) -> None:
         if not rows:
             return
-        conn.executemany(EVENT, rows)
+        conn.executemany(RUN_EVENT if len(rows[0]) == 7 else EVENT, rows)
         self._since_trim += len(rows)
         if self._since_trim >= 1000:
             # Amortised: one range delete per thousand events keeps the log bounded.
@@ -60,6 +77,19 @@ class EventLog:
                     time.time(),
                 ),
             )
+
+
+def read_run(conn: sqlite3.Connection, run: str, after: int, limit: int) -> list[Event]:
+    """The events published for flow run ``run``, by the run index."""
+    rows = conn.execute(
+        "SELECT type, job_id, task, queue, data, at, id FROM wh_events "
+        "WHERE run = ? AND id > ? ORDER BY id LIMIT ?",
+        (run, after, limit),
+    )
+    return [
+        Event(t, j, tk, q, {} if d is None else orjson.loads(d), at, i)
+        for t, j, tk, q, d, at, i in rows
+    ]
 
 
 def read(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:

@@ -9,7 +9,7 @@ from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
 # 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age;
-# 8: events by job
+# 8: events by job, and a run column for a flow run's events
 SCHEMA_VERSION = 8
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
@@ -84,10 +84,12 @@ CREATE TABLE IF NOT EXISTS wh_events (
     task TEXT,
     queue TEXT,
     data TEXT,
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    run TEXT
 );
 -- A job's page reads its events here (job_events), not by walking the log.
 CREATE INDEX IF NOT EXISTS wh_events_job ON wh_events (job_id, id) WHERE job_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS wh_events_run ON wh_events (run, id) WHERE run IS NOT NULL;
 CREATE TABLE IF NOT EXISTS wh_paused (queue TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS wh_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
 CREATE TABLE IF NOT EXISTS wh_counters (
@@ -111,6 +113,8 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
         )
     if 1 <= version < 6:
         conn.execute("ALTER TABLE wh_jobs ADD COLUMN logs_dropped INTEGER NOT NULL DEFAULT 0")
+    if 1 <= version < 8:  # events written before have no run: read by walking, as before
+        conn.execute("ALTER TABLE wh_events ADD COLUMN run TEXT")
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)

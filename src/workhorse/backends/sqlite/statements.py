@@ -39,6 +39,10 @@ INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 EVENT = "INSERT INTO wh_events (type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?)"
+# A published event with its flow run (data["run"]), so a run's events are read by index.
+RUN_EVENT = (
+    "INSERT INTO wh_events (type, job_id, task, queue, data, at, run) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 END = (
     f"UPDATE wh_jobs SET state = :state, result = :result, error = :error, "
     f"finished_at = :now, token = NULL, expires_at = NULL, {SET_LOGS} {OWNED} "

@@ -26,15 +26,14 @@ end
 -- so that its page reads them by id (jobevents.lua) instead of walking the stream; they go
 -- with the record. Cut to its last EV_BYTES characters, at least the newest 100 ids (an id
 -- is at most 20 characters while milliseconds have 13 digits). fresh: the caller is
--- creating the record, so the id is returned for it to write with the rest.
+-- creating the record and writes the id with the rest. Returns the entry id.
 local EV_BYTES = 2100
 local function event(typ, id, task, queue, data, at, fresh)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
   local eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
     't', task, 'q', queue, 'd', data, 'a', at or NOWS)
-  if QK == '' or id == '' then return end
-  if fresh then return eid end
+  if QK == '' or id == '' or fresh then return eid end
   local jk = QK .. 'j:' .. id
   local ev = redis.call('HGET', jk, 'ev')
   if ev then
@@ -46,6 +45,7 @@ local function event(typ, id, task, queue, data, at, fresh)
   elseif redis.call('EXISTS', jk) == 1 then
     redis.call('HSET', jk, 'ev', eid)  -- a record an older version wrote
   end
+  return eid
 end
 
 local function pstate(s, r)

@@ -14,7 +14,11 @@ if op == 'set' then
   redis.call('ZADD', idx, 0, key)
   return 1
 elseif op == 'setnx' then
-  -- ARGV[6] value, [7] ttl ms ('' = none: a lasting key, listed for scan)
+  -- ARGV[6] value, [7] ttl ms ('' = none: a lasting key, listed for scan), [8] a key
+  -- whose presence forbids the set ('' = none)
+  if ARGV[8] and ARGV[8] ~= '' and redis.call('EXISTS', G .. 'kv:' .. ARGV[8]) == 1 then
+    return 0
+  end
   if ARGV[7] ~= '' then
     if redis.call('SET', kk, ARGV[6], 'NX', 'PX', ARGV[7]) then return 1 end
     return 0
