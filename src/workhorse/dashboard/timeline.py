@@ -1,5 +1,6 @@
-"""A run's timeline for its page: the log is walked once per run per process, then each
-reload reads only the events after the last one read (a live page reloads every second)."""
+"""A run's timeline for its page: the run's events are read by run once per process, then
+each reload reads only the events after the last one read (a live page reloads every
+second)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from workhorse.client import Client
-from workhorse.flows import Flows, RunInfo, of_run
+from workhorse.flows import Flows, RunInfo
 from workhorse.job import Event
 
 KEEP = 500  # newest events of a run the page lists
 RUNS = 200  # runs whose timeline a process keeps
-_PAGE = 1000
 
 
 @dataclass(slots=True)
@@ -48,12 +48,6 @@ class Timelines:
             return info, list(seen.events)
 
     async def _after(self, run_id: str, after: int) -> tuple[RunInfo, list[Event], int]:
-        out: list[Event] = []
-        while True:
-            page = await self.client.events(after, _PAGE)
-            if page:
-                after = page[-1].id
-            out += [e for e in page if of_run(e, run_id)]
-            if len(page) < _PAGE:
-                break
-        return await self.flows.get(run_id), out, after
+        # By run (Flows.events): the cost does not grow with other runs' events in the log.
+        out = await self.flows.events(run_id, after=after)
+        return await self.flows.get(run_id), out, out[-1].id if out else after

@@ -346,13 +346,15 @@ class Flows:
         """End the run now if it is over (what the workers' sweep does)."""
         return await self.engine.check(run_id)
 
-    async def events(self, run_id: str, limit: int = 100_000) -> builtins.list[Event]:
+    async def events(
+        self, run_id: str, limit: int = 100_000, *, after: int = 0
+    ) -> builtins.list[Event]:
         """The run's events in order: flow.*, step.* (started, completed, failed,
         retrying, cancelled, waiting, resumed), emit and state, each with the run, flow
-        and (for a step's) the step in ``data``."""
+        and (for a step's) the step in ``data``; those after the event id ``after``."""
         backend = await self.client.store()
         out: builtins.list[Event] = []
-        cursor = 0
+        cursor = after
         # Read by run: the cost does not grow with other runs' events in the log.
         while batch := await backend.run_events(run_id, cursor, min(1000, limit - len(out))):
             cursor = batch[-1].id
