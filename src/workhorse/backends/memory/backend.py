@@ -508,12 +508,12 @@ class MemoryBackend(Backend):
             anchor = self._jobs.get(after.id)
             micro = anchor is None
             last = (
-                (round(after.created * 1e6), after.id)
+                (_micros(after.created), after.id)
                 if anchor is None
                 else (anchor.created_at, anchor.id)
             )
         for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
-            at = round(rec.created_at * 1e6) if micro else rec.created_at
+            at = _micros(rec.created_at) if micro else rec.created_at
             if last is not None and (at, rec.id) >= last:
                 continue
             if queue is not None and rec.queue != queue:
@@ -741,3 +741,11 @@ class MemoryBackend(Backend):
 
     async def remove_worker(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
+
+
+def _micros(t: float) -> int:
+    """Epoch seconds as the whole microseconds a reader's Job shows (``to_datetime``): a
+    float's own rounding differs from the datetime's by one now and then."""
+    created = to_datetime(t)
+    assert created is not None
+    return round(created.timestamp() * 1e6)
