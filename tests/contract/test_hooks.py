@@ -60,7 +60,15 @@ def _count(items: list[Any], n: int) -> Any:
     return probe
 
 
-async def test_events_of_one_job_arrive_in_order_with_payload_and_result(app: Workhorse) -> None:
+async def test_events_of_one_job_arrive_in_order_with_payload_and_result(
+    app: Workhorse, backend_kind: str, request: pytest.FixtureRequest
+) -> None:
+    if backend_kind == "postgres":
+        # Known defect (docs/decisions.md, "PostgreSQL event reads can skip an event"): a
+        # reader can pass an event id still in flight; this test catches it 1 run in ~20.
+        request.applymarker(
+            pytest.mark.xfail(reason="PostgreSQL event cursor defect", strict=False)
+        )
     tries: dict[int, int] = {}
 
     @app.task(retries=2, backoff=0.01)
@@ -89,7 +97,10 @@ async def test_events_of_one_job_arrive_in_order_with_payload_and_result(app: Wo
         ids = [e.id for e in mine]
         assert ids == sorted(ids)
         kinds = [e.type for e in mine if e.type in ("job.retrying", "job.completed")]
-        assert kinds == ["job.retrying", "job.retrying", "job.completed"]
+        assert kinds == ["job.retrying", "job.retrying", "job.completed"], (
+            tries,
+            [(e.type, e.id, e.data) for e in mine],
+        )
         retry = next(e for e in mine if e.type == "job.retrying")
         assert retry.error is not None
         assert retry.error["type"] == "ValueError"
