@@ -44,6 +44,17 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
+async def produce(script: str, url: str) -> bytes:
+    """Run a producer script in another process on ``url``; its stderr once it exited 0."""
+    env = {"PYTHONPATH": ":".join([str(HERE), *sys.path])}
+    producer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, url, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(producer.communicate(), 30)
+    assert producer.returncode == 0, stderr.decode()
+    return stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
 async def test_store_metrics_count_what_another_process_enqueued(kind: str, tmp_path: Path) -> None:
@@ -51,13 +62,8 @@ async def test_store_metrics_count_what_another_process_enqueued(kind: str, tmp_
     from tests.conftest import backend_url
 
     url = backend_url(kind, tmp_path)
-    env = {"PYTHONPATH": ":".join([str(HERE), *sys.path])}
     try:
-        producer = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", PRODUCER, url, env=env, stderr=asyncio.subprocess.PIPE
-        )
-        _, stderr = await asyncio.wait_for(producer.communicate(), 30)
-        assert producer.returncode == 0, stderr.decode()
+        await produce(PRODUCER, url)
         reader = make(url=url)
         api = FastAPI()
         api.include_router(router(reader))
@@ -100,13 +106,8 @@ async def test_a_sync_script_that_never_closes_still_writes_its_counts(
     from tests.conftest import backend_url
 
     url = backend_url(kind, tmp_path)
-    env = {"PYTHONPATH": ":".join([str(HERE), *sys.path])}
     try:
-        producer = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", SYNC_PRODUCER, url, env=env, stderr=asyncio.subprocess.PIPE
-        )
-        _, stderr = await asyncio.wait_for(producer.communicate(), 30)
-        assert producer.returncode == 0, stderr.decode()
+        stderr = await produce(SYNC_PRODUCER, url)
         assert b"not written" not in stderr, stderr.decode()
         reader = make(url=url)
         try:
