@@ -12,7 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workhorse import events
 from workhorse.backends import Backend, RenewResult
@@ -124,7 +124,7 @@ class Worker:
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
         self.unwritten = 0  # outcomes given up at shutdown: the store did not take them
         self._signal_loop: asyncio.AbstractEventLoop | None = None
-        self._waits: set[asyncio.Future[list[Lease] | None]] = set()
+        self._waits: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renew_period = self.renew_period([self.lease])
         self._renew_wake = asyncio.Event()
@@ -405,12 +405,12 @@ class Worker:
                         return
                 # A burst worker must notice the end soon; a blocking store would hold it.
                 wait = min(self.poll_interval, 0.1) if self.burst else self.poll_interval
-                waiter = asyncio.ensure_future(
-                    backend.wait_claim(queue, self.id, free, self.lease, wait)
-                )
+                # Not wait_claim yet: with the claim pipelined behind the pop, the chaos
+                # stop scenario on Redis leaves reclaimed jobs unrun (docs/decisions.md).
+                waiter = asyncio.ensure_future(backend.wait_for_jobs([queue], wait))
                 self._waits.add(waiter)
                 try:
-                    woken = await waiter
+                    await waiter
                 except asyncio.CancelledError:
                     # stop() cancels the wait, and that is no reason to end; a cancel of
                     # this consumer itself is.
