@@ -15,6 +15,19 @@ from workhorse.job import Event, new_job_id
 from workhorse.observability import stats
 
 
+async def missing_events(board: Board, job_id: str) -> list[str]:
+    """The run's events the job's page does not show within 5 s (PostgreSQL shows an event
+    once every older transaction has ended: on a busy server that takes a moment)."""
+    kinds = ("job.queued", "job.started", "job.completed")
+    deadline = time.monotonic() + 5
+    while True:
+        page = (await board.http.get(f"/admin/jobs/{job_id}")).text
+        missing = [kind for kind in kinds if kind not in page]
+        if not missing or time.monotonic() > deadline:
+            return missing
+        await asyncio.sleep(0.1)
+
+
 async def finish(board: Board, *ids: str) -> None:
     for job_id in ids:
         await board.app.client.wait(job_id, 10)
@@ -222,14 +235,7 @@ async def test_a_finished_jobs_page_lists_its_events_among_many_others(board: Bo
     await finish(board, first.id)
     # PostgreSQL's event log shows an event once every transaction older than it has ended
     # (so no reader skips one): on a busy server that can take a moment.
-    kinds = ("job.queued", "job.started", "job.completed")
-    deadline = time.monotonic() + 5
-    while True:
-        page = (await board.http.get(f"/admin/jobs/{first.id}")).text
-        missing = [kind for kind in kinds if kind not in page]
-        if not missing or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
+    missing = await missing_events(board, first.id)
     assert not missing, f"{missing} missing from the job's page"
 
 
@@ -264,14 +270,7 @@ async def test_a_jobs_page_reads_its_events_by_id_past_thousands_of_others(
         await board.app.client.enqueue_many("signup", [{"n": n} for n in range(500)], delay=3600)
     await board.app.start_worker()
     await finish(board, first.id)
-    kinds = ("job.queued", "job.started", "job.completed")
-    deadline = time.monotonic() + 5
-    while True:
-        page = (await board.http.get(f"/admin/jobs/{first.id}")).text
-        missing = [kind for kind in kinds if kind not in page]
-        if not missing or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
+    missing = await missing_events(board, first.id)
     assert not missing, f"{missing} missing from the job's page"
 
 
