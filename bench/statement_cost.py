@@ -152,7 +152,8 @@ def main() -> None:
         results["postgres µs per statement (claim, finish: 10 jobs)"] = asyncio.run(
             postgres(base, here, args.rounds)
         )
-        results["sqlite"] = sqlite(base, here, args.sqlite_rounds)
+        if args.sqlite_rounds:
+            results["sqlite"] = sqlite(base, here, args.sqlite_rounds)
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 
