@@ -738,37 +738,3 @@ async def test_concurrent_enqueues_share_commits_and_a_refused_one_fails_alone(
         assert [(r.id, r.created) for r in res] == [(jobs[0].id, True)]
     assert (await b.counts(["q"]))["q"][JobState.QUEUED] == 80
     assert statements < 40, "the calls did not share commits"
-
-
-async def test_a_large_enqueue_goes_in_chunks_in_one_transaction_in_order(
-    make: Callable[..., PostgresBackend],
-) -> None:
-    # More than one chunk of jobs without dedup keys: a pipeline of statements in one
-    # transaction. The jobs keep their order, and a chunk the server refuses (a NUL in a
-    # task name, in the last chunk) leaves none of the call's jobs stored.
-    b = make()
-    await b.open()
-    chunked = 0
-    run = b._enqueue_chunks
-
-    async def counted(cur: Any, jobs: Any) -> Any:
-        nonlocal chunked
-        chunked += 1
-        return await run(cur, jobs)
-
-    b._enqueue_chunks = counted  # type: ignore[method-assign]
-    n = pg_backend._CHUNK * 2 + 7
-    jobs = [job(delay=60.0 if i == 3 else 0.0) for i in range(n)]
-    got = await b.enqueue(jobs)
-    assert chunked == 1
-    assert [r.id for r in got] == [j.id for j in jobs] and all(r.created for r in got)
-    assert got[3].state is JobState.SCHEDULED and got[4].state is JobState.QUEUED
-    leases = await b.claim(["q"], "w", n, 30.0)
-    assert [x.job_id for x in leases] == [j.id for i, j in enumerate(jobs) if i != 3]
-    bad = [job() for _ in range(n)]
-    bad[-1] = NewJob(new_job_id(), "t\x00", "r", codec.dumps(1))
-    with pytest.raises(ConfigError):
-        await b.enqueue(bad)
-    assert chunked == 2
-    assert await b.get(bad[0].id) is None
-    assert (await b.counts(["q"]))["q"][JobState.QUEUED] == 0

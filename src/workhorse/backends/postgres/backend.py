@@ -82,7 +82,6 @@ AnyCursor = psycopg.AsyncCursor[Any]
 # A kept enqueue connection goes back to the pool after this long, so the pool's own
 # lifetime rule (max_lifetime) still recycles it.
 _SPARE_FOR = 60.0
-_CHUNK = 250  # jobs per statement of a large enqueue (see _enqueue_chunks)
 
 
 def _dumps(value: Any) -> str:
@@ -387,8 +386,6 @@ class PostgresBackend(Backend):
             row = await cur.fetchone()
             if row is not None:
                 return [EnqueueResult(new.id, True, _SCHED if row[1] else _Q)]
-        if packed and len(jobs) > _CHUNK and all(new.dedup_key is None for new in jobs):
-            return await self._enqueue_chunks(cur, jobs)
         out: list[EnqueueResult | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         # A job whose dedup key is held is answered with the live holder. If that holder
@@ -442,24 +439,6 @@ class PostgresBackend(Backend):
         if any(r is None for r in out):
             raise BackendError("enqueue lost a race on a dedup key five times; try again")
         return out  # type: ignore[return-value]
-
-    async def _enqueue_chunks(self, cur: AnyCursor, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        """Many jobs without dedup keys: one transaction of a statement per chunk, each
-        sent as soon as it is packed (a pipeline), so the server inserts one chunk while
-        this process packs the next. All of them commit together, or none."""
-        chunks = (
-            arrays.packed(enqueue_params(jobs[i : i + _CHUNK])) for i in range(0, len(jobs), _CHUNK)
-        )
-        scheduled: dict[str, bool] = {}
-        async with cur.connection.transaction():
-            await cur.executemany(self._q.enqueue[False, False], chunks, returning=True)
-            while True:
-                scheduled.update((row[0], row[1]) for row in await cur.fetchall())
-                if not cur.nextset():
-                    break
-        if len(scheduled) != len(jobs):
-            raise BackendError(f"enqueue stored {len(scheduled)} of {len(jobs)} jobs")
-        return [EnqueueResult(new.id, True, _SCHED if scheduled[new.id] else _Q) for new in jobs]
 
     async def _replace(
         self,
