@@ -511,12 +511,12 @@ async def test_a_wait_reads_the_rows_of_jobs_expected_before_its_listener_reconn
     assert reads == [1]
 
 
-async def test_a_wait_after_a_short_claim_takes_the_due_time_from_that_claim(
+async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
     make: Callable[..., PostgresBackend],
 ) -> None:
-    # A claim that comes back short says when the queue's next job is due: the worker's
-    # wait right after it sends no statement of its own, unless the listener has heard of
-    # the queue since the claim was sent (then it asks, as before).
+    # A claim that finds nothing says when the queue's next job is due: the worker's wait
+    # right after it sends no statement of its own, unless the listener has heard of the
+    # queue since the claim was sent (then it asks, as before).
     b, peer = make(), make()
     await b.open()
     await peer.open()
@@ -534,11 +534,12 @@ async def test_a_wait_after_a_short_claim_takes_the_due_time_from_that_claim(
         while b.listener.heard("q") == (1, 0):
             await asyncio.sleep(0.01)
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+    assert await b.claim(["q"], "w1", 10, 30.0) == []
     started = time.monotonic()
     async with asyncio.timeout(PROMPT):
         await b.wait_for_jobs(["q"], 30.0)  # until the delayed job is due, not 30 s
     assert time.monotonic() - started >= 0.2
-    assert sent == [b._q.claim]
+    assert sent == [b._q.claim, b._q.claim]
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
     assert await b.claim(["q"], "w1", 10, 30.0) == []
     await peer.enqueue([job()])

@@ -161,7 +161,7 @@ class PostgresBackend(Backend):
         self.finishes = Listener(self._conninfo, self.schema, self.url, finishes=True)
         self._last_sweep = 0.0
         self._spare: _Spare | None = None
-        # Per queue, from its last claim that came back short: what the workers' listener
+        # Per queue, from its last claim that found nothing: what the workers' listener
         # had heard of the queue when it was sent, and when its next job is due (monotonic).
         self._due: dict[str, tuple[tuple[int, int], float | None]] = {}
         # Not from a small pool: a kept connection is one fewer for every other statement.
@@ -482,7 +482,7 @@ class PostgresBackend(Backend):
                 self._q.claim, {"q": queue, "n": want, "w": worker, "lease": float(lease)}
             )
             got = [Lease(*row[:11]) for row in rows if row[0] is not None]
-            if len(got) < want and heard is not None:
+            if not got and heard is not None:  # the worker waits after such a claim
                 due = rows[0][11] if rows else None
                 self._due[queue] = (heard, None if due is None else time.monotonic() + due)
             else:
@@ -596,7 +596,7 @@ class PostgresBackend(Backend):
             self.listener.forget(fut)
 
     def _due_after_claims(self, queues: Sequence[str]) -> float | Literal[False] | None:
-        """Seconds until the next of ``queues``' jobs is due (None: none) as the last short
+        """Seconds until the next of ``queues``' jobs is due (None: none) as the last empty
         claim of each queue found it, if this listener has heard nothing of those queues
         since that claim was sent: anything enqueued, retried or reclaimed after its
         snapshot is NOTIFYed after it, so it wakes the watch already set. False: ask."""

@@ -216,9 +216,9 @@ WITH picked AS (
   -- "A claim's commit does not wait for its flush" says why no guarantee changes.
   SELECT set_config('synchronous_commit', 'off', true)
 ), m AS (
-  -- A claim that came back short also says when the queue's next job is due (seconds from
+  -- A claim that found nothing also says when the queue's next job is due (seconds from
   -- now; NULL: none, or paused), so the worker's wait that follows need not ask.
-  SELECT CASE WHEN (SELECT count(*) FROM claimed) < %(n)s
+  SELECT CASE WHEN NOT EXISTS (SELECT FROM claimed)
     AND NOT EXISTS (SELECT 1 FROM {s}.queues WHERE name = %(q)s AND paused)
     THEN (SELECT extract(epoch from min(run_at) - now())::float8 FROM {s}.jobs
           WHERE state = 'queued' AND queue = %(q)s AND run_at > now()) END AS due
