@@ -249,11 +249,13 @@ class PostgresBackend(Backend):
             await conn.close()
 
     # -- one statement, one round trip -------------------------------------------------
-    async def _take(self, pool: AsyncConnectionPool[AnyConn]) -> _Spare:
-        """The kept connection if it is free, else one from the pool. getconn/putconn, not
-        pool.connection(): the connections are autocommit, so its commit on exit (a lock
-        and a wait per statement) does nothing."""
-        spare, self._spare = self._spare, None
+    async def _take(self, pool: AsyncConnectionPool[AnyConn], alone: bool = True) -> _Spare:
+        """The kept connection if it is free (and ``alone``), else one from the pool.
+        getconn/putconn, not pool.connection(): the connections are autocommit, so its
+        commit on exit (a lock and a wait per statement) does nothing."""
+        spare = None
+        if alone:
+            spare, self._spare = self._spare, None
         if spare is None:
             conn = await pool.getconn()
             spare = _Spare(conn, conn.cursor(binary=True), time.monotonic())
@@ -333,14 +335,17 @@ class PostgresBackend(Backend):
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            spare = await self._take(pool)
+            spare = await self._take(pool, alone=len(jobs) == 1)
             try:
                 async with asyncio.timeout(self.call_timeout):
                     out = await self._enqueue(spare.cur, jobs)
             except BaseException:
                 await pool.putconn(spare.conn)  # the pool resets or discards it
                 raise
-            await self._give(pool, spare)
+            if len(jobs) == 1:
+                await self._give(pool, spare)
+            else:  # a shared write's connection: back to the pool (see docs/profiles.md)
+                await pool.putconn(spare.conn)
             return out
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
