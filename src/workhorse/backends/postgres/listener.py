@@ -216,7 +216,7 @@ class Listener:
             fut.cancel()
 
 
-_EXPECT_MAX = 100_000  # expected ids kept at most (a bound for callers that never wait)
+_EXPECT_MAX = 10_000  # expected ids kept at most (a bound for callers that never wait)
 
 
 class _Expected:
