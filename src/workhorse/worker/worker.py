@@ -124,7 +124,7 @@ class Worker:
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
         self.unwritten = 0  # outcomes given up at shutdown: the store did not take them
         self._signal_loop: asyncio.AbstractEventLoop | None = None
-        self._waits: set[asyncio.Future[None]] = set()
+        self._waits: set[asyncio.Future[list[Lease] | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renew_period = self.renew_period([self.lease])
         self._renew_wake = asyncio.Event()
@@ -175,6 +175,8 @@ class Worker:
             self._resumed.clear()
             log.info("worker %s paused", self.id)
             self._busy_changed.set()  # the heartbeat says so soon
+            for waiter in self._waits:  # a wait may claim when it ends (wait_claim)
+                waiter.cancel()
 
     def resume(self) -> None:
         if not self._resumed.is_set():
@@ -363,24 +365,33 @@ class Worker:
     async def _consume(self, queue: str) -> None:
         backend = self.client.backend
         slots = self._slots[queue]
-        while not self._stopping.is_set():
-            if not self._resumed.is_set():
-                await self._resumed.wait()
-                continue
-            free = slots.free()
-            if free <= 0 or self._solo.busy:  # a job that runs alone: claim nothing beside it
-                slots.freed.clear()
-                await slots.freed.wait()
-                continue
-            if self._stopping.is_set():
-                break
+        # What the last wait claimed (wait_claim): jobs it leased run before anything else;
+        # [] skips the claim it already made; None: claim.
+        woken: list[Lease] | None = None
+        while woken or not self._stopping.is_set():
+            if not woken:
+                if not self._resumed.is_set():
+                    woken = None
+                    await self._resumed.wait()
+                    continue
+                free = slots.free()
+                if free <= 0 or self._solo.busy:  # a job runs alone: claim nothing beside it
+                    woken = None
+                    slots.freed.clear()
+                    await slots.freed.wait()
+                    continue
+                if self._stopping.is_set():
+                    break
             claimed_at = time.time_ns()  # the start of the claim span, when tracing
-            try:
-                leases = await backend.claim([queue], self.id, free, self.lease)
-            except Exception:
-                log.exception("claim from %r failed; retrying", queue)
-                await asyncio.sleep(min(self.poll_interval, 1.0))
-                continue
+            if woken is not None:
+                leases, woken = woken, None
+            else:
+                try:
+                    leases = await backend.claim([queue], self.id, free, self.lease)
+                except Exception:
+                    log.exception("claim from %r failed; retrying", queue)
+                    await asyncio.sleep(min(self.poll_interval, 1.0))
+                    continue
             if not leases:
                 if self._stopping.is_set():
                     break  # stop() came during the claim: do not wait a poll interval
@@ -394,10 +405,12 @@ class Worker:
                         return
                 # A burst worker must notice the end soon; a blocking store would hold it.
                 wait = min(self.poll_interval, 0.1) if self.burst else self.poll_interval
-                waiter = asyncio.ensure_future(backend.wait_for_jobs([queue], wait))
+                waiter = asyncio.ensure_future(
+                    backend.wait_claim(queue, self.id, free, self.lease, wait)
+                )
                 self._waits.add(waiter)
                 try:
-                    await waiter
+                    woken = await waiter
                 except asyncio.CancelledError:
                     # stop() cancels the wait, and that is no reason to end; a cancel of
                     # this consumer itself is.
