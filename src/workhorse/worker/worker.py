@@ -531,7 +531,10 @@ class Worker:
             slots.ran(time.monotonic() - running.started)
             slots.used -= 1
             slots.finishing += 1
-            self._pass_slot(slots)
+            if slots.held:
+                self._pass_slot(slots)
+            else:  # the common case inline: a call less per job
+                slots.running -= 1
             slots.freed.set()
             landed = await self._finish(lease, outcome, written)
             if self.steps is not None:
