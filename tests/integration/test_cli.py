@@ -482,8 +482,11 @@ def test_ctrl_c_during_run_stops_waiting_and_names_the_job(cli: Cli) -> None:
         try:
             out, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
+            with open(f"/proc/{proc.pid}/status") as f:  # is SIGINT ignored or caught?
+                masks = [line for line in f if line.startswith(("SigIgn", "SigCgt", "SigBlk"))]
             proc.send_signal(signal.SIGABRT)
-            pytest.fail(f"still waiting 20 s after Ctrl+C; its stacks:\n{proc.communicate()[1]}")
+            stacks = proc.communicate()[1]
+            pytest.fail(f"still waiting 20 s after Ctrl+C; {masks}; its stacks:\n{stacks}")
     assert proc.returncode == 130, err
     assert f"stopped waiting; job {jobs[0]['id']} may still run" in err
     assert out == ""
