@@ -151,6 +151,73 @@ async def test_scripts_are_loaded_again_after_the_server_forgot_them(
         await b.close()
 
 
+async def _calls(r: aioredis.Redis) -> dict[str, int]:
+    """Calls per command since the server's last CONFIG RESETSTAT (INFO commandstats)."""
+    stats = await r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+async def test_enqueue_is_a_function_call_and_comes_back_after_function_flush(
+    private: PrivateRedis,
+) -> None:
+    # Redis 7+: enqueue is called from the Function library (FCALL), whose prelude is built
+    # once at load instead of on every call; the other scripts stay EVALSHA. A server that
+    # lost the library (FUNCTION FLUSH, or a restart without persistence: FLUSHALL keeps
+    # it) answers "Function not found", and the call is sent again once it is loaded.
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    if int((await r.info("server"))["redis_version"].split(".")[0]) < 7:
+        await r.aclose()
+        pytest.skip("Redis Functions need Redis 7")
+    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
+    await b.open()
+    try:
+        await r.config_resetstat()
+        await b.enqueue([_job()])
+        await b.enqueue([_job() for _ in range(3)])
+        calls = await _calls(r)
+        assert calls.get("fcall") == 2 and "evalsha" not in calls
+        await r.execute_command("FUNCTION", "FLUSH")
+        (res,) = await b.enqueue([_job()])
+        assert res.created
+        await r.execute_command("FUNCTION", "FLUSH")
+        results = await b.enqueue([_job() for _ in range(600)])  # three chunks, pipelined
+        assert all(x.created and x.state is JobState.QUEUED for x in results)
+        await r.flushall()
+        await b.drop()
+        (res,) = await b.enqueue([_job()])
+        assert res.created and (await b.counts(["q"]))["q"]["queued"] == 1
+    finally:
+        await b.close()
+        await r.aclose()
+
+
+async def test_a_server_that_refuses_the_function_library_gets_scripts(
+    private: PrivateRedis,
+) -> None:
+    # A user whose ACL allows scripts but not FUNCTION (or a Redis-compatible server
+    # without Functions): the backend calls every script by EVALSHA, enqueue included.
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    await r.execute_command("ACL", "SETUSER", "nofn", "on", ">pw", "~*", "&*", "+@all",
+                            "-function")  # fmt: skip
+    b = RedisBackend(f"redis://nofn:pw@127.0.0.1:{private.port}/0?prefix=p")
+    await b.open()
+    try:
+        await r.config_resetstat()
+        (res,) = await b.enqueue([_job()])
+        assert res.created and (await b.counts(["q"]))["q"]["queued"] == 1
+        calls = await _calls(r)
+        assert "fcall" not in calls and calls.get("evalsha", 0) >= 2
+        await r.script_flush()  # and the scripts come back as before
+        results = await b.enqueue([_job() for _ in range(300)])
+        assert all(x.created for x in results)
+        assert (await b.counts(["q"]))["q"]["queued"] == 301
+    finally:
+        await b.close()
+        await r.aclose()
+
+
 async def test_event_log_is_capped_and_ids_keep_rising() -> None:
     require_service("redis", "127.0.0.1", 6379)
     b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}&max_events=100")

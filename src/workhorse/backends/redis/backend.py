@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from workhorse import codec
 from workhorse.backends.base import JOB_EVENTS, Capabilities, RenewResult
@@ -17,7 +17,7 @@ from workhorse.backends.group import GroupCommit
 from workhorse.backends.redis.core import HOLD_LOOK
 from workhorse.backends.redis.records import decode_leases
 from workhorse.backends.redis.waiting import RedisWaiting
-from workhorse.backends.redis.wire import Packed, Wire, bulk
+from workhorse.backends.redis.wire import Dropped, Packed, Wire, bulk, error_of
 from workhorse.errors import BackendError
 from workhorse.job import (
     FINISHED_STATES,
@@ -164,7 +164,17 @@ class RedisBackend(RedisWaiting):
         call = self._pack_enqueue(queue, "0", (new,))
         wire = self._conn()
         try:
-            reply = await wire.call(call)
+            try:
+                # Sent and awaited here: no coroutine of the connection's in between.
+                fut = wire.send_now(call) if type(wire) is Wire else None
+                if fut is None:
+                    reply = await wire.call(call)
+                else:
+                    reply = await fut
+                    if type(reply) is not list and isinstance(reply, ResponseError):
+                        raise error_of(reply)
+            except Dropped:
+                reply = await wire.call(call)  # sent again on a fresh connection
         except NoScriptError:
             await self._load_scripts(wire)
             reply = await wire.call(call)
