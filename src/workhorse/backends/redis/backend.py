@@ -85,9 +85,14 @@ class RedisBackend(RedisWaiting):
         # Concurrent enqueue calls share script calls (one message, one script run for
         # many callers' jobs). Enqueue is idempotent per job id, so a shared call that
         # failed halfway may run again in halves; a lost connection or a timeout is
-        # every caller's error, as it would be alone.
+        # every caller's error, as it would be alone. gather: the callers one call answered
+        # go together in the next (taking the free lanes one by one as they resumed, three
+        # calls in four carried one job; docs/profiles.md, issue 16).
         self._group = GroupCommit(
-            self._enqueue_now, lanes=2, unknown=(BackendError, RedisConnectionError, TimeoutError)
+            self._enqueue_now,
+            lanes=2,
+            unknown=(BackendError, RedisConnectionError, TimeoutError),
+            gather=True,
         )
 
     async def close(self) -> None:
