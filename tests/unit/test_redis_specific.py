@@ -263,6 +263,22 @@ async def test_event_log_is_capped_and_ids_keep_rising() -> None:
         await b.close()
 
 
+async def test_a_bulk_enqueue_keeps_the_queue_stream_capped(raw: aioredis.Redis) -> None:
+    # A call of several jobs trims its queue's stream once, after its last entry.
+    require_service("redis", "127.0.0.1", 6379)
+    b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}&max_events=100")
+    await b.open()
+    try:
+        for _ in range(3):
+            await b.enqueue([_job() for _ in range(600)])
+        size = await raw.xlen(f"{{{b.prefix}:q}}:events")
+        assert 100 <= size < 400  # MAXLEN ~ trims whole nodes: about the cap
+        assert (await b.counts(["q"]))["q"]["queued"] == 1800
+    finally:
+        await b.drop()
+        await b.close()
+
+
 async def test_a_runs_event_stream_goes_once_the_log_dropped_its_events(
     raw: aioredis.Redis,
 ) -> None:
