@@ -244,6 +244,19 @@ async def test_concurrent_producers_share_script_calls(private: PrivateRedis) ->
         await r.aclose()
 
 
+async def test_a_one_job_call_is_packed_as_a_batch_of_one(backend: RedisBackend) -> None:
+    # The one-job enqueue packs its call from a cached start: byte for byte the batch's.
+    jobs = [
+        _job(),
+        _job(delay=2.5),
+        NewJob(new_job_id(), "t", "q", b'{"a":1}', priority=-3, at=time.time() + 9),
+        NewJob(new_job_id(), "u", "q", b"null", dedup_key="k", replace=True, timeout=4.0),
+        NewJob(new_job_id(), "t", "r", b"[]", lease=7.0, keep_for=60.0, hold=True),
+    ]
+    for new in [*jobs, *jobs]:  # the second time from the cache
+        assert backend._pack_one(new) == backend._pack_enqueue(new.queue, "0", (new,))
+
+
 async def test_event_log_is_capped_and_ids_keep_rising() -> None:
     require_service("redis", "127.0.0.1", 6379)
     b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}&max_events=100")

@@ -125,6 +125,8 @@ class RedisCore(Backend):
         # enqueue's packed pieces (backend.py): (queue, watch) -> (argument count, the
         # call's head in RESP); a task's options -> their part of a job's arguments
         self._heads: dict[tuple[str, str], tuple[int, bytes]] = {}
+        # a one-job call's RESP up to the job's own arguments, per queue and task options
+        self._singles: dict[tuple[Any, ...], bytes] = {}
         self._task_parts: dict[tuple[Any, ...], bytes] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -144,7 +146,7 @@ class RedisCore(Backend):
             cluster7 = isinstance(wire, ClusterWire) and version >= (7, 0)
             self._scripts = load_script_texts("#!lua\n" if cluster7 else "")
             self._library = None
-            self._heads.clear()
+            self._repack()
             if isinstance(wire, ClusterWire):
                 assert self._cluster is not None
                 self._node_url = self._cluster.node_url(*await wire.first_node())
@@ -237,7 +239,12 @@ class RedisCore(Backend):
         self._library = library
         for name, function in library.functions.items():
             self._scripts[name].use_function(function)
+        self._repack()
+
+    def _repack(self) -> None:
+        """Forget enqueue's packed pieces (they carry the verb, the script and the cap)."""
         self._heads.clear()
+        self._singles.clear()
 
     async def _load_scripts(self, wire: Wire | ClusterWire) -> None:
         scripts = list(self._scripts.values())
@@ -330,7 +337,7 @@ class RedisCore(Backend):
         self._floors = [int(flat[i + 1]) for i in range(0, len(flat), 2)]
         cap = self._max_events * (HOLD_FACTOR if self._floors else 1)
         if cap != self._event_cap:
-            self._heads.clear()  # enqueue's packed calls carry the cap: pack them anew
+            self._repack()  # enqueue's packed calls carry the cap: pack them anew
         self._event_cap = cap
 
     def _refresh_holds(self) -> None:
