@@ -64,8 +64,11 @@ def _script_names(tree: Path) -> dict[str, str]:
     which assembles each from the prelude and the body)."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     code = (
-        "import json; from workhorse.backends.redis.scripts import load_script_texts as l; "
-        "print(json.dumps({s.sha: n for n, s in l().items()}))"
+        "import json; import workhorse.backends.redis.scripts as m; "
+        "names = {s.sha: n for n, s in m.load_script_texts().items()}; "
+        "lib = getattr(m, 'load_library', None); "
+        "names.update({f: n for n, f in lib().functions.items()} if lib else {}); "
+        "print(json.dumps(names))"
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
     if done.returncode != 0:
@@ -82,13 +85,15 @@ def _proc_cpu(pid: int) -> float:
 
 # -- one measurement, in a child interpreter that imports the side's workhorse ----------
 def _script_usec(port: int) -> float:
-    """Microseconds the server spent inside EVALSHA since the last CONFIG RESETSTAT (INFO
-    commandstats): the scripts' own time, without the reading and writing around them."""
+    """Microseconds the server spent inside EVALSHA and FCALL since the last CONFIG
+    RESETSTAT (INFO commandstats): the scripts' own time, without the reading and writing
+    around them."""
+    usec = 0.0
     for line in _cli(port, "INFO", "commandstats").splitlines():
-        if line.startswith("cmdstat_evalsha:"):
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_fcall:")):
             fields = dict(kv.split("=") for kv in line.split(":", 1)[1].split(","))
-            return float(fields["usec"])
-    return 0.0
+            usec += float(fields["usec"])
+    return usec
 
 
 async def _phase(port: int, n: int, coro: Any) -> dict[str, Any]:
@@ -191,7 +196,7 @@ def _slowlog(port: int, names: dict[str, str]) -> dict[str, tuple[int, float]]:
     for entry in entries:
         args = entry[3]
         name = args[0].decode().lower()
-        if name == "evalsha":
+        if name in ("evalsha", "fcall"):
             name = names.get(args[1].decode(), args[1].decode()[:8])
         per[name].append(int(entry[2]))
     return {k: (len(v), statistics.fmean(v)) for k, v in per.items()}

@@ -37,7 +37,7 @@ class Lossy:
 
     def lose(self, script: str) -> None:
         """The next call of ``script`` runs, and its reply is lost."""
-        self.proxy.lose(self.backend._scripts[script].sha.encode())
+        self.proxy.lose(self.backend._scripts[script].ref.encode())
 
     def assert_lost(self, times: int = 1) -> None:
         assert self.proxy.lost == times, "the proxy did not lose the reply"

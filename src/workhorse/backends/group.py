@@ -57,7 +57,8 @@ class GroupCommit(Generic[In, R]):
                 return await self._run(jobs)
             finally:
                 self._busy -= 1
-                self._next()
+                if self._waiting:  # checked here: a lone producer's every call passes
+                    self._next()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[R]] = loop.create_future()
         self._waiting.append((jobs, fut))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from workhorse import codec
 from workhorse.backends.base import JOB_EVENTS, Capabilities, RenewResult
@@ -17,7 +17,7 @@ from workhorse.backends.group import GroupCommit
 from workhorse.backends.redis.core import HOLD_LOOK
 from workhorse.backends.redis.records import decode_leases
 from workhorse.backends.redis.waiting import RedisWaiting
-from workhorse.backends.redis.wire import Packed, Wire, bulk
+from workhorse.backends.redis.wire import Dropped, Packed, Wire, bulk, error_of
 from workhorse.errors import BackendError
 from workhorse.job import (
     FINISHED_STATES,
@@ -49,6 +49,21 @@ _PARTS_AT = 7
 
 
 _CREATED = {1: JobState.QUEUED, 2: JobState.SCHEDULED}  # enqueue.lua's short replies
+_FIRST_PART = bulk(_PARTS_AT)  # a job's part index when its call has one part
+
+
+def _job_args(new: NewJob) -> bytes:
+    """A job's own six arguments in RESP, as _pack_enqueue packs them (its part first)."""
+    return b"".join(
+        [
+            bulk(new.id),
+            bulk(new.data),
+            b"$3\r\n0.0\r\n" if new.delay == 0 else bulk(_num(new.delay)),
+            b"$0\r\n\r\n" if new.at is None else bulk(_num(new.at)),
+            b"$0\r\n\r\n" if new.dedup_key is None else bulk(new.dedup_key),
+            _FIRST_PART,
+        ]
+    )
 
 
 def _result(new: NewJob, reply: Any) -> EnqueueResult:
@@ -85,9 +100,14 @@ class RedisBackend(RedisWaiting):
         # Concurrent enqueue calls share script calls (one message, one script run for
         # many callers' jobs). Enqueue is idempotent per job id, so a shared call that
         # failed halfway may run again in halves; a lost connection or a timeout is
-        # every caller's error, as it would be alone.
+        # every caller's error, as it would be alone. gather: the callers one call answered
+        # go together in the next (taking the free lanes one by one as they resumed, three
+        # calls in four carried one job; docs/profiles.md, issue 16).
         self._group = GroupCommit(
-            self._enqueue_now, lanes=2, unknown=(BackendError, RedisConnectionError, TimeoutError)
+            self._enqueue_now,
+            lanes=2,
+            unknown=(BackendError, RedisConnectionError, TimeoutError),
+            gather=True,
         )
 
     async def close(self) -> None:
@@ -95,14 +115,18 @@ class RedisBackend(RedisWaiting):
         await super().close()
 
     # -- producing -------------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[NewJob], *, watch: bool = False) -> list[EnqueueResult]:
+    def enqueue(
+        self, jobs: Sequence[NewJob], *, watch: bool = False
+    ) -> Coroutine[Any, Any, list[EnqueueResult]]:
+        """A plain function that returns the coroutine to await: one level less per call
+        (a request handler's enqueue goes through four before its reply)."""
         if watch or not jobs:
-            return await self._enqueue_now(jobs, watch=watch)
-        return await self._group.submit(jobs)
+            return self._enqueue_now(jobs, watch=watch)
+        return self._group.submit(jobs)
 
     def _enqueue_now(
         self, jobs: Sequence[NewJob], *, watch: bool = False
-    ) -> Awaitable[list[EnqueueResult]]:
+    ) -> Coroutine[Any, Any, list[EnqueueResult]]:
         """A plain function that picks the coroutine: one level less for a single job."""
         if len(jobs) == 1 and not watch and type(self._wire) is Wire:
             return self._enqueue_single(jobs[0])
@@ -161,16 +185,55 @@ class RedisBackend(RedisWaiting):
             await self._list_queues((queue,))
         if time.monotonic() - self._hold_seen >= HOLD_LOOK:  # as _call_packed does
             self._refresh_holds()
-        call = self._pack_enqueue(queue, "0", (new,))
+        call = self._pack_one(new)
         wire = self._conn()
         try:
-            reply = await wire.call(call)
+            try:
+                # Sent and awaited here: no coroutine of the connection's in between.
+                fut = wire.send_now(call) if type(wire) is Wire else None
+                if fut is None:
+                    reply = await wire.call(call)
+                else:
+                    reply = await fut
+                    if type(reply) is not list and isinstance(reply, ResponseError):
+                        raise error_of(reply)
+            except Dropped:
+                reply = await wire.call(call)  # sent again on a fresh connection
         except NoScriptError:
             await self._load_scripts(wire)
             reply = await wire.call(call)
         res = _result(new, reply[0])
         self._remember(res.id, queue)  # a dedup key is the queue's own: the reply's queue
         return [res]
+
+    def _pack_one(self, new: NewJob) -> Packed:
+        """_pack_enqueue of one unwatched job in one formatting: what precedes the job's
+        own arguments (the head, one task part) is cached per queue and options."""
+        key = (new.queue, new.task, new.priority, new.max_attempts, new.timeout, new.lease,
+               new.replace, new.keep_for, new.hold, new.max_stalls)  # fmt: skip
+        start = self._singles.get(key)
+        if start is None:
+            if len(self._singles) >= 1024:
+                self._singles.clear()  # options that vary per call: do not grow without bound
+            whole = self._pack_enqueue(new.queue, "0", (new,))
+            # The job's six arguments are the call's last: cut them off (id, payload,
+            # delay, due time, dedup key, its part's index).
+            start = self._singles[key] = whole[: len(whole) - len(_job_args(new))]
+        raw, at, dedup = new.id.encode(), new.at, new.dedup_key
+        return Packed(
+            b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b%b%b%b"
+            % (
+                start,
+                len(raw),
+                raw,
+                len(new.data),
+                new.data,
+                b"$3\r\n0.0\r\n" if new.delay == 0 else bulk(_num(new.delay)),
+                b"$0\r\n\r\n" if at is None else bulk(_num(at)),
+                b"$0\r\n\r\n" if dedup is None else bulk(dedup),
+                _FIRST_PART,
+            )
+        )
 
     def _task_part(self, new: NewJob) -> tuple[Any, ...]:
         return (

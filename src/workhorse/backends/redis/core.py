@@ -28,7 +28,7 @@ from workhorse.backends.redis.records import (
     quarantined,
     salvage,
 )
-from workhorse.backends.redis.scripts import ONCE, load_script_texts
+from workhorse.backends.redis.scripts import ONCE, Library, load_library, load_script_texts
 from workhorse.backends.redis.wire import CALL_TIMEOUT, Packed, Unreachable, Wire, cert_reqs
 from workhorse.errors import BackendError, ConfigError
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
@@ -45,6 +45,7 @@ _TLS_PARAMS = {"ssl_ca_certs", "ssl_cert_reqs"}  # rediss:// only
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 WHERE_CAP = 100_000  # ids whose queue this client remembers (it enqueued them)
 _MIN_VERSION = (6, 2)  # XRANGE with an exclusive start, float BLPOP timeouts
+_FUNCTIONS_FROM = (7, 0)  # FUNCTION LOAD and FCALL
 
 
 class RedisCore(Backend):
@@ -100,6 +101,9 @@ class RedisCore(Backend):
         )
         self._safe = redact(url)
         self._scripts = load_script_texts()
+        # The Function library some scripts are called from (scripts.FUNCTIONS), when the
+        # server takes one (standalone Redis 7+); None: every script by EVALSHA.
+        self._library: Library | None = None
         self._wire: Wire | ClusterWire | None = None
         self._node_url = self._client_url  # where subscriptions and blocked pops connect
         self._idle_blockers: list[Wire] = []  # connections for BLPOP, one per waiter
@@ -122,6 +126,8 @@ class RedisCore(Backend):
         # enqueue's packed pieces (backend.py): (queue, watch) -> (argument count, the
         # call's head in RESP); a task's options -> their part of a job's arguments
         self._heads: dict[tuple[str, str], tuple[int, bytes]] = {}
+        # a one-job call's RESP up to the job's own arguments, per queue and task options
+        self._singles: dict[tuple[Any, ...], bytes] = {}
         self._task_parts: dict[tuple[Any, ...], bytes] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -138,12 +144,16 @@ class RedisCore(Backend):
                     f"Redis at {self._safe} is version {version[0]}.{version[1]}; workhorse "
                     f"needs {_MIN_VERSION[0]}.{_MIN_VERSION[1]} or newer"
                 )
+            cluster7 = isinstance(wire, ClusterWire) and version >= (7, 0)
+            self._scripts = load_script_texts("#!lua\n" if cluster7 else "")
+            self._library = None
+            self._repack()
             if isinstance(wire, ClusterWire):
-                if version >= (7, 0):
-                    self._scripts = load_script_texts("#!lua\n")
                 assert self._cluster is not None
                 self._node_url = self._cluster.node_url(*await wire.first_node())
             await self._load_scripts(wire)
+            if not isinstance(wire, ClusterWire) and version >= _FUNCTIONS_FROM:
+                await self._use_library(wire)
             await self._check_eviction(wire)
             self._epoch = await self._read_epoch(wire)
         except Unreachable as exc:
@@ -216,13 +226,40 @@ class RedisCore(Backend):
             raise BackendError(f"the Redis backend for {self._safe} is not open; call open()")
         return self._wire
 
+    async def _use_library(self, wire: Wire | ClusterWire) -> None:
+        """Call scripts.FUNCTIONS by FCALL if the server loads their library; a server that
+        refuses it (an ACL without FUNCTION, a Redis-compatible server without Functions)
+        keeps EVALSHA for all."""
+        library = load_library()
+        try:
+            await wire.call("FUNCTION", "LOAD", "REPLACE", library.text)
+        except ResponseError as exc:
+            log.info("Redis at %s did not load the function library (%s): scripts only",
+                     self._safe, exc)  # fmt: skip
+            return
+        self._library = library
+        for name, function in library.functions.items():
+            self._scripts[name].use_function(function)
+        self._repack()
+
+    def _repack(self) -> None:
+        """Forget enqueue's packed pieces (they carry the verb, the script and the cap)."""
+        self._heads.clear()
+        self._singles.clear()
+
     async def _load_scripts(self, wire: Wire | ClusterWire) -> None:
         scripts = list(self._scripts.values())
-        shas = await wire.many([("SCRIPT", "LOAD", s.text) for s in scripts])
-        for script, sha in zip(scripts, shas, strict=True):
-            if isinstance(sha, Exception):
-                raise sha
+        loads: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", s.text) for s in scripts]
+        if self._library is not None:  # after a restart without persistence, FUNCTION FLUSH
+            loads.append(("FUNCTION", "LOAD", "REPLACE", self._library.text))
+        replies = await wire.many(loads)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        for script, sha in zip(scripts, replies, strict=False):
             script.sha = sha.decode()
+            if script.verb == "EVALSHA":
+                script.ref = script.sha
 
     async def _check_eviction(self, wire: Wire | ClusterWire) -> None:
         try:
@@ -276,17 +313,17 @@ class RedisCore(Backend):
         return qk + "ready" if qk else self._g + "queues"
 
     def _eval(self, name: str, qk: str, args: Sequence[Any], once: bool = True) -> tuple[Any, ...]:
-        """The EVALSHA of a script call; one that must not run twice names its call record
-        (KEYS[2], in the same slot) with an id of its own."""
-        sha = self._scripts[name].sha
+        """The EVALSHA (or FCALL) of a script call; one that must not run twice names its
+        call record (KEYS[2], in the same slot) with an id of its own."""
+        script = self._scripts[name]
         if once and name in ONCE:
             prefix = self._records.get(qk)
             if prefix is None:
                 prefix = self._records[qk] = f"{qk or self._g}call:{self._ids}".encode()
             record = prefix + b"%d" % next(self._seq)
-            return ("EVALSHA", sha, 2, self._slot(qk), record, qk, self._g, self._event_cap,
-                    *args)  # fmt: skip
-        return ("EVALSHA", sha, 1, self._slot(qk), qk, self._g, self._event_cap, *args)
+            return (script.verb, script.ref, 2, self._slot(qk), record, qk, self._g,
+                    self._event_cap, *args)  # fmt: skip
+        return (script.verb, script.ref, 1, self._slot(qk), qk, self._g, self._event_cap, *args)
 
     async def _look_for_holds(self, now: bool = False) -> None:
         """Every HOLD_LOOK seconds, read the hook groups' floors (one kv scan): every
@@ -301,7 +338,7 @@ class RedisCore(Backend):
         self._floors = [int(flat[i + 1]) for i in range(0, len(flat), 2)]
         cap = self._max_events * (HOLD_FACTOR if self._floors else 1)
         if cap != self._event_cap:
-            self._heads.clear()  # enqueue's packed calls carry the cap: pack them anew
+            self._repack()  # enqueue's packed calls carry the cap: pack them anew
         self._event_cap = cap
 
     def _refresh_holds(self) -> None:

@@ -1,5 +1,5 @@
 """The Lua scripts of the Redis backend: the files in ``lua/``, each wrapped in the prelude's
-once() and named by its SHA."""
+once() and named by its SHA; on Redis 7+ some are also built into one Function library."""
 
 from __future__ import annotations
 
@@ -22,6 +22,15 @@ ONCE = frozenset({"claim", "finish", "update", "counter", "kv", "publish", "rele
 # of Redis time, a tenth of its script (docs/profiles.md, issue 16).
 SECTIONS = {"enqueue": ("placing",)}
 _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
+# Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
+# the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
+# each time (docs/decisions.md, "Redis enqueue as a Function").
+FUNCTIONS = ("enqueue",)
+# The prelude's top-level locals that each call sets (from its arguments and the clock):
+# in the library they are declared once and assigned by begin() at the start of a call.
+_PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "CALL")
+_GLOBALS = "redis, string, table, math, tonumber, tostring, unpack, ipairs, pcall, cjson"
+_CALL_INPUT = re.compile(r"\b(ARGV|KEYS|redis\.call)\b")
 
 
 @dataclass(slots=True)
@@ -29,18 +38,36 @@ class Script:
     name: str
     text: str
     sha: str
+    # How a call names it: EVALSHA and the SHA, or FCALL and the library's function
+    # (set by the backend once the library is loaded; see use_function).
+    verb: str = "EVALSHA"
+    ref: str = ""
+
+    def __post_init__(self) -> None:
+        self.ref = self.ref or self.sha
+
+    def use_function(self, function: str | None) -> None:
+        """Call it as ``function`` (FCALL), or by its SHA again (None)."""
+        self.verb, self.ref = ("FCALL", function) if function else ("EVALSHA", self.sha)
+
+
+def _prelude() -> tuple[str, dict[str, str]]:
+    folder = resources.files("workhorse.backends.redis").joinpath("lua")
+    return folder.joinpath("_prelude.lua").read_text("utf-8"), {
+        name: folder.joinpath(f"{name}.lua").read_text("utf-8") for name in NAMES
+    }
 
 
 def load_script_texts(head: str = "") -> dict[str, Script]:
     """``head``: '#!lua\n' on a cluster of Redis 7+, where a script so marked is refused
     the moment it touches a second slot, even one on the same node."""
-    folder = resources.files("workhorse.backends.redis").joinpath("lua")
-    prelude = head + folder.joinpath("_prelude.lua").read_text("utf-8")
+    text, bodies = _prelude()
+    prelude = head + text
     first, *parts = _SECTION.split(prelude)
     sections = dict(zip(parts[::2], parts[1::2], strict=True))
     out = {}
     for name in NAMES:
-        body = folder.joinpath(f"{name}.lua").read_text("utf-8")
+        body = bodies[name]
         if name in SECTIONS:
             text = "".join([first, *(sections[s] for s in SECTIONS[name]), "\n", body])
         else:
@@ -48,3 +75,56 @@ def load_script_texts(head: str = "") -> dict[str, Script]:
             text = f"{prelude}\nreturn once('{name}', function()\n{body}\nend)\n"
         out[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    name: str
+    text: str  # FUNCTION LOAD's argument
+    functions: dict[str, str]  # script name -> its function's name
+
+
+def load_library(names: tuple[str, ...] = FUNCTIONS) -> Library:
+    """The scripts ``names`` as one Function library: the prelude once, at the library's
+    top level, each call's own locals set by begin(), and each body a function of its own
+    (in once() as a script's is). Named by a hash of its text, so that processes of
+    different versions on one server each call their own."""
+    prelude, bodies = _prelude()
+    assigns = []
+    for var in _PER_CALL:
+        line = re.compile(rf"^local {var} = (.+)$", re.MULTILINE)
+        found = line.findall(prelude)
+        if len(found) != 1:
+            raise RuntimeError(f"_prelude.lua: expected one 'local {var} = ...' line")
+        assigns.append(f"  {var} = {found[0]}")
+        prelude = line.sub(f"local {var}", prelude)
+    for row in prelude.splitlines():
+        # A top-level line that reads a call's input would run once, at load: refuse it.
+        if row[:1] not in ("", " ", "-") and _CALL_INPUT.search(row) and "function" not in row:
+            raise RuntimeError(f"_prelude.lua: per-call line not in scripts._PER_CALL: {row}")
+    parts = [
+        # Upvalues, not globals (a function's global reads go through its sandbox's index),
+        # taken at the first call: at load, the library sees none of them (redis.call
+        # neither). _globals() is written before the locals, so it reads the globals.
+        f"local function _globals()\n  return {_GLOBALS}\nend\n",
+        "local register = redis.register_function\n",
+        f"local KEYS, ARGV, {_GLOBALS}\n",
+        prelude,
+        "\nlocal function begin(keys, args)\n",
+        f"  if not redis then {_GLOBALS} = _globals() end\n",
+        "  KEYS, ARGV = keys, args\n",
+        "\n".join(assigns),
+        "\nend\n",
+    ]
+    for name in names:
+        parts.append(f"\nlocal function body_{name}()\n{bodies[name]}\nend\n")
+    code = "".join(parts)
+    lib = "workhorse_" + hashlib.sha1(code.encode()).hexdigest()[:16]
+    functions = {name: f"{lib}_{name}" for name in names}
+    for name in names:
+        run = f"once('{name}', body_{name})" if name in ONCE else f"body_{name}()"
+        parts.append(
+            f"register('{functions[name]}', function(keys, args)\n"
+            f"  begin(keys, args)\n  return {run}\nend)\n"
+        )
+    return Library(lib, f"#!lua name={lib}\n" + "".join(parts), functions)

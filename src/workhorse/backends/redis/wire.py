@@ -22,10 +22,14 @@ CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
 _RESEND_WINDOW = 20.0  # seconds after its first send a command may be sent again
 _RESENDS = 3  # times a command whose connection dropped is sent again
 _CERT_REQS = ("required", "optional", "none")
+_NO_FUNCTION = ("ERR Function not found", "Function not found")
 
 
 class _Dropped(RedisConnectionError):
     """The connection went away while the command waited for its reply."""
+
+
+Dropped = _Dropped  # for callers of Wire.send_now
 
 
 class _Closed(RedisConnectionError):
@@ -285,6 +289,19 @@ class Wire:
             return reply
         raise AssertionError("unreachable")
 
+    def send_now(self, command: Packed) -> asyncio.Future[Any] | None:
+        """``command`` written at once on the open connection, with the call timeout, for
+        a caller that awaits the reply itself (one coroutine level less than ``call``, for
+        the one-job enqueue): its future gives an error reply as a value, not raised, and
+        raises ``Dropped`` when the connection went (then ``call`` sends it again). None:
+        no connection is open (``call`` makes one)."""
+        proto = self._proto
+        if proto is None:
+            return None
+        fut = self._send(proto, command)
+        self._track(proto, fut)
+        return fut
+
     def _stuck(self, proto: _Protocol) -> None:
         """A call timed out. Replies come in order, so every command sent after it is stuck
         too: the connection is dropped and the other callers send theirs again (with
@@ -374,8 +391,15 @@ class Wire:
             await asyncio.sleep(0)  # let the transport finish closing
 
 
+def error_of(reply: ResponseError) -> ResponseError:
+    """The exception an error reply raises (NoScriptError for a lost script or library)."""
+    return _error(reply)
+
+
 def _error(reply: ResponseError) -> ResponseError:
     message = str(reply)
-    if message.startswith("NOSCRIPT"):
+    # A script cache or a Function library the server lost (a restart without
+    # persistence, SCRIPT FLUSH, FUNCTION FLUSH): the call never ran, load and send again.
+    if message.startswith("NOSCRIPT") or message.startswith(_NO_FUNCTION):
         return NoScriptError(message)
     return reply

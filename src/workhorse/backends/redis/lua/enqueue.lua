@@ -42,16 +42,18 @@ local function write(jk, i, p, run_s, ...)
 end
 
 local STREAM = QK .. 'events'
+-- A call of several jobs trims the event stream once, after its last XADD (three
+-- arguments less per job; nobody sees the stream between two of its entries).
+local TRIM = JOBS == 1
 local NOWUS = string.format('%016d', math.floor(NOW * 1000000 + 0.5))
 local ready, indexed = {}, {}
 -- The FIFO sequence of this call's jobs: they share one TIME, and no other call sees
 -- the same microsecond (one server runs them one after another), so a count from 1
 -- orders them without the queue's seq key (a command per call, ~8 % of a one-job call).
-local base = 0
-local function next_seq()
-  base = base + 1
-  return base
-end
+local seq = 0
+-- Each task part's ready score (-priority), as the string redis.call would make of the
+-- number: once per call, not per job.
+local scores = {}
 
 -- A call without dedup keys (the common one) puts every id into 'all' first, NX: if each
 -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
@@ -121,7 +123,7 @@ for i = FIRST, #ARGV, 6 do
     -- from the arguments as they are).
     local run_at, run_s = NOW, NOWS
     if ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0' then run_at, run_s = due_time(i) end
-    local seq = next_seq()
+    seq = seq + 1
     local extra = nil
     if ARGV[p + 6] ~= '' then
       extra = {'kf', ARGV[p + 6]}
@@ -137,8 +139,14 @@ for i = FIRST, #ARGV, 6 do
       redis.call('HSET', QK .. 'dedup', dk, id)
     end
     -- The event first: the record keeps its id ('ev', see event() in _prelude.lua).
-    local eid = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued',
-      'j', id, 't', ARGV[p], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
+    local eid
+    if TRIM then
+      eid = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued',
+        'j', id, 't', ARGV[p], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
+    else
+      eid = redis.call('XADD', STREAM, '*', 'e', 'job.queued', 'j', id, 't', ARGV[p],
+        'q', queue, 'd', '{}', 'a', NOWS)
+    end
     if run_at <= NOW then
       -- As place() does, inlined so that the ready index takes one ZADD per batch.
       local us = NOWUS
@@ -148,7 +156,12 @@ for i = FIRST, #ARGV, 6 do
         us = string.format('%016d', n)
       end
       local rk = us .. string.format('%012d', seq) .. id
-      ready[#ready + 1] = -tonumber(ARGV[p + 1]); ready[#ready + 1] = rk
+      local score = scores[p]
+      if not score then
+        score = tostring(-tonumber(ARGV[p + 1]))
+        scores[p] = score
+      end
+      ready[#ready + 1] = score; ready[#ready + 1] = rk
       if extra then
         extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
         write(jk, i, p, run_s, 'ev', eid, unpack(extra))
@@ -170,5 +183,6 @@ for i = FIRST, #ARGV, 6 do
   end
 end
 flush()
+if not TRIM and created > 0 then redis.call('XTRIM', STREAM, 'MAXLEN', '~', MAXEV) end
 if created > 0 then wake(created) end
 return out
