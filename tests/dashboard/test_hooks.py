@@ -230,7 +230,7 @@ async def test_a_group_that_lost_events_is_marked_lost(store_url: str, backend: 
             await b.login()
             lost = panel((await http.get("/admin/")).text)["app"]["lost"]
         assert lost.startswith("LOST ")
-        if status.lost_events is None:  # Redis: its ids are times, which count nothing
+        if status.lost_events is None:  # Redis, PostgreSQL: their ids count nothing
             assert "an unknown number of events" in lost
         else:
             assert f"up to {status.lost_events} events (1 time(s))" in lost

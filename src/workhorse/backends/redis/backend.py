@@ -78,7 +78,9 @@ def _cursor(entry_id: bytes) -> int:
 class RedisBackend(RedisWaiting):
     """The Redis backend, standalone (redis://, rediss://) or Cluster (redis+cluster://)."""
 
-    capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
+    capabilities = Capabilities(
+        durable=True, multi_process=True, multi_machine=True, counted_event_ids=False
+    )
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         super().__init__(url)
