@@ -29,7 +29,7 @@ async def fill(conn: psycopg.AsyncConnection[Any], s: str, n: int) -> None:
         await conn.execute(
             f"INSERT INTO {s}.events (type, job_id, queue, run) "
             "SELECT 'job.completed', 'j' || g, 'default', "
-            "CASE WHEN g % 10 = 0 THEN 'r' || (g / 1000) END "
+            "CASE WHEN g %% 10 = 0 THEN 'r' || (g / 1000) END "
             "FROM generate_series(%s::int8, %s::int8) g",
             (start, end),
         )

@@ -354,6 +354,28 @@ async def _truth(value: Any) -> bool:
     return bool(await value) if asyncio.iscoroutine(value) else bool(value)
 
 
+async def test_the_logs_readers_walk_the_position_index_without_a_sort(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    """A page of the log is a range of the (xid, id) index, never a sort of the log (an
+    output column named like the one ordered by would be sorted instead)."""
+    b = make()
+    await b.open()
+    q = b._q  # the statements as the backend runs them
+    reads = [
+        (q.events, ("0", 0, 1000)),
+        (q.events_head, ()),
+        (q.run_events, ("r", "0", 0, 1000)),
+    ]
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute("SET enable_seqscan = off")  # a small table: the plan it picks big
+        for statement, params in reads:
+            cur = await conn.execute(f"EXPLAIN {statement}", params)
+            plan = " ".join(str(row[0]) for row in await cur.fetchall())
+            assert "Sort" not in plan, plan
+            assert "events_position_idx" in plan or "events_run_idx" in plan, plan
+
+
 async def test_migration_0013_places_saved_cursors_so_nothing_is_skipped(
     make: Callable[..., PostgresBackend], schema_name: str
 ) -> None:

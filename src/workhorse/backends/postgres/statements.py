@@ -550,7 +550,7 @@ ORDER BY t.ord"""
         # As events(): in (xid, id) order, only transactions older than every one in
         # flight, so a reader that resumes after a position misses nothing committed later.
         return f"""
-SELECT id, xid::text::int8, type, job_id, task, queue, data, {_epoch("at")}
+SELECT id, xid::text::int8 AS xid_int, type, job_id, task, queue, data, {_epoch("at")}
 FROM {self.s}.events
 WHERE run = %s AND (xid, id) > (%s::text::xid8, %s::int8)
   AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -560,8 +560,10 @@ ORDER BY xid, id LIMIT %s"""
         # In (xid, id) order and only events of transactions older than every one still in
         # flight: that order only grows at its end (ids alone do not: a transaction that
         # took a lower id can commit after a read moved past a higher one), see positions.
+        # The xid goes out as xid_int: an output column named xid is what ORDER BY would
+        # sort by (a cast, so a sort of the whole log instead of the index's order).
         return f"""
-SELECT id, xid::text::int8, type, job_id, task, queue, data, {_epoch("at")}
+SELECT id, xid::text::int8 AS xid_int, type, job_id, task, queue, data, {_epoch("at")}
 FROM {self.s}.events
 WHERE (xid, id) > (%s::text::xid8, %s::int8)
   AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -577,14 +579,14 @@ ORDER BY xid, id LIMIT %s"""
         # The newest event of the transactions older than every one in flight: a reader
         # starting there skips nothing committed later (those get larger positions).
         return f"""
-SELECT xid::text::int8, id FROM {self.s}.events
+SELECT xid::text::int8 AS xid_int, id FROM {self.s}.events
 WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY xid DESC, id DESC LIMIT 1"""
 
     def job_events(self) -> str:
         # Committed events only, like any read; no in-flight horizon: this is no cursor.
         return f"""
-SELECT id, xid::text::int8, type, job_id, task, queue, data, {_epoch("at")}
+SELECT id, xid::text::int8 AS xid_int, type, job_id, task, queue, data, {_epoch("at")}
 FROM {self.s}.events WHERE job_id = %s ORDER BY id DESC LIMIT %s"""
 
     def beat(self) -> str:
