@@ -262,7 +262,7 @@ async def test_events_of_a_transaction_in_flight_hold_back_later_ones(
             await b.enqueue_in(conn, [early])  # takes the lower event id
             await b.publish([Event("custom.later")])  # commits first, higher id
             assert [e.type for e in await b.events()] == []
-        events = await b.events()
+        events = await _settled(b, 2)  # another transaction in flight on the server waits too
     assert [e.type for e in events] == ["job.queued", "custom.later"]
     assert events[0].job_id == early.id
     assert events[0].id < events[1].id
