@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.conftest import POSTGRES_URL, require_service
-from workhorse import codec
+from workhorse import Workhorse, codec
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import Event, Job, JobState, NewJob, Outcome, new_job_id
 
@@ -262,26 +262,158 @@ async def test_events_of_a_transaction_in_flight_hold_back_later_ones(
             await b.enqueue_in(conn, [early])  # takes the lower event id
             await b.publish([Event("custom.later")])  # commits first, higher id
             assert [e.type for e in await b.events()] == []
-        events = await b.events()
+        events = await _settled(b, 2)  # another transaction in flight on the server waits too
     assert [e.type for e in events] == ["job.queued", "custom.later"]
     assert events[0].job_id == early.id
     assert events[0].id < events[1].id
 
 
-async def test_the_logs_head_is_the_newest_event_even_behind_a_transaction_in_flight(
+async def test_the_logs_head_is_the_newest_event_and_skips_none_in_flight(
     make: Callable[..., PostgresBackend],
 ) -> None:
-    """A new hook group starts at the head: not before events already written."""
+    """A new hook group starts at the head: not before events already written, and not
+    past an event of a transaction still in flight (it commits after the group started)."""
     b = make()
     await b.open()
+    await b.publish([Event("custom.before")] * 2)
+    settled = await _settled(b, 2)
+    assert await b.events_head() == settled[-1].id
     async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
         async with conn.transaction():
-            await b.enqueue_in(conn, [job()])  # an event in flight, lower id
-            await b.publish([Event("custom.old")] * 3)
-            assert await b.events() == []  # readers wait for the one in flight
-            newest = await b.events_head()
-        events = await b.events()
-    assert newest == max(e.id for e in events if e.type == "custom.old")
+            early = job()
+            await b.enqueue_in(conn, [early])  # an event in flight
+            await b.publish([Event("custom.old")] * 3)  # committed, newer transactions
+            head = await b.events_head()
+            assert head == settled[-1].id  # not past the event in flight
+        after = await _settled(b, 4, head)
+    assert [e.type for e in after] == ["job.queued"] + ["custom.old"] * 3
+    assert after[0].job_id == early.id
+
+
+async def _settled(b: PostgresBackend, n: int, after: int = 0) -> list[Event]:
+    """The first ``n`` events after ``after`` once they are readable (another test's
+    transaction in flight elsewhere on the server holds readers back a moment)."""
+    deadline = time.monotonic() + 10
+    while len(events := await b.events(after)) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return events
+
+
+async def test_a_reader_skips_no_event_an_older_transaction_committed_with_a_higher_id(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    """The defect of decisions ("PostgreSQL event reads by (xid, id)"): A takes its xid
+    first, B (a newer xid) writes the lower event id and stays open, A writes the higher id
+    and commits. A read then sees A's event only; paging by id moved the cursor past B's
+    id, and B's event, committed after, was never read (events() nor a hook group)."""
+    b = make()
+    app = Workhorse(backend=b)
+    await app.open()
+    got: list[str | None] = []
+    app.on("job.queued", lambda e: got.append(e.job_id), name="seen")
+    listener = app.listener(lease=1.5, poll_interval=0.02, from_start=True)
+    running = asyncio.create_task(listener.run())
+    try:
+        async with (
+            await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn_a,
+            await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn_b,
+        ):
+            await conn_a.execute("SELECT pg_current_xact_id()")  # A's xid is the older
+            await conn_b.execute("SELECT pg_current_xact_id()")
+            early, late = job(), job()
+            await b.enqueue_in(conn_b, [late])  # the lower event id
+            await b.enqueue_in(conn_a, [early])  # the higher one
+            await conn_a.commit()
+            first = await _settled(b, 1)
+            assert [e.job_id for e in first] == [early.id]  # B is still in flight
+
+            async def past_early() -> bool:
+                return (await app.hooks.lag()).cursor >= first[-1].id
+
+            await _until(lambda: early.id in got, "the hook to get A's event")
+            await _until(past_early, "the group to save its cursor past A's event")
+            await conn_b.commit()
+        rest = await _settled(b, 1, first[-1].id)
+        assert [e.job_id for e in rest] == [late.id]
+        await _until(lambda: late.id in got, "the hook to get B's event")
+        assert got == [early.id, late.id]
+    finally:
+        listener.stop()
+        await asyncio.wait_for(running, 10)
+        await app.close()
+
+
+async def _until(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await _truth(probe()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _truth(value: Any) -> bool:
+    return bool(await value) if asyncio.iscoroutine(value) else bool(value)
+
+
+async def test_the_logs_readers_walk_the_position_index_without_a_sort(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    """A page of the log is a range of the (xid, id) index, never a sort of the log (an
+    output column named like the one ordered by would be sorted instead)."""
+    b = make()
+    await b.open()
+    q = b._q  # the statements as the backend runs them
+    reads = [
+        (q.events, ("0", 0, 1000)),
+        (q.events_head, ()),
+        (q.run_events, ("r", "0", 0, 1000)),
+    ]
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute("SET enable_seqscan = off")  # a small table: the plan it picks big
+        for statement, params in reads:
+            cur = await conn.execute(f"EXPLAIN {statement}", params)
+            plan = " ".join(str(row[0]) for row in await cur.fetchall())
+            assert "Sort" not in plan, plan
+            assert "events_position_idx" in plan or "events_run_idx" in plan, plan
+
+
+async def test_migration_0013_places_saved_cursors_so_nothing_is_skipped(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    """A hook group's cursor saved as a plain id before 0013 must neither replay the log
+    nor skip an event: here event 7 (an older transaction's) sorts before event 6."""
+    b = make()
+    assert await b.migrate(target=12) == list(range(1, 13))
+    s = schema_name
+    async with (
+        await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as auto,
+        await psycopg.AsyncConnection.connect(POSTGRES_URL) as older,
+    ):
+        for i in range(1, 6):
+            await auto.execute(f"INSERT INTO {s}.events (type) VALUES ('e{i}')")
+        await older.execute("SELECT pg_current_xact_id()")  # takes its xid before event 6
+        await auto.execute(f"INSERT INTO {s}.events (type) VALUES ('e6')")
+        await older.execute(f"INSERT INTO {s}.events (type) VALUES ('e7')")
+        await older.commit()
+        await auto.execute(
+            f"INSERT INTO {s}.kv (key, value) VALUES ('hooks:g:cursor:0', '4'), "
+            "('hooks:g:cursor:1', '6'), ('hooks:g:cursor:2', '7'), ('hookhold:g', '4'), "
+            "('hooks:g:meta', '{\"partitions\": 3}')"
+        )
+    assert await b.migrate() == [13]
+    await b.open()
+    assert await b.kv_get("hooks:g:meta") == '{"partitions": 3}'
+    saved = [int(await b.kv_get(f"hooks:g:cursor:{p}") or "") for p in range(3)]
+    hold = int(await b.kv_get("hookhold:g") or "")
+    assert hold == saved[0]
+
+    async def types(after: int, n: int = 0) -> list[str]:
+        return [e.type for e in await _settled(b, n, after)]
+
+    assert await types(0, 7) == ["e1", "e2", "e3", "e4", "e5", "e7", "e6"]
+    assert await types(saved[0], 3) == ["e5", "e7", "e6"]
+    assert await types(saved[1], 2) == ["e7", "e6"]  # e6 again (at least once), e7 not skipped
+    assert await types(saved[2]) == []  # everything was read
+    assert await types(4, 3) == ["e5", "e7", "e6"]  # a plain id given after the upgrade too
 
 
 # -- wake-ups ---------------------------------------------------------------------------

@@ -35,6 +35,9 @@ class Capabilities:
     multi_process: bool  # several processes may share it
     multi_machine: bool  # several machines may share it
     transactional_enqueue: bool = False  # enqueue inside the application's transaction
+    # Event ids number the events 1, 2, 3... (a gap counts events); Redis's are times and
+    # PostgreSQL's are positions (xid, id), which count nothing.
+    counted_event_ids: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +272,9 @@ class Backend(abc.ABC):
 
     async def events_head(self) -> int:
         """The id of the newest event in the log (0 when empty): where a reader that wants
-        only what comes next starts. A store whose readers can be held back (PostgreSQL's
-        events in flight) answers with the newest written id instead of walking the log."""
+        only what comes next starts, skipping nothing written later. This default walks the
+        log; the stores answer from an index (PostgreSQL: the newest position below every
+        transaction in flight)."""
         cursor = 0
         while batch := await self.events(cursor, 10_000):
             cursor = batch[-1].id

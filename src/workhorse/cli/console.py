@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -42,7 +43,11 @@ def err() -> Console:
 
 
 def echo_json(value: Any) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    try:
+        click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:
+        # orjson stops at 64-bit integers; PostgreSQL's event positions go past them.
+        click.echo(json.dumps(value, indent=2, default=str))
 
 
 def fmt_time(value: datetime | None) -> str:

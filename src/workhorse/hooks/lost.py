@@ -32,9 +32,9 @@ async def check(group: Group, cursor: int) -> None:
     if not first or first[0].id <= cursor + 1:
         return
     oldest = first[0].id
-    # SQLite, PostgreSQL and memory number events 1, 2, 3...: the gap bounds the loss;
-    # Redis ids are times (ms * 10**6 + seq), which count nothing.
-    counted = not group.client.backend.url.startswith("redis")
+    # SQLite and memory number events 1, 2, 3...: the gap bounds the loss; Redis ids are
+    # times (ms * 10**6 + seq) and PostgreSQL's positions (xid, id), which count nothing.
+    counted = group.client.backend.capabilities.counted_event_ids
     gap = oldest - cursor - 1 if counted else None
     backend = await group.client.store()
     raw = await backend.kv_get(key(group))

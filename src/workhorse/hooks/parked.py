@@ -36,11 +36,16 @@ def parked_id(event_id: int, hook: str) -> str:
     return f"{event_id}:{hook}"
 
 
+def _stored(event: JobEvent) -> dict[str, Any]:
+    # The id as text: a PostgreSQL position is past the 64 bits orjson writes and reads.
+    return {**event.to_dict(), "id": str(event.id)}
+
+
 async def park(group: Group, hook: str, event: JobEvent, exc: BaseException, attempts: int) -> str:
     pid = parked_id(event.id, hook)
     value = {
         "hook": hook,
-        "event": event.to_dict(),
+        "event": _stored(event),
         "error": error_of(exc),
         "attempts": attempts,
         "at": time.time(),
@@ -56,7 +61,7 @@ def _parse(group: Group, pid: str, raw: str) -> Parked:
         pid,
         group.name,
         v["hook"],
-        JobEvent.from_dict(v["event"]),
+        JobEvent.from_dict({**v["event"], "id": int(v["event"]["id"])}),
         v["error"],
         int(v["attempts"]),
         float(v["at"]),
@@ -82,7 +87,7 @@ async def update(group: Group, item: Parked, exc: BaseException) -> None:
     """A replay failed again: keep the event with the new error."""
     value = {
         "hook": item.hook,
-        "event": item.event.to_dict(),
+        "event": _stored(item.event),
         "error": error_of(exc),
         "attempts": item.attempts + 1,
         "at": time.time(),

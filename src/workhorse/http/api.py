@@ -30,7 +30,14 @@ from workhorse.http.models import (
     job_out,
 )
 from workhorse.http.operate import operate_routes
-from workhorse.http.params import MAX_CURSOR, MAX_WAIT, NAME_PATTERN, JobId, Name
+from workhorse.http.params import (
+    MAX_CURSOR,
+    MAX_WAIT,
+    NAME_PATTERN,
+    JobId,
+    Name,
+    resume_after,
+)
 from workhorse.http.state import Api
 from workhorse.http.stream import sse
 from workhorse.http.triggers import triggers_routes
@@ -162,7 +169,7 @@ def api_routes(api: Api) -> APIRouter:
     ) -> Any:
         """The job's events in the log after ``after`` (a JSON page scans at most 10,000
         events); with ``Accept: text/event-stream`` a stream that ends with its outcome."""
-        after = _resume(after, last_event_id)
+        after = resume_after(after, last_event_id)
         if "text/event-stream" in request.headers.get("accept", ""):
             return _stream(sse(client, after, _poll(client), job_id))
         out: list[EventOut] = []
@@ -217,20 +224,12 @@ def api_routes(api: Api) -> APIRouter:
     ) -> Any:
         """The event log after ``after``: a JSON page, or with ``Accept: text/event-stream``
         a live stream that resumes from ``Last-Event-ID`` after a dropped connection."""
-        after = _resume(after, last_event_id)
+        after = resume_after(after, last_event_id)
         if "text/event-stream" in request.headers.get("accept", ""):
             return _stream(sse(client, after, _poll(client)))
         return [event_out(e) for e in await client.events(after, limit)]
 
     return r
-
-
-def _resume(after: int, last_event_id: str | None) -> int:
-    """Where a stream starts: after ``after``, or after the Last-Event-ID a reconnecting
-    client sends, whichever is later."""
-    if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 20:
-        return max(after, min(int(last_event_id), MAX_CURSOR))
-    return after
 
 
 def _poll(client: Client) -> float:

@@ -28,7 +28,7 @@ from workhorse.http.flow_models import (
     summary_out,
 )
 from workhorse.http.models import Done, EventOut, event_out
-from workhorse.http.params import MAX_CURSOR, MAX_WAIT, Name
+from workhorse.http.params import MAX_CURSOR, MAX_WAIT, Name, resume_after
 from workhorse.http.state import Api
 
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
@@ -166,8 +166,7 @@ def flows_routes(api: Api) -> APIRouter:
         """The run's events (flow.*, and its steps' as step.*) after ``after``; with
         ``Accept: text/event-stream`` a stream that ends with the run's outcome."""
         await run_or_404(run_id)
-        if last_event_id is not None and last_event_id.isdigit() and len(last_event_id) < 20:
-            after = max(after, min(int(last_event_id), MAX_CURSOR))
+        after = resume_after(after, last_event_id)
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(
                 _sse(flows, run_id, after, min(client.settings.poll_interval, 0.5)),
@@ -321,7 +320,7 @@ async def _sse(flows: Flows, run_id: str, after: int, poll: float) -> AsyncItera
         events = [e for e in await flows.events(run_id) if e.id > after]
         for e in events:
             after = e.id
-            data = orjson.dumps(event_out(e).model_dump(mode="json"))
+            data = event_out(e).model_dump_json().encode()
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (e.id, e.type.encode(), data)
             if e.type in _LAST:
                 return

@@ -18,9 +18,9 @@ from workhorse.http.params import Name
 from workhorse.http.state import Api
 
 # A parked event's id is "<event id>:<hook name>"; a hook's name defaults to its qualname.
-ParkedId = Annotated[str, Path(pattern=r"^[0-9]{1,20}:[^/]{1,300}$")]
+ParkedId = Annotated[str, Path(pattern=r"^[0-9]{1,40}:[^/]{1,300}$")]
 Group = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")]
-Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,20}:[^/]{1,300}$")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,40}:[^/]{1,300}$")]
 
 
 def _order(parked_id: str) -> tuple[int, str]:

@@ -57,7 +57,10 @@ class LogLine(BaseModel):
 
 
 class EventOut(BaseModel):
-    id: int
+    id: int  # the log's cursor (pass it as ?after= or Last-Event-ID)
+    # The id as text, for clients whose numbers keep 53 bits (JavaScript): Redis's ids and
+    # PostgreSQL's positions are larger.
+    cursor: str
     type: str
     job_id: str | None = None
     task: str | None = None
@@ -221,7 +224,14 @@ def job_out(job: Job, call_prefix: str, traceback: bool) -> JobOut:
 
 def event_out(e: Event) -> EventOut:
     return EventOut(
-        id=e.id, type=e.type, job_id=e.job_id, task=e.task, queue=e.queue, data=e.data, at=e.at
+        id=e.id,
+        cursor=str(e.id),
+        type=e.type,
+        job_id=e.job_id,
+        task=e.task,
+        queue=e.queue,
+        data=e.data,
+        at=e.at,
     )
 
 

@@ -7,5 +7,17 @@ from fastapi import Path
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 Name = Annotated[str, Path(pattern=NAME_PATTERN)]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
-MAX_CURSOR = 2**63 - 1  # the event log's ids are 64-bit integers in every store
+# The event log's ids: 64-bit integers, but PostgreSQL's are positions xid * 10**19 + id.
+MAX_CURSOR = 10**40 - 1
+
+
+def resume_after(after: int, last_event_id: str | None) -> int:
+    """Where a stream starts: after ``after``, or after the Last-Event-ID a reconnecting
+    client sends, whichever is later (a header that is no cursor is ignored)."""
+    text = last_event_id or ""
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_CURSOR)):
+        return max(after, int(text))
+    return after
+
+
 MAX_WAIT = 60.0  # seconds a ?wait= may hold a request (longer: poll GET /jobs/{id})

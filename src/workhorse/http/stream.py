@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import orjson
-
 from workhorse.client import Client
 from workhorse.http.models import event_out
 
@@ -29,7 +27,8 @@ async def sse(
             after = e.id
             if job_id is not None and e.job_id != job_id:
                 continue
-            data = orjson.dumps(event_out(e).model_dump(mode="json"))
+            # pydantic writes ints of any size (orjson stops at 64 bits: PostgreSQL's ids).
+            data = event_out(e).model_dump_json().encode()
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (e.id, e.type.encode(), data)
             if job_id is not None and e.type in _LAST:
                 return

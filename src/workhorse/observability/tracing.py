@@ -112,7 +112,8 @@ class Tracing:
         attributes = {
             "workhorse.hook": hook,
             "workhorse.event": event.type,
-            "workhorse.event.id": event.id,
+            # An attribute is a 64-bit int at most: a PostgreSQL position goes as text.
+            "workhorse.event.id": event.id if event.id < 2**63 else str(event.id),
             **_attributes(event.job_id or "", event.task or "", event.queue or ""),
         }
         with self.tracer.start_as_current_span(

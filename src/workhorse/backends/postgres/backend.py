@@ -37,7 +37,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
-from workhorse.backends.postgres import arrays
+from workhorse.backends.postgres import arrays, positions
 from workhorse.backends.postgres import schema as schema_mod
 from workhorse.backends.postgres.listener import Listener
 from workhorse.backends.postgres.options import OWN_PARAMS, SCHEMA_NAME, check_libpq, int_param
@@ -119,7 +119,11 @@ _FOLD_AT = 2000
 
 class PostgresBackend(Backend):
     capabilities = Capabilities(
-        durable=True, multi_process=True, multi_machine=True, transactional_enqueue=True
+        durable=True,
+        multi_process=True,
+        multi_machine=True,
+        transactional_enqueue=True,
+        counted_event_ids=False,
     )
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
@@ -568,7 +572,11 @@ class PostgresBackend(Backend):
     async def sweep(self) -> None:
         """Bound the event log and delete expired keys, counters and worker records."""
         first, *rest = self.sql.sweep()
-        hold = (self.max_events, self.max_events * HOLD_FACTOR, HOLD_PREFIX + "%")
+        hold = {
+            "keep": self.max_events,
+            "held": self.max_events * HOLD_FACTOR,
+            "hold": HOLD_PREFIX + "%",
+        }
         await self._rows(first, hold)
         for statement in rest:
             await self._rows(statement, ())
@@ -888,30 +896,37 @@ class PostgresBackend(Backend):
         )
 
     async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
-        rows = await self._rows(self._q.run_events, (run, after, max(0, limit)))
-        return [
-            Event(type_, job_id, task, queue, data or {}, float(at), int(id_))
-            for id_, type_, job_id, task, queue, data, at in rows
-        ]
+        start = await self._position(after)
+        if start is None:
+            return []
+        rows = await self._rows(self._q.run_events, (run, *positions.split(start), max(0, limit)))
+        return _events(rows)
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
-        rows = await self._rows(self._q.events, (after, max(0, limit)))
-        return [
-            Event(type_, job_id, task, queue, data or {}, float(at), int(id_))
-            for id_, type_, job_id, task, queue, data, at in rows
-        ]
+        """Events after the position ``after`` (``Event.id`` is a position: positions.py)."""
+        start = await self._position(after)
+        if start is None:
+            return []
+        rows = await self._rows(self._q.events, (*positions.split(start), max(0, limit)))
+        return _events(rows)
+
+    async def _position(self, after: int) -> int | None:
+        """``after`` as a position; a plain id saved before the upgrade is placed in the
+        (xid, id) order (None: no event past it yet)."""
+        if not positions.legacy(after):
+            return after
+        rows = await self._rows(self._q.legacy_position, (after,))
+        xid = rows[0][0]
+        return None if xid is None else positions.join(int(xid), after)
 
     async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
         rows = await self._rows(self._q.job_events, (job_id, max(0, limit)))
-        return [
-            Event(type_, job_id_, task, queue, data or {}, float(at), int(id_))
-            for id_, type_, job_id_, task, queue, data, at in reversed(rows)
-        ]
+        return sorted(_events(rows), key=lambda e: e.id)
 
     async def events_head(self) -> int:
-        # Not the walk: its reads stop at the oldest transaction in flight in the database.
-        rows = await self._rows(f"SELECT coalesce(max(id), 0) FROM {self.sql.s}.events")
-        return int(rows[0][0])
+        # One index probe, not the walk: the newest event below every transaction in flight.
+        rows = await self._rows(self._q.events_head)
+        return positions.join(int(rows[0][0]), int(rows[0][1])) if rows else 0
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         body = {
@@ -973,6 +988,14 @@ def _ttl(ttl: float | None) -> float | None:
 
 
 _Claim = tuple[str, str, float | None, str | None]  # key, value, ttl, unless
+
+
+def _events(rows: list[Any]) -> list[Event]:
+    """Rows of (id, xid, type, job, task, queue, data, at): each event's id its position."""
+    return [
+        Event(type_, job_id, task, queue, data or {}, float(at), positions.join(xid, id_))
+        for id_, xid, type_, job_id, task, queue, data, at in rows
+    ]
 
 
 def _run(event: Event) -> str | None:

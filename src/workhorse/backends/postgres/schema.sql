@@ -89,10 +89,12 @@ CREATE TABLE events (
     queue text,
     data jsonb NOT NULL DEFAULT '{}',
     at timestamptz NOT NULL DEFAULT now(),
-    run text  -- a flow run's events (data->>'run'), read by run: see 0012
+    run text  -- a flow run's events (data->>'run'), read by run: see 0012 and 0013
 );
 CREATE INDEX events_job_idx ON events (job_id, id) WHERE job_id IS NOT NULL;
-CREATE INDEX events_run_idx ON events (run, id) WHERE run IS NOT NULL;
+CREATE INDEX events_run_idx ON events (run, xid, id) WHERE run IS NOT NULL;
+-- Readers page the log in this order (positions, see 0013).
+CREATE INDEX events_position_idx ON events (xid, id);
 
 CREATE TABLE workers (
     id text PRIMARY KEY,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workhorse.backends.postgres.positions import SCALE
+
 _EPOCH = "extract(epoch from {})::float8"
 
 
@@ -562,27 +564,47 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::flo
 ORDER BY t.ord"""
 
     def run_events(self) -> str:
-        # As events(): only transactions older than every one in flight, so a reader that
-        # resumes after an id never misses an event of the run committed later.
+        # As events(): in (xid, id) order, only transactions older than every one in
+        # flight, so a reader that resumes after a position misses nothing committed later.
         return f"""
-SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
-WHERE run = %s AND id > %s AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY id LIMIT %s"""
+SELECT id, xid::text::int8 AS xid_int, type, job_id, task, queue, data, {_epoch("at")}
+FROM {self.s}.events
+WHERE run = %s AND (xid, id) > (%s::text::xid8, %s::int8)
+  AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY xid, id LIMIT %s"""
 
     def events(self) -> str:
-        # Only events of transactions older than every transaction still in flight: an
-        # event id is taken at insert but visible at commit, and a reader that moved its
-        # cursor past an id still in flight would never see that event.
+        # In (xid, id) order and only events of transactions older than every one still in
+        # flight: that order only grows at its end (ids alone do not: a transaction that
+        # took a lower id can commit after a read moved past a higher one), see positions.
+        # The xid goes out as xid_int: an output column named xid is what ORDER BY would
+        # sort by (a cast, so a sort of the whole log instead of the index's order).
         return f"""
-SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
-WHERE id > %s AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY id LIMIT %s"""
+SELECT id, xid::text::int8 AS xid_int, type, job_id, task, queue, data, {_epoch("at")}
+FROM {self.s}.events
+WHERE (xid, id) > (%s::text::xid8, %s::int8)
+  AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY xid, id LIMIT %s"""
+
+    def legacy_position(self) -> str:
+        """Where a plain id ``c`` saved before the (xid, id) order stands in it: ``(xid,
+        c)`` with the oldest xid of the events past ``c``, so none of them is skipped (a
+        few of newer transactions that took ids up to ``c`` are read again)."""
+        return f"SELECT min(xid)::text::int8 FROM {self.s}.events WHERE id > %s"
+
+    def events_head(self) -> str:
+        # The newest event of the transactions older than every one in flight: a reader
+        # starting there skips nothing committed later (those get larger positions).
+        return f"""
+SELECT xid::text::int8 AS xid_int, id FROM {self.s}.events
+WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY xid DESC, id DESC LIMIT 1"""
 
     def job_events(self) -> str:
         # Committed events only, like any read; no in-flight horizon: this is no cursor.
         return f"""
-SELECT id, type, job_id, task, queue, data, {_epoch("at")} FROM {self.s}.events
-WHERE job_id = %s ORDER BY id DESC LIMIT %s"""
+SELECT id, xid::text::int8 AS xid_int, type, job_id, task, queue, data, {_epoch("at")}
+FROM {self.s}.events WHERE job_id = %s ORDER BY id DESC LIMIT %s"""
 
     def beat(self) -> str:
         return f"""
@@ -657,11 +679,16 @@ SELECT {JOB_COLUMNS} FROM unnest({_STATES}) AS st(name) CROSS JOIN LATERAL (
         """Housekeeping run now and then by reclaim: bound the log, drop expired keys."""
         s = self.s
         return [
-            # Events from a hook group's floor on stay, up to HOLD_FACTOR * max_events.
-            f"DELETE FROM {s}.events WHERE id <= (SELECT max(id) FROM {s}.events) - %s "
-            f"AND (id <= (SELECT max(id) FROM {s}.events) - %s OR id < coalesce(("
-            f"SELECT min(value::bigint) FROM {s}.kv WHERE key LIKE %s "
-            f"AND (expires_at IS NULL OR expires_at > now())), 9223372036854775807))",
+            # Events from a hook group's floor (a position, see positions.py) on stay, up
+            # to HOLD_FACTOR * max_events.
+            f"""
+WITH h AS (
+  SELECT min(value::numeric) AS v FROM {s}.kv
+  WHERE key LIKE %(hold)s AND (expires_at IS NULL OR expires_at > now())
+), m AS (SELECT max(id) AS top FROM {s}.events)
+DELETE FROM {s}.events e USING h, m
+WHERE e.id <= m.top - %(keep)s AND (e.id <= m.top - %(held)s OR h.v IS NULL
+  OR (e.xid, e.id) < (div(h.v, {SCALE})::text::xid8, mod(h.v, {SCALE})::int8))""",
             f"DELETE FROM {s}.kv WHERE expires_at <= now()",
             f"DELETE FROM {s}.counters WHERE expires_at <= now()",
             f"DELETE FROM {s}.workers WHERE expires_at <= now() - interval '1 hour'",
@@ -711,6 +738,8 @@ class Queries:
         self.publish = s.publish()
         self.events = s.events()
         self.job_events = s.job_events()
+        self.legacy_position = s.legacy_position()
+        self.events_head = s.events_head()
         self.beat = s.beat()
         self.workers = s.workers()
         self.quarantine = quarantine_statement(s)

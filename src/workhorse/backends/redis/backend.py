@@ -90,10 +90,17 @@ def _cursor(entry_id: bytes) -> int:
     return int(ms) * 1_000_000 + int(seq)
 
 
+# A cursor at or past this has a millisecond no stream id has (they are 64-bit): nothing
+# after it (another store's cursor, e.g. a PostgreSQL position).
+_PAST_IDS = 2**64 * 1_000_000
+
+
 class RedisBackend(RedisWaiting):
     """The Redis backend, standalone (redis://, rediss://) or Cluster (redis+cluster://)."""
 
-    capabilities = Capabilities(durable=True, multi_process=True, multi_machine=True)
+    capabilities = Capabilities(
+        durable=True, multi_process=True, multi_machine=True, counted_event_ids=False
+    )
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         super().__init__(url)
@@ -632,7 +639,7 @@ class RedisBackend(RedisWaiting):
         reader whose cursor passed an id never misses an event written after it. Entries
         of different streams may share an id (the same millisecond and sequence); a page
         never splits them, so the cursor stays exact."""
-        if limit <= 0:
+        if limit <= 0 or after >= _PAST_IDS:
             return []
         streams = [self._g + "events", *(self._q(q) + "events" for q in await self._queues())]
         ms, seq = divmod(max(0, int(after)), 1_000_000)
@@ -661,7 +668,7 @@ class RedisBackend(RedisWaiting):
     async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """The run's own stream (publish.lua), below the server's current millisecond as
         ``events`` reads, so a reader resuming after an id misses nothing."""
-        if limit <= 0:
+        if limit <= 0 or after >= _PAST_IDS:
             return []
         ms, seq = divmod(max(0, int(after)), 1_000_000)
         read = ("XRANGE", self._g + "rev:" + run, f"({ms}-{seq}", "+", "COUNT", limit)

@@ -70,6 +70,9 @@ from workhorse.urls import check_options
 _TABLES = ("wh_jobs", "wh_counts", "wh_events", "wh_paused", "wh_kv", "wh_counters", "wh_workers")
 
 
+_MAX_ID = 2**63 - 1  # SQLite's integers
+
+
 class SQLiteBackend(Backend):
     capabilities = Capabilities(durable=True, multi_process=True, multi_machine=False)
 
@@ -753,13 +756,14 @@ class SQLiteBackend(Backend):
         self._events.add(conn, published_rows(events, self._clock()))
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
-        return await self._db.read(read_events, after, limit)
+        # A cursor past any id (another store's, e.g. a PostgreSQL position) reads nothing.
+        return await self._db.read(read_events, min(after, _MAX_ID), limit)
 
     async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
         return await self._db.read(read_job_events, job_id, max(0, limit))
 
     async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
-        return await self._db.read(read_run_events, run, after, limit)
+        return await self._db.read(read_run_events, run, min(after, _MAX_ID), limit)
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         await self._db.write(coordination.beat, self._clock, info, ttl)
