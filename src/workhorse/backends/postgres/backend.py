@@ -34,7 +34,7 @@ from psycopg import pq, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
 from workhorse.backends.group import GroupCommit
 from workhorse.backends.postgres import arrays
 from workhorse.backends.postgres import schema as schema_mod
@@ -147,6 +147,10 @@ class PostgresBackend(Backend):
         self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max), gather=True)
         # So do concurrent set_if_absent calls (a flow step's claims, one per step).
         self._claims = GroupCommit(self._claim_many, lanes=min(2, self._pool_max))
+        # And concurrent enqueue_claimed calls (each flow step's follow-ups).
+        self._claimed = GroupCommit(
+            self._enqueue_claimed_many, lanes=min(4, self._pool_max), gather=True
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
@@ -206,6 +210,7 @@ class PostgresBackend(Backend):
         pool, self._pool = self._pool, None
         self._group.close()
         self._claims.close()
+        self._claimed.close()
         await self.listener.stop()
         await self.finishes.stop()
         if pool is not None:
@@ -290,6 +295,42 @@ class PostgresBackend(Backend):
             with contextlib.suppress(Exception):
                 await pool.check()
             raise self._error(exc, "enqueueing") from exc
+
+    async def enqueue_claimed(
+        self, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        if not items:
+            return []
+        return await self._claimed.submit(items)
+
+    async def _enqueue_claimed_many(
+        self, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        """enqueue_claimed in one statement (one commit). A key asked twice goes in once:
+        its first ask is answered as it would be in turn, the later ones get nothing."""
+        first: dict[str, int] = {}
+        for i, (claim, _) in enumerate(items):
+            first.setdefault(claim.key, i)
+        sent = [items[i] for i in first.values()]
+        params = (
+            arrays.texts([c.key for c, _ in sent]),
+            arrays.texts([c.value for c, _ in sent]),
+            arrays.texts([c.unless for c, _ in sent]),
+            *arrays.packed(enqueue_params([new for _, new in sent])),
+        )
+        rows = await self._rows(self._q.enqueue_claimed, params)
+        claimed = {row[1] for row in rows if row[0] == "k"}
+        written = {row[1]: row[2] for row in rows if row[0] == "j"}
+        out: list[tuple[bool, EnqueueResult | None]] = []
+        for i, (claim, new) in enumerate(items):
+            if first[claim.key] != i:
+                out.append((False, None))
+            elif new.id in written:
+                state = _SCHED if written[new.id] else _Q
+                out.append((claim.key in claimed, EnqueueResult(new.id, True, state)))
+            else:
+                out.append((claim.key in claimed, None))
+        return out
 
     async def enqueue_in(self, conn: AnyConn, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Enqueue on the application's own connection, inside its transaction if one is

@@ -145,6 +145,52 @@ WITH ins AS (
 )
 SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
 
+    def enqueue_claimed(self) -> str:
+        """enqueue_claimed in one statement: the items whose ``unless`` key is not live
+        set their claim key if absent and write their job unless its id or its live dedup
+        key is taken (ON CONFLICT with no target: any unique index); claims go in key
+        order, so two such statements never wait on each other in a cycle. Returns the
+        keys claimed ('k', key, NULL) and the jobs written ('j', id, scheduled)."""
+        s = self.s
+        return f"""
+WITH c AS MATERIALIZED (
+  SELECT c.key, c.value, c.ord
+  FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS c(key, value, unless, ord)
+  WHERE c.unless IS NULL OR NOT EXISTS (
+    SELECT 1 FROM {s}.kv AS u
+    WHERE u.key = c.unless AND (u.expires_at IS NULL OR u.expires_at > now()))
+), claimed AS (
+  INSERT INTO {s}.kv AS kv (key, value, expires_at)
+  SELECT c.key, c.value, NULL FROM c ORDER BY c.key
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+  WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+  RETURNING kv.key
+), ins AS (
+  INSERT INTO {s}.jobs
+    (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at,
+     keep_for, holds, max_stalls)
+  SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout,
+         t.lease, t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
+         t.keep_for, t.holds, t.max_stalls
+  FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
+              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
+              %s::float8[], %s::int4[], %s::int4[])
+       WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
+                            dedup_key, at, delay, keep_for, holds, max_stalls, ord)
+  JOIN c ON c.ord = t.ord
+  ORDER BY t.id
+  ON CONFLICT DO NOTHING
+  RETURNING id, task, queue, run_at > now() AS scheduled
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue)
+  SELECT 'job.queued', id, task, queue FROM ins
+), {tally(s, "ins", "NULL", "'queued'")}, note AS (
+  SELECT pg_notify({self.jobs_channel}, q.queue) FROM (SELECT DISTINCT queue FROM ins) q
+)
+SELECT 'k', key, NULL::bool FROM claimed
+UNION ALL
+SELECT 'j', id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
+
     def live_by_key(self) -> str:
         return f"""
 SELECT queue, dedup_key, id, state, run_at > now() FROM {self.s}.jobs
@@ -683,6 +729,7 @@ class Queries:
         self.set_if_absent = s.set_if_absent()
         self.set_if_absent_unless = s.set_if_absent_unless()
         self.set_if_absent_many = s.set_if_absent_many()
+        self.enqueue_claimed = s.enqueue_claimed()
         self.run_events = s.run_events()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
