@@ -9,7 +9,6 @@ to finish sees all the others finished) and by a sweep that covers a killed chec
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -309,9 +308,8 @@ class Engine:
         flow = self.graph.flows.get(step.flow)
         if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
             options = {**(options or {}), "timeout": flow.step_timeout}  # step > flow > job
-        new = dataclasses.replace(
-            self.client.new_job(task, data, options or {}), id=job_id, dedup_key="flow:" + job_id
-        )
+        new = self.client.new_job(task, data, options or {})
+        new.id, new.dedup_key, new.replace = job_id, "flow:" + job_id, False
         marker = {"flow": step.flow, "step": step.name, "gen": gen, "at": time.time()}
         claim = Claim(
             keys.job_key(run, job_id), codec.dumps(marker).decode(), keys.end_key(run, gen)

@@ -24,8 +24,11 @@ def new_run_id() -> str:
     return f"{time.time_ns() // 1_000_000 & 0xFFFFFF:06x}{os.urandom(5).hex()}"
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def is_run_id(value: str) -> bool:
-    return len(value) == RUN_ID_LEN and all(c in "0123456789abcdef" for c in value)
+    return len(value) == RUN_ID_LEN and _HEX.issuperset(value)
 
 
 MAX_GEN = 0xFFFF  # restarts of one run

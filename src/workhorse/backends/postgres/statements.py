@@ -571,6 +571,22 @@ DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
             f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %s) AND {live}",
         )
 
+    def kv_delete_many(self) -> str:
+        """kv_delete for several distinct keys at once, each only while it holds its value
+        if one is given; rows are locked in key order, so two such statements never wait
+        on each other in a cycle. Returns the keys deleted."""
+        s = self.s
+        return f"""
+WITH gone AS (
+  SELECT kv.key FROM {s}.kv AS kv
+  JOIN unnest(%(k)s::text[], %(v)s::text[]) AS d(key, value) ON kv.key = d.key
+  WHERE (kv.expires_at IS NULL OR kv.expires_at > now())
+    AND (d.value IS NULL OR kv.value = d.value)
+  ORDER BY kv.key
+  FOR UPDATE OF kv
+)
+DELETE FROM {s}.kv AS kv USING gone WHERE kv.key = gone.key RETURNING kv.key"""
+
     def kv_extend(self) -> str:
         """Push back the expiry of the keys that still hold their values (owner-checked)."""
         return f"""
@@ -734,6 +750,7 @@ class Queries:
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
         self.kv_extend = s.kv_extend()
+        self.kv_delete_many = s.kv_delete_many()
         self.replace = s.replace()
         self.hold_by_key = s.hold_by_key()
         self.release = s.release()
