@@ -3,7 +3,8 @@ measured where the load matters least.
 
 python -m bench.statement_cost --base main --rounds 200
 
-- PostgreSQL: the server's execution time of the claim and finish statements (10 jobs),
+- PostgreSQL: the server's execution time of the claim and finish statements (10 jobs)
+  and of the enqueue of one job,
   from ``EXPLAIN (ANALYZE, TIMING OFF)`` inside a rolled-back transaction, so the same
   leases serve every round; the base's and this tree's statement texts alternate.
 - SQLite: this process's CPU per job for claim 10 + finish 10 over 10,000 jobs, each side
@@ -35,6 +36,7 @@ import psycopg
 from bench.ab import export
 from bench.measure import DEFAULT_POSTGRES
 from workhorse.backends.postgres import PostgresBackend
+from workhorse.backends.postgres.rows import enqueue_row
 from workhorse.backends.sqlite import SQLiteBackend
 from workhorse.job import NewJob, Outcome, new_job_id
 
@@ -58,9 +60,15 @@ async def postgres(base: Path, here: Path, rounds: int) -> dict[str, float]:
     await backend.open()
     sides = {"base": _statements(base, "base_st"), "new": _statements(here, "new_st")}
     texts = {
-        k: (m.Statements(schema).claim(), m.Statements(schema).finish()) for k, m in sides.items()
+        k: (
+            m.Statements(schema).claim(),
+            m.Statements(schema).finish(),
+            m.Statements(schema).enqueue(False, True),
+        )
+        for k, m in sides.items()
     }
-    times: dict[str, list[float]] = {f"{k} {s}": [] for k in sides for s in ("claim", "finish")}
+    kinds = ("claim", "finish", "enqueue of 1")
+    times: dict[str, list[float]] = {f"{k} {s}": [] for k in sides for s in kinds}
     try:
         await backend.enqueue([NewJob(new_job_id(), "t", "q", b"{}") for _ in range(100)])
         leases = await backend.claim(["q"], "w", 10, 30)
@@ -72,13 +80,15 @@ async def postgres(base: Path, here: Path, rounds: int) -> dict[str, float]:
         ]  # fmt: skip
         finish_params = (1000, 100_000, orjson.dumps(doc).decode())
         claim_params = {"q": "q", "n": 10, "w": "w", "lease": 30.0}
+        one = enqueue_row(NewJob(new_job_id(), "t", "q", b"{}"))
         async with await psycopg.AsyncConnection.connect(DEFAULT_POSTGRES) as conn:
             for i in range(rounds):
                 for side in ("base", "new") if i % 2 else ("new", "base"):
-                    claim, finish = texts[side]
+                    claim, finish, enqueue = texts[side]
                     for what, sql, params in (
                         ("claim", claim, claim_params),
                         ("finish", finish, finish_params),
+                        ("enqueue of 1", enqueue, one),
                     ):
                         async with conn.transaction(force_rollback=True):
                             cur = await conn.execute(
@@ -139,8 +149,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = export(args.base, Path(tmp))
         results: dict[str, Any] = {"load": os.getloadavg()}
-        results["postgres µs per statement of 10"] = asyncio.run(postgres(base, here, args.rounds))
-        results["sqlite"] = sqlite(base, here, args.sqlite_rounds)
+        results["postgres µs per statement (claim, finish: 10 jobs)"] = asyncio.run(
+            postgres(base, here, args.rounds)
+        )
+        if args.sqlite_rounds:
+            results["sqlite"] = sqlite(base, here, args.sqlite_rounds)
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 

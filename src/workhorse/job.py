@@ -63,6 +63,25 @@ def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
+def _micros(ts: float) -> int:
+    """Epoch seconds as the whole microseconds ``to_datetime`` shows."""
+    return round(datetime.fromtimestamp(ts, UTC).timestamp() * 1e6)
+
+
+def _first_at(micro: int) -> float:
+    """The smallest float whose ``_micros`` is ``micro`` or more (bisection over floats)."""
+    low, high = (micro - 2) / 1e6, (micro + 2) / 1e6
+    while math.nextafter(low, high) < high:
+        mid = (low + high) / 2
+        if mid in (low, high):
+            break
+        if _micros(mid) >= micro:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
 @dataclass(slots=True)
 class NewJob:
     """An enqueue request, already validated and encoded."""
@@ -170,6 +189,14 @@ class JobKey:
     @classmethod
     def of(cls, job: Job) -> JobKey:
         return cls(job.id, job.created_at.timestamp())
+
+    def span(self) -> tuple[float, float]:
+        """The stored times ``[low, high)`` a reader sees as this key's whole microsecond: a
+        store that keeps finer times than ``created_at`` shows compares with these bounds when
+        the key's job is gone (rounding the stored time in SQL differs from the datetime's
+        rounding for about one time in eight)."""
+        micro = _micros(self.created)
+        return _first_at(micro), _first_at(micro + 1)
 
     def cursor(self) -> str:
         """As text, ``CREATED:ID``: the cursor the REST API, the dashboard and the CLI give."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
+from collections.abc import Callable
+
+import pytest
 
 from workhorse.backends import Backend
 from workhorse.job import JobState, Lease
@@ -169,3 +173,41 @@ async def test_a_cancelled_wait_claim_leaves_no_job_leased(backend: Backend, pee
     (lease,) = await peer.claim(["q"], "w2", 10, 30)  # not leased to w1 for an hour
     assert lease.job_id == job_id
     assert lease.attempts == 1
+
+
+async def test_jobs_a_held_wait_claimed_go_to_another_worker_uncounted(
+    backend: Backend, peer: Backend, backend_factory: Callable[[], Backend]
+) -> None:
+    """A store that runs the wait's claim itself runs it whether or not the worker is
+    there to read the reply (stopped, cut off, its loop held). A job so leased and never
+    taken up goes to the next worker once that lease expires, with no stall and its
+    attempt not counted; the held worker, running again, does not run it."""
+    if type(backend).wait_claim is Backend.wait_claim:
+        pytest.skip("this store waits, then the worker claims: nothing is handed over")
+    waiting = asyncio.create_task(backend.wait_claim("q", "w1", 10, 0.3, 10.0))
+    await asyncio.sleep(0.1)  # let the waiter start listening
+    enqueued: list[str] = []
+    reclaimed = threading.Event()
+
+    async def elsewhere() -> None:  # other processes, while this one is held
+        other = backend_factory()
+        await other.open()
+        try:
+            enqueued.append(job_id := await enqueue_one(other))
+            while job_id not in await other.reclaim_expired():
+                await asyncio.sleep(0.05)
+        finally:
+            await other.close()
+        reclaimed.set()
+
+    threading.Thread(target=asyncio.run, args=(elsewhere(),), daemon=True).start()
+    # Holds this loop, as a stopped process is held, until the lease was reclaimed.
+    assert reclaimed.wait(30), "the job the wait claimed was never reclaimed"
+    (job_id,) = enqueued
+    async with asyncio.timeout(PROMPT + 1):
+        leases = await waiting
+    assert not leases, "the held worker was given a job another worker may run by now"
+    job = await must_get(peer, job_id)
+    assert (job.state, job.attempts, job.stalls) == (JobState.QUEUED, 0, 0)
+    (again,) = await peer.claim(["q"], "w2", 10, 30)
+    assert (again.job_id, again.attempts) == (job_id, 1)

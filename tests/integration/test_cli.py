@@ -471,13 +471,19 @@ def test_ctrl_c_during_run_stops_waiting_and_names_the_job(cli: Cli) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
     )
-    deadline = time.monotonic() + 20
-    while not (jobs := cli.json("jobs")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    with proc:
+        deadline = time.monotonic() + 20
+        while not (jobs := cli.json("jobs")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            pytest.fail(f"still waiting 20 s after Ctrl+C; its stacks:\n{proc.communicate()[1]}")
     assert proc.returncode == 130, err
     assert f"stopped waiting; job {jobs[0]['id']} may still run" in err
     assert out == ""

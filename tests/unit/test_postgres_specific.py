@@ -451,6 +451,106 @@ async def test_a_record_too_big_for_a_notification_is_read_instead(
     assert got.result == "x" * 9000
 
 
+async def test_a_run_callers_first_wait_reads_no_row_of_a_job_it_enqueued_watched(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # run() enqueues with enqueue_watched: the finishes listener hears about the job from
+    # before its commit, so the wait answers from what it heard, even a finish that came
+    # before the wait began, without the look at the row (one statement less per run()).
+    b, worker = make(), make()
+    await b.open()
+    await worker.open()
+    reads = _counting_reads(b)
+    early, late = job(hold=True), job(hold=True)
+    await b.enqueue_watched([early])
+    [lease] = await worker.claim(["q"], "w1", 1, 30.0)
+    assert await worker.finish([(lease, Outcome("completed", codec.dumps(1)))]) == [True]
+    async with asyncio.timeout(PROMPT):
+        [got] = await b.wait_finished([early.id], 30.0)
+    assert got == await b.get(early.id)
+    await b.enqueue_watched([late])
+    waiting = asyncio.create_task(b.wait_finished([late.id], 30.0))
+    await asyncio.sleep(0.05)
+    [lease] = await worker.claim(["q"], "w1", 1, 30.0)
+    assert await worker.finish([(lease, Outcome("completed", codec.dumps(2)))]) == [True]
+    async with asyncio.timeout(PROMPT):
+        [got] = await waiting
+    assert got.result == 2
+    assert reads == []
+    # A job that is not new to the store (a dedup key's live job) is read as before.
+    holder = job(dedup_key="k", hold=True)
+    await b.enqueue([holder])
+    [res] = await b.enqueue_watched([job(dedup_key="k", hold=True)])
+    assert res.id == holder.id and not res.created
+    assert await b.wait_finished([holder.id], 0) == []
+    assert reads == [1]
+
+
+async def test_a_wait_reads_the_rows_of_jobs_expected_before_its_listener_reconnected(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # What the listener heard before a lost connection is not all there was: the wait after
+    # it reads the row, and finds the finish the listener may have missed.
+    b, worker = make(), make()
+    await b.open()
+    await worker.open()
+    reads = _counting_reads(b)
+    new = job(hold=True)
+    await b.enqueue_watched([new])
+    pid = await b.finishes.backend_pid()
+    assert pid is not None
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    [lease] = await worker.claim(["q"], "w1", 1, 30.0)
+    assert await worker.finish([(lease, Outcome("completed", codec.dumps(1)))]) == [True]
+    async with asyncio.timeout(5):
+        while b.finishes.connects < 2 or not b.finishes.connected.is_set():
+            await asyncio.sleep(0.02)
+        [got] = await b.wait_finished([new.id], 30.0)
+    assert got.result == 1
+    assert reads == [1]
+
+
+async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # A claim that finds nothing says when the queue's next job is due: the worker's wait
+    # right after it sends no statement of its own, unless the listener has heard of the
+    # queue since the claim was sent (then it asks, as before).
+    b, peer = make(), make()
+    await b.open()
+    await peer.open()
+    await b.wait_for_jobs(["q"], 0.01)  # the worker's first wait starts the LISTEN
+    sent: list[str] = []
+    run = b._rows
+
+    async def logged(query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        sent.append(query)
+        return await run(query, params)
+
+    b._rows = logged  # type: ignore[method-assign]
+    await peer.enqueue([job(), job(delay=0.3)])
+    async with asyncio.timeout(PROMPT):
+        while b.listener.heard("q") == (1, 0):
+            await asyncio.sleep(0.01)
+    assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+    assert await b.claim(["q"], "w1", 10, 30.0) == []
+    started = time.monotonic()
+    async with asyncio.timeout(PROMPT):
+        await b.wait_for_jobs(["q"], 30.0)  # until the delayed job is due, not 30 s
+    assert time.monotonic() - started >= 0.2
+    assert sent == [b._q.claim, b._q.claim]
+    assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+    assert await b.claim(["q"], "w1", 10, 30.0) == []
+    await peer.enqueue([job()])
+    async with asyncio.timeout(PROMPT):
+        while b.listener.heard("q") == (1, 1):
+            await asyncio.sleep(0.01)
+        await b.wait_for_jobs(["q"], 30.0)  # heard since the claim: it asks, finds it due
+    assert sent[-1] == b._q.next_due
+    assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+
+
 async def test_a_claim_does_not_wait_for_its_flush_and_the_next_statement_does(
     make: Callable[..., PostgresBackend],
 ) -> None:

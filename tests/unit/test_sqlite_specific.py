@@ -21,7 +21,7 @@ from workhorse.backends.sqlite import SCHEMA_VERSION, SQLiteBackend, path_from_u
 from workhorse.backends.sqlite import statements as sqlite_statements
 from workhorse.backends.sqlite.reads import query_select
 from workhorse.errors import BackendError, ConfigError
-from workhorse.job import JobState, NewJob, Outcome, new_job_id
+from workhorse.job import JobKey, JobState, NewJob, Outcome, new_job_id
 
 
 def job(queue: str = "q", **kw: object) -> NewJob:
@@ -444,3 +444,25 @@ async def test_a_commit_after_an_idle_stretch_wakes_a_polling_waiter_within_a_po
     finally:
         await waiter.close()
         await writer.close()
+
+
+async def test_a_page_after_a_gone_anchor_places_it_by_the_microsecond_readers_saw(
+    url: str,
+) -> None:
+    # A stored time whose rounding in SQL (half away from zero, on seconds * 1e6) differs
+    # from the datetime's: a page after the tied jobs' gone anchor came back empty.
+    stored = 1796521123.3601325
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        ids = sorted((r.id for r in await backend.enqueue([job() for _ in range(4)])), reverse=True)
+        with sqlite3.connect(path_from_url(url)) as raw:
+            raw.execute("UPDATE wh_jobs SET created_at = ?", (stored,))
+        anchor = await backend.get(ids[1])
+        assert anchor is not None
+        assert await backend.cancel(ids[1]) is JobState.CANCELLED
+        await backend.purge(states={JobState.CANCELLED}, keep_last=0)
+        page = await backend.query(after=JobKey.of(anchor))
+        assert [j.id for j in page] == ids[2:]
+    finally:
+        await backend.close()

@@ -1,44 +1,52 @@
 """A queue's slots: jobs claimed ahead wait for a slot, get it from the handler that ends,
-first claimed first, and never push the running count past the concurrency."""
+first claimed first, and never push the running count past the concurrency; by default
+a worker holds ahead only the jobs its slots are expected to end within HOLD_FOR."""
 
 from __future__ import annotations
 
 import pytest
 
 from workhorse import ConfigError, Workhorse
-from workhorse.worker.slots import Slots
+from workhorse.worker.slots import HOLD_FOR, Slots
 
 
-async def test_a_job_claimed_beyond_the_free_slots_waits_for_one_handed_over() -> None:
-    slots = Slots(2, running=2)  # both slots taken
-    first, second = slots.wait(), slots.wait()
+def test_a_job_claimed_beyond_the_free_slots_waits_for_one_handed_over() -> None:
+    slots: Slots[str] = Slots(2, prefetch=2, running=2)  # both slots taken
+    slots.held.extend(["first", "second"])
+    assert slots.hand_over() == "first"  # a handler ended: its slot goes to the first
     assert slots.running == 2
-    slots.leave()  # a handler ended: its slot goes to the first job waiting
-    assert first.done() and not second.done()
-    assert slots.running == 2
-    slots.leave()
-    assert second.done()
-    slots.leave()
-    slots.leave()
+    assert slots.hand_over() == "second"
+    assert slots.hand_over() is None  # nothing held: the slot is free
+    assert slots.hand_over() is None
     assert slots.running == 0
 
 
-async def test_a_job_that_went_back_is_skipped_when_a_slot_is_handed_over() -> None:
-    slots = Slots(1, running=1)
-    gone, waiting = slots.wait(), slots.wait()
-    gone.cancel()
-    slots.leave()
-    assert waiting.done() and not waiting.cancelled()
-    assert slots.running == 1
-
-
-async def test_a_stop_sends_every_waiting_job_back() -> None:
-    slots = Slots(1, running=1)
-    gates = [slots.wait(), slots.wait()]
-    slots.release_gated()
-    assert all(g.cancelled() for g in gates)
-    slots.leave()
+def test_a_stop_takes_every_held_job_to_send_it_back() -> None:
+    slots: Slots[str] = Slots(1, prefetch=2, running=1)
+    slots.held.extend(["a", "b"])
+    assert slots.release_held() == ["a", "b"]
+    assert slots.hand_over() is None
     assert slots.running == 0
+
+
+def test_auto_prefetch_holds_none_until_a_job_ended_then_what_ends_within_hold_for() -> None:
+    slots: Slots[str] = Slots(100)
+    assert slots.free() == 100  # no run time known: claim only the free slots
+    slots.ran(HOLD_FOR)  # short jobs: as many again held ahead, at most the slots
+    assert slots.free() == 200
+    long: Slots[str] = Slots(100)
+    long.ran(HOLD_FOR * 50)  # two of them end within HOLD_FOR
+    assert long.free() == 102
+    long.ran(HOLD_FOR * 10_000)  # long jobs pull the mean up: nothing held ahead
+    for _ in range(100):
+        long.ran(HOLD_FOR * 10_000)
+    assert long.free() == 100
+
+
+def test_a_fixed_prefetch_is_kept() -> None:
+    slots: Slots[str] = Slots(10, prefetch=0)
+    slots.ran(0.0)
+    assert slots.free() == 10
 
 
 async def test_a_negative_prefetch_fails_at_start_up(app: Workhorse) -> None:

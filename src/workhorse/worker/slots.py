@@ -1,20 +1,29 @@
 """A queue's slots in one worker: how many of its jobs may run at once, and the jobs
-claimed ahead of a free slot (``prefetch``, off by default), which start the moment a
-handler hands its slot on instead of after the next claim's round trip."""
+claimed ahead of a free slot (``prefetch``), each of which starts in the slot a handler
+gives up, on that step, instead of after the next claim's round trip."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+# Auto prefetch: hold ahead at most the jobs this queue's slots are expected to end within
+# this many seconds, so a held job waits about that long for its slot (not a whole run of
+# a long job while another worker idles).
+HOLD_FOR = 0.01
 
 
 @dataclass(slots=True)
-class Slots:
+class Slots(Generic[T]):
     size: int
-    # Jobs claimed ahead of a free slot at most. Off by default: measured, it gained
-    # nothing for 10 ms jobs and cost no-op jobs on Redis (docs/profiles.md).
-    prefetch: int = 0
+    # Jobs claimed ahead of a free slot at most; None: as many as the slots end within
+    # HOLD_FOR seconds by the mean run time so far (none before a first job ended).
+    prefetch: int | None = None
+    mean_run: float = -1.0  # seconds, a moving mean of the attempts' run times (-1: none yet)
     used: int = 0  # jobs claimed whose outcome is not yet with the finisher
     running: int = 0  # slots held: handlers running, or about to
     # Outcomes with the finisher, not yet written. Their slots are free, so the next claim
@@ -25,32 +34,37 @@ class Slots:
     empty_since: float | None = None
     freed: asyncio.Event = field(default_factory=asyncio.Event)
     # Jobs claimed ahead, each waiting for a slot, first claimed first.
-    gated: deque[asyncio.Future[None]] = field(default_factory=deque)
+    held: deque[T] = field(default_factory=deque)
 
     def free(self) -> int:
         """How many jobs the next claim may take."""
-        room = self.size + self.prefetch - self.used
+        ahead = self.prefetch
+        if ahead is None:
+            mean = self.mean_run
+            if mean < 0:
+                ahead = 0
+            elif mean <= HOLD_FOR:
+                ahead = self.size
+            else:
+                ahead = int(self.size * HOLD_FOR / mean)
+        room = self.size + ahead - self.used
         return min(room, room + self.size - self.finishing)
 
-    def wait(self) -> asyncio.Future[None]:
-        """A job claimed with every slot taken (``running == size``; a free slot is taken
-        inline by the worker, ``running += 1``): a future set once a handler hands its
-        slot over (``leave``)."""
-        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.gated.append(gate)
-        return gate
+    def ran(self, seconds: float) -> None:
+        """An attempt ran this long (auto prefetch); the first sets the mean."""
+        mean = self.mean_run
+        self.mean_run = seconds if mean < 0 else mean + (seconds - mean) * 0.1
 
-    def leave(self) -> None:
-        """A slot is given up: the first job waiting for one gets it. (The worker's common
-        path, nothing gated, does ``running -= 1`` inline.)"""
-        while self.gated:
-            gate = self.gated.popleft()
-            if not gate.done():  # a cancelled one has gone back to its queue
-                gate.set_result(None)
-                return
+    def hand_over(self) -> T | None:
+        """A handler gives up its slot: the first job held for one, which takes the slot
+        over (``running`` stays), or None and the slot is free."""
+        if self.held:
+            return self.held.popleft()
         self.running -= 1
+        return None
 
-    def release_gated(self) -> None:
-        """Shutdown: the jobs waiting for a slot go back to their queue, not run."""
-        while self.gated:
-            self.gated.popleft().cancel()
+    def release_held(self) -> list[T]:
+        """Shutdown: the jobs waiting for a slot, to go back to their queue, not run."""
+        held = list(self.held)
+        self.held.clear()
+        return held

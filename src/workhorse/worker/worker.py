@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("workhorse.worker")
 
+# A queue's slots; a job claimed ahead waits in them with the start of its claim span.
+_Slots = Slots[tuple[Running, int]]
+
 PULSE = 0.25  # seconds between the loop's stamps that show the thread it is alive
 
 # Seconds outcomes still get to land after the shutdown grace is over (interrupted jobs
@@ -84,7 +87,7 @@ class Worker:
         scheduler: bool = True,
         paused: bool = False,
         steps: Engine | None = None,
-        prefetch: int = 0,
+        prefetch: int | None = None,
     ) -> None:
         self.client = client = client_of(client)
         s = client.settings
@@ -105,10 +108,11 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
         self.processed = 0
         self._running: dict[str, Running] = {}
-        if prefetch < 0:
+        if prefetch is not None and prefetch < 0:
             raise ConfigError(f"prefetch must be >= 0 (0: claim only free slots), got {prefetch}")
-        # prefetch: jobs claimed ahead of free slots per queue (a Worker option, off).
-        self._slots = {q: Slots(n, prefetch) for q, n in self.queues.items()}
+        # prefetch: jobs claimed ahead of free slots per queue (a Worker option; None: as
+        # many as end within slots.HOLD_FOR seconds, see slots.py).
+        self._slots: dict[str, _Slots] = {q: Slots(n, prefetch) for q, n in self.queues.items()}
         self._stopping = asyncio.Event()
         self._grace_over = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -124,7 +128,7 @@ class Worker:
         self._exit_by: float | None = None  # when the last writes of a shutdown give up
         self.unwritten = 0  # outcomes given up at shutdown: the store did not take them
         self._signal_loop: asyncio.AbstractEventLoop | None = None
-        self._waits: set[asyncio.Future[None]] = set()
+        self._waits: set[asyncio.Future[list[Lease] | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renew_period = self.renew_period([self.lease])
         self._renew_wake = asyncio.Event()
@@ -175,6 +179,8 @@ class Worker:
             self._resumed.clear()
             log.info("worker %s paused", self.id)
             self._busy_changed.set()  # the heartbeat says so soon
+            for waiter in self._waits:  # a wait may claim when it ends (wait_claim)
+                waiter.cancel()
 
     def resume(self) -> None:
         if not self._resumed.is_set():
@@ -192,7 +198,7 @@ class Worker:
         self._stopping.set()
         self._resumed.set()  # a paused consumer wakes, sees the stop and ends
         for slots in self._slots.values():
-            slots.release_gated()
+            self._release_held(slots)
         for waiter in self._waits:
             waiter.cancel()
         self._wake_consumers()
@@ -278,6 +284,8 @@ class Worker:
             for t in consumers:
                 t.cancel()
             await asyncio.gather(*consumers, return_exceptions=True)
+            for slots in self._slots.values():
+                self._release_held(slots)
             if self._running:
                 await self._interrupt_all()
             await self._write_outcomes()
@@ -363,24 +371,33 @@ class Worker:
     async def _consume(self, queue: str) -> None:
         backend = self.client.backend
         slots = self._slots[queue]
-        while not self._stopping.is_set():
-            if not self._resumed.is_set():
-                await self._resumed.wait()
-                continue
-            free = slots.free()
-            if free <= 0 or self._solo.busy:  # a job that runs alone: claim nothing beside it
-                slots.freed.clear()
-                await slots.freed.wait()
-                continue
-            if self._stopping.is_set():
-                break
+        # What the last wait claimed (wait_claim): jobs it leased run before anything else;
+        # [] skips the claim it already made; None: claim.
+        woken: list[Lease] | None = None
+        while woken or not self._stopping.is_set():
+            if not woken:
+                if not self._resumed.is_set():
+                    woken = None
+                    await self._resumed.wait()
+                    continue
+                free = slots.free()
+                if free <= 0 or self._solo.busy:  # a job runs alone: claim nothing beside it
+                    woken = None
+                    slots.freed.clear()
+                    await slots.freed.wait()
+                    continue
+                if self._stopping.is_set():
+                    break
             claimed_at = time.time_ns()  # the start of the claim span, when tracing
-            try:
-                leases = await backend.claim([queue], self.id, free, self.lease)
-            except Exception:
-                log.exception("claim from %r failed; retrying", queue)
-                await asyncio.sleep(min(self.poll_interval, 1.0))
-                continue
+            if woken is not None:
+                leases, woken = woken, None
+            else:
+                try:
+                    leases = await backend.claim([queue], self.id, free, self.lease)
+                except Exception:
+                    log.exception("claim from %r failed; retrying", queue)
+                    await asyncio.sleep(min(self.poll_interval, 1.0))
+                    continue
             if not leases:
                 if self._stopping.is_set():
                     break  # stop() came during the claim: do not wait a poll interval
@@ -394,10 +411,12 @@ class Worker:
                         return
                 # A burst worker must notice the end soon; a blocking store would hold it.
                 wait = min(self.poll_interval, 0.1) if self.burst else self.poll_interval
-                waiter = asyncio.ensure_future(backend.wait_for_jobs([queue], wait))
+                waiter = asyncio.ensure_future(
+                    backend.wait_claim(queue, self.id, free, self.lease, wait)
+                )
                 self._waits.add(waiter)
                 try:
-                    await waiter
+                    woken = await waiter
                 except asyncio.CancelledError:
                     # stop() cancels the wait, and that is no reason to end; a cancel of
                     # this consumer itself is.
@@ -428,15 +447,13 @@ class Worker:
                     running.task = asyncio.create_task(
                         self._attempt(running, slots, claimed_at, began)
                     )
-                else:
+                else:  # claimed ahead: it starts in the first slot a handler gives up
                     running.started = math.inf  # no job_timeout before it starts
-                    running.task = asyncio.create_task(
-                        self._ahead(running, slots, claimed_at, slots.wait())
-                    )
+                    slots.held.append((running, claimed_at))
                 if lease.lease < shortest * 3:
                     shortest = lease.lease / 3
             if self._stopping.is_set():
-                slots.release_gated()  # stop() came during the claim
+                self._release_held(slots)  # stop() came during the claim
             if shortest < self._renew_period:
                 # A job with a shorter lease than the renew loop is sleeping for.
                 self._renew_wake.set()
@@ -453,7 +470,9 @@ class Worker:
             s.empty_since is not None and now - s.empty_since > 0.2 for s in self._slots.values()
         )
 
-    async def _attempt(self, running: Running, slots: Slots, claimed_at: int, began: float) -> None:
+    async def _attempt(
+        self, running: Running, slots: _Slots, claimed_at: int, began: float
+    ) -> None:
         lease = running.lease
         bus = self.client.bus
         if logs.active:
@@ -509,11 +528,12 @@ class Worker:
                 trace.ran(outcome)
             written = self._finisher.submit(lease, outcome)
             running.finishing = True
+            slots.ran(time.monotonic() - running.started)
             slots.used -= 1
             slots.finishing += 1
-            if slots.gated:
-                slots.leave()  # to the job claimed ahead
-            else:
+            if slots.held:
+                self._pass_slot(slots)
+            else:  # the common case inline: a call less per job
                 slots.running -= 1
             slots.freed.set()
             landed = await self._finish(lease, outcome, written)
@@ -535,7 +555,7 @@ class Worker:
                 slots.finishing -= 1
             else:
                 slots.used -= 1
-                slots.leave()
+                self._pass_slot(slots)
             slots.freed.set()
             self.processed += 1
             if not self._running:
@@ -544,46 +564,47 @@ class Worker:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
 
-    async def _ahead(
-        self, running: Running, slots: Slots, claimed_at: int, gate: asyncio.Future[None]
-    ) -> None:
-        """A job claimed ahead of a free slot: it runs once a handler hands it one, and
-        goes back to its queue if the worker stops first. Its lease is renewed meanwhile
-        like any other (it is in ``_running``)."""
-        try:
-            await gate
-        except asyncio.CancelledError:
-            if gate.done() and not gate.cancelled():
-                slots.leave()  # handed a slot just as the cancel came: pass it on
-            await self._give_back(running, slots)
+    def _pass_slot(self, slots: _Slots) -> None:
+        """A handler gives up its slot: the first job claimed ahead starts in it on this
+        very step (no claim's round trip, so a slot's next job starts as its last ends
+        and the jobs' starts stay spread out), or the slot is free."""
+        while (held := slots.hand_over()) is not None:
+            running, claimed_at = held
+            if running.lost:  # reclaimed while it waited: another worker may run it
+                self._give_back(running, slots)
+                continue
+            running.started = time.monotonic()
+            running.task = asyncio.create_task(
+                self._attempt(running, slots, claimed_at, time.time())  # its run starts now
+            )
             return
-        if running.lost:  # reclaimed while it waited: another worker may run it
-            slots.leave()
-            await self._give_back(running, slots)
-            return
-        running.started = time.monotonic()
-        await self._attempt(running, slots, claimed_at, time.time())  # its run starts now
 
-    async def _give_back(self, running: Running, slots: Slots) -> None:
-        """Put a job that never started back in its queue; the attempt does not count."""
+    def _release_held(self, slots: _Slots) -> None:
+        """Stopping: the jobs claimed ahead go back to their queue at once, not run."""
+        for running, _ in slots.release_held():
+            self._give_back(running, slots)
+
+    def _give_back(self, running: Running, slots: _Slots) -> None:
+        """Put a job that never started back in its queue; the attempt does not count.
+        Its lease was renewed while it waited (it is in ``_running``) until now."""
         assert self._finisher is not None
         lease = running.lease
         running.finishing = True
         slots.used -= 1
         slots.finishing += 1
+        written = self._finisher.submit(lease, self._runner.interrupted(running.ctx))
+        written.add_done_callback(lambda _: self._given_back(slots))
+        self._tally.finished(lease.queue, lease.task, 0.0, None)  # its held lease
+        if self._running.get(lease.job_id) is running:
+            del self._running[lease.job_id]
         slots.freed.set()
-        try:
-            await self._finisher.submit(lease, self._runner.interrupted(running.ctx))
-        except asyncio.CancelledError:
-            pass  # the write goes on in the finisher
-        finally:
-            self._tally.finished(lease.queue, lease.task, 0.0, None)  # its held lease
-            if self._running.get(lease.job_id) is running:
-                del self._running[lease.job_id]
-            slots.finishing -= 1
-            slots.freed.set()
-            if not self._running:
-                self._busy_changed.set()
+        if not self._running:
+            self._busy_changed.set()
+
+    @staticmethod
+    def _given_back(slots: _Slots) -> None:
+        slots.finishing -= 1
+        slots.freed.set()
 
     async def _trace(self, lease: Lease, claimed_at: int) -> tracing.Attempt | None:
         """The attempt's spans; a failure to read its trace context never fails the job."""

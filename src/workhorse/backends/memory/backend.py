@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import math
 import os
 import time
 from collections import Counter, deque
@@ -521,19 +522,20 @@ class MemoryBackend(Backend):
     ) -> list[Job]:
         now = self._clock()
         found = []
-        last: tuple[float, str] | None = None
-        micro = False  # the anchor is gone: compare times as a reader saw them (microseconds)
+        # Newest first, below (low, aid); an anchor that is gone is placed by the times a
+        # reader sees as its microsecond: [low, high).
+        low, high, aid = -math.inf, -math.inf, ""
         if after is not None:
             anchor = self._jobs.get(after.id)
-            micro = anchor is None
-            last = (
-                (_micros(after.created), after.id)
-                if anchor is None
-                else (anchor.created_at, anchor.id)
-            )
+            if anchor is None:
+                low, high = after.span()
+            else:
+                low, high = anchor.created_at, math.nextafter(anchor.created_at, math.inf)
+            aid = after.id
         for rec in sorted(self._jobs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
-            at = _micros(rec.created_at) if micro else rec.created_at
-            if last is not None and (at, rec.id) >= last:
+            if after is not None and not (
+                rec.created_at < low or (rec.created_at < high and rec.id < aid)
+            ):
                 continue
             if queue is not None and rec.queue != queue:
                 continue
@@ -760,11 +762,3 @@ class MemoryBackend(Backend):
 
     async def remove_worker(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
-
-
-def _micros(t: float) -> int:
-    """Epoch seconds as the whole microseconds a reader's Job shows (``to_datetime``): a
-    float's own rounding differs from the datetime's by one now and then."""
-    created = to_datetime(t)
-    assert created is not None
-    return round(created.timestamp() * 1e6)

@@ -24,7 +24,8 @@ import time
 from binascii import a2b_base64, b2a_base64
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -77,6 +78,10 @@ _FINISHED = ("completed", "failed", "cancelled")
 _ROWS = pq.ExecStatus.TUPLES_OK
 
 AnyConn = psycopg.AsyncConnection[Any]
+AnyCursor = psycopg.AsyncCursor[Any]
+# A kept enqueue connection goes back to the pool after this long, so the pool's own
+# lifetime rule (max_lifetime) still recycles it.
+_SPARE_FOR = 60.0
 
 
 def _dumps(value: Any) -> str:
@@ -88,6 +93,19 @@ def _new_call(outcome: Outcome) -> str:
     a lost reply, and the store reports that call applied instead of refusing it."""
     outcome.call = os.urandom(8).hex()
     return outcome.call
+
+
+@dataclass(slots=True)
+class _Spare:
+    """A pooled connection with its cursor: kept between statements (``_give``), its
+    cursor's dumpers stay warm and no pool checkout is made per call."""
+
+    conn: AnyConn
+    cur: AnyCursor
+    since: float
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.since < _SPARE_FOR
 
 
 def _b64(raw: bytes) -> str:
@@ -142,6 +160,12 @@ class PostgresBackend(Backend):
         self.listener = Listener(self._conninfo, self.schema, self.url)
         self.finishes = Listener(self._conninfo, self.schema, self.url, finishes=True)
         self._last_sweep = 0.0
+        self._spare: _Spare | None = None
+        # Per queue, from its last claim that found nothing: what the workers' listener
+        # had heard of the queue when it was sent, and when its next job is due (monotonic).
+        self._due: dict[str, tuple[tuple[int, int], float | None]] = {}
+        # Not from a small pool: a kept connection is one fewer for every other statement.
+        self._keep_spare = self._pool_max >= 4
         self._open_lock: asyncio.Lock | None = None
         # Concurrent enqueue calls share statements, on a few of the pool's connections.
         self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max), gather=True)
@@ -210,6 +234,7 @@ class PostgresBackend(Backend):
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        spare, self._spare = self._spare, None
         self._group.close()
         self._claims.close()
         self._claimed.close()
@@ -217,6 +242,8 @@ class PostgresBackend(Backend):
         await self.listener.stop()
         await self.finishes.stop()
         if pool is not None:
+            if spare is not None:
+                await pool.putconn(spare.conn)
             await pool.close()
 
     async def drop(self) -> None:
@@ -230,22 +257,45 @@ class PostgresBackend(Backend):
             await conn.close()
 
     # -- one statement, one round trip -------------------------------------------------
+    async def _take(self, pool: AsyncConnectionPool[AnyConn], alone: bool = True) -> _Spare:
+        """The kept connection if it is free (and ``alone``), else one from the pool.
+        getconn/putconn, not pool.connection(): the connections are autocommit, so its
+        commit on exit (a lock and a wait per statement) does nothing."""
+        spare = None
+        if alone:
+            spare, self._spare = self._spare, None
+        if spare is None:
+            conn = await pool.getconn()
+            spare = _Spare(conn, conn.cursor(binary=True), time.monotonic())
+        return spare
+
+    async def _give(self, pool: AsyncConnectionPool[AnyConn], spare: _Spare) -> None:
+        """Keep a connection that just answered, for the next statement, when none is kept
+        (its pool checkout and its cursor cost more Python than the statement's own call);
+        else give it back."""
+        if self._keep_spare and self._spare is None and self._pool is pool and spare.fresh():
+            self._spare = spare
+        else:
+            await pool.putconn(spare.conn)
+
     async def _rows(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         pool = self._pool
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            # getconn/putconn, not pool.connection(): the connections are autocommit, so its
-            # commit on exit (a lock and a wait per statement) does nothing.
-            conn = await pool.getconn()
+            spare = await self._take(pool)
             try:
                 async with asyncio.timeout(self.call_timeout):
-                    cur = await conn.execute(query, params, binary=True)
+                    cur = spare.cur
+                    await cur.execute(query, params)
                     # Not cur.description: it builds a Column object per column, every call.
                     res = cur.pgresult
-                    return await cur.fetchall() if res is not None and res.status == _ROWS else []
-            finally:
-                await pool.putconn(conn)
+                    rows = await cur.fetchall() if res is not None and res.status == _ROWS else []
+            except BaseException:
+                await pool.putconn(spare.conn)  # the pool resets or discards it
+                raise
+            await self._give(pool, spare)
+            return rows
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
@@ -257,10 +307,7 @@ class PostgresBackend(Backend):
                 "running a statement",
             ) from exc
         except psycopg.OperationalError as exc:
-            # A dropped server leaves every idle connection dead: test them all now, so
-            # the next calls get fresh ones instead of failing one by one.
-            with contextlib.suppress(Exception):
-                await pool.check()
+            await self._check_pool(pool)
             raise self._error(exc, "running a statement") from exc
 
     async def now(self) -> float:
@@ -273,18 +320,41 @@ class PostgresBackend(Backend):
             return []
         return await self._group.submit(jobs)
 
+    async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """``enqueue`` for a ``run()`` caller: the finishes listener hears about these jobs
+        from before their commit, so the wait that follows need not read their rows first
+        (the look before the wait is for jobs that may have finished unheard)."""
+        await self._listen(self.finishes, 5.0)
+        ids = [new.id for new in jobs]
+        if not self.finishes.expect(ids):
+            return await self.enqueue(jobs)
+        try:
+            results = await self.enqueue(jobs)
+        except BaseException:
+            self.finishes.unexpect(ids)
+            raise
+        # A duplicate is answered with the live job: that one was not expected.
+        self.finishes.unexpect([i for i, r in zip(ids, results, strict=True) if r.id != i])
+        return results
+
     async def _enqueue_alone(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """One enqueue statement on a pooled connection: one commit (see group.py)."""
         pool = self._pool
         if pool is None:
             raise BackendError(f"the PostgreSQL backend for {self.url} is not open")
         try:
-            conn = await pool.getconn()
+            spare = await self._take(pool, alone=len(jobs) == 1)
             try:
                 async with asyncio.timeout(self.call_timeout):
-                    return await self._enqueue(conn, jobs)
-            finally:
-                await pool.putconn(conn)
+                    out = await self._enqueue(spare.cur, jobs)
+            except BaseException:
+                await pool.putconn(spare.conn)  # the pool resets or discards it
+                raise
+            if len(jobs) == 1:
+                await self._give(pool, spare)
+            else:  # a shared write's connection: back to the pool (see docs/profiles.md)
+                await pool.putconn(spare.conn)
+            return out
         except psycopg.DataError as exc:
             raise _nul_refused(exc) from None
         except PoolTimeout as exc:
@@ -295,8 +365,7 @@ class PostgresBackend(Backend):
                 "enqueueing",
             ) from exc
         except psycopg.OperationalError as exc:
-            with contextlib.suppress(Exception):
-                await pool.check()
+            await self._check_pool(pool)
             raise self._error(exc, "enqueueing") from exc
 
     async def enqueue_claimed(
@@ -335,6 +404,16 @@ class PostgresBackend(Backend):
                 out.append((claim.key in claimed, None))
         return out
 
+    async def _check_pool(self, pool: AsyncConnectionPool[AnyConn]) -> None:
+        """After a lost connection: a dropped server leaves every idle connection dead, the
+        kept one too, so test them all now and the next calls get fresh ones instead of
+        failing one by one."""
+        spare, self._spare = self._spare, None
+        with contextlib.suppress(Exception):
+            if spare is not None:
+                await pool.putconn(spare.conn)
+            await pool.check()
+
     async def enqueue_in(self, conn: AnyConn, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Enqueue on the application's own connection, inside its transaction if one is
         open: the jobs (and their wake-up) exist only if that transaction commits."""
@@ -342,12 +421,20 @@ class PostgresBackend(Backend):
             raise TypeError(
                 f"enqueue_in needs a psycopg.AsyncConnection, got {type(conn).__name__}"
             )
-        return await self._enqueue(conn, jobs, packed=False) if jobs else []
+        return await self._enqueue(conn.cursor(binary=True), jobs, packed=False) if jobs else []
 
     async def _enqueue(
-        self, conn: AnyConn, jobs: Sequence[NewJob], packed: bool = True
+        self, cur: AnyCursor, jobs: Sequence[NewJob], packed: bool = True
     ) -> list[EnqueueResult]:
-        """``packed``: ``conn`` is one of the pool's (its dumpers take packed arrays)."""
+        """``packed``: ``cur`` is on one of the pool's connections (its dumpers take packed
+        arrays)."""
+        if len(jobs) == 1 and jobs[0].dedup_key is None:
+            # The request handler's call: one row back, or a refusal raised.
+            new = jobs[0]
+            await cur.execute(self._q.enqueue[False, True], enqueue_row(new))
+            row = await cur.fetchone()
+            if row is not None:
+                return [EnqueueResult(new.id, True, _SCHED if row[1] else _Q)]
         out: list[EnqueueResult | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         # A job whose dedup key is held is answered with the live holder. If that holder
@@ -363,7 +450,7 @@ class PostgresBackend(Backend):
                 if packed:
                     params = arrays.packed(params)
             query = self._q.enqueue[keyed, len(batch) == 1]
-            cur = await conn.execute(query, params, binary=True)
+            await cur.execute(query, params)
             created = {row[0]: bool(row[1]) for row in await cur.fetchall()}
             missing = []
             for i in pending:
@@ -374,20 +461,17 @@ class PostgresBackend(Backend):
                     missing.append(i)
             if not missing:
                 break
-            missing = await self._replace(conn, jobs, missing, out)
+            missing = await self._replace(cur, jobs, missing, out)
             holds = Counter((jobs[i].queue, jobs[i].dedup_key) for i in missing
                             if jobs[i].hold and jobs[i].dedup_key is not None)  # fmt: skip
             keys = list({(jobs[i].queue, jobs[i].dedup_key) for i in missing
                          if jobs[i].dedup_key is not None} - set(holds))  # fmt: skip
-            cur = await conn.execute(
-                self._q.live_by_key, ([q for q, _ in keys], [k for _, k in keys]), binary=True
-            )
+            await cur.execute(self._q.live_by_key, ([q for q, _ in keys], [k for _, k in keys]))
             live = {(row[0], row[1]): row[2:] for row in await cur.fetchall()}
             if holds:
-                cur = await conn.execute(
+                await cur.execute(
                     self._q.hold_by_key,
                     ([q for q, _ in holds], [k for _, k in holds], list(holds.values())),
-                    binary=True,
                 )
                 live.update({(row[0], row[1]): row[2:] for row in await cur.fetchall()})
             pending = []
@@ -407,7 +491,7 @@ class PostgresBackend(Backend):
 
     async def _replace(
         self,
-        conn: AnyConn,
+        cur: AnyCursor,
         jobs: Sequence[NewJob],
         missing: list[int],
         out: list[EnqueueResult | None],
@@ -420,12 +504,11 @@ class PostgresBackend(Backend):
             if not new.replace:
                 left.append(i)
                 continue
-            cur = await conn.execute(
+            await cur.execute(
                 self._q.replace,
                 (new.data, new.priority, new.max_attempts, new.max_stalls, new.timeout,
                  int(new.hold),
                  new.at, float(new.delay or 0.0), new.queue, new.dedup_key),
-                binary=True,
             )  # fmt: skip
             row = await cur.fetchone()
             if row is None:
@@ -443,10 +526,17 @@ class PostgresBackend(Backend):
             want = limit - len(leases)
             if want <= 0:
                 break
+            heard = self.listener.heard(queue)  # before the claim's snapshot is taken
             rows = await self._rows(
                 self._q.claim, {"q": queue, "n": want, "w": worker, "lease": float(lease)}
             )
-            leases.extend(Lease(*row) for row in rows)
+            got = [Lease(*row[:11]) for row in rows if row[0] is not None]
+            if not got and heard is not None:  # the worker waits after such a claim
+                due = rows[0][11] if rows else None
+                self._due[queue] = (heard, None if due is None else time.monotonic() + due)
+            else:
+                self._due.pop(queue, None)
+            leases.extend(got)
         return leases
 
     async def renew(self, leases: Sequence[Lease]) -> RenewResult:
@@ -540,8 +630,10 @@ class PostgresBackend(Backend):
         # Watch first, then look: a NOTIFY after the look wakes the watcher.
         fut = self.listener.watch_jobs(queues)
         try:
-            rows = await self._rows(self._q.next_due, (list(queues),))
-            due = rows[0][0] if rows else None
+            due = self._due_after_claims(queues)
+            if due is False:
+                rows = await self._rows(self._q.next_due, (list(queues),))
+                due = rows[0][0] if rows else None
             if due is not None:
                 timeout = min(timeout, max(0.0, float(due)))
             if timeout <= 0:
@@ -552,6 +644,20 @@ class PostgresBackend(Backend):
         finally:
             self.listener.forget(fut)
 
+    def _due_after_claims(self, queues: Sequence[str]) -> float | Literal[False] | None:
+        """Seconds until the next of ``queues``' jobs is due (None: none) as the last empty
+        claim of each queue found it, if this listener has heard nothing of those queues
+        since that claim was sent: anything enqueued, retried or reclaimed after its
+        snapshot is NOTIFYed after it, so it wakes the watch already set. False: ask."""
+        soonest: float | None = None
+        for queue in queues:
+            known = self._due.get(queue)
+            if known is None or known[0] != self.listener.heard(queue):
+                return False
+            if known[1] is not None and (soonest is None or known[1] < soonest):
+                soonest = known[1]
+        return None if soonest is None else soonest - time.monotonic()
+
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         wanted = list(ids)
         if not wanted:
@@ -559,7 +665,14 @@ class PostgresBackend(Backend):
         await self._listen(self.finishes, timeout)
         fut, records = self.finishes.watch_done(wanted)
         try:
-            done = await self._finished(wanted)
+            # Watch first, then look: only at jobs this listener may not have heard about.
+            unread, heard_early = self.finishes.take(wanted)
+            done = _records(heard_early)
+            if len(done) < len(heard_early):  # a record that did not decode: read its row
+                got = {j.id for j in done}
+                unread += [i for i in heard_early if i not in got]
+            if unread:
+                done += await self._finished(unread)
             if done or timeout <= 0:
                 return done
             try:

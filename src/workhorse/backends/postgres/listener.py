@@ -38,8 +38,13 @@ class Listener:
         )
         self.safe_url = safe_url
         self._jobs: dict[asyncio.Future[None], frozenset[str]] = {}
+        self._heard: dict[str, int] = {}  # notifications per queue on the jobs channel
         # Per waiter: the ids it waits for, and the records heard for them (id: payload).
         self._done: dict[asyncio.Future[None], tuple[frozenset[str], dict[str, str]]] = {}
+        # Jobs a caller enqueued while this listened and will wait for next (``expect``):
+        # per id, the ``connects`` it was expected under, whether its id was heard on the
+        # done channel, and its record if one was heard.
+        self._expected: dict[str, _Expected] = {}
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.connected = asyncio.Event()
@@ -115,11 +120,17 @@ class Listener:
     # -- waiters -----------------------------------------------------------------------
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == self.jobs_channel:
+            self._heard[payload] = self._heard.get(payload, 0) + 1
             for fut, queues in list(self._jobs.items()):
                 if payload in queues and not fut.done():
                     fut.set_result(None)
         elif channel == self.done_channel:
             ids = None if payload == "*" else payload.split(",")
+            if self._expected:
+                for job_id in self._expected if ids is None else ids:
+                    early = self._expected.get(job_id)
+                    if early is not None:
+                        early.done = True
             for fut, (wanted, _) in list(self._done.items()):
                 if fut.done():
                     continue
@@ -128,6 +139,9 @@ class Listener:
         elif channel == self.record_channel:
             # '<id> <record as JSON>': ids hold no space (see finish's record CTE).
             job_id = payload.partition(" ")[0]
+            early = self._expected.get(job_id)
+            if early is not None:
+                early.record = payload
             for fut, (wanted, records) in list(self._done.items()):
                 if job_id in wanted:
                     # Kept even if the waiter was woken already: its done ids and this
@@ -141,6 +155,13 @@ class Listener:
             if not fut.done():
                 fut.set_result(None)
 
+    def heard(self, queue: str) -> tuple[int, int] | None:
+        """Which connection listens and how many notifications of ``queue`` it has heard:
+        equal marks mean nothing was heard between them. None while not listening."""
+        if not self.connected.is_set():
+            return None
+        return self.connects, self._heard.get(queue, 0)
+
     def watch_jobs(self, queues: Collection[str]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._jobs[fut] = frozenset(queues)
@@ -153,8 +174,55 @@ class Listener:
         self._done[fut] = (frozenset(ids), records)
         return fut, records
 
+    def expect(self, ids: Collection[str]) -> bool:
+        """Remember what this connection hears about ``ids`` from now on, for a caller about
+        to enqueue them and wait: its first wait need not read their rows (``take``).
+        False (and nothing remembered) while the connection is not listening."""
+        if not self.connected.is_set():
+            return False
+        if len(self._expected) + len(ids) > _EXPECT_MAX:
+            # Callers that never waited (an error between enqueue and wait): the oldest go.
+            for job_id in list(self._expected)[: len(self._expected) // 2 + len(ids)]:
+                del self._expected[job_id]
+        for job_id in ids:
+            self._expected[job_id] = _Expected(self.connects)
+        return True
+
+    def unexpect(self, ids: Collection[str]) -> None:
+        for job_id in ids:
+            self._expected.pop(job_id, None)
+
+    def take(self, ids: Collection[str]) -> tuple[list[str], dict[str, str]]:
+        """Of ``ids``, those whose rows a wait must read (never expected, or expected
+        under a connection since lost, or heard as done without their record), and the
+        records heard for the others. Their expectations are used up: a later wait reads."""
+        listening = self.connected.is_set()
+        unread: list[str] = []
+        records: dict[str, str] = {}
+        for job_id in ids:
+            early = self._expected.pop(job_id, None)
+            if early is None or not listening or early.connects != self.connects:
+                unread.append(job_id)
+            elif early.record is not None:
+                records[job_id] = early.record
+            elif early.done:
+                unread.append(job_id)
+        return unread, records
+
     def forget(self, fut: asyncio.Future[None]) -> None:
         self._jobs.pop(fut, None)
         self._done.pop(fut, None)
         if not fut.done():
             fut.cancel()
+
+
+_EXPECT_MAX = 10_000  # expected ids kept at most (a bound for callers that never wait)
+
+
+class _Expected:
+    __slots__ = ("connects", "done", "record")
+
+    def __init__(self, connects: int) -> None:
+        self.connects = connects
+        self.done = False
+        self.record: str | None = None

@@ -129,6 +129,13 @@ class Statements:
             else f"SELECT pg_notify({self.jobs_channel}, q.queue) "
             "FROM (SELECT DISTINCT queue FROM ins) q"
         )
+        # One job is one count: no grouping of the rows (tally's general form).
+        counted = (
+            f"tally AS (INSERT INTO {s}.job_counts (queue, state, n) "
+            "SELECT queue, 'queued', 1 FROM ins)"
+            if one
+            else tally(s, "ins", "NULL", "'queued'")
+        )
         return f"""
 WITH ins AS (
   INSERT INTO {s}.jobs
@@ -140,7 +147,7 @@ WITH ins AS (
 ), ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue)
   SELECT 'job.queued', id, task, queue FROM ins
-), {tally(s, "ins", "NULL", "'queued'")}, note AS (
+), {counted}, note AS (
   {note}
 )
 SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
@@ -254,9 +261,19 @@ WITH picked AS (
   -- Committed without waiting for the WAL flush (this transaction only): docs/decisions.md
   -- "A claim's commit does not wait for its flush" says why no guarantee changes.
   SELECT set_config('synchronous_commit', 'off', true)
+), m AS (
+  -- A claim that found nothing also says when the queue's next job is due (seconds from
+  -- now; NULL: none, or paused), so the worker's wait that follows need not ask.
+  SELECT CASE WHEN NOT EXISTS (SELECT FROM claimed)
+    AND NOT EXISTS (SELECT 1 FROM {s}.queues WHERE name = %(q)s AND paused)
+    THEN (SELECT extract(epoch from min(run_at) - now())::float8 FROM {s}.jobs
+          WHERE state = 'queued' AND queue = %(q)s AND run_at > now()) END AS due
+  FROM lazy
 )
-SELECT id, token, task, queue, data, attempts, max_attempts, timeout, span, created, stalls
-FROM claimed, lazy ORDER BY priority DESC, run_at, seq"""
+-- One row when nothing was claimed (id NULL): it carries the due time.
+SELECT c.id, c.token, c.task, c.queue, c.data, c.attempts, c.max_attempts, c.timeout, c.span,
+  c.created, c.stalls, m.due
+FROM m LEFT JOIN claimed c ON true ORDER BY c.priority DESC, c.run_at, c.seq"""
 
     def renew(self) -> str:
         return f"""

@@ -114,6 +114,7 @@ class RedisCore(Backend):
         self._listed: set[str] = set()  # queues this client put in {P}:queues
         # queue -> (when, [paused, due, wait]) after its last claim
         self._idle: dict[str, tuple[float, list[Any]]] = {}
+        self._taking_up: set[asyncio.Future[Any]] = set()  # wait_claim's renews in flight
         self._epoch_due = 0.0  # wait_for_jobs checks the epoch mark again after this
         self._ids = os.urandom(8).hex() + "."  # call ids: this prefix and a sequence
         self._seq = itertools.count()

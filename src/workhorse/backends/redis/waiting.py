@@ -19,6 +19,16 @@ from workhorse.job import Job, Lease, Outcome
 
 _HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
 _EPOCH_EVERY = 1.0  # seconds between idle workers' checks of the epoch mark
+# Seconds a lease handed over with a wake-up (wait_claim) lasts until its worker takes it
+# up: a stopped worker's pop still gets the token, and must not hold jobs for a full lease.
+HANDOVER = 2.0
+
+
+def _renew_args(leases: Sequence[Lease]) -> list[Any]:
+    args: list[Any] = []
+    for lease in leases:
+        args += (lease.job_id, lease.token, repr(float(lease.lease)))
+    return args
 
 
 def _moved(error: ResponseError) -> bool:
@@ -63,7 +73,12 @@ class RedisWaiting(RedisCore):
         """Block as ``wait_for_jobs`` does, with the claim pipelined behind the pop on the
         same connection: the server runs it the moment a wake-up token (or the timeout)
         ends the pop, so a woken worker has its jobs one round trip sooner. None: nothing
-        claimed, claim next (a job is due now)."""
+        claimed, claim next (a job is due now).
+
+        The server runs that claim whether or not this process is there to read its reply
+        (stopped, cut off, its loop held), so its leases are a handover: they last at most
+        HANDOVER seconds and count no stall when they expire, until the worker takes them
+        up with a renew, sent here before any of the jobs starts."""
         if timeout <= 0:
             return None
         qk = self._q(queue)
@@ -82,8 +97,9 @@ class RedisWaiting(RedisCore):
             return None
         await self._list_queues([queue])  # as claim() does
         base = os.urandom(8).hex() + "."
-        claim = self._eval("claim", qk, (worker, limit, repr(float(lease)), base))
+        claim = self._eval("claim", qk, (worker, limit, repr(float(lease)), base, HANDOVER))
         nudge = asyncio.ensure_future(self._nudge(wake_key, timeout)) if timed else None
+        sent = time.monotonic()
         try:
             _, reply = await self._pop([wake_key], timeout, claim)
         except BaseException as exc:
@@ -93,7 +109,7 @@ class RedisWaiting(RedisCore):
             found = await asyncio.shield(self._claim_again(claim, queue, cancelled))
             if cancelled:
                 raise
-            return found
+            return await self._take_up(queue, found, sent)
         finally:
             if nudge is not None:
                 nudge.cancel()
@@ -106,7 +122,36 @@ class RedisWaiting(RedisCore):
             raise reply
         jobs, idle = reply
         self._idle[queue] = (time.monotonic(), idle)
-        return decode_leases(queue, jobs)
+        return await self._take_up(queue, decode_leases(queue, jobs), sent)
+
+    async def _take_up(self, queue: str, leases: list[Lease], sent: float) -> list[Lease]:
+        """Renew the leases a wait's claim handed over, which marks them taken up. Sent
+        now, ahead of the jobs, and not waited for while no lease can have ended yet (the
+        claim ran after ``sent``); later, the jobs whose lease ended are left out: another
+        worker may run them by now."""
+        if not leases:
+            return leases
+        renew = self._call("renew", self._q(queue), *_renew_args(leases))
+        if time.monotonic() - sent < min(HANDOVER, *(x.lease for x in leases)) / 2:
+            task = asyncio.ensure_future(renew)
+            self._taking_up.add(task)
+            task.add_done_callback(self._taken_up)
+            return leases
+        codes = await renew
+        kept = [x for x, code in zip(leases, codes, strict=True) if code != 0]
+        if len(kept) < len(leases):
+            log.warning(
+                "%d job(s) handed over as this worker woke were given to another worker "
+                "before it took them up (was the process stopped?); not running them",
+                len(leases) - len(kept),
+            )
+        return kept
+
+    def _taken_up(self, task: asyncio.Future[Any]) -> None:
+        self._taking_up.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The jobs run anyway; their lease is renewed (or found lost) as usual.
+            log.debug("taking up handed-over leases failed", exc_info=task.exception())
 
     async def _claim_again(
         self, claim: tuple[Any, ...], queue: str, give_back: bool

@@ -109,8 +109,9 @@ def query_select(
         where.append("(created_at, id) < (:at, :aid)")
         params |= {"at": after[0], "aid": after[1]}
     elif after is not None:  # the anchor is gone: its time as a reader saw it (microseconds)
-        where.append("(CAST(round(created_at * 1000000) AS INTEGER), id) < (:at, :aid)")
-        params |= {"at": round(after.created * 1e6), "aid": after.id}
+        where.append("(created_at < :low OR (created_at < :high AND id < :aid))")
+        low, high = after.span()
+        params |= {"low": low, "high": high, "aid": after.id}
     st = None if state is None else JobState(state)
     if st is JobState.FAILED:
         names = [queue] if queue is not None else [r[0] for r in conn.execute(_QUEUES)]

@@ -1,10 +1,15 @@
--- ARGV[4] worker, ARGV[5] limit, ARGV[6] default lease seconds, ARGV[7] token base.
+-- ARGV[4] worker, ARGV[5] limit, ARGV[6] default lease seconds, ARGV[7] token base,
+-- ARGV[8] (a claim behind an idle worker's blocking pop, wait_claim) handover seconds: the
+-- worker may not be there to read the reply (stopped, cut off), so its leases last at most
+-- that long and are marked untaken ('wk') until its first renew; one that expires so is a
+-- handover that never happened, not a stall (reclaim.lua).
 -- Returns {jobs, idle}: jobs, per job: id token task data attempts max_attempts timeout
 -- lease created stalls; idle, what peek.lua would tell after this claim (paused, due now, seconds
 -- until the next scheduled job): the client's next claim and wait act on it instead of
 -- asking again (see _idle_hints in waiting.py).
 if redis.call('EXISTS', QK .. 'paused') == 1 then return {{}, {1, 0, ''}} end
 local worker, limit, lease, base = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local handover = tonumber(ARGV[8] or '')
 -- Promote the scheduled jobs that are due now (bounded: the rest wait for the next claim).
 local due = redis.call('ZRANGEBYSCORE', QK .. 'sched', '-inf', NOWS, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
@@ -37,10 +42,18 @@ if #picked > 0 then
       local span = lease
       if f[5] and f[5] ~= '' then span = tonumber(f[5]) end
       local token = base .. i
-      redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token,
-        'st', NOWS, 'x', fmt(NOW + span))
-      redis.call('HDEL', jk, 'rk')
-      redis.call('ZADD', QK .. 'active', NOW + span, id)
+      local held = span
+      if handover then
+        if handover < span then held = handover end
+        redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token,
+          'st', NOWS, 'x', fmt(NOW + held), 'wk', '1')
+        redis.call('HDEL', jk, 'rk')
+      else
+        redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token,
+          'st', NOWS, 'x', fmt(NOW + span))
+        redis.call('HDEL', jk, 'rk', 'wk')
+      end
+      redis.call('ZADD', QK .. 'active', NOW + held, id)
       redis.call('ZREM', QK .. 'i:queued', id)
       redis.call('ZADD', QK .. 'i:active', f[6], id)
       event('job.started', id, f[1], f[7],
