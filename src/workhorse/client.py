@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload
 
 from workhorse import codec, events, schedules
-from workhorse.backends import JOB_EVENTS, Backend, backend_from_url
+from workhorse.backends import JOB_EVENTS, Backend, Claim, backend_from_url
 from workhorse.cron import CronSpec, parse_cron
 from workhorse.errors import ConfigError, DuplicateJob, JobCancelled, JobFailed, RunTimeout
 from workhorse.events import EventBus
@@ -381,6 +381,27 @@ class Client:
         out: list[JobHandle[Any]] = []
         for (task, new), res in zip(items, results, strict=True):
             out += await self._handles(task, [new], [res], task.defaults.on_duplicate)
+        return out
+
+    async def submit_claimed(
+        self, items: Sequence[tuple[Claim, Task[Any, Any], NewJob]]
+    ) -> list[tuple[bool, JobHandle[Any] | None]]:
+        """Write jobs built by ``new_job``, each with its claim, in one round trip where
+        the store can (``Backend.enqueue_claimed``): whether the call set each claim, and
+        the job's handle when it wrote the job."""
+        if not items:
+            return []
+        backend = await self.store()
+        news = [new for _, _, new in items]
+        for instrument in self.instruments:
+            await instrument.enqueuing(self, news)
+        results = await backend.enqueue_claimed([(claim, new) for claim, _, new in items])
+        out: list[tuple[bool, JobHandle[Any] | None]] = []
+        for (_, task, new), (claimed, res) in zip(items, results, strict=True):
+            handle = None
+            if res is not None:
+                (handle,) = await self._handles(task, [new], [res], task.defaults.on_duplicate)
+            out.append((claimed, handle))
         return out
 
     async def enqueue_many(

@@ -178,3 +178,21 @@ async def test_counters_live_apart_from_kv(backend: Backend) -> None:
     assert await backend.kv_scan("rate:") == {}
     await backend.kv_set("rate:k:1", "text")
     assert await backend.counter_add("rate:k:1", 1) == 4
+
+
+async def test_concurrent_deletes_each_get_their_own_answer(
+    backend: Backend, peer: Backend
+) -> None:
+    # Many at once (PostgreSQL sends them in shared statements): each answered as alone.
+    for i in range(20):
+        await backend.kv_set(f"many:{i}", "mine" if i % 2 else "yours")
+    await backend.kv_set("twice", "v")
+    asks = [(f"many:{i}", "mine" if i % 3 else None) for i in range(20)] + [("absent", None)]
+    calls = [(backend if i % 2 else peer).kv_delete(k, v) for i, (k, v) in enumerate(asks)]
+    calls += [backend.kv_delete("twice", "other"), backend.kv_delete("twice")]
+    got = await asyncio.gather(*calls)
+    wanted = [i % 3 == 0 or i % 2 == 1 for i in range(20)] + [False, False, True]
+    assert got == wanted
+    left = await backend.kv_scan("many:")
+    assert sorted(left) == sorted(f"many:{i}" for i in range(20) if not wanted[i])
+    assert await backend.kv_get("twice") is None

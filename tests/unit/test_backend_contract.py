@@ -11,7 +11,15 @@ from workhorse.backends import Backend
 from workhorse.backends.memory import MemoryBackend
 
 # The optional hooks: a default that calls the contract methods.
-_OPTIONAL = {"enqueue_watched", "events_head", "get_many", "job_events", "run_events", "wait_claim"}
+_OPTIONAL = {
+    "enqueue_claimed",
+    "enqueue_watched",
+    "events_head",
+    "get_many",
+    "job_events",
+    "run_events",
+    "wait_claim",
+}
 
 
 def test_every_contract_method_is_abstract() -> None:

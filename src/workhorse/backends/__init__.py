@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
 from workhorse.errors import ConfigError
 from workhorse.urls import redact
 
@@ -42,4 +42,4 @@ def backend_from_url(url: str) -> Backend:
     return cls(url)  # type: ignore[call-arg]
 
 
-__all__ = ["JOB_EVENTS", "Backend", "Capabilities", "RenewResult", "backend_from_url"]
+__all__ = ["JOB_EVENTS", "Backend", "Capabilities", "Claim", "RenewResult", "backend_from_url"]

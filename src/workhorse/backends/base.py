@@ -46,6 +46,16 @@ class RenewResult:
     cancel: frozenset[str]  # still ours, but a cancel was requested
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A key written with a job (``Backend.enqueue_claimed``): set unless live (no ttl),
+    and neither it nor the job while ``unless`` is live."""
+
+    key: str
+    value: str
+    unless: str | None = None
+
+
 # The most of one job's events a store keeps findable by its id (Redis keeps their ids in
 # the job's record); older ones stay in the log, read by events() only.
 JOB_EVENTS = 100
@@ -79,6 +89,35 @@ class Backend(abc.ABC):
         """``enqueue`` for a caller that waits for these jobs next (``app.run``): a backend
         may start watching for their finish in the same round trip."""
         return await self.enqueue(jobs)
+
+    async def enqueue_claimed(
+        self, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        """Each job with its claim (a flow step's follow-up and the run's index entry):
+        nothing while ``claim.unless`` is live; otherwise the claim's key is set unless it
+        is live (True: this call set it), and the job is written unless a job with its id
+        or a live one with its dedup key exists (its result, or None: not written; a store
+        whose enqueue is idempotent per id may answer a job that had the id as written,
+        never writing it again). SQLite, PostgreSQL and memory do each item in one step
+        and all items in one round trip; this default makes one to three calls per item
+        and one enqueue, so a job may be written just after its ``unless`` became live.
+        ``replace`` and ``hold`` are not for these jobs."""
+        out: list[tuple[bool, EnqueueResult | None]] = []
+        todo: list[int] = []
+        for claim, new in items:
+            won = await self.set_if_absent(claim.key, claim.value, unless=claim.unless)
+            if not won and (
+                (claim.unless is not None and await self.kv_get(claim.unless) is not None)
+                or await self.get(new.id) is not None
+            ):
+                out.append((False, None))
+                continue
+            todo.append(len(out))  # claimed, or claimed by a writer that died before its job
+            out.append((won, None))
+        results = await self.enqueue([items[i][1] for i in todo])
+        for i, res in zip(todo, results, strict=True):
+            out[i] = (out[i][0], res if res.created else None)
+        return out
 
     # -- consuming -------------------------------------------------------------------
     @abc.abstractmethod

@@ -9,7 +9,6 @@ to finish sees all the others finished) and by a sweep that covers a killed chec
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workhorse import codec, events
+from workhorse.backends import Claim
 from workhorse.client import Client
 from workhorse.errors import error_info
 from workhorse.flows import keys, records
@@ -205,9 +205,13 @@ class Engine:
         # the same call; a wait is armed by other writes, so its run is asked first.
         if any(waits_for_signal(s) for s in subs) and await backend.kv_get(end) is not None:
             return
+        if flow.counted() and occurrence != "done" and not fc.reserved:
+            # Reserved before the steps it starts exist; taken back at its end.
+            await backend.counter_add(keys.count_key(meta.run, meta.gen), RESERVED, COUNT_TTL)
+            fc.reserved = True
         fresh = True
         claims = 0  # step jobs this call claimed (a counted flow counts them live)
-        batch: list[tuple[Task[Any, Any], NewJob]] = []  # written in one round trip
+        batch: list[tuple[Claim, Task[Any, Any], NewJob]] = []  # one round trip for all
         for step in subs:
             if step.join:
                 prefix = keys.input_prefix(meta.run, meta.gen, step.name)
@@ -230,21 +234,16 @@ class Engine:
                 await fc.noted()  # a signal stored before may start the step at once
                 fresh = await self.waits.start(meta.run, meta.gen, step, data, cause) and fresh
                 continue
-            claimed, new = await self.claim_step(
-                meta.run, meta.gen, step, data, cause, await self.due(step)
+            batch.append(
+                self.build_step(meta.run, meta.gen, step, data, cause, await self.due(step))
             )
-            fresh = claimed and fresh
-            claims += claimed
-            if new is not None:
-                batch.append(new)
-        if claims and flow.counted():
-            fc.claimed += claims  # added with the step's own end (``finished``)
-            if occurrence != "done" and not fc.reserved:  # before its steps exist
-                await backend.counter_add(keys.count_key(meta.run, meta.gen), RESERVED, COUNT_TTL)
-                fc.reserved = True
         if batch:
             await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
-            await self.client.submit_many(batch)
+            for claimed, _ in await self.client.submit_claimed(batch):
+                fresh = claimed and fresh
+                claims += claimed
+        if claims and flow.counted():
+            fc.claimed += claims  # added with the step's own end (``finished``)
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
         fc.handed = occurrence == "done" and fresh and meta.step in flow.shape().handoff
@@ -287,12 +286,11 @@ class Engine:
     ) -> bool:
         """Enqueue the step's job for this cause, unless it exists already; True when this
         call claimed it."""
-        claimed, new = await self.claim_step(run, gen, step, data, cause, options)
-        if new is not None:
-            await self.client.submit_many([new])
+        item = self.build_step(run, gen, step, data, cause, options)
+        ((claimed, _),) = await self.client.submit_claimed([item])
         return claimed
 
-    async def claim_step(
+    def build_step(
         self,
         run: str,
         gen: int,
@@ -300,41 +298,23 @@ class Engine:
         data: Any,
         cause: tuple[str, ...],
         options: dict[str, Any] | None = None,
-    ) -> tuple[bool, tuple[Task[Any, Any], NewJob] | None]:
-        """Claim the step's job for this cause and build it: whether this call claimed it,
-        and the job to write (None: it exists). The run's index entry is the claim, written
-        before the job: a run with an entry is not over."""
+    ) -> tuple[Claim, Task[Any, Any], NewJob]:
+        """The step's job for this cause, with its claim: the run's index entry, written
+        with the job and refused with it once the run ended (a run with an entry is not
+        over). A claim already there (this same cause run again, or a writer killed
+        before its enqueue) still writes a missing job of a live run."""
         job_id = keys.step_job_id(run, gen, step.name, *cause)
-        # Claimed before: by this same cause run again, or by a writer killed before its
-        # enqueue; or refused: the run ended. Only a missing record of a live run is
-        # written again.
-        claimed = await self.index_step(run, gen, step, job_id, live=True)
-        backend = self.client.backend
-        if not claimed and (
-            await backend.get(job_id) is not None
-            or await backend.kv_get(keys.end_key(run, gen)) is not None
-        ):
-            return False, None
         task = self.client.registry.get_task(step.name)
         flow = self.graph.flows.get(step.flow)
         if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
             options = {**(options or {}), "timeout": flow.step_timeout}  # step > flow > job
-        new = dataclasses.replace(
-            self.client.new_job(task, data, options or {}), id=job_id, dedup_key="flow:" + job_id
-        )
-        return claimed, (task, new)
-
-    async def index_step(
-        self, run: str, gen: int, step: Step, job_id: str, live: bool = False
-    ) -> bool:
-        """Add the step's job to the run's index (a run with an entry is not over); False
-        when it was there already, or (``live``) when the run's generation ended."""
+        new = self.client.new_job(task, data, options or {})
+        new.id, new.dedup_key, new.replace = job_id, "flow:" + job_id, False
         marker = {"flow": step.flow, "step": step.name, "gen": gen, "at": time.time()}
-        return await self.client.backend.set_if_absent(
-            keys.job_key(run, job_id),
-            codec.dumps(marker).decode(),
-            unless=keys.end_key(run, gen) if live else None,
+        claim = Claim(
+            keys.job_key(run, job_id), codec.dumps(marker).decode(), keys.end_key(run, gen)
         )
+        return claim, task, new
 
     # -- ending runs -----------------------------------------------------------------------
     async def check(self, run: str, known: StepMeta | None = None) -> RunState | None:

@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 PREFIX = "flows:"
 RUN_ID_LEN = 16
 
 
 def new_run_id() -> str:
-    return os.urandom(RUN_ID_LEN // 2).hex()
+    """Random but for its first six digits, the time in milliseconds (modulo 2**24, about
+    4.7 hours): runs started close together get ids close together, so the index entries
+    that concurrent runs write (their jobs, keys and events by run) share B-tree pages
+    instead of each dirtying its own. Two runs collide only with the same prefix and the
+    same 40 random bits: over runs spread beyond a wrap as likely as with 64 random bits,
+    and less for runs closer together (only those of one millisecond share a prefix)."""
+    return f"{time.time_ns() // 1_000_000 & 0xFFFFFF:06x}{os.urandom(5).hex()}"
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 def is_run_id(value: str) -> bool:
-    return len(value) == RUN_ID_LEN and all(c in "0123456789abcdef" for c in value)
+    return len(value) == RUN_ID_LEN and _HEX.issuperset(value)
 
 
 MAX_GEN = 0xFFFF  # restarts of one run

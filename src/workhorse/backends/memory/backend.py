@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 
 from workhorse import codec, events
 from workhorse.backends import loglines
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
 from workhorse.backends.memory.keyvalues import KeyValues
 from workhorse.job import (
     FINISHED_STATES,
@@ -284,6 +284,25 @@ class MemoryBackend(Backend):
             self._event("job.queued", rec, now)
             out.append(EnqueueResult(rec.id, True, self._public_state(rec, now)))
         self._wake_workers()
+        return out
+
+    async def enqueue_claimed(
+        self, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        out: list[tuple[bool, EnqueueResult | None]] = []
+        todo: list[int] = []
+        for claim, new in items:
+            if claim.unless is not None and self._kv.get(claim.unless) is not None:
+                out.append((False, None))
+                continue
+            won = self._kv.set_if_absent(claim.key, claim.value, None)
+            if new.id not in self._jobs and all(items[i][1].id != new.id for i in todo):
+                todo.append(len(out))
+            out.append((won, None))
+        # enqueue awaits nothing: the claims and the jobs are one step of the event loop.
+        results = await self.enqueue([items[i][1] for i in todo])
+        for i, res in zip(todo, results, strict=True):
+            out[i] = (out[i][0], res if res.created else None)
         return out
 
     # -- consuming -------------------------------------------------------------------

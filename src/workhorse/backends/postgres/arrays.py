@@ -80,6 +80,11 @@ def _texts(values: list[str | None]) -> TextArray:
     return _array(TextArray, _TEXT, [None if v is None else _text(v) for v in values])
 
 
+def texts(values: Sequence[str | None]) -> TextArray:
+    """A text array for the backend's own connections."""
+    return _texts(list(values))
+
+
 def _floats(values: list[float | None]) -> Float8Array:
     items = [None if v is None else _FLOAT8.pack(8, v) for v in values]
     return _array(Float8Array, _FLOAT8_OID, items)

@@ -35,7 +35,7 @@ from psycopg import pq, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
 from workhorse.backends.group import GroupCommit
 from workhorse.backends.postgres import arrays, positions
 from workhorse.backends.postgres import schema as schema_mod
@@ -175,6 +175,12 @@ class PostgresBackend(Backend):
         self._group = GroupCommit(self._enqueue_alone, lanes=min(4, self._pool_max), gather=True)
         # So do concurrent set_if_absent calls (a flow step's claims, one per step).
         self._claims = GroupCommit(self._claim_many, lanes=min(2, self._pool_max))
+        # And concurrent kv_delete calls (a flow run's end removes its live entry).
+        self._deletes = GroupCommit(self._delete_many, lanes=min(2, self._pool_max))
+        # And concurrent enqueue_claimed calls (each flow step's follow-ups).
+        self._claimed = GroupCommit(
+            self._enqueue_claimed_many, lanes=min(4, self._pool_max), gather=True
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
@@ -235,6 +241,8 @@ class PostgresBackend(Backend):
         spare, self._spare = self._spare, None
         self._group.close()
         self._claims.close()
+        self._claimed.close()
+        self._deletes.close()
         await self.listener.stop()
         await self.finishes.stop()
         if pool is not None:
@@ -363,6 +371,42 @@ class PostgresBackend(Backend):
         except psycopg.OperationalError as exc:
             await self._check_pool(pool)
             raise self._error(exc, "enqueueing") from exc
+
+    async def enqueue_claimed(
+        self, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        if not items:
+            return []
+        return await self._claimed.submit(items)
+
+    async def _enqueue_claimed_many(
+        self, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        """enqueue_claimed in one statement (one commit). A key asked twice goes in once:
+        its first ask is answered as it would be in turn, the later ones get nothing."""
+        first: dict[str, int] = {}
+        for i, (claim, _) in enumerate(items):
+            first.setdefault(claim.key, i)
+        sent = [items[i] for i in first.values()]
+        params = (
+            arrays.texts([c.key for c, _ in sent]),
+            arrays.texts([c.value for c, _ in sent]),
+            arrays.texts([c.unless for c, _ in sent]),
+            *arrays.packed(enqueue_params([new for _, new in sent])),
+        )
+        rows = await self._rows(self._q.enqueue_claimed, params)
+        claimed = {row[1] for row in rows if row[0] == "k"}
+        written = {row[1]: row[2] for row in rows if row[0] == "j"}
+        out: list[tuple[bool, EnqueueResult | None]] = []
+        for i, (claim, new) in enumerate(items):
+            if first[claim.key] != i:
+                out.append((False, None))
+            elif new.id in written:
+                state = _SCHED if written[new.id] else _Q
+                out.append((claim.key in claimed, EnqueueResult(new.id, True, state)))
+            else:
+                out.append((claim.key in claimed, None))
+        return out
 
     async def _check_pool(self, pool: AsyncConnectionPool[AnyConn]) -> None:
         """After a lost connection: a dropped server leaves every idle connection dead, the
@@ -863,7 +907,19 @@ class PostgresBackend(Backend):
         await self._rows(self._q.kv_set, (key, value, _ttl(ttl)))
 
     async def kv_delete(self, key: str, value: str | None = None) -> bool:
-        return bool(await self._rows(self._q.kv_delete, {"k": key, "v": value}))
+        (gone,) = await self._deletes.submit([(key, value)])
+        return gone
+
+    async def _delete_many(self, asks: Sequence[tuple[str, str | None]]) -> list[bool]:
+        """kv_delete calls in one statement; a key asked twice goes alone, in turn (the
+        second ask's answer depends on the first's)."""
+        if len(asks) == 1 or len({k for k, _ in asks}) < len(asks):
+            return [bool(await self._rows(self._q.kv_delete, {"k": k, "v": v})) for k, v in asks]
+        rows = await self._rows(
+            self._q.kv_delete_many, {"k": [k for k, _ in asks], "v": [v for _, v in asks]}
+        )
+        gone = {row[0] for row in rows}
+        return [k in gone for k, _ in asks]
 
     async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
         if not held:
@@ -882,16 +938,18 @@ class PostgresBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
+        # Packed text arrays: psycopg's own list dumper escapes JSON's quotes one regex
+        # match at a time (half a flow step's Python on PostgreSQL went there).
         await self._rows(
             self._q.publish,
             (
-                [e.type for e in events],
-                [e.job_id for e in events],
-                [e.task for e in events],
-                [e.queue for e in events],
-                [_dumps(e.data or {}) for e in events],
+                arrays.texts([e.type for e in events]),
+                arrays.texts([e.job_id for e in events]),
+                arrays.texts([e.task for e in events]),
+                arrays.texts([e.queue for e in events]),
+                arrays.texts([_dumps(e.data or {}) for e in events]),
                 [e.at or None for e in events],
-                [_run(e) for e in events],
+                arrays.texts([_run(e) for e in events]),
             ),
         )
 

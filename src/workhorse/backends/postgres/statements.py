@@ -154,6 +154,52 @@ WITH ins AS (
 )
 SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
 
+    def enqueue_claimed(self) -> str:
+        """enqueue_claimed in one statement: the items whose ``unless`` key is not live
+        set their claim key if absent and write their job unless its id or its live dedup
+        key is taken (ON CONFLICT with no target: any unique index); claims go in key
+        order, so two such statements never wait on each other in a cycle. Returns the
+        keys claimed ('k', key, NULL) and the jobs written ('j', id, scheduled)."""
+        s = self.s
+        return f"""
+WITH c AS MATERIALIZED (
+  SELECT c.key, c.value, c.ord
+  FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS c(key, value, unless, ord)
+  WHERE c.unless IS NULL OR NOT EXISTS (
+    SELECT 1 FROM {s}.kv AS u
+    WHERE u.key = c.unless AND (u.expires_at IS NULL OR u.expires_at > now()))
+), claimed AS (
+  INSERT INTO {s}.kv AS kv (key, value, expires_at)
+  SELECT c.key, c.value, NULL FROM c ORDER BY c.key
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+  WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+  RETURNING kv.key
+), ins AS (
+  INSERT INTO {s}.jobs
+    (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at,
+     keep_for, holds, max_stalls)
+  SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout,
+         t.lease, t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
+         t.keep_for, t.holds, t.max_stalls
+  FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
+              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
+              %s::float8[], %s::int4[], %s::int4[])
+       WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
+                            dedup_key, at, delay, keep_for, holds, max_stalls, ord)
+  JOIN c ON c.ord = t.ord
+  ORDER BY t.id
+  ON CONFLICT DO NOTHING
+  RETURNING id, task, queue, run_at > now() AS scheduled
+), ev AS (
+  INSERT INTO {s}.events (type, job_id, task, queue)
+  SELECT 'job.queued', id, task, queue FROM ins
+), {tally(s, "ins", "NULL", "'queued'")}, note AS (
+  SELECT pg_notify({self.jobs_channel}, q.queue) FROM (SELECT DISTINCT queue FROM ins) q
+)
+SELECT 'k', key, NULL::bool FROM claimed
+UNION ALL
+SELECT 'j', id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
+
     def live_by_key(self) -> str:
         return f"""
 SELECT queue, dedup_key, id, state, run_at > now() FROM {self.s}.jobs
@@ -544,6 +590,22 @@ DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
             f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %s) AND {live}",
         )
 
+    def kv_delete_many(self) -> str:
+        """kv_delete for several distinct keys at once, each only while it holds its value
+        if one is given; rows are locked in key order, so two such statements never wait
+        on each other in a cycle. Returns the keys deleted."""
+        s = self.s
+        return f"""
+WITH gone AS (
+  SELECT kv.key FROM {s}.kv AS kv
+  JOIN unnest(%(k)s::text[], %(v)s::text[]) AS d(key, value) ON kv.key = d.key
+  WHERE (kv.expires_at IS NULL OR kv.expires_at > now())
+    AND (d.value IS NULL OR kv.value = d.value)
+  ORDER BY kv.key
+  FOR UPDATE OF kv
+)
+DELETE FROM {s}.kv AS kv USING gone WHERE kv.key = gone.key RETURNING kv.key"""
+
     def kv_extend(self) -> str:
         """Push back the expiry of the keys that still hold their values (owner-checked)."""
         return f"""
@@ -727,10 +789,12 @@ class Queries:
         self.set_if_absent = s.set_if_absent()
         self.set_if_absent_unless = s.set_if_absent_unless()
         self.set_if_absent_many = s.set_if_absent_many()
+        self.enqueue_claimed = s.enqueue_claimed()
         self.run_events = s.run_events()
         self.counter_add = s.counter_add()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
         self.kv_extend = s.kv_extend()
+        self.kv_delete_many = s.kv_delete_many()
         self.replace = s.replace()
         self.hold_by_key = s.hold_by_key()
         self.release = s.release()

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from workhorse.backends import loglines
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
 from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
 from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, published_rows
@@ -187,26 +187,7 @@ class SQLiteBackend(Backend):
         events: list[EventRow] = []
         moves: list[Move] = []
         for i, new in enumerate(jobs):
-            run_at = new.at if new.at is not None else now + new.delay
-            state = "scheduled" if run_at > now else "queued"
-            row = (
-                new.id,
-                new.task,
-                new.queue,
-                state,
-                new.data,
-                new.priority,
-                new.max_attempts,
-                new.timeout,
-                new.lease,
-                new.dedup_key,
-                now,
-                run_at,
-                seq + i,
-                new.keep_for,
-                int(new.hold),
-                new.max_stalls,
-            )
+            row, state, run_at = _job_row(new, now, seq + i)
             if new.dedup_key is None:
                 plain.append(row)
             else:
@@ -223,6 +204,47 @@ class SQLiteBackend(Backend):
         tally(conn, moves)
         self._events.add(conn, events)
         return out
+
+    async def enqueue_claimed(
+        self, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        if not items:
+            return []
+        out = await self._db.write(self._enqueue_claimed_tx, items)
+        self._work.fire()
+        return out
+
+    def _enqueue_claimed_tx(
+        self, conn: sqlite3.Connection, items: Sequence[tuple[Claim, NewJob]]
+    ) -> list[tuple[bool, EnqueueResult | None]]:
+        """Two statements per item where its claim is won (the claim, the job), one more
+        to tell a refusal from a claim already there."""
+        now = self._clock()
+        seq = next_seq(conn, len(items))
+        out: list[tuple[bool, EnqueueResult | None]] = []
+        events: list[EventRow] = []
+        moves: list[Move] = []
+        seen: set[str] = set()
+        for i, (claim, new) in enumerate(items):
+            won = coordination.claim_unless(conn, now, claim.key, claim.value, claim.unless)
+            if not won and (new.id in seen or self._live(conn, claim.unless)):
+                out.append((False, None))
+                continue
+            seen.add(new.id)
+            row, state, run_at = _job_row(new, now, seq + i)
+            # Its id or its live dedup key taken: the job exists (a rerun, a twin writer).
+            if conn.execute(INSERT + " ON CONFLICT DO NOTHING", row).rowcount != 1:
+                out.append((won, None))
+                continue
+            moves.append((new.queue, None, state, 1))
+            events.append(event_row("job.queued", new.id, new.task, new.queue, now))
+            out.append((won, EnqueueResult(new.id, True, public_state(state, run_at, now))))
+        tally(conn, moves)
+        self._events.add(conn, events)
+        return out
+
+    def _live(self, conn: sqlite3.Connection, key: str | None) -> bool:
+        return key is not None and coordination.kv_get(conn, self._clock, key) is not None
 
     def _duplicate(
         self,
@@ -778,3 +800,28 @@ class SQLiteBackend(Backend):
 
 
 __all__ = ["SQLiteBackend", "path_from_url"]
+
+
+def _job_row(new: NewJob, now: float, seq: int) -> tuple[tuple[Any, ...], str, float]:
+    """The wh_jobs row of a new job (for INSERT), its stored state and its due time."""
+    run_at = new.at if new.at is not None else now + new.delay
+    state = "scheduled" if run_at > now else "queued"
+    row = (
+        new.id,
+        new.task,
+        new.queue,
+        state,
+        new.data,
+        new.priority,
+        new.max_attempts,
+        new.timeout,
+        new.lease,
+        new.dedup_key,
+        now,
+        run_at,
+        seq,
+        new.keep_for,
+        int(new.hold),
+        new.max_stalls,
+    )
+    return row, state, run_at

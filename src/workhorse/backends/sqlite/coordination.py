@@ -39,6 +39,23 @@ def set_if_absent(
     return cur.rowcount == 1
 
 
+def claim_unless(
+    conn: sqlite3.Connection, now: float, key: str, value: str, unless: str | None
+) -> bool:
+    """set_if_absent without a ttl in one statement: False when ``key`` is live or while
+    ``unless`` is (the caller tells which apart only when it needs to)."""
+    cur = conn.execute(
+        "INSERT INTO wh_kv (key, value, expires_at) SELECT :key, :value, NULL "
+        "WHERE NOT EXISTS (SELECT 1 FROM wh_kv WHERE key = :unless "
+        "AND (expires_at IS NULL OR expires_at > :now)) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+        "expires_at = excluded.expires_at "
+        "WHERE wh_kv.expires_at IS NOT NULL AND wh_kv.expires_at <= :now",
+        {"key": key, "value": value, "unless": unless, "now": now},
+    )
+    return cur.rowcount == 1
+
+
 def kv_get(conn: sqlite3.Connection, clock: Clock, key: str) -> str | None:
     row = conn.execute(
         "SELECT value FROM wh_kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
