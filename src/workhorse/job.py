@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,16 @@ MAX_STALLS = 3
 _RANDOM: list[str] = []
 _RANDOM_BATCH = 256
 os.register_at_fork(after_in_child=_RANDOM.clear)
+
+
+# Every id a job can have: new_job_id's and a schedule tick's are hex; a flow step's job
+# is "r", its run's id, then hex (flows/keys.py). Routes and cursors admit exactly these.
+JOB_ID_PATTERN = r"r?[0-9a-f]{1,64}"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def is_job_id(text: str) -> bool:
+    return _JOB_ID.fullmatch(text) is not None
 
 
 def new_job_id() -> str:
@@ -207,7 +218,7 @@ class JobKey:
         """The key a cursor names; None (start at the newest) for none or a damaged one,
         or one past any store's clock (PostgreSQL refuses such a time)."""
         created, sep, ident = (text or "").partition(":")
-        if not sep or not 0 < len(ident) <= 64 or ident.strip("0123456789abcdef"):
+        if not sep or not is_job_id(ident):
             return None
         try:
             at = float(created)

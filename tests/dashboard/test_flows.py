@@ -53,6 +53,9 @@ async def test_a_run_started_from_the_page_draws_its_graph_and_ends_green(board:
     for secret in ("input-secret", "state-secret-9"):  # input and state values redacted
         assert secret not in part
     assert '"number": "4242"' in part and '"card_secret": "***"' in part
+    links = re.findall(r'href="(/admin/jobs/r[0-9a-f]+)"', part)
+    assert len(links) == 4  # each step links its job, whose page opens
+    assert (await board.http.get(links[0])).status_code == 200
     timeline = part.split('id="timeline"')[1]
     assert "flow.started" in timeline and "step.completed" in timeline
     assert "flow.completed" in timeline

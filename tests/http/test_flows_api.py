@@ -154,6 +154,18 @@ async def test_a_diamond_started_over_http_completes_with_its_steps(
     assert {k: s["state"] for k, s in steps.items()} == dict.fromkeys("abcd", "completed")
     assert steps["d"]["input"] == {"step:b": 3, "step:c": 20} and steps["d"]["output"] == 23
     assert steps["d"]["attempts"] == 1 and steps["d"]["finished_at"] is not None
+    # A step's job is a job like any other: its page and a cursor ending at it work.
+    job = await http.get(f"/api/jobs/{steps['d']['job_id']}", headers=READ)
+    assert job.status_code == 200 and job.json()["result"] == 23, job.text
+    seen, params = [], {"limit": 1}
+    while True:
+        page = await http.get("/api/jobs", params=params, headers=READ)
+        assert page.status_code == 200, page.text
+        seen += [j["id"] for j in page.json()["jobs"]]
+        if not page.json()["next_cursor"]:
+            break
+        params = {"limit": 1, "cursor": page.json()["next_cursor"]}
+    assert sorted(seen) == sorted({s["job_id"] for s in steps.values()})
     # The ETag of an ended run holds: a poller gets 304.
     r = await http.get(f"/api/runs/{run_id}", headers=READ)
     again = await http.get(

@@ -15,11 +15,11 @@ from workhorse.dashboard.live import Tail, stream
 from workhorse.dashboard.queries import attempts_of, job_page
 from workhorse.dashboard.session import COOKIE, Session
 from workhorse.http import CALL_QUEUE_PREFIX
-from workhorse.job import FINISHED_STATES, JobState
+from workhorse.job import FINISHED_STATES, JOB_ID_PATTERN, JobState
 
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 STATES = [s.value for s in JobState]
-JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
+JobId = Annotated[str, Path(pattern=f"^{JOB_ID_PATTERN}$")]
 Queue = Annotated[str, Path(pattern=NAME)]
 
 

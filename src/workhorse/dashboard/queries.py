@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from workhorse.client import Client
-from workhorse.job import Event, Job, JobKey, JobState
+from workhorse.job import Event, Job, JobKey, JobState, is_job_id
 
 PAGE = 50
 # Jobs of the filter one search request looks through, from its cursor on; the page links
@@ -51,7 +51,7 @@ async def job_page(
         jobs = await client.jobs(queue=queue, state=state, task=task, limit=PAGE, after=after)
         nxt = JobKey.of(jobs[-1]).cursor() if len(jobs) == PAGE else None
         return JobPage(jobs, nxt, None)
-    if after is None and len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
+    if after is None and is_job_id(text):
         exact = await client.get_job(text)
         if exact is not None and queue in (None, exact.queue):
             return JobPage([exact], None, 1)

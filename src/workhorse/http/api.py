@@ -41,10 +41,10 @@ from workhorse.http.params import (
 from workhorse.http.state import Api
 from workhorse.http.stream import sse
 from workhorse.http.triggers import triggers_routes
-from workhorse.job import JobKey, JobState
+from workhorse.job import JOB_ID_PATTERN, JobKey, JobState
 
 # A page of jobs ends at a job: the next starts after its creation time and id.
-JOB_CURSOR = r"^[0-9]{1,13}(\.[0-9]{1,9})?:[0-9a-f]{1,64}$"
+JOB_CURSOR = rf"^[0-9]{{1,13}}(\.[0-9]{{1,9}})?:{JOB_ID_PATTERN}$"
 
 
 def api_routes(api: Api) -> APIRouter:
@@ -112,7 +112,7 @@ def api_routes(api: Api) -> APIRouter:
         jobs = await client.jobs(
             queue=queue, state=state, task=task, limit=limit, after=_after(cursor)
         )
-        nxt = _cursor(JobKey.of(jobs[-1])) if len(jobs) == limit else None
+        nxt = JobKey.of(jobs[-1]).cursor() if len(jobs) == limit else None
         return JobList(
             jobs=[job_out(j, CALL_QUEUE_PREFIX, caller.known) for j in jobs], next_cursor=nxt
         )
@@ -244,12 +244,8 @@ def _stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     )
 
 
-def _cursor(key: JobKey) -> str:
-    return f"{key.created!r}:{key.id}"
-
-
 def _after(cursor: str | None) -> JobKey | None:
-    """The page's last job from a cursor (``CREATED:ID``, as ``_cursor`` writes it)."""
+    """The page's last job from a cursor (``CREATED:ID``, as ``JobKey.cursor`` writes it)."""
     if not cursor:
         return None
     at, _, job_id = cursor.partition(":")

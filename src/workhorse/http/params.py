@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import Path
 
+from workhorse.job import JOB_ID_PATTERN
+
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 Name = Annotated[str, Path(pattern=NAME_PATTERN)]
-JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
+JobId = Annotated[str, Path(pattern=f"^{JOB_ID_PATTERN}$")]
 # The event log's ids: 64-bit integers, but PostgreSQL's are positions xid * 10**19 + id.
 MAX_CURSOR = 10**40 - 1
 
