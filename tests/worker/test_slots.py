@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from workhorse import ConfigError, Workhorse
-from workhorse.worker.slots import HOLD_FOR, Slots
+from workhorse.worker.slots import HOLD_FOR, SHORT_RUN, Slots
 
 
 def test_a_job_claimed_beyond_the_free_slots_waits_for_one_handed_over() -> None:
@@ -41,6 +41,19 @@ def test_auto_prefetch_holds_none_until_a_job_ended_then_what_ends_within_hold_f
     for _ in range(100):
         long.ran(HOLD_FOR * 10_000)
     assert long.free() == 100
+
+
+def test_an_in_process_store_holds_no_sub_millisecond_job_ahead() -> None:
+    local: Slots[str] = Slots(10, remote=False)
+    local.ran(SHORT_RUN / 10)  # no round trip to save: claim only the free slots
+    assert local.free() == 10
+    local.ran(HOLD_FOR)
+    for _ in range(100):
+        local.ran(HOLD_FOR)
+    assert local.free() == 20  # jobs of 10 ms: held ahead as on a server store
+    remote: Slots[str] = Slots(10)
+    remote.ran(SHORT_RUN / 10)
+    assert remote.free() == 20
 
 
 def test_a_fixed_prefetch_is_kept() -> None:

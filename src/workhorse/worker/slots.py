@@ -15,6 +15,10 @@ T = TypeVar("T")
 # this many seconds, so a held job waits about that long for its slot (not a whole run of
 # a long job while another worker idles).
 HOLD_FOR = 0.01
+# Where a claim does not cross a network (SQLite, memory), jobs shorter than this are not
+# held ahead: the claim saves no round trip, and larger claims cost the worker ~17 % more
+# CPU per no-op job on SQLite (docs/profiles.md).
+SHORT_RUN = 0.001
 
 
 @dataclass(slots=True)
@@ -23,6 +27,7 @@ class Slots(Generic[T]):
     # Jobs claimed ahead of a free slot at most; None: as many as the slots end within
     # HOLD_FOR seconds by the mean run time so far (none before a first job ended).
     prefetch: int | None = None
+    remote: bool = True  # a claim is a round trip to a server (see SHORT_RUN)
     mean_run: float = -1.0  # seconds, a moving mean of the attempts' run times (-1: none yet)
     used: int = 0  # jobs claimed whose outcome is not yet with the finisher
     running: int = 0  # slots held: handlers running, or about to
@@ -41,7 +46,7 @@ class Slots(Generic[T]):
         ahead = self.prefetch
         if ahead is None:
             mean = self.mean_run
-            if mean < 0:
+            if mean < 0 or (mean < SHORT_RUN and not self.remote):
                 ahead = 0
             elif mean <= HOLD_FOR:
                 ahead = self.size

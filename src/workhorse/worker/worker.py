@@ -112,7 +112,10 @@ class Worker:
             raise ConfigError(f"prefetch must be >= 0 (0: claim only free slots), got {prefetch}")
         # prefetch: jobs claimed ahead of free slots per queue (a Worker option; None: as
         # many as end within slots.HOLD_FOR seconds, see slots.py).
-        self._slots: dict[str, _Slots] = {q: Slots(n, prefetch) for q, n in self.queues.items()}
+        remote = client.backend.capabilities.multi_machine
+        self._slots: dict[str, _Slots] = {
+            q: Slots(n, prefetch, remote) for q, n in self.queues.items()
+        }
         self._stopping = asyncio.Event()
         self._grace_over = asyncio.Event()
         self._stopped = asyncio.Event()
