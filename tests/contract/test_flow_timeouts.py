@@ -135,19 +135,28 @@ async def test_a_signal_in_time_cancels_the_timer(app: Workhorse) -> None:
     assert len(got) == 1
 
 
-async def test_a_delay_holds_the_step_back(app: Workhorse) -> None:
-    @app.task(name="first", flow="later", entry=True)
-    async def first(data: Any) -> Any:
-        return data
+async def test_a_delay_or_a_cron_time_holds_the_step_back(app: Workhorse) -> None:
+    """A delay counts from the step's trigger; an every-second cron time is the next whole
+    second of the store's clock after it."""
+    for flow, wait in (("later", {"delay": SHORT}), ("ticked", {"cron": "* * * * * *"})):
 
-    @app.task(name="second", flow="later", subscribes=["step:first"], wait={"delay": SHORT})
-    async def second(data: Any) -> Any:
-        return data
+        @app.task(name=f"{flow}_first", flow=flow, entry=True)
+        async def first(data: Any) -> Any:
+            return data
+
+        @app.task(name=f"{flow}_second", flow=flow, subscribes=[f"step:{flow}_first"], wait=wait)
+        async def second(data: Any) -> Any:
+            return data
 
     await app.start_worker(concurrency=2)
-    run = await app.flows.start("later", 1)
-    assert await run.result(timeout=10) == {"second": 1}
-    assert await started_apart(app, run.id, "first", "second") >= SHORT - EARLY
+    later, ticked = await app.flows.start("later", 1), await app.flows.start("ticked", 2)
+    assert await later.result(timeout=10) == {"later_second": 1}
+    assert await started_apart(app, later.id, "later_first", "later_second") >= SHORT - EARLY
+    assert await ticked.result(timeout=10) == {"ticked_second": 2}
+    (first_step,) = (await app.flows.get(ticked.id)).step("ticked_first")
+    assert first_step.started_at is not None
+    tick = int(first_step.started_at) + 1 - first_step.started_at
+    assert await started_apart(app, ticked.id, "ticked_first", "ticked_second") >= tick - EARLY
 
 
 def hook_flow(app: Workhorse, flow: str, got: list[Any], timeout: float) -> None:

@@ -273,6 +273,7 @@ async def test_state_is_kept_per_run_and_cleaned_by_the_flow_rule(app: Workhorse
     @app.task(name="put", flow="stateful", entry=True)
     async def put(data: Any, ctx: Any) -> Any:
         await ctx.state.set("seen", data)
+        await ctx.state.set("kept", data)
         await ctx.state.set("total", data, scope="global")
         return await ctx.state.get("seen")
 
@@ -287,6 +288,8 @@ async def test_state_is_kept_per_run_and_cleaned_by_the_flow_rule(app: Workhorse
     run = await app.flows.start("stateful", 7)
     assert await run.result(timeout=10) == {"read": [7, "dflt", None]}
     backend = app.client.backend
+    mine = f"flows:state:run:{run.id}:"
+    assert await backend.kv_scan(mine) == {mine + "kept": "7"}  # never: kept past the end
     assert await backend.kv_get("flows:state:global:total") == "7"
     assert await backend.kv_delete("flows:state:global:total")
 
