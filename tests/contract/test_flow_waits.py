@@ -19,14 +19,11 @@ from .support import claim_one, completed, eventually
 
 
 def paid_flow(app: Workhorse, flow: str, got: list[Any], **wait: Any) -> None:
-    """charge (waits after it for ``paid`` keyed by the output's id) -> ship."""
+    """charge (waits after it, by default for ``paid`` keyed by the output's id) -> ship."""
+    if not {"delay", "cron", "webhook"} & set(wait):
+        wait = {"signal": "paid", "key": "id", **wait}
 
-    @app.task(
-        name=f"{flow}_charge",
-        flow=flow,
-        entry=True,
-        wait={"after": {"signal": "paid", "key": "id", **wait}},
-    )
+    @app.task(name=f"{flow}_charge", flow=flow, entry=True, wait={"after": wait})
     async def charge(order: dict[str, Any]) -> dict[str, Any]:
         got.append(("charge", order))
         return {"id": f"pi-{order['n']}"}
@@ -46,6 +43,15 @@ async def waiting_after(app: Workhorse, run_id: str) -> Any:
 
     await eventually(done, "the step to complete and wait after it")
     return await app.flows.get(run_id)
+
+
+async def started_apart(app: Workhorse, run_id: str, first: str, then: str) -> float:
+    """Seconds from the start of step ``first`` to the start of step ``then`` (the store's
+    clock)."""
+    steps = {s.step: s for s in (await app.flows.get(run_id)).steps}
+    began, later = steps[first].started_at, steps[then].started_at
+    assert began is not None and later is not None
+    return later - began
 
 
 async def ended_events(app: Workhorse, run_id: str) -> list[Any]:
@@ -158,7 +164,5 @@ async def test_a_delay_after_a_step_holds_its_completion(app: Workhorse) -> None
     await app.start_worker(concurrency=2)
     run = await app.flows.start("after_delay", 1)
     assert await run.result(timeout=10) == {"next_one": 20}
-    steps = {s.step: s for s in (await app.flows.get(run.id)).steps}
-    first, then = steps["noted"].started_at, steps["next_one"].started_at
-    assert first is not None and then is not None
-    assert then - first >= 0.5  # the store's clock: the delay held the completion back
+    # The store's clock: the delay held the completion back.
+    assert await started_apart(app, run.id, "noted", "next_one") >= 0.5

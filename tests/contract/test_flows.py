@@ -273,6 +273,7 @@ async def test_state_is_kept_per_run_and_cleaned_by_the_flow_rule(app: Workhorse
     @app.task(name="put", flow="stateful", entry=True)
     async def put(data: Any, ctx: Any) -> Any:
         await ctx.state.set("seen", data)
+        await ctx.state.set("kept", data)
         await ctx.state.set("total", data, scope="global")
         return await ctx.state.get("seen")
 
@@ -287,6 +288,8 @@ async def test_state_is_kept_per_run_and_cleaned_by_the_flow_rule(app: Workhorse
     run = await app.flows.start("stateful", 7)
     assert await run.result(timeout=10) == {"read": [7, "dflt", None]}
     backend = app.client.backend
+    mine = f"flows:state:run:{run.id}:"
+    assert await backend.kv_scan(mine) == {mine + "kept": "7"}  # never: kept past the end
     assert await backend.kv_get("flows:state:global:total") == "7"
     assert await backend.kv_delete("flows:state:global:total")
 
@@ -575,3 +578,53 @@ async def test_state_kept_by_an_earlier_step_is_cleared_when_the_last_step_ends_
     assert await run.result(timeout=10) == {"second": 3}  # once the ender cleaned up
     assert await app.client.backend.kv_scan(f"flows:state:run:{run.id}:") == {}
     assert await app.client.backend.kv_scan(f"flows:live:{run.id}") == {}
+
+
+async def test_ttl_cleanup_keeps_a_live_runs_state_through_retention_until_it_expires(
+    app: Workhorse,
+) -> None:
+    """cleanup="ttl": a run's state stays while the run lives, whatever retention removes
+    meanwhile (its finished steps' records, ended runs), and past the run's end; it goes
+    once its TTL passed."""
+
+    @app.task(name="note", flow=["lasting", "fleeting"], entry=True)
+    async def note(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("noted", data["n"])
+        return data
+
+    @app.task(
+        name="hold",
+        flow=["lasting", "fleeting"],
+        subscribes=["step:note"],
+        wait={"signal": "go", "key": "n"},
+    )
+    async def hold(data: Any, ctx: Any) -> Any:
+        return await ctx.state.get("noted")
+
+    app.flows.define("lasting", cleanup="ttl", state_ttl=3600)
+    app.flows.define("fleeting", cleanup="ttl", state_ttl=0.3)
+    await app.start_worker(concurrency=2)
+    backend = app.client.backend
+    live = await app.flows.start("lasting", {"n": 1})
+
+    async def purged() -> bool:  # the entry step's record, once its outcome is written
+        return await app.purge(states=["completed"], older_than=0) == 1
+
+    await eventually(purged, "retention to remove the run's finished entry step")
+    assert (await app.flows.get(live.id)).waiting
+    assert await app.flows.clear() == 0  # no run has ended
+    await app.flows.engine.sweep()
+    state = f"flows:state:run:{live.id}:"
+    assert await backend.kv_scan(state) == {state + "noted": "1"}
+    assert await app.flows.signal("go", None, key=1) == 1
+    assert await live.result(timeout=10) == {"hold": 1}  # the live run read its state
+    assert await backend.kv_scan(state) == {state + "noted": "1"}  # its TTL has not passed
+
+    await app.flows.signal("go", None, key=2)
+    brief = await app.flows.start("fleeting", {"n": 2})
+    await brief.result(timeout=10)
+
+    async def expired() -> bool:
+        return await backend.kv_scan(f"flows:state:run:{brief.id}:") == {}
+
+    await eventually(expired, "the state of a cleanup='ttl' run to expire")
