@@ -450,6 +450,13 @@ def test_run_without_a_worker_says_how_to_start_one(
     assert f"workhorse worker {cli.app} --queues default" in result.output
 
 
+def _sigint_default() -> None:
+    """In the child: SIGINT as a terminal's Ctrl+C finds it. A shell's background job (how a
+    CI runner may start the tests) ignores SIGINT, children inherit that, and the child's
+    asyncio then leaves it ignored: the test hung 20 s with SigIgn showing SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @needs_sqlite
 @pytest.mark.slow
 def test_ctrl_c_during_run_stops_waiting_and_names_the_job(cli: Cli) -> None:
@@ -472,6 +479,7 @@ def test_ctrl_c_during_run_stops_waiting_and_names_the_job(cli: Cli) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
+        preexec_fn=_sigint_default,
     )
     with proc:
         deadline = time.monotonic() + 20
