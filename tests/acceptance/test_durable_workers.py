@@ -91,7 +91,9 @@ async def test_sigkill_mid_job_is_recovered_within_the_bound(
 ) -> None:
     first = workers.spawn(concurrency=1, **FAST)
     await workers.ready(first)
-    handle = await producer.enqueue("mark", {"sleep": 2})
+    # Long enough to still run when the kill comes after the second worker's start-up and
+    # LEASE * 1.5 (2 s was not, under load: the job ended first and nothing was recovered).
+    handle = await producer.enqueue("mark", {"sleep": 5})
     (started,) = await ledger.wait("start", job_id=handle.id)
     assert started.pid == first.pid
     second = workers.spawn(concurrency=1, **FAST)
