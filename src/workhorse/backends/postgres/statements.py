@@ -78,6 +78,18 @@ def _set_logs(old: str, new: str, dropped: str, max_lines: str, max_bytes: str) 
       ELSE jsonb_array_length({lines}) - jsonb_array_length({kept}) END"""
 
 
+# New jobs' rows from one array per column (enqueue_row's order), with each row's ordinal:
+# the enqueue and enqueue_claimed statements both read their jobs from it.
+_JOB_ARRAYS = """SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout,
+         t.lease, t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
+         t.keep_for, t.holds, t.max_stalls
+  FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
+              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
+              %s::float8[], %s::int4[], %s::int4[])
+       WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
+                            dedup_key, at, delay, keep_for, holds, max_stalls, ord)"""
+
+
 @dataclass(frozen=True, slots=True)
 class Statements:
     schema: str
@@ -115,14 +127,7 @@ class Statements:
           coalesce(to_timestamp(%s::float8), now() + make_interval(secs => %s::float8)),
           %s::float8, %s::int4, %s::int4)"""
             if one
-            else """SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout,
-         t.lease, t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
-         t.keep_for, t.holds, t.max_stalls
-  FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
-              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
-              %s::float8[], %s::int4[], %s::int4[])
-       WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
-                            dedup_key, at, delay, keep_for, holds, max_stalls, ord)
+            else f"""{_JOB_ARRAYS}
   ORDER BY t.ord"""
         )
         note = (
@@ -178,14 +183,7 @@ WITH c AS MATERIALIZED (
   INSERT INTO {s}.jobs
     (id, task, queue, data, priority, max_attempts, timeout, lease, dedup_key, run_at,
      keep_for, holds, max_stalls)
-  SELECT t.id, t.task, t.queue, t.data, t.priority, t.max_attempts, t.timeout,
-         t.lease, t.dedup_key, coalesce(to_timestamp(t.at), now() + make_interval(secs => t.delay)),
-         t.keep_for, t.holds, t.max_stalls
-  FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::int4[], %s::int4[],
-              %s::float8[], %s::float8[], %s::text[], %s::float8[], %s::float8[],
-              %s::float8[], %s::int4[], %s::int4[])
-       WITH ORDINALITY AS t(id, task, queue, data, priority, max_attempts, timeout, lease,
-                            dedup_key, at, delay, keep_for, holds, max_stalls, ord)
+  {_JOB_ARRAYS}
   JOIN c ON c.ord = t.ord
   ORDER BY t.id
   ON CONFLICT DO NOTHING
