@@ -232,7 +232,17 @@ def _write(rows: int, results: dict[str, dict[str, Any]], command: str, out: Pat
         "tables with their indexes (heap pages are not returned, so this is the growth).",
         "",
     ]
-    out.write_text("\n".join(lines))
+    out.write_text("\n".join(lines) + _kept(out))
+
+
+def _kept(out: Path) -> str:
+    """The page's hand-written sections (from its first ``## `` heading on): a rerun
+    replaces the measured tables above them, not the notes."""
+    if not out.exists():
+        return ""
+    old = out.read_text()
+    at = old.find("\n## ")
+    return "" if at < 0 else old[at + 1 :]
 
 
 def main() -> None:
