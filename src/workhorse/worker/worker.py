@@ -364,12 +364,15 @@ class Worker:
         return max(0.5, self._exit_by - time.monotonic())
 
     async def _interrupt_all(self) -> None:
-        left = [r.task for r in self._running.values() if r.task is not None]
+        left = [(r.task, r.finishing) for r in self._running.values() if r.task is not None]
+        # A job whose outcome is with the finisher is done: its write goes on (shielded).
+        unfinished = sum(not finishing for _, finishing in left)
+        if unfinished:
+            log.warning("putting %d unfinished job(s) back in their queue", unfinished)
+        for t, _ in left:
+            t.cancel()
         if left:
-            log.warning("putting %d unfinished job(s) back in their queue", len(left))
-            for t in left:
-                t.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
+            await asyncio.gather(*(t for t, _ in left), return_exceptions=True)
 
     async def _consume(self, queue: str) -> None:
         backend = self.client.backend
