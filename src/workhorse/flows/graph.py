@@ -76,17 +76,14 @@ class FlowDef:
         """An entry lists ``trigger``: firing it from outside starts a run."""
         return any(trigger in s.triggers for s in self.entries())
 
-    def subscribers(self, trigger: str) -> list[Step]:
-        return [s for s in self.steps.values() if trigger in s.subscribes]
+    def subscribers(self, trigger: str) -> tuple[Step, ...]:
+        """The steps subscribed to ``trigger``, in definition order (read on every step:
+        kept with the shape)."""
+        return self.shape().subscribed.get(trigger, ())
 
     def leaves(self) -> list[str]:
         """Steps nothing follows: their outputs are the run's result."""
-        return [
-            s.name
-            for s in self.steps.values()
-            if not self.subscribers(STEP_PREFIX + s.name)
-            and not any(self.subscribers(t) for t in s.emits)
-        ]
+        return _leaves(self, self.shape().subscribed)
 
     def check(self) -> None:
         """Every subscription has a producer: a step of this flow, or a declared emit."""
@@ -120,24 +117,30 @@ class Shape:
     # store.
     last: str | None
     waits: bool  # a step of the flow waits for a signal or a webhook
+    subscribed: dict[str, tuple[Step, ...]]  # trigger -> the steps subscribed to it
 
     @classmethod
     def of(cls, flow: FlowDef) -> Shape:
+        by_trigger: dict[str, list[Step]] = {}
+        for step in flow.steps.values():
+            for t in step.subscribes:
+                by_trigger.setdefault(t, []).append(step)
+        subscribed = {t: tuple(steps) for t, steps in by_trigger.items()}
         handoff: dict[str, tuple[Step, ...]] = {}
         for name in flow.steps:
-            subs = flow.subscribers(STEP_PREFIX + name)
+            subs = subscribed.get(STEP_PREFIX + name, ())
             plain = all(not s.join and not waits_for_signal(s) for s in subs)
             if subs and plain and flow.steps[name].after is None:
                 handoff[name] = tuple(subs)
-        leaves = flow.leaves()
+        leaves = _leaves(flow, subscribed)
         closed = (
             len(leaves) == 1
             and not any(s.emits or s.after is not None for s in flow.steps.values())
-            and _acyclic(flow)
+            and _acyclic(flow, subscribed)
         )
         # A wait after a step (any kind) holds its run open with a waiting entry too.
         waits = any(waits_for_signal(s) or s.after is not None for s in flow.steps.values())
-        return cls(handoff, leaves[0] if closed else None, waits)
+        return cls(handoff, leaves[0] if closed else None, waits, subscribed)
 
 
 def waits_for_signal(step: Step) -> bool:
@@ -145,7 +148,15 @@ def waits_for_signal(step: Step) -> bool:
     return step.wait is not None and (step.wait.signal is not None or step.wait.webhook is not None)
 
 
-def _acyclic(flow: FlowDef) -> bool:
+def _leaves(flow: FlowDef, subscribed: dict[str, tuple[Step, ...]]) -> list[str]:
+    return [
+        s.name
+        for s in flow.steps.values()
+        if STEP_PREFIX + s.name not in subscribed and not any(t in subscribed for t in s.emits)
+    ]
+
+
+def _acyclic(flow: FlowDef, subscribed: dict[str, tuple[Step, ...]]) -> bool:
     done: set[str] = set()
     path: set[str] = set()
 
@@ -155,7 +166,7 @@ def _acyclic(flow: FlowDef) -> bool:
         if name in done:
             return True
         path.add(name)
-        ok = all(visit(s.name) for s in flow.subscribers(STEP_PREFIX + name))
+        ok = all(visit(s.name) for s in subscribed.get(STEP_PREFIX + name, ()))
         path.discard(name)
         done.add(name)
         return ok
