@@ -268,6 +268,7 @@ class Engine:
                 # (a counted flow adds what they claimed to its count after that too).
                 await self.client.prepare_claimed(batch)
                 fc.deferred, fc.fresh = batch, fresh
+                self.fired(fc, flow, occurrence, False, claims, [])  # the joins it claimed
                 return
             results = [(c, None) for c, _ in await self.client.submit_claimed(batch)]
         self.fired(fc, flow, occurrence, fresh, claims, results)
