@@ -23,6 +23,7 @@ from workhorse.errors import ConfigError, DuplicateJob, JobCancelled, JobFailed,
 from workhorse.events import EventBus
 from workhorse.job import (
     FINISHED_STATES,
+    Claimed,
     EnqueueResult,
     Event,
     Job,
@@ -392,10 +393,22 @@ class Client:
         if not items:
             return []
         backend = await self.store()
+        await self.prepare_claimed(items)
+        results = await backend.enqueue_claimed([(claim, new) for claim, _, new in items])
+        return await self.claimed_handles(items, results)
+
+    async def prepare_claimed(self, items: Sequence[tuple[Claim, Task[Any, Any], NewJob]]) -> None:
+        """Before jobs built by ``new_job`` are written with their claims (here, or by a
+        finish that carries them: ``Outcome.followups``): the instruments are told."""
         news = [new for _, _, new in items]
         for instrument in self.instruments:
             await instrument.enqueuing(self, news)
-        results = await backend.enqueue_claimed([(claim, new) for claim, _, new in items])
+
+    async def claimed_handles(
+        self, items: Sequence[tuple[Claim, Task[Any, Any], NewJob]], results: Sequence[Claimed]
+    ) -> list[tuple[bool, JobHandle[Any] | None]]:
+        """After they are written: the store's answer per item as ``submit_claimed`` gives
+        it, the jobs written announced and counted as every enqueue's are."""
         out: list[tuple[bool, JobHandle[Any] | None]] = []
         for (_, task, new), (claimed, res) in zip(items, results, strict=True):
             handle = None

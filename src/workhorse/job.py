@@ -6,6 +6,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -139,6 +140,23 @@ class Lease:
     stalls: int = 0  # tries of this job whose worker died (the worker runs a suspect alone)
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A key written with a job (``Backend.enqueue_claimed``): set unless live (no ttl),
+    and neither it nor the job while ``unless`` is live."""
+
+    key: str
+    value: str
+    unless: str | None = None
+
+
+# What a claimed write answers per job: whether it set the claim's key, and the job's
+# result when it wrote the job (``Backend.enqueue_claimed``).
+Claimed = tuple[bool, EnqueueResult | None]
+
+# A flow step whose follow-ups could not be written runs again this soon, attempt refunded.
+REENQUEUE_DELAY = 1.0
+
 OutcomeKind = Literal["completed", "failed", "retry", "cancelled"]
 
 
@@ -154,6 +172,14 @@ class Outcome:
     # Set by a store whose finish is idempotent on replay (PostgreSQL) when it first sends
     # this outcome: the same Outcome sent again is the same call, a new one is not.
     call: str | None = None
+    # A completed flow step's follow-ups, for a store whose finish writes them with the
+    # outcome (``Capabilities.finish_followups``): each as ``enqueue_claimed`` would, only
+    # if the outcome is written, in the same step.
+    followups: Sequence[tuple[Claim, NewJob]] = ()
+    # Set by that finish when it writes the outcome: each follow-up's answer (a finish
+    # resent after a lost reply answers as enqueue_claimed sent twice: nothing set or
+    # written). None: the outcome was refused, and so were its follow-ups.
+    followups_claimed: list[Claimed] | None = None
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ from tests.contract.support import (
 )
 from tests.worker.worker_helpers import running
 from workhorse import Workhorse, codec
+from workhorse.backends import Claim
 from workhorse.backends.postgres import PostgresBackend
 from workhorse.errors import BackendError
 from workhorse.job import Event, JobState, Outcome
@@ -81,6 +82,34 @@ async def test_a_finish_sent_again_after_a_lost_reply_reports_it_applied(lossy: 
     job = await must_get(lossy.direct, job_id)
     assert job.state is JobState.COMPLETED and job.result == {"n": 1}
     assert len(of(await settled_log(lossy.direct), "job.completed", job_id)) == 1
+
+
+async def test_a_finish_with_followups_sent_again_writes_them_once(lossy: Lossy) -> None:
+    """A flow step's follow-ups go with its outcome (Outcome.followups): the replay of a
+    finish whose commit happened writes none of them again, and answers them not new."""
+    job_id = await enqueue_one(lossy.direct, new(queue="steps"))
+    lease = await claim_one(lossy.direct, "steps")
+    nxt = new()
+    outcome = completed({"n": 1})
+    outcome.followups = [(Claim(f"idx:{nxt.id}", "m", unless="end"), nxt)]
+    lossy.proxy.lose(lease.token.encode())
+    with pytest.raises(BackendError):
+        await lossy.backend.finish([(lease, outcome)])
+    assert lossy.proxy.lost == 1, "the proxy did not lose the reply"
+    # Committed together: the outcome and the follow-up.
+    assert (await must_get(lossy.direct, job_id)).state is JobState.COMPLETED
+    assert (await must_get(lossy.direct, nxt.id)).state is JobState.QUEUED
+    # The follow-up runs and its index entry goes: a second write would bring both back.
+    done = await claim_one(lossy.direct)
+    assert await lossy.direct.finish([(done, completed())]) == [True]
+    assert await lossy.direct.kv_delete(f"idx:{nxt.id}")
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    assert outcome.followups_claimed == [(False, None)]
+    assert await lossy.direct.kv_scan("idx:") == {}
+    assert (await must_get(lossy.direct, nxt.id)).state is JobState.COMPLETED
+    log = await settled_log(lossy.direct)
+    assert len(of(log, "job.queued", nxt.id)) == 1
+    assert len(of(log, "job.completed", job_id)) == 1
 
 
 async def test_a_replayed_retry_does_not_touch_the_next_attempt(lossy: Lossy) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.errors import ConfigError
+from workhorse.job import Claim
 from workhorse.urls import redact
 
 SCHEMES = {

@@ -15,6 +15,8 @@ from typing import Any
 
 from workhorse.backends.loglines import MAX_LOG_BYTES, MAX_LOG_LINES
 from workhorse.job import (
+    Claim,
+    Claimed,
     EnqueueResult,
     Event,
     Job,
@@ -38,22 +40,15 @@ class Capabilities:
     # Event ids number the events 1, 2, 3... (a gap counts events); Redis's are times and
     # PostgreSQL's are positions (xid, id), which count nothing.
     counted_event_ids: bool = True
+    # ``finish`` writes a completed outcome's follow-ups (``Outcome.followups``) with it:
+    # a flow step's next jobs ride on the finish batch instead of a call of their own.
+    finish_followups: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class RenewResult:
     lost: frozenset[str]  # no longer ours: reclaimed, finished elsewhere, or gone
     cancel: frozenset[str]  # still ours, but a cancel was requested
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A key written with a job (``Backend.enqueue_claimed``): set unless live (no ttl),
-    and neither it nor the job while ``unless`` is live."""
-
-    key: str
-    value: str
-    unless: str | None = None
 
 
 # The most of one job's events a store keeps findable by its id (Redis keeps their ids in
@@ -90,9 +85,7 @@ class Backend(abc.ABC):
         may start watching for their finish in the same round trip."""
         return await self.enqueue(jobs)
 
-    async def enqueue_claimed(
-        self, items: Sequence[tuple[Claim, NewJob]]
-    ) -> list[tuple[bool, EnqueueResult | None]]:
+    async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
         """Each job with its claim (a flow step's follow-up and the run's index entry):
         nothing while ``claim.unless`` is live; otherwise the claim's key is set unless it
         is live (True: this call set it), and the job is written unless a job with its id
@@ -102,7 +95,7 @@ class Backend(abc.ABC):
         and all items in one round trip; this default makes one to three calls per item
         and one enqueue, so a job may be written just after its ``unless`` became live.
         ``replace`` and ``hold`` are not for these jobs."""
-        out: list[tuple[bool, EnqueueResult | None]] = []
+        out: list[Claimed] = []
         todo: list[int] = []
         for claim, new in items:
             won = await self.set_if_absent(claim.key, claim.value, unless=claim.unless)
@@ -136,7 +129,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
-        """Apply outcomes; an item whose lease is no longer the owner's is refused (False)."""
+        """Apply outcomes; an item whose lease is no longer the owner's is refused (False).
+        With ``capabilities.finish_followups``, a written outcome's ``followups`` are
+        written in the same step as ``enqueue_claimed`` writes them, their events after
+        the outcome's, and their answers set in ``outcome.followups_claimed``."""
 
     @abc.abstractmethod
     async def update(

@@ -11,7 +11,9 @@ from workhorse.client import Client
 from workhorse.errors import ConfigError
 from workhorse.flows import keys
 from workhorse.flows.graph import FlowDef, Graph
+from workhorse.job import Claim, NewJob
 from workhorse.settings import check_name
+from workhorse.task import Task
 
 Scope = Literal["run", "global"]
 
@@ -65,8 +67,10 @@ class FlowContext:
     __slots__ = (
         "_counts",
         "claimed",
+        "deferred",
         "engine",
         "followups",
+        "fresh",
         "handed",
         "job_id",
         "last",
@@ -88,6 +92,10 @@ class FlowContext:
         self.claimed = 0  # step jobs it claimed, not yet in the run's count
         self.reserved = False  # it added RESERVED to the run's count (engine.fire)
         self.last: asyncio.Future[None] | None = None  # its latest event, being written
+        # Its completion's new jobs of plain steps, written by its finish (Engine.fire),
+        # and whether every other step that completion started was new.
+        self.deferred: list[tuple[Claim, Task[Any, Any], NewJob]] = []
+        self.fresh = True
         self._counts: dict[str, int] = {}
 
     async def noted(self) -> None:

@@ -1,10 +1,13 @@
-"""What the worker asks of flows: set up a step's context, enqueue what its completion
-triggers before its outcome is written, and end runs that have nothing left to do.
+"""What the worker asks of flows: set up a step's context, write what its completion
+triggers no later than its outcome, and end runs that have nothing left to do.
 
-Follow-ups are enqueued inside the step's attempt, so a worker killed before the outcome
-is written only makes the step run again, and the follow-ups' derived ids make that rerun
-enqueue nothing twice. Ending a run is checked after an outcome is written (the last step
-to finish sees all the others finished) and by a sweep that covers a killed checker."""
+A completed step's new jobs of plain steps go with its outcome, in the finish's store
+call, where the store can (``Capabilities.finish_followups``); elsewhere, and for emits,
+waits and joins, follow-ups are enqueued inside the step's attempt. Either way a worker
+killed before the outcome is written only makes the step run again, and the follow-ups'
+derived ids make that rerun enqueue nothing twice. Ending a run is checked after an
+outcome is written (the last step to finish sees all the others finished) and by a sweep
+that covers a killed checker."""
 
 from __future__ import annotations
 
@@ -25,7 +28,17 @@ from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step, waits_for_s
 from workhorse.flows.publisher import Publisher
 from workhorse.flows.records import RunRecord, RunState
 from workhorse.flows.waiting import Waits
-from workhorse.job import LIVE_STATES, Event, Job, JobState, Lease, NewJob, Outcome
+from workhorse.job import (
+    LIVE_STATES,
+    REENQUEUE_DELAY,
+    Claimed,
+    Event,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+)
 from workhorse.task import Task
 
 log = logging.getLogger("workhorse.flows")
@@ -40,9 +53,6 @@ def _purged(marker: dict[str, Any], now: float) -> bool:
     at = marker.get("at")
     return isinstance(at, int | float) and now - at > PURGED_AFTER
 
-
-# A step whose follow-ups could not be written is tried again this soon, attempt refunded.
-REENQUEUE_DELAY = 1.0
 
 # A run's count of live steps expires this long after its first step: a count started
 # anew is lower than the truth, which only makes steps look at the run again.
@@ -75,7 +85,8 @@ class Engine:
         self, lease: Lease, ctx: Any, attempt: Callable[[], Awaitable[Outcome]]
     ) -> Outcome:
         """Run one attempt of a job; for a step, its context gets ``flow`` and ``state``,
-        and a completed step's follow-ups are enqueued before the outcome is returned."""
+        and a completed step's follow-ups are enqueued before the outcome is returned, or
+        returned with it (``Outcome.followups``) for its finish to write."""
         meta = await self.lookup(lease)
         if meta is None:
             return await attempt()
@@ -98,8 +109,9 @@ class Engine:
                         meta.run, meta.gen, step, lease.job_id, given, data
                     )
                 else:
-                    await self.fire(fc, STEP_PREFIX + meta.step, data, "done")
+                    await self.fire(fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True)
                     await fc.noted()  # its events are stored before its outcome
+                    outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
@@ -141,6 +153,8 @@ class Engine:
         meta = fc.meta
         flow = self.graph.flows.get(meta.flow)
         try:
+            if fc.deferred:
+                await self.written(fc, outcome)
             if flow is not None and flow.counted():
                 final = outcome.kind in ("completed", "failed", "cancelled")
                 # The steps it started, less its reservation and (ended) itself.
@@ -192,8 +206,17 @@ class Engine:
         return fc.last
 
     # -- triggers --------------------------------------------------------------------------
-    async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None:
-        """Start the steps of the run's flow subscribed to ``trigger``."""
+    async def fire(
+        self,
+        fc: FlowContext,
+        trigger: str,
+        data: Any,
+        occurrence: str,
+        with_outcome: bool = False,
+    ) -> None:
+        """Start the steps of the run's flow subscribed to ``trigger``. ``with_outcome``:
+        the step's completion, whose new jobs of plain steps its finish may write
+        (``fc.deferred``, taken by ``written`` after it) where the store can."""
         meta = fc.meta
         flow = self.graph.flow(meta.flow)
         subs = flow.subscribers(trigger)
@@ -237,16 +260,50 @@ class Engine:
             batch.append(
                 self.build_step(meta.run, meta.gen, step, data, cause, await self.due(step))
             )
+        results: list[Claimed] = []
         if batch:
             await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
-            for claimed, _ in await self.client.submit_claimed(batch):
-                fresh = claimed and fresh
-                claims += claimed
+            if with_outcome and backend.capabilities.finish_followups:
+                # Written by the finish, with the outcome; ``written`` takes the answers
+                # (a counted flow adds what they claimed to its count after that too).
+                await self.client.prepare_claimed(batch)
+                fc.deferred, fc.fresh = batch, fresh
+                self.fired(fc, flow, occurrence, False, claims, [])  # the joins it claimed
+                return
+            results = [(c, None) for c, _ in await self.client.submit_claimed(batch)]
+        self.fired(fc, flow, occurrence, fresh, claims, results)
+
+    def fired(
+        self,
+        fc: FlowContext,
+        flow: FlowDef,
+        occurrence: str,
+        fresh: bool,
+        claims: int,
+        results: list[Claimed],
+    ) -> None:
+        """Take the answers of a fire's new jobs of plain steps (``fresh``: every other
+        step it started was new; ``claims``: the step jobs it claimed so far)."""
+        for claimed, _ in results:
+            fresh = claimed and fresh
+            claims += claimed
         if claims and flow.counted():
             fc.claimed += claims  # added with the step's own end (``finished``)
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
-        fc.handed = occurrence == "done" and fresh and meta.step in flow.shape().handoff
+        fc.handed = occurrence == "done" and fresh and fc.meta.step in flow.shape().handoff
+
+    async def written(self, fc: FlowContext, outcome: Outcome) -> None:
+        """After the finish of a step whose follow-ups went with its outcome: their
+        answers, as ``fire`` takes them. None written (its lease was lost, or the store
+        rejected them and the step runs again) is taken as nothing new."""
+        batch, fc.deferred = fc.deferred, []
+        results = outcome.followups_claimed if outcome.kind == "completed" else None
+        if results is None:
+            results = [(False, None)] * len(batch)
+        else:
+            await self.client.claimed_handles(batch, results)
+        self.fired(fc, self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, results)
 
     async def release(self, record: dict[str, Any], data: Any) -> None:
         """Fire the completion of the step whose wait after it (``record``) is over, as

@@ -4,13 +4,14 @@ together in the next, so a busy worker writes one batch per round trip, not one 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
 import orjson
 
 from workhorse.backends import Backend
-from workhorse.job import Lease, Outcome
+from workhorse.job import REENQUEUE_DELAY, Lease, Outcome
 
 log = logging.getLogger("workhorse.worker")
 
@@ -102,6 +103,8 @@ class Finisher:
         """Write a failed outcome that names the store's reason instead, and make it the
         item's outcome (so the worker reports what was written). None if the store
         rejects that too: it takes no write now, and the original is kept."""
+        if outcome.followups:
+            return await self._rerun(lease, outcome, exc)
         message = f"the store rejected the job's {outcome.kind!r} outcome: {exc}"
         if outcome.error is not None:
             # Its own error, escaped (repr), since that may be what the store rejected.
@@ -129,6 +132,48 @@ class Finisher:
         )
         outcome.kind, outcome.result, outcome.error = "failed", None, failed.error
         outcome.delay, outcome.refund, outcome.logs = 0.0, False, failed.logs
+        return ok
+
+    async def _rerun(self, lease: Lease, outcome: Outcome, exc: Exception) -> bool | None:
+        """A completed flow step whose finish (with its follow-ups) the store rejects:
+        written again without its log lines, counted as dropped (the one part of a
+        completed outcome a store may reject), else run again, its attempt refunded, as
+        one whose follow-ups could not be built: written alone, its completion would
+        start nothing. None if the store rejects that too."""
+        if outcome.logs:
+            bare = dataclasses.replace(
+                outcome, logs=[], logs_dropped=outcome.logs_dropped + len(outcome.logs), call=None
+            )
+            ok = await self._try(lease, bare)
+            if ok is not None:
+                log.error(
+                    "job %s: the store rejected its log lines (%s: %s); dropped them",
+                    lease.job_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                outcome.logs, outcome.logs_dropped = bare.logs, bare.logs_dropped
+                outcome.followups_claimed = bare.followups_claimed
+                return ok
+        error = {
+            "type": type(exc).__name__,
+            "message": f"the store rejected the step's follow-ups: {exc}",
+            "traceback": "",
+        }
+        again = Outcome(
+            "retry",
+            error=error,
+            delay=REENQUEUE_DELAY,
+            refund=True,
+            logs_dropped=outcome.logs_dropped + len(outcome.logs),
+        )
+        ok = await self._try(lease, again)
+        if ok is None:
+            return None
+        log.error("job %s: %s; it runs again", lease.job_id, error["message"])
+        outcome.kind, outcome.result, outcome.error, outcome.followups = "retry", None, error, ()
+        outcome.delay, outcome.refund = REENQUEUE_DELAY, True
+        outcome.logs, outcome.logs_dropped = [], again.logs_dropped
         return ok
 
     async def _try(self, lease: Lease, outcome: Outcome) -> bool | None:

@@ -21,11 +21,13 @@ from urllib.parse import parse_qs
 
 from workhorse import codec, events
 from workhorse.backends import loglines
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.memory.keyvalues import KeyValues
 from workhorse.job import (
     FINISHED_STATES,
     MAX_STALLS,
+    Claim,
+    Claimed,
     EnqueueResult,
     Event,
     Job,
@@ -84,7 +86,9 @@ class _Rec:
 
 
 class MemoryBackend(Backend):
-    capabilities = Capabilities(durable=False, multi_process=False, multi_machine=False)
+    capabilities = Capabilities(
+        durable=False, multi_process=False, multi_machine=False, finish_followups=True
+    )
 
     def __init__(
         self,
@@ -233,7 +237,11 @@ class MemoryBackend(Backend):
 
     # -- producing -------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        now = self._clock()
+        out = self._enqueue(jobs, self._clock())
+        self._wake_workers()
+        return out
+
+    def _enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
         out = []
         for new in jobs:
             if (same := self._jobs.get(new.id)) is not None:
@@ -283,13 +291,16 @@ class MemoryBackend(Backend):
             self._schedule(rec, now)
             self._event("job.queued", rec, now)
             out.append(EnqueueResult(rec.id, True, self._public_state(rec, now)))
+        return out
+
+    async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
+        out = self._claimed(items, self._clock())
         self._wake_workers()
         return out
 
-    async def enqueue_claimed(
-        self, items: Sequence[tuple[Claim, NewJob]]
-    ) -> list[tuple[bool, EnqueueResult | None]]:
-        out: list[tuple[bool, EnqueueResult | None]] = []
+    def _claimed(self, items: Sequence[tuple[Claim, NewJob]], now: float) -> list[Claimed]:
+        """The claims and the jobs, with nothing awaited: one step of the event loop."""
+        out: list[Claimed] = []
         todo: list[int] = []
         for claim, new in items:
             if claim.unless is not None and self._kv.get(claim.unless) is not None:
@@ -299,8 +310,7 @@ class MemoryBackend(Backend):
             if new.id not in self._jobs and all(items[i][1].id != new.id for i in todo):
                 todo.append(len(out))
             out.append((won, None))
-        # enqueue awaits nothing: the claims and the jobs are one step of the event loop.
-        results = await self.enqueue([items[i][1] for i in todo])
+        results = self._enqueue([items[i][1] for i in todo], now)
         for i, res in zip(todo, results, strict=True):
             out[i] = (out[i][0], res if res.created else None)
         return out
@@ -387,6 +397,7 @@ class MemoryBackend(Backend):
             rec = self._owned(lease)
             if rec is None:
                 accepted.append(False)
+                outcome.followups_claimed = None
                 continue
             accepted.append(True)
             if outcome.logs or outcome.logs_dropped:
@@ -405,6 +416,9 @@ class MemoryBackend(Backend):
                 self._end(rec, JobState(kind), now)
             type_, data = events.recorded(outcome, rec.attempts)
             self._event(type_, rec, now, **(data or {}))
+            if outcome.followups and kind == "completed":
+                outcome.followups_claimed = self._claimed(outcome.followups, now)
+                requeued = True  # new work: the workers wake as for a retry
         self._wake_waiters()
         if requeued:
             self._wake_workers()

@@ -35,7 +35,7 @@ from psycopg import pq, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
 from workhorse.backends.postgres import arrays, positions
 from workhorse.backends.postgres import schema as schema_mod
@@ -58,6 +58,8 @@ from workhorse.backends.postgres.statements import (
 from workhorse.errors import BackendError, ConfigError
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, retried
 from workhorse.job import (
+    Claim,
+    Claimed,
     EnqueueResult,
     Event,
     Job,
@@ -86,6 +88,23 @@ _SPARE_FOR = 60.0
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _claimed(won: bool, new: NewJob, written: dict[str, bool]) -> Claimed:
+    """A claimed job's answer from the rows of its statement: ``written`` maps each job it
+    wrote to whether it is scheduled."""
+    if new.id not in written:
+        return won, None
+    return won, EnqueueResult(new.id, True, _SCHED if written[new.id] else _Q)
+
+
+def _accepted(ids: list[str], done: set[str]) -> list[bool]:
+    """A finish's answer per item; a job listed twice is accepted once, like the reference."""
+    accepted = []
+    for job_id in ids:
+        accepted.append(job_id in done)
+        done.discard(job_id)
+    return accepted
 
 
 def _new_call(outcome: Outcome) -> str:
@@ -124,6 +143,7 @@ class PostgresBackend(Backend):
         multi_machine=True,
         transactional_enqueue=True,
         counted_event_ids=False,
+        finish_followups=True,
     )
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
@@ -372,16 +392,12 @@ class PostgresBackend(Backend):
             await self._check_pool(pool)
             raise self._error(exc, "enqueueing") from exc
 
-    async def enqueue_claimed(
-        self, items: Sequence[tuple[Claim, NewJob]]
-    ) -> list[tuple[bool, EnqueueResult | None]]:
+    async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
         if not items:
             return []
         return await self._claimed.submit(items)
 
-    async def _enqueue_claimed_many(
-        self, items: Sequence[tuple[Claim, NewJob]]
-    ) -> list[tuple[bool, EnqueueResult | None]]:
+    async def _enqueue_claimed_many(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
         """enqueue_claimed in one statement (one commit). A key asked twice goes in once:
         its first ask is answered as it would be in turn, the later ones get nothing."""
         first: dict[str, int] = {}
@@ -397,16 +413,10 @@ class PostgresBackend(Backend):
         rows = await self._rows(self._q.enqueue_claimed, params)
         claimed = {row[1] for row in rows if row[0] == "k"}
         written = {row[1]: row[2] for row in rows if row[0] == "j"}
-        out: list[tuple[bool, EnqueueResult | None]] = []
-        for i, (claim, new) in enumerate(items):
-            if first[claim.key] != i:
-                out.append((False, None))
-            elif new.id in written:
-                state = _SCHED if written[new.id] else _Q
-                out.append((claim.key in claimed, EnqueueResult(new.id, True, state)))
-            else:
-                out.append((claim.key in claimed, None))
-        return out
+        return [
+            (False, None) if first[claim.key] != i else _claimed(claim.key in claimed, new, written)
+            for i, (claim, new) in enumerate(items)
+        ]
 
     async def _check_pool(self, pool: AsyncConnectionPool[AnyConn]) -> None:
         """After a lost connection: a dropped server leaves every idle connection dead, the
@@ -576,16 +586,42 @@ class PostgresBackend(Backend):
             for lease, out in items
         ]
         caps = (self.max_log_lines, self.max_log_bytes)
-        query = self._q.finish[
-            any(d["logs"] is not None for d in doc), any(d["again"] for d in doc)
+        shape = (any(d["logs"] is not None for d in doc), any(d["again"] for d in doc))
+        followed = [
+            (lease.job_id, out) for lease, out in items if out.followups and out.kind == "completed"
         ]
-        rows = await self._rows(query, (*caps, _dumps(doc)))
-        done = {row[0] for row in rows}
-        accepted = []
-        for job_id in ids:  # a job listed twice is accepted once, like the reference
-            accepted.append(job_id in done)
-            done.discard(job_id)
-        return accepted
+        if not followed:
+            rows = await self._rows(self._q.finish[shape], (*caps, _dumps(doc)))
+            return _accepted(ids, {row[0] for row in rows})
+        # The follow-ups of every item, each with its owner's id: written if it is finished.
+        # A key asked twice goes once (one statement cannot upsert a row twice).
+        first: dict[str, tuple[str, tuple[Claim, NewJob]]] = {}
+        for job_id, out in followed:
+            for item in out.followups:
+                first.setdefault(item[0].key, (job_id, item))
+        owners = [job_id for job_id, _ in first.values()]
+        sent = [item for _, item in first.values()]
+        params = (
+            arrays.texts([c.key for c, _ in sent]),
+            arrays.texts([c.value for c, _ in sent]),
+            arrays.texts([c.unless for c, _ in sent]),
+            arrays.texts(owners),
+            *arrays.packed(enqueue_params([new for _, new in sent])),
+        )
+        rows = await self._rows(self._q.finish_followups[shape], (*caps, _dumps(doc), *params))
+        done = {row[1] for row in rows if row[0] == "f"}
+        claimed = {row[1] for row in rows if row[0] == "k"}
+        written = {row[1]: row[2] for row in rows if row[0] == "j"}
+        for job_id, out in followed:
+            out.followups_claimed = None
+            if job_id in done:
+                out.followups_claimed = [
+                    _claimed(item[0].key in claimed, item[1], written)
+                    if first[item[0].key][1] is item
+                    else (False, None)
+                    for item in out.followups
+                ]
+        return _accepted(ids, done)
 
     async def update(
         self,

@@ -159,20 +159,25 @@ WITH ins AS (
 )
 SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
 
-    def enqueue_claimed(self) -> str:
-        """enqueue_claimed in one statement: the items whose ``unless`` key is not live
-        set their claim key if absent and write their job unless its id or its live dedup
-        key is taken (ON CONFLICT with no target: any unique index); claims go in key
-        order, so two such statements never wait on each other in a cycle. Returns the
-        keys claimed ('k', key, NULL) and the jobs written ('j', id, scheduled)."""
+    def _claim_jobs(self, owned: str = "") -> str:
+        """The CTEs c, claimed and ins of enqueue_claimed: the items whose ``unless`` key
+        is not live set their claim key if absent and write their job unless its id or
+        its live dedup key is taken (ON CONFLICT with no target: any unique index); claims
+        go in key order, so two such statements never wait on each other in a cycle.
+        ``owned``: the items have a fourth column, ``owner``, and only those whose owner
+        is in that relation are written (a finish's follow-ups: the jobs it finished)."""
         s = self.s
-        return f"""
-WITH c AS MATERIALIZED (
+        columns, where = ("key, value, unless, ord", "")
+        if owned:
+            columns = "key, value, unless, owner, ord"
+            where = f"c.owner IN (SELECT id FROM {owned}) AND "
+        arrays = ", ".join(["%s::text[]"] * (4 if owned else 3))
+        return f"""c AS MATERIALIZED (
   SELECT c.key, c.value, c.ord
-  FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS c(key, value, unless, ord)
-  WHERE c.unless IS NULL OR NOT EXISTS (
+  FROM unnest({arrays}) WITH ORDINALITY AS c({columns})
+  WHERE {where}(c.unless IS NULL OR NOT EXISTS (
     SELECT 1 FROM {s}.kv AS u
-    WHERE u.key = c.unless AND (u.expires_at IS NULL OR u.expires_at > now()))
+    WHERE u.key = c.unless AND (u.expires_at IS NULL OR u.expires_at > now())))
 ), claimed AS (
   INSERT INTO {s}.kv AS kv (key, value, expires_at)
   SELECT c.key, c.value, NULL FROM c ORDER BY c.key
@@ -188,7 +193,14 @@ WITH c AS MATERIALIZED (
   ORDER BY t.id
   ON CONFLICT DO NOTHING
   RETURNING id, task, queue, run_at > now() AS scheduled
-), ev AS (
+)"""
+
+    def enqueue_claimed(self) -> str:
+        """enqueue_claimed in one statement (``_claim_jobs``). Returns the keys claimed
+        ('k', key, NULL) and the jobs written ('j', id, scheduled)."""
+        s = self.s
+        return f"""
+WITH {self._claim_jobs()}, ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue)
   SELECT 'job.queued', id, task, queue FROM ins
 ), {tally(s, "ins", "NULL", "'queued'")}, note AS (
@@ -282,11 +294,14 @@ FROM unnest(%s::text[], %s::text[], %s::float8[]) AS i(id, token, span)
 WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
 RETURNING j.id, j.cancel_requested"""
 
-    def finish(self, logs: bool = True, again: bool = True) -> str:
+    def finish(self, logs: bool = True, again: bool = True, followups: bool = False) -> str:
         """The finish of a batch. Without ``logs`` (no outcome carries lines) the log-cap
         expression is left out, and without ``again`` (every outcome sent for the first
         time) the replay lookup: together ~10 µs of server time per job
-        (docs/profiles.md "PostgreSQL finish after the hardening")."""
+        (docs/profiles.md "PostgreSQL finish after the hardening"). With ``followups``,
+        the follow-ups of the jobs it finishes are written too (``_claim_jobs``, after the
+        finish's parameters), their events after the outcomes' and their rows returned:
+        ('k', key) claimed, ('j', id, scheduled) written; an outcome's row is ('f', id)."""
         s = self.s
         set_logs = (
             _set_logs("j.logs", "i.logs", "i.dropped", "i.ml", "i.mb")
@@ -300,6 +315,33 @@ RETURNING j.id, j.cancel_requested"""
   SELECT i.id FROM i
   WHERE i.again AND (SELECT j.finish_token FROM {s}.jobs j
          WHERE j.id = i.id AND j.token IS DISTINCT FROM i.token) = i.call"""
+        outcomes = """SELECT CASE kind WHEN 'completed' THEN 'job.completed'
+                   WHEN 'retry' THEN 'job.retrying' WHEN 'failed' THEN 'job.failed'
+                   ELSE 'job.cancelled' END,
+         id, task, queue,
+         CASE kind WHEN 'completed' THEN jsonb_build_object('attempt', attempts)
+                   WHEN 'retry' THEN jsonb_build_object('attempt', attempts, 'delay', delay,
+                                                        'error', error)
+                   WHEN 'failed' THEN jsonb_build_object('attempt', attempts, 'error', error)
+                   ELSE '{}'::jsonb END
+  FROM upd"""
+        counted = tally(s, "upd", "'active'", "r.state")
+        claims = woken = tag = flag = returned = ""
+        if followups:
+            claims = ", " + self._claim_jobs("upd")
+            # The outcomes' events, then those of the follow-ups they caused.
+            outcomes = f"""SELECT type, id, task, queue, data FROM (
+    SELECT 1, * FROM ({outcomes}) o
+    UNION ALL SELECT 2, 'job.queued', id, task, queue, '{{}}'::jsonb FROM ins
+  ) e(n, type, id, task, queue, data) ORDER BY n"""
+            moved = """(SELECT queue, 'active'::text AS was, state FROM upd
+    UNION ALL SELECT queue, NULL, 'queued' FROM ins)"""
+            counted = tally(s, moved, "r.was", "r.state")
+            woken = " UNION SELECT queue FROM ins"
+            tag, flag = "'f', ", ", NULL::bool"
+            returned = """
+UNION ALL SELECT 'k', key, NULL::bool FROM claimed
+UNION ALL SELECT 'j', id, scheduled FROM ins"""
         return f"""
 WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
@@ -330,31 +372,23 @@ WITH i AS (
     -- the caller has the result without reading the row again.
     CASE WHEN j.holds > 0 AND i.kind <> 'retry' AND strpos(j.id, ' ') = 0
          THEN j.id || ' ' || {_RECORD} END AS rec
-{replay if again else ""}), ev AS (
+{replay if again else ""}){claims}, ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue, data)
-  SELECT CASE kind WHEN 'completed' THEN 'job.completed' WHEN 'retry' THEN 'job.retrying'
-                   WHEN 'failed' THEN 'job.failed' ELSE 'job.cancelled' END,
-         id, task, queue,
-         CASE kind WHEN 'completed' THEN jsonb_build_object('attempt', attempts)
-                   WHEN 'retry' THEN jsonb_build_object('attempt', attempts, 'delay', delay,
-                                                        'error', error)
-                   WHEN 'failed' THEN jsonb_build_object('attempt', attempts, 'error', error)
-                   ELSE '{{}}'::jsonb END
-  FROM upd
-), {tally(s, "upd", "'active'", "r.state")}, done AS (
+  {outcomes}
+), {counted}, done AS (
   SELECT pg_notify({self.done_channel}, CASE WHEN sum(length(id) + 1) <= 7900
                                          THEN string_agg(id, ',') ELSE '*' END)
   FROM upd WHERE state <> 'queued' HAVING count(*) > 0
 ), woke AS (
   SELECT pg_notify({self.jobs_channel}, q.queue)
-  FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued') q
+  FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued'{woken}) q
 ), record AS (
   SELECT pg_notify({self.record_channel}, rec) FROM upd
   WHERE rec IS NOT NULL AND octet_length(rec) <= {RECORD_MAX}
 )
-SELECT id FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b,
+SELECT {tag}id{flag} FROM upd, (SELECT count(*) FROM done) a, (SELECT count(*) FROM woke) b,
   (SELECT count(*) FROM record) c
-{"UNION ALL SELECT id FROM again" if again else ""}"""
+{f"UNION ALL SELECT {tag}id{flag} FROM again" if again else ""}{returned}"""
 
     def update(self) -> str:
         s = self.s
@@ -770,7 +804,10 @@ class Queries:
         self.claim = s.claim()
         self.renew = s.renew()
         # Indexed by (any outcome carries lines, any outcome was sent before).
-        self.finish = {(lg, ag): s.finish(lg, ag) for lg in (False, True) for ag in (False, True)}
+        shapes = [(lg, ag) for lg in (False, True) for ag in (False, True)]
+        self.finish = {k: s.finish(*k) for k in shapes}
+        # The same with follow-ups (Outcome.followups), indexed alike.
+        self.finish_followups = {k: s.finish(*k, followups=True) for k in shapes}
         self.update = s.update()
         self.reclaim = s.reclaim()
         self.next_due = s.next_due()

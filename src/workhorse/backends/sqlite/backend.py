@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from workhorse.backends import loglines
-from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, Claim, RenewResult
+from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
 from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, published_rows
@@ -54,6 +54,8 @@ from workhorse.errors import BackendError
 from workhorse.events import recorded, retried
 from workhorse.job import (
     FINISHED_STATES,
+    Claim,
+    Claimed,
     EnqueueResult,
     Event,
     Job,
@@ -74,7 +76,9 @@ _MAX_ID = 2**63 - 1  # SQLite's integers
 
 
 class SQLiteBackend(Backend):
-    capabilities = Capabilities(durable=True, multi_process=True, multi_machine=False)
+    capabilities = Capabilities(
+        durable=True, multi_process=True, multi_machine=False, finish_followups=True
+    )
 
     def __init__(
         self,
@@ -205,9 +209,7 @@ class SQLiteBackend(Backend):
         self._events.add(conn, events)
         return out
 
-    async def enqueue_claimed(
-        self, items: Sequence[tuple[Claim, NewJob]]
-    ) -> list[tuple[bool, EnqueueResult | None]]:
+    async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
         if not items:
             return []
         out = await self._db.write(self._enqueue_claimed_tx, items)
@@ -216,14 +218,27 @@ class SQLiteBackend(Backend):
 
     def _enqueue_claimed_tx(
         self, conn: sqlite3.Connection, items: Sequence[tuple[Claim, NewJob]]
-    ) -> list[tuple[bool, EnqueueResult | None]]:
-        """Two statements per item where its claim is won (the claim, the job), one more
-        to tell a refusal from a claim already there."""
-        now = self._clock()
-        seq = next_seq(conn, len(items))
-        out: list[tuple[bool, EnqueueResult | None]] = []
+    ) -> list[Claimed]:
         events: list[EventRow] = []
         moves: list[Move] = []
+        out = self._claim_jobs(conn, self._clock(), items, events, moves)
+        tally(conn, moves)
+        self._events.add(conn, events)
+        return out
+
+    def _claim_jobs(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        items: Sequence[tuple[Claim, NewJob]],
+        events: list[EventRow],
+        moves: list[Move],
+    ) -> list[Claimed]:
+        """Write the jobs with their claims (enqueue_claimed), adding their events and
+        count moves to the caller's. Two statements per item where its claim is won (the
+        claim, the job), one more to tell a refusal from a claim already there."""
+        seq = next_seq(conn, len(items))
+        out: list[Claimed] = []
         seen: set[str] = set()
         for i, (claim, new) in enumerate(items):
             won = coordination.claim_unless(conn, now, claim.key, claim.value, claim.unless)
@@ -239,8 +254,6 @@ class SQLiteBackend(Backend):
             moves.append((new.queue, None, state, 1))
             events.append(event_row("job.queued", new.id, new.task, new.queue, now))
             out.append((won, EnqueueResult(new.id, True, public_state(state, run_at, now))))
-        tally(conn, moves)
-        self._events.add(conn, events)
         return out
 
     def _live(self, conn: sqlite3.Connection, key: str | None) -> bool:
@@ -380,7 +393,11 @@ class SQLiteBackend(Backend):
     async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
         if not items:
             return []
-        accepted, requeued = await self._db.write(self._finish_tx, items)
+        accepted, requeued, followed = await self._db.write(self._finish_tx, items)
+        # Set once committed: a try rolled back (and run again) answers nothing.
+        for i, (_, outcome) in enumerate(items):
+            if outcome.followups:
+                outcome.followups_claimed = followed.get(i)
         self._done.fire()
         if requeued:
             self._work.fire()
@@ -388,13 +405,15 @@ class SQLiteBackend(Backend):
 
     def _finish_tx(
         self, conn: sqlite3.Connection, items: Sequence[tuple[Lease, Outcome]]
-    ) -> tuple[list[bool], bool]:
+    ) -> tuple[list[bool], bool, dict[int, list[Claimed]]]:
         now = self._clock()
         accepted: list[bool] = []
         events: list[EventRow] = []
         moves: list[Move] = []
         requeued = False
-        for lease, outcome in items:
+        owners: list[int] = []  # the items whose follow-ups are written
+        followed: dict[int, list[Claimed]] = {}  # by item: its follow-ups' answers
+        for i, (lease, outcome) in enumerate(items):
             kind = outcome.kind
             error = None if outcome.error is None else to_json(outcome.error)
             params: dict[str, Any] = {
@@ -424,9 +443,20 @@ class SQLiteBackend(Backend):
             requeued = requeued or kind == "retry"
             type_, data = recorded(outcome, row[0])
             events.append(event_row(type_, lease.job_id, lease.task, lease.queue, now, data))
+            if outcome.followups and kind == "completed":
+                owners.append(i)
+        if owners:  # after every outcome: their events come first, then those they caused
+            claimed = self._claim_jobs(
+                conn, now, [f for i in owners for f in items[i][1].followups], events, moves
+            )
+            at = 0
+            for i in owners:
+                n = len(items[i][1].followups)
+                followed[i], at = claimed[at : at + n], at + n
+            requeued = True  # new work: the workers wake as for a retry
         tally(conn, moves)
         self._events.add(conn, events)
-        return accepted, requeued
+        return accepted, requeued, followed
 
     async def update(
         self,

@@ -1,0 +1,90 @@
+"""A completed step's new jobs of plain steps go with its outcome, in the finish's store
+call, where the store can (``Capabilities.finish_followups``): a chain's and a fan-out's
+steps make no call of their own to start the next, and the next's ``job.queued`` comes
+after its cause's ``job.completed``. Redis keeps its enqueue during the attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from workhorse import Workhorse
+
+
+def _count_enqueue_claimed(app: Workhorse) -> list[int]:
+    """Counts the worker's enqueue_claimed calls (not the test's: starting a run makes one)."""
+    backend = app.backend
+    ours = asyncio.current_task()
+    calls: list[int] = []
+    real = backend.enqueue_claimed
+
+    async def counted(items: Sequence[Any]) -> Any:
+        if asyncio.current_task() is not ours:
+            calls.append(len(items))
+        return await real(items)
+
+    setattr(backend, "enqueue_claimed", counted)  # noqa: B010 (counts calls, the store answers)
+    return calls
+
+
+async def test_a_chains_followups_go_with_its_steps_outcomes(app: Workhorse) -> None:
+    @app.task(name="one", flow="line", entry=True)
+    async def one(n: int) -> int:
+        return n + 1
+
+    @app.task(name="two", flow="line", subscribes=["step:one"])
+    async def two(n: int) -> int:
+        return n + 1
+
+    @app.task(name="three", flow="line", subscribes=["step:two"])
+    async def three(n: int) -> int:
+        return n + 1
+
+    calls = _count_enqueue_claimed(app)
+    try:
+        await app.start_worker(concurrency=4)
+        run = await app.flows.start("line", 1)
+        info = await run.wait(timeout=10)
+    finally:
+        delattr(app.backend, "enqueue_claimed")
+    assert info.state == "completed"
+    assert [(s.step, s.output) for s in info.steps] == [("one", 2), ("two", 3), ("three", 4)]
+    capable = not app.backend.url.startswith("redis")  # Capabilities.finish_followups
+    assert calls == ([] if capable else [1, 1])
+    # Each follow-up's job.queued after its cause's job.completed, where they go together.
+    log = [(e.type, e.task) for e in await app.backend.events(0, 1000) if e.job_id]
+    for cause, then in (("one", "two"), ("two", "three")):
+        done, queued = log.index(("job.completed", cause)), log.index(("job.queued", then))
+        assert (done < queued) if capable else (queued < done), log
+
+
+async def test_a_fan_out_to_plain_steps_goes_with_its_outcome(app: Workhorse) -> None:
+    """Two final steps: a flow that counts its live steps, whose count still ends it."""
+
+    @app.task(name="root", flow="fork", entry=True)
+    async def root(n: int) -> int:
+        return n
+
+    @app.task(name="left", flow="fork", subscribes=["step:root"])
+    async def left(n: int) -> int:
+        return n - 1
+
+    @app.task(name="right", flow="fork", subscribes=["step:root"])
+    async def right(n: int) -> int:
+        return n + 1
+
+    calls = _count_enqueue_claimed(app)
+    try:
+        await app.start_worker(concurrency=4)
+        runs = [await app.flows.start("fork", n) for n in range(5)]
+        infos = [await r.wait(timeout=10) for r in runs]
+    finally:
+        delattr(app.backend, "enqueue_claimed")
+    assert app.flows.graph.flow("fork").counted()
+    for n, info in enumerate(infos):
+        assert info.state == "completed"
+        outputs: dict[str, Any] = {s.step: s.output for s in info.steps}
+        assert outputs == {"root": n, "left": n - 1, "right": n + 1}
+    capable = not app.backend.url.startswith("redis")  # Capabilities.finish_followups
+    assert calls == ([] if capable else [2] * 5)
