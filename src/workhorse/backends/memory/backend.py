@@ -736,7 +736,10 @@ class MemoryBackend(Backend):
     def _index_run_event(self, ev: Event) -> None:
         run = ev.data.get("run") if ev.data else None
         if isinstance(run, str):
-            self._run_events.setdefault(run, deque()).append(ev)
+            held = self._run_events.get(run)  # not setdefault: a deque per call is 760 bytes
+            if held is None:
+                held = self._run_events[run] = deque()
+            held.append(ev)
 
     def _unindex_run_event(self, ev: Event) -> None:
         # The log drops its oldest first, so a run's oldest indexed event is this one.
