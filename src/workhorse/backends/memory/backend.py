@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -72,8 +72,10 @@ class _Rec:
     progress: Any = None
     result: bytes | None = None
     error: dict[str, Any] | None = None
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    log_sizes: list[int] = field(default_factory=list)  # of each kept line, as JSON
+    # The kept log lines and their sizes as JSON, made at the first line: most jobs log
+    # none, and two empty lists per job were two more objects for the cyclic GC to walk.
+    logs: list[dict[str, Any]] | None = None
+    log_sizes: list[int] | None = None
     logs_dropped: int = 0
     worker: str | None = None
     token: str | None = None
@@ -116,7 +118,9 @@ class MemoryBackend(Backend):
         self._paused: set[str] = set()
         self._kv = KeyValues(clock)
         self._events: deque[Event] = deque()
-        self._by_job: dict[str, deque[Event]] = {}  # each job's events in the log, oldest first
+        # Each job's events in the log, oldest first: a list, not a deque (760 bytes empty;
+        # 15 MiB more RSS after 20,000 no-op jobs), trimmed a thousand events at a time.
+        self._by_job: dict[str, list[Event]] = {}
         self._run_events: dict[str, deque[Event]] = {}  # published events by data["run"]
         self._max_events = max_events
         self._trim_at = max_events + min(1000, max_events)  # trims amortised over 1,000 events
@@ -144,7 +148,11 @@ class MemoryBackend(Backend):
     def _log(self, ev: Event) -> None:
         self._events.append(ev)
         if ev.job_id is not None:
-            self._by_job.setdefault(ev.job_id, deque()).append(ev)
+            mine = self._by_job.get(ev.job_id)
+            if mine is None:
+                self._by_job[ev.job_id] = [ev]
+            else:
+                mine.append(ev)
 
     def _trim_events(self) -> None:
         """Keep the newest ``max_events``, and the events from a hook group's floor on, up to
@@ -152,17 +160,21 @@ class MemoryBackend(Backend):
         floors = [int(v) for v in self._kv.scan(events.HOLD_PREFIX).values()]
         floor = min(floors) if floors else None
         log, keep = self._events, self._max_events
+        dropped: dict[str, int] = {}  # per job, how many of its oldest events went
         while len(log) > keep and (
             floor is None or log[0].id < floor or len(log) > keep * events.HOLD_FACTOR
         ):
             gone = log.popleft()
             if gone.job_id is not None:
-                # The job's oldest event is this one: the log and its index trim alike.
-                mine = self._by_job[gone.job_id]
-                mine.popleft()
-                if not mine:
-                    del self._by_job[gone.job_id]
+                dropped[gone.job_id] = dropped.get(gone.job_id, 0) + 1
             self._unindex_run_event(gone)
+        # A job's oldest events are the ones the log dropped: the log and its index trim alike.
+        for job_id, n in dropped.items():
+            mine = self._by_job[job_id]
+            if n == len(mine):
+                del self._by_job[job_id]
+            else:
+                del mine[:n]
 
     def _schedule(self, rec: _Rec, now: float) -> None:
         if rec.run_at <= now:
@@ -225,7 +237,7 @@ class MemoryBackend(Backend):
             progress=rec.progress,
             result=None if rec.result is None else codec.loads(rec.result),
             error=rec.error,
-            logs=loglines.shown(list(rec.logs), rec.logs_dropped),
+            logs=loglines.shown(list(rec.logs or ()), rec.logs_dropped),
             timeout=rec.timeout,
             worker=rec.worker,
             lease_expires_at=to_datetime(rec.expires_at),
@@ -442,11 +454,14 @@ class MemoryBackend(Backend):
         return True
 
     def _add_logs(self, rec: _Rec, logs: Sequence[dict[str, Any]], dropped: int) -> None:
-        rec.logs.extend(logs)
-        rec.log_sizes.extend(loglines.line_size(line) for line in logs)
-        drop = loglines.overflow(rec.log_sizes, self.max_log_lines, self.max_log_bytes)
+        kept, sizes = rec.logs, rec.log_sizes
+        if kept is None or sizes is None:
+            kept, sizes = rec.logs, rec.log_sizes = [], []
+        kept.extend(logs)
+        sizes.extend(loglines.line_size(line) for line in logs)
+        drop = loglines.overflow(sizes, self.max_log_lines, self.max_log_bytes)
         if drop:
-            del rec.logs[:drop], rec.log_sizes[:drop]
+            del kept[:drop], sizes[:drop]
         rec.logs_dropped += dropped + drop
 
     async def reclaim_expired(self) -> list[str]:
@@ -735,7 +750,10 @@ class MemoryBackend(Backend):
     def _index_run_event(self, ev: Event) -> None:
         run = ev.data.get("run") if ev.data else None
         if isinstance(run, str):
-            self._run_events.setdefault(run, deque()).append(ev)
+            held = self._run_events.get(run)  # not setdefault: a deque per call is 760 bytes
+            if held is None:
+                held = self._run_events[run] = deque()
+            held.append(ev)
 
     def _unindex_run_event(self, ev: Event) -> None:
         # The log drops its oldest first, so a run's oldest indexed event is this one.
@@ -762,8 +780,8 @@ class MemoryBackend(Backend):
         return out
 
     async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
-        mine = self._by_job.get(job_id, ())
-        return list(mine)[-limit:] if limit > 0 else []
+        mine = self._by_job.get(job_id)
+        return mine[-limit:] if mine and limit > 0 else []
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         now = self._clock()

@@ -1,0 +1,72 @@
+"""What only the memory backend promises beside the contract (tests/contract): the memory
+a job it keeps costs, and a per-job event index that trims with the log however the jobs'
+events interleave."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from workhorse import codec
+from workhorse.backends import JOB_EVENTS
+from workhorse.backends.memory import MemoryBackend
+from workhorse.job import NewJob, Outcome, new_job_id
+
+JOBS = 5_000
+# What a finished no-op job the store keeps costs in traced bytes: its record, its three
+# events and their index by job (about 1,560 on CPython 3.11; 1,530 before that index); a
+# deque per job in the index (760 bytes empty) made it 2,310.
+BYTES_PER_JOB = 1_900
+
+
+def job(queue: str = "q") -> NewJob:
+    return NewJob(new_job_id(), "t", queue, codec.dumps(None))
+
+
+async def _run_all(backend: MemoryBackend, n: int) -> None:
+    """Enqueue ``n`` jobs, claim and complete them all, as a worker would."""
+    for start in range(0, n, 500):
+        await backend.enqueue([job() for _ in range(min(500, n - start))])
+    while leases := await backend.claim(["q"], "w1", 500, 30.0):
+        await backend.finish([(lease, Outcome("completed", result=b"null")) for lease in leases])
+
+
+async def test_a_finished_job_it_keeps_costs_a_bounded_number_of_bytes() -> None:
+    backend = MemoryBackend()
+    await _run_all(backend, 100)  # the containers' first growth is not per job
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        await _run_all(backend, JOBS)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert (await backend.counts(["q"]))["q"]["completed"] == JOBS + 100  # nothing purged
+    assert kept / JOBS < BYTES_PER_JOB, f"{kept / JOBS:.0f} bytes per kept job"
+
+
+async def test_interleaved_jobs_events_trim_with_the_log() -> None:
+    backend = MemoryBackend(max_events=100)
+    for _ in range(5):
+        await backend.enqueue([job()])
+    leases = await backend.claim(["q"], "w1", 5, 30.0)
+    for i in range(300):  # 1,500 progress events, the five jobs' in turn, many trims
+        for lease in leases:
+            assert await backend.update(lease, progress=i)
+    await backend.finish([(leases[0], Outcome("completed"))])
+
+    log = await backend.events(0, 10_000)
+    assert 100 <= len(log) <= 1_100
+    for lease in leases:
+        in_log = [e for e in log if e.job_id == lease.job_id]
+        got = await backend.job_events(lease.job_id)
+        assert got == in_log[-JOB_EVENTS:]
+        assert await backend.job_events(lease.job_id, 3) == in_log[-3:]
+    assert [e.type for e in await backend.job_events(leases[0].job_id, 2)] == [
+        "job.progress",
+        "job.completed",
+    ]
+    more = [job() for _ in range(1_200)]  # every event of the five jobs leaves the log
+    await backend.enqueue(more)
+    for lease in leases:
+        assert await backend.job_events(lease.job_id) == []
+    assert [e.type for e in await backend.job_events(more[-1].id)] == ["job.queued"]
