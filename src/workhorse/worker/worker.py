@@ -494,16 +494,17 @@ class Worker:
                 alone = lease.stalls >= SOLO_AFTER
                 if alone or solo.waiting or solo.active:  # attributes: read on every job
                     await (solo.turn() if alone else solo.quiet())
-                # job_timeout and the run time that sizes the auto prefetch count from
-                # here, not from the claim: a batch's last job waits on the loop for the
-                # others, which read as a long run and held no-op jobs ahead in-process.
-                running.started = time.monotonic()
+                    running.started = time.monotonic()  # job_timeout counts from here
                 if not alone:
                     solo.others += 1
                 try:
                     if self.steps is None:
+                        # job_timeout and the run time that sizes the auto prefetch count
+                        # from here, not from the claim: a batch's last job waits on the
+                        # loop for the others, which read as a long run.
+                        running.started = began = time.monotonic()
                         outcome = await self._runner.run(lease, running.ctx)
-                        running.ran = time.monotonic() - running.started
+                        running.ran = time.monotonic() - began
                     else:
                         outcome = await self.steps.run(
                             lease, running.ctx, lambda: self._handler(running)
@@ -572,9 +573,9 @@ class Worker:
                 self._retention_due.set()
 
     async def _handler(self, running: Running) -> Outcome:
-        """A flow step's handler, timed alone: the engine's events and follow-ups around
-        it are the worker's and the store's work, not the step's run time."""
-        began = time.monotonic()
+        """A job's handler under the flow engine, timed alone (as above): a step's events
+        and follow-ups around it are the worker's and the store's work, not its run."""
+        running.started = began = time.monotonic()
         outcome = await self._runner.run(running.lease, running.ctx)
         running.ran = time.monotonic() - began
         return outcome
