@@ -38,7 +38,8 @@ class Running:
     task: asyncio.Task[None] | None = None
     lost: bool = False  # the store gave the lease away: stop renewing, the finish is refused
     finishing: bool = False  # the outcome is with the finisher: nothing left to renew
-    started: float = 0.0  # time.monotonic() of its claim, for the job_timeout check
+    started: float = 0.0  # time.monotonic() of its claim, then of its handler's start
+    ran: float = 0.0  # seconds its handler took (the auto prefetch's run-time mean)
 
 
 class Renewing(Protocol):

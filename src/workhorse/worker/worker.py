@@ -502,10 +502,15 @@ class Worker:
                     solo.others += 1
                 try:
                     if self.steps is None:
+                        # job_timeout and the run time that sizes the auto prefetch count
+                        # from here, not from the claim: a batch's last job waits on the
+                        # loop for the others, which read as a long run.
+                        running.started = began = time.monotonic()
                         outcome = await self._runner.run(lease, running.ctx)
+                        running.ran = time.monotonic() - began
                     else:
                         outcome = await self.steps.run(
-                            lease, running.ctx, lambda: self._runner.run(lease, running.ctx)
+                            lease, running.ctx, lambda: self._handler(running)
                         )
                 finally:
                     if alone:
@@ -534,7 +539,7 @@ class Worker:
                 trace.ran(outcome)
             written = self._finisher.submit(lease, outcome)
             running.finishing = True
-            slots.ran(time.monotonic() - running.started)
+            slots.ran(running.ran)
             slots.used -= 1
             slots.finishing += 1
             if slots.held:
@@ -569,6 +574,14 @@ class Worker:
             if self._purge_every is not None and self.processed >= self._next_purge:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
+
+    async def _handler(self, running: Running) -> Outcome:
+        """A job's handler under the flow engine, timed alone (as above): a step's events
+        and follow-ups around it are the worker's and the store's work, not its run."""
+        running.started = began = time.monotonic()
+        outcome = await self._runner.run(running.lease, running.ctx)
+        running.ran = time.monotonic() - began
+        return outcome
 
     def _pass_slot(self, slots: _Slots) -> None:
         """A handler gives up its slot: the first job claimed ahead starts in it on this
