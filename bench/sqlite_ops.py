@@ -6,7 +6,9 @@ python -m bench.sqlite_ops --drop wh_events_job              # without one index
 PYTHONPATH=/tmp/base/src python -m bench.sqlite_ops          # a tree exported with git archive
 
 Printed per job: instructions for ``enqueue_many`` in calls of 1,000 and for ``enqueue`` one
-at a time, and the Python calls the caller's thread made for one ``enqueue``.
+at a time, the bytes the process wrote for one ``enqueue`` (``wchar`` of /proc/self/io: the
+WAL's pages and frame headers of each commit), and the Python calls the caller's thread made
+for one ``enqueue``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ import workhorse
 from workhorse import Workhorse
 
 BULK, ONE = 20_000, 2_000
+
+
+def written() -> int:
+    """Bytes this process has passed to write() so far (Linux)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
 
 
 class Counted:
@@ -72,13 +82,13 @@ async def measure(path: Path, drop: list[str], counted: Counted) -> dict[str, fl
         for start in range(0, BULK, 1000):
             await app.enqueue_many("noop", range(start, start + 1000))
         bulk = counted.ops / BULK
-        counted.ops = 0
+        counted.ops, before = 0, written()
         sys.setprofile(profile)
         for i in range(ONE):
             await app.enqueue(noop, i)
         sys.setprofile(None)
-        one = counted.ops / ONE
-    return {"bulk": bulk, "one": one, "calls": calls / ONE}
+        one, wrote = counted.ops / ONE, (written() - before) / ONE
+    return {"bulk": bulk, "one": one, "bytes": wrote, "calls": calls / ONE}
 
 
 def main() -> None:
@@ -92,8 +102,8 @@ def main() -> None:
     where = Path(workhorse.__file__).parents[2]
     print(
         f"{where} (dropped: {', '.join(args.drop) or 'none'}): SQLite VM instructions per job "
-        f"{r['bulk']:.1f} in bulk, {r['one']:.1f} one by one; Python calls per enqueue on the "
-        f"caller's thread {r['calls']:.1f}"
+        f"{r['bulk']:.1f} in bulk, {r['one']:.1f} one by one; bytes written per enqueue "
+        f"{r['bytes']:,.0f}; Python calls per enqueue on the caller's thread {r['calls']:.1f}"
     )
 
 
