@@ -31,7 +31,6 @@ from workhorse.flows.waiting import Waits
 from workhorse.job import (
     LIVE_STATES,
     REENQUEUE_DELAY,
-    Claimed,
     Event,
     Job,
     JobState,
@@ -260,7 +259,7 @@ class Engine:
             batch.append(
                 self.build_step(meta.run, meta.gen, step, data, cause, await self.due(step))
             )
-        results: list[Claimed] = []
+        won: list[bool] = []
         if batch:
             await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
             if with_outcome and backend.capabilities.finish_followups:
@@ -270,8 +269,8 @@ class Engine:
                 fc.deferred, fc.fresh = batch, fresh
                 self.fired(fc, flow, occurrence, False, claims, [])  # the joins it claimed
                 return
-            results = [(c, None) for c, _ in await self.client.submit_claimed(batch)]
-        self.fired(fc, flow, occurrence, fresh, claims, results)
+            won = [c for c, _ in await self.client.submit_claimed(batch)]
+        self.fired(fc, flow, occurrence, fresh, claims, won)
 
     def fired(
         self,
@@ -280,13 +279,13 @@ class Engine:
         occurrence: str,
         fresh: bool,
         claims: int,
-        results: list[Claimed],
+        won: list[bool],
     ) -> None:
-        """Take the answers of a fire's new jobs of plain steps (``fresh``: every other
-        step it started was new; ``claims``: the step jobs it claimed so far)."""
-        for claimed, _ in results:
-            fresh = claimed and fresh
-            claims += claimed
+        """Take the answers of a fire's new jobs of plain steps, whether each claimed its
+        step (``fresh``: every other step it started was new; ``claims``: the step jobs it
+        claimed so far)."""
+        fresh = fresh and all(won)
+        claims += sum(won)
         if claims and flow.counted():
             fc.claimed += claims  # added with the step's own end (``finished``)
         # Each follow-up is a new job of a plain step: they check the run, counting this
@@ -299,11 +298,11 @@ class Engine:
         rejected them and the step runs again) is taken as nothing new."""
         batch, fc.deferred = fc.deferred, []
         results = outcome.followups_claimed if outcome.kind == "completed" else None
-        if results is None:
-            results = [(False, None)] * len(batch)
-        else:
+        won = [False] * len(batch)
+        if results is not None:
             await self.client.claimed_handles(batch, results)
-        self.fired(fc, self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, results)
+            won = [c for c, _ in results]
+        self.fired(fc, self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won)
 
     async def release(self, record: dict[str, Any], data: Any) -> None:
         """Fire the completion of the step whose wait after it (``record``) is over, as
