@@ -98,6 +98,25 @@ def _claimed(won: bool, new: NewJob, written: dict[str, bool]) -> Claimed:
     return won, EnqueueResult(new.id, True, _SCHED if written[new.id] else _Q)
 
 
+def _claim_params(sent: Sequence[tuple[Claim, NewJob]], *owners: Any) -> tuple[Any, ...]:
+    """The claims' and their jobs' arrays of an enqueue_claimed statement (a finish's adds
+    each one's owner after the claims)."""
+    return (
+        arrays.texts([c.key for c, _ in sent]),
+        arrays.texts([c.value for c, _ in sent]),
+        arrays.texts([c.unless for c, _ in sent]),
+        *owners,
+        *arrays.packed(enqueue_params([new for _, new in sent])),
+    )
+
+
+def _claim_answers(rows: Sequence[Any]) -> tuple[set[str], dict[str, bool]]:
+    """The keys a claimed write set ("k" rows) and the jobs it wrote ("j": id, scheduled)."""
+    claimed = {row[1] for row in rows if row[0] == "k"}
+    written = {row[1]: row[2] for row in rows if row[0] == "j"}
+    return claimed, written
+
+
 def _accepted(ids: list[str], done: set[str]) -> list[bool]:
     """A finish's answer per item; a job listed twice is accepted once, like the reference."""
     accepted = []
@@ -403,16 +422,10 @@ class PostgresBackend(Backend):
         first: dict[str, int] = {}
         for i, (claim, _) in enumerate(items):
             first.setdefault(claim.key, i)
-        sent = [items[i] for i in first.values()]
-        params = (
-            arrays.texts([c.key for c, _ in sent]),
-            arrays.texts([c.value for c, _ in sent]),
-            arrays.texts([c.unless for c, _ in sent]),
-            *arrays.packed(enqueue_params([new for _, new in sent])),
+        rows = await self._rows(
+            self._q.enqueue_claimed, _claim_params([items[i] for i in first.values()])
         )
-        rows = await self._rows(self._q.enqueue_claimed, params)
-        claimed = {row[1] for row in rows if row[0] == "k"}
-        written = {row[1]: row[2] for row in rows if row[0] == "j"}
+        claimed, written = _claim_answers(rows)
         return [
             (False, None) if first[claim.key] != i else _claimed(claim.key in claimed, new, written)
             for i, (claim, new) in enumerate(items)
@@ -599,19 +612,11 @@ class PostgresBackend(Backend):
         for job_id, out in followed:
             for item in out.followups:
                 first.setdefault(item[0].key, (job_id, item))
-        owners = [job_id for job_id, _ in first.values()]
-        sent = [item for _, item in first.values()]
-        params = (
-            arrays.texts([c.key for c, _ in sent]),
-            arrays.texts([c.value for c, _ in sent]),
-            arrays.texts([c.unless for c, _ in sent]),
-            arrays.texts(owners),
-            *arrays.packed(enqueue_params([new for _, new in sent])),
-        )
+        owners = arrays.texts([job_id for job_id, _ in first.values()])
+        params = _claim_params([item for _, item in first.values()], owners)
         rows = await self._rows(self._q.finish_followups[shape], (*caps, _dumps(doc), *params))
         done = {row[1] for row in rows if row[0] == "f"}
-        claimed = {row[1] for row in rows if row[0] == "k"}
-        written = {row[1]: row[2] for row in rows if row[0] == "j"}
+        claimed, written = _claim_answers(rows)
         for job_id, out in followed:
             out.followups_claimed = None
             if job_id in done:
