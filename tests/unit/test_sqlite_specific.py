@@ -340,11 +340,12 @@ async def test_listings_read_index_ranges_not_the_table(url: str) -> None:
         leases = await backend.claim(["a", "b"], "w", 2, 30.0)
         await backend.finish([(lease, Outcome("failed", error={})) for lease in leases])
         cases = [("a", None, "wh_jobs_queue_created"), ("a", JobState.FAILED, "wh_jobs_failed"),
-                 (None, JobState.FAILED, "wh_jobs_failed")]  # fmt: skip
+                 (None, JobState.FAILED, "wh_jobs_failed"), (None, None, "wh_jobs_queue_created"),
+                 (None, JobState.COMPLETED, "wh_jobs_queue_created")]  # fmt: skip
         with sqlite3.connect(backend.path) as raw:
             for queue, state, index in cases:
                 for after in (None, (1.0, "x")):
-                    sql, params = query_select(raw, queue, state, None, 0.0, after)
+                    [sql], params = query_select(raw, queue, state, None, 0.0, after)
                     plan = " / ".join(
                         r[3]
                         for r in raw.execute(
@@ -356,7 +357,7 @@ async def test_listings_read_index_ranges_not_the_table(url: str) -> None:
             # Active jobs (the overview's running jobs): the partial lease index holds only
             # them, so its whole scan is bounded by the workers' slots, not the table.
             for queue in ("a", None):
-                sql, params = query_select(raw, queue, JobState.ACTIVE, None, 0.0)
+                [sql], params = query_select(raw, queue, JobState.ACTIVE, None, 0.0)
                 plan = " / ".join(
                     r[3]
                     for r in raw.execute(
@@ -366,6 +367,60 @@ async def test_listings_read_index_ranges_not_the_table(url: str) -> None:
                 assert "USING INDEX wh_jobs_lease" in plan, plan
     finally:
         await backend.close()
+
+
+async def test_a_listing_across_more_queues_than_one_statement_reads_merges_them(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across queues a page is one index range per queue; past one statement's ranges the
+    statements' pages are merged: the same page, newest first, offsets included."""
+    monkeypatch.setattr("workhorse.backends.sqlite.reads._MAX_RANGES", 3)
+    backend = SQLiteBackend(url)
+    await backend.open()
+    try:
+        ids = []
+        for i in range(12):  # one at a time: each created after the one before
+            ids += [r.id for r in await backend.enqueue([job(f"q{i % 7}")])]
+        newest = ids[::-1]
+        assert [j.id for j in await backend.query(limit=5)] == newest[:5]
+        assert [j.id for j in await backend.query(limit=4, offset=6)] == newest[6:10]
+        assert [j.id for j in await backend.query(limit=50)] == newest
+        after = JobKey.of(next(j for j in await backend.query(limit=3) if j.id == newest[2]))
+        assert [j.id for j in await backend.query(limit=3, after=after)] == newest[3:6]
+    finally:
+        await backend.close()
+
+
+async def test_a_version_8_file_keeps_its_order_and_its_jobs_events(tmp_path: Path) -> None:
+    """Schema 9 takes a job's seq from the id of the event that queued it, and finds the
+    enqueue's job.queued event from the job's row: a file written by schema 8 keeps its
+    jobs' places ahead of new ones and shows their events."""
+    path = tmp_path / "old.db"
+    backend = SQLiteBackend(f"sqlite:///{path}")
+    await backend.open()
+    [old] = await backend.enqueue([job("a")])
+    await backend.close()
+    with sqlite3.connect(path) as raw:  # back to schema 8: seqs from wh_meta's counter
+        raw.executescript(
+            "ALTER TABLE wh_jobs DROP COLUMN queued_event; DROP INDEX wh_events_job;"
+            "CREATE INDEX wh_events_job ON wh_events (job_id, id) WHERE job_id IS NOT NULL;"
+            "CREATE INDEX wh_jobs_created ON wh_jobs (created_at);"
+            "UPDATE wh_meta SET value = 1000000 WHERE key = 'seq';"
+            "UPDATE wh_jobs SET seq = 1000000, run_at = 5.0; PRAGMA user_version = 8;"
+        )
+    backend = SQLiteBackend(f"sqlite:///{path}")
+    await backend.open()
+    try:
+        [new] = await backend.enqueue([job("a", at=5.0)])  # due with the old one: seq decides
+        assert [e.type for e in await backend.job_events(old.id)] == ["job.queued"]
+        leases = await backend.claim(["a"], "w", 2, 30.0)
+        assert [lease.job_id for lease in leases] == [old.id, new.id]
+    finally:
+        await backend.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "wh_jobs_created" not in indexes
 
 
 async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ from workhorse.backends import loglines
 from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
-from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, published_rows
+from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, next_id, published_rows
 from workhorse.backends.sqlite.events import read as read_events
 from workhorse.backends.sqlite.events import read_job as read_job_events
 from workhorse.backends.sqlite.events import read_run as read_run_events
-from workhorse.backends.sqlite.reads import any_expired, counts, due_in, query_select
+from workhorse.backends.sqlite.reads import any_expired, counts, due_in, listing
 from workhorse.backends.sqlite.reclaim import reclaim
 from workhorse.backends.sqlite.rows import decode, public_state, salvage, to_json
 from workhorse.backends.sqlite.statements import (
@@ -44,7 +44,6 @@ from workhorse.backends.sqlite.statements import (
     RENEW,
     REQUEUE,
     SET_LOGS,
-    next_seq,
     purge_select,
 )
 from workhorse.backends.sqlite.tally import Move
@@ -68,7 +67,7 @@ from workhorse.job import (
 )
 from workhorse.urls import check_options
 
-# The tables drop() empties: all but wh_meta, whose seq keeps counting.
+# The tables drop() empties: all but wh_meta, whose seq is a floor of event ids (next_id).
 _TABLES = ("wh_jobs", "wh_counts", "wh_events", "wh_paused", "wh_kv", "wh_counters", "wh_workers")
 
 
@@ -185,28 +184,30 @@ class SQLiteBackend(Backend):
 
     def _enqueue_tx(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         now = self._clock()
-        seq = next_seq(conn, len(jobs))
+        first = next_id(conn)
         out: list[EnqueueResult] = []
         plain: list[tuple[Any, ...]] = []
         events: list[EventRow] = []
         moves: list[Move] = []
-        for i, new in enumerate(jobs):
-            row, state, run_at = _job_row(new, now, seq + i)
+        entered: dict[tuple[str, str], int] = {}  # new jobs by (queue, state)
+        for new in jobs:
+            row, state, run_at = _job_row(new, now, first + len(events))
             if new.dedup_key is None:
                 plain.append(row)
             else:
                 # Jobs with a key go one by one: a later job in this batch may share it.
                 cur = conn.execute(INSERT + " ON CONFLICT DO NOTHING", row)
                 if cur.rowcount != 1:
-                    out.append(self._duplicate(conn, new, now, events, moves))
+                    out.append(self._duplicate(conn, new, now, events, first, moves))
                     continue
-            moves.append((new.queue, None, state, 1))
+            entered[new.queue, state] = entered.get((new.queue, state), 0) + 1
             events.append(event_row("job.queued", new.id, new.task, new.queue, now))
             out.append(EnqueueResult(new.id, True, public_state(state, run_at, now)))
         if plain:
             conn.executemany(INSERT, plain)
+        moves += [(queue, None, state, n) for (queue, state), n in entered.items()]
         tally(conn, moves)
-        self._events.add(conn, events)
+        self._events.add(conn, events, first)
         return out
 
     async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
@@ -221,9 +222,10 @@ class SQLiteBackend(Backend):
     ) -> list[Claimed]:
         events: list[EventRow] = []
         moves: list[Move] = []
-        out = self._claim_jobs(conn, self._clock(), items, events, moves)
+        first = next_id(conn)
+        out = self._claim_jobs(conn, self._clock(), items, events, first, moves)
         tally(conn, moves)
-        self._events.add(conn, events)
+        self._events.add(conn, events, first)
         return out
 
     def _claim_jobs(
@@ -232,21 +234,22 @@ class SQLiteBackend(Backend):
         now: float,
         items: Sequence[tuple[Claim, NewJob]],
         events: list[EventRow],
+        first: int,
         moves: list[Move],
     ) -> list[Claimed]:
         """Write the jobs with their claims (enqueue_claimed), adding their events and
-        count moves to the caller's. Two statements per item where its claim is won (the
-        claim, the job), one more to tell a refusal from a claim already there."""
-        seq = next_seq(conn, len(items))
+        count moves to the caller's, whose events are written numbered from ``first``. Two
+        statements per item where its claim is won (the claim, the job), one more to tell a
+        refusal from a claim already there."""
         out: list[Claimed] = []
         seen: set[str] = set()
-        for i, (claim, new) in enumerate(items):
+        for claim, new in items:
             won = coordination.claim_unless(conn, now, claim.key, claim.value, claim.unless)
             if not won and (new.id in seen or self._live(conn, claim.unless)):
                 out.append((False, None))
                 continue
             seen.add(new.id)
-            row, state, run_at = _job_row(new, now, seq + i)
+            row, state, run_at = _job_row(new, now, first + len(events))
             # Its id or its live dedup key taken: the job exists (a rerun, a twin writer).
             if conn.execute(INSERT + " ON CONFLICT DO NOTHING", row).rowcount != 1:
                 out.append((won, None))
@@ -265,10 +268,12 @@ class SQLiteBackend(Backend):
         new: NewJob,
         now: float,
         events: list[EventRow],
+        first: int,
         moves: list[Move],
     ) -> EnqueueResult:
         """The live job holding ``new.dedup_key``; with ``replace``, a not yet started one
-        takes the new payload and its due time starts over (a debounce)."""
+        takes the new payload and its due time starts over (a debounce). ``events`` are
+        written numbered from ``first``."""
         live = conn.execute(
             f"SELECT id, state, run_at, task, queue FROM wh_jobs "
             f"WHERE queue = ? AND dedup_key = ? AND state IN {LIVE}",
@@ -296,7 +301,7 @@ class SQLiteBackend(Backend):
                 new.timeout,
                 state,
                 run_at,
-                next_seq(conn, 1),
+                first + len(events),  # the seq: its job.queued event's id
                 id_,
             ),
         )
@@ -413,6 +418,7 @@ class SQLiteBackend(Backend):
         requeued = False
         owners: list[int] = []  # the items whose follow-ups are written
         followed: dict[int, list[Claimed]] = {}  # by item: its follow-ups' answers
+        first = next_id(conn)  # a retry's seq is its event's id
         for i, (lease, outcome) in enumerate(items):
             kind = outcome.kind
             error = None if outcome.error is None else to_json(outcome.error)
@@ -428,7 +434,7 @@ class SQLiteBackend(Backend):
                 params.update(
                     state="scheduled" if run_at > now else "queued",
                     run_at=run_at,
-                    seq=next_seq(conn, 1),
+                    seq=first + len(events),
                     refund=1 if outcome.refund else 0,
                 )
                 row = conn.execute(REQUEUE, params).fetchone()
@@ -446,16 +452,15 @@ class SQLiteBackend(Backend):
             if outcome.followups and kind == "completed":
                 owners.append(i)
         if owners:  # after every outcome: their events come first, then those they caused
-            claimed = self._claim_jobs(
-                conn, now, [f for i in owners for f in items[i][1].followups], events, moves
-            )
+            followups = [f for i in owners for f in items[i][1].followups]
+            claimed = self._claim_jobs(conn, now, followups, events, first, moves)
             at = 0
             for i in owners:
                 n = len(items[i][1].followups)
                 followed[i], at = claimed[at : at + n], at + n
             requeued = True  # new work: the workers wake as for a retry
         tally(conn, moves)
-        self._events.add(conn, events)
+        self._events.add(conn, events, first)
         return accepted, requeued, followed
 
     async def update(
@@ -511,8 +516,9 @@ class SQLiteBackend(Backend):
         return reclaimed
 
     def _reclaim_tx(self, conn: sqlite3.Connection) -> list[str]:
-        ids, events = reclaim(conn, self._clock())
-        self._events.add(conn, events)
+        first = next_id(conn)
+        ids, events = reclaim(conn, self._clock(), first)
+        self._events.add(conn, events, first)
         return ids
 
     # -- waiting -----------------------------------------------------------------------
@@ -604,8 +610,7 @@ class SQLiteBackend(Backend):
             row = conn.execute("SELECT created_at FROM wh_jobs WHERE id = ?", (after.id,))
             found = row.fetchone()
             anchor = (found[0], after.id) if found else after
-        sql, params = query_select(conn, queue, state, task, now, anchor)
-        rows = conn.execute(sql, params | {"limit": limit, "offset": offset}).fetchall()
+        rows = listing(conn, queue, state, task, now, anchor, limit, offset)
         return [self._to_job(conn, r, now) for r in rows]
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
@@ -670,11 +675,11 @@ class SQLiteBackend(Backend):
             "error = NULL, result = NULL, run_at = ?, seq = ?, token = NULL, "
             "expires_at = NULL, worker = NULL, cancel_requested = 0, "
             "data = coalesce(?, data) WHERE id = ?",
-            (now, next_seq(conn, 1), data, job_id),
+            (now, first := next_id(conn), data, job_id),
         )
         tally(conn, [(queue, was, "queued", 1)])
         note = retried(None if data is None else bytes(old), by)
-        self._events.add(conn, [event_row("job.queued", job_id, task, queue, now, note)])
+        self._events.add(conn, [event_row("job.queued", job_id, task, queue, now, note)], first)
         return True
 
     async def purge(
@@ -832,8 +837,9 @@ class SQLiteBackend(Backend):
 __all__ = ["SQLiteBackend", "path_from_url"]
 
 
-def _job_row(new: NewJob, now: float, seq: int) -> tuple[tuple[Any, ...], str, float]:
-    """The wh_jobs row of a new job (for INSERT), its stored state and its due time."""
+def _job_row(new: NewJob, now: float, queued_event: int) -> tuple[tuple[Any, ...], str, float]:
+    """The wh_jobs row of a new job (for INSERT), its stored state and its due time;
+    ``queued_event``: the id its job.queued event will have, also its seq."""
     run_at = new.at if new.at is not None else now + new.delay
     state = "scheduled" if run_at > now else "queued"
     row = (
@@ -849,9 +855,10 @@ def _job_row(new: NewJob, now: float, seq: int) -> tuple[tuple[Any, ...], str, f
         new.dedup_key,
         now,
         run_at,
-        seq,
+        queued_event,
         new.keep_for,
         int(new.hold),
         new.max_stalls,
+        queued_event,
     )
     return row, state, run_at

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from workhorse.backends.sqlite.rows import to_json
-from workhorse.backends.sqlite.statements import EVENT, RUN_EVENT
+from workhorse.backends.sqlite.statements import EVENT, NUMBERED_EVENT, RUN_EVENT
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import Event
 
@@ -46,19 +46,44 @@ def _run(ev: Event) -> str | None:
     return run if isinstance(run, str) else None
 
 
+def next_id(conn: sqlite3.Connection) -> int:
+    """The id of the next event this write transaction appends with ``EventLog.add(first=)``.
+
+    A job's seq (its place among equal due times) is the id of the event that queued it:
+    one counter, kept by the log, and no row written for it. Ids never go back: the trim
+    keeps the newest, and wh_meta's seq (the counter of files before schema 9) is a floor."""
+    (last,) = conn.execute(_LAST).fetchone()
+    return int(last) + 1
+
+
+_LAST = (
+    "SELECT max(coalesce((SELECT max(id) FROM wh_events), 0), "
+    "coalesce((SELECT value FROM wh_meta WHERE key = 'seq'), 0))"
+)
+
+
 class EventLog:
     """Appends to wh_events and keeps its ``max_events`` newest rows."""
 
     def __init__(self, max_events: int) -> None:
-        self.max_events = max_events
+        self.max_events = max(1, max_events)  # the newest stays: ids never go back
         self._since_trim = 0
 
     def add(
-        self, conn: sqlite3.Connection, rows: Sequence[EventRow] | Sequence[RunEventRow]
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[EventRow] | Sequence[RunEventRow],
+        first: int | None = None,
     ) -> None:
+        """Append ``rows``; with ``first`` (from next_id), numbered from it, so an id a job
+        row already holds (queued_event, seq) is its event's, or the transaction fails on the
+        taken id."""
         if not rows:
             return
-        conn.executemany(RUN_EVENT if len(rows[0]) == 7 else EVENT, rows)
+        if first is not None:
+            conn.executemany(NUMBERED_EVENT, [(first + i, *row) for i, row in enumerate(rows)])
+        else:
+            conn.executemany(RUN_EVENT if len(rows[0]) == 7 else EVENT, rows)
         self._since_trim += len(rows)
         if self._since_trim >= 1000:
             # Amortised: one range delete per thousand events keeps the log bounded.
@@ -77,6 +102,9 @@ class EventLog:
                     time.time(),
                 ),
             )
+
+
+_COLS = "SELECT type, job_id, task, queue, data, at, id FROM wh_events"
 
 
 def read_run(conn: sqlite3.Connection, run: str, after: int, limit: int) -> list[Event]:
@@ -102,11 +130,13 @@ def read(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
 
 
 def read_job(conn: sqlite3.Connection, job_id: str, limit: int) -> list[Event]:
-    """The job's newest ``limit`` events, oldest first: one range of wh_events_job."""
+    """The job's newest ``limit`` events, oldest first: one range of wh_events_job and the
+    job.queued event its enqueue wrote, named by its row (schema.py)."""
     rows = conn.execute(
-        "SELECT type, job_id, task, queue, data, at, id FROM wh_events WHERE job_id = ? "
-        "ORDER BY id DESC LIMIT ?",
-        (job_id, limit),
+        f"SELECT * FROM ({_COLS} WHERE job_id = :job AND (type <> 'job.queued' OR data IS NOT "
+        f"NULL) ORDER BY id DESC LIMIT :limit) UNION ALL {_COLS} WHERE id = (SELECT "
+        "queued_event FROM wh_jobs WHERE id = :job) ORDER BY id DESC LIMIT :limit",
+        {"job": job_id, "limit": limit},
     )
     return _decoded(rows)[::-1]
 

@@ -74,16 +74,47 @@ def counts(
 
 
 _ORDER = "ORDER BY created_at DESC, id DESC"
-# Past this many queues with failed jobs a listing of failed jobs reads their index as one.
+# Listings across queues read one range per queue, this many per statement.
 _MAX_RANGES = 200
-# Every queue with failed jobs, seeking from one to the next in their index (one seek each).
-_NEXT = "SELECT queue FROM wh_jobs INDEXED BY wh_jobs_failed WHERE state = 'failed'"
-_QUEUES = f"""WITH RECURSIVE queues(name) AS (
-    SELECT ({_NEXT} ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT ({_NEXT} AND queue > name ORDER BY queue LIMIT 1) FROM queues
-    WHERE name IS NOT NULL)
-SELECT name FROM queues WHERE name IS NOT NULL"""
+_CREATED_AT = JOB_COLS.split(", ").index("created_at")
+
+
+def _queues(conn: sqlite3.Connection, index: str, cond: str) -> list[str]:
+    """Every queue with a row in ``index``, seeking from one queue to the next (one seek
+    each), not from the counters: a count written around the backend must not hide jobs."""
+    step = f"SELECT queue FROM wh_jobs INDEXED BY {index} WHERE {cond}"
+    return [
+        r[0]
+        for r in conn.execute(
+            f"""WITH RECURSIVE queues(name) AS (
+                SELECT ({step} ORDER BY queue LIMIT 1)
+                UNION ALL
+                SELECT ({step} AND queue > name ORDER BY queue LIMIT 1) FROM queues
+                WHERE name IS NOT NULL)
+            SELECT name FROM queues WHERE name IS NOT NULL"""
+        )
+    ]
+
+
+def listing(
+    conn: sqlite3.Connection,
+    queue: str | None,
+    state: JobState | None,
+    task: str | None,
+    now: float,
+    after: tuple[float, str] | JobKey | None,
+    limit: int,
+    offset: int,
+) -> list[Any]:
+    """The page's rows (JOB_COLS), newest first; several statements merged here when the
+    queues are more than one statement's ranges."""
+    selects, params = query_select(conn, queue, state, task, now, after)
+    params |= {"limit": limit, "offset": offset}
+    if len(selects) == 1:
+        return conn.execute(selects[0], params).fetchall()
+    rows = [row for sql in selects for row in conn.execute(sql, params)]
+    rows.sort(key=lambda row: (row[_CREATED_AT], row[0]), reverse=True)
+    return rows[offset : offset + limit]
 
 
 def query_select(
@@ -93,14 +124,16 @@ def query_select(
     task: str | None,
     now: float,
     after: tuple[float, str] | JobKey | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """The SELECT of ``query`` and its parameters; the caller adds :limit and :offset.
-    ``after``: the anchor's stored (time, id), or its JobKey when it is gone.
+) -> tuple[list[str], dict[str, Any]]:
+    """The SELECTs of ``query`` and their parameters; the caller adds :limit and :offset.
+    One statement is the page; several (one per _MAX_RANGES queues) each give their newest
+    :limit + :offset, which ``listing`` merges. ``after``: the anchor's stored (time, id),
+    or its JobKey when it is gone.
 
     Listings read indexes a claim or a finish does not write (docs/decisions.md): a queue's
-    page wh_jobs_queue_created, all queues wh_jobs_created, and failed jobs (the dashboard's
-    rare, sought state) wh_jobs_failed, merged per queue, so a page of failed jobs reads at
-    most offset + limit entries per queue whatever else the table holds."""
+    page wh_jobs_queue_created, and failed jobs (the dashboard's rare, sought state)
+    wh_jobs_failed; across queues, one range of that index per queue merged, so a page
+    reads at most offset + limit entries per queue whatever else the table holds."""
     params: dict[str, Any] = {"queue": queue, "task": task, "now": now}
     where: list[str] = []
     if task is not None:
@@ -113,28 +146,38 @@ def query_select(
         low, high = after.span()
         params |= {"low": low, "high": high, "aid": after.id}
     st = None if state is None else JobState(state)
-    if st is JobState.FAILED:
-        names = [queue] if queue is not None else [r[0] for r in conn.execute(_QUEUES)]
-        if len(names) <= _MAX_RANGES:
-            params |= {f"q{i}": name for i, name in enumerate(names)}
-            also = "".join(f" AND {w}" for w in where)
-            parts = [
-                f"SELECT * FROM (SELECT {JOB_COLS} FROM wh_jobs INDEXED BY wh_jobs_failed "
-                f"WHERE state = 'failed' AND queue = :q{i}{also} {_ORDER} "
-                "LIMIT :limit + :offset)"
-                for i in range(len(names))
-            ] or [f"SELECT {JOB_COLS} FROM wh_jobs WHERE 0"]
-            return " UNION ALL ".join(parts) + f" {_ORDER} LIMIT :limit OFFSET :offset", params
-    if queue is not None:
-        where.append("queue = :queue")
     if st is JobState.QUEUED:
         where.append("(state = 'queued' OR (state = 'scheduled' AND run_at <= :now))")
     elif st is JobState.SCHEDULED:
         where.append("state = 'scheduled' AND run_at > :now")
     elif st is not None:
         where.append(f"state = '{st.value}'")
-    cond = f" WHERE {' AND '.join(where)}" if where else ""
-    # Active jobs are few (the workers' slots): read them all from the lease index and sort,
-    # rather than walk every job by creation time looking for them (the overview's read).
-    table = "wh_jobs INDEXED BY wh_jobs_lease" if st is JobState.ACTIVE else "wh_jobs"
-    return f"SELECT {JOB_COLS} FROM {table}{cond} {_ORDER} LIMIT :limit OFFSET :offset", params
+    if st is JobState.ACTIVE:
+        # Active jobs are few (the workers' slots): read them all from the lease index and
+        # sort, rather than walk every job by creation time looking for them.
+        if queue is not None:
+            where.append("queue = :queue")
+        cond = " AND ".join(where)
+        return [
+            f"SELECT {JOB_COLS} FROM wh_jobs INDEXED BY wh_jobs_lease WHERE {cond} "
+            f"{_ORDER} LIMIT :limit OFFSET :offset"
+        ], params
+    index, has = (
+        ("wh_jobs_failed", "state = 'failed'")
+        if st is JobState.FAILED
+        else ("wh_jobs_queue_created", "1")
+    )
+    names = [queue] if queue is not None else _queues(conn, index, has)
+    params |= {f"q{i}": name for i, name in enumerate(names)}
+    also = "".join(f" AND {w}" for w in where)
+    parts = [
+        f"SELECT * FROM (SELECT {JOB_COLS} FROM wh_jobs INDEXED BY {index} "
+        f"WHERE {has} AND queue = :q{i}{also} {_ORDER} LIMIT :limit + :offset)"
+        for i in range(len(names))
+    ] or [f"SELECT {JOB_COLS} FROM wh_jobs WHERE 0"]
+    if len(parts) <= _MAX_RANGES:
+        return [" UNION ALL ".join(parts) + f" {_ORDER} LIMIT :limit OFFSET :offset"], params
+    return [
+        " UNION ALL ".join(parts[i : i + _MAX_RANGES]) + f" {_ORDER} LIMIT :limit + :offset"
+        for i in range(0, len(parts), _MAX_RANGES)
+    ], params

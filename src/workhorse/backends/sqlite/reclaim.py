@@ -7,13 +7,13 @@ from typing import Any
 
 from workhorse.backends.sqlite.events import EventRow, event_row
 from workhorse.backends.sqlite.rows import to_json
-from workhorse.backends.sqlite.statements import next_seq
 from workhorse.backends.sqlite.tally import Move
 from workhorse.backends.sqlite.tally import write as tally
 
 
-def reclaim(conn: sqlite3.Connection, now: float) -> tuple[list[str], list[EventRow]]:
-    """Requeue (or stop) every active job whose lease ran out at ``now``: its ids, its events."""
+def reclaim(conn: sqlite3.Connection, now: float, first: int) -> tuple[list[str], list[EventRow]]:
+    """Requeue (or stop) every active job whose lease ran out at ``now``: its ids, its events,
+    to be written numbered from ``first`` (a requeued job's seq is its job.stalled event's)."""
     # A try whose worker died spends the stall budget, not an attempt.
     rows = conn.execute(
         "UPDATE wh_jobs SET attempts = attempts - 1, stalls = stalls + 1 "
@@ -30,6 +30,7 @@ def reclaim(conn: sqlite3.Connection, now: float) -> tuple[list[str], list[Event
             f"{stalls}, max_stalls {max_stalls})",
             "traceback": "",
         }
+        seq = first + len(events)
         events.append(
             event_row("job.stalled", id_, task, queue, now, {"stalls": stalls, "worker": worker})
         )
@@ -53,7 +54,7 @@ def reclaim(conn: sqlite3.Connection, now: float) -> tuple[list[str], list[Event
                 "UPDATE wh_jobs SET state = 'queued', run_at = ?, seq = ?, token = NULL, "
                 "expires_at = NULL, worker = NULL, cancel_requested = 0, error = ? "
                 "WHERE id = ?",
-                (now, next_seq(conn, 1), to_json(error), id_),
+                (now, seq, to_json(error), id_),
             )
         else:
             conn.execute(

@@ -40,7 +40,12 @@ def public_state(state: str, run_at: float, now: float) -> JobState:
     """The public state of a stored one: a scheduled job whose run_at passed is queued."""
     if state == "scheduled" and run_at <= now:
         return JobState.QUEUED
-    return JobState(state)
+    # A dict before the enum's call (once per job of a bulk enqueue); the call raises
+    # ValueError for a state no workhorse wrote, which decode's caller salvages.
+    return _STATES.get(state) or JobState(state)
+
+
+_STATES = {state.value: state for state in JobState}
 
 
 def decode(row: Sequence[Any], now: float) -> Job:

@@ -9,8 +9,9 @@ from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
 # 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age;
-# 8: events by job, and a run column for a flow run's events
-SCHEMA_VERSION = 8
+# 8: events by job, and a run column for a flow run's events; 9: a job's job.queued event
+# found from its row, not indexed, and no index by creation time across queues
+SCHEMA_VERSION = 9
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS wh_jobs (
     holds INTEGER NOT NULL DEFAULT 0,
     stalls INTEGER NOT NULL DEFAULT 0,
     max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS},
-    logs_dropped INTEGER NOT NULL DEFAULT 0
+    logs_dropped INTEGER NOT NULL DEFAULT 0,
+    queued_event INTEGER
 );
 CREATE INDEX IF NOT EXISTS wh_jobs_ready
     ON wh_jobs (queue, priority DESC, run_at, seq) WHERE state = 'queued';
@@ -64,10 +66,11 @@ CREATE INDEX IF NOT EXISTS wh_jobs_finished_queue
 -- The retention sweep finds jobs with their own keep_for here, not by scanning a state.
 CREATE INDEX IF NOT EXISTS wh_jobs_own_keep ON wh_jobs (state, finished_at)
     WHERE keep_for IS NOT NULL;
-CREATE INDEX IF NOT EXISTS wh_jobs_created ON wh_jobs (created_at);
 -- Listings (reads.query_select): no index a claim or a finish writes. A queue's page newest
--- first, and failed jobs, the state people look for among many finished (a finish to
--- another state or a claim only tests the condition).
+-- first (across queues: one range per queue, merged), and failed jobs, the state people
+-- look for among many finished (a finish to another state or a claim only tests the
+-- condition). Each index an enqueue writes is a page in every commit's WAL.
+DROP INDEX IF EXISTS wh_jobs_created;
 DROP INDEX IF EXISTS wh_jobs_queue_state_created;
 CREATE INDEX IF NOT EXISTS wh_jobs_queue_created ON wh_jobs (queue, created_at, id);
 CREATE INDEX IF NOT EXISTS wh_jobs_failed ON wh_jobs (queue, created_at, id)
@@ -87,8 +90,11 @@ CREATE TABLE IF NOT EXISTS wh_events (
     at REAL NOT NULL,
     run TEXT
 );
--- A job's page reads its events here (job_events), not by walking the log.
-CREATE INDEX IF NOT EXISTS wh_events_job ON wh_events (job_id, id) WHERE job_id IS NOT NULL;
+-- A job's page reads its events here (job_events), not by walking the log. The job.queued
+-- event its enqueue writes (no data) is found by the job row's queued_event instead, so an
+-- enqueue's commit writes no page of this index.
+CREATE INDEX IF NOT EXISTS wh_events_job ON wh_events (job_id, id)
+    WHERE job_id IS NOT NULL AND (type <> 'job.queued' OR data IS NOT NULL);
 CREATE INDEX IF NOT EXISTS wh_events_run ON wh_events (run, id) WHERE run IS NOT NULL;
 CREATE TABLE IF NOT EXISTS wh_paused (queue TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS wh_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
@@ -99,6 +105,14 @@ CREATE TABLE IF NOT EXISTS wh_workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, 
 CREATE TABLE IF NOT EXISTS wh_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO wh_meta (key, value) VALUES ('seq', 0);
 """
+
+
+# The job.queued event each job's enqueue wrote, for the jobs of a file before schema 9.
+QUEUED_EVENTS = """
+UPDATE wh_jobs SET queued_event = e.id FROM (
+    SELECT job_id, min(id) AS id FROM wh_events
+    WHERE job_id IS NOT NULL AND type = 'job.queued' AND data IS NULL GROUP BY job_id) AS e
+WHERE wh_jobs.id = e.job_id"""
 
 
 def upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -115,6 +129,10 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
         conn.execute("ALTER TABLE wh_jobs ADD COLUMN logs_dropped INTEGER NOT NULL DEFAULT 0")
     if 1 <= version < 8:  # events written before have no run: read by walking, as before
         conn.execute("ALTER TABLE wh_events ADD COLUMN run TEXT")
+    if 1 <= version < 9:
+        conn.execute("ALTER TABLE wh_jobs ADD COLUMN queued_event INTEGER")
+        conn.execute(QUEUED_EVENTS)
+        conn.execute("DROP INDEX IF EXISTS wh_events_job")
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 LIVE = "('queued', 'scheduled', 'active')"
 # A job whose own keep_for decides its retention: it has one, and no run() caller holds it.
 OWN_RETENTION = "keep_for IS NOT NULL AND holds = 0"
@@ -35,10 +33,13 @@ RETURNING id, token, task, queue, data, attempts, max_attempts, timeout,
 """
 INSERT = (
     "INSERT INTO wh_jobs (id, task, queue, state, data, priority, max_attempts, timeout, "
-    "lease, dedup_key, created_at, run_at, seq, keep_for, holds, max_stalls) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "lease, dedup_key, created_at, run_at, seq, keep_for, holds, max_stalls, queued_event) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 EVENT = "INSERT INTO wh_events (type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?)"
+NUMBERED_EVENT = (
+    "INSERT INTO wh_events (id, type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 # A published event with its flow run (data["run"]), so a run's events are read by index.
 RUN_EVENT = (
     "INSERT INTO wh_events (type, job_id, task, queue, data, at, run) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -99,11 +100,3 @@ def purge_select(rule: str, queue: str | None, retention: bool) -> str:
     queues = FINISHED_QUEUES if queue is None else "queues(name) AS (SELECT :queue)"
     past = PAST_KEEP.format(queues=queues)
     return f"SELECT rid FROM ({past}) WHERE 1{not_own} LIMIT :chunk"
-
-
-def next_seq(conn: sqlite3.Connection, n: int) -> int:
-    """Reserve ``n`` enqueue sequence numbers; returns the first."""
-    (last,) = conn.execute(
-        "UPDATE wh_meta SET value = value + ? WHERE key = 'seq' RETURNING value", (n,)
-    ).fetchone()
-    return int(last) - n + 1

@@ -9,7 +9,6 @@ state) makes no one wait. The stored state "scheduled" is counted as stored.
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from collections.abc import Iterable
 
 # (queue, state it left or None, state it entered or None, how many jobs)
@@ -27,14 +26,16 @@ FILL = (
 
 def write(conn: sqlite3.Connection, moves: Iterable[Move]) -> None:
     """Add the net change of ``moves`` inside the caller's transaction."""
-    net: Counter[tuple[str, str]] = Counter()
+    net: dict[tuple[str, str], int] = {}
     for queue, was, now, n in moves:
         if was == now or not n:
             continue
         if was is not None:
-            net[(queue, was)] -= n
+            net[queue, was] = net.get((queue, was), 0) - n
         if now is not None:
-            net[(queue, now)] += n
+            net[queue, now] = net.get((queue, now), 0) + n
     rows = [(queue, state, n) for (queue, state), n in net.items() if n]
-    if rows:
+    if len(rows) == 1:  # an enqueue's or a lone finish's: no executemany's list
+        conn.execute(_ADD, rows[0])
+    elif rows:
         conn.executemany(_ADD, rows)
