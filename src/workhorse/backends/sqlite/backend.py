@@ -23,7 +23,14 @@ from workhorse.backends import loglines
 from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.sqlite import coordination
 from workhorse.backends.sqlite.connection import Database, path_from_url
-from workhorse.backends.sqlite.events import EventLog, EventRow, event_row, next_id, published_rows
+from workhorse.backends.sqlite.events import (
+    EventLog,
+    EventRow,
+    NumberedRow,
+    event_row,
+    next_id,
+    published_rows,
+)
 from workhorse.backends.sqlite.events import read as read_events
 from workhorse.backends.sqlite.events import read_job as read_job_events
 from workhorse.backends.sqlite.events import read_run as read_run_events
@@ -187,27 +194,28 @@ class SQLiteBackend(Backend):
         first = next_id(conn)
         out: list[EnqueueResult] = []
         plain: list[tuple[Any, ...]] = []
-        events: list[EventRow] = []
+        events: list[NumberedRow] = []  # numbered as they are added: a job's row names its
         moves: list[Move] = []
         entered: dict[tuple[str, str], int] = {}  # new jobs by (queue, state)
         for new in jobs:
-            row, state, run_at = _job_row(new, now, first + len(events))
+            event = first + len(events)
+            row, state, run_at = _job_row(new, now, event)
             if new.dedup_key is None:
                 plain.append(row)
             else:
                 # Jobs with a key go one by one: a later job in this batch may share it.
                 cur = conn.execute(INSERT + " ON CONFLICT DO NOTHING", row)
                 if cur.rowcount != 1:
-                    out.append(self._duplicate(conn, new, now, events, first, moves))
+                    out.append(self._duplicate(conn, new, now, events, event, moves))
                     continue
             entered[new.queue, state] = entered.get((new.queue, state), 0) + 1
-            events.append(event_row("job.queued", new.id, new.task, new.queue, now))
+            events.append((event, "job.queued", new.id, new.task, new.queue, None, now))
             out.append(EnqueueResult(new.id, True, public_state(state, run_at, now)))
         if plain:
             conn.executemany(INSERT, plain)
         moves += [(queue, None, state, n) for (queue, state), n in entered.items()]
         tally(conn, moves)
-        self._events.add(conn, events, first)
+        self._events.add_numbered(conn, events)
         return out
 
     async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
@@ -267,13 +275,13 @@ class SQLiteBackend(Backend):
         conn: sqlite3.Connection,
         new: NewJob,
         now: float,
-        events: list[EventRow],
-        first: int,
+        events: list[NumberedRow],
+        event: int,
         moves: list[Move],
     ) -> EnqueueResult:
         """The live job holding ``new.dedup_key``; with ``replace``, a not yet started one
-        takes the new payload and its due time starts over (a debounce). ``events`` are
-        written numbered from ``first``."""
+        takes the new payload and its due time starts over (a debounce), queued by an
+        event of id ``event``, added to ``events``."""
         live = conn.execute(
             f"SELECT id, state, run_at, task, queue FROM wh_jobs "
             f"WHERE queue = ? AND dedup_key = ? AND state IN {LIVE}",
@@ -301,11 +309,11 @@ class SQLiteBackend(Backend):
                 new.timeout,
                 state,
                 run_at,
-                first + len(events),  # the seq: its job.queued event's id
+                event,  # the seq: its job.queued event's id
                 id_,
             ),
         )
-        events.append(event_row("job.queued", id_, task, queue, now, {"replaced": True}))
+        events.append((event, *event_row("job.queued", id_, task, queue, now, {"replaced": True})))
         return EnqueueResult(id_, False, public_state(state, run_at, now), True)
 
     # -- consuming -------------------------------------------------------------------

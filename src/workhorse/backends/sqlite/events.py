@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -16,6 +16,7 @@ from workhorse.job import Event
 
 EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
 RunEventRow = tuple[str, str | None, str | None, str | None, str | None, float, str | None]
+NumberedRow = tuple[int, str, str | None, str | None, str | None, str | None, float]
 
 
 def event_row(
@@ -78,13 +79,21 @@ class EventLog:
         """Append ``rows``; with ``first`` (from next_id), numbered from it, so an id a job
         row already holds (queued_event, seq) is its event's, or the transaction fails on the
         taken id."""
-        if not rows:
-            return
         if first is not None:
-            conn.executemany(NUMBERED_EVENT, [(first + i, *row) for i, row in enumerate(rows)])
-        else:
+            rows = cast(Sequence[EventRow], rows)  # numbered: only the jobs' own events
+            self.add_numbered(conn, [(first + i, *row) for i, row in enumerate(rows)])
+        elif rows:
             conn.executemany(RUN_EVENT if len(rows[0]) == 7 else EVENT, rows)
-        self._since_trim += len(rows)
+            self._trim(conn, len(rows))
+
+    def add_numbered(self, conn: sqlite3.Connection, rows: Sequence[NumberedRow]) -> None:
+        """Append rows that carry their ids (from next_id, in order)."""
+        if rows:
+            conn.executemany(NUMBERED_EVENT, rows)
+            self._trim(conn, len(rows))
+
+    def _trim(self, conn: sqlite3.Connection, added: int) -> None:
+        self._since_trim += added
         if self._since_trim >= 1000:
             # Amortised: one range delete per thousand events keeps the log bounded.
             self._since_trim = 0
