@@ -44,6 +44,11 @@ class Finisher:
         try:
             while self._pending:
                 batch = self._pending[: self.max_batch]
+                # A flow step's events are stored before its outcome (``Outcome.after``):
+                # one wait for the batch, not one per step. ``wait`` cancels none of them.
+                after = [o.after for _, o, _ in batch if o.after is not None and not o.after.done()]
+                if after:
+                    await asyncio.wait(after)
                 try:
                     accepted = await self.backend.finish([(lease, out) for lease, out, _ in batch])
                 except Exception:
