@@ -231,14 +231,19 @@ class Client:
         return self.backend
 
     # -- producing ---------------------------------------------------------------------
-    def new_job(self, task: Task[Any, Any], data: Any, options: dict[str, Any]) -> NewJob:
+    def new_job(
+        self, task: Task[Any, Any], data: Any, options: dict[str, Any], job_id: str | None = None
+    ) -> NewJob:
         """The record to enqueue for one call: the payload checked and encoded, the
-        per-call ``options`` checked and laid over the task's defaults."""
+        per-call ``options`` checked and laid over the task's defaults. ``job_id``: its
+        id when the caller derives it (a flow step's), else a new one."""
         d = task.defaults
         value, raw = task.prepare(data)
+        if job_id is None:
+            job_id = new_job_id()
         if not options:  # the common case, kept cheap
             return NewJob(
-                new_job_id(),
+                job_id,
                 task.name,
                 d.queue,
                 raw,
@@ -260,7 +265,7 @@ class Client:
         key = options.get("dedup_key")
         on_duplicate = check_on_duplicate(options.get("on_duplicate", d.on_duplicate))
         return NewJob(
-            new_job_id(),
+            job_id,
             task.name,
             queue,
             raw,
@@ -416,6 +421,24 @@ class Client:
                 (handle,) = await self._handles(task, [new], [res], task.defaults.on_duplicate)
             out.append((claimed, handle))
         return out
+
+    async def claimed_written(
+        self, items: Sequence[tuple[Claim, Task[Any, Any], NewJob]], results: Sequence[Claimed]
+    ) -> None:
+        """``claimed_handles`` for a caller that needs no handles (the flows engine, per
+        step): the jobs written announced and counted the same, without a handle each."""
+        emit: bool | None = None
+        for (_, task, new), (_, res) in zip(items, results, strict=True):
+            if res is None:
+                continue
+            if res.replaced or not res.created:  # not a plain new job: the general path
+                await self._handles(task, [new], [res], task.defaults.on_duplicate)
+                continue
+            if emit is None:
+                emit = self.bus.wants("job.queued")
+            if emit:
+                self.bus.emit(events.queued(res.id, new.task, new.queue))
+            self._count(new.queue, task.name, 1)
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
@@ -180,6 +181,9 @@ class Outcome:
     # resent after a lost reply answers as enqueue_claimed sent twice: nothing set or
     # written). None: the outcome was refused, and so were its follow-ups.
     followups_claimed: list[Claimed] | None = None
+    # Stored before this outcome is written (the worker's finisher waits for it): a flow
+    # step's latest event (``Publisher.add``), so its events never come after its outcome.
+    after: asyncio.Future[None] | None = None
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -10,7 +11,7 @@ from workhorse import codec
 from workhorse.client import Client
 from workhorse.errors import ConfigError
 from workhorse.flows import keys
-from workhorse.flows.graph import FlowDef, Graph
+from workhorse.flows.graph import FlowDef, Graph, Step
 from workhorse.job import Claim, NewJob
 from workhorse.settings import check_name
 from workhorse.task import Task
@@ -34,17 +35,26 @@ async def step_of(
     """The flow, run and step a job is, or None for a job that is no step of a run. The
     id tells the run; the store is asked only for a task in several flows."""
     steps = graph.tasks.get(task or "")
-    found = keys.run_of(job_id) if steps and job_id else None
-    if not steps or not job_id or found is None:
+    if not steps or not job_id:
         return None
-    run, gen = found
     if len(steps) == 1:
-        return StepMeta(run, steps[0].flow, steps[0].name, gen)
+        return step_in(steps[0], job_id)
+    found = keys.run_of(job_id)
+    if found is None:
+        return None
+    run = found[0]
     raw = await backend.kv_get(keys.job_key(run, job_id))
     if raw is None:
         return None
     d = codec.loads(raw)
     return StepMeta(run, d["flow"], d["step"], d["gen"])
+
+
+def step_in(step: Step, job_id: str) -> StepMeta | None:
+    """The run of ``step`` (its task's only step) that job ``job_id`` is, read from the id
+    alone: None for a job of the task that is no step of a run."""
+    found = keys.run_of(job_id)
+    return None if found is None else StepMeta(found[0], step.flow, step.name, found[1])
 
 
 class Engine(Protocol):
@@ -94,9 +104,9 @@ class FlowContext:
         self.last: asyncio.Future[None] | None = None  # its latest event, being written
         # Its completion's new jobs of plain steps, written by its finish (Engine.fire),
         # and whether every other step that completion started was new.
-        self.deferred: list[tuple[Claim, Task[Any, Any], NewJob]] = []
+        self.deferred: Sequence[tuple[Claim, Task[Any, Any], NewJob]] = ()
         self.fresh = True
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int] | None = None  # emits per trigger, made at the first
 
     async def noted(self) -> None:
         """Wait until the attempt's events are stored (they go out in order)."""
@@ -126,6 +136,8 @@ class FlowContext:
                 f"step {self.meta.step!r} emits {trigger!r} but declares emits={declared}; "
                 f"add {trigger!r} to its emits=[...]"
             )
+        if self._counts is None:
+            self._counts = {}
         n = self._counts.get(trigger, 0)
         self._counts[trigger] = n + 1
         try:

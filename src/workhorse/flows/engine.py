@@ -23,7 +23,7 @@ from workhorse.backends import Claim
 from workhorse.client import Client
 from workhorse.errors import error_info
 from workhorse.flows import keys, records
-from workhorse.flows.context import FlowContext, State, StepMeta, step_of
+from workhorse.flows.context import FlowContext, State, StepMeta, step_in, step_of
 from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step, waits_for_signal
 from workhorse.flows.publisher import Publisher
 from workhorse.flows.records import RunRecord, RunState
@@ -67,6 +67,8 @@ class Engine:
         self.graph = graph
         self.waits = Waits(self)
         self._publisher: Publisher | None = None
+        # A step's index marker up to its time, per (flow, step, generation): see ``marker``.
+        self._markers: dict[tuple[str, str, int], str] = {}
 
     @property
     def publisher(self) -> Publisher:
@@ -86,21 +88,26 @@ class Engine:
         """Run one attempt of a job; for a step, its context gets ``flow`` and ``state``,
         and a completed step's follow-ups are enqueued before the outcome is returned, or
         returned with it (``Outcome.followups``) for its finish to write."""
-        meta = await self.lookup(lease)
+        steps = self.graph.tasks.get(lease.task)
+        if not steps:  # a plain job: no coroutine of the look-up's
+            return await attempt()
+        # A task in one flow: the id tells the run; in several, the store tells the flow.
+        meta = step_in(steps[0], lease.job_id) if len(steps) == 1 else await self.lookup(lease)
         if meta is None:
             return await attempt()
         fc = FlowContext(self, meta, lease.job_id, lease.queue)
         ctx.flow = fc
-        ctx.state = State(self.client, meta.run, self.graph.flows.get(meta.flow), fc)
-        self.note(fc, "step.started", attempt=lease.attempts)
+        flow = self.graph.flows.get(meta.flow)
+        ctx.state = State(self.client, meta.run, flow, fc)
+        self.note_attempt(fc, "step.started", lease.attempts)
         outcome = await attempt()
         if outcome.kind == "completed":
-            # Written while the follow-ups are claimed; stored before they exist (``fire``
-            # waits for it), so the run's events read in cause order.
-            self.note(fc, "step.completed", attempt=lease.attempts)
+            # Stored before the follow-ups exist (``fire`` waits for it, or they go with
+            # the outcome, written after it), so the run's events read in cause order.
+            self.note_attempt(fc, "step.completed", lease.attempts)
             try:
                 data = None if outcome.result is None else codec.loads(outcome.result)
-                step = self.graph.step(meta.flow, meta.step)
+                step = None if flow is None else flow.steps.get(meta.step)
                 if step is not None and step.after is not None:  # its completion fires later
                     await fc.noted()
                     given = codec.loads(lease.data)
@@ -109,7 +116,6 @@ class Engine:
                     )
                 else:
                     await self.fire(fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True)
-                    await fc.noted()  # its events are stored before its outcome
                     outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
             except Exception as exc:
                 log.exception(
@@ -126,6 +132,7 @@ class Engine:
                     logs=outcome.logs,
                 )
             else:
+                outcome.after = fc.last  # its events are stored before its outcome
                 return outcome
         kind = events.outcome_type(outcome)
         if kind != "job.queued":  # put back unrun (shutdown): no step event
@@ -135,8 +142,9 @@ class Engine:
             if outcome.kind == "retry":
                 extra["delay"] = outcome.delay
             self.note(fc, "step." + kind[4:], **extra)
-        # Its events are stored before its outcome: a worker killed in between reruns it.
-        await fc.noted()
+        # Its events are stored before its outcome (the worker's finisher waits for them,
+        # once per batch of outcomes): a worker killed in between reruns it.
+        outcome.after = fc.last
         return outcome
 
     async def finished(self, outcome: Outcome, ctx: Any) -> None:
@@ -204,6 +212,13 @@ class Engine:
         fc.last = self.publisher.add(event)
         return fc.last
 
+    def note_attempt(self, fc: FlowContext, type_: str, attempt: int) -> None:
+        """``note`` of a step's start or completion (twice per step: no keyword dict)."""
+        meta = fc.meta
+        data = {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
+        event = Event(type_, fc.job_id, meta.step, fc.queue, data, time.time())
+        fc.last = self.publisher.add(event)
+
     # -- triggers --------------------------------------------------------------------------
     async def fire(
         self,
@@ -218,14 +233,15 @@ class Engine:
         (``fc.deferred``, taken by ``written`` after it) where the store can."""
         meta = fc.meta
         flow = self.graph.flow(meta.flow)
-        subs = flow.subscribers(trigger)
+        shape = flow.shape()
+        subs = shape.subscribed.get(trigger, ())
         if not subs:
             return
         backend = self.client.backend
         end = keys.end_key(meta.run, meta.gen)
         # A plain step's index entry is refused once the run ended (cancelled, failed), in
         # the same call; a wait is armed by other writes, so its run is asked first.
-        if any(waits_for_signal(s) for s in subs) and await backend.kv_get(end) is not None:
+        if trigger in shape.signalled and await backend.kv_get(end) is not None:
             return
         if flow.counted() and occurrence != "done" and not fc.reserved:
             # Reserved before the steps it starts exist; taken back at its end.
@@ -251,24 +267,28 @@ class Engine:
                     fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
                 continue
             cause = (fc.job_id, trigger, occurrence)
-            fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, *cause))
-            if waits_for_signal(step):
-                await fc.noted()  # a signal stored before may start the step at once
-                fresh = await self.waits.start(meta.run, meta.gen, step, data, cause) and fresh
-                continue
-            batch.append(
-                self.build_step(meta.run, meta.gen, step, data, cause, await self.due(step))
-            )
+            job_id = keys.step_job_id(meta.run, meta.gen, step.name, *cause)
+            fc.followups.append(job_id)
+            options = None
+            if step.wait is not None:
+                if waits_for_signal(step):
+                    await fc.noted()  # a signal stored before may start the step at once
+                    fresh = await self.waits.start(meta.run, meta.gen, step, data, cause) and fresh
+                    continue
+                options = await self.due(step)
+            batch.append(self.build_step(meta.run, meta.gen, step, data, cause, options, job_id))
         won: list[bool] = []
         if batch:
-            await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
             if with_outcome and backend.capabilities.finish_followups:
-                # Written by the finish, with the outcome; ``written`` takes the answers
-                # (a counted flow adds what they claimed to its count after that too).
-                await self.client.prepare_claimed(batch)
+                # Written by the finish, with the outcome, after the step's events
+                # (``Outcome.after``); ``written`` takes the answers (a counted flow adds
+                # what they claimed to its count after that too).
+                if self.client.instruments:
+                    await self.client.prepare_claimed(batch)
                 fc.deferred, fc.fresh = batch, fresh
                 self.fired(fc, flow, occurrence, False, claims, [])  # the joins it claimed
                 return
+            await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
             won = [c for c, _ in await self.client.submit_claimed(batch)]
         self.fired(fc, flow, occurrence, fresh, claims, won)
 
@@ -296,11 +316,11 @@ class Engine:
         """After the finish of a step whose follow-ups went with its outcome: their
         answers, as ``fire`` takes them. None written (its lease was lost, or the store
         rejected them and the step runs again) is taken as nothing new."""
-        batch, fc.deferred = fc.deferred, []
+        batch, fc.deferred = fc.deferred, ()
         results = outcome.followups_claimed if outcome.kind == "completed" else None
         won = [False] * len(batch)
         if results is not None:
-            await self.client.claimed_handles(batch, results)
+            await self.client.claimed_written(batch, results)
             won = [c for c, _ in results]
         self.fired(fc, self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won)
 
@@ -354,23 +374,32 @@ class Engine:
         data: Any,
         cause: tuple[str, ...],
         options: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> tuple[Claim, Task[Any, Any], NewJob]:
         """The step's job for this cause, with its claim: the run's index entry, written
         with the job and refused with it once the run ended (a run with an entry is not
         over). A claim already there (this same cause run again, or a writer killed
-        before its enqueue) still writes a missing job of a live run."""
-        job_id = keys.step_job_id(run, gen, step.name, *cause)
+        before its enqueue) still writes a missing job of a live run. ``job_id``: its id
+        for this cause, when the caller has it."""
+        if job_id is None:
+            job_id = keys.step_job_id(run, gen, step.name, *cause)
         task = self.client.registry.get_task(step.name)
         flow = self.graph.flows.get(step.flow)
         if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
             options = {**(options or {}), "timeout": flow.step_timeout}  # step > flow > job
-        new = self.client.new_job(task, data, options or {})
-        new.id, new.dedup_key, new.replace = job_id, "flow:" + job_id, False
-        marker = {"flow": step.flow, "step": step.name, "gen": gen, "at": time.time()}
-        claim = Claim(
-            keys.job_key(run, job_id), codec.dumps(marker).decode(), keys.end_key(run, gen)
-        )
+        new = self.client.new_job(task, data, options or {}, job_id)
+        new.dedup_key, new.replace = "flow:" + job_id, False
+        claim = Claim(keys.job_key(run, job_id), self.marker(step, gen), keys.end_key(run, gen))
         return claim, task, new
+
+    def marker(self, step: Step, gen: int) -> str:
+        """A step job's entry in its run's index: its flow, step, generation and the time
+        it was written (``_purged``), as JSON; the part before the time is made once."""
+        prefix = self._markers.get((step.flow, step.name, gen))
+        if prefix is None:
+            whole = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen, "at": 0})
+            prefix = self._markers[step.flow, step.name, gen] = whole.decode()[: -len("0}")]
+        return prefix + codec.dumps(time.time()).decode() + "}"
 
     # -- ending runs -----------------------------------------------------------------------
     async def check(self, run: str, known: StepMeta | None = None) -> RunState | None:

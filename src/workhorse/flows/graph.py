@@ -118,6 +118,7 @@ class Shape:
     last: str | None
     waits: bool  # a step of the flow waits for a signal or a webhook
     subscribed: dict[str, tuple[Step, ...]]  # trigger -> the steps subscribed to it
+    signalled: frozenset[str]  # the triggers a step that waits for a signal subscribes to
 
     @classmethod
     def of(cls, flow: FlowDef) -> Shape:
@@ -140,7 +141,10 @@ class Shape:
         )
         # A wait after a step (any kind) holds its run open with a waiting entry too.
         waits = any(waits_for_signal(s) or s.after is not None for s in flow.steps.values())
-        return cls(handoff, leaves[0] if closed else None, waits, subscribed)
+        signalled = frozenset(
+            t for t, steps in subscribed.items() if any(waits_for_signal(s) for s in steps)
+        )
+        return cls(handoff, leaves[0] if closed else None, waits, subscribed, signalled)
 
 
 def waits_for_signal(step: Step) -> bool:

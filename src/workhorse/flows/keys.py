@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 
 PREFIX = "flows:"
@@ -24,11 +25,13 @@ def new_run_id() -> str:
     return f"{time.time_ns() // 1_000_000 & 0xFFFFFF:06x}{os.urandom(5).hex()}"
 
 
-_HEX = frozenset("0123456789abcdef")
+_RUN_ID = re.compile(f"[0-9a-f]{{{RUN_ID_LEN}}}")
+# A step job's id starts with ``r`` and its run's id (read on every job a worker runs).
+_STEP_RUN = re.compile(f"r[0-9a-f]{{{RUN_ID_LEN}}}")
 
 
 def is_run_id(value: str) -> bool:
-    return len(value) == RUN_ID_LEN and _HEX.issuperset(value)
+    return _RUN_ID.fullmatch(value) is not None
 
 
 MAX_GEN = 0xFFFF  # restarts of one run
@@ -41,7 +44,7 @@ def step_job_id(run: str, gen: int, step: str, *cause: str) -> str:
 
 def run_of(job_id: str) -> tuple[str, int] | None:
     """The run and generation a step job belongs to, by its id (None: no step's id)."""
-    if len(job_id) != 32 or job_id[0] != "r" or not is_run_id(job_id[1 : 1 + RUN_ID_LEN]):
+    if len(job_id) != 32 or _STEP_RUN.match(job_id) is None:
         return None
     try:
         return job_id[1 : 1 + RUN_ID_LEN], int(job_id[1 + RUN_ID_LEN : 5 + RUN_ID_LEN], 16)

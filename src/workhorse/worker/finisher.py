@@ -17,6 +17,10 @@ log = logging.getLogger("workhorse.worker")
 
 _Item = tuple[Lease, Outcome, "asyncio.Future[bool]"]
 
+# Seconds a batch waits for its flow steps' events before the other outcomes go without
+# those steps' (see ``Finisher._events_stored``).
+_EVENTS_WAIT = 1.0
+
 
 class Finisher:
     def __init__(self, backend: Backend, max_batch: int = 500) -> None:
@@ -44,6 +48,10 @@ class Finisher:
         try:
             while self._pending:
                 batch = self._pending[: self.max_batch]
+                if any(o.after is not None and not o.after.done() for _, o, _ in batch):
+                    batch = await self._events_stored(batch)
+                    if not batch:
+                        continue
                 try:
                     accepted = await self.backend.finish([(lease, out) for lease, out, _ in batch])
                 except Exception:
@@ -65,12 +73,25 @@ class Finisher:
                     continue
                 delay = 0.05
                 failures = 0
-                del self._pending[: len(batch)]
+                if self._pending[len(batch) - 1] is batch[-1]:  # the first ones, as a rule
+                    del self._pending[: len(batch)]
+                else:
+                    gone = {id(item) for item in batch}
+                    self._pending = [item for item in self._pending if id(item) not in gone]
                 for (_, _, fut), ok in zip(batch, accepted, strict=True):
                     _settle(fut, ok)
         finally:
             if self._flusher is asyncio.current_task():
                 self._flusher = None
+
+    async def _events_stored(self, batch: list[_Item]) -> list[_Item]:
+        """The batch's items whose flow events are stored (``Outcome.after``): one wait
+        for the whole batch, not one per step. An outcome whose events are not stored
+        within a second waits for a later batch, so events the store refuses hold back
+        their own steps' outcomes, not the others'. ``wait`` cancels none of them."""
+        waiting = {o.after for _, o, _ in batch if o.after is not None and not o.after.done()}
+        await asyncio.wait(waiting, timeout=_EVENTS_WAIT)
+        return [item for item in batch if item[1].after is None or item[1].after.done()]
 
     async def _isolate(self, batch: list[_Item]) -> bool:
         """Write the batch's items one at a time. An item the store rejects for itself
