@@ -28,6 +28,7 @@ class Finisher:
         self.max_batch = max_batch
         self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._steps = False  # an outcome waiting for its flow events was submitted
 
     def submit(self, lease: Lease, outcome: Outcome) -> asyncio.Future[bool]:
         """Queue the outcome for the next batch; the future tells whether the store took
@@ -36,6 +37,8 @@ class Finisher:
         next claim), so on a shared connection the finish goes out first."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((lease, outcome, fut))
+        if outcome.after is not None:
+            self._steps = True
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="workhorse-finisher")
         # No shield: a cancelled caller's item stays in _pending and is written anyway (the
@@ -48,7 +51,10 @@ class Finisher:
         try:
             while self._pending:
                 batch = self._pending[: self.max_batch]
-                if any(o.after is not None and not o.after.done() for _, o, _ in batch):
+                # A worker that never ran a flow step looks at no outcome's events.
+                if self._steps and any(
+                    o.after is not None and not o.after.done() for _, o, _ in batch
+                ):
                     batch = await self._events_stored(batch)
                     if not batch:
                         continue
