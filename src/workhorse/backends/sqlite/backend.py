@@ -194,7 +194,7 @@ class SQLiteBackend(Backend):
         first = next_id(conn)
         out: list[EnqueueResult] = []
         plain: list[tuple[Any, ...]] = []
-        events: list[NumberedRow] = []  # numbered as they are added: a job's row names its
+        events: list[NumberedRow] = []  # numbered as added: a job's row holds its event's id
         moves: list[Move] = []
         entered: dict[tuple[str, str], int] = {}  # new jobs by (queue, state)
         for new in jobs:
@@ -426,7 +426,7 @@ class SQLiteBackend(Backend):
         requeued = False
         owners: list[int] = []  # the items whose follow-ups are written
         followed: dict[int, list[Claimed]] = {}  # by item: its follow-ups' answers
-        first = next_id(conn)  # a retry's seq is its event's id
+        first: int | None = None  # the events' first id, once a row needs one (next_id)
         for i, (lease, outcome) in enumerate(items):
             kind = outcome.kind
             error = None if outcome.error is None else to_json(outcome.error)
@@ -442,7 +442,7 @@ class SQLiteBackend(Backend):
                 params.update(
                     state="scheduled" if run_at > now else "queued",
                     run_at=run_at,
-                    seq=first + len(events),
+                    seq=(first := first or next_id(conn)) + len(events),  # its event's id
                     refund=1 if outcome.refund else 0,
                 )
                 row = conn.execute(REQUEUE, params).fetchone()
@@ -460,6 +460,7 @@ class SQLiteBackend(Backend):
             if outcome.followups and kind == "completed":
                 owners.append(i)
         if owners:  # after every outcome: their events come first, then those they caused
+            first = first or next_id(conn)
             followups = [f for i in owners for f in items[i][1].followups]
             claimed = self._claim_jobs(conn, now, followups, events, first, moves)
             at = 0
