@@ -77,6 +77,19 @@ _ORDER = "ORDER BY created_at DESC, id DESC"
 # Listings across queues read one range per queue, this many per statement.
 _MAX_RANGES = 200
 _CREATED_AT = JOB_COLS.split(", ").index("created_at")
+# Per state: the indexes (with their conditions) whose rows of that state tell which queues
+# hold one, so a listing across queues skips a queue without any (a queued job may be
+# stored as a scheduled one whose time has come).
+_FINISHED = "finished_at IS NOT NULL AND state = "
+_HOLDERS: dict[JobState | None, list[tuple[str, str]]] = {
+    JobState.QUEUED: [
+        ("wh_jobs_ready", "state = 'queued'"),
+        ("wh_jobs_scheduled", "state = 'scheduled'"),
+    ],
+    JobState.SCHEDULED: [("wh_jobs_scheduled", "state = 'scheduled'")],
+    JobState.COMPLETED: [("wh_jobs_finished_queue", _FINISHED + "'completed'")],
+    JobState.CANCELLED: [("wh_jobs_finished_queue", _FINISHED + "'cancelled'")],
+}
 
 
 def _queues(conn: sqlite3.Connection, index: str, cond: str) -> list[str]:
@@ -167,7 +180,11 @@ def query_select(
         if st is JobState.FAILED
         else ("wh_jobs_queue_created", "1")
     )
-    names = [queue] if queue is not None else _queues(conn, index, has)
+    if queue is not None:
+        names = [queue]
+    else:  # only the queues holding a job of the state: a range without one is walked whole
+        holders = _HOLDERS.get(st, [(index, has)])
+        names = sorted({name for where in holders for name in _queues(conn, *where)})
     params |= {f"q{i}": name for i, name in enumerate(names)}
     also = "".join(f" AND {w}" for w in where)
     parts = [
