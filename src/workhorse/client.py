@@ -292,28 +292,46 @@ class Client:
         on_duplicate: str,
         committed: bool = True,
     ) -> list[JobHandle[Any]]:
-        out: list[JobHandle[Any]] = []
+        statuses = self._announce(task, news, results, on_duplicate, committed)
+        if on_duplicate == "raise":
+            for res, status in zip(results, statuses, strict=True):
+                if status == "duplicate":
+                    existing = await self.backend.get(res.id)
+                    if existing is not None:
+                        raise DuplicateJob(existing)
+        return [
+            JobHandle(self, res.id, task.name, new.queue, status, res.state)
+            for new, res, status in zip(news, results, statuses, strict=True)
+        ]
+
+    def _announce(
+        self,
+        task: Task[Any, Any],
+        news: Sequence[NewJob],
+        results: Sequence[EnqueueResult],
+        on_duplicate: str,
+        committed: bool = True,
+    ) -> list[EnqueueStatus]:
+        """Each job's status; the new and replaced ones announced (job.queued), the new
+        ones counted."""
         # Inside the caller's transaction nothing is queued until it commits: stay quiet.
         emit = committed and self.bus.wants("job.queued")
+        statuses: list[EnqueueStatus] = []
         created = 0
         for new, res in zip(news, results, strict=True):
             status: EnqueueStatus = "created"
             if res.replaced:
                 status = "replaced"
             elif not res.created:
-                if on_duplicate == "raise":
-                    existing = await self.backend.get(res.id)
-                    if existing is not None:
-                        raise DuplicateJob(existing)
                 status = "skipped" if on_duplicate == "skip" else "duplicate"
-            if status == "created":
+            else:
                 created += 1
-            if emit and status in ("created", "replaced"):
+            if emit and status != "duplicate" and status != "skipped":
                 self.bus.emit(events.queued(res.id, new.task, new.queue))
-            out.append(JobHandle(self, res.id, task.name, new.queue, status, res.state))
+            statuses.append(status)
         if created:
             self._count(news[0].queue, task.name, created)
-        return out
+        return statuses
 
     def _count(self, queue: str, task: str, n: int) -> None:
         """Add to "jobs enqueued" (the calls' options give one queue to all their jobs)."""
@@ -422,23 +440,15 @@ class Client:
             out.append((claimed, handle))
         return out
 
-    async def claimed_written(
+    def claimed_written(
         self, items: Sequence[tuple[Claim, Task[Any, Any], NewJob]], results: Sequence[Claimed]
     ) -> None:
         """``claimed_handles`` for a caller that needs no handles (the flows engine, per
-        step): the jobs written announced and counted the same, without a handle each."""
-        emit: bool | None = None
+        step): the jobs written announced and counted the same, without a handle each. A
+        step's follow-up is never refused as a duplicate: its claim decides."""
         for (_, task, new), (_, res) in zip(items, results, strict=True):
-            if res is None:
-                continue
-            if res.replaced or not res.created:  # not a plain new job: the general path
-                await self._handles(task, [new], [res], task.defaults.on_duplicate)
-                continue
-            if emit is None:
-                emit = self.bus.wants("job.queued")
-            if emit:
-                self.bus.emit(events.queued(res.id, new.task, new.queue))
-            self._count(new.queue, task.name, 1)
+            if res is not None:
+                self._announce(task, [new], [res], task.defaults.on_duplicate)
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any

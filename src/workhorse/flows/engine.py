@@ -201,23 +201,21 @@ class Engine:
         """Add a step's event (step.*, emit, state) to the next batch of the log; the step's
         outcome waits for it (``fc.noted()``)."""
         meta = fc.meta
-        event = Event(
-            type_,
-            fc.job_id,
-            meta.step,
-            fc.queue,
-            {"run": meta.run, "flow": meta.flow, "step": meta.step, **data},
-            time.time(),
+        return self._noted(
+            fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, **data}
         )
-        fc.last = self.publisher.add(event)
-        return fc.last
 
     def note_attempt(self, fc: FlowContext, type_: str, attempt: int) -> None:
         """``note`` of a step's start or completion (twice per step: no keyword dict)."""
         meta = fc.meta
-        data = {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
-        event = Event(type_, fc.job_id, meta.step, fc.queue, data, time.time())
+        self._noted(
+            fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
+        )
+
+    def _noted(self, fc: FlowContext, type_: str, data: dict[str, Any]) -> asyncio.Future[None]:
+        event = Event(type_, fc.job_id, fc.meta.step, fc.queue, data, time.time())
         fc.last = self.publisher.add(event)
+        return fc.last
 
     # -- triggers --------------------------------------------------------------------------
     async def fire(
@@ -320,7 +318,7 @@ class Engine:
         results = outcome.followups_claimed if outcome.kind == "completed" else None
         won = [False] * len(batch)
         if results is not None:
-            await self.client.claimed_written(batch, results)
+            self.client.claimed_written(batch, results)
             won = [c for c, _ in results]
         self.fired(fc, self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won)
 
