@@ -7,6 +7,10 @@ The base is exported (``git archive``) to a temporary directory and gets this tr
 ``bench/`` package, so both sides run the same harness and only workhorse differs. Each
 round runs every measurement once on each side, the side going first alternating between
 rounds. On a shared machine compare the ratios and the CPU per job, not the rates alone.
+
+Each figure also shows every round's own new/base ratio (min-max) and a verdict: behind
+when every round of the new tree was worse than its base, ahead when every one was better,
+else within the rounds' spread.
 """
 
 from __future__ import annotations
@@ -104,18 +108,45 @@ def main(argv: list[str] | None = None) -> None:
                         print(f"round {r + 1} {kind} {name} {side}: {fig.get('error') or shown}",
                               file=sys.stderr, flush=True)  # fmt: skip
     print(f"\nbase {args.base} against this tree, medians of {args.rounds} round(s):\n")
-    print("| backend | measurement | figure | base | new | new/base |")
-    print("| --- | --- | --- | --: | --: | --: |")
+    print("| backend | measurement | figure | base | new | new/base | rounds' new/base | behind? |")
+    print("| --- | --- | --- | --: | --: | --: | --: | --- |")
     for kind in kinds:
         for name in names:
-            for figure, _higher in FIGURES[name]:
+            for figure, higher in FIGURES[name]:
+                runs = [results[(kind, name, side)] for side in ("base", "new")]
                 pair = []
-                for side in ("base", "new"):
-                    vals = [f[figure] for f in results[(kind, name, side)] if figure in f]
+                for side_runs in runs:
+                    vals = [f[figure] for f in side_runs if figure in f]
                     pair.append(statistics.median(vals) if vals else float("nan"))
                 ratio = pair[1] / pair[0] if pair[0] else float("nan")
+                each = paired(runs[0], runs[1], figure)
+                spread = f"{min(each):.2f}-{max(each):.2f}" if each else "-"
                 print(f"| {kind} | {name} | {figure} | {_num(pair[0])} | {_num(pair[1])} "
-                      f"| {ratio:.2f} |")  # fmt: skip
+                      f"| {ratio:.2f} | {spread} | {verdict(each, higher)} |")  # fmt: skip
+
+
+def paired(base: list[dict[str, Any]], new: list[dict[str, Any]], figure: str) -> list[float]:
+    """new/base of each round: the two sides of a round ran minutes apart at most, so a
+    change shows as ratios on one side of 1, while the machine's swings move both sides."""
+    return [
+        n[figure] / b[figure]
+        for b, n in zip(base, new, strict=True)
+        if figure in b and figure in n and b[figure]
+    ]
+
+
+def verdict(each: list[float], higher_is_better: bool) -> str:
+    """Behind when every round's ratio is on the worse side of 1 (no round of the new
+    tree as good as its base), ahead when every one is better, else within the
+    rounds' spread: a median alone does not tell a change from the machine's noise."""
+    if len(each) < 2:
+        return "-"
+    worse = [r < 1 if higher_is_better else r > 1 for r in each]
+    if all(worse):
+        return "**behind**"
+    if not any(worse) and all(r != 1 for r in each):
+        return "ahead"
+    return "within spread"
 
 
 if __name__ == "__main__":

@@ -147,3 +147,20 @@ def test_report_without_a_side_by_side_run_quotes_the_study(tmp_path: Path) -> N
     noop = next(line for line in text.splitlines() if line.startswith("| no-op jobs"))
     assert "≥ 7,000 (issue 7) | **met**" in noop
     assert "best peer in the study (not this run)" in text
+
+
+def test_ab_calls_a_figure_behind_only_when_every_round_is_worse() -> None:
+    from bench.ab import paired, verdict
+
+    base = [{"rate": 100.0}, {"rate": 120.0}, {"rate": 90.0}]
+    slower = [{"rate": 95.0}, {"rate": 110.0}, {"rate": 85.0}]
+    assert paired(base, slower, "rate") == [0.95, 110.0 / 120.0, 85.0 / 90.0]
+    assert verdict(paired(base, slower, "rate"), higher_is_better=True) == "**behind**"
+    # The same rates read as CPU per job (lower is better) are all ahead.
+    assert verdict(paired(base, slower, "rate"), higher_is_better=False) == "ahead"
+    # One round where the new tree was as good: the machine's noise, not a verdict.
+    mixed = [{"rate": 95.0}, {"rate": 125.0}, {"rate": 85.0}]
+    assert verdict(paired(base, mixed, "rate"), higher_is_better=True) == "within spread"
+    assert verdict(paired(base[:1], slower[:1], "rate"), higher_is_better=True) == "-"
+    # A round that failed on one side is left out, not counted as zero.
+    assert paired(base, [{"error": "x"}, *slower[1:]], "rate") == [110.0 / 120.0, 85.0 / 90.0]
