@@ -37,7 +37,7 @@ FIGURES = {
     "enqueue_concurrent": (("rate", True), ("client_cpu_us", False)),
     "enqueue_bulk": (("rate", True), ("client_cpu_us", False)),
     "noop": (("rate", True), ("worker_cpu_us", False), ("rss_mb", False)),
-    "sleep": (("rate", True), ("worker_cpu_us", False)),
+    "sleep": (("rate", True), ("steady_rate", True), ("worker_cpu_us", False)),
     "roundtrip": (("p50_ms", False), ("p99_ms", False), ("wait_p50_ms", False)),
 }
 

@@ -331,6 +331,7 @@ async def processing(
     jobs = result["n"]
     return {
         "rate": jobs / result["seconds"],
+        **({"steady_rate": result["steady_rate"]} if result.get("steady_rate") else {}),
         "worker_cpu_us": result["cpu_s"] / jobs * 1e6,
         "rss_mb": result["rss_mb"],
         "peak_rss_mb": result["peak_rss_mb"],

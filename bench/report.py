@@ -111,6 +111,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("noop.worker_cpu_us", "worker CPU per no-op job", "µs"),
     ("noop.rss_mb", "worker RSS after the no-op run", "MiB"),
     ("sleep.rate", "10 ms jobs, 1 worker, concurrency 100 (ideal 10,000)", "jobs/s"),
+    ("sleep.steady_rate", "the same, steady: between 10 % and 90 % of the jobs done", "jobs/s"),
     ("sleep.worker_cpu_us", "worker CPU per 10 ms job", "µs"),
     ("roundtrip.p50_ms", "`app.run()` round trip p50", "ms"),
     ("roundtrip.p99_ms", "`app.run()` round trip p99", "ms"),
