@@ -666,12 +666,12 @@ async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
         while b.listener.heard("q") == (1, 0):
             await asyncio.sleep(0.01)
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
-    assert await b.claim(["q"], "w1", 10, 30.0) == []
+    assert await b.claim(["q"], "w1", 10, 30.0) == []  # after a short claim: no statement
     started = time.monotonic()
     async with asyncio.timeout(PROMPT):
         await b.wait_for_jobs(["q"], 30.0)  # until the delayed job is due, not 30 s
     assert time.monotonic() - started >= 0.2
-    assert sent == [b._q.claim, b._q.claim]
+    assert sent == [b._q.claim]
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
     assert await b.claim(["q"], "w1", 10, 30.0) == []
     await peer.enqueue([job()])
@@ -681,6 +681,53 @@ async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
         await b.wait_for_jobs(["q"], 30.0)  # heard since the claim: it asks, finds it due
     assert sent[-1] == b._q.next_due
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+
+
+async def test_the_claim_after_a_short_one_sends_nothing_unless_the_queue_was_heard_of(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # A worker whose claim of one job leaves slots free claims again at once: that claim
+    # finds nothing unless something was enqueued since, which the listener hears. It
+    # sends no statement then; the claim after it (past the worker's wait) always does.
+    b, peer = make(), make()
+    await b.open()
+    await peer.open()
+    await b.wait_for_jobs(["q"], 0.01)  # the worker's first wait starts the LISTEN
+    sent: list[str] = []
+    run = b._rows
+
+    async def logged(query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        sent.append(query)
+        return await run(query, params)
+
+    b._rows = logged  # type: ignore[method-assign]
+
+    async def heard_of(jobs: int) -> None:
+        async with asyncio.timeout(PROMPT):
+            while b.listener.heard("q") != (1, jobs):
+                await asyncio.sleep(0.01)
+
+    await peer.enqueue([job()])
+    await heard_of(1)
+    assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+    assert await b.claim(["q"], "w1", 10, 30.0) == []
+    assert sent == [b._q.claim]
+    assert await b.claim(["q"], "w1", 10, 30.0) == []  # once per short claim
+    assert sent == [b._q.claim, b._q.claim]
+    # Enqueued after a short claim: heard, so the next claim asks and gets it.
+    await peer.enqueue([job()])
+    await heard_of(2)
+    assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+    await peer.enqueue([job()])
+    await heard_of(3)
+    assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
+    assert sent == [b._q.claim] * 4
+    # A full claim (as many as asked) marks nothing: the next one asks.
+    await peer.enqueue([job(), job()])
+    await heard_of(4)
+    assert len(await b.claim(["q"], "w1", 1, 30.0)) == 1
+    assert len(await b.claim(["q"], "w1", 1, 30.0)) == 1
+    assert sent == [b._q.claim] * 6
 
 
 async def test_a_claim_does_not_wait_for_its_flush_and_the_next_statement_does(

@@ -207,6 +207,7 @@ class PostgresBackend(Backend):
         # Per queue, from its last claim that found nothing: what the workers' listener
         # had heard of the queue when it was sent, and when its next job is due (monotonic).
         self._due: dict[str, tuple[tuple[int, int], float | None]] = {}
+        self._short: set[str] = set()  # queues whose last claim took fewer than it asked
         # Not from a small pool: a kept connection is one fewer for every other statement.
         self._keep_spare = self._pool_max >= 4
         self._open_lock: asyncio.Lock | None = None
@@ -554,17 +555,38 @@ class PostgresBackend(Backend):
             if want <= 0:
                 break
             heard = self.listener.heard(queue)  # before the claim's snapshot is taken
+            if self._drained(queue, heard):
+                continue  # its last claim took every job due, and nothing came since
             rows = await self._rows(
                 self._q.claim, {"q": queue, "n": want, "w": worker, "lease": float(lease)}
             )
             got = [Lease(*row[:11]) for row in rows if row[0] is not None]
-            if not got and heard is not None:  # the worker waits after such a claim
+            if len(got) < want and heard is not None:  # the queue had no more due
                 due = rows[0][11] if rows else None
                 self._due[queue] = (heard, None if due is None else time.monotonic() + due)
+                if got:
+                    self._short.add(queue)
             else:
                 self._due.pop(queue, None)
             leases.extend(got)
         return leases
+
+    def _drained(self, queue: str, heard: tuple[int, int] | None) -> bool:
+        """Whether the claim that follows one that came back short (every job due then
+        taken) would find nothing: this listener has heard nothing of the queue since
+        that claim was sent (anything enqueued, retried or reclaimed after its snapshot
+        is NOTIFYed) and no scheduled job has come due. A worker whose claim of one job
+        left slots free then waits at once, without an empty claim's statement in the
+        middle of that job's run. Once per short claim: the claim after the wait is sent
+        (a job freed without a NOTIFY, e.g. one skipped as locked by a claim that then
+        failed, is found by it as before)."""
+        if queue not in self._short:
+            return False
+        self._short.discard(queue)
+        known = self._due.get(queue)
+        if known is None or heard is None or known[0] != heard:
+            return False
+        return known[1] is None or known[1] > time.monotonic()
 
     async def renew(self, leases: Sequence[Lease]) -> RenewResult:
         if not leases:

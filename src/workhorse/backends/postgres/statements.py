@@ -274,15 +274,16 @@ WITH picked AS (
   -- "A claim's commit does not wait for its flush" says why no guarantee changes.
   SELECT set_config('synchronous_commit', 'off', true)
 ), m AS (
-  -- A claim that found nothing also says when the queue's next job is due (seconds from
-  -- now; NULL: none, or paused), so the worker's wait that follows need not ask.
-  SELECT CASE WHEN NOT EXISTS (SELECT FROM claimed)
+  -- A claim that found fewer jobs than it asked for also says when the queue's next job is
+  -- due (seconds from now; NULL: none, or paused), so the worker's next claim and its wait
+  -- need not ask.
+  SELECT CASE WHEN (SELECT count(*) FROM claimed) < %(n)s
     AND NOT EXISTS (SELECT 1 FROM {s}.queues WHERE name = %(q)s AND paused)
     THEN (SELECT extract(epoch from min(run_at) - now())::float8 FROM {s}.jobs
           WHERE state = 'queued' AND queue = %(q)s AND run_at > now()) END AS due
   FROM lazy
 )
--- One row when nothing was claimed (id NULL): it carries the due time.
+-- One row when nothing was claimed (id NULL); every row carries the due time.
 SELECT c.id, c.token, c.task, c.queue, c.data, c.attempts, c.max_attempts, c.timeout, c.span,
   c.created, c.stalls, m.due
 FROM m LEFT JOIN claimed c ON true ORDER BY c.priority DESC, c.run_at, c.seq"""
