@@ -643,16 +643,8 @@ async def test_a_wait_reads_the_rows_of_jobs_expected_before_its_listener_reconn
     assert reads == [1]
 
 
-async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
-    make: Callable[..., PostgresBackend],
-) -> None:
-    # A claim that finds nothing says when the queue's next job is due: the worker's wait
-    # right after it sends no statement of its own, unless the listener has heard of the
-    # queue since the claim was sent (then it asks, as before).
-    b, peer = make(), make()
-    await b.open()
-    await peer.open()
-    await b.wait_for_jobs(["q"], 0.01)  # the worker's first wait starts the LISTEN
+def _statements(b: PostgresBackend) -> list[str]:
+    """Every statement ``b`` sends from now on, in order."""
     sent: list[str] = []
     run = b._rows
 
@@ -661,10 +653,37 @@ async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
         return await run(query, params)
 
     b._rows = logged  # type: ignore[method-assign]
-    await peer.enqueue([job(), job(delay=0.3)])
+    return sent
+
+
+async def _listening(
+    make: Callable[..., PostgresBackend],
+) -> tuple[PostgresBackend, PostgresBackend, list[str]]:
+    """A worker's backend listening for queue q's jobs (its statements logged from then
+    on), and a peer to enqueue them."""
+    b, peer = make(), make()
+    await b.open()
+    await peer.open()
+    await b.wait_for_jobs(["q"], 0.01)  # the worker's first wait starts the LISTEN
+    return b, peer, _statements(b)
+
+
+async def _heard_of(b: PostgresBackend, notifications: int) -> None:
+    """Until b's listener has heard that many notifications of queue q."""
     async with asyncio.timeout(PROMPT):
-        while b.listener.heard("q") == (1, 0):
+        while b.listener.heard("q") != (1, notifications):
             await asyncio.sleep(0.01)
+
+
+async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
+    make: Callable[..., PostgresBackend],
+) -> None:
+    # A claim that finds nothing says when the queue's next job is due: the worker's wait
+    # right after it sends no statement of its own, unless the listener has heard of the
+    # queue since the claim was sent (then it asks, as before).
+    b, peer, sent = await _listening(make)
+    await peer.enqueue([job(), job(delay=0.3)])
+    await _heard_of(b, 1)
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
     assert await b.claim(["q"], "w1", 10, 30.0) == []  # after a short claim: no statement
     started = time.monotonic()
@@ -675,9 +694,8 @@ async def test_a_wait_after_an_empty_claim_takes_the_due_time_from_that_claim(
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
     assert await b.claim(["q"], "w1", 10, 30.0) == []
     await peer.enqueue([job()])
+    await _heard_of(b, 2)
     async with asyncio.timeout(PROMPT):
-        while b.listener.heard("q") == (1, 1):
-            await asyncio.sleep(0.01)
         await b.wait_for_jobs(["q"], 30.0)  # heard since the claim: it asks, finds it due
     assert sent[-1] == b._q.next_due
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
@@ -689,26 +707,10 @@ async def test_the_claim_after_a_short_one_sends_nothing_unless_the_queue_was_he
     # A worker whose claim of one job leaves slots free claims again at once: that claim
     # finds nothing unless something was enqueued since, which the listener hears. It
     # sends no statement then; the claim after it (past the worker's wait) always does.
-    b, peer = make(), make()
-    await b.open()
-    await peer.open()
-    await b.wait_for_jobs(["q"], 0.01)  # the worker's first wait starts the LISTEN
-    sent: list[str] = []
-    run = b._rows
-
-    async def logged(query: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        sent.append(query)
-        return await run(query, params)
-
-    b._rows = logged  # type: ignore[method-assign]
-
-    async def heard_of(jobs: int) -> None:
-        async with asyncio.timeout(PROMPT):
-            while b.listener.heard("q") != (1, jobs):
-                await asyncio.sleep(0.01)
+    b, peer, sent = await _listening(make)
 
     await peer.enqueue([job()])
-    await heard_of(1)
+    await _heard_of(b, 1)
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
     assert await b.claim(["q"], "w1", 10, 30.0) == []
     assert sent == [b._q.claim]
@@ -716,15 +718,15 @@ async def test_the_claim_after_a_short_one_sends_nothing_unless_the_queue_was_he
     assert sent == [b._q.claim, b._q.claim]
     # Enqueued after a short claim: heard, so the next claim asks and gets it.
     await peer.enqueue([job()])
-    await heard_of(2)
+    await _heard_of(b, 2)
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
     await peer.enqueue([job()])
-    await heard_of(3)
+    await _heard_of(b, 3)
     assert len(await b.claim(["q"], "w1", 10, 30.0)) == 1
     assert sent == [b._q.claim] * 4
     # A full claim (as many as asked) marks nothing: the next one asks.
     await peer.enqueue([job(), job()])
-    await heard_of(4)
+    await _heard_of(b, 4)
     assert len(await b.claim(["q"], "w1", 1, 30.0)) == 1
     assert len(await b.claim(["q"], "w1", 1, 30.0)) == 1
     assert sent == [b._q.claim] * 6
