@@ -21,6 +21,13 @@ ONCE = frozenset({"claim", "finish", "update", "counter", "kv", "publish", "rele
 # without once(): building the functions a call never uses cost a one-job enqueue ~2.5 µs
 # of Redis time, a tenth of its script (docs/profiles.md, issue 16).
 SECTIONS = {"enqueue": ("placing", "enqueuing")}
+# Sections the other scripts load only if named here: the rest of them would build these
+# functions on every call for nothing (and carry their text).
+NARROW = {
+    "kv": frozenset({"kv", "finish", "claimed"}),
+    "enqueuing": frozenset({"finish", "claimed"}),
+    "claims": frozenset({"finish", "claimed"}),
+}
 _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
 # the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
@@ -71,8 +78,9 @@ def load_script_texts(head: str = "") -> dict[str, Script]:
         if name in SECTIONS:
             text = "".join([first, *(sections[s] for s in SECTIONS[name]), "\n", body])
         else:
+            kept = [part for sec, part in sections.items() if name in NARROW.get(sec, (name,))]
             # The body runs inside once() (see _prelude.lua), which replays a call id's reply.
-            text = f"{prelude}\nreturn once('{name}', function()\n{body}\nend)\n"
+            text = "".join([first, *kept, f"\nreturn once('{name}', function()\n{body}\nend)\n"])
         out[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())
     return out
 

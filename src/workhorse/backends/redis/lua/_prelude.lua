@@ -153,6 +153,25 @@ local function requeue(jk, id, old, run_at, run_s)
   place(jk, id, tonumber(f[1]), run_at, run_s, seq)
 end
 
+-- [kv]
+-- The key-value store's keys ({P}:kv:<key>): whether one is live, and set_if_absent's
+-- write: the key set unless live; px '' for a lasting key, listed for scan ({P}:kvidx).
+local function kv_live(key)
+  return redis.call('EXISTS', G .. 'kv:' .. key) == 1
+end
+
+local function kv_setnx(key, value, px)
+  local kk = G .. 'kv:' .. key
+  if px ~= '' then
+    return redis.call('SET', kk, value, 'NX', 'PX', px) ~= false
+  end
+  if redis.call('SET', kk, value, 'NX') then
+    redis.call('ZADD', G .. 'kvidx', 0, key)
+    return true
+  end
+  return false
+end
+
 -- [enqueuing]
 -- An entry of the stream that sorts after the entry 'floor' (<ms>-<seq>) of another
 -- stream in the merged log (events() in backend.py): the id just after it, or the one
@@ -370,24 +389,6 @@ local function enqueue_jobs(queue, watch, first, last, step, skip, seq, floor)
 end
 
 -- [claims]
--- The key-value store's keys ({P}:kv:<key>): whether one is live, and set_if_absent's
--- write: the key set unless live; px '' for a lasting key, listed for scan ({P}:kvidx).
-local function kv_live(key)
-  return redis.call('EXISTS', G .. 'kv:' .. key) == 1
-end
-
-local function kv_setnx(key, value, px)
-  local kk = G .. 'kv:' .. key
-  if px ~= '' then
-    return redis.call('SET', kk, value, 'NX', 'PX', px) ~= false
-  end
-  if redis.call('SET', kk, value, 'NX') then
-    redis.call('ZADD', G .. 'kvidx', 0, key)
-    return true
-  end
-  return false
-end
-
 -- Jobs written with their claims (Backend.enqueue_claimed; a flow step's follow-ups),
 -- from ARGV[at]: K, K task parts (as enqueue.lua's), then runs of one queue and owner,
 -- each: the queue's key prefix, the queue, its owner, n, and n items of nine: the job's
