@@ -25,6 +25,7 @@ pytest.importorskip("redis")
 import redis.asyncio as aioredis
 
 from workhorse.backends.redis import RedisBackend
+from workhorse.backends.redis.wire import _pack, bulk
 
 
 def _job(queue: str = "q", delay: float = 0.0) -> NewJob:
@@ -537,3 +538,12 @@ async def test_follow_ups_events_come_after_the_outcome_whose_stream_is_ahead(
     log = [(e.type, e.job_id) for e in await settled_log(backend) if e.job_id]
     done = log.index(("job.completed", lease.job_id))
     assert log.index(("job.queued", b.id)) > done, log
+
+
+def test_commands_packed_by_hiredis_are_the_bytes_bulk_makes() -> None:
+    # _pack hands tuples to hiredis (C) and falls back to bulk() for what it refuses.
+    args = ("EVALSHA", "é", b"\x00\r\n", 0, -3, 2**70, 1e-07, 0.1 + 0.2, "")
+    by_bulk = b"*%d\r\n" % len(args) + b"".join(map(bulk, args))
+    assert _pack(args) == by_bulk
+    assert _pack(list(args)) == by_bulk
+    assert _pack((True, "x")) == b"*2\r\n$1\r\n1\r\n$1\r\nx\r\n"  # hiredis refuses bool
