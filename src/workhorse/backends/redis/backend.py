@@ -426,7 +426,7 @@ class RedisBackend(RedisWaiting):
     async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
         by_queue: dict[str, list[Any]] = {}
         slots: dict[str, list[int]] = {}
-        # per queue: the completed items' follow-ups, by the item's number in its call
+        # per queue, its groups: each completed item's number in its call, its follow-ups
         owned: dict[str, list[tuple[str, Sequence[tuple[Claim, NewJob]]]]] = {}
         capable = self.capabilities.finish_followups
         dumps = codec.dumps
@@ -453,41 +453,41 @@ class RedisBackend(RedisWaiting):
             return []
         if owned:
             await self._list_queues(
-                {new.queue for runs in owned.values() for _, fs in runs for _, new in fs}
+                {new.queue for groups in owned.values() for _, fs in groups for _, new in fs}
             )
         caps = (str(self.max_log_lines), str(self.max_log_bytes))
         calls: list[tuple[str, str, Sequence[Any]]] = []
         for q, args in by_queue.items():
-            runs = owned.get(q)
-            if runs is None:
+            groups = owned.get(q)
+            if groups is None:
                 calls.append(("finish", self._q(q), (*caps, "", *args)))
             else:
                 at = 7 + len(args)  # the follow-ups' first ARGV index (see finish.lua)
-                tail = self._claim_args(runs, at)
+                tail = self._claim_args(groups, at)
                 calls.append(("finish", self._q(q), (*caps, at, *args, *tail)))
         replies = await self._call_many(calls)
         accepted = [False] * len(items)
         for q, reply in zip(by_queue, replies, strict=True):
-            runs = owned.get(q)
-            codes = reply if runs is None else reply[0]
+            groups = owned.get(q)
+            codes = reply if groups is None else reply[0]
             for n, code in zip(slots[q], codes, strict=True):
                 accepted[n] = code == 1
-            if runs is not None:
-                self._followups_taken(items, slots[q], runs, reply[1], accepted)
+            if groups is not None:
+                self._followups_taken(items, slots[q], groups, reply[1], accepted)
         return accepted
 
     def _followups_taken(
         self,
         items: Sequence[tuple[Lease, Outcome]],
         numbers: Sequence[int],
-        runs: Sequence[tuple[str, Sequence[tuple[Claim, NewJob]]]],
+        groups: Sequence[tuple[str, Sequence[tuple[Claim, NewJob]]]],
         codes: Sequence[int],
         accepted: Sequence[bool],
     ) -> None:
         """A finish call's follow-up answers (those of the items it completed, in order)
         set in each written outcome's ``followups_claimed``."""
         at = 0
-        for owner, followups in runs:
+        for owner, followups in groups:
             n = numbers[int(owner) - 1]
             if accepted[n]:
                 taken = codes[at : at + len(followups)]
