@@ -25,6 +25,7 @@ from tests.contract.support import (
     new,
     settled_log,
 )
+from workhorse.backends import Claim
 from workhorse.backends.redis import RedisBackend
 from workhorse.job import Event, JobState
 
@@ -120,6 +121,38 @@ async def test_a_resent_finish_of_a_whole_batch_reports_it_applied(lossy: Lossy)
     assert await lossy.backend.finish([(x, completed()) for x in leases]) == [True] * 3
     lossy.assert_lost()
     assert len(of(await settled_log(lossy.direct), "job.completed")) == 3
+
+
+async def test_a_resent_finish_with_follow_ups_reports_their_first_answers(
+    lossy: Lossy,
+) -> None:
+    # The answers decide whether a flow step hands its run off: a replay must not turn
+    # "claimed and written" into "nothing new".
+    step = await enqueue_one(lossy.direct, new(queue="steps"))
+    lease = await claim_one(lossy.direct, "steps")
+    b, c = new(), new(delay=60)
+    outcome = completed(1)
+    outcome.followups = [(Claim(f"idx:{j.id}", "m", unless="end"), j) for j in (b, c)]
+    lossy.lose("finish")
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    lossy.assert_lost()
+    assert outcome.followups_claimed is not None
+    assert [(won, r.state if r else None) for won, r in outcome.followups_claimed] == [
+        (True, JobState.QUEUED),
+        (True, JobState.SCHEDULED),
+    ]
+    assert (await must_get(lossy.direct, step)).state is JobState.COMPLETED
+    events = await settled_log(lossy.direct)
+    assert len(of(events, "job.queued", b.id)) == 1 and len(of(events, "job.queued", c.id)) == 1
+
+
+async def test_a_resent_enqueue_claimed_reports_its_first_answers(lossy: Lossy) -> None:
+    a = new()
+    lossy.lose("claimed")
+    ((won, res),) = await lossy.backend.enqueue_claimed([(Claim(f"idx:{a.id}", "m"), a)])
+    lossy.assert_lost()
+    assert won is True and res is not None and res.created
+    assert len(of(await settled_log(lossy.direct), "job.queued", a.id)) == 1
 
 
 async def test_a_resent_counter_counts_once(lossy: Lossy) -> None:

@@ -11,7 +11,7 @@ import pytest
 from workhorse.backends import Backend, Claim
 from workhorse.job import JobState, Lease, NewJob, Outcome
 
-from .support import LONG, claim_one, completed, enqueue_one, must_get, new
+from .support import LONG, claim_one, completed, enqueue_one, must_get, new, settled_log
 
 END = "end"  # the run's end marker the follow-ups' claims name
 
@@ -85,6 +85,31 @@ async def test_a_batch_writes_the_followups_of_the_outcomes_it_writes(backend: B
     assert await backend.kv_scan("idx:") == {f"idx:{b.id}": "m"}
 
 
+async def test_a_batch_across_queues_answers_each_outcome(backend: Backend) -> None:
+    # Each queue's outcomes may go in a call of their own: each answer finds its outcome.
+    first, second, third = await step(backend), await step(backend, "other"), await step(backend)
+    b, c, d, e = new(), new(queue="other"), new(delay=60), new()
+    one, two, three = with_followups(b, c), with_followups(d), with_followups(e)
+    stale = dataclasses.replace(third, token=third.token + "x")
+    assert await backend.finish([(first, one), (second, two), (stale, three)]) == [
+        True,
+        True,
+        False,
+    ]
+    assert one.followups_claimed is not None and two.followups_claimed is not None
+    assert [(won, r.id if r else None) for won, r in one.followups_claimed] == [
+        (True, b.id),
+        (True, c.id),
+    ]
+    assert [(won, r.state if r else None) for won, r in two.followups_claimed] == [
+        (True, JobState.SCHEDULED)
+    ]
+    assert three.followups_claimed is None
+    assert (await must_get(backend, c.id)).queue == "other"
+    assert await backend.get(e.id) is None
+    assert set(await backend.kv_scan("idx:")) == {f"idx:{x.id}" for x in (b, c, d)}
+
+
 async def test_a_run_ended_refuses_the_followups_not_the_outcome(
     backend: Backend, peer: Backend
 ) -> None:
@@ -144,10 +169,12 @@ async def test_a_finish_sent_again_writes_nothing_twice(backend: Backend) -> Non
 
 async def test_events_in_cause_order(backend: Backend) -> None:
     lease = await step(backend)
-    head = await backend.events_head()
     b, c = new(), new()
     assert await backend.finish([(lease, with_followups(b, c))]) == [True]
-    found = [(e.type, e.job_id) for e in await backend.events(head, 100)]
+    # Settled: Redis shows an event once the server's clock passed its millisecond.
+    wanted = {("job.completed", lease.job_id), ("job.queued", b.id), ("job.queued", c.id)}
+    found = [(e.type, e.job_id) for e in await settled_log(backend)]
+    found = [x for x in found if x in wanted]
     # The outcome, then the follow-ups it caused.
     assert found[0] == ("job.completed", lease.job_id)
     assert sorted(found[1:]) == sorted([("job.queued", b.id), ("job.queued", c.id)])

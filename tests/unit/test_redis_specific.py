@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.acceptance.test_redis_restart import PrivateRedis
 from tests.conftest import REDIS_URL, require_service
 from tests.contract.support import completed, settled_log
 from workhorse import codec
+from workhorse.backends import Claim
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import Event, JobState, NewJob, new_job_id
 
@@ -23,6 +25,7 @@ pytest.importorskip("redis")
 import redis.asyncio as aioredis
 
 from workhorse.backends.redis import RedisBackend
+from workhorse.backends.redis.wire import _pack, bulk
 
 
 def _job(queue: str = "q", delay: float = 0.0) -> NewJob:
@@ -461,3 +464,86 @@ async def test_jobs_of_one_call_that_share_a_task_part_each_get_their_own_option
         assert codec.dumps(job.data) == sent.data
     leases = await backend.claim(["q"], "w", 10, 30.0)
     assert [(x.job_id, x.lease) for x in leases] == [(a1.id, 30.0), (a2.id, 30.0), (b.id, 9.0)]
+
+
+def test_a_finish_writes_follow_ups_on_one_server_not_on_a_cluster() -> None:
+    # A cluster's finish runs in the finishing job's slot; its follow-ups' keys are in others.
+    assert RedisBackend(REDIS_URL).capabilities.finish_followups
+    cluster = RedisBackend("redis+cluster://127.0.0.1:7000/")
+    assert not cluster.capabilities.finish_followups
+    assert not RedisBackend.capabilities.finish_followups  # the class: either kind
+
+
+def _round_trips(b: RedisBackend) -> list[str]:
+    """The commands (their first word) b's connection sends from now on, one entry per
+    round trip (a pipeline is one); the server answers them as ever."""
+    wire = b._conn()
+    trips: list[str] = []
+    call, many = wire.call, wire.many
+
+    async def counted_call(*args: Any, **kwargs: Any) -> Any:
+        trips.append(str(args[0]))
+        return await call(*args, **kwargs)
+
+    async def counted_many(commands: Any) -> Any:
+        trips.append("pipeline")
+        return await many(commands)
+
+    wire.call, wire.many = counted_call, counted_many  # type: ignore[method-assign]
+    return trips
+
+
+async def test_enqueue_claimed_and_a_finish_with_follow_ups_are_one_call_each(
+    backend: RedisBackend,
+) -> None:
+    b = backend
+    await b.enqueue([_job("a"), _job("b"), _job("steps")])  # the queues listed
+    (lease,) = await b.claim(["steps"], "w1", 1, 30.0)
+    trips = _round_trips(b)
+    jobs = [_job("a"), _job("b"), _job("a", delay=60)]
+    out = await b.enqueue_claimed([(Claim(f"idx:{j.id}", "m", unless="end"), j) for j in jobs])
+    assert [(won, None if res is None else res.state) for won, res in out] == [
+        (True, JobState.QUEUED),
+        (True, JobState.QUEUED),
+        (True, JobState.SCHEDULED),
+    ]
+    assert trips == ["EVALSHA"]
+    outcome = completed(1)
+    outcome.followups = [(Claim("idx:f1", "m", unless="end"), _job("a"))]
+    assert await b.finish([(lease, outcome)]) == [True]
+    assert trips == ["EVALSHA", "EVALSHA"]
+    assert outcome.followups_claimed is not None
+    assert [won for won, _ in outcome.followups_claimed] == [True]
+    counts = (await b.counts(["a"]))["a"]
+    assert (counts["queued"], counts["scheduled"]) == (3, 1)
+
+
+async def test_follow_ups_events_come_after_the_outcome_whose_stream_is_ahead(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    # The step's stream holds an entry 50 ms ahead of the clock (as many entries in one
+    # millisecond would put its sequence ahead): a follow-up's job.queued in a quieter
+    # stream must still sort after the step's job.completed in the merged log.
+    await backend.enqueue([_job("steps")])
+    (lease,) = await backend.claim(["steps"], "w1", 1, 30.0)
+    sec, usec = await raw.time()
+    ahead = (sec * 1000 + usec // 1000) + 50
+    entry = {"e": "test.ahead", "j": "", "t": "", "q": "steps", "d": "null", "a": "0"}
+    await raw.xadd(f"{{{backend.prefix}:steps}}:events", entry, id=f"{ahead}-5")
+    outcome = completed(1)
+    b = _job("q")
+    outcome.followups = [(Claim(f"idx:{b.id}", "m"), b)]
+    assert await backend.finish([(lease, outcome)]) == [True]
+    await asyncio.sleep(0.1)  # the ahead entries fall below the log's horizon
+    log = [(e.type, e.job_id) for e in await settled_log(backend) if e.job_id]
+    done = log.index(("job.completed", lease.job_id))
+    assert log.index(("job.queued", b.id)) > done, log
+
+
+def test_commands_packed_by_hiredis_are_the_bytes_bulk_makes() -> None:
+    # _pack hands tuples to hiredis (C) and falls back to bulk() for what it refuses.
+    args = ("EVALSHA", "é", b"\x00\r\n", 0, -3, 2**70, 1e-07, 0.1 + 0.2, "")
+    by_bulk = b"*%d\r\n" % len(args) + b"".join(map(bulk, args))
+    assert _pack(args) == by_bulk
+    assert _pack(list(args)) == by_bulk
+    assert _pack((True, "x")) == b"*2\r\n$1\r\n1\r\n$1\r\nx\r\n"  # hiredis refuses bool

@@ -3,6 +3,7 @@ plumbing of RedisCore; the package's __init__ describes the keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Collection, Coroutine, Mapping, Sequence
@@ -21,6 +22,8 @@ from workhorse.backends.redis.wire import Dropped, Packed, Wire, bulk, error_of
 from workhorse.errors import BackendError
 from workhorse.job import (
     FINISHED_STATES,
+    Claim,
+    Claimed,
     EnqueueResult,
     Event,
     Job,
@@ -66,6 +69,23 @@ def _job_args(new: NewJob) -> bytes:
     )
 
 
+# claim_jobs's answer per item (_prelude.lua): won + 2 * (0 not written, 1 queued,
+# 2 scheduled), as enqueue_claimed answers it (without the job's id).
+_CLAIMED: dict[int, tuple[bool, JobState | None]] = {
+    0: (False, None),
+    1: (True, None),
+    2: (False, JobState.QUEUED),
+    3: (True, JobState.QUEUED),
+    4: (False, JobState.SCHEDULED),
+    5: (True, JobState.SCHEDULED),
+}
+
+
+def _claimed(new: NewJob, code: int) -> Claimed:
+    won, state = _CLAIMED[code]
+    return won, None if state is None else EnqueueResult(new.id, True, state)
+
+
 def _result(new: NewJob, reply: Any) -> EnqueueResult:
     """One job's part of enqueue.lua's reply: 1 or 2 for a job it created, else the
     five fields of the job it found."""
@@ -104,6 +124,11 @@ class RedisBackend(RedisWaiting):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         super().__init__(url)
+        # One server writes a finish's follow-ups in its script; a cluster cannot (they
+        # reach other slots than the finishing job's), so its engine enqueues them itself.
+        self.capabilities = dataclasses.replace(
+            RedisBackend.capabilities, finish_followups=self._cluster is None
+        )
         # Concurrent enqueue calls share script calls (one message, one script run for
         # many callers' jobs). Enqueue is idempotent per job id, so a shared call that
         # failed halfway may run again in halves; a lost connection or a timeout is
@@ -312,6 +337,52 @@ class RedisBackend(RedisWaiting):
         then published whole), so the caller's first wait needs no look of its own."""
         return await self.enqueue(jobs, watch=True)
 
+    async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
+        """One script call for all (lua/claimed.lua), each item's claim and job in it; on a
+        cluster, whose slots one script cannot span, the base class's calls."""
+        if not self.capabilities.finish_followups:
+            return await super().enqueue_claimed(items)
+        if not items:
+            return []
+        await self._list_queues({new.queue for _, new in items})
+        codes = await self._call("claimed", "", *self._claim_args([("0", items)], 4))
+        return self._claims_taken(items, codes)
+
+    def _claim_args(
+        self, owned: Sequence[tuple[str, Sequence[tuple[Claim, NewJob]]]], at: int
+    ) -> list[Any]:
+        """A segment of claim_jobs's arguments (_prelude.lua) starting at ARGV[at]: the
+        task parts, then runs of consecutive items of one queue and owner."""
+        parts: dict[tuple[Any, ...], int] = {}
+        runs: list[Any] = []
+        for owner, items in owned:
+            count = -1  # where the open run's item count is, in runs
+            queue = None
+            for claim, new in items:
+                if new.queue != queue:
+                    queue = new.queue
+                    runs += (self._q(queue), queue, owner, 0)
+                    count = len(runs) - 1
+                runs[count] += 1
+                part = self._task_part(new)
+                where = parts.get(part)
+                if where is None:
+                    where = parts[part] = at + 1 + 9 * len(parts)
+                dedup = "" if new.dedup_key is None else new.dedup_key
+                runs += (new.id, new.data, _num(new.delay), _num(new.at), dedup, where,
+                         claim.key, claim.value, claim.unless or "")  # fmt: skip
+        return [len(parts), *(v for part in parts for v in part), *runs]
+
+    def _claims_taken(self, items: Sequence[tuple[Claim, NewJob]], codes: Any) -> list[Claimed]:
+        """claim_jobs's answers for ``items``, each written job remembered in its queue."""
+        out = []
+        for (_, new), code in zip(items, codes, strict=True):
+            res = _claimed(new, code)
+            if res[1] is not None:
+                self._remember(new.id, new.queue)
+            out.append(res)
+        return out
+
     # -- consuming -------------------------------------------------------------------
     async def claim(
         self, queues: Sequence[str], worker: str, limit: int, lease: float
@@ -355,6 +426,9 @@ class RedisBackend(RedisWaiting):
     async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
         by_queue: dict[str, list[Any]] = {}
         slots: dict[str, list[int]] = {}
+        # per queue, its groups: each completed item's number in its call, its follow-ups
+        owned: dict[str, list[tuple[str, Sequence[tuple[Claim, NewJob]]]]] = {}
+        capable = self.capabilities.finish_followups
         dumps = codec.dumps
         for n, (lease, out) in enumerate(items):
             by_queue.setdefault(lease.queue, []).extend(
@@ -369,18 +443,56 @@ class RedisBackend(RedisWaiting):
                     _lines(out.logs, out.logs_dropped) if out.logs or out.logs_dropped else b"",
                 )
             )
-            slots.setdefault(lease.queue, []).append(n)
+            numbers = slots.setdefault(lease.queue, [])
+            numbers.append(n)
+            if capable and out.followups:
+                out.followups_claimed = None  # until this finish writes them
+                if out.kind == "completed":
+                    owned.setdefault(lease.queue, []).append((str(len(numbers)), out.followups))
         if not by_queue:
             return []
+        if owned:
+            await self._list_queues(
+                {new.queue for groups in owned.values() for _, fs in groups for _, new in fs}
+            )
         caps = (str(self.max_log_lines), str(self.max_log_bytes))
-        replies = await self._call_many(
-            [("finish", self._q(q), (*caps, *args)) for q, args in by_queue.items()]
-        )
+        calls: list[tuple[str, str, Sequence[Any]]] = []
+        for q, args in by_queue.items():
+            groups = owned.get(q)
+            if groups is None:
+                calls.append(("finish", self._q(q), (*caps, "", *args)))
+            else:
+                at = 7 + len(args)  # the follow-ups' first ARGV index (see finish.lua)
+                tail = self._claim_args(groups, at)
+                calls.append(("finish", self._q(q), (*caps, at, *args, *tail)))
+        replies = await self._call_many(calls)
         accepted = [False] * len(items)
         for q, reply in zip(by_queue, replies, strict=True):
-            for n, code in zip(slots[q], reply, strict=True):
+            groups = owned.get(q)
+            codes = reply if groups is None else reply[0]
+            for n, code in zip(slots[q], codes, strict=True):
                 accepted[n] = code == 1
+            if groups is not None:
+                self._followups_taken(items, slots[q], groups, reply[1], accepted)
         return accepted
+
+    def _followups_taken(
+        self,
+        items: Sequence[tuple[Lease, Outcome]],
+        numbers: Sequence[int],
+        groups: Sequence[tuple[str, Sequence[tuple[Claim, NewJob]]]],
+        codes: Sequence[int],
+        accepted: Sequence[bool],
+    ) -> None:
+        """A finish call's follow-up answers (those of the items it completed, in order)
+        set in each written outcome's ``followups_claimed``."""
+        at = 0
+        for owner, followups in groups:
+            n = numbers[int(owner) - 1]
+            if accepted[n]:
+                taken = codes[at : at + len(followups)]
+                items[n][1].followups_claimed = self._claims_taken(followups, taken)
+                at += len(followups)
 
     async def update(
         self,

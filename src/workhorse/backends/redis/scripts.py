@@ -11,16 +11,23 @@ from importlib import resources
 NAMES = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
     "fetch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
-    "workers", "kv", "quarantine", "release", "jobevents",
+    "workers", "kv", "quarantine", "release", "jobevents", "claimed",
 )  # fmt: skip
 # Scripts whose second run would apply a change again or answer otherwise: each call
 # carries an id, and a replay returns the first run's reply (_prelude.lua, once()).
 ONCE = frozenset({"claim", "finish", "update", "counter", "kv", "publish", "release",
-                   "retry", "purge", "quarantine"})  # fmt: skip
+                   "retry", "purge", "quarantine", "claimed"})  # fmt: skip
 # Scripts that load only the prelude's head and these of its sections ('-- [name]' lines),
 # without once(): building the functions a call never uses cost a one-job enqueue ~2.5 µs
 # of Redis time, a tenth of its script (docs/profiles.md, issue 16).
-SECTIONS = {"enqueue": ("placing",)}
+SECTIONS = {"enqueue": ("placing", "enqueuing")}
+# Sections the other scripts load only if named here: the rest of them would build these
+# functions on every call for nothing (and carry their text).
+NARROW = {
+    "kv": frozenset({"kv", "finish", "claimed"}),
+    "enqueuing": frozenset({"finish", "claimed"}),
+    "claims": frozenset({"finish", "claimed"}),
+}
 _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
 # the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
@@ -29,7 +36,7 @@ FUNCTIONS = ("enqueue",)
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
 _PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "CALL")
-_GLOBALS = "redis, string, table, math, tonumber, tostring, unpack, ipairs, pcall, cjson"
+_GLOBALS = "redis, string, table, math, tonumber, tostring, unpack, ipairs, pcall, cjson, type"
 _CALL_INPUT = re.compile(r"\b(ARGV|KEYS|redis\.call)\b")
 
 
@@ -71,8 +78,9 @@ def load_script_texts(head: str = "") -> dict[str, Script]:
         if name in SECTIONS:
             text = "".join([first, *(sections[s] for s in SECTIONS[name]), "\n", body])
         else:
+            kept = [part for sec, part in sections.items() if name in NARROW.get(sec, (name,))]
             # The body runs inside once() (see _prelude.lua), which replays a call id's reply.
-            text = f"{prelude}\nreturn once('{name}', function()\n{body}\nend)\n"
+            text = "".join([first, *kept, f"\nreturn once('{name}', function()\n{body}\nend)\n"])
         out[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())
     return out
 

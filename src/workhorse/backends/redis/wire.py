@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import hiredis
+from hiredis import pack_command as _pack_command
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -87,9 +88,17 @@ class Packed(bytes):
 
 def _pack(args: Sequence[Any] | Packed) -> bytes:
     """A command in RESP: an array of bulk strings. Hot for bulk enqueue: type() checks
-    first, one join."""
+    first. hiredis packs a tuple of str, bytes, int and float as bulk() does, in C (a
+    third of the time: a finish batch's hundreds of arguments); anything else goes
+    through bulk()."""
     if type(args) is Packed:
         return args
+    if type(args) is tuple:
+        try:
+            packed: bytes = _pack_command(args)  # typed as returning nothing in hiredis.pyi
+            return packed
+        except TypeError:  # a bool, a list, or a type only bulk() converts (its repr)
+            pass
     return b"*%d\r\n" % len(args) + b"".join(map(bulk, args))
 
 

@@ -16,17 +16,8 @@ if op == 'set' then
 elseif op == 'setnx' then
   -- ARGV[6] value, [7] ttl ms ('' = none: a lasting key, listed for scan), [8] a key
   -- whose presence forbids the set ('' = none)
-  if ARGV[8] and ARGV[8] ~= '' and redis.call('EXISTS', G .. 'kv:' .. ARGV[8]) == 1 then
-    return 0
-  end
-  if ARGV[7] ~= '' then
-    if redis.call('SET', kk, ARGV[6], 'NX', 'PX', ARGV[7]) then return 1 end
-    return 0
-  end
-  if redis.call('SET', kk, ARGV[6], 'NX') then
-    redis.call('ZADD', idx, 0, key)
-    return 1
-  end
+  if ARGV[8] and ARGV[8] ~= '' and kv_live(ARGV[8]) then return 0 end
+  if kv_setnx(key, ARGV[6], ARGV[7]) then return 1 end
   return 0
 elseif op == 'delete' then
   -- ARGV[6] '1' to delete only while the key holds ARGV[7]
