@@ -204,8 +204,9 @@ class PostgresBackend(Backend):
         self.finishes = Listener(self._conninfo, self.schema, self.url, finishes=True)
         self._last_sweep = 0.0
         self._spare: _Spare | None = None
-        # Per queue, from its last claim that found nothing: what the workers' listener
-        # had heard of the queue when it was sent, and when its next job is due (monotonic).
+        # Per queue, from its last claim that found fewer jobs than it asked for (none, or
+        # a short one): what the workers' listener had heard of the queue when it was
+        # sent, and when its next job is due (monotonic).
         self._due: dict[str, tuple[tuple[int, int], float | None]] = {}
         self._short: set[str] = set()  # queues whose last claim took fewer than it asked
         # Not from a small pool: a kept connection is one fewer for every other statement.
