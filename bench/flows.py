@@ -83,11 +83,16 @@ def count_calls(backend: Backend) -> collections.Counter[str]:
     # A method built on another (get_many over get) counts once: per task, so that the
     # worker's concurrent calls are not taken for nested ones.
     inside: contextvars.ContextVar[bool] = contextvars.ContextVar("inside", default=False)
-    for name, fn in inspect.getmembers(backend, inspect.iscoroutinefunction):
+    # The contract's coroutine methods, by name: a store may implement one as a plain
+    # method returning an awaitable (Redis's enqueue joins a group commit).
+    contract = {n for n, _ in inspect.getmembers(Backend, inspect.iscoroutinefunction)}
+    for name, fn in inspect.getmembers(backend, callable):
         if name.startswith("_") or name in ("open", "close", "wait_for_jobs"):
             continue
+        if name not in contract and not inspect.iscoroutinefunction(fn):
+            continue
 
-        def wrap(f: Callable[..., Awaitable[Any]], n: str) -> Callable[..., Awaitable[Any]]:
+        def wrap(f: Callable[..., Any], n: str) -> Callable[..., Awaitable[Any]]:
             async def counted(*args: Any, **kwargs: Any) -> Any:
                 if inside.get():
                     return await f(*args, **kwargs)
