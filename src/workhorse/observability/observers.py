@@ -44,7 +44,7 @@ async def release(client: Client) -> None:
 class Observers:
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.tally = Tally()
+        self.tally = Tally(histograms=client.settings.metrics_port is not None)
         self.stats: StatsWriter | None = None
         self.exporter: Exporter | None = None
         # Bound once: the bus removes a handler by identity, and each `self._x` is new.

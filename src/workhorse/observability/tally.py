@@ -49,7 +49,10 @@ class Pair:
 
 
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, histograms: bool = True) -> None:
+        # The wait and run histograms' buckets are for the Prometheus exporter only: a
+        # process without one keeps the counts and the waits' total (the store's figures).
+        self.histograms = histograms
         self.pairs: dict[tuple[str, str], Pair] = {}
         self.leases: defaultdict[str, int] = defaultdict(int)  # held now, per queue
         self.recoveries = 0
@@ -64,7 +67,7 @@ class Tally:
     def claimed(self, leases: Sequence[Lease], now: float) -> None:
         """A batch the worker claimed at ``now`` (read once a batch): attempts started,
         their queue waits, leases held."""
-        pairs, held = self.pairs, self.leases
+        pairs, held, buckets = self.pairs, self.leases, self.histograms
         for lease in leases:
             queue = lease.queue
             try:
@@ -74,7 +77,8 @@ class Tally:
             p.started += 1
             waited = now - lease.created_at if now > lease.created_at else 0.0
             wait = p.wait
-            wait.counts[0 if waited < FIRST else bisect_left(BUCKETS, waited)] += 1
+            if buckets:
+                wait.counts[0 if waited < FIRST else bisect_left(BUCKETS, waited)] += 1
             wait.total += waited
             held[queue] += 1
 
@@ -88,6 +92,8 @@ class Tally:
             return
         p = self.pairs[(queue, task)]  # made by claimed()
         p.finished[OUTCOMES[kind]] += 1
+        if not self.histograms:
+            return
         ran = time.time() - began
         run = p.run
         run.counts[0 if ran < FIRST else bisect_left(BUCKETS, ran)] += 1  # most jobs: no call

@@ -117,10 +117,9 @@ class MemoryBackend(Backend):
         self._dedup: dict[tuple[str, str], str] = {}  # (queue, dedup key) -> live job id
         self._paused: set[str] = set()
         self._kv = KeyValues(clock)
+        # The log, bounded by max_events: job_events scans it (a page view) rather than every
+        # job keeping an index of its own (the hot path's cost, and ~150 bytes per job).
         self._events: deque[Event] = deque()
-        # Each job's events in the log, oldest first: a list, not a deque (760 bytes empty;
-        # 15 MiB more RSS after 20,000 no-op jobs), trimmed a thousand events at a time.
-        self._by_job: dict[str, list[Event]] = {}
         self._run_events: dict[str, deque[Event]] = {}  # published events by data["run"]
         self._max_events = max_events
         self._trim_at = max_events + min(1000, max_events)  # trims amortised over 1,000 events
@@ -141,18 +140,11 @@ class MemoryBackend(Backend):
 
     # -- helpers ---------------------------------------------------------------------
     def _event(self, type_: str, rec: _Rec, now: float, **data: Any) -> None:
-        self._log(Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids)))
+        self._events.append(
+            Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
+        )
         if len(self._events) > self._trim_at:
             self._trim_events()
-
-    def _log(self, ev: Event) -> None:
-        self._events.append(ev)
-        if ev.job_id is not None:
-            mine = self._by_job.get(ev.job_id)
-            if mine is None:
-                self._by_job[ev.job_id] = [ev]
-            else:
-                mine.append(ev)
 
     def _trim_events(self) -> None:
         """Keep the newest ``max_events``, and the events from a hook group's floor on, up to
@@ -160,21 +152,10 @@ class MemoryBackend(Backend):
         floors = [int(v) for v in self._kv.scan(events.HOLD_PREFIX).values()]
         floor = min(floors) if floors else None
         log, keep = self._events, self._max_events
-        dropped: dict[str, int] = {}  # per job, how many of its oldest events went
         while len(log) > keep and (
             floor is None or log[0].id < floor or len(log) > keep * events.HOLD_FACTOR
         ):
-            gone = log.popleft()
-            if gone.job_id is not None:
-                dropped[gone.job_id] = dropped.get(gone.job_id, 0) + 1
-            self._unindex_run_event(gone)
-        # A job's oldest events are the ones the log dropped: the log and its index trim alike.
-        for job_id, n in dropped.items():
-            mine = self._by_job[job_id]
-            if n == len(mine):
-                del self._by_job[job_id]
-            else:
-                del mine[:n]
+            self._unindex_run_event(log.popleft())
 
     def _schedule(self, rec: _Rec, now: float) -> None:
         if rec.run_at <= now:
@@ -742,7 +723,7 @@ class MemoryBackend(Backend):
             stored = Event(
                 ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(self._event_ids)
             )
-            self._log(stored)
+            self._events.append(stored)
             self._index_run_event(stored)
         if len(self._events) > self._trim_at:
             self._trim_events()
@@ -780,8 +761,14 @@ class MemoryBackend(Backend):
         return out
 
     async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
-        mine = self._by_job.get(job_id)
-        return mine[-limit:] if mine and limit > 0 else []
+        mine: list[Event] = []
+        if limit > 0:
+            for ev in reversed(self._events):  # newest first: a live job's are near the end
+                if ev.job_id == job_id:
+                    mine.append(ev)
+                    if len(mine) == limit:
+                        break
+        return mine[::-1]
 
     async def beat(self, info: WorkerInfo, ttl: float) -> None:
         now = self._clock()
