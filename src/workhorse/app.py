@@ -18,9 +18,8 @@ from workhorse.client import KEEP, Client
 from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
-from workhorse.flows import FLOW_OPTIONS, Flows
-from workhorse.flows.filters import only_flow
-from workhorse.hooks import Hook, HookHandler, Hooks, HookSet, Listener
+from workhorse.flows.graph import FLOW_OPTIONS
+from workhorse.hooks.hook import Hook, HookHandler, HookSet
 from workhorse.job import FINISHED_STATES, Event, Job, JobKey, JobState, WorkerInfo
 from workhorse.observability import produced
 from workhorse.registry import Registry
@@ -29,6 +28,8 @@ from workhorse.settings import Settings
 from workhorse.task import JobHandle, Mode, OnDuplicate, Runtime, Seconds, Task
 
 if TYPE_CHECKING:
+    from workhorse.flows import Flows
+    from workhorse.hooks import Hooks, Listener
     from workhorse.sync import SyncApp
     from workhorse.worker import Worker
 
@@ -56,10 +57,20 @@ class Workhorse:
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
         self._hooks = HookSet()
         self._listeners: list[tuple[Listener, asyncio.Task[None]]] = []
-        self.flows = Flows(self.client)
+        self._flows: Flows | None = None
 
     def _load_settings(self) -> Settings:
         return Settings.load(**self._overrides)
+
+    @property
+    def flows(self) -> Flows:
+        """Start, read, cancel and signal flow runs (``docs/flows.md``)."""
+        # Made, and its modules imported, on first use: an app without flows holds neither.
+        if self._flows is None:
+            from workhorse.flows import Flows
+
+            self._flows = Flows(self.client)
+        return self._flows
 
     # -- configuration -----------------------------------------------------------------
     @property
@@ -448,6 +459,8 @@ class Workhorse:
         if flow is not None:
             if local:
                 raise ConfigError("flow= filters durable hooks; drop local=True")
+            from workhorse.flows.filters import only_flow
+
             if handler is not None:
                 return self.on(
                     type_, only_flow(handler, flow, self.flows), task=task, queue=queue, name=name
@@ -486,10 +499,14 @@ class Workhorse:
     @property
     def hooks(self) -> Hooks:
         """Hook groups' lag, parked events and replay."""
+        from workhorse.hooks import Hooks
+
         return Hooks(self.client, self._hooks)
 
     def listener(self, **options: Any) -> Listener:
         """A listener for this app's hooks (options: see ``Listener``); run it yourself."""
+        from workhorse.hooks import Listener
+
         return Listener(self.client, self._hooks, **options)
 
     async def start_listener(self, **options: Any) -> Listener:
@@ -532,7 +549,8 @@ class Workhorse:
     def worker(self, **options: Any) -> Worker:
         from workhorse.worker import Worker
 
-        options.setdefault("steps", self.flows.engine if self.flows.graph else None)
+        flows = self._flows
+        options.setdefault("steps", flows.engine if flows is not None and flows.graph else None)
         return Worker(self.client, **options)
 
     async def start_worker(self, **options: Any) -> Worker | None:

@@ -4,11 +4,34 @@ A step's follow-ups are enqueued inside its attempt, before its outcome is writt
 job ids derived from the run, the step and the trigger's occurrence: a step that runs
 again re-enqueues nothing new, and a worker killed at any point loses no step."""
 
-from workhorse.flows.context import FlowContext, State
-from workhorse.flows.engine import Engine
-from workhorse.flows.facade import Flows, KeyInFlight, KeyReused, RunHandle, of_run
-from workhorse.flows.graph import FLOW_OPTIONS, FlowDef, Graph, Step
-from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workhorse.flows.context import FlowContext, State
+    from workhorse.flows.engine import Engine
+    from workhorse.flows.facade import Flows, KeyInFlight, KeyReused, RunHandle, of_run
+    from workhorse.flows.graph import FLOW_OPTIONS, FlowDef, Graph, Step
+    from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
+
+# Each name's module, imported on first use: an app without flows loads none of them.
+_HOME = {
+    **dict.fromkeys(("FlowContext", "State"), "context"),
+    "Engine": "engine",
+    **dict.fromkeys(("Flows", "KeyInFlight", "KeyReused", "RunHandle", "of_run"), "facade"),
+    **dict.fromkeys(("FLOW_OPTIONS", "FlowDef", "Graph", "Step"), "graph"),
+    **dict.fromkeys(("FlowFailed", "RunInfo", "RunRecord", "StepInfo"), "records"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "FLOW_OPTIONS",

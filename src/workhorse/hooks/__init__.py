@@ -1,11 +1,34 @@
 """Durable event hooks: handlers of the job events in the store's log, run by listeners
 of a hook group that keep their cursor in the store (at least once, in order per job)."""
 
-from workhorse.hooks.event import JobEvent
-from workhorse.hooks.hook import Hook, HookHandler, HookSet
-from workhorse.hooks.listener import Listener
-from workhorse.hooks.parked import Parked
-from workhorse.hooks.status import GroupStatus, Hooks
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workhorse.hooks.event import JobEvent
+    from workhorse.hooks.hook import Hook, HookHandler, HookSet
+    from workhorse.hooks.listener import Listener
+    from workhorse.hooks.parked import Parked
+    from workhorse.hooks.status import GroupStatus, Hooks
+
+# Each name's module, imported on first use: an app without hooks loads only the set.
+_HOME = {
+    "JobEvent": "event",
+    **dict.fromkeys(("Hook", "HookHandler", "HookSet"), "hook"),
+    "Listener": "listener",
+    "Parked": "parked",
+    **dict.fromkeys(("GroupStatus", "Hooks"), "status"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "GroupStatus",
