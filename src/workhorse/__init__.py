@@ -1,8 +1,8 @@
 """workhorse: background jobs for Python."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from workhorse import lazy
 from workhorse.app import Workhorse
 from workhorse.backends import Backend, Capabilities, backend_from_url
 from workhorse.backoff import Backoff, Custom, Exponential, Fixed
@@ -37,12 +37,7 @@ _LAZY = {
     **dict.fromkeys(("Hook", "JobEvent"), "workhorse.hooks"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _LAZY.get(name)
-    if home is None:
-        raise AttributeError(f"module 'workhorse' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy.names(__name__, _LAZY)
 
 
 __all__ = [

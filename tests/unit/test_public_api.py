@@ -53,3 +53,33 @@ def test_every_error_is_a_workhorse_error() -> None:
         obj = getattr(workhorse, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, workhorse.WorkhorseError), name
+
+
+def test_flows_and_hooks_load_on_first_use() -> None:
+    """An app with neither imports neither's machinery; naming one loads it."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from workhorse import Workhorse
+app = Workhorse("memory://")
+@app.task
+async def noop() -> None: ...
+app.worker()
+loaded = sorted(m for m in sys.modules if m.startswith(("workhorse.flows.", "workhorse.hooks.")))
+print(" ".join(loaded))
+from workhorse import FlowFailed, Hook
+print(FlowFailed.__module__, Hook.__module__, "workhorse.flows.engine" in sys.modules)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    # The step options' names and the hook set: what every app's decorators need.
+    assert out[0].split() == [
+        "workhorse.flows.graph",
+        "workhorse.flows.waits",
+        "workhorse.hooks.event",
+        "workhorse.hooks.hook",
+    ]
+    assert out[1] == "workhorse.flows.records workhorse.hooks.hook False"

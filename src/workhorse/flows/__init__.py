@@ -6,8 +6,9 @@ again re-enqueues nothing new, and a worker killed at any point loses no step.""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from workhorse import lazy
 
 if TYPE_CHECKING:
     from workhorse.flows.context import FlowContext, State
@@ -18,19 +19,14 @@ if TYPE_CHECKING:
 
 # Each name's module, imported on first use: an app without flows loads none of them.
 _HOME = {
-    **dict.fromkeys(("FlowContext", "State"), "context"),
-    "Engine": "engine",
-    **dict.fromkeys(("Flows", "KeyInFlight", "KeyReused", "RunHandle", "of_run"), "facade"),
-    **dict.fromkeys(("FLOW_OPTIONS", "FlowDef", "Graph", "Step"), "graph"),
-    **dict.fromkeys(("FlowFailed", "RunInfo", "RunRecord", "StepInfo"), "records"),
+    **dict.fromkeys(("FlowContext", "State"), ".context"),
+    "Engine": ".engine",
+    **dict.fromkeys(("Flows", "KeyInFlight", "KeyReused", "RunHandle", "of_run"), ".facade"),
+    **dict.fromkeys(("FLOW_OPTIONS", "FlowDef", "Graph", "Step"), ".graph"),
+    **dict.fromkeys(("FlowFailed", "RunInfo", "RunRecord", "StepInfo"), ".records"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+__getattr__ = lazy.names(__name__, _HOME)
 
 
 __all__ = [

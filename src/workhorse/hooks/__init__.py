@@ -3,8 +3,9 @@ of a hook group that keep their cursor in the store (at least once, in order per
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from workhorse import lazy
 
 if TYPE_CHECKING:
     from workhorse.hooks.event import JobEvent
@@ -15,19 +16,14 @@ if TYPE_CHECKING:
 
 # Each name's module, imported on first use: an app without hooks loads only the set.
 _HOME = {
-    "JobEvent": "event",
-    **dict.fromkeys(("Hook", "HookHandler", "HookSet"), "hook"),
-    "Listener": "listener",
-    "Parked": "parked",
-    **dict.fromkeys(("GroupStatus", "Hooks"), "status"),
+    "JobEvent": ".event",
+    **dict.fromkeys(("Hook", "HookHandler", "HookSet"), ".hook"),
+    "Listener": ".listener",
+    "Parked": ".parked",
+    **dict.fromkeys(("GroupStatus", "Hooks"), ".status"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+__getattr__ = lazy.names(__name__, _HOME)
 
 
 __all__ = [
