@@ -28,19 +28,25 @@ if stepped then
   end
 end
 
--- An item's steps' events into {P}:events (and each run's stream, as publish.lua); returns
--- the last one's entry id, which the item's own event comes after.
-local function published(at, n)
-  local eid
+-- An item's steps' events into {P}:events (and each run's stream, as publish.lua), after
+-- the job's newest event (its job.started: see event()'s 'ev'); returns the last one's
+-- entry id, which the item's own event comes after.
+local function published(jk, at, n)
+  local ev = redis.call('HGET', jk, 'ev')
+  local eid = ev and string.match(ev, '(%S+)$')
   for k = at, at + 7 * (n - 1), 7 do
     local when = ARGV[k + 5]
     if when == '' then when = NOWS end
-    eid = redis.call('XADD', G .. 'events', 'MAXLEN', '~', MAXEV, '*', 'e', ARGV[k],
-      'j', ARGV[k + 1], 't', ARGV[k + 2], 'q', ARGV[k + 3], 'd', ARGV[k + 4], 'a', when)
+    local fields = {'e', ARGV[k], 'j', ARGV[k + 1], 't', ARGV[k + 2], 'q', ARGV[k + 3],
+      'd', ARGV[k + 4], 'a', when}
+    if eid then
+      eid = xadd_after(G .. 'events', eid, unpack(fields))
+    else
+      eid = redis.call('XADD', G .. 'events', 'MAXLEN', '~', MAXEV, '*', unpack(fields))
+    end
     local run = ARGV[k + 6]
     if run ~= '' then
-      redis.call('XADD', G .. 'rev:' .. run, 'MAXLEN', '~', MAXEV, eid, 'e', ARGV[k],
-        'j', ARGV[k + 1], 't', ARGV[k + 2], 'q', ARGV[k + 3], 'd', ARGV[k + 4], 'a', when)
+      redis.call('XADD', G .. 'rev:' .. run, 'MAXLEN', '~', MAXEV, eid, unpack(fields))
       redis.call('ZADD', G .. 'revs', tonumber(string.match(eid, '^%d+')), run)
     end
   end
@@ -58,7 +64,7 @@ for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
     local after = nil  -- its steps' last event, which its own event comes after
     if steps then
       local own = steps[tostring(#out)]
-      if own then after = published(own[1], own[2]) end
+      if own then after = published(jk, own[1], own[2]) end
     end
     add_logs(jk, ARGV[i + 7], ARGV[4], ARGV[5])
     local attempts = tonumber(f[3])
