@@ -283,9 +283,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def _repair(outcomes: list[Outcome]) -> bool:
-    """Make log lines, errors and flow events the store cannot encode JSON-safe (odd values become their
-    repr), so that one of them cannot hold back every outcome in the batch forever. Runs
-    only after a failed write, never on the hot path. True if anything was repaired."""
+    """Make log lines, errors and flow events the store cannot encode JSON-safe (odd values
+    become their repr), so that one of them cannot hold back every outcome in the batch
+    forever. Runs only after a failed write, never on the hot path. True if anything was
+    repaired."""
     repaired = False
     for out in outcomes:
         if out.logs and not _encodes(out.logs):
