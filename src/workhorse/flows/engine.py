@@ -100,7 +100,11 @@ class Engine:
         flow = self.graph.flows.get(meta.flow)
         ctx.state = State(self.client, meta.run, flow, fc)
         self.note_attempt(fc, "step.started", lease.attempts)
-        outcome = await attempt()
+        try:
+            outcome = await attempt()
+        except BaseException:
+            self.flush(fc)  # no outcome to carry it: its start is logged as before
+            raise
         if outcome.kind == "completed":
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
             # the outcome, written after its events), so the run's events read in cause
