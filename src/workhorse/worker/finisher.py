@@ -147,8 +147,11 @@ class Finisher:
             events=outcome.events,
         )
         ok = await self._try(lease, failed)
-        if ok is None and (failed.logs or failed.events):
-            failed.logs, failed.events = [], ()  # they may hold what the store rejected
+        if ok is None and failed.logs:
+            failed.logs = []  # they may hold what the store rejected
+            ok = await self._try(lease, failed)
+        if ok is None and failed.events:
+            failed.events = ()  # so may a flow step's events, the last thing left to drop
             ok = await self._try(lease, failed)
         if ok is None:
             return None
