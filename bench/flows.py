@@ -14,8 +14,9 @@ job: every call the worker's process makes to the backend (``get``, ``kv_*``, ``
 ``finish``, ...) while the worker runs, divided by the jobs run; the difference is what
 flows add per step. A call is one round trip on Redis, SQLite and PostgreSQL (the finisher
 batches finishes, so plain jobs cost less than one finish call each). The flow's calls
-include its events (``publish``: step.started and step.completed of each step and
-flow.completed of each run, sent in batches); ``--detail`` lists the calls by method.
+include its events: a step's step.started and step.completed go with its outcome in the
+finish where the store can (``Capabilities.finish_events``), else in ``publish`` batches,
+as each run's flow.completed does; ``--detail`` lists the calls by method.
 
     python -m bench.flows                                  # all four backends
     python -m bench.flows --backends redis --jobs 8000

@@ -181,8 +181,13 @@ class Outcome:
     # resent after a lost reply answers as enqueue_claimed sent twice: nothing set or
     # written). None: the outcome was refused, and so were its follow-ups.
     followups_claimed: list[Claimed] | None = None
+    # A flow step's own events (step.started, its step.completed ...), for a store whose
+    # finish writes them with the outcome (``Capabilities.finish_events``): published as
+    # ``publish`` would, before the outcome's own event, only if the outcome is written.
+    events: Sequence[Event] = ()
     # Stored before this outcome is written (the worker's finisher waits for it): a flow
-    # step's latest event (``Publisher.add``), so its events never come after its outcome.
+    # step's latest event it published apart (``Publisher.add``), so its events never come
+    # after its outcome.
     after: asyncio.Future[None] | None = None
 
 

@@ -146,6 +146,32 @@ async def test_a_resent_finish_with_follow_ups_reports_their_first_answers(
     assert len(of(events, "job.queued", b.id)) == 1 and len(of(events, "job.queued", c.id)) == 1
 
 
+async def test_a_resent_finish_writes_a_steps_events_once(lossy: Lossy) -> None:
+    # A flow step's own events ride on its finish (Outcome.events): a replay answers from
+    # the first run and writes none of them again.
+    step = await enqueue_one(lossy.direct, new(queue="steps"))
+    lease = await claim_one(lossy.direct, "steps")
+    data = {"run": "r1", "flow": "f", "step": "s", "attempt": 1}
+    outcome = completed(1)
+    outcome.events = [
+        Event(t, step, "s", "steps", data, 1.0) for t in ("step.started", "step.completed")
+    ]
+    lossy.lose("finish")
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    lossy.assert_lost()
+    events = await settled_log(lossy.direct)
+    assert [e.type for e in events if e.job_id == step][-3:] == [
+        "step.started",
+        "step.completed",
+        "job.completed",
+    ]
+    assert len(of(events, "step.started")) == 1 and len(of(events, "step.completed")) == 1
+    assert [e.type for e in await lossy.direct.run_events("r1")] == [
+        "step.started",
+        "step.completed",
+    ]
+
+
 async def test_a_resent_enqueue_claimed_reports_its_first_answers(lossy: Lossy) -> None:
     a = new()
     lossy.lose("claimed")

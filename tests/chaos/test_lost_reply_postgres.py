@@ -112,6 +112,35 @@ async def test_a_finish_with_followups_sent_again_writes_them_once(lossy: Lossy)
     assert len(of(log, "job.completed", job_id)) == 1
 
 
+async def test_a_finish_with_a_steps_events_sent_again_writes_them_once(lossy: Lossy) -> None:
+    """A flow step's own events go with its outcome (Outcome.events): the replay of a
+    finish whose commit happened writes none of them again."""
+    job_id = await enqueue_one(lossy.direct, new(queue="steps"))
+    lease = await claim_one(lossy.direct, "steps")
+    data = {"run": "r1", "flow": "f", "step": "s", "attempt": 1}
+    outcome = completed({"n": 1})
+    outcome.events = [
+        Event(t, job_id, "s", "steps", data, 1.0) for t in ("step.started", "step.completed")
+    ]
+    lossy.proxy.lose(lease.token.encode())
+    with pytest.raises(BackendError):
+        await lossy.backend.finish([(lease, outcome)])
+    assert lossy.proxy.lost == 1, "the proxy did not lose the reply"
+    assert (await must_get(lossy.direct, job_id)).state is JobState.COMPLETED
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    log = await settled_log(lossy.direct)
+    assert [e.type for e in log if e.job_id == job_id][-3:] == [
+        "step.started",
+        "step.completed",
+        "job.completed",
+    ]
+    assert len(of(log, "step.started")) == 1 and len(of(log, "step.completed")) == 1
+    assert [e.type for e in await lossy.direct.run_events("r1")] == [
+        "step.started",
+        "step.completed",
+    ]
+
+
 async def test_a_replayed_retry_does_not_touch_the_next_attempt(lossy: Lossy) -> None:
     job_id = await enqueue_one(lossy.direct, new(max_attempts=2))
     first = await claim_one(lossy.direct)

@@ -547,3 +547,11 @@ def test_commands_packed_by_hiredis_are_the_bytes_bulk_makes() -> None:
     assert _pack(args) == by_bulk
     assert _pack(list(args)) == by_bulk
     assert _pack((True, "x")) == b"*2\r\n$1\r\n1\r\n$1\r\nx\r\n"  # hiredis refuses bool
+
+
+def test_a_finish_writes_step_events_on_one_server_not_on_a_cluster() -> None:
+    # Published events go to {P}:events and the runs' streams: another slot than the queue's.
+    assert RedisBackend(REDIS_URL).capabilities.finish_events
+    cluster = RedisBackend("redis+cluster://127.0.0.1:7000/")
+    assert not cluster.capabilities.finish_events
+    assert not RedisBackend.capabilities.finish_events  # the class: either kind

@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from tests.contract.support import claim_one, completed, enqueue_one, must_get, new
+from tests.contract.support import claim_one, completed, enqueue_one, must_get, new, settled_log
 from workhorse.backends import Backend
-from workhorse.job import JobState
+from workhorse.job import Event, JobState
 from workhorse.worker import finisher as finishing
 from workhorse.worker.finisher import Finisher
 
@@ -52,3 +52,25 @@ async def test_events_not_stored_hold_back_only_their_own_outcome(
     assert await asyncio.wait_for(held, 5) is True
     assert (await must_get(backend, step_id)).state is JobState.COMPLETED
     assert await finisher.drain(5) == 0
+
+
+async def test_a_steps_events_the_store_cannot_encode_are_written_as_their_repr(
+    backend: Backend,
+) -> None:
+    # Carried by the finish (Outcome.events): a value that is not JSON must not hold back
+    # the outcome, nor the batch.
+    if not backend.capabilities.finish_events:
+        pytest.skip("its steps publish their events apart")
+    if backend.url.startswith("memory"):
+        pytest.skip("memory encodes nothing")
+    job_id = await enqueue_one(backend, new(queue="steps"))
+    lease = await claim_one(backend, "steps")
+    outcome = completed(1)
+    odd = object()
+    outcome.events = [Event("step.completed", job_id, "s", "steps", {"run": "r9", "x": odd})]
+    finisher = Finisher(backend)
+    assert await finisher.submit(lease, outcome) is True
+    assert await finisher.drain(5) == 0
+    assert (await must_get(backend, job_id)).state is JobState.COMPLETED
+    (event,) = [e for e in await settled_log(backend, job_id) if e.type == "step.completed"]
+    assert event.data == {"run": "r9", "x": repr(odd)}

@@ -43,6 +43,9 @@ class Capabilities:
     # ``finish`` writes a completed outcome's follow-ups (``Outcome.followups``) with it:
     # a flow step's next jobs ride on the finish batch instead of a call of their own.
     finish_followups: bool = False
+    # ``finish`` publishes a written outcome's ``Outcome.events`` with it: a flow step's
+    # own events ride on the finish batch instead of a publish of their own.
+    finish_events: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,11 @@ class Backend(abc.ABC):
         """Apply outcomes; an item whose lease is no longer the owner's is refused (False).
         With ``capabilities.finish_followups``, a written outcome's ``followups`` are
         written in the same step as ``enqueue_claimed`` writes them, their events after
-        the outcome's, and their answers set in ``outcome.followups_claimed``."""
+        the outcome's, and their answers set in ``outcome.followups_claimed``. With
+        ``capabilities.finish_events``, a written outcome's ``events`` are published (as
+        ``publish`` would: the log and the run's index) in the same step, in order, before
+        the outcome's own event; a refused outcome writes none of them, and a finish
+        resent after a lost reply writes them once."""
 
     @abc.abstractmethod
     async def update(

@@ -12,7 +12,7 @@ from workhorse.client import Client
 from workhorse.errors import ConfigError
 from workhorse.flows import keys
 from workhorse.flows.graph import FlowDef, Graph, Step
-from workhorse.job import Claim, NewJob
+from workhorse.job import Claim, Event, NewJob
 from workhorse.settings import check_name
 from workhorse.task import Task
 
@@ -70,6 +70,8 @@ class Engine(Protocol):
 
     def note(self, fc: FlowContext, type_: str, **data: Any) -> asyncio.Future[None]: ...
 
+    def flush(self, fc: FlowContext) -> None: ...
+
 
 class FlowContext:
     """``ctx.flow`` of a step's attempt."""
@@ -82,6 +84,7 @@ class FlowContext:
         "followups",
         "fresh",
         "handed",
+        "held",
         "job_id",
         "last",
         "meta",
@@ -102,6 +105,8 @@ class FlowContext:
         self.claimed = 0  # step jobs it claimed, not yet in the run's count
         self.reserved = False  # it added RESERVED to the run's count (engine.fire)
         self.last: asyncio.Future[None] | None = None  # its latest event, being written
+        # Its own events not yet sent (Engine.hold): its finish may write them.
+        self.held: list[Event] = []
         # Its completion's new jobs of plain steps, written by its finish (Engine.fire),
         # and whether every other step that completion started was new.
         self.deferred: Sequence[tuple[Claim, Task[Any, Any], NewJob]] = ()
@@ -109,7 +114,10 @@ class FlowContext:
         self._counts: dict[str, int] | None = None  # emits per trigger, made at the first
 
     async def noted(self) -> None:
-        """Wait until the attempt's events are stored (they go out in order)."""
+        """Wait until the attempt's events are stored (they go out in order), those it
+        held included."""
+        if self.held:
+            self.engine.flush(self)
         if self.last is not None:
             await self.last
 

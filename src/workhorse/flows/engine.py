@@ -100,10 +100,15 @@ class Engine:
         flow = self.graph.flows.get(meta.flow)
         ctx.state = State(self.client, meta.run, flow, fc)
         self.note_attempt(fc, "step.started", lease.attempts)
-        outcome = await attempt()
+        try:
+            outcome = await attempt()
+        except BaseException:
+            self.flush(fc)  # no outcome to carry it: its start is logged as before
+            raise
         if outcome.kind == "completed":
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
-            # the outcome, written after it), so the run's events read in cause order.
+            # the outcome, written after its events), so the run's events read in cause
+            # order.
             self.note_attempt(fc, "step.completed", lease.attempts)
             try:
                 data = None if outcome.result is None else codec.loads(outcome.result)
@@ -132,7 +137,7 @@ class Engine:
                     logs=outcome.logs,
                 )
             else:
-                outcome.after = fc.last  # its events are stored before its outcome
+                self.settle_events(fc, outcome)
                 return outcome
         kind = events.outcome_type(outcome)
         if kind != "job.queued":  # put back unrun (shutdown): no step event
@@ -141,11 +146,26 @@ class Engine:
                 extra["error"] = outcome.error
             if outcome.kind == "retry":
                 extra["delay"] = outcome.delay
-            self.note(fc, "step." + kind[4:], **extra)
-        # Its events are stored before its outcome (the worker's finisher waits for them,
-        # once per batch of outcomes): a worker killed in between reruns it.
-        outcome.after = fc.last
+            self.hold(
+                fc,
+                "step." + kind[4:],
+                {"run": meta.run, "flow": meta.flow, "step": meta.step, **extra},
+            )
+        self.settle_events(fc, outcome)
         return outcome
+
+    def settle_events(self, fc: FlowContext, outcome: Outcome) -> None:
+        """Give the outcome the step's events still held: written by its finish where the
+        store can (``Capabilities.finish_events``), else published now. Whatever it
+        published apart is stored before its outcome (``Outcome.after``: the worker's
+        finisher waits for it, once per batch of outcomes): a worker killed in between
+        reruns it."""
+        if fc.held:
+            if self.client.backend.capabilities.finish_events:
+                outcome.events, fc.held = fc.held, []
+            else:
+                self.flush(fc)
+        outcome.after = fc.last
 
     async def finished(self, outcome: Outcome, ctx: Any) -> None:
         """After a step's outcome is written, check whether it was the run's last, unless
@@ -198,21 +218,35 @@ class Engine:
             log.exception("run %s: could not check whether it ended", meta.run)
 
     def note(self, fc: FlowContext, type_: str, **data: Any) -> asyncio.Future[None]:
-        """Add a step's event (step.*, emit, state) to the next batch of the log; the step's
-        outcome waits for it (``fc.noted()``)."""
+        """Add a step's event (emit, state) to the next batch of the log, after the events
+        it holds; the step's outcome waits for it (``fc.noted()``)."""
         meta = fc.meta
         return self._noted(
             fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, **data}
         )
 
     def note_attempt(self, fc: FlowContext, type_: str, attempt: int) -> None:
-        """``note`` of a step's start or completion (twice per step: no keyword dict)."""
+        """``hold`` of a step's start or completion (twice per step: no keyword dict)."""
         meta = fc.meta
-        self._noted(
+        self.hold(
             fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
         )
 
+    def hold(self, fc: FlowContext, type_: str, data: dict[str, Any]) -> None:
+        """Keep a step's own event (step.started, its end) on its context, timed now: its
+        finish writes it with the outcome (``settle_events``), so it costs no publish of
+        its own, unless the step publishes or waits for its events first (``flush``)."""
+        fc.held.append(Event(type_, fc.job_id, fc.meta.step, fc.queue, data, time.time()))
+
+    def flush(self, fc: FlowContext) -> None:
+        """Send the step's held events to the publisher, ahead of what it does next."""
+        held, fc.held = fc.held, []
+        for event in held:
+            fc.last = self.publisher.add(event)
+
     def _noted(self, fc: FlowContext, type_: str, data: dict[str, Any]) -> asyncio.Future[None]:
+        if fc.held:
+            self.flush(fc)
         event = Event(type_, fc.job_id, fc.meta.step, fc.queue, data, time.time())
         fc.last = self.publisher.add(event)
         return fc.last

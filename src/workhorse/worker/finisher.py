@@ -138,15 +138,20 @@ class Finisher:
             was = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
             message += f"; the job's own error was {was[:2000]!r}"
         error = {"type": type(exc).__name__, "message": message, "traceback": ""}
+        # A flow step's events go with it, as they would have gone before its outcome.
         failed = Outcome(
             "failed",
             error=error,
             logs=_json_safe(outcome.logs),
             logs_dropped=outcome.logs_dropped,
+            events=outcome.events,
         )
         ok = await self._try(lease, failed)
         if ok is None and failed.logs:
             failed.logs = []  # they may hold what the store rejected
+            ok = await self._try(lease, failed)
+        if ok is None and failed.events:
+            failed.events = ()  # so may a flow step's events, the last thing left to drop
             ok = await self._try(lease, failed)
         if ok is None:
             return None
@@ -193,6 +198,7 @@ class Finisher:
             delay=REENQUEUE_DELAY,
             refund=True,
             logs_dropped=outcome.logs_dropped + len(outcome.logs),
+            events=outcome.events,
         )
         ok = await self._try(lease, again)
         if ok is None:
@@ -280,9 +286,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def _repair(outcomes: list[Outcome]) -> bool:
-    """Make log lines and errors the store cannot encode JSON-safe (odd values become their
-    repr), so that one of them cannot hold back every outcome in the batch forever. Runs
-    only after a failed write, never on the hot path. True if anything was repaired."""
+    """Make log lines, errors and flow events the store cannot encode JSON-safe (odd values
+    become their repr), so that one of them cannot hold back every outcome in the batch
+    forever. Runs only after a failed write, never on the hot path. True if anything was
+    repaired."""
     repaired = False
     for out in outcomes:
         if out.logs and not _encodes(out.logs):
@@ -290,6 +297,9 @@ def _repair(outcomes: list[Outcome]) -> bool:
             repaired = True
         if out.error is not None and not _encodes(out.error):
             out.error = _json_safe(out.error)
+            repaired = True
+        if out.events and not _encodes([e.data for e in out.events]):
+            out.events = [dataclasses.replace(e, data=_json_safe(e.data)) for e in out.events]
             repaired = True
     if repaired:
         log.warning("some log lines held values that are not JSON; stored their repr instead")

@@ -89,7 +89,11 @@ class _Rec:
 
 class MemoryBackend(Backend):
     capabilities = Capabilities(
-        durable=False, multi_process=False, multi_machine=False, finish_followups=True
+        durable=False,
+        multi_process=False,
+        multi_machine=False,
+        finish_followups=True,
+        finish_events=True,
     )
 
     def __init__(
@@ -393,6 +397,8 @@ class MemoryBackend(Backend):
                 outcome.followups_claimed = None
                 continue
             accepted.append(True)
+            if outcome.events:  # a flow step's own events, before its outcome's
+                self._published(outcome.events, now)
             if outcome.logs or outcome.logs_dropped:
                 self._add_logs(rec, outcome.logs, outcome.logs_dropped)
             kind = outcome.kind
@@ -718,7 +724,9 @@ class MemoryBackend(Backend):
 
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:
-        now = self._clock()
+        self._published(events, self._clock())
+
+    def _published(self, events: Sequence[Event], now: float) -> None:
         for ev in events:
             stored = Event(
                 ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(self._event_ids)

@@ -163,6 +163,7 @@ class PostgresBackend(Backend):
         transactional_enqueue=True,
         counted_event_ids=False,
         finish_followups=True,
+        finish_events=True,
     )
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
@@ -605,7 +606,7 @@ class PostgresBackend(Backend):
         if not items:
             return []
         ids = [lease.job_id for lease, _ in items]
-        doc = [
+        doc: list[dict[str, Any]] = [
             {
                 "id": lease.job_id,
                 "token": lease.token,
@@ -621,8 +622,16 @@ class PostgresBackend(Backend):
             }
             for lease, out in items
         ]
+        stepped = False  # an outcome carries a flow step's own events
+        for d, (_, out) in zip(doc, items, strict=True):
+            if out.events:
+                d["events"] = [
+                    [e.type, e.job_id, e.task, e.queue, e.data or {}, e.at or None, _run(e)]
+                    for e in out.events
+                ]
+                stepped = True
         caps = (self.max_log_lines, self.max_log_bytes)
-        shape = (any(d["logs"] is not None for d in doc), any(d["again"] for d in doc))
+        shape = (any(d["logs"] is not None for d in doc), any(d["again"] for d in doc), stepped)
         followed = [
             (lease.job_id, out) for lease, out in items if out.followups and out.kind == "completed"
         ]

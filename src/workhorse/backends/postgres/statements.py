@@ -295,14 +295,19 @@ FROM unnest(%s::text[], %s::text[], %s::float8[]) AS i(id, token, span)
 WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
 RETURNING j.id, j.cancel_requested"""
 
-    def finish(self, logs: bool = True, again: bool = True, followups: bool = False) -> str:
+    def finish(
+        self, logs: bool = True, again: bool = True, followups: bool = False, events: bool = False
+    ) -> str:
         """The finish of a batch. Without ``logs`` (no outcome carries lines) the log-cap
         expression is left out, and without ``again`` (every outcome sent for the first
         time) the replay lookup: together ~10 µs of server time per job
         (docs/profiles.md "PostgreSQL finish after the hardening"). With ``followups``,
         the follow-ups of the jobs it finishes are written too (``_claim_jobs``, after the
         finish's parameters), their events after the outcomes' and their rows returned:
-        ('k', key) claimed, ('j', id, scheduled) written; an outcome's row is ('f', id)."""
+        ('k', key) claimed, ('j', id, scheduled) written; an outcome's row is ('f', id).
+        With ``events``, an item's ``events`` (a flow step's own: arrays of type, job_id,
+        task, queue, data, at, run) go into the log before every outcome's event, only for
+        the items it finishes (a replayed item is not finished again)."""
         s = self.s
         set_logs = (
             _set_logs("j.logs", "i.logs", "i.dropped", "i.ml", "i.mb")
@@ -328,13 +333,30 @@ RETURNING j.id, j.cancel_requested"""
   FROM upd"""
         counted = tally(s, "upd", "'active'", "r.state")
         claims = woken = tag = flag = returned = ""
+        columns = "type, job_id, task, queue, data"
+        if followups or events:
+            # The steps' own events (each item's in order), the outcomes' events, then
+            # those of the follow-ups they caused.
+            parts = [f"SELECT 1, '', 0::int8, o.*, now(), NULL::text FROM ({outcomes}) o"]
+            if events:
+                parts.insert(
+                    0,
+                    """SELECT 0, u.id, e.ord, e.v->>0, e.v->>1, e.v->>2, e.v->>3, e.v->4,
+      coalesce(to_timestamp((e.v->>5)::float8), now()), e.v->>6
+    FROM upd u, jsonb_array_elements(u.evs) WITH ORDINALITY AS e(v, ord)""",
+                )
+            if followups:
+                parts.append(
+                    "SELECT 2, '', 0, 'job.queued', id, task, queue, '{}'::jsonb, now(), NULL "
+                    "FROM ins"
+                )
+            union = "\n    UNION ALL ".join(parts)
+            columns += ", at, run"
+            outcomes = f"""SELECT type, id, task, queue, data, at, run FROM (
+    {union}
+  ) e(n, k, ord, type, id, task, queue, data, at, run) ORDER BY n, k, ord"""
         if followups:
             claims = ", " + self._claim_jobs("upd")
-            # The outcomes' events, then those of the follow-ups they caused.
-            outcomes = f"""SELECT type, id, task, queue, data FROM (
-    SELECT 1, * FROM ({outcomes}) o
-    UNION ALL SELECT 2, 'job.queued', id, task, queue, '{{}}'::jsonb FROM ins
-  ) e(n, type, id, task, queue, data) ORDER BY n"""
             moved = """(SELECT queue, 'active'::text AS was, state FROM upd
     UNION ALL SELECT queue, NULL, 'queued' FROM ins)"""
             counted = tally(s, moved, "r.was", "r.state")
@@ -343,15 +365,18 @@ RETURNING j.id, j.cancel_requested"""
             returned = """
 UNION ALL SELECT 'k', key, NULL::bool FROM claimed
 UNION ALL SELECT 'j', id, scheduled FROM ins"""
+        evs, evs_type, evs_out = (
+            (", t.events", ", events jsonb", ", i.events AS evs") if events else ("", "", "")
+        )
         return f"""
 WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
   -- times orjson's CPU per job (docs/profiles.md). Results (JSON bytes) travel base64.
   SELECT t.id, t.token, t.kind, decode(t.result, 'base64') AS result, t.error, t.delay,
-         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb, t.call, t.again
+         t.refund, t.logs, t.dropped, %s::int AS ml, %s::int AS mb, t.call, t.again{evs}
   FROM jsonb_to_recordset(%s::jsonb) AS t(id text, token text, kind text, result text,
                                           error jsonb, delay float8, refund bool, logs jsonb,
-                                          dropped int, call text, again bool)
+                                          dropped int, call text, again bool{evs_type})
 ), upd AS (
   UPDATE {s}.jobs j SET
     state = CASE i.kind WHEN 'retry' THEN 'queued' ELSE i.kind END,
@@ -372,9 +397,9 @@ WITH i AS (
     -- A run() caller waits for this job (it holds it): its record goes in a NOTIFY, so
     -- the caller has the result without reading the row again.
     CASE WHEN j.holds > 0 AND i.kind <> 'retry' AND strpos(j.id, ' ') = 0
-         THEN j.id || ' ' || {_RECORD} END AS rec
+         THEN j.id || ' ' || {_RECORD} END AS rec{evs_out}
 {replay if again else ""}){claims}, ev AS (
-  INSERT INTO {s}.events (type, job_id, task, queue, data)
+  INSERT INTO {s}.events ({columns})
   {outcomes}
 ), {counted}, done AS (
   SELECT pg_notify({self.done_channel}, CASE WHEN sum(length(id) + 1) <= 7900
@@ -804,11 +829,16 @@ class Queries:
         self.live_by_key = s.live_by_key()
         self.claim = s.claim()
         self.renew = s.renew()
-        # Indexed by (any outcome carries lines, any outcome was sent before).
-        shapes = [(lg, ag) for lg in (False, True) for ag in (False, True)]
-        self.finish = {k: s.finish(*k) for k in shapes}
+        # Indexed by (any outcome carries lines, any outcome was sent before, any outcome
+        # carries a flow step's own events).
+        shapes = [
+            (lg, ag, ev) for lg in (False, True) for ag in (False, True) for ev in (False, True)
+        ]
+        self.finish = {(lg, ag, ev): s.finish(lg, ag, events=ev) for lg, ag, ev in shapes}
         # The same with follow-ups (Outcome.followups), indexed alike.
-        self.finish_followups = {k: s.finish(*k, followups=True) for k in shapes}
+        self.finish_followups = {
+            (lg, ag, ev): s.finish(lg, ag, followups=True, events=ev) for lg, ag, ev in shapes
+        }
         self.update = s.update()
         self.reclaim = s.reclaim()
         self.next_due = s.next_due()

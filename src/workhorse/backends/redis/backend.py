@@ -98,6 +98,24 @@ def _num(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _event_args(events: Sequence[Event]) -> list[Any]:
+    """Events as publish.lua (and finish.lua's steps' events) take them: seven each."""
+    args: list[Any] = []
+    for ev in events:
+        args.extend(
+            (
+                ev.type,
+                ev.job_id or "",
+                ev.task or "",
+                ev.queue or "",
+                codec.dumps(ev.data),
+                repr(float(ev.at)) if ev.at else "",
+                _run(ev),
+            )
+        )
+    return args
+
+
 def _run(ev: Event) -> str:
     """The flow run an event belongs to (its ``data["run"]``), '' for none."""
     run = ev.data.get("run") if ev.data else None
@@ -127,7 +145,9 @@ class RedisBackend(RedisWaiting):
         # One server writes a finish's follow-ups in its script; a cluster cannot (they
         # reach other slots than the finishing job's), so its engine enqueues them itself.
         self.capabilities = dataclasses.replace(
-            RedisBackend.capabilities, finish_followups=self._cluster is None
+            RedisBackend.capabilities,
+            finish_followups=self._cluster is None,
+            finish_events=self._cluster is None,  # {P}:events is another slot too
         )
         # Concurrent enqueue calls share script calls (one message, one script run for
         # many callers' jobs). Enqueue is idempotent per job id, so a shared call that
@@ -428,6 +448,7 @@ class RedisBackend(RedisWaiting):
         slots: dict[str, list[int]] = {}
         # per queue, its groups: each completed item's number in its call, its follow-ups
         owned: dict[str, list[tuple[str, Sequence[tuple[Claim, NewJob]]]]] = {}
+        stepped: dict[str, list[Any]] = {}  # per queue, its items' steps' events (finish.lua)
         capable = self.capabilities.finish_followups
         dumps = codec.dumps
         for n, (lease, out) in enumerate(items):
@@ -445,6 +466,10 @@ class RedisBackend(RedisWaiting):
             )
             numbers = slots.setdefault(lease.queue, [])
             numbers.append(n)
+            if out.events:
+                stepped.setdefault(lease.queue, []).extend(
+                    (str(len(numbers)), len(out.events), *_event_args(out.events))
+                )
             if capable and out.followups:
                 out.followups_claimed = None  # until this finish writes them
                 if out.kind == "completed":
@@ -459,12 +484,15 @@ class RedisBackend(RedisWaiting):
         calls: list[tuple[str, str, Sequence[Any]]] = []
         for q, args in by_queue.items():
             groups = owned.get(q)
+            steps = stepped.get(q, ())
+            # The steps' events' and the follow-ups' first ARGV indexes (see finish.lua).
+            events_at = 8 + len(args) if steps else ""
             if groups is None:
-                calls.append(("finish", self._q(q), (*caps, "", *args)))
+                calls.append(("finish", self._q(q), (*caps, "", events_at, *args, *steps)))
             else:
-                at = 7 + len(args)  # the follow-ups' first ARGV index (see finish.lua)
+                at = 8 + len(args) + len(steps)
                 tail = self._claim_args(groups, at)
-                calls.append(("finish", self._q(q), (*caps, at, *args, *tail)))
+                calls.append(("finish", self._q(q), (*caps, at, events_at, *args, *steps, *tail)))
         replies = await self._call_many(calls)
         accepted = [False] * len(items)
         for q, reply in zip(by_queue, replies, strict=True):
@@ -701,19 +729,7 @@ class RedisBackend(RedisWaiting):
 
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:
-        args: list[Any] = []
-        for ev in events:
-            args.extend(
-                (
-                    ev.type,
-                    ev.job_id or "",
-                    ev.task or "",
-                    ev.queue or "",
-                    codec.dumps(ev.data),
-                    repr(float(ev.at)) if ev.at else "",
-                    _run(ev),
-                )
-            )
+        args = _event_args(events)
         if args:
             await self._call("publish", "", *args)
 

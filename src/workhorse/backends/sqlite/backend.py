@@ -27,9 +27,11 @@ from workhorse.backends.sqlite.events import (
     EventLog,
     EventRow,
     NumberedRow,
+    RunEventRow,
     event_row,
     next_id,
     published_rows,
+    with_published,
 )
 from workhorse.backends.sqlite.events import read as read_events
 from workhorse.backends.sqlite.events import read_job as read_job_events
@@ -83,7 +85,11 @@ _MAX_ID = 2**63 - 1  # SQLite's integers
 
 class SQLiteBackend(Backend):
     capabilities = Capabilities(
-        durable=True, multi_process=True, multi_machine=False, finish_followups=True
+        durable=True,
+        multi_process=True,
+        multi_machine=False,
+        finish_followups=True,
+        finish_events=True,
     )
 
     def __init__(
@@ -427,8 +433,13 @@ class SQLiteBackend(Backend):
         owners: list[int] = []  # the items whose follow-ups are written
         followed: dict[int, list[Claimed]] = {}  # by item: its follow-ups' answers
         first: int | None = None  # the events' first id, once a row needs one (next_id)
+        # Flow steps' own events (Outcome.events): each item's go before its outcome's
+        # event (at that index of ``events``); ``ahead`` counts them, as they take ids too.
+        steps: list[tuple[int, list[RunEventRow]]] = []
+        ahead = 0
         for i, (lease, outcome) in enumerate(items):
             kind = outcome.kind
+            own = published_rows(outcome.events, now) if outcome.events else None
             error = None if outcome.error is None else to_json(outcome.error)
             params: dict[str, Any] = {
                 "id": lease.job_id,
@@ -442,7 +453,8 @@ class SQLiteBackend(Backend):
                 params.update(
                     state="scheduled" if run_at > now else "queued",
                     run_at=run_at,
-                    seq=(first := first or next_id(conn)) + len(events),  # its event's id
+                    # its event's id
+                    seq=(first := first or next_id(conn)) + len(events) + ahead + len(own or ()),
                     refund=1 if outcome.refund else 0,
                 )
                 row = conn.execute(REQUEUE, params).fetchone()
@@ -453,6 +465,9 @@ class SQLiteBackend(Backend):
                 accepted.append(False)
                 continue
             accepted.append(True)
+            if own:
+                steps.append((len(events), own))
+                ahead += len(own)
             moves.append((lease.queue, "active", params["state"], 1))
             requeued = requeued or kind == "retry"
             type_, data = recorded(outcome, row[0])
@@ -462,14 +477,17 @@ class SQLiteBackend(Backend):
         if owners:  # after every outcome: their events come first, then those they caused
             first = first or next_id(conn)
             followups = [f for i in owners for f in items[i][1].followups]
-            claimed = self._claim_jobs(conn, now, followups, events, first, moves)
+            claimed = self._claim_jobs(conn, now, followups, events, first + ahead, moves)
             at = 0
             for i in owners:
                 n = len(items[i][1].followups)
                 followed[i], at = claimed[at : at + n], at + n
             requeued = True  # new work: the workers wake as for a retry
         tally(conn, moves)
-        self._events.add(conn, events, first)
+        if steps:
+            self._events.add(conn, with_published(events, steps), first)
+        else:
+            self._events.add(conn, events, first)
         return accepted, requeued, followed
 
     async def update(

@@ -5,18 +5,24 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from workhorse.backends.sqlite.rows import to_json
-from workhorse.backends.sqlite.statements import EVENT, NUMBERED_EVENT, RUN_EVENT
+from workhorse.backends.sqlite.statements import (
+    EVENT,
+    NUMBERED_EVENT,
+    NUMBERED_RUN_EVENT,
+    RUN_EVENT,
+)
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import Event
 
 EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
 RunEventRow = tuple[str, str | None, str | None, str | None, str | None, float, str | None]
 NumberedRow = tuple[int, str, str | None, str | None, str | None, str | None, float]
+NumberedRunRow = tuple[int, str, str | None, str | None, str | None, str | None, float, str | None]
 
 
 def event_row(
@@ -40,6 +46,21 @@ def published_rows(events: Sequence[Event], now: float) -> list[RunEventRow]:
         )
         for ev in events
     ]
+
+
+def with_published(
+    rows: Sequence[EventRow], inserts: Sequence[tuple[int, Sequence[RunEventRow]]]
+) -> list[RunEventRow]:
+    """``rows`` with each of ``inserts`` (its index in ``rows``, ascending, and the rows
+    that go before that one) put in place, every row with its run (None for a job's)."""
+    out: list[RunEventRow] = []
+    done = 0
+    for at, published in inserts:
+        out += [(*row, None) for row in rows[done:at]]
+        out += published
+        done = at
+    out += [(*row, None) for row in rows[done:]]
+    return out
 
 
 def _run(ev: Event) -> str | None:
@@ -80,16 +101,18 @@ class EventLog:
         row already holds (queued_event, seq) is its event's, or the transaction fails on the
         taken id."""
         if first is not None:
-            rows = cast(Sequence[EventRow], rows)  # numbered: only the jobs' own events
-            self.add_numbered(conn, [(first + i, *row) for i, row in enumerate(rows)])
+            numbered: list[Any] = [(first + i, *row) for i, row in enumerate(rows)]
+            self.add_numbered(conn, numbered)
         elif rows:
             conn.executemany(RUN_EVENT if len(rows[0]) == 7 else EVENT, rows)
             self._trim(conn, len(rows))
 
-    def add_numbered(self, conn: sqlite3.Connection, rows: Sequence[NumberedRow]) -> None:
+    def add_numbered(
+        self, conn: sqlite3.Connection, rows: Sequence[NumberedRow] | Sequence[NumberedRunRow]
+    ) -> None:
         """Append rows that carry their ids (from next_id, in order)."""
         if rows:
-            conn.executemany(NUMBERED_EVENT, rows)
+            conn.executemany(NUMBERED_EVENT if len(rows[0]) == 7 else NUMBERED_RUN_EVENT, rows)
             self._trim(conn, len(rows))
 
     def _trim(self, conn: sqlite3.Connection, added: int) -> None:

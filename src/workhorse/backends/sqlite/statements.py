@@ -40,6 +40,10 @@ EVENT = "INSERT INTO wh_events (type, job_id, task, queue, data, at) VALUES (?, 
 NUMBERED_EVENT = (
     "INSERT INTO wh_events (id, type, job_id, task, queue, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+NUMBERED_RUN_EVENT = (
+    "INSERT INTO wh_events (id, type, job_id, task, queue, data, at, run) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 # A published event with its flow run (data["run"]), so a run's events are read by index.
 RUN_EVENT = (
     "INSERT INTO wh_events (type, job_id, task, queue, data, at, run) VALUES (?, ?, ?, ?, ?, ?, ?)"

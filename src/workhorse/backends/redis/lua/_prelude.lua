@@ -18,6 +18,19 @@ local function fmt(x)
   return string.format('%.6f', x)
 end
 
+-- An entry of the stream that sorts after the entry 'floor' (<ms>-<seq>) of another
+-- stream in the merged log (events() in backend.py): the id just after it, or the one
+-- '*' gives when this stream is past it already (then '*' is past it too).
+local function xadd_after(stream, floor, ...)
+  local ms, sq = string.match(floor, '^(%d+)%-(%d+)$')
+  local eid = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXEV,
+    ms .. '-' .. string.format('%d', tonumber(sq) + 1), ...)
+  if type(eid) == 'table' and eid.err then
+    eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', ...)
+  end
+  return eid
+end
+
 -- Into the stream of the slot at hand: the queue's ({P:Q}:events), or {P}:events for
 -- events with no queue. The stream's own ids (<ms>-<seq>, always rising) give the log its
 -- cursor: the client reads <ms>-<seq> as the integer ms * 1000000 + seq and merges the
@@ -26,13 +39,20 @@ end
 -- so that its page reads them by id (jobevents.lua) instead of walking the stream; they go
 -- with the record. Cut to its last EV_BYTES characters, at least the newest 100 ids (an id
 -- is at most 20 characters while milliseconds have 13 digits). fresh: the caller is
--- creating the record and writes the id with the rest. Returns the entry id.
+-- creating the record and writes the id with the rest. after: an entry id of another
+-- stream this event must come after (nil: none; see xadd_after). Returns the entry id.
 local EV_BYTES = 2100
-local function event(typ, id, task, queue, data, at, fresh)
+local function event(typ, id, task, queue, data, at, fresh, after)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
-  local eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
-    't', task, 'q', queue, 'd', data, 'a', at or NOWS)
+  local eid
+  if after then
+    eid = xadd_after(stream, after, 'e', typ, 'j', id, 't', task, 'q', queue, 'd', data,
+      'a', at or NOWS)
+  else
+    eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
+      't', task, 'q', queue, 'd', data, 'a', at or NOWS)
+  end
   if QK == '' or id == '' or fresh then return eid end
   local jk = QK .. 'j:' .. id
   local ev = redis.call('HGET', jk, 'ev')
@@ -173,19 +193,6 @@ local function kv_setnx(key, value, px)
 end
 
 -- [enqueuing]
--- An entry of the stream that sorts after the entry 'floor' (<ms>-<seq>) of another
--- stream in the merged log (events() in backend.py): the id just after it, or the one
--- '*' gives when this stream is past it already (then '*' is past it too).
-local function xadd_after(stream, floor, ...)
-  local ms, sq = string.match(floor, '^(%d+)%-(%d+)$')
-  local eid = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXEV,
-    ms .. '-' .. string.format('%d', tonumber(sq) + 1), ...)
-  if type(eid) == 'table' and eid.err then
-    eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', ...)
-  end
-  return eid
-end
-
 -- Writes new jobs into the queue at hand (QK, named queue): enqueue.lua's whole work,
 -- shared with the writes of claimed jobs (claim_jobs). A job's six arguments start at
 -- ARGV[i] for i = first, first + step, ... up to last: id data delay at dedup, and the
@@ -628,9 +635,10 @@ end
 
 local function finish_again()
   local out = {}
-  -- Items start after the two log caps and the follow-ups' place ('': a finish with
-  -- follow-ups keeps its reply, a table of two tables, so never comes here).
-  for i = 7, #ARGV, 8 do out[#out + 1] = 1 end
+  -- Items start after the two log caps, the follow-ups' place ('': a finish with
+  -- follow-ups keeps its reply, a table of two tables, so never comes here) and the steps'
+  -- events' place, and end where those events start.
+  for i = 8, (tonumber(ARGV[7]) or #ARGV + 1) - 1, 8 do out[#out + 1] = 1 end
   return out
 end
 

@@ -1,17 +1,59 @@
 -- ARGV[4] max_log_lines, [5] max_log_bytes, [6] where the follow-ups start ('' for none),
--- then per item: id token kind result error delay refund logs (see add_logs). kind:
+-- [7] where the steps' events start ('' for none), then from ARGV[8] per item: id token
+-- kind result error delay refund logs (see add_logs). kind:
 -- completed | failed | retry | cancelled. Returns per item 1 (applied) or 0 (refused: the
 -- lease is not the caller's). Follow-ups (one server only; Capabilities.finish_followups):
 -- from ARGV[6], a segment of claim_jobs whose runs' owners are item numbers (1 for the
 -- first item), written only for the items this call completed, their job.queued after
 -- every event of this call; the reply is then {per item 1 or 0, claim_jobs's answers}.
+-- Steps' events (one server only; Capabilities.finish_events): from ARGV[7] up to the
+-- follow-ups, per item that has some: its number, n, and n events of seven (type job task
+-- queue data at run, as publish.lua takes them), published as publish.lua does (into
+-- {P}:events and the run's stream) before that item's own event, only if it is applied.
 local out = {}
 local ended = {}
 local requeued = 0
 local followups = tonumber(ARGV[6])
+local stepped = tonumber(ARGV[7])
 local owners = {}  -- item number -> true once completed here
 local floor = nil  -- this call's last entry id
-for i = 7, (followups or #ARGV + 1) - 1, 8 do
+local steps = nil  -- item number -> the ARGV index of its first event, and how many
+if stepped then
+  steps = {}
+  local e, last = stepped, (followups or #ARGV + 1) - 1
+  while e <= last do
+    local n = tonumber(ARGV[e + 1])
+    steps[ARGV[e]] = {e + 2, n}
+    e = e + 2 + 7 * n
+  end
+end
+
+-- An item's steps' events into {P}:events (and each run's stream, as publish.lua), after
+-- the job's newest event (its job.started: see event()'s 'ev'); returns the last one's
+-- entry id, which the item's own event comes after.
+local function published(jk, at, n)
+  local ev = redis.call('HGET', jk, 'ev')
+  local eid = ev and string.match(ev, '(%S+)$')
+  for k = at, at + 7 * (n - 1), 7 do
+    local when = ARGV[k + 5]
+    if when == '' then when = NOWS end
+    local fields = {'e', ARGV[k], 'j', ARGV[k + 1], 't', ARGV[k + 2], 'q', ARGV[k + 3],
+      'd', ARGV[k + 4], 'a', when}
+    if eid then
+      eid = xadd_after(G .. 'events', eid, unpack(fields))
+    else
+      eid = redis.call('XADD', G .. 'events', 'MAXLEN', '~', MAXEV, '*', unpack(fields))
+    end
+    local run = ARGV[k + 6]
+    if run ~= '' then
+      redis.call('XADD', G .. 'rev:' .. run, 'MAXLEN', '~', MAXEV, eid, unpack(fields))
+      redis.call('ZADD', G .. 'revs', tonumber(string.match(eid, '^%d+')), run)
+    end
+  end
+  return eid
+end
+
+for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
   local id, kind, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
   local jk = QK .. 'j:' .. id
   local f = redis.call('HMGET', jk, 's', 'tk', 'a', 't', 'q')
@@ -19,6 +61,11 @@ for i = 7, (followups or #ARGV + 1) - 1, 8 do
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
+    local after = nil  -- its steps' last event, which its own event comes after
+    if steps then
+      local own = steps[tostring(#out)]
+      if own then after = published(jk, own[1], own[2]) end
+    end
     add_logs(jk, ARGV[i + 7], ARGV[4], ARGV[5])
     local attempts = tonumber(f[3])
     local ejson = err
@@ -30,7 +77,8 @@ for i = 7, (followups or #ARGV + 1) - 1, 8 do
     if kind == 'completed' then
       if ARGV[i + 3] == '' then redis.call('HDEL', jk, 'res') else redis.call('HSET', jk, 'res', ARGV[i + 3]) end
       end_job(jk, id, 'active', 'completed')
-      floor = event('job.completed', id, f[4], f[5], '{"attempt":' .. attempts .. '}')
+      floor = event('job.completed', id, f[4], f[5], '{"attempt":' .. attempts .. '}', nil, nil,
+        after)
       ended[#ended + 1] = id
       owners[tostring(#out)] = true
     elseif kind == 'retry' then
@@ -43,15 +91,16 @@ for i = 7, (followups or #ARGV + 1) - 1, 8 do
       if delay > 0 then run_at = NOW + delay; run_s = fmt(run_at) end
       requeue(jk, id, 'active', run_at, run_s)
       floor = event('job.retrying', id, f[4], f[5], '{"attempt":' .. attempts .. ',"delay":' ..
-        ARGV[i + 5] .. ',"error":' .. ejson .. '}')
+        ARGV[i + 5] .. ',"error":' .. ejson .. '}', nil, nil, after)
       requeued = requeued + 1
     elseif kind == 'failed' then
       end_job(jk, id, 'active', 'failed')
-      floor = event('job.failed', id, f[4], f[5], '{"attempt":' .. attempts .. ',"error":' .. ejson .. '}')
+      floor = event('job.failed', id, f[4], f[5], '{"attempt":' .. attempts .. ',"error":' ..
+        ejson .. '}', nil, nil, after)
       ended[#ended + 1] = id
     else
       end_job(jk, id, 'active', 'cancelled')
-      floor = event('job.cancelled', id, f[4], f[5], '{}')
+      floor = event('job.cancelled', id, f[4], f[5], '{}', nil, nil, after)
       ended[#ended + 1] = id
     end
   end
