@@ -6,6 +6,7 @@ Redis Cluster publishes them apart, as before."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -144,3 +145,37 @@ async def test_a_refused_finish_writes_no_step_completed(app: Workhorse) -> None
     assert [e.type for e in await settled_log(app.backend, lease.job_id)].count(
         "step.completed"
     ) == 1
+
+
+async def test_a_long_steps_start_is_logged_while_it_runs(app: Workhorse) -> None:
+    """Only a quick step's start waits for its outcome: hooks, a run's stream and the
+    dashboard see a step that is still running as started."""
+    release = asyncio.Event()
+
+    @app.task(name="slow", flow="long", entry=True)
+    async def slow(n: int) -> int:
+        await release.wait()
+        return n
+
+    await app.start_worker(concurrency=1)
+    run = await app.flows.start("long", 1)
+
+    async def started() -> list[Event]:
+        return [e for e in await app.flows.events(run.id) if e.type == "step.started"]
+
+    try:
+        assert len(await eventually(started, "the running step's step.started")) == 1
+        assert [e.type for e in await app.flows.events(run.id)] == [
+            "flow.started",
+            "step.started",
+        ]
+    finally:
+        release.set()
+    assert (await run.wait(timeout=10)).state == "completed"
+    got = await _events_up_to_the_end(app, run.id)
+    assert [e.type for e in got] == [
+        "flow.started",
+        "step.started",
+        "step.completed",
+        "flow.completed",
+    ]

@@ -56,6 +56,8 @@ def _purged(marker: dict[str, Any], now: float) -> bool:
 # A run's count of live steps expires this long after its first step: a count started
 # anew is lower than the truth, which only makes steps look at the run again.
 COUNT_TTL = 7 * 86_400.0
+# How long a step's start may wait for its outcome's finish to carry it (``Engine.run``).
+START_HELD = 0.2
 # Added to the count by a step's first emit, taken back at its end: while a step emits,
 # the steps it started cannot bring the count to zero, with one add per step, not per emit.
 RESERVED = 1 << 40
@@ -100,11 +102,16 @@ class Engine:
         flow = self.graph.flows.get(meta.flow)
         ctx.state = State(self.client, meta.run, flow, fc)
         self.note_attempt(fc, "step.started", lease.attempts)
+        # A step still running after START_HELD logs its start then, not with its outcome:
+        # hooks, a run's stream and the dashboard see a long step start within that time.
+        late = asyncio.get_running_loop().call_later(START_HELD, self.flush, fc)
         try:
             outcome = await attempt()
         except BaseException:
             self.flush(fc)  # no outcome to carry it: its start is logged as before
             raise
+        finally:
+            late.cancel()
         if outcome.kind == "completed":
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
             # the outcome, written after its events), so the run's events read in cause
