@@ -56,7 +56,8 @@ def _purged(marker: dict[str, Any], now: float) -> bool:
 # A run's count of live steps expires this long after its first step: a count started
 # anew is lower than the truth, which only makes steps look at the run again.
 COUNT_TTL = 7 * 86_400.0
-# How long a step's start may wait for its outcome's finish to carry it (``Engine.run``).
+# How long a step's start may wait for its outcome's finish to carry it: a step running
+# longer has it sent apart (``Engine._send_late_starts``), within 1.5 times this.
 START_HELD = 0.2
 # Added to the count by a step's first emit, taken back at its end: while a step emits,
 # the steps it started cannot bring the count to zero, with one add per step, not per emit.
@@ -71,6 +72,10 @@ class Engine:
         self._publisher: Publisher | None = None
         # A step's index marker up to its time, per (flow, step, generation): see ``marker``.
         self._markers: dict[tuple[str, str, int], str] = {}
+        # Attempts running, oldest first, with their start (``time.monotonic``), whose held
+        # start ``_send_late_starts`` has not sent yet.
+        self._running: dict[FlowContext, float] = {}
+        self._late: asyncio.Task[None] | None = None
 
     @property
     def publisher(self) -> Publisher:
@@ -102,16 +107,16 @@ class Engine:
         flow = self.graph.flows.get(meta.flow)
         ctx.state = State(self.client, meta.run, flow, fc)
         self.note_attempt(fc, "step.started", lease.attempts)
-        # A step still running after START_HELD logs its start then, not with its outcome:
-        # hooks, a run's stream and the dashboard see a long step start within that time.
-        late = asyncio.get_running_loop().call_later(START_HELD, self.flush, fc)
+        self._running[fc] = time.monotonic()
+        if self._late is None or self._late.done():
+            self._late = asyncio.create_task(self._send_late_starts(), name="workhorse-flow-starts")
         try:
             outcome = await attempt()
         except BaseException:
             self.flush(fc)  # no outcome to carry it: its start is logged as before
             raise
         finally:
-            late.cancel()
+            self._running.pop(fc, None)
         if outcome.kind == "completed":
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
             # the outcome, written after its events), so the run's events read in cause
@@ -160,6 +165,23 @@ class Engine:
             )
         self.settle_events(fc, outcome)
         return outcome
+
+    async def _send_late_starts(self) -> None:
+        """While steps run: send the held start of each still running after START_HELD
+        through the publisher, so hooks, a run's stream and the dashboard see a long step
+        start within that time (a quick one's goes with its outcome). One task for all
+        attempts: a timer per attempt cost ~23k instructions a step (the loop's heap)."""
+        running = self._running
+        while running:
+            await asyncio.sleep(START_HELD / 2)
+            cutoff = time.monotonic() - START_HELD
+            while running:
+                fc, began = next(iter(running.items()))
+                if began > cutoff:
+                    break
+                del running[fc]
+                if fc.held:
+                    self.flush(fc)
 
     def settle_events(self, fc: FlowContext, outcome: Outcome) -> None:
         """Give the outcome the step's events still held: written by its finish where the
