@@ -20,6 +20,7 @@ as each run's flow.completed does; ``--detail`` lists the calls by method.
 
     python -m bench.flows                                  # all four backends
     python -m bench.flows --backends redis --jobs 8000
+    python -m bench.flows --jobs 8000 --rounds 5           # medians: one run swings widely
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import asyncio
 import collections
 import contextvars
 import inspect
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -209,18 +211,25 @@ async def fan(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
 async def main(args: argparse.Namespace) -> None:
     servers = Servers()
     for kind in args.backends.split(","):
-        async with fresh_store(kind, servers) as url:
-            p_rate, p_calls, p_detail = await plain(url, args.jobs)
-        async with fresh_store(kind, servers) as url:
-            c_rate, c_calls, _ = await chain(url, args.jobs)
-        async with fresh_store(kind, servers) as url:
-            f_rate, f_calls, f_detail = await flow(url, args.jobs)
-        print(
-            f"{kind:8} plain {p_rate:,.0f} jobs/s ({p_calls:.2f} calls/job); "
-            f"chain {c_rate:,.0f} jobs/s ({c_calls:.2f}); "
-            f"flow {f_rate:,.0f} steps/s ({f_calls:.2f}, +{f_calls - c_calls:.2f} over chain); "
-            f"flow/plain {f_rate / p_rate:.2f}, flow/chain {f_rate / c_rate:.2f}"
-        )
+        ratios: list[tuple[float, float]] = []  # (flow/plain, flow/chain) per round
+        for _ in range(args.rounds):
+            p_rate, p_calls, p_detail, c_rate, c_calls, f_rate, f_calls, f_detail = await _round(
+                kind, servers, args.jobs
+            )
+            ratios.append((f_rate / p_rate, f_rate / c_rate))
+            print(
+                f"{kind:8} plain {p_rate:,.0f} jobs/s ({p_calls:.2f} calls/job); "
+                f"chain {c_rate:,.0f} jobs/s ({c_calls:.2f}); "
+                f"flow {f_rate:,.0f} steps/s ({f_calls:.2f}, +{f_calls - c_calls:.2f} over "
+                f"chain); flow/plain {f_rate / p_rate:.2f}, flow/chain {f_rate / c_rate:.2f}"
+            )
+        if args.rounds > 1:
+            fp, fc = sorted(r[0] for r in ratios), sorted(r[1] for r in ratios)
+            print(
+                f"{kind:8} {args.rounds} rounds: flow/plain median {statistics.median(fp):.2f} "
+                f"({fp[0]:.2f}-{fp[-1]:.2f}), flow/chain median {statistics.median(fc):.2f} "
+                f"({fc[0]:.2f}-{fc[-1]:.2f})"
+            )
         if args.detail:
             steps = args.jobs // CHAIN * CHAIN
             for name in sorted(set(p_detail) | set(f_detail)):
@@ -238,12 +247,26 @@ async def main(args: argparse.Namespace) -> None:
                     print(f"    {name:16} fan {n_detail[name] / steps:6.2f}/step")
 
 
+async def _round(kind: str, servers: Servers, jobs: int) -> tuple[Any, ...]:
+    """Plain, chain and flow once each, every one on a fresh store: a round's figures."""
+    async with fresh_store(kind, servers) as url:
+        p_rate, p_calls, p_detail = await plain(url, jobs)
+    async with fresh_store(kind, servers) as url:
+        c_rate, c_calls, _ = await chain(url, jobs)
+    async with fresh_store(kind, servers) as url:
+        f_rate, f_calls, f_detail = await flow(url, jobs)
+    return p_rate, p_calls, p_detail, c_rate, c_calls, f_rate, f_calls, f_detail
+
+
 def cli(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--backends", default="memory,sqlite,redis,postgres")
     p.add_argument("--jobs", type=int, default=4000)
     p.add_argument("--detail", action="store_true", help="calls per method")
     p.add_argument("--fan", action="store_true", help="also a fan-out flow (not closed)")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="rounds per store; more than one: their medians"
+    )
     ns: Any = p.parse_args(argv)
     asyncio.run(main(ns))
 
