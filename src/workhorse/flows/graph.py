@@ -54,13 +54,13 @@ class FlowDef:
     def last(self) -> str | None:
         """The step whose completion ends a run, when the flow is closed (see ``Shape``)
         and a failure fails the run (else the other branches may go on)."""
-        return self.shape().last if self.on_failure == "fail" else None
+        return self.shape().ends
 
     def counted(self) -> bool:
         """Its runs keep a count of their live steps: no last step ends them (see
         ``last``) and no step waits, so a step looks at its run only when the count says
         it may be over (``Engine.finished``)."""
-        return self.last() is None and not self.shape().waits
+        return self.shape().counted
 
     def shape(self) -> Shape:
         """What a finishing step can tell about its run from the definition alone (kept
@@ -119,6 +119,10 @@ class Shape:
     waits: bool  # a step of the flow waits for a signal or a webhook
     subscribed: dict[str, tuple[Step, ...]]  # trigger -> the steps subscribed to it
     signalled: frozenset[str]  # the triggers a step that waits for a signal subscribes to
+    # ``FlowDef.last`` and ``FlowDef.counted``, read several times a step: kept here (the
+    # shape is made again when the flow's steps or its on_failure change).
+    ends: str | None = None
+    counted: bool = False
 
     @classmethod
     def of(cls, flow: FlowDef) -> Shape:
@@ -144,7 +148,9 @@ class Shape:
         signalled = frozenset(
             t for t, steps in subscribed.items() if any(waits_for_signal(s) for s in steps)
         )
-        return cls(handoff, leaves[0] if closed else None, waits, subscribed, signalled)
+        last = leaves[0] if closed else None
+        ends = last if flow.on_failure == "fail" else None
+        return cls(handoff, last, waits, subscribed, signalled, ends, ends is None and not waits)
 
 
 def waits_for_signal(step: Step) -> bool:
@@ -232,6 +238,7 @@ class Graph:
             if on_failure not in ON_FAILURE:
                 raise ConfigError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
             f.on_failure = on_failure
+            f._shape = None  # its ends and counted depend on it
         if cleanup is not None:
             if cleanup not in CLEANUP:
                 raise ConfigError(f"cleanup must be one of {CLEANUP}, got {cleanup!r}")
