@@ -429,7 +429,8 @@ async def test_a_version_8_file_keeps_its_order_and_its_jobs_events(tmp_path: Pa
     await backend.close()
     with sqlite3.connect(path) as raw:  # back to schema 8: seqs from wh_meta's counter
         raw.executescript(
-            "ALTER TABLE wh_jobs DROP COLUMN queued_event; DROP INDEX wh_events_job;"
+            "ALTER TABLE wh_jobs DROP COLUMN queued_event; ALTER TABLE wh_jobs DROP COLUMN "
+            "completed_event; DROP INDEX wh_events_job;"
             "CREATE INDEX wh_events_job ON wh_events (job_id, id) WHERE job_id IS NOT NULL;"
             "CREATE INDEX wh_jobs_created ON wh_jobs (created_at);"
             "UPDATE wh_meta SET value = 1000000 WHERE key = 'seq';"
@@ -448,6 +449,44 @@ async def test_a_version_8_file_keeps_its_order_and_its_jobs_events(tmp_path: Pa
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "wh_jobs_created" not in indexes
+
+
+async def test_a_completion_is_named_by_its_row_and_a_version_9_file_gains_that(
+    tmp_path: Path,
+) -> None:
+    """Schema 10: wh_events_job leaves job.completed out and the job's row names it
+    (completed_event), so a completion writes no page of that index; a job's page still
+    shows it, on a new file and on one written by schema 9 (filled from the log)."""
+    path = tmp_path / "old.db"
+    backend = SQLiteBackend(f"sqlite:///{path}")
+    await backend.open()
+    try:
+        [old] = await backend.enqueue([job("a")])
+        [lease] = await backend.claim(["a"], "w", 1, 30.0)
+        assert await backend.finish([(lease, Outcome("completed", codec.dumps(1)))]) == [True]
+        types = ["job.queued", "job.started", "job.completed"]
+        assert [e.type for e in await backend.job_events(old.id)] == types
+        logged = [e for e in await backend.events() if e.job_id == old.id]
+    finally:
+        await backend.close()
+    with sqlite3.connect(path) as raw:
+        (named,) = raw.execute("SELECT completed_event FROM wh_jobs WHERE id = ?", (old.id,))
+        assert named[0] == logged[-1].id and logged[-1].type == "job.completed"
+        raw.executescript(  # back to schema 9: its index held completions, no row named one
+            "ALTER TABLE wh_jobs DROP COLUMN completed_event; DROP INDEX wh_events_job;"
+            "CREATE INDEX wh_events_job ON wh_events (job_id, id) WHERE job_id IS NOT NULL "
+            "AND (type <> 'job.queued' OR data IS NOT NULL); PRAGMA user_version = 9;"
+        )
+    backend = SQLiteBackend(f"sqlite:///{path}")
+    await backend.open()
+    try:
+        assert [e.type for e in await backend.job_events(old.id)] == types
+    finally:
+        await backend.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'wh_events_job'")
+        assert "job.completed" in sql[0]
 
 
 async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:

@@ -440,6 +440,7 @@ class SQLiteBackend(Backend):
         for i, (lease, outcome) in enumerate(items):
             kind = outcome.kind
             own = published_rows(outcome.events, now) if outcome.events else None
+            n_own = len(own) if own else 0  # rows ahead of its own event
             error = None if outcome.error is None else to_json(outcome.error)
             params: dict[str, Any] = {
                 "id": lease.job_id,
@@ -448,18 +449,24 @@ class SQLiteBackend(Backend):
                 "error": error,
             }
             self._merge_logs(conn, params, outcome.logs, outcome.logs_dropped)
+            if kind == "retry" or kind == "completed":
+                # Its event's id, which its row names: a retry's seq, and a completion's
+                # completed_event (wh_events_job leaves job.completed out).
+                named = (first := first or next_id(conn)) + len(events) + ahead + n_own
             if kind == "retry":
                 run_at = now + outcome.delay
                 params.update(
                     state="scheduled" if run_at > now else "queued",
                     run_at=run_at,
-                    # its event's id
-                    seq=(first := first or next_id(conn)) + len(events) + ahead + len(own or ()),
+                    seq=named,
                     refund=1 if outcome.refund else 0,
                 )
                 row = conn.execute(REQUEUE, params).fetchone()
+            elif kind == "completed":
+                params.update(state=kind, result=outcome.result, completed=named)
+                row = conn.execute(END, params).fetchone()
             else:
-                params.update(state=kind, result=outcome.result if kind == "completed" else None)
+                params.update(state=kind, result=None, completed=None)
                 row = conn.execute(END, params).fetchone()
             if row is None:
                 accepted.append(False)

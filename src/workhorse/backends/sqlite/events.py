@@ -162,12 +162,15 @@ def read(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
 
 
 def read_job(conn: sqlite3.Connection, job_id: str, limit: int) -> list[Event]:
-    """The job's newest ``limit`` events, oldest first: one range of wh_events_job and the
-    job.queued event its enqueue wrote, named by its row (schema.py)."""
+    """The job's newest ``limit`` events, oldest first: one range of wh_events_job, and the
+    job.queued event its enqueue wrote and the job.completed its finish wrote, named by its
+    row (schema.py)."""
     rows = conn.execute(
         f"SELECT * FROM ({_COLS} WHERE job_id = :job AND (type <> 'job.queued' OR data IS NOT "
-        f"NULL) ORDER BY id DESC LIMIT :limit) UNION ALL {_COLS} WHERE id = (SELECT "
-        "queued_event FROM wh_jobs WHERE id = :job) ORDER BY id DESC LIMIT :limit",
+        "NULL) AND type <> 'job.completed' ORDER BY id DESC LIMIT :limit) "
+        f"UNION ALL {_COLS} WHERE id = (SELECT queued_event FROM wh_jobs WHERE id = :job) "
+        f"UNION ALL {_COLS} WHERE id = (SELECT completed_event FROM wh_jobs WHERE id = :job) "
+        "ORDER BY id DESC LIMIT :limit",
         {"job": job_id, "limit": limit},
     )
     return _decoded(rows)[::-1]

@@ -11,7 +11,7 @@ from workhorse.job import MAX_STALLS
 # 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age;
 # 8: events by job, and a run column for a flow run's events; 9: a job's job.queued event
 # found from its row, not indexed, and no index by creation time across queues
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS wh_jobs (
     stalls INTEGER NOT NULL DEFAULT 0,
     max_stalls INTEGER NOT NULL DEFAULT {MAX_STALLS},
     logs_dropped INTEGER NOT NULL DEFAULT 0,
-    queued_event INTEGER
+    queued_event INTEGER,
+    completed_event INTEGER
 );
 CREATE INDEX IF NOT EXISTS wh_jobs_ready
     ON wh_jobs (queue, priority DESC, run_at, seq) WHERE state = 'queued';
@@ -91,10 +92,12 @@ CREATE TABLE IF NOT EXISTS wh_events (
     run TEXT
 );
 -- A job's page reads its events here (job_events), not by walking the log. The job.queued
--- event its enqueue writes (no data) is found by the job row's queued_event instead, so an
--- enqueue's commit writes no page of this index.
+-- event its enqueue writes (no data) and the job.completed its finish writes are found by
+-- the job row's queued_event and completed_event instead, so neither the enqueue's commit
+-- nor a completion writes a page of this index (schema 9 and 10).
 CREATE INDEX IF NOT EXISTS wh_events_job ON wh_events (job_id, id)
-    WHERE job_id IS NOT NULL AND (type <> 'job.queued' OR data IS NOT NULL);
+    WHERE job_id IS NOT NULL AND (type <> 'job.queued' OR data IS NOT NULL)
+    AND type <> 'job.completed';
 CREATE INDEX IF NOT EXISTS wh_events_run ON wh_events (run, id) WHERE run IS NOT NULL;
 CREATE TABLE IF NOT EXISTS wh_paused (queue TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS wh_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
@@ -112,6 +115,14 @@ QUEUED_EVENTS = """
 UPDATE wh_jobs SET queued_event = e.id FROM (
     SELECT job_id, min(id) AS id FROM wh_events
     WHERE job_id IS NOT NULL AND type = 'job.queued' AND data IS NULL GROUP BY job_id) AS e
+WHERE wh_jobs.id = e.job_id"""
+
+
+# The job.completed event of each completed job, for the jobs of a file before schema 10.
+COMPLETED_EVENTS = """
+UPDATE wh_jobs SET completed_event = e.id FROM (
+    SELECT job_id, max(id) AS id FROM wh_events
+    WHERE job_id IS NOT NULL AND type = 'job.completed' GROUP BY job_id) AS e
 WHERE wh_jobs.id = e.job_id"""
 
 
@@ -133,6 +144,10 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
         conn.execute("ALTER TABLE wh_jobs ADD COLUMN queued_event INTEGER")
         conn.execute(QUEUED_EVENTS)
         conn.execute("DROP INDEX IF EXISTS wh_events_job")
+    if 1 <= version < 10:
+        conn.execute("ALTER TABLE wh_jobs ADD COLUMN completed_event INTEGER")
+        conn.execute(COMPLETED_EVENTS)
+        conn.execute("DROP INDEX IF EXISTS wh_events_job")  # made again without them
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)

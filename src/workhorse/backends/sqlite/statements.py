@@ -50,6 +50,7 @@ RUN_EVENT = (
 )
 END = (
     f"UPDATE wh_jobs SET state = :state, result = :result, error = :error, "
+    f"completed_event = :completed, "
     f"finished_at = :now, token = NULL, expires_at = NULL, {SET_LOGS} {OWNED} "
     "RETURNING attempts"
 )
