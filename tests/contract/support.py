@@ -131,3 +131,18 @@ async def settled_log(backend: Backend, job_id: str | None = None) -> list[Event
 
     await eventually(probe, "a published event to show in the log")
     return [e for e in seen if e.type != "test.marker" and (job_id is None or e.job_id == job_id)]
+
+
+def line_flow(app: Any, steps: int) -> list[str]:
+    """Flow "line": steps s1 -> s2 -> ... each adding one to its input; their names."""
+    names = [f"s{i}" for i in range(1, steps + 1)]
+    for i, name in enumerate(names):
+
+        async def step(n: int) -> int:
+            return n + 1
+
+        options: dict[str, Any] = (
+            {"entry": True} if i == 0 else {"subscribes": [f"step:{names[i - 1]}"]}
+        )
+        app.add_task(step, name=name, flow="line", **options)
+    return names

@@ -11,6 +11,8 @@ from typing import Any
 
 from workhorse import Workhorse
 
+from .support import line_flow
+
 
 def _count_enqueue_claimed(app: Workhorse) -> list[int]:
     """Counts the worker's enqueue_claimed calls (not the test's: starting a run makes one)."""
@@ -29,18 +31,7 @@ def _count_enqueue_claimed(app: Workhorse) -> list[int]:
 
 
 async def test_a_chains_followups_go_with_its_steps_outcomes(app: Workhorse) -> None:
-    @app.task(name="one", flow="line", entry=True)
-    async def one(n: int) -> int:
-        return n + 1
-
-    @app.task(name="two", flow="line", subscribes=["step:one"])
-    async def two(n: int) -> int:
-        return n + 1
-
-    @app.task(name="three", flow="line", subscribes=["step:two"])
-    async def three(n: int) -> int:
-        return n + 1
-
+    line_flow(app, 3)
     calls = _count_enqueue_claimed(app)
     try:
         await app.start_worker(concurrency=4)
@@ -49,12 +40,12 @@ async def test_a_chains_followups_go_with_its_steps_outcomes(app: Workhorse) -> 
     finally:
         delattr(app.backend, "enqueue_claimed")
     assert info.state == "completed"
-    assert [(s.step, s.output) for s in info.steps] == [("one", 2), ("two", 3), ("three", 4)]
+    assert [(s.step, s.output) for s in info.steps] == [("s1", 2), ("s2", 3), ("s3", 4)]
     capable = app.backend.capabilities.finish_followups  # not on Redis Cluster
     assert calls == ([] if capable else [1, 1])
     # Each follow-up's job.queued after its cause's job.completed, where they go together.
     log = [(e.type, e.task) for e in await app.backend.events(0, 1000) if e.job_id]
-    for cause, then in (("one", "two"), ("two", "three")):
+    for cause, then in (("s1", "s2"), ("s2", "s3")):
         done, queued = log.index(("job.completed", cause)), log.index(("job.queued", then))
         assert (done < queued) if capable else (queued < done), log
 

@@ -15,7 +15,7 @@ from typing import Any
 from workhorse import Workhorse
 from workhorse.job import Event, Outcome
 
-from .support import LONG, eventually, settled_log
+from .support import LONG, eventually, line_flow, settled_log
 
 
 def _count_step_publishes(app: Workhorse) -> list[str]:
@@ -41,14 +41,7 @@ async def _events_up_to_the_end(app: Workhorse, run: str) -> list[Event]:
 
 
 async def test_a_steps_events_come_before_its_followups_and_its_outcome(app: Workhorse) -> None:
-    @app.task(name="one", flow="line", entry=True)
-    async def one(n: int) -> int:
-        return n + 1
-
-    @app.task(name="two", flow="line", subscribes=["step:one"])
-    async def two(n: int) -> int:
-        return n + 1
-
+    line_flow(app, 2)
     apart = _count_step_publishes(app)
     try:
         await app.start_worker(concurrency=4)
@@ -65,10 +58,10 @@ async def test_a_steps_events_come_before_its_followups_and_its_outcome(app: Wor
     types = [(e.type, e.data.get("step")) for e in got]
     assert types == [
         ("flow.started", None),
-        ("step.started", "one"),
-        ("step.completed", "one"),
-        ("step.started", "two"),
-        ("step.completed", "two"),
+        ("step.started", "s1"),
+        ("step.completed", "s1"),
+        ("step.started", "s2"),
+        ("step.completed", "s2"),
         ("flow.completed", None),
     ]
     # A step's event keeps the time it happened: its start no later than its job's end.
@@ -81,9 +74,9 @@ async def test_a_steps_events_come_before_its_followups_and_its_outcome(app: Wor
     assert started.at <= completed.at
     # In the whole log: each step's events before its job's outcome and the next's enqueue.
     log = [(e.type, e.task) for e in await settled_log(app.backend)]
-    assert log.index(("step.completed", "one")) < log.index(("job.completed", "one"))
-    assert log.index(("step.completed", "one")) < log.index(("job.queued", "two"))
-    assert log.index(("step.started", "two")) < log.index(("job.completed", "two"))
+    assert log.index(("step.completed", "s1")) < log.index(("job.completed", "s1"))
+    assert log.index(("step.completed", "s1")) < log.index(("job.queued", "s2"))
+    assert log.index(("step.started", "s2")) < log.index(("job.completed", "s2"))
 
 
 async def test_a_step_that_emits_logs_its_start_before_its_emit(app: Workhorse) -> None:
