@@ -170,7 +170,7 @@ class Engine:
         """While steps run: send the held start of each still running after START_HELD
         through the publisher, so hooks, a run's stream and the dashboard see a long step
         start within that time (a quick one's goes with its outcome). One task for all
-        attempts: a timer per attempt cost ~23k instructions a step (the loop's heap)."""
+        attempts, not a timer each: cancelled timers burden the loop's heap (profiles.md)."""
         running = self._running
         while running:
             await asyncio.sleep(START_HELD / 2)
