@@ -72,6 +72,11 @@ async def test_a_steps_events_come_before_its_followups_and_its_outcome(app: Wor
     started = next(e for e in got if e.type == "step.started")
     completed = next(e for e in got if e.type == "step.completed")
     assert started.at <= completed.at
+    if not capable:
+        # Redis Cluster keeps a stream per slot and merges them by millisecond: events of
+        # different streams within one millisecond have no order there; the run's own
+        # order (above) is what it promises.
+        return
     # In the whole log: each step's events before its job's outcome and the next's enqueue.
     log = [(e.type, e.task) for e in await settled_log(app.backend)]
     assert log.index(("step.completed", "s1")) < log.index(("job.completed", "s1"))
