@@ -5,6 +5,7 @@ lock instead of failing. The behaviour every backend shares lives in tests/contr
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import subprocess
 import sys
@@ -487,6 +488,55 @@ async def test_a_completion_is_named_by_its_row_and_a_version_9_file_gains_that(
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'wh_events_job'")
         assert "job.completed" in sql[0]
+
+
+async def test_the_dedup_index_tests_states_without_a_list_and_a_version_10_file_gains_it(
+    tmp_path: Path,
+) -> None:
+    """Schema 11: the dedup index's condition compares the state three times instead of
+    ``state IN (...)``, for which SQLite built a temporary b-tree in every statement that
+    writes a job with a dedup key (a flow step has one). Dedup holds as before, on a new
+    file and on one written by schema 10."""
+    path = tmp_path / "old.db"
+
+    async def dedups(queue: str) -> None:
+        backend = SQLiteBackend(f"sqlite:///{path}")
+        await backend.open()
+        try:
+            [first] = await backend.enqueue([job(queue, dedup_key="k")])
+            [again] = await backend.enqueue([job(queue, dedup_key="k")])
+            assert first.created and not again.created and again.id == first.id
+            [lease] = await backend.claim([queue], "w", 1, 30.0)
+            [running] = await backend.enqueue([job(queue, dedup_key="k")])
+            assert not running.created  # an active job holds its key
+            assert await backend.finish([(lease, Outcome("completed", codec.dumps(1)))]) == [True]
+            [after] = await backend.enqueue([job(queue, dedup_key="k")])
+            assert after.created and after.id != first.id  # a finished one does not
+        finally:
+            await backend.close()
+
+    await dedups("a")
+    with sqlite3.connect(path) as raw:
+        for statement in (sqlite_statements.INSERT, sqlite_statements.END):
+            ops = [row[1] for row in raw.execute("EXPLAIN " + statement, _nulls(statement))]
+            # END's one is its RETURNING's; a list in the index's condition added two more.
+            assert ops.count("OpenEphemeral") <= statement.count("RETURNING")
+        raw.executescript(  # back to schema 10's condition
+            "DROP INDEX wh_jobs_dedup_queue; CREATE UNIQUE INDEX wh_jobs_dedup_queue ON "
+            "wh_jobs (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN "
+            "('queued', 'scheduled', 'active'); PRAGMA user_version = 10;"
+        )
+    await dedups("b")
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'wh_jobs_dedup_queue'")
+        assert " IN " not in sql[0] and "state = 'active'" in sql[0]
+
+
+def _nulls(statement: str) -> dict[str, None] | list[None]:
+    """NULL for each parameter of ``statement`` (named or positional), to EXPLAIN it."""
+    names = re.findall(r":(\w+)", statement)
+    return dict.fromkeys(names) if names else [None] * statement.count("?")
 
 
 async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:

@@ -290,7 +290,7 @@ class SQLiteBackend(Backend):
         event of id ``event``, added to ``events``."""
         live = conn.execute(
             f"SELECT id, state, run_at, task, queue FROM wh_jobs "
-            f"WHERE queue = ? AND dedup_key = ? AND state IN {LIVE}",
+            f"WHERE queue = ? AND dedup_key = ? AND {LIVE}",
             (new.queue, new.dedup_key),
         ).fetchone()
         if live is None:
@@ -699,7 +699,7 @@ class SQLiteBackend(Backend):
         if (
             dedup_key is not None
             and conn.execute(
-                f"SELECT 1 FROM wh_jobs WHERE queue = ? AND dedup_key = ? AND state IN {LIVE}",
+                f"SELECT 1 FROM wh_jobs WHERE queue = ? AND dedup_key = ? AND {LIVE}",
                 (queue, dedup_key),
             ).fetchone()
         ):

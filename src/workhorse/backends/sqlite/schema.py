@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 
+from workhorse.backends.sqlite.statements import LIVE
 from workhorse.backends.sqlite.tally import FILL
 from workhorse.job import MAX_STALLS
 
 # 2: a dedup key is unique per queue; 3: keep_for and holds; 4: finished jobs by queue;
 # 5: stalls and max_stalls; 6: logs_dropped; 7: wh_counts and jobs by queue, state and age;
 # 8: events by job, and a run column for a flow run's events; 9: a job's job.queued event
-# found from its row, not indexed, and no index by creation time across queues
-SCHEMA_VERSION = 10
+# found from its row, not indexed, and no index by creation time across queues; 10: a
+# completed job's job.completed found from its row; 11: the dedup index's condition
+# without an IN list
+SCHEMA_VERSION = 11
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
 # claim index only ever holds due jobs. A scheduled row whose run_at has passed is queued.
@@ -58,7 +61,7 @@ CREATE INDEX IF NOT EXISTS wh_jobs_lease
     ON wh_jobs (expires_at) WHERE state = 'active';
 DROP INDEX IF EXISTS wh_jobs_dedup;
 CREATE UNIQUE INDEX IF NOT EXISTS wh_jobs_dedup_queue ON wh_jobs (queue, dedup_key)
-    WHERE dedup_key IS NOT NULL AND state IN ('queued', 'scheduled', 'active');
+    WHERE dedup_key IS NOT NULL AND {LIVE};
 CREATE INDEX IF NOT EXISTS wh_jobs_finished
     ON wh_jobs (state, finished_at, seq) WHERE finished_at IS NOT NULL;
 -- Retention's count is per queue: each queue's newest are one range here.
@@ -148,6 +151,8 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
         conn.execute("ALTER TABLE wh_jobs ADD COLUMN completed_event INTEGER")
         conn.execute(COMPLETED_EVENTS)
         conn.execute("DROP INDEX IF EXISTS wh_events_job")  # made again without them
+    if 1 <= version < 11:
+        conn.execute("DROP INDEX IF EXISTS wh_jobs_dedup_queue")  # made again below
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)

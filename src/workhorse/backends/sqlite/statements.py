@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-LIVE = "('queued', 'scheduled', 'active')"
+# The states that hold a dedup key. Written as comparisons, not ``state IN (...)``: SQLite
+# builds a temporary b-tree for a list of three constants each time a statement writing a
+# row tests the dedup index's condition (docs/profiles.md, issue 16: SQLite schema 11).
+LIVE = "(state = 'queued' OR state = 'scheduled' OR state = 'active')"
 # A job whose own keep_for decides its retention: it has one, and no run() caller holds it.
 OWN_RETENTION = "keep_for IS NOT NULL AND holds = 0"
 JOB_COLS = (
