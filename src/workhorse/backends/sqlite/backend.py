@@ -590,7 +590,7 @@ class SQLiteBackend(Backend):
         now = self._clock()
         rows = conn.execute(
             f"SELECT {JOB_COLS} FROM wh_jobs WHERE id IN (SELECT value FROM json_each(?)) "
-            "AND state IN ('completed', 'failed', 'cancelled')",
+            "AND (state = 'completed' OR state = 'failed' OR state = 'cancelled')",
             (wanted,),
         ).fetchall()
         return [self._to_job(conn, r, now) for r in rows]
