@@ -461,14 +461,14 @@ class SQLiteBackend(Backend):
                     seq=named,
                     refund=1 if outcome.refund else 0,
                 )
-                row = conn.execute(REQUEUE, params).fetchone()
+                changed = conn.execute(REQUEUE, params).rowcount
             elif kind == "completed":
                 params.update(state=kind, result=outcome.result, completed=named)
-                row = conn.execute(END, params).fetchone()
+                changed = conn.execute(END, params).rowcount
             else:
                 params.update(state=kind, result=None, completed=None)
-                row = conn.execute(END, params).fetchone()
-            if row is None:
+                changed = conn.execute(END, params).rowcount
+            if changed != 1:
                 accepted.append(False)
                 continue
             accepted.append(True)
@@ -477,7 +477,8 @@ class SQLiteBackend(Backend):
                 ahead += len(own)
             moves.append((lease.queue, "active", params["state"], 1))
             requeued = requeued or kind == "retry"
-            type_, data = recorded(outcome, row[0])
+            attempt = lease.attempts - 1 if kind == "retry" and outcome.refund else lease.attempts
+            type_, data = recorded(outcome, attempt)
             events.append(event_row(type_, lease.job_id, lease.task, lease.queue, now, data))
             if outcome.followups and kind == "completed":
                 owners.append(i)

@@ -51,16 +51,18 @@ NUMBERED_RUN_EVENT = (
 RUN_EVENT = (
     "INSERT INTO wh_events (type, job_id, task, queue, data, at, run) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# A finish tells an owned row by the count of rows changed, not by RETURNING, which SQLite
+# serves from a temporary b-tree it builds per statement (34k instructions of a 58k
+# UPDATE: docs/profiles.md); the attempt is the lease's (an owned row's cannot change).
 END = (
     f"UPDATE wh_jobs SET state = :state, result = :result, error = :error, "
     f"completed_event = :completed, "
-    f"finished_at = :now, token = NULL, expires_at = NULL, {SET_LOGS} {OWNED} "
-    "RETURNING attempts"
+    f"finished_at = :now, token = NULL, expires_at = NULL, {SET_LOGS} {OWNED}"
 )
 REQUEUE = (
     f"UPDATE wh_jobs SET state = :state, run_at = :run_at, seq = :seq, token = NULL, "
     f"expires_at = NULL, worker = NULL, cancel_requested = 0, error = :error, "
-    f"attempts = attempts - :refund, {SET_LOGS} {OWNED} RETURNING attempts"
+    f"attempts = attempts - :refund, {SET_LOGS} {OWNED}"
 )
 RENEW = f"UPDATE wh_jobs SET expires_at = :expires {OWNED} RETURNING cancel_requested"
 
