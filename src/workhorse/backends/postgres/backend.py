@@ -1094,6 +1094,9 @@ class PostgresBackend(Backend):
 
 
 async def _configure(conn: AnyConn) -> None:
+    # Prepared from the first call, not the sixth: each of the first five was parsed and
+    # planned again, per connection and statement (docs/decisions.md).
+    conn.prepare_threshold = 0
     set_json_loads(orjson.loads, conn)
     arrays.register(conn.adapters)
 

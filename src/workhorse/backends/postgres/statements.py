@@ -175,9 +175,11 @@ SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
         return f"""c AS MATERIALIZED (
   SELECT c.key, c.value, c.ord
   FROM unnest({arrays}) WITH ORDINALITY AS c({columns})
-  WHERE {where}(c.unless IS NULL OR NOT EXISTS (
-    SELECT 1 FROM {s}.kv AS u
-    WHERE u.key = c.unless AND (u.expires_at IS NULL OR u.expires_at > now())))
+  -- A scalar subquery, one key lookup per item: as NOT EXISTS, the planner hashed the
+  -- whole kv table (every run's index entries) for each statement.
+  WHERE {where}(c.unless IS NULL OR (
+    SELECT u.key FROM {s}.kv AS u
+    WHERE u.key = c.unless AND (u.expires_at IS NULL OR u.expires_at > now())) IS NULL)
 ), claimed AS (
   INSERT INTO {s}.kv AS kv (key, value, expires_at)
   SELECT c.key, c.value, NULL FROM c ORDER BY c.key
@@ -392,7 +394,11 @@ WITH i AS (
     cancel_requested = CASE WHEN i.kind = 'retry' THEN false ELSE j.cancel_requested END,
     token = NULL, expires_at = NULL, finish_token = i.call,
     {set_logs}
-  FROM i WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
+  -- The rows by primary key (the ids as one array), the state tested on them only (IS
+  -- TRUE, which no index matches): a scan of the state's index read every active row and
+  -- every dead one a vacuum had not removed yet, for each finish.
+  FROM i WHERE j.id = ANY(ARRAY(SELECT id FROM i)) AND j.id = i.id AND j.token = i.token
+    AND (j.state = 'active') IS TRUE
   RETURNING j.id, j.task, j.queue, j.state, j.attempts, i.kind, i.delay, i.error,
     -- A run() caller waits for this job (it holds it): its record goes in a NOTIFY, so
     -- the caller has the result without reading the row again.
