@@ -63,7 +63,8 @@ async def _catalog(schema: str) -> dict[str, list[tuple[Any, ...]]]:
         columns = await (
             await conn.execute(
                 "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
-                "replace(coalesce(column_default, ''), %s, 'S') FROM information_schema.columns "
+                "replace(coalesce(column_default, ''), %s, 'S'), collation_name "
+                "FROM information_schema.columns "
                 "WHERE table_schema = %s ORDER BY 1, 3",
                 (schema, schema),
             )
@@ -399,7 +400,7 @@ async def test_migration_0013_places_saved_cursors_so_nothing_is_skipped(
             "('hooks:g:cursor:1', '6'), ('hooks:g:cursor:2', '7'), ('hookhold:g', '4'), "
             "('hooks:g:meta', '{\"partitions\": 3}')"
         )
-    assert await b.migrate() == [13]
+    assert 13 in await b.migrate()
     await b.open()
     assert await b.kv_get("hooks:g:meta") == '{"partitions": 3}'
     saved = [int(await b.kv_get(f"hooks:g:cursor:{p}") or "") for p in range(3)]
@@ -848,6 +849,43 @@ async def test_migration_0011_indexes_the_events_by_job(
         )
         plan = " ".join(str(row[0]) for row in await cur.fetchall())
     assert "events_job_idx" in plan
+
+
+async def test_migration_0014_scans_kv_keys_by_a_range_of_the_key_index(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    """A scan by prefix (a flow run's keys at each check of its end) reads one range of the
+    key index, not the whole table that holds every run's keys; it stays exact, and keys
+    written before 0014 are found after it."""
+    b = make()
+    assert await b.migrate(target=13) == list(range(1, 14))
+    old = {"run:1:a": "x", "run:1:b": "y", "run:10:a": "z", "run:1;": "w", "run:": "v"}
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        for key, value in old.items():
+            await conn.execute(
+                f"INSERT INTO {schema_name}.kv (key, value) VALUES (%s, %s)", (key, value)
+            )
+    assert await b.migrate() == [14]
+    await b.open()
+    await b.kv_set("run:1:é", "new")
+    assert await b.kv_scan("run:1:") == {"run:1:a": "x", "run:1:b": "y", "run:1:é": "new"}
+    every = {**old, "run:1:é": "new"}
+    assert await b.kv_scan("run:1") == {k: v for k, v in every.items() if k.startswith("run:1")}
+    assert await b.kv_scan("") == every  # no range: every key
+    assert await b.kv_scan("run:1:é") == {"run:1:é": "new"}  # not ASCII: no range either
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute("SET enable_seqscan = off")  # a small table: the plan it picks big
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE scan (text, text) AS {_scan_text(b, schema_name)}")
+        cur = await conn.execute("EXPLAIN EXECUTE scan ('run:1:', 'run:1;')")
+        plan = " ".join(str(row[0]) for row in await cur.fetchall())
+    assert "kv_pkey" in plan and "key >=" in plan
+
+
+def _scan_text(b: PostgresBackend, schema_name: str) -> str:
+    """The backend's scan by prefix, its parameters as $1 (prefix) and $2 (end)."""
+    text = b._q.kv_scan  # the statement itself: what the test checks is its plan
+    return text.replace("%(p)s", "$1").replace("%(end)s", "$2")
 
 
 async def test_event_log_is_bounded(make: Callable[..., PostgresBackend]) -> None:

@@ -1001,7 +1001,12 @@ class PostgresBackend(Backend):
         return {str(row[0]) for row in await self._rows(self._q.kv_extend, params)}
 
     async def kv_scan(self, prefix: str) -> dict[str, str]:
-        return {k: v for k, v in await self._rows(self._q.kv_scan, (prefix,))}
+        if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
+            end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            rows = await self._rows(self._q.kv_scan, {"p": prefix, "end": end})
+        else:
+            rows = await self._rows(self._q.kv_scan_all, {"p": prefix})
+        return {k: v for k, v in rows}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         rows = await self._rows(self._q.counter_add, {"k": key, "n": n, "ttl": _ttl(ttl)})

@@ -67,7 +67,8 @@ CREATE TABLE queues (
 );
 
 CREATE TABLE kv (
-    key text PRIMARY KEY,
+    -- Byte order: a scan by prefix is one range of the key index (migration 0014).
+    key text COLLATE "C" PRIMARY KEY,
     value text NOT NULL,
     expires_at timestamptz
 );

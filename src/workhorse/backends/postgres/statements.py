@@ -638,8 +638,10 @@ ON CONFLICT (key) DO UPDATE SET
                ELSE c.expires_at END
 RETURNING value"""
 
-    def kv(self) -> tuple[str, str, str, str]:
-        """get, set, delete (optionally only while it holds a value), scan by prefix."""
+    def kv(self) -> tuple[str, str, str, str, str]:
+        """get, set, delete (optionally only while it holds a value), scan by prefix (one
+        range of the key index, whose keys compare in byte order: %(end)s is the prefix
+        with its last character's next), and scan by a prefix with no such range."""
         s = self.s
         live = "(expires_at IS NULL OR expires_at > now())"
         return (
@@ -651,7 +653,9 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
             f"""
 DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
   AND (%(v)s::text IS NULL OR value = %(v)s::text) RETURNING 1""",
-            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %s) AND {live}",
+            f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND key < %(end)s "
+            f"AND starts_with(key, %(p)s) AND {live}",
+            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live}",
         )
 
     def kv_delete_many(self) -> str:
@@ -864,7 +868,7 @@ class Queries:
         self.enqueue_claimed = s.enqueue_claimed()
         self.run_events = s.run_events()
         self.counter_add = s.counter_add()
-        self.kv_get, self.kv_set, self.kv_delete, self.kv_scan = s.kv()
+        self.kv_get, self.kv_set, self.kv_delete, self.kv_scan, self.kv_scan_all = s.kv()
         self.kv_extend = s.kv_extend()
         self.kv_delete_many = s.kv_delete_many()
         self.replace = s.replace()
