@@ -18,6 +18,7 @@ local stepped = tonumber(ARGV[7])
 local owners = {}  -- item number -> true once completed here
 local floor = nil  -- this call's last entry id
 local steps = nil  -- item number -> the ARGV index of its first event, and how many
+local revs = {}  -- the runs whose events this call wrote (rev_seen)
 if stepped then
   steps = {}
   local e, last = stepped, (followups or #ARGV + 1) - 1
@@ -47,7 +48,7 @@ local function published(jk, at, n)
     local run = ARGV[k + 6]
     if run ~= '' then
       redis.call('XADD', G .. 'rev:' .. run, 'MAXLEN', '~', MAXEV, eid, unpack(fields))
-      redis.call('ZADD', G .. 'revs', tonumber(string.match(eid, '^%d+')), run)
+      rev_seen(revs, run, eid)
     end
   end
   return eid
@@ -105,6 +106,7 @@ for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
     end
   end
 end
+if #revs > 0 then scored(revs) end
 if requeued > 0 then wake(requeued) end
 notify_finished(ended)
 if not followups then return out end
