@@ -36,7 +36,7 @@ _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 FUNCTIONS = ("enqueue", "kv")
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
-_PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "CALL")
+_PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "LAST", "CALL")
 _GLOBALS = "redis, string, table, math, tonumber, tostring, unpack, ipairs, pcall, cjson, type"
 _CALL_INPUT = re.compile(r"\b(ARGV|KEYS|redis\.call)\b")
 

@@ -18,16 +18,36 @@ local function fmt(x)
   return string.format('%.6f', x)
 end
 
+-- Per stream, the newest entry id this call added to it (through xadd_after or event()): a
+-- bound the stream's last id is at or past, so an entry to follow an id not past it takes
+-- '*' at once, not the XADD that fails first (most of a finish's items' entries).
+local LAST = {}
+
+-- Whether the entry id a (<ms>-<seq>) sorts after b.
+local function id_after(a, b)
+  local am, as = string.match(a, '^(%d+)%-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)%-(%d+)$')
+  am, bm = tonumber(am), tonumber(bm)
+  return am > bm or (am == bm and tonumber(as) > tonumber(bs))
+end
+
 -- An entry of the stream that sorts after the entry 'floor' (<ms>-<seq>) of another
 -- stream in the merged log (events() in backend.py): the id just after it, or the one
 -- '*' gives when this stream is past it already (then '*' is past it too).
 local function xadd_after(stream, floor, ...)
-  local ms, sq = string.match(floor, '^(%d+)%-(%d+)$')
-  local eid = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXEV,
-    ms .. '-' .. string.format('%d', tonumber(sq) + 1), ...)
-  if type(eid) == 'table' and eid.err then
+  local last = LAST[stream]
+  local eid
+  if last and not id_after(floor, last) then
     eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', ...)
+  else
+    local ms, sq = string.match(floor, '^(%d+)%-(%d+)$')
+    eid = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXEV,
+      ms .. '-' .. string.format('%d', tonumber(sq) + 1), ...)
+    if type(eid) == 'table' and eid.err then
+      eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', ...)
+    end
   end
+  LAST[stream] = eid
   return eid
 end
 
@@ -39,9 +59,20 @@ end
 -- so that its page reads them by id (jobevents.lua) instead of walking the stream; they go
 -- with the record. Cut to its last EV_BYTES characters, at least the newest 100 ids (an id
 -- is at most 20 characters while milliseconds have 13 digits). fresh: the caller is
--- creating the record and writes the id with the rest. after: an entry id of another
+-- creating (or writing) the record and writes the id with the rest (see ev_added). after: an entry id of another
 -- stream this event must come after (nil: none; see xadd_after). Returns the entry id.
 local EV_BYTES = 2100
+
+-- A record's 'ev' (ev: as read, nil for a record an older version wrote) with the entry id
+-- eid added: what a caller that reads and writes the record anyway sets, with fresh = true.
+local function ev_added(ev, eid)
+  if not ev then return eid end
+  ev = ev .. ' ' .. eid
+  if #ev > EV_BYTES then
+    ev = string.sub(ev, string.find(ev, ' ', #ev - EV_BYTES + 1, true) + 1)
+  end
+  return ev
+end
 local function event(typ, id, task, queue, data, at, fresh, after)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
@@ -52,16 +83,13 @@ local function event(typ, id, task, queue, data, at, fresh, after)
   else
     eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
       't', task, 'q', queue, 'd', data, 'a', at or NOWS)
+    LAST[stream] = eid
   end
   if QK == '' or id == '' or fresh then return eid end
   local jk = QK .. 'j:' .. id
   local ev = redis.call('HGET', jk, 'ev')
   if ev then
-    ev = ev .. ' ' .. eid
-    if #ev > EV_BYTES then
-      ev = string.sub(ev, string.find(ev, ' ', #ev - EV_BYTES + 1, true) + 1)
-    end
-    redis.call('HSET', jk, 'ev', ev)
+    redis.call('HSET', jk, 'ev', ev_added(ev, eid))
   elseif redis.call('EXISTS', jk) == 1 then
     redis.call('HSET', jk, 'ev', eid)  -- a record an older version wrote
   end
@@ -474,16 +502,27 @@ end
 
 -- [records]
 -- queued or active -> completed / failed / cancelled; the dedup key is released with it.
-local function end_job(jk, id, old, state)
-  local f = redis.call('HMGET', jk, 'c', 'k')
-  redis.call('HSET', jk, 's', state, 'f', NOWS)
-  redis.call('HDEL', jk, 'tk', 'x', 'rk')
+-- A caller that read the record's 'c' and 'k' passes them (c, k: then also sets, dels, the
+-- fields of its own to set and remove, in the same HSET and HDEL; one command each for a
+-- finish, not three).
+local function end_job(jk, id, old, state, c, k, sets, dels)
+  if not c then
+    local f = redis.call('HMGET', jk, 'c', 'k')
+    c, k = f[1], f[2]
+  end
+  if sets then
+    redis.call('HSET', jk, 's', state, 'f', NOWS, unpack(sets))
+    redis.call('HDEL', jk, 'tk', 'x', 'rk', unpack(dels))
+  else
+    redis.call('HSET', jk, 's', state, 'f', NOWS)
+    redis.call('HDEL', jk, 'tk', 'x', 'rk')
+  end
   if old == 'active' then redis.call('ZREM', QK .. 'active', id) end
   redis.call('ZREM', QK .. 'i:' .. old, id)
-  redis.call('ZADD', QK .. 'i:' .. state, f[1], id)
+  redis.call('ZADD', QK .. 'i:' .. state, c, id)
   redis.call('ZADD', QK .. 'f:' .. state, NOWS, id)
-  if f[2] and redis.call('HGET', QK .. 'dedup', f[2]) == id then
-    redis.call('HDEL', QK .. 'dedup', f[2])
+  if k and redis.call('HGET', QK .. 'dedup', k) == id then
+    redis.call('HDEL', QK .. 'dedup', k)
   end
 end
 
