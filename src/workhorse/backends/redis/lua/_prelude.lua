@@ -536,9 +536,12 @@ end
 
 -- Jobs that just finished: those a caller is waiting for ('watch', see fetch.lua) are
 -- published whole on the 'finished' channel, so the waiter needs no further round trip.
--- Unwatched jobs cost one SREM. A message is records, each: the number of strings that
--- follow, then id, state and the record's fields and values, every string as <len>:<bytes>.
+-- Unwatched jobs cost one SREM (none while nobody waits). A message is records, each: the
+-- number of strings that follow, then id, state and the record's fields and values, every
+-- string as <len>:<bytes>.
 local function notify_finished(ids)
+  -- Nobody waiting (the common case): one EXISTS for the call, not an SREM per job.
+  if #ids > 1 and redis.call('EXISTS', QK .. 'watch') == 0 then return end
   local parts = {}
   for _, id in ipairs(ids) do
     if redis.call('SREM', QK .. 'watch', id) == 1 then
