@@ -299,14 +299,14 @@ local function enqueue_jobs(queue, watch, items, floor)
   -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
   -- its own. 'all' lists exactly the ids that have a record: purge and release delete both.
   local listed = true
-  for _, i in ipairs(items) do
-    if ARGV[i + 4] ~= '' then listed = false; break end
+  for k = 1, jobs do  -- numeric loops: ipairs() is a function call per job
+    if ARGV[items[k] + 4] ~= '' then listed = false; break end
   end
   local fresh = false
   if listed and jobs > 0 then
     local members, added = {}, 0
-    for k, i in ipairs(items) do
-      members[#members + 1] = NOWS; members[#members + 1] = ARGV[i]
+    for k = 1, jobs do
+      members[#members + 1] = NOWS; members[#members + 1] = ARGV[items[k]]
       if #members >= 2000 or k == jobs then  -- unpack()'s stack limit
         added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members))
         members = {}
@@ -324,7 +324,8 @@ local function enqueue_jobs(queue, watch, items, floor)
     end
   end
 
-  for _, i in ipairs(items) do
+  for k = 1, jobs do
+    local i = items[k]
     if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
     local id, dk, p = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5])
     local jk = QK .. 'j:' .. id

@@ -5,6 +5,6 @@
 -- job); then per job: id data delay at dedup, and the ARGV index where its task part
 -- starts. The work is enqueue_jobs's (_prelude.lua), shared with claim_jobs; its reply
 -- is this call's.
-local items = {}
-for i = 7 + 9 * tonumber(ARGV[6]), #ARGV, 6 do items[#items + 1] = i end
+local items, n = {}, 0
+for i = 7 + 9 * tonumber(ARGV[6]), #ARGV, 6 do n = n + 1; items[n] = i end
 return (enqueue_jobs(ARGV[4], ARGV[5] == '1', items, nil))
