@@ -2,8 +2,10 @@
 
 A private ``redis-server`` (no persistence, nothing else on it) runs bench.flows' phases:
 ``flow`` (N/4 runs of the 4-step chain) or ``plain`` (N no-op jobs), one worker at
-concurrency 50. Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts'
-time per job (``INFO commandstats``) and, with ``--commands``, the commands they ran.
+concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one after another) or
+``bulk`` (``enqueue_many`` of 1,000). Printed: jobs/s, the server's CPU per job (``INFO
+cpu``), the scripts' time per job (``INFO commandstats``) and, with ``--commands``, the
+commands they ran.
 
 ``--callgrind`` runs the server under valgrind's callgrind and prints the instructions it
 executed per job in the phase: a count the machine's other load does not move (the run is
@@ -41,6 +43,19 @@ def _free_port() -> int:
 async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
     app = flows.build(url)
     async with app:
+        if mode in ("enqueue", "bulk"):  # the phase is the enqueues (no worker)
+            await app.enqueue("noop", -1)  # the library loaded, the queue listed
+            before()
+            t0 = time.perf_counter()
+            if mode == "enqueue":
+                for k in range(n):
+                    await app.enqueue("noop", k)
+            else:
+                for s in range(0, n, 1000):
+                    await app.enqueue_many("noop", range(s, min(n, s + 1000)))
+            elapsed = time.perf_counter() - t0
+            after()
+            return elapsed
         if mode == "plain":
             for s in range(0, n, 1000):
                 await app.enqueue_many("noop", range(s, min(n, s + 1000)))
@@ -61,7 +76,7 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("flow", "plain"))
+    parser.add_argument("mode", choices=("flow", "plain", "enqueue", "bulk"))
     parser.add_argument("jobs", type=int, nargs="?", default=8000)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--config", action="append", default=[], help="name=value")

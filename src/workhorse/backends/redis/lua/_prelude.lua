@@ -59,8 +59,9 @@ end
 -- so that its page reads them by id (jobevents.lua) instead of walking the stream; they go
 -- with the record. Cut to its last EV_BYTES characters, at least the newest 100 ids (an id
 -- is at most 20 characters while milliseconds have 13 digits). fresh: the caller is
--- creating (or writing) the record and writes the id with the rest (see ev_added). after: an entry id of another
--- stream this event must come after (nil: none; see xadd_after). Returns the entry id.
+-- creating (or writing) the record and writes the id with the rest (see ev_added). after:
+-- an entry id of another stream this event must come after (nil: none; see xadd_after).
+-- Returns the entry id.
 local EV_BYTES = 2100
 
 -- A record's 'ev' (ev: as read, nil for a record an older version wrote) with the entry id
@@ -242,19 +243,20 @@ end
 -- [enqueuing]
 -- Writes new jobs into the queue at hand (QK, named queue): enqueue.lua's whole work,
 -- shared with the writes of claimed jobs (claim_jobs). items: the ARGV indexes where the
--- jobs' six arguments start, in order: id data delay at dedup, and the ARGV index where
--- its task part starts (task priority max_attempts timeout lease replace keep_for hold
--- max_stalls). watch: their finish is published whole (see fetch.lua's mode 2). floor: an
--- entry id of another stream the first job.queued must come after (nil: none).
+-- jobs' six arguments start, in order (nil: first, first + step, ... to the last argument,
+-- enqueue.lua's, which then builds no table): id data delay at dedup, and the ARGV index
+-- where its task part starts (task priority max_attempts timeout lease replace keep_for
+-- hold max_stalls). watch: their finish is published whole (see fetch.lua's mode 2).
+-- floor: an entry id of another stream the first job.queued must come after (nil: none).
 -- Returns per job written or found 1 (created, queued) or 2 (created, scheduled): the
 -- common case, as the client knows the id and queue it sent; otherwise {id, created
 -- (1/0), public state, queue, replaced (1/0)}.
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
-local function enqueue_jobs(queue, watch, items, floor)
+local function enqueue_jobs(queue, watch, items, floor, first, step)
   local out = {}
   local created = 0
-  local jobs = #items
+  local jobs = items and #items or math.floor((#ARGV - first) / step) + 1
   local seq = 0
 
   local function due_time(i)
@@ -300,13 +302,16 @@ local function enqueue_jobs(queue, watch, items, floor)
   -- its own. 'all' lists exactly the ids that have a record: purge and release delete both.
   local listed = true
   for k = 1, jobs do  -- numeric loops: ipairs() is a function call per job
-    if ARGV[items[k] + 4] ~= '' then listed = false; break end
+    if ARGV[(items and items[k] or first + (k - 1) * step) + 4] ~= '' then
+      listed = false; break
+    end
   end
   local fresh = false
   if listed and jobs > 0 then
     local members, added = {}, 0
     for k = 1, jobs do
-      members[#members + 1] = NOWS; members[#members + 1] = ARGV[items[k]]
+      members[#members + 1] = NOWS
+      members[#members + 1] = ARGV[items and items[k] or first + (k - 1) * step]
       if #members >= 2000 or k == jobs then  -- unpack()'s stack limit
         added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members))
         members = {}
@@ -325,7 +330,7 @@ local function enqueue_jobs(queue, watch, items, floor)
   end
 
   for k = 1, jobs do
-    local i = items[k]
+    local i = items and items[k] or first + (k - 1) * step
     if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
     local id, dk, p = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5])
     local jk = QK .. 'j:' .. id

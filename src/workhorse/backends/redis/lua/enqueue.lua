@@ -5,6 +5,4 @@
 -- job); then per job: id data delay at dedup, and the ARGV index where its task part
 -- starts. The work is enqueue_jobs's (_prelude.lua), shared with claim_jobs; its reply
 -- is this call's.
-local items, n = {}, 0
-for i = 7 + 9 * tonumber(ARGV[6]), #ARGV, 6 do n = n + 1; items[n] = i end
-return (enqueue_jobs(ARGV[4], ARGV[5] == '1', items, nil))
+return (enqueue_jobs(ARGV[4], ARGV[5] == '1', nil, nil, 7 + 9 * tonumber(ARGV[6]), 6))
