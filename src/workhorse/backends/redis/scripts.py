@@ -27,15 +27,16 @@ NARROW = {
     "kv": frozenset({"kv", "finish", "claimed"}),
     "enqueuing": frozenset({"finish", "claimed"}),
     "claims": frozenset({"finish", "claimed"}),
+    "revs": frozenset({"finish", "publish"}),
 }
 _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
 # the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
 # each time (docs/decisions.md, "Redis enqueue as a Function").
-FUNCTIONS = ("enqueue",)
+FUNCTIONS = ("enqueue", "kv")
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
-_PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "CALL")
+_PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "LAST", "CALL")
 _GLOBALS = "redis, string, table, math, tonumber, tostring, unpack, ipairs, pcall, cjson, type"
 _CALL_INPUT = re.compile(r"\b(ARGV|KEYS|redis\.call)\b")
 

@@ -18,16 +18,36 @@ local function fmt(x)
   return string.format('%.6f', x)
 end
 
+-- Per stream, the newest entry id this call added to it (through xadd_after or event()): a
+-- bound the stream's last id is at or past, so an entry to follow an id not past it takes
+-- '*' at once, not the XADD that fails first (most of a finish's items' entries).
+local LAST = {}
+
+-- Whether the entry id a (<ms>-<seq>) sorts after b.
+local function id_after(a, b)
+  local am, as = string.match(a, '^(%d+)%-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)%-(%d+)$')
+  am, bm = tonumber(am), tonumber(bm)
+  return am > bm or (am == bm and tonumber(as) > tonumber(bs))
+end
+
 -- An entry of the stream that sorts after the entry 'floor' (<ms>-<seq>) of another
 -- stream in the merged log (events() in backend.py): the id just after it, or the one
 -- '*' gives when this stream is past it already (then '*' is past it too).
 local function xadd_after(stream, floor, ...)
-  local ms, sq = string.match(floor, '^(%d+)%-(%d+)$')
-  local eid = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXEV,
-    ms .. '-' .. string.format('%d', tonumber(sq) + 1), ...)
-  if type(eid) == 'table' and eid.err then
+  local last = LAST[stream]
+  local eid
+  if last and not id_after(floor, last) then
     eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', ...)
+  else
+    local ms, sq = string.match(floor, '^(%d+)%-(%d+)$')
+    eid = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXEV,
+      ms .. '-' .. string.format('%d', tonumber(sq) + 1), ...)
+    if type(eid) == 'table' and eid.err then
+      eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', ...)
+    end
   end
+  LAST[stream] = eid
   return eid
 end
 
@@ -39,9 +59,21 @@ end
 -- so that its page reads them by id (jobevents.lua) instead of walking the stream; they go
 -- with the record. Cut to its last EV_BYTES characters, at least the newest 100 ids (an id
 -- is at most 20 characters while milliseconds have 13 digits). fresh: the caller is
--- creating the record and writes the id with the rest. after: an entry id of another
--- stream this event must come after (nil: none; see xadd_after). Returns the entry id.
+-- creating (or writing) the record and writes the id with the rest (see ev_added). after:
+-- an entry id of another stream this event must come after (nil: none; see xadd_after).
+-- Returns the entry id.
 local EV_BYTES = 2100
+
+-- A record's 'ev' (ev: as read, nil for a record an older version wrote) with the entry id
+-- eid added: what a caller that reads and writes the record anyway sets, with fresh = true.
+local function ev_added(ev, eid)
+  if not ev then return eid end
+  ev = ev .. ' ' .. eid
+  if #ev > EV_BYTES then
+    ev = string.sub(ev, string.find(ev, ' ', #ev - EV_BYTES + 1, true) + 1)
+  end
+  return ev
+end
 local function event(typ, id, task, queue, data, at, fresh, after)
   local stream = G .. 'events'
   if QK ~= '' then stream = QK .. 'events' end
@@ -52,16 +84,13 @@ local function event(typ, id, task, queue, data, at, fresh, after)
   else
     eid = redis.call('XADD', stream, 'MAXLEN', '~', MAXEV, '*', 'e', typ, 'j', id,
       't', task, 'q', queue, 'd', data, 'a', at or NOWS)
+    LAST[stream] = eid
   end
   if QK == '' or id == '' or fresh then return eid end
   local jk = QK .. 'j:' .. id
   local ev = redis.call('HGET', jk, 'ev')
   if ev then
-    ev = ev .. ' ' .. eid
-    if #ev > EV_BYTES then
-      ev = string.sub(ev, string.find(ev, ' ', #ev - EV_BYTES + 1, true) + 1)
-    end
-    redis.call('HSET', jk, 'ev', ev)
+    redis.call('HSET', jk, 'ev', ev_added(ev, eid))
   elseif redis.call('EXISTS', jk) == 1 then
     redis.call('HSET', jk, 'ev', eid)  -- a record an older version wrote
   end
@@ -83,6 +112,25 @@ local function wake(n)
     local ones = {}
     for i = 1, n do ones[i] = '1' end
     redis.call('RPUSH', QK .. 'wake', unpack(ones))
+  end
+end
+
+-- [revs]
+-- {P}:revs scores each flow run by its newest event's millisecond (see publish.lua): a call
+-- notes its runs' entry ids (revs: the runs in order, and run -> its newest entry id) and
+-- writes them in one ZADD, not one per event.
+local function rev_seen(revs, run, eid)
+  if not revs[run] then revs[#revs + 1] = run end
+  revs[run] = eid
+end
+
+local function scored(revs)
+  local args = {}
+  for k, run in ipairs(revs) do
+    args[#args + 1] = tonumber(string.match(revs[run], '^%d+')); args[#args + 1] = run
+    if #args >= 2000 or k == #revs then  -- unpack()'s stack limit
+      redis.call('ZADD', G .. 'revs', unpack(args)); args = {}
+    end
   end
 end
 
@@ -194,27 +242,22 @@ end
 
 -- [enqueuing]
 -- Writes new jobs into the queue at hand (QK, named queue): enqueue.lua's whole work,
--- shared with the writes of claimed jobs (claim_jobs). A job's six arguments start at
--- ARGV[i] for i = first, first + step, ... up to last: id data delay at dedup, and the
--- ARGV index where its task part starts (task priority max_attempts timeout lease replace
--- keep_for hold max_stalls). skip: the i's not to write (nil: none). watch: their finish
--- is published whole (see fetch.lua's mode 2). seq: the FIFO sequence the call's jobs of
--- this queue reached so far (0 at first). floor: an entry id of another stream the first
--- job.queued must come after (nil: none).
+-- shared with the writes of claimed jobs (claim_jobs). items: the ARGV indexes where the
+-- jobs' six arguments start, in order (nil: first, first + step, ... to the last argument,
+-- enqueue.lua's, which then builds no table): id data delay at dedup, and the ARGV index
+-- where its task part starts (task priority max_attempts timeout lease replace keep_for
+-- hold max_stalls). watch: their finish is published whole (see fetch.lua's mode 2).
+-- floor: an entry id of another stream the first job.queued must come after (nil: none).
 -- Returns per job written or found 1 (created, queued) or 2 (created, scheduled): the
 -- common case, as the client knows the id and queue it sent; otherwise {id, created
--- (1/0), public state, queue, replaced (1/0)}; then the sequence reached.
+-- (1/0), public state, queue, replaced (1/0)}.
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
-local function enqueue_jobs(queue, watch, first, last, step, skip, seq, floor)
+local function enqueue_jobs(queue, watch, items, floor, first, step)
   local out = {}
   local created = 0
-  local jobs = math.floor((last - first) / step) + 1
-  if skip then
-    for i = first, last, step do
-      if skip[i] then jobs = jobs - 1 end
-    end
-  end
+  local jobs = items and #items or math.floor((#ARGV - first) / step) + 1
+  local seq = 0
 
   local function due_time(i)
     if ARGV[i + 3] ~= '' then
@@ -258,17 +301,18 @@ local function enqueue_jobs(queue, watch, first, last, step, skip, seq, floor)
   -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
   -- its own. 'all' lists exactly the ids that have a record: purge and release delete both.
   local listed = true
-  for i = first, last, step do
-    if ARGV[i + 4] ~= '' and not (skip and skip[i]) then listed = false; break end
+  for k = 1, jobs do  -- numeric loops: ipairs() is a function call per job
+    if ARGV[(items and items[k] or first + (k - 1) * step) + 4] ~= '' then
+      listed = false; break
+    end
   end
   local fresh = false
   if listed and jobs > 0 then
     local members, added = {}, 0
-    for i = first, last, step do
-      if not (skip and skip[i]) then
-        members[#members + 1] = NOWS; members[#members + 1] = ARGV[i]
-      end
-      if #members >= 2000 or (i + step > last and #members > 0) then  -- unpack()'s stack limit
+    for k = 1, jobs do
+      members[#members + 1] = NOWS
+      members[#members + 1] = ARGV[items and items[k] or first + (k - 1) * step]
+      if #members >= 2000 or k == jobs then  -- unpack()'s stack limit
         added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members))
         members = {}
       end
@@ -285,114 +329,113 @@ local function enqueue_jobs(queue, watch, first, last, step, skip, seq, floor)
     end
   end
 
-  for i = first, last, step do
-    if not (skip and skip[i]) then  -- skipped: its claim was refused
-      if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
-      local id, dk, p = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5])
-      local jk = QK .. 'j:' .. id
-      local live = false
-      if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
-      if live == id then live = false end  -- our own key: a resent call, answered below
-      if live then
-        -- The holder may be a job of this very batch whose index entries are still pending:
-        -- write them first, or unplace() misses its ready entry and flush() adds it back
-        -- beside the new one (a stale entry that claim would hand out again).
-        flush()
-        local ljk = QK .. 'j:' .. live
-        if ARGV[p + 7] == '1' then redis.call('HINCRBY', ljk, 'hd', 1) end  -- a run() caller waits
-        local f = redis.call('HMGET', ljk, 's', 'r', 't')
-        local replaced = 0
-        if ARGV[p + 5] == '1' and f[1] == 'queued' then
-          -- Debounce: the newest payload wins and its delay starts over.
-          redis.call('HSET', ljk, 'd', ARGV[i + 1], 'p', ARGV[p + 1], 'm', ARGV[p + 2],
-            'to', ARGV[p + 3], 'ms', ARGV[p + 8])
-          unplace(ljk, live)
-          local run_at, run_s = due_time(i)
-          requeue(ljk, live, 'queued', run_at, run_s)
-          event('job.queued', live, f[3], queue, '{"replaced":true}')
-          wake(1)
-          replaced = 1
-          f = redis.call('HMGET', ljk, 's', 'r')
-        end
-        put(live, 0, pstate(f[1], f[2]), queue, replaced)
-      elseif not fresh and redis.call('EXISTS', jk) == 1 then
-        -- The same id again: a client that resent after a dropped reply. Enqueue is idempotent.
-        local f = redis.call('HMGET', jk, 's', 'r')
-        put(id, 1, pstate(f[1], f[2]), queue, 0)
-      else
-        -- The common path, kept to few calls per job: every index write is batched below,
-        -- and a job without rare options builds no table (its record and event are written
-        -- from the arguments as they are).
-        local run_at, run_s = NOW, NOWS
-        if ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0' then run_at, run_s = due_time(i) end
-        seq = seq + 1
-        local extra = nil
-        if ARGV[p + 6] ~= '' then
-          extra = {'kf', ARGV[p + 6]}
-          redis.call('SET', QK .. 'ownkeep', '1')  -- purge.lua looks for such jobs from now on
-        end
-        if ARGV[p + 7] == '1' then
-          extra = extra or {}
-          extra[#extra + 1] = 'hd'; extra[#extra + 1] = 1
-        end
-        if dk ~= '' then
-          extra = extra or {}
-          extra[#extra + 1] = 'k'; extra[#extra + 1] = dk
-          redis.call('HSET', QK .. 'dedup', dk, id)
-        end
-        -- The event first: the record keeps its id ('ev', see event() in _prelude.lua).
-        local eid
-        if floor then
-          eid = xadd_after(STREAM, floor, 'e', 'job.queued', 'j', id, 't', ARGV[p],
-            'q', queue, 'd', '{}', 'a', NOWS)
-          floor = nil  -- the next entries of this stream follow this one
-        elseif TRIM then
-          eid = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued',
-            'j', id, 't', ARGV[p], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
-        else
-          eid = redis.call('XADD', STREAM, '*', 'e', 'job.queued', 'j', id, 't', ARGV[p],
-            'q', queue, 'd', '{}', 'a', NOWS)
-        end
-        if run_at <= NOW then
-          -- As place() does, inlined so that the ready index takes one ZADD per batch.
-          local us = NOWUS
-          if run_at ~= NOW then
-            local n = math.floor(run_at * 1000000 + 0.5)
-            if n < 0 then n = 0 end
-            us = string.format('%016d', n)
-          end
-          local rk = us .. string.format('%012d', seq) .. id
-          local score = scores[p]
-          if not score then
-            score = tostring(-tonumber(ARGV[p + 1]))
-            scores[p] = score
-          end
-          ready[#ready + 1] = score; ready[#ready + 1] = rk
-          if extra then
-            extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
-            write(jk, i, p, run_s, 'ev', eid, unpack(extra))
-          else
-            write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
-          end
-        else
-          redis.call('ZADD', QK .. 'sched', run_s, id)
-          if extra then
-            write(jk, i, p, run_s, 'ev', eid, unpack(extra))
-          else
-            write(jk, i, p, run_s, 'ev', eid)
-          end
-        end
-        indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
-        created = created + 1
-        if watch then redis.call('SADD', QK .. 'watch', id) end
-        if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
+  for k = 1, jobs do
+    local i = items and items[k] or first + (k - 1) * step
+    if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
+    local id, dk, p = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5])
+    local jk = QK .. 'j:' .. id
+    local live = false
+    if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
+    if live == id then live = false end  -- our own key: a resent call, answered below
+    if live then
+      -- The holder may be a job of this very batch whose index entries are still pending:
+      -- write them first, or unplace() misses its ready entry and flush() adds it back
+      -- beside the new one (a stale entry that claim would hand out again).
+      flush()
+      local ljk = QK .. 'j:' .. live
+      if ARGV[p + 7] == '1' then redis.call('HINCRBY', ljk, 'hd', 1) end  -- a run() caller waits
+      local f = redis.call('HMGET', ljk, 's', 'r', 't')
+      local replaced = 0
+      if ARGV[p + 5] == '1' and f[1] == 'queued' then
+        -- Debounce: the newest payload wins and its delay starts over.
+        redis.call('HSET', ljk, 'd', ARGV[i + 1], 'p', ARGV[p + 1], 'm', ARGV[p + 2],
+          'to', ARGV[p + 3], 'ms', ARGV[p + 8])
+        unplace(ljk, live)
+        local run_at, run_s = due_time(i)
+        requeue(ljk, live, 'queued', run_at, run_s)
+        event('job.queued', live, f[3], queue, '{"replaced":true}')
+        wake(1)
+        replaced = 1
+        f = redis.call('HMGET', ljk, 's', 'r')
       end
+      put(live, 0, pstate(f[1], f[2]), queue, replaced)
+    elseif not fresh and redis.call('EXISTS', jk) == 1 then
+      -- The same id again: a client that resent after a dropped reply. Enqueue is idempotent.
+      local f = redis.call('HMGET', jk, 's', 'r')
+      put(id, 1, pstate(f[1], f[2]), queue, 0)
+    else
+      -- The common path, kept to few calls per job: every index write is batched below,
+      -- and a job without rare options builds no table (its record and event are written
+      -- from the arguments as they are).
+      local run_at, run_s = NOW, NOWS
+      if ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0' then run_at, run_s = due_time(i) end
+      seq = seq + 1
+      local extra = nil
+      if ARGV[p + 6] ~= '' then
+        extra = {'kf', ARGV[p + 6]}
+        redis.call('SET', QK .. 'ownkeep', '1')  -- purge.lua looks for such jobs from now on
+      end
+      if ARGV[p + 7] == '1' then
+        extra = extra or {}
+        extra[#extra + 1] = 'hd'; extra[#extra + 1] = 1
+      end
+      if dk ~= '' then
+        extra = extra or {}
+        extra[#extra + 1] = 'k'; extra[#extra + 1] = dk
+        redis.call('HSET', QK .. 'dedup', dk, id)
+      end
+      -- The event first: the record keeps its id ('ev', see event() in _prelude.lua).
+      local eid
+      if floor then
+        eid = xadd_after(STREAM, floor, 'e', 'job.queued', 'j', id, 't', ARGV[p],
+          'q', queue, 'd', '{}', 'a', NOWS)
+        floor = nil  -- the next entries of this stream follow this one
+      elseif TRIM then
+        eid = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXEV, '*', 'e', 'job.queued',
+          'j', id, 't', ARGV[p], 'q', queue, 'd', '{}', 'a', NOWS)  -- as event() writes it
+      else
+        eid = redis.call('XADD', STREAM, '*', 'e', 'job.queued', 'j', id, 't', ARGV[p],
+          'q', queue, 'd', '{}', 'a', NOWS)
+      end
+      if run_at <= NOW then
+        -- As place() does, inlined so that the ready index takes one ZADD per batch.
+        local us = NOWUS
+        if run_at ~= NOW then
+          local n = math.floor(run_at * 1000000 + 0.5)
+          if n < 0 then n = 0 end
+          us = string.format('%016d', n)
+        end
+        local rk = us .. string.format('%012d', seq) .. id
+        local score = scores[p]
+        if not score then
+          score = tostring(-tonumber(ARGV[p + 1]))
+          scores[p] = score
+        end
+        ready[#ready + 1] = score; ready[#ready + 1] = rk
+        if extra then
+          extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
+          write(jk, i, p, run_s, 'ev', eid, unpack(extra))
+        else
+          write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
+        end
+      else
+        redis.call('ZADD', QK .. 'sched', run_s, id)
+        if extra then
+          write(jk, i, p, run_s, 'ev', eid, unpack(extra))
+        else
+          write(jk, i, p, run_s, 'ev', eid)
+        end
+      end
+      indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
+      created = created + 1
+      if watch then redis.call('SADD', QK .. 'watch', id) end
+      if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
     end
   end
   flush()
   if not TRIM and created > 0 then redis.call('XTRIM', STREAM, 'MAXLEN', '~', MAXEV) end
   if created > 0 then wake(created) end
-  return out, seq
+  return out
 end
 
 -- [claims]
@@ -402,47 +445,62 @@ end
 -- six arguments (enqueue_jobs), its claim's key, value and unless key ('' for none).
 -- An item writes nothing while its unless key is live; otherwise its key is set unless
 -- live, and its job written unless a job with its id or a live one with its dedup key
--- exists. A run is written only if owners[owner] (or owner 0). The runs switch the queue
--- at hand (QK), which is the caller's again after. floor: as enqueue_jobs's, for the
--- first job of each queue but the caller's.
+-- exists. A run is written only if owners[owner] (or owner 0). Every claim is settled
+-- first, in order; then each queue's jobs are written by one enqueue_jobs (in their
+-- order), so that its index writes, trim and wake-up are one per queue, not per run
+-- (a finish carries a follow-up per step). The queues switch the queue at hand (QK),
+-- which is the caller's again after. floor: as enqueue_jobs's, for the first job of each
+-- queue but the caller's.
 -- Returns per item of the runs written: won (1/0) + 2 * (0 not written, 1 written
 -- queued, 2 written scheduled).
 local function claim_jobs(at, owners, floor)
-  local home, out, seqs = QK, {}, {}
+  local home, out = QK, {}
+  local queues, order = {}, {}  -- key prefix -> {queue, its items' ARGV indexes}
+  local slot = {}  -- an item's ARGV index -> its place in out
+  local listed = {}  -- the claim keys set, for {P}:kvidx (as kv_setnx lists them)
   at = at + 1 + 9 * tonumber(ARGV[at])
   while at <= #ARGV do
     local qk, queue, owner, n = ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
     local first, last = at + 4, at + 3 + 9 * n
     if owner == '0' or owners[owner] then
-      local skip, won = nil, {}
+      local q = queues[qk]
+      if not q then
+        q = {queue, {}}
+        queues[qk] = q
+        order[#order + 1] = qk
+      end
+      local items = q[2]
       for i = first, last, 9 do
         local unless = ARGV[i + 8]
         if unless ~= '' and kv_live(unless) then
-          skip = skip or {}
-          skip[i] = true
-        else
-          won[i] = kv_setnx(ARGV[i + 6], ARGV[i + 7], '')
-        end
-      end
-      QK = qk
-      local after = nil
-      if qk ~= home then after = floor end
-      local written, seq = enqueue_jobs(queue, false, first, last, 9, skip, seqs[qk] or 0, after)
-      seqs[qk] = seq
-      local k = 0
-      for i = first, last, 9 do
-        if skip and skip[i] then
           out[#out + 1] = 0
         else
-          k = k + 1
           local code = 0
-          if won[i] then code = 1 end
-          if type(written[k]) == 'number' then code = code + 2 * written[k] end
+          if redis.call('SET', G .. 'kv:' .. ARGV[i + 6], ARGV[i + 7], 'NX') then
+            code = 1
+            listed[#listed + 1] = 0; listed[#listed + 1] = ARGV[i + 6]
+            if #listed >= 2000 then  -- unpack()'s stack limit
+              redis.call('ZADD', G .. 'kvidx', unpack(listed)); listed = {}
+            end
+          end
           out[#out + 1] = code
+          items[#items + 1] = i
+          slot[i] = #out
         end
       end
     end
     at = last + 1
+  end
+  if #listed > 0 then redis.call('ZADD', G .. 'kvidx', unpack(listed)) end
+  for _, qk in ipairs(order) do
+    local q = queues[qk]
+    QK = qk
+    local after = nil
+    if qk ~= home then after = floor end
+    local written = enqueue_jobs(q[1], false, q[2], after)
+    for k, i in ipairs(q[2]) do
+      if type(written[k]) == 'number' then out[slot[i]] = out[slot[i]] + 2 * written[k] end
+    end
   end
   QK = home
   return out
@@ -450,16 +508,27 @@ end
 
 -- [records]
 -- queued or active -> completed / failed / cancelled; the dedup key is released with it.
-local function end_job(jk, id, old, state)
-  local f = redis.call('HMGET', jk, 'c', 'k')
-  redis.call('HSET', jk, 's', state, 'f', NOWS)
-  redis.call('HDEL', jk, 'tk', 'x', 'rk')
+-- A caller that read the record's 'c' and 'k' passes them (c, k: then also sets, dels, the
+-- fields of its own to set and remove, in the same HSET and HDEL; one command each for a
+-- finish, not three).
+local function end_job(jk, id, old, state, c, k, sets, dels)
+  if not c then
+    local f = redis.call('HMGET', jk, 'c', 'k')
+    c, k = f[1], f[2]
+  end
+  if sets then
+    redis.call('HSET', jk, 's', state, 'f', NOWS, unpack(sets))
+    redis.call('HDEL', jk, 'tk', 'x', 'rk', unpack(dels))
+  else
+    redis.call('HSET', jk, 's', state, 'f', NOWS)
+    redis.call('HDEL', jk, 'tk', 'x', 'rk')
+  end
   if old == 'active' then redis.call('ZREM', QK .. 'active', id) end
   redis.call('ZREM', QK .. 'i:' .. old, id)
-  redis.call('ZADD', QK .. 'i:' .. state, f[1], id)
+  redis.call('ZADD', QK .. 'i:' .. state, c, id)
   redis.call('ZADD', QK .. 'f:' .. state, NOWS, id)
-  if f[2] and redis.call('HGET', QK .. 'dedup', f[2]) == id then
-    redis.call('HDEL', QK .. 'dedup', f[2])
+  if k and redis.call('HGET', QK .. 'dedup', k) == id then
+    redis.call('HDEL', QK .. 'dedup', k)
   end
 end
 
@@ -473,9 +542,12 @@ end
 
 -- Jobs that just finished: those a caller is waiting for ('watch', see fetch.lua) are
 -- published whole on the 'finished' channel, so the waiter needs no further round trip.
--- Unwatched jobs cost one SREM. A message is records, each: the number of strings that
--- follow, then id, state and the record's fields and values, every string as <len>:<bytes>.
+-- Unwatched jobs cost one SREM (none while nobody waits). A message is records, each: the
+-- number of strings that follow, then id, state and the record's fields and values, every
+-- string as <len>:<bytes>.
 local function notify_finished(ids)
+  -- Nobody waiting (the common case): one EXISTS for the call, not an SREM per job.
+  if #ids > 1 and redis.call('EXISTS', QK .. 'watch') == 0 then return end
   local parts = {}
   for _, id in ipairs(ids) do
     if redis.call('SREM', QK .. 'watch', id) == 1 then

@@ -32,7 +32,7 @@ if #picked > 0 then
   for i, rk in ipairs(picked) do
     local id = string.sub(rk, 29)
     local jk = QK .. 'j:' .. id
-    local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q', 'a', 'sl')
+    local f = redis.call('HMGET', jk, 't', 'd', 'm', 'to', 'l', 'c', 'q', 'a', 'sl', 'ev')
     -- A record someone else wrote or damaged is quarantined, never handed out (and a
     -- ready entry whose record is gone is just dropped).
     if f[1] and f[2] and f[7] and tonumber(f[3]) and tonumber(f[6]) and tonumber(f[8])
@@ -43,21 +43,22 @@ if #picked > 0 then
       if f[5] and f[5] ~= '' then span = tonumber(f[5]) end
       local token = base .. i
       local held = span
+      -- The event first: the record's HSET below keeps its id (read with the rest).
+      local ev = ev_added(f[10], event('job.started', id, f[1], f[7],
+        '{"attempt":' .. attempts .. ',"worker":' .. wq .. '}', nil, true))
       if handover then
         if handover < span then held = handover end
         redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token,
-          'st', NOWS, 'x', fmt(NOW + held), 'wk', '1')
+          'st', NOWS, 'x', fmt(NOW + held), 'wk', '1', 'ev', ev)
         redis.call('HDEL', jk, 'rk')
       else
         redis.call('HSET', jk, 's', 'active', 'a', attempts, 'w', worker, 'tk', token,
-          'st', NOWS, 'x', fmt(NOW + span))
+          'st', NOWS, 'x', fmt(NOW + span), 'ev', ev)
         redis.call('HDEL', jk, 'rk', 'wk')
       end
       redis.call('ZADD', QK .. 'active', NOW + held, id)
       redis.call('ZREM', QK .. 'i:queued', id)
       redis.call('ZADD', QK .. 'i:active', f[6], id)
-      event('job.started', id, f[1], f[7],
-        '{"attempt":' .. attempts .. ',"worker":' .. wq .. '}')
       local n = #out
       out[n + 1] = id; out[n + 2] = token; out[n + 3] = f[1]; out[n + 4] = f[2]
       out[n + 5] = attempts; out[n + 6] = f[3]; out[n + 7] = f[4]; out[n + 8] = tostring(span)

@@ -5,4 +5,4 @@
 -- job); then per job: id data delay at dedup, and the ARGV index where its task part
 -- starts. The work is enqueue_jobs's (_prelude.lua), shared with claim_jobs; its reply
 -- is this call's.
-return (enqueue_jobs(ARGV[4], ARGV[5] == '1', 7 + 9 * tonumber(ARGV[6]), #ARGV, 6, nil, 0, nil))
+return (enqueue_jobs(ARGV[4], ARGV[5] == '1', nil, nil, 7 + 9 * tonumber(ARGV[6]), 6))

@@ -18,6 +18,7 @@ local stepped = tonumber(ARGV[7])
 local owners = {}  -- item number -> true once completed here
 local floor = nil  -- this call's last entry id
 local steps = nil  -- item number -> the ARGV index of its first event, and how many
+local revs = {}  -- the runs whose events this call wrote (rev_seen)
 if stepped then
   steps = {}
   local e, last = stepped, (followups or #ARGV + 1) - 1
@@ -29,10 +30,9 @@ if stepped then
 end
 
 -- An item's steps' events into {P}:events (and each run's stream, as publish.lua), after
--- the job's newest event (its job.started: see event()'s 'ev'); returns the last one's
+-- the job's newest event (its job.started: ev, the record's 'ev'); returns the last one's
 -- entry id, which the item's own event comes after.
-local function published(jk, at, n)
-  local ev = redis.call('HGET', jk, 'ev')
+local function published(ev, at, n)
   local eid = ev and string.match(ev, '(%S+)$')
   for k = at, at + 7 * (n - 1), 7 do
     local when = ARGV[k + 5]
@@ -47,7 +47,7 @@ local function published(jk, at, n)
     local run = ARGV[k + 6]
     if run ~= '' then
       redis.call('XADD', G .. 'rev:' .. run, 'MAXLEN', '~', MAXEV, eid, unpack(fields))
-      redis.call('ZADD', G .. 'revs', tonumber(string.match(eid, '^%d+')), run)
+      rev_seen(revs, run, eid)
     end
   end
   return eid
@@ -56,7 +56,8 @@ end
 for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
   local id, kind, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
   local jk = QK .. 'j:' .. id
-  local f = redis.call('HMGET', jk, 's', 'tk', 'a', 't', 'q')
+  -- 'ev', 'c' and 'k' read here, for the end's one HSET and HDEL (end_job's sets, dels).
+  local f = redis.call('HMGET', jk, 's', 'tk', 'a', 't', 'q', 'ev', 'c', 'k')
   if f[1] ~= 'active' or f[2] ~= ARGV[i + 1] then
     out[#out + 1] = 0
   else
@@ -64,24 +65,14 @@ for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
     local after = nil  -- its steps' last event, which its own event comes after
     if steps then
       local own = steps[tostring(#out)]
-      if own then after = published(jk, own[1], own[2]) end
+      if own then after = published(f[6], own[1], own[2]) end
     end
     add_logs(jk, ARGV[i + 7], ARGV[4], ARGV[5])
     local attempts = tonumber(f[3])
     local ejson = err
-    if err == '' then
-      redis.call('HDEL', jk, 'e'); ejson = 'null'
-    else
-      redis.call('HSET', jk, 'e', err)
-    end
-    if kind == 'completed' then
-      if ARGV[i + 3] == '' then redis.call('HDEL', jk, 'res') else redis.call('HSET', jk, 'res', ARGV[i + 3]) end
-      end_job(jk, id, 'active', 'completed')
-      floor = event('job.completed', id, f[4], f[5], '{"attempt":' .. attempts .. '}', nil, nil,
-        after)
-      ended[#ended + 1] = id
-      owners[tostring(#out)] = true
-    elseif kind == 'retry' then
+    if err == '' then ejson = 'null' end
+    if kind == 'retry' then
+      if err == '' then redis.call('HDEL', jk, 'e') else redis.call('HSET', jk, 'e', err) end
       if ARGV[i + 6] == '1' then
         attempts = attempts - 1
         redis.call('HSET', jk, 'a', attempts)
@@ -93,18 +84,35 @@ for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
       floor = event('job.retrying', id, f[4], f[5], '{"attempt":' .. attempts .. ',"delay":' ..
         ARGV[i + 5] .. ',"error":' .. ejson .. '}', nil, nil, after)
       requeued = requeued + 1
-    elseif kind == 'failed' then
-      end_job(jk, id, 'active', 'failed')
-      floor = event('job.failed', id, f[4], f[5], '{"attempt":' .. attempts .. ',"error":' ..
-        ejson .. '}', nil, nil, after)
-      ended[#ended + 1] = id
     else
-      end_job(jk, id, 'active', 'cancelled')
-      floor = event('job.cancelled', id, f[4], f[5], '{}', nil, nil, after)
+      local state, data = 'cancelled', '{}'
+      if kind == 'completed' then
+        state, data = kind, '{"attempt":' .. attempts .. '}'
+      elseif kind == 'failed' then
+        state, data = kind, '{"attempt":' .. attempts .. ',"error":' .. ejson .. '}'
+      end
+      -- The event first: the record's 'ev' keeps its id, set with the end's other fields.
+      floor = event('job.' .. state, id, f[4], f[5], data, nil, true, after)
+      local sets, dels = {'ev', ev_added(f[6], floor)}, {}
+      if err == '' then
+        dels[1] = 'e'
+      else
+        sets[3] = 'e'; sets[4] = err
+      end
+      if kind == 'completed' then
+        if ARGV[i + 3] == '' then
+          dels[#dels + 1] = 'res'
+        else
+          sets[#sets + 1] = 'res'; sets[#sets + 1] = ARGV[i + 3]
+        end
+        owners[tostring(#out)] = true
+      end
+      end_job(jk, id, 'active', state, f[7], f[8], sets, dels)
       ended[#ended + 1] = id
     end
   end
 end
+if #revs > 0 then scored(revs) end
 if requeued > 0 then wake(requeued) end
 notify_finished(ended)
 if not followups then return out end
