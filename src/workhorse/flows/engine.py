@@ -449,7 +449,10 @@ class Engine:
         if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
             options = {**(options or {}), "timeout": flow.step_timeout}  # step > flow > job
         new = self.client.new_job(task, data, options or {}, job_id)
-        new.dedup_key, new.replace = "flow:" + job_id, False
+        # Its id, derived from the cause, already makes it one job (every store keeps the
+        # stored job for an id it holds); a dedup key only cost index entries per step, and
+        # a task's own singleton key does not apply to its steps (docs/decisions.md).
+        new.dedup_key, new.replace = None, False
         claim = Claim(keys.job_key(run, job_id), self.marker(step, gen), keys.end_key(run, gen))
         return claim, task, new
 
