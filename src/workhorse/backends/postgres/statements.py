@@ -292,9 +292,11 @@ FROM m LEFT JOIN claimed c ON true ORDER BY c.priority DESC, c.run_at, c.seq"""
 
     def renew(self) -> str:
         return f"""
+WITH i AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[]) AS i(id, token, span))
 UPDATE {self.s}.jobs j SET expires_at = now() + make_interval(secs => i.span)
-FROM unnest(%s::text[], %s::text[], %s::float8[]) AS i(id, token, span)
-WHERE j.id = i.id AND j.token = i.token AND j.state = 'active'
+-- By primary key, the state tested on the rows only, as the finish does (its comment).
+FROM i WHERE j.id = ANY(ARRAY(SELECT id FROM i)) AND j.id = i.id AND j.token = i.token
+  AND (j.state = 'active') IS TRUE
 RETURNING j.id, j.cancel_requested"""
 
     def finish(
