@@ -45,6 +45,13 @@ _OUTCOME_EVENTS = {
 }
 
 
+def run_of(event: Event) -> str | None:
+    """The flow run an event belongs to (its ``data["run"]``): such events are read by their
+    run (``Backend.run_events``), not as their job's (``Backend.job_events``)."""
+    run = event.data.get("run") if event.data else None
+    return run if isinstance(run, str) else None
+
+
 def outcome_type(outcome: Outcome) -> str:
     """The event an outcome written by the worker is: a refunded retry without an error
     (shutdown, unknown task) only puts the job back, so it is ``job.queued``."""

@@ -177,3 +177,18 @@ async def test_a_long_steps_start_is_logged_while_it_runs(app: Workhorse) -> Non
         "step.completed",
         "flow.completed",
     ]
+
+
+async def test_a_steps_job_events_are_its_jobs_and_its_run_has_the_steps(app: Workhorse) -> None:
+    """A step's job page (job_events) lists what its job went through, the same on every
+    store; its step.started and step.completed are the run's events, read by the run."""
+    line_flow(app, 2)
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("line", 1)
+    assert (await run.wait(timeout=10)).state == "completed"
+    await _events_up_to_the_end(app, run.id)
+    for step in (await app.flows.get(run.id)).steps:
+        types = [e.type for e in await app.backend.job_events(step.job_id)]
+        assert types == ["job.queued", "job.started", "job.completed"], step.step
+    by_run = [e.type for e in await app.flows.events(run.id)]
+    assert by_run.count("step.started") == by_run.count("step.completed") == 2

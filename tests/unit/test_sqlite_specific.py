@@ -495,8 +495,9 @@ async def test_the_dedup_index_tests_states_without_a_list_and_a_version_10_file
 ) -> None:
     """Schema 11: the dedup index's condition compares the state three times instead of
     ``state IN (...)``, for which SQLite built a temporary b-tree in every statement that
-    writes a job with a dedup key (a flow step has one). Dedup holds as before, on a new
-    file and on one written by schema 10."""
+    writes a job with a dedup key; and the job-events index leaves a flow run's events out
+    (read by their run). Dedup holds as before, on a new file and on one written by schema
+    10."""
     path = tmp_path / "old.db"
 
     async def dedups(queue: str) -> None:
@@ -521,16 +522,21 @@ async def test_the_dedup_index_tests_states_without_a_list_and_a_version_10_file
             ops = [row[1] for row in raw.execute("EXPLAIN " + statement, _nulls(statement))]
             # END's one is its RETURNING's; a list in the index's condition added two more.
             assert ops.count("OpenEphemeral") <= statement.count("RETURNING")
-        raw.executescript(  # back to schema 10's condition
+        raw.executescript(  # back to schema 10's conditions
             "DROP INDEX wh_jobs_dedup_queue; CREATE UNIQUE INDEX wh_jobs_dedup_queue ON "
             "wh_jobs (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN "
-            "('queued', 'scheduled', 'active'); PRAGMA user_version = 10;"
+            "('queued', 'scheduled', 'active'); DROP INDEX wh_events_job; CREATE INDEX "
+            "wh_events_job ON wh_events (job_id, id) WHERE job_id IS NOT NULL AND (type <> "
+            "'job.queued' OR data IS NOT NULL) AND type <> 'job.completed'; "
+            "PRAGMA user_version = 10;"
         )
     await dedups("b")
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'wh_jobs_dedup_queue'")
         assert " IN " not in sql[0] and "state = 'active'" in sql[0]
+        (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'wh_events_job'")
+        assert "run IS NULL" in sql[0]
 
 
 def _nulls(statement: str) -> dict[str, None] | list[None]:

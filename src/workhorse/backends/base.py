@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workhorse.backends.loglines import MAX_LOG_BYTES, MAX_LOG_LINES
+from workhorse.events import run_of
 from workhorse.job import (
     Claim,
     Claimed,
@@ -300,13 +301,14 @@ class Backend(abc.ABC):
 
     async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
         """The job's newest ``limit`` events still in the log (those the store logged as
-        its state changed; events a caller published may be left out), oldest first.
+        its state changed; events a caller published may be left out, and a flow run's,
+        with a run in their data, are: they are read by the run), oldest first.
         This default walks the log; every store here reads by the job's id instead, so
         the cost does not grow with other jobs' events."""
         found: list[Event] = []
         cursor = 0
         while batch := await self.events(cursor, 10_000):
-            found += [e for e in batch if e.job_id == job_id]
+            found += [e for e in batch if e.job_id == job_id and run_of(e) is None]
             cursor = batch[-1].id
             if len(batch) < 10_000:
                 break

@@ -737,8 +737,8 @@ class MemoryBackend(Backend):
             self._trim_events()
 
     def _index_run_event(self, ev: Event) -> None:
-        run = ev.data.get("run") if ev.data else None
-        if isinstance(run, str):
+        run = events.run_of(ev)
+        if run is not None:
             held = self._run_events.get(run)  # not setdefault: a deque per call is 760 bytes
             if held is None:
                 held = self._run_events[run] = deque()
@@ -746,8 +746,8 @@ class MemoryBackend(Backend):
 
     def _unindex_run_event(self, ev: Event) -> None:
         # The log drops its oldest first, so a run's oldest indexed event is this one.
-        run = ev.data.get("run") if ev.data else None
-        if not isinstance(run, str):
+        run = events.run_of(ev)
+        if run is None:
             return
         held = self._run_events.get(run)
         if held and held[0] is ev:
@@ -772,7 +772,7 @@ class MemoryBackend(Backend):
         mine: list[Event] = []
         if limit > 0:
             for ev in reversed(self._events):  # newest first: a live job's are near the end
-                if ev.job_id == job_id:
+                if ev.job_id == job_id and events.run_of(ev) is None:
                     mine.append(ev)
                     if len(mine) == limit:
                         break

@@ -56,7 +56,7 @@ from workhorse.backends.postgres.statements import (
     purge_past_keep,
 )
 from workhorse.errors import BackendError, ConfigError
-from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, retried
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, retried, run_of
 from workhorse.job import (
     Claim,
     Claimed,
@@ -626,7 +626,7 @@ class PostgresBackend(Backend):
         for d, (_, out) in zip(doc, items, strict=True):
             if out.events:
                 d["events"] = [
-                    [e.type, e.job_id, e.task, e.queue, e.data or {}, e.at or None, _run(e)]
+                    [e.type, e.job_id, e.task, e.queue, e.data or {}, e.at or None, run_of(e)]
                     for e in out.events
                 ]
                 stepped = True
@@ -1027,7 +1027,7 @@ class PostgresBackend(Backend):
                 arrays.texts([e.queue for e in events]),
                 arrays.texts([_dumps(e.data or {}) for e in events]),
                 [e.at or None for e in events],
-                arrays.texts([_run(e) for e in events]),
+                arrays.texts([run_of(e) for e in events]),
             ),
         )
 
@@ -1135,12 +1135,6 @@ def _events(rows: list[Any]) -> list[Event]:
         Event(type_, job_id, task, queue, data or {}, float(at), positions.join(xid, id_))
         for id_, xid, type_, job_id, task, queue, data, at in rows
     ]
-
-
-def _run(event: Event) -> str | None:
-    """The flow run an event belongs to (its ``data["run"]``), kept in its own column."""
-    run = event.data.get("run") if event.data else None
-    return run if isinstance(run, str) else None
 
 
 def _nul_refused(exc: psycopg.DataError) -> Exception:

@@ -92,7 +92,8 @@ CREATE TABLE events (
     at timestamptz NOT NULL DEFAULT now(),
     run text  -- a flow run's events (data->>'run'), read by run: see 0012 and 0013
 );
-CREATE INDEX events_job_idx ON events (job_id, id) WHERE job_id IS NOT NULL;
+-- A flow run's events (with a run) are read by their run, not as a job's (0014).
+CREATE INDEX events_job_idx ON events (job_id, id) WHERE job_id IS NOT NULL AND run IS NULL;
 CREATE INDEX events_run_idx ON events (run, xid, id) WHERE run IS NOT NULL;
 -- Readers page the log in this order (positions, see 0013).
 CREATE INDEX events_position_idx ON events (xid, id);

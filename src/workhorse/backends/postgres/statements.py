@@ -736,7 +736,7 @@ ORDER BY xid DESC, id DESC LIMIT 1"""
         # Committed events only, like any read; no in-flight horizon: this is no cursor.
         return f"""
 SELECT id, xid::text::int8 AS xid_int, type, job_id, task, queue, data, {_epoch("at")}
-FROM {self.s}.events WHERE job_id = %s ORDER BY id DESC LIMIT %s"""
+FROM {self.s}.events WHERE job_id = %s AND run IS NULL ORDER BY id DESC LIMIT %s"""
 
     def beat(self) -> str:
         return f"""

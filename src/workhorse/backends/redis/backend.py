@@ -20,6 +20,7 @@ from workhorse.backends.redis.records import decode_leases
 from workhorse.backends.redis.waiting import RedisWaiting
 from workhorse.backends.redis.wire import Dropped, Packed, Wire, bulk, error_of
 from workhorse.errors import BackendError
+from workhorse.events import run_of
 from workhorse.job import (
     FINISHED_STATES,
     Claim,
@@ -110,16 +111,10 @@ def _event_args(events: Sequence[Event]) -> list[Any]:
                 ev.queue or "",
                 codec.dumps(ev.data),
                 repr(float(ev.at)) if ev.at else "",
-                _run(ev),
+                run_of(ev) or "",
             )
         )
     return args
-
-
-def _run(ev: Event) -> str:
-    """The flow run an event belongs to (its ``data["run"]``), '' for none."""
-    run = ev.data.get("run") if ev.data else None
-    return run if isinstance(run, str) else ""
 
 
 def _cursor(entry_id: bytes) -> int:

@@ -16,7 +16,7 @@ from workhorse.backends.sqlite.statements import (
     NUMBERED_RUN_EVENT,
     RUN_EVENT,
 )
-from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
+from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, run_of
 from workhorse.job import Event
 
 EventRow = tuple[str, str | None, str | None, str | None, str | None, float]
@@ -42,7 +42,7 @@ def published_rows(events: Sequence[Event], now: float) -> list[RunEventRow]:
             ev.queue,
             to_json(ev.data) if ev.data else None,
             ev.at or now,
-            _run(ev),
+            run_of(ev),
         )
         for ev in events
     ]
@@ -61,11 +61,6 @@ def with_published(
         done = at
     out += [(*row, None) for row in rows[done:]]
     return out
-
-
-def _run(ev: Event) -> str | None:
-    run = ev.data.get("run") if ev.data else None
-    return run if isinstance(run, str) else None
 
 
 def next_id(conn: sqlite3.Connection) -> int:
@@ -164,10 +159,10 @@ def read(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
 def read_job(conn: sqlite3.Connection, job_id: str, limit: int) -> list[Event]:
     """The job's newest ``limit`` events, oldest first: one range of wh_events_job, and the
     job.queued event its enqueue wrote and the job.completed its finish wrote, named by its
-    row (schema.py)."""
+    row (schema.py). A flow run's events are not a job's (Backend.job_events)."""
     rows = conn.execute(
-        f"SELECT * FROM ({_COLS} WHERE job_id = :job AND (type <> 'job.queued' OR data IS NOT "
-        "NULL) AND type <> 'job.completed' ORDER BY id DESC LIMIT :limit) "
+        f"SELECT * FROM ({_COLS} WHERE job_id = :job AND run IS NULL AND (type <> 'job.queued' "
+        "OR data IS NOT NULL) AND type <> 'job.completed' ORDER BY id DESC LIMIT :limit) "
         f"UNION ALL {_COLS} WHERE id = (SELECT queued_event FROM wh_jobs WHERE id = :job) "
         f"UNION ALL {_COLS} WHERE id = (SELECT completed_event FROM wh_jobs WHERE id = :job) "
         "ORDER BY id DESC LIMIT :limit",

@@ -13,7 +13,7 @@ from workhorse.job import MAX_STALLS
 # 8: events by job, and a run column for a flow run's events; 9: a job's job.queued event
 # found from its row, not indexed, and no index by creation time across queues; 10: a
 # completed job's job.completed found from its row; 11: the dedup index's condition
-# without an IN list
+# without an IN list, and a flow run's events left out of the job-events index
 SCHEMA_VERSION = 11
 
 # Internal states: the public ones, except that "scheduled" is stored (not derived) so the
@@ -97,9 +97,10 @@ CREATE TABLE IF NOT EXISTS wh_events (
 -- A job's page reads its events here (job_events), not by walking the log. The job.queued
 -- event its enqueue writes (no data) and the job.completed its finish writes are found by
 -- the job row's queued_event and completed_event instead, so neither the enqueue's commit
--- nor a completion writes a page of this index (schema 9 and 10).
+-- nor a completion writes a page of this index (schema 9 and 10). A flow run's events
+-- (a step's own, with its run) are read by their run, on every store (schema 11).
 CREATE INDEX IF NOT EXISTS wh_events_job ON wh_events (job_id, id)
-    WHERE job_id IS NOT NULL AND (type <> 'job.queued' OR data IS NOT NULL)
+    WHERE job_id IS NOT NULL AND run IS NULL AND (type <> 'job.queued' OR data IS NOT NULL)
     AND type <> 'job.completed';
 CREATE INDEX IF NOT EXISTS wh_events_run ON wh_events (run, id) WHERE run IS NOT NULL;
 CREATE TABLE IF NOT EXISTS wh_paused (queue TEXT PRIMARY KEY);
@@ -151,8 +152,9 @@ def upgrade(conn: sqlite3.Connection, version: int) -> None:
         conn.execute("ALTER TABLE wh_jobs ADD COLUMN completed_event INTEGER")
         conn.execute(COMPLETED_EVENTS)
         conn.execute("DROP INDEX IF EXISTS wh_events_job")  # made again without them
-    if 1 <= version < 11:
-        conn.execute("DROP INDEX IF EXISTS wh_jobs_dedup_queue")  # made again below
+    if 1 <= version < 11:  # both made again below, with their new conditions
+        conn.execute("DROP INDEX IF EXISTS wh_jobs_dedup_queue")
+        conn.execute("DROP INDEX IF EXISTS wh_events_job")
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
