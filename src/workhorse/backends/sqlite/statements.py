@@ -52,8 +52,8 @@ RUN_EVENT = (
     "INSERT INTO wh_events (type, job_id, task, queue, data, at, run) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 # A finish tells an owned row by the count of rows changed, not by RETURNING, which SQLite
-# serves from a temporary b-tree it builds per statement (34k instructions of a 58k
-# UPDATE: docs/profiles.md); the attempt is the lease's (an owned row's cannot change).
+# serves from a temporary b-tree it builds per statement (docs/profiles.md); the attempt is
+# the lease's (an owned row's cannot change).
 END = (
     f"UPDATE wh_jobs SET state = :state, result = :result, error = :error, "
     f"completed_event = :completed, "
