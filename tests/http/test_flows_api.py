@@ -180,6 +180,13 @@ async def test_a_diamond_started_over_http_completes_with_its_steps(
 
     types = await eventually(logged, "flow.completed in the run's events")
     assert types[0] == "flow.started" and "step.completed" in types
+    # A step's job lists its job's events; its step.* events are its run's (above).
+    d_events = f"/api/jobs/{steps['d']['job_id']}/events"
+    listed = [e["type"] for e in (await http.get(d_events, headers=READ)).json()]
+    assert listed == ["job.queued", "job.started", "job.completed"], listed
+    async with http.stream("GET", d_events, headers={**READ, "Accept": "text/event-stream"}) as s:
+        streamed = "".join([chunk async for chunk in s.aiter_text()])
+    assert "event: job.completed" in streamed and "event: step." not in streamed
     # The stream replays the run's events and ends with its outcome.
     async with http.stream(
         "GET", f"/api/runs/{run_id}/events", headers={**READ, "Accept": "text/event-stream"}

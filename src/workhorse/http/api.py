@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from workhorse.client import KEEP, Client
 from workhorse.errors import RunTimeout
+from workhorse.events import run_of
 from workhorse.http.auth import Caller
 from workhorse.http.calls import CALL_QUEUE_PREFIX
 from workhorse.http.enqueue import enqueue_job, fast_enqueue
@@ -168,14 +169,15 @@ def api_routes(api: Api) -> APIRouter:
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> Any:
         """The job's events in the log after ``after`` (a JSON page scans at most 10,000
-        events); with ``Accept: text/event-stream`` a stream that ends with its outcome."""
+        events; a flow step's own are its run's, as in ``job_events``); with ``Accept:
+        text/event-stream`` a stream that ends with its outcome."""
         after = resume_after(after, last_event_id)
         if "text/event-stream" in request.headers.get("accept", ""):
             return _stream(sse(client, after, _poll(client), job_id))
         out: list[EventOut] = []
         for _ in range(10):
             page = await client.events(after, 1000)
-            out += [event_out(e) for e in page if e.job_id == job_id]
+            out += [event_out(e) for e in page if e.job_id == job_id and run_of(e) is None]
             if len(page) < 1000 or len(out) >= limit:
                 break
             after = page[-1].id

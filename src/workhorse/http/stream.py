@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from workhorse.client import Client
+from workhorse.events import run_of
 from workhorse.http.models import event_out
 
 _PAGE = 500
@@ -25,8 +26,8 @@ async def sse(
         events = await client.events(after, _PAGE)
         for e in events:
             after = e.id
-            if job_id is not None and e.job_id != job_id:
-                continue
+            if job_id is not None and (e.job_id != job_id or run_of(e) is not None):
+                continue  # a step's own events are its run's (GET /runs/{id}/events)
             # pydantic writes ints of any size (orjson stops at 64 bits: PostgreSQL's ids).
             data = event_out(e).model_dump_json().encode()
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (e.id, e.type.encode(), data)
