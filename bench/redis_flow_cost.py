@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,13 +30,7 @@ from typing import Any
 import redis
 
 from bench import flows
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from bench.http import free_port
 
 
 async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
@@ -82,7 +75,7 @@ def main() -> None:
     parser.add_argument("--config", action="append", default=[], help="name=value")
     parser.add_argument("--commands", action="store_true")
     args = parser.parse_args()
-    port, folder = _free_port(), tempfile.mkdtemp()
+    port, folder = free_port(), tempfile.mkdtemp()
     out = os.path.join(folder, "callgrind.out")
     cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
     if args.callgrind:
