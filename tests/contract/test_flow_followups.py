@@ -11,7 +11,7 @@ from typing import Any
 
 from workhorse import Workhorse
 
-from .support import line_flow
+from .support import line_flow, settled_log
 
 
 def _count_enqueue_claimed(app: Workhorse) -> list[int]:
@@ -44,7 +44,7 @@ async def test_a_chains_followups_go_with_its_steps_outcomes(app: Workhorse) -> 
     capable = app.backend.capabilities.finish_followups  # not on Redis Cluster
     assert calls == ([] if capable else [1, 1])
     # Each follow-up's job.queued after its cause's job.completed, where they go together.
-    log = [(e.type, e.task) for e in await app.backend.events(0, 1000) if e.job_id]
+    log = [(e.type, e.task) for e in await settled_log(app.backend) if e.job_id]
     for cause, then in (("s1", "s2"), ("s2", "s3")):
         done, queued = log.index(("job.completed", cause)), log.index(("job.queued", then))
         assert (done < queued) if capable else (queued < done), log
