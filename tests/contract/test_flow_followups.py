@@ -79,3 +79,78 @@ async def test_a_fan_out_to_plain_steps_goes_with_its_outcome(app: Workhorse) ->
         assert outputs == {"root": n, "left": n - 1, "right": n + 1}
     capable = app.backend.capabilities.finish_followups  # not on Redis Cluster
     assert calls == ([] if capable else [2] * 5)
+
+
+def _fan_flow(app: Workhorse, parts: int, pause: float = 0.0) -> dict[str, Any]:
+    """Flow "spread": an entry emitting ``parts`` triggers in a loop (sleeping ``pause``
+    after the first), each a step; what the steps saw."""
+    seen: dict[str, Any] = {"parts": [], "entry_done": False, "part_before_end": False}
+
+    @app.task(name="spread", flow="spread", entry=True, emits=["part"])
+    async def spread(n: int, ctx: Any) -> int:
+        for i in range(parts):
+            await ctx.flow.emit("part", i)
+            if i == 0 and pause:
+                await asyncio.sleep(pause)
+        seen["entry_done"] = True
+        return n
+
+    @app.task(name="part", flow="spread", subscribes=["part"])
+    async def part(i: int) -> int:
+        if not seen["entry_done"]:
+            seen["part_before_end"] = True
+        seen["parts"].append(i)
+        return i
+
+    return seen
+
+
+async def test_a_loop_of_emits_is_one_store_call(app: Workhorse) -> None:
+    seen = _fan_flow(app, 6)
+    calls = _count_enqueue_claimed(app)
+    try:
+        await app.start_worker(concurrency=4)
+        info = await (await app.flows.start("spread", 1)).wait(timeout=10)
+    finally:
+        delattr(app.backend, "enqueue_claimed")
+    assert info.state == "completed"
+    assert sorted(seen["parts"]) == list(range(6))
+    assert calls == [6]
+
+
+async def test_an_emit_starts_its_step_while_the_emitter_runs(app: Workhorse) -> None:
+    """The emits before the handler waits are written then, not held until its end."""
+    seen = _fan_flow(app, 3, pause=1.0)
+    await app.start_worker(concurrency=4)
+    info = await (await app.flows.start("spread", 1)).wait(timeout=10)
+    assert info.state == "completed"
+    assert sorted(seen["parts"]) == [0, 1, 2]
+    assert seen["part_before_end"]
+
+
+async def test_emits_not_written_make_the_step_run_again(app: Workhorse) -> None:
+    """The store refuses the emits' write once: the emitting step runs again (its try
+    given back) and starts each step once."""
+    seen = _fan_flow(app, 4)
+    backend = app.backend
+    real = backend.enqueue_claimed
+    refused: list[int] = []
+
+    async def once_refused(items: Sequence[Any]) -> Any:
+        if not refused and any(new.task == "part" for _, new in items):
+            refused.append(len(items))
+            raise ConnectionError("the store went away")
+        return await real(items)
+
+    setattr(backend, "enqueue_claimed", once_refused)  # noqa: B010 (a fault, the store answers)
+    try:
+        await app.start_worker(concurrency=4)
+        run = await app.flows.start("spread", 1)
+        info = await run.wait(timeout=15)
+    finally:
+        delattr(backend, "enqueue_claimed")
+    assert refused == [4]
+    assert info.state == "completed"
+    assert sorted(seen["parts"]) == [0, 1, 2, 3]
+    (entry,) = info.step("spread")
+    assert entry.attempts == 1  # the refused write gave its try back

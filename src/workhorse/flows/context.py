@@ -80,6 +80,7 @@ class FlowContext:
         "_counts",
         "claimed",
         "deferred",
+        "emitted",
         "engine",
         "followups",
         "fresh",
@@ -90,6 +91,7 @@ class FlowContext:
         "meta",
         "queue",
         "reserved",
+        "writer",
     )
 
     def __init__(
@@ -112,6 +114,10 @@ class FlowContext:
         self.deferred: Sequence[tuple[Claim, Task[Any, Any], NewJob]] = ()
         self.fresh = True
         self._counts: dict[str, int] | None = None  # emits per trigger, made at the first
+        # Its emits' new jobs of plain steps not yet written, and the task writing them
+        # (Engine.defer): the emits of one stretch of the handler share a store call.
+        self.emitted: list[tuple[Claim, Task[Any, Any], NewJob]] = []
+        self.writer: asyncio.Task[None] | None = None
 
     async def noted(self) -> None:
         """Wait until the attempt's events are stored (they go out in order), those it
@@ -136,7 +142,8 @@ class FlowContext:
     async def emit(self, trigger: str, data: Any = None) -> None:
         """Fire ``trigger`` in this run: the steps subscribed to it start (each call is
         one occurrence; an attempt that runs again repeats the same occurrences, and
-        starts nothing twice)."""
+        starts nothing twice). Their jobs are written as soon as the handler next waits,
+        with the other emits made until then, and always before the step's outcome."""
         step = self.engine.graph.step(self.meta.flow, self.meta.step)
         if step is None or trigger not in step.emits:
             declared = list(step.emits) if step else []

@@ -114,9 +114,27 @@ class Engine:
             outcome = await attempt()
         except BaseException:
             self.flush(fc)  # no outcome to carry it: its start is logged as before
+            if fc.writer is not None:  # what it emitted is written, as if each emit waited
+                try:
+                    await asyncio.shield(self.emits_written(fc))
+                except Exception:
+                    log.exception("job %s: its emitted steps were not enqueued", lease.job_id)
             raise
         finally:
             self._running.pop(fc, None)
+        if fc.writer is not None:
+            try:
+                await self.emits_written(fc)
+            except Exception as exc:
+                log.exception("job %s: its emitted steps were not enqueued", lease.job_id)
+                if outcome.kind == "completed":  # it runs again and emits them again
+                    outcome = Outcome(
+                        "retry",
+                        error=error_info(exc),
+                        delay=REENQUEUE_DELAY,
+                        refund=True,
+                        logs=outcome.logs,
+                    )
         if outcome.kind == "completed":
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
             # the outcome, written after its events), so the run's events read in cause
@@ -349,9 +367,38 @@ class Engine:
                 fc.deferred, fc.fresh = batch, fresh
                 self.fired(fc, flow, occurrence, False, claims, [])  # the joins it claimed
                 return
-            await fc.noted()  # the step's events (its emit, its completion) before its follow-ups
-            won = [c for c, _ in await self.client.submit_claimed(batch)]
+            if occurrence != "done":  # an emit: written with the others made until a wait
+                self.defer(fc, batch)
+            else:
+                await fc.noted()  # the step's events (its completion) before its follow-ups
+                won = [c for c, _ in await self.client.submit_claimed(batch)]
         self.fired(fc, flow, occurrence, fresh, claims, won)
+
+    def defer(self, fc: FlowContext, batch: list[tuple[Claim, Task[Any, Any], NewJob]]) -> None:
+        """Keep an emit's new jobs of plain steps for the attempt's writer: started by the
+        first, it writes all that the handler emits until it next waits in one store call
+        (a loop of emits is one round trip, not one each)."""
+        fc.emitted.extend(batch)
+        if fc.writer is None or fc.writer.done():
+            fc.writer = asyncio.create_task(self._write_emitted(fc), name="workhorse-flow-emits")
+
+    async def _write_emitted(self, fc: FlowContext) -> None:
+        flow = self.graph.flow(fc.meta.flow)
+        while fc.emitted:
+            batch, fc.emitted = fc.emitted, []
+            await fc.noted()  # the emits' events before their jobs
+            won = [c for c, _ in await self.client.submit_claimed(batch)]
+            self.fired(fc, flow, "emit", True, 0, won)
+
+    async def emits_written(self, fc: FlowContext) -> None:
+        """Wait until the attempt's emits are written; raises what writing them raised."""
+        while fc.writer is not None:
+            writer = fc.writer
+            try:
+                await writer
+            finally:
+                if fc.writer is writer:
+                    fc.writer = None
 
     def fired(
         self,
