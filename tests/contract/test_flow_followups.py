@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workhorse import Workhorse
+from workhorse.flows.engine import EMITS_PER_WRITE
 
 from .support import line_flow, settled_log
 
@@ -154,3 +155,16 @@ async def test_emits_not_written_make_the_step_run_again(app: Workhorse) -> None
     assert sorted(seen["parts"]) == [0, 1, 2, 3]
     (entry,) = info.step("spread")
     assert entry.attempts == 1  # the refused write gave its try back
+
+
+async def test_a_long_loop_of_emits_is_written_in_bounded_batches(app: Workhorse) -> None:
+    seen = _fan_flow(app, EMITS_PER_WRITE * 2 + 100)
+    calls = _count_enqueue_claimed(app)
+    try:
+        await app.start_worker(concurrency=50)
+        info = await (await app.flows.start("spread", 1)).wait(timeout=60)
+    finally:
+        delattr(app.backend, "enqueue_claimed")
+    assert info.state == "completed"
+    assert sorted(seen["parts"]) == list(range(EMITS_PER_WRITE * 2 + 100))
+    assert calls == [EMITS_PER_WRITE, EMITS_PER_WRITE, 100]

@@ -196,3 +196,12 @@ async def test_concurrent_deletes_each_get_their_own_answer(
     left = await backend.kv_scan("many:")
     assert sorted(left) == sorted(f"many:{i}" for i in range(20) if not wanted[i])
     assert await backend.kv_get("twice") is None
+
+
+async def test_many_calls_at_once_all_answer(backend: Backend) -> None:
+    """More calls in flight than a store keeps connections (redis-py's cluster pool holds
+    100 per node and used to raise past them): they wait their turn, none fails."""
+    await asyncio.gather(*(backend.kv_set(f"many:{i}", str(i)) for i in range(300)))
+    got = await asyncio.gather(*(backend.counter_add("many", 1) for _ in range(300)))
+    assert sorted(got) == list(range(1, 301))
+    assert await backend.kv_get("many:299") == "299"

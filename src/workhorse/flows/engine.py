@@ -62,6 +62,9 @@ START_HELD = 0.2
 # Added to the count by a step's first emit, taken back at its end: while a step emits,
 # the steps it started cannot bring the count to zero, with one add per step, not per emit.
 RESERVED = 1 << 40
+# At most this many emitted jobs per store call; an emit finding as many waiting for the
+# writer waits for it, so a loop of emits holds a bounded batch.
+EMITS_PER_WRITE = 500
 
 
 class Engine:
@@ -369,6 +372,8 @@ class Engine:
                 return
             if occurrence != "done":  # an emit: written with the others made until a wait
                 self.defer(fc, batch)
+                if len(fc.emitted) >= EMITS_PER_WRITE:
+                    await self.emits_written(fc)
             else:
                 await fc.noted()  # the step's events (its completion) before its follow-ups
                 won = [c for c, _ in await self.client.submit_claimed(batch)]
@@ -385,7 +390,7 @@ class Engine:
     async def _write_emitted(self, fc: FlowContext) -> None:
         flow = self.graph.flow(fc.meta.flow)
         while fc.emitted:
-            batch, fc.emitted = fc.emitted, []
+            batch, fc.emitted = fc.emitted[:EMITS_PER_WRITE], fc.emitted[EMITS_PER_WRITE:]
             await fc.noted()  # the emits' events before their jobs
             won = [c for c, _ in await self.client.submit_claimed(batch)]
             self.fired(fc, flow, "emit", True, 0, won)

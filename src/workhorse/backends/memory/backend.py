@@ -299,12 +299,14 @@ class MemoryBackend(Backend):
         """The claims and the jobs, with nothing awaited: one step of the event loop."""
         out: list[Claimed] = []
         todo: list[int] = []
+        ids: set[str] = set()  # of the jobs in todo
         for claim, new in items:
             if claim.unless is not None and self._kv.get(claim.unless) is not None:
                 out.append((False, None))
                 continue
             won = self._kv.set_if_absent(claim.key, claim.value, None)
-            if new.id not in self._jobs and all(items[i][1].id != new.id for i in todo):
+            if new.id not in self._jobs and new.id not in ids:
+                ids.add(new.id)
                 todo.append(len(out))
             out.append((won, None))
         results = self._enqueue([items[i][1] for i in todo], now)

@@ -30,6 +30,10 @@ _RAW = (
     "SCRIPT LOAD", "SET", "SMEMBERS", "TIME", "UNLINK", "XRANGE", "ZREM", "ZREVRANGE",
 )  # fmt: skip
 _ON_ONE_NODE = frozenset({"INFO", "CONFIG", "TIME"})  # asked of one node, not routed by key
+# redis-py takes a connection of a node's pool per command in flight and raises once the
+# pool is used up: commands beyond this many wait for a free one instead.
+_POOL = 100
+_AT_ONCE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ class ClusterWire:
         self.call_timeout = call_timeout
         self._rc: RedisCluster | None = None
         self._lock = asyncio.Lock()
+        self._room = asyncio.Semaphore(_AT_ONCE)
 
     async def connect(self) -> RedisCluster:
         async with self._lock:
@@ -96,6 +101,7 @@ class ClusterWire:
                 ssl=a.tls,
                 socket_keepalive=True,
                 socket_connect_timeout=5,
+                max_connections=_POOL,
             )
             try:
                 async with asyncio.timeout(self.call_timeout):
@@ -112,7 +118,7 @@ class ClusterWire:
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         rc = self._rc or await self.connect()
         name = str(args[0]).upper()
-        async with asyncio.timeout(timeout or self.call_timeout):
+        async with self._room, asyncio.timeout(timeout or self.call_timeout):
             if name == "SCRIPT":  # every primary keeps its own script cache
                 replies = await rc.execute_command(
                     " ".join(map(str, args[:2])), *args[2:], target_nodes=RedisCluster.PRIMARIES
@@ -136,7 +142,7 @@ class ClusterWire:
         pipe = rc.pipeline()
         for c in commands:
             pipe.execute_command(*c)
-        async with asyncio.timeout(self.call_timeout):
+        async with self._room, asyncio.timeout(self.call_timeout):
             return list(await pipe.execute(raise_on_error=False))
 
     async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
@@ -144,7 +150,7 @@ class ClusterWire:
         stamps its own stream entries: an entry written after this moment has an id at or
         past it on any node whose clock does not step back."""
         rc = self._rc or await self.connect()
-        async with asyncio.timeout(self.call_timeout):
+        async with self._room, asyncio.timeout(self.call_timeout):
             times = await rc.execute_command("TIME", target_nodes=RedisCluster.PRIMARIES)
         if not isinstance(times, dict):
             times = {"": times}
