@@ -3,6 +3,7 @@ once() and named by its SHA; on Redis 7+ some are also built into one Function l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -69,11 +70,18 @@ def _prelude() -> tuple[str, dict[str, str]]:
 def load_script_texts(head: str = "") -> dict[str, Script]:
     """``head``: '#!lua\n' on a cluster of Redis 7+, where a script so marked is refused
     the moment it touches a second slot, even one on the same node."""
+    return {name: Script(name, text, sha) for name, text, sha in _texts(head)}
+
+
+# Built once per process and head: every backend in it (the worker's, its lease renewal
+# thread's, a producer's) holds the same strings rather than a copy each.
+@functools.cache
+def _texts(head: str) -> tuple[tuple[str, str, str], ...]:
     text, bodies = _prelude()
     prelude = head + text
     first, *parts = _SECTION.split(prelude)
     sections = dict(zip(parts[::2], parts[1::2], strict=True))
-    out = {}
+    out = []
     for name in NAMES:
         body = bodies[name]
         if name in SECTIONS:
@@ -82,8 +90,8 @@ def load_script_texts(head: str = "") -> dict[str, Script]:
             kept = [part for sec, part in sections.items() if name in NARROW.get(sec, (name,))]
             # The body runs inside once() (see _prelude.lua), which replays a call id's reply.
             text = "".join([first, *kept, f"\nreturn once('{name}', function()\n{body}\nend)\n"])
-        out[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())
-    return out
+        out.append((name, text, hashlib.sha1(text.encode()).hexdigest()))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,7 @@ class Library:
     functions: dict[str, str]  # script name -> its function's name
 
 
+@functools.cache  # one per process, as the scripts' texts (its functions map is only read)
 def load_library(names: tuple[str, ...] = FUNCTIONS) -> Library:
     """The scripts ``names`` as one Function library: the prelude once, at the library's
     top level, each call's own locals set by begin(), and each body a function of its own
