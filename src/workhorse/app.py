@@ -18,8 +18,7 @@ from workhorse.client import KEEP, Client
 from workhorse.cron import CronSpec
 from workhorse.errors import ConfigError
 from workhorse.events import EventBus, Handler
-from workhorse.flows.graph import FLOW_OPTIONS
-from workhorse.hooks.hook import Hook, HookHandler, HookSet
+from workhorse.flows import FLOW_OPTIONS
 from workhorse.job import FINISHED_STATES, Event, Job, JobKey, JobState, WorkerInfo
 from workhorse.observability import produced
 from workhorse.registry import Registry
@@ -30,6 +29,7 @@ from workhorse.task import JobHandle, Mode, OnDuplicate, Runtime, Seconds, Task
 if TYPE_CHECKING:
     from workhorse.flows import Flows
     from workhorse.hooks import Hooks, Listener
+    from workhorse.hooks.hook import Hook, HookHandler, HookSet
     from workhorse.sync import SyncApp
     from workhorse.worker import Worker
 
@@ -55,9 +55,19 @@ class Workhorse:
         self.client.counting = produced.counting  # "jobs enqueued"
         self._sync: SyncApp | None = None
         self._embedded: list[tuple[Worker, asyncio.Task[None]]] = []
-        self._hooks = HookSet()
+        self._hook_set: HookSet | None = None
         self._listeners: list[tuple[Listener, asyncio.Task[None]]] = []
         self._flows: Flows | None = None
+
+    @property
+    def _hooks(self) -> HookSet:
+        # Made, and the hooks' modules imported, on the first hook: an app without any
+        # holds neither.
+        if self._hook_set is None:
+            from workhorse.hooks.hook import HookSet
+
+            self._hook_set = HookSet()
+        return self._hook_set
 
     def _load_settings(self) -> Settings:
         return Settings.load(**self._overrides)
@@ -492,6 +502,8 @@ class Workhorse:
     def off(self, target: Hook | HookHandler, type_: str | None = None) -> int:
         """Unsubscribe a hook (the handle ``app.on`` returned, or its function, of
         ``type_`` only if given); how many hooks were removed."""
+        from workhorse.hooks.hook import Hook
+
         if isinstance(target, Hook):
             return int(target.remove())
         return self._hooks.remove_handler(target, type_)

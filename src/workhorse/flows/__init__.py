@@ -14,15 +14,19 @@ if TYPE_CHECKING:
     from workhorse.flows.context import FlowContext, State
     from workhorse.flows.engine import Engine
     from workhorse.flows.facade import Flows, KeyInFlight, KeyReused, RunHandle, of_run
-    from workhorse.flows.graph import FLOW_OPTIONS, FlowDef, Graph, Step
+    from workhorse.flows.graph import FlowDef, Graph, Step
     from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
+
+# The task options that make a task a step (also read from a discovered module): here,
+# not in .graph, so that the app's decorator reads them without loading a flow's modules.
+FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait", "triggers")
 
 # Each name's module, imported on first use: an app without flows loads none of them.
 _HOME = {
     **dict.fromkeys(("FlowContext", "State"), ".context"),
     "Engine": ".engine",
     **dict.fromkeys(("Flows", "KeyInFlight", "KeyReused", "RunHandle", "of_run"), ".facade"),
-    **dict.fromkeys(("FLOW_OPTIONS", "FlowDef", "Graph", "Step"), ".graph"),
+    **dict.fromkeys(("FlowDef", "Graph", "Step"), ".graph"),
     **dict.fromkeys(("FlowFailed", "RunInfo", "RunRecord", "StepInfo"), ".records"),
 }
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workhorse.errors import ConfigError
+from workhorse.flows import FLOW_OPTIONS as FLOW_OPTIONS
 from workhorse.flows.waits import Wait, make_waits
 from workhorse.settings import check_name
 
@@ -14,8 +15,6 @@ OnFailure = Literal["fail", "continue"]
 Cleanup = Literal["never", "on_complete", "immediate", "ttl"]
 ON_FAILURE = ("fail", "continue")
 CLEANUP = ("never", "on_complete", "immediate", "ttl")
-# The task options that make a task a step (also read from a discovered module).
-FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait", "triggers")
 STEP_PREFIX = "step:"
 
 

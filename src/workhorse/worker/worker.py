@@ -20,7 +20,7 @@ from workhorse.client import client_of, worker_control_key
 from workhorse.context import JobContext
 from workhorse.errors import ConfigError, error_info
 from workhorse.job import FINISHED_STATES, JobState, Lease, Outcome, WorkerInfo
-from workhorse.observability import logs, observers, tracing
+from workhorse.observability import logs, observers
 from workhorse.scheduler.ticker import Ticker
 from workhorse.settings import check_name, check_queues
 from workhorse.worker.finisher import Finisher
@@ -34,6 +34,7 @@ from workhorse.worker.threads import DaemonThreads
 if TYPE_CHECKING:
     from workhorse.client import Client, HasClient
     from workhorse.flows import Engine
+    from workhorse.observability import tracing
 
 log = logging.getLogger("workhorse.worker")
 
@@ -255,7 +256,11 @@ class Worker:
         self._finisher = Finisher(backend)
         self._observers = await observers.acquire(self.client)
         self._tally = self._observers.tally
-        self._tracing = tracing.of(self.client)
+        self._tracing = None
+        if self.client.instruments:  # tracing is one: its module loads only for an app with it
+            from workhorse.observability import tracing
+
+            self._tracing = tracing.of(self.client)
         log.info("worker %s consuming %s on %s", self.id, self.queues, backend.url)
         self._pulse()  # also the job_timeout check, so on every backend
         url = renewal_url(self.client)

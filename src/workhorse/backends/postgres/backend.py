@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -155,6 +156,13 @@ def _b64(raw: bytes) -> str:
 _FOLD_AT = 2000
 
 
+# A schema's statement texts, shared by the backends of one process (a worker's and its
+# lease renewal thread's): a few schemas at most in a deployed process, more in tests.
+@functools.lru_cache(maxsize=8)
+def _queries(schema: str) -> Queries:
+    return Queries(Statements(schema))
+
+
 class PostgresBackend(Backend):
     capabilities = Capabilities(
         durable=True,
@@ -196,7 +204,7 @@ class PostgresBackend(Backend):
         # hung proxy) would hold a statement forever: give it up after this many seconds.
         self.call_timeout = float(int_param(own, "call_timeout", 30))
         self.sql = Statements(self.schema)
-        self._q = Queries(self.sql)
+        self._q = _queries(self.schema)
         self._pool: AsyncConnectionPool[AnyConn] | None = None
         # Work for this process's workers, and finishes for its waiting callers: two
         # connections, each started by its first wait, so a worker is not woken by every

@@ -28,7 +28,13 @@ from workhorse.backends.redis.records import (
     quarantined,
     salvage,
 )
-from workhorse.backends.redis.scripts import ONCE, Library, load_library, load_script_texts
+from workhorse.backends.redis.scripts import (
+    ONCE,
+    Library,
+    load_library,
+    load_script_texts,
+    script_texts,
+)
 from workhorse.backends.redis.wire import CALL_TIMEOUT, Packed, Unreachable, Wire, cert_reqs
 from workhorse.errors import BackendError, ConfigError
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
@@ -100,6 +106,7 @@ class RedisCore(Backend):
             parts._replace(query=urlencode([(k, v) for k, v in params if k not in _OUR_PARAMS]))
         )
         self._safe = redact(url)
+        self._head = ""  # the scripts' first line (scripts.load_script_texts)
         self._scripts = load_script_texts()
         # The Function library some scripts are called from (scripts.FUNCTIONS), when the
         # server takes one (standalone Redis 7+); None: every script by EVALSHA.
@@ -145,7 +152,8 @@ class RedisCore(Backend):
                     f"needs {_MIN_VERSION[0]}.{_MIN_VERSION[1]} or newer"
                 )
             cluster7 = isinstance(wire, ClusterWire) and version >= (7, 0)
-            self._scripts = load_script_texts("#!lua\n" if cluster7 else "")
+            self._head = "#!lua\n" if cluster7 else ""
+            self._scripts = load_script_texts(self._head)
             self._library = None
             self._repack()
             if isinstance(wire, ClusterWire):
@@ -249,7 +257,8 @@ class RedisCore(Backend):
 
     async def _load_scripts(self, wire: Wire | ClusterWire) -> None:
         scripts = list(self._scripts.values())
-        loads: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", s.text) for s in scripts]
+        texts = script_texts(self._head)
+        loads: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", texts[s.name]) for s in scripts]
         if self._library is not None:  # after a restart without persistence, FUNCTION FLUSH
             loads.append(("FUNCTION", "LOAD", "REPLACE", self._library.text))
         replies = await wire.many(loads)

@@ -3,6 +3,7 @@ once() and named by its SHA; on Redis 7+ some are also built into one Function l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ _CALL_INPUT = re.compile(r"\b(ARGV|KEYS|redis\.call)\b")
 @dataclass(slots=True)
 class Script:
     name: str
-    text: str
     sha: str
     # How a call names it: EVALSHA and the SHA, or FCALL and the library's function
     # (set by the backend once the library is loaded; see use_function).
@@ -67,8 +67,19 @@ def _prelude() -> tuple[str, dict[str, str]]:
 
 
 def load_script_texts(head: str = "") -> dict[str, Script]:
-    """``head``: '#!lua\n' on a cluster of Redis 7+, where a script so marked is refused
-    the moment it touches a second slot, even one on the same node."""
+    """The scripts by SHA (their texts: script_texts). ``head``: '#!lua\n' on a cluster
+    of Redis 7+, where a script so marked is refused the moment it touches a second slot,
+    even one on the same node."""
+    return {
+        name: Script(name, hashlib.sha1(text.encode()).hexdigest())
+        for name, text in script_texts(head).items()
+    }
+
+
+def script_texts(head: str = "") -> dict[str, str]:
+    """Each script's text, built anew for each load: a backend keeps only the SHAs, so a
+    process does not hold the texts (the prelude in every one of them) once they are
+    loaded."""
     text, bodies = _prelude()
     prelude = head + text
     first, *parts = _SECTION.split(prelude)
@@ -82,7 +93,7 @@ def load_script_texts(head: str = "") -> dict[str, Script]:
             kept = [part for sec, part in sections.items() if name in NARROW.get(sec, (name,))]
             # The body runs inside once() (see _prelude.lua), which replays a call id's reply.
             text = "".join([first, *kept, f"\nreturn once('{name}', function()\n{body}\nend)\n"])
-        out[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+        out[name] = text
     return out
 
 
@@ -93,6 +104,7 @@ class Library:
     functions: dict[str, str]  # script name -> its function's name
 
 
+@functools.cache  # one per process, shared by its backends (its functions map is only read)
 def load_library(names: tuple[str, ...] = FUNCTIONS) -> Library:
     """The scripts ``names`` as one Function library: the prelude once, at the library's
     top level, each call's own locals set by begin(), and each body a function of its own
