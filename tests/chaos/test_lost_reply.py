@@ -188,6 +188,14 @@ async def test_a_resent_counter_counts_once(lossy: Lossy) -> None:
     assert await lossy.direct.counter_add("c", 0) == 1
 
 
+async def test_a_resent_counter_batch_counts_once(lossy: Lossy) -> None:
+    lossy.lose("counter")
+    items = [("a", 1, None), ("b", 2, 30.0), ("a", 3, None)]
+    assert await lossy.backend.counter_add_many(items) == [1, 2, 4]
+    lossy.assert_lost()
+    assert await lossy.direct.counter_add_many([("a", 0, None), ("b", 0, None)]) == [4, 2]
+
+
 @pytest.mark.parametrize("ttl", [None, 30.0])
 async def test_a_resent_set_if_absent_reports_it_ours(lossy: Lossy, ttl: float | None) -> None:
     lossy.proxy.lose(b"cron:tick")

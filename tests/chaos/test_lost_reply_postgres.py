@@ -141,6 +141,24 @@ async def test_a_finish_with_a_steps_events_sent_again_writes_them_once(lossy: L
     ]
 
 
+async def test_a_counter_batch_whose_reply_is_lost_counted_once(lossy: Lossy) -> None:
+    """A counter batch is one statement: its lost reply is an error to the caller (a
+    counter add is not sent again), and the commit added each item once, or none."""
+    await lossy.direct.counter_add("a", 10)
+    lossy.proxy.lose(b"lost-batch-marker")
+    items = [("a", 1, None), ("lost-batch-marker", 2, 30.0), ("a", 3, None)]
+    with pytest.raises(BackendError):
+        await lossy.backend.counter_add_many(items)
+    assert lossy.proxy.lost == 1, "the proxy did not lose the reply"
+    assert await lossy.direct.counter_add_many(
+        [("a", 0, None), ("lost-batch-marker", 0, None)]
+    ) == [
+        14,
+        2,
+    ]
+    assert await lossy.backend.counter_add_many([("a", 1, None)]) == [15]  # it works on
+
+
 async def test_a_replayed_retry_does_not_touch_the_next_attempt(lossy: Lossy) -> None:
     job_id = await enqueue_one(lossy.direct, new(max_attempts=2))
     first = await claim_one(lossy.direct)

@@ -90,3 +90,69 @@ async def test_counter_without_ttl_stays(backend: Backend) -> None:
     assert await backend.counter_add("total", 3) == 3
     await asyncio.sleep(0.3)
     assert await backend.counter_add("total", 1, ttl=0.1) == 4
+
+
+async def test_counter_add_many_adds_in_order(backend: Backend, peer: Backend) -> None:
+    assert await peer.counter_add("a", 10) == 10
+    got = await backend.counter_add_many([("a", 1, None), ("b", 2, None), ("c", -3, None)])
+    assert got == [11, 2, -3]
+    assert await peer.counter_add_many([("c", 0, None), ("b", 0, None), ("a", 0, None)]) == [
+        -3,
+        2,
+        11,
+    ]
+    assert await peer.counter_add("b", 1) == 3  # the same counters as counter_add's
+
+
+async def test_counter_add_many_a_key_twice_sees_its_first_add(backend: Backend) -> None:
+    assert await backend.counter_add("a", 5) == 5
+    items = [("a", 1, None), ("b", 1, None), ("a", 2, None), ("a", 0, None), ("a", -4, None)]
+    assert await backend.counter_add_many(items) == [6, 1, 8, 8, 4]
+    assert await backend.counter_add_many([("n", 1, None)] * 300) == list(range(1, 301))
+    assert await backend.counter_add("a", 0) == 4
+
+
+async def test_counter_add_many_sets_each_ttl_as_counter_add(backend: Backend) -> None:
+    assert await backend.counter_add("kept", 1, ttl=60) == 1
+    items: list[tuple[str, int, float | None]] = [
+        ("short", 1, 0.3),
+        ("short", 1, 60),  # a live counter keeps its expiry
+        ("late", 1, None),
+        ("late", 1, 0.3),  # a counter without one takes the first given
+        ("lasting", 1, None),
+        ("kept", 1, 0.3),
+    ]
+    assert await backend.counter_add_many(items) == [1, 2, 1, 2, 1, 2]
+
+    async def expired() -> bool:
+        now = await backend.counter_add_many([("short", 0, None), ("late", 0, None)])
+        return now == [0, 0]
+
+    await eventually(expired, "the counters to expire after their ttl")
+    await asyncio.sleep(0.35)
+    assert await backend.counter_add_many([("lasting", 0, None), ("kept", 0, None)]) == [1, 2]
+    # An expired counter starts again from its first add, with that add's ttl.
+    assert await backend.counter_add_many([("short", 5, 60), ("short", 1, 0.1)]) == [5, 6]
+    await asyncio.sleep(0.35)
+    assert await backend.counter_add("short", 0) == 6
+
+
+async def test_counter_add_many_of_nothing(backend: Backend) -> None:
+    assert await backend.counter_add_many([]) == []
+
+
+async def test_counter_add_many_concurrent(backend: Backend, peer: Backend) -> None:
+    keys = ["k0", "k1", "k2", "k3"]
+    # Each batch takes the keys in another order; together they add 1 to each 20 times.
+    batches = [
+        [(keys[(i + j) % 4] if i % 2 else keys[(i - j) % 4], 1, 60.0) for j in range(4)]
+        for i in range(20)
+    ]
+    got = await asyncio.gather(
+        *((backend if i % 2 else peer).counter_add_many(b) for i, b in enumerate(batches))
+    )
+    seen: dict[str, list[int]] = {k: [] for k in keys}
+    for batch, values in zip(batches, got, strict=True):
+        for (key, _, _), v in zip(batch, values, strict=True):
+            seen[key].append(v)
+    assert {k: sorted(v) for k, v in seen.items()} == {k: list(range(1, 21)) for k in keys}

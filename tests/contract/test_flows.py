@@ -135,6 +135,55 @@ async def test_an_open_flows_steps_look_at_the_run_only_when_it_may_be_over(
     assert 1 <= scans.count(keys.job_prefix(run.id)) <= 2  # was one per part: 20
 
 
+async def test_a_counted_runs_steps_that_end_together_share_their_count_updates(
+    app: Workhorse,
+) -> None:
+    """The steps of an open flow that end at once (their outcomes written together) add
+    their ends to the run's count of live steps in one store call, each reading its own
+    value: the one that brings it to zero ends the run."""
+    release = asyncio.Event()
+    running = 0
+
+    @app.task(name="fanout", flow="together", entry=True, emits=["part"])
+    async def fanout(n: int, ctx: Any) -> int:
+        for i in range(n):
+            await ctx.flow.emit("part", i)
+        return n
+
+    @app.task(name="held", flow="together", subscribes=["part"])
+    async def held(i: int) -> int:
+        nonlocal running
+        running += 1
+        if running == 20:
+            release.set()
+        await release.wait()  # all 20 end in the same turn of the loop
+        return i
+
+    backend = app.backend
+    ours = asyncio.current_task()
+    sizes: list[int] = []
+    real = backend.counter_add_many
+
+    async def counted(items: Any) -> list[int]:
+        if asyncio.current_task() is not ours:
+            sizes.append(len(items))
+        return await real(items)
+
+    setattr(backend, "counter_add_many", counted)  # noqa: B010 (counts calls, the store answers)
+    try:
+        await app.start_worker(concurrency=25)
+        run = await app.flows.start("together", 20)
+        info = await run.wait(timeout=10)
+    finally:
+        delattr(backend, "counter_add_many")
+    assert info.state == "completed"
+    assert sorted(s.output for s in info.step("held")) == list(range(20))
+    assert sum(sizes) == 21  # each step's end, the entry's too
+    assert len(sizes) <= 5  # was a counter_add per step's end: 21
+    ended = [e for e in await backend.run_events(run.id) if e.type == "flow.completed"]
+    assert len(ended) == 1
+
+
 def branches(app: Workhorse, flow: str, ran: list[str]) -> None:
     @app.task(name=f"{flow}_start", flow=flow, entry=True)
     async def start(data: Any) -> Any:

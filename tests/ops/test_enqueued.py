@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -122,24 +123,25 @@ async def test_a_sync_script_that_never_closes_still_writes_its_counts(
 
 async def test_a_producer_writes_its_counts_once_a_second_not_per_enqueue() -> None:
     app = make(url="memory://")
-    writes: list[str] = []
+    writes: list[list[str]] = []
     try:
         await app.open()
         backend = app.backend
-        add = backend.counter_add
+        add_many = backend.counter_add_many
 
-        async def counted(key: str, n: int, ttl: float | None = None) -> int:
-            writes.append(key)
-            return await add(key, n, ttl)
+        async def counted(items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+            writes.append([key for key, _, _ in items])
+            return await add_many(items)
 
-        backend.counter_add = counted  # type: ignore[method-assign]
+        backend.counter_add_many = counted  # type: ignore[method-assign]
         for n in range(200):
             await app.enqueue("ok", {"n": n})
         assert writes == []  # nothing written by the enqueues themselves
     finally:
         await app.close()  # the last counts are written at close
-    # One total and one minute bucket for the pair, whatever the number of enqueues.
-    assert sorted(k.split(":")[1] for k in writes) == ["min", "total"]
+    # One total and one minute bucket for the pair, whatever the number of enqueues, in
+    # one call.
+    assert [sorted(k.split(":")[1] for k in keys) for keys in writes] == [["min", "total"]]
 
 
 async def test_no_counts_in_the_store_with_stats_off() -> None:

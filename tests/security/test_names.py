@@ -181,6 +181,7 @@ async def test_kv_keys_are_stored_verbatim_and_scan_takes_prefixes_literally(
             backend.kv_get(key),
             backend.kv_extend({key: "v"}, 30),
             backend.counter_add(key, 1),
+            backend.counter_add_many([("other:n", 1, None), (key, 1, None)]),
         ):
             with pytest.raises(ConfigError, match="NUL"):
                 await call
@@ -198,6 +199,7 @@ async def test_kv_keys_are_stored_verbatim_and_scan_takes_prefixes_literally(
     assert await backend.kv_scan("other:" + key) == {}
     assert await backend.counter_add(key, 2) == 2
     assert await backend.counter_add(key, 3) == 5
+    assert await backend.counter_add_many([(key, 1, None), (key + "x", 1, None)]) == [6, 1]
     assert await backend.kv_delete(key, "not-v") is False
     assert await backend.kv_delete(key) is True
     assert await backend.kv_scan("other:") == {"other:a": "1", "other:b": "2"}

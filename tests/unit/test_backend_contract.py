@@ -12,6 +12,7 @@ from workhorse.backends.memory import MemoryBackend
 
 # The optional hooks: a default that calls the contract methods.
 _OPTIONAL = {
+    "counter_add_many",
     "enqueue_claimed",
     "enqueue_watched",
     "events_head",

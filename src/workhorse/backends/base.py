@@ -265,7 +265,17 @@ class Backend(abc.ABC):
         live (checked in the same step). True when this call set it."""
 
     @abc.abstractmethod
-    async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int: ...
+    async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
+        """Add ``n`` to the counter ``key`` (0 when absent or expired) and return its new
+        value; ``ttl``: the counter expires that long after the add that created it (an
+        add to a live counter keeps its expiry)."""
+
+    async def counter_add_many(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        """``counter_add`` of each (key, n, ttl) in order, as if one after another (a key
+        given twice: the second add sees the first): the new values. This default makes
+        one call per item; every store here adds them all in one round trip, and a resent
+        call counts once, as ``counter_add``'s does."""
+        return [await self.counter_add(key, n, ttl) for key, n, ttl in items]
 
     # The small key-value store behind schedules and limits. It shares its keys with
     # set_if_absent; counters live apart.

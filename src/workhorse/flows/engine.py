@@ -24,6 +24,7 @@ from workhorse.client import Client
 from workhorse.errors import error_info
 from workhorse.flows import keys, records
 from workhorse.flows.context import FlowContext, State, StepMeta, step_in, step_of
+from workhorse.flows.counting import Counts
 from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step, waits_for_signal
 from workhorse.flows.publisher import Publisher
 from workhorse.flows.records import RunRecord, RunState
@@ -73,6 +74,7 @@ class Engine:
         self.graph = graph
         self.waits = Waits(self)
         self._publisher: Publisher | None = None
+        self._counts: Counts | None = None
         # A step's index marker up to its time, per (flow, step, generation): see ``marker``.
         self._markers: dict[tuple[str, str, int], str] = {}
         # Attempts running, oldest first, with their start (``time.monotonic``), whose held
@@ -86,6 +88,14 @@ class Engine:
         if self._publisher is None or self._publisher.backend is not backend:
             self._publisher = Publisher(backend)
         return self._publisher
+
+    @property
+    def counts(self) -> Counts:
+        """Counted runs' count updates at a step's end, shared by the steps ending at once."""
+        backend = self.client.backend
+        if self._counts is None or self._counts.backend is not backend:
+            self._counts = Counts(backend)
+        return self._counts
 
     # -- the worker's side ---------------------------------------------------------------
     async def lookup(self, lease: Lease) -> StepMeta | None:
@@ -239,11 +249,11 @@ class Engine:
                 key = keys.count_key(meta.run, meta.gen)
                 if not final:  # it runs again: what it started stays counted
                     if delta:
-                        await self.client.backend.counter_add(key, delta, COUNT_TTL)
+                        await self.counts.add(key, delta, COUNT_TTL)
                     return
                 if outcome.kind == "completed" and fc.handed and delta == 0:
                     return  # its one follow-up took its place in the count
-                live = await self.client.backend.counter_add(key, delta, COUNT_TTL)
+                live = await self.counts.add(key, delta, COUNT_TTL)
                 if live > 0 and outcome.kind == "completed":
                     return
                 await self.check(meta.run, meta)

@@ -170,23 +170,32 @@ class StatsWriter:
                 for kind, queue, task, n in new:  # counted again at the next flush
                     self._seen[(kind, queue, task)] -= n
                 raise
-            for kind, queue, task, n in new:
+            # The pairs' entries first, so a pair is listed before its counts grow.
+            for _, queue, task, _ in new:
                 if (queue, task) not in self._listed:
                     self._listed.add((queue, task))
                     pair = orjson.dumps([queue, task]).decode()
                     self._writes.append((f"stats:pair:{pair_id(queue, task)}", pair, 0))
+            for kind, queue, task, n in new:
                 if kind in KINDS:
                     self._writes.append((total_key(kind, queue, task), None, n))
                 self._writes.append((minute_key(minute, kind, queue, task), None, n))
-        # One write at a time, dropped once done: a failure leaves only what is left to do.
+        # In order, each write (an entry, or the counters up to the next entry in one call)
+        # dropped once done: a failure leaves only what is left to do.
         while self._writes:
             key, value, n = self._writes[0]
             if value is not None:
                 await backend.kv_set(key, value, PAIR_TTL)
-            else:
-                ttl = MINUTE_TTL if key.startswith("stats:min:") else None
-                await backend.counter_add(key, n, ttl)
-            self._writes.popleft()
+                self._writes.popleft()
+                continue
+            adds: list[tuple[str, int, float | None]] = []
+            for k, v, add in self._writes:
+                if v is not None:
+                    break
+                adds.append((k, add, MINUTE_TTL if k.startswith("stats:min:") else None))
+            await backend.counter_add_many(adds)
+            for _ in adds:
+                self._writes.popleft()
 
 
 async def pairs(client: Client) -> list[tuple[str, str]]:
@@ -203,12 +212,13 @@ async def pairs(client: Client) -> list[tuple[str, str]]:
 async def totals(client: Client) -> list[Total]:
     """Jobs enqueued, completed and failed per (queue, task) since the store's counters
     began."""
-    backend = client.backend
-    out = []
-    for queue, task in await pairs(client):
-        n = [await backend.counter_add(total_key(kind, queue, task), 0) for kind in KINDS]
-        out.append(Total(queue, task, *n))
-    return out
+    listed = await pairs(client)
+    reads: list[tuple[str, int, float | None]] = [
+        (total_key(kind, queue, task), 0, None) for queue, task in listed for kind in KINDS
+    ]
+    n = await client.backend.counter_add_many(reads)  # adding 0 reads (see per_minute)
+    k = len(KINDS)
+    return [Total(q, t, *n[i * k : i * k + k]) for i, (q, t) in enumerate(listed)]
 
 
 async def per_minute(
@@ -222,9 +232,9 @@ async def per_minute(
         raise ValueError(f"minutes must be 1..{int(MINUTE_TTL // 60)}, got {minutes}")
     backend = client.backend
     now = int(await backend.now()) // 60
-    out = []
-    for m in range(now - minutes + 1, now + 1):
-        # Adding 0 reads the counter (the contract has no counter read).
-        n = await backend.counter_add(minute_key(m, kind, queue, task), 0, MINUTE_TTL)
-        out.append((m * 60, n))
-    return out
+    span = range(now - minutes + 1, now + 1)
+    # Adding 0 reads a counter (the contract has no counter read).
+    n = await backend.counter_add_many(
+        [(minute_key(m, kind, queue, task), 0, MINUTE_TTL) for m in span]
+    )
+    return [(m * 60, v) for m, v in zip(span, n, strict=True)]

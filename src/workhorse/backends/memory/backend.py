@@ -724,6 +724,10 @@ class MemoryBackend(Backend):
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return self._kv.add(key, n, ttl)
 
+    async def counter_add_many(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        add = self._kv.add
+        return [add(key, n, ttl) for key, n, ttl in items]
+
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:
         self._published(events, self._clock())

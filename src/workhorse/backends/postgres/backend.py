@@ -1020,6 +1020,34 @@ class PostgresBackend(Backend):
         rows = await self._rows(self._q.counter_add, {"k": key, "n": n, "ttl": _ttl(ttl)})
         return int(rows[0][0])
 
+    async def counter_add_many(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        """One statement: the adds to a key are summed into one row (an upsert touches a
+        row once), with the first ttl given (what the adds one by one would leave), and
+        each add's own value is taken back from the key's last."""
+        if len(items) <= 1:
+            return [await self.counter_add(key, n, ttl) for key, n, ttl in items]
+        sums: dict[str, list[Any]] = {}  # key -> [n summed, ttl]
+        for key, n, ttl in items:
+            got = sums.get(key)
+            if got is None:
+                sums[key] = [n, _ttl(ttl)]
+            else:
+                got[0] += n
+                if got[1] is None:
+                    got[1] = _ttl(ttl)
+        params = {
+            "k": list(sums),
+            "n": [v[0] for v in sums.values()],
+            "ttl": [v[1] for v in sums.values()],
+        }
+        last = {str(k): int(v) for k, v in await self._rows(self._q.counter_add_many, params)}
+        out = [0] * len(items)
+        for i in range(len(items) - 1, -1, -1):  # backwards: each value before the adds after
+            key, n, _ = items[i]
+            out[i] = last[key]
+            last[key] -= n
+        return out
+
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:

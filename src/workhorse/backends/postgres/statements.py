@@ -640,6 +640,21 @@ ON CONFLICT (key) DO UPDATE SET
                ELSE c.expires_at END
 RETURNING value"""
 
+    def counter_add_many(self) -> str:
+        """counter_add for several distinct keys at once, inserted in key order (so two
+        such statements never wait on each other in a cycle). Returns key, value rows."""
+        expired = "(c.expires_at IS NOT NULL AND c.expires_at <= now())"
+        return f"""
+INSERT INTO {self.s}.counters AS c (key, value, expires_at)
+SELECT w.key, w.n, now() + make_interval(secs => w.ttl)
+FROM unnest(%(k)s::text[], %(n)s::int8[], %(ttl)s::float8[]) AS w(key, n, ttl)
+ORDER BY w.key
+ON CONFLICT (key) DO UPDATE SET
+  value = CASE WHEN {expired} THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END,
+  expires_at = CASE WHEN {expired} OR c.expires_at IS NULL THEN EXCLUDED.expires_at
+               ELSE c.expires_at END
+RETURNING c.key, c.value"""
+
     def kv(self) -> tuple[str, str, str, str, str]:
         """get, set, delete (optionally only while it holds a value), scan by prefix (one
         range of the key index, whose keys compare in byte order: %(end)s is the prefix
@@ -870,6 +885,7 @@ class Queries:
         self.enqueue_claimed = s.enqueue_claimed()
         self.run_events = s.run_events()
         self.counter_add = s.counter_add()
+        self.counter_add_many = s.counter_add_many()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan, self.kv_scan_all = s.kv()
         self.kv_extend = s.kv_extend()
         self.kv_delete_many = s.kv_delete_many()

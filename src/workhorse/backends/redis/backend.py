@@ -720,7 +720,16 @@ class RedisBackend(RedisWaiting):
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         px = "" if ttl is None else max(1, round(ttl * 1000))
-        return int(await self._call("counter", "", self._g + "n:" + key, n, px))
+        return int((await self._call("counter", "", self._g + "n:" + key, n, px))[0])
+
+    async def counter_add_many(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        if not items:
+            return []
+        args: list[Any] = []
+        g = self._g + "n:"
+        for key, n, ttl in items:  # every counter is in the {P} slot: one call on a cluster
+            args += (g + key, n, "" if ttl is None else max(1, round(ttl * 1000)))
+        return [int(v) for v in await self._call("counter", "", *args)]
 
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:

@@ -839,6 +839,11 @@ class SQLiteBackend(Backend):
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return await self._db.write(coordination.counter_add, self._clock, key, n, ttl)
 
+    async def counter_add_many(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
+        if not items:
+            return []
+        return await self._db.write(coordination.counter_add_many, self._clock, items)
+
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:
         if events:

@@ -7,7 +7,7 @@ The kv store shares wh_kv with set_if_absent; an expired row counts as absent.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -131,6 +131,12 @@ def counter_add(conn: sqlite3.Connection, clock: Clock, key: str, n: int, ttl: f
         {"key": key, "n": n, "now": now, "expires": None if ttl is None else now + ttl},
     ).fetchone()
     return int(value)
+
+
+def counter_add_many(
+    conn: sqlite3.Connection, clock: Clock, items: Sequence[tuple[str, int, float | None]]
+) -> list[int]:
+    return [counter_add(conn, clock, key, n, ttl) for key, n, ttl in items]
 
 
 def sweep(conn: sqlite3.Connection, clock: Clock) -> None:

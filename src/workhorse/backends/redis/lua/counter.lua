@@ -1,7 +1,12 @@
--- ARGV[4] key, [5] n, [6] ttl milliseconds ('' = none). The TTL is set only on a counter
--- that has none, so adding does not push its expiry back.
-local v = redis.call('INCRBY', ARGV[4], ARGV[5])
-if ARGV[6] ~= '' and redis.call('PTTL', ARGV[4]) == -1 then
-  redis.call('PEXPIRE', ARGV[4], ARGV[6])
+-- ARGV[4], [5], [6]: a counter's key, n and ttl milliseconds ('' = none), then the same for
+-- each further counter, added in order. Returns their new values. The TTL is set only on a
+-- counter that has none, so adding does not push its expiry back.
+local out = {}
+for i = 4, #ARGV, 3 do
+  local key = ARGV[i]
+  out[#out + 1] = redis.call('INCRBY', key, ARGV[i + 1])
+  if ARGV[i + 2] ~= '' and redis.call('PTTL', key) == -1 then
+    redis.call('PEXPIRE', key, ARGV[i + 2])
+  end
 end
-return v
+return out
