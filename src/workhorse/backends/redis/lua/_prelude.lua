@@ -253,6 +253,10 @@ end
 -- (1/0), public state, queue, replaced (1/0)}.
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
+-- A ready key's seq part (12 digits, zero-padded) for the counts a call runs through: made
+-- once, not formatted per job (in the Function library the table outlives the call).
+local SEQ_PAD = {}
+
 local function enqueue_jobs(queue, watch, items, floor, first, step)
   local out = {}
   local created = 0
@@ -281,7 +285,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   local function write(jk, i, p, run_s, ...)
     redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
       'm', ARGV[p + 2], 'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', run_s,
-      's', 'queued', 'a', 0, 'ms', ARGV[p + 8], ...)
+      's', 'queued', 'a', '0', 'ms', ARGV[p + 8], ...)
   end
 
   local STREAM = QK .. 'events'
@@ -296,6 +300,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   -- Each task part's ready score (-priority), as the string redis.call would make of the
   -- number: once per call, not per job.
   local scores = {}
+  local parts = {}  -- a job's task part index as sent -> as a number: one tonumber per part
 
   -- A call without dedup keys (the common one) puts every id into 'all' first, NX: if each
   -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
@@ -332,7 +337,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   for k = 1, jobs do
     local i = items and items[k] or first + (k - 1) * step
     if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
-    local id, dk, p = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5])
+    local id, dk, at_part = ARGV[i], ARGV[i + 4], ARGV[i + 5]
+    local p = parts[at_part]
+    if not p then p = tonumber(at_part); parts[at_part] = p end
     local jk = QK .. 'j:' .. id
     local live = false
     if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
@@ -405,7 +412,12 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
           if n < 0 then n = 0 end
           us = string.format('%016d', n)
         end
-        local rk = us .. string.format('%012d', seq) .. id
+        local pad = SEQ_PAD[seq]
+        if not pad then
+          pad = string.format('%012d', seq)
+          if seq <= 4096 then SEQ_PAD[seq] = pad end
+        end
+        local rk = us .. pad .. id
         local score = scores[p]
         if not score then
           score = tostring(-tonumber(ARGV[p + 1]))
@@ -415,8 +427,10 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
         if extra then
           extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
           write(jk, i, p, run_s, 'ev', eid, unpack(extra))
-        else
-          write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
+        else  -- write()'s HSET, inlined for the common job
+          redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
+            'm', ARGV[p + 2], 'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', run_s,
+            's', 'queued', 'a', '0', 'ms', ARGV[p + 8], 'ev', eid, 'rk', rk)
         end
       else
         redis.call('ZADD', QK .. 'sched', run_s, id)
