@@ -262,6 +262,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   local created = 0
   local jobs = items and #items or math.floor((#ARGV - first) / step) + 1
   local seq = 0
+  -- A plain call (enqueue.lua's step 2): each job is its id and payload, of the one task
+  -- part just before them, due now, without a dedup key.
+  local plain = step == 2
 
   local function due_time(i)
     if ARGV[i + 3] ~= '' then
@@ -307,7 +310,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
   -- its own. 'all' lists exactly the ids that have a record: purge and release delete both.
   local listed = true
-  for k = 1, jobs do  -- numeric loops: ipairs() is a function call per job
+  for k = 1, plain and 0 or jobs do  -- numeric loops: ipairs() is a function call per job
     if ARGV[(items and items[k] or first + (k - 1) * step) + 4] ~= '' then
       listed = false; break
     end
@@ -338,9 +341,12 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   for k = 1, jobs do
     local i = items and items[k] or first + (k - 1) * step
     if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
-    local id, dk, at_part = ARGV[i], ARGV[i + 4], ARGV[i + 5]
-    local p = parts[at_part]
-    if not p then p = tonumber(at_part); parts[at_part] = p end
+    local id, dk, p = ARGV[i], '', first - 9
+    if not plain then
+      local at_part = ARGV[i + 5]
+      dk, p = ARGV[i + 4], parts[at_part]
+      if not p then p = tonumber(at_part); parts[at_part] = p end
+    end
     local jk = QK .. 'j:' .. id
     local live = false
     if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
@@ -376,7 +382,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       -- and a job without rare options builds no table (its record and event are written
       -- from the arguments as they are).
       local run_at, run_s = NOW, NOWS
-      if ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0' then run_at, run_s = due_time(i) end
+      if not plain and (ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0') then
+        run_at, run_s = due_time(i)
+      end
       seq = seq + 1
       local extra = nil
       if ARGV[p + 6] ~= '' then
