@@ -265,6 +265,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   -- A plain call (enqueue.lua's step 2): each job is its id and payload, of the one task
   -- part just before them, due now, without a dedup key.
   local plain = step == 2
+  local plain_p = plain and first - 9 or nil
 
   local function due_time(i)
     if ARGV[i + 3] ~= '' then
@@ -341,7 +342,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   for k = 1, jobs do
     local i = items and items[k] or first + (k - 1) * step
     if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
-    local id, dk, p = ARGV[i], '', first - 9
+    local id, dk, p = ARGV[i], '', plain_p
     if not plain then
       local at_part = ARGV[i + 5]
       dk, p = ARGV[i + 4], parts[at_part]
