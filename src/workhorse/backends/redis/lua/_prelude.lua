@@ -258,7 +258,7 @@ end
 local SEQ_PAD = {}
 
 local function enqueue_jobs(queue, watch, items, floor, first, step)
-  local out = {}
+  local out, nout = {}, 0
   local created = 0
   local jobs = items and #items or math.floor((#ARGV - first) / step) + 1
   local seq = 0
@@ -282,7 +282,8 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     if watch and c ~= 'completed' and c ~= 'failed' and c ~= 'cancelled' then
       redis.call('SADD', QK .. 'watch', a)
     end
-    out[#out + 1] = {a, b, c, d, e}
+    nout = nout + 1
+    out[nout] = {a, b, c, d, e}
   end
 
   -- A new job's record: the fields every job has, then ... (field, value pairs).
@@ -297,7 +298,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   -- arguments less per job; nobody sees the stream between two of its entries).
   local TRIM = jobs == 1
   local NOWUS = string.format('%016d', math.floor(NOW * 1000000 + 0.5))
-  local ready, indexed = {}, {}
+  local ready, indexed, nready, nindexed = {}, {}, 0, 0  -- the tables and their lengths
   -- seq: the FIFO order of this call's jobs: they share one TIME, and no other call sees
   -- the same microsecond (one server runs them one after another), so a count from 1
   -- orders them without the queue's seq key (a command per call, ~8 % of a one-job call).
@@ -318,30 +319,33 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   end
   local fresh = false
   if listed and jobs > 0 then
-    local members, added = {}, 0
+    local members, added, n = {}, 0, 0
     for k = 1, jobs do
-      members[#members + 1] = NOWS
-      members[#members + 1] = ARGV[items and items[k] or first + (k - 1) * step]
-      if #members >= 2000 or k == jobs then  -- unpack()'s stack limit
-        added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members))
-        members = {}
+      members[n + 1] = NOWS
+      members[n + 2] = ARGV[items and items[k] or first + (k - 1) * step]
+      n = n + 2
+      if n >= 2000 or k == jobs then  -- unpack()'s stack limit
+        added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members, 1, n))
+        members, n = {}, 0
       end
     end
     fresh = added == jobs
   end
 
   local function flush()
-    if #ready > 0 then redis.call('ZADD', QK .. 'ready', unpack(ready)); ready = {} end
-    if #indexed > 0 then
-      if not listed then redis.call('ZADD', QK .. 'all', unpack(indexed)) end
-      redis.call('ZADD', QK .. 'i:queued', unpack(indexed))
-      indexed = {}
+    if nready > 0 then
+      redis.call('ZADD', QK .. 'ready', unpack(ready, 1, nready)); ready, nready = {}, 0
+    end
+    if nindexed > 0 then
+      if not listed then redis.call('ZADD', QK .. 'all', unpack(indexed, 1, nindexed)) end
+      redis.call('ZADD', QK .. 'i:queued', unpack(indexed, 1, nindexed))
+      indexed, nindexed = {}, 0
     end
   end
 
   for k = 1, jobs do
     local i = items and items[k] or first + (k - 1) * step
-    if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
+    if nindexed >= 2000 then flush() end  -- unpack() has a stack limit
     local id, dk, p = ARGV[i], '', plain_p
     if not plain then
       local at_part = ARGV[i + 5]
@@ -433,7 +437,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
           score = tostring(-tonumber(ARGV[p + 1]))
           scores[p] = score
         end
-        ready[#ready + 1] = score; ready[#ready + 1] = rk
+        ready[nready + 1] = score; ready[nready + 2] = rk; nready = nready + 2
         if extra then
           extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
           write(jk, i, p, run_s, 'ev', eid, unpack(extra))
@@ -467,10 +471,11 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
           write(jk, i, p, run_s, 'ev', eid)
         end
       end
-      indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
+      indexed[nindexed + 1] = NOWS; indexed[nindexed + 2] = id; nindexed = nindexed + 2
       created = created + 1
       if watch then redis.call('SADD', QK .. 'watch', id) end
-      if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
+      nout = nout + 1
+      if run_at > NOW then out[nout] = 2 else out[nout] = 1 end
     end
   end
   flush()
