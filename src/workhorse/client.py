@@ -32,6 +32,7 @@ from workhorse.job import (
     NewJob,
     WorkerInfo,
     new_job_id,
+    new_job_ids,
     private_queue,
 )
 from workhorse.registry import Registry
@@ -491,10 +492,9 @@ class Client:
         values = list(items)
         if not values:
             return []
-        # The call's ids ascend in its items' order (ids made one after another, sorted:
-        # the same ids): a store's index of ids takes the batch at its end, one entry after
-        # the other, not at random places among its own.
-        ids = sorted([new_job_id() for _ in values])
+        # The call's ids ascend in its items' order: a store's index of ids takes the batch
+        # at its end, one entry after the other, not at random places among its own.
+        ids = new_job_ids(len(values))
         if options:
             news = [self.new_job(t, data, options, i) for data, i in zip(values, ids, strict=True)]
         else:
