@@ -32,6 +32,7 @@ from workhorse.job import (
     NewJob,
     WorkerInfo,
     new_job_id,
+    new_job_ids,
     private_queue,
 )
 from workhorse.registry import Registry
@@ -281,6 +282,37 @@ class Client:
             max_stalls=self._max_stalls(check_max_stalls(options.get("max_stalls", d.max_stalls))),
         )
 
+    def _new_jobs(self, task: Task[Any, Any], items: list[Any], ids: list[str]) -> list[NewJob]:
+        """new_job without call options for each item, with its id: what the jobs share is
+        looked up once (a bulk call's producer work runs before its first job is sent)."""
+        d = task.defaults
+        prepare, name, queue, priority = task.prepare, task.name, d.queue, d.priority
+        attempts, timeout, lease, keep_for = d.retries + 1, d.timeout, d.lease, d.keep_for
+        replaces, stalls = d.on_duplicate == "replace", self._max_stalls(d.max_stalls)
+        keyed = d.singleton is not False
+        out: list[NewJob] = []
+        for data, job_id in zip(items, ids, strict=True):
+            value, raw = prepare(data)
+            out.append(
+                NewJob(
+                    job_id,
+                    name,
+                    queue,
+                    raw,
+                    priority,
+                    0.0,
+                    None,
+                    attempts,
+                    timeout,
+                    lease,
+                    task.singleton_key(value) if keyed else None,
+                    replaces,
+                    keep_for,
+                    max_stalls=stalls,
+                )
+            )
+        return out
+
     def _max_stalls(self, own: int | None) -> int:
         return self.settings.max_stalls if own is None else own
 
@@ -457,9 +489,16 @@ class Client:
         refused when one payload is bad."""
         t = _queued(self.registry.resolve(task))
         connection = options.pop("connection", None)
-        news = [self.new_job(t, data, options) for data in items]
-        if not news:
+        values = list(items)
+        if not values:
             return []
+        # The call's ids ascend in its items' order: a store's index of ids takes the batch
+        # at its end, one entry after the other, not at random places among its own.
+        ids = new_job_ids(len(values))
+        if options:
+            news = [self.new_job(t, data, options, i) for data, i in zip(values, ids, strict=True)]
+        else:
+            news = self._new_jobs(t, values, ids)
         results = await self._write(news, connection)
         on_dup = options.get("on_duplicate", t.defaults.on_duplicate)
         return await self._handles(t, news, results, on_dup, connection is None)

@@ -72,6 +72,14 @@ def new_job_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{tail}"
 
 
+def new_job_ids(n: int) -> list[str]:
+    """``n`` ids made at once (a bulk call's), ascending: one moment's milliseconds, then
+    each its own random part, sorted. Drawn from os.urandom here, not the shared supply."""
+    raw = os.urandom(10 * n).hex()
+    head = f"{time.time_ns() // 1_000_000:012x}"
+    return [head + tail for tail in sorted([raw[i : i + 20] for i in range(0, 20 * n, 20)])]
+
+
 def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 

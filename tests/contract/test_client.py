@@ -155,6 +155,20 @@ async def test_enqueue_many(app: Workhorse) -> None:
     assert (await app.counts(["q"]))["q"]["completed"] == 6
 
 
+async def test_enqueue_many_ids_ascend_in_the_items_order(app: Workhorse) -> None:
+    @task(app, queue="q")
+    async def echo(n: int) -> int:
+        return n
+
+    for options in ({}, {"priority": 3}):
+        handles = await echo.enqueue_many(range(300), **options)
+        ids = [h.id for h in handles]
+        assert ids == sorted(ids) and len(set(ids)) == 300
+        for k in (0, 150, 299):
+            job = await app.get_job(ids[k])
+            assert job is not None and job.data == k
+
+
 async def test_pause_and_resume(app: Workhorse) -> None:
     @task(app, queue="q")
     async def ping() -> str:

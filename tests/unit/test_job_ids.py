@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from workhorse.job import new_job_id
+from workhorse.job import new_job_id, new_job_ids
 
 
 def test_ids_are_unique_and_sort_by_creation_time() -> None:
@@ -34,3 +34,13 @@ def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
     child = {got[k : k + 20] for k in range(0, len(got), 20)}
     parent = {new_job_id()[12:] for _ in range(10)}
     assert len(child) == 10 and not child & parent
+
+
+def test_a_bulk_calls_ids_are_unique_ascending_and_of_their_moment() -> None:
+    before = new_job_id()[:12]
+    ids = new_job_ids(3_000)
+    after = new_job_id()[:12]
+    assert len(set(ids)) == 3_000 and ids == sorted(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(before <= i[:12] <= after for i in ids)
+    assert new_job_ids(0) == []

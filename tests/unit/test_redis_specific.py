@@ -258,7 +258,29 @@ async def test_a_one_job_call_is_packed_as_a_batch_of_one(backend: RedisBackend)
         NewJob(new_job_id(), "t", "r", b"[]", lease=7.0, keep_for=60.0, hold=True),
     ]
     for new in [*jobs, *jobs]:  # the second time from the cache
-        assert backend._pack_one(new) == backend._pack_enqueue(new.queue, "0", (new,))
+        assert backend._pack_one(new) == backend._pack_enqueue(new.queue, "0", (new,), plain=False)
+
+
+async def test_a_bulk_job_is_stored_as_a_lone_one_and_leaves_no_other_key(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    # Calls of several jobs write records through a template they delete, and send plain
+    # jobs (id and payload): the same keys, fields and values as a job enqueued alone.
+    p = backend.prefix
+    (lone,) = await backend.enqueue([_job()])
+    layout = {k for k in await _keys(raw, p) if ":j:" not in k}
+    many = await backend.enqueue([_job() for _ in range(10)])
+    assert {k for k in await _keys(raw, p) if ":j:" not in k} == layout
+    own = ("c", "r", "ev", "rk")  # the call's time, the job's event and ready key
+
+    async def record(job_id: str) -> dict[bytes, bytes]:
+        fields = await raw.hgetall(f"{{{p}:q}}:j:{job_id}")
+        return {k: v for k, v in fields.items() if k.decode() not in own}
+
+    expected = await record(lone.id)
+    assert len(expected) == 10
+    for res in many:
+        assert await record(res.id) == expected
 
 
 async def test_event_log_is_capped_and_ids_keep_rising() -> None:

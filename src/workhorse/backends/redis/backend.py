@@ -54,6 +54,7 @@ _PARTS_AT = 7
 
 _CREATED = {1: JobState.QUEUED, 2: JobState.SCHEDULED}  # enqueue.lua's short replies
 _FIRST_PART = bulk(_PARTS_AT)  # a job's part index when its call has one part
+_PLAIN = bulk("p")  # in the place of the parts' count: a plain call (see _pack_enqueue)
 
 
 def _job_args(new: NewJob) -> bytes:
@@ -262,7 +263,7 @@ class RedisBackend(RedisWaiting):
         if start is None:
             if len(self._singles) >= 1024:
                 self._singles.clear()  # options that vary per call: do not grow without bound
-            whole = self._pack_enqueue(new.queue, "0", (new,))
+            whole = self._pack_enqueue(new.queue, "0", (new,), plain=False)
             # The job's six arguments are the call's last: cut them off (id, payload,
             # delay, due time, dedup key, its part's index).
             start = self._singles[key] = whole[: len(whole) - len(_job_args(new))]
@@ -310,10 +311,14 @@ class RedisBackend(RedisWaiting):
             jobs += (new.id, new.data, _num(new.delay), _num(new.at), dedup, where)
         return [len(parts), *(v for key in parts for v in key), *jobs]
 
-    def _pack_enqueue(self, queue: str, flag: str, part: Sequence[NewJob]) -> Packed:
+    def _pack_enqueue(
+        self, queue: str, flag: str, part: Sequence[NewJob], plain: bool = True
+    ) -> Packed:
         """A chunk's EVALSHA in RESP (as _enqueue_args orders it), built from cached
         pieces: the call's head per queue and each task part's arguments; only the id,
-        payload, delay, due time and dedup key are packed per job."""
+        payload, delay, due time and dedup key are packed per job. A chunk of one task
+        part whose jobs are due now without a dedup key goes plain (enqueue.lua's 'p'):
+        two arguments per job instead of six (``plain=False``: never)."""
         head = self._heads.get((queue, flag))
         if head is None:
             qk = self._q(queue)
@@ -326,6 +331,8 @@ class RedisBackend(RedisWaiting):
         for new in part:
             key = (new.task, new.priority, new.max_attempts, new.timeout, new.lease,
                    new.replace, new.keep_for, new.hold, new.max_stalls)  # fmt: skip
+            if plain and (new.delay != 0 or new.at is not None or new.dedup_key is not None):
+                plain = False
             at_part = where.get(key)
             if at_part is None:
                 tail = tasks.get(key)
@@ -344,6 +351,11 @@ class RedisBackend(RedisWaiting):
                 b"$0\r\n\r\n" if dedup is None else bulk(dedup),
                 at_part,
             )
+        if plain and len(parts) == 1:
+            own = [b""] * (2 * len(part))
+            own[0::2], own[1::2] = jobs[0::_ENQUEUE_ARGS], jobs[1::_ENQUEUE_ARGS]
+            size = head[0] + 10 + 2 * len(part)
+            return Packed(b"".join([b"*%d\r\n" % size, head[1], _PLAIN, parts[0], *own]))
         size = head[0] + 1 + 9 * len(parts) + _ENQUEUE_ARGS * len(part)
         return Packed(b"".join([b"*%d\r\n" % size, head[1], bulk(len(parts)), *parts, *jobs]))
 

@@ -53,6 +53,7 @@ from workhorse.backends.sqlite.statements import (
     RENEW,
     REQUEUE,
     SET_LOGS,
+    insert_rows,
     purge_select,
 )
 from workhorse.backends.sqlite.tally import Move
@@ -218,7 +219,7 @@ class SQLiteBackend(Backend):
             events.append((event, "job.queued", new.id, new.task, new.queue, None, now))
             out.append(EnqueueResult(new.id, True, public_state(state, run_at, now)))
         if plain:
-            conn.executemany(INSERT, plain)
+            insert_rows(conn, INSERT, plain)
         moves += [(queue, None, state, n) for (queue, state), n in entered.items()]
         tally(conn, moves)
         self._events.add_numbered(conn, events)

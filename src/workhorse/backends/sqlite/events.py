@@ -15,6 +15,7 @@ from workhorse.backends.sqlite.statements import (
     NUMBERED_EVENT,
     NUMBERED_RUN_EVENT,
     RUN_EVENT,
+    insert_rows,
 )
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, run_of
 from workhorse.job import Event
@@ -99,7 +100,7 @@ class EventLog:
             numbered: list[Any] = [(first + i, *row) for i, row in enumerate(rows)]
             self.add_numbered(conn, numbered)
         elif rows:
-            conn.executemany(RUN_EVENT if len(rows[0]) == 7 else EVENT, rows)
+            insert_rows(conn, RUN_EVENT if len(rows[0]) == 7 else EVENT, rows)
             self._trim(conn, len(rows))
 
     def add_numbered(
@@ -107,7 +108,7 @@ class EventLog:
     ) -> None:
         """Append rows that carry their ids (from next_id, in order)."""
         if rows:
-            conn.executemany(NUMBERED_EVENT if len(rows[0]) == 7 else NUMBERED_RUN_EVENT, rows)
+            insert_rows(conn, NUMBERED_EVENT if len(rows[0]) == 7 else NUMBERED_RUN_EVENT, rows)
             self._trim(conn, len(rows))
 
     def _trim(self, conn: sqlite3.Connection, added: int) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
+from itertools import chain
+from typing import Any
+
 # The states that hold a dedup key. Written as comparisons, not ``state IN (...)``: SQLite
 # builds a temporary b-tree for a list of three constants each time a statement writing a
 # row tests the dedup index's condition (docs/profiles.md, issue 16: SQLite schema 11).
@@ -110,3 +115,31 @@ def purge_select(rule: str, queue: str | None, retention: bool) -> str:
     queues = FINISHED_QUEUES if queue is None else "queues(name) AS (SELECT :queue)"
     past = PAST_KEEP.format(queues=queues)
     return f"SELECT rid FROM ({past}) WHERE 1{not_own} LIMIT :chunk"
+
+
+# Rows per statement of insert_rows: 50 jobs' 17 values stay under the 999 variables of
+# SQLite before 3.32.
+INSERT_GROUP = 50
+_GROUPED: dict[str, str] = {}
+
+
+def insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``conn.executemany(sql, rows)`` for an ``INSERT ... VALUES (?, ...)``: the rows in
+    order, INSERT_GROUP to a statement (``VALUES (...), (...), ...``), the rest one by one.
+    Each run of a statement opens a cursor on the table and on each of its indexes, and
+    starts and ends the statement: once per group instead of once per row."""
+    full = len(rows) - len(rows) % INSERT_GROUP
+    if full:
+        grouped = _GROUPED.get(sql)
+        if grouped is None:
+            head, _, one = sql.rpartition("VALUES ")
+            grouped = _GROUPED[sql] = head + "VALUES " + ", ".join([one] * INSERT_GROUP)
+        conn.executemany(
+            grouped,
+            [
+                tuple(chain.from_iterable(rows[k : k + INSERT_GROUP]))
+                for k in range(0, full, INSERT_GROUP)
+            ],
+        )
+    if full < len(rows):
+        conn.executemany(sql, rows[full:])

@@ -253,11 +253,19 @@ end
 -- (1/0), public state, queue, replaced (1/0)}.
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
+-- A ready key's seq part (12 digits, zero-padded) for the counts a call runs through: made
+-- once, not formatted per job (in the Function library the table outlives the call).
+local SEQ_PAD = {}
+
 local function enqueue_jobs(queue, watch, items, floor, first, step)
-  local out = {}
+  local out, nout = {}, 0
   local created = 0
   local jobs = items and #items or math.floor((#ARGV - first) / step) + 1
   local seq = 0
+  -- A plain call (enqueue.lua's step 2): each job is its id and payload, of the one task
+  -- part just before them, due now, without a dedup key.
+  local plain = step == 2
+  local plain_p = plain and first - 9 or nil
 
   local function due_time(i)
     if ARGV[i + 3] ~= '' then
@@ -274,14 +282,15 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     if watch and c ~= 'completed' and c ~= 'failed' and c ~= 'cancelled' then
       redis.call('SADD', QK .. 'watch', a)
     end
-    out[#out + 1] = {a, b, c, d, e}
+    nout = nout + 1
+    out[nout] = {a, b, c, d, e}
   end
 
   -- A new job's record: the fields every job has, then ... (field, value pairs).
   local function write(jk, i, p, run_s, ...)
     redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
       'm', ARGV[p + 2], 'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', run_s,
-      's', 'queued', 'a', 0, 'ms', ARGV[p + 8], ...)
+      's', 'queued', 'a', '0', 'ms', ARGV[p + 8], ...)
   end
 
   local STREAM = QK .. 'events'
@@ -289,50 +298,60 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   -- arguments less per job; nobody sees the stream between two of its entries).
   local TRIM = jobs == 1
   local NOWUS = string.format('%016d', math.floor(NOW * 1000000 + 0.5))
-  local ready, indexed = {}, {}
+  local ready, indexed, nready, nindexed = {}, {}, 0, 0  -- the tables and their lengths
   -- seq: the FIFO order of this call's jobs: they share one TIME, and no other call sees
   -- the same microsecond (one server runs them one after another), so a count from 1
   -- orders them without the queue's seq key (a command per call, ~8 % of a one-job call).
   -- Each task part's ready score (-priority), as the string redis.call would make of the
   -- number: once per call, not per job.
   local scores = {}
+  local parts = {}  -- a job's task part index as sent -> as a number: one tonumber per part
+  local templates, made = {}, {}  -- a task part -> its record template's key; the keys made
 
   -- A call without dedup keys (the common one) puts every id into 'all' first, NX: if each
   -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
   -- its own. 'all' lists exactly the ids that have a record: purge and release delete both.
   local listed = true
-  for k = 1, jobs do  -- numeric loops: ipairs() is a function call per job
+  for k = 1, plain and 0 or jobs do  -- numeric loops: ipairs() is a function call per job
     if ARGV[(items and items[k] or first + (k - 1) * step) + 4] ~= '' then
       listed = false; break
     end
   end
   local fresh = false
   if listed and jobs > 0 then
-    local members, added = {}, 0
+    local members, added, n = {}, 0, 0
     for k = 1, jobs do
-      members[#members + 1] = NOWS
-      members[#members + 1] = ARGV[items and items[k] or first + (k - 1) * step]
-      if #members >= 2000 or k == jobs then  -- unpack()'s stack limit
-        added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members))
-        members = {}
+      members[n + 1] = NOWS
+      members[n + 2] = ARGV[items and items[k] or first + (k - 1) * step]
+      n = n + 2
+      if n >= 2000 or k == jobs then  -- unpack()'s stack limit
+        added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members, 1, n))
+        members, n = {}, 0
       end
     end
     fresh = added == jobs
   end
 
   local function flush()
-    if #ready > 0 then redis.call('ZADD', QK .. 'ready', unpack(ready)); ready = {} end
-    if #indexed > 0 then
-      if not listed then redis.call('ZADD', QK .. 'all', unpack(indexed)) end
-      redis.call('ZADD', QK .. 'i:queued', unpack(indexed))
-      indexed = {}
+    if nready > 0 then
+      redis.call('ZADD', QK .. 'ready', unpack(ready, 1, nready)); ready, nready = {}, 0
+    end
+    if nindexed > 0 then
+      if not listed then redis.call('ZADD', QK .. 'all', unpack(indexed, 1, nindexed)) end
+      redis.call('ZADD', QK .. 'i:queued', unpack(indexed, 1, nindexed))
+      indexed, nindexed = {}, 0
     end
   end
 
   for k = 1, jobs do
     local i = items and items[k] or first + (k - 1) * step
-    if #indexed >= 2000 then flush() end  -- unpack() has a stack limit
-    local id, dk, p = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 5])
+    if nindexed >= 2000 then flush() end  -- unpack() has a stack limit
+    local id, dk, p = ARGV[i], '', plain_p
+    if not plain then
+      local at_part = ARGV[i + 5]
+      dk, p = ARGV[i + 4], parts[at_part]
+      if not p then p = tonumber(at_part); parts[at_part] = p end
+    end
     local jk = QK .. 'j:' .. id
     local live = false
     if dk ~= '' then live = redis.call('HGET', QK .. 'dedup', dk) end
@@ -368,7 +387,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       -- and a job without rare options builds no table (its record and event are written
       -- from the arguments as they are).
       local run_at, run_s = NOW, NOWS
-      if ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0' then run_at, run_s = due_time(i) end
+      if not plain and (ARGV[i + 3] ~= '' or ARGV[i + 2] ~= '0.0') then
+        run_at, run_s = due_time(i)
+      end
       seq = seq + 1
       local extra = nil
       if ARGV[p + 6] ~= '' then
@@ -405,18 +426,42 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
           if n < 0 then n = 0 end
           us = string.format('%016d', n)
         end
-        local rk = us .. string.format('%012d', seq) .. id
+        local pad = SEQ_PAD[seq]
+        if not pad then
+          pad = string.format('%012d', seq)
+          if seq <= 4096 then SEQ_PAD[seq] = pad end
+        end
+        local rk = us .. pad .. id
         local score = scores[p]
         if not score then
           score = tostring(-tonumber(ARGV[p + 1]))
           scores[p] = score
         end
-        ready[#ready + 1] = score; ready[#ready + 1] = rk
+        ready[nready + 1] = score; ready[nready + 2] = rk; nready = nready + 2
         if extra then
           extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
           write(jk, i, p, run_s, 'ev', eid, unpack(extra))
-        else
-          write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
+        elseif jobs >= 4 and run_s == NOWS then
+          -- The fields a task part's jobs share are written once, to a template the call
+          -- copies per job and deletes at its end: each field of an HSET scans the record
+          -- for it first, so a job's record costs its own three fields, not fourteen.
+          local tk = templates[p]
+          if not tk then
+            tk = QK .. 'tmpl:' .. p
+            redis.call('HSET', tk, 't', ARGV[p], 'q', queue, 'p', ARGV[p + 1], 'm', ARGV[p + 2],
+              'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', NOWS, 's', 'queued', 'a', '0',
+              'ms', ARGV[p + 8])
+            templates[p] = tk; made[#made + 1] = tk
+          end
+          if redis.call('COPY', tk, jk) == 1 then
+            redis.call('HSET', jk, 'd', ARGV[i + 1], 'ev', eid, 'rk', rk)
+          else  -- no job's record is there (checked above); were one, it is written whole
+            write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
+          end
+        else  -- write()'s HSET, inlined for the common job
+          redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
+            'm', ARGV[p + 2], 'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', run_s,
+            's', 'queued', 'a', '0', 'ms', ARGV[p + 8], 'ev', eid, 'rk', rk)
         end
       else
         redis.call('ZADD', QK .. 'sched', run_s, id)
@@ -426,13 +471,15 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
           write(jk, i, p, run_s, 'ev', eid)
         end
       end
-      indexed[#indexed + 1] = NOWS; indexed[#indexed + 1] = id
+      indexed[nindexed + 1] = NOWS; indexed[nindexed + 2] = id; nindexed = nindexed + 2
       created = created + 1
       if watch then redis.call('SADD', QK .. 'watch', id) end
-      if run_at > NOW then out[#out + 1] = 2 else out[#out + 1] = 1 end
+      nout = nout + 1
+      if run_at > NOW then out[nout] = 2 else out[nout] = 1 end
     end
   end
   flush()
+  if #made > 0 then redis.call('DEL', unpack(made)) end
   if not TRIM and created > 0 then redis.call('XTRIM', STREAM, 'MAXLEN', '~', MAXEV) end
   if created > 0 then wake(created) end
   return out
