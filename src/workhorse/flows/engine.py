@@ -337,7 +337,7 @@ class Engine:
             return
         if flow.counted() and occurrence != "done" and not fc.reserved:
             # Reserved before the steps it starts exist; taken back at its end.
-            await backend.counter_add(keys.count_key(meta.run, meta.gen), RESERVED, COUNT_TTL)
+            await self.counts.add(keys.count_key(meta.run, meta.gen), RESERVED, COUNT_TTL)
             fc.reserved = True
         fresh = True
         claims = 0  # step jobs this call claimed (a counted flow counts them live)
