@@ -84,7 +84,8 @@ async def test_a_fan_out_to_plain_steps_goes_with_its_outcome(app: Workhorse) ->
 
 def _fan_flow(app: Workhorse, parts: int, pause: float = 0.0) -> dict[str, Any]:
     """Flow "spread": an entry emitting ``parts`` triggers in a loop (sleeping ``pause``
-    after the first), each a step; what the steps saw."""
+    after the first, so that its write is done before the next emit), each a step; what
+    the steps saw."""
     seen: dict[str, Any] = {"parts": [], "entry_done": False, "part_before_end": False}
 
     @app.task(name="spread", flow="spread", entry=True, emits=["part"])
@@ -168,3 +169,28 @@ async def test_a_long_loop_of_emits_is_written_in_bounded_batches(app: Workhorse
     assert info.state == "completed"
     assert sorted(seen["parts"]) == list(range(EMITS_PER_WRITE * 2 + 100))
     assert calls == [EMITS_PER_WRITE, EMITS_PER_WRITE, 100]
+
+
+async def test_a_failed_write_between_emits_is_not_passed_over(app: Workhorse) -> None:
+    """The first emit's write fails while the handler waits; the next emit starts a new
+    write, which succeeds: the step still runs again, so the first emit's step runs too."""
+    seen = _fan_flow(app, 3, pause=0.3)
+    backend = app.backend
+    real = backend.enqueue_claimed
+    refused: list[int] = []
+
+    async def once_refused(items: Sequence[Any]) -> Any:
+        if not refused and any(new.task == "part" for _, new in items):
+            refused.append(len(items))
+            raise ConnectionError("the store went away")
+        return await real(items)
+
+    setattr(backend, "enqueue_claimed", once_refused)  # noqa: B010 (a fault, the store answers)
+    try:
+        await app.start_worker(concurrency=4)
+        info = await (await app.flows.start("spread", 1)).wait(timeout=15)
+    finally:
+        delattr(backend, "enqueue_claimed")
+    assert refused == [1]
+    assert info.state == "completed"
+    assert sorted(set(seen["parts"])) == [0, 1, 2]

@@ -394,7 +394,9 @@ class Engine:
         first, it writes all that the handler emits until it next waits in one store call
         (a loop of emits is one round trip, not one each)."""
         fc.emitted.extend(batch)
-        if fc.writer is None or fc.writer.done():
+        writer = fc.writer
+        # A writer that failed stays, for the attempt's end to hear: the step runs again.
+        if writer is None or (writer.done() and not writer.cancelled() and not writer.exception()):
             fc.writer = asyncio.create_task(self._write_emitted(fc), name="workhorse-flow-emits")
 
     async def _write_emitted(self, fc: FlowContext) -> None:
