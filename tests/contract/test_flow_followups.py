@@ -107,6 +107,22 @@ def _fan_flow(app: Workhorse, parts: int, pause: float = 0.0) -> dict[str, Any]:
     return seen
 
 
+def _refuse_the_first_parts_write(backend: Any) -> list[int]:
+    """The store refuses the first write of "part" jobs (a fault on the real store, undone
+    by deleting the attribute); the sizes of the writes refused."""
+    real = backend.enqueue_claimed
+    refused: list[int] = []
+
+    async def once_refused(items: Sequence[Any]) -> Any:
+        if not refused and any(new.task == "part" for _, new in items):
+            refused.append(len(items))
+            raise ConnectionError("the store went away")
+        return await real(items)
+
+    setattr(backend, "enqueue_claimed", once_refused)  # noqa: B010 (a fault, the store answers)
+    return refused
+
+
 async def test_a_loop_of_emits_is_one_store_call(app: Workhorse) -> None:
     seen = _fan_flow(app, 6)
     calls = _count_enqueue_claimed(app)
@@ -135,16 +151,7 @@ async def test_emits_not_written_make_the_step_run_again(app: Workhorse) -> None
     given back) and starts each step once."""
     seen = _fan_flow(app, 4)
     backend = app.backend
-    real = backend.enqueue_claimed
-    refused: list[int] = []
-
-    async def once_refused(items: Sequence[Any]) -> Any:
-        if not refused and any(new.task == "part" for _, new in items):
-            refused.append(len(items))
-            raise ConnectionError("the store went away")
-        return await real(items)
-
-    setattr(backend, "enqueue_claimed", once_refused)  # noqa: B010 (a fault, the store answers)
+    refused = _refuse_the_first_parts_write(backend)
     try:
         await app.start_worker(concurrency=4)
         run = await app.flows.start("spread", 1)
@@ -176,16 +183,7 @@ async def test_a_failed_write_between_emits_is_not_passed_over(app: Workhorse) -
     write, which succeeds: the step still runs again, so the first emit's step runs too."""
     seen = _fan_flow(app, 3, pause=0.3)
     backend = app.backend
-    real = backend.enqueue_claimed
-    refused: list[int] = []
-
-    async def once_refused(items: Sequence[Any]) -> Any:
-        if not refused and any(new.task == "part" for _, new in items):
-            refused.append(len(items))
-            raise ConnectionError("the store went away")
-        return await real(items)
-
-    setattr(backend, "enqueue_claimed", once_refused)  # noqa: B010 (a fault, the store answers)
+    refused = _refuse_the_first_parts_write(backend)
     try:
         await app.start_worker(concurrency=4)
         info = await (await app.flows.start("spread", 1)).wait(timeout=15)
