@@ -666,6 +666,10 @@ async def _listening(
     await b.open()
     await peer.open()
     await b.wait_for_jobs(["q"], 0.01)  # the worker's first wait starts the LISTEN
+    # That wait gives the LISTEN only its own 0.01 s: on a busy machine it is up later,
+    # and a notification sent before it is not heard.
+    async with asyncio.timeout(PROMPT):
+        await b.listener.connected.wait()
     return b, peer, _statements(b)
 
 
