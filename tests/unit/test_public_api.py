@@ -10,6 +10,7 @@ from tests.conftest import backend_url
 EXPECTED = {
     "Backend",
     "BackendError",
+    "BackendUnavailable",
     "Backoff",
     "BoundTask",
     "Capabilities",
@@ -112,7 +113,7 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-@pytest.mark.parametrize("kind", ["memory"])
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_a_plain_worker_loads_no_library_it_does_not_use(kind: str, tmp_path: Path) -> None:
     """Cron's parser (croniter, dateutil) loads with the first cron rule and redis-py with
     the first cluster URL: a plain worker's process is smaller without them."""
