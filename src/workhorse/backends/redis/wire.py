@@ -55,7 +55,9 @@ def parse_address(url: str, safe: str) -> dict[str, Any]:
     ``redis://`` or ``rediss://`` URL, read as redis-py's ``parse_url`` reads them (the
     URL's database number, or ``?db=``, which wins)."""
     parts = urlsplit(url)
-    options: dict[str, Any] = {k: v for k, v in parse_qsl(parts.query) if v}
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query):
+        options.setdefault(key, value)  # the first of a repeated option, as parse_url
     try:
         port = parts.port
         if "db" in options:
