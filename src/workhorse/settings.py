@@ -164,9 +164,7 @@ class Settings(BaseModel):
         "missing). uvloop: 5-18% less worker CPU per job, see docs/profiles.md",
     )
 
-    api_prefix: str = Field(
-        "/api", description="Path the REST API is served under"
-    )
+    api_prefix: str = Field("/api", description="Path the REST API is served under")
     api_tokens: SecretStr | None = Field(
         None,
         description="Bearer tokens of the HTTP API with their scope, comma-separated, "
@@ -184,9 +182,7 @@ class Settings(BaseModel):
         300.0, gt=0, description="Seconds a signed webhook's timestamp may be off from now"
     )
 
-    dashboard_prefix: str = Field(
-        "/admin", description="Path the dashboard is served under"
-    )
+    dashboard_prefix: str = Field("/admin", description="Path the dashboard is served under")
     dashboard_read_only: bool = Field(
         False,
         description="Whether the dashboard hides every action and refuses every write, "
