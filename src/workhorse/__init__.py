@@ -9,6 +9,7 @@ from workhorse.backoff import Backoff, Custom, Exponential, Fixed
 from workhorse.context import JobContext
 from workhorse.errors import (
     BackendError,
+    BackendUnavailable,
     ConfigError,
     DuplicateJob,
     JobCancelled,
@@ -43,6 +44,7 @@ __getattr__ = lazy.names(__name__, _LAZY)
 __all__ = [
     "Backend",
     "BackendError",
+    "BackendUnavailable",
     "Backoff",
     "BoundTask",
     "Capabilities",

@@ -7,6 +7,8 @@
     │   └── UnknownTaskError   a task name the registry does not know
     ├── PayloadError           data that is not JSON, too large, or fails validation
     ├── BackendError           the store failed or cannot be reached
+    │   └── BackendUnavailable the store cannot be reached or the connection broke
+    │                          (also the builtin ConnectionError)
     ├── LeaseLost              a renew or finish by a worker that no longer owns the job
     ├── DuplicateJob           a singleton enqueue with ``on_duplicate="raise"``
     └── JobError               the outcome of a job a caller waited on
@@ -50,6 +52,12 @@ class PayloadError(WorkhorseError, ValueError):
 
 class BackendError(WorkhorseError):
     """The store failed or cannot be reached."""
+
+
+class BackendUnavailable(BackendError, ConnectionError):
+    """The store cannot be reached, or the connection to it broke; the message names the
+    URL (password masked) and what to check. Also the builtin ``ConnectionError``, so code
+    that retries on lost connections catches it without naming workhorse."""
 
 
 class LeaseLost(WorkhorseError):

@@ -6,6 +6,7 @@ Nothing is read at import time: ``Settings.load()`` reads the environment when c
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from workhorse.errors import ConfigError
 from workhorse.job import MAX_STALLS
 
 DEFAULT_URL = "sqlite:///.workhorse/workhorse.db"
+_PATH = re.compile(r"(/[A-Za-z0-9_.-]+)*")  # a URL path prefix: api_prefix, dashboard_prefix
 BUILT_IN_QUEUES = ("default", "priority")
 ENV_PREFIX = "WORKHORSE_"
 
@@ -162,9 +164,7 @@ class Settings(BaseModel):
         "missing). uvloop: 5-18% less worker CPU per job, see docs/profiles.md",
     )
 
-    api_prefix: str = Field(
-        "/api", pattern=r"^(/[A-Za-z0-9_.-]+)*$", description="Path the REST API is served under"
-    )
+    api_prefix: str = Field("/api", description="Path the REST API is served under")
     api_tokens: SecretStr | None = Field(
         None,
         description="Bearer tokens of the HTTP API with their scope, comma-separated, "
@@ -182,9 +182,7 @@ class Settings(BaseModel):
         300.0, gt=0, description="Seconds a signed webhook's timestamp may be off from now"
     )
 
-    dashboard_prefix: str = Field(
-        "/admin", pattern=r"^(/[A-Za-z0-9_.-]+)+$", description="Path the dashboard is served under"
-    )
+    dashboard_prefix: str = Field("/admin", description="Path the dashboard is served under")
     dashboard_read_only: bool = Field(
         False,
         description="Whether the dashboard hides every action and refuses every write, "
@@ -215,6 +213,19 @@ class Settings(BaseModel):
             check_name(name, "queue")
         if not value and info.field_name == "queues":
             raise ValueError("at least one queue is needed")
+        return value
+
+    @field_validator("api_prefix", "dashboard_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str, info: ValidationInfo) -> str:
+        # Python's re, not Field(pattern=...): pydantic-core's regex engine pages in
+        # ~0.5 MB of code in every process that builds Settings (docs/profiles.md, rss2).
+        if _PATH.fullmatch(value) is None or (not value and info.field_name != "api_prefix"):
+            raise ValueError(
+                "use a path such as /api or /ops/admin: '/' then letters, digits, '_', "
+                "'.' or '-' per part, no trailing '/'"
+                + ("" if info.field_name != "api_prefix" else " ('' serves it at the root)")
+            )
         return value
 
     @classmethod

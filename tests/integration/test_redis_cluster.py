@@ -88,3 +88,21 @@ def test_check_reports_cluster_mode_and_nodes(redis_cluster: str) -> None:
     ports = {addr.rpartition(":")[2] for addr in redis_cluster.split("://")[1].split(",")}
     assert {n["node"].rpartition(":")[2] for n in report["redis_nodes"]} == ports
     assert all(n["slots"] and n["version"] for n in report["redis_nodes"])
+
+
+async def test_a_cluster_raises_the_standalone_connections_errors(cluster_app: Workhorse) -> None:
+    """redis-py's errors do not reach the backend or its users: an error reply is a
+    ReplyError (in place in a pipeline), as on one server, with redis-py's as the cause."""
+    from redis.exceptions import ResponseError
+
+    from workhorse.backends.redis import ReplyError
+
+    backend: Any = cluster_app.backend
+    key = f"{{{backend.prefix}}}:not-a-number"
+    wire = backend._conn()
+    await wire.call("SET", key, "x")
+    with pytest.raises(ReplyError, match="not an integer") as caught:
+        await wire.call("INCR", key)
+    assert isinstance(caught.value.__cause__, ResponseError)
+    got, value = await wire.many([("INCR", key), ("GET", key)])
+    assert isinstance(got, ReplyError) and value == b"x"

@@ -20,16 +20,19 @@ def _job(task: str = "t") -> NewJob:
 class Store:
     """A write that takes a moment, refuses a job of task 'bad' and records each write."""
 
-    def __init__(self, fail_with: BaseException | None = None) -> None:
+    def __init__(
+        self, fail_with: BaseException | None = None, refusal: type[Exception] = ValueError
+    ) -> None:
         self.writes: list[list[str]] = []
         self.fail_with = fail_with
+        self.refusal = refusal
 
     async def run(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         await asyncio.sleep(0.005)
         if self.fail_with is not None:
             raise self.fail_with
         if any(j.task == "bad" for j in jobs):
-            raise ValueError("refused: task 'bad'")
+            raise self.refusal("refused: task 'bad'")
         self.writes.append([j.id for j in jobs])
         return [EnqueueResult(j.id, True, JobState.QUEUED) for j in jobs]
 
@@ -57,6 +60,22 @@ async def test_a_refused_call_fails_alone_and_the_others_are_written_once() -> N
     written = [i for w in store.writes for i in w]
     assert sorted(written) == sorted(c[0].id for k, c in enumerate(calls) if k != 13)
     assert len(written) == len(set(written))
+
+
+class Refused(BackendError):
+    """A store's error reply: a BackendError, but a refusal, not an unknown outcome."""
+
+
+async def test_a_refusal_among_the_unknown_errors_subclasses_still_fails_alone() -> None:
+    store = Store(refusal=Refused)
+    group = GroupCommit(store.run, lanes=1, refused=(Refused,))
+    calls = [[_job()] for _ in range(20)]
+    calls[13] = [_job("bad")]
+    got = await asyncio.gather(*(group.submit(c) for c in calls), return_exceptions=True)
+    assert isinstance(got[13], Refused)
+    assert [k for k, g in enumerate(got) if isinstance(g, BaseException)] == [13]
+    written = [i for w in store.writes for i in w]
+    assert sorted(written) == sorted(c[0].id for k, c in enumerate(calls) if k != 13)
 
 
 async def test_an_unknown_outcome_is_every_callers_error() -> None:

@@ -1,10 +1,16 @@
 """The flat public API is a promise: adding a name is a decision, removing one breaks users."""
 
+from pathlib import Path
+
+import pytest
+
 import workhorse
+from tests.conftest import backend_url
 
 EXPECTED = {
     "Backend",
     "BackendError",
+    "BackendUnavailable",
     "Backoff",
     "BoundTask",
     "Capabilities",
@@ -80,3 +86,42 @@ print(FlowFailed.__module__, Hook.__module__, "workhorse.flows.engine" in sys.mo
     # the flows' or hooks' modules, nor tracing's.
     assert out[0].split() == []
     assert out[1] == "workhorse.flows.records workhorse.hooks.hook False"
+
+
+_PLAIN_WORKER = """
+import asyncio, sys
+from workhorse import Workhorse
+
+async def main(url: str) -> None:
+    app = Workhorse(url)
+
+    @app.task
+    async def noop() -> None: ...
+
+    await app.open()
+    try:
+        app.worker()
+        tops = {m.split(".")[0] for m in sys.modules}
+        print(" ".join(sorted(tops & {"croniter", "dateutil", "redis"})))
+    finally:
+        drop = getattr(app.client.backend, "drop", None)
+        if drop is not None:
+            await drop()
+        await app.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_plain_worker_loads_no_library_it_does_not_use(kind: str, tmp_path: Path) -> None:
+    """Cron's parser (croniter, dateutil) loads with the first cron rule and redis-py with
+    the first cluster URL: a plain worker's process is smaller without them."""
+    import subprocess
+    import sys
+
+    url = backend_url(kind, tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", _PLAIN_WORKER, url], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == []

@@ -108,6 +108,35 @@ def test_url_prefix_is_checked() -> None:
         RedisBackend("redis://127.0.0.1:6379/0?max_events=many")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://localhost",
+        "redis://h:7000/3",
+        "redis://h:7000/3?db=5",
+        "redis://h:7000/3?db=5&db=6&db=",
+        "redis://h/",
+        "redis://:p%40ss@h:1/2",
+        "redis://us%3Aer:pw@[::1]:6380/1",
+        "rediss://u:pw@h:6380/0?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem",
+    ],
+)
+def test_urls_are_read_as_redis_py_reads_them(url: str) -> None:
+    from redis.asyncio.connection import parse_url
+
+    from workhorse.backends.redis.wire import parse_address
+
+    theirs = {k: v for k, v in parse_url(url).items() if k != "connection_class"}
+    assert parse_address(url, "safe") == theirs
+
+
+def test_a_bad_port_or_database_is_refused_at_construction() -> None:
+    for url in ("redis://h:99999/0", "redis://h:port/0", "redis://h/0?db=x"):
+        with pytest.raises(ConfigError, match="cannot read the Redis URL"):
+            RedisBackend(url)
+
+
 async def test_unreachable_server_names_the_url_without_its_password() -> None:
     b = RedisBackend("redis://:s3cret@127.0.0.1:1/0?prefix=x")
     with pytest.raises(BackendError) as caught:

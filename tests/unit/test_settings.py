@@ -48,3 +48,24 @@ def test_unsupported_url_says_which_are() -> None:
     # Every scheme the parser takes is named (postgres:// is postgresql://'s alias).
     missing = [s for s in SCHEMES if s != "postgres" and f"{s}://" not in str(caught.value)]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("api_prefix", ["", "/api", "/v1/x.y-z_0"], ["/", "api", "/a/", "/a b", "/x\n"]),
+        ("dashboard_prefix", ["/admin", "/ops/admin"], ["", "/", "admin", "/a/", "/é"]),
+    ],
+)
+def test_path_prefixes_are_checked(name: str, good: list[str], bad: list[str]) -> None:
+    for value in good:
+        assert getattr(Settings.load(env={}, **{name: value}), name) == value
+    for value in bad:
+        with pytest.raises(ConfigError, match=f"{name}: .*use a path such as /api"):
+            Settings.load(env={}, **{name: value})
+
+
+def test_settings_use_no_pydantic_core_regex() -> None:
+    """A ``Field(pattern=...)`` makes pydantic-core page in its regex engine, ~0.5 MB of
+    every process that builds Settings: paths are checked with Python's re."""
+    assert "'pattern'" not in repr(Settings.__pydantic_core_schema__)

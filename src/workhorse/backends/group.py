@@ -26,7 +26,8 @@ class GroupCommit(Generic[In, R]):
     error as it would have alone. Any other error is a refusal that applied nothing (or,
     on a store whose enqueue is idempotent per job id, nothing that a resend would
     apply twice), so the shared write runs again in halves until the refused call is
-    alone with its error."""
+    alone with its error; ``refused``: such errors among ``unknown``'s subclasses (the
+    store's own error replies)."""
 
     def __init__(
         self,
@@ -35,9 +36,11 @@ class GroupCommit(Generic[In, R]):
         unknown: tuple[type[BaseException], ...] = (BackendError,),
         cap: int = 1000,
         gather: bool = False,
+        refused: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._run = run
         self._unknown = unknown
+        self._refused = refused
         self._lanes = lanes
         self._cap = cap
         # gather: a call goes alone only when no write is in flight, and calls made while
@@ -108,14 +111,14 @@ class GroupCommit(Generic[In, R]):
             return
         try:
             results = await self._run([new for jobs, _ in batch for new in jobs])
-        except self._unknown as exc:
-            # The server did not answer or the connection broke: the outcome is unknown,
-            # so every caller gets the error it would have got alone.
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, self._unknown) and not isinstance(exc, self._refused):
+                # The server did not answer or the connection broke: the outcome is
+                # unknown, so every caller gets the error it would have got alone.
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
             # The server refused the write (one caller's bad input): each half runs again,
             # until the refused call is alone with its error.
             half = len(batch) // 2

@@ -42,12 +42,14 @@ below the server's current millisecond, so a cursor never passes an event still 
 (docs/decisions.md, "Redis: one slot per call"). A key prefix lets several apps share a
 server.
 
-Modules: ``wire`` (the RESP connection), ``cluster`` (Redis Cluster through redis-py),
+Modules: ``wire`` (the RESP connection), ``cluster`` (Redis Cluster through redis-py,
+imported for a cluster URL only),
 ``scripts`` (the Lua files), ``records`` (job hashes to Jobs, salvage), ``core`` (options,
 connections, script calls), ``waiting`` (blocked workers, result waiters), ``backend``
 (the contract methods).
 """
 
 from workhorse.backends.redis.backend import RedisBackend
+from workhorse.backends.redis.wire import NoScript, ReplyError
 
-__all__ = ["RedisBackend"]
+__all__ = ["NoScript", "RedisBackend", "ReplyError"]

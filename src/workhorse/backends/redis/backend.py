@@ -9,16 +9,21 @@ import time
 from collections.abc import Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-
 from workhorse import codec
 from workhorse.backends.base import JOB_EVENTS, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
 from workhorse.backends.redis.core import HOLD_LOOK
 from workhorse.backends.redis.records import decode_leases
 from workhorse.backends.redis.waiting import RedisWaiting
-from workhorse.backends.redis.wire import Dropped, Packed, Wire, bulk, error_of
+from workhorse.backends.redis.wire import (
+    Dropped,
+    NoScript,
+    Packed,
+    ReplyError,
+    Wire,
+    bulk,
+    error_of,
+)
 from workhorse.errors import BackendError
 from workhorse.events import run_of
 from workhorse.job import (
@@ -154,7 +159,8 @@ class RedisBackend(RedisWaiting):
         self._group = GroupCommit(
             self._enqueue_now,
             lanes=2,
-            unknown=(BackendError, RedisConnectionError, TimeoutError),
+            unknown=(BackendError, TimeoutError),
+            refused=(ReplyError,),
             gather=True,
         )
 
@@ -243,11 +249,11 @@ class RedisBackend(RedisWaiting):
                     reply = await wire.call(call)
                 else:
                     reply = await fut
-                    if type(reply) is not list and isinstance(reply, ResponseError):
+                    if type(reply) is not list and isinstance(reply, ReplyError):
                         raise error_of(reply)
             except Dropped:
                 reply = await wire.call(call)  # sent again on a fresh connection
-        except NoScriptError:
+        except NoScript:
             await self._load_scripts(wire)
             reply = await wire.call(call)
         res = _result(new, reply[0])

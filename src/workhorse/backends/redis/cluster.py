@@ -3,8 +3,10 @@
 The backend's key layout already keeps each call in one slot (see __init__.py); this module
 gives it a connection with the same few methods as the standalone one (call, many,
 read_after_time, close), on top of redis-py's ``RedisCluster``, which maps slots to nodes
-and follows MOVED/ASK and topology changes. Replies are left raw (bytes, lists), as the
-standalone connection returns them, so the backend parses one shape.
+and follows MOVED/ASK and topology changes. Replies are left raw (bytes, lists), and
+redis-py's errors are turned into the standalone connection's (wire.py), so the backend
+parses one shape and users see workhorse's errors. redis-py is imported on the first
+cluster connection: a standalone backend never loads it (it is ~10 MB of a worker).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisError
+from workhorse.backends.redis.wire import NoScript, ReplyError
+from workhorse.errors import BackendUnavailable, ConfigError
 
-from workhorse.errors import ConfigError
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
 
@@ -34,6 +37,31 @@ _ON_ONE_NODE = frozenset({"INFO", "CONFIG", "TIME"})  # asked of one node, not r
 # pool is used up: commands beyond this many wait for a free one instead.
 _POOL = 100
 _AT_ONCE = 64
+_PRIMARIES = "primaries"  # RedisCluster.PRIMARIES: a command for every primary
+
+
+def _ours(exc: BaseException, safe: str) -> BaseException:
+    """redis-py's error as the standalone connection's: an error reply is a ReplyError
+    (NoScript for a lost script), a lost or refused connection BackendUnavailable; the
+    original stays the cause (its class name tells a transient one, see the finisher)."""
+    from redis import exceptions as rx
+
+    ours: BaseException
+    if isinstance(exc, rx.NoScriptError):
+        ours = NoScript(str(exc))
+    elif isinstance(exc, rx.ResponseError):
+        ours = ReplyError(str(exc))
+    elif isinstance(exc, rx.ConnectionError | rx.TimeoutError):
+        ours = BackendUnavailable(
+            f"lost the Redis Cluster at {safe}: {exc}. Check that its nodes run and that the "
+            "URL's seed nodes are right"
+        )
+    elif isinstance(exc, rx.RedisError):
+        ours = BackendUnavailable(f"the Redis Cluster at {safe} failed: {exc}")
+    else:
+        return exc
+    ours.__cause__ = exc
+    return ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +121,8 @@ class ClusterWire:
         async with self._lock:
             if self._rc is not None:
                 return self._rc
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
             a = self.address
             rc = RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in a.nodes],
@@ -106,10 +136,13 @@ class ClusterWire:
             try:
                 async with asyncio.timeout(self.call_timeout):
                     await rc.initialize()
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(Exception):
                     await rc.aclose()
-                raise
+                ours = _ours(exc, self.safe)
+                if ours is exc:
+                    raise
+                raise ours from exc
             for name in _RAW:  # shared with every node's connections
                 rc.response_callbacks.pop(name, None)
             self._rc = rc
@@ -118,15 +151,21 @@ class ClusterWire:
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         rc = self._rc or await self.connect()
         name = str(args[0]).upper()
-        async with self._room, asyncio.timeout(timeout or self.call_timeout):
-            if name == "SCRIPT":  # every primary keeps its own script cache
-                replies = await rc.execute_command(
-                    " ".join(map(str, args[:2])), *args[2:], target_nodes=RedisCluster.PRIMARIES
-                )
-                return next(iter(replies.values())) if isinstance(replies, dict) else replies
-            if name in _ON_ONE_NODE:
-                return await rc.execute_command(*args, target_nodes=rc.get_default_node())
-            return await rc.execute_command(*args)
+        try:
+            async with self._room, asyncio.timeout(timeout or self.call_timeout):
+                if name == "SCRIPT":  # every primary keeps its own script cache
+                    replies = await rc.execute_command(
+                        " ".join(map(str, args[:2])), *args[2:], target_nodes=_PRIMARIES
+                    )
+                    return next(iter(replies.values())) if isinstance(replies, dict) else replies
+                if name in _ON_ONE_NODE:
+                    return await rc.execute_command(*args, target_nodes=rc.get_default_node())
+                return await rc.execute_command(*args)
+        except Exception as exc:
+            ours = _ours(exc, self.safe)
+            if ours is exc:
+                raise
+            raise ours from exc
 
     async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Replies in order, errors in place (not raised), as the standalone ``many``."""
@@ -136,14 +175,21 @@ class ClusterWire:
             for c in commands:
                 try:
                     out.append(await self.call(*c))
-                except RedisError as exc:
+                except ReplyError as exc:
                     out.append(exc)
             return out
         pipe = rc.pipeline()
         for c in commands:
             pipe.execute_command(*c)
-        async with self._room, asyncio.timeout(self.call_timeout):
-            return list(await pipe.execute(raise_on_error=False))
+        try:
+            async with self._room, asyncio.timeout(self.call_timeout):
+                replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            ours = _ours(exc, self.safe)
+            if ours is exc:
+                raise
+            raise ours from exc
+        return [_ours(r, self.safe) if isinstance(r, Exception) else r for r in replies]
 
     async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
         """The earliest millisecond among the primaries' clocks, then ``reads``. Each node
@@ -151,7 +197,7 @@ class ClusterWire:
         past it on any node whose clock does not step back."""
         rc = self._rc or await self.connect()
         async with self._room, asyncio.timeout(self.call_timeout):
-            times = await rc.execute_command("TIME", target_nodes=RedisCluster.PRIMARIES)
+            times = await rc.execute_command("TIME", target_nodes=_PRIMARIES)
         if not isinstance(times, dict):
             times = {"": times}
         horizon = min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times.values())
@@ -182,7 +228,7 @@ class ClusterWire:
                 if here:
                     ranges.setdefault(here[0].name, []).append(f"{first}-{slot - 1}")
                 first = slot
-        infos = await rc.execute_command("INFO", "server", target_nodes=RedisCluster.PRIMARIES)
+        infos = await rc.execute_command("INFO", "server", target_nodes=_PRIMARIES)
         out = []
         for name, info in sorted(infos.items()):
             text = info.decode() if isinstance(info, bytes) else str(info)

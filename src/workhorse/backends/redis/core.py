@@ -14,10 +14,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from workhorse.backends.base import Backend
 from workhorse.backends.redis.cluster import SCHEMES as CLUSTER_SCHEMES
 from workhorse.backends.redis.cluster import ClusterAddress, ClusterWire, parse_cluster_netloc
@@ -35,8 +31,17 @@ from workhorse.backends.redis.scripts import (
     load_script_texts,
     script_texts,
 )
-from workhorse.backends.redis.wire import CALL_TIMEOUT, Packed, Unreachable, Wire, cert_reqs
-from workhorse.errors import BackendError, ConfigError
+from workhorse.backends.redis.wire import (
+    CALL_TIMEOUT,
+    NoScript,
+    Packed,
+    ReplyError,
+    Unreachable,
+    Wire,
+    cert_reqs,
+    parse_address,
+)
+from workhorse.errors import BackendError, BackendUnavailable, ConfigError
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX
 from workhorse.job import Job
 from workhorse.urls import check_options, redact
@@ -106,6 +111,8 @@ class RedisCore(Backend):
             parts._replace(query=urlencode([(k, v) for k, v in params if k not in _OUR_PARAMS]))
         )
         self._safe = redact(url)
+        if self._cluster is None:
+            parse_address(self._client_url, self._safe)  # a bad port or db is refused here
         self._head = ""  # the scripts' first line (scripts.load_script_texts)
         self._scripts = load_script_texts()
         # The Function library some scripts are called from (scripts.FUNCTIONS), when the
@@ -166,10 +173,10 @@ class RedisCore(Backend):
             self._epoch = await self._read_epoch(wire)
         except Unreachable as exc:
             await wire.close()
-            raise BackendError(str(exc)) from exc
-        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        except (OSError, TimeoutError) as exc:  # BackendUnavailable is an OSError
             await wire.close()
-            raise BackendError(
+            raise BackendUnavailable(
                 f"cannot reach Redis at {self._safe}: {exc}. Check that the server runs, "
                 "and the URL's host, port, database and password"
             ) from exc
@@ -241,7 +248,7 @@ class RedisCore(Backend):
         library = load_library()
         try:
             await wire.call("FUNCTION", "LOAD", "REPLACE", library.text)
-        except ResponseError as exc:
+        except ReplyError as exc:
             log.info("Redis at %s did not load the function library (%s): scripts only",
                      self._safe, exc)  # fmt: skip
             return
@@ -273,7 +280,7 @@ class RedisCore(Backend):
     async def _check_eviction(self, wire: Wire | ClusterWire) -> None:
         try:
             reply = await wire.call("CONFIG", "GET", "maxmemory-policy")
-        except ResponseError:  # CONFIG is often disabled on managed servers
+        except ReplyError:  # CONFIG is often disabled on managed servers
             log.debug("cannot read maxmemory-policy on %s", self._safe)
             return
         policy = reply[1].decode() if len(reply) > 1 else ""
@@ -365,7 +372,7 @@ class RedisCore(Backend):
         call = self._eval(name, qk, args, once)
         try:
             return await wire.call(*call)
-        except NoScriptError:
+        except NoScript:
             # The server restarted or its script cache was flushed: load them again.
             await self._load_scripts(wire)
             return await wire.call(*call)
@@ -385,7 +392,7 @@ class RedisCore(Backend):
             replies = await wire.many([evals[i] for i in todo])
             missing = []
             for i, reply in zip(todo, replies, strict=True):
-                if isinstance(reply, NoScriptError) and attempt == 0:
+                if isinstance(reply, NoScript) and attempt == 0:
                     missing.append(i)  # never ran: safe to send again
                 elif isinstance(reply, Exception):
                     raise reply
@@ -413,7 +420,7 @@ class RedisCore(Backend):
         for attempt in range(2):
             missing = []
             for i, reply in zip(todo, replies, strict=True):
-                if isinstance(reply, NoScriptError) and attempt == 0:
+                if isinstance(reply, NoScript) and attempt == 0:
                     missing.append(i)
                 elif isinstance(reply, Exception):
                     raise reply

@@ -9,12 +9,10 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
-
 from workhorse.backends.redis.cluster import ClusterWire
 from workhorse.backends.redis.core import WHERE_CAP, RedisCore, log
 from workhorse.backends.redis.records import decode_leases, decode_published
-from workhorse.backends.redis.wire import Wire
+from workhorse.backends.redis.wire import NoScript, ReplyError, Wire
 from workhorse.job import Job, Lease, Outcome
 
 _HINT_AGE = 0.5  # seconds a claim's idle hint stands in for a peek
@@ -31,7 +29,7 @@ def _renew_args(leases: Sequence[Lease]) -> list[Any]:
     return args
 
 
-def _moved(error: ResponseError) -> bool:
+def _moved(error: ReplyError) -> bool:
     """A cluster node's answer that the key's slot is served elsewhere."""
     return str(error).startswith(("MOVED", "ASK"))
 
@@ -113,10 +111,10 @@ class RedisWaiting(RedisCore):
         finally:
             if nudge is not None:
                 nudge.cancel()
-        if isinstance(reply, NoScriptError):
+        if isinstance(reply, NoScript):
             await self._load_scripts(self._conn())
             return None  # it never ran: the worker claims next
-        if isinstance(reply, ResponseError) and _moved(reply):
+        if isinstance(reply, ReplyError) and _moved(reply):
             return None  # the pop said where the slot went; the routed claim follows it
         if isinstance(reply, Exception):
             raise reply
@@ -162,7 +160,7 @@ class RedisWaiting(RedisCore):
         wire = self._conn()
         try:
             jobs, _ = await wire.call(*claim)
-        except NoScriptError:
+        except NoScript:
             await self._load_scripts(wire)
             jobs, _ = await wire.call(*claim)
         leases = decode_leases(queue, jobs)
@@ -201,7 +199,7 @@ class RedisWaiting(RedisCore):
             raise
         self._idle_blockers.append(wire)
         popped = replies[0]
-        if isinstance(popped, ResponseError):
+        if isinstance(popped, ReplyError):
             cluster = self._conn()
             if _moved(popped) and isinstance(cluster, ClusterWire):
                 await cluster.follow(keys[0])

@@ -4,20 +4,19 @@ parsed by hiredis and matched to their commands in order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 from hiredis import pack_command as _pack_command
-from redis.asyncio.connection import parse_url
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 
-from workhorse.errors import BackendError, ConfigError
+from workhorse.errors import BackendError, BackendUnavailable, ConfigError
 
 CALL_TIMEOUT = 30.0  # seconds one script call (or pipeline of them) may take
 _RESEND_WINDOW = 20.0  # seconds after its first send a command may be sent again
@@ -26,19 +25,60 @@ _CERT_REQS = ("required", "optional", "none")
 _NO_FUNCTION = ("ERR Function not found", "Function not found")
 
 
-class _Dropped(RedisConnectionError):
+class ReplyError(BackendError):
+    """Redis answered a command with an error (a script's error, OOM, READONLY, ...); the
+    message is the server's. Raised by a call, or given in place by a pipeline."""
+
+
+class NoScript(ReplyError):
+    """The server lost a script or the function library (a restart, SCRIPT FLUSH): the
+    call never ran; load them and send it again."""
+
+
+class _Dropped(BackendUnavailable):
     """The connection went away while the command waited for its reply."""
 
 
 Dropped = _Dropped  # for callers of Wire.send_now
 
 
-class _Closed(RedisConnectionError):
+class _Closed(BackendUnavailable):
     """This client closed the connection: its commands are not sent again."""
 
 
-class Unreachable(RedisConnectionError):
+class Unreachable(BackendUnavailable):
     """No connection could be made; the message names the URL and what to check."""
+
+
+def parse_address(url: str, safe: str) -> dict[str, Any]:
+    """host, port, db, username, password and the query's other options of a
+    ``redis://`` or ``rediss://`` URL, read as redis-py's ``parse_url`` reads them (the
+    URL's database number, or ``?db=``, which wins)."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query):
+        options.setdefault(key, value)  # the first of a repeated option, as parse_url
+    try:
+        port = parts.port
+        if "db" in options:
+            options["db"] = int(options["db"])
+    except ValueError as exc:
+        raise ConfigError(
+            f"cannot read the Redis URL {safe!r} ({exc}): write it as "
+            "redis://[[user]:password@]host[:port][/db]"
+        ) from None
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    if parts.hostname:
+        options["host"] = unquote(parts.hostname)
+    if port is not None:
+        options["port"] = port
+    if parts.path and "db" not in options:
+        with contextlib.suppress(ValueError):  # '/' or none: database 0
+            options["db"] = int(unquote(parts.path).replace("/", ""))
+    return options
 
 
 def _tls(options: Mapping[str, Any]) -> ssl.SSLContext:
@@ -108,7 +148,7 @@ class _Protocol(asyncio.Protocol):
 
     def __init__(self, wire: Wire) -> None:
         self.wire = wire
-        self.parser = hiredis.Reader(replyError=ResponseError)
+        self.parser = hiredis.Reader(replyError=ReplyError)
         self.pending: deque[asyncio.Future[Any]] = deque()
         # (deadline, future) per command sent with the connection's call timeout, in send
         # order, and the one timer that checks the oldest (see Wire._track).
@@ -149,7 +189,7 @@ class Wire:
     pub/sub do not come here (they would hold everyone up)."""
 
     def __init__(self, url: str, safe: str, call_timeout: float = CALL_TIMEOUT) -> None:
-        options = parse_url(url)
+        options = parse_address(url, safe)
         self.call_timeout = call_timeout
         self.host = str(options.get("host", "127.0.0.1"))
         self.port = int(options.get("port", 6379))
@@ -192,7 +232,7 @@ class Wire:
                 hello.append(("SELECT", self.db))
             replies = await asyncio.gather(*(self._send(proto, c) for c in hello))
             for command, reply in zip(hello, replies, strict=True):
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, ReplyError):
                     self.abort(proto, reply)
                     if command[0] == "AUTH":
                         raise BackendError(
@@ -293,7 +333,7 @@ class Wire:
                 if attempt == _RESENDS or time.monotonic() > until:
                     raise
                 continue
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, ReplyError):
                 raise _error(reply)
             return reply
         raise AssertionError("unreachable")
@@ -366,7 +406,7 @@ class Wire:
         for fut in futs:
             self._track(proto, fut)
         replies = await asyncio.gather(*futs)  # a TimeoutError comes from _check
-        return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
+        return [_error(r) if isinstance(r, ReplyError) else r for r in replies]
 
     async def behind_block(self, commands: Sequence[Sequence[Any]], timeout: float) -> list[Any]:
         """Pipelined behind a blocking first command, on a connection of their own: the
@@ -385,7 +425,7 @@ class Wire:
         except TimeoutError:
             self._stuck(proto)
             raise
-        return [_error(r) if isinstance(r, ResponseError) else r for r in replies]
+        return [_error(r) if isinstance(r, ReplyError) else r for r in replies]
 
     async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
         """The server's millisecond, then ``reads``, in one pipeline: one server runs them
@@ -400,15 +440,15 @@ class Wire:
             await asyncio.sleep(0)  # let the transport finish closing
 
 
-def error_of(reply: ResponseError) -> ResponseError:
-    """The exception an error reply raises (NoScriptError for a lost script or library)."""
+def error_of(reply: ReplyError) -> ReplyError:
+    """The exception an error reply raises (NoScript for a lost script or library)."""
     return _error(reply)
 
 
-def _error(reply: ResponseError) -> ResponseError:
+def _error(reply: ReplyError) -> ReplyError:
     message = str(reply)
     # A script cache or a Function library the server lost (a restart without
     # persistence, SCRIPT FLUSH, FUNCTION FLUSH): the call never ran, load and send again.
     if message.startswith("NOSCRIPT") or message.startswith(_NO_FUNCTION):
-        return NoScriptError(message)
+        return NoScript(message)
     return reply

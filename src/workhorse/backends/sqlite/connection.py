@@ -126,7 +126,10 @@ class Database:
             self.retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA busy_timeout = 50")
-            conn.execute("PRAGMA cache_size = -16000")
+            # 2 MB (SQLite's default) holds the hot pages (the queues' index ends, the
+            # rows in flight); 16 MB only kept finished jobs' pages a worker never reads
+            # again, ~5 MB of its RSS at 30,000 jobs (the OS caches the file anyway).
+            conn.execute("PRAGMA cache_size = -2000")
             conn.execute("PRAGMA temp_store = MEMORY")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version < schema.SCHEMA_VERSION:
