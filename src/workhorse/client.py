@@ -424,6 +424,9 @@ class Client:
         """Write one job built by ``new_job`` and return its handle (``watch``: the
         caller waits for it next; ``connection``: inside the caller's transaction)."""
         results = await self._write([new], connection, watch)
+        res = results[0]
+        if res.created and not res.replaced and connection is None:
+            return self._created(task, new, res)  # as _handles makes it, with fewer calls
         on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
         return (await self._handles(task, [new], results, on_dup, connection is None))[0]
 
@@ -541,12 +544,14 @@ class Client:
         """``options`` may set the attempt's ``timeout`` (``task.options(timeout=...)``),
         which ``run()``'s own keyword, the wait, cannot."""
         _queued(t)
-        if timeout is not None and "timeout" not in options:
-            options["timeout"] = self.attempt_limit(t, timeout)
         # Held: the store keeps the record (whatever its keep_for) until this caller has
         # the result, and every other caller of run() that hit the same live job too.
         new = self.new_job(t, data, options)
         new.hold = True
+        if timeout is not None and "timeout" not in options:
+            # Set on the record, not as an option: run(task, timeout=...) alone keeps
+            # new_job's cheap path (no call options to check).
+            new.timeout = self.attempt_limit(t, timeout)
         handle = await self.submit(t, new, options, watch=True)
         look = self.warn_without_worker(handle.queue, handle.id, log.warning)
         try:
