@@ -8,10 +8,12 @@ instructions and falls in a short window or not); the difference over N is print
 ``--base REV`` measures that commit's tree too (exported with ``git archive``, this
 tree's bench/ in it), the sides alternated. ``--opcodes`` counts the Python opcodes each
 function executes per round trip instead (``sys.settrace``), and with ``--base`` prints
-the functions whose counts differ.
+the functions whose counts differ. ``--store sqlite`` runs the same on a fresh SQLite file
+(its thread's instructions counted too; the worker still in the process).
 
     python -m bench.rtcost --n 1000 --base 5da9aea --repeat 2
     python -m bench.rtcost --opcodes --n 200 --base 5da9aea
+    python -m bench.rtcost --store sqlite --n 300 --base 9942674
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,7 @@ from bench.measure import ROOT
 from bench.tasks import NOOP, QUEUE, make_app
 
 _COUNTS: Counter[str] = Counter()
+_STORE = "memory"
 
 
 def _where(frame: FrameType) -> str:
@@ -51,7 +55,16 @@ def _tracer(frame: FrameType, event: str, arg: Any) -> Any:
 
 
 async def _round_trips(n: int) -> None:
-    app = make_app("memory://")
+    folder = tempfile.mkdtemp(prefix="workhorse-rtcost-")
+    url = f"sqlite:///{folder}/rt.db" if os.environ.get("RTCOST_STORE") == "sqlite" else "memory://"
+    try:
+        await _on(url, n)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _on(url: str, n: int) -> None:
+    app = make_app(url)
     async with app:
         worker = app.worker(queues={QUEUE: 10})
         running = asyncio.create_task(worker.run())
@@ -91,7 +104,7 @@ def _child(n: int, opcodes: bool, out: str | None) -> None:
 
 
 def _env(tree: Path | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "RTCOST_STORE": _STORE}
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join((str(tree / "src"), str(tree)))
     else:
@@ -142,9 +155,14 @@ def main() -> None:
     parser.add_argument("--base", help="a commit to measure beside this tree")
     parser.add_argument("--repeat", type=int, default=1, help="measurements per side")
     parser.add_argument("--opcodes", action="store_true", help="Python opcodes by function")
+    parser.add_argument(
+        "--store", choices=("memory", "sqlite"), default="memory", help="sqlite: a fresh file"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global _STORE
+    _STORE = args.store
     if args.child is not None:
         _child(args.child, args.opcodes, args.out)
         return
