@@ -14,6 +14,11 @@ the functions whose counts differ. ``--store sqlite`` runs the same on a fresh S
     python -m bench.rtcost --n 1000 --base 5da9aea --repeat 2
     python -m bench.rtcost --opcodes --n 200 --base 5da9aea
     python -m bench.rtcost --store sqlite --n 300 --base 9942674
+    python -m bench.rtcost --cpu --n 5000 --repeat 10 --base 5da9aea
+
+``--cpu``: the process's CPU time per round trip (the worker is in it), no valgrind, the
+cyclic GC on; the sides alternate, the first changing each round. Less moved by other
+processes than the latency, not as little as the counts.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType
@@ -37,6 +45,7 @@ from bench.tasks import NOOP, QUEUE, make_app
 
 _COUNTS: Counter[str] = Counter()
 _STORE = "memory"
+_TIMES: list[float] = []  # CPU and wall seconds of the last run's round trips
 
 
 def _where(frame: FrameType) -> str:
@@ -70,8 +79,10 @@ async def _on(url: str, n: int) -> None:
         running = asyncio.create_task(worker.run())
         task = app.get_task(NOOP)
         await app.run(task, timeout=30)  # warm-up: the worker started, every path taken
+        cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(n):
             await app.run(task, timeout=30)
+        _TIMES[:] = [time.process_time() - cpu, time.perf_counter() - wall]
         worker.stop()
         await running
 
@@ -86,7 +97,11 @@ def _traced(n: int) -> None:
         sys.settrace(None)
 
 
-def _child(n: int, opcodes: bool, out: str | None) -> None:
+def _child(n: int, opcodes: bool, out: str | None, cpu: bool) -> None:
+    if cpu:  # the process's CPU time, the cyclic GC on as a user has it
+        asyncio.run(_round_trips(n))
+        print(json.dumps({"cpu_us": _TIMES[0] / n * 1e6, "wall_us": _TIMES[1] / n * 1e6}))
+        return
     gc.disable()
     if opcodes:
         # Counted twice (n and none) in the same way, the difference per round trip.
@@ -137,6 +152,14 @@ def per_round_trip(tree: Path | None, n: int) -> float:
     return (instructions(tree, n) - instructions(tree, 0)) / n
 
 
+def cpu_times(tree: Path | None, n: int) -> dict[str, float]:
+    """CPU and wall µs per round trip in a process of ``n`` (no valgrind)."""
+    cmd = [sys.executable, "-m", "bench.rtcost", "--child", str(n), "--cpu"]
+    done = subprocess.run(cmd, env=_env(tree), check=True, capture_output=True, cwd=ROOT)
+    figures: dict[str, float] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return figures
+
+
 def opcode_table(tree: Path | None, n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "opcodes.tsv")
@@ -158,13 +181,16 @@ def main() -> None:
     parser.add_argument(
         "--store", choices=("memory", "sqlite"), default="memory", help="sqlite: a fresh file"
     )
+    parser.add_argument(
+        "--cpu", action="store_true", help="CPU µs per round trip instead, rounds alternated"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     global _STORE
     _STORE = args.store
     if args.child is not None:
-        _child(args.child, args.opcodes, args.out)
+        _child(args.child, args.opcodes, args.out, args.cpu)
         return
     with tempfile.TemporaryDirectory() as folder:
         sides: list[tuple[str, Path | None]] = [("tree", None)]
@@ -183,6 +209,17 @@ def main() -> None:
             else:
                 for where, value in list(tables["tree"].items())[:40]:
                     print(f"{value:8.1f}  {where}")
+            return
+        if args.cpu:
+            got: dict[str, list[float]] = {name: [] for name, _ in sides}
+            for r in range(args.repeat):
+                for name, tree in sides if r % 2 == 0 else sides[::-1]:
+                    figures = cpu_times(tree, args.n)
+                    got[name].append(figures["cpu_us"])
+                    cpu, wall = figures["cpu_us"], figures["wall_us"]
+                    print(f"{name}: {cpu:.1f} µs CPU, {wall:.1f} µs wall per round trip")
+            for name, values in got.items():
+                print(f"{name}: median {statistics.median(values):.1f} µs CPU per round trip")
             return
         for _ in range(args.repeat):
             for name, tree in sides:
