@@ -424,6 +424,9 @@ class Client:
         """Write one job built by ``new_job`` and return its handle (``watch``: the
         caller waits for it next; ``connection``: inside the caller's transaction)."""
         results = await self._write([new], connection, watch)
+        res = results[0]
+        if res.created and not res.replaced and connection is None:
+            return self._created(task, new, res)  # as _handles makes it, with fewer calls
         on_dup = options.get("on_duplicate", task.defaults.on_duplicate)
         return (await self._handles(task, [new], results, on_dup, connection is None))[0]
 
@@ -541,12 +544,14 @@ class Client:
         """``options`` may set the attempt's ``timeout`` (``task.options(timeout=...)``),
         which ``run()``'s own keyword, the wait, cannot."""
         _queued(t)
-        if timeout is not None and "timeout" not in options:
-            options["timeout"] = self.attempt_limit(t, timeout)
         # Held: the store keeps the record (whatever its keep_for) until this caller has
         # the result, and every other caller of run() that hit the same live job too.
         new = self.new_job(t, data, options)
         new.hold = True
+        if timeout is not None and "timeout" not in options:
+            # Set on the record, not as an option: run(task, timeout=...) alone keeps
+            # new_job's cheap path (no call options to check).
+            new.timeout = self.attempt_limit(t, timeout)
         handle = await self.submit(t, new, options, watch=True)
         look = self.warn_without_worker(handle.queue, handle.id, log.warning)
         try:
@@ -814,30 +819,42 @@ def _state(value: JobState | str) -> JobState:
         ) from None
 
 
+def _expire(fut: asyncio.Future[Job | None]) -> None:
+    """A wait's timeout: None ends it (RunTimeout)."""
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _Waiters:
     """One pump per client turns the backend's finish notifications into per-job futures."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._futs: dict[str, list[asyncio.Future[Job]]] = {}
+        self._futs: dict[str, list[asyncio.Future[Job | None]]] = {}
         self._pump: asyncio.Task[None] | None = None
 
     async def wait(self, job_id: str, timeout: float | None) -> Job:
-        fut: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Job | None] = loop.create_future()
         self._futs.setdefault(job_id, []).append(fut)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._run(), name="workhorse-waiters")
+        # A timer that answers None, not asyncio.timeout: run() waits once per call, and
+        # the timeout's context was a tenth of a memory round trip's instructions.
+        timer = None if timeout is None else loop.call_at(loop.time() + timeout, _expire, fut)
         try:
-            async with asyncio.timeout(timeout):
-                return await fut
-        except TimeoutError:
-            raise RunTimeout(job_id, typing.cast(float, timeout)) from None
+            job = await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             futs = self._futs.get(job_id)
             if futs is not None and fut in futs:
                 futs.remove(fut)
                 if not futs:
                     del self._futs[job_id]
+        if job is None:
+            raise RunTimeout(job_id, typing.cast(float, timeout))
+        return job
 
     async def _run(self) -> None:
         backend = self.client.backend

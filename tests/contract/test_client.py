@@ -128,6 +128,27 @@ async def test_retries_with_backoff_then_success(app: Workhorse) -> None:
     assert starts[2] - retried[1] >= 0.09
 
 
+async def test_a_runs_wait_bounds_its_attempt_never_beyond_the_tasks_own(app: Workhorse) -> None:
+    """run(timeout=...) is also the attempt's limit, unless the task's own is shorter or
+    the call sets the attempt's timeout itself."""
+
+    @task(app, queue="q")
+    async def limit(ctx: JobContext) -> float | None:
+        return ctx.lease.timeout
+
+    @task(app, queue="q", timeout=2)
+    async def short(ctx: JobContext) -> float | None:
+        return ctx.lease.timeout
+
+    async with running(app, ["q"]):
+        assert await limit.run(timeout=RUN) == RUN
+        assert await app.run(limit, timeout=RUN) == RUN
+        assert await app.run(limit, timeout=RUN, priority=1) == RUN
+        assert await short.run(timeout=RUN) == 2
+        assert await limit.options(timeout=3).run(timeout=RUN) == 3
+        assert await limit.run() is None
+
+
 async def test_retries_spent_fail(app: Workhorse) -> None:
     @task(app, queue="q", retries=1, backoff=0)
     async def never(ctx: JobContext) -> None:

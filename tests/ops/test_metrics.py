@@ -70,6 +70,10 @@ async def test_worker_process_metrics_scraped_over_http(tmp_path: Path) -> None:
     assert value(got, finished, queue="default", task="flaky", outcome="retried") == 1
     assert value(got, finished, queue="default", task="flaky", outcome="completed") == 1
     assert value(got, "workhorse_job_run_seconds_count", queue="default", task="ok") == 3
+    # Run times from the claim, on the wall clock (a monotonic start read 1.7e9 s each).
+    assert value(got, "workhorse_job_run_seconds_sum", queue="default", task="ok") < 20
+    ran = value(got, "workhorse_job_run_seconds_bucket", queue="default", task="ok", le="10.0")
+    assert ran == 3
     assert value(got, "workhorse_job_wait_seconds_count", queue="default", task="flaky") == 2
     assert value(got, "workhorse_leases_held", queue="default") == 0
     assert value(got, "workhorse_jobs_stalled_total", queue="", task="") == 0

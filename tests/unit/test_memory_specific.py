@@ -1,9 +1,11 @@
 """What only the memory backend promises beside the contract (tests/contract): the memory
 a job it keeps costs, and a per-job event index that trims with the log however the jobs'
-events interleave."""
+events interleave; an idle worker's waits that keep nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import tracemalloc
 
 from workhorse import codec
@@ -70,3 +72,28 @@ async def test_interleaved_jobs_events_trim_with_the_log() -> None:
     for lease in leases:
         assert await backend.job_events(lease.job_id) == []
     assert [e.type for e in await backend.job_events(more[-1].id)] == ["job.queued"]
+
+
+async def test_waits_that_time_out_or_are_cancelled_keep_nothing() -> None:
+    """An idle worker waits for jobs, and a caller for results, again and again: a wait
+    that ends without a wake-up leaves nothing behind in the store."""
+    backend = MemoryBackend()
+    await backend.wait_for_jobs(["q"], 0.001)  # the first wait's allocations are not per wait
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(500):
+            await backend.wait_for_jobs(["q"], 0.0001)
+            assert await backend.wait_claim("q", "w1", 10, 30.0, 0.0001) == []
+            assert await backend.wait_finished(["nope"], 0.0001) == []
+            waiting = asyncio.ensure_future(backend.wait_for_jobs(["q"], 10.0))
+            await asyncio.sleep(0)
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 20_000, f"{kept} bytes kept after 2,000 waits"
+    await backend.enqueue([job()])
+    assert len(await backend.wait_claim("q", "w1", 10, 30.0, 10.0) or []) == 1  # one step

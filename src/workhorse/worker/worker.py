@@ -510,9 +510,10 @@ class Worker:
                         # job_timeout and the run time that sizes the auto prefetch count
                         # from here, not from the claim: a batch's last job waits on the
                         # loop for the others, which read as a long run.
-                        running.started = began = time.monotonic()
+                        # (not ``began``: the tally's run time counts from the claim)
+                        running.started = start = time.monotonic()
                         outcome = await self._runner.run(lease, running.ctx)
-                        running.ran = time.monotonic() - began
+                        running.ran = time.monotonic() - start
                     else:
                         outcome = await self.steps.run(
                             lease, running.ctx, lambda: self._handler(running)

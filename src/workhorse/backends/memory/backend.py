@@ -6,8 +6,6 @@ Most tests run on it; the contract suite holds the durable backends to its behav
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import itertools
 import math
@@ -23,6 +21,7 @@ from workhorse import codec, events
 from workhorse.backends import loglines
 from workhorse.backends.base import JOB_EVENTS, Backend, Capabilities, RenewResult
 from workhorse.backends.memory.keyvalues import KeyValues
+from workhorse.backends.memory.wakeup import Wakeup
 from workhorse.job import (
     FINISHED_STATES,
     MAX_STALLS,
@@ -130,8 +129,8 @@ class MemoryBackend(Backend):
         self._event_ids = itertools.count(1)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._seq = itertools.count()
-        self._work = asyncio.Event()
-        self._done = asyncio.Event()
+        self._work = Wakeup()  # workers waiting for jobs
+        self._done = Wakeup()  # callers waiting for jobs to finish
 
     async def open(self) -> None:
         return None
@@ -169,14 +168,6 @@ class MemoryBackend(Backend):
             )
         else:
             heapq.heappush(self._delayed.setdefault(rec.queue, []), (rec.run_at, rec.seq, rec.id))
-
-    def _wake_workers(self) -> None:
-        self._work.set()
-        self._work = asyncio.Event()
-
-    def _wake_waiters(self) -> None:
-        self._done.set()
-        self._done = asyncio.Event()
 
     def _end(self, rec: _Rec, state: JobState, now: float) -> None:
         rec.state = state
@@ -235,7 +226,7 @@ class MemoryBackend(Backend):
     # -- producing -------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         out = self._enqueue(jobs, self._clock())
-        self._wake_workers()
+        self._work.wake()
         return out
 
     def _enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
@@ -292,7 +283,7 @@ class MemoryBackend(Backend):
 
     async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
         out = self._claimed(items, self._clock())
-        self._wake_workers()
+        self._work.wake()
         return out
 
     def _claimed(self, items: Sequence[tuple[Claim, NewJob]], now: float) -> list[Claimed]:
@@ -420,9 +411,9 @@ class MemoryBackend(Backend):
             if outcome.followups and kind == "completed":
                 outcome.followups_claimed = self._claimed(outcome.followups, now)
                 requeued = True  # new work: the workers wake as for a retry
-        self._wake_waiters()
+        self._done.wake()
         if requeued:
-            self._wake_workers()
+            self._work.wake()
         return accepted
 
     async def update(
@@ -483,8 +474,8 @@ class MemoryBackend(Backend):
             else:
                 self._requeue(rec, now, now)
         if expired:
-            self._wake_workers()
-            self._wake_waiters()
+            self._work.wake()
+            self._done.wake()
         return [r.id for r in expired]
 
     async def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> None:
@@ -497,20 +488,22 @@ class MemoryBackend(Backend):
             delayed = self._delayed.get(queue)
             if delayed:
                 timeout = min(timeout, max(0.0, delayed[0][0] - now))
-        if timeout <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._work.wait()
+        if timeout > 0:
+            await self._work.wait(timeout)
+
+    async def wait_claim(
+        self, queue: str, worker: str, limit: int, lease: float, timeout: float
+    ) -> list[Lease] | None:
+        """The wait and the claim on one step: nothing can take a job between them, and
+        the worker's loop makes no claim of its own after each wait."""
+        await self.wait_for_jobs([queue], timeout)
+        return await self.claim([queue], worker, limit, lease)
 
     async def wait_finished(self, ids: Collection[str], timeout: float) -> list[Job]:
         done = self._finished(ids)
         if done or timeout <= 0:
             return done
-        try:
-            async with asyncio.timeout(timeout):
-                await self._done.wait()
-        except TimeoutError:
+        if not await self._done.wait(timeout):
             return []
         return self._finished(ids)
 
@@ -584,7 +577,7 @@ class MemoryBackend(Backend):
         if rec.state is _Q:
             self._end(rec, JobState.CANCELLED, now)
             self._event("job.cancelled", rec, now)
-            self._wake_waiters()
+            self._done.wake()
         elif rec.state is _A:
             rec.cancel_requested = True
         return self._public_state(rec, now)
@@ -608,7 +601,7 @@ class MemoryBackend(Backend):
             previous, rec.data = rec.data, _kept(data)
         self._requeue(rec, now, now)
         self._event("job.queued", rec, now, **events.retried(previous, by))
-        self._wake_workers()
+        self._work.wake()
         return True
 
     async def purge(
@@ -693,7 +686,7 @@ class MemoryBackend(Backend):
 
     async def resume(self, queue: str) -> None:
         self._paused.discard(queue)
-        self._wake_workers()
+        self._work.wake()
 
     async def paused(self) -> set[str]:
         return set(self._paused)
