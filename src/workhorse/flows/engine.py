@@ -163,8 +163,12 @@ class Engine:
                         meta.run, meta.gen, step, lease.job_id, given, data
                     )
                 else:
-                    await self.fire(fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True)
-                    outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
+                    if not self.hand_off(fc, flow, data):
+                        await self.fire(
+                            fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True
+                        )
+                    if fc.deferred:
+                        outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
@@ -241,8 +245,9 @@ class Engine:
         flow = self.graph.flows.get(meta.flow)
         try:
             if fc.deferred:
-                await self.written(fc, outcome)
-            if flow is not None and flow.counted():
+                self.written(fc, outcome, flow)
+            shape = None if flow is None else flow.shape()
+            if shape is not None and shape.counted:
                 final = outcome.kind in ("completed", "failed", "cancelled")
                 # The steps it started, less its reservation and (ended) itself.
                 delta = fc.claimed - (RESERVED if fc.reserved else 0) - final
@@ -259,7 +264,7 @@ class Engine:
                 await self.check(meta.run, meta)
                 return
             if outcome.kind == "completed":
-                last = None if flow is None else flow.last()
+                last = None if shape is None else shape.ends
                 if last == meta.step:
                     await self.end_run(meta.run, meta.flow, meta.gen, "completed", None)
                     return
@@ -288,9 +293,8 @@ class Engine:
     def note_attempt(self, fc: FlowContext, type_: str, attempt: int) -> None:
         """``hold`` of a step's start or completion (twice per step: no keyword dict)."""
         meta = fc.meta
-        self.hold(
-            fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
-        )
+        data = {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
+        fc.held.append(Event(type_, fc.job_id, meta.step, fc.queue, data, time.time()))
 
     def hold(self, fc: FlowContext, type_: str, data: dict[str, Any]) -> None:
         """Keep a step's own event (step.started, its end) on its context, timed now: its
@@ -312,6 +316,32 @@ class Engine:
         return fc.last
 
     # -- triggers --------------------------------------------------------------------------
+    def hand_off(self, fc: FlowContext, flow: FlowDef | None, data: Any) -> bool:
+        """``fire`` of a step's completion for the common case, without a coroutine: its
+        subscribers are all plain steps that wait for nothing (or there are none), and
+        the finish writes their jobs (``fc.deferred``). False: ``fire`` must do it."""
+        if flow is None:
+            return False
+        shape = flow.shape()
+        meta = fc.meta
+        subs = shape.handoff.get(meta.step)
+        if subs is None:  # nothing subscribed, or a subscriber that joins or waits
+            return STEP_PREFIX + meta.step not in shape.subscribed
+        if self.client.instruments or not self.client.backend.capabilities.finish_followups:
+            return False
+        for step in subs:
+            if step.wait is not None:  # a delay or a cron time: ``due`` asks the store
+                return False
+        run, gen, job_id = meta.run, meta.gen, fc.job_id
+        cause = (job_id, STEP_PREFIX + meta.step, "done")
+        batch = []
+        for step in subs:
+            step_id = keys.step_job_id(run, gen, step.name, *cause)
+            fc.followups.append(step_id)
+            batch.append(self.build_step(run, gen, step, data, cause, None, step_id))
+        fc.deferred = batch  # ``written`` takes their answers after the finish
+        return True
+
     async def fire(
         self,
         fc: FlowContext,
@@ -437,7 +467,7 @@ class Engine:
         # step done (see handed_off).
         fc.handed = occurrence == "done" and fresh and fc.meta.step in flow.shape().handoff
 
-    async def written(self, fc: FlowContext, outcome: Outcome) -> None:
+    def written(self, fc: FlowContext, outcome: Outcome, flow: FlowDef | None) -> None:
         """After the finish of a step whose follow-ups went with its outcome: their
         answers, as ``fire`` takes them. None written (its lease was lost, or the store
         rejected them and the step runs again) is taken as nothing new."""
@@ -447,7 +477,7 @@ class Engine:
         if results is not None:
             self.client.claimed_written(batch, results)
             won = [c for c, _ in results]
-        self.fired(fc, self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won)
+        self.fired(fc, flow or self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won)
 
     async def release(self, record: dict[str, Any], data: Any) -> None:
         """Fire the completion of the step whose wait after it (``record``) is over, as
@@ -718,10 +748,11 @@ class Engine:
         await self.publish("flow.resumed", rec.id, rec.flow, retried=retried)
         return retried
 
-    async def publish(self, type_: str, run: str, flow: str, **data: Any) -> None:
-        """Write a run's event (flow.*, step.waiting, step.resumed), in the next batch."""
+    def publish(self, type_: str, run: str, flow: str, **data: Any) -> asyncio.Future[None]:
+        """Write a run's event (flow.*, step.waiting, step.resumed), in the next batch;
+        the future settles once it is stored (a future, not a coroutine: once per run)."""
         event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
-        await self.publisher.publish(event)
+        return self.publisher.add(event)
 
 
 def handed_off(

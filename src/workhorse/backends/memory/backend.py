@@ -400,7 +400,7 @@ class MemoryBackend(Backend):
                 continue
             accepted.append(True)
             if outcome.events:  # a flow step's own events, before its outcome's
-                self._published(outcome.events, now)
+                self._published(outcome.events, now, owned=True)
             if outcome.logs or outcome.logs_dropped:
                 self._add_logs(rec, outcome.logs, outcome.logs_dropped)
             kind = outcome.kind
@@ -732,11 +732,24 @@ class MemoryBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         self._published(events, self._clock())
 
-    def _published(self, events: Sequence[Event], now: float) -> None:
+    def _published(self, events: Sequence[Event], now: float, owned: bool = False) -> None:
+        """``owned``: the events are the store's to keep (an outcome's, made for its
+        finish), so one never stored takes its id in place instead of being copied."""
         for ev in events:
-            stored = Event(
-                ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(self._event_ids)
-            )
+            if owned and not ev.id:
+                stored = ev
+                stored.id = next(self._event_ids)
+                stored.at = ev.at or now
+            else:
+                stored = Event(
+                    ev.type,
+                    ev.job_id,
+                    ev.task,
+                    ev.queue,
+                    ev.data,
+                    ev.at or now,
+                    next(self._event_ids),
+                )
             self._events.append(stored)
             self._index_run_event(stored)
         if len(self._events) > self._trim_at:
