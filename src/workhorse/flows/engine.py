@@ -116,9 +116,8 @@ class Engine:
         if meta is None:
             return await attempt()
         fc = FlowContext(self, meta, lease.job_id, lease.queue)
-        ctx.flow = fc
+        ctx.flow = fc  # ctx.state is made from it at its first use (fc.make_state)
         flow = self.graph.flows.get(meta.flow)
-        ctx.state = State(self.client, meta.run, flow, fc)
         self.note_attempt(fc, "step.started", lease.attempts)
         self._running[fc] = time.monotonic()
         if self._late is None or self._late.done():
@@ -154,16 +153,18 @@ class Engine:
             # order.
             self.note_attempt(fc, "step.completed", lease.attempts)
             try:
-                data = None if outcome.result is None else codec.loads(outcome.result)
+                result = outcome.result
                 step = None if flow is None else flow.steps.get(meta.step)
                 if step is not None and step.after is not None:  # its completion fires later
                     await fc.noted()
                     given = codec.loads(lease.data)
+                    data = None if result is None else codec.loads(result)
                     await self.waits.start_after(
                         meta.run, meta.gen, step, lease.job_id, given, data
                     )
                 else:
-                    if not self.hand_off(fc, flow, data):
+                    if not self.hand_off(fc, flow, result):
+                        data = None if result is None else codec.loads(result)
                         await self.fire(
                             fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True
                         )
@@ -316,10 +317,11 @@ class Engine:
         return fc.last
 
     # -- triggers --------------------------------------------------------------------------
-    def hand_off(self, fc: FlowContext, flow: FlowDef | None, data: Any) -> bool:
-        """``fire`` of a step's completion for the common case, without a coroutine: its
-        subscribers are all plain steps that wait for nothing (or there are none), and
-        the finish writes their jobs (``fc.deferred``). False: ``fire`` must do it."""
+    def hand_off(self, fc: FlowContext, flow: FlowDef | None, result: bytes | None) -> bool:
+        """``fire`` of a step's completion (its encoded ``result``) for the common case,
+        without a coroutine: its subscribers are all plain steps that wait for nothing
+        (or there are none), and the finish writes their jobs (``fc.deferred``). False:
+        ``fire`` must do it."""
         if flow is None:
             return False
         shape = flow.shape()
@@ -327,18 +329,21 @@ class Engine:
         subs = shape.handoff.get(meta.step)
         if subs is None:  # nothing subscribed, or a subscriber that joins or waits
             return STEP_PREFIX + meta.step not in shape.subscribed
-        if self.client.instruments or not self.client.backend.capabilities.finish_followups:
+        client = self.client
+        if client.instruments or not client.backend.capabilities.finish_followups:
             return False
         for step in subs:
             if step.wait is not None:  # a delay or a cron time: ``due`` asks the store
                 return False
         run, gen, job_id = meta.run, meta.gen, fc.job_id
         cause = (job_id, STEP_PREFIX + meta.step, "done")
+        end = keys.end_key(run, gen)
+        data = None if result is None else codec.loads(result)
         batch = []
         for step in subs:
             step_id = keys.step_job_id(run, gen, step.name, *cause)
             fc.followups.append(step_id)
-            batch.append(self.build_step(run, gen, step, data, cause, None, step_id))
+            batch.append(self.build_step(run, gen, step, data, cause, None, step_id, flow, end))
         fc.deferred = batch  # ``written`` takes their answers after the finish
         return True
 
@@ -461,11 +466,12 @@ class Engine:
         claimed so far)."""
         fresh = fresh and all(won)
         claims += sum(won)
-        if claims and flow.counted():
+        shape = flow.shape()
+        if claims and shape.counted:
             fc.claimed += claims  # added with the step's own end (``finished``)
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
-        fc.handed = occurrence == "done" and fresh and fc.meta.step in flow.shape().handoff
+        fc.handed = occurrence == "done" and fresh and fc.meta.step in shape.handoff
 
     def written(self, fc: FlowContext, outcome: Outcome, flow: FlowDef | None) -> None:
         """After the finish of a step whose follow-ups went with its outcome: their
@@ -530,16 +536,21 @@ class Engine:
         cause: tuple[str, ...],
         options: dict[str, Any] | None = None,
         job_id: str | None = None,
+        flow: FlowDef | None = None,
+        end: str | None = None,
     ) -> tuple[Claim, Task[Any, Any], NewJob]:
         """The step's job for this cause, with its claim: the run's index entry, written
         with the job and refused with it once the run ended (a run with an entry is not
         over). A claim already there (this same cause run again, or a writer killed
         before its enqueue) still writes a missing job of a live run. ``job_id``: its id
-        for this cause, when the caller has it."""
+        for this cause, ``flow`` the step's flow and ``end`` the run's end key, when the
+        caller has them (once per follow-up: each look-up saved counts)."""
         if job_id is None:
             job_id = keys.step_job_id(run, gen, step.name, *cause)
-        task = self.client.registry.get_task(step.name)
-        flow = self.graph.flows.get(step.flow)
+        registry = self.client.registry
+        task = registry.tasks.get(step.name) or registry.get_task(step.name)
+        if flow is None:
+            flow = self.graph.flows.get(step.flow)
         if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
             options = {**(options or {}), "timeout": flow.step_timeout}  # step > flow > job
         new = self.client.new_job(task, data, options or {}, job_id)
@@ -547,7 +558,9 @@ class Engine:
         # stored job for an id it holds); a dedup key only cost index entries per step, and
         # a task's own singleton key does not apply to its steps (docs/decisions.md).
         new.dedup_key, new.replace = None, False
-        claim = Claim(keys.job_key(run, job_id), self.marker(step, gen), keys.end_key(run, gen))
+        claim = Claim(
+            keys.job_key(run, job_id), self.marker(step, gen), end or keys.end_key(run, gen)
+        )
         return claim, task, new
 
     def marker(self, step: Step, gen: int) -> str:
@@ -557,7 +570,8 @@ class Engine:
         if prefix is None:
             whole = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen, "at": 0})
             prefix = self._markers[step.flow, step.name, gen] = whole.decode()[: -len("0}")]
-        return prefix + codec.dumps(time.time()).decode() + "}"
+        # A float's repr is its JSON (shortest round trip; an epoch time has no exponent).
+        return f"{prefix}{time.time()!r}}}"
 
     # -- ending runs -----------------------------------------------------------------------
     async def check(self, run: str, known: StepMeta | None = None) -> RunState | None:
@@ -620,7 +634,8 @@ class Engine:
         mark = records.end_mark(state, time.time(), error)
         if not await backend.set_if_absent(keys.end_key(run, gen), mark):
             return False
-        await self.settle(run, name, state)
+        if not await backend.kv_delete(keys.live_key(run), name):  # ``settle``'s, inline
+            await self.settled(run, name, state)
         await self.publish(f"flow.{state}", run, name, error=error)
         return True
 
@@ -629,9 +644,13 @@ class Engine:
         rule says. The entry holds the flow's name, marked once a step kept state:
         deleting it with the unmarked name tells whether there is state to clear; a
         marked one goes after the state, so a live entry left means a cleanup not done."""
+        if not await self.client.backend.kv_delete(keys.live_key(run), name):
+            await self.settled(run, name, state)
+
+    async def settled(self, run: str, name: str, state: RunState) -> None:
+        """``settle`` of a run whose live entry is marked (or gone): its state is cleared
+        as its flow's cleanup rule says, then the entry is removed."""
         backend = self.client.backend
-        if await backend.kv_delete(keys.live_key(run), name):
-            return
         flow = self.graph.flows.get(name)
         if flow is not None and (
             flow.cleanup == "immediate" or (flow.cleanup == "on_complete" and state == "completed")

@@ -732,10 +732,10 @@ class MemoryBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         self._published(events, self._clock())
 
-    def _published(self, events: Sequence[Event], now: float, owned: bool = False) -> None:
+    def _published(self, batch: Sequence[Event], now: float, owned: bool = False) -> None:
         """``owned``: the events are the store's to keep (an outcome's, made for its
         finish), so one never stored takes its id in place instead of being copied."""
-        for ev in events:
+        for ev in batch:
             if owned and not ev.id:
                 stored = ev
                 stored.id = next(self._event_ids)
@@ -751,7 +751,12 @@ class MemoryBackend(Backend):
                     next(self._event_ids),
                 )
             self._events.append(stored)
-            self._index_run_event(stored)
+            run = events.run_of(stored)
+            if run is not None:  # _index_run_event's, inline: a step publishes two or three
+                held = self._run_events.get(run)
+                if held is None:
+                    held = self._run_events[run] = deque()
+                held.append(stored)
         if len(self._events) > self._trim_at:
             self._trim_events()
 
