@@ -25,7 +25,7 @@ from workhorse.errors import error_info
 from workhorse.flows import keys, records
 from workhorse.flows.context import FlowContext, State, StepMeta, step_in, step_of
 from workhorse.flows.counting import Counts
-from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step, waits_for_signal
+from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Shape, Step, waits_for_signal
 from workhorse.flows.publisher import Publisher
 from workhorse.flows.records import RunRecord, RunState
 from workhorse.flows.waiting import Waits
@@ -154,6 +154,7 @@ class Engine:
             self.note_attempt(fc, "step.completed", lease.attempts)
             try:
                 result = outcome.result
+                caps = self.client.backend.capabilities
                 step = None if flow is None else flow.steps.get(meta.step)
                 if step is not None and step.after is not None:  # its completion fires later
                     await fc.noted()
@@ -163,13 +164,13 @@ class Engine:
                         meta.run, meta.gen, step, lease.job_id, given, data
                     )
                 else:
-                    if not self.hand_off(fc, flow, result):
+                    if not self.hand_off(fc, flow, result, outcome, caps.finish_followups):
                         data = None if result is None else codec.loads(result)
                         await self.fire(
                             fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True
                         )
-                    if fc.deferred:
-                        outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
+                        if fc.deferred:
+                            outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
@@ -185,7 +186,13 @@ class Engine:
                     logs=outcome.logs,
                 )
             else:
-                self.settle_events(fc, outcome)
+                # settle_events's, with the store's capabilities read once per step
+                if fc.held:
+                    if caps.finish_events:
+                        outcome.events, fc.held = fc.held, []
+                    else:
+                        self.flush(fc)
+                outcome.after = fc.last
                 return outcome
         kind = events.outcome_type(outcome)
         if kind != "job.queued":  # put back unrun (shutdown): no step event
@@ -245,9 +252,9 @@ class Engine:
         meta = fc.meta
         flow = self.graph.flows.get(meta.flow)
         try:
-            if fc.deferred:
-                self.written(fc, outcome, flow)
             shape = None if flow is None else flow.shape()
+            if fc.deferred:
+                self.written(fc, outcome, flow, shape)
             if shape is not None and shape.counted:
                 final = outcome.kind in ("completed", "failed", "cancelled")
                 # The steps it started, less its reservation and (ended) itself.
@@ -317,11 +324,20 @@ class Engine:
         return fc.last
 
     # -- triggers --------------------------------------------------------------------------
-    def hand_off(self, fc: FlowContext, flow: FlowDef | None, result: bytes | None) -> bool:
+    def hand_off(
+        self,
+        fc: FlowContext,
+        flow: FlowDef | None,
+        result: bytes | None,
+        outcome: Outcome,
+        with_finish: bool,
+    ) -> bool:
         """``fire`` of a step's completion (its encoded ``result``) for the common case,
         without a coroutine: its subscribers are all plain steps that wait for nothing
-        (or there are none), and the finish writes their jobs (``fc.deferred``). False:
-        ``fire`` must do it."""
+        (or there are none), and the outcome's finish writes their jobs
+        (``outcome.followups``; ``fc.deferred`` for ``written``). False: ``fire`` must
+        do it. ``with_finish``: the store's finish writes follow-ups
+        (``Capabilities.finish_followups``)."""
         if flow is None:
             return False
         shape = flow.shape()
@@ -329,8 +345,7 @@ class Engine:
         subs = shape.handoff.get(meta.step)
         if subs is None:  # nothing subscribed, or a subscriber that joins or waits
             return STEP_PREFIX + meta.step not in shape.subscribed
-        client = self.client
-        if client.instruments or not client.backend.capabilities.finish_followups:
+        if self.client.instruments or not with_finish:
             return False
         for step in subs:
             if step.wait is not None:  # a delay or a cron time: ``due`` asks the store
@@ -340,11 +355,15 @@ class Engine:
         end = keys.end_key(run, gen)
         data = None if result is None else codec.loads(result)
         batch = []
+        followups = []
         for step in subs:
             step_id = keys.step_job_id(run, gen, step.name, *cause)
             fc.followups.append(step_id)
-            batch.append(self.build_step(run, gen, step, data, cause, None, step_id, flow, end))
+            item = self.build_step(run, gen, step, data, cause, None, step_id, flow, end)
+            batch.append(item)
+            followups.append((item[0], item[2]))
         fc.deferred = batch  # ``written`` takes their answers after the finish
+        outcome.followups = followups
         return True
 
     async def fire(
@@ -460,20 +479,24 @@ class Engine:
         fresh: bool,
         claims: int,
         won: list[bool],
+        shape: Shape | None = None,
     ) -> None:
         """Take the answers of a fire's new jobs of plain steps, whether each claimed its
         step (``fresh``: every other step it started was new; ``claims``: the step jobs it
-        claimed so far)."""
+        claimed so far; ``shape``: the flow's, when the caller has it)."""
         fresh = fresh and all(won)
         claims += sum(won)
-        shape = flow.shape()
+        if shape is None:
+            shape = flow.shape()
         if claims and shape.counted:
             fc.claimed += claims  # added with the step's own end (``finished``)
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
         fc.handed = occurrence == "done" and fresh and fc.meta.step in shape.handoff
 
-    def written(self, fc: FlowContext, outcome: Outcome, flow: FlowDef | None) -> None:
+    def written(
+        self, fc: FlowContext, outcome: Outcome, flow: FlowDef | None, shape: Shape | None = None
+    ) -> None:
         """After the finish of a step whose follow-ups went with its outcome: their
         answers, as ``fire`` takes them. None written (its lease was lost, or the store
         rejected them and the step runs again) is taken as nothing new."""
@@ -482,8 +505,9 @@ class Engine:
         won = [False] * len(batch)
         if results is not None:
             self.client.claimed_written(batch, results)
-            won = [c for c, _ in results]
-        self.fired(fc, flow or self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won)
+            for i, (claimed, _) in enumerate(results):
+                won[i] = claimed
+        self.fired(fc, flow or self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won, shape)
 
     async def release(self, record: dict[str, Any], data: Any) -> None:
         """Fire the completion of the step whose wait after it (``record``) is over, as

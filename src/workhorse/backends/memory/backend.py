@@ -751,8 +751,11 @@ class MemoryBackend(Backend):
                     next(self._event_ids),
                 )
             self._events.append(stored)
-            run = events.run_of(stored)
-            if run is not None:  # _index_run_event's, inline: a step publishes two or three
+            # _index_run_event's, inline, with events.run_of's (a step publishes two or
+            # three events): the run an event's data names.
+            data = stored.data
+            run = data.get("run") if data else None
+            if isinstance(run, str):
                 held = self._run_events.get(run)
                 if held is None:
                     held = self._run_events[run] = deque()
