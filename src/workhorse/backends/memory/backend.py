@@ -751,25 +751,17 @@ class MemoryBackend(Backend):
                     next(self._event_ids),
                 )
             self._events.append(stored)
-            # _index_run_event's, inline, with events.run_of's (a step publishes two or
-            # three events): the run an event's data names.
+            # Indexed by the run its data names (events.run_of's rule, inline: a step
+            # publishes two or three events).
             data = stored.data
             run = data.get("run") if data else None
             if isinstance(run, str):
-                held = self._run_events.get(run)
+                held = self._run_events.get(run)  # not setdefault: a deque a call is 760 B
                 if held is None:
                     held = self._run_events[run] = deque()
                 held.append(stored)
         if len(self._events) > self._trim_at:
             self._trim_events()
-
-    def _index_run_event(self, ev: Event) -> None:
-        run = events.run_of(ev)
-        if run is not None:
-            held = self._run_events.get(run)  # not setdefault: a deque per call is 760 bytes
-            if held is None:
-                held = self._run_events[run] = deque()
-            held.append(ev)
 
     def _unindex_run_event(self, ev: Event) -> None:
         # The log drops its oldest first, so a run's oldest indexed event is this one.
