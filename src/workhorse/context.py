@@ -36,11 +36,11 @@ class JobContext(TaskContext):
         "_lines",
         "_logs",
         "_sizes",
+        "_state",
         "cancelled",
         "client",
         "flow",
         "lease",
-        "state",
         "timed_out",
     )
 
@@ -51,7 +51,7 @@ class JobContext(TaskContext):
         # A flow step's run (``ctx.flow``) and state (``ctx.state``), set by the flows
         # engine the worker is given; None for a job that is no step of a run.
         self.flow: Any = None
-        self.state: Any = None
+        self._state: Any = None
         self.timed_out = False  # set when the attempt ran past the job_timeout setting
         # Not yet written, and their encoded sizes: deques, so that dropping the oldest line
         # of a chatty attempt past its budget costs O(1), not a copy of the whole budget.
@@ -59,6 +59,19 @@ class JobContext(TaskContext):
         self._sizes: deque[int] = deque()
         self._lines = self._bytes = 0  # not yet written
         self._dropped = 0  # lines dropped here since the last write
+
+    @property
+    def state(self) -> Any:
+        """A flow step's ``ctx.state`` (None for a job that is no step of a run), made at
+        its first use: a step that never reads it costs no object."""
+        state = self._state
+        if state is None and self.flow is not None:
+            state = self._state = self.flow.make_state()
+        return state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._state = value
 
     @property
     def job_id(self) -> str:

@@ -60,6 +60,7 @@ def step_in(step: Step, job_id: str) -> StepMeta | None:
 class Engine(Protocol):
     """What a step's context asks of the engine (kept apart: the engine builds contexts)."""
 
+    client: Client
     graph: Graph
 
     async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None: ...
@@ -126,6 +127,11 @@ class FlowContext:
             self.engine.flush(self)
         if self.last is not None:
             await self.last
+
+    def make_state(self) -> State:
+        """The step's ``ctx.state`` (made by the job's context at its first use)."""
+        engine, meta = self.engine, self.meta
+        return State(engine.client, meta.run, engine.graph.flows.get(meta.flow), self)
 
     @property
     def run_id(self) -> str:

@@ -25,7 +25,7 @@ from workhorse.errors import error_info
 from workhorse.flows import keys, records
 from workhorse.flows.context import FlowContext, State, StepMeta, step_in, step_of
 from workhorse.flows.counting import Counts
-from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Step, waits_for_signal
+from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Shape, Step, waits_for_signal
 from workhorse.flows.publisher import Publisher
 from workhorse.flows.records import RunRecord, RunState
 from workhorse.flows.waiting import Waits
@@ -116,9 +116,8 @@ class Engine:
         if meta is None:
             return await attempt()
         fc = FlowContext(self, meta, lease.job_id, lease.queue)
-        ctx.flow = fc
+        ctx.flow = fc  # ctx.state is made from it at its first use (fc.make_state)
         flow = self.graph.flows.get(meta.flow)
-        ctx.state = State(self.client, meta.run, flow, fc)
         self.note_attempt(fc, "step.started", lease.attempts)
         self._running[fc] = time.monotonic()
         if self._late is None or self._late.done():
@@ -154,17 +153,24 @@ class Engine:
             # order.
             self.note_attempt(fc, "step.completed", lease.attempts)
             try:
-                data = None if outcome.result is None else codec.loads(outcome.result)
+                result = outcome.result
+                caps = self.client.backend.capabilities
                 step = None if flow is None else flow.steps.get(meta.step)
                 if step is not None and step.after is not None:  # its completion fires later
                     await fc.noted()
                     given = codec.loads(lease.data)
+                    data = None if result is None else codec.loads(result)
                     await self.waits.start_after(
                         meta.run, meta.gen, step, lease.job_id, given, data
                     )
                 else:
-                    await self.fire(fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True)
-                    outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
+                    if not self.hand_off(fc, flow, result, outcome, caps.finish_followups):
+                        data = None if result is None else codec.loads(result)
+                        await self.fire(
+                            fc, STEP_PREFIX + meta.step, data, "done", with_outcome=True
+                        )
+                        if fc.deferred:
+                            outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
@@ -180,7 +186,13 @@ class Engine:
                     logs=outcome.logs,
                 )
             else:
-                self.settle_events(fc, outcome)
+                # settle_events's, with the store's capabilities read once per step
+                if fc.held:
+                    if caps.finish_events:
+                        outcome.events, fc.held = fc.held, []
+                    else:
+                        self.flush(fc)
+                outcome.after = fc.last
                 return outcome
         kind = events.outcome_type(outcome)
         if kind != "job.queued":  # put back unrun (shutdown): no step event
@@ -240,9 +252,10 @@ class Engine:
         meta = fc.meta
         flow = self.graph.flows.get(meta.flow)
         try:
+            shape = None if flow is None else flow.shape()
             if fc.deferred:
-                await self.written(fc, outcome)
-            if flow is not None and flow.counted():
+                self.written(fc, outcome, flow, shape)
+            if shape is not None and shape.counted:
                 final = outcome.kind in ("completed", "failed", "cancelled")
                 # The steps it started, less its reservation and (ended) itself.
                 delta = fc.claimed - (RESERVED if fc.reserved else 0) - final
@@ -259,7 +272,7 @@ class Engine:
                 await self.check(meta.run, meta)
                 return
             if outcome.kind == "completed":
-                last = None if flow is None else flow.last()
+                last = None if shape is None else shape.ends
                 if last == meta.step:
                     await self.end_run(meta.run, meta.flow, meta.gen, "completed", None)
                     return
@@ -288,9 +301,8 @@ class Engine:
     def note_attempt(self, fc: FlowContext, type_: str, attempt: int) -> None:
         """``hold`` of a step's start or completion (twice per step: no keyword dict)."""
         meta = fc.meta
-        self.hold(
-            fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
-        )
+        data = {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
+        fc.held.append(Event(type_, fc.job_id, meta.step, fc.queue, data, time.time()))
 
     def hold(self, fc: FlowContext, type_: str, data: dict[str, Any]) -> None:
         """Keep a step's own event (step.started, its end) on its context, timed now: its
@@ -312,6 +324,48 @@ class Engine:
         return fc.last
 
     # -- triggers --------------------------------------------------------------------------
+    def hand_off(
+        self,
+        fc: FlowContext,
+        flow: FlowDef | None,
+        result: bytes | None,
+        outcome: Outcome,
+        with_finish: bool,
+    ) -> bool:
+        """``fire`` of a step's completion (its encoded ``result``) for the common case,
+        without a coroutine: its subscribers are all plain steps that wait for nothing
+        (or there are none), and the outcome's finish writes their jobs
+        (``outcome.followups``; ``fc.deferred`` for ``written``). False: ``fire`` must
+        do it. ``with_finish``: the store's finish writes follow-ups
+        (``Capabilities.finish_followups``)."""
+        if flow is None:
+            return False
+        shape = flow.shape()
+        meta = fc.meta
+        subs = shape.handoff.get(meta.step)
+        if subs is None:  # nothing subscribed, or a subscriber that joins or waits
+            return STEP_PREFIX + meta.step not in shape.subscribed
+        if self.client.instruments or not with_finish:
+            return False
+        for step in subs:
+            if step.wait is not None:  # a delay or a cron time: ``due`` asks the store
+                return False
+        run, gen, job_id = meta.run, meta.gen, fc.job_id
+        cause = (job_id, STEP_PREFIX + meta.step, "done")
+        end = keys.end_key(run, gen)
+        data = None if result is None else codec.loads(result)
+        batch = []
+        followups = []
+        for step in subs:
+            step_id = keys.step_job_id(run, gen, step.name, *cause)
+            fc.followups.append(step_id)
+            item = self.build_step(run, gen, step, data, cause, None, step_id, flow, end)
+            batch.append(item)
+            followups.append((item[0], item[2]))
+        fc.deferred = batch  # ``written`` takes their answers after the finish
+        outcome.followups = followups
+        return True
+
     async def fire(
         self,
         fc: FlowContext,
@@ -425,19 +479,24 @@ class Engine:
         fresh: bool,
         claims: int,
         won: list[bool],
+        shape: Shape | None = None,
     ) -> None:
         """Take the answers of a fire's new jobs of plain steps, whether each claimed its
         step (``fresh``: every other step it started was new; ``claims``: the step jobs it
-        claimed so far)."""
+        claimed so far; ``shape``: the flow's, when the caller has it)."""
         fresh = fresh and all(won)
         claims += sum(won)
-        if claims and flow.counted():
+        if shape is None:
+            shape = flow.shape()
+        if claims and shape.counted:
             fc.claimed += claims  # added with the step's own end (``finished``)
         # Each follow-up is a new job of a plain step: they check the run, counting this
         # step done (see handed_off).
-        fc.handed = occurrence == "done" and fresh and fc.meta.step in flow.shape().handoff
+        fc.handed = occurrence == "done" and fresh and fc.meta.step in shape.handoff
 
-    async def written(self, fc: FlowContext, outcome: Outcome) -> None:
+    def written(
+        self, fc: FlowContext, outcome: Outcome, flow: FlowDef | None, shape: Shape | None = None
+    ) -> None:
         """After the finish of a step whose follow-ups went with its outcome: their
         answers, as ``fire`` takes them. None written (its lease was lost, or the store
         rejected them and the step runs again) is taken as nothing new."""
@@ -446,8 +505,9 @@ class Engine:
         won = [False] * len(batch)
         if results is not None:
             self.client.claimed_written(batch, results)
-            won = [c for c, _ in results]
-        self.fired(fc, self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won)
+            for i, (claimed, _) in enumerate(results):
+                won[i] = claimed
+        self.fired(fc, flow or self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won, shape)
 
     async def release(self, record: dict[str, Any], data: Any) -> None:
         """Fire the completion of the step whose wait after it (``record``) is over, as
@@ -500,16 +560,21 @@ class Engine:
         cause: tuple[str, ...],
         options: dict[str, Any] | None = None,
         job_id: str | None = None,
+        flow: FlowDef | None = None,
+        end: str | None = None,
     ) -> tuple[Claim, Task[Any, Any], NewJob]:
         """The step's job for this cause, with its claim: the run's index entry, written
         with the job and refused with it once the run ended (a run with an entry is not
         over). A claim already there (this same cause run again, or a writer killed
         before its enqueue) still writes a missing job of a live run. ``job_id``: its id
-        for this cause, when the caller has it."""
+        for this cause, ``flow`` the step's flow and ``end`` the run's end key, when the
+        caller has them (once per follow-up: each look-up saved counts)."""
         if job_id is None:
             job_id = keys.step_job_id(run, gen, step.name, *cause)
-        task = self.client.registry.get_task(step.name)
-        flow = self.graph.flows.get(step.flow)
+        registry = self.client.registry
+        task = registry.tasks.get(step.name) or registry.get_task(step.name)
+        if flow is None:
+            flow = self.graph.flows.get(step.flow)
         if flow is not None and flow.step_timeout is not None and task.defaults.timeout is None:
             options = {**(options or {}), "timeout": flow.step_timeout}  # step > flow > job
         new = self.client.new_job(task, data, options or {}, job_id)
@@ -517,7 +582,9 @@ class Engine:
         # stored job for an id it holds); a dedup key only cost index entries per step, and
         # a task's own singleton key does not apply to its steps (docs/decisions.md).
         new.dedup_key, new.replace = None, False
-        claim = Claim(keys.job_key(run, job_id), self.marker(step, gen), keys.end_key(run, gen))
+        claim = Claim(
+            keys.job_key(run, job_id), self.marker(step, gen), end or keys.end_key(run, gen)
+        )
         return claim, task, new
 
     def marker(self, step: Step, gen: int) -> str:
@@ -527,7 +594,8 @@ class Engine:
         if prefix is None:
             whole = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen, "at": 0})
             prefix = self._markers[step.flow, step.name, gen] = whole.decode()[: -len("0}")]
-        return prefix + codec.dumps(time.time()).decode() + "}"
+        # A float's repr is its JSON (shortest round trip; an epoch time has no exponent).
+        return f"{prefix}{time.time()!r}}}"
 
     # -- ending runs -----------------------------------------------------------------------
     async def check(self, run: str, known: StepMeta | None = None) -> RunState | None:
@@ -590,7 +658,8 @@ class Engine:
         mark = records.end_mark(state, time.time(), error)
         if not await backend.set_if_absent(keys.end_key(run, gen), mark):
             return False
-        await self.settle(run, name, state)
+        if not await backend.kv_delete(keys.live_key(run), name):  # ``settle``'s, inline
+            await self.settled(run, name, state)
         await self.publish(f"flow.{state}", run, name, error=error)
         return True
 
@@ -599,9 +668,13 @@ class Engine:
         rule says. The entry holds the flow's name, marked once a step kept state:
         deleting it with the unmarked name tells whether there is state to clear; a
         marked one goes after the state, so a live entry left means a cleanup not done."""
+        if not await self.client.backend.kv_delete(keys.live_key(run), name):
+            await self.settled(run, name, state)
+
+    async def settled(self, run: str, name: str, state: RunState) -> None:
+        """``settle`` of a run whose live entry is marked (or gone): its state is cleared
+        as its flow's cleanup rule says, then the entry is removed."""
         backend = self.client.backend
-        if await backend.kv_delete(keys.live_key(run), name):
-            return
         flow = self.graph.flows.get(name)
         if flow is not None and (
             flow.cleanup == "immediate" or (flow.cleanup == "on_complete" and state == "completed")
@@ -718,10 +791,11 @@ class Engine:
         await self.publish("flow.resumed", rec.id, rec.flow, retried=retried)
         return retried
 
-    async def publish(self, type_: str, run: str, flow: str, **data: Any) -> None:
-        """Write a run's event (flow.*, step.waiting, step.resumed), in the next batch."""
+    def publish(self, type_: str, run: str, flow: str, **data: Any) -> asyncio.Future[None]:
+        """Write a run's event (flow.*, step.waiting, step.resumed), in the next batch;
+        the future settles once it is stored (a future, not a coroutine: once per run)."""
         event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
-        await self.publisher.publish(event)
+        return self.publisher.add(event)
 
 
 def handed_off(

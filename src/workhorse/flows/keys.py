@@ -66,7 +66,7 @@ def job_prefix(run: str) -> str:
 
 
 def job_key(run: str, job_id: str) -> str:
-    return job_prefix(run) + job_id
+    return f"{PREFIX}job:{run}:{job_id}"  # job_prefix's, inline: written once per step
 
 
 def input_prefix(run: str, gen: int, step: str) -> str:
@@ -81,7 +81,7 @@ def end_prefix() -> str:
 def end_key(run: str, gen: int) -> str:
     """Set once, by whoever ends the run's generation: the first end wins. It holds the
     end (state, time, error), which readers lay over the run's record."""
-    return f"{end_prefix()}{run}:{gen}"
+    return f"{PREFIX}end:{run}:{gen}"  # end_prefix's, inline: read once per step
 
 
 def state_prefix(run: str | None) -> str:
@@ -125,7 +125,7 @@ def live_prefix() -> str:
 
 def live_key(run: str) -> str:
     """Holds the run's flow name, with STATEFUL added once a step kept state in the run."""
-    return live_prefix() + run
+    return f"{PREFIX}live:{run}"  # live_prefix's, inline
 
 
 STATEFUL = " state"  # not in a flow's name

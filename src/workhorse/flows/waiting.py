@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -40,7 +41,7 @@ class Engine(Protocol):
 
     async def check(self, run: str) -> RunState | None: ...
 
-    async def publish(self, type_: str, run: str, flow: str, **data: Any) -> None: ...
+    def publish(self, type_: str, run: str, flow: str, **data: Any) -> Awaitable[None]: ...
 
     async def end(self, rec: RunRecord, state: RunState, error: dict[str, Any] | None) -> bool: ...
 

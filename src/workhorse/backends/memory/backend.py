@@ -391,7 +391,7 @@ class MemoryBackend(Backend):
                 continue
             accepted.append(True)
             if outcome.events:  # a flow step's own events, before its outcome's
-                self._published(outcome.events, now)
+                self._published(outcome.events, now, owned=True)
             if outcome.logs or outcome.logs_dropped:
                 self._add_logs(rec, outcome.logs, outcome.logs_dropped)
             kind = outcome.kind
@@ -725,23 +725,36 @@ class MemoryBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         self._published(events, self._clock())
 
-    def _published(self, events: Sequence[Event], now: float) -> None:
-        for ev in events:
-            stored = Event(
-                ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(self._event_ids)
-            )
+    def _published(self, batch: Sequence[Event], now: float, owned: bool = False) -> None:
+        """``owned``: the events are the store's to keep (an outcome's, made for its
+        finish), so one never stored takes its id in place instead of being copied."""
+        for ev in batch:
+            if owned and not ev.id:
+                stored = ev
+                stored.id = next(self._event_ids)
+                stored.at = ev.at or now
+            else:
+                stored = Event(
+                    ev.type,
+                    ev.job_id,
+                    ev.task,
+                    ev.queue,
+                    ev.data,
+                    ev.at or now,
+                    next(self._event_ids),
+                )
             self._events.append(stored)
-            self._index_run_event(stored)
+            # Indexed by the run its data names (events.run_of's rule, inline: a step
+            # publishes two or three events).
+            data = stored.data
+            run = data.get("run") if data else None
+            if isinstance(run, str):
+                held = self._run_events.get(run)  # not setdefault: a deque a call is 760 B
+                if held is None:
+                    held = self._run_events[run] = deque()
+                held.append(stored)
         if len(self._events) > self._trim_at:
             self._trim_events()
-
-    def _index_run_event(self, ev: Event) -> None:
-        run = events.run_of(ev)
-        if run is not None:
-            held = self._run_events.get(run)  # not setdefault: a deque per call is 760 bytes
-            if held is None:
-                held = self._run_events[run] = deque()
-            held.append(ev)
 
     def _unindex_run_event(self, ev: Event) -> None:
         # The log drops its oldest first, so a run's oldest indexed event is this one.
