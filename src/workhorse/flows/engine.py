@@ -679,6 +679,10 @@ class Engine:
         if flow is not None and (
             flow.cleanup == "immediate" or (flow.cleanup == "on_complete" and state == "completed")
         ):
+            # Gone: settled already, its state cleared first (a sweep's scan is older than
+            # the runs that ended while it worked): one read, not a scan of the state.
+            if await backend.kv_get(keys.live_key(run)) is None:
+                return
             await State(self.client, run, flow).clear()
         await backend.kv_delete(keys.live_key(run))
 
