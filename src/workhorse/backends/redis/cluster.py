@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -62,6 +62,18 @@ def _ours(exc: BaseException, safe: str) -> BaseException:
         return exc
     ours.__cause__ = exc
     return ours
+
+
+@contextlib.contextmanager
+def _translated(safe: str) -> Iterator[None]:
+    """redis-py's errors raised inside as the standalone connection's (``_ours``)."""
+    try:
+        yield
+    except Exception as exc:
+        ours = _ours(exc, safe)
+        if ours is exc:
+            raise
+        raise ours from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,15 +146,13 @@ class ClusterWire:
                 max_connections=_POOL,
             )
             try:
-                async with asyncio.timeout(self.call_timeout):
-                    await rc.initialize()
-            except BaseException as exc:
+                with _translated(self.safe):
+                    async with asyncio.timeout(self.call_timeout):
+                        await rc.initialize()
+            except BaseException:
                 with contextlib.suppress(Exception):
                     await rc.aclose()
-                ours = _ours(exc, self.safe)
-                if ours is exc:
-                    raise
-                raise ours from exc
+                raise
             for name in _RAW:  # shared with every node's connections
                 rc.response_callbacks.pop(name, None)
             self._rc = rc
@@ -151,7 +161,7 @@ class ClusterWire:
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         rc = self._rc or await self.connect()
         name = str(args[0]).upper()
-        try:
+        with _translated(self.safe):
             async with self._room, asyncio.timeout(timeout or self.call_timeout):
                 if name == "SCRIPT":  # every primary keeps its own script cache
                     replies = await rc.execute_command(
@@ -161,11 +171,6 @@ class ClusterWire:
                 if name in _ON_ONE_NODE:
                     return await rc.execute_command(*args, target_nodes=rc.get_default_node())
                 return await rc.execute_command(*args)
-        except Exception as exc:
-            ours = _ours(exc, self.safe)
-            if ours is exc:
-                raise
-            raise ours from exc
 
     async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Replies in order, errors in place (not raised), as the standalone ``many``."""
@@ -181,14 +186,9 @@ class ClusterWire:
         pipe = rc.pipeline()
         for c in commands:
             pipe.execute_command(*c)
-        try:
+        with _translated(self.safe):
             async with self._room, asyncio.timeout(self.call_timeout):
                 replies = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            ours = _ours(exc, self.safe)
-            if ours is exc:
-                raise
-            raise ours from exc
         return [_ours(r, self.safe) if isinstance(r, Exception) else r for r in replies]
 
     async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
@@ -196,8 +196,9 @@ class ClusterWire:
         stamps its own stream entries: an entry written after this moment has an id at or
         past it on any node whose clock does not step back."""
         rc = self._rc or await self.connect()
-        async with self._room, asyncio.timeout(self.call_timeout):
-            times = await rc.execute_command("TIME", target_nodes=_PRIMARIES)
+        with _translated(self.safe):
+            async with self._room, asyncio.timeout(self.call_timeout):
+                times = await rc.execute_command("TIME", target_nodes=_PRIMARIES)
         if not isinstance(times, dict):
             times = {"": times}
         horizon = min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times.values())
