@@ -291,12 +291,13 @@ class MemoryBackend(Backend):
         out: list[Claimed] = []
         todo: list[int] = []
         ids: set[str] = set()  # of the jobs in todo
+        jobs, take = self._jobs, self._kv.claim
         for claim, new in items:
-            if claim.unless is not None and self._kv.get(claim.unless) is not None:
+            won = take(claim.key, claim.value, claim.unless)
+            if won is None:  # ``unless`` is live: neither the claim nor the job
                 out.append((False, None))
                 continue
-            won = self._kv.set_if_absent(claim.key, claim.value, None)
-            if new.id not in self._jobs and new.id not in ids:
+            if new.id not in jobs and new.id not in ids:
                 ids.add(new.id)
                 todo.append(len(out))
             out.append((won, None))
@@ -728,32 +729,28 @@ class MemoryBackend(Backend):
     def _published(self, batch: Sequence[Event], now: float, owned: bool = False) -> None:
         """``owned``: the events are the store's to keep (an outcome's, made for its
         finish), so one never stored takes its id in place instead of being copied."""
+        log, ids, by_run = self._events, self._event_ids, self._run_events
         for ev in batch:
             if owned and not ev.id:
                 stored = ev
-                stored.id = next(self._event_ids)
-                stored.at = ev.at or now
+                stored.id = next(ids)
+                if not ev.at:
+                    stored.at = now
             else:
                 stored = Event(
-                    ev.type,
-                    ev.job_id,
-                    ev.task,
-                    ev.queue,
-                    ev.data,
-                    ev.at or now,
-                    next(self._event_ids),
+                    ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(ids)
                 )
-            self._events.append(stored)
+            log.append(stored)
             # Indexed by the run its data names (events.run_of's rule, inline: a step
             # publishes two or three events).
             data = stored.data
             run = data.get("run") if data else None
             if isinstance(run, str):
-                held = self._run_events.get(run)  # not setdefault: a deque a call is 760 B
+                held = by_run.get(run)  # not setdefault: a deque a call is 760 B
                 if held is None:
-                    held = self._run_events[run] = deque()
+                    held = by_run[run] = deque()
                 held.append(stored)
-        if len(self._events) > self._trim_at:
+        if len(log) > self._trim_at:
             self._trim_events()
 
     def _unindex_run_event(self, ev: Event) -> None:

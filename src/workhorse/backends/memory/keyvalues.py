@@ -87,6 +87,20 @@ class KeyValues:
         self._store(key, value, None if ttl is None else now + ttl)
         return True
 
+    def claim(self, key: str, value: str, unless: str | None) -> bool | None:
+        """``set_if_absent`` of ``key`` (no ttl) unless ``unless`` is live: None when it
+        is, and nothing is set (a claim written with its job, once per flow step: one
+        clock read, and no look-up of an expired key's that ``_live`` does not make)."""
+        kv = self._kv
+        now = self._clock()
+        if unless is not None and unless in kv and self._live(unless, now) is not None:
+            return None
+        if key in kv and self._live(key, now) is not None:
+            return False
+        self._sorted.add(key)  # absent: ``_live`` dropped it if it had expired
+        kv[key] = (value, None)
+        return True
+
     def _live(self, key: str, now: float) -> str | None:
         held = self._kv.get(key)
         if held is None:
