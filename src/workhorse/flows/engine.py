@@ -124,7 +124,10 @@ class Engine:
         fc = FlowContext(self, meta, lease.job_id, lease.queue)
         ctx.flow = fc  # ctx.state is made from it at its first use (fc.make_state)
         flow = self.graph.flows.get(meta.flow)
-        self.note_attempt(fc, "step.started", lease.attempts)
+        # ``hold`` of its start, inline (as of its completion below: twice per step).
+        job_id, name, queue, tried = lease.job_id, meta.step, lease.queue, lease.attempts
+        info = {"run": meta.run, "flow": meta.flow, "step": name, "attempt": tried}
+        fc.held.append(Event("step.started", job_id, name, queue, info, time.time()))
         self._running[fc] = time.monotonic()
         if self._late is None or self._late.done():
             self._late = asyncio.create_task(self._send_late_starts(), name="workhorse-flow-starts")
@@ -157,7 +160,8 @@ class Engine:
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
             # the outcome, written after its events), so the run's events read in cause
             # order.
-            self.note_attempt(fc, "step.completed", lease.attempts)
+            info = {"run": meta.run, "flow": meta.flow, "step": name, "attempt": tried}
+            fc.held.append(Event("step.completed", job_id, name, queue, info, time.time()))
             try:
                 result = outcome.result
                 caps = self.client.backend.capabilities
@@ -304,12 +308,6 @@ class Engine:
             fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, **data}
         )
 
-    def note_attempt(self, fc: FlowContext, type_: str, attempt: int) -> None:
-        """``hold`` of a step's start or completion (twice per step: no keyword dict)."""
-        meta = fc.meta
-        data = {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
-        fc.held.append(Event(type_, fc.job_id, meta.step, fc.queue, data, time.time()))
-
     def hold(self, fc: FlowContext, type_: str, data: dict[str, Any]) -> None:
         """Keep a step's own event (step.started, its end) on its context, timed now: its
         finish writes it with the outcome (``settle_events``), so it costs no publish of
@@ -362,12 +360,21 @@ class Engine:
         data = None if result is None else codec.loads(result)
         batch = []
         followups = []
+        client = self.client
+        tasks = client.registry.tasks
+        timeout = flow.step_timeout
+        # build_step's, inline (once per step): no options but the flow's step timeout.
         for step in subs:
             step_id = keys.step_job_id(run, gen, step.name, *cause)
             fc.followups.append(step_id)
-            item = self.build_step(run, gen, step, data, cause, None, step_id, flow, end)
-            batch.append(item)
-            followups.append((item[0], item[2]))
+            task = tasks.get(step.name) or client.registry.get_task(step.name)
+            # step > flow > job, as build_step lays the flow's step timeout
+            late = timeout is not None and task.defaults.timeout is None
+            new = client.new_job(task, data, {"timeout": timeout} if late else {}, step_id)
+            new.dedup_key, new.replace = None, False  # build_step tells why
+            claim = Claim(keys.job_key(run, step_id), self.marker(step, gen), end)
+            batch.append((claim, task, new))
+            followups.append((claim, new))
         fc.deferred = batch  # ``written`` takes their answers after the finish
         outcome.followups = followups
         return True
@@ -508,12 +515,23 @@ class Engine:
         rejected them and the step runs again) is taken as nothing new."""
         batch, fc.deferred = fc.deferred, ()
         results = outcome.followups_claimed if outcome.kind == "completed" else None
-        won = [False] * len(batch)
+        claims = 0
+        fresh = fc.fresh
         if results is not None:
             self.client.claimed_written(batch, results)
-            for i, (claimed, _) in enumerate(results):
-                won[i] = claimed
-        self.fired(fc, flow or self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won, shape)
+            for claimed, _ in results:
+                if claimed:
+                    claims += 1
+                else:
+                    fresh = False
+        elif batch:
+            fresh = False
+        # fired's, inline (once per step), for a completion that claimed no join itself.
+        if shape is None:
+            shape = (flow or self.graph.flow(fc.meta.flow)).shape()
+        if claims and shape.counted:
+            fc.claimed += claims  # added with the step's own end (``finished``)
+        fc.handed = fresh and fc.meta.step in shape.handoff
 
     async def release(self, record: dict[str, Any], data: Any) -> None:
         """Fire the completion of the step whose wait after it (``record``) is over, as

@@ -289,21 +289,18 @@ class MemoryBackend(Backend):
     def _claimed(self, items: Sequence[tuple[Claim, NewJob]], now: float) -> list[Claimed]:
         """The claims and the jobs, with nothing awaited: one step of the event loop."""
         out: list[Claimed] = []
-        todo: list[int] = []
-        ids: set[str] = set()  # of the jobs in todo
-        jobs, take = self._jobs, self._kv.claim
+        jobs, take, enqueue = self._jobs, self._kv.claim, self._enqueue
         for claim, new in items:
             won = take(claim.key, claim.value, claim.unless)
             if won is None:  # ``unless`` is live: neither the claim nor the job
                 out.append((False, None))
-                continue
-            if new.id not in jobs and new.id not in ids:
-                ids.add(new.id)
-                todo.append(len(out))
-            out.append((won, None))
-        results = self._enqueue([items[i][1] for i in todo], now)
-        for i, res in zip(todo, results, strict=True):
-            out[i] = (out[i][0], res if res.created else None)
+            elif new.id in jobs:  # the same cause again (or an id earlier in the call)
+                out.append((won, None))
+            else:
+                # Each job as its claim is taken: claims are no events, so the log reads
+                # as for one batch of the jobs after every claim.
+                (res,) = enqueue([new], now)
+                out.append((won, res if res.created else None))
         return out
 
     # -- consuming -------------------------------------------------------------------
