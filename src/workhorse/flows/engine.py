@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -249,22 +249,39 @@ class Engine:
                 self.flush(fc)
         outcome.after = fc.last
 
-    async def finished(self, outcome: Outcome, ctx: Any) -> None:
+    def finished(self, outcome: Outcome, ctx: Any) -> Coroutine[Any, Any, None] | None:
         """After a step's outcome is written, check whether it was the run's last, unless
         the step itself tells: a closed flow's last step ends the run; a step that handed
         off to new jobs of plain steps leaves the check to them (theirs counts it done);
         in a counted flow, a step checks only when the run's count of live steps, with
         its own end and the steps it started, is down to zero; otherwise a step whose
-        follow-ups finished before its outcome was written checks."""
+        follow-ups finished before its outcome was written checks. Returns what is left
+        to await, or None when there is nothing (most steps: a coroutine less each)."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
-            return
-        meta = fc.meta
-        flow = self.graph.flows.get(meta.flow)
+            return None
+        flow = self.graph.flows.get(fc.meta.flow)
         try:
             shape = None if flow is None else flow.shape()
             if fc.deferred:
                 self.written(fc, outcome, flow, shape)
+        except Exception:  # the sweep checks the run again
+            log.exception("run %s: could not check whether it ended", fc.meta.run)
+            return None
+        if (
+            fc.handed
+            and outcome.kind == "completed"
+            and shape is not None
+            and not shape.counted
+            and shape.ends != fc.meta.step
+        ):
+            return None  # ``_finished``'s answer for a step that handed off
+        return self._finished(fc, outcome, shape)
+
+    async def _finished(self, fc: FlowContext, outcome: Outcome, shape: Shape | None) -> None:
+        """``finished``'s part that may ask the store, after the follow-ups' answers."""
+        meta = fc.meta
+        try:
             if shape is not None and shape.counted:
                 final = outcome.kind in ("completed", "failed", "cancelled")
                 # The steps it started, less its reservation and (ended) itself.

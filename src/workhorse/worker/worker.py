@@ -555,7 +555,9 @@ class Worker:
             slots.freed.set()
             landed = await self._finish(lease, outcome, written)
             if self.steps is not None:
-                await self.steps.finished(outcome, running.ctx)
+                after = self.steps.finished(outcome, running.ctx)
+                if after is not None:  # most steps need none: no coroutine each
+                    await after
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass
