@@ -481,7 +481,8 @@ class Client:
         """``claimed_handles`` for a caller that needs no handles (the flows engine, per
         step): the jobs written announced and counted the same, without a handle each. A
         step's follow-up is never refused as a duplicate: its claim decides."""
-        emit = self.bus.wants("job.queued")
+        wanted = self.bus.wanted  # bus.wants's, inline
+        emit = "job.queued" in wanted or "*" in wanted
         for (_, task, new), (_, res) in zip(items, results, strict=True):
             if res is None:
                 continue

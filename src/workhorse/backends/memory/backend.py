@@ -278,7 +278,9 @@ class MemoryBackend(Backend):
                 self._own_retention = True
             self._schedule(rec, now)
             self._event("job.queued", rec, now)
-            out.append(EnqueueResult(rec.id, True, self._public_state(rec, now)))
+            # _public_state's, inline (once per job): it is queued, due at run_at
+            state = JobState.SCHEDULED if run_at > now else _Q
+            out.append(EnqueueResult(rec.id, True, state))
         return out
 
     async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
@@ -730,9 +732,9 @@ class MemoryBackend(Backend):
         for ev in batch:
             if owned and not ev.id:
                 stored = ev
-                stored.id = next(ids)
+                ev.id = next(ids)
                 if not ev.at:
-                    stored.at = now
+                    ev.at = now
             else:
                 stored = Event(
                     ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(ids)
