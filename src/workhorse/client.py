@@ -481,9 +481,19 @@ class Client:
         """``claimed_handles`` for a caller that needs no handles (the flows engine, per
         step): the jobs written announced and counted the same, without a handle each. A
         step's follow-up is never refused as a duplicate: its claim decides."""
+        wanted = self.bus.wanted  # bus.wants's, inline
+        emit = "job.queued" in wanted or "*" in wanted
         for (_, task, new), (_, res) in zip(items, results, strict=True):
-            if res is not None:
+            if res is None:
+                continue
+            if res.replaced or not res.created:  # _announce's rarer statuses
                 self._announce(task, [new], [res], task.defaults.on_duplicate)
+                continue
+            # A created job, as ``_created`` announces and counts it (once per step:
+            # without _announce's lists of one).
+            if emit:
+                self.bus.emit(events.queued(res.id, new.task, new.queue))
+            self._count(new.queue, task.name, 1)
 
     async def enqueue_many(
         self, task: str | Task[Any, Any], items: Iterable[Any], **options: Any

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from workhorse.backends import Claim
 from workhorse.client import Client
 from workhorse.errors import error_info
 from workhorse.flows import keys, records
-from workhorse.flows.context import FlowContext, State, StepMeta, step_in, step_of
+from workhorse.flows.context import FlowContext, State, StepMeta, step_of
 from workhorse.flows.counting import Counts
 from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Shape, Step, waits_for_signal
 from workhorse.flows.publisher import Publisher
@@ -111,14 +111,23 @@ class Engine:
         steps = self.graph.tasks.get(lease.task)
         if not steps:  # a plain job: no coroutine of the look-up's
             return await attempt()
-        # A task in one flow: the id tells the run; in several, the store tells the flow.
-        meta = step_in(steps[0], lease.job_id) if len(steps) == 1 else await self.lookup(lease)
+        # A task in one flow: the id tells the run (step_in's, inline: once per step); in
+        # several, the store tells the flow.
+        if len(steps) == 1:
+            found = keys.run_of(lease.job_id)
+            only = steps[0]
+            meta = None if found is None else StepMeta(found[0], only.flow, only.name, found[1])
+        else:
+            meta = await self.lookup(lease)
         if meta is None:
             return await attempt()
         fc = FlowContext(self, meta, lease.job_id, lease.queue)
         ctx.flow = fc  # ctx.state is made from it at its first use (fc.make_state)
         flow = self.graph.flows.get(meta.flow)
-        self.note_attempt(fc, "step.started", lease.attempts)
+        # ``hold`` of its start, inline (as of its completion below: twice per step).
+        job_id, name, queue, tried = lease.job_id, meta.step, lease.queue, lease.attempts
+        info = {"run": meta.run, "flow": meta.flow, "step": name, "attempt": tried}
+        fc.held.append(Event("step.started", job_id, name, queue, info, time.time()))
         self._running[fc] = time.monotonic()
         if self._late is None or self._late.done():
             self._late = asyncio.create_task(self._send_late_starts(), name="workhorse-flow-starts")
@@ -151,7 +160,8 @@ class Engine:
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
             # the outcome, written after its events), so the run's events read in cause
             # order.
-            self.note_attempt(fc, "step.completed", lease.attempts)
+            info = {"run": meta.run, "flow": meta.flow, "step": name, "attempt": tried}
+            fc.held.append(Event("step.completed", job_id, name, queue, info, time.time()))
             try:
                 result = outcome.result
                 caps = self.client.backend.capabilities
@@ -239,22 +249,39 @@ class Engine:
                 self.flush(fc)
         outcome.after = fc.last
 
-    async def finished(self, outcome: Outcome, ctx: Any) -> None:
+    def finished(self, outcome: Outcome, ctx: Any) -> Coroutine[Any, Any, None] | None:
         """After a step's outcome is written, check whether it was the run's last, unless
         the step itself tells: a closed flow's last step ends the run; a step that handed
         off to new jobs of plain steps leaves the check to them (theirs counts it done);
         in a counted flow, a step checks only when the run's count of live steps, with
         its own end and the steps it started, is down to zero; otherwise a step whose
-        follow-ups finished before its outcome was written checks."""
+        follow-ups finished before its outcome was written checks. Returns what is left
+        to await, or None when there is nothing (most steps: a coroutine less each)."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
-            return
-        meta = fc.meta
-        flow = self.graph.flows.get(meta.flow)
+            return None
+        flow = self.graph.flows.get(fc.meta.flow)
         try:
             shape = None if flow is None else flow.shape()
             if fc.deferred:
                 self.written(fc, outcome, flow, shape)
+        except Exception:  # the sweep checks the run again
+            log.exception("run %s: could not check whether it ended", fc.meta.run)
+            return None
+        if (
+            fc.handed
+            and outcome.kind == "completed"
+            and shape is not None
+            and not shape.counted
+            and shape.ends != fc.meta.step
+        ):
+            return None  # ``_finished``'s answer for a step that handed off
+        return self._finished(fc, outcome, shape)
+
+    async def _finished(self, fc: FlowContext, outcome: Outcome, shape: Shape | None) -> None:
+        """``finished``'s part that may ask the store, after the follow-ups' answers."""
+        meta = fc.meta
+        try:
             if shape is not None and shape.counted:
                 final = outcome.kind in ("completed", "failed", "cancelled")
                 # The steps it started, less its reservation and (ended) itself.
@@ -297,12 +324,6 @@ class Engine:
         return self._noted(
             fc, type_, {"run": meta.run, "flow": meta.flow, "step": meta.step, **data}
         )
-
-    def note_attempt(self, fc: FlowContext, type_: str, attempt: int) -> None:
-        """``hold`` of a step's start or completion (twice per step: no keyword dict)."""
-        meta = fc.meta
-        data = {"run": meta.run, "flow": meta.flow, "step": meta.step, "attempt": attempt}
-        fc.held.append(Event(type_, fc.job_id, meta.step, fc.queue, data, time.time()))
 
     def hold(self, fc: FlowContext, type_: str, data: dict[str, Any]) -> None:
         """Keep a step's own event (step.started, its end) on its context, timed now: its
@@ -356,12 +377,21 @@ class Engine:
         data = None if result is None else codec.loads(result)
         batch = []
         followups = []
+        client = self.client
+        tasks = client.registry.tasks
+        timeout = flow.step_timeout
+        # build_step's, inline (once per step): no options but the flow's step timeout.
         for step in subs:
             step_id = keys.step_job_id(run, gen, step.name, *cause)
             fc.followups.append(step_id)
-            item = self.build_step(run, gen, step, data, cause, None, step_id, flow, end)
-            batch.append(item)
-            followups.append((item[0], item[2]))
+            task = tasks.get(step.name) or client.registry.get_task(step.name)
+            # step > flow > job, as build_step lays the flow's step timeout
+            late = timeout is not None and task.defaults.timeout is None
+            new = client.new_job(task, data, {"timeout": timeout} if late else {}, step_id)
+            new.dedup_key, new.replace = None, False  # build_step tells why
+            claim = Claim(keys.job_key(run, step_id), self.marker(step, gen), end)
+            batch.append((claim, task, new))
+            followups.append((claim, new))
         fc.deferred = batch  # ``written`` takes their answers after the finish
         outcome.followups = followups
         return True
@@ -502,12 +532,23 @@ class Engine:
         rejected them and the step runs again) is taken as nothing new."""
         batch, fc.deferred = fc.deferred, ()
         results = outcome.followups_claimed if outcome.kind == "completed" else None
-        won = [False] * len(batch)
+        claims = 0
+        fresh = fc.fresh
         if results is not None:
             self.client.claimed_written(batch, results)
-            for i, (claimed, _) in enumerate(results):
-                won[i] = claimed
-        self.fired(fc, flow or self.graph.flow(fc.meta.flow), "done", fc.fresh, 0, won, shape)
+            for claimed, _ in results:
+                if claimed:
+                    claims += 1
+                else:
+                    fresh = False
+        elif batch:
+            fresh = False
+        # fired's, inline (once per step), for a completion that claimed no join itself.
+        if shape is None:
+            shape = (flow or self.graph.flow(fc.meta.flow)).shape()
+        if claims and shape.counted:
+            fc.claimed += claims  # added with the step's own end (``finished``)
+        fc.handed = fresh and fc.meta.step in shape.handoff
 
     async def release(self, record: dict[str, Any], data: Any) -> None:
         """Fire the completion of the step whose wait after it (``record``) is over, as
@@ -594,8 +635,10 @@ class Engine:
         if prefix is None:
             whole = codec.dumps({"flow": step.flow, "step": step.name, "gen": gen, "at": 0})
             prefix = self._markers[step.flow, step.name, gen] = whole.decode()[: -len("0}")]
-        # A float's repr is its JSON (shortest round trip; an epoch time has no exponent).
-        return f"{prefix}{time.time()!r}}}"
+        # Seconds with six decimals from integers: a float's repr (shortest round trip)
+        # costs three times as many instructions, and only ``_purged`` reads the time.
+        seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+        return f"{prefix}{seconds}.{micros:06d}}}"
 
     # -- ending runs -----------------------------------------------------------------------
     async def check(self, run: str, known: StepMeta | None = None) -> RunState | None:

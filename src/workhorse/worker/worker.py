@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -515,8 +516,9 @@ class Worker:
                         outcome = await self._runner.run(lease, running.ctx)
                         running.ran = time.monotonic() - start
                     else:
+                        # a partial: its call is no Python frame, once per job
                         outcome = await self.steps.run(
-                            lease, running.ctx, lambda: self._handler(running)
+                            lease, running.ctx, functools.partial(self._handler, running)
                         )
                 finally:
                     if alone:
@@ -555,7 +557,9 @@ class Worker:
             slots.freed.set()
             landed = await self._finish(lease, outcome, written)
             if self.steps is not None:
-                await self.steps.finished(outcome, running.ctx)
+                after = self.steps.finished(outcome, running.ctx)
+                if after is not None:  # most steps need none: no coroutine each
+                    await after
         except asyncio.CancelledError:
             # Cancelled while finishing: the shielded write goes on in the finisher.
             pass

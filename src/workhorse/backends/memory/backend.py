@@ -278,7 +278,9 @@ class MemoryBackend(Backend):
                 self._own_retention = True
             self._schedule(rec, now)
             self._event("job.queued", rec, now)
-            out.append(EnqueueResult(rec.id, True, self._public_state(rec, now)))
+            # _public_state's, inline (once per job): it is queued, due at run_at
+            state = JobState.SCHEDULED if run_at > now else _Q
+            out.append(EnqueueResult(rec.id, True, state))
         return out
 
     async def enqueue_claimed(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
@@ -289,20 +291,18 @@ class MemoryBackend(Backend):
     def _claimed(self, items: Sequence[tuple[Claim, NewJob]], now: float) -> list[Claimed]:
         """The claims and the jobs, with nothing awaited: one step of the event loop."""
         out: list[Claimed] = []
-        todo: list[int] = []
-        ids: set[str] = set()  # of the jobs in todo
+        jobs, take, enqueue = self._jobs, self._kv.claim, self._enqueue
         for claim, new in items:
-            if claim.unless is not None and self._kv.get(claim.unless) is not None:
+            won = take(claim.key, claim.value, claim.unless)
+            if won is None:  # ``unless`` is live: neither the claim nor the job
                 out.append((False, None))
-                continue
-            won = self._kv.set_if_absent(claim.key, claim.value, None)
-            if new.id not in self._jobs and new.id not in ids:
-                ids.add(new.id)
-                todo.append(len(out))
-            out.append((won, None))
-        results = self._enqueue([items[i][1] for i in todo], now)
-        for i, res in zip(todo, results, strict=True):
-            out[i] = (out[i][0], res if res.created else None)
+            elif new.id in jobs:  # the same cause again (or an id earlier in the call)
+                out.append((won, None))
+            else:
+                # Each job as its claim is taken: claims are no events, so the log reads
+                # as for one batch of the jobs after every claim.
+                (res,) = enqueue([new], now)
+                out.append((won, res if res.created else None))
         return out
 
     # -- consuming -------------------------------------------------------------------
@@ -728,32 +728,28 @@ class MemoryBackend(Backend):
     def _published(self, batch: Sequence[Event], now: float, owned: bool = False) -> None:
         """``owned``: the events are the store's to keep (an outcome's, made for its
         finish), so one never stored takes its id in place instead of being copied."""
+        log, ids, by_run = self._events, self._event_ids, self._run_events
         for ev in batch:
             if owned and not ev.id:
                 stored = ev
-                stored.id = next(self._event_ids)
-                stored.at = ev.at or now
+                ev.id = next(ids)
+                if not ev.at:
+                    ev.at = now
             else:
                 stored = Event(
-                    ev.type,
-                    ev.job_id,
-                    ev.task,
-                    ev.queue,
-                    ev.data,
-                    ev.at or now,
-                    next(self._event_ids),
+                    ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(ids)
                 )
-            self._events.append(stored)
+            log.append(stored)
             # Indexed by the run its data names (events.run_of's rule, inline: a step
             # publishes two or three events).
             data = stored.data
             run = data.get("run") if data else None
             if isinstance(run, str):
-                held = self._run_events.get(run)  # not setdefault: a deque a call is 760 B
+                held = by_run.get(run)  # not setdefault: a deque a call is 760 B
                 if held is None:
-                    held = self._run_events[run] = deque()
+                    held = by_run[run] = deque()
                 held.append(stored)
-        if len(self._events) > self._trim_at:
+        if len(log) > self._trim_at:
             self._trim_events()
 
     def _unindex_run_event(self, ev: Event) -> None:

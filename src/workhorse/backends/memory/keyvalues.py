@@ -5,10 +5,11 @@ Keys are also kept sorted, so a scan by prefix reads only the keys under that pr
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator, Mapping
 
 _BLOCK = 512  # keys per block of SortedKeys, at most twice that before a split
+_SPLIT = 2 * _BLOCK
 
 
 class SortedKeys:
@@ -29,7 +30,7 @@ class SortedKeys:
             blocks.append([key])
             maxes.append(key)
             return
-        i = bisect.bisect_left(maxes, key)
+        i = bisect_left(maxes, key)
         if i == len(maxes):  # after every key: the last block's new end
             i -= 1
             block = blocks[i]
@@ -37,17 +38,17 @@ class SortedKeys:
             maxes[i] = key
         else:
             block = blocks[i]
-            bisect.insort(block, key)
-        if len(block) > 2 * _BLOCK:
+            insort(block, key)
+        if len(block) > _SPLIT:
             blocks[i : i + 1] = [block[:_BLOCK], block[_BLOCK:]]
             maxes[i : i + 1] = [block[_BLOCK - 1], block[-1]]
 
     def remove(self, key: str) -> None:
         """Remove ``key`` (held)."""
         blocks, maxes = self._blocks, self._maxes
-        i = bisect.bisect_left(maxes, key)
+        i = bisect_left(maxes, key)
         block = blocks[i]
-        del block[bisect.bisect_left(block, key)]
+        del block[bisect_left(block, key)]
         if not block:
             del blocks[i], maxes[i]
         else:
@@ -56,10 +57,10 @@ class SortedKeys:
     def starting(self, prefix: str) -> Iterator[str]:
         """The keys from the first one not below ``prefix`` on, in order."""
         blocks = self._blocks
-        i = bisect.bisect_left(self._maxes, prefix)
+        i = bisect_left(self._maxes, prefix)
         if i < len(blocks):
             block = blocks[i]
-            yield from block[bisect.bisect_left(block, prefix) :]
+            yield from block[bisect_left(block, prefix) :]
             for block in blocks[i + 1 :]:
                 yield from block
 
@@ -85,6 +86,20 @@ class KeyValues:
         if self._live(key, now) is not None:
             return False
         self._store(key, value, None if ttl is None else now + ttl)
+        return True
+
+    def claim(self, key: str, value: str, unless: str | None) -> bool | None:
+        """``set_if_absent`` of ``key`` (no ttl) unless ``unless`` is live: None when it
+        is, and nothing is set (a claim written with its job, once per flow step: one
+        clock read, and no look-up of an expired key's that ``_live`` does not make)."""
+        kv = self._kv
+        now = self._clock()
+        if unless is not None and unless in kv and self._live(unless, now) is not None:
+            return None
+        if key in kv and self._live(key, now) is not None:
+            return False
+        self._sorted.add(key)  # absent: ``_live`` dropped it if it had expired
+        kv[key] = (value, None)
         return True
 
     def _live(self, key: str, now: float) -> str | None:
