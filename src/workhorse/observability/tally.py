@@ -96,8 +96,9 @@ class Tally:
                     p = self.pair(queue, task)
                 wait = p.wait
             run += 1
-            created = lease.created_at
-            waited = now - created if now > created else 0.0
+            waited = now - lease.created_at
+            if not waited > 0.0:  # a clock behind the store's (or equal): no wait
+                waited = 0.0
             if buckets:
                 wait.counts[0 if waited < FIRST else bisect_left(BUCKETS, waited)] += 1
             wait.total += waited

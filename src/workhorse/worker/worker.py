@@ -494,8 +494,7 @@ class Worker:
         written: asyncio.Future[bool] | None = None
         landed: str | None = None  # the event of the outcome the store took
         try:
-            wanted = bus.wanted  # a set: no call per job when nobody listens
-            if "job.started" in wanted or "*" in wanted:
+            if bus.every or "job.started" in bus.wanted:  # no call per job
                 bus.emit(events.started(lease, self.id))
             if self._tracing is not None:
                 trace = await self._trace(lease, claimed_at)
@@ -559,7 +558,7 @@ class Worker:
             # coroutine of its own costs every job a frame and an object to collect.
             if await written:
                 landed = events.outcome_type(outcome)
-                if landed in bus.wanted or "*" in bus.wanted:
+                if bus.every or landed in bus.wanted:
                     bus.emit(events.finished(landed, lease, outcome))
             else:
                 self._dropped(lease, outcome)
