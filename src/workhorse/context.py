@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("workhorse.job")
 
+# A context's lines before its first (shared, never written to: ``_keep`` replaces them).
+_NO_LINES: deque[dict[str, Any]] = deque(maxlen=0)
+_NO_SIZES: deque[int] = deque(maxlen=0)
+
 
 class JobContext(TaskContext):
     """Passed to a task that asks for it (a parameter annotated ``JobContext`` or named
@@ -55,8 +59,9 @@ class JobContext(TaskContext):
         self.timed_out = False  # set when the attempt ran past the job_timeout setting
         # Not yet written, and their encoded sizes: deques, so that dropping the oldest line
         # of a chatty attempt past its budget costs O(1), not a copy of the whole budget.
-        self._logs: deque[dict[str, Any]] = deque()
-        self._sizes: deque[int] = deque()
+        # Made at the first line: most attempts log nothing, and two objects per job cost.
+        self._logs: deque[dict[str, Any]] = _NO_LINES
+        self._sizes: deque[int] = _NO_SIZES
         self._lines = self._bytes = 0  # not yet written
         self._dropped = 0  # lines dropped here since the last write
 
@@ -126,6 +131,8 @@ class JobContext(TaskContext):
         settings = self.client.settings
         max_lines, max_bytes = settings.max_log_lines, settings.max_log_bytes
         size = line_size(line)
+        if self._logs is _NO_LINES:
+            self._logs, self._sizes = deque(), deque()
         self._logs.append(line)
         self._sizes.append(size)
         self._lines += 1

@@ -135,11 +135,13 @@ class EventBus:
         # The types with a handler ("*": every type): a hot path tests membership in it
         # instead of calling wants() (a call per job is measurable there).
         self.wanted: set[str] = set()
+        self.every = False  # "*" in wanted: a hot path reads a flag, not the set, for it
 
     def on(self, type_: str, handler: Handler, *, task: str | None = None) -> None:
         """Call ``handler(event)`` for each event of ``type_`` ("*" for all)."""
         self._handlers.setdefault(type_, []).append((handler, task))
         self.wanted.add(type_)
+        self.every = "*" in self.wanted
 
     def off(self, type_: str, handler: Handler) -> None:
         left = [h for h in self._handlers.get(type_, []) if h[0] is not handler]
@@ -148,6 +150,7 @@ class EventBus:
         else:
             self._handlers.pop(type_, None)
             self.wanted.discard(type_)
+            self.every = "*" in self.wanted
 
     def wants(self, type_: str) -> bool:
         return type_ in self.wanted or "*" in self.wanted

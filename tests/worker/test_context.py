@@ -129,6 +129,27 @@ async def test_bus_events_fire_in_order(app: Workhorse) -> None:
     ]
 
 
+async def test_a_handler_of_every_type_hears_the_worker_s_events(app: Workhorse) -> None:
+    # The worker tests "*" apart from the types (a flag, not the set): it must still hear.
+    seen: list[tuple[str, str | None]] = []
+    app.on("*", lambda event: seen.append((event.type, event.job_id)), local=True)
+
+    @app.task
+    async def ok() -> None:
+        return None
+
+    async with running(app, concurrency=1):
+        a = await ok.enqueue()
+        await app.wait(a.id, 5)
+        await wait_until(lambda: ("job.completed", a.id) in seen, what="completed")
+
+    assert [t for t, job_id in seen if job_id == a.id] == [
+        "job.queued",
+        "job.started",
+        "job.completed",
+    ]
+
+
 async def test_a_failing_event_handler_does_not_hurt_the_job(app: Workhorse) -> None:
     def broken(event: Event) -> None:
         raise RuntimeError("handler bug")

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+from collections.abc import Awaitable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +113,20 @@ class Runner:
         return await self.commands.run(task, lease, ctx)
 
     # -- attempts ----------------------------------------------------------------------
-    async def run(self, lease: Lease, ctx: JobContext) -> Outcome:
+    def run(self, lease: Lease, ctx: JobContext) -> Coroutine[Any, Any, Outcome]:
+        """The attempt to await. The common case (a known task without limits whose payload
+        decodes) is the attempt's own coroutine, not one of the runner's around it, which
+        every job would pay for; any other case goes the whole way (``_run``)."""
+        task = self.client.registry.tasks.get(lease.task)
+        if task is None or task.limited or not self._started:
+            return self._run(lease, ctx)
+        try:
+            data = task.decode(lease.data)
+        except Exception as exc:
+            return _given(self._undecodable(task, exc, ctx))
+        return self._attempt(task, lease, data, ctx)
+
+    async def _run(self, lease: Lease, ctx: JobContext) -> Outcome:
         if not self._started:
             self.start()
         task = self.client.registry.tasks.get(lease.task)
@@ -120,27 +134,8 @@ class Runner:
             return await self._unknown(lease)
         try:
             data = task.decode(lease.data)
-        except orjson.JSONDecodeError as exc:
-            return Outcome(
-                "failed",
-                error=error_info(
-                    PayloadError(f"record could not be decoded: payload is not JSON: {exc}"),
-                    tb=False,
-                ),
-                logs=ctx.drain_logs(),
-                logs_dropped=ctx.take_dropped(),
-            )
         except Exception as exc:
-            # A payload the task's model refuses cannot succeed on a retry.
-            return Outcome(
-                "failed",
-                error=error_info(
-                    PayloadError(f"payload does not validate for task {task.name!r}: {exc}"),
-                    tb=False,
-                ),
-                logs=ctx.drain_logs(),
-                logs_dropped=ctx.take_dropped(),
-            )
+            return self._undecodable(task, exc, ctx)
         if task.limited:
             slot, wait = await self.limiter.acquire(task, data, lease)
             if wait is not None:
@@ -158,6 +153,19 @@ class Runner:
                         log.exception("job %s: could not release its limit slot", lease.job_id)
         return await self._attempt(task, lease, data, ctx)
 
+    @staticmethod
+    def _undecodable(task: Task[Any, Any], exc: Exception, ctx: JobContext) -> Outcome:
+        if isinstance(exc, orjson.JSONDecodeError):
+            message = f"record could not be decoded: payload is not JSON: {exc}"
+        else:  # a payload the task's model refuses cannot succeed on a retry
+            message = f"payload does not validate for task {task.name!r}: {exc}"
+        return Outcome(
+            "failed",
+            error=error_info(PayloadError(message), tb=False),
+            logs=ctx.drain_logs(),
+            logs_dropped=ctx.take_dropped(),
+        )
+
     async def _attempt(
         self, task: Task[Any, Any], lease: Lease, data: Any, ctx: JobContext
     ) -> Outcome:
@@ -165,19 +173,22 @@ class Runner:
         # process and command attempts hand back the result's bytes, already encoded
         external = task.defaults.runtime != "inline"
         try:
+            # An async task's own coroutine is awaited as it is: a coroutine of the runner's
+            # around it would cost every job one more object and level of awaiting.
+            run: Awaitable[Any]
+            if external:
+                run = self._external(task, lease, ctx)
+            elif task.is_async:
+                run = task.fn(*task.args(data, ctx))
+            else:
+                run = self._thread(task, data, ctx)
             if timeout is None:  # the worker's pulse ends it past job_timeout (ctx.timed_out)
-                result = await (
-                    self._external(task, lease, ctx) if external else self._call(task, data, ctx)
-                )
+                result = await run
             else:
                 deadline = asyncio.timeout(timeout)
                 try:
                     async with deadline:
-                        result = await (
-                            self._external(task, lease, ctx)
-                            if external
-                            else self._call(task, data, ctx)
-                        )
+                        result = await run
                 except TimeoutError:
                     if deadline.expired():
                         raise _TimedOut(timeout) from None
@@ -213,10 +224,8 @@ class Runner:
         # Shutdown: back to the queue at once, and the attempt does not count.
         return _outcome(ctx, "retry", refund=True)
 
-    async def _call(self, task: Task[Any, Any], data: Any, ctx: JobContext) -> Any:
+    async def _thread(self, task: Task[Any, Any], data: Any, ctx: JobContext) -> Any:
         args = task.args(data, ctx)
-        if task.is_async:
-            return await task.fn(*args)
         call = self.threads.submit(functools.partial(task.fn, *args))
         try:
             return await asyncio.wrap_future(call)
@@ -278,6 +287,10 @@ class Runner:
 class _TimedOut(Exception):
     def __init__(self, timeout: float) -> None:
         super().__init__(f"timed out after {timeout:g}s")
+
+
+async def _given(outcome: Outcome) -> Outcome:
+    return outcome
 
 
 def _outcome(ctx: JobContext, kind: OutcomeKind, **fields: Any) -> Outcome:

@@ -146,8 +146,9 @@ class Worker:
         # store lives in the worker's process, and a fast worker would otherwise hold a
         # minute of finished jobs (millions) between two passes.
         keep = [k for k in (s.keep_completed, s.keep_failed) if k]
-        self._purge_every = max(1_000, min(keep)) if keep else None
-        self._next_purge = self._purge_every or 0
+        self._purge_every = max(1_000, min(keep)) if keep else 0
+        # Never reached without retention settings: one comparison per job either way.
+        self._next_purge: float = self._purge_every or math.inf
         self._retention_due = asyncio.Event()
         # The worker went from idle to busy or back: its record should say so soon.
         self._busy_changed = asyncio.Event()
@@ -383,6 +384,9 @@ class Worker:
     async def _consume(self, queue: str) -> None:
         backend = self.client.backend
         slots = self._slots[queue]
+        # The loop's own create_task: asyncio.create_task looks the loop up and names the
+        # task, a Python call per job for nothing here.
+        spawn = asyncio.get_running_loop().create_task
         # What the last wait claimed (wait_claim): jobs it leased run before anything else;
         # [] skips the claim it already made; None: claim.
         woken: list[Lease] | None = None
@@ -456,9 +460,7 @@ class Worker:
                 # Unnamed: a name costs a format per job, and blocker() finds a job by its task.
                 if slots.running < slots.size:  # a free slot (no job waits for one then)
                     slots.running += 1
-                    running.task = asyncio.create_task(
-                        self._attempt(running, slots, claimed_at, began)
-                    )
+                    running.task = spawn(self._attempt(running, slots, claimed_at, began))
                 else:  # claimed ahead: it starts in the first slot a handler gives up
                     running.started = math.inf  # no job_timeout before it starts
                     slots.held.append((running, claimed_at))
@@ -493,8 +495,7 @@ class Worker:
         written: asyncio.Future[bool] | None = None
         landed: str | None = None  # the event of the outcome the store took
         try:
-            wanted = bus.wanted  # a set: no call per job when nobody listens
-            if "job.started" in wanted or "*" in wanted:
+            if bus.every or "job.started" in bus.wanted:  # no call per job
                 bus.emit(events.started(lease, self.id))
             if self._tracing is not None:
                 trace = await self._trace(lease, claimed_at)
@@ -555,7 +556,14 @@ class Worker:
             else:  # the common case inline: a call less per job
                 slots.running -= 1
             slots.freed.set()
-            landed = await self._finish(lease, outcome, written)
+            # The outcome's write, then its event if the store took it: inline, since a
+            # coroutine of its own costs every job a frame and an object to collect.
+            if await written:
+                landed = events.outcome_type(outcome)
+                if bus.every or landed in bus.wanted:
+                    bus.emit(events.finished(landed, lease, outcome))
+            else:
+                self._dropped(lease, outcome)
             if self.steps is not None:
                 after = self.steps.finished(outcome, running.ctx)
                 if after is not None:  # most steps need none: no coroutine each
@@ -581,7 +589,7 @@ class Worker:
             self.processed += 1
             if not self._running:
                 self._busy_changed.set()
-            if self._purge_every is not None and self.processed >= self._next_purge:
+            if self.processed >= self._next_purge:
                 self._next_purge = self.processed + self._purge_every
                 self._retention_due.set()
 
@@ -644,23 +652,13 @@ class Worker:
             log.exception("job %s: could not start its trace spans", lease.job_id)
             return None
 
-    async def _finish(
-        self, lease: Lease, outcome: Outcome, written: asyncio.Future[bool]
-    ) -> str | None:
-        """Wait for the outcome's write; the event it is if the store took it, else None."""
-        ok = await written
-        if not ok:
-            log.warning(
-                "job %s: outcome %r dropped, this worker no longer holds its lease",
-                lease.job_id,
-                outcome.kind,
-            )
-            return None
-        kind = events.outcome_type(outcome)
-        wanted = self.client.bus.wanted
-        if kind in wanted or "*" in wanted:
-            self.client.bus.emit(events.finished(kind, lease, outcome))
-        return kind
+    @staticmethod
+    def _dropped(lease: Lease, outcome: Outcome) -> None:
+        log.warning(
+            "job %s: outcome %r dropped, this worker no longer holds its lease",
+            lease.job_id,
+            outcome.kind,
+        )
 
     # -- side tasks --------------------------------------------------------------------
     def live_jobs(self) -> list[Running]:

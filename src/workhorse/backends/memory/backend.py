@@ -340,7 +340,20 @@ class MemoryBackend(Backend):
                 span = rec.lease or lease
                 rec.expires_at = now + span
                 self._active[rec.id] = rec
-                self._event("job.started", rec, now, attempt=rec.attempts, worker=worker)
+                # _event inline (a call per job less), the trim checked as it does
+                self._events.append(
+                    Event(
+                        "job.started",
+                        rec.id,
+                        rec.task,
+                        rec.queue,
+                        {"attempt": rec.attempts, "worker": worker},
+                        now,
+                        next(self._event_ids),
+                    )
+                )
+                if len(self._events) > self._trim_at:
+                    self._trim_events()
                 leases.append(
                     Lease(
                         rec.id,
@@ -383,9 +396,10 @@ class MemoryBackend(Backend):
         now = self._clock()
         accepted = []
         requeued = False
+        jobs = self._jobs
         for lease, outcome in items:
-            rec = self._owned(lease)
-            if rec is None:
+            rec = jobs.get(lease.job_id)  # _owned inline: a call per job less
+            if rec is None or rec.state is not _A or rec.token != lease.token:
                 accepted.append(False)
                 outcome.followups_claimed = None
                 continue
@@ -406,8 +420,20 @@ class MemoryBackend(Backend):
                 requeued = True
             else:
                 self._end(rec, JobState(kind), now)
-            type_, data = events.recorded(outcome, rec.attempts)
-            self._event(type_, rec, now, **(data or {}))
+            type_, data = events.recorded(outcome, rec.attempts)  # a new dict, or None
+            self._events.append(  # _event inline, the trim checked as it does
+                Event(
+                    type_,
+                    rec.id,
+                    rec.task,
+                    rec.queue,
+                    {} if data is None else data,
+                    now,
+                    next(self._event_ids),
+                )
+            )
+            if len(self._events) > self._trim_at:
+                self._trim_events()
             if outcome.followups and kind == "completed":
                 outcome.followups_claimed = self._claimed(outcome.followups, now)
                 requeued = True  # new work: the workers wake as for a retry
