@@ -192,9 +192,14 @@ async def app(backend: Backend) -> AsyncIterator[Workhorse]:
     a = Workhorse(backend=backend, poll_interval=0.05)
     await a.open()
     yield a
-    # Closed first: its enqueue counter writes its last counts on close, which the drop
-    # must remove too (before, every test left a few keys in Redis db 0).
-    await a.close()
+    await close_and_drop(a, backend)
+
+
+async def close_and_drop(app: Workhorse, backend: Backend) -> None:
+    """Close the app, then drop its durable store: the app's close writes its enqueue
+    counter's last counts, which a drop made before it would leave behind (each full run
+    left hundreds of key prefixes in Redis db 0)."""
+    await app.close()
     if getattr(backend, "drop", None) is not None:
         await backend.open()
         await _drop(backend)

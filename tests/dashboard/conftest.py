@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import _drop
+from tests.conftest import close_and_drop
 from workhorse import JobContext, Workhorse
 from workhorse.backends import Backend
 from workhorse.dashboard import router
@@ -110,6 +110,4 @@ async def board(backend: Backend) -> AsyncIterator[Board]:
     transport = httpx.ASGITransport(app=asgi(app))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield Board(app, http)
-    await app.stop_workers()
-    await _drop(backend)
-    await app.close()
+    await close_and_drop(app, backend)

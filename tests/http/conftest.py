@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from tests.conftest import _drop
+from tests.conftest import close_and_drop
 from workhorse import JobContext, Workhorse
 from workhorse.backends import Backend
 from workhorse.http import create_app
@@ -100,6 +100,4 @@ async def served(backend: Backend) -> AsyncIterator[Served]:
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield Served(app, http)
-    await app.stop_workers()
-    await _drop(backend)
-    await app.close()
+    await close_and_drop(app, backend)

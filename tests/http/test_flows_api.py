@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _drop
+from tests.conftest import close_and_drop
 from tests.http.conftest import READ, WRITE, build
 from tests.http.test_auth import signed
 from workhorse import Workhorse
@@ -97,9 +97,7 @@ async def served(backend: Backend) -> AsyncIterator[tuple[Workhorse, httpx.Async
     transport = httpx.ASGITransport(app=create_app(app))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield app, http
-    await app.stop_workers()
-    await _drop(backend)
-    await app.close()
+    await close_and_drop(app, backend)
 
 
 async def run_of(http: httpx.AsyncClient, run_id: str) -> dict[str, Any]:

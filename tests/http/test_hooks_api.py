@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _drop
+from tests.conftest import close_and_drop
 from tests.contract.test_hooks import listening
 from tests.http.conftest import READ, WRITE, build
 from workhorse import JobEvent, Workhorse
@@ -50,8 +50,7 @@ async def parked_app(backend: Backend) -> AsyncIterator[tuple[Workhorse, dict[st
 
         await eventually(three, "three parked events")
     yield app, broken
-    await _drop(backend)
-    await app.close()
+    await close_and_drop(app, backend)
 
 
 async def test_status_shows_each_group_with_lag_and_parked(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _drop
+from tests.conftest import close_and_drop
 from tests.http.conftest import READ, WRITE, build
 from workhorse import Workhorse
 from workhorse.backends import Backend
@@ -48,8 +48,7 @@ async def served(backend: Backend) -> AsyncIterator[tuple[Workhorse, httpx.Async
     transport = httpx.ASGITransport(app=create_app(app))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield app, client
-    await _drop(backend)
-    await app.close()
+    await close_and_drop(app, backend)
 
 
 @pytest.fixture
