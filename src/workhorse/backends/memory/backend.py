@@ -143,6 +143,11 @@ class MemoryBackend(Backend):
 
     # -- helpers ---------------------------------------------------------------------
     def _event(self, type_: str, rec: _Rec, now: float, **data: Any) -> None:
+        self._logged(type_, rec, now, data)
+
+    def _logged(self, type_: str, rec: _Rec, now: float, data: dict[str, Any]) -> None:
+        """``_event`` with the data as a dict it may keep (a claim's and a finish's, once
+        per job: no keyword arguments copied into a new dict)."""
         self._events.append(
             Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
         )
@@ -340,20 +345,7 @@ class MemoryBackend(Backend):
                 span = rec.lease or lease
                 rec.expires_at = now + span
                 self._active[rec.id] = rec
-                # _event inline (a call per job less), the trim checked as it does
-                self._events.append(
-                    Event(
-                        "job.started",
-                        rec.id,
-                        rec.task,
-                        rec.queue,
-                        {"attempt": rec.attempts, "worker": worker},
-                        now,
-                        next(self._event_ids),
-                    )
-                )
-                if len(self._events) > self._trim_at:
-                    self._trim_events()
+                self._logged("job.started", rec, now, {"attempt": rec.attempts, "worker": worker})
                 leases.append(
                     Lease(
                         rec.id,
@@ -421,19 +413,7 @@ class MemoryBackend(Backend):
             else:
                 self._end(rec, JobState(kind), now)
             type_, data = events.recorded(outcome, rec.attempts)  # a new dict, or None
-            self._events.append(  # _event inline, the trim checked as it does
-                Event(
-                    type_,
-                    rec.id,
-                    rec.task,
-                    rec.queue,
-                    {} if data is None else data,
-                    now,
-                    next(self._event_ids),
-                )
-            )
-            if len(self._events) > self._trim_at:
-                self._trim_events()
+            self._logged(type_, rec, now, {} if data is None else data)
             if outcome.followups and kind == "completed":
                 outcome.followups_claimed = self._claimed(outcome.followups, now)
                 requeued = True  # new work: the workers wake as for a retry
