@@ -3,6 +3,8 @@ a worker whose queues sit on different nodes, and ``workhorse check`` on a clust
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -106,3 +108,31 @@ async def test_a_cluster_raises_the_standalone_connections_errors(cluster_app: W
     assert isinstance(caught.value.__cause__, ResponseError)
     got, value = await wire.many([("INCR", key), ("GET", key)])
     assert isinstance(got, ReplyError) and value == b"x"
+
+
+
+async def test_closing_with_a_command_in_flight_leaves_no_connection(redis_cluster: str) -> None:
+    """redis-py reconnects a closed cluster client for a command still in flight: the
+    backend closes it again once that command is done, so no connection outlives it."""
+    ports = {int(n.rpartition(":")[2]) for n in redis_cluster.split("//")[1].split(",")}
+
+    def open_to_cluster() -> int:
+        gc.collect()
+        return sum(
+            1
+            for w in gc.get_objects()
+            if isinstance(w, asyncio.StreamWriter)
+            and not w.transport.is_closing()
+            and w.get_extra_info("peername", ("", 0))[1] in ports
+        )
+
+    app = Workhorse(f"{redis_cluster}/?prefix=whc{uuid.uuid4().hex[:12]}")
+    await app.open()
+    wire: Any = app.backend._conn()  # type: ignore[attr-defined]
+    await wire.call("PING")
+    assert open_to_cluster() > 0
+    blocked = asyncio.ensure_future(wire.call("BLPOP", f"whc-{uuid.uuid4().hex}", "0.3"))
+    await asyncio.sleep(0.1)
+    await app.close()
+    assert await blocked is None  # redis-py sent it again, on connections it opened anew
+    assert open_to_cluster() == 0

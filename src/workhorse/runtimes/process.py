@@ -193,7 +193,11 @@ class ProcessPool:
             child.kill_now()
         if self._spawning:
             t = self._spawning.pop(0)  # one already on its way: take it over
-            child = await t
+            try:
+                child = await t
+            except asyncio.CancelledError:
+                _kill_spawned(t)  # it may have started as this job was cancelled
+                raise
         else:
             child = await self._spawn()
         return child
@@ -289,6 +293,7 @@ class ProcessPool:
         self._closed = True
         for t in self._spawning:
             t.cancel()
+            _kill_spawned(t)
         self._spawning.clear()
         for child in (*self._idle, *self._busy):
             child.kill_now()
@@ -300,11 +305,20 @@ class ProcessPool:
         spawning, self._spawning = self._spawning, []
         for t in spawning:
             t.cancel()
-        await asyncio.gather(*spawning, return_exceptions=True)
-        children: Iterable[Child] = (*self._idle, *self._busy)
+        started = await asyncio.gather(*spawning, return_exceptions=True)
+        children: Iterable[Child] = (
+            *self._idle,
+            *self._busy,
+            *(c for c in started if isinstance(c, Child)),
+        )  # a child that was ready before its cancel came was not handed to the pool
         self._idle.clear()
         self._busy.clear()
         await asyncio.gather(*(c.stop() for c in children), *self._bg, return_exceptions=True)
+
+
+def _kill_spawned(t: asyncio.Task[Child]) -> None:
+    if t.done() and not t.cancelled() and t.exception() is None:
+        t.result().kill_now()
 
 
 def _keep_logs(ctx: JobContext, msg: dict[str, Any]) -> None:

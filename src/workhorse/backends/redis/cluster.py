@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -158,23 +158,36 @@ class ClusterWire:
             self._rc = rc
             return rc
 
-    async def call(self, *args: Any, timeout: float | None = None) -> Any:
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[RedisCluster]:
         rc = self._rc or await self.connect()
+        try:
+            yield rc
+        finally:
+            # Closed while in use: redis-py reconnects a closed client for a command in
+            # flight (and retries it), and those connections would outlive the wire.
+            if rc is not self._rc:
+                await rc.aclose()
+
+    async def call(self, *args: Any, timeout: float | None = None) -> Any:
         name = str(args[0]).upper()
-        with _translated(self.safe):
-            async with self._room, asyncio.timeout(timeout or self.call_timeout):
-                if name == "SCRIPT":  # every primary keeps its own script cache
-                    replies = await rc.execute_command(
-                        " ".join(map(str, args[:2])), *args[2:], target_nodes=_PRIMARIES
-                    )
-                    return next(iter(replies.values())) if isinstance(replies, dict) else replies
-                if name in _ON_ONE_NODE:
-                    return await rc.execute_command(*args, target_nodes=rc.get_default_node())
-                return await rc.execute_command(*args)
+        async with self._client() as rc:
+            with _translated(self.safe):
+                async with self._room, asyncio.timeout(timeout or self.call_timeout):
+                    if name == "SCRIPT":  # every primary keeps its own script cache
+                        replies = await rc.execute_command(
+                            " ".join(map(str, args[:2])), *args[2:], target_nodes=_PRIMARIES
+                        )
+                        if isinstance(replies, dict):
+                            return next(iter(replies.values()))
+                        return replies
+                    if name in _ON_ONE_NODE:
+                        node = rc.get_default_node()
+                        return await rc.execute_command(*args, target_nodes=node)
+                    return await rc.execute_command(*args)
 
     async def many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Replies in order, errors in place (not raised), as the standalone ``many``."""
-        rc = self._rc or await self.connect()
         if any(str(c[0]).upper() in ("SCRIPT", *_ON_ONE_NODE) for c in commands):
             out = []
             for c in commands:
@@ -183,21 +196,21 @@ class ClusterWire:
                 except ReplyError as exc:
                     out.append(exc)
             return out
-        pipe = rc.pipeline()
-        for c in commands:
-            pipe.execute_command(*c)
-        with _translated(self.safe):
-            async with self._room, asyncio.timeout(self.call_timeout):
-                replies = await pipe.execute(raise_on_error=False)
+        async with self._client() as rc:
+            pipe = rc.pipeline()
+            for c in commands:
+                pipe.execute_command(*c)
+            with _translated(self.safe):
+                async with self._room, asyncio.timeout(self.call_timeout):
+                    replies = await pipe.execute(raise_on_error=False)
         return [_ours(r, self.safe) if isinstance(r, Exception) else r for r in replies]
 
     async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
         """The earliest millisecond among the primaries' clocks, then ``reads``. Each node
         stamps its own stream entries: an entry written after this moment has an id at or
         past it on any node whose clock does not step back."""
-        rc = self._rc or await self.connect()
         with _translated(self.safe):
-            async with self._room, asyncio.timeout(self.call_timeout):
+            async with self._client() as rc, self._room, asyncio.timeout(self.call_timeout):
                 times = await rc.execute_command("TIME", target_nodes=_PRIMARIES)
         if not isinstance(times, dict):
             times = {"": times}
@@ -214,8 +227,8 @@ class ClusterWire:
     async def follow(self, key: str) -> None:
         """After a MOVED or ASK from a node's own connection: a routed command on ``key``
         has redis-py learn where its slot went."""
-        rc = self._rc or await self.connect()
-        await rc.execute_command("EXISTS", key)
+        async with self._client() as rc:
+            await rc.execute_command("EXISTS", key)
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Each primary: its address, version and slot ranges (for ``workhorse check``)."""
@@ -229,7 +242,8 @@ class ClusterWire:
                 if here:
                     ranges.setdefault(here[0].name, []).append(f"{first}-{slot - 1}")
                 first = slot
-        infos = await rc.execute_command("INFO", "server", target_nodes=_PRIMARIES)
+        async with self._client() as live:
+            infos = await live.execute_command("INFO", "server", target_nodes=_PRIMARIES)
         out = []
         for name, info in sorted(infos.items()):
             text = info.decode() if isinstance(info, bytes) else str(info)
@@ -243,21 +257,21 @@ class ClusterWire:
 
     async def scan_delete(self, patterns: Sequence[str]) -> None:
         """Delete every key matching ``patterns`` on every primary (test clean-up)."""
-        rc = self._rc or await self.connect()
-        for node in rc.get_primaries():
-            for pattern in patterns:
-                cursor: Any = b"0"
-                while True:
-                    reply = await rc.execute_command(
-                        "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, target_nodes=node
-                    )
-                    cursor, keys = reply
-                    if isinstance(cursor, dict):  # redis-py's per-node cursors
-                        cursor = next(iter(cursor.values()))
-                    for key in keys:  # one slot per key: UNLINK them one by one
-                        await rc.execute_command("UNLINK", key)
-                    if cursor in (b"0", 0, "0"):
-                        break
+        async with self._client() as rc:
+            for node in rc.get_primaries():
+                for pattern in patterns:
+                    cursor: Any = b"0"
+                    while True:
+                        reply = await rc.execute_command(
+                            "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, target_nodes=node
+                        )
+                        cursor, keys = reply
+                        if isinstance(cursor, dict):  # redis-py's per-node cursors
+                            cursor = next(iter(cursor.values()))
+                        for key in keys:  # one slot per key: UNLINK them one by one
+                            await rc.execute_command("UNLINK", key)
+                        if cursor in (b"0", 0, "0"):
+                            break
 
     async def first_node(self) -> tuple[str, int]:
         rc = self._rc or await self.connect()
