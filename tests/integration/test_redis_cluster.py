@@ -110,7 +110,6 @@ async def test_a_cluster_raises_the_standalone_connections_errors(cluster_app: W
     assert isinstance(got, ReplyError) and value == b"x"
 
 
-
 async def test_closing_with_a_command_in_flight_leaves_no_connection(redis_cluster: str) -> None:
     """redis-py reconnects a closed cluster client for a command still in flight: the
     backend closes it again once that command is done, so no connection outlives it."""
