@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,9 @@ def unused_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def open_error(url: str) -> str:
+async def open_error(url: str, *, reached: bool = True) -> str:
+    """The error of opening ``url``; ``reached``: the server answered (and refused), so
+    it is a BackendError, not a BackendUnavailable (a ConnectionError retry code catches)."""
     backend = backend_from_url(url)
     assert SECRET not in backend.url  # what logs and `workhorse status` show
     try:
@@ -34,6 +37,8 @@ async def open_error(url: str) -> str:
             await backend.open()
     finally:
         await backend.close()
+    assert isinstance(caught.value, BackendUnavailable) is not reached, repr(caught.value)
+    assert isinstance(caught.value, ConnectionError) is not reached
     message = str(caught.value)
     assert SECRET not in message
     return message
@@ -44,7 +49,7 @@ async def test_an_unused_port_names_the_url_and_what_to_check(scheme: str) -> No
     pytest.importorskip(f"workhorse.backends.{'postgres' if scheme == 'postgresql' else scheme}")
     port = unused_port()
     query = "?connect_timeout=2" if scheme == "postgresql" else ""  # libpq's; Redis has none
-    message = await open_error(f"{scheme}://user:{SECRET}@127.0.0.1:{port}/0{query}")
+    message = await open_error(f"{scheme}://user:{SECRET}@127.0.0.1:{port}/0{query}", reached=False)
     assert f"{scheme}://user:***@127.0.0.1:{port}/0" in message
     assert "Check that the server runs" in message
 
@@ -128,4 +133,33 @@ async def test_redis_gone_after_open_names_the_url_on_the_next_call(
         assert "Check that the server runs" in message
         assert SECRET not in message
     finally:
+        await backend.close()
+
+
+async def test_postgres_connections_cut_after_open_raise_unavailable_then_recover() -> None:
+    """A connection the server ends (a restart, a failover, an administrator) fails the
+    call in flight with BackendUnavailable, naming the URL; the next call gets a new one."""
+    require_service("postgres", "127.0.0.1", 5432)
+    import psycopg
+
+    name = f"whcut{uuid.uuid4().hex[:10]}"
+    backend = backend_from_url(f"{POSTGRES_URL}?schema={name}&application_name={name}")
+    await backend.open()
+    try:
+        assert await backend.get("nope") is None
+        async with await psycopg.AsyncConnection.connect(
+            POSTGRES_URL, autocommit=True
+        ) as admin:  # only this backend's connections: other tests share the server
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                [name],
+            )
+        with pytest.raises(BackendUnavailable) as caught:
+            await backend.get("nope")
+        assert isinstance(caught.value, ConnectionError)
+        assert "terminating connection" in str(caught.value)
+        assert await backend.get("nope") is None
+    finally:
+        await backend.drop()  # type: ignore[attr-defined]
         await backend.close()

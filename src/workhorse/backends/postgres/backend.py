@@ -56,7 +56,7 @@ from workhorse.backends.postgres.statements import (
     purge_own,
     purge_past_keep,
 )
-from workhorse.errors import BackendError, ConfigError
+from workhorse.errors import BackendError, BackendUnavailable, ConfigError
 from workhorse.events import HOLD_FACTOR, HOLD_PREFIX, retried, run_of
 from workhorse.job import (
     Claim,
@@ -234,7 +234,8 @@ class PostgresBackend(Backend):
 
     # -- lifecycle ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str) -> BackendError:
-        return BackendError(
+        kind = BackendUnavailable if _unreachable(exc) else BackendError
+        return kind(
             f"PostgreSQL at {self.url} failed while {doing}: {exc}. Check that the server "
             "runs and accepts connections from this host, and the user, password and "
             "database in the URL."
@@ -1181,3 +1182,17 @@ def _nul_refused(exc: psycopg.DataError) -> Exception:
         "PostgreSQL cannot store a NUL character (\\x00) in text: remove it from the dedup "
         "key, singleton key or key-value key you passed"
     )
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The server could not be reached or the connection broke (BackendUnavailable), as
+    against a refusal (a role, a password, a database) or a statement's own error."""
+    if isinstance(exc, PoolTimeout):
+        return True  # no connection came: the pool could not make one, or all stayed busy
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        # libpq's connection failures carry no SQLSTATE; the server's refusals say FATAL.
+        return "FATAL:" not in str(exc)
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
