@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import _drop
+from tests.conftest import close_and_drop
 from tests.worker.worker_helpers import running
 from workhorse import JobContext, JobState, Workhorse
 from workhorse.backends import Backend
@@ -19,8 +19,7 @@ async def capped(backend: Backend) -> AsyncIterator[Workhorse]:
     app = Workhorse(backend=backend, poll_interval=0.05, max_log_lines=100, max_log_bytes=20_000)
     await app.open()
     yield app
-    await _drop(backend)  # while still open: app.close() closes the backend too
-    await app.close()
+    await close_and_drop(app, backend)
 
 
 def _notice(line: dict[str, object]) -> int:
@@ -104,10 +103,12 @@ async def test_progress_larger_than_max_payload_is_refused_to_the_task(
     async def boastful(ctx: JobContext) -> None:
         await ctx.progress({"detail": "x" * 5_000})
 
-    async with app:
+    await app.open()
+    try:
         async with running(app):
             job = await app.wait((await boastful.enqueue()).id, 20)
-        await _drop(backend)
+    finally:
+        await close_and_drop(app, backend)
     assert job.state is JobState.FAILED
     assert job.error is not None
     assert "progress is 5,013 bytes, over the 1,000-byte cap" in job.error["message"]
