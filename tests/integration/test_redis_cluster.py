@@ -4,6 +4,7 @@ a worker whose queues sit on different nodes, and ``workhorse check`` on a clust
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import uuid
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from redis.asyncio.cluster import RedisCluster
 
 from tests.contract.test_client import running, task
-from workhorse import Workhorse
+from workhorse import BackendError, Workhorse
 from workhorse.cli import main
 
 
@@ -133,5 +134,8 @@ async def test_closing_with_a_command_in_flight_leaves_no_connection(redis_clust
     blocked = asyncio.ensure_future(wire.call("BLPOP", f"whc-{uuid.uuid4().hex}", "0.3"))
     await asyncio.sleep(0.1)
     await app.close()
-    assert await blocked is None  # redis-py sent it again, on connections it opened anew
+    # redis-py sends it again on connections it opens anew (or gives up: either way,
+    # what it opened must be closed by the time the call returns).
+    with contextlib.suppress(BackendError):
+        await blocked
     assert open_to_cluster() == 0
