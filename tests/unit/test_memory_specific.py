@@ -64,6 +64,23 @@ async def test_its_events_leave_the_cyclic_gc_nothing_to_walk() -> None:
     assert [e.type for e in await backend.run_events("r3", 0, 3)] == ["step.started"] * 3
 
 
+async def test_a_runs_events_read_by_id_as_the_log_trims() -> None:
+    """A run's index holds its events' ids, read at their place in the log: right after
+    trims that moved every place, among other runs' and jobs' events."""
+    backend = MemoryBackend(max_events=100)
+    for i in range(1_500):
+        data = {"run": f"r{i % 3}", "flow": "f", "step": "s", "attempt": i}
+        await backend.publish([Event("step.started", f"j{i}", "s", "q", data)])
+        if i % 7 == 0:
+            await backend.enqueue([job()])
+    log = await backend.events(0, 10_000)
+    assert 100 <= len(log) <= 1_100
+    for run in ("r0", "r1", "r2"):
+        mine = [e for e in log if e.data.get("run") == run]
+        assert await backend.run_events(run, 0, 10_000) == mine
+        assert await backend.run_events(run, mine[5].id, 3) == mine[6:9]
+
+
 async def test_interleaved_jobs_events_trim_with_the_log() -> None:
     backend = MemoryBackend(max_events=100)
     for _ in range(5):
