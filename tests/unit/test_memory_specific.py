@@ -1,17 +1,19 @@
 """What only the memory backend promises beside the contract (tests/contract): the memory
-a job it keeps costs, and a per-job event index that trims with the log however the jobs'
-events interleave; an idle worker's waits that keep nothing."""
+a job it keeps costs, events kept out of the cyclic GC's walks, and a per-job event index
+that trims with the log however the jobs' events interleave; an idle worker's waits that
+keep nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import tracemalloc
 
 from workhorse import codec
 from workhorse.backends import JOB_EVENTS
 from workhorse.backends.memory import MemoryBackend
-from workhorse.job import NewJob, Outcome, new_job_id
+from workhorse.job import Event, NewJob, Outcome, new_job_id
 
 JOBS = 5_000
 # What a finished no-op job the store keeps costs in traced bytes: its record, its three
@@ -44,6 +46,39 @@ async def test_a_finished_job_it_keeps_costs_a_bounded_number_of_bytes() -> None
         tracemalloc.stop()
     assert (await backend.counts(["q"]))["q"]["completed"] == JOBS + 100  # nothing purged
     assert kept / JOBS < BYTES_PER_JOB, f"{kept / JOBS:.0f} bytes per kept job"
+
+
+async def test_its_events_leave_the_cyclic_gc_nothing_to_walk() -> None:
+    """A finished job keeps its record; its events, and a run's published ones, add no
+    object the cyclic GC tracks (each full collection walks every tracked object)."""
+    backend = MemoryBackend()
+    await _run_all(backend, 100)  # the containers' first growth is not per job
+    gc.collect()
+    before = len(gc.get_objects())
+    await _run_all(backend, 1_000)
+    for i in range(1_000):
+        data = {"run": f"r{i % 10}", "flow": "f", "step": "s", "attempt": 1}
+        await backend.publish([Event("step.started", f"j{i}", "s", "q", data)])
+    gc.collect()
+    assert len(gc.get_objects()) - before < 1_100  # a record per job, not three events more
+    assert [e.type for e in await backend.run_events("r3", 0, 3)] == ["step.started"] * 3
+
+
+async def test_a_runs_events_read_by_id_as_the_log_trims() -> None:
+    """A run's index holds its events' ids, read at their place in the log: right after
+    trims that moved every place, among other runs' and jobs' events."""
+    backend = MemoryBackend(max_events=100)
+    for i in range(1_500):
+        data = {"run": f"r{i % 3}", "flow": "f", "step": "s", "attempt": i}
+        await backend.publish([Event("step.started", f"j{i}", "s", "q", data)])
+        if i % 7 == 0:
+            await backend.enqueue([job()])
+    log = await backend.events(0, 10_000)
+    assert 100 <= len(log) <= 1_100
+    for run in ("r0", "r1", "r2"):
+        mine = [e for e in log if e.data.get("run") == run]
+        assert await backend.run_events(run, 0, 10_000) == mine
+        assert await backend.run_events(run, mine[5].id, 3) == mine[6:9]
 
 
 async def test_interleaved_jobs_events_trim_with_the_log() -> None:

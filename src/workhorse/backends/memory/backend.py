@@ -14,7 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 from workhorse import codec, events
@@ -41,6 +41,12 @@ from workhorse.job import (
 from workhorse.urls import check_options
 
 _Q, _A = JobState.QUEUED, JobState.ACTIVE
+
+# An event as the log keeps it, but its data: (type, job_id, task, queue, at, id). A tuple of
+# strings and numbers is untracked by the cyclic GC at its first collection, where a kept
+# Event (or a tuple holding a dict) is walked by every full collection after (five a step).
+_Kept = tuple[str, str | None, str | None, str | None, float, int]
+_ID: Final = 5
 
 
 def _kept(raw: bytes) -> bytes:
@@ -86,6 +92,11 @@ class _Rec:
     max_stalls: int = MAX_STALLS
 
 
+def _event(kept: _Kept, data: dict[str, Any]) -> Event:
+    type_, job_id, task, queue, at, event_id = kept
+    return Event(type_, job_id, task, queue, data, at, event_id)
+
+
 class MemoryBackend(Backend):
     capabilities = Capabilities(
         durable=False,
@@ -122,8 +133,9 @@ class MemoryBackend(Backend):
         self._kv = KeyValues(clock)
         # The log, bounded by max_events: job_events scans it (a page view) rather than every
         # job keeping an index of its own (the hot path's cost, and ~150 bytes per job).
-        self._events: deque[Event] = deque()
-        self._run_events: dict[str, deque[Event]] = {}  # published events by data["run"]
+        self._events: deque[_Kept] = deque()
+        self._event_data: deque[dict[str, Any]] = deque()  # _events' data, in their order
+        self._run_events: dict[str, deque[int]] = {}  # ids of published events by data["run"]
         self._max_events = max_events
         self._trim_at = max_events + min(1000, max_events)  # trims amortised over 1,000 events
         self._event_ids = itertools.count(1)
@@ -148,9 +160,8 @@ class MemoryBackend(Backend):
     def _logged(self, type_: str, rec: _Rec, now: float, data: dict[str, Any]) -> None:
         """``_event`` with the data as a dict it may keep (a claim's and a finish's, once
         per job: no keyword arguments copied into a new dict)."""
-        self._events.append(
-            Event(type_, rec.id, rec.task, rec.queue, data, now, next(self._event_ids))
-        )
+        self._events.append((type_, rec.id, rec.task, rec.queue, now, next(self._event_ids)))
+        self._event_data.append(data)
         if len(self._events) > self._trim_at:
             self._trim_events()
 
@@ -159,11 +170,11 @@ class MemoryBackend(Backend):
         HOLD_FACTOR times that; amortised over up to a thousand events, like SQLite's."""
         floors = [int(v) for v in self._kv.scan(events.HOLD_PREFIX).values()]
         floor = min(floors) if floors else None
-        log, keep = self._events, self._max_events
+        log, kept_data, keep = self._events, self._event_data, self._max_events
         while len(log) > keep and (
-            floor is None or log[0].id < floor or len(log) > keep * events.HOLD_FACTOR
+            floor is None or log[0][_ID] < floor or len(log) > keep * events.HOLD_FACTOR
         ):
-            self._unindex_run_event(log.popleft())
+            self._unindex_run_event(log.popleft()[_ID], kept_data.popleft())
 
     def _schedule(self, rec: _Rec, now: float) -> None:
         if rec.run_at <= now:
@@ -397,7 +408,7 @@ class MemoryBackend(Backend):
                 continue
             accepted.append(True)
             if outcome.events:  # a flow step's own events, before its outcome's
-                self._published(outcome.events, now, owned=True)
+                self._published(outcome.events, now)
             if outcome.logs or outcome.logs_dropped:
                 self._add_logs(rec, outcome.logs, outcome.logs_dropped)
             kind = outcome.kind
@@ -731,53 +742,48 @@ class MemoryBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         self._published(events, self._clock())
 
-    def _published(self, batch: Sequence[Event], now: float, owned: bool = False) -> None:
-        """``owned``: the events are the store's to keep (an outcome's, made for its
-        finish), so one never stored takes its id in place instead of being copied."""
-        log, ids, by_run = self._events, self._event_ids, self._run_events
+    def _published(self, batch: Sequence[Event], now: float) -> None:
+        log, kept_data = self._events, self._event_data
+        ids, by_run = self._event_ids, self._run_events
         for ev in batch:
-            if owned and not ev.id:
-                stored = ev
-                ev.id = next(ids)
-                if not ev.at:
-                    ev.at = now
-            else:
-                stored = Event(
-                    ev.type, ev.job_id, ev.task, ev.queue, ev.data, ev.at or now, next(ids)
-                )
-            log.append(stored)
+            data, event_id = ev.data, next(ids)
+            log.append((ev.type, ev.job_id, ev.task, ev.queue, ev.at or now, event_id))
+            kept_data.append(data)
             # Indexed by the run its data names (events.run_of's rule, inline: a step
             # publishes two or three events).
-            data = stored.data
             run = data.get("run") if data else None
             if isinstance(run, str):
                 held = by_run.get(run)  # not setdefault: a deque a call is 760 B
                 if held is None:
                     held = by_run[run] = deque()
-                held.append(stored)
+                held.append(event_id)
         if len(log) > self._trim_at:
             self._trim_events()
 
-    def _unindex_run_event(self, ev: Event) -> None:
+    def _unindex_run_event(self, event_id: int, data: dict[str, Any]) -> None:
         # The log drops its oldest first, so a run's oldest indexed event is this one.
-        run = events.run_of(ev)
-        if run is None:
+        run = data.get("run") if data else None
+        if not isinstance(run, str):
             return
         held = self._run_events.get(run)
-        if held and held[0] is ev:
+        if held and held[0] == event_id:
             held.popleft()
             if not held:
                 del self._run_events[run]
 
     async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
         held = self._run_events.get(run, ())
-        return [ev for ev in held if ev.id > after][:limit]
+        wanted = [i for i in held if i > after][:limit]
+        if not wanted:
+            return []
+        log, first = self._events, self._events[0][_ID]  # ids in the log run on without gaps
+        return [_event(log[i - first], self._event_data[i - first]) for i in wanted]
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         out = []
-        for ev in self._events:
-            if ev.id > after:
-                out.append(ev)
+        for kept, data in zip(self._events, self._event_data, strict=True):
+            if kept[_ID] > after:
+                out.append(_event(kept, data))
                 if len(out) >= limit:
                     break
         return out
@@ -785,9 +791,10 @@ class MemoryBackend(Backend):
     async def job_events(self, job_id: str, limit: int = JOB_EVENTS) -> list[Event]:
         mine: list[Event] = []
         if limit > 0:
-            for ev in reversed(self._events):  # newest first: a live job's are near the end
-                if ev.job_id == job_id and events.run_of(ev) is None:
-                    mine.append(ev)
+            # newest first: a live job's are near the end
+            for kept, data in zip(reversed(self._events), reversed(self._event_data), strict=True):
+                if kept[1] == job_id and not (data and isinstance(data.get("run"), str)):
+                    mine.append(_event(kept, data))
                     if len(mine) == limit:
                         break
         return mine[::-1]
