@@ -159,7 +159,8 @@ class Engine:
         if outcome.kind == "completed":
             # Stored before the follow-ups exist (``fire`` waits for it, or they go with
             # the outcome, written after its events), so the run's events read in cause
-            # order. Its data is its start's (the same four fields): one dict for both.
+            # order.
+            info = {"run": meta.run, "flow": meta.flow, "step": name, "attempt": tried}
             fc.held.append(Event("step.completed", job_id, name, queue, info, time.time()))
             try:
                 result = outcome.result
