@@ -111,6 +111,21 @@ def _claim_params(sent: Sequence[tuple[Claim, NewJob]], *owners: Any) -> tuple[A
     )
 
 
+def _publish_params(events: Sequence[Event]) -> tuple[Any, ...]:
+    """The events' arrays of a publish statement."""
+    # Packed text arrays: psycopg's own list dumper escapes JSON's quotes one regex
+    # match at a time (half a flow step's Python on PostgreSQL went there).
+    return (
+        arrays.texts([e.type for e in events]),
+        arrays.texts([e.job_id for e in events]),
+        arrays.texts([e.task for e in events]),
+        arrays.texts([e.queue for e in events]),
+        arrays.texts([_dumps(e.data or {}) for e in events]),
+        [e.at or None for e in events],
+        arrays.texts([run_of(e) for e in events]),
+    )
+
+
 def _claim_answers(rows: Sequence[Any]) -> tuple[set[str], dict[str, bool]]:
     """The keys a claimed write set ("k" rows) and the jobs it wrote ("j": id, scheduled)."""
     claimed = {row[1] for row in rows if row[0] == "k"}
@@ -428,14 +443,33 @@ class PostgresBackend(Backend):
             return []
         return await self._claimed.submit(items)
 
-    async def _enqueue_claimed_many(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
-        """enqueue_claimed in one statement (one commit). A key asked twice goes in once:
-        its first ask is answered as it would be in turn, the later ones get nothing."""
+    async def enqueue_claimed_with(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+    ) -> list[Claimed]:
+        """The keys, the events and the claimed jobs in one statement (one commit)."""
+        written = (arrays.texts(list(kv)), arrays.texts(list(kv.values())))
+        return await self._enqueue_claimed_many(
+            items, self._q.enqueue_claimed_with, (*written, *_publish_params(events))
+        )
+
+    async def _enqueue_claimed_many(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        query: str | None = None,
+        before: tuple[Any, ...] = (),
+    ) -> list[Claimed]:
+        """enqueue_claimed in one statement (one commit); ``query`` another form of it,
+        whose own parameters ``before`` go first. A key asked twice goes in once: its
+        first ask is answered as it would be in turn, the later ones get nothing."""
         first: dict[str, int] = {}
         for i, (claim, _) in enumerate(items):
             first.setdefault(claim.key, i)
         rows = await self._rows(
-            self._q.enqueue_claimed, _claim_params([items[i] for i in first.values()])
+            query or self._q.enqueue_claimed,
+            (*before, *_claim_params([items[i] for i in first.values()])),
         )
         claimed, written = _claim_answers(rows)
         return [
@@ -1053,20 +1087,7 @@ class PostgresBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        # Packed text arrays: psycopg's own list dumper escapes JSON's quotes one regex
-        # match at a time (half a flow step's Python on PostgreSQL went there).
-        await self._rows(
-            self._q.publish,
-            (
-                arrays.texts([e.type for e in events]),
-                arrays.texts([e.job_id for e in events]),
-                arrays.texts([e.task for e in events]),
-                arrays.texts([e.queue for e in events]),
-                arrays.texts([_dumps(e.data or {}) for e in events]),
-                [e.at or None for e in events],
-                arrays.texts([run_of(e) for e in events]),
-            ),
-        )
+        await self._rows(self._q.publish, _publish_params(events))
 
     async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
         start = await self._position(after)

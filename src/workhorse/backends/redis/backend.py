@@ -381,6 +381,26 @@ class RedisBackend(RedisWaiting):
         codes = await self._call("claimed", "", *self._claim_args([("0", items)], 4))
         return self._claims_taken(items, codes)
 
+    async def enqueue_claimed_with(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+    ) -> list[Claimed]:
+        """The keys, the events and the claimed jobs as pipelined script calls, run in
+        this order; on a cluster (other slots, other nodes) the base class's calls."""
+        if not self.capabilities.finish_followups or not items:
+            return await super().enqueue_claimed_with(items, kv, events)
+        await self._list_queues({new.queue for _, new in items})
+        calls: list[tuple[str, str, Sequence[Any]]] = [
+            ("kv", "", ("set", key, value, "")) for key, value in kv.items()
+        ]
+        if events:
+            calls.append(("publish", "", _event_args(events)))
+        calls.append(("claimed", "", self._claim_args([("0", items)], 4)))
+        replies = await self._call_many(calls)
+        return self._claims_taken(items, replies[-1])
+
     def _claim_args(
         self, owned: Sequence[tuple[str, Sequence[tuple[Claim, NewJob]]]], at: int
     ) -> list[Any]:
