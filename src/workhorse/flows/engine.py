@@ -731,14 +731,37 @@ class Engine:
 
     # -- starting and stopping runs ---------------------------------------------------------
     async def start_run(self, flow: str, data: Any = None) -> str:
+        """Start a run: its record, its live entry, ``flow.started`` and its entry steps'
+        jobs go in one store call (``Backend.enqueue_claimed_with``) after the clock's
+        read; a flow with an entry waiting for a signal writes them one by one."""
         f = self.graph.flow(flow)
         f.check()
         f.shape()  # a flow that cannot be shaped fails here, not in a worker
-        rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
-        await records.save(self.client.backend, rec)
-        await self.client.backend.kv_set(keys.live_key(rec.id), flow)
-        await self.publish("flow.started", rec.id, flow)
-        await self.start_entries(rec, f)
+        backend = self.client.backend
+        entries = f.entries()
+        rec = RunRecord(keys.new_run_id(), flow, data, 0.0)
+        if f.counted():  # counted before they exist, so none ends uncounted
+            rec.created_at, _ = await asyncio.gather(
+                backend.now(),
+                backend.counter_add(keys.count_key(rec.id, rec.gen), len(entries), COUNT_TTL),
+            )
+        else:
+            rec.created_at = await backend.now()
+        if any(waits_for_signal(step) for step in entries):
+            await records.save(backend, rec)
+            await backend.kv_set(keys.live_key(rec.id), flow)
+            await self.publish("flow.started", rec.id, flow)
+            for step in entries:
+                await self.begin(rec.id, rec.gen, step, data, "entry")
+            return rec.id
+        cause = ("entry",)
+        items = [
+            self.build_step(rec.id, rec.gen, step, data, cause, await self.due(step), flow=f)
+            for step in entries
+        ]
+        written = {keys.run_key(rec.id): rec.dumps(), keys.live_key(rec.id): flow}
+        started = run_event("flow.started", rec.id, flow)
+        await self.client.submit_claimed(items, written, [started])
         return rec.id
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
@@ -841,8 +864,12 @@ class Engine:
     def publish(self, type_: str, run: str, flow: str, **data: Any) -> asyncio.Future[None]:
         """Write a run's event (flow.*, step.waiting, step.resumed), in the next batch;
         the future settles once it is stored (a future, not a coroutine: once per run)."""
-        event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
-        return self.publisher.add(event)
+        return self.publisher.add(run_event(type_, run, flow, **data))
+
+
+def run_event(type_: str, run: str, flow: str, **data: Any) -> Event:
+    """A run's event (not yet stored), at this process's time."""
+    return Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
 
 
 def handed_off(
