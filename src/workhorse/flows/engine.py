@@ -740,13 +740,13 @@ class Engine:
         backend = self.client.backend
         entries = f.entries()
         rec = RunRecord(keys.new_run_id(), flow, data, 0.0)
+        counting = None
         if f.counted():  # counted before they exist, so none ends uncounted
-            rec.created_at, _ = await asyncio.gather(
-                backend.now(),
-                backend.counter_add(keys.count_key(rec.id, rec.gen), len(entries), COUNT_TTL),
-            )
-        else:
-            rec.created_at = await backend.now()
+            add = backend.counter_add(keys.count_key(rec.id, rec.gen), len(entries), COUNT_TTL)
+            counting = asyncio.ensure_future(add)  # beside the clock's read
+        rec.created_at = await backend.now()
+        if counting is not None:
+            await counting
         if any(waits_for_signal(step) for step in entries):
             await records.save(backend, rec)
             await backend.kv_set(keys.live_key(rec.id), flow)

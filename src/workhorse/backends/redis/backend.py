@@ -387,14 +387,15 @@ class RedisBackend(RedisWaiting):
         kv: Mapping[str, str],
         events: Sequence[Event],
     ) -> list[Claimed]:
-        """The keys, the events and the claimed jobs as pipelined script calls, run in
-        this order; on a cluster (other slots, other nodes) the base class's calls."""
+        """The keys (one kv call), the events and the claimed jobs as pipelined script
+        calls, run in this order; on a cluster (other slots, other nodes) the base
+        class's calls."""
         if not self.capabilities.finish_followups or not items:
             return await super().enqueue_claimed_with(items, kv, events)
         await self._list_queues({new.queue for _, new in items})
-        calls: list[tuple[str, str, Sequence[Any]]] = [
-            ("kv", "", ("set", key, value, "")) for key, value in kv.items()
-        ]
+        calls: list[tuple[str, str, Sequence[Any]]] = []
+        if kv:
+            calls.append(("kv", "", ("sets", *(part for pair in kv.items() for part in pair))))
         if events:
             calls.append(("publish", "", _event_args(events)))
         calls.append(("claimed", "", self._claim_args([("0", items)], 4)))
