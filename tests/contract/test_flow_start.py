@@ -107,3 +107,22 @@ async def test_an_entry_waiting_for_a_signal_starts_apart(app: Workhorse) -> Non
     await eventually(waiting, "the entry waiting for its signal")
     assert await app.flows.signal("open", 5) == 1
     assert (await run.result(timeout=10)) == {"gate": 5}
+
+
+async def test_an_entry_at_a_cron_time_is_due_from_the_starts_clock(app: Workhorse) -> None:
+    @app.task(name="tick", flow="ticking", entry=True, wait={"cron": "* * * * * *"})
+    async def tick(data: Any) -> Any:
+        return data
+
+    await app.flows.start("ticking", 0)
+    calls = _count_calls(app.backend)
+    try:
+        run = await app.flows.start("ticking", 1)
+    finally:
+        _uncount(app.backend)
+    assert calls == ["now", "enqueue_claimed_with"]
+    info = await run.info()
+    (step,) = info.steps
+    job = await app.get_job(step.job_id)
+    assert job is not None
+    assert job.run_at.timestamp() == int(info.created_at) + 1  # the next whole second

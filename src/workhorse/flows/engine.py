@@ -566,16 +566,18 @@ class Engine:
             return await self.waits.start(run, gen, step, data, cause)
         return await self.enqueue_step(run, gen, step, data, *cause, options=await self.due(step))
 
-    async def due(self, step: Step) -> dict[str, Any] | None:
-        """The enqueue options of a step that waits for a delay or a cron time."""
+    async def due(self, step: Step, now: float | None = None) -> dict[str, Any] | None:
+        """The enqueue options of a step that waits for a delay or a cron time; ``now``:
+        the store's time when the caller has just read it."""
         w = step.wait
         if w is None:
             return None
         if w.delay is not None:
             return {"delay": w.delay}
         assert w.cron is not None
-        now = datetime.fromtimestamp(await self.client.backend.now(), UTC)
-        return {"at": w.cron.next_after(now)}
+        if now is None:
+            now = await self.client.backend.now()
+        return {"at": w.cron.next_after(datetime.fromtimestamp(now, UTC))}
 
     async def enqueue_step(
         self,
@@ -756,7 +758,9 @@ class Engine:
             return rec.id
         cause = ("entry",)
         items = [
-            self.build_step(rec.id, rec.gen, step, data, cause, await self.due(step), flow=f)
+            self.build_step(
+                rec.id, rec.gen, step, data, cause, await self.due(step, rec.created_at), flow=f
+            )
             for step in entries
         ]
         written = {keys.run_key(rec.id): rec.dumps(), keys.live_key(rec.id): flow}
