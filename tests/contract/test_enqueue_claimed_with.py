@@ -32,6 +32,17 @@ async def test_keys_events_and_jobs_are_written_in_one_call(backend: Backend) ->
     assert (ev.type, ev.data, ev.at) == ("flow.started", started.data, started.at)
 
 
+async def test_counters_are_added_with_the_jobs(backend: Backend) -> None:
+    await backend.counter_add("n:a", 5, ttl=60)
+    a = new()
+    counters = [("n:a", 2, None), ("n:b", 3, 60.0), ("n:a", 1, None)]
+    ((won, res),) = await backend.enqueue_claimed_with(
+        [(Claim(f"idx:{a.id}", "m"), a)], {}, [], counters
+    )
+    assert won is True and res is not None and res.created
+    assert await backend.counter_add_many([("n:a", 0, None), ("n:b", 0, None)]) == [8, 3]
+
+
 async def test_the_keys_are_set_without_a_ttl_and_events_may_be_none(backend: Backend) -> None:
     await backend.kv_set("run:r2", "old", ttl=0.05)
     a = new()

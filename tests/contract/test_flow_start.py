@@ -1,6 +1,7 @@
-"""A run's start: its record, live entry, flow.started and entry jobs go in one store call
-after the clock's read (``Backend.enqueue_claimed_with``); a counted flow's count is added
-beside the clock's read, and a flow whose entry waits for a signal writes them apart."""
+"""A run's start: its record, live entry, flow.started, count of live steps (a counted
+flow) and entry jobs go in one store call after the clock's read
+(``Backend.enqueue_claimed_with``); a flow whose entry waits for a signal writes them
+apart."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ async def test_a_start_is_the_clock_and_one_write(app: Workhorse) -> None:
     assert (await run.result(timeout=10)) == {"s2": 3}
 
 
-async def test_a_counted_start_adds_its_count_beside_the_clock(app: Workhorse) -> None:
+async def test_a_counted_start_adds_its_count_with_its_entry(app: Workhorse) -> None:
     @app.task(name="root", flow="fork", entry=True)
     async def root(n: int) -> int:
         return n
@@ -81,8 +82,8 @@ async def test_a_counted_start_adds_its_count_beside_the_clock(app: Workhorse) -
         run = await app.flows.start("fork", 1)
     finally:
         _uncount(app.backend)
-    assert sorted(calls) == ["counter_add", "enqueue_claimed_with", "now"]
-    assert calls[-1] == "enqueue_claimed_with"
+    assert calls == ["now", "enqueue_claimed_with"]
+    assert await app.backend.counter_add(keys.count_key(run.id, 0), 0) == 1
     await app.start_worker(concurrency=4)
     assert (await run.result(timeout=10)) == {"left": 2, "right": 2}
 

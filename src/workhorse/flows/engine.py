@@ -733,23 +733,17 @@ class Engine:
 
     # -- starting and stopping runs ---------------------------------------------------------
     async def start_run(self, flow: str, data: Any = None) -> str:
-        """Start a run: its record, its live entry, ``flow.started`` and its entry steps'
-        jobs go in one store call (``Backend.enqueue_claimed_with``) after the clock's
-        read; a flow with an entry waiting for a signal writes them one by one."""
+        """Start a run: its record, its live entry, ``flow.started``, its count of live
+        steps (a counted flow) and its entry steps' jobs go in one store call
+        (``Backend.enqueue_claimed_with``) after the clock's read; a flow with an entry
+        waiting for a signal writes them one by one."""
         f = self.graph.flow(flow)
         f.check()
         f.shape()  # a flow that cannot be shaped fails here, not in a worker
         backend = self.client.backend
         entries = f.entries()
-        rec = RunRecord(keys.new_run_id(), flow, data, 0.0)
-        counting = None
-        if f.counted():  # counted before they exist, so none ends uncounted
-            add = backend.counter_add(keys.count_key(rec.id, rec.gen), len(entries), COUNT_TTL)
-            counting = asyncio.ensure_future(add)  # beside the clock's read
-        rec.created_at = await backend.now()
-        if counting is not None:
-            await counting
-        if any(waits_for_signal(step) for step in entries):
+        rec = RunRecord(keys.new_run_id(), flow, data, await backend.now())
+        if any(waits_for_signal(step) for step in entries):  # no counted flow waits
             await records.save(backend, rec)
             await backend.kv_set(keys.live_key(rec.id), flow)
             await self.publish("flow.started", rec.id, flow)
@@ -765,7 +759,9 @@ class Engine:
         ]
         written = {keys.run_key(rec.id): rec.dumps(), keys.live_key(rec.id): flow}
         started = run_event("flow.started", rec.id, flow)
-        await self.client.submit_claimed(items, written, [started])
+        # Counted with the entries' writes, so none ends uncounted.
+        counted = [(keys.count_key(rec.id, rec.gen), len(items), COUNT_TTL)] if f.counted() else []
+        await self.client.submit_claimed(items, written, [started], counted)
         return rec.id
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:

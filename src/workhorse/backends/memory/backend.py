@@ -298,11 +298,14 @@ class MemoryBackend(Backend):
         items: Sequence[tuple[Claim, NewJob]],
         kv: Mapping[str, str],
         events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]] = (),
     ) -> list[Claimed]:
         now = self._clock()
         for key, value in kv.items():
             self._kv.put(key, value, None)
         self._published(events, now)
+        for key, n, ttl in counters:
+            self._kv.add(key, n, ttl)
         out = self._claimed(items, now)
         self._work.wake()
         return out

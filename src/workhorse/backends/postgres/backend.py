@@ -111,6 +111,20 @@ def _claim_params(sent: Sequence[tuple[Claim, NewJob]], *owners: Any) -> tuple[A
     )
 
 
+def _counter_sums(items: Sequence[tuple[str, int, float | None]]) -> dict[str, list[Any]]:
+    """Adds by key: [n summed, the first ttl given] (what the adds one by one would leave)."""
+    sums: dict[str, list[Any]] = {}
+    for key, n, ttl in items:
+        got = sums.get(key)
+        if got is None:
+            sums[key] = [n, _ttl(ttl)]
+        else:
+            got[0] += n
+            if got[1] is None:
+                got[1] = _ttl(ttl)
+    return sums
+
+
 def _publish_params(events: Sequence[Event]) -> tuple[Any, ...]:
     """The events' arrays of a publish statement."""
     # Packed text arrays: psycopg's own list dumper escapes JSON's quotes one regex
@@ -448,11 +462,23 @@ class PostgresBackend(Backend):
         items: Sequence[tuple[Claim, NewJob]],
         kv: Mapping[str, str],
         events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]] = (),
     ) -> list[Claimed]:
-        """The keys, the events and the claimed jobs in one statement (one commit)."""
-        written = (arrays.texts(list(kv)), arrays.texts(list(kv.values())))
+        """The keys, the events, the counters and the claimed jobs in one statement (one
+        commit); a counter's adds are summed into one row first (an upsert touches a row
+        once)."""
+        sums = _counter_sums(counters)
         return await self._enqueue_claimed_many(
-            items, self._q.enqueue_claimed_with, (*written, *_publish_params(events))
+            items,
+            self._q.enqueue_claimed_with,
+            (
+                arrays.texts(list(kv)),
+                arrays.texts(list(kv.values())),
+                *_publish_params(events),
+                list(sums),
+                [v[0] for v in sums.values()],
+                [v[1] for v in sums.values()],
+            ),
         )
 
     async def _enqueue_claimed_many(
@@ -1061,15 +1087,7 @@ class PostgresBackend(Backend):
         each add's own value is taken back from the key's last."""
         if len(items) <= 1:
             return [await self.counter_add(key, n, ttl) for key, n, ttl in items]
-        sums: dict[str, list[Any]] = {}  # key -> [n summed, ttl]
-        for key, n, ttl in items:
-            got = sums.get(key)
-            if got is None:
-                sums[key] = [n, _ttl(ttl)]
-            else:
-                got[0] += n
-                if got[1] is None:
-                    got[1] = _ttl(ttl)
+        sums = _counter_sums(items)
         params = {
             "k": list(sums),
             "n": [v[0] for v in sums.values()],

@@ -203,8 +203,9 @@ SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
     def enqueue_claimed(self, written: bool = False) -> str:
         """enqueue_claimed in one statement (``_claim_jobs``). Returns the keys claimed
         ('k', key, NULL) and the jobs written ('j', id, scheduled). ``written``
-        (enqueue_claimed_with): first kv keys are set (keys and values: two text arrays)
-        and events published (publish's arrays), before the claims."""
+        (enqueue_claimed_with): first kv keys are set (keys and values: two text arrays),
+        events published (publish's arrays) and counters added (counter_add_many's
+        arrays, distinct keys), before the claims."""
         s = self.s
         first = ""
         if written:
@@ -215,6 +216,7 @@ SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL
 ), pub AS ({self.publish()}
   RETURNING id
+), cnt AS ({self.counter_add_many("%s", "%s", "%s")}
 ), """
         return f"""
 WITH {first}{self._claim_jobs(after="pub" if written else "")}, ev AS (
@@ -655,14 +657,15 @@ ON CONFLICT (key) DO UPDATE SET
                ELSE c.expires_at END
 RETURNING value"""
 
-    def counter_add_many(self) -> str:
+    def counter_add_many(self, k: str = "%(k)s", n: str = "%(n)s", ttl: str = "%(ttl)s") -> str:
         """counter_add for several distinct keys at once, inserted in key order (so two
-        such statements never wait on each other in a cycle). Returns key, value rows."""
+        such statements never wait on each other in a cycle). Returns key, value rows.
+        ``k``, ``n``, ``ttl``: the arrays' placeholders."""
         expired = "(c.expires_at IS NOT NULL AND c.expires_at <= now())"
         return f"""
 INSERT INTO {self.s}.counters AS c (key, value, expires_at)
 SELECT w.key, w.n, now() + make_interval(secs => w.ttl)
-FROM unnest(%(k)s::text[], %(n)s::int8[], %(ttl)s::float8[]) AS w(key, n, ttl)
+FROM unnest({k}::text[], {n}::int8[], {ttl}::float8[]) AS w(key, n, ttl)
 ORDER BY w.key
 ON CONFLICT (key) DO UPDATE SET
   value = CASE WHEN {expired} THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END,
