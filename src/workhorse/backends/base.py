@@ -129,11 +129,11 @@ class Backend(abc.ABC):
         Memory, SQLite and PostgreSQL write all in one transaction and one round trip,
         Redis in one pipelined round trip of atomic calls in this order; this default
         writes the keys, events and counters side by side, then the jobs."""
-        await asyncio.gather(
-            *(self.kv_set(k, v) for k, v in kv.items()),
-            self.publish(events),
-            self.counter_add_many(counters),
-        )
+        written = asyncio.gather(*(self.kv_set(k, v) for k, v in kv.items()), self.publish(events))
+        try:
+            await self.counter_add_many(counters)  # in the caller's task, while those go
+        finally:
+            await written
         return await self.enqueue_claimed(items)
 
     # -- consuming -------------------------------------------------------------------
