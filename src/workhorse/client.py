@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import typing
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -443,16 +443,26 @@ class Client:
         return out
 
     async def submit_claimed(
-        self, items: Sequence[tuple[Claim, Task[Any, Any], NewJob]]
+        self,
+        items: Sequence[tuple[Claim, Task[Any, Any], NewJob]],
+        kv: Mapping[str, str] | None = None,
+        published: Sequence[Event] = (),
+        counters: Sequence[tuple[str, int, float | None]] = (),
     ) -> list[tuple[bool, JobHandle[Any] | None]]:
         """Write jobs built by ``new_job``, each with its claim, in one round trip where
         the store can (``Backend.enqueue_claimed``): whether the call set each claim, and
-        the job's handle when it wrote the job."""
+        the job's handle when it wrote the job. ``kv``, ``published`` and ``counters``: keys
+        set, events published and counters added before the jobs, in the same call
+        (``Backend.enqueue_claimed_with``)."""
         if not items:
             return []
         backend = await self.store()
         await self.prepare_claimed(items)
-        results = await backend.enqueue_claimed([(claim, new) for claim, _, new in items])
+        pairs = [(claim, new) for claim, _, new in items]
+        if kv or published or counters:
+            results = await backend.enqueue_claimed_with(pairs, kv or {}, published, counters)
+        else:
+            results = await backend.enqueue_claimed(pairs)
         return await self.claimed_handles(items, results)
 
     async def prepare_claimed(self, items: Sequence[tuple[Claim, Task[Any, Any], NewJob]]) -> None:

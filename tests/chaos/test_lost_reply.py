@@ -181,6 +181,24 @@ async def test_a_resent_enqueue_claimed_reports_its_first_answers(lossy: Lossy) 
     assert len(of(await settled_log(lossy.direct), "job.queued", a.id)) == 1
 
 
+async def test_a_resent_start_writes_its_event_count_and_job_once(lossy: Lossy) -> None:
+    # A run's start (enqueue_claimed_with) is one pipeline: its lost replies resend it whole.
+    a = new()
+    lossy.lose("claimed")
+    ((won, res),) = await lossy.backend.enqueue_claimed_with(
+        [(Claim(f"idx:{a.id}", "m"), a)],
+        {"run:r1": "record", "live:r1": "f"},
+        [Event("flow.started", data={"run": "r1"})],
+        [("n:r1", 1, None)],
+    )
+    lossy.assert_lost()
+    assert won is True and res is not None and res.created
+    log = await settled_log(lossy.direct)
+    assert (len(of(log, "flow.started")), len(of(log, "job.queued", a.id))) == (1, 1)
+    assert await lossy.direct.kv_get("run:r1") == "record"
+    assert await lossy.direct.counter_add("n:r1", 0) == 1
+
+
 async def test_a_resent_counter_counts_once(lossy: Lossy) -> None:
     lossy.lose("counter")
     assert await lossy.backend.counter_add("c", 1) == 1

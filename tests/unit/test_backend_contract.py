@@ -14,6 +14,7 @@ from workhorse.backends.memory import MemoryBackend
 _OPTIONAL = {
     "counter_add_many",
     "enqueue_claimed",
+    "enqueue_claimed_with",
     "enqueue_watched",
     "events_head",
     "get_many",

@@ -116,6 +116,26 @@ class Backend(abc.ABC):
             out[i] = (out[i][0], res if res.created else None)
         return out
 
+    async def enqueue_claimed_with(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]] = (),
+    ) -> list[Claimed]:
+        """``enqueue_claimed`` after ``kv_set`` of each key of ``kv`` (no ttl), ``publish``
+        of ``events`` and ``counter_add_many`` of ``counters`` (their values not returned):
+        a reader that finds a job finds them too, and the events come before the jobs'.
+        Memory, SQLite and PostgreSQL write all in one transaction and one round trip,
+        Redis in one pipelined round trip of atomic calls in this order; this default
+        writes the keys, events and counters side by side, then the jobs."""
+        written = asyncio.gather(*(self.kv_set(k, v) for k, v in kv.items()), self.publish(events))
+        try:
+            await self.counter_add_many(counters)  # in the caller's task, while those go
+        finally:
+            await written
+        return await self.enqueue_claimed(items)
+
     # -- consuming -------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(

@@ -566,16 +566,18 @@ class Engine:
             return await self.waits.start(run, gen, step, data, cause)
         return await self.enqueue_step(run, gen, step, data, *cause, options=await self.due(step))
 
-    async def due(self, step: Step) -> dict[str, Any] | None:
-        """The enqueue options of a step that waits for a delay or a cron time."""
+    async def due(self, step: Step, now: float | None = None) -> dict[str, Any] | None:
+        """The enqueue options of a step that waits for a delay or a cron time; ``now``:
+        the store's time when the caller has just read it."""
         w = step.wait
         if w is None:
             return None
         if w.delay is not None:
             return {"delay": w.delay}
         assert w.cron is not None
-        now = datetime.fromtimestamp(await self.client.backend.now(), UTC)
-        return {"at": w.cron.next_after(now)}
+        if now is None:
+            now = await self.client.backend.now()
+        return {"at": w.cron.next_after(datetime.fromtimestamp(now, UTC))}
 
     async def enqueue_step(
         self,
@@ -731,14 +733,35 @@ class Engine:
 
     # -- starting and stopping runs ---------------------------------------------------------
     async def start_run(self, flow: str, data: Any = None) -> str:
+        """Start a run: its record, its live entry, ``flow.started``, its count of live
+        steps (a counted flow) and its entry steps' jobs go in one store call
+        (``Backend.enqueue_claimed_with``) after the clock's read; a flow with an entry
+        waiting for a signal writes them one by one."""
         f = self.graph.flow(flow)
         f.check()
         f.shape()  # a flow that cannot be shaped fails here, not in a worker
-        rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
-        await records.save(self.client.backend, rec)
-        await self.client.backend.kv_set(keys.live_key(rec.id), flow)
-        await self.publish("flow.started", rec.id, flow)
-        await self.start_entries(rec, f)
+        backend = self.client.backend
+        entries = f.entries()
+        rec = RunRecord(keys.new_run_id(), flow, data, await backend.now())
+        if any(waits_for_signal(step) for step in entries):  # no counted flow waits
+            await records.save(backend, rec)
+            await backend.kv_set(keys.live_key(rec.id), flow)
+            await self.publish("flow.started", rec.id, flow)
+            for step in entries:
+                await self.begin(rec.id, rec.gen, step, data, "entry")
+            return rec.id
+        cause = ("entry",)
+        items = [
+            self.build_step(
+                rec.id, rec.gen, step, data, cause, await self.due(step, rec.created_at), flow=f
+            )
+            for step in entries
+        ]
+        written = {keys.run_key(rec.id): rec.dumps(), keys.live_key(rec.id): flow}
+        started = run_event("flow.started", rec.id, flow)
+        # Counted with the entries' writes, so none ends uncounted.
+        counted = [(keys.count_key(rec.id, rec.gen), len(items), COUNT_TTL)] if f.counted() else []
+        await self.client.submit_claimed(items, written, [started], counted)
         return rec.id
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
@@ -841,8 +864,12 @@ class Engine:
     def publish(self, type_: str, run: str, flow: str, **data: Any) -> asyncio.Future[None]:
         """Write a run's event (flow.*, step.waiting, step.resumed), in the next batch;
         the future settles once it is stored (a future, not a coroutine: once per run)."""
-        event = Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
-        return self.publisher.add(event)
+        return self.publisher.add(run_event(type_, run, flow, **data))
+
+
+def run_event(type_: str, run: str, flow: str, **data: Any) -> Event:
+    """A run's event (not yet stored), at this process's time."""
+    return Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
 
 
 def handed_off(

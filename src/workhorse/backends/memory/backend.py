@@ -304,6 +304,23 @@ class MemoryBackend(Backend):
         self._work.wake()
         return out
 
+    async def enqueue_claimed_with(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]] = (),
+    ) -> list[Claimed]:
+        now = self._clock()
+        for key, value in kv.items():
+            self._kv.put(key, value, None)
+        self._published(events, now)
+        for key, n, ttl in counters:
+            self._kv.add(key, n, ttl)
+        out = self._claimed(items, now)
+        self._work.wake()
+        return out
+
     def _claimed(self, items: Sequence[tuple[Claim, NewJob]], now: float) -> list[Claimed]:
         """The claims and the jobs, with nothing awaited: one step of the event loop."""
         out: list[Claimed] = []

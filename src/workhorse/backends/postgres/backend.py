@@ -111,6 +111,35 @@ def _claim_params(sent: Sequence[tuple[Claim, NewJob]], *owners: Any) -> tuple[A
     )
 
 
+def _counter_sums(items: Sequence[tuple[str, int, float | None]]) -> dict[str, list[Any]]:
+    """Adds by key: [n summed, the first ttl given] (what the adds one by one would leave)."""
+    sums: dict[str, list[Any]] = {}
+    for key, n, ttl in items:
+        got = sums.get(key)
+        if got is None:
+            sums[key] = [n, _ttl(ttl)]
+        else:
+            got[0] += n
+            if got[1] is None:
+                got[1] = _ttl(ttl)
+    return sums
+
+
+def _publish_params(events: Sequence[Event]) -> tuple[Any, ...]:
+    """The events' arrays of a publish statement."""
+    # Packed text arrays: psycopg's own list dumper escapes JSON's quotes one regex
+    # match at a time (half a flow step's Python on PostgreSQL went there).
+    return (
+        arrays.texts([e.type for e in events]),
+        arrays.texts([e.job_id for e in events]),
+        arrays.texts([e.task for e in events]),
+        arrays.texts([e.queue for e in events]),
+        arrays.texts([_dumps(e.data or {}) for e in events]),
+        [e.at or None for e in events],
+        arrays.texts([run_of(e) for e in events]),
+    )
+
+
 def _claim_answers(rows: Sequence[Any]) -> tuple[set[str], dict[str, bool]]:
     """The keys a claimed write set ("k" rows) and the jobs it wrote ("j": id, scheduled)."""
     claimed = {row[1] for row in rows if row[0] == "k"}
@@ -428,14 +457,45 @@ class PostgresBackend(Backend):
             return []
         return await self._claimed.submit(items)
 
-    async def _enqueue_claimed_many(self, items: Sequence[tuple[Claim, NewJob]]) -> list[Claimed]:
-        """enqueue_claimed in one statement (one commit). A key asked twice goes in once:
-        its first ask is answered as it would be in turn, the later ones get nothing."""
+    async def enqueue_claimed_with(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]] = (),
+    ) -> list[Claimed]:
+        """The keys, the events, the counters and the claimed jobs in one statement (one
+        commit); a counter's adds are summed into one row first (an upsert touches a row
+        once)."""
+        sums = _counter_sums(counters)
+        return await self._enqueue_claimed_many(
+            items,
+            self._q.enqueue_claimed_with,
+            (
+                arrays.texts(list(kv)),
+                arrays.texts(list(kv.values())),
+                *_publish_params(events),
+                list(sums),
+                [v[0] for v in sums.values()],
+                [v[1] for v in sums.values()],
+            ),
+        )
+
+    async def _enqueue_claimed_many(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        query: str | None = None,
+        before: tuple[Any, ...] = (),
+    ) -> list[Claimed]:
+        """enqueue_claimed in one statement (one commit); ``query`` another form of it,
+        whose own parameters ``before`` go first. A key asked twice goes in once: its
+        first ask is answered as it would be in turn, the later ones get nothing."""
         first: dict[str, int] = {}
         for i, (claim, _) in enumerate(items):
             first.setdefault(claim.key, i)
         rows = await self._rows(
-            self._q.enqueue_claimed, _claim_params([items[i] for i in first.values()])
+            query or self._q.enqueue_claimed,
+            (*before, *_claim_params([items[i] for i in first.values()])),
         )
         claimed, written = _claim_answers(rows)
         return [
@@ -1027,15 +1087,7 @@ class PostgresBackend(Backend):
         each add's own value is taken back from the key's last."""
         if len(items) <= 1:
             return [await self.counter_add(key, n, ttl) for key, n, ttl in items]
-        sums: dict[str, list[Any]] = {}  # key -> [n summed, ttl]
-        for key, n, ttl in items:
-            got = sums.get(key)
-            if got is None:
-                sums[key] = [n, _ttl(ttl)]
-            else:
-                got[0] += n
-                if got[1] is None:
-                    got[1] = _ttl(ttl)
+        sums = _counter_sums(items)
         params = {
             "k": list(sums),
             "n": [v[0] for v in sums.values()],
@@ -1053,20 +1105,7 @@ class PostgresBackend(Backend):
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        # Packed text arrays: psycopg's own list dumper escapes JSON's quotes one regex
-        # match at a time (half a flow step's Python on PostgreSQL went there).
-        await self._rows(
-            self._q.publish,
-            (
-                arrays.texts([e.type for e in events]),
-                arrays.texts([e.job_id for e in events]),
-                arrays.texts([e.task for e in events]),
-                arrays.texts([e.queue for e in events]),
-                arrays.texts([_dumps(e.data or {}) for e in events]),
-                [e.at or None for e in events],
-                arrays.texts([run_of(e) for e in events]),
-            ),
-        )
+        await self._rows(self._q.publish, _publish_params(events))
 
     async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
         start = await self._position(after)

@@ -159,18 +159,21 @@ WITH ins AS (
 )
 SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
 
-    def _claim_jobs(self, owned: str = "") -> str:
+    def _claim_jobs(self, owned: str = "", after: str = "") -> str:
         """The CTEs c, claimed and ins of enqueue_claimed: the items whose ``unless`` key
         is not live set their claim key if absent and write their job unless its id or
         its live dedup key is taken (ON CONFLICT with no target: any unique index); claims
         go in key order, so two such statements never wait on each other in a cycle.
         ``owned``: the items have a fourth column, ``owner``, and only those whose owner
-        is in that relation are written (a finish's follow-ups: the jobs it finished)."""
+        is in that relation are written (a finish's follow-ups: the jobs it finished).
+        ``after``: a CTE written first (read by ``c``, so its rows take lower ids)."""
         s = self.s
         columns, where = ("key, value, unless, ord", "")
         if owned:
             columns = "key, value, unless, owner, ord"
             where = f"c.owner IN (SELECT id FROM {owned}) AND "
+        if after:
+            where += f"(SELECT count(*) FROM {after}) >= 0 AND "
         arrays = ", ".join(["%s::text[]"] * (4 if owned else 3))
         return f"""c AS MATERIALIZED (
   SELECT c.key, c.value, c.ord
@@ -197,12 +200,26 @@ SELECT id, scheduled FROM ins, (SELECT count(*) FROM note) n"""
   RETURNING id, task, queue, run_at > now() AS scheduled
 )"""
 
-    def enqueue_claimed(self) -> str:
+    def enqueue_claimed(self, written: bool = False) -> str:
         """enqueue_claimed in one statement (``_claim_jobs``). Returns the keys claimed
-        ('k', key, NULL) and the jobs written ('j', id, scheduled)."""
+        ('k', key, NULL) and the jobs written ('j', id, scheduled). ``written``
+        (enqueue_claimed_with): first kv keys are set (keys and values: two text arrays),
+        events published (publish's arrays) and counters added (counter_add_many's
+        arrays, distinct keys), before the claims."""
         s = self.s
+        first = ""
+        if written:
+            first = f"""kvs AS (
+  INSERT INTO {s}.kv AS kv (key, value, expires_at)
+  SELECT k.key, k.value, NULL FROM unnest(%s::text[], %s::text[]) AS k(key, value)
+  ORDER BY k.key
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL
+), pub AS ({self.publish()}
+  RETURNING id
+), cnt AS ({self.counter_add_many("%s", "%s", "%s")}
+), """
         return f"""
-WITH {self._claim_jobs()}, ev AS (
+WITH {first}{self._claim_jobs(after="pub" if written else "")}, ev AS (
   INSERT INTO {s}.events (type, job_id, task, queue)
   SELECT 'job.queued', id, task, queue FROM ins
 ), {tally(s, "ins", "NULL", "'queued'")}, note AS (
@@ -640,14 +657,15 @@ ON CONFLICT (key) DO UPDATE SET
                ELSE c.expires_at END
 RETURNING value"""
 
-    def counter_add_many(self) -> str:
+    def counter_add_many(self, k: str = "%(k)s", n: str = "%(n)s", ttl: str = "%(ttl)s") -> str:
         """counter_add for several distinct keys at once, inserted in key order (so two
-        such statements never wait on each other in a cycle). Returns key, value rows."""
+        such statements never wait on each other in a cycle). Returns key, value rows.
+        ``k``, ``n``, ``ttl``: the arrays' placeholders."""
         expired = "(c.expires_at IS NOT NULL AND c.expires_at <= now())"
         return f"""
 INSERT INTO {self.s}.counters AS c (key, value, expires_at)
 SELECT w.key, w.n, now() + make_interval(secs => w.ttl)
-FROM unnest(%(k)s::text[], %(n)s::int8[], %(ttl)s::float8[]) AS w(key, n, ttl)
+FROM unnest({k}::text[], {n}::int8[], {ttl}::float8[]) AS w(key, n, ttl)
 ORDER BY w.key
 ON CONFLICT (key) DO UPDATE SET
   value = CASE WHEN {expired} THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END,
@@ -883,6 +901,7 @@ class Queries:
         self.set_if_absent_unless = s.set_if_absent_unless()
         self.set_if_absent_many = s.set_if_absent_many()
         self.enqueue_claimed = s.enqueue_claimed()
+        self.enqueue_claimed_with = s.enqueue_claimed(written=True)
         self.run_events = s.run_events()
         self.counter_add = s.counter_add()
         self.counter_add_many = s.counter_add_many()

@@ -381,6 +381,30 @@ class RedisBackend(RedisWaiting):
         codes = await self._call("claimed", "", *self._claim_args([("0", items)], 4))
         return self._claims_taken(items, codes)
 
+    async def enqueue_claimed_with(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]] = (),
+    ) -> list[Claimed]:
+        """The keys (one kv call), the events, the counters and the claimed jobs as
+        pipelined script calls, run in this order; on a cluster (other slots, other nodes)
+        the base class's calls."""
+        if not self.capabilities.finish_followups or not items:
+            return await super().enqueue_claimed_with(items, kv, events, counters)
+        await self._list_queues({new.queue for _, new in items})
+        calls: list[tuple[str, str, Sequence[Any]]] = []
+        if kv:
+            calls.append(("kv", "", ("sets", *(part for pair in kv.items() for part in pair))))
+        if events:
+            calls.append(("publish", "", _event_args(events)))
+        if counters:
+            calls.append(("counter", "", self._counter_args(counters)))
+        calls.append(("claimed", "", self._claim_args([("0", items)], 4)))
+        replies = await self._call_many(calls)
+        return self._claims_taken(items, replies[-1])
+
     def _claim_args(
         self, owned: Sequence[tuple[str, Sequence[tuple[Claim, NewJob]]]], at: int
     ) -> list[Any]:
@@ -743,11 +767,15 @@ class RedisBackend(RedisWaiting):
     async def counter_add_many(self, items: Sequence[tuple[str, int, float | None]]) -> list[int]:
         if not items:
             return []
+        return [int(v) for v in await self._call("counter", "", *self._counter_args(items))]
+
+    def _counter_args(self, items: Sequence[tuple[str, int, float | None]]) -> list[Any]:
+        """The counter script's arguments: key, n and ttl in ms per add."""
         args: list[Any] = []
         g = self._g + "n:"
         for key, n, ttl in items:  # every counter is in the {P} slot: one call on a cluster
             args += (g + key, n, "" if ttl is None else max(1, round(ttl * 1000)))
-        return [int(v) for v in await self._call("counter", "", *args)]
+        return args
 
     # -- events and workers ------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> None:

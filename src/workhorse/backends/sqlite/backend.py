@@ -232,6 +232,33 @@ class SQLiteBackend(Backend):
         self._work.fire()
         return out
 
+    async def enqueue_claimed_with(
+        self,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]] = (),
+    ) -> list[Claimed]:
+        out = await self._db.write(self._enqueue_claimed_with_tx, items, kv, events, counters)
+        self._work.fire()
+        return out
+
+    def _enqueue_claimed_with_tx(
+        self,
+        conn: sqlite3.Connection,
+        items: Sequence[tuple[Claim, NewJob]],
+        kv: Mapping[str, str],
+        events: Sequence[Event],
+        counters: Sequence[tuple[str, int, float | None]],
+    ) -> list[Claimed]:
+        for key, value in kv.items():
+            coordination.kv_set(conn, self._clock, key, value, None)
+        if events:
+            self._publish_tx(conn, events)
+        if counters:
+            coordination.counter_add_many(conn, self._clock, counters)
+        return self._enqueue_claimed_tx(conn, items)
+
     def _enqueue_claimed_tx(
         self, conn: sqlite3.Connection, items: Sequence[tuple[Claim, NewJob]]
     ) -> list[Claimed]:

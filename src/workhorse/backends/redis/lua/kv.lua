@@ -1,5 +1,5 @@
--- The key-value store behind schedules and limits. ARGV[4] op: set | setnx | delete | extend
--- | scan.
+-- The key-value store behind schedules and limits. ARGV[4] op: set | sets | setnx | delete |
+-- extend | scan.
 -- Keys set without a TTL, or through 'set', are listed in an index for scan (pruned there).
 local op, key = ARGV[4], ARGV[5]
 local idx = G .. 'kvidx'
@@ -12,6 +12,14 @@ if op == 'set' then
     redis.call('SET', kk, ARGV[6])
   end
   redis.call('ZADD', idx, 0, key)
+  return 1
+elseif op == 'sets' then
+  -- key, value pairs from ARGV[5], each set without a ttl (a run's start: its record and
+  -- live entry together)
+  for i = 5, #ARGV, 2 do
+    redis.call('SET', G .. 'kv:' .. ARGV[i], ARGV[i + 1])
+    redis.call('ZADD', idx, 0, ARGV[i])
+  end
   return 1
 elseif op == 'setnx' then
   -- ARGV[6] value, [7] ttl ms ('' = none: a lasting key, listed for scan), [8] a key

@@ -1,0 +1,129 @@
+"""A run's start: its record, live entry, flow.started, count of live steps (a counted
+flow) and entry jobs go in one store call after the clock's read
+(``Backend.enqueue_claimed_with``); a flow whose entry waits for a signal writes them
+apart."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+from workhorse import Workhorse
+from workhorse.backends import Backend
+from workhorse.flows import keys
+
+from .support import eventually, line_flow
+
+_CALLS = ("now", "counter_add", "kv_set", "publish", "enqueue_claimed", "enqueue_claimed_with")
+
+
+def _count_calls(backend: Backend) -> list[str]:
+    """The caller's store calls by name, not those one makes of another (a default's)."""
+    calls: list[str] = []
+    inside: contextvars.ContextVar[bool] = contextvars.ContextVar("inside", default=False)
+
+    def wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(*args: Any) -> Any:
+            if inside.get():
+                return await real(*args)
+            calls.append(name)
+            token = inside.set(True)
+            try:
+                return await real(*args)
+            finally:
+                inside.reset(token)
+
+        return counted
+
+    for name in _CALLS:
+        setattr(backend, name, wrap(name, getattr(backend, name)))
+    return calls
+
+
+def _uncount(backend: Backend) -> None:
+    for name in _CALLS:
+        delattr(backend, name)
+
+
+async def test_a_start_is_the_clock_and_one_write(app: Workhorse) -> None:
+    line_flow(app, 2)
+    await app.flows.start("line", 0)  # the store opened, its queues listed
+    calls = _count_calls(app.backend)
+    try:
+        run = await app.flows.start("line", 1)
+    finally:
+        _uncount(app.backend)
+    assert calls == ["now", "enqueue_claimed_with"]
+    info = await run.info()
+    assert (info.state, info.input) == ("running", 1)
+    assert [(s.step, s.state) for s in info.steps] == [("s1", "queued")]
+    assert [e.type for e in await app.flows.events(run.id)] == ["flow.started"]
+    assert await app.backend.kv_get(keys.live_key(run.id)) == "line"
+    await app.start_worker(concurrency=2)
+    assert (await run.result(timeout=10)) == {"s2": 3}
+
+
+async def test_a_counted_start_adds_its_count_with_its_entry(app: Workhorse) -> None:
+    @app.task(name="root", flow="fork", entry=True)
+    async def root(n: int) -> int:
+        return n
+
+    for name in ("left", "right"):
+
+        async def leaf(n: int) -> int:
+            return n + 1
+
+        app.add_task(leaf, name=name, flow="fork", subscribes=["step:root"])
+    assert app.flows["fork"].counted()
+    await app.flows.start("fork", 0)
+    calls = _count_calls(app.backend)
+    try:
+        run = await app.flows.start("fork", 1)
+    finally:
+        _uncount(app.backend)
+    assert calls == ["now", "enqueue_claimed_with"]
+    assert await app.backend.counter_add(keys.count_key(run.id, 0), 0) == 1
+    await app.start_worker(concurrency=4)
+    assert (await run.result(timeout=10)) == {"left": 2, "right": 2}
+
+
+async def test_an_entry_waiting_for_a_signal_starts_apart(app: Workhorse) -> None:
+    @app.task(name="gate", flow="gated", entry=True, wait={"signal": "open"})
+    async def gate(data: Any) -> Any:
+        return data["signal"]
+
+    await app.start_worker(concurrency=2)
+    calls = _count_calls(app.backend)
+    try:
+        run = await app.flows.start("gated", 1)
+    finally:
+        _uncount(app.backend)
+    assert "enqueue_claimed_with" not in calls
+    assert [e.type for e in await app.flows.events(run.id)][:1] == ["flow.started"]
+
+    async def waiting() -> bool:
+        return (await run.info()).waiting
+
+    await eventually(waiting, "the entry waiting for its signal")
+    assert await app.flows.signal("open", 5) == 1
+    assert (await run.result(timeout=10)) == {"gate": 5}
+
+
+async def test_an_entry_at_a_cron_time_is_due_from_the_starts_clock(app: Workhorse) -> None:
+    @app.task(name="tick", flow="ticking", entry=True, wait={"cron": "* * * * * *"})
+    async def tick(data: Any) -> Any:
+        return data
+
+    await app.flows.start("ticking", 0)
+    calls = _count_calls(app.backend)
+    try:
+        run = await app.flows.start("ticking", 1)
+    finally:
+        _uncount(app.backend)
+    assert calls == ["now", "enqueue_claimed_with"]
+    info = await run.info()
+    (step,) = info.steps
+    job = await app.get_job(step.job_id)
+    assert job is not None
+    assert job.run_at.timestamp() == int(info.created_at) + 1  # the next whole second
