@@ -46,6 +46,15 @@ def _uncount(backend: Backend) -> None:
         delattr(backend, name)
 
 
+async def _started(app: Workhorse, flow: str, data: Any) -> tuple[list[str], Any]:
+    """A run of ``flow`` started, and the store calls its start made, by name."""
+    calls = _count_calls(app.backend)
+    try:
+        return calls, await app.flows.start(flow, data)
+    finally:
+        _uncount(app.backend)
+
+
 async def _events_now(app: Workhorse, run_id: str) -> list[Any]:
     """The run's events once its first is readable."""
     return await eventually(lambda: app.flows.events(run_id), f"run {run_id}'s first event")
@@ -54,11 +63,7 @@ async def _events_now(app: Workhorse, run_id: str) -> list[Any]:
 async def test_a_start_is_the_clock_and_one_write(app: Workhorse) -> None:
     line_flow(app, 2)
     await app.flows.start("line", 0)  # the store opened, its queues listed
-    calls = _count_calls(app.backend)
-    try:
-        run = await app.flows.start("line", 1)
-    finally:
-        _uncount(app.backend)
+    calls, run = await _started(app, "line", 1)
     assert calls == ["now", "enqueue_claimed_with"]
     info = await run.info()
     assert (info.state, info.input) == ("running", 1)
@@ -84,11 +89,7 @@ async def test_a_counted_start_adds_its_count_with_its_entry(app: Workhorse) -> 
         app.add_task(leaf, name=name, flow="fork", subscribes=["step:root"])
     assert app.flows["fork"].counted()
     await app.flows.start("fork", 0)
-    calls = _count_calls(app.backend)
-    try:
-        run = await app.flows.start("fork", 1)
-    finally:
-        _uncount(app.backend)
+    calls, run = await _started(app, "fork", 1)
     assert calls == ["now", "enqueue_claimed_with"]
     assert await app.backend.counter_add(keys.count_key(run.id, 0), 0) == 1
     await app.start_worker(concurrency=4)
@@ -101,11 +102,7 @@ async def test_an_entry_waiting_for_a_signal_starts_apart(app: Workhorse) -> Non
         return data["signal"]
 
     await app.start_worker(concurrency=2)
-    calls = _count_calls(app.backend)
-    try:
-        run = await app.flows.start("gated", 1)
-    finally:
-        _uncount(app.backend)
+    calls, run = await _started(app, "gated", 1)
     assert "enqueue_claimed_with" not in calls
     assert [e.type for e in await _events_now(app, run.id)][:1] == ["flow.started"]
 
@@ -123,11 +120,7 @@ async def test_an_entry_at_a_cron_time_is_due_from_the_starts_clock(app: Workhor
         return data
 
     await app.flows.start("ticking", 0)
-    calls = _count_calls(app.backend)
-    try:
-        run = await app.flows.start("ticking", 1)
-    finally:
-        _uncount(app.backend)
+    calls, run = await _started(app, "ticking", 1)
     assert calls == ["now", "enqueue_claimed_with"]
     info = await run.info()
     (step,) = info.steps
