@@ -280,10 +280,16 @@ def main(argv: list[str] | None = None) -> None:
             factor = row["factor"]
             log(
                 f"workhorse/{kind} {metric}: {report._fmt(row['workhorse'])} vs "
-                f"{row['peer']} {report._fmt(row['best'])}"
-                + (f" -> workhorse better by {factor:.2f}x" if factor else "")
+                f"{row['peer']} {report._fmt(row['best'])}" + (_verdict(factor) if factor else "")
             )
     log(f"wrote {out}, {js}" + (f" and {len(charts)} charts" if charts else ""))
+
+
+def _verdict(factor: float) -> str:
+    # factor > 1: workhorse is better by that much; below 1 the peer is.
+    if factor >= 1:
+        return f" -> workhorse better by {factor:.2f}x"
+    return f" -> workhorse worse by {1 / factor:.2f}x"
 
 
 def draw(js: Path, img: Path) -> tuple[list[str], str | None]:
