@@ -23,7 +23,7 @@ async def _shown_paused(board: Board, worker_id: str, paused: bool) -> str:
 
 async def test_the_workers_page_pauses_and_resumes_a_worker(board: Board) -> None:
     await board.login()
-    worker = await board.app.start_worker(heartbeat_interval=0.2)
+    worker = await board.app.start_worker(heartbeat_interval=0.5)
     assert worker is not None
     page = await _shown_paused(board, worker.id, paused=False)
     assert f'/admin/workers/{worker.id}/pause"' in page

@@ -22,7 +22,7 @@ async def _worker_row(served: Served, paused: bool) -> dict[str, Any]:
 
 
 async def test_a_worker_paused_over_http_claims_nothing_until_resumed(served: Served) -> None:
-    worker = await served.app.start_worker(heartbeat_interval=0.2)
+    worker = await served.app.start_worker(heartbeat_interval=0.5)
     assert worker is not None
     row = await _worker_row(served, paused=False)
     assert "noop" in row["tasks"]
@@ -44,7 +44,7 @@ async def test_a_worker_paused_over_http_claims_nothing_until_resumed(served: Se
 
 
 async def test_worker_control_needs_the_write_scope_and_a_live_worker(served: Served) -> None:
-    worker = await served.app.start_worker(heartbeat_interval=0.2)
+    worker = await served.app.start_worker(heartbeat_interval=0.5)
     assert worker is not None
     await _worker_row(served, paused=False)
     for verb in ("pause", "resume"):

@@ -841,5 +841,7 @@ class Worker:
                 async with asyncio.timeout(self.heartbeat_interval):
                     await self._busy_changed.wait()
                 # Say so soon (status would show jobs long finished as running), but at most
-                # once a second, so a worker idling between every two jobs stays cheap.
-                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - beat_at)))
+                # once a second, so a worker idling between every two jobs stays cheap; never
+                # later than the interval, or a short one's beat (ttl 3 intervals) lapses.
+                spacing = min(1.0, self.heartbeat_interval)
+                await asyncio.sleep(max(0.0, spacing - (time.monotonic() - beat_at)))
