@@ -747,8 +747,7 @@ class Engine:
             await records.save(backend, rec)
             await backend.kv_set(keys.live_key(rec.id), flow)
             await self.publish("flow.started", rec.id, flow)
-            for step in entries:
-                await self.begin(rec.id, rec.gen, step, data, "entry")
+            await self.start_entries(rec, f)
             return rec.id
         cause = ("entry",)
         items = [
@@ -757,7 +756,7 @@ class Engine:
             )
             for step in entries
         ]
-        written = {keys.run_key(rec.id): rec.dumps(), keys.live_key(rec.id): flow}
+        written = dict((records.entry(rec), (keys.live_key(rec.id), flow)))
         started = run_event("flow.started", rec.id, flow)
         # Counted with the entries' writes, so none ends uncounted.
         counted = [(keys.count_key(rec.id, rec.gen), len(items), COUNT_TTL)] if f.counted() else []

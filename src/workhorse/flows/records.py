@@ -82,8 +82,13 @@ async def load_all(backend: Backend) -> list[RunRecord]:
     return runs
 
 
+def entry(rec: RunRecord) -> tuple[str, str]:
+    """The kv key and value the run's record is kept under."""
+    return keys.run_key(rec.id), rec.dumps()
+
+
 async def save(backend: Backend, rec: RunRecord) -> None:
-    await backend.kv_set(keys.run_key(rec.id), rec.dumps())
+    await backend.kv_set(*entry(rec))
 
 
 @dataclass(slots=True)
