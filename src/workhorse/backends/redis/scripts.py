@@ -36,7 +36,7 @@ _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
 # the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
 # each time (docs/decisions.md, "Redis enqueue as a Function").
-FUNCTIONS = ("enqueue", "kv")
+FUNCTIONS = ("enqueue", "kv", "start")
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
 _PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "LAST", "CALL")
