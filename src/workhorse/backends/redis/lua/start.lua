@@ -8,6 +8,7 @@
 -- than the call's own ({P}): Redis Cluster keeps the client's default instead (backend.py).
 local events, counters, claims = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 kv_sets(7, events - 1)
-local floor = publish_events(events, counters - 1)
+local floor = nil  -- no events: no publish's work (its trim of the runs' streams)
+if counters > events then floor = publish_events(events, counters - 1) end
 add_counters(counters, claims - 1)
 return claim_jobs(claims, {}, floor)
