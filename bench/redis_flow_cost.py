@@ -3,9 +3,10 @@
 A private ``redis-server`` (no persistence, nothing else on it) runs bench.flows' phases:
 ``flow`` (N/4 runs of the 4-step chain) or ``plain`` (N no-op jobs), one worker at
 concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one after another) or
-``bulk`` (``enqueue_many`` of 1,000). Printed: jobs/s, the server's CPU per job (``INFO
-cpu``), the scripts' time per job (``INFO commandstats``) and, with ``--commands``, the
-commands they ran.
+``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs of the chain flow
+started one after another, no worker; "per job" reads "per start"). Printed: jobs/s, the
+server's CPU per job (``INFO cpu``), the scripts' time per job (``INFO commandstats``)
+and, with ``--commands``, the commands they ran.
 
 ``--callgrind`` runs the server under valgrind's callgrind and prints the instructions it
 executed per job in the phase: a count the machine's other load does not move (the run is
@@ -14,6 +15,7 @@ some 50 times slower, so keep N small). ``--config`` sets a server option first,
 
     python -m bench.redis_flow_cost flow 8000
     python -m bench.redis_flow_cost flow 2000 --callgrind
+    python -m bench.redis_flow_cost start 1000 --callgrind
     python -m bench.redis_flow_cost plain 4000 --callgrind --config zset-max-listpack-entries=0
 """
 
@@ -36,11 +38,15 @@ from bench.http import free_port
 async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
     app = flows.build(url)
     async with app:
-        if mode in ("enqueue", "bulk"):  # the phase is the enqueues (no worker)
+        if mode in ("enqueue", "bulk", "start"):  # the phase is the writes (no worker)
             await app.enqueue("noop", -1)  # the library loaded, the queue listed
+            await app.flows.start("chain", -1)
             before()
             t0 = time.perf_counter()
-            if mode == "enqueue":
+            if mode == "start":
+                for k in range(n):
+                    await app.flows.start("chain", k)
+            elif mode == "enqueue":
                 for k in range(n):
                     await app.enqueue("noop", k)
             else:
@@ -69,7 +75,7 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("flow", "plain", "enqueue", "bulk"))
+    parser.add_argument("mode", choices=("flow", "plain", "enqueue", "bulk", "start"))
     parser.add_argument("jobs", type=int, nargs="?", default=8000)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--config", action="append", default=[], help="name=value")

@@ -14,6 +14,11 @@ code. Modes:
 - ``lose(match, times)``: the next ``times`` requests holding ``match`` reach the server,
   and their connection is reset before the reply comes back (a reply lost on the way).
   ``lost`` counts them.
+- ``cut_within(match, tail)``: the next request holding ``match`` reaches the server less
+  its last ``tail`` bytes, then its connection ends (FIN to the server, as from a producer
+  killed while it wrote) and every connection after it is reset (``cut``): the client
+  cannot send it again. ``truncated`` counts them once the server closed its end, so it
+  had read what came.
 
 Apart from the mode, ``delay(seconds)`` holds every chunk that long in each direction
 before passing it on (a server on another machine); ``delay(0)`` ends it. ``sent`` counts
@@ -36,6 +41,7 @@ class _Conn:
     upstream: asyncio.StreamWriter | None = None
     dead: bool = False  # blackholed for good
     losing: bool = False  # a request went up: reset instead of passing the reply back
+    truncated: bool = False  # a request went up less its tail (cut_within)
     flowing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def abort(self) -> None:
@@ -59,7 +65,9 @@ class Proxy:
         self.latency = 0.0
         self.sent = 0
         self.lost = 0
+        self.truncated = 0
         self._lose: tuple[bytes, int] = (b"", 0)
+        self._cut: tuple[bytes, int] = (b"", 0)
         self._conns: set[_Conn] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -90,6 +98,9 @@ class Proxy:
 
     def lose(self, match: bytes, times: int = 1) -> None:
         self._call(self._arm(match, times))
+
+    def cut_within(self, match: bytes, tail: int) -> None:
+        self._call(self._arm_cut(match, tail))
 
     @property
     def armed(self) -> bool:
@@ -122,6 +133,24 @@ class Proxy:
 
     async def _arm(self, match: bytes, times: int) -> None:
         self._lose = (match, times)
+
+    async def _arm_cut(self, match: bytes, tail: int) -> None:
+        self._cut = (match, tail)
+
+    async def _send_cut(self, data: bytes, dst: asyncio.StreamWriter, conn: _Conn) -> bool:
+        """Whether ``data`` was the request cut_within waits for: then it went up less its
+        tail, the server's end was closed after it, and the client's end reset."""
+        match, tail = self._cut
+        if not tail or match not in data:
+            return False
+        self._cut = (b"", 0)
+        self.mode = "cut"  # the client's resends are reset: it is gone
+        conn.truncated = True
+        dst.write(data[:-tail])
+        await dst.drain()
+        dst.write_eof()  # a FIN after the bytes: the server reads them, then the end
+        conn.client.transport.abort()
+        return True
 
     def _should_lose(self, data: bytes) -> bool:
         match, times = self._lose
@@ -178,6 +207,14 @@ class Proxy:
     ) -> None:
         while True:
             data = await src.read(65536)
+            if conn.truncated:
+                if up:
+                    return  # the client is gone; the server's end closes on its own
+                if data:
+                    continue  # replies to the whole commands before the cut: nobody reads
+                self.truncated += 1  # the server read the cut request and closed
+                conn.abort()
+                return
             if not data:
                 conn.abort()
                 return
@@ -188,6 +225,8 @@ class Proxy:
             await conn.flowing.wait()
             if conn.dead:
                 continue
+            if up and await self._send_cut(data, dst, conn):
+                return  # the server's answers and end come on the other pipe
             if up and self._should_lose(data):
                 conn.losing = True
             elif not up and conn.losing:

@@ -182,9 +182,9 @@ async def test_a_resent_enqueue_claimed_reports_its_first_answers(lossy: Lossy) 
 
 
 async def test_a_resent_start_writes_its_event_count_and_job_once(lossy: Lossy) -> None:
-    # A run's start (enqueue_claimed_with) is one pipeline: its lost replies resend it whole.
+    # A run's start (enqueue_claimed_with) is one script call: its lost reply resends it.
     a = new()
-    lossy.lose("claimed")
+    lossy.lose("start")
     ((won, res),) = await lossy.backend.enqueue_claimed_with(
         [(Claim(f"idx:{a.id}", "m"), a)],
         {"run:r1": "record", "live:r1": "f"},

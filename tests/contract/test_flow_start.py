@@ -127,3 +127,65 @@ async def test_an_entry_at_a_cron_time_is_due_from_the_starts_clock(app: Workhor
     job = await app.get_job(step.job_id)
     assert job is not None
     assert job.run_at.timestamp() == int(info.created_at) + 1  # the next whole second
+
+
+async def _restarted(app: Workhorse, run_id: str) -> tuple[list[str], Any]:
+    """The run restarted, and the store calls its restart made, by name."""
+    calls = _count_calls(app.backend)
+    try:
+        return calls, await app.flows.restart(run_id)
+    finally:
+        _uncount(app.backend)
+
+
+async def test_a_restart_writes_its_generation_in_one_call(app: Workhorse) -> None:
+    line_flow(app, 2)
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("line", 1)
+    assert (await run.result(timeout=10)) == {"s2": 3}
+    calls, again = await _restarted(app, run.id)
+    assert calls == ["now", "enqueue_claimed_with"]
+    assert again.id == run.id
+    assert (await again.result(timeout=10)) == {"s2": 3}
+    events = [e.type for e in await app.flows.events(run.id)]
+    assert events.count("flow.started") == 2
+
+
+async def test_a_running_counted_run_restarts_in_one_write(app: Workhorse) -> None:
+    @app.task(name="root", flow="fork", entry=True)
+    async def root(n: int) -> int:
+        return n
+
+    for name in ("left", "right"):
+
+        async def leaf(n: int) -> int:
+            return n + 1
+
+        app.add_task(leaf, name=name, flow="fork", subscribes=["step:root"])
+    run = await app.flows.start("fork", 1)  # no worker yet: its entry stays queued
+    calls, again = await _restarted(app, run.id)
+    # The old generation's end (flow.cancelled) is published first.
+    assert calls[-2:] == ["now", "enqueue_claimed_with"]
+    assert not {"kv_set", "counter_add", "enqueue_claimed"} & set(calls)
+    assert await app.backend.counter_add(keys.count_key(run.id, 1), 0) == 1
+    await app.start_worker(concurrency=4)
+    assert (await again.result(timeout=10)) == {"left": 2, "right": 2}
+    assert [s.state for s in (await again.info()).steps if s.step == "root"] == ["completed"]
+
+
+async def test_an_entry_waiting_for_a_signal_restarts_apart(app: Workhorse) -> None:
+    @app.task(name="gate", flow="gated", entry=True, wait={"signal": "open"})
+    async def gate(data: Any) -> Any:
+        return data["signal"]
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("gated", 1)
+    calls, again = await _restarted(app, run.id)
+    assert "enqueue_claimed_with" not in calls
+
+    async def waiting() -> bool:
+        return (await again.info()).waiting
+
+    await eventually(waiting, "the new generation's entry waiting for its signal")
+    assert await app.flows.signal("open", 5) == 1
+    assert (await again.result(timeout=10)) == {"gate": 5}

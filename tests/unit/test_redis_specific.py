@@ -224,6 +224,46 @@ async def test_enqueue_is_a_function_call_and_comes_back_after_function_flush(
         await r.aclose()
 
 
+async def test_a_start_is_one_function_call_and_comes_back_after_function_flush(
+    private: PrivateRedis,
+) -> None:
+    # A run's start (enqueue_claimed_with: keys, events, counters and claimed jobs) is one
+    # FCALL on Redis 7+; a server that lost the library answers "Function not found"
+    # before running any of it, and the start is sent again once the library is loaded.
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    if int((await r.info("server"))["redis_version"].split(".")[0]) < 7:
+        await r.aclose()
+        pytest.skip("Redis Functions need Redis 7")
+    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
+    await b.open()
+
+    async def start(run: str) -> Any:
+        job = _job()
+        ((won, res),) = await b.enqueue_claimed_with(
+            [(Claim(f"idx:{job.id}", "m"), job)],
+            {f"run:{run}": "record"},
+            [Event("flow.started", data={"run": run})],
+            [(f"n:{run}", 1, None)],
+        )
+        return won and res is not None and res.created
+
+    try:
+        assert await start("r0")  # the queue listed
+        await r.config_resetstat()
+        assert await start("r1")
+        calls = await _calls(r)
+        assert calls.get("fcall") == 1 and "evalsha" not in calls
+        await r.execute_command("FUNCTION", "FLUSH")
+        assert await start("r2")
+        assert await b.kv_get("run:r2") == "record"
+        assert await b.counter_add("n:r2", 0) == 1
+        assert (await b.counts(["q"]))["q"]["queued"] == 3
+    finally:
+        await b.close()
+        await r.aclose()
+
+
 async def test_a_server_that_refuses_the_function_library_gets_scripts(
     private: PrivateRedis,
 ) -> None:

@@ -740,28 +740,38 @@ class Engine:
         f = self.graph.flow(flow)
         f.check()
         f.shape()  # a flow that cannot be shaped fails here, not in a worker
+        rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
+        await self.write_start(rec, f, flow)
+        return rec.id
+
+    async def write_start(self, rec: RunRecord, flow: FlowDef, live: str, **data: Any) -> None:
+        """Write a run's generation (a start's or a restart's): its record, its live entry
+        holding ``live``, ``flow.started`` with ``data``, its count of live steps (a
+        counted flow) and its entry steps' jobs, in one store call
+        (``Backend.enqueue_claimed_with``); a flow with an entry waiting for a signal
+        writes them one by one. ``rec.created_at`` is the store's time just read."""
         backend = self.client.backend
-        entries = f.entries()
-        rec = RunRecord(keys.new_run_id(), flow, data, await backend.now())
-        if any(waits_for_signal(step) for step in entries):  # no counted flow waits
+        entries = flow.entries()
+        if not entries or any(waits_for_signal(step) for step in entries):  # none counted
             await records.save(backend, rec)
-            await backend.kv_set(keys.live_key(rec.id), flow)
-            await self.publish("flow.started", rec.id, flow)
-            await self.start_entries(rec, f)
-            return rec.id
+            await backend.kv_set(keys.live_key(rec.id), live)
+            await self.publish("flow.started", rec.id, rec.flow, **data)
+            await self.start_entries(rec, flow)
+            return
         cause = ("entry",)
         items = [
             self.build_step(
-                rec.id, rec.gen, step, data, cause, await self.due(step, rec.created_at), flow=f
+                rec.id, rec.gen, step, rec.input, cause, await self.due(step, rec.created_at),
+                flow=flow,
             )
             for step in entries
-        ]
-        written = dict((records.entry(rec), (keys.live_key(rec.id), flow)))
-        started = run_event("flow.started", rec.id, flow)
+        ]  # fmt: skip
+        written = dict((records.entry(rec), (keys.live_key(rec.id), live)))
+        started = run_event("flow.started", rec.id, rec.flow, **data)
         # Counted with the entries' writes, so none ends uncounted.
-        counted = [(keys.count_key(rec.id, rec.gen), len(items), COUNT_TTL)] if f.counted() else []
+        count = keys.count_key(rec.id, rec.gen)
+        counted = [(count, len(items), COUNT_TTL)] if flow.counted() else []
         await self.client.submit_claimed(items, written, [started], counted)
-        return rec.id
 
     async def start_entries(self, rec: RunRecord, flow: FlowDef) -> None:
         entries = flow.entries()

@@ -293,6 +293,7 @@ class Flows:
         rec = await self._record(run_id)
         if rec.gen >= keys.MAX_GEN:
             raise ConfigError(f"run {run_id} was restarted {rec.gen} times; start a new run")
+        flow = self.graph.flow(rec.flow)  # an unknown flow fails before anything changes
         if rec.state == "running":
             await self.engine.end(rec, "cancelled", None)
         await self.engine.cancel_jobs(run_id)
@@ -307,11 +308,9 @@ class Flows:
         rec.error = None
         rec.stalled_at = None
         rec.created_at = await backend.now()
-        await records.save(backend, rec)
-        # Marked as keeping state: the earlier generations' state is cleared by its end.
-        await backend.kv_set(keys.live_key(rec.id), rec.flow + keys.STATEFUL)
-        await self.engine.publish("flow.started", rec.id, rec.flow, restart=rec.gen)
-        await self.engine.start_entries(rec, self.graph.flow(rec.flow))
+        # One write, as a start's; the live entry marked as keeping state: the earlier
+        # generations' state is cleared by its end.
+        await self.engine.write_start(rec, flow, rec.flow + keys.STATEFUL, restart=rec.gen)
         return RunHandle(self, run_id, rec.flow)
 
     async def clear(self, flow: str | None = None) -> int:

@@ -55,6 +55,9 @@ _ENQUEUE_ARGS = 6  # script arguments per job (see enqueue.lua)
 # The ARGV index of a call's first task part (after the prelude's three arguments, the
 # queue, the watch flag and the parts' count): each job names its part by this index.
 _PARTS_AT = 7
+# The ARGV index of a start's first kv key (start.lua: after the prelude's three arguments
+# and the three places where its events, counters and claims start).
+_START_AT = 7
 
 
 _CREATED = {1: JobState.QUEUED, 2: JobState.SCHEDULED}  # enqueue.lua's short replies
@@ -388,22 +391,24 @@ class RedisBackend(RedisWaiting):
         events: Sequence[Event],
         counters: Sequence[tuple[str, int, float | None]] = (),
     ) -> list[Claimed]:
-        """The keys (one kv call), the events, the counters and the claimed jobs as
-        pipelined script calls, run in this order; on a cluster (other slots, other nodes)
-        the base class's calls."""
+        """The keys, the events, the counters and the claimed jobs in this order, in one
+        script call (lua/start.lua): a producer killed while it sends it, or a reader,
+        never finds a part without the rest. On a cluster (other slots, other nodes) the
+        base class's calls."""
         if not self.capabilities.finish_followups or not items:
             return await super().enqueue_claimed_with(items, kv, events, counters)
         await self._list_queues({new.queue for _, new in items})
-        calls: list[tuple[str, str, Sequence[Any]]] = []
-        if kv:
-            calls.append(("kv", "", ("sets", *(part for pair in kv.items() for part in pair))))
-        if events:
-            calls.append(("publish", "", _event_args(events)))
-        if counters:
-            calls.append(("counter", "", self._counter_args(counters)))
-        calls.append(("claimed", "", self._claim_args([("0", items)], 4)))
-        replies = await self._call_many(calls)
-        return self._claims_taken(items, replies[-1])
+        pairs = [part for pair in kv.items() for part in pair]
+        published = _event_args(events)
+        counted = self._counter_args(counters)
+        at_events = _START_AT + len(pairs)  # each part's first ARGV index (see start.lua)
+        at_counters = at_events + len(published)
+        at_claims = at_counters + len(counted)
+        codes = await self._call(
+            "start", "", at_events, at_counters, at_claims, *pairs, *published, *counted,
+            *self._claim_args([("0", items)], at_claims),
+        )  # fmt: skip
+        return self._claims_taken(items, codes)
 
     def _claim_args(
         self, owned: Sequence[tuple[str, Sequence[tuple[Claim, NewJob]]]], at: int

@@ -12,12 +12,12 @@ from importlib import resources
 NAMES = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
     "fetch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
-    "workers", "kv", "quarantine", "release", "jobevents", "claimed",
+    "workers", "kv", "quarantine", "release", "jobevents", "claimed", "start",
 )  # fmt: skip
 # Scripts whose second run would apply a change again or answer otherwise: each call
 # carries an id, and a replay returns the first run's reply (_prelude.lua, once()).
 ONCE = frozenset({"claim", "finish", "update", "counter", "kv", "publish", "release",
-                   "retry", "purge", "quarantine", "claimed"})  # fmt: skip
+                   "retry", "purge", "quarantine", "claimed", "start"})  # fmt: skip
 # Scripts that load only the prelude's head and these of its sections ('-- [name]' lines),
 # without once(): building the functions a call never uses cost a one-job enqueue ~2.5 µs
 # of Redis time, a tenth of its script (docs/profiles.md, issue 16).
@@ -25,16 +25,18 @@ SECTIONS = {"enqueue": ("placing", "enqueuing")}
 # Sections the other scripts load only if named here: the rest of them would build these
 # functions on every call for nothing (and carry their text).
 NARROW = {
-    "kv": frozenset({"kv", "finish", "claimed"}),
-    "enqueuing": frozenset({"finish", "claimed"}),
-    "claims": frozenset({"finish", "claimed"}),
-    "revs": frozenset({"finish", "publish"}),
+    "kv": frozenset({"kv", "finish", "claimed", "start"}),
+    "enqueuing": frozenset({"finish", "claimed", "start"}),
+    "claims": frozenset({"finish", "claimed", "start"}),
+    "revs": frozenset({"finish", "publish", "start"}),
+    "publishing": frozenset({"publish", "start"}),
+    "counting": frozenset({"counter", "start"}),
 }
 _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
 # the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
 # each time (docs/decisions.md, "Redis enqueue as a Function").
-FUNCTIONS = ("enqueue", "kv")
+FUNCTIONS = ("enqueue", "kv", "start")
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
 _PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "LAST", "CALL")

@@ -134,6 +134,55 @@ local function scored(revs)
   end
 end
 
+-- [publishing]
+-- publish.lua's work, shared with start.lua: the events of ARGV[from .. to], seven each
+-- (type job task queue data-JSON at ('' = now) run ('' = none)). A flow run's event is
+-- also added, under the same id, to the run's stream {P}:rev:<run> (what run_events reads);
+-- {P}:revs scores each run by its newest event's millisecond, so a run's stream goes once
+-- the log has dropped every event of it. Returns the last event's entry id (nil: none).
+local function publish_events(from, to)
+  local revs = {}  -- the runs whose events this call wrote (rev_seen)
+  local id = nil
+  for i = from, to, 7 do
+    local at = ARGV[i + 5]
+    if at == '' then at = nil end
+    id = event(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], at)
+    local run = ARGV[i + 6]
+    if run ~= '' then
+      redis.call('XADD', G .. 'rev:' .. run, 'MAXLEN', '~', MAXEV, id, 'e', ARGV[i],
+        'j', ARGV[i + 1], 't', ARGV[i + 2], 'q', ARGV[i + 3], 'd', ARGV[i + 4], 'a', at or NOWS)
+      rev_seen(revs, run, id)
+    end
+  end
+  if #revs > 0 then scored(revs) end
+  local oldest = redis.call('XRANGE', G .. 'events', '-', '+', 'COUNT', 1)[1]
+  if oldest then
+    local gone = redis.call('ZRANGEBYSCORE', G .. 'revs', '-inf',
+      '(' .. string.match(oldest[1], '^%d+'), 'LIMIT', 0, 16)
+    for _, run in ipairs(gone) do
+      redis.call('DEL', G .. 'rev:' .. run)
+      redis.call('ZREM', G .. 'revs', run)
+    end
+  end
+  return id
+end
+
+-- [counting]
+-- counter.lua's work, shared with start.lua: from ARGV[from] to ARGV[to] a counter's key,
+-- n and ttl milliseconds ('' = none) each, added in order. Returns their new values. The
+-- TTL is set only on a counter that has none, so adding does not push its expiry back.
+local function add_counters(from, to)
+  local out = {}
+  for i = from, to, 3 do
+    local key = ARGV[i]
+    out[#out + 1] = redis.call('INCRBY', key, ARGV[i + 1])
+    if ARGV[i + 2] ~= '' and redis.call('PTTL', key) == -1 then
+      redis.call('PEXPIRE', key, ARGV[i + 2])
+    end
+  end
+  return out
+end
+
 -- [logs]
 -- A job keeps its newest log lines within the caps: 'lg' holds them (a JSON array), 'ls'
 -- their sizes (10 digits each, so the oldest are cut off without parsing), 'ld' how many
@@ -238,6 +287,15 @@ local function kv_setnx(key, value, px)
     return true
   end
   return false
+end
+
+-- kv.lua's 'sets', shared with start.lua: the key, value pairs of ARGV[from .. to], each
+-- set without a ttl and listed for scan.
+local function kv_sets(from, to)
+  for i = from, to, 2 do
+    redis.call('SET', G .. 'kv:' .. ARGV[i], ARGV[i + 1])
+    redis.call('ZADD', G .. 'kvidx', 0, ARGV[i])
+  end
 end
 
 -- [enqueuing]

@@ -14,12 +14,8 @@ if op == 'set' then
   redis.call('ZADD', idx, 0, key)
   return 1
 elseif op == 'sets' then
-  -- key, value pairs from ARGV[5], each set without a ttl (a run's start: its record and
-  -- live entry together)
-  for i = 5, #ARGV, 2 do
-    redis.call('SET', G .. 'kv:' .. ARGV[i], ARGV[i + 1])
-    redis.call('ZADD', idx, 0, ARGV[i])
-  end
+  -- key, value pairs from ARGV[5], each set without a ttl (kv_sets)
+  kv_sets(5, #ARGV)
   return 1
 elseif op == 'setnx' then
   -- ARGV[6] value, [7] ttl ms ('' = none: a lasting key, listed for scan), [8] a key
