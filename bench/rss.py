@@ -148,7 +148,8 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.rss", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--backend", default="postgres")
+    # A durable store: the parent fills it and the child's worker reads it.
+    p.add_argument("--backend", default="postgres", choices=("sqlite", "redis", "postgres"))
     p.add_argument("--base", help="also measure this commit, alternated with this tree")
     p.add_argument("--n", type=int, default=10_000, help="no-op jobs the worker runs")
     p.add_argument("--rounds", type=int, default=2)
