@@ -159,6 +159,15 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
         await app.close()
 
 
+def loop_run() -> Any:
+    """The worker's loop as `workhorse worker` picks it (WORKHORSE_EVENT_LOOP; the default
+    is "auto", uvloop where installed, on trees that have it, and asyncio on older ones)."""
+    chosen = getattr(Settings.load(), "event_loop", "asyncio")  # older trees: none
+    if chosen == "uvloop" or (chosen == "auto" and importlib.util.find_spec("uvloop")):
+        return importlib.import_module("uvloop").run
+    return asyncio.run
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.child")
     parser.add_argument("mode", choices=["process", "serve"])
@@ -176,14 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     run = process if args.mode == "process" else serve
-    # The worker's loop as `workhorse worker` picks it (WORKHORSE_EVENT_LOOP; the default
-    # is "auto", uvloop where installed, on trees that have it, and asyncio on older ones).
-    loop_run: Any = asyncio.run
-    chosen = getattr(Settings.load(), "event_loop", "asyncio")  # older trees: none
-    if chosen == "uvloop" or (chosen == "auto" and importlib.util.find_spec("uvloop")):
-        loop_run = importlib.import_module("uvloop").run
     try:
-        result = loop_run(run(args))
+        result = loop_run()(run(args))
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
         with contextlib.suppress(Exception):

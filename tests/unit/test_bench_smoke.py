@@ -164,3 +164,19 @@ def test_ab_calls_a_figure_behind_only_when_every_round_is_worse() -> None:
     assert verdict(paired(base[:1], slower[:1], "rate"), higher_is_better=True) == "-"
     # A round that failed on one side is left out, not counted as zero.
     assert paired(base, [{"error": "x"}, *slower[1:]], "rate") == [110.0 / 120.0, 85.0 / 90.0]
+
+
+def test_rss_reports_every_phase_of_a_worker(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.rss", "--backend", "sqlite", "--n", "50", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = dict(line.strip("| ").split(" | ") for line in proc.stdout.splitlines()[2:8] if line)
+    phases = {name: float(value) for name, value in rows.items()}
+    assert list(phases) == ["harness", "import", "loop", "open", "worker", "run"]
+    assert 0 < phases["harness"] < phases["import"] <= phases["run"]
+    assert "| [heap] |" in proc.stdout
