@@ -425,7 +425,11 @@ UNION ALL SELECT 'e', c.id, EXISTS (SELECT 1 FROM unlived d WHERE d.id = c.id)
             (", t.events", ", events jsonb", ", i.events AS evs") if events else ("", "", "")
         )
         if ends:
-            evs, evs_type, evs_out = evs + ", t.rend", evs_type + ", rend jsonb", evs_out + ", i.rend"
+            evs, evs_type, evs_out = (
+                f"{evs}, t.rend",
+                f"{evs_type}, rend jsonb",
+                f"{evs_out}, i.rend",
+            )
         return f"""
 WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
