@@ -254,12 +254,14 @@ class Engine:
 
     def finished(self, outcome: Outcome, ctx: Any) -> Coroutine[Any, Any, None] | None:
         """After a step's outcome is written, check whether it was the run's last, unless
-        the step itself tells: a closed flow's last step ends the run; a step that handed
-        off to new jobs of plain steps leaves the check to them (theirs counts it done);
-        in a counted flow, a step checks only when the run's count of live steps, with
-        its own end and the steps it started, is down to zero; otherwise a step whose
-        follow-ups finished before its outcome was written checks. Returns what is left
-        to await, or None when there is nothing (most steps: a coroutine less each)."""
+        the step itself tells: a closed flow's last step ends the run (its finish did,
+        where the store can: then only a marked live entry's cleanup is left); a step
+        that handed off to new jobs of plain steps leaves the check to them (theirs counts
+        it done); in a counted flow, a step checks only when the run's count of live
+        steps, with its own end and the steps it started, is down to zero; otherwise a
+        step whose follow-ups finished before its outcome was written checks. Returns what
+        is left to await, or None when there is nothing (most steps: a coroutine less
+        each)."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
             return None
