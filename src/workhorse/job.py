@@ -170,6 +170,19 @@ OutcomeKind = Literal["completed", "failed", "retry", "cancelled"]
 
 
 @dataclass(slots=True)
+class RunEnd:
+    """A flow run's end carried by the finish of the step that ends it
+    (``Capabilities.finish_ends``): ``key`` is set to ``mark`` unless present; if this
+    set it, ``live`` is deleted while it holds ``name`` and then ``event`` is logged."""
+
+    key: str
+    mark: str
+    live: str
+    name: str
+    event: Event
+
+
+@dataclass(slots=True)
 class Outcome:
     kind: OutcomeKind
     result: bytes | None = None  # encoded JSON, for completed
@@ -193,6 +206,12 @@ class Outcome:
     # finish writes them with the outcome (``Capabilities.finish_events``): published as
     # ``publish`` would, before the outcome's own event, only if the outcome is written.
     events: Sequence[Event] = ()
+    # A flow run's end, for a store whose finish writes it with a completed outcome
+    # (``Capabilities.finish_ends``), after the outcome's event, only if it is written.
+    end: RunEnd | None = None
+    # Set by that finish when it writes the outcome: (it set the end marker, it deleted
+    # the live entry and logged the event). None: the outcome was refused, and the end.
+    ended: tuple[bool, bool] | None = None
     # Stored before this outcome is written (the worker's finisher waits for it): a flow
     # step's latest event it published apart (``Publisher.add``), so its events never come
     # after its outcome.

@@ -27,7 +27,7 @@ from tests.contract.support import (
 )
 from workhorse.backends import Claim
 from workhorse.backends.redis import RedisBackend
-from workhorse.job import Event, JobState
+from workhorse.job import Event, JobState, RunEnd
 
 
 @dataclass
@@ -170,6 +170,42 @@ async def test_a_resent_finish_writes_a_steps_events_once(lossy: Lossy) -> None:
         "step.started",
         "step.completed",
     ]
+
+
+async def test_a_resent_finish_ends_its_run_once_and_reports_it_ended(lossy: Lossy) -> None:
+    # A run's end rides on its last step's finish (Outcome.end): a replay answers "ended
+    # here" from the first run, so the engine neither settles it again nor misses it.
+    await lossy.direct.kv_set("live:r1", "f")
+    step = await enqueue_one(lossy.direct, new(queue="steps"))
+    lease = await claim_one(lossy.direct, "steps")
+    outcome = completed(1)
+    event = Event("flow.completed", None, None, None, {"run": "r1", "flow": "f"}, 1.0)
+    outcome.end = RunEnd("end:r1", "done", "live:r1", "f", event)
+    lossy.lose("finish")
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    lossy.assert_lost()
+    assert outcome.ended == (True, True)
+    assert (await must_get(lossy.direct, step)).state is JobState.COMPLETED
+    assert await lossy.direct.kv_get("end:r1") == "done"
+    assert await lossy.direct.kv_get("live:r1") is None
+    assert len(of(await settled_log(lossy.direct), "flow.completed")) == 1
+
+
+async def test_a_resent_finish_of_an_ended_run_reports_it_ended_before(lossy: Lossy) -> None:
+    # Every item applied and no end written: the reply is not kept, the replay rebuilds it.
+    await lossy.direct.kv_set("live:r1", "f")
+    await lossy.direct.kv_set("end:r1", "cancelled")
+    await enqueue_one(lossy.direct, new(queue="steps"))
+    lease = await claim_one(lossy.direct, "steps")
+    outcome = completed(1)
+    event = Event("flow.completed", None, None, None, {"run": "r1", "flow": "f"}, 1.0)
+    outcome.end = RunEnd("end:r1", "done", "live:r1", "f", event)
+    lossy.lose("finish")
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    lossy.assert_lost()
+    assert outcome.ended == (False, False)
+    assert await lossy.direct.kv_get("end:r1") == "cancelled"
+    assert await lossy.direct.kv_get("live:r1") == "f"
 
 
 async def test_a_resent_enqueue_claimed_reports_its_first_answers(lossy: Lossy) -> None:

@@ -32,7 +32,7 @@ from workhorse import Workhorse, codec
 from workhorse.backends import Claim
 from workhorse.backends.postgres import PostgresBackend
 from workhorse.errors import BackendError
-from workhorse.job import Event, JobState, Outcome
+from workhorse.job import Event, JobState, Outcome, RunEnd
 
 
 @dataclass
@@ -139,6 +139,32 @@ async def test_a_finish_with_a_steps_events_sent_again_writes_them_once(lossy: L
         "step.started",
         "step.completed",
     ]
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+async def test_a_finish_with_a_runs_end_sent_again_reports_it_ended(
+    lossy: Lossy, stateful: bool
+) -> None:
+    """A run's end goes with its last step's outcome (Outcome.end): the replay writes
+    nothing again and answers as the first run did, read back from its end marker."""
+    live = "f state" if stateful else "f"
+    await lossy.direct.kv_set("live:r1", live)
+    job_id = await enqueue_one(lossy.direct, new(queue="steps"))
+    lease = await claim_one(lossy.direct, "steps")
+    outcome = completed({"n": 1})
+    event = Event("flow.completed", None, None, None, {"run": "r1", "flow": "f"}, 1.0)
+    outcome.end = RunEnd("end:r1", "done 1.000001", "live:r1", "f", event)
+    lossy.proxy.lose(lease.token.encode())
+    with pytest.raises(BackendError):
+        await lossy.backend.finish([(lease, outcome)])
+    assert lossy.proxy.lost == 1, "the proxy did not lose the reply"
+    assert (await must_get(lossy.direct, job_id)).state is JobState.COMPLETED
+    assert await lossy.backend.finish([(lease, outcome)]) == [True]
+    assert outcome.ended == (True, not stateful)
+    assert await lossy.direct.kv_get("end:r1") == "done 1.000001"
+    assert await lossy.direct.kv_get("live:r1") == (live if stateful else None)
+    log = await settled_log(lossy.direct)
+    assert len(of(log, "flow.completed")) == (0 if stateful else 1)
 
 
 async def test_a_counter_batch_whose_reply_is_lost_counted_once(lossy: Lossy) -> None:

@@ -47,6 +47,9 @@ class Capabilities:
     # ``finish`` publishes a written outcome's ``Outcome.events`` with it: a flow step's
     # own events ride on the finish batch instead of a publish of their own.
     finish_events: bool = False
+    # ``finish`` writes a completed outcome's ``Outcome.end`` with it: the finish of a
+    # closed flow's last step ends its run instead of two calls of its own after it.
+    finish_ends: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +163,11 @@ class Backend(abc.ABC):
         ``capabilities.finish_events``, a written outcome's ``events`` are published (as
         ``publish`` would: the log and the run's index) in the same step, in order, before
         the outcome's own event; a refused outcome writes none of them, and a finish
-        resent after a lost reply writes them once."""
+        resent after a lost reply writes them once. With ``capabilities.finish_ends``, a
+        written completed outcome's ``end`` is written in the same step, after every
+        event of the call: its marker set unless present; if set, its live entry deleted
+        while it holds the unmarked name and, if deleted, its event logged (as
+        ``publish``); the answers set in ``outcome.ended``, None for a refused outcome."""
 
     @abc.abstractmethod
     async def update(

@@ -38,6 +38,7 @@ from workhorse.job import (
     Lease,
     NewJob,
     Outcome,
+    RunEnd,
 )
 from workhorse.task import Task
 
@@ -203,6 +204,8 @@ class Engine:
                     else:
                         self.flush(fc)
                 outcome.after = fc.last
+                if caps.finish_ends and flow is not None and flow.shape().ends == name:
+                    outcome.end = run_end(meta)
                 return outcome
         kind = events.outcome_type(outcome)
         if kind != "job.queued":  # put back unrun (shutdown): no step event
@@ -251,15 +254,25 @@ class Engine:
 
     def finished(self, outcome: Outcome, ctx: Any) -> Coroutine[Any, Any, None] | None:
         """After a step's outcome is written, check whether it was the run's last, unless
-        the step itself tells: a closed flow's last step ends the run; a step that handed
-        off to new jobs of plain steps leaves the check to them (theirs counts it done);
-        in a counted flow, a step checks only when the run's count of live steps, with
-        its own end and the steps it started, is down to zero; otherwise a step whose
-        follow-ups finished before its outcome was written checks. Returns what is left
-        to await, or None when there is nothing (most steps: a coroutine less each)."""
+        the step itself tells: a closed flow's last step ends the run (its finish did,
+        where the store can: then only a marked live entry's cleanup is left); a step
+        that handed off to new jobs of plain steps leaves the check to them (theirs counts
+        it done); in a counted flow, a step checks only when the run's count of live
+        steps, with its own end and the steps it started, is down to zero; otherwise a
+        step whose follow-ups finished before its outcome was written checks. Returns what
+        is left to await, or None when there is nothing (most steps: a coroutine less
+        each)."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
             return None
+        end = outcome.end
+        if end is not None and outcome.kind == "completed":  # its finish carried the end
+            ended = outcome.ended
+            # Refused (a rerun or the sweep ends the run), ended before, or ended with
+            # its event: nothing left; a marked live entry leaves the cleanup to do.
+            if ended is None or not ended[0] or ended[1]:
+                return None
+            return self._settle_end(fc.meta, end)
         flow = self.graph.flows.get(fc.meta.flow)
         try:
             shape = None if flow is None else flow.shape()
@@ -316,6 +329,15 @@ class Engine:
             await self.check(meta.run, meta)
         except Exception:  # the sweep checks the run again
             log.exception("run %s: could not check whether it ended", meta.run)
+
+    async def _settle_end(self, meta: StepMeta, end: RunEnd) -> None:
+        """``end_run``'s rest after a finish that ended the run but found its live entry
+        marked (or gone): its state cleared as its cleanup rule says, then its event."""
+        try:
+            await self.settled(meta.run, meta.flow, "completed")
+            await self.publisher.add(end.event)
+        except Exception:  # the sweep settles the run again (its event is not sent)
+            log.exception("run %s: could not settle its end", meta.run)
 
     def note(self, fc: FlowContext, type_: str, **data: Any) -> asyncio.Future[None]:
         """Add a step's event (emit, state) to the next batch of the log, after the events
@@ -879,6 +901,14 @@ class Engine:
 def run_event(type_: str, run: str, flow: str, **data: Any) -> Event:
     """A run's event (not yet stored), at this process's time."""
     return Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
+
+
+def run_end(meta: StepMeta) -> RunEnd:
+    """The completed end of the step's run, for its finish to write (``Outcome.end``)."""
+    run, name, now = meta.run, meta.flow, time.time()
+    event = Event("flow.completed", None, None, None, {"run": run, "flow": name}, now)
+    mark = records.end_mark("completed", now, None)
+    return RunEnd(keys.end_key(run, meta.gen), mark, keys.live_key(run), name, event)
 
 
 def handed_off(

@@ -35,6 +35,7 @@ from workhorse.job import (
     Lease,
     NewJob,
     Outcome,
+    RunEnd,
     WorkerInfo,
     to_datetime,
 )
@@ -104,6 +105,7 @@ class MemoryBackend(Backend):
         multi_machine=False,
         finish_followups=True,
         finish_events=True,
+        finish_ends=True,
     )
 
     def __init__(
@@ -421,7 +423,7 @@ class MemoryBackend(Backend):
             rec = jobs.get(lease.job_id)  # _owned inline: a call per job less
             if rec is None or rec.state is not _A or rec.token != lease.token:
                 accepted.append(False)
-                outcome.followups_claimed = None
+                outcome.followups_claimed = outcome.ended = None
                 continue
             accepted.append(True)
             if outcome.events:  # a flow step's own events, before its outcome's
@@ -445,10 +447,22 @@ class MemoryBackend(Backend):
             if outcome.followups and kind == "completed":
                 outcome.followups_claimed = self._claimed(outcome.followups, now)
                 requeued = True  # new work: the workers wake as for a retry
+            if outcome.end is not None and kind == "completed":
+                outcome.ended = self._run_ended(outcome.end, now)
         self._done.wake()
         if requeued:
             self._work.wake()
         return accepted
+
+    def _run_ended(self, end: RunEnd, now: float) -> tuple[bool, bool]:
+        """Write a finish's run end (``Outcome.end``): see ``Backend.finish``."""
+        kv = self._kv
+        if not kv.set_if_absent(end.key, end.mark, None):
+            return False, False
+        if not kv.delete(end.live, end.name):
+            return True, False
+        self._published((end.event,), now)
+        return True, True
 
     async def update(
         self,

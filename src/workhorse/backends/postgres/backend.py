@@ -140,6 +140,12 @@ def _publish_params(events: Sequence[Event]) -> tuple[Any, ...]:
     )
 
 
+def _event_doc(e: Event) -> list[Any]:
+    """An event as the finish's document carries it (type, job_id, task, queue, data, at,
+    run)."""
+    return [e.type, e.job_id, e.task, e.queue, e.data or {}, e.at or None, run_of(e)]
+
+
 def _claim_answers(rows: Sequence[Any]) -> tuple[set[str], dict[str, bool]]:
     """The keys a claimed write set ("k" rows) and the jobs it wrote ("j": id, scheduled)."""
     claimed = {row[1] for row in rows if row[0] == "k"}
@@ -201,6 +207,7 @@ class PostgresBackend(Backend):
         counted_event_ids=False,
         finish_followups=True,
         finish_events=True,
+        finish_ends=True,
     )
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
@@ -692,21 +699,30 @@ class PostgresBackend(Backend):
             for lease, out in items
         ]
         stepped = False  # an outcome carries a flow step's own events
+        closing: list[tuple[dict[str, Any], Outcome]] = []  # the outcomes with a run's end
         for d, (_, out) in zip(doc, items, strict=True):
             if out.events:
-                d["events"] = [
-                    [e.type, e.job_id, e.task, e.queue, e.data or {}, e.at or None, run_of(e)]
-                    for e in out.events
-                ]
+                d["events"] = [_event_doc(e) for e in out.events]
                 stepped = True
+            end = out.end
+            if end is not None:
+                out.ended = None  # until this finish writes it
+                if out.kind == "completed":
+                    d["rend"] = [end.key, end.mark, end.live, end.name, _event_doc(end.event)]
+                    closing.append((d, out))
         caps = (self.max_log_lines, self.max_log_bytes)
-        shape = (any(d["logs"] is not None for d in doc), any(d["again"] for d in doc), stepped)
+        logged, again = any(d["logs"] is not None for d in doc), any(d["again"] for d in doc)
+        shape = (logged, again, stepped, bool(closing))
         followed = [
             (lease.job_id, out) for lease, out in items if out.followups and out.kind == "completed"
         ]
         if not followed:
             rows = await self._rows(self._q.finish[shape], (*caps, _dumps(doc)))
-            return _accepted(ids, {row[0] for row in rows})
+            if not closing:
+                return _accepted(ids, {row[0] for row in rows})
+            done = {row[1] for row in rows if row[0] == "f"}
+            await self._ends_taken(closing, done, rows)
+            return _accepted(ids, done)
         # The follow-ups of every item, each with its owner's id: written if it is finished.
         # A key asked twice goes once (one statement cannot upsert a row twice).
         first: dict[str, tuple[str, tuple[Claim, NewJob]]] = {}
@@ -717,6 +733,8 @@ class PostgresBackend(Backend):
         params = _claim_params([item for _, item in first.values()], owners)
         rows = await self._rows(self._q.finish_followups[shape], (*caps, _dumps(doc), *params))
         done = {row[1] for row in rows if row[0] == "f"}
+        if closing:
+            await self._ends_taken(closing, done, rows)
         claimed, written = _claim_answers(rows)
         for job_id, out in followed:
             out.followups_claimed = None
@@ -728,6 +746,27 @@ class PostgresBackend(Backend):
                     for item in out.followups
                 ]
         return _accepted(ids, done)
+
+    async def _ends_taken(
+        self, closing: Sequence[tuple[dict[str, Any], Outcome]], done: set[str], rows: Any
+    ) -> None:
+        """A finish's answers for the runs' ends it carried (its ('e', id, deleted) rows)
+        in each written outcome's ``ended``. An outcome sent before may be a replay, which
+        writes nothing again and answers no row: its end is recovered by a read (its mark,
+        a time to the microsecond, is its own)."""
+        taken = {row[1]: bool(row[2]) for row in rows if row[0] == "e"}
+        for d, out in closing:
+            job_id = d["id"]
+            if job_id not in done:
+                continue
+            if job_id in taken:
+                out.ended = (True, taken[job_id])
+            elif d["again"] and out.end is not None:
+                end = out.end
+                ours = await self.kv_get(end.key) == end.mark
+                out.ended = (ours, ours and await self.kv_get(end.live) is None)
+            else:
+                out.ended = (False, False)
 
     async def update(
         self,

@@ -317,7 +317,12 @@ FROM i WHERE j.id = ANY(ARRAY(SELECT id FROM i)) AND j.id = i.id AND j.token = i
 RETURNING j.id, j.cancel_requested"""
 
     def finish(
-        self, logs: bool = True, again: bool = True, followups: bool = False, events: bool = False
+        self,
+        logs: bool = True,
+        again: bool = True,
+        followups: bool = False,
+        events: bool = False,
+        ends: bool = False,
     ) -> str:
         """The finish of a batch. Without ``logs`` (no outcome carries lines) the log-cap
         expression is left out, and without ``again`` (every outcome sent for the first
@@ -328,7 +333,11 @@ RETURNING j.id, j.cancel_requested"""
         ('k', key) claimed, ('j', id, scheduled) written; an outcome's row is ('f', id).
         With ``events``, an item's ``events`` (a flow step's own: arrays of type, job_id,
         task, queue, data, at, run) go into the log before every outcome's event, only for
-        the items it finishes (a replayed item is not finished again)."""
+        the items it finishes (a replayed item is not finished again). With ``ends``, an
+        item's ``rend`` (a run's end: end key, mark, live key, name, event as ``events``)
+        is written for the items it completes: the end key set unless present (one item
+        per key), then the live key deleted while it holds the name and the event logged
+        after every other; returned as ('e', id, deleted) for each end key set."""
         s = self.s
         set_logs = (
             _set_logs("j.logs", "i.logs", "i.dropped", "i.ml", "i.mb")
@@ -353,9 +362,9 @@ RETURNING j.id, j.cancel_requested"""
                    ELSE '{}'::jsonb END
   FROM upd"""
         counted = tally(s, "upd", "'active'", "r.state")
-        claims = woken = tag = flag = returned = ""
+        claims = woken = tag = flag = returned = closing = ""
         columns = "type, job_id, task, queue, data"
-        if followups or events:
+        if followups or events or ends:
             # The steps' own events (each item's in order), the outcomes' events, then
             # those of the follow-ups they caused.
             parts = [f"SELECT 1, '', 0::int8, o.*, now(), NULL::text FROM ({outcomes}) o"]
@@ -370,6 +379,11 @@ RETURNING j.id, j.cancel_requested"""
                 parts.append(
                     "SELECT 2, '', 0, 'job.queued', id, task, queue, '{}'::jsonb, now(), NULL "
                     "FROM ins"
+                )
+            if ends:
+                parts.append(
+                    """SELECT 3, d.id, 0, d.e->>0, NULL, NULL, NULL, d.e->4,
+      coalesce(to_timestamp((d.e->>5)::float8), now()), d.e->>6 FROM unlived d"""
                 )
             union = "\n    UNION ALL ".join(parts)
             columns += ", at, run"
@@ -386,9 +400,36 @@ RETURNING j.id, j.cancel_requested"""
             returned = """
 UNION ALL SELECT 'k', key, NULL::bool FROM claimed
 UNION ALL SELECT 'j', id, scheduled FROM ins"""
+        if ends:
+            tag, flag = "'f', ", ", NULL::bool"
+            # One item per end key (a statement upserts a row once), keys in order.
+            closing = f""", closer AS (
+  SELECT DISTINCT ON (rend->>0) id, rend FROM upd
+  WHERE rend IS NOT NULL AND kind = 'completed' ORDER BY rend->>0, id
+), marked AS (
+  INSERT INTO {s}.kv AS kv (key, value, expires_at)
+  SELECT rend->>0, rend->>1, NULL FROM closer ORDER BY 1
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+  WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+  RETURNING kv.key
+), unlived AS (
+  DELETE FROM {s}.kv AS kv USING closer c, marked m
+  WHERE m.key = c.rend->>0 AND kv.key = c.rend->>2 AND kv.value = c.rend->>3
+    AND (kv.expires_at IS NULL OR kv.expires_at > now())
+  RETURNING c.id, c.rend->4 AS e
+)"""
+            returned += """
+UNION ALL SELECT 'e', c.id, EXISTS (SELECT 1 FROM unlived d WHERE d.id = c.id)
+  FROM closer c JOIN marked m ON m.key = c.rend->>0"""
         evs, evs_type, evs_out = (
             (", t.events", ", events jsonb", ", i.events AS evs") if events else ("", "", "")
         )
+        if ends:
+            evs, evs_type, evs_out = (
+                f"{evs}, t.rend",
+                f"{evs_type}, rend jsonb",
+                f"{evs_out}, i.rend",
+            )
         return f"""
 WITH i AS (
   -- One JSON document, not eight arrays: psycopg's array dumpers cost the worker several
@@ -423,7 +464,7 @@ WITH i AS (
     -- the caller has the result without reading the row again.
     CASE WHEN j.holds > 0 AND i.kind <> 'retry' AND strpos(j.id, ' ') = 0
          THEN j.id || ' ' || {_RECORD} END AS rec{evs_out}
-{replay if again else ""}){claims}, ev AS (
+{replay if again else ""}){claims}{closing}, ev AS (
   INSERT INTO {s}.events ({columns})
   {outcomes}
 ), {counted}, done AS (
@@ -875,14 +916,16 @@ class Queries:
         self.claim = s.claim()
         self.renew = s.renew()
         # Indexed by (any outcome carries lines, any outcome was sent before, any outcome
-        # carries a flow step's own events).
-        shapes = [
-            (lg, ag, ev) for lg in (False, True) for ag in (False, True) for ev in (False, True)
-        ]
-        self.finish = {(lg, ag, ev): s.finish(lg, ag, events=ev) for lg, ag, ev in shapes}
+        # carries a flow step's own events, any outcome carries a run's end).
+        flags = (False, True)
+        shapes = [(lg, ag, ev, en) for lg in flags for ag in flags for ev in flags for en in flags]
+        self.finish = {
+            (lg, ag, ev, en): s.finish(lg, ag, events=ev, ends=en) for lg, ag, ev, en in shapes
+        }
         # The same with follow-ups (Outcome.followups), indexed alike.
         self.finish_followups = {
-            (lg, ag, ev): s.finish(lg, ag, followups=True, events=ev) for lg, ag, ev in shapes
+            (lg, ag, ev, en): s.finish(lg, ag, followups=True, events=ev, ends=en)
+            for lg, ag, ev, en in shapes
         }
         self.update = s.update()
         self.reclaim = s.reclaim()

@@ -152,6 +152,7 @@ class RedisBackend(RedisWaiting):
             RedisBackend.capabilities,
             finish_followups=self._cluster is None,
             finish_events=self._cluster is None,  # {P}:events is another slot too
+            finish_ends=self._cluster is None,  # and {P}:kv:
         )
         # Concurrent enqueue calls share script calls (one message, one script run for
         # many callers' jobs). Enqueue is idempotent per job id, so a shared call that
@@ -491,7 +492,9 @@ class RedisBackend(RedisWaiting):
         # per queue, its groups: each completed item's number in its call, its follow-ups
         owned: dict[str, list[tuple[str, Sequence[tuple[Claim, NewJob]]]]] = {}
         stepped: dict[str, list[Any]] = {}  # per queue, its items' steps' events (finish.lua)
-        capable = self.capabilities.finish_followups
+        ending: dict[str, list[Any]] = {}  # per queue, its items' runs' ends (finish.lua)
+        ends: list[int] = []  # the items with a run's end
+        capable, closing = self.capabilities.finish_followups, self.capabilities.finish_ends
         dumps = codec.dumps
         for n, (lease, out) in enumerate(items):
             by_queue.setdefault(lease.queue, []).extend(
@@ -516,6 +519,15 @@ class RedisBackend(RedisWaiting):
                 out.followups_claimed = None  # until this finish writes them
                 if out.kind == "completed":
                     owned.setdefault(lease.queue, []).append((str(len(numbers)), out.followups))
+            end = out.end
+            if end is not None and closing:
+                out.ended = None  # until this finish writes it
+                if out.kind == "completed":
+                    ends.append(n)
+                    ending.setdefault(lease.queue, []).extend(
+                        (str(len(numbers)), end.key, end.mark, end.live, end.name)
+                    )
+                    ending[lease.queue].extend(_event_args((end.event,)))
         if not by_queue:
             return []
         if owned:
@@ -527,23 +539,30 @@ class RedisBackend(RedisWaiting):
         for q, args in by_queue.items():
             groups = owned.get(q)
             steps = stepped.get(q, ())
-            # The steps' events' and the follow-ups' first ARGV indexes (see finish.lua).
-            events_at = 8 + len(args) if steps else ""
-            if groups is None:
-                calls.append(("finish", self._q(q), (*caps, "", events_at, *args, *steps)))
-            else:
-                at = 8 + len(args) + len(steps)
-                tail = self._claim_args(groups, at)
-                calls.append(("finish", self._q(q), (*caps, at, events_at, *args, *steps, *tail)))
+            runs = ending.get(q, ())
+            # The steps' events', the ends' and the follow-ups' first ARGV indexes (see
+            # finish.lua).
+            events_at = 9 + len(args) if steps else ""
+            ends_at = 9 + len(args) + len(steps) if runs else ""
+            head = (*caps, "", events_at, ends_at, *args, *steps, *runs)
+            if groups is not None:
+                at = 9 + len(args) + len(steps) + len(runs)
+                head = (*caps, at, *head[3:], *self._claim_args(groups, at))
+            calls.append(("finish", self._q(q), head))
         replies = await self._call_many(calls)
         accepted = [False] * len(items)
         for q, reply in zip(by_queue, replies, strict=True):
             groups = owned.get(q)
             codes = reply if groups is None else reply[0]
             for n, code in zip(slots[q], codes, strict=True):
-                accepted[n] = code == 1
+                accepted[n] = code & 1 == 1
+                if code > 1:  # an end written: 1 + 2 (marker set) + 4 (live entry deleted)
+                    items[n][1].ended = (code & 2 == 2, code & 4 == 4)
             if groups is not None:
                 self._followups_taken(items, slots[q], groups, reply[1], accepted)
+        for n in ends:
+            if accepted[n] and items[n][1].ended is None:  # an end whose marker was there
+                items[n][1].ended = (False, False)
         return accepted
 
     def _followups_taken(

@@ -73,6 +73,7 @@ from workhorse.job import (
     Lease,
     NewJob,
     Outcome,
+    RunEnd,
     WorkerInfo,
 )
 from workhorse.urls import check_options
@@ -91,6 +92,7 @@ class SQLiteBackend(Backend):
         multi_machine=False,
         finish_followups=True,
         finish_events=True,
+        finish_ends=True,
     )
 
     def __init__(
@@ -440,11 +442,13 @@ class SQLiteBackend(Backend):
     async def finish(self, items: Sequence[tuple[Lease, Outcome]]) -> list[bool]:
         if not items:
             return []
-        accepted, requeued, followed = await self._db.write(self._finish_tx, items)
+        accepted, requeued, followed, ended = await self._db.write(self._finish_tx, items)
         # Set once committed: a try rolled back (and run again) answers nothing.
         for i, (_, outcome) in enumerate(items):
             if outcome.followups:
                 outcome.followups_claimed = followed.get(i)
+            if outcome.end is not None:
+                outcome.ended = ended.get(i)
         self._done.fire()
         if requeued:
             self._work.fire()
@@ -452,7 +456,7 @@ class SQLiteBackend(Backend):
 
     def _finish_tx(
         self, conn: sqlite3.Connection, items: Sequence[tuple[Lease, Outcome]]
-    ) -> tuple[list[bool], bool, dict[int, list[Claimed]]]:
+    ) -> tuple[list[bool], bool, dict[int, list[Claimed]], dict[int, tuple[bool, bool]]]:
         now = self._clock()
         accepted: list[bool] = []
         events: list[EventRow] = []
@@ -460,6 +464,8 @@ class SQLiteBackend(Backend):
         requeued = False
         owners: list[int] = []  # the items whose follow-ups are written
         followed: dict[int, list[Claimed]] = {}  # by item: its follow-ups' answers
+        ends: list[tuple[int, RunEnd]] = []  # the items whose run's end is written
+        ended: dict[int, tuple[bool, bool]] = {}  # by item: its end's answers
         first: int | None = None  # the events' first id, once a row needs one (next_id)
         # Flow steps' own events (Outcome.events): each item's go before its outcome's
         # event (at that index of ``events``); ``ahead`` counts them, as they take ids too.
@@ -510,6 +516,8 @@ class SQLiteBackend(Backend):
             events.append(event_row(type_, lease.job_id, lease.task, lease.queue, now, data))
             if outcome.followups and kind == "completed":
                 owners.append(i)
+            if outcome.end is not None and kind == "completed":
+                ends.append((i, outcome.end))
         if owners:  # after every outcome: their events come first, then those they caused
             first = first or next_id(conn)
             followups = [f for i in owners for f in items[i][1].followups]
@@ -519,12 +527,22 @@ class SQLiteBackend(Backend):
                 n = len(items[i][1].followups)
                 followed[i], at = claimed[at : at + n], at + n
             requeued = True  # new work: the workers wake as for a retry
+        for i, end in ends:  # after every event of the call: its events end the log's rows
+            ended[i] = self._run_ended(conn, end)
+            if ended[i][1]:
+                steps.append((len(events), published_rows([end.event], now)))
         tally(conn, moves)
         if steps:
             self._events.add(conn, with_published(events, steps), first)
         else:
             self._events.add(conn, events, first)
-        return accepted, requeued, followed
+        return accepted, requeued, followed, ended
+
+    def _run_ended(self, conn: sqlite3.Connection, end: RunEnd) -> tuple[bool, bool]:
+        """Write a finish's run end (``Outcome.end``): see ``Backend.finish``."""
+        if not coordination.set_if_absent(conn, self._clock, end.key, end.mark, None):
+            return False, False
+        return True, coordination.kv_delete(conn, self._clock, end.live, end.name)
 
     async def update(
         self,

@@ -813,9 +813,12 @@ end
 local function finish_again()
   local out = {}
   -- Items start after the two log caps, the follow-ups' place ('': a finish with
-  -- follow-ups keeps its reply, a table of two tables, so never comes here) and the steps'
-  -- events' place, and end where those events start.
-  for i = 8, (tonumber(ARGV[7]) or #ARGV + 1) - 1, 8 do out[#out + 1] = 1 end
+  -- follow-ups keeps its reply, a table of two tables, so never comes here), the steps'
+  -- events' place and the runs' ends' place, and end where those events or ends start (an
+  -- end written answers 3 or 7, so its reply is kept; 1 is an end that found its marker).
+  for i = 9, (tonumber(ARGV[7]) or tonumber(ARGV[8]) or #ARGV + 1) - 1, 8 do
+    out[#out + 1] = 1
+  end
   return out
 end
 

@@ -1,8 +1,9 @@
 -- ARGV[4] max_log_lines, [5] max_log_bytes, [6] where the follow-ups start ('' for none),
--- [7] where the steps' events start ('' for none), then from ARGV[8] per item: id token
--- kind result error delay refund logs (see add_logs). kind:
--- completed | failed | retry | cancelled. Returns per item 1 (applied) or 0 (refused: the
--- lease is not the caller's). Follow-ups (one server only; Capabilities.finish_followups):
+-- [7] where the steps' events start ('' for none), [8] where the runs' ends start ('' for
+-- none), then from ARGV[9] per item: id token kind result error delay refund logs (see
+-- add_logs). kind: completed | failed | retry | cancelled. Returns per item 1 (applied) or
+-- 0 (refused: the lease is not the caller's); an applied item with a run's end answers
+-- 1 + 2 (it set the end marker) + 4 (it deleted the live entry and logged the event). Follow-ups (one server only; Capabilities.finish_followups):
 -- from ARGV[6], a segment of claim_jobs whose runs' owners are item numbers (1 for the
 -- first item), written only for the items this call completed, their job.queued after
 -- every event of this call; the reply is then {per item 1 or 0, claim_jobs's answers}.
@@ -10,18 +11,24 @@
 -- follow-ups, per item that has some: its number, n, and n events of seven (type job task
 -- queue data at run, as publish.lua takes them), published as publish.lua does (into
 -- {P}:events and the run's stream) before that item's own event, only if it is applied.
+-- Runs' ends (one server only; Capabilities.finish_ends): from ARGV[8] up to the
+-- follow-ups, per item that has one: its number, the end key, its mark, the live key,
+-- the flow's name and one event of seven, written only for the items this call completed,
+-- after every event of the items: the mark set unless present; if set, the live key
+-- deleted while it holds the name and, if deleted, the event published.
 local out = {}
 local ended = {}
 local requeued = 0
 local followups = tonumber(ARGV[6])
 local stepped = tonumber(ARGV[7])
+local ending = tonumber(ARGV[8])
 local owners = {}  -- item number -> true once completed here
 local floor = nil  -- this call's last entry id
 local steps = nil  -- item number -> the ARGV index of its first event, and how many
 local revs = {}  -- the runs whose events this call wrote (rev_seen)
 if stepped then
   steps = {}
-  local e, last = stepped, (followups or #ARGV + 1) - 1
+  local e, last = stepped, (ending or followups or #ARGV + 1) - 1
   while e <= last do
     local n = tonumber(ARGV[e + 1])
     steps[ARGV[e]] = {e + 2, n}
@@ -53,7 +60,7 @@ local function published(ev, at, n)
   return eid
 end
 
-for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
+for i = 9, (stepped or ending or followups or #ARGV + 1) - 1, 8 do
   local id, kind, err = ARGV[i], ARGV[i + 2], ARGV[i + 4]
   local jk = QK .. 'j:' .. id
   -- 'ev', 'c' and 'k' read here, for the end's one HSET and HDEL (end_job's sets, dels).
@@ -109,6 +116,25 @@ for i = 8, (stepped or followups or #ARGV + 1) - 1, 8 do
       end
       end_job(jk, id, 'active', state, f[7], f[8], sets, dels)
       ended[#ended + 1] = id
+    end
+  end
+end
+if ending then
+  for e = ending, (followups or #ARGV + 1) - 1, 12 do
+    local n = ARGV[e]
+    if owners[n] then
+      local code = 1
+      if kv_setnx(ARGV[e + 1], ARGV[e + 2], '') then
+        code = 3
+        local lk = G .. 'kv:' .. ARGV[e + 3]
+        if redis.call('GET', lk) == ARGV[e + 4] then  -- kv.lua's delete, inline
+          redis.call('DEL', lk)
+          redis.call('ZREM', G .. 'kvidx', ARGV[e + 3])
+          published(floor, e + 5, 1)
+          code = 7
+        end
+      end
+      out[tonumber(n)] = code
     end
   end
 end

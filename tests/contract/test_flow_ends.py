@@ -1,0 +1,126 @@
+"""A closed flow's run ends in the finish of its last step where the store can
+(``Capabilities.finish_ends``): no call of its own after that finish, one flow.completed
+after the step's events, its state still cleared by its cleanup rule, and a run that ended
+otherwise (cancelled) is not completed by its last step's late finish."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from workhorse import Workhorse
+from workhorse.flows import keys
+
+from .support import eventually
+
+
+def line(app: Workhorse, flow: str, keep: bool = False) -> None:
+    """first -> last, ``first`` keeping state when ``keep``."""
+
+    @app.task(name=f"{flow}_first", flow=flow, entry=True)
+    async def first(data: Any, ctx: Any) -> Any:
+        if keep:
+            await ctx.state.set("kept", data)
+        return data
+
+    @app.task(name=f"{flow}_last", flow=flow, subscribes=[f"step:{flow}_first"])
+    async def last(data: Any) -> Any:
+        return data
+
+
+async def run_events(app: Workhorse, run: str) -> list[tuple[str, Any]]:
+    async def logged() -> list[tuple[str, Any]]:
+        # PostgreSQL shows an event once every older transaction has ended: poll.
+        got = [(e.type, e.data.get("step")) for e in await app.flows.events(run)]
+        return got if got and got[-1] == ("flow.completed", None) else []
+
+    return await eventually(logged, "the run's events up to flow.completed")
+
+
+async def test_the_last_steps_finish_ends_the_run_without_a_call_of_its_own(
+    app: Workhorse,
+) -> None:
+    line(app, "short")
+    backend = app.backend
+    ours = asyncio.current_task()  # the test's own calls are not counted
+    calls: list[tuple[str, str]] = []
+    set_if_absent, kv_delete = backend.set_if_absent, backend.kv_delete
+
+    async def counted_set(key: str, value: str, *args: Any, **kwargs: Any) -> bool:
+        if asyncio.current_task() is not ours:
+            calls.append(("set_if_absent", key))
+        return await set_if_absent(key, value, *args, **kwargs)
+
+    async def counted_delete(key: str, value: str | None = None) -> bool:
+        if asyncio.current_task() is not ours:
+            calls.append(("kv_delete", key))
+        return await kv_delete(key, value)
+
+    setattr(backend, "set_if_absent", counted_set)  # noqa: B010 (counts calls, the store answers)
+    setattr(backend, "kv_delete", counted_delete)  # noqa: B010
+    try:
+        await app.start_worker(concurrency=2)
+        run = await app.flows.start("short", 5)
+        assert await run.result(timeout=10) == {"short_last": 5}
+    finally:
+        delattr(backend, "set_if_absent")
+        delattr(backend, "kv_delete")
+    ends = [call for call in calls if call[1] in (keys.end_key(run.id, 0), keys.live_key(run.id))]
+    if backend.capabilities.finish_ends:
+        assert ends == []
+    else:
+        assert ends == [
+            ("set_if_absent", keys.end_key(run.id, 0)),
+            ("kv_delete", keys.live_key(run.id)),
+        ]
+    types = await run_events(app, run.id)
+    assert [t for t in types if t[0] == "flow.completed"] == [("flow.completed", None)]
+    assert types.index(("step.completed", "short_last")) < types.index(("flow.completed", None))
+    assert await backend.kv_get(keys.live_key(run.id)) is None
+
+
+async def test_a_run_that_kept_state_ends_once_with_its_state_cleared(app: Workhorse) -> None:
+    line(app, "kept", keep=True)  # on_complete: the default
+    await app.start_worker(concurrency=2)
+    runs = [await app.flows.start("kept", n) for n in range(3)]
+    for n, run in enumerate(runs):
+        assert await run.result(timeout=10) == {"kept_last": n}
+        assert await app.backend.kv_scan(keys.state_prefix(run.id)) == {}
+        assert await app.backend.kv_get(keys.live_key(run.id)) is None
+        types = await run_events(app, run.id)
+        assert [t for t in types if t[0] == "flow.completed"] == [("flow.completed", None)]
+
+
+async def test_a_cancelled_run_is_not_completed_by_its_last_steps_late_finish(
+    app: Workhorse,
+) -> None:
+    started, go = asyncio.Event(), asyncio.Event()
+
+    @app.task(name="slow_first", flow="late", entry=True)
+    async def first(data: Any) -> Any:
+        return data
+
+    @app.task(name="slow_last", flow="late", subscribes=["step:slow_first"])
+    async def last(data: Any) -> Any:
+        started.set()
+        await go.wait()  # completes: its lease learns of the cancel only at renewal
+        return data
+
+    assert app.flows["late"].last() == "slow_last"
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("late", 1)
+    await asyncio.wait_for(started.wait(), 10)
+    assert await app.flows.cancel(run.id)
+    go.set()
+
+    async def last_done() -> bool:
+        steps = (await app.flows.get(run.id)).step("slow_last")
+        return bool(steps) and steps[0].state in ("completed", "cancelled")
+
+    await eventually(last_done, "the last step to finish")
+    info = await app.flows.get(run.id)
+    assert info.state == "cancelled"
+    await asyncio.sleep(0.3)  # a late end would be logged by now
+    types = [e.type for e in await app.flows.events(run.id)]
+    assert "flow.cancelled" in types
+    assert "flow.completed" not in types
