@@ -4,6 +4,7 @@ LISTEN after a lost connection, indexes, URL handling. Real server on 127.0.0.1:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from workhorse.job import Event, Job, JobState, NewJob, Outcome, new_job_id
 
 pytest.importorskip("psycopg_pool")
 
-from workhorse.backends.postgres import PostgresBackend
+from workhorse.backends.postgres import PostgresBackend, arrays
 from workhorse.backends.postgres import backend as pg_backend
 from workhorse.backends.postgres import schema as pg_schema
 
@@ -969,3 +970,16 @@ async def test_concurrent_enqueues_share_commits_and_a_refused_one_fails_alone(
         assert [(r.id, r.created) for r in res] == [(jobs[0].id, True)]
     assert (await b.counts(["q"]))["q"][JobState.QUEUED] == 80
     assert statements < 40, "the calls did not share commits"
+
+
+async def test_every_finish_shape_is_valid_sql(make: Callable[..., PostgresBackend]) -> None:
+    """The finish statements are rendered at first use, 32 shapes; a shape the contract
+    tests never reach must not first fail in production."""
+    b = make()
+    await b.open()
+    caps = (b.max_log_lines, b.max_log_bytes, "[]")
+    followups = pg_backend._claim_params([], arrays.texts([]))
+    for shape in itertools.product((False, True), repeat=4):
+        assert await b._rows(b._q.finish[shape], caps) == []
+        assert await b._rows(b._q.finish_followups[shape], (*caps, *followups)) == []
+    assert len(b._q.finish) == len(b._q.finish_followups) == 16

@@ -7,6 +7,7 @@ name is validated before it gets here (``[a-z_][a-z0-9_]*``), so it is safe to i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from workhorse.backends.postgres.positions import SCALE
@@ -902,6 +903,18 @@ WHERE e.id <= m.top - %(keep)s AND (e.id <= m.top - %(held)s OR h.v IS NULL
         ]
 
 
+class Rendered(dict[tuple[bool, ...], str]):
+    """Statement texts by shape, each rendered the first time it is asked for."""
+
+    def __init__(self, render: Callable[[tuple[bool, ...]], str]) -> None:
+        super().__init__()
+        self._render = render
+
+    def __missing__(self, shape: tuple[bool, ...]) -> str:
+        text = self[shape] = self._render(shape)
+        return text
+
+
 class Queries:
     """The statement texts, rendered once per backend object (not per call)."""
 
@@ -917,16 +930,17 @@ class Queries:
         self.renew = s.renew()
         # Indexed by (any outcome carries lines, any outcome was sent before, any outcome
         # carries a flow step's own events, any outcome carries a run's end).
-        flags = (False, True)
-        shapes = [(lg, ag, ev, en) for lg in flags for ag in flags for ev in flags for en in flags]
-        self.finish = {
-            (lg, ag, ev, en): s.finish(lg, ag, events=ev, ends=en) for lg, ag, ev, en in shapes
-        }
+        # Rendered at first use: 32 shapes of ~7 KB each, most of which a process never
+        # sends (a PostgreSQL worker's RSS is an issue 16 figure).
+        self.finish = Rendered(
+            lambda shape: s.finish(shape[0], shape[1], events=shape[2], ends=shape[3])
+        )
         # The same with follow-ups (Outcome.followups), indexed alike.
-        self.finish_followups = {
-            (lg, ag, ev, en): s.finish(lg, ag, followups=True, events=ev, ends=en)
-            for lg, ag, ev, en in shapes
-        }
+        self.finish_followups = Rendered(
+            lambda shape: s.finish(
+                shape[0], shape[1], followups=True, events=shape[2], ends=shape[3]
+            )
+        )
         self.update = s.update()
         self.reclaim = s.reclaim()
         self.next_due = s.next_due()
