@@ -37,10 +37,15 @@ def clean_env() -> dict[str, str]:
     reason="workhorse.backends.sqlite not written yet",
 )
 def test_demo_runs_a_worker_process_on_its_own_sqlite_file(tmp_path: Path) -> None:
+    # A shell with no venv on its PATH (as `make demo` from a fresh clone), for the demo and
+    # for the commands it prints: with an activated venv the demo rightly prints `workhorse`.
+    env = clean_env()
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
     proc = subprocess.run(
         [sys.executable, "-m", "workhorse", "demo", "--batch", "300"],
         cwd=tmp_path,
-        env=clean_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=55,
@@ -62,13 +67,10 @@ def test_demo_runs_a_worker_process_on_its_own_sqlite_file(tmp_path: Path) -> No
     # The user's default database is left alone.
     assert not (tmp_path / ".workhorse" / "workhorse.db").exists()
     assert "stopped after" in (tmp_path / ".workhorse" / "demo-worker.log").read_text()
-    # The closing commands work when pasted into a shell that has no venv on its PATH.
+    # The closing commands work when pasted into that same shell.
     commands = out.split("Look around:", 1)[1].strip().splitlines()
     assert len(commands) == 4
     assert "ship completed" in out  # the flow section's tree
-    env = clean_env()
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
     for command in commands:
         ran = subprocess.run(
             ["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
