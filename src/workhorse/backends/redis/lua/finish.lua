@@ -4,9 +4,10 @@
 -- add_logs). kind: completed | failed | retry | cancelled. Returns per item 1 (applied) or
 -- 0 (refused: the lease is not the caller's); an applied item with a run's end answers
 -- 1 + 2 (it set the end marker) + 4 (it deleted the live entry and logged the event).
--- Follow-ups (one server only; Capabilities.finish_followups): from ARGV[6], a segment
--- of claim_jobs whose runs' owners are item numbers (1 for the first item), written only for the items this call completed, their job.queued after
--- every event of this call; the reply is then {per item 1 or 0, claim_jobs's answers}.
+-- Follow-ups (one server only; Capabilities.finish_followups): from ARGV[6], a segment of
+-- claim_jobs whose runs' owners are item numbers (1 for the first item), written only for
+-- the items this call completed, their job.queued after every event of this call; the reply
+-- is then {per item 1 or 0, claim_jobs's answers}.
 -- Steps' events (one server only; Capabilities.finish_events): from ARGV[7] up to the
 -- follow-ups, per item that has some: its number, n, and n events of seven (type job task
 -- queue data at run, as publish.lua takes them), published as publish.lua does (into
