@@ -143,6 +143,11 @@ async def test_a_restart_writes_its_generation_in_one_call(app: Workhorse) -> No
     await app.start_worker(concurrency=2)
     run = await app.flows.start("line", 1)
     assert (await run.result(timeout=10)) == {"s2": 3}
+
+    async def ended() -> bool:  # the worker's publish of it (Redis Cluster's) is done
+        return "flow.completed" in [e.type for e in await app.flows.events(run.id)]
+
+    await eventually(ended, "the run's flow.completed to be stored")
     calls, again = await _restarted(app, run.id)
     assert calls == ["now", "enqueue_claimed_with"]
     assert again.id == run.id

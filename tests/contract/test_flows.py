@@ -5,12 +5,14 @@ replays a run from its input."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 from workhorse import Workhorse
-from workhorse.flows import FlowFailed, keys
+from workhorse.flows import FlowFailed, keys, records
+from workhorse.flows import engine as flows_engine
 
 from .support import eventually
 
@@ -420,6 +422,54 @@ async def test_the_sweep_ends_a_run_whose_last_checker_died(app: Workhorse) -> N
     assert (await app.flows.get(run.id)).steps[0].state == "completed"
     assert await app.flows.engine.sweep() == 1
     assert await run.result(timeout=1) == {"only": 1}
+
+
+async def test_the_sweep_settles_a_run_whose_ender_died_and_sends_its_end(
+    app: Workhorse,
+) -> None:
+    # A stateful run's ender sets its end marker, then clears its state, removes its live
+    # entry and sends flow.completed; killed in between, a sweep does all three, once it
+    # had its time (SETTLE_AFTER), and only once.
+    @app.task(name="keeper", flow="kept", entry=True)
+    async def keeper(data: Any, ctx: Any) -> Any:
+        await ctx.state.set("x", data)
+        return data
+
+    @app.task(name="after", flow="kept", subscribes=["step:keeper"], wait={"signal": "go"})
+    async def after(data: Any) -> Any:
+        return data
+
+    app.flows.define("kept", cleanup="on_complete")
+    await app.start_worker(concurrency=1)
+    backend = app.client.backend
+    engine = app.flows.engine
+    young = await app.flows.start("kept", 1)
+    old = await app.flows.start("kept", 2)
+
+    async def waiting() -> bool:
+        return all([(await app.flows.get(r.id)).waiting for r in (young, old)])
+
+    await eventually(waiting, "both runs' second step to wait")
+    # The ender's first write only, as a worker killed right after it leaves it.
+    for run, age in ((young, 1.0), (old, flows_engine.SETTLE_AFTER + 1)):
+        mark = records.end_mark("completed", time.time() - age, None)
+        assert await backend.set_if_absent(keys.end_key(run.id, 0), mark)
+    await engine.sweep()
+    await engine.sweep()
+
+    async def ends(run_id: str) -> list[str]:
+        return [e.type for e in await app.flows.events(run_id) if e.type.startswith("flow.")]
+
+    async def sent() -> bool:  # Redis's readers hold back the current millisecond's events
+        return await ends(old.id) == ["flow.started", "flow.completed"]
+
+    await eventually(sent, "the sweep to send the old run's flow.completed, once")
+    assert await ends(young.id) == ["flow.started"]
+    for run, settled in ((young, False), (old, True)):
+        live = await backend.kv_get(keys.live_key(run.id))
+        assert (live is None) == settled
+        state = await backend.kv_scan(f"flows:state:run:{run.id}:")
+        assert (state == {}) == settled, state
 
 
 async def test_flow_events_reach_durable_hooks(app: Workhorse) -> None:

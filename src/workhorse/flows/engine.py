@@ -64,6 +64,10 @@ START_HELD = 0.2
 # Added to the count by a step's first emit, taken back at its end: while a step emits,
 # the steps it started cannot bring the count to zero, with one add per step, not per emit.
 RESERVED = 1 << 40
+# How long an ended run's ender has to settle it (clear its state, remove its live entry,
+# send its end event) before a sweep does all three for it: an ender killed in between
+# would otherwise leave the run's end event unsent.
+SETTLE_AFTER = 60.0
 # At most this many emitted jobs per store call; an emit finding as many waiting for the
 # writer waits for it, so a loop of emits holds a bounded batch.
 EMITS_PER_WRITE = 500
@@ -334,9 +338,9 @@ class Engine:
         """``end_run``'s rest after a finish that ended the run but found its live entry
         marked (or gone): its state cleared as its cleanup rule says, then its event."""
         try:
-            await self.settled(meta.run, meta.flow, "completed")
-            await self.publisher.add(end.event)
-        except Exception:  # the sweep settles the run again (its event is not sent)
+            if await self.settled(meta.run, meta.flow, "completed"):
+                await self.publisher.add(end.event)
+        except Exception:  # a sweep settles the run and sends its event
             log.exception("run %s: could not settle its end", meta.run)
 
     def note(self, fc: FlowContext, type_: str, **data: Any) -> asyncio.Future[None]:
@@ -725,22 +729,28 @@ class Engine:
         mark = records.end_mark(state, time.time(), error)
         if not await backend.set_if_absent(keys.end_key(run, gen), mark):
             return False
-        if not await backend.kv_delete(keys.live_key(run), name):  # ``settle``'s, inline
-            await self.settled(run, name, state)
-        await self.publish(f"flow.{state}", run, name, error=error)
+        # ``settle``'s, inline; its event is sent by whoever removes the live entry (a
+        # sweep that took over from a slow ender, or this call).
+        if await backend.kv_delete(keys.live_key(run), name) or await self.settled(
+            run, name, state
+        ):
+            await self.publish(f"flow.{state}", run, name, error=error)
         return True
 
-    async def settle(self, run: str, name: str, state: RunState) -> None:
+    async def settle(self, run: str, name: str, state: RunState) -> bool:
         """After a run's end: remove its live entry, and its state as its flow's cleanup
         rule says. The entry holds the flow's name, marked once a step kept state:
         deleting it with the unmarked name tells whether there is state to clear; a
-        marked one goes after the state, so a live entry left means a cleanup not done."""
-        if not await self.client.backend.kv_delete(keys.live_key(run), name):
-            await self.settled(run, name, state)
+        marked one goes after the state, so a live entry left means a cleanup not done.
+        True when this call removed the entry: its caller sends the run's end event."""
+        if await self.client.backend.kv_delete(keys.live_key(run), name):
+            return True
+        return await self.settled(run, name, state)
 
-    async def settled(self, run: str, name: str, state: RunState) -> None:
+    async def settled(self, run: str, name: str, state: RunState) -> bool:
         """``settle`` of a run whose live entry is marked (or gone): its state is cleared
-        as its flow's cleanup rule says, then the entry is removed."""
+        as its flow's cleanup rule says, then the entry is removed. True when this call
+        removed it."""
         backend = self.client.backend
         flow = self.graph.flows.get(name)
         if flow is not None and (
@@ -749,9 +759,9 @@ class Engine:
             # Gone: settled already, its state cleared first (a sweep's scan is older than
             # the runs that ended while it worked): one read, not a scan of the state.
             if await backend.kv_get(keys.live_key(run)) is None:
-                return
+                return False
             await State(self.client, run, flow).clear()
-        await backend.kv_delete(keys.live_key(run))
+        return await backend.kv_delete(keys.live_key(run))
 
     # -- starting and stopping runs ---------------------------------------------------------
     async def start_run(self, flow: str, data: Any = None) -> str:
@@ -833,7 +843,13 @@ class Engine:
                 await backend.kv_delete(key)
                 continue
             if rec.state != "running":
-                await self.settle(rec.id, rec.flow, rec.state)  # its ender died before
+                # Its ender is settling it, or died before it was done: after SETTLE_AFTER
+                # the sweep settles it, and sends its end event if it removed the entry.
+                ended_at = rec.ended_at or 0.0
+                if time.time() - ended_at >= SETTLE_AFTER and await self.settle(
+                    rec.id, rec.flow, rec.state
+                ):
+                    await self.publish(f"flow.{rec.state}", rec.id, rec.flow, error=rec.error)
                 continue
             await self.waits.rescue(rec.id)
             if await self.check(rec.id) is not None:
