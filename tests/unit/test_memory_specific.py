@@ -132,3 +132,14 @@ async def test_waits_that_time_out_or_are_cancelled_keep_nothing() -> None:
     assert kept < 20_000, f"{kept} bytes kept after 2,000 waits"
     await backend.enqueue([job()])
     assert len(await backend.wait_claim("q", "w1", 10, 30.0, 10.0) or []) == 1  # one step
+
+
+async def test_a_run_whose_events_all_left_the_log_leaves_no_index() -> None:
+    """The log's trim drops each run's index entries with its events: a run whose every
+    event is gone holds no deque (760 B each, one per run ever logged otherwise)."""
+    backend = MemoryBackend(max_events=100)
+    for i in range(1_500):
+        data = {"run": f"r{i // 10}", "flow": "f", "step": "s", "attempt": 1}
+        await backend.publish([Event("step.started", f"j{i}", "s", "q", data)])
+    first = (await backend.events(0, 1))[0]  # ids from 1: event i is run i // 10's
+    assert set(backend._run_events) == {f"r{i}" for i in range((first.id - 1) // 10, 150)}

@@ -171,12 +171,23 @@ class MemoryBackend(Backend):
         """Keep the newest ``max_events``, and the events from a hook group's floor on, up to
         HOLD_FACTOR times that; amortised over up to a thousand events, like SQLite's."""
         floors = [int(v) for v in self._kv.scan(events.HOLD_PREFIX).values()]
-        floor = min(floors) if floors else None
         log, kept_data, keep = self._events, self._event_data, self._max_events
-        while len(log) > keep and (
-            floor is None or log[0][_ID] < floor or len(log) > keep * events.HOLD_FACTOR
-        ):
-            self._unindex_run_event(log.popleft()[_ID], kept_data.popleft())
+        by_run = self._run_events
+        drop = len(log) - keep
+        if floors:  # ids run on without gaps: those below the floor are the oldest ones
+            below = min(floors) - log[0][_ID]
+            drop = min(drop, max(below, len(log) - keep * events.HOLD_FACTOR))
+        # A run's index entry dropped with its event, inline: a step's five events each
+        # make this loop's turn once a full log drops one per event written.
+        for _ in range(drop):
+            event_id, data = log.popleft()[_ID], kept_data.popleft()
+            run = data.get("run") if data else None
+            if isinstance(run, str):
+                held = by_run.get(run)  # the log drops its oldest first: so does the run's
+                if held and held[0] == event_id:
+                    held.popleft()
+                    if not held:
+                        del by_run[run]
 
     def _schedule(self, rec: _Rec, now: float) -> None:
         if rec.run_at <= now:
@@ -790,17 +801,6 @@ class MemoryBackend(Backend):
                 held.append(event_id)
         if len(log) > self._trim_at:
             self._trim_events()
-
-    def _unindex_run_event(self, event_id: int, data: dict[str, Any]) -> None:
-        # The log drops its oldest first, so a run's oldest indexed event is this one.
-        run = data.get("run") if data else None
-        if not isinstance(run, str):
-            return
-        held = self._run_events.get(run)
-        if held and held[0] == event_id:
-            held.popleft()
-            if not held:
-                del self._run_events[run]
 
     async def run_events(self, run: str, after: int = 0, limit: int = 1000) -> list[Event]:
         held = self._run_events.get(run, ())
