@@ -35,8 +35,10 @@ NARROW = {
 _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
 # the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
-# each time (docs/decisions.md, "Redis enqueue as a Function").
-FUNCTIONS = ("enqueue", "kv", "start")
+# each time (docs/decisions.md, "Redis enqueue as a Function", "The worker's Redis scripts
+# as Functions"): the producer's calls and those a worker makes per job, batch or tick.
+FUNCTIONS = ("enqueue", "kv", "start", "claim", "renew", "finish", "claimed", "publish",
+             "counter", "peek", "fetch", "update", "beat", "reclaim")  # fmt: skip
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
 _PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "LAST", "CALL")
