@@ -25,7 +25,7 @@ pytest.importorskip("redis")
 import redis.asyncio as aioredis
 
 from workhorse.backends.redis import RedisBackend
-from workhorse.backends.redis.wire import _pack, bulk
+from workhorse.backends.redis.wire import ReplyError, _pack, bulk
 
 
 def _job(queue: str = "q", delay: float = 0.0) -> NewJob:
@@ -267,8 +267,8 @@ async def test_a_start_is_one_function_call_and_comes_back_after_function_flush(
 async def test_a_workers_calls_are_function_calls_and_come_back_after_function_flush(
     private: PrivateRedis,
 ) -> None:
-    # Redis 7+: a job's whole life (peek, the claim behind a blocked pop, renew, progress,
-    # finish, publish, counters, result, beat, reclaim) is FCALLs, no EVALSHA. After a
+    # Redis 7+: a worker's calls (peek, the claim behind a blocked pop, renew, progress,
+    # finish, publish, counters, beat, reclaim) are FCALLs, no EVALSHA. After a
     # FUNCTION FLUSH each call is answered "Function not found" without running, and is
     # sent again once the library is loaded; the pop's pipelined claim never ran, so the
     # wait answers None (claim next) and no job is left leased.
@@ -289,11 +289,13 @@ async def test_a_workers_calls_are_function_calls_and_come_back_after_function_f
         assert await b.finish([(lease, completed(1))]) == [True]
         await b.publish([Event("app.ping", data={})])
         assert await b.counter_add("n", 1) == 1
-        assert (await b.get(lease.job_id)).state is JobState.COMPLETED  # type: ignore[union-attr]
         await b.beat(WorkerInfo("w1", "h", 1, {"q": 1}, time.time()), 30.0)
         assert await b.reclaim_expired() == []
         calls = await _calls(r)
         assert "evalsha" not in calls and calls.get("fcall", 0) >= 9, calls
+        # A job's read stays a script (test_reads_still_answer_at_maxmemory).
+        assert (await b.get(lease.job_id)).state is JobState.COMPLETED  # type: ignore[union-attr]
+        assert (await _calls(r)).get("evalsha") == 1
         await r.execute_command("FUNCTION", "FLUSH")
         await b.enqueue([_job()])
         await r.execute_command("FUNCTION", "FLUSH")
@@ -311,6 +313,29 @@ async def test_a_workers_calls_are_function_calls_and_come_back_after_function_f
         (lease,) = await b.claim(["q"], "w1", 1, 30.0)
         assert await b.finish([(lease, completed(3))]) == [True]
     finally:
+        await b.close()
+        await r.aclose()
+
+
+async def test_reads_still_answer_at_maxmemory(private: PrivateRedis) -> None:
+    # At maxmemory a function that may write is refused before it runs, where a script is
+    # refused at its first write: the idle worker's peek (a 'no-writes' function) and a
+    # job's read (fetch, a script) answer as they did, and only the claim is refused.
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
+    await b.open()
+    try:
+        (res,) = await b.enqueue([_job()])
+        await r.set("ballast", b"x" * 2_000_000)
+        await r.config_set("maxmemory", "1mb")
+        b._idle.clear()  # no idle hint: the wait peeks
+        assert await b.wait_claim("q", "w1", 1, 30.0, 1.0) is None  # a job is due
+        assert (await b.get(res.id)).state is JobState.QUEUED  # type: ignore[union-attr]
+        with pytest.raises(ReplyError, match="OOM"):
+            await b.claim(["q"], "w1", 1, 30.0)
+    finally:
+        await r.config_set("maxmemory", "0")
         await b.close()
         await r.aclose()
 
