@@ -21,13 +21,24 @@ from tests.chaos.harness import (
     store_url,
 )
 from tests.chaos.proxy import Proxy
-from workhorse.backends.redis.scripts import load_script_texts
+from workhorse.backends.redis import RedisBackend
 from workhorse.job import JobState
 
 # The calls a worker makes, in the order their replies are lost (round robin).
 TARGETS = ("claim", "finish", "renew", "claim", "finish", "beat", "reclaim", "finish")
 IDLE = ("reclaim", "beat")
 DROPPED = "dropped, this worker no longer holds its lease"
+
+
+async def _refs(url: str) -> dict[str, bytes]:
+    """How the workers name each script in a call, as a whole RESP string: its SHA, or on
+    a standalone Redis 7+ its function (one function's name begins another's)."""
+    backend = RedisBackend(url)
+    await backend.open()
+    try:
+        return {n: s.ref.encode() + b"\r\n" for n, s in backend._scripts.items()}
+    finally:
+        await backend.close()
 
 
 async def lost_replies(kind: str, workdir: Path, *, losses: int = 8, jobs: int = 400) -> Report:
@@ -37,7 +48,7 @@ async def lost_replies(kind: str, workdir: Path, *, losses: int = 8, jobs: int =
     report = Report("lost", kind, 0, 0.0)
     url = store_url(kind, workdir)
     proxy = Proxy("127.0.0.1", 6379).start()
-    shas = {n: s.sha.encode() for n, s in load_script_texts().items()}
+    refs = await _refs(url)
     cluster = Cluster(url, workdir, Settings())
     app = producer(url)
     enqueued: list[str] = []
@@ -52,13 +63,13 @@ async def lost_replies(kind: str, workdir: Path, *, losses: int = 8, jobs: int =
             cluster.writer.write_many(ids, "enqueued")
             enqueued += ids
             if armed < losses and not proxy.armed:
-                proxy.lose(shas[TARGETS[armed % len(TARGETS)]])
+                proxy.lose(refs[TARGETS[armed % len(TARGETS)]])
                 armed += 1
             await asyncio.sleep(0.1)
         under_load = proxy.lost
         # Once the jobs are done only the periodic calls go on: the rest is lost there.
         while proxy.lost < losses and time.monotonic() - started < 30:
-            proxy.lose(shas[IDLE[proxy.lost % len(IDLE)]])
+            proxy.lose(refs[IDLE[proxy.lost % len(IDLE)]])
             await asyncio.sleep(1.0)
         with contextlib.suppress(TimeoutError):
             await all_finished(cluster, enqueued, 30)

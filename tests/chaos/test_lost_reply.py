@@ -38,7 +38,9 @@ class Lossy:
 
     def lose(self, script: str) -> None:
         """The next call of ``script`` runs, and its reply is lost."""
-        self.proxy.lose(self.backend._scripts[script].ref.encode())
+        # Its SHA or function name as a whole RESP string: one function's name begins
+        # another's (the library's ..._claim and ..._claimed).
+        self.proxy.lose(self.backend._scripts[script].ref.encode() + b"\r\n")
 
     def assert_lost(self, times: int = 1) -> None:
         assert self.proxy.lost == times, "the proxy did not lose the reply"

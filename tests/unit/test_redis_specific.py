@@ -19,13 +19,13 @@ from tests.contract.support import completed, settled_log
 from workhorse import codec
 from workhorse.backends import Claim
 from workhorse.errors import BackendError, ConfigError
-from workhorse.job import Event, JobState, NewJob, new_job_id
+from workhorse.job import Event, JobState, NewJob, WorkerInfo, new_job_id
 
 pytest.importorskip("redis")
 import redis.asyncio as aioredis
 
 from workhorse.backends.redis import RedisBackend
-from workhorse.backends.redis.wire import _pack, bulk
+from workhorse.backends.redis.wire import ReplyError, _pack, bulk
 
 
 def _job(queue: str = "q", delay: float = 0.0) -> NewJob:
@@ -193,7 +193,7 @@ async def test_enqueue_is_a_function_call_and_comes_back_after_function_flush(
     private: PrivateRedis,
 ) -> None:
     # Redis 7+: enqueue is called from the Function library (FCALL), whose prelude is built
-    # once at load instead of on every call; the other scripts stay EVALSHA. A server that
+    # once at load instead of on every call (the worker's scripts too: the next test). A server that
     # lost the library (FUNCTION FLUSH, or a restart without persistence: FLUSHALL keeps
     # it) answers "Function not found", and the call is sent again once it is loaded.
     private.start()
@@ -260,6 +260,82 @@ async def test_a_start_is_one_function_call_and_comes_back_after_function_flush(
         assert await b.counter_add("n:r2", 0) == 1
         assert (await b.counts(["q"]))["q"]["queued"] == 3
     finally:
+        await b.close()
+        await r.aclose()
+
+
+async def test_a_workers_calls_are_function_calls_and_come_back_after_function_flush(
+    private: PrivateRedis,
+) -> None:
+    # Redis 7+: a worker's calls (peek, the claim behind a blocked pop, renew, progress,
+    # finish, publish, counters, beat, reclaim) are FCALLs, no EVALSHA. After a
+    # FUNCTION FLUSH each call is answered "Function not found" without running, and is
+    # sent again once the library is loaded; the pop's pipelined claim never ran, so the
+    # wait answers None (claim next) and no job is left leased.
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    if int((await r.info("server"))["redis_version"].split(".")[0]) < 7:
+        await r.aclose()
+        pytest.skip("Redis Functions need Redis 7")
+    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
+    await b.open()
+    try:
+        await b.enqueue([_job()])  # the queue listed
+        await b.wait_claim("q", "w1", 1, 30.0, 0.01)  # a claim's idle hint, then a peek
+        await r.config_resetstat()
+        (lease,) = await b.claim(["q"], "w1", 1, 30.0)
+        assert not (await b.renew([lease])).lost
+        assert await b.update(lease, progress=50)
+        assert await b.finish([(lease, completed(1))]) == [True]
+        await b.publish([Event("app.ping", data={})])
+        assert await b.counter_add("n", 1) == 1
+        await b.beat(WorkerInfo("w1", "h", 1, {"q": 1}, time.time()), 30.0)
+        assert await b.reclaim_expired() == []
+        calls = await _calls(r)
+        assert "evalsha" not in calls and calls.get("fcall", 0) >= 9, calls
+        # A job's read stays a script (test_reads_still_answer_at_maxmemory).
+        assert (await b.get(lease.job_id)).state is JobState.COMPLETED  # type: ignore[union-attr]
+        assert (await _calls(r)).get("evalsha") == 1
+        await r.execute_command("FUNCTION", "FLUSH")
+        await b.enqueue([_job()])
+        await r.execute_command("FUNCTION", "FLUSH")
+        (lease,) = await b.claim(["q"], "w1", 1, 30.0)
+        await r.execute_command("FUNCTION", "FLUSH")
+        assert await b.finish([(lease, completed(2))]) == [True]
+        b._idle.clear()  # no idle hint: the wait peeks, finds the queue empty and blocks
+        waiting = asyncio.ensure_future(b.wait_claim("q", "w1", 1, 30.0, 5.0))
+        await asyncio.sleep(0.2)
+        await r.execute_command("FUNCTION", "FLUSH")
+        await r.rpush("{p:q}:wake", "1")  # the pop ends, its claim meets no library
+        assert await waiting is None
+        assert await r.execute_command("FUNCTION", "LIST")  # loaded again
+        await b.enqueue([_job()])
+        (lease,) = await b.claim(["q"], "w1", 1, 30.0)
+        assert await b.finish([(lease, completed(3))]) == [True]
+    finally:
+        await b.close()
+        await r.aclose()
+
+
+async def test_reads_still_answer_at_maxmemory(private: PrivateRedis) -> None:
+    # At maxmemory a function that may write is refused before it runs, where a script is
+    # refused at its first write: the idle worker's peek (a 'no-writes' function) and a
+    # job's read (fetch, a script) answer as they did, and only the claim is refused.
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
+    await b.open()
+    try:
+        (res,) = await b.enqueue([_job()])
+        await r.set("ballast", b"x" * 2_000_000)
+        await r.config_set("maxmemory", "1mb")
+        b._idle.clear()  # no idle hint: the wait peeks
+        assert await b.wait_claim("q", "w1", 1, 30.0, 1.0) is None  # a job is due
+        assert (await b.get(res.id)).state is JobState.QUEUED  # type: ignore[union-attr]
+        with pytest.raises(ReplyError, match="OOM"):
+            await b.claim(["q"], "w1", 1, 30.0)
+    finally:
+        await r.config_set("maxmemory", "0")
         await b.close()
         await r.aclose()
 
@@ -598,11 +674,12 @@ async def test_enqueue_claimed_and_a_finish_with_follow_ups_are_one_call_each(
         (True, JobState.QUEUED),
         (True, JobState.SCHEDULED),
     ]
-    assert trips == ["EVALSHA"]
+    verb = b._scripts["claimed"].verb  # FCALL on a standalone Redis 7+
+    assert trips == [verb]
     outcome = completed(1)
     outcome.followups = [(Claim("idx:f1", "m", unless="end"), _job("a"))]
     assert await b.finish([(lease, outcome)]) == [True]
-    assert trips == ["EVALSHA", "EVALSHA"]
+    assert trips == [verb, b._scripts["finish"].verb]
     assert outcome.followups_claimed is not None
     assert [won for won, _ in outcome.followups_claimed] == [True]
     counts = (await b.counts(["a"]))["a"]

@@ -35,8 +35,14 @@ NARROW = {
 _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # Scripts called as Redis Functions (FCALL) on a standalone Redis 7+: the library builds
 # the prelude's functions once, at FUNCTION LOAD, where a script call builds them anew
-# each time (docs/decisions.md, "Redis enqueue as a Function").
-FUNCTIONS = ("enqueue", "kv", "start")
+# each time (docs/decisions.md, "Redis enqueue as a Function", "The worker's Redis scripts
+# as Functions"): the producer's calls and those a worker makes per job, batch or tick.
+# fetch stays a script: at maxmemory a function that may write is refused before it runs,
+# where a script is refused only at a write, and reading jobs and results must go on there.
+FUNCTIONS = ("enqueue", "kv", "start", "claim", "renew", "finish", "claimed", "publish",
+             "counter", "peek", "update", "beat", "reclaim")  # fmt: skip
+# Functions that write nothing, registered 'no-writes': they still answer at maxmemory.
+READS = frozenset({"peek"})
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
 _PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "LAST", "CALL")
@@ -142,12 +148,15 @@ def load_library(names: tuple[str, ...] = FUNCTIONS) -> Library:
     for name in names:
         parts.append(f"\nlocal function body_{name}()\n{bodies[name]}\nend\n")
     code = "".join(parts)
-    lib = "workhorse_" + hashlib.sha1(code.encode()).hexdigest()[:16]
+    # The registrations name the library: hash what they add (the names and their flags).
+    signed = code + repr([(name, name in READS) for name in names])
+    lib = "workhorse_" + hashlib.sha1(signed.encode()).hexdigest()[:16]
     functions = {name: f"{lib}_{name}" for name in names}
     for name in names:
         run = f"once('{name}', body_{name})" if name in ONCE else f"body_{name}()"
+        flags = "{'no-writes'}" if name in READS else "{}"
         parts.append(
-            f"register('{functions[name]}', function(keys, args)\n"
-            f"  begin(keys, args)\n  return {run}\nend)\n"
+            f"register{{function_name = '{functions[name]}', flags = {flags},\n"
+            f"  callback = function(keys, args)\n  begin(keys, args)\n  return {run}\nend}}\n"
         )
     return Library(lib, f"#!lua name={lib}\n" + "".join(parts), functions)
