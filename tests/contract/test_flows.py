@@ -424,6 +424,37 @@ async def test_the_sweep_ends_a_run_whose_last_checker_died(app: Workhorse) -> N
     assert await run.result(timeout=1) == {"only": 1}
 
 
+async def test_a_runs_end_event_is_stored_once_wait_returns(app: Workhorse) -> None:
+    # A counted flow ends apart from its last finish: its end marker, its live entry, then
+    # its event, whose store call is slowed here as on a loaded machine.
+    @app.task(name="scatter", flow="slowend", entry=True, emits=["bit"])
+    async def scatter(n: int, ctx: Any) -> int:
+        await ctx.flow.emit("bit", n)
+        return n
+
+    @app.task(name="bit", flow="slowend", subscribes=["bit"])
+    async def bit(i: int) -> int:
+        return i
+
+    backend = app.backend
+    real = backend.publish
+
+    async def slow(events: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await real(events)
+
+    setattr(backend, "publish", slow)  # noqa: B010 (delays the store's own call)
+    try:
+        await app.start_worker(concurrency=2)
+        run = await app.flows.start("slowend", 1)
+        info = await run.wait(timeout=10)
+        types = [e.type for e in await app.flows.events(run.id)]
+    finally:
+        delattr(backend, "publish")
+    assert info.state == "completed"
+    assert types.count("flow.completed") == 1, types
+
+
 async def test_the_sweep_settles_a_run_whose_ender_died_and_sends_its_end(
     app: Workhorse,
 ) -> None:

@@ -23,8 +23,10 @@ from workhorse.settings import check_name
 
 # How often ``RunHandle.result`` looks at the run's record.
 POLL = 0.02
-# How long it waits, once the run ended, for its ender to remove the run's state.
+# How long it waits, once the run ended, for its ender to remove the run's state and send
+# its end event.
 SETTLE = 2.0
+END_EVENTS = frozenset(("flow.completed", "flow.failed", "flow.cancelled"))
 
 # Seconds a start's key is remembered (as an enqueue's Idempotency-Key).
 KEY_TTL = 86_400.0
@@ -62,18 +64,28 @@ class RunHandle:
             while True:
                 rec = await records.load(backend, self.id)
                 if rec is not None and rec.state != "running":
-                    await self._settled()
+                    await self._settled(rec.gen)
                     return await self.flows.get(self.id)
                 await asyncio.sleep(POLL)
 
-    async def _settled(self) -> None:
+    async def _settled(self, gen: int) -> None:
         """The ender removes the run's live entry after the run's state (by the cleanup
-        rule): wait for that, a while at most (an ender that died leaves it to the sweep)."""
+        rule), then sends its end event: wait for both, a while at most (an ender that
+        died leaves them to the sweep), so that the run's events read after its end hold
+        it. Each generation ends with one end event."""
         backend = self.flows.client.backend
         deadline = time.monotonic() + SETTLE
         while await backend.kv_get(keys.live_key(self.id)) is not None:
             if time.monotonic() > deadline:
                 return
+            await asyncio.sleep(POLL)
+        after = ends = 0
+        while True:
+            events = await self.flows.events(self.id, after=after)
+            ends += sum(e.type in END_EVENTS for e in events)
+            if ends > gen or time.monotonic() > deadline:
+                return
+            after = events[-1].id if events else after
             await asyncio.sleep(POLL)
 
     async def result(self, timeout: float | None = None) -> dict[str, Any]:
