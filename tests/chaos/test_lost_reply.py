@@ -27,7 +27,7 @@ from tests.contract.support import (
 )
 from workhorse.backends import Claim
 from workhorse.backends.redis import RedisBackend
-from workhorse.job import Event, JobState, RunEnd
+from workhorse.job import Event, JobState, Lease, Outcome, RunEnd
 
 
 @dataclass
@@ -174,15 +174,21 @@ async def test_a_resent_finish_writes_a_steps_events_once(lossy: Lossy) -> None:
     ]
 
 
-async def test_a_resent_finish_ends_its_run_once_and_reports_it_ended(lossy: Lossy) -> None:
-    # A run's end rides on its last step's finish (Outcome.end): a replay answers "ended
-    # here" from the first run, so the engine neither settles it again nor misses it.
-    await lossy.direct.kv_set("live:r1", "f")
+async def _run_ending_step(lossy: Lossy) -> tuple[str, Lease, Outcome]:
+    """A leased step whose completed outcome carries the end of run r1 (flow f)."""
     step = await enqueue_one(lossy.direct, new(queue="steps"))
     lease = await claim_one(lossy.direct, "steps")
     outcome = completed(1)
     event = Event("flow.completed", None, None, None, {"run": "r1", "flow": "f"}, 1.0)
     outcome.end = RunEnd("end:r1", "done", "live:r1", "f", event)
+    return step, lease, outcome
+
+
+async def test_a_resent_finish_ends_its_run_once_and_reports_it_ended(lossy: Lossy) -> None:
+    # A run's end rides on its last step's finish (Outcome.end): a replay answers "ended
+    # here" from the first run, so the engine neither settles it again nor misses it.
+    await lossy.direct.kv_set("live:r1", "f")
+    step, lease, outcome = await _run_ending_step(lossy)
     lossy.lose("finish")
     assert await lossy.backend.finish([(lease, outcome)]) == [True]
     lossy.assert_lost()
@@ -197,11 +203,7 @@ async def test_a_resent_finish_of_an_ended_run_reports_it_ended_before(lossy: Lo
     # Every item applied and no end written: the reply is not kept, the replay rebuilds it.
     await lossy.direct.kv_set("live:r1", "f")
     await lossy.direct.kv_set("end:r1", "cancelled")
-    await enqueue_one(lossy.direct, new(queue="steps"))
-    lease = await claim_one(lossy.direct, "steps")
-    outcome = completed(1)
-    event = Event("flow.completed", None, None, None, {"run": "r1", "flow": "f"}, 1.0)
-    outcome.end = RunEnd("end:r1", "done", "live:r1", "f", event)
+    _, lease, outcome = await _run_ending_step(lossy)
     lossy.lose("finish")
     assert await lossy.backend.finish([(lease, outcome)]) == [True]
     lossy.assert_lost()

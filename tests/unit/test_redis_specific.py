@@ -189,13 +189,8 @@ async def _calls(r: aioredis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-async def test_enqueue_is_a_function_call_and_comes_back_after_function_flush(
-    private: PrivateRedis,
-) -> None:
-    # Redis 7+: enqueue is called from the Function library (FCALL), whose prelude is built
-    # once at load instead of on every call (the worker's scripts too: the next test). A server that
-    # lost the library (FUNCTION FLUSH, or a restart without persistence: FLUSHALL keeps
-    # it) answers "Function not found", and the call is sent again once it is loaded.
+async def _functions_server(private: PrivateRedis) -> tuple[aioredis.Redis, RedisBackend]:
+    """A private Redis 7+ (skipped on an older one) and an open backend on it."""
     private.start()
     r = aioredis.Redis(port=private.port)
     if int((await r.info("server"))["redis_version"].split(".")[0]) < 7:
@@ -203,6 +198,17 @@ async def test_enqueue_is_a_function_call_and_comes_back_after_function_flush(
         pytest.skip("Redis Functions need Redis 7")
     b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
     await b.open()
+    return r, b
+
+
+async def test_enqueue_is_a_function_call_and_comes_back_after_function_flush(
+    private: PrivateRedis,
+) -> None:
+    # Redis 7+: enqueue is called from the Function library (FCALL), whose prelude is built
+    # once at load instead of on every call (the worker's scripts too: the next test). A server that
+    # lost the library (FUNCTION FLUSH, or a restart without persistence: FLUSHALL keeps
+    # it) answers "Function not found", and the call is sent again once it is loaded.
+    r, b = await _functions_server(private)
     try:
         await r.config_resetstat()
         await b.enqueue([_job()])
@@ -230,13 +236,7 @@ async def test_a_start_is_one_function_call_and_comes_back_after_function_flush(
     # A run's start (enqueue_claimed_with: keys, events, counters and claimed jobs) is one
     # FCALL on Redis 7+; a server that lost the library answers "Function not found"
     # before running any of it, and the start is sent again once the library is loaded.
-    private.start()
-    r = aioredis.Redis(port=private.port)
-    if int((await r.info("server"))["redis_version"].split(".")[0]) < 7:
-        await r.aclose()
-        pytest.skip("Redis Functions need Redis 7")
-    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
-    await b.open()
+    r, b = await _functions_server(private)
 
     async def start(run: str) -> Any:
         job = _job()
@@ -272,13 +272,7 @@ async def test_a_workers_calls_are_function_calls_and_come_back_after_function_f
     # FUNCTION FLUSH each call is answered "Function not found" without running, and is
     # sent again once the library is loaded; the pop's pipelined claim never ran, so the
     # wait answers None (claim next) and no job is left leased.
-    private.start()
-    r = aioredis.Redis(port=private.port)
-    if int((await r.info("server"))["redis_version"].split(".")[0]) < 7:
-        await r.aclose()
-        pytest.skip("Redis Functions need Redis 7")
-    b = RedisBackend(f"redis://127.0.0.1:{private.port}/0?prefix=p")
-    await b.open()
+    r, b = await _functions_server(private)
     try:
         await b.enqueue([_job()])  # the queue listed
         await b.wait_claim("q", "w1", 1, 30.0, 0.01)  # a claim's idle hint, then a peek
