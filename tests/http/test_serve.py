@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def test_serve_refuses_a_public_address_without_tokens_unless_insecure(tmp_path:
 
 HOOKED_APP = """
 import os
+import signal
 from pathlib import Path
 from workhorse import Workhorse
 
@@ -188,3 +190,44 @@ def _try(probe: object) -> bool:
         return bool(probe())  # type: ignore[operator]
     except (httpx.TransportError, KeyError, ValueError):
         return False
+
+
+def test_serve_stops_on_sigterm_with_an_event_stream_open(tmp_path: Path) -> None:
+    # uvicorn's graceful shutdown waits for every response to end; an open stream (a
+    # dashboard tab, a client following the log) must end with the server, not hold it
+    # until a SIGKILL.
+    (tmp_path / "served_app.py").write_text(APP)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*_workhorse(), "serve", "served_app:app", "--port", str(port), "--log-level", "warning"],
+        env=_env(tmp_path, WORKHORSE_API_TOKENS="write:serve-token-123"),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "workhorse serve did not come up"
+            time.sleep(0.1)
+        headers = {"Authorization": "Bearer serve-token-123", "Accept": "text/event-stream"}
+        with httpx.stream("GET", f"{base}/api/events", headers=headers, timeout=30) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            proc.send_signal(signal.SIGTERM)
+            # uvicorn raises the signal again once it has shut down gracefully.
+            assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+            assert list(lines) is not None  # the server closed the stream: the read ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,9 @@ from workhorse.urls import redact
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from types import FrameType
 
-    from fastapi import APIRouter
+    from fastapi import APIRouter, FastAPI
 
     from workhorse.app import Workhorse
 
@@ -74,7 +76,7 @@ def serve(
     non-loopback --host then needs --insecure.
     """
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 (the extra's check: run_server imports it)
 
         from workhorse.dashboard import router as dashboard_router
         from workhorse.http import create_app
@@ -122,7 +124,7 @@ def serve(
         )
     elif not has_tokens:
         console.print("[yellow]no WORKHORSE_API_TOKENS: every route but /api/health answers 401[/]")
-    uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
+    run_server(api, host=host, port=port, log_level=log_level)
 
 
 def operations(app: Workhorse) -> list[APIRouter]:
@@ -153,3 +155,22 @@ def listening(app: Workhorse) -> APIRouter:
             await app.stop_listener()
 
     return APIRouter(lifespan=lifespan)
+
+
+def run_server(api: FastAPI, host: str, port: int, log_level: str) -> None:
+    """Run ``api`` under uvicorn until SIGTERM or SIGINT; the signal also ends the open
+    event streams, which uvicorn's graceful shutdown would otherwise wait for forever."""
+    import uvicorn
+
+    from workhorse.http.closing import close_streams
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            close_streams()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(api, host=host, port=port, log_level=log_level, access_log=False)
+    # uvicorn raises the signal again once shut down; a Ctrl-C is a clean stop, as in
+    # uvicorn.run.
+    with contextlib.suppress(KeyboardInterrupt):
+        Server(config).run()

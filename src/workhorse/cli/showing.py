@@ -8,11 +8,12 @@ import secrets
 import click
 
 from workhorse.cli.console import err
+from workhorse.cli.serving import run_server
 
 
 def serve_demo(port: int) -> None:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 (the extra's check: run_server imports it)
 
         from workhorse.dashboard import router
         from workhorse.http import create_app
@@ -32,4 +33,4 @@ def serve_demo(port: int) -> None:
         soft_wrap=True,
     )
     api = create_app(app, routers=[router(app)])
-    uvicorn.run(api, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    run_server(api, host="127.0.0.1", port=port, log_level="warning")

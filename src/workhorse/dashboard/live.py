@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 
 from workhorse.client import Client
+from workhorse.http.closing import closing
 
 _PAGE = 1000
 RECHECK = 5.0  # seconds between checks that the stream's session has not ended
@@ -66,6 +67,8 @@ async def stream(
     checked = time.monotonic()
     while True:
         await asyncio.sleep(tail.poll)
+        if closing():
+            return
         if alive is not None and time.monotonic() - checked >= recheck:
             if not await alive():
                 return

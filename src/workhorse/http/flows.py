@@ -15,6 +15,7 @@ from workhorse.flows import Flows, KeyInFlight, KeyReused, RunHandle, RunInfo
 from workhorse.flows.records import RUN_STATES
 from workhorse.flows.waits import WEBHOOK_SIGNAL
 from workhorse.http.auth import Caller
+from workhorse.http.closing import closing
 from workhorse.http.errors import ERRORS, ApiError, ApiRoute
 from workhorse.http.flow_models import (
     FlowList,
@@ -325,5 +326,7 @@ async def _sse(flows: Flows, run_id: str, after: int, poll: float) -> AsyncItera
             if e.type in _LAST:
                 return
         await asyncio.sleep(poll)
+        if closing():
+            return
         if not events:
             yield b": idle\n\n"

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from workhorse.client import Client
 from workhorse.events import run_of
+from workhorse.http.closing import closing
 from workhorse.http.models import event_out
 
 _PAGE = 500
@@ -35,5 +36,7 @@ async def sse(
                 return
         if len(events) < _PAGE:
             await asyncio.sleep(poll)
+            if closing():
+                return
             if not events:
                 yield b": idle\n\n"
