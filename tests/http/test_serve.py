@@ -46,29 +46,37 @@ def _workhorse() -> list[str]:
     return [sys.executable, "-m", "workhorse"]
 
 
-def test_serve_answers_an_http_task_and_the_rest_api(tmp_path: Path) -> None:
+def _serve(tmp_path: Path, token: str) -> tuple[subprocess.Popen[str], str]:
+    """``workhorse serve`` of APP with one write token, once it answers: the process and
+    its base URL."""
     (tmp_path / "served_app.py").write_text(APP)
     port = _free_port()
     proc = subprocess.Popen(
         [*_workhorse(), "serve", "served_app:app", "--port", str(port), "--log-level", "warning"],
-        env=_env(tmp_path, WORKHORSE_API_TOKENS="write:serve-token-123"),
+        env=_env(tmp_path, WORKHORSE_API_TOKENS=f"write:{token}"),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
     )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{base}/api/health").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _, out = proc.communicate(timeout=10)
+            raise AssertionError(f"workhorse serve did not come up: {out[-2000:]}")
+        time.sleep(0.1)
+
+
+def test_serve_answers_an_http_task_and_the_rest_api(tmp_path: Path) -> None:
+    proc, base = _serve(tmp_path, "serve-token-123")
     try:
-        base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": "Bearer serve-token-123"}
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "workhorse serve exited"
-            assert time.monotonic() < deadline, "workhorse serve did not come up"
-            time.sleep(0.1)
         r = httpx.post(f"{base}/api/echo", json={"x": 1}, headers=auth)
         assert (r.status_code, r.json()) == (200, {"echo": {"x": 1}})
         job = httpx.get(f"{base}/api/jobs/{r.headers['workhorse-job-id']}", headers=auth).json()
@@ -196,27 +204,8 @@ def test_serve_stops_on_sigterm_with_an_event_stream_open(tmp_path: Path) -> Non
     # uvicorn's graceful shutdown waits for every response to end; an open stream (a
     # dashboard tab, a client following the log) must end with the server, not hold it
     # until a SIGKILL.
-    (tmp_path / "served_app.py").write_text(APP)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [*_workhorse(), "serve", "served_app:app", "--port", str(port), "--log-level", "warning"],
-        env=_env(tmp_path, WORKHORSE_API_TOKENS="write:serve-token-123"),
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, base = _serve(tmp_path, "serve-token-123")
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "workhorse serve did not come up"
-            time.sleep(0.1)
         headers = {"Authorization": "Bearer serve-token-123", "Accept": "text/event-stream"}
         with httpx.stream("GET", f"{base}/api/events", headers=headers, timeout=30) as stream:
             lines = stream.iter_lines()
@@ -224,7 +213,6 @@ def test_serve_stops_on_sigterm_with_an_event_stream_open(tmp_path: Path) -> Non
             proc.send_signal(signal.SIGTERM)
             # uvicorn raises the signal again once it has shut down gracefully.
             assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
-            assert list(lines) is not None  # the server closed the stream: the read ends
     finally:
         if proc.poll() is None:
             proc.kill()
