@@ -72,7 +72,8 @@ class RunHandle:
         """The ender removes the run's live entry after the run's state (by the cleanup
         rule), then sends its end event: wait for both, a while at most (an ender that
         died leaves them to the sweep), so that the run's events read after its end hold
-        it. Each generation ends with one end event."""
+        it. Each generation ends with one end event, and once more after each resume
+        that reopened it."""
         backend = self.flows.client.backend
         deadline = time.monotonic() + SETTLE
         while await backend.kv_get(keys.live_key(self.id)) is not None:
@@ -82,7 +83,9 @@ class RunHandle:
         after = ends = 0
         while True:
             events = await self.flows.events(self.id, after=after)
-            ends += sum(e.type in END_EVENTS for e in events)
+            ends += sum(e.type in END_EVENTS for e in events) - sum(
+                e.type == "flow.resumed" and "reopened" in e.data for e in events
+            )
             if ends > gen or time.monotonic() > deadline:
                 return
             after = events[-1].id if events else after
@@ -132,12 +135,19 @@ class Flows:
         )
 
     async def resume(self, run_id: str) -> int:
-        """Resume a stalled run: its failed or cancelled steps are retried, waits whose
-        signal is stored are resolved, and the stall mark is cleared. Returns how many
-        steps were retried."""
+        """Go on with a stalled, failed or cancelled run from where it stopped (or a
+        completed one whose failed branches ``on_failure="continue"`` passed over): its
+        failed and cancelled steps run again from their input, completed steps keep their
+        outputs, waits whose signal is stored are resolved and a stall mark is cleared.
+        Returns how many steps were retried."""
         rec = await self._record(run_id)
-        if rec.state != "running":
-            raise ConfigError(f"run {run_id} is {rec.state}; restart(run_id) runs it again")
+        if rec.state == "completed" and not any(
+            s.state in ("failed", "cancelled") for s in (await self.get(run_id)).steps
+        ):  # a completed run resumes only for the failed branches on_failure="continue" left
+            raise ConfigError(
+                f"run {run_id} completed with no failed step; nothing to resume "
+                "(restart(run_id) runs it again)"
+            )
         return await self.engine.resume(rec)
 
     def add_step(
