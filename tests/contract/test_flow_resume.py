@@ -1,7 +1,7 @@
 """Resuming a run where it stopped, on every backend: a failed run's failed step runs
 again while its completed steps keep their outputs; what a step that completed after the
 run's end would have started is started; a cancelled run goes on; a completed run with
-nothing failed has nothing to resume."""
+nothing failed has nothing to resume. And a step run again starts no second child run."""
 
 from __future__ import annotations
 
@@ -174,3 +174,30 @@ async def test_a_completed_run_has_nothing_to_resume_unless_a_branch_failed(
     assert out == {
         "partial_d": {"d": {"step:partial_b": {"b": {"a": 2}}, "step:partial_c": {"c": {"a": 2}}}}
     }
+
+
+async def test_a_step_run_again_starts_no_second_child_run(app: Workhorse) -> None:
+    """``ctx.flow.start`` is an occurrence, as an emit: the attempt that runs again after
+    a failure gets the runs its first attempt started."""
+    started: list[list[str]] = []
+
+    @app.task(name="spawn", flow="parent", entry=True, retries=1)
+    async def spawn(data: Any, ctx: Any) -> Any:
+        ids = [await ctx.flow.start("child", {"n": n}) for n in range(2)]
+        started.append(ids)
+        if len(started) == 1:
+            raise RuntimeError("fails after starting its children")
+        return ids
+
+    @app.task(name="grow", flow="child", entry=True)
+    async def grow(data: Any) -> Any:
+        return data["n"]
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("parent", None)
+    out = await run.result(timeout=10)
+    assert len(started) == 2 and started[0] == started[1] == out["spawn"]
+    children = await app.flows.list("child")
+    assert sorted(r.id for r in children) == sorted(started[0])
+    for child in started[0]:
+        assert (await app.flows.handle(child).wait(timeout=10)).state == "completed"

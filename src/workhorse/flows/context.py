@@ -114,7 +114,8 @@ class FlowContext:
         # and whether every other step that completion started was new.
         self.deferred: Sequence[tuple[Claim, Task[Any, Any], NewJob]] = ()
         self.fresh = True
-        self._counts: dict[str, int] | None = None  # emits per trigger, made at the first
+        # Occurrences of each emitted trigger and started flow, made at the first.
+        self._counts: dict[str, int] | None = None
         # Its emits' new jobs of plain steps not yet written, and the task writing them
         # (Engine.defer): the emits of one stretch of the handler share a store call.
         self.emitted: list[tuple[Claim, Task[Any, Any], NewJob]] = []
@@ -169,8 +170,22 @@ class FlowContext:
         await self.engine.fire(self, trigger, data, str(n))
 
     async def start(self, flow: str, data: Any = None) -> str:
-        """Start another flow's run; returns its run id."""
-        return await self.engine.start_run(flow, data)
+        """Start another flow's run; returns its run id. Each call is one occurrence, as
+        an emit's: an attempt that runs again gets the runs its first made (the n-th
+        start of a flow in the attempt, whatever its data), not new ones."""
+        from workhorse.flows.once import start_once  # only steps that start runs load it
+
+        if self._counts is None:
+            self._counts = {}
+        counted = "\0" + flow  # no trigger's name: emits and starts counted apart
+        n = self._counts.get(counted, 0)
+        self._counts[counted] = n + 1
+        key = f"{self.job_id}:{n}"
+        engine = self.engine
+        run_id, _ = await start_once(
+            engine.client.backend, engine.start_run, flow, data, key, "step", same_data=False
+        )
+        return run_id
 
     async def cancel(self) -> None:
         """Cancel this run: its other queued and running steps are cancelled."""

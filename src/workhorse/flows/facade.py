@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +14,7 @@ from workhorse.errors import ConfigError
 from workhorse.flows import keys, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
+from workhorse.flows.once import start_once
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
 from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
@@ -27,19 +27,6 @@ POLL = 0.02
 # its end event.
 SETTLE = 2.0
 END_EVENTS = frozenset(("flow.completed", "flow.failed", "flow.cancelled"))
-
-# Seconds a start's key is remembered (as an enqueue's Idempotency-Key).
-KEY_TTL = 86_400.0
-# Seconds a key is held while its run starts: a starter killed meanwhile frees it soon.
-STARTING_TTL = 30.0
-
-
-class KeyReused(ConfigError):
-    """A start's key was used before with different data."""
-
-
-class KeyInFlight(ConfigError):
-    """The first start with this key has not finished starting its run."""
 
 
 class RunHandle:
@@ -219,40 +206,9 @@ class Flows:
     async def _start_once(self, flow: str, data: Any, key: str, scope: str) -> RunHandle:
         """Start a run of ``flow`` once per ``key`` in ``scope`` (a start, or a trigger);
         a repeat gets the first run."""
-        if not isinstance(key, str) or not key or len(key) > 1000:
-            raise ConfigError(f"a start's key is a string of 1-1000 characters, got {key!r}")
         backend = await self.client.store()
-        mark = (
-            keys.PREFIX + "once:" + hashlib.sha256(f"{scope}\0{flow}\0{key}".encode()).hexdigest()
-        )
-        fp = hashlib.sha256(codec.dumps_sorted(data)).hexdigest()
-        if await backend.set_if_absent(
-            mark, codec.dumps({"fp": fp, "id": None}).decode(), STARTING_TTL
-        ):
-            try:
-                run_id = await self.engine.start_run(flow, data)
-            except BaseException:
-                await backend.kv_delete(mark)  # nothing was started: the key is free again
-                raise
-            await backend.kv_set(mark, codec.dumps({"fp": fp, "id": run_id}).decode(), KEY_TTL)
-            return RunHandle(self, run_id, flow)
-        for _ in range(100):  # the first start is under way: its run id comes soon
-            seen = await backend.kv_get(mark)
-            if seen is None:
-                return await self._start_once(flow, data, key, scope)
-            first = codec.loads(seen)
-            if first["fp"] != fp:
-                raise KeyReused(
-                    f"key {key!r} started a run of flow {flow!r} with "
-                    "other data; use a new key for new data"
-                )
-            if first["id"] is not None:
-                return RunHandle(self, first["id"], flow, replayed=True)
-            await asyncio.sleep(0.05)
-        raise KeyInFlight(
-            f"the first start of flow {flow!r} with this key is still starting its run; "
-            "retry shortly"
-        )
+        run_id, replayed = await start_once(backend, self.engine.start_run, flow, data, key, scope)
+        return RunHandle(self, run_id, flow, replayed)
 
     def handle(self, run_id: str, flow: str = "") -> RunHandle:
         return RunHandle(self, run_id, flow)
