@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -65,7 +65,7 @@ class Engine(Protocol):
 
     async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None: ...
 
-    async def start_run(self, flow: str, data: Any = None) -> str: ...
+    async def start_run(self, flow: str, data: Any = None, parent: str | None = None) -> str: ...
 
     async def cancel_run(self, run: str) -> bool: ...
 
@@ -181,10 +181,17 @@ class FlowContext:
         n = self._counts.get(counted, 0)
         self._counts[counted] = n + 1
         key = f"{self.job_id}:{n}"
-        engine = self.engine
-        run_id, _ = await start_once(
-            engine.client.backend, engine.start_run, flow, data, key, "step", same_data=False
-        )
+        engine, run = self.engine, self.meta.run
+        backend = engine.client.backend
+
+        def start(flow: str, data: Any) -> Awaitable[str]:
+            return engine.start_run(flow, data, parent=run)
+
+        run_id, _ = await start_once(backend, start, flow, data, key, "step", same_data=False)
+        # Its parent's cancel lists the children after the parent's end: one that ended
+        # before this child was listed finds its end here.
+        if await backend.kv_get(keys.end_key(run, self.meta.gen)) is not None:
+            await engine.cancel_run(run_id)
         return run_id
 
     async def cancel(self) -> None:

@@ -764,15 +764,17 @@ class Engine:
         return await backend.kv_delete(keys.live_key(run))
 
     # -- starting and stopping runs ---------------------------------------------------------
-    async def start_run(self, flow: str, data: Any = None) -> str:
+    async def start_run(self, flow: str, data: Any = None, parent: str | None = None) -> str:
         """Start a run: its record, its live entry, ``flow.started``, its count of live
         steps (a counted flow) and its entry steps' jobs go in one store call
         (``Backend.enqueue_claimed_with``) after the clock's read; a flow with an entry
-        waiting for a signal writes them one by one."""
+        waiting for a signal writes them one by one. ``parent``: the run whose step
+        starts it, which lists it among its children in the same call."""
         f = self.graph.flow(flow)
         f.check()
         f.shape()  # a flow that cannot be shaped fails here, not in a worker
         rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
+        rec.parent = parent
         await self.write_start(rec, f, flow)
         return rec.id
 
@@ -784,7 +786,10 @@ class Engine:
         writes them one by one. ``rec.created_at`` is the store's time just read."""
         backend = self.client.backend
         entries = flow.entries()
+        child = None if rec.parent is None else (keys.child_prefix(rec.parent) + rec.id, rec.flow)
         if not entries or any(waits_for_signal(step) for step in entries):  # none counted
+            if child is not None:  # listed first: a cancel of its parent finds it
+                await backend.kv_set(*child)
             await records.save(backend, rec)
             await backend.kv_set(keys.live_key(rec.id), live)
             await self.publish("flow.started", rec.id, rec.flow, **data)
@@ -799,6 +804,8 @@ class Engine:
             for step in entries
         ]  # fmt: skip
         written = dict((records.entry(rec), (keys.live_key(rec.id), live)))
+        if child is not None:
+            written[child[0]] = child[1]
         started = run_event("flow.started", rec.id, rec.flow, **data)
         # Counted with the entries' writes, so none ends uncounted.
         count = keys.count_key(rec.id, rec.gen)
@@ -815,14 +822,24 @@ class Engine:
             await self.begin(rec.id, rec.gen, step, rec.input, "entry")
 
     async def cancel_run(self, run: str) -> bool:
-        """Cancel a running run: its queued and running steps are cancelled. False when
-        the run had ended already."""
+        """Cancel a running run: its queued and running steps are cancelled. The runs its
+        steps started are cancelled too, and theirs, even when this one had ended. False
+        when the run had ended already."""
         rec = await records.load(self.client.backend, run)
-        if rec is None or rec.state != "running":
+        if rec is None:
             return False
-        ended = await self.end(rec, "cancelled", None)
-        await self.cancel_jobs(run)
+        ended = False
+        if rec.state == "running":
+            ended = await self.end(rec, "cancelled", None)
+            await self.cancel_jobs(run)
+        await self.cancel_children(run)
         return ended
+
+    async def cancel_children(self, run: str) -> None:
+        """Cancel the runs the run's steps started (``cancel_run``: and theirs)."""
+        prefix = keys.child_prefix(run)
+        for key in await self.client.backend.kv_scan(prefix):
+            await self.cancel_run(key[len(prefix) :])
 
     async def cancel_jobs(self, run: str) -> None:
         prefix = keys.job_prefix(run)

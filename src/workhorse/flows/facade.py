@@ -235,6 +235,7 @@ class Flows:
         ]
         steps.sort(key=lambda s: (s.started_at is None, s.started_at or 0.0, s.step))
         waits = await self.engine.waits.pending(run_id)
+        children = keys.child_prefix(run_id)
         return RunInfo(
             rec.id,
             rec.flow,
@@ -249,6 +250,8 @@ class Flows:
                 {**{k: w[k] for k in ("step", "signal", "key", "since")}, "phase": phase_of(w)}
                 for w in waits
             ],
+            rec.parent,
+            [k[len(children) :] for k in await backend.kv_scan(children)],
         )
 
     async def list(self, flow: str | None = None, state: str | None = None) -> list[RunRecord]:
@@ -275,6 +278,7 @@ class Flows:
         if rec.state == "running":
             await self.engine.end(rec, "cancelled", None)
         await self.engine.cancel_jobs(run_id)
+        await self.engine.cancel_children(run_id)  # the new generation starts its own
         backend = self.client.backend
         prefix = keys.job_prefix(run_id)
         for k in await backend.kv_scan(prefix):
@@ -306,6 +310,7 @@ class Flows:
             for prefix in (
                 keys.job_prefix(rec.id),
                 keys.state_prefix(rec.id),
+                keys.child_prefix(rec.id),
                 f"{keys.PREFIX}stall:{rec.id}:",
             ):
                 for k in await backend.kv_scan(prefix):
