@@ -13,7 +13,14 @@ from workhorse import lazy
 if TYPE_CHECKING:
     from workhorse.flows.context import FlowContext, State
     from workhorse.flows.engine import Engine
-    from workhorse.flows.facade import Flows, KeyInFlight, KeyReused, RunHandle, of_run
+    from workhorse.flows.facade import (
+        Flows,
+        KeyInFlight,
+        KeyReused,
+        RestartInFlight,
+        RunHandle,
+        of_run,
+    )
     from workhorse.flows.graph import FlowDef, Graph, Step
     from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
 
@@ -25,7 +32,9 @@ FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait", "triggers")
 _HOME = {
     **dict.fromkeys(("FlowContext", "State"), ".context"),
     "Engine": ".engine",
-    **dict.fromkeys(("Flows", "KeyInFlight", "KeyReused", "RunHandle", "of_run"), ".facade"),
+    **dict.fromkeys(
+        ("Flows", "KeyInFlight", "KeyReused", "RestartInFlight", "RunHandle", "of_run"), ".facade"
+    ),
     **dict.fromkeys(("FlowDef", "Graph", "Step"), ".graph"),
     **dict.fromkeys(("FlowFailed", "RunInfo", "RunRecord", "StepInfo"), ".records"),
 }
@@ -43,6 +52,7 @@ __all__ = [
     "Graph",
     "KeyInFlight",
     "KeyReused",
+    "RestartInFlight",
     "RunHandle",
     "RunInfo",
     "RunRecord",
