@@ -333,12 +333,13 @@ class Flows:
         resend after the first restart finished does not restart it again."""
         if key is None:
             return await self._restart(run_id)
-        await self._record(run_id)  # an unknown run holds no key
+        rec = await self._record(run_id)  # an unknown run holds no key
 
         async def act() -> str:
             return (await self._restart(run_id)).id
 
-        return await self._once(f"restart\0{run_id}\0{key}", key, None, act, "", "restart")
+        scope = f"restart\0{run_id}\0{key}"
+        return await self._once(scope, key, None, act, rec.flow, "restart")
 
     async def _restart(self, run_id: str) -> RunHandle:
         rec = await self._record(run_id)
