@@ -92,6 +92,7 @@ async def test_reads_answer_and_writes_name_maxmemory(server: tuple[str, list[in
             assert (await app.counts())["default"]["completed"] == 3
             assert await app.events()
             assert isinstance(await app.workers(), list)
+            assert isinstance(await app.schedules(), list)
             assert any(t.completed for t in await stats.totals(app.client))
             assert await app.client.backend.kv_scan("flows:run:")
             with pytest.raises(OutOfMemory, match=r"maxmemory.*Raise maxmemory"):
