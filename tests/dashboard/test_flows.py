@@ -159,3 +159,25 @@ def test_the_layout_puts_each_step_below_what_it_follows_and_marks_it() -> None:
         ("index", "notify"): "",
     }
     assert all(n.x >= 0 and n.x + NODE_W <= drawing.width for n in drawing.nodes)
+
+
+async def test_a_restart_form_sent_twice_restarts_the_run_once(board: Board) -> None:
+    # A double click, or a form the browser sends again: the form carries its page's
+    # generation, and the second send restarts nothing.
+    await board.login()
+    await board.app.start_worker()
+    run = await board.app.flows.start("order", {"id": 9})
+    await run.result(timeout=10)
+    path = f"/admin/flows/runs/{run.id}"
+    page = (await board.http.get(path)).text
+    csrf = await board.csrf(path)
+    found = re.search(r'name="key" value="([^"]+)"', page)
+    assert found, "no key in the restart form"
+    form = {"csrf": csrf, "key": html.unescape(found.group(1))}
+    first = await board.http.post(f"{path}/restart", data=form)
+    assert "restarted%20from" in first.headers["location"]
+    second = await board.http.post(f"{path}/restart", data=form)
+    assert "asked%20for%20twice" in second.headers["location"]
+    await board.app.flows.handle(run.id, "order").result(timeout=10)
+    started = [e for e in await board.app.flows.events(run.id) if e.type == "flow.started"]
+    assert len(started) == 2

@@ -375,3 +375,23 @@ async def test_auth_refusals_and_404s(served: tuple[Workhorse, httpx.AsyncClient
     r = await http.post("/api/signals/webhook", json={}, headers=WRITE)
     assert r.status_code == 400
     assert app.flows.names() == ["asking", "diamond", "handing", "paying"]
+
+
+async def test_a_restart_resent_with_its_idempotency_key_restarts_once(
+    served: tuple[Workhorse, httpx.AsyncClient],
+) -> None:
+    # A client resends POST .../restart after a timeout whose first request went
+    # through: with its Idempotency-Key the resend restarts nothing and answers the run.
+    app, http = served
+    run = await app.flows.start("diamond", {"n": 1})
+    await run.result(timeout=10)
+    key = {**WRITE, "Idempotency-Key": "restart-" + uuid.uuid4().hex}
+    first = await http.post(f"/api/runs/{run.id}/restart", headers=key)
+    assert first.status_code == 202 and not first.json()["replayed"]
+    await app.flows.handle(run.id, "diamond").result(timeout=10)
+    again = await http.post(f"/api/runs/{run.id}/restart", headers=key)
+    assert again.status_code == 202, again.text
+    assert again.json()["replayed"] and again.json()["id"] == run.id
+    assert again.headers["Idempotent-Replayed"] == "true"
+    events = [e for e in await app.flows.events(run.id) if e.type == "flow.started"]
+    assert len(events) == 2  # the start and one restart

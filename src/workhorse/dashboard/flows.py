@@ -154,13 +154,15 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
             return back("/flows", f"not started: {exc}")
         return back(f"/flows/runs/{handle.id}", f"run of {flow} started")
 
-    async def act(run_id: str, what: str) -> str:
+    async def act(run_id: str, what: str, key: str | None = None) -> str:
         try:
             if what == "cancel":
                 ok = await flows.cancel(run_id)
                 return "run cancelled" if ok else "not cancelled: the run had ended"
             if what == "restart":
-                await flows.restart(run_id)
+                h = await flows.restart(run_id, key=key)
+                if h.replayed:
+                    return "run restarted once: this restart was asked for twice"
                 return "run restarted from its input"
             n = await flows.resume(run_id)
             return f"run resumed: {n} step(s) retried"
@@ -174,8 +176,11 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
         return back(f"/flows/runs/{run_id}", await act(run_id, "cancel"))
 
     @r.post("/flows/runs/{run_id}/restart")
-    async def restart(run_id: RunId, session: Acting) -> RedirectResponse:
-        return back(f"/flows/runs/{run_id}", await act(run_id, "restart"))
+    async def restart(run_id: RunId, session: Acting, request: Request) -> RedirectResponse:
+        # The form carries its page's run start (its generation's): sent twice (a double
+        # click, a resent form), it restarts that generation once.
+        key = (await read_form(request)).get("key") or None
+        return back(f"/flows/runs/{run_id}", await act(run_id, "restart", key and f"page:{key}"))
 
     @r.post("/flows/runs/{run_id}/resume")
     async def resume(run_id: RunId, session: Acting) -> RedirectResponse:

@@ -173,7 +173,7 @@ class FlowContext:
         """Start another flow's run; returns its run id. Each call is one occurrence, as
         an emit's: an attempt that runs again gets the runs its first made (the n-th
         start of a flow in the attempt, whatever its data), not new ones."""
-        from workhorse.flows.once import start_once  # only steps that start runs load it
+        from workhorse.flows.once import once  # only steps that start runs load it
 
         if self._counts is None:
             self._counts = {}
@@ -184,10 +184,12 @@ class FlowContext:
         engine, run = self.engine, self.meta.run
         backend = engine.client.backend
 
-        def start(flow: str, data: Any) -> Awaitable[str]:
+        def start() -> Awaitable[str]:
             return engine.start_run(flow, data, parent=run)
 
-        run_id, _ = await start_once(backend, start, flow, data, key, "step", same_data=False)
+        run_id, _ = await once(
+            backend, f"step\0{flow}\0{key}", key, data, start, flow, same_data=False
+        )
         # Its parent's cancel lists the children after the parent's end: one that ended
         # before this child was listed finds its end here.
         if await backend.kv_get(keys.end_key(run, self.meta.gen)) is not None:

@@ -704,7 +704,7 @@ class Engine:
             first = failed[0]
             error = {"step": first.task, "job_id": first.id, **(first.error or {})}
             if await self.end_run(run, name, gen, "failed", error):
-                await self.cancel_jobs(run)
+                await self.cancel_jobs(run, gen)
             return "failed"
         if not pending:
             await self.end_run(run, name, gen, "completed", None)
@@ -831,7 +831,7 @@ class Engine:
         ended = False
         if rec.state == "running":
             ended = await self.end(rec, "cancelled", None)
-            await self.cancel_jobs(run)
+            await self.cancel_jobs(run, rec.gen)
         await self.cancel_children(run)
         return ended
 
@@ -841,13 +841,16 @@ class Engine:
         for key in await self.client.backend.kv_scan(prefix):
             await self.cancel_run(key[len(prefix) :])
 
-    async def cancel_jobs(self, run: str) -> None:
+    async def cancel_jobs(self, run: str, upto: int) -> None:
+        """Cancel the run's live steps and drop its waits, of generation ``upto`` and
+        before: a restart racing this call writes a later one, which stays whole."""
         prefix = keys.job_prefix(run)
         ids = [k[len(prefix) :] for k in await self.client.backend.kv_scan(prefix)]
+        ids = [i for i in ids if (keys.run_of(i) or (run, 0))[1] <= upto]
         for job in (await self.client.get_jobs(ids)).values():
             if job.state in LIVE_STATES:
                 await self.client.cancel(job.id)
-        await self.waits.drop(run)
+        await self.waits.drop(run, upto)
 
     async def sweep(self) -> int:
         """Check every running run: ends those whose last checker died, resolves waits

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from workhorse import codec
@@ -14,7 +16,7 @@ from workhorse.errors import ConfigError
 from workhorse.flows import keys, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
-from workhorse.flows.once import start_once
+from workhorse.flows.once import once
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
 from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
@@ -27,6 +29,14 @@ POLL = 0.02
 # its end event.
 SETTLE = 2.0
 END_EVENTS = frozenset(("flow.completed", "flow.failed", "flow.cancelled"))
+
+# Seconds a restart holds its generation's restart (keys.restart_key) while it writes the
+# next one, and the longest a second restart of that generation waits for it.
+RESTARTING_TTL = 60.0
+
+
+class RestartInFlight(ConfigError):
+    """Another restart of the run's generation has not written the next one in time."""
 
 
 class RunHandle:
@@ -182,7 +192,9 @@ class Flows:
         if key is None:
             await self.client.store()
             return RunHandle(self, await self.engine.start_run(flow, data), flow)
-        return await self._start_once(flow, data, key, "start")
+        return await self._once(
+            f"start\0{flow}\0{key}", key, data, lambda: self.engine.start_run(flow, data), flow
+        )
 
     async def trigger(
         self, name: str, data: Any = None, *, key: str | None = None
@@ -200,14 +212,30 @@ class Flows:
             if key is None:
                 handles.append(await self.start(f.name, data))
             else:
-                handles.append(await self._start_once(f.name, data, key, f"trigger {name}"))
+                handles.append(
+                    await self._once(
+                        f"trigger {name}\0{f.name}\0{key}",
+                        key,
+                        data,
+                        functools.partial(self.engine.start_run, f.name, data),
+                        f.name,
+                    )
+                )
         return handles
 
-    async def _start_once(self, flow: str, data: Any, key: str, scope: str) -> RunHandle:
-        """Start a run of ``flow`` once per ``key`` in ``scope`` (a start, or a trigger);
-        a repeat gets the first run."""
+    async def _once(
+        self,
+        scope: str,
+        key: str,
+        data: Any,
+        act: Callable[[], Awaitable[str]],
+        flow: str,
+        what: str = "start",
+    ) -> RunHandle:
+        """``act`` (a start, a trigger's start or a restart, which answers its run's id)
+        once per ``key`` in ``scope``; a repeat gets the first one's run."""
         backend = await self.client.store()
-        run_id, replayed = await start_once(backend, self.engine.start_run, flow, data, key, scope)
+        run_id, replayed = await once(backend, scope, key, data, act, flow, what)
         return RunHandle(self, run_id, flow, replayed)
 
     def handle(self, run_id: str, flow: str = "") -> RunHandle:
@@ -268,32 +296,95 @@ class Flows:
         await self._record(run_id)
         return await self.engine.cancel_run(run_id)
 
-    async def restart(self, run_id: str) -> RunHandle:
+    async def restart(self, run_id: str, *, key: str | None = None) -> RunHandle:
         """Run it again from its original input, as a new generation under the same id
-        (steps still live are cancelled first)."""
+        (steps still live are cancelled first). Restarts of one generation at once (two
+        operators, a client resending after a timeout) write one new generation: the
+        others wait for it and get its handle (``handle.replayed``). With ``key``, a
+        repeat within a day restarts nothing and returns the run (``replayed``): a
+        resend after the first restart finished does not restart it again."""
+        if key is None:
+            return await self._restart(run_id)
+        rec = await self._record(run_id)  # an unknown run holds no key
+
+        async def act() -> str:
+            return (await self._restart(run_id)).id
+
+        scope = f"restart\0{run_id}\0{key}"
+        return await self._once(scope, key, None, act, rec.flow, "restart")
+
+    async def _restart(self, run_id: str) -> RunHandle:
         rec = await self._record(run_id)
         if rec.gen >= keys.MAX_GEN:
             raise ConfigError(f"run {run_id} was restarted {rec.gen} times; start a new run")
         flow = self.graph.flow(rec.flow)  # an unknown flow fails before anything changes
-        if rec.state == "running":
-            await self.engine.end(rec, "cancelled", None)
-        await self.engine.cancel_jobs(run_id)
-        await self.engine.cancel_children(run_id)  # the new generation starts its own
         backend = self.client.backend
-        prefix = keys.job_prefix(run_id)
-        for k in await backend.kv_scan(prefix):
-            await backend.kv_delete(keys.resolved_key(k[len(prefix) :]))
-            await backend.kv_delete(k)
-        rec.gen += 1
-        rec.state = "running"
-        rec.ended_at = None
-        rec.error = None
-        rec.stalled_at = None
-        rec.created_at = await backend.now()
-        # One write, as a start's; the live entry marked as keeping state: the earlier
-        # generations' state is cleared by its end.
-        await self.engine.write_start(rec, flow, rec.flow + keys.STATEFUL, restart=rec.gen)
+        gen = rec.gen
+        claim, token = keys.restart_key(run_id, gen), os.urandom(8).hex()
+        if not await backend.set_if_absent(claim, token, RESTARTING_TTL):
+            return await self._restarted(run_id, gen)
+        try:
+            if rec.state == "running":
+                await self.engine.end(rec, "cancelled", None)
+            await self._settle(rec)
+            await self.engine.cancel_jobs(run_id, gen)
+            await self.engine.cancel_children(run_id)  # the new generation starts its own
+            prefix = keys.job_prefix(run_id)
+            for k in await backend.kv_scan(prefix):
+                await backend.kv_delete(keys.resolved_key(k[len(prefix) :]))
+                await backend.kv_delete(k)
+            rec.gen += 1
+            rec.state = "running"
+            rec.ended_at = None
+            rec.error = None
+            rec.stalled_at = None
+            rec.created_at = await backend.now()
+            if await backend.kv_get(claim) != token:
+                raise RestartInFlight(
+                    f"run {run_id}'s restart took over {RESTARTING_TTL:g}s; another "
+                    "restart may have taken it over: look at the run before restarting again"
+                )
+            # One write, as a start's; the live entry marked as keeping state: the earlier
+            # generations' state is cleared by its end.
+            await self.engine.write_start(rec, flow, rec.flow + keys.STATEFUL, restart=rec.gen)
+        except BaseException:
+            await backend.kv_delete(claim, token)  # no generation written: free again
+            raise
         return RunHandle(self, run_id, rec.flow)
+
+    async def _settle(self, rec: RunRecord) -> None:
+        """Wait for the ender of the ended generation ``rec`` to remove its live entry
+        (and its state, by the cleanup rule) and send its end event, a while at most; then
+        do it in its place: an ender still at it would remove the next generation's
+        entry, and one that died would never send the event."""
+        backend = self.client.backend
+        deadline = time.monotonic() + SETTLE
+        while await backend.kv_get(keys.live_key(rec.id)) is not None:
+            if time.monotonic() > deadline:
+                ended = await records.load(backend, rec.id)
+                state = ended.state if ended is not None else rec.state
+                if state != "running" and await self.engine.settle(rec.id, rec.flow, state):
+                    error = ended.error if ended is not None else None
+                    await self.engine.publish(f"flow.{state}", rec.id, rec.flow, error=error)
+                return
+            await asyncio.sleep(POLL)
+
+    async def _restarted(self, run_id: str, gen: int) -> RunHandle:
+        """The handle of the restart of ``gen`` under way in another call, once it wrote
+        the next generation; this call restarts it if that one failed."""
+        backend = self.client.backend
+        deadline = time.monotonic() + RESTARTING_TTL
+        while time.monotonic() < deadline:
+            rec = await self._record(run_id)
+            if rec.gen > gen:
+                return RunHandle(self, run_id, rec.flow, replayed=True)
+            if await backend.kv_get(keys.restart_key(run_id, gen)) is None:
+                return await self._restart(run_id)  # that restart failed: its claim is free
+            await asyncio.sleep(POLL)
+        raise RestartInFlight(
+            f"another restart of run {run_id} has not written its generation in "
+            f"{RESTARTING_TTL:g}s; look at the run (app.flows.get) before restarting again"
+        )
 
     async def clear(self, flow: str | None = None) -> int:
         """Remove ended runs (their records, indexes and state), of one flow if asked;
@@ -319,6 +410,7 @@ class Flows:
                 for k in await backend.kv_scan(f"{keys.PREFIX}in:{rec.id}:{gen}:"):
                     await backend.kv_delete(k)
                 await backend.kv_delete(keys.end_key(rec.id, gen))
+                await backend.kv_delete(keys.restart_key(rec.id, gen))
             await backend.kv_delete(keys.live_key(rec.id))  # a late state mark wrote it again
             await backend.kv_delete(keys.run_key(rec.id))
             n += 1

@@ -118,6 +118,12 @@ def count_key(run: str, gen: int) -> str:
     return f"{PREFIX}count:{run}:{gen}"
 
 
+def restart_key(run: str, gen: int) -> str:
+    """Held by the one restart of the run's generation ``gen`` while it writes the next:
+    a second restart of ``gen`` (two operators, a resend) waits for that one instead."""
+    return f"{PREFIX}restart:{run}:{gen}"
+
+
 def live_prefix() -> str:
     """Runs not yet ended, one key each: what the workers' sweep reads."""
     return f"{PREFIX}live:"

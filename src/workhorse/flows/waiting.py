@@ -45,7 +45,7 @@ class Engine(Protocol):
 
     async def end(self, rec: RunRecord, state: RunState, error: dict[str, Any] | None) -> bool: ...
 
-    async def cancel_jobs(self, run: str) -> None: ...
+    async def cancel_jobs(self, run: str, upto: int) -> None: ...
 
 
 log = logging.getLogger("workhorse.flows")
@@ -296,7 +296,7 @@ class Waits:
         if rec is not None and rec.state == "running" and rec.gen == record["gen"]:
             error = {"step": step.name, "type": "WaitTimeout", "message": message}
             if await self.engine.end(rec, "failed", error):
-                await self.engine.cancel_jobs(rec.id)
+                await self.engine.cancel_jobs(rec.id, rec.gen)
 
     async def rearm(self, step: Step, w: Wait, record: dict[str, Any], wait_key: str) -> None:
         """Wait as long again under the next timer; a wait resolved or dropped meanwhile
@@ -319,13 +319,17 @@ class Waits:
                 n += 1
         return n
 
-    async def drop(self, run: str) -> None:
-        """Forget the run's waits and cancel their timers (the run was cancelled or failed)."""
+    async def drop(self, run: str, upto: int | None = None) -> None:
+        """Forget the run's waits and cancel their timers (the run was cancelled or failed),
+        those of generation ``upto`` and before if given."""
         prefix = keys.waiting_prefix(run)
         for entry, wait_key in (await self.backend.kv_scan(prefix)).items():
             raw = await self.backend.kv_get(wait_key)
             if raw is not None:
-                await self.cancel_timer(codec.loads(raw))
+                record = codec.loads(raw)
+                if upto is not None and record.get("gen", 0) > upto:
+                    continue
+                await self.cancel_timer(record)
                 await self.backend.kv_delete(wait_key)
             await self.backend.kv_delete(entry)
 

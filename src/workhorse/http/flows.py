@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from workhorse.flows import Flows, KeyInFlight, KeyReused, RunHandle, RunInfo
+from workhorse.flows import Flows, KeyInFlight, KeyReused, RestartInFlight, RunHandle, RunInfo
 from workhorse.flows.records import RUN_STATES
 from workhorse.flows.waits import WEBHOOK_SIGNAL
 from workhorse.http.auth import Caller
@@ -186,13 +186,28 @@ def flows_routes(api: Api) -> APIRouter:
         return Done(ok=True, state="cancelled")
 
     @r.post("/runs/{run_id}/restart", response_model=RunStarted, status_code=202)
-    async def restart(run_id: RunId, caller: Write, response: Response) -> RunStarted:
+    async def restart(
+        run_id: RunId,
+        caller: Write,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> RunStarted:
         """Run it again from its original input, under the same id (live steps are
-        cancelled first)."""
+        cancelled first). Requests that arrive together restart it once (``replayed``
+        on the others); an ``Idempotency-Key`` makes a repeat within a day (a resend after
+        a lost reply) restart nothing."""
         await run_or_404(run_id)
-        h = await flows.restart(run_id)
+        try:
+            if idempotency_key is None:
+                h = await flows.restart(run_id)
+            else:
+                h = await keyed(flows.restart(run_id, key=checked_key(idempotency_key)))
+        except RestartInFlight as exc:
+            raise ApiError(409, "RestartInFlight", str(exc)) from None
+        if h.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
         response.headers["Location"] = location(run_id)
-        return RunStarted(id=h.id, flow=h.flow, state="running")
+        return RunStarted(id=h.id, flow=h.flow, state=await started_state(h), replayed=h.replayed)
 
     @r.post("/runs/{run_id}/resume", response_model=Resumed)
     async def resume(run_id: RunId, caller: Write) -> Resumed:

@@ -50,6 +50,6 @@ connections, script calls), ``waiting`` (blocked workers, result waiters), ``bac
 """
 
 from workhorse.backends.redis.backend import RedisBackend
-from workhorse.backends.redis.wire import NoScript, ReplyError
+from workhorse.backends.redis.wire import NoScript, OutOfMemory, ReplyError
 
-__all__ = ["NoScript", "RedisBackend", "ReplyError"]
+__all__ = ["NoScript", "OutOfMemory", "RedisBackend", "ReplyError"]

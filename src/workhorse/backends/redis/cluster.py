@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from workhorse.backends.redis.wire import NoScript, ReplyError
+from workhorse.backends.redis.wire import NoScript, ReplyError, error_of, out_of_memory
 from workhorse.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
@@ -49,8 +49,10 @@ def _ours(exc: BaseException, safe: str) -> BaseException:
     ours: BaseException
     if isinstance(exc, rx.NoScriptError):
         ours = NoScript(str(exc))
+    elif isinstance(exc, rx.OutOfMemoryError):  # redis-py drops the reply's 'OOM'
+        ours = out_of_memory(f"OOM {exc}", safe)
     elif isinstance(exc, rx.ResponseError):
-        ours = ReplyError(str(exc))
+        ours = error_of(ReplyError(str(exc)), safe)
     elif isinstance(exc, rx.ConnectionError | rx.TimeoutError):
         ours = BackendUnavailable(
             f"lost the Redis Cluster at {safe}: {exc}. Check that its nodes run and that the "

@@ -348,7 +348,7 @@ class RedisCore(Backend):
             return
         self._hold_seen = time.monotonic()
         try:
-            flat = await self._conn().call(*self._eval("kv", "", ("scan", HOLD_PREFIX), False))
+            flat = await self._conn().call(*self._eval("kvscan", "", (HOLD_PREFIX,)))
         except Exception:
             return  # the call that follows meets the same trouble and reports it
         self._floors = [int(flat[i + 1]) for i in range(0, len(flat), 2)]
@@ -458,7 +458,7 @@ class RedisCore(Backend):
             self._listed.update(new)
 
     async def _fetch(self, ids: Iterable[str], mode: str = "0") -> list[Job]:
-        """Records of ``ids``; mode as in lua/fetch.lua."""
+        """Records of ``ids``; mode as in lua/fetch.lua ('2': lua/watch.lua)."""
         by_queue: dict[str, list[str]] = {}
         unknown = []
         for job_id in ids:
@@ -472,7 +472,9 @@ class RedisCore(Backend):
             targets += [(q, [mode, *unknown]) for q in await self._queues()]
         if not targets:
             return []
-        calls = [("fetch", self._q(q), args) for q, args in targets]
+        # fetch writes nothing ('no-writes' on a cluster): it answers at maxmemory.
+        script = "watch" if mode == "2" else "fetch"
+        calls = [(script, self._q(q), args) for q, args in targets]
         jobs: list[Job] = []
         for (q, args), reply in zip(targets, await self._call_many(calls), strict=True):
             found = await self._jobs(self._q(q), reply)

@@ -11,8 +11,8 @@ from importlib import resources
 
 NAMES = (
     "enqueue", "claim", "renew", "finish", "update", "reclaim", "cancel", "retry", "peek",
-    "fetch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
-    "workers", "kv", "quarantine", "release", "jobevents", "claimed", "start",
+    "fetch", "watch", "counts", "query", "purge", "pause", "publish", "counter", "beat",
+    "workers", "kv", "kvscan", "quarantine", "release", "jobevents", "claimed", "start",
 )  # fmt: skip
 # Scripts whose second run would apply a change again or answer otherwise: each call
 # carries an id, and a replay returns the first run's reply (_prelude.lua, once()).
@@ -39,10 +39,14 @@ _SECTION = re.compile(r"^-- \[(\w+)\]\n", re.MULTILINE)
 # as Functions"): the producer's calls and those a worker makes per job, batch or tick.
 # fetch stays a script: at maxmemory a function that may write is refused before it runs,
 # where a script is refused only at a write, and reading jobs and results must go on there.
-FUNCTIONS = ("enqueue", "kv", "start", "claim", "renew", "finish", "claimed", "publish",
-             "counter", "peek", "update", "beat", "reclaim")  # fmt: skip
-# Functions that write nothing, registered 'no-writes': they still answer at maxmemory.
-READS = frozenset({"peek"})
+FUNCTIONS = ("enqueue", "kv", "kvscan", "start", "claim", "renew", "finish", "claimed",
+             "publish", "counter", "peek", "update", "beat", "reclaim")  # fmt: skip
+# The flags of the scripts that still answer at maxmemory (a Function's registration, or
+# a '#!lua' script's first line on a cluster; others are refused there before they run):
+# 'no-writes' for those that only read, 'allow-oom' for those whose only writes delete (the
+# entries of expired keys or workers), which free memory.
+FLAGS = {"peek": "no-writes", "fetch": "no-writes", "counts": "no-writes", "query": "no-writes",
+         "jobevents": "no-writes", "kvscan": "allow-oom", "workers": "allow-oom"}  # fmt: skip
 # The prelude's top-level locals that each call sets (from its arguments and the clock):
 # in the library they are declared once and assigned by begin() at the start of a call.
 _PER_CALL = ("QK", "G", "P", "MAXEV", "_t", "NOW", "NOWS", "LAST", "CALL")
@@ -88,19 +92,23 @@ def script_texts(head: str = "") -> dict[str, str]:
     """Each script's text, built anew for each load: a backend keeps only the SHAs, so a
     process does not hold the texts (the prelude in every one of them) once they are
     loaded."""
-    text, bodies = _prelude()
-    prelude = head + text
+    prelude, bodies = _prelude()
     first, *parts = _SECTION.split(prelude)
     sections = dict(zip(parts[::2], parts[1::2], strict=True))
     out = {}
     for name in NAMES:
         body = bodies[name]
+        line = head
+        if head and name in FLAGS:  # '#!lua' and its flags (those of the Function's)
+            line = f"{head.rstrip()} flags={FLAGS[name]}\n"
         if name in SECTIONS:
-            text = "".join([first, *(sections[s] for s in SECTIONS[name]), "\n", body])
+            text = "".join([line, first, *(sections[s] for s in SECTIONS[name]), "\n", body])
         else:
             kept = [part for sec, part in sections.items() if name in NARROW.get(sec, (name,))]
             # The body runs inside once() (see _prelude.lua), which replays a call id's reply.
-            text = "".join([first, *kept, f"\nreturn once('{name}', function()\n{body}\nend)\n"])
+            text = "".join(
+                [line, first, *kept, f"\nreturn once('{name}', function()\n{body}\nend)\n"]
+            )
         out[name] = text
     return out
 
@@ -149,12 +157,12 @@ def load_library(names: tuple[str, ...] = FUNCTIONS) -> Library:
         parts.append(f"\nlocal function body_{name}()\n{bodies[name]}\nend\n")
     code = "".join(parts)
     # The registrations name the library: hash what they add (the names and their flags).
-    signed = code + repr([(name, name in READS) for name in names])
+    signed = code + repr([(name, FLAGS.get(name)) for name in names])
     lib = "workhorse_" + hashlib.sha1(signed.encode()).hexdigest()[:16]
     functions = {name: f"{lib}_{name}" for name in names}
     for name in names:
         run = f"once('{name}', body_{name})" if name in ONCE else f"body_{name}()"
-        flags = "{'no-writes'}" if name in READS else "{}"
+        flags = f"{{'{FLAGS[name]}'}}" if name in FLAGS else "{}"
         parts.append(
             f"register{{function_name = '{functions[name]}', flags = {flags},\n"
             f"  callback = function(keys, args)\n  begin(keys, args)\n  return {run}\nend}}\n"

@@ -35,6 +35,10 @@ class NoScript(ReplyError):
     call never ran; load them and send it again."""
 
 
+class OutOfMemory(ReplyError):
+    """Redis is at its memory limit (``maxmemory``) and refused a write; reads answer."""
+
+
 class _Dropped(BackendUnavailable):
     """The connection went away while the command waited for its reply."""
 
@@ -334,7 +338,7 @@ class Wire:
                     raise
                 continue
             if isinstance(reply, ReplyError):
-                raise _error(reply)
+                raise _error(reply, self.safe)
             return reply
         raise AssertionError("unreachable")
 
@@ -406,7 +410,7 @@ class Wire:
         for fut in futs:
             self._track(proto, fut)
         replies = await asyncio.gather(*futs)  # a TimeoutError comes from _check
-        return [_error(r) if isinstance(r, ReplyError) else r for r in replies]
+        return [_error(r, self.safe) if isinstance(r, ReplyError) else r for r in replies]
 
     async def behind_block(self, commands: Sequence[Sequence[Any]], timeout: float) -> list[Any]:
         """Pipelined behind a blocking first command, on a connection of their own: the
@@ -425,7 +429,7 @@ class Wire:
         except TimeoutError:
             self._stuck(proto)
             raise
-        return [_error(r) if isinstance(r, ReplyError) else r for r in replies]
+        return [_error(r, self.safe) if isinstance(r, ReplyError) else r for r in replies]
 
     async def read_after_time(self, reads: Sequence[Sequence[Any]]) -> tuple[int, list[Any]]:
         """The server's millisecond, then ``reads``, in one pipeline: one server runs them
@@ -440,15 +444,29 @@ class Wire:
             await asyncio.sleep(0)  # let the transport finish closing
 
 
-def error_of(reply: ReplyError) -> ReplyError:
-    """The exception an error reply raises (NoScript for a lost script or library)."""
-    return _error(reply)
+def error_of(reply: ReplyError, safe: str = "") -> ReplyError:
+    """The exception an error reply raises (NoScript for a lost script or library,
+    OutOfMemory for a write refused at maxmemory)."""
+    return _error(reply, safe)
 
 
-def _error(reply: ReplyError) -> ReplyError:
+def _error(reply: ReplyError, safe: str = "") -> ReplyError:
     message = str(reply)
     # A script cache or a Function library the server lost (a restart without
     # persistence, SCRIPT FLUSH, FUNCTION FLUSH): the call never ran, load and send again.
     if message.startswith("NOSCRIPT") or message.startswith(_NO_FUNCTION):
         return NoScript(message)
+    if message.startswith("OOM") or "> 'maxmemory'" in message:
+        return out_of_memory(message, safe)
     return reply
+
+
+def out_of_memory(message: str, safe: str) -> OutOfMemory:
+    """The error of a write refused at maxmemory: the cause and the fix, with the server's
+    words."""
+    where = f"Redis at {safe}" if safe else "Redis"
+    return OutOfMemory(
+        f"{where} is at its memory limit (maxmemory) and refused this write; reads still "
+        "answer. Raise maxmemory (CONFIG SET maxmemory, or the server's config), then free "
+        f"memory: 'workhorse purge' deletes finished jobs. (Redis said: {message})"
+    )

@@ -1,6 +1,6 @@
--- The key-value store behind schedules and limits. ARGV[4] op: set | sets | setnx | delete |
--- extend | scan.
--- Keys set without a TTL, or through 'set', are listed in an index for scan (pruned there).
+-- The key-value store behind schedules and limits: its writes. ARGV[4] op: set | sets |
+-- setnx | delete | extend (kvscan.lua reads it).
+-- Keys set without a TTL, or through 'set', are listed in an index for scan (pruned by kvscan.lua).
 local op, key = ARGV[4], ARGV[5]
 local idx = G .. 'kvidx'
 local kk = G .. 'kv:' .. key
@@ -45,14 +45,4 @@ elseif op == 'extend' then
   end
   return out
 end
--- scan: ARGV[5] prefix. Returns key, value, key, value ...
-local out = {}
-for _, k in ipairs(redis.call('ZRANGEBYLEX', idx, '[' .. key, '(' .. key .. '\255')) do
-  local v = redis.call('GET', G .. 'kv:' .. k)
-  if v then
-    out[#out + 1] = k; out[#out + 1] = v
-  else
-    redis.call('ZREM', idx, k)
-  end
-end
-return out
+error('kv: unknown op ' .. tostring(op))
