@@ -7,15 +7,19 @@
 -- lease created stalls; idle, what peek.lua would tell after this claim (paused, due now, seconds
 -- until the next scheduled job): the client's next claim and wait act on it instead of
 -- asking again (see _idle_hints in waiting.py).
--- The leases' indexes are kept as skiplists: as a listpack (up to 128 members: a worker's
--- concurrency and prefetch) a set inserts by parsing the score of every member before the
--- new one (strtod, ~1k instructions each: fractional seconds are stored as text), a third
--- of a flow step's server time. A member longer than zset-max-listpack-value converts the
--- set for good (until it empties; ZREM does not convert it back): one is added before the
--- claim's members and removed after them (an empty set is deleted, so not before).
-local LONG = string.rep('~', 128)
-local function skiplisted(key)
-  if redis.call('OBJECT', 'ENCODING', key) == 'skiplist' then return false end
+-- The leases' indexes are kept as skiplists once they hold SMALL members: as a listpack
+-- (up to 128 members: a worker's concurrency and prefetch) a set inserts by parsing the
+-- score of every member before the new one (strtod, ~1k instructions each: fractional
+-- seconds are stored as text), a third of a flow step's server time. A member longer than
+-- zset-max-listpack-value converts the set for good (until it empties; ZREM does not
+-- convert it back): one is added before the claim's members and removed after them (an
+-- empty set is deleted, so not before). adding: the members the claim is about to add.
+local SMALL, LONG = 16, string.rep('~', 128)
+local function skiplisted(key, adding)
+  local enc = redis.call('OBJECT', 'ENCODING', key)
+  if enc == 'skiplist' then return false end
+  if enc then adding = adding + redis.call('ZCARD', key) end
+  if adding < SMALL then return false end
   redis.call('ZADD', key, 0, LONG)
   return true
 end
@@ -41,7 +45,7 @@ local picked = redis.call('ZRANGE', QK .. 'ready', 0, limit - 1)
 local out = {}
 if #picked > 0 then
   redis.call('ZREMRANGEBYRANK', QK .. 'ready', 0, #picked - 1)
-  local converted = {skiplisted(QK .. 'active'), skiplisted(QK .. 'i:active')}
+  local converted = {skiplisted(QK .. 'active', #picked), skiplisted(QK .. 'i:active', #picked)}
   local wq = cjson.encode(worker)
   for i, rk in ipairs(picked) do
     local id = string.sub(rk, 29)
