@@ -3,16 +3,16 @@
 A private ``redis-server`` (no persistence, nothing else on it) runs bench.flows' phases:
 ``flow`` (N/4 runs of the 4-step chain), ``chain`` (N/4 chains of 4 jobs, each enqueuing
 the next with ``ctx.enqueue``: what a user writes without flows) or ``plain`` (N no-op
-jobs), one worker at concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one after another) or
-``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs of the chain flow
-started one after another, no worker; "per job" reads "per start"). Printed: jobs/s, the
-server's CPU per job (``INFO cpu``), the scripts' time per job (``INFO commandstats``)
-and, with ``--commands``, the commands they ran.
+jobs), one worker at concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one
+after another) or ``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs
+of the chain flow started one after another, no worker; "per job" reads "per start").
+Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts' time per job
+(``INFO commandstats``) and, with ``--commands``, the commands they ran.
 
 ``--callgrind`` runs the server under valgrind's callgrind and prints the instructions it
 executed per job in the phase: a count the machine's other load does not move (the run is
-some 50 times slower, so keep N small), and where its profile is, for callgrind_annotate. ``--config`` sets a server option first, e.g.
-``zset-max-listpack-entries=0``.
+some 50 times slower, so keep N small), and the profile's file, for callgrind_annotate.
+``--config`` sets a server option first, e.g. ``zset-max-listpack-entries=0``.
 
     python -m bench.redis_flow_cost flow 8000
     python -m bench.redis_flow_cost flow 2000 --callgrind
