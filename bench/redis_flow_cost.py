@@ -1,17 +1,18 @@
 """``python -m bench.redis_flow_cost``: a Redis server's cost per flow step (or plain job).
 
 A private ``redis-server`` (no persistence, nothing else on it) runs bench.flows' phases:
-``flow`` (N/4 runs of the 4-step chain) or ``plain`` (N no-op jobs), one worker at
-concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one after another) or
-``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs of the chain flow
-started one after another, no worker; "per job" reads "per start"). Printed: jobs/s, the
-server's CPU per job (``INFO cpu``), the scripts' time per job (``INFO commandstats``)
-and, with ``--commands``, the commands they ran.
+``flow`` (N/4 runs of the 4-step chain), ``chain`` (N/4 chains of 4 jobs, each enqueuing
+the next with ``ctx.enqueue``: what a user writes without flows) or ``plain`` (N no-op
+jobs), one worker at concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one
+after another) or ``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs
+of the chain flow started one after another, no worker; "per job" reads "per start").
+Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts' time per job
+(``INFO commandstats``) and, with ``--commands``, the commands they ran.
 
 ``--callgrind`` runs the server under valgrind's callgrind and prints the instructions it
 executed per job in the phase: a count the machine's other load does not move (the run is
-some 50 times slower, so keep N small). ``--config`` sets a server option first, e.g.
-``zset-max-listpack-entries=0``.
+some 50 times slower, so keep N small), and the profile's file, for callgrind_annotate.
+``--config`` sets a server option first, e.g. ``zset-max-listpack-entries=0``.
 
     python -m bench.redis_flow_cost flow 8000
     python -m bench.redis_flow_cost flow 2000 --callgrind
@@ -58,6 +59,8 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
         if mode == "plain":
             for s in range(0, n, 1000):
                 await app.enqueue_many("noop", range(s, min(n, s + 1000)))
+        elif mode == "chain":
+            await app.enqueue_many("link", [[k, 1] for k in range(n // 4)])
         else:
             for k in range(n // 4):
                 await app.flows.start("chain", k)
@@ -75,7 +78,7 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("flow", "plain", "enqueue", "bulk", "start"))
+    parser.add_argument("mode", choices=("flow", "chain", "plain", "enqueue", "bulk", "start"))
     parser.add_argument("jobs", type=int, nargs="?", default=8000)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--config", action="append", default=[], help="name=value")
@@ -134,7 +137,7 @@ def main() -> None:
     if args.callgrind:
         with open(out + ".1") as f:
             total = next(int(r.split()[1]) for r in f if r.startswith(("summary:", "totals:")))
-        line += f", {total / n:,.0f} instructions/job"
+        line += f", {total / n:,.0f} instructions/job ({out}.1)"
     print(line)
     if args.commands:
         for name, v in sorted(stats.items(), key=lambda kv: -kv[1]["calls"])[:24]:

@@ -422,6 +422,33 @@ async def test_a_bulk_job_is_stored_as_a_lone_one_and_leaves_no_other_key(
         assert await record(res.id) == expected
 
 
+async def test_the_lease_indexes_turn_skiplists_holding_only_the_claimed_jobs(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    # A listpack sorted set inserts by parsing every score before the new member (a third
+    # of a flow step's server time): claim converts 'active' and 'i:active' once they hold
+    # 16 members, through a member it removes again, also when it claims one job at a time.
+    p = backend.prefix
+    keys = [f"{{{p}:q}}:active", f"{{{p}:q}}:i:active"]
+    await backend.enqueue([_job() for _ in range(40)])
+    leases = [lease for _ in range(15) for lease in await backend.claim(["q"], "w1", 1, 30.0)]
+    for key in keys:  # small sets stay listpacks: converting each would cost more
+        assert await raw.object("encoding", key) == b"listpack"
+    leases += await backend.claim(["q"], "w1", 1, 30.0)
+    for key in keys:
+        assert await raw.object("encoding", key) == b"skiplist"
+        assert {m.decode() for m in await raw.zrange(key, 0, -1)} == {
+            lease.job_id for lease in leases
+        }
+    assert await backend.finish([(lease, completed(1)) for lease in leases]) == [True] * 16
+    assert not await raw.exists(*keys)
+    # The sets went with their last member; a claim of 16 at once makes them skiplists.
+    leases = await backend.claim(["q"], "w1", 16, 30.0)
+    for key in keys:
+        assert await raw.object("encoding", key) == b"skiplist"
+        assert await raw.zcard(key) == 16
+
+
 async def test_event_log_is_capped_and_ids_keep_rising() -> None:
     require_service("redis", "127.0.0.1", 6379)
     b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}&max_events=100")

@@ -7,6 +7,23 @@
 -- lease created stalls; idle, what peek.lua would tell after this claim (paused, due now, seconds
 -- until the next scheduled job): the client's next claim and wait act on it instead of
 -- asking again (see _idle_hints in waiting.py).
+-- The leases' indexes are kept as skiplists once they hold SMALL members: as a listpack
+-- (up to 128 members: a worker's concurrency and prefetch) a set inserts by parsing the
+-- score of every member before the new one (strtod, ~1k instructions each: fractional
+-- seconds are stored as text), a third of a flow step's server time. A member longer than
+-- zset-max-listpack-value converts the set for good (until it empties; ZREM does not
+-- convert it back): one is added before the claim's members and removed after them (an
+-- empty set is deleted, so not before). adding: the members the claim is about to add.
+local SMALL, LONG = 16, string.rep('~', 128)
+local function skiplisted(key, adding)
+  local enc = redis.call('OBJECT', 'ENCODING', key)
+  if enc == 'skiplist' then return false end
+  if enc then adding = adding + redis.call('ZCARD', key) end
+  if adding < SMALL then return false end
+  redis.call('ZADD', key, 0, LONG)
+  return true
+end
+
 if redis.call('EXISTS', QK .. 'paused') == 1 then return {{}, {1, 0, ''}} end
 local worker, limit, lease, base = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local handover = tonumber(ARGV[8] or '')
@@ -28,6 +45,7 @@ local picked = redis.call('ZRANGE', QK .. 'ready', 0, limit - 1)
 local out = {}
 if #picked > 0 then
   redis.call('ZREMRANGEBYRANK', QK .. 'ready', 0, #picked - 1)
+  local converted = {skiplisted(QK .. 'active', #picked), skiplisted(QK .. 'i:active', #picked)}
   local wq = cjson.encode(worker)
   for i, rk in ipairs(picked) do
     local id = string.sub(rk, 29)
@@ -68,6 +86,8 @@ if #picked > 0 then
         q = f[7], a = f[8]}), {})
     end
   end
+  if converted[1] then redis.call('ZREM', QK .. 'active', LONG) end
+  if converted[2] then redis.call('ZREM', QK .. 'i:active', LONG) end
 end
 -- Nothing left to take: drop stale wake-up tokens, so idle workers really sleep.
 local left = redis.call('ZCARD', QK .. 'ready')

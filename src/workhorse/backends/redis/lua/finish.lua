@@ -41,7 +41,8 @@ end
 -- the job's newest event (its job.started: ev, the record's 'ev'); returns the last one's
 -- entry id, which the item's own event comes after.
 local function published(ev, at, n)
-  local eid = ev and string.match(ev, '(%S+)$')
+  -- Anchored: '(%S+)$' alone is tried from every position (Lua 5.1 recurses per character).
+  local eid = ev and (string.match(ev, '^.* (%S+)$') or ev)
   for k = at, at + 7 * (n - 1), 7 do
     local when = ARGV[k + 5]
     if when == '' then when = NOWS end
