@@ -19,13 +19,16 @@ _CALLS = ("now", "counter_add", "kv_set", "publish", "enqueue_claimed", "enqueue
 
 
 def _count_calls(backend: Backend) -> list[str]:
-    """The caller's store calls by name, not those one makes of another (a default's)."""
+    """The caller's store calls by name, not those one makes of another (a default's),
+    nor those of tasks started before, such as a worker's running the app's steps."""
     calls: list[str] = []
     inside: contextvars.ContextVar[bool] = contextvars.ContextVar("inside", default=False)
+    mine: contextvars.ContextVar[bool] = contextvars.ContextVar("mine", default=False)
+    mine.set(True)  # in the caller's context, and the tasks it starts from now on
 
     def wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
         async def counted(*args: Any) -> Any:
-            if inside.get():
+            if inside.get() or not mine.get():
                 return await real(*args)
             calls.append(name)
             token = inside.set(True)
