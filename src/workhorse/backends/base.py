@@ -323,10 +323,12 @@ class Backend(abc.ABC):
         still holds its value there; returns the keys extended (those still ours)."""
 
     @abc.abstractmethod
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
+    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
         """Every live key starting with ``prefix``, with its value: keys written by kv_set
         or by set_if_absent without a ttl. Claims taken with a ttl (cron ticks, limit
-        slots) need not be listed (Redis keeps them out of its scan index)."""
+        slots) need not be listed (Redis keeps them out of its scan index). With
+        ``limit``: only the first ``limit`` such keys in byte order (of their UTF-8), in
+        that order, read without going through the others (an index walked in order)."""
 
     # -- events and workers ------------------------------------------------------------
     @abc.abstractmethod
