@@ -165,7 +165,8 @@ class Backend(abc.ABC):
         the outcome's own event; a refused outcome writes none of them, and a finish
         resent after a lost reply writes them once. With ``capabilities.finish_ends``, a
         written completed outcome's ``end`` is written in the same step, after every
-        event of the call: its marker set unless present; if set, its live entry deleted
+        event of the call: its marker set unless present; if set, its retention entry set
+        (to the mark, no ttl) and its live entry deleted
         while it holds the unmarked name and, if deleted, its event logged (as
         ``publish``); the answers set in ``outcome.ended``, None for a refused outcome."""
 

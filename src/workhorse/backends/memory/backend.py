@@ -470,6 +470,8 @@ class MemoryBackend(Backend):
         kv = self._kv
         if not kv.set_if_absent(end.key, end.mark, None):
             return False, False
+        if end.entry is not None:
+            kv.put(end.entry, end.mark, None)
         if not kv.delete(end.live, end.name):
             return True, False
         self._published((end.event,), now)

@@ -708,7 +708,10 @@ class PostgresBackend(Backend):
             if end is not None:
                 out.ended = None  # until this finish writes it
                 if out.kind == "completed":
-                    d["rend"] = [end.key, end.mark, end.live, end.name, _event_doc(end.event)]
+                    d["rend"] = [
+                        *(end.key, end.mark, end.live, end.name),
+                        *(_event_doc(end.event), end.entry),
+                    ]
                     closing.append((d, out))
         caps = (self.max_log_lines, self.max_log_bytes)
         logged, again = any(d["logs"] is not None for d in doc), any(d["again"] for d in doc)

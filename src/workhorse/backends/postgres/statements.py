@@ -413,6 +413,11 @@ UNION ALL SELECT 'j', id, scheduled FROM ins"""
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
   WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
   RETURNING kv.key
+), filed AS (
+  INSERT INTO {s}.kv AS kv (key, value, expires_at)
+  SELECT c.rend->>5, c.rend->>1, NULL FROM closer c JOIN marked m ON m.key = c.rend->>0
+  WHERE c.rend->>5 IS NOT NULL ORDER BY 1
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL
 ), unlived AS (
   DELETE FROM {s}.kv AS kv USING closer c, marked m
   WHERE m.key = c.rend->>0 AND kv.key = c.rend->>2 AND kv.value = c.rend->>3

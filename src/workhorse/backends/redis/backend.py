@@ -525,7 +525,7 @@ class RedisBackend(RedisWaiting):
                 if out.kind == "completed":
                     ends.append(n)
                     ending.setdefault(lease.queue, []).extend(
-                        (str(len(numbers)), end.key, end.mark, end.live, end.name)
+                        (str(len(numbers)), end.key, end.mark, end.live, end.name, end.entry or "")
                     )
                     ending[lease.queue].extend(_event_args((end.event,)))
         if not by_queue:

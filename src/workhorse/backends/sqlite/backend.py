@@ -542,6 +542,8 @@ class SQLiteBackend(Backend):
         """Write a finish's run end (``Outcome.end``): see ``Backend.finish``."""
         if not coordination.set_if_absent(conn, self._clock, end.key, end.mark, None):
             return False, False
+        if end.entry is not None:
+            coordination.kv_set(conn, self._clock, end.entry, end.mark, None)
         return True, coordination.kv_delete(conn, self._clock, end.live, end.name)
 
     async def update(
