@@ -50,9 +50,13 @@ def one_step(app: Workhorse, flow: str, fails: bool = False, **policies: Any) ->
 
 
 async def keys_of(app: Workhorse, run_id: str) -> list[str]:
-    """Every key of the flows' space that names the run or holds it."""
+    """Every key of the flows' space that names the run or holds it, but a start's key
+    (``flows:once:``: the starter's, kept a day with a ttl, as an enqueue's)."""
     found = await app.backend.kv_scan(keys.PREFIX)
-    return sorted(k for k, v in found.items() if run_id in k or run_id in v)
+    once = keys.PREFIX + "once:"
+    return sorted(
+        k for k, v in found.items() if run_id in k or (run_id in v and not k.startswith(once))
+    )
 
 
 async def nothing(limit: int = 0) -> tuple[int, bool]:
@@ -190,3 +194,29 @@ async def test_a_removal_cut_short_after_the_record_is_finished_by_the_next_pass
     assert len(await keys_of(app, run.id)) > 1
     await app.flows.engine.expire()
     assert await keys_of(app, run.id) == []
+
+
+@pytest.mark.parametrize("removed", ["parent", "child"])
+async def test_a_removed_parent_or_child_leaves_no_key_naming_it(
+    app: Workhorse, removed: str
+) -> None:
+    @app.task(name="parent_step", flow="parent", entry=True)
+    async def parent_step(data: Any, ctx: Any) -> str:
+        return str(await ctx.flow.start("child", data))
+
+    one_step(app, "child")
+    for flow in ("parent", "child"):
+        app.flows.define(flow, keep_for=0 if flow == removed else HOUR)
+    run = await app.flows.start("parent", 1)
+    engine = app.flows.engine
+    passes, engine.expire = engine.expire, nothing  # type: ignore[method-assign]
+    await app.worker(concurrency=2, burst=True).run()
+    child = (await run.wait(timeout=10)).steps[0].output
+    assert (await app.flows.handle(child).wait(timeout=10)).state == "completed"
+    # The parent's index of its children names both.
+    assert [k for k in await keys_of(app, run.id) if child in k]
+    assert await passes() == (1, False)
+    gone, kept = (run.id, child) if removed == "parent" else (child, run.id)
+    # A kept child's record still says which run started it.
+    assert [k for k in await keys_of(app, gone) if k != keys.run_key(kept)] == []
+    assert (await app.flows.get(kept)).state == "completed"
