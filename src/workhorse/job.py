@@ -173,13 +173,15 @@ OutcomeKind = Literal["completed", "failed", "retry", "cancelled"]
 class RunEnd:
     """A flow run's end carried by the finish of the step that ends it
     (``Capabilities.finish_ends``): ``key`` is set to ``mark`` unless present; if this
-    set it, ``live`` is deleted while it holds ``name`` and then ``event`` is logged."""
+    set it, ``entry`` (the run's retention entry, when it has one) is set to ``mark`` too,
+    ``live`` is deleted while it holds ``name`` and then ``event`` is logged."""
 
     key: str
     mark: str
     live: str
     name: str
     event: Event
+    entry: str | None = None
 
 
 @dataclass(slots=True)

@@ -23,9 +23,9 @@ def _capable(backend: Backend) -> None:
         pytest.skip(f"{backend.url.split('://')[0]}:// ends a run apart from its finish")
 
 
-def run_end(run: str = RUN, name: str = "f") -> RunEnd:
+def run_end(run: str = RUN, name: str = "f", entry: str | None = None) -> RunEnd:
     event = Event("flow.completed", None, None, None, {"run": run, "flow": name}, 1_000_000.0)
-    return RunEnd(f"end:{run}", '{"state":"completed"}', f"live:{run}", name, event)
+    return RunEnd(f"end:{run}", '{"state":"completed"}', f"live:{run}", name, event, entry)
 
 
 async def step(backend: Backend, queue: str = "steps") -> Lease:
@@ -122,3 +122,17 @@ async def test_a_batch_ends_the_runs_of_the_outcomes_it_completes(backend: Backe
     assert position[(done.job_id, "job.completed")] < flows["a"]
     assert position[(once.job_id, "job.completed")] < flows["d"]
     assert (await must_get(backend, plain.job_id)).result == 2
+
+
+async def test_the_end_files_its_retention_entry_only_when_it_sets_its_marker(
+    backend: Backend,
+) -> None:
+    await backend.kv_set("end:b", '{"state":"cancelled"}')  # b ended before
+    ends = {run: run_end(run, entry=f"expire:{run}") for run in "abc"}
+    leases = [await step(backend) for _ in "abc"]
+    stale = dataclasses.replace(leases[2], token=leases[2].token + "x")
+    outcomes = {run: ending(end) for run, end in ends.items()}
+    items = [(leases[0], outcomes["a"]), (leases[1], outcomes["b"]), (stale, outcomes["c"])]
+    assert await backend.finish(items) == [True, True, False]
+    assert [outcomes[r].ended for r in "abc"] == [(True, False), (False, False), None]
+    assert await backend.kv_scan("expire:") == {"expire:a": '{"state":"completed"}'}

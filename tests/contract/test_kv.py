@@ -135,6 +135,36 @@ async def test_scan_by_prefix(backend: Backend, peer: Backend) -> None:
     assert {"schedule:b", "schedules", "cron:a:last"} <= set(everything)
 
 
+async def test_a_bounded_scan_reads_the_first_keys_in_byte_order(
+    backend: Backend, peer: Backend
+) -> None:
+    # Written out of order; in UTF-8 byte order: Z < a < b < z < é < € < 𝄞.
+    for key in ("q:€", "q:z", "q:a", "q:𝄞", "q:Z", "q:é"):
+        await backend.kv_set(key, key[2:])
+    await backend.kv_set("q:b", "expires", ttl=0.2)
+    await backend.kv_set("q;", "past the prefix")
+    await backend.kv_set("p:", "before it")
+    assert list(await peer.kv_scan("q:", limit=3)) == ["q:Z", "q:a", "q:b"]
+    assert await peer.kv_scan("q:", limit=100) == {
+        "q:Z": "Z", "q:a": "a", "q:b": "expires", "q:z": "z", "q:é": "é", "q:€": "€",
+        "q:𝄞": "𝄞",
+    }  # fmt: skip
+    assert list(await peer.kv_scan("q:", limit=100)) == sorted(
+        await peer.kv_scan("q:"), key=lambda k: k.encode()
+    )
+    assert await peer.kv_scan("q:", limit=0) == {}
+    assert list(await peer.kv_scan("", limit=1)) == ["p:"]
+
+    async def expired() -> bool:
+        return await peer.kv_get("q:b") is None
+
+    await eventually(expired, "a key's expiry")
+    # The expired key takes no place: the next one does.
+    assert list(await peer.kv_scan("q:", limit=3)) == ["q:Z", "q:a", "q:z"]
+    await backend.kv_delete("q:a")
+    assert list(await peer.kv_scan("q:", limit=3)) == ["q:Z", "q:z", "q:é"]
+
+
 async def test_scan_unicode_prefix(backend: Backend) -> None:
     await backend.kv_set("tenant:zürich:1", "a")
     await backend.kv_set("tenant:zürich:2", "b")

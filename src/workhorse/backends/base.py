@@ -165,7 +165,8 @@ class Backend(abc.ABC):
         the outcome's own event; a refused outcome writes none of them, and a finish
         resent after a lost reply writes them once. With ``capabilities.finish_ends``, a
         written completed outcome's ``end`` is written in the same step, after every
-        event of the call: its marker set unless present; if set, its live entry deleted
+        event of the call: its marker set unless present; if set, its retention entry set
+        (to the mark, no ttl) and its live entry deleted
         while it holds the unmarked name and, if deleted, its event logged (as
         ``publish``); the answers set in ``outcome.ended``, None for a refused outcome."""
 
@@ -323,10 +324,12 @@ class Backend(abc.ABC):
         still holds its value there; returns the keys extended (those still ours)."""
 
     @abc.abstractmethod
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
+    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
         """Every live key starting with ``prefix``, with its value: keys written by kv_set
         or by set_if_absent without a ttl. Claims taken with a ttl (cron ticks, limit
-        slots) need not be listed (Redis keeps them out of its scan index)."""
+        slots) need not be listed (Redis keeps them out of its scan index). With
+        ``limit``: only the first ``limit`` such keys in byte order (of their UTF-8), in
+        that order, read without going through the others (an index walked in order)."""
 
     # -- events and workers ------------------------------------------------------------
     @abc.abstractmethod

@@ -22,7 +22,7 @@ from workhorse import codec, events
 from workhorse.backends import Claim
 from workhorse.client import Client
 from workhorse.errors import error_info
-from workhorse.flows import keys, records
+from workhorse.flows import keys, records, retention
 from workhorse.flows.context import FlowContext, State, StepMeta, step_of
 from workhorse.flows.counting import Counts
 from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Shape, Step, waits_for_signal
@@ -209,7 +209,9 @@ class Engine:
                         self.flush(fc)
                 outcome.after = fc.last
                 if caps.finish_ends and flow is not None and flow.shape().ends == name:
-                    outcome.end = run_end(meta)
+                    now = time.time()
+                    due = retention.due(flow, "completed", self.client.settings, now)
+                    outcome.end = run_end(meta, now, due)  # filed with it (retention.py)
                 return outcome
         kind = events.outcome_type(outcome)
         if kind != "job.queued":  # put back unrun (shutdown): no step event
@@ -726,8 +728,14 @@ class Engine:
         """End the run's generation: its end marker holds the end (the record is read
         with it), claimed once. False when it had ended already."""
         backend = self.client.backend
-        mark = records.end_mark(state, time.time(), error)
+        now = time.time()
+        due = retention.due(self.graph.flows.get(name), state, self.client.settings, now)
+        mark = records.end_mark(state, now, error, due)
+        if due is not None:  # filed before its end is written (retention.py)
+            await backend.kv_set(keys.expiry_key(due, run, gen), mark)
         if not await backend.set_if_absent(keys.end_key(run, gen), mark):
+            if due is not None:  # ended before: this filing is void
+                await backend.kv_delete(keys.expiry_key(due, run, gen), mark)
             return False
         # ``settle``'s, inline; its event is sent by whoever removes the live entry (a
         # sweep that took over from a slow ender, or this call).
@@ -878,6 +886,15 @@ class Engine:
                 await self.stall_check(rec)
         return ended
 
+    async def expire(self, limit: int = retention.BATCH) -> tuple[int, bool]:
+        """One retention pass over the ended runs (``retention.expire``): how many it
+        removed, and whether more may be due."""
+        return await retention.expire(self.waits, limit)
+
+    async def remove_run(self, run: str, end: tuple[int, str] | None = None) -> bool:
+        """Remove an ended run's keys (``retention.remove_run``)."""
+        return await retention.remove_run(self.waits, run, end)
+
     # -- stalls ------------------------------------------------------------------------------
     async def last_progress(self, rec: RunRecord) -> float:
         """The store's time of the run's latest step start, finish, enqueue or wait."""
@@ -986,12 +1003,14 @@ def run_event(type_: str, run: str, flow: str, **data: Any) -> Event:
     return Event(type_, None, None, None, {"run": run, "flow": flow, **data}, time.time())
 
 
-def run_end(meta: StepMeta) -> RunEnd:
-    """The completed end of the step's run, for its finish to write (``Outcome.end``)."""
-    run, name, now = meta.run, meta.flow, time.time()
+def run_end(meta: StepMeta, now: float, due: float | None) -> RunEnd:
+    """The completed end of the step's run at ``now``, for its finish to write
+    (``Outcome.end``), with its retention entry when retention removes it (at ``due``)."""
+    run, name, gen = meta.run, meta.flow, meta.gen
     event = Event("flow.completed", None, None, None, {"run": run, "flow": name}, now)
-    mark = records.end_mark("completed", now, None)
-    return RunEnd(keys.end_key(run, meta.gen), mark, keys.live_key(run), name, event)
+    mark = records.end_mark("completed", now, None, due)
+    entry = None if due is None else keys.expiry_key(due, run, gen)
+    return RunEnd(keys.end_key(run, gen), mark, keys.live_key(run), name, event, entry)
 
 
 def handed_off(

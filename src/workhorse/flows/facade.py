@@ -8,7 +8,7 @@ import functools
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from workhorse import codec
 from workhorse.client import Client
@@ -22,6 +22,7 @@ from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
 from workhorse.job import Event
 from workhorse.settings import check_name
+from workhorse.task import Seconds
 
 # How often ``RunHandle.result`` looks at the run's record.
 POLL = 0.02
@@ -55,12 +56,18 @@ class RunHandle:
         return await self.flows.get(self.id)
 
     async def wait(self, timeout: float | None = None) -> RunInfo:
-        """The run's view once it ended (any way); TimeoutError after ``timeout``."""
+        """The run's view once it ended (any way); TimeoutError after ``timeout``;
+        LookupError when the run is gone (removed by retention after its end)."""
         backend = self.flows.client.backend
         async with asyncio.timeout(timeout):
             while True:
                 rec = await records.load(backend, self.id)
-                if rec is not None and rec.state != "running":
+                if rec is None:  # its record is written before its handle is returned
+                    raise LookupError(
+                        f"no flow run {self.id!r}: removed after its end (its flow's "
+                        "keep_for, else keep_completed_for / keep_failed_for), or never started"
+                    )
+                if rec.state != "running":
                     await self._settled(rec.gen)
                     return await self.flows.get(self.id)
                 await asyncio.sleep(POLL)
@@ -116,12 +123,15 @@ class Flows:
         state_ttl: float | None = None,
         stall_timeout: float | None = None,
         step_timeout: float | None = None,
+        keep_for: Seconds | Literal["forever"] | None = None,
     ) -> FlowDef:
         """Set a flow's policies: ``on_failure`` ("fail" the run, or "continue" the other
         branches), ``cleanup`` of its state ("never", "on_complete", "immediate", "ttl")
         ``state_ttl`` (seconds), and ``stall_timeout``: seconds without progress after
         which a running run is marked stalled (a ``flow.stalled`` event); ``step_timeout``:
-        seconds for its steps whose task sets no ``timeout`` (then ``job_timeout``)."""
+        seconds for its steps whose task sets no ``timeout`` (then ``job_timeout``);
+        ``keep_for``: seconds its ended runs are kept before the workers remove them, or
+        "forever" (unset: ``keep_completed_for``, ``keep_failed_for`` as for jobs)."""
         return self.graph.configure(
             name,
             on_failure=on_failure,
@@ -129,6 +139,7 @@ class Flows:
             state_ttl=state_ttl,
             stall_timeout=stall_timeout,
             step_timeout=step_timeout,
+            keep_for=keep_for,
         )
 
     async def resume(self, run_id: str) -> int:
@@ -387,33 +398,12 @@ class Flows:
         )
 
     async def clear(self, flow: str | None = None) -> int:
-        """Remove ended runs (their records, indexes and state), of one flow if asked;
-        running runs are kept. Returns how many were removed."""
-        backend = await self.client.store()
+        """Remove ended runs (their records, indexes and state) now, of one flow if asked,
+        whatever their retention; running runs are kept. Returns how many were removed."""
         n = 0
         for rec in await self.list(flow):
-            if rec.state == "running":
-                continue
-            await self.engine.waits.drop(rec.id)
-            prefix = keys.job_prefix(rec.id)
-            for k in await backend.kv_scan(prefix):
-                await backend.kv_delete(keys.resolved_key(k[len(prefix) :]))
-            for prefix in (
-                keys.job_prefix(rec.id),
-                keys.state_prefix(rec.id),
-                keys.child_prefix(rec.id),
-                f"{keys.PREFIX}stall:{rec.id}:",
-            ):
-                for k in await backend.kv_scan(prefix):
-                    await backend.kv_delete(k)
-            for gen in range(rec.gen + 1):
-                for k in await backend.kv_scan(f"{keys.PREFIX}in:{rec.id}:{gen}:"):
-                    await backend.kv_delete(k)
-                await backend.kv_delete(keys.end_key(rec.id, gen))
-                await backend.kv_delete(keys.restart_key(rec.id, gen))
-            await backend.kv_delete(keys.live_key(rec.id))  # a late state mark wrote it again
-            await backend.kv_delete(keys.run_key(rec.id))
-            n += 1
+            if rec.state != "running" and await self.engine.remove_run(rec.id):
+                n += 1
         return n
 
     async def check(self, run_id: str) -> str | None:

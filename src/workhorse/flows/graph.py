@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -10,11 +11,13 @@ from workhorse.errors import ConfigError
 from workhorse.flows import FLOW_OPTIONS as FLOW_OPTIONS
 from workhorse.flows.waits import Wait, make_waits
 from workhorse.settings import check_name
+from workhorse.task import Seconds, seconds
 
 OnFailure = Literal["fail", "continue"]
 Cleanup = Literal["never", "on_complete", "immediate", "ttl"]
 ON_FAILURE = ("fail", "continue")
 CLEANUP = ("never", "on_complete", "immediate", "ttl")
+FOREVER = "forever"  # a flow's keep_for that keeps its ended runs until app.flows.clear
 STEP_PREFIX = "step:"
 
 
@@ -48,6 +51,8 @@ class FlowDef:
     state_ttl: float | None = None  # seconds a state value lives (cleanup="ttl" needs one)
     stall_timeout: float | None = None  # seconds without progress before a run is stalled
     step_timeout: float | None = None  # for its steps whose task sets no timeout
+    # Seconds its ended runs are kept (math.inf: forever); None: the settings' for jobs.
+    keep_for: float | None = None
     _shape: Shape | None = field(default=None, repr=False, compare=False)  # see shape()
 
     def last(self) -> str | None:
@@ -231,8 +236,19 @@ class Graph:
         state_ttl: float | None = None,
         stall_timeout: float | None = None,
         step_timeout: float | None = None,
+        keep_for: Seconds | Literal["forever"] | None = None,
     ) -> FlowDef:
         f = self._flow(name)
+        if keep_for is not None:
+            if keep_for == FOREVER:
+                f.keep_for = math.inf
+            else:
+                try:
+                    f.keep_for = seconds(keep_for, "keep_for")  # type: ignore[arg-type]
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"flow {name!r}: {exc} (or 'forever': kept until app.flows.clear)"
+                    ) from None
         if on_failure is not None:
             if on_failure not in ON_FAILURE:
                 raise ConfigError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")

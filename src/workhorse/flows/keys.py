@@ -7,6 +7,7 @@ run from the id alone (other job ids are hex digits, never ``r``)."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import time
@@ -140,3 +141,22 @@ STATEFUL = " state"  # not in a flow's name
 def child_prefix(run: str) -> str:
     """The runs that the run's steps started (``ctx.flow.start``), one key each."""
     return f"{PREFIX}child:{run}:"
+
+
+def expiry_prefix() -> str:
+    """Ended runs by the time they are due for removal: what retention reads, in order."""
+    return f"{PREFIX}expire:"
+
+
+def expiry_key(due: float, run: str, gen: int) -> str:
+    """The run generation's entry among the ended runs, named by its removal time in
+    whole milliseconds, zero-padded so that names sort as times."""
+    return f"{PREFIX}expire:{math.floor(due * 1000):015d}:{run}:{gen}"
+
+
+def expiry_of(key: str) -> tuple[float, str, int] | None:
+    """The removal time, run and generation an entry names (None: not one)."""
+    parts = key[len(expiry_prefix()) :].split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+        return None
+    return int(parts[0]) / 1000, parts[1], int(parts[2])

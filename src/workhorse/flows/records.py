@@ -52,9 +52,25 @@ class RunRecord:
 _FIELDS = frozenset(RunRecord.__dataclass_fields__)
 
 
-def end_mark(state: RunState, at: float, error: dict[str, Any] | None) -> str:
-    """The value of a run generation's end marker: how it ended."""
-    return codec.dumps({"state": state, "at": at, "error": error}).decode()
+def end_mark(
+    state: RunState, at: float, error: dict[str, Any] | None, due: float | None = None
+) -> str:
+    """The value of a run generation's end marker: how it ended, and when retention
+    removes it (``due``; absent: kept until ``app.flows.clear``)."""
+    mark: dict[str, Any] = {"state": state, "at": at, "error": error}
+    if due is not None:
+        mark["due"] = due
+    return codec.dumps(mark).decode()
+
+
+def due_of(mark: str | None) -> float | None:
+    """When retention removes the run generation that ended with ``mark``, if it does."""
+    try:
+        d = codec.loads(mark) if mark is not None else None
+    except ValueError:  # a marker written before it held the end
+        return None
+    due = d.get("due") if isinstance(d, dict) else None
+    return float(due) if isinstance(due, int | float) else None
 
 
 def ended(rec: RunRecord, mark: str | None) -> RunRecord:

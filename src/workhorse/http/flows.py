@@ -57,7 +57,9 @@ def flows_routes(api: Api) -> APIRouter:
             return await flows.get(run_id)
         except LookupError:
             raise ApiError(
-                404, "NotFound", f"no flow run {run_id}; it may have been cleared"
+                404,
+                "NotFound",
+                f"no flow run {run_id}; it may have been cleared, or removed by retention",
             ) from None
 
     def location(run_id: str) -> str:
@@ -105,6 +107,8 @@ def flows_routes(api: Api) -> APIRouter:
                 info = await flows.handle(out.id, flow).wait(wait)
             except TimeoutError:
                 return out
+            except LookupError:  # ended, and removed by its flow's keep_for, meanwhile
+                return out.model_copy(update={"state": "cleared"})
             return JSONResponse(
                 run_out(info, api.prefix).model_dump(mode="json"), headers=dict(response.headers)
             )

@@ -785,6 +785,12 @@ class Worker:
                     await self._retention(
                         s.keep_failed, s.keep_failed_for, FINISHED_STATES - {JobState.COMPLETED}
                     )
+                    if self.steps is not None:
+                        removed, more = await self.steps.expire()
+                        if removed:
+                            log.info("retention removed %d ended flow run(s)", removed)
+                        if more:  # a bounded batch each pass: the next one at once
+                            self._retention_due.set()
                 if self.steps is not None and time.monotonic() - last_sweep > s.flow_sweep_interval:
                     last_sweep = time.monotonic()
                     await self.steps.sweep()

@@ -470,6 +470,8 @@ class MemoryBackend(Backend):
         kv = self._kv
         if not kv.set_if_absent(end.key, end.mark, None):
             return False, False
+        if end.entry is not None:
+            kv.put(end.entry, end.mark, None)
         if not kv.delete(end.live, end.name):
             return True, False
         self._published((end.event,), now)
@@ -770,8 +772,8 @@ class MemoryBackend(Backend):
     async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
         return self._kv.extend(held, ttl)
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
-        return self._kv.scan(prefix)
+    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
+        return self._kv.scan(prefix, limit)
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return self._kv.add(key, n, ttl)

@@ -131,13 +131,21 @@ class KeyValues:
             self._kv[key] = (held[key], now + ttl)
         return ours
 
-    def scan(self, prefix: str) -> dict[str, str]:
+    def scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
+        if limit is not None and limit < 1:
+            return {}
         now = self._clock()
         under = []
+        kv = self._kv
+        live = 0  # keys found not expired: the walk stops at ``limit`` of them
         for key in self._sorted.starting(prefix):
             if not key.startswith(prefix):
                 break
             under.append(key)
+            expires = kv[key][1]
+            live += expires is None or expires > now
+            if live == limit:
+                break
         # Read after the walk: an expired key found is dropped, which changes the blocks.
         return {k: v for k in under if (v := self._live(k, now)) is not None}
 

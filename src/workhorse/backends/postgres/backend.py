@@ -708,7 +708,10 @@ class PostgresBackend(Backend):
             if end is not None:
                 out.ended = None  # until this finish writes it
                 if out.kind == "completed":
-                    d["rend"] = [end.key, end.mark, end.live, end.name, _event_doc(end.event)]
+                    d["rend"] = [
+                        *(end.key, end.mark, end.live, end.name),
+                        *(_event_doc(end.event), end.entry),
+                    ]
                     closing.append((d, out))
         caps = (self.max_log_lines, self.max_log_bytes)
         logged, again = any(d["logs"] is not None for d in doc), any(d["again"] for d in doc)
@@ -1108,12 +1111,18 @@ class PostgresBackend(Backend):
         params = {"k": list(held), "v": list(held.values()), "ttl": float(ttl)}
         return {str(row[0]) for row in await self._rows(self._q.kv_extend, params)}
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
+    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
+        q = self._q
         if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
             end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            rows = await self._rows(self._q.kv_scan, {"p": prefix, "end": end})
+            if limit is None:
+                rows = await self._rows(q.kv_scan, {"p": prefix, "end": end})
+            else:
+                rows = await self._rows(q.kv_scan_first, {"p": prefix, "end": end, "n": limit})
+        elif limit is None:
+            rows = await self._rows(q.kv_scan_all, {"p": prefix})
         else:
-            rows = await self._rows(self._q.kv_scan_all, {"p": prefix})
+            rows = await self._rows(q.kv_scan_all_first, {"p": prefix, "n": limit})
         return {k: v for k, v in rows}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:

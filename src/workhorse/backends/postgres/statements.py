@@ -413,6 +413,11 @@ UNION ALL SELECT 'j', id, scheduled FROM ins"""
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
   WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
   RETURNING kv.key
+), filed AS (
+  INSERT INTO {s}.kv AS kv (key, value, expires_at)
+  SELECT c.rend->>5, c.rend->>1, NULL FROM closer c JOIN marked m ON m.key = c.rend->>0
+  WHERE c.rend->>5 IS NOT NULL ORDER BY 1
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL
 ), unlived AS (
   DELETE FROM {s}.kv AS kv USING closer c, marked m
   WHERE m.key = c.rend->>0 AND kv.key = c.rend->>2 AND kv.value = c.rend->>3
@@ -735,6 +740,18 @@ DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
             f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live}",
         )
 
+    def kv_scan_first(self) -> tuple[str, str]:
+        """kv's two scans, of the first %(n)s keys in byte order (the key's collation is
+        "C": the index is walked in that order, and stops there)."""
+        s = self.s
+        live = "(expires_at IS NULL OR expires_at > now())"
+        return (
+            f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND key < %(end)s "
+            f"AND starts_with(key, %(p)s) AND {live} ORDER BY key LIMIT %(n)s",
+            f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND starts_with(key, %(p)s) "
+            f"AND {live} ORDER BY key LIMIT %(n)s",
+        )
+
     def kv_delete_many(self) -> str:
         """kv_delete for several distinct keys at once, each only while it holds its value
         if one is given; rows are locked in key order, so two such statements never wait
@@ -963,6 +980,7 @@ class Queries:
         self.counter_add = s.counter_add()
         self.counter_add_many = s.counter_add_many()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan, self.kv_scan_all = s.kv()
+        self.kv_scan_first, self.kv_scan_all_first = s.kv_scan_first()
         self.kv_extend = s.kv_extend()
         self.kv_delete_many = s.kv_delete_many()
         self.replace = s.replace()

@@ -525,7 +525,7 @@ class RedisBackend(RedisWaiting):
                 if out.kind == "completed":
                     ends.append(n)
                     ending.setdefault(lease.queue, []).extend(
-                        (str(len(numbers)), end.key, end.mark, end.live, end.name)
+                        (str(len(numbers)), end.key, end.mark, end.live, end.name, end.entry or "")
                     )
                     ending[lease.queue].extend(_event_args((end.event,)))
         if not by_queue:
@@ -780,8 +780,10 @@ class RedisBackend(RedisWaiting):
         flags = await self._call("kv", "", "extend", max(1, round(ttl * 1000)), *pairs)
         return {key for key, flag in zip(held, flags, strict=True) if flag}
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
-        flat = await self._call("kvscan", "", prefix)
+    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
+        if limit is not None and limit < 1:
+            return {}
+        flat = await self._call("kvscan", "", prefix, "" if limit is None else limit)
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:

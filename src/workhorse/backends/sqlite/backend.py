@@ -542,6 +542,8 @@ class SQLiteBackend(Backend):
         """Write a finish's run end (``Outcome.end``): see ``Backend.finish``."""
         if not coordination.set_if_absent(conn, self._clock, end.key, end.mark, None):
             return False, False
+        if end.entry is not None:
+            coordination.kv_set(conn, self._clock, end.entry, end.mark, None)
         return True, coordination.kv_delete(conn, self._clock, end.live, end.name)
 
     async def update(
@@ -879,8 +881,8 @@ class SQLiteBackend(Backend):
             return set()
         return await self._db.write(coordination.kv_extend, self._clock, held, ttl)
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
-        return await self._db.read(coordination.kv_scan, self._clock, prefix)
+    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
+        return await self._db.read(coordination.kv_scan, self._clock, prefix, limit)
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return await self._db.write(coordination.counter_add, self._clock, key, n, ttl)

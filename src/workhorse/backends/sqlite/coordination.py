@@ -102,7 +102,9 @@ def kv_extend(
     return ours
 
 
-def kv_scan(conn: sqlite3.Connection, clock: Clock, prefix: str) -> dict[str, str]:
+def kv_scan(
+    conn: sqlite3.Connection, clock: Clock, prefix: str, limit: int | None = None
+) -> dict[str, str]:
     # A key range keeps the primary key index in use; substr() checks it exactly, on
     # bytes (length() of text stops at a NUL character).
     sql = (
@@ -114,6 +116,9 @@ def kv_scan(conn: sqlite3.Connection, clock: Clock, prefix: str) -> dict[str, st
     if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
         sql += " AND key >= :p AND key < :end"
         params["end"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    if limit is not None:  # text compares as its UTF-8 bytes (BINARY): the index's order
+        sql += " ORDER BY key LIMIT :limit"
+        params["limit"] = limit
     return {str(k): str(v) for k, v in conn.execute(sql, params)}
 
 

@@ -14,9 +14,10 @@
 -- {P}:events and the run's stream) before that item's own event, only if it is applied.
 -- Runs' ends (one server only; Capabilities.finish_ends): from ARGV[8] up to the
 -- follow-ups, per item that has one: its number, the end key, its mark, the live key,
--- the flow's name and one event of seven, written only for the items this call completed,
--- after every event of the items: the mark set unless present; if set, the live key
--- deleted while it holds the name and, if deleted, the event published.
+-- the flow's name, the run's retention entry ('' for none) and one event of seven,
+-- written only for the items this call completed, after every event of the items: the
+-- mark set unless present; if set, the entry set to the mark, the live key deleted while
+-- it holds the name and, if deleted, the event published.
 local out = {}
 local ended = {}
 local requeued = 0
@@ -122,17 +123,21 @@ for i = 9, (stepped or ending or followups or #ARGV + 1) - 1, 8 do
   end
 end
 if ending then
-  for e = ending, (followups or #ARGV + 1) - 1, 12 do
+  for e = ending, (followups or #ARGV + 1) - 1, 13 do
     local n = ARGV[e]
     if owners[n] then
       local code = 1
       if kv_setnx(ARGV[e + 1], ARGV[e + 2], '') then
         code = 3
+        if ARGV[e + 5] ~= '' then
+          redis.call('SET', G .. 'kv:' .. ARGV[e + 5], ARGV[e + 2])
+          redis.call('ZADD', G .. 'kvidx', 0, ARGV[e + 5])
+        end
         local lk = G .. 'kv:' .. ARGV[e + 3]
         if redis.call('GET', lk) == ARGV[e + 4] then  -- kv.lua's delete, inline
           redis.call('DEL', lk)
           redis.call('ZREM', G .. 'kvidx', ARGV[e + 3])
-          published(floor, e + 5, 1)
+          published(floor, e + 6, 1)
           code = 7
         end
       end
