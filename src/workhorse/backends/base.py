@@ -323,10 +323,19 @@ class Backend(abc.ABC):
         still holds its value there; returns the keys extended (those still ours)."""
 
     @abc.abstractmethod
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
         """Every live key starting with ``prefix``, with its value: keys written by kv_set
         or by set_if_absent without a ttl. Claims taken with a ttl (cron ticks, limit
-        slots) need not be listed (Redis keeps them out of its scan index)."""
+        slots) need not be listed (Redis keeps them out of its scan index). The keys come
+        in byte order (their UTF-8 bytes), highest first with ``reverse``; ``after``: only
+        those past that key in this order; ``limit``: the first that many (a page)."""
 
     # -- events and workers ------------------------------------------------------------
     @abc.abstractmethod

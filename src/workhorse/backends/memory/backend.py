@@ -770,8 +770,15 @@ class MemoryBackend(Backend):
     async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
         return self._kv.extend(held, ttl)
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
-        return self._kv.scan(prefix)
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
+        return self._kv.scan(prefix, limit, reverse, after)
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return self._kv.add(key, n, ttl)

@@ -1108,13 +1108,23 @@ class PostgresBackend(Backend):
         params = {"k": list(held), "v": list(held.values()), "ttl": float(ttl)}
         return {str(row[0]) for row in await self._rows(self._q.kv_extend, params)}
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
-        if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
-            end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            rows = await self._rows(self._q.kv_scan, {"p": prefix, "end": end})
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
+        ranged = bool(prefix) and ord(prefix[-1]) < 0x7F  # the next character is ASCII too
+        params: dict[str, Any] = {"p": prefix, "after": after, "limit": limit}
+        if ranged:
+            params["end"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        if limit is None and after is None and not reverse:
+            sql = self._q.kv_scan if ranged else self._q.kv_scan_all
         else:
-            rows = await self._rows(self._q.kv_scan_all, {"p": prefix})
-        return {k: v for k, v in rows}
+            sql = self._q.kv_page[ranged, reverse, after is not None, limit is not None]
+        return {k: v for k, v in await self._rows(sql, params)}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         rows = await self._rows(self._q.counter_add, {"k": key, "n": n, "ttl": _ttl(ttl)})

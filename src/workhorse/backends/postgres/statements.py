@@ -731,9 +731,23 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
 DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
   AND (%(v)s::text IS NULL OR value = %(v)s::text) RETURNING 1""",
             f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND key < %(end)s "
-            f"AND starts_with(key, %(p)s) AND {live}",
-            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live}",
+            f"AND starts_with(key, %(p)s) AND {live} ORDER BY key",
+            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live} "
+            "ORDER BY key",
         )
+
+    def kv_page(self, shape: tuple[bool, ...]) -> str:
+        """A scan by prefix in key order, of shape (one range of the key index, highest
+        first, past %(after)s, at most %(limit)s keys)."""
+        ranged, reverse, after, limited = shape
+        sql = f"SELECT key, value FROM {self.s}.kv WHERE starts_with(key, %(p)s)"
+        if ranged:
+            sql += " AND key >= %(p)s AND key < %(end)s"
+        if after:
+            sql += " AND key < %(after)s" if reverse else " AND key > %(after)s"
+        sql += " AND (expires_at IS NULL OR expires_at > now())"
+        sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
+        return sql + (" LIMIT %(limit)s" if limited else "")
 
     def kv_delete_many(self) -> str:
         """kv_delete for several distinct keys at once, each only while it holds its value
@@ -964,6 +978,8 @@ class Queries:
         self.counter_add_many = s.counter_add_many()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan, self.kv_scan_all = s.kv()
         self.kv_extend = s.kv_extend()
+        # Indexed by (a key range, highest first, past a key, a limit).
+        self.kv_page = Rendered(s.kv_page)
         self.kv_delete_many = s.kv_delete_many()
         self.replace = s.replace()
         self.hold_by_key = s.hold_by_key()

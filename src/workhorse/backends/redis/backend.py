@@ -780,8 +780,27 @@ class RedisBackend(RedisWaiting):
         flags = await self._call("kv", "", "extend", max(1, round(ttl * 1000)), *pairs)
         return {key for key, flag in zip(held, flags, strict=True) if flag}
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
-        flat = await self._call("kv", "", "scan", prefix, once=False)
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
+        args: list[Any] = [prefix]
+        if limit is not None or reverse or after is not None:
+            # The range's end that ``after`` moves ('' keeps the prefix's, which kv.lua
+            # writes in bytes); str compares as UTF-8 bytes do.
+            lo = hi = ""
+            if after is not None and reverse and (after.startswith(prefix) or after < prefix):
+                hi = "(" + after
+            elif after is not None and not reverse and after >= prefix:
+                lo = "(" + after
+            args += [2**31 if limit is None else limit, "1" if reverse else "0", lo, hi]
+            if limit == 0:
+                return {}
+        flat = await self._call("kv", "", "scan", *args, once=False)
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:

@@ -879,8 +879,17 @@ class SQLiteBackend(Backend):
             return set()
         return await self._db.write(coordination.kv_extend, self._clock, held, ttl)
 
-    async def kv_scan(self, prefix: str) -> dict[str, str]:
-        return await self._db.read(coordination.kv_scan, self._clock, prefix)
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
+        return await self._db.read(
+            coordination.kv_scan, self._clock, prefix, limit, reverse, after
+        )
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return await self._db.write(coordination.counter_add, self._clock, key, n, ttl)

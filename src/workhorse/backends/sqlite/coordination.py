@@ -102,9 +102,16 @@ def kv_extend(
     return ours
 
 
-def kv_scan(conn: sqlite3.Connection, clock: Clock, prefix: str) -> dict[str, str]:
+def kv_scan(
+    conn: sqlite3.Connection,
+    clock: Clock,
+    prefix: str,
+    limit: int | None = None,
+    reverse: bool = False,
+    after: str | None = None,
+) -> dict[str, str]:
     # A key range keeps the primary key index in use; substr() checks it exactly, on
-    # bytes (length() of text stops at a NUL character).
+    # bytes (length() of text stops at a NUL character). Text compares as its bytes.
     sql = (
         "SELECT key, value FROM wh_kv WHERE substr(CAST(key AS BLOB), 1, "
         "length(CAST(:p AS BLOB))) = CAST(:p AS BLOB) "
@@ -114,6 +121,13 @@ def kv_scan(conn: sqlite3.Connection, clock: Clock, prefix: str) -> dict[str, st
     if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
         sql += " AND key >= :p AND key < :end"
         params["end"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    if after is not None:
+        sql += " AND key < :after" if reverse else " AND key > :after"
+        params["after"] = after
+    sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
+    if limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = limit
     return {str(k): str(v) for k, v in conn.execute(sql, params)}
 
 

@@ -45,14 +45,42 @@ elseif op == 'extend' then
   end
   return out
 end
--- scan: ARGV[5] prefix. Returns key, value, key, value ...
+-- scan: ARGV[5] prefix; a page: [6] at most that many keys, [7] '1' highest first, [8] the
+-- low end and [9] the high end of the range in ZRANGEBYLEX's terms ('' = the prefix's).
+-- Returns key, value, key, value ...
 local out = {}
-for _, k in ipairs(redis.call('ZRANGEBYLEX', idx, '[' .. key, '(' .. key .. '\255')) do
-  local v = redis.call('GET', G .. 'kv:' .. k)
-  if v then
-    out[#out + 1] = k; out[#out + 1] = v
-  else
-    redis.call('ZREM', idx, k)
+local lo, hi = '[' .. key, '(' .. key .. '\255'
+if not ARGV[6] then
+  for _, k in ipairs(redis.call('ZRANGEBYLEX', idx, lo, hi)) do
+    local v = redis.call('GET', G .. 'kv:' .. k)
+    if v then
+      out[#out + 1] = k; out[#out + 1] = v
+    else
+      redis.call('ZREM', idx, k)
+    end
   end
+  return out
 end
-return out
+local limit, reverse = tonumber(ARGV[6]), ARGV[7] == '1'
+if ARGV[8] ~= '' then lo = ARGV[8] end
+if ARGV[9] ~= '' then hi = ARGV[9] end
+-- Expired keys found are pruned and read past, until the page is full or the range ends.
+while true do
+  local ks
+  if reverse then
+    ks = redis.call('ZREVRANGEBYLEX', idx, hi, lo, 'LIMIT', 0, limit)
+  else
+    ks = redis.call('ZRANGEBYLEX', idx, lo, hi, 'LIMIT', 0, limit)
+  end
+  for _, k in ipairs(ks) do
+    local v = redis.call('GET', G .. 'kv:' .. k)
+    if v then
+      out[#out + 1] = k; out[#out + 1] = v
+      if #out >= 2 * limit then return out end
+    else
+      redis.call('ZREM', idx, k)
+    end
+  end
+  if #ks < limit then return out end
+  if reverse then hi = '(' .. ks[#ks] else lo = '(' .. ks[#ks] end
+end
