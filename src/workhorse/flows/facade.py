@@ -10,15 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from workhorse import codec
+from workhorse.backends import Backend
 from workhorse.client import Client
 from workhorse.errors import ConfigError
-from workhorse.flows import keys, records
+from workhorse.flows import keys, listing, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
 from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
-from workhorse.job import Event
+from workhorse.job import Event, JobKey
 from workhorse.settings import check_name
 
 # How often ``RunHandle.result`` looks at the run's record.
@@ -28,6 +29,8 @@ POLL = 0.02
 SETTLE = 2.0
 END_EVENTS = frozenset(("flow.completed", "flow.failed", "flow.cancelled"))
 
+# Runs read per page by ``list(limit=None)``.
+LIST_BATCH = 500
 # Seconds a start's key is remembered (as an enqueue's Idempotency-Key).
 KEY_TTL = 86_400.0
 # Seconds a key is held while its run starts: a starter killed meanwhile frees it soon.
@@ -105,6 +108,7 @@ class Flows:
         self.client = client
         self.graph = graph or Graph()
         self.engine = Engine(client, self.graph)
+        self._indexed: Backend | None = None  # the store whose index ``indexed`` checked
 
     # -- definition ------------------------------------------------------------------------
     def define(
@@ -285,14 +289,45 @@ class Flows:
             ],
         )
 
-    async def list(self, flow: str | None = None, state: str | None = None) -> list[RunRecord]:
-        """Runs, newest first, of one flow and in one state if asked."""
+    async def list(
+        self,
+        flow: str | None = None,
+        state: str | None = None,
+        *,
+        limit: int | None = 50,
+        after: JobKey | None = None,
+    ) -> builtins.list[RunRecord]:
+        """Runs newest first (creation time, then id), of one flow and in one state if
+        asked, ``limit`` at a time (None: every one); ``after=JobKey(last.id,
+        last.created_at)`` starts after a page's last run (a keyset page: runs started
+        meanwhile shift nothing). A page reads about one page of the store's index of
+        runs; with ``state``, it reads on through the flow's runs until the page is full."""
         if state is not None and state not in RUN_STATES:
             raise ConfigError(f"state must be one of {', '.join(RUN_STATES)}, got {state!r}")
-        runs = await records.load_all(await self.client.store())
-        runs = [r for r in runs if flow in (None, r.flow) and state in (None, r.state)]
-        runs.sort(key=lambda r: r.created_at, reverse=True)
-        return runs
+        if limit is not None and limit < 0:
+            raise ConfigError(f"limit must be 0 or more, got {limit}")
+        backend = await self.indexed()
+        if limit is not None:
+            return await listing.page(backend, flow, state, limit, after)
+        out: builtins.list[RunRecord] = []
+        while batch := await listing.page(backend, flow, state, LIST_BATCH, after):
+            out += batch
+            last = batch[-1]
+            after = JobKey(last.id, last.created_at)
+        return out
+
+    async def counts(self) -> tuple[dict[str, dict[str, int]], bool]:
+        """``{flow: {state: n}}`` over the newest ``listing.COUNTED`` runs (every defined
+        flow present), and whether those were every run stored."""
+        return await listing.counts(await self.indexed(), self.names())
+
+    async def indexed(self) -> Backend:
+        """The store, its runs from before the index given their keys (once per store)."""
+        backend = await self.client.store()
+        if self._indexed is not backend:
+            await listing.backfill(backend)
+            self._indexed = backend
+        return backend
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: queued and running steps are cancelled. False if it had ended."""
@@ -303,6 +338,7 @@ class Flows:
         """Run it again from its original input, as a new generation under the same id
         (steps still live are cancelled first)."""
         rec = await self._record(run_id)
+        listed = listing.entries(rec)  # its index keys, by its creation time until now
         if rec.gen >= keys.MAX_GEN:
             raise ConfigError(f"run {run_id} was restarted {rec.gen} times; start a new run")
         flow = self.graph.flow(rec.flow)  # an unknown flow fails before anything changes
@@ -323,6 +359,8 @@ class Flows:
         # One write, as a start's; the live entry marked as keeping state: the earlier
         # generations' state is cleared by its end.
         await self.engine.write_start(rec, flow, rec.flow + keys.STATEFUL, restart=rec.gen)
+        for k in listed.keys() - listing.entries(rec).keys():  # after the new: always listed
+            await backend.kv_delete(k)
         return RunHandle(self, run_id, rec.flow)
 
     async def clear(self, flow: str | None = None) -> int:
@@ -330,7 +368,7 @@ class Flows:
         running runs are kept. Returns how many were removed."""
         backend = await self.client.store()
         n = 0
-        for rec in await self.list(flow):
+        for rec in await self.list(flow, limit=None):
             if rec.state == "running":
                 continue
             await self.engine.waits.drop(rec.id)
@@ -350,6 +388,8 @@ class Flows:
                 await backend.kv_delete(keys.end_key(rec.id, gen))
             await backend.kv_delete(keys.live_key(rec.id))  # a late state mark wrote it again
             await backend.kv_delete(keys.run_key(rec.id))
+            for k in listing.entries(rec):  # last: one left by a crash names no record
+                await backend.kv_delete(k)
             n += 1
         return n
 

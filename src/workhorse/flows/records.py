@@ -72,16 +72,6 @@ async def load(backend: Backend, run: str) -> RunRecord | None:
     return ended(rec, await backend.kv_get(keys.end_key(run, rec.gen)))
 
 
-async def load_all(backend: Backend) -> list[RunRecord]:
-    """Every run's record, each with its end."""
-    runs = [RunRecord.loads(v) for v in (await backend.kv_scan(keys.runs_prefix())).values()]
-    if any(r.state == "running" for r in runs):
-        marks = await backend.kv_scan(keys.end_prefix())
-        for r in runs:
-            ended(r, marks.get(keys.end_key(r.id, r.gen)))
-    return runs
-
-
 def entry(rec: RunRecord) -> tuple[str, str]:
     """The kv key and value the run's record is kept under."""
     return keys.run_key(rec.id), rec.dumps()
