@@ -53,6 +53,10 @@ async def every_page(app: Workhorse, limit: int, **filters: Any) -> list[list[st
     return pages
 
 
+def flat(pages: list[list[str]]) -> list[str]:
+    return [run_id for page in pages for run_id in page]
+
+
 async def records_of(app: Workhorse, ids: list[str]) -> list[RunRecord]:
     return [await app.flows._record(i) for i in ids]
 
@@ -85,10 +89,10 @@ async def test_pages_newest_first_across_flows_and_by_flow(app: Workhorse) -> No
     two_flows(app)
     ids = await started(app, 7, 5)
     runs = await records_of(app, ids)
-    assert sum(await every_page(app, 3), []) == newest_first(runs)
+    assert flat(await every_page(app, 3)) == newest_first(runs)
     assert [len(p) for p in await every_page(app, 5)] == [5, 5, 2]
     alpha = newest_first([r for r in runs if r.flow == "alpha"])
-    assert sum(await every_page(app, 2, flow="alpha"), []) == alpha
+    assert flat(await every_page(app, 2, flow="alpha")) == alpha
     assert [r.id for r in await app.flows.list("alpha", limit=3)] == alpha[:3]
     assert len(await app.flows.list("alpha:b", limit=None)) == 5
     assert await app.flows.list("alph", limit=None) == []
@@ -130,13 +134,13 @@ async def test_state_filter_reads_on_until_the_page_is_full(
         assert await app.flows.cancel(run_id)
     runs = await records_of(app, ids)
     assert {r.id for r in runs if r.state == "cancelled"} == set(cancelled)
-    assert sum(await every_page(app, 2, state="cancelled"), []) == newest_first(
+    assert flat(await every_page(app, 2, state="cancelled")) == newest_first(
         [r for r in runs if r.id in cancelled]
     )
     want = newest_first([r for r in runs if r.id in cancelled and r.flow == "alpha"])
-    assert sum(await every_page(app, 1, flow="alpha", state="cancelled"), []) == want
+    assert flat(await every_page(app, 1, flow="alpha", state="cancelled")) == want
     running = newest_first([r for r in runs if r.state == "running"])
-    assert sum(await every_page(app, 4, state="running"), []) == running
+    assert flat(await every_page(app, 4, state="running")) == running
     assert await app.flows.list("alpha", "failed", limit=None) == []
 
 
@@ -159,7 +163,7 @@ async def test_a_restart_lists_its_run_first_once(app: Workhorse) -> None:
     assert await app.flows.cancel(oldest)
     before = listing.entries(await app.flows._record(oldest))
     await app.flows.restart(oldest)
-    listed = sum(await every_page(app, 2), [])
+    listed = flat(await every_page(app, 2))
     assert listed[0] == oldest
     assert sorted(listed) == sorted(ids)
     # The run's keys moved: two, both under its new creation time.
@@ -170,7 +174,7 @@ async def test_a_restart_lists_its_run_first_once(app: Workhorse) -> None:
     # A restart killed before it removed the run's former keys: still listed once.
     for key, value in before.items():
         await app.backend.kv_set(key, value)
-    assert sum(await every_page(app, 2), []) == listed
+    assert flat(await every_page(app, 2)) == listed
     assert [r.id for r in await app.flows.list("alpha", limit=None)] == listed
 
 
@@ -196,7 +200,7 @@ async def test_runs_stored_before_the_index_are_listed(app: Workhorse) -> None:
     for _ in range(2):  # a backfill run again (two listers, one killed) writes the same keys
         app.flows._indexed = None
         await app.backend.kv_delete(keys.INDEXED)
-        assert sum(await every_page(app, 3), []) == want
+        assert flat(await every_page(app, 3)) == want
     assert len(await app.backend.kv_scan(keys.index_prefix(None))) == len(ids)
     assert await app.backend.kv_get(keys.INDEXED) is not None
 

@@ -45,9 +45,9 @@ async def page(
     out: list[RunRecord] = []
     while len(out) < limit:
         found = await backend.kv_scan(prefix, step, reverse=True, after=cursor)
-        for key, rec in zip(found, await _load(backend, found), strict=True):
-            if rec is not None and state in (None, rec.state):
-                out.append(rec)
+        out += [
+            r for r in await _load(backend, found) if r is not None and state in (None, r.state)
+        ]
         if len(found) < step:
             break
         cursor = next(reversed(found))

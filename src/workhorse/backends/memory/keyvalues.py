@@ -64,7 +64,6 @@ class SortedKeys:
             for block in blocks[i + 1 :]:
                 yield from block
 
-
     def below(self, bound: str | None) -> Iterator[str]:
         """The keys under ``bound`` (all with None), highest first."""
         blocks = self._blocks

@@ -732,8 +732,7 @@ DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
   AND (%(v)s::text IS NULL OR value = %(v)s::text) RETURNING 1""",
             f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND key < %(end)s "
             f"AND starts_with(key, %(p)s) AND {live} ORDER BY key",
-            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live} "
-            "ORDER BY key",
+            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live} ORDER BY key",
         )
 
     def kv_page(self, shape: tuple[bool, ...]) -> str:

@@ -887,9 +887,7 @@ class SQLiteBackend(Backend):
         reverse: bool = False,
         after: str | None = None,
     ) -> dict[str, str]:
-        return await self._db.read(
-            coordination.kv_scan, self._clock, prefix, limit, reverse, after
-        )
+        return await self._db.read(coordination.kv_scan, self._clock, prefix, limit, reverse, after)
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return await self._db.write(coordination.counter_add, self._clock, key, n, ttl)
