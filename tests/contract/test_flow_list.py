@@ -64,12 +64,16 @@ async def records_of(app: Workhorse, ids: list[str]) -> list[RunRecord]:
 def reads(backend: Backend) -> tuple[collections.Counter[str], Callable[[], None]]:
     """The run records a caller reads, and whether it scanned them all, by kind."""
     seen: collections.Counter[str] = collections.Counter()
-    get, scan = backend.kv_get, backend.kv_scan
+    get, get_many, scan = backend.kv_get, backend.kv_get_many, backend.kv_scan
 
     async def counted_get(key: str) -> str | None:
         if key.startswith(keys.runs_prefix()):
             seen["record"] += 1
         return await get(key)
+
+    async def counted_get_many(ks: list[str]) -> dict[str, str]:
+        seen["record"] += sum(k.startswith(keys.runs_prefix()) for k in ks)
+        return await get_many(ks)
 
     async def counted_scan(prefix: str, *args: Any, **kw: Any) -> dict[str, str]:
         if prefix == keys.runs_prefix():
@@ -77,10 +81,11 @@ def reads(backend: Backend) -> tuple[collections.Counter[str], Callable[[], None
         return await scan(prefix, *args, **kw)
 
     backend.kv_get = counted_get  # type: ignore[method-assign]
+    backend.kv_get_many = counted_get_many  # type: ignore[method-assign]
     backend.kv_scan = counted_scan  # type: ignore[method-assign]
 
     def undo() -> None:
-        del backend.kv_get, backend.kv_scan
+        del backend.kv_get, backend.kv_get_many, backend.kv_scan
 
     return seen, undo
 

@@ -232,3 +232,17 @@ async def test_scan_pages_in_byte_order(backend: Backend, peer: Backend) -> None
     assert list(await peer.kv_scan("page:", 2, reverse=True, after="pag")) == []
     assert await peer.kv_scan("page:", 2) == {"page:000": "000", "page:001": "001"}
     assert await peer.kv_scan("page:", 0) == {}
+
+
+async def test_get_many_reads_the_live_keys(backend: Backend, peer: Backend) -> None:
+    await backend.kv_set("many:a", "1")
+    await backend.kv_set("many:\u00e9", "2")
+    await backend.kv_set("many:gone", "3", ttl=0.05)
+    await asyncio.sleep(0.1)
+    asked = ["many:a", "many:missing", "many:gone", "many:\u00e9"]
+    assert await peer.kv_get_many(asked) == {"many:a": "1", "many:\u00e9": "2"}
+    assert await peer.kv_get_many([]) == {}
+    for i in range(700):  # more than one statement's worth on SQLite
+        await backend.kv_set(f"many:{i}", str(i))
+    found = await peer.kv_get_many([f"many:{i}" for i in range(-10, 700)])
+    assert found == {f"many:{i}": str(i) for i in range(700)}

@@ -309,6 +309,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def kv_get(self, key: str) -> str | None: ...
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The live keys among ``keys``, with their values. This default reads them one
+        by one, side by side; every store here reads them in one round trip (a page of
+        flow runs reads its runs' records at once)."""
+        found = await asyncio.gather(*(self.kv_get(k) for k in keys))
+        return {k: v for k, v in zip(keys, found, strict=True) if v is not None}
+
     @abc.abstractmethod
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         """Set ``key`` (create or overwrite), expiring after ``ttl`` seconds if given."""

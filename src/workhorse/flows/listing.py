@@ -4,7 +4,6 @@ one page of it (``Backend.kv_scan`` with a limit), not every run."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
 from workhorse.backends import Backend
@@ -12,9 +11,10 @@ from workhorse.flows import keys, records
 from workhorse.flows.records import RUN_STATES, RunRecord
 from workhorse.job import JobKey
 
-# Index keys read per round when a state filter drops runs: a page of a rare state reads
-# on through the flow's runs in steps of this many.
+# Index keys read in a state filter's first round; each round after reads twice as many,
+# up to READ_MOST: a page of a rare state reads on through the flow's runs in few rounds.
 READ_AHEAD = 200
+READ_MOST = 5000
 # Runs the counts by flow and state cover, the newest (a count over every run would read
 # every run).
 COUNTED = 1000
@@ -51,6 +51,8 @@ async def page(
         if len(found) < step:
             break
         cursor = next(reversed(found))
+        if state is not None:
+            step = min(2 * step, max(READ_MOST, limit))
     return out[:limit]
 
 
@@ -58,10 +60,12 @@ async def _load(backend: Backend, found: Iterable[str]) -> list[RunRecord | None
     """The records an index page names, None for an entry whose run is gone (cleared) or
     left behind by a restart (its key has the run's earlier creation time)."""
     found = list(found)
-    runs = await asyncio.gather(*(records.load(backend, k[-keys.RUN_ID_LEN :]) for k in found))
+    recs = await records.load_many(backend, [k[-keys.RUN_ID_LEN :] for k in found])
     return [
-        rec if rec is not None and key.endswith(_tail(rec)) else None
-        for key, rec in zip(found, runs, strict=True)
+        rec
+        if (rec := recs.get(key[-keys.RUN_ID_LEN :])) is not None and key.endswith(_tail(rec))
+        else None
+        for key in found
     ]
 
 

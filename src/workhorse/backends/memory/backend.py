@@ -761,6 +761,10 @@ class MemoryBackend(Backend):
     async def kv_get(self, key: str) -> str | None:
         return self._kv.get(key)
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        get = self._kv.get
+        return {k: v for k in keys if (v := get(k)) is not None}
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._kv.put(key, value, ttl)
 

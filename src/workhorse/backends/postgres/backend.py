@@ -1084,6 +1084,12 @@ class PostgresBackend(Backend):
         rows = await self._rows(self._q.kv_get, (key,))
         return str(rows[0][0]) if rows else None
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        rows = await self._rows(self._q.kv_get_many, {"k": arrays.texts(list(keys))})
+        return {str(k): str(v) for k, v in rows}
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         await self._rows(self._q.kv_set, (key, value, _ttl(ttl)))
 

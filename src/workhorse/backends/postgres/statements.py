@@ -735,6 +735,12 @@ DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
             f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live} ORDER BY key",
         )
 
+    def kv_get_many(self) -> str:
+        return (
+            f"SELECT key, value FROM {self.s}.kv WHERE key = ANY(%(k)s::text[]) "
+            "AND (expires_at IS NULL OR expires_at > now())"
+        )
+
     def kv_page(self, shape: tuple[bool, ...]) -> str:
         """A scan by prefix in key order, of shape (one range of the key index, highest
         first, past %(after)s, at most %(limit)s keys)."""
@@ -977,6 +983,7 @@ class Queries:
         self.counter_add_many = s.counter_add_many()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan, self.kv_scan_all = s.kv()
         self.kv_extend = s.kv_extend()
+        self.kv_get_many = s.kv_get_many()
         # Indexed by (a key range, highest first, past a key, a limit).
         self.kv_page = Rendered(s.kv_page)
         self.kv_delete_many = s.kv_delete_many()

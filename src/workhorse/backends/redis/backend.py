@@ -765,6 +765,13 @@ class RedisBackend(RedisWaiting):
         raw = await self._conn().call("GET", self._g + "kv:" + key)
         return None if raw is None else raw.decode()
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        # Every kv key is in the {P} slot: one MGET, on a cluster too.
+        raw = await self._conn().call("MGET", *(self._g + "kv:" + k for k in keys))
+        return {k: v.decode() for k, v in zip(keys, raw, strict=True) if v is not None}
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         px = "" if ttl is None else max(1, round(ttl * 1000))
         await self._call("kv", "", "set", key, value, px)

@@ -868,6 +868,11 @@ class SQLiteBackend(Backend):
     async def kv_get(self, key: str) -> str | None:
         return await self._db.read(coordination.kv_get, self._clock, key)
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        return await self._db.read(coordination.kv_get_many, self._clock, list(keys))
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         await self._db.write(coordination.kv_set, self._clock, key, value, ttl)
 

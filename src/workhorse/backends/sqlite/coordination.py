@@ -64,6 +64,19 @@ def kv_get(conn: sqlite3.Connection, clock: Clock, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def kv_get_many(conn: sqlite3.Connection, clock: Clock, keys: Sequence[str]) -> dict[str, str]:
+    now, out = clock(), {}
+    for i in range(0, len(keys), 500):  # within SQLite's bound on a statement's variables
+        chunk = keys[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            f"SELECT key, value FROM wh_kv WHERE key IN ({marks}) "
+            "AND (expires_at IS NULL OR expires_at > ?)"
+        )
+        out.update({str(k): str(v) for k, v in conn.execute(sql, (*chunk, now))})
+    return out
+
+
 def kv_set(conn: sqlite3.Connection, clock: Clock, key: str, value: str, ttl: float | None) -> None:
     expires = None if ttl is None else clock() + ttl
     conn.execute(
