@@ -395,8 +395,9 @@ class RedisBackend(RedisWaiting):
         """The keys, the events, the counters and the claimed jobs in this order, in one
         script call (lua/start.lua): a producer killed while it sends it, or a reader,
         never finds a part without the rest. On a cluster (other slots, other nodes) the
-        base class's calls."""
-        if not self.capabilities.finish_followups or not items:
+        base class's calls. No items (a run whose entry waits for a signal): the keys,
+        events and counters alone, in the script still."""
+        if not self.capabilities.finish_followups or not (items or kv):
             return await super().enqueue_claimed_with(items, kv, events, counters)
         await self._list_queues({new.queue for _, new in items})
         pairs = [part for pair in kv.items() for part in pair]
