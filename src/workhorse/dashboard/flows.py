@@ -15,8 +15,7 @@ from workhorse.dashboard.queries import PAGE
 from workhorse.dashboard.session import Session
 from workhorse.dashboard.timeline import Timelines
 from workhorse.errors import WorkhorseError
-from workhorse.flows import Flows, State
-from workhorse.flows.listing import COUNTED
+from workhorse.flows import Flows, State, listing
 from workhorse.flows.records import RUN_STATES
 from workhorse.job import JobKey
 
@@ -66,7 +65,7 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
         page = chosen[:PAGE]
         return {
             "counts": counts,
-            "counted": None if every else COUNTED,
+            "counted": None if every else listing.COUNTED,
             "states": RUN_STATES,
             "defined": flows.names(),
             "flow": flow or "",
