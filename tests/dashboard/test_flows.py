@@ -174,4 +174,3 @@ def test_the_layout_puts_each_step_below_what_it_follows_and_marks_it() -> None:
         ("index", "notify"): "",
     }
     assert all(n.x >= 0 and n.x + NODE_W <= drawing.width for n in drawing.nodes)
-
