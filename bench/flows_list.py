@@ -1,6 +1,7 @@
 """``python -m bench.flows_list``: what a page of flow runs costs with many runs stored:
 ``app.flows.list(flow, limit=50)`` (the index of runs) against reading every run's record
-and end marker, as the list did before the index (issue 15), in alternated rounds.
+and end marker, as the list did before the index (issue 15), in alternated rounds; the
+dashboard's counts (the newest 1,000 runs), and a page of a state no run is in.
 
     python -m bench.flows_list --runs 10000                    # a fresh SQLite file
     python -m bench.flows_list --url redis://127.0.0.1:6379/9 --runs 10000
@@ -44,7 +45,7 @@ async def main(url: str, runs: int, rounds: int) -> None:
         for i in range(runs):
             await app.flows.start("one", i)
         print(f"{runs} runs started in {time.perf_counter() - t0:.1f} s")
-        page, before, rare = [], [], []
+        page, before, rare, counted = [], [], [], []
         for _ in range(rounds):  # alternated: the machine's swings hit both alike
             t = time.perf_counter()
             new = await app.flows.list("one", limit=50)
@@ -53,11 +54,15 @@ async def main(url: str, runs: int, rounds: int) -> None:
             old = await every_run(app, "one")
             before.append(time.perf_counter() - t)
             assert [r.id for r in new] == [r.id for r in old]
+            t = time.perf_counter()
+            await app.flows.counts()
+            counted.append(time.perf_counter() - t)
         t = time.perf_counter()
         assert await app.flows.list("one", "failed") == []  # reads every run of the flow
         rare.append(time.perf_counter() - t)
         print(f"page of 50 (index):        median {statistics.median(page) * 1e3:8.2f} ms")
         print(f"page of 50 (every record): median {statistics.median(before) * 1e3:8.2f} ms")
+        print(f"counts (newest 1,000 runs): median {statistics.median(counted) * 1e3:8.2f} ms")
         print(f"page of a state no run is in (reads on to the end): {rare[0] * 1e3:.0f} ms")
 
 
