@@ -98,6 +98,10 @@ async def test_a_waiting_run_is_marked_then_cancelled_and_restarted(board: Board
         await asyncio.sleep(0.05)
     assert 'id="run-state">cancelled' in page and "Cancel run" not in page
     assert "flow.cancelled" in page.split('id="timeline"')[1]
+    assert f'action="{path}/resume"' in page  # a cancelled run can go on
+    r = await board.http.post(f"{path}/resume", data={"csrf": csrf})
+    assert "resumed%3A%200%20step" in r.headers["location"]
+    assert (await board.app.flows.get(run.id)).state == "running"
     r = await board.http.post(f"{path}/restart", data={"csrf": csrf})
     assert "restarted" in r.headers["location"]
     assert (await board.app.flows.get(run.id)).state == "running"

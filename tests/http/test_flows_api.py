@@ -152,6 +152,8 @@ async def test_a_diamond_started_over_http_completes_with_its_steps(
     assert {k: s["state"] for k, s in steps.items()} == dict.fromkeys("abcd", "completed")
     assert steps["d"]["input"] == {"step:b": 3, "step:c": 20} and steps["d"]["output"] == 23
     assert steps["d"]["attempts"] == 1 and steps["d"]["finished_at"] is not None
+    r = await http.post(f"/api/runs/{run_id}/resume", headers=WRITE)  # nothing failed
+    assert r.status_code == 409 and r.json()["error"]["type"] == "Completed", r.text
     # A step's job is a job like any other: its page and a cursor ending at it work.
     job = await http.get(f"/api/jobs/{steps['d']['job_id']}", headers=READ)
     assert job.status_code == 200 and job.json()["result"] == 23, job.text
@@ -241,8 +243,13 @@ async def test_cancel_restart_and_a_signal_resuming_a_waiting_run(
     assert (await run_of(http, run_id))["state"] == "cancelled"
     r = await http.post(f"/api/runs/{run_id}/cancel", headers=WRITE)
     assert r.status_code == 409
+    # Resumed, the cancelled run waits for its signal again; cancelled again, restarted.
     r = await http.post(f"/api/runs/{run_id}/resume", headers=WRITE)
-    assert r.status_code == 409 and "restart" in r.json()["error"]["message"]
+    assert r.status_code == 200 and r.json()["resumed"] == 0
+    assert (await run_of(http, run_id))["state"] == "running"
+    await waiting(http, run_id, "paid")
+    r = await http.post(f"/api/runs/{run_id}/cancel", headers=WRITE)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
 
     r = await http.post(f"/api/runs/{run_id}/restart", headers=WRITE)
     assert r.status_code == 202 and r.json()["id"] == run_id

@@ -13,8 +13,9 @@ from workhorse import lazy
 if TYPE_CHECKING:
     from workhorse.flows.context import FlowContext, State
     from workhorse.flows.engine import Engine
-    from workhorse.flows.facade import Flows, KeyInFlight, KeyReused, RunHandle, of_run
+    from workhorse.flows.facade import Flows, RunHandle, of_run
     from workhorse.flows.graph import FlowDef, Graph, Step
+    from workhorse.flows.once import KeyInFlight, KeyReused
     from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
 
 # The task options that make a task a step (also read from a discovered module): here,
@@ -25,7 +26,8 @@ FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait", "triggers")
 _HOME = {
     **dict.fromkeys(("FlowContext", "State"), ".context"),
     "Engine": ".engine",
-    **dict.fromkeys(("Flows", "KeyInFlight", "KeyReused", "RunHandle", "of_run"), ".facade"),
+    **dict.fromkeys(("Flows", "RunHandle", "of_run"), ".facade"),
+    **dict.fromkeys(("KeyInFlight", "KeyReused"), ".once"),
     **dict.fromkeys(("FlowDef", "Graph", "Step"), ".graph"),
     **dict.fromkeys(("FlowFailed", "RunInfo", "RunRecord", "StepInfo"), ".records"),
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -65,7 +65,7 @@ class Engine(Protocol):
 
     async def fire(self, fc: FlowContext, trigger: str, data: Any, occurrence: str) -> None: ...
 
-    async def start_run(self, flow: str, data: Any = None) -> str: ...
+    async def start_run(self, flow: str, data: Any = None, parent: str | None = None) -> str: ...
 
     async def cancel_run(self, run: str) -> bool: ...
 
@@ -114,7 +114,8 @@ class FlowContext:
         # and whether every other step that completion started was new.
         self.deferred: Sequence[tuple[Claim, Task[Any, Any], NewJob]] = ()
         self.fresh = True
-        self._counts: dict[str, int] | None = None  # emits per trigger, made at the first
+        # Occurrences of each emitted trigger and started flow, made at the first.
+        self._counts: dict[str, int] | None = None
         # Its emits' new jobs of plain steps not yet written, and the task writing them
         # (Engine.defer): the emits of one stretch of the handler share a store call.
         self.emitted: list[tuple[Claim, Task[Any, Any], NewJob]] = []
@@ -169,8 +170,29 @@ class FlowContext:
         await self.engine.fire(self, trigger, data, str(n))
 
     async def start(self, flow: str, data: Any = None) -> str:
-        """Start another flow's run; returns its run id."""
-        return await self.engine.start_run(flow, data)
+        """Start another flow's run; returns its run id. Each call is one occurrence, as
+        an emit's: an attempt that runs again gets the runs its first made (the n-th
+        start of a flow in the attempt, whatever its data), not new ones."""
+        from workhorse.flows.once import start_once  # only steps that start runs load it
+
+        if self._counts is None:
+            self._counts = {}
+        counted = "\0" + flow  # no trigger's name: emits and starts counted apart
+        n = self._counts.get(counted, 0)
+        self._counts[counted] = n + 1
+        key = f"{self.job_id}:{n}"
+        engine, run = self.engine, self.meta.run
+        backend = engine.client.backend
+
+        def start(flow: str, data: Any) -> Awaitable[str]:
+            return engine.start_run(flow, data, parent=run)
+
+        run_id, _ = await start_once(backend, start, flow, data, key, "step", same_data=False)
+        # Its parent's cancel lists the children after the parent's end: one that ended
+        # before this child was listed finds its end here.
+        if await backend.kv_get(keys.end_key(run, self.meta.gen)) is not None:
+            await engine.cancel_run(run_id)
+        return run_id
 
     async def cancel(self) -> None:
         """Cancel this run: its other queued and running steps are cancelled."""

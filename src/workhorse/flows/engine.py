@@ -764,15 +764,17 @@ class Engine:
         return await backend.kv_delete(keys.live_key(run))
 
     # -- starting and stopping runs ---------------------------------------------------------
-    async def start_run(self, flow: str, data: Any = None) -> str:
+    async def start_run(self, flow: str, data: Any = None, parent: str | None = None) -> str:
         """Start a run: its record, its live entry, ``flow.started``, its count of live
         steps (a counted flow) and its entry steps' jobs go in one store call
         (``Backend.enqueue_claimed_with``) after the clock's read; a flow with an entry
-        waiting for a signal writes them one by one."""
+        waiting for a signal writes them one by one. ``parent``: the run whose step
+        starts it, which lists it among its children in the same call."""
         f = self.graph.flow(flow)
         f.check()
         f.shape()  # a flow that cannot be shaped fails here, not in a worker
         rec = RunRecord(keys.new_run_id(), flow, data, await self.client.backend.now())
+        rec.parent = parent
         await self.write_start(rec, f, flow)
         return rec.id
 
@@ -785,9 +787,12 @@ class Engine:
         time just read."""
         backend = self.client.backend
         entries = flow.entries()
-        # The run's record, its live entry and its keys in the index of runs (listing).
+        # The run's record, its live entry, its keys in the index of runs (listing) and,
+        # for a run a step started, its place among its parent's children.
         written = dict((records.entry(rec), (keys.live_key(rec.id), live)))
         written.update(listing.entries(rec))
+        if rec.parent is not None:
+            written[keys.child_prefix(rec.parent) + rec.id] = rec.flow
         started = run_event("flow.started", rec.id, rec.flow, **data)
         if not entries or any(waits_for_signal(step) for step in entries):  # none counted
             await backend.enqueue_claimed_with([], written, [started])
@@ -816,14 +821,24 @@ class Engine:
             await self.begin(rec.id, rec.gen, step, rec.input, "entry")
 
     async def cancel_run(self, run: str) -> bool:
-        """Cancel a running run: its queued and running steps are cancelled. False when
-        the run had ended already."""
+        """Cancel a running run: its queued and running steps are cancelled. The runs its
+        steps started are cancelled too, and theirs, even when this one had ended. False
+        when the run had ended already."""
         rec = await records.load(self.client.backend, run)
-        if rec is None or rec.state != "running":
+        if rec is None:
             return False
-        ended = await self.end(rec, "cancelled", None)
-        await self.cancel_jobs(run)
+        ended = False
+        if rec.state == "running":
+            ended = await self.end(rec, "cancelled", None)
+            await self.cancel_jobs(run)
+        await self.cancel_children(run)
         return ended
+
+    async def cancel_children(self, run: str) -> None:
+        """Cancel the runs the run's steps started (``cancel_run``: and theirs)."""
+        prefix = keys.child_prefix(run)
+        for key in await self.client.backend.kv_scan(prefix):
+            await self.cancel_run(key[len(prefix) :])
 
     async def cancel_jobs(self, run: str) -> None:
         prefix = keys.job_prefix(run)
@@ -895,18 +910,65 @@ class Engine:
         return True
 
     async def resume(self, rec: RunRecord) -> int:
+        """Go on with a stalled, failed or cancelled run where it stopped: an ended run
+        is reopened (its generation's end marker removed, its live entry written again),
+        its failed and cancelled steps run again from their recorded input, what its
+        completed steps and entries start is started where it is missing (their derived
+        ids start nothing twice), and waits whose signal is stored are resolved. Completed
+        steps do not run again. Returns how many steps were retried."""
+        backend = self.client.backend
+        flow = self.graph.flow(rec.flow)
+        reopened = rec.state if rec.state != "running" else None
+        live = rec.flow + keys.STATEFUL  # marked: its end looks for state to clear
+        if reopened is not None:
+            # The marker goes first: a resume killed between the two leaves a run that
+            # reads running without its live entry, which resuming it again writes.
+            await backend.kv_delete(keys.end_key(rec.id, rec.gen))
+            await backend.kv_set(keys.live_key(rec.id), live)
+        elif await backend.set_if_absent(keys.live_key(rec.id), live) and (
+            await backend.kv_get(keys.end_key(rec.id, rec.gen)) is not None
+        ):
+            await backend.kv_delete(keys.live_key(rec.id), live)  # it ended meanwhile
         prefix = keys.job_prefix(rec.id)
-        ids = [k[len(prefix) :] for k in await self.client.backend.kv_scan(prefix)]
+        index = await backend.kv_scan(prefix)
+        jobs = await self.client.get_jobs([k[len(prefix) :] for k in index])
+        stopped = [j for j in jobs.values() if j.state in (JobState.FAILED, JobState.CANCELLED)]
+        rec.state, rec.ended_at, rec.error, rec.stalled_at = "running", None, None, None
+        await records.save(backend, rec)
+        data: dict[str, Any] = {"retried": len(stopped)}
+        if reopened is not None:
+            data["reopened"] = reopened
+        await self.publish("flow.resumed", rec.id, rec.flow, **data)  # before what it starts
+        # A failed step's end took it out of its run's count; a cancelled one may still
+        # be in it (cancelled while queued): counted again before they are live, the
+        # failed only, as a count too low only makes steps look at the run, where one
+        # too high leaves its end to the sweep.
+        failed = sum(j.state is JobState.FAILED for j in stopped)
+        if failed and flow.counted():
+            await self.counts.add(keys.count_key(rec.id, rec.gen), failed, COUNT_TTL)
         retried = 0
-        for job in (await self.client.get_jobs(ids)).values():
-            if job.state in (JobState.FAILED, JobState.CANCELLED) and await self.client.retry(
-                job.id
-            ):
+        for job in stopped:
+            if await self.client.retry(job.id):
                 retried += 1
+        if reopened is not None:
+            # What the run's end refused to start: entries that wait, and the follow-ups
+            # of steps that completed after it (the emits of those are not known).
+            for step in flow.entries():
+                await self.begin(rec.id, rec.gen, step, rec.input, "entry")
+            for job in jobs.values():
+                done = flow.steps.get(job.task)
+                if job.state is not JobState.COMPLETED or done is None:
+                    continue
+                if done.after is not None:
+                    await self.waits.start_after(
+                        rec.id, rec.gen, done, job.id, job.data, job.result
+                    )
+                else:
+                    meta = StepMeta(rec.id, rec.flow, done.name, rec.gen)
+                    fc = FlowContext(self, meta, job.id)
+                    await self.fire(fc, STEP_PREFIX + done.name, job.result, "done")
         await self.waits.rescue(rec.id)
-        rec.stalled_at = None
-        await records.save(self.client.backend, rec)
-        await self.publish("flow.resumed", rec.id, rec.flow, retried=retried)
+        await self.check(rec.id)  # nothing left to run: it ends now
         return retried
 
     def publish(self, type_: str, run: str, flow: str, **data: Any) -> asyncio.Future[None]:

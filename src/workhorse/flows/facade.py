@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from workhorse.errors import ConfigError
 from workhorse.flows import keys, listing, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
+from workhorse.flows.once import start_once
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
 from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
@@ -31,18 +31,6 @@ END_EVENTS = frozenset(("flow.completed", "flow.failed", "flow.cancelled"))
 
 # Runs read per page by ``list(limit=None)``.
 LIST_BATCH = 500
-# Seconds a start's key is remembered (as an enqueue's Idempotency-Key).
-KEY_TTL = 86_400.0
-# Seconds a key is held while its run starts: a starter killed meanwhile frees it soon.
-STARTING_TTL = 30.0
-
-
-class KeyReused(ConfigError):
-    """A start's key was used before with different data."""
-
-
-class KeyInFlight(ConfigError):
-    """The first start with this key has not finished starting its run."""
 
 
 class RunHandle:
@@ -75,7 +63,8 @@ class RunHandle:
         """The ender removes the run's live entry after the run's state (by the cleanup
         rule), then sends its end event: wait for both, a while at most (an ender that
         died leaves them to the sweep), so that the run's events read after its end hold
-        it. Each generation ends with one end event."""
+        it. Each generation ends with one end event, and once more after each resume
+        that reopened it."""
         backend = self.flows.client.backend
         deadline = time.monotonic() + SETTLE
         while await backend.kv_get(keys.live_key(self.id)) is not None:
@@ -85,7 +74,9 @@ class RunHandle:
         after = ends = 0
         while True:
             events = await self.flows.events(self.id, after=after)
-            ends += sum(e.type in END_EVENTS for e in events)
+            ends += sum(e.type in END_EVENTS for e in events) - sum(
+                e.type == "flow.resumed" and "reopened" in e.data for e in events
+            )
             if ends > gen or time.monotonic() > deadline:
                 return
             after = events[-1].id if events else after
@@ -136,12 +127,19 @@ class Flows:
         )
 
     async def resume(self, run_id: str) -> int:
-        """Resume a stalled run: its failed or cancelled steps are retried, waits whose
-        signal is stored are resolved, and the stall mark is cleared. Returns how many
-        steps were retried."""
+        """Go on with a stalled, failed or cancelled run from where it stopped (or a
+        completed one whose failed branches ``on_failure="continue"`` passed over): its
+        failed and cancelled steps run again from their input, completed steps keep their
+        outputs, waits whose signal is stored are resolved and a stall mark is cleared.
+        Returns how many steps were retried."""
         rec = await self._record(run_id)
-        if rec.state != "running":
-            raise ConfigError(f"run {run_id} is {rec.state}; restart(run_id) runs it again")
+        if rec.state == "completed" and not any(
+            s.state in ("failed", "cancelled") for s in (await self.get(run_id)).steps
+        ):  # a completed run resumes only for the failed branches on_failure="continue" left
+            raise ConfigError(
+                f"run {run_id} completed with no failed step; nothing to resume "
+                "(restart(run_id) runs it again)"
+            )
         return await self.engine.resume(rec)
 
     def add_step(
@@ -213,40 +211,9 @@ class Flows:
     async def _start_once(self, flow: str, data: Any, key: str, scope: str) -> RunHandle:
         """Start a run of ``flow`` once per ``key`` in ``scope`` (a start, or a trigger);
         a repeat gets the first run."""
-        if not isinstance(key, str) or not key or len(key) > 1000:
-            raise ConfigError(f"a start's key is a string of 1-1000 characters, got {key!r}")
         backend = await self.client.store()
-        mark = (
-            keys.PREFIX + "once:" + hashlib.sha256(f"{scope}\0{flow}\0{key}".encode()).hexdigest()
-        )
-        fp = hashlib.sha256(codec.dumps_sorted(data)).hexdigest()
-        if await backend.set_if_absent(
-            mark, codec.dumps({"fp": fp, "id": None}).decode(), STARTING_TTL
-        ):
-            try:
-                run_id = await self.engine.start_run(flow, data)
-            except BaseException:
-                await backend.kv_delete(mark)  # nothing was started: the key is free again
-                raise
-            await backend.kv_set(mark, codec.dumps({"fp": fp, "id": run_id}).decode(), KEY_TTL)
-            return RunHandle(self, run_id, flow)
-        for _ in range(100):  # the first start is under way: its run id comes soon
-            seen = await backend.kv_get(mark)
-            if seen is None:
-                return await self._start_once(flow, data, key, scope)
-            first = codec.loads(seen)
-            if first["fp"] != fp:
-                raise KeyReused(
-                    f"key {key!r} started a run of flow {flow!r} with "
-                    "other data; use a new key for new data"
-                )
-            if first["id"] is not None:
-                return RunHandle(self, first["id"], flow, replayed=True)
-            await asyncio.sleep(0.05)
-        raise KeyInFlight(
-            f"the first start of flow {flow!r} with this key is still starting its run; "
-            "retry shortly"
-        )
+        run_id, replayed = await start_once(backend, self.engine.start_run, flow, data, key, scope)
+        return RunHandle(self, run_id, flow, replayed)
 
     def handle(self, run_id: str, flow: str = "") -> RunHandle:
         return RunHandle(self, run_id, flow)
@@ -273,6 +240,7 @@ class Flows:
         ]
         steps.sort(key=lambda s: (s.started_at is None, s.started_at or 0.0, s.step))
         waits = await self.engine.waits.pending(run_id)
+        children = keys.child_prefix(run_id)
         return RunInfo(
             rec.id,
             rec.flow,
@@ -287,6 +255,8 @@ class Flows:
                 {**{k: w[k] for k in ("step", "signal", "key", "since")}, "phase": phase_of(w)}
                 for w in waits
             ],
+            rec.parent,
+            [k[len(children) :] for k in await backend.kv_scan(children)],
         )
 
     async def list(
@@ -345,6 +315,7 @@ class Flows:
         if rec.state == "running":
             await self.engine.end(rec, "cancelled", None)
         await self.engine.cancel_jobs(run_id)
+        await self.engine.cancel_children(run_id)  # the new generation starts its own
         backend = self.client.backend
         prefix = keys.job_prefix(run_id)
         for k in await backend.kv_scan(prefix):
@@ -378,6 +349,7 @@ class Flows:
             for prefix in (
                 keys.job_prefix(rec.id),
                 keys.state_prefix(rec.id),
+                keys.child_prefix(rec.id),
                 f"{keys.PREFIX}stall:{rec.id}:",
             ):
                 for k in await backend.kv_scan(prefix):

@@ -145,3 +145,8 @@ def live_key(run: str) -> str:
 
 
 STATEFUL = " state"  # not in a flow's name
+
+
+def child_prefix(run: str) -> str:
+    """The runs that the run's steps started (``ctx.flow.start``), one key each."""
+    return f"{PREFIX}child:{run}:"

@@ -34,13 +34,22 @@ class RunRecord:
     ended_at: float | None = None
     error: dict[str, Any] | None = None
     stalled_at: float | None = None  # when the sweep found it without progress
+    parent: str | None = None  # the run whose step started it (``ctx.flow.start``)
 
     def dumps(self) -> str:
-        return codec.dumps(asdict(self)).decode()
+        d = asdict(self)
+        if d["parent"] is None:  # a run no step started reads as before
+            del d["parent"]
+        return codec.dumps(d).decode()
 
     @classmethod
     def loads(cls, raw: str) -> RunRecord:
-        return cls(**codec.loads(raw))
+        d = codec.loads(raw)
+        # Fields a later version added are left out, so a record it wrote still loads.
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
+
+
+_FIELDS = frozenset(RunRecord.__dataclass_fields__)
 
 
 def end_mark(state: RunState, at: float, error: dict[str, Any] | None) -> str:
@@ -118,6 +127,8 @@ class RunInfo:
     steps: list[StepInfo] = field(default_factory=list)
     stalled_at: float | None = None
     waits: list[dict[str, Any]] = field(default_factory=list)  # steps waiting, before or after
+    parent: str | None = None  # the run whose step started it
+    children: list[str] = field(default_factory=list)  # the runs its steps started
 
     @property
     def waiting(self) -> bool:

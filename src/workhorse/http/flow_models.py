@@ -99,6 +99,8 @@ class RunWait(BaseModel):
 class RunOut(RunSummary):
     steps: list[StepOut]
     waits: list[RunWait]
+    parent: str | None = None  # the run whose step started it
+    children: list[str] = []  # the runs its steps started
 
 
 class Resumed(BaseModel):
@@ -182,6 +184,8 @@ def run_out(r: RunInfo, prefix: str) -> RunOut:
         ended_at=r.ended_at,
         error=r.error,
         stalled_at=r.stalled_at,
+        parent=r.parent,
+        children=r.children,
         steps=[
             StepOut(
                 step=s.step,

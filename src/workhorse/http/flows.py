@@ -192,12 +192,18 @@ def flows_routes(api: Api) -> APIRouter:
 
     @r.post("/runs/{run_id}/resume", response_model=Resumed)
     async def resume(run_id: RunId, caller: Write) -> Resumed:
-        """Resume a stalled run: failed or cancelled steps are retried, waits whose signal
-        is stored are resolved. 409 when the run has ended (restart runs it again)."""
+        """Go on with a stalled, failed or cancelled run where it stopped: failed and
+        cancelled steps run again, completed ones keep their outputs, waits whose signal is
+        stored are resolved. 409 when the run completed with no failed step (restart runs
+        it again)."""
         info = await run_or_404(run_id)
-        if info.state != "running":
+        if info.state == "completed" and not any(
+            s.state in ("failed", "cancelled") for s in info.steps
+        ):
             raise ApiError(
-                409, "NotRunning", f"run {run_id} is {info.state}; POST .../restart runs it again"
+                409,
+                "Completed",
+                f"run {run_id} completed with no failed step; POST .../restart runs it again",
             )
         return Resumed(ok=True, resumed=await flows.resume(run_id))
 
