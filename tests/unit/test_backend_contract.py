@@ -18,6 +18,7 @@ _OPTIONAL = {
     "enqueue_watched",
     "events_head",
     "get_many",
+    "kv_get_many",
     "job_events",
     "run_events",
     "wait_claim",
