@@ -18,8 +18,8 @@ _OPTIONAL = {
     "enqueue_watched",
     "events_head",
     "get_many",
-    "kv_get_many",
     "job_events",
+    "kv_get_many",
     "run_events",
     "wait_claim",
 }
