@@ -194,7 +194,7 @@ async def flow(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
         calls = count_calls(app.backend)
         elapsed, cpu = await timed_run(app, runs * CHAIN)
         calls["(cpu us)"] += round(cpu * 1e6)
-        left = await app.flows.list("chain", "running")
+        left = await app.flows.list("chain", "running", limit=None)
         assert not left, f"{len(left)} runs did not end"
         assert await handles[-1].result(timeout=1) == {f"s{CHAIN}": runs - 1}
     steps = runs * CHAIN
@@ -210,7 +210,7 @@ async def fan(url: str, jobs: int) -> tuple[float, float, dict[str, int]]:
         calls = count_calls(app.backend)
         elapsed, cpu = await timed_run(app, runs * (FAN + 1))
         calls["(cpu us)"] += round(cpu * 1e6)
-        left = await app.flows.list("fan", "running")
+        left = await app.flows.list("fan", "running", limit=None)
         assert not left, f"{len(left)} runs did not end"
     steps = runs * (FAN + 1)
     return steps / elapsed, store_calls(calls) / steps, dict(calls)

@@ -73,7 +73,7 @@ async def outcome(url: str, ids: list[str]) -> tuple[dict[str, int], dict[str, o
 
     app.configure(url=url)
     async with app:
-        states = collections.Counter(r.state for r in await app.flows.list("diamond"))
+        states = collections.Counter(r.state for r in await app.flows.list("diamond", limit=None))
         results = {}
         for run_id in ids:
             info = await app.flows.get(run_id)
@@ -86,7 +86,7 @@ async def running(url: str) -> int:
 
     app.configure(url=url)
     async with app:
-        return len(await app.flows.list("diamond", "running"))
+        return len(await app.flows.list("diamond", "running", limit=None))
 
 
 @pytest.mark.timeout(150)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from workhorse.backends import Backend, Claim
 from workhorse.job import Event, JobState
 
-from .support import claim_one, must_get, new, settled_log
+from .support import claim_one, eventually, must_get, new, settled_log
 
 
 async def test_keys_events_and_jobs_are_written_in_one_call(backend: Backend) -> None:
@@ -63,3 +63,17 @@ async def test_a_job_refused_by_its_unless_key_still_gets_the_keys(backend: Back
     assert out == [(False, None)]
     assert await backend.kv_get("run:r3") == "record"
     assert await backend.get(a.id) is None
+
+
+async def test_no_jobs_writes_the_keys_and_events(backend: Backend) -> None:
+    # A run whose entry waits for a signal: its record, live entry, index keys and
+    # flow.started in one call, its entry's wait apart.
+    started = Event("flow.started", data={"run": "r2", "flow": "f"}, at=1_700_000_000.5)
+    assert (
+        await backend.enqueue_claimed_with([], {"run:r2": "rec", "at:1:r2": "f"}, [started]) == []
+    )
+    assert await backend.kv_scan("run:") == {"run:r2": "rec"}
+    assert await backend.kv_get("at:1:r2") == "f"
+    # PostgreSQL shows an event once every older transaction has ended: poll.
+    (ev,) = await eventually(lambda: backend.run_events("r2"), "the call's event")
+    assert (ev.type, ev.data) == ("flow.started", started.data)

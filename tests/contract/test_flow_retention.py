@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import close_and_drop
 from workhorse import ConfigError, Workhorse
 from workhorse.backends import Backend
-from workhorse.flows import keys
+from workhorse.flows import keys, listing, records
 
 HOUR = 3600.0
 
@@ -189,7 +189,12 @@ async def test_a_removal_cut_short_after_the_record_is_finished_by_the_next_pass
     one_step(app, "cut", keep_for=0)
     run = await app.flows.start("cut", 1)
     await app.flows.cancel(run.id)
-    # A pass killed right after its first write: the record is gone, the rest is not.
+    # A pass killed right after the record: it and the run's places in the list of runs
+    # (deleted before it) are gone, the rest is not.
+    rec = await records.load(app.backend, run.id)
+    assert rec is not None
+    for k in listing.entries(rec):
+        await app.backend.kv_delete(k)
     await app.backend.kv_delete(keys.run_key(run.id))
     assert len(await keys_of(app, run.id)) > 1
     await app.flows.engine.expire()

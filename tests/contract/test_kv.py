@@ -235,3 +235,44 @@ async def test_many_calls_at_once_all_answer(backend: Backend) -> None:
     got = await asyncio.gather(*(backend.counter_add("many", 1) for _ in range(300)))
     assert sorted(got) == list(range(1, 301))
     assert await backend.kv_get("many:299") == "299"
+
+
+async def test_scan_pages_in_byte_order(backend: Backend, peer: Backend) -> None:
+    # A bounded, ordered scan: what a listing of flow runs newest first reads per page.
+    keys = [f"page:{i:03d}" for i in range(12)] + ["page:z\u4e2d", "page:\u00e9"]
+    for k in reversed(keys):
+        await backend.kv_set(k, k[5:])
+    await backend.kv_set("page:007x", "gone", ttl=0.05)  # expired: read past, never listed
+    await backend.kv_set("pagf", "outside")
+    await backend.kv_set("pag", "outside")
+    await asyncio.sleep(0.1)
+    assert list(await peer.kv_scan("page:")) == keys
+    assert list(await peer.kv_scan("page:", 5)) == keys[:5]
+    assert list(await peer.kv_scan("page:", 5, after=keys[4])) == keys[5:10]
+    assert list(await peer.kv_scan("page:", 5, after="page:007")) == keys[8:13]
+    assert list(await peer.kv_scan("page:", reverse=True)) == keys[::-1]
+    assert list(await peer.kv_scan("page:", 3, reverse=True)) == keys[:-4:-1]
+    assert list(await peer.kv_scan("page:", 4, reverse=True, after="page:009")) == keys[8:4:-1]
+    assert list(await peer.kv_scan("page:", 4, reverse=True, after="page:008")) == keys[7:3:-1]
+    assert list(await peer.kv_scan("page:", reverse=True, after="page:002")) == keys[1::-1]
+    # A key to start past that is outside the prefix: the whole prefix, or none of it.
+    assert list(await peer.kv_scan("page:", 2, after="pag")) == keys[:2]
+    assert list(await peer.kv_scan("page:", 2, after="pagf")) == []
+    assert list(await peer.kv_scan("page:", 2, reverse=True, after="pagf")) == keys[:-3:-1]
+    assert list(await peer.kv_scan("page:", 2, reverse=True, after="pag")) == []
+    assert await peer.kv_scan("page:", 2) == {"page:000": "000", "page:001": "001"}
+    assert await peer.kv_scan("page:", 0) == {}
+
+
+async def test_get_many_reads_the_live_keys(backend: Backend, peer: Backend) -> None:
+    await backend.kv_set("many:a", "1")
+    await backend.kv_set("many:\u00e9", "2")
+    await backend.kv_set("many:gone", "3", ttl=0.05)
+    await asyncio.sleep(0.1)
+    asked = ["many:a", "many:missing", "many:gone", "many:\u00e9"]
+    assert await peer.kv_get_many(asked) == {"many:a": "1", "many:\u00e9": "2"}
+    assert await peer.kv_get_many([]) == {}
+    for i in range(700):  # more than one statement's worth on SQLite
+        await backend.kv_set(f"many:{i}", str(i))
+    found = await peer.kv_get_many([f"many:{i}" for i in range(-10, 700)])
+    assert found == {f"many:{i}": str(i) for i in range(700)}

@@ -8,10 +8,12 @@ import asyncio
 import html
 import re
 
+import pytest
+
 from tests.dashboard.conftest import Board
 from workhorse import Workhorse
 from workhorse.dashboard.flowgraph import NODE_W, layout
-from workhorse.flows import Flows, StepInfo
+from workhorse.flows import Flows, StepInfo, listing
 
 
 def nodes(html: str) -> dict[str, str]:
@@ -134,6 +136,23 @@ async def test_runs_are_listed_fifty_a_page_by_cursor(board: Board) -> None:
     assert len(on[0]) == 50 and len(on[1]) == 1 and 'rel="next"' not in second
     assert sorted(on[0] + on[1]) == sorted(started)
     assert 'aria-label="51 running run(s) of approval"' in first
+
+
+async def test_counts_say_when_they_cover_the_newest_runs_only(
+    board: Board, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listing, "COUNTED", 3)
+    for n in range(3):
+        await board.app.flows.start("approval", {"n": n})
+    await board.login()
+    page = (await board.http.get("/admin/flows")).text
+    assert 'aria-label="3 running run(s) of approval"' in page
+    assert 'id="flow-counted"' not in page
+    await board.app.flows.start("approval", {"n": 3})
+    page = (await board.http.get("/admin/flows")).text
+    assert 'aria-label="3 running run(s) of approval"' in page  # of the newest 3
+    assert re.search(r'id="flow-counted"[^>]*>Counted over the newest 3 runs', page)
+    assert len(re.findall(r"/admin/flows/runs/([0-9a-f]{16})", page)) == 4  # all listed
 
 
 def test_the_layout_puts_each_step_below_what_it_follows_and_marks_it() -> None:

@@ -19,6 +19,7 @@ _OPTIONAL = {
     "events_head",
     "get_many",
     "job_events",
+    "kv_get_many",
     "run_events",
     "wait_claim",
 }

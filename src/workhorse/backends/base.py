@@ -310,6 +310,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def kv_get(self, key: str) -> str | None: ...
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The live keys among ``keys``, with their values. This default reads them one
+        by one, side by side; every store here reads them in one round trip (a page of
+        flow runs reads its runs' records at once)."""
+        found = await asyncio.gather(*(self.kv_get(k) for k in keys))
+        return {k: v for k, v in zip(keys, found, strict=True) if v is not None}
+
     @abc.abstractmethod
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         """Set ``key`` (create or overwrite), expiring after ``ttl`` seconds if given."""
@@ -324,12 +331,19 @@ class Backend(abc.ABC):
         still holds its value there; returns the keys extended (those still ours)."""
 
     @abc.abstractmethod
-    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
         """Every live key starting with ``prefix``, with its value: keys written by kv_set
         or by set_if_absent without a ttl. Claims taken with a ttl (cron ticks, limit
-        slots) need not be listed (Redis keeps them out of its scan index). With
-        ``limit``: only the first ``limit`` such keys in byte order (of their UTF-8), in
-        that order, read without going through the others (an index walked in order)."""
+        slots) need not be listed (Redis keeps them out of its scan index). The keys come
+        in byte order (their UTF-8 bytes), highest first with ``reverse``; ``after``: only
+        those past that key in this order; ``limit``: the first that many (a page)."""
 
     # -- events and workers ------------------------------------------------------------
     @abc.abstractmethod

@@ -41,7 +41,7 @@ def flows(
 ) -> None:
     """Flow runs of APP, newest first, with their state."""
     app = make_app(app_spec, url, need_registry=True)
-    runs = drive(app, lambda a: a.flows.list(flow_name, state), existing=True)[:limit]
+    runs = drive(app, lambda a: a.flows.list(flow_name, state, limit=limit), existing=True)
     if as_json:
         echo_json([fields_of(r) for r in runs])
         return

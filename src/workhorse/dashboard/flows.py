@@ -15,7 +15,7 @@ from workhorse.dashboard.queries import PAGE
 from workhorse.dashboard.session import Session
 from workhorse.dashboard.timeline import Timelines
 from workhorse.errors import WorkhorseError
-from workhorse.flows import Flows, State
+from workhorse.flows import Flows, State, listing
 from workhorse.flows.records import RUN_STATES
 from workhorse.job import JobKey
 
@@ -57,18 +57,15 @@ def flow_routes(board: Board, flows: Flows) -> APIRouter:
     async def list_values(
         flow: str | None, state: str | None, cursor: str | None
     ) -> dict[str, Any]:
-        runs = await flows.list()
-        counts = {name: dict.fromkeys(RUN_STATES, 0) for name in flows.names()}
-        for run in runs:
-            counts.setdefault(run.flow, dict.fromkeys(RUN_STATES, 0))[run.state] += 1
-        chosen = [r for r in runs if (flow or r.flow) == r.flow and (state or r.state) == r.state]
-        chosen.sort(key=lambda r: (r.created_at, r.id), reverse=True)  # the keyset's order
-        after = JobKey.from_cursor(cursor)
-        if after is not None:  # a keyset page: runs started meanwhile shift nothing
-            chosen = [r for r in chosen if (r.created_at, r.id) < (after.created, after.id)]
+        counts, every = await flows.counts()
+        # A keyset page: runs started meanwhile shift nothing.
+        chosen = await flows.list(
+            flow or None, state or None, limit=PAGE + 1, after=JobKey.from_cursor(cursor)
+        )
         page = chosen[:PAGE]
         return {
             "counts": counts,
+            "counted": None if every else listing.COUNTED,
             "states": RUN_STATES,
             "defined": flows.names(),
             "flow": flow or "",

@@ -22,7 +22,7 @@ from workhorse import codec, events
 from workhorse.backends import Claim
 from workhorse.client import Client
 from workhorse.errors import error_info
-from workhorse.flows import keys, records, retention
+from workhorse.flows import keys, listing, records, retention
 from workhorse.flows.context import FlowContext, State, StepMeta, step_of
 from workhorse.flows.counting import Counts
 from workhorse.flows.graph import STEP_PREFIX, FlowDef, Graph, Shape, Step, waits_for_signal
@@ -789,18 +789,21 @@ class Engine:
     async def write_start(self, rec: RunRecord, flow: FlowDef, live: str, **data: Any) -> None:
         """Write a run's generation (a start's or a restart's): its record, its live entry
         holding ``live``, ``flow.started`` with ``data``, its count of live steps (a
-        counted flow) and its entry steps' jobs, in one store call
-        (``Backend.enqueue_claimed_with``); a flow with an entry waiting for a signal
-        writes them one by one. ``rec.created_at`` is the store's time just read."""
+        counted flow), its keys in the index of runs and its entry steps' jobs, in one
+        store call (``Backend.enqueue_claimed_with``); a flow with an entry waiting for a
+        signal writes its entries apart, after the rest. ``rec.created_at`` is the store's
+        time just read."""
         backend = self.client.backend
         entries = flow.entries()
-        child = None if rec.parent is None else (keys.child_prefix(rec.parent) + rec.id, rec.flow)
+        # The run's record, its live entry, its keys in the index of runs (listing) and,
+        # for a run a step started, its place among its parent's children.
+        written = dict((records.entry(rec), (keys.live_key(rec.id), live)))
+        written.update(listing.entries(rec))
+        if rec.parent is not None:
+            written[keys.child_prefix(rec.parent) + rec.id] = rec.flow
+        started = run_event("flow.started", rec.id, rec.flow, **data)
         if not entries or any(waits_for_signal(step) for step in entries):  # none counted
-            if child is not None:  # listed first: a cancel of its parent finds it
-                await backend.kv_set(*child)
-            await records.save(backend, rec)
-            await backend.kv_set(keys.live_key(rec.id), live)
-            await self.publish("flow.started", rec.id, rec.flow, **data)
+            await backend.enqueue_claimed_with([], written, [started])
             await self.start_entries(rec, flow)
             return
         cause = ("entry",)
@@ -811,10 +814,6 @@ class Engine:
             )
             for step in entries
         ]  # fmt: skip
-        written = dict((records.entry(rec), (keys.live_key(rec.id), live)))
-        if child is not None:
-            written[child[0]] = child[1]
-        started = run_event("flow.started", rec.id, rec.flow, **data)
         # Counted with the entries' writes, so none ends uncounted.
         count = keys.count_key(rec.id, rec.gen)
         counted = [(count, len(items), COUNT_TTL)] if flow.counted() else []

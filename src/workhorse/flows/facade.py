@@ -11,16 +11,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from workhorse import codec
+from workhorse.backends import Backend
 from workhorse.client import Client
 from workhorse.errors import ConfigError
-from workhorse.flows import keys, records
+from workhorse.flows import keys, listing, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
 from workhorse.flows.once import once
 from workhorse.flows.records import RUN_STATES, FlowFailed, RunInfo, RunRecord
 from workhorse.flows.waiting import SIGNAL_TTL, phase_of
 from workhorse.flows.waits import TIMER_TASK
-from workhorse.job import Event
+from workhorse.job import Event, JobKey
 from workhorse.settings import check_name
 from workhorse.task import Seconds
 
@@ -31,6 +32,8 @@ POLL = 0.02
 SETTLE = 2.0
 END_EVENTS = frozenset(("flow.completed", "flow.failed", "flow.cancelled"))
 
+# Runs read per page by ``list(limit=None)``.
+LIST_BATCH = 500
 # Seconds a restart holds its generation's restart (keys.restart_key) while it writes the
 # next one, and the longest a second restart of that generation waits for it.
 RESTARTING_TTL = 60.0
@@ -112,6 +115,7 @@ class Flows:
         self.client = client
         self.graph = graph or Graph()
         self.engine = Engine(client, self.graph)
+        self._indexed: Backend | None = None  # the store whose index ``indexed`` checked
 
     # -- definition ------------------------------------------------------------------------
     def define(
@@ -293,14 +297,45 @@ class Flows:
             [k[len(children) :] for k in await backend.kv_scan(children)],
         )
 
-    async def list(self, flow: str | None = None, state: str | None = None) -> list[RunRecord]:
-        """Runs, newest first, of one flow and in one state if asked."""
+    async def list(
+        self,
+        flow: str | None = None,
+        state: str | None = None,
+        *,
+        limit: int | None = 50,
+        after: JobKey | None = None,
+    ) -> builtins.list[RunRecord]:
+        """Runs newest first (creation time, then id), of one flow and in one state if
+        asked, ``limit`` at a time (None: every one); ``after=JobKey(last.id,
+        last.created_at)`` starts after a page's last run (a keyset page: runs started
+        meanwhile shift nothing). A page reads about one page of the store's index of
+        runs; with ``state``, it reads on through the flow's runs until the page is full."""
         if state is not None and state not in RUN_STATES:
             raise ConfigError(f"state must be one of {', '.join(RUN_STATES)}, got {state!r}")
-        runs = await records.load_all(await self.client.store())
-        runs = [r for r in runs if flow in (None, r.flow) and state in (None, r.state)]
-        runs.sort(key=lambda r: r.created_at, reverse=True)
-        return runs
+        if limit is not None and limit < 0:
+            raise ConfigError(f"limit must be 0 or more, got {limit}")
+        backend = await self.indexed()
+        if limit is not None:
+            return await listing.page(backend, flow, state, limit, after)
+        out: builtins.list[RunRecord] = []
+        while batch := await listing.page(backend, flow, state, LIST_BATCH, after):
+            out += batch
+            last = batch[-1]
+            after = JobKey(last.id, last.created_at)
+        return out
+
+    async def counts(self) -> tuple[dict[str, dict[str, int]], bool]:
+        """``{flow: {state: n}}`` over the newest ``listing.COUNTED`` runs (every defined
+        flow present), and whether those were every run stored."""
+        return await listing.counts(await self.indexed(), self.names())
+
+    async def indexed(self) -> Backend:
+        """The store, its runs from before the index given their keys (once per store)."""
+        backend = await self.client.store()
+        if self._indexed is not backend:
+            await listing.backfill(backend)
+            self._indexed = backend
+        return backend
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: queued and running steps are cancelled. False if it had ended."""
@@ -326,6 +361,7 @@ class Flows:
 
     async def _restart(self, run_id: str) -> RunHandle:
         rec = await self._record(run_id)
+        listed = listing.entries(rec)  # its index keys, by its creation time until now
         if rec.gen >= keys.MAX_GEN:
             raise ConfigError(f"run {run_id} was restarted {rec.gen} times; start a new run")
         flow = self.graph.flow(rec.flow)  # an unknown flow fails before anything changes
@@ -361,6 +397,8 @@ class Flows:
         except BaseException:
             await backend.kv_delete(claim, token)  # no generation written: free again
             raise
+        for k in listed.keys() - listing.entries(rec).keys():  # after the new: always listed
+            await backend.kv_delete(k)
         return RunHandle(self, run_id, rec.flow)
 
     async def _settle(self, rec: RunRecord) -> None:
@@ -401,7 +439,7 @@ class Flows:
         """Remove ended runs (their records, indexes and state) now, of one flow if asked,
         whatever their retention; running runs are kept. Returns how many were removed."""
         n = 0
-        for rec in await self.list(flow):
+        for rec in await self.list(flow, limit=None):
             if rec.state != "running" and await self.engine.remove_run(rec.id):
                 n += 1
         return n

@@ -75,6 +75,22 @@ def input_prefix(run: str, gen: int, step: str) -> str:
     return f"{PREFIX}in:{run}:{gen}:{step}:"
 
 
+def index_prefix(flow: str | None) -> str:
+    """The index of runs by creation time, one key per run: of every flow, or of one (its
+    name's length first: no flow's prefix holds another's keys)."""
+    return f"{PREFIX}index:all:" if flow is None else f"{PREFIX}index:flow:{len(flow)}:{flow}:"
+
+
+def index_key(flow: str | None, created: float, run: str) -> str:
+    """A run's key in an index: its creation time in microseconds, fixed width, then its
+    id, so that the keys' byte order is the runs' order (``Backend.kv_scan``)."""
+    return f"{index_prefix(flow)}{round(created * 1_000_000):017d}:{run}"
+
+
+# Set once the runs stored before the index have their keys (``listing.backfill``).
+INDEXED = f"{PREFIX}indexed"
+
+
 def end_prefix() -> str:
     return f"{PREFIX}end:"
 

@@ -97,14 +97,16 @@ async def load(backend: Backend, run: str) -> RunRecord | None:
     return ended(rec, await backend.kv_get(keys.end_key(run, rec.gen)))
 
 
-async def load_all(backend: Backend) -> list[RunRecord]:
-    """Every run's record, each with its end."""
-    runs = [RunRecord.loads(v) for v in (await backend.kv_scan(keys.runs_prefix())).values()]
-    if any(r.state == "running" for r in runs):
-        marks = await backend.kv_scan(keys.end_prefix())
-        for r in runs:
-            ended(r, marks.get(keys.end_key(r.id, r.gen)))
-    return runs
+async def load_many(backend: Backend, runs: list[str]) -> dict[str, RunRecord]:
+    """``load`` of each run that exists, by id, in two round trips (records, then the
+    running ones' end markers)."""
+    found = await backend.kv_get_many([keys.run_key(r) for r in runs])
+    recs = {rec.id: rec for rec in map(RunRecord.loads, found.values())}
+    open_ = [keys.end_key(r.id, r.gen) for r in recs.values() if r.state == "running"]
+    marks = await backend.kv_get_many(open_) if open_ else {}
+    for r in recs.values():
+        ended(r, marks.get(keys.end_key(r.id, r.gen)))
+    return recs
 
 
 def entry(rec: RunRecord) -> tuple[str, str]:

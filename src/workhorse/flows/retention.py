@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 
-from workhorse.flows import keys, records
+from workhorse.flows import keys, listing, records
 from workhorse.flows.graph import FlowDef
 from workhorse.flows.records import RunRecord, RunState
 from workhorse.flows.waiting import Waits
@@ -69,6 +69,10 @@ async def remove_run(waits: Waits, run: str, end: tuple[int, str] | None = None)
     raw, rec, mark = found
     if rec.state == "running" or (end is not None and end != (rec.gen, mark)):
         return False
+    # Its places in the list of runs first: only the record names them, and a removal
+    # cut short before the record goes is done again whole by the next pass.
+    for k in listing.entries(rec):
+        await waits.backend.kv_delete(k)
     if not await waits.backend.kv_delete(keys.run_key(run), raw):
         return False  # restarted, or removed, meanwhile
     if rec.parent is not None:  # its entry among its parent's children

@@ -31,6 +31,7 @@ from workhorse.http.flow_models import (
 from workhorse.http.models import Done, EventOut, event_out
 from workhorse.http.params import MAX_CURSOR, MAX_WAIT, Name, resume_after
 from workhorse.http.state import Api
+from workhorse.job import JobKey
 
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
 # A page of runs ends at a run: the next one starts after its creation time and id.
@@ -129,18 +130,13 @@ def flows_routes(api: Api) -> APIRouter:
             raise ApiError(
                 400, "BadState", f"state must be one of {', '.join(RUN_STATES)}, got {state!r}"
             )
-        runs = sorted(
-            await flows.list(flow, state), key=lambda x: (x.created_at, x.id), reverse=True
-        )
-        if cursor is not None:
-            at, _, last = cursor.partition(":")
-            after = (float(at), last)
-            runs = [x for x in runs if (x.created_at, x.id) < after]
+        runs = await flows.list(flow, state, limit=limit + 1, after=JobKey.from_cursor(cursor))
         page = runs[:limit]
-        more = len(runs) > limit
         return RunList(
             runs=[summary_out(x) for x in page],
-            next_cursor=f"{page[-1].created_at!r}:{page[-1].id}" if more else None,
+            next_cursor=JobKey(page[-1].id, page[-1].created_at).cursor()
+            if len(runs) > limit
+            else None,
         )
 
     @r.get("/runs/{run_id}", response_model=RunOut, responses={304: {"description": "unchanged"}})

@@ -763,6 +763,10 @@ class MemoryBackend(Backend):
     async def kv_get(self, key: str) -> str | None:
         return self._kv.get(key)
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        get = self._kv.get
+        return {k: v for k in keys if (v := get(k)) is not None}
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._kv.put(key, value, ttl)
 
@@ -772,8 +776,15 @@ class MemoryBackend(Backend):
     async def kv_extend(self, held: Mapping[str, str], ttl: float) -> set[str]:
         return self._kv.extend(held, ttl)
 
-    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
-        return self._kv.scan(prefix, limit)
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
+        return self._kv.scan(prefix, limit, reverse, after)
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return self._kv.add(key, n, ttl)

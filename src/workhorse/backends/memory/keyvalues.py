@@ -64,6 +64,24 @@ class SortedKeys:
             for block in blocks[i + 1 :]:
                 yield from block
 
+    def below(self, bound: str | None) -> Iterator[str]:
+        """The keys under ``bound`` (all with None), highest first."""
+        blocks = self._blocks
+        i = len(blocks) - 1 if bound is None else bisect_left(self._maxes, bound)
+        if i == len(blocks):
+            i -= 1
+        for j in range(i, -1, -1):
+            block = blocks[j]
+            end = len(block) if bound is None else bisect_left(block, bound)
+            yield from reversed(block[:end])
+
+
+def _past(prefix: str) -> str | None:
+    """The least string above every one starting with ``prefix`` (None: no such string)."""
+    while prefix and prefix[-1] == chr(0x10FFFF):
+        prefix = prefix[:-1]
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
+
 
 class KeyValues:
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -131,23 +149,42 @@ class KeyValues:
             self._kv[key] = (held[key], now + ttl)
         return ours
 
-    def scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
-        if limit is not None and limit < 1:
-            return {}
+    def scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
         now = self._clock()
-        under = []
         kv = self._kv
-        live = 0  # keys found not expired: the walk stops at ``limit`` of them
-        for key in self._sorted.starting(prefix):
+        if limit == 0:
+            return {}
+        if reverse:
+            bound = _past(prefix)
+            if after is not None and (bound is None or after < bound):
+                bound = after
+            keys = self._sorted.below(bound)
+        else:
+            start = prefix if after is None or after < prefix else after
+            keys = self._sorted.starting(start)
+        under, expired = [], []
+        for key in keys:
             if not key.startswith(prefix):
                 break
-            under.append(key)
+            if key == after:
+                continue
             expires = kv[key][1]
-            live += expires is None or expires > now
-            if live == limit:
+            if expires is not None and expires <= now:
+                expired.append(key)
+                continue
+            under.append(key)
+            if len(under) == limit:
                 break
-        # Read after the walk: an expired key found is dropped, which changes the blocks.
-        return {k: v for k in under if (v := self._live(k, now)) is not None}
+        # Dropped after the walk: a drop changes the blocks walked.
+        for key in expired:
+            self._drop(key)
+        return {k: kv[k][0] for k in under}
 
     def add(self, key: str, n: int, ttl: float | None) -> int:
         now = self._clock()

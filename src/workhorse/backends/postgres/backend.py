@@ -1087,6 +1087,12 @@ class PostgresBackend(Backend):
         rows = await self._rows(self._q.kv_get, (key,))
         return str(rows[0][0]) if rows else None
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        rows = await self._rows(self._q.kv_get_many, {"k": arrays.texts(list(keys))})
+        return {str(k): str(v) for k, v in rows}
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         await self._rows(self._q.kv_set, (key, value, _ttl(ttl)))
 
@@ -1111,19 +1117,23 @@ class PostgresBackend(Backend):
         params = {"k": list(held), "v": list(held.values()), "ttl": float(ttl)}
         return {str(row[0]) for row in await self._rows(self._q.kv_extend, params)}
 
-    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
-        q = self._q
-        if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
-            end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            if limit is None:
-                rows = await self._rows(q.kv_scan, {"p": prefix, "end": end})
-            else:
-                rows = await self._rows(q.kv_scan_first, {"p": prefix, "end": end, "n": limit})
-        elif limit is None:
-            rows = await self._rows(q.kv_scan_all, {"p": prefix})
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
+        ranged = bool(prefix) and ord(prefix[-1]) < 0x7F  # the next character is ASCII too
+        params: dict[str, Any] = {"p": prefix, "after": after, "limit": limit}
+        if ranged:
+            params["end"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        if limit is None and after is None and not reverse:
+            sql = self._q.kv_scan if ranged else self._q.kv_scan_all
         else:
-            rows = await self._rows(q.kv_scan_all_first, {"p": prefix, "n": limit})
-        return {k: v for k, v in rows}
+            sql = self._q.kv_page[ranged, reverse, after is not None, limit is not None]
+        return {k: v for k, v in await self._rows(sql, params)}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         rows = await self._rows(self._q.counter_add, {"k": key, "n": n, "ttl": _ttl(ttl)})

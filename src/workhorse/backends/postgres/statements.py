@@ -736,21 +736,28 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.ex
 DELETE FROM {s}.kv WHERE key = %(k)s AND {live}
   AND (%(v)s::text IS NULL OR value = %(v)s::text) RETURNING 1""",
             f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND key < %(end)s "
-            f"AND starts_with(key, %(p)s) AND {live}",
-            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live}",
+            f"AND starts_with(key, %(p)s) AND {live} ORDER BY key",
+            f"SELECT key, value FROM {s}.kv WHERE starts_with(key, %(p)s) AND {live} ORDER BY key",
         )
 
-    def kv_scan_first(self) -> tuple[str, str]:
-        """kv's two scans, of the first %(n)s keys in byte order (the key's collation is
-        "C": the index is walked in that order, and stops there)."""
-        s = self.s
-        live = "(expires_at IS NULL OR expires_at > now())"
+    def kv_get_many(self) -> str:
         return (
-            f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND key < %(end)s "
-            f"AND starts_with(key, %(p)s) AND {live} ORDER BY key LIMIT %(n)s",
-            f"SELECT key, value FROM {s}.kv WHERE key >= %(p)s AND starts_with(key, %(p)s) "
-            f"AND {live} ORDER BY key LIMIT %(n)s",
+            f"SELECT key, value FROM {self.s}.kv WHERE key = ANY(%(k)s::text[]) "
+            "AND (expires_at IS NULL OR expires_at > now())"
         )
+
+    def kv_page(self, shape: tuple[bool, ...]) -> str:
+        """A scan by prefix in key order, of shape (one range of the key index, highest
+        first, past %(after)s, at most %(limit)s keys)."""
+        ranged, reverse, after, limited = shape
+        sql = f"SELECT key, value FROM {self.s}.kv WHERE starts_with(key, %(p)s)"
+        if ranged:
+            sql += " AND key >= %(p)s AND key < %(end)s"
+        if after:
+            sql += " AND key < %(after)s" if reverse else " AND key > %(after)s"
+        sql += " AND (expires_at IS NULL OR expires_at > now())"
+        sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
+        return sql + (" LIMIT %(limit)s" if limited else "")
 
     def kv_delete_many(self) -> str:
         """kv_delete for several distinct keys at once, each only while it holds its value
@@ -980,8 +987,10 @@ class Queries:
         self.counter_add = s.counter_add()
         self.counter_add_many = s.counter_add_many()
         self.kv_get, self.kv_set, self.kv_delete, self.kv_scan, self.kv_scan_all = s.kv()
-        self.kv_scan_first, self.kv_scan_all_first = s.kv_scan_first()
         self.kv_extend = s.kv_extend()
+        self.kv_get_many = s.kv_get_many()
+        # Indexed by (a key range, highest first, past a key, a limit).
+        self.kv_page = Rendered(s.kv_page)
         self.kv_delete_many = s.kv_delete_many()
         self.replace = s.replace()
         self.hold_by_key = s.hold_by_key()

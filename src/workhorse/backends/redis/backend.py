@@ -395,8 +395,9 @@ class RedisBackend(RedisWaiting):
         """The keys, the events, the counters and the claimed jobs in this order, in one
         script call (lua/start.lua): a producer killed while it sends it, or a reader,
         never finds a part without the rest. On a cluster (other slots, other nodes) the
-        base class's calls."""
-        if not self.capabilities.finish_followups or not items:
+        base class's calls. No items (a run whose entry waits for a signal): the keys,
+        events and counters alone, in the script still."""
+        if not self.capabilities.finish_followups or not (items or kv):
             return await super().enqueue_claimed_with(items, kv, events, counters)
         await self._list_queues({new.queue for _, new in items})
         pairs = [part for pair in kv.items() for part in pair]
@@ -765,6 +766,13 @@ class RedisBackend(RedisWaiting):
         raw = await self._conn().call("GET", self._g + "kv:" + key)
         return None if raw is None else raw.decode()
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        # Every kv key is in the {P} slot: one MGET, on a cluster too.
+        raw = await self._conn().call("MGET", *(self._g + "kv:" + k for k in keys))
+        return {k: v.decode() for k, v in zip(keys, raw, strict=True) if v is not None}
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         px = "" if ttl is None else max(1, round(ttl * 1000))
         await self._call("kv", "", "set", key, value, px)
@@ -780,10 +788,26 @@ class RedisBackend(RedisWaiting):
         flags = await self._call("kv", "", "extend", max(1, round(ttl * 1000)), *pairs)
         return {key for key, flag in zip(held, flags, strict=True) if flag}
 
-    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
         if limit is not None and limit < 1:
             return {}
-        flat = await self._call("kvscan", "", prefix, "" if limit is None else limit)
+        # The range's end that ``after`` moves ('' keeps the prefix's, which kvscan.lua
+        # writes in bytes); str compares as UTF-8 bytes do.
+        lo = hi = ""
+        if after is not None and reverse and (after.startswith(prefix) or after < prefix):
+            hi = "(" + after
+        elif after is not None and not reverse and after >= prefix:
+            lo = "(" + after
+        flat = await self._call(
+            "kvscan", "", prefix, "" if limit is None else limit, "1" if reverse else "0", lo, hi
+        )
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:

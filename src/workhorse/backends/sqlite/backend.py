@@ -870,6 +870,11 @@ class SQLiteBackend(Backend):
     async def kv_get(self, key: str) -> str | None:
         return await self._db.read(coordination.kv_get, self._clock, key)
 
+    async def kv_get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        return await self._db.read(coordination.kv_get_many, self._clock, list(keys))
+
     async def kv_set(self, key: str, value: str, ttl: float | None = None) -> None:
         await self._db.write(coordination.kv_set, self._clock, key, value, ttl)
 
@@ -881,8 +886,15 @@ class SQLiteBackend(Backend):
             return set()
         return await self._db.write(coordination.kv_extend, self._clock, held, ttl)
 
-    async def kv_scan(self, prefix: str, limit: int | None = None) -> dict[str, str]:
-        return await self._db.read(coordination.kv_scan, self._clock, prefix, limit)
+    async def kv_scan(
+        self,
+        prefix: str,
+        limit: int | None = None,
+        *,
+        reverse: bool = False,
+        after: str | None = None,
+    ) -> dict[str, str]:
+        return await self._db.read(coordination.kv_scan, self._clock, prefix, limit, reverse, after)
 
     async def counter_add(self, key: str, n: int, ttl: float | None = None) -> int:
         return await self._db.write(coordination.counter_add, self._clock, key, n, ttl)

@@ -64,6 +64,19 @@ def kv_get(conn: sqlite3.Connection, clock: Clock, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def kv_get_many(conn: sqlite3.Connection, clock: Clock, keys: Sequence[str]) -> dict[str, str]:
+    now, out = clock(), {}
+    for i in range(0, len(keys), 500):  # within SQLite's bound on a statement's variables
+        chunk = keys[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            f"SELECT key, value FROM wh_kv WHERE key IN ({marks}) "
+            "AND (expires_at IS NULL OR expires_at > ?)"
+        )
+        out.update({str(k): str(v) for k, v in conn.execute(sql, (*chunk, now))})
+    return out
+
+
 def kv_set(conn: sqlite3.Connection, clock: Clock, key: str, value: str, ttl: float | None) -> None:
     expires = None if ttl is None else clock() + ttl
     conn.execute(
@@ -103,10 +116,15 @@ def kv_extend(
 
 
 def kv_scan(
-    conn: sqlite3.Connection, clock: Clock, prefix: str, limit: int | None = None
+    conn: sqlite3.Connection,
+    clock: Clock,
+    prefix: str,
+    limit: int | None = None,
+    reverse: bool = False,
+    after: str | None = None,
 ) -> dict[str, str]:
     # A key range keeps the primary key index in use; substr() checks it exactly, on
-    # bytes (length() of text stops at a NUL character).
+    # bytes (length() of text stops at a NUL character). Text compares as its bytes.
     sql = (
         "SELECT key, value FROM wh_kv WHERE substr(CAST(key AS BLOB), 1, "
         "length(CAST(:p AS BLOB))) = CAST(:p AS BLOB) "
@@ -116,8 +134,12 @@ def kv_scan(
     if prefix and ord(prefix[-1]) < 0x7F:  # the next character is plain ASCII too
         sql += " AND key >= :p AND key < :end"
         params["end"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    if limit is not None:  # text compares as its UTF-8 bytes (BINARY): the index's order
-        sql += " ORDER BY key LIMIT :limit"
+    if after is not None:
+        sql += " AND key < :after" if reverse else " AND key > :after"
+        params["after"] = after
+    sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
+    if limit is not None:
+        sql += " LIMIT :limit"
         params["limit"] = limit
     return {str(k): str(v) for k, v in conn.execute(sql, params)}
 
