@@ -4,6 +4,7 @@ which queues and jobs changed (type, job and queue only: no payload leaves this 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -69,7 +70,8 @@ class Tail:
         if seen < self.floor:
             data = orjson.dumps({"type": "catch-up", "job": None, "queue": None})
             return [b"id: %d\ndata: %s\n\n" % (self.cursor, data)], self.cursor
-        return [m for event_id, m in self.recent if event_id > seen], max(seen, self.cursor)
+        first = bisect.bisect_right(self.recent, seen, key=lambda kept: kept[0])  # by id
+        return [m for _, m in self.recent[first:]], max(seen, self.cursor)
 
 
 async def stream(
