@@ -328,6 +328,48 @@ def test_a_waiting_runs_page_sits_still_then_follows_the_signal_live(
     page.close()
 
 
+# Holds the queues panel's first reload that shows the queue "held" 2 s in the browser (a
+# slow server): its request is in flight while the next change notice comes.
+HOLD_FIRST_RELOAD = """() => {
+  const send = XMLHttpRequest.prototype.send;
+  window.held = 0;
+  XMLHttpRequest.prototype.send = function (...args) {
+    const xhr = this, loaded = xhr.onload;
+    if (!loaded) { return send.apply(xhr, args); }
+    xhr.onload = function (...a) {
+      if (window.held > 0 || !xhr.responseText.includes(' in held"')) {
+        return loaded.apply(xhr, a);
+      }
+      window.held = 1;
+      setTimeout(() => {
+        loaded.apply(xhr, a);
+        window.shown = document.body.innerHTML.includes('"1 scheduled in held"');
+        window.held = 2;
+      }, 2000);
+    };
+    return send.apply(xhr, args);
+  };
+}"""
+
+
+def test_a_change_during_a_slow_reload_shows_once_that_reload_is_in(
+    browser: Any, site: Site
+) -> None:
+    """htmx queues a trigger that comes while the region's request is in flight, on the
+    region that the response then swaps out: the queued request is never sent."""
+    page = login(browser, site, WRITE)  # the overview: its queues panel is live
+    page.evaluate(HOLD_FIRST_RELOAD)
+    auth = {"Authorization": f"Bearer {WRITE}"}
+    enqueue = f"{site.base}/api/tasks/signup/jobs?delay=3600&queue=held"
+    assert httpx.post(enqueue, json={}, headers=auth).status_code == 202
+    page.wait_for_function("window.held === 1", timeout=10_000)  # read, answer held
+    assert httpx.post(enqueue, json={}, headers=auth).status_code == 202
+    page.wait_for_function("window.held === 2", timeout=10_000)
+    assert page.evaluate("window.shown")  # the held answer, from before the second job
+    page.locator('[aria-label="2 scheduled in held"]').wait_for(timeout=10_000)
+    page.close()
+
+
 def test_read_only_shows_no_action_and_refuses_a_forged_post(browser: Any, site: Site) -> None:
     job_id = site.cli("enqueue", "boom", "--data", "{}")
     page = login(browser, site, READ)

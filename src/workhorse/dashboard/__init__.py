@@ -46,6 +46,7 @@ def router(
     client = client_of(app)
     s = client.settings
     raw = None if s.api_tokens is None else s.api_tokens.get_secret_value()
+    tail = Tail(client, min(s.poll_interval, 0.5))
     board = Board(
         client,
         Sessions(
@@ -57,8 +58,8 @@ def router(
         ),
         Redactor(s.dashboard_redact),
         prefix or s.dashboard_prefix,
+        tail,
     )
-    tail = Tail(client, min(s.poll_interval, 0.5))
 
     out = APIRouter(prefix=board.prefix, include_in_schema=False)
     out.include_router(_login_routes(board))

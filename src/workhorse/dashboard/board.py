@@ -13,11 +13,13 @@ from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from workhorse.client import Client
+from workhorse.dashboard.live import Tail
 from workhorse.dashboard.redact import Redactor
 from workhorse.dashboard.session import COOKIE, Session, Sessions
 from workhorse.dashboard.shared import Shared
 
 MAX_FORM = 16_384  # bytes: the dashboard's forms are a few short fields (and one payload)
+AFTER = "workhorse.after"  # the request's event log cursor, taken before its reads
 
 
 async def read_form(request: Request, limit: int = MAX_FORM) -> dict[str, str]:
@@ -65,6 +67,7 @@ class Board:
     sessions: Sessions
     redact: Redactor
     prefix: str
+    tail: Tail
     shared: Shared = field(default_factory=Shared)
     env: jinja2.Environment = field(init=False)
 
@@ -90,6 +93,7 @@ class Board:
                 "log in first",
                 headers={"Location": f"{self.prefix}/login?next={quote(target, safe='')}"},
             )
+        await self._mark(request)
         return found
 
     async def writer(self, request: Request) -> Session:
@@ -106,7 +110,13 @@ class Board:
         given = request.headers.get("x-csrf-token") or form.get("csrf", "")
         if given != found.csrf:
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and retry")
+        await self._mark(request)
         return found
+
+    async def _mark(self, request: Request) -> None:
+        """The event log's cursor before the route reads anything (a dependency runs first):
+        the page's stream starts there, so a change made while it renders is not missed."""
+        request.scope[AFTER] = await self.tail.advance()
 
     def page(
         self, name: str, request: Request, session: Session | None, **values: Any
@@ -116,6 +126,7 @@ class Board:
             session=session,
             request=request,
             notice=request.query_params.get("done"),
+            after=request.scope.get(AFTER),
             **values,
         )
         return HTMLResponse(

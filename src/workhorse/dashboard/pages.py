@@ -126,16 +126,19 @@ def page_routes(board: Board, tail: Tail, charts: Charts, hook_lag: LagReader) -
         return JSONResponse(await charts.hour(queue), headers={"Cache-Control": "no-store"})
 
     @r.get("/events")
-    async def events(request: Request, session: Seen) -> StreamingResponse:
-        """Change notices for open pages (type, job id, queue: nothing from payloads), until
-        the session ends (a logout elsewhere stops a copied cookie's stream too)."""
+    async def events(
+        request: Request, session: Seen, after: Annotated[int | None, Query(ge=0)] = None
+    ) -> StreamingResponse:
+        """Change notices for open pages (type, job id, queue: nothing from payloads) after
+        ``after`` (the page's cursor, then its last notice's id), until the session ends (a
+        logout elsewhere stops a copied cookie's stream too)."""
         cookie = request.cookies.get(COOKIE)
 
         async def alive() -> bool:
             return await board.sessions.check(cookie) is not None
 
         return StreamingResponse(
-            stream(tail, None, alive),
+            stream(tail, after, alive),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

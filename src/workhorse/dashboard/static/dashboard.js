@@ -20,28 +20,43 @@
     live.hidden = !text;
   }
 
+  // A live region mid-request, or just swapped in and not yet listening: htmx would drop a
+  // reload triggered now (a queued request of a swapped-out region is never sent).
+  var BUSY = '[hx-trigger^="wh:changed"].htmx-request, [hx-trigger^="wh:changed"].htmx-added';
+
   if (body.dataset.live && window.EventSource) {
     var failures = 0;
     var last = 0;
     var timer = null;
+    // The stream starts after the page's own reads (its cursor, then the last notice's id),
+    // so a change made while the page loaded or while the stream was away is not missed.
+    var after = body.dataset.after || "";
+    var reload = function () {
+      if (document.querySelector(BUSY)) {
+        timer = setTimeout(reload, 50);
+        return;
+      }
+      timer = null;
+      last = Date.now();
+      if (window.htmx) { window.htmx.trigger(body, "wh:changed"); }
+    };
     // At once after a quiet second, else a second after the last reload: a change shows
     // without waiting, and a burst of notices costs one reload a second.
     var changed = function () {
       if (timer) { return; }
-      timer = setTimeout(function () {
-        timer = null;
-        last = Date.now();
-        if (window.htmx) { window.htmx.trigger(body, "wh:changed"); }
-      }, Math.max(0, last + 1000 - Date.now()));
+      timer = setTimeout(reload, Math.max(0, last + 1000 - Date.now()));
     };
     var connect = function () {
-      var source = new EventSource(prefix + "/events");
+      var query = after ? "?after=" + encodeURIComponent(after) : "";
+      var source = new EventSource(prefix + "/events" + query);
       source.onopen = function () {
-        if (failures > 0) { changed(); }  // catch up with what changed while away
         failures = 0;
         say("");
       };
-      source.onmessage = changed;
+      source.onmessage = function (ev) {
+        if (ev.lastEventId) { after = ev.lastEventId; }
+        changed();
+      };
       source.onerror = function () {
         source.close();
         failures += 1;
@@ -53,7 +68,12 @@
         setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, failures - 1)));
       };
     };
-    connect();
+    // After htmx has set up the live regions (it does on DOMContentLoaded too).
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", connect);
+    } else {
+      connect();
+    }
   }
 
   function draw(el, data) {
