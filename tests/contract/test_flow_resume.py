@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from workhorse import ConfigError, Workhorse
-from workhorse.flows import FlowFailed
+from workhorse.flows import FlowFailed, RestartInFlight, keys
 
 from .support import eventually
 
@@ -201,3 +201,26 @@ async def test_a_step_run_again_starts_no_second_child_run(app: Workhorse) -> No
     assert sorted(r.id for r in children) == sorted(started[0])
     for child in started[0]:
         assert (await app.flows.handle(child).wait(timeout=10)).state == "completed"
+
+
+async def test_a_resume_and_a_restart_of_one_generation_never_interleave(
+    app: Workhorse,
+) -> None:
+    ran: list[str] = []
+    broken = {"c"}
+    diamond(app, "both", ran, broken)
+    await app.start_worker(concurrency=4)
+    run = await app.flows.start("both", 1)
+    with pytest.raises(FlowFailed):
+        await run.result(timeout=10)
+    # A restart of the generation under way (its claim held): the resume refuses.
+    claim = keys.restart_key(run.id, 0)
+    assert await app.backend.set_if_absent(claim, "another call", 60)
+    with pytest.raises(RestartInFlight, match="being restarted or resumed"):
+        await app.flows.resume(run.id)
+    assert (await app.flows.get(run.id)).state == "failed"  # nothing changed
+    await app.backend.kv_delete(claim)
+    broken.clear()
+    assert await app.flows.resume(run.id) == 1
+    await run.result(timeout=10)
+    assert await app.backend.kv_get(claim) is None  # the resume's own claim is let go

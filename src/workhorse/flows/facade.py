@@ -160,7 +160,19 @@ class Flows:
                 f"run {run_id} completed with no failed step; nothing to resume "
                 "(restart(run_id) runs it again)"
             )
-        return await self.engine.resume(rec)
+        # A resume holds its generation as a restart does: the two never interleave (a
+        # restart that comes meanwhile waits for it, then restarts).
+        backend = self.client.backend
+        claim, token = keys.restart_key(run_id, rec.gen), os.urandom(8).hex()
+        if not await backend.set_if_absent(claim, token, RESTARTING_TTL):
+            raise RestartInFlight(
+                f"run {run_id} is being restarted or resumed by another call; look at the "
+                "run (app.flows.get) before resuming it"
+            )
+        try:
+            return await self.engine.resume(rec)
+        finally:
+            await backend.kv_delete(claim, token)
 
     def add_step(
         self,

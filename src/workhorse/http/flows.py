@@ -214,7 +214,7 @@ def flows_routes(api: Api) -> APIRouter:
         """Go on with a stalled, failed or cancelled run where it stopped: failed and
         cancelled steps run again, completed ones keep their outputs, waits whose signal is
         stored are resolved. 409 when the run completed with no failed step (restart runs
-        it again)."""
+        it again), or while a restart of it is under way."""
         info = await run_or_404(run_id)
         if info.state == "completed" and not any(
             s.state in ("failed", "cancelled") for s in info.steps
@@ -224,7 +224,10 @@ def flows_routes(api: Api) -> APIRouter:
                 "Completed",
                 f"run {run_id} completed with no failed step; POST .../restart runs it again",
             )
-        return Resumed(ok=True, resumed=await flows.resume(run_id))
+        try:
+            return Resumed(ok=True, resumed=await flows.resume(run_id))
+        except RestartInFlight as exc:
+            raise ApiError(409, "RestartInFlight", str(exc)) from None
 
     @r.post("/signals/{name}", response_model=Resumed)
     async def signal(
