@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,7 +14,7 @@ from typing import Any, Literal
 from workhorse import codec
 from workhorse.backends import Backend
 from workhorse.client import Client
-from workhorse.errors import ConfigError
+from workhorse.errors import BackendError, BackendUnavailable, ConfigError
 from workhorse.flows import keys, listing, records
 from workhorse.flows.engine import Engine
 from workhorse.flows.graph import Cleanup, FlowDef, Graph, OnFailure, Step
@@ -24,6 +25,8 @@ from workhorse.flows.waits import TIMER_TASK
 from workhorse.job import Event, JobKey
 from workhorse.settings import check_name
 from workhorse.task import Seconds
+
+log = logging.getLogger("workhorse.flows")
 
 # How often ``RunHandle.result`` looks at the run's record.
 POLL = 0.02
@@ -345,7 +348,17 @@ class Flows:
         """The store, its runs from before the index given their keys (once per store)."""
         backend = await self.client.store()
         if self._indexed is not backend:
-            await listing.backfill(backend)
+            try:
+                await listing.backfill(backend)
+            except BackendUnavailable:
+                raise
+            except BackendError:  # a write refused (Redis at maxmemory): reads go on
+                log.warning(
+                    "runs stored before the index of runs are not listed until it can be "
+                    "written; the store refused the write",
+                    exc_info=True,
+                )
+                return backend
             self._indexed = backend
         return backend
 
