@@ -5,7 +5,10 @@ A private ``redis-server`` (no persistence, nothing else on it) runs bench.flows
 the next with ``ctx.enqueue``: what a user writes without flows) or ``plain`` (N no-op
 jobs), one worker at concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one
 after another) or ``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs
-of the chain flow started one after another, no worker; "per job" reads "per start").
+of the chain flow started one after another, no worker; "per job" reads "per start"); or a
+short queue, a worker at concurrency 10 keeping up: ``trickle`` (N one-job enqueues one
+after another, the worker draining them) or ``roundtrip`` (N ``app.run`` one after another:
+enqueue, run, await the result).
 Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts' time per job
 (``INFO commandstats``) and, with ``--commands``, the commands they ran.
 
@@ -56,6 +59,24 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
             elapsed = time.perf_counter() - t0
             after()
             return elapsed
+        if mode in ("trickle", "roundtrip"):  # a short queue: the worker keeps up
+            worker = app.worker(concurrency=10)
+            run = asyncio.create_task(worker.run())
+            await app.run("noop", -1, timeout=30)  # the library loaded, the worker claiming
+            before()
+            t0 = time.perf_counter()
+            for k in range(n):
+                if mode == "roundtrip":
+                    await app.run("noop", k, timeout=30)
+                else:
+                    await app.enqueue("noop", k)
+            while worker.processed < n + 1 and not run.done():
+                await asyncio.sleep(0.001)
+            elapsed = time.perf_counter() - t0
+            after()
+            worker.stop()
+            await run
+            return elapsed
         if mode == "plain":
             for s in range(0, n, 1000):
                 await app.enqueue_many("noop", range(s, min(n, s + 1000)))
@@ -78,7 +99,10 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("flow", "chain", "plain", "enqueue", "bulk", "start"))
+    parser.add_argument(
+        "mode",
+        choices=("flow", "chain", "plain", "enqueue", "bulk", "start", "trickle", "roundtrip"),
+    )
     parser.add_argument("jobs", type=int, nargs="?", default=8000)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--config", action="append", default=[], help="name=value")

@@ -21,7 +21,7 @@ ONCE = frozenset({"claim", "finish", "update", "counter", "kv", "publish", "rele
 # Scripts that load only the prelude's head and these of its sections ('-- [name]' lines),
 # without once(): building the functions a call never uses cost a one-job enqueue ~2.5 µs
 # of Redis time, a tenth of its script (docs/profiles.md, issue 16).
-SECTIONS = {"enqueue": ("placing", "enqueuing")}
+SECTIONS = {"enqueue": ("skiplists", "placing", "enqueuing")}
 # Sections the other scripts load only if named here: the rest of them would build these
 # functions on every call for nothing (and carry their text).
 NARROW = {
