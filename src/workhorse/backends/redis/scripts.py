@@ -135,6 +135,11 @@ def load_library(names: tuple[str, ...] = FUNCTIONS) -> Library:
             raise RuntimeError(f"_prelude.lua: expected one 'local {var} = ...' line")
         assigns.append(f"  {var} = {found[0]}")
         prelude = line.sub(f"local {var}", prelude)
+    # The library's tables last between its calls (_prelude.lua, [skiplists]).
+    prelude, marked = re.subn(r"^local LIBRARY = false$", "local LIBRARY = true", prelude,
+                              flags=re.MULTILINE)  # fmt: skip
+    if marked != 1:
+        raise RuntimeError("_prelude.lua: expected one 'local LIBRARY = false' line")
     for row in prelude.splitlines():
         # A top-level line that reads a call's input would run once, at load: refuse it.
         if row[:1] not in ("", " ", "-") and _CALL_INPUT.search(row) and "function" not in row:
