@@ -16,6 +16,8 @@ Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts' time per 
 executed per job in the phase: a count the machine's other load does not move (the run is
 some 50 times slower, so keep N small), and the profile's file, for callgrind_annotate.
 ``--config`` sets a server option first, e.g. ``zset-max-listpack-entries=0``.
+``--scripts`` denies the server's user FUNCTION (an ACL), so the backend calls scripts
+only, as on Redis 6.2 or a cluster.
 
     python -m bench.redis_flow_cost flow 8000
     python -m bench.redis_flow_cost flow 2000 --callgrind
@@ -107,6 +109,7 @@ def main() -> None:
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--config", action="append", default=[], help="name=value")
     parser.add_argument("--commands", action="store_true")
+    parser.add_argument("--scripts", action="store_true", help="no Function library")
     args = parser.parse_args()
     port, folder = free_port(), tempfile.mkdtemp()
     out = os.path.join(folder, "callgrind.out")
@@ -125,6 +128,8 @@ def main() -> None:
                 time.sleep(0.1)
         for option in args.config:
             client.config_set(*option.split("=", 1))
+        if args.scripts:
+            client.execute_command("ACL", "SETUSER", "default", "-function")
 
         def control(*what: str) -> None:
             if args.callgrind:
