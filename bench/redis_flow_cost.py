@@ -129,7 +129,7 @@ def main() -> None:
         for option in args.config:
             client.config_set(*option.split("=", 1))
         if args.scripts:
-            client.execute_command("ACL", "SETUSER", "default", "-function")
+            client.acl_setuser("default", enabled=True, commands=["-function"])
 
         def control(*what: str) -> None:
             if args.callgrind:
