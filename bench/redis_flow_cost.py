@@ -5,7 +5,10 @@ A private ``redis-server`` (no persistence, nothing else on it) runs bench.flows
 the next with ``ctx.enqueue``: what a user writes without flows) or ``plain`` (N no-op
 jobs), one worker at concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one
 after another) or ``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs
-of the chain flow started one after another, no worker; "per job" reads "per start").
+of the chain flow started one after another, no worker; "per job" reads "per start"); or a
+short queue, a worker at concurrency 10 keeping up: ``trickle`` (N one-job enqueues one
+after another, the worker draining them) or ``roundtrip`` (N ``app.run`` one after another:
+enqueue, run, await the result).
 Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts' time per job
 (``INFO commandstats``) and, with ``--commands``, the commands they ran.
 
@@ -13,6 +16,8 @@ Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts' time per 
 executed per job in the phase: a count the machine's other load does not move (the run is
 some 50 times slower, so keep N small), and the profile's file, for callgrind_annotate.
 ``--config`` sets a server option first, e.g. ``zset-max-listpack-entries=0``.
+``--scripts`` denies the server's user FUNCTION (an ACL), so the backend calls scripts
+only, as on Redis 6.2 or a cluster.
 
     python -m bench.redis_flow_cost flow 8000
     python -m bench.redis_flow_cost flow 2000 --callgrind
@@ -56,6 +61,24 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
             elapsed = time.perf_counter() - t0
             after()
             return elapsed
+        if mode in ("trickle", "roundtrip"):  # a short queue: the worker keeps up
+            worker = app.worker(concurrency=10)
+            run = asyncio.create_task(worker.run())
+            await app.run("noop", -1, timeout=30)  # the library loaded, the worker claiming
+            before()
+            t0 = time.perf_counter()
+            for k in range(n):
+                if mode == "roundtrip":
+                    await app.run("noop", k, timeout=30)
+                else:
+                    await app.enqueue("noop", k)
+            while worker.processed < n + 1 and not run.done():
+                await asyncio.sleep(0.001)
+            elapsed = time.perf_counter() - t0
+            after()
+            worker.stop()
+            await run
+            return elapsed
         if mode == "plain":
             for s in range(0, n, 1000):
                 await app.enqueue_many("noop", range(s, min(n, s + 1000)))
@@ -78,11 +101,15 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("flow", "chain", "plain", "enqueue", "bulk", "start"))
+    parser.add_argument(
+        "mode",
+        choices=("flow", "chain", "plain", "enqueue", "bulk", "start", "trickle", "roundtrip"),
+    )
     parser.add_argument("jobs", type=int, nargs="?", default=8000)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--config", action="append", default=[], help="name=value")
     parser.add_argument("--commands", action="store_true")
+    parser.add_argument("--scripts", action="store_true", help="no Function library")
     args = parser.parse_args()
     port, folder = free_port(), tempfile.mkdtemp()
     out = os.path.join(folder, "callgrind.out")
@@ -101,6 +128,8 @@ def main() -> None:
                 time.sleep(0.1)
         for option in args.config:
             client.config_set(*option.split("=", 1))
+        if args.scripts:
+            client.acl_setuser("default", enabled=True, commands=["-function"])
 
         def control(*what: str) -> None:
             if args.callgrind:

@@ -449,6 +449,38 @@ async def test_the_lease_indexes_turn_skiplists_holding_only_the_claimed_jobs(
         assert await raw.zcard(key) == 16
 
 
+async def test_a_short_queues_indexes_turn_skiplists_holding_only_its_jobs(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    # The indexes whose scores grow (creation, finish times) and that stay small in steady
+    # state ('i:queued' of a queue a worker keeps up with, 'all', 'i:completed' and
+    # 'f:completed' of a store with few kept jobs): enqueue and finish convert them once
+    # they hold 16 members, one job per call, as claim does the lease indexes.
+    p = backend.prefix
+    queued, listed = f"{{{p}:q}}:i:queued", f"{{{p}:q}}:all"
+    done = [f"{{{p}:q}}:i:completed", f"{{{p}:q}}:f:completed"]
+    ids = [(await backend.enqueue([_job()]))[0].id for _ in range(15)]
+    for key in (queued, listed):  # small sets stay listpacks: converting each would cost more
+        assert await raw.object("encoding", key) == b"listpack"
+    ids += [(await backend.enqueue([_job()]))[0].id]
+    for key in (queued, listed):
+        assert await raw.object("encoding", key) == b"skiplist"
+        assert {m.decode() for m in await raw.zrange(key, 0, -1)} == set(ids)
+    leases = await backend.claim(["q"], "w1", 16, 30.0)
+    for lease in leases[:15]:
+        assert await backend.finish([(lease, completed(1))]) == [True]
+    for key in done:
+        assert await raw.object("encoding", key) == b"listpack"
+    assert await backend.finish([(leases[15], completed(1))]) == [True]
+    for key in done:
+        assert await raw.object("encoding", key) == b"skiplist"
+        assert {m.decode() for m in await raw.zrange(key, 0, -1)} == set(ids)
+    # Listed as before, newest first, without the member that converted them.
+    jobs = await backend.query(queue="q", state=JobState.COMPLETED, limit=100)
+    assert [j.id for j in jobs] == ids[::-1]
+    assert (await backend.counts(["q"]))["q"]["completed"] == 16
+
+
 async def test_event_log_is_capped_and_ids_keep_rising() -> None:
     require_service("redis", "127.0.0.1", 6379)
     b = RedisBackend(f"{REDIS_URL}?prefix=whu{uuid.uuid4().hex[:12]}&max_events=100")

@@ -21,7 +21,7 @@ ONCE = frozenset({"claim", "finish", "update", "counter", "kv", "publish", "rele
 # Scripts that load only the prelude's head and these of its sections ('-- [name]' lines),
 # without once(): building the functions a call never uses cost a one-job enqueue ~2.5 µs
 # of Redis time, a tenth of its script (docs/profiles.md, issue 16).
-SECTIONS = {"enqueue": ("placing", "enqueuing")}
+SECTIONS = {"enqueue": ("skiplists", "placing", "enqueuing")}
 # Sections the other scripts load only if named here: the rest of them would build these
 # functions on every call for nothing (and carry their text).
 NARROW = {
@@ -135,6 +135,11 @@ def load_library(names: tuple[str, ...] = FUNCTIONS) -> Library:
             raise RuntimeError(f"_prelude.lua: expected one 'local {var} = ...' line")
         assigns.append(f"  {var} = {found[0]}")
         prelude = line.sub(f"local {var}", prelude)
+    # The library's tables last between its calls (_prelude.lua, [skiplists]).
+    prelude, marked = re.subn(r"^local LIBRARY = false$", "local LIBRARY = true", prelude,
+                              flags=re.MULTILINE)  # fmt: skip
+    if marked != 1:
+        raise RuntimeError("_prelude.lua: expected one 'local LIBRARY = false' line")
     for row in prelude.splitlines():
         # A top-level line that reads a call's input would run once, at load: refuse it.
         if row[:1] not in ("", " ", "-") and _CALL_INPUT.search(row) and "function" not in row:

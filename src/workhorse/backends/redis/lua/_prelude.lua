@@ -119,6 +119,59 @@ local function wake(n)
   end
 end
 
+-- [skiplists]
+-- The indexes that stay small in steady state (a short queue's 'i:queued', a store with
+-- few kept jobs' 'all', 'i:completed', 'f:completed') are kept as skiplists once they hold
+-- SMALL members: as a listpack (up to zset-max-listpack-entries, 128) a set inserts by
+-- parsing the score of every member before the new one (strtod, ~1k instructions each:
+-- fractional seconds are stored as text), and these scores grow, so every insert walks it
+-- all. A member longer than zset-max-listpack-value converts a set for good (until it
+-- empties; ZREM does not convert it back): skiplisted() adds one before a call's members,
+-- the caller removes it (LONG) after them (an empty set is deleted, so not before).
+-- SKIPLISTS: per key, true if seen a skiplist, or a bound on its members if not (those
+-- counted when last asked plus those added since: removals only lower it; adds by other
+-- writers go unseen, which only delays a conversion), so a set is asked about once, or
+-- once per SMALL members added, not on every call (the Function library keeps the table
+-- between calls; a script call builds it anew). It is forgotten every FORGET checks: a
+-- set emptied since is a listpack again (and the table stays small). remember false: ask
+-- on every call (the lease indexes, which often empty).
+-- LIBRARY: true in the Function library (scripts.load_library sets it). A script call
+-- (Redis 6.2, Cluster) starts with an empty table: it asks about a set it may not convert
+-- on one call in 8 (by the clock's microseconds): asking on each (4 commands a job) cost
+-- about what the walks saved, and only cost once the sets passed 128.
+local LIBRARY = false
+local SMALL, FORGET = 16, 1000
+local SKIPLISTS, checks = {}, 0
+local LONG
+
+local function skiplisted(key, adding, remember)
+  if remember then
+    checks = checks + 1
+    if checks >= FORGET then SKIPLISTS, checks = {}, 0 end
+    local known = SKIPLISTS[key]
+    if known == true then return false end
+    if known and known + adding < SMALL then
+      SKIPLISTS[key] = known + adding
+      return false
+    end
+    if not (known or LIBRARY or adding >= SMALL) and tonumber(_t[2]) % 8 ~= 0 then
+      return false
+    end
+  end
+  local enc = redis.call('OBJECT', 'ENCODING', key)
+  if enc ~= 'skiplist' then
+    if enc then adding = adding + redis.call('ZCARD', key) end
+    if adding < SMALL then
+      if remember then SKIPLISTS[key] = adding end
+      return false
+    end
+    LONG = LONG or string.rep('~', 128)
+    redis.call('ZADD', key, 0, LONG)
+  end
+  if remember then SKIPLISTS[key] = true end
+  return enc ~= 'skiplist'
+end
+
 -- [revs]
 -- {P}:revs scores each flow run by its newest event's millisecond (see publish.lua): a call
 -- notes its runs' entry ids (revs: the runs in order, and run -> its newest entry id) and
@@ -379,6 +432,8 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       listed = false; break
     end
   end
+  local long_all = skiplisted(QK .. 'all', jobs, true)
+  local long_queued = skiplisted(QK .. 'i:queued', jobs, true)
   local fresh = false
   if listed and jobs > 0 then
     local members, added, n = {}, 0, 0
@@ -541,6 +596,8 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     end
   end
   flush()
+  if long_all then redis.call('ZREM', QK .. 'all', LONG) end
+  if long_queued then redis.call('ZREM', QK .. 'i:queued', LONG) end
   if #made > 0 then redis.call('DEL', unpack(made)) end
   if not TRIM and created > 0 then redis.call('XTRIM', STREAM, 'MAXLEN', '~', MAXEV) end
   if created > 0 then wake(created) end
@@ -634,8 +691,12 @@ local function end_job(jk, id, old, state, c, k, sets, dels)
   end
   if old == 'active' then redis.call('ZREM', QK .. 'active', id) end
   redis.call('ZREM', QK .. 'i:' .. old, id)
-  redis.call('ZADD', QK .. 'i:' .. state, c, id)
-  redis.call('ZADD', QK .. 'f:' .. state, NOWS, id)
+  local ik, fk = QK .. 'i:' .. state, QK .. 'f:' .. state
+  local long_i, long_f = skiplisted(ik, 1, true), skiplisted(fk, 1, true)
+  redis.call('ZADD', ik, c, id)
+  redis.call('ZADD', fk, NOWS, id)
+  if long_i then redis.call('ZREM', ik, LONG) end
+  if long_f then redis.call('ZREM', fk, LONG) end
   if k and redis.call('HGET', QK .. 'dedup', k) == id then
     redis.call('HDEL', QK .. 'dedup', k)
   end

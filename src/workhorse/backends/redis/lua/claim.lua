@@ -7,23 +7,9 @@
 -- lease created stalls; idle, what peek.lua would tell after this claim (paused, due now, seconds
 -- until the next scheduled job): the client's next claim and wait act on it instead of
 -- asking again (see _idle_hints in waiting.py).
--- The leases' indexes are kept as skiplists once they hold SMALL members: as a listpack
--- (up to 128 members: a worker's concurrency and prefetch) a set inserts by parsing the
--- score of every member before the new one (strtod, ~1k instructions each: fractional
--- seconds are stored as text), a third of a flow step's server time. A member longer than
--- zset-max-listpack-value converts the set for good (until it empties; ZREM does not
--- convert it back): one is added before the claim's members and removed after them (an
--- empty set is deleted, so not before). adding: the members the claim is about to add.
-local SMALL, LONG = 16, string.rep('~', 128)
-local function skiplisted(key, adding)
-  local enc = redis.call('OBJECT', 'ENCODING', key)
-  if enc == 'skiplist' then return false end
-  if enc then adding = adding + redis.call('ZCARD', key) end
-  if adding < SMALL then return false end
-  redis.call('ZADD', key, 0, LONG)
-  return true
-end
-
+-- The leases' indexes are kept as skiplists once they hold SMALL members (see the
+-- prelude's skiplisted(); a worker's concurrency and prefetch keep them under 128), asked
+-- on every call: they empty whenever the workers are idle.
 if redis.call('EXISTS', QK .. 'paused') == 1 then return {{}, {1, 0, ''}} end
 local worker, limit, lease, base = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local handover = tonumber(ARGV[8] or '')
@@ -45,7 +31,8 @@ local picked = redis.call('ZRANGE', QK .. 'ready', 0, limit - 1)
 local out = {}
 if #picked > 0 then
   redis.call('ZREMRANGEBYRANK', QK .. 'ready', 0, #picked - 1)
-  local converted = {skiplisted(QK .. 'active', #picked), skiplisted(QK .. 'i:active', #picked)}
+  local converted = {skiplisted(QK .. 'active', #picked, false),
+    skiplisted(QK .. 'i:active', #picked, false)}
   local wq = cjson.encode(worker)
   for i, rk in ipairs(picked) do
     local id = string.sub(rk, 29)
