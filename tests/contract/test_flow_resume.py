@@ -51,14 +51,20 @@ def diamond(
         return await body("d", data)
 
 
-async def test_a_failed_run_resumes_from_its_failed_step(app: Workhorse) -> None:
+async def failed_diamond(app: Workhorse, flow: str) -> tuple[Any, list[str], set[str]]:
+    """A diamond run whose step C failed it: the run, the steps run, the broken ones."""
     ran: list[str] = []
     broken = {"c"}
-    diamond(app, "mend", ran, broken)
+    diamond(app, flow, ran, broken)
     await app.start_worker(concurrency=4)
-    run = await app.flows.start("mend", 1)
+    run = await app.flows.start(flow, 1)
     with pytest.raises(FlowFailed):
         await run.result(timeout=10)
+    return run, ran, broken
+
+
+async def test_a_failed_run_resumes_from_its_failed_step(app: Workhorse) -> None:
+    run, ran, broken = await failed_diamond(app, "mend")
     assert sorted(ran) == ["a", "b", "c"]
 
     broken.clear()
@@ -206,13 +212,7 @@ async def test_a_step_run_again_starts_no_second_child_run(app: Workhorse) -> No
 async def test_a_resume_and_a_restart_of_one_generation_never_interleave(
     app: Workhorse,
 ) -> None:
-    ran: list[str] = []
-    broken = {"c"}
-    diamond(app, "both", ran, broken)
-    await app.start_worker(concurrency=4)
-    run = await app.flows.start("both", 1)
-    with pytest.raises(FlowFailed):
-        await run.result(timeout=10)
+    run, _, broken = await failed_diamond(app, "both")
     # A restart of the generation under way (its claim held): the resume refuses.
     claim = keys.restart_key(run.id, 0)
     assert await app.backend.set_if_absent(claim, "another call", 60)
