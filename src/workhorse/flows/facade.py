@@ -237,21 +237,37 @@ class Flows:
         started = self.graph.started_by(name)
         for f in started:
             f.check()  # every flow is valid before any run starts
-        handles = []
-        for f in started:
-            if key is None:
-                handles.append(await self.start(f.name, data))
-            else:
-                handles.append(
-                    await self._once(
-                        f"trigger {name}\0{f.name}\0{key}",
-                        key,
-                        data,
-                        functools.partial(self.engine.start_run, f.name, data),
-                        f.name,
-                    )
-                )
-        return handles
+        if key is None:
+            return [await self.start(f.name, data) for f in started]
+        if not started:
+            return []
+
+        async def fan_out() -> str:
+            # Each flow's start keyed too: a fan-out killed midway, done again once its
+            # key is free, starts only the runs it had not started.
+            return ",".join(
+                [
+                    (
+                        await self._once(
+                            f"trigger {name}\0{f.name}\0{key}",
+                            key,
+                            data,
+                            functools.partial(self.engine.start_run, f.name, data),
+                            f.name,
+                        )
+                    ).id
+                    for f in started
+                ]
+            )
+
+        # One key for the whole fan-out: requests that arrive together are one first and
+        # the others its replays, not each the first of some of the flows.
+        backend = await self.client.store()
+        ids, replayed = await once(backend, f"fan-out {name}\0{key}", key, data, fan_out, name)
+        return [
+            RunHandle(self, run_id, f.name, replayed)
+            for run_id, f in zip(ids.split(","), started, strict=False)
+        ]
 
     async def _once(
         self,
