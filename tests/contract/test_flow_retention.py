@@ -81,6 +81,8 @@ async def test_an_ended_run_is_removed_once_its_states_period_passed(
     # The worker's own passes (its maintenance) are held off: this test's are the only ones.
     passes, engine.expire = engine.expire, nothing  # type: ignore[method-assign]
     await app.worker(concurrency=2, burst=True).run()
+    for run in (good, bad):  # ended now if the burst worker left before its check did
+        await app.flows.check(run.id)
     assert (await good.wait(timeout=10)).state == "completed"
     assert (await bad.wait(timeout=10)).state == "failed"
     gone, kept = (good, bad) if completed_for == 0 else (bad, good)
