@@ -68,17 +68,20 @@ async def start_runs(url: str) -> list[str]:
         return [(await app.flows.start("diamond", {"n": i})).id for i in range(runs_for(url))]
 
 
-async def outcome(url: str, ids: list[str]) -> tuple[dict[str, int], dict[str, object]]:
+async def outcome(
+    url: str, ids: list[str]
+) -> tuple[dict[str, int], dict[str, object], dict[str, object]]:
     from tests.acceptance.flow_app import app
 
     app.configure(url=url)
     async with app:
         states = collections.Counter(r.state for r in await app.flows.list("diamond", limit=None))
-        results = {}
+        results, steps = {}, {}
         for run_id in ids:
             info = await app.flows.get(run_id)
             results[run_id] = next((s.output for s in info.steps if s.step == "d"), None)
-        return dict(states), results
+            steps[run_id] = [(s.step, s.state, s.attempts, s.output) for s in info.steps]
+        return dict(states), results, steps
 
 
 async def running(url: str) -> int:
@@ -140,9 +143,11 @@ def test_diamond_runs_complete_while_workers_are_killed(url: str, tmp_path: Path
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    states, results = asyncio.run(outcome(url, ids))
+    states, results, steps = asyncio.run(outcome(url, ids))
     assert states == {"completed": runs}
-    assert results == {run_id: i + 1 + i * 10 for i, run_id in enumerate(ids)}
+    expected = {run_id: i + 1 + i * 10 for i, run_id in enumerate(ids)}
+    wrong = {r: steps[r] for r in ids if results[r] != expected[r]}
+    assert not wrong, f"runs whose join's output is wrong, with their steps: {wrong}"
     starts: dict[tuple[str, str], list[int]] = collections.defaultdict(list)
     job_of: dict[tuple[str, str], str] = {}
     for raw in ledger.read_text().splitlines():
