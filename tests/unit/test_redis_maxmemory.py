@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.test_redis_restart import PrivateRedis
-from tests.chaos.servers import MissingBinary
-from tests.conftest import IN_CI
+from tests.conftest import private_redis
 from workhorse import Workhorse
 from workhorse.observability import stats
 
@@ -31,17 +29,8 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, lis
         ports = [int(a.rsplit(":", 1)[1]) for a in url.removeprefix("redis+cluster://").split(",")]
         yield f"{url}/?prefix=whm", ports
         return
-    try:
-        srv = PrivateRedis(persist=False)
-    except MissingBinary as exc:
-        if IN_CI:
-            pytest.fail(f"{exc}; CI=true: a missing binary fails the run")
-        pytest.skip(str(exc))
-    srv.start()
-    try:
+    for srv in private_redis():
         yield f"{srv.url}?prefix=whm", [srv.port]
-    finally:
-        srv.cleanup()
 
 
 async def _full(ports: list[int], full: bool) -> None:
