@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,6 +48,30 @@ def _reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _stopped(pid: int) -> None:
+    """Wait until the kernel shows ``pid`` stopped (a signal lands asynchronously)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] in ("T", "t"):
+            return
+        time.sleep(0.001)
+    raise RuntimeError(f"worker {pid} did not stop within 5 s of SIGSTOP")
+
+
+def _writable(url: str) -> bool:
+    """Whether a write transaction on the SQLite file at ``url`` starts at once."""
+    conn = sqlite3.connect(url.removeprefix("sqlite:///").split("?")[0], timeout=0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
 
 
 def store_url(kind: str, workdir: Path, base: str | None = None) -> str:
@@ -164,6 +190,20 @@ class Cluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
         return self.writer.fault(event, proc.pid)
+
+    def freeze(self, proc: subprocess.Popen[bytes]) -> float:
+        """SIGSTOP ``proc`` at a moment it holds no SQLite write lock. A process frozen
+        inside a write transaction blocks every writer of the file until it is continued
+        (docs/guarantees.md); the scenarios are about a frozen worker's leases, not that,
+        so a stop that lands inside one is undone and tried again."""
+        for _ in range(200):
+            os.kill(proc.pid, signal.SIGSTOP)
+            _stopped(proc.pid)
+            if not self.url.startswith("sqlite") or _writable(self.url):
+                return self.writer.fault("stop", proc.pid)
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.005 + random.random() * 0.02)
+        raise RuntimeError(f"worker {proc.pid} held the SQLite write lock at 200 stops")
 
     def live(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]

@@ -216,7 +216,7 @@ async def _stop_round(
 ) -> tuple[int, int, int, float]:
     """One round of scenario 2; returns (stale accepted, refused, wrong records, seconds
     from SIGCONT until A had logged every refusal)."""
-    cluster.signal(b, signal.SIGSTOP, "stop")  # so that A takes every job
+    cluster.freeze(b)  # so that A takes every job
     ids = [h.id for h in await app.enqueue_many("work", [{"sleep": 1.0}] * jobs)]
     cluster.writer.write_many(ids, "enqueued")
 
@@ -225,7 +225,7 @@ async def _stop_round(
         return len({r.job for r in rows if r.pid == pid and r.job in ids})
 
     await wait_for(lambda: by("start", a.pid) == jobs, 20, "A started every job")
-    cluster.signal(a, signal.SIGSTOP, "stop")
+    cluster.freeze(a)
     cluster.signal(b, signal.SIGCONT, "cont")
     await wait_for(lambda: by("finish", b.pid) == jobs, 30, "B reran every job")
     await poll(
