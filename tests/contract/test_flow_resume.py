@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from workhorse import ConfigError, Workhorse
-from workhorse.flows import FlowFailed, RestartInFlight, keys
+from workhorse import Workhorse
+from workhorse.flows import FlowFailed, NothingToResume, RestartInFlight, keys
 
 from .support import eventually
 
@@ -166,7 +166,7 @@ async def test_a_completed_run_has_nothing_to_resume_unless_a_branch_failed(
     broken.clear()
     done = await app.flows.start("whole", 1)
     await done.result(timeout=10)
-    with pytest.raises(ConfigError, match="nothing to resume"):
+    with pytest.raises(NothingToResume, match="nothing to resume"):
         await app.flows.resume(done.id)
 
     broken.add("b")
@@ -216,7 +216,7 @@ async def test_a_resume_and_a_restart_of_one_generation_never_interleave(
     # A restart of the generation under way (its claim held): the resume refuses.
     claim = keys.restart_key(run.id, 0)
     assert await app.backend.set_if_absent(claim, "another call", 60)
-    with pytest.raises(RestartInFlight, match="being restarted or resumed"):
+    with pytest.raises(RestartInFlight, match="being restarted, resumed or removed"):
         await app.flows.resume(run.id)
     assert (await app.flows.get(run.id)).state == "failed"  # nothing changed
     await app.backend.kv_delete(claim)
@@ -224,3 +224,33 @@ async def test_a_resume_and_a_restart_of_one_generation_never_interleave(
     assert await app.flows.resume(run.id) == 1
     await run.result(timeout=10)
     assert await app.backend.kv_get(claim) is None  # the resume's own claim is let go
+
+
+async def test_a_resume_and_a_removal_of_the_run_never_interleave(app: Workhorse) -> None:
+    """Retention removes an ended run while holding its generation, as a resume does: a
+    removal finds a resume under way and keeps the run; a resume that read the run just
+    before a removal took it finds it gone, and writes none of it back."""
+    run, _, broken = await failed_diamond(app, "gone")
+    engine = app.flows.engine
+    token = "a resume under way"
+    assert await app.backend.set_if_absent(keys.restart_key(run.id, 0), token, 60)
+    assert not await engine.remove_run(run.id)
+    assert (await app.flows.get(run.id)).state == "failed"  # kept whole
+    await app.backend.kv_delete(keys.restart_key(run.id, 0), token)
+
+    backend, set_if_absent = app.backend, app.backend.set_if_absent
+
+    async def removed_first(key: str, value: str, ttl: float | None = None) -> bool:
+        if key == keys.restart_key(run.id, 0):
+            backend.set_if_absent = set_if_absent  # type: ignore[method-assign]
+            assert await engine.remove_run(run.id)  # lands between the read and the hold
+        return await set_if_absent(key, value, ttl)
+
+    backend.set_if_absent = removed_first  # type: ignore[method-assign]
+    broken.clear()
+    with pytest.raises(LookupError, match="removed meanwhile"):
+        await app.flows.resume(run.id)
+    backend.set_if_absent = set_if_absent  # type: ignore[method-assign]
+    assert not [k for k in await app.backend.kv_scan(keys.PREFIX) if run.id in k]
+    with pytest.raises(LookupError):
+        await app.flows.get(run.id)

@@ -13,7 +13,7 @@ from workhorse import lazy
 if TYPE_CHECKING:
     from workhorse.flows.context import FlowContext, State
     from workhorse.flows.engine import Engine
-    from workhorse.flows.facade import Flows, RestartInFlight, RunHandle, of_run
+    from workhorse.flows.facade import Flows, NothingToResume, RestartInFlight, RunHandle, of_run
     from workhorse.flows.graph import FlowDef, Graph, Step
     from workhorse.flows.once import KeyInFlight, KeyReused
     from workhorse.flows.records import FlowFailed, RunInfo, RunRecord, StepInfo
@@ -26,7 +26,9 @@ FLOW_OPTIONS = ("flow", "entry", "subscribes", "emits", "wait", "triggers")
 _HOME = {
     **dict.fromkeys(("FlowContext", "State"), ".context"),
     "Engine": ".engine",
-    **dict.fromkeys(("Flows", "RestartInFlight", "RunHandle", "of_run"), ".facade"),
+    **dict.fromkeys(
+        ("Flows", "NothingToResume", "RestartInFlight", "RunHandle", "of_run"), ".facade"
+    ),
     **dict.fromkeys(("KeyInFlight", "KeyReused"), ".once"),
     **dict.fromkeys(("FlowDef", "Graph", "Step"), ".graph"),
     **dict.fromkeys(("FlowFailed", "RunInfo", "RunRecord", "StepInfo"), ".records"),
@@ -45,6 +47,7 @@ __all__ = [
     "Graph",
     "KeyInFlight",
     "KeyReused",
+    "NothingToResume",
     "RestartInFlight",
     "RunHandle",
     "RunInfo",

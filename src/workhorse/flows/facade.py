@@ -6,7 +6,6 @@ import asyncio
 import builtins
 import functools
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
@@ -39,11 +38,14 @@ END_EVENTS = frozenset(("flow.completed", "flow.failed", "flow.cancelled"))
 LIST_BATCH = 500
 # Seconds a restart holds its generation's restart (keys.restart_key) while it writes the
 # next one, and the longest a second restart of that generation waits for it.
-RESTARTING_TTL = 60.0
 
 
 class RestartInFlight(ConfigError):
     """Another restart of the run's generation has not written the next one in time."""
+
+
+class NothingToResume(ConfigError):
+    """The run completed with no failed step: restart runs it again."""
 
 
 class RunHandle:
@@ -159,23 +161,23 @@ class Flows:
         if rec.state == "completed" and not any(
             s.state in ("failed", "cancelled") for s in (await self.get(run_id)).steps
         ):  # a completed run resumes only for the failed branches on_failure="continue" left
-            raise ConfigError(
+            raise NothingToResume(
                 f"run {run_id} completed with no failed step; nothing to resume "
                 "(restart(run_id) runs it again)"
             )
         # A resume holds its generation as a restart does: the two never interleave (a
         # restart that comes meanwhile waits for it, then restarts).
         backend = self.client.backend
-        claim, token = keys.restart_key(run_id, rec.gen), os.urandom(8).hex()
-        if not await backend.set_if_absent(claim, token, RESTARTING_TTL):
+        token = await records.hold(backend, run_id, rec.gen)
+        if token is None:
             raise RestartInFlight(
-                f"run {run_id} is being restarted or resumed by another call; look at the "
-                "run (app.flows.get) before resuming it"
+                f"run {run_id} is being restarted, resumed or removed by another call; "
+                "look at the run (app.flows.get) before resuming it"
             )
         try:
-            return await self.engine.resume(rec)
+            return await self.engine.resume(await self._held(rec))
         finally:
-            await backend.kv_delete(claim, token)
+            await backend.kv_delete(keys.restart_key(run_id, rec.gen), token)
 
     def add_step(
         self,
@@ -295,6 +297,16 @@ class Flows:
             raise LookupError(f"no flow run {run_id!r}; app.flows.list() shows the runs")
         return rec
 
+    async def _held(self, rec: RunRecord) -> RunRecord:
+        """The run's record read again once its generation is held: a removal or a
+        restart that came between the first read and the hold is not undone."""
+        now = await records.load(self.client.backend, rec.id)
+        if now is None:
+            raise LookupError(f"flow run {rec.id!r} was removed meanwhile")
+        if now.gen != rec.gen:
+            raise RestartInFlight(f"run {rec.id} was restarted meanwhile; look at the run")
+        return now
+
     async def get(self, run_id: str) -> RunInfo:
         """The run with every step's state, input, output, attempts and times."""
         rec = await self._record(run_id)
@@ -408,10 +420,11 @@ class Flows:
         flow = self.graph.flow(rec.flow)  # an unknown flow fails before anything changes
         backend = self.client.backend
         gen = rec.gen
-        claim, token = keys.restart_key(run_id, gen), os.urandom(8).hex()
-        if not await backend.set_if_absent(claim, token, RESTARTING_TTL):
+        claim, token = keys.restart_key(run_id, gen), await records.hold(backend, run_id, gen)
+        if token is None:
             return await self._restarted(run_id, gen)
         try:
+            rec = await self._held(rec)
             if rec.state == "running":
                 await self.engine.end(rec, "cancelled", None)
             await self._settle(rec)
@@ -429,7 +442,7 @@ class Flows:
             rec.created_at = await backend.now()
             if await backend.kv_get(claim) != token:
                 raise RestartInFlight(
-                    f"run {run_id}'s restart took over {RESTARTING_TTL:g}s; another "
+                    f"run {run_id}'s restart took over {records.HOLD_TTL:g}s; another "
                     "restart may have taken it over: look at the run before restarting again"
                 )
             # One write, as a start's; the live entry marked as keeping state: the earlier
@@ -463,7 +476,7 @@ class Flows:
         """The handle of the restart of ``gen`` under way in another call, once it wrote
         the next generation; this call restarts it if that one failed."""
         backend = self.client.backend
-        deadline = time.monotonic() + RESTARTING_TTL
+        deadline = time.monotonic() + records.HOLD_TTL
         while time.monotonic() < deadline:
             rec = await self._record(run_id)
             if rec.gen > gen:
@@ -473,7 +486,7 @@ class Flows:
             await asyncio.sleep(POLL)
         raise RestartInFlight(
             f"another restart of run {run_id} has not written its generation in "
-            f"{RESTARTING_TTL:g}s; look at the run (app.flows.get) before restarting again"
+            f"{records.HOLD_TTL:g}s; look at the run (app.flows.get) before restarting again"
         )
 
     async def clear(self, flow: str | None = None) -> int:

@@ -136,8 +136,9 @@ def count_key(run: str, gen: int) -> str:
 
 
 def restart_key(run: str, gen: int) -> str:
-    """Held by the one restart of the run's generation ``gen`` while it writes the next:
-    a second restart of ``gen`` (two operators, a resend) waits for that one instead."""
+    """Held by the one restart of the run's generation ``gen`` while it writes the next
+    (a second restart of ``gen``, from two operators or a resend, waits for that one
+    instead), and by a resume or a retention removal of ``gen`` (``records.hold``)."""
     return f"{PREFIX}restart:{run}:{gen}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -13,6 +14,8 @@ from workhorse.job import Job
 
 RunState = Literal["running", "completed", "failed", "cancelled"]
 RUN_STATES = ("running", "completed", "failed", "cancelled")
+# How long a generation's hold outlives a caller that died holding it.
+HOLD_TTL = 60.0
 
 
 class FlowFailed(WorkhorseError):
@@ -112,6 +115,15 @@ async def load_many(backend: Backend, runs: list[str]) -> dict[str, RunRecord]:
 def entry(rec: RunRecord) -> tuple[str, str]:
     """The kv key and value the run's record is kept under."""
     return keys.run_key(rec.id), rec.dumps()
+
+
+async def hold(backend: Backend, run: str, gen: int) -> str | None:
+    """Take the hold that a restart, a resume and a retention removal of the run's
+    generation ``gen`` each keep while they change it (``keys.restart_key``), so that no
+    two of them interleave: its token, or None when another call holds it."""
+    token = os.urandom(8).hex()
+    taken = await backend.set_if_absent(keys.restart_key(run, gen), token, HOLD_TTL)
+    return token if taken else None
 
 
 async def save(backend: Backend, rec: RunRecord) -> None:

@@ -69,12 +69,21 @@ async def remove_run(waits: Waits, run: str, end: tuple[int, str] | None = None)
     raw, rec, mark = found
     if rec.state == "running" or (end is not None and end != (rec.gen, mark)):
         return False
+    # Held as a restart or a resume holds it: neither brings back a run half removed.
+    # The hold is removed with the run's other keys (``remove_keys``).
+    token = await records.hold(waits.backend, run, rec.gen)
+    if token is None:
+        return False
+    if await ended_as(waits, run) != found:  # resumed or restarted before the hold
+        await waits.backend.kv_delete(keys.restart_key(run, rec.gen), token)
+        return False
     # Its places in the list of runs first: only the record names them, and a removal
     # cut short before the record goes is done again whole by the next pass.
     for k in listing.entries(rec):
         await waits.backend.kv_delete(k)
     if not await waits.backend.kv_delete(keys.run_key(run), raw):
-        return False  # restarted, or removed, meanwhile
+        await waits.backend.kv_delete(keys.restart_key(run, rec.gen), token)
+        return False  # changed, or removed, meanwhile
     if rec.parent is not None:  # its entry among its parent's children
         await waits.backend.kv_delete(keys.child_prefix(rec.parent) + run)
     await remove_keys(waits, run, rec.gen)

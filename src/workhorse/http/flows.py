@@ -11,7 +11,15 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from workhorse.flows import Flows, KeyInFlight, KeyReused, RestartInFlight, RunHandle, RunInfo
+from workhorse.flows import (
+    Flows,
+    KeyInFlight,
+    KeyReused,
+    NothingToResume,
+    RestartInFlight,
+    RunHandle,
+    RunInfo,
+)
 from workhorse.flows.records import RUN_STATES
 from workhorse.flows.waits import WEBHOOK_SIGNAL
 from workhorse.http.auth import Caller
@@ -215,17 +223,15 @@ def flows_routes(api: Api) -> APIRouter:
         cancelled steps run again, completed ones keep their outputs, waits whose signal is
         stored are resolved. 409 when the run completed with no failed step (restart runs
         it again), or while a restart of it is under way."""
-        info = await run_or_404(run_id)
-        if info.state == "completed" and not any(
-            s.state in ("failed", "cancelled") for s in info.steps
-        ):
+        await run_or_404(run_id)
+        try:
+            return Resumed(ok=True, resumed=await flows.resume(run_id))
+        except NothingToResume:
             raise ApiError(
                 409,
                 "Completed",
                 f"run {run_id} completed with no failed step; POST .../restart runs it again",
-            )
-        try:
-            return Resumed(ok=True, resumed=await flows.resume(run_id))
+            ) from None
         except RestartInFlight as exc:
             raise ApiError(409, "RestartInFlight", str(exc)) from None
 
