@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtimes import jobs
+from tests.runtimes import jobs, slow_import
 from tests.runtimes.conftest import gone
 from tests.worker.worker_helpers import running, wait_until
 from workhorse import JobCancelled, JobFailed, JobState, Workhorse
@@ -203,3 +203,11 @@ async def test_a_childs_log_lines_are_bounded_as_the_workers_own(url: str) -> No
     assert len(job.logs) == 51  # the newest 50 and the notice
     assert job.logs[-1]["message"] == "line 499"
     assert job.logs[0]["fields"] == {"dropped": 450}
+
+
+async def test_a_childs_start_does_not_count_in_the_tasks_timeout(app: Workhorse) -> None:
+    """The first job waits for a child importing the app (1.5 s here); its timeout of 1 s
+    counts from the child's start of the job, so it completes."""
+    app.add_task(slow_import.quick, runtime="process", timeout=1)
+    async with running(app, queues=["default"], concurrency=1):
+        assert await app.run("quick", timeout=20) == "ok"

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
@@ -225,11 +225,20 @@ class ProcessPool:
         t.add_done_callback(self._bg.discard)
 
     # -- jobs --------------------------------------------------------------------------
-    async def run(self, task: Task[Any, Any], lease: Lease, ctx: JobContext) -> bytes:
-        """Run one attempt in a child; the result's bytes, or RemoteError."""
+    async def run(
+        self,
+        task: Task[Any, Any],
+        lease: Lease,
+        ctx: JobContext,
+        started: Callable[[], None] | None = None,
+    ) -> bytes:
+        """Run one attempt in a child; the result's bytes, or RemoteError. ``started`` is
+        called once a child is ready to take the job."""
         if self._closed:
             raise RuntimeError("the process pool is closed: the worker is stopping")
         child = await self._acquire()
+        if started is not None:
+            started()
         self._busy.add(child)
         self.warm()  # keep the warm size while this one works
         healthy = False

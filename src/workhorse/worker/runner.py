@@ -107,9 +107,26 @@ class Runner:
         if commands is not None:
             await commands.close()
 
-    async def _external(self, task: Task[Any, Any], lease: Lease, ctx: JobContext) -> bytes:
+    async def _external(
+        self,
+        task: Task[Any, Any],
+        lease: Lease,
+        ctx: JobContext,
+        deadline: asyncio.Timeout | None,
+        timeout: float | None,
+    ) -> bytes:
         if task.defaults.runtime == "process":
-            return await self.process_pool.run(task, lease, ctx)
+            started = None
+            if deadline is not None and timeout is not None:
+                # The task's timeout counts from its child's start of the job: a child
+                # still starting (importing the app, at most a minute) is the pool's time.
+                loop = asyncio.get_running_loop()
+                deadline.reschedule(None)
+
+                def started() -> None:
+                    deadline.reschedule(loop.time() + timeout)
+
+            return await self.process_pool.run(task, lease, ctx, started)
         return await self.commands.run(task, lease, ctx)
 
     # -- attempts ----------------------------------------------------------------------
@@ -176,16 +193,16 @@ class Runner:
             # An async task's own coroutine is awaited as it is: a coroutine of the runner's
             # around it would cost every job one more object and level of awaiting.
             run: Awaitable[Any]
+            deadline = None if timeout is None else asyncio.timeout(timeout)
             if external:
-                run = self._external(task, lease, ctx)
+                run = self._external(task, lease, ctx, deadline, timeout)
             elif task.is_async:
                 run = task.fn(*task.args(data, ctx))
             else:
                 run = self._thread(task, data, ctx)
-            if timeout is None:  # the worker's pulse ends it past job_timeout (ctx.timed_out)
+            if deadline is None:  # the worker's pulse ends it past job_timeout (ctx.timed_out)
                 result = await run
             else:
-                deadline = asyncio.timeout(timeout)
                 try:
                     async with deadline:
                         result = await run
