@@ -124,3 +124,52 @@ async def test_a_cancelled_run_is_not_completed_by_its_last_steps_late_finish(
     types = [e.type for e in await app.flows.events(run.id)]
     assert "flow.cancelled" in types
     assert "flow.completed" not in types
+
+
+async def test_a_check_that_reads_a_step_finishing_meanwhile_does_not_end_the_run(
+    app: Workhorse,
+) -> None:
+    """A check (the sweep's, or another step's) reads the run's index, then its jobs: a step
+    whose finish lands between the two, writing its follow-up, reads as the run's last
+    job done. The run is not over: the follow-up is still to run."""
+    gate = asyncio.Event()
+
+    @app.task(name="gap_first", flow="gap", entry=True)
+    async def first(data: Any) -> Any:
+        await gate.wait()
+        return data
+
+    @app.task(name="gap_last", flow="gap", subscribes=["step:gap_first"])
+    async def last(data: Any) -> Any:
+        return data + 1
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("gap", 1)
+    index = keys.job_prefix(run.id)
+
+    async def started() -> bool:
+        steps = (await app.flows.get(run.id)).steps
+        return [s.state for s in steps] == ["active"]
+
+    await eventually(started, "the first step to run")
+    client, ours = app.flows.engine.client, asyncio.current_task()
+    get_jobs = client.get_jobs
+
+    async def first_finishes_meanwhile(ids: Any) -> Any:
+        if asyncio.current_task() is ours:  # between the check's index read and this
+            gate.set()
+
+            async def followed() -> bool:
+                return len(await app.backend.kv_scan(index)) == 2
+
+            await eventually(followed, "the first step's follow-up")
+        return await get_jobs(ids)
+
+    setattr(client, "get_jobs", first_finishes_meanwhile)  # noqa: B010 (the store answers)
+    try:
+        assert await app.flows.engine.check(run.id) is None
+    finally:
+        setattr(client, "get_jobs", get_jobs)  # noqa: B010
+    assert await run.result(timeout=10) == {"gap_last": 2}
+    steps = {s.step: s.state for s in (await app.flows.get(run.id)).steps}
+    assert steps == {"gap_first": "completed", "gap_last": "completed"}

@@ -709,6 +709,10 @@ class Engine:
                 await self.cancel_jobs(run, gen)
             return "failed"
         if not pending:
+            # The jobs were read after the index: a step whose finish came between reads
+            # as done, while the follow-ups that finish wrote with it are not in ``index``.
+            if (await backend.kv_scan(keys.job_prefix(run))).keys() != index.keys():
+                return None  # those follow-ups check the run when they end
             await self.end_run(run, name, gen, "completed", None)
             return "completed"
         return None
