@@ -77,6 +77,22 @@ async def test_enqueue_gives_back_every_option_as_sent_set_or_unset(backend: Bac
     assert [(x.job_id, x.lease) for x in leases] == [(b.id, LONG), (a.id, 45.5)]
 
 
+async def test_enqueue_gives_back_options_every_job_of_the_batch_shares(backend: Backend) -> None:
+    # Every option the same for each job (PostgreSQL packs such a column's value once).
+    due = await backend.now() + 3600
+    reqs = [new("sénd ✓", "q ✓", {"i": i}, priority=-7, max_attempts=9, timeout=0.25,
+                lease=45.5, max_stalls=5, at=due) for i in range(3)]  # fmt: skip
+    for req in reqs:
+        req.keep_for = 12.5
+    await backend.enqueue(reqs)
+    for i, req in enumerate(reqs):
+        job = await must_get(backend, req.id)
+        assert (job.task, job.queue, job.data, job.priority) == ("sénd ✓", "q ✓", {"i": i}, -7)
+        assert (job.max_attempts, job.timeout, job.keep_for, job.max_stalls) == (9, 0.25, 12.5, 5)
+        assert (job.dedup_key, job.state) == (None, JobState.SCHEDULED)
+        assert abs(job.run_at.timestamp() - due) < 0.01
+
+
 async def test_enqueue_many_in_one_call_keeps_order(backend: Backend) -> None:
     reqs = [new("t", "q", {"i": i}) for i in range(5)]
     results = await backend.enqueue(reqs)

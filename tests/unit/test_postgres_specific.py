@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import POSTGRES_URL, require_service
 from workhorse import Workhorse, codec
 from workhorse.errors import BackendError, ConfigError
-from workhorse.job import Event, Job, JobState, NewJob, Outcome, new_job_id
+from workhorse.job import Event, Job, JobKey, JobState, NewJob, Outcome, new_job_id
 
 pytest.importorskip("psycopg_pool")
 
@@ -870,7 +870,7 @@ async def test_migration_0014_scans_kv_keys_by_range_and_leaves_run_events_out_o
             await conn.execute(
                 f"INSERT INTO {schema_name}.kv (key, value) VALUES (%s, %s)", (key, value)
             )
-    assert await b.migrate() == [14]
+    assert await b.migrate() == list(range(14, pg_schema.latest() + 1))
     await b.open()
     await b.kv_set("run:1:é", "new")
     assert await b.kv_scan("run:1:") == {"run:1:a": "x", "run:1:b": "y", "run:1:é": "new"}
@@ -892,6 +892,45 @@ async def test_migration_0014_scans_kv_keys_by_range_and_leaves_run_events_out_o
         )
         (indexdef,) = await cur.fetchone() or ("",)
     assert "run IS NULL" in indexdef  # a flow run's events are read by their run
+
+
+async def test_migration_0015_listings_read_the_ascending_indexes_backwards(
+    make: Callable[..., PostgresBackend], schema_name: str
+) -> None:
+    """Jobs written before 0015 are listed newest first after it, page after page, from
+    the listing indexes read backwards; new entries ascend."""
+    b = make()
+    assert await b.migrate(target=14) == list(range(1, 15))
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(
+            f"INSERT INTO {schema_name}.jobs (id, task, queue, data, created_at) "
+            "SELECT 'j' || lpad(i::text, 3, '0'), 't', 'q', '\\x6e756c6c', "
+            "now() - make_interval(secs => i / 2) FROM generate_series(1, 30) i"
+        )
+    assert await b.migrate() == [15]
+    await b.open()
+    await b.enqueue([job() for _ in range(3)])
+    for queue in (None, "q"):
+        pages, after = [], None
+        while page := await b.query(queue=queue, state=JobState.QUEUED, limit=7, after=after):
+            pages += page
+            after = JobKey.of(page[-1])
+        keys = [(j.created_at, j.id) for j in pages]
+        assert len(keys) == 33 and keys == sorted(keys, reverse=True)
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute("SET enable_seqscan = off")  # a small table: the plan it picks big
+        cur = await conn.execute(
+            f"EXPLAIN {b.sql.newest(True, 'queued', '')}",
+            {"queue": "q", "limit": 50, "offset": 0},
+        )
+        plan = " ".join(str(row[0]) for row in await cur.fetchall())
+        cur = await conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname LIKE %s",
+            (schema_name, "jobs_%state_created_idx"),
+        )
+        defs = [row[0] for row in await cur.fetchall()]
+    assert "Index Scan Backward using jobs_queue_state_created_idx" in plan, plan
+    assert len(defs) == 2 and not any("DESC" in d for d in defs), defs
 
 
 def _scan_text(b: PostgresBackend, schema_name: str) -> str:

@@ -70,14 +70,21 @@ def _text(value: str) -> bytes:
 P = TypeVar("P", bound=_Packed)
 
 
-def _array(cls: type[P], oid: int, items: Sequence[bytes | None]) -> P:
-    nulls = None in items
-    body = b"".join(_NULL if item is None else item for item in items)
-    return cls(_HEAD.pack(1, nulls, oid, len(items), 1) + body)
+def _array(cls: type[P], oid: int, values: list[Any], one: Callable[[Any], bytes]) -> P:
+    """``values`` packed by ``one`` each (None as NULL)."""
+    first = values[0] if values else None
+    if values.count(first) == len(values):
+        # A bulk call's column mostly holds one value (its task, queue, options): pack once.
+        nulls = first is None and bool(values)
+        body = (_NULL if first is None else one(first)) * len(values)
+    else:
+        nulls = None in values
+        body = b"".join([_NULL if v is None else one(v) for v in values])
+    return cls(_HEAD.pack(1, nulls, oid, len(values), 1) + body)
 
 
 def _texts(values: list[str | None]) -> TextArray:
-    return _array(TextArray, _TEXT, [None if v is None else _text(v) for v in values])
+    return _array(TextArray, _TEXT, values, _text)
 
 
 def texts(values: Sequence[str | None]) -> TextArray:
@@ -85,17 +92,28 @@ def texts(values: Sequence[str | None]) -> TextArray:
     return _texts(list(values))
 
 
+def _float8(value: float) -> bytes:
+    return _FLOAT8.pack(8, value)
+
+
 def _floats(values: list[float | None]) -> Float8Array:
-    items = [None if v is None else _FLOAT8.pack(8, v) for v in values]
-    return _array(Float8Array, _FLOAT8_OID, items)
+    return _array(Float8Array, _FLOAT8_OID, values, _float8)
+
+
+def _int4(value: int) -> bytes:
+    return _INT4.pack(4, value)
 
 
 def _ints(values: list[int]) -> Int4Array:
-    return _array(Int4Array, _INT4_OID, [_INT4.pack(4, v) for v in values])
+    return _array(Int4Array, _INT4_OID, values, _int4)
+
+
+def _bytea(value: bytes) -> bytes:
+    return _LEN.pack(len(value)) + value
 
 
 def _byteas(values: list[bytes]) -> ByteaArray:
-    return _array(ByteaArray, _BYTEA, [_LEN.pack(len(v)) + v for v in values])
+    return _array(ByteaArray, _BYTEA, values, _bytea)
 
 
 # How each of the enqueue statement's arrays (rows.enqueue_params, in its order) is packed.

@@ -48,8 +48,9 @@ CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, seq)
 CREATE INDEX jobs_due_idx ON jobs (queue, run_at) WHERE state = 'queued';
 CREATE UNIQUE INDEX jobs_dedup_idx ON jobs (queue, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'active');
-CREATE INDEX jobs_state_created_idx ON jobs (state, created_at DESC, id DESC);
-CREATE INDEX jobs_queue_state_created_idx ON jobs (queue, state, created_at DESC, id DESC);
+-- Ascending: pages newest first read them backwards, and new entries append (0015).
+CREATE INDEX jobs_state_created_idx ON jobs (state, created_at, id);
+CREATE INDEX jobs_queue_state_created_idx ON jobs (queue, state, created_at, id);
 CREATE INDEX jobs_own_keep_idx ON jobs (state, finished_at) WHERE keep_for IS NOT NULL;
 CREATE INDEX jobs_finished_queue_idx ON jobs (state, queue, finished_at DESC, seq DESC)
     WHERE state IN ('completed', 'failed', 'cancelled');
