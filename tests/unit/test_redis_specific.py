@@ -388,7 +388,8 @@ async def test_concurrent_producers_share_script_calls(private: PrivateRedis) ->
 
 
 async def test_a_one_job_call_is_packed_as_a_batch_of_one(backend: RedisBackend) -> None:
-    # The one-job enqueue packs its call from a cached start: byte for byte the batch's.
+    # The one-job enqueue packs its call from a cached start: byte for byte the batch's
+    # (plain, id and payload alone, for the first: due now without a dedup key).
     jobs = [
         _job(),
         _job(delay=2.5),
@@ -397,7 +398,8 @@ async def test_a_one_job_call_is_packed_as_a_batch_of_one(backend: RedisBackend)
         NewJob(new_job_id(), "t", "r", b"[]", lease=7.0, keep_for=60.0, hold=True),
     ]
     for new in [*jobs, *jobs]:  # the second time from the cache
-        assert backend._pack_one(new) == backend._pack_enqueue(new.queue, "0", (new,), plain=False)
+        assert backend._pack_one(new) == backend._pack_enqueue(new.queue, "0", (new,))
+    assert backend._pack_one(jobs[0]).count(b"\r\n$1\r\np\r\n") == 1
 
 
 async def test_a_bulk_job_is_stored_as_a_lone_one_and_leaves_no_other_key(
