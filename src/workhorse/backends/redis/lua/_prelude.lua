@@ -387,6 +387,26 @@ local function with_options(f, p)
   return f
 end
 
+-- A job's due time (number, text) from its arguments at ARGV[i].
+local function due_time(i)
+  if ARGV[i + 3] ~= '' then
+    local at = tonumber(ARGV[i + 3])
+    return at, fmt(at)
+  elseif tonumber(ARGV[i + 2]) > 0 then
+    local at = NOW + tonumber(ARGV[i + 2])
+    return at, fmt(at)
+  end
+  return NOW, NOWS
+end
+
+-- A new job's record in queue: the fields every job has, then ... (field, value pairs).
+-- (This and due_time are the library's own, not built anew on each call as a closure.)
+local function write(jk, queue, i, p, run_s, ...)
+  redis.call('HSET', jk, unpack(with_options({'t', ARGV[p], 'q', queue, 'd', ARGV[i + 1],
+    'p', ARGV[p + 1], 'm', ARGV[p + 2], 'c', NOWS, 'r', run_s, 's', 'queued', 'a', '0', ...},
+    p)))
+end
+
 local function enqueue_jobs(queue, watch, items, floor, first, step)
   local out, nout = {}, 0
   local created = 0
@@ -397,17 +417,6 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   local plain = step == 2
   local plain_p = plain and first - 9 or nil
 
-  local function due_time(i)
-    if ARGV[i + 3] ~= '' then
-      local at = tonumber(ARGV[i + 3])
-      return at, fmt(at)
-    elseif tonumber(ARGV[i + 2]) > 0 then
-      local at = NOW + tonumber(ARGV[i + 2])
-      return at, fmt(at)
-    end
-    return NOW, NOWS
-  end
-
   local function put(a, b, c, d, e)
     if watch and c ~= 'completed' and c ~= 'failed' and c ~= 'cancelled' then
       redis.call('SADD', QK .. 'watch', a)
@@ -416,18 +425,11 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     out[nout] = {a, b, c, d, e}
   end
 
-  -- A new job's record: the fields every job has, then ... (field, value pairs).
-  local function write(jk, i, p, run_s, ...)
-    redis.call('HSET', jk, unpack(with_options({'t', ARGV[p], 'q', queue, 'd', ARGV[i + 1],
-      'p', ARGV[p + 1], 'm', ARGV[p + 2], 'c', NOWS, 'r', run_s, 's', 'queued', 'a', '0', ...},
-      p)))
-  end
-
   local STREAM = QK .. 'events'
   -- A call of several jobs trims the event stream once, after its last XADD (three
   -- arguments less per job; nobody sees the stream between two of its entries).
   local TRIM = jobs == 1
-  local NOWUS = string.format('%016d', math.floor(NOW * 1000000 + 0.5))
+  local NOWUS = _t[1] .. string.sub(NOWS, -6)  -- NOW in microseconds, 16 digits
   local ready, indexed, nready, nindexed = {}, {}, 0, 0  -- the tables and their lengths
   -- seq: the FIFO order of this call's jobs: they share one TIME, and no other call sees
   -- the same microsecond (one server runs them one after another), so a count from 1
@@ -572,7 +574,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
         ready[nready + 1] = score; ready[nready + 2] = rk; nready = nready + 2
         if extra then
           extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
-          write(jk, i, p, run_s, 'ev', eid, unpack(extra))
+          write(jk, queue, i, p, run_s, 'ev', eid, unpack(extra))
         elseif jobs >= 4 and run_s == NOWS then
           -- The fields a task part's jobs share are written once, to a template the call
           -- copies per job and deletes at its end: each field of an HSET scans the record
@@ -588,20 +590,20 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
           if redis.call('COPY', tk, jk) == 1 then
             redis.call('HSET', jk, 'd', ARGV[i + 1], 'ev', eid, 'rk', rk)
           else  -- no job's record is there (checked above); were one, it is written whole
-            write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
+            write(jk, queue, i, p, run_s, 'ev', eid, 'rk', rk)
           end
         elseif lean(p) then  -- write()'s HSET, inlined for the common job
           redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
             'm', ARGV[p + 2], 'c', NOWS, 'r', run_s, 's', 'queued', 'a', '0', 'ev', eid, 'rk', rk)
         else
-          write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
+          write(jk, queue, i, p, run_s, 'ev', eid, 'rk', rk)
         end
       else
         redis.call('ZADD', QK .. 'sched', run_s, id)
         if extra then
-          write(jk, i, p, run_s, 'ev', eid, unpack(extra))
+          write(jk, queue, i, p, run_s, 'ev', eid, unpack(extra))
         else
-          write(jk, i, p, run_s, 'ev', eid)
+          write(jk, queue, i, p, run_s, 'ev', eid)
         end
       end
       indexed[nindexed + 1] = NOWS; indexed[nindexed + 2] = id; nindexed = nindexed + 2
