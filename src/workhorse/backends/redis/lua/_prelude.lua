@@ -437,8 +437,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   -- Each task part's ready score (-priority), as the string redis.call would make of the
   -- number: once per call, not per job.
   local scores = {}
-  local parts = {}  -- a job's task part index as sent -> as a number: one tonumber per part
-  local templates, made = {}, {}  -- a task part -> its record template's key; the keys made
+  local parts = not plain and {}  -- a job's task part index as sent -> as a number
+  -- A task part -> its record template's key; the keys made (a call of 4 jobs or more).
+  local templates, made = jobs >= 4 and {}, jobs >= 4 and {}
 
   -- A call without dedup keys (the common one) puts every id into 'all' first, NX: if each
   -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
@@ -449,8 +450,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       listed = false; break
     end
   end
-  local long_all = skiplisted(QK .. 'all', jobs, true)
-  local long_queued = skiplisted(QK .. 'i:queued', jobs, true)
+  local ALL, QUEUED = QK .. 'all', QK .. 'i:queued'
+  local long_all = skiplisted(ALL, jobs, true)
+  local long_queued = skiplisted(QUEUED, jobs, true)
   local fresh = false
   if listed and jobs > 0 then
     local members, added, n = {}, 0, 0
@@ -459,7 +461,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       members[n + 2] = ARGV[items and items[k] or first + (k - 1) * step]
       n = n + 2
       if n >= 2000 or k == jobs then  -- unpack()'s stack limit
-        added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members, 1, n))
+        added = added + redis.call('ZADD', ALL, 'NX', unpack(members, 1, n))
         members, n = {}, 0
       end
     end
@@ -471,8 +473,8 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       redis.call('ZADD', QK .. 'ready', unpack(ready, 1, nready)); ready, nready = {}, 0
     end
     if nindexed > 0 then
-      if not listed then redis.call('ZADD', QK .. 'all', unpack(indexed, 1, nindexed)) end
-      redis.call('ZADD', QK .. 'i:queued', unpack(indexed, 1, nindexed))
+      if not listed then redis.call('ZADD', ALL, unpack(indexed, 1, nindexed)) end
+      redis.call('ZADD', QUEUED, unpack(indexed, 1, nindexed))
       indexed, nindexed = {}, 0
     end
   end
@@ -614,9 +616,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     end
   end
   flush()
-  if long_all then redis.call('ZREM', QK .. 'all', LONG) end
-  if long_queued then redis.call('ZREM', QK .. 'i:queued', LONG) end
-  if #made > 0 then redis.call('DEL', unpack(made)) end
+  if long_all then redis.call('ZREM', ALL, LONG) end
+  if long_queued then redis.call('ZREM', QUEUED, LONG) end
+  if made and #made > 0 then redis.call('DEL', unpack(made)) end
   if not TRIM and created > 0 then redis.call('XTRIM', STREAM, 'MAXLEN', '~', MAXEV) end
   if created > 0 then wake(created) end
   return out
