@@ -4,11 +4,12 @@ A private ``redis-server`` (no persistence, nothing else on it) runs bench.flows
 ``flow`` (N/4 runs of the 4-step chain), ``chain`` (N/4 chains of 4 jobs, each enqueuing
 the next with ``ctx.enqueue``: what a user writes without flows) or ``plain`` (N no-op
 jobs), one worker at concurrency 50; or only enqueues: ``enqueue`` (N one-job calls, one
-after another) or ``bulk`` (``enqueue_many`` of 1,000); or only starts: ``start`` (N runs
-of the chain flow started one after another, no worker; "per job" reads "per start"); or a
-short queue, a worker at concurrency 10 keeping up: ``trickle`` (N one-job enqueues one
-after another, the worker draining them) or ``roundtrip`` (N ``app.run`` one after another:
-enqueue, run, await the result).
+after another), ``concurrent`` (N one-job calls by 100 producers at once, as
+bench.measure's enqueue_concurrent) or ``bulk`` (``enqueue_many`` of 1,000); or only
+starts: ``start`` (N runs of the chain flow started one after another, no worker; "per job"
+reads "per start"); or a short queue, a worker at concurrency 10 keeping up: ``trickle``
+(N one-job enqueues one after another, the worker draining them) or ``roundtrip`` (N
+``app.run`` one after another: enqueue, run, await the result).
 Printed: jobs/s, the server's CPU per job (``INFO cpu``), the scripts' time per job
 (``INFO commandstats``) and, with ``--commands``, the commands they ran.
 
@@ -40,11 +41,13 @@ import redis
 from bench import flows
 from bench.http import free_port
 
+MODES = ("flow", "chain", "plain", "enqueue", "concurrent", "bulk", "start", "trickle", "roundtrip")
+
 
 async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
     app = flows.build(url)
     async with app:
-        if mode in ("enqueue", "bulk", "start"):  # the phase is the writes (no worker)
+        if mode in ("enqueue", "concurrent", "bulk", "start"):  # the writes (no worker)
             await app.enqueue("noop", -1)  # the library loaded, the queue listed
             await app.flows.start("chain", -1)
             before()
@@ -55,6 +58,13 @@ async def _phase(url: str, mode: str, n: int, before: Any, after: Any) -> float:
             elif mode == "enqueue":
                 for k in range(n):
                     await app.enqueue("noop", k)
+            elif mode == "concurrent":
+
+                async def producer(first: int) -> None:
+                    for k in range(first, n, 100):
+                        await app.enqueue("noop", k)
+
+                await asyncio.gather(*(producer(p) for p in range(100)))
             else:
                 for s in range(0, n, 1000):
                     await app.enqueue_many("noop", range(s, min(n, s + 1000)))
@@ -103,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "mode",
-        choices=("flow", "chain", "plain", "enqueue", "bulk", "start", "trickle", "roundtrip"),
+        choices=MODES,
     )
     parser.add_argument("jobs", type=int, nargs="?", default=8000)
     parser.add_argument("--callgrind", action="store_true")

@@ -388,7 +388,8 @@ async def test_concurrent_producers_share_script_calls(private: PrivateRedis) ->
 
 
 async def test_a_one_job_call_is_packed_as_a_batch_of_one(backend: RedisBackend) -> None:
-    # The one-job enqueue packs its call from a cached start: byte for byte the batch's.
+    # The one-job enqueue packs its call from a cached start: byte for byte the batch's
+    # (plain, id and payload alone, for the first: due now without a dedup key).
     jobs = [
         _job(),
         _job(delay=2.5),
@@ -397,7 +398,8 @@ async def test_a_one_job_call_is_packed_as_a_batch_of_one(backend: RedisBackend)
         NewJob(new_job_id(), "t", "r", b"[]", lease=7.0, keep_for=60.0, hold=True),
     ]
     for new in [*jobs, *jobs]:  # the second time from the cache
-        assert backend._pack_one(new) == backend._pack_enqueue(new.queue, "0", (new,), plain=False)
+        assert backend._pack_one(new) == backend._pack_enqueue(new.queue, "0", (new,))
+    assert backend._pack_one(jobs[0]).count(b"\r\n$1\r\np\r\n") == 1
 
 
 async def test_a_bulk_job_is_stored_as_a_lone_one_and_leaves_no_other_key(
@@ -417,9 +419,35 @@ async def test_a_bulk_job_is_stored_as_a_lone_one_and_leaves_no_other_key(
         return {k: v for k, v in fields.items() if k.decode() not in own}
 
     expected = await record(lone.id)
-    assert len(expected) == 10
+    assert len(expected) == 7  # no timeout, lease or max_stalls of its own: not written
     for res in many:
         assert await record(res.id) == expected
+
+
+async def test_a_record_leaves_out_the_options_readers_default_and_reads_an_older_one(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    # No timeout, lease or max_stalls of its own: a new record has no 'to', 'l' or 'ms'
+    # (each field costs the enqueue ~2.5k server instructions), alone, in a batch and when
+    # scheduled; given, they are written. A record main wrote ('', '' and '3') reads the same.
+    key = f"{{{backend.prefix}:q}}:j:"
+    plain = [_job(), *(_job() for _ in range(5)), _job(delay=60.0)]
+    opts = NewJob(new_job_id(), "t", "q", b"{}", timeout=4.0, lease=7.0, max_stalls=5)
+    old = _job()
+    for batch in ([plain[0]], plain[1:6], [plain[6]], [opts], [old]):
+        await backend.enqueue(batch)
+    for new in plain:
+        assert not {b"to", b"l", b"ms"} & set(await raw.hkeys(key + new.id))
+    assert await raw.hmget(key + opts.id, "to", "l", "ms") == [b"4.0", b"7.0", b"5"]
+    await raw.hset(key + old.id, mapping={"to": "", "l": "", "ms": "3"})
+    got = {j.id: j for j in await backend.get_many([plain[0].id, opts.id, old.id])}
+    for job in (got[plain[0].id], got[old.id]):
+        assert (job.timeout, job.max_stalls) == (None, 3)
+    assert (got[opts.id].timeout, got[opts.id].max_stalls) == (4.0, 5)
+    leases = {lease.job_id: lease for lease in await backend.claim(["q"], "w1", 10, 30.0)}
+    assert (leases[plain[0].id].timeout, leases[plain[0].id].lease) == (None, 30.0)
+    assert (leases[old.id].timeout, leases[old.id].lease) == (None, 30.0)
+    assert (leases[opts.id].timeout, leases[opts.id].lease) == (4.0, 7.0)
 
 
 async def test_the_lease_indexes_turn_skiplists_holding_only_the_claimed_jobs(

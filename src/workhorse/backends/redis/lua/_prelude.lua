@@ -372,6 +372,41 @@ end
 -- once, not formatted per job (in the Function library the table outlives the call).
 local SEQ_PAD = {}
 
+-- A new record leaves out the options that hold the value every reader takes for an
+-- absent field (the older versions' too): no timeout, no lease of its own, max_stalls 3.
+-- Each field of an HSET costs ~2.5k instructions. lean: whether task part p has none of
+-- them; with_options: record fields f with those of p's that it has, for HSET.
+local function lean(p)
+  return ARGV[p + 3] == '' and ARGV[p + 4] == '' and ARGV[p + 8] == '3'
+end
+
+local function with_options(f, p)
+  if ARGV[p + 3] ~= '' then f[#f + 1] = 'to'; f[#f + 1] = ARGV[p + 3] end
+  if ARGV[p + 4] ~= '' then f[#f + 1] = 'l'; f[#f + 1] = ARGV[p + 4] end
+  if ARGV[p + 8] ~= '3' then f[#f + 1] = 'ms'; f[#f + 1] = ARGV[p + 8] end
+  return f
+end
+
+-- A job's due time (number, text) from its arguments at ARGV[i].
+local function due_time(i)
+  if ARGV[i + 3] ~= '' then
+    local at = tonumber(ARGV[i + 3])
+    return at, fmt(at)
+  elseif tonumber(ARGV[i + 2]) > 0 then
+    local at = NOW + tonumber(ARGV[i + 2])
+    return at, fmt(at)
+  end
+  return NOW, NOWS
+end
+
+-- A new job's record in queue: the fields every job has, then ... (field, value pairs).
+-- (This and due_time are the library's own, not built anew on each call as a closure.)
+local function write(jk, queue, i, p, run_s, ...)
+  redis.call('HSET', jk, unpack(with_options({'t', ARGV[p], 'q', queue, 'd', ARGV[i + 1],
+    'p', ARGV[p + 1], 'm', ARGV[p + 2], 'c', NOWS, 'r', run_s, 's', 'queued', 'a', '0', ...},
+    p)))
+end
+
 local function enqueue_jobs(queue, watch, items, floor, first, step)
   local out, nout = {}, 0
   local created = 0
@@ -382,17 +417,6 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   local plain = step == 2
   local plain_p = plain and first - 9 or nil
 
-  local function due_time(i)
-    if ARGV[i + 3] ~= '' then
-      local at = tonumber(ARGV[i + 3])
-      return at, fmt(at)
-    elseif tonumber(ARGV[i + 2]) > 0 then
-      local at = NOW + tonumber(ARGV[i + 2])
-      return at, fmt(at)
-    end
-    return NOW, NOWS
-  end
-
   local function put(a, b, c, d, e)
     if watch and c ~= 'completed' and c ~= 'failed' and c ~= 'cancelled' then
       redis.call('SADD', QK .. 'watch', a)
@@ -401,18 +425,11 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     out[nout] = {a, b, c, d, e}
   end
 
-  -- A new job's record: the fields every job has, then ... (field, value pairs).
-  local function write(jk, i, p, run_s, ...)
-    redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
-      'm', ARGV[p + 2], 'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', run_s,
-      's', 'queued', 'a', '0', 'ms', ARGV[p + 8], ...)
-  end
-
   local STREAM = QK .. 'events'
   -- A call of several jobs trims the event stream once, after its last XADD (three
   -- arguments less per job; nobody sees the stream between two of its entries).
   local TRIM = jobs == 1
-  local NOWUS = string.format('%016d', math.floor(NOW * 1000000 + 0.5))
+  local NOWUS = _t[1] .. string.sub(NOWS, -6)  -- NOW in microseconds, 16 digits
   local ready, indexed, nready, nindexed = {}, {}, 0, 0  -- the tables and their lengths
   -- seq: the FIFO order of this call's jobs: they share one TIME, and no other call sees
   -- the same microsecond (one server runs them one after another), so a count from 1
@@ -420,8 +437,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
   -- Each task part's ready score (-priority), as the string redis.call would make of the
   -- number: once per call, not per job.
   local scores = {}
-  local parts = {}  -- a job's task part index as sent -> as a number: one tonumber per part
-  local templates, made = {}, {}  -- a task part -> its record template's key; the keys made
+  local parts = not plain and {}  -- a job's task part index as sent -> as a number
+  -- A task part -> its record template's key; the keys made (a call of 4 jobs or more).
+  local templates, made = jobs >= 4 and {}, jobs >= 4 and {}
 
   -- A call without dedup keys (the common one) puts every id into 'all' first, NX: if each
   -- was added, none of its jobs existed (a resent call's did), so no job needs an EXISTS of
@@ -432,8 +450,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       listed = false; break
     end
   end
-  local long_all = skiplisted(QK .. 'all', jobs, true)
-  local long_queued = skiplisted(QK .. 'i:queued', jobs, true)
+  local ALL, QUEUED = QK .. 'all', QK .. 'i:queued'
+  local long_all = skiplisted(ALL, jobs, true)
+  local long_queued = skiplisted(QUEUED, jobs, true)
   local fresh = false
   if listed and jobs > 0 then
     local members, added, n = {}, 0, 0
@@ -442,7 +461,7 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       members[n + 2] = ARGV[items and items[k] or first + (k - 1) * step]
       n = n + 2
       if n >= 2000 or k == jobs then  -- unpack()'s stack limit
-        added = added + redis.call('ZADD', QK .. 'all', 'NX', unpack(members, 1, n))
+        added = added + redis.call('ZADD', ALL, 'NX', unpack(members, 1, n))
         members, n = {}, 0
       end
     end
@@ -454,8 +473,8 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       redis.call('ZADD', QK .. 'ready', unpack(ready, 1, nready)); ready, nready = {}, 0
     end
     if nindexed > 0 then
-      if not listed then redis.call('ZADD', QK .. 'all', unpack(indexed, 1, nindexed)) end
-      redis.call('ZADD', QK .. 'i:queued', unpack(indexed, 1, nindexed))
+      if not listed then redis.call('ZADD', ALL, unpack(indexed, 1, nindexed)) end
+      redis.call('ZADD', QUEUED, unpack(indexed, 1, nindexed))
       indexed, nindexed = {}, 0
     end
   end
@@ -557,35 +576,36 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
         ready[nready + 1] = score; ready[nready + 2] = rk; nready = nready + 2
         if extra then
           extra[#extra + 1] = 'rk'; extra[#extra + 1] = rk
-          write(jk, i, p, run_s, 'ev', eid, unpack(extra))
+          write(jk, queue, i, p, run_s, 'ev', eid, unpack(extra))
         elseif jobs >= 4 and run_s == NOWS then
           -- The fields a task part's jobs share are written once, to a template the call
           -- copies per job and deletes at its end: each field of an HSET scans the record
-          -- for it first, so a job's record costs its own three fields, not fourteen.
+          -- for it first, so a job's record costs its own three fields, not all of them.
           local tk = templates[p]
           if not tk then
             tk = QK .. 'tmpl:' .. p
-            redis.call('HSET', tk, 't', ARGV[p], 'q', queue, 'p', ARGV[p + 1], 'm', ARGV[p + 2],
-              'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', NOWS, 's', 'queued', 'a', '0',
-              'ms', ARGV[p + 8])
+            redis.call('HSET', tk, unpack(with_options({'t', ARGV[p], 'q', queue,
+              'p', ARGV[p + 1], 'm', ARGV[p + 2], 'c', NOWS, 'r', NOWS, 's', 'queued', 'a', '0'},
+              p)))
             templates[p] = tk; made[#made + 1] = tk
           end
           if redis.call('COPY', tk, jk) == 1 then
             redis.call('HSET', jk, 'd', ARGV[i + 1], 'ev', eid, 'rk', rk)
           else  -- no job's record is there (checked above); were one, it is written whole
-            write(jk, i, p, run_s, 'ev', eid, 'rk', rk)
+            write(jk, queue, i, p, run_s, 'ev', eid, 'rk', rk)
           end
-        else  -- write()'s HSET, inlined for the common job
+        elseif lean(p) then  -- write()'s HSET, inlined for the common job
           redis.call('HSET', jk, 't', ARGV[p], 'q', queue, 'd', ARGV[i + 1], 'p', ARGV[p + 1],
-            'm', ARGV[p + 2], 'to', ARGV[p + 3], 'l', ARGV[p + 4], 'c', NOWS, 'r', run_s,
-            's', 'queued', 'a', '0', 'ms', ARGV[p + 8], 'ev', eid, 'rk', rk)
+            'm', ARGV[p + 2], 'c', NOWS, 'r', run_s, 's', 'queued', 'a', '0', 'ev', eid, 'rk', rk)
+        else
+          write(jk, queue, i, p, run_s, 'ev', eid, 'rk', rk)
         end
       else
         redis.call('ZADD', QK .. 'sched', run_s, id)
         if extra then
-          write(jk, i, p, run_s, 'ev', eid, unpack(extra))
+          write(jk, queue, i, p, run_s, 'ev', eid, unpack(extra))
         else
-          write(jk, i, p, run_s, 'ev', eid)
+          write(jk, queue, i, p, run_s, 'ev', eid)
         end
       end
       indexed[nindexed + 1] = NOWS; indexed[nindexed + 2] = id; nindexed = nindexed + 2
@@ -596,9 +616,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     end
   end
   flush()
-  if long_all then redis.call('ZREM', QK .. 'all', LONG) end
-  if long_queued then redis.call('ZREM', QK .. 'i:queued', LONG) end
-  if #made > 0 then redis.call('DEL', unpack(made)) end
+  if long_all then redis.call('ZREM', ALL, LONG) end
+  if long_queued then redis.call('ZREM', QUEUED, LONG) end
+  if made and #made > 0 then redis.call('DEL', unpack(made)) end
   if not TRIM and created > 0 then redis.call('XTRIM', STREAM, 'MAXLEN', '~', MAXEV) end
   if created > 0 then wake(created) end
   return out
