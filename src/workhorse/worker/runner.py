@@ -200,7 +200,7 @@ class Runner:
                 run = task.fn(*task.args(data, ctx))
             else:
                 run = self._thread(task, data, ctx)
-            if deadline is None:  # the worker's pulse ends it past job_timeout (ctx.timed_out)
+            if timeout is None or deadline is None:  # the worker's pulse ends it past job_timeout
                 result = await run
             else:
                 try:
