@@ -229,6 +229,34 @@ async def test_a_failed_step_fails_the_run_or_the_others_continue(app: Workhorse
     assert {s.step: s.output for s in info.steps}["lenient_after"] == "ok"
 
 
+async def test_a_step_whose_output_its_follow_up_rejects_fails_the_run_with_why(
+    app: Workhorse,
+) -> None:
+    """The next step's input model refuses the output: the same on every rerun, so the
+    step fails (once) and the run with it, naming the step and the reason."""
+    ran: list[str] = []
+
+    @app.task(name="shape_a", flow="shape", entry=True)
+    async def a(n: int) -> str:
+        ran.append("a")
+        return "not a number"
+
+    @app.task(name="shape_b", flow="shape", subscribes=["step:shape_a"])
+    async def b(n: int) -> int:
+        return n
+
+    await app.start_worker(concurrency=2)
+    run = await app.flows.start("shape", 1)
+    with pytest.raises(FlowFailed) as failed:
+        await run.result(timeout=10)
+    error = failed.value.run.error
+    assert error is not None and error["step"] == "shape_a"
+    assert "step shape_a's follow-ups: invalid payload for task 'shape_b'" in error["message"]
+    assert ran == ["a"]
+    (step,) = (await app.flows.get(run.id)).steps
+    assert (step.step, step.state, step.attempts) == ("shape_a", "failed", 1)
+
+
 async def test_cancel_stops_running_and_queued_steps(app: Workhorse) -> None:
     started = asyncio.Event()
     ran: list[str] = []

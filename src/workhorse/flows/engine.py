@@ -21,7 +21,7 @@ from typing import Any
 from workhorse import codec, events
 from workhorse.backends import Claim
 from workhorse.client import Client
-from workhorse.errors import error_info
+from workhorse.errors import ConfigError, PayloadError, error_info
 from workhorse.flows import keys, listing, records, retention
 from workhorse.flows.context import FlowContext, State, StepMeta, step_of
 from workhorse.flows.counting import Counts
@@ -186,6 +186,13 @@ class Engine:
                         )
                         if fc.deferred:
                             outcome.followups = [(claim, new) for claim, _, new in fc.deferred]
+            except (PayloadError, ConfigError) as exc:
+                # Its output is no valid input for a follow-up (or names no task): the same
+                # every time it runs, so the step fails with the reason, not a loop of reruns.
+                log.error("job %s (step %s of run %s): %s", lease.job_id, meta.step, meta.run, exc)
+                error = error_info(exc)
+                error["message"] = f"step {meta.step}'s follow-ups: {error['message']}"
+                outcome = Outcome("failed", error=error, logs=outcome.logs)
             except Exception as exc:
                 log.exception(
                     "job %s (step %s of run %s): follow-ups not enqueued; the step runs again",
