@@ -44,16 +44,19 @@ def claim_unless(
 ) -> bool:
     """set_if_absent without a ttl in one statement: False when ``key`` is live or while
     ``unless`` is (the caller tells which apart only when it needs to)."""
-    cur = conn.execute(
-        "INSERT INTO wh_kv (key, value, expires_at) SELECT :key, :value, NULL "
-        "WHERE NOT EXISTS (SELECT 1 FROM wh_kv WHERE key = :unless "
-        "AND (expires_at IS NULL OR expires_at > :now)) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-        "expires_at = excluded.expires_at "
-        "WHERE wh_kv.expires_at IS NOT NULL AND wh_kv.expires_at <= :now",
-        {"key": key, "value": value, "unless": unless, "now": now},
-    )
+    cur = conn.execute(CLAIM_UNLESS, {"key": key, "value": value, "unless": unless, "now": now})
     return cur.rowcount == 1
+
+
+# A live ``unless`` makes the value NULL, a row OR IGNORE skips, because an INSERT ... SELECT
+# reading wh_kv builds a temporary b-tree for its row first (docs/profiles.md, issue 15).
+CLAIM_UNLESS = (
+    "INSERT OR IGNORE INTO wh_kv (key, value, expires_at) VALUES (:key, CASE WHEN EXISTS ("
+    "SELECT 1 FROM wh_kv WHERE key = :unless AND (expires_at IS NULL OR expires_at > :now)) "
+    "THEN NULL ELSE :value END, NULL) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
+    "WHERE wh_kv.expires_at IS NOT NULL AND wh_kv.expires_at <= :now"
+)
 
 
 def kv_get(conn: sqlite3.Connection, clock: Clock, key: str) -> str | None:
