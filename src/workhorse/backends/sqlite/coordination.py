@@ -89,17 +89,14 @@ def kv_set(conn: sqlite3.Connection, clock: Clock, key: str, value: str, ttl: fl
 
 
 def kv_delete(conn: sqlite3.Connection, clock: Clock, key: str, value: str | None) -> bool:
-    now = clock()
-    held = conn.execute("SELECT value, expires_at FROM wh_kv WHERE key = ?", (key,)).fetchone()
-    if held is None:
-        return False
-    if held[1] is not None and held[1] <= now:
-        conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
-        return False  # expired: absent, as kv_get would say
-    if value is not None and held[0] != value:
-        return False
-    conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
-    return True
+    # One statement, not a read first (a run's end deletes its live entry in its last
+    # step's finish); an expired row, absent to every read, stays for the sweep.
+    cur = conn.execute(
+        "DELETE FROM wh_kv WHERE key = :key AND (expires_at IS NULL OR expires_at > :now) "
+        "AND (:value IS NULL OR value = :value)",
+        {"key": key, "value": value, "now": clock()},
+    )
+    return cur.rowcount == 1
 
 
 def kv_extend(
