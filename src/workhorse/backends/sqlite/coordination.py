@@ -44,16 +44,19 @@ def claim_unless(
 ) -> bool:
     """set_if_absent without a ttl in one statement: False when ``key`` is live or while
     ``unless`` is (the caller tells which apart only when it needs to)."""
-    cur = conn.execute(
-        "INSERT INTO wh_kv (key, value, expires_at) SELECT :key, :value, NULL "
-        "WHERE NOT EXISTS (SELECT 1 FROM wh_kv WHERE key = :unless "
-        "AND (expires_at IS NULL OR expires_at > :now)) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-        "expires_at = excluded.expires_at "
-        "WHERE wh_kv.expires_at IS NOT NULL AND wh_kv.expires_at <= :now",
-        {"key": key, "value": value, "unless": unless, "now": now},
-    )
+    cur = conn.execute(CLAIM_UNLESS, {"key": key, "value": value, "unless": unless, "now": now})
     return cur.rowcount == 1
+
+
+# A live ``unless`` makes the value NULL, a row OR IGNORE skips, because an INSERT ... SELECT
+# reading wh_kv builds a temporary b-tree for its row first (docs/profiles.md, issue 15).
+CLAIM_UNLESS = (
+    "INSERT OR IGNORE INTO wh_kv (key, value, expires_at) VALUES (:key, CASE WHEN EXISTS ("
+    "SELECT 1 FROM wh_kv WHERE key = :unless AND (expires_at IS NULL OR expires_at > :now)) "
+    "THEN NULL ELSE :value END, NULL) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
+    "WHERE wh_kv.expires_at IS NOT NULL AND wh_kv.expires_at <= :now"
+)
 
 
 def kv_get(conn: sqlite3.Connection, clock: Clock, key: str) -> str | None:
@@ -86,17 +89,14 @@ def kv_set(conn: sqlite3.Connection, clock: Clock, key: str, value: str, ttl: fl
 
 
 def kv_delete(conn: sqlite3.Connection, clock: Clock, key: str, value: str | None) -> bool:
-    now = clock()
-    held = conn.execute("SELECT value, expires_at FROM wh_kv WHERE key = ?", (key,)).fetchone()
-    if held is None:
-        return False
-    if held[1] is not None and held[1] <= now:
-        conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
-        return False  # expired: absent, as kv_get would say
-    if value is not None and held[0] != value:
-        return False
-    conn.execute("DELETE FROM wh_kv WHERE key = ?", (key,))
-    return True
+    # One statement, not a read first (a run's end deletes its live entry in its last
+    # step's finish); an expired row, absent to every read, stays for the sweep.
+    cur = conn.execute(
+        "DELETE FROM wh_kv WHERE key = :key AND (expires_at IS NULL OR expires_at > :now) "
+        "AND (:value IS NULL OR value = :value)",
+        {"key": key, "value": value, "now": clock()},
+    )
+    return cur.rowcount == 1
 
 
 def kv_extend(
