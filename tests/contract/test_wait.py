@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -120,12 +121,12 @@ async def test_a_job_enqueued_watched_is_heard_when_it_finishes(
 
 
 async def _woken(
-    backend: Backend, waiting: asyncio.Task[list[Lease] | None], lease: float = 30
+    backend: Backend, waiting: asyncio.Task[list[Lease] | None], lease: float = 30, limit: int = 10
 ) -> list[Lease]:
     """What a wait_claim gave; a store that claims nothing with it is claimed from next."""
     async with asyncio.timeout(PROMPT + 1):
         leases = await waiting
-    return await backend.claim(["q"], "w1", 10, lease) if leases is None else leases
+    return await backend.claim(["q"], "w1", limit, lease) if leases is None else leases
 
 
 async def test_wait_claim_wakes_on_an_enqueue_with_the_job_leased_once(
@@ -141,6 +142,36 @@ async def test_wait_claim_wakes_on_an_enqueue_with_the_job_leased_once(
     job = await must_get(peer, job_id)
     assert (job.state, job.attempts) == (JobState.ACTIVE, 1)
     assert await backend.finish([(leases[0], completed(7))]) == [True]
+
+
+async def test_a_wait_claim_after_one_that_gave_jobs_ends_at_once_while_a_job_is_due(
+    backend: Backend, peer: Backend
+) -> None:
+    """A worker waits again right after a wait_claim gave it jobs, with no claim between:
+    that wait ends at once for a job the last claim's limit left, and for one enqueued
+    since; with neither, it waits."""
+    waiting = asyncio.create_task(backend.wait_claim("q", "w1", 1, 30, 10.0))
+    await asyncio.sleep(0.1)  # let the waiter start listening
+    (a,) = await _woken_after(backend, waiting, peer.enqueue([new(), new()]))
+    (b,) = await _woken(
+        backend, asyncio.create_task(backend.wait_claim("q", "w1", 1, 30, 10.0)), limit=1
+    )
+    waiting = asyncio.create_task(backend.wait_claim("q", "w1", 10, 30, 10.0))
+    await asyncio.sleep(0.1)
+    assert not waiting.done(), "wait_claim returned with nothing to claim"
+    (c,) = await _woken_after(backend, waiting, enqueue_one(peer))
+    assert len({a.job_id, b.job_id, c.job_id}) == 3
+
+
+async def _woken_after(
+    backend: Backend, waiting: asyncio.Task[list[Lease] | None], enqueue: Awaitable[Any]
+) -> list[Lease]:
+    """What a waiting wait_claim (limit 1) gave once ``enqueue`` was done, promptly."""
+    started = time.monotonic()
+    await enqueue
+    leases = await _woken(backend, waiting, limit=1)
+    assert time.monotonic() - started < PROMPT
+    return leases
 
 
 async def test_a_job_a_wait_claimed_for_a_worker_that_died_is_claimed_again(

@@ -16,7 +16,7 @@ import pytest
 from tests.acceptance.test_redis_restart import PrivateRedis
 from tests.conftest import REDIS_URL, require_service
 from tests.contract.support import completed, settled_log
-from workhorse import codec
+from workhorse import Workhorse, codec
 from workhorse.backends import Claim
 from workhorse.errors import BackendError, ConfigError
 from workhorse.job import Event, JobState, NewJob, WorkerInfo, new_job_id
@@ -670,6 +670,26 @@ async def test_a_job_enqueued_by_run_is_watched_and_its_result_published(
         await worker.close()
 
 
+async def test_a_caller_whose_finish_message_was_lost_gets_the_result_on_its_next_look(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    # The published record is a watched job's only news: a lost one (here never sent, its
+    # watch mark gone) ends that wait empty, and the next wait looks the job up instead.
+    worker = RedisBackend(backend.url)
+    await worker.open()
+    try:
+        assert await backend.wait_finished(["nothing-yet"], 0.05) == []  # subscribes
+        (result,) = await backend.enqueue_watched([_job()])
+        assert await raw.srem(f"{{{backend.prefix}:q}}:watch", result.id) == 1
+        (lease,) = await worker.claim(["q"], "w", 10, 30.0)
+        assert await worker.finish([(lease, completed(5))]) == [True]
+        assert await backend.wait_finished([result.id], 0.2) == []
+        (job,) = await backend.wait_finished([result.id], 10.0)
+        assert (job.id, job.state, job.result) == (result.id, JobState.COMPLETED, 5)
+    finally:
+        await worker.close()
+
+
 async def test_a_call_that_repeats_a_stored_id_answers_that_job_and_creates_the_rest(
     backend: RedisBackend,
 ) -> None:
@@ -804,3 +824,35 @@ def test_a_finish_writes_step_events_on_one_server_not_on_a_cluster() -> None:
     cluster = RedisBackend("redis+cluster://127.0.0.1:7000/")
     assert not cluster.capabilities.finish_events
     assert not RedisBackend.capabilities.finish_events  # the class: either kind
+
+
+async def test_a_run_against_an_idle_worker_is_four_script_calls(private: PrivateRedis) -> None:
+    # The enqueue, the claim behind the worker's pop, the take-up of its lease and the finish
+    # (its published record answers the caller): the worker then waits again with no claim
+    # of its own, the pop's claim having found the queue empty (was five calls with it).
+    private.start()
+    r = aioredis.Redis(port=private.port)
+    app = Workhorse(private.url)
+    app.add_task(_noop, name="noop", queue="q")
+    worker = app.worker(queues=["q"], concurrency=10)
+    running = asyncio.create_task(worker.run())
+    try:
+        for _ in range(3):
+            await app.run("noop", timeout=10)  # the library loaded, the caller subscribed
+        await r.config_resetstat()
+        n = 30
+        for _ in range(n):
+            await app.run("noop", timeout=10)
+        calls = await _calls(r)
+        # A little room for the worker's own rounds (heartbeat, figures, reclaim).
+        assert calls.get("fcall", 0) + calls.get("evalsha", 0) <= 4 * n + 10, calls
+        assert calls.get("blpop", 0) <= n + 2, calls
+    finally:
+        worker.stop()
+        await running
+        await app.close()
+        await r.aclose()
+
+
+async def _noop() -> None:
+    return None

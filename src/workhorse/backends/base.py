@@ -200,7 +200,10 @@ class Backend(abc.ABC):
     ) -> list[Lease] | None:
         """Wait as ``wait_for_jobs([queue], timeout)``, and claim as ``claim`` would if
         the store can join the two without a round trip between: the jobs claimed (maybe
-        none), or None when it claimed nothing and the worker claims next (this default)."""
+        none), or None when it claimed nothing and the worker claims next (this default).
+        After jobs, the worker calls it again without a claim between: a store that
+        returns jobs here must return that next call at once (None, or the jobs) while
+        any job of ``queue`` is due."""
         await self.wait_for_jobs([queue], timeout)
         return None
 

@@ -388,7 +388,7 @@ class Worker:
         # task, a Python call per job for nothing here.
         spawn = asyncio.get_running_loop().create_task
         # What the last wait claimed (wait_claim): jobs it leased run before anything else;
-        # [] skips the claim it already made; None: claim.
+        # [] waits next, its own claim standing for the worker's; None: claim.
         woken: list[Lease] | None = None
         while woken or not self._stopping.is_set():
             if not woken:
@@ -405,7 +405,8 @@ class Worker:
                 if self._stopping.is_set():
                     break
             claimed_at = time.time_ns()  # the start of the claim span, when tracing
-            if woken is not None:
+            waited = woken is not None
+            if waited:
                 leases, woken = woken, None
             else:
                 try:
@@ -473,6 +474,12 @@ class Worker:
                 self._renew_wake.set()
                 if self._renewer is not None:
                     self._renewer.wake()
+            if waited:
+                # The next wait acts on what this wait's claim found (a job left due ends
+                # it at once), so no claim in between; one loop turn first lets a job that
+                # ends at once send its finish ahead of that wait.
+                woken = []
+                await asyncio.sleep(0)
 
     def _burst_done(self) -> bool:
         """Every queue came back empty for a while and nothing runs. One queue's view is
