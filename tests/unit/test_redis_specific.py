@@ -5,6 +5,7 @@ shared one on 6379 (a private key prefix per test) or a private redis-server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -651,23 +652,31 @@ async def test_a_wait_right_after_an_empty_claim_still_sees_a_later_enqueue(
         await peer.close()
 
 
+@contextlib.asynccontextmanager
+async def _watched(backend: RedisBackend) -> AsyncIterator[tuple[RedisBackend, Any]]:
+    """A second client (a worker process's), and a job enqueued by ``run()`` with the
+    caller's subscription up."""
+    worker = RedisBackend(backend.url)
+    await worker.open()
+    try:
+        assert await backend.wait_finished(["nothing-yet"], 0.05) == []  # subscribes
+        (result,) = await backend.enqueue_watched([_job()])
+        yield worker, result
+    finally:
+        await worker.close()
+
+
 async def test_a_job_enqueued_by_run_is_watched_and_its_result_published(
     backend: RedisBackend,
 ) -> None:
     # app.run() enqueues with enqueue_watched: with the subscription up the job is watched
     # in the same script call and the wait skips its own look. The finish, by another client
     # (a worker process), must then be published to this one.
-    worker = RedisBackend(backend.url)
-    await worker.open()
-    try:
-        assert await backend.wait_finished(["nothing-yet"], 0.05) == []  # subscribes
-        (result,) = await backend.enqueue_watched([_job()])
+    async with _watched(backend) as (worker, result):
         (lease,) = await worker.claim(["q"], "w", 10, 30.0)
         assert await worker.finish([(lease, completed({"n": 1}))]) == [True]
         (job,) = await backend.wait_finished([result.id], 10.0)
         assert (job.id, job.state, job.result) == (result.id, JobState.COMPLETED, {"n": 1})
-    finally:
-        await worker.close()
 
 
 async def test_a_caller_whose_finish_message_was_lost_gets_the_result_on_its_next_look(
@@ -675,19 +684,13 @@ async def test_a_caller_whose_finish_message_was_lost_gets_the_result_on_its_nex
 ) -> None:
     # The published record is a watched job's only news: a lost one (here never sent, its
     # watch mark gone) ends that wait empty, and the next wait looks the job up instead.
-    worker = RedisBackend(backend.url)
-    await worker.open()
-    try:
-        assert await backend.wait_finished(["nothing-yet"], 0.05) == []  # subscribes
-        (result,) = await backend.enqueue_watched([_job()])
+    async with _watched(backend) as (worker, result):
         assert await raw.srem(f"{{{backend.prefix}:q}}:watch", result.id) == 1
         (lease,) = await worker.claim(["q"], "w", 10, 30.0)
         assert await worker.finish([(lease, completed(5))]) == [True]
         assert await backend.wait_finished([result.id], 0.2) == []
         (job,) = await backend.wait_finished([result.id], 10.0)
         assert (job.id, job.state, job.result) == (result.id, JobState.COMPLETED, 5)
-    finally:
-        await worker.close()
 
 
 async def test_a_call_that_repeats_a_stored_id_answers_that_job_and_creates_the_rest(
