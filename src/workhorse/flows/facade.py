@@ -177,7 +177,7 @@ class Flows:
         try:
             return await self.engine.resume(await self._held(rec))
         finally:
-            await backend.kv_delete(keys.restart_key(run_id, rec.gen), token)
+            await records.release(backend, run_id, rec.gen, token)
 
     def add_step(
         self,

@@ -126,6 +126,11 @@ async def hold(backend: Backend, run: str, gen: int) -> str | None:
     return token if taken else None
 
 
+async def release(backend: Backend, run: str, gen: int, token: str) -> None:
+    """Let go of a hold ``hold`` gave."""
+    await backend.kv_delete(keys.restart_key(run, gen), token)
+
+
 async def save(backend: Backend, rec: RunRecord) -> None:
     await backend.kv_set(*entry(rec))
 

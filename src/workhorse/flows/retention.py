@@ -75,14 +75,14 @@ async def remove_run(waits: Waits, run: str, end: tuple[int, str] | None = None)
     if token is None:
         return False
     if await ended_as(waits, run) != found:  # resumed or restarted before the hold
-        await waits.backend.kv_delete(keys.restart_key(run, rec.gen), token)
+        await records.release(waits.backend, run, rec.gen, token)
         return False
     # Its places in the list of runs first: only the record names them, and a removal
     # cut short before the record goes is done again whole by the next pass.
     for k in listing.entries(rec):
         await waits.backend.kv_delete(k)
     if not await waits.backend.kv_delete(keys.run_key(run), raw):
-        await waits.backend.kv_delete(keys.restart_key(run, rec.gen), token)
+        await records.release(waits.backend, run, rec.gen, token)
         return False  # changed, or removed, meanwhile
     if rec.parent is not None:  # its entry among its parent's children
         await waits.backend.kv_delete(keys.child_prefix(rec.parent) + run)
