@@ -1,7 +1,8 @@
 """A closed flow's run ends in the finish of its last step where the store can
 (``Capabilities.finish_ends``): no call of its own after that finish, one flow.completed
 after the step's events, its state still cleared by its cleanup rule, and a run that ended
-otherwise (cancelled) is not completed by its last step's late finish."""
+otherwise (cancelled) is not completed by its last step's late finish. A step's failure
+ends its run even when job retention removed the step's record before its check."""
 
 from __future__ import annotations
 
@@ -173,3 +174,38 @@ async def test_a_check_that_reads_a_step_finishing_meanwhile_does_not_end_the_ru
     assert await run.result(timeout=10) == {"gap_last": 2}
     steps = {s.step: s.state for s in (await app.flows.get(run.id)).steps}
     assert steps == {"gap_first": "completed", "gap_last": "completed"}
+
+
+async def test_a_failed_step_whose_record_is_purged_before_its_check_fails_its_run(
+    app: Workhorse,
+) -> None:
+    """Job retention (a short ``keep_failed_for``) may delete a failed step's record
+    between its finish and its check. The run still ends failed at once, naming the step:
+    it does not read as running for an hour (an index entry whose job is missing and
+    young), then completed."""
+
+    @app.task(name="doomed_step", flow="doomed", entry=True, retries=0)
+    async def step(data: Any) -> Any:
+        raise RuntimeError("no")
+
+    client, ours = app.flows.engine.client, asyncio.current_task()
+    get_jobs = client.get_jobs
+    purged: list[int] = []
+
+    async def purged_meanwhile(ids: Any) -> Any:
+        if asyncio.current_task() is not ours and not purged:  # the step's own check
+            purged.append(await app.purge(states=["failed"], older_than=0))
+        return await get_jobs(ids)
+
+    setattr(client, "get_jobs", purged_meanwhile)  # noqa: B010 (the store answers)
+    try:
+        run = await app.flows.start("doomed", 1)
+        await app.worker(concurrency=2, burst=True).run()
+    finally:
+        delattr(client, "get_jobs")
+    assert purged == [1]  # the step's record went between its finish and its check
+    info = await run.wait(timeout=10)
+    assert info.state == "failed"
+    assert info.error is not None
+    assert (info.error["step"], info.error["message"]) == ("doomed_step", "no")
+    assert [s.state for s in info.steps] == ["missing"]

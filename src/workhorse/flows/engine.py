@@ -265,16 +265,19 @@ class Engine:
                 self.flush(fc)
         outcome.after = fc.last
 
-    def finished(self, outcome: Outcome, ctx: Any) -> Coroutine[Any, Any, None] | None:
+    def finished(
+        self, outcome: Outcome, ctx: Any, written: bool
+    ) -> Coroutine[Any, Any, None] | None:
         """After a step's outcome is written, check whether it was the run's last, unless
         the step itself tells: a closed flow's last step ends the run (its finish did,
         where the store can: then only a marked live entry's cleanup is left); a step
         that handed off to new jobs of plain steps leaves the check to them (theirs counts
         it done); in a counted flow, a step checks only when the run's count of live
         steps, with its own end and the steps it started, is down to zero; otherwise a
-        step whose follow-ups finished before its outcome was written checks. Returns what
-        is left to await, or None when there is nothing (most steps: a coroutine less
-        each)."""
+        step whose follow-ups finished before its outcome was written checks. ``written``:
+        the store took the outcome (the check may then take it for the step's record, if
+        retention removed that first). Returns what is left to await, or None when there
+        is nothing (most steps: a coroutine less each)."""
         fc = getattr(ctx, "flow", None)
         if not isinstance(fc, FlowContext):
             return None
@@ -302,11 +305,14 @@ class Engine:
             and shape.ends != fc.meta.step
         ):
             return None  # ``_finished``'s answer for a step that handed off
-        return self._finished(fc, outcome, shape)
+        return self._finished(fc, outcome, shape, written)
 
-    async def _finished(self, fc: FlowContext, outcome: Outcome, shape: Shape | None) -> None:
+    async def _finished(
+        self, fc: FlowContext, outcome: Outcome, shape: Shape | None, written: bool
+    ) -> None:
         """``finished``'s part that may ask the store, after the follow-ups' answers."""
         meta = fc.meta
+        own = (fc.job_id, outcome) if written else None
         try:
             if shape is not None and shape.counted:
                 final = outcome.kind in ("completed", "failed", "cancelled")
@@ -322,7 +328,7 @@ class Engine:
                 live = await self.counts.add(key, delta, COUNT_TTL)
                 if live > 0 and outcome.kind == "completed":
                     return
-                await self.check(meta.run, meta)
+                await self.check(meta.run, meta, own)
                 return
             if outcome.kind == "completed":
                 last = None if shape is None else shape.ends
@@ -339,7 +345,7 @@ class Engine:
                     return  # an input of a join that is not complete: its last input starts it
             elif outcome.kind not in ("failed", "cancelled"):
                 return
-            await self.check(meta.run, meta)
+            await self.check(meta.run, meta, own)
         except Exception:  # the sweep checks the run again
             log.exception("run %s: could not check whether it ended", meta.run)
 
@@ -678,11 +684,15 @@ class Engine:
         return f"{prefix}{seconds}.{micros:06d}}}"
 
     # -- ending runs -----------------------------------------------------------------------
-    async def check(self, run: str, known: StepMeta | None = None) -> RunState | None:
+    async def check(
+        self, run: str, known: StepMeta | None = None, own: tuple[str, Outcome] | None = None
+    ) -> RunState | None:
         """End the run if it is over: completed when no step is left to run, failed when a
         step failed for good and its flow does not continue. Returns the state it ended in.
         ``known``: a step of the run that just finished (its flow and generation need no
-        read; ending it is claimed once, by the end marker)."""
+        read; ending it is claimed once, by the end marker); ``own``: that step's job id
+        and its outcome as the store took it, which stands for its record if retention
+        removed the record before this read."""
         backend = self.client.backend
         if known is None:
             rec = await records.load(backend, run)
@@ -698,20 +708,33 @@ class Engine:
         jobs = await self.client.get_jobs(ids)
         done = handed_off(flow, run, markers, jobs)
         now = time.time()
+        # A short keep_failed_for (or keep_completed_for) may purge the step's record
+        # between its finish and this read: its outcome, not an hour's wait, tells then.
+        gone = own if own is not None and own[0] in markers and own[0] not in jobs else None
         pending: list[str | None] = [
             i
             for i, marker in markers.items()
             if i not in done
-            and (jobs[i].state in LIVE_STATES if i in jobs else not _purged(marker, now))
+            and (
+                jobs[i].state in LIVE_STATES
+                if i in jobs
+                else not (_purged(marker, now) or (gone is not None and i == gone[0]))
+            )
         ]
         if flow is None or flow.shape().waits:
             waiting = await backend.kv_scan(keys.waiting_prefix(run))
             if any(k[len(keys.waiting_prefix(run)) :] not in markers for k in waiting):
                 pending.append(None)  # a step waits for its signal (not yet in the index)
-        failed = [j for j in jobs.values() if j.state in (JobState.FAILED, JobState.CANCELLED)]
+        failed = [
+            (j.task, j.id, j.error)
+            for j in jobs.values()
+            if j.state in (JobState.FAILED, JobState.CANCELLED)
+        ]
+        if gone is not None and known is not None and gone[1].kind in ("failed", "cancelled"):
+            failed.append((known.step, gone[0], gone[1].error))
         if failed and (flow is None or flow.on_failure == "fail"):
-            first = failed[0]
-            error = {"step": first.task, "job_id": first.id, **(first.error or {})}
+            task, job_id, why = failed[0]
+            error = {"step": task, "job_id": job_id, **(why or {})}
             if await self.end_run(run, name, gen, "failed", error):
                 await self.cancel_jobs(run, gen)
             return "failed"

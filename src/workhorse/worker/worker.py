@@ -572,7 +572,7 @@ class Worker:
             else:
                 self._dropped(lease, outcome)
             if self.steps is not None:
-                after = self.steps.finished(outcome, running.ctx)
+                after = self.steps.finished(outcome, running.ctx, landed is not None)
                 if after is not None:  # most steps need none: no coroutine each
                     await after
         except asyncio.CancelledError:
