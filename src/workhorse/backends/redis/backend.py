@@ -239,6 +239,16 @@ class RedisBackend(RedisWaiting):
             if len(where) + len(part) > WHERE_CAP:
                 for old in list(where)[: WHERE_CAP // 2]:  # as _remember does, per chunk
                     del where[old]
+            if type(reply) is int:  # a plain chunk whose every job was created, queued
+                if reply != len(part):
+                    raise BackendError(f"enqueue answered {reply} jobs of {len(part)}")
+                queued = [EnqueueResult(new.id, True, JobState.QUEUED) for new in part]
+                where.update(dict.fromkeys([res.id for res in queued], q))
+                out += queued
+                if sub is not None:
+                    for res in queued:
+                        watched(res.id, sub)
+                continue
             for new, one in zip(part, reply, strict=True):
                 if type(one) is int:  # created: _result's common case, inlined
                     res = EnqueueResult(new.id, True, created[one])

@@ -365,7 +365,8 @@ end
 -- floor: an entry id of another stream the first job.queued must come after (nil: none).
 -- Returns per job written or found 1 (created, queued) or 2 (created, scheduled): the
 -- common case, as the client knows the id and queue it sent; otherwise {id, created
--- (1/0), public state, queue, replaced (1/0)}.
+-- (1/0), public state, queue, replaced (1/0)}. A plain call whose every job was created
+-- (and so queued) gets their number instead of the list.
 -- A dedup key is the queue's own ({P:Q}:dedup): the client lists the queue in {P}:queues
 -- before the first call, as that set lives in another slot.
 -- A ready key's seq part (12 digits, zero-padded) for the counts a call runs through: made
@@ -525,9 +526,10 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       ready[nready + 1] = score; ready[nready + 2] = rk; nready = nready + 2
       indexed[nindexed + 1] = NOWS; indexed[nindexed + 2] = id; nindexed = nindexed + 2
       if watch then redis.call('SADD', QK .. 'watch', id) end
-      out[seq] = 1
     end
-    created, nout, from = jobs, jobs, jobs + 1
+    -- Every job created and queued: the count answers for them (a reply of one integer,
+    -- not one per job; only enqueue.lua's plain form gets here, whose client reads it).
+    created, out, from = jobs, jobs, jobs + 1
   end
 
   for k = from, jobs do
