@@ -242,8 +242,10 @@ class RedisBackend(RedisWaiting):
             if type(reply) is int:  # a plain chunk whose every job was created, queued
                 if reply != len(part):
                     raise BackendError(f"enqueue answered {reply} jobs of {len(part)}")
-                queued = [EnqueueResult(new.id, True, JobState.QUEUED) for new in part]
-                where.update(dict.fromkeys([res.id for res in queued], q))
+                state = JobState.QUEUED  # a local: an enum member's lookup costs per job
+                queued = [EnqueueResult(new.id, True, state) for new in part]
+                for res in queued:
+                    where[res.id] = q
                 out += queued
                 if sub is not None:
                     for res in queued:
