@@ -408,12 +408,10 @@ local function write(jk, queue, i, p, run_s, ...)
     p)))
 end
 
--- The record template of task part p's jobs due now (see enqueue_jobs), written to its key,
--- which is returned. The fields each job writes come first, with placeholders: an HSET of
--- a field the record has replaces its value where it finds it (the first entries), where a
--- new field is appended only after the whole record was scanned for it, and grows it twice;
--- the ready key's placeholder has its usual length (16 + 12 digits and a 32-digit id), so
--- that it replaces it without a reallocation.
+-- Writes task part p's record template (see enqueue_jobs) and returns its key; the job's
+-- own fields come first as placeholders because an HSET replaces a field it finds early
+-- but appends a new one only after scanning the whole record (rk's placeholder has the
+-- usual 60 characters, 16 + 12 digits and a 32-digit id, so no realloc replaces it).
 local RK_PLACE
 local function template(queue, p)
   local tk = QK .. 'tmpl:' .. p
@@ -496,9 +494,9 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
     end
   end
 
-  -- The common bulk call (enqueue.lua's plain form: one task part, due now, no dedup key)
-  -- whose jobs are all new and keep no option of their own: the loop below, without the
-  -- branches such a job never takes (~8 % of its Lua's instructions).
+  -- enqueue.lua's plain form (one task part, due now, no dedup key) with every job new and
+  -- no keep_for or waiting caller takes this loop, the one below without the branches such
+  -- jobs never take (~3k server instructions a job).
   local from = 1
   if plain and fresh and templates and ARGV[plain_p + 6] == '' and ARGV[plain_p + 7] ~= '1' then
     local p, JK = plain_p, QK .. 'j:'
@@ -527,8 +525,8 @@ local function enqueue_jobs(queue, watch, items, floor, first, step)
       indexed[nindexed + 1] = NOWS; indexed[nindexed + 2] = id; nindexed = nindexed + 2
       if watch then redis.call('SADD', QK .. 'watch', id) end
     end
-    -- Every job created and queued: the count answers for them (a reply of one integer,
-    -- not one per job; only enqueue.lua's plain form gets here, whose client reads it).
+    -- Every job was created and queued, so their number answers for them (only
+    -- enqueue.lua's plain form gets here, and its client reads that).
     created, out, from = jobs, jobs, jobs + 1
   end
 
