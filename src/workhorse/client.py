@@ -289,10 +289,10 @@ class Client:
         prepare, name, queue, priority = task.prepare, task.name, d.queue, d.priority
         attempts, timeout, lease, keep_for = d.retries + 1, d.timeout, d.lease, d.keep_for
         replaces, stalls = d.on_duplicate == "replace", self._max_stalls(d.max_stalls)
-        keyed = d.singleton is not False
+        keyed, limit = d.singleton is not False, self.max_payload
         out: list[NewJob] = []
         for data, job_id in zip(items, ids, strict=True):
-            value, raw = prepare(data)
+            value, raw = prepare(data, limit)
             out.append(
                 NewJob(
                     job_id,

@@ -428,9 +428,10 @@ class Task(Generic[D, R]):
         return self.fn(*args, **kwargs)
 
     # -- payloads ----------------------------------------------------------------------
-    def prepare(self, data: Any) -> tuple[Any, bytes]:
+    def prepare(self, data: Any, max_payload: int | None = None) -> tuple[Any, bytes]:
         """Validate and encode a payload: the refusal happens here, at enqueue. Returns the
-        value as the handler will see it, and the encoded bytes."""
+        value as the handler will see it, and the encoded bytes. ``max_payload``: the
+        producer's, when the caller read it already (a bulk call, once for its items)."""
         value = data
         try:
             adapter = self._data_adapter
@@ -456,7 +457,9 @@ class Task(Generic[D, R]):
                 "dicts, lists, strings, numbers, booleans, None or a pydantic model, nested "
                 f"at most {codec.MAX_DEPTH} levels deep"
             ) from None
-        raw = codec.encode_payload(data, self.producer.max_payload, self._payload_what)
+        if max_payload is None:
+            max_payload = self.producer.max_payload
+        raw = codec.encode_payload(data, max_payload, self._payload_what)
         return value, raw
 
     def encode(self, data: Any) -> bytes:

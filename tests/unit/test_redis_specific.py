@@ -719,6 +719,35 @@ async def test_a_call_that_repeats_a_stored_id_answers_that_job_and_creates_the_
     assert lease.job_id == first.id
 
 
+async def test_a_resent_bulk_call_answers_its_stored_jobs_and_writes_only_the_new_ones(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    # A bulk call of plain jobs takes a loop of its own when none of its jobs is stored
+    # (enqueue_jobs in _prelude.lua); resent after a lost reply, with one job claimed since
+    # and one new, it must take the checks per job: nothing written twice or over a job.
+    p = backend.prefix
+    sent = [_job() for _ in range(6)]
+    assert [r.state for r in await backend.enqueue(sent)] == [JobState.QUEUED] * 6
+    before = {new.id: await raw.hgetall(f"{{{p}:q}}:j:{new.id}") for new in sent}
+    for new in sent:  # the job's own fields, not the template's placeholders
+        rec = before[new.id]
+        assert rec[b"rk"].endswith(new.id.encode()) and rec[b"d"] == new.data
+        assert await raw.xrange(f"{{{p}:q}}:events", rec[b"ev"], rec[b"ev"])
+    (lease,) = await backend.claim(["q"], "w", 1, 30.0)
+    again = await backend.enqueue([*sent, _job()])
+    assert [(r.id, r.created) for r in again[:6]] == [(new.id, True) for new in sent]
+    assert [r.state for r in again] == [
+        JobState.ACTIVE if new.id == lease.job_id else JobState.QUEUED for new in sent
+    ] + [JobState.QUEUED]
+    for new in sent:
+        if new.id != lease.job_id:
+            assert await raw.hgetall(f"{{{p}:q}}:j:{new.id}") == before[new.id]
+    counts = (await backend.counts(["q"]))["q"]
+    assert (counts["queued"], counts["active"]) == (6, 1)
+    assert len([e for e in await settled_log(backend) if e.type == "job.queued"]) == 7
+    assert len(await backend.claim(["q"], "w", 10, 30.0)) == 6  # no ready entry twice
+
+
 async def test_jobs_of_one_call_that_share_a_task_part_each_get_their_own_options(
     backend: RedisBackend,
 ) -> None:

@@ -4,6 +4,7 @@ plumbing of RedisCore; the package's __init__ describes the keys."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import time
 from collections.abc import Collection, Coroutine, Mapping, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 from workhorse import codec
 from workhorse.backends.base import JOB_EVENTS, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
-from workhorse.backends.redis.core import HOLD_LOOK
+from workhorse.backends.redis.core import HOLD_LOOK, WHERE_CAP
 from workhorse.backends.redis.records import decode_leases
 from workhorse.backends.redis.waiting import RedisWaiting
 from workhorse.backends.redis.wire import (
@@ -61,6 +62,15 @@ _START_AT = 7
 
 
 _CREATED = {1: JobState.QUEUED, 2: JobState.SCHEDULED}  # enqueue.lua's short replies
+# A job's task part (what _task_part sends), its due time and dedup key, its own two
+# arguments of a plain call: read in C for a chunk's jobs at once (_pack_enqueue).
+_PART_OF = operator.attrgetter(
+    "task", "priority", "max_attempts", "timeout", "lease", "replace", "keep_for", "hold",
+    "max_stalls",
+)  # fmt: skip
+_DUE_OF = operator.attrgetter("delay", "at", "dedup_key")
+_DUE_NOW = (0, None, None)  # due now (a delay of 0 or 0.0), without a dedup key
+_OWN_OF = operator.attrgetter("id", "data")
 _FIRST_PART = bulk(_PARTS_AT)  # a job's part index when its call has one part
 _PLAIN = bulk("p")  # in the place of the parts' count: a plain call (see _pack_enqueue)
 
@@ -223,12 +233,31 @@ class RedisBackend(RedisWaiting):
                      for q, part in chunks]  # fmt: skip
             replies = await self._call_many(calls)
         # Replies come per chunk, in each chunk's order: the caller's order.
-        remember, watched = self._remember, self._watch
+        where, watched, created = self._where, self._watch, _CREATED
         out: list[EnqueueResult] = []
-        for (_, part), reply in zip(chunks, replies, strict=True):
+        for (q, part), reply in zip(chunks, replies, strict=True):
+            if len(where) + len(part) > WHERE_CAP:
+                for old in list(where)[: WHERE_CAP // 2]:  # as _remember does, per chunk
+                    del where[old]
+            if type(reply) is int:  # a plain chunk whose every job was created, queued
+                if reply != len(part):
+                    raise BackendError(f"enqueue answered {reply} jobs of {len(part)}")
+                state = JobState.QUEUED  # a local: an enum member's lookup costs per job
+                queued = [EnqueueResult(new.id, True, state) for new in part]
+                for res in queued:
+                    where[res.id] = q
+                out += queued
+                if sub is not None:
+                    for res in queued:
+                        watched(res.id, sub)
+                continue
             for new, one in zip(part, reply, strict=True):
-                res = _result(new, one)
-                remember(res.id, new.queue if type(one) is int else one[3].decode())
+                if type(one) is int:  # created: _result's common case, inlined
+                    res = EnqueueResult(new.id, True, created[one])
+                    where[res.id] = q
+                else:
+                    res = _result(new, one)
+                    where[res.id] = one[3].decode()  # a dedup key's job: its queue
                 out.append(res)
                 if sub is not None and res.state not in FINISHED_STATES:
                     watched(res.id, sub)
@@ -344,24 +373,29 @@ class RedisBackend(RedisWaiting):
             qk = self._q(queue)
             call = self._eval("enqueue", qk, (queue, flag))
             head = self._heads[(queue, flag)] = (len(call), b"".join(map(bulk, call)))
-        tasks = self._task_parts
+        keys = list(map(_PART_OF, part))
+        if (
+            plain
+            and keys.count(keys[0]) == len(keys)
+            and list(map(_DUE_OF, part)).count(_DUE_NOW) == len(part)
+        ):
+            # The common chunk (a bulk call's): its jobs' part and due time checked in C
+            # above, each job packed in one formatting (the loop below costs ~1.2 µs a job).
+            own: list[bytes] = []
+            for job_id, data in map(_OWN_OF, part):
+                raw = job_id.encode()
+                own.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(raw), raw, len(data), data))
+            size = head[0] + 10 + 2 * len(part)
+            tail = self._part_tail(keys[0], part[0])
+            return Packed(b"".join([b"*%d\r\n" % size, head[1], _PLAIN, tail, *own]))
         parts: list[bytes] = []
         where: dict[tuple[Any, ...], bytes] = {}  # a task part -> its ARGV index, packed
         jobs: list[bytes] = []
-        for new in part:
-            key = (new.task, new.priority, new.max_attempts, new.timeout, new.lease,
-                   new.replace, new.keep_for, new.hold, new.max_stalls)  # fmt: skip
-            if plain and (new.delay != 0 or new.at is not None or new.dedup_key is not None):
-                plain = False
+        for new, key in zip(part, keys, strict=True):
             at_part = where.get(key)
             if at_part is None:
-                tail = tasks.get(key)
-                if tail is None:
-                    if len(tasks) >= 1024:
-                        tasks.clear()  # options that vary per call: do not grow without bound
-                    tail = tasks[key] = b"".join(map(bulk, self._task_part(new)))
                 at_part = where[key] = bulk(_PARTS_AT + 9 * len(parts))
-                parts.append(tail)
+                parts.append(self._part_tail(key, new))
             at, dedup = new.at, new.dedup_key
             jobs += (
                 bulk(new.id),
@@ -371,13 +405,18 @@ class RedisBackend(RedisWaiting):
                 b"$0\r\n\r\n" if dedup is None else bulk(dedup),
                 at_part,
             )
-        if plain and len(parts) == 1:
-            own = [b""] * (2 * len(part))
-            own[0::2], own[1::2] = jobs[0::_ENQUEUE_ARGS], jobs[1::_ENQUEUE_ARGS]
-            size = head[0] + 10 + 2 * len(part)
-            return Packed(b"".join([b"*%d\r\n" % size, head[1], _PLAIN, parts[0], *own]))
         size = head[0] + 1 + 9 * len(parts) + _ENQUEUE_ARGS * len(part)
         return Packed(b"".join([b"*%d\r\n" % size, head[1], bulk(len(parts)), *parts, *jobs]))
+
+    def _part_tail(self, key: tuple[Any, ...], new: NewJob) -> bytes:
+        """Task part ``key`` (``new``'s) packed, from the cache."""
+        tasks = self._task_parts
+        tail = tasks.get(key)
+        if tail is None:
+            if len(tasks) >= 1024:
+                tasks.clear()  # options that vary per call: do not grow without bound
+            tail = tasks[key] = b"".join(map(bulk, self._task_part(new)))
+        return tail
 
     async def enqueue_watched(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Enqueue and, in the same script call, watch the jobs' finish (their record is
