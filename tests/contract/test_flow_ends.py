@@ -77,10 +77,13 @@ async def test_the_last_steps_finish_ends_the_run_without_a_call_of_its_own(
     if backend.capabilities.finish_ends:
         assert ends == []
     else:
-        assert ends == [
+        # Claimed by the last step, or also by the first when its finish (its attempt
+        # wrote the follow-up) came after the last one ran and both read the other done.
+        claim, delete = (
             ("set_if_absent", keys.end_key(run.id, 0)),
             ("kv_delete", keys.live_key(run.id)),
-        ]
+        )
+        assert sorted(ends) in ([delete, claim], [delete, claim, claim])
     types = await run_events(app, run.id)
     assert [t for t in types if t[0] == "flow.completed"] == [("flow.completed", None)]
     assert types.index(("step.completed", "short_last")) < types.index(("flow.completed", None))

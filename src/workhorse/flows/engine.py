@@ -348,6 +348,15 @@ class Engine:
                     jobs = await self.client.get_jobs(fc.followups)
                     if not any(j.finished for j in jobs.values()):
                         return  # the last of them to finish checks the run
+                    if shape is not None and last is not None:
+                        # They may have run to the last step's end: the run ends once that
+                        # one and those still finishing read completed (a read, not a check).
+                        done = await self.others_done(meta, shape)
+                        if done is True:
+                            await self.end_run(meta.run, meta.flow, meta.gen, "completed", None)
+                        elif done is None:
+                            await self.check(meta.run, meta)
+                        return  # False: the last step, or one still finishing, ends it
                 elif last is not None:
                     return  # an input of a join that is not complete: its last input starts it
             elif outcome.kind not in ("failed", "cancelled"):
@@ -739,16 +748,22 @@ class Engine:
         return None
 
     async def others_done(self, meta: StepMeta, shape: Shape) -> bool | None:
-        """Whether the run's other steps all read completed, as the closed flow's last step
-        ``meta`` ends it: only those that may still be finishing are read (``Shape.late``,
-        or every step where the store's finish cannot write follow-ups), in one read; none
-        is read in most flows. False: one is live, and checks the run after its finish;
-        None: one failed, was cancelled or is gone (or the read failed): ``check`` tells."""
+        """Whether a closed flow's run can end as its step ``meta`` finished: its last step
+        and those that may still be finishing (``Shape.late``, or every step where the
+        store's finish cannot write follow-ups) read completed, ``meta``'s own aside, in
+        one read (none in most flows, for the last step). False: one is live or the last
+        one is not there yet (it, or the live one, ends the run after its finish); None:
+        one failed or was cancelled (or the read failed): ``check`` tells."""
         names = shape.late if self.client.backend.capabilities.finish_followups else None
-        if names is not None and not names:
+        last = shape.ends
+        if names is not None and not names and meta.step == last:
             return True
         ids = closed_ids(shape, meta.run, meta.gen)
-        wanted = [i for n, i in ids.items() if n != meta.step and (names is None or n in names)]
+        wanted = [
+            i
+            for n, i in ids.items()
+            if n != meta.step and (names is None or n in names or n == last)
+        ]
         if not wanted:
             return True
         try:
@@ -758,7 +773,10 @@ class Engine:
             return None
         if any(j.state in LIVE_STATES for j in jobs.values()):
             return False
-        if len(jobs) == len(wanted) and all(j.state == JobState.COMPLETED for j in jobs.values()):
+        if last != meta.step and ids.get(last or "") not in jobs:
+            return False
+        # One missing ran before the last step did: retention removed it once it finished.
+        if all(j.state == JobState.COMPLETED for j in jobs.values()):
             return True
         return None
 
