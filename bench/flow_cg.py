@@ -1,7 +1,8 @@
 """``python -m bench.flow_cg SHAPE MODE N [URL]``: one of bench.flows' phases for callgrind.
 
-SHAPE ``flow`` starts N/4 runs of bench.flows' 4-step chain, ``chain`` enqueues N/4 chains
-of plain jobs, ``plain`` N no-op jobs; MODE ``run`` then runs them with bench.flows'
+SHAPE ``flow`` starts N/4 runs of bench.flows' 4-step chain, ``diamond`` N/4 runs of a
+4-step diamond (d1 -> d2, d3 -> d4 joining both), ``chain`` enqueues N/4 chains of plain
+jobs, ``plain`` N no-op jobs; MODE ``run`` then runs them with bench.flows'
 ``timed_run``, ``setup`` only collects the garbage; ``cpu`` and ``cpu-nogc`` run them
 and print the worker's CPU per job, the cyclic GC on or off (after the harness's
 collection); ``collections`` runs them and prints the collections in the window per
@@ -28,11 +29,13 @@ from workhorse import Workhorse
 
 async def phase(shape: str, mode: str, jobs: int, url: str) -> None:
     app = build(url)
+    if shape == "diamond":
+        diamond(app)
     async with app:
-        if shape == "flow":
+        if shape in ("flow", "diamond"):
             jobs = jobs // CHAIN * CHAIN
             for n in range(jobs // CHAIN):
-                await app.flows.start("chain", n)
+                await app.flows.start("chain" if shape == "flow" else "diamond", n)
         elif shape == "chain":
             jobs = jobs // CHAIN * CHAIN
             await app.enqueue_many("link", [[n, 1] for n in range(jobs // CHAIN)])
@@ -53,6 +56,27 @@ async def phase(shape: str, mode: str, jobs: int, url: str) -> None:
             gc.enable()
         if mode != "run":
             print(f"{shape} N={jobs} {mode}: {cpu / jobs * 1e6:.1f} µs/job")
+
+
+def diamond(app: Workhorse) -> None:
+    """A closed flow of CHAIN (4) steps with a join: its last step reads its inputs' jobs
+    (docs/flows.md, the run's end)."""
+
+    @app.task(name="d1", flow="diamond", entry=True)
+    async def d1(n: int) -> int:
+        return n
+
+    @app.task(name="d2", flow="diamond", subscribes=["step:d1"])
+    async def d2(n: int) -> int:
+        return n
+
+    @app.task(name="d3", flow="diamond", subscribes=["step:d1"])
+    async def d3(n: int) -> int:
+        return n
+
+    @app.task(name="d4", flow="diamond", subscribes=["step:d2", "step:d3"])
+    async def d4(inputs: dict[str, int]) -> int:
+        return inputs["step:d2"]
 
 
 async def walks(app: Workhorse, shape: str, jobs: int) -> None:

@@ -170,6 +170,13 @@ def test_a_closed_flows_last_step_is_known_from_its_definition() -> None:
     # A completion hands off to new jobs when every subscriber is a plain step.
     assert [s.name for s in shapes["dia"].handoff["dia_a"]] == ["dia_b", "dia_c"]
     assert "dia_b" not in shapes["dia"].handoff  # a join's input
+    # What a closed run's last step reads before it ends the run: the steps that start a
+    # join inside their attempt, by ids derived from the steps before them.
+    assert shapes["dia"].late == {"dia_b", "dia_c"}
+    assert shapes["chain"].late == frozenset()
+    assert [s.name for s in shapes["chain"].order] == ["chain_a", "chain_b", "chain_c"]
+    assert [s.name for s in shapes["dia"].order][::3] == ["dia_a", "dia_d"]
+    assert shapes["looped"].order == ()
 
 
 def test_a_wait_for_a_signal_is_no_handoff_and_a_change_reshapes_the_flow() -> None:

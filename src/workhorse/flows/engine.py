@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,6 @@ from workhorse.job import (
     LIVE_STATES,
     REENQUEUE_DELAY,
     Event,
-    Job,
     JobState,
     Lease,
     NewJob,
@@ -215,10 +214,16 @@ class Engine:
                     else:
                         self.flush(fc)
                 outcome.after = fc.last
-                if caps.finish_ends and flow is not None and flow.shape().ends == name:
-                    now = time.time()
-                    due = retention.due(flow, "completed", self.client.settings, now)
-                    outcome.end = run_end(meta, now, due)  # filed with it (retention.py)
+                if caps.finish_ends and flow is not None:
+                    shape = flow.shape()
+                    # No step can still be finishing (most flows), or none read so.
+                    if shape.ends == name and (
+                        (caps.finish_followups and not shape.late)
+                        or await self.others_done(meta, shape) is True
+                    ):
+                        now = time.time()
+                        due = retention.due(flow, "completed", self.client.settings, now)
+                        outcome.end = run_end(meta, now, due)  # filed with it (retention.py)
                 return outcome
         kind = events.outcome_type(outcome)
         if kind != "job.queued":  # put back unrun (shutdown): no step event
@@ -269,13 +274,15 @@ class Engine:
         self, outcome: Outcome, ctx: Any, written: bool
     ) -> Coroutine[Any, Any, None] | None:
         """After a step's outcome is written, check whether it was the run's last, unless
-        the step itself tells: a closed flow's last step ends the run (its finish did,
-        where the store can: then only a marked live entry's cleanup is left); a step
-        that handed off to new jobs of plain steps leaves the check to them (theirs counts
-        it done); in a counted flow, a step checks only when the run's count of live
-        steps, with its own end and the steps it started, is down to zero; otherwise a
-        step whose follow-ups finished before its outcome was written checks. ``written``:
-        the store took the outcome (the check may then take it for the step's record, if
+        the step itself tells: a closed flow's last step ends the run once the steps that
+        may still be finishing read completed (its finish did, where the store can: then
+        only a marked live entry's cleanup is left); a step whose finish wrote its new
+        jobs of plain steps leaves the check to them (they cannot finish before it); in a
+        counted flow, a step checks only when the run's count of live steps, with its own
+        end and the steps it started, is down to zero; otherwise a step whose follow-ups
+        (or, in a closed flow, the join it fed) finished before its outcome was written
+        checks. No run reads completed while one of its steps is live. ``written``: the
+        store took the outcome (the check may then take it for the step's record, if
         retention removed that first). Returns what is left to await, or None when there
         is nothing (most steps: a coroutine less each)."""
         fc = getattr(ctx, "flow", None)
@@ -332,8 +339,10 @@ class Engine:
                 return
             if outcome.kind == "completed":
                 last = None if shape is None else shape.ends
-                if last == meta.step:
-                    await self.end_run(meta.run, meta.flow, meta.gen, "completed", None)
+                if shape is not None and last == meta.step:
+                    # No end went with its finish (the store's cannot carry one, or a step
+                    # was still finishing): the steps' jobs are read now, after it.
+                    await self.end_if_done(meta, shape, own)
                     return
                 if fc.handed:
                     return
@@ -341,6 +350,11 @@ class Engine:
                     jobs = await self.client.get_jobs(fc.followups)
                     if not any(j.finished for j in jobs.values()):
                         return  # the last of them to finish checks the run
+                    if shape is not None and last is not None:
+                        # They may have run to the last step's end: the run ends once that
+                        # one and those still finishing read completed (a read, not a check).
+                        await self.end_if_done(meta, shape, own)
+                        return
                 elif last is not None:
                     return  # an input of a join that is not complete: its last input starts it
             elif outcome.kind not in ("failed", "cancelled"):
@@ -482,6 +496,11 @@ class Engine:
                     await fc.noted()  # the step's events before the join exists
                     claims += await self.begin(meta.run, meta.gen, step, joined, "join")
                     fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
+                elif shape.ends is not None:
+                    # Another input starts it, maybe before this step's outcome is written:
+                    # then the run's last step may end before this one, which reads the
+                    # join after its finish (``_finished``) to end the run in its place.
+                    fc.followups.append(keys.step_job_id(meta.run, meta.gen, step.name, "join"))
                 continue
             cause = (fc.job_id, trigger, occurrence)
             job_id = keys.step_job_id(meta.run, meta.gen, step.name, *cause)
@@ -503,7 +522,7 @@ class Engine:
                 if self.client.instruments:
                     await self.client.prepare_claimed(batch)
                 fc.deferred, fc.fresh = batch, fresh
-                self.fired(fc, flow, occurrence, False, claims, [])  # the joins it claimed
+                self.fired(fc, flow, claims, [])  # the joins it claimed
                 return
             if occurrence != "done":  # an emit: written with the others made until a wait
                 self.defer(fc, batch)
@@ -512,7 +531,7 @@ class Engine:
             else:
                 await fc.noted()  # the step's events (its completion) before its follow-ups
                 won = [c for c, _ in await self.client.submit_claimed(batch)]
-        self.fired(fc, flow, occurrence, fresh, claims, won)
+        self.fired(fc, flow, claims, won)
 
     def defer(self, fc: FlowContext, batch: list[tuple[Claim, Task[Any, Any], NewJob]]) -> None:
         """Keep an emit's new jobs of plain steps for the attempt's writer: started by the
@@ -530,7 +549,7 @@ class Engine:
             batch, fc.emitted = fc.emitted[:EMITS_PER_WRITE], fc.emitted[EMITS_PER_WRITE:]
             await fc.noted()  # the emits' events before their jobs
             won = [c for c, _ in await self.client.submit_claimed(batch)]
-            self.fired(fc, flow, "emit", True, 0, won)
+            self.fired(fc, flow, 0, won)
 
     async def emits_written(self, fc: FlowContext) -> None:
         """Wait until the attempt's emits are written; raises what writing them raised."""
@@ -546,24 +565,20 @@ class Engine:
         self,
         fc: FlowContext,
         flow: FlowDef,
-        occurrence: str,
-        fresh: bool,
         claims: int,
         won: list[bool],
         shape: Shape | None = None,
     ) -> None:
         """Take the answers of a fire's new jobs of plain steps, whether each claimed its
-        step (``fresh``: every other step it started was new; ``claims``: the step jobs it
-        claimed so far; ``shape``: the flow's, when the caller has it)."""
-        fresh = fresh and all(won)
+        step (``claims``: the step jobs it claimed so far; ``shape``: the flow's, when the
+        caller has it). Written inside the attempt, they may finish before the step's
+        outcome is written: it is not ``handed`` (see ``written``), and checks the run
+        after its finish when they did."""
         claims += sum(won)
         if shape is None:
             shape = flow.shape()
         if claims and shape.counted:
             fc.claimed += claims  # added with the step's own end (``finished``)
-        # Each follow-up is a new job of a plain step: they check the run, counting this
-        # step done (see handed_off).
-        fc.handed = occurrence == "done" and fresh and fc.meta.step in shape.handoff
 
     def written(
         self, fc: FlowContext, outcome: Outcome, flow: FlowDef | None, shape: Shape | None = None
@@ -706,16 +721,16 @@ class Engine:
         ids = [k[len(keys.job_prefix(run)) :] for k in index]
         markers = {i: codec.loads(raw) for i, raw in zip(ids, index.values(), strict=True)}
         jobs = await self.client.get_jobs(ids)
-        done = handed_off(flow, run, markers, jobs)
         now = time.time()
         # A short keep_failed_for (or keep_completed_for) may purge the step's record
         # between its finish and this read: its outcome, not an hour's wait, tells then.
         gone = own if own is not None and own[0] in markers and own[0] not in jobs else None
+        # A step whose outcome is not written is pending even when its follow-ups ran:
+        # a run reads completed only once each of its steps reads ended.
         pending: list[str | None] = [
             i
             for i, marker in markers.items()
-            if i not in done
-            and (
+            if (
                 jobs[i].state in LIVE_STATES
                 if i in jobs
                 else not (_purged(marker, now) or (gone is not None and i == gone[0]))
@@ -745,6 +760,51 @@ class Engine:
                 return None  # those follow-ups check the run when they end
             await self.end_run(run, name, gen, "completed", None)
             return "completed"
+        return None
+
+    async def end_if_done(
+        self, meta: StepMeta, shape: Shape, own: tuple[str, Outcome] | None
+    ) -> None:
+        """End a closed flow's run completed when ``others_done`` reads so; check it when
+        one of them failed, was cancelled or is gone. When one is live, the last step, or
+        the one still finishing, ends it after its own finish."""
+        done = await self.others_done(meta, shape)
+        if done is True:
+            await self.end_run(meta.run, meta.flow, meta.gen, "completed", None)
+        elif done is None:
+            await self.check(meta.run, meta, own)
+
+    async def others_done(self, meta: StepMeta, shape: Shape) -> bool | None:
+        """Whether a closed flow's run can end as its step ``meta`` finished: its last step
+        and those that may still be finishing (``Shape.late``, or every step where the
+        store's finish cannot write follow-ups) read completed, ``meta``'s own aside, in
+        one read (none in most flows, for the last step). False: one is live or the last
+        one is not there yet (it, or the live one, ends the run after its finish); None:
+        one failed or was cancelled (or the read failed): ``check`` tells."""
+        names = shape.late if self.client.backend.capabilities.finish_followups else None
+        last = shape.ends
+        if names is not None and not names and meta.step == last:
+            return True
+        ids = closed_ids(shape, meta.run, meta.gen)
+        wanted = [
+            i
+            for n, i in ids.items()
+            if n != meta.step and (names is None or n in names or n == last)
+        ]
+        if not wanted:
+            return True
+        try:
+            jobs = await self.client.get_jobs(wanted)
+        except Exception:
+            log.exception("run %s: could not read its steps", meta.run)
+            return None
+        if any(j.state in LIVE_STATES for j in jobs.values()):
+            return False
+        if last != meta.step and ids.get(last or "") not in jobs:
+            return False
+        # One missing ran before the last step did: retention removed it once it finished.
+        if all(j.state == JobState.COMPLETED for j in jobs.values()):
+            return True
         return None
 
     async def end(self, rec: RunRecord, state: RunState, error: dict[str, Any] | None) -> bool:
@@ -1046,25 +1106,17 @@ def run_end(meta: StepMeta, now: float, due: float | None) -> RunEnd:
     return RunEnd(keys.end_key(run, gen), mark, keys.live_key(run), name, event, entry)
 
 
-def handed_off(
-    flow: FlowDef | None, run: str, markers: Mapping[str, Any], jobs: Mapping[str, Job]
-) -> set[str]:
-    """The run's jobs still active whose completion handed off to new jobs of plain steps,
-    all of them written: their handlers completed and their outcomes are on their way
-    (the step skipped its own check after them: see ``Engine.finished``)."""
-    if flow is None:
-        return set()
-    handoff = flow.shape().handoff
-    out = set()
-    for job_id, job in jobs.items():
-        marker = markers.get(job_id)
-        if job.state != JobState.ACTIVE or marker is None or marker["step"] not in handoff:
-            continue
-        trigger = STEP_PREFIX + marker["step"]
-        after = [
-            keys.step_job_id(run, marker["gen"], s.name, job_id, trigger, "done")
-            for s in handoff[marker["step"]]
-        ]
-        if all(i in jobs for i in after):
-            out.add(job_id)
-    return out
+def closed_ids(shape: Shape, run: str, gen: int) -> dict[str, str]:
+    """Each step's job id in a run of a closed flow (``Shape.order``), by step: each runs
+    once, for the one cause its place in the flow gives (``fire``, ``begin``)."""
+    ids: dict[str, str] = {}
+    for step in shape.order:
+        if step.entry:
+            cause: tuple[str, ...] = ("entry",)
+        elif step.join:
+            cause = ("join",)
+        else:
+            trigger = step.subscribes[0]
+            cause = (ids[trigger[len(STEP_PREFIX) :]], trigger, "done")
+        ids[step.name] = keys.step_job_id(run, gen, step.name, *cause)
+    return ids

@@ -127,6 +127,11 @@ class Shape:
     # shape is made again when the flow's steps or its on_failure change).
     ends: str | None = None
     counted: bool = False
+    # A closed flow's steps, each after the steps it subscribes to (``closed_ids``), and
+    # those whose completion starts a join or a wait for a signal inside their attempt:
+    # with their outcome still to be written, the run's last step may already have run.
+    order: tuple[Step, ...] = ()
+    late: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, flow: FlowDef) -> Shape:
@@ -136,11 +141,14 @@ class Shape:
                 by_trigger.setdefault(t, []).append(step)
         subscribed = {t: tuple(steps) for t, steps in by_trigger.items()}
         handoff: dict[str, tuple[Step, ...]] = {}
+        late = set()
         for name in flow.steps:
             subs = subscribed.get(STEP_PREFIX + name, ())
             plain = all(not s.join and not waits_for_signal(s) for s in subs)
             if subs and plain and flow.steps[name].after is None:
                 handoff[name] = tuple(subs)
+            elif not plain:
+                late.add(name)
         leaves = _leaves(flow, subscribed)
         closed = (
             len(leaves) == 1
@@ -154,7 +162,11 @@ class Shape:
         )
         last = leaves[0] if closed else None
         ends = last if flow.on_failure == "fail" else None
-        return cls(handoff, last, waits, subscribed, signalled, ends, ends is None and not waits)
+        order = _ordered(flow) if closed else ()
+        counted = ends is None and not waits
+        return cls(
+            handoff, last, waits, subscribed, signalled, ends, counted, order, frozenset(late)
+        )
 
 
 def waits_for_signal(step: Step) -> bool:
@@ -168,6 +180,26 @@ def _leaves(flow: FlowDef, subscribed: dict[str, tuple[Step, ...]]) -> list[str]
         for s in flow.steps.values()
         if STEP_PREFIX + s.name not in subscribed and not any(t in subscribed for t in s.emits)
     ]
+
+
+def _ordered(flow: FlowDef) -> tuple[Step, ...]:
+    """The steps of an acyclic flow whose triggers are all steps, each after the steps it
+    subscribes to; () for any other flow."""
+    order: list[Step] = []
+    placed: set[str] = set()
+    left = list(flow.steps.values())
+    while left:
+        rest = []
+        for step in left:
+            if all(t[len(STEP_PREFIX) :] in placed for t in step.subscribes):
+                order.append(step)
+                placed.add(step.name)
+            else:
+                rest.append(step)
+        if len(rest) == len(left):
+            return ()
+        left = rest
+    return tuple(order)
 
 
 def _acyclic(flow: FlowDef, subscribed: dict[str, tuple[Step, ...]]) -> bool:
