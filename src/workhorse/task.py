@@ -395,6 +395,22 @@ def _inspect_handler(
     return takes_data, takes_ctx, data_adapter, result_adapter, data_type, result_type
 
 
+# The bare input types whose adapter validates and serializes a value of exactly the type
+# as it is: their core schema is the type alone (no constraint, strictness or serializer).
+_BARE = {"int": int, "str": str, "bool": bool}
+
+
+def _kept_type(adapter: TypeAdapter[Any] | None) -> type | None:
+    """The type whose values ``adapter`` gives back as they are, if it is a bare one."""
+    if adapter is None:
+        return None
+    try:
+        schema: Mapping[str, Any] = adapter.core_schema
+        return _BARE.get(schema["type"]) if len(schema) == 1 else None
+    except Exception:  # a schema not built yet (a forward reference): none of these
+        return None
+
+
 # Decoded payloads whose JSON an equal value of the same type writes alike (unlike a float:
 # -0.0 == 0.0), so ``prepare_encoded`` keeps the bytes it was given.
 _AS_IS = (int, str, bool, type(None))
@@ -423,6 +439,7 @@ class Task(Generic[D, R]):
             self.result_type,
         ) = _inspect_handler(fn)
         self.limited = options.concurrency is not None or options.rate is not None
+        self._kept = _kept_type(self._data_adapter)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -467,6 +484,8 @@ class Task(Generic[D, R]):
     def _converted(self, data: Any) -> tuple[Any, Any]:
         """The payload as the handler will see it, and as plain data to encode."""
         value = data
+        if type(data) is self._kept:  # as its type would give it back, without the calls
+            return data, data
         try:
             adapter = self._data_adapter
             if adapter is not None:
