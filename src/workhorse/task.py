@@ -472,7 +472,7 @@ class Task(Generic[D, R]):
         type, or one that gives a string, integer, boolean or None back as it came).
         ``data`` is read only when the task ``converts``."""
         limit = self.producer.max_payload
-        if self._data_adapter is not None:
+        if self._data_adapter is not None and type(data) is not self._kept:
             _, out = self._converted(data)
             if type(out) is not type(data) or type(data) not in _AS_IS or out != data:
                 return codec.encode_payload(out, limit, self._payload_what)
