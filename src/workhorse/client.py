@@ -282,6 +282,31 @@ class Client:
             max_stalls=self._max_stalls(check_max_stalls(options.get("max_stalls", d.max_stalls))),
         )
 
+    def step_job(
+        self, task: Task[Any, Any], raw: bytes, data: Any, timeout: float | None, job_id: str
+    ) -> NewJob:
+        """``new_job(task, data, options, job_id)`` of a flow step's follow-up, ``data``
+        decoded from ``raw`` (its cause's result; read only where the task ``converts``),
+        with no option but its flow's step ``timeout`` (for a task that sets none), and no
+        dedup key: its derived id already makes it one job (docs/decisions.md)."""
+        d = task.defaults
+        return NewJob(
+            job_id,
+            task.name,
+            d.queue,
+            task.prepare_encoded(raw, data),
+            d.priority,
+            0.0,
+            None,
+            d.retries + 1,
+            d.timeout if timeout is None else seconds(timeout, "timeout"),
+            d.lease,
+            None,
+            False,
+            d.keep_for,
+            max_stalls=self._max_stalls(d.max_stalls),
+        )
+
     def _new_jobs(self, task: Task[Any, Any], items: list[Any], ids: list[str]) -> list[NewJob]:
         """new_job without call options for each item, with its id: what the jobs share is
         looked up once (a bulk call's producer work runs before its first job is sent)."""

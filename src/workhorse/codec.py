@@ -45,15 +45,19 @@ def encode_payload(value: Any, limit: int, what: str = "payload") -> bytes:
             "booleans, None or a pydantic model"
         ) from None
     if len(raw) > limit:
-        raise PayloadError(
-            f"{what} is {len(raw):,} bytes, over the {limit:,}-byte cap; store large data "
-            "elsewhere and pass a reference, or raise WORKHORSE_MAX_PAYLOAD"
-        )
+        raise too_large(what, len(raw), limit)
     # orjson writes NaN and the infinities as null, which would lose data silently. Only a
     # payload whose JSON holds a null can hide one, so most never pay for the walk.
     if b"null" in raw and value is not None and (where := not_json(value)) is not None:
         raise _refusal(what, where)
     return raw
+
+
+def too_large(what: str, size: int, limit: int) -> PayloadError:
+    return PayloadError(
+        f"{what} is {size:,} bytes, over the {limit:,}-byte cap; store large data "
+        "elsewhere and pass a reference, or raise WORKHORSE_MAX_PAYLOAD"
+    )
 
 
 def check_json(value: Any, what: str) -> None:

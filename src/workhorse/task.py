@@ -395,6 +395,27 @@ def _inspect_handler(
     return takes_data, takes_ctx, data_adapter, result_adapter, data_type, result_type
 
 
+# The bare input types whose adapter validates and serializes a value of exactly the type
+# as it is: their core schema is the type alone (no constraint, strictness or serializer).
+_BARE = {"int": int, "str": str, "bool": bool}
+
+
+def _kept_type(adapter: TypeAdapter[Any] | None) -> type | None:
+    """The type whose values ``adapter`` gives back as they are, if it is a bare one."""
+    if adapter is None:
+        return None
+    try:
+        schema: Mapping[str, Any] = adapter.core_schema
+        return _BARE.get(schema["type"]) if len(schema) == 1 else None
+    except Exception:  # a schema not built yet (a forward reference): none of these
+        return None
+
+
+# Decoded payloads whose JSON an equal value of the same type writes alike (unlike a float:
+# -0.0 == 0.0), so ``prepare_encoded`` keeps the bytes it was given.
+_AS_IS = (int, str, bool, type(None))
+
+
 class Task(Generic[D, R]):
     """A registered function. Call it directly to run it in-process (tests), or use
     ``enqueue``/``run`` to go through the queue."""
@@ -418,6 +439,7 @@ class Task(Generic[D, R]):
             self.result_type,
         ) = _inspect_handler(fn)
         self.limited = options.concurrency is not None or options.rate is not None
+        self._kept = _kept_type(self._data_adapter)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -432,7 +454,38 @@ class Task(Generic[D, R]):
         """Validate and encode a payload: the refusal happens here, at enqueue. Returns the
         value as the handler will see it, and the encoded bytes. ``max_payload``: the
         producer's, when the caller read it already (a bulk call, once for its items)."""
+        value, data = self._converted(data)
+        if max_payload is None:
+            max_payload = self.producer.max_payload
+        return value, codec.encode_payload(data, max_payload, self._payload_what)
+
+    @property
+    def converts(self) -> bool:
+        """Whether its payload goes through an input type (``prepare_encoded`` needs the
+        value decoded)."""
+        return self._data_adapter is not None
+
+    def prepare_encoded(self, raw: bytes, data: Any) -> bytes:
+        """``prepare(data)[1]`` for ``data`` decoded from ``raw``, JSON that orjson wrote (a
+        flow step's result, for its follow-up): the same bytes and the same refusals, but
+        ``raw`` itself, not encoded again, where the payload's JSON is the input's (no input
+        type, or one that gives a string, integer, boolean or None back as it came).
+        ``data`` is read only when the task ``converts``."""
+        limit = self.producer.max_payload
+        if self._data_adapter is not None and type(data) is not self._kept:
+            _, out = self._converted(data)
+            if type(out) is not type(data) or type(data) not in _AS_IS or out != data:
+                return codec.encode_payload(out, limit, self._payload_what)
+        # orjson writes again what it read from its own output, byte for byte.
+        if len(raw) > limit:
+            raise codec.too_large(self._payload_what, len(raw), limit)
+        return raw
+
+    def _converted(self, data: Any) -> tuple[Any, Any]:
+        """The payload as the handler will see it, and as plain data to encode."""
         value = data
+        if type(data) is self._kept:  # as its type would give it back, without the calls
+            return data, data
         try:
             adapter = self._data_adapter
             if adapter is not None:
@@ -457,10 +510,7 @@ class Task(Generic[D, R]):
                 "dicts, lists, strings, numbers, booleans, None or a pydantic model, nested "
                 f"at most {codec.MAX_DEPTH} levels deep"
             ) from None
-        if max_payload is None:
-            max_payload = self.producer.max_payload
-        raw = codec.encode_payload(data, max_payload, self._payload_what)
-        return value, raw
+        return value, data
 
     def encode(self, data: Any) -> bytes:
         return self.prepare(data)[1]

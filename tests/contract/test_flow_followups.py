@@ -9,10 +9,15 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+from pydantic import BaseModel
+
 from workhorse import Workhorse
+from workhorse.errors import PayloadError, error_info
+from workhorse.flows import FlowFailed, keys
 from workhorse.flows.engine import EMITS_PER_WRITE
 
-from .support import line_flow, settled_log
+from .support import eventually, line_flow, settled_log
 
 
 def _count_enqueue_claimed(app: Workhorse) -> list[int]:
@@ -192,3 +197,102 @@ async def test_a_failed_write_between_emits_is_not_passed_over(app: Workhorse) -
     assert refused == [1]
     assert info.state == "completed"
     assert sorted(set(seen["parts"])) == [0, 1, 2]
+
+
+class Pair(BaseModel):
+    a: int
+    b: float = 0.5
+
+
+async def takes_any(data: Any) -> Any:  # no input type: its payload kept as it came
+    return data
+
+
+async def takes_int(n: int) -> int:
+    return n
+
+
+async def takes_float(x: float) -> float:
+    return x
+
+
+async def takes_str(s: str) -> str:
+    return s
+
+
+async def takes_bool(b: bool) -> bool:
+    return b
+
+
+async def takes_optional(n: int | None) -> int | None:
+    return n
+
+
+async def takes_pair(p: Pair) -> Pair:
+    return p
+
+
+async def takes_floats(xs: list[float]) -> list[float]:
+    return xs
+
+
+# Each follow-up's input type, with outputs of its cause it takes (some of which it
+# converts: "7" to 7, 5 to 5.0, True to 1, a field added or dropped) and outputs it refuses.
+FOLLOWERS: dict[str, tuple[Any, list[Any], list[Any]]] = {
+    "any": (
+        takes_any,
+        [5, "x", None, True, 1.5, -0.0, 1e16, 2**63, 'é\u2028\x00"', {"b": [1.0, 2], "a": {}}],
+        [],
+    ),
+    "int": (takes_int, [5, 5.0, "7", True, -(2**63)], ["x", 1.5, None]),
+    "float": (takes_float, [5, 1.5, -0.0, "2.5", 1e16], ["x", None]),
+    "str": (takes_str, ["x", "é\u2028", ""], [5, None]),
+    "bool": (takes_bool, [True, False, 1, "yes"], ["x", 2]),
+    "optional": (takes_optional, [None, 3, "4"], ["x"]),
+    "pair": (takes_pair, [{"a": 1}, {"a": "3", "b": 2, "extra": [1]}, {"b": 1.0, "a": 2}], [{}]),
+    "floats": (takes_floats, [[1, 2.5], []], [["x"]]),
+}
+
+
+async def test_a_followups_payload_is_what_enqueue_of_its_causes_output_writes(
+    app: Workhorse,
+) -> None:
+    """A follow-up's payload, byte for byte, is what enqueueing its cause's output to its
+    task writes, whatever the task's input type makes of it; an output the type refuses
+    fails the cause with enqueue's reason."""
+
+    async def cause(data: Any) -> Any:
+        return data
+
+    tasks = {}
+    for kind, (fn, _, _) in FOLLOWERS.items():
+        app.add_task(cause, name=f"{kind}_cause", flow=kind, entry=True)
+        tasks[kind] = app.add_task(
+            fn, name=f"{kind}_next", flow=kind, subscribes=[f"step:{kind}_cause"], queue="priority"
+        )
+    await app.start_worker(queues=["default"], concurrency=4)  # the follow-ups stay queued
+    taken = [(kind, output) for kind, (_, outputs, _) in FOLLOWERS.items() for output in outputs]
+    for kind, output in taken:
+        await tasks[kind].enqueue(output)
+        await app.flows.start(kind, output)
+
+    found: dict[bool, list[tuple[str, bytes]]] = {True: [], False: []}  # by: a step's job
+    while len(found[True]) < len(taken):
+        leases = await eventually(
+            lambda: app.backend.claim(["priority"], "test", 2 * len(taken), 30), "the follow-ups"
+        )
+        for lease in leases:
+            found[keys.run_of(lease.job_id) is not None].append((lease.task, lease.data))
+    assert sorted(found[True]) == sorted(found[False])
+
+    for kind, (_, _, refused) in FOLLOWERS.items():
+        for output in refused:
+            with pytest.raises(PayloadError) as by_enqueue:
+                await tasks[kind].enqueue(output)
+            run = await app.flows.start(kind, output)
+            with pytest.raises(FlowFailed) as failed:
+                await run.result(timeout=10)
+            error = failed.value.run.error
+            assert error is not None and error["step"] == f"{kind}_cause"
+            reason = PayloadError(f"step {kind}_cause's follow-ups: {by_enqueue.value}")
+            assert error["message"] == error_info(reason, tb=False)["message"], (kind, output)

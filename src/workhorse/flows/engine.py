@@ -67,6 +67,8 @@ RESERVED = 1 << 40
 # send its end event) before a sweep does all three for it: an ender killed in between
 # would otherwise leave the run's end event unsent.
 SETTLE_AFTER = 60.0
+# ``hand_off``'s step result before a follow-up's task needs it decoded.
+_UNREAD = object()
 # At most this many emitted jobs per store call; an emit finding as many waiting for the
 # writer waits for it, so a loop of emits holds a bounded batch.
 EMITS_PER_WRITE = 500
@@ -429,21 +431,24 @@ class Engine:
         run, gen, job_id = meta.run, meta.gen, fc.job_id
         cause = (job_id, STEP_PREFIX + meta.step, "done")
         end = keys.end_key(run, gen)
-        data = None if result is None else codec.loads(result)
+        raw = b"null" if result is None else result
+        data: Any = _UNREAD  # decoded for the first follow-up whose task converts it
         batch = []
         followups = []
         client = self.client
         tasks = client.registry.tasks
         timeout = flow.step_timeout
-        # build_step's, inline (once per step): no options but the flow's step timeout.
+        # build_step's, inline (once per step): no options but the flow's step timeout; the
+        # payload is the result's bytes where the task's input keeps them (Task.prepare_encoded).
         for step in subs:
             step_id = keys.step_job_id(run, gen, step.name, *cause)
             fc.followups.append(step_id)
             task = tasks.get(step.name) or client.registry.get_task(step.name)
+            if data is _UNREAD and task.converts:
+                data = codec.loads(raw)
             # step > flow > job, as build_step lays the flow's step timeout
             late = timeout is not None and task.defaults.timeout is None
-            new = client.new_job(task, data, {"timeout": timeout} if late else {}, step_id)
-            new.dedup_key, new.replace = None, False  # build_step tells why
+            new = client.step_job(task, raw, data, timeout if late else None, step_id)
             claim = Claim(keys.job_key(run, step_id), self.marker(step, gen), end)
             batch.append((claim, task, new))
             followups.append((claim, new))
