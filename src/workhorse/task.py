@@ -363,7 +363,7 @@ def _inspect_handler(
 ) -> tuple[bool, bool, TypeAdapter[Any] | None, TypeAdapter[Any] | None, Any, Any]:
     """Which arguments the function takes (data, ctx) and how to validate them."""
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)  # Annotated constraints
     except Exception:  # unresolvable forward references: validate nothing, still run
         hints = {}
     params = [

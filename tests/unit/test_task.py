@@ -1,9 +1,10 @@
 """Task registration, options and payload validation at enqueue (memory backend)."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from workhorse import (
     ConfigError,
@@ -96,6 +97,16 @@ async def test_pydantic_payload_validated_at_enqueue(app: Workhorse) -> None:
     with pytest.raises(PayloadError, match="invalid payload for task 'send'"):
         await send.enqueue({"subject": "no recipient"})
     assert send.typed_result({"ok": True}) == Sent(ok=True)
+
+
+async def test_annotated_constraints_are_validated_at_enqueue(app: Workhorse) -> None:
+    @app.task
+    async def pay(cents: Annotated[int, Field(gt=0)]) -> str:
+        return "ok"
+
+    await pay.enqueue(5)
+    with pytest.raises(PayloadError, match="greater than 0"):
+        await pay.enqueue(0)
 
 
 async def test_payload_refused_at_enqueue_loses_nothing(app: Workhorse) -> None:
