@@ -756,11 +756,12 @@ class Engine:
         ]
         if gone is not None and known is not None and gone[1].kind in ("failed", "cancelled"):
             failed.append((known.step, gone[0], gone[1].error))
-        failed += [
-            (str(e.data.get("step")), i, e.data.get("error"))
-            for i, e in ended.items()
-            if e.type != DONE
-        ]
+        if ended:
+            failed += [
+                (str(e.data.get("step")), i, e.data.get("error"))
+                for i, e in ended.items()
+                if e.type != DONE
+            ]
         if failed and (flow is None or flow.on_failure == "fail"):
             task, job_id, why = failed[0]
             error = {"step": task, "job_id": job_id, **(why or {})}
