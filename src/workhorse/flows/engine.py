@@ -730,10 +730,13 @@ class Engine:
         # A short keep_failed_for (or keep_completed_for) may purge the step's record
         # between its finish and this read: its outcome, not an hour's wait, tells then.
         gone = own if own is not None and own[0] in markers and own[0] not in jobs else None
-        missing = [i for i in markers if i not in jobs and (gone is None or i != gone[0])]
         # Without its own worker's outcome (it died before its check), a purged step's end
         # is read from the run's event log: one read, only when a record is missing.
-        ended = await self.logged_ends(run, missing) if missing else {}
+        ended: dict[str, Event] = {}
+        if len(jobs) < len(markers):
+            missing = [i for i in markers if i not in jobs and (gone is None or i != gone[0])]
+            if missing:
+                ended = await self.logged_ends(run, missing)
         # A step whose outcome is not written is pending even when its follow-ups ran:
         # a run reads completed only once each of its steps reads ended.
         pending: list[str | None] = [
