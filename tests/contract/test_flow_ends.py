@@ -372,3 +372,66 @@ async def test_a_run_is_not_completed_while_a_step_that_handed_off_reads_active(
             "completed",
             {"hands": "completed", "takes": "completed"},
         )
+
+
+def pair(app: Workhorse, flow: str, fails: bool) -> None:
+    """Two entry steps (an open flow: its run ends by a check), the second failing when
+    ``fails``."""
+
+    @app.task(name=f"{flow}_one", flow=flow, entry=True)
+    async def one(data: Any) -> Any:
+        return data
+
+    @app.task(name=f"{flow}_two", flow=flow, entry=True, retries=0)
+    async def two(data: Any) -> Any:
+        if fails:
+            raise RuntimeError("no")
+        return data
+
+
+@pytest.mark.parametrize("fails", [True, False])
+async def test_a_purged_steps_end_is_read_from_the_log_when_its_worker_never_checked(
+    app: Workhorse, fails: bool
+) -> None:
+    """A step's worker may die between its finish and its check, and retention may then
+    purge the step's record: the sweep's check (here called by hand) reads the step's end
+    from the run's event log. A failed step fails the run at once, naming the step, a
+    completed one lets it complete; neither reads as running for an hour (a missing,
+    young record), nor a failed one as completed after it."""
+    flow = "purged_fails" if fails else "purged_ends"
+    pair(app, flow, fails)
+    engine = app.flows.engine
+
+    def died(outcome: Outcome, ctx: Any, written: bool) -> None:
+        return None  # the worker's check after the finish never runs
+
+    async def no_sweep() -> int:
+        return 0
+
+    setattr(engine, "finished", died)  # noqa: B010 (skips the worker's check)
+    setattr(engine, "sweep", no_sweep)  # noqa: B010
+    try:
+        run = await app.flows.start(flow, 3)
+        await app.worker(concurrency=2, burst=True).run()
+    finally:
+        for name in ("finished", "sweep"):
+            delattr(engine, name)
+    assert (await app.flows.get(run.id)).state == "running"  # nothing checked it yet
+
+    async def logged() -> bool:
+        # PostgreSQL shows an event once every older transaction has ended: poll.
+        ends = [
+            e for e in await app.flows.events(run.id) if e.type in ("step.completed", "step.failed")
+        ]
+        return len(ends) == 2
+
+    await eventually(logged, "both steps' end events")
+    assert await app.purge(states=["completed", "failed"], older_than=0) == 2
+    assert await app.flows.check(run.id) == ("failed" if fails else "completed")
+    info = await app.flows.get(run.id)
+    if fails:
+        assert info.state == "failed"
+        assert info.error is not None
+        assert (info.error["step"], info.error["message"]) == (f"{flow}_two", "no")
+    else:
+        assert info.state == "completed"

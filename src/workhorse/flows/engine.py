@@ -49,6 +49,11 @@ log = logging.getLogger("workhorse.flows")
 PURGED_AFTER = 3600.0
 
 
+# The events that end a step job; a purged step's outcome is read from them.
+DONE = "step.completed"
+STEP_ENDS = frozenset((DONE, "step.failed", "step.cancelled"))
+
+
 def _purged(marker: dict[str, Any], now: float) -> bool:
     at = marker.get("at")
     return isinstance(at, int | float) and now - at > PURGED_AFTER
@@ -730,6 +735,13 @@ class Engine:
         # A short keep_failed_for (or keep_completed_for) may purge the step's record
         # between its finish and this read: its outcome, not an hour's wait, tells then.
         gone = own if own is not None and own[0] in markers and own[0] not in jobs else None
+        # Without its own worker's outcome (it died before its check), a purged step's end
+        # is read from the run's event log: one read, only when a record is missing.
+        ended: dict[str, Event] = {}
+        if len(jobs) < len(markers):
+            missing = [i for i in markers if i not in jobs and (gone is None or i != gone[0])]
+            if missing:
+                ended = await self.logged_ends(run, missing)
         # A step whose outcome is not written is pending even when its follow-ups ran:
         # a run reads completed only once each of its steps reads ended.
         pending: list[str | None] = [
@@ -738,7 +750,7 @@ class Engine:
             if (
                 jobs[i].state in LIVE_STATES
                 if i in jobs
-                else not (_purged(marker, now) or (gone is not None and i == gone[0]))
+                else not (_purged(marker, now) or i in ended or (gone is not None and i == gone[0]))
             )
         ]
         if flow is None or flow.shape().waits:
@@ -752,6 +764,12 @@ class Engine:
         ]
         if gone is not None and known is not None and gone[1].kind in ("failed", "cancelled"):
             failed.append((known.step, gone[0], gone[1].error))
+        if ended:
+            failed += [
+                (str(e.data.get("step")), i, e.data.get("error"))
+                for i, e in ended.items()
+                if e.type != DONE
+            ]
         if failed and (flow is None or flow.on_failure == "fail"):
             task, job_id, why = failed[0]
             error = {"step": task, "job_id": job_id, **(why or {})}
@@ -766,6 +784,21 @@ class Engine:
             await self.end_run(run, name, gen, "completed", None)
             return "completed"
         return None
+
+    async def logged_ends(self, run: str, ids: list[str]) -> dict[str, Event]:
+        """The latest end event (completed, failed or cancelled) in the run's event log of
+        each step job of ``ids``. A step's event the log's cap trimmed is not found."""
+        wanted = set(ids)
+        ends: dict[str, Event] = {}
+        cursor = 0
+        while batch := await self.client.backend.run_events(run, cursor, 1000):
+            cursor = batch[-1].id
+            for e in batch:
+                if e.type in STEP_ENDS and e.job_id is not None and e.job_id in wanted:
+                    ends[e.job_id] = e  # a resumed step's later end overrides its failure
+            if len(batch) < 1000:
+                break
+        return ends
 
     async def end_if_done(
         self, meta: StepMeta, shape: Shape, own: tuple[str, Outcome] | None
