@@ -243,22 +243,8 @@ class Client:
         if job_id is None:
             job_id = new_job_id()
         if not options:  # the common case, kept cheap
-            return NewJob(
-                job_id,
-                task.name,
-                d.queue,
-                raw,
-                d.priority,
-                0.0,
-                None,
-                d.retries + 1,
-                d.timeout,
-                d.lease,
-                task.singleton_key(value),
-                d.on_duplicate == "replace",
-                d.keep_for,
-                max_stalls=self._max_stalls(d.max_stalls),
-            )
+            key = task.singleton_key(value)
+            return self._default_job(task, job_id, raw, d.timeout, key, d.on_duplicate == "replace")
         check_call_options(options)
         queue = check_name(options.get("queue", d.queue), "queue")
         retries = check_retries(options.get("retries", d.retries))
@@ -290,19 +276,33 @@ class Client:
         with no option but its flow's step ``timeout`` (for a task that sets none), and no
         dedup key: its derived id already makes it one job (docs/decisions.md)."""
         d = task.defaults
+        late = d.timeout if timeout is None else seconds(timeout, "timeout")
+        return self._default_job(task, job_id, task.prepare_encoded(raw, data), late, None, False)
+
+    def _default_job(
+        self,
+        task: Task[Any, Any],
+        job_id: str,
+        raw: bytes,
+        timeout: float | None,
+        key: str | None,
+        replace: bool,
+    ) -> NewJob:
+        """A job of ``task`` with its defaults but for its timeout and dedup key."""
+        d = task.defaults
         return NewJob(
             job_id,
             task.name,
             d.queue,
-            task.prepare_encoded(raw, data),
+            raw,
             d.priority,
             0.0,
             None,
             d.retries + 1,
-            d.timeout if timeout is None else seconds(timeout, "timeout"),
+            timeout,
             d.lease,
-            None,
-            False,
+            key,
+            replace,
             d.keep_for,
             max_stalls=self._max_stalls(d.max_stalls),
         )

@@ -13,7 +13,7 @@ from typing import Any
 from workhorse import codec
 from workhorse.backends.base import JOB_EVENTS, Capabilities, RenewResult
 from workhorse.backends.group import GroupCommit
-from workhorse.backends.redis.core import HOLD_LOOK, WHERE_CAP
+from workhorse.backends.redis.core import HOLD_LOOK
 from workhorse.backends.redis.records import decode_leases
 from workhorse.backends.redis.waiting import RedisWaiting
 from workhorse.backends.redis.wire import (
@@ -236,9 +236,7 @@ class RedisBackend(RedisWaiting):
         where, watched, created = self._where, self._watch, _CREATED
         out: list[EnqueueResult] = []
         for (q, part), reply in zip(chunks, replies, strict=True):
-            if len(where) + len(part) > WHERE_CAP:
-                for old in list(where)[: WHERE_CAP // 2]:  # as _remember does, per chunk
-                    del where[old]
+            self._room(len(part))  # ``where`` is the same map, made room in
             if type(reply) is int:  # a plain chunk whose every job was created, queued
                 if reply != len(part):
                     raise BackendError(f"enqueue answered {reply} jobs of {len(part)}")

@@ -434,11 +434,16 @@ class RedisCore(Backend):
         return results
 
     def _remember(self, job_id: str, queue: str) -> None:
+        self._room(1)[job_id] = queue
+
+    def _room(self, n: int) -> dict[str, str]:
+        """The job-to-queue map, its oldest half let go first if ``n`` more would pass
+        its cap."""
         where = self._where
-        if len(where) >= WHERE_CAP:
+        if len(where) + n > WHERE_CAP:
             for old in list(where)[: WHERE_CAP // 2]:
                 del where[old]
-        where[job_id] = queue
+        return where
 
     async def now(self) -> float:
         sec, usec = await self._conn().call("TIME")
